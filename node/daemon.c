@@ -1,0 +1,450 @@
+#include "node/daemon.h"
+
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/control.h"
+#include "node/identity.h"
+#include "node/nodecfg.h"
+#include "storage/hlc.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LIST_DEFAULT_LIMIT 1000
+#define LIST_MAX_LIMIT     10000
+#define LIST_MAX_BYTES     (4 * 1024 * 1024) /* bytes of entries per page */
+
+typedef struct node {
+    struct ev_loop *loop;
+    const char *dir;
+    nodecfg_t cfg;
+    identity_t id;
+    char id_hex[17];
+    store_t *store;
+    control_t *control;
+    int lock_fd;
+    double started; /* ev_now at start, s */
+    ev_signal sigint, sigterm;
+    ev_timer gc;
+} node_t;
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- control commands ---------------------------------------------------------------- */
+
+/* Operator keys are printable ASCII without spaces: they show up in tables, logs and shell
+ * commands, where anything else would be ambiguous. The store itself accepts any bytes. */
+static int check_key(msgpack_packer *body, const char *k, uint32_t kl)
+{
+    if (kl == 0)
+        return control_error(body, CTL_BAD_REQUEST, "key is empty");
+    if (kl > STORE_KEY_MAX)
+        return control_error(body, CTL_REFUSED, "key is %u bytes; the limit is %d", kl,
+                             STORE_KEY_MAX);
+    for (uint32_t i = 0; i < kl; i++)
+        if (k[i] < 0x21 || k[i] > 0x7e)
+            return control_error(body, CTL_BAD_REQUEST,
+                                 "key has a byte 0x%02x at offset %u; keys are printable ASCII "
+                                 "without spaces",
+                                 (unsigned char)k[i], i);
+    return CTL_OK;
+}
+
+static int require_key(const ctl_request_t *req, msgpack_packer *body, const char **k,
+                       uint32_t *kl)
+{
+    int rc = ctl_arg_str(req, "key", k, kl);
+    if (rc == 0)
+        return control_error(body, CTL_BAD_REQUEST, "missing argument 'key'");
+    if (rc < 0)
+        return control_error(body, CTL_BAD_REQUEST, "argument 'key' must be a string");
+    return check_key(body, *k, *kl);
+}
+
+static int store_failure(node_t *n, msgpack_packer *body, int rc)
+{
+    switch (rc) {
+    case -ENOSPC:
+        return control_error(body, CTL_FAILED,
+                             "store is full (%s); raise store-map-size in %s/%s and restart, "
+                             "or delete entries",
+                             store_last_error(n->store), n->dir, NODECFG_FILE);
+    case -E2BIG:
+        return control_error(body, CTL_REFUSED, "value is larger than %d bytes",
+                             STORE_VALUE_MAX);
+    case -EINVAL:
+        return control_error(body, CTL_BAD_REQUEST, "value is not one msgpack object");
+    default:
+        log_error("store: %s", store_last_error(n->store));
+        return control_error(body, CTL_FAILED, "storage error: %s", store_last_error(n->store));
+    }
+}
+
+static void pack_entry(msgpack_packer *pk, const store_entry_t *e)
+{
+    char origin[17];
+    identity_id_hex(e->origin, origin);
+    msgpack_pack_map(pk, 4);
+    mpw_str(pk, "key");
+    mpw_strn(pk, e->key, e->klen);
+    mpw_str(pk, "value");
+    if (e->value)
+        mpw_raw(pk, e->value, e->vlen);
+    else
+        msgpack_pack_nil(pk);
+    mpw_str(pk, "version");
+    msgpack_pack_uint64(pk, e->version);
+    mpw_str(pk, "origin");
+    mpw_str(pk, origin);
+}
+
+static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    node_t *n = ctx;
+    store_stats_t st;
+    if (store_stats(n->store, &st) != 0)
+        return control_error(pk, CTL_FAILED, "storage error: %s", store_last_error(n->store));
+    control_stats_t cs;
+    control_get_stats(n->control, &cs);
+    msgpack_pack_map(pk, 9);
+    mpw_str(pk, "name");
+    mpw_str(pk, n->cfg.name);
+    mpw_str(pk, "id");
+    mpw_str(pk, n->id_hex);
+    mpw_str(pk, "region");
+    mpw_str(pk, n->cfg.region);
+    mpw_str(pk, "version");
+    mpw_str(pk, POPMESH_VERSION);
+    mpw_str(pk, "pid");
+    msgpack_pack_int(pk, (int)getpid());
+    mpw_str(pk, "uptime_s");
+    msgpack_pack_double(pk, ev_now(n->loop) - n->started);
+    mpw_str(pk, "data_dir");
+    mpw_str(pk, n->dir);
+    mpw_str(pk, "store");
+    msgpack_pack_map(pk, 7);
+    mpw_str(pk, "entries");
+    msgpack_pack_uint64(pk, st.entries);
+    mpw_str(pk, "tombstones");
+    msgpack_pack_uint64(pk, st.tombstones);
+    mpw_str(pk, "map_used");
+    msgpack_pack_uint64(pk, st.map_used);
+    mpw_str(pk, "map_size");
+    msgpack_pack_uint64(pk, st.map_size);
+    mpw_str(pk, "merges_applied");
+    msgpack_pack_uint64(pk, st.merges_applied);
+    mpw_str(pk, "merges_ignored");
+    msgpack_pack_uint64(pk, st.merges_ignored);
+    mpw_str(pk, "skew_rejected");
+    msgpack_pack_uint64(pk, st.skew_rejected);
+    mpw_str(pk, "control");
+    msgpack_pack_map(pk, 3);
+    mpw_str(pk, "requests");
+    msgpack_pack_uint64(pk, cs.requests);
+    mpw_str(pk, "bad_requests");
+    msgpack_pack_uint64(pk, cs.bad_requests);
+    mpw_str(pk, "connections");
+    msgpack_pack_uint32(pk, cs.connections);
+    return CTL_OK;
+}
+
+static int cmd_config_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    node_t *n = ctx;
+    const char *k;
+    uint32_t kl;
+    const uint8_t *v;
+    size_t vl;
+    int rc = require_key(req, pk, &k, &kl);
+    if (rc != CTL_OK)
+        return rc;
+    if (ctl_arg(req, "value", &v, &vl) != 1)
+        return control_error(pk, CTL_BAD_REQUEST, "missing argument 'value'");
+    store_entry_t out = {0};
+    rc = store_put(n->store, k, kl, v, vl, wall_ms(), &out);
+    if (rc != 0)
+        return store_failure(n, pk, rc);
+    /* Acknowledged only now: store_put returned after the commit reached the disk. */
+    out.key = (char *)k;
+    out.klen = kl;
+    out.value = (uint8_t *)v;
+    out.vlen = vl;
+    pack_entry(pk, &out);
+    return CTL_OK;
+}
+
+static int cmd_config_get(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    node_t *n = ctx;
+    const char *k;
+    uint32_t kl;
+    int rc = require_key(req, pk, &k, &kl);
+    if (rc != CTL_OK)
+        return rc;
+    store_entry_t e = {0};
+    rc = store_get(n->store, k, kl, &e);
+    if (rc == -ENOENT)
+        return control_error(pk, CTL_NOT_FOUND, "no key '%.*s'", (int)kl, k);
+    if (rc != 0)
+        return store_failure(n, pk, rc);
+    pack_entry(pk, &e);
+    store_entry_free(&e);
+    return CTL_OK;
+}
+
+static int cmd_config_del(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    node_t *n = ctx;
+    const char *k;
+    uint32_t kl;
+    int rc = require_key(req, pk, &k, &kl);
+    if (rc != CTL_OK)
+        return rc;
+    store_entry_t out = {0};
+    rc = store_del(n->store, k, kl, wall_ms(), &out);
+    if (rc == -ENOENT)
+        return control_error(pk, CTL_NOT_FOUND, "no key '%.*s'", (int)kl, k);
+    if (rc != 0)
+        return store_failure(n, pk, rc);
+    out.key = (char *)k;
+    out.klen = kl;
+    out.value = NULL;
+    pack_entry(pk, &out);
+    return CTL_OK;
+}
+
+struct list_page {
+    msgpack_sbuffer buf; /* packed entries */
+    msgpack_packer pk;
+    const char *after; /* resume strictly after this key, or NULL */
+    uint32_t after_len;
+    uint64_t limit;
+    uint64_t count;
+    int more;
+};
+
+static int list_one(const store_entry_t *e, void *ctx)
+{
+    struct list_page *p = ctx;
+    if (p->after) {
+        size_t m = e->klen < p->after_len ? e->klen : p->after_len;
+        int c = memcmp(e->key, p->after, m);
+        if (c < 0 || (c == 0 && e->klen <= p->after_len))
+            return 0;
+    }
+    if (p->count == p->limit || p->buf.size > LIST_MAX_BYTES) {
+        p->more = 1;
+        return 1;
+    }
+    pack_entry(&p->pk, e);
+    p->count++;
+    return 0;
+}
+
+static int cmd_config_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    node_t *n = ctx;
+    const char *prefix = "";
+    uint32_t plen = 0;
+    struct list_page p = {.limit = LIST_DEFAULT_LIMIT};
+    if (ctl_arg_str(req, "prefix", &prefix, &plen) < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "argument 'prefix' must be a string");
+    if (ctl_arg_str(req, "after", &p.after, &p.after_len) < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "argument 'after' must be a string");
+    if (ctl_arg_uint(req, "limit", &p.limit) < 0 || p.limit == 0 || p.limit > LIST_MAX_LIMIT)
+        return control_error(pk, CTL_BAD_REQUEST, "argument 'limit' must be 1..%d",
+                             LIST_MAX_LIMIT);
+    msgpack_sbuffer_init(&p.buf);
+    msgpack_packer_init(&p.pk, &p.buf, msgpack_sbuffer_write);
+    int rc = store_list(n->store, prefix, plen, list_one, &p);
+    if (rc < 0) {
+        msgpack_sbuffer_destroy(&p.buf);
+        return store_failure(n, pk, rc);
+    }
+    msgpack_pack_map(pk, 2);
+    mpw_str(pk, "entries");
+    msgpack_pack_array(pk, p.count);
+    mpw_raw(pk, p.buf.data, p.buf.size);
+    mpw_str(pk, "more");
+    if (p.more)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    msgpack_sbuffer_destroy(&p.buf);
+    return CTL_OK;
+}
+
+static const control_command_t commands[] = {
+    {"status", cmd_status, "node name, id, uptime and store counters"},
+    {"config.set", cmd_config_set, "key: str, value: any msgpack -> the stored entry"},
+    {"config.get", cmd_config_get, "key: str -> {key, value, version, origin}"},
+    {"config.del", cmd_config_del, "key: str -> the tombstone's {key, version, origin}"},
+    {"config.list", cmd_config_list,
+     "[prefix: str] [after: str] [limit: uint] -> {entries: [...], more: bool}"},
+    {NULL, NULL, NULL},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_info("received %s; shutting down", strsignal(w->signum));
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_gc(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    node_t *n = w->data;
+    int rc = store_gc(n->store, wall_ms());
+    if (rc > 0)
+        log_info("store: collected %d tombstones older than the grace period", rc);
+    else if (rc < 0)
+        log_warn("store: tombstone collection failed: %s", store_last_error(n->store));
+}
+
+/* One popd per data directory: two would each think their writes are the only ones, and LMDB
+ * would be fine with it, which is exactly the problem. flock is released by the kernel when
+ * the process dies, however it dies, so a crash never leaves a stale lock. */
+static int take_lock(node_t *n, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", n->dir, DAEMON_LOCK_FILE);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t r = pread(fd, pid, sizeof(pid) - 1, 0);
+        if (r > 0)
+            pid[r] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            snprintf(err, errlen, "another popd (pid %s) is already running on %s",
+                     pid[0] ? pid : "unknown", n->dir);
+            return -EBUSY;
+        }
+        snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+        return -e;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        log_warn("cannot record pid in %s: %s", path, strerror(errno));
+    n->lock_fd = fd;
+    return 0;
+}
+
+static int check_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "data directory %s: %s%s", dir, strerror(e),
+                 e == ENOENT ? "; create it with 'popd init'" : "");
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "data directory %s is not a directory", dir);
+        return -ENOTDIR;
+    }
+    if (access(dir, R_OK | W_OK | X_OK) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "data directory %s is not writable: %s", dir, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
+{
+    node_t n = {.dir = opts->data_dir, .lock_fd = -1};
+    char path[4096];
+    int rc;
+
+    if ((rc = check_dir(n.dir, err, errlen)) != 0)
+        return rc;
+    if ((rc = nodecfg_load(n.dir, &n.cfg, err, errlen)) != 0)
+        return rc;
+    const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
+    if (log_level_parse(level) < 0) {
+        snprintf(err, errlen, "log level '%s' is not debug, info, warn or error", level);
+        return -EINVAL;
+    }
+    log_init("popd", (enum log_level)log_level_parse(level));
+    if ((rc = take_lock(&n, err, errlen)) != 0)
+        return rc;
+    if ((rc = identity_load(n.dir, &n.id, err, errlen)) != 0)
+        goto out;
+    identity_id_hex(n.id.node_id, n.id_hex);
+
+    snprintf(path, sizeof(path), "%s/%s", n.dir, DAEMON_STORE_DIR);
+    store_opts_t so = {.node_id = n.id.node_id,
+                       .map_size = n.cfg.store_map_size,
+                       .grace_ms = n.cfg.tombstone_grace};
+    if ((rc = store_open(path, &so, &n.store)) != 0) {
+        snprintf(err, errlen, "cannot open the store in %s: %s", path, strerror(-rc));
+        goto out;
+    }
+
+    n.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!n.loop) {
+        snprintf(err, errlen, "cannot initialise the event loop");
+        rc = -ENOMEM;
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(path, sizeof(path), "%s/%s", n.dir, CONTROL_SOCKET_FILE);
+    n.control = control_new(n.loop, path, commands, &n, err, errlen);
+    if (!n.control) {
+        rc = -EADDRINUSE;
+        goto out;
+    }
+    ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
+    ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
+    ev_signal_start(n.loop, &n.sigint);
+    ev_signal_start(n.loop, &n.sigterm);
+    ev_timer_init(&n.gc, on_gc, 1.0, DAEMON_GC_PERIOD);
+    n.gc.data = &n;
+    ev_timer_start(n.loop, &n.gc);
+    n.started = ev_now(n.loop);
+
+    store_stats_t st = {0};
+    store_stats(n.store, &st);
+    log_info("popd %s (id %s%s%s) ready: control socket %s, %llu entries", n.cfg.name, n.id_hex,
+             n.cfg.region[0] ? ", region " : "", n.cfg.region, path,
+             (unsigned long long)st.entries);
+
+    ev_run(n.loop, 0);
+
+    log_info("stopped cleanly");
+    rc = 0;
+out:
+    control_destroy(&n.control);
+    store_close(&n.store);
+    identity_wipe(&n.id);
+    if (n.lock_fd >= 0)
+        close(n.lock_fd);
+    if (n.loop)
+        ev_loop_destroy(n.loop);
+    return rc;
+}

@@ -1,0 +1,224 @@
+#include "node/nodecfg.h"
+
+#include "common/kvfile.h"
+#include "common/log.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void nodecfg_defaults(nodecfg_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->store_map_size = STORE_DEFAULT_MAP;
+    c->tombstone_grace = STORE_DEFAULT_GRACE;
+}
+
+static int check_label(const char *s, size_t n)
+{
+    if (n == 0 || n > NODECFG_NAME_MAX || s[0] == '-' || s[n - 1] == '-')
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+            return -EINVAL;
+    }
+    return 0;
+}
+
+int nodecfg_check_name(const char *s)
+{
+    return check_label(s, strlen(s));
+}
+
+/* Shared by sizes and durations: a decimal number then an optional unit from a table. */
+struct unit {
+    const char *suffix;
+    uint64_t mult;
+};
+
+static int parse_scaled(const char *s, size_t len, const struct unit *units, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    if (len == 0 || s[0] < '0' || s[0] > '9')
+        return -EINVAL;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -EINVAL;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    const char *suf = s + i;
+    size_t sl = len - i;
+    for (const struct unit *u = units; u->suffix; u++) {
+        if (strlen(u->suffix) == sl && memcmp(suf, u->suffix, sl) == 0) {
+            if (u->mult && v > UINT64_MAX / u->mult)
+                return -EINVAL;
+            *out = v * u->mult;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int nodecfg_parse_size(const char *s, size_t len, uint64_t *out)
+{
+    static const struct unit units[] = {{"", 1},
+                                        {"k", 1ull << 10},
+                                        {"K", 1ull << 10},
+                                        {"M", 1ull << 20},
+                                        {"G", 1ull << 30},
+                                        {"T", 1ull << 40},
+                                        {NULL, 0}};
+    return parse_scaled(s, len, units, out);
+}
+
+int nodecfg_parse_duration(const char *s, size_t len, uint64_t *out_ms)
+{
+    static const struct unit units[] = {{"ms", 1},
+                                        {"s", 1000},
+                                        {"m", 60 * 1000},
+                                        {"h", 3600 * 1000},
+                                        {"d", 24ull * 3600 * 1000},
+                                        {NULL, 0}};
+    return parse_scaled(s, len, units, out_ms);
+}
+
+static int copy_label(char *dst, const char *v, size_t vl, int allow_empty, char *err,
+                      size_t errlen, const char *what)
+{
+    if ((vl == 0 && allow_empty) || check_label(v, vl) == 0) {
+        memcpy(dst, v, vl);
+        dst[vl] = '\0';
+        return 0;
+    }
+    snprintf(err, errlen, "%s must be 1-63 of a-z, 0-9 and '-' (not at either end)", what);
+    return -EINVAL;
+}
+
+static int setting(const char *name, size_t nlen, const char *v, size_t vl, void *ctx,
+                   char *err, size_t errlen)
+{
+    nodecfg_t *c = ctx;
+    if (kvfile_is(name, nlen, "name"))
+        return copy_label(c->name, v, vl, 0, err, errlen, "name");
+    if (kvfile_is(name, nlen, "region"))
+        return copy_label(c->region, v, vl, 1, err, errlen, "region");
+    if (kvfile_is(name, nlen, "log-level")) {
+        char tmp[8];
+        if (vl >= sizeof(tmp)) {
+            snprintf(err, errlen, "log-level must be debug, info, warn or error");
+            return -EINVAL;
+        }
+        memcpy(tmp, v, vl);
+        tmp[vl] = '\0';
+        if (log_level_parse(tmp) < 0) {
+            snprintf(err, errlen, "log-level must be debug, info, warn or error");
+            return -EINVAL;
+        }
+        memcpy(c->log_level, tmp, vl + 1);
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "store-map-size")) {
+        /* LMDB needs a few pages; below 1 MiB nothing useful fits. */
+        if (nodecfg_parse_size(v, vl, &c->store_map_size) || c->store_map_size < (1u << 20)) {
+            snprintf(err, errlen, "store-map-size must be a size of at least 1M (e.g. 1G)");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "tombstone-grace")) {
+        if (nodecfg_parse_duration(v, vl, &c->tombstone_grace) || c->tombstone_grace == 0) {
+            snprintf(err, errlen, "tombstone-grace must be a duration such as 7d or 12h");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    snprintf(err, errlen, "unknown setting '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
+    return -EINVAL;
+}
+
+int nodecfg_parse(const char *text, size_t len, nodecfg_t *c, char *err, size_t errlen)
+{
+    int rc = kvfile_parse(text, len, setting, c, err, errlen);
+    if (rc == 0 && c->name[0] == '\0') {
+        snprintf(err, errlen, "no 'name' setting");
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+int nodecfg_load(const char *dir, nodecfg_t *c, char *err, size_t errlen)
+{
+    char path[4096], text[64 * 1024], why[300];
+    snprintf(path, sizeof(path), "%s/%s", dir, NODECFG_FILE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            snprintf(err, errlen, "%s is not a popd data directory (no %s); create one with "
+                     "'popd init --data %s --name NAME'", dir, NODECFG_FILE, dir);
+        else
+            snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    ssize_t n = read(fd, text, sizeof(text));
+    close(fd);
+    if (n < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
+        return -e;
+    }
+    if ((size_t)n == sizeof(text)) {
+        snprintf(err, errlen, "%s is larger than %zu bytes", path, sizeof(text) - 1);
+        return -EFBIG;
+    }
+    nodecfg_defaults(c);
+    int rc = nodecfg_parse(text, (size_t)n, c, why, sizeof(why));
+    if (rc)
+        snprintf(err, errlen, "%s: %s", path, why);
+    return rc;
+}
+
+int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
+{
+    char path[4096], tmp[4200], text[2048];
+    snprintf(path, sizeof(path), "%s/%s", dir, NODECFG_FILE);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int n = snprintf(text, sizeof(text),
+                     "# popd node settings (local to this machine; the mesh's shared\n"
+                     "# configuration lives in the replicated store: see meshctl config)\n"
+                     "name = %s\n"
+                     "region = %s\n"
+                     "log-level = %s\n"
+                     "store-map-size = %llu\n"
+                     "tombstone-grace = %llums\n",
+                     c->name, c->region, c->log_level, (unsigned long long)c->store_map_size,
+                     (unsigned long long)c->tombstone_grace);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(e));
+        return -e;
+    }
+    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
+        int e = errno ? errno : EIO;
+        snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(e));
+        close(fd);
+        unlink(tmp);
+        return -e;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+        unlink(tmp);
+        return -e;
+    }
+    return 0;
+}

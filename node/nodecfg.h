@@ -1,0 +1,38 @@
+/* nodecfg: a node's local settings, DIR/popd.conf ("name = value" lines, see kvfile.h).
+ *
+ * Only what is local to one machine lives here (its name, listen addresses, storage sizing).
+ * Everything the mesh shares lives in the replicated store instead. */
+#ifndef POPMESH_NODE_NODECFG_H
+#define POPMESH_NODE_NODECFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODECFG_FILE     "popd.conf"
+#define NODECFG_NAME_MAX 63 /* bytes: a DNS label */
+
+typedef struct nodecfg {
+    char name[NODECFG_NAME_MAX + 1];   /* node name, unique in the mesh */
+    char region[NODECFG_NAME_MAX + 1]; /* free-form label, may be empty */
+    char log_level[8];                 /* debug | info | warn | error */
+    uint64_t store_map_size;           /* bytes: LMDB map size */
+    uint64_t tombstone_grace;          /* ms: how long deletes are remembered */
+} nodecfg_t;
+
+/* Defaults for everything; name and region empty. */
+void nodecfg_defaults(nodecfg_t *c);
+/* Checks a node or region name: 1..63 of [a-z0-9-], not starting or ending with '-'.
+ * 0 or -EINVAL. */
+int nodecfg_check_name(const char *s);
+/* Parses popd.conf text onto c (which should hold defaults). 0 or -EINVAL, reason in err. */
+int nodecfg_parse(const char *text, size_t len, nodecfg_t *c, char *err, size_t errlen);
+int nodecfg_load(const char *dir, nodecfg_t *c, char *err, size_t errlen);
+/* Writes DIR/popd.conf atomically (temp file + rename). */
+int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen);
+
+/* Parses "123", "64k", "1M", "2G" (powers of 1024) into bytes. 0 or -EINVAL. */
+int nodecfg_parse_size(const char *s, size_t len, uint64_t *out);
+/* Parses "500ms", "30s", "5m", "2h", "7d" into milliseconds. 0 or -EINVAL. */
+int nodecfg_parse_duration(const char *s, size_t len, uint64_t *out_ms);
+
+#endif

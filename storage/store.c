@@ -1,0 +1,1141 @@
+/* store: the replicated last-writer-wins map on LMDB.
+ *
+ * BACKGROUND
+ *
+ * Every PoP holds the whole configuration and accepts writes on its own; replicas exchange
+ * entries over gossip (fast, lossy) and anti-entropy (slow, complete). The map must therefore
+ * converge whatever the order, duplication or loss of deliveries, and two replicas must be
+ * able to find out cheaply whether, and where, they differ.
+ *
+ * Convergence comes from a total order on entries: (version, origin) first, which for honest
+ * nodes is unique per write (an origin never issues the same HLC twice); then, only for the
+ * case that should never happen (one origin reusing a version with different content, i.e. a
+ * bug or a restored backup), tombstone over live and then the value bytes. With a total
+ * order, "keep the larger" is a join: commutative, associative and idempotent, so every
+ * delivery order of the same set of writes yields the same map, bit for bit.
+ *
+ * INVARIANTS (each write transaction keeps all of them, or aborts and keeps the old state)
+ *
+ * 1. Digest consistency. Bucket digest b is the XOR of entry_hash() over all records (live
+ *    and tombstones) whose key hashes to b. The digests live in the "meta" DB and change in
+ *    the same LMDB transaction as the records, so no crash, ENOSPC or abort can leave them out
+ *    of step: a replica never advertises a digest for data it does not hold. XOR makes the
+ *    update O(1) per change (remove the old entry's hash, add the new one) and independent of
+ *    order, which is what makes equal maps give equal digests. store_verify() recomputes them.
+ *
+ * 2. Tombstones. A delete is a record with the tombstone flag and no value, versioned like a
+ *    put, so a delete beats an older put that arrives later. Tombstones count in the digests
+ *    like any entry: two replicas that agree on everything but a tombstone do differ.
+ *
+ * 3. Clock. The store's HLC has seen every version it holds (local writes come from it,
+ *    remote ones are observed on merge, and its high-water mark is persisted in meta in the
+ *    same transaction), so a local write always beats whatever is stored for that key, even
+ *    right after a restart with a wall clock that went backwards.
+ *
+ * GC VERSUS RESYNC
+ *
+ * Tombstones cannot live forever, so store_gc drops those whose HLC is older than the grace
+ * period (default 7 days). From then on this replica cannot stop a stale put of that key:
+ * it no longer knows the key was deleted. Two rules keep this safe:
+ *
+ *  - A node that was away longer than the grace period throws its data away and resyncs in
+ *    full from a peer (its stale puts would otherwise resurrect collected deletes). The
+ *    store enforces nothing here; gossip/ owns that rule, and this is where it comes from.
+ *  - A merged tombstone that is already older than the grace period is not stored (it still
+ *    removes an older live entry it beats). Otherwise a replica that collected it would get
+ *    it back from one that had not yet, collect it again, and the bucket digests would flap
+ *    between the two for as long as GC runs lag each other.
+ *
+ * LMDB
+ *
+ * One environment per directory (data.mdb and lock.mdb inside it), two named DBs: "data"
+ * (key -> record, record.h) and "meta" (digests, counts, clock high-water mark, format). Each
+ * write is one transaction committed with fsync unless opts.nosync. Reads reuse one reset
+ * read transaction. LMDB's errors are translated here, once: MDB_MAP_FULL becomes -ENOSPC
+ * (the transaction is aborted, nothing was written and the store stays usable), everything
+ * else -EIO with LMDB's text in store_last_error(). Single-threaded: the caller serialises. */
+#include "storage/store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "storage/hlc.h"
+#include "storage/record.h"
+
+#define STORE_FORMAT 1 /* layout of the meta DB; bump on incompatible change */
+
+/* Fixed hash keys: every replica must compute identical buckets and entry hashes, so these
+ * are constants of the protocol, not secrets. Changing them is a wire-format change. */
+static const uint8_t bucket_hash_key[crypto_shorthash_KEYBYTES] = {
+    'p', 'o', 'p', 'm', 'e', 's', 'h', '/', 'b', 'u', 'c', 'k', 'e', 't', '/', '1'};
+static const uint8_t entry_hash_key[16] = {'p', 'o', 'p', 'm', 'e', 's', 'h', '/',
+                                           'e', 'n', 't', 'r', 'y', '/', 'v', '1'};
+
+/* meta DB keys */
+#define META_FORMAT "format" /* uint: STORE_FORMAT */
+#define META_HWM    "hwm"    /* uint: highest HLC issued or observed */
+#define META_COUNT  "count"  /* [live entries, tombstones] */
+#define META_DIGEST 'd'      /* "d" + one byte bucket -> uint digest */
+
+struct store {
+    MDB_env *env;
+    MDB_dbi data;  /* key -> record (record.h) */
+    MDB_dbi meta;  /* META_* */
+    MDB_txn *rtxn; /* reset read transaction, renewed for each read */
+    uint64_t node_id;
+    uint64_t grace_ms; /* ms */
+    uint64_t map_size; /* bytes, as asked */
+    bool in_iter;      /* a list/export callback is running */
+    hlc_t clock;
+    uint64_t hwm; /* HLC high-water mark as committed in meta */
+    /* Committed state, mirrored from meta so digests and stats cost no transaction. */
+    uint64_t digest[STORE_BUCKETS];
+    uint64_t entries;    /* live */
+    uint64_t tombstones; /* not yet collected */
+    /* Counters since open (not persisted). */
+    uint64_t merges_applied, merges_ignored, merges_refused, skew_rejected;
+    uint8_t rec[STORE_RECORD_MAX]; /* scratch for encoding a record */
+    char err[256];
+};
+
+/* One write transaction and the state it will commit. Changes to digests and counts are
+ * made here and copied into the store only once LMDB reports the commit durable. */
+struct wtxn {
+    MDB_txn *txn;
+    uint64_t digest[STORE_BUCKETS];
+    uint8_t dirty[STORE_BUCKETS / 8]; /* bit b: digest[b] changed */
+    uint64_t entries, tombstones;
+};
+
+static void set_err(store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(store_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+}
+
+/* Keys are arbitrary bytes; messages show them printable and bounded. */
+static const char *key_repr(const char *key, size_t klen, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < klen && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            buf[o++] = (char)c;
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+    }
+    if (o + 5 >= cap && cap > 4)
+        memcpy(buf + cap - 4, "...", 4), o = cap - 1;
+    buf[o] = 0;
+    return buf;
+}
+
+/* The one place LMDB's codes become errno values. */
+static int lmdb_err(store_t *s, int rc, const char *what)
+{
+    switch (rc) {
+    case MDB_MAP_FULL:
+        set_err(s,
+                "%s: map full (map_size %llu bytes): delete entries, run gc, or reopen with a "
+                "larger map_size",
+                what, (unsigned long long)s->map_size);
+        log_warn("store: %s", s->err);
+        return -ENOSPC;
+    case MDB_TXN_FULL:
+        set_err(s, "%s: too many changes for one transaction (%s)", what, mdb_strerror(rc));
+        log_warn("store: %s", s->err);
+        return -E2BIG;
+    case ENOSPC:
+        set_err(s, "%s: disk full (%s)", what, mdb_strerror(rc));
+        log_error("store: %s", s->err);
+        return -ENOSPC;
+    default:
+        set_err(s, "%s: %s", what, mdb_strerror(rc));
+        log_error("store: %s", s->err);
+        return -EIO;
+    }
+}
+
+/* ---- hashing ---------------------------------------------------------------------------- */
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+unsigned store_bucket_of(const char *key, size_t klen)
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const unsigned char *)key, klen, bucket_hash_key);
+    return h[0];
+}
+
+/* BLAKE2b over an unambiguous layout (lengths before variable fields) of everything that
+ * makes an entry what it is, so equal entries hash equal on every replica and any difference
+ * in key, version, origin, tombstone or value changes the hash. 64 bits: the digests detect
+ * divergence between honest replicas; they are not an authenticator. */
+static uint64_t entry_hash(const char *key, size_t klen, const store_record_t *r)
+{
+    crypto_generichash_state st;
+    uint8_t hdr[4 + 8 + 8 + 1 + 4], out[16];
+    crypto_generichash_init(&st, entry_hash_key, sizeof(entry_hash_key), sizeof(out));
+    put_le(hdr, klen, 4);
+    crypto_generichash_update(&st, hdr, 4);
+    crypto_generichash_update(&st, (const unsigned char *)key, klen);
+    put_le(hdr, r->version, 8);
+    put_le(hdr + 8, r->origin, 8);
+    hdr[16] = r->tombstone ? 1 : 0;
+    put_le(hdr + 17, r->tombstone ? 0 : r->vlen, 4);
+    crypto_generichash_update(&st, hdr, sizeof(hdr));
+    if (!r->tombstone)
+        crypto_generichash_update(&st, r->value, r->vlen);
+    crypto_generichash_final(&st, out, sizeof(out));
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | out[i];
+    return v;
+}
+
+/* The total order of the essay: > 0 if a beats b, 0 if they are the same entry. */
+static int entry_cmp(const store_record_t *a, const store_record_t *b)
+{
+    if (a->version != b->version)
+        return a->version > b->version ? 1 : -1;
+    if (a->origin != b->origin)
+        return a->origin > b->origin ? 1 : -1;
+    if (a->tombstone != b->tombstone)
+        return a->tombstone ? 1 : -1;
+    if (a->tombstone)
+        return 0;
+    size_t n = a->vlen < b->vlen ? a->vlen : b->vlen;
+    int c = memcmp(a->value, b->value, n);
+    if (c)
+        return c > 0 ? 1 : -1;
+    if (a->vlen != b->vlen)
+        return a->vlen > b->vlen ? 1 : -1;
+    return 0;
+}
+
+/* ms + grace < now, without overflow for any grace. */
+static bool tombstone_expired(const store_t *s, uint64_t version, uint64_t now_ms)
+{
+    uint64_t ms = hlc_ms(version);
+    return ms < now_ms && now_ms - ms > s->grace_ms;
+}
+
+/* ---- limits ----------------------------------------------------------------------------- */
+
+static int check_key(const char *key, size_t klen)
+{
+    if (klen == 0 || !key)
+        return -EINVAL;
+    if (klen > STORE_KEY_MAX)
+        return -E2BIG;
+    if (memchr(key, 0, klen))
+        return -EINVAL;
+    return 0;
+}
+
+static int check_value(const void *value, size_t vlen)
+{
+    if (vlen > STORE_VALUE_MAX)
+        return -E2BIG;
+    if (!value || !mp_valid_object(value, vlen))
+        return -EINVAL;
+    return 0;
+}
+
+int store_check(const char *key, size_t klen, const void *value, size_t vlen)
+{
+    int rc = check_key(key, klen);
+    return rc ? rc : check_value(value, vlen);
+}
+
+/* check_key/check_value with a message in the store. */
+static int check_explain(store_t *s, const char *key, size_t klen, const void *value,
+                         size_t vlen, bool tombstone)
+{
+    int rc = check_key(key, klen);
+    if (rc == -E2BIG) {
+        set_err(s, "key is %zu bytes; the limit is %d (STORE_KEY_MAX)", klen, STORE_KEY_MAX);
+        return rc;
+    }
+    if (rc) {
+        set_err(s, klen == 0 ? "empty key" : "key contains a NUL byte");
+        return rc;
+    }
+    if (tombstone)
+        return 0;
+    rc = check_value(value, vlen);
+    if (rc == -E2BIG)
+        set_err(s, "value is %zu bytes; the limit is %d (STORE_VALUE_MAX)", vlen,
+                STORE_VALUE_MAX);
+    else if (rc)
+        set_err(s, "value is not exactly one msgpack object");
+    return rc;
+}
+
+/* ---- records ---------------------------------------------------------------------------- */
+
+/* Reads and decodes key's record in txn. *found = false if absent. Corruption is -EIO. The
+ * record's value is borrowed from LMDB until txn ends or writes the key. */
+static int read_record(store_t *s, MDB_txn *txn, const char *key, size_t klen,
+                       store_record_t *rec, bool *found)
+{
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, v;
+    int rc = mdb_get(txn, s->data, &k, &v);
+    *found = false;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmdb_err(s, rc, "reading a record");
+    const char *why = NULL;
+    if (store_record_decode(v.mv_data, v.mv_size, rec, &why)) {
+        char kr[80];
+        set_err(s, "corrupt record for key \"%s\": %s", key_repr(key, klen, kr, sizeof(kr)),
+                why);
+        log_error("store: %s", s->err);
+        return -EIO;
+    }
+    *found = true;
+    return 0;
+}
+
+/* ---- transactions ----------------------------------------------------------------------- */
+
+static int read_begin(store_t *s)
+{
+    int rc = s->rtxn ? mdb_txn_renew(s->rtxn) : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
+    if (rc) {
+        if (s->rtxn) /* a handle that failed to renew is of no further use */
+            mdb_txn_abort(s->rtxn);
+        s->rtxn = NULL;
+        return lmdb_err(s, rc, "starting a read transaction");
+    }
+    return 0;
+}
+
+static void read_end(store_t *s)
+{
+    mdb_txn_reset(s->rtxn);
+}
+
+static int wtxn_begin(store_t *s, struct wtxn *w)
+{
+    int rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
+    if (rc) {
+        w->txn = NULL;
+        return lmdb_err(s, rc, "starting a write transaction");
+    }
+    memcpy(w->digest, s->digest, sizeof(w->digest));
+    memset(w->dirty, 0, sizeof(w->dirty));
+    w->entries = s->entries;
+    w->tombstones = s->tombstones;
+    return 0;
+}
+
+static void wtxn_abort(struct wtxn *w)
+{
+    if (w->txn)
+        mdb_txn_abort(w->txn);
+    w->txn = NULL;
+}
+
+static int meta_put_uint(store_t *s, MDB_txn *txn, const void *key, size_t klen, uint64_t v)
+{
+    uint8_t buf[16];
+    uint8_t *p = buf;
+    /* msgpack uint64, always the 9-byte form: fixed size keeps the meta pages stable. */
+    *p++ = 0xcf;
+    for (int i = 7; i >= 0; i--)
+        *p++ = (uint8_t)(v >> (8 * i));
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, d = {.mv_size = 9, .mv_data = buf};
+    int rc = mdb_put(txn, s->meta, &k, &d, 0);
+    return rc ? lmdb_err(s, rc, "writing store metadata") : 0;
+}
+
+static int meta_put_counts(store_t *s, MDB_txn *txn, uint64_t entries, uint64_t tombstones)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, entries);
+    msgpack_pack_uint64(&pk, tombstones);
+    MDB_val k = {.mv_size = strlen(META_COUNT), .mv_data = META_COUNT};
+    MDB_val d = {.mv_size = sb.size, .mv_data = sb.data};
+    int rc = mdb_put(txn, s->meta, &k, &d, 0);
+    msgpack_sbuffer_destroy(&sb);
+    return rc ? lmdb_err(s, rc, "writing store metadata") : 0;
+}
+
+static int wtxn_commit(store_t *s, struct wtxn *w)
+{
+    int rc = 0;
+    for (unsigned b = 0; b < STORE_BUCKETS && rc == 0; b++) {
+        if (!(w->dirty[b / 8] & (1u << (b % 8))))
+            continue;
+        uint8_t key[2] = {META_DIGEST, (uint8_t)b};
+        rc = meta_put_uint(s, w->txn, key, 2, w->digest[b]);
+    }
+    if (rc == 0 && (w->entries != s->entries || w->tombstones != s->tombstones))
+        rc = meta_put_counts(s, w->txn, w->entries, w->tombstones);
+    uint64_t hwm = s->clock.last;
+    if (rc == 0 && hwm > s->hwm)
+        rc = meta_put_uint(s, w->txn, META_HWM, strlen(META_HWM), hwm);
+    if (rc) {
+        wtxn_abort(w);
+        return rc;
+    }
+    rc = mdb_txn_commit(w->txn);
+    w->txn = NULL;
+    if (rc)
+        return lmdb_err(s, rc, "committing");
+    memcpy(s->digest, w->digest, sizeof(s->digest));
+    s->entries = w->entries;
+    s->tombstones = w->tombstones;
+    if (hwm > s->hwm)
+        s->hwm = hwm;
+    return 0;
+}
+
+static void count(struct wtxn *w, const store_record_t *r, int delta)
+{
+    uint64_t *c = r->tombstone ? &w->tombstones : &w->entries;
+    *c += (uint64_t)(int64_t)delta;
+}
+
+static void digest_xor(struct wtxn *w, unsigned b, uint64_t h)
+{
+    w->digest[b] ^= h;
+    w->dirty[b / 8] |= (uint8_t)(1u << (b % 8));
+}
+
+/* Replaces key's record old (NULL: none) with new (NULL: remove), keeping digests and counts
+ * in step. old->value may point into LMDB pages the write invalidates, so it is hashed first. */
+static int apply(store_t *s, struct wtxn *w, const char *key, size_t klen,
+                 const store_record_t *old, const store_record_t *neu)
+{
+    unsigned b = store_bucket_of(key, klen);
+    uint64_t h = 0;
+    if (old)
+        h ^= entry_hash(key, klen, old);
+    if (neu)
+        h ^= entry_hash(key, klen, neu);
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+    int rc;
+    if (neu) {
+        size_t n = store_record_encode(neu, s->rec, sizeof(s->rec));
+        if (n == 0) { /* unreachable after the limit checks; refuse rather than truncate */
+            set_err(s, "record does not fit STORE_RECORD_MAX");
+            return -E2BIG;
+        }
+        MDB_val d = {.mv_size = n, .mv_data = s->rec};
+        rc = mdb_put(w->txn, s->data, &k, &d, 0);
+    } else {
+        rc = mdb_del(w->txn, s->data, &k, NULL);
+    }
+    if (rc)
+        return lmdb_err(s, rc, "writing a record");
+    if (old)
+        count(w, old, -1);
+    if (neu)
+        count(w, neu, +1);
+    digest_xor(w, b, h);
+    return 0;
+}
+
+/* ---- open / close ----------------------------------------------------------------------- */
+
+static int meta_get_uint(store_t *s, MDB_txn *txn, const void *key, size_t klen, uint64_t *v,
+                         bool *found)
+{
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, d;
+    int rc = mdb_get(txn, s->meta, &k, &d);
+    *found = rc == 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return lmdb_err(s, rc, "reading store metadata");
+    mpr_t r;
+    mpr_init(&r, d.mv_data, d.mv_size);
+    if (mpr_uint(&r, v) || r.left) {
+        set_err(s, "corrupt store metadata (%.*s)", (int)(klen > 6 ? 6 : klen),
+                (const char *)key);
+        log_error("store: %s", s->err);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Recomputes digests and counts from the records (store_verify; first open of a data DB
+ * without metadata). Also finds the highest version held. */
+static int recompute(store_t *s, MDB_txn *txn, uint64_t digest[STORE_BUCKETS],
+                     uint64_t *entries, uint64_t *tombstones, uint64_t *max_version)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, s->data, &cur);
+    if (rc)
+        return lmdb_err(s, rc, "opening a cursor");
+    memset(digest, 0, sizeof(uint64_t) * STORE_BUCKETS);
+    *entries = *tombstones = *max_version = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        store_record_t r;
+        const char *why = NULL;
+        if (store_record_decode(v.mv_data, v.mv_size, &r, &why)) {
+            char kr[80];
+            set_err(s, "corrupt record for key \"%s\": %s",
+                    key_repr(k.mv_data, k.mv_size, kr, sizeof(kr)), why);
+            log_error("store: %s", s->err);
+            mdb_cursor_close(cur);
+            return -EIO;
+        }
+        digest[store_bucket_of(k.mv_data, k.mv_size)] ^= entry_hash(k.mv_data, k.mv_size, &r);
+        (*(r.tombstone ? tombstones : entries))++;
+        if (r.version > *max_version)
+            *max_version = r.version;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : lmdb_err(s, rc, "scanning records");
+}
+
+/* Opens the named DBs and loads (or, on a fresh store, creates) the metadata. */
+static int load_meta(store_t *s)
+{
+    MDB_txn *txn;
+    uint64_t format, v;
+    bool found;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return lmdb_err(s, rc, "starting the open transaction");
+    if ((rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data)) ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta))) {
+        mdb_txn_abort(txn);
+        return lmdb_err(s, rc, "opening the databases");
+    }
+    if ((rc = meta_get_uint(s, txn, META_FORMAT, strlen(META_FORMAT), &format, &found)))
+        goto out;
+    if (!found) {
+        /* A fresh store (or records without metadata): derive everything from the records. */
+        uint64_t maxv;
+        if ((rc = recompute(s, txn, s->digest, &s->entries, &s->tombstones, &maxv)))
+            goto out;
+        s->hwm = maxv;
+        if ((rc = meta_put_uint(s, txn, META_FORMAT, strlen(META_FORMAT), STORE_FORMAT)) ||
+            (rc = meta_put_uint(s, txn, META_HWM, strlen(META_HWM), s->hwm)) ||
+            (rc = meta_put_counts(s, txn, s->entries, s->tombstones)))
+            goto out;
+        for (unsigned b = 0; b < STORE_BUCKETS && rc == 0; b++) {
+            uint8_t key[2] = {META_DIGEST, (uint8_t)b};
+            rc = meta_put_uint(s, txn, key, 2, s->digest[b]);
+        }
+        if (rc)
+            goto out;
+    } else {
+        if (format != STORE_FORMAT) {
+            set_err(s, "store format %llu is not supported (this build reads %d)",
+                    (unsigned long long)format, STORE_FORMAT);
+            log_error("store: %s", s->err);
+            rc = -EIO;
+            goto out;
+        }
+        if ((rc = meta_get_uint(s, txn, META_HWM, strlen(META_HWM), &s->hwm, &found)))
+            goto out;
+        if (!found)
+            goto missing;
+        MDB_val k = {.mv_size = strlen(META_COUNT), .mv_data = META_COUNT}, d;
+        rc = mdb_get(txn, s->meta, &k, &d);
+        if (rc == MDB_NOTFOUND)
+            goto missing;
+        if (rc) {
+            rc = lmdb_err(s, rc, "reading store metadata");
+            goto out;
+        }
+        mpr_t r;
+        uint32_t n;
+        mpr_init(&r, d.mv_data, d.mv_size);
+        if (mpr_array(&r, &n) || n != 2 || mpr_uint(&r, &s->entries) ||
+            mpr_uint(&r, &s->tombstones) || r.left)
+            goto missing;
+        for (unsigned b = 0; b < STORE_BUCKETS; b++) {
+            uint8_t key[2] = {META_DIGEST, (uint8_t)b};
+            if ((rc = meta_get_uint(s, txn, key, 2, &v, &found)))
+                goto out;
+            if (!found)
+                goto missing;
+            s->digest[b] = v;
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc)
+        return lmdb_err(s, rc, "committing the open transaction");
+    s->clock.last = s->hwm;
+    return 0;
+missing:
+    set_err(s, "corrupt store metadata: missing or malformed entries");
+    log_error("store: %s", s->err);
+    rc = -EIO;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_open(const char *dir, const store_opts_t *opts, store_t **sp)
+{
+    struct stat st;
+    int rc;
+
+    if (!dir || !opts || !sp)
+        return -EINVAL;
+    if (opts->node_id == 0) {
+        log_error("store: cannot open %s: node_id must not be 0", dir);
+        return -EINVAL;
+    }
+    /* Check the directory ourselves: LMDB's errors for these cases name neither the path
+     * nor what is wrong with it. */
+    if (stat(dir, &st) != 0) {
+        rc = -errno;
+        log_error("store: cannot open %s: %s (the directory must exist)", dir, strerror(-rc));
+        return rc;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_error("store: cannot open %s: not a directory", dir);
+        return -ENOTDIR;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        rc = -errno;
+        log_error("store: cannot open %s: %s (the directory must be writable)", dir,
+                  strerror(-rc));
+        return rc;
+    }
+    if (sodium_init() < 0) {
+        log_error("store: cannot open %s: libsodium failed to initialise", dir);
+        return -EIO;
+    }
+
+    store_t *s = xcalloc(1, sizeof(*s));
+    s->node_id = opts->node_id;
+    s->grace_ms = opts->grace_ms ? opts->grace_ms : STORE_DEFAULT_GRACE;
+    s->map_size = opts->map_size ? opts->map_size : STORE_DEFAULT_MAP;
+    hlc_init(&s->clock);
+
+    if ((rc = mdb_env_create(&s->env))) {
+        log_error("store: cannot open %s: %s", dir, mdb_strerror(rc));
+        free(s);
+        return rc > 0 ? -rc : -EIO;
+    }
+    mdb_env_set_maxdbs(s->env, 2);
+    if ((rc = mdb_env_set_mapsize(s->env, (size_t)s->map_size)))
+        goto fail_lmdb;
+    /* No MDB_NOSUBDIR: dir is the environment, data.mdb and lock.mdb live inside it. */
+    rc = mdb_env_open(s->env, dir, opts->nosync ? MDB_NOSYNC : 0, 0600);
+    if (rc)
+        goto fail_lmdb;
+    if ((rc = load_meta(s))) {
+        log_error("store: cannot open %s: %s", dir, s->err);
+        mdb_env_close(s->env);
+        free(s);
+        return rc;
+    }
+    log_debug("store: opened %s: %llu entries, %llu tombstones", dir,
+              (unsigned long long)s->entries, (unsigned long long)s->tombstones);
+    *sp = s;
+    return 0;
+
+fail_lmdb:
+    log_error("store: cannot open %s: %s", dir, mdb_strerror(rc));
+    mdb_env_close(s->env);
+    free(s);
+    /* LMDB returns system errors as positive errno values and its own as negative codes. */
+    if (rc == MDB_MAP_FULL)
+        return -ENOSPC;
+    return rc > 0 ? -rc : -EIO;
+}
+
+void store_close(store_t **sp)
+{
+    if (!sp || !*sp)
+        return;
+    store_t *s = *sp;
+    if (s->rtxn)
+        mdb_txn_abort(s->rtxn);
+    mdb_env_close(s->env);
+    sodium_memzero(s->rec, sizeof(s->rec));
+    free(s);
+    *sp = NULL;
+}
+
+const char *store_last_error(const store_t *s)
+{
+    return s ? s->err : "no store";
+}
+
+/* ---- local writes ----------------------------------------------------------------------- */
+
+static int busy(store_t *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->in_iter) {
+        set_err(s, "called from inside a list/export callback");
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* One local put (value != NULL) or delete inside w. */
+static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen,
+                       const void *value, size_t vlen, uint64_t now_ms, store_record_t *out)
+{
+    store_record_t old, rec;
+    bool have;
+    int rc = read_record(s, w->txn, key, klen, &old, &have);
+    if (rc)
+        return rc;
+    if (!value && (!have || old.tombstone)) {
+        char kr[80];
+        set_err(s, "no live entry for key \"%s\"", key_repr(key, klen, kr, sizeof(kr)));
+        return -ENOENT;
+    }
+    /* Invariant 3 already guarantees the clock is past old.version; this keeps a local write
+     * winning even if the metadata's high-water mark were behind (an older build, a bug). */
+    if (have && old.version > s->clock.last)
+        s->clock.last = old.version;
+    rec.version = hlc_now(&s->clock, now_ms);
+    rec.origin = s->node_id;
+    rec.tombstone = value == NULL;
+    rec.value = value;
+    rec.vlen = value ? vlen : 0;
+    if ((rc = apply(s, w, key, klen, have ? &old : NULL, &rec)))
+        return rc;
+    *out = rec;
+    return 0;
+}
+
+static void fill_out(store_entry_t *out, const store_record_t *rec)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    out->version = rec->version;
+    out->origin = rec->origin;
+    out->tombstone = rec->tombstone;
+}
+
+static int write_one(store_t *s, const char *key, size_t klen, const void *value, size_t vlen,
+                     uint64_t now_ms, store_entry_t *out)
+{
+    struct wtxn w;
+    store_record_t rec;
+    int rc = wtxn_begin(s, &w);
+    if (rc)
+        return rc;
+    if ((rc = local_write(s, &w, key, klen, value, vlen, now_ms, &rec))) {
+        wtxn_abort(&w);
+        return rc;
+    }
+    if ((rc = wtxn_commit(s, &w)))
+        return rc;
+    fill_out(out, &rec);
+    return 0;
+}
+
+int store_put(store_t *s, const char *key, size_t klen, const void *value, size_t vlen,
+              uint64_t now_ms, store_entry_t *out)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if ((rc = check_explain(s, key, klen, value, vlen, false)))
+        return rc;
+    return write_one(s, key, klen, value, vlen, now_ms, out);
+}
+
+int store_del(store_t *s, const char *key, size_t klen, uint64_t now_ms, store_entry_t *out)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if ((rc = check_explain(s, key, klen, NULL, 0, true)))
+        return rc;
+    return write_one(s, key, klen, NULL, 0, now_ms, out);
+}
+
+int store_put_batch(store_t *s, const store_entry_t *entries, size_t n, uint64_t now_ms)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (!entries)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const store_entry_t *e = &entries[i];
+        if (e->tombstone || !e->value) {
+            set_err(s, "batch entry %zu is a tombstone: store_put_batch only puts", i);
+            return -EINVAL;
+        }
+        if ((rc = check_explain(s, e->key, e->klen, e->value, e->vlen, false)))
+            return rc;
+    }
+    struct wtxn w;
+    store_record_t rec;
+    if ((rc = wtxn_begin(s, &w)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const store_entry_t *e = &entries[i];
+        if ((rc = local_write(s, &w, e->key, e->klen, e->value, e->vlen, now_ms, &rec))) {
+            wtxn_abort(&w);
+            return rc;
+        }
+    }
+    return wtxn_commit(s, &w);
+}
+
+/* ---- merge ------------------------------------------------------------------------------ */
+
+int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now_ms)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (!entries)
+        return -EINVAL;
+
+    struct wtxn w;
+    uint64_t applied = 0, ignored = 0, refused = 0, skewed = 0;
+    if ((rc = wtxn_begin(s, &w)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const store_entry_t *e = &entries[i];
+        if (check_explain(s, e->key, e->klen, e->value, e->vlen, e->tombstone) ||
+            e->origin == 0) {
+            refused++;
+            continue;
+        }
+        /* Observe before deciding: even a losing entry proves that version exists, and later
+         * local writes must be newer than anything this node has seen. */
+        if (hlc_observe(&s->clock, e->version, now_ms)) {
+            skewed++;
+            continue;
+        }
+        store_record_t old, rec = {
+                                .version = e->version,
+                                .origin = e->origin,
+                                .tombstone = e->tombstone,
+                                .value = e->tombstone ? NULL : e->value,
+                                .vlen = e->tombstone ? 0 : e->vlen,
+                            };
+        bool have;
+        if ((rc = read_record(s, w.txn, e->key, e->klen, &old, &have)))
+            goto fail;
+        if (have && entry_cmp(&rec, &old) <= 0) {
+            ignored++;
+            continue;
+        }
+        if (rec.tombstone && tombstone_expired(s, rec.version, now_ms)) {
+            /* Past the grace period: replicas may already have collected it, so storing it
+             * would only make the digests flap. It still deletes what it beats. */
+            if (!have) {
+                ignored++;
+                continue;
+            }
+            if ((rc = apply(s, &w, e->key, e->klen, &old, NULL)))
+                goto fail;
+        } else if ((rc = apply(s, &w, e->key, e->klen, have ? &old : NULL, &rec))) {
+            goto fail;
+        }
+        applied++;
+    }
+    if ((rc = wtxn_commit(s, &w))) {
+        s->skew_rejected += skewed;
+        return rc;
+    }
+    s->merges_applied += applied;
+    s->merges_ignored += ignored;
+    s->merges_refused += refused;
+    s->skew_rejected += skewed;
+    return applied > INT32_MAX ? INT32_MAX : (int)applied;
+fail:
+    wtxn_abort(&w);
+    s->skew_rejected += skewed;
+    return rc;
+}
+
+/* ---- reads ------------------------------------------------------------------------------ */
+
+int store_get(store_t *s, const char *key, size_t klen, store_entry_t *e)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (!e || check_key(key, klen)) {
+        set_err(s, "invalid key");
+        return -EINVAL;
+    }
+    store_record_t rec;
+    bool have;
+    if ((rc = read_begin(s)))
+        return rc;
+    rc = read_record(s, s->rtxn, key, klen, &rec, &have);
+    if (rc == 0 && (!have || rec.tombstone)) {
+        char kr[80];
+        set_err(s, "no live entry for key \"%s\"", key_repr(key, klen, kr, sizeof(kr)));
+        rc = -ENOENT;
+    }
+    if (rc == 0) {
+        e->key = xmalloc(klen + 1);
+        memcpy(e->key, key, klen);
+        e->key[klen] = 0;
+        e->klen = klen;
+        e->value = xmemdup(rec.value, rec.vlen);
+        e->vlen = rec.vlen;
+        e->version = rec.version;
+        e->origin = rec.origin;
+        e->tombstone = false;
+    }
+    read_end(s);
+    return rc;
+}
+
+void store_entry_free(store_entry_t *e)
+{
+    if (!e)
+        return;
+    free(e->key);
+    free(e->value);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Walks records in key order from prefix while keys start with it; calls fn for live ones
+ * (and tombstones if with_tombstones) in the chosen buckets (NULL: all). */
+static int scan(store_t *s, const char *prefix, size_t plen, const uint8_t *buckets,
+                bool with_tombstones, store_iter_fn fn, void *ctx)
+{
+    MDB_cursor *cur;
+    MDB_val k = {.mv_size = plen, .mv_data = (void *)prefix}, v;
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (!fn || (plen && !prefix))
+        return -EINVAL;
+    if ((rc = read_begin(s)))
+        return rc;
+    if ((rc = mdb_cursor_open(s->rtxn, s->data, &cur))) {
+        read_end(s);
+        return lmdb_err(s, rc, "opening a cursor");
+    }
+    rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if (buckets) {
+            unsigned b = store_bucket_of(k.mv_data, k.mv_size);
+            if (!(buckets[b / 8] & (1u << (b % 8))))
+                continue;
+        }
+        store_record_t r;
+        const char *why = NULL;
+        if (store_record_decode(v.mv_data, v.mv_size, &r, &why)) {
+            char kr[80];
+            set_err(s, "corrupt record for key \"%s\": %s",
+                    key_repr(k.mv_data, k.mv_size, kr, sizeof(kr)), why);
+            log_error("store: %s", s->err);
+            rc = -EIO;
+            goto out;
+        }
+        if (r.tombstone && !with_tombstones)
+            continue;
+        store_entry_t e = {
+            .key = k.mv_data,
+            .klen = k.mv_size,
+            .value = (uint8_t *)r.value,
+            .vlen = r.vlen,
+            .version = r.version,
+            .origin = r.origin,
+            .tombstone = r.tombstone,
+        };
+        s->in_iter = true;
+        rc = fn(&e, ctx);
+        s->in_iter = false;
+        if (rc)
+            goto out;
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : lmdb_err(s, rc, "scanning records");
+out:
+    mdb_cursor_close(cur);
+    read_end(s);
+    return rc;
+}
+
+int store_list(store_t *s, const char *prefix, size_t plen, store_iter_fn fn, void *ctx)
+{
+    return scan(s, prefix, plen, NULL, false, fn, ctx);
+}
+
+int store_export(store_t *s, const uint8_t buckets[STORE_BUCKETS / 8], store_iter_fn fn,
+                 void *ctx)
+{
+    if (!buckets)
+        return -EINVAL;
+    /* One pass over the whole keyspace whatever the number of buckets asked: the data DB is
+     * ordered by key (store_list needs that), not by bucket. See docs/storage.md. */
+    return scan(s, NULL, 0, buckets, true, fn, ctx);
+}
+
+int store_digests(store_t *s, uint64_t out[STORE_BUCKETS])
+{
+    if (!s || !out)
+        return -EINVAL;
+    memcpy(out, s->digest, sizeof(s->digest));
+    return 0;
+}
+
+/* ---- gc --------------------------------------------------------------------------------- */
+
+int store_gc(store_t *s, uint64_t now_ms)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (s->tombstones == 0)
+        return 0; /* the common case costs no scan */
+
+    struct wtxn w;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int removed = 0;
+    if ((rc = wtxn_begin(s, &w)))
+        return rc;
+    if ((rc = mdb_cursor_open(w.txn, s->data, &cur))) {
+        wtxn_abort(&w);
+        return lmdb_err(s, rc, "opening a cursor");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        store_record_t r;
+        const char *why = NULL;
+        if (store_record_decode(v.mv_data, v.mv_size, &r, &why)) {
+            char kr[80];
+            set_err(s, "corrupt record for key \"%s\": %s",
+                    key_repr(k.mv_data, k.mv_size, kr, sizeof(kr)), why);
+            log_error("store: %s", s->err);
+            rc = -EIO;
+            goto fail;
+        }
+        if (!r.tombstone || !tombstone_expired(s, r.version, now_ms))
+            continue;
+        /* Hash before deleting: k and v point into the page the delete rewrites. After
+         * mdb_cursor_del the cursor already sits on the next record and MDB_NEXT returns it. */
+        digest_xor(&w, store_bucket_of(k.mv_data, k.mv_size), entry_hash(k.mv_data, k.mv_size, &r));
+        count(&w, &r, -1);
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            rc = lmdb_err(s, rc, "collecting a tombstone");
+            goto fail;
+        }
+        removed++;
+    }
+    if (rc != MDB_NOTFOUND) {
+        rc = lmdb_err(s, rc, "scanning records");
+        goto fail;
+    }
+    mdb_cursor_close(cur);
+    if (removed == 0) {
+        wtxn_abort(&w);
+        return 0;
+    }
+    if ((rc = wtxn_commit(s, &w)))
+        return rc;
+    log_debug("store: gc collected %d tombstones", removed);
+    return removed;
+fail:
+    mdb_cursor_close(cur);
+    wtxn_abort(&w);
+    return rc;
+}
+
+/* ---- inspection ------------------------------------------------------------------------- */
+
+int store_verify(store_t *s)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    uint64_t digest[STORE_BUCKETS], entries, tombstones, maxv;
+    if ((rc = read_begin(s)))
+        return rc;
+    rc = recompute(s, s->rtxn, digest, &entries, &tombstones, &maxv);
+    read_end(s);
+    if (rc)
+        return rc;
+    for (unsigned b = 0; b < STORE_BUCKETS; b++) {
+        if (digest[b] != s->digest[b]) {
+            set_err(s, "bucket %u digest is %016llx but the records give %016llx", b,
+                    (unsigned long long)s->digest[b], (unsigned long long)digest[b]);
+            return -EIO;
+        }
+    }
+    if (entries != s->entries || tombstones != s->tombstones) {
+        set_err(s, "counts say %llu entries/%llu tombstones, records %llu/%llu",
+                (unsigned long long)s->entries, (unsigned long long)s->tombstones,
+                (unsigned long long)entries, (unsigned long long)tombstones);
+        return -EIO;
+    }
+    if (maxv > s->clock.last) {
+        set_err(s, "clock %llu is behind a stored version %llu",
+                (unsigned long long)s->clock.last, (unsigned long long)maxv);
+        return -EIO;
+    }
+    return 0;
+}
+
+int store_stats(store_t *s, store_stats_t *st)
+{
+    if (!s || !st)
+        return -EINVAL;
+    MDB_envinfo info;
+    MDB_stat ms;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc == 0)
+        rc = mdb_env_stat(s->env, &ms);
+    if (rc)
+        return lmdb_err(s, rc, "reading environment info");
+    memset(st, 0, sizeof(*st));
+    st->entries = s->entries;
+    st->tombstones = s->tombstones;
+    st->merges_applied = s->merges_applied;
+    st->merges_ignored = s->merges_ignored;
+    st->merges_refused = s->merges_refused;
+    st->skew_rejected = s->skew_rejected;
+    st->map_size = info.me_mapsize;
+    /* High-water mark of pages ever used; freed pages are reused but not returned. */
+    st->map_used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    return 0;
+}
+
+struct hlc *store_clock(store_t *s)
+{
+    return s ? &s->clock : NULL;
+}

@@ -1,0 +1,2 @@
+popmesh_unit_test(test_mp popmesh_common)
+popmesh_fuzz(fuzz_mp popmesh_common)

@@ -1,0 +1,14 @@
+# Integration tests: real popd and meshctl processes on this machine.
+# popmesh_integration(NAME): tests/integration/NAME.sh with POPD and MESHCTL set.
+function(popmesh_integration name)
+  add_test(NAME integration.${name} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${name}.sh)
+  set_property(TEST integration.${name} PROPERTY ENVIRONMENT
+               "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>")
+  set_property(TEST integration.${name} PROPERTY LABELS integration)
+  set_property(TEST integration.${name} PROPERTY TIMEOUT 180)
+endfunction()
+
+include(${CMAKE_CURRENT_LIST_DIR}/storage.cmake)
+popmesh_integration(popd_basic)
+popmesh_integration(popd_badinput)
+popmesh_integration(popd_durability)

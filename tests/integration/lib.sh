@@ -1,0 +1,98 @@
+# Shared helpers for integration tests: start and stop real popd processes, assertions.
+# Tests source this with POPD and MESHCTL set to the binaries under test.
+set -euo pipefail
+
+: "${POPD:?POPD must point to the popd binary}"
+: "${MESHCTL:?MESHCTL must point to the meshctl binary}"
+
+TEST_NAME=$(basename "$0" .sh)
+WORK=$(mktemp -d "/tmp/popmesh-${TEST_NAME}-XXXXXX")
+declare -a PIDS=()
+CHECKS=0
+# Debian's interpreter: python3-msgpack (tools/setup.sh) is installed for it, whatever
+# other python3 may come first on PATH.
+PY=/usr/bin/python3
+
+cleanup() {
+    local rc=$?
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && { kill -9 "$p" && wait "$p"; } 2>/dev/null || true
+    done
+    if [ "$rc" -ne 0 ]; then
+        echo "--- $TEST_NAME failed (rc=$rc); logs kept in $WORK" >&2
+        for f in "$WORK"/*.log; do
+            [ -f "$f" ] && { echo "--- $f (last 30 lines)" >&2; tail -n 30 "$f" >&2; }
+        done
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+ok() {
+    CHECKS=$((CHECKS + 1))
+    echo "ok $CHECKS - $*"
+}
+
+# expect_rc WANT CMD...: runs CMD, checks its exit code; output goes to $WORK/out, $WORK/err.
+expect_rc() {
+    local want=$1
+    shift
+    local rc=0
+    "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        echo "stdout:" >&2; cat "$WORK/out" >&2
+        echo "stderr:" >&2; cat "$WORK/err" >&2
+        fail "'$*' exited $rc, expected $want"
+    fi
+}
+
+# expect_in FILE TEXT: FILE contains TEXT.
+expect_in() {
+    grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "'$2' not in $1"; }
+}
+
+# start_popd DIR [ARGS...]: runs popd in the background, waits until its control socket
+# answers. Sets LAST_PID.
+start_popd() {
+    local dir=$1
+    shift
+    "$POPD" run --data "$dir" "$@" >>"$dir.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_ready "$dir" "$LAST_PID"
+}
+
+wait_ready() {
+    local dir=$1 pid=$2
+    for _ in $(seq 1 100); do
+        if "$MESHCTL" -d "$dir" status >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$dir.log" >&2; fail "popd on $dir exited during start-up"; }
+        sleep 0.05
+    done
+    fail "popd on $dir did not answer within 5 s"
+}
+
+# stop_popd PID: SIGTERM, then waits (bounded) and returns popd's exit code in STOP_RC.
+stop_popd() {
+    local pid=$1
+    kill -TERM "$pid"
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -0 "$pid" 2>/dev/null && fail "popd $pid did not stop within 5 s of SIGTERM"
+    STOP_RC=0
+    wait "$pid" || STOP_RC=$?
+}
+
+done_testing() {
+    echo "$TEST_NAME: $CHECKS checks passed"
+}

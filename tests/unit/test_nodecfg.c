@@ -1,0 +1,148 @@
+/* popd.conf and node.key parsing, sizes and durations, names, identity save/load. */
+#include "node/identity.h"
+#include "node/nodecfg.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static void test_parse_ok(void **state)
+{
+    static const char text[] = "# comment\n\n  name = pop-a \nregion=eu-west-1\r\n"
+                               "log-level = debug\nstore-map-size = 64M\ntombstone-grace = 12h\n";
+    nodecfg_t c;
+    char err[256];
+    nodecfg_defaults(&c);
+    assert_int_equal(nodecfg_parse(text, strlen(text), &c, err, sizeof(err)), 0);
+    assert_string_equal(c.name, "pop-a");
+    assert_string_equal(c.region, "eu-west-1");
+    assert_string_equal(c.log_level, "debug");
+    assert_int_equal(c.store_map_size, 64ull << 20);
+    assert_int_equal(c.tombstone_grace, 12ull * 3600 * 1000);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+    nodecfg_t c;
+    char err[256] = "";
+    nodecfg_defaults(&c);
+    assert_int_equal(nodecfg_parse(text, strlen(text), &c, err, sizeof(err)), -EINVAL);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_parse_errors(void **state)
+{
+    expect_error("region = x\n", "no 'name'");
+    expect_error("name = Pop_A\n", "line 1: name must be");
+    expect_error("name = a\nbogus = 1\n", "line 2: unknown setting 'bogus'");
+    expect_error("name = a\njust words\n", "line 2: expected 'name = value'");
+    expect_error("name = a\n= 3\n", "line 2: empty name");
+    expect_error("name = a\nstore-map-size = 12Q\n", "store-map-size");
+    expect_error("name = a\nstore-map-size = 1k\n", "at least 1M");
+    expect_error("name = a\ntombstone-grace = soon\n", "tombstone-grace");
+    expect_error("name = a\nlog-level = loud\n", "log-level");
+    expect_error("name = -a\n", "name must be");
+    char longline[2100];
+    memset(longline, 'x', sizeof(longline));
+    memcpy(longline, "name = ", 7);
+    longline[sizeof(longline) - 1] = '\0';
+    expect_error(longline, "longer than");
+    nodecfg_t c;
+    char err[256];
+    static const char nul[] = "name = a\0b\n";
+    assert_int_equal(nodecfg_parse(nul, sizeof(nul) - 1, &c, err, sizeof(err)), -EINVAL);
+}
+
+static void test_sizes_durations(void **state)
+{
+    uint64_t v;
+    assert_int_equal(nodecfg_parse_size("1G", 2, &v), 0);
+    assert_int_equal(v, 1ull << 30);
+    assert_int_equal(nodecfg_parse_size("", 0, &v), -EINVAL);
+    assert_int_equal(nodecfg_parse_size("99999999999999999999", 20, &v), -EINVAL);
+    assert_int_equal(nodecfg_parse_size("18446744073709551615T", 21, &v), -EINVAL);
+    assert_int_equal(nodecfg_parse_duration("500ms", 5, &v), 0);
+    assert_int_equal(v, 500);
+    assert_int_equal(nodecfg_parse_duration("7d", 2, &v), 0);
+    assert_int_equal(v, 7ull * 24 * 3600 * 1000);
+    assert_int_equal(nodecfg_parse_duration("5x", 2, &v), -EINVAL);
+    assert_int_equal(nodecfg_parse_duration("-5s", 3, &v), -EINVAL);
+}
+
+static void test_names(void **state)
+{
+    assert_int_equal(nodecfg_check_name("pop-1"), 0);
+    assert_int_equal(nodecfg_check_name(""), -EINVAL);
+    assert_int_equal(nodecfg_check_name("a-"), -EINVAL);
+    assert_int_equal(nodecfg_check_name("A"), -EINVAL);
+    assert_int_equal(nodecfg_check_name("a b"), -EINVAL);
+    char big[80];
+    memset(big, 'a', sizeof(big));
+    big[64] = '\0';
+    assert_int_equal(nodecfg_check_name(big), -EINVAL);
+    big[63] = '\0';
+    assert_int_equal(nodecfg_check_name(big), 0);
+}
+
+static void test_identity_files(void **state)
+{
+    char dir[] = "/tmp/popmesh-test-id-XXXXXX", err[256], path[512];
+    assert_non_null(mkdtemp(dir));
+    identity_t a, b;
+    assert_int_equal(identity_generate(&a), 0);
+    assert_int_not_equal(a.node_id, 0);
+    assert_int_equal(identity_save(dir, &a, err, sizeof(err)), 0);
+    /* refuses to overwrite */
+    assert_int_equal(identity_save(dir, &a, err, sizeof(err)), -EEXIST);
+    assert_int_equal(identity_load(dir, &b, err, sizeof(err)), 0);
+    assert_memory_equal(a.curve_pk, b.curve_pk, 32);
+    assert_memory_equal(a.sign_pk, b.sign_pk, 32);
+    assert_true(a.node_id == b.node_id);
+    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* a key file others can read is refused */
+    chmod(path, 0644);
+    assert_int_equal(identity_load(dir, &b, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "chmod 600"));
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_PUB_FILE);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_identity_parse_errors(void **state)
+{
+    identity_t id;
+    char err[256];
+    static const char *bad[] = {
+        "curve-secret = 00\nsign-seed = 00\n",
+        "curve-secret = "
+        "zz00000000000000000000000000000000000000000000000000000000000000\n",
+        "sign-seed = 0000000000000000000000000000000000000000000000000000000000000000\n",
+        "other = 1\n",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(identity_parse(bad[i], strlen(bad[i]), &id, err, sizeof(err)), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_ok),        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_sizes_durations), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_identity_files),  cmocka_unit_test(test_identity_parse_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

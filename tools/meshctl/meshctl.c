@@ -1,0 +1,603 @@
+/* meshctl: the operator CLI. It talks to the local popd over DIR/control.sock.
+ *
+ * Commands come from one table (group, name, handler, usage, help): dispatch, "--help" and the
+ * command list are all generated from it. Exit codes are part of the interface:
+ *   0 ok, 1 not found or refused, 2 usage error, 3 daemon unreachable. */
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/control.h"
+#include "node/ctlproto.h"
+#include "tools/meshctl/mpjson.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+#define DEFAULT_DATA_DIR  "/var/lib/popmesh"
+#define RESPONSE_TIMEOUT  10000 /* ms to wait for popd's answer */
+#define LIST_PAGE         1000  /* entries per config.list request */
+
+typedef struct ctx {
+    const char *socket_path;
+    bool json;
+    int fd;
+    char sockbuf[256];
+} ctx_t;
+
+typedef struct command {
+    const char *group; /* NULL for a top-level command */
+    const char *name;
+    int (*fn)(ctx_t *c, const struct command *self, int argc, char **argv);
+    const char *usage;
+    const char *help;
+} command_t;
+
+static const command_t commands[];
+
+static int usage(const command_t *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void print_usage_line(FILE *f, const command_t *cmd)
+{
+    fprintf(f, "meshctl %s%s%s %s\n", cmd->group ? cmd->group : "", cmd->group ? " " : "",
+            cmd->name, cmd->usage);
+}
+
+static int usage(const command_t *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "meshctl: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: ");
+    print_usage_line(stderr, cmd);
+    return EXIT_USAGE;
+}
+
+/* ---- talking to popd ------------------------------------------------------------------ */
+
+static int connect_daemon(ctx_t *c)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(c->socket_path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "meshctl: socket path %s is too long\n", c->socket_path);
+        return EXIT_USAGE;
+    }
+    strcpy(sa.sun_path, c->socket_path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        fprintf(stderr, "meshctl: cannot reach popd at %s: %s\n", c->socket_path, strerror(e));
+        if (e == ENOENT || e == ECONNREFUSED)
+            fprintf(stderr, "meshctl: is popd running? (popd run --data DIR; meshctl -d DIR)\n");
+        else if (e == EACCES)
+            fprintf(stderr, "meshctl: the control socket is mode 0600: run as its owner\n");
+        return EXIT_UNREACHABLE;
+    }
+    return EXIT_OK;
+}
+
+static int read_full(int fd, uint8_t *buf, size_t len, int *timeout_ms)
+{
+    size_t off = 0;
+    while (off < len) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = poll(&p, 1, *timeout_ms);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        *timeout_ms -= (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+        if (rc == 0 || *timeout_ms <= 0)
+            return -ETIMEDOUT;
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        ssize_t n = recv(fd, buf + off, len - off, 0);
+        if (n == 0)
+            return -ECONNRESET;
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return -errno;
+        }
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+/* Sends one request and waits for its response. On EXIT_OK, *resp points into *raw, which the
+ * caller frees. Transport failures print their reason and return EXIT_UNREACHABLE. */
+static int call(ctx_t *c, const msgpack_sbuffer *req, ctl_response_t *resp, uint8_t **raw)
+{
+    if (c->fd < 0) {
+        int rc = connect_daemon(c);
+        if (rc)
+            return rc;
+    }
+    size_t off = 0;
+    while (off < req->size) {
+        ssize_t w = send(c->fd, req->data + off, req->size - off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "meshctl: sending to popd failed: %s\n", strerror(errno));
+            return EXIT_UNREACHABLE;
+        }
+        off += (size_t)w;
+    }
+    uint8_t hdr[CTL_HEADER];
+    int timeout = RESPONSE_TIMEOUT;
+    int rc = read_full(c->fd, hdr, sizeof(hdr), &timeout);
+    uint32_t n = 0;
+    if (rc == 0) {
+        n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        if (n > CTL_MAX_RESPONSE)
+            rc = -EMSGSIZE;
+    }
+    if (rc == 0) {
+        *raw = xmalloc(n ? n : 1);
+        rc = read_full(c->fd, *raw, n, &timeout);
+        if (rc)
+            free(*raw);
+    }
+    if (rc) {
+        fprintf(stderr, "meshctl: no answer from popd at %s: %s\n", c->socket_path,
+                rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+        return EXIT_UNREACHABLE;
+    }
+    const char *why = "";
+    if (ctl_response_decode(*raw, n, resp, &why) != 0) {
+        free(*raw);
+        fprintf(stderr, "meshctl: popd sent a malformed response: %s\n", why);
+        return EXIT_UNREACHABLE;
+    }
+    return EXIT_OK;
+}
+
+/* Builds [version, command, {args...}] from (name, str) pairs; a NULL str skips the pair.
+ * Non-string arguments are added by the caller through the returned packer before the frame
+ * is closed, so this takes the number of extra pairs too. */
+typedef struct request {
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+} request_t;
+
+static void request_begin(request_t *r, const char *command, size_t nargs)
+{
+    msgpack_sbuffer_init(&r->buf);
+    msgpack_packer_init(&r->pk, &r->buf, msgpack_sbuffer_write);
+    ctl_frame_begin(&r->buf);
+    msgpack_pack_array(&r->pk, 3);
+    msgpack_pack_uint32(&r->pk, CTL_VERSION);
+    mpw_str(&r->pk, command);
+    msgpack_pack_map(&r->pk, nargs);
+}
+
+static void request_end(request_t *r)
+{
+    ctl_frame_end(&r->buf);
+}
+
+/* Prints an error response and maps its status to an exit code. */
+static int report_failure(const ctl_response_t *resp)
+{
+    json_t *body = mpjson_from(resp->body, resp->body_len);
+    const char *msg = json_string_value(json_object_get(body, "error"));
+    fprintf(stderr, "meshctl: %s: %s\n", ctl_status_name(resp->status),
+            msg ? msg : "(no reason given)");
+    json_decref(body);
+    return resp->status == CTL_BAD_REQUEST ? EXIT_USAGE : EXIT_REFUSED;
+}
+
+/* The common path: send, check the status, hand back the body as JSON (caller owns it). */
+static int roundtrip(ctx_t *c, request_t *r, json_t **out)
+{
+    ctl_response_t resp;
+    uint8_t *raw = NULL;
+    request_end(r);
+    int rc = call(c, &r->buf, &resp, &raw);
+    msgpack_sbuffer_destroy(&r->buf);
+    if (rc)
+        return rc;
+    if (resp.status != CTL_OK) {
+        rc = report_failure(&resp);
+        free(raw);
+        return rc;
+    }
+    *out = mpjson_from(resp.body, resp.body_len);
+    free(raw);
+    if (!*out) {
+        fprintf(stderr, "meshctl: popd's answer could not be rendered\n");
+        return EXIT_UNREACHABLE;
+    }
+    return EXIT_OK;
+}
+
+static void print_json(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    fputc('\n', stdout);
+}
+
+/* A value for humans: strings as they are, anything else as compact JSON. */
+static void print_value(FILE *f, json_t *v)
+{
+    if (json_is_string(v)) {
+        fputs(json_string_value(v), f);
+        return;
+    }
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    fputs(s ? s : "?", f);
+    free(s);
+}
+
+/* ---- commands ------------------------------------------------------------------------- */
+
+/* Leaves only positional arguments in argv; handles --json and --help anywhere. */
+static int parse_flags(ctx_t *c, const command_t *cmd, int *argc, char **argv)
+{
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (!strcmp(argv[i], "--json")) {
+            c->json = true;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: ");
+            print_usage_line(stdout, cmd);
+            printf("\n%s\n", cmd->help);
+            return -1;
+        } else if (!strcmp(argv[i], "--")) {
+            for (i++; i < *argc; i++)
+                argv[out++] = argv[i];
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            return usage(cmd, "unknown option '%s'", argv[i]);
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    return 0;
+}
+
+static const char *human_size(uint64_t b, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4)
+        v /= 1024, u++;
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    request_t r;
+    json_t *j;
+    if (argc)
+        return usage(self, "status takes no arguments");
+    request_begin(&r, "status", 0);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        json_t *st = json_object_get(j, "store");
+        char a[32], b[32];
+        printf("node      %s\n", json_string_value(json_object_get(j, "name")));
+        printf("id        %s\n", json_string_value(json_object_get(j, "id")));
+        const char *region = json_string_value(json_object_get(j, "region"));
+        printf("region    %s\n", region && region[0] ? region : "-");
+        printf("version   %s\n", json_string_value(json_object_get(j, "version")));
+        printf("pid       %lld\n", (long long)json_integer_value(json_object_get(j, "pid")));
+        printf("uptime    %.1f s\n", json_number_value(json_object_get(j, "uptime_s")));
+        printf("data      %s\n", json_string_value(json_object_get(j, "data_dir")));
+        printf("entries   %lld live, %lld tombstones\n",
+               (long long)json_integer_value(json_object_get(st, "entries")),
+               (long long)json_integer_value(json_object_get(st, "tombstones")));
+        printf("store     %s used of %s\n",
+               human_size((uint64_t)json_integer_value(json_object_get(st, "map_used")), a,
+                          sizeof(a)),
+               human_size((uint64_t)json_integer_value(json_object_get(st, "map_size")), b,
+                          sizeof(b)));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int read_stdin_value(char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n == cap) {
+            if (cap > CTL_MAX_REQUEST) {
+                free(buf);
+                return -E2BIG;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        size_t r = fread(buf + n, 1, cap - n, stdin);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    if (n && buf[n - 1] == '\n') /* what `echo value |` adds is not part of the value */
+        n--;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int cmd_config_set(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage(self, "config set takes KEY and VALUE");
+    char *stdin_value = NULL;
+    const char *value = argv[1];
+    size_t vlen = strlen(value);
+    if (!strcmp(value, "-")) {
+        if (read_stdin_value(&stdin_value, &vlen) != 0) {
+            fprintf(stderr, "meshctl: value on stdin is larger than %d bytes\n",
+                    CTL_MAX_REQUEST);
+            return EXIT_REFUSED;
+        }
+        value = stdin_value;
+    }
+    request_t r;
+    json_t *j;
+    request_begin(&r, "config.set", 2);
+    mpw_str(&r.pk, "key");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "value");
+    mpw_strn(&r.pk, value, vlen);
+    free(stdin_value);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("%s set (version %lld)\n", argv[0],
+               (long long)json_integer_value(json_object_get(j, "version")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int key_request(ctx_t *c, const char *command, const char *key, json_t **j)
+{
+    request_t r;
+    request_begin(&r, command, 1);
+    mpw_str(&r.pk, "key");
+    mpw_str(&r.pk, key);
+    return roundtrip(c, &r, j);
+}
+
+static int cmd_config_get(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(self, "config get takes one KEY");
+    json_t *j;
+    int rc = key_request(c, "config.get", argv[0], &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        print_value(stdout, json_object_get(j, "value"));
+        fputc('\n', stdout);
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_config_del(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(self, "config del takes one KEY");
+    json_t *j;
+    int rc = key_request(c, "config.del", argv[0], &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("%s deleted\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_config_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc > 1)
+        return usage(self, "config list takes at most one PREFIX");
+    const char *prefix = argc ? argv[0] : "";
+    json_t *all = json_array();
+    char *after = NULL;
+    int rc = EXIT_OK;
+    /* Page through: each answer is bounded, and 'after' resumes past the last key seen. */
+    for (;;) {
+        request_t r;
+        json_t *j;
+        request_begin(&r, "config.list", after ? 3 : 2);
+        mpw_str(&r.pk, "prefix");
+        mpw_str(&r.pk, prefix);
+        mpw_str(&r.pk, "limit");
+        msgpack_pack_uint32(&r.pk, LIST_PAGE);
+        if (after) {
+            mpw_str(&r.pk, "after");
+            mpw_str(&r.pk, after);
+        }
+        rc = roundtrip(c, &r, &j);
+        if (rc)
+            break;
+        json_t *entries = json_object_get(j, "entries");
+        size_t i;
+        json_t *e;
+        json_array_foreach(entries, i, e) json_array_append(all, e);
+        size_t n = json_array_size(entries);
+        bool more = json_is_true(json_object_get(j, "more"));
+        free(after);
+        after = n ? xstrdup(json_string_value(json_object_get(json_array_get(entries, n - 1),
+                                                              "key")))
+                  : NULL;
+        json_decref(j);
+        if (!more || !after)
+            break;
+    }
+    free(after);
+    if (rc == EXIT_OK) {
+        if (c->json) {
+            print_json(all);
+        } else {
+            size_t i, w = 3;
+            json_t *e;
+            json_array_foreach(all, i, e)
+            {
+                size_t l = strlen(json_string_value(json_object_get(e, "key")));
+                w = l > w ? l : w;
+            }
+            if (w > 60)
+                w = 60;
+            printf("%-*s  %s\n", (int)w, "KEY", "VALUE");
+            json_array_foreach(all, i, e)
+            {
+                printf("%-*s  ", (int)w, json_string_value(json_object_get(e, "key")));
+                print_value(stdout, json_object_get(e, "value"));
+                fputc('\n', stdout);
+            }
+        }
+    }
+    json_decref(all);
+    return rc;
+}
+
+static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
+
+/* Order is the order of the help output. */
+static const command_t commands[] = {
+    {NULL, "status", cmd_status, "", "Shows the local node: name, id, region, uptime, store."},
+    {"config", "set", cmd_config_set, "KEY VALUE",
+     "Writes VALUE (a string; '-' reads it from stdin) at KEY on this node. The write is\n"
+     "durable on this node when the command returns."},
+    {"config", "get", cmd_config_get, "KEY",
+     "Prints the value at KEY; with --json: {key, value, version, origin}. Exit 1 if absent."},
+    {"config", "del", cmd_config_del, "KEY",
+     "Deletes KEY (a tombstone that replicates like a write). Exit 1 if absent."},
+    {"config", "list", cmd_config_list, "[PREFIX]",
+     "Lists keys and values, optionally only those starting with PREFIX."},
+    {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static void print_help(FILE *f)
+{
+    fprintf(f, "usage: meshctl [-d DIR | -s SOCKET] [--json] COMMAND [ARGS]\n\n"
+               "Operates the popd whose data directory is DIR (default $POPMESH_DATA, else "
+               DEFAULT_DATA_DIR ").\n\ncommands:\n");
+    for (const command_t *cmd = commands; cmd->name; cmd++) {
+        fprintf(f, "  ");
+        print_usage_line(f, cmd);
+    }
+    fprintf(f, "\nexit codes: 0 ok, 1 not found or refused, 2 usage error, 3 popd unreachable\n"
+               "'meshctl COMMAND --help' shows more.\n");
+}
+
+static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    print_help(stdout);
+    return EXIT_OK;
+}
+
+static const command_t *find_command(int argc, char **argv, int *used)
+{
+    for (const command_t *cmd = commands; cmd->name; cmd++) {
+        if (cmd->group) {
+            if (argc >= 2 && !strcmp(argv[0], cmd->group) && !strcmp(argv[1], cmd->name)) {
+                *used = 2;
+                return cmd;
+            }
+        } else if (argc >= 1 && !strcmp(argv[0], cmd->name)) {
+            *used = 1;
+            return cmd;
+        }
+    }
+    return NULL;
+}
+
+static int group_exists(const char *name)
+{
+    for (const command_t *cmd = commands; cmd->name; cmd++)
+        if (cmd->group && !strcmp(cmd->group, name))
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    ctx_t c = {.fd = -1};
+    const char *dir = getenv("POPMESH_DATA");
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if ((!strcmp(argv[i], "-d") || !strcmp(argv[i], "--data")) && i + 1 < argc) {
+            dir = argv[++i];
+        } else if ((!strcmp(argv[i], "-s") || !strcmp(argv[i], "--socket")) && i + 1 < argc) {
+            c.socket_path = argv[++i];
+        } else if (!strcmp(argv[i], "--json")) {
+            c.json = true;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            print_help(stdout);
+            return EXIT_OK;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("meshctl %s\n", POPMESH_VERSION);
+            return EXIT_OK;
+        } else {
+            fprintf(stderr, "meshctl: unknown or incomplete option '%s'\n\n", argv[i]);
+            print_help(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (i == argc) {
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    int used = 0;
+    const command_t *cmd = find_command(argc - i, argv + i, &used);
+    if (!cmd) {
+        if (group_exists(argv[i]))
+            fprintf(stderr, "meshctl: '%s' needs a subcommand%s%s\n\n", argv[i],
+                    i + 1 < argc ? "; unknown: " : "", i + 1 < argc ? argv[i + 1] : "");
+        else
+            fprintf(stderr, "meshctl: unknown command '%s'\n\n", argv[i]);
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    int sub_argc = argc - i - used;
+    char **sub_argv = argv + i + used;
+    int rc = parse_flags(&c, cmd, &sub_argc, sub_argv);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (!c.socket_path) {
+        snprintf(c.sockbuf, sizeof(c.sockbuf), "%s/%s", dir ? dir : DEFAULT_DATA_DIR,
+                 CONTROL_SOCKET_FILE);
+        c.socket_path = c.sockbuf;
+    }
+    rc = cmd->fn(&c, cmd, sub_argc, sub_argv);
+    if (c.fd >= 0)
+        close(c.fd);
+    return rc;
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package popmesh needs to build, test, benchmark and run its demo.
+# Idempotent: safe to run again. Nothing is vendored or downloaded from anywhere but Debian.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
+  # runtime libraries (DESIGN.md section 4)
+  libzmq3-dev libsodium-dev liblmdb-dev libmsgpack-dev libev-dev
+  libhttp-parser-dev libjansson-dev
+  # tests
+  libcmocka-dev iproute2 iptables procps psmisc python3 python3-msgpack
+  # benchmarks and peers
+  wrk iperf3 hyperfine nginx-light openssh-server openssh-client stunnel4 lmdb-utils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: run as root or install sudo" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
