@@ -282,6 +282,21 @@ static const char *human_size(uint64_t b, char *buf, size_t len)
     return buf;
 }
 
+/* An HLC version as a reader wants it: the wall-clock time it stands for, plus the counter
+ * that orders events within one millisecond. */
+static const char *human_version(json_t *v, char *buf, size_t len)
+{
+    uint64_t ver = (uint64_t)json_integer_value(v);
+    time_t secs = (time_t)((ver >> 16) / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03lluZ+%llu", when, (unsigned long long)((ver >> 16) % 1000),
+             (unsigned long long)(ver & 0xffff));
+    return buf;
+}
+
 static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     request_t r;
@@ -371,9 +386,11 @@ static int cmd_config_set(ctx_t *c, const command_t *self, int argc, char **argv
         return rc;
     if (c->json)
         print_json(j);
-    else
-        printf("%s set (version %lld)\n", argv[0],
-               (long long)json_integer_value(json_object_get(j, "version")));
+    else {
+        char when[64];
+        printf("%s set (version %s)\n", argv[0],
+               human_version(json_object_get(j, "version"), when, sizeof(when)));
+    }
     json_decref(j);
     return EXIT_OK;
 }
