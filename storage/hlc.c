@@ -45,7 +45,8 @@ int hlc_observe(hlc_t *h, uint64_t remote, uint64_t now_ms)
     /* Compare in milliseconds: a remote at now + 60 s with any counter is still acceptable,
      * one millisecond more is not. now_ms + HLC_MAX_AHEAD_MS cannot overflow for any wall
      * clock this code will meet, but guard anyway: overflow would reject everything. */
-    uint64_t limit = now_ms > UINT64_MAX - HLC_MAX_AHEAD_MS ? UINT64_MAX : now_ms + HLC_MAX_AHEAD_MS;
+    uint64_t limit =
+        now_ms > UINT64_MAX - HLC_MAX_AHEAD_MS ? UINT64_MAX : now_ms + HLC_MAX_AHEAD_MS;
     if (hlc_ms(remote) > limit) {
         h->skew_rejected++;
         return -ERANGE;

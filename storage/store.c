@@ -86,6 +86,7 @@ static const uint8_t entry_hash_key[16] = {'p', 'o', 'p', 'm', 'e', 's', 'h', '/
 #define META_HWM    "hwm"    /* uint: highest HLC issued or observed */
 #define META_COUNT  "count"  /* [live entries, tombstones] */
 #define META_DIGEST 'd'      /* "d" + one byte bucket -> uint digest */
+#define META_GC     "gc_at"  /* uint: wall clock (ms) of the last GC that removed anything */
 
 struct store {
     MDB_env *env;
@@ -191,10 +192,10 @@ unsigned store_bucket_of(const char *key, size_t klen)
 static uint64_t entry_hash(const char *key, size_t klen, const store_record_t *r)
 {
     crypto_generichash_state st;
-    uint8_t hdr[4 + 8 + 8 + 1 + 4], out[16];
+    uint8_t klen_le[4], hdr[8 + 8 + 1 + 4], out[16];
     crypto_generichash_init(&st, entry_hash_key, sizeof(entry_hash_key), sizeof(out));
-    put_le(hdr, klen, 4);
-    crypto_generichash_update(&st, hdr, 4);
+    put_le(klen_le, klen, 4);
+    crypto_generichash_update(&st, klen_le, sizeof(klen_le));
     crypto_generichash_update(&st, (const unsigned char *)key, klen);
     put_le(hdr, r->version, 8);
     put_le(hdr + 8, r->origin, 8);
@@ -266,8 +267,8 @@ int store_check(const char *key, size_t klen, const void *value, size_t vlen)
 }
 
 /* check_key/check_value with a message in the store. */
-static int check_explain(store_t *s, const char *key, size_t klen, const void *value,
-                         size_t vlen, bool tombstone)
+static int check_explain(store_t *s, const char *key, size_t klen, const void *value, size_t vlen,
+                         bool tombstone)
 {
     int rc = check_key(key, klen);
     if (rc == -E2BIG) {
@@ -275,15 +276,17 @@ static int check_explain(store_t *s, const char *key, size_t klen, const void *v
         return rc;
     }
     if (rc) {
-        set_err(s, klen == 0 ? "empty key" : "key contains a NUL byte");
+        set_err(s, "%s",
+                klen == 0 ? "empty key"
+                : !key    ? "key is NULL"
+                          : "key contains a NUL byte");
         return rc;
     }
     if (tombstone)
         return 0;
     rc = check_value(value, vlen);
     if (rc == -E2BIG)
-        set_err(s, "value is %zu bytes; the limit is %d (STORE_VALUE_MAX)", vlen,
-                STORE_VALUE_MAX);
+        set_err(s, "value is %zu bytes; the limit is %d (STORE_VALUE_MAX)", vlen, STORE_VALUE_MAX);
     else if (rc)
         set_err(s, "value is not exactly one msgpack object");
     return rc;
@@ -293,8 +296,8 @@ static int check_explain(store_t *s, const char *key, size_t klen, const void *v
 
 /* Reads and decodes key's record in txn. *found = false if absent. Corruption is -EIO. The
  * record's value is borrowed from LMDB until txn ends or writes the key. */
-static int read_record(store_t *s, MDB_txn *txn, const char *key, size_t klen,
-                       store_record_t *rec, bool *found)
+static int read_record(store_t *s, MDB_txn *txn, const char *key, size_t klen, store_record_t *rec,
+                       bool *found)
 {
     MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, v;
     int rc = mdb_get(txn, s->data, &k, &v);
@@ -306,8 +309,7 @@ static int read_record(store_t *s, MDB_txn *txn, const char *key, size_t klen,
     const char *why = NULL;
     if (store_record_decode(v.mv_data, v.mv_size, rec, &why)) {
         char kr[80];
-        set_err(s, "corrupt record for key \"%s\": %s", key_repr(key, klen, kr, sizeof(kr)),
-                why);
+        set_err(s, "corrupt record for key \"%s\": %s", key_repr(key, klen, kr, sizeof(kr)), why);
         log_error("store: %s", s->err);
         return -EIO;
     }
@@ -475,8 +477,7 @@ static int meta_get_uint(store_t *s, MDB_txn *txn, const void *key, size_t klen,
     mpr_t r;
     mpr_init(&r, d.mv_data, d.mv_size);
     if (mpr_uint(&r, v) || r.left) {
-        set_err(s, "corrupt store metadata (%.*s)", (int)(klen > 6 ? 6 : klen),
-                (const char *)key);
+        set_err(s, "corrupt store metadata (%.*s)", (int)(klen > 6 ? 6 : klen), (const char *)key);
         log_error("store: %s", s->err);
         return -EIO;
     }
@@ -485,8 +486,8 @@ static int meta_get_uint(store_t *s, MDB_txn *txn, const void *key, size_t klen,
 
 /* Recomputes digests and counts from the records (store_verify; first open of a data DB
  * without metadata). Also finds the highest version held. */
-static int recompute(store_t *s, MDB_txn *txn, uint64_t digest[STORE_BUCKETS],
-                     uint64_t *entries, uint64_t *tombstones, uint64_t *max_version)
+static int recompute(store_t *s, MDB_txn *txn, uint64_t digest[STORE_BUCKETS], uint64_t *entries,
+                     uint64_t *tombstones, uint64_t *max_version)
 {
     MDB_cursor *cur;
     MDB_val k, v;
@@ -623,8 +624,7 @@ int store_open(const char *dir, const store_opts_t *opts, store_t **sp)
     }
     if (access(dir, W_OK | X_OK) != 0) {
         rc = -errno;
-        log_error("store: cannot open %s: %s (the directory must be writable)", dir,
-                  strerror(-rc));
+        log_error("store: cannot open %s: %s (the directory must be writable)", dir, strerror(-rc));
         return rc;
     }
     if (sodium_init() < 0) {
@@ -650,6 +650,12 @@ int store_open(const char *dir, const store_opts_t *opts, store_t **sp)
     rc = mdb_env_open(s->env, dir, opts->nosync ? MDB_NOSYNC : 0, 0600);
     if (rc)
         goto fail_lmdb;
+    /* A process killed inside a read transaction leaves its reader slot behind, and a stale
+     * slot pins old pages so they are never reused. Clear them; harmless when there are none. */
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead)
+        log_info("store: %s: cleared %d stale reader slots", dir, dead);
     if ((rc = load_meta(s))) {
         log_error("store: cannot open %s: %s", dir, s->err);
         mdb_env_close(s->env);
@@ -662,7 +668,8 @@ int store_open(const char *dir, const store_opts_t *opts, store_t **sp)
     return 0;
 
 fail_lmdb:
-    log_error("store: cannot open %s: %s", dir, mdb_strerror(rc));
+    log_error("store: cannot open the LMDB environment (data.mdb, lock.mdb) in %s: %s", dir,
+              mdb_strerror(rc));
     mdb_env_close(s->env);
     free(s);
     /* LMDB returns system errors as positive errno values and its own as negative codes. */
@@ -679,7 +686,6 @@ void store_close(store_t **sp)
     if (s->rtxn)
         mdb_txn_abort(s->rtxn);
     mdb_env_close(s->env);
-    sodium_memzero(s->rec, sizeof(s->rec));
     free(s);
     *sp = NULL;
 }
@@ -703,8 +709,8 @@ static int busy(store_t *s)
 }
 
 /* One local put (value != NULL) or delete inside w. */
-static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen,
-                       const void *value, size_t vlen, uint64_t now_ms, store_record_t *out)
+static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen, const void *value,
+                       size_t vlen, uint64_t now_ms, store_record_t *out)
 {
     store_record_t old, rec;
     bool have;
@@ -830,8 +836,11 @@ int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now
         return rc;
     for (size_t i = 0; i < n; i++) {
         const store_entry_t *e = &entries[i];
-        if (check_explain(s, e->key, e->klen, e->value, e->vlen, e->tombstone) ||
-            e->origin == 0) {
+        /* The value is validated only once the entry wins (below): anti-entropy ships whole
+         * buckets, mostly duplicates, and they need not pay for it. */
+        if (check_explain(s, e->key, e->klen, NULL, 0, true) || e->origin == 0) {
+            if (e->origin == 0)
+                set_err(s, "remote entry with origin 0");
             refused++;
             continue;
         }
@@ -851,6 +860,10 @@ int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now
         bool have;
         if ((rc = read_record(s, w.txn, e->key, e->klen, &old, &have)))
             goto fail;
+        if (!rec.tombstone && check_explain(s, e->key, e->klen, e->value, e->vlen, false)) {
+            refused++;
+            continue;
+        }
         if (have && entry_cmp(&rec, &old) <= 0) {
             ignored++;
             continue;
@@ -949,8 +962,10 @@ static int scan(store_t *s, const char *prefix, size_t plen, const uint8_t *buck
     }
     rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+        if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)) {
+            rc = MDB_NOTFOUND; /* past the prefix: the end of this walk */
             break;
+        }
         if (buckets) {
             unsigned b = store_bucket_of(k.mv_data, k.mv_size);
             if (!(buckets[b / 8] & (1u << (b % 8))))
@@ -995,8 +1010,7 @@ int store_list(store_t *s, const char *prefix, size_t plen, store_iter_fn fn, vo
     return scan(s, prefix, plen, NULL, false, fn, ctx);
 }
 
-int store_export(store_t *s, const uint8_t buckets[STORE_BUCKETS / 8], store_iter_fn fn,
-                 void *ctx)
+int store_export(store_t *s, const uint8_t buckets[STORE_BUCKETS / 8], store_iter_fn fn, void *ctx)
 {
     if (!buckets)
         return -EINVAL;
@@ -1015,26 +1029,42 @@ int store_digests(store_t *s, uint64_t out[STORE_BUCKETS])
 
 /* ---- gc --------------------------------------------------------------------------------- */
 
-int store_gc(store_t *s, uint64_t now_ms)
-{
-    int rc = busy(s);
-    if (rc)
-        return rc;
-    if (s->tombstones == 0)
-        return 0; /* the common case costs no scan */
+/* Tombstones removed per transaction. Bounded so a large collection neither needs more free
+ * pages than a nearly full map has (every leaf it touches is copied on write) nor hits
+ * MDB_TXN_FULL; each batch is consistent on its own, so a crash between batches is harmless. */
+#define GC_BATCH 256
 
+/* One GC transaction: from *resume (empty: the first key) removes up to GC_BATCH expired
+ * tombstones; leaves in *resume the first key not yet examined and sets *more. */
+static int gc_batch(store_t *s, uint64_t now_ms, char *resume, size_t *rlen, bool *more,
+                    int *removed)
+{
     struct wtxn w;
     MDB_cursor *cur;
-    MDB_val k, v;
-    int removed = 0;
+    MDB_val k = {.mv_size = *rlen, .mv_data = resume}, v;
+    char next[STORE_KEY_MAX + 1]; /* where the next batch starts; *resume moves on commit */
+    size_t nlen = 0;
+    bool full = false;
+    int rc;
+    *removed = 0;
+    *more = false;
     if ((rc = wtxn_begin(s, &w)))
         return rc;
     if ((rc = mdb_cursor_open(w.txn, s->data, &cur))) {
         wtxn_abort(&w);
         return lmdb_err(s, rc, "opening a cursor");
     }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    rc =
+        *rlen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (*removed == GC_BATCH) {
+            /* Full batch: remember where the next one starts (k dies with the txn). */
+            nlen = k.mv_size < sizeof(next) ? k.mv_size : sizeof(next);
+            memcpy(next, k.mv_data, nlen);
+            full = true;
+            rc = MDB_NOTFOUND;
+            break;
+        }
         store_record_t r;
         const char *why = NULL;
         if (store_record_decode(v.mv_data, v.mv_size, &r, &why)) {
@@ -1055,25 +1085,88 @@ int store_gc(store_t *s, uint64_t now_ms)
             rc = lmdb_err(s, rc, "collecting a tombstone");
             goto fail;
         }
-        removed++;
+        (*removed)++;
     }
     if (rc != MDB_NOTFOUND) {
         rc = lmdb_err(s, rc, "scanning records");
         goto fail;
     }
     mdb_cursor_close(cur);
-    if (removed == 0) {
+    if (*removed == 0) {
         wtxn_abort(&w);
         return 0;
     }
-    if ((rc = wtxn_commit(s, &w)))
+    if ((rc = wtxn_commit(s, &w))) {
+        *removed = 0;
         return rc;
-    log_debug("store: gc collected %d tombstones", removed);
-    return removed;
+    }
+    if (full) {
+        memcpy(resume, next, nlen);
+        *rlen = nlen;
+        *more = true;
+    }
+    return 0;
 fail:
     mdb_cursor_close(cur);
     wtxn_abort(&w);
+    *removed = 0;
     return rc;
+}
+
+/* LMDB reuses pages freed by transaction N only from transaction N + 2 on (N's predecessor
+ * snapshot must stay intact until N + 1 commits). One small commit after a GC batch makes
+ * the space that batch freed available to the very next write, which matters exactly when
+ * GC runs because the map filled up. */
+static int gc_settle(store_t *s, uint64_t now_ms)
+{
+    struct wtxn w;
+    int rc = wtxn_begin(s, &w);
+    if (rc)
+        return rc;
+    if ((rc = meta_put_uint(s, w.txn, META_GC, strlen(META_GC), now_ms))) {
+        wtxn_abort(&w);
+        return rc;
+    }
+    return wtxn_commit(s, &w);
+}
+
+int store_gc(store_t *s, uint64_t now_ms)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (s->tombstones == 0)
+        return 0; /* the common case costs no scan */
+
+    char resume[STORE_KEY_MAX + 1];
+    size_t rlen = 0;
+    bool more = true, settled = true;
+    int total = 0, removed;
+    while (more) {
+        rc = gc_batch(s, now_ms, resume, &rlen, &more, &removed);
+        if (rc == -ENOSPC && !settled) {
+            /* The previous batch's pages are not reusable yet: settle, then retry once. */
+            settled = gc_settle(s, now_ms) == 0;
+            if (settled) {
+                more = true;
+                continue;
+            }
+        }
+        if (rc) {
+            if (total == 0)
+                return rc;
+            /* Earlier batches are committed and consistent: report them; the next run
+             * continues (store_last_error says why this one stopped). */
+            log_warn("store: gc stopped after %d tombstones: %s", total, s->err);
+            return total;
+        }
+        total += removed;
+        settled = removed == 0;
+    }
+    if (total && !settled)
+        gc_settle(s, now_ms); /* best effort: the tombstones are gone either way */
+    log_debug("store: gc collected %d tombstones", total);
+    return total;
 }
 
 /* ---- inspection ------------------------------------------------------------------------- */
@@ -1104,8 +1197,8 @@ int store_verify(store_t *s)
         return -EIO;
     }
     if (maxv > s->clock.last) {
-        set_err(s, "clock %llu is behind a stored version %llu",
-                (unsigned long long)s->clock.last, (unsigned long long)maxv);
+        set_err(s, "clock %llu is behind a stored version %llu", (unsigned long long)s->clock.last,
+                (unsigned long long)maxv);
         return -EIO;
     }
     return 0;

@@ -28,31 +28,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_BUCKETS        256
-#define STORE_KEY_MAX        256           /* bytes */
-#define STORE_VALUE_MAX      (64 * 1024)   /* bytes of one msgpack object */
-#define STORE_DEFAULT_MAP    (1ull << 30)  /* bytes: LMDB map size */
-#define STORE_DEFAULT_GRACE  (7ull * 24 * 3600 * 1000) /* ms: tombstone grace period */
+#define STORE_BUCKETS       256
+#define STORE_KEY_MAX       256                       /* bytes */
+#define STORE_VALUE_MAX     (64 * 1024)               /* bytes of one msgpack object */
+#define STORE_DEFAULT_MAP   (1ull << 30)              /* bytes: LMDB map size */
+#define STORE_DEFAULT_GRACE (7ull * 24 * 3600 * 1000) /* ms: tombstone grace period */
 
 typedef struct store store_t;
 
 typedef struct store_opts {
-    uint64_t node_id;   /* origin id of local writes; must not be 0 */
-    uint64_t map_size;  /* bytes; 0 means STORE_DEFAULT_MAP */
-    uint64_t grace_ms;  /* tombstone grace; 0 means STORE_DEFAULT_GRACE */
-    bool nosync;        /* benchmarks and tests only: commit without fsync */
+    uint64_t node_id;  /* origin id of local writes; must not be 0 */
+    uint64_t map_size; /* bytes; 0 means STORE_DEFAULT_MAP */
+    uint64_t grace_ms; /* tombstone grace; 0 means STORE_DEFAULT_GRACE */
+    bool nosync;       /* benchmarks and tests only: commit without fsync */
 } store_opts_t;
 
 /* One entry. key and value point into memory owned by whoever filled the struct:
  * from store_get: caller owns (free with store_entry_free); in callbacks: borrowed until the
  * callback returns. */
 typedef struct store_entry {
-    char *key;          /* not NUL-terminated in general; klen bytes (store_get adds a NUL) */
+    char *key; /* not NUL-terminated in general; klen bytes (store_get adds a NUL) */
     size_t klen;
-    uint8_t *value;     /* one msgpack object; NULL for a tombstone */
+    uint8_t *value; /* one msgpack object; NULL for a tombstone */
     size_t vlen;
-    uint64_t version;   /* HLC */
-    uint64_t origin;    /* node id of the writer */
+    uint64_t version; /* HLC */
+    uint64_t origin;  /* node id of the writer */
     bool tombstone;
 } store_entry_t;
 
@@ -117,8 +117,7 @@ int store_digests(store_t *s, uint64_t out[STORE_BUCKETS]);
 unsigned store_bucket_of(const char *key, size_t klen);
 /* Calls fn for every entry, tombstones included, of each bucket whose bit is set in
  * buckets[] (bit b of buckets[b / 8]). */
-int store_export(store_t *s, const uint8_t buckets[STORE_BUCKETS / 8], store_iter_fn fn,
-                 void *ctx);
+int store_export(store_t *s, const uint8_t buckets[STORE_BUCKETS / 8], store_iter_fn fn, void *ctx);
 
 /* Removes tombstones older than the grace period. Returns how many, or -errno. */
 int store_gc(store_t *s, uint64_t now_ms);

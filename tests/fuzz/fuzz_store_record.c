@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     store_record_t again;
     if (store_record_decode(buf, n, &again, NULL) != 0 || again.version != rec.version ||
-        again.origin != rec.origin || again.tombstone != rec.tombstone ||
-        again.vlen != rec.vlen || (rec.vlen && memcmp(again.value, rec.value, rec.vlen) != 0))
+        again.origin != rec.origin || again.tombstone != rec.tombstone || again.vlen != rec.vlen ||
+        (rec.vlen && memcmp(again.value, rec.value, rec.vlen) != 0))
         abort();
     /* A record too big for the buffer is refused, not truncated. */
     if (store_record_encode(&rec, buf, n - 1) != 0)

@@ -14,7 +14,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MUTATIONS_PER_INPUT 2000
-#define MAX_INPUT (1 << 20)
+#define REPLAY_MAX_INPUT (1 << 20)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -85,10 +85,10 @@ static int replay_file(const char *path)
         perror(path);
         return -1;
     }
-    uint8_t *buf = malloc(MAX_INPUT);
+    uint8_t *buf = malloc(REPLAY_MAX_INPUT);
     if (!buf)
         abort();
-    size_t n = fread(buf, 1, MAX_INPUT, f);
+    size_t n = fread(buf, 1, REPLAY_MAX_INPUT, f);
     fclose(f);
     run_one(buf, n);
     mutate_and_run(buf, n);

@@ -16,7 +16,7 @@ writer=${1:?usage: store_durability.sh PATH/TO/store_writer}
 work=$(mktemp -d /tmp/popmesh-durability-XXXXXX)
 pid=""
 cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -1,6 +1,5 @@
 /* Unit tests of the LWW store (storage/store.h): semantics, merge rule, digests, export, GC,
  * limits, map full, open errors, reopen, corruption. Each test uses its own temp directory. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -114,8 +113,11 @@ static store_entry_t remote(const char *key, const char *val, uint64_t version, 
 {
     static uint8_t bufs[64][40];
     static int next;
-    store_entry_t e = {.key = (char *)key, .klen = strlen(key), .version = version,
-                       .origin = origin, .tombstone = val == NULL};
+    store_entry_t e = {.key = (char *)key,
+                       .klen = strlen(key),
+                       .version = version,
+                       .origin = origin,
+                       .tombstone = val == NULL};
     if (val) {
         uint8_t *b = bufs[next++ % 64];
         e.vlen = mpstr(b, val);
@@ -422,8 +424,8 @@ static void test_merge_commutative_idempotent(void **state)
     char *d2 = mk_tmpdir();
     store_t *a = ((struct fix *)*state)->s, *b = open_at(d2, NODE2, 0, 0);
     store_entry_t ops[6] = {
-        remote("x", "1", hlc_make(T0, 1), 3),   remote("x", "2", hlc_make(T0, 1), 4),
-        remote("x", NULL, hlc_make(T0, 0), 9),  remote("y", "3", hlc_make(T0, 7), 3),
+        remote("x", "1", hlc_make(T0, 1), 3),  remote("x", "2", hlc_make(T0, 1), 4),
+        remote("x", NULL, hlc_make(T0, 0), 9), remote("y", "3", hlc_make(T0, 7), 3),
         remote("y", NULL, hlc_make(T0, 7), 3), /* same (version, origin): tombstone wins */
         remote("z", "4", hlc_make(T0, 2), 5),
     };
@@ -518,20 +520,43 @@ static void test_digests(void **state)
     free(d2);
 }
 
-static void test_bucket_of_stable(void **state)
+static void test_hashes_pinned(void **state)
 {
-    /* Buckets are part of the protocol: every replica, every build must agree. These values
-     * pin the hash (SipHash-2-4, fixed key) so an accidental change fails here. */
-    unsigned b1 = store_bucket_of("cfg/a", 5), b2 = store_bucket_of("node/1", 6);
-    assert_true(b1 < STORE_BUCKETS && b2 < STORE_BUCKETS);
-    assert_int_equal(b1, store_bucket_of("cfg/a", 5));
-    /* Spread: 4096 keys hit most of the 256 buckets. */
+    struct fix *f = *state;
+    /* Buckets and entry hashes are part of the protocol: every replica and every build must
+     * agree, or anti-entropy would see differences that are not there. These values pin
+     * them (SipHash-2-4 and BLAKE2b with fixed keys over a fixed layout), so an accidental
+     * change fails here rather than as endless resyncs in a mixed-version mesh. */
+    assert_int_equal(store_bucket_of("cfg/a", 5), 16);
+    assert_int_equal(store_bucket_of("node/1", 6), 30);
+    store_entry_t e[2] = {
+        {.key = "cfg/a",
+         .klen = 5,
+         .value = (uint8_t *)"\xa3"
+                             "abc",
+         .vlen = 4,
+         .version = hlc_make(T0, 1),
+         .origin = 0x2222},
+        {.key = "node/1",
+         .klen = 6,
+         .version = hlc_make(T0, 2),
+         .origin = 0x3333,
+         .tombstone = true},
+    };
+    assert_int_equal(store_merge(f->s, e, 2, T0), 2);
+    uint64_t d[STORE_BUCKETS];
+    assert_int_equal(store_digests(f->s, d), 0);
+    assert_int_equal(d[16], 0xef0de1be7cca7cd5ull);
+    assert_int_equal(d[30], 0xd0b2c9545d7f7477ull);
+
+    /* Spread: 4096 keys hit nearly all of the 256 buckets. */
     uint8_t hit[STORE_BUCKETS] = {0};
     int distinct = 0;
     for (int i = 0; i < 4096; i++) {
         char k[32];
         int n = snprintf(k, sizeof(k), "cfg/%d", i);
         unsigned b = store_bucket_of(k, (size_t)n);
+        assert_true(b < STORE_BUCKETS);
         if (!hit[b]++)
             distinct++;
     }
@@ -776,7 +801,11 @@ static void test_limits(void **state)
     assert_int_equal(store_check("a\0b", 3, v, n), -EINVAL);
     assert_int_equal(store_check("k", 1, "\xc1", 1), -EINVAL);     /* never-used byte */
     assert_int_equal(store_check("k", 1, "\x01\x02", 2), -EINVAL); /* two objects */
-    assert_int_equal(store_check("k", 1, "\xa5" "ab", 3), -EINVAL); /* truncated */
+    assert_int_equal(store_check("k", 1,
+                                 "\xa5"
+                                 "ab",
+                                 3),
+                     -EINVAL); /* truncated */
     assert_int_equal(store_check("k", 1, v, 0), -EINVAL);
     assert_int_equal(store_check("k", 1, NULL, 0), -EINVAL);
 
@@ -894,11 +923,14 @@ static void test_map_full(void **state)
 
     /* A merge batch that does not fit is all-or-nothing too. */
     store_entry_t *batch = calloc(400, sizeof(*batch));
-    char (*keys)[32] = calloc(400, 32);
+    char(*keys)[32] = calloc(400, 32);
     for (int k = 0; k < 400; k++) {
         snprintf(keys[k], 32, "merge/%05d", k);
-        batch[k] = (store_entry_t){.key = keys[k], .klen = strlen(keys[k]), .value = val,
-                                   .vlen = sizeof(val), .version = hlc_make(T0, 1),
+        batch[k] = (store_entry_t){.key = keys[k],
+                                   .klen = strlen(keys[k]),
+                                   .value = val,
+                                   .vlen = sizeof(val),
+                                   .version = hlc_make(T0, 1),
                                    .origin = NODE2};
     }
     assert_int_equal(store_merge(s, batch, 400, T0), -ENOSPC);
@@ -1037,16 +1069,18 @@ static void test_corrupt_record(void **state)
         const char *bytes;
         size_t len;
     } cases[] = {
-        {"\x95\x01\x01\x01\x00", 5},              /* truncated: value missing */
-        {"\x95\x02\x01\x01\x00\xc0", 6},          /* unknown format */
-        {"\x95\x01\x01\x00\x00\xc0", 6},          /* origin 0 */
-        {"\x95\x01\x01\x01\x01\x01", 6},          /* tombstone with a value */
-        {"\x95\x01\x01\x01\x04\xc0", 6},          /* unknown flag */
-        {"\x95\x01\x01\x01\x00\xc0\x00", 7},      /* trailing byte */
-        {"\x94\x01\x01\x01\x00", 5},              /* 4 elements */
-        {"\xa3" "abc", 4},                        /* not an array */
-        {"", 0},                                  /* empty */
-        {"\x95\x01\xff\x01\x00\xc0", 6},          /* negative version */
+        {"\x95\x01\x01\x01\x00", 5},         /* truncated: value missing */
+        {"\x95\x02\x01\x01\x00\xc0", 6},     /* unknown format */
+        {"\x95\x01\x01\x00\x00\xc0", 6},     /* origin 0 */
+        {"\x95\x01\x01\x01\x01\x01", 6},     /* tombstone with a value */
+        {"\x95\x01\x01\x01\x04\xc0", 6},     /* unknown flag */
+        {"\x95\x01\x01\x01\x00\xc0\x00", 7}, /* trailing byte */
+        {"\x94\x01\x01\x01\x00", 5},         /* 4 elements */
+        {"\xa3"
+         "abc",
+         4},                             /* not an array */
+        {"", 0},                         /* empty */
+        {"\x95\x01\xff\x01\x00\xc0", 6}, /* negative version */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         corrupt(d, "bad", cases[i].bytes, cases[i].len);
@@ -1088,7 +1122,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_merge_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_commutative_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digests, setup, teardown),
-        cmocka_unit_test(test_bucket_of_stable),
+        cmocka_unit_test_setup_teardown(test_hashes_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_bucket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_anti_entropy_roundtrip, setup, teardown),
         cmocka_unit_test(test_gc),

@@ -9,7 +9,6 @@
  * anti-entropy after local writes on some replicas. Everything is seeded; a failure prints
  * the seed, and POPMESH_PROPERTY_SEED=<n> replays just that case.
  * POPMESH_PROPERTY_SEEDS=<n> changes how many cases run (default 2000). */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,15 +33,15 @@
 
 static uint64_t cur_seed;
 
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            char msg_[256];                                                                    \
-            snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                         \
-            fail_msg("seed %llu: %s (%s:%d: %s); replay with POPMESH_PROPERTY_SEED=%llu",      \
-                     (unsigned long long)cur_seed, msg_, __FILE__, __LINE__, #cond,            \
-                     (unsigned long long)cur_seed);                                            \
-        }                                                                                      \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            char msg_[256];                                                                        \
+            snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                             \
+            fail_msg("seed %llu: %s (%s:%d: %s); replay with POPMESH_PROPERTY_SEED=%llu",          \
+                     (unsigned long long)cur_seed, msg_, __FILE__, __LINE__, #cond,                \
+                     (unsigned long long)cur_seed);                                                \
+        }                                                                                          \
     } while (0)
 
 /* splitmix64: tiny, seedable, good enough to shuffle. */
@@ -66,9 +65,13 @@ struct op {
 
 static store_entry_t as_entry(const struct op *o)
 {
-    return (store_entry_t){.key = (char *)o->key, .klen = strlen(o->key),
-                           .value = o->tomb ? NULL : (uint8_t *)o->val, .vlen = o->tomb ? 0 : o->vlen,
-                           .version = o->version, .origin = o->origin, .tombstone = o->tomb};
+    return (store_entry_t){.key = (char *)o->key,
+                           .klen = strlen(o->key),
+                           .value = o->tomb ? NULL : (uint8_t *)o->val,
+                           .vlen = o->tomb ? 0 : o->vlen,
+                           .version = o->version,
+                           .origin = o->origin,
+                           .tombstone = o->tomb};
 }
 
 /* The model's order, written from the spec rather than shared with store.c: (version, origin),
@@ -92,8 +95,8 @@ static int model_cmp(const struct op *a, const struct op *b)
 
 static void random_op(uint64_t *rs, struct op *o)
 {
-    static const char *const keys[KEYS] = {"cfg/a", "cfg/b", "site/1", "user/x", "rule/9",
-                                           "cfg/a/b"};
+    static const char *const keys[KEYS] = {"cfg/a",  "cfg/b",  "site/1",
+                                           "user/x", "rule/9", "cfg/a/b"};
     snprintf(o->key, sizeof(o->key), "%s", keys[rnd(rs) % KEYS]);
     o->origin = 1 + rnd(rs) % 3;
     o->version = hlc_make(T0 + rnd(rs) % 2, (uint16_t)(rnd(rs) % 4));
@@ -124,7 +127,7 @@ struct replica {
 
 static void replica_reset(struct replica *r, uint64_t node_id)
 {
-    char p[128];
+    char p[320];
     store_close(&r->s);
     snprintf(p, sizeof(p), "%s/data.mdb", r->dir);
     unlink(p);
@@ -316,9 +319,8 @@ static void run_case(struct replica *reps, uint64_t seed)
         CHECK(m != NULL, "unexpected key %s", d0.e[i].key);
         CHECK(model_cmp(m, &d0.e[i]) == 0 && m->version == d0.e[i].version,
               "key %s: store has v=%llx o=%llu t=%d, model v=%llx o=%llu t=%d", m->key,
-              (unsigned long long)d0.e[i].version, (unsigned long long)d0.e[i].origin,
-              d0.e[i].tomb, (unsigned long long)m->version, (unsigned long long)m->origin,
-              m->tomb);
+              (unsigned long long)d0.e[i].version, (unsigned long long)d0.e[i].origin, d0.e[i].tomb,
+              (unsigned long long)m->version, (unsigned long long)m->origin, m->tomb);
     }
     for (int r = 0; r < REPLICAS; r++) {
         CHECK(store_verify(reps[r].s) == 0, "replica %d verify: %s", r,
@@ -335,14 +337,38 @@ static void run_case(struct replica *reps, uint64_t seed)
     }
 }
 
-static void test_convergence(void **state)
+/* The replicas live in the fixture so their directories go away even when a case fails. */
+static int setup_replicas(void **state)
 {
-    struct replica reps[REPLICAS];
-    memset(reps, 0, sizeof(reps));
+    struct replica *reps = calloc(REPLICAS, sizeof(*reps));
     for (int r = 0; r < REPLICAS; r++) {
         snprintf(reps[r].dir, sizeof(reps[r].dir), "/tmp/popmesh-test-prop-XXXXXX");
-        assert_non_null(mkdtemp(reps[r].dir));
+        if (!mkdtemp(reps[r].dir))
+            return -1;
     }
+    *state = reps;
+    return 0;
+}
+
+static int teardown_replicas(void **state)
+{
+    struct replica *reps = *state;
+    for (int r = 0; r < REPLICAS; r++) {
+        char p[320];
+        store_close(&reps[r].s);
+        snprintf(p, sizeof(p), "%s/data.mdb", reps[r].dir);
+        unlink(p);
+        snprintf(p, sizeof(p), "%s/lock.mdb", reps[r].dir);
+        unlink(p);
+        rmdir(reps[r].dir);
+    }
+    free(reps);
+    return 0;
+}
+
+static void test_convergence(void **state)
+{
+    struct replica *reps = *state;
     const char *one = getenv("POPMESH_PROPERTY_SEED");
     const char *many = getenv("POPMESH_PROPERTY_SEEDS");
     uint64_t first = 1, count = 2000;
@@ -356,21 +382,12 @@ static void test_convergence(void **state)
     }
     printf("convergence: %llu seeds x %d replicas: all converged\n", (unsigned long long)count,
            REPLICAS);
-    for (int r = 0; r < REPLICAS; r++) {
-        char p[128];
-        store_close(&reps[r].s);
-        snprintf(p, sizeof(p), "%s/data.mdb", reps[r].dir);
-        unlink(p);
-        snprintf(p, sizeof(p), "%s/lock.mdb", reps[r].dir);
-        unlink(p);
-        rmdir(reps[r].dir);
-    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_convergence),
+        cmocka_unit_test_setup_teardown(test_convergence, setup_replicas, teardown_replicas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
