@@ -41,7 +41,14 @@ expect_in "$WORK/err" "unknown setting 'colour'"
 cp -r "$D" "$WORK/openkey" && chmod 644 "$WORK/openkey/node.key"
 expect_rc 1 "$POPD" run --data "$WORK/openkey"
 expect_in "$WORK/err" "chmod 600"
-ok "run refuses missing, foreign, non-directory, misconfigured and loosely-keyed dirs"
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+    # As root every directory is writable, so drop to nobody to see the unwritable case.
+    cp -r "$D" "$WORK/rootonly" && chmod 755 "$WORK" && chmod 755 "$WORK/rootonly"
+    expect_rc 1 setpriv --reuid=65534 --regid=65534 --clear-groups "$POPD" run --data "$WORK/rootonly"
+    expect_in "$WORK/err" "is not writable"
+    chmod 700 "$WORK"
+fi
+ok "run refuses missing, foreign, non-directory, unwritable, misconfigured and loosely-keyed dirs"
 
 # ---- run ----
 expect_rc 3 "$MESHCTL" -d "$D" status
