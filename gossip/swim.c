@@ -784,6 +784,14 @@ static void msg_finish(swim_t *s, msgpack_packer *pk, uint64_t dest)
     size_t adhoc_len = 0;
     struct bcast *chain = NULL, **tail = &chain, *buddy = NULL;
 
+    unsigned limit = transmit_limit(s);
+    /* Entries sent `limit` times are done; the limit shrinks when members die, so entries
+     * can sit above it: drop them here, where the limit is applied (and before anything is
+     * chosen, so nothing chosen is freed). */
+    for (unsigned t = limit; t < BQ_BUCKETS; t++)
+        while (s->bucket[t])
+            bq_drop(s, s->bucket[t]);
+
     uint32_t dslot = dest == self_id(s) ? NONE : map_find(s, dest);
     struct swim_update bu;
     if (dslot != NONE && belief_update(s, &s->m[dslot], &bu)) {
@@ -801,12 +809,6 @@ static void msg_finish(swim_t *s, msgpack_packer *pk, uint64_t dest)
         }
     }
 
-    unsigned limit = transmit_limit(s);
-    /* Entries sent `limit` times are done; the limit shrinks when members die, so entries
-     * can sit above it: drop them here, where the limit is applied. */
-    for (unsigned t = limit; t < BQ_BUCKETS; t++)
-        while (s->bucket[t])
-            bq_drop(s, s->bucket[t]);
     unsigned skipped = 0;
     for (unsigned t = 0; t < limit && count < SWIM_PIGGYBACK_MAX; t++) {
         for (struct bcast *b = s->bucket[t]; b && count < SWIM_PIGGYBACK_MAX; b = b->next) {

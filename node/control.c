@@ -42,8 +42,11 @@ struct control {
     int fd;
     ev_io accept_io;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    const control_command_t *table;
-    void *ctx;
+    struct {
+        const control_command_t *table;
+        void *ctx;
+    } tables[CONTROL_MAX_TABLES];
+    unsigned ntables;
     struct conn *conns;
     control_stats_t stats;
 };
@@ -115,15 +118,18 @@ static void queue_error(struct conn *c, int status, const char *msg)
 static void pack_help(control_t *s, msgpack_packer *pk)
 {
     size_t n = 0;
-    for (const control_command_t *cmd = s->table; cmd->name; cmd++)
-        n++;
+    for (unsigned t = 0; t < s->ntables; t++)
+        for (const control_command_t *cmd = s->tables[t].table; cmd->name; cmd++)
+            n++;
     msgpack_pack_array(pk, n + 1);
-    for (const control_command_t *cmd = s->table; cmd->name; cmd++) {
-        msgpack_pack_map(pk, 2);
-        mpw_str(pk, "name");
-        mpw_str(pk, cmd->name);
-        mpw_str(pk, "usage");
-        mpw_str(pk, cmd->usage);
+    for (unsigned t = 0; t < s->ntables; t++) {
+        for (const control_command_t *cmd = s->tables[t].table; cmd->name; cmd++) {
+            msgpack_pack_map(pk, 2);
+            mpw_str(pk, "name");
+            mpw_str(pk, cmd->name);
+            mpw_str(pk, "usage");
+            mpw_str(pk, cmd->usage);
+        }
     }
     msgpack_pack_map(pk, 2);
     mpw_str(pk, "name");
@@ -162,10 +168,12 @@ static void dispatch(struct conn *c, const uint8_t *body, size_t len)
         pack_help(s, &pk);
         status = CTL_OK;
     }
-    for (const control_command_t *cmd = s->table; status < 0 && cmd->name; cmd++) {
-        if (strlen(cmd->name) == req.command_len &&
-            memcmp(cmd->name, req.command, req.command_len) == 0)
-            status = cmd->fn(s->ctx, &req, &pk);
+    for (unsigned t = 0; status < 0 && t < s->ntables; t++) {
+        for (const control_command_t *cmd = s->tables[t].table; status < 0 && cmd->name; cmd++) {
+            if (strlen(cmd->name) == req.command_len &&
+                memcmp(cmd->name, req.command, req.command_len) == 0)
+                status = cmd->fn(s->tables[t].ctx, &req, &pk);
+        }
     }
     if (status < 0) {
         s->stats.bad_requests++;
@@ -357,8 +365,9 @@ control_t *control_new(struct ev_loop *loop, const char *path, const control_com
     control_t *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->fd = fd;
-    s->table = table;
-    s->ctx = ctx;
+    s->tables[0].table = table;
+    s->tables[0].ctx = ctx;
+    s->ntables = 1;
     memcpy(s->path, path, strlen(path) + 1);
     ev_io_init(&s->accept_io, on_accept, fd, EV_READ);
     s->accept_io.data = s;
@@ -378,6 +387,16 @@ void control_destroy(control_t **cp)
     unlink(s->path);
     free(s);
     *cp = NULL;
+}
+
+int control_add_commands(control_t *c, const control_command_t *table, void *ctx)
+{
+    if (c->ntables == CONTROL_MAX_TABLES)
+        return -ENOSPC;
+    c->tables[c->ntables].table = table;
+    c->tables[c->ntables].ctx = ctx;
+    c->ntables++;
+    return 0;
 }
 
 void control_get_stats(const control_t *c, control_stats_t *st)

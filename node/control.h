@@ -37,6 +37,10 @@ int control_error(msgpack_packer *body, int status, const char *fmt, ...)
  * must outlive the server. NULL on failure with a reason in err. */
 control_t *control_new(struct ev_loop *loop, const char *path, const control_command_t *table,
                        void *ctx, char *err, size_t errlen);
+/* Adds another table of commands served with its own ctx (up to CONTROL_MAX_TABLES in all):
+ * each module registers what it answers without the daemon knowing its handlers. 0 or -ENOSPC. */
+#define CONTROL_MAX_TABLES 4
+int control_add_commands(control_t *c, const control_command_t *table, void *ctx);
 /* Closes every connection, removes the socket file, frees; accepts NULL; sets *cp = NULL. */
 void control_destroy(control_t **cp);
 

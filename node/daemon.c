@@ -5,6 +5,7 @@
 #include "common/xmalloc.h"
 #include "node/control.h"
 #include "node/identity.h"
+#include "node/meshnode.h"
 #include "node/nodecfg.h"
 #include "storage/hlc.h"
 #include "storage/store.h"
@@ -19,6 +20,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
+#include <zmq.h>
 
 #define LIST_DEFAULT_LIMIT 1000
 #define LIST_MAX_LIMIT     10000
@@ -29,9 +32,14 @@ typedef struct node {
     const char *dir;
     nodecfg_t cfg;
     identity_t id;
+    meshkey_t meshkey;
     char id_hex[17];
     store_t *store;
     control_t *control;
+    void *zctx;
+    meshnode_t *mesh;
+    bool removed;   /* this node learned it was removed from the mesh */
+    bool stopping;
     int lock_fd;
     double started; /* ev_now at start, s */
     ev_signal sigint, sigterm;
@@ -121,7 +129,8 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return control_error(pk, CTL_FAILED, "storage error: %s", store_last_error(n->store));
     control_stats_t cs;
     control_get_stats(n->control, &cs);
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS);
+    meshnode_pack_status(n->mesh, pk);
     mpw_str(pk, "name");
     mpw_str(pk, n->cfg.name);
     mpw_str(pk, "id");
@@ -184,6 +193,7 @@ static int cmd_config_set(void *ctx, const ctl_request_t *req, msgpack_packer *p
     out.klen = kl;
     out.value = (uint8_t *)v;
     out.vlen = vl;
+    meshnode_published(n->mesh, &out);
     pack_entry(pk, &out);
     return CTL_OK;
 }
@@ -224,6 +234,8 @@ static int cmd_config_del(void *ctx, const ctl_request_t *req, msgpack_packer *p
     out.key = (char *)k;
     out.klen = kl;
     out.value = NULL;
+    out.tombstone = true;
+    meshnode_published(n->mesh, &out);
     pack_entry(pk, &out);
     return CTL_OK;
 }
@@ -301,10 +313,32 @@ static const control_command_t commands[] = {
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
+static void leave_done(void *ctx)
+{
+    node_t *n = ctx;
+    ev_break(n->loop, EVBREAK_ALL);
+}
+
+/* SIGTERM/SIGINT: tell the mesh we are leaving (so nobody counts us as a failure), give the
+ * news a moment to spread, then stop. A second signal stops at once. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_info("received %s; shutting down", strsignal(w->signum));
-    ev_break(loop, EVBREAK_ALL);
+    node_t *n = w->data;
+    if (n->stopping) {
+        log_info("received %s again; stopping now", strsignal(w->signum));
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    n->stopping = true;
+    log_info("received %s; leaving the mesh and shutting down", strsignal(w->signum));
+    meshnode_leave(n->mesh, leave_done, n);
+}
+
+static void on_removed(void *ctx)
+{
+    node_t *n = ctx;
+    n->removed = true;
+    ev_break(n->loop, EVBREAK_ALL);
 }
 
 static void on_gc(struct ev_loop *loop, ev_timer *w, int revents)
@@ -396,6 +430,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     if ((rc = identity_load(n.dir, &n.id, err, errlen)) != 0)
         goto out;
     identity_id_hex(n.id.node_id, n.id_hex);
+    if ((rc = meshkey_load(n.dir, &n.meshkey, err, errlen)) != 0)
+        goto out;
 
     snprintf(path, sizeof(path), "%s/%s", n.dir, DAEMON_STORE_DIR);
     store_opts_t so = {.node_id = n.id.node_id,
@@ -413,14 +449,30 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
+    n.zctx = zmq_ctx_new();
+    if (!n.zctx) {
+        snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
+        rc = -ENOMEM;
+        goto out;
+    }
+    meshnode_opts_t mo = {.loop = n.loop, .zctx = n.zctx, .store = n.store, .cfg = &n.cfg,
+                          .id = &n.id, .meshkey = &n.meshkey, .on_removed = on_removed,
+                          .ctx = &n};
+    n.mesh = meshnode_new(&mo, err, errlen);
+    if (!n.mesh) {
+        rc = -EIO;
+        goto out;
+    }
     snprintf(path, sizeof(path), "%s/%s", n.dir, CONTROL_SOCKET_FILE);
     n.control = control_new(n.loop, path, commands, &n, err, errlen);
     if (!n.control) {
         rc = -EADDRINUSE;
         goto out;
     }
+    meshnode_register_commands(n.mesh, n.control);
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
+    n.sigint.data = n.sigterm.data = &n;
     ev_signal_start(n.loop, &n.sigint);
     ev_signal_start(n.loop, &n.sigterm);
     ev_timer_init(&n.gc, on_gc, 1.0, DAEMON_GC_PERIOD);
@@ -436,10 +488,19 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
 
     ev_run(n.loop, 0);
 
-    log_info("stopped cleanly");
-    rc = 0;
+    if (n.removed) {
+        snprintf(err, errlen, "stopped: this node was removed from the mesh");
+        rc = -EPERM;
+    } else {
+        log_info("stopped cleanly");
+        rc = 0;
+    }
 out:
     control_destroy(&n.control);
+    meshnode_destroy(&n.mesh);
+    if (n.zctx)
+        zmq_ctx_term(n.zctx);
+    sodium_memzero(&n.meshkey, sizeof(n.meshkey));
     store_close(&n.store);
     identity_wipe(&n.id);
     if (n.lock_fd >= 0)

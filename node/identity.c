@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uint64_t derive_node_id(const uint8_t curve_pk[32])
+uint64_t identity_node_id_of(const uint8_t curve_pk[32])
 {
     static const char label[] = "popmesh node id v1";
     uint8_t h[32];
@@ -33,7 +33,7 @@ static int derive(identity_t *id, const uint8_t curve_seed[32], const uint8_t si
         return -EINVAL;
     if (crypto_sign_seed_keypair(id->sign_pk, id->sign_sk, sign_seed) != 0)
         return -EINVAL;
-    id->node_id = derive_node_id(id->curve_pk);
+    id->node_id = identity_node_id_of(id->curve_pk);
     return 0;
 }
 
@@ -179,14 +179,10 @@ int identity_parse(const char *text, size_t len, identity_t *id, char *err, size
     return rc;
 }
 
-int identity_load(const char *dir, identity_t *id, char *err, size_t errlen)
+/* Reads a secret file (refusing one that group or others can read) into text. */
+static int read_secret_file(const char *path, char *text, size_t cap, size_t *len, char *err,
+                            size_t errlen)
 {
-    char path[4096], text[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
-    if (sodium_init() < 0) {
-        snprintf(err, errlen, "libsodium failed to initialise");
-        return -EIO;
-    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -200,19 +196,131 @@ int identity_load(const char *dir, identity_t *id, char *err, size_t errlen)
         close(fd);
         return -EPERM;
     }
-    ssize_t n = read(fd, text, sizeof(text));
+    ssize_t n = read(fd, text, cap);
     close(fd);
     if (n < 0) {
         int e = errno;
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
         return -e;
     }
-    if ((size_t)n == sizeof(text)) {
+    if ((size_t)n == cap) {
         snprintf(err, errlen, "%s is too large to be a key file", path);
         return -EINVAL;
     }
-    char why[200];
-    int rc = identity_parse(text, (size_t)n, id, why, sizeof(why));
+    *len = (size_t)n;
+    return 0;
+}
+
+struct mesh_seed {
+    uint8_t seed[32];
+    int have;
+};
+
+static int meshkey_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
+                           char *err, size_t errlen)
+{
+    struct mesh_seed *m = ctx;
+    if (!kvfile_is(name, nlen, "mesh-sign-seed")) {
+        snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
+        return -EINVAL;
+    }
+    if (parse_hex32(v, vlen, m->seed)) {
+        snprintf(err, errlen, "mesh-sign-seed must be 64 hex digits");
+        return -EINVAL;
+    }
+    m->have = 1;
+    return 0;
+}
+
+int meshkey_generate(meshkey_t *k)
+{
+    if (sodium_init() < 0)
+        return -EIO;
+    crypto_sign_keypair(k->pk, k->sk);
+    return 0;
+}
+
+int meshkey_from_sk(meshkey_t *k, const uint8_t sk[64])
+{
+    uint8_t pk[32];
+    crypto_sign_ed25519_sk_to_pk(pk, sk);
+    uint8_t check_pk[32], check_sk[64];
+    crypto_sign_seed_keypair(check_pk, check_sk, sk); /* first 32 bytes are the seed */
+    int ok = memcmp(pk, check_pk, 32) == 0;
+    sodium_memzero(check_sk, sizeof(check_sk));
+    if (!ok)
+        return -EINVAL;
+    memcpy(k->pk, pk, 32);
+    memcpy(k->sk, sk, 64);
+    return 0;
+}
+
+void meshkey_id_hex(const uint8_t pk[32], char out[33])
+{
+    uint8_t id[16];
+    crypto_generichash(id, sizeof(id), pk, 32, NULL, 0);
+    sodium_bin2hex(out, 33, id, sizeof(id));
+}
+
+int meshkey_save(const char *dir, const meshkey_t *k, char *err, size_t errlen)
+{
+    char path[4096], text[256], seed[65], pub[65], idhex[33];
+    sodium_bin2hex(seed, sizeof(seed), k->sk, 32);
+    snprintf(text, sizeof(text),
+             "# popmesh mesh signing key: every PoP holds it; keep private (mode 0600)\n"
+             "mesh-sign-seed = %s\n",
+             seed);
+    sodium_memzero(seed, sizeof(seed));
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
+    int rc = write_file(path, 0600, text, err, errlen);
+    sodium_memzero(text, sizeof(text));
+    if (rc)
+        return rc;
+    sodium_bin2hex(pub, sizeof(pub), k->pk, 32);
+    meshkey_id_hex(k->pk, idhex);
+    snprintf(text, sizeof(text), "# popmesh mesh public key\nmesh-id = %s\nmesh-public = %s\n",
+             idhex, pub);
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_PUB_FILE);
+    return write_file(path, 0644, text, err, errlen);
+}
+
+int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen)
+{
+    char path[4096], text[1024], why[200];
+    size_t n;
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
+    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    if (rc)
+        return rc;
+    struct mesh_seed m = {0};
+    rc = kvfile_parse(text, n, meshkey_setting, &m, why, sizeof(why));
+    sodium_memzero(text, sizeof(text));
+    if (rc == 0 && !m.have) {
+        snprintf(why, sizeof(why), "missing mesh-sign-seed");
+        rc = -EINVAL;
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return rc;
+    }
+    crypto_sign_seed_keypair(k->pk, k->sk, m.seed);
+    sodium_memzero(&m, sizeof(m));
+    return 0;
+}
+
+int identity_load(const char *dir, identity_t *id, char *err, size_t errlen)
+{
+    char path[4096], text[4096], why[200];
+    size_t n;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -EIO;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
+    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    if (rc)
+        return rc;
+    rc = identity_parse(text, n, id, why, sizeof(why));
     sodium_memzero(text, sizeof(text));
     if (rc)
         snprintf(err, errlen, "%s: %s", path, why);

@@ -35,5 +35,26 @@ int identity_parse(const char *text, size_t len, identity_t *id, char *err, size
 void identity_id_hex(uint64_t node_id, char out[17]);
 /* Wipes secrets. */
 void identity_wipe(identity_t *id);
+/* The node id that belongs to a Curve25519 public key: what lets anyone check that a key
+ * claimed for a node id really is that node's. */
+uint64_t identity_node_id_of(const uint8_t curve_pk[32]);
+
+/* The mesh's Ed25519 signing key (it signs tokens and, later, sessions). Every PoP holds it,
+ * in DIR/mesh.key (0600); its public half is DIR/mesh.pub and the mesh id is derived from it. */
+#define MESHKEY_FILE     "mesh.key"
+#define MESHKEY_PUB_FILE "mesh.pub"
+
+typedef struct meshkey {
+    uint8_t pk[32];
+    uint8_t sk[64];
+} meshkey_t;
+
+int meshkey_generate(meshkey_t *k);
+/* From the 64-byte libsodium secret key (seed || pk). 0 or -EINVAL if pk does not match. */
+int meshkey_from_sk(meshkey_t *k, const uint8_t sk[64]);
+int meshkey_save(const char *dir, const meshkey_t *k, char *err, size_t errlen);
+int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen);
+/* Mesh id as 32 hex digits (BLAKE2b-128 of the public key). */
+void meshkey_id_hex(const uint8_t pk[32], char out[33]);
 
 #endif

@@ -17,6 +17,68 @@ void nodecfg_defaults(nodecfg_t *c)
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->store_map_size = STORE_DEFAULT_MAP;
     c->tombstone_grace = STORE_DEFAULT_GRACE;
+    snprintf(c->mesh_listen, sizeof(c->mesh_listen), "127.0.0.1:%d", NODECFG_DEFAULT_MESH_PORT);
+}
+
+const char *nodecfg_mesh_addr(const nodecfg_t *c)
+{
+    return c->advertise[0] ? c->advertise : c->mesh_listen;
+}
+
+int nodecfg_check_addr(const char *s, int allow_zero)
+{
+    const char *colon = strrchr(s, ':');
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    if (!colon || hl == 0 || strlen(s) > NODECFG_ADDR_MAX)
+        return -EINVAL;
+    if (s[0] == '[' ? s[hl - 1] != ']' : memchr(s, ':', hl) != NULL)
+        return -EINVAL; /* IPv6 needs brackets, so the port is unambiguous */
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '#')
+            return -EINVAL;
+    }
+    const char *p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5)
+        return -EINVAL;
+    unsigned long port = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port > 65535 || (port == 0 && !allow_zero))
+        return -EINVAL;
+    return 0;
+}
+
+/* "host:port CURVEKEYHEX" */
+static int parse_seed(const char *v, size_t vl, nodecfg_seed_t *seed)
+{
+    const char *sp = memchr(v, ' ', vl);
+    if (!sp || (size_t)(sp - v) > NODECFG_ADDR_MAX)
+        return -EINVAL;
+    size_t al = (size_t)(sp - v);
+    memcpy(seed->addr, v, al);
+    seed->addr[al] = '\0';
+    if (nodecfg_check_addr(seed->addr, 0))
+        return -EINVAL;
+    const char *k = sp + 1;
+    size_t kl = vl - al - 1;
+    while (kl && *k == ' ')
+        k++, kl--;
+    if (kl != 64)
+        return -EINVAL;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned hi, lo;
+        char a = k[2 * i], b = k[2 * i + 1];
+        hi = a >= '0' && a <= '9' ? (unsigned)(a - '0') : a >= 'a' && a <= 'f' ? (unsigned)(a - 'a' + 10) : 99;
+        lo = b >= '0' && b <= '9' ? (unsigned)(b - '0') : b >= 'a' && b <= 'f' ? (unsigned)(b - 'a' + 10) : 99;
+        if (hi > 15 || lo > 15)
+            return -EINVAL;
+        seed->curve_pk[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
 }
 
 static int check_label(const char *s, size_t n)
@@ -139,6 +201,32 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         }
         return 0;
     }
+    if (kvfile_is(name, nlen, "mesh-listen") || kvfile_is(name, nlen, "advertise")) {
+        char *dst = name[0] == 'm' ? c->mesh_listen : c->advertise;
+        if (vl > NODECFG_ADDR_MAX) {
+            snprintf(err, errlen, "%.*s is too long", (int)nlen, name);
+            return -EINVAL;
+        }
+        memcpy(dst, v, vl);
+        dst[vl] = '\0';
+        if (nodecfg_check_addr(dst, name[0] == 'm')) {
+            snprintf(err, errlen, "%.*s must be HOST:PORT (IPv6 in brackets)", (int)nlen, name);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "seed")) {
+        if (c->nseeds == NODECFG_MAX_SEEDS) {
+            snprintf(err, errlen, "more than %d seeds", NODECFG_MAX_SEEDS);
+            return -EINVAL;
+        }
+        if (parse_seed(v, vl, &c->seeds[c->nseeds])) {
+            snprintf(err, errlen, "seed must be 'HOST:PORT CURVE-KEY-HEX' (64 hex digits)");
+            return -EINVAL;
+        }
+        c->nseeds++;
+        return 0;
+    }
     snprintf(err, errlen, "unknown setting '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
     return -EINVAL;
 }
@@ -187,7 +275,7 @@ int nodecfg_load(const char *dir, nodecfg_t *c, char *err, size_t errlen)
 
 int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
 {
-    char path[4096], tmp[4200], text[2048];
+    char path[4096], tmp[4200], text[8192];
     snprintf(path, sizeof(path), "%s/%s", dir, NODECFG_FILE);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int n = snprintf(text, sizeof(text),
@@ -197,9 +285,23 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
                      "region = %s\n"
                      "log-level = %s\n"
                      "store-map-size = %llu\n"
-                     "tombstone-grace = %llums\n",
+                     "tombstone-grace = %llums\n"
+                     "mesh-listen = %s\n"
+                     "%s%s%s",
                      c->name, c->region, c->log_level, (unsigned long long)c->store_map_size,
-                     (unsigned long long)c->tombstone_grace);
+                     (unsigned long long)c->tombstone_grace, c->mesh_listen,
+                     c->advertise[0] ? "advertise = " : "", c->advertise,
+                     c->advertise[0] ? "\n" : "");
+    for (unsigned i = 0; i < c->nseeds && n > 0 && (size_t)n < sizeof(text); i++) {
+        char hex[65];
+        for (int k = 0; k < 32; k++)
+            snprintf(hex + 2 * k, 3, "%02x", c->seeds[i].curve_pk[k]);
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "seed = %s %s\n", c->seeds[i].addr, hex);
+    }
+    if (n < 0 || (size_t)n >= sizeof(text)) {
+        snprintf(err, errlen, "settings too long to write");
+        return -E2BIG;
+    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         int e = errno;

@@ -8,8 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NODECFG_FILE     "popd.conf"
-#define NODECFG_NAME_MAX 63 /* bytes: a DNS label */
+#define NODECFG_FILE      "popd.conf"
+#define NODECFG_NAME_MAX  63  /* bytes: a DNS label */
+#define NODECFG_ADDR_MAX  255 /* bytes of "host:port" */
+#define NODECFG_MAX_SEEDS 8
+#define NODECFG_DEFAULT_MESH_PORT 7946
+
+typedef struct nodecfg_seed {
+    char addr[NODECFG_ADDR_MAX + 1]; /* "host:port" of a member's mesh socket */
+    uint8_t curve_pk[32];            /* its CURVE key */
+} nodecfg_seed_t;
 
 typedef struct nodecfg {
     char name[NODECFG_NAME_MAX + 1];   /* node name, unique in the mesh */
@@ -17,6 +25,10 @@ typedef struct nodecfg {
     char log_level[8];                 /* debug | info | warn | error */
     uint64_t store_map_size;           /* bytes: LMDB map size */
     uint64_t tombstone_grace;          /* ms: how long deletes are remembered */
+    char mesh_listen[NODECFG_ADDR_MAX + 1]; /* "host:port" the mesh ROUTER binds */
+    char advertise[NODECFG_ADDR_MAX + 1];   /* "host:port" peers dial; empty = mesh_listen */
+    nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
+    unsigned nseeds;
 } nodecfg_t;
 
 /* Defaults for everything; name and region empty. */
@@ -29,6 +41,12 @@ int nodecfg_parse(const char *text, size_t len, nodecfg_t *c, char *err, size_t 
 int nodecfg_load(const char *dir, nodecfg_t *c, char *err, size_t errlen);
 /* Writes DIR/popd.conf atomically (temp file + rename). */
 int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen);
+
+/* Checks "host:port" (host: name, IPv4, or [IPv6]; port 1..65535; port 0 allowed only if
+ * allow_zero). 0 or -EINVAL. */
+int nodecfg_check_addr(const char *s, int allow_zero);
+/* The address peers should dial: advertise if set, else mesh_listen. */
+const char *nodecfg_mesh_addr(const nodecfg_t *c);
 
 /* Parses "123", "64k", "1M", "2G" (powers of 1024) into bytes. 0 or -EINVAL. */
 int nodecfg_parse_size(const char *s, size_t len, uint64_t *out);

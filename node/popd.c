@@ -1,8 +1,15 @@
 /* popd: the PoP node daemon. Subcommands come from one table; help is generated from it. */
 #include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "gossip/antientropy.h"
 #include "node/daemon.h"
 #include "node/identity.h"
+#include "node/joinclient.h"
+#include "node/meshnode.h"
 #include "node/nodecfg.h"
+#include "node/registry.h"
+#include "node/token.h"
 #include "storage/store.h"
 
 #include <dirent.h>
@@ -13,9 +20,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { EXIT_USAGE = 2 };
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 typedef struct subcommand {
     const char *name;
@@ -87,100 +103,285 @@ static int prepare_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-static int cmd_init(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'},
-        {"name", required_argument, NULL, 'n'},
-        {"region", required_argument, NULL, 'r'},
-        {"store-map-size", required_argument, NULL, 'm'},
-        {"tombstone-grace", required_argument, NULL, 'g'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *dir = NULL, *name = NULL, *region = "";
+/* Options shared by init and join. */
+struct node_opts {
+    const char *dir, *name, *region;
     nodecfg_t cfg;
-    nodecfg_defaults(&cfg);
+};
+
+static const struct option node_longopts[] = {
+    {"data", required_argument, NULL, 'd'},
+    {"name", required_argument, NULL, 'n'},
+    {"region", required_argument, NULL, 'r'},
+    {"mesh-listen", required_argument, NULL, 'L'},
+    {"advertise", required_argument, NULL, 'A'},
+    {"store-map-size", required_argument, NULL, 'm'},
+    {"tombstone-grace", required_argument, NULL, 'g'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses the shared options; returns -1 to go on, else an exit code. */
+static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_opts *o,
+                           int positional)
+{
+    memset(o, 0, sizeof(*o));
+    o->region = "";
+    nodecfg_defaults(&o->cfg);
     int c;
-    while ((c = getopt_long(argc, argv, "d:n:r:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:n:r:h", node_longopts, NULL)) != -1) {
         switch (c) {
         case 'd':
-            dir = optarg;
+            o->dir = optarg;
             break;
         case 'n':
-            name = optarg;
+            o->name = optarg;
             break;
         case 'r':
-            region = optarg;
+            o->region = optarg;
+            break;
+        case 'L':
+        case 'A':
+            if (nodecfg_check_addr(optarg, c == 'L'))
+                return usage_error(cmd, "--%s '%s' must be HOST:PORT (IPv6 in brackets)",
+                                   c == 'L' ? "mesh-listen" : "advertise", optarg);
+            snprintf(c == 'L' ? o->cfg.mesh_listen : o->cfg.advertise, NODECFG_ADDR_MAX + 1,
+                     "%s", optarg);
             break;
         case 'm':
-            if (nodecfg_parse_size(optarg, strlen(optarg), &cfg.store_map_size) ||
-                cfg.store_map_size < (1u << 20))
-                return usage_error("init", "--store-map-size '%s' is not a size of at least "
+            if (nodecfg_parse_size(optarg, strlen(optarg), &o->cfg.store_map_size) ||
+                o->cfg.store_map_size < (1u << 20))
+                return usage_error(cmd, "--store-map-size '%s' is not a size of at least "
                                    "1M (e.g. 1G)", optarg);
             break;
         case 'g':
-            if (nodecfg_parse_duration(optarg, strlen(optarg), &cfg.tombstone_grace) ||
-                cfg.tombstone_grace == 0)
-                return usage_error("init", "--tombstone-grace '%s' is not a duration (e.g. 7d)",
+            if (nodecfg_parse_duration(optarg, strlen(optarg), &o->cfg.tombstone_grace) ||
+                o->cfg.tombstone_grace == 0)
+                return usage_error(cmd, "--tombstone-grace '%s' is not a duration (e.g. 7d)",
                                    optarg);
             break;
         case 'h':
-            print_sub_help(find_subcommand("init"));
+            print_sub_help(find_subcommand(cmd));
             return 0;
         default:
-            return usage_error("init", "unknown option");
+            return usage_error(cmd, "unknown option");
         }
     }
-    if (optind < argc)
-        return usage_error("init", "unexpected argument '%s'", argv[optind]);
-    if (!dir)
-        return usage_error("init", "--data DIR is required");
-    if (!name)
-        return usage_error("init", "--name NAME is required");
-    if (nodecfg_check_name(name))
-        return usage_error("init", "name '%s' must be 1-63 of a-z, 0-9 and '-' (not at either "
-                           "end)", name);
-    if (region[0] && nodecfg_check_name(region))
-        return usage_error("init", "region '%s' must be 1-63 of a-z, 0-9 and '-'", region);
-    snprintf(cfg.name, sizeof(cfg.name), "%s", name);
-    snprintf(cfg.region, sizeof(cfg.region), "%s", region);
+    if (argc - optind > positional)
+        return usage_error(cmd, "unexpected argument '%s'", argv[optind + positional]);
+    if (argc - optind < positional)
+        return usage_error(cmd, "missing TOKEN");
+    if (!o->dir)
+        return usage_error(cmd, "--data DIR is required");
+    if (!o->name)
+        return usage_error(cmd, "--name NAME is required");
+    if (nodecfg_check_name(o->name))
+        return usage_error(cmd, "name '%s' must be 1-63 of a-z, 0-9 and '-' (not at either "
+                           "end)", o->name);
+    if (o->region[0] && nodecfg_check_name(o->region))
+        return usage_error(cmd, "region '%s' must be 1-63 of a-z, 0-9 and '-'", o->region);
+    /* Peers dial the advertised address; a wildcard cannot be dialled. */
+    const char *dial = nodecfg_mesh_addr(&o->cfg);
+    if (!o->cfg.advertise[0] && (!strncmp(dial, "0.0.0.0:", 8) || !strncmp(dial, "[::]:", 5) ||
+                                 !strcmp(strrchr(dial, ':'), ":0")))
+        return usage_error(cmd, "--advertise HOST:PORT is required when --mesh-listen (%s) is "
+                           "a wildcard address or port 0", o->cfg.mesh_listen);
+    snprintf(o->cfg.name, sizeof(o->cfg.name), "%s", o->name);
+    snprintf(o->cfg.region, sizeof(o->cfg.region), "%s", o->region);
+    return -1;
+}
 
-    char err[4600], path[4096];
-    identity_t id;
-    int rc = prepare_dir(dir, err, sizeof(err));
-    if (rc == 0 && (rc = identity_generate(&id)) != 0)
-        snprintf(err, sizeof(err), "cannot generate keys: %s", strerror(-rc));
+/* Writes a complete node directory: keys, mesh key, store (with initial entries), and last
+ * popd.conf, whose presence marks the node as finished. */
+static int create_node(const struct node_opts *o, const identity_t *id, const meshkey_t *mk,
+                       const store_entry_t *entries, size_t nentries, bool self_record,
+                       char *err, size_t errlen)
+{
+    char path[4096];
+    int rc = prepare_dir(o->dir, err, errlen);
     if (rc == 0)
-        rc = identity_save(dir, &id, err, sizeof(err));
+        rc = identity_save(o->dir, id, err, errlen);
+    if (rc == 0)
+        rc = meshkey_save(o->dir, mk, err, errlen);
     if (rc == 0) {
-        snprintf(path, sizeof(path), "%s/%s", dir, DAEMON_STORE_DIR);
+        snprintf(path, sizeof(path), "%s/%s", o->dir, DAEMON_STORE_DIR);
         if (mkdir(path, 0700) != 0) {
             rc = -errno;
-            snprintf(err, sizeof(err), "cannot create %s: %s", path, strerror(errno));
+            snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
         }
     }
     if (rc == 0) {
         store_t *s = NULL;
-        store_opts_t so = {.node_id = id.node_id, .map_size = cfg.store_map_size};
+        store_opts_t so = {.node_id = id->node_id, .map_size = o->cfg.store_map_size};
         rc = store_open(path, &so, &s);
         if (rc)
-            snprintf(err, sizeof(err), "cannot create the store in %s: %s", path,
-                     strerror(-rc));
+            snprintf(err, errlen, "cannot create the store in %s: %s", path, strerror(-rc));
+        if (rc == 0 && nentries) {
+            int applied = store_merge(s, entries, nentries, wall_ms());
+            if (applied < 0) {
+                rc = applied;
+                snprintf(err, errlen, "cannot store the mesh's registry: %s",
+                         store_last_error(s));
+            }
+        }
+        if (rc == 0 && self_record) {
+            reg_node_t me = {.id = id->node_id, .joined_ms = wall_ms()};
+            snprintf(me.name, sizeof(me.name), "%s", o->cfg.name);
+            snprintf(me.region, sizeof(me.region), "%s", o->cfg.region);
+            snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o->cfg));
+            snprintf(me.role, sizeof(me.role), "pop");
+            memcpy(me.curve_pk, id->curve_pk, 32);
+            memcpy(me.sign_pk, id->sign_pk, 32);
+            msgpack_sbuffer sb;
+            msgpack_packer pk;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            reg_node_pack(&pk, &me);
+            char key[64];
+            reg_node_key(me.id, key, sizeof(key));
+            rc = store_put(s, key, strlen(key), sb.data, sb.size, wall_ms(), NULL);
+            if (rc)
+                snprintf(err, errlen, "cannot register this node: %s", store_last_error(s));
+            msgpack_sbuffer_destroy(&sb);
+        }
         store_close(&s);
     }
-    /* popd.conf last: its presence is what marks the directory as a finished node. */
     if (rc == 0)
-        rc = nodecfg_save(dir, &cfg, err, sizeof(err));
+        rc = nodecfg_save(o->dir, &o->cfg, err, errlen);
+    return rc;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    struct node_opts o;
+    int rc = parse_node_opts("init", argc, argv, &o, 0);
+    if (rc >= 0)
+        return rc;
+    char err[4600], idhex[17], meshid[33];
+    identity_t id;
+    meshkey_t mk;
+    rc = identity_generate(&id);
+    if (rc == 0)
+        rc = meshkey_generate(&mk);
+    if (rc) {
+        fprintf(stderr, "popd init: cannot generate keys: %s\n", strerror(-rc));
+        return 1;
+    }
+    rc = create_node(&o, &id, &mk, NULL, 0, true, err, sizeof(err));
+    identity_id_hex(id.node_id, idhex);
+    meshkey_id_hex(mk.pk, meshid);
+    identity_wipe(&id);
+    sodium_memzero(&mk, sizeof(mk));
     if (rc) {
         fprintf(stderr, "popd init: %s\n", err);
         return 1;
     }
-    char idhex[17];
+    printf("initialised node %s (id %s) in %s, first member of new mesh %s\n"
+           "start it with: popd run --data %s\n",
+           o.name, idhex, o.dir, meshid, o.dir);
+    return 0;
+}
+
+static int cmd_join(int argc, char **argv)
+{
+    struct node_opts o;
+    int rc = parse_node_opts("join", argc, argv, &o, 1);
+    if (rc >= 0)
+        return rc;
+    const char *text = argv[optind];
+    token_t t;
+    const char *why = "";
+    char err[4600];
+    if (token_decode(text, strlen(text), &t, &why) != 0) {
+        fprintf(stderr, "popd join: the token is %s\n", why);
+        return 1;
+    }
+    uint64_t now = wall_ms();
+    if (now >= t.expires_ms) {
+        fprintf(stderr, "popd join: the token expired %llu s ago; ask for a new one "
+                "(meshctl token create)\n", (unsigned long long)((now - t.expires_ms) / 1000));
+        sodium_memzero(&t, sizeof(t));
+        return 1;
+    }
+    if (strcmp(t.role, "pop") != 0) {
+        fprintf(stderr, "popd join: this is a %s token; a PoP needs a pop token "
+                "(meshctl token create --role pop)\n", t.role);
+        sodium_memzero(&t, sizeof(t));
+        return 1;
+    }
+    /* Check the directory before asking the mesh for anything, so a bad path costs no use
+     * of the token. */
+    if ((rc = prepare_dir(o.dir, err, sizeof(err))) != 0) {
+        fprintf(stderr, "popd join: %s\n", err);
+        return 1;
+    }
+    rmdir(o.dir); /* prepare_dir made it or found it empty; create_node makes it again */
+    identity_t id;
+    if (identity_generate(&id) != 0) {
+        fprintf(stderr, "popd join: cannot generate keys\n");
+        return 1;
+    }
+    join_request_t jr = {.name = o.cfg.name, .region = o.cfg.region,
+                         .addr = nodecfg_mesh_addr(&o.cfg), .curve_pk = id.curve_pk,
+                         .sign_pk = id.sign_pk, .role = "pop"};
+    uint8_t *reply = NULL;
+    size_t rlen = 0;
+    rc = join_request(&t, &jr, MESH_JOIN_TIMEOUT, &reply, &rlen, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "popd join: %s\n", err);
+        identity_wipe(&id);
+        sodium_memzero(&t, sizeof(t));
+        return 1;
+    }
+    /* JOIN_OK [1, 49, mesh_pk, mesh_sk, [entry...]] */
+    mpr_t r;
+    uint32_t n, bl;
+    uint64_t v;
+    const uint8_t *mpk, *msk;
+    meshkey_t mk;
+    store_entry_t *entries = NULL;
+    mpr_init(&r, reply, rlen);
+    rc = -EBADMSG;
+    if (mpr_array(&r, &n) || n != 5 || mpr_uint(&r, &v) || mpr_uint(&r, &v) ||
+        mpr_bin(&r, &mpk, &bl) || bl != 32 || mpr_bin(&r, &msk, &bl) || bl != 64 ||
+        mpr_array(&r, &n)) {
+        snprintf(err, sizeof(err), "the seed's answer is malformed");
+    } else if (memcmp(mpk, t.mesh_pk, 32) != 0) {
+        snprintf(err, sizeof(err), "the seed belongs to a different mesh than the token");
+    } else if (meshkey_from_sk(&mk, msk) != 0 || memcmp(mk.pk, mpk, 32) != 0) {
+        snprintf(err, sizeof(err), "the seed sent a mesh key that does not match the mesh");
+    } else {
+        entries = xcalloc(n ? n : 1, sizeof(*entries));
+        rc = 0;
+        for (uint32_t i = 0; i < n && rc == 0; i++)
+            if (ae_entry_read(&r, &entries[i]))
+                rc = -EBADMSG;
+        if (rc)
+            snprintf(err, sizeof(err), "the seed's registry is malformed");
+    }
+    /* Remember every seed of the token: after a restart, they are how we find the mesh. */
+    for (unsigned i = 0; rc == 0 && i < t.nseeds && i < NODECFG_MAX_SEEDS; i++) {
+        snprintf(o.cfg.seeds[i].addr, sizeof(o.cfg.seeds[i].addr), "%s", t.seeds[i].addr);
+        memcpy(o.cfg.seeds[i].curve_pk, t.seeds[i].curve_pk, 32);
+        o.cfg.nseeds++;
+    }
+    if (rc == 0)
+        rc = create_node(&o, &id, &mk, entries, n, false, err, sizeof(err));
+    char idhex[17], meshid[33];
     identity_id_hex(id.node_id, idhex);
+    meshkey_id_hex(t.mesh_pk, meshid);
+    sodium_memzero(reply, rlen);
+    free(reply);
+    free(entries);
     identity_wipe(&id);
-    printf("initialised node %s (id %s) in %s\nstart it with: popd run --data %s\n", name, idhex,
-           dir, dir);
+    sodium_memzero(&mk, sizeof(mk));
+    sodium_memzero(&t, sizeof(t));
+    if (rc) {
+        fprintf(stderr, "popd join: %s\n", err);
+        return 1;
+    }
+    printf("joined mesh %s as %s (id %s) in %s\nstart it with: popd run --data %s\n", meshid,
+           o.name, idhex, o.dir, o.dir);
     return 0;
 }
 
@@ -234,9 +435,18 @@ static int cmd_help(int argc, char **argv);
 
 static const subcommand_t subcommands[] = {
     {"init", cmd_init,
-     "--data DIR --name NAME [--region REGION] [--store-map-size SIZE] [--tombstone-grace DUR]",
-     "Creates a node in DIR (new or empty): its keys (node.key, mode 0600), its settings\n"
-     "(popd.conf) and its store. NAME and REGION are 1-63 of a-z, 0-9 and '-'."},
+     "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
+     "HOST:PORT]\n             [--store-map-size SIZE] [--tombstone-grace DUR]",
+     "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
+     "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
+     "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
+     "the mesh socket binds (default 127.0.0.1:7946); --advertise is what peers dial\n"
+     "(required when --mesh-listen is a wildcard)."},
+    {"join", cmd_join,
+     "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
+     "HOST:PORT]\n             [--store-map-size SIZE] [--tombstone-grace DUR] TOKEN",
+     "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
+     "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
     {"run", cmd_run, "--data DIR [--log-level debug|info|warn|error]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR."},

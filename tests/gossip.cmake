@@ -1,0 +1,4 @@
+# gossip/: the SWIM core (through its deterministic network simulator) and its wire decoder.
+popmesh_unit_test(test_swim popmesh_swimsim)
+set_tests_properties(unit.test_swim PROPERTIES TIMEOUT 120)
+popmesh_fuzz(fuzz_swim popmesh_gossip)

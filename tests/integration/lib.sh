@@ -93,6 +93,19 @@ stop_popd() {
     wait "$pid" || STOP_RC=$?
 }
 
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now. Tests run in
+# parallel, so fixed ports would collide.
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# init_node DIR NAME [ARGS...]: popd init with a free mesh port on 127.0.0.1.
+init_node() {
+    local dir=$1 name=$2
+    shift 2
+    "$POPD" init --data "$dir" --name "$name" --mesh-listen "127.0.0.1:$(free_port)" "$@" >/dev/null
+}
+
 done_testing() {
     echo "$TEST_NAME: $CHECKS checks passed"
 }

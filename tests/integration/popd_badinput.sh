@@ -2,7 +2,7 @@
 # Bad control requests against a live popd (the cases are in popd_badinput.py).
 source "$(dirname "$0")/lib.sh"
 D="$WORK/n1"
-"$POPD" init --data "$D" --name pop-bad >/dev/null
+init_node "$D" pop-bad
 start_popd "$D"
 "$PY" "$(dirname "$0")/popd_badinput.py" "$D/control.sock"
 expect_rc 0 "$MESHCTL" -d "$D" --json status

@@ -5,7 +5,7 @@
 # store must open cleanly. Also: a full store map gives a clear error and popd keeps serving.
 source "$(dirname "$0")/lib.sh"
 D="$WORK/n1"
-"$POPD" init --data "$D" --name pop-dur --store-map-size 2M >/dev/null
+init_node "$D" pop-dur --store-map-size 2M
 
 WRITER=$(cat <<'PY'
 import sys, os

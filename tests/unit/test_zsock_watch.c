@@ -3,11 +3,14 @@
  * STALL_LIMIT seconds) or a run longer than RUN_LIMIT seconds breaks the loop and fails the test,
  * so a regression shows up as a failure within seconds, never as a hung CTest.
  *
- * Showing that these tests can fail: build with -DZSOCK_TEST_NAIVE=1 and the burst, fairness and
- * ping-pong tests drive their sockets through naive_watch below (one recv per ZMQ_FD wake-up, no
- * ZMQ_EVENTS re-check, no budget) instead of zsock_watch. They then fail: the prequeued bursts
- * stall after a message or two and fairness sees no idle drains. test_naive_watcher_stalls runs
- * in every build and asserts that stall, documenting the hazard the module exists to solve. */
+ * Showing that these tests can fail: build with -DZSOCK_TEST_NAIVE=1, e.g.
+ *   cmake -S . -B /tmp/naive -DCMAKE_C_FLAGS=-DZSOCK_TEST_NAIVE=1 && \
+ *   cmake --build /tmp/naive --target test_zsock_watch && /tmp/naive/test_zsock_watch
+ * and the burst, fairness and ping-pong tests drive their sockets through naive_watch below (one
+ * recv per ZMQ_FD wake-up, no ZMQ_EVENTS re-check, no budget) instead of zsock_watch. All ten of
+ * them then stall and fail (about 20 s in all, 2 s per stall). test_naive_watcher_stalls runs in
+ * every build and asserts that stall, documenting the hazard the module exists to solve. The
+ * edge-swallow tests further down pin rule 2 (re-check after a send) deterministically. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -624,6 +627,144 @@ static void test_pingpong_tcp_outside(void **state)
     pingpong_case("tcp://127.0.0.1:*", true);
 }
 
+/* ---- the edge a send swallows, made deterministic --------------------------------------------
+ * PAIR sockets a (watched) and b (plain) over inproc. In one timer callback, outside any
+ * zsock_watch callback: b sends to a, which wakes a's reader and makes ZMQ_FD readable; then a
+ * sends to b, and that zmq_send processes a's pending commands, reading the signaler back. The
+ * fd was readable only between two lines of the same callback, so epoll never sees it, and the
+ * inproc pipe will not signal again while the message sits unread. Only the re-check after the
+ * send can notice it. Rounds are EDGE_PERIOD apart because libzmq skips command processing in
+ * zmq_send when it processed commands less than ~1 ms ago (its rdtsc throttle); 10 ms makes the
+ * swallow certain rather than likely. */
+
+#define EDGE_ROUNDS 5u
+#define EDGE_PERIOD 0.01 /* s */
+#define EDGE_STALL  0.5  /* s; each round takes microseconds when the module is right */
+
+struct edge {
+    struct ev_loop *loop;
+    zsock_watch_t *w;
+    void *a;           /* watched */
+    void *b;           /* plain peer */
+    bool raw;          /* zmq_send + zsock_watch_recheck instead of zsock_watch_send */
+    unsigned expect;   /* messages to receive before breaking the loop */
+    unsigned rounds;   /* rounds run by round_cb */
+    unsigned received; /* messages a received */
+    unsigned errors;
+    ev_timer round_timer;
+};
+
+static int edge_on_readable(zsock_watch_t *w, void *sock, void *ctx)
+{
+    struct edge *e = ctx;
+    uint32_t seq;
+    int n = zmq_recv(sock, &seq, sizeof(seq), ZMQ_DONTWAIT);
+
+    if (n != (int)sizeof(seq) || seq != e->received)
+        e->errors++;
+    e->received++;
+    if (e->received == e->expect)
+        ev_break(e->loop, EVBREAK_ALL);
+    return 0;
+}
+
+static void round_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct edge *e = t->data;
+    uint32_t seq = e->rounds++;
+
+    if (zmq_send(e->b, &seq, sizeof(seq), 0) != (int)sizeof(seq))
+        e->errors++;
+    if (e->raw) {
+        if (zmq_send(e->a, "x", 1, ZMQ_DONTWAIT) != 1)
+            e->errors++;
+        zsock_watch_recheck(e->w);
+    } else if (zsock_watch_send(e->w, "x", 1, false) != 0) {
+        e->errors++;
+    }
+    if (e->rounds == EDGE_ROUNDS)
+        ev_timer_stop(loop, t);
+}
+
+static void edge_setup(struct edge *e, void **zctx)
+{
+    *zctx = zmq_ctx_new();
+    assert_non_null(*zctx);
+    e->loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(e->loop);
+    e->a = socket_new(*zctx, ZMQ_PAIR);
+    e->b = socket_new(*zctx, ZMQ_PAIR);
+    assert_int_equal(zmq_bind(e->a, "inproc://edge"), 0);
+    assert_int_equal(zmq_connect(e->b, "inproc://edge"), 0);
+}
+
+static void edge_run_and_teardown(struct edge *e, void *zctx)
+{
+    struct watchdog wd;
+
+    watchdog_start(&wd, e->loop, &e->received, EDGE_STALL);
+    ev_run(e->loop, 0);
+    ev_timer_stop(e->loop, &wd.timer);
+    ev_timer_stop(e->loop, &e->round_timer);
+    zsock_watch_destroy(&e->w);
+    ev_loop_destroy(e->loop);
+    zmq_close(e->a);
+    zmq_close(e->b);
+    assert_int_equal(zmq_ctx_term(zctx), 0);
+
+    assert_false(wd.fired);
+    assert_int_equal(e->received, e->expect);
+    assert_int_equal(e->errors, 0);
+}
+
+static void send_swallow_case(bool raw)
+{
+    struct edge e = {.raw = raw, .expect = EDGE_ROUNDS};
+    void *zctx;
+
+    edge_setup(&e, &zctx);
+    e.w = zsock_watch_new(e.loop, e.a, 0, edge_on_readable, &e);
+    assert_non_null(e.w);
+    ev_timer_init(&e.round_timer, round_cb, EDGE_PERIOD, EDGE_PERIOD);
+    e.round_timer.data = &e;
+    ev_timer_start(e.loop, &e.round_timer);
+    edge_run_and_teardown(&e, zctx);
+}
+
+/* Rule 2 through zsock_watch_send. */
+static void test_send_outside_callback_rechecks(void **state)
+{
+    send_swallow_case(false);
+}
+
+/* Rule 2 for callers that send with zmq_send themselves and then call zsock_watch_recheck. */
+static void test_recheck_after_raw_send(void **state)
+{
+    send_swallow_case(true);
+}
+
+/* Messages that arrived, and whose edge was consumed, before the watch existed: new() must look
+ * at ZMQ_EVENTS itself instead of waiting for an fd edge. */
+static void test_pending_before_new(void **state)
+{
+    struct edge e = {.expect = 3};
+    void *zctx;
+    int events;
+    size_t len = sizeof(events);
+
+    edge_setup(&e, &zctx);
+    for (uint32_t seq = 0; seq < e.expect; seq++)
+        assert_int_equal(zmq_send(e.b, &seq, sizeof(seq), 0), (int)sizeof(seq));
+    /* Reads the signaler: ZMQ_FD is no longer readable, the messages are still queued. */
+    assert_int_equal(zmq_getsockopt(e.a, ZMQ_EVENTS, &events, &len), 0);
+    assert_true(events & ZMQ_POLLIN);
+
+    e.w = zsock_watch_new(e.loop, e.a, 0, edge_on_readable, &e);
+    assert_non_null(e.w);
+    ev_timer_init(&e.round_timer, round_cb, EDGE_PERIOD, 0.); /* never started */
+    edge_run_and_teardown(&e, zctx);
+}
+
 /* ---- test 5 and API edges -------------------------------------------------------------------- */
 
 static int never_called(zsock_watch_t *w, void *sock, void *ctx)
@@ -730,6 +871,7 @@ static void test_destroy_inside_callback(void **state)
     void *pull = socket_new(zctx, ZMQ_PULL);
     void *push = socket_new(zctx, ZMQ_PUSH);
     struct self_destroy sd = {.loop = loop};
+    struct watchdog wd;
 
     assert_int_equal(zmq_bind(pull, "inproc://self-destroy"), 0);
     assert_int_equal(zmq_connect(push, "inproc://self-destroy"), 0);
@@ -737,7 +879,10 @@ static void test_destroy_inside_callback(void **state)
         assert_int_equal(zmq_send(push, "m", 1, 0), 1);
     sd.w = zsock_watch_new(loop, pull, 0, destroy_on_readable, &sd);
     assert_non_null(sd.w);
+    watchdog_start(&wd, loop, &sd.calls, EDGE_STALL);
     ev_run(loop, 0);
+    ev_timer_stop(loop, &wd.timer);
+    assert_false(wd.fired);
     assert_null(sd.w);
     assert_int_equal(sd.calls, 10);
 
@@ -762,6 +907,9 @@ int main(void)
         cmocka_unit_test(test_pingpong_inproc_outside),
         cmocka_unit_test(test_pingpong_tcp_inline),
         cmocka_unit_test(test_pingpong_tcp_outside),
+        cmocka_unit_test(test_send_outside_callback_rechecks),
+        cmocka_unit_test(test_recheck_after_raw_send),
+        cmocka_unit_test(test_pending_before_new),
         cmocka_unit_test(test_destroy_null_and_clears_pointer),
         cmocka_unit_test(test_new_rejects_bad_arguments),
         cmocka_unit_test(test_send_translates_errno),

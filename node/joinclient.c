@@ -1,0 +1,188 @@
+#include "node/joinclient.h"
+
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/meshnode.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reads one monitor event: [u16 event, u32 value][endpoint]. */
+static int read_event(void *mon, uint16_t *event, uint32_t *value)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return -1;
+    }
+    int ok = zmq_msg_size(&m) == 6;
+    if (ok) {
+        const uint8_t *d = zmq_msg_data(&m);
+        memcpy(event, d, 2);
+        memcpy(value, d + 2, 4);
+    }
+    int more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    while (more) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    return ok ? 0 : -1;
+}
+
+/* One seed. 1: reply received; 0: failed, reason in why. */
+static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[32],
+                    const uint8_t join_sk[32], const msgpack_sbuffer *req, unsigned timeout_ms,
+                    uint8_t **reply, size_t *reply_len, char *why, size_t wl, int idx)
+{
+    void *s = zmq_socket(zctx, ZMQ_DEALER);
+    void *mon = zmq_socket(zctx, ZMQ_PAIR);
+    char endpoint[300], monep[64];
+    int linger = 0, got = 0;
+    snprintf(endpoint, sizeof(endpoint), "tcp://%s", seed->addr);
+    snprintf(monep, sizeof(monep), "inproc://join-monitor-%d", idx);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, seed->curve_pk, 32);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, join_pk, 32);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, join_sk, 32);
+    zmq_socket_monitor(s, monep,
+                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+    zmq_connect(mon, monep);
+    if (zmq_connect(s, endpoint) != 0) {
+        snprintf(why, wl, "%s: bad address (%s)", seed->addr, zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    /* Queued until the handshake completes; dropped with the socket if it never does. */
+    zmq_send(s, req->data, req->size, ZMQ_DONTWAIT);
+    snprintf(why, wl, "%s: no answer within %u ms (is it up and reachable?)", seed->addr,
+             timeout_ms);
+    uint64_t deadline = mono_ms() + timeout_ms;
+    while (!got) {
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            break;
+        zmq_pollitem_t items[2] = {{s, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, (long)(deadline - now)) < 0 && zmq_errno() != EINTR)
+            break;
+        if (items[1].revents & ZMQ_POLLIN) {
+            uint16_t ev;
+            uint32_t val;
+            if (read_event(mon, &ev, &val) == 0) {
+                if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+                    snprintf(why, wl, "%s refused the token: its mesh does not know it (a "
+                             "token of another mesh, or deleted)", seed->addr);
+                    break;
+                }
+                snprintf(why, wl, "%s failed the secure handshake: its key is not the one in "
+                         "the token", seed->addr);
+                break;
+            }
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, s, ZMQ_DONTWAIT) >= 0 && zmq_msg_size(&m) <= 16 << 20) {
+                *reply_len = zmq_msg_size(&m);
+                *reply = xmemdup(zmq_msg_data(&m), *reply_len);
+                got = 1;
+            }
+            zmq_msg_close(&m);
+        }
+    }
+out:
+    zmq_socket_monitor(s, NULL, 0);
+    zmq_close(mon);
+    zmq_close(s);
+    return got;
+}
+
+int join_request(const token_t *t, const join_request_t *jr, unsigned timeout_ms,
+                 uint8_t **reply, size_t *reply_len, char *err, size_t errlen)
+{
+    uint8_t jpk[32], jsk[32];
+    token_join_keypair(t->secret, jpk, jsk);
+    msgpack_sbuffer req;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&req);
+    msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 8);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, MESH_MSG_JOIN);
+    mpw_str(&pk, jr->name);
+    mpw_str(&pk, jr->region);
+    mpw_str(&pk, jr->addr);
+    mpw_bin(&pk, jr->curve_pk, 32);
+    mpw_bin(&pk, jr->sign_pk, 32);
+    mpw_str(&pk, jr->role);
+
+    void *zctx = zmq_ctx_new();
+    char reasons[2048] = "";
+    size_t rl = 0;
+    int rc = -EHOSTUNREACH;
+    for (unsigned i = 0; i < t->nseeds; i++) {
+        char why[400];
+        if (try_seed(zctx, &t->seeds[i], jpk, jsk, &req, timeout_ms, reply, reply_len, why,
+                     sizeof(why), (int)i)) {
+            rc = 0;
+            break;
+        }
+        rl += (size_t)snprintf(reasons + rl, rl < sizeof(reasons) ? sizeof(reasons) - rl : 0,
+                               "\n  %s", why);
+        if (rl >= sizeof(reasons))
+            rl = sizeof(reasons) - 1;
+    }
+    zmq_ctx_term(zctx);
+    sodium_memzero(jsk, sizeof(jsk));
+    msgpack_sbuffer_destroy(&req);
+    if (rc) {
+        snprintf(err, errlen, "no seed accepted the join:%s", reasons);
+        return rc;
+    }
+    /* JOIN_ERR is a refusal with the seed's reason. */
+    mpr_t r;
+    uint32_t n, cl, ml;
+    uint64_t v, type;
+    const char *code, *msg;
+    mpr_init(&r, *reply, *reply_len);
+    if (mpr_array(&r, &n) || mpr_uint(&r, &v) || mpr_uint(&r, &type)) {
+        snprintf(err, errlen, "the seed sent a malformed answer");
+        goto bad;
+    }
+    if (type == MESH_MSG_JOIN_ERR && n == 4 && mpr_str(&r, &code, &cl) == 0 &&
+        mpr_str(&r, &msg, &ml) == 0) {
+        snprintf(err, errlen, "the mesh refused to admit this node: %.*s (%.*s)", (int)ml, msg,
+                 (int)cl, code);
+        free(*reply);
+        *reply = NULL;
+        return -EACCES;
+    }
+    if (type != MESH_MSG_JOIN_OK) {
+        snprintf(err, errlen, "the seed sent an unexpected answer (type %llu)",
+                 (unsigned long long)type);
+        goto bad;
+    }
+    return 0;
+bad:
+    free(*reply);
+    *reply = NULL;
+    return -EBADMSG;
+}

@@ -1,0 +1,1143 @@
+/* meshnode: see meshnode.h.
+ *
+ * BACKGROUND
+ *
+ * Three sources of truth meet here and must not be confused:
+ *  - the registry (node/ and token/ records in the replicated store) says who MAY be in the
+ *    mesh and with which key. It is durable, converges by last-writer-wins, and is what the
+ *    ZAP handler consults, so admission is decided by replicated state and nothing else;
+ *  - SWIM says who is alive right now. It is soft state, rebuilt after a restart from the
+ *    registry (every registered member is handed to SWIM to probe);
+ *  - the CURVE handshake says who sent a message. A member's node id is derived from its key,
+ *    so no message can claim to come from another node.
+ *
+ * BEHAVIOR
+ *
+ *  - Fresh local writes are broadcast through SWIM's piggyback queue (fast path, lossy); every
+ *    MESH_AE_PERIOD a digest exchange with one random alive member repairs whatever was lost
+ *    (slow path, complete). Writes larger than a broadcast payload travel by the slow path.
+ *  - A change to any node/ record reloads the registry: new members are given to SWIM, removed
+ *    ones are dropped from SWIM and the transport, and a node that finds itself removed stops.
+ *  - The node that executes a removal also pushes the removal record straight to the removed
+ *    node: everyone else stops talking to it the moment they learn, so gossip alone might never
+ *    tell it. */
+#include "node/meshnode.h"
+
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "gossip/antientropy.h"
+#include "gossip/swim.h"
+#include "node/meshnet.h"
+#include "node/registry.h"
+#include "node/token.h"
+#include "storage/hlc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REMOVAL_PUSHES   4   /* times the removal record is pushed to the removed node */
+#define MAX_PENDING_PUSH 8
+#define LEAVE_DRAIN_MAX  1.0 /* s: at most this long spreading LEFT on shutdown */
+
+struct removal_push {
+    uint64_t id;
+    int left;
+};
+
+struct meshnode {
+    meshnode_opts_t o;
+    meshnet_t *net;
+    swim_t *swim;
+    ev_timer swim_timer;
+    ev_timer ae_timer;
+    ev_timer push_timer;
+    ev_timer leave_timer;
+    void (*leave_done)(void *);
+    void *leave_ctx;
+    reg_node_t *reg; /* registry snapshot, not removed and removed alike */
+    size_t nreg;
+    struct removal_push pushes[MAX_PENDING_PUSH];
+    uint64_t ae_seq;
+    uint64_t rng;
+    ae_stats_t ae;
+    char mesh_id[33];
+    uint64_t joins_ok, joins_refused, bad_messages;
+    bool removed;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t rnd(meshnode_t *m)
+{
+    m->rng += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+    uint64_t z = m->rng;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static const reg_node_t *reg_find(const meshnode_t *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->nreg; i++)
+        if (m->reg[i].id == id)
+            return &m->reg[i];
+    return NULL;
+}
+
+static const reg_node_t *reg_find_name(const meshnode_t *m, const char *name)
+{
+    for (size_t i = 0; i < m->nreg; i++)
+        if (!m->reg[i].removed && strcmp(m->reg[i].name, name) == 0)
+            return &m->reg[i];
+    return NULL;
+}
+
+/* ---- SWIM metadata: [name, addr, curve_pk] ------------------------------------------------ */
+
+static void pack_meta(msgpack_sbuffer *sb, const char *name, const char *addr,
+                      const uint8_t pk[32])
+{
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk_, 3);
+    mpw_str(&pk_, name);
+    mpw_str(&pk_, addr);
+    mpw_bin(&pk_, pk, 32);
+}
+
+/* Parses meta; the key is trusted only if it is the key of the member's id. */
+static int parse_meta(const uint8_t *meta, size_t len, uint64_t id, char *name, size_t nl,
+                      char *addr, size_t al, uint8_t pk[32])
+{
+    mpr_t r;
+    uint32_t n, sl;
+    const char *s;
+    const uint8_t *b;
+    mpr_init(&r, meta, len);
+    if (mpr_array(&r, &n) || n < 3 || mpr_str(&r, &s, &sl) || sl >= nl)
+        return -EBADMSG;
+    memcpy(name, s, sl);
+    name[sl] = '\0';
+    if (mpr_str(&r, &s, &sl) || sl >= al || memchr(s, '\0', sl))
+        return -EBADMSG;
+    memcpy(addr, s, sl);
+    addr[sl] = '\0';
+    if (mpr_bin(&r, &b, &sl) || sl != 32 || identity_node_id_of(b) != id)
+        return -EBADMSG;
+    memcpy(pk, b, 32);
+    return 0;
+}
+
+/* Where and how to reach member id: the registry, else what SWIM heard (self-certified). */
+static int peer_endpoint(meshnode_t *m, uint64_t id, char *addr, size_t al, uint8_t pk[32])
+{
+    const reg_node_t *r = reg_find(m, id);
+    if (r) {
+        if (r->removed)
+            return -EPERM;
+        snprintf(addr, al, "%s", r->addr);
+        memcpy(pk, r->curve_pk, 32);
+        return 0;
+    }
+    swim_member_info_t info;
+    char name[NODECFG_NAME_MAX + 1];
+    if (swim_member_get(m->swim, id, &info) == 0 &&
+        parse_meta(info.meta, info.meta_len, id, name, sizeof(name), addr, al, pk) == 0)
+        return 0;
+    return -ENOENT;
+}
+
+static int send_to(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len)
+{
+    char addr[NODECFG_ADDR_MAX + 1];
+    uint8_t pk[32];
+    int rc = peer_endpoint(m, id, addr, sizeof(addr), pk);
+    if (rc)
+        return rc;
+    return meshnet_send(m->net, id, addr, pk, msg, len);
+}
+
+/* ---- SWIM glue ------------------------------------------------------------------------------ */
+
+static void swim_rearm(meshnode_t *m)
+{
+    uint64_t now = mono_ms(), next = swim_next_deadline(m->swim);
+    double delay = next > now ? (double)(next - now) / 1000.0 : 0.0;
+    ev_timer_stop(m->o.loop, &m->swim_timer);
+    ev_timer_set(&m->swim_timer, delay, 0.0);
+    ev_timer_start(m->o.loop, &m->swim_timer);
+}
+
+static void on_swim_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    meshnode_t *m = t->data;
+    swim_tick(m->swim, mono_ms());
+    swim_rearm(m);
+}
+
+static void io_send(void *ctx, uint64_t dest, const uint8_t *msg, size_t len)
+{
+    send_to(ctx, dest, msg, len); /* loss is SWIM's business */
+}
+
+static void io_member_changed(void *ctx, const swim_member_info_t *mi, int old_state)
+{
+    meshnode_t *m = ctx;
+    const reg_node_t *r = reg_find(m, mi->id);
+    char name[NODECFG_NAME_MAX + 1] = "?", addr[NODECFG_ADDR_MAX + 1];
+    uint8_t pk[32];
+    if (r)
+        snprintf(name, sizeof(name), "%s", r->name);
+    else
+        parse_meta(mi->meta, mi->meta_len, mi->id, name, sizeof(name), addr, sizeof(addr), pk);
+    if (old_state < 0)
+        log_info("mesh: member %s (%016llx) is %s", name, (unsigned long long)mi->id,
+                 swim_state_name(mi->state));
+    else if ((int)mi->state != old_state)
+        log_msg(mi->state == SWIM_DEAD ? LOG_WARN : LOG_INFO,
+                "mesh: member %s (%016llx) %s -> %s (incarnation %llu)", name,
+                (unsigned long long)mi->id, swim_state_name((enum swim_state)old_state),
+                swim_state_name(mi->state), (unsigned long long)mi->incarnation);
+}
+
+static void registry_reload(meshnode_t *m);
+
+static bool touches_registry(const char *key, size_t klen)
+{
+    size_t pl = strlen(REG_NODE_PREFIX);
+    return klen >= pl && memcmp(key, REG_NODE_PREFIX, pl) == 0;
+}
+
+/* A broadcast payload is one store entry (antientropy.h's entry encoding). */
+static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t len)
+{
+    meshnode_t *m = ctx;
+    mpr_t r;
+    store_entry_t e;
+    mpr_init(&r, payload, len);
+    if (ae_entry_read(&r, &e) || r.left) {
+        m->bad_messages++;
+        return false;
+    }
+    int applied = store_merge(m->o.store, &e, 1, wall_ms());
+    if (applied > 0 && touches_registry(e.key, e.klen))
+        registry_reload(m);
+    return applied > 0;
+}
+
+static uint64_t broadcast_key(const char *key, size_t klen)
+{
+    static const uint8_t k[crypto_shorthash_KEYBYTES] = "popmesh/bcast/1";
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const uint8_t *)key, klen, k);
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return v;
+}
+
+void meshnode_published(meshnode_t *m, const store_entry_t *e)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    ae_entry_pack(&pk, e);
+    /* Too large to piggyback: anti-entropy carries it within a period or two. */
+    if (sb.size <= SWIM_PAYLOAD_MAX)
+        swim_broadcast(m->swim, broadcast_key(e->key, e->klen), (const uint8_t *)sb.data,
+                       sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    if (touches_registry(e->key, e->klen))
+        registry_reload(m);
+    swim_rearm(m);
+}
+
+/* ---- registry ------------------------------------------------------------------------------- */
+
+static int reload_one(const store_entry_t *e, void *ctx)
+{
+    meshnode_t *m = ctx;
+    uint64_t id;
+    reg_node_t rec;
+    const char *why;
+    if (reg_node_key_id(e->key, e->klen, &id) != 0 ||
+        reg_node_parse(e->value, e->vlen, id, &rec, &why) != 0) {
+        log_warn("mesh: ignoring malformed registry record %.*s", (int)e->klen, e->key);
+        return 0;
+    }
+    m->reg = xrealloc(m->reg, (m->nreg + 1) * sizeof(*m->reg));
+    m->reg[m->nreg++] = rec;
+    return 0;
+}
+
+static void registry_reload(meshnode_t *m)
+{
+    free(m->reg);
+    m->reg = NULL;
+    m->nreg = 0;
+    store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), reload_one, m);
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < m->nreg; i++) {
+        const reg_node_t *r = &m->reg[i];
+        if (r->id == m->o.id->node_id) {
+            if (r->removed && !m->removed) {
+                m->removed = true;
+                log_error("this node was removed from the mesh by an operator; stopping. "
+                          "To come back it must join again as a new node (popd join).");
+                if (m->o.on_removed)
+                    m->o.on_removed(m->o.ctx);
+            }
+            continue;
+        }
+        if (r->removed) {
+            if (swim_remove_member(m->swim, r->id) == 0)
+                log_info("mesh: member %s (%016llx) was removed from the mesh", r->name,
+                         (unsigned long long)r->id);
+            bool pushing = false;
+            for (int k = 0; k < MAX_PENDING_PUSH; k++)
+                pushing |= m->pushes[k].id == r->id && m->pushes[k].left > 0;
+            if (!pushing)
+                meshnet_forget(m->net, r->id);
+            continue;
+        }
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        pack_meta(&sb, r->name, r->addr, r->curve_pk);
+        swim_add_member(m->swim, r->id, (const uint8_t *)sb.data, sb.size, false, now);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+/* ---- anti-entropy ----------------------------------------------------------------------------- */
+
+struct reply_ctx {
+    meshnode_t *m;
+    uint64_t peer;
+};
+
+static void ae_reply(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct reply_ctx *rc = ctx;
+    send_to(rc->m, rc->peer, buf, len);
+}
+
+struct pick {
+    meshnode_t *m;
+    uint64_t chosen;
+    uint64_t seen;
+};
+
+static void pick_alive(const swim_member_info_t *mi, void *ctx)
+{
+    struct pick *p = ctx;
+    if (mi->id == p->m->o.id->node_id || mi->state != SWIM_ALIVE)
+        return;
+    /* Reservoir sampling: a uniform choice in one pass, without a copy of the list. */
+    p->seen++;
+    if (rnd(p->m) % p->seen == 0)
+        p->chosen = mi->id;
+}
+
+static void on_ae_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    meshnode_t *m = t->data;
+    struct pick p = {.m = m};
+    swim_foreach(m->swim, pick_alive, &p);
+    if (p.chosen) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        if (ae_digest_msg(m->o.store, ++m->ae_seq, &sb) == 0 &&
+            send_to(m, p.chosen, (const uint8_t *)sb.data, sb.size) == 0)
+            m->ae.digests_sent++;
+        msgpack_sbuffer_destroy(&sb);
+    }
+    /* Jitter keeps nodes that started together from syncing in lockstep. */
+    t->repeat = MESH_AE_PERIOD * (0.75 + (double)(rnd(m) % 500) / 1000.0);
+    ev_timer_again(loop, t);
+}
+
+/* ---- joining (server side) ------------------------------------------------------------------ */
+
+static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
+                           const char *fmt, ...)
+{
+    char text[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, MESH_MSG_JOIN_ERR);
+    mpw_str(&pk, code);
+    mpw_str(&pk, text);
+    meshnet_reply(m->net, rid, rl, (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    m->joins_refused++;
+    log_info("mesh: refused a join: %s", text);
+}
+
+struct count_ctx {
+    uint64_t n;
+};
+
+static int count_one(const store_entry_t *e, void *ctx)
+{
+    ((struct count_ctx *)ctx)->n++;
+    return 0;
+}
+
+static int pack_registry_entry(const store_entry_t *e, void *ctx)
+{
+    msgpack_sbuffer *entries = ((void **)ctx)[0];
+    uint32_t *count = ((void **)ctx)[1];
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, entries, msgpack_sbuffer_write);
+    ae_entry_pack(&pk, e);
+    (*count)++;
+    return 0;
+}
+
+static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
+{
+    store_entry_t out = {0};
+    int rc = store_put(m->o.store, key, strlen(key), val->data, val->size, wall_ms(), &out);
+    if (rc == 0) {
+        out.key = (char *)key;
+        out.klen = strlen(key);
+        out.value = (uint8_t *)val->data;
+        out.vlen = val->size;
+        meshnode_published(m, &out);
+    }
+    return rc;
+}
+
+static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_t rl,
+                        mpr_t *r)
+{
+    const char *s;
+    uint32_t sl;
+    reg_node_t want = {0};
+    const uint8_t *b;
+    uint32_t bl;
+    /* [.., name, region, addr, curve_pk, sign_pk, role] */
+#define STR_FIELD(dst)                                                                      \
+    (mpr_str(r, &s, &sl) == 0 && sl < sizeof(dst) && !memchr(s, '\0', sl) &&                \
+     (memcpy(dst, s, sl), dst[sl] = '\0', 1))
+    if (!STR_FIELD(want.name) || !STR_FIELD(want.region) || !STR_FIELD(want.addr) ||
+        mpr_bin(r, &b, &bl) || bl != 32 || (memcpy(want.curve_pk, b, 32), 0) ||
+        mpr_bin(r, &b, &bl) || bl != 32 || (memcpy(want.sign_pk, b, 32), 0) ||
+        !STR_FIELD(want.role) || r->left) {
+        m->bad_messages++;
+        join_reply_err(m, rid, rl, "malformed", "malformed join request");
+        return;
+    }
+#undef STR_FIELD
+    char key[64];
+    store_entry_t e;
+    const char *why;
+    reg_token_t tok;
+    reg_token_key(token_id, key, sizeof(key));
+    if (store_get(m->o.store, key, strlen(key), &e) != 0) {
+        join_reply_err(m, rid, rl, "unknown", "this mesh has no such token");
+        return;
+    }
+    int prc = reg_token_parse(e.value, e.vlen, token_id, &tok, &why);
+    store_entry_free(&e);
+    if (prc) {
+        join_reply_err(m, rid, rl, "unknown", "the token's record is unreadable (%s)", why);
+        return;
+    }
+    uint64_t now = wall_ms();
+    if (tok.revoked) {
+        join_reply_err(m, rid, rl, "revoked", "the token was revoked");
+        return;
+    }
+    if (now >= tok.expires_ms) {
+        join_reply_err(m, rid, rl, "expired", "the token expired %llu s ago",
+                       (unsigned long long)((now - tok.expires_ms) / 1000));
+        return;
+    }
+    if (strcmp(tok.role, want.role) != 0) {
+        join_reply_err(m, rid, rl, "role", "this is a %s token; it cannot join a %s", tok.role,
+                       want.role);
+        return;
+    }
+    if (nodecfg_check_name(want.name) || (want.region[0] && nodecfg_check_name(want.region)) ||
+        nodecfg_check_addr(want.addr, 0)) {
+        join_reply_err(m, rid, rl, "invalid", "name, region or address is invalid");
+        return;
+    }
+    want.id = identity_node_id_of(want.curve_pk);
+    const reg_node_t *same = reg_find(m, want.id);
+    if (same && same->removed) {
+        join_reply_err(m, rid, rl, "removed",
+                       "this node's key was removed from the mesh; join with a new data "
+                       "directory");
+        return;
+    }
+    const reg_node_t *named = reg_find_name(m, want.name);
+    if (named && named->id != want.id) {
+        join_reply_err(m, rid, rl, "name-taken", "the name '%s' is already taken by node %016llx",
+                       want.name, (unsigned long long)named->id);
+        return;
+    }
+    /* The same node asking again (its JOIN_OK was lost): answer again, use nothing more. */
+    bool again = same && strcmp(same->name, want.name) == 0;
+    if (!again) {
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), REG_TOKENUSE_PREFIX "%016llx/",
+                 (unsigned long long)token_id);
+        struct count_ctx cc = {0};
+        store_list(m->o.store, prefix, strlen(prefix), count_one, &cc);
+        if (tok.uses_max && cc.n >= tok.uses_max) {
+            join_reply_err(m, rid, rl, "used-up", "the token is used up (%llu of %llu uses)",
+                           (unsigned long long)cc.n, (unsigned long long)tok.uses_max);
+            return;
+        }
+        want.joined_ms = now;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        reg_tokenuse_pack(&pk, want.name, now);
+        reg_tokenuse_key(token_id, want.id, key, sizeof(key));
+        int rc = put_record(m, key, &sb);
+        msgpack_sbuffer_clear(&sb);
+        reg_node_pack(&pk, &want);
+        reg_node_key(want.id, key, sizeof(key));
+        if (rc == 0)
+            rc = put_record(m, key, &sb);
+        msgpack_sbuffer_destroy(&sb);
+        if (rc) {
+            join_reply_err(m, rid, rl, "failed", "the seed could not record the join: %s",
+                           store_last_error(m->o.store));
+            return;
+        }
+    }
+
+    /* JOIN_OK [1, 49, mesh_pk, mesh_sk | nil, entries of node/] */
+    msgpack_sbuffer entries, out;
+    uint32_t count = 0;
+    msgpack_sbuffer_init(&entries);
+    void *pctx[2] = {&entries, &count};
+    store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), pack_registry_entry, pctx);
+    msgpack_sbuffer_init(&out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, MESH_MSG_JOIN_OK);
+    mpw_bin(&pk, m->o.meshkey->pk, 32);
+    if (strcmp(want.role, "pop") == 0)
+        mpw_bin(&pk, m->o.meshkey->sk, 64); /* every PoP signs tokens and sessions */
+    else
+        msgpack_pack_nil(&pk);
+    msgpack_pack_array(&pk, count);
+    mpw_raw(&pk, entries.data, entries.size);
+    meshnet_reply(m->net, rid, rl, (const uint8_t *)out.data, out.size);
+    sodium_memzero(out.data, out.size);
+    msgpack_sbuffer_destroy(&out);
+    msgpack_sbuffer_destroy(&entries);
+    m->joins_ok++;
+    log_info("mesh: %s %s (%016llx, %s) joined with token %016llx", want.role, want.name,
+             (unsigned long long)want.id, want.addr, (unsigned long long)token_id);
+    swim_rearm(m);
+}
+
+/* ---- transport callbacks ---------------------------------------------------------------------- */
+
+static int authorize(void *ctx, const uint8_t client_pk[32], char *user_id)
+{
+    meshnode_t *m = ctx;
+    uint64_t id = identity_node_id_of(client_pk);
+    const reg_node_t *r = reg_find(m, id);
+    if (r && !r->removed && memcmp(r->curve_pk, client_pk, 32) == 0) {
+        snprintf(user_id, MESHNET_USER_ID_MAX, "n:%016llx", (unsigned long long)id);
+        return 1;
+    }
+    /* A token's join key: admitted whatever the token's state, so JOIN can say what is wrong
+     * with it (expired, revoked, used up) instead of a silent refusal. */
+    uint64_t tid = token_id_of(client_pk);
+    char key[64];
+    store_entry_t e;
+    reg_token_key(tid, key, sizeof(key));
+    if (store_get(m->o.store, key, strlen(key), &e) == 0) {
+        reg_token_t t;
+        const char *why;
+        int ok = reg_token_parse(e.value, e.vlen, tid, &t, &why) == 0 &&
+                 memcmp(t.join_pk, client_pk, 32) == 0;
+        store_entry_free(&e);
+        if (ok) {
+            snprintf(user_id, MESHNET_USER_ID_MAX, "t:%016llx", (unsigned long long)tid);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t rid_len,
+                    const uint8_t *msg, size_t len)
+{
+    meshnode_t *m = ctx;
+    uint64_t from = strtoull(user_id + 2, NULL, 16);
+    mpr_t r;
+    uint32_t n;
+    uint64_t version, type;
+    mpr_init(&r, msg, len);
+    if (mpr_array(&r, &n) || n < 2 || mpr_uint(&r, &version) || mpr_uint(&r, &type)) {
+        m->bad_messages++;
+        return;
+    }
+    if (user_id[0] == 't') {
+        if (type == MESH_MSG_JOIN && version == 1 && n == 8)
+            handle_join(m, from, rid, rid_len, &r);
+        else
+            m->bad_messages++; /* a token holder may only ask to join */
+        return;
+    }
+    if (type >= 1 && type < 32) {
+        swim_receive(m->swim, from, msg, len, mono_ms());
+        swim_rearm(m);
+    } else if (type == AE_DIGEST || type == AE_ENTRIES) {
+        struct reply_ctx rc = {m, from};
+        uint64_t before = m->ae.entries_applied;
+        ae_handle(m->o.store, msg, len, wall_ms(), ae_reply, &rc, &m->ae);
+        if (m->ae.entries_applied != before)
+            registry_reload(m); /* cheap, and membership may have changed */
+    } else {
+        m->bad_messages++;
+    }
+}
+
+/* ---- removal pushes -------------------------------------------------------------------------- */
+
+static void on_push_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    meshnode_t *m = t->data;
+    int pending = 0;
+    for (int i = 0; i < MAX_PENDING_PUSH; i++) {
+        struct removal_push *p = &m->pushes[i];
+        if (p->left <= 0)
+            continue;
+        char key[64];
+        store_entry_t e;
+        reg_node_key(p->id, key, sizeof(key));
+        const reg_node_t *r = reg_find(m, p->id);
+        if (r && store_get(m->o.store, key, strlen(key), &e) == 0) {
+            /* An ENTRIES message without "want": the removed node merges, answers nothing. */
+            uint8_t buckets[STORE_BUCKETS / 8] = {0};
+            unsigned b = store_bucket_of(key, strlen(key));
+            buckets[b / 8] |= (uint8_t)(1u << (b % 8));
+            msgpack_sbuffer sb;
+            msgpack_packer pk;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_array(&pk, 6);
+            msgpack_pack_uint32(&pk, AE_VERSION);
+            msgpack_pack_uint32(&pk, AE_ENTRIES);
+            msgpack_pack_uint64(&pk, 0);
+            mpw_bin(&pk, buckets, sizeof(buckets));
+            msgpack_pack_false(&pk);
+            msgpack_pack_array(&pk, 1);
+            ae_entry_pack(&pk, &e);
+            meshnet_send(m->net, r->id, r->addr, r->curve_pk, (const uint8_t *)sb.data,
+                         sb.size);
+            msgpack_sbuffer_destroy(&sb);
+            store_entry_free(&e);
+        }
+        if (--p->left == 0) {
+            meshnet_forget(m->net, p->id);
+            p->id = 0;
+        } else {
+            pending++;
+        }
+    }
+    if (!pending)
+        ev_timer_stop(loop, t);
+}
+
+/* ---- control commands ------------------------------------------------------------------------ */
+
+struct members_ctx {
+    meshnode_t *m;
+    msgpack_packer *pk;
+    size_t n;
+    unsigned by_state[4];
+};
+
+static void count_member(const swim_member_info_t *mi, void *ctx)
+{
+    struct members_ctx *c = ctx;
+    c->n++;
+    if (mi->state <= SWIM_LEFT)
+        c->by_state[mi->state]++;
+}
+
+static void pack_member(const swim_member_info_t *mi, void *ctx)
+{
+    struct members_ctx *c = ctx;
+    const reg_node_t *r = reg_find(c->m, mi->id);
+    char name[NODECFG_NAME_MAX + 1] = "", addr[NODECFG_ADDR_MAX + 1] = "";
+    uint8_t pk[32];
+    if (r) {
+        snprintf(name, sizeof(name), "%s", r->name);
+        snprintf(addr, sizeof(addr), "%s", r->addr);
+    } else {
+        parse_meta(mi->meta, mi->meta_len, mi->id, name, sizeof(name), addr, sizeof(addr), pk);
+    }
+    char id[17];
+    identity_id_hex(mi->id, id);
+    msgpack_packer *pk_ = c->pk;
+    msgpack_pack_map(pk_, 8);
+    mpw_str(pk_, "name");
+    mpw_str(pk_, name);
+    mpw_str(pk_, "id");
+    mpw_str(pk_, id);
+    mpw_str(pk_, "region");
+    mpw_str(pk_, r ? r->region : "");
+    mpw_str(pk_, "addr");
+    mpw_str(pk_, addr);
+    mpw_str(pk_, "state");
+    mpw_str(pk_, swim_state_name(mi->state));
+    mpw_str(pk_, "incarnation");
+    msgpack_pack_uint64(pk_, mi->incarnation);
+    mpw_str(pk_, "rtt_ms");
+    msgpack_pack_uint32(pk_, mi->rtt_ms);
+    mpw_str(pk_, "self");
+    if (mi->id == c->m->o.id->node_id)
+        msgpack_pack_true(pk_);
+    else
+        msgpack_pack_false(pk_);
+}
+
+static int cmd_members(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    struct members_ctx c = {.m = m, .pk = pk};
+    swim_foreach(m->swim, count_member, &c);
+    msgpack_pack_array(pk, c.n);
+    swim_foreach(m->swim, pack_member, &c);
+    return CTL_OK;
+}
+
+void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
+{
+    struct members_ctx c = {.m = m};
+    swim_foreach(m->swim, count_member, &c);
+    mpw_str(pk, "mesh_id");
+    mpw_str(pk, m->mesh_id);
+    mpw_str(pk, "members");
+    msgpack_pack_map(pk, 4);
+    for (int s = SWIM_ALIVE; s <= SWIM_LEFT; s++) {
+        mpw_str(pk, swim_state_name((enum swim_state)s));
+        msgpack_pack_uint32(pk, c.by_state[s]);
+    }
+}
+
+struct seeds_ctx {
+    meshnode_t *m;
+    token_t *t;
+};
+
+static void add_seed(const swim_member_info_t *mi, void *ctx)
+{
+    struct seeds_ctx *c = ctx;
+    if (c->t->nseeds >= 3 || mi->state != SWIM_ALIVE || mi->id == c->m->o.id->node_id)
+        return;
+    const reg_node_t *r = reg_find(c->m, mi->id);
+    if (!r || r->removed || strcmp(r->role, "pop") != 0)
+        return;
+    token_seed_t *s = &c->t->seeds[c->t->nseeds++];
+    snprintf(s->addr, sizeof(s->addr), "%s", r->addr);
+    memcpy(s->curve_pk, r->curve_pk, 32);
+}
+
+static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    const char *role = "pop";
+    uint32_t rl = 3;
+    uint64_t ttl = 3600 * 1000, uses = 1;
+    if (ctl_arg_str(req, "role", &role, &rl) < 0 ||
+        !((rl == 3 && !memcmp(role, "pop", 3)) || (rl == 4 && !memcmp(role, "site", 4))))
+        return control_error(pk, CTL_BAD_REQUEST, "role must be 'pop' or 'site'");
+    if (ctl_arg_uint(req, "ttl_ms", &ttl) < 0 || ttl == 0 || ttl > 365ull * 24 * 3600 * 1000)
+        return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
+    if (ctl_arg_uint(req, "uses", &uses) < 0 || uses > 1000000)
+        return control_error(pk, CTL_BAD_REQUEST, "uses must be 0 (unlimited) to 1000000");
+
+    token_t t = {0};
+    token_public_t pub;
+    memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
+    memcpy(t.role, role, rl);
+    t.expires_ms = wall_ms() + ttl;
+    randombytes_buf(t.secret, sizeof(t.secret));
+    /* Seeds: this node first (it is certainly up), then up to two other live PoPs. */
+    snprintf(t.seeds[0].addr, sizeof(t.seeds[0].addr), "%s", nodecfg_mesh_addr(m->o.cfg));
+    memcpy(t.seeds[0].curve_pk, m->o.id->curve_pk, 32);
+    t.nseeds = 1;
+    struct seeds_ctx sc = {m, &t};
+    swim_foreach(m->swim, add_seed, &sc);
+    token_public(&t, &pub);
+
+    reg_token_t rec = {.id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses,
+                       .created_ms = wall_ms()};
+    memcpy(rec.role, role, rl);
+    snprintf(rec.created_by, sizeof(rec.created_by), "%s", m->o.cfg->name);
+    memcpy(rec.join_pk, pub.join_pk, 32);
+    msgpack_sbuffer sb;
+    msgpack_packer vp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
+    reg_token_pack(&vp, &rec);
+    char key[64];
+    reg_token_key(pub.id, key, sizeof(key));
+    int rc = put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        sodium_memzero(&t, sizeof(t));
+        return control_error(pk, CTL_FAILED, "cannot store the token: %s",
+                             store_last_error(m->o.store));
+    }
+    char text[TOKEN_TEXT_MAX + 1], id[17];
+    rc = token_encode(&t, m->o.meshkey->sk, text, sizeof(text));
+    sodium_memzero(&t, sizeof(t));
+    if (rc)
+        return control_error(pk, CTL_FAILED, "cannot encode the token");
+    identity_id_hex(pub.id, id);
+    msgpack_pack_map(pk, 5);
+    mpw_str(pk, "token");
+    mpw_str(pk, text);
+    mpw_str(pk, "id");
+    mpw_str(pk, id);
+    mpw_str(pk, "role");
+    mpw_str(pk, rec.role);
+    mpw_str(pk, "expires_ms");
+    msgpack_pack_uint64(pk, rec.expires_ms);
+    mpw_str(pk, "uses_max");
+    msgpack_pack_uint64(pk, rec.uses_max);
+    sodium_memzero(text, sizeof(text));
+    log_info("mesh: created %s token %s (%llu uses, expires in %llu s)", rec.role, id,
+             (unsigned long long)uses, (unsigned long long)(ttl / 1000));
+    return CTL_OK;
+}
+
+struct token_vec {
+    reg_token_t *v;
+    size_t n;
+};
+
+static int collect_token(const store_entry_t *e, void *ctx)
+{
+    struct token_vec *tv = ctx;
+    size_t pl = strlen(REG_TOKEN_PREFIX);
+    reg_token_t t;
+    const char *why;
+    char idhex[17];
+    if (e->klen != pl + 16)
+        return 0;
+    memcpy(idhex, e->key + pl, 16);
+    idhex[16] = '\0';
+    if (reg_token_parse(e->value, e->vlen, strtoull(idhex, NULL, 16), &t, &why))
+        return 0;
+    tv->v = xrealloc(tv->v, (tv->n + 1) * sizeof(*tv->v));
+    tv->v[tv->n++] = t;
+    return 0;
+}
+
+static uint64_t token_uses(meshnode_t *m, uint64_t id)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), REG_TOKENUSE_PREFIX "%016llx/", (unsigned long long)id);
+    struct count_ctx cc = {0};
+    store_list(m->o.store, prefix, strlen(prefix), count_one, &cc);
+    return cc.n;
+}
+
+static int cmd_token_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    struct token_vec tv = {0};
+    /* Collect first: the store cannot be asked anything from inside its own iteration. */
+    int rc = store_list(m->o.store, REG_TOKEN_PREFIX, strlen(REG_TOKEN_PREFIX), collect_token,
+                        &tv);
+    if (rc) {
+        free(tv.v);
+        return control_error(pk, CTL_FAILED, "cannot list tokens: %s",
+                             store_last_error(m->o.store));
+    }
+    uint64_t now = wall_ms();
+    msgpack_pack_array(pk, tv.n);
+    for (size_t i = 0; i < tv.n; i++) {
+        const reg_token_t *t = &tv.v[i];
+        uint64_t uses = token_uses(m, t->id);
+        const char *state = t->revoked                           ? "revoked"
+                            : now >= t->expires_ms               ? "expired"
+                            : t->uses_max && uses >= t->uses_max ? "used-up"
+                                                                 : "valid";
+        char id[17];
+        identity_id_hex(t->id, id);
+        msgpack_pack_map(pk, 8);
+        mpw_str(pk, "id");
+        mpw_str(pk, id);
+        mpw_str(pk, "role");
+        mpw_str(pk, t->role);
+        mpw_str(pk, "state");
+        mpw_str(pk, state);
+        mpw_str(pk, "expires_ms");
+        msgpack_pack_uint64(pk, t->expires_ms);
+        mpw_str(pk, "uses");
+        msgpack_pack_uint64(pk, uses);
+        mpw_str(pk, "uses_max");
+        msgpack_pack_uint64(pk, t->uses_max);
+        mpw_str(pk, "created_by");
+        mpw_str(pk, t->created_by);
+        mpw_str(pk, "created_ms");
+        msgpack_pack_uint64(pk, t->created_ms);
+    }
+    free(tv.v);
+    return CTL_OK;
+}
+
+static int cmd_token_revoke(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    const char *s;
+    uint32_t sl;
+    if (ctl_arg_str(req, "id", &s, &sl) != 1 || sl != 16)
+        return control_error(pk, CTL_BAD_REQUEST, "id must be a token id (16 hex digits, from "
+                             "'meshctl token list')");
+    char idhex[17], key[64];
+    memcpy(idhex, s, 16);
+    idhex[16] = '\0';
+    char *end;
+    uint64_t id = strtoull(idhex, &end, 16);
+    if (*end)
+        return control_error(pk, CTL_BAD_REQUEST, "id must be 16 hex digits");
+    reg_token_key(id, key, sizeof(key));
+    store_entry_t e;
+    reg_token_t t;
+    const char *why;
+    if (store_get(m->o.store, key, strlen(key), &e) != 0)
+        return control_error(pk, CTL_NOT_FOUND, "no token %s", idhex);
+    int prc = reg_token_parse(e.value, e.vlen, id, &t, &why);
+    store_entry_free(&e);
+    if (prc)
+        return control_error(pk, CTL_FAILED, "token %s is unreadable: %s", idhex, why);
+    t.revoked = true;
+    msgpack_sbuffer sb;
+    msgpack_packer vp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
+    reg_token_pack(&vp, &t);
+    int rc = put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc)
+        return control_error(pk, CTL_FAILED, "cannot revoke: %s", store_last_error(m->o.store));
+    log_info("mesh: token %s revoked", idhex);
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "id");
+    mpw_str(pk, idhex);
+    return CTL_OK;
+}
+
+static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    const char *s;
+    uint32_t sl;
+    char name[NODECFG_NAME_MAX + 1];
+    if (ctl_arg_str(req, "name", &s, &sl) != 1 || sl == 0 || sl > NODECFG_NAME_MAX)
+        return control_error(pk, CTL_BAD_REQUEST, "name must be a node name");
+    memcpy(name, s, sl);
+    name[sl] = '\0';
+    const reg_node_t *found = reg_find_name(m, name);
+    if (!found)
+        return control_error(pk, CTL_NOT_FOUND, "no member named '%s'", name);
+    if (found->id == m->o.id->node_id)
+        return control_error(pk, CTL_REFUSED, "a node cannot remove itself; run this on "
+                             "another member");
+    reg_node_t rec = *found;
+    rec.removed = true;
+    msgpack_sbuffer sb;
+    msgpack_packer vp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
+    reg_node_pack(&vp, &rec);
+    char key[64];
+    reg_node_key(rec.id, key, sizeof(key));
+    /* Arm the direct pushes before the write: the reload it triggers keeps the transport to
+     * the removed node open only while pushes are pending. */
+    for (int i = 0; i < MAX_PENDING_PUSH; i++) {
+        if (m->pushes[i].left <= 0) {
+            m->pushes[i].id = rec.id;
+            m->pushes[i].left = REMOVAL_PUSHES;
+            break;
+        }
+    }
+    int rc = put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc)
+        return control_error(pk, CTL_FAILED, "cannot record the removal: %s",
+                             store_last_error(m->o.store));
+    ev_timer_stop(m->o.loop, &m->push_timer);
+    ev_timer_set(&m->push_timer, 0.0, 0.5);
+    ev_timer_start(m->o.loop, &m->push_timer);
+    log_warn("mesh: removed node %s (%016llx) from the mesh", rec.name,
+             (unsigned long long)rec.id);
+    char id[17];
+    identity_id_hex(rec.id, id);
+    msgpack_pack_map(pk, 2);
+    mpw_str(pk, "name");
+    mpw_str(pk, rec.name);
+    mpw_str(pk, "id");
+    mpw_str(pk, id);
+    return CTL_OK;
+}
+
+static const control_command_t commands[] = {
+    {"members", cmd_members,
+     "-> [{name, id, region, addr, state, incarnation, rtt_ms, self}] as this node sees them"},
+    {"token.create", cmd_token_create,
+     "[role: pop|site] [ttl_ms: uint] [uses: uint, 0 = unlimited] -> {token, id, ...}"},
+    {"token.list", cmd_token_list, "-> [{id, role, state, expires_ms, uses, uses_max, ...}]"},
+    {"token.revoke", cmd_token_revoke, "id: str -> {id}"},
+    {"node.remove", cmd_node_remove, "name: str -> {name, id}: evicts the node everywhere"},
+    {NULL, NULL, NULL},
+};
+
+int meshnode_register_commands(meshnode_t *m, control_t *ctl)
+{
+    return control_add_commands(ctl, commands, m);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+static void on_leave_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    meshnode_t *m = t->data;
+    if (m->leave_done)
+        m->leave_done(m->leave_ctx);
+}
+
+void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx)
+{
+    m->leave_done = done;
+    m->leave_ctx = ctx;
+    swim_leave(m->swim, mono_ms());
+    swim_rearm(m);
+    double drain = swim_leave_drain_ms(m->swim) / 1000.0;
+    if (drain > LEAVE_DRAIN_MAX)
+        drain = LEAVE_DRAIN_MAX;
+    ev_timer_init(&m->leave_timer, on_leave_timer, drain, 0.0);
+    m->leave_timer.data = m;
+    ev_timer_start(m->o.loop, &m->leave_timer);
+    log_info("mesh: leaving (spreading the news for %.1f s)", drain);
+}
+
+meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
+{
+    meshnode_t *m = xcalloc(1, sizeof(*m));
+    m->o = *o;
+    randombytes_buf(&m->rng, sizeof(m->rng));
+    meshkey_id_hex(o->meshkey->pk, m->mesh_id);
+
+    swim_config_t sc;
+    swim_config_defaults(&sc);
+    sc.self_id = o->id->node_id;
+    sc.rng_seed = rnd(m);
+    swim_io_t io = {.ctx = m, .send = io_send, .member_changed = io_member_changed,
+                    .deliver = io_deliver};
+    msgpack_sbuffer meta;
+    msgpack_sbuffer_init(&meta);
+    pack_meta(&meta, o->cfg->name, nodecfg_mesh_addr(o->cfg), o->id->curve_pk);
+    m->swim = swim_new(&sc, &io, (const uint8_t *)meta.data, meta.size, mono_ms());
+    msgpack_sbuffer_destroy(&meta);
+    if (!m->swim) {
+        snprintf(err, errlen, "cannot start membership: %s", strerror(errno));
+        goto fail;
+    }
+
+    meshnet_cb_t cb = {.ctx = m, .authorize = authorize, .receive = receive};
+    m->net = meshnet_new(o->loop, o->zctx, o->cfg->mesh_listen, o->id->curve_pk,
+                         o->id->curve_sk, &cb, err, errlen);
+    if (!m->net)
+        goto fail;
+
+    registry_reload(m);
+    if (m->removed) {
+        snprintf(err, errlen, "this node was removed from the mesh; it cannot run again. "
+                 "Join with a new data directory (popd join)");
+        goto fail;
+    }
+    /* Seeds from popd.conf: contacted even if the registry does not know them yet. */
+    uint64_t now = mono_ms();
+    for (unsigned i = 0; i < o->cfg->nseeds; i++) {
+        uint64_t id = identity_node_id_of(o->cfg->seeds[i].curve_pk);
+        if (id == o->id->node_id)
+            continue;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        pack_meta(&sb, "", o->cfg->seeds[i].addr, o->cfg->seeds[i].curve_pk);
+        swim_add_member(m->swim, id, (const uint8_t *)sb.data, sb.size, true, now);
+        msgpack_sbuffer_destroy(&sb);
+    }
+
+    ev_init(&m->swim_timer, on_swim_timer);
+    m->swim_timer.data = m;
+    swim_rearm(m);
+    ev_init(&m->ae_timer, on_ae_timer);
+    m->ae_timer.data = m;
+    m->ae_timer.repeat = MESH_AE_PERIOD;
+    ev_timer_again(o->loop, &m->ae_timer);
+    ev_init(&m->push_timer, on_push_timer);
+    m->push_timer.data = m;
+    log_info("mesh: %s listening on %s (mesh %s, %zu registered members)", o->cfg->name,
+             meshnet_bound(m->net), m->mesh_id, m->nreg);
+    return m;
+fail:
+    meshnode_destroy(&m);
+    return NULL;
+}
+
+void meshnode_destroy(meshnode_t **mp)
+{
+    if (!mp || !*mp)
+        return;
+    meshnode_t *m = *mp;
+    ev_timer_stop(m->o.loop, &m->swim_timer);
+    ev_timer_stop(m->o.loop, &m->ae_timer);
+    ev_timer_stop(m->o.loop, &m->push_timer);
+    ev_timer_stop(m->o.loop, &m->leave_timer);
+    meshnet_destroy(&m->net);
+    swim_destroy(&m->swim);
+    free(m->reg);
+    free(m);
+    *mp = NULL;
+}
