@@ -76,6 +76,7 @@
 #define SYNC_CHUNK_BYTES 49152 /* bytes of member entries per SYNC chunk */
 #define PP_SCALE_FROM    32    /* push-pull period grows with log2(N) past this many members */
 #define UPDATE_BUF       (SWIM_PAYLOAD_MAX + 64) /* bytes: the largest encoded update */
+#define CORRECT_MAX      4     /* corrections carried by one reply */
 
 enum member_flags {
     MF_USED = 1,    /* slot holds a member (else on the free list) */
@@ -131,7 +132,7 @@ struct fwd {
 /* The one probe in flight. */
 struct probe {
     bool active;
-    bool indirect; /* PING_REQs sent */
+    bool indirect; /* PING_REQs sent, and the direct ping repeated */
     uint32_t seq;
     uint64_t target;
     uint64_t sent_ms, ack_deadline_ms, end_ms;
@@ -180,7 +181,14 @@ struct swim {
     unsigned lhm;
     bool left;
 
-    struct swim_wbuf out;  /* the message being built */
+    /* Corrections: while handling a message from `correct_to`, the ids it told us something
+     * older (by incarnation) than we know; our replies to it lead with our newer state. */
+    uint64_t correct_to;
+    uint64_t correct_ids[CORRECT_MAX];
+    unsigned ncorrect;
+
+    struct swim_wbuf out;   /* the message being built */
+    struct swim_wbuf extra; /* buddy and correction entries of that message */
     struct swim_wbuf sync; /* SYNC member entries of one chunk */
     swim_stats_t st;
 };
@@ -757,32 +765,52 @@ static void msg_begin(swim_t *s, msgpack_packer *pk, const struct swim_msg *head
     swim_wire_pack_head(pk, head);
 }
 
-/* What we believe about a non-ALIVE member, as an update to hand it (the buddy entry). */
-static bool belief_update(const swim_t *s, const struct member *m, struct swim_update *u)
+/* Our current belief about member m as an update (ALIVE with its meta). */
+static void belief_update(const swim_t *s, const struct member *m, struct swim_update *u)
 {
     memset(u, 0, sizeof(*u));
-    if (m->state == SWIM_ALIVE)
-        return false;
     u->kind = (enum swim_update_kind)m->state;
     u->id = m->id;
     u->incarnation = m->incarnation;
-    if (m->state != SWIM_LEFT)
+    if (m->state == SWIM_SUSPECT || m->state == SWIM_DEAD)
         u->from = self_id(s);
+    if (m->state == SWIM_ALIVE) {
+        u->data = m->meta;
+        u->len = m->meta_len;
+    }
+}
+
+/* Packs one extra entry (buddy or correction) if it fits the budget. */
+static bool extra_add(swim_t *s, msgpack_packer *epk, const struct swim_update *u, size_t budget)
+{
+    size_t before = s->extra.len;
+    swim_wire_pack_update(epk, u);
+    if (s->extra.overflow || s->extra.len > budget) {
+        s->extra.len = before;
+        s->extra.overflow = false;
+        return false;
+    }
     return true;
 }
 
-/* Appends the piggyback list and sends. Entries go least-transmitted first, as many as fit
- * in max_piggyback bytes; if dest is a member we hold as SUSPECT/DEAD/LEFT, our belief
- * about it goes first (buddy system) so it can refute right away. */
+/* Appends the piggyback list and sends. First the entries meant for dest in particular:
+ *   - buddy: if dest is a member we hold as SUSPECT/DEAD/LEFT, that belief, so it can refute
+ *     right away (from the queue if it is there, so it counts as a transmission);
+ *   - corrections: if dest just told us something older than we know (a suspicion that was
+ *     refuted meanwhile, or our own past), our newer state, because the update that carried
+ *     it may have stopped circulating before it reached dest;
+ * then queued entries, least-transmitted first, as many as fit in max_piggyback bytes. */
 static void msg_finish(swim_t *s, msgpack_packer *pk, uint64_t dest)
 {
     size_t room = SWIM_MSG_MAX - s->out.len - 5; /* 5: the largest array header */
     size_t budget = s->cfg.max_piggyback < room ? s->cfg.max_piggyback : room;
     size_t used = 0;
     unsigned count = 0;
-    uint8_t adhoc[64];
-    size_t adhoc_len = 0;
     struct bcast *chain = NULL, **tail = &chain, *buddy = NULL;
+    msgpack_packer epk;
+    s->extra.len = 0;
+    s->extra.overflow = false;
+    msgpack_packer_init(&epk, &s->extra, swim_wbuf_write);
 
     unsigned limit = transmit_limit(s);
     /* Entries sent `limit` times are done; the limit shrinks when members die, so entries
@@ -793,8 +821,7 @@ static void msg_finish(swim_t *s, msgpack_packer *pk, uint64_t dest)
             bq_drop(s, s->bucket[t]);
 
     uint32_t dslot = dest == self_id(s) ? NONE : map_find(s, dest);
-    struct swim_update bu;
-    if (dslot != NONE && belief_update(s, &s->m[dslot], &bu)) {
+    if (dslot != NONE && s->m[dslot].state != SWIM_ALIVE) {
         buddy = bq_find(s, BQ_MEMBER, dest);
         if (buddy && buddy->len <= budget) {
             *tail = buddy;
@@ -802,12 +829,23 @@ static void msg_finish(swim_t *s, msgpack_packer *pk, uint64_t dest)
             used += buddy->len;
             count++;
         } else {
+            struct swim_update bu;
             buddy = NULL;
-            adhoc_len = swim_wire_encode_update(&bu, adhoc, sizeof(adhoc));
-            used += adhoc_len;
-            count += adhoc_len ? 1 : 0;
+            belief_update(s, &s->m[dslot], &bu);
+            count += extra_add(s, &epk, &bu, budget);
         }
     }
+    if (dest == s->correct_to) {
+        for (unsigned i = 0; i < s->ncorrect; i++) {
+            uint32_t slot = map_find(s, s->correct_ids[i]);
+            if (slot == NONE || slot == dslot)
+                continue;
+            struct swim_update cu;
+            belief_update(s, &s->m[slot], &cu);
+            count += extra_add(s, &epk, &cu, budget - used);
+        }
+    }
+    used += s->extra.len;
 
     unsigned skipped = 0;
     for (unsigned t = 0; t < limit && count < SWIM_PIGGYBACK_MAX; t++) {
@@ -829,8 +867,7 @@ static void msg_finish(swim_t *s, msgpack_packer *pk, uint64_t dest)
 chosen:
     *tail = NULL;
     msgpack_pack_array(pk, count);
-    if (adhoc_len)
-        mpw_raw(pk, adhoc, adhoc_len);
+    mpw_raw(pk, s->extra.p, s->extra.len);
     for (struct bcast *b = chain; b; b = b->sel)
         mpw_raw(pk, b->data, b->len);
     if (s->out.overflow) {
@@ -972,14 +1009,23 @@ static void apply_suspect(swim_t *s, const struct swim_update *u, uint64_t now, 
     struct member *m = &s->m[slot];
     if (!is_live(m->state) || u->incarnation < m->incarnation)
         return;
-    if (m->state == SWIM_SUSPECT) {
-        bool inc_up = u->incarnation > m->incarnation;
-        m->incarnation = u->incarnation;
-        bool confirmed = suspicion_confirm(s, slot, u->from);
-        if (inc_up)
-            notify(s, slot, SWIM_SUSPECT);
-        if (confirmed || inc_up)
+    if (m->state == SWIM_SUSPECT && u->incarnation == m->incarnation) {
+        if (suspicion_confirm(s, slot, u->from))
             supersede(s, u->id, gossip, u);
+        return;
+    }
+    if (m->state == SWIM_SUSPECT) {
+        /* A suspicion at a higher incarnation: the member refuted the one we hold (we missed
+         * its ALIVE) and is suspected anew. The new suspicion gets a new timer. Keeping the
+         * old one, as memberlist does, declares the member dead within moments of the new
+         * accusation, at an incarnation everyone accepts: one missed refutation turns into
+         * a mesh-wide false DEAD (meshsim found it at 20% loss). */
+        m->incarnation = u->incarnation;
+        suspicion_free(s, slot);
+        suspicion_start(s, slot, u->from, now);
+        s->st.suspicions_raised++;
+        notify(s, slot, SWIM_SUSPECT);
+        supersede(s, u->id, gossip, u);
         return;
     }
     m->incarnation = u->incarnation;
@@ -1007,9 +1053,24 @@ static void apply_down(swim_t *s, const struct swim_update *u, uint64_t now, boo
     supersede(s, u->id, gossip, u);
 }
 
+/* The sender of the message being handled told us an update about `id` at an incarnation
+ * below the one we know: remember to set it right in our reply. */
+static void note_stale(swim_t *s, uint64_t id, uint64_t heard_inc)
+{
+    uint32_t slot = map_find(s, id);
+    if (slot == NONE || heard_inc >= s->m[slot].incarnation || s->ncorrect == CORRECT_MAX)
+        return;
+    for (unsigned i = 0; i < s->ncorrect; i++)
+        if (s->correct_ids[i] == id)
+            return;
+    s->correct_ids[s->ncorrect++] = id;
+}
+
 static void apply_member_update(swim_t *s, const struct swim_update *u, uint64_t now,
                                 bool gossip)
 {
+    if (!is_removed(s, u->id))
+        note_stale(s, u->id, u->incarnation);
     if (u->id == self_id(s)) {
         about_self(s, u, now);
         return;
@@ -1140,6 +1201,11 @@ static void probe_go_indirect(swim_t *s)
 {
     struct probe *p = &s->probe;
     p->indirect = true;
+    /* Repeat the direct ping alongside the PING_REQs (memberlist's TCP fallback, in the
+     * same channel): under uniform loss a second direct round trip halves the chance that a
+     * live member fails the probe, and a false failure is what starts a false suspicion. An
+     * ACK may now answer either ping, so it gives no RTT sample (Karn's rule). */
+    send_simple(s, p->target, SWIM_MSG_PING, p->seq, p->target, 0);
     unsigned want = s->cfg.indirect_probes;
     uint64_t timeout = scaled(s, s->cfg.ack_timeout_ms);
     if (timeout > SWIM_NACK_TIMEOUT_MAX)
@@ -1199,8 +1265,8 @@ static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
     if (p->active && seq == p->seq) {
         p->active = false;
         lhm_add(s, -1);
-        uint32_t slot = from == p->target ? map_find(s, from) : NONE;
-        if (slot != NONE) { /* direct: an RTT sample */
+        uint32_t slot = from == p->target && !p->indirect ? map_find(s, from) : NONE;
+        if (slot != NONE) { /* direct answer to the only ping: an RTT sample */
             uint64_t rtt = now > p->sent_ms ? now - p->sent_ms : 0;
             if (rtt < 1)
                 rtt = 1;
@@ -1407,6 +1473,8 @@ int swim_receive(swim_t *s, uint64_t from, const uint8_t *msg, size_t len, uint6
     }
     s->st.msgs_received++;
     s->st.bytes_received += len;
+    s->correct_to = from;
+    s->ncorrect = 0;
     apply_piggyback(s, m.piggyback, m.pb_count, now);
     switch (m.type) {
     case SWIM_MSG_PING:
@@ -1432,6 +1500,8 @@ int swim_receive(swim_t *s, uint64_t from, const uint8_t *msg, size_t len, uint6
         merge_sync(s, from, m.members, m.member_count, now);
         break;
     }
+    s->correct_to = 0;
+    s->ncorrect = 0;
     return 0;
 }
 
@@ -1465,6 +1535,7 @@ swim_t *swim_new(const swim_config_t *cfg, const swim_io_t *io, const uint8_t *m
     s->bq_cap = 16;
     s->bq_map = xcalloc(s->bq_cap, sizeof(*s->bq_map));
     swim_wbuf_init(&s->out, SWIM_MSG_MAX);
+    swim_wbuf_init(&s->extra, SWIM_MSG_MAX);
     swim_wbuf_init(&s->sync, SWIM_MSG_MAX);
     s->self = member_new(s, cfg->self_id, 0, meta, meta_len, now_ms);
     /* Spread the first probes, dead probes and push-pulls of nodes started together. */
@@ -1498,6 +1569,7 @@ void swim_destroy(swim_t **sp)
     free(s->removed);
     free(s->bq_map);
     swim_wbuf_free(&s->out);
+    swim_wbuf_free(&s->extra);
     swim_wbuf_free(&s->sync);
     free(s);
     *sp = NULL;

@@ -145,8 +145,21 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     msgpack_pack_double(pk, ev_now(n->loop) - n->started);
     mpw_str(pk, "data_dir");
     mpw_str(pk, n->dir);
+    /* One short fingerprint of all bucket digests: equal on two nodes means equal stores
+     * (up to hash collisions), which is what tests and operators compare. */
+    uint64_t digests[STORE_BUCKETS];
+    uint8_t be[STORE_BUCKETS * 8], fp[8];
+    char fphex[17];
+    store_digests(n->store, digests);
+    for (int b = 0; b < STORE_BUCKETS; b++)
+        for (int i = 0; i < 8; i++)
+            be[b * 8 + i] = (uint8_t)(digests[b] >> (56 - 8 * i));
+    crypto_generichash(fp, sizeof(fp), be, sizeof(be), NULL, 0);
+    sodium_bin2hex(fphex, sizeof(fphex), fp, sizeof(fp));
     mpw_str(pk, "store");
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 8);
+    mpw_str(pk, "digest");
+    mpw_str(pk, fphex);
     mpw_str(pk, "entries");
     msgpack_pack_uint64(pk, st.entries);
     mpw_str(pk, "tombstones");

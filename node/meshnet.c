@@ -168,7 +168,7 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
     set_int(s, ZMQ_IMMEDIATE, 1);
     set_int(s, ZMQ_SNDHWM, 1000);
     set_int(s, ZMQ_RECONNECT_IVL, 100);
-    set_int(s, ZMQ_RECONNECT_IVL_MAX, 2000);
+    set_int(s, ZMQ_RECONNECT_IVL_MAX, 500); /* a refused or dead peer is retried often enough for SWIM */
     set_int(s, ZMQ_TCP_KEEPALIVE, 1);
     if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pk, 32) ||
         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, m->pk, 32) ||

@@ -374,6 +374,50 @@ static void on_ae_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_again(loop, t);
 }
 
+/* Sends the current record at key straight to member id as an ENTRIES message without
+ * "want": the receiver merges it and answers nothing. For records that must not wait for
+ * gossip: a removal (the removed node hears nothing else) and a new member (its peers must know
+ * its key before its first probe arrives, or their ZAP handlers refuse it). */
+static void push_record(meshnode_t *m, uint64_t id, const char *key)
+{
+    store_entry_t e;
+    if (store_get(m->o.store, key, strlen(key), &e) != 0)
+        return;
+    uint8_t buckets[STORE_BUCKETS / 8] = {0};
+    unsigned b = store_bucket_of(key, strlen(key));
+    buckets[b / 8] |= (uint8_t)(1u << (b % 8));
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint32(&pk, AE_VERSION);
+    msgpack_pack_uint32(&pk, AE_ENTRIES);
+    msgpack_pack_uint64(&pk, 0);
+    mpw_bin(&pk, buckets, sizeof(buckets));
+    msgpack_pack_false(&pk);
+    msgpack_pack_array(&pk, 1);
+    ae_entry_pack(&pk, &e);
+    const reg_node_t *r = reg_find(m, id);
+    if (r) /* the removed node included: peer_endpoint would refuse it */
+        meshnet_send(m->net, id, r->addr, r->curve_pk, (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    store_entry_free(&e);
+}
+
+struct push_all {
+    meshnode_t *m;
+    const char *key;
+    uint64_t except;
+};
+
+static void push_to_alive(const swim_member_info_t *mi, void *ctx)
+{
+    struct push_all *p = ctx;
+    if (mi->state == SWIM_ALIVE && mi->id != p->m->o.id->node_id && mi->id != p->except)
+        push_record(p->m, mi->id, p->key);
+}
+
 /* ---- joining (server side) ------------------------------------------------------------------ */
 
 static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
@@ -539,6 +583,9 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
                            store_last_error(m->o.store));
             return;
         }
+        /* Gossip would get there in a few rounds; the newcomer probes at once. */
+        struct push_all pa = {m, key, want.id};
+        swim_foreach(m->swim, push_to_alive, &pa);
     }
 
     /* JOIN_OK [1, 49, mesh_pk, mesh_sk | nil, entries of node/] */
@@ -646,31 +693,8 @@ static void on_push_timer(struct ev_loop *loop, ev_timer *t, int revents)
         if (p->left <= 0)
             continue;
         char key[64];
-        store_entry_t e;
         reg_node_key(p->id, key, sizeof(key));
-        const reg_node_t *r = reg_find(m, p->id);
-        if (r && store_get(m->o.store, key, strlen(key), &e) == 0) {
-            /* An ENTRIES message without "want": the removed node merges, answers nothing. */
-            uint8_t buckets[STORE_BUCKETS / 8] = {0};
-            unsigned b = store_bucket_of(key, strlen(key));
-            buckets[b / 8] |= (uint8_t)(1u << (b % 8));
-            msgpack_sbuffer sb;
-            msgpack_packer pk;
-            msgpack_sbuffer_init(&sb);
-            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-            msgpack_pack_array(&pk, 6);
-            msgpack_pack_uint32(&pk, AE_VERSION);
-            msgpack_pack_uint32(&pk, AE_ENTRIES);
-            msgpack_pack_uint64(&pk, 0);
-            mpw_bin(&pk, buckets, sizeof(buckets));
-            msgpack_pack_false(&pk);
-            msgpack_pack_array(&pk, 1);
-            ae_entry_pack(&pk, &e);
-            meshnet_send(m->net, r->id, r->addr, r->curve_pk, (const uint8_t *)sb.data,
-                         sb.size);
-            msgpack_sbuffer_destroy(&sb);
-            store_entry_free(&e);
-        }
+        push_record(m, p->id, key);
         if (--p->left == 0) {
             meshnet_forget(m->net, p->id);
             p->id = 0;
@@ -758,6 +782,36 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
         mpw_str(pk, swim_state_name((enum swim_state)s));
         msgpack_pack_uint32(pk, c.by_state[s]);
     }
+    meshnet_stats_t ns;
+    swim_stats_t ss;
+    meshnet_get_stats(m->net, &ns);
+    swim_get_stats(m->swim, &ss);
+    mpw_str(pk, "mesh");
+    msgpack_pack_map(pk, 12);
+    mpw_str(pk, "addr");
+    mpw_str(pk, meshnet_bound(m->net));
+    mpw_str(pk, "zap_admitted");
+    msgpack_pack_uint64(pk, ns.zap_admitted);
+    mpw_str(pk, "zap_refused");
+    msgpack_pack_uint64(pk, ns.zap_refused);
+    mpw_str(pk, "msgs_sent");
+    msgpack_pack_uint64(pk, ns.sent);
+    mpw_str(pk, "msgs_received");
+    msgpack_pack_uint64(pk, ns.received);
+    mpw_str(pk, "send_dropped");
+    msgpack_pack_uint64(pk, ns.send_dropped);
+    mpw_str(pk, "bad_messages");
+    msgpack_pack_uint64(pk, m->bad_messages + ss.malformed);
+    mpw_str(pk, "incarnation");
+    msgpack_pack_uint64(pk, ss.incarnation);
+    mpw_str(pk, "local_health");
+    msgpack_pack_uint32(pk, ss.local_health);
+    mpw_str(pk, "joins_ok");
+    msgpack_pack_uint64(pk, m->joins_ok);
+    mpw_str(pk, "joins_refused");
+    msgpack_pack_uint64(pk, m->joins_refused);
+    mpw_str(pk, "ae_entries_applied");
+    msgpack_pack_uint64(pk, m->ae.entries_applied);
 }
 
 struct seeds_ctx {

@@ -51,7 +51,7 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e);
 void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx);
 
 /* Adds the mesh fields to a status answer: the map gets these n pairs. */
-#define MESHNODE_STATUS_PAIRS 2
+#define MESHNODE_STATUS_PAIRS 3
 void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk);
 
 #endif

@@ -10,7 +10,7 @@ packages=(
   libzmq3-dev libsodium-dev liblmdb-dev libmsgpack-dev libev-dev
   libhttp-parser-dev libjansson-dev
   # tests
-  libcmocka-dev iproute2 iptables procps psmisc python3 python3-msgpack
+  libcmocka-dev iproute2 iptables procps psmisc python3 python3-msgpack python3-zmq python3-nacl
   # benchmarks and peers
   wrk iperf3 hyperfine nginx-light openssh-server openssh-client stunnel4 lmdb-utils
 )

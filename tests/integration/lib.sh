@@ -109,3 +109,63 @@ init_node() {
 done_testing() {
     echo "$TEST_NAME: $CHECKS checks passed"
 }
+
+# ---- meshes -------------------------------------------------------------------------------
+
+# mctl DIR ARGS...: meshctl against a node.
+mctl() {
+    local dir=$1
+    shift
+    "$MESHCTL" -d "$dir" "$@"
+}
+
+# start_mesh N [NS_PREFIX]: creates and starts nodes $WORK/n1..nN on 127.0.0.1 (n1 inits the
+# mesh, the others join with one token). Sets NODE_PID[i].
+declare -a NODE_PID=()
+start_mesh() {
+    local n=$1
+    init_node "$WORK/n1" pop-1
+    start_popd "$WORK/n1"
+    NODE_PID[1]=$LAST_PID
+    local token
+    token=$(mctl "$WORK/n1" token create --uses "$((n - 1))" --ttl 10m 2>/dev/null)
+    for i in $(seq 2 "$n"); do
+        "$POPD" join --data "$WORK/n$i" --name "pop-$i" \
+            --mesh-listen "127.0.0.1:$(free_port)" "$token" >/dev/null
+        start_popd "$WORK/n$i"
+        NODE_PID[$i]=$LAST_PID
+    done
+}
+
+# members_state DIR: "name=state ..." sorted, as DIR's node sees the mesh.
+members_state() {
+    mctl "$1" --json members 2>/dev/null |
+        "$PY" -c 'import json,sys; print(" ".join(sorted("%s=%s" % (m["name"], m["state"]) for m in json.load(sys.stdin))))'
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: polls CMD (every 0.1 s) until it succeeds; prints the
+# time it took in WAITED (seconds, 1 decimal).
+wait_for() {
+    local secs=$1 what=$2
+    shift 2
+    local start end
+    start=$(date +%s%N)
+    local deadline=$((start + secs * 1000000000))
+    until "$@" >/dev/null 2>&1; do
+        if [ "$(date +%s%N)" -gt "$deadline" ]; then
+            fail "timed out after ${secs}s waiting for: $what"
+        fi
+        sleep 0.1
+    done
+    end=$(date +%s%N)
+    WAITED=$(awk "BEGIN{printf \"%.1f\", ($end-$start)/1e9}")
+}
+
+# all_see DIR... -- EXPECTED: every node's members_state equals EXPECTED.
+all_see() {
+    local expected=${*: -1}
+    local dirs=("${@:1:$#-1}")
+    for d in "${dirs[@]}"; do
+        [ "$(members_state "$d")" = "$expected" ] || return 1
+    done
+}

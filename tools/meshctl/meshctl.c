@@ -246,7 +246,7 @@ static void print_value(FILE *f, json_t *v)
 
 /* ---- commands ------------------------------------------------------------------------- */
 
-/* Leaves only positional arguments in argv; handles --json and --help anywhere. */
+/* Handles --json and --help anywhere and drops them (and a "--") from argv. */
 static int parse_flags(ctx_t *c, const command_t *cmd, int *argc, char **argv)
 {
     int out = 0;
@@ -261,9 +261,9 @@ static int parse_flags(ctx_t *c, const command_t *cmd, int *argc, char **argv)
         } else if (!strcmp(argv[i], "--")) {
             for (i++; i < *argc; i++)
                 argv[out++] = argv[i];
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return usage(cmd, "unknown option '%s'", argv[i]);
         } else {
+            /* Other options belong to the command (it validates them); a value may also
+             * start with '-'. */
             argv[out++] = argv[i];
         }
     }
@@ -312,6 +312,13 @@ static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
     } else {
         json_t *st = json_object_get(j, "store");
         char a[32], b[32];
+        json_t *mem = json_object_get(j, "members");
+        printf("mesh      %s\n", json_string_value(json_object_get(j, "mesh_id")));
+        printf("members   %lld alive, %lld suspect, %lld dead, %lld left\n",
+               (long long)json_integer_value(json_object_get(mem, "alive")),
+               (long long)json_integer_value(json_object_get(mem, "suspect")),
+               (long long)json_integer_value(json_object_get(mem, "dead")),
+               (long long)json_integer_value(json_object_get(mem, "left")));
         printf("node      %s\n", json_string_value(json_object_get(j, "name")));
         printf("id        %s\n", json_string_value(json_object_get(j, "id")));
         const char *region = json_string_value(json_object_get(j, "region"));
@@ -503,6 +510,231 @@ static int cmd_config_list(ctx_t *c, const command_t *self, int argc, char **arg
     return rc;
 }
 
+/* Parses "90s", "15m", "2h", "7d", "500ms" into ms. */
+static int parse_duration_ms(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    uint64_t mult;
+    if (!strcmp(end, "ms"))
+        mult = 1;
+    else if (!strcmp(end, "s") || !*end)
+        mult = 1000;
+    else if (!strcmp(end, "m"))
+        mult = 60000;
+    else if (!strcmp(end, "h"))
+        mult = 3600000;
+    else if (!strcmp(end, "d"))
+        mult = 86400000;
+    else
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static const char *human_time(uint64_t ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm);
+    return buf;
+}
+
+static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc)
+        return usage(self, "members takes no arguments");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "members", 0);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        size_t i;
+        json_t *m;
+        printf("%-20s %-16s %-12s %-22s %-8s %5s %7s\n", "NAME", "ID", "REGION", "ADDRESS",
+               "STATE", "INC", "RTT");
+        json_array_foreach(j, i, m)
+        {
+            char rtt[32] = "-";
+            long long ms = (long long)json_integer_value(json_object_get(m, "rtt_ms"));
+            if (json_is_true(json_object_get(m, "self")))
+                snprintf(rtt, sizeof(rtt), "(self)");
+            else if (ms > 0)
+                snprintf(rtt, sizeof(rtt), "%lldms", ms);
+            const char *region = json_string_value(json_object_get(m, "region"));
+            printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s\n",
+                   json_string_value(json_object_get(m, "name")),
+                   json_string_value(json_object_get(m, "id")),
+                   region && *region ? region : "-",
+                   json_string_value(json_object_get(m, "addr")),
+                   json_string_value(json_object_get(m, "state")),
+                   (long long)json_integer_value(json_object_get(m, "incarnation")), rtt);
+        }
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* Options after the subcommand: --name VALUE pairs; returns the value or NULL. Consumes. */
+static const char *take_opt(int *argc, char **argv, const char *name, int *err)
+{
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], name) != 0)
+            continue;
+        if (i + 1 >= *argc) {
+            *err = 1;
+            return NULL;
+        }
+        const char *v = argv[i + 1];
+        memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 2) * sizeof(char *));
+        *argc -= 2;
+        return v;
+    }
+    return NULL;
+}
+
+static int cmd_token_create(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *role = take_opt(&argc, argv, "--role", &err);
+    const char *ttl = take_opt(&argc, argv, "--ttl", &err);
+    const char *uses = take_opt(&argc, argv, "--uses", &err);
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc)
+        return usage(self, "unexpected argument '%s'", argv[0]);
+    if (!role)
+        role = "pop";
+    if (strcmp(role, "pop") && strcmp(role, "site"))
+        return usage(self, "--role must be pop or site");
+    uint64_t ttl_ms = 3600 * 1000, nuses = 1;
+    if (ttl && parse_duration_ms(ttl, &ttl_ms))
+        return usage(self, "--ttl '%s' is not a duration (e.g. 30m, 2h, 7d)", ttl);
+    if (uses) {
+        char *end;
+        nuses = strtoull(uses, &end, 10);
+        if (*end || uses[0] == '-' || !*uses)
+            return usage(self, "--uses '%s' is not a whole number (0 = unlimited)", uses);
+    }
+    request_t r;
+    json_t *j;
+    request_begin(&r, "token.create", 3);
+    mpw_str(&r.pk, "role");
+    mpw_str(&r.pk, role);
+    mpw_str(&r.pk, "ttl_ms");
+    msgpack_pack_uint64(&r.pk, ttl_ms);
+    mpw_str(&r.pk, "uses");
+    msgpack_pack_uint64(&r.pk, nuses);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        /* The token alone on stdout, so $(meshctl token create) captures exactly it. */
+        char when[40];
+        printf("%s\n", json_string_value(json_object_get(j, "token")));
+        fprintf(stderr, "token %s: role %s, %s use(s), expires %s\n",
+                json_string_value(json_object_get(j, "id")), role,
+                nuses ? uses ? uses : "1" : "unlimited",
+                human_time((uint64_t)json_integer_value(json_object_get(j, "expires_ms")), when,
+                           sizeof(when)));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_token_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc)
+        return usage(self, "token list takes no arguments");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "token.list", 0);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        size_t i;
+        json_t *t;
+        printf("%-16s %-5s %-8s %-9s %-21s %s\n", "ID", "ROLE", "STATE", "USES", "EXPIRES",
+               "CREATED BY");
+        json_array_foreach(j, i, t)
+        {
+            char uses[32], when[40];
+            long long max = (long long)json_integer_value(json_object_get(t, "uses_max"));
+            long long used = (long long)json_integer_value(json_object_get(t, "uses"));
+            if (max)
+                snprintf(uses, sizeof(uses), "%lld/%lld", used, max);
+            else
+                snprintf(uses, sizeof(uses), "%lld/-", used);
+            printf("%-16s %-5s %-8s %-9s %-21s %s\n", json_string_value(json_object_get(t, "id")),
+                   json_string_value(json_object_get(t, "role")),
+                   json_string_value(json_object_get(t, "state")), uses,
+                   human_time((uint64_t)json_integer_value(json_object_get(t, "expires_ms")),
+                              when, sizeof(when)),
+                   json_string_value(json_object_get(t, "created_by")));
+        }
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int simple_named(ctx_t *c, const char *command, const char *arg, const char *value,
+                        json_t **j)
+{
+    request_t r;
+    request_begin(&r, command, 1);
+    mpw_str(&r.pk, arg);
+    mpw_str(&r.pk, value);
+    return roundtrip(c, &r, j);
+}
+
+static int cmd_token_revoke(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(self, "token revoke takes one ID");
+    json_t *j;
+    int rc = simple_named(c, "token.revoke", "id", argv[0], &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("token %s revoked\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_node_remove(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(self, "node remove takes one NAME");
+    json_t *j;
+    int rc = simple_named(c, "node.remove", "name", argv[0], &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("node %s (%s) removed from the mesh\n", argv[0],
+               json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
 /* Order is the order of the help output. */
@@ -517,6 +749,16 @@ static const command_t commands[] = {
      "Deletes KEY (a tombstone that replicates like a write). Exit 1 if absent."},
     {"config", "list", cmd_config_list, "[PREFIX]",
      "Lists keys and values, optionally only those starting with PREFIX."},
+    {NULL, "members", cmd_members, "",
+     "Lists the mesh's members as this node sees them: name, id, region, address, state\n"
+     "(alive, suspect, dead, left), incarnation and round-trip time."},
+    {"token", "create", cmd_token_create, "[--role pop|site] [--ttl DURATION] [--uses N]",
+     "Mints a bootstrap token (default: role pop, 1 use, valid 1h; --uses 0 = unlimited)\n"
+     "and prints it alone on stdout. Only a hash of its secret is kept, replicated."},
+    {"token", "list", cmd_token_list, "", "Lists tokens: id, role, state, uses, expiry."},
+    {"token", "revoke", cmd_token_revoke, "ID", "Revokes a token everywhere."},
+    {"node", "remove", cmd_node_remove, "NAME",
+     "Evicts a node: every PoP refuses its key from then on, and it stops."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };
