@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: installs what is needed, builds popmesh, creates a node, runs it, writes and
-# reads replicated configuration through meshctl, and leaves the node running to explore.
+# The main job: installs what is needed, builds popmesh, creates a mesh of three PoPs on this
+# machine (one inits the mesh, two join with a bootstrap token), shows the members, writes
+# configuration on one node and reads it on another, and leaves the mesh running to explore.
 #
 #   tools/demo.sh          start (or restart) the demo
 #   tools/demo.sh stop     stop it
@@ -39,39 +40,55 @@ POPD=$BUILD/node/popd
 MESHCTL=$BUILD/tools/meshctl/meshctl
 
 stop_demo >/dev/null
+rm -rf "$DEMO"
 mkdir -p "$DEMO"
-NODE=$DEMO/pop-a
-if [ ! -f "$NODE/popd.conf" ]; then
-    echo "== popd init"
-    "$POPD" init --data "$NODE" --name pop-a --region local-1
-fi
 
-echo "== popd run (log: demo/pop-a.log)"
-nohup "$POPD" run --data "$NODE" >>"$DEMO/pop-a.log" 2>&1 &
-for _ in $(seq 1 100); do
-    "$MESHCTL" -d "$NODE" status >/dev/null 2>&1 && break
-    sleep 0.05
-done
+start_node() { # start_node NAME
+    nohup "$POPD" run --data "$DEMO/$1" >>"$DEMO/$1.log" 2>&1 &
+    for _ in $(seq 1 100); do
+        "$MESHCTL" -d "$DEMO/$1" status >/dev/null 2>&1 && return
+        sleep 0.05
+    done
+    echo "demo: $1 did not start; see demo/$1.log" >&2
+    exit 1
+}
 
-run() {
-    echo "\$ meshctl $*"
-    "$MESHCTL" -d "$NODE" "$@"
+run() { # run NODE meshctl-args...
+    local node=$1
+    shift
+    echo "\$ meshctl -d demo/$node $*"
+    "$MESHCTL" -d "$DEMO/$node" "$@"
     echo
 }
-run status
-run config set cfg/welcome "hello from popmesh"
-run config set cfg/session-ttl 12h
-run config set site/office/region local-1
-run config get cfg/welcome
-run --json config get cfg/session-ttl
-run config list cfg/
-run config del site/office/region
-run config list
+
+echo "== popd init: pop-a creates a new mesh"
+"$POPD" init --data "$DEMO/pop-a" --name pop-a --region local-1 --mesh-listen 127.0.0.1:7941
+start_node pop-a
+echo
+echo "== meshctl token create, then popd join: pop-b and pop-c join with it"
+TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" token create --uses 2 --ttl 10m)
+echo "token: ${TOKEN:0:40}..."
+"$POPD" join --data "$DEMO/pop-b" --name pop-b --region local-2 --mesh-listen 127.0.0.1:7942 "$TOKEN"
+start_node pop-b
+"$POPD" join --data "$DEMO/pop-c" --name pop-c --region local-3 --mesh-listen 127.0.0.1:7943 "$TOKEN"
+start_node pop-c
+sleep 1
+echo
+run pop-c members
+run pop-a status
+echo "== configuration written on pop-a is read on pop-c"
+run pop-a config set cfg/welcome "hello from popmesh"
+run pop-a config set cfg/session-ttl 12h
+sleep 0.5
+run pop-c config get cfg/welcome
+run pop-c --json config get cfg/session-ttl
+run pop-b config list cfg/
+run pop-a token list
 
 cat <<EOT
-The node is still running. Try:
-  $MESHCTL -d $NODE status
-  $MESHCTL -d $NODE config set KEY VALUE
-  $MESHCTL -d $NODE --json config list
-Stop it with: tools/demo.sh stop
+The three nodes are still running (logs in demo/*.log). Try:
+  $MESHCTL -d demo/pop-b members
+  $MESHCTL -d demo/pop-c config set cfg/colour blue; $MESHCTL -d demo/pop-a config get cfg/colour
+  kill -9 \$(head -1 demo/pop-b/popd.lock); sleep 2; $MESHCTL -d demo/pop-a members
+Stop them with: tools/demo.sh stop
 EOT
