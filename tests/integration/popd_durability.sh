@@ -35,6 +35,7 @@ next=0
 for delay in 0.3 0.7 1.1; do
     start_popd "$D"
     PID=$LAST_PID
+    before=$(wc -l <"$WORK/acks")
     "$PY" -c "$WRITER" "$D/control.sock" "$WORK/acks" "$next" &
     WPID=$!
     sleep "$delay"
@@ -42,7 +43,7 @@ for delay in 0.3 0.7 1.1; do
     wait "$WPID" || fail "writer failed"
     wait "$PID" 2>/dev/null || true
     n=$(wc -l <"$WORK/acks")
-    [ "$n" -gt "$next" ] || fail "no writes were acknowledged in ${delay}s"
+    [ "$n" -gt "$before" ] || fail "no writes were acknowledged in ${delay}s"
     start_popd "$D"
     PID=$LAST_PID
     "$PY" - "$D/control.sock" "$WORK/acks" <<'PY'
