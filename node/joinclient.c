@@ -84,8 +84,8 @@ static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[
         if (zmq_poll(items, 2, (long)(deadline - now)) < 0 && zmq_errno() != EINTR)
             break;
         if (items[1].revents & ZMQ_POLLIN) {
-            uint16_t ev;
-            uint32_t val;
+            uint16_t ev = 0;
+            uint32_t val = 0;
             if (read_event(mon, &ev, &val) == 0) {
                 if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
                     snprintf(why, wl, "%s refused the token: its mesh does not know it (a "

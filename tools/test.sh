@@ -22,6 +22,11 @@ cmake --build build-asan -j"$JOBS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
+# Some warnings only appear with the optimiser on: build Release with -Werror too.
+echo "== build: Release, -Werror (build-rel/)"
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release -DPOPMESH_WERROR=ON -DPOPMESH_TESTS=OFF >/dev/null
+cmake --build build-rel -j"$JOBS" >/dev/null
+
 echo "== tests (unit, integration, fuzz replay)"
 rc=0
 (cd build-asan && ctest --output-on-failure -j"$JOBS" --timeout 600) | tee build-asan/ctest.log || rc=1
