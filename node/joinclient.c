@@ -2,7 +2,6 @@
 
 #include "common/mp.h"
 #include "common/xmalloc.h"
-#include "node/meshnode.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -115,8 +114,8 @@ out:
     return got;
 }
 
-int join_request(const token_t *t, const join_request_t *jr, unsigned timeout_ms,
-                 uint8_t **reply, size_t *reply_len, char *err, size_t errlen)
+int join_request(const token_t *t, const reg_node_t *me, unsigned timeout_ms,
+                 joinmsg_reply_t *out, uint8_t **reply, char *err, size_t errlen)
 {
     uint8_t jpk[32], jsk[32];
     token_join_keypair(t->secret, jpk, jsk);
@@ -124,15 +123,8 @@ int join_request(const token_t *t, const join_request_t *jr, unsigned timeout_ms
     msgpack_packer pk;
     msgpack_sbuffer_init(&req);
     msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 8);
-    msgpack_pack_uint32(&pk, 1);
-    msgpack_pack_uint32(&pk, MESH_MSG_JOIN);
-    mpw_str(&pk, jr->name);
-    mpw_str(&pk, jr->region);
-    mpw_str(&pk, jr->addr);
-    mpw_bin(&pk, jr->curve_pk, 32);
-    mpw_bin(&pk, jr->sign_pk, 32);
-    mpw_str(&pk, jr->role);
+    joinmsg_pack_join(&pk, me);
+    size_t rlen = 0;
 
     void *zctx = zmq_ctx_new();
     char reasons[2048] = "";
@@ -140,7 +132,7 @@ int join_request(const token_t *t, const join_request_t *jr, unsigned timeout_ms
     int rc = -EHOSTUNREACH;
     for (unsigned i = 0; i < t->nseeds; i++) {
         char why[400];
-        if (try_seed(zctx, &t->seeds[i], jpk, jsk, &req, timeout_ms, reply, reply_len, why,
+        if (try_seed(zctx, &t->seeds[i], jpk, jsk, &req, timeout_ms, reply, &rlen, why,
                      sizeof(why), (int)i)) {
             rc = 0;
             break;
@@ -157,32 +149,19 @@ int join_request(const token_t *t, const join_request_t *jr, unsigned timeout_ms
         snprintf(err, errlen, "no seed accepted the join:%s", reasons);
         return rc;
     }
-    /* JOIN_ERR is a refusal with the seed's reason. */
-    mpr_t r;
-    uint32_t n, cl, ml;
-    uint64_t v, type;
-    const char *code, *msg;
-    mpr_init(&r, *reply, *reply_len);
-    if (mpr_array(&r, &n) || mpr_uint(&r, &v) || mpr_uint(&r, &type)) {
-        snprintf(err, errlen, "the seed sent a malformed answer");
-        goto bad;
+    const char *why = "";
+    if (joinmsg_decode_reply(*reply, rlen, out, &why) != 0) {
+        snprintf(err, errlen, "the seed sent a malformed answer: %s", why);
+        free(*reply);
+        *reply = NULL;
+        return -EBADMSG;
     }
-    if (type == MESH_MSG_JOIN_ERR && n == 4 && mpr_str(&r, &code, &cl) == 0 &&
-        mpr_str(&r, &msg, &ml) == 0) {
-        snprintf(err, errlen, "the mesh refused to admit this node: %.*s (%.*s)", (int)ml, msg,
-                 (int)cl, code);
+    if (out->type == MESH_MSG_JOIN_ERR) {
+        snprintf(err, errlen, "the mesh refused to admit this node: %s (%s)", out->message,
+                 out->code);
         free(*reply);
         *reply = NULL;
         return -EACCES;
     }
-    if (type != MESH_MSG_JOIN_OK) {
-        snprintf(err, errlen, "the seed sent an unexpected answer (type %llu)",
-                 (unsigned long long)type);
-        goto bad;
-    }
     return 0;
-bad:
-    free(*reply);
-    *reply = NULL;
-    return -EBADMSG;
 }

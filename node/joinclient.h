@@ -8,24 +8,18 @@
 #ifndef POPMESH_NODE_JOINCLIENT_H
 #define POPMESH_NODE_JOINCLIENT_H
 
+#include "node/joinmsg.h"
 #include "node/token.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct join_request {
-    const char *name;
-    const char *region;
-    const char *addr; /* where the joiner will be reachable */
-    const uint8_t *curve_pk;
-    const uint8_t *sign_pk;
-    const char *role;
-} join_request_t;
-
-/* On success *reply (caller frees) holds the JOIN_OK message. On refusal or failure returns
- * -errno with a message for the operator in err: -EACCES the mesh refused (reason from the
- * seed), -EHOSTUNREACH no seed answered. */
-int join_request(const token_t *t, const join_request_t *req, unsigned timeout_ms,
-                 uint8_t **reply, size_t *reply_len, char *err, size_t errlen);
+/* Asks to join with the proposed record me (name, region, addr, keys, role). On success
+ * *reply is the decoded JOIN_OK and *raw (caller frees, after reply->entries, which point
+ * into it) its bytes. On refusal or failure returns -errno with a message for the operator in
+ * err: -EACCES the mesh refused (with the seed's reason), -EHOSTUNREACH no seed answered,
+ * -EBADMSG a malformed answer. */
+int join_request(const token_t *t, const reg_node_t *me, unsigned timeout_ms,
+                 joinmsg_reply_t *reply, uint8_t **raw, char *err, size_t errlen);
 
 #endif

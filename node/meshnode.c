@@ -435,11 +435,7 @@ static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const c
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint32(&pk, 1);
-    msgpack_pack_uint32(&pk, MESH_MSG_JOIN_ERR);
-    mpw_str(&pk, code);
-    mpw_str(&pk, text);
+    joinmsg_pack_err(&pk, code, text);
     meshnet_reply(m->net, rid, rl, (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     m->joins_refused++;
@@ -482,29 +478,17 @@ static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val
 }
 
 static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_t rl,
-                        mpr_t *r)
+                        const uint8_t *msg, size_t len)
 {
-    const char *s;
-    uint32_t sl;
-    reg_node_t want = {0};
-    const uint8_t *b;
-    uint32_t bl;
-    /* [.., name, region, addr, curve_pk, sign_pk, role] */
-#define STR_FIELD(dst)                                                                      \
-    (mpr_str(r, &s, &sl) == 0 && sl < sizeof(dst) && !memchr(s, '\0', sl) &&                \
-     (memcpy(dst, s, sl), dst[sl] = '\0', 1))
-    if (!STR_FIELD(want.name) || !STR_FIELD(want.region) || !STR_FIELD(want.addr) ||
-        mpr_bin(r, &b, &bl) || bl != 32 || (memcpy(want.curve_pk, b, 32), 0) ||
-        mpr_bin(r, &b, &bl) || bl != 32 || (memcpy(want.sign_pk, b, 32), 0) ||
-        !STR_FIELD(want.role) || r->left) {
+    reg_node_t want;
+    const char *why;
+    if (joinmsg_decode_join(msg, len, &want, &why) != 0) {
         m->bad_messages++;
-        join_reply_err(m, rid, rl, "malformed", "malformed join request");
+        join_reply_err(m, rid, rl, "malformed", "malformed join request: %s", why);
         return;
     }
-#undef STR_FIELD
     char key[64];
     store_entry_t e;
-    const char *why;
     reg_token_t tok;
     reg_token_key(token_id, key, sizeof(key));
     if (store_get(m->o.store, key, strlen(key), &e) != 0) {
@@ -597,16 +581,10 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
     msgpack_sbuffer_init(&out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 5);
-    msgpack_pack_uint32(&pk, 1);
-    msgpack_pack_uint32(&pk, MESH_MSG_JOIN_OK);
-    mpw_bin(&pk, m->o.meshkey->pk, 32);
-    if (strcmp(want.role, "pop") == 0)
-        mpw_bin(&pk, m->o.meshkey->sk, 64); /* every PoP signs tokens and sessions */
-    else
-        msgpack_pack_nil(&pk);
-    msgpack_pack_array(&pk, count);
-    mpw_raw(&pk, entries.data, entries.size);
+    /* Every PoP signs tokens and sessions, so PoPs get the mesh key; nobody else does. */
+    joinmsg_pack_ok(&pk, m->o.meshkey->pk,
+                    strcmp(want.role, "pop") == 0 ? m->o.meshkey->sk : NULL, entries.data,
+                    entries.size, count);
     meshnet_reply(m->net, rid, rl, (const uint8_t *)out.data, out.size);
     sodium_memzero(out.data, out.size);
     msgpack_sbuffer_destroy(&out);
@@ -662,8 +640,8 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
         return;
     }
     if (user_id[0] == 't') {
-        if (type == MESH_MSG_JOIN && version == 1 && n == 8)
-            handle_join(m, from, rid, rid_len, &r);
+        if (type == MESH_MSG_JOIN)
+            handle_join(m, from, rid, rid_len, msg, len);
         else
             m->bad_messages++; /* a token holder may only ask to join */
         return;

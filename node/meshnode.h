@@ -12,15 +12,13 @@
 
 #include "node/control.h"
 #include "node/identity.h"
+#include "node/joinmsg.h"
 #include "node/nodecfg.h"
 #include "storage/store.h"
 
 #include <ev.h>
 #include <stdbool.h>
 
-#define MESH_MSG_JOIN     48
-#define MESH_MSG_JOIN_OK  49
-#define MESH_MSG_JOIN_ERR 50
 #define MESH_AE_PERIOD    1.0   /* s between anti-entropy exchanges (jittered) */
 #define MESH_JOIN_TIMEOUT 5000  /* ms a joiner waits for one seed */
 

@@ -321,43 +321,30 @@ static int cmd_join(int argc, char **argv)
         fprintf(stderr, "popd join: cannot generate keys\n");
         return 1;
     }
-    join_request_t jr = {.name = o.cfg.name, .region = o.cfg.region,
-                         .addr = nodecfg_mesh_addr(&o.cfg), .curve_pk = id.curve_pk,
-                         .sign_pk = id.sign_pk, .role = "pop"};
-    uint8_t *reply = NULL;
-    size_t rlen = 0;
-    rc = join_request(&t, &jr, MESH_JOIN_TIMEOUT, &reply, &rlen, err, sizeof(err));
+    reg_node_t me = {0};
+    snprintf(me.name, sizeof(me.name), "%s", o.cfg.name);
+    snprintf(me.region, sizeof(me.region), "%s", o.cfg.region);
+    snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o.cfg));
+    snprintf(me.role, sizeof(me.role), "pop");
+    memcpy(me.curve_pk, id.curve_pk, 32);
+    memcpy(me.sign_pk, id.sign_pk, 32);
+    joinmsg_reply_t reply;
+    uint8_t *raw = NULL;
+    rc = join_request(&t, &me, MESH_JOIN_TIMEOUT, &reply, &raw, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "popd join: %s\n", err);
         identity_wipe(&id);
         sodium_memzero(&t, sizeof(t));
         return 1;
     }
-    /* JOIN_OK [1, 49, mesh_pk, mesh_sk, [entry...]] */
-    mpr_t r;
-    uint32_t n, bl;
-    uint64_t v;
-    const uint8_t *mpk, *msk;
     meshkey_t mk;
-    store_entry_t *entries = NULL;
-    mpr_init(&r, reply, rlen);
-    rc = -EBADMSG;
-    if (mpr_array(&r, &n) || n != 5 || mpr_uint(&r, &v) || mpr_uint(&r, &v) ||
-        mpr_bin(&r, &mpk, &bl) || bl != 32 || mpr_bin(&r, &msk, &bl) || bl != 64 ||
-        mpr_array(&r, &n)) {
-        snprintf(err, sizeof(err), "the seed's answer is malformed");
-    } else if (memcmp(mpk, t.mesh_pk, 32) != 0) {
+    if (memcmp(reply.mesh_pk, t.mesh_pk, 32) != 0) {
+        rc = -EINVAL;
         snprintf(err, sizeof(err), "the seed belongs to a different mesh than the token");
-    } else if (meshkey_from_sk(&mk, msk) != 0 || memcmp(mk.pk, mpk, 32) != 0) {
-        snprintf(err, sizeof(err), "the seed sent a mesh key that does not match the mesh");
-    } else {
-        entries = xcalloc(n ? n : 1, sizeof(*entries));
-        rc = 0;
-        for (uint32_t i = 0; i < n && rc == 0; i++)
-            if (ae_entry_read(&r, &entries[i]))
-                rc = -EBADMSG;
-        if (rc)
-            snprintf(err, sizeof(err), "the seed's registry is malformed");
+    } else if (!reply.has_mesh_sk || meshkey_from_sk(&mk, reply.mesh_sk) != 0 ||
+               memcmp(mk.pk, reply.mesh_pk, 32) != 0) {
+        rc = -EINVAL;
+        snprintf(err, sizeof(err), "the seed sent no mesh key, or one that does not match");
     }
     /* Remember every seed of the token: after a restart, they are how we find the mesh. */
     for (unsigned i = 0; rc == 0 && i < t.nseeds && i < NODECFG_MAX_SEEDS; i++) {
@@ -366,13 +353,13 @@ static int cmd_join(int argc, char **argv)
         o.cfg.nseeds++;
     }
     if (rc == 0)
-        rc = create_node(&o, &id, &mk, entries, n, false, err, sizeof(err));
+        rc = create_node(&o, &id, &mk, reply.entries, reply.nentries, false, err, sizeof(err));
     char idhex[17], meshid[33];
     identity_id_hex(id.node_id, idhex);
     meshkey_id_hex(t.mesh_pk, meshid);
-    sodium_memzero(reply, rlen);
-    free(reply);
-    free(entries);
+    sodium_memzero(&reply.mesh_sk, sizeof(reply.mesh_sk));
+    free(reply.entries);
+    free(raw);
     identity_wipe(&id);
     sodium_memzero(&mk, sizeof(mk));
     sodium_memzero(&t, sizeof(t));
