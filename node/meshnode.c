@@ -39,11 +39,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REMOVAL_PUSHES   4   /* times the removal record is pushed to the removed node */
 #define MAX_PENDING_PUSH 8
 #define LEAVE_DRAIN_MAX  1.0 /* s: at most this long spreading LEFT on shutdown */
+#define BCAST_ENTRY      1   /* broadcast kinds */
+#define BCAST_HEALTH     2
+#define HEALTH_PERIOD    2.0 /* s between a node's health vectors (jittered) */
+
+/* A member's last health vector (DESIGN.md section 6). Soft state: rebuilt from gossip. */
+struct health {
+    uint64_t id;
+    uint64_t seq;          /* the sender's wall clock ms when it measured: newer wins */
+    uint32_t cpu_permille; /* of one core, over the sender's last period */
+    uint32_t rss_kb;       /* resident memory */
+    uint32_t streams;      /* active streams (tunnels come later: 0 for now) */
+    bool ingress_up;       /* its ingress listeners are up */
+    double received;       /* ev_now when it arrived here, s */
+};
 
 struct removal_push {
     uint64_t id;
@@ -69,6 +85,11 @@ struct meshnode {
     char mesh_id[33];
     uint64_t joins_ok, joins_refused, bad_messages;
     bool removed;
+    struct health *health; /* one per member that sent one, self included */
+    size_t nhealth;
+    ev_timer health_timer;
+    double cpu_last; /* s of CPU used by this process at the last health sample */
+    double cpu_at;   /* ev_now of that sample */
 };
 
 static uint64_t mono_ms(void)
@@ -226,14 +247,26 @@ static bool touches_registry(const char *key, size_t klen)
     return klen >= pl && memcmp(key, REG_NODE_PREFIX, pl) == 0;
 }
 
-/* A broadcast payload is one store entry (antientropy.h's entry encoding). */
+static bool health_merge(meshnode_t *m, mpr_t *r);
+
+/* A broadcast payload is [kind, body]: BCAST_ENTRY carries one store entry (antientropy.h's
+ * entry encoding), BCAST_HEALTH a node's health vector. Returns whether it was news, which
+ * is what decides if SWIM gossips it on. */
 static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t len)
 {
     meshnode_t *m = ctx;
     mpr_t r;
+    uint32_t n;
+    uint64_t kind;
     store_entry_t e;
     mpr_init(&r, payload, len);
-    if (ae_entry_read(&r, &e) || r.left) {
+    if (mpr_array(&r, &n) || n != 2 || mpr_uint(&r, &kind)) {
+        m->bad_messages++;
+        return false;
+    }
+    if (kind == BCAST_HEALTH)
+        return health_merge(m, &r);
+    if (kind != BCAST_ENTRY || ae_entry_read(&r, &e) || r.left) {
         m->bad_messages++;
         return false;
     }
@@ -259,6 +292,8 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, BCAST_ENTRY);
     ae_entry_pack(&pk, e);
     /* Too large to piggyback: anti-entropy carries it within a period or two. */
     if (sb.size <= SWIM_PAYLOAD_MAX)
@@ -684,6 +719,109 @@ static void on_push_timer(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_stop(loop, t);
 }
 
+/* ---- health vectors ------------------------------------------------------------------------ */
+
+static struct health *health_slot(meshnode_t *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->nhealth; i++)
+        if (m->health[i].id == id)
+            return &m->health[i];
+    m->health = xrealloc(m->health, (m->nhealth + 1) * sizeof(*m->health));
+    struct health *h = &m->health[m->nhealth++];
+    memset(h, 0, sizeof(*h));
+    h->id = id;
+    return h;
+}
+
+/* body = [node_id, seq, cpu_permille, rss_kb, streams, ingress_up] */
+static bool health_merge(meshnode_t *m, mpr_t *r)
+{
+    uint32_t n;
+    uint64_t id, seq, cpu, rss, streams;
+    bool up;
+    if (mpr_array(r, &n) || n < 6 || mpr_uint(r, &id) || mpr_uint(r, &seq) ||
+        mpr_uint(r, &cpu) || mpr_uint(r, &rss) || mpr_uint(r, &streams) || mpr_bool(r, &up) ||
+        cpu > UINT32_MAX || rss > UINT32_MAX || streams > UINT32_MAX) {
+        m->bad_messages++;
+        return false;
+    }
+    for (uint32_t i = 6; i < n; i++) /* fields a newer node may add */
+        if (mpr_skip(r)) {
+            m->bad_messages++;
+            return false;
+        }
+    const reg_node_t *reg = reg_find(m, id);
+    if (!reg || reg->removed || id == m->o.id->node_id)
+        return false; /* only registered members have a health vector here */
+    struct health *h = health_slot(m, id);
+    if (seq <= h->seq)
+        return false;
+    h->seq = seq;
+    h->cpu_permille = (uint32_t)cpu;
+    h->rss_kb = (uint32_t)rss;
+    h->streams = (uint32_t)streams;
+    h->ingress_up = up;
+    h->received = ev_now(m->o.loop);
+    return true;
+}
+
+static uint32_t self_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (uint32_t)(resident * (unsigned long)sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    meshnode_t *m = t->data;
+    double now = ev_now(loop), cpu = self_cpu_s();
+    struct health *h = health_slot(m, m->o.id->node_id);
+    h->seq = wall_ms();
+    h->cpu_permille = now > m->cpu_at ? (uint32_t)(1000.0 * (cpu - m->cpu_last) /
+                                                   (now - m->cpu_at))
+                                      : 0;
+    h->rss_kb = self_rss_kb();
+    h->streams = 0;
+    h->ingress_up = true;
+    h->received = now;
+    m->cpu_last = cpu;
+    m->cpu_at = now;
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, BCAST_HEALTH);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint64(&pk, h->id);
+    msgpack_pack_uint64(&pk, h->seq);
+    msgpack_pack_uint32(&pk, h->cpu_permille);
+    msgpack_pack_uint32(&pk, h->rss_kb);
+    msgpack_pack_uint32(&pk, h->streams);
+    msgpack_pack_true(&pk);
+    /* Keyed by node: a newer vector replaces the queued older one instead of queueing up. */
+    swim_broadcast(m->swim, h->id ^ 0x6865616c74680000ull, (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    swim_rearm(m);
+    t->repeat = HEALTH_PERIOD * (0.8 + (double)(rnd(m) % 400) / 1000.0);
+    ev_timer_again(loop, t);
+}
+
 /* ---- control commands ------------------------------------------------------------------------ */
 
 struct members_ctx {
@@ -716,7 +854,30 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
     char id[17];
     identity_id_hex(mi->id, id);
     msgpack_packer *pk_ = c->pk;
-    msgpack_pack_map(pk_, 8);
+    const struct health *h = NULL;
+    for (size_t i = 0; i < c->m->nhealth; i++)
+        if (c->m->health[i].id == mi->id)
+            h = &c->m->health[i];
+    msgpack_pack_map(pk_, 9);
+    mpw_str(pk_, "health");
+    if (h) {
+        msgpack_pack_map(pk_, 5);
+        mpw_str(pk_, "cpu_pct");
+        msgpack_pack_double(pk_, h->cpu_permille / 10.0);
+        mpw_str(pk_, "rss_kb");
+        msgpack_pack_uint32(pk_, h->rss_kb);
+        mpw_str(pk_, "streams");
+        msgpack_pack_uint32(pk_, h->streams);
+        mpw_str(pk_, "ingress_up");
+        if (h->ingress_up)
+            msgpack_pack_true(pk_);
+        else
+            msgpack_pack_false(pk_);
+        mpw_str(pk_, "age_ms");
+        msgpack_pack_uint64(pk_, (uint64_t)(1000 * (ev_now(c->m->o.loop) - h->received)));
+    } else {
+        msgpack_pack_nil(pk_);
+    }
     mpw_str(pk_, "name");
     mpw_str(pk_, name);
     mpw_str(pk_, "id");
@@ -1150,6 +1311,12 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     ev_timer_again(o->loop, &m->ae_timer);
     ev_init(&m->push_timer, on_push_timer);
     m->push_timer.data = m;
+    m->cpu_last = self_cpu_s();
+    m->cpu_at = ev_now(o->loop);
+    ev_init(&m->health_timer, on_health_timer);
+    m->health_timer.data = m;
+    m->health_timer.repeat = 0.5; /* first vector soon after start */
+    ev_timer_again(o->loop, &m->health_timer);
     log_info("mesh: %s listening on %s (mesh %s, %zu registered members)", o->cfg->name,
              meshnet_bound(m->net), m->mesh_id, m->nreg);
     return m;
@@ -1167,6 +1334,8 @@ void meshnode_destroy(meshnode_t **mp)
     ev_timer_stop(m->o.loop, &m->ae_timer);
     ev_timer_stop(m->o.loop, &m->push_timer);
     ev_timer_stop(m->o.loop, &m->leave_timer);
+    ev_timer_stop(m->o.loop, &m->health_timer);
+    free(m->health);
     meshnet_destroy(&m->net);
     swim_destroy(&m->swim);
     free(m->reg);

@@ -24,6 +24,12 @@ mctl "$WORK/n2" --json status >"$WORK/st.json"
 "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["members"]=={"alive":5,"suspect":0,"dead":0,"left":0} and len(j["mesh_id"])==32, j' "$WORK/st.json"
 ok "members --json has name, id, region, addr, state, incarnation, rtt_ms; status counts by state"
 
+has_health() {
+    mctl "$1" --json members | "$PY" -c 'import json,sys; ms=json.load(sys.stdin); sys.exit(0 if all(m["health"] and m["health"]["rss_kb"] > 0 and m["health"]["age_ms"] < 10000 for m in ms) else 1)'
+}
+for d in "${N[@]}"; do wait_for 15 "health vectors of all members on $d" has_health "$d"; done
+ok "every node holds a fresh gossiped health vector (CPU, RSS, streams) of every member"
+
 mctl "$WORK/n3" config set cfg/written-on-3 "hello mesh" >/dev/null
 for d in "${N[@]}"; do
     wait_for 10 "cfg/written-on-3 on $d" bash -c "[ \"\$('$MESHCTL' -d '$d' config get cfg/written-on-3)\" = 'hello mesh' ]"

@@ -561,8 +561,8 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
     } else {
         size_t i;
         json_t *m;
-        printf("%-20s %-16s %-12s %-22s %-8s %5s %7s\n", "NAME", "ID", "REGION", "ADDRESS",
-               "STATE", "INC", "RTT");
+        printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %6s %8s\n", "NAME", "ID", "REGION",
+               "ADDRESS", "STATE", "INC", "RTT", "CPU", "RSS");
         json_array_foreach(j, i, m)
         {
             char rtt[32] = "-";
@@ -572,13 +572,22 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             else if (ms > 0)
                 snprintf(rtt, sizeof(rtt), "%lldms", ms);
             const char *region = json_string_value(json_object_get(m, "region"));
-            printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s\n",
+            json_t *h = json_object_get(m, "health");
+            char cpu[16] = "-", rss[24] = "-";
+            if (json_is_object(h)) {
+                snprintf(cpu, sizeof(cpu), "%.1f%%",
+                         json_number_value(json_object_get(h, "cpu_pct")));
+                snprintf(rss, sizeof(rss), "%.1fM",
+                         (double)json_integer_value(json_object_get(h, "rss_kb")) / 1024.0);
+            }
+            printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %6s %8s\n",
                    json_string_value(json_object_get(m, "name")),
                    json_string_value(json_object_get(m, "id")),
                    region && *region ? region : "-",
                    json_string_value(json_object_get(m, "addr")),
                    json_string_value(json_object_get(m, "state")),
-                   (long long)json_integer_value(json_object_get(m, "incarnation")), rtt);
+                   (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, cpu,
+                   rss);
         }
     }
     json_decref(j);
@@ -751,7 +760,8 @@ static const command_t commands[] = {
      "Lists keys and values, optionally only those starting with PREFIX."},
     {NULL, "members", cmd_members, "",
      "Lists the mesh's members as this node sees them: name, id, region, address, state\n"
-     "(alive, suspect, dead, left), incarnation and round-trip time."},
+     "(alive, suspect, dead, left), incarnation, round-trip time and, from each member's\n"
+     "gossiped health vector, its CPU use and memory."},
     {"token", "create", cmd_token_create, "[--role pop|site] [--ttl DURATION] [--uses N]",
      "Mints a bootstrap token (default: role pop, 1 use, valid 1h; --uses 0 = unlimited)\n"
      "and prints it alone on stdout. Only a hash of its secret is kept, replicated."},
