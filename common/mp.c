@@ -348,11 +348,21 @@ static int skip_depth(mpr_t *r, int depth)
         uint8_t b = r->p[0];
         size_t fixed = 0;
         switch (b) {
-        case 0xd4: fixed = 1; break;
-        case 0xd5: fixed = 2; break;
-        case 0xd6: fixed = 4; break;
-        case 0xd7: fixed = 8; break;
-        case 0xd8: fixed = 16; break;
+        case 0xd4:
+            fixed = 1;
+            break;
+        case 0xd5:
+            fixed = 2;
+            break;
+        case 0xd6:
+            fixed = 4;
+            break;
+        case 0xd7:
+            fixed = 8;
+            break;
+        case 0xd8:
+            fixed = 16;
+            break;
         }
         if (fixed) {
             if (r->left < 2 + fixed)

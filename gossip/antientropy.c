@@ -68,7 +68,7 @@ struct chunker {
     uint32_t count;
     uint64_t seq;
     const uint8_t *buckets;
-    bool want;  /* still to be sent on the first chunk */
+    bool want; /* still to be sent on the first chunk */
     bool sent_any;
     ae_send_fn send;
     void *ctx;
@@ -116,8 +116,8 @@ static int chunk_add(const store_entry_t *e, void *ctx)
 static int send_buckets(store_t *s, uint64_t seq, const uint8_t buckets[STORE_BUCKETS / 8],
                         bool want, ae_send_fn send, void *ctx, ae_stats_t *st)
 {
-    struct chunker c = {.seq = seq, .buckets = buckets, .want = want, .send = send, .ctx = ctx,
-                        .st = st};
+    struct chunker c = {
+        .seq = seq, .buckets = buckets, .want = want, .send = send, .ctx = ctx, .st = st};
     msgpack_sbuffer_init(&c.entries);
     msgpack_packer_init(&c.pk, &c.entries, msgpack_sbuffer_write);
     int rc = store_export(s, buckets, chunk_add, &c);

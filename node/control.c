@@ -28,7 +28,7 @@ struct conn {
     int fd;
     ev_io rio, wio;
     ev_timer idle;
-    uint8_t *in;    /* received, not yet processed */
+    uint8_t *in; /* received, not yet processed */
     size_t in_len;
     size_t in_cap;
     msgpack_sbuffer out; /* response bytes not yet written */
@@ -230,8 +230,7 @@ static void conn_process(struct conn *c)
     while (c->out_off == c->out.size) {
         const uint8_t *body;
         size_t blen, flen;
-        int rc = ctl_frame_peek(c->in + off, c->in_len - off, CTL_MAX_REQUEST, &body, &blen,
-                                &flen);
+        int rc = ctl_frame_peek(c->in + off, c->in_len - off, CTL_MAX_REQUEST, &body, &blen, &flen);
         if (rc == 0)
             break;
         if (rc < 0) {
@@ -311,7 +310,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         if (s->stats.connections >= CONTROL_MAX_CONNS) {
-    log_warn("control: %d connections open; refusing another", CONTROL_MAX_CONNS);
+            log_warn("control: %d connections open; refusing another", CONTROL_MAX_CONNS);
             close(fd);
             continue;
         }
@@ -339,8 +338,10 @@ control_t *control_new(struct ev_loop *loop, const char *path, const control_com
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path)) {
-        snprintf(err, errlen, "control socket path %s is longer than %zu bytes; use a shorter "
-                 "data directory path", path, sizeof(sa.sun_path) - 1);
+        snprintf(err, errlen,
+                 "control socket path %s is longer than %zu bytes; use a shorter "
+                 "data directory path",
+                 path, sizeof(sa.sun_path) - 1);
         return NULL;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);

@@ -22,11 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_VERSION        1
-#define CTL_MAX_REQUEST    (256 * 1024)      /* bytes of one request body */
-#define CTL_MAX_RESPONSE   (8 * 1024 * 1024) /* bytes of one response body */
-#define CTL_MAX_COMMAND    64                /* bytes of a command name */
-#define CTL_HEADER         4                 /* bytes of the length prefix */
+#define CTL_VERSION      1
+#define CTL_MAX_REQUEST  (256 * 1024)      /* bytes of one request body */
+#define CTL_MAX_RESPONSE (8 * 1024 * 1024) /* bytes of one response body */
+#define CTL_MAX_COMMAND  64                /* bytes of a command name */
+#define CTL_HEADER       4                 /* bytes of the length prefix */
 
 enum ctl_status {
     CTL_OK = 0,

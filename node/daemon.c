@@ -38,7 +38,7 @@ typedef struct node {
     control_t *control;
     void *zctx;
     meshnode_t *mesh;
-    bool removed;   /* this node learned it was removed from the mesh */
+    bool removed; /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
     double started; /* ev_now at start, s */
@@ -73,8 +73,7 @@ static int check_key(msgpack_packer *body, const char *k, uint32_t kl)
     return CTL_OK;
 }
 
-static int require_key(const ctl_request_t *req, msgpack_packer *body, const char **k,
-                       uint32_t *kl)
+static int require_key(const ctl_request_t *req, msgpack_packer *body, const char **k, uint32_t *kl)
 {
     int rc = ctl_arg_str(req, "key", k, kl);
     if (rc == 0)
@@ -93,8 +92,7 @@ static int store_failure(node_t *n, msgpack_packer *body, int rc)
                              "or delete entries",
                              store_last_error(n->store), n->dir, NODECFG_FILE);
     case -E2BIG:
-        return control_error(body, CTL_REFUSED, "value is larger than %d bytes",
-                             STORE_VALUE_MAX);
+        return control_error(body, CTL_REFUSED, "value is larger than %d bytes", STORE_VALUE_MAX);
     case -EINVAL:
         return control_error(body, CTL_BAD_REQUEST, "value is not one msgpack object");
     default:
@@ -292,8 +290,7 @@ static int cmd_config_list(void *ctx, const ctl_request_t *req, msgpack_packer *
     if (ctl_arg_str(req, "after", &p.after, &p.after_len) < 0)
         return control_error(pk, CTL_BAD_REQUEST, "argument 'after' must be a string");
     if (ctl_arg_uint(req, "limit", &p.limit) < 0 || p.limit == 0 || p.limit > LIST_MAX_LIMIT)
-        return control_error(pk, CTL_BAD_REQUEST, "argument 'limit' must be 1..%d",
-                             LIST_MAX_LIMIT);
+        return control_error(pk, CTL_BAD_REQUEST, "argument 'limit' must be 1..%d", LIST_MAX_LIMIT);
     msgpack_sbuffer_init(&p.buf);
     msgpack_packer_init(&p.pk, &p.buf, msgpack_sbuffer_write);
     int rc = store_list(n->store, prefix, plen, list_one, &p);
@@ -468,8 +465,13 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         rc = -ENOMEM;
         goto out;
     }
-    meshnode_opts_t mo = {.loop = n.loop, .zctx = n.zctx, .store = n.store, .cfg = &n.cfg,
-                          .id = &n.id, .meshkey = &n.meshkey, .on_removed = on_removed,
+    meshnode_opts_t mo = {.loop = n.loop,
+                          .zctx = n.zctx,
+                          .store = n.store,
+                          .cfg = &n.cfg,
+                          .id = &n.id,
+                          .meshkey = &n.meshkey,
+                          .on_removed = on_removed,
                           .ctx = &n};
     n.mesh = meshnode_new(&mo, err, errlen);
     if (!n.mesh) {

@@ -134,8 +134,7 @@ static int parse_hex32(const char *v, size_t vl, uint8_t out[32])
     const char *end = NULL;
     if (vl != 64)
         return -EINVAL;
-    if (sodium_hex2bin(out, 32, v, vl, NULL, &bin_len, &end) != 0 || bin_len != 32 ||
-        end != v + vl)
+    if (sodium_hex2bin(out, 32, v, vl, NULL, &bin_len, &end) != 0 || bin_len != 32 || end != v + vl)
         return -EINVAL;
     return 0;
 }

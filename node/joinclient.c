@@ -87,12 +87,16 @@ static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[
             uint32_t val = 0;
             if (read_event(mon, &ev, &val) == 0) {
                 if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-                    snprintf(why, wl, "%s refused the token: its mesh does not know it (a "
-                             "token of another mesh, or deleted)", seed->addr);
+                    snprintf(why, wl,
+                             "%s refused the token: its mesh does not know it (a "
+                             "token of another mesh, or deleted)",
+                             seed->addr);
                     break;
                 }
-                snprintf(why, wl, "%s failed the secure handshake: its key is not the one in "
-                         "the token", seed->addr);
+                snprintf(why, wl,
+                         "%s failed the secure handshake: its key is not the one in "
+                         "the token",
+                         seed->addr);
                 break;
             }
         }
@@ -114,8 +118,8 @@ out:
     return got;
 }
 
-int join_request(const token_t *t, const reg_node_t *me, unsigned timeout_ms,
-                 joinmsg_reply_t *out, uint8_t **reply, char *err, size_t errlen)
+int join_request(const token_t *t, const reg_node_t *me, unsigned timeout_ms, joinmsg_reply_t *out,
+                 uint8_t **reply, char *err, size_t errlen)
 {
     uint8_t jpk[32], jsk[32];
     token_join_keypair(t->secret, jpk, jsk);
@@ -132,8 +136,8 @@ int join_request(const token_t *t, const reg_node_t *me, unsigned timeout_ms,
     int rc = -EHOSTUNREACH;
     for (unsigned i = 0; i < t->nseeds; i++) {
         char why[400];
-        if (try_seed(zctx, &t->seeds[i], jpk, jsk, &req, timeout_ms, reply, &rlen, why,
-                     sizeof(why), (int)i)) {
+        if (try_seed(zctx, &t->seeds[i], jpk, jsk, &req, timeout_ms, reply, &rlen, why, sizeof(why),
+                     (int)i)) {
             rc = 0;
             break;
         }

@@ -17,10 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MESH_MSG_JOIN        48
-#define MESH_MSG_JOIN_OK     49
-#define MESH_MSG_JOIN_ERR    50
-#define JOINMSG_MAX_ENTRIES  100000 /* registry entries in one JOIN_OK */
+#define MESH_MSG_JOIN       48
+#define MESH_MSG_JOIN_OK    49
+#define MESH_MSG_JOIN_ERR   50
+#define JOINMSG_MAX_ENTRIES 100000 /* registry entries in one JOIN_OK */
 
 /* JOIN: the fields of a registry record the joiner proposes (id, joined_ms, removed unset). */
 void joinmsg_pack_join(msgpack_packer *pk, const reg_node_t *n);
@@ -33,7 +33,7 @@ void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_
 void joinmsg_pack_err(msgpack_packer *pk, const char *code, const char *message);
 
 typedef struct joinmsg_reply {
-    int type;             /* MESH_MSG_JOIN_OK or MESH_MSG_JOIN_ERR */
+    int type; /* MESH_MSG_JOIN_OK or MESH_MSG_JOIN_ERR */
     /* JOIN_OK */
     uint8_t mesh_pk[32];
     bool has_mesh_sk;

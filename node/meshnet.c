@@ -15,10 +15,10 @@
 
 struct peer {
     uint64_t id;
-    void *sock;           /* DEALER */
-    char addr[272];       /* "host:port" it is connected to */
-    uint8_t pk[32];       /* its CURVE server key */
-    double last_used;     /* ev_now, s */
+    void *sock;       /* DEALER */
+    char addr[272];   /* "host:port" it is connected to */
+    uint8_t pk[32];   /* its CURVE server key */
+    double last_used; /* ev_now, s */
 };
 
 struct meshnet {
@@ -168,7 +168,8 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
     set_int(s, ZMQ_IMMEDIATE, 1);
     set_int(s, ZMQ_SNDHWM, 1000);
     set_int(s, ZMQ_RECONNECT_IVL, 100);
-    set_int(s, ZMQ_RECONNECT_IVL_MAX, 500); /* a refused or dead peer is retried often enough for SWIM */
+    set_int(s, ZMQ_RECONNECT_IVL_MAX,
+            500); /* a refused or dead peer is retried often enough for SWIM */
     set_int(s, ZMQ_TCP_KEEPALIVE, 1);
     if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pk, 32) ||
         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, m->pk, 32) ||
@@ -213,8 +214,7 @@ int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t
     return 0;
 }
 
-int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg,
-                  size_t len)
+int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg, size_t len)
 {
     if (zmq_send(m->router, rid, rid_len, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
         zmq_send(m->router, msg, len, ZMQ_DONTWAIT) < 0) {

@@ -21,10 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MESHNET_MAX_PEERS   256      /* DEALER sockets open at once */
-#define MESHNET_IDLE_MS     120000   /* ms without a send before a DEALER is closed */
-#define MESHNET_USER_ID_MAX 64       /* bytes of a ZAP user id */
-#define MESHNET_RID_MAX     256      /* bytes of a ROUTER routing id */
+#define MESHNET_MAX_PEERS   256    /* DEALER sockets open at once */
+#define MESHNET_IDLE_MS     120000 /* ms without a send before a DEALER is closed */
+#define MESHNET_USER_ID_MAX 64     /* bytes of a ZAP user id */
+#define MESHNET_RID_MAX     256    /* bytes of a ROUTER routing id */
 
 typedef struct meshnet meshnet_t;
 
@@ -52,8 +52,7 @@ void meshnet_destroy(meshnet_t **mp);
 int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t peer_pk[32],
                  const uint8_t *msg, size_t len);
 /* Sends back through the ROUTER to the connection that had routing id rid. */
-int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg,
-                  size_t len);
+int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg, size_t len);
 /* Closes the DEALER to peer_id, if any (a removed node, or one that changed address). */
 void meshnet_forget(meshnet_t *m, uint64_t peer_id);
 /* The address actually bound (useful with port 0). */

@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REMOVAL_PUSHES   4   /* times the removal record is pushed to the removed node */
+#define REMOVAL_PUSHES   4 /* times the removal record is pushed to the removed node */
 #define MAX_PENDING_PUSH 8
 #define LEAVE_DRAIN_MAX  1.0 /* s: at most this long spreading LEFT on shutdown */
 #define BCAST_ENTRY      1   /* broadcast kinds */
@@ -133,8 +133,7 @@ static const reg_node_t *reg_find_name(const meshnode_t *m, const char *name)
 
 /* ---- SWIM metadata: [name, addr, curve_pk] ------------------------------------------------ */
 
-static void pack_meta(msgpack_sbuffer *sb, const char *name, const char *addr,
-                      const uint8_t pk[32])
+static void pack_meta(msgpack_sbuffer *sb, const char *name, const char *addr, const uint8_t pk[32])
 {
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, sb, msgpack_sbuffer_write);
@@ -297,8 +296,7 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
     ae_entry_pack(&pk, e);
     /* Too large to piggyback: anti-entropy carries it within a period or two. */
     if (sb.size <= SWIM_PAYLOAD_MAX)
-        swim_broadcast(m->swim, broadcast_key(e->key, e->klen), (const uint8_t *)sb.data,
-                       sb.size);
+        swim_broadcast(m->swim, broadcast_key(e->key, e->klen), (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     if (touches_registry(e->key, e->klen))
         registry_reload(m);
@@ -361,7 +359,8 @@ static void registry_reload(meshnode_t *m)
     }
 }
 
-/* ---- anti-entropy ----------------------------------------------------------------------------- */
+/* ---- anti-entropy -----------------------------------------------------------------------------
+ */
 
 struct reply_ctx {
     meshnode_t *m;
@@ -617,9 +616,8 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
     /* Every PoP signs tokens and sessions, so PoPs get the mesh key; nobody else does. */
-    joinmsg_pack_ok(&pk, m->o.meshkey->pk,
-                    strcmp(want.role, "pop") == 0 ? m->o.meshkey->sk : NULL, entries.data,
-                    entries.size, count);
+    joinmsg_pack_ok(&pk, m->o.meshkey->pk, strcmp(want.role, "pop") == 0 ? m->o.meshkey->sk : NULL,
+                    entries.data, entries.size, count);
     meshnet_reply(m->net, rid, rl, (const uint8_t *)out.data, out.size);
     sodium_memzero(out.data, out.size);
     msgpack_sbuffer_destroy(&out);
@@ -630,7 +628,8 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
     swim_rearm(m);
 }
 
-/* ---- transport callbacks ---------------------------------------------------------------------- */
+/* ---- transport callbacks ----------------------------------------------------------------------
+ */
 
 static int authorize(void *ctx, const uint8_t client_pk[32], char *user_id)
 {
@@ -739,9 +738,9 @@ static bool health_merge(meshnode_t *m, mpr_t *r)
     uint32_t n;
     uint64_t id, seq, cpu, rss, streams;
     bool up;
-    if (mpr_array(r, &n) || n < 6 || mpr_uint(r, &id) || mpr_uint(r, &seq) ||
-        mpr_uint(r, &cpu) || mpr_uint(r, &rss) || mpr_uint(r, &streams) || mpr_bool(r, &up) ||
-        cpu > UINT32_MAX || rss > UINT32_MAX || streams > UINT32_MAX) {
+    if (mpr_array(r, &n) || n < 6 || mpr_uint(r, &id) || mpr_uint(r, &seq) || mpr_uint(r, &cpu) ||
+        mpr_uint(r, &rss) || mpr_uint(r, &streams) || mpr_bool(r, &up) || cpu > UINT32_MAX ||
+        rss > UINT32_MAX || streams > UINT32_MAX) {
         m->bad_messages++;
         return false;
     }
@@ -791,9 +790,8 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     double now = ev_now(loop), cpu = self_cpu_s();
     struct health *h = health_slot(m, m->o.id->node_id);
     h->seq = wall_ms();
-    h->cpu_permille = now > m->cpu_at ? (uint32_t)(1000.0 * (cpu - m->cpu_last) /
-                                                   (now - m->cpu_at))
-                                      : 0;
+    h->cpu_permille =
+        now > m->cpu_at ? (uint32_t)(1000.0 * (cpu - m->cpu_last) / (now - m->cpu_at)) : 0;
     h->rss_kb = self_rss_kb();
     h->streams = 0;
     h->ingress_up = true;
@@ -999,8 +997,8 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     swim_foreach(m->swim, add_seed, &sc);
     token_public(&t, &pub);
 
-    reg_token_t rec = {.id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses,
-                       .created_ms = wall_ms()};
+    reg_token_t rec = {
+        .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = wall_ms()};
     memcpy(rec.role, role, rl);
     snprintf(rec.created_by, sizeof(rec.created_by), "%s", m->o.cfg->name);
     memcpy(rec.join_pk, pub.join_pk, 32);
@@ -1078,8 +1076,7 @@ static int cmd_token_list(void *ctx, const ctl_request_t *req, msgpack_packer *p
     meshnode_t *m = ctx;
     struct token_vec tv = {0};
     /* Collect first: the store cannot be asked anything from inside its own iteration. */
-    int rc = store_list(m->o.store, REG_TOKEN_PREFIX, strlen(REG_TOKEN_PREFIX), collect_token,
-                        &tv);
+    int rc = store_list(m->o.store, REG_TOKEN_PREFIX, strlen(REG_TOKEN_PREFIX), collect_token, &tv);
     if (rc) {
         free(tv.v);
         return control_error(pk, CTL_FAILED, "cannot list tokens: %s",
@@ -1124,7 +1121,8 @@ static int cmd_token_revoke(void *ctx, const ctl_request_t *req, msgpack_packer 
     const char *s;
     uint32_t sl;
     if (ctl_arg_str(req, "id", &s, &sl) != 1 || sl != 16)
-        return control_error(pk, CTL_BAD_REQUEST, "id must be a token id (16 hex digits, from "
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "id must be a token id (16 hex digits, from "
                              "'meshctl token list')");
     char idhex[17], key[64];
     memcpy(idhex, s, 16);
@@ -1174,7 +1172,8 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
     if (!found)
         return control_error(pk, CTL_NOT_FOUND, "no member named '%s'", name);
     if (found->id == m->o.id->node_id)
-        return control_error(pk, CTL_REFUSED, "a node cannot remove itself; run this on "
+        return control_error(pk, CTL_REFUSED,
+                             "a node cannot remove itself; run this on "
                              "another member");
     reg_node_t rec = *found;
     rec.removed = true;
@@ -1202,8 +1201,7 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
     ev_timer_stop(m->o.loop, &m->push_timer);
     ev_timer_set(&m->push_timer, 0.0, 0.5);
     ev_timer_start(m->o.loop, &m->push_timer);
-    log_warn("mesh: removed node %s (%016llx) from the mesh", rec.name,
-             (unsigned long long)rec.id);
+    log_warn("mesh: removed node %s (%016llx) from the mesh", rec.name, (unsigned long long)rec.id);
     char id[17];
     identity_id_hex(rec.id, id);
     msgpack_pack_map(pk, 2);
@@ -1265,8 +1263,8 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     swim_config_defaults(&sc);
     sc.self_id = o->id->node_id;
     sc.rng_seed = rnd(m);
-    swim_io_t io = {.ctx = m, .send = io_send, .member_changed = io_member_changed,
-                    .deliver = io_deliver};
+    swim_io_t io = {
+        .ctx = m, .send = io_send, .member_changed = io_member_changed, .deliver = io_deliver};
     msgpack_sbuffer meta;
     msgpack_sbuffer_init(&meta);
     pack_meta(&meta, o->cfg->name, nodecfg_mesh_addr(o->cfg), o->id->curve_pk);
@@ -1278,14 +1276,15 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     }
 
     meshnet_cb_t cb = {.ctx = m, .authorize = authorize, .receive = receive};
-    m->net = meshnet_new(o->loop, o->zctx, o->cfg->mesh_listen, o->id->curve_pk,
-                         o->id->curve_sk, &cb, err, errlen);
+    m->net = meshnet_new(o->loop, o->zctx, o->cfg->mesh_listen, o->id->curve_pk, o->id->curve_sk,
+                         &cb, err, errlen);
     if (!m->net)
         goto fail;
 
     registry_reload(m);
     if (m->removed) {
-        snprintf(err, errlen, "this node was removed from the mesh; it cannot run again. "
+        snprintf(err, errlen,
+                 "this node was removed from the mesh; it cannot run again. "
                  "Join with a new data directory (popd join)");
         goto fail;
     }

@@ -19,8 +19,8 @@
 #include <ev.h>
 #include <stdbool.h>
 
-#define MESH_AE_PERIOD    1.0   /* s between anti-entropy exchanges (jittered) */
-#define MESH_JOIN_TIMEOUT 5000  /* ms a joiner waits for one seed */
+#define MESH_AE_PERIOD    1.0  /* s between anti-entropy exchanges (jittered) */
+#define MESH_JOIN_TIMEOUT 5000 /* ms a joiner waits for one seed */
 
 typedef struct meshnode meshnode_t;
 

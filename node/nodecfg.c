@@ -72,8 +72,12 @@ static int parse_seed(const char *v, size_t vl, nodecfg_seed_t *seed)
     for (size_t i = 0; i < 32; i++) {
         unsigned hi, lo;
         char a = k[2 * i], b = k[2 * i + 1];
-        hi = a >= '0' && a <= '9' ? (unsigned)(a - '0') : a >= 'a' && a <= 'f' ? (unsigned)(a - 'a' + 10) : 99;
-        lo = b >= '0' && b <= '9' ? (unsigned)(b - '0') : b >= 'a' && b <= 'f' ? (unsigned)(b - 'a' + 10) : 99;
+        hi = a >= '0' && a <= '9'   ? (unsigned)(a - '0')
+             : a >= 'a' && a <= 'f' ? (unsigned)(a - 'a' + 10)
+                                    : 99;
+        lo = b >= '0' && b <= '9'   ? (unsigned)(b - '0')
+             : b >= 'a' && b <= 'f' ? (unsigned)(b - 'a' + 10)
+                                    : 99;
         if (hi > 15 || lo > 15)
             return -EINVAL;
         seed->curve_pk[i] = (uint8_t)(hi << 4 | lo);
@@ -130,24 +134,17 @@ static int parse_scaled(const char *s, size_t len, const struct unit *units, uin
 
 int nodecfg_parse_size(const char *s, size_t len, uint64_t *out)
 {
-    static const struct unit units[] = {{"", 1},
-                                        {"k", 1ull << 10},
-                                        {"K", 1ull << 10},
-                                        {"M", 1ull << 20},
-                                        {"G", 1ull << 30},
-                                        {"T", 1ull << 40},
+    static const struct unit units[] = {{"", 1},           {"k", 1ull << 10}, {"K", 1ull << 10},
+                                        {"M", 1ull << 20}, {"G", 1ull << 30}, {"T", 1ull << 40},
                                         {NULL, 0}};
     return parse_scaled(s, len, units, out);
 }
 
 int nodecfg_parse_duration(const char *s, size_t len, uint64_t *out_ms)
 {
-    static const struct unit units[] = {{"ms", 1},
-                                        {"s", 1000},
-                                        {"m", 60 * 1000},
-                                        {"h", 3600 * 1000},
-                                        {"d", 24ull * 3600 * 1000},
-                                        {NULL, 0}};
+    static const struct unit units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 24ull * 3600 * 1000},
+        {NULL, 0}};
     return parse_scaled(s, len, units, out_ms);
 }
 
@@ -163,8 +160,8 @@ static int copy_label(char *dst, const char *v, size_t vl, int allow_empty, char
     return -EINVAL;
 }
 
-static int setting(const char *name, size_t nlen, const char *v, size_t vl, void *ctx,
-                   char *err, size_t errlen)
+static int setting(const char *name, size_t nlen, const char *v, size_t vl, void *ctx, char *err,
+                   size_t errlen)
 {
     nodecfg_t *c = ctx;
     if (kvfile_is(name, nlen, "name"))
@@ -249,8 +246,10 @@ int nodecfg_load(const char *dir, nodecfg_t *c, char *err, size_t errlen)
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            snprintf(err, errlen, "%s is not a popd data directory (no %s); create one with "
-                     "'popd init --data %s --name NAME'", dir, NODECFG_FILE, dir);
+            snprintf(err, errlen,
+                     "%s is not a popd data directory (no %s); create one with "
+                     "'popd init --data %s --name NAME'",
+                     dir, NODECFG_FILE, dir);
         else
             snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
         return -e;
@@ -278,20 +277,20 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
     char path[4096], tmp[4200], text[8192];
     snprintf(path, sizeof(path), "%s/%s", dir, NODECFG_FILE);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int n = snprintf(text, sizeof(text),
-                     "# popd node settings (local to this machine; the mesh's shared\n"
-                     "# configuration lives in the replicated store: see meshctl config)\n"
-                     "name = %s\n"
-                     "region = %s\n"
-                     "log-level = %s\n"
-                     "store-map-size = %llu\n"
-                     "tombstone-grace = %llums\n"
-                     "mesh-listen = %s\n"
-                     "%s%s%s",
-                     c->name, c->region, c->log_level, (unsigned long long)c->store_map_size,
-                     (unsigned long long)c->tombstone_grace, c->mesh_listen,
-                     c->advertise[0] ? "advertise = " : "", c->advertise,
-                     c->advertise[0] ? "\n" : "");
+    int n =
+        snprintf(text, sizeof(text),
+                 "# popd node settings (local to this machine; the mesh's shared\n"
+                 "# configuration lives in the replicated store: see meshctl config)\n"
+                 "name = %s\n"
+                 "region = %s\n"
+                 "log-level = %s\n"
+                 "store-map-size = %llu\n"
+                 "tombstone-grace = %llums\n"
+                 "mesh-listen = %s\n"
+                 "%s%s%s",
+                 c->name, c->region, c->log_level, (unsigned long long)c->store_map_size,
+                 (unsigned long long)c->tombstone_grace, c->mesh_listen,
+                 c->advertise[0] ? "advertise = " : "", c->advertise, c->advertise[0] ? "\n" : "");
     for (unsigned i = 0; i < c->nseeds && n > 0 && (size_t)n < sizeof(text); i++) {
         char hex[65];
         for (int k = 0; k < 32; k++)

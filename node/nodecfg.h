@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NODECFG_FILE      "popd.conf"
-#define NODECFG_NAME_MAX  63  /* bytes: a DNS label */
-#define NODECFG_ADDR_MAX  255 /* bytes of "host:port" */
-#define NODECFG_MAX_SEEDS 8
+#define NODECFG_FILE              "popd.conf"
+#define NODECFG_NAME_MAX          63  /* bytes: a DNS label */
+#define NODECFG_ADDR_MAX          255 /* bytes of "host:port" */
+#define NODECFG_MAX_SEEDS         8
 #define NODECFG_DEFAULT_MESH_PORT 7946
 
 typedef struct nodecfg_seed {
@@ -20,13 +20,13 @@ typedef struct nodecfg_seed {
 } nodecfg_seed_t;
 
 typedef struct nodecfg {
-    char name[NODECFG_NAME_MAX + 1];   /* node name, unique in the mesh */
-    char region[NODECFG_NAME_MAX + 1]; /* free-form label, may be empty */
-    char log_level[8];                 /* debug | info | warn | error */
-    uint64_t store_map_size;           /* bytes: LMDB map size */
-    uint64_t tombstone_grace;          /* ms: how long deletes are remembered */
-    char mesh_listen[NODECFG_ADDR_MAX + 1]; /* "host:port" the mesh ROUTER binds */
-    char advertise[NODECFG_ADDR_MAX + 1];   /* "host:port" peers dial; empty = mesh_listen */
+    char name[NODECFG_NAME_MAX + 1];         /* node name, unique in the mesh */
+    char region[NODECFG_NAME_MAX + 1];       /* free-form label, may be empty */
+    char log_level[8];                       /* debug | info | warn | error */
+    uint64_t store_map_size;                 /* bytes: LMDB map size */
+    uint64_t tombstone_grace;                /* ms: how long deletes are remembered */
+    char mesh_listen[NODECFG_ADDR_MAX + 1];  /* "host:port" the mesh ROUTER binds */
+    char advertise[NODECFG_ADDR_MAX + 1];    /* "host:port" peers dial; empty = mesh_listen */
     nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;

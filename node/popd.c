@@ -42,8 +42,7 @@ typedef struct subcommand {
 
 static const subcommand_t *find_subcommand(const char *name);
 
-static int usage_error(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -80,8 +79,10 @@ static int prepare_dir(const char *dir, char *err, size_t errlen)
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, NODECFG_FILE);
     if (access(path, F_OK) == 0) {
-        snprintf(err, errlen, "%s is already a popd data directory; run it with 'popd run "
-                 "--data %s'", dir, dir);
+        snprintf(err, errlen,
+                 "%s is already a popd data directory; run it with 'popd run "
+                 "--data %s'",
+                 dir, dir);
         return -EEXIST;
     }
     DIR *d = opendir(dir);
@@ -145,14 +146,16 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
             if (nodecfg_check_addr(optarg, c == 'L'))
                 return usage_error(cmd, "--%s '%s' must be HOST:PORT (IPv6 in brackets)",
                                    c == 'L' ? "mesh-listen" : "advertise", optarg);
-            snprintf(c == 'L' ? o->cfg.mesh_listen : o->cfg.advertise, NODECFG_ADDR_MAX + 1,
-                     "%s", optarg);
+            snprintf(c == 'L' ? o->cfg.mesh_listen : o->cfg.advertise, NODECFG_ADDR_MAX + 1, "%s",
+                     optarg);
             break;
         case 'm':
             if (nodecfg_parse_size(optarg, strlen(optarg), &o->cfg.store_map_size) ||
                 o->cfg.store_map_size < (1u << 20))
-                return usage_error(cmd, "--store-map-size '%s' is not a size of at least "
-                                   "1M (e.g. 1G)", optarg);
+                return usage_error(cmd,
+                                   "--store-map-size '%s' is not a size of at least "
+                                   "1M (e.g. 1G)",
+                                   optarg);
             break;
         case 'g':
             if (nodecfg_parse_duration(optarg, strlen(optarg), &o->cfg.tombstone_grace) ||
@@ -176,16 +179,20 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
     if (!o->name)
         return usage_error(cmd, "--name NAME is required");
     if (nodecfg_check_name(o->name))
-        return usage_error(cmd, "name '%s' must be 1-63 of a-z, 0-9 and '-' (not at either "
-                           "end)", o->name);
+        return usage_error(cmd,
+                           "name '%s' must be 1-63 of a-z, 0-9 and '-' (not at either "
+                           "end)",
+                           o->name);
     if (o->region[0] && nodecfg_check_name(o->region))
         return usage_error(cmd, "region '%s' must be 1-63 of a-z, 0-9 and '-'", o->region);
     /* Peers dial the advertised address; a wildcard cannot be dialled. */
     const char *dial = nodecfg_mesh_addr(&o->cfg);
     if (!o->cfg.advertise[0] && (!strncmp(dial, "0.0.0.0:", 8) || !strncmp(dial, "[::]:", 5) ||
                                  !strcmp(strrchr(dial, ':'), ":0")))
-        return usage_error(cmd, "--advertise HOST:PORT is required when --mesh-listen (%s) is "
-                           "a wildcard address or port 0", o->cfg.mesh_listen);
+        return usage_error(cmd,
+                           "--advertise HOST:PORT is required when --mesh-listen (%s) is "
+                           "a wildcard address or port 0",
+                           o->cfg.mesh_listen);
     snprintf(o->cfg.name, sizeof(o->cfg.name), "%s", o->name);
     snprintf(o->cfg.region, sizeof(o->cfg.region), "%s", o->region);
     return -1;
@@ -194,8 +201,8 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
 /* Writes a complete node directory: keys, mesh key, store (with initial entries), and last
  * popd.conf, whose presence marks the node as finished. */
 static int create_node(const struct node_opts *o, const identity_t *id, const meshkey_t *mk,
-                       const store_entry_t *entries, size_t nentries, bool self_record,
-                       char *err, size_t errlen)
+                       const store_entry_t *entries, size_t nentries, bool self_record, char *err,
+                       size_t errlen)
 {
     char path[4096];
     int rc = prepare_dir(o->dir, err, errlen);
@@ -220,8 +227,7 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
             int applied = store_merge(s, entries, nentries, wall_ms());
             if (applied < 0) {
                 rc = applied;
-                snprintf(err, errlen, "cannot store the mesh's registry: %s",
-                         store_last_error(s));
+                snprintf(err, errlen, "cannot store the mesh's registry: %s", store_last_error(s));
             }
         }
         if (rc == 0 && self_record) {
@@ -298,14 +304,18 @@ static int cmd_join(int argc, char **argv)
     }
     uint64_t now = wall_ms();
     if (now >= t.expires_ms) {
-        fprintf(stderr, "popd join: the token expired %llu s ago; ask for a new one "
-                "(meshctl token create)\n", (unsigned long long)((now - t.expires_ms) / 1000));
+        fprintf(stderr,
+                "popd join: the token expired %llu s ago; ask for a new one "
+                "(meshctl token create)\n",
+                (unsigned long long)((now - t.expires_ms) / 1000));
         sodium_memzero(&t, sizeof(t));
         return 1;
     }
     if (strcmp(t.role, "pop") != 0) {
-        fprintf(stderr, "popd join: this is a %s token; a PoP needs a pop token "
-                "(meshctl token create --role pop)\n", t.role);
+        fprintf(stderr,
+                "popd join: this is a %s token; a PoP needs a pop token "
+                "(meshctl token create --role pop)\n",
+                t.role);
         sodium_memzero(&t, sizeof(t));
         return 1;
     }

@@ -209,8 +209,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
     return 0;
 }
 
-int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
-                    const char **why)
+int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why)
 {
     memset(t, 0, sizeof(*t));
     struct field fs[] = {

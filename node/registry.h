@@ -62,8 +62,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
 int reg_node_key_id(const char *key, size_t klen, uint64_t *id);
 
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t);
-int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
-                    const char **why);
+int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why);
 
 void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms);
 

@@ -74,7 +74,8 @@ int token_encode(const token_t *t, const uint8_t mesh_sk[64], char *out, size_t 
     msgpack_sbuffer_write(&sb, (const char *)sig, sizeof(sig));
 
     size_t prefix = strlen(TOKEN_PREFIX);
-    size_t need = prefix + sodium_base64_encoded_len(sb.size, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    size_t need =
+        prefix + sodium_base64_encoded_len(sb.size, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     int rc = 0;
     if (need > outlen || need > TOKEN_TEXT_MAX + 1) {
         rc = -E2BIG;

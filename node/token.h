@@ -34,9 +34,9 @@ typedef struct token_seed {
 } token_seed_t;
 
 typedef struct token {
-    uint8_t mesh_pk[32]; /* Ed25519 public key of the mesh */
+    uint8_t mesh_pk[32];           /* Ed25519 public key of the mesh */
     char role[TOKEN_ROLE_MAX + 1]; /* "pop" or "site" */
-    uint64_t expires_ms;   /* Unix ms */
+    uint64_t expires_ms;           /* Unix ms */
     uint8_t secret[32];
     token_seed_t seeds[TOKEN_MAX_SEEDS];
     unsigned nseeds;

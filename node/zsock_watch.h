@@ -41,9 +41,9 @@ int zsock_watch_send(zsock_watch_t *w, const void *data, size_t len, bool more);
 
 /* Counters for tests and metrics. */
 typedef struct zsock_watch_stats {
-    unsigned long long received;   /* messages handed to the callback */
-    unsigned long long wakeups;    /* ZMQ_FD readiness events */
-    unsigned long long idle_drains;/* iterations resumed from the idle watcher (budget hit) */
+    unsigned long long received;    /* messages handed to the callback */
+    unsigned long long wakeups;     /* ZMQ_FD readiness events */
+    unsigned long long idle_drains; /* iterations resumed from the idle watcher (budget hit) */
 } zsock_watch_stats_t;
 void zsock_watch_get_stats(const zsock_watch_t *w, zsock_watch_stats_t *st);
 

@@ -13,8 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t blen, flen;
     /* As a stream: frames back to back, the way the server consumes its buffer. */
     size_t off = 0;
-    while (off < size && ctl_frame_peek(data + off, size - off, CTL_MAX_REQUEST, &body, &blen,
-                                        &flen) == 1) {
+    while (off < size &&
+           ctl_frame_peek(data + off, size - off, CTL_MAX_REQUEST, &body, &blen, &flen) == 1) {
         ctl_request_t req;
         const char *why;
         if (ctl_request_decode(body, blen, &req, &why) == 0 && req.version == CTL_VERSION) {

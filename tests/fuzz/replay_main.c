@@ -14,7 +14,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MUTATIONS_PER_INPUT 2000
-#define REPLAY_MAX_INPUT (1 << 20)
+#define REPLAY_MAX_INPUT    (1 << 20)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -40,8 +40,8 @@ static void run_one(const uint8_t *data, size_t size)
 
 static void mutate_and_run(const uint8_t *seed, size_t size)
 {
-    static const uint8_t boundary[] = {0x00, 0x7f, 0x80, 0xc0, 0xc1, 0xcc, 0xcf, 0xd9, 0xdb,
-                                       0xdc, 0xdd, 0xde, 0xdf, 0xff};
+    static const uint8_t boundary[] = {0x00, 0x7f, 0x80, 0xc0, 0xc1, 0xcc, 0xcf,
+                                       0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xff};
     uint8_t *buf = malloc(size + 64);
     if (!buf)
         abort();

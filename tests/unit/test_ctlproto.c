@@ -35,9 +35,8 @@ static void test_request_roundtrip(void **state)
     build_request(&sb, CTL_VERSION, "config.get", 1);
     const uint8_t *body;
     size_t blen, flen;
-    assert_int_equal(ctl_frame_peek((uint8_t *)sb.data, sb.size, CTL_MAX_REQUEST, &body, &blen,
-                                    &flen),
-                     1);
+    assert_int_equal(
+        ctl_frame_peek((uint8_t *)sb.data, sb.size, CTL_MAX_REQUEST, &body, &blen, &flen), 1);
     assert_int_equal(flen, sb.size);
     ctl_request_t req;
     const char *why = NULL;
@@ -65,9 +64,8 @@ static void test_partial_and_oversized_frames(void **state)
     const uint8_t *body;
     size_t blen, flen;
     for (size_t len = 0; len < sb.size; len++)
-        assert_int_equal(ctl_frame_peek((uint8_t *)sb.data, len, CTL_MAX_REQUEST, &body, &blen,
-                                        &flen),
-                         0);
+        assert_int_equal(
+            ctl_frame_peek((uint8_t *)sb.data, len, CTL_MAX_REQUEST, &body, &blen, &flen), 0);
     static const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff, 0x90};
     assert_int_equal(ctl_frame_peek(huge, sizeof(huge), CTL_MAX_REQUEST, &body, &blen, &flen),
                      -EMSGSIZE);

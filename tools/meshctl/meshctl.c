@@ -24,9 +24,9 @@
 
 enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
-#define DEFAULT_DATA_DIR  "/var/lib/popmesh"
-#define RESPONSE_TIMEOUT  10000 /* ms to wait for popd's answer */
-#define LIST_PAGE         1000  /* entries per config.list request */
+#define DEFAULT_DATA_DIR "/var/lib/popmesh"
+#define RESPONSE_TIMEOUT 10000 /* ms to wait for popd's answer */
+#define LIST_PAGE        1000  /* entries per config.list request */
 
 typedef struct ctx {
     const char *socket_path;
@@ -330,11 +330,11 @@ static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
         printf("entries   %lld live, %lld tombstones\n",
                (long long)json_integer_value(json_object_get(st, "entries")),
                (long long)json_integer_value(json_object_get(st, "tombstones")));
-        printf("store     %s used of %s\n",
-               human_size((uint64_t)json_integer_value(json_object_get(st, "map_used")), a,
-                          sizeof(a)),
-               human_size((uint64_t)json_integer_value(json_object_get(st, "map_size")), b,
-                          sizeof(b)));
+        printf(
+            "store     %s used of %s\n",
+            human_size((uint64_t)json_integer_value(json_object_get(st, "map_used")), a, sizeof(a)),
+            human_size((uint64_t)json_integer_value(json_object_get(st, "map_size")), b,
+                       sizeof(b)));
     }
     json_decref(j);
     return EXIT_OK;
@@ -374,8 +374,7 @@ static int cmd_config_set(ctx_t *c, const command_t *self, int argc, char **argv
     size_t vlen = strlen(value);
     if (!strcmp(value, "-")) {
         if (read_stdin_value(&stdin_value, &vlen) != 0) {
-            fprintf(stderr, "meshctl: value on stdin is larger than %d bytes\n",
-                    CTL_MAX_REQUEST);
+            fprintf(stderr, "meshctl: value on stdin is larger than %d bytes\n", CTL_MAX_REQUEST);
             return EXIT_REFUSED;
         }
         value = stdin_value;
@@ -476,9 +475,9 @@ static int cmd_config_list(ctx_t *c, const command_t *self, int argc, char **arg
         size_t n = json_array_size(entries);
         bool more = json_is_true(json_object_get(j, "more"));
         free(after);
-        after = n ? xstrdup(json_string_value(json_object_get(json_array_get(entries, n - 1),
-                                                              "key")))
-                  : NULL;
+        after =
+            n ? xstrdup(json_string_value(json_object_get(json_array_get(entries, n - 1), "key")))
+              : NULL;
         json_decref(j);
         if (!more || !after)
             break;
@@ -561,8 +560,8 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
     } else {
         size_t i;
         json_t *m;
-        printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %6s %8s\n", "NAME", "ID", "REGION",
-               "ADDRESS", "STATE", "INC", "RTT", "CPU", "RSS");
+        printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %6s %8s\n", "NAME", "ID", "REGION", "ADDRESS",
+               "STATE", "INC", "RTT", "CPU", "RSS");
         json_array_foreach(j, i, m)
         {
             char rtt[32] = "-";
@@ -582,12 +581,10 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             }
             printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %6s %8s\n",
                    json_string_value(json_object_get(m, "name")),
-                   json_string_value(json_object_get(m, "id")),
-                   region && *region ? region : "-",
+                   json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
                    json_string_value(json_object_get(m, "addr")),
                    json_string_value(json_object_get(m, "state")),
-                   (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, cpu,
-                   rss);
+                   (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, cpu, rss);
         }
     }
     json_decref(j);
@@ -692,8 +689,8 @@ static int cmd_token_list(ctx_t *c, const command_t *self, int argc, char **argv
             printf("%-16s %-5s %-8s %-9s %-21s %s\n", json_string_value(json_object_get(t, "id")),
                    json_string_value(json_object_get(t, "role")),
                    json_string_value(json_object_get(t, "state")), uses,
-                   human_time((uint64_t)json_integer_value(json_object_get(t, "expires_ms")),
-                              when, sizeof(when)),
+                   human_time((uint64_t)json_integer_value(json_object_get(t, "expires_ms")), when,
+                              sizeof(when)),
                    json_string_value(json_object_get(t, "created_by")));
         }
     }
@@ -776,8 +773,8 @@ static const command_t commands[] = {
 static void print_help(FILE *f)
 {
     fprintf(f, "usage: meshctl [-d DIR | -s SOCKET] [--json] COMMAND [ARGS]\n\n"
-               "Operates the popd whose data directory is DIR (default $POPMESH_DATA, else "
-               DEFAULT_DATA_DIR ").\n\ncommands:\n");
+               "Operates the popd whose data directory is DIR (default $POPMESH_DATA, "
+               "else " DEFAULT_DATA_DIR ").\n\ncommands:\n");
     for (const command_t *cmd = commands; cmd->name; cmd++) {
         fprintf(f, "  ");
         print_usage_line(f, cmd);
