@@ -14,14 +14,14 @@
  *
  * Lifeguard (Dadgar, Phillips, Currey 2018; HashiCorp memberlist) fixes SWIM's weak spot: a
  * member that is itself slow (CPU starved, lossy uplink) misses ACKs and accuses healthy
- * peers. Three changes, all here:
+ * peers. Its refinements, all here:
  *   - Local Health Multiplier (LHM): a counter of recent evidence that *we* are the problem
- *     (+1 per failed probe, +1 when a helper we asked failed to send even a NACK, +1 each time
- *     we must refute a suspicion of ourselves; -1 per successful probe; saturating at
+ *     (+1 per failed probe, +1 more when a helper we asked did not even NACK, +1 each time we
+ *     must refute a suspicion of ourselves; -1 per successful probe; saturating at
  *     max_local_health). Our probe interval and ack timeouts are scaled by LHM+1, so a sick
  *     node slows down instead of spraying false accusations.
  *   - NACKs: a PING_REQ helper that gets no ACK from the target says so. A NACK proves the
- *     path origin-helper works, so a missing NACK is evidence against ourselves (LHM +1).
+ *     path origin-helper works, so a missing NACK is evidence against ourselves.
  *   - Dynamic suspicion timeout: a suspicion starts long (max) and shrinks towards min as
  *     distinct members independently confirm it: timeout = max(min, max - (max - min) *
  *     log(C+1) / log(K+1)), C confirmations of K expected. A lone accuser waits long enough
@@ -30,12 +30,28 @@
  *     piggyback entry is that belief, so the member learns it directly and refutes at once
  *     instead of waiting for gossip to reach it.
  *
- * Beyond memberlist, for partition healing (serf#605, memberlist#222: two halves that have
- * declared each other dead never talk again), DEAD and LEFT members stay on a list until
- * dead_reap_ms and one of them is pinged every dead_probe_ms; the buddy entry makes a live
- * one refute, and everyone marks it alive again. Seeds that are dead are pushed-pulled every
- * push-pull period. A periodic push-pull (SYNC/SYNC_REPLY: full member state with one random
- * live member) repairs whatever gossip missed.
+ * BEYOND MEMBERLIST
+ *
+ * Partition healing (serf#605, memberlist#222: two halves that declared each other dead
+ * never talk again): DEAD and LEFT members stay on a list until dead_reap_ms and one of them
+ * is pinged every dead_probe_ms; the buddy entry makes a live one refute, and everyone marks
+ * it alive again. Dead seeds are pushed-pulled every push-pull period. A periodic push-pull
+ * (SYNC/SYNC_REPLY: full member state with one random live member) repairs what gossip
+ * missed; a DEAD in a SYNC is merged as SUSPECT, so stale verdicts from the other side of a
+ * healed split cannot kill members we reach.
+ *
+ * Loss hardening, each found by tools/meshsim at 10-20% uniform loss, where plain
+ * SWIM+Lifeguard collapsed into mesh-wide false DEADs (docs/gossip.md has the numbers):
+ *   - the direct ping is repeated alongside the PING_REQs (memberlist's TCP fallback, in the
+ *     same channel), halving the probes that fail although the target is up;
+ *   - a suspicion at a higher incarnation than the one held restarts the timer (memberlist
+ *     keeps the old one: a node that missed one refutation then declares DEAD, at the new
+ *     incarnation that everyone accepts, moments after the next accusation);
+ *   - corrections: a reply to a sender that told us something older than we know (by
+ *     incarnation) leads with our newer state, so a refutation whose finite gossip missed a
+ *     node still reaches it, from the next member it talks to;
+ *   - last chance: a timed-out suspicion first pings the suspect (buddy entry aboard) and is
+ *     declared DEAD only if nothing refutes it within two ack timeouts (rate-limited).
  *
  * INVARIANTS
  *
@@ -47,8 +63,9 @@
  *     LEFT), or neither (self). Suspicion state exists iff state == SUSPECT.
  *   - The dissemination queue holds at most one entry per member and one per application
  *     key: a newer update replaces the older (its transmit count starts again at 0).
- *   - Messages sent per tick are O(1) (one ping, k PING_REQs, a bounded number of NACKs, one
- *     dead probe); only push-pull is O(N), once per (N-scaled) push_pull_ms.
+ *   - Messages sent per tick are O(1) (two pings, k PING_REQs, at most FWD_MAX NACKs, one
+ *     dead probe, VERIFY_PER_ROUND last-chance pings); only push-pull is O(N), once per
+ *     (N-scaled) push_pull_ms.
  *   - A received message is validated in full before any part is applied.
  *   - Everything is a function of the inputs and cfg.rng_seed: no clock, no rand(), no
  *     global, and every iteration runs over arrays in a deterministic order.
@@ -76,7 +93,8 @@
 #define SYNC_CHUNK_BYTES 49152 /* bytes of member entries per SYNC chunk */
 #define PP_SCALE_FROM    32    /* push-pull period grows with log2(N) past this many members */
 #define UPDATE_BUF       (SWIM_PAYLOAD_MAX + 64) /* bytes: the largest encoded update */
-#define CORRECT_MAX      4     /* corrections carried by one reply */
+#define CORRECT_MAX      4                       /* corrections carried by one reply */
+#define VERIFY_PER_ROUND 4                       /* last-chance pings per probe interval */
 
 enum member_flags {
     MF_USED = 1,    /* slot holds a member (else on the free list) */
@@ -93,6 +111,7 @@ struct suspicion {
     uint32_t pos;         /* index in the suspect list */
     uint8_t k;            /* confirmations expected */
     uint8_t n;            /* distinct confirmations so far */
+    bool verifying;       /* timed out; the last-chance ping is out, deadline is its wait */
     uint64_t confirmers[];
 };
 
@@ -179,6 +198,7 @@ struct swim {
     uint32_t next_seq;
     uint64_t next_probe_ms, next_dead_probe_ms, next_push_pull_ms; /* absolute ms */
     unsigned lhm;
+    unsigned verify_budget; /* last-chance pings left this probe interval */
     bool left;
 
     /* Corrections: while handling a message from `correct_to`, the ids it told us something
@@ -189,7 +209,7 @@ struct swim {
 
     struct swim_wbuf out;   /* the message being built */
     struct swim_wbuf extra; /* buddy and correction entries of that message */
-    struct swim_wbuf sync; /* SYNC member entries of one chunk */
+    struct swim_wbuf sync;  /* SYNC member entries of one chunk */
     swim_stats_t st;
 };
 
@@ -637,8 +657,8 @@ static void suspicion_start(swim_t *s, uint32_t slot, uint64_t accuser, uint64_t
         k = 0;
     else if (k > n - 2)
         k = n - 2;
-    double min = (double)s->cfg.suspicion_mult * log10((double)n + 1.0) *
-                 (double)s->cfg.probe_interval_ms;
+    double min =
+        (double)s->cfg.suspicion_mult * log10((double)n + 1.0) * (double)s->cfg.probe_interval_ms;
     if (min < 1)
         min = 1;
     struct suspicion *sp = xmalloc(sizeof(*sp) + k * sizeof(sp->confirmers[0]));
@@ -648,6 +668,7 @@ static void suspicion_start(swim_t *s, uint32_t slot, uint64_t accuser, uint64_t
     sp->max_ms = (uint32_t)(min * s->cfg.suspicion_max_mult);
     sp->k = (uint8_t)k;
     sp->n = 0;
+    sp->verifying = false;
     sp->deadline_ms = now + suspicion_timeout(sp);
     grow_u32(&s->slist, &s->scap, s->slen + 1);
     sp->pos = s->slen;
@@ -665,7 +686,8 @@ static bool suspicion_confirm(swim_t *s, uint32_t slot, uint64_t from)
         if (sp->confirmers[i] == from)
             return false;
     sp->confirmers[sp->n++] = from;
-    sp->deadline_ms = sp->start_ms + suspicion_timeout(sp);
+    if (!sp->verifying)
+        sp->deadline_ms = sp->start_ms + suspicion_timeout(sp);
     return true;
 }
 
@@ -702,8 +724,8 @@ static void member_set_state(swim_t *s, uint32_t slot, enum swim_state st, uint6
     m->state_since_ms = now;
 }
 
-static uint32_t member_new(swim_t *s, uint64_t id, uint64_t inc, const uint8_t *meta,
-                           size_t len, uint64_t now)
+static uint32_t member_new(swim_t *s, uint64_t id, uint64_t inc, const uint8_t *meta, size_t len,
+                           uint64_t now)
 {
     uint32_t slot;
     if (s->free_head != NONE) {
@@ -971,9 +993,9 @@ static void supersede(swim_t *s, uint64_t id, bool gossip, const struct swim_upd
         bq_drop_key(s, BQ_MEMBER, id);
 }
 
-static void apply_alive(swim_t *s, const struct swim_update *u, uint64_t now, bool gossip)
+static void apply_alive(swim_t *s, uint32_t slot, const struct swim_update *u, uint64_t now,
+                        bool gossip)
 {
-    uint32_t slot = map_find(s, u->id);
     if (slot == NONE) {
         slot = member_new(s, u->id, u->incarnation, u->data, u->len, now);
         plist_add(s, slot);
@@ -987,8 +1009,8 @@ static void apply_alive(swim_t *s, const struct swim_update *u, uint64_t now, bo
     if (!(u->incarnation > m->incarnation || (hearsay && u->incarnation == m->incarnation)))
         return;
     uint8_t old = m->state;
-    bool changed = old != SWIM_ALIVE || u->incarnation != m->incarnation ||
-                   !meta_equal(m, u->data, u->len);
+    bool changed =
+        old != SWIM_ALIVE || u->incarnation != m->incarnation || !meta_equal(m, u->data, u->len);
     m->flags &= (uint8_t)~MF_HEARSAY;
     if (!changed)
         return;
@@ -1001,9 +1023,9 @@ static void apply_alive(swim_t *s, const struct swim_update *u, uint64_t now, bo
     supersede(s, u->id, gossip, u);
 }
 
-static void apply_suspect(swim_t *s, const struct swim_update *u, uint64_t now, bool gossip)
+static void apply_suspect(swim_t *s, uint32_t slot, const struct swim_update *u, uint64_t now,
+                          bool gossip)
 {
-    uint32_t slot = map_find(s, u->id);
     if (slot == NONE)
         return; /* nothing to suspect; its ALIVE will introduce it */
     struct member *m = &s->m[slot];
@@ -1036,9 +1058,9 @@ static void apply_suspect(swim_t *s, const struct swim_update *u, uint64_t now, 
     supersede(s, u->id, gossip, u);
 }
 
-static void apply_down(swim_t *s, const struct swim_update *u, uint64_t now, bool gossip)
+static void apply_down(swim_t *s, uint32_t slot, const struct swim_update *u, uint64_t now,
+                       bool gossip)
 {
-    uint32_t slot = map_find(s, u->id);
     if (slot == NONE)
         return;
     struct member *m = &s->m[slot];
@@ -1055,9 +1077,8 @@ static void apply_down(swim_t *s, const struct swim_update *u, uint64_t now, boo
 
 /* The sender of the message being handled told us an update about `id` at an incarnation
  * below the one we know: remember to set it right in our reply. */
-static void note_stale(swim_t *s, uint64_t id, uint64_t heard_inc)
+static void note_stale(swim_t *s, uint32_t slot, uint64_t id, uint64_t heard_inc)
 {
-    uint32_t slot = map_find(s, id);
     if (slot == NONE || heard_inc >= s->m[slot].incarnation || s->ncorrect == CORRECT_MAX)
         return;
     for (unsigned i = 0; i < s->ncorrect; i++)
@@ -1066,27 +1087,26 @@ static void note_stale(swim_t *s, uint64_t id, uint64_t heard_inc)
     s->correct_ids[s->ncorrect++] = id;
 }
 
-static void apply_member_update(swim_t *s, const struct swim_update *u, uint64_t now,
-                                bool gossip)
+static void apply_member_update(swim_t *s, const struct swim_update *u, uint64_t now, bool gossip)
 {
-    if (!is_removed(s, u->id))
-        note_stale(s, u->id, u->incarnation);
-    if (u->id == self_id(s)) {
+    if (is_removed(s, u->id))
+        return;
+    uint32_t slot = map_find(s, u->id);
+    note_stale(s, slot, u->id, u->incarnation);
+    if (slot == s->self) {
         about_self(s, u, now);
         return;
     }
-    if (is_removed(s, u->id))
-        return;
     switch (u->kind) {
     case SWIM_UPD_ALIVE:
-        apply_alive(s, u, now, gossip);
+        apply_alive(s, slot, u, now, gossip);
         break;
     case SWIM_UPD_SUSPECT:
-        apply_suspect(s, u, now, gossip);
+        apply_suspect(s, slot, u, now, gossip);
         break;
     case SWIM_UPD_DEAD:
     case SWIM_UPD_LEFT:
-        apply_down(s, u, now, gossip);
+        apply_down(s, slot, u, now, gossip);
         break;
     case SWIM_UPD_APP:
         break;
@@ -1175,6 +1195,7 @@ static uint32_t random_alive(swim_t *s, uint64_t not_id)
 static void probe_start(swim_t *s, uint64_t now)
 {
     s->next_probe_ms = now + scaled(s, s->cfg.probe_interval_ms);
+    s->verify_budget = VERIFY_PER_ROUND;
     uint32_t slot = next_probe_target(s);
     if (slot == NONE)
         return;
@@ -1243,10 +1264,8 @@ static void probe_fail(swim_t *s, uint64_t now)
     if (slot == NONE || !is_live(s->m[slot].state) || s->left)
         return;
     struct member *m = &s->m[slot];
-    struct swim_update u = {.kind = SWIM_UPD_SUSPECT,
-                            .id = m->id,
-                            .incarnation = m->incarnation,
-                            .from = self_id(s)};
+    struct swim_update u = {
+        .kind = SWIM_UPD_SUSPECT, .id = m->id, .incarnation = m->incarnation, .from = self_id(s)};
     if (m->state == SWIM_SUSPECT) {
         if (suspicion_confirm(s, slot, self_id(s)))
             queue_update(s, &u);
@@ -1275,8 +1294,8 @@ static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
             struct member *m = &s->m[slot];
             int64_t r8 = (int64_t)rtt * 8;
             /* EWMA with gain 1/8 (the TCP SRTT constant), in 1/8 ms fixed point. */
-            m->rtt8 = m->rtt8 ? (uint32_t)((int64_t)m->rtt8 + (r8 - (int64_t)m->rtt8) / 8)
-                              : (uint32_t)r8;
+            m->rtt8 =
+                m->rtt8 ? (uint32_t)((int64_t)m->rtt8 + (r8 - (int64_t)m->rtt8) / 8) : (uint32_t)r8;
         }
         return;
     }
@@ -1339,18 +1358,33 @@ static void expire_fwd(swim_t *s, uint64_t now)
     }
 }
 
+/* A suspicion that times out is first given a last chance: a ping (two copies) carrying the
+ * suspicion (the buddy entry). A live member refutes in its ACK, or, if it refuted long ago and
+ * only we missed the ALIVE (its spread is finite and lossy), its ACK carries the correction. Only
+ * if nothing comes back within two ack timeouts is it declared DEAD. At most VERIFY_PER_ROUND per
+ * probe interval, so a mass failure (a partition) costs O(1) messages per tick; the rest are
+ * declared without the extra ping, as plain SWIM does. */
 static void expire_suspicions(swim_t *s, uint64_t now)
 {
     /* Backwards: removing index i moves the last (already visited) entry into i. */
     for (uint32_t i = s->slen; i-- > 0;) {
         uint32_t slot = s->slist[i];
-        if (s->m[slot].susp->deadline_ms > now || s->left)
+        struct suspicion *sp = s->m[slot].susp;
+        if (sp->deadline_ms > now || s->left)
             continue;
         struct member *m = &s->m[slot];
-        struct swim_update u = {.kind = SWIM_UPD_DEAD,
-                                .id = m->id,
-                                .incarnation = m->incarnation,
-                                .from = self_id(s)};
+        if (!sp->verifying && s->verify_budget > 0) {
+            s->verify_budget--;
+            sp->verifying = true;
+            sp->deadline_ms = now + 2 * scaled(s, s->cfg.ack_timeout_ms);
+            /* Twice: under loss one round trip fails a third of the time at 20%. */
+            uint32_t seq = ++s->next_seq;
+            send_simple(s, m->id, SWIM_MSG_PING, seq, m->id, 0);
+            send_simple(s, m->id, SWIM_MSG_PING, seq, m->id, 0);
+            continue;
+        }
+        struct swim_update u = {
+            .kind = SWIM_UPD_DEAD, .id = m->id, .incarnation = m->incarnation, .from = self_id(s)};
         member_set_state(s, slot, SWIM_DEAD, now);
         s->st.deaths_declared++;
         notify(s, slot, SWIM_SUSPECT);
@@ -1364,8 +1398,8 @@ static void dead_probe(swim_t *s, uint64_t now)
 {
     for (uint32_t i = s->dlen; i-- > 0;) {
         uint32_t slot = s->dlist[i];
-        if (now - s->m[slot].state_since_ms >= s->cfg.dead_reap_ms &&
-            now >= s->m[slot].state_since_ms)
+        if (now >= s->m[slot].state_since_ms &&
+            now - s->m[slot].state_since_ms >= s->cfg.dead_reap_ms)
             member_forget(s, slot);
     }
     if (s->dlen == 0)
@@ -1389,6 +1423,8 @@ static uint64_t push_pull_period(const swim_t *s)
 static void push_pull(swim_t *s, uint64_t now)
 {
     uint64_t period = push_pull_period(s);
+    if (period > UINT32_MAX)
+        period = UINT32_MAX;
     s->next_push_pull_ms = now + period / 2 + rng_below(s, (uint32_t)period);
     uint32_t slot = random_alive(s, 0);
     uint64_t peer = slot == NONE ? 0 : s->m[slot].id;
@@ -1401,8 +1437,7 @@ static void push_pull(swim_t *s, uint64_t now)
     uint32_t pick = NONE, seen = 0;
     for (uint32_t i = 0; i < s->dlen; i++) {
         uint32_t d = s->dlist[i];
-        if ((s->m[d].flags & MF_SEED) && s->m[d].state == SWIM_DEAD &&
-            rng_below(s, ++seen) == 0)
+        if ((s->m[d].flags & MF_SEED) && s->m[d].state == SWIM_DEAD && rng_below(s, ++seen) == 0)
             pick = d;
     }
     if (pick == NONE && s->nlive <= 1) {
@@ -1512,10 +1547,10 @@ swim_t *swim_new(const swim_config_t *cfg, const swim_io_t *io, const uint8_t *m
 {
     if (!cfg || !io || !io->send || cfg->self_id == 0 || cfg->probe_interval_ms == 0 ||
         cfg->ack_timeout_ms == 0 || cfg->indirect_probes > INDIRECT_MAX ||
-        cfg->suspicion_mult == 0 || cfg->suspicion_max_mult == 0 ||
-        cfg->retransmit_mult == 0 || cfg->max_local_health > 1000 ||
-        cfg->max_piggyback < 1024 || cfg->probe_interval_ms > 600000 ||
-        cfg->ack_timeout_ms > SWIM_NACK_TIMEOUT_MAX || (meta_len && !meta)) {
+        cfg->suspicion_mult == 0 || cfg->suspicion_max_mult == 0 || cfg->retransmit_mult == 0 ||
+        cfg->max_local_health > 1000 || cfg->max_piggyback < 1024 ||
+        cfg->probe_interval_ms > 600000 || cfg->ack_timeout_ms > SWIM_NACK_TIMEOUT_MAX ||
+        (meta_len && !meta)) {
         errno = EINVAL;
         return NULL;
     }
@@ -1543,9 +1578,11 @@ swim_t *swim_new(const swim_config_t *cfg, const swim_io_t *io, const uint8_t *m
     s->next_dead_probe_ms = now_ms + (cfg->dead_probe_ms ? rng_below(s, cfg->dead_probe_ms) : 0);
     s->next_push_pull_ms = now_ms + (cfg->push_pull_ms ? rng_below(s, cfg->push_pull_ms) : 0);
     /* Announce ourselves (with meta) on the first messages we send. */
-    struct swim_update a = {
-        .kind = SWIM_UPD_ALIVE, .id = cfg->self_id, .incarnation = 0, .data = meta,
-        .len = (uint32_t)meta_len};
+    struct swim_update a = {.kind = SWIM_UPD_ALIVE,
+                            .id = cfg->self_id,
+                            .incarnation = 0,
+                            .data = meta,
+                            .len = (uint32_t)meta_len};
     queue_update(s, &a);
     return s;
 }
@@ -1606,12 +1643,16 @@ int swim_add_member(swim_t *s, uint64_t id, const uint8_t *meta, size_t meta_len
                 (s->nremoved - at - 1) * sizeof(s->removed[0]));
         s->nremoved--;
     }
-    if (seed)
-        s->next_push_pull_ms = now_ms; /* join: exchange state with a seed right away */
     uint32_t slot = map_find(s, id);
+    /* A new seed: exchange full state with it right away (that is how a node joins). Only
+     * when new, so a driver that re-adds its seeds on every registry reload causes no
+     * push-pull storm. */
+    bool new_seed = seed && (slot == NONE || !(s->m[slot].flags & MF_SEED));
+    if (new_seed)
+        s->next_push_pull_ms = now_ms;
     if (slot != NONE) {
         struct member *m = &s->m[slot];
-        if (seed && !(m->flags & MF_SEED)) {
+        if (new_seed) {
             m->flags |= MF_SEED;
             s->nseeds++;
         }
@@ -1640,8 +1681,7 @@ int swim_remove_member(swim_t *s, uint64_t id)
             s->removed_cap = s->removed_cap ? s->removed_cap * 2 : 8;
             s->removed = xrealloc(s->removed, s->removed_cap * sizeof(s->removed[0]));
         }
-        memmove(&s->removed[at + 1], &s->removed[at],
-                (s->nremoved - at) * sizeof(s->removed[0]));
+        memmove(&s->removed[at + 1], &s->removed[at], (s->nremoved - at) * sizeof(s->removed[0]));
         s->removed[at] = id;
         s->nremoved++;
     }
@@ -1660,8 +1700,7 @@ int swim_broadcast(swim_t *s, uint64_t key, const uint8_t *payload, size_t len)
         return -EINVAL;
     if (len > SWIM_PAYLOAD_MAX || len + 32 > s->cfg.max_piggyback)
         return -E2BIG;
-    struct swim_update u = {
-        .kind = SWIM_UPD_APP, .id = key, .data = payload, .len = (uint32_t)len};
+    struct swim_update u = {.kind = SWIM_UPD_APP, .id = key, .data = payload, .len = (uint32_t)len};
     queue_update(s, &u);
     return 0;
 }

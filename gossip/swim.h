@@ -25,9 +25,9 @@
 #include <stdint.h>
 
 #define SWIM_VERSION     1
-#define SWIM_META_MAX    512    /* bytes of driver metadata per member */
-#define SWIM_PAYLOAD_MAX 8192   /* bytes of one application broadcast */
-#define SWIM_MSG_MAX     65536  /* bytes of one encoded message, piggyback included */
+#define SWIM_META_MAX    512   /* bytes of driver metadata per member */
+#define SWIM_PAYLOAD_MAX 8192  /* bytes of one application broadcast */
+#define SWIM_MSG_MAX     65536 /* bytes of one encoded message, piggyback included */
 
 enum swim_state {
     SWIM_ALIVE = 0,
@@ -41,19 +41,19 @@ const char *swim_state_name(enum swim_state s);
 typedef struct swim swim_t;
 
 typedef struct swim_config {
-    uint64_t self_id;             /* this node; never 0 */
-    uint32_t probe_interval_ms;   /* 200: one probe per interval (scaled by local health) */
-    uint32_t ack_timeout_ms;      /* 100: direct ack wait (scaled by local health) */
-    unsigned indirect_probes;     /* 3: k members asked to probe on our behalf */
-    unsigned suspicion_mult;      /* 4: alpha; min suspicion = alpha * log10(N+1) * interval */
-    unsigned suspicion_max_mult;  /* 6: beta; max suspicion = beta * min */
-    unsigned retransmit_mult;     /* 4: lambda; an update is sent lambda * ceil(log10(N+1)) times */
-    unsigned max_local_health;    /* 8: Lifeguard's local health multiplier saturates here */
-    uint32_t dead_probe_ms;       /* 2000: period of re-probing one dead/left member */
-    uint32_t push_pull_ms;        /* 10000: period of a full-state exchange with one member */
-    uint64_t dead_reap_ms;        /* 24h: dead members are forgotten after this long */
-    size_t max_piggyback;         /* 16384: bytes of piggybacked updates per message */
-    uint64_t rng_seed;            /* shuffles and random choices */
+    uint64_t self_id;            /* this node; never 0 */
+    uint32_t probe_interval_ms;  /* 200: one probe per interval (scaled by local health) */
+    uint32_t ack_timeout_ms;     /* 100: direct ack wait (scaled by local health) */
+    unsigned indirect_probes;    /* 3: k members asked to probe on our behalf */
+    unsigned suspicion_mult;     /* 4: alpha; min suspicion = alpha * log10(N+1) * interval */
+    unsigned suspicion_max_mult; /* 6: beta; max suspicion = beta * min */
+    unsigned retransmit_mult;    /* 4: lambda; an update is sent lambda * ceil(log10(N+1)) times */
+    unsigned max_local_health;   /* 8: Lifeguard's local health multiplier saturates here */
+    uint32_t dead_probe_ms;      /* 2000: period of re-probing one dead/left member */
+    uint32_t push_pull_ms;       /* 10000: period of a full-state exchange with one member */
+    uint64_t dead_reap_ms;       /* 24h: dead members are forgotten after this long */
+    size_t max_piggyback;        /* 16384: bytes of piggybacked updates per message */
+    uint64_t rng_seed;           /* shuffles and random choices */
 } swim_config_t;
 
 /* Fills the defaults above; self_id and rng_seed are left 0 for the caller to set. */
@@ -139,17 +139,17 @@ void swim_foreach(const swim_t *s, swim_member_fn fn, void *ctx);
 typedef struct swim_stats {
     uint64_t msgs_sent, msgs_received;
     uint64_t bytes_sent, bytes_received;
-    uint64_t malformed;        /* messages dropped by the decoder */
-    uint64_t from_removed;     /* messages from removed members */
-    uint64_t probes;           /* probes started (one per probe interval) */
-    uint64_t probe_failures;   /* probes with no ACK, direct or relayed */
-    uint64_t indirect_probes;  /* PING_REQs sent */
+    uint64_t malformed;          /* messages dropped by the decoder */
+    uint64_t from_removed;       /* messages from removed members */
+    uint64_t probes;             /* probes started (one per probe interval) */
+    uint64_t probe_failures;     /* probes with no ACK, direct or relayed */
+    uint64_t indirect_probes;    /* PING_REQs sent */
     uint64_t suspicions_raised;  /* members this node moved to SUSPECT (own probe or gossip) */
     uint64_t suspicions_refuted; /* times this node refuted a SUSPECT/DEAD/LEFT about itself */
     uint64_t deaths_declared;    /* suspicions of ours that timed out into DEAD */
-    unsigned local_health;     /* Lifeguard LHM now: 0 = healthy */
-    uint64_t incarnation;      /* self */
-    unsigned queued_broadcasts; /* dissemination queue entries: membership updates + app */
+    unsigned local_health;       /* Lifeguard LHM now: 0 = healthy */
+    uint64_t incarnation;        /* self */
+    unsigned queued_broadcasts;  /* dissemination queue entries: membership updates + app */
 } swim_stats_t;
 void swim_get_stats(const swim_t *s, swim_stats_t *st);
 

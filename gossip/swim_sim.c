@@ -17,12 +17,13 @@
 struct sim_node {
     swim_sim_t *sim;
     unsigned index;
-    swim_t *core;     /* NULL while never started */
+    swim_t *core; /* NULL while never started */
     bool up;
-    unsigned group;   /* partition group */
-    unsigned epoch;   /* restarts, for the core's rng seed */
-    uint64_t sched;   /* time of the live tick event; UINT64_MAX: none */
+    unsigned group;               /* partition group */
+    unsigned epoch;               /* restarts, for the core's rng seed */
+    uint64_t sched;               /* time of the live tick event; UINT64_MAX: none */
     uint64_t last_key_seen_plus1; /* default deliver(): 0 = none */
+    double loss;                  /* extra loss to and from this node */
     uint8_t meta[24];
     size_t meta_len;
 };
@@ -45,7 +46,9 @@ struct swim_sim {
     uint64_t seq;
     struct event *heap;
     size_t hlen, hcap;
-    bool booting; /* observers are not called while true */
+    bool booting;                            /* observers are not called while true */
+    uint32_t blocks[SWIM_SIM_MAX_BLOCKS][2]; /* blocked links, a < b */
+    unsigned nblocks;
     swim_sim_stats_t st;
 };
 
@@ -129,11 +132,19 @@ static void io_send(void *ctx, uint64_t dest, const uint8_t *msg, size_t len)
     sim->st.bytes += len;
     /* Draw loss and delay for every message, dropped or not, so that a partition or a crash
      * elsewhere does not shift the random stream of everything after it. */
-    double u = sim_uniform(sim);
+    double u = sim_uniform(sim), u2 = sim_uniform(sim);
     uint32_t span = sim->cfg.delay_max_ms - sim->cfg.delay_min_ms + 1;
     uint32_t delay = sim->cfg.delay_min_ms + (uint32_t)(sim_rng(sim) % span);
-    if (dest == 0 || dest > sim->n || u < sim->cfg.loss ||
-        sim->nodes[dest - 1].group != nd->group) {
+    bool lost = dest == 0 || dest > sim->n || u < sim->cfg.loss;
+    if (!lost) {
+        struct sim_node *to = &sim->nodes[dest - 1];
+        lost = to->group != nd->group || u2 < nd->loss + to->loss;
+        uint32_t a = nd->index < to->index ? nd->index : to->index;
+        uint32_t b = nd->index < to->index ? to->index : nd->index;
+        for (unsigned i = 0; i < sim->nblocks && !lost; i++)
+            lost = sim->blocks[i][0] == a && sim->blocks[i][1] == b;
+    }
+    if (lost) {
         sim->st.dropped++;
         return;
     }
@@ -171,10 +182,8 @@ static int start_core(swim_sim_t *sim, unsigned i)
     swim_config_t c = sim->cfg.swim;
     c.self_id = swim_sim_id(i);
     c.rng_seed = sim->cfg.seed * 0x100000001b3ull + ((uint64_t)nd->epoch << 32) + i;
-    swim_io_t io = {.ctx = nd,
-                    .send = io_send,
-                    .member_changed = io_member_changed,
-                    .deliver = io_deliver};
+    swim_io_t io = {
+        .ctx = nd, .send = io_send, .member_changed = io_member_changed, .deliver = io_deliver};
     nd->core = swim_new(&c, &io, nd->meta, nd->meta_len, sim->now);
     if (!nd->core)
         return -errno;
@@ -376,8 +385,35 @@ void swim_sim_set_loss(swim_sim_t *sim, double loss)
     sim->cfg.loss = loss;
 }
 
-int swim_sim_inject(swim_sim_t *sim, uint64_t from, unsigned node, const uint8_t *msg,
-                    size_t len)
+void swim_sim_set_node_loss(swim_sim_t *sim, unsigned node, double loss)
+{
+    sim->nodes[node].loss = loss;
+}
+
+int swim_sim_block(swim_sim_t *sim, unsigned a, unsigned b, bool blocked)
+{
+    uint32_t lo = a < b ? a : b, hi = a < b ? b : a;
+    for (unsigned i = 0; i < sim->nblocks; i++) {
+        if (sim->blocks[i][0] == lo && sim->blocks[i][1] == hi) {
+            if (!blocked) {
+                sim->nblocks--;
+                sim->blocks[i][0] = sim->blocks[sim->nblocks][0];
+                sim->blocks[i][1] = sim->blocks[sim->nblocks][1];
+            }
+            return 0;
+        }
+    }
+    if (!blocked)
+        return 0;
+    if (sim->nblocks == SWIM_SIM_MAX_BLOCKS)
+        return -ENOSPC;
+    sim->blocks[sim->nblocks][0] = lo;
+    sim->blocks[sim->nblocks][1] = hi;
+    sim->nblocks++;
+    return 0;
+}
+
+int swim_sim_inject(swim_sim_t *sim, uint64_t from, unsigned node, const uint8_t *msg, size_t len)
 {
     struct sim_node *nd = &sim->nodes[node];
     if (!nd->up)

@@ -25,23 +25,21 @@ enum swim_sim_bootstrap {
 };
 
 typedef struct swim_sim_config {
-    unsigned nodes;          /* started at time 0 */
-    unsigned spare;          /* extra node slots, down until swim_sim_join() */
-    uint64_t seed;           /* network randomness and each core's rng_seed */
-    double loss;             /* probability that a message is dropped, 0..1 */
-    uint32_t delay_min_ms;   /* one-way delay, uniform in [min, max] */
+    unsigned nodes;        /* started at time 0 */
+    unsigned spare;        /* extra node slots, down until swim_sim_join() */
+    uint64_t seed;         /* network randomness and each core's rng_seed */
+    double loss;           /* probability that a message is dropped, 0..1 */
+    uint32_t delay_min_ms; /* one-way delay, uniform in [min, max] */
     uint32_t delay_max_ms;
-    swim_config_t swim;      /* template; self_id and rng_seed are set per node */
+    swim_config_t swim; /* template; self_id and rng_seed are set per node */
     enum swim_sim_bootstrap bootstrap;
-    bool meta;               /* give each node the meta "node-<i>" */
+    bool meta; /* give each node the meta "node-<i>" */
     /* Observers, called with the node index that observed; never during swim_sim_new. */
     void *ctx;
-    void (*member_changed)(void *ctx, unsigned node, const swim_member_info_t *m,
-                           int old_state);
+    void (*member_changed)(void *ctx, unsigned node, const swim_member_info_t *m, int old_state);
     /* Return true if the broadcast was new to node (it is then re-gossiped). NULL: true the
      * first time a node sees a key, by a per-node record of the last key seen. */
-    bool (*deliver)(void *ctx, unsigned node, uint64_t key, const uint8_t *payload,
-                    size_t len);
+    bool (*deliver)(void *ctx, unsigned node, uint64_t key, const uint8_t *payload, size_t len);
 } swim_sim_config_t;
 
 typedef struct swim_sim_stats {
@@ -87,9 +85,14 @@ void swim_sim_leave(swim_sim_t *sim, unsigned node);
 /* Nodes in different groups cannot talk. All start in group 0. */
 void swim_sim_set_group(swim_sim_t *sim, unsigned node, unsigned group);
 void swim_sim_set_loss(swim_sim_t *sim, double loss);
+/* Extra loss on everything to or from one node (a sick node), on top of the global loss. */
+void swim_sim_set_node_loss(swim_sim_t *sim, unsigned node, double loss);
+/* Blocks (or unblocks) the link between a and b, both ways, while both can reach others:
+ * what indirect probes are for. At most SWIM_SIM_MAX_BLOCKS links at a time. */
+#define SWIM_SIM_MAX_BLOCKS 64
+int swim_sim_block(swim_sim_t *sim, unsigned a, unsigned b, bool blocked);
 /* Delivers msg to node now, as if from member id `from`; returns swim_receive's result. */
-int swim_sim_inject(swim_sim_t *sim, uint64_t from, unsigned node, const uint8_t *msg,
-                    size_t len);
+int swim_sim_inject(swim_sim_t *sim, uint64_t from, unsigned node, const uint8_t *msg, size_t len);
 
 void swim_sim_get_stats(const swim_sim_t *sim, swim_sim_stats_t *st);
 

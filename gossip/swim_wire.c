@@ -51,8 +51,7 @@ int swim_wire_next_update(mpr_t *r, struct swim_update *u)
         break;
     case SWIM_UPD_SUSPECT:
     case SWIM_UPD_DEAD:
-        if (n != 4 || read_id(r, &u->id) || read_inc(r, &u->incarnation) ||
-            read_id(r, &u->from))
+        if (n != 4 || read_id(r, &u->id) || read_inc(r, &u->incarnation) || read_id(r, &u->from))
             return -EBADMSG;
         break;
     case SWIM_UPD_LEFT:

@@ -56,9 +56,9 @@ enum swim_update_kind {
     SWIM_UPD_APP = 4,
 };
 
-#define SWIM_PIGGYBACK_MAX   1024          /* piggyback entries in one message */
-#define SWIM_SYNC_MAX        65536         /* member entries in one SYNC chunk */
-#define SWIM_INCARNATION_MAX (1ull << 62)  /* refutation adds 1: never near overflow */
+#define SWIM_PIGGYBACK_MAX    1024         /* piggyback entries in one message */
+#define SWIM_SYNC_MAX         65536        /* member entries in one SYNC chunk */
+#define SWIM_INCARNATION_MAX  (1ull << 62) /* refutation adds 1: never near overflow */
 #define SWIM_NACK_TIMEOUT_MAX 60000        /* ms: PING_REQ timeout field ceiling */
 
 /* One piggybacked update. meta/payload (data) borrow the message buffer. */

@@ -117,8 +117,12 @@ int joinmsg_decode_reply(const uint8_t *buf, size_t len, joinmsg_reply_t *out, c
         memcpy(out->message, s, keep);
         out->message[keep] = '\0';
         for (size_t i = 0; i < keep; i++)
-            if ((unsigned char)out->message[i] < 0x20)
+            if ((unsigned char)out->message[i] < 0x20 || out->message[i] == 0x7f)
                 out->message[i] = ' '; /* no terminal control characters from a peer */
+        /* The code is printed next to the message. */
+        for (char *c = out->code; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = ' ';
         out->type = MESH_MSG_JOIN_ERR;
         return 0;
     }

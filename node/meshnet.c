@@ -18,7 +18,8 @@ struct peer {
     void *sock;       /* DEALER */
     char addr[272];   /* "host:port" it is connected to */
     uint8_t pk[32];   /* its CURVE server key */
-    double last_used; /* ev_now, s */
+    double last_used; /* ev_now of the last send attempt, s */
+    double last_ok;   /* ev_now of the last accepted send (or creation), s */
 };
 
 struct meshnet {
@@ -184,7 +185,7 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
     p->sock = s;
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     memcpy(p->pk, pk, 32);
-    p->last_used = ev_now(m->loop);
+    p->last_used = p->last_ok = ev_now(m->loop);
     return p;
 }
 
@@ -203,12 +204,29 @@ int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t
     }
     if (!p && !(p = peer_open(m, peer_id, addr, peer_pk)))
         return -EIO;
-    p->last_used = ev_now(m->loop);
+    double now = ev_now(m->loop);
+    p->last_used = now;
     if (zmq_send(p->sock, msg, len, ZMQ_DONTWAIT) < 0) {
         int e = zmq_errno();
         m->stats.send_dropped++;
+        /* With IMMEDIATE, EAGAIN means "no completed connection". libzmq retries refused TCP
+         * connects by itself, but a handshake the peer refused (its ZAP handler did not know
+         * our key yet, e.g. right after we joined) ends that connection for good: the DEALER
+         * would stay silent forever. So a DEALER that has not taken a message for
+         * MESHNET_REDIAL_MS is replaced by a fresh one. */
+        if (e == EAGAIN && (now - p->last_ok) * 1000 > MESHNET_REDIAL_MS) {
+            unsigned idx = (unsigned)(p - m->peers);
+            char a[sizeof(p->addr)];
+            uint8_t k[32];
+            memcpy(a, p->addr, sizeof(a));
+            memcpy(k, p->pk, 32);
+            peer_close(m, idx);
+            if (peer_open(m, peer_id, a, k))
+                m->stats.redials++;
+        }
         return -e;
     }
+    p->last_ok = now;
     m->stats.sent++;
     m->stats.bytes_sent += len;
     return 0;

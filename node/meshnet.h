@@ -23,6 +23,7 @@
 
 #define MESHNET_MAX_PEERS   256    /* DEALER sockets open at once */
 #define MESHNET_IDLE_MS     120000 /* ms without a send before a DEALER is closed */
+#define MESHNET_REDIAL_MS   2000   /* ms a DEALER may refuse sends before it is replaced */
 #define MESHNET_USER_ID_MAX 64     /* bytes of a ZAP user id */
 #define MESHNET_RID_MAX     256    /* bytes of a ROUTER routing id */
 
@@ -61,6 +62,7 @@ const char *meshnet_bound(const meshnet_t *m);
 typedef struct meshnet_stats {
     unsigned long long sent, send_dropped, received, bytes_sent, bytes_received;
     unsigned long long zap_admitted, zap_refused;
+    unsigned long long redials; /* DEALERs replaced after refusing sends (see meshnet.c) */
     unsigned peers; /* DEALERs open */
 } meshnet_stats_t;
 void meshnet_get_stats(const meshnet_t *m, meshnet_stats_t *st);

@@ -924,7 +924,9 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     meshnet_get_stats(m->net, &ns);
     swim_get_stats(m->swim, &ss);
     mpw_str(pk, "mesh");
-    msgpack_pack_map(pk, 12);
+    msgpack_pack_map(pk, 13);
+    mpw_str(pk, "redials");
+    msgpack_pack_uint64(pk, ns.redials);
     mpw_str(pk, "addr");
     mpw_str(pk, meshnet_bound(m->net));
     mpw_str(pk, "zap_admitted");

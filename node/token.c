@@ -119,6 +119,16 @@ int token_decode(const char *text, size_t len, token_t *t, const char **why)
         *why = "too long to be a popmesh token";
         return -EINVAL;
     }
+    /* libsodium 1.0.18's decoder takes every byte >= 0x80 for '_', so an altered byte could
+     * still decode to the signed body: accept the base64url alphabet and nothing else. */
+    for (size_t i = prefix; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_')) {
+            *why = "garbled (not valid base64url after " TOKEN_PREFIX ")";
+            return -EINVAL;
+        }
+    }
     const char *end = NULL;
     if (sodium_base642bin(body, sizeof(body), text + prefix, len - prefix, NULL, &blen, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
@@ -170,7 +180,7 @@ int token_decode(const char *text, size_t len, token_t *t, const char **why)
     /* Later versions of format 1 may append fields; skip them. */
     for (uint32_t extra = 6; extra < fields; extra++)
         mpr_skip(&r);
-    if (r.left != 0) {
+    if (r.err || r.left != 0) { /* a failed read leaves r.left at 0: check r.err too */
         *why = "truncated or garbled (trailing bytes)";
         goto bad;
     }

@@ -13,8 +13,17 @@ CHECKS=0
 # other python3 may come first on PATH.
 PY=/usr/bin/python3
 
+# cleanup [RC]: on failure (RC, else $?) shows logs and member views, then kills every
+# process the test started.
 cleanup() {
-    local rc=$?
+    local rc=${1:-$?}
+    if [ "$rc" -ne 0 ]; then
+        for d in "$WORK"/*/; do
+            [ -S "$d/control.sock" ] || continue
+            echo "--- members seen by $d" >&2
+            "$MESHCTL" -d "$d" members >&2 2>&1 || true
+        done
+    fi
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && { kill -9 "$p" && wait "$p"; } 2>/dev/null || true
     done
@@ -23,6 +32,7 @@ cleanup() {
         for f in "$WORK"/*.log; do
             [ -f "$f" ] && { echo "--- $f (last 30 lines)" >&2; tail -n 30 "$f" >&2; }
         done
+
     else
         rm -rf "$WORK"
     fi

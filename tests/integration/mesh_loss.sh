@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netns.sh"
 netns_require
-trap 'netns_cleanup; cleanup' EXIT
+trap 'rc=$?; cleanup $rc; netns_cleanup' EXIT
 LOSS_SECONDS=${LOSS_SECONDS:-120}
 
 netns_setup 5

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netns.sh"
 netns_require
-trap 'netns_cleanup; cleanup' EXIT
+trap 'rc=$?; cleanup $rc; netns_cleanup' EXIT
 
 netns_setup 5
 start_mesh_netns 5

@@ -25,13 +25,13 @@
 /* What the tests watch: DEAD declarations (false or not), deliveries, and a running hash of
  * every membership event for the determinism test. */
 struct watch {
-    unsigned dead_events[MAX_NODES];  /* per subject node: transitions into DEAD */
-    unsigned left_events[MAX_NODES];  /* per subject node: transitions into LEFT */
-    bool subject_down[MAX_NODES];     /* crashed on purpose: its DEAD is not false */
-    unsigned false_dead;              /* DEAD of a node that is up */
-    unsigned delivered[MAX_NODES];    /* per node: deliver() calls that were new */
-    uint64_t seen_key[MAX_NODES];     /* per node: last key + 1 */
-    uint64_t seen_mask[MAX_NODES];    /* per node: keys 1000..1063 seen */
+    unsigned dead_events[MAX_NODES]; /* per subject node: transitions into DEAD */
+    unsigned left_events[MAX_NODES]; /* per subject node: transitions into LEFT */
+    bool subject_down[MAX_NODES];    /* crashed on purpose: its DEAD is not false */
+    unsigned false_dead;             /* DEAD of a node that is up */
+    unsigned delivered[MAX_NODES];   /* per node: deliver() calls that were new */
+    uint64_t seen_key[MAX_NODES];    /* per node: last key + 1 */
+    uint64_t seen_mask[MAX_NODES];   /* per node: keys 1000..1063 seen */
     uint64_t event_hash;
     unsigned events;
     swim_sim_t *sim;
@@ -78,8 +78,8 @@ static bool on_deliver(void *ctx, unsigned node, uint64_t key, const uint8_t *p,
     return true;
 }
 
-static swim_sim_t *make_sim(struct watch *w, unsigned nodes, uint64_t seed, double loss,
-                            enum swim_sim_bootstrap boot)
+static swim_sim_t *make_sim_cfg(struct watch *w, unsigned nodes, uint64_t seed, double loss,
+                                enum swim_sim_bootstrap boot, const swim_config_t *swim)
 {
     memset(w, 0, sizeof(*w));
     swim_sim_config_t c = {0};
@@ -88,7 +88,10 @@ static swim_sim_t *make_sim(struct watch *w, unsigned nodes, uint64_t seed, doub
     c.loss = loss;
     c.delay_min_ms = 1;
     c.delay_max_ms = 10;
-    swim_config_defaults(&c.swim);
+    if (swim)
+        c.swim = *swim;
+    else
+        swim_config_defaults(&c.swim);
     c.bootstrap = boot;
     c.meta = true;
     c.ctx = w;
@@ -98,6 +101,12 @@ static swim_sim_t *make_sim(struct watch *w, unsigned nodes, uint64_t seed, doub
     assert_non_null(sim);
     w->sim = sim;
     return sim;
+}
+
+static swim_sim_t *make_sim(struct watch *w, unsigned nodes, uint64_t seed, double loss,
+                            enum swim_sim_bootstrap boot)
+{
+    return make_sim_cfg(w, nodes, seed, loss, boot, NULL);
 }
 
 /* ---- predicates ------------------------------------------------------------------------ */
@@ -174,8 +183,8 @@ static void test_converge_seeded(void **state)
  * inserted at a random position, the pass may have just passed it: two passes worst case; one
  * pass is the expectation used here, with the other probers shortening it further), the probe
  * fails after max(interval, 3 * ack timeout), the suspicion then runs between min (K
- * confirmations: every other node fails its own probe within the same pass) and max; the
- * DEAD then spreads in a few intervals. */
+ * confirmations: every other node fails its own probe within the same pass) and max, plus
+ * the last-chance ping's wait of two ack timeouts; the DEAD then spreads in a few intervals. */
 static uint64_t expected_detection_ms(const swim_config_t *c, unsigned n)
 {
     double interval = c->probe_interval_ms;
@@ -184,7 +193,7 @@ static uint64_t expected_detection_ms(const swim_config_t *c, unsigned n)
     /* With K = min(indirect, n - 2) confirmations the timeout reaches min; they arrive
      * within one pass, after which min still has to run from the first suspicion. */
     double pass = (n - 1) * interval;
-    return (uint64_t)(pass + span + fmax(min_susp, pass) + 3 * interval);
+    return (uint64_t)(pass + span + fmax(min_susp, pass) + 2.0 * c->ack_timeout_ms + 3 * interval);
 }
 
 static void test_crash_detect_restart(void **state)
@@ -236,6 +245,30 @@ static void test_crash_detect_restart(void **state)
     swim_sim_destroy(&sim);
 }
 
+/* Crashes in a 10-node mesh shrink the transmit limit (lambda * ceil(log10(N + 1)) goes from
+ * 8 to 4 at 9 live members) while suspicion updates about the crashed nodes sit in queues
+ * and are handed to them as buddy entries: the path where entries above the new limit are
+ * dropped. ASan watches; detection must still complete everywhere. */
+static void test_crash_limit_shrinks(void **state)
+{
+    struct watch w;
+    swim_sim_t *sim = make_sim(&w, 10, 14, 0.0, SWIM_SIM_FULL);
+    swim_sim_run_until(sim, 3000);
+    for (unsigned v = 7; v < 10; v++) {
+        w.subject_down[v] = true;
+        swim_sim_crash(sim, v);
+    }
+    for (unsigned v = 7; v < 10; v++) {
+        struct pred dead = {.subject = v, .state = SWIM_DEAD, .nodes = 10};
+        assert_true(swim_sim_run_while(sim, swim_sim_now(sim) + 20000, 10, all_see, &dead));
+    }
+    assert_int_equal(w.false_dead, 0);
+    swim_sim_run_until(sim, swim_sim_now(sim) + 10000);
+    struct pred alive = {.nodes = 10};
+    assert_true(all_alive(sim, &alive));
+    swim_sim_destroy(&sim);
+}
+
 /* Encodes a complete message with the given piggyback updates (test helper). */
 static size_t build_msg(uint8_t *out, size_t cap, const struct swim_msg *h,
                         const struct swim_sync_entry *members, unsigned nmembers,
@@ -271,10 +304,8 @@ static void test_refute_false_suspicion(void **state)
     uint64_t inc = mi.incarnation;
 
     /* Node 1 "says" node 2 is suspect, in the piggyback of a stray ACK to node 0. */
-    struct swim_update u = {.kind = SWIM_UPD_SUSPECT,
-                            .id = swim_sim_id(2),
-                            .incarnation = inc,
-                            .from = swim_sim_id(1)};
+    struct swim_update u = {
+        .kind = SWIM_UPD_SUSPECT, .id = swim_sim_id(2), .incarnation = inc, .from = swim_sim_id(1)};
     struct swim_msg h = {.type = SWIM_MSG_ACK, .seq = 999999};
     uint8_t buf[256];
     size_t n = build_msg(buf, sizeof(buf), &h, NULL, 0, &u, 1);
@@ -375,6 +406,9 @@ static void test_partition_heal(void **state)
     assert_true(sides_see_other_dead(sim, NULL));
     for (unsigned i = 3; i < 5; i++)
         swim_sim_set_group(sim, i, 0);
+    /* From here every node is reachable: any DEAD is false. In particular the SYNCs that
+     * cross the healed split carry the other side's DEAD verdicts about our own side. */
+    unsigned dead_during_split = w.false_dead;
     uint64_t t1 = swim_sim_now(sim);
     /* Healing relies on the dead-member re-probe (one per dead_probe_ms per node) and the
      * seed re-contact (every push-pull period): bound it by two of the former plus the
@@ -390,6 +424,131 @@ static void test_partition_heal(void **state)
     /* And it holds. */
     swim_sim_run_until(sim, swim_sim_now(sim) + 20000);
     assert_true(all_alive(sim, &p));
+    assert_int_equal(w.false_dead, dead_during_split);
+    swim_sim_destroy(&sim);
+}
+
+/* One link is down (0 <-> 1) but both reach everyone else: the indirect probes carry 0's
+ * probes of 1 and 1's of 0, so nobody is ever suspected. */
+static void test_indirect_probe_blocked_link(void **state)
+{
+    struct watch w;
+    swim_sim_t *sim = make_sim(&w, 8, 15, 0.0, SWIM_SIM_FULL);
+    swim_sim_run_until(sim, 3000);
+    assert_int_equal(swim_sim_block(sim, 0, 1, true), 0);
+    swim_sim_run_until(sim, 63000);
+    swim_stats_t st;
+    swim_get_stats(swim_sim_core(sim, 0), &st);
+    printf("# link 0-1 down for 60 s: node 0 sent %llu PING_REQs, %llu probes failed\n",
+           (unsigned long long)st.indirect_probes, (unsigned long long)st.probe_failures);
+    assert_true(st.indirect_probes > 10);
+    for (unsigned i = 0; i < 8; i++) {
+        swim_get_stats(swim_sim_core(sim, i), &st);
+        assert_int_equal(st.suspicions_raised, 0);
+    }
+    assert_int_equal(w.false_dead, 0);
+    swim_sim_destroy(&sim);
+}
+
+/* Lifeguard: a node that loses most of its own traffic raises its local health multiplier
+ * and probes (and so accuses) less often, while the healthy nodes keep their pace; and
+ * nobody, the sick node included, declares a live node dead. */
+static void test_lifeguard_sick_node(void **state)
+{
+    struct watch w;
+    swim_sim_t *sim = make_sim(&w, 10, 16, 0.0, SWIM_SIM_FULL);
+    swim_sim_run_until(sim, 3000);
+    swim_stats_t before[10];
+    for (unsigned i = 0; i < 10; i++)
+        swim_get_stats(swim_sim_core(sim, i), &before[i]);
+    swim_sim_set_node_loss(sim, 0, 0.6);
+    unsigned max_lhm = 0;
+    for (uint64_t t = 3000; t < 63000; t += 100) {
+        swim_sim_run_until(sim, t);
+        swim_stats_t st;
+        swim_get_stats(swim_sim_core(sim, 0), &st);
+        if (st.local_health > max_lhm)
+            max_lhm = st.local_health;
+    }
+    swim_stats_t sick, healthy;
+    swim_get_stats(swim_sim_core(sim, 0), &sick);
+    swim_get_stats(swim_sim_core(sim, 5), &healthy);
+    uint64_t sick_probes = sick.probes - before[0].probes;
+    uint64_t healthy_probes = healthy.probes - before[5].probes;
+    printf("# sick node (60%% loss) for 60 s: LHM peaked at %u, %llu probes vs %llu for a "
+           "healthy node; %llu suspicions raised by it\n",
+           max_lhm, (unsigned long long)sick_probes, (unsigned long long)healthy_probes,
+           (unsigned long long)(sick.probe_failures - before[0].probe_failures));
+    assert_true(max_lhm >= 3);
+    assert_true(sick_probes * 10 < healthy_probes * 7);
+    assert_int_equal(sick.deaths_declared, 0);
+    /* The sick node itself may well be declared dead (six messages in ten vanish); what
+     * Lifeguard protects are the healthy nodes it would otherwise accuse. */
+    for (unsigned i = 1; i < 10; i++)
+        assert_int_equal(w.dead_events[i], 0);
+    swim_sim_destroy(&sim);
+}
+
+/* Healing without seeds: every node knows every other from the registry, none is a seed,
+ * so only the re-probing of dead members can bring the halves back together. */
+static void test_partition_heal_no_seeds(void **state)
+{
+    struct watch w;
+    swim_sim_t *sim = make_sim(&w, 6, 17, 0.0, SWIM_SIM_FULL);
+    struct pred p = {.nodes = 6};
+    swim_sim_run_until(sim, 3000);
+    for (unsigned i = 3; i < 6; i++) {
+        swim_sim_set_group(sim, i, 1);
+        w.subject_down[i] = true; /* unreachable from half the mesh: DEAD is right there */
+    }
+    for (unsigned i = 0; i < 3; i++)
+        w.subject_down[i] = true;
+    swim_sim_run_until(sim, 33000);
+    for (unsigned i = 0; i < 6; i++)
+        for (unsigned j = 0; j < 6; j++)
+            if ((i < 3) != (j < 3))
+                assert_int_equal(swim_sim_state(sim, i, j), SWIM_DEAD);
+    assert_int_equal(w.false_dead, 0);
+    memset(w.subject_down, 0, sizeof(w.subject_down));
+    for (unsigned i = 3; i < 6; i++)
+        swim_sim_set_group(sim, i, 0);
+    uint64_t t1 = swim_sim_now(sim);
+    assert_true(swim_sim_run_while(sim, t1 + 30000, 10, all_alive, &p));
+    printf("# 3|3 without seeds healed after %llu ms\n",
+           (unsigned long long)(swim_sim_now(sim) - t1));
+    swim_sim_run_until(sim, swim_sim_now(sim) + 20000);
+    assert_true(all_alive(sim, &p));
+    assert_int_equal(w.false_dead, 0); /* no one was declared dead after the heal */
+    swim_sim_destroy(&sim);
+}
+
+/* Healing through seeds alone (dead re-probing off): the first contact across the healed
+ * split is a SYNC, full of the other side's DEAD verdicts about our own live side. Taken
+ * verbatim they would kill live members; as suspicions they get refuted. */
+static void test_partition_heal_seeds_only(void **state)
+{
+    struct watch w;
+    swim_config_t c;
+    swim_config_defaults(&c);
+    c.dead_probe_ms = 0;
+    swim_sim_t *sim = make_sim_cfg(&w, 5, 18, 0.0, SWIM_SIM_SEEDED, &c);
+    struct pred p = {.nodes = 5};
+    assert_true(swim_sim_run_while(sim, 5000, 10, all_alive, &p));
+    for (unsigned i = 3; i < 5; i++)
+        swim_sim_set_group(sim, i, 1);
+    assert_true(swim_sim_run_while(sim, swim_sim_now(sim) + 30000, 50, sides_see_other_dead, NULL));
+    swim_sim_run_until(sim, swim_sim_now(sim) + 20000);
+    for (unsigned i = 3; i < 5; i++)
+        swim_sim_set_group(sim, i, 0);
+    unsigned dead_during_split = w.false_dead;
+    uint64_t t1 = swim_sim_now(sim);
+    /* A dead seed is pushed-pulled once per push-pull period (randomised in [0.5, 1.5) x). */
+    assert_true(swim_sim_run_while(sim, t1 + 3 * c.push_pull_ms, 10, all_alive, &p));
+    printf("# 3|2 healed through the seed alone after %llu ms\n",
+           (unsigned long long)(swim_sim_now(sim) - t1));
+    swim_sim_run_until(sim, swim_sim_now(sim) + 20000);
+    assert_true(all_alive(sim, &p));
+    assert_int_equal(w.false_dead, dead_during_split);
     swim_sim_destroy(&sim);
 }
 
@@ -545,19 +704,57 @@ static uint64_t fingerprint(swim_t *s)
     return h ^ swim_next_deadline(s);
 }
 
+/* Counts sent messages and keeps the last one (and the last one to `watch_dest`). */
 struct sent_log {
     unsigned count;
+    uint64_t last_dest;
+    uint8_t last[SWIM_MSG_MAX];
+    size_t last_len;
+    uint64_t watch_dest;
+    uint8_t watched[SWIM_MSG_MAX];
+    size_t watched_len;
 };
 
 static void count_send(void *ctx, uint64_t dest, const uint8_t *msg, size_t len)
 {
-    ((struct sent_log *)ctx)->count++;
+    struct sent_log *log = ctx;
+    log->count++;
+    log->last_dest = dest;
+    memcpy(log->last, msg, len);
+    log->last_len = len;
+    if (dest == log->watch_dest) {
+        memcpy(log->watched, msg, len);
+        log->watched_len = len;
+    }
 }
 
-static swim_t *lone_core(struct sent_log *log)
+/* The i-th piggyback entry of an encoded message; false if there is none. */
+static bool nth_update(const uint8_t *msg, size_t len, unsigned i, struct swim_update *u)
+{
+    struct swim_msg m;
+    assert_int_equal(swim_wire_decode(msg, len, &m), 0);
+    if (i >= m.pb_count)
+        return false;
+    for (unsigned k = 0; k <= i; k++)
+        assert_int_equal(swim_wire_next_update(&m.piggyback, u), 0);
+    return true;
+}
+
+/* Whether the message carries the application broadcast `key`. */
+static bool carries_app(const uint8_t *msg, size_t len, uint64_t key)
+{
+    struct swim_update u;
+    for (unsigned i = 0; nth_update(msg, len, i, &u); i++)
+        if (u.kind == SWIM_UPD_APP && u.id == key)
+            return true;
+    return false;
+}
+
+static swim_t *lone_core_cfg(struct sent_log *log, size_t max_piggyback)
 {
     swim_config_t c;
     swim_config_defaults(&c);
+    c.max_piggyback = max_piggyback;
     c.self_id = 1;
     c.rng_seed = 5;
     swim_io_t io = {.ctx = log, .send = count_send};
@@ -566,6 +763,11 @@ static swim_t *lone_core(struct sent_log *log)
     for (uint64_t id = 2; id <= 4; id++)
         assert_int_equal(swim_add_member(s, id, NULL, 0, id == 2, 1000), 0);
     return s;
+}
+
+static swim_t *lone_core(struct sent_log *log)
+{
+    return lone_core_cfg(log, 16384);
 }
 
 static void expect_bad(swim_t *s, struct sent_log *log, const uint8_t *msg, size_t len)
@@ -589,7 +791,7 @@ static void expect_bad(swim_t *s, struct sent_log *log, const uint8_t *msg, size
 
 static void test_bad_input(void **state)
 {
-    struct sent_log log = {0};
+    static struct sent_log log;
     swim_t *s = lone_core(&log);
     uint8_t meta[SWIM_META_MAX + 1];
     memset(meta, 'm', sizeof(meta));
@@ -627,8 +829,8 @@ static void test_bad_input(void **state)
     }
 
     /* Garbage. */
-    static const uint8_t garbage[][8] = {{0xc1}, {0xff, 0xff}, {0x90}, {0x80}, {0xc0},
-                                         {0x01, 0x02, 0x03}, {0xa3, 'a', 'b', 'c'}};
+    static const uint8_t garbage[][8] = {
+        {0xc1}, {0xff, 0xff}, {0x90}, {0x80}, {0xc0}, {0x01, 0x02, 0x03}, {0xa3, 'a', 'b', 'c'}};
     static const size_t garbage_len[] = {1, 2, 1, 1, 1, 3, 4};
     for (size_t i = 0; i < sizeof(garbage_len) / sizeof(garbage_len[0]); i++)
         expect_bad(s, &log, garbage[i], garbage_len[i]);
@@ -639,8 +841,7 @@ static void test_bad_input(void **state)
     expect_bad(s, &log, huge_outer, sizeof(huge_outer));
     static const uint8_t huge_pb[] = {0x94, 0x01, 0x02, 0x05, 0xdd, 0x7f, 0xff, 0xff, 0xff};
     expect_bad(s, &log, huge_pb, sizeof(huge_pb));
-    static const uint8_t huge_sync[] = {0x95, 0x01, 0x05, 0x00, 0xdd, 0x00, 0x10, 0x00, 0x00,
-                                        0x90};
+    static const uint8_t huge_sync[] = {0x95, 0x01, 0x05, 0x00, 0xdd, 0x00, 0x10, 0x00, 0x00, 0x90};
     expect_bad(s, &log, huge_sync, sizeof(huge_sync));
     /* Declared counts that fit the bytes but exceed the caps. */
     {
@@ -681,9 +882,12 @@ static void test_bad_input(void **state)
     /* Bad piggyback entries inside an otherwise fine ACK; the good entry before each bad
      * one must not be applied either. */
     struct swim_update bad_entries[] = {
-        {.kind = SWIM_UPD_ALIVE, .id = 9, .incarnation = 1, .data = meta,
-         .len = SWIM_META_MAX + 1}, /* oversized meta */
-        {.kind = SWIM_UPD_ALIVE, .id = 0, .incarnation = 1},       /* id 0 */
+        {.kind = SWIM_UPD_ALIVE,
+         .id = 9,
+         .incarnation = 1,
+         .data = meta,
+         .len = SWIM_META_MAX + 1},                                       /* oversized meta */
+        {.kind = SWIM_UPD_ALIVE, .id = 0, .incarnation = 1},              /* id 0 */
         {.kind = SWIM_UPD_SUSPECT, .id = 2, .incarnation = 1, .from = 0}, /* from 0 */
         {.kind = SWIM_UPD_DEAD, .id = 2, .incarnation = SWIM_INCARNATION_MAX + 1, .from = 3},
     };
@@ -716,8 +920,11 @@ static void test_bad_input(void **state)
     }
     /* SYNC with an oversized meta and with a bad state. */
     {
-        struct swim_sync_entry e = {.id = 5, .incarnation = 1, .state = SWIM_ALIVE,
-                                    .meta = meta, .meta_len = SWIM_META_MAX + 1};
+        struct swim_sync_entry e = {.id = 5,
+                                    .incarnation = 1,
+                                    .state = SWIM_ALIVE,
+                                    .meta = meta,
+                                    .meta_len = SWIM_META_MAX + 1};
         struct swim_msg h = {.type = SWIM_MSG_SYNC};
         uint8_t big[2048];
         size_t n = build_msg(big, sizeof(big), &h, &e, 1, NULL, 0);
@@ -767,9 +974,462 @@ static void test_bad_input(void **state)
     swim_destroy(&s); /* NULL is fine */
 }
 
+/* The buddy entry for a suspect sits in the queue with 4 transmissions when a death shrinks
+ * the transmit limit from 8 to 4 (10 -> 9 live members), and the very next message goes to
+ * the suspect: the entry must be dropped, not handed out (meshsim found the use after free). */
+static void test_buddy_above_limit(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log); /* self 1, members 2..4 */
+    for (uint64_t id = 5; id <= 10; id++)
+        assert_int_equal(swim_add_member(s, id, NULL, 0, false, 1000), 0);
+    uint8_t buf[512];
+    struct swim_update susp = {.kind = SWIM_UPD_SUSPECT, .id = 5, .incarnation = 0, .from = 3};
+    struct swim_msg ack = {.type = SWIM_MSG_ACK, .seq = 424242};
+    size_t n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &susp, 1);
+    assert_int_equal(swim_receive(s, 3, buf, n, 1100), 0);
+    swim_member_info_t mi;
+    assert_int_equal(swim_member_get(s, 5, &mi), 0);
+    assert_int_equal(mi.state, SWIM_SUSPECT);
+    /* Four pings from 2: four ACKs, each carrying the queued SUSPECT(5). */
+    struct swim_msg ping = {.type = SWIM_MSG_PING, .seq = 1, .target = 1};
+    n = build_msg(buf, sizeof(buf), &ping, NULL, 0, NULL, 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(swim_receive(s, 2, buf, n, 1101 + i), 0);
+    /* A SYNC from the suspect itself, whose piggyback kills member 6. */
+    struct swim_update dead = {.kind = SWIM_UPD_DEAD, .id = 6, .incarnation = 0, .from = 3};
+    struct swim_msg sync = {.type = SWIM_MSG_SYNC, .chunk = 0};
+    n = build_msg(buf, sizeof(buf), &sync, NULL, 0, &dead, 1);
+    unsigned before = log.count;
+    assert_int_equal(swim_receive(s, 5, buf, n, 1110), 0);
+    assert_true(log.count > before); /* the SYNC_REPLY went out */
+    assert_int_equal(swim_member_get(s, 6, &mi), 0);
+    assert_int_equal(mi.state, SWIM_DEAD);
+    for (uint64_t t = 1110; t < 3000; t += 7)
+        swim_tick(s, t);
+    swim_destroy(&s);
+}
+
+/* A ping from `from` to core s (self id 1); returns swim_receive's result. The reply ACK is
+ * then log->last. */
+static int ping_from(swim_t *s, uint64_t from, uint64_t now)
+{
+    uint8_t buf[64];
+    struct swim_msg ping = {.type = SWIM_MSG_PING, .seq = 5, .target = 1};
+    size_t n = build_msg(buf, sizeof(buf), &ping, NULL, 0, NULL, 0);
+    return swim_receive(s, from, buf, n, now);
+}
+
+/* Each update goes out exactly lambda * ceil(log10(N + 1)) times (4 members: 4 times). */
+static void test_transmit_limit_exact(void **state)
+{
+    struct sent_log *log = calloc(1, sizeof(*log));
+    assert_non_null(log);
+    swim_t *s = lone_core(log);
+    assert_int_equal(swim_broadcast(s, 5, (const uint8_t *)"hello", 5), 0);
+    unsigned carried = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(ping_from(s, 2, 1100 + i), 0);
+        assert_int_equal(log->last_dest, 2);
+        if (carries_app(log->last, log->last_len, 5)) {
+            assert_int_equal(carried, i); /* the first four, then never again */
+            carried++;
+        }
+    }
+    assert_int_equal(carried, 4);
+    swim_stats_t st;
+    swim_get_stats(s, &st);
+    assert_int_equal(st.queued_broadcasts, 0);
+    swim_destroy(&s);
+    free(log);
+}
+
+/* Least-transmitted first, within max_piggyback: with room for one 600-byte broadcast per
+ * message, a new one overtakes one already sent twice. */
+static void test_least_transmitted_first(void **state)
+{
+    struct sent_log *log = calloc(1, sizeof(*log));
+    assert_non_null(log);
+    swim_t *s = lone_core_cfg(log, 1024);
+    uint8_t big[600];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(swim_broadcast(s, 100, big, sizeof(big)), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ping_from(s, 2, 1100 + i), 0);
+        assert_true(carries_app(log->last, log->last_len, 100));
+        assert_true(log->last_len <= 1024 + 32);
+    }
+    assert_int_equal(swim_broadcast(s, 200, big, sizeof(big)), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ping_from(s, 2, 1200 + i), 0);
+        assert_true(carries_app(log->last, log->last_len, 200));
+        assert_false(carries_app(log->last, log->last_len, 100));
+    }
+    unsigned a = 2, b = 2;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(ping_from(s, 2, 1300 + i), 0);
+        a += carries_app(log->last, log->last_len, 100);
+        b += carries_app(log->last, log->last_len, 200);
+        assert_true(log->last_len <= 1024 + 32);
+    }
+    assert_int_equal(a, 4);
+    assert_int_equal(b, 4);
+    swim_destroy(&s);
+    free(log);
+}
+
+/* Buddy system: whatever we send to a member we hold as SUSPECT starts with that suspicion,
+ * our probe of it and our reply to its ping alike. */
+static void test_buddy_first(void **state)
+{
+    struct sent_log *log = calloc(1, sizeof(*log));
+    assert_non_null(log);
+    swim_t *s = lone_core(log);
+    uint8_t buf[256];
+    struct swim_update susp = {.kind = SWIM_UPD_SUSPECT, .id = 3, .incarnation = 0, .from = 4};
+    struct swim_msg ack = {.type = SWIM_MSG_ACK, .seq = 777};
+    size_t n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &susp, 1);
+    assert_int_equal(swim_receive(s, 4, buf, n, 1100), 0);
+    /* Our reply to its ping. */
+    assert_int_equal(ping_from(s, 3, 1101), 0);
+    assert_int_equal(log->last_dest, 3);
+    struct swim_update u;
+    assert_true(nth_update(log->last, log->last_len, 0, &u));
+    assert_int_equal(u.kind, SWIM_UPD_SUSPECT);
+    assert_int_equal(u.id, 3);
+    /* Our probe of it: tick until a PING goes to 3. */
+    log->watch_dest = 3;
+    log->watched_len = 0;
+    for (uint64_t t = 1102; t < 3000 && !log->watched_len; t++)
+        swim_tick(s, t);
+    assert_true(log->watched_len > 0);
+    struct swim_msg m;
+    assert_int_equal(swim_wire_decode(log->watched, log->watched_len, &m), 0);
+    assert_int_equal(m.type, SWIM_MSG_PING);
+    assert_true(nth_update(log->watched, log->watched_len, 0, &u));
+    assert_int_equal(u.kind, SWIM_UPD_SUSPECT);
+    assert_int_equal(u.id, 3);
+    /* And a stale claim about ourselves is corrected in the reply: after a refutation (we
+     * are now at incarnation 1) a SUSPECT of us at 0 gets our ALIVE at 1 back. */
+    struct swim_update me = {.kind = SWIM_UPD_SUSPECT, .id = 1, .incarnation = 0, .from = 4};
+    n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &me, 1);
+    assert_int_equal(swim_receive(s, 4, buf, n, 3000), 0);
+    swim_stats_t st;
+    swim_get_stats(s, &st);
+    assert_int_equal(st.incarnation, 1);
+    struct swim_msg ping = {.type = SWIM_MSG_PING, .seq = 9, .target = 1};
+    n = build_msg(buf, sizeof(buf), &ping, NULL, 0, &me, 1);
+    for (int i = 0; i < 8; i++) /* let the refutation's own transmissions run out */
+        assert_int_equal(ping_from(s, 2, 3001 + i), 0);
+    assert_int_equal(swim_receive(s, 4, buf, n, 3010), 0);
+    assert_int_equal(log->last_dest, 4);
+    assert_true(nth_update(log->last, log->last_len, 0, &u));
+    assert_int_equal(u.kind, SWIM_UPD_ALIVE);
+    assert_int_equal(u.id, 1);
+    assert_int_equal(u.incarnation, 1);
+    swim_get_stats(s, &st);
+    assert_int_equal(st.incarnation, 1); /* a stale claim is not refuted again */
+    swim_destroy(&s);
+    free(log);
+}
+
+/* A suspicion at a higher incarnation than the one we hold (we missed the refutation in
+ * between) starts a new timer: the old one must not kill the member at the new incarnation. */
+static void test_suspicion_restarts_on_new_incarnation(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log); /* no network: every probe of ours fails */
+    uint8_t buf[256];
+    struct swim_msg ack = {.type = SWIM_MSG_ACK, .seq = 777};
+    struct swim_update susp = {.kind = SWIM_UPD_SUSPECT, .id = 3, .incarnation = 0, .from = 4};
+    size_t n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &susp, 1);
+    assert_int_equal(swim_receive(s, 4, buf, n, 1100), 0);
+    /* N = 4: min = 4 * log10(5) * 200 = 559 ms, max = 6 * min = 3354 ms, K = 2. Our own
+     * probes of 3 fail within the first pass (3 members, 200 ms each, +300 ms to fail), a
+     * confirmation: the timer then runs out at 1100 + 1590 = 2690. Just before, a new
+     * suspicion at incarnation 1. */
+    for (uint64_t t = 1100; t < 2600; t++)
+        swim_tick(s, t);
+    swim_member_info_t mi;
+    assert_int_equal(swim_member_get(s, 3, &mi), 0);
+    assert_int_equal(mi.state, SWIM_SUSPECT);
+    susp.incarnation = 1;
+    n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &susp, 1);
+    assert_int_equal(swim_receive(s, 4, buf, n, 2600), 0);
+    /* The new timer runs at least 1590 ms (to 4190); the old one would have declared it at
+     * about 2900 (2690 plus the last-chance wait). */
+    for (uint64_t t = 2600; t < 4100; t++)
+        swim_tick(s, t);
+    assert_int_equal(swim_member_get(s, 3, &mi), 0);
+    assert_int_equal(mi.state, SWIM_SUSPECT);
+    assert_int_equal(mi.incarnation, 1);
+    for (uint64_t t = 4100; t < 12000; t++)
+        swim_tick(s, t);
+    assert_int_equal(swim_member_get(s, 3, &mi), 0);
+    assert_int_equal(mi.state, SWIM_DEAD); /* nobody refuted: dead in the end */
+    swim_destroy(&s);
+}
+
+/* Round-robin over a shuffled list: every member exactly once per pass, a new order each
+ * pass. Each PING the core sends is answered at once, so every probe succeeds. */
+static void test_probe_round_robin(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log);
+    for (uint64_t id = 5; id <= 12; id++)
+        assert_int_equal(swim_add_member(s, id, NULL, 0, false, 1000), 0);
+    const unsigned members = 11, passes = 4;
+    uint64_t order[4 * 11];
+    unsigned got = 0, seen = log.count;
+    for (uint64_t t = 1000; t < 100000 && got < members * passes; t++) {
+        swim_tick(s, t);
+        if (log.count == seen)
+            continue;
+        seen = log.count;
+        struct swim_msg m;
+        assert_int_equal(swim_wire_decode(log.last, log.last_len, &m), 0);
+        if (m.type != SWIM_MSG_PING)
+            continue;
+        order[got++] = log.last_dest;
+        uint8_t buf[64];
+        struct swim_msg ack = {.type = SWIM_MSG_ACK, .seq = m.seq};
+        size_t n = build_msg(buf, sizeof(buf), &ack, NULL, 0, NULL, 0);
+        assert_int_equal(swim_receive(s, log.last_dest, buf, n, t), 0);
+        seen = log.count;
+    }
+    assert_int_equal(got, members * passes);
+    bool differs = false;
+    for (unsigned p = 0; p < passes; p++) {
+        bool hit[13] = {false};
+        for (unsigned i = 0; i < members; i++) {
+            uint64_t id = order[p * members + i];
+            assert_true(id >= 2 && id <= 12);
+            assert_false(hit[id]); /* once per pass */
+            hit[id] = true;
+            if (p && order[p * members + i] != order[(p - 1) * members + i])
+                differs = true;
+        }
+    }
+    assert_true(differs);
+    swim_stats_t st;
+    swim_get_stats(s, &st);
+    assert_int_equal(st.probe_failures, 0);
+    swim_destroy(&s);
+}
+
+/* A member known only from swim_add_member is overruled by its own ALIVE at the same
+ * incarnation (its meta wins); a member heard from directly is not. */
+static void test_hearsay_precedence(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log);
+    assert_int_equal(swim_add_member(s, 20, (const uint8_t *)"registry", 8, false, 1000), 0);
+    uint8_t buf[256];
+    struct swim_msg ack = {.type = SWIM_MSG_ACK, .seq = 1};
+    struct swim_update a = {.kind = SWIM_UPD_ALIVE,
+                            .id = 20,
+                            .incarnation = 0,
+                            .data = (const uint8_t *)"own",
+                            .len = 3};
+    size_t n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &a, 1);
+    assert_int_equal(swim_receive(s, 2, buf, n, 1100), 0);
+    swim_member_info_t mi;
+    assert_int_equal(swim_member_get(s, 20, &mi), 0);
+    assert_int_equal(mi.meta_len, 3);
+    assert_memory_equal(mi.meta, "own", 3);
+    a.data = (const uint8_t *)"other";
+    a.len = 5;
+    n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &a, 1);
+    assert_int_equal(swim_receive(s, 2, buf, n, 1200), 0);
+    assert_int_equal(swim_member_get(s, 20, &mi), 0);
+    assert_memory_equal(mi.meta, "own", 3); /* equal incarnation: no longer wins */
+    a.incarnation = 1;
+    n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &a, 1);
+    assert_int_equal(swim_receive(s, 2, buf, n, 1300), 0);
+    assert_int_equal(swim_member_get(s, 20, &mi), 0);
+    assert_int_equal(mi.meta_len, 5);
+    swim_destroy(&s);
+}
+
+/* Records every PING the core sends to one member: time and seq. */
+struct ping_rec {
+    uint64_t t[256];
+    uint32_t seq[256];
+    unsigned n;
+};
+
+static void record_ping(struct sent_log *log, unsigned *seen, uint64_t dest, uint64_t now,
+                        struct ping_rec *rec)
+{
+    if (log->count == *seen)
+        return;
+    *seen = log->count;
+    /* Only the last message is kept; ticks in these tests send at most one message to dest
+     * per call, except the doubled last-chance ping, which watch_dest catches below. */
+    if (log->watched_len) {
+        struct swim_msg m;
+        assert_int_equal(swim_wire_decode(log->watched, log->watched_len, &m), 0);
+        if (m.type == SWIM_MSG_PING && rec->n < 256) {
+            rec->t[rec->n] = now;
+            rec->seq[rec->n++] = m.seq;
+        }
+        log->watched_len = 0;
+    }
+    (void)dest;
+}
+
+/* A timed-out suspicion is not declared at once: two copies of a ping carrying it go to the
+ * suspect first, and only their silence makes it DEAD. Thirty members keep the round-robin
+ * probes of the suspect rare, so the pings seen just before DEAD are the last chance. */
+static void test_last_chance_ping(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log);
+    for (uint64_t id = 5; id <= 31; id++)
+        assert_int_equal(swim_add_member(s, id, NULL, 0, false, 1000), 0);
+    uint8_t buf[256];
+    struct swim_msg ack = {.type = SWIM_MSG_ACK, .seq = 777};
+    struct swim_update susp = {.kind = SWIM_UPD_SUSPECT, .id = 3, .incarnation = 0, .from = 4};
+    size_t n = build_msg(buf, sizeof(buf), &ack, NULL, 0, &susp, 1);
+    assert_int_equal(swim_receive(s, 4, buf, n, 1100), 0);
+    log.watch_dest = 3;
+    static struct ping_rec rec;
+    unsigned seen = log.count;
+    uint64_t dead_at = 0;
+    swim_member_info_t mi;
+    for (uint64_t t = 1100; t < 20000 && !dead_at; t++) {
+        /* Two messages to 3 in one tick would hide the first from `watched`: look at the
+         * count of messages too. */
+        unsigned c0 = log.count;
+        swim_tick(s, t);
+        if (log.count - c0 >= 2 && log.watched_len) {
+            struct swim_msg m;
+            assert_int_equal(swim_wire_decode(log.watched, log.watched_len, &m), 0);
+            if (m.type == SWIM_MSG_PING && rec.n < 255) {
+                rec.t[rec.n] = t;
+                rec.seq[rec.n++] = m.seq; /* the first copy: same seq, same time */
+            }
+        }
+        record_ping(&log, &seen, 3, t, &rec);
+        assert_int_equal(swim_member_get(s, 3, &mi), 0);
+        if (mi.state == SWIM_DEAD)
+            dead_at = t;
+    }
+    assert_true(dead_at);
+    bool doubled = false;
+    for (unsigned i = 1; i < rec.n; i++)
+        if (rec.t[i] == rec.t[i - 1] && rec.seq[i] == rec.seq[i - 1] && rec.t[i] + 2000 > dead_at)
+            doubled = true;
+    assert_true(doubled);
+    swim_destroy(&s);
+
+    /* And when the suspect answers the last chance, it lives. */
+    s = lone_core(&log);
+    for (uint64_t id = 5; id <= 31; id++)
+        assert_int_equal(swim_add_member(s, id, NULL, 0, false, 1000), 0);
+    assert_int_equal(swim_receive(s, 4, buf, n, 1100), 0);
+    memset(&rec, 0, sizeof(rec));
+    seen = log.count;
+    for (uint64_t t = 1100; t < 20000; t++) {
+        unsigned c0 = log.count;
+        swim_tick(s, t);
+        if (log.count - c0 < 2 || log.last_dest != 3)
+            continue;
+        struct swim_msg m;
+        assert_int_equal(swim_wire_decode(log.last, log.last_len, &m), 0);
+        if (m.type != SWIM_MSG_PING)
+            continue;
+        /* The doubled ping: answer it, refuting. */
+        struct swim_update a = {.kind = SWIM_UPD_ALIVE, .id = 3, .incarnation = 1};
+        struct swim_msg reply = {.type = SWIM_MSG_ACK, .seq = m.seq};
+        size_t rn = build_msg(buf, sizeof(buf), &reply, NULL, 0, &a, 1);
+        assert_int_equal(swim_receive(s, 3, buf, rn, t + 5), 0);
+        break;
+    }
+    assert_int_equal(swim_member_get(s, 3, &mi), 0);
+    assert_int_equal(mi.state, SWIM_ALIVE);
+    assert_int_equal(mi.incarnation, 1);
+    swim_destroy(&s);
+}
+
+/* After the ack timeout the direct ping is repeated (same seq) alongside the PING_REQs; an
+ * ACK that may answer either ping gives no RTT sample (Karn), one to the only ping does. */
+static void test_probe_retry_and_karn(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log);
+    uint64_t target = 0, first_t = 0;
+    uint32_t seq = 0;
+    unsigned seen = log.count, pings_to_target = 0, ping_reqs = 0;
+    for (uint64_t t = 1000; t < 3000; t++) {
+        swim_tick(s, t);
+        if (log.count == seen)
+            continue;
+        /* Decode only the last message; the retry and the PING_REQs go out in one tick,
+         * the PING_REQs last, so count them from the stats below. */
+        seen = log.count;
+        struct swim_msg m;
+        assert_int_equal(swim_wire_decode(log.last, log.last_len, &m), 0);
+        if (m.type == SWIM_MSG_PING && !target) {
+            target = log.last_dest;
+            seq = m.seq;
+            first_t = t;
+            log.watch_dest = target;
+            pings_to_target = 1;
+        }
+        if (target && t > first_t && log.watched_len) {
+            struct swim_msg w;
+            assert_int_equal(swim_wire_decode(log.watched, log.watched_len, &w), 0);
+            if (w.type == SWIM_MSG_PING && w.seq == seq) {
+                pings_to_target++;
+                assert_int_equal(t, first_t + 100); /* at the ack timeout */
+            }
+            log.watched_len = 0;
+        }
+        if (pings_to_target == 2)
+            break;
+    }
+    assert_int_equal(pings_to_target, 2);
+    swim_stats_t st;
+    swim_get_stats(s, &st);
+    ping_reqs = (unsigned)st.indirect_probes;
+    assert_int_equal(ping_reqs, 2); /* k = 3, but only 2 others besides the target */
+    /* The target answers now: success, but no RTT sample. */
+    uint8_t buf[64];
+    struct swim_msg a = {.type = SWIM_MSG_ACK, .seq = seq};
+    size_t n = build_msg(buf, sizeof(buf), &a, NULL, 0, NULL, 0);
+    assert_int_equal(swim_receive(s, target, buf, n, first_t + 130), 0);
+    swim_member_info_t mi;
+    assert_int_equal(swim_member_get(s, target, &mi), 0);
+    assert_int_equal(mi.rtt_ms, 0);
+    assert_int_equal(mi.state, SWIM_ALIVE);
+    swim_get_stats(s, &st);
+    assert_int_equal(st.probe_failures, 0);
+    /* Next probe of someone: answered in 7 ms, before the timeout: RTT 7. */
+    seen = log.count;
+    for (uint64_t t = first_t + 131; t < first_t + 2000; t++) {
+        swim_tick(s, t);
+        if (log.count == seen)
+            continue;
+        seen = log.count;
+        struct swim_msg m;
+        assert_int_equal(swim_wire_decode(log.last, log.last_len, &m), 0);
+        if (m.type != SWIM_MSG_PING)
+            continue;
+        uint64_t who = log.last_dest;
+        a.seq = m.seq;
+        n = build_msg(buf, sizeof(buf), &a, NULL, 0, NULL, 0);
+        assert_int_equal(swim_receive(s, who, buf, n, t + 7), 0);
+        assert_int_equal(swim_member_get(s, who, &mi), 0);
+        assert_int_equal(mi.rtt_ms, 7);
+        break;
+    }
+    swim_destroy(&s);
+}
+
 static void test_removed_member(void **state)
 {
-    struct sent_log log = {0};
+    static struct sent_log log;
     swim_t *s = lone_core(&log);
     assert_int_equal(swim_member_count(s), 4);
     assert_int_equal(swim_remove_member(s, 3), 0);
@@ -937,15 +1597,29 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_converge_seeded),
         cmocka_unit_test(test_crash_detect_restart),
+        cmocka_unit_test(test_crash_limit_shrinks),
         cmocka_unit_test(test_refute_false_suspicion),
         cmocka_unit_test(test_lossy_10),
         cmocka_unit_test(test_lossy_20),
         cmocka_unit_test(test_partition_heal),
+        cmocka_unit_test(test_partition_heal_no_seeds),
+        cmocka_unit_test(test_partition_heal_seeds_only),
+        cmocka_unit_test(test_indirect_probe_blocked_link),
+        cmocka_unit_test(test_lifeguard_sick_node),
         cmocka_unit_test(test_leave),
         cmocka_unit_test(test_broadcast_10),
         cmocka_unit_test(test_broadcast_100),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_buddy_above_limit),
+        cmocka_unit_test(test_transmit_limit_exact),
+        cmocka_unit_test(test_least_transmitted_first),
+        cmocka_unit_test(test_buddy_first),
+        cmocka_unit_test(test_suspicion_restarts_on_new_incarnation),
+        cmocka_unit_test(test_probe_round_robin),
+        cmocka_unit_test(test_hearsay_precedence),
+        cmocka_unit_test(test_last_chance_ping),
+        cmocka_unit_test(test_probe_retry_and_karn),
         cmocka_unit_test(test_removed_member),
         cmocka_unit_test(test_piggyback_budget),
         cmocka_unit_test(test_wire_roundtrip),
