@@ -431,3 +431,30 @@ void mpw_raw(msgpack_packer *pk, const void *b, size_t n)
     /* msgpack_packer's callback appends bytes as-is; that is exactly a raw splice. */
     pk->callback(pk->data, b, n);
 }
+
+void mpw_kv_str(msgpack_packer *pk, const char *key, const char *v)
+{
+    mpw_str(pk, key);
+    mpw_str(pk, v);
+}
+
+void mpw_kv_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+    mpw_str(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
+
+void mpw_kv_bin(msgpack_packer *pk, const char *key, const void *b, size_t n)
+{
+    mpw_str(pk, key);
+    mpw_bin(pk, b, n);
+}
+
+void mpw_kv_bool(msgpack_packer *pk, const char *key, bool v)
+{
+    mpw_str(pk, key);
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}

@@ -68,5 +68,10 @@ void mpw_strn(msgpack_packer *pk, const char *s, size_t n);
 void mpw_bin(msgpack_packer *pk, const void *b, size_t n);
 /* Appends pre-encoded msgpack bytes verbatim (one object already validated). */
 void mpw_raw(msgpack_packer *pk, const void *b, size_t n);
+/* One "key": value pair of a map with a string key (the caller packed the map header). */
+void mpw_kv_str(msgpack_packer *pk, const char *key, const char *v);
+void mpw_kv_u64(msgpack_packer *pk, const char *key, uint64_t v);
+void mpw_kv_bin(msgpack_packer *pk, const char *key, const void *b, size_t n);
+void mpw_kv_bool(msgpack_packer *pk, const char *key, bool v);
 
 #endif

@@ -113,10 +113,8 @@ static void pack_entry(msgpack_packer *pk, const store_entry_t *e)
         mpw_raw(pk, e->value, e->vlen);
     else
         msgpack_pack_nil(pk);
-    mpw_str(pk, "version");
-    msgpack_pack_uint64(pk, e->version);
-    mpw_str(pk, "origin");
-    mpw_str(pk, origin);
+    mpw_kv_u64(pk, "version", e->version);
+    mpw_kv_str(pk, "origin", origin);
 }
 
 static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -129,20 +127,15 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     control_get_stats(n->control, &cs);
     msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS);
     meshnode_pack_status(n->mesh, pk);
-    mpw_str(pk, "name");
-    mpw_str(pk, n->cfg.name);
-    mpw_str(pk, "id");
-    mpw_str(pk, n->id_hex);
-    mpw_str(pk, "region");
-    mpw_str(pk, n->cfg.region);
-    mpw_str(pk, "version");
-    mpw_str(pk, POPMESH_VERSION);
+    mpw_kv_str(pk, "name", n->cfg.name);
+    mpw_kv_str(pk, "id", n->id_hex);
+    mpw_kv_str(pk, "region", n->cfg.region);
+    mpw_kv_str(pk, "version", POPMESH_VERSION);
     mpw_str(pk, "pid");
     msgpack_pack_int(pk, (int)getpid());
     mpw_str(pk, "uptime_s");
     msgpack_pack_double(pk, ev_now(n->loop) - n->started);
-    mpw_str(pk, "data_dir");
-    mpw_str(pk, n->dir);
+    mpw_kv_str(pk, "data_dir", n->dir);
     /* One short fingerprint of all bucket digests: equal on two nodes means equal stores
      * (up to hash collisions), which is what tests and operators compare. */
     uint64_t digests[STORE_BUCKETS];
@@ -156,28 +149,18 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     sodium_bin2hex(fphex, sizeof(fphex), fp, sizeof(fp));
     mpw_str(pk, "store");
     msgpack_pack_map(pk, 8);
-    mpw_str(pk, "digest");
-    mpw_str(pk, fphex);
-    mpw_str(pk, "entries");
-    msgpack_pack_uint64(pk, st.entries);
-    mpw_str(pk, "tombstones");
-    msgpack_pack_uint64(pk, st.tombstones);
-    mpw_str(pk, "map_used");
-    msgpack_pack_uint64(pk, st.map_used);
-    mpw_str(pk, "map_size");
-    msgpack_pack_uint64(pk, st.map_size);
-    mpw_str(pk, "merges_applied");
-    msgpack_pack_uint64(pk, st.merges_applied);
-    mpw_str(pk, "merges_ignored");
-    msgpack_pack_uint64(pk, st.merges_ignored);
-    mpw_str(pk, "skew_rejected");
-    msgpack_pack_uint64(pk, st.skew_rejected);
+    mpw_kv_str(pk, "digest", fphex);
+    mpw_kv_u64(pk, "entries", st.entries);
+    mpw_kv_u64(pk, "tombstones", st.tombstones);
+    mpw_kv_u64(pk, "map_used", st.map_used);
+    mpw_kv_u64(pk, "map_size", st.map_size);
+    mpw_kv_u64(pk, "merges_applied", st.merges_applied);
+    mpw_kv_u64(pk, "merges_ignored", st.merges_ignored);
+    mpw_kv_u64(pk, "skew_rejected", st.skew_rejected);
     mpw_str(pk, "control");
     msgpack_pack_map(pk, 3);
-    mpw_str(pk, "requests");
-    msgpack_pack_uint64(pk, cs.requests);
-    mpw_str(pk, "bad_requests");
-    msgpack_pack_uint64(pk, cs.bad_requests);
+    mpw_kv_u64(pk, "requests", cs.requests);
+    mpw_kv_u64(pk, "bad_requests", cs.bad_requests);
     mpw_str(pk, "connections");
     msgpack_pack_uint32(pk, cs.connections);
     return CTL_OK;

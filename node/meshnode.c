@@ -871,23 +871,16 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
             msgpack_pack_true(pk_);
         else
             msgpack_pack_false(pk_);
-        mpw_str(pk_, "age_ms");
-        msgpack_pack_uint64(pk_, (uint64_t)(1000 * (ev_now(c->m->o.loop) - h->received)));
+        mpw_kv_u64(pk_, "age_ms", (uint64_t)(1000 * (ev_now(c->m->o.loop) - h->received)));
     } else {
         msgpack_pack_nil(pk_);
     }
-    mpw_str(pk_, "name");
-    mpw_str(pk_, name);
-    mpw_str(pk_, "id");
-    mpw_str(pk_, id);
-    mpw_str(pk_, "region");
-    mpw_str(pk_, r ? r->region : "");
-    mpw_str(pk_, "addr");
-    mpw_str(pk_, addr);
-    mpw_str(pk_, "state");
-    mpw_str(pk_, swim_state_name(mi->state));
-    mpw_str(pk_, "incarnation");
-    msgpack_pack_uint64(pk_, mi->incarnation);
+    mpw_kv_str(pk_, "name", name);
+    mpw_kv_str(pk_, "id", id);
+    mpw_kv_str(pk_, "region", r ? r->region : "");
+    mpw_kv_str(pk_, "addr", addr);
+    mpw_kv_str(pk_, "state", swim_state_name(mi->state));
+    mpw_kv_u64(pk_, "incarnation", mi->incarnation);
     mpw_str(pk_, "rtt_ms");
     msgpack_pack_uint32(pk_, mi->rtt_ms);
     mpw_str(pk_, "self");
@@ -911,8 +904,7 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
 {
     struct members_ctx c = {.m = m};
     swim_foreach(m->swim, count_member, &c);
-    mpw_str(pk, "mesh_id");
-    mpw_str(pk, m->mesh_id);
+    mpw_kv_str(pk, "mesh_id", m->mesh_id);
     mpw_str(pk, "members");
     msgpack_pack_map(pk, 4);
     for (int s = SWIM_ALIVE; s <= SWIM_LEFT; s++) {
@@ -925,32 +917,20 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     swim_get_stats(m->swim, &ss);
     mpw_str(pk, "mesh");
     msgpack_pack_map(pk, 13);
-    mpw_str(pk, "redials");
-    msgpack_pack_uint64(pk, ns.redials);
-    mpw_str(pk, "addr");
-    mpw_str(pk, meshnet_bound(m->net));
-    mpw_str(pk, "zap_admitted");
-    msgpack_pack_uint64(pk, ns.zap_admitted);
-    mpw_str(pk, "zap_refused");
-    msgpack_pack_uint64(pk, ns.zap_refused);
-    mpw_str(pk, "msgs_sent");
-    msgpack_pack_uint64(pk, ns.sent);
-    mpw_str(pk, "msgs_received");
-    msgpack_pack_uint64(pk, ns.received);
-    mpw_str(pk, "send_dropped");
-    msgpack_pack_uint64(pk, ns.send_dropped);
-    mpw_str(pk, "bad_messages");
-    msgpack_pack_uint64(pk, m->bad_messages + ss.malformed);
-    mpw_str(pk, "incarnation");
-    msgpack_pack_uint64(pk, ss.incarnation);
+    mpw_kv_u64(pk, "redials", ns.redials);
+    mpw_kv_str(pk, "addr", meshnet_bound(m->net));
+    mpw_kv_u64(pk, "zap_admitted", ns.zap_admitted);
+    mpw_kv_u64(pk, "zap_refused", ns.zap_refused);
+    mpw_kv_u64(pk, "msgs_sent", ns.sent);
+    mpw_kv_u64(pk, "msgs_received", ns.received);
+    mpw_kv_u64(pk, "send_dropped", ns.send_dropped);
+    mpw_kv_u64(pk, "bad_messages", m->bad_messages + ss.malformed);
+    mpw_kv_u64(pk, "incarnation", ss.incarnation);
     mpw_str(pk, "local_health");
     msgpack_pack_uint32(pk, ss.local_health);
-    mpw_str(pk, "joins_ok");
-    msgpack_pack_uint64(pk, m->joins_ok);
-    mpw_str(pk, "joins_refused");
-    msgpack_pack_uint64(pk, m->joins_refused);
-    mpw_str(pk, "ae_entries_applied");
-    msgpack_pack_uint64(pk, m->ae.entries_applied);
+    mpw_kv_u64(pk, "joins_ok", m->joins_ok);
+    mpw_kv_u64(pk, "joins_refused", m->joins_refused);
+    mpw_kv_u64(pk, "ae_entries_applied", m->ae.entries_applied);
 }
 
 struct seeds_ctx {
@@ -1025,16 +1005,11 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
         return control_error(pk, CTL_FAILED, "cannot encode the token");
     identity_id_hex(pub.id, id);
     msgpack_pack_map(pk, 5);
-    mpw_str(pk, "token");
-    mpw_str(pk, text);
-    mpw_str(pk, "id");
-    mpw_str(pk, id);
-    mpw_str(pk, "role");
-    mpw_str(pk, rec.role);
-    mpw_str(pk, "expires_ms");
-    msgpack_pack_uint64(pk, rec.expires_ms);
-    mpw_str(pk, "uses_max");
-    msgpack_pack_uint64(pk, rec.uses_max);
+    mpw_kv_str(pk, "token", text);
+    mpw_kv_str(pk, "id", id);
+    mpw_kv_str(pk, "role", rec.role);
+    mpw_kv_u64(pk, "expires_ms", rec.expires_ms);
+    mpw_kv_u64(pk, "uses_max", rec.uses_max);
     sodium_memzero(text, sizeof(text));
     log_info("mesh: created %s token %s (%llu uses, expires in %llu s)", rec.role, id,
              (unsigned long long)uses, (unsigned long long)(ttl / 1000));
@@ -1096,22 +1071,14 @@ static int cmd_token_list(void *ctx, const ctl_request_t *req, msgpack_packer *p
         char id[17];
         identity_id_hex(t->id, id);
         msgpack_pack_map(pk, 8);
-        mpw_str(pk, "id");
-        mpw_str(pk, id);
-        mpw_str(pk, "role");
-        mpw_str(pk, t->role);
-        mpw_str(pk, "state");
-        mpw_str(pk, state);
-        mpw_str(pk, "expires_ms");
-        msgpack_pack_uint64(pk, t->expires_ms);
-        mpw_str(pk, "uses");
-        msgpack_pack_uint64(pk, uses);
-        mpw_str(pk, "uses_max");
-        msgpack_pack_uint64(pk, t->uses_max);
-        mpw_str(pk, "created_by");
-        mpw_str(pk, t->created_by);
-        mpw_str(pk, "created_ms");
-        msgpack_pack_uint64(pk, t->created_ms);
+        mpw_kv_str(pk, "id", id);
+        mpw_kv_str(pk, "role", t->role);
+        mpw_kv_str(pk, "state", state);
+        mpw_kv_u64(pk, "expires_ms", t->expires_ms);
+        mpw_kv_u64(pk, "uses", uses);
+        mpw_kv_u64(pk, "uses_max", t->uses_max);
+        mpw_kv_str(pk, "created_by", t->created_by);
+        mpw_kv_u64(pk, "created_ms", t->created_ms);
     }
     free(tv.v);
     return CTL_OK;
@@ -1155,8 +1122,7 @@ static int cmd_token_revoke(void *ctx, const ctl_request_t *req, msgpack_packer 
         return control_error(pk, CTL_FAILED, "cannot revoke: %s", store_last_error(m->o.store));
     log_info("mesh: token %s revoked", idhex);
     msgpack_pack_map(pk, 1);
-    mpw_str(pk, "id");
-    mpw_str(pk, idhex);
+    mpw_kv_str(pk, "id", idhex);
     return CTL_OK;
 }
 
@@ -1207,10 +1173,8 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
     char id[17];
     identity_id_hex(rec.id, id);
     msgpack_pack_map(pk, 2);
-    mpw_str(pk, "name");
-    mpw_str(pk, rec.name);
-    mpw_str(pk, "id");
-    mpw_str(pk, id);
+    mpw_kv_str(pk, "name", rec.name);
+    mpw_kv_str(pk, "id", id);
     return CTL_OK;
 }
 

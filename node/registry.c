@@ -40,63 +40,36 @@ int reg_node_key_id(const char *key, size_t klen, uint64_t *id)
     return 0;
 }
 
-static void kv_str(msgpack_packer *pk, const char *k, const char *v)
-{
-    mpw_str(pk, k);
-    mpw_str(pk, v);
-}
-
-static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-    mpw_str(pk, k);
-    msgpack_pack_uint64(pk, v);
-}
-
-static void kv_bin(msgpack_packer *pk, const char *k, const uint8_t *b, size_t n)
-{
-    mpw_str(pk, k);
-    mpw_bin(pk, b, n);
-}
-
-static void kv_bool(msgpack_packer *pk, const char *k, bool v)
-{
-    mpw_str(pk, k);
-    if (v)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-}
-
 void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
 {
     msgpack_pack_map(pk, 8);
-    kv_str(pk, "name", n->name);
-    kv_str(pk, "region", n->region);
-    kv_str(pk, "addr", n->addr);
-    kv_bin(pk, "curve_pk", n->curve_pk, 32);
-    kv_bin(pk, "sign_pk", n->sign_pk, 32);
-    kv_str(pk, "role", n->role);
-    kv_u64(pk, "joined_ms", n->joined_ms);
-    kv_bool(pk, "removed", n->removed);
+    mpw_kv_str(pk, "name", n->name);
+    mpw_kv_str(pk, "region", n->region);
+    mpw_kv_str(pk, "addr", n->addr);
+    mpw_kv_bin(pk, "curve_pk", n->curve_pk, 32);
+    mpw_kv_bin(pk, "sign_pk", n->sign_pk, 32);
+    mpw_kv_str(pk, "role", n->role);
+    mpw_kv_u64(pk, "joined_ms", n->joined_ms);
+    mpw_kv_bool(pk, "removed", n->removed);
 }
 
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
 {
     msgpack_pack_map(pk, 7);
-    kv_str(pk, "role", t->role);
-    kv_u64(pk, "expires_ms", t->expires_ms);
-    kv_u64(pk, "uses_max", t->uses_max);
-    kv_u64(pk, "created_ms", t->created_ms);
-    kv_str(pk, "created_by", t->created_by);
-    kv_bin(pk, "join_pk", t->join_pk, 32);
-    kv_bool(pk, "revoked", t->revoked);
+    mpw_kv_str(pk, "role", t->role);
+    mpw_kv_u64(pk, "expires_ms", t->expires_ms);
+    mpw_kv_u64(pk, "uses_max", t->uses_max);
+    mpw_kv_u64(pk, "created_ms", t->created_ms);
+    mpw_kv_str(pk, "created_by", t->created_by);
+    mpw_kv_bin(pk, "join_pk", t->join_pk, 32);
+    mpw_kv_bool(pk, "revoked", t->revoked);
 }
 
 void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms)
 {
     msgpack_pack_map(pk, 2);
-    kv_str(pk, "name", name);
-    kv_u64(pk, "at_ms", at_ms);
+    mpw_kv_str(pk, "name", name);
+    mpw_kv_u64(pk, "at_ms", at_ms);
 }
 
 /* A table-driven map decoder: each field names its key, its kind and where it goes. */
