@@ -29,6 +29,7 @@
 #include "gossip/antientropy.h"
 #include "gossip/swim.h"
 #include "node/meshnet.h"
+#include "node/meshroute.h"
 #include "node/registry.h"
 #include "node/token.h"
 #include "storage/hlc.h"
@@ -48,6 +49,7 @@
 #define LEAVE_DRAIN_MAX  1.0 /* s: at most this long spreading LEFT on shutdown */
 #define BCAST_ENTRY      1   /* broadcast kinds */
 #define BCAST_HEALTH     2
+#define BCAST_LINKSTATE  3
 #define HEALTH_PERIOD    2.0 /* s between a node's health vectors (jittered) */
 
 /* A member's last health vector (DESIGN.md section 6). Soft state: rebuilt from gossip. */
@@ -85,6 +87,7 @@ struct meshnode {
     char mesh_id[33];
     uint64_t joins_ok, joins_refused, bad_messages;
     bool removed;
+    meshroute_t *routes;
     struct health *health; /* one per member that sent one, self included */
     size_t nhealth;
     ev_timer health_timer;
@@ -228,6 +231,12 @@ static void io_member_changed(void *ctx, const swim_member_info_t *mi, int old_s
         snprintf(name, sizeof(name), "%s", r->name);
     else
         parse_meta(mi->meta, mi->meta_len, mi->id, name, sizeof(name), addr, sizeof(addr), pk);
+    if (m->routes && mi->id != m->o.id->node_id) {
+        if (mi->state == SWIM_DEAD || mi->state == SWIM_LEFT)
+            meshroute_forget(m->routes, mi->id);
+        if (old_state != (int)mi->state)
+            meshroute_publish_soon(m->routes);
+    }
     if (old_state < 0)
         log_info("mesh: member %s (%016llx) is %s", name, (unsigned long long)mi->id,
                  swim_state_name(mi->state));
@@ -265,6 +274,15 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
     }
     if (kind == BCAST_HEALTH)
         return health_merge(m, &r);
+    if (kind == BCAST_LINKSTATE) {
+        const uint8_t *body;
+        size_t bl;
+        if (mpr_object(&r, &body, &bl) || r.left) {
+            m->bad_messages++;
+            return false;
+        }
+        return meshroute_receive(m->routes, body, bl);
+    }
     if (kind != BCAST_ENTRY || ae_entry_read(&r, &e) || r.left) {
         m->bad_messages++;
         return false;
@@ -344,6 +362,8 @@ static void registry_reload(meshnode_t *m)
             if (swim_remove_member(m->swim, r->id) == 0)
                 log_info("mesh: member %s (%016llx) was removed from the mesh", r->name,
                          (unsigned long long)r->id);
+            if (m->routes)
+                meshroute_forget(m->routes, r->id);
             bool pushing = false;
             for (int k = 0; k < MAX_PENDING_PUSH; k++)
                 pushing |= m->pushes[k].id == r->id && m->pushes[k].left > 0;
@@ -761,6 +781,7 @@ static bool health_merge(meshnode_t *m, mpr_t *r)
     h->streams = (uint32_t)streams;
     h->ingress_up = up;
     h->received = ev_now(m->o.loop);
+    meshroute_penalty(m->routes, id, (uint16_t)(cpu > 1000 ? 1000 : cpu), up);
     return true;
 }
 
@@ -818,6 +839,61 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     swim_rearm(m);
     t->repeat = HEALTH_PERIOD * (0.8 + (double)(rnd(m) % 400) / 1000.0);
     ev_timer_again(loop, t);
+}
+
+/* ---- link state --------------------------------------------------------------------------------- */
+
+struct collect_ctx {
+    meshnode_t *m;
+    ls_record_t *rec;
+};
+
+static void collect_link(const swim_member_info_t *mi, void *ctx)
+{
+    struct collect_ctx *c = ctx;
+    if (mi->id == c->m->o.id->node_id || mi->state != SWIM_ALIVE || mi->rtt_ms == 0)
+        return;
+    const reg_node_t *r = reg_find(c->m, mi->id);
+    if (!r || r->removed || strcmp(r->role, "pop") != 0)
+        return;
+    /* The record keeps the best LS_LINKS_MAX by cost; a full record answers -ENOSPC for the
+     * rest, which is the cap working, not an error. */
+    ls_record_add_link(c->rec, mi->id, mi->rtt_ms * 1000, 0);
+}
+
+static void ls_collect(void *ctx, ls_record_t *rec)
+{
+    struct collect_ctx c = {ctx, rec};
+    swim_foreach(((meshnode_t *)ctx)->swim, collect_link, &c);
+}
+
+static void ls_publish(void *ctx, const uint8_t *buf, size_t len)
+{
+    meshnode_t *m = ctx;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, BCAST_LINKSTATE);
+    mpw_raw(&pk, buf, len);
+    swim_broadcast(m->swim, m->o.id->node_id ^ 0x6c696e6b00000000ull, (const uint8_t *)sb.data,
+                   sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    swim_rearm(m);
+}
+
+static void ls_name_of(void *ctx, uint64_t id, char *out, size_t len)
+{
+    const reg_node_t *r = reg_find(ctx, id);
+    if (r)
+        snprintf(out, len, "%s", r->name);
+}
+
+static int cmd_routes(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshroute_pack(((meshnode_t *)ctx)->routes, pk);
+    return CTL_OK;
 }
 
 /* ---- control commands ------------------------------------------------------------------------ */
@@ -1186,6 +1262,8 @@ static const control_command_t commands[] = {
     {"token.list", cmd_token_list, "-> [{id, role, state, expires_ms, uses, uses_max, ...}]"},
     {"token.revoke", cmd_token_revoke, "id: str -> {id}"},
     {"node.remove", cmd_node_remove, "name: str -> {name, id}: evicts the node everywhere"},
+    {"routes", cmd_routes,
+     "-> {sites: [{site, egress, path, cost_ms, backup}], pops: [{pop, route}], info}"},
     {NULL, NULL, NULL},
 };
 
@@ -1240,6 +1318,10 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start membership: %s", strerror(errno));
         goto fail;
     }
+
+    meshroute_io_t rio = {.ctx = m, .collect = ls_collect, .publish = ls_publish,
+                          .name_of = ls_name_of};
+    m->routes = meshroute_new(o->loop, o->id->node_id, &rio);
 
     meshnet_cb_t cb = {.ctx = m, .authorize = authorize, .receive = receive};
     m->net = meshnet_new(o->loop, o->zctx, o->cfg->mesh_listen, o->id->curve_pk, o->id->curve_sk,
@@ -1301,6 +1383,7 @@ void meshnode_destroy(meshnode_t **mp)
     ev_timer_stop(m->o.loop, &m->leave_timer);
     ev_timer_stop(m->o.loop, &m->health_timer);
     free(m->health);
+    meshroute_destroy(&m->routes);
     meshnet_destroy(&m->net);
     swim_destroy(&m->swim);
     free(m->reg);

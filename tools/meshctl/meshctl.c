@@ -741,6 +741,73 @@ static int cmd_node_remove(ctx_t *c, const command_t *self, int argc, char **arg
     return EXIT_OK;
 }
 
+/* "a > b > c" from a JSON array of names. */
+static void print_path(json_t *path, char *buf, size_t len)
+{
+    size_t i, off = 0;
+    json_t *h;
+    buf[0] = '\0';
+    json_array_foreach(path, i, h)
+    {
+        int n = snprintf(buf + off, len - off, "%s%s", i ? " > " : "", json_string_value(h));
+        if (n < 0 || (size_t)n >= len - off)
+            break;
+        off += (size_t)n;
+    }
+}
+
+static int cmd_routes(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc)
+        return usage(self, "routes takes no arguments");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "routes", 0);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    size_t i;
+    json_t *e;
+    char path[512], bpath[512];
+    printf("%-20s %-16s %-32s %9s  %s\n", "SITE", "EGRESS", "PATH", "COST", "BACKUP");
+    json_array_foreach(json_object_get(j, "sites"), i, e)
+    {
+        if (!json_is_true(json_object_get(e, "reachable"))) {
+            printf("%-20s %-16s\n", json_string_value(json_object_get(e, "site")), "unreachable");
+            continue;
+        }
+        json_t *b = json_object_get(e, "backup");
+        print_path(json_object_get(e, "path"), path, sizeof(path));
+        if (json_is_object(b)) {
+            char p2[400];
+            print_path(json_object_get(b, "path"), p2, sizeof(p2));
+            snprintf(bpath, sizeof(bpath), "%s (%.2f ms)", p2,
+                     json_number_value(json_object_get(b, "cost_ms")));
+        } else {
+            snprintf(bpath, sizeof(bpath), "-");
+        }
+        printf("%-20s %-16s %-32s %7.2fms  %s\n", json_string_value(json_object_get(e, "site")),
+               json_string_value(json_object_get(e, "egress")), path,
+               json_number_value(json_object_get(e, "cost_ms")), bpath);
+    }
+    printf("\n%-20s %-16s %-32s %9s\n", "POP", "NEXT HOP", "PATH", "COST");
+    json_array_foreach(json_object_get(j, "pops"), i, e)
+    {
+        json_t *rt = json_object_get(e, "route");
+        print_path(json_object_get(rt, "path"), path, sizeof(path));
+        printf("%-20s %-16s %-32s %7.2fms\n", json_string_value(json_object_get(e, "pop")),
+               json_string_value(json_object_get(rt, "next_hop")), path,
+               json_number_value(json_object_get(rt, "cost_ms")));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
 /* Order is the order of the help output. */
@@ -759,6 +826,9 @@ static const command_t commands[] = {
      "Lists the mesh's members as this node sees them: name, id, region, address, state\n"
      "(alive, suspect, dead, left), incarnation, round-trip time and, from each member's\n"
      "gossiped health vector, its CPU use and memory."},
+    {NULL, "routes", cmd_routes, "",
+     "Shows this PoP's routes: per site the egress PoP, the path, its cost and a backup\n"
+     "whose egress differs; per PoP the next hop and path that relayed traffic takes."},
     {"token", "create", cmd_token_create, "[--role pop|site] [--ttl DURATION] [--uses N]",
      "Mints a bootstrap token (default: role pop, 1 use, valid 1h; --uses 0 = unlimited)\n"
      "and prints it alone on stdout. Only a hash of its secret is kept, replicated."},
