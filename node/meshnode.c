@@ -371,6 +371,8 @@ static void registry_reload(meshnode_t *m)
                 meshnet_forget(m->net, r->id);
             continue;
         }
+        if (strcmp(r->role, "pop") != 0)
+            continue; /* sites hold tunnels; they are not members of the PoP mesh */
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         pack_meta(&sb, r->name, r->addr, r->curve_pk);
@@ -656,7 +658,8 @@ static int authorize(void *ctx, const uint8_t client_pk[32], char *user_id)
     meshnode_t *m = ctx;
     uint64_t id = identity_node_id_of(client_pk);
     const reg_node_t *r = reg_find(m, id);
-    if (r && !r->removed && memcmp(r->curve_pk, client_pk, 32) == 0) {
+    if (r && !r->removed && strcmp(r->role, "pop") == 0 &&
+        memcmp(r->curve_pk, client_pk, 32) == 0) {
         snprintf(user_id, MESHNET_USER_ID_MAX, "n:%016llx", (unsigned long long)id);
         return 1;
     }

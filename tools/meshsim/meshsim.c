@@ -173,7 +173,7 @@ static void fmt_ms(char *buf, size_t n, uint64_t t0, uint64_t t)
     if (!t)
         snprintf(buf, n, "never");
     else
-        snprintf(buf, n, "%.2f s", (double)(t - t0) / 1000.0);
+        snprintf(buf, n, "%.3f s", (double)(t - t0) / 1000.0);
 }
 
 /* ---- measurements ------------------------------------------------------------------------ */
