@@ -1,0 +1,5 @@
+# tunnel/: the stream multiplexer (two cores back to back over an in-memory link, virtual
+# time) and its frame decoder.
+popmesh_unit_test(test_tunnel popmesh_tunnel)
+set_tests_properties(unit.test_tunnel PROPERTIES TIMEOUT 120)
+popmesh_fuzz(fuzz_tunnel_frame popmesh_tunnel)
