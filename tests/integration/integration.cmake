@@ -17,3 +17,9 @@ popmesh_integration(mesh_join)
 popmesh_integration(mesh_failure)
 popmesh_integration(mesh_partition)
 popmesh_integration(mesh_loss)
+
+add_test(NAME integration.meshsim_determinism
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/meshsim_determinism.sh)
+set_property(TEST integration.meshsim_determinism PROPERTY ENVIRONMENT
+             "MESHSIM=$<TARGET_FILE:meshsim>")
+set_property(TEST integration.meshsim_determinism PROPERTY LABELS integration)

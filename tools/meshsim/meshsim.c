@@ -28,7 +28,7 @@ struct opts {
     uint32_t delay_min, delay_max; /* ms */
     uint32_t duration_s;           /* lossy scenario length; report: per loss level */
     bool nodes_set, duration_set;
-    bool full; /* report: also 20% loss at 10,000 nodes (about 40 s of CPU per simulated s) */
+    bool full; /* report: also 20% loss at 10,000 nodes (see docs/gossip.md: hours) */
 };
 
 /* How far a change has spread: observers that know it, and when 99.99% / 100% did. */
@@ -286,8 +286,9 @@ static void report_one(const struct opts *o, unsigned n, uint32_t fp_seconds, bo
     fprintf(stderr, "meshsim: N=%u: timings done at %.1f s wall\n", n, wall_s() - t);
     measure_false_positives(&r, 0.05, fp_seconds, &res->fp5, &res->fp5_subj);
     /* Under uniform 20% loss about 2% of probes fail although the target is up, every
-     * node hears of every resulting suspicion and refutation, so the simulation's work grows
-     * as N^2: at 10,000 nodes about 40 s of CPU per simulated second. */
+     * node hears of every resulting suspicion and refutation, so the work grows as N^2; at
+     * 10,000 nodes it exceeds the piggyback bandwidth, queues grow without end, and each
+     * simulated second costs 60 s of CPU and more (docs/gossip.md). */
     if (with_fp20)
         measure_false_positives(&r, 0.20, fp_seconds, &res->fp20, &res->fp20_subj);
     else
@@ -522,7 +523,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", scenarios[i].name, scenarios[i].help);
     fprintf(f, "\ndefaults: --nodes 100 (report: 10..10000) --seed 1 --loss 0 --delay-ms 1:20 "
                "--duration 60 (report: 60, 30 at 10,000)\n"
-               "--full: the report also runs 20%% loss at 10,000 nodes (about 20 minutes)\n");
+               "--full: the report also runs 20%% loss at 10,000 nodes (hours, over 15 GB: see "
+               "docs/gossip.md)\n");
 }
 
 int main(int argc, char **argv)
