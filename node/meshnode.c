@@ -916,7 +916,8 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_again(loop, t);
 }
 
-/* ---- link state --------------------------------------------------------------------------------- */
+/* ---- link state ---------------------------------------------------------------------------------
+ */
 
 struct collect_ctx {
     meshnode_t *m;
@@ -1395,8 +1396,8 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
         goto fail;
     }
 
-    meshroute_io_t rio = {.ctx = m, .collect = ls_collect, .publish = ls_publish,
-                          .name_of = ls_name_of};
+    meshroute_io_t rio = {
+        .ctx = m, .collect = ls_collect, .publish = ls_publish, .name_of = ls_name_of};
     m->routes = meshroute_new(o->loop, o->id->node_id, &rio);
 
     meshnet_cb_t cb = {.ctx = m, .authorize = authorize, .receive = receive};

@@ -82,8 +82,8 @@ static void publish_now(meshroute_t *m)
     /* Rounding keeps RTT jitter from changing the record (and recomputing every PoP's routes)
      * on every publication. */
     for (uint32_t i = 0; i < rec.n_links; i++)
-        rec.links[i].rtt_us = (rec.links[i].rtt_us + MESHROUTE_RTT_STEP / 2) /
-                              MESHROUTE_RTT_STEP * MESHROUTE_RTT_STEP;
+        rec.links[i].rtt_us = (rec.links[i].rtt_us + MESHROUTE_RTT_STEP / 2) / MESHROUTE_RTT_STEP *
+                              MESHROUTE_RTT_STEP;
     if (lsdb_insert(m->db, &rec) == LSDB_CHANGED)
         mark(m);
     msgpack_sbuffer sb;

@@ -137,6 +137,9 @@ expect_rc 0 "$MESHCTL" config get --help
 expect_in "$WORK/out" "usage: meshctl config get KEY"
 expect_rc 0 "$MESHCTL" --help
 expect_in "$WORK/out" "exit codes"
+expect_rc 0 "$MESHCTL" help config del
+expect_in "$WORK/out" "usage: meshctl config del KEY"
+expect_rc 2 "$MESHCTL" help no-such-thing
 ok "usage errors exit 2 with a reason; --help everywhere"
 
 # ---- clean stop, restart, data intact ----

@@ -853,9 +853,22 @@ static void print_help(FILE *f)
                "'meshctl COMMAND --help' shows more.\n");
 }
 
+static const command_t *find_command(int argc, char **argv, int *used);
+
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    print_help(stdout);
+    if (argc == 0) {
+        print_help(stdout);
+        return EXIT_OK;
+    }
+    int used = 0;
+    const command_t *cmd = find_command(argc, argv, &used);
+    if (!cmd || used != argc)
+        return usage(self, "no command '%s%s%s'", argv[0], argc > 1 ? " " : "",
+                     argc > 1 ? argv[1] : "");
+    printf("usage: ");
+    print_usage_line(stdout, cmd);
+    printf("\n%s\n", cmd->help);
     return EXIT_OK;
 }
 
