@@ -197,6 +197,10 @@ struct swim {
     struct probe probe;
     uint32_t next_seq;
     uint64_t next_probe_ms, next_dead_probe_ms, next_push_pull_ms; /* absolute ms */
+    /* SYNC_REPLY token bucket, in thousandths of a token: a reply carries the whole member
+     * table, so any authenticated peer could otherwise make us send it as often as it asks. */
+    uint64_t sync_tokens;    /* milli-tokens, at most SWIM_SYNC_BURST * 1000 */
+    uint64_t sync_tokens_at; /* ms of the last refill */
     unsigned lhm;
     unsigned verify_budget; /* last-chance pings left this probe interval */
     bool left;
@@ -1528,8 +1532,23 @@ int swim_receive(swim_t *s, uint64_t from, const uint8_t *msg, size_t len, uint6
         break;
     case SWIM_MSG_SYNC:
         merge_sync(s, from, m.members, m.member_count, now);
-        if (m.chunk == 0) /* one reply per exchange, even if later chunks are lost */
-            send_sync(s, from, SWIM_MSG_SYNC_REPLY);
+        if (m.chunk == 0) { /* one reply per exchange, even if later chunks are lost */
+            /* Legitimate push-pulls arrive about once per period per member; the bucket lets
+             * bursts through (a healed partition, a wave of joins) and caps abuse. What is
+             * not answered still merged, and the sender's next push-pull will try again. */
+            if (now > s->sync_tokens_at) {
+                s->sync_tokens += (now - s->sync_tokens_at) * SWIM_SYNC_RATE;
+                if (s->sync_tokens > SWIM_SYNC_BURST * 1000ull)
+                    s->sync_tokens = SWIM_SYNC_BURST * 1000ull;
+                s->sync_tokens_at = now;
+            }
+            if (s->sync_tokens >= 1000) {
+                s->sync_tokens -= 1000;
+                send_sync(s, from, SWIM_MSG_SYNC_REPLY);
+            } else {
+                s->st.sync_replies_suppressed++;
+            }
+        }
         break;
     case SWIM_MSG_SYNC_REPLY:
         merge_sync(s, from, m.members, m.member_count, now);
@@ -1577,6 +1596,8 @@ swim_t *swim_new(const swim_config_t *cfg, const swim_io_t *io, const uint8_t *m
     s->next_probe_ms = now_ms + rng_below(s, cfg->probe_interval_ms);
     s->next_dead_probe_ms = now_ms + (cfg->dead_probe_ms ? rng_below(s, cfg->dead_probe_ms) : 0);
     s->next_push_pull_ms = now_ms + (cfg->push_pull_ms ? rng_below(s, cfg->push_pull_ms) : 0);
+    s->sync_tokens = SWIM_SYNC_BURST * 1000ull; /* a fresh node answers a burst at once */
+    s->sync_tokens_at = now_ms;
     /* Announce ourselves (with meta) on the first messages we send. */
     struct swim_update a = {.kind = SWIM_UPD_ALIVE,
                             .id = cfg->self_id,

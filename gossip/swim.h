@@ -28,6 +28,8 @@
 #define SWIM_META_MAX    512   /* bytes of driver metadata per member */
 #define SWIM_PAYLOAD_MAX 8192  /* bytes of one application broadcast */
 #define SWIM_MSG_MAX     65536 /* bytes of one encoded message, piggyback included */
+#define SWIM_SYNC_BURST  8     /* SYNC_REPLYs this node may send back to back */
+#define SWIM_SYNC_RATE   2     /* SYNC_REPLYs per second it may send on average */
 
 enum swim_state {
     SWIM_ALIVE = 0,
@@ -139,17 +141,18 @@ void swim_foreach(const swim_t *s, swim_member_fn fn, void *ctx);
 typedef struct swim_stats {
     uint64_t msgs_sent, msgs_received;
     uint64_t bytes_sent, bytes_received;
-    uint64_t malformed;          /* messages dropped by the decoder */
-    uint64_t from_removed;       /* messages from removed members */
-    uint64_t probes;             /* probes started (one per probe interval) */
-    uint64_t probe_failures;     /* probes with no ACK, direct or relayed */
-    uint64_t indirect_probes;    /* PING_REQs sent */
-    uint64_t suspicions_raised;  /* members this node moved to SUSPECT (own probe or gossip) */
-    uint64_t suspicions_refuted; /* times this node refuted a SUSPECT/DEAD/LEFT about itself */
-    uint64_t deaths_declared;    /* suspicions of ours that timed out into DEAD */
-    unsigned local_health;       /* Lifeguard LHM now: 0 = healthy */
-    uint64_t incarnation;        /* self */
-    unsigned queued_broadcasts;  /* dissemination queue entries: membership updates + app */
+    uint64_t malformed;               /* messages dropped by the decoder */
+    uint64_t from_removed;            /* messages from removed members */
+    uint64_t probes;                  /* probes started (one per probe interval) */
+    uint64_t probe_failures;          /* probes with no ACK, direct or relayed */
+    uint64_t indirect_probes;         /* PING_REQs sent */
+    uint64_t suspicions_raised;       /* members this node moved to SUSPECT (own probe or gossip) */
+    uint64_t suspicions_refuted;      /* times this node refuted a SUSPECT/DEAD/LEFT about itself */
+    uint64_t deaths_declared;         /* suspicions of ours that timed out into DEAD */
+    unsigned local_health;            /* Lifeguard LHM now: 0 = healthy */
+    uint64_t incarnation;             /* self */
+    unsigned queued_broadcasts;       /* dissemination queue entries: membership updates + app */
+    uint64_t sync_replies_suppressed; /* SYNCs merged but not answered: over the rate limit */
 } swim_stats_t;
 void swim_get_stats(const swim_t *s, swim_stats_t *st);
 

@@ -2,3 +2,4 @@
 popmesh_unit_test(test_swim popmesh_swimsim)
 set_tests_properties(unit.test_swim PROPERTIES TIMEOUT 120)
 popmesh_fuzz(fuzz_swim popmesh_gossip)
+popmesh_unit_test(test_swim_sync popmesh_gossip)
