@@ -104,9 +104,23 @@ stop_popd() {
 }
 
 # free_port: a TCP port on 127.0.0.1 that nothing listens on right now. Tests run in
-# parallel, so fixed ports would collide.
+# parallel, so fixed ports would collide; and a port from bind(0) comes from the kernel's
+# ephemeral range, where any outgoing connection (every DEALER a popd opens) may take it
+# before our popd binds it. So ports come from 20000-32767, below the ephemeral range,
+# spread by PID and a counter, and checked free.
+echo $(( ($$ * 97) % 12000 )) >"$WORK/.port" # a file: $(free_port) runs in a subshell
 free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    local p n
+    for _ in $(seq 1 50); do
+        n=$(cat "$WORK/.port")
+        echo $(( n + 1 )) >"$WORK/.port"
+        p=$(( 20000 + n % 12000 ))
+        if "$PY" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no free port found"
 }
 
 # init_node DIR NAME [ARGS...]: popd init with a free mesh port on 127.0.0.1.
