@@ -1,5 +1,7 @@
 #include "node/daemon.h"
 
+#include "common/clock.h"
+
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
@@ -45,13 +47,6 @@ typedef struct node {
     ev_signal sigint, sigterm;
     ev_timer gc;
 } node_t;
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- control commands ---------------------------------------------------------------- */
 
@@ -179,7 +174,7 @@ static int cmd_config_set(void *ctx, const ctl_request_t *req, msgpack_packer *p
     if (ctl_arg(req, "value", &v, &vl) != 1)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument 'value'");
     store_entry_t out = {0};
-    rc = store_put(n->store, k, kl, v, vl, wall_ms(), &out);
+    rc = store_put(n->store, k, kl, v, vl, clock_wall_ms(), &out);
     if (rc != 0)
         return store_failure(n, pk, rc);
     /* Acknowledged only now: store_put returned after the commit reached the disk. */
@@ -220,7 +215,7 @@ static int cmd_config_del(void *ctx, const ctl_request_t *req, msgpack_packer *p
     if (rc != CTL_OK)
         return rc;
     store_entry_t out = {0};
-    rc = store_del(n->store, k, kl, wall_ms(), &out);
+    rc = store_del(n->store, k, kl, clock_wall_ms(), &out);
     if (rc == -ENOENT)
         return control_error(pk, CTL_NOT_FOUND, "no key '%.*s'", (int)kl, k);
     if (rc != 0)
@@ -337,7 +332,7 @@ static void on_removed(void *ctx)
 static void on_gc(struct ev_loop *loop, ev_timer *w, int revents)
 {
     node_t *n = w->data;
-    int rc = store_gc(n->store, wall_ms());
+    int rc = store_gc(n->store, clock_wall_ms());
     if (rc > 0)
         log_info("store: collected %d tombstones older than the grace period", rc);
     else if (rc < 0)

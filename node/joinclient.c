@@ -1,5 +1,7 @@
 #include "node/joinclient.h"
 
+#include "common/clock.h"
+
 #include "common/mp.h"
 #include "common/xmalloc.h"
 
@@ -9,13 +11,6 @@
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Reads one monitor event: [u16 event, u32 value][endpoint]. */
 static int read_event(void *mon, uint16_t *event, uint32_t *value)
@@ -74,9 +69,9 @@ static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[
     zmq_send(s, req->data, req->size, ZMQ_DONTWAIT);
     snprintf(why, wl, "%s: no answer within %u ms (is it up and reachable?)", seed->addr,
              timeout_ms);
-    uint64_t deadline = mono_ms() + timeout_ms;
+    uint64_t deadline = clock_mono_ms() + timeout_ms;
     while (!got) {
-        uint64_t now = mono_ms();
+        uint64_t now = clock_mono_ms();
         if (now >= deadline)
             break;
         zmq_pollitem_t items[2] = {{s, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};

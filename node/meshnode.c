@@ -23,6 +23,8 @@
  *    tell it. */
 #include "node/meshnode.h"
 
+#include "common/clock.h"
+
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
@@ -97,20 +99,6 @@ struct meshnode {
     double cpu_last; /* s of CPU used by this process at the last health sample */
     double cpu_at;   /* ev_now of that sample */
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t rnd(meshnode_t *m)
 {
@@ -205,7 +193,7 @@ static int send_to(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len)
 
 static void swim_rearm(meshnode_t *m)
 {
-    uint64_t now = mono_ms(), next = swim_next_deadline(m->swim);
+    uint64_t now = clock_mono_ms(), next = swim_next_deadline(m->swim);
     double delay = next > now ? (double)(next - now) / 1000.0 : 0.0;
     ev_timer_stop(m->o.loop, &m->swim_timer);
     ev_timer_set(&m->swim_timer, delay, 0.0);
@@ -215,7 +203,7 @@ static void swim_rearm(meshnode_t *m)
 static void on_swim_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     meshnode_t *m = t->data;
-    swim_tick(m->swim, mono_ms());
+    swim_tick(m->swim, clock_mono_ms());
     swim_rearm(m);
 }
 
@@ -290,7 +278,7 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
         m->bad_messages++;
         return false;
     }
-    int applied = store_merge(m->o.store, &e, 1, wall_ms());
+    int applied = store_merge(m->o.store, &e, 1, clock_wall_ms());
     if (applied > 0 && touches_registry(e.key, e.klen))
         registry_reload(m);
     return applied > 0;
@@ -389,7 +377,7 @@ static void registry_reload(meshnode_t *m)
     m->reg = NULL;
     m->nreg = 0;
     store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), reload_one, m);
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     for (size_t i = 0; i < m->nreg; i++) {
         const reg_node_t *r = &m->reg[i];
         if (r->id == m->o.id->node_id) {
@@ -582,7 +570,7 @@ static int pack_registry_entry(const store_entry_t *e, void *ctx)
 static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
 {
     store_entry_t out = {0};
-    int rc = store_put(m->o.store, key, strlen(key), val->data, val->size, wall_ms(), &out);
+    int rc = store_put(m->o.store, key, strlen(key), val->data, val->size, clock_wall_ms(), &out);
     if (rc == 0) {
         out.key = (char *)key;
         out.klen = strlen(key);
@@ -617,7 +605,7 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
         join_reply_err(m, rid, rl, "unknown", "the token's record is unreadable (%s)", why);
         return;
     }
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     if (tok.revoked) {
         join_reply_err(m, rid, rl, "revoked", "the token was revoked");
         return;
@@ -764,7 +752,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
         return;
     }
     if (type >= 1 && type < 32) {
-        swim_receive(m->swim, from, msg, len, mono_ms());
+        swim_receive(m->swim, from, msg, len, clock_mono_ms());
         swim_rearm(m);
     } else if (type == MESH_MSG_PUSH) {
         store_entry_t e;
@@ -772,7 +760,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
             m->bad_messages++;
             return;
         }
-        if (store_merge(m->o.store, &e, 1, wall_ms()) > 0) {
+        if (store_merge(m->o.store, &e, 1, clock_wall_ms()) > 0) {
             m->pushes_applied++;
             if (touches_registry(e.key, e.klen))
                 registry_reload(m);
@@ -781,7 +769,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
     } else if (type == AE_DIGEST || type == AE_ENTRIES) {
         struct reply_ctx rc = {m, from};
         uint64_t before = m->ae.entries_applied;
-        ae_handle(m->o.store, msg, len, wall_ms(), ae_reply, &rc, &m->ae);
+        ae_handle(m->o.store, msg, len, clock_wall_ms(), ae_reply, &rc, &m->ae);
         if (m->ae.entries_applied != before)
             registry_reload(m); /* cheap, and membership may have changed */
     } else {
@@ -885,7 +873,7 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     meshnode_t *m = t->data;
     double now = ev_now(loop), cpu = self_cpu_s();
     struct health *h = health_slot(m, m->o.id->node_id);
-    h->seq = wall_ms();
+    h->seq = clock_wall_ms();
     h->cpu_permille =
         now > m->cpu_at ? (uint32_t)(1000.0 * (cpu - m->cpu_last) / (now - m->cpu_at)) : 0;
     h->rss_kb = self_rss_kb();
@@ -1122,7 +1110,7 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     token_public_t pub;
     memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
     memcpy(t.role, role, rl);
-    t.expires_ms = wall_ms() + ttl;
+    t.expires_ms = clock_wall_ms() + ttl;
     randombytes_buf(t.secret, sizeof(t.secret));
     /* Seeds: this node first (it is certainly up), then up to two other live PoPs. */
     snprintf(t.seeds[0].addr, sizeof(t.seeds[0].addr), "%s", nodecfg_mesh_addr(m->o.cfg));
@@ -1133,7 +1121,7 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     token_public(&t, &pub);
 
     reg_token_t rec = {
-        .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = wall_ms()};
+        .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = clock_wall_ms()};
     memcpy(rec.role, role, rl);
     snprintf(rec.created_by, sizeof(rec.created_by), "%s", m->o.cfg->name);
     memcpy(rec.join_pk, pub.join_pk, 32);
@@ -1212,7 +1200,7 @@ static int cmd_token_list(void *ctx, const ctl_request_t *req, msgpack_packer *p
         return control_error(pk, CTL_FAILED, "cannot list tokens: %s",
                              store_last_error(m->o.store));
     }
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     msgpack_pack_array(pk, tv.n);
     for (size_t i = 0; i < tv.n; i++) {
         const reg_token_t *t = &tv.v[i];
@@ -1362,7 +1350,7 @@ void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx)
 {
     m->leave_done = done;
     m->leave_ctx = ctx;
-    swim_leave(m->swim, mono_ms());
+    swim_leave(m->swim, clock_mono_ms());
     swim_rearm(m);
     double drain = swim_leave_drain_ms(m->swim) / 1000.0;
     if (drain > LEAVE_DRAIN_MAX)
@@ -1389,7 +1377,7 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     msgpack_sbuffer meta;
     msgpack_sbuffer_init(&meta);
     pack_meta(&meta, o->cfg->name, nodecfg_mesh_addr(o->cfg), o->id->curve_pk);
-    m->swim = swim_new(&sc, &io, (const uint8_t *)meta.data, meta.size, mono_ms());
+    m->swim = swim_new(&sc, &io, (const uint8_t *)meta.data, meta.size, clock_mono_ms());
     msgpack_sbuffer_destroy(&meta);
     if (!m->swim) {
         snprintf(err, errlen, "cannot start membership: %s", strerror(errno));
@@ -1414,7 +1402,7 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
         goto fail;
     }
     /* Seeds from popd.conf: contacted even if the registry does not know them yet. */
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     for (unsigned i = 0; i < o->cfg->nseeds; i++) {
         uint64_t id = identity_node_id_of(o->cfg->seeds[i].curve_pk);
         if (id == o->id->node_id)

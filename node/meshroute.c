@@ -1,5 +1,7 @@
 #include "node/meshroute.h"
 
+#include "common/clock.h"
+
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
@@ -21,25 +23,11 @@ struct meshroute {
     uint64_t rng;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void arm_recompute(meshroute_t *m)
 {
     if (!route_is_dirty(m->route))
         return;
-    uint64_t now = mono_ms(), due = route_next_deadline(m->route);
+    uint64_t now = clock_mono_ms(), due = route_next_deadline(m->route);
     ev_timer_stop(m->loop, &m->recompute);
     ev_timer_set(&m->recompute, due > now ? (double)(due - now) / 1000.0 : 0.0, 0.0);
     ev_timer_start(m->loop, &m->recompute);
@@ -47,14 +35,14 @@ static void arm_recompute(meshroute_t *m)
 
 static void mark(meshroute_t *m)
 {
-    route_mark_dirty(m->route, mono_ms());
+    route_mark_dirty(m->route, clock_mono_ms());
     arm_recompute(m);
 }
 
 static void on_recompute(struct ev_loop *loop, ev_timer *t, int revents)
 {
     meshroute_t *m = t->data;
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     if (!route_due(m->route, now)) {
         arm_recompute(m);
         return;
@@ -77,7 +65,7 @@ static void publish_now(meshroute_t *m)
     ls_record_t rec;
     /* Wall-clock ms as the sequence: it keeps rising across restarts, so a restarted PoP's
      * first record beats the copies of its old one still circulating. */
-    ls_record_init(&rec, m->self, wall_ms());
+    ls_record_init(&rec, m->self, clock_wall_ms());
     m->io.collect(m->io.ctx, &rec);
     /* Rounding keeps RTT jitter from changing the record (and recomputing every PoP's routes)
      * on every publication. */

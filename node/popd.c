@@ -1,4 +1,5 @@
 /* popd: the PoP node daemon. Subcommands come from one table; help is generated from it. */
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
@@ -25,13 +26,6 @@
 #include <unistd.h>
 
 enum { EXIT_USAGE = 2 };
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 typedef struct subcommand {
     const char *name;
@@ -224,14 +218,14 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
         if (rc)
             snprintf(err, errlen, "cannot create the store in %s: %s", path, strerror(-rc));
         if (rc == 0 && nentries) {
-            int applied = store_merge(s, entries, nentries, wall_ms());
+            int applied = store_merge(s, entries, nentries, clock_wall_ms());
             if (applied < 0) {
                 rc = applied;
                 snprintf(err, errlen, "cannot store the mesh's registry: %s", store_last_error(s));
             }
         }
         if (rc == 0 && self_record) {
-            reg_node_t me = {.id = id->node_id, .joined_ms = wall_ms()};
+            reg_node_t me = {.id = id->node_id, .joined_ms = clock_wall_ms()};
             snprintf(me.name, sizeof(me.name), "%s", o->cfg.name);
             snprintf(me.region, sizeof(me.region), "%s", o->cfg.region);
             snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o->cfg));
@@ -245,7 +239,7 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
             reg_node_pack(&pk, &me);
             char key[64];
             reg_node_key(me.id, key, sizeof(key));
-            rc = store_put(s, key, strlen(key), sb.data, sb.size, wall_ms(), NULL);
+            rc = store_put(s, key, strlen(key), sb.data, sb.size, clock_wall_ms(), NULL);
             if (rc)
                 snprintf(err, errlen, "cannot register this node: %s", store_last_error(s));
             msgpack_sbuffer_destroy(&sb);
@@ -302,7 +296,7 @@ static int cmd_join(int argc, char **argv)
         fprintf(stderr, "popd join: the token is %s\n", why);
         return 1;
     }
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     if (now >= t.expires_ms) {
         fprintf(stderr,
                 "popd join: the token expired %llu s ago; ask for a new one "
