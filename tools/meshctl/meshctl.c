@@ -297,45 +297,58 @@ static const char *human_version(json_t *v, char *buf, size_t len)
     return buf;
 }
 
-static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
+/* The shape of every argument-less query: check there are no arguments, ask popd, and with
+ * --json print the answer as is. Returns an exit code; *out is the answer for the caller to
+ * render as a table (caller owns it), or NULL when it was already printed as JSON. */
+static int query(ctx_t *c, const command_t *self, int argc, const char *command, json_t **out)
 {
     request_t r;
     json_t *j;
+    *out = NULL;
     if (argc)
-        return usage(self, "status takes no arguments");
-    request_begin(&r, "status", 0);
+        return usage(self, "this command takes no arguments");
+    request_begin(&r, command, 0);
     int rc = roundtrip(c, &r, &j);
     if (rc)
         return rc;
     if (c->json) {
         print_json(j);
-    } else {
-        json_t *st = json_object_get(j, "store");
-        char a[32], b[32];
-        json_t *mem = json_object_get(j, "members");
-        printf("mesh      %s\n", json_string_value(json_object_get(j, "mesh_id")));
-        printf("members   %lld alive, %lld suspect, %lld dead, %lld left\n",
-               (long long)json_integer_value(json_object_get(mem, "alive")),
-               (long long)json_integer_value(json_object_get(mem, "suspect")),
-               (long long)json_integer_value(json_object_get(mem, "dead")),
-               (long long)json_integer_value(json_object_get(mem, "left")));
-        printf("node      %s\n", json_string_value(json_object_get(j, "name")));
-        printf("id        %s\n", json_string_value(json_object_get(j, "id")));
-        const char *region = json_string_value(json_object_get(j, "region"));
-        printf("region    %s\n", region && region[0] ? region : "-");
-        printf("version   %s\n", json_string_value(json_object_get(j, "version")));
-        printf("pid       %lld\n", (long long)json_integer_value(json_object_get(j, "pid")));
-        printf("uptime    %.1f s\n", json_number_value(json_object_get(j, "uptime_s")));
-        printf("data      %s\n", json_string_value(json_object_get(j, "data_dir")));
-        printf("entries   %lld live, %lld tombstones\n",
-               (long long)json_integer_value(json_object_get(st, "entries")),
-               (long long)json_integer_value(json_object_get(st, "tombstones")));
-        printf(
-            "store     %s used of %s\n",
-            human_size((uint64_t)json_integer_value(json_object_get(st, "map_used")), a, sizeof(a)),
-            human_size((uint64_t)json_integer_value(json_object_get(st, "map_size")), b,
-                       sizeof(b)));
+        json_decref(j);
+        return EXIT_OK;
     }
+    *out = j;
+    return EXIT_OK;
+}
+
+static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = query(c, self, argc, "status", &j);
+    if (rc || !j)
+        return rc;
+    json_t *st = json_object_get(j, "store");
+    char a[32], b[32];
+    json_t *mem = json_object_get(j, "members");
+    printf("mesh      %s\n", json_string_value(json_object_get(j, "mesh_id")));
+    printf("members   %lld alive, %lld suspect, %lld dead, %lld left\n",
+           (long long)json_integer_value(json_object_get(mem, "alive")),
+           (long long)json_integer_value(json_object_get(mem, "suspect")),
+           (long long)json_integer_value(json_object_get(mem, "dead")),
+           (long long)json_integer_value(json_object_get(mem, "left")));
+    printf("node      %s\n", json_string_value(json_object_get(j, "name")));
+    printf("id        %s\n", json_string_value(json_object_get(j, "id")));
+    const char *region = json_string_value(json_object_get(j, "region"));
+    printf("region    %s\n", region && region[0] ? region : "-");
+    printf("version   %s\n", json_string_value(json_object_get(j, "version")));
+    printf("pid       %lld\n", (long long)json_integer_value(json_object_get(j, "pid")));
+    printf("uptime    %.1f s\n", json_number_value(json_object_get(j, "uptime_s")));
+    printf("data      %s\n", json_string_value(json_object_get(j, "data_dir")));
+    printf("entries   %lld live, %lld tombstones\n",
+           (long long)json_integer_value(json_object_get(st, "entries")),
+           (long long)json_integer_value(json_object_get(st, "tombstones")));
+    printf("store     %s used of %s\n",
+           human_size((uint64_t)json_integer_value(json_object_get(st, "map_used")), a, sizeof(a)),
+           human_size((uint64_t)json_integer_value(json_object_get(st, "map_size")), b, sizeof(b)));
     json_decref(j);
     return EXIT_OK;
 }
@@ -547,45 +560,36 @@ static const char *human_time(uint64_t ms, char *buf, size_t len)
 
 static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc)
-        return usage(self, "members takes no arguments");
-    request_t r;
     json_t *j;
-    request_begin(&r, "members", 0);
-    int rc = roundtrip(c, &r, &j);
-    if (rc)
+    int rc = query(c, self, argc, "members", &j);
+    if (rc || !j)
         return rc;
-    if (c->json) {
-        print_json(j);
-    } else {
-        size_t i;
-        json_t *m;
-        printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %6s %8s\n", "NAME", "ID", "REGION", "ADDRESS",
-               "STATE", "INC", "RTT", "CPU", "RSS");
-        json_array_foreach(j, i, m)
-        {
-            char rtt[32] = "-";
-            long long ms = (long long)json_integer_value(json_object_get(m, "rtt_ms"));
-            if (json_is_true(json_object_get(m, "self")))
-                snprintf(rtt, sizeof(rtt), "(self)");
-            else if (ms > 0)
-                snprintf(rtt, sizeof(rtt), "%lldms", ms);
-            const char *region = json_string_value(json_object_get(m, "region"));
-            json_t *h = json_object_get(m, "health");
-            char cpu[16] = "-", rss[24] = "-";
-            if (json_is_object(h)) {
-                snprintf(cpu, sizeof(cpu), "%.1f%%",
-                         json_number_value(json_object_get(h, "cpu_pct")));
-                snprintf(rss, sizeof(rss), "%.1fM",
-                         (double)json_integer_value(json_object_get(h, "rss_kb")) / 1024.0);
-            }
-            printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %6s %8s\n",
-                   json_string_value(json_object_get(m, "name")),
-                   json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
-                   json_string_value(json_object_get(m, "addr")),
-                   json_string_value(json_object_get(m, "state")),
-                   (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, cpu, rss);
+    size_t i;
+    json_t *m;
+    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %6s %8s\n", "NAME", "ID", "REGION", "ADDRESS",
+           "STATE", "INC", "RTT", "CPU", "RSS");
+    json_array_foreach(j, i, m)
+    {
+        char rtt[32] = "-";
+        long long ms = (long long)json_integer_value(json_object_get(m, "rtt_ms"));
+        if (json_is_true(json_object_get(m, "self")))
+            snprintf(rtt, sizeof(rtt), "(self)");
+        else if (ms > 0)
+            snprintf(rtt, sizeof(rtt), "%lldms", ms);
+        const char *region = json_string_value(json_object_get(m, "region"));
+        json_t *h = json_object_get(m, "health");
+        char cpu[16] = "-", rss[24] = "-";
+        if (json_is_object(h)) {
+            snprintf(cpu, sizeof(cpu), "%.1f%%", json_number_value(json_object_get(h, "cpu_pct")));
+            snprintf(rss, sizeof(rss), "%.1fM",
+                     (double)json_integer_value(json_object_get(h, "rss_kb")) / 1024.0);
         }
+        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %6s %8s\n",
+               json_string_value(json_object_get(m, "name")),
+               json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
+               json_string_value(json_object_get(m, "addr")),
+               json_string_value(json_object_get(m, "state")),
+               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, cpu, rss);
     }
     json_decref(j);
     return EXIT_OK;
@@ -662,37 +666,29 @@ static int cmd_token_create(ctx_t *c, const command_t *self, int argc, char **ar
 
 static int cmd_token_list(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc)
-        return usage(self, "token list takes no arguments");
-    request_t r;
     json_t *j;
-    request_begin(&r, "token.list", 0);
-    int rc = roundtrip(c, &r, &j);
-    if (rc)
+    int rc = query(c, self, argc, "token.list", &j);
+    if (rc || !j)
         return rc;
-    if (c->json) {
-        print_json(j);
-    } else {
-        size_t i;
-        json_t *t;
-        printf("%-16s %-5s %-8s %-9s %-21s %s\n", "ID", "ROLE", "STATE", "USES", "EXPIRES",
-               "CREATED BY");
-        json_array_foreach(j, i, t)
-        {
-            char uses[32], when[40];
-            long long max = (long long)json_integer_value(json_object_get(t, "uses_max"));
-            long long used = (long long)json_integer_value(json_object_get(t, "uses"));
-            if (max)
-                snprintf(uses, sizeof(uses), "%lld/%lld", used, max);
-            else
-                snprintf(uses, sizeof(uses), "%lld/-", used);
-            printf("%-16s %-5s %-8s %-9s %-21s %s\n", json_string_value(json_object_get(t, "id")),
-                   json_string_value(json_object_get(t, "role")),
-                   json_string_value(json_object_get(t, "state")), uses,
-                   human_time((uint64_t)json_integer_value(json_object_get(t, "expires_ms")), when,
-                              sizeof(when)),
-                   json_string_value(json_object_get(t, "created_by")));
-        }
+    size_t i;
+    json_t *t;
+    printf("%-16s %-5s %-8s %-9s %-21s %s\n", "ID", "ROLE", "STATE", "USES", "EXPIRES",
+           "CREATED BY");
+    json_array_foreach(j, i, t)
+    {
+        char uses[32], when[40];
+        long long max = (long long)json_integer_value(json_object_get(t, "uses_max"));
+        long long used = (long long)json_integer_value(json_object_get(t, "uses"));
+        if (max)
+            snprintf(uses, sizeof(uses), "%lld/%lld", used, max);
+        else
+            snprintf(uses, sizeof(uses), "%lld/-", used);
+        printf("%-16s %-5s %-8s %-9s %-21s %s\n", json_string_value(json_object_get(t, "id")),
+               json_string_value(json_object_get(t, "role")),
+               json_string_value(json_object_get(t, "state")), uses,
+               human_time((uint64_t)json_integer_value(json_object_get(t, "expires_ms")), when,
+                          sizeof(when)),
+               json_string_value(json_object_get(t, "created_by")));
     }
     json_decref(j);
     return EXIT_OK;
@@ -758,19 +754,10 @@ static void print_path(json_t *path, char *buf, size_t len)
 
 static int cmd_routes(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc)
-        return usage(self, "routes takes no arguments");
-    request_t r;
     json_t *j;
-    request_begin(&r, "routes", 0);
-    int rc = roundtrip(c, &r, &j);
-    if (rc)
+    int rc = query(c, self, argc, "routes", &j);
+    if (rc || !j)
         return rc;
-    if (c->json) {
-        print_json(j);
-        json_decref(j);
-        return EXIT_OK;
-    }
     size_t i;
     json_t *e;
     char path[512], bpath[512];
