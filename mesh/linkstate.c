@@ -77,7 +77,7 @@ int ls_record_add_site(ls_record_t *rec, uint64_t site, uint32_t rtt_us, uint8_t
 {
     if (site == 0 || rtt_us > LS_RTT_MAX_US)
         return -EINVAL;
-    ls_site_t ns = {.site = site, .rtt_us = rtt_us, .state = state};
+    ls_site_t ns = {.site = site, .rtt_us = rtt_us, .state = state, .flags = 0};
     /* Binary search: records hold up to 256 sites and are rebuilt often. */
     uint32_t lo = 0, hi = rec->n_sites;
     while (lo < hi) {
@@ -156,10 +156,13 @@ int ls_record_pack(msgpack_packer *pk, const ls_record_t *rec)
     }
     msgpack_pack_array(pk, rec->n_sites);
     for (uint32_t i = 0; i < rec->n_sites; i++) {
-        msgpack_pack_array(pk, 3);
+        /* flags only when set, so a record without them encodes as before the field. */
+        msgpack_pack_array(pk, rec->sites[i].flags ? 4 : 3);
         msgpack_pack_uint64(pk, rec->sites[i].site);
         msgpack_pack_uint32(pk, rec->sites[i].rtt_us);
         msgpack_pack_uint8(pk, rec->sites[i].state);
+        if (rec->sites[i].flags)
+            msgpack_pack_uint8(pk, rec->sites[i].flags);
     }
     return 0;
 }
@@ -249,7 +252,13 @@ int ls_record_decode(const void *buf, size_t len, ls_record_t *rec, const char *
             BAD("site state out of range");
         s->rtt_us = (uint32_t)a;
         s->state = (uint8_t)b;
-        if (skip_extra(&r, fields, 3))
+        s->flags = 0;
+        if (fields >= 4) {
+            if (mpr_uint(&r, &a) || a > UINT8_MAX)
+                BAD("site flags are not an unsigned byte");
+            s->flags = (uint8_t)a;
+        }
+        if (skip_extra(&r, fields, 4))
             BAD("bad extra field in a site");
     }
 
@@ -415,6 +424,9 @@ int lsdb_insert(lsdb_t *db, const ls_record_t *rec)
         struct lrec *h = &db->recs[s->rec];
         if (same_content(h, rec)) {
             h->seq = rec->seq;
+            /* Display-only fields (site flags) may still have changed. */
+            for (uint32_t i = 0; i < h->n_sites; i++)
+                h->sites[i].flags = rec->sites[i].flags;
             db->st.refreshed++;
             return LSDB_REFRESHED;
         }

@@ -11,7 +11,7 @@
  *
  *     [LS_VERSION, origin: uint, seq: uint,
  *      links: [[peer: uint, rtt_us: uint, loss_permille: uint, ...], ...],
- *      sites: [[site: uint, rtt_us: uint, state: uint, ...], ...],
+ *      sites: [[site: uint, rtt_us: uint, state: uint, [flags: uint], ...], ...],
  *      ...]
  *
  *   origin, peer, site  64-bit ids, never 0; a link never names its own origin
@@ -62,7 +62,10 @@ typedef struct ls_site {
     uint64_t site;   /* site id, != 0 */
     uint32_t rtt_us; /* tunnel round trip, microseconds, <= LS_RTT_MAX_US */
     uint8_t state;   /* enum ls_site_state; unknown values are not usable */
+    uint8_t flags;   /* LS_SITE_PRIMARY: the site calls this PoP its primary (display only:
+                      * routing goes by cost) */
 } ls_site_t;
+#define LS_SITE_PRIMARY 0x01
 
 /* A whole record, by value (about 4.4 KiB: keep it off hot stacks in loops). links and sites
  * are sorted by strictly increasing peer / site id. */

@@ -7,6 +7,7 @@
 #include "common/xmalloc.h"
 #include "node/control.h"
 #include "node/identity.h"
+#include "node/dataplane.h"
 #include "node/meshnode.h"
 #include "node/nodecfg.h"
 #include "storage/hlc.h"
@@ -40,6 +41,7 @@ typedef struct node {
     control_t *control;
     void *zctx;
     meshnode_t *mesh;
+    dataplane_t *dataplane;
     bool removed; /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
@@ -120,8 +122,10 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return control_error(pk, CTL_FAILED, "storage error: %s", store_last_error(n->store));
     control_stats_t cs;
     control_get_stats(n->control, &cs);
-    msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS);
+    msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS + (n->dataplane ? DATAPLANE_STATUS_PAIRS : 0));
     meshnode_pack_status(n->mesh, pk);
+    if (n->dataplane)
+        dataplane_pack_status(n->dataplane, pk);
     mpw_kv_str(pk, "name", n->cfg.name);
     mpw_kv_str(pk, "id", n->id_hex);
     mpw_kv_str(pk, "region", n->cfg.region);
@@ -407,6 +411,15 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         return rc;
     if ((rc = nodecfg_load(n.dir, &n.cfg, err, errlen)) != 0)
         return rc;
+    if (opts->overrides) {
+        const nodecfg_t *ov = opts->overrides;
+        if (ov->tunnel_listen[0])
+            memcpy(n.cfg.tunnel_listen, ov->tunnel_listen, sizeof(n.cfg.tunnel_listen));
+        if (ov->tunnel_advertise[0])
+            memcpy(n.cfg.tunnel_advertise, ov->tunnel_advertise, sizeof(n.cfg.tunnel_advertise));
+        if (ov->ingress_address[0])
+            memcpy(n.cfg.ingress_address, ov->ingress_address, sizeof(n.cfg.ingress_address));
+    }
     const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
     if (log_level_parse(level) < 0) {
         snprintf(err, errlen, "log level '%s' is not debug, info, warn or error", level);
@@ -463,6 +476,14 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     meshnode_register_commands(n.mesh, n.control);
+    dataplane_opts_t dpo = {
+        .loop = n.loop, .store = n.store, .cfg = &n.cfg, .id = &n.id, .mesh = n.mesh};
+    n.dataplane = dataplane_new(&dpo, err, errlen);
+    if (!n.dataplane) {
+        rc = -EADDRINUSE;
+        goto out;
+    }
+    dataplane_register_commands(n.dataplane, n.control);
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
     n.sigint.data = n.sigterm.data = &n;
@@ -490,6 +511,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     }
 out:
     control_destroy(&n.control);
+    dataplane_destroy(&n.dataplane);
     meshnode_destroy(&n.mesh);
     if (n.zctx)
         zmq_ctx_term(n.zctx);

@@ -12,6 +12,9 @@
 typedef struct daemon_opts {
     const char *data_dir;
     const char *log_level; /* overrides popd.conf; NULL keeps it */
+    /* Non-empty tunnel_listen, tunnel_advertise, ingress_address override popd.conf for this
+     * run; NULL keeps everything. */
+    const struct nodecfg *overrides;
 } daemon_opts_t;
 
 /* Runs the node in the foreground until SIGINT or SIGTERM. Returns 0 after a clean shutdown,

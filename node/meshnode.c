@@ -31,6 +31,7 @@
 #include "gossip/antientropy.h"
 #include "gossip/swim.h"
 #include "node/meshnet.h"
+#include "node/meshnode_int.h"
 #include "node/meshroute.h"
 #include "node/registry.h"
 #include "node/token.h"
@@ -93,6 +94,8 @@ struct meshnode {
     uint64_t joins_ok, joins_refused, bad_messages, pushes_applied;
     bool removed;
     meshroute_t *routes;
+    void (*site_source)(void *ctx, ls_record_t *rec); /* meshnode_set_site_source */
+    void *site_source_ctx;
     struct health *health; /* one per member that sent one, self included */
     size_t nhealth;
     ev_timer health_timer;
@@ -581,6 +584,22 @@ static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val
     return rc;
 }
 
+int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
+{
+    return put_record(m, key, val);
+}
+
+const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n)
+{
+    *n = m->nreg;
+    return m->reg;
+}
+
+store_t *meshnode_store(const meshnode_t *m)
+{
+    return m->o.store;
+}
+
 static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_t rl,
                         const uint8_t *msg, size_t len)
 {
@@ -620,10 +639,42 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
                        want.role);
         return;
     }
+    if (tok.site[0] && (strcmp(want.role, "site") != 0 || strcmp(want.name, tok.site) != 0)) {
+        join_reply_err(m, rid, rl, "site",
+                       "this token enrolls site '%s' only; it cannot enroll %s '%s'", tok.site,
+                       want.role, want.name);
+        return;
+    }
+    /* A site listens on nothing (it dials out), so its address may be empty. */
+    bool addr_ok = (!strcmp(want.role, "site") && !want.addr[0]) || !nodecfg_check_addr(want.addr, 0);
     if (nodecfg_check_name(want.name) || (want.region[0] && nodecfg_check_name(want.region)) ||
-        nodecfg_check_addr(want.addr, 0)) {
+        !addr_ok) {
         join_reply_err(m, rid, rl, "invalid", "name, region or address is invalid");
         return;
+    }
+    if (strcmp(want.role, "site") == 0) {
+        reg_site_t site;
+        int src = meshadmin_site_get(m->o.store, want.name, &site);
+        if (src != 0) {
+            join_reply_err(m, rid, rl, "no-site",
+                           "there is no site '%s' in this mesh (meshctl site add %s)", want.name,
+                           want.name);
+            return;
+        }
+        if (site.removed) {
+            join_reply_err(m, rid, rl, "no-site",
+                           "site '%s' was removed from this mesh (meshctl site add %s to add it "
+                           "again)",
+                           want.name, want.name);
+            return;
+        }
+        /* Two site.add of one name on two nodes at once: the site/ record that won names the
+         * token that enrolls it. */
+        if (tok.site[0] && site.token_id != token_id) {
+            join_reply_err(m, rid, rl, "site",
+                           "site '%s' was added again with another token; use that one", want.name);
+            return;
+        }
     }
     want.id = identity_node_id_of(want.curve_pk);
     const reg_node_t *same = reg_find(m, want.id);
@@ -927,8 +978,11 @@ static void collect_link(const swim_member_info_t *mi, void *ctx)
 
 static void ls_collect(void *ctx, ls_record_t *rec)
 {
+    meshnode_t *m = ctx;
     struct collect_ctx c = {ctx, rec};
-    swim_foreach(((meshnode_t *)ctx)->swim, collect_link, &c);
+    swim_foreach(m->swim, collect_link, &c);
+    if (m->site_source)
+        m->site_source(m->site_source_ctx, rec); /* the sites attached here (dataplane) */
 }
 
 static void ls_publish(void *ctx, const uint8_t *buf, size_t len)
@@ -1092,6 +1146,57 @@ static void add_seed(const swim_member_info_t *mi, void *ctx)
     memcpy(s->curve_pk, r->curve_pk, 32);
 }
 
+int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint64_t ttl,
+                        uint64_t uses, char *text, size_t textlen, reg_token_t *rec, char *err,
+                        size_t errlen)
+{
+    token_t t = {0};
+    token_public_t pub;
+    memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
+    snprintf(t.role, sizeof(t.role), "%s", role);
+    snprintf(t.site, sizeof(t.site), "%s", site ? site : ""); /* popsite learns its name here */
+    t.expires_ms = clock_wall_ms() + ttl;
+    randombytes_buf(t.secret, sizeof(t.secret));
+    /* Seeds: this node first (it is certainly up), then up to two other live PoPs. */
+    snprintf(t.seeds[0].addr, sizeof(t.seeds[0].addr), "%s", nodecfg_mesh_addr(m->o.cfg));
+    memcpy(t.seeds[0].curve_pk, m->o.id->curve_pk, 32);
+    t.nseeds = 1;
+    struct seeds_ctx sc = {m, &t};
+    swim_foreach(m->swim, add_seed, &sc);
+    token_public(&t, &pub);
+
+    *rec = (reg_token_t){
+        .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = clock_wall_ms()};
+    snprintf(rec->role, sizeof(rec->role), "%s", role);
+    snprintf(rec->site, sizeof(rec->site), "%s", site ? site : "");
+    snprintf(rec->created_by, sizeof(rec->created_by), "%s", m->o.cfg->name);
+    memcpy(rec->join_pk, pub.join_pk, 32);
+    msgpack_sbuffer sb;
+    msgpack_packer vp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
+    reg_token_pack(&vp, rec);
+    char key[64];
+    reg_token_key(pub.id, key, sizeof(key));
+    int rc = put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        sodium_memzero(&t, sizeof(t));
+        snprintf(err, errlen, "cannot store the token: %s", store_last_error(m->o.store));
+        return rc;
+    }
+    rc = token_encode(&t, m->o.meshkey->sk, text, textlen);
+    sodium_memzero(&t, sizeof(t));
+    if (rc) {
+        snprintf(err, errlen, "cannot encode the token");
+        return rc;
+    }
+    log_info("mesh: created %s token %016llx%s%s (%llu uses, expires in %llu s)", rec->role,
+             (unsigned long long)rec->id, rec->site[0] ? " for site " : "", rec->site,
+             (unsigned long long)uses, (unsigned long long)(ttl / 1000));
+    return 0;
+}
+
 static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     meshnode_t *m = ctx;
@@ -1106,45 +1211,12 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     if (ctl_arg_uint(req, "uses", &uses) < 0 || uses > 1000000)
         return control_error(pk, CTL_BAD_REQUEST, "uses must be 0 (unlimited) to 1000000");
 
-    token_t t = {0};
-    token_public_t pub;
-    memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
-    memcpy(t.role, role, rl);
-    t.expires_ms = clock_wall_ms() + ttl;
-    randombytes_buf(t.secret, sizeof(t.secret));
-    /* Seeds: this node first (it is certainly up), then up to two other live PoPs. */
-    snprintf(t.seeds[0].addr, sizeof(t.seeds[0].addr), "%s", nodecfg_mesh_addr(m->o.cfg));
-    memcpy(t.seeds[0].curve_pk, m->o.id->curve_pk, 32);
-    t.nseeds = 1;
-    struct seeds_ctx sc = {m, &t};
-    swim_foreach(m->swim, add_seed, &sc);
-    token_public(&t, &pub);
-
-    reg_token_t rec = {
-        .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = clock_wall_ms()};
-    memcpy(rec.role, role, rl);
-    snprintf(rec.created_by, sizeof(rec.created_by), "%s", m->o.cfg->name);
-    memcpy(rec.join_pk, pub.join_pk, 32);
-    msgpack_sbuffer sb;
-    msgpack_packer vp;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
-    reg_token_pack(&vp, &rec);
-    char key[64];
-    reg_token_key(pub.id, key, sizeof(key));
-    int rc = put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    if (rc) {
-        sodium_memzero(&t, sizeof(t));
-        return control_error(pk, CTL_FAILED, "cannot store the token: %s",
-                             store_last_error(m->o.store));
-    }
-    char text[TOKEN_TEXT_MAX + 1], id[17];
-    rc = token_encode(&t, m->o.meshkey->sk, text, sizeof(text));
-    sodium_memzero(&t, sizeof(t));
-    if (rc)
-        return control_error(pk, CTL_FAILED, "cannot encode the token");
-    identity_id_hex(pub.id, id);
+    char rolez[REG_ROLE_MAX + 1] = "", text[TOKEN_TEXT_MAX + 1], id[17], err[300];
+    reg_token_t rec;
+    memcpy(rolez, role, rl);
+    if (meshnode_token_mint(m, rolez, NULL, ttl, uses, text, sizeof(text), &rec, err, sizeof(err)))
+        return control_error(pk, CTL_FAILED, "%s", err);
+    identity_id_hex(rec.id, id);
     msgpack_pack_map(pk, 5);
     mpw_kv_str(pk, "token", text);
     mpw_kv_str(pk, "id", id);
@@ -1152,8 +1224,6 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     mpw_kv_u64(pk, "expires_ms", rec.expires_ms);
     mpw_kv_u64(pk, "uses_max", rec.uses_max);
     sodium_memzero(text, sizeof(text));
-    log_info("mesh: created %s token %s (%llu uses, expires in %llu s)", rec.role, id,
-             (unsigned long long)uses, (unsigned long long)(ttl / 1000));
     return CTL_OK;
 }
 
@@ -1284,7 +1354,21 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
         return control_error(pk, CTL_REFUSED,
                              "a node cannot remove itself; run this on "
                              "another member");
-    reg_node_t rec = *found;
+    reg_node_t rec = *found; /* the write below replaces the registry snapshot */
+    if (meshnode_remove_node(m, &rec))
+        return control_error(pk, CTL_FAILED, "cannot record the removal: %s",
+                             store_last_error(m->o.store));
+    char id[17];
+    identity_id_hex(rec.id, id);
+    msgpack_pack_map(pk, 2);
+    mpw_kv_str(pk, "name", rec.name);
+    mpw_kv_str(pk, "id", id);
+    return CTL_OK;
+}
+
+int meshnode_remove_node(meshnode_t *m, const reg_node_t *n)
+{
+    reg_node_t rec = *n;
     rec.removed = true;
     msgpack_sbuffer sb;
     msgpack_packer vp;
@@ -1294,8 +1378,10 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
     char key[64];
     reg_node_key(rec.id, key, sizeof(key));
     /* Arm the direct pushes before the write: the reload it triggers keeps the transport to
-     * the removed node open only while pushes are pending. */
-    for (int i = 0; i < MAX_PENDING_PUSH; i++) {
+     * the removed node open only while pushes are pending. Only a PoP listens for them; a
+     * site learns from the PoPs that refuse its key. */
+    bool member = strcmp(rec.role, "pop") == 0;
+    for (int i = 0; member && i < MAX_PENDING_PUSH; i++) {
         if (m->pushes[i].left <= 0) {
             m->pushes[i].id = rec.id;
             m->pushes[i].left = REMOVAL_PUSHES;
@@ -1305,18 +1391,15 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
     int rc = put_record(m, key, &sb);
     msgpack_sbuffer_destroy(&sb);
     if (rc)
-        return control_error(pk, CTL_FAILED, "cannot record the removal: %s",
-                             store_last_error(m->o.store));
-    ev_timer_stop(m->o.loop, &m->push_timer);
-    ev_timer_set(&m->push_timer, 0.0, 0.5);
-    ev_timer_start(m->o.loop, &m->push_timer);
-    log_warn("mesh: removed node %s (%016llx) from the mesh", rec.name, (unsigned long long)rec.id);
-    char id[17];
-    identity_id_hex(rec.id, id);
-    msgpack_pack_map(pk, 2);
-    mpw_kv_str(pk, "name", rec.name);
-    mpw_kv_str(pk, "id", id);
-    return CTL_OK;
+        return rc;
+    if (member) {
+        ev_timer_stop(m->o.loop, &m->push_timer);
+        ev_timer_set(&m->push_timer, 0.0, 0.5);
+        ev_timer_start(m->o.loop, &m->push_timer);
+    }
+    log_warn("mesh: removed %s %s (%016llx) from the mesh",
+             strcmp(rec.role, "pop") ? rec.role : "node", rec.name, (unsigned long long)rec.id);
+    return 0;
 }
 
 static const control_command_t commands[] = {
@@ -1334,7 +1417,8 @@ static const control_command_t commands[] = {
 
 int meshnode_register_commands(meshnode_t *m, control_t *ctl)
 {
-    return control_add_commands(ctl, commands, m);
+    int rc = control_add_commands(ctl, commands, m);
+    return rc ? rc : control_add_commands(ctl, meshadmin_commands, m);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
@@ -1454,4 +1538,35 @@ void meshnode_destroy(meshnode_t **mp)
     free(m->reg);
     free(m);
     *mp = NULL;
+}
+
+/* ---- for the data plane ---------------------------------------------------------------------- */
+
+void meshnode_set_site_source(meshnode_t *m, void (*fn)(void *ctx, ls_record_t *rec), void *ctx)
+{
+    m->site_source = fn;
+    m->site_source_ctx = ctx;
+}
+
+void meshnode_linkstate_changed(meshnode_t *m)
+{
+    meshroute_publish_soon(m->routes);
+}
+
+const route_table_t *meshnode_routes(const meshnode_t *m)
+{
+    return meshroute_table(m->routes);
+}
+
+const lsdb_t *meshnode_lsdb(const meshnode_t *m)
+{
+    return meshroute_lsdb(m->routes);
+}
+
+bool meshnode_is_alive(const meshnode_t *m, uint64_t id)
+{
+    swim_member_info_t mi;
+    if (id == m->o.id->node_id)
+        return true;
+    return swim_member_get(m->swim, id, &mi) == 0 && mi.state == SWIM_ALIVE;
 }

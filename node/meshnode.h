@@ -52,4 +52,18 @@ void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx);
 #define MESHNODE_STATUS_PAIRS 3
 void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk);
 
+/* ---- for the data plane (node/dataplane.c) ---- */
+#include "mesh/linkstate.h"
+#include "mesh/route.h"
+/* fn adds the sites attached to this PoP to each link-state record it publishes. */
+void meshnode_set_site_source(meshnode_t *m, void (*fn)(void *ctx, ls_record_t *rec), void *ctx);
+/* A site attached or detached here: publish the link state now rather than at the period. */
+void meshnode_linkstate_changed(meshnode_t *m);
+/* The current routes (NULL before the first computation); borrowed until the loop turns. */
+const route_table_t *meshnode_routes(const meshnode_t *m);
+/* Every PoP's link-state record (for meshctl sites). Borrowed until the loop turns. */
+const lsdb_t *meshnode_lsdb(const meshnode_t *m);
+/* Whether SWIM holds id alive (this node always is). */
+bool meshnode_is_alive(const meshnode_t *m, uint64_t id);
+
 #endif

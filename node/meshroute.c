@@ -242,3 +242,8 @@ void meshroute_pack(meshroute_t *m, msgpack_packer *pk)
     mpw_kv_u64(pk, "sites", info.sites);
     mpw_kv_u64(pk, "sites_reachable", info.sites_reachable);
 }
+
+const lsdb_t *meshroute_lsdb(const meshroute_t *m)
+{
+    return m->db;
+}

@@ -50,6 +50,9 @@ void meshroute_publish_soon(meshroute_t *m);
  * iteration. */
 const route_table_t *meshroute_table(const meshroute_t *m);
 
+/* The records held (every PoP's latest). Borrowed. */
+const lsdb_t *meshroute_lsdb(const meshroute_t *m);
+
 /* {sites: [{site, egress, path, cost_ms, backup}], pops: [{pop, next_hop, path, cost_ms}],
  *  info: {...}} for meshctl routes. */
 void meshroute_pack(meshroute_t *m, msgpack_packer *pk);

@@ -4,9 +4,11 @@
 #include "common/log.h"
 #include "storage/store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -212,6 +214,24 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         }
         return 0;
     }
+    if (kvfile_is(name, nlen, "tunnel-listen") || kvfile_is(name, nlen, "tunnel-advertise") ||
+        kvfile_is(name, nlen, "ingress-address")) {
+        char *dst = name[0] == 'i'              ? c->ingress_address
+                    : kvfile_is(name, nlen, "tunnel-listen") ? c->tunnel_listen
+                                                             : c->tunnel_advertise;
+        if (vl > NODECFG_ADDR_MAX) {
+            snprintf(err, errlen, "%.*s is too long", (int)nlen, name);
+            return -EINVAL;
+        }
+        memcpy(dst, v, vl);
+        dst[vl] = '\0';
+        if (name[0] == 'i' ? nodecfg_check_ip(dst) : nodecfg_check_addr(dst, 0)) {
+            snprintf(err, errlen, "%.*s must be %s", (int)nlen, name,
+                     name[0] == 'i' ? "an IP address" : "HOST:PORT (IPv6 in brackets)");
+            return -EINVAL;
+        }
+        return 0;
+    }
     if (kvfile_is(name, nlen, "seed")) {
         if (c->nseeds == NODECFG_MAX_SEEDS) {
             snprintf(err, errlen, "more than %d seeds", NODECFG_MAX_SEEDS);
@@ -291,6 +311,14 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
                  c->name, c->region, c->log_level, (unsigned long long)c->store_map_size,
                  (unsigned long long)c->tombstone_grace, c->mesh_listen,
                  c->advertise[0] ? "advertise = " : "", c->advertise, c->advertise[0] ? "\n" : "");
+    const struct {
+        const char *k, *v;
+    } opt[] = {{"tunnel-listen", c->tunnel_listen},
+               {"tunnel-advertise", c->tunnel_advertise},
+               {"ingress-address", c->ingress_address}};
+    for (unsigned i = 0; i < 3 && n > 0 && (size_t)n < sizeof(text); i++)
+        if (opt[i].v[0])
+            n += snprintf(text + n, sizeof(text) - (size_t)n, "%s = %s\n", opt[i].k, opt[i].v);
     for (unsigned i = 0; i < c->nseeds && n > 0 && (size_t)n < sizeof(text); i++) {
         char hex[65];
         for (int k = 0; k < 32; k++)
@@ -322,4 +350,34 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
         return -e;
     }
     return 0;
+}
+
+void nodecfg_tunnel_listen(const nodecfg_t *c, char *out, size_t len)
+{
+    if (c->tunnel_listen[0]) {
+        snprintf(out, len, "%s", c->tunnel_listen);
+        return;
+    }
+    const char *colon = strrchr(c->mesh_listen, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+    snprintf(out, len, "%.*s:%ld", colon ? (int)(colon - c->mesh_listen) : 0, c->mesh_listen,
+             port > 0 && port < 65535 ? port + 1 : 0);
+}
+
+void nodecfg_tunnel_addr(const nodecfg_t *c, char *out, size_t len)
+{
+    if (c->tunnel_advertise[0]) {
+        snprintf(out, len, "%s", c->tunnel_advertise);
+        return;
+    }
+    nodecfg_tunnel_listen(c, out, len);
+}
+
+int nodecfg_check_ip(const char *s)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
+        return 0;
+    return -EINVAL;
 }

@@ -27,6 +27,10 @@ typedef struct nodecfg {
     uint64_t tombstone_grace;                /* ms: how long deletes are remembered */
     char mesh_listen[NODECFG_ADDR_MAX + 1];  /* "host:port" the mesh ROUTER binds */
     char advertise[NODECFG_ADDR_MAX + 1];    /* "host:port" peers dial; empty = mesh_listen */
+    char tunnel_listen[NODECFG_ADDR_MAX + 1];    /* "host:port" sites and PoPs connect to for
+                                                  * tunnels; "" = mesh host, mesh port + 1 */
+    char tunnel_advertise[NODECFG_ADDR_MAX + 1]; /* what they dial; "" = tunnel_listen */
+    char ingress_address[NODECFG_ADDR_MAX + 1];  /* address resource ports bind; "" = all */
     nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;
@@ -47,6 +51,13 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen);
 int nodecfg_check_addr(const char *s, int allow_zero);
 /* The address peers should dial: advertise if set, else mesh_listen. */
 const char *nodecfg_mesh_addr(const nodecfg_t *c);
+
+/* The tunnel endpoint to bind (tunnel_listen, or the mesh host with the mesh port + 1) and
+ * the one to publish (tunnel_advertise, else that). out holds NODECFG_ADDR_MAX + 1. */
+void nodecfg_tunnel_listen(const nodecfg_t *c, char *out, size_t len);
+void nodecfg_tunnel_addr(const nodecfg_t *c, char *out, size_t len);
+/* Checks an IP address without a port (v4 or v6, no brackets). 0 or -EINVAL. */
+int nodecfg_check_ip(const char *s);
 
 /* Parses "123", "64k", "1M", "2G" (powers of 1024) into bytes. 0 or -EINVAL. */
 int nodecfg_parse_size(const char *s, size_t len, uint64_t *out);

@@ -110,11 +110,29 @@ static const struct option node_longopts[] = {
     {"region", required_argument, NULL, 'r'},
     {"mesh-listen", required_argument, NULL, 'L'},
     {"advertise", required_argument, NULL, 'A'},
+    {"tunnel-listen", required_argument, NULL, 'T'},
+    {"tunnel-advertise", required_argument, NULL, 'V'},
+    {"ingress-address", required_argument, NULL, 'I'},
     {"store-map-size", required_argument, NULL, 'm'},
     {"tombstone-grace", required_argument, NULL, 'g'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* --tunnel-listen (T), --tunnel-advertise (V), --ingress-address (I), shared by init, join
+ * and run. -1 when set, else the exit code of a usage error. */
+static int set_tunnel_opt(const char *cmd, nodecfg_t *cfg, int opt, const char *v)
+{
+    const char *name = opt == 'T' ? "tunnel-listen" : opt == 'V' ? "tunnel-advertise"
+                                                                  : "ingress-address";
+    char *dst = opt == 'T' ? cfg->tunnel_listen : opt == 'V' ? cfg->tunnel_advertise
+                                                              : cfg->ingress_address;
+    if (opt == 'I' ? nodecfg_check_ip(v) : nodecfg_check_addr(v, 0))
+        return usage_error(cmd, "--%s '%s' must be %s", name, v,
+                           opt == 'I' ? "an IP address" : "HOST:PORT (IPv6 in brackets)");
+    snprintf(dst, NODECFG_ADDR_MAX + 1, "%s", v);
+    return -1;
+}
 
 /* Parses the shared options; returns -1 to go on, else an exit code. */
 static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_opts *o,
@@ -143,6 +161,14 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
             snprintf(c == 'L' ? o->cfg.mesh_listen : o->cfg.advertise, NODECFG_ADDR_MAX + 1, "%s",
                      optarg);
             break;
+        case 'T':
+        case 'V':
+        case 'I': {
+            int bad = set_tunnel_opt(cmd, &o->cfg, c, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
         case 'm':
             if (nodecfg_parse_size(optarg, strlen(optarg), &o->cfg.store_map_size) ||
                 o->cfg.store_map_size < (1u << 20))
@@ -381,10 +407,16 @@ static int cmd_run(int argc, char **argv)
     static const struct option longopts[] = {
         {"data", required_argument, NULL, 'd'},
         {"log-level", required_argument, NULL, 'l'},
+        {"tunnel-listen", required_argument, NULL, 'T'},
+        {"tunnel-advertise", required_argument, NULL, 'V'},
+        {"ingress-address", required_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     daemon_opts_t o = {0};
+    nodecfg_t over;
+    memset(&over, 0, sizeof(over));
+    o.overrides = &over;
     int c;
     while ((c = getopt_long(argc, argv, "d:l:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -396,6 +428,14 @@ static int cmd_run(int argc, char **argv)
                 return usage_error("run", "--log-level must be debug, info, warn or error");
             o.log_level = optarg;
             break;
+        case 'T':
+        case 'V':
+        case 'I': {
+            int bad = set_tunnel_opt("run", &over, c, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
         case 'h':
             print_sub_help(find_subcommand("run"));
             return 0;
@@ -427,20 +467,28 @@ static int cmd_help(int argc, char **argv);
 static const subcommand_t subcommands[] = {
     {"init", cmd_init,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
-     "HOST:PORT]\n             [--store-map-size SIZE] [--tombstone-grace DUR]",
+     "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
+     "[--ingress-address IP]\n             [--store-map-size SIZE] [--tombstone-grace DUR]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
      "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
      "the mesh socket binds (default 127.0.0.1:7946); --advertise is what peers dial\n"
-     "(required when --mesh-listen is a wildcard)."},
+     "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
+     "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"
+     "is what they dial; --ingress-address is the address resource ports bind (default\n"
+     "all addresses)."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
-     "HOST:PORT]\n             [--store-map-size SIZE] [--tombstone-grace DUR] TOKEN",
+     "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
+     "[--ingress-address IP]\n             [--store-map-size SIZE] [--tombstone-grace DUR] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
      "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
-    {"run", cmd_run, "--data DIR [--log-level debug|info|warn|error]",
+    {"run", cmd_run,
+     "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
+     "             [--tunnel-advertise HOST:PORT] [--ingress-address IP]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
-     "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR."},
+     "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
+     "The tunnel and ingress options override popd.conf for this run."},
     {"version", cmd_version, "", "Prints the version."},
     {"help", cmd_help, "[COMMAND]", "Shows help for all commands or one."},
     {NULL, NULL, NULL, NULL},

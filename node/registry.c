@@ -42,7 +42,10 @@ int reg_node_key_id(const char *key, size_t klen, uint64_t *id)
 
 void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
 {
-    msgpack_pack_map(pk, 8);
+    /* tunnel_addr only when set: a record without it stays what it was before the field. */
+    msgpack_pack_map(pk, n->tunnel_addr[0] ? 9 : 8);
+    if (n->tunnel_addr[0])
+        mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
     mpw_kv_str(pk, "name", n->name);
     mpw_kv_str(pk, "region", n->region);
     mpw_kv_str(pk, "addr", n->addr);
@@ -55,7 +58,8 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
 
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
 {
-    msgpack_pack_map(pk, 7);
+    /* site only when set: a PoP token's record stays what it was before the field existed. */
+    msgpack_pack_map(pk, t->site[0] ? 8 : 7);
     mpw_kv_str(pk, "role", t->role);
     mpw_kv_u64(pk, "expires_ms", t->expires_ms);
     mpw_kv_u64(pk, "uses_max", t->uses_max);
@@ -63,6 +67,26 @@ void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
     mpw_kv_str(pk, "created_by", t->created_by);
     mpw_kv_bin(pk, "join_pk", t->join_pk, 32);
     mpw_kv_bool(pk, "revoked", t->revoked);
+    if (t->site[0])
+        mpw_kv_str(pk, "site", t->site);
+}
+
+int reg_site_key(const char *name, char *out, size_t len)
+{
+    if (nodecfg_check_name(name))
+        return -EINVAL;
+    int n = snprintf(out, len, REG_SITE_PREFIX "%s", name);
+    return n < 0 || (size_t)n >= len ? -EINVAL : 0;
+}
+
+void reg_site_pack(msgpack_packer *pk, const reg_site_t *s)
+{
+    msgpack_pack_map(pk, 5);
+    mpw_kv_str(pk, "name", s->name);
+    mpw_kv_u64(pk, "created_ms", s->created_ms);
+    mpw_kv_str(pk, "created_by", s->created_by);
+    mpw_kv_u64(pk, "token_id", s->token_id);
+    mpw_kv_bool(pk, "removed", s->removed);
 }
 
 void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms)
@@ -170,10 +194,15 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         {"role", F_STR, n->role, sizeof(n->role), true, false},
         {"joined_ms", F_U64, &n->joined_ms, 0, false, false},
         {"removed", F_BOOL, &n->removed, 0, false, false},
+        {"tunnel_addr", F_STR, n->tunnel_addr, sizeof(n->tunnel_addr), false, false},
     };
     int rc = parse_fields(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
+    if (n->tunnel_addr[0] && nodecfg_check_addr(n->tunnel_addr, 0)) {
+        *why = "tunnel_addr is not host:port";
+        return -EBADMSG;
+    }
     if (identity_node_id_of(n->curve_pk) != id) {
         *why = "curve_pk does not belong to the record's node id";
         return -EBADMSG;
@@ -193,10 +222,40 @@ int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
         {"created_by", F_STR, t->created_by, sizeof(t->created_by), false, false},
         {"join_pk", F_BIN32, t->join_pk, 0, true, false},
         {"revoked", F_BOOL, &t->revoked, 0, false, false},
+        {"site", F_STR, t->site, sizeof(t->site), false, false},
     };
     int rc = parse_fields(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
+    if (t->site[0] && nodecfg_check_name(t->site)) {
+        *why = "site is not a valid site name";
+        return -EBADMSG;
+    }
     t->id = id;
+    return 0;
+}
+
+int reg_site_parse(const uint8_t *buf, size_t len, const char *name, reg_site_t *s,
+                   const char **why)
+{
+    memset(s, 0, sizeof(*s));
+    struct field fs[] = {
+        {"name", F_STR, s->name, sizeof(s->name), true, false},
+        {"created_ms", F_U64, &s->created_ms, 0, false, false},
+        {"created_by", F_STR, s->created_by, sizeof(s->created_by), false, false},
+        {"token_id", F_U64, &s->token_id, 0, true, false},
+        {"removed", F_BOOL, &s->removed, 0, false, false},
+    };
+    int rc = parse_fields(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    if (rc)
+        return rc;
+    if (nodecfg_check_name(s->name)) {
+        *why = "name is not a valid site name";
+        return -EBADMSG;
+    }
+    if (strcmp(s->name, name) != 0) {
+        *why = "the record's name is not the name in its key";
+        return -EBADMSG;
+    }
     return 0;
 }

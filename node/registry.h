@@ -1,10 +1,16 @@
 /* registry: the replicated member and token records, as stored in the store.
  *
  *   node/<id:16 hex>                 {name, region, addr, curve_pk, sign_pk, role, joined_ms,
- *                                     removed}
+ *                                     removed, [tunnel_addr]}
  *   token/<id:16 hex>                {role, expires_ms, uses_max, created_ms, created_by,
- *                                     join_pk, revoked}
+ *                                     join_pk, revoked, site?}
  *   tokenuse/<token id>/<node id>    {name, at_ms}
+ *   site/<name>                      {name, created_ms, created_by, token_id, removed}
+ *
+ * A site token (meshctl site add) carries the name of the site it enrolls in `site`; the
+ * field is absent on every other token, and on records written before it existed, which
+ * decode with site = "". A site/ record is what makes a site name enrollable: a JOIN with
+ * role site is admitted only for a name whose site/ record exists and is not removed.
  *
  * Values are msgpack maps with string keys, so fields can be added later; decoders skip
  * fields they do not know and refuse records missing a field they need. Records come from
@@ -24,6 +30,8 @@
 #define REG_NODE_PREFIX     "node/"
 #define REG_TOKEN_PREFIX    "token/"
 #define REG_TOKENUSE_PREFIX "tokenuse/"
+#define REG_SITE_PREFIX     "site/"
+#define REG_SITE_KEY_MAX    (sizeof(REG_SITE_PREFIX) + NODECFG_NAME_MAX) /* with the NUL */
 #define REG_ROLE_MAX        15
 
 typedef struct reg_node {
@@ -36,6 +44,8 @@ typedef struct reg_node {
     char role[REG_ROLE_MAX + 1]; /* "pop" or "site" */
     uint64_t joined_ms;
     bool removed;
+    char tunnel_addr[NODECFG_ADDR_MAX + 1]; /* PoPs: "host:port" sites and PoPs dial for
+                                             * tunnels; "" = none (optional field) */
 } reg_node_t;
 
 typedef struct reg_token {
@@ -47,7 +57,16 @@ typedef struct reg_token {
     char created_by[NODECFG_NAME_MAX + 1];
     uint8_t join_pk[32];
     bool revoked;
+    char site[NODECFG_NAME_MAX + 1]; /* the site a site token enrolls; "" = not bound */
 } reg_token_t;
+
+typedef struct reg_site {
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t created_ms; /* Unix ms */
+    char created_by[NODECFG_NAME_MAX + 1];
+    uint64_t token_id; /* the site token minted with it */
+    bool removed;
+} reg_site_t;
 
 /* Keys. out must hold at least 64 bytes. */
 void reg_node_key(uint64_t id, char *out, size_t len);
@@ -65,5 +84,14 @@ void reg_token_pack(msgpack_packer *pk, const reg_token_t *t);
 int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why);
 
 void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms);
+
+/* "site/<name>" into out (REG_SITE_KEY_MAX bytes suffice); 0, or -EINVAL if name is not a
+ * valid name or the key does not fit in len. */
+int reg_site_key(const char *name, char *out, size_t len);
+void reg_site_pack(msgpack_packer *pk, const reg_site_t *s);
+/* Decodes a site record stored under site/<name>: 0 or -EBADMSG (with why). The record's
+ * name must be a valid name and equal name (the key's). */
+int reg_site_parse(const uint8_t *buf, size_t len, const char *name, reg_site_t *s,
+                   const char **why);
 
 #endif

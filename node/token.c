@@ -52,7 +52,8 @@ int token_encode(const token_t *t, const uint8_t mesh_sk[64], char *out, size_t 
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 6);
+    /* The site name is a 7th field only when set, so PoP tokens stay as they were. */
+    msgpack_pack_array(&pk, t->site[0] ? 7 : 6);
     msgpack_pack_uint32(&pk, TOKEN_FORMAT);
     mpw_bin(&pk, t->mesh_pk, 32);
     mpw_str(&pk, t->role);
@@ -69,6 +70,8 @@ int token_encode(const token_t *t, const uint8_t mesh_sk[64], char *out, size_t 
         mpw_str(&pk, t->seeds[i].addr);
         mpw_bin(&pk, t->seeds[i].curve_pk, 32);
     }
+    if (t->site[0])
+        mpw_str(&pk, t->site);
     uint8_t sig[crypto_sign_BYTES];
     crypto_sign_detached(sig, NULL, (const uint8_t *)sb.data, sb.size, mesh_sk);
     msgpack_sbuffer_write(&sb, (const char *)sig, sizeof(sig));
@@ -177,8 +180,18 @@ int token_decode(const char *text, size_t len, token_t *t, const char **why)
         memcpy(t->seeds[i].addr, addr, al);
         t->seeds[i].addr[al] = '\0';
     }
+    if (fields >= 7) { /* the site a site token enrolls */
+        const char *sn;
+        uint32_t snl;
+        if (mpr_str(&r, &sn, &snl) || snl >= sizeof(t->site) || memchr(sn, '\0', snl)) {
+            *why = "truncated or garbled (bad site name)";
+            goto bad;
+        }
+        memcpy(t->site, sn, snl);
+        t->site[snl] = '\0';
+    }
     /* Later versions of format 1 may append fields; skip them. */
-    for (uint32_t extra = 6; extra < fields; extra++)
+    for (uint32_t extra = 7; extra < fields; extra++)
         mpr_skip(&r);
     if (r.err || r.left != 0) { /* a failed read leaves r.left at 0: check r.err too */
         *why = "truncated or garbled (trailing bytes)";

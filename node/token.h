@@ -40,6 +40,7 @@ typedef struct token {
     uint8_t secret[32];
     token_seed_t seeds[TOKEN_MAX_SEEDS];
     unsigned nseeds;
+    char site[64]; /* site tokens: the site's name (optional 7th field); "" otherwise */
 } token_t;
 
 /* Derived, public values. */

@@ -3,3 +3,6 @@
 popmesh_unit_test(test_tunnel popmesh_tunnel)
 set_tests_properties(unit.test_tunnel PROPERTIES TIMEOUT 120)
 popmesh_fuzz(fuzz_tunnel_frame popmesh_tunnel)
+# The secure channel: handshakes, records, suites, tampering, replay, limits, wrong states.
+popmesh_unit_test(test_secchan popmesh_tunnel)
+popmesh_fuzz(fuzz_secchan popmesh_tunnel)

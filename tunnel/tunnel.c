@@ -398,6 +398,8 @@ static void tunnel_kill(tun_t *t, int reason)
     t->dead_reason = reason;
     if (reason == TUN_DEAD_TIMEOUT)
         log_info("tunnel: dead: nothing received for %u ms", t->cfg.dead_after_ms);
+    else if (reason == TUN_DEAD_TRANSPORT)
+        log_debug("tunnel: dead: transport closed");
     else
         log_warn("tunnel: dead: %s", tun_dead_reason_name(reason));
     struct stream *s = detach_all(t);
@@ -689,6 +691,11 @@ uint64_t tun_next_deadline(const tun_t *t)
     return d;
 }
 
+void tun_kill(tun_t *t)
+{
+    tunnel_kill(t, TUN_DEAD_TRANSPORT);
+}
+
 bool tun_is_dead(const tun_t *t)
 {
     return t->dead;
@@ -706,6 +713,8 @@ const char *tun_dead_reason_name(int reason)
         return "protocol violation (stream id space)";
     case TUN_DEAD_VERSION:
         return "peer speaks another protocol version";
+    case TUN_DEAD_TRANSPORT:
+        return "transport closed";
     default:
         return "?";
     }

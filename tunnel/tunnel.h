@@ -52,6 +52,7 @@ enum tun_dead_reason {
     TUN_DEAD_TIMEOUT = 1,  /* nothing received for dead_after_ms */
     TUN_DEAD_PROTOCOL = 2, /* the peer broke a tunnel rule (stream id space) */
     TUN_DEAD_VERSION = 3,  /* the peer speaks another TUN_VERSION */
+    TUN_DEAD_TRANSPORT = 4, /* the driver lost the connection under the tunnel (tun_kill) */
 };
 const char *tun_dead_reason_name(int reason);
 
@@ -127,6 +128,11 @@ void tun_tick(tun_t *t, uint64_t now_ms);
  * does not mistake its own backlog for the peer's silence. */
 uint64_t tun_next_deadline(const tun_t *t);
 bool tun_is_dead(const tun_t *t);
+/* The driver lost the transport (EOF, socket error): the tunnel dies as on a heartbeat
+ * timeout, with the same callbacks (on_reset TUN_ERR_TUNNEL_DEAD for every stream, then
+ * on_dead TUN_DEAD_TRANSPORT), so the application has one path for both. Unlike the other
+ * calls, this one does call back. No-op when already dead. */
+void tun_kill(tun_t *t);
 
 /* Opens a stream towards target (opaque, copied into the OPEN, at most TUN_TARGET_MAX
  * bytes); user is passed back in every callback of the stream. *sid receives its id. No data

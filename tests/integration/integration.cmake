@@ -1,9 +1,9 @@
 # Integration tests: real popd and meshctl processes on this machine.
-# popmesh_integration(NAME): tests/integration/NAME.sh with POPD and MESHCTL set.
+# popmesh_integration(NAME): tests/integration/NAME.sh with POPD, MESHCTL and LATRELAY set.
 function(popmesh_integration name)
   add_test(NAME integration.${name} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${name}.sh)
   set_property(TEST integration.${name} PROPERTY ENVIRONMENT
-               "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>")
+               "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>;LATRELAY=$<TARGET_FILE:latrelay>")
   set_property(TEST integration.${name} PROPERTY LABELS integration)
   set_property(TEST integration.${name} PROPERTY TIMEOUT 300)
   set_property(TEST integration.${name} PROPERTY SKIP_RETURN_CODE 77)
@@ -17,6 +17,9 @@ popmesh_integration(mesh_join)
 popmesh_integration(mesh_failure)
 popmesh_integration(mesh_partition)
 popmesh_integration(mesh_loss)
+popmesh_integration(site_admin)
+popmesh_integration(latrelay)
+set_property(TEST integration.latrelay PROPERTY TIMEOUT 60)
 
 add_test(NAME integration.meshsim_determinism
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/meshsim_determinism.sh)

@@ -348,10 +348,11 @@ static void test_unknown_fields_skipped(void **state)
     mpw_str(&pk, "jitter_us");
     msgpack_pack_uint64(&pk, 300);
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_array(&pk, 4); /* a site with a later field */
+    msgpack_pack_array(&pk, 5); /* a site with flags and a later field */
     msgpack_pack_uint64(&pk, 1234);
     msgpack_pack_uint64(&pk, 800);
     msgpack_pack_uint64(&pk, LS_SITE_ONLINE);
+    msgpack_pack_uint64(&pk, LS_SITE_PRIMARY);
     mpw_str(&pk, "region-b");
     mpw_str(&pk, "record-level extra"); /* field 6 */
     msgpack_pack_array(&pk, 2);         /* field 7 */
@@ -370,6 +371,7 @@ static void test_unknown_fields_skipped(void **state)
     assert_int_equal(d->n_sites, 1);
     assert_int_equal(d->sites[0].site, 1234);
     assert_int_equal(d->sites[0].state, LS_SITE_ONLINE);
+    assert_int_equal(d->sites[0].flags, LS_SITE_PRIMARY);
     write_corpus("extra_fields", sb.data, sb.size);
     /* ... and every truncation of it is still refused. */
     for (size_t k = 0; k < sb.size; k++)

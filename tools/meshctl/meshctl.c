@@ -795,6 +795,290 @@ static int cmd_routes(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- sites and resources --------------------------------------------------------------- */
+
+/* A flag after the subcommand (no value): true if present. Consumes. */
+static bool take_flag(int *argc, char **argv, const char *name)
+{
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], name) != 0)
+            continue;
+        memmove(&argv[i], &argv[i + 1], (size_t)(*argc - i - 1) * sizeof(char *));
+        (*argc)--;
+        return true;
+    }
+    return false;
+}
+
+/* Appends to a fixed buffer, truncating quietly: for table cells. */
+static void cell_add(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void cell_add(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+    if (*off >= len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *off, len - *off, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *off += (size_t)n;
+}
+
+static int cmd_site_add(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *ttl = take_opt(&argc, argv, "--ttl", &err);
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 1)
+        return usage(self, "site add takes one NAME");
+    uint64_t ttl_ms = 3600 * 1000;
+    if (ttl && parse_duration_ms(ttl, &ttl_ms))
+        return usage(self, "--ttl '%s' is not a duration (e.g. 30m, 2h, 7d)", ttl);
+    request_t r;
+    json_t *j;
+    request_begin(&r, "site.add", 2);
+    mpw_str(&r.pk, "name");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "ttl_ms");
+    msgpack_pack_uint64(&r.pk, ttl_ms);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        /* The token alone on stdout, as token create does; the rest on stderr. */
+        char when[40];
+        printf("%s\n", json_string_value(json_object_get(j, "token")));
+        fprintf(stderr,
+                "site %s added: token %s, one use, expires %s\n"
+                "enroll it on the site's machine with: popsite run --data DIR --token TOKEN\n"
+                "(TOKEN is the line printed above)\n",
+                argv[0], json_string_value(json_object_get(j, "token_id")),
+                human_time((uint64_t)json_integer_value(json_object_get(j, "expires_ms")), when,
+                           sizeof(when)));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_site_rm(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(self, "site rm takes one NAME");
+    json_t *j;
+    int rc = simple_named(c, "site.rm", "name", argv[0], &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        size_t n = json_array_size(json_object_get(j, "nodes_removed"));
+        printf("site %s removed: %zu enrolled node(s) evicted%s\n", argv[0], n,
+               json_is_true(json_object_get(j, "token_revoked")) ? ", its unused token revoked"
+                                                                 : "");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_site_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = query(c, self, argc, "site.list", &j);
+    if (rc || !j)
+        return rc;
+    size_t i;
+    json_t *s;
+    printf("%-20s %-16s %-21s %s\n", "NAME", "ENROLLED", "CREATED", "CREATED BY");
+    json_array_foreach(json_object_get(j, "sites"), i, s)
+    {
+        char when[40];
+        const char *node = json_string_value(json_object_get(s, "enrolled"));
+        printf("%-20s %-16s %-21s %s\n", json_string_value(json_object_get(s, "name")),
+               node ? node : "(not yet)",
+               human_time((uint64_t)json_integer_value(json_object_get(s, "created_ms")), when,
+                          sizeof(when)),
+               json_string_value(json_object_get(s, "created_by")));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *site = take_opt(&argc, argv, "--site", &err);
+    const char *port = take_opt(&argc, argv, "--tcp-port", &err);
+    const char *health = take_opt(&argc, argv, "--health", &err);
+    const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
+    size_t nt = 0;
+    const char *t;
+    while ((t = take_opt(&argc, argv, "--target", &err)))
+        targets[nt++] = t;
+    bool sticky = take_flag(&argc, argv, "--sticky");
+    bool replace = take_flag(&argc, argv, "--replace");
+    int rc = EXIT_OK;
+    unsigned long tcp_port = 0;
+    char *end = NULL;
+    if (port) {
+        errno = 0;
+        tcp_port = strtoul(port, &end, 10);
+    }
+    if (err)
+        rc = usage(self, "an option is missing its value");
+    else if (argc != 1)
+        rc = argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
+                  : usage(self, "resource add takes one NAME");
+    else if (!site)
+        rc = usage(self, "--site SITE is required: the site that serves the resource");
+    else if (nt == 0)
+        rc = usage(self, "at least one --target HOST:PORT is required");
+    else if (!port)
+        rc = usage(self, "--tcp-port PORT is required: the port every PoP listens on");
+    else if (errno || !*port || *end || port[0] == '-' || tcp_port == 0 || tcp_port > 65535)
+        rc = usage(self, "--tcp-port '%s' is not a port (1-65535)", port);
+    if (rc) {
+        free(targets);
+        return rc;
+    }
+    request_t r;
+    json_t *j;
+    request_begin(&r, "resource.add", 5 + (health ? 1 : 0) + (replace ? 1 : 0));
+    mpw_str(&r.pk, "name");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "site");
+    mpw_str(&r.pk, site);
+    mpw_str(&r.pk, "targets");
+    msgpack_pack_array(&r.pk, nt);
+    for (size_t i = 0; i < nt; i++)
+        mpw_str(&r.pk, targets[i]);
+    mpw_str(&r.pk, "tcp_port");
+    msgpack_pack_uint32(&r.pk, (uint32_t)tcp_port);
+    mpw_str(&r.pk, "sticky");
+    if (sticky)
+        msgpack_pack_true(&r.pk);
+    else
+        msgpack_pack_false(&r.pk);
+    if (health) {
+        mpw_str(&r.pk, "health");
+        mpw_str(&r.pk, health);
+    }
+    if (replace) {
+        mpw_str(&r.pk, "replace");
+        msgpack_pack_true(&r.pk);
+    }
+    free(targets);
+    rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("resource %s: tcp port %lld on every PoP -> site %s, %zu target(s), health %s%s\n",
+               argv[0], (long long)json_integer_value(json_object_get(j, "tcp_port")),
+               json_string_value(json_object_get(j, "site")),
+               json_array_size(json_object_get(j, "targets")),
+               json_string_value(json_object_get(j, "health")),
+               json_is_true(json_object_get(j, "sticky")) ? ", sticky" : "");
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = query(c, self, argc, "resource.list", &j);
+    if (rc || !j)
+        return rc;
+    size_t i, k;
+    json_t *res, *t;
+    printf("%-20s %-20s %5s %-16s %-6s %s\n", "NAME", "SITE", "PORT", "HEALTH", "STICKY",
+           "TARGETS");
+    json_array_foreach(json_object_get(j, "resources"), i, res)
+    {
+        char targets[1024];
+        size_t off = 0;
+        targets[0] = '\0';
+        json_array_foreach(json_object_get(res, "targets"), k, t)
+            cell_add(targets, sizeof(targets), &off, "%s%s", k ? ", " : "", json_string_value(t));
+        printf("%-20s %-20s %5lld %-16s %-6s %s\n", json_string_value(json_object_get(res, "name")),
+               json_string_value(json_object_get(res, "site")),
+               (long long)json_integer_value(json_object_get(res, "tcp_port")),
+               json_string_value(json_object_get(res, "health")),
+               json_is_true(json_object_get(res, "sticky")) ? "yes" : "no", targets);
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_resource_rm(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(self, "resource rm takes one NAME");
+    json_t *j;
+    int rc = simple_named(c, "resource.rm", "name", argv[0], &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("resource %s removed\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* "pop-1 (2.4ms)" for each PoP of a site with the given role, comma-separated, or "-". */
+static void site_pops(json_t *pops, const char *role, char *buf, size_t len)
+{
+    size_t i, off = 0, n = 0;
+    json_t *p;
+    buf[0] = '\0';
+    json_array_foreach(pops, i, p)
+    {
+        const char *r = json_string_value(json_object_get(p, "role"));
+        if (!r || strcmp(r, role) != 0)
+            continue;
+        cell_add(buf, len, &off, "%s%s (%.1fms)", n++ ? ", " : "",
+                 json_string_value(json_object_get(p, "name")),
+                 json_number_value(json_object_get(p, "rtt_ms")));
+    }
+    if (!n)
+        snprintf(buf, len, "-");
+}
+
+static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = query(c, self, argc, "sites", &j);
+    if (rc || !j)
+        return rc;
+    size_t i, k;
+    json_t *s, *t;
+    printf("%-20s %-8s %-22s %-30s %s\n", "SITE", "STATE", "PRIMARY", "STANDBY", "TARGETS");
+    json_array_foreach(json_object_get(j, "sites"), i, s)
+    {
+        char primary[256], standby[512], targets[1024];
+        size_t off = 0;
+        json_t *pops = json_object_get(s, "pops");
+        site_pops(pops, "primary", primary, sizeof(primary));
+        site_pops(pops, "standby", standby, sizeof(standby));
+        targets[0] = '\0';
+        json_array_foreach(json_object_get(s, "targets"), k, t)
+            cell_add(targets, sizeof(targets), &off, "%s%s %s", k ? ", " : "",
+                     json_string_value(json_object_get(t, "addr")),
+                     json_is_true(json_object_get(t, "healthy")) ? "up" : "DOWN");
+        printf("%-20s %-8s %-22s %-30s %s\n", json_string_value(json_object_get(s, "name")),
+               json_string_value(json_object_get(s, "state")), primary, standby,
+               off ? targets : "-");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
 /* Order is the order of the help output. */
@@ -823,6 +1107,29 @@ static const command_t commands[] = {
     {"token", "revoke", cmd_token_revoke, "ID", "Revokes a token everywhere."},
     {"node", "remove", cmd_node_remove, "NAME",
      "Evicts a node: every PoP refuses its key from then on, and it stops."},
+    {"site", "add", cmd_site_add, "NAME [--ttl DURATION]",
+     "Adds a site and mints its one-use enrollment token (valid 1h unless --ttl), printed\n"
+     "alone on stdout. The token enrolls this site name only: on the site's machine run\n"
+     "popsite run --data DIR --token TOKEN."},
+    {"site", "rm", cmd_site_rm, "NAME",
+     "Removes a site everywhere: its enrolled connector's key is refused by every PoP from\n"
+     "then on and its unused token is revoked. The name can be added again."},
+    {"site", "list", cmd_site_list, "",
+     "Lists the sites of the registry: name, the node id enrolled for it (or none yet),\n"
+     "when and where it was added. 'meshctl sites' shows their live state."},
+    {NULL, "sites", cmd_sites, "",
+     "Shows each site's live state as this PoP sees it: online or offline, its primary and\n"
+     "standby PoPs with their round-trip times, and the health of its targets."},
+    {"resource", "add", cmd_resource_add,
+     "NAME --site SITE --target HOST:PORT [--target ...] --tcp-port PORT\n"
+     "        [--health tcp | --health http:/PATH] [--sticky] [--replace]",
+     "Publishes a TCP service of SITE on every PoP: connections to PORT on any PoP go through\n"
+     "the site's tunnel to one of the targets (1 to 16). --health says how the site checks a\n"
+     "target (default tcp: a connect; http:/PATH: GET PATH answers 2xx or 3xx). --sticky keeps\n"
+     "a client on one target. --replace changes an existing resource of that name."},
+    {"resource", "list", cmd_resource_list, "",
+     "Lists resources: name, site, tcp port, health check, stickiness, targets."},
+    {"resource", "rm", cmd_resource_rm, "NAME", "Removes a resource everywhere."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };

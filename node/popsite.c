@@ -1,0 +1,1001 @@
+/* popsite: the site connector. It runs inside a private network, dials out to PoPs (it
+ * listens on nothing), and connects the streams PoPs open to the targets of its resources.
+ *
+ * Choosing PoPs. Every PoP the mesh tells us about (INFO from any attached PoP, cached in
+ * DIR/pops.cache so a restart needs no mesh contact first) is measured: a PoP with a tunnel
+ * by the tunnel's heartbeat RTT, the others by a probe (a handshake that is closed at once)
+ * every SITE_PROBE_S. We keep tunnels to the K PoPs with the lowest RTT. One of them is the
+ * primary; it changes only when the current one dies or another is better by at least
+ * SITE_HYST_MS and a third (so two PoPs with similar RTTs do not trade places on noise).
+ * A dead tunnel is redialled with jittered exponential backoff (SITE_BACKOFF_MIN_MS up to
+ * SITE_BACKOFF_MAX_MS); a PoP that comes back and is better wins the primary back.
+ *
+ * Targets: the PoPs say which targets to check (the resources of this site); the results go
+ * to every attached PoP in STATUS messages, and the primary PoP stores them for the mesh.
+ * An OPEN names the resource's targets; we connect to a healthy one (by client address when
+ * the resource is sticky, else round robin) and try the others before refusing. */
+#include "common/clock.h"
+#include "common/kvfile.h"
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/healthcheck.h"
+#include "node/identity.h"
+#include "node/joinclient.h"
+#include "node/registry.h"
+#include "node/sitemsg.h"
+#include "node/splice.h"
+#include "node/tconn.h"
+#include "node/token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define SITE_CONF           "site.conf"
+#define SITE_CACHE          "pops.cache"
+#define SITE_LOCK           "popsite.lock"
+#define SITE_TICK_S         0.1
+#define SITE_PROBE_S        5.0
+#define SITE_HYST_MS        10
+#define SITE_BACKOFF_MIN_MS 200
+#define SITE_BACKOFF_MAX_MS 5000
+#define SITE_STATUS_S       1.0
+#define SITE_DIAL_TIMEOUT_S 3.0
+#define DIAL_MAGIC          0x4449414cu
+
+#ifndef POPMESH_VERSION
+#define POPMESH_VERSION "dev"
+#endif
+
+struct pop {
+    sm_pop_t info;
+    tconn_t *c;      /* the tunnel, dialling or up */
+    tconn_t *probe;  /* an RTT probe in flight */
+    uint32_t rtt_us; /* last measurement; 0 = none or unreachable */
+    uint64_t next_probe_ms, retry_at_ms, backoff_ms, up_at_ms;
+    bool up, primary, known; /* known: in the latest PoP list */
+};
+
+typedef struct site {
+    struct ev_loop *loop;
+    const char *dir;
+    char name[NODECFG_NAME_MAX + 1];
+    identity_t id;
+    tconn_keys_t keys;
+    tun_config_t tcfg;
+    unsigned k;
+    struct pop pops[SM_POPS_MAX];
+    unsigned npops;
+    sm_info_t *checks; /* the latest INFO's checks */
+    hc_t *hc;
+    splice_ctx_t *splices;
+    ev_timer tick;
+    ev_signal sigint, sigterm;
+    uint64_t last_status_ms;
+    uint8_t status_hash[16];
+    uint32_t rr;
+    uint64_t streams, refused;
+    tconn_t **dead; /* connections whose on_down ran: destroyed by the next tick */
+    size_t ndead;
+} site_t;
+
+struct dialer {
+    uint32_t magic;
+    site_t *s;
+    tconn_t *c;
+    uint64_t sid;
+    int fd;
+    ev_io w;
+    ev_timer timeout;
+    sm_open_t desc;
+    uint32_t tried; /* bitmask of desc.targets already tried */
+    char last_err[400];
+};
+
+static const tconn_cbs_t *site_cbs(void);
+
+/* ---- files -------------------------------------------------------------------------------- */
+
+static int save_file(const char *dir, const char *file, const void *data, size_t len, mode_t mode)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    const uint8_t *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, p + off, len - off);
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0)
+        return -errno;
+    return 0;
+}
+
+static int load_file(const char *dir, const char *file, uint8_t **out, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    uint8_t *buf = xmalloc(1 << 20);
+    size_t n = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int conf_kv(const char *name, size_t nlen, const char *v, size_t vl, void *ctx, char *err,
+                   size_t errlen)
+{
+    site_t *s = ctx;
+    if (kvfile_is(name, nlen, "name")) {
+        if (vl > NODECFG_NAME_MAX) {
+            snprintf(err, errlen, "name too long");
+            return -EINVAL;
+        }
+        memcpy(s->name, v, vl);
+        s->name[vl] = '\0';
+        if (nodecfg_check_name(s->name)) {
+            snprintf(err, errlen, "name '%s' is not a valid site name", s->name);
+            return -EINVAL;
+        }
+    }
+    return 0; /* other settings are informational */
+}
+
+/* Replaces the PoP list with in's, keeping the state of PoPs still in it. */
+static void apply_pops(site_t *s, const sm_info_t *in)
+{
+    for (unsigned i = 0; i < s->npops; i++)
+        s->pops[i].known = false;
+    for (uint32_t k = 0; k < in->npops; k++) {
+        unsigned i;
+        for (i = 0; i < s->npops; i++)
+            if (s->pops[i].info.id == in->pops[k].id)
+                break;
+        if (i == s->npops) {
+            if (s->npops == SM_POPS_MAX)
+                continue;
+            memset(&s->pops[i], 0, sizeof(s->pops[i]));
+            s->npops++;
+            log_info("popsite: learnt PoP %s at %s", in->pops[k].name, in->pops[k].tunnel_addr);
+        }
+        s->pops[i].info = in->pops[k];
+        s->pops[i].known = true;
+    }
+    /* PoPs no longer listed: drop those without a tunnel (a live tunnel stays until it dies:
+     * the list is a view of one PoP's, and losing a member briefly is not a reason to cut). */
+    for (unsigned i = 0; i < s->npops;) {
+        struct pop *p = &s->pops[i];
+        if (!p->known && !p->c && !p->probe) {
+            s->pops[i] = s->pops[--s->npops];
+            continue;
+        }
+        i++;
+    }
+}
+
+static void save_cache(site_t *s)
+{
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    for (unsigned i = 0; i < s->npops && in->npops < SM_POPS_MAX; i++)
+        in->pops[in->npops++] = s->pops[i].info;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_info(&pk, in);
+    int rc = save_file(s->dir, SITE_CACHE, sb.data, sb.size, 0600);
+    if (rc)
+        log_warn("popsite: cannot save %s/%s: %s", s->dir, SITE_CACHE, strerror(-rc));
+    msgpack_sbuffer_destroy(&sb);
+    free(in);
+}
+
+/* ---- enrollment ------------------------------------------------------------------------- */
+
+static int enroll(site_t *s, const char *text, char *err, size_t errlen)
+{
+    token_t t;
+    const char *why;
+    if (token_decode(text, strlen(text), &t, &why)) {
+        snprintf(err, errlen, "the token is not valid: %s", why);
+        return -EINVAL;
+    }
+    if (strcmp(t.role, "site") || !t.site[0]) {
+        snprintf(err, errlen,
+                 "this is a %s token; a site enrolls with the token 'meshctl site add NAME' "
+                 "prints",
+                 t.role);
+        sodium_memzero(&t, sizeof(t));
+        return -EINVAL;
+    }
+    snprintf(s->name, sizeof(s->name), "%s", t.site);
+    if (identity_generate(&s->id)) {
+        snprintf(err, errlen, "cannot generate keys");
+        return -EIO;
+    }
+    reg_node_t me = {0};
+    snprintf(me.name, sizeof(me.name), "%s", s->name);
+    snprintf(me.role, sizeof(me.role), "site");
+    memcpy(me.curve_pk, s->id.curve_pk, 32);
+    memcpy(me.sign_pk, s->id.sign_pk, 32);
+    joinmsg_reply_t reply;
+    uint8_t *raw = NULL;
+    int rc = join_request(&t, &me, 5000, &reply, &raw, err, errlen);
+    sodium_memzero(&t, sizeof(t));
+    if (rc)
+        return rc;
+    /* The PoPs from the registry the mesh sent. */
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    for (size_t i = 0; i < reply.nentries && in->npops < SM_POPS_MAX; i++) {
+        const store_entry_t *e = &reply.entries[i];
+        uint64_t nid;
+        reg_node_t n;
+        if (e->tombstone || reg_node_key_id(e->key, e->klen, &nid) ||
+            reg_node_parse(e->value, e->vlen, nid, &n, &why))
+            continue;
+        if (n.removed || strcmp(n.role, "pop") || !n.tunnel_addr[0])
+            continue;
+        sm_pop_t *p = &in->pops[in->npops++];
+        p->id = nid;
+        snprintf(p->name, sizeof(p->name), "%s", n.name);
+        snprintf(p->tunnel_addr, sizeof(p->tunnel_addr), "%s", n.tunnel_addr);
+        memcpy(p->curve_pk, n.curve_pk, 32);
+    }
+    free(reply.entries);
+    free(raw);
+    if ((rc = identity_save(s->dir, &s->id, err, errlen)) != 0) {
+        free(in);
+        return rc;
+    }
+    apply_pops(s, in);
+    free(in);
+    save_cache(s);
+    char conf[256], idhex[17];
+    identity_id_hex(s->id.node_id, idhex);
+    int n =
+        snprintf(conf, sizeof(conf), "# popsite settings\nname = %s\nid = %s\n", s->name, idhex);
+    if ((rc = save_file(s->dir, SITE_CONF, conf, (size_t)n, 0600)) != 0) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", s->dir, SITE_CONF, strerror(-rc));
+        return rc;
+    }
+    log_info("popsite: enrolled as site %s (id %s), %u PoPs known", s->name, idhex, s->npops);
+    return 0;
+}
+
+static int load(site_t *s, char *err, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = load_file(s->dir, SITE_CONF, &buf, &len);
+    if (rc) {
+        snprintf(err, errlen, "%s/%s: %s (enroll first: popsite run --data %s --token TOKEN)",
+                 s->dir, SITE_CONF, strerror(-rc), s->dir);
+        return rc;
+    }
+    char kerr[200];
+    rc = kvfile_parse((const char *)buf, len, conf_kv, s, kerr, sizeof(kerr));
+    free(buf);
+    if (rc || !s->name[0]) {
+        snprintf(err, errlen, "%s/%s: %s", s->dir, SITE_CONF, rc ? kerr : "no name");
+        return -EINVAL;
+    }
+    if ((rc = identity_load(s->dir, &s->id, err, errlen)) != 0)
+        return rc;
+    if (load_file(s->dir, SITE_CACHE, &buf, &len) == 0) {
+        sm_info_t *in = xcalloc(1, sizeof(*in));
+        int type;
+        const char *why;
+        if (sm_decode_ctl(buf, len, &type, NULL, in, &why) == 0)
+            apply_pops(s, in);
+        else
+            log_warn("popsite: %s/%s unreadable (%s): waiting for no PoP", s->dir, SITE_CACHE, why);
+        free(in);
+        free(buf);
+    }
+    return 0;
+}
+
+/* ---- health checks and status ----------------------------------------------------------- */
+
+static void set_checks(site_t *s)
+{
+    hc_target_t v[SM_CHECKS_MAX];
+    size_t n = 0;
+    for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
+        const sm_check_t *k = &s->checks->checks[i];
+        if (!strncmp(k->health, "http:", 5))
+            v[n] = (hc_target_t){k->target, HC_HTTP, k->health + 5};
+        else
+            v[n] = (hc_target_t){k->target, HC_TCP, NULL};
+        const char *why;
+        if (hc_target_validate(&v[n], &why) == 0)
+            n++;
+    }
+    hc_set(s->hc, v, n);
+}
+
+static bool target_healthy(site_t *s, const char *target)
+{
+    for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
+        const sm_check_t *k = &s->checks->checks[i];
+        if (strcmp(k->target, target))
+            continue;
+        hc_target_t t = !strncmp(k->health, "http:", 5)
+                            ? (hc_target_t){k->target, HC_HTTP, k->health + 5}
+                            : (hc_target_t){k->target, HC_TCP, NULL};
+        return hc_healthy(s->hc, &t);
+    }
+    return true; /* not checked (yet): usable */
+}
+
+static void send_status(site_t *s, bool force)
+{
+    size_t n = hc_snapshot(s->hc, NULL, 0);
+    hc_status_t *v = xcalloc(n ? n : 1, sizeof(*v));
+    n = hc_snapshot(s->hc, v, n);
+    sm_status_t *st = xcalloc(1, sizeof(*st));
+    for (size_t i = 0; i < n && st->n < SM_CHECKS_MAX; i++) {
+        sm_check_t *k = &st->checks[st->n++];
+        snprintf(k->target, sizeof(k->target), "%s", v[i].check.target);
+        if (v[i].check.kind == HC_HTTP)
+            snprintf(k->health, sizeof(k->health), "http:%s", v[i].check.path);
+        else
+            snprintf(k->health, sizeof(k->health), "tcp");
+        k->healthy = v[i].state != HC_UNHEALTHY;
+        snprintf(k->why, sizeof(k->why), "%s", v[i].state == HC_UNHEALTHY ? v[i].last_result : "");
+    }
+    free(v);
+    uint64_t now = clock_mono_ms();
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (!p->up)
+            continue;
+        st->primary = p->primary;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        sm_pack_status(&pk, st);
+        tconn_send_ctl(p->c, (const uint8_t *)sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    (void)force;
+    s->last_status_ms = now;
+    free(st);
+}
+
+static void on_check_change(void *ctx, const hc_target_t *check, bool healthy, const char *why)
+{
+    site_t *s = ctx;
+    log_info("popsite: target %s is %s (%s)", check->target, healthy ? "healthy" : "unhealthy",
+             why);
+    send_status(s, true);
+}
+
+/* ---- streams: connecting targets -------------------------------------------------------- */
+
+static void dialer_free(struct dialer *d)
+{
+    ev_io_stop(d->s->loop, &d->w);
+    ev_timer_stop(d->s->loop, &d->timeout);
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d);
+}
+
+static void dial_next(struct dialer *d);
+
+static void dial_failed(struct dialer *d, const char *why)
+{
+    snprintf(d->last_err, sizeof(d->last_err), "%s", why);
+    ev_io_stop(d->s->loop, &d->w);
+    ev_timer_stop(d->s->loop, &d->timeout);
+    if (d->fd >= 0) {
+        close(d->fd);
+        d->fd = -1;
+    }
+    dial_next(d);
+}
+
+static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct dialer *d = w->data;
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) {
+        char why[160];
+        snprintf(why, sizeof(why), "connect: %s", strerror(err));
+        dial_failed(d, why);
+        return;
+    }
+    tun_t *t = tconn_tun(d->c);
+    if (!t || tun_accept(t, d->sid)) {
+        dialer_free(d);
+        return;
+    }
+    site_t *s = d->s;
+    s->streams++;
+    splice_t *sp = splice_new_stream(s->splices, d->c, d->sid, NULL, NULL);
+    int fd = d->fd;
+    d->fd = -1;
+    dialer_free(d);
+    splice_attach_tcp(sp, fd);
+}
+
+static void on_dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    dial_failed(w->data, "connect: timed out");
+}
+
+static void dial_next(struct dialer *d)
+{
+    site_t *s = d->s;
+    /* Healthy candidates not tried yet; when none is healthy, the untried unhealthy ones (a
+     * check can be wrong, and refusing outright helps nobody). */
+    int pick = -1;
+    for (int pass = 0; pass < 2 && pick < 0; pass++) {
+        uint32_t cand[SM_TARGETS_MAX], nc = 0;
+        for (uint32_t i = 0; i < d->desc.ntargets; i++)
+            if (!(d->tried & (1u << i)) && (pass || target_healthy(s, d->desc.targets[i])))
+                cand[nc++] = i;
+        if (!nc)
+            continue;
+        if (d->desc.sticky) {
+            /* The client's address without its port. */
+            char ip[64];
+            snprintf(ip, sizeof(ip), "%s", d->desc.client);
+            char *colon = strrchr(ip, ':');
+            if (colon)
+                *colon = '\0';
+            uint8_t h[8];
+            crypto_generichash(h, sizeof(h), (const uint8_t *)ip, strlen(ip), NULL, 0);
+            uint64_t hv;
+            memcpy(&hv, h, 8);
+            pick = (int)cand[hv % nc];
+        } else {
+            pick = (int)cand[s->rr++ % nc];
+        }
+    }
+    tun_t *t = tconn_tun(d->c);
+    if (pick < 0) {
+        s->refused++;
+        char msg[TUN_MSG_MAX];
+        snprintf(msg, sizeof(msg), "no target of %s reachable: %.150s", d->desc.resource,
+                 d->last_err);
+        log_warn("popsite: stream for %s from %s refused: %s", d->desc.resource, d->desc.client,
+                 msg);
+        if (t)
+            tun_reject(t, d->sid, TUN_ERR_UNREACHABLE, msg);
+        dialer_free(d);
+        return;
+    }
+    d->tried |= 1u << pick;
+    struct sockaddr_storage ss;
+    unsigned sl;
+    const char *target = d->desc.targets[pick];
+    if (tconn_parse_addr(target, &ss, &sl)) {
+        char why[400];
+        snprintf(why, sizeof(why), "%.280s: only numeric addresses and localhost are supported",
+                 target);
+        dial_failed(d, why);
+        return;
+    }
+    d->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (d->fd < 0 || (connect(d->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)) {
+        char why[400];
+        snprintf(why, sizeof(why), "connect %.280s: %s", target, strerror(errno));
+        dial_failed(d, why);
+        return;
+    }
+    int one = 1;
+    setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ev_io_init(&d->w, on_dial, d->fd, EV_WRITE);
+    d->w.data = d;
+    ev_io_start(s->loop, &d->w);
+    ev_timer_init(&d->timeout, on_dial_timeout, SITE_DIAL_TIMEOUT_S, 0.);
+    d->timeout.data = d;
+    ev_timer_start(s->loop, &d->timeout);
+}
+
+/* ---- tunnel callbacks -------------------------------------------------------------------- */
+
+static struct pop *pop_of(site_t *s, tconn_t *c)
+{
+    for (unsigned i = 0; i < s->npops; i++)
+        if (s->pops[i].c == c || s->pops[i].probe == c)
+            return &s->pops[i];
+    return NULL;
+}
+
+static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
+{
+    site_t *s = ctx;
+    struct pop *p = pop_of(s, c);
+    sm_welcome_t w;
+    const char *why;
+    if (!p || sm_decode_welcome(payload, plen, &w, &why) || w.id != p->info.id) {
+        tconn_close(c, "unexpected WELCOME");
+        return;
+    }
+    if (p->probe == c) {
+        p->rtt_us = tconn_handshake_rtt_us(c);
+        if (p->rtt_us == 0)
+            p->rtt_us = 1;
+        tconn_close(c, "probe done");
+        return;
+    }
+    p->up = true;
+    p->up_at_ms = clock_mono_ms();
+    p->rtt_us = tconn_handshake_rtt_us(c) ? tconn_handshake_rtt_us(c) : 1;
+    log_info("popsite: tunnel to PoP %s up (rtt %.2f ms)", p->info.name, p->rtt_us / 1000.0);
+    send_status(s, true);
+}
+
+static void sc_down(void *ctx, tconn_t *c, const char *why)
+{
+    site_t *s = ctx;
+    struct pop *p = pop_of(s, c);
+    if (!p)
+        return;
+    if (p->probe == c) {
+        if (strcmp(why, "probe done"))
+            p->rtt_us = 0; /* unreachable */
+        p->probe = NULL;
+    } else {
+        if (p->up)
+            log_warn("popsite: tunnel to PoP %s down: %s", p->info.name, why);
+        else
+            log_info("popsite: cannot reach PoP %s: %s", p->info.name, why);
+        uint64_t now = clock_mono_ms();
+        if (p->up && now - p->up_at_ms > 10000)
+            p->backoff_ms = 0; /* it had been fine for a while: this is news, retry soon */
+        p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : SITE_BACKOFF_MIN_MS;
+        if (p->backoff_ms > SITE_BACKOFF_MAX_MS)
+            p->backoff_ms = SITE_BACKOFF_MAX_MS;
+        p->retry_at_ms = now + p->backoff_ms / 2 + randombytes_uniform((uint32_t)p->backoff_ms);
+        p->up = false;
+        p->primary = false;
+        p->rtt_us = 0;
+        p->c = NULL;
+    }
+    /* tconn_destroy may not run inside its own callback: the tick reaps it. */
+    s->dead = xrealloc(s->dead, (s->ndead + 1) * sizeof(*s->dead));
+    s->dead[s->ndead++] = c;
+}
+
+static void sc_ctl(void *ctx, tconn_t *c, const uint8_t *msg, size_t len)
+{
+    site_t *s = ctx;
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    int type;
+    const char *why;
+    if (sm_decode_ctl(msg, len, &type, NULL, in, &why)) {
+        log_warn("popsite: bad message from PoP %s: %s", tconn_peer_addr(c), why);
+        free(in);
+        return;
+    }
+    apply_pops(s, in);
+    save_cache(s);
+    free(s->checks);
+    s->checks = in;
+    set_checks(s);
+}
+
+static void sc_drain(void *ctx, tconn_t *c)
+{
+    site_t *s = ctx;
+    splice_ctx_tconn_drained(s->splices, c);
+}
+
+static void sc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *target, size_t len)
+{
+    site_t *s = ctx;
+    struct dialer *d = xcalloc(1, sizeof(*d));
+    const char *why;
+    if (sm_decode_open(target, len, &d->desc, &why) || d->desc.npath) {
+        tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED,
+                   d->desc.npath ? "a site relays nothing" : why);
+        free(d);
+        return;
+    }
+    if (d->desc.site != s->id.node_id) {
+        tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, "stream for another site");
+        free(d);
+        return;
+    }
+    d->magic = DIAL_MAGIC;
+    d->s = s;
+    d->c = c;
+    d->sid = sid;
+    d->fd = -1;
+    snprintf(d->last_err, sizeof(d->last_err), "none healthy");
+    tun_set_user(tconn_tun(c), sid, d);
+    dial_next(d);
+}
+
+static void sc_on_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *d, size_t l)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_data(user, c, sid, d, l);
+}
+static void sc_on_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_fin(user, c, sid);
+}
+static void sc_on_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_writable(user, c, sid);
+}
+static void sc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_t code, bool remote,
+                        const char *msg, size_t ml)
+{
+    (void)ctx, (void)remote;
+    if (splice_owns(user))
+        splice_on_reset(user, c, sid, code, msg, ml);
+    else if (user && *(uint32_t *)user == DIAL_MAGIC)
+        dialer_free(user); /* the PoP gave up while we were connecting */
+}
+static void sc_on_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_closed(user, c, sid);
+}
+
+static const tconn_cbs_t *site_cbs(void)
+{
+    static const tconn_cbs_t cbs = {
+        .on_up = sc_up,
+        .on_down = sc_down,
+        .on_ctl = sc_ctl,
+        .on_drain = sc_drain,
+        .on_open = sc_on_open,
+        .on_data = sc_on_data,
+        .on_fin = sc_on_fin,
+        .on_writable = sc_on_writable,
+        .on_reset = sc_on_reset,
+        .on_closed = sc_on_closed,
+    };
+    return &cbs;
+}
+
+/* ---- choosing PoPs ---------------------------------------------------------------------- */
+
+static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
+{
+    sm_hello_t h = {.role = "site", .probe = probe};
+    snprintf(h.name, sizeof(h.name), "%s", s->name);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_hello(&pk, &h);
+    tconn_cbs_t cbs = *site_cbs();
+    cbs.ctx = s;
+    tconn_t *c = tconn_dial(s->loop, p->info.tunnel_addr, &s->keys, p->info.curve_pk,
+                            (const uint8_t *)sb.data, sb.size, &s->tcfg, &cbs);
+    msgpack_sbuffer_destroy(&sb);
+    if (!c)
+        log_warn("popsite: cannot dial PoP %s at %s: %s", p->info.name, p->info.tunnel_addr,
+                 strerror(errno));
+    return c;
+}
+
+static uint32_t rtt_of(const struct pop *p)
+{
+    if (p->up) {
+        uint32_t r = tconn_rtt_us(p->c);
+        return r ? r : 1;
+    }
+    return p->rtt_us;
+}
+
+static void manage(site_t *s)
+{
+    uint64_t now = clock_mono_ms();
+    /* Probes for PoPs without a tunnel. */
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (p->c || p->probe || now < p->next_probe_ms || !p->known)
+            continue;
+        p->next_probe_ms = now + (uint64_t)(SITE_PROBE_S * 1000 *
+                                            (0.8 + 0.4 * randombytes_uniform(1000) / 1000.0));
+        p->probe = dial_pop(s, p, true);
+    }
+    /* The K best by RTT among PoPs measured reachable. */
+    unsigned order[SM_POPS_MAX], n = 0;
+    for (unsigned i = 0; i < s->npops; i++)
+        if (rtt_of(&s->pops[i]) || s->pops[i].c)
+            order[n++] = i;
+    for (unsigned a = 1; a < n; a++) /* insertion sort: n <= 64 */
+        for (unsigned b = a; b > 0; b--) {
+            uint32_t ra = rtt_of(&s->pops[order[b]]), rb = rtt_of(&s->pops[order[b - 1]]);
+            if (!ra)
+                ra = UINT32_MAX;
+            if (!rb)
+                rb = UINT32_MAX;
+            if (ra >= rb)
+                break;
+            unsigned t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    bool want[SM_POPS_MAX] = {false};
+    unsigned wanted = 0;
+    for (unsigned j = 0; j < n && wanted < s->k; j++)
+        if (rtt_of(&s->pops[order[j]])) {
+            want[order[j]] = true;
+            wanted++;
+        }
+    /* Fewer measured than K (first start, everything unknown): try the rest in list order. */
+    for (unsigned i = 0; i < s->npops && wanted < s->k; i++)
+        if (!want[i] && s->pops[i].known) {
+            want[i] = true;
+            wanted++;
+        }
+    int primary = -1, best = -1;
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (p->primary && p->up)
+            primary = (int)i;
+        if (p->up && (best < 0 || rtt_of(p) < rtt_of(&s->pops[best])))
+            best = (int)i;
+        if (p->primary && !p->up)
+            p->primary = false;
+    }
+    /* Keep the current primary's tunnel even if it fell out of the best K. */
+    if (primary >= 0)
+        want[primary] = true;
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (want[i] && !p->c && now >= p->retry_at_ms)
+            p->c = dial_pop(s, p, false);
+        if (!want[i] && p->up) {
+            /* Unwanted: close it only once K wanted tunnels are up, so we never go below. */
+            unsigned up = 0;
+            for (unsigned j = 0; j < s->npops; j++)
+                up += want[j] && s->pops[j].up;
+            if (up >= s->k) {
+                log_info("popsite: closing the tunnel to PoP %s (better PoPs are up)",
+                         p->info.name);
+                tconn_close(p->c, "replaced by a closer PoP");
+            }
+        }
+    }
+    /* The primary: the best up tunnel, changing only past the hysteresis. */
+    if (best >= 0 && best != primary) {
+        uint32_t rb = rtt_of(&s->pops[best]);
+        bool change = primary < 0;
+        if (!change) {
+            uint32_t rp = rtt_of(&s->pops[primary]);
+            change = rb + SITE_HYST_MS * 1000 <= rp && (uint64_t)rb * 3 <= (uint64_t)rp * 2;
+        }
+        if (change) {
+            if (primary >= 0)
+                s->pops[primary].primary = false;
+            s->pops[best].primary = true;
+            log_info("popsite: primary PoP is now %s (rtt %.2f ms)", s->pops[best].info.name,
+                     rb / 1000.0);
+            send_status(s, true);
+        }
+    }
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    site_t *s = w->data;
+    for (size_t i = 0; i < s->ndead; i++)
+        tconn_destroy(&s->dead[i]);
+    s->ndead = 0;
+    manage(s);
+    if (clock_mono_ms() - s->last_status_ms >= SITE_STATUS_S * 1000)
+        send_status(s, false);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w, (void)revents;
+    log_info("popsite: stopping");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- command line ----------------------------------------------------------------------- */
+
+static int usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "popsite: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nusage: popsite run --data DIR [--token TOKEN] [--pops K] "
+                    "[--log-level LEVEL]\n       popsite help | version\n");
+    return 2;
+}
+
+static int lock_dir(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, SITE_LOCK);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return -EBUSY;
+    }
+    return fd;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'}, {"token", required_argument, NULL, 't'},
+        {"pops", required_argument, NULL, 'k'}, {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *token = NULL, *level = "info";
+    long k = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "d:t:k:l:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'k': {
+            char *end;
+            k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > 8)
+                return usage("--pops '%s' must be 1 to 8", optarg);
+            break;
+        }
+        case 'l':
+            if (log_level_parse(optarg) < 0)
+                return usage("--log-level '%s' must be debug, info, warn or error", optarg);
+            level = optarg;
+            break;
+        case 'h':
+            usage("%s", "help");
+            return 0;
+        default:
+            return usage("%s", "unknown option");
+        }
+    }
+    if (!dir)
+        return usage("%s", "--data DIR is required");
+    if (optind < argc)
+        return usage("unexpected argument '%s'", argv[optind]);
+    log_init("popsite", (enum log_level)log_level_parse(level));
+    if (sodium_init() < 0)
+        return 1;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    int lfd = lock_dir(dir);
+    if (lfd < 0) {
+        log_error("%s: %s", dir,
+                  lfd == -EBUSY ? "another popsite runs on this directory" : strerror(-lfd));
+        return 1;
+    }
+    site_t *s = xcalloc(1, sizeof(*s));
+    s->dir = dir;
+    s->k = (unsigned)k;
+    char err[512];
+    char conf[4096];
+    snprintf(conf, sizeof(conf), "%s/%s", dir, SITE_CONF);
+    int rc;
+    if (access(conf, F_OK) == 0) {
+        if (token)
+            log_info("popsite: %s is already enrolled; --token ignored", dir);
+        rc = load(s, err, sizeof(err));
+    } else if (!token) {
+        snprintf(err, sizeof(err),
+                 "%s is not enrolled yet: run popsite run --data %s --token TOKEN (from "
+                 "meshctl site add NAME)",
+                 dir, dir);
+        rc = -EINVAL;
+    } else {
+        rc = enroll(s, token, err, sizeof(err));
+    }
+    if (rc) {
+        log_error("%s", err);
+        close(lfd);
+        free(s);
+        return 1;
+    }
+    memcpy(s->keys.pk, s->id.curve_pk, 32);
+    memcpy(s->keys.sk, s->id.curve_sk, 32);
+    tun_config_defaults(&s->tcfg);
+    s->tcfg.role = TUN_INITIATOR;
+    signal(SIGPIPE, SIG_IGN);
+    s->loop = ev_default_loop(EVFLAG_AUTO);
+    s->splices = splice_ctx_new(s->loop);
+    s->hc = hc_new(s->loop, NULL, on_check_change, s);
+    ev_timer_init(&s->tick, on_tick, 0., SITE_TICK_S);
+    s->tick.data = s;
+    ev_timer_start(s->loop, &s->tick);
+    ev_signal_init(&s->sigint, on_stop, SIGINT);
+    ev_signal_init(&s->sigterm, on_stop, SIGTERM);
+    ev_signal_start(s->loop, &s->sigint);
+    ev_signal_start(s->loop, &s->sigterm);
+    log_info("popsite %s ready: %u PoPs known, keeping tunnels to %u", s->name, s->npops, s->k);
+    if (!s->npops)
+        log_warn("popsite: no PoP with a tunnel endpoint is known; nothing to connect to");
+
+    ev_run(s->loop, 0);
+
+    splice_ctx_destroy(&s->splices);
+    for (unsigned i = 0; i < s->npops; i++) {
+        tconn_destroy(&s->pops[i].c);
+        tconn_destroy(&s->pops[i].probe);
+    }
+    for (size_t i = 0; i < s->ndead; i++)
+        tconn_destroy(&s->dead[i]);
+    free(s->dead);
+    hc_destroy(&s->hc);
+    free(s->checks);
+    identity_wipe(&s->id);
+    sodium_memzero(&s->keys, sizeof(s->keys));
+    ev_loop_destroy(s->loop);
+    free(s);
+    close(lfd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage("%s", "missing command");
+    if (!strcmp(argv[1], "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "version")) {
+        printf("popsite %s\n", POPMESH_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+        printf("popsite: the site connector of popmesh.\n\n"
+               "  popsite run --data DIR [--token TOKEN] [--pops K] [--log-level LEVEL]\n\n"
+               "The first run enrolls with TOKEN (from 'meshctl site add NAME') and stores the\n"
+               "site's keys in DIR (mode 0600); later runs need no token. The site dials out to\n"
+               "the K closest PoPs (default 2: a primary and a standby) and connects the streams\n"
+               "they open to the targets of its resources.\n");
+        return 0;
+    }
+    return usage("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,340 @@
+/* resource: see resource.h.
+ *
+ * The decoder is table-driven like registry.c's: each field names its key, its kind and where
+ * it goes; keys it does not know are skipped (so issue 5 can add fields without breaking older
+ * nodes), a key seen twice is refused (which of the two would count is otherwise up to the
+ * decoder, and two nodes must never read one record two ways). Decoding only checks shapes and
+ * sizes; resource_check then applies the same rules resource.add applies, so a record from
+ * another node is held to the standard of a local command. */
+#include "node/resource.h"
+
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int resource_key(const char *name, char *out, size_t len)
+{
+    if (nodecfg_check_name(name))
+        return -EINVAL;
+    int n = snprintf(out, len, RESOURCE_PREFIX "%s", name);
+    return n < 0 || (size_t)n >= len ? -EINVAL : 0;
+}
+
+static int check_http_path(const char *path, size_t pl, const char **why)
+{
+    if (pl == 0 || path[0] != '/') {
+        *why = "the PATH of an http health check must start with '/' (http:/PATH)";
+        return -EINVAL;
+    }
+    if (pl > RESOURCE_HTTP_PATH_MAX) {
+        *why = "the PATH of an http health check is longer than 200 bytes";
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < pl; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c <= ' ' || c >= 0x7f) {
+            *why = "the PATH of an http health check must be printable ASCII without spaces";
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int resource_health_parse(const char *s, size_t len, resource_t *r, const char **why)
+{
+    if (len == 3 && memcmp(s, "tcp", 3) == 0) {
+        r->health = RESOURCE_HEALTH_TCP;
+        r->http_path[0] = '\0';
+        return 0;
+    }
+    if (len < 5 || memcmp(s, "http:", 5) != 0) {
+        *why = "health must be 'tcp' or 'http:/PATH'";
+        return -EINVAL;
+    }
+    const char *path = s + 5;
+    size_t pl = len - 5;
+    if (check_http_path(path, pl, why))
+        return -EINVAL;
+    r->health = RESOURCE_HEALTH_HTTP;
+    memcpy(r->http_path, path, pl);
+    r->http_path[pl] = '\0';
+    return 0;
+}
+
+void resource_health_str(const resource_t *r, char *out, size_t len)
+{
+    if (r->health == RESOURCE_HEALTH_HTTP)
+        snprintf(out, len, "http:%s", r->http_path);
+    else
+        snprintf(out, len, "tcp");
+}
+
+static int refuse(char *buf, size_t len, const char **why, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int refuse(char *buf, size_t len, const char **why, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    *why = buf;
+    return -EINVAL;
+}
+
+#define NAME_RULE "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+
+int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why)
+{
+    if (nodecfg_check_name(r->name))
+        return refuse(why_buf, why_len, why, "resource name '%s' is invalid (" NAME_RULE ")",
+                      r->name);
+    if (nodecfg_check_name(r->site))
+        return refuse(why_buf, why_len, why, "site name '%s' is invalid (" NAME_RULE ")", r->site);
+    if (r->ntargets == 0)
+        return refuse(why_buf, why_len, why, "a resource needs at least one target (HOST:PORT)");
+    if (r->ntargets > RESOURCE_TARGETS_MAX)
+        return refuse(why_buf, why_len, why, "a resource has at most %d targets, not %u",
+                      RESOURCE_TARGETS_MAX, r->ntargets);
+    for (unsigned i = 0; i < r->ntargets; i++) {
+        if (nodecfg_check_addr(r->targets[i], 0))
+            return refuse(why_buf, why_len, why,
+                          "target '%s' is not HOST:PORT with a port from 1 to 65535 "
+                          "(IPv6 in brackets)",
+                          r->targets[i]);
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(r->targets[i], r->targets[j]) == 0)
+                return refuse(why_buf, why_len, why, "target '%s' is listed twice", r->targets[i]);
+    }
+    if (r->tcp_port == 0)
+        return refuse(why_buf, why_len, why, "tcp_port must be from 1 to 65535");
+    if (r->health == RESOURCE_HEALTH_HTTP) {
+        if (check_http_path(r->http_path, strnlen(r->http_path, sizeof(r->http_path)), why))
+            return -EINVAL;
+    } else if (r->health != RESOURCE_HEALTH_TCP || r->http_path[0]) {
+        return refuse(why_buf, why_len, why, "health must be 'tcp' or 'http:/PATH'");
+    }
+    return 0;
+}
+
+void resource_pack(msgpack_packer *pk, const resource_t *r)
+{
+    char health[RESOURCE_HEALTH_MAX + 1];
+    resource_health_str(r, health, sizeof(health));
+    msgpack_pack_map(pk, 7);
+    mpw_kv_str(pk, "name", r->name);
+    mpw_kv_str(pk, "site", r->site);
+    mpw_str(pk, "targets");
+    msgpack_pack_array(pk, r->ntargets);
+    for (unsigned i = 0; i < r->ntargets; i++)
+        mpw_str(pk, r->targets[i]);
+    mpw_kv_u64(pk, "tcp_port", r->tcp_port);
+    mpw_kv_str(pk, "health", health);
+    mpw_kv_bool(pk, "sticky", r->sticky);
+    mpw_kv_u64(pk, "created_ms", r->created_ms);
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+enum fkind { F_STR, F_U64, F_BOOL, F_TARGETS };
+
+struct field {
+    const char *name;
+    enum fkind kind;
+    void *dst;
+    size_t cap; /* F_STR: buffer size */
+    bool required;
+    bool seen;
+};
+
+/* Reads one string into a buffer of cap bytes: no NUL inside, room for the terminator. */
+static int read_str(mpr_t *r, char *dst, size_t cap)
+{
+    const char *s;
+    uint32_t sl;
+    if (mpr_str(r, &s, &sl) || sl >= cap || memchr(s, '\0', sl))
+        return -EBADMSG;
+    memcpy(dst, s, sl);
+    dst[sl] = '\0';
+    return 0;
+}
+
+static int read_targets(mpr_t *r, resource_t *res, const char **why)
+{
+    uint32_t n;
+    if (mpr_array(r, &n)) {
+        *why = "targets is not an array";
+        return -EBADMSG;
+    }
+    if (n == 0 || n > RESOURCE_TARGETS_MAX) {
+        *why = "targets must hold 1 to 16 addresses";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (read_str(r, res->targets[i], sizeof(res->targets[i]))) {
+            *why = "a target is not a string of at most 255 bytes";
+            return -EBADMSG;
+        }
+    }
+    res->ntargets = n;
+    return 0;
+}
+
+int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t *res, char *why_buf,
+                   size_t why_len, const char **why)
+{
+    char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
+    uint64_t port = 0;
+    memset(res, 0, sizeof(*res));
+    struct field fs[] = {
+        {"name", F_STR, res->name, sizeof(res->name), true, false},
+        {"site", F_STR, res->site, sizeof(res->site), true, false},
+        {"targets", F_TARGETS, res, 0, true, false},
+        {"tcp_port", F_U64, &port, 0, true, false},
+        {"health", F_STR, health, sizeof(health), true, false},
+        {"sticky", F_BOOL, &res->sticky, 0, false, false},
+        {"created_ms", F_U64, &res->created_ms, 0, false, false},
+    };
+    const size_t nf = sizeof(fs) / sizeof(fs[0]);
+    mpr_t r;
+    uint32_t pairs;
+    mpr_init(&r, buf, len);
+    if (mpr_map(&r, &pairs)) {
+        *why = "not a map";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < pairs; i++) {
+        const char *k;
+        uint32_t kl;
+        if (mpr_str(&r, &k, &kl)) {
+            *why = "non-string field name";
+            return -EBADMSG;
+        }
+        struct field *f = NULL;
+        for (size_t j = 0; j < nf; j++)
+            if (strlen(fs[j].name) == kl && memcmp(fs[j].name, k, kl) == 0)
+                f = &fs[j];
+        if (!f) {
+            if (mpr_skip(&r)) {
+                *why = "malformed unknown field";
+                return -EBADMSG;
+            }
+            continue;
+        }
+        if (f->seen) {
+            *why = "a field appears twice";
+            return -EBADMSG;
+        }
+        int bad = 0;
+        switch (f->kind) {
+        case F_STR:
+            bad = read_str(&r, f->dst, f->cap);
+            break;
+        case F_U64:
+            bad = mpr_uint(&r, f->dst) != 0;
+            break;
+        case F_BOOL:
+            bad = mpr_bool(&r, f->dst) != 0;
+            break;
+        case F_TARGETS:
+            if (read_targets(&r, f->dst, why))
+                return -EBADMSG;
+            break;
+        }
+        if (bad) {
+            *why = "field of the wrong type or size";
+            return -EBADMSG;
+        }
+        f->seen = true;
+    }
+    if (r.left) {
+        *why = "trailing bytes";
+        return -EBADMSG;
+    }
+    for (size_t j = 0; j < nf; j++) {
+        if (fs[j].required && !fs[j].seen) {
+            *why = "missing field";
+            return -EBADMSG;
+        }
+    }
+    if (port == 0 || port > 65535) {
+        *why = "tcp_port is not from 1 to 65535";
+        return -EBADMSG;
+    }
+    res->tcp_port = (uint16_t)port;
+    if (resource_health_parse(health, strlen(health), res, why))
+        return -EBADMSG;
+    if (resource_check(res, why_buf, why_len, why))
+        return -EBADMSG;
+    if (strcmp(res->name, name) != 0) {
+        *why = "the record's name is not the name in its key";
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+/* ---- the store --------------------------------------------------------------------------- */
+
+int resource_get(store_t *store, const char *name, resource_t *r)
+{
+    char key[RESOURCE_KEY_MAX];
+    store_entry_t e;
+    if (resource_key(name, key, sizeof(key)))
+        return -ENOENT; /* no valid record can be stored under an invalid name */
+    int rc = store_get(store, key, strlen(key), &e);
+    if (rc)
+        return rc;
+    char why_buf[160];
+    const char *why = "";
+    rc = resource_parse(e.value, e.vlen, name, r, why_buf, sizeof(why_buf), &why);
+    store_entry_free(&e);
+    if (rc)
+        log_warn("resource: record %s is unreadable: %s", key, why);
+    return rc;
+}
+
+struct collect {
+    resource_t *v;
+    size_t n;
+};
+
+static int collect_one(const store_entry_t *e, void *ctx)
+{
+    struct collect *c = ctx;
+    size_t pl = strlen(RESOURCE_PREFIX);
+    char name[NODECFG_NAME_MAX + 1], why_buf[160];
+    const char *why = "the key's name is too long";
+    size_t nl = e->klen - pl;
+    resource_t r;
+    if (nl <= NODECFG_NAME_MAX) {
+        memcpy(name, e->key + pl, nl);
+        name[nl] = '\0';
+        if (resource_parse(e->value, e->vlen, name, &r, why_buf, sizeof(why_buf), &why) == 0) {
+            c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+            c->v[c->n++] = r;
+            return 0;
+        }
+    }
+    log_warn("resource: skipping unreadable record %.*s: %s", (int)e->klen, e->key, why);
+    return 0;
+}
+
+int resource_list(store_t *store, resource_t **out, size_t *n)
+{
+    struct collect c = {0};
+    int rc = store_list(store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), collect_one, &c);
+    if (rc) {
+        free(c.v);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *out = c.v;
+    *n = c.n;
+    return 0;
+}

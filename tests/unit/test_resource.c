@@ -1,0 +1,763 @@
+/* Records of issue 4 (node/resource.h, and the site parts of node/registry.h): a resource
+ * record round trips; unknown fields (issue 5's) are skipped; every malformed or invalid field
+ * is refused with a reason that names it; resource_check names the bad value; resource_list
+ * reads a real store and skips bad records. Also the site record and the token's site field,
+ * which are the registry's side of the same feature. */
+#include "common/mp.h"
+#include "node/registry.h"
+#include "node/resource.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* ---- records built field by field, so a case can drop, change or add any one ------------- */
+
+enum kind { K_STR, K_U64, K_INT, K_BOOL, K_NIL, K_STRS, K_MIXED, K_MAP, K_BIN };
+
+struct item {
+    const char *key;
+    enum kind kind;
+    const char *s; /* K_STR; slen if it holds a NUL */
+    size_t slen;
+    uint64_t u;              /* K_U64 */
+    int64_t i;               /* K_INT */
+    bool v;                  /* K_BOOL */
+    const char *const *strs; /* K_STRS: n strings */
+    size_t n;
+};
+
+static const char *const TARGETS2[] = {"10.0.0.5:22", "[fd00::1]:8080"};
+
+static const struct item BASE[] = {
+    {.key = "name", .kind = K_STR, .s = "web"},
+    {.key = "site", .kind = K_STR, .s = "branch-1"},
+    {.key = "targets", .kind = K_STRS, .strs = TARGETS2, .n = 2},
+    {.key = "tcp_port", .kind = K_U64, .u = 8022},
+    {.key = "health", .kind = K_STR, .s = "http:/healthz"},
+    {.key = "sticky", .kind = K_BOOL, .v = true},
+    {.key = "created_ms", .kind = K_U64, .u = 1700000000000ull},
+};
+#define NBASE (sizeof(BASE) / sizeof(BASE[0]))
+
+static void pack_value(msgpack_packer *pk, const struct item *it)
+{
+    switch (it->kind) {
+    case K_STR:
+        mpw_strn(pk, it->s, it->slen ? it->slen : strlen(it->s));
+        break;
+    case K_U64:
+        msgpack_pack_uint64(pk, it->u);
+        break;
+    case K_INT:
+        msgpack_pack_int64(pk, it->i);
+        break;
+    case K_BOOL:
+        if (it->v)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        break;
+    case K_NIL:
+        msgpack_pack_nil(pk);
+        break;
+    case K_STRS:
+        msgpack_pack_array(pk, it->n);
+        for (size_t i = 0; i < it->n; i++)
+            mpw_str(pk, it->strs[i]);
+        break;
+    case K_MIXED: /* ["10.0.0.5:22", 7] */
+        msgpack_pack_array(pk, 2);
+        mpw_str(pk, "10.0.0.5:22");
+        msgpack_pack_uint32(pk, 7);
+        break;
+    case K_MAP: /* {"realm": "x", "users": [1, 2]} */
+        msgpack_pack_map(pk, 2);
+        mpw_kv_str(pk, "realm", "x");
+        mpw_str(pk, "users");
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint32(pk, 1);
+        msgpack_pack_uint32(pk, 2);
+        break;
+    case K_BIN:
+        mpw_bin(pk, "abc", 3);
+        break;
+    }
+}
+
+enum op { OP_SET, OP_DROP, OP_ADD };
+
+/* BASE with one change: SET replaces the value of key, DROP leaves key out, ADD appends `with`
+ * (under its own key, which may repeat one of BASE's). */
+static void pack_record(msgpack_sbuffer *sb, enum op op, const char *key, const struct item *with)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    size_t n = NBASE + (op == OP_ADD ? 1 : 0) - (op == OP_DROP ? 1 : 0);
+    msgpack_pack_map(&pk, n);
+    for (size_t i = 0; i < NBASE; i++) {
+        bool match = key && strcmp(BASE[i].key, key) == 0;
+        if (match && op == OP_DROP)
+            continue;
+        mpw_str(&pk, BASE[i].key);
+        pack_value(&pk, match && op == OP_SET ? with : &BASE[i]);
+    }
+    if (op == OP_ADD) {
+        mpw_str(&pk, with->key);
+        pack_value(&pk, with);
+    }
+}
+
+static int parse(const msgpack_sbuffer *sb, const char *name, resource_t *r, const char **why)
+{
+    static char why_buf[400];
+    *why = NULL;
+    return resource_parse((const uint8_t *)sb->data, sb->size, name, r, why_buf, sizeof(why_buf),
+                          why);
+}
+
+/* ---- round trips --------------------------------------------------------------------------- */
+
+static void make_resource(resource_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->name, sizeof(r->name), "ssh-jump");
+    snprintf(r->site, sizeof(r->site), "branch-1");
+    for (unsigned i = 0; i < RESOURCE_TARGETS_MAX; i++)
+        snprintf(r->targets[i], sizeof(r->targets[i]), "10.0.%u.%u:%u", i, i + 1, 1000 + i);
+    snprintf(r->targets[3], sizeof(r->targets[3]), "[fd00::1]:22");
+    snprintf(r->targets[4], sizeof(r->targets[4]), "db.internal.example:5432");
+    r->ntargets = RESOURCE_TARGETS_MAX;
+    r->tcp_port = 65535;
+    r->health = RESOURCE_HEALTH_HTTP;
+    snprintf(r->http_path, sizeof(r->http_path), "/status?full=1&x=%%20");
+    r->sticky = true;
+    r->created_ms = 1700000000123ull;
+}
+
+static void assert_resource_equal(const resource_t *a, const resource_t *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_string_equal(a->site, b->site);
+    assert_int_equal(a->ntargets, b->ntargets);
+    for (unsigned i = 0; i < a->ntargets; i++)
+        assert_string_equal(a->targets[i], b->targets[i]);
+    assert_int_equal(a->tcp_port, b->tcp_port);
+    assert_int_equal(a->health, b->health);
+    assert_string_equal(a->http_path, b->http_path);
+    assert_int_equal(a->sticky, b->sticky);
+    assert_int_equal(a->created_ms, b->created_ms);
+}
+
+static void test_roundtrip(void **state)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    resource_t r, back;
+    const char *why;
+    make_resource(&r);
+    for (int variant = 0; variant < 4; variant++) {
+        if (variant == 1) { /* the smallest: one target, tcp, not sticky */
+            r.ntargets = 1;
+            r.health = RESOURCE_HEALTH_TCP;
+            r.http_path[0] = '\0';
+            r.sticky = false;
+            r.tcp_port = 1;
+            r.created_ms = 0;
+        } else if (variant == 2) { /* the longest http path */
+            r.health = RESOURCE_HEALTH_HTTP;
+            memset(r.http_path, 'a', RESOURCE_HTTP_PATH_MAX);
+            r.http_path[0] = '/';
+            r.http_path[RESOURCE_HTTP_PATH_MAX] = '\0';
+        } else if (variant == 3) { /* names at their longest */
+            memset(r.name, 'n', NODECFG_NAME_MAX);
+            r.name[NODECFG_NAME_MAX] = '\0';
+            memset(r.site, 's', NODECFG_NAME_MAX);
+            r.site[NODECFG_NAME_MAX] = '\0';
+        }
+        msgpack_sbuffer_clear(&sb);
+        resource_pack(&pk, &r);
+        if (parse(&sb, r.name, &back, &why) != 0)
+            fail_msg("variant %d refused: %s", variant, why);
+        assert_resource_equal(&r, &back);
+    }
+    /* The record as sent by BASE, field by field. */
+    pack_record(&sb, OP_SET, NULL, NULL);
+    assert_int_equal(parse(&sb, "web", &back, &why), 0);
+    assert_string_equal(back.name, "web");
+    assert_int_equal(back.ntargets, 2);
+    assert_string_equal(back.targets[1], "[fd00::1]:8080");
+    assert_int_equal(back.tcp_port, 8022);
+    assert_int_equal(back.health, RESOURCE_HEALTH_HTTP);
+    assert_string_equal(back.http_path, "/healthz");
+    assert_true(back.sticky);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Issue 5 adds fields; a node that does not know them must still read the record. */
+static void test_unknown_fields_skipped(void **state)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    resource_t r;
+    const char *why;
+    static const struct item future[] = {
+        {.key = "host", .kind = K_STR, .s = "app.example.com"},
+        {.key = "path_prefix", .kind = K_STR, .s = "/api"},
+        {.key = "auth", .kind = K_MAP},
+        {.key = "future_nil", .kind = K_NIL},
+        {.key = "future_int", .kind = K_INT, .i = -5},
+        {.key = "future_bin", .kind = K_BIN},
+        {.key = "nam", .kind = K_U64, .u = 1},      /* a prefix of a known name */
+        {.key = "targetsx", .kind = K_U64, .u = 1}, /* a known name plus a suffix */
+    };
+    for (size_t i = 0; i < sizeof(future) / sizeof(future[0]); i++) {
+        pack_record(&sb, OP_ADD, NULL, &future[i]);
+        if (parse(&sb, "web", &r, &why) != 0)
+            fail_msg("unknown field %s refused: %s", future[i].key, why);
+        assert_string_equal(r.site, "branch-1");
+    }
+    /* Optional fields may be left out. */
+    pack_record(&sb, OP_DROP, "sticky", NULL);
+    assert_int_equal(parse(&sb, "web", &r, &why), 0);
+    assert_false(r.sticky);
+    pack_record(&sb, OP_DROP, "created_ms", NULL);
+    assert_int_equal(parse(&sb, "web", &r, &why), 0);
+    assert_int_equal(r.created_ms, 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- every bad field, refused with its reason ---------------------------------------------- */
+
+struct bad_case {
+    const char *desc;
+    enum op op;
+    const char *key;
+    struct item with;
+    const char *why; /* a substring of the reason */
+};
+
+static const char *const TARGETS0[] = {NULL};
+static const char *const TARGETS17[] = {"h:1",  "h:2",  "h:3",  "h:4",  "h:5",  "h:6",
+                                        "h:7",  "h:8",  "h:9",  "h:10", "h:11", "h:12",
+                                        "h:13", "h:14", "h:15", "h:16", "h:17"};
+static const char *const T_NOPORT[] = {"10.0.0.5"};
+static const char *const T_PORT0[] = {"10.0.0.5:0"};
+static const char *const T_PORTBIG[] = {"10.0.0.5:65536"};
+static const char *const T_PORTALPHA[] = {"10.0.0.5:ssh"};
+static const char *const T_V6BARE[] = {"fd00::1:22"};
+static const char *const T_EMPTYHOST[] = {":22"};
+static const char *const T_SPACE[] = {"bad host:22"};
+static const char *const T_DUP[] = {"a.example:22", "b.example:22", "a.example:22"};
+static char T_LONG_BUF[300];
+static const char *const T_LONG[] = {T_LONG_BUF};
+static char PATH_LONG[5 + RESOURCE_HTTP_PATH_MAX + 2];
+
+static const struct bad_case BAD[] = {
+    /* missing required fields */
+    {"no name", OP_DROP, "name", {0}, "missing field"},
+    {"no site", OP_DROP, "site", {0}, "missing field"},
+    {"no targets", OP_DROP, "targets", {0}, "missing field"},
+    {"no tcp_port", OP_DROP, "tcp_port", {0}, "missing field"},
+    {"no health", OP_DROP, "health", {0}, "missing field"},
+    /* wrong types */
+    {"name not a string", OP_SET, "name", {.kind = K_U64, .u = 1}, "wrong type"},
+    {"site nil", OP_SET, "site", {.kind = K_NIL}, "wrong type"},
+    {"targets a string", OP_SET, "targets", {.kind = K_STR, .s = "10.0.0.5:22"}, "not an array"},
+    {"a target not a string", OP_SET, "targets", {.kind = K_MIXED}, "not a string"},
+    {"tcp_port a string", OP_SET, "tcp_port", {.kind = K_STR, .s = "22"}, "wrong type"},
+    {"tcp_port negative", OP_SET, "tcp_port", {.kind = K_INT, .i = -22}, "wrong type"},
+    {"health a bool", OP_SET, "health", {.kind = K_BOOL, .v = true}, "wrong type"},
+    {"sticky an int", OP_SET, "sticky", {.kind = K_U64, .u = 1}, "wrong type"},
+    {"created_ms negative", OP_SET, "created_ms", {.kind = K_INT, .i = -1}, "wrong type"},
+    {"a field twice", OP_ADD, NULL, {.key = "site", .kind = K_STR, .s = "other"}, "twice"},
+    /* names */
+    {"name upper case", OP_SET, "name", {.kind = K_STR, .s = "Web"}, "resource name 'Web'"},
+    {"name with '-' first", OP_SET, "name", {.kind = K_STR, .s = "-web"}, "resource name"},
+    {"name empty", OP_SET, "name", {.kind = K_STR, .s = ""}, "resource name"},
+    {"name 64 bytes",
+     OP_SET,
+     "name",
+     {.kind = K_STR, .s = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+     "wrong type or size"},
+    {"name with a NUL", OP_SET, "name", {.kind = K_STR, .s = "we\0b", .slen = 4}, "wrong type"},
+    {"name not the key's", OP_SET, "name", {.kind = K_STR, .s = "other"}, "name in its key"},
+    {"site invalid", OP_SET, "site", {.kind = K_STR, .s = "branch_1"}, "site name 'branch_1'"},
+    /* targets */
+    {"no target", OP_SET, "targets", {.kind = K_STRS, .strs = TARGETS0, .n = 0}, "1 to 16"},
+    {"17 targets", OP_SET, "targets", {.kind = K_STRS, .strs = TARGETS17, .n = 17}, "1 to 16"},
+    {"target without port",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_NOPORT, .n = 1},
+     "target '10.0.0.5' is not HOST:PORT"},
+    {"target port 0",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_PORT0, .n = 1},
+     "target '10.0.0.5:0'"},
+    {"target port 65536",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_PORTBIG, .n = 1},
+     "target '10.0.0.5:65536'"},
+    {"target port not a number",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_PORTALPHA, .n = 1},
+     "target '10.0.0.5:ssh'"},
+    {"IPv6 target without brackets",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_V6BARE, .n = 1},
+     "IPv6 in brackets"},
+    {"target without host",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_EMPTYHOST, .n = 1},
+     "target ':22'"},
+    {"target with a space",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_SPACE, .n = 1},
+     "target 'bad host:22'"},
+    {"a target twice",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_DUP, .n = 3},
+     "target 'a.example:22' is listed twice"},
+    {"target over 255 bytes",
+     OP_SET,
+     "targets",
+     {.kind = K_STRS, .strs = T_LONG, .n = 1},
+     "at most 255 bytes"},
+    /* tcp_port */
+    {"tcp_port 0", OP_SET, "tcp_port", {.kind = K_U64, .u = 0}, "tcp_port"},
+    {"tcp_port 65536", OP_SET, "tcp_port", {.kind = K_U64, .u = 65536}, "tcp_port"},
+    {"tcp_port 2^32+22", OP_SET, "tcp_port", {.kind = K_U64, .u = (1ull << 32) + 22}, "tcp_port"},
+    /* health */
+    {"health empty", OP_SET, "health", {.kind = K_STR, .s = ""}, "'tcp' or 'http:/PATH'"},
+    {"health udp", OP_SET, "health", {.kind = K_STR, .s = "udp"}, "'tcp' or 'http:/PATH'"},
+    {"health TCP", OP_SET, "health", {.kind = K_STR, .s = "TCP"}, "'tcp' or 'http:/PATH'"},
+    {"health tcp with a path",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = "tcp:/x"},
+     "'tcp' or 'http:/PATH'"},
+    {"health http without path", OP_SET, "health", {.kind = K_STR, .s = "http:"}, "start with '/'"},
+    {"health http relative path",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = "http:healthz"},
+     "start with '/'"},
+    {"health http path with a space",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = "http:/a b"},
+     "printable ASCII without spaces"},
+    {"health http path with a control byte",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = "http:/a\tb"},
+     "printable ASCII"},
+    {"health http path with DEL",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = "http:/a\x7f"},
+     "printable ASCII"},
+    {"health http path with UTF-8",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = "http:/caf\xc3\xa9"},
+     "printable ASCII"},
+    {"health http path 201 bytes",
+     OP_SET,
+     "health",
+     {.kind = K_STR, .s = PATH_LONG},
+     "longer than 200 bytes"},
+};
+
+static void test_bad_fields(void **state)
+{
+    /* Filled here: static initializers cannot compute them. */
+    memset(T_LONG_BUF, 'h', 256);
+    memcpy(T_LONG_BUF + 256, ":22", 4);
+    memcpy(PATH_LONG, "http:/", 6);
+    memset(PATH_LONG + 6, 'p', RESOURCE_HTTP_PATH_MAX);
+    PATH_LONG[5 + RESOURCE_HTTP_PATH_MAX + 1] = '\0';
+
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    resource_t r;
+    const char *why;
+    int checked = 0;
+    for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
+        const struct bad_case *c = &BAD[i];
+        pack_record(&sb, c->op, c->key, &c->with);
+        int rc = parse(&sb, "web", &r, &why);
+        if (rc != -EBADMSG)
+            fail_msg("%s: accepted (rc %d)", c->desc, rc);
+        if (!why || !strstr(why, c->why))
+            fail_msg("%s: reason '%s' does not say '%s'", c->desc, why ? why : "(none)", c->why);
+        checked++;
+    }
+    assert_true(checked >= 45);
+
+    /* "http://host/x" is a PATH of "//host/x": odd but harmless (GET //host/x), accepted. */
+    struct item url = {.kind = K_STR, .s = "http://host/x"};
+    pack_record(&sb, OP_SET, "health", &url);
+    assert_int_equal(parse(&sb, "web", &r, &why), 0);
+    assert_string_equal(r.http_path, "//host/x");
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Bytes that are not a record at all. */
+static void test_bad_bytes(void **state)
+{
+    resource_t r;
+    char why_buf[200];
+    const char *why;
+    static const struct {
+        const char *desc;
+        const char *bytes;
+        size_t len;
+        const char *why;
+    } cases[] = {
+        {"empty", "", 0, "not a map"},
+        {"an array", "\x91\x01", 2, "not a map"},
+        {"a non-string key", "\x81\x01\x02", 3, "non-string field name"},
+        {"a truncated unknown field",
+         "\x81\xa6"
+         "future"
+         "\xd9\x20short",
+         14, "malformed"},
+        {"a map claiming more pairs than bytes", "\x8f\xa4name", 6, "missing"},
+        {"nil", "\xc0", 1, "not a map"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        why = NULL;
+        int rc = resource_parse((const uint8_t *)cases[i].bytes, cases[i].len, "web", &r, why_buf,
+                                sizeof(why_buf), &why);
+        if (rc != -EBADMSG || !why)
+            fail_msg("%s: accepted", cases[i].desc);
+        (void)cases[i].why; /* the exact reason for garbage is not part of the contract */
+    }
+
+    /* Trailing bytes after a good record; and every truncation of a good record. */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_record(&sb, OP_SET, NULL, NULL);
+    size_t good = sb.size;
+    msgpack_sbuffer_write(&sb, "\xc0", 1);
+    assert_int_equal(parse(&sb, "web", &r, &why), -EBADMSG);
+    assert_non_null(strstr(why, "trailing"));
+    for (size_t n = 0; n < good; n++) {
+        uint8_t *copy = malloc(n ? n : 1); /* exact size: ASan sees a read past the end */
+        memcpy(copy, sb.data, n);
+        why = NULL;
+        if (resource_parse(copy, n, "web", &r, why_buf, sizeof(why_buf), &why) != -EBADMSG || !why)
+            fail_msg("a record truncated to %zu of %zu bytes was accepted", n, good);
+        free(copy);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* resource_check is what resource.add applies: its reasons name the value. */
+static void test_check(void **state)
+{
+    resource_t r;
+    char buf[400];
+    const char *why;
+    make_resource(&r);
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), 0);
+
+    r.ntargets = 0;
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "at least one target"));
+    r.ntargets = RESOURCE_TARGETS_MAX + 1;
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "at most 16 targets"));
+
+    make_resource(&r);
+    snprintf(r.targets[7], sizeof(r.targets[7]), "10.1.1.1:99999");
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "target '10.1.1.1:99999'"));
+
+    make_resource(&r);
+    r.tcp_port = 0;
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "tcp_port"));
+
+    make_resource(&r);
+    snprintf(r.http_path, sizeof(r.http_path), "no-slash");
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "start with '/'"));
+
+    make_resource(&r);
+    r.health = RESOURCE_HEALTH_TCP; /* tcp with a leftover path: inconsistent */
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    r.health = (enum resource_health)7;
+    r.http_path[0] = '\0';
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+
+    make_resource(&r);
+    snprintf(r.site, sizeof(r.site), "Branch");
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "site name 'Branch'"));
+
+    /* A reason longer than the buffer is cut, never overflows. */
+    make_resource(&r);
+    memset(r.targets[0], 'x', NODECFG_ADDR_MAX);
+    r.targets[0][NODECFG_ADDR_MAX] = '\0';
+    char small[16];
+    assert_int_equal(resource_check(&r, small, sizeof(small), &why), -EINVAL);
+    assert_int_equal(strlen(why), sizeof(small) - 1);
+}
+
+static void test_health(void **state)
+{
+    resource_t r;
+    const char *why;
+    char out[RESOURCE_HEALTH_MAX + 1];
+    static const char *const good[] = {"tcp", "http:/", "http:/healthz", "http:/a/b?c=d&e=%20#f"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        memset(&r, 0, sizeof(r));
+        if (resource_health_parse(good[i], strlen(good[i]), &r, &why) != 0)
+            fail_msg("'%s' refused: %s", good[i], why);
+        resource_health_str(&r, out, sizeof(out));
+        assert_string_equal(out, good[i]);
+    }
+    static const char *const bad[] = {
+        "", "tcp ", "http", "http:", "https:/x", "http:x", "http:/ x", "HTTP:/x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (resource_health_parse(bad[i], strlen(bad[i]), &r, &why) != -EINVAL || !why)
+            fail_msg("'%s' accepted", bad[i]);
+    }
+    /* A length that stops before the NUL is honoured: "tcpX" cut at 3 is "tcp". */
+    assert_int_equal(resource_health_parse("tcpX", 3, &r, &why), 0);
+    assert_int_equal(r.health, RESOURCE_HEALTH_TCP);
+}
+
+static void test_keys(void **state)
+{
+    char key[RESOURCE_KEY_MAX], name63[NODECFG_NAME_MAX + 1];
+    assert_int_equal(resource_key("web", key, sizeof(key)), 0);
+    assert_string_equal(key, "resource/web");
+    memset(name63, 'a', NODECFG_NAME_MAX);
+    name63[NODECFG_NAME_MAX] = '\0';
+    assert_int_equal(resource_key(name63, key, sizeof(key)), 0);
+    assert_int_equal(strlen(key), strlen(RESOURCE_PREFIX) + NODECFG_NAME_MAX);
+    assert_int_equal(resource_key(name63, key, 20), -EINVAL);
+    assert_int_equal(resource_key("Web", key, sizeof(key)), -EINVAL);
+    assert_int_equal(resource_key("a/b", key, sizeof(key)), -EINVAL);
+    assert_int_equal(resource_key("", key, sizeof(key)), -EINVAL);
+
+    char skey[REG_SITE_KEY_MAX];
+    assert_int_equal(reg_site_key("branch-1", skey, sizeof(skey)), 0);
+    assert_string_equal(skey, "site/branch-1");
+    assert_int_equal(reg_site_key(name63, skey, sizeof(skey)), 0);
+    assert_int_equal(reg_site_key("../x", skey, sizeof(skey)), -EINVAL);
+}
+
+/* ---- resource_list over a real store -------------------------------------------------------- */
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void put_raw(store_t *s, const char *key, const msgpack_sbuffer *sb)
+{
+    assert_int_equal(store_put(s, key, strlen(key), sb->data, sb->size, 1700000000000ull, NULL), 0);
+}
+
+static void test_list(void **state)
+{
+    char dir[] = "/tmp/popmesh-test-resource-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    store_opts_t o = {.node_id = 42, .nosync = true};
+    store_t *s = NULL;
+    assert_int_equal(store_open(dir, &o, &s), 0);
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    resource_t r, *all;
+    size_t n;
+    assert_int_equal(resource_list(s, &all, &n), 0);
+    assert_int_equal(n, 0);
+    free(all);
+
+    make_resource(&r);
+    snprintf(r.name, sizeof(r.name), "zeta");
+    resource_pack(&pk, &r);
+    put_raw(s, "resource/zeta", &sb);
+    msgpack_sbuffer_clear(&sb);
+    snprintf(r.name, sizeof(r.name), "alpha");
+    r.tcp_port = 2222;
+    resource_pack(&pk, &r);
+    put_raw(s, "resource/alpha", &sb);
+    put_raw(s, "resource/mismatch", &sb); /* name "alpha" under another key */
+    msgpack_sbuffer_clear(&sb);
+    pack_record(&sb, OP_SET, "tcp_port", &(struct item){.kind = K_U64, .u = 0});
+    put_raw(s, "resource/web", &sb); /* port 0: skipped */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_array(&pk, 0);
+    put_raw(s, "resource/", &sb); /* not even a map, under an empty name */
+    put_raw(s, "resourcez", &sb); /* outside the prefix */
+
+    assert_int_equal(resource_list(s, &all, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].name, "alpha");
+    assert_int_equal(all[0].tcp_port, 2222);
+    assert_string_equal(all[1].name, "zeta");
+    free(all);
+
+    resource_t got;
+    assert_int_equal(resource_get(s, "alpha", &got), 0);
+    assert_string_equal(got.site, "branch-1");
+    assert_int_equal(resource_get(s, "nothing", &got), -ENOENT);
+    assert_int_equal(resource_get(s, "web", &got), -EBADMSG);
+    assert_int_equal(resource_get(s, "mismatch", &got), -EBADMSG);
+    assert_int_equal(resource_get(s, "Bad/Name", &got), -ENOENT);
+    assert_int_equal(store_del(s, "resource/alpha", 14, 1700000000001ull, NULL), 0);
+    assert_int_equal(resource_get(s, "alpha", &got), -ENOENT);
+
+    msgpack_sbuffer_destroy(&sb);
+    store_close(&s);
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- the registry's side: site records and the token's site field ------------------------- */
+
+static void test_site_record(void **state)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    reg_site_t s = {.created_ms = 1700000000000ull,
+                    .token_id = 0xfedcba9876543210ull,
+                    .removed = true},
+               back;
+    snprintf(s.name, sizeof(s.name), "branch-1");
+    snprintf(s.created_by, sizeof(s.created_by), "pop-1");
+    const char *why;
+    reg_site_pack(&pk, &s);
+    assert_int_equal(reg_site_parse((const uint8_t *)sb.data, sb.size, "branch-1", &back, &why), 0);
+    assert_string_equal(back.name, "branch-1");
+    assert_string_equal(back.created_by, "pop-1");
+    assert_int_equal(back.created_ms, s.created_ms);
+    assert_int_equal(back.token_id, s.token_id);
+    assert_true(back.removed);
+
+    /* stored under another name's key */
+    assert_int_equal(reg_site_parse((const uint8_t *)sb.data, sb.size, "branch-2", &back, &why),
+                     -EBADMSG);
+    assert_non_null(strstr(why, "key"));
+
+    /* an invalid name, even under the matching key */
+    msgpack_sbuffer_clear(&sb);
+    snprintf(s.name, sizeof(s.name), "Branch");
+    reg_site_pack(&pk, &s);
+    assert_int_equal(reg_site_parse((const uint8_t *)sb.data, sb.size, "Branch", &back, &why),
+                     -EBADMSG);
+    assert_non_null(strstr(why, "valid site name"));
+
+    /* token_id is required; unknown fields are skipped */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 2);
+    mpw_kv_str(&pk, "name", "branch-1");
+    mpw_kv_str(&pk, "future", "x");
+    assert_int_equal(reg_site_parse((const uint8_t *)sb.data, sb.size, "branch-1", &back, &why),
+                     -EBADMSG);
+    assert_non_null(strstr(why, "missing"));
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 3);
+    mpw_kv_str(&pk, "name", "branch-1");
+    mpw_kv_str(&pk, "future", "x");
+    mpw_kv_u64(&pk, "token_id", 7);
+    assert_int_equal(reg_site_parse((const uint8_t *)sb.data, sb.size, "branch-1", &back, &why), 0);
+    assert_false(back.removed);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_token_site_field(void **state)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    reg_token_t t = {.id = 9, .expires_ms = 5, .uses_max = 1}, back;
+    const char *why;
+    snprintf(t.role, sizeof(t.role), "site");
+    snprintf(t.site, sizeof(t.site), "branch-1");
+    reg_token_pack(&pk, &t);
+    assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why), 0);
+    assert_string_equal(back.site, "branch-1");
+
+    /* A PoP token has no site field at all: its record is what it was before the field. */
+    msgpack_sbuffer_clear(&sb);
+    t.site[0] = '\0';
+    snprintf(t.role, sizeof(t.role), "pop");
+    reg_token_pack(&pk, &t);
+    assert_null(memmem(sb.data, sb.size, "site", 4));
+    assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why), 0);
+    assert_string_equal(back.site, "");
+
+    /* An old record (written before the field existed) decodes, unbound. */
+    uint8_t join_pk[32] = {1};
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 3);
+    mpw_kv_str(&pk, "role", "site");
+    mpw_kv_u64(&pk, "expires_ms", 77);
+    mpw_kv_bin(&pk, "join_pk", join_pk, 32);
+    assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why), 0);
+    assert_string_equal(back.site, "");
+
+    /* A site that is not a valid name, or not a string, is refused. */
+    static const char *const bad_sites[] = {"Branch", "-x", "a b"};
+    for (size_t i = 0; i < sizeof(bad_sites) / sizeof(bad_sites[0]); i++) {
+        msgpack_sbuffer_clear(&sb);
+        msgpack_pack_map(&pk, 4);
+        mpw_kv_str(&pk, "role", "site");
+        mpw_kv_u64(&pk, "expires_ms", 77);
+        mpw_kv_bin(&pk, "join_pk", join_pk, 32);
+        mpw_kv_str(&pk, "site", bad_sites[i]);
+        assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why),
+                         -EBADMSG);
+    }
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 4);
+    mpw_kv_str(&pk, "role", "site");
+    mpw_kv_u64(&pk, "expires_ms", 77);
+    mpw_kv_bin(&pk, "join_pk", join_pk, 32);
+    mpw_kv_u64(&pk, "site", 1);
+    assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_unknown_fields_skipped),
+        cmocka_unit_test(test_bad_fields),  cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_check),       cmocka_unit_test(test_health),
+        cmocka_unit_test(test_keys),        cmocka_unit_test(test_list),
+        cmocka_unit_test(test_site_record), cmocka_unit_test(test_token_site_field),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

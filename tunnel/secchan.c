@@ -1,0 +1,581 @@
+/* sc: the tunnel's secure channel. The API and the wire summary are in secchan.h; this essay
+ * says how the handshake works and why each step is there. docs/tunnel.md ("Secure channel")
+ * has the same layout in tables.
+ *
+ * BACKGROUND
+ *
+ * The channel is Noise IK (noiseprotocol.org, revision 34) instantiated with X25519,
+ * BLAKE2b with 32-byte outputs, and ChaCha20-Poly1305 for the handshake. It is not
+ * byte-compatible with a Noise library (HASHLEN is 32, not 64; the KDF is keyed BLAKE2b, not
+ * HMAC; our own protocol name), but every step is Noise's, so Noise's security analysis
+ * applies: mutual authentication of the static keys, forward secrecy once the handshake
+ * completes, the initiator's identity hidden from passive observers and from anyone who does
+ * not hold the responder's static secret.
+ *
+ * Two values run through the handshake:
+ *
+ *   h   the transcript hash. Every public byte either side sends is hashed into it
+ *       (MixHash: h = H(h || data)), and every handshake ciphertext uses the current h as
+ *       its associated data. So a change to any byte sent earlier (a suite bit, a public key,
+ *       a ciphertext) makes the next tag fail: the transcript is authenticated as a whole,
+ *       not field by field.
+ *   ck  the chaining key. Every DH result is folded into it (MixKey: ck, k = KDF(ck, dh)),
+ *       so each key depends on all DH results so far; one weak DH does not weaken the
+ *       others.
+ *
+ *   H(x)          BLAKE2b-256(x)                          (crypto_generichash, no key)
+ *   KDF(ck, ikm)  t  = BLAKE2b-256(key = ck, ikm)          HKDF's extract and expand, with
+ *                 o1 = BLAKE2b-256(key = t, 0x01)          keyed BLAKE2b (a PRF) where HKDF
+ *                 o2 = BLAKE2b-256(key = t, o1 || 0x02)    has HMAC; returns (o1, o2)
+ *   AEAD(k, ad, p)  ChaCha20-Poly1305-IETF, nonce 12 zero bytes; ciphertext || 16-byte tag
+ *   DH(a, B)      X25519(a, B); an all-zero result (B of small order) is refused
+ *
+ * KEY SCHEDULE (i: initiator with static s_i, ephemeral e_i; r: responder with s_r, e_r;
+ * the initiator knows s_r.pub in advance)
+ *
+ *   h  = H("popmesh-sc-v1 Noise_IK_25519_BLAKE2b"); ck = h
+ *                        Naming the protocol and version first means that a transcript of
+ *                        another protocol or version can never produce the same keys.
+ *   h  = H(h || s_r.pub) IK's pre-message: both sides bind the responder's key they believe
+ *                        in; an initiator who targets the wrong key fails at the first tag.
+ *   HELLO
+ *   h  = H(h || suites)  the offer is authenticated: stripping AES from it (a downgrade)
+ *                        breaks the tag of enc(s).
+ *   h  = H(h || e_i.pub) X25519 ignores the top bit of a public key; hashing the bytes as
+ *                        sent makes even that bit count.
+ *   ck, k1 = KDF(ck, DH(e_i, s_r))   es: only the holder of s_r can read what follows
+ *   c1 = AEAD(k1, h, s_i.pub); h = H(h || c1)
+ *                        the initiator's identity travels encrypted.
+ *   ck, k2 = KDF(ck, DH(s_i, s_r))   ss: only the holder of s_i could have made k2, so a
+ *                        valid c2 authenticates the initiator (to the responder, at once).
+ *   c2 = AEAD(k2, h, payload_i); h = H(h || c2)
+ *   WELCOME
+ *   h  = H(h || suite)   the choice is authenticated by c3 (no downgrade on the way back).
+ *   h  = H(h || e_r.pub)
+ *   ck, _  = KDF(ck, DH(e_r, e_i))   ee: forward secrecy; stealing both static keys later
+ *                        does not give the transport keys.
+ *   ck, k3 = KDF(ck, DH(e_r, s_i))   se: only the holder of s_i can read c3, and only the
+ *                        responder who made e_r and holds s_r (through es/ss in ck) could
+ *                        have made it: a valid c3 authenticates the responder, and binds
+ *                        the WELCOME to this HELLO's e_i (a WELCOME answering a replayed
+ *                        HELLO is useless to anyone without e_i).
+ *   c3 = AEAD(k3, h, payload_r)
+ *   Split: i2r, r2i = KDF(ck, "")    initiator tx = i2r = responder rx, and the reverse.
+ *
+ * Each handshake key (k1, k2, k3) encrypts exactly one message, which is why a constant
+ * nonce of zero is safe there. The responder does not learn that the initiator holds e_i
+ * until the first DATA record from it opens; that is IK's known weakness (a replayed HELLO
+ * is accepted and answered, and its payload is no proof of freshness) and the reason the
+ * application must not act on a HELLO payload as if it were fresh.
+ *
+ * WIRE (every record: [type u8][length u24 big endian] then length bytes)
+ *
+ *   HELLO   body  [suites offered: u8, bit 1 << enum sc_suite]
+ *                 [e_i.pub: 32]
+ *                 [c1: 32 + 16]
+ *                 [c2: plen + 16]                 plen 0..SC_PAYLOAD_MAX
+ *   WELCOME body  [suite chosen: u8, an enum sc_suite value, one of the offered bits]
+ *                 [e_r.pub: 32]
+ *                 [c3: plen + 16]
+ *   DATA    body  [ciphertext: 1..SC_PLAIN_MAX][tag: 16]
+ *
+ * The headers of HELLO and WELCOME are not hashed: the type is implied by the step and the
+ * length by the body. Unknown bits of the suites byte are ignored (a later version can add
+ * suites), but hashed like the rest.
+ *
+ * TRANSPORT
+ *
+ * Suite: AES-256-GCM when the initiator offered it and the responder's CPU has AES-NI and
+ * CLMUL (libsodium's only AES-GCM), else ChaCha20-Poly1305-IETF; the responder chooses. Each
+ * direction has its own key and a 64-bit counter of records, starting at 0; the nonce is
+ * 4 zero bytes then the counter little endian. Keys differ per direction, so the two
+ * counters never need to be coordinated. Nothing is sent with a record's number: the
+ * receiver expects exactly the next one, so a replayed, dropped or reordered record fails
+ * its tag (TCP already delivers in order; anything else is an attack). The 4-byte header is
+ * the associated data, so a record cannot be truncated or retyped either. As in Noise, the
+ * counter value 2^64 - 1 is never used: seal and open return -EPIPE there instead of
+ * wrapping the nonce.
+ *
+ * Sealing copies the caller's pieces once, into the output after the header, and encrypts
+ * there (libsodium allows c == m); opening decrypts in the receive buffer. For AES-GCM the
+ * expanded key (crypto_aead_aes256gcm_beforenm) is kept per direction, so a record costs
+ * only its own blocks.
+ *
+ * INVARIANTS
+ *
+ * - Any error return leaves the state SC_FAILED and wipes every secret (fail()): there is
+ *   no retry, no partial state, and a caller that ignores an error cannot use the channel.
+ * - On SC_ESTABLISHED, the ephemeral secrets, h and ck are wiped; only tx/rx keys (and
+ *   their AES expansions) and the static key pair remain.
+ * - Every read from a peer's bytes is preceded by a length check against the exact layout
+ *   above; handshake lengths are checked before any DH is computed. */
+#include "tunnel/secchan.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define SC_PROTOCOL_NAME "popmesh-sc-v1 Noise_IK_25519_BLAKE2b"
+#define SC_HASH_LEN      32
+#define SC_NONCE_LEN     12
+
+_Static_assert(SC_HASH_LEN == crypto_generichash_BYTES, "h and ck are BLAKE2b-256");
+_Static_assert(SC_KEY_LEN == crypto_aead_chacha20poly1305_ietf_KEYBYTES, "handshake key");
+_Static_assert(SC_KEY_LEN == crypto_aead_aes256gcm_KEYBYTES, "AES-256 key");
+_Static_assert(SC_TAG_LEN == crypto_aead_chacha20poly1305_ietf_ABYTES, "ChaCha20 tag");
+_Static_assert(SC_TAG_LEN == crypto_aead_aes256gcm_ABYTES, "GCM tag");
+_Static_assert(SC_NONCE_LEN == crypto_aead_chacha20poly1305_ietf_NPUBBYTES, "ChaCha20 nonce");
+_Static_assert(SC_NONCE_LEN == crypto_aead_aes256gcm_NPUBBYTES, "GCM nonce");
+_Static_assert(crypto_scalarmult_BYTES == 32 && crypto_scalarmult_SCALARBYTES == 32, "X25519");
+_Static_assert(SC_RECORD_MAX < (1u << 24), "a body length fits the u24 of the header");
+_Static_assert(SC_HELLO_BODY_MIN == 97 && SC_WELCOME_BODY_MIN == 49, "layout in the essay");
+
+static const uint8_t zero_nonce[SC_NONCE_LEN]; /* each handshake key seals one message */
+
+static uint8_t forced_suites; /* sc_force_suites; 0 = not narrowed */
+
+static bool sodium_ready(void)
+{
+    return sodium_init() >= 0; /* idempotent and thread-safe */
+}
+
+uint8_t sc_local_suites(void)
+{
+    if (!sodium_ready())
+        return 0;
+    uint8_t m = 1u << SC_SUITE_CHACHA20POLY1305;
+    if (crypto_aead_aes256gcm_is_available())
+        m |= 1u << SC_SUITE_AES256GCM;
+    return forced_suites ? m & forced_suites : m;
+}
+
+void sc_force_suites(uint8_t mask)
+{
+    forced_suites = mask;
+}
+
+/* Every secret goes; the public keys stay for the caller's log line. */
+static int fail(sc_t *s, int err)
+{
+    sodium_memzero(s->local_sk, sizeof(s->local_sk));
+    sodium_memzero(s->e_pk, sizeof(s->e_pk));
+    sodium_memzero(s->e_sk, sizeof(s->e_sk));
+    sodium_memzero(s->re_pk, sizeof(s->re_pk));
+    sodium_memzero(s->ck, sizeof(s->ck));
+    sodium_memzero(s->h, sizeof(s->h));
+    sodium_memzero(s->tx_key, sizeof(s->tx_key));
+    sodium_memzero(s->rx_key, sizeof(s->rx_key));
+    sodium_memzero(&s->tx_aes, sizeof(s->tx_aes));
+    sodium_memzero(&s->rx_aes, sizeof(s->rx_aes));
+    s->state = SC_FAILED;
+    return err;
+}
+
+void sc_wipe(sc_t *s)
+{
+    if (!s)
+        return;
+    sodium_memzero(s, sizeof(*s));
+    s->state = SC_FAILED;
+}
+
+/* ---- symmetric state: MixHash, MixKey, the AEAD, Split ------------------------------------ */
+
+static void hash2(uint8_t out[SC_HASH_LEN], const uint8_t *a, size_t alen, const uint8_t *b,
+                  size_t blen)
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, SC_HASH_LEN);
+    crypto_generichash_update(&st, a, alen);
+    crypto_generichash_update(&st, b, blen);
+    crypto_generichash_final(&st, out, SC_HASH_LEN);
+    sodium_memzero(&st, sizeof(st));
+}
+
+static void mix_hash(sc_t *s, const uint8_t *data, size_t len)
+{
+    hash2(s->h, s->h, sizeof(s->h), data, len);
+}
+
+/* KDF(ck, ikm) -> (o1, o2), described in the essay. o1 may be ck itself. */
+static void kdf(const uint8_t ck[SC_HASH_LEN], const uint8_t *ikm, size_t ikm_len,
+                uint8_t o1[SC_HASH_LEN], uint8_t o2[SC_HASH_LEN])
+{
+    static const uint8_t one = 0x01;
+    uint8_t t[SC_HASH_LEN], buf[SC_HASH_LEN + 1];
+    crypto_generichash(t, sizeof(t), ikm, ikm_len, ck, SC_HASH_LEN);
+    crypto_generichash(buf, SC_HASH_LEN, &one, 1, t, sizeof(t));
+    buf[SC_HASH_LEN] = 0x02;
+    crypto_generichash(o2, SC_HASH_LEN, buf, sizeof(buf), t, sizeof(t));
+    memcpy(o1, buf, SC_HASH_LEN);
+    sodium_memzero(t, sizeof(t));
+    sodium_memzero(buf, sizeof(buf));
+}
+
+/* ck, k = KDF(ck, DH(sk, pk)). -EBADMSG if the DH result is all zeros (pk of small order:
+ * the "shared secret" would be known to everyone). */
+static int mix_dh(sc_t *s, const uint8_t sk[32], const uint8_t pk[32], uint8_t k[SC_KEY_LEN])
+{
+    uint8_t dh[crypto_scalarmult_BYTES];
+    int rc = crypto_scalarmult(dh, sk, pk);
+    if (rc == 0 && sodium_is_zero(dh, sizeof(dh)))
+        rc = -1; /* libsodium already refuses it; do not depend on the version */
+    if (rc == 0)
+        kdf(s->ck, dh, sizeof(dh), s->ck, k);
+    sodium_memzero(dh, sizeof(dh));
+    return rc == 0 ? 0 : -EBADMSG;
+}
+
+/* Encrypts len bytes of in to out (len + SC_TAG_LEN bytes) with AD = h, then h = H(h || out).
+ * in may equal out. */
+static void encrypt_and_hash(sc_t *s, const uint8_t k[SC_KEY_LEN], const uint8_t *in, size_t len,
+                             uint8_t *out)
+{
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, out + len, NULL, in, len, s->h,
+                                                       sizeof(s->h), NULL, zero_nonce, k);
+    mix_hash(s, out, len + SC_TAG_LEN);
+}
+
+/* Decrypts c (clen bytes, tag included) in place with AD = h, and h = H(h || c) as it was on
+ * the wire. -EBADMSG if the tag fails (c is then zeroed by libsodium). */
+static int decrypt_and_hash(sc_t *s, const uint8_t k[SC_KEY_LEN], uint8_t *c, size_t clen)
+{
+    uint8_t next_h[SC_HASH_LEN];
+    hash2(next_h, s->h, sizeof(s->h), c, clen); /* before the ciphertext is overwritten */
+    size_t mlen = clen - SC_TAG_LEN;
+    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, NULL, c, mlen, c + mlen, s->h,
+                                                           sizeof(s->h), zero_nonce, k) != 0)
+        return -EBADMSG;
+    memcpy(s->h, next_h, sizeof(s->h));
+    return 0;
+}
+
+/* Derives the transport keys, expands them for the suite, and wipes the handshake state. */
+static int split(sc_t *s)
+{
+    uint8_t i2r[SC_KEY_LEN], r2i[SC_KEY_LEN];
+    kdf(s->ck, NULL, 0, i2r, r2i);
+    memcpy(s->tx_key, s->initiator ? i2r : r2i, SC_KEY_LEN);
+    memcpy(s->rx_key, s->initiator ? r2i : i2r, SC_KEY_LEN);
+    sodium_memzero(i2r, sizeof(i2r));
+    sodium_memzero(r2i, sizeof(r2i));
+    sodium_memzero(s->e_pk, sizeof(s->e_pk));
+    sodium_memzero(s->e_sk, sizeof(s->e_sk));
+    sodium_memzero(s->re_pk, sizeof(s->re_pk));
+    sodium_memzero(s->ck, sizeof(s->ck));
+    sodium_memzero(s->h, sizeof(s->h));
+    if (s->suite == SC_SUITE_AES256GCM &&
+        (crypto_aead_aes256gcm_beforenm(&s->tx_aes, s->tx_key) != 0 ||
+         crypto_aead_aes256gcm_beforenm(&s->rx_aes, s->rx_key) != 0))
+        return fail(s, -ENOTSUP); /* no AES-NI here after all */
+    s->tx_seq = s->rx_seq = 0;
+    s->state = SC_ESTABLISHED;
+    return 0;
+}
+
+/* h = H(name); ck = h; h = H(h || s_r.pub). */
+static void init_symmetric(sc_t *s, const uint8_t responder_pk[32])
+{
+    crypto_generichash(s->h, sizeof(s->h), (const uint8_t *)SC_PROTOCOL_NAME,
+                       strlen(SC_PROTOCOL_NAME), NULL, 0);
+    memcpy(s->ck, s->h, sizeof(s->ck));
+    mix_hash(s, responder_pk, 32);
+}
+
+static void init_state(sc_t *s, bool initiator, const uint8_t local_pk[32],
+                       const uint8_t local_sk[32])
+{
+    sodium_memzero(s, sizeof(*s));
+    s->state = SC_INIT;
+    s->initiator = initiator;
+    memcpy(s->local_pk, local_pk, 32);
+    memcpy(s->local_sk, local_sk, 32);
+}
+
+static void new_ephemeral(sc_t *s)
+{
+    randombytes_buf(s->e_sk, sizeof(s->e_sk));
+    crypto_scalarmult_base(s->e_pk, s->e_sk);
+}
+
+static void put_header(uint8_t *out, uint8_t type, size_t len)
+{
+    out[0] = type;
+    out[1] = (uint8_t)(len >> 16);
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+}
+
+/* ---- handshake ---------------------------------------------------------------------------- */
+
+int sc_initiate(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32],
+                const uint8_t remote_pk[32], const uint8_t *payload, size_t plen, uint8_t *out)
+{
+    init_state(s, true, local_pk, local_sk);
+    memcpy(s->remote_pk, remote_pk, 32);
+    if (!sodium_ready())
+        return fail(s, -EIO);
+    if (plen > SC_PAYLOAD_MAX || (plen && !payload))
+        return fail(s, -EINVAL);
+    s->suites_offered = sc_local_suites();
+    if (!s->suites_offered)
+        return fail(s, -ENOTSUP);
+
+    uint8_t k[SC_KEY_LEN];
+    size_t body_len = SC_HELLO_BODY_MIN + plen;
+    uint8_t *p = out + SC_HDR_LEN;
+    put_header(out, SC_REC_HELLO, body_len);
+    init_symmetric(s, s->remote_pk);
+
+    p[0] = s->suites_offered;
+    mix_hash(s, p, 1);
+    p += 1;
+
+    new_ephemeral(s);
+    memcpy(p, s->e_pk, 32);
+    mix_hash(s, p, 32);
+    p += 32;
+
+    if (mix_dh(s, s->e_sk, s->remote_pk, k) != 0) /* es */
+        goto bad_key;
+    encrypt_and_hash(s, k, s->local_pk, 32, p);
+    p += 32 + SC_TAG_LEN;
+
+    if (mix_dh(s, s->local_sk, s->remote_pk, k) != 0) /* ss */
+        goto bad_key;
+    if (plen)
+        memcpy(p, payload, plen);
+    encrypt_and_hash(s, k, p, plen, p);
+    sodium_memzero(k, sizeof(k));
+    s->state = SC_HELLO_SENT;
+    return (int)(SC_HDR_LEN + body_len);
+
+bad_key:
+    /* remote_pk is of small order: no key of ours can reach it. */
+    sodium_memzero(k, sizeof(k));
+    return fail(s, -EINVAL);
+}
+
+int sc_accept(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32], uint8_t *body,
+              size_t len, const uint8_t **payload, size_t *plen)
+{
+    init_state(s, false, local_pk, local_sk);
+    if (!sodium_ready())
+        return fail(s, -EIO);
+    if (len < SC_HELLO_BODY_MIN || len > SC_HELLO_BODY_MAX)
+        return fail(s, -EBADMSG);
+
+    uint8_t k[SC_KEY_LEN];
+    uint8_t *p = body;
+    init_symmetric(s, s->local_pk);
+
+    s->suites_offered = p[0];
+    mix_hash(s, p, 1);
+    p += 1;
+
+    memcpy(s->re_pk, p, 32);
+    mix_hash(s, p, 32);
+    p += 32;
+
+    if (mix_dh(s, s->local_sk, s->re_pk, k) != 0) /* es */
+        goto bad;
+    if (decrypt_and_hash(s, k, p, 32 + SC_TAG_LEN) != 0)
+        goto bad;
+    uint8_t rs[32];
+    memcpy(rs, p, 32);
+    p += 32 + SC_TAG_LEN;
+
+    if (mix_dh(s, s->local_sk, rs, k) != 0) /* ss */
+        goto bad;
+    size_t clen = len - (size_t)(p - body);
+    if (decrypt_and_hash(s, k, p, clen) != 0)
+        goto bad;
+    sodium_memzero(k, sizeof(k));
+
+    /* The whole HELLO is authentic: from here, remote_pk names its sender. */
+    memcpy(s->remote_pk, rs, 32);
+    uint8_t common = s->suites_offered & sc_local_suites();
+    if (common & (1u << SC_SUITE_AES256GCM))
+        s->suite = SC_SUITE_AES256GCM;
+    else if (common & (1u << SC_SUITE_CHACHA20POLY1305))
+        s->suite = SC_SUITE_CHACHA20POLY1305;
+    else
+        return fail(s, -ENOTSUP);
+    *payload = p;
+    *plen = clen - SC_TAG_LEN;
+    s->state = SC_HELLO_RECEIVED;
+    return 0;
+
+bad:
+    sodium_memzero(k, sizeof(k));
+    return fail(s, -EBADMSG);
+}
+
+int sc_respond(sc_t *s, const uint8_t *payload, size_t plen, uint8_t *out)
+{
+    if (s->state != SC_HELLO_RECEIVED || plen > SC_PAYLOAD_MAX || (plen && !payload))
+        return fail(s, -EINVAL);
+
+    uint8_t k[SC_KEY_LEN];
+    size_t body_len = SC_WELCOME_BODY_MIN + plen;
+    uint8_t *p = out + SC_HDR_LEN;
+    put_header(out, SC_REC_WELCOME, body_len);
+
+    p[0] = (uint8_t)s->suite;
+    mix_hash(s, p, 1);
+    p += 1;
+
+    new_ephemeral(s);
+    memcpy(p, s->e_pk, 32);
+    mix_hash(s, p, 32);
+    p += 32;
+
+    /* Both public keys passed mix_dh in sc_accept, so these cannot fail; checked anyway. */
+    if (mix_dh(s, s->e_sk, s->re_pk, k) != 0 ||     /* ee */
+        mix_dh(s, s->e_sk, s->remote_pk, k) != 0) { /* se */
+        sodium_memzero(k, sizeof(k));
+        return fail(s, -EINVAL);
+    }
+    if (plen)
+        memcpy(p, payload, plen);
+    encrypt_and_hash(s, k, p, plen, p);
+    sodium_memzero(k, sizeof(k));
+    int rc = split(s);
+    return rc < 0 ? rc : (int)(SC_HDR_LEN + body_len);
+}
+
+int sc_initiator_finish(sc_t *s, uint8_t *body, size_t len, const uint8_t **payload, size_t *plen)
+{
+    if (s->state != SC_HELLO_SENT)
+        return fail(s, -EINVAL);
+    if (len < SC_WELCOME_BODY_MIN || len > SC_WELCOME_BODY_MAX)
+        return fail(s, -EBADMSG);
+
+    uint8_t k[SC_KEY_LEN];
+    uint8_t *p = body;
+
+    /* One suite, known, and one we offered. */
+    if ((p[0] != SC_SUITE_AES256GCM && p[0] != SC_SUITE_CHACHA20POLY1305) ||
+        !(s->suites_offered & (1u << p[0])))
+        return fail(s, -EBADMSG);
+    s->suite = (enum sc_suite)p[0];
+    mix_hash(s, p, 1);
+    p += 1;
+
+    memcpy(s->re_pk, p, 32);
+    mix_hash(s, p, 32);
+    p += 32;
+
+    if (mix_dh(s, s->e_sk, s->re_pk, k) != 0 ||     /* ee */
+        mix_dh(s, s->local_sk, s->re_pk, k) != 0) { /* se */
+        sodium_memzero(k, sizeof(k));
+        return fail(s, -EBADMSG);
+    }
+    size_t clen = len - (size_t)(p - body);
+    int rc = decrypt_and_hash(s, k, p, clen);
+    sodium_memzero(k, sizeof(k));
+    if (rc != 0)
+        return fail(s, rc);
+    rc = split(s);
+    if (rc < 0)
+        return rc;
+    *payload = p;
+    *plen = clen - SC_TAG_LEN;
+    return 0;
+}
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+int sc_parse_header(const uint8_t hdr[SC_HDR_LEN], uint8_t *type, uint32_t *len)
+{
+    uint32_t n = (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+    uint32_t min, max;
+    switch (hdr[0]) {
+    case SC_REC_HELLO:
+        min = SC_HELLO_BODY_MIN;
+        max = SC_HELLO_BODY_MAX;
+        break;
+    case SC_REC_WELCOME:
+        min = SC_WELCOME_BODY_MIN;
+        max = SC_WELCOME_BODY_MAX;
+        break;
+    case SC_REC_DATA:
+        min = SC_DATA_BODY_MIN;
+        max = SC_RECORD_MAX;
+        break;
+    default:
+        return -EBADMSG;
+    }
+    if (n < min || n > max)
+        return -EBADMSG;
+    *type = hdr[0];
+    *len = n;
+    return 0;
+}
+
+/* 4 zero bytes, then the record counter little endian. */
+static void record_nonce(uint8_t nonce[SC_NONCE_LEN], uint64_t seq)
+{
+    memset(nonce, 0, 4);
+    for (int i = 0; i < 8; i++)
+        nonce[4 + i] = (uint8_t)(seq >> (8 * i));
+}
+
+ssize_t sc_seal(sc_t *s, const sc_piece_t *pieces, size_t n, uint8_t *out)
+{
+    if (s->state != SC_ESTABLISHED || s->tx_seq == UINT64_MAX)
+        return fail(s, -EPIPE);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pieces[i].len > SC_PLAIN_MAX - total || (pieces[i].len && !pieces[i].p))
+            return fail(s, -EINVAL);
+        total += pieces[i].len;
+    }
+    if (total == 0)
+        return fail(s, -EINVAL);
+
+    uint8_t *c = out + SC_HDR_LEN;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pieces[i].len && pieces[i].p != c + off) /* in place: already there */
+            memmove(c + off, pieces[i].p, pieces[i].len);
+        off += pieces[i].len;
+    }
+    put_header(out, SC_REC_DATA, total + SC_TAG_LEN);
+
+    uint8_t nonce[SC_NONCE_LEN];
+    record_nonce(nonce, s->tx_seq);
+    if (s->suite == SC_SUITE_AES256GCM)
+        crypto_aead_aes256gcm_encrypt_detached_afternm(c, c + total, NULL, c, total, out,
+                                                       SC_HDR_LEN, NULL, nonce, &s->tx_aes);
+    else
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(c, c + total, NULL, c, total, out,
+                                                           SC_HDR_LEN, NULL, nonce, s->tx_key);
+    s->tx_seq++;
+    return (ssize_t)(total + SC_OVERHEAD);
+}
+
+int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, size_t *plen)
+{
+    if (s->state != SC_ESTABLISHED || s->rx_seq == UINT64_MAX)
+        return fail(s, -EPIPE);
+    uint8_t type;
+    uint32_t hlen;
+    if (sc_parse_header(hdr, &type, &hlen) != 0 || type != SC_REC_DATA || hlen != len)
+        return fail(s, -EBADMSG);
+
+    uint8_t nonce[SC_NONCE_LEN];
+    record_nonce(nonce, s->rx_seq);
+    size_t mlen = len - SC_TAG_LEN;
+    int rc;
+    if (s->suite == SC_SUITE_AES256GCM)
+        rc = crypto_aead_aes256gcm_decrypt_detached_afternm(body, NULL, body, mlen, body + mlen,
+                                                            hdr, SC_HDR_LEN, nonce, &s->rx_aes);
+    else
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(body, NULL, body, mlen, body + mlen,
+                                                                hdr, SC_HDR_LEN, nonce, s->rx_key);
+    if (rc != 0)
+        return fail(s, -EBADMSG);
+    s->rx_seq++;
+    *plen = mlen;
+    return 0;
+}

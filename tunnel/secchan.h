@@ -1,0 +1,165 @@
+/* sc: the tunnel's secure channel over one TCP connection. Sans-I/O.
+ *
+ * Why not ZeroMQ CURVE for the data path: one CURVE connection carries 3.7 Gbit/s here
+ * (XSalsa20-Poly1305 plus a copy per message), below `ssh -L` (docs/architecture.md has the
+ * measurements). This channel keeps CURVE's trust model (both ends are Curve25519 keys, the
+ * initiator knows the responder's key in advance, the responder learns and checks the
+ * initiator's) and does the rest the way a data plane needs: one handshake round trip, then
+ * records sealed with AES-256-GCM where the CPU has it (ChaCha20-Poly1305 otherwise),
+ * decrypted in place, one length-prefixed record per tunnel frame.
+ *
+ * Handshake: the pattern of Noise IK over X25519 and BLAKE2b (both parties' static keys are
+ * authenticated, forward secrecy from ephemeral keys, the initiator's identity hidden from
+ * passive observers):
+ *
+ *     HELLO   (initiator -> responder)  e, es, s, ss, payload
+ *     WELCOME (responder -> initiator)  e, ee, se, payload
+ *
+ * after which each direction has its own key and a 64-bit record counter as nonce. Payloads
+ * are opaque to this layer (the application sends who it is and what it offers, and answers
+ * with what it accepted); both are sealed, so they are authenticated and confidential.
+ *
+ * Wire: every record is a 4-byte header [type: u8][length: u24 big endian] followed by length
+ * bytes. Types: SC_REC_HELLO, SC_REC_WELCOME, SC_REC_DATA. A DATA record's body is ciphertext
+ * plus a 16-byte tag; the header is authenticated as associated data. length is at most
+ * SC_RECORD_MAX; anything else (unknown type, oversized, a DATA before the handshake, a
+ * HELLO after it) is a protocol error and the connection must be closed.
+ *
+ * Every function that reads bytes from the peer is bounds-checked and never reads past len. */
+#ifndef POPMESH_TUNNEL_SECCHAN_H
+#define POPMESH_TUNNEL_SECCHAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <sodium.h>
+
+#define SC_KEY_LEN     32
+#define SC_TAG_LEN     16
+#define SC_HDR_LEN     4
+#define SC_PAYLOAD_MAX 1024                        /* bytes of a handshake payload */
+#define SC_PLAIN_MAX   (65536 + 1024)              /* bytes of one DATA record's plaintext */
+#define SC_RECORD_MAX  (SC_PLAIN_MAX + SC_TAG_LEN) /* bytes after the header */
+#define SC_OVERHEAD    (SC_HDR_LEN + SC_TAG_LEN)   /* what sealing adds to a plaintext */
+/* Body sizes (bytes after the header), exact: what sc_parse_header accepts per type.
+ * HELLO   [suites 1][e.pub 32][s.pub 32 + tag][payload 0..SC_PAYLOAD_MAX + tag]
+ * WELCOME [suite 1][e.pub 32][payload 0..SC_PAYLOAD_MAX + tag]
+ * DATA    [ciphertext 1..SC_PLAIN_MAX][tag] */
+#define SC_HELLO_BODY_MIN   (1 + 32 + 32 + SC_TAG_LEN + SC_TAG_LEN)
+#define SC_HELLO_BODY_MAX   (SC_HELLO_BODY_MIN + SC_PAYLOAD_MAX)
+#define SC_WELCOME_BODY_MIN (1 + 32 + SC_TAG_LEN)
+#define SC_WELCOME_BODY_MAX (SC_WELCOME_BODY_MIN + SC_PAYLOAD_MAX)
+#define SC_DATA_BODY_MIN    (1 + SC_TAG_LEN)
+/* Whole records, header included: the buffers sc_initiate and sc_respond write into. */
+#define SC_HELLO_MAX   (SC_HDR_LEN + SC_HELLO_BODY_MAX)
+#define SC_WELCOME_MAX (SC_HDR_LEN + SC_WELCOME_BODY_MAX)
+
+enum sc_record_type {
+    SC_REC_HELLO = 1,
+    SC_REC_WELCOME = 2,
+    SC_REC_DATA = 3,
+};
+
+enum sc_suite {
+    SC_SUITE_AES256GCM = 1,        /* chosen when both ends have AES-NI/CLMUL */
+    SC_SUITE_CHACHA20POLY1305 = 2, /* IETF variant; always available */
+};
+
+enum sc_state {
+    SC_INIT = 0,
+    SC_HELLO_SENT,     /* initiator: waiting for WELCOME */
+    SC_HELLO_RECEIVED, /* responder: HELLO read, application checking the peer's key */
+    SC_ESTABLISHED,
+    SC_FAILED, /* an error was returned: secrets wiped, every call fails */
+};
+
+/* The struct is public so that it can live inside the driver's connection; only this module
+ * writes its fields (the application may read the public keys and the state). It holds no
+ * pointers, so tests copy it by value to try many inputs from one point; a copy of a live
+ * channel must never seal, it would reuse nonces. */
+typedef struct sc {
+    enum sc_state state;
+    bool initiator;
+    enum sc_suite suite; /* transport AEAD, set by sc_accept / sc_initiator_finish */
+    uint8_t local_pk[32], local_sk[32];
+    uint8_t remote_pk[32]; /* initiator: known in advance; responder: from HELLO */
+    /* handshake state (wiped when established) */
+    uint8_t e_pk[32], e_sk[32], re_pk[32];
+    uint8_t ck[32], h[32];
+    uint8_t suites_offered; /* bitmask 1 << suite: initiator's HELLO (sent or received) */
+    /* transport state */
+    uint8_t tx_key[32], rx_key[32];
+    uint64_t tx_seq, rx_seq; /* records sealed / opened so far = the next nonce */
+    /* tx_key, rx_key expanded for AES-256-GCM (round keys, powers of H) when that is the
+     * suite, so that each record does not redo the key schedule */
+    crypto_aead_aes256gcm_state tx_aes, rx_aes;
+} sc_t;
+
+/* Suites this machine can run, as a bitmask of 1 << enum sc_suite (narrowed by
+ * sc_force_suites). 0 only if libsodium cannot initialise. */
+uint8_t sc_local_suites(void);
+
+/* Every function below that returns an error leaves s SC_FAILED with every secret wiped (the
+ * public keys stay, so the caller can log who the peer was); the connection must then be
+ * closed. sc_initiate and sc_accept initialise s: whatever it held is overwritten. */
+
+/* Initiator. Writes HELLO (header included) into out (SC_HELLO_MAX bytes) and returns its
+ * length, or a negative errno (-EINVAL: payload too long, or remote_pk of small order;
+ * -ENOTSUP: no local suite; -EIO: libsodium failed to initialise). remote_pk is the responder's
+ * static key, known in advance (the registry). payload may be NULL when plen is 0. */
+int sc_initiate(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32],
+                const uint8_t remote_pk[32], const uint8_t *payload, size_t plen, uint8_t *out);
+/* Initiator: reads WELCOME (body only: the header was parsed by sc_parse_header) and on
+ * success is SC_ESTABLISHED with the responder's payload in *payload (points into body,
+ * which is decrypted in place). 0, -EBADMSG (malformed or not authentic: close), -EINVAL
+ * (s is not SC_HELLO_SENT). */
+int sc_initiator_finish(sc_t *s, uint8_t *body, size_t len, const uint8_t **payload, size_t *plen);
+
+/* Responder. Reads HELLO (body only); on success the initiator's static key is in
+ * s->remote_pk and its payload in *payload (points into body, decrypted in place); the state
+ * is SC_HELLO_RECEIVED. The application decides whether it admits remote_pk, then answers with
+ * sc_respond. 0, -EBADMSG (malformed or not authentic), -ENOTSUP (no common suite; the HELLO
+ * was authentic and s->remote_pk holds its sender), -EIO (libsodium failed to initialise). */
+int sc_accept(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32], uint8_t *body,
+              size_t len, const uint8_t **payload, size_t *plen);
+/* Responder: writes WELCOME (header included) into out (SC_WELCOME_MAX bytes), returns its
+ * length, and is SC_ESTABLISHED. -EINVAL: s is not SC_HELLO_RECEIVED, or plen >
+ * SC_PAYLOAD_MAX. payload may be NULL when plen is 0. */
+int sc_respond(sc_t *s, const uint8_t *payload, size_t plen, uint8_t *out);
+
+/* Parses a record header: the record's type and the length of the body that follows.
+ * 0, -EBADMSG (unknown type, or a length outside its type's range: HELLO
+ * SC_HELLO_BODY_MIN..SC_HELLO_BODY_MAX, WELCOME SC_WELCOME_BODY_MIN..SC_WELCOME_BODY_MAX,
+ * DATA SC_DATA_BODY_MIN..SC_RECORD_MAX). Stateless: which type is acceptable now is the
+ * caller's check (s->state). */
+int sc_parse_header(const uint8_t hdr[SC_HDR_LEN], uint8_t *type, uint32_t *len);
+
+/* Seals one DATA record: reads the plaintext from the pieces (iov-like, n pieces, total 1 to
+ * SC_PLAIN_MAX bytes: an empty record would be refused by the peer's sc_parse_header), writes
+ * header + ciphertext + tag into out (total + SC_OVERHEAD bytes). Pieces must not overlap out,
+ * except that out may equal the first piece's address minus SC_HDR_LEN (in place) when
+ * n == 1. A piece of length 0 may have p NULL. Returns bytes written, or -EINVAL (bad
+ * total), -EPIPE (not established, or 2^64 - 1 records already sealed). */
+typedef struct sc_piece {
+    const uint8_t *p;
+    size_t len;
+} sc_piece_t;
+ssize_t sc_seal(sc_t *s, const sc_piece_t *pieces, size_t n, uint8_t *out);
+/* Opens one DATA record in place: hdr is its header, body its body (len bytes as the header
+ * said). On success the plaintext is body[0 .. *plen). 0, -EBADMSG (not authentic, replayed,
+ * reordered, or hdr not a DATA header for len bytes: close the connection, never retry),
+ * -EPIPE (not established, or 2^64 - 1 records already opened). */
+int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, size_t *plen);
+
+/* Wipes every key (the whole struct) and leaves s SC_FAILED. */
+void sc_wipe(sc_t *s);
+
+/* For tests and benchmarks only: narrows sc_local_suites() to mask & what the machine has
+ * (mask 0 restores the default). Process-wide and read at each sc_initiate / sc_accept, so a
+ * test can give its initiator and its responder different suites by calling it between the
+ * two. Not for production code: it is the one global of this module. */
+void sc_force_suites(uint8_t mask);
+
+#endif
