@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is needed, builds popmesh, creates a mesh of three PoPs on this
-# machine (one inits the mesh, two join with a bootstrap token), shows the members, writes
-# configuration on one node and reads it on another, and leaves the mesh running to explore.
+# machine (one inits the mesh, two join with a bootstrap token), enrolls a site connector
+# (popsite) in front of a small backend, publishes the backend as a TCP resource on every PoP,
+# shows one connection through each PoP, and leaves everything running to explore.
 #
 #   tools/demo.sh          start (or restart) the demo
 #   tools/demo.sh stop     stop it
@@ -24,7 +25,15 @@ stop_demo() {
             stopped=$((stopped + 1))
         fi
     done
-    echo "demo: stopped $stopped node(s)"
+    for lock in "$DEMO"/*/popsite.lock "$DEMO"/backend.pid; do
+        [ -f "$lock" ] || continue
+        if [ "${lock##*.}" = pid ]; then pid=$(cat "$lock"); else pid=$(fuser "$lock" 2>/dev/null | tr -d ' ' || true); fi
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            stopped=$((stopped + 1))
+        fi
+    done
+    echo "demo: stopped $stopped process(es)"
 }
 
 if [ "${1:-}" = "stop" ]; then
@@ -35,8 +44,9 @@ fi
 bash tools/setup.sh
 echo "== building (Release) in build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPOPMESH_TESTS=OFF >/dev/null
-cmake --build build -j"$(nproc)" --target popd meshctl >/dev/null
+cmake --build build -j"$(nproc)" --target popd popsite meshctl >/dev/null
 POPD=$BUILD/node/popd
+POPSITE=$BUILD/node/popsite
 MESHCTL=$BUILD/tools/meshctl/meshctl
 
 stop_demo >/dev/null
@@ -62,15 +72,19 @@ run() { # run NODE meshctl-args...
 }
 
 echo "== popd init: pop-a creates a new mesh"
-"$POPD" init --data "$DEMO/pop-a" --name pop-a --region local-1 --mesh-listen 127.0.0.1:7941
+# Three PoPs on one machine: each binds resource ports on its own loopback address.
+"$POPD" init --data "$DEMO/pop-a" --name pop-a --region local-1 --mesh-listen 127.0.0.1:7941 \
+    --tunnel-listen 127.0.0.1:7951 --ingress-address 127.0.0.11
 start_node pop-a
 echo
 echo "== meshctl token create, then popd join: pop-b and pop-c join with it"
 TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" token create --uses 2 --ttl 10m)
 echo "token: ${TOKEN:0:40}..."
-"$POPD" join --data "$DEMO/pop-b" --name pop-b --region local-2 --mesh-listen 127.0.0.1:7942 "$TOKEN"
+"$POPD" join --data "$DEMO/pop-b" --name pop-b --region local-2 --mesh-listen 127.0.0.1:7942 \
+    --tunnel-listen 127.0.0.1:7952 --ingress-address 127.0.0.12 "$TOKEN"
 start_node pop-b
-"$POPD" join --data "$DEMO/pop-c" --name pop-c --region local-3 --mesh-listen 127.0.0.1:7943 "$TOKEN"
+"$POPD" join --data "$DEMO/pop-c" --name pop-c --region local-3 --mesh-listen 127.0.0.1:7943 \
+    --tunnel-listen 127.0.0.1:7953 --ingress-address 127.0.0.13 "$TOKEN"
 start_node pop-c
 sleep 1
 echo
@@ -85,10 +99,40 @@ run pop-c --json config get cfg/session-ttl
 run pop-b config list cfg/
 run pop-a token list
 
+echo "== a backend in the 'private network' (a small HTTP server on 127.0.0.1:7980)"
+mkdir -p "$DEMO/www"
+echo "hello from the backend behind site branch-1" >"$DEMO/www/index.html"
+nohup /usr/bin/python3 -m http.server 7980 --bind 127.0.0.1 --directory "$DEMO/www" \
+    >>"$DEMO/backend.log" 2>&1 &
+echo $! >"$DEMO/backend.pid"
+echo "== meshctl site add, then popsite enrolls with the token it printed"
+SITE_TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" site add branch-1 | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
+echo "site token: ${SITE_TOKEN:0:40}..."
+nohup "$POPSITE" run --data "$DEMO/branch-1" --token "$SITE_TOKEN" >>"$DEMO/branch-1.log" 2>&1 &
+run pop-b resource add web --site branch-1 --target 127.0.0.1:7980 --tcp-port 7990 --health http:/
+for _ in $(seq 1 100); do
+    n=0
+    for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
+        curl -s -m 1 -o /dev/null "http://$ip:7990/" && n=$((n + 1))
+    done
+    [ "$n" = 3 ] && break
+    sleep 0.1
+done
+run pop-c sites
+run pop-a routes
+echo "== one connection through each PoP's ingress address (port 7990)"
+for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
+    echo "\$ curl http://$ip:7990/"
+    curl -s -m 3 "http://$ip:7990/" || echo "(failed: see demo/*.log)"
+done
+echo
+
 cat <<EOT
-The three nodes are still running (logs in demo/*.log). Try:
-  $MESHCTL -d demo/pop-b members
-  $MESHCTL -d demo/pop-c config set cfg/colour blue; $MESHCTL -d demo/pop-a config get cfg/colour
-  kill -9 \$(head -1 demo/pop-b/popd.lock); sleep 2; $MESHCTL -d demo/pop-a members
-Stop them with: tools/demo.sh stop
+Everything is still running (logs in demo/*.log). Try:
+  curl http://127.0.0.12:7990/
+  $MESHCTL -d demo/pop-b sites
+  $MESHCTL -d demo/pop-a routes
+  $MESHCTL -d demo/pop-c members
+  kill -9 \$(head -1 demo/pop-a/popd.lock); sleep 1; curl http://127.0.0.12:7990/; $MESHCTL -d demo/pop-b sites
+Stop it with: tools/demo.sh stop
 EOT
