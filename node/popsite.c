@@ -708,6 +708,8 @@ static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
     cbs.ctx = s;
     tconn_t *c = tconn_dial(s->loop, p->info.tunnel_addr, &s->keys, p->info.curve_pk,
                             (const uint8_t *)sb.data, sb.size, &s->tcfg, &cbs);
+    log_debug("popsite: %s PoP %s at %s", probe ? "probing" : "dialling", p->info.name,
+              p->info.tunnel_addr);
     msgpack_sbuffer_destroy(&sb);
     if (!c)
         log_warn("popsite: cannot dial PoP %s at %s: %s", p->info.name, p->info.tunnel_addr,

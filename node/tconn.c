@@ -183,7 +183,9 @@ static void flush(tconn_t *c)
             c->out_cap = 0;
         }
         if (c->state == ST_CLOSING) {
-            fail(c, "%s", c->why);
+            char why[sizeof(c->why)];
+            memcpy(why, c->why, sizeof(why)); /* fail() formats into c->why */
+            fail(c, "%s", why);
             return;
         }
     }
@@ -461,7 +463,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case ST_CLOSING:
         if (now >= c->close_deadline_ms) {
-            fail(c, "%s", c->why);
+            char why[sizeof(c->why)];
+            memcpy(why, c->why, sizeof(why));
+            fail(c, "%s", why);
             return;
         }
         break;
@@ -659,11 +663,11 @@ void tconn_close(tconn_t *c, const char *why)
 {
     if (c->state == ST_FAILED || c->state == ST_DOWN || c->state == ST_CLOSING)
         return;
-    snprintf(c->why, sizeof(c->why), "%s", why);
     if (c->state != ST_UP) {
         fail(c, "%s", why);
         return;
     }
+    snprintf(c->why, sizeof(c->why), "%s", why);
     tun_reset_all(c->tun, TUN_ERR_SHUTTING_DOWN);
     c->state = ST_CLOSING;
     c->close_deadline_ms = clock_mono_ms() + CLOSE_FLUSH_MS;

@@ -123,11 +123,13 @@ free_port() {
     fail "no free port found"
 }
 
-# init_node DIR NAME [ARGS...]: popd init with a free mesh port on 127.0.0.1.
+# init_node DIR NAME [ARGS...]: popd init with free mesh and tunnel ports on 127.0.0.1 (the
+# tunnel port is given explicitly: the default, mesh port + 1, may be another test's port).
 init_node() {
     local dir=$1 name=$2
     shift 2
-    "$POPD" init --data "$dir" --name "$name" --mesh-listen "127.0.0.1:$(free_port)" "$@" >/dev/null
+    "$POPD" init --data "$dir" --name "$name" --mesh-listen "127.0.0.1:$(free_port)" \
+        --tunnel-listen "127.0.0.1:$(free_port)" "$@" >/dev/null
 }
 
 done_testing() {
@@ -155,7 +157,8 @@ start_mesh() {
     token=$(mctl "$WORK/n1" token create --uses "$((n - 1))" --ttl 10m 2>/dev/null)
     for i in $(seq 2 "$n"); do
         "$POPD" join --data "$WORK/n$i" --name "pop-$i" \
-            --mesh-listen "127.0.0.1:$(free_port)" "$token" >/dev/null
+            --mesh-listen "127.0.0.1:$(free_port)" --tunnel-listen "127.0.0.1:$(free_port)" \
+            "$token" >/dev/null
         start_popd "$WORK/n$i"
         NODE_PID[$i]=$LAST_PID
     done

@@ -106,7 +106,7 @@ kill -TERM "$XPID"
 ok "a token of another mesh pointed at this mesh's seed: refused at the door"
 
 # used up: one use, then a second join
-"$POPD" join --data "$WORK/n6" --name pop-6 --mesh-listen "127.0.0.1:$(free_port)" "$GOOD" >/dev/null
+"$POPD" join --data "$WORK/n6" --name pop-6 --mesh-listen "127.0.0.1:$(free_port)" --tunnel-listen "127.0.0.1:$(free_port)" "$GOOD" >/dev/null
 try_join pop-7 "$GOOD" "used up (1 of 1 uses)"
 ok "used-up token: refused ('used up')"
 [ "$(registry_size)" = $((REG0 + 1)) ] || fail "registry changed by a refused join ($(registry_size) vs $REG0 + 1)"

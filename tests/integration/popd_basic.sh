@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 D="$WORK/n1"
 
 # ---- init ----
-expect_rc 0 "$POPD" init --data "$D" --name pop-a --region eu-west --mesh-listen "127.0.0.1:$(free_port)"
+expect_rc 0 "$POPD" init --data "$D" --name pop-a --region eu-west --mesh-listen "127.0.0.1:$(free_port)" --tunnel-listen "127.0.0.1:$(free_port)"
 expect_in "$WORK/out" "initialised node pop-a"
 [ "$(stat -c %a "$D/node.key")" = 600 ] || fail "node.key is not mode 0600"
 [ "$(stat -c %a "$D")" = 700 ] || fail "data dir is not mode 0700"
