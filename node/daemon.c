@@ -7,6 +7,7 @@
 #include "common/xmalloc.h"
 #include "node/control.h"
 #include "node/identity.h"
+#include "common/fdlimit.h"
 #include "node/dataplane.h"
 #include "node/meshnode.h"
 #include "node/nodecfg.h"
@@ -450,6 +451,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
+    fdlimit_raise();
     n.zctx = zmq_ctx_new();
     if (!n.zctx) {
         snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));

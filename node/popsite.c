@@ -15,6 +15,7 @@
  * An OPEN names the resource's targets; we connect to a healthy one (by client address when
  * the resource is sticky, else round robin) and try the others before refusing. */
 #include "common/clock.h"
+#include "common/fdlimit.h"
 #include "common/kvfile.h"
 #include "common/log.h"
 #include "common/mp.h"
@@ -946,6 +947,7 @@ static int cmd_run(int argc, char **argv)
     tun_config_defaults(&s->tcfg);
     s->tcfg.role = TUN_INITIATOR;
     signal(SIGPIPE, SIG_IGN);
+    fdlimit_raise();
     s->loop = ev_default_loop(EVFLAG_AUTO);
     s->splices = splice_ctx_new(s->loop);
     s->hc = hc_new(s->loop, NULL, on_check_change, s);

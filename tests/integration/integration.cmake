@@ -1,9 +1,9 @@
 # Integration tests: real popd and meshctl processes on this machine.
-# popmesh_integration(NAME): tests/integration/NAME.sh with POPD, MESHCTL and LATRELAY set.
+# popmesh_integration(NAME): tests/integration/NAME.sh with POPD, MESHCTL, LATRELAY and POPSITE set.
 function(popmesh_integration name)
   add_test(NAME integration.${name} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${name}.sh)
   set_property(TEST integration.${name} PROPERTY ENVIRONMENT
-               "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>;LATRELAY=$<TARGET_FILE:latrelay>")
+               "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>;LATRELAY=$<TARGET_FILE:latrelay>;POPSITE=$<TARGET_FILE:popsite>")
   set_property(TEST integration.${name} PROPERTY LABELS integration)
   set_property(TEST integration.${name} PROPERTY TIMEOUT 300)
   set_property(TEST integration.${name} PROPERTY SKIP_RETURN_CODE 77)
@@ -18,6 +18,8 @@ popmesh_integration(mesh_failure)
 popmesh_integration(mesh_partition)
 popmesh_integration(mesh_loss)
 popmesh_integration(site_admin)
+popmesh_integration(site_failover)
+popmesh_integration(dataplane_load)
 popmesh_integration(latrelay)
 set_property(TEST integration.latrelay PROPERTY TIMEOUT 60)
 
