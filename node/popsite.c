@@ -633,6 +633,23 @@ static void sc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *targe
         free(d);
         return;
     }
+    /* Only targets of this site's resources (the PoPs' INFO lists them): a PoP, even a
+     * compromised one, cannot make the site connect anywhere else in its network. */
+    for (uint32_t i = 0; i < d->desc.ntargets; i++) {
+        bool known = false;
+        for (uint32_t k = 0; s->checks && k < s->checks->nchecks && !known; k++)
+            known = !strcmp(s->checks->checks[k].target, d->desc.targets[i]);
+        if (!known) {
+            char msg[TUN_MSG_MAX];
+            snprintf(msg, sizeof(msg), "%.200s is not a target of this site's resources",
+                     d->desc.targets[i]);
+            log_warn("popsite: stream for %s refused: %s", d->desc.resource, msg);
+            s->refused++;
+            tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, msg);
+            free(d);
+            return;
+        }
+    }
     d->magic = DIAL_MAGIC;
     d->s = s;
     d->c = c;
