@@ -43,7 +43,8 @@ struct peer {
     tconn_t *c;
     uint64_t id;
     bool is_site, up, dead, primary;
-    bool probe; /* a site's RTT probe: answered, never attached */
+    bool probe;    /* a site's RTT probe: answered, never attached */
+    bool draining; /* the site is moving off this PoP: not advertised as attached */
     char name[NODECFG_NAME_MAX + 1];
     uint64_t up_since_ms;
     sm_status_t *status;     /* site: last STATUS */
@@ -125,7 +126,7 @@ struct dataplane {
     struct {
         uint64_t ingress_accepted, ingress_opened, ingress_failed, ingress_retries;
         uint64_t relayed, relay_refused, streams_from_peers_refused;
-        uint64_t tunnels_accepted, tunnels_refused, bytes_in, bytes_out;
+        uint64_t tunnels_accepted, tunnels_refused, handshake_failures, bytes_in, bytes_out;
     } st;
 };
 
@@ -483,6 +484,8 @@ static void pc_down(void *ctx, tconn_t *c, const char *why)
             log_info("dataplane: tunnel to PoP %s down: %s", p->name, why);
         }
     } else {
+        if (!p->id) /* never admitted: garbage, a bad handshake, or a refused key */
+            dp->st.handshake_failures++;
         log_debug("dataplane: tunnel from %s closed: %s", tconn_peer_addr(c), why);
     }
     p->up = false;
@@ -507,13 +510,16 @@ static void pc_ctl(void *ctx, tconn_t *c, const uint8_t *msg, size_t len)
         free(st);
         return;
     }
-    bool was = p->primary;
+    bool was = p->primary, was_draining = p->draining;
     free(p->status);
     p->status = st;
     p->primary = st->primary;
-    if (was != p->primary) {
+    p->draining = st->draining;
+    if (was != p->primary || was_draining != p->draining) {
         log_info("dataplane: site %s calls this PoP its %s", p->name,
-                 p->primary ? "primary" : "standby");
+                 p->draining  ? "old PoP (draining: no new streams)"
+                 : p->primary ? "primary"
+                              : "standby");
         meshnode_linkstate_changed(p->dp->o.mesh);
     }
     store_site_health(p);
@@ -1105,7 +1111,7 @@ static void collect_sites(void *ctx, ls_record_t *rec)
 {
     dataplane_t *dp = ctx;
     for (struct peer *p = dp->peers; p; p = p->next) {
-        if (p->dead || !p->up || !p->is_site)
+        if (p->dead || !p->up || !p->is_site || p->draining)
             continue;
         uint32_t rtt = tconn_rtt_us(p->c);
         if (rtt == 0)
@@ -1229,7 +1235,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 14);
+    msgpack_pack_map(pk, 15);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1242,6 +1248,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "relay_refused", dp->st.relay_refused);
     mpw_kv_u64(pk, "tunnels_accepted", dp->st.tunnels_accepted);
     mpw_kv_u64(pk, "tunnels_refused", dp->st.tunnels_refused);
+    mpw_kv_u64(pk, "handshake_failures", dp->st.handshake_failures);
     mpw_kv_u64(pk, "bytes_in", dp->st.bytes_in);
     mpw_kv_u64(pk, "bytes_out", dp->st.bytes_out);
 }

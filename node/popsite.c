@@ -54,6 +54,7 @@
 #define SITE_BACKOFF_MIN_MS 200
 #define SITE_BACKOFF_MAX_MS 5000
 #define SITE_STATUS_S       1.0
+#define SITE_DRAIN_MAX_S    60 /* s a drained tunnel may keep its last streams */
 #define SITE_DIAL_TIMEOUT_S 3.0
 #define DIAL_MAGIC          0x4449414cu
 
@@ -68,6 +69,8 @@ struct pop {
     uint32_t rtt_us; /* last measurement; 0 = none or unreachable */
     uint64_t next_probe_ms, retry_at_ms, backoff_ms, up_at_ms;
     bool up, primary, known; /* known: in the latest PoP list */
+    bool draining;           /* replaced: no new streams, closed once idle */
+    uint64_t drain_since_ms;
 };
 
 typedef struct site {
@@ -378,6 +381,7 @@ static void send_status(site_t *s, bool force)
         if (!p->up)
             continue;
         st->primary = p->primary;
+        st->draining = p->draining;
         msgpack_sbuffer sb;
         msgpack_packer pk;
         msgpack_sbuffer_init(&sb);
@@ -585,6 +589,7 @@ static void sc_down(void *ctx, tconn_t *c, const char *why)
         p->retry_at_ms = now + p->backoff_ms / 2 + randombytes_uniform((uint32_t)p->backoff_ms);
         p->up = false;
         p->primary = false;
+        p->draining = false;
         p->rtt_us = 0;
         p->c = NULL;
     }
@@ -744,6 +749,27 @@ static uint32_t rtt_of(const struct pop *p)
     return p->rtt_us;
 }
 
+/* a is better than b by the hysteresis: at least SITE_HYST_MS and a third lower. */
+static bool clearly_better(uint32_t a, uint32_t b)
+{
+    return (uint64_t)a + SITE_HYST_MS * 1000 <= b && (uint64_t)a * 3 <= (uint64_t)b * 2;
+}
+
+static void start_drain(site_t *s, struct pop *p, const char *why)
+{
+    if (p->draining)
+        return;
+    log_info("popsite: moving off PoP %s (%s): no new streams there, closing it once idle",
+             p->info.name, why);
+    p->draining = true;
+    p->primary = false;
+    p->drain_since_ms = clock_mono_ms();
+    send_status(s, true);
+}
+
+/* Which PoPs to hold tunnels to. Stability first: a tunnel that is up stays in the set
+ * until a measured PoP beats the worst one in the set by the hysteresis, and then it is
+ * drained (the PoP stops routing new streams to it, open streams finish) rather than cut. */
 static void manage(site_t *s)
 {
     uint64_t now = clock_mono_ms();
@@ -756,82 +782,96 @@ static void manage(site_t *s)
                                             (0.8 + 0.4 * randombytes_uniform(1000) / 1000.0));
         p->probe = dial_pop(s, p, true);
     }
-    /* The K best by RTT among PoPs measured reachable. */
+    /* The set: tunnels up (not draining), and dials in flight. */
+    unsigned kept = 0, dialing = 0;
+    int worst = -1;
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (p->up && !p->draining) {
+            kept++;
+            if (worst < 0 || rtt_of(p) > rtt_of(&s->pops[worst]))
+                worst = (int)i;
+        } else if (p->c && !p->up) {
+            dialing++;
+        }
+    }
+    /* More up than wanted (a replacement came up): drain the worst. */
+    if (kept > s->k && worst >= 0) {
+        start_drain(s, &s->pops[worst], "a closer PoP is up");
+        kept--;
+    }
+    /* Candidates without a tunnel, best measured first, unmeasured last (list order). */
     unsigned order[SM_POPS_MAX], n = 0;
-    for (unsigned i = 0; i < s->npops; i++)
-        if (rtt_of(&s->pops[i]) || s->pops[i].c)
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (!p->c && p->known && now >= p->retry_at_ms)
             order[n++] = i;
-    for (unsigned a = 1; a < n; a++) /* insertion sort: n <= 64 */
+    }
+    for (unsigned a = 1; a < n; a++)
         for (unsigned b = a; b > 0; b--) {
-            uint32_t ra = rtt_of(&s->pops[order[b]]), rb = rtt_of(&s->pops[order[b - 1]]);
-            if (!ra)
-                ra = UINT32_MAX;
-            if (!rb)
-                rb = UINT32_MAX;
-            if (ra >= rb)
+            uint32_t ra = s->pops[order[b]].rtt_us, rb = s->pops[order[b - 1]].rtt_us;
+            if ((ra ? ra : UINT32_MAX) >= (rb ? rb : UINT32_MAX))
                 break;
             unsigned t = order[b];
             order[b] = order[b - 1];
             order[b - 1] = t;
         }
-    bool want[SM_POPS_MAX] = {false};
-    unsigned wanted = 0;
-    for (unsigned j = 0; j < n && wanted < s->k; j++)
-        if (rtt_of(&s->pops[order[j]])) {
-            want[order[j]] = true;
-            wanted++;
+    for (unsigned j = 0; j < n; j++) {
+        struct pop *p = &s->pops[order[j]];
+        if (kept + dialing < s->k) {
+            if (!p->rtt_us && j > 0 && s->pops[order[0]].rtt_us && kept + dialing > 0)
+                break; /* unmeasured: only when nothing better is known */
+            p->c = dial_pop(s, p, false);
+            dialing += p->c != NULL;
+            continue;
         }
-    /* Fewer measured than K (first start, everything unknown): try the rest in list order. */
-    for (unsigned i = 0; i < s->npops && wanted < s->k; i++)
-        if (!want[i] && s->pops[i].known) {
-            want[i] = true;
-            wanted++;
+        /* Full: replace the worst only by a clearly better, measured PoP, one at a time. */
+        if (dialing == 0 && worst >= 0 && p->rtt_us &&
+            clearly_better(p->rtt_us, rtt_of(&s->pops[worst]))) {
+            log_info("popsite: PoP %s (%.2f ms) is closer than %s (%.2f ms): dialling it",
+                     p->info.name, p->rtt_us / 1000.0, s->pops[worst].info.name,
+                     rtt_of(&s->pops[worst]) / 1000.0);
+            p->c = dial_pop(s, p, false);
+            dialing += p->c != NULL;
         }
+        break;
+    }
+    /* Drained tunnels close once idle (or after SITE_DRAIN_MAX_S). */
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (!p->draining || !p->up)
+            continue;
+        tun_stats_t st = {0};
+        tun_t *t = tconn_tun(p->c);
+        if (t)
+            tun_get_stats(t, &st);
+        if (st.streams == 0 || now - p->drain_since_ms > SITE_DRAIN_MAX_S * 1000) {
+            log_info("popsite: closing the drained tunnel to PoP %s (%u streams left)",
+                     p->info.name, st.streams);
+            tconn_close(p->c, "replaced by a closer PoP");
+        }
+    }
+    /* The primary: the best tunnel up, changing only past the hysteresis. */
     int primary = -1, best = -1;
     for (unsigned i = 0; i < s->npops; i++) {
         struct pop *p = &s->pops[i];
-        if (p->primary && p->up)
-            primary = (int)i;
-        if (p->up && (best < 0 || rtt_of(p) < rtt_of(&s->pops[best])))
-            best = (int)i;
-        if (p->primary && !p->up)
+        if (p->primary && (!p->up || p->draining))
             p->primary = false;
+        if (!p->up || p->draining)
+            continue;
+        if (p->primary)
+            primary = (int)i;
+        if (best < 0 || rtt_of(p) < rtt_of(&s->pops[best]))
+            best = (int)i;
     }
-    /* Keep the current primary's tunnel even if it fell out of the best K. */
-    if (primary >= 0)
-        want[primary] = true;
-    for (unsigned i = 0; i < s->npops; i++) {
-        struct pop *p = &s->pops[i];
-        if (want[i] && !p->c && now >= p->retry_at_ms)
-            p->c = dial_pop(s, p, false);
-        if (!want[i] && p->up) {
-            /* Unwanted: close it only once K wanted tunnels are up, so we never go below. */
-            unsigned up = 0;
-            for (unsigned j = 0; j < s->npops; j++)
-                up += want[j] && s->pops[j].up;
-            if (up >= s->k) {
-                log_info("popsite: closing the tunnel to PoP %s (better PoPs are up)",
-                         p->info.name);
-                tconn_close(p->c, "replaced by a closer PoP");
-            }
-        }
-    }
-    /* The primary: the best up tunnel, changing only past the hysteresis. */
-    if (best >= 0 && best != primary) {
-        uint32_t rb = rtt_of(&s->pops[best]);
-        bool change = primary < 0;
-        if (!change) {
-            uint32_t rp = rtt_of(&s->pops[primary]);
-            change = rb + SITE_HYST_MS * 1000 <= rp && (uint64_t)rb * 3 <= (uint64_t)rp * 2;
-        }
-        if (change) {
-            if (primary >= 0)
-                s->pops[primary].primary = false;
-            s->pops[best].primary = true;
-            log_info("popsite: primary PoP is now %s (rtt %.2f ms)", s->pops[best].info.name,
-                     rb / 1000.0);
-            send_status(s, true);
-        }
+    if (best >= 0 && best != primary &&
+        (primary < 0 || clearly_better(rtt_of(&s->pops[best]), rtt_of(&s->pops[primary])))) {
+        if (primary >= 0)
+            s->pops[primary].primary = false;
+        s->pops[best].primary = true;
+        log_info("popsite: primary PoP is now %s (rtt %.2f ms)", s->pops[best].info.name,
+                 rtt_of(&s->pops[best]) / 1000.0);
+        send_status(s, true);
     }
 }
 

@@ -147,7 +147,7 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
 
 void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
 {
-    msgpack_pack_array(pk, 4);
+    msgpack_pack_array(pk, s->draining ? 5 : 4); /* draining only when set */
     msgpack_pack_uint8(pk, SM_VERSION);
     msgpack_pack_uint8(pk, SM_CTL_STATUS);
     if (s->primary)
@@ -166,6 +166,8 @@ void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
             msgpack_pack_false(pk);
         mpw_str(pk, k->why);
     }
+    if (s->draining)
+        msgpack_pack_true(pk);
 }
 
 void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
@@ -222,6 +224,12 @@ int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm
         for (uint32_t i = 0; i < c; i++)
             if (decode_check(&r, &st->checks[i], true))
                 BAD("status: bad check");
+        if (n >= 5 && mpr_bool(&r, &st->draining))
+            BAD("status: draining is not a bool");
+        if (skip_rest(&r, n, 5) || r.left)
+            BAD("ctl: trailing bytes");
+        *type = (int)t;
+        return 0;
     } else if (t == SM_CTL_INFO && in) {
         memset(in, 0, sizeof(*in));
         if (n < 4 || mpr_array(&r, &c) || c > SM_POPS_MAX)

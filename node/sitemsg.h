@@ -14,7 +14,7 @@
  *       targets: where the site may connect, as the resource says; the site picks a healthy
  *       one (by client address when sticky).
  *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
- *                     why: str], ...]]                             site -> PoP
+ *                     why: str], ...], [draining: bool]]           site -> PoP
  *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32],
  *                     ...], checks: [[target: str, health: str], ...]]   PoP -> site
  *       the PoPs the site may use, and what it should health-check (its resources' targets). */
@@ -69,6 +69,7 @@ typedef struct sm_check {
 
 typedef struct sm_status {
     bool primary;
+    bool draining; /* the site is moving off this PoP: route no new streams here */
     uint32_t n;
     sm_check_t checks[SM_CHECKS_MAX];
 } sm_status_t;

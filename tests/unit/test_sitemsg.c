@@ -306,7 +306,8 @@ static void build_check(ctx_t *c, const sm_check_t *k, bool full)
 static void build_status(ctx_t *c, const void *v)
 {
     const sm_status_t *s = v;
-    if (!f_rec(c, 4))
+    bool draining_field = s->draining || c->extra; /* an extra field needs draining first */
+    if (!f_rec(c, draining_field ? 5 : 4))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_uint(c, SM_CTL_STATUS, F_NONZERO);
@@ -314,6 +315,8 @@ static void build_status(ctx_t *c, const void *v)
     if (f_list(c, s->n))
         for (uint32_t i = 0; i < s->n; i++)
             build_check(c, &s->checks[i], true);
+    if (draining_field)
+        f_bool(c, s->draining);
     rec_end(c);
 }
 
@@ -481,6 +484,7 @@ static int setup(void **state)
     open_max.sticky = true;
 
     status_checks.primary = true;
+    status_full.draining = true;
     status_checks.n = 3;
     for (unsigned i = 0; i < 3; i++)
         fill_check(&status_checks.checks[i], i, true);
