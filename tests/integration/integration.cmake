@@ -21,6 +21,8 @@ popmesh_integration(site_admin)
 popmesh_integration(dataplane)
 popmesh_integration(site_failover)
 popmesh_integration(dataplane_load)
+popmesh_integration(dataplane_targets)
+popmesh_integration(dataplane_reroute)
 popmesh_integration(latrelay)
 set_property(TEST integration.latrelay PROPERTY TIMEOUT 60)
 
