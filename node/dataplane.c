@@ -43,8 +43,9 @@ struct peer {
     tconn_t *c;
     uint64_t id;
     bool is_site, up, dead, primary;
-    bool probe;    /* a site's RTT probe: answered, never attached */
-    bool draining; /* the site is moving off this PoP: not advertised as attached */
+    bool probe;                /* a site's RTT probe: answered, never attached */
+    bool draining;             /* the site is moving off this PoP: not advertised as attached */
+    uint32_t published_rtt_us; /* site: the tunnel RTT in our last link-state record */
     char name[NODECFG_NAME_MAX + 1];
     uint64_t up_since_ms;
     sm_status_t *status;     /* site: last STATUS */
@@ -1102,6 +1103,15 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
             continue;
         }
         send_info(p, false);
+        /* The tunnel RTT moved (first sample, or a path change): publish now rather than
+         * at the next period, so routes do not lean on a stale cost. */
+        uint32_t now_rtt = tconn_rtt_us(p->c);
+        uint32_t was = p->published_rtt_us;
+        if (now_rtt && was && !p->draining) {
+            uint32_t diff = now_rtt > was ? now_rtt - was : was - now_rtt;
+            if (diff > 2000 && diff * 4 > was)
+                meshnode_linkstate_changed(dp->o.mesh);
+        }
     }
 }
 
@@ -1114,8 +1124,10 @@ static void collect_sites(void *ctx, ls_record_t *rec)
         if (p->dead || !p->up || !p->is_site || p->draining)
             continue;
         uint32_t rtt = tconn_rtt_us(p->c);
-        if (rtt == 0)
-            rtt = 1;
+        if (rtt == 0) /* no heartbeat answered yet: pessimistic until measured (on_sync
+                       * republishes as soon as the first sample arrives) */
+            rtt = DATAPLANE_UNMEASURED_US;
+        p->published_rtt_us = rtt;
         if (ls_record_add_site(rec, p->id, rtt > LS_RTT_MAX_US ? LS_RTT_MAX_US : rtt,
                                LS_SITE_ONLINE) == 0)
             for (uint32_t i = 0; i < rec->n_sites; i++)
@@ -1256,15 +1268,49 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
 static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     (void)req;
-    msgpack_pack_map(pk, 1);
-    dataplane_pack_status(ctx, pk);
+    dataplane_t *dp = ctx;
+    size_t n = 0;
+    for (struct peer *p = dp->peers; p; p = p->next)
+        n += p->up && !p->dead;
+    msgpack_pack_map(pk, 2);
+    dataplane_pack_status(dp, pk);
+    /* Every tunnel up, for operators chasing a slow or flapping one. */
+    mpw_str(pk, "tunnels");
+    msgpack_pack_array(pk, n);
+    uint64_t now = clock_mono_ms();
+    for (struct peer *p = dp->peers; p; p = p->next) {
+        if (!p->up || p->dead)
+            continue;
+        tun_stats_t st = {0};
+        tun_t *t = tconn_tun(p->c);
+        if (t)
+            tun_get_stats(t, &st);
+        msgpack_pack_map(pk, 11);
+        mpw_kv_str(pk, "peer", p->name);
+        mpw_kv_str(pk, "role",
+                   p->is_site ? (p->draining  ? "site (draining)"
+                                 : p->primary ? "site (primary)"
+                                              : "site (standby)")
+                              : "pop");
+        mpw_kv_str(pk, "addr", tconn_peer_addr(p->c));
+        mpw_kv_u64(pk, "up_ms", now - p->up_since_ms);
+        mpw_kv_u64(pk, "rtt_us", st.rtt_us);
+        mpw_kv_u64(pk, "rtt_min_us", st.rtt_min_us);
+        mpw_kv_u64(pk, "pings_sent", st.pings_sent);
+        mpw_kv_u64(pk, "pongs_received", st.pongs_received);
+        mpw_kv_u64(pk, "streams", st.streams);
+        mpw_kv_u64(pk, "data_bytes_sent", st.data_bytes_sent);
+        mpw_kv_u64(pk, "queued", tconn_queued(p->c));
+    }
     return CTL_OK;
 }
 
 static const control_command_t dp_commands[] = {
     {"sites", cmd_sites,
      "-> {sites: [{name, state, pops: [{name, rtt_ms, role}], targets: [{addr, healthy}]}]}"},
-    {"dataplane", cmd_dataplane, "-> {dataplane: {tunnel_addr, sites_attached, streams, ...}}"},
+    {"dataplane", cmd_dataplane,
+     "-> {dataplane: {tunnel_addr, sites_attached, streams, ...}, tunnels: [{peer, role, rtt_us, "
+     "...}]}"},
     {NULL, NULL, NULL},
 };
 

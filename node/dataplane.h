@@ -22,10 +22,11 @@
 
 #include <ev.h>
 
-#define DATAPLANE_SYNC_S       1.0  /* s between resource/registry syncs */
-#define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
-#define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
-#define SITEHEALTH_PREFIX      "sitehealth/"
+#define DATAPLANE_SYNC_S        1.0  /* s between resource/registry syncs */
+#define DATAPLANE_OPEN_TIMEOUT  3000 /* ms an OPEN may go unanswered before a retry */
+#define DATAPLANE_ATTEMPTS      3    /* tries per ingress connection: primary, backup, primary */
+#define SITEHEALTH_PREFIX       "sitehealth/"
+#define DATAPLANE_UNMEASURED_US 100000 /* us: a site tunnel's cost until its first heartbeat */
 
 typedef struct dataplane dataplane_t;
 

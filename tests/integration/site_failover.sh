@@ -94,13 +94,20 @@ ok "the site keeps tunnels to the two closest PoPs: pop-1 primary, pop-2 standby
 wait_for 10 "echo through pop-3 (relay)" echo_through 127.0.0.43
 ok "a connection entering at pop-3, which has no tunnel to the site, is relayed"
 
+retries() { mctl "$WORK/n2" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"]["ingress_retries"])'; }
+R0=$(retries)
+echo "# pop-2's routes before the kill:"; mctl "$WORK/n2" routes | sed 's/^/#   /'
+mctl "$WORK/n3" sites | sed "s/^/#   /"
+mctl "$WORK/n2" tunnels | sed "s/^/#   /"
 kill -9 "${NODE_PID[1]}"
 T0=$(date +%s%N)
 wait_for 10 "echo through pop-2 after the kill" echo_through 127.0.0.42
 T1=$(date +%s%N)
 FAILOVER_MS=$(( (T1 - T0) / 1000000 ))
 [ "$FAILOVER_MS" -lt 2000 ] || fail "connections through pop-2 resumed only after $FAILOVER_MS ms"
-ok "pop-1 SIGKILLed: connections through pop-2 work again after $FAILOVER_MS ms"
+R1=$(retries)
+[ "$R1" -gt "$R0" ] || fail "pop-2 did not retry on the backup path (ingress_retries $R0 -> $R1)"
+ok "pop-1 SIGKILLed: connections through pop-2 work again after $FAILOVER_MS ms (the stream towards dead pop-1 was retried on the backup path: ingress_retries $R0 -> $R1)"
 wait_for 10 "pop-2 primary" is_role pop-2 primary
 wait_for 15 "pop-3 standby" is_role pop-3 standby
 ok "the site fails over: pop-2 primary, pop-3 becomes the standby"

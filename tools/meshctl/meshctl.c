@@ -752,6 +752,32 @@ static void print_path(json_t *path, char *buf, size_t len)
     }
 }
 
+static int cmd_tunnels(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    (void)argv;
+    json_t *j;
+    int rc = query(c, self, argc, "dataplane", &j);
+    if (rc || !j)
+        return rc;
+    size_t i;
+    json_t *e;
+    printf("%-20s %-16s %-22s %9s %9s %7s %12s\n", "PEER", "ROLE", "ADDRESS", "UP", "RTT",
+           "STREAMS", "SENT");
+    json_array_foreach(json_object_get(j, "tunnels"), i, e)
+    {
+        printf("%-20s %-16s %-22s %8.1fs %7.2fms %7lld %12lld\n",
+               json_string_value(json_object_get(e, "peer")),
+               json_string_value(json_object_get(e, "role")),
+               json_string_value(json_object_get(e, "addr")),
+               (double)json_integer_value(json_object_get(e, "up_ms")) / 1000.0,
+               (double)json_integer_value(json_object_get(e, "rtt_us")) / 1000.0,
+               (long long)json_integer_value(json_object_get(e, "streams")),
+               (long long)json_integer_value(json_object_get(e, "data_bytes_sent")));
+    }
+    json_decref(j);
+    return 0;
+}
+
 static int cmd_routes(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     json_t *j;
@@ -1097,6 +1123,9 @@ static const command_t commands[] = {
      "Lists the mesh's members as this node sees them: name, id, region, address, state\n"
      "(alive, suspect, dead, left), incarnation, round-trip time and, from each member's\n"
      "gossiped health vector, its CPU use and memory."},
+    {NULL, "tunnels", cmd_tunnels, "",
+     "Lists this PoP's tunnels (sites and other PoPs): peer, role, address, age, heartbeat\n"
+     "round trip, open streams and payload bytes sent; --json adds the data plane counters."},
     {NULL, "routes", cmd_routes, "",
      "Shows this PoP's routes: per site the egress PoP, the path, its cost and a backup\n"
      "whose egress differs; per PoP the next hop and path that relayed traffic takes."},
