@@ -89,6 +89,7 @@
 #define NONE             UINT32_MAX
 #define INDIRECT_MAX     16    /* cap on cfg.indirect_probes */
 #define FWD_MAX          64    /* PING_REQs we serve at once */
+#define SWIM_DIRECT_FAILS_FORGET 2 /* consecutive missed direct acks that void the RTT */
 #define BQ_BUCKETS       256   /* transmit counts 0..255; the transmit limit is capped below */
 #define SYNC_CHUNK_BYTES 49152 /* bytes of member entries per SYNC chunk */
 #define PP_SCALE_FROM    32    /* push-pull period grows with log2(N) past this many members */
@@ -123,6 +124,7 @@ struct member {
     struct suspicion *susp;  /* iff state == SUSPECT */
     uint32_t pos;            /* index in the probe list or down list; free-list link */
     uint32_t rtt8;           /* smoothed direct RTT in 1/8 ms; 0 = none */
+    uint8_t direct_fails;    /* consecutive probes it missed the direct ack of */
     uint16_t meta_len;       /* bytes */
     uint8_t state;           /* enum swim_state */
     uint8_t flags;           /* enum member_flags */
@@ -1226,6 +1228,17 @@ static void probe_go_indirect(swim_t *s)
 {
     struct probe *p = &s->probe;
     p->indirect = true;
+    /* The direct path failed. Twice in a row and its RTT is forgotten: the member may well
+     * stay alive through helpers, but "I reach it directly in X ms" is no longer true, and
+     * link state (which advertises measured RTTs) must stop routing over a cut link. */
+    uint32_t tslot = map_find(s, p->target);
+    if (tslot != NONE) {
+        struct member *m = &s->m[tslot];
+        if (m->direct_fails < UINT8_MAX)
+            m->direct_fails++;
+        if (m->direct_fails >= SWIM_DIRECT_FAILS_FORGET)
+            m->rtt8 = 0;
+    }
     /* Repeat the direct ping alongside the PING_REQs (memberlist's TCP fallback, in the
      * same channel): under uniform loss a second direct round trip halves the chance that a
      * live member fails the probe, and a false failure is what starts a false suspicion. An
@@ -1296,6 +1309,7 @@ static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
             if (rtt > 60000)
                 rtt = 60000;
             struct member *m = &s->m[slot];
+            m->direct_fails = 0;
             int64_t r8 = (int64_t)rtt * 8;
             /* EWMA with gain 1/8 (the TCP SRTT constant), in 1/8 ms fixed point. */
             m->rtt8 =

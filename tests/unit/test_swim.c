@@ -447,6 +447,21 @@ static void test_indirect_probe_blocked_link(void **state)
         assert_int_equal(st.suspicions_raised, 0);
     }
     assert_int_equal(w.false_dead, 0);
+    /* Node 1 is alive for node 0 (through helpers) but its RTT is forgotten, so link state
+     * no longer advertises a direct link that does not work; the other way round too. */
+    swim_member_info_t mi;
+    assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(1), &mi), 0);
+    assert_int_equal(mi.state, SWIM_ALIVE);
+    assert_int_equal(mi.rtt_ms, 0);
+    assert_int_equal(swim_member_get(swim_sim_core(sim, 1), swim_sim_id(0), &mi), 0);
+    assert_int_equal(mi.rtt_ms, 0);
+    assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(2), &mi), 0);
+    assert_true(mi.rtt_ms > 0); /* working links keep theirs */
+    /* The link heals: the next direct ack measures it again. */
+    assert_int_equal(swim_sim_block(sim, 0, 1, false), 0);
+    swim_sim_run_until(sim, 93000);
+    assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(1), &mi), 0);
+    assert_true(mi.rtt_ms > 0);
     swim_sim_destroy(&sim);
 }
 
