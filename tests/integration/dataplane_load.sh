@@ -4,7 +4,6 @@
 # sender). One PoP, one site, backends in python; all on loopback.
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
-echo 0 >"$WORK/.port"
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 GIB=${LOAD_BYTES:-1073741824}
 

@@ -5,7 +5,6 @@
 # connections, and a target that comes back is used again.
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
-echo 0 >"$WORK/.port"
 
 init_node "$WORK/n1" pop-1 --ingress-address 127.0.0.61
 start_popd "$WORK/n1"

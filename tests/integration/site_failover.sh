@@ -6,7 +6,6 @@
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 : "${LATRELAY:?LATRELAY must point to the latrelay binary}"
-echo 0 >"$WORK/.port"
 
 DELAY=(0 5 25 45) # ms each way, per PoP
 declare -a TPORT RPORT
