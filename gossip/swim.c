@@ -125,6 +125,7 @@ struct member {
     uint32_t pos;            /* index in the probe list or down list; free-list link */
     uint32_t rtt8;           /* smoothed direct RTT in 1/8 ms; 0 = none */
     uint8_t direct_fails;    /* consecutive probes it missed the direct ack of */
+    uint16_t loss8;          /* EWMA of direct probe losses, permille * 8 */
     uint16_t meta_len;       /* bytes */
     uint8_t state;           /* enum swim_state */
     uint8_t flags;           /* enum member_flags */
@@ -536,6 +537,7 @@ static void fill_info(const swim_t *s, const struct member *m, swim_member_info_
     out->rtt_ms = m->rtt8 ? (m->rtt8 + 4) / 8 : 0;
     if (m->rtt8 && out->rtt_ms == 0)
         out->rtt_ms = 1;
+    out->loss_permille = (uint16_t)((m->loss8 + 4) / 8);
 }
 
 static void notify(swim_t *s, uint32_t slot, int old_state)
@@ -1236,6 +1238,7 @@ static void probe_go_indirect(swim_t *s)
         struct member *m = &s->m[tslot];
         if (m->direct_fails < UINT8_MAX)
             m->direct_fails++;
+        m->loss8 = (uint16_t)(m->loss8 - m->loss8 / 8 + 1000); /* EWMA towards 1000 permille */
         if (m->direct_fails >= SWIM_DIRECT_FAILS_FORGET)
             m->rtt8 = 0;
     }
@@ -1310,6 +1313,7 @@ static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
                 rtt = 60000;
             struct member *m = &s->m[slot];
             m->direct_fails = 0;
+            m->loss8 = (uint16_t)(m->loss8 - m->loss8 / 8); /* EWMA towards 0 */
             int64_t r8 = (int64_t)rtt * 8;
             /* EWMA with gain 1/8 (the TCP SRTT constant), in 1/8 ms fixed point. */
             m->rtt8 =

@@ -71,6 +71,7 @@ typedef struct swim_member_info {
     size_t meta_len;
     uint64_t state_since_ms; /* when the current state began (local time) */
     uint32_t rtt_ms;         /* smoothed direct-probe round trip; 0 = not measured */
+    uint16_t loss_permille;  /* smoothed share of direct probes left unanswered (gain 1/8) */
 } swim_member_info_t;
 
 typedef struct swim_io {

@@ -973,7 +973,8 @@ static void collect_link(const swim_member_info_t *mi, void *ctx)
         return;
     /* The record keeps the best LS_LINKS_MAX by cost; a full record answers -ENOSPC for the
      * rest, which is the cap working, not an error. */
-    ls_record_add_link(c->rec, mi->id, mi->rtt_ms * 1000, 0);
+    ls_record_add_link(c->rec, mi->id, mi->rtt_ms * 1000,
+                       mi->loss_permille > LS_LOSS_MAX ? LS_LOSS_MAX : mi->loss_permille);
 }
 
 static void ls_collect(void *ctx, ls_record_t *rec)

@@ -453,10 +453,12 @@ static void test_indirect_probe_blocked_link(void **state)
     assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(1), &mi), 0);
     assert_int_equal(mi.state, SWIM_ALIVE);
     assert_int_equal(mi.rtt_ms, 0);
+    assert_true(mi.loss_permille > 900); /* every direct probe of 1 went unanswered */
     assert_int_equal(swim_member_get(swim_sim_core(sim, 1), swim_sim_id(0), &mi), 0);
     assert_int_equal(mi.rtt_ms, 0);
     assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(2), &mi), 0);
     assert_true(mi.rtt_ms > 0); /* working links keep theirs */
+    assert_int_equal(mi.loss_permille, 0);
     /* The link heals: the next direct ack measures it again. */
     assert_int_equal(swim_sim_block(sim, 0, 1, false), 0);
     swim_sim_run_until(sim, 93000);
