@@ -26,6 +26,19 @@ expect_rc 1 "$POPD" init --data "$WORK/no/such/parent" --name pop-c
 expect_in "$WORK/err" "cannot create"
 ok "init refuses an existing node, a non-empty dir, a bad name, a missing parent"
 
+# ---- tunnel and ingress settings: stored by init, overridable on run, checked ----
+grep -q "^tunnel-listen = 127.0.0.1:" "$D/popd.conf" || fail "popd.conf lacks tunnel-listen"
+expect_rc 2 "$POPD" init --data "$WORK/t1" --name pop-t --ingress-address not-an-ip
+expect_in "$WORK/err" "--ingress-address 'not-an-ip' must be an IP address"
+expect_rc 2 "$POPD" init --data "$WORK/t1" --name pop-t --tunnel-listen nowhere
+expect_in "$WORK/err" "--tunnel-listen 'nowhere' must be HOST:PORT"
+expect_rc 2 "$POPD" run --data "$D" --ingress-address 300.1.2.3
+expect_in "$WORK/err" "must be an IP address"
+cp -r "$D" "$WORK/badtun" && echo "tunnel-listen = 127.0.0.1" >>"$WORK/badtun/popd.conf"
+expect_rc 1 "$POPD" run --data "$WORK/badtun"
+expect_in "$WORK/err" "tunnel-listen must be HOST:PORT"
+ok "tunnel-listen is stored by init; bad tunnel and ingress addresses are refused with the reason"
+
 # ---- bad data directories for run ----
 expect_rc 1 "$POPD" run --data "$WORK/missing"
 expect_in "$WORK/err" "No such file or directory"
@@ -156,5 +169,17 @@ kill -INT "$PID"
 for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$PID" 2>/dev/null && fail "popd ignored SIGINT"
 ok "SIGTERM and SIGINT stop cleanly; data survives a restart"
+
+# ---- run overrides popd.conf's tunnel settings for this run only ----
+TP=$(free_port)
+start_popd "$D" --tunnel-listen "127.0.0.1:$TP" --ingress-address 127.0.0.9
+PID=$LAST_PID
+TA=$("$MESHCTL" -d "$D" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"]["tunnel_addr"])')
+[ "$TA" = "127.0.0.1:$TP" ] || fail "run --tunnel-listen 127.0.0.1:$TP gave tunnel_addr $TA"
+"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()' "$TP" ||
+    fail "nothing listens on the overridden tunnel port $TP"
+grep -q "^tunnel-listen = 127.0.0.1:$TP" "$D/popd.conf" && fail "run's override was written to popd.conf"
+stop_popd "$PID"
+ok "run --tunnel-listen overrides popd.conf for that run only (listening on $TP)"
 
 done_testing
