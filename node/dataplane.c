@@ -686,16 +686,7 @@ static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
         in->magic = INGRESS_MAGIC;
         in->dp = dp;
         in->t0_ms = clock_mono_ms();
-        char ip[INET6_ADDRSTRLEN] = "?";
-        unsigned port = 0;
-        if (ss.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-        snprintf(in->client, sizeof(in->client), "%s:%u", ip, port);
+        tconn_format_addr(&ss, in->client, sizeof(in->client));
         in->sp = splice_new_tcp(dp->splices, fd, splice_done, dp);
         if (resource_get(dp->o.store, l->resource, &in->res)) {
             snprintf(in->res.name, sizeof(in->res.name), "%s", l->resource);
@@ -856,28 +847,6 @@ static void pc_on_open_ok(void *ctx, tconn_t *c, uint64_t sid, void *user)
     }
 }
 
-static void pc_on_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *d,
-                       size_t len)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_data(user, c, sid, d, len);
-}
-
-static void pc_on_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_fin(user, c, sid);
-}
-
-static void pc_on_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_writable(user, c, sid);
-}
-
 static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_t code, bool remote,
                         const char *msg, size_t ml)
 {
@@ -910,13 +879,6 @@ static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_
     }
 }
 
-static void pc_on_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_closed(user, c, sid);
-}
-
 static const tconn_cbs_t *peer_cbs(void)
 {
     static const tconn_cbs_t cbs = {
@@ -927,11 +889,11 @@ static const tconn_cbs_t *peer_cbs(void)
         .on_drain = pc_drain,
         .on_open = pc_on_open,
         .on_open_ok = pc_on_open_ok,
-        .on_data = pc_on_data,
-        .on_fin = pc_on_fin,
-        .on_writable = pc_on_writable,
+        .on_data = splice_cb_data,
+        .on_fin = splice_cb_fin,
+        .on_writable = splice_cb_writable,
         .on_reset = pc_on_reset,
-        .on_closed = pc_on_closed,
+        .on_closed = splice_cb_closed,
     };
     return &cbs;
 }

@@ -665,24 +665,6 @@ static void sc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *targe
     dial_next(d);
 }
 
-static void sc_on_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *d, size_t l)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_data(user, c, sid, d, l);
-}
-static void sc_on_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_fin(user, c, sid);
-}
-static void sc_on_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_writable(user, c, sid);
-}
 static void sc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_t code, bool remote,
                         const char *msg, size_t ml)
 {
@@ -692,13 +674,6 @@ static void sc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_
     else if (user && *(uint32_t *)user == DIAL_MAGIC)
         dialer_free(user); /* the PoP gave up while we were connecting */
 }
-static void sc_on_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
-{
-    (void)ctx;
-    if (splice_owns(user))
-        splice_on_closed(user, c, sid);
-}
-
 static const tconn_cbs_t *site_cbs(void)
 {
     static const tconn_cbs_t cbs = {
@@ -707,11 +682,11 @@ static const tconn_cbs_t *site_cbs(void)
         .on_ctl = sc_ctl,
         .on_drain = sc_drain,
         .on_open = sc_on_open,
-        .on_data = sc_on_data,
-        .on_fin = sc_on_fin,
-        .on_writable = sc_on_writable,
+        .on_data = splice_cb_data,
+        .on_fin = splice_cb_fin,
+        .on_writable = splice_cb_writable,
         .on_reset = sc_on_reset,
-        .on_closed = sc_on_closed,
+        .on_closed = splice_cb_closed,
     };
     return &cbs;
 }

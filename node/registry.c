@@ -1,5 +1,7 @@
 #include "node/registry.h"
 
+#include "common/mpfields.h"
+
 #include "common/mp.h"
 #include "node/identity.h"
 
@@ -96,107 +98,21 @@ void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms)
     mpw_kv_u64(pk, "at_ms", at_ms);
 }
 
-/* A table-driven map decoder: each field names its key, its kind and where it goes. */
-enum fkind { F_STR, F_U64, F_BIN32, F_BOOL };
-
-struct field {
-    const char *name;
-    enum fkind kind;
-    void *dst;
-    size_t cap; /* F_STR: buffer size */
-    bool required;
-    bool seen;
-};
-
-static int parse_fields(const uint8_t *buf, size_t len, struct field *fs, size_t nf,
-                        const char **why)
-{
-    mpr_t r;
-    uint32_t pairs;
-    mpr_init(&r, buf, len);
-    if (mpr_map(&r, &pairs)) {
-        *why = "not a map";
-        return -EBADMSG;
-    }
-    for (uint32_t i = 0; i < pairs; i++) {
-        const char *k;
-        uint32_t kl;
-        if (mpr_str(&r, &k, &kl)) {
-            *why = "non-string field name";
-            return -EBADMSG;
-        }
-        struct field *f = NULL;
-        for (size_t j = 0; j < nf; j++)
-            if (strlen(fs[j].name) == kl && memcmp(fs[j].name, k, kl) == 0)
-                f = &fs[j];
-        if (!f) {
-            if (mpr_skip(&r)) {
-                *why = "malformed unknown field";
-                return -EBADMSG;
-            }
-            continue;
-        }
-        int bad = 0;
-        switch (f->kind) {
-        case F_STR: {
-            const char *s;
-            uint32_t sl;
-            bad = mpr_str(&r, &s, &sl) || sl >= f->cap || memchr(s, '\0', sl);
-            if (!bad) {
-                memcpy(f->dst, s, sl);
-                ((char *)f->dst)[sl] = '\0';
-            }
-            break;
-        }
-        case F_U64:
-            bad = mpr_uint(&r, f->dst) != 0;
-            break;
-        case F_BIN32: {
-            const uint8_t *b;
-            uint32_t bl;
-            bad = mpr_bin(&r, &b, &bl) || bl != 32;
-            if (!bad)
-                memcpy(f->dst, b, 32);
-            break;
-        }
-        case F_BOOL:
-            bad = mpr_bool(&r, f->dst) != 0;
-            break;
-        }
-        if (bad) {
-            *why = "field of the wrong type or size";
-            return -EBADMSG;
-        }
-        f->seen = true;
-    }
-    if (r.left) {
-        *why = "trailing bytes";
-        return -EBADMSG;
-    }
-    for (size_t j = 0; j < nf; j++) {
-        if (fs[j].required && !fs[j].seen) {
-            *why = "missing field";
-            return -EBADMSG;
-        }
-    }
-    return 0;
-}
-
 int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, const char **why)
 {
     memset(n, 0, sizeof(*n));
-    struct field fs[] = {
-        {"name", F_STR, n->name, sizeof(n->name), true, false},
-        {"region", F_STR, n->region, sizeof(n->region), false, false},
-        {"addr", F_STR, n->addr, sizeof(n->addr), true, false},
-        {"curve_pk", F_BIN32, n->curve_pk, 0, true, false},
-        {"sign_pk", F_BIN32, n->sign_pk, 0, false, false},
-        {"role", F_STR, n->role, sizeof(n->role), true, false},
-        {"joined_ms", F_U64, &n->joined_ms, 0, false, false},
-        {"removed", F_BOOL, &n->removed, 0, false, false},
-        {"tunnel_addr", F_STR, n->tunnel_addr, sizeof(n->tunnel_addr), false, false},
+    mpf_t fs[] = {
+        {"name", MPF_STR, n->name, sizeof(n->name), true, false, NULL},
+        {"region", MPF_STR, n->region, sizeof(n->region), false, false, NULL},
+        {"addr", MPF_STR, n->addr, sizeof(n->addr), true, false, NULL},
+        {"curve_pk", MPF_BIN32, n->curve_pk, 0, true, false, NULL},
+        {"sign_pk", MPF_BIN32, n->sign_pk, 0, false, false, NULL},
+        {"role", MPF_STR, n->role, sizeof(n->role), true, false, NULL},
+        {"joined_ms", MPF_U64, &n->joined_ms, 0, false, false, NULL},
+        {"removed", MPF_BOOL, &n->removed, 0, false, false, NULL},
+        {"tunnel_addr", MPF_STR, n->tunnel_addr, sizeof(n->tunnel_addr), false, false, NULL},
     };
-    int rc = parse_fields(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
     if (n->tunnel_addr[0] && nodecfg_check_addr(n->tunnel_addr, 0)) {
@@ -214,17 +130,17 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
 int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why)
 {
     memset(t, 0, sizeof(*t));
-    struct field fs[] = {
-        {"role", F_STR, t->role, sizeof(t->role), true, false},
-        {"expires_ms", F_U64, &t->expires_ms, 0, true, false},
-        {"uses_max", F_U64, &t->uses_max, 0, false, false},
-        {"created_ms", F_U64, &t->created_ms, 0, false, false},
-        {"created_by", F_STR, t->created_by, sizeof(t->created_by), false, false},
-        {"join_pk", F_BIN32, t->join_pk, 0, true, false},
-        {"revoked", F_BOOL, &t->revoked, 0, false, false},
-        {"site", F_STR, t->site, sizeof(t->site), false, false},
+    mpf_t fs[] = {
+        {"role", MPF_STR, t->role, sizeof(t->role), true, false, NULL},
+        {"expires_ms", MPF_U64, &t->expires_ms, 0, true, false, NULL},
+        {"uses_max", MPF_U64, &t->uses_max, 0, false, false, NULL},
+        {"created_ms", MPF_U64, &t->created_ms, 0, false, false, NULL},
+        {"created_by", MPF_STR, t->created_by, sizeof(t->created_by), false, false, NULL},
+        {"join_pk", MPF_BIN32, t->join_pk, 0, true, false, NULL},
+        {"revoked", MPF_BOOL, &t->revoked, 0, false, false, NULL},
+        {"site", MPF_STR, t->site, sizeof(t->site), false, false, NULL},
     };
-    int rc = parse_fields(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
     if (t->site[0] && nodecfg_check_name(t->site)) {
@@ -239,14 +155,14 @@ int reg_site_parse(const uint8_t *buf, size_t len, const char *name, reg_site_t 
                    const char **why)
 {
     memset(s, 0, sizeof(*s));
-    struct field fs[] = {
-        {"name", F_STR, s->name, sizeof(s->name), true, false},
-        {"created_ms", F_U64, &s->created_ms, 0, false, false},
-        {"created_by", F_STR, s->created_by, sizeof(s->created_by), false, false},
-        {"token_id", F_U64, &s->token_id, 0, true, false},
-        {"removed", F_BOOL, &s->removed, 0, false, false},
+    mpf_t fs[] = {
+        {"name", MPF_STR, s->name, sizeof(s->name), true, false, NULL},
+        {"created_ms", MPF_U64, &s->created_ms, 0, false, false, NULL},
+        {"created_by", MPF_STR, s->created_by, sizeof(s->created_by), false, false, NULL},
+        {"token_id", MPF_U64, &s->token_id, 0, true, false, NULL},
+        {"removed", MPF_BOOL, &s->removed, 0, false, false, NULL},
     };
-    int rc = parse_fields(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
     if (nodecfg_check_name(s->name)) {

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/mp.h"
+#include "common/mpfields.h"
 #include "common/xmalloc.h"
 
 #include <errno.h>
@@ -141,18 +142,6 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
 
 /* ---- decoding ---------------------------------------------------------------------------- */
 
-enum fkind { F_STR, F_U64, F_BOOL, F_TARGETS };
-
-struct field {
-    const char *name;
-    enum fkind kind;
-    void *dst;
-    size_t cap; /* F_STR: buffer size */
-    bool required;
-    bool seen;
-};
-
-/* Reads one string into a buffer of cap bytes: no NUL inside, room for the terminator. */
 static int read_str(mpr_t *r, char *dst, size_t cap)
 {
     const char *s;
@@ -164,8 +153,9 @@ static int read_str(mpr_t *r, char *dst, size_t cap)
     return 0;
 }
 
-static int read_targets(mpr_t *r, resource_t *res, const char **why)
+static int read_targets(mpr_t *r, void *dst, const char **why)
 {
+    resource_t *res = dst;
     uint32_t n;
     if (mpr_array(r, &n)) {
         *why = "targets is not an array";
@@ -191,77 +181,17 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
     uint64_t port = 0;
     memset(res, 0, sizeof(*res));
-    struct field fs[] = {
-        {"name", F_STR, res->name, sizeof(res->name), true, false},
-        {"site", F_STR, res->site, sizeof(res->site), true, false},
-        {"targets", F_TARGETS, res, 0, true, false},
-        {"tcp_port", F_U64, &port, 0, true, false},
-        {"health", F_STR, health, sizeof(health), true, false},
-        {"sticky", F_BOOL, &res->sticky, 0, false, false},
-        {"created_ms", F_U64, &res->created_ms, 0, false, false},
+    mpf_t fs[] = {
+        {"name", MPF_STR, res->name, sizeof(res->name), true, false, NULL},
+        {"site", MPF_STR, res->site, sizeof(res->site), true, false, NULL},
+        {"targets", MPF_CUSTOM, res, 0, true, false, read_targets},
+        {"tcp_port", MPF_U64, &port, 0, true, false, NULL},
+        {"health", MPF_STR, health, sizeof(health), true, false, NULL},
+        {"sticky", MPF_BOOL, &res->sticky, 0, false, false, NULL},
+        {"created_ms", MPF_U64, &res->created_ms, 0, false, false, NULL},
     };
-    const size_t nf = sizeof(fs) / sizeof(fs[0]);
-    mpr_t r;
-    uint32_t pairs;
-    mpr_init(&r, buf, len);
-    if (mpr_map(&r, &pairs)) {
-        *why = "not a map";
+    if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;
-    }
-    for (uint32_t i = 0; i < pairs; i++) {
-        const char *k;
-        uint32_t kl;
-        if (mpr_str(&r, &k, &kl)) {
-            *why = "non-string field name";
-            return -EBADMSG;
-        }
-        struct field *f = NULL;
-        for (size_t j = 0; j < nf; j++)
-            if (strlen(fs[j].name) == kl && memcmp(fs[j].name, k, kl) == 0)
-                f = &fs[j];
-        if (!f) {
-            if (mpr_skip(&r)) {
-                *why = "malformed unknown field";
-                return -EBADMSG;
-            }
-            continue;
-        }
-        if (f->seen) {
-            *why = "a field appears twice";
-            return -EBADMSG;
-        }
-        int bad = 0;
-        switch (f->kind) {
-        case F_STR:
-            bad = read_str(&r, f->dst, f->cap);
-            break;
-        case F_U64:
-            bad = mpr_uint(&r, f->dst) != 0;
-            break;
-        case F_BOOL:
-            bad = mpr_bool(&r, f->dst) != 0;
-            break;
-        case F_TARGETS:
-            if (read_targets(&r, f->dst, why))
-                return -EBADMSG;
-            break;
-        }
-        if (bad) {
-            *why = "field of the wrong type or size";
-            return -EBADMSG;
-        }
-        f->seen = true;
-    }
-    if (r.left) {
-        *why = "trailing bytes";
-        return -EBADMSG;
-    }
-    for (size_t j = 0; j < nf; j++) {
-        if (fs[j].required && !fs[j].seen) {
-            *why = "missing field";
-            return -EBADMSG;
-        }
-    }
     if (port == 0 || port > 65535) {
         *why = "tcp_port is not from 1 to 65535";
         return -EBADMSG;

@@ -555,3 +555,32 @@ void splice_on_closed(splice_t *s, tconn_t *c, uint64_t sid)
     s->legs[k].gone = true;
     check_done(s);
 }
+
+void splice_cb_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *data,
+                    size_t len)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_data(user, c, sid, data, len);
+}
+
+void splice_cb_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_fin(user, c, sid);
+}
+
+void splice_cb_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_writable(user, c, sid);
+}
+
+void splice_cb_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_closed(user, c, sid);
+}

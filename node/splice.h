@@ -76,4 +76,14 @@ void splice_on_reset(splice_t *s, tconn_t *c, uint64_t sid, uint32_t code, const
                      size_t msg_len);
 void splice_on_closed(splice_t *s, tconn_t *c, uint64_t sid);
 
+/* The same, shaped as tconn_cbs_t callbacks (ctx unused): for applications whose streams
+ * carry bytes only through splices, these can be the on_data, on_fin, on_writable and
+ * on_closed callbacks as they are; events of streams that are not (yet) spliced are
+ * dropped, which is right for them since nothing reads or writes those streams. */
+void splice_cb_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *data,
+                    size_t len);
+void splice_cb_fin(void *ctx, tconn_t *c, uint64_t sid, void *user);
+void splice_cb_writable(void *ctx, tconn_t *c, uint64_t sid, void *user);
+void splice_cb_closed(void *ctx, tconn_t *c, uint64_t sid, void *user);
+
 #endif

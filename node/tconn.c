@@ -548,6 +548,25 @@ int tconn_parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned *ss
     return -EINVAL;
 }
 
+void tconn_format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        port = ntohs(s4->sin_port);
+        snprintf(out, len, "%s:%u", ip, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(s6->sin6_port);
+        snprintf(out, len, "[%s]:%u", ip, port);
+    } else {
+        snprintf(out, len, "?");
+    }
+}
+
 static void tune_socket(int fd)
 {
     int one = 1;
@@ -622,18 +641,10 @@ tconn_t *tconn_accept(struct ev_loop *loop, int fd, const tconn_keys_t *keys,
     c->state = ST_HANDSHAKE;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-    }
-    snprintf(c->peer_addr, sizeof(c->peer_addr), "%s:%u", ip, port);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        tconn_format_addr(&ss, c->peer_addr, sizeof(c->peer_addr));
+    else
+        snprintf(c->peer_addr, sizeof(c->peer_addr), "?");
     ev_io_start(loop, &c->rio);
     rearm(c);
     return c;

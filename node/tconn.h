@@ -114,5 +114,7 @@ void *tconn_user(const tconn_t *c);
  * 0 or -EINVAL. */
 struct sockaddr_storage;
 int tconn_parse_addr(const char *addr, struct sockaddr_storage *ss, unsigned *sslen);
+/* The reverse: "ip:port" or "[v6]:port" ("?" for other families). */
+void tconn_format_addr(const struct sockaddr_storage *ss, char *out, size_t len);
 
 #endif

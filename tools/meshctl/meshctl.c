@@ -704,35 +704,47 @@ static int simple_named(ctx_t *c, const char *command, const char *arg, const ch
     return roundtrip(c, &r, j);
 }
 
-static int cmd_token_revoke(ctx_t *c, const command_t *self, int argc, char **argv)
+/* The commands that act on one named thing (token revoke ID, node remove NAME, site rm NAME,
+ * resource rm NAME): checks the one argument, sends {key: argv[0]}, prints the answer with
+ * --json. *out is the answer for the caller to describe, or NULL when already printed. */
+static int named_action(ctx_t *c, const command_t *self, int argc, char **argv, const char *command,
+                        const char *key, json_t **out)
 {
+    *out = NULL;
     if (argc != 1)
-        return usage(self, "token revoke takes one ID");
+        return usage(self, "%s %s takes one %s", self->group, self->name, self->usage);
     json_t *j;
-    int rc = simple_named(c, "token.revoke", "id", argv[0], &j);
+    int rc = simple_named(c, command, key, argv[0], &j);
     if (rc)
         return rc;
-    if (c->json)
+    if (c->json) {
         print_json(j);
-    else
-        printf("token %s revoked\n", argv[0]);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    *out = j;
+    return EXIT_OK;
+}
+
+static int cmd_token_revoke(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = named_action(c, self, argc, argv, "token.revoke", "id", &j);
+    if (rc || !j)
+        return rc;
+    printf("token %s revoked\n", argv[0]);
     json_decref(j);
     return EXIT_OK;
 }
 
 static int cmd_node_remove(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc != 1)
-        return usage(self, "node remove takes one NAME");
     json_t *j;
-    int rc = simple_named(c, "node.remove", "name", argv[0], &j);
-    if (rc)
+    int rc = named_action(c, self, argc, argv, "node.remove", "name", &j);
+    if (rc || !j)
         return rc;
-    if (c->json)
-        print_json(j);
-    else
-        printf("node %s (%s) removed from the mesh\n", argv[0],
-               json_string_value(json_object_get(j, "id")));
+    printf("node %s (%s) removed from the mesh\n", argv[0],
+           json_string_value(json_object_get(j, "id")));
     json_decref(j);
     return EXIT_OK;
 }
@@ -893,20 +905,13 @@ static int cmd_site_add(ctx_t *c, const command_t *self, int argc, char **argv)
 
 static int cmd_site_rm(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc != 1)
-        return usage(self, "site rm takes one NAME");
     json_t *j;
-    int rc = simple_named(c, "site.rm", "name", argv[0], &j);
-    if (rc)
+    int rc = named_action(c, self, argc, argv, "site.rm", "name", &j);
+    if (rc || !j)
         return rc;
-    if (c->json) {
-        print_json(j);
-    } else {
-        size_t n = json_array_size(json_object_get(j, "nodes_removed"));
-        printf("site %s removed: %zu enrolled node(s) evicted%s\n", argv[0], n,
-               json_is_true(json_object_get(j, "token_revoked")) ? ", its unused token revoked"
-                                                                 : "");
-    }
+    size_t n = json_array_size(json_object_get(j, "nodes_removed"));
+    printf("site %s removed: %zu enrolled node(s) evicted%s\n", argv[0], n,
+           json_is_true(json_object_get(j, "token_revoked")) ? ", its unused token revoked" : "");
     json_decref(j);
     return EXIT_OK;
 }
@@ -1043,16 +1048,11 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
 
 static int cmd_resource_rm(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc != 1)
-        return usage(self, "resource rm takes one NAME");
     json_t *j;
-    int rc = simple_named(c, "resource.rm", "name", argv[0], &j);
-    if (rc)
+    int rc = named_action(c, self, argc, argv, "resource.rm", "name", &j);
+    if (rc || !j)
         return rc;
-    if (c->json)
-        print_json(j);
-    else
-        printf("resource %s removed\n", argv[0]);
+    printf("resource %s removed\n", argv[0]);
     json_decref(j);
     return EXIT_OK;
 }
