@@ -42,6 +42,8 @@ def serve(c):
                 c.sendall(d)
         elif mode == "flood":
             global flooded
+            if c.recv(2) != b"go":  # only the test's client, not the readiness probes
+                return
             blk = b"x" * 65536
             try:
                 while True:
@@ -151,6 +153,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 import socket, sys, time
 c = socket.create_connection(("127.0.0.51", int(sys.argv[1])))
 c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+c.sendall(b"go")
 n = 0
 while n < (1 << 20):
     n += len(c.recv(65536))
