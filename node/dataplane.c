@@ -114,6 +114,7 @@ struct dataplane {
     ev_io lio;
     ev_timer sync;
     ev_check reaper;
+    ev_signal sigusr1; /* logs every splice (splice_ctx_dump) */
     splice_ctx_t *splices;
     struct peer *peers;
     struct listener *listeners;
@@ -1283,6 +1284,13 @@ int dataplane_register_commands(dataplane_t *dp, control_t *ctl)
 
 /* ---- life ------------------------------------------------------------------------------- */
 
+static void on_dump(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    dataplane_t *dp = w->data;
+    splice_ctx_dump(dp->splices);
+}
+
 dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
 {
     dataplane_t *dp = xcalloc(1, sizeof(*dp));
@@ -1290,6 +1298,7 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     memcpy(dp->keys.pk, o->id->curve_pk, 32);
     memcpy(dp->keys.sk, o->id->curve_sk, 32);
     tun_config_defaults(&dp->tcfg);
+    dp->tcfg.window_auto_max = DATAPLANE_WINDOW_MAX;
     dp->tcfg.role = TUN_ACCEPTOR; /* tconn sets the role of each connection */
     dp->tcfg.open_timeout_ms = DATAPLANE_OPEN_TIMEOUT;
     char listen_addr[NODECFG_ADDR_MAX + 1];
@@ -1310,6 +1319,9 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     dp->sync.data = dp;
     ev_timer_start(o->loop, &dp->sync);
     meshnode_set_site_source(o->mesh, collect_sites, dp);
+    ev_signal_init(&dp->sigusr1, on_dump, SIGUSR1);
+    dp->sigusr1.data = dp;
+    ev_signal_start(o->loop, &dp->sigusr1);
     log_info("dataplane: tunnel endpoint on %s (published as %s)", listen_addr, dp->tunnel_addr);
     return dp;
 }
@@ -1324,6 +1336,7 @@ void dataplane_destroy(dataplane_t **dpp)
     ev_io_stop(dp->o.loop, &dp->lio);
     ev_timer_stop(dp->o.loop, &dp->sync);
     ev_check_stop(dp->o.loop, &dp->reaper);
+    ev_signal_stop(dp->o.loop, &dp->sigusr1);
     close(dp->lfd);
     while (dp->peers) {
         struct peer *p = dp->peers;

@@ -27,6 +27,9 @@
 #define DATAPLANE_ATTEMPTS      3    /* tries per ingress connection: primary, backup, primary */
 #define SITEHEALTH_PREFIX       "sitehealth/"
 #define DATAPLANE_UNMEASURED_US 100000 /* us: a site tunnel's cost until its first heartbeat */
+#define DATAPLANE_WINDOW_MAX                                                                       \
+    (8u << 20) /* bytes: a stream window grows up to this while its consumer keeps up (tunnel.h)   \
+                */
 
 typedef struct dataplane dataplane_t;
 

@@ -54,7 +54,8 @@
 #define SITE_BACKOFF_MIN_MS 200
 #define SITE_BACKOFF_MAX_MS 5000
 #define SITE_STATUS_S       1.0
-#define SITE_DRAIN_MAX_S    60 /* s a drained tunnel may keep its last streams */
+#define SITE_DRAIN_MAX_S    60         /* s a drained tunnel may keep its last streams */
+#define SITE_WINDOW_MAX     (8u << 20) /* bytes: stream windows grow up to this (tunnel.h) */
 #define SITE_DIAL_TIMEOUT_S 3.0
 #define DIAL_MAGIC          0x4449414cu
 
@@ -87,7 +88,7 @@ typedef struct site {
     hc_t *hc;
     splice_ctx_t *splices;
     ev_timer tick;
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sigusr1;
     uint64_t last_status_ms;
     uint8_t status_hash[16];
     uint32_t rr;
@@ -862,6 +863,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         send_status(s, false);
 }
 
+static void on_dump(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    site_t *s = w->data;
+    splice_ctx_dump(s->splices);
+}
+
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)w, (void)revents;
@@ -977,6 +985,7 @@ static int cmd_run(int argc, char **argv)
     memcpy(s->keys.pk, s->id.curve_pk, 32);
     memcpy(s->keys.sk, s->id.curve_sk, 32);
     tun_config_defaults(&s->tcfg);
+    s->tcfg.window_auto_max = SITE_WINDOW_MAX;
     s->tcfg.role = TUN_INITIATOR;
     signal(SIGPIPE, SIG_IGN);
     fdlimit_raise();
@@ -990,6 +999,9 @@ static int cmd_run(int argc, char **argv)
     ev_signal_init(&s->sigterm, on_stop, SIGTERM);
     ev_signal_start(s->loop, &s->sigint);
     ev_signal_start(s->loop, &s->sigterm);
+    ev_signal_init(&s->sigusr1, on_dump, SIGUSR1);
+    s->sigusr1.data = s;
+    ev_signal_start(s->loop, &s->sigusr1);
     log_info("popsite %s ready: %u PoPs known, keeping tunnels to %u", s->name, s->npops, s->k);
     if (!s->npops)
         log_warn("popsite: no PoP with a tunnel endpoint is known; nothing to connect to");

@@ -32,6 +32,7 @@ struct leg {
 struct dir {
     uint8_t *buf; /* bytes from the source the sink has not taken */
     size_t off, len;
+    size_t cap;     /* bytes allocated at buf */
     uint64_t bytes; /* moved to the sink in total */
 };
 
@@ -265,7 +266,13 @@ static void buf_append(struct dir *dr, const uint8_t *p, size_t len)
         dr->len -= dr->off;
         dr->off = 0;
     }
-    dr->buf = xrealloc(dr->buf, dr->len + len);
+    if (dr->cap < dr->len + len) { /* geometric: appends of a window cost O(window) */
+        size_t cap = dr->cap ? dr->cap : SPLICE_CHUNK;
+        while (cap < dr->len + len)
+            cap *= 2;
+        dr->buf = xrealloc(dr->buf, cap);
+        dr->cap = cap;
+    }
     memcpy(dr->buf + dr->len, p, len);
     dr->len += len;
 }
@@ -285,9 +292,10 @@ static bool drain_buf(splice_t *s, int d)
         source_consumed(s, d, (size_t)n);
     }
     dr->off = dr->len = 0;
-    if (s->legs[d].kind == LEG_TCP && dr->buf) {
-        free(dr->buf); /* an idle splice holds no buffer */
+    if (dr->buf && (s->legs[d].kind == LEG_TCP || dr->cap > SPLICE_CHUNK)) {
+        free(dr->buf); /* an idle splice holds no buffer (or no more than a chunk) */
         dr->buf = NULL;
+        dr->cap = 0;
     }
     return true;
 }
@@ -309,8 +317,10 @@ static void pump(splice_t *s, int d)
                 return;
             }
             struct dir *dr = &s->dirs[d];
-            if (!dr->buf)
+            if (!dr->buf) {
                 dr->buf = xmalloc(SPLICE_CHUNK);
+                dr->cap = SPLICE_CHUNK;
+            }
             ssize_t n = recv(src->fd, dr->buf, SPLICE_CHUNK, 0);
             if (n < 0) {
                 if (errno == EINTR)
@@ -339,9 +349,13 @@ static void pump(splice_t *s, int d)
         }
         return;
     }
-    /* Budget spent: let other sockets run, come back on the next readiness. */
-    if (src->kind == LEG_TCP && !src->eof_in)
+    /* Budget spent: let other sockets run. The last read may still sit in the buffer and the
+     * source may stay quiet from now on (an echo client waiting for its answer), so come
+     * back on the next loop iteration whether or not the socket becomes readable. */
+    if (src->kind == LEG_TCP && !src->eof_in) {
         ev_io_start(s->x->loop, &src->rio);
+        ev_feed_event(s->x->loop, &src->rio, EV_READ);
+    }
 }
 
 /* ---- watchers --------------------------------------------------------------------------- */
@@ -583,4 +597,34 @@ void splice_cb_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
     (void)ctx;
     if (splice_owns(user))
         splice_on_closed(user, c, sid);
+}
+
+void splice_ctx_dump(const splice_ctx_t *x)
+{
+    log_info("splice: %zu live", x->count);
+    for (splice_t *s = x->live; s; s = s->next) {
+        for (int i = 0; i < 2; i++) {
+            const struct leg *l = &s->legs[i];
+            const struct dir *dr = &s->dirs[i];
+            if (l->kind == LEG_TCP) {
+                log_info("splice %p leg %d tcp fd %d eof_in %d fin_out %d reading %d writing %d "
+                         "held %zu moved %llu",
+                         (void *)s, i, l->fd, l->eof_in, l->fin_out, ev_is_active(&l->rio),
+                         ev_is_active(&l->wio), dr->len - dr->off, (unsigned long long)dr->bytes);
+            } else if (l->kind == LEG_STREAM) {
+                tun_stream_info_t si = {0};
+                tun_t *t = tconn_tun(l->c);
+                int rc = t ? tun_stream_get(t, l->sid, &si) : -EPIPE;
+                log_info("splice %p leg %d stream %llu on %s rc %d eof_in %d fin_out %d gone %d "
+                         "wants_drain %d congested %d queued %zu | state %d send_credit %u "
+                         "recv_credit %u unconsumed %u ungranted %u window %u | held %zu moved "
+                         "%llu",
+                         (void *)s, i, (unsigned long long)l->sid, tconn_peer_addr(l->c), rc,
+                         l->eof_in, l->fin_out, l->gone, l->wants_drain, tconn_congested(l->c),
+                         tconn_queued(l->c), si.state, si.send_credit, si.recv_credit,
+                         si.unconsumed, si.ungranted, si.window, dr->len - dr->off,
+                         (unsigned long long)dr->bytes);
+            }
+        }
+    }
 }

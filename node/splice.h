@@ -41,6 +41,8 @@ void splice_ctx_tconn_drained(splice_ctx_t *x, tconn_t *c);
 /* A tunnel went down: its streams were already reset through splice_on_reset; nothing left
  * may point at it. (Checked in debug builds.) */
 size_t splice_ctx_count(const splice_ctx_t *x);
+/* Logs every splice: legs, buffers, and the tunnel's view of each stream (SIGUSR1). */
+void splice_ctx_dump(const splice_ctx_t *x);
 
 /* Called when the splice ends: aborted (ok false, why says what), or closed cleanly. Bytes
  * moved each way: [0] from leg 0 to leg 1, [1] back. */

@@ -94,7 +94,7 @@ struct stream {
     uint32_t recv_credit;         /* bytes the peer may still send */
     uint32_t unconsumed;          /* bytes delivered to the application, not consumed */
     uint32_t ungranted;           /* bytes consumed, not yet granted back */
-    uint32_t window;              /* bytes granted at open; 0 while PENDING */
+    uint32_t window;              /* bytes granted at open, then grown; 0 while PENDING */
     enum tun_stream_state state;
     bool local;      /* we opened it */
     bool fin_sent;   /* we sent FIN */
@@ -736,8 +736,9 @@ tun_t *tun_new(const tun_config_t *cfg, const tun_io_t *io, uint64_t now_ms)
 {
     if (!cfg || !io || !io->send || (cfg->role != TUN_INITIATOR && cfg->role != TUN_ACCEPTOR) ||
         cfg->max_window == 0 || cfg->max_window > TUN_WINDOW_MAX || cfg->window == 0 ||
-        cfg->window > TUN_WINDOW_MAX || cfg->max_data == 0 || cfg->max_data > TUN_DATA_MAX ||
-        cfg->max_streams == 0 || cfg->max_streams > (1u << 24) || cfg->ping_interval_ms == 0 ||
+        cfg->window > TUN_WINDOW_MAX || cfg->window_auto_max > TUN_WINDOW_MAX ||
+        cfg->max_data == 0 || cfg->max_data > TUN_DATA_MAX || cfg->max_streams == 0 ||
+        cfg->max_streams > (1u << 24) || cfg->ping_interval_ms == 0 ||
         cfg->dead_after_ms <= cfg->ping_interval_ms) {
         errno = EINVAL;
         return NULL;
@@ -899,9 +900,25 @@ int tun_consumed(tun_t *t, uint64_t sid, size_t n)
     /* Coalesce: one WINDOW per half window. After the peer's FIN no grant has a use. */
     uint32_t threshold = s->window / 2 ? s->window / 2 : 1;
     if (!s->fin_recv && s->ungranted >= threshold) {
-        tun_frame_t f = {.type = TUN_WINDOW, .sid = sid, .window = s->ungranted};
+        /* Auto-tuning: the application has consumed everything delivered (it keeps up with
+         * arrivals), so the half window it is returning was used up by the sender: the
+         * window, not the destination, limits the stream. Double it (the extra is granted
+         * with this WINDOW, which keeps recv_credit + unconsumed + ungranted == window). A
+         * consumer that falls behind holds unconsumed bytes and never triggers it, so what
+         * an application may have to hold grows only for streams whose consumer drained as
+         * fast as data came. No clock is involved: the core's time is only as fresh as the
+         * last frame or tick, which would make slow consumers look fast. */
+        uint32_t grow = 0;
+        if (t->cfg.window_auto_max > s->window && s->unconsumed == 0) {
+            grow = s->window;
+            if (grow > t->cfg.window_auto_max - s->window)
+                grow = t->cfg.window_auto_max - s->window;
+            t->st.window_growths++;
+        }
+        tun_frame_t f = {.type = TUN_WINDOW, .sid = sid, .window = s->ungranted + grow};
         emit(t, &f);
-        s->recv_credit += s->ungranted;
+        s->recv_credit += s->ungranted + grow;
+        s->window += grow;
         s->ungranted = 0;
     }
     if (stream_closable(s)) {

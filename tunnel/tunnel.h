@@ -49,9 +49,9 @@ enum tun_role {
 
 /* Why a tunnel died (on_dead). */
 enum tun_dead_reason {
-    TUN_DEAD_TIMEOUT = 1,  /* nothing received for dead_after_ms */
-    TUN_DEAD_PROTOCOL = 2, /* the peer broke a tunnel rule (stream id space) */
-    TUN_DEAD_VERSION = 3,  /* the peer speaks another TUN_VERSION */
+    TUN_DEAD_TIMEOUT = 1,   /* nothing received for dead_after_ms */
+    TUN_DEAD_PROTOCOL = 2,  /* the peer broke a tunnel rule (stream id space) */
+    TUN_DEAD_VERSION = 3,   /* the peer speaks another TUN_VERSION */
     TUN_DEAD_TRANSPORT = 4, /* the driver lost the connection under the tunnel (tun_kill) */
 };
 const char *tun_dead_reason_name(int reason);
@@ -61,6 +61,10 @@ typedef struct tun_config {
     uint32_t window;           /* 256 KiB: receive window granted to the peer per stream, bytes */
     uint32_t max_window;       /* 2^31-1: cap on one stream's send credit, bytes; a grant past
                                 * it resets the stream (TUN_ERR_WINDOW_OVERFLOW) */
+    uint32_t window_auto_max;  /* 0: the receive window grows (doubling, from `window`) up to
+                                * this many bytes while the application keeps up with what
+                                * arrives (so the window, not the destination, is what limits
+                                * the stream). 0 or <= window: fixed windows */
     uint32_t max_data;         /* 64 KiB: largest DATA payload this end sends, bytes */
     uint32_t max_streams;      /* 4096: concurrent streams the peer may open (OPENs past it
                                 * get OPEN_ERR LIMIT); also caps this end's own tun_open */
@@ -185,7 +189,8 @@ typedef struct tun_stream_info {
     uint32_t recv_credit; /* bytes the peer may still send */
     uint32_t unconsumed;  /* bytes delivered by on_data, not yet tun_consumed */
     uint32_t ungranted;   /* bytes consumed, not yet granted back in a WINDOW */
-    uint32_t window;      /* receive window granted at open (0 while PENDING) */
+    uint32_t window;      /* receive window: granted at open (0 while PENDING), grown by
+                           * window_auto_max's tuning */
     void *user;
 } tun_stream_info_t;
 
@@ -204,6 +209,7 @@ typedef struct tun_stats {
     uint64_t streams_accepted; /* peer OPENs this end accepted */
     uint64_t open_refused;     /* peer OPENs refused by the core (limit, bad window) */
     uint64_t open_timeouts;    /* OPENs timed out, either direction */
+    uint64_t window_growths;   /* receive windows doubled by the auto-tuning */
     uint64_t resets_sent;      /* RST and OPEN_ERR frames sent */
     uint64_t resets_received;  /* RST and OPEN_ERR frames received for a known stream */
     uint64_t pings_sent, pongs_received;

@@ -116,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sink sink = {0};
     tun_config_t c;
     tun_config_defaults(&c);
+    c.window_auto_max = 1u << 20; /* the auto-tuning grant path too */
     c.role = TUN_ACCEPTOR;
     c.window = 8192;
     c.max_window = 1 << 20;

@@ -722,6 +722,58 @@ static void test_slow_reader_backpressure(void **state)
     pair_free(p);
 }
 
+/* Window auto-tuning: a receiver that consumes as fast as data arrives doubles the window up
+ * to window_auto_max (the sender then gets more in flight); one that consumes slowly (a half
+ * window per 50 ms, with a 2 ms link) never grows it, so what a slow consumer's application
+ * may hold stays at the initial window. */
+static void auto_tune_run(bool fast, uint32_t *window_out, uint64_t *growths)
+{
+    tun_config_t cb;
+    tun_config_defaults(&cb);
+    cb.window_auto_max = 4u << 20;
+    struct pair *p = pair_new(NULL, &cb, NULL);
+    B(p)->auto_consume = fast;
+    uint64_t sid = open_stream(p, A(p), "bulk");
+    p->l[0].delay_ms = p->l[1].delay_ms = 1;
+    static uint8_t chunk[1 << 16];
+    memset(chunk, 'q', sizeof(chunk));
+    for (int ms = 0; ms < 3000; ms++) {
+        while (tun_send(A(p)->t, sid, chunk, sizeof(chunk)) > 0)
+            ;
+        if (!fast && ms % 50 == 49) {
+            tun_stream_info_t si;
+            assert_int_equal(tun_stream_get(B(p)->t, sid, &si), 0);
+            uint32_t n = si.unconsumed < si.window / 2 ? si.unconsumed : si.window / 2;
+            assert_true(tun_consumed(B(p)->t, sid, n) >= 0);
+        }
+        p->now++;
+        pair_run_until(p, p->now);
+        assert_int_equal(tun_check(A(p)->t), 0);
+        assert_int_equal(tun_check(B(p)->t), 0);
+    }
+    tun_stream_info_t si;
+    assert_int_equal(tun_stream_get(B(p)->t, sid, &si), 0);
+    *window_out = si.window;
+    tun_stats_t sb;
+    stats(B(p), &sb);
+    *growths = sb.window_growths;
+    pair_free(p);
+}
+
+static void test_window_auto_tuning(void **state)
+{
+    uint32_t w;
+    uint64_t g;
+    auto_tune_run(true, &w, &g);
+    print_message("fast consumer: window %u KiB after %llu doublings\n", w >> 10,
+                  (unsigned long long)g);
+    assert_int_equal(w, 4u << 20);
+    assert_true(g >= 4);
+    auto_tune_run(false, &w, &g);
+    assert_int_equal(w, 256 * 1024);
+    assert_int_equal(g, 0);
+}
+
 /* DATA frames never exceed max_data, and tun_send splits across frames. */
 static void test_frame_size(void **state)
 {
@@ -1853,6 +1905,7 @@ int main(void)
         cmocka_unit_test(test_open_timeout),
         cmocka_unit_test(test_reset_both_ways),
         cmocka_unit_test(test_slow_reader_backpressure),
+        cmocka_unit_test(test_window_auto_tuning),
         cmocka_unit_test(test_frame_size),
         cmocka_unit_test(test_no_grant_after_fin),
         cmocka_unit_test(test_data_beyond_window),
