@@ -86,16 +86,16 @@
 #include "common/xmalloc.h"
 #include "gossip/swim_wire.h"
 
-#define NONE             UINT32_MAX
-#define INDIRECT_MAX     16    /* cap on cfg.indirect_probes */
-#define FWD_MAX          64    /* PING_REQs we serve at once */
-#define SWIM_DIRECT_FAILS_FORGET 2 /* consecutive missed direct acks that void the RTT */
-#define BQ_BUCKETS       256   /* transmit counts 0..255; the transmit limit is capped below */
-#define SYNC_CHUNK_BYTES 49152 /* bytes of member entries per SYNC chunk */
-#define PP_SCALE_FROM    32    /* push-pull period grows with log2(N) past this many members */
-#define UPDATE_BUF       (SWIM_PAYLOAD_MAX + 64) /* bytes: the largest encoded update */
-#define CORRECT_MAX      4                       /* corrections carried by one reply */
-#define VERIFY_PER_ROUND 4                       /* last-chance pings per probe interval */
+#define NONE                     UINT32_MAX
+#define INDIRECT_MAX             16  /* cap on cfg.indirect_probes */
+#define FWD_MAX                  64  /* PING_REQs we serve at once */
+#define SWIM_DIRECT_FAILS_FORGET 2   /* consecutive missed direct acks that void the RTT */
+#define BQ_BUCKETS               256 /* transmit counts 0..255; the transmit limit is capped below */
+#define SYNC_CHUNK_BYTES         49152 /* bytes of member entries per SYNC chunk */
+#define PP_SCALE_FROM            32 /* push-pull period grows with log2(N) past this many members */
+#define UPDATE_BUF               (SWIM_PAYLOAD_MAX + 64) /* bytes: the largest encoded update */
+#define CORRECT_MAX              4                       /* corrections carried by one reply */
+#define VERIFY_PER_ROUND         4                       /* last-chance pings per probe interval */
 
 enum member_flags {
     MF_USED = 1,    /* slot holds a member (else on the free list) */
@@ -1238,7 +1238,10 @@ static void probe_go_indirect(swim_t *s)
         struct member *m = &s->m[tslot];
         if (m->direct_fails < UINT8_MAX)
             m->direct_fails++;
-        m->loss8 = (uint16_t)(m->loss8 - m->loss8 / 8 + 1000); /* EWMA towards 1000 permille */
+        /* Loss counts only on a path that has worked (an RTT sample exists): the first probes
+         * of a new member also wait for its connection to be set up, which is not loss. */
+        if (m->rtt8)
+            m->loss8 = (uint16_t)(m->loss8 - (m->loss8 + 7) / 8 + 1000); /* EWMA to 1000 */
         if (m->direct_fails >= SWIM_DIRECT_FAILS_FORGET)
             m->rtt8 = 0;
     }
@@ -1313,7 +1316,7 @@ static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
                 rtt = 60000;
             struct member *m = &s->m[slot];
             m->direct_fails = 0;
-            m->loss8 = (uint16_t)(m->loss8 - m->loss8 / 8); /* EWMA towards 0 */
+            m->loss8 = (uint16_t)(m->loss8 - (m->loss8 + 7) / 8); /* EWMA towards 0 */
             int64_t r8 = (int64_t)rtt * 8;
             /* EWMA with gain 1/8 (the TCP SRTT constant), in 1/8 ms fixed point. */
             m->rtt8 =

@@ -1258,7 +1258,7 @@ static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk
         mpw_kv_str(pk, "addr", tconn_peer_addr(p->c));
         mpw_kv_u64(pk, "up_ms", now - p->up_since_ms);
         mpw_kv_u64(pk, "rtt_us", st.rtt_us);
-        mpw_kv_u64(pk, "rtt_min_us", st.rtt_min_us);
+        mpw_kv_u64(pk, "rtt_min_us", st.rtt_recent_min_us);
         mpw_kv_u64(pk, "pings_sent", st.pings_sent);
         mpw_kv_u64(pk, "pongs_received", st.pongs_received);
         mpw_kv_u64(pk, "streams", st.streams);

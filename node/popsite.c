@@ -55,6 +55,7 @@
 #define SITE_BACKOFF_MAX_MS 5000
 #define SITE_STATUS_S       1.0
 #define SITE_DRAIN_MAX_S    60         /* s a drained tunnel may keep its last streams */
+#define SITE_YOUNG_MS       3000       /* ms a new tunnel is judged by its probe RTT too */
 #define SITE_WINDOW_MAX     (8u << 20) /* bytes: stream windows grow up to this (tunnel.h) */
 #define SITE_DIAL_TIMEOUT_S 3.0
 #define DIAL_MAGIC          0x4449414cu
@@ -561,7 +562,9 @@ static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
     }
     p->up = true;
     p->up_at_ms = clock_mono_ms();
-    p->rtt_us = tconn_handshake_rtt_us(c) ? tconn_handshake_rtt_us(c) : 1;
+    uint32_t hs = tconn_handshake_rtt_us(c) ? tconn_handshake_rtt_us(c) : 1;
+    if (!p->rtt_us || hs < p->rtt_us) /* keep the probe's when it was lower */
+        p->rtt_us = hs;
     log_info("popsite: tunnel to PoP %s up (rtt %.2f ms)", p->info.name, p->rtt_us / 1000.0);
     send_status(s, true);
 }
@@ -716,10 +719,15 @@ static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
     return c;
 }
 
+/* The PoP's RTT as the choice goes by. A tunnel's is its recent minimum heartbeat RTT; in
+ * its first seconds (no heartbeat history yet, and a handshake made under load reads high)
+ * the probe that made us dial it counts too, so a replacement is not judged on one sample. */
 static uint32_t rtt_of(const struct pop *p)
 {
     if (p->up) {
         uint32_t r = tconn_rtt_us(p->c);
+        if (p->rtt_us && p->rtt_us < r && clock_mono_ms() - p->up_at_ms < SITE_YOUNG_MS)
+            r = p->rtt_us;
         return r ? r : 1;
     }
     return p->rtt_us;
@@ -731,7 +739,7 @@ static bool clearly_better(uint32_t a, uint32_t b)
     return (uint64_t)a + SITE_HYST_MS * 1000 <= b && (uint64_t)a * 3 <= (uint64_t)b * 2;
 }
 
-static void start_drain(site_t *s, struct pop *p, const char *why)
+static void start_drain(site_t *s, struct pop *p, uint64_t now, const char *why)
 {
     if (p->draining)
         return;
@@ -739,7 +747,7 @@ static void start_drain(site_t *s, struct pop *p, const char *why)
              p->info.name, why);
     p->draining = true;
     p->primary = false;
-    p->drain_since_ms = clock_mono_ms();
+    p->drain_since_ms = now;
     send_status(s, true);
 }
 
@@ -773,7 +781,7 @@ static void manage(site_t *s)
     }
     /* More up than wanted (a replacement came up): drain the worst. */
     if (kept > s->k && worst >= 0) {
-        start_drain(s, &s->pops[worst], "a closer PoP is up");
+        start_drain(s, &s->pops[worst], now, "a closer PoP is up");
         kept--;
     }
     /* Candidates without a tunnel, best measured first, unmeasured last (list order). */
@@ -821,7 +829,8 @@ static void manage(site_t *s)
         tun_t *t = tconn_tun(p->c);
         if (t)
             tun_get_stats(t, &st);
-        if (st.streams == 0 || now - p->drain_since_ms > SITE_DRAIN_MAX_S * 1000) {
+        if (st.streams == 0 ||
+            (now > p->drain_since_ms && now - p->drain_since_ms > SITE_DRAIN_MAX_S * 1000)) {
             log_info("popsite: closing the drained tunnel to PoP %s (%u streams left)",
                      p->info.name, st.streams);
             tconn_close(p->c, "replaced by a closer PoP");

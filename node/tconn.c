@@ -734,8 +734,8 @@ uint32_t tconn_rtt_us(const tconn_t *c)
     if (c->tun) {
         tun_stats_t st;
         tun_get_stats(c->tun, &st);
-        if (st.rtt_us)
-            return st.rtt_us;
+        if (st.pongs_received) /* heartbeats are timed in ms: below 1 ms reads as 0 */
+            return st.rtt_recent_min_us ? st.rtt_recent_min_us : 500;
     }
     return c->hs_rtt_us;
 }

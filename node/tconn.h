@@ -102,7 +102,9 @@ const uint8_t *tconn_peer_pk(const tconn_t *c);
 const char *tconn_peer_addr(const tconn_t *c);
 /* Handshake round trip, us (initiator: HELLO sent -> WELCOME read; responder: 0). */
 uint32_t tconn_handshake_rtt_us(const tconn_t *c);
-/* Smoothed heartbeat RTT, us (0 = no sample yet); falls back to the handshake RTT. */
+/* The tunnel's path RTT, us: the smallest heartbeat RTT of the last 5-10 s (the smoothed
+ * one would include the queueing of a busy tunnel, and make a loaded PoP look far); the
+ * handshake RTT before the first heartbeat; 0 = nothing measured yet. */
 uint32_t tconn_rtt_us(const tconn_t *c);
 /* Bytes waiting in the output queue. */
 size_t tconn_queued(const tconn_t *c);

@@ -82,6 +82,7 @@
 #include "common/xmalloc.h"
 
 #define TUN_PING_TRACK 8  /* outstanding PINGs a PONG can still match */
+#define TUN_RTT_BUCKET 20 /* RTT samples per bucket of the windowed minimum (5 s of PINGs) */
 #define MAP_MIN_CAP    16 /* slots; power of two */
 
 struct stream {
@@ -123,7 +124,10 @@ struct tun {
     uint64_t now_ms;              /* latest time seen: time never runs backwards in here */
     uint64_t last_rx_ms;          /* when a frame last arrived */
     uint64_t next_ping_ms;
-    uint64_t ping_seq; /* of the last PING sent */
+    uint64_t ping_seq;                     /* of the last PING sent */
+    uint32_t rtt_bucket_min, rtt_prev_min; /* us: windowed RTT minimum, current and last bucket */
+    uint32_t rtt_bucket_n;                 /* samples in the current bucket */
+    bool rtt_have_prev;
     struct {
         uint64_t seq; /* 0 = slot free */
         uint64_t sent_ms;
@@ -566,6 +570,19 @@ static void rx_pong(tun_t *t, const tun_frame_t *f, uint64_t now_ms)
     t->st.pongs_received++;
     uint64_t us = (now_ms - t->pings[slot].sent_ms) * 1000;
     uint32_t r = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    /* Windowed minimum over two buckets of TUN_RTT_BUCKET samples: a busy tunnel's samples
+     * queue behind its data, and the smallest recent one is the path without that queue. */
+    if (t->rtt_bucket_n == 0 || r < t->rtt_bucket_min)
+        t->rtt_bucket_min = r;
+    if (++t->rtt_bucket_n == TUN_RTT_BUCKET) {
+        t->rtt_prev_min = t->rtt_bucket_min;
+        t->rtt_have_prev = true;
+        t->rtt_bucket_n = 0;
+    }
+    uint32_t recent = t->rtt_bucket_n ? t->rtt_bucket_min : t->rtt_prev_min;
+    if (t->rtt_have_prev && t->rtt_prev_min < recent)
+        recent = t->rtt_prev_min;
+    t->st.rtt_recent_min_us = recent;
     if (t->st.rtt_us == 0 && t->st.rttvar_us == 0 && t->st.rtt_min_us == 0) {
         t->st.rtt_us = r;
         t->st.rttvar_us = r / 2;

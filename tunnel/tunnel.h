@@ -213,14 +213,16 @@ typedef struct tun_stats {
     uint64_t resets_sent;      /* RST and OPEN_ERR frames sent */
     uint64_t resets_received;  /* RST and OPEN_ERR frames received for a known stream */
     uint64_t pings_sent, pongs_received;
-    uint32_t streams;        /* open now, both directions */
-    uint32_t streams_local;  /* of which this end opened */
-    uint64_t app_unconsumed; /* bytes delivered to the application, not yet consumed */
-    size_t mem_bytes;        /* heap held by the core: itself, stream table, streams */
-    uint32_t rtt_us;         /* smoothed PING round trip (RFC 6298); 0 = no sample yet */
-    uint32_t rttvar_us;      /* its mean deviation */
-    uint32_t rtt_min_us;     /* smallest sample */
-    uint64_t last_rx_ms;     /* when the last frame arrived */
+    uint32_t streams;           /* open now, both directions */
+    uint32_t streams_local;     /* of which this end opened */
+    uint64_t app_unconsumed;    /* bytes delivered to the application, not yet consumed */
+    size_t mem_bytes;           /* heap held by the core: itself, stream table, streams */
+    uint32_t rtt_us;            /* smoothed PING round trip (RFC 6298); 0 = no sample yet */
+    uint32_t rttvar_us;         /* its mean deviation */
+    uint32_t rtt_min_us;        /* smallest sample */
+    uint32_t rtt_recent_min_us; /* smallest sample of the last 20 to 40 (5-10 s of PINGs):
+                                 * the path's delay without the queueing of a busy tunnel */
+    uint64_t last_rx_ms;        /* when the last frame arrived */
 } tun_stats_t;
 
 void tun_get_stats(const tun_t *t, tun_stats_t *st);

@@ -453,7 +453,8 @@ static void test_indirect_probe_blocked_link(void **state)
     assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(1), &mi), 0);
     assert_int_equal(mi.state, SWIM_ALIVE);
     assert_int_equal(mi.rtt_ms, 0);
-    assert_true(mi.loss_permille > 900); /* every direct probe of 1 went unanswered */
+    assert_true(mi.loss_permille > 200); /* its direct probes went unanswered (counted until
+                                          * the RTT was forgotten) */
     assert_int_equal(swim_member_get(swim_sim_core(sim, 1), swim_sim_id(0), &mi), 0);
     assert_int_equal(mi.rtt_ms, 0);
     assert_int_equal(swim_member_get(swim_sim_core(sim, 0), swim_sim_id(2), &mi), 0);

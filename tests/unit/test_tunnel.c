@@ -1485,6 +1485,14 @@ static void test_heartbeat_rtt(void **state)
     stats(A(p), &st);
     assert_true(st.rtt_us >= 10000 && st.rtt_us <= 12000);
     assert_int_equal(st.rtt_min_us, 10000);
+    assert_int_equal(st.rtt_recent_min_us, 10000);
+    /* The path gets slower: the all-time minimum stays, the recent one follows within two
+     * buckets (40 PINGs, 10 s). */
+    p->l[0].delay_ms = p->l[1].delay_ms = 30;
+    pair_run_until(p, p->now + 12000);
+    stats(A(p), &st);
+    assert_int_equal(st.rtt_min_us, 10000);
+    assert_int_equal(st.rtt_recent_min_us, 60000);
     assert_false(tun_is_dead(A(p)->t));
     /* A PONG for a PING never sent is no sample. */
     tun_frame_t pong = {.type = TUN_PONG, .seq = 123456};
