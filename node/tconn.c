@@ -217,6 +217,10 @@ static void tio_send(void *ctx, const uint8_t *head, size_t hl, const uint8_t *b
 static void tio_on_open(void *ctx, uint64_t sid, const uint8_t *target, size_t len)
 {
     tconn_t *c = ctx;
+    if (c->state != ST_UP) { /* closing: the peer should open elsewhere */
+        tun_reject(c->tun, sid, TUN_ERR_SHUTTING_DOWN, "tunnel closing");
+        return;
+    }
     if (c->cbs.on_open)
         c->cbs.on_open(c->cbs.ctx, c, sid, target, len);
     else
@@ -698,7 +702,9 @@ bool tconn_congested(const tconn_t *c)
 
 tun_t *tconn_tun(tconn_t *c)
 {
-    return c->state == ST_UP ? c->tun : NULL;
+    /* Closing still has a live core (its streams were reset; frames in flight still arrive
+     * and are answered), so callbacks during the flush can use it. */
+    return c->state == ST_UP || c->state == ST_CLOSING ? c->tun : NULL;
 }
 
 void tconn_kick(tconn_t *c)

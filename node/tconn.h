@@ -88,9 +88,10 @@ void tconn_close(tconn_t *c, const char *why);
 
 bool tconn_is_up(const tconn_t *c);
 bool tconn_congested(const tconn_t *c);
-/* The tun core (NULL before on_up and after on_down). Calls into it are the application's
- * (tun_open, tun_send, ...); the connection re-arms its timer after each event it handles,
- * and tconn_kick must be called after tun_open outside a callback so the open timeout is
+/* The tun core (NULL before on_up and after on_down; during tconn_close it is still there,
+ * and new OPENs from the peer are refused with TUN_ERR_SHUTTING_DOWN). Calls into it are the
+ * application's (tun_open, tun_send, ...); the connection re-arms its timer after each event it
+ * handles, and tconn_kick must be called after tun_open outside a callback so the open timeout is
  * scheduled. */
 tun_t *tconn_tun(tconn_t *c);
 void tconn_kick(tconn_t *c);
