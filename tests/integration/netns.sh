@@ -54,6 +54,17 @@ netns_exec() {
     ip netns exec "${NETNS_TAG}n$i" "$@"
 }
 
+# netns_spawn I CMD...: runs CMD in the background inside node I's namespace; LAST_PID is
+# CMD's own pid (ip netns exec execs it), so killing it really stops it. Backgrounding
+# netns_exec instead records the pid of a subshell, and the daemon outlives the test.
+netns_spawn() {
+    local i=$1
+    shift
+    ip netns exec "${NETNS_TAG}n$i" "$@" &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
 # netns_block I J: drop all traffic between nodes I and J (both directions, both ends).
 netns_block() {
     netns_exec "$1" iptables -A INPUT -s "$(netns_ip "$2")" -j DROP
@@ -77,18 +88,16 @@ netns_loss() {
 start_mesh_netns() {
     local n=$1
     "$POPD" init --data "$WORK/n1" --name pop-1 --mesh-listen "$(netns_ip 1):7946" >/dev/null
-    netns_exec 1 "$POPD" run --data "$WORK/n1" >>"$WORK/n1.log" 2>&1 &
-    NODE_PID[1]=$!
-    PIDS+=("$!")
+    netns_spawn 1 "$POPD" run --data "$WORK/n1" >>"$WORK/n1.log" 2>&1
+    NODE_PID[1]=$LAST_PID
     wait_ready "$WORK/n1" "${NODE_PID[1]}"
     local token
     token=$(mctl "$WORK/n1" token create --uses "$((n - 1))" --ttl 10m 2>/dev/null)
     for i in $(seq 2 "$n"); do
         netns_exec "$i" "$POPD" join --data "$WORK/n$i" --name "pop-$i" \
             --mesh-listen "$(netns_ip "$i"):7946" "$token" >/dev/null
-        netns_exec "$i" "$POPD" run --data "$WORK/n$i" >>"$WORK/n$i.log" 2>&1 &
-        NODE_PID[$i]=$!
-        PIDS+=("$!")
+        netns_spawn "$i" "$POPD" run --data "$WORK/n$i" >>"$WORK/n$i.log" 2>&1
+        NODE_PID[$i]=$LAST_PID
         wait_ready "$WORK/n$i" "${NODE_PID[$i]}"
     done
 }
