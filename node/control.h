@@ -39,7 +39,7 @@ control_t *control_new(struct ev_loop *loop, const char *path, const control_com
                        void *ctx, char *err, size_t errlen);
 /* Adds another table of commands served with its own ctx (up to CONTROL_MAX_TABLES in all):
  * each module registers what it answers without the daemon knowing its handlers. 0 or -ENOSPC. */
-#define CONTROL_MAX_TABLES 4
+#define CONTROL_MAX_TABLES 8
 int control_add_commands(control_t *c, const control_command_t *table, void *ctx);
 /* Closes every connection, removes the socket file, frees; accepts NULL; sets *cp = NULL. */
 void control_destroy(control_t **cp);

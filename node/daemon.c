@@ -5,10 +5,12 @@
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
+#include "node/authadmin.h"
 #include "node/control.h"
 #include "node/identity.h"
 #include "common/fdlimit.h"
 #include "node/dataplane.h"
+#include "node/httpproxy.h"
 #include "node/meshnode.h"
 #include "node/nodecfg.h"
 #include "storage/hlc.h"
@@ -43,6 +45,7 @@ typedef struct node {
     void *zctx;
     meshnode_t *mesh;
     dataplane_t *dataplane;
+    httpproxy_t *http; /* NULL unless http-listen is set */
     bool removed; /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
@@ -420,6 +423,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             memcpy(n.cfg.tunnel_advertise, ov->tunnel_advertise, sizeof(n.cfg.tunnel_advertise));
         if (ov->ingress_address[0])
             memcpy(n.cfg.ingress_address, ov->ingress_address, sizeof(n.cfg.ingress_address));
+        if (ov->http_listen[0])
+            memcpy(n.cfg.http_listen, ov->http_listen, sizeof(n.cfg.http_listen));
     }
     const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
     if (log_level_parse(level) < 0) {
@@ -478,6 +483,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     meshnode_register_commands(n.mesh, n.control);
+    authadmin_t auth = {.mesh = n.mesh, .meshkey = &n.meshkey}; /* lives until the loop ends */
+    authadmin_register_commands(&auth, n.control);
     dataplane_opts_t dpo = {
         .loop = n.loop, .store = n.store, .cfg = &n.cfg, .id = &n.id, .mesh = n.mesh};
     n.dataplane = dataplane_new(&dpo, err, errlen);
@@ -486,6 +493,19 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     dataplane_register_commands(n.dataplane, n.control);
+    if (n.cfg.http_listen[0]) {
+        httpproxy_opts_t ho = {.loop = n.loop,
+                               .store = n.store,
+                               .listen = n.cfg.http_listen,
+                               .meshkey = &n.meshkey,
+                               .dp = n.dataplane,
+                               .max_body = n.cfg.http_max_body};
+        n.http = httpproxy_new(&ho, err, errlen);
+        if (!n.http) {
+            rc = -EADDRINUSE;
+            goto out;
+        }
+    }
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
     n.sigint.data = n.sigterm.data = &n;
@@ -513,6 +533,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     }
 out:
     control_destroy(&n.control);
+    httpproxy_destroy(&n.http);
     dataplane_destroy(&n.dataplane);
     meshnode_destroy(&n.mesh);
     if (n.zctx)

@@ -66,7 +66,9 @@ struct ingress {
     uint32_t magic;
     dataplane_t *dp;
     struct waiter w;
-    splice_t *sp;
+    splice_t *sp;             /* a TCP client: spliced once open */
+    dp_stream_handler_t *h;   /* or another consumer (dataplane_open_stream) */
+    ev_timer kick;            /* h: starts the first attempt outside the caller's call */
     resource_t res;
     uint64_t site;
     char client[64];
@@ -543,7 +545,10 @@ static void ingress_fail(struct ingress *in, const char *why)
     dataplane_t *dp = in->dp;
     dp->st.ingress_failed++;
     log_warn("resource %s: connection from %s closed: %s", in->res.name, in->client, why);
-    splice_abort(in->sp, TUN_ERR_UNREACHABLE, why);
+    if (in->h)
+        in->h->on_fail(in->h, TUN_ERR_UNREACHABLE, why);
+    else
+        splice_abort(in->sp, TUN_ERR_UNREACHABLE, why);
     free(in);
 }
 
@@ -699,6 +704,36 @@ static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    ingress_try(w->data);
+}
+
+int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *client,
+                          dp_stream_handler_t *h)
+{
+    uint64_t site = site_id_of(dp, res->site);
+    if (!site)
+        return -ENOENT;
+    struct ingress *in = xcalloc(1, sizeof(*in));
+    in->magic = INGRESS_MAGIC;
+    in->dp = dp;
+    in->h = h;
+    h->magic = DP_HANDLER_MAGIC;
+    in->res = *res;
+    in->site = site;
+    in->t0_ms = clock_mono_ms();
+    snprintf(in->client, sizeof(in->client), "%s", client);
+    dp->st.ingress_accepted++;
+    /* The first attempt may fail at once (no route): run it from the loop, so on_fail never
+     * comes back inside the caller's call. */
+    ev_timer_init(&in->kick, on_kick, 0., 0.);
+    in->kick.data = in;
+    ev_timer_start(dp->o.loop, &in->kick);
+    return 0;
+}
+
 /* ---- relay ------------------------------------------------------------------------------- */
 
 static void relay_free(struct relay *r)
@@ -830,7 +865,12 @@ static void pc_on_open_ok(void *ctx, tconn_t *c, uint64_t sid, void *user)
     if (magic_of(user) == INGRESS_MAGIC) {
         struct ingress *in = user;
         dp->st.ingress_opened++;
-        splice_attach_stream(in->sp, c, sid);
+        if (in->h) {
+            tun_set_user(tconn_tun(c), sid, in->h);
+            in->h->on_open(in->h, c, sid);
+        } else {
+            splice_attach_stream(in->sp, c, sid);
+        }
         log_debug("resource %s: %s connected in %llu ms (attempt %d)", in->res.name, in->client,
                   (unsigned long long)(clock_mono_ms() - in->t0_ms), in->attempt + 1);
         free(in);
@@ -848,11 +888,47 @@ static void pc_on_open_ok(void *ctx, tconn_t *c, uint64_t sid, void *user)
     }
 }
 
+/* Streams are spliced (TCP resources, relays) or handed to a handler (the HTTP proxy). */
+static void pc_on_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *d,
+                       size_t len)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_data(user, c, sid, d, len);
+    else
+        splice_cb_data(ctx, c, sid, user, d, len);
+}
+
+static void pc_on_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_fin(user, c, sid);
+    else
+        splice_cb_fin(ctx, c, sid, user);
+}
+
+static void pc_on_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_writable(user, c, sid);
+    else
+        splice_cb_writable(ctx, c, sid, user);
+}
+
+static void pc_on_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_closed(user, c, sid);
+    else
+        splice_cb_closed(ctx, c, sid, user);
+}
+
 static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_t code, bool remote,
                         const char *msg, size_t ml)
 {
     (void)ctx, (void)remote;
-    if (splice_owns(user)) {
+    if (magic_of(user) == DP_HANDLER_MAGIC) {
+        ((dp_stream_handler_t *)user)->on_reset(user, c, sid, code, msg, ml);
+    } else if (splice_owns(user)) {
         splice_on_reset(user, c, sid, code, msg, ml);
     } else if (magic_of(user) == INGRESS_MAGIC) {
         char why[200];
@@ -890,11 +966,11 @@ static const tconn_cbs_t *peer_cbs(void)
         .on_drain = pc_drain,
         .on_open = pc_on_open,
         .on_open_ok = pc_on_open_ok,
-        .on_data = splice_cb_data,
-        .on_fin = splice_cb_fin,
-        .on_writable = splice_cb_writable,
+        .on_data = pc_on_data,
+        .on_fin = pc_on_fin,
+        .on_writable = pc_on_writable,
         .on_reset = pc_on_reset,
-        .on_closed = splice_cb_closed,
+        .on_closed = pc_on_closed,
     };
     return &cbs;
 }
@@ -1001,6 +1077,8 @@ static void sync_listeners(dataplane_t *dp)
         l->seen = false;
     for (size_t i = 0; i < nr; i++) {
         struct listener *l;
+        if (rv[i].tcp_port == 0)
+            continue; /* HTTP only (issue 5): no TCP listener */
         for (l = dp->listeners; l; l = l->next)
             if (l->port == rv[i].tcp_port)
                 break;

@@ -18,6 +18,7 @@
 #include "node/identity.h"
 #include "node/meshnode.h"
 #include "node/nodecfg.h"
+#include "node/tconn.h"
 #include "storage/store.h"
 
 #include <ev.h>
@@ -46,6 +47,34 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen);
 void dataplane_destroy(dataplane_t **dp);
 /* Registers "sites" and "dataplane" (counters) on the control socket. */
 int dataplane_register_commands(dataplane_t *dp, control_t *ctl);
+/* A consumer of streams other than a TCP socket (the HTTP proxy): it opens streams through
+ * the data plane's routing and retries, and gets the stream's events. The struct is the
+ * stream's user pointer; embed it in the consumer's own state (first member or not). */
+#define DP_HANDLER_MAGIC 0x48414e44u
+typedef struct dp_stream_handler dp_stream_handler_t;
+struct dp_stream_handler {
+    uint32_t magic; /* DP_HANDLER_MAGIC (set by dataplane_open_stream) */
+    /* The stream is open on c: events of sid follow. */
+    void (*on_open)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+    /* It could not be opened (after the retries), why for the log and the error page; the
+     * handler is not used again by the data plane. */
+    void (*on_fail)(dp_stream_handler_t *h, uint32_t code, const char *why);
+    void (*on_data)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const uint8_t *data,
+                    size_t len);
+    void (*on_fin)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+    void (*on_writable)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+    void (*on_reset)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, uint32_t code,
+                     const char *msg, size_t msg_len);
+    void (*on_closed)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+};
+
+struct resource;
+/* Opens a stream to one of res's targets for a client ("ip:port", for stickiness and logs).
+ * 0 (h->on_open or h->on_fail follows, never inside this call), or -ENOENT when the
+ * resource's site is unknown. */
+int dataplane_open_stream(dataplane_t *dp, const struct resource *res, const char *client,
+                          dp_stream_handler_t *h);
+
 /* Adds the dataplane fields to status: this many pairs. */
 #define DATAPLANE_STATUS_PAIRS 1
 void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk);

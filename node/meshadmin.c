@@ -3,7 +3,8 @@
  *   site.add      {name, ttl_ms?}            -> {name, token, token_id, expires_ms}
  *   site.rm       {name}                     -> {name, nodes_removed: [id], token_revoked}
  *   site.list     {}                         -> {sites: [{name, enrolled, created_ms, ...}]}
- *   resource.add  {name, site, targets, tcp_port, health?, sticky?, replace?} -> the record
+ *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
+ *                  path_prefix?, auth?, allow_users?, allow_groups?} -> the record
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *
@@ -386,6 +387,62 @@ static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t 
     return CTL_OK;
 }
 
+/* allow_users / allow_groups: [str] into v, *n. CTL_OK (also when absent) or a
+ * CTL_BAD_REQUEST answer; resource_check judges the names themselves. */
+static int arg_names(const ctl_request_t *req, msgpack_packer *pk, const char *what,
+                     char (*v)[NODECFG_NAME_MAX + 1], unsigned *n)
+{
+    const uint8_t *val;
+    size_t vl;
+    uint32_t cnt;
+    mpr_t mr;
+    if (ctl_arg(req, what, &val, &vl) != 1)
+        return CTL_OK;
+    mpr_init(&mr, val, vl);
+    if (mpr_array(&mr, &cnt) || cnt > RESOURCE_ALLOW_MAX)
+        return control_error(pk, CTL_BAD_REQUEST, "%s must be a list of at most %d names", what,
+                             RESOURCE_ALLOW_MAX);
+    for (uint32_t i = 0; i < cnt; i++) {
+        const char *s;
+        uint32_t sl;
+        if (mpr_str(&mr, &s, &sl) || sl > NODECFG_NAME_MAX || memchr(s, '\0', sl))
+            return control_error(pk, CTL_BAD_REQUEST, "%s: entry %u is not a name (" NAME_RULE ")",
+                                 what, i + 1);
+        memcpy(v[i], s, sl);
+        v[i][sl] = '\0';
+    }
+    *n = cnt;
+    return CTL_OK;
+}
+
+/* The HTTP arguments (issue 5) into r: host lowercased, path_prefix "/" by default with a
+ * host. CTL_OK or a CTL_BAD_REQUEST answer. */
+static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
+{
+    char auth[16] = "none";
+    int hrc = arg_copy(req, "host", r->host, sizeof(r->host));
+    if (hrc < 0)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "host must be a DNS name of at most %d bytes", RESOURCE_HOST_MAX);
+    for (char *p = r->host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    int prc = arg_copy(req, "path_prefix", r->path_prefix, sizeof(r->path_prefix));
+    if (prc < 0)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "path_prefix must be a path of at most %d bytes starting with '/'",
+                             RESOURCE_PREFIX_MAX);
+    if (prc == 0 && r->host[0])
+        snprintf(r->path_prefix, sizeof(r->path_prefix), "/");
+    if (arg_copy(req, "auth", auth, sizeof(auth)) < 0 ||
+        resource_auth_parse(auth, strlen(auth), &r->auth))
+        return control_error(pk, CTL_BAD_REQUEST, "auth must be 'none' or 'login'");
+    int rc = arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users);
+    if (rc == CTL_OK)
+        rc = arg_names(req, pk, "allow_groups", r->allow_groups, &r->nallow_groups);
+    return rc;
+}
+
 static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     meshnode_t *m = ctx;
@@ -407,10 +464,13 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     }
     if ((rc = arg_targets(req, pk, r)) != CTL_OK)
         goto out;
+    if ((rc = arg_http(req, pk, r)) != CTL_OK)
+        goto out;
     rc = ctl_arg_uint(req, "tcp_port", &port);
-    if (rc <= 0 || port == 0 || port > 65535) {
+    if ((rc == 0 && !r->host[0]) || rc < 0 || (rc > 0 && (port == 0 || port > 65535))) {
         rc = control_error(pk, CTL_BAD_REQUEST,
-                           rc == 0 ? "missing argument 'tcp_port' (the port PoPs listen on)"
+                           rc == 0 ? "missing argument 'tcp_port' or 'host' (the port PoPs listen "
+                                     "on, the HTTP host they serve, or both)"
                                    : "tcp_port must be from 1 to 65535");
         goto out;
     }
@@ -459,7 +519,18 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        if (all[i].tcp_port == r->tcp_port && strcmp(all[i].name, r->name) != 0) {
+        if (strcmp(all[i].name, r->name) == 0)
+            continue; /* the resource being replaced */
+        if (r->host[0] && strcmp(all[i].host, r->host) == 0 &&
+            strcmp(all[i].path_prefix, r->path_prefix) == 0) {
+            rc = control_error(pk, CTL_REFUSED,
+                               "host %s with path prefix %s is already served by resource '%s' "
+                               "(site %s); pick another host or path prefix",
+                               r->host, r->path_prefix, all[i].name, all[i].site);
+            free(all);
+            goto out;
+        }
+        if (r->tcp_port && all[i].tcp_port == r->tcp_port) {
             rc = control_error(pk, CTL_REFUSED,
                                "tcp port %u is already used by resource '%s' (site %s)",
                                r->tcp_port, all[i].name, all[i].site);
@@ -485,8 +556,9 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     resource_pack(pk, r);
-    log_info("mesh: resource %s %s: tcp port %u -> site %s (%u target(s))", r->name,
-             orc == 0 ? "replaced" : "added", r->tcp_port, r->site, r->ntargets);
+    log_info("mesh: resource %s %s: tcp port %u, http %s%s -> site %s (%u target(s))", r->name,
+             orc == 0 ? "replaced" : "added", r->tcp_port, r->host[0] ? r->host : "-",
+             r->path_prefix, r->site, r->ntargets);
     rc = CTL_OK;
 out:
     free(r);
@@ -547,10 +619,12 @@ const control_command_t meshadmin_commands[] = {
      "name: str -> {name, nodes_removed: [id], token_revoked}: evicts the site everywhere"},
     {"site.list", cmd_site_list, "-> {sites: [{name, enrolled: id | nil, created_ms, ...}]}"},
     {"resource.add", cmd_resource_add,
-     "name: str, site: str, targets: [str], tcp_port: uint [health: tcp|http:/PATH] "
-     "[sticky: bool] [replace: bool] -> the resource"},
+     "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
+     "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
+     "[health: tcp|http:/PATH] [sticky: bool] [replace: bool] -> the resource"},
     {"resource.list", cmd_resource_list,
-     "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms}]}"},
+     "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
+     "path_prefix?, auth?, allow_users?, allow_groups?}]}"},
     {"resource.rm", cmd_resource_rm, "name: str -> {name}"},
     {NULL, NULL, NULL},
 };

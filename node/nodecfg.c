@@ -19,6 +19,7 @@ void nodecfg_defaults(nodecfg_t *c)
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->store_map_size = STORE_DEFAULT_MAP;
     c->tombstone_grace = STORE_DEFAULT_GRACE;
+    c->http_max_body = NODECFG_DEFAULT_MAX_BODY;
     snprintf(c->mesh_listen, sizeof(c->mesh_listen), "127.0.0.1:%d", NODECFG_DEFAULT_MESH_PORT);
 }
 
@@ -193,6 +194,13 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         }
         return 0;
     }
+    if (kvfile_is(name, nlen, "http-max-body")) {
+        if (nodecfg_parse_size(v, vl, &c->http_max_body) || c->http_max_body == 0) {
+            snprintf(err, errlen, "http-max-body must be a size such as 64M or 1G");
+            return -EINVAL;
+        }
+        return 0;
+    }
     if (kvfile_is(name, nlen, "tombstone-grace")) {
         if (nodecfg_parse_duration(v, vl, &c->tombstone_grace) || c->tombstone_grace == 0) {
             snprintf(err, errlen, "tombstone-grace must be a duration such as 7d or 12h");
@@ -215,8 +223,9 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         return 0;
     }
     if (kvfile_is(name, nlen, "tunnel-listen") || kvfile_is(name, nlen, "tunnel-advertise") ||
-        kvfile_is(name, nlen, "ingress-address")) {
-        char *dst = name[0] == 'i'              ? c->ingress_address
+        kvfile_is(name, nlen, "ingress-address") || kvfile_is(name, nlen, "http-listen")) {
+        char *dst = name[0] == 'i'                               ? c->ingress_address
+                    : name[0] == 'h'                             ? c->http_listen
                     : kvfile_is(name, nlen, "tunnel-listen") ? c->tunnel_listen
                                                              : c->tunnel_advertise;
         if (vl > NODECFG_ADDR_MAX) {
@@ -315,10 +324,14 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
         const char *k, *v;
     } opt[] = {{"tunnel-listen", c->tunnel_listen},
                {"tunnel-advertise", c->tunnel_advertise},
-               {"ingress-address", c->ingress_address}};
-    for (unsigned i = 0; i < 3 && n > 0 && (size_t)n < sizeof(text); i++)
+               {"ingress-address", c->ingress_address},
+               {"http-listen", c->http_listen}};
+    for (unsigned i = 0; i < 4 && n > 0 && (size_t)n < sizeof(text); i++)
         if (opt[i].v[0])
             n += snprintf(text + n, sizeof(text) - (size_t)n, "%s = %s\n", opt[i].k, opt[i].v);
+    if (c->http_max_body != NODECFG_DEFAULT_MAX_BODY && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "http-max-body = %llu\n",
+                      (unsigned long long)c->http_max_body);
     for (unsigned i = 0; i < c->nseeds && n > 0 && (size_t)n < sizeof(text); i++) {
         char hex[65];
         for (int k = 0; k < 32; k++)

@@ -13,6 +13,7 @@
 #define NODECFG_ADDR_MAX          255 /* bytes of "host:port" */
 #define NODECFG_MAX_SEEDS         8
 #define NODECFG_DEFAULT_MESH_PORT 7946
+#define NODECFG_DEFAULT_MAX_BODY  (64ull << 20) /* bytes: http-max-body */
 
 typedef struct nodecfg_seed {
     char addr[NODECFG_ADDR_MAX + 1]; /* "host:port" of a member's mesh socket */
@@ -31,6 +32,8 @@ typedef struct nodecfg {
                                                   * tunnels; "" = mesh host, mesh port + 1 */
     char tunnel_advertise[NODECFG_ADDR_MAX + 1]; /* what they dial; "" = tunnel_listen */
     char ingress_address[NODECFG_ADDR_MAX + 1];  /* address resource ports bind; "" = all */
+    char http_listen[NODECFG_ADDR_MAX + 1];      /* "host:port" of the HTTP ingress; "" = off */
+    uint64_t http_max_body;                      /* bytes of one request body; past it 413 */
     nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;

@@ -113,6 +113,7 @@ static const struct option node_longopts[] = {
     {"tunnel-listen", required_argument, NULL, 'T'},
     {"tunnel-advertise", required_argument, NULL, 'V'},
     {"ingress-address", required_argument, NULL, 'I'},
+    {"http-listen", required_argument, NULL, 'H'},
     {"store-map-size", required_argument, NULL, 'm'},
     {"tombstone-grace", required_argument, NULL, 'g'},
     {"help", no_argument, NULL, 'h'},
@@ -123,10 +124,14 @@ static const struct option node_longopts[] = {
  * and run. -1 when set, else the exit code of a usage error. */
 static int set_tunnel_opt(const char *cmd, nodecfg_t *cfg, int opt, const char *v)
 {
-    const char *name = opt == 'T' ? "tunnel-listen" : opt == 'V' ? "tunnel-advertise"
-                                                                  : "ingress-address";
-    char *dst = opt == 'T' ? cfg->tunnel_listen : opt == 'V' ? cfg->tunnel_advertise
-                                                              : cfg->ingress_address;
+    const char *name = opt == 'T'   ? "tunnel-listen"
+                       : opt == 'V' ? "tunnel-advertise"
+                       : opt == 'H' ? "http-listen"
+                                    : "ingress-address";
+    char *dst = opt == 'T'   ? cfg->tunnel_listen
+                : opt == 'V' ? cfg->tunnel_advertise
+                : opt == 'H' ? cfg->http_listen
+                             : cfg->ingress_address;
     if (opt == 'I' ? nodecfg_check_ip(v) : nodecfg_check_addr(v, 0))
         return usage_error(cmd, "--%s '%s' must be %s", name, v,
                            opt == 'I' ? "an IP address" : "HOST:PORT (IPv6 in brackets)");
@@ -163,6 +168,7 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
             break;
         case 'T':
         case 'V':
+        case 'H':
         case 'I': {
             int bad = set_tunnel_opt(cmd, &o->cfg, c, optarg);
             if (bad >= 0)
@@ -410,6 +416,7 @@ static int cmd_run(int argc, char **argv)
         {"tunnel-listen", required_argument, NULL, 'T'},
         {"tunnel-advertise", required_argument, NULL, 'V'},
         {"ingress-address", required_argument, NULL, 'I'},
+        {"http-listen", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -430,6 +437,7 @@ static int cmd_run(int argc, char **argv)
             break;
         case 'T':
         case 'V':
+        case 'H':
         case 'I': {
             int bad = set_tunnel_opt("run", &over, c, optarg);
             if (bad >= 0)
@@ -468,7 +476,8 @@ static const subcommand_t subcommands[] = {
     {"init", cmd_init,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
-     "[--ingress-address IP]\n             [--store-map-size SIZE] [--tombstone-grace DUR]",
+     "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--store-map-size SIZE] "
+     "[--tombstone-grace DUR]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
      "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
@@ -476,16 +485,18 @@ static const subcommand_t subcommands[] = {
      "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
      "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"
      "is what they dial; --ingress-address is the address resource ports bind (default\n"
-     "all addresses)."},
+     "all addresses); --http-listen enables the HTTP ingress (issue 5) there."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
-     "[--ingress-address IP]\n             [--store-map-size SIZE] [--tombstone-grace DUR] TOKEN",
+     "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--store-map-size SIZE] "
+     "[--tombstone-grace DUR] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
      "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
     {"run", cmd_run,
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
-     "             [--tunnel-advertise HOST:PORT] [--ingress-address IP]",
+     "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
+     "HOST:PORT]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
      "The tunnel and ingress options override popd.conf for this run."},

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 int resource_key(const char *name, char *out, size_t len)
 {
@@ -89,6 +90,105 @@ static int refuse(char *buf, size_t len, const char **why, const char *fmt, ...)
 }
 
 #define NAME_RULE "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+#define HOST_RULE                                                                                  \
+    "a lowercase DNS name: at most 253 bytes, labels of 1-63 of a-z, 0-9 and '-' not "             \
+    "starting or ending with '-', separated by '.'"
+
+int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth)
+{
+    if (len == 4 && memcmp(s, "none", 4) == 0)
+        *auth = RESOURCE_AUTH_NONE;
+    else if (len == 5 && memcmp(s, "login", 5) == 0)
+        *auth = RESOURCE_AUTH_LOGIN;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *resource_auth_str(enum resource_auth auth)
+{
+    return auth == RESOURCE_AUTH_LOGIN ? "login" : "none";
+}
+
+/* No wildcards, no trailing '.', no upper case: the host is compared byte for byte with the
+ * lowercased Host of a request, so there is exactly one spelling of each. */
+static bool host_ok(const char *h, size_t len)
+{
+    if (len == 0 || len > RESOURCE_HOST_MAX)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char c = i < len ? h[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || h[i - 1] == '-' || h[i - label] == '-')
+                return false;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* '?' and '#' would end a request's path before them, so a prefix holding one never matches. */
+static int check_path_prefix(const char *p, char *buf, size_t len, const char **why)
+{
+    size_t pl = strnlen(p, RESOURCE_PREFIX_MAX + 1);
+    if (pl == 0 || p[0] != '/')
+        return refuse(buf, len, why, "path_prefix '%s' must start with '/'", p);
+    if (pl > RESOURCE_PREFIX_MAX)
+        return refuse(buf, len, why, "path_prefix is longer than %d bytes", RESOURCE_PREFIX_MAX);
+    for (size_t i = 0; i < pl; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= ' ' || c >= 0x7f || c == '?' || c == '#')
+            return refuse(buf, len, why,
+                          "path_prefix '%s' must be printable ASCII without spaces, '?' or '#'", p);
+    }
+    return 0;
+}
+
+static int check_names(const char (*v)[NODECFG_NAME_MAX + 1], unsigned n, const char *what,
+                       char *buf, size_t len, const char **why)
+{
+    if (n > RESOURCE_ALLOW_MAX)
+        return refuse(buf, len, why, "%s holds at most %d names, not %u", what, RESOURCE_ALLOW_MAX,
+                      n);
+    for (unsigned i = 0; i < n; i++) {
+        if (nodecfg_check_name(v[i]))
+            return refuse(buf, len, why, "%s: name '%s' is invalid (" NAME_RULE ")", what, v[i]);
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(v[i], v[j]) == 0)
+                return refuse(buf, len, why, "%s: '%s' is listed twice", what, v[i]);
+    }
+    return 0;
+}
+
+static int check_http(const resource_t *r, char *buf, size_t len, const char **why)
+{
+    if (!r->host[0]) {
+        if (r->path_prefix[0] || r->auth != RESOURCE_AUTH_NONE || r->nallow_users ||
+            r->nallow_groups)
+            return refuse(buf, len, why,
+                          "path_prefix, auth, allow_users and allow_groups need a host");
+        return 0;
+    }
+    if (!host_ok(r->host, strnlen(r->host, sizeof(r->host))))
+        return refuse(buf, len, why, "host '%s' is invalid (" HOST_RULE ")", r->host);
+    if (check_path_prefix(r->path_prefix, buf, len, why))
+        return -EINVAL;
+    if (r->auth != RESOURCE_AUTH_NONE && r->auth != RESOURCE_AUTH_LOGIN)
+        return refuse(buf, len, why, "auth must be 'none' or 'login'");
+    if ((r->nallow_users || r->nallow_groups) && r->auth != RESOURCE_AUTH_LOGIN)
+        return refuse(buf, len, why,
+                      "allow_users and allow_groups need auth login (with auth none anyone "
+                      "gets in)");
+    if (check_names(r->allow_users, r->nallow_users, "allow_users", buf, len, why) ||
+        check_names(r->allow_groups, r->nallow_groups, "allow_groups", buf, len, why))
+        return -EINVAL;
+    return 0;
+}
 
 int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why)
 {
@@ -112,22 +212,32 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
             if (strcmp(r->targets[i], r->targets[j]) == 0)
                 return refuse(why_buf, why_len, why, "target '%s' is listed twice", r->targets[i]);
     }
-    if (r->tcp_port == 0)
-        return refuse(why_buf, why_len, why, "tcp_port must be from 1 to 65535");
+    if (r->tcp_port == 0 && !r->host[0])
+        return refuse(why_buf, why_len, why,
+                      "a resource needs a tcp_port (1 to 65535), a host, or both");
     if (r->health == RESOURCE_HEALTH_HTTP) {
         if (check_http_path(r->http_path, strnlen(r->http_path, sizeof(r->http_path)), why))
             return -EINVAL;
     } else if (r->health != RESOURCE_HEALTH_TCP || r->http_path[0]) {
         return refuse(why_buf, why_len, why, "health must be 'tcp' or 'http:/PATH'");
     }
-    return 0;
+    return check_http(r, why_buf, why_len, why);
+}
+
+static void pack_names(msgpack_packer *pk, const char *key, const char (*v)[NODECFG_NAME_MAX + 1],
+                       unsigned n)
+{
+    mpw_str(pk, key);
+    msgpack_pack_array(pk, n);
+    for (unsigned i = 0; i < n; i++)
+        mpw_str(pk, v[i]);
 }
 
 void resource_pack(msgpack_packer *pk, const resource_t *r)
 {
     char health[RESOURCE_HEALTH_MAX + 1];
     resource_health_str(r, health, sizeof(health));
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, r->host[0] ? 12 : 7);
     mpw_kv_str(pk, "name", r->name);
     mpw_kv_str(pk, "site", r->site);
     mpw_str(pk, "targets");
@@ -138,6 +248,13 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     mpw_kv_str(pk, "health", health);
     mpw_kv_bool(pk, "sticky", r->sticky);
     mpw_kv_u64(pk, "created_ms", r->created_ms);
+    if (!r->host[0])
+        return; /* TCP only: the record of issue 4, byte for byte */
+    mpw_kv_str(pk, "host", r->host);
+    mpw_kv_str(pk, "path_prefix", r->path_prefix);
+    mpw_kv_str(pk, "auth", resource_auth_str(r->auth));
+    pack_names(pk, "allow_users", r->allow_users, r->nallow_users);
+    pack_names(pk, "allow_groups", r->allow_groups, r->nallow_groups);
 }
 
 /* ---- decoding ---------------------------------------------------------------------------- */
@@ -175,28 +292,95 @@ static int read_targets(mpr_t *r, void *dst, const char **why)
     return 0;
 }
 
+static int read_names(mpr_t *r, char (*v)[NODECFG_NAME_MAX + 1], unsigned *n, const char **why)
+{
+    uint32_t cnt;
+    if (mpr_array(r, &cnt) || cnt > RESOURCE_ALLOW_MAX) {
+        *why = "allow_users and allow_groups must be lists of at most 32 names";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < cnt; i++) {
+        if (read_str(r, v[i], sizeof(v[i]))) {
+            *why = "a name in allow_users or allow_groups is not a string of at most 63 bytes";
+            return -EBADMSG;
+        }
+    }
+    *n = cnt;
+    return 0;
+}
+
+static int read_allow_users(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_names(r, res->allow_users, &res->nallow_users, why);
+}
+
+static int read_allow_groups(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_names(r, res->allow_groups, &res->nallow_groups, why);
+}
+
 int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t *res, char *why_buf,
                    size_t why_len, const char **why)
 {
     char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
+    char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
     uint64_t port = 0;
     memset(res, 0, sizeof(*res));
     mpf_t fs[] = {
         {"name", MPF_STR, res->name, sizeof(res->name), true, false, NULL},
         {"site", MPF_STR, res->site, sizeof(res->site), true, false, NULL},
         {"targets", MPF_CUSTOM, res, 0, true, false, read_targets},
-        {"tcp_port", MPF_U64, &port, 0, true, false, NULL},
+        {"tcp_port", MPF_U64, &port, 0, false, false, NULL}, /* required without a host */
         {"health", MPF_STR, health, sizeof(health), true, false, NULL},
         {"sticky", MPF_BOOL, &res->sticky, 0, false, false, NULL},
         {"created_ms", MPF_U64, &res->created_ms, 0, false, false, NULL},
+        {"host", MPF_STR, host, sizeof(host), false, false, NULL},
+        {"path_prefix", MPF_STR, prefix, sizeof(prefix), false, false, NULL},
+        {"auth", MPF_STR, auth, sizeof(auth), false, false, NULL},
+        {"allow_users", MPF_CUSTOM, res, 0, false, false, read_allow_users},
+        {"allow_groups", MPF_CUSTOM, res, 0, false, false, read_allow_groups},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;
-    if (port == 0 || port > 65535) {
+    if (!fs[3].seen && !fs[7].seen) {
+        *why = "missing field: tcp_port (a resource needs a tcp_port, a host, or both)";
+        return -EBADMSG;
+    }
+    if (port > 65535 || (port == 0 && !fs[7].seen)) {
         *why = "tcp_port is not from 1 to 65535";
         return -EBADMSG;
     }
     res->tcp_port = (uint16_t)port;
+    /* The HTTP fields only mean something with a host; resource_check refuses them without
+     * one. They are copied over unchecked in length so that check can name the bad value. */
+    if (fs[7].seen) {
+        if (strlen(host) > RESOURCE_HOST_MAX) {
+            *why = "host is longer than 253 bytes";
+            return -EBADMSG;
+        }
+        memcpy(res->host, host, strlen(host) + 1);
+        if (!host[0]) {
+            *why = "host is empty (leave it out for a TCP-only resource)";
+            return -EBADMSG;
+        }
+    }
+    if (fs[8].seen || res->host[0]) {
+        if (strlen(prefix) > RESOURCE_PREFIX_MAX) {
+            *why = "path_prefix is longer than 200 bytes";
+            return -EBADMSG;
+        }
+        memcpy(res->path_prefix, fs[8].seen ? prefix : "/", (fs[8].seen ? strlen(prefix) : 1) + 1);
+        if (!res->path_prefix[0]) {
+            *why = "path_prefix is empty (it must start with '/')";
+            return -EBADMSG;
+        }
+    }
+    if (fs[9].seen && resource_auth_parse(auth, strlen(auth), &res->auth)) {
+        *why = "auth must be 'none' or 'login'";
+        return -EBADMSG;
+    }
     if (resource_health_parse(health, strlen(health), res, why))
         return -EBADMSG;
     if (resource_check(res, why_buf, why_len, why))
@@ -206,6 +390,65 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         return -EBADMSG;
     }
     return 0;
+}
+
+/* ---- HTTP routing ------------------------------------------------------------------------ */
+
+static bool host_equal(const char *want, const char *host, size_t len)
+{
+    /* "Host: app.example.com:8443" and "Host: APP.example.com." name app.example.com. */
+    const char *colon = memchr(host, ':', len);
+    if (colon)
+        len = (size_t)(colon - host);
+    if (len && host[len - 1] == '.')
+        len--;
+    return strlen(want) == len && strncasecmp(want, host, len) == 0;
+}
+
+/* prefix matches path on a segment boundary: prefix is path, or path continues with '/' after
+ * it, or prefix already ends with '/'. */
+static bool prefix_match(const char *prefix, const char *path, size_t len)
+{
+    size_t pl = strlen(prefix);
+    if (pl > len || memcmp(prefix, path, pl) != 0)
+        return false;
+    return pl == len || prefix[pl - 1] == '/' || path[pl] == '/';
+}
+
+int resource_match_http(const resource_t *v, size_t n, const char *host, size_t host_len,
+                        const char *path, size_t path_len)
+{
+    for (size_t i = 0; i < path_len; i++) {
+        if (path[i] == '?' || path[i] == '#') {
+            path_len = i;
+            break;
+        }
+    }
+    if (path_len == 0) {
+        path = "/";
+        path_len = 1;
+    }
+    int best = -1;
+    size_t best_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const resource_t *r = &v[i];
+        if (!r->host[0] || !host_equal(r->host, host, host_len) ||
+            !prefix_match(r->path_prefix, path, path_len))
+            continue;
+        size_t pl = strlen(r->path_prefix);
+        if (best >= 0) {
+            const resource_t *b = &v[best];
+            if (pl < best_len)
+                continue;
+            if (pl == best_len &&
+                (r->created_ms > b->created_ms ||
+                 (r->created_ms == b->created_ms && strcmp(r->name, b->name) > 0)))
+                continue;
+        }
+        best = (int)i;
+        best_len = pl;
+    }
+    return best;
 }
 
 /* ---- the store --------------------------------------------------------------------------- */

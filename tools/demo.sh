@@ -74,17 +74,17 @@ run() { # run NODE meshctl-args...
 echo "== popd init: pop-a creates a new mesh"
 # Three PoPs on one machine: each binds resource ports on its own loopback address.
 "$POPD" init --data "$DEMO/pop-a" --name pop-a --region local-1 --mesh-listen 127.0.0.1:7941 \
-    --tunnel-listen 127.0.0.1:7951 --ingress-address 127.0.0.11
+    --tunnel-listen 127.0.0.1:7951 --ingress-address 127.0.0.11 --http-listen 127.0.0.1:8080
 start_node pop-a
 echo
 echo "== meshctl token create, then popd join: pop-b and pop-c join with it"
 TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" token create --uses 2 --ttl 10m)
 echo "token: ${TOKEN:0:40}..."
 "$POPD" join --data "$DEMO/pop-b" --name pop-b --region local-2 --mesh-listen 127.0.0.1:7942 \
-    --tunnel-listen 127.0.0.1:7952 --ingress-address 127.0.0.12 "$TOKEN"
+    --tunnel-listen 127.0.0.1:7952 --ingress-address 127.0.0.12 --http-listen 127.0.0.12:8080 "$TOKEN"
 start_node pop-b
 "$POPD" join --data "$DEMO/pop-c" --name pop-c --region local-3 --mesh-listen 127.0.0.1:7943 \
-    --tunnel-listen 127.0.0.1:7953 --ingress-address 127.0.0.13 "$TOKEN"
+    --tunnel-listen 127.0.0.1:7953 --ingress-address 127.0.0.13 --http-listen 127.0.0.13:8080 "$TOKEN"
 start_node pop-c
 sleep 1
 echo
@@ -127,7 +127,29 @@ for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
 done
 echo
 
+echo "== the same backend as a web app behind login: app.localhost on port 8080 of every PoP"
+run pop-a resource add webapp --site branch-1 --target 127.0.0.1:7980 --host app.localhost --auth login
+DEMO_PASSWORD=$(head -c 12 /dev/urandom | base64 | tr -d '/+=' | cut -c1-14)
+echo "\$ meshctl -d demo/pop-a user add demo --group staff   (password from stdin)"
+echo "$DEMO_PASSWORD" | "$MESHCTL" -d "$DEMO/pop-a" user add demo --group staff
+echo
+for _ in $(seq 1 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: app.localhost' http://127.0.0.1:8080/)" = 302 ] && break
+    sleep 0.1
+done
+echo "\$ curl -i -H 'Host: app.localhost' http://127.0.0.1:8080/      (no session: to the login page)"
+curl -s -i -H 'Host: app.localhost' http://127.0.0.1:8080/ | grep -i '^HTTP\|^location'
+echo "\$ curl (log in as demo at pop-a, then use the cookie at pop-c)"
+curl -s -o /dev/null -c "$DEMO/cookies" -H 'Host: app.localhost' \
+    --data "username=demo&password=$DEMO_PASSWORD&rd=/" http://127.0.0.1:8080/.popmesh/login
+curl -s -b "$DEMO/cookies" -H 'Host: app.localhost' http://127.0.0.13:8080/
+echo
+
 cat <<EOT
+The web app: open http://app.localhost:8080/ in a browser (on this machine) and sign in as
+  user: demo    password: $DEMO_PASSWORD
+(app.localhost resolves to 127.0.0.1 in browsers; with curl use -H 'Host: app.localhost').
+
 Everything is still running (logs in demo/*.log). Try:
   curl http://127.0.0.12:7990/
   $MESHCTL -d demo/pop-b sites

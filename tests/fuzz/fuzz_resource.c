@@ -1,7 +1,9 @@
 /* Fuzzes the decoders of issue 4's replicated records: resource/<name> (node/resource.h) and
  * site/<name> (node/registry.h), plus the token record's site field. Records come from other
  * nodes, so any bytes must be refused cleanly (-EBADMSG with a reason) or decode to a record
- * that passes resource_check and re-encodes to the same fields. The record's name is checked
+ * that passes resource_check and re-encodes to the same fields (issue 5's HTTP fields too).
+ * A decoded HTTP resource is also matched against the input's bytes as a request's Host and
+ * path, so resource_match_http sees arbitrary lengths and bytes. The record's name is checked
  * against the key's, so each decoder runs with the seed corpus's names ("web", "branch-1"). */
 #include "node/registry.h"
 #include "node/resource.h"
@@ -39,11 +41,31 @@ static void check_resource(const uint8_t *data, size_t size, const char *name)
     if (strcmp(r->site, back->site) || r->ntargets != back->ntargets ||
         r->tcp_port != back->tcp_port || r->health != back->health ||
         strcmp(r->http_path, back->http_path) || r->sticky != back->sticky ||
-        r->created_ms != back->created_ms)
+        r->created_ms != back->created_ms || strcmp(r->host, back->host) ||
+        strcmp(r->path_prefix, back->path_prefix) || r->auth != back->auth ||
+        r->nallow_users != back->nallow_users || r->nallow_groups != back->nallow_groups)
         abort();
     for (unsigned i = 0; i < r->ntargets; i++)
         if (strcmp(r->targets[i], back->targets[i]))
             abort();
+    for (unsigned i = 0; i < r->nallow_users; i++)
+        if (strcmp(r->allow_users[i], back->allow_users[i]))
+            abort();
+    for (unsigned i = 0; i < r->nallow_groups; i++)
+        if (strcmp(r->allow_groups[i], back->allow_groups[i]))
+            abort();
+    if (r->host[0]) {
+        /* Its own host and prefix always find it; the input's bytes find it or nothing. */
+        if (resource_match_http(r, 1, r->host, strlen(r->host), r->path_prefix,
+                                strlen(r->path_prefix)) != 0)
+            abort();
+        int m = resource_match_http(r, 1, (const char *)data, size / 2,
+                                    (const char *)data + size / 2, size - size / 2);
+        if (m != 0 && m != -1)
+            abort();
+    } else if (resource_match_http(r, 1, (const char *)data, size, "/", 1) != -1) {
+        abort();
+    }
     msgpack_sbuffer_destroy(&sb);
 out:
     free(r);

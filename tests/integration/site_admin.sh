@@ -116,6 +116,34 @@ expect_rc 0 mctl "$WORK/n2" resource rm other
 for d in "${N[@]}"; do wait_for 10 "resource other gone on $d" resources_are "$d" "[$SSH2, $WEB]"; done
 ok "--replace changes a resource (its old port is free again); resource rm removes one everywhere"
 
+# ---- HTTP resources (issue 5): host, path prefix, auth; (host, path prefix) unique ----
+expect_rc 0 mctl "$WORK/n2" resource add app --site branch-1 --target 10.0.0.7:80 \
+    --host App.Example.com --path-prefix /app --auth login --allow-user alice --allow-group ops
+expect_in "$WORK/out" "resource app: http app.example.com/app (auth login)"
+APP='{"name": "app", "site": "branch-1", "targets": ["10.0.0.7:80"], "tcp_port": 0, "health": "tcp", "sticky": false, "host": "app.example.com", "path_prefix": "/app", "auth": "login", "allow_users": ["alice"], "allow_groups": ["ops"]}'
+for d in "${N[@]}"; do wait_for 10 "resource app on $d" resources_are "$d" "[$APP, $SSH2, $WEB]"; done
+mctl "$WORK/n1" resource list >"$WORK/rl.txt"
+expect_in "$WORK/rl.txt" "HOST"
+expect_in "$WORK/rl.txt" "app.example.com"
+expect_in "$WORK/rl.txt" "/app"
+expect_in "$WORK/rl.txt" "login"
+refused 1 "host app.example.com with path prefix /app is already served by resource 'app'" \
+    "$WORK/n3" resource add app2 --site branch-1 --target 10.0.0.8:80 --host app.example.com --path-prefix /app
+refused 2 "need auth login" "$WORK/n1" resource add app2 --site branch-1 --target 10.0.0.8:80 --host app.example.com --allow-user alice
+refused 2 "host 'app_1.example.com' is invalid" "$WORK/n1" resource add app2 --site branch-1 --target 10.0.0.8:80 --host app_1.example.com
+refused 2 "path_prefix 'app' must start with '/'" "$WORK/n1" resource add app2 --site branch-1 --target 10.0.0.8:80 --host app.example.com --path-prefix app
+refused 2 "auth must be 'none' or 'login'" "$WORK/n1" resource add app2 --site branch-1 --target 10.0.0.8:80 --host app.example.com --auth basic
+refused 2 "--tcp-port PORT or --host HOSTNAME" "$WORK/n1" resource add app2 --site branch-1 --target 10.0.0.8:80
+refused 2 "need --host" "$WORK/n1" resource add app2 --site branch-1 --target 10.0.0.8:80 --tcp-port 8081 --auth login
+for d in "${N[@]}"; do resources_are "$d" "[$APP, $SSH2, $WEB]" || fail "a refused HTTP resource add changed the list on $d"; done
+# Another path under the same host is a different resource; --replace of the same name keeps its pair.
+expect_rc 0 mctl "$WORK/n3" resource add app2 --site branch-1 --target 10.0.0.8:80 --host app.example.com --path-prefix /app/api
+expect_rc 0 mctl "$WORK/n1" resource add app --replace --site branch-1 --target 10.0.0.7:80 --host app.example.com --path-prefix /app
+expect_rc 0 mctl "$WORK/n1" resource rm app
+expect_rc 0 mctl "$WORK/n1" resource rm app2
+for d in "${N[@]}"; do wait_for 10 "resources app, app2 gone on $d" resources_are "$d" "[$SSH2, $WEB]"; done
+ok "HTTP resource: add (host lowercased, prefix, auth login, allow lists) listed everywhere; duplicate host+path, allow lists without login, bad host/prefix/auth refused, each saying why; --replace of the same name keeps its pair"
+
 # ---- tokens and JOIN ----
 expect_rc 1 "$POPD" join --data "$WORK/site-as-pop" --name sneaky --mesh-listen "127.0.0.1:$(free_port)" "$TOKEN"
 expect_in "$WORK/err" "this is a site token; a PoP needs a pop token"

@@ -205,7 +205,8 @@ static void test_roundtrip(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* Issue 5 adds fields; a node that does not know them must still read the record. */
+/* Later issues add fields; a node that does not know them must still read the record. (Issue
+ * 5's host, path_prefix and auth are known now: the test_http_* cases cover them.) */
 static void test_unknown_fields_skipped(void **state)
 {
     msgpack_sbuffer sb;
@@ -213,9 +214,7 @@ static void test_unknown_fields_skipped(void **state)
     resource_t r;
     const char *why;
     static const struct item future[] = {
-        {.key = "host", .kind = K_STR, .s = "app.example.com"},
-        {.key = "path_prefix", .kind = K_STR, .s = "/api"},
-        {.key = "auth", .kind = K_MAP},
+        {.key = "realm", .kind = K_MAP},
         {.key = "future_nil", .kind = K_NIL},
         {.key = "future_int", .kind = K_INT, .i = -5},
         {.key = "future_bin", .kind = K_BIN},
@@ -571,6 +570,360 @@ static void test_keys(void **state)
     assert_int_equal(reg_site_key("../x", skey, sizeof(skey)), -EINVAL);
 }
 
+/* ---- HTTP resources (issue 5) --------------------------------------------------------------- */
+
+static void make_http(resource_t *r)
+{
+    make_resource(r);
+    snprintf(r->host, sizeof(r->host), "app.example.com");
+    snprintf(r->path_prefix, sizeof(r->path_prefix), "/api/v1");
+    r->auth = RESOURCE_AUTH_LOGIN;
+    for (unsigned i = 0; i < RESOURCE_ALLOW_MAX; i++) {
+        snprintf(r->allow_users[i], sizeof(r->allow_users[i]), "user-%u", i);
+        snprintf(r->allow_groups[i], sizeof(r->allow_groups[i]), "group-%u", i);
+    }
+    r->nallow_users = RESOURCE_ALLOW_MAX;
+    r->nallow_groups = RESOURCE_ALLOW_MAX;
+}
+
+static void assert_http_equal(const resource_t *a, const resource_t *b)
+{
+    assert_resource_equal(a, b);
+    assert_string_equal(a->host, b->host);
+    assert_string_equal(a->path_prefix, b->path_prefix);
+    assert_int_equal(a->auth, b->auth);
+    assert_int_equal(a->nallow_users, b->nallow_users);
+    for (unsigned i = 0; i < a->nallow_users; i++)
+        assert_string_equal(a->allow_users[i], b->allow_users[i]);
+    assert_int_equal(a->nallow_groups, b->nallow_groups);
+    for (unsigned i = 0; i < a->nallow_groups; i++)
+        assert_string_equal(a->allow_groups[i], b->allow_groups[i]);
+}
+
+/* BASE (without its tcp_port when drop_port) plus extra fields. */
+static void pack_http(msgpack_sbuffer *sb, bool drop_port, const struct item *extra, size_t ne)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, NBASE - (drop_port ? 1 : 0) + ne);
+    for (size_t i = 0; i < NBASE; i++) {
+        if (drop_port && strcmp(BASE[i].key, "tcp_port") == 0)
+            continue;
+        mpw_str(&pk, BASE[i].key);
+        pack_value(&pk, &BASE[i]);
+    }
+    for (size_t i = 0; i < ne; i++) {
+        mpw_str(&pk, extra[i].key);
+        pack_value(&pk, &extra[i]);
+    }
+}
+
+static void test_http_roundtrip(void **state)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    resource_t r, back;
+    char buf[400];
+    const char *why;
+    make_http(&r);
+    for (int variant = 0; variant < 5; variant++) {
+        if (variant == 1) { /* HTTP only, no auth, no lists, prefix "/" */
+            r.tcp_port = 0;
+            r.auth = RESOURCE_AUTH_NONE;
+            r.nallow_users = r.nallow_groups = 0;
+            snprintf(r.path_prefix, sizeof(r.path_prefix), "/");
+        } else if (variant == 2) { /* the longest host and prefix */
+            char *h = r.host;
+            for (int l = 0; l < 4; l++, h += 64) { /* 4 labels of 63 bytes, dots between */
+                memset(h, 'a' + l, 63);
+                if (l < 3)
+                    h[63] = '.';
+            }
+            r.host[RESOURCE_HOST_MAX] = '\0'; /* cut to 253: the last label has 61 bytes */
+            memset(r.path_prefix, 'p', RESOURCE_PREFIX_MAX);
+            r.path_prefix[0] = '/';
+            r.path_prefix[RESOURCE_PREFIX_MAX] = '\0';
+        } else if (variant == 3) { /* login with groups only */
+            r.auth = RESOURCE_AUTH_LOGIN;
+            r.nallow_groups = 1;
+        } else if (variant == 4) { /* an IPv4-looking host is a DNS name of digits */
+            snprintf(r.host, sizeof(r.host), "10.0.0.1");
+            r.tcp_port = 80;
+        }
+        if (resource_check(&r, buf, sizeof(buf), &why))
+            fail_msg("variant %d: %s", variant, why);
+        msgpack_sbuffer_clear(&sb);
+        resource_pack(&pk, &r);
+        if (parse(&sb, r.name, &back, &why) != 0)
+            fail_msg("variant %d refused: %s", variant, why);
+        assert_http_equal(&r, &back);
+    }
+
+    /* Fields as another node may send them: no tcp_port, no path_prefix (so "/"), no auth. */
+    static const struct item host_only[] = {{.key = "host", .kind = K_STR, .s = "x.example"}};
+    pack_http(&sb, true, host_only, 1);
+    assert_int_equal(parse(&sb, "web", &back, &why), 0);
+    assert_int_equal(back.tcp_port, 0);
+    assert_string_equal(back.host, "x.example");
+    assert_string_equal(back.path_prefix, "/");
+    assert_int_equal(back.auth, RESOURCE_AUTH_NONE);
+    assert_int_equal(back.nallow_users + back.nallow_groups, 0);
+    static const struct item port0[] = {{.key = "host", .kind = K_STR, .s = "x.example"},
+                                        {.key = "tcp_port", .kind = K_U64, .u = 0}};
+    pack_http(&sb, true, port0, 2);
+    assert_int_equal(parse(&sb, "web", &back, &why), 0);
+    assert_int_equal(back.tcp_port, 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A TCP-only resource packs to exactly the record of issue 4, and such records still decode. */
+static void test_http_old_records(void **state)
+{
+    msgpack_sbuffer old, now;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&old);
+    msgpack_sbuffer_init(&now);
+    msgpack_packer_init(&pk, &now, msgpack_sbuffer_write);
+    resource_t r;
+    const char *why;
+    pack_record(&old, OP_SET, NULL, NULL); /* issue 4's shape, in resource_pack's order */
+    assert_int_equal(parse(&old, "web", &r, &why), 0);
+    assert_string_equal(r.host, "");
+    assert_string_equal(r.path_prefix, "");
+    assert_int_equal(r.auth, RESOURCE_AUTH_NONE);
+    assert_int_equal(r.nallow_users + r.nallow_groups, 0);
+    resource_pack(&pk, &r);
+    assert_int_equal(now.size, old.size);
+    assert_memory_equal(now.data, old.data, old.size);
+    msgpack_sbuffer_destroy(&old);
+    msgpack_sbuffer_destroy(&now);
+}
+
+static const char *const U_ONE[] = {"alice"};
+static const char *const U_BAD[] = {"Alice"};
+static const char *const U_DUP[] = {"alice", "bob", "alice"};
+static const char *const U_33[] = {"u1",  "u2",  "u3",  "u4",  "u5",  "u6",  "u7",  "u8",  "u9",
+                                   "u10", "u11", "u12", "u13", "u14", "u15", "u16", "u17", "u18",
+                                   "u19", "u20", "u21", "u22", "u23", "u24", "u25", "u26", "u27",
+                                   "u28", "u29", "u30", "u31", "u32", "u33"};
+static char HOST_254[RESOURCE_HOST_MAX + 2];
+static char LABEL_64[80];
+static char PREFIX_201[RESOURCE_PREFIX_MAX + 2];
+
+#define H(v)                                                                                       \
+    {                                                                                              \
+        .key = "host", .kind = K_STR, .s = (v)                                                     \
+    }
+#define LOGIN                                                                                      \
+    {                                                                                              \
+        .key = "auth", .kind = K_STR, .s = "login"                                                 \
+    }
+#define PFX(v)                                                                                     \
+    {                                                                                              \
+        .key = "path_prefix", .kind = K_STR, .s = (v)                                              \
+    }
+
+static const struct {
+    const char *desc;
+    bool drop_port;
+    struct item extra[3];
+    size_t ne;
+    const char *why; /* a substring of the reason */
+} HTTP_BAD[] = {
+    {"no tcp_port and no host", true, {{.key = "sticky", .kind = K_NIL}}, 0, "missing field"},
+    {"host upper case", true, {H("App.example.com")}, 1, "host 'App.example.com' is invalid"},
+    {"host wildcard", true, {H("*.example.com")}, 1, "host '*.example.com' is invalid"},
+    {"host trailing dot", true, {H("app.example.com.")}, 1, "is invalid"},
+    {"host empty label", true, {H("app..example")}, 1, "is invalid"},
+    {"host label starts with '-'", true, {H("-app.example")}, 1, "is invalid"},
+    {"host label ends with '-'", true, {H("app-.example")}, 1, "is invalid"},
+    {"host with a port", true, {H("app.example:80")}, 1, "is invalid"},
+    {"host with '_'", true, {H("a_b.example")}, 1, "is invalid"},
+    {"host label of 64 bytes", true, {H(LABEL_64)}, 1, "is invalid"},
+    {"host of 254 bytes", true, {H(HOST_254)}, 1, "longer than 253"},
+    {"host empty", true, {H("")}, 1, "host is empty"},
+    {"host not a string", true, {{.key = "host", .kind = K_U64, .u = 1}}, 1, "wrong type"},
+    {"prefix relative", true, {H("a.example"), PFX("api")}, 2, "must start with '/'"},
+    {"prefix empty", true, {H("a.example"), PFX("")}, 2, "path_prefix is empty"},
+    {"prefix with a space", true, {H("a.example"), PFX("/a b")}, 2, "without spaces"},
+    {"prefix with '?'", true, {H("a.example"), PFX("/a?b")}, 2, "'?' or '#'"},
+    {"prefix with '#'", true, {H("a.example"), PFX("/a#b")}, 2, "'?' or '#'"},
+    {"prefix with UTF-8", true, {H("a.example"), PFX("/caf\xc3\xa9")}, 2, "printable ASCII"},
+    {"prefix 201 bytes", true, {H("a.example"), PFX(PREFIX_201)}, 2, "longer than 200"},
+    {"prefix without host", false, {PFX("/a")}, 1, "need a host"},
+    {"auth bogus",
+     true,
+     {H("a.example"), {.key = "auth", .kind = K_STR, .s = "basic"}},
+     2,
+     "'none' or 'login'"},
+    {"auth a map", true, {H("a.example"), {.key = "auth", .kind = K_MAP}}, 2, "wrong type"},
+    {"auth login without host", false, {LOGIN}, 1, "need a host"},
+    {"allow_users with auth none",
+     true,
+     {H("a.example"), {.key = "allow_users", .kind = K_STRS, .strs = U_ONE, .n = 1}},
+     2,
+     "need auth login"},
+    {"allow_groups without auth",
+     true,
+     {H("a.example"), {.key = "allow_groups", .kind = K_STRS, .strs = U_ONE, .n = 1}},
+     2,
+     "need auth login"},
+    {"allow_users invalid name",
+     true,
+     {H("a.example"), LOGIN, {.key = "allow_users", .kind = K_STRS, .strs = U_BAD, .n = 1}},
+     3,
+     "allow_users: name 'Alice' is invalid"},
+    {"allow_groups a name twice",
+     true,
+     {H("a.example"), LOGIN, {.key = "allow_groups", .kind = K_STRS, .strs = U_DUP, .n = 3}},
+     3,
+     "allow_groups: 'alice' is listed twice"},
+    {"allow_users 33 names",
+     true,
+     {H("a.example"), LOGIN, {.key = "allow_users", .kind = K_STRS, .strs = U_33, .n = 33}},
+     3,
+     "at most 32"},
+    {"allow_users not a list",
+     true,
+     {H("a.example"), LOGIN, {.key = "allow_users", .kind = K_STR, .s = "alice"}},
+     3,
+     "at most 32"},
+    {"allow_users a non-string",
+     true,
+     {H("a.example"), LOGIN, {.key = "allow_users", .kind = K_MIXED}},
+     3,
+     "not a string"},
+};
+#undef H
+#undef LOGIN
+#undef PFX
+
+static void test_http_bad(void **state)
+{
+    memset(HOST_254, 'a', RESOURCE_HOST_MAX + 1);
+    for (int i = 50; i < RESOURCE_HOST_MAX; i += 50)
+        HOST_254[i] = '.';
+    memset(LABEL_64, 'l', 64);
+    memcpy(LABEL_64 + 64, ".example", 9);
+    memset(PREFIX_201, 'p', RESOURCE_PREFIX_MAX + 1);
+    PREFIX_201[0] = '/';
+
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    resource_t r;
+    const char *why;
+    for (size_t i = 0; i < sizeof(HTTP_BAD) / sizeof(HTTP_BAD[0]); i++) {
+        pack_http(&sb, HTTP_BAD[i].drop_port, HTTP_BAD[i].extra, HTTP_BAD[i].ne);
+        int rc = parse(&sb, "web", &r, &why);
+        if (rc != -EBADMSG)
+            fail_msg("%s: accepted (rc %d)", HTTP_BAD[i].desc, rc);
+        if (!why || !strstr(why, HTTP_BAD[i].why))
+            fail_msg("%s: reason '%s' does not say '%s'", HTTP_BAD[i].desc, why ? why : "(none)",
+                     HTTP_BAD[i].why);
+    }
+
+    /* resource_check, as resource.add applies it. */
+    char buf[400];
+    make_http(&r);
+    r.tcp_port = 0;
+    r.host[0] = '\0';
+    r.path_prefix[0] = '\0';
+    r.auth = RESOURCE_AUTH_NONE;
+    r.nallow_users = r.nallow_groups = 0;
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "a tcp_port (1 to 65535), a host, or both"));
+    make_http(&r);
+    r.auth = (enum resource_auth)9;
+    r.nallow_users = r.nallow_groups = 0;
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "'none' or 'login'"));
+    make_http(&r);
+    r.nallow_users = RESOURCE_ALLOW_MAX + 1;
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "at most 32 names"));
+    make_http(&r);
+    r.path_prefix[0] = '\0'; /* with a host, the default "/" must be filled in */
+    assert_int_equal(resource_check(&r, buf, sizeof(buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "must start with '/'"));
+
+    enum resource_auth a;
+    assert_int_equal(resource_auth_parse("login", 5, &a), 0);
+    assert_int_equal(a, RESOURCE_AUTH_LOGIN);
+    assert_int_equal(resource_auth_parse("none", 4, &a), 0);
+    assert_int_equal(a, RESOURCE_AUTH_NONE);
+    assert_int_equal(resource_auth_parse("Login", 5, &a), -EINVAL);
+    assert_int_equal(resource_auth_parse("login", 4, &a), -EINVAL);
+    assert_string_equal(resource_auth_str(RESOURCE_AUTH_LOGIN), "login");
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void set_http(resource_t *r, const char *name, const char *host, const char *prefix,
+                     uint64_t created_ms)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    snprintf(r->host, sizeof(r->host), "%s", host);
+    snprintf(r->path_prefix, sizeof(r->path_prefix), "%s", prefix);
+    r->created_ms = created_ms;
+}
+
+static void test_match_http(void **state)
+{
+    resource_t v[9];
+    set_http(&v[0], "root", "app.example.com", "/", 10);
+    set_http(&v[1], "app", "app.example.com", "/app", 10);
+    set_http(&v[2], "app-api", "app.example.com", "/app/api", 10);
+    set_http(&v[3], "slash", "app.example.com", "/dir/", 10);
+    set_http(&v[4], "other", "other.example.com", "/app", 10);
+    set_http(&v[5], "tcp-only", "", "", 10);
+    set_http(&v[6], "dup-new", "dup.example", "/", 20); /* same host and prefix as dup-old */
+    set_http(&v[7], "dup-old2", "dup.example", "/", 5);
+    set_http(&v[8], "dup-old", "dup.example", "/", 5); /* same created_ms: the smaller name */
+    static const struct {
+        const char *host, *path;
+        int want;
+    } cases[] = {
+        {"app.example.com", "/", 0},
+        {"app.example.com", "/index.html", 0},
+        {"app.example.com", "", 0},       /* no path at all counts as "/" */
+        {"app.example.com:8443", "/", 0}, /* a port is ignored */
+        {"APP.Example.COM", "/app", 1},   /* no case */
+        {"app.example.com.", "/app", 1},  /* a trailing dot */
+        {"app.example.com", "/app", 1},
+        {"app.example.com", "/app/", 1},
+        {"app.example.com", "/app/x", 1},
+        {"app.example.com", "/app?q=1", 1}, /* a query ends the path */
+        {"app.example.com", "/app#frag", 1},
+        {"app.example.com", "/apple", 0},   /* not on a segment boundary: the root's */
+        {"app.example.com", "/app/api", 2}, /* the longest prefix */
+        {"app.example.com", "/app/api/v1/x", 2},
+        {"app.example.com", "/app/apix", 1},
+        {"app.example.com", "/dir/", 3}, /* a prefix ending in '/' */
+        {"app.example.com", "/dir/x", 3},
+        {"app.example.com", "/dir", 0}, /* "/dir/" does not match "/dir" */
+        {"other.example.com:80", "/app/x", 4},
+        {"other.example.com", "/", -1}, /* the host, but no prefix matches */
+        {"nope.example.com", "/", -1},  /* no such host */
+        {"app.example.co", "/", -1},
+        {"xapp.example.com", "/", -1},
+        {"", "/", -1}, /* tcp-only resources never match */
+        {"[::1]:80", "/", -1},
+        {"dup.example", "/x", 8}, /* created_ms 5, then "dup-old" < "dup-old2" */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = resource_match_http(v, 9, cases[i].host, strlen(cases[i].host), cases[i].path,
+                                      strlen(cases[i].path));
+        if (got != cases[i].want)
+            fail_msg("%s %s: got %d, want %d", cases[i].host, cases[i].path, got, cases[i].want);
+    }
+    /* Lengths are honoured: nothing is read past host_len or path_len. */
+    assert_int_equal(resource_match_http(v, 9, "app.example.comXX", 15, "/app/apiZZ", 4), 1);
+    assert_int_equal(resource_match_http(v, 0, "app.example.com", 15, "/", 1), -1);
+}
+
 /* ---- resource_list over a real store -------------------------------------------------------- */
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -753,11 +1106,13 @@ static void test_token_site_field(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_unknown_fields_skipped),
-        cmocka_unit_test(test_bad_fields),  cmocka_unit_test(test_bad_bytes),
-        cmocka_unit_test(test_check),       cmocka_unit_test(test_health),
-        cmocka_unit_test(test_keys),        cmocka_unit_test(test_list),
-        cmocka_unit_test(test_site_record), cmocka_unit_test(test_token_site_field),
+        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_unknown_fields_skipped),
+        cmocka_unit_test(test_bad_fields),     cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_check),          cmocka_unit_test(test_health),
+        cmocka_unit_test(test_keys),           cmocka_unit_test(test_list),
+        cmocka_unit_test(test_site_record),    cmocka_unit_test(test_token_site_field),
+        cmocka_unit_test(test_http_roundtrip), cmocka_unit_test(test_http_old_records),
+        cmocka_unit_test(test_http_bad),       cmocka_unit_test(test_match_http),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,9 +16,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -945,11 +947,20 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *site = take_opt(&argc, argv, "--site", &err);
     const char *port = take_opt(&argc, argv, "--tcp-port", &err);
     const char *health = take_opt(&argc, argv, "--health", &err);
+    const char *host = take_opt(&argc, argv, "--host", &err);
+    const char *prefix = take_opt(&argc, argv, "--path-prefix", &err);
+    const char *auth = take_opt(&argc, argv, "--auth", &err);
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
-    size_t nt = 0;
+    const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
+    const char **groups = xcalloc((size_t)argc + 1, sizeof(*groups));
+    size_t nt = 0, nu = 0, ng = 0;
     const char *t;
     while ((t = take_opt(&argc, argv, "--target", &err)))
         targets[nt++] = t;
+    while ((t = take_opt(&argc, argv, "--allow-user", &err)))
+        users[nu++] = t;
+    while ((t = take_opt(&argc, argv, "--allow-group", &err)))
+        groups[ng++] = t;
     bool sticky = take_flag(&argc, argv, "--sticky");
     bool replace = take_flag(&argc, argv, "--replace");
     int rc = EXIT_OK;
@@ -968,17 +979,25 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         rc = usage(self, "--site SITE is required: the site that serves the resource");
     else if (nt == 0)
         rc = usage(self, "at least one --target HOST:PORT is required");
-    else if (!port)
-        rc = usage(self, "--tcp-port PORT is required: the port every PoP listens on");
-    else if (errno || !*port || *end || port[0] == '-' || tcp_port == 0 || tcp_port > 65535)
+    else if (!port && !host)
+        rc = usage(self, "--tcp-port PORT or --host HOSTNAME (or both) is required: the port "
+                         "every PoP listens on, the HTTP host they serve");
+    else if (port &&
+             (errno || !*port || *end || port[0] == '-' || tcp_port == 0 || tcp_port > 65535))
         rc = usage(self, "--tcp-port '%s' is not a port (1-65535)", port);
+    else if (!host && (prefix || auth || nu || ng))
+        rc = usage(self, "--path-prefix, --auth, --allow-user and --allow-group need --host");
     if (rc) {
         free(targets);
+        free(users);
+        free(groups);
         return rc;
     }
     request_t r;
     json_t *j;
-    request_begin(&r, "resource.add", 5 + (health ? 1 : 0) + (replace ? 1 : 0));
+    request_begin(&r, "resource.add",
+                  4 + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
+                      (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     mpw_str(&r.pk, "site");
@@ -987,8 +1006,29 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     msgpack_pack_array(&r.pk, nt);
     for (size_t i = 0; i < nt; i++)
         mpw_str(&r.pk, targets[i]);
-    mpw_str(&r.pk, "tcp_port");
-    msgpack_pack_uint32(&r.pk, (uint32_t)tcp_port);
+    if (port) {
+        mpw_str(&r.pk, "tcp_port");
+        msgpack_pack_uint32(&r.pk, (uint32_t)tcp_port);
+    }
+    const char *http_opts[][2] = {{"host", host}, {"path_prefix", prefix}, {"auth", auth}};
+    for (size_t i = 0; i < 3; i++) {
+        if (http_opts[i][1]) {
+            mpw_str(&r.pk, http_opts[i][0]);
+            mpw_str(&r.pk, http_opts[i][1]);
+        }
+    }
+    if (nu) {
+        mpw_str(&r.pk, "allow_users");
+        msgpack_pack_array(&r.pk, nu);
+        for (size_t i = 0; i < nu; i++)
+            mpw_str(&r.pk, users[i]);
+    }
+    if (ng) {
+        mpw_str(&r.pk, "allow_groups");
+        msgpack_pack_array(&r.pk, ng);
+        for (size_t i = 0; i < ng; i++)
+            mpw_str(&r.pk, groups[i]);
+    }
     mpw_str(&r.pk, "sticky");
     if (sticky)
         msgpack_pack_true(&r.pk);
@@ -1003,15 +1043,26 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         msgpack_pack_true(&r.pk);
     }
     free(targets);
+    free(users);
+    free(groups);
     rc = roundtrip(c, &r, &j);
     if (rc)
         return rc;
+    long long jport = (long long)json_integer_value(json_object_get(j, "tcp_port"));
+    const char *jhost = json_string_value(json_object_get(j, "host"));
+    char served[400] = "";
+    size_t off = 0;
+    if (jport)
+        cell_add(served, sizeof(served), &off, "tcp port %lld", jport);
+    if (jhost)
+        cell_add(served, sizeof(served), &off, "%shttp %s%s (auth %s)", jport ? ", " : "", jhost,
+                 json_string_value(json_object_get(j, "path_prefix")),
+                 json_string_value(json_object_get(j, "auth")));
     if (c->json)
         print_json(j);
     else
-        printf("resource %s: tcp port %lld on every PoP -> site %s, %zu target(s), health %s%s\n",
-               argv[0], (long long)json_integer_value(json_object_get(j, "tcp_port")),
-               json_string_value(json_object_get(j, "site")),
+        printf("resource %s: %s on every PoP -> site %s, %zu target(s), health %s%s\n", argv[0],
+               served, json_string_value(json_object_get(j, "site")),
                json_array_size(json_object_get(j, "targets")),
                json_string_value(json_object_get(j, "health")),
                json_is_true(json_object_get(j, "sticky")) ? ", sticky" : "");
@@ -1027,8 +1078,8 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         return rc;
     size_t i, k;
     json_t *res, *t;
-    printf("%-20s %-20s %5s %-16s %-6s %s\n", "NAME", "SITE", "PORT", "HEALTH", "STICKY",
-           "TARGETS");
+    printf("%-20s %-20s %5s %-24s %-12s %-5s %-16s %-6s %s\n", "NAME", "SITE", "PORT", "HOST",
+           "PATH", "AUTH", "HEALTH", "STICKY", "TARGETS");
     json_array_foreach(json_object_get(j, "resources"), i, res)
     {
         char targets[1024];
@@ -1036,9 +1087,17 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         targets[0] = '\0';
         json_array_foreach(json_object_get(res, "targets"), k, t)
             cell_add(targets, sizeof(targets), &off, "%s%s", k ? ", " : "", json_string_value(t));
-        printf("%-20s %-20s %5lld %-16s %-6s %s\n", json_string_value(json_object_get(res, "name")),
-               json_string_value(json_object_get(res, "site")),
-               (long long)json_integer_value(json_object_get(res, "tcp_port")),
+        char port[8] = "-";
+        long long p = (long long)json_integer_value(json_object_get(res, "tcp_port"));
+        const char *host = json_string_value(json_object_get(res, "host"));
+        const char *prefix = json_string_value(json_object_get(res, "path_prefix"));
+        const char *auth = json_string_value(json_object_get(res, "auth"));
+        if (p)
+            snprintf(port, sizeof(port), "%lld", p);
+        printf("%-20s %-20s %5s %-24s %-12s %-5s %-16s %-6s %s\n",
+               json_string_value(json_object_get(res, "name")),
+               json_string_value(json_object_get(res, "site")), port, host ? host : "-",
+               prefix ? prefix : "-", auth ? auth : "-",
                json_string_value(json_object_get(res, "health")),
                json_is_true(json_object_get(res, "sticky")) ? "yes" : "no", targets);
     }
@@ -1105,6 +1164,408 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- edge authentication (issue 5) ------------------------------------------------------ */
+
+/* Reads a password: from stdin when it is not a terminal (one line, the newline dropped), else
+ * prompted for twice on the terminal with echo off. buf holds cap bytes. 0, or an exit code
+ * with the reason printed. The password is never echoed or printed. */
+static int read_password(const command_t *self, char *buf, size_t cap)
+{
+    bool tty = isatty(STDIN_FILENO);
+    size_t n = 0;
+    for (int round = 0; round < (tty ? 2 : 1); round++) {
+        struct termios old, quiet;
+        char *dst = round == 0 ? buf : buf + cap / 2;
+        size_t dcap = tty ? cap / 2 : cap;
+        if (tty) {
+            fprintf(stderr, round == 0 ? "password: " : "again: ");
+            fflush(stderr);
+            tcgetattr(STDIN_FILENO, &old);
+            quiet = old;
+            quiet.c_lflag &= (tcflag_t)~ECHO;
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        }
+        bool got = fgets(dst, (int)dcap, stdin) != NULL;
+        if (tty) {
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+            fputc('\n', stderr);
+        }
+        if (!got) {
+            fprintf(stderr, "meshctl: no password given%s\n",
+                    tty ? "" : " (pipe it on stdin: printf '%s\\n' \"$PW\" | meshctl ...)");
+            return EXIT_USAGE;
+        }
+        size_t l = strlen(dst);
+        if (l == dcap - 1 && dst[l - 1] != '\n') {
+            fprintf(stderr, "meshctl: the password is too long\n");
+            return EXIT_USAGE;
+        }
+        while (l && (dst[l - 1] == '\n' || dst[l - 1] == '\r'))
+            dst[--l] = '\0';
+        if (round == 0)
+            n = l;
+        else if (l != n || memcmp(buf, dst, n) != 0) {
+            fprintf(stderr, "meshctl: the two passwords differ\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (n < 8)
+        return usage(self, "a password is at least 8 bytes");
+    return EXIT_OK;
+}
+
+#define PASSWORD_BUF 2 * 1026 /* two copies of up to 1024 bytes plus newline and NUL */
+
+/* user add NAME [--group G ...] and user passwd NAME: both send a password. */
+static int user_password_cmd(ctx_t *c, const command_t *self, int argc, char **argv, bool add)
+{
+    int err = 0, rc;
+    const char **groups = xcalloc((size_t)argc + 1, sizeof(*groups));
+    size_t ng = 0;
+    const char *g;
+    while (add && (g = take_opt(&argc, argv, "--group", &err)))
+        groups[ng++] = g;
+    if (err)
+        rc = usage(self, "an option is missing its value");
+    else if (argc != 1)
+        rc = argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
+                  : usage(self, "%s takes one user NAME", add ? "user add" : "user passwd");
+    else
+        rc = EXIT_OK;
+    char *pw = xcalloc(1, PASSWORD_BUF);
+    if (!rc)
+        rc = read_password(self, pw, PASSWORD_BUF);
+    if (rc) {
+        sodium_memzero(pw, PASSWORD_BUF);
+        free(pw);
+        free(groups);
+        return rc;
+    }
+    request_t r;
+    json_t *j;
+    request_begin(&r, add ? "user.add" : "user.passwd", add ? 3 : 2);
+    mpw_str(&r.pk, "name");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "password");
+    mpw_str(&r.pk, pw);
+    if (add) {
+        mpw_str(&r.pk, "groups");
+        msgpack_pack_array(&r.pk, ng);
+        for (size_t i = 0; i < ng; i++)
+            mpw_str(&r.pk, groups[i]);
+    }
+    sodium_memzero(pw, PASSWORD_BUF);
+    free(pw);
+    free(groups);
+    request_end(&r);
+    ctl_response_t resp;
+    uint8_t *raw = NULL;
+    rc = call(c, &r.buf, &resp, &raw);
+    /* The request held the password: wipe it before anything else. */
+    sodium_memzero(r.buf.data, r.buf.size);
+    msgpack_sbuffer_destroy(&r.buf);
+    if (rc)
+        return rc;
+    if (resp.status != CTL_OK) {
+        rc = report_failure(&resp);
+        free(raw);
+        return rc;
+    }
+    j = mpjson_from(resp.body, resp.body_len);
+    free(raw);
+    if (!j) {
+        fprintf(stderr, "meshctl: popd's answer could not be rendered\n");
+        return EXIT_UNREACHABLE;
+    }
+    if (c->json)
+        print_json(j);
+    else if (add)
+        printf("user %s added (%zu group(s))\n", argv[0],
+               json_array_size(json_object_get(j, "groups")));
+    else
+        printf("password of %s changed; their sessions are revoked\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_user_add(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    return user_password_cmd(c, self, argc, argv, true);
+}
+
+static int cmd_user_passwd(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    return user_password_cmd(c, self, argc, argv, false);
+}
+
+static int cmd_user_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = query(c, self, argc, "user.list", &j);
+    if (rc || !j)
+        return rc;
+    size_t i, k;
+    json_t *u, *g;
+    printf("%-24s %-21s %6s %s\n", "NAME", "CREATED", "EPOCH", "GROUPS");
+    json_array_foreach(json_object_get(j, "users"), i, u)
+    {
+        char when[40], groups[1200];
+        size_t off = 0;
+        groups[0] = '\0';
+        json_array_foreach(json_object_get(u, "groups"), k, g)
+            cell_add(groups, sizeof(groups), &off, "%s%s", k ? "," : "", json_string_value(g));
+        printf("%-24s %-21s %6lld %s\n", json_string_value(json_object_get(u, "name")),
+               human_time((uint64_t)json_integer_value(json_object_get(u, "created_ms")), when,
+                          sizeof(when)),
+               (long long)json_integer_value(json_object_get(u, "session_epoch")),
+               off ? groups : "-");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_user_rm(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = named_action(c, self, argc, argv, "user.rm", "name", &j);
+    if (rc || !j)
+        return rc;
+    printf("user %s removed; their sessions and API keys stop working\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_session_revoke(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = named_action(c, self, argc, argv, "session.revoke", "user", &j);
+    if (rc || !j)
+        return rc;
+    printf("sessions of %s revoked (session epoch %lld)\n", argv[0],
+           (long long)json_integer_value(json_object_get(j, "session_epoch")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* --ttl DURATION into ttl_ms; 0 ok, else a usage exit code. */
+static int opt_ttl(const command_t *self, const char *ttl, uint64_t *ttl_ms)
+{
+    if (ttl && (parse_duration_ms(ttl, ttl_ms) || *ttl_ms == 0))
+        return usage(self, "--ttl '%s' is not a duration (e.g. 30m, 2h, 7d)", ttl);
+    return EXIT_OK;
+}
+
+static int cmd_share_create(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *ttl = take_opt(&argc, argv, "--ttl", &err);
+    uint64_t ttl_ms = 24 * 3600 * 1000ull;
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 1)
+        return usage(self, "share create takes one RESOURCE");
+    int rc = opt_ttl(self, ttl, &ttl_ms);
+    if (rc)
+        return rc;
+    request_t r;
+    json_t *j;
+    request_begin(&r, "share.create", 2);
+    mpw_str(&r.pk, "resource");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "ttl_ms");
+    msgpack_pack_uint64(&r.pk, ttl_ms);
+    if ((rc = roundtrip(c, &r, &j)))
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        /* The link (or the bare token) alone on stdout. */
+        char when[40];
+        const char *url = json_string_value(json_object_get(j, "url"));
+        printf("%s\n", url ? url : json_string_value(json_object_get(j, "token")));
+        fprintf(stderr, "share link for resource %s, valid until %s%s\n", argv[0],
+                human_time((uint64_t)json_integer_value(json_object_get(j, "expires_ms")), when,
+                           sizeof(when)),
+                url ? "" : " (the resource has no host: the token is printed alone)");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_apikey_create(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *user = take_opt(&argc, argv, "--user", &err);
+    const char *ttl = take_opt(&argc, argv, "--ttl", &err);
+    uint64_t ttl_ms = 0;
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc)
+        return usage(self, "unexpected argument '%s'", argv[0]);
+    if (!user)
+        return usage(self, "--user USER is required: the user the key acts as");
+    int rc = opt_ttl(self, ttl, &ttl_ms);
+    if (rc)
+        return rc;
+    request_t r;
+    json_t *j;
+    request_begin(&r, "apikey.create", ttl ? 2 : 1);
+    mpw_str(&r.pk, "user");
+    mpw_str(&r.pk, user);
+    if (ttl) {
+        mpw_str(&r.pk, "ttl_ms");
+        msgpack_pack_uint64(&r.pk, ttl_ms);
+    }
+    if ((rc = roundtrip(c, &r, &j)))
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        char when[40];
+        uint64_t exp = (uint64_t)json_integer_value(json_object_get(j, "expires_ms"));
+        printf("%s\n", json_string_value(json_object_get(j, "token")));
+        fprintf(stderr,
+                "API key %s for user %s, %s%s\n"
+                "this is the only time the key is shown: store it now "
+                "(send it as Authorization: Bearer KEY)\n",
+                json_string_value(json_object_get(j, "id")), user, exp ? "expires " : "no expiry",
+                exp ? human_time(exp, when, sizeof(when)) : "");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_apikey_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = query(c, self, argc, "apikey.list", &j);
+    if (rc || !j)
+        return rc;
+    size_t i;
+    json_t *k;
+    printf("%-16s %-24s %-8s %-21s %s\n", "ID", "USER", "STATE", "CREATED", "EXPIRES");
+    json_array_foreach(json_object_get(j, "apikeys"), i, k)
+    {
+        char c1[40], c2[40] = "never";
+        uint64_t exp = (uint64_t)json_integer_value(json_object_get(k, "expires_ms"));
+        if (exp)
+            human_time(exp, c2, sizeof(c2));
+        printf("%-16s %-24s %-8s %-21s %s\n", json_string_value(json_object_get(k, "id")),
+               json_string_value(json_object_get(k, "user")),
+               json_string_value(json_object_get(k, "state")),
+               human_time((uint64_t)json_integer_value(json_object_get(k, "created_ms")), c1,
+                          sizeof(c1)),
+               c2);
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_apikey_revoke(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = named_action(c, self, argc, argv, "apikey.revoke", "id", &j);
+    if (rc || !j)
+        return rc;
+    printf("API key %s (user %s) revoked\n", argv[0],
+           json_string_value(json_object_get(j, "user")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_rule_add(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *cidr = take_opt(&argc, argv, "--cidr", &err);
+    const char *path = take_opt(&argc, argv, "--path", &err);
+    const char *prio = take_opt(&argc, argv, "--priority", &err);
+    long long priority = 0;
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 2)
+        return usage(self, argc > 2 ? "unexpected argument '%s'" : "rule add takes RESOURCE and %s",
+                     argc > 2 ? argv[2] : "allow or deny");
+    if (strcmp(argv[1], "allow") && strcmp(argv[1], "deny"))
+        return usage(self, "the action is allow or deny, not '%s'", argv[1]);
+    if (!cidr == !path)
+        return usage(self, "give exactly one of --cidr CIDR and --path GLOB");
+    if (prio) {
+        char *end;
+        errno = 0;
+        priority = strtoll(prio, &end, 10);
+        if (errno || !*prio || *end)
+            return usage(self, "--priority '%s' is not a whole number", prio);
+    }
+    request_t r;
+    json_t *j;
+    request_begin(&r, "rule.add", 4);
+    mpw_str(&r.pk, "resource");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "action");
+    mpw_str(&r.pk, argv[1]);
+    mpw_str(&r.pk, cidr ? "cidr" : "path");
+    mpw_str(&r.pk, cidr ? cidr : path);
+    mpw_str(&r.pk, "priority");
+    msgpack_pack_int64(&r.pk, priority);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("rule %s: %s %s %s on %s (priority %lld)\n",
+               json_string_value(json_object_get(j, "id")), argv[1], cidr ? "cidr" : "path",
+               cidr ? cidr : path, argv[0], priority);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_rule_list(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc > 1)
+        return usage(self, "rule list takes at most one RESOURCE");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "rule.list", argc);
+    if (argc) {
+        mpw_str(&r.pk, "resource");
+        mpw_str(&r.pk, argv[0]);
+    }
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    size_t i;
+    json_t *ru;
+    printf("%-16s %-20s %8s %-6s %s\n", "ID", "RESOURCE", "PRIORITY", "ACTION", "MATCH");
+    json_array_foreach(json_object_get(j, "rules"), i, ru)
+    {
+        const char *cidr = json_string_value(json_object_get(ru, "cidr"));
+        printf("%-16s %-20s %8lld %-6s %s %s\n", json_string_value(json_object_get(ru, "id")),
+               json_string_value(json_object_get(ru, "resource")),
+               (long long)json_integer_value(json_object_get(ru, "priority")),
+               json_string_value(json_object_get(ru, "action")), cidr ? "cidr" : "path",
+               cidr ? cidr : json_string_value(json_object_get(ru, "path")));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_rule_rm(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    json_t *j;
+    int rc = named_action(c, self, argc, argv, "rule.rm", "id", &j);
+    if (rc || !j)
+        return rc;
+    printf("rule %s of %s removed\n", argv[0], json_string_value(json_object_get(j, "resource")));
+    json_decref(j);
+    return EXIT_OK;
+}
+
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
 /* Order is the order of the help output. */
@@ -1150,15 +1611,48 @@ static const command_t commands[] = {
      "Shows each site's live state as this PoP sees it: online or offline, its primary and\n"
      "standby PoPs with their round-trip times, and the health of its targets."},
     {"resource", "add", cmd_resource_add,
-     "NAME --site SITE --target HOST:PORT [--target ...] --tcp-port PORT\n"
-     "        [--health tcp | --health http:/PATH] [--sticky] [--replace]",
-     "Publishes a TCP service of SITE on every PoP: connections to PORT on any PoP go through\n"
-     "the site's tunnel to one of the targets (1 to 16). --health says how the site checks a\n"
-     "target (default tcp: a connect; http:/PATH: GET PATH answers 2xx or 3xx). --sticky keeps\n"
-     "a client on one target. --replace changes an existing resource of that name."},
+     "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
+     "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
+     "        [--allow-group G ...]] [--health tcp | --health http:/PATH] [--sticky] [--replace]",
+     "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
+     "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
+     "one of the targets (1 to 16). A resource needs --tcp-port, --host or both. --auth login\n"
+     "asks for a user login, limited to the --allow-user users and --allow-group groups when\n"
+     "given. --health says how the site checks a target (default tcp: a connect; http:/PATH:\n"
+     "GET PATH answers 2xx or 3xx). --sticky keeps a client on one target. --replace changes an\n"
+     "existing resource of that name."},
     {"resource", "list", cmd_resource_list, "",
-     "Lists resources: name, site, tcp port, health check, stickiness, targets."},
+     "Lists resources: name, site, tcp port, HTTP host, path prefix and auth, health check,\n"
+     "stickiness, targets (--json: every field, with allow_users and allow_groups)."},
     {"resource", "rm", cmd_resource_rm, "NAME", "Removes a resource everywhere."},
+    {"user", "add", cmd_user_add, "NAME [--group G ...]",
+     "Adds a user of the HTTP ingress. The password is read from stdin when it is not a\n"
+     "terminal (one line), else prompted for twice without echo; it leaves popd only as an\n"
+     "argon2id hash. Up to 16 groups."},
+    {"user", "list", cmd_user_list, "",
+     "Lists users: name, when added, session epoch, groups (never a password hash)."},
+    {"user", "rm", cmd_user_rm, "NAME",
+     "Removes a user everywhere; their sessions and API keys stop working."},
+    {"user", "passwd", cmd_user_passwd, "NAME",
+     "Sets a user's password (read as for user add) and revokes their sessions."},
+    {"session", "revoke", cmd_session_revoke, "USER",
+     "Revokes every session of USER at every PoP (bumps the user's session epoch)."},
+    {"share", "create", cmd_share_create, "RESOURCE [--ttl DURATION]",
+     "Makes a link that opens RESOURCE without logging in until it expires (24h unless\n"
+     "--ttl, at most 30d); printed alone on stdout as a URL when the resource has a host,\n"
+     "else as the bare token. It cannot be revoked alone: keep it short-lived."},
+    {"apikey", "create", cmd_apikey_create, "--user USER [--ttl DURATION]",
+     "Makes an API key acting as USER (no expiry unless --ttl), printed once on stdout as\n"
+     "pmk1.ID.SECRET; popd keeps only a hash of the secret."},
+    {"apikey", "list", cmd_apikey_list, "", "Lists API keys: id, user, state, creation, expiry."},
+    {"apikey", "revoke", cmd_apikey_revoke, "ID", "Revokes an API key everywhere."},
+    {"rule", "add", cmd_rule_add, "RESOURCE allow|deny (--cidr CIDR | --path GLOB) [--priority N]",
+     "Adds an access rule to RESOURCE: allow skips authentication, deny answers 403. Rules\n"
+     "are tried by priority (lower first, default 0), then id; the first match decides.\n"
+     "--path globs match the request path like fnmatch, '*' also crossing '/'."},
+    {"rule", "list", cmd_rule_list, "[RESOURCE]",
+     "Lists access rules in the order they are tried."},
+    {"rule", "rm", cmd_rule_rm, "ID", "Removes an access rule everywhere."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };

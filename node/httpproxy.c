@@ -1,0 +1,1240 @@
+/* httpproxy: see httpproxy.h.
+ *
+ * One client connection handles one request at a time: its head is parsed (httpmsg), routed,
+ * authorised, re-serialised for the upstream (hop-by-hop and identity headers dropped, the
+ * X-Forwarded-* and Remote-* headers set by us), and sent on the connection's stream to the
+ * resource; the body follows as it arrives (re-chunked when it came chunked). The response is
+ * relayed byte for byte while a response reader watches where it ends, so the next request
+ * can reuse both the client connection and the stream. Pipelined requests wait in the input
+ * buffer until the response before them is complete.
+ *
+ * Backpressure: the client is not read while the upstream has more than PEND_HIGH bytes
+ * waiting for stream credit; stream bytes are reported consumed only once the client socket
+ * took them (or the output buffer is small), so a slow client stops the backend. */
+#include "node/httpproxy.h"
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "node/auth.h"
+#include "node/httpmsg.h"
+#include "node/resource.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define IN_CAP     65536       /* bytes of unparsed client input */
+#define PEND_HIGH  (256 << 10) /* bytes waiting for the stream: stop reading the client */
+#define OUT_HIGH   (1u << 20)  /* bytes waiting for the client: stop consuming the stream */
+#define LOCAL_BODY 8192        /* bytes of a login form */
+#define HEAD_MAX   32768       /* bytes of a re-serialised request head */
+
+struct hconn;
+
+struct upstream {
+    dp_stream_handler_t h; /* first: the stream's user pointer is this struct */
+    struct hconn *hc;      /* NULL once the client is gone (orphan until the data plane
+                            * calls back) */
+    tconn_t *c;
+    uint64_t sid;
+    bool open, gone;
+    char resource[NODECFG_NAME_MAX + 1];
+    http_reader_t *resp;
+    uint8_t *pend;
+    size_t pend_len, pend_cap;
+    uint64_t owed; /* stream bytes delivered, not yet reported consumed */
+    bool saw_response;
+};
+
+enum hstate {
+    H_HEAD = 1, /* reading a request */
+    H_BODY,     /* request head sent upstream, body streaming */
+    H_WAIT,     /* request complete, waiting for the response to end */
+    H_LOCAL,    /* a /.popmesh/ request: body collected, answered here */
+    H_RAW,      /* after 101 Switching Protocols: bytes both ways */
+    H_CLOSING,  /* flushing, then close */
+};
+
+struct hconn {
+    httpproxy_t *px;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer;
+    char client[64];
+    auth_addr_t caddr;
+    enum hstate state;
+    http_reader_t *req;
+    uint8_t in[IN_CAP];
+    size_t in_len;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    struct upstream *up;
+    bool keep_alive, head_req, chunked_up, resp_done, resp_keep_alive, client_eof;
+    bool partial; /* bytes of a request head have arrived, the head is not complete */
+    /* the current request, for local handling and logs */
+    char method[16];
+    char target[1024];
+    char host[256];
+    char local_body[LOCAL_BODY];
+    size_t local_len;
+    bool local_too_big;
+    char user[NODECFG_NAME_MAX + 1];
+    struct hconn *prev, *next;
+};
+
+struct httpproxy {
+    httpproxy_opts_t o;
+    int lfd;
+    ev_io lio;
+    ev_timer refresh;
+    resource_t *res;
+    size_t nres;
+    auth_ratelimit_t *rl_ip;   /* login attempts per client address (NATs share one: generous) */
+    auth_ratelimit_t *rl_user; /* login attempts per user name (guessing one password: strict) */
+    struct hconn *conns;
+    struct {
+        uint64_t requests, local, denied, unauthenticated, errors;
+    } st;
+};
+
+static void hc_close(struct hconn *hc);
+static void process_input(struct hconn *hc);
+static void flush_up(struct upstream *up);
+
+/* ---- output to the client --------------------------------------------------------------- */
+
+static void out_append(struct hconn *hc, const void *p, size_t n)
+{
+    if (hc->out_off && hc->out_off == hc->out_len)
+        hc->out_off = hc->out_len = 0;
+    if (hc->out_cap - hc->out_len < n) {
+        if (hc->out_off) {
+            memmove(hc->out, hc->out + hc->out_off, hc->out_len - hc->out_off);
+            hc->out_len -= hc->out_off;
+            hc->out_off = 0;
+        }
+        size_t cap = hc->out_cap ? hc->out_cap : 16384;
+        while (cap - hc->out_len < n)
+            cap *= 2;
+        if (cap != hc->out_cap) {
+            hc->out = xrealloc(hc->out, cap);
+            hc->out_cap = cap;
+        }
+    }
+    memcpy(hc->out + hc->out_len, p, n);
+    hc->out_len += n;
+}
+
+static void out_printf(struct hconn *hc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void out_printf(struct hconn *hc, const char *fmt, ...)
+{
+    char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        out_append(hc, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Writes what the client takes; returns false if the connection was closed. */
+static bool out_flush(struct hconn *hc)
+{
+    while (hc->out_off < hc->out_len) {
+        ssize_t n = send(hc->fd, hc->out + hc->out_off, hc->out_len - hc->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(hc->px->o.loop, &hc->wio);
+                return true;
+            }
+            hc_close(hc);
+            return false;
+        }
+        hc->out_off += (size_t)n;
+    }
+    ev_io_stop(hc->px->o.loop, &hc->wio);
+    hc->out_off = hc->out_len = 0;
+    if (hc->out_cap > 65536) {
+        free(hc->out);
+        hc->out = NULL;
+        hc->out_cap = 0;
+    }
+    /* The client took the relayed bytes: credit goes back to the backend. */
+    struct upstream *up = hc->up;
+    if (up && up->owed && up->open && !up->gone) {
+        tun_t *t = tconn_tun(up->c);
+        if (t && tun_consumed(t, up->sid, up->owed) == TUN_CLOSED)
+            up->gone = true;
+        up->owed = 0;
+    }
+    if (hc->state == H_CLOSING) {
+        hc_close(hc);
+        return false;
+    }
+    return true;
+}
+
+static const char *status_text(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 414:
+        return "URI Too Long";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+/* HTML-escapes s into out (for error pages that echo a reason). */
+static void html_escape(const char *s, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < len; s++) {
+        const char *r = *s == '<'   ? "&lt;"
+                        : *s == '>' ? "&gt;"
+                        : *s == '&' ? "&amp;"
+                        : *s == '"' ? "&quot;"
+                                    : NULL;
+        if (r) {
+            size_t rl = strlen(r);
+            memcpy(out + o, r, rl);
+            o += rl;
+        } else if ((unsigned char)*s >= 0x20) {
+            out[o++] = *s;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* An answer made here. close: the connection closes after it. */
+static void respond(struct hconn *hc, int code, const char *extra_headers, const char *body_html,
+                    bool close)
+{
+    char body[6144];
+    if (!body_html) {
+        snprintf(body, sizeof(body),
+                 "<!doctype html><html><head><title>%d %s</title></head><body "
+                 "style=\"font-family:sans-serif;margin:3em\"><h1>%d %s</h1><p>popmesh</p>"
+                 "</body></html>\n",
+                 code, status_text(code), code, status_text(code));
+        body_html = body;
+    }
+    size_t bl = strlen(body_html);
+    out_printf(hc,
+               "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\n%s%s\r\n",
+               code, status_text(code), hc->head_req ? 0 : bl, extra_headers ? extra_headers : "",
+               close || !hc->keep_alive ? "Connection: close\r\n" : "");
+    if (!hc->head_req)
+        out_append(hc, body_html, bl);
+    if (close || !hc->keep_alive)
+        hc->state = H_CLOSING;
+    if (code >= 400)
+        hc->px->st.errors++;
+}
+
+static void error_page(struct hconn *hc, int code, const char *why)
+{
+    char esc[512], body[2048];
+    html_escape(why ? why : "", esc, sizeof(esc));
+    snprintf(body, sizeof(body),
+             "<!doctype html><html><head><title>%d %s</title></head><body "
+             "style=\"font-family:sans-serif;margin:3em\"><h1>%d %s</h1><p>%s</p>"
+             "<p><small>popmesh</small></p></body></html>\n",
+             code, status_text(code), code, status_text(code), esc);
+    respond(hc, code, NULL, body,
+            code >= 500 || code == 400 || code == 408 || code == 413 || code == 431);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Decodes application/x-www-form-urlencoded value bytes into out; false on bad escapes, NUL or
+ * overflow. */
+static bool url_decode(const char *s, size_t n, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n)
+                return false;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0)
+                return false;
+            c = h * 16 + l;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= len)
+            return false;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* Finds name=value in a form or query string; decodes it into out. */
+static bool form_get(const char *q, size_t qlen, const char *name, char *out, size_t len)
+{
+    size_t nl = strlen(name);
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - p) > nl && !memcmp(p, name, nl) && p[nl] == '=')
+            return url_decode(p + nl + 1, (size_t)(e - p - nl - 1), out, len);
+        p = e + 1;
+    }
+    return false;
+}
+
+static void url_encode(const char *s, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s && o + 4 < len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-_.~/", c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static const http_header_t *header(const http_head_t *h, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (h->headers[i].name_len == nl && !strncasecmp(h->headers[i].name, name, nl))
+            return &h->headers[i];
+    return NULL;
+}
+
+/* The value of cookie `name` in the request's Cookie headers. */
+static bool cookie_get(const http_head_t *h, const char *name, const char **v, size_t *vl)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (h->headers[i].name_len != 6 || strncasecmp(h->headers[i].name, "Cookie", 6))
+            continue;
+        const char *p = h->headers[i].value, *end = p + h->headers[i].value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *e = semi ? semi : end;
+            if ((size_t)(e - p) > nl && !memcmp(p, name, nl) && p[nl] == '=') {
+                *v = p + nl + 1;
+                *vl = (size_t)(e - p - nl - 1);
+                return true;
+            }
+            p = e;
+        }
+    }
+    return false;
+}
+
+/* ---- upstream --------------------------------------------------------------------------- */
+
+static void pend_append(struct upstream *up, const void *p, size_t n)
+{
+    if (up->pend_cap - up->pend_len < n) {
+        size_t cap = up->pend_cap ? up->pend_cap : 16384;
+        while (cap - up->pend_len < n)
+            cap *= 2;
+        up->pend = xrealloc(up->pend, cap);
+        up->pend_cap = cap;
+    }
+    memcpy(up->pend + up->pend_len, p, n);
+    up->pend_len += n;
+}
+
+static void up_free(struct upstream *up)
+{
+    http_reader_destroy(&up->resp);
+    free(up->pend);
+    free(up);
+}
+
+/* Detaches the upstream from its client: resets the stream if open; frees it unless the data
+ * plane still owes a callback (an open in flight). */
+static void up_release(struct upstream *up)
+{
+    up->hc = NULL;
+    if (up->open) {
+        if (!up->gone) {
+            tun_t *t = tconn_tun(up->c);
+            if (t)
+                tun_reset(t, up->sid, TUN_ERR_NONE);
+        }
+        up_free(up);
+    }
+    /* else: on_open or on_fail frees it */
+}
+
+static void flush_up(struct upstream *up)
+{
+    if (!up->open || up->gone || !up->pend_len)
+        return;
+    tun_t *t = tconn_tun(up->c);
+    if (!t)
+        return;
+    ssize_t n = tun_send(t, up->sid, up->pend, up->pend_len);
+    if (n > 0) {
+        memmove(up->pend, up->pend + n, up->pend_len - (size_t)n);
+        up->pend_len -= (size_t)n;
+    }
+    struct hconn *hc = up->hc;
+    if (hc && up->pend_len < PEND_HIGH && !ev_is_active(&hc->rio) && hc->state != H_CLOSING &&
+        !hc->client_eof)
+        ev_io_start(hc->px->o.loop, &hc->rio);
+}
+
+static int resp_on_head(void *ctx, const http_head_t *h)
+{
+    struct upstream *up = ctx;
+    struct hconn *hc = up->hc;
+    up->saw_response = true;
+    if (hc) {
+        hc->resp_keep_alive = h->keep_alive;
+        if (h->status == 101 && hc->state != H_RAW)
+            hc->state = H_RAW; /* WebSocket: bytes both ways from here */
+    }
+    return 0;
+}
+
+static int resp_on_body(void *ctx, const uint8_t *d, size_t n)
+{
+    (void)ctx, (void)d, (void)n; /* relayed raw by on_data */
+    return 0;
+}
+
+static int resp_on_done(void *ctx)
+{
+    struct upstream *up = ctx;
+    if (up->hc)
+        up->hc->resp_done = true;
+    return 0;
+}
+
+static void request_finished(struct hconn *hc)
+{
+    /* The response is complete: next request, or close. */
+    if (!hc->keep_alive || !hc->resp_keep_alive || hc->client_eof) {
+        hc->state = H_CLOSING;
+        out_flush(hc);
+        return;
+    }
+    hc->state = H_HEAD;
+    hc->resp_done = false;
+    ev_timer_stop(hc->px->o.loop, &hc->timer);
+    ev_timer_set(&hc->timer, HTTPPROXY_IDLE_TIMEOUT_S, 0.);
+    ev_timer_start(hc->px->o.loop, &hc->timer);
+    if (hc->in_len)
+        process_input(hc); /* a pipelined request already waiting */
+}
+
+static void up_on_open(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    struct upstream *up = (struct upstream *)h;
+    up->c = c;
+    up->sid = sid;
+    up->open = true;
+    if (!up->hc) { /* the client left meanwhile */
+        tun_reset(tconn_tun(c), sid, TUN_ERR_NONE);
+        up_free(up);
+        return;
+    }
+    flush_up(up);
+}
+
+static void up_on_fail(dp_stream_handler_t *h, uint32_t code, const char *why)
+{
+    (void)code;
+    struct upstream *up = (struct upstream *)h;
+    struct hconn *hc = up->hc;
+    if (!hc) {
+        up_free(up);
+        return;
+    }
+    hc->up = NULL;
+    up_free(up);
+    error_page(hc, strstr(why, "offline") ? 503 : 502, why);
+    out_flush(hc);
+}
+
+static void up_on_data(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const uint8_t *d, size_t n)
+{
+    struct upstream *up = (struct upstream *)h;
+    struct hconn *hc = up->hc;
+    if (!hc) {
+        tun_consumed(tconn_tun(c), sid, n);
+        return;
+    }
+    if (hc->state != H_RAW && up->resp) {
+        ssize_t used = http_reader_feed(up->resp, d, n);
+        if (used < 0) {
+            const char *why;
+            int st = http_reader_error(up->resp, &why);
+            log_warn("http: %s %s: bad response from resource %s: %s (%d)", hc->method, hc->target,
+                     up->resource, why, st);
+            if (!up->saw_response)
+                error_page(hc, 502, "the application sent a malformed response");
+            else
+                hc->state = H_CLOSING;
+            tun_consumed(tconn_tun(c), sid, n);
+            out_flush(hc);
+            return;
+        }
+    }
+    out_append(hc, d, n);
+    up->owed += n;
+    if (hc->out_len - hc->out_off < OUT_HIGH) {
+        if (tun_consumed(tconn_tun(c), sid, up->owed) == TUN_CLOSED)
+            up->gone = true;
+        up->owed = 0;
+    }
+    if (!out_flush(hc))
+        return;
+    if (hc->resp_done && hc->state == H_WAIT)
+        request_finished(hc);
+}
+
+static void up_on_fin(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    struct hconn *hc = up->hc;
+    if (!hc)
+        return;
+    if (up->resp && hc->state != H_RAW)
+        http_reader_eof(up->resp);
+    if (!up->saw_response && hc->state == H_WAIT) {
+        error_page(hc, 502, "the application closed the connection without a response");
+    } else {
+        if (hc->state == H_RAW)
+            shutdown(hc->fd, SHUT_WR);
+        hc->state = H_CLOSING; /* the backend closed: so does the client connection */
+    }
+    /* Our side of the stream ends too. */
+    tun_t *t = tconn_tun(up->c);
+    if (t && !up->gone && tun_fin(t, up->sid) == TUN_CLOSED)
+        up->gone = true;
+    out_flush(hc);
+}
+
+static void up_on_writable(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    flush_up(up);
+    if (up->hc && up->pend_len < PEND_HIGH && up->hc->in_len && up->hc->state == H_BODY)
+        process_input(up->hc);
+}
+
+static void up_on_reset(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, uint32_t code,
+                        const char *msg, size_t ml)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    up->gone = true;
+    struct hconn *hc = up->hc;
+    if (!hc) {
+        up_free(up);
+        return;
+    }
+    hc->up = NULL;
+    char why[300];
+    snprintf(why, sizeof(why), "%s%s%.*s", tun_code_name(code), ml ? ": " : "", (int)ml,
+             msg ? msg : "");
+    bool answered = up->saw_response;
+    up_free(up);
+    if (!answered && (hc->state == H_BODY || hc->state == H_WAIT)) {
+        error_page(hc, code == TUN_ERR_UNREACHABLE || code == TUN_ERR_REFUSED ? 502 : 504, why);
+        out_flush(hc);
+    } else {
+        hc->state = H_CLOSING;
+        out_flush(hc);
+    }
+}
+
+static void up_on_closed(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    up->gone = true;
+    if (!up->hc)
+        up_free(up);
+}
+
+static struct upstream *up_new(struct hconn *hc, const resource_t *res)
+{
+    struct upstream *up = xcalloc(1, sizeof(*up));
+    up->hc = hc;
+    snprintf(up->resource, sizeof(up->resource), "%s", res->name);
+    up->h.on_open = up_on_open;
+    up->h.on_fail = up_on_fail;
+    up->h.on_data = up_on_data;
+    up->h.on_fin = up_on_fin;
+    up->h.on_writable = up_on_writable;
+    up->h.on_reset = up_on_reset;
+    up->h.on_closed = up_on_closed;
+    http_limits_t lim;
+    http_limits_defaults(&lim);
+    lim.max_header_bytes = 65536;
+    http_reader_cbs_t cbs = {
+        .ctx = up, .on_head = resp_on_head, .on_body = resp_on_body, .on_done = resp_on_done};
+    up->resp = http_reader_new(HTTP_RESPONSE, &lim, &cbs);
+    if (dataplane_open_stream(hc->px->o.dp, res, hc->client, &up->h)) {
+        up_free(up);
+        return NULL;
+    }
+    return up;
+}
+
+/* ---- local pages ------------------------------------------------------------------------ */
+
+static const char *LOGIN_FORM =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title>"
+    "<meta name=\"viewport\" content=\"width=device-width\"></head>"
+    "<body style=\"font-family:sans-serif;max-width:22em;margin:4em auto\">"
+    "<h1>Sign in</h1>%s"
+    "<form method=\"post\" action=\"/.popmesh/login\">"
+    "<input type=\"hidden\" name=\"rd\" value=\"%s\">"
+    "<p><label>User<br><input name=\"username\" autocomplete=\"username\" autofocus></label></p>"
+    "<p><label>Password<br><input name=\"password\" type=\"password\" "
+    "autocomplete=\"current-password\"></label></p>"
+    "<p><button type=\"submit\">Sign in</button></p></form>"
+    "<p><small>popmesh</small></p></body></html>\n";
+
+/* A redirect target is followed only to the same host: a path, not "//host" or a scheme. */
+static const char *safe_rd(const char *rd)
+{
+    if (rd[0] != '/' || rd[1] == '/' || rd[1] == '\\' || strpbrk(rd, "\r\n"))
+        return "/";
+    return rd;
+}
+
+static void login_page(struct hconn *hc, int code, const char *msg, const char *rd)
+{
+    char esc_rd[1200], note[300], body[4096];
+    html_escape(safe_rd(rd), esc_rd, sizeof(esc_rd));
+    snprintf(note, sizeof(note), msg ? "<p style=\"color:#a00\">%s</p>" : "%s", msg ? msg : "");
+    snprintf(body, sizeof(body), LOGIN_FORM, note, esc_rd);
+    respond(hc, code, NULL, body, false);
+}
+
+static void set_session(struct hconn *hc, const char *cookie, uint64_t ttl_ms, const char *to)
+{
+    char hdr[1400];
+    snprintf(hdr, sizeof(hdr),
+             "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%llu\r\n"
+             "Location: %s\r\n",
+             cookie, (unsigned long long)(ttl_ms / 1000), safe_rd(to));
+    respond(hc, 302, hdr, "", false);
+}
+
+static void handle_local(struct hconn *hc)
+{
+    httpproxy_t *px = hc->px;
+    px->st.local++;
+    const char *q = strchr(hc->target, '?');
+    size_t plen = q ? (size_t)(q - hc->target) : strlen(hc->target);
+    const char *query = q ? q + 1 : "";
+    uint64_t now = clock_wall_ms();
+    if (plen == 15 && !strncmp(hc->target, "/.popmesh/login", 15)) {
+        char rd[1024] = "/";
+        if (!strcmp(hc->method, "GET") || !strcmp(hc->method, "HEAD")) {
+            form_get(query, strlen(query), "rd", rd, sizeof(rd));
+            login_page(hc, 200, NULL, rd);
+            return;
+        }
+        if (strcmp(hc->method, "POST")) {
+            error_page(hc, 405, "use GET or POST");
+            return;
+        }
+        if (hc->local_too_big) {
+            error_page(hc, 413, "the login form is too large");
+            return;
+        }
+        char user[NODECFG_NAME_MAX + 1] = "", pw[AUTH_PASSWORD_MAX + 1] = "";
+        form_get(hc->local_body, hc->local_len, "rd", rd, sizeof(rd));
+        bool parsed = form_get(hc->local_body, hc->local_len, "username", user, sizeof(user)) &&
+                      form_get(hc->local_body, hc->local_len, "password", pw, sizeof(pw));
+        char k1[96], k2[128];
+        snprintf(k1, sizeof(k1), "ip:%s", hc->client);
+        char *colon = strrchr(k1, ':');
+        if (colon && colon > k1 + 3)
+            *colon = '\0';
+        snprintf(k2, sizeof(k2), "user:%s", user);
+        if (!auth_ratelimit_allow(px->rl_ip, k1, clock_mono_ms()) ||
+            (parsed && !auth_ratelimit_allow(px->rl_user, k2, clock_mono_ms()))) {
+            log_warn("http: login from %s for '%s' rate-limited", hc->client, user);
+            login_page(hc, 429, "Too many attempts: wait a little and try again.", rd);
+            sodium_memzero(pw, sizeof(pw));
+            return;
+        }
+        auth_user_t u;
+        bool ok = parsed && auth_user_get(px->o.store, user, &u) == 0 && !u.removed &&
+                  auth_password_verify(u.pwhash, pw, strlen(pw));
+        sodium_memzero(pw, sizeof(pw));
+        if (!ok) {
+            log_info("http: failed login from %s for '%s'", hc->client, user);
+            login_page(hc, 401, "Wrong user or password.", rd);
+            return;
+        }
+        char cookie[AUTH_TOKEN_MAX + 1];
+        if (auth_session_make(px->o.meshkey, u.name, u.session_epoch, now, HTTPPROXY_SESSION_TTL_MS,
+                              "", cookie, sizeof(cookie))) {
+            error_page(hc, 500, "cannot make a session");
+            return;
+        }
+        log_info("http: %s signed in from %s", u.name, hc->client);
+        set_session(hc, cookie, HTTPPROXY_SESSION_TTL_MS, rd);
+        return;
+    }
+    if (plen == 16 && !strncmp(hc->target, "/.popmesh/logout", 16)) {
+        respond(hc, 302,
+                "Set-Cookie: " HTTPPROXY_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n"
+                "Location: /.popmesh/login\r\n",
+                "", false);
+        return;
+    }
+    if (plen == 15 && !strncmp(hc->target, "/.popmesh/share", 15)) {
+        char tok[AUTH_TOKEN_MAX + 1];
+        auth_share_t sh;
+        const char *why = "no token";
+        if (!form_get(query, strlen(query), "t", tok, sizeof(tok)) ||
+            auth_share_verify(px->o.meshkey->pk, tok, strlen(tok), now, &sh, &why)) {
+            error_page(hc, 403, why);
+            return;
+        }
+        char cookie[AUTH_TOKEN_MAX + 1];
+        uint64_t ttl = sh.expires_ms > now ? sh.expires_ms - now : 0;
+        if (auth_session_from_share(px->o.meshkey, &sh, now, ttl, cookie, sizeof(cookie))) {
+            error_page(hc, 500, "cannot make a session");
+            return;
+        }
+        set_session(hc, cookie, ttl, "/");
+        return;
+    }
+    error_page(hc, 404, "no such popmesh page");
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+static bool user_allowed(const resource_t *r, const auth_user_t *u)
+{
+    if (!r->nallow_users && !r->nallow_groups)
+        return true;
+    for (unsigned i = 0; i < r->nallow_users; i++)
+        if (!strcmp(r->allow_users[i], u->name))
+            return true;
+    for (unsigned i = 0; i < r->nallow_groups; i++)
+        for (unsigned k = 0; k < u->ngroups; k++)
+            if (!strcmp(r->allow_groups[i], u->groups[k]))
+                return true;
+    return false;
+}
+
+static int req_on_head(void *ctx, const http_head_t *h)
+{
+    struct hconn *hc = ctx;
+    httpproxy_t *px = hc->px;
+    px->st.requests++;
+    hc->partial = false;
+    hc->keep_alive = h->keep_alive;
+    hc->head_req = h->method == HTTP_HEAD;
+    hc->local_len = 0;
+    hc->local_too_big = false;
+    hc->user[0] = '\0';
+    snprintf(hc->method, sizeof(hc->method), "%s", h->method_name);
+    snprintf(hc->target, sizeof(hc->target), "%.*s", (int)h->target_len, h->target);
+    snprintf(hc->host, sizeof(hc->host), "%.*s", h->host ? (int)h->host_len : 0,
+             h->host ? h->host : "");
+    ev_timer_stop(px->o.loop, &hc->timer); /* the head arrived in time */
+    if (h->target_len >= sizeof(hc->target)) {
+        error_page(hc, 414, "the request target is too long");
+        return -1;
+    }
+    const char *q = memchr(h->target, '?', h->target_len);
+    size_t plen = q ? (size_t)(q - h->target) : h->target_len;
+    if (plen >= 10 && !memcmp(h->target, "/.popmesh/", 10)) {
+        hc->state = H_LOCAL;
+        return 0;
+    }
+    int idx = resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), h->target, plen);
+    if (idx < 0) {
+        error_page(hc, 404, "no application is published at this address");
+        return 0;
+    }
+    const resource_t *res = &px->res[idx];
+    char path[1024];
+    snprintf(path, sizeof(path), "%.*s", (int)plen, h->target);
+    enum auth_decision dec = AUTH_DECISION_NONE;
+    auth_rules_eval(px->o.store, res->name, &hc->caddr, path, &dec, NULL);
+    if (dec == AUTH_DECISION_DENY) {
+        px->st.denied++;
+        error_page(hc, 403, "access to this application is denied from here");
+        return 0;
+    }
+    auth_user_t u;
+    bool have_user = false;
+    if (res->auth == RESOURCE_AUTH_LOGIN && dec != AUTH_DECISION_ALLOW) {
+        const char *v, *why = "no session";
+        size_t vl;
+        const http_header_t *az = header(h, "Authorization");
+        if (cookie_get(h, HTTPPROXY_COOKIE, &v, &vl) &&
+            auth_session_check(px->o.store, px->o.meshkey->pk, v, vl, clock_wall_ms(), res->name,
+                               &u, &why) == 0) {
+            have_user = true;
+        } else if (az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7) &&
+                   auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7, clock_wall_ms(),
+                                     &u, &why) == 0) {
+            have_user = true;
+        }
+        if (!have_user) {
+            px->st.unauthenticated++;
+            log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method, hc->host,
+                      hc->target, hc->client, why);
+            /* Browsers go to the login page; API clients (they sent credentials, or did
+             * not GET) get 401. */
+            if ((h->method == HTTP_GET || h->method == HTTP_HEAD) && !az) {
+                char rd[1100], loc[1300];
+                url_encode(hc->target, rd, sizeof(rd));
+                snprintf(loc, sizeof(loc), "Location: /.popmesh/login?rd=%s\r\n", rd);
+                respond(hc, 302, loc, "", false);
+            } else {
+                error_page(hc, 401, "sign in first (a session cookie or an API key)");
+            }
+            return 0;
+        }
+        if (u.name[0] && !user_allowed(res, &u)) {
+            px->st.denied++;
+            error_page(hc, 403, "your account may not use this application");
+            return 0;
+        }
+        snprintf(hc->user, sizeof(hc->user), "%s", u.name);
+    }
+
+    /* The upstream request head: hop-by-hop and identity headers dropped, ours added. */
+    static const char *const drop[] = {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+                                       "Remote-User",     "Remote-Groups",     "Cookie"};
+    char ip[64], groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)];
+    snprintf(ip, sizeof(ip), "%s", hc->client);
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
+    const char *ipv = ip[0] == '[' ? ip + 1 : ip;
+    if (ipv != ip && strchr(ipv, ']'))
+        *strchr((char *)ipv, ']') = '\0';
+    http_header_t extra[6] = {
+        {"X-Forwarded-For", 15, ipv, strlen(ipv)},
+        {"X-Forwarded-Proto", 17, "http", 4},
+        {"X-Forwarded-Host", 16, hc->host, strlen(hc->host)},
+    };
+    size_t nextra = 3;
+    /* The app's own cookies go on; the PoP's session token does not (the app has no use for
+     * it, and must not be able to replay it). */
+    char cookies[8192];
+    size_t cl = 0;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const http_header_t *x = &h->headers[i];
+        if (x->name_len != 6 || strncasecmp(x->name, "Cookie", 6))
+            continue;
+        const char *p = x->value, *end = p + x->value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *e = semi ? semi : end;
+            size_t kl = sizeof(HTTPPROXY_COOKIE) - 1;
+            bool ours = (size_t)(e - p) > kl && !memcmp(p, HTTPPROXY_COOKIE, kl) && p[kl] == '=';
+            if (!ours && e > p && cl + (size_t)(e - p) + 2 < sizeof(cookies)) {
+                if (cl) {
+                    memcpy(cookies + cl, "; ", 2);
+                    cl += 2;
+                }
+                memcpy(cookies + cl, p, (size_t)(e - p));
+                cl += (size_t)(e - p);
+            }
+            p = e;
+        }
+    }
+    if (have_user && u.name[0]) {
+        extra[nextra++] = (http_header_t){"Remote-User", 11, u.name, strlen(u.name)};
+        size_t gl = 0;
+        groups[0] = '\0';
+        for (unsigned i = 0; i < u.ngroups; i++)
+            gl += (size_t)snprintf(groups + gl, sizeof(groups) - gl, "%s%s", i ? "," : "",
+                                   u.groups[i]);
+        if (u.ngroups)
+            extra[nextra++] = (http_header_t){"Remote-Groups", 13, groups, gl};
+    }
+    if (cl)
+        extra[nextra++] = (http_header_t){"Cookie", 6, cookies, cl};
+    http_head_rewrite_t rw = {.drop = drop,
+                              .ndrop = sizeof(drop) / sizeof(drop[0]),
+                              .extra = extra,
+                              .nextra = nextra,
+                              .content_length = h->chunked ? -1 : h->content_length,
+                              .chunked = h->chunked,
+                              .keep_upgrade = h->upgrade};
+    char head[HEAD_MAX];
+    ssize_t o = http_head_serialize(h, &rw, head, sizeof(head));
+    if (o < 0) {
+        error_page(hc, o == -ENOSPC ? 431 : 400, "the request head cannot be forwarded");
+        return 0;
+    }
+    hc->chunked_up = h->chunked;
+
+    /* The stream: reuse the one to this resource, else a new one. */
+    if (hc->up && (strcmp(hc->up->resource, res->name) || hc->up->gone)) {
+        up_release(hc->up);
+        hc->up = NULL;
+    }
+    if (!hc->up) {
+        hc->up = up_new(hc, res);
+        if (!hc->up) {
+            error_page(hc, 503, "the application's site is not known here");
+            return 0;
+        }
+    }
+    if (hc->up->resp)
+        http_reader_expect_head(hc->up->resp, hc->head_req);
+    hc->up->saw_response = false;
+    hc->resp_done = false;
+    pend_append(hc->up, head, (size_t)o);
+    hc->state = H_BODY;
+    flush_up(hc->up);
+    return 0;
+}
+
+static int req_on_body(void *ctx, const uint8_t *d, size_t n)
+{
+    struct hconn *hc = ctx;
+    if (hc->state == H_LOCAL) {
+        if (hc->local_len + n > sizeof(hc->local_body)) {
+            hc->local_too_big = true;
+            return 0;
+        }
+        memcpy(hc->local_body + hc->local_len, d, n);
+        hc->local_len += n;
+        return 0;
+    }
+    if (hc->state != H_BODY || !hc->up)
+        return 0; /* an error answer is on its way; the body is dropped */
+    if (hc->chunked_up) {
+        char sz[24];
+        int l = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+        pend_append(hc->up, sz, (size_t)l);
+        pend_append(hc->up, d, n);
+        pend_append(hc->up, "\r\n", 2);
+    } else {
+        pend_append(hc->up, d, n);
+    }
+    flush_up(hc->up);
+    return 0;
+}
+
+static int req_on_done(void *ctx)
+{
+    struct hconn *hc = ctx;
+    if (hc->state == H_LOCAL) {
+        handle_local(hc);
+        if (hc->state == H_LOCAL)
+            hc->state = H_HEAD;
+        return 1;
+    }
+    if (hc->state == H_BODY && hc->up) {
+        if (hc->chunked_up)
+            pend_append(hc->up, "0\r\n\r\n", 5);
+        flush_up(hc->up);
+        hc->state = H_WAIT;
+        if (hc->resp_done) /* the application answered before the body ended */
+            request_finished(hc);
+    }
+    return 1; /* one request at a time */
+}
+
+/* Feeds buffered client bytes to the request reader as far as the state allows. */
+static void process_input(struct hconn *hc)
+{
+    while (hc->in_len && (hc->state == H_HEAD || hc->state == H_BODY || hc->state == H_LOCAL)) {
+        if (hc->up && hc->up->pend_len >= PEND_HIGH)
+            return; /* the stream is behind: resume on_writable */
+        if (hc->state == H_HEAD)
+            hc->partial = true;
+        ssize_t n = http_reader_feed(hc->req, hc->in, hc->in_len);
+        if (n < 0) {
+            const char *why;
+            int code = http_reader_error(hc->req, &why);
+            if (hc->state != H_CLOSING)
+                error_page(hc, code >= 400 ? code : 400, why);
+            hc->state = H_CLOSING;
+            hc->in_len = 0;
+            out_flush(hc);
+            return;
+        }
+        memmove(hc->in, hc->in + n, hc->in_len - (size_t)n);
+        hc->in_len -= (size_t)n;
+        if (hc->state == H_CLOSING) {
+            out_flush(hc);
+            return;
+        }
+        if (n == 0)
+            break;
+    }
+    if (hc->state == H_RAW && hc->in_len && hc->up) {
+        pend_append(hc->up, hc->in, hc->in_len);
+        hc->in_len = 0;
+        flush_up(hc->up);
+    }
+    if (hc->out_len)
+        out_flush(hc);
+}
+
+/* ---- client connection ------------------------------------------------------------------ */
+
+static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct hconn *hc = w->data;
+    if (hc->in_len == IN_CAP || (hc->up && hc->up->pend_len >= PEND_HIGH)) {
+        ev_io_stop(loop, w); /* resumed when the reader or the stream catch up */
+        return;
+    }
+    ssize_t n = recv(hc->fd, hc->in + hc->in_len, IN_CAP - hc->in_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        hc_close(hc);
+        return;
+    }
+    if (n == 0) {
+        hc->client_eof = true;
+        ev_io_stop(loop, w);
+        if (hc->state == H_RAW && hc->up && hc->up->open && !hc->up->gone) {
+            tun_t *t = tconn_tun(hc->up->c);
+            if (t && tun_fin(t, hc->up->sid) == TUN_CLOSED)
+                hc->up->gone = true;
+            return;
+        }
+        if (hc->state == H_HEAD || hc->state == H_CLOSING)
+            hc_close(hc);
+        return;
+    }
+    if (hc->state == H_HEAD && hc->in_len == 0 && !hc->partial) { /* a new request: deadline */
+        ev_timer_stop(loop, &hc->timer);
+        ev_timer_set(&hc->timer, HTTPPROXY_HEADER_TIMEOUT_S, 0.);
+        ev_timer_start(loop, &hc->timer);
+    }
+    hc->in_len += (size_t)n;
+    process_input(hc);
+}
+
+static void on_client_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct hconn *hc = w->data;
+    if (!out_flush(hc))
+        return;
+    if (hc->resp_done && hc->state == H_WAIT)
+        request_finished(hc);
+}
+
+static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct hconn *hc = w->data;
+    if (hc->state == H_HEAD && (hc->in_len || hc->partial)) {
+        log_info("http: %s sent no complete request head in %.0f s: closed", hc->client,
+                 HTTPPROXY_HEADER_TIMEOUT_S);
+        error_page(hc, 408, "the request took too long to arrive");
+        out_flush(hc);
+        return;
+    }
+    if (hc->state == H_HEAD)
+        hc_close(hc); /* idle keep-alive connection */
+}
+
+static void hc_close(struct hconn *hc)
+{
+    httpproxy_t *px = hc->px;
+    ev_io_stop(px->o.loop, &hc->rio);
+    ev_io_stop(px->o.loop, &hc->wio);
+    ev_timer_stop(px->o.loop, &hc->timer);
+    close(hc->fd);
+    if (hc->up)
+        up_release(hc->up);
+    http_reader_destroy(&hc->req);
+    free(hc->out);
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        px->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    free(hc);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    httpproxy_t *px = w->data;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(px->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct hconn *hc = xcalloc(1, sizeof(*hc));
+        hc->px = px;
+        hc->fd = fd;
+        hc->state = H_HEAD;
+        tconn_format_addr(&ss, hc->client, sizeof(hc->client));
+        auth_addr_from_sockaddr((struct sockaddr *)&ss, &hc->caddr);
+        http_limits_t lim;
+        http_limits_defaults(&lim);
+        lim.max_body_bytes = px->o.max_body;
+        http_reader_cbs_t cbs = {
+            .ctx = hc, .on_head = req_on_head, .on_body = req_on_body, .on_done = req_on_done};
+        hc->req = http_reader_new(HTTP_REQUEST, &lim, &cbs);
+        ev_io_init(&hc->rio, on_client_read, fd, EV_READ);
+        ev_io_init(&hc->wio, on_client_write, fd, EV_WRITE);
+        ev_init(&hc->timer, on_client_timer);
+        hc->rio.data = hc->wio.data = hc->timer.data = hc;
+        ev_io_start(loop, &hc->rio);
+        ev_timer_set(&hc->timer, HTTPPROXY_HEADER_TIMEOUT_S, 0.);
+        ev_timer_start(loop, &hc->timer);
+        hc->next = px->conns;
+        if (px->conns)
+            px->conns->prev = hc;
+        px->conns = hc;
+    }
+}
+
+static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    httpproxy_t *px = w->data;
+    resource_t *v = NULL;
+    size_t n = 0;
+    if (resource_list(px->o.store, &v, &n) == 0) {
+        free(px->res);
+        px->res = v;
+        px->nres = n;
+    }
+}
+
+httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    unsigned sl;
+    if (tconn_parse_addr(o->listen, &ss, &sl)) {
+        snprintf(err, errlen, "--http-listen '%s' is not a numeric HOST:PORT", o->listen);
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on %s for HTTP: %s", o->listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    httpproxy_t *px = xcalloc(1, sizeof(*px));
+    px->o = *o;
+    px->lfd = fd;
+    px->rl_ip =
+        auth_ratelimit_new(HTTPPROXY_RL_IP_BURST, HTTPPROXY_RL_IP_REFILL_MS, AUTH_RL_ENTRIES);
+    px->rl_user = auth_ratelimit_new(AUTH_RL_BURST, AUTH_RL_REFILL_MS, AUTH_RL_ENTRIES);
+    ev_io_init(&px->lio, on_accept, fd, EV_READ);
+    px->lio.data = px;
+    ev_io_start(o->loop, &px->lio);
+    ev_timer_init(&px->refresh, on_refresh, 0., 1.0);
+    px->refresh.data = px;
+    ev_timer_start(o->loop, &px->refresh);
+    log_info("http: listening on %s", o->listen);
+    return px;
+}
+
+void httpproxy_destroy(httpproxy_t **pp)
+{
+    httpproxy_t *px = pp ? *pp : NULL;
+    if (!px)
+        return;
+    while (px->conns)
+        hc_close(px->conns);
+    ev_io_stop(px->o.loop, &px->lio);
+    ev_timer_stop(px->o.loop, &px->refresh);
+    close(px->lfd);
+    auth_ratelimit_destroy(&px->rl_ip);
+    auth_ratelimit_destroy(&px->rl_user);
+    free(px->res);
+    free(px);
+    *pp = NULL;
+}

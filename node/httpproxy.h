@@ -1,0 +1,46 @@
+/* httpproxy: the PoP's HTTP/1.1 ingress (issue 5): an identity-aware reverse proxy.
+ *
+ * A request is routed by its Host and path to an HTTP resource (resource_match_http), checked
+ * against the resource's rules and, for `auth login`, a session cookie or an API key, all
+ * decided here from the replicated store (node/auth.h); then it goes through the data plane
+ * (dataplane_open_stream) to the site, which connects to a target. One stream serves the
+ * client connection's requests to one resource in turn (keep-alive on both sides). Bodies
+ * are streamed, chunked bodies re-chunked; the response is relayed as it comes.
+ *
+ * /.popmesh/login (GET form, POST username/password), /.popmesh/logout and
+ * /.popmesh/share?t=TOKEN are served by the PoP itself on every host. */
+#ifndef POPMESH_NODE_HTTPPROXY_H
+#define POPMESH_NODE_HTTPPROXY_H
+
+#include "node/dataplane.h"
+#include "node/identity.h"
+#include "node/nodecfg.h"
+#include "storage/store.h"
+
+#include <ev.h>
+
+#define HTTPPROXY_HEADER_TIMEOUT_S 10.0 /* s to send a complete request head */
+#define HTTPPROXY_IDLE_TIMEOUT_S   60.0 /* s a keep-alive connection may stay idle */
+#define HTTPPROXY_SESSION_TTL_MS   (12ull * 3600 * 1000)
+#define HTTPPROXY_COOKIE           "popmesh_session"
+/* Login attempts: per user AUTH_RL_BURST then one per AUTH_RL_REFILL_MS (node/auth.h); per
+ * client address more, since an office behind one NAT address shares it. */
+#define HTTPPROXY_RL_IP_BURST     30
+#define HTTPPROXY_RL_IP_REFILL_MS 2000
+
+typedef struct httpproxy httpproxy_t;
+
+typedef struct httpproxy_opts {
+    struct ev_loop *loop;
+    store_t *store;           /* borrowed */
+    const char *listen;       /* "host:port" */
+    const meshkey_t *meshkey; /* borrowed: signs sessions */
+    dataplane_t *dp;          /* borrowed */
+    uint64_t max_body;        /* bytes of one request body; past it 413 (0 = no limit) */
+} httpproxy_opts_t;
+
+/* Binds the listener; NULL with a reason in err. */
+httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen);
+void httpproxy_destroy(httpproxy_t **pp);
+
+#endif

@@ -1,0 +1,102 @@
+"""A small HTTP/1.1 application for the HTTP ingress tests (keep-alive, chunked bodies, a
+WebSocket echo). Every response is JSON describing the request as the application saw it:
+method, path, the identity and forwarding headers, the body's length and sha256.
+
+    python3 http_backend.py PORT
+"""
+import base64
+import hashlib
+import json
+import socketserver
+import sys
+from http.server import BaseHTTPRequestHandler
+
+
+class App(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def answer(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        data = self.body()
+        seen = {
+            "method": self.command,
+            "path": self.path,
+            "remote_user": self.headers.get_all("Remote-User") or [],
+            "remote_groups": self.headers.get_all("Remote-Groups") or [],
+            "xff": self.headers.get_all("X-Forwarded-For") or [],
+            "xfh": self.headers.get("X-Forwarded-Host"),
+            "xfp": self.headers.get("X-Forwarded-Proto"),
+            "cookie": self.headers.get("Cookie"),
+            "body_len": len(data),
+            "body_sha256": hashlib.sha256(data).hexdigest(),
+        }
+        out = json.dumps(seen).encode()
+        if self.path.startswith("/chunked"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(out), 7):
+                piece = out[i:i + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = answer
+
+    def websocket(self):
+        key = self.headers["Sec-WebSocket-Key"]
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        while True:  # echo text frames (client frames are masked; ours are not)
+            hdr = self.rfile.read(2)
+            if len(hdr) < 2:
+                return
+            op, ln = hdr[0] & 0x0F, hdr[1] & 0x7F
+            if ln == 126:
+                ln = int.from_bytes(self.rfile.read(2), "big")
+            mask = self.rfile.read(4) if hdr[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(ln)))
+            if op == 8:
+                return
+            self.wfile.write(bytes([0x80 | op, len(data)]) + data)
+            self.wfile.flush()
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+if __name__ == "__main__":
+    Server(("127.0.0.1", int(sys.argv[1])), App).serve_forever()
