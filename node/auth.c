@@ -412,11 +412,24 @@ int auth_session_check(store_t *store, const uint8_t mesh_pk[32], const char *co
                        const char **why)
 {
     auth_session_t c;
-    auth_user_t u;
     if (user_out)
         memset(user_out, 0, sizeof(*user_out));
     if (auth_session_verify(mesh_pk, cookie, len, now_ms, &c, why))
         return -EACCES;
+    return auth_session_claims_check(store, &c, now_ms, resource, user_out, why);
+}
+
+int auth_session_claims_check(store_t *store, const auth_session_t *sc, uint64_t now_ms,
+                              const char *resource, auth_user_t *user_out, const char **why)
+{
+    const auth_session_t c = *sc;
+    auth_user_t u;
+    if (user_out)
+        memset(user_out, 0, sizeof(*user_out));
+    if (now_ms >= c.expires_ms) {
+        *why = "session expired";
+        return -EACCES;
+    }
     if (c.scope[0] && (!resource || strcmp(c.scope, resource) != 0)) {
         *why = "session is scoped to another resource";
         return -EACCES;

@@ -66,9 +66,9 @@ struct ingress {
     uint32_t magic;
     dataplane_t *dp;
     struct waiter w;
-    splice_t *sp;             /* a TCP client: spliced once open */
-    dp_stream_handler_t *h;   /* or another consumer (dataplane_open_stream) */
-    ev_timer kick;            /* h: starts the first attempt outside the caller's call */
+    splice_t *sp;           /* a TCP client: spliced once open */
+    dp_stream_handler_t *h; /* or another consumer (dataplane_open_stream) */
+    ev_timer kick;          /* h: starts the first attempt outside the caller's call */
     resource_t res;
     uint64_t site;
     char client[64];
@@ -1401,6 +1401,9 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     dp->sigusr1.data = dp;
     ev_signal_start(o->loop, &dp->sigusr1);
     log_info("dataplane: tunnel endpoint on %s (published as %s)", listen_addr, dp->tunnel_addr);
+    /* Before the control socket takes commands: a site enrolled right after start must find
+     * this PoP's tunnel endpoint in the registry it is sent. */
+    publish_tunnel_addr(dp);
     return dp;
 }
 

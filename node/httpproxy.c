@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <pthread.h>
 #include <sodium.h>
 
 #define IN_CAP     65536       /* bytes of unparsed client input */
@@ -41,6 +42,20 @@
 #define HEAD_MAX   32768       /* bytes of a re-serialised request head */
 
 struct hconn;
+
+/* A password to check: argon2id costs ~75 ms and 64 MiB, so it runs on worker threads, never
+ * on the loop (a burst of logins would otherwise stall every tunnel's heartbeats). */
+struct pwjob {
+    struct pwjob *next;
+    struct hconn *hc; /* loop thread only; NULL once the client is gone */
+    char pwhash[AUTH_PWHASH_MAX + 1];
+    char pw[AUTH_PASSWORD_MAX + 1];
+    size_t pwlen;
+    bool ok;      /* the worker's verdict */
+    bool user_ok; /* the user exists and is not removed */
+    auth_user_t u;
+    char rd[1024];
+};
 
 struct upstream {
     dp_stream_handler_t h; /* first: the stream's user pointer is this struct */
@@ -90,6 +105,7 @@ struct hconn {
     size_t local_len;
     bool local_too_big;
     char user[NODECFG_NAME_MAX + 1];
+    struct pwjob *pw_job; /* a login being checked: the connection waits for it */
     struct hconn *prev, *next;
 };
 
@@ -100,9 +116,29 @@ struct httpproxy {
     ev_timer refresh;
     resource_t *res;
     size_t nres;
+    auth_rule_t **rules; /* per resource of res: its rules, sorted (auth_rules_load) */
+    /* Verified session cookies: direct-mapped by a keyed hash of the cookie. A hit skips the
+     * signature check only; expiry, scope and the user record are checked every time. */
+    struct {
+        uint8_t key[16];
+        bool used;
+        auth_session_t claims;
+    } scache[HTTPPROXY_SESSION_CACHE];
+    uint8_t scache_key[crypto_generichash_KEYBYTES];
+    size_t *nrules;
     auth_ratelimit_t *rl_ip;   /* login attempts per client address (NATs share one: generous) */
     auth_ratelimit_t *rl_user; /* login attempts per user name (guessing one password: strict) */
     struct hconn *conns;
+    /* password checks (struct pwjob) */
+    pthread_t workers[HTTPPROXY_PW_WORKERS];
+    unsigned nworkers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pwjob *todo, *todo_tail, *done;
+    unsigned queued;
+    bool stopping;
+    ev_async done_async;
+    char dummy_hash[AUTH_PWHASH_MAX + 1]; /* checked for unknown users: same time either way */
     struct {
         uint64_t requests, local, denied, unauthenticated, errors;
     } st;
@@ -735,23 +771,33 @@ static void handle_local(struct hconn *hc)
             sodium_memzero(pw, sizeof(pw));
             return;
         }
-        auth_user_t u;
-        bool ok = parsed && auth_user_get(px->o.store, user, &u) == 0 && !u.removed &&
-                  auth_password_verify(u.pwhash, pw, strlen(pw));
+        if (px->queued >= HTTPPROXY_PW_QUEUE) {
+            sodium_memzero(pw, sizeof(pw));
+            error_page(hc, 503, "too many sign-ins in progress: try again in a moment");
+            return;
+        }
+        /* The check runs on a worker; an unknown user is checked against a dummy hash, so
+         * the answer takes as long whether the user exists or not. */
+        struct pwjob *job = xcalloc(1, sizeof(*job));
+        job->hc = hc;
+        job->user_ok = parsed && auth_user_get(px->o.store, user, &job->u) == 0 && !job->u.removed;
+        snprintf(job->pwhash, sizeof(job->pwhash), "%s",
+                 job->user_ok ? job->u.pwhash : px->dummy_hash);
+        job->pwlen = strlen(pw);
+        memcpy(job->pw, pw, job->pwlen);
         sodium_memzero(pw, sizeof(pw));
-        if (!ok) {
-            log_info("http: failed login from %s for '%s'", hc->client, user);
-            login_page(hc, 401, "Wrong user or password.", rd);
-            return;
-        }
-        char cookie[AUTH_TOKEN_MAX + 1];
-        if (auth_session_make(px->o.meshkey, u.name, u.session_epoch, now, HTTPPROXY_SESSION_TTL_MS,
-                              "", cookie, sizeof(cookie))) {
-            error_page(hc, 500, "cannot make a session");
-            return;
-        }
-        log_info("http: %s signed in from %s", u.name, hc->client);
-        set_session(hc, cookie, HTTPPROXY_SESSION_TTL_MS, rd);
+        snprintf(job->rd, sizeof(job->rd), "%s", rd);
+        snprintf(hc->user, sizeof(hc->user), "%s", user);
+        hc->pw_job = job;
+        pthread_mutex_lock(&px->mu);
+        if (px->todo_tail)
+            px->todo_tail->next = job;
+        else
+            px->todo = job;
+        px->todo_tail = job;
+        px->queued++;
+        pthread_cond_signal(&px->cv);
+        pthread_mutex_unlock(&px->mu);
         return;
     }
     if (plen == 16 && !strncmp(hc->target, "/.popmesh/logout", 16)) {
@@ -783,6 +829,85 @@ static void handle_local(struct hconn *hc)
 }
 
 /* ---- requests --------------------------------------------------------------------------- */
+
+/* The path as the application will understand it, for routing and rules: percent-decoded,
+ * repeated slashes collapsed, "." and ".." resolved (never above "/"). Otherwise a deny rule
+ * on "/admin/ *" would be bypassed by //admin or /%61dmin. false on %00, a bad escape, or a
+ * path that does not start with '/'. */
+static bool normalize_path(const char *p, size_t n, char *out, size_t len)
+{
+    char dec[1024];
+    size_t d = 0;
+    if (!n || p[0] != '/' || n >= sizeof(dec))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)p[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return false;
+            int h = hexval(p[i + 1]), l = hexval(p[i + 2]);
+            if (h < 0 || l < 0)
+                return false;
+            c = h * 16 + l;
+            i += 2;
+            if (c == 0)
+                return false;
+        }
+        dec[d++] = (char)c;
+    }
+    size_t o = 0, i = 0;
+    while (i < d) {
+        while (i < d && dec[i] == '/')
+            i++;
+        size_t start = i;
+        while (i < d && dec[i] != '/')
+            i++;
+        size_t sl = i - start;
+        if (sl == 0 || (sl == 1 && dec[start] == '.'))
+            continue;
+        if (sl == 2 && dec[start] == '.' && dec[start + 1] == '.') {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--; /* the slash before the dropped segment */
+            continue;
+        }
+        if (o + 1 + sl + 1 > len)
+            return false;
+        out[o++] = '/';
+        memcpy(out + o, dec + start, sl);
+        o += sl;
+    }
+    if (o == 0 || dec[d - 1] == '/') { /* "/" itself, and a trailing slash, are kept */
+        if (o + 2 > len)
+            return false;
+        out[o++] = '/';
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* auth_session_check with a cache of verified signatures. */
+static int session_check(httpproxy_t *px, const char *cookie, size_t len, const char *resource,
+                         auth_user_t *u, const char **why)
+{
+    uint8_t k[16];
+    crypto_generichash(k, sizeof(k), (const uint8_t *)cookie, len, px->scache_key,
+                       sizeof(px->scache_key));
+    uint32_t slot;
+    memcpy(&slot, k, sizeof(slot));
+    slot %= HTTPPROXY_SESSION_CACHE;
+    uint64_t now = clock_wall_ms();
+    if (!px->scache[slot].used || sodium_memcmp(px->scache[slot].key, k, sizeof(k))) {
+        auth_session_t c;
+        if (auth_session_verify(px->o.meshkey->pk, cookie, len, now, &c, why))
+            return -EACCES;
+        memcpy(px->scache[slot].key, k, sizeof(k));
+        px->scache[slot].claims = c;
+        px->scache[slot].used = true;
+    }
+    return auth_session_claims_check(px->o.store, &px->scache[slot].claims, now, resource, u, why);
+}
 
 static bool user_allowed(const resource_t *r, const auth_user_t *u)
 {
@@ -824,16 +949,21 @@ static int req_on_head(void *ctx, const http_head_t *h)
         hc->state = H_LOCAL;
         return 0;
     }
-    int idx = resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), h->target, plen);
+    char path[1024];
+    if (!normalize_path(h->target, plen, path, sizeof(path))) {
+        error_page(hc, 400, "the request path is not a valid absolute path");
+        return 0;
+    }
+    int idx =
+        resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), path, strlen(path));
     if (idx < 0) {
         error_page(hc, 404, "no application is published at this address");
         return 0;
     }
     const resource_t *res = &px->res[idx];
-    char path[1024];
-    snprintf(path, sizeof(path), "%.*s", (int)plen, h->target);
-    enum auth_decision dec = AUTH_DECISION_NONE;
-    auth_rules_eval(px->o.store, res->name, &hc->caddr, path, &dec, NULL);
+    enum auth_decision dec =
+        px->rules ? auth_rules_match(px->rules[idx], px->nrules[idx], &hc->caddr, path, NULL)
+                  : AUTH_DECISION_NONE;
     if (dec == AUTH_DECISION_DENY) {
         px->st.denied++;
         error_page(hc, 403, "access to this application is denied from here");
@@ -846,8 +976,7 @@ static int req_on_head(void *ctx, const http_head_t *h)
         size_t vl;
         const http_header_t *az = header(h, "Authorization");
         if (cookie_get(h, HTTPPROXY_COOKIE, &v, &vl) &&
-            auth_session_check(px->o.store, px->o.meshkey->pk, v, vl, clock_wall_ms(), res->name,
-                               &u, &why) == 0) {
+            session_check(px, v, vl, res->name, &u, &why) == 0) {
             have_user = true;
         } else if (az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7) &&
                    auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7, clock_wall_ms(),
@@ -1003,7 +1132,7 @@ static int req_on_done(void *ctx)
     struct hconn *hc = ctx;
     if (hc->state == H_LOCAL) {
         handle_local(hc);
-        if (hc->state == H_LOCAL)
+        if (hc->state == H_LOCAL && !hc->pw_job)
             hc->state = H_HEAD;
         return 1;
     }
@@ -1128,6 +1257,8 @@ static void hc_close(struct hconn *hc)
     close(hc->fd);
     if (hc->up)
         up_release(hc->up);
+    if (hc->pw_job)
+        hc->pw_job->hc = NULL; /* the worker's verdict is dropped when it comes */
     http_reader_destroy(&hc->req);
     free(hc->out);
     if (hc->prev)
@@ -1137,6 +1268,72 @@ static void hc_close(struct hconn *hc)
     if (hc->next)
         hc->next->prev = hc->prev;
     free(hc);
+}
+
+static void *pw_worker(void *arg)
+{
+    httpproxy_t *px = arg;
+    for (;;) {
+        pthread_mutex_lock(&px->mu);
+        while (!px->todo && !px->stopping)
+            pthread_cond_wait(&px->cv, &px->mu);
+        if (px->stopping) {
+            pthread_mutex_unlock(&px->mu);
+            return NULL;
+        }
+        struct pwjob *job = px->todo;
+        px->todo = job->next;
+        if (!px->todo)
+            px->todo_tail = NULL;
+        pthread_mutex_unlock(&px->mu);
+        job->ok = auth_password_verify(job->pwhash, job->pw, job->pwlen);
+        sodium_memzero(job->pw, sizeof(job->pw));
+        pthread_mutex_lock(&px->mu);
+        job->next = px->done;
+        px->done = job;
+        pthread_mutex_unlock(&px->mu);
+        ev_async_send(px->o.loop, &px->done_async);
+    }
+}
+
+/* Verdicts back on the loop: answer the waiting connections. */
+static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    httpproxy_t *px = w->data;
+    pthread_mutex_lock(&px->mu);
+    struct pwjob *list = px->done;
+    px->done = NULL;
+    pthread_mutex_unlock(&px->mu);
+    while (list) {
+        struct pwjob *job = list;
+        list = job->next;
+        px->queued--;
+        struct hconn *hc = job->hc;
+        if (hc) {
+            hc->pw_job = NULL;
+            if (!job->ok || !job->user_ok) {
+                log_info("http: failed login from %s for '%s'", hc->client, hc->user);
+                login_page(hc, 401, "Wrong user or password.", job->rd);
+            } else {
+                char cookie[AUTH_TOKEN_MAX + 1];
+                if (auth_session_make(px->o.meshkey, job->u.name, job->u.session_epoch,
+                                      clock_wall_ms(), HTTPPROXY_SESSION_TTL_MS, "", cookie,
+                                      sizeof(cookie))) {
+                    error_page(hc, 500, "cannot make a session");
+                } else {
+                    log_info("http: %s signed in from %s", job->u.name, hc->client);
+                    set_session(hc, cookie, HTTPPROXY_SESSION_TTL_MS, job->rd);
+                }
+            }
+            if (hc->state == H_LOCAL)
+                hc->state = H_HEAD;
+            if (out_flush(hc) && hc->state == H_HEAD && hc->in_len)
+                process_input(hc);
+        }
+        sodium_memzero(job, sizeof(*job));
+        free(job);
+    }
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -1177,17 +1374,34 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static void free_rules(httpproxy_t *px)
+{
+    for (size_t i = 0; px->rules && i < px->nres; i++)
+        free(px->rules[i]);
+    free(px->rules);
+    free(px->nrules);
+    px->rules = NULL;
+    px->nrules = NULL;
+}
+
+/* Resources and their rules, refreshed every second rather than read per request. */
 static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     httpproxy_t *px = w->data;
     resource_t *v = NULL;
     size_t n = 0;
-    if (resource_list(px->o.store, &v, &n) == 0) {
-        free(px->res);
-        px->res = v;
-        px->nres = n;
-    }
+    if (resource_list(px->o.store, &v, &n))
+        return;
+    free_rules(px);
+    free(px->res);
+    px->res = v;
+    px->nres = n;
+    px->rules = xcalloc(n ? n : 1, sizeof(*px->rules));
+    px->nrules = xcalloc(n ? n : 1, sizeof(*px->nrules));
+    for (size_t i = 0; i < n; i++)
+        if (v[i].host[0] && auth_rules_load(px->o.store, v[i].name, &px->rules[i], &px->nrules[i]))
+            px->nrules[i] = 0;
 }
 
 httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
@@ -1212,6 +1426,20 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     px->rl_ip =
         auth_ratelimit_new(HTTPPROXY_RL_IP_BURST, HTTPPROXY_RL_IP_REFILL_MS, AUTH_RL_ENTRIES);
     px->rl_user = auth_ratelimit_new(AUTH_RL_BURST, AUTH_RL_REFILL_MS, AUTH_RL_ENTRIES);
+    uint8_t junk[24];
+    randombytes_buf(junk, sizeof(junk));
+    char jpw[49];
+    sodium_bin2hex(jpw, sizeof(jpw), junk, sizeof(junk));
+    auth_password_hash(jpw, strlen(jpw), px->dummy_hash, sizeof(px->dummy_hash));
+    randombytes_buf(px->scache_key, sizeof(px->scache_key));
+    pthread_mutex_init(&px->mu, NULL);
+    pthread_cond_init(&px->cv, NULL);
+    ev_async_init(&px->done_async, on_pw_done);
+    px->done_async.data = px;
+    ev_async_start(o->loop, &px->done_async);
+    for (unsigned i = 0; i < HTTPPROXY_PW_WORKERS; i++)
+        if (pthread_create(&px->workers[px->nworkers], NULL, pw_worker, px) == 0)
+            px->nworkers++;
     ev_io_init(&px->lio, on_accept, fd, EV_READ);
     px->lio.data = px;
     ev_io_start(o->loop, &px->lio);
@@ -1229,9 +1457,26 @@ void httpproxy_destroy(httpproxy_t **pp)
         return;
     while (px->conns)
         hc_close(px->conns);
+    pthread_mutex_lock(&px->mu);
+    px->stopping = true;
+    pthread_cond_broadcast(&px->cv);
+    pthread_mutex_unlock(&px->mu);
+    for (unsigned i = 0; i < px->nworkers; i++)
+        pthread_join(px->workers[i], NULL);
+    for (struct pwjob *lists[2] = {px->todo, px->done}, **l = lists; l < lists + 2; l++)
+        while (*l) {
+            struct pwjob *job = *l;
+            *l = job->next;
+            sodium_memzero(job, sizeof(*job));
+            free(job);
+        }
+    ev_async_stop(px->o.loop, &px->done_async);
+    pthread_mutex_destroy(&px->mu);
+    pthread_cond_destroy(&px->cv);
     ev_io_stop(px->o.loop, &px->lio);
     ev_timer_stop(px->o.loop, &px->refresh);
     close(px->lfd);
+    free_rules(px);
     auth_ratelimit_destroy(&px->rl_ip);
     auth_ratelimit_destroy(&px->rl_user);
     free(px->res);

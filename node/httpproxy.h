@@ -27,6 +27,9 @@
  * client address more, since an office behind one NAT address shares it. */
 #define HTTPPROXY_RL_IP_BURST     30
 #define HTTPPROXY_RL_IP_REFILL_MS 2000
+#define HTTPPROXY_PW_WORKERS      2    /* threads checking passwords (argon2id) */
+#define HTTPPROXY_PW_QUEUE        64   /* checks waiting; past it logins get 503 */
+#define HTTPPROXY_SESSION_CACHE   4096 /* verified session cookies remembered (slots) */
 
 typedef struct httpproxy httpproxy_t;
 

@@ -214,6 +214,15 @@ mctl "$WORK/n1" rule add open deny --cidr 127.0.0.0/8 --priority 5 >/dev/null
 ruled() { [ "$(code_of "$H2" app.test /public/x)" = 200 ] && [ "$(code_of "$H2" open.test /)" = 403 ]; }
 wait_for 10 "rules applied at pop-2" ruled
 ok "rules: an allow rule on /public/* skips login, a deny rule on 127.0.0.0/8 gets 403"
+mctl "$WORK/n1" rule add other deny --path '/admin/*' --priority 1 >/dev/null
+admin_denied() { [ "$(code_of "$H1" other.test /admin/x -H "Cookie: popmesh_session=$BOB")" = 403 ]; }
+wait_for 10 "the /admin/* deny rule" admin_denied
+for p in //admin/x /%61dmin/x /public/../admin/x /./admin//x; do
+    C=$(code_of "$H1" other.test "$p" -H "Cookie: popmesh_session=$BOB" --path-as-is)
+    [ "$C" = 403 ] || fail "the deny rule on /admin/* was bypassed with $p ($C)"
+done
+[ "$(code_of "$H1" other.test /x%00y -H "Cookie: popmesh_session=$BOB")" = 400 ] || fail "%00 in a path was not refused"
+ok "paths are normalised before rules: //admin, /%61dmin, /public/../admin and /./admin// all hit the deny rule; %00 gets 400"
 
 # ---- bad input ----
 raw() { # raw PORT BYTES(python literal): prints the first status code answered, or EOF
