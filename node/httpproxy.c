@@ -123,6 +123,8 @@ struct httpproxy {
         uint8_t key[16];
         bool used;
         auth_session_t claims;
+        auth_user_t user;    /* the user record as last checked */
+        uint64_t checked_ms; /* monotonic ms of that check; 0 = never */
     } scache[HTTPPROXY_SESSION_CACHE];
     uint8_t scache_key[crypto_generichash_KEYBYTES];
     size_t *nrules;
@@ -723,7 +725,7 @@ static void login_page(struct hconn *hc, int code, const char *msg, const char *
 
 static void set_session(struct hconn *hc, const char *cookie, uint64_t ttl_ms, const char *to)
 {
-    char hdr[1400];
+    char hdr[AUTH_TOKEN_MAX + 1200];
     snprintf(hdr, sizeof(hdr),
              "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%llu\r\n"
              "Location: %s\r\n",
@@ -905,8 +907,25 @@ static int session_check(httpproxy_t *px, const char *cookie, size_t len, const 
         memcpy(px->scache[slot].key, k, sizeof(k));
         px->scache[slot].claims = c;
         px->scache[slot].used = true;
+        px->scache[slot].checked_ms = 0;
     }
-    return auth_session_claims_check(px->o.store, &px->scache[slot].claims, now, resource, u, why);
+    /* The user record (removal, session epoch) is re-read at most every
+     * HTTPPROXY_USER_RECHECK_MS per cookie; expiry and scope every time. */
+    uint64_t mono = clock_mono_ms();
+    const auth_session_t *c = &px->scache[slot].claims;
+    if (px->scache[slot].checked_ms &&
+        mono - px->scache[slot].checked_ms < HTTPPROXY_USER_RECHECK_MS && now < c->expires_ms &&
+        (!c->scope[0] || !strcmp(c->scope, resource))) {
+        *u = px->scache[slot].user;
+        return 0;
+    }
+    int rc = auth_session_claims_check(px->o.store, c, now, resource, u, why);
+    px->scache[slot].checked_ms = 0;
+    if (rc == 0) {
+        px->scache[slot].user = *u;
+        px->scache[slot].checked_ms = mono ? mono : 1;
+    }
+    return rc;
 }
 
 static bool user_allowed(const resource_t *r, const auth_user_t *u)

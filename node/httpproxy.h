@@ -30,6 +30,9 @@
 #define HTTPPROXY_PW_WORKERS      2    /* threads checking passwords (argon2id) */
 #define HTTPPROXY_PW_QUEUE        64   /* checks waiting; past it logins get 503 */
 #define HTTPPROXY_SESSION_CACHE   4096 /* verified session cookies remembered (slots) */
+/* ms a cached cookie's user record is trusted: a revoked session is refused at most this long
+ * after the revocation reached the PoP. */
+#define HTTPPROXY_USER_RECHECK_MS 1000
 
 typedef struct httpproxy httpproxy_t;
 
