@@ -120,13 +120,14 @@ struct httpproxy {
     /* Verified session cookies: direct-mapped by a keyed hash of the cookie. A hit skips the
      * signature check only; expiry, scope and the user record are checked every time. */
     struct {
-        uint8_t key[16];
+        char cookie[AUTH_TOKEN_MAX + 1]; /* the verified cookie itself */
+        size_t len;
         bool used;
         auth_session_t claims;
         auth_user_t user;    /* the user record as last checked */
         uint64_t checked_ms; /* monotonic ms of that check; 0 = never */
     } scache[HTTPPROXY_SESSION_CACHE];
-    uint8_t scache_key[crypto_generichash_KEYBYTES];
+    uint8_t scache_key[crypto_shorthash_KEYBYTES]; /* SipHash key of the slot index */
     size_t *nrules;
     auth_ratelimit_t *rl_ip;   /* login attempts per client address (NATs share one: generous) */
     auth_ratelimit_t *rl_user; /* login attempts per user name (guessing one password: strict) */
@@ -893,18 +894,20 @@ static bool normalize_path(const char *p, size_t n, char *out, size_t len)
 static int session_check(httpproxy_t *px, const char *cookie, size_t len, const char *resource,
                          auth_user_t *u, const char **why)
 {
-    uint8_t k[16];
-    crypto_generichash(k, sizeof(k), (const uint8_t *)cookie, len, px->scache_key,
-                       sizeof(px->scache_key));
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const uint8_t *)cookie, len, px->scache_key);
     uint32_t slot;
-    memcpy(&slot, k, sizeof(slot));
+    memcpy(&slot, h, sizeof(slot));
     slot %= HTTPPROXY_SESSION_CACHE;
     uint64_t now = clock_wall_ms();
-    if (!px->scache[slot].used || sodium_memcmp(px->scache[slot].key, k, sizeof(k))) {
+    if (!px->scache[slot].used || px->scache[slot].len != len ||
+        memcmp(px->scache[slot].cookie, cookie, len)) {
         auth_session_t c;
-        if (auth_session_verify(px->o.meshkey->pk, cookie, len, now, &c, why))
+        if (len > AUTH_TOKEN_MAX ||
+            auth_session_verify(px->o.meshkey->pk, cookie, len, now, &c, why))
             return -EACCES;
-        memcpy(px->scache[slot].key, k, sizeof(k));
+        memcpy(px->scache[slot].cookie, cookie, len);
+        px->scache[slot].len = len;
         px->scache[slot].claims = c;
         px->scache[slot].used = true;
         px->scache[slot].checked_ms = 0;
