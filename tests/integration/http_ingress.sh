@@ -207,6 +207,16 @@ SC=$(awk '$6 == "popmesh_session" {print $7}' "$WORK/jar-share")
 [ "$(code_of "$H1" other.test / -H "Cookie: popmesh_session=$SC")" = 200 ] || fail "the share link did not open other"
 [ "$(code_of "$H1" app.test / -H "Cookie: popmesh_session=$SC")" = 302 ] || fail "the share session opened another resource"
 ok "a share link opens its resource, and only that one"
+SHORT=$(mctl "$WORK/n1" share create other --ttl 2s | grep -o 'pmsh1\.[A-Za-z0-9_-]*' | head -1)
+[ "$(code_of "$H1" other.test "/.popmesh/share?t=$SHORT")" = 302 ] || fail "a fresh short share link did not work"
+sleep 2.5
+[ "$(code_of "$H1" other.test "/.popmesh/share?t=$SHORT")" = 403 ] || fail "an expired share link still worked"
+ok "a share link expires (2 s link refused with 403 after 2.5 s)"
+R=$(curl -s -m 5 -o /dev/null -w '%{http_code} %{redirect_url}' -D "$WORK/logout.h" -H "Host: other.test" \
+    -H "Cookie: popmesh_session=$BOB" "http://127.0.0.1:$H1/.popmesh/logout")
+[ "$R" = "302 http://127.0.0.1:$H1/.popmesh/login" ] || fail "logout: $R"
+grep -qi "^set-cookie: popmesh_session=; .*Max-Age=0" "$WORK/logout.h" || fail "logout did not clear the cookie"
+ok "logout clears the session cookie and goes to the login page"
 
 # rules
 mctl "$WORK/n1" rule add app allow --path '/public/*' --priority 10 >/dev/null
