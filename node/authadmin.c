@@ -401,8 +401,13 @@ static int cmd_share_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     mpw_kv_str(pk, "token", token);
     mpw_kv_u64(pk, "expires_ms", expires);
     if (host[0]) {
+        /* The ingress speaks plain HTTP (TLS in front of it is the operator's); the port is
+         * this PoP's, which every PoP of a fleet usually shares. */
+        const char *colon = a->http_listen ? strrchr(a->http_listen, ':') : NULL;
+        bool port80 = !colon || !strcmp(colon, ":80");
         char url[RESOURCE_HOST_MAX + AUTH_TOKEN_MAX + 64];
-        snprintf(url, sizeof(url), "https://%s/.popmesh/share?t=%s", host, token);
+        snprintf(url, sizeof(url), "http://%s%s/.popmesh/share?t=%s", host, port80 ? "" : colon,
+                 token);
         mpw_kv_str(pk, "url", url);
         sodium_memzero(url, sizeof(url));
     }

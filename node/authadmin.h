@@ -14,6 +14,8 @@
 typedef struct authadmin {
     meshnode_t *mesh;         /* borrowed: its store, and how a write spreads */
     const meshkey_t *meshkey; /* borrowed: signs share links */
+    const char *http_listen;  /* this PoP's HTTP ingress "host:port" ("" = none): the port
+                               * share URLs name */
 } authadmin_t;
 
 /* user.add, user.list, user.rm, user.passwd, session.revoke, share.create, apikey.create,

@@ -483,7 +483,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     meshnode_register_commands(n.mesh, n.control);
-    authadmin_t auth = {.mesh = n.mesh, .meshkey = &n.meshkey}; /* lives until the loop ends */
+    /* lives until the loop ends */
+    authadmin_t auth = {.mesh = n.mesh, .meshkey = &n.meshkey, .http_listen = n.cfg.http_listen};
     authadmin_register_commands(&auth, n.control);
     dataplane_opts_t dpo = {
         .loop = n.loop, .store = n.store, .cfg = &n.cfg, .id = &n.id, .mesh = n.mesh};

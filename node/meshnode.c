@@ -646,7 +646,8 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
         return;
     }
     /* A site listens on nothing (it dials out), so its address may be empty. */
-    bool addr_ok = (!strcmp(want.role, "site") && !want.addr[0]) || !nodecfg_check_addr(want.addr, 0);
+    bool addr_ok =
+        (!strcmp(want.role, "site") && !want.addr[0]) || !nodecfg_check_addr(want.addr, 0);
     if (nodecfg_check_name(want.name) || (want.region[0] && nodecfg_check_name(want.region)) ||
         !addr_ok) {
         join_reply_err(m, rid, rl, "invalid", "name, region or address is invalid");
@@ -745,7 +746,8 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
     msgpack_sbuffer_destroy(&entries);
     m->joins_ok++;
     log_info("mesh: %s %s (%016llx, %s) joined with token %016llx", want.role, want.name,
-             (unsigned long long)want.id, want.addr, (unsigned long long)token_id);
+             (unsigned long long)want.id, want.addr[0] ? want.addr : "dials out",
+             (unsigned long long)token_id);
     swim_rearm(m);
 }
 

@@ -199,7 +199,10 @@ R=$(get "$H2" app.test /api -H "Authorization: Bearer $KEY")
 [ "${R%% *}" = 200 ] && [ "$(echo "$R" | json_field remote_user)" = "['alice']" ] || fail "API key: $R"
 [ "$(code_of "$H2" app.test /api -H "Authorization: Bearer ${KEY%?}x")" = 401 ] || fail "a wrong API key passed"
 ok "an API key works as a Bearer token (at the other PoP); a wrong one gets 401"
-SHARE=$(mctl "$WORK/n1" share create other --ttl 10m | grep -o 'pmsh1\.[A-Za-z0-9_-]*' | head -1)
+mctl "$WORK/n1" share create other --ttl 10m >"$WORK/share.out"
+grep -q "http://other.test:$H1/.popmesh/share?t=pmsh1\." "$WORK/share.out" ||
+    fail "share create printed no URL through this PoP's ingress: $(cat "$WORK/share.out")"
+SHARE=$(grep -o 'pmsh1\.[A-Za-z0-9_-]*' "$WORK/share.out" | head -1)
 [ -n "$SHARE" ] || fail "share create printed no token"
 curl -s -m 5 -c "$WORK/jar-share" -o /dev/null -H "Host: other.test" "http://127.0.0.1:$H1/.popmesh/share?t=$SHARE"
 SC=$(awk '$6 == "popmesh_session" {print $7}' "$WORK/jar-share")
