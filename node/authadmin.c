@@ -53,28 +53,13 @@
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
-/* A string argument copied into buf (cap bytes with the NUL). 1 found, 0 absent, -EINVAL for
- * a wrong type, NUL bytes or a value too long. */
-static int arg_copy(const ctl_request_t *req, const char *name, char *buf, size_t cap)
-{
-    const char *s;
-    uint32_t sl;
-    int rc = ctl_arg_str(req, name, &s, &sl);
-    if (rc <= 0)
-        return rc;
-    if (sl >= cap || memchr(s, '\0', sl))
-        return -EINVAL;
-    memcpy(buf, s, sl);
-    buf[sl] = '\0';
-    return 1;
-}
 
 /* Argument arg as a valid name into name, else a CTL_BAD_REQUEST answer (returned). */
 static int arg_name(const ctl_request_t *req, msgpack_packer *pk, const char *arg, const char *what,
                     char *name)
 {
     char buf[256];
-    int rc = arg_copy(req, arg, buf, sizeof(buf));
+    int rc = ctl_arg_copy(req, arg, buf, sizeof(buf));
     if (rc == 0)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument '%s' (the %s)", arg, what);
     if (rc < 0 || nodecfg_check_name(buf))
@@ -520,7 +505,7 @@ static int cmd_apikey_list(void *ctx, const ctl_request_t *req, msgpack_packer *
 static int arg_id(const ctl_request_t *req, msgpack_packer *pk, const char *what, uint64_t *id)
 {
     char buf[64];
-    int rc = arg_copy(req, "id", buf, sizeof(buf));
+    int rc = ctl_arg_copy(req, "id", buf, sizeof(buf));
     if (rc == 0)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument 'id' (the %s's id)", what);
     bool ok = rc > 0 && strlen(buf) == 16;
@@ -605,14 +590,14 @@ static int cmd_rule_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     int rc = arg_name(req, pk, "resource", "resource name", r->resource);
     if (rc != CTL_OK)
         goto out;
-    int arc = arg_copy(req, "action", action, sizeof(action));
+    int arc = ctl_arg_copy(req, "action", action, sizeof(action));
     if (arc <= 0 || (strcmp(action, "allow") && strcmp(action, "deny"))) {
         rc = control_error(pk, CTL_BAD_REQUEST, "action must be allow or deny");
         goto out;
     }
     r->action = strcmp(action, "allow") ? AUTH_DENY : AUTH_ALLOW;
-    int crc = arg_copy(req, "cidr", r->cidr, sizeof(r->cidr));
-    int prc = arg_copy(req, "path", r->path, sizeof(r->path));
+    int crc = ctl_arg_copy(req, "cidr", r->cidr, sizeof(r->cidr));
+    int prc = ctl_arg_copy(req, "path", r->path, sizeof(r->path));
     if (crc < 0 || prc < 0) {
         rc = control_error(pk, CTL_BAD_REQUEST,
                            crc < 0 ? "cidr must be ADDRESS/BITS (at most %d characters)"

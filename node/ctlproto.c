@@ -193,3 +193,17 @@ void ctl_frame_end(msgpack_sbuffer *sbuf)
     p[2] = (uint8_t)(n >> 8);
     p[3] = (uint8_t)n;
 }
+
+int ctl_arg_copy(const ctl_request_t *req, const char *name, char *buf, size_t cap)
+{
+    const char *s;
+    uint32_t sl;
+    int rc = ctl_arg_str(req, name, &s, &sl);
+    if (rc <= 0)
+        return rc;
+    if (sl >= cap || memchr(s, '\0', sl))
+        return -EINVAL;
+    memcpy(buf, s, sl);
+    buf[sl] = '\0';
+    return 1;
+}

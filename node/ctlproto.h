@@ -71,6 +71,9 @@ int ctl_arg(const ctl_request_t *req, const char *name, const uint8_t **val, siz
 /* Typed lookups: 1 found, 0 absent, -EINVAL present with the wrong type. */
 int ctl_arg_str(const ctl_request_t *req, const char *name, const char **s, uint32_t *len);
 int ctl_arg_uint(const ctl_request_t *req, const char *name, uint64_t *v);
+/* A string argument copied into buf (cap bytes with the NUL). 1 found, 0 absent, -EINVAL for
+ * a wrong type, NUL bytes or a value too long. */
+int ctl_arg_copy(const ctl_request_t *req, const char *name, char *buf, size_t cap);
 
 /* Framing for writers: reserve the header in sbuf before packing, then fix it up.
  * Usage: ctl_frame_begin(&sbuf); pack the body; ctl_frame_end(&sbuf). */

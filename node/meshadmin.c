@@ -42,21 +42,6 @@
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
-/* A string argument copied into buf (cap bytes with the NUL). 1 found, 0 absent, -EINVAL for
- * a wrong type, NUL bytes or a value too long. */
-static int arg_copy(const ctl_request_t *req, const char *name, char *buf, size_t cap)
-{
-    const char *s;
-    uint32_t sl;
-    int rc = ctl_arg_str(req, name, &s, &sl);
-    if (rc <= 0)
-        return rc;
-    if (sl >= cap || memchr(s, '\0', sl))
-        return -EINVAL;
-    memcpy(buf, s, sl);
-    buf[sl] = '\0';
-    return 1;
-}
 
 /* 1 found, 0 absent, -EINVAL not a bool. */
 static int arg_bool(const ctl_request_t *req, const char *name, bool *v)
@@ -75,7 +60,7 @@ static int arg_bool(const ctl_request_t *req, const char *name, bool *v)
 static int arg_name(const ctl_request_t *req, msgpack_packer *pk, const char *what, char *name)
 {
     char buf[256];
-    int rc = arg_copy(req, "name", buf, sizeof(buf));
+    int rc = ctl_arg_copy(req, "name", buf, sizeof(buf));
     if (rc == 0)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument 'name' (the %s's name)", what);
     if (rc < 0 || nodecfg_check_name(buf))
@@ -420,21 +405,21 @@ static int arg_names(const ctl_request_t *req, msgpack_packer *pk, const char *w
 static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
 {
     char auth[16] = "none";
-    int hrc = arg_copy(req, "host", r->host, sizeof(r->host));
+    int hrc = ctl_arg_copy(req, "host", r->host, sizeof(r->host));
     if (hrc < 0)
         return control_error(pk, CTL_BAD_REQUEST,
                              "host must be a DNS name of at most %d bytes", RESOURCE_HOST_MAX);
     for (char *p = r->host; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');
-    int prc = arg_copy(req, "path_prefix", r->path_prefix, sizeof(r->path_prefix));
+    int prc = ctl_arg_copy(req, "path_prefix", r->path_prefix, sizeof(r->path_prefix));
     if (prc < 0)
         return control_error(pk, CTL_BAD_REQUEST,
                              "path_prefix must be a path of at most %d bytes starting with '/'",
                              RESOURCE_PREFIX_MAX);
     if (prc == 0 && r->host[0])
         snprintf(r->path_prefix, sizeof(r->path_prefix), "/");
-    if (arg_copy(req, "auth", auth, sizeof(auth)) < 0 ||
+    if (ctl_arg_copy(req, "auth", auth, sizeof(auth)) < 0 ||
         resource_auth_parse(auth, strlen(auth), &r->auth))
         return control_error(pk, CTL_BAD_REQUEST, "auth must be 'none' or 'login'");
     int rc = arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users);
@@ -455,7 +440,7 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     int rc = arg_name(req, pk, "resource", r->name);
     if (rc != CTL_OK)
         goto out;
-    rc = arg_copy(req, "site", r->site, sizeof(r->site));
+    rc = ctl_arg_copy(req, "site", r->site, sizeof(r->site));
     if (rc <= 0) {
         rc = control_error(pk, CTL_BAD_REQUEST,
                            rc == 0 ? "missing argument 'site' (the site serving the resource)"
@@ -475,7 +460,7 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     r->tcp_port = (uint16_t)port;
-    if (arg_copy(req, "health", health, sizeof(health)) < 0 ||
+    if (ctl_arg_copy(req, "health", health, sizeof(health)) < 0 ||
         resource_health_parse(health, strlen(health), r, &why)) {
         rc = control_error(pk, CTL_BAD_REQUEST, "%s",
                            *why ? why : "health must be 'tcp' or 'http:/PATH'");
