@@ -53,7 +53,6 @@
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
-
 /* Argument arg as a valid name into name, else a CTL_BAD_REQUEST answer (returned). */
 static int arg_name(const ctl_request_t *req, msgpack_packer *pk, const char *arg, const char *what,
                     char *name)

@@ -42,7 +42,6 @@
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
-
 /* 1 found, 0 absent, -EINVAL not a bool. */
 static int arg_bool(const ctl_request_t *req, const char *name, bool *v)
 {
