@@ -46,7 +46,7 @@ typedef struct node {
     meshnode_t *mesh;
     dataplane_t *dataplane;
     httpproxy_t *http; /* NULL unless http-listen is set */
-    bool removed; /* this node learned it was removed from the mesh */
+    bool removed;      /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
     double started; /* ev_now at start, s */

@@ -406,8 +406,8 @@ static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
     char auth[16] = "none";
     int hrc = ctl_arg_copy(req, "host", r->host, sizeof(r->host));
     if (hrc < 0)
-        return control_error(pk, CTL_BAD_REQUEST,
-                             "host must be a DNS name of at most %d bytes", RESOURCE_HOST_MAX);
+        return control_error(pk, CTL_BAD_REQUEST, "host must be a DNS name of at most %d bytes",
+                             RESOURCE_HOST_MAX);
     for (char *p = r->host; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');

@@ -63,7 +63,7 @@ typedef struct meshnet_stats {
     unsigned long long sent, send_dropped, received, bytes_sent, bytes_received;
     unsigned long long zap_admitted, zap_refused;
     unsigned long long redials; /* DEALERs replaced after refusing sends (see meshnet.c) */
-    unsigned peers; /* DEALERs open */
+    unsigned peers;             /* DEALERs open */
 } meshnet_stats_t;
 void meshnet_get_stats(const meshnet_t *m, meshnet_stats_t *st);
 

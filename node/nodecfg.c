@@ -224,8 +224,8 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
     }
     if (kvfile_is(name, nlen, "tunnel-listen") || kvfile_is(name, nlen, "tunnel-advertise") ||
         kvfile_is(name, nlen, "ingress-address") || kvfile_is(name, nlen, "http-listen")) {
-        char *dst = name[0] == 'i'                               ? c->ingress_address
-                    : name[0] == 'h'                             ? c->http_listen
+        char *dst = name[0] == 'i'                           ? c->ingress_address
+                    : name[0] == 'h'                         ? c->http_listen
                     : kvfile_is(name, nlen, "tunnel-listen") ? c->tunnel_listen
                                                              : c->tunnel_advertise;
         if (vl > NODECFG_ADDR_MAX) {

@@ -21,20 +21,20 @@ typedef struct nodecfg_seed {
 } nodecfg_seed_t;
 
 typedef struct nodecfg {
-    char name[NODECFG_NAME_MAX + 1];         /* node name, unique in the mesh */
-    char region[NODECFG_NAME_MAX + 1];       /* free-form label, may be empty */
-    char log_level[8];                       /* debug | info | warn | error */
-    uint64_t store_map_size;                 /* bytes: LMDB map size */
-    uint64_t tombstone_grace;                /* ms: how long deletes are remembered */
-    char mesh_listen[NODECFG_ADDR_MAX + 1];  /* "host:port" the mesh ROUTER binds */
-    char advertise[NODECFG_ADDR_MAX + 1];    /* "host:port" peers dial; empty = mesh_listen */
+    char name[NODECFG_NAME_MAX + 1];             /* node name, unique in the mesh */
+    char region[NODECFG_NAME_MAX + 1];           /* free-form label, may be empty */
+    char log_level[8];                           /* debug | info | warn | error */
+    uint64_t store_map_size;                     /* bytes: LMDB map size */
+    uint64_t tombstone_grace;                    /* ms: how long deletes are remembered */
+    char mesh_listen[NODECFG_ADDR_MAX + 1];      /* "host:port" the mesh ROUTER binds */
+    char advertise[NODECFG_ADDR_MAX + 1];        /* "host:port" peers dial; empty = mesh_listen */
     char tunnel_listen[NODECFG_ADDR_MAX + 1];    /* "host:port" sites and PoPs connect to for
                                                   * tunnels; "" = mesh host, mesh port + 1 */
     char tunnel_advertise[NODECFG_ADDR_MAX + 1]; /* what they dial; "" = tunnel_listen */
     char ingress_address[NODECFG_ADDR_MAX + 1];  /* address resource ports bind; "" = all */
     char http_listen[NODECFG_ADDR_MAX + 1];      /* "host:port" of the HTTP ingress; "" = off */
     uint64_t http_max_body;                      /* bytes of one request body; past it 413 */
-    nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
+    nodecfg_seed_t seeds[NODECFG_MAX_SEEDS];     /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;
 

@@ -24,8 +24,8 @@
 #define HLC_COUNTER_BITS 16
 
 typedef struct hlc {
-    uint64_t last;           /* last version issued or observed */
-    uint64_t skew_rejected;  /* remote versions refused as too far ahead */
+    uint64_t last;          /* last version issued or observed */
+    uint64_t skew_rejected; /* remote versions refused as too far ahead */
 } hlc_t;
 
 static inline uint64_t hlc_ms(uint64_t version)

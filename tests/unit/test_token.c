@@ -441,7 +441,7 @@ static void test_extra_fields(void **state)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     pack_payload(&pk, &t, 8, TOKEN_FORMAT, "pop", 2);
-    mpw_str(&pk, "");        /* field 7: the site name, empty for a PoP token */
+    mpw_str(&pk, ""); /* field 7: the site name, empty for a PoP token */
     msgpack_pack_map(&pk, 1);
     mpw_str(&pk, "nested");
     msgpack_pack_array(&pk, 2);
