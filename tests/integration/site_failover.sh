@@ -87,7 +87,9 @@ sys.exit(0 if got == b"ping-popmesh" else 1)' "$1" "$RPORT_RES"
 
 wait_for 20 "pop-1 primary" is_role pop-1 primary
 wait_for 10 "pop-2 standby" is_role pop-2 standby
-[ "$(role_of pop-3)" = none ] || fail "pop-3 (farthest) should hold no tunnel, has: $(role_of pop-3)"
+# At enrollment nothing is measured yet, so the first tunnels may include pop-3; it is drained
+# and released once the probes show pop-2 closer.
+wait_for 15 "pop-3 (farthest) released" is_role pop-3 none
 ok "the site keeps tunnels to the two closest PoPs: pop-1 primary, pop-2 standby, none to pop-3"
 
 wait_for 10 "echo through pop-3 (relay)" echo_through 127.0.0.43
