@@ -31,42 +31,8 @@ POPD=$PWD/build-bench/node/popd
 POPSITE=$PWD/build-bench/node/popsite
 MESHCTL=$PWD/build-bench/tools/meshctl/meshctl
 
-W=$(mktemp -d /tmp/popmesh-bench-http-XXXXXX)
-chmod 755 "$W"
-declare -A PID=()   # name -> pid of every process this script started
-FAILED=0
-cleanup() {
-    local rc=$?
-    for k in "${!PID[@]}"; do kill -9 "${PID[$k]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
-        echo "== something failed: log tails (kept in $W)" >&2
-        for f in "$W"/*.log "$W"/*/error.log; do
-            [ -f "$f" ] || continue
-            echo "--- $f" >&2
-            tail -n 15 "$f" >&2
-        done
-    elif [ -z "${KEEP:-}" ]; then
-        rm -rf "$W"
-    fi
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; FAILED=1; exit 1; }
-
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sshport() { # a free port in 20000-32767
-    $PY -c '
-import random, socket
-while True:
-    p = random.randint(20000, 32767); s = socket.socket()
-    try: s.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass'
-}
-ctl() { "$MESHCTL" -d "$W/$1" "${@:2}"; }
-median() { printf '%s\n' "$@" | grep -v nan | sort -g | awk '{v[NR]=$1} END {
-    if (!NR) { print "nan"; exit } print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%+.1f%%", (a - b) * 100 / b }'; }
+source tools/bench/lib.sh
+bench_workdir http
 row() { printf '| %-40s | %15s | %15s | %15s |\n' "$@"; }
 
 # nginx_conf DIR PORT SERVER_BLOCK_BODY [HTTP_EXTRA]: a self-contained nginx in DIR
@@ -98,17 +64,6 @@ http {
 }
 EOF
 }
-wait_port() { # wait_port PORT SECONDS
-    $PY - "$1" "$2" <<'EOF'
-import socket, sys, time
-end = time.time() + float(sys.argv[2])
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close(); sys.exit(0)
-    except OSError: time.sleep(0.05)
-sys.exit(1)
-EOF
-}
 
 # ---- backend: nginx serving a 100-byte file
 echo "== backend: nginx, 100-byte static file"
@@ -122,41 +77,8 @@ wait_port "$APP_PORT" 10 || fail "backend nginx did not start"
 
 # ---- peer: user sshd, ssh -L, nginx reverse proxy with a keep-alive upstream
 echo "== peer: sshd + ssh -L + nginx reverse proxy"
-S=$W/ssh
-mkdir -m 700 "$S"
-ssh-keygen -q -t ed25519 -N '' -f "$S/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$S/id"
-cp "$S/id.pub" "$S/authorized_keys"
-SSHD_PORT=$(sshport)
-cat >"$S/sshd_config" <<EOF
-Port $SSHD_PORT
-ListenAddress 127.0.0.1
-HostKey $S/host_key
-PidFile $S/sshd.pid
-AuthorizedKeysFile $S/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-EOF
-if [ "$(id -u)" -eq 0 ]; then
-    # root sshd insists on /run/sshd: give it one in a private mount namespace instead
-    mkdir -m 755 "$W/run" "$W/run/sshd"
-    unshare -m sh -c "mount --bind '$W/run' /run && exec /usr/sbin/sshd -D -e -f '$S/sshd_config'" \
-        >"$W/sshd.log" 2>&1 &
-else
-    /usr/sbin/sshd -D -e -f "$S/sshd_config" >"$W/sshd.log" 2>&1 &
-fi
-PID[sshd]=$!
 SSH_LOCAL=$(port)
-wait_port "$SSHD_PORT" 10 || fail "sshd did not start"
-ssh -N -i "$S/id" -p "$SSHD_PORT" -o StrictHostKeyChecking=no -o UserKnownHostsFile="$S/known_hosts" \
-    -o BatchMode=yes -o ExitOnForwardFailure=yes \
-    -L "127.0.0.1:$SSH_LOCAL:127.0.0.1:$APP_PORT" "$(id -un)@127.0.0.1" >"$W/ssh.log" 2>&1 &
-PID[ssh]=$!
-wait_port "$SSH_LOCAL" 15 || fail "ssh -L did not start"
+start_ssh_forward "$SSH_LOCAL:$APP_PORT"
 PROXY_PORT=$(port)
 nginx_conf "$W/proxy" "$PROXY_PORT" \
     "location / { proxy_pass http://tunnel; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; }" \

@@ -31,37 +31,8 @@ POPD=$PWD/build-bench/node/popd
 POPSITE=$PWD/build-bench/node/popsite
 MESHCTL=$PWD/build-bench/tools/meshctl/meshctl
 
-W=$(mktemp -d /tmp/popmesh-bench-tunnel-XXXXXX)
-chmod 755 "$W"
-declare -A PID=()   # name -> pid of every process this script started
-FAILED=0
-cleanup() {
-    local rc=$?
-    for k in "${!PID[@]}"; do kill -9 "${PID[$k]}" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
-        echo "== something failed: log tails (kept in $W)" >&2
-        for f in "$W"/*.log; do
-            [ -f "$f" ] || continue
-            echo "--- $f" >&2
-            tail -n 15 "$f" >&2
-        done
-    elif [ -z "${KEEP:-}" ]; then
-        rm -rf "$W"
-    fi
-}
-trap cleanup EXIT
-
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sshport() { # a free port in 20000-32767
-    $PY -c '
-import random, socket
-while True:
-    p = random.randint(20000, 32767); s = socket.socket()
-    try: s.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass'
-}
-ctl() { "$MESHCTL" -d "$W/$1" "${@:2}"; }
+source tools/bench/lib.sh
+bench_workdir tunnel
 declare -A ADDR=([p1]=127.0.0.2 [p2]=127.0.0.3 [p3]=127.0.0.4)
 start_pop() { # start_pop NAME
     "$POPD" run --data "$W/$1" >>"$W/$1.log" 2>&1 &
@@ -106,11 +77,6 @@ iperf() { # iperf HOST PORT [-R]: Gbit/s (receiver side), or "nan"
 lat() { # lat HOST PORT: "p50 p99" in us, or "nan nan"
     timeout 60 $PY "$PROBE" lat "$1" "$2" 2000 2>>"$W/probe.log" || { echo "lat $1:$2 failed" >&2; touch "$W/failed"; echo "nan nan"; }
 }
-median() { printf '%s\n' "$@" | grep -v nan | sort -g | awk '{v[NR]=$1} END {
-    if (!NR) { print "nan"; exit } print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'; }
-p99() { printf '%s\n' "$@" | grep -v nan | sort -g | awk '{v[NR]=$1} END {
-    if (!NR) { print "nan"; exit } r = int(0.99 * NR + 0.999); if (r > NR) r = NR; print v[r] }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 row() { printf '| %-44s | %12s | %12s | %6s |\n' "$@"; }
 
 # ---- backends: iperf3 server, echo server
@@ -123,43 +89,9 @@ PID[echo]=$!
 
 # ---- peer: user sshd with a throwaway host key and an authorized key, ssh -L
 echo "== sshd + ssh -L"
-S=$W/ssh
-mkdir -m 700 "$S"
-ssh-keygen -q -t ed25519 -N '' -f "$S/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$S/id"
-cp "$S/id.pub" "$S/authorized_keys"
-SSHD_PORT=$(sshport)
-cat >"$S/sshd_config" <<EOF
-Port $SSHD_PORT
-ListenAddress 127.0.0.1
-HostKey $S/host_key
-PidFile $S/sshd.pid
-AuthorizedKeysFile $S/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-EOF
-if [ "$(id -u)" -eq 0 ]; then
-    # root sshd insists on /run/sshd: give it one in a private mount namespace instead
-    mkdir -m 755 "$W/run" "$W/run/sshd"
-    unshare -m sh -c "mount --bind '$W/run' /run && exec /usr/sbin/sshd -D -e -f '$S/sshd_config'" \
-        >"$W/sshd.log" 2>&1 &
-else
-    /usr/sbin/sshd -D -e -f "$S/sshd_config" >"$W/sshd.log" 2>&1 &
-fi
-PID[sshd]=$!
 SSH_IPERF=$(port)
 SSH_ECHO=$(port)
-sleep 0.3
-ssh -N -i "$S/id" -p "$SSHD_PORT" -o StrictHostKeyChecking=no -o UserKnownHostsFile="$S/known_hosts" \
-    -o BatchMode=yes -o ExitOnForwardFailure=yes \
-    -L "127.0.0.1:$SSH_IPERF:127.0.0.1:$IPERF_PORT" -L "127.0.0.1:$SSH_ECHO:127.0.0.1:$ECHO_PORT" \
-    "$(id -un)@127.0.0.1" >"$W/ssh.log" 2>&1 &
-PID[ssh]=$!
-$PY "$PROBE" wait 127.0.0.1 "$SSH_ECHO" 15
+start_ssh_forward "$SSH_ECHO:$ECHO_PORT" "$SSH_IPERF:$IPERF_PORT"
 
 # ---- popmesh: 2 PoPs, a site on one PoP, two resources
 echo "== popmesh: 2 PoPs, site s1 (--pops 1)"
