@@ -11,7 +11,7 @@ packages=(
   libhttp-parser-dev libjansson-dev
   # tests
   libcmocka-dev iproute2 iptables procps psmisc python3 python3-msgpack python3-zmq python3-nacl
-  chromium curl
+  chromium curl faketime
   # benchmarks and peers
   wrk iperf3 hyperfine nginx-light openssh-server openssh-client stunnel4 lmdb-utils
 )
