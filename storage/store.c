@@ -107,6 +107,20 @@ struct store {
     uint64_t merges_applied, merges_ignored, merges_refused, skew_rejected;
     uint8_t rec[STORE_RECORD_MAX]; /* scratch for encoding a record */
     char err[256];
+    /* The change feed: watchers, and the visible changes of the write transaction being
+     * built. Entries point into the caller's keys and values, which outlive the call that
+     * commits them, so nothing is copied. */
+    struct watcher {
+        int id; /* 0: free slot */
+        char prefix[STORE_KEY_MAX];
+        size_t plen;
+        store_watch_fn fn;
+        void *ctx;
+    } watchers[STORE_WATCH_MAX];
+    int next_watch_id;
+    unsigned nwatchers;
+    store_entry_t *changes; /* grows as needed; NULL while a feed is being delivered */
+    size_t nchanges, changes_cap;
 };
 
 /* One write transaction and the state it will commit. Changes to digests and counts are
@@ -345,6 +359,7 @@ static int wtxn_begin(store_t *s, struct wtxn *w)
     }
     memcpy(w->digest, s->digest, sizeof(w->digest));
     memset(w->dirty, 0, sizeof(w->dirty));
+    s->nchanges = 0;
     w->entries = s->entries;
     w->tombstones = s->tombstones;
     return 0;
@@ -355,6 +370,67 @@ static void wtxn_abort(struct wtxn *w)
     if (w->txn)
         mdb_txn_abort(w->txn);
     w->txn = NULL;
+}
+
+/* Delivers the committed transaction's changes. The list is detached first, so a callback
+ * that writes builds (and delivers) its own list without disturbing this one. */
+static void feed(store_t *s)
+{
+    store_entry_t *ch = s->changes;
+    size_t n = s->nchanges, cap = s->changes_cap;
+    if (n == 0 || !ch)
+        return;
+    s->changes = NULL;
+    s->nchanges = s->changes_cap = 0;
+    store_entry_t *sel = xmalloc(n * sizeof(*sel));
+    for (unsigned i = 0; i < STORE_WATCH_MAX; i++) {
+        const struct watcher *wa = &s->watchers[i];
+        if (!wa->id)
+            continue;
+        size_t m = 0;
+        for (size_t j = 0; j < n; j++)
+            if (ch[j].klen >= wa->plen && memcmp(ch[j].key, wa->prefix, wa->plen) == 0)
+                sel[m++] = ch[j];
+        if (m)
+            wa->fn(wa->ctx, sel, m);
+    }
+    free(sel);
+    if (!s->changes) { /* keep the buffer for the next transaction */
+        s->changes = ch;
+        s->changes_cap = cap;
+    } else {
+        free(ch);
+    }
+}
+
+int store_watch(store_t *s, const char *prefix, size_t plen, store_watch_fn fn, void *ctx)
+{
+    if (!s || !fn || plen >= STORE_KEY_MAX || (plen && !prefix))
+        return -EINVAL;
+    for (unsigned i = 0; i < STORE_WATCH_MAX; i++) {
+        struct watcher *wa = &s->watchers[i];
+        if (wa->id)
+            continue;
+        if (++s->next_watch_id <= 0)
+            s->next_watch_id = 1;
+        *wa = (struct watcher){.id = s->next_watch_id, .plen = plen, .fn = fn, .ctx = ctx};
+        if (plen)
+            memcpy(wa->prefix, prefix, plen);
+        s->nwatchers++;
+        return wa->id;
+    }
+    return -ENOSPC;
+}
+
+void store_unwatch(store_t *s, int id)
+{
+    if (!s || id <= 0)
+        return;
+    for (unsigned i = 0; i < STORE_WATCH_MAX; i++)
+        if (s->watchers[i].id == id) {
+            s->watchers[i].id = 0;
+            s->nwatchers--;
+        }
 }
 
 static int meta_put_uint(store_t *s, MDB_txn *txn, const void *key, size_t klen, uint64_t v)
@@ -428,6 +504,27 @@ static void digest_xor(struct wtxn *w, unsigned b, uint64_t h)
     w->dirty[b / 8] |= (uint8_t)(1u << (b % 8));
 }
 
+/* Remembers a visible change for the watchers; neu NULL is a delete. Only when someone
+ * listens: a store without watchers (tests, tools) pays nothing. */
+static void note_change(store_t *s, const char *key, size_t klen, const store_record_t *neu)
+{
+    if (s->nwatchers == 0)
+        return;
+    if (s->nchanges == s->changes_cap) {
+        s->changes_cap = s->changes_cap ? s->changes_cap * 2 : 16;
+        s->changes = xrealloc(s->changes, s->changes_cap * sizeof(*s->changes));
+    }
+    s->changes[s->nchanges++] = (store_entry_t){
+        .key = (char *)key,
+        .klen = klen,
+        .value = neu && !neu->tombstone ? (uint8_t *)neu->value : NULL,
+        .vlen = neu && !neu->tombstone ? neu->vlen : 0,
+        .version = neu ? neu->version : 0,
+        .origin = neu ? neu->origin : 0,
+        .tombstone = !neu || neu->tombstone,
+    };
+}
+
 /* Replaces key's record old (NULL: none) with new (NULL: remove), keeping digests and counts
  * in step. old->value may point into LMDB pages the write invalidates, so it is hashed first. */
 static int apply(store_t *s, struct wtxn *w, const char *key, size_t klen,
@@ -459,6 +556,8 @@ static int apply(store_t *s, struct wtxn *w, const char *key, size_t klen,
     if (neu)
         count(w, neu, +1);
     digest_xor(w, b, h);
+    if (neu || (old && !old->tombstone))
+        note_change(s, key, klen, neu);
     return 0;
 }
 
@@ -686,6 +785,7 @@ void store_close(store_t **sp)
     if (s->rtxn)
         mdb_txn_abort(s->rtxn);
     mdb_env_close(s->env);
+    free(s->changes);
     free(s);
     *sp = NULL;
 }
@@ -762,6 +862,7 @@ static int write_one(store_t *s, const char *key, size_t klen, const void *value
     if ((rc = wtxn_commit(s, &w)))
         return rc;
     fill_out(out, &rec);
+    feed(s);
     return 0;
 }
 
@@ -815,7 +916,10 @@ int store_put_batch(store_t *s, const store_entry_t *entries, size_t n, uint64_t
             return rc;
         }
     }
-    return wtxn_commit(s, &w);
+    if ((rc = wtxn_commit(s, &w)))
+        return rc;
+    feed(s);
+    return 0;
 }
 
 /* ---- merge ------------------------------------------------------------------------------ */
@@ -890,6 +994,7 @@ int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now
     s->merges_ignored += ignored;
     s->merges_refused += refused;
     s->skew_rejected += skewed;
+    feed(s);
     return applied > INT32_MAX ? INT32_MAX : (int)applied;
 fail:
     wtxn_abort(&w);

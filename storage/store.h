@@ -129,6 +129,29 @@ int store_gc(store_t *s, uint64_t now_ms);
 int store_verify(store_t *s);
 
 int store_stats(store_t *s, store_stats_t *st);
+
+/* ---- change feed ------------------------------------------------------------------------
+ *
+ * Consumers of configuration (the data plane's resources and sites, the HTTP routes, the
+ * registry) react to a change instead of re-reading the store on a timer. A watcher names a
+ * key prefix; after every transaction that commits (a local put, delete or batch, or a merge
+ * of remote entries) the store calls each watcher once with the entries of that transaction
+ * under its prefix, in the order they were applied. A delete is reported as a tombstone
+ * (value NULL). Collecting an expired tombstone changes nothing visible and is not reported;
+ * nor is a merged entry that lost to the one already stored.
+ *
+ * Callbacks run synchronously, after the commit and before store_put / store_merge return,
+ * on the caller's thread. The entries are borrowed until the callback returns. A callback may
+ * read and write the store (a nested write fires its own callbacks first); it must not add or
+ * remove watchers. */
+typedef void (*store_watch_fn)(void *ctx, const store_entry_t *changes, size_t n);
+
+/* Registers fn for keys starting with prefix (plen 0: every key). Returns a watch id > 0, or
+ * -EINVAL / -ENOSPC (STORE_WATCH_MAX watchers). The prefix is copied. */
+#define STORE_WATCH_MAX 32
+int store_watch(store_t *s, const char *prefix, size_t plen, store_watch_fn fn, void *ctx);
+/* Removes a watcher; unknown ids are ignored. */
+void store_unwatch(store_t *s, int id);
 /* The store's clock, for callers that stamp their own events. Borrowed. */
 struct hlc *store_clock(store_t *s);
 

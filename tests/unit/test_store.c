@@ -1110,6 +1110,113 @@ static void test_corrupt_record(void **state)
     free(d);
 }
 
+/* ---- change feed ---- */
+
+struct feedseen {
+    int calls;
+    size_t n;
+    char keys[16][32];
+    bool tomb[16];
+    store_t *s; /* for the nested write */
+    bool nest;
+};
+
+static void on_change(void *ctx, const store_entry_t *ch, size_t n)
+{
+    struct feedseen *w = ctx;
+    w->calls++;
+    for (size_t i = 0; i < n && w->n < 16; i++, w->n++) {
+        snprintf(w->keys[w->n], sizeof(w->keys[0]), "%.*s", (int)ch[i].klen, ch[i].key);
+        w->tomb[w->n] = ch[i].tombstone;
+        assert_true(ch[i].tombstone == (ch[i].value == NULL));
+    }
+    if (w->nest) { /* a watcher that writes: its own change is delivered, ours stays intact */
+        w->nest = false;
+        assert_int_equal(put_str(w->s, "other/nested", "n", T0 + 50), 0);
+        assert_string_equal(w->keys[0], "res/a");
+    }
+}
+
+static void test_change_feed(void **state)
+{
+    struct fix *f = *state;
+    struct feedseen res = {.s = f->s}, all = {.s = f->s}, other = {.s = f->s};
+    int wr = store_watch(f->s, "res/", 4, on_change, &res);
+    int wa = store_watch(f->s, NULL, 0, on_change, &all);
+    int wo = store_watch(f->s, "other/", 6, on_change, &other);
+    assert_true(wr > 0 && wa > 0 && wo > 0 && wr != wa);
+
+    /* A local put reaches the matching watchers only, once each. */
+    assert_int_equal(put_str(f->s, "res/a", "1", T0), 0);
+    assert_int_equal(res.calls, 1);
+    assert_string_equal(res.keys[0], "res/a");
+    assert_false(res.tomb[0]);
+    assert_int_equal(all.calls, 1);
+    assert_int_equal(other.calls, 0);
+
+    /* A delete is a tombstone; deleting what is not there reports nothing. */
+    assert_int_equal(store_del(f->s, "res/a", 5, T0 + 1, NULL), 0);
+    assert_int_equal(res.calls, 2);
+    assert_true(res.tomb[1]);
+    assert_int_equal(store_del(f->s, "res/a", 5, T0 + 2, NULL), -ENOENT);
+    assert_int_equal(res.calls, 2);
+
+    /* A merge: one call per watcher for the whole batch, winners only. */
+    store_entry_t batch[3] = {
+        remote("res/b", "x", hlc_make(T0 + 10, 0), NODE2),
+        remote("res/c", "y", hlc_make(T0 + 10, 0), NODE2),
+        remote("res/b", "old", hlc_make(T0 + 5, 0), NODE2), /* loses to the first */
+    };
+    assert_int_equal(store_merge(f->s, batch, 3, T0 + 20), 2);
+    assert_int_equal(res.calls, 3);
+    assert_int_equal(res.n, 4);
+    assert_string_equal(res.keys[2], "res/b");
+    assert_string_equal(res.keys[3], "res/c");
+    /* The same batch again changes nothing and reports nothing. */
+    assert_int_equal(store_merge(f->s, batch, 3, T0 + 21), 0);
+    assert_int_equal(res.calls, 3);
+
+    /* A batch of local puts is one call. */
+    uint8_t v1[8], v2[8];
+    size_t l1 = mpstr(v1, "1"), l2 = mpstr(v2, "2");
+    store_entry_t puts[2] = {{.key = "res/d", .klen = 5, .value = v1, .vlen = l1},
+                             {.key = "zzz", .klen = 3, .value = v2, .vlen = l2}};
+    assert_int_equal(store_put_batch(f->s, puts, 2, T0 + 30), 0);
+    assert_int_equal(res.calls, 4);
+    assert_string_equal(res.keys[4], "res/d");
+    assert_string_equal(all.keys[all.n - 1], "zzz");
+
+    /* A watcher that writes from its callback. */
+    res.nest = true;
+    res.n = 0;
+    assert_int_equal(put_str(f->s, "res/a", "again", T0 + 40), 0);
+    assert_int_equal(other.calls, 1);
+    assert_string_equal(other.keys[0], "other/nested");
+    assert_get_str(f->s, "other/nested", "n");
+
+    /* Unwatched: silent. Bad arguments and a full table are refused. */
+    store_unwatch(f->s, wr);
+    int before = res.calls;
+    assert_int_equal(put_str(f->s, "res/e", "1", T0 + 60), 0);
+    assert_int_equal(res.calls, before);
+    assert_int_equal(store_watch(f->s, "x", 1, NULL, NULL), -EINVAL);
+    int ids[STORE_WATCH_MAX];
+    int got = 0;
+    for (int i = 0; i < STORE_WATCH_MAX; i++) {
+        int id = store_watch(f->s, "q", 1, on_change, &other);
+        if (id < 0) {
+            assert_int_equal(id, -ENOSPC);
+            break;
+        }
+        ids[got++] = id;
+    }
+    assert_int_equal(got, STORE_WATCH_MAX - 2); /* two watchers still registered */
+    for (int i = 0; i < got; i++)
+        store_unwatch(f->s, ids[i]);
+    store_unwatch(f->s, wa);
+    store_unwatch(f->s, wo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1132,6 +1239,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_corrupt_record),
+        cmocka_unit_test_setup_teardown(test_change_feed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
