@@ -103,25 +103,10 @@ stop_popd() {
     wait "$pid" || STOP_RC=$?
 }
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on right now. Tests run in
-# parallel, so fixed ports would collide; and a port from bind(0) comes from the kernel's
-# ephemeral range, where any outgoing connection (every DEALER a popd opens) may take it
-# before our popd binds it. So ports come from 20000-32767, below the ephemeral range,
-# spread by PID and a counter, and checked free.
-echo $(( ($$ * 97) % 12000 )) >"$WORK/.port" # a file: $(free_port) runs in a subshell
-free_port() {
-    local p n
-    for _ in $(seq 1 50); do
-        n=$(cat "$WORK/.port")
-        echo $(( n + 1 )) >"$WORK/.port"
-        p=$(( 20000 + n % 12000 ))
-        if "$PY" -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    fail "no free port found"
-}
+# free_port: a port below the kernel's ephemeral range (tools/ports.sh says why).
+PORT_STATE="$WORK/.port"
+# shellcheck source=../../tools/ports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../tools/ports.sh"
 
 # init_node DIR NAME [ARGS...]: popd init with free mesh and tunnel ports on 127.0.0.1 (the
 # tunnel port is given explicitly: the default, mesh port + 1, may be another test's port).

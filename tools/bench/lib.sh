@@ -6,6 +6,7 @@
 bench_workdir() {
     W=$(mktemp -d "/tmp/popmesh-bench-$1-XXXXXX")
     chmod 755 "$W"
+    PORT_STATE="$W/.port"
     declare -gA PID=() # name -> pid of every process this script started
     FAILED=0
     trap bench_cleanup EXIT
@@ -28,15 +29,10 @@ bench_cleanup() {
 }
 
 fail() { echo "FAIL: $*" >&2; FAILED=1; exit 1; }
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sshport() { # a free port in 20000-32767
-    $PY -c '
-import random, socket
-while True:
-    p = random.randint(20000, 32767); s = socket.socket()
-    try: s.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass'
-}
+# port: a free port below the ephemeral range (tools/ports.sh); bench_workdir sets its state.
+# shellcheck source=../ports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../ports.sh"
+port() { free_port || fail "no free port"; }
 wait_port() { # wait_port PORT SECONDS
     $PY - "$1" "$2" <<'EOF'
 import socket, sys, time
@@ -67,7 +63,7 @@ start_ssh_forward() {
     ssh-keygen -q -t ed25519 -N '' -f "$S/id"
     cp "$S/id.pub" "$S/authorized_keys"
     local sshd_port
-    sshd_port=$(sshport)
+    sshd_port=$(port)
     cat >"$S/sshd_config" <<EOF
 Port $sshd_port
 ListenAddress 127.0.0.1
