@@ -25,11 +25,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AE_VERSION     1
-#define AE_DIGEST      32
-#define AE_ENTRIES     33
-#define AE_CHUNK_BYTES (256 * 1024) /* bytes of entries per ENTRIES message */
-#define AE_MAX_ENTRIES 100000       /* entries accepted in one ENTRIES message */
+#define AE_VERSION 1
+#define AE_DIGEST  32
+#define AE_ENTRIES 33
+/* A chunk is flushed once it reaches AE_CHUNK_BYTES, so one ENTRIES message holds at most
+ * AE_CHUNK_BYTES - 1 bytes of entries plus one more entry, plus its head: AE_MSG_MAX. The
+ * transport's message limit (MESHNET_MSG_MAX) must hold it. 64 KiB keeps one message, and so
+ * what an unauthenticated connection may make a node allocate, small. */
+#define AE_CHUNK_BYTES (64 * 1024) /* bytes of entries per ENTRIES message */
+#define AE_MSG_MAX     (AE_CHUNK_BYTES + STORE_KEY_MAX + STORE_VALUE_MAX + 256) /* bytes */
+#define AE_MAX_ENTRIES 100000 /* entries accepted in one ENTRIES message */
 
 /* Called for each message to send to the peer; buf is borrowed for the call. */
 typedef void (*ae_send_fn)(void *ctx, const uint8_t *buf, size_t len);

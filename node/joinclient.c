@@ -4,6 +4,7 @@
 
 #include "common/mp.h"
 #include "common/xmalloc.h"
+#include "node/meshnet.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -54,6 +55,12 @@ static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[
     snprintf(monep, sizeof(monep), "inproc://join-monitor-%d", idx);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger));
+    /* A JOIN_OK is bounded like every mesh message (the seed keeps to it), so the seed, or
+     * whoever answers at its address, cannot make the joiner allocate more. */
+    int64_t maxmsg = MESHNET_MSG_MAX; /* an int64_t option */
+    int hs = MESHNET_HANDSHAKE_MS;
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg));
+    zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &hs, sizeof(hs));
     zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, seed->curve_pk, 32);
     zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, join_pk, 32);
     zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, join_sk, 32);

@@ -4,10 +4,15 @@
 #include "common/xmalloc.h"
 #include "node/zsock_watch.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <zmq.h>
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -22,13 +27,28 @@ struct peer {
     double last_ok;   /* ev_now of the last accepted send (or creation), s */
 };
 
+/* One inbound connection on the ROUTER, as the socket monitor reported it. */
+struct conn {
+    int fd;
+    struct sockaddr_in6 addr; /* peer address, IPv4 as IPv4-mapped IPv6; zero if unknown */
+};
+
 struct meshnet {
     struct ev_loop *loop;
     void *zctx;
     void *router;
     void *zap;
+    void *mon; /* PAIR receiving the ROUTER's monitor events */
     zsock_watch_t *router_w;
     zsock_watch_t *zap_w;
+    zsock_watch_t *mon_w;
+    struct conn *conns; /* MESHNET_MAX_CONNS; linear scans: one per accept or close */
+    unsigned nconns;
+    unsigned bound_port;    /* the ROUTER's TCP port, to recognise its accepted fds */
+    double zap_log_at;      /* ev_now of the last "refused key" log line, s */
+    unsigned zap_log_quiet; /* refusals not logged since then */
+    double cap_log_at;      /* ev_now of the last "connection cap" log line, s */
+    unsigned cap_log_quiet;
     uint8_t pk[32], sk[32];
     meshnet_cb_t cb;
     struct peer *peers; /* small array: linear scan is fine up to MESHNET_MAX_PEERS */
@@ -41,6 +61,13 @@ struct meshnet {
 static int set_int(void *s, int opt, int v)
 {
     return zmq_setsockopt(s, opt, &v, sizeof(v));
+}
+
+/* ZMQ_MAXMSGSIZE is the one int64_t option we set. */
+static int set_max_msg(void *s)
+{
+    int64_t v = MESHNET_MSG_MAX;
+    return zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &v, sizeof(v));
 }
 
 /* ---- ZAP (RFC 27): one request = 7+ frames; one reply = 6 frames ------------------------ */
@@ -84,7 +111,18 @@ static int zap_readable(zsock_watch_t *w, void *sock, void *ctx)
         char hex[65] = "?";
         if (n >= 7 && zmq_msg_size(&f[6]) == 32)
             sodium_bin2hex(hex, sizeof(hex), zmq_msg_data(&f[6]), 32);
-        log_info("mesh: refused connection from unregistered key %.16s…", hex);
+        /* Anyone who can reach the port can make a refusal: one line per second at most, so
+         * a stranger cannot fill the disk through our log. */
+        double now = ev_now(m->loop);
+        if (now - m->zap_log_at >= 1.0) {
+            log_info("mesh: refused connection from unregistered key %.16s… (%u more since "
+                     "the last report)",
+                     hex, m->zap_log_quiet);
+            m->zap_log_at = now;
+            m->zap_log_quiet = 0;
+        } else {
+            m->zap_log_quiet++;
+        }
         m->stats.zap_refused++;
         user_id[0] = '\0';
     }
@@ -142,6 +180,143 @@ static int router_readable(zsock_watch_t *w, void *sock, void *ctx)
     return 0;
 }
 
+/* ---- inbound connection caps --------------------------------------------------------------
+ *
+ * libzmq accepts every connection on a bound socket and offers no cap. The monitor reports
+ * each accepted fd (ZMQ_EVENT_ACCEPTED) and each one that ends (ZMQ_EVENT_DISCONNECTED, both
+ * with the fd as value, in order), which is enough to count connections per peer address and
+ * shut down (never close: the fd stays libzmq's) the ones over a cap. libzmq then sees the
+ * connection fail and reports it as disconnected like any other.
+ *
+ * The events arrive asynchronously: by the time one is read here, libzmq may already have
+ * closed that fd and the number may name another socket. So before shutting an fd down we
+ * check it is a TCP socket whose local port is the mesh port (never our DEALERs, the control
+ * socket or a tunnel); at worst another fresh inbound mesh connection is refused, and its
+ * peer dials again. */
+
+static bool same_addr(const struct sockaddr_in6 *a, const struct sockaddr_in6 *b)
+{
+    return memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+}
+
+static void peer_addr_of(int fd, struct sockaddr_in6 *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    memset(out, 0, sizeof(*out));
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    out->sin6_family = AF_INET6;
+    if (ss.ss_family == AF_INET6) {
+        out->sin6_addr = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+    } else if (ss.ss_family == AF_INET) {
+        /* ::ffff:a.b.c.d, so one comparison covers both families */
+        out->sin6_addr.s6_addr[10] = 0xff;
+        out->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&out->sin6_addr.s6_addr[12], &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+}
+
+static bool is_mesh_fd(const meshnet_t *m, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port) == m->bound_port;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == m->bound_port;
+    return false;
+}
+
+static void conn_refuse(meshnet_t *m, int fd, const struct sockaddr_in6 *a, const char *why)
+{
+    if (is_mesh_fd(m, fd))
+        shutdown(fd, SHUT_RDWR);
+    m->stats.conns_refused++;
+    double now = ev_now(m->loop);
+    if (now - m->cap_log_at >= 1.0) {
+        char txt[INET6_ADDRSTRLEN] = "?";
+        if (a->sin6_family)
+            inet_ntop(AF_INET6, &a->sin6_addr, txt, sizeof(txt));
+        log_warn("mesh: refused a connection from %s: %s (%u more since the last report)", txt, why,
+                 m->cap_log_quiet);
+        m->cap_log_at = now;
+        m->cap_log_quiet = 0;
+    } else {
+        m->cap_log_quiet++;
+    }
+}
+
+static void conn_accepted(meshnet_t *m, int fd)
+{
+    struct sockaddr_in6 a;
+    peer_addr_of(fd, &a);
+    if (m->nconns >= MESHNET_MAX_CONNS) {
+        conn_refuse(m, fd, &a, "too many connections on the mesh port");
+        return;
+    }
+    unsigned same = 0;
+    for (unsigned i = 0; i < m->nconns; i++)
+        if (a.sin6_family && same_addr(&m->conns[i].addr, &a))
+            same++;
+    if (same >= MESHNET_MAX_CONNS_PER_ADDR) {
+        conn_refuse(m, fd, &a, "too many connections from that address");
+        return;
+    }
+    m->conns[m->nconns].fd = fd;
+    m->conns[m->nconns].addr = a;
+    m->nconns++;
+    m->stats.conns = m->nconns;
+}
+
+static void conn_ended(meshnet_t *m, int fd)
+{
+    for (unsigned i = 0; i < m->nconns; i++) {
+        if (m->conns[i].fd == fd) {
+            m->conns[i] = m->conns[--m->nconns];
+            m->stats.conns = m->nconns;
+            return;
+        }
+    }
+}
+
+/* Monitor message: frame 1 = u16 event + u32 value (native order), frame 2 = endpoint. */
+static int mon_readable(zsock_watch_t *w, void *sock, void *ctx)
+{
+    meshnet_t *m = ctx;
+    uint8_t head[6] = {0};
+    int n = 0, more = 1, first = 1;
+    while (more) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&f);
+            return 0;
+        }
+        if (first && zmq_msg_size(&f) == sizeof(head)) {
+            memcpy(head, zmq_msg_data(&f), sizeof(head));
+            n = 1;
+        }
+        first = 0;
+        more = zmq_msg_more(&f);
+        zmq_msg_close(&f);
+    }
+    (void)w;
+    if (!n)
+        return 0;
+    uint16_t event;
+    uint32_t value;
+    memcpy(&event, head, 2);
+    memcpy(&value, head + 2, 4);
+    if (event == ZMQ_EVENT_ACCEPTED)
+        conn_accepted(m, (int)value);
+    else if (event == ZMQ_EVENT_DISCONNECTED)
+        conn_ended(m, (int)value);
+    return 0;
+}
+
 /* ---- DEALER pool ---------------------------------------------------------------------------- */
 
 static void peer_close(meshnet_t *m, unsigned i)
@@ -172,6 +347,11 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
     set_int(s, ZMQ_RECONNECT_IVL_MAX,
             500); /* a refused or dead peer is retried often enough for SWIM */
     set_int(s, ZMQ_TCP_KEEPALIVE, 1);
+    /* Nothing is ever read from a DEALER (answers come to our ROUTER), so whatever a peer
+     * sends back on it may only ever fill a one-message queue of bounded messages. */
+    set_int(s, ZMQ_RCVHWM, 1);
+    set_max_msg(s);
+    set_int(s, ZMQ_HANDSHAKE_IVL, MESHNET_HANDSHAKE_MS);
     if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pk, 32) ||
         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, m->pk, 32) ||
         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, m->sk, 32) || zmq_connect(s, endpoint) != 0) {
@@ -290,6 +470,7 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
     memcpy(m->pk, curve_pk, 32);
     memcpy(m->sk, curve_sk, 32);
     m->peers = xcalloc(MESHNET_MAX_PEERS, sizeof(*m->peers));
+    m->conns = xcalloc(MESHNET_MAX_CONNS, sizeof(*m->conns));
     char endpoint[300];
 
     /* The ZAP handler must be bound before any CURVE server socket binds, or libzmq admits
@@ -305,12 +486,24 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
     snprintf(endpoint, sizeof(endpoint), "tcp://%s", listen);
     if (!m->router || set_int(m->router, ZMQ_LINGER, 0) ||
         set_int(m->router, ZMQ_ROUTER_MANDATORY, 1) || set_int(m->router, ZMQ_CURVE_SERVER, 1) ||
-        set_int(m->router, ZMQ_RCVHWM, 10000) ||
+        set_int(m->router, ZMQ_RCVHWM, 10000) || set_max_msg(m->router) ||
+        set_int(m->router, ZMQ_HANDSHAKE_IVL, MESHNET_HANDSHAKE_MS) ||
         zmq_setsockopt(m->router, ZMQ_CURVE_SECRETKEY, curve_sk, 32) ||
         zmq_setsockopt(m->router, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN))) {
         snprintf(err, errlen, "cannot set up the mesh socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
+    /* The monitor before the bind, so no accepted connection goes uncounted. */
+    char monep[64];
+    snprintf(monep, sizeof(monep), "inproc://popmesh-meshnet-monitor-%p", (void *)m);
+    m->mon = zmq_socket(zctx, ZMQ_PAIR);
+    if (!m->mon || set_int(m->mon, ZMQ_LINGER, 0) ||
+        zmq_socket_monitor(m->router, monep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) ||
+        zmq_connect(m->mon, monep) != 0) {
+        snprintf(err, errlen, "cannot monitor the mesh socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    m->mon_w = zsock_watch_new(loop, m->mon, 256, mon_readable, m);
     if (zmq_bind(m->router, endpoint) != 0) {
         snprintf(err, errlen, "cannot listen on %s for the mesh: %s", listen,
                  zmq_strerror(zmq_errno()));
@@ -324,8 +517,10 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
         snprintf(m->bound, bl, "%s", last + 6);
     else
         snprintf(m->bound, bl, "%s", listen);
+    const char *colon = strrchr(m->bound, ':');
+    m->bound_port = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
     m->router_w = zsock_watch_new(loop, m->router, 256, router_readable, m);
-    if (!m->zap_w || !m->router_w) {
+    if (!m->zap_w || !m->router_w || !m->mon_w) {
         snprintf(err, errlen, "cannot watch the mesh sockets");
         goto fail;
     }
@@ -346,14 +541,21 @@ void meshnet_destroy(meshnet_t **mp)
     ev_timer_stop(m->loop, &m->idle);
     zsock_watch_destroy(&m->router_w);
     zsock_watch_destroy(&m->zap_w);
+    zsock_watch_destroy(&m->mon_w);
     while (m->npeers)
         peer_close(m, 0);
-    if (m->router)
+    if (m->router) {
+        if (m->mon)
+            zmq_socket_monitor(m->router, NULL, 0);
         zmq_close(m->router);
+    }
+    if (m->mon)
+        zmq_close(m->mon);
     if (m->zap)
         zmq_close(m->zap);
     sodium_memzero(m->sk, sizeof(m->sk));
     free(m->peers);
+    free(m->conns);
     free(m);
     *mp = NULL;
 }

@@ -27,6 +27,31 @@
 #define MESHNET_USER_ID_MAX 64     /* bytes of a ZAP user id */
 #define MESHNET_RID_MAX     256    /* bytes of a ROUTER routing id */
 
+/* Limits on what any peer, authenticated or not, can make this node hold.
+ *
+ * MESHNET_MSG_MAX is ZMQ_MAXMSGSIZE on every mesh socket. libzmq enforces it in its frame
+ * decoder, before it allocates, for every frame, the CURVE handshake commands included: so it
+ * is also the most one unauthenticated connection can make libzmq allocate. Without it a
+ * frame header claiming 1 GiB was allocated (and filled as fast as the peer sent) before
+ * anyone looked at the handshake. The largest legitimate messages, by construction:
+ *   - SWIM: SWIM_MSG_MAX (64 KiB);
+ *   - PUSH: one store entry, STORE_KEY_MAX + STORE_VALUE_MAX + framing (< 66 KiB);
+ *   - anti-entropy ENTRIES: AE_CHUNK_BYTES (64 KiB) of entries, flushed once over, so at
+ *     most AE_CHUNK_BYTES - 1 + one entry (< 131 KiB);
+ *   - JOIN_OK: the seed packs registry records only up to MESHNET_JOIN_OK_BUDGET and lets
+ *     anti-entropy bring the rest (meshnode.c).
+ * A message over the limit kills the connection that sent it (libzmq's EMSGSIZE).
+ *
+ * Connections: libzmq has no cap of its own, so every fd it accepts on the ROUTER is
+ * reported through a socket monitor and counted; one over MESHNET_MAX_CONNS, or over
+ * MESHNET_MAX_CONNS_PER_ADDR from one IP address, is shut down at once. A handshake not
+ * finished within MESHNET_HANDSHAKE_MS is dropped by libzmq (ZMQ_HANDSHAKE_IVL). */
+#define MESHNET_MSG_MAX            (256 * 1024)             /* bytes of one message (one frame) */
+#define MESHNET_JOIN_OK_BUDGET     (MESHNET_MSG_MAX - 4096) /* bytes of registry in a JOIN_OK */
+#define MESHNET_HANDSHAKE_MS       5000 /* ms a connection may take to finish CURVE + ZAP */
+#define MESHNET_MAX_CONNS          1024 /* inbound connections on the mesh port */
+#define MESHNET_MAX_CONNS_PER_ADDR 64   /* of them from one IP address */
+
 typedef struct meshnet meshnet_t;
 
 typedef struct meshnet_cb {
@@ -62,8 +87,10 @@ const char *meshnet_bound(const meshnet_t *m);
 typedef struct meshnet_stats {
     unsigned long long sent, send_dropped, received, bytes_sent, bytes_received;
     unsigned long long zap_admitted, zap_refused;
-    unsigned long long redials; /* DEALERs replaced after refusing sends (see meshnet.c) */
-    unsigned peers;             /* DEALERs open */
+    unsigned long long redials;       /* DEALERs replaced after refusing sends (see meshnet.c) */
+    unsigned long long conns_refused; /* inbound connections shut for a cap (MESHNET_MAX_*) */
+    unsigned conns;                   /* inbound connections open on the mesh port */
+    unsigned peers;                   /* DEALERs open */
 } meshnet_stats_t;
 void meshnet_get_stats(const meshnet_t *m, meshnet_stats_t *st);
 

@@ -559,15 +559,56 @@ static int count_one(const store_entry_t *e, void *ctx)
     return 0;
 }
 
+/* Every message on the mesh fits the transport's limit, which is also what bounds what an
+ * unauthenticated connection can make libzmq allocate (meshnet.h). */
+_Static_assert(SWIM_MSG_MAX <= MESHNET_MSG_MAX, "SWIM messages must fit the mesh limit");
+_Static_assert(AE_MSG_MAX <= MESHNET_MSG_MAX, "ENTRIES messages must fit the mesh limit");
+_Static_assert(STORE_KEY_MAX + STORE_VALUE_MAX + 256 <= MESHNET_MSG_MAX,
+               "a PUSH of one entry must fit the mesh limit");
+_Static_assert(MESHNET_JOIN_OK_BUDGET + 1024 <= MESHNET_MSG_MAX, "JOIN_OK must fit the mesh limit");
+
+/* The registry part of a JOIN_OK, bounded by MESHNET_JOIN_OK_BUDGET: the records that must
+ * be there (the joiner's and the seed's, so each side's ZAP admits the other at once) come
+ * first, then the others in key order while they fit. A larger registry is not an error:
+ * the joiner learns the rest from gossip and anti-entropy within seconds. */
+struct join_pack {
+    msgpack_sbuffer *entries;
+    uint32_t count;
+    uint64_t skip[2]; /* node ids already packed */
+    size_t left;      /* records that did not fit */
+};
+
 static int pack_registry_entry(const store_entry_t *e, void *ctx)
 {
-    msgpack_sbuffer *entries = ((void **)ctx)[0];
-    uint32_t *count = ((void **)ctx)[1];
+    struct join_pack *jp = ctx;
+    uint64_t id;
+    if (reg_node_key_id(e->key, e->klen, &id) == 0 && (id == jp->skip[0] || id == jp->skip[1]))
+        return 0;
+    size_t before = jp->entries->size;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, entries, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, jp->entries, msgpack_sbuffer_write);
     ae_entry_pack(&pk, e);
-    (*count)++;
+    if (jp->count > 0 && jp->entries->size > MESHNET_JOIN_OK_BUDGET) {
+        jp->entries->size = before; /* undo: it stays for anti-entropy */
+        jp->left++;
+        return 0;
+    }
+    jp->count++;
     return 0;
+}
+
+static void pack_registry_first(meshnode_t *m, struct join_pack *jp, uint64_t id)
+{
+    char key[64];
+    store_entry_t e;
+    reg_node_key(id, key, sizeof(key));
+    if (store_get(m->o.store, key, strlen(key), &e) != 0)
+        return;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, jp->entries, msgpack_sbuffer_write);
+    ae_entry_pack(&pk, &e);
+    jp->count++;
+    store_entry_free(&e);
 }
 
 static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
@@ -730,10 +771,16 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
 
     /* JOIN_OK [1, 49, mesh_pk, mesh_sk | nil, entries of node/] */
     msgpack_sbuffer entries, out;
-    uint32_t count = 0;
     msgpack_sbuffer_init(&entries);
-    void *pctx[2] = {&entries, &count};
-    store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), pack_registry_entry, pctx);
+    struct join_pack jp = {.entries = &entries, .skip = {want.id, m->o.id->node_id}};
+    pack_registry_first(m, &jp, want.id);
+    pack_registry_first(m, &jp, m->o.id->node_id);
+    store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), pack_registry_entry, &jp);
+    uint32_t count = jp.count;
+    if (jp.left)
+        log_info("mesh: JOIN_OK to %s carries %u registry records; %zu more follow by "
+                 "anti-entropy (message limit %d bytes)",
+                 want.name, count, jp.left, MESHNET_MSG_MAX);
     msgpack_sbuffer_init(&out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
@@ -1113,8 +1160,10 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     meshnet_get_stats(m->net, &ns);
     swim_get_stats(m->swim, &ss);
     mpw_str(pk, "mesh");
-    msgpack_pack_map(pk, 14);
+    msgpack_pack_map(pk, 16);
     mpw_kv_u64(pk, "redials", ns.redials);
+    mpw_kv_u64(pk, "conns", ns.conns);
+    mpw_kv_u64(pk, "conns_refused", ns.conns_refused);
     mpw_kv_str(pk, "addr", meshnet_bound(m->net));
     mpw_kv_u64(pk, "zap_admitted", ns.zap_admitted);
     mpw_kv_u64(pk, "zap_refused", ns.zap_refused);
