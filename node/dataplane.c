@@ -19,6 +19,7 @@
 #include "node/sitemsg.h"
 #include "node/splice.h"
 #include "node/tconn.h"
+#include "tunnel/secchan.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +45,7 @@ struct peer {
     uint64_t id;
     bool is_site, up, dead, primary;
     bool probe;                /* a site's RTT probe: answered, never attached */
+    bool accepted;             /* the peer dialled us (else we dialled it) */
     bool draining;             /* the site is moving off this PoP: not advertised as attached */
     uint32_t published_rtt_us; /* site: the tunnel RTT in our last link-state record */
     char name[NODECFG_NAME_MAX + 1];
@@ -110,6 +112,12 @@ struct dial_fail {
     uint64_t id, at_ms;
 };
 
+/* The replay filter of one initiator key: HELLO timestamps admitted from it. */
+struct hello_seen {
+    uint64_t id; /* node id of the key */
+    sc_replay_t filter;
+};
+
 struct dataplane {
     dataplane_opts_t o;
     int lfd;
@@ -124,6 +132,11 @@ struct dataplane {
     size_t nsites;
     struct dial_fail fails[16];
     tconn_keys_t keys;
+    uint64_t hello_ts_last;  /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
+    struct hello_seen *seen; /* one per registered node that sent us a HELLO */
+    size_t nseen;
+    uint64_t replay_log_ms;    /* ms (monotonic): last log line about replayed HELLOs */
+    uint64_t replays_unlogged; /* replays since that line */
     tun_config_t tcfg;
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     bool reap_pending;
@@ -131,6 +144,8 @@ struct dataplane {
         uint64_t ingress_accepted, ingress_opened, ingress_failed, ingress_retries;
         uint64_t relayed, relay_refused, streams_from_peers_refused;
         uint64_t tunnels_accepted, tunnels_refused, handshake_failures, bytes_in, bytes_out;
+        uint64_t hello_replays;     /* HELLOs refused by the replay filter */
+        uint64_t hello_unconfirmed; /* admitted HELLOs never followed by a sealed record */
     } st;
 };
 
@@ -394,6 +409,26 @@ static void store_site_health(struct peer *p)
 
 /* ---- tunnel callbacks -------------------------------------------------------------------- */
 
+/* A HELLO from node id whose timestamp this PoP admitted before (or one older than the filter
+ * remembers) is a copy: refuse it before it costs anything more than the handshake's DH.
+ * The filter lives in memory: after a restart a recorded HELLO is admitted once more, but
+ * tconn attaches nothing until a record sealed with the session's keys arrives, which a
+ * replayer cannot make; the connection then dies at the handshake deadline. */
+static bool hello_replayed(dataplane_t *dp, uint64_t id, uint64_t ts)
+{
+    struct hello_seen *e = NULL;
+    for (size_t i = 0; i < dp->nseen && !e; i++)
+        if (dp->seen[i].id == id)
+            e = &dp->seen[i];
+    if (!e) { /* bounded by the registry: only registered keys get here */
+        dp->seen = xrealloc(dp->seen, (dp->nseen + 1) * sizeof(*dp->seen));
+        e = &dp->seen[dp->nseen++];
+        memset(e, 0, sizeof(*e));
+        e->id = id;
+    }
+    return sc_replay_check(&e->filter, ts) != 0;
+}
+
 static int pc_admit(void *ctx, tconn_t *c, const uint8_t pk[32], const uint8_t *payload,
                     size_t plen, uint8_t *reply, size_t *reply_len)
 {
@@ -420,6 +455,20 @@ static int pc_admit(void *ctx, tconn_t *c, const uint8_t pk[32], const uint8_t *
                  n.removed ? " was removed from the mesh" : " claims another role or name");
         dp->st.tunnels_refused++;
         return -EACCES;
+    }
+    if (hello_replayed(dp, id, tconn_hello_ts(c))) {
+        dp->st.hello_replays++;
+        uint64_t now = clock_mono_ms();
+        if (now - dp->replay_log_ms >= 1000) { /* replays cost a line a second at most */
+            log_warn("dataplane: tunnel from %s refused: replayed HELLO of %s %s (%llu more "
+                     "since the last such line)",
+                     tconn_peer_addr(c), n.role, n.name, (unsigned long long)dp->replays_unlogged);
+            dp->replay_log_ms = now;
+            dp->replays_unlogged = 0;
+        } else {
+            dp->replays_unlogged++;
+        }
+        return -EALREADY;
     }
     p->id = id;
     p->is_site = !strcmp(n.role, "site");
@@ -480,6 +529,12 @@ static void pc_down(void *ctx, tconn_t *c, const char *why)
     if (p->is_site && p->up) {
         log_info("dataplane: site %s detached: %s", p->name, why);
         meshnode_linkstate_changed(dp->o.mesh);
+    } else if (p->accepted && p->id && !p->up) {
+        /* admitted but never proved it holds the session keys: a replayed HELLO, or a peer
+         * that died within the handshake */
+        dp->st.hello_unconfirmed++;
+        log_debug("dataplane: tunnel from %s (%s) closed before its first record: %s",
+                  tconn_peer_addr(c), p->name, why);
     } else if (!p->is_site && p->id) {
         if (!p->up) {
             log_info("dataplane: tunnel to PoP %s failed: %s", p->name, why);
@@ -987,6 +1042,7 @@ static void on_tunnel_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         struct peer *p = xcalloc(1, sizeof(*p));
         p->dp = dp;
+        p->accepted = true;
         tconn_cbs_t cbs = *peer_cbs();
         cbs.ctx = p;
         p->c = tconn_accept(loop, fd, &dp->keys, &dp->tcfg, &cbs);
@@ -1288,7 +1344,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 17);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1302,6 +1358,8 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "tunnels_accepted", dp->st.tunnels_accepted);
     mpw_kv_u64(pk, "tunnels_refused", dp->st.tunnels_refused);
     mpw_kv_u64(pk, "handshake_failures", dp->st.handshake_failures);
+    mpw_kv_u64(pk, "hello_replays", dp->st.hello_replays);
+    mpw_kv_u64(pk, "hello_unconfirmed", dp->st.hello_unconfirmed);
     mpw_kv_u64(pk, "bytes_in", dp->st.bytes_in);
     mpw_kv_u64(pk, "bytes_out", dp->st.bytes_out);
 }
@@ -1375,6 +1433,7 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     dp->o = *o;
     memcpy(dp->keys.pk, o->id->curve_pk, 32);
     memcpy(dp->keys.sk, o->id->curve_sk, 32);
+    dp->keys.hello_ts_last = &dp->hello_ts_last;
     tun_config_defaults(&dp->tcfg);
     dp->tcfg.window_auto_max = DATAPLANE_WINDOW_MAX;
     dp->tcfg.role = TUN_ACCEPTOR; /* tconn sets the role of each connection */
@@ -1445,6 +1504,7 @@ void dataplane_destroy(dataplane_t **dpp)
         free(l);
     }
     free(dp->sites);
+    free(dp->seen);
     sodium_memzero(&dp->keys, sizeof(dp->keys));
     free(dp);
     *dpp = NULL;

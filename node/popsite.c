@@ -81,6 +81,7 @@ typedef struct site {
     char name[NODECFG_NAME_MAX + 1];
     identity_t id;
     tconn_keys_t keys;
+    uint64_t hello_ts_last; /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
     tun_config_t tcfg;
     unsigned k;
     struct pop pops[SM_POPS_MAX];
@@ -993,6 +994,7 @@ static int cmd_run(int argc, char **argv)
     }
     memcpy(s->keys.pk, s->id.curve_pk, 32);
     memcpy(s->keys.sk, s->id.curve_sk, 32);
+    s->keys.hello_ts_last = &s->hello_ts_last;
     tun_config_defaults(&s->tcfg);
     s->tcfg.window_auto_max = SITE_WINDOW_MAX;
     s->tcfg.role = TUN_INITIATOR;

@@ -41,6 +41,7 @@
 enum state {
     ST_CONNECTING = 1, /* initiator: connect() in progress */
     ST_HANDSHAKE,      /* HELLO sent / awaited */
+    ST_CONFIRMING,     /* responder: WELCOME sent, waiting for the initiator's first record */
     ST_UP,
     ST_CLOSING, /* tconn_close: flushing, then down */
     ST_FAILED,  /* failure noted; on_down pending from the timer */
@@ -344,7 +345,7 @@ static void handle_record(tconn_t *c, uint8_t type, uint8_t *hdr, uint8_t *body,
             return;
         }
         queued(c, (size_t)n);
-        become_up(c, NULL, 0);
+        c->state = ST_CONFIRMING;
         return;
     }
     if (type != SC_REC_DATA) {
@@ -356,6 +357,8 @@ static void handle_record(tconn_t *c, uint8_t type, uint8_t *hdr, uint8_t *body,
         fail(c, "protocol: a record failed authentication");
         return;
     }
+    if (c->state == ST_CONFIRMING && become_up(c, NULL, 0))
+        return; /* the peer holds the session keys: only now is it who the HELLO said */
     if (body[0] == TCONN_MSG_FRAME) {
         int rc = tun_receive(c->tun, body + 1, pl - 1, clock_mono_ms());
         (void)rc; /* malformed frames are counted by the core; death is seen via on_dead */
@@ -374,8 +377,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop, (void)revents;
     tconn_t *c = w->data;
     size_t budget = READ_BUDGET;
-    while (budget > 0 &&
-           (c->state == ST_HANDSHAKE || c->state == ST_UP || c->state == ST_CLOSING)) {
+    while (budget > 0 && (c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING ||
+                          c->state == ST_UP || c->state == ST_CLOSING)) {
         ssize_t n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
         if (n < 0) {
             if (errno == EINTR)
@@ -393,7 +396,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         c->in_len += (size_t)n;
         size_t pos = 0;
         while (c->in_len - pos >= SC_HDR_LEN &&
-               (c->state == ST_HANDSHAKE || c->state == ST_UP || c->state == ST_CLOSING)) {
+               (c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING || c->state == ST_UP ||
+                c->state == ST_CLOSING)) {
             uint8_t type;
             uint32_t len;
             if (sc_parse_header(c->in + pos, &type, &len)) {
@@ -411,7 +415,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             c->in_len -= pos;
         }
     }
-    if (c->state == ST_UP || c->state == ST_HANDSHAKE || c->state == ST_CLOSING)
+    if (c->state == ST_UP || c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING ||
+        c->state == ST_CLOSING)
         rearm(c);
 }
 
@@ -460,6 +465,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     case ST_CONNECTING:
     case ST_HANDSHAKE:
+    case ST_CONFIRMING:
         if (now >= c->hs_deadline_ms) {
             fail(c, "handshake with %s timed out after %u ms", c->peer_addr, TCONN_HANDSHAKE_MS);
             return;
@@ -492,6 +498,7 @@ static void rearm(tconn_t *c)
     switch (c->state) {
     case ST_CONNECTING:
     case ST_HANDSHAKE:
+    case ST_CONFIRMING:
         at = c->hs_deadline_ms;
         break;
     case ST_UP:
@@ -616,7 +623,9 @@ tconn_t *tconn_dial(struct ev_loop *loop, const char *addr, const tconn_keys_t *
     c->tcfg.role = TUN_INITIATOR;
     snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", addr);
     uint8_t *dst = out_reserve(c, SC_HELLO_MAX);
-    int n = sc_initiate(&c->sc, keys->pk, keys->sk, remote_pk, payload, plen, dst);
+    uint64_t last = 0, *lastp = keys->hello_ts_last ? keys->hello_ts_last : &last;
+    int n = sc_initiate(&c->sc, keys->pk, keys->sk, remote_pk, payload, plen, sc_hello_clock(lastp),
+                        dst);
     if (n < 0) {
         int e = -n;
         tconn_destroy(&c);
@@ -728,6 +737,11 @@ const uint8_t *tconn_peer_pk(const tconn_t *c)
 const char *tconn_peer_addr(const tconn_t *c)
 {
     return c->peer_addr;
+}
+
+uint64_t tconn_hello_ts(const tconn_t *c)
+{
+    return c->initiator ? 0 : c->sc.hello_ts;
 }
 
 uint32_t tconn_handshake_rtt_us(const tconn_t *c)

@@ -16,7 +16,14 @@
  *
  * Life: tconn_dial (initiator) or tconn_accept (responder, from a listening socket) ->
  * handshake (bounded by TCONN_HANDSHAKE_MS) -> on_up -> streams -> on_down, once, with a
- * reason; after on_down the application calls tconn_destroy (not inside the callback). */
+ * reason; after on_down the application calls tconn_destroy (not inside the callback).
+ *
+ * A responder calls on_up only when the first sealed record from the initiator has opened,
+ * not when the HELLO was admitted: a HELLO can be replayed by anyone who recorded one (Noise
+ * IK), and only a record sealed with the session's keys proves that the peer holds the
+ * ephemeral key of this handshake. The initiator's first record is its tunnel core's first
+ * PING, sent as soon as it is up, so this costs no round trip. Until then the connection
+ * carries nothing and stays bounded by TCONN_HANDSHAKE_MS. */
 #ifndef POPMESH_NODE_TCONN_H
 #define POPMESH_NODE_TCONN_H
 
@@ -40,6 +47,10 @@ typedef struct tconn tconn_t;
 
 typedef struct tconn_keys {
     uint8_t pk[32], sk[32]; /* this end's static Curve25519 keys */
+    /* Initiator: the last HELLO timestamp sent with this key (ns since the epoch), shared by
+     * every dial of the process so that each HELLO's is strictly newer (the responder refuses
+     * one it has seen: a replay). Borrowed; NULL = the wall clock alone. */
+    uint64_t *hello_ts_last;
 } tconn_keys_t;
 
 typedef struct tconn_cbs {
@@ -101,6 +112,9 @@ int tconn_send_ctl(tconn_t *c, const uint8_t *msg, size_t len);
 /* The peer's static key (known once up) and address as "ip:port". */
 const uint8_t *tconn_peer_pk(const tconn_t *c);
 const char *tconn_peer_addr(const tconn_t *c);
+/* Responder: the timestamp of the peer's HELLO (ns since the epoch, authenticated with its
+ * static key), for the application's replay filter in admit. 0 before the HELLO. */
+uint64_t tconn_hello_ts(const tconn_t *c);
 /* Handshake round trip, us (initiator: HELLO sent -> WELCOME read; responder: 0). */
 uint32_t tconn_handshake_rtt_us(const tconn_t *c);
 /* The tunnel's path RTT, us: the smallest heartbeat RTT of the last 5-10 s (the smoothed

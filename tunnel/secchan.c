@@ -33,7 +33,7 @@
  * KEY SCHEDULE (i: initiator with static s_i, ephemeral e_i; r: responder with s_r, e_r;
  * the initiator knows s_r.pub in advance)
  *
- *   h  = H("popmesh-sc-v1 Noise_IK_25519_BLAKE2b"); ck = h
+ *   h  = H("popmesh-sc-v2 Noise_IK_25519_BLAKE2b"); ck = h
  *                        Naming the protocol and version first means that a transcript of
  *                        another protocol or version can never produce the same keys.
  *   h  = H(h || s_r.pub) IK's pre-message: both sides bind the responder's key they believe
@@ -48,7 +48,13 @@
  *                        the initiator's identity travels encrypted.
  *   ck, k2 = KDF(ck, DH(s_i, s_r))   ss: only the holder of s_i could have made k2, so a
  *                        valid c2 authenticates the initiator (to the responder, at once).
- *   c2 = AEAD(k2, h, payload_i); h = H(h || c2)
+ *   c2 = AEAD(k2, h, ts || payload_i); h = H(h || c2)
+ *                        ts: the initiator's clock (u64 big endian, ns since the Unix
+ *                        epoch, strictly increasing per process). It is there for the
+ *                        responder's replay filter: IK lets anyone replay a recorded HELLO,
+ *                        and only a value the initiator can no longer produce tells the
+ *                        copy from the original before any state is given to it (WireGuard
+ *                        puts TAI64N in the same place for the same reason).
  *   WELCOME
  *   h  = H(h || suite)   the choice is authenticated by c3 (no downgrade on the way back).
  *   h  = H(h || e_r.pub)
@@ -73,7 +79,7 @@
  *   HELLO   body  [suites offered: u8, bit 1 << enum sc_suite]
  *                 [e_i.pub: 32]
  *                 [c1: 32 + 16]
- *                 [c2: plen + 16]                 plen 0..SC_PAYLOAD_MAX
+ *                 [c2: 8 + plen + 16]             ts u64 BE, then plen 0..SC_PAYLOAD_MAX
  *   WELCOME body  [suite chosen: u8, an enum sc_suite value, one of the offered bits]
  *                 [e_r.pub: 32]
  *                 [c3: plen + 16]
@@ -113,8 +119,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
-#define SC_PROTOCOL_NAME "popmesh-sc-v1 Noise_IK_25519_BLAKE2b"
+#define SC_PROTOCOL_NAME "popmesh-sc-v2 Noise_IK_25519_BLAKE2b"
 #define SC_HASH_LEN      32
 #define SC_NONCE_LEN     12
 
@@ -127,7 +134,7 @@ _Static_assert(SC_NONCE_LEN == crypto_aead_chacha20poly1305_ietf_NPUBBYTES, "Cha
 _Static_assert(SC_NONCE_LEN == crypto_aead_aes256gcm_NPUBBYTES, "GCM nonce");
 _Static_assert(crypto_scalarmult_BYTES == 32 && crypto_scalarmult_SCALARBYTES == 32, "X25519");
 _Static_assert(SC_RECORD_MAX < (1u << 24), "a body length fits the u24 of the header");
-_Static_assert(SC_HELLO_BODY_MIN == 97 && SC_WELCOME_BODY_MIN == 49, "layout in the essay");
+_Static_assert(SC_HELLO_BODY_MIN == 105 && SC_WELCOME_BODY_MIN == 49, "layout in the essay");
 
 static const uint8_t zero_nonce[SC_NONCE_LEN]; /* each handshake key seals one message */
 
@@ -308,10 +315,12 @@ static void put_header(uint8_t *out, uint8_t type, size_t len)
 /* ---- handshake ---------------------------------------------------------------------------- */
 
 int sc_initiate(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32],
-                const uint8_t remote_pk[32], const uint8_t *payload, size_t plen, uint8_t *out)
+                const uint8_t remote_pk[32], const uint8_t *payload, size_t plen, uint64_t ts,
+                uint8_t *out)
 {
     init_state(s, true, local_pk, local_sk);
     memcpy(s->remote_pk, remote_pk, 32);
+    s->hello_ts = ts;
     if (!sodium_ready())
         return fail(s, -EIO);
     if (plen > SC_PAYLOAD_MAX || (plen && !payload))
@@ -342,9 +351,11 @@ int sc_initiate(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32],
 
     if (mix_dh(s, s->local_sk, s->remote_pk, k) != 0) /* ss */
         goto bad_key;
+    for (int i = 0; i < SC_TS_LEN; i++)
+        p[i] = (uint8_t)(ts >> (8 * (SC_TS_LEN - 1 - i)));
     if (plen)
-        memcpy(p, payload, plen);
-    encrypt_and_hash(s, k, p, plen, p);
+        memcpy(p + SC_TS_LEN, payload, plen);
+    encrypt_and_hash(s, k, p, SC_TS_LEN + plen, p);
     sodium_memzero(k, sizeof(k));
     s->state = SC_HELLO_SENT;
     return (int)(SC_HDR_LEN + body_len);
@@ -400,8 +411,11 @@ int sc_accept(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32], u
         s->suite = SC_SUITE_CHACHA20POLY1305;
     else
         return fail(s, -ENOTSUP);
-    *payload = p;
-    *plen = clen - SC_TAG_LEN;
+    s->hello_ts = 0;
+    for (int i = 0; i < SC_TS_LEN; i++)
+        s->hello_ts = s->hello_ts << 8 | p[i];
+    *payload = p + SC_TS_LEN;
+    *plen = clen - SC_TAG_LEN - SC_TS_LEN;
     s->state = SC_HELLO_RECEIVED;
     return 0;
 
@@ -577,5 +591,56 @@ int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, s
         return fail(s, -EBADMSG);
     s->rx_seq++;
     *plen = mlen;
+    return 0;
+}
+
+/* ---- replay filter ------------------------------------------------------------------------ */
+
+uint64_t sc_hello_clock(uint64_t *last)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    uint64_t now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+    if (now <= *last)
+        now = *last + 1;
+    *last = now;
+    return now;
+}
+
+int sc_replay_check(sc_replay_t *r, uint64_t ts)
+{
+    uint64_t newest = 0;
+    size_t slot = SC_REPLAY_RECENT, oldest = SC_REPLAY_RECENT;
+    for (size_t i = 0; i < SC_REPLAY_RECENT; i++) {
+        uint64_t v = r->recent[i];
+        if (v == ts && v != 0)
+            return -EALREADY;
+        if (v == 0) {
+            slot = slot == SC_REPLAY_RECENT ? i : slot;
+            continue;
+        }
+        newest = v > newest ? v : newest;
+        if (oldest == SC_REPLAY_RECENT || v < r->recent[oldest])
+            oldest = i;
+    }
+    uint64_t floor = r->floor;
+    if (newest > SC_REPLAY_WINDOW_NS && newest - SC_REPLAY_WINDOW_NS > floor)
+        floor = newest - SC_REPLAY_WINDOW_NS;
+    /* Full: the oldest must leave to make room, and nothing at or below it may come in again
+     * (it would no longer be remembered). */
+    if (slot == SC_REPLAY_RECENT && r->recent[oldest] > floor)
+        floor = r->recent[oldest];
+    if (ts <= floor)
+        return -EALREADY;
+    if (slot == SC_REPLAY_RECENT)
+        slot = oldest;
+    r->recent[slot] = ts;
+    newest = ts > newest ? ts : newest;
+    if (newest > SC_REPLAY_WINDOW_NS && newest - SC_REPLAY_WINDOW_NS > floor)
+        floor = newest - SC_REPLAY_WINDOW_NS;
+    r->floor = floor;
+    for (size_t i = 0; i < SC_REPLAY_RECENT; i++) /* refused by the floor from now on */
+        if (r->recent[i] <= floor)
+            r->recent[i] = 0;
     return 0;
 }

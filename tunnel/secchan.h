@@ -39,15 +39,16 @@
 #define SC_KEY_LEN     32
 #define SC_TAG_LEN     16
 #define SC_HDR_LEN     4
-#define SC_PAYLOAD_MAX 1024                        /* bytes of a handshake payload */
+#define SC_PAYLOAD_MAX 1024 /* bytes of a handshake payload */
+#define SC_TS_LEN      8    /* bytes of the HELLO timestamp (u64 big endian, ns since the epoch) */
 #define SC_PLAIN_MAX   (65536 + 1024)              /* bytes of one DATA record's plaintext */
 #define SC_RECORD_MAX  (SC_PLAIN_MAX + SC_TAG_LEN) /* bytes after the header */
 #define SC_OVERHEAD    (SC_HDR_LEN + SC_TAG_LEN)   /* what sealing adds to a plaintext */
 /* Body sizes (bytes after the header), exact: what sc_parse_header accepts per type.
- * HELLO   [suites 1][e.pub 32][s.pub 32 + tag][payload 0..SC_PAYLOAD_MAX + tag]
+ * HELLO   [suites 1][e.pub 32][s.pub 32 + tag][ts 8, payload 0..SC_PAYLOAD_MAX + tag]
  * WELCOME [suite 1][e.pub 32][payload 0..SC_PAYLOAD_MAX + tag]
  * DATA    [ciphertext 1..SC_PLAIN_MAX][tag] */
-#define SC_HELLO_BODY_MIN   (1 + 32 + 32 + SC_TAG_LEN + SC_TAG_LEN)
+#define SC_HELLO_BODY_MIN   (1 + 32 + 32 + SC_TAG_LEN + SC_TS_LEN + SC_TAG_LEN)
 #define SC_HELLO_BODY_MAX   (SC_HELLO_BODY_MIN + SC_PAYLOAD_MAX)
 #define SC_WELCOME_BODY_MIN (1 + 32 + SC_TAG_LEN)
 #define SC_WELCOME_BODY_MAX (SC_WELCOME_BODY_MIN + SC_PAYLOAD_MAX)
@@ -89,6 +90,10 @@ typedef struct sc {
     uint8_t e_pk[32], e_sk[32], re_pk[32];
     uint8_t ck[32], h[32];
     uint8_t suites_offered; /* bitmask 1 << suite: initiator's HELLO (sent or received) */
+    /* The initiator's HELLO timestamp (ns since the Unix epoch): sent by sc_initiate, read by
+     * sc_accept. Authenticated with the initiator's static key, so the responder can refuse a
+     * HELLO whose timestamp it has seen before (a replay): see sc_replay_t. */
+    uint64_t hello_ts;
     /* transport state */
     uint8_t tx_key[32], rx_key[32];
     uint64_t tx_seq, rx_seq; /* records sealed / opened so far = the next nonce */
@@ -108,9 +113,31 @@ uint8_t sc_local_suites(void);
 /* Initiator. Writes HELLO (header included) into out (SC_HELLO_MAX bytes) and returns its
  * length, or a negative errno (-EINVAL: payload too long, or remote_pk of small order;
  * -ENOTSUP: no local suite; -EIO: libsodium failed to initialise). remote_pk is the responder's
- * static key, known in advance (the registry). payload may be NULL when plen is 0. */
+ * static key, known in advance (the registry). payload may be NULL when plen is 0. ts goes
+ * in the HELLO for the responder's replay filter: it must grow strictly with each HELLO this
+ * static key sends (sc_hello_clock gives such values). */
 int sc_initiate(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32],
-                const uint8_t remote_pk[32], const uint8_t *payload, size_t plen, uint8_t *out);
+                const uint8_t remote_pk[32], const uint8_t *payload, size_t plen, uint64_t ts,
+                uint8_t *out);
+/* A HELLO timestamp: the wall clock in ns since the Unix epoch, forced strictly above *last
+ * (the caller's previous value, updated), so that two HELLOs of one process never share a
+ * timestamp even within a clock tick or across a small step back of the clock. */
+uint64_t sc_hello_clock(uint64_t *last);
+
+/* Replay filter of a responder, per initiator key (the caller keeps one per key). A HELLO
+ * is admitted when its timestamp is above the floor and not among the recent ones: each
+ * timestamp is admitted at most once, and HELLOs of one initiator that raced each other on
+ * separate connections (a tunnel and an RTT probe) may arrive out of order by up to
+ * SC_REPLAY_WINDOW_NS. The floor only rises: to the newest admitted minus the window, and
+ * to any timestamp pushed out of the recent set. */
+#define SC_REPLAY_RECENT    8
+#define SC_REPLAY_WINDOW_NS (2000000000ull) /* ns of reordering tolerated between HELLOs */
+typedef struct sc_replay {
+    uint64_t floor;                    /* ns: timestamps at or below are refused */
+    uint64_t recent[SC_REPLAY_RECENT]; /* ns: admitted, above floor; 0 = empty slot */
+} sc_replay_t;
+/* 0 and ts recorded, or -EALREADY (a replay, or older than the filter remembers). */
+int sc_replay_check(sc_replay_t *r, uint64_t ts);
 /* Initiator: reads WELCOME (body only: the header was parsed by sc_parse_header) and on
  * success is SC_ESTABLISHED with the responder's payload in *payload (points into body,
  * which is decrypted in place). 0, -EBADMSG (malformed or not authentic: close), -EINVAL

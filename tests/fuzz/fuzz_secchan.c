@@ -87,7 +87,7 @@ static void make_pair(struct pair *pr)
     uint8_t hello[SC_HELLO_MAX], welcome[SC_WELCOME_MAX];
     const uint8_t *p;
     size_t plen;
-    int n = sc_initiate(&pr->i, fx.i_pk, fx.i_sk, fx.r_pk, NULL, 0, hello);
+    int n = sc_initiate(&pr->i, fx.i_pk, fx.i_sk, fx.r_pk, NULL, 0, 1, hello);
     check(n > 0);
     check(sc_accept(&pr->r, fx.r_pk, fx.r_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p,
                     &plen) == 0);
@@ -123,7 +123,8 @@ static void setup(void)
     crypto_box_seed_keypair(fx.r_pk, fx.r_sk, seed);
 
     static const uint8_t hp[] = "fuzz hello", wp[] = "fuzz welcome";
-    fx.hello_len = sc_initiate(&fx.hello_sent, fx.i_pk, fx.i_sk, fx.r_pk, hp, sizeof(hp), fx.hello);
+    fx.hello_len =
+        sc_initiate(&fx.hello_sent, fx.i_pk, fx.i_sk, fx.r_pk, hp, sizeof(hp), 1, fx.hello);
     check(fx.hello_len > 0);
     uint8_t body[SC_HELLO_MAX];
     memcpy(body, fx.hello + SC_HDR_LEN, (size_t)fx.hello_len - SC_HDR_LEN);

@@ -198,7 +198,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     int fd = accept(w->fd, NULL, NULL);
     if (fd < 0 || f->nconns == 8)
         return;
-    tconn_keys_t keys;
+    tconn_keys_t keys = {0};
     memcpy(keys.pk, f->id.curve_pk, 32);
     memcpy(keys.sk, f->id.curve_sk, 32);
     tun_config_t tc;

@@ -28,6 +28,13 @@ static const uint8_t R_PAYLOAD[] = "pop 7 accepts";
 
 #define BIT(suite) ((uint8_t)(1u << (suite)))
 
+/* HELLO timestamps of the test's initiators: strictly increasing, as sc_hello_clock's. */
+static uint64_t ts_last;
+static uint64_t next_ts(void)
+{
+    return sc_hello_clock(&ts_last);
+}
+
 static uint8_t all_suites(void)
 {
     sc_force_suites(0);
@@ -86,7 +93,7 @@ static void handshake(sc_t *i, sc_t *r, const uint8_t *ipay, size_t iplen, const
     struct hs local;
     if (!hs)
         hs = &local;
-    hs->hello_len = sc_initiate(i, i_pk, i_sk, r_pk, ipay, iplen, hs->hello);
+    hs->hello_len = sc_initiate(i, i_pk, i_sk, r_pk, ipay, iplen, next_ts(), hs->hello);
     assert_int_equal(hs->hello_len, SC_HDR_LEN + SC_HELLO_BODY_MIN + iplen);
     assert_int_equal(i->state, SC_HELLO_SENT);
 
@@ -191,11 +198,12 @@ static void test_payload_lengths(void **state)
 
     /* One byte too many, at either end. */
     uint8_t out[SC_HELLO_MAX + 1];
-    assert_int_equal(sc_initiate(&i, i_pk, i_sk, r_pk, big_i, SC_PAYLOAD_MAX + 1, out), -EINVAL);
+    assert_int_equal(sc_initiate(&i, i_pk, i_sk, r_pk, big_i, SC_PAYLOAD_MAX + 1, next_ts(), out),
+                     -EINVAL);
     assert_failed(&i);
     handshake(&i, &r, NULL, 0, NULL, 0, NULL);
     sc_t i3;
-    int n = sc_initiate(&i3, i_pk, i_sk, r_pk, NULL, 0, hs.hello);
+    int n = sc_initiate(&i3, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hs.hello);
     assert_true(n > 0);
     const uint8_t *p;
     size_t plen;
@@ -211,7 +219,7 @@ static void test_wrong_responder_key(void **state)
     /* The initiator believes other_pk is the responder: r cannot read HELLO. */
     sc_t i, r;
     uint8_t hello[SC_HELLO_MAX];
-    int n = sc_initiate(&i, i_pk, i_sk, other_pk, I_PAYLOAD, sizeof(I_PAYLOAD), hello);
+    int n = sc_initiate(&i, i_pk, i_sk, other_pk, I_PAYLOAD, sizeof(I_PAYLOAD), next_ts(), hello);
     assert_true(n > 0);
     const uint8_t *p = NULL;
     size_t plen = 0;
@@ -223,7 +231,7 @@ static void test_wrong_responder_key(void **state)
 
     /* The same HELLO does open at the key it was meant for (so the failure above was the
      * key's). */
-    n = sc_initiate(&i, i_pk, i_sk, other_pk, I_PAYLOAD, sizeof(I_PAYLOAD), hello);
+    n = sc_initiate(&i, i_pk, i_sk, other_pk, I_PAYLOAD, sizeof(I_PAYLOAD), next_ts(), hello);
     assert_int_equal(
         sc_accept(&r, other_pk, other_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p, &plen),
         0);
@@ -236,7 +244,7 @@ static void test_tamper_hello(void **state)
 {
     sc_t i, r;
     uint8_t hello[SC_HELLO_MAX], body[SC_HELLO_MAX];
-    int n = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), hello);
+    int n = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), next_ts(), hello);
     size_t len = (size_t)n - SC_HDR_LEN;
     const uint8_t *p;
     size_t plen;
@@ -267,7 +275,7 @@ static void test_tamper_welcome(void **state)
 {
     sc_t i, r, i_copy;
     uint8_t hello[SC_HELLO_MAX], welcome[SC_WELCOME_MAX], body[SC_WELCOME_MAX];
-    int n = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), hello);
+    int n = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), next_ts(), hello);
     const uint8_t *p;
     size_t plen;
     assert_int_equal(
@@ -399,7 +407,8 @@ static void test_replayed_hello(void **state)
     /* Another initiator state with the same static keys (the attacker's best case: it even
      * holds i's static secret) cannot accept it. */
     uint8_t hello2[SC_HELLO_MAX];
-    assert_true(sc_initiate(&attacker, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), hello2) > 0);
+    assert_true(sc_initiate(&attacker, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), next_ts(),
+                            hello2) > 0);
     memcpy(wbody, welcome2 + SC_HDR_LEN, wlen);
     assert_int_equal(sc_initiator_finish(&attacker, wbody, wlen, &p, &plen), -EBADMSG);
     assert_failed(&attacker);
@@ -408,6 +417,82 @@ static void test_replayed_hello(void **state)
     assert_int_equal(sc_initiator_finish(&i, wbody, wlen, &p, &plen), -EINVAL);
     /* And r2's keys are not the ones the real pair uses. */
     assert_memory_not_equal(r2.rx_key, r.rx_key, 32);
+}
+
+/* The timestamp crosses authenticated: the responder reads what the initiator put, and a
+ * copy of the HELLO carries the same one, which the replay filter refuses. */
+static void test_hello_timestamp(void **state)
+{
+    (void)state;
+    sc_t i, r, r2;
+    uint8_t hello[SC_HELLO_MAX], body[SC_HELLO_MAX];
+    const uint8_t *p;
+    size_t plen;
+    uint64_t ts = 0x0102030405060708ull;
+    int n = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), ts, hello);
+    assert_int_equal(n, SC_HDR_LEN + SC_HELLO_BODY_MIN + sizeof(I_PAYLOAD));
+    size_t len = (size_t)n - SC_HDR_LEN;
+    memcpy(body, hello + SC_HDR_LEN, len);
+    assert_int_equal(sc_accept(&r, r_pk, r_sk, body, len, &p, &plen), 0);
+    assert_true(r.hello_ts == ts);
+    assert_int_equal(plen, sizeof(I_PAYLOAD));
+    assert_memory_equal(p, I_PAYLOAD, plen);
+    sc_replay_t f = {0};
+    assert_int_equal(sc_replay_check(&f, r.hello_ts), 0);
+    memcpy(body, hello + SC_HDR_LEN, len); /* the replay */
+    assert_int_equal(sc_accept(&r2, r_pk, r_sk, body, len, &p, &plen), 0);
+    assert_int_equal(sc_replay_check(&f, r2.hello_ts), -EALREADY);
+    /* The timestamp is not in clear: the ciphertext does not hold its bytes. */
+    uint8_t tsb[SC_TS_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_null(memmem(hello, (size_t)n, tsb, sizeof(tsb)));
+    /* sc_hello_clock never repeats, even when the clock does not move or goes back. */
+    uint64_t last = UINT64_MAX - 10, a = sc_hello_clock(&last), b = sc_hello_clock(&last);
+    assert_true(a == UINT64_MAX - 9 && b == UINT64_MAX - 8);
+    last = 0;
+    a = sc_hello_clock(&last);
+    b = sc_hello_clock(&last);
+    assert_true(a > 1600000000ull * 1000000000ull && b > a);
+}
+
+/* The replay filter: each timestamp admitted once; racing HELLOs of one initiator within the
+ * window admitted in any order; older than the window, or pushed out of the recent set,
+ * refused. */
+static void test_replay_filter(void **state)
+{
+    (void)state;
+    const uint64_t s = 1000000000ull, base = 1700000000ull * s;
+    sc_replay_t f = {0};
+    assert_int_equal(sc_replay_check(&f, base), 0);
+    assert_int_equal(sc_replay_check(&f, base), -EALREADY);
+    assert_int_equal(sc_replay_check(&f, base + 5), 0);
+    assert_int_equal(sc_replay_check(&f, base + 3), 0); /* raced: arrives after a newer one */
+    assert_int_equal(sc_replay_check(&f, base + 3), -EALREADY);
+    assert_int_equal(sc_replay_check(&f, base + 5), -EALREADY);
+    assert_int_equal(sc_replay_check(&f, base + 10 * s), 0);    /* much later */
+    assert_int_equal(sc_replay_check(&f, base + 4), -EALREADY); /* never seen, but too old */
+    assert_int_equal(sc_replay_check(&f, base + 10 * s - SC_REPLAY_WINDOW_NS), -EALREADY);
+    assert_int_equal(sc_replay_check(&f, base + 10 * s - SC_REPLAY_WINDOW_NS + 1), 0);
+    /* More racing HELLOs than the set holds: the oldest leaves and becomes the floor. */
+    sc_replay_t g = {0};
+    for (uint64_t k = 0; k < SC_REPLAY_RECENT; k++)
+        assert_int_equal(sc_replay_check(&g, base + 100 + k), 0);
+    assert_int_equal(sc_replay_check(&g, base + 50), -EALREADY); /* below the set when full */
+    assert_int_equal(sc_replay_check(&g, base + 200), 0);        /* base + 100 leaves: the floor */
+    for (uint64_t k = 0; k < SC_REPLAY_RECENT; k++)
+        assert_int_equal(sc_replay_check(&g, base + 100 + k), -EALREADY);
+    assert_int_equal(sc_replay_check(&g, base + 200), -EALREADY);
+    assert_int_equal(sc_replay_check(&g, base + 150), 0);
+    /* A long run: never the same value twice, whatever the order within the window. */
+    sc_replay_t h = {0};
+    uint64_t seen[512];
+    for (int k = 0; k < 512; k++) {
+        seen[k] = base + (uint64_t)k * 1000 + (uint64_t)randombytes_uniform(3000);
+        int rc = sc_replay_check(&h, seen[k]);
+        for (int j = 0; j < k; j++)
+            if (seen[j] == seen[k])
+                assert_int_equal(rc, -EALREADY);
+        assert_int_equal(sc_replay_check(&h, seen[k]), -EALREADY);
+    }
 }
 
 /* ---- suites ------------------------------------------------------------------------------- */
@@ -470,7 +555,7 @@ static void test_suites(void **state)
     /* The initiator offers ChaCha only; the responder could do both. */
     sc_force_suites(BIT(SC_SUITE_CHACHA20POLY1305));
     uint8_t hello[SC_HELLO_MAX];
-    int n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, hello);
+    int n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello);
     sc_force_suites(0);
     const uint8_t *p;
     size_t plen;
@@ -482,7 +567,7 @@ static void test_suites(void **state)
         /* A responder (holding the right key) that answers with a suite the initiator did not
          * offer: refused, although the WELCOME is authentic. */
         sc_force_suites(BIT(SC_SUITE_CHACHA20POLY1305));
-        n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, hello);
+        n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello);
         sc_force_suites(0);
         assert_int_equal(
             sc_accept(&r, r_pk, r_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p, &plen), 0);
@@ -498,7 +583,7 @@ static void test_suites(void **state)
         /* The initiator offers AES only; the responder has ChaCha only: no common suite, found
          * after the HELLO was authenticated, so the caller knows whom it refused. */
         sc_force_suites(BIT(SC_SUITE_AES256GCM));
-        n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, hello);
+        n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello);
         sc_force_suites(BIT(SC_SUITE_CHACHA20POLY1305));
         assert_int_equal(
             sc_accept(&r, r_pk, r_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p, &plen),
@@ -511,7 +596,7 @@ static void test_suites(void **state)
     /* A mask of nothing this machine has: the initiator has nothing to offer. */
     sc_force_suites(1u << 7);
     assert_int_equal(sc_local_suites(), 0);
-    assert_int_equal(sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, hello), -ENOTSUP);
+    assert_int_equal(sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello), -ENOTSUP);
     assert_failed(&i);
     sc_force_suites(0);
 }
@@ -677,7 +762,7 @@ static void test_wrong_states(void **state)
     sc_t i, r, i0, r0;
 
     /* Initiator waiting for WELCOME: no records, no responder calls. */
-    int n = sc_initiate(&i0, i_pk, i_sk, r_pk, NULL, 0, hello);
+    int n = sc_initiate(&i0, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello);
     assert_true(n > 0);
     i = i0;
     assert_int_equal(sc_seal(&i, &piece, 1, rec), -EPIPE);
@@ -733,9 +818,9 @@ static void test_wrong_states(void **state)
 
     /* Initiator input: a responder key of small order, payload NULL with a length. */
     uint8_t zero_pk[32] = {0};
-    assert_int_equal(sc_initiate(&i, i_pk, i_sk, zero_pk, NULL, 0, hello), -EINVAL);
+    assert_int_equal(sc_initiate(&i, i_pk, i_sk, zero_pk, NULL, 0, next_ts(), hello), -EINVAL);
     assert_failed(&i);
-    assert_int_equal(sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 5, hello), -EINVAL);
+    assert_int_equal(sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 5, next_ts(), hello), -EINVAL);
 
     /* sc_wipe: everything zero, failed; NULL is fine. */
     sc_wipe(&r);
@@ -753,7 +838,7 @@ static void test_small_order_ephemeral(void **state)
 {
     sc_t i, r;
     uint8_t hello[SC_HELLO_MAX];
-    int n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, hello);
+    int n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello);
     memset(hello + SC_HDR_LEN + 1, 0, 32); /* e.pub = 0, a point of order 4 */
     const uint8_t *p;
     size_t plen;
@@ -808,7 +893,7 @@ static void test_key_schedule(void **state)
 {
     sc_t i, r;
     uint8_t hello[SC_HELLO_MAX], body[SC_HELLO_MAX], welcome[SC_WELCOME_MAX];
-    int hn = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), hello);
+    int hn = sc_initiate(&i, i_pk, i_sk, r_pk, I_PAYLOAD, sizeof(I_PAYLOAD), next_ts(), hello);
     uint8_t e_i_sk[32];
     memcpy(e_i_sk, i.e_sk, 32); /* the test's window on the ephemeral secret */
     memcpy(body, hello + SC_HDR_LEN, (size_t)hn - SC_HDR_LEN);
@@ -825,7 +910,7 @@ static void test_key_schedule(void **state)
     assert_memory_not_equal(i.tx_key, i.rx_key, 32);
 
     /* Recompute from the wire bytes, the initiator's secrets and the document. */
-    static const char name[] = "popmesh-sc-v1 Noise_IK_25519_BLAKE2b";
+    static const char name[] = "popmesh-sc-v2 Noise_IK_25519_BLAKE2b";
     uint8_t h[32], ck[32], k[32], m[SC_PAYLOAD_MAX];
     crypto_generichash(h, 32, (const uint8_t *)name, strlen(name), NULL, 0);
     memcpy(ck, h, 32);
@@ -844,7 +929,11 @@ static void test_key_schedule(void **state)
     kat_dh(ck, i_sk, r_pk, k); /* ss */
     size_t c2 = (size_t)hn - SC_HDR_LEN - 81;
     kat_open(k, h, w + 81, c2, m);
-    assert_memory_equal(m, I_PAYLOAD, sizeof(I_PAYLOAD));
+    uint64_t ts = 0; /* u64 big endian, then the payload */
+    for (int b = 0; b < SC_TS_LEN; b++)
+        ts = ts << 8 | m[b];
+    assert_true(ts == i.hello_ts && ts == r.hello_ts && ts == ts_last);
+    assert_memory_equal(m + SC_TS_LEN, I_PAYLOAD, sizeof(I_PAYLOAD));
     kat_hash(h, w + 81, c2);
 
     w = welcome + SC_HDR_LEN;
@@ -898,6 +987,8 @@ int main(void)
         cmocka_unit_test(test_tamper_data),
         cmocka_unit_test(test_replay_reorder),
         cmocka_unit_test(test_replayed_hello),
+        cmocka_unit_test(test_hello_timestamp),
+        cmocka_unit_test(test_replay_filter),
         cmocka_unit_test(test_suites),
         cmocka_unit_test(test_records_both_ways),
         cmocka_unit_test(test_seal_limits),

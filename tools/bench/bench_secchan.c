@@ -67,7 +67,7 @@ static void make_pair(sc_t *i, sc_t *r, uint8_t suites)
     const uint8_t *p;
     size_t plen;
     sc_force_suites(suites);
-    int n = sc_initiate(i, i_pk, i_sk, r_pk, NULL, 0, hello);
+    int n = sc_initiate(i, i_pk, i_sk, r_pk, NULL, 0, 1, hello);
     if (n < 0 ||
         sc_accept(r, r_pk, r_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p, &plen) != 0)
         die("handshake failed (HELLO)");
