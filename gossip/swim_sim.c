@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rng.h"
 #include "common/xmalloc.h"
 
 struct sim_node {
@@ -54,10 +55,7 @@ struct swim_sim {
 
 static uint64_t sim_rng(swim_sim_t *sim)
 {
-    uint64_t z = (sim->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return rng_next(&sim->rng);
 }
 
 static double sim_uniform(swim_sim_t *sim)

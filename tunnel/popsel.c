@@ -70,6 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rng.h"
 #include "common/xmalloc.h"
 
 enum conn {
@@ -103,20 +104,6 @@ struct popsel {
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
-static uint64_t rng_next(popsel_t *ps)
-{
-    uint64_t z = (ps->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n); 0 when n == 0. */
-static uint32_t rng_below(popsel_t *ps, uint32_t n)
-{
-    return (uint32_t)(((rng_next(ps) >> 32) * (uint64_t)n) >> 32);
-}
 
 /* The RTT the choice goes by (see popsel_rtt_of in popsel.h). */
 static uint32_t rtt_of(const popsel_t *ps, const struct slot *s, uint64_t now)
@@ -277,7 +264,7 @@ int popsel_tunnel_down(popsel_t *ps, unsigned i, uint64_t now)
     if (b > ps->cfg.backoff_max_ms)
         b = ps->cfg.backoff_max_ms;
     s->backoff_ms = (uint32_t)b;
-    s->retry_at_ms = now + b / 2 + rng_below(ps, (uint32_t)b);
+    s->retry_at_ms = now + b / 2 + rng_below(&ps->rng, (uint32_t)b);
     s->conn = CONN_NONE;
     s->primary = false;
     s->draining = false;
@@ -325,7 +312,8 @@ size_t popsel_step(popsel_t *ps, uint64_t now, popsel_action_t *out, size_t max)
         if (!emit(out, max, &n, a))
             break;
         /* 0.8 .. 1.2 probe periods */
-        s->next_probe_ms = now + (uint64_t)ps->cfg.probe_ms * (2000 + rng_below(ps, 1000)) / 2500;
+        s->next_probe_ms =
+            now + (uint64_t)ps->cfg.probe_ms * (2000 + rng_below(&ps->rng, 1000)) / 2500;
         s->probing = true;
     }
 
