@@ -1,4 +1,5 @@
-/* clock: the two clocks of the I/O layer, in milliseconds.
+/* clock: the two clocks of the I/O layer, in milliseconds (and the monotonic one in
+ * microseconds, for RTTs and delays below a millisecond).
  *
  * Protocol cores never read a clock (they take `now` as an argument); the drivers in node/
  * and the tools do, through these two functions:
@@ -22,6 +23,15 @@ static inline uint64_t clock_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Monotonic microseconds: round trips on loopback and user-space delays are well under a
+ * millisecond, and a millisecond clock would read them as 0 or let a delay end early. */
+static inline uint64_t clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 #endif

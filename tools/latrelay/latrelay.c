@@ -73,6 +73,7 @@
 
 #include <ev.h>
 
+#include "common/clock.h"
 #include "common/kvfile.h"
 #include "common/xmalloc.h"
 
@@ -146,15 +147,6 @@ struct relay {
     uint64_t bytes[2];         /* bytes delivered: [0] client -> to, [1] to -> client */
     ev_signal sighup, sigterm, sigint;
 };
-
-/* Microseconds of CLOCK_MONOTONIC: common/clock.h's milliseconds would let a byte leave up to
- * 1 ms before its delay has passed. */
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* ---- sockets ------------------------------------------------------------------------------ */
 
@@ -264,7 +256,7 @@ static void flow_append(struct flow *f, enum chunk_kind kind, const char *data, 
 {
     struct chunk *ch = xmalloc(sizeof(*ch) + len);
     ch->next = NULL;
-    ch->arrival = mono_us();
+    ch->arrival = clock_mono_us();
     ch->len = len;
     ch->off = 0;
     ch->kind = (uint8_t)kind;
@@ -331,7 +323,7 @@ static bool flow_pump(struct flow *f)
 
     ev_timer_stop(r->loop, &f->timer);
     while (f->head) {
-        uint64_t now = mono_us();
+        uint64_t now = clock_mono_us();
         if (f->head->arrival + delay > now) {
             ev_timer_set(&f->timer, (double)(f->head->arrival + delay - now) / 1e6, 0.);
             ev_timer_start(r->loop, &f->timer);
