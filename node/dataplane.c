@@ -95,7 +95,7 @@ struct relay {
 
 struct listener {
     uint16_t port;
-    int fd;
+    int fd; /* -1: the port is one of this PoP's own (a clash, logged once, never bound) */
     ev_io io;
     char resource[NODECFG_NAME_MAX + 1];
     bool seen;
@@ -1123,6 +1123,27 @@ static void publish_tunnel_addr(dataplane_t *dp)
     msgpack_sbuffer_destroy(&sb);
 }
 
+static uint16_t port_in(const char *addr)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    return colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
+}
+
+/* Which of this PoP's own listening ports port is ("mesh port", ...), or NULL. A resource on
+ * one of them would fail to bind every second, or worse, take the port first at start. */
+static const char *own_port_use(dataplane_t *dp, uint16_t port)
+{
+    char tl[NODECFG_ADDR_MAX + 1];
+    nodecfg_tunnel_listen(dp->o.cfg, tl, sizeof(tl));
+    if (port == port_in(dp->o.cfg->mesh_listen))
+        return "mesh port";
+    if (port == port_in(tl))
+        return "tunnel port";
+    if (dp->o.cfg->http_listen[0] && port == port_in(dp->o.cfg->http_listen))
+        return "HTTP ingress port";
+    return NULL;
+}
+
 static void sync_listeners(dataplane_t *dp)
 {
     resource_t *rv = NULL;
@@ -1147,8 +1168,15 @@ static void sync_listeners(dataplane_t *dp)
         char addr[NODECFG_ADDR_MAX + 16], err[200];
         const char *ip = dp->o.cfg->ingress_address[0] ? dp->o.cfg->ingress_address : "0.0.0.0";
         snprintf(addr, sizeof(addr), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, rv[i].tcp_port);
-        int fd = listen_on(addr, err, sizeof(err));
-        if (fd < 0) {
+        const char *own = own_port_use(dp, rv[i].tcp_port);
+        int fd = -1;
+        if (own)
+            log_warn("resource %s: tcp port %u is this PoP's %s: not listening for it (remove the "
+                     "resource or give it another port)",
+                     rv[i].name, rv[i].tcp_port, own);
+        else
+            fd = listen_on(addr, err, sizeof(err));
+        if (fd < 0 && !own) {
             log_warn("resource %s: %s (retrying every %.0f s)", rv[i].name, err, DATAPLANE_SYNC_S);
             continue;
         }
@@ -1158,11 +1186,13 @@ static void sync_listeners(dataplane_t *dp)
         l->port = rv[i].tcp_port;
         l->seen = true;
         snprintf(l->resource, sizeof(l->resource), "%s", rv[i].name);
+        l->next = dp->listeners;
+        dp->listeners = l;
+        if (fd < 0)
+            continue;
         ev_io_init(&l->io, on_ingress_accept, fd, EV_READ);
         l->io.data = l;
         ev_io_start(dp->o.loop, &l->io);
-        l->next = dp->listeners;
-        dp->listeners = l;
         log_info("resource %s: listening on %s for site %s", rv[i].name, addr, rv[i].site);
     }
     for (struct listener **lp = &dp->listeners; *lp;) {
@@ -1172,8 +1202,10 @@ static void sync_listeners(dataplane_t *dp)
             continue;
         }
         log_info("resource %s: removed; port %u closed", l->resource, l->port);
-        ev_io_stop(dp->o.loop, &l->io);
-        close(l->fd);
+        if (l->fd >= 0) {
+            ev_io_stop(dp->o.loop, &l->io);
+            close(l->fd);
+        }
         *lp = l->next;
         free(l);
     }
@@ -1499,8 +1531,10 @@ void dataplane_destroy(dataplane_t **dpp)
     while (dp->listeners) {
         struct listener *l = dp->listeners;
         dp->listeners = l->next;
-        ev_io_stop(dp->o.loop, &l->io);
-        close(l->fd);
+        if (l->fd >= 0) {
+            ev_io_stop(dp->o.loop, &l->io);
+            close(l->fd);
+        }
         free(l);
     }
     free(dp->sites);

@@ -522,7 +522,15 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
             goto out;
         }
     }
+    /* No loop into the mesh, no clash with its ports (node/resource.h). */
+    int mrc = resource_check_mesh(store, r, all, n, why_buf, sizeof(why_buf), &why);
     free(all);
+    if (mrc) {
+        rc = mrc == -EINVAL ? control_error(pk, CTL_REFUSED, "%s", why)
+                            : control_error(pk, CTL_FAILED, "cannot read the registry: %s",
+                                            store_last_error(store));
+        goto out;
+    }
 
     r->created_ms = orc == 0 ? old.created_ms : clock_wall_ms();
     char key[RESOURCE_KEY_MAX];

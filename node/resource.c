@@ -12,8 +12,13 @@
 #include "common/mp.h"
 #include "common/mpfields.h"
 #include "common/xmalloc.h"
+#include "node/registry.h"
+#include "node/tconn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -145,6 +150,26 @@ static int check_path_prefix(const char *p, char *buf, size_t len, const char **
         if (c <= ' ' || c >= 0x7f || c == '?' || c == '#')
             return refuse(buf, len, why,
                           "path_prefix '%s' must be printable ASCII without spaces, '?' or '#'", p);
+    }
+    /* The HTTP ingress matches the request's path as normalised (dot segments removed, no
+     * empty segment), so a prefix holding one of those could never match anything. */
+    for (const char *seg = p + 1; seg <= p + pl;) {
+        const char *end = strchr(seg, '/');
+        size_t sl = end ? (size_t)(end - seg) : strlen(seg);
+        if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))
+            return refuse(buf, len, why,
+                          "path_prefix '%s' holds a '.' or '..' segment; request paths are "
+                          "matched without them, so it could never match: write the path "
+                          "they stand for",
+                          p);
+        if (sl == 0 && end)
+            return refuse(buf, len, why,
+                          "path_prefix '%s' holds '//'; request paths are matched without empty "
+                          "segments, so it could never match",
+                          p);
+        if (!end)
+            break;
+        seg = end + 1;
     }
     return 0;
 }
@@ -510,4 +535,120 @@ int resource_list(store_t *store, resource_t **out, size_t *n)
     *out = c.v;
     *n = c.n;
     return 0;
+}
+
+/* ---- loops into the mesh ------------------------------------------------------------------ */
+
+struct mesh_check {
+    const resource_t *r;
+    const resource_t *others;
+    size_t nothers;
+    char *buf;
+    size_t len;
+    const char **why;
+    int rc;
+};
+
+/* An address as (IP, port) for comparing; 0.0.0.0 and :: (every address of the machine) count
+ * as 127.0.0.1, since a listener on them answers on loopback too. */
+static int addr_of(const char *s, struct sockaddr_storage *ss)
+{
+    unsigned sl;
+    if (tconn_parse_addr(s, ss, &sl))
+        return -EINVAL;
+    if (ss->ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (ss->ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+            a->sin6_addr = in6addr_loopback;
+    }
+    return 0;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+}
+
+/* What the PoP whose host is at listens on at port, or NULL. */
+static const char *mesh_port_use(const struct mesh_check *c, uint16_t port, uint16_t mesh_port,
+                                 uint16_t tunnel_port, char *what, size_t wl)
+{
+    if (port == mesh_port)
+        return "mesh port";
+    if (port == tunnel_port)
+        return "tunnel port";
+    if (port == c->r->tcp_port) {
+        snprintf(what, wl, "tcp port of resource '%s' itself", c->r->name);
+        return what;
+    }
+    for (size_t i = 0; i < c->nothers; i++)
+        if (c->others[i].tcp_port == port && strcmp(c->others[i].name, c->r->name)) {
+            snprintf(what, wl, "tcp port of resource '%s'", c->others[i].name);
+            return what;
+        }
+    return NULL;
+}
+
+static int check_one_pop(const store_entry_t *e, void *ctx)
+{
+    struct mesh_check *c = ctx;
+    uint64_t id;
+    reg_node_t n;
+    const char *why;
+    struct sockaddr_storage mesh, tun;
+    if (c->rc || e->tombstone || reg_node_key_id(e->key, e->klen, &id) ||
+        reg_node_parse(e->value, e->vlen, id, &n, &why) || n.removed || strcmp(n.role, "pop"))
+        return 0;
+    bool has_mesh = addr_of(n.addr, &mesh) == 0, has_tun = addr_of(n.tunnel_addr, &tun) == 0;
+    uint16_t mp = has_mesh ? port_of(&mesh) : 0, tp = has_tun ? port_of(&tun) : 0;
+    if (c->r->tcp_port && (c->r->tcp_port == mp || c->r->tcp_port == tp)) {
+        c->rc = refuse(c->buf, c->len, c->why,
+                       "tcp port %u is PoP %s's %s (%s): a resource port must not clash with a "
+                       "port of the mesh; pick another",
+                       c->r->tcp_port, n.name, c->r->tcp_port == mp ? "mesh port" : "tunnel port",
+                       c->r->tcp_port == mp ? n.addr : n.tunnel_addr);
+        return 0;
+    }
+    for (unsigned i = 0; i < c->r->ntargets; i++) {
+        struct sockaddr_storage t;
+        if (addr_of(c->r->targets[i], &t))
+            continue; /* a name: the site resolves it, nothing to compare here */
+        if (!(has_mesh && same_host(&t, &mesh)) && !(has_tun && same_host(&t, &tun)))
+            continue;
+        char what[NODECFG_NAME_MAX + 64];
+        const char *use = mesh_port_use(c, port_of(&t), mp, tp, what, sizeof(what));
+        if (use) {
+            c->rc = refuse(c->buf, c->len, c->why,
+                           "target %s is an ingress of the mesh (PoP %s, %s): connections to it "
+                           "would loop through the mesh forever; a target must be a service "
+                           "outside the mesh",
+                           c->r->targets[i], n.name, use);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+int resource_check_mesh(store_t *store, const resource_t *r, const resource_t *others,
+                        size_t nothers, char *why_buf, size_t why_len, const char **why)
+{
+    struct mesh_check c = {r, others, nothers, why_buf, why_len, why, 0};
+    int rc = store_list(store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), check_one_pop, &c);
+    return c.rc ? c.rc : rc;
 }

@@ -100,6 +100,16 @@ const char *resource_auth_str(enum resource_auth auth);
  * with auth login; without a host, none of those). 0 or -EINVAL with a reason in why,
  * formatted into why_buf (which it points to) so it can name the bad value. */
 int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why);
+/* The checks that need the mesh (resource.add): r's tcp_port is no PoP's mesh or tunnel port
+ * (from the registry), and no target is an ingress of the mesh: the host of a PoP's mesh or
+ * tunnel address (0.0.0.0 and :: count as loopback) with a port the mesh listens on there
+ * (that PoP's mesh or tunnel port, r's own tcp_port or another resource's, from others). A
+ * stream to such a target re-enters the mesh and loops. Addresses the registry does not know
+ * (a PoP's ingress_address, its HTTP port, another name for the same machine) cannot be
+ * checked here: the data plane cuts those loops at run time. 0, -EINVAL with the reason in
+ * *why (why_buf), or the store's error. */
+int resource_check_mesh(store_t *store, const resource_t *r, const resource_t *others,
+                        size_t nothers, char *why_buf, size_t why_len, const char **why);
 
 /* The record as a msgpack map (also the shape of one resource in control answers). */
 void resource_pack(msgpack_packer *pk, const resource_t *r);

@@ -14,3 +14,5 @@ function(popmesh_dataplane_integration name)
 endfunction()
 # A recorded tunnel HELLO replayed to a PoP: refused, counted, never attached.
 popmesh_dataplane_integration(site_replay)
+# Resources that loop into the mesh or clash with its ports: refused, or cut.
+popmesh_dataplane_integration(dataplane_loop)

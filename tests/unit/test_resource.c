@@ -4,6 +4,7 @@
  * reads a real store and skips bad records. Also the site record and the token's site field,
  * which are the registry's side of the same feature. */
 #include "common/mp.h"
+#include "node/identity.h"
 #include "node/registry.h"
 #include "node/resource.h"
 #include "storage/store.h"
@@ -1103,16 +1104,128 @@ static void test_token_site_field(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* A prefix with '.', '..' or an empty segment can never match a normalised request path. */
+static void test_path_prefix_segments(void **state)
+{
+    (void)state;
+    static const char *bad[] = {"/..",  "/a/../b", "/a/..", "/.",  "/./a",
+                                "/a/.", "//",      "/a//b", "//a", "/a/./"};
+    static const char *good[] = {"/",     "/a",   "/a/",    "/a/b", "/.well-known",
+                                 "/a..b", "/...", "/a.b/c", "/.x/"};
+    resource_t r;
+    char buf[400];
+    const char *why;
+    make_http(&r);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(r.path_prefix, sizeof(r.path_prefix), "%s", bad[i]);
+        if (resource_check(&r, buf, sizeof(buf), &why) != -EINVAL)
+            fail_msg("path_prefix '%s' accepted", bad[i]);
+        assert_non_null(strstr(why, "never match"));
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(r.path_prefix, sizeof(r.path_prefix), "%s", good[i]);
+        if (resource_check(&r, buf, sizeof(buf), &why))
+            fail_msg("path_prefix '%s' refused: %s", good[i], why);
+    }
+}
+
+static void put_pop(store_t *s, uint64_t id, const char *name, const char *addr,
+                    const char *tunnel_addr, const char *role, bool removed)
+{
+    reg_node_t n = {.removed = removed};
+    snprintf(n.name, sizeof(n.name), "%s", name);
+    snprintf(n.addr, sizeof(n.addr), "%s", addr);
+    snprintf(n.tunnel_addr, sizeof(n.tunnel_addr), "%s", tunnel_addr);
+    snprintf(n.role, sizeof(n.role), "%s", role);
+    for (int i = 0; i < 32; i++)
+        n.curve_pk[i] = (uint8_t)(id + (uint64_t)i);
+    n.id = id = identity_node_id_of(n.curve_pk); /* a node's id is its key's */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    reg_node_pack(&pk, &n);
+    char key[64];
+    reg_node_key(id, key, sizeof(key));
+    put_raw(s, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* resource.add's mesh checks: a port of a PoP, a target that is an ingress of the mesh. */
+static void test_check_mesh(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/popmesh-test-resource-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    store_opts_t o = {.node_id = 42, .nosync = true};
+    store_t *s = NULL;
+    assert_int_equal(store_open(dir, &o, &s), 0);
+    put_pop(s, 1, "pop-1", "127.0.0.1:7000", "127.0.0.1:7001", "pop", false);
+    put_pop(s, 2, "pop-2", "10.0.0.2:7000", "0.0.0.0:7101", "pop", false);
+    put_pop(s, 3, "gone", "10.0.0.3:7000", "10.0.0.3:7001", "pop", true);
+    put_pop(s, 4, "branch", "10.0.0.4:7000", "", "site", false);
+    resource_t r, other;
+    make_resource(&other);
+    snprintf(other.name, sizeof(other.name), "other");
+    other.tcp_port = 9000;
+    char buf[400];
+    const char *why = "";
+    struct {
+        uint16_t port;
+        const char *target;
+        const char *want; /* NULL: accepted; else in the reason */
+    } cases[] = {
+        {8000, "10.9.9.9:80", NULL},
+        {7000, "10.9.9.9:80", "'s mesh port"},
+        {7001, "10.9.9.9:80", "PoP pop-1's tunnel port"},
+        {7101, "10.9.9.9:80", "PoP pop-2's tunnel port"},
+        {8000, "127.0.0.1:8000", "resource 'web' itself"},
+        {8000, "localhost:8000", "resource 'web' itself"},
+        {8000, "127.0.0.1:9000", "resource 'other'"},
+        {8000, "127.0.0.1:7001", "tunnel port"},
+        {8000, "10.0.0.2:7000", "PoP pop-2, mesh port"},
+        {8000, "127.0.0.1:7101", "PoP pop-2"}, /* pop-2's tunnel is on every address */
+        {8000, "10.0.0.2:22", NULL},           /* the PoP's host, a port the mesh does not use */
+        {8000, "10.0.0.3:7000", NULL},         /* a removed PoP */
+        {8000, "10.0.0.4:7000", NULL},         /* a site is no ingress */
+        {8000, "db.example:8000", NULL},       /* a name: the site resolves it */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        make_resource(&r);
+        snprintf(r.name, sizeof(r.name), "web");
+        r.tcp_port = cases[i].port;
+        snprintf(r.targets[0], sizeof(r.targets[0]), "%s", cases[i].target);
+        r.ntargets = 1;
+        int rc = resource_check_mesh(s, &r, &other, 1, buf, sizeof(buf), &why);
+        if (!cases[i].want && rc)
+            fail_msg("case %zu (%u, %s) refused: %s", i, cases[i].port, cases[i].target, why);
+        if (cases[i].want && (rc != -EINVAL || !strstr(why, cases[i].want)))
+            fail_msg("case %zu (%u, %s): rc %d, '%s'", i, cases[i].port, cases[i].target, rc,
+                     rc ? why : "");
+    }
+    store_close(&s);
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_unknown_fields_skipped),
-        cmocka_unit_test(test_bad_fields),     cmocka_unit_test(test_bad_bytes),
-        cmocka_unit_test(test_check),          cmocka_unit_test(test_health),
-        cmocka_unit_test(test_keys),           cmocka_unit_test(test_list),
-        cmocka_unit_test(test_site_record),    cmocka_unit_test(test_token_site_field),
-        cmocka_unit_test(test_http_roundtrip), cmocka_unit_test(test_http_old_records),
-        cmocka_unit_test(test_http_bad),       cmocka_unit_test(test_match_http),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_unknown_fields_skipped),
+        cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_list),
+        cmocka_unit_test(test_site_record),
+        cmocka_unit_test(test_token_site_field),
+        cmocka_unit_test(test_http_roundtrip),
+        cmocka_unit_test(test_http_old_records),
+        cmocka_unit_test(test_http_bad),
+        cmocka_unit_test(test_match_http),
+        cmocka_unit_test(test_path_prefix_segments),
+        cmocka_unit_test(test_check_mesh),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
