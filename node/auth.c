@@ -20,6 +20,7 @@
 #include "node/auth.h"
 
 #include "common/log.h"
+#include "common/logesc.h"
 #include "common/mp.h"
 #include "common/mpfields.h"
 #include "common/xmalloc.h"
@@ -177,8 +178,10 @@ int auth_user_get(store_t *store, const char *name, auth_user_t *u)
     const char *why = "";
     rc = auth_user_parse(e.value, e.vlen, name, u, &why);
     store_entry_free(&e);
-    if (rc)
-        log_warn("auth: record %s is unreadable: %s", key, why);
+    if (rc) {
+        char ek[LOG_ESC_MAX];
+        log_warn("auth: record %s is unreadable: %s", log_escs(ek, sizeof(ek), key), why);
+    }
     return rc;
 }
 
@@ -202,7 +205,9 @@ static int collect_user(const store_entry_t *e, void *ctx)
             return 0;
         }
     }
-    log_warn("auth: skipping unreadable record %.*s: %s", (int)e->klen, e->key, why);
+    char ek[LOG_ESC_MAX];
+    log_warn("auth: skipping unreadable record %s: %s", log_esc(ek, sizeof(ek), e->key, e->klen),
+             why);
     return 0;
 }
 
@@ -655,7 +660,8 @@ int auth_apikey_check(store_t *store, const char *token, size_t len, uint64_t no
     rc = auth_apikey_parse(e.value, e.vlen, id, &a, &pwhy);
     store_entry_free(&e);
     if (rc) {
-        log_warn("auth: record %s is unreadable: %s", key, pwhy);
+        char ek[LOG_ESC_MAX];
+        log_warn("auth: record %s is unreadable: %s", log_escs(ek, sizeof(ek), key), pwhy);
         *why = "unreadable API key record";
         return -EACCES;
     }
@@ -924,7 +930,9 @@ static int collect_rule(const store_entry_t *e, void *ctx)
             return 0;
         }
     }
-    log_warn("auth: skipping unreadable record %.*s: %s", (int)e->klen, e->key, why);
+    char ek[LOG_ESC_MAX];
+    log_warn("auth: skipping unreadable record %s: %s", log_esc(ek, sizeof(ek), e->key, e->klen),
+             why);
     return 0;
 }
 

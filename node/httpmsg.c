@@ -38,6 +38,7 @@
 #include "node/httpmsg.h"
 
 #include "common/xmalloc.h"
+#include "node/httphdr.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -58,6 +59,21 @@ enum phase {
 };
 
 enum last_cb { CB_NONE, CB_FIELD, CB_VALUE };
+
+/* Where the chunk scanner is in a chunked body (see chunk_scan). */
+enum chunk_state {
+    CK_SIZE_FIRST,    /* the first hex digit of a chunk size */
+    CK_SIZE,          /* more hex digits, ';' or CR */
+    CK_EXT,           /* a chunk extension, up to CR */
+    CK_SIZE_LF,       /* the LF after a size line */
+    CK_DATA,          /* chunk data: ck_left bytes */
+    CK_DATA_CR,       /* the CR after chunk data */
+    CK_DATA_LF,       /* the LF after chunk data */
+    CK_TRAILER_START, /* the start of a trailer line, or the CR of the final blank line */
+    CK_TRAILER,       /* inside a trailer line */
+    CK_TRAILER_LF,    /* the LF ending a trailer line */
+    CK_END_LF,        /* the LF of the final blank line */
+};
 
 struct http_reader {
     http_parser parser;
@@ -92,6 +108,8 @@ struct http_reader {
     bool stop_after;        /* on_done returned 1 */
     uint64_t body_bytes;    /* decoded body bytes so far */
     uint32_t trailer_bytes; /* bytes of trailer names and values so far */
+    enum chunk_state ck;    /* chunked bodies: the strict framing scanner's state */
+    uint64_t ck_left;       /* CK_SIZE: the size so far; CK_DATA: bytes of data left */
 
     int err_status;         /* 0 until refused */
     const char *err_reason; /* static */
@@ -134,20 +152,6 @@ static bool is_tchar(unsigned char c)
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-/* Host: reg-name / IP-literal, optional port. A comma (two Hosts folded into one), space or
- * slash would mean different things to different parsers: refused. */
-static bool host_ok(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-            continue;
-        if (strchr("-._~!$&'()*+;=:[]%", c) == NULL || c == 0)
-            return false;
-    }
-    return true;
-}
-
 /* A plain decimal: 1..18 digits (< 10^18 bytes, so no overflow), nothing else. */
 static bool parse_decimal(const char *s, size_t n, int64_t *out)
 {
@@ -188,6 +192,8 @@ static int cb_message_begin(http_parser *p)
     r->interim = false;
     r->body_bytes = 0;
     r->trailer_bytes = 0;
+    r->ck = CK_SIZE_FIRST;
+    r->ck_left = 0;
     return 0;
 }
 
@@ -349,7 +355,7 @@ static int check_head(http_reader_t *r, http_parser *p)
             return fail(r, 400, "repeated Host");
         if (nhost == 0 && p->http_minor == 1)
             return fail(r, 400, "HTTP/1.1 request without Host");
-        if (h->host && !host_ok(h->host, h->host_len))
+        if (h->host && !httphdr_host_valid(h->host, h->host_len))
             return fail(r, 400, "malformed Host");
     } else {
         h->method_name = "";
@@ -375,6 +381,10 @@ static int cb_headers_complete(http_parser *p)
     int rc = r->cbs.on_head ? r->cbs.on_head(r->cbs.ctx, &r->head) : 0;
     if (rc < 0)
         return fail(r, 500, "refused by on_head");
+    /* A request whose Upgrade the caller declined is an ordinary request: the reader goes on
+     * parsing HTTP after it instead of stopping for another protocol. */
+    if (r->type == HTTP_REQUEST && rc == 1)
+        r->head.upgrade = false;
     /* No body, whatever the headers say: responses to HEAD, 1xx, 204, 304. The parser skips
      * 1xx/204/304 only when they carry no Content-Length, so say it for all of them. */
     if (r->type == HTTP_RESPONSE &&
@@ -496,6 +506,119 @@ static int scan(http_reader_t *r, const uint8_t *data, size_t len, size_t *take,
     return 0;
 }
 
+/* libhttp-parser (not built strict) reads "3\r\nabcXX0\r\n" as the chunk "abc" and a last
+ * chunk, takes "3 \r\n" for "3", and a bare LF for CRLF in chunk lines: a front proxy that
+ * reads the same bytes another way would disagree with us on where the body ends. This
+ * scanner walks a chunked body strictly (RFC 9112 7.1: size = 1*HEXDIG, then ';' and an
+ * extension or CRLF; data; CRLF; trailer lines with CRLF and no control bytes) ahead of the
+ * parser, like scan() for heads. Same contract as scan(): *take = the good bytes (up to the
+ * end of the message, or up to a bad byte); returns 1 if the message ended at *take, 0 if more
+ * is needed, or the refusal status. */
+static int chunk_scan(http_reader_t *r, const uint8_t *data, size_t len, size_t *take,
+                      const char **why)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        uint8_t c = data[i];
+        bool ctl = (c < 0x20 && c != '\t') || c == 0x7f;
+
+        *take = i;
+        switch (r->ck) {
+        case CK_DATA: {
+            uint64_t n = r->ck_left < len - i ? r->ck_left : len - i;
+            r->ck_left -= n;
+            i += (size_t)n;
+            if (r->ck_left == 0)
+                r->ck = CK_DATA_CR;
+            continue;
+        }
+        case CK_SIZE_FIRST:
+        case CK_SIZE: {
+            int h = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+            if (h >= 0) {
+                if (r->ck_left > (UINT64_MAX >> 4)) {
+                    *why = "chunk size too large";
+                    return 400;
+                }
+                r->ck_left = r->ck_left * 16 + (uint64_t)h;
+                r->ck = CK_SIZE;
+            } else if (r->ck == CK_SIZE && c == ';') {
+                r->ck = CK_EXT;
+            } else if (r->ck == CK_SIZE && c == '\r') {
+                r->ck = CK_SIZE_LF;
+            } else {
+                *why = "malformed chunk size line";
+                return 400;
+            }
+            break;
+        }
+        case CK_EXT:
+            if (c == '\r') {
+                r->ck = CK_SIZE_LF;
+            } else if (ctl) {
+                *why = "control character in a chunk extension";
+                return 400;
+            }
+            break;
+        case CK_SIZE_LF:
+            if (c != '\n') {
+                *why = "chunk size line not ended by CRLF";
+                return 400;
+            }
+            r->ck = r->ck_left ? CK_DATA : CK_TRAILER_START;
+            break;
+        case CK_DATA_CR:
+        case CK_DATA_LF:
+            if (c != (r->ck == CK_DATA_CR ? '\r' : '\n')) {
+                *why = "chunk data not followed by CRLF";
+                return 400;
+            }
+            r->ck = r->ck == CK_DATA_CR ? CK_DATA_LF : CK_SIZE_FIRST;
+            r->ck_left = 0;
+            break;
+        case CK_TRAILER_START:
+            if (c == '\r') {
+                r->ck = CK_END_LF;
+                break;
+            }
+            if (c == ' ' || c == '\t') {
+                *why = "obs-fold or whitespace before a trailer field";
+                return 400;
+            }
+            /* fall through */
+        case CK_TRAILER:
+            if (c == '\r') {
+                r->ck = CK_TRAILER_LF;
+            } else if (ctl) {
+                *why = "control character in a trailer";
+                return 400;
+            } else {
+                r->ck = CK_TRAILER;
+            }
+            break;
+        case CK_TRAILER_LF:
+        case CK_END_LF:
+            if (c != '\n') {
+                *why = "CR not followed by LF";
+                return 400;
+            }
+            if (r->ck == CK_END_LF) {
+                *take = i + 1;
+                return 1;
+            }
+            r->ck = CK_TRAILER_START;
+            break;
+        }
+        i++;
+    }
+    *take = len;
+    return 0;
+}
+
 /* ---- the reader ---------------------------------------------------------------------------- */
 
 http_reader_t *http_reader_new(enum http_parser_type type, const http_limits_t *lim,
@@ -567,8 +690,9 @@ ssize_t http_reader_feed(http_reader_t *r, const uint8_t *data, size_t len)
         return 0;
     while (off < len) {
         size_t take = len - off;
-        int head_end = 0;
+        int head_end = 0, chunk_end = 0;
         const char *why = NULL;
+        bool chunked_body = r->phase == PH_BODY && r->head.chunked;
 
         if (r->phase == PH_HEAD) {
             head_end = scan(r, data + off, len - off, &take, &why);
@@ -576,6 +700,10 @@ ssize_t http_reader_feed(http_reader_t *r, const uint8_t *data, size_t len)
              * finds there wins, as it would had the stream been split just before the bad byte. */
             if (head_end > 1 && take == 0)
                 return refuse(r, head_end, why);
+        } else if (chunked_body) {
+            chunk_end = chunk_scan(r, data + off, len - off, &take, &why);
+            if (chunk_end > 1 && take == 0)
+                return refuse(r, chunk_end, why);
         }
         /* take >= 1 here: execute treats a length of 0 as the end of the stream. */
         r->msg_done = false;
@@ -587,6 +715,10 @@ ssize_t http_reader_feed(http_reader_t *r, const uint8_t *data, size_t len)
             return refuse_parser(r, e);
         if (head_end > 1)
             return refuse(r, head_end, why);
+        if (chunk_end > 1)
+            return refuse(r, chunk_end, why);
+        if (chunked_body && (n != take || (chunk_end == 1) != r->msg_done))
+            return refuse(r, 400, "inconsistent chunked framing");
         if (r->phase == PH_HEAD) {
             /* The parser must end the head exactly where the scanner did. */
             if (n != take || head_end != (r->head_done ? 1 : 0))
@@ -721,6 +853,8 @@ static bool skip_header(const http_head_t *h, const http_head_rewrite_t *rw, con
         return true;
     if (ieq(x->name, x->name_len, "upgrade"))
         return !rw->keep_upgrade;
+    if (rw->drop_if && rw->drop_if(x))
+        return true;
     for (size_t i = 0; i < rw->ndrop; i++)
         if (rw->drop[i] && ieq(x->name, x->name_len, rw->drop[i]))
             return true;

@@ -80,9 +80,11 @@ typedef struct http_head {
 
 typedef struct http_reader_cbs {
     void *ctx; /* passed to every callback */
-    /* A head passed every check. Return 0 to go on, 1 (responses only; ignored for requests) if
-     * this response has no body whatever its headers say, < 0 to refuse the message (feed
-     * returns -1, status 500). An upgrade request's body, if it has one, still follows.
+    /* A head passed every check. Return 0 to go on, < 0 to refuse the message (feed returns
+     * -1, status 500), or 1: for a response, it has no body whatever its headers say; for an
+     * upgrade request, the caller declines the upgrade (it will forward the request without
+     * Upgrade), so the reader goes on reading HTTP after it. An upgrade request's body, if it
+     * has one, still follows.
      * Also called for interim 1xx responses (100 Continue, 103): those carry no body and no
      * on_done follows; the final response comes next with its own on_head. */
     int (*on_head)(void *ctx, const http_head_t *h);
@@ -132,6 +134,9 @@ typedef struct http_head_rewrite {
     int64_t content_length; /* bytes: write "Content-Length: N"; -1 = none */
     bool chunked;           /* write "Transfer-Encoding: chunked" */
     bool keep_upgrade;      /* keep the Upgrade header and write "Connection: upgrade" */
+    /* NULL, or true for each further header to remove (a rule rather than a list of names:
+     * look-alike spellings, one cookie among several Set-Cookie...) */
+    bool (*drop_if)(const http_header_t *x);
 } http_head_rewrite_t;
 
 /* Writes h as "METHOD TARGET HTTP/1.1\r\n" (requests) or "HTTP/1.1 STATUS REASON\r\n"

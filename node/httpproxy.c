@@ -15,8 +15,10 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/logesc.h"
 #include "common/xmalloc.h"
 #include "node/auth.h"
+#include "node/httphdr.h"
 #include "node/httpmsg.h"
 #include "node/resource.h"
 
@@ -35,11 +37,15 @@
 #include <pthread.h>
 #include <sodium.h>
 
-#define IN_CAP     65536       /* bytes of unparsed client input */
-#define PEND_HIGH  (256 << 10) /* bytes waiting for the stream: stop reading the client */
-#define OUT_HIGH   (1u << 20)  /* bytes waiting for the client: stop consuming the stream */
-#define LOCAL_BODY 8192        /* bytes of a login form */
-#define HEAD_MAX   32768       /* bytes of a re-serialised request head */
+#define IN_CAP        65536       /* bytes of unparsed client input */
+#define PEND_HIGH     (256 << 10) /* bytes waiting for the stream: stop reading the client */
+#define OUT_HIGH      (1u << 20)  /* bytes waiting for the client: stop consuming the stream */
+#define LOCAL_BODY    8192        /* bytes of a login form */
+#define HEAD_MAX      32768       /* bytes of a re-serialised request head */
+#define RESP_HEAD_MAX 65536       /* bytes of a response head from the application */
+/* bytes of a re-serialised response head: RESP_HEAD_MAX plus the CRs added to bare-LF lines
+ * and our Connection header */
+#define RESP_OUT_MAX (2 * RESP_HEAD_MAX)
 
 struct hconn;
 
@@ -69,7 +75,17 @@ struct upstream {
     uint8_t *pend;
     size_t pend_len, pend_cap;
     uint64_t owed; /* stream bytes delivered, not yet reported consumed */
-    bool saw_response;
+    /* The response is re-serialised (its head rewritten, its body re-framed) from the reader's
+     * callbacks, never relayed as received: bytes that are not part of the one response to
+     * the one outstanding request never reach the client. */
+    bool expecting;    /* a request was sent and its final response has not ended */
+    bool saw_response; /* bytes of the current response went to the client's output */
+    bool head_staged;  /* this feed staged the response head (not yet committed) */
+    bool chunked_out;  /* the body goes to the client re-chunked */
+    char ws_key[25];   /* the WebSocket request's Sec-WebSocket-Key; "" = no upgrade asked */
+    const char *why;   /* static: why the response was refused by us (not by the reader) */
+    uint8_t *stage;    /* output of the current feed until the head is known to be good */
+    size_t stage_len, stage_cap;
 };
 
 enum hstate {
@@ -96,7 +112,12 @@ struct hconn {
     size_t out_off, out_len, out_cap;
     struct upstream *up;
     bool keep_alive, head_req, chunked_up, resp_done, resp_keep_alive, client_eof;
-    bool partial; /* bytes of a request head have arrived, the head is not complete */
+    bool partial;    /* bytes of a request head have arrived, the head is not complete */
+    bool http10;     /* the current request is HTTP/1.0 (no chunked answers) */
+    bool cross_site; /* a /.popmesh/ request made from another site's page */
+    /* Referrer-Policy of our answers: "same-origin" (the login form's POST keeps its Origin),
+     * "no-referrer" after a share link (its token must not reach the app as a Referer). */
+    const char *referrer_policy;
     /* the current request, for local handling and logs */
     char method[16];
     char target[1024];
@@ -308,8 +329,9 @@ static void respond(struct hconn *hc, int code, const char *extra_headers, const
     size_t bl = strlen(body_html);
     out_printf(hc,
                "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n%s%s\r\n",
-               code, status_text(code), hc->head_req ? 0 : bl, extra_headers ? extra_headers : "",
+               "Cache-Control: no-store\r\nReferrer-Policy: %s\r\n%s%s\r\n",
+               code, status_text(code), hc->head_req ? 0 : bl, hc->referrer_policy,
+               extra_headers ? extra_headers : "",
                close || !hc->keep_alive ? "Connection: close\r\n" : "");
     if (!hc->head_req)
         out_append(hc, body_html, bl);
@@ -329,7 +351,7 @@ static void error_page(struct hconn *hc, int code, const char *why)
              "<p><small>popmesh</small></p></body></html>\n",
              code, status_text(code), code, status_text(code), esc);
     respond(hc, code, NULL, body,
-            code >= 500 || code == 400 || code == 408 || code == 413 || code == 431);
+            code >= 500 || code == 400 || code == 408 || code == 413 || code == 414 || code == 431);
 }
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -410,30 +432,6 @@ static const http_header_t *header(const http_head_t *h, const char *name)
     return NULL;
 }
 
-/* The value of cookie `name` in the request's Cookie headers. */
-static bool cookie_get(const http_head_t *h, const char *name, const char **v, size_t *vl)
-{
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < h->nheaders; i++) {
-        if (h->headers[i].name_len != 6 || strncasecmp(h->headers[i].name, "Cookie", 6))
-            continue;
-        const char *p = h->headers[i].value, *end = p + h->headers[i].value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            const char *e = semi ? semi : end;
-            if ((size_t)(e - p) > nl && !memcmp(p, name, nl) && p[nl] == '=') {
-                *v = p + nl + 1;
-                *vl = (size_t)(e - p - nl - 1);
-                return true;
-            }
-            p = e;
-        }
-    }
-    return false;
-}
-
 /* ---- upstream --------------------------------------------------------------------------- */
 
 static void pend_append(struct upstream *up, const void *p, size_t n)
@@ -453,6 +451,7 @@ static void up_free(struct upstream *up)
 {
     http_reader_destroy(&up->resp);
     free(up->pend);
+    free(up->stage);
     free(up);
 }
 
@@ -490,31 +489,120 @@ static void flush_up(struct upstream *up)
         ev_io_start(hc->px->o.loop, &hc->rio);
 }
 
+/* Response bytes for the client: staged until the head of the response is known to be good
+ * (a head that fails, or a bad chunk in the same read, must leave nothing but a 502), then
+ * straight to the client's output. */
+static void resp_out(struct upstream *up, const void *p, size_t n)
+{
+    if (up->saw_response) {
+        out_append(up->hc, p, n);
+        return;
+    }
+    if (up->stage_cap - up->stage_len < n) {
+        size_t cap = up->stage_cap ? up->stage_cap : 16384;
+        while (cap - up->stage_len < n)
+            cap *= 2;
+        up->stage = xrealloc(up->stage, cap);
+        up->stage_cap = cap;
+    }
+    memcpy(up->stage + up->stage_len, p, n);
+    up->stage_len += n;
+}
+
+/* Set-Cookie for popmesh's own cookie: an application (or anything behind it) must not be
+ * able to plant a session in the browser (on a parent domain, where it would shadow ours). */
+static bool resp_drop(const http_header_t *x)
+{
+    return httphdr_name_is(x->name, x->name_len, "set-cookie") &&
+           httphdr_set_cookie_is(x->value, x->value_len, HTTPPROXY_COOKIE);
+}
+
 static int resp_on_head(void *ctx, const http_head_t *h)
 {
     struct upstream *up = ctx;
     struct hconn *hc = up->hc;
-    up->saw_response = true;
-    if (hc) {
-        hc->resp_keep_alive = h->keep_alive;
-        if (h->status == 101 && hc->state != H_RAW)
-            hc->state = H_RAW; /* WebSocket: bytes both ways from here */
+    if (!hc)
+        return 0;
+    /* A 101 switches the client connection to raw bytes: only as the WebSocket handshake the
+     * client asked for, proved by the key (otherwise a backend could turn the connection into
+     * a pipe that skips every rule for the requests that follow). */
+    if (h->status == 101) {
+        if (!up->ws_key[0]) {
+            up->why = "a 101 to a request that asked for no WebSocket";
+            return -1;
+        }
+        up->why = httphdr_ws_check_101(h, up->ws_key, strlen(up->ws_key));
+        if (up->why)
+            return -1;
     }
+    bool interim = h->status < 200 && h->status != 101;
+    http_head_rewrite_t rw = {.content_length = -1, .drop_if = resp_drop};
+    http_header_t extra[1];
+    up->chunked_out = false;
+    if (h->status == 101) {
+        rw.keep_upgrade = true;
+    } else if (!interim) {
+        hc->resp_keep_alive = h->keep_alive;
+        bool bodyless = hc->head_req || h->status == 204 || h->status == 304;
+        if (bodyless) {
+            /* Framing headers of a bodiless answer describe the resource: kept as told. */
+            rw.content_length = h->content_length;
+            rw.chunked = h->chunked && h->content_length < 0 && !hc->http10;
+        } else if (h->content_length >= 0) {
+            rw.content_length = h->content_length;
+        } else if (h->chunked && !hc->http10) {
+            rw.chunked = up->chunked_out = true;
+        } else {
+            hc->resp_keep_alive = false; /* up to EOF (or chunked to a 1.0 client): close */
+        }
+        if (!hc->keep_alive || !hc->resp_keep_alive)
+            extra[rw.nextra++] = (http_header_t){"Connection", 10, "close", 5};
+        else if (hc->http10)
+            extra[rw.nextra++] = (http_header_t){"Connection", 10, "keep-alive", 10};
+        rw.extra = extra;
+    }
+    char *buf = xmalloc(RESP_OUT_MAX);
+    ssize_t n = http_head_serialize(h, &rw, buf, RESP_OUT_MAX);
+    if (n < 0) {
+        free(buf);
+        up->why = "the response head cannot be forwarded";
+        return -1;
+    }
+    resp_out(up, buf, (size_t)n);
+    free(buf);
+    up->head_staged = true;
+    if (h->status == 101)
+        hc->state = H_RAW; /* WebSocket: bytes both ways from here */
     return 0;
 }
 
 static int resp_on_body(void *ctx, const uint8_t *d, size_t n)
 {
-    (void)ctx, (void)d, (void)n; /* relayed raw by on_data */
+    struct upstream *up = ctx;
+    if (!up->hc)
+        return 0;
+    if (up->chunked_out) {
+        char sz[24];
+        int l = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+        resp_out(up, sz, (size_t)l);
+        resp_out(up, d, n);
+        resp_out(up, "\r\n", 2);
+    } else {
+        resp_out(up, d, n);
+    }
     return 0;
 }
 
 static int resp_on_done(void *ctx)
 {
     struct upstream *up = ctx;
+    if (up->hc && up->chunked_out)
+        resp_out(up, "0\r\n\r\n", 5);
+    up->expecting = false;
     if (up->hc)
         up->hc->resp_done = true;
-    return 0;
+    /* One response per request: feed stops here, so bytes after it are seen as extra. */
+    return 1;
 }
 
 static void request_finished(struct hconn *hc)
@@ -563,6 +651,28 @@ static void up_on_fail(dp_stream_handler_t *h, uint32_t code, const char *why)
     out_flush(hc);
 }
 
+/* The application broke HTTP (a malformed or extra response, bytes nobody asked for): its
+ * stream is closed, so nothing more from it can be taken for the answer to a later request.
+ * The client gets a 502 if no byte of the response reached it, else its connection closes. */
+static void up_broken(struct hconn *hc, const char *why)
+{
+    struct upstream *up = hc->up;
+    char et[LOG_ESC_MAX];
+    log_warn("http: %s %s: resource %s: %s", hc->method, log_escs(et, sizeof(et), hc->target),
+             up->resource, why);
+    bool answered = up->saw_response, pending = up->expecting;
+    hc->up = NULL;
+    up_release(up);
+    if (!pending) {
+        /* Between requests: the client connection itself is fine. */
+        return;
+    }
+    if (!answered && hc->state != H_CLOSING)
+        error_page(hc, 502, "the application sent a malformed response");
+    else
+        hc->state = H_CLOSING;
+}
+
 static void up_on_data(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const uint8_t *d, size_t n)
 {
     struct upstream *up = (struct upstream *)h;
@@ -571,23 +681,46 @@ static void up_on_data(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const u
         tun_consumed(tconn_tun(c), sid, n);
         return;
     }
-    if (hc->state != H_RAW && up->resp) {
+    if (hc->state != H_RAW) {
+        if (!up->expecting) {
+            tun_consumed(tconn_tun(c), sid, n);
+            up_broken(hc, "bytes from the application with no request outstanding");
+            out_flush(hc);
+            return;
+        }
+        up->stage_len = 0;
+        up->head_staged = false;
+        up->why = NULL;
         ssize_t used = http_reader_feed(up->resp, d, n);
         if (used < 0) {
             const char *why;
             int st = http_reader_error(up->resp, &why);
-            log_warn("http: %s %s: bad response from resource %s: %s (%d)", hc->method, hc->target,
-                     up->resource, why, st);
-            if (!up->saw_response)
-                error_page(hc, 502, "the application sent a malformed response");
-            else
-                hc->state = H_CLOSING;
+            char m[200];
+            snprintf(m, sizeof(m), "bad response: %s (%d)", up->why ? up->why : why, st);
+            up->stage_len = 0; /* nothing of a refused response is relayed */
             tun_consumed(tconn_tun(c), sid, n);
+            up_broken(hc, m);
             out_flush(hc);
             return;
         }
+        if (up->stage_len)
+            out_append(hc, up->stage, up->stage_len);
+        up->stage_len = 0;
+        if (up->head_staged)
+            up->saw_response = true;
+        if ((size_t)used < n && hc->state == H_RAW) {
+            out_append(hc, d + used, n - (size_t)used); /* the new protocol's first bytes */
+        } else if ((size_t)used < n) {
+            tun_consumed(tconn_tun(c), sid, n);
+            bool finished = hc->resp_done && hc->state == H_WAIT;
+            up_broken(hc, "bytes from the application after its complete response");
+            if (out_flush(hc) && finished)
+                request_finished(hc);
+            return;
+        }
+    } else {
+        out_append(hc, d, n);
     }
-    out_append(hc, d, n);
     up->owed += n;
     if (hc->out_len - hc->out_off < OUT_HIGH) {
         if (tun_consumed(tconn_tun(c), sid, up->owed) == TUN_CLOSED)
@@ -607,8 +740,18 @@ static void up_on_fin(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
     struct hconn *hc = up->hc;
     if (!hc)
         return;
+    if (!up->expecting && hc->state != H_RAW) {
+        /* The application closed an idle keep-alive connection: the next request opens a new
+         * stream; the client's connection is not affected. */
+        tun_t *t = tconn_tun(up->c);
+        if (t && !up->gone && tun_fin(t, up->sid) == TUN_CLOSED)
+            up->gone = true;
+        hc->up = NULL;
+        up_release(up);
+        return;
+    }
     if (up->resp && hc->state != H_RAW)
-        http_reader_eof(up->resp);
+        http_reader_eof(up->resp); /* completes a body that runs to EOF, straight to output */
     if (!up->saw_response && hc->state == H_WAIT) {
         error_page(hc, 502, "the application closed the connection without a response");
     } else {
@@ -681,7 +824,7 @@ static struct upstream *up_new(struct hconn *hc, const resource_t *res)
     up->h.on_closed = up_on_closed;
     http_limits_t lim;
     http_limits_defaults(&lim);
-    lim.max_header_bytes = 65536;
+    lim.max_header_bytes = RESP_HEAD_MAX;
     http_reader_cbs_t cbs = {
         .ctx = up, .on_head = resp_on_head, .on_body = resp_on_body, .on_done = resp_on_done};
     up->resp = http_reader_new(HTTP_RESPONSE, &lim, &cbs);
@@ -707,30 +850,35 @@ static const char *LOGIN_FORM =
     "<p><button type=\"submit\">Sign in</button></p></form>"
     "<p><small>popmesh</small></p></body></html>\n";
 
-/* A redirect target is followed only to the same host: a path, not "//host" or a scheme. */
-static const char *safe_rd(const char *rd)
+/* A redirect target is followed only to a path on the same host (httphdr_redirect_target);
+ * anything else goes to "/". out: RD_MAX bytes. */
+#define RD_MAX 3200 /* a 1023-byte rd, every byte percent-encoded */
+static const char *safe_rd(const char *rd, char *out)
 {
-    if (rd[0] != '/' || rd[1] == '/' || rd[1] == '\\' || strpbrk(rd, "\r\n"))
-        return "/";
-    return rd;
+    if (httphdr_redirect_target(rd, strlen(rd), out, RD_MAX) < 0)
+        snprintf(out, RD_MAX, "/");
+    return out;
 }
 
 static void login_page(struct hconn *hc, int code, const char *msg, const char *rd)
 {
-    char esc_rd[1200], note[300], body[4096];
-    html_escape(safe_rd(rd), esc_rd, sizeof(esc_rd));
+    char esc_rd[RD_MAX * 2], to[RD_MAX], note[300], body[4096 + RD_MAX * 2];
+    html_escape(safe_rd(rd, to), esc_rd, sizeof(esc_rd));
     snprintf(note, sizeof(note), msg ? "<p style=\"color:#a00\">%s</p>" : "%s", msg ? msg : "");
     snprintf(body, sizeof(body), LOGIN_FORM, note, esc_rd);
-    respond(hc, code, NULL, body, false);
+    /* The form is not to be framed by another site (clickjacking the password field). */
+    respond(hc, code,
+            "X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n", body,
+            false);
 }
 
 static void set_session(struct hconn *hc, const char *cookie, uint64_t ttl_ms, const char *to)
 {
-    char hdr[AUTH_TOKEN_MAX + 1200];
+    char hdr[AUTH_TOKEN_MAX + RD_MAX + 200], loc[RD_MAX];
     snprintf(hdr, sizeof(hdr),
              "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%llu\r\n"
              "Location: %s\r\n",
-             cookie, (unsigned long long)(ttl_ms / 1000), safe_rd(to));
+             cookie, (unsigned long long)(ttl_ms / 1000), safe_rd(to, loc));
     respond(hc, 302, hdr, "", false);
 }
 
@@ -757,6 +905,13 @@ static void handle_local(struct hconn *hc)
             error_page(hc, 413, "the login form is too large");
             return;
         }
+        /* A form posted from another site's page (login CSRF: signing the victim in as the
+         * attacker) is refused; so is one framed by it, by the page's own headers. */
+        if (hc->cross_site) {
+            log_info("http: cross-site sign-in from %s refused", hc->client);
+            error_page(hc, 403, "sign in from this site's own login page");
+            return;
+        }
         char user[NODECFG_NAME_MAX + 1] = "", pw[AUTH_PASSWORD_MAX + 1] = "";
         form_get(hc->local_body, hc->local_len, "rd", rd, sizeof(rd));
         bool parsed = form_get(hc->local_body, hc->local_len, "username", user, sizeof(user)) &&
@@ -769,7 +924,9 @@ static void handle_local(struct hconn *hc)
         snprintf(k2, sizeof(k2), "user:%s", user);
         if (!auth_ratelimit_allow(px->rl_ip, k1, clock_mono_ms()) ||
             (parsed && !auth_ratelimit_allow(px->rl_user, k2, clock_mono_ms()))) {
-            log_warn("http: login from %s for '%s' rate-limited", hc->client, user);
+            char eu[LOG_ESC_MAX];
+            log_warn("http: login from %s for '%s' rate-limited", hc->client,
+                     log_escs(eu, sizeof(eu), user));
             login_page(hc, 429, "Too many attempts: wait a little and try again.", rd);
             sodium_memzero(pw, sizeof(pw));
             return;
@@ -804,6 +961,10 @@ static void handle_local(struct hconn *hc)
         return;
     }
     if (plen == 16 && !strncmp(hc->target, "/.popmesh/logout", 16)) {
+        if (hc->cross_site) {
+            error_page(hc, 403, "sign out from this site's own pages");
+            return;
+        }
         respond(hc, 302,
                 "Set-Cookie: " HTTPPROXY_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n"
                 "Location: /.popmesh/login\r\n",
@@ -825,6 +986,7 @@ static void handle_local(struct hconn *hc)
             error_page(hc, 500, "cannot make a session");
             return;
         }
+        hc->referrer_policy = "no-referrer";
         set_session(hc, cookie, ttl, "/");
         return;
     }
@@ -945,16 +1107,43 @@ static bool user_allowed(const resource_t *r, const auth_user_t *u)
     return false;
 }
 
-static int req_on_head(void *ctx, const http_head_t *h)
+/* Request headers the application must not get from the client: what popmesh says on the
+ * client's behalf (identity, address, the original request, in every spelling CGI and WSGI
+ * read the same way) and the API key popmesh consumed (the application could replay it
+ * against every other resource). */
+static bool req_drop(const http_header_t *x)
 {
-    struct hconn *hc = ctx;
+    if (httphdr_reserved_request_name(x->name, x->name_len))
+        return true;
+    return httphdr_name_is(x->name, x->name_len, "authorization") &&
+           httphdr_is_apikey_auth(x->value, x->value_len);
+}
+
+/* Whether the request asks for a WebSocket: one Upgrade header, "websocket". */
+static bool wants_websocket(const http_head_t *h)
+{
+    int n = 0;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (httphdr_name_is(h->headers[i].name, h->headers[i].name_len, "upgrade"))
+            n++;
+    return h->upgrade && n == 1 && h->upgrade_proto_len == 9 &&
+           !strncasecmp(h->upgrade_proto, "websocket", 9);
+}
+
+/* Routes, authorises and forwards one request head (or answers it). */
+static int route_request(struct hconn *hc, const http_head_t *h)
+{
     httpproxy_t *px = hc->px;
+    char eh[LOG_ESC_MAX], et[LOG_ESC_MAX];
     px->st.requests++;
     hc->partial = false;
     hc->keep_alive = h->keep_alive;
     hc->head_req = h->method == HTTP_HEAD;
+    hc->http10 = h->http_minor == 0;
     hc->local_len = 0;
     hc->local_too_big = false;
+    hc->cross_site = false;
+    hc->referrer_policy = "same-origin";
     hc->user[0] = '\0';
     snprintf(hc->method, sizeof(hc->method), "%s", h->method_name);
     snprintf(hc->target, sizeof(hc->target), "%.*s", (int)h->target_len, h->target);
@@ -962,13 +1151,28 @@ static int req_on_head(void *ctx, const http_head_t *h)
              h->host ? h->host : "");
     ev_timer_stop(px->o.loop, &hc->timer); /* the head arrived in time */
     if (h->target_len >= sizeof(hc->target)) {
+        /* The body (if any) is not read: the connection closes after the answer. */
         error_page(hc, 414, "the request target is too long");
         return -1;
+    }
+    if (h->host_len >= sizeof(hc->host)) {
+        error_page(hc, 400, "the Host header is too long");
+        return 0;
     }
     const char *q = memchr(h->target, '?', h->target_len);
     size_t plen = q ? (size_t)(q - h->target) : h->target_len;
     if (plen >= 10 && !memcmp(h->target, "/.popmesh/", 10)) {
         hc->state = H_LOCAL;
+        hc->cross_site = httphdr_cross_site(h);
+        if (hc->cross_site) {
+            const http_header_t *o = header(h, "Origin"), *f = header(h, "Sec-Fetch-Site");
+            char eo[LOG_ESC_MAX], ef[LOG_ESC_MAX];
+            log_debug("http: %s %s%s from %s: cross-site (Origin '%s', Sec-Fetch-Site '%s')",
+                      hc->method, log_escs(eh, sizeof(eh), hc->host),
+                      log_escs(et, sizeof(et), hc->target), hc->client,
+                      o ? log_esc(eo, sizeof(eo), o->value, o->value_len) : "",
+                      f ? log_esc(ef, sizeof(ef), f->value, f->value_len) : "");
+        }
         return 0;
     }
     char path[1024];
@@ -997,8 +1201,21 @@ static int req_on_head(void *ctx, const http_head_t *h)
         const char *v, *why = "no session";
         size_t vl;
         const http_header_t *az = header(h, "Authorization");
-        if (cookie_get(h, HTTPPROXY_COOKIE, &v, &vl) &&
-            session_check(px, v, vl, res->name, &u, &why) == 0) {
+        /* Which session counts when several popmesh_session cookies arrive: none. popd sets
+         * one host-only cookie, so a second one was set by someone else (another site on a
+         * parent domain): taking "the first" or "any valid one" would let that site choose
+         * who the user is here. */
+        int ncookie = httphdr_cookie_find(h, HTTPPROXY_COOKIE, &v, &vl);
+        if (ncookie > 1) {
+            log_warn("http: %s %s%s from %s: more than one " HTTPPROXY_COOKIE " cookie: refused",
+                     hc->method, log_escs(eh, sizeof(eh), hc->host),
+                     log_escs(et, sizeof(et), hc->target), hc->client);
+            error_page(hc, 400,
+                       "more than one popmesh session cookie was sent (another site on a parent "
+                       "domain may have set one): clear this site's cookies and sign in again");
+            return 0;
+        }
+        if (ncookie == 1 && session_check(px, v, vl, res->name, &u, &why) == 0) {
             have_user = true;
         } else if (az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7) &&
                    auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7, clock_wall_ms(),
@@ -1007,8 +1224,9 @@ static int req_on_head(void *ctx, const http_head_t *h)
         }
         if (!have_user) {
             px->st.unauthenticated++;
-            log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method, hc->host,
-                      hc->target, hc->client, why);
+            log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method,
+                      log_escs(eh, sizeof(eh), hc->host), log_escs(et, sizeof(et), hc->target),
+                      hc->client, why);
             /* Browsers go to the login page; API clients (they sent credentials, or did
              * not GET) get 401. */
             if ((h->method == HTTP_GET || h->method == HTTP_HEAD) && !az) {
@@ -1029,10 +1247,28 @@ static int req_on_head(void *ctx, const http_head_t *h)
         snprintf(hc->user, sizeof(hc->user), "%s", u.name);
     }
 
+    /* Only WebSocket may switch protocols, and only as a well-formed handshake: the 101 is
+     * checked against its key (resp_on_head). Another Upgrade (h2c...) is dropped with the
+     * Connection header, so the request goes on as plain HTTP. */
+    const http_header_t *wskey = NULL;
+    bool ws = wants_websocket(h);
+    if (ws) {
+        int nkey = 0;
+        for (size_t i = 0; i < h->nheaders; i++)
+            if (httphdr_name_is(h->headers[i].name, h->headers[i].name_len, "sec-websocket-key")) {
+                wskey = &h->headers[i];
+                nkey++;
+            }
+        if (h->method != HTTP_GET || nkey != 1 ||
+            !httphdr_ws_key_valid(wskey->value, wskey->value_len)) {
+            error_page(hc, 400, "a WebSocket request needs GET and one valid Sec-WebSocket-Key");
+            return 0;
+        }
+    }
+
     /* The upstream request head: hop-by-hop and identity headers dropped, ours added. */
-    static const char *const drop[] = {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
-                                       "Remote-User",     "Remote-Groups",     "Cookie"};
-    char ip[64], groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)];
+    static const char *const drop[] = {"Cookie"};
+    char ip[64], groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
     snprintf(ip, sizeof(ip), "%s", hc->client);
     char *colon = strrchr(ip, ':');
     if (colon)
@@ -1040,38 +1276,25 @@ static int req_on_head(void *ctx, const http_head_t *h)
     const char *ipv = ip[0] == '[' ? ip + 1 : ip;
     if (ipv != ip && strchr(ipv, ']'))
         *strchr((char *)ipv, ']') = '\0';
-    http_header_t extra[6] = {
+    /* RFC 7239: an IPv6 address is quoted and bracketed; the host is always quoted. */
+    int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=http",
+                      strchr(ipv, ':') ? "\"[" : "", ipv, strchr(ipv, ':') ? "]\"" : "", hc->host);
+    http_header_t extra[8] = {
         {"X-Forwarded-For", 15, ipv, strlen(ipv)},
         {"X-Forwarded-Proto", 17, "http", 4},
         {"X-Forwarded-Host", 16, hc->host, strlen(hc->host)},
+        {"X-Real-IP", 9, ipv, strlen(ipv)},
+        {"Forwarded", 9, fwd, fl > 0 && (size_t)fl < sizeof(fwd) ? (size_t)fl : 0},
     };
-    size_t nextra = 3;
-    /* The app's own cookies go on; the PoP's session token does not (the app has no use for
-     * it, and must not be able to replay it). */
-    char cookies[8192];
-    size_t cl = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const http_header_t *x = &h->headers[i];
-        if (x->name_len != 6 || strncasecmp(x->name, "Cookie", 6))
-            continue;
-        const char *p = x->value, *end = p + x->value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            const char *e = semi ? semi : end;
-            size_t kl = sizeof(HTTPPROXY_COOKIE) - 1;
-            bool ours = (size_t)(e - p) > kl && !memcmp(p, HTTPPROXY_COOKIE, kl) && p[kl] == '=';
-            if (!ours && e > p && cl + (size_t)(e - p) + 2 < sizeof(cookies)) {
-                if (cl) {
-                    memcpy(cookies + cl, "; ", 2);
-                    cl += 2;
-                }
-                memcpy(cookies + cl, p, (size_t)(e - p));
-                cl += (size_t)(e - p);
-            }
-            p = e;
-        }
+    size_t nextra = 5;
+    /* The app's own cookies go on, whole; the PoP's session token does not (the app has no
+     * use for it, and must not be able to replay it). They cannot outgrow the head they came
+     * in, so this buffer always holds them. */
+    char cookies[HTTP_DEFAULT_MAX_HEADER_BYTES];
+    ssize_t cl = httphdr_cookie_without(h, HTTPPROXY_COOKIE, cookies, sizeof(cookies));
+    if (cl < 0) {
+        error_page(hc, 431, "the request's cookies are too large to forward");
+        return 0;
     }
     if (have_user && u.name[0]) {
         extra[nextra++] = (http_header_t){"Remote-User", 11, u.name, strlen(u.name)};
@@ -1083,15 +1306,16 @@ static int req_on_head(void *ctx, const http_head_t *h)
         if (u.ngroups)
             extra[nextra++] = (http_header_t){"Remote-Groups", 13, groups, gl};
     }
-    if (cl)
-        extra[nextra++] = (http_header_t){"Cookie", 6, cookies, cl};
+    if (cl > 0)
+        extra[nextra++] = (http_header_t){"Cookie", 6, cookies, (size_t)cl};
     http_head_rewrite_t rw = {.drop = drop,
                               .ndrop = sizeof(drop) / sizeof(drop[0]),
                               .extra = extra,
                               .nextra = nextra,
                               .content_length = h->chunked ? -1 : h->content_length,
                               .chunked = h->chunked,
-                              .keep_upgrade = h->upgrade};
+                              .keep_upgrade = ws,
+                              .drop_if = req_drop};
     char head[HEAD_MAX];
     ssize_t o = http_head_serialize(h, &rw, head, sizeof(head));
     if (o < 0) {
@@ -1115,11 +1339,29 @@ static int req_on_head(void *ctx, const http_head_t *h)
     if (hc->up->resp)
         http_reader_expect_head(hc->up->resp, hc->head_req);
     hc->up->saw_response = false;
+    hc->up->expecting = true;
+    snprintf(hc->up->ws_key, sizeof(hc->up->ws_key), "%.*s", ws ? (int)wskey->value_len : 0,
+             ws ? wskey->value : "");
+    /* After a WebSocket request the request reader has stopped: if the application does not
+     * switch, the connection closes after its answer. */
+    if (ws)
+        hc->keep_alive = false;
     hc->resp_done = false;
     pend_append(hc->up, head, (size_t)o);
     hc->state = H_BODY;
     flush_up(hc->up);
     return 0;
+}
+
+static int req_on_head(void *ctx, const http_head_t *h)
+{
+    struct hconn *hc = ctx;
+    int rc = route_request(hc, h);
+    /* An Upgrade not forwarded as a WebSocket (h2c, or answered here) leaves the connection
+     * in HTTP: the reader must go on parsing requests after this one. */
+    if (rc == 0 && h->upgrade && !(hc->state == H_BODY && hc->up && hc->up->ws_key[0]))
+        return 1;
+    return rc;
 }
 
 static int req_on_body(void *ctx, const uint8_t *d, size_t n)
@@ -1158,10 +1400,12 @@ static int req_on_done(void *ctx)
             hc->state = H_HEAD;
         return 1;
     }
-    if (hc->state == H_BODY && hc->up) {
-        if (hc->chunked_up)
-            pend_append(hc->up, "0\r\n\r\n", 5);
-        flush_up(hc->up);
+    if (hc->state == H_BODY) {
+        if (hc->up) {
+            if (hc->chunked_up)
+                pend_append(hc->up, "0\r\n\r\n", 5);
+            flush_up(hc->up);
+        }
         hc->state = H_WAIT;
         if (hc->resp_done) /* the application answered before the body ended */
             request_finished(hc);
@@ -1335,7 +1579,9 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
         if (hc) {
             hc->pw_job = NULL;
             if (!job->ok || !job->user_ok) {
-                log_info("http: failed login from %s for '%s'", hc->client, hc->user);
+                char eu[LOG_ESC_MAX];
+                log_info("http: failed login from %s for '%s'", hc->client,
+                         log_escs(eu, sizeof(eu), hc->user));
                 login_page(hc, 401, "Wrong user or password.", job->rd);
             } else {
                 char cookie[AUTH_TOKEN_MAX + 1];
@@ -1344,7 +1590,9 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
                                       sizeof(cookie))) {
                     error_page(hc, 500, "cannot make a session");
                 } else {
-                    log_info("http: %s signed in from %s", job->u.name, hc->client);
+                    char eu[LOG_ESC_MAX];
+                    log_info("http: %s signed in from %s", log_escs(eu, sizeof(eu), job->u.name),
+                             hc->client);
                     set_session(hc, cookie, HTTPPROXY_SESSION_TTL_MS, job->rd);
                 }
             }
@@ -1374,6 +1622,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         hc->px = px;
         hc->fd = fd;
         hc->state = H_HEAD;
+        hc->referrer_policy = "same-origin";
         tconn_format_addr(&ss, hc->client, sizeof(hc->client));
         auth_addr_from_sockaddr((struct sockaddr *)&ss, &hc->caddr);
         http_limits_t lim;

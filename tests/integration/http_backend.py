@@ -9,6 +9,8 @@ import hashlib
 import json
 import socketserver
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
 
@@ -33,8 +35,13 @@ class App(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def answer(self):
-        if self.headers.get("Upgrade", "").lower() == "websocket":
+        if self.path in MISBEHAVE:
+            return MISBEHAVE[self.path](self)
+        upgrade = self.headers.get("Upgrade", "")
+        if upgrade.lower() == "websocket":
             return self.websocket()
+        if upgrade:
+            return self.switch_any(upgrade)
         data = self.body()
         seen = {
             "method": self.command,
@@ -45,6 +52,7 @@ class App(BaseHTTPRequestHandler):
             "xfh": self.headers.get("X-Forwarded-Host"),
             "xfp": self.headers.get("X-Forwarded-Proto"),
             "cookie": self.headers.get("Cookie"),
+            "headers": [[k, v] for k, v in self.headers.items()],
             "body_len": len(data),
             "body_sha256": hashlib.sha256(data).hexdigest(),
         }
@@ -91,6 +99,74 @@ class App(BaseHTTPRequestHandler):
                 return
             self.wfile.write(bytes([0x80 | op, len(data)]) + data)
             self.wfile.flush()
+
+
+    # ---- a misbehaving application (http_hardening.sh): what the proxy must not trust ----
+
+    def switch_any(self, proto):
+        """Agrees to any Upgrade (h2c...) and then keeps reading HTTP/1.1 on the connection,
+        as a backend whose 101 turned a proxy into a blind pipe would be driven."""
+        self.send_response(101)
+        self.send_header("Upgrade", proto)
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+
+    def raw(self, data):
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def ws_bad_accept(self):
+        self.raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n")
+
+    def ws_unasked(self):
+        self.raw(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+
+    def double(self):
+        one = b'{"path": "/double"}'
+        two = b'{"path": "/forged"}'
+        self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one) +
+                 b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(two), two))
+
+    def late(self):
+        one = b'{"path": "/late"}'
+        two = b'{"path": "/forged-late"}'
+        self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one))
+        wfile = self.wfile
+
+        def later():
+            time.sleep(0.3)
+            try:
+                wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(two), two))
+                wfile.flush()
+            except OSError:
+                pass
+        threading.Thread(target=later, daemon=True).start()
+
+    def big_head(self):
+        self.raw(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"f" * 1000) for i in range(70)) +
+                 b"Content-Length: 2\r\n\r\nok")
+
+    def bad_chunk(self):
+        self.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n")
+
+    def set_cookie(self):
+        self.raw(b"HTTP/1.1 200 OK\r\nSet-Cookie: popmesh_session=pms1.forged; Domain=test; Path=/\r\n"
+                 b"Set-Cookie:  POPMESH_SESSION =x\r\nSet-Cookie: app=1; Path=/\r\n"
+                 b"Content-Length: 2\r\n\r\nok")
+
+
+MISBEHAVE = {
+    "/ws-badaccept": App.ws_bad_accept,
+    "/ws-unasked": App.ws_unasked,
+    "/double": App.double,
+    "/late": App.late,
+    "/bighead": App.big_head,
+    "/badchunk": App.bad_chunk,
+    "/setcookie": App.set_cookie,
+}
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
