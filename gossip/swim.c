@@ -70,9 +70,29 @@
  *   - Everything is a function of the inputs and cfg.rng_seed: no clock, no rand(), no
  *     global, and every iteration runs over arrays in a deterministic order.
  *
+ * CLOCKS
+ *
+ * Versions in the replicated store are hybrid logical clocks, and a node refuses a version
+ * more than HLC_MAX_AHEAD_MS ahead of its own wall clock (storage/hlc.h). So a node whose
+ * clock runs ahead has every write refused by every other node, and without a measure of the
+ * offsets nobody can tell. The probes SWIM already sends measure it for free: a PING carries
+ * the sender's wall clock t1, the direct ACK echoes t1 and adds the target's clock t2 when it
+ * answered, and the prober reads t4 on arrival. As in NTP (RFC 5905, section 8), with the
+ * answer sent at once (t3 = t2):
+ *
+ *     offset = ((t2 - t1) + (t3 - t4)) / 2        delay = t4 - t1
+ *
+ * is exact when both legs take equally long and wrong by at most delay / 2 otherwise. So the
+ * estimate keeps the sample with the smallest round trip (NTP's clock filter), and lets a
+ * sample stay in charge for at most SWIM_CLOCK_WINDOW samples, so a clock that was stepped
+ * is followed within a window. Relayed ACKs carry no stamps (they would time the helper's
+ * clock); the core takes the wall clock only as an input (swim_set_wall_ms), keeps its own
+ * timers on now_ms, and never acts on the estimate itself: the driver shows it and decides.
+ * 8 bytes per member, inline (no allocation per sample).
+ *
  * MEMORY
  *
- * The simulator runs 10,000 cores of 10,000 members each, so a member is a 56-byte struct in
+ * The simulator runs 10,000 cores of 10,000 members each, so a member is a 64-byte struct in
  * one array, found through an open-addressing map of 4-byte slot indices; meta and suspicion
  * state are heap allocated only when present. */
 #include "gossip/swim.h"
@@ -101,6 +121,7 @@ enum member_flags {
     MF_USED = 1,    /* slot holds a member (else on the free list) */
     MF_SEED = 2,    /* added with seed = true: re-contacted while dead */
     MF_HEARSAY = 4, /* known only from swim_add_member: its own ALIVE at equal inc wins */
+    MF_WIRE_V1 = 8, /* its last message was SWIM version 1: we speak version 1 to it */
 };
 
 struct suspicion {
@@ -129,6 +150,7 @@ struct member {
     uint16_t meta_len;       /* bytes */
     uint8_t state;           /* enum swim_state */
     uint8_t flags;           /* enum member_flags */
+    swim_clock_est_t clk;    /* its wall clock against ours (see CLOCKS) */
 };
 
 enum bq_kind { BQ_MEMBER = 0, BQ_APP = 1 };
@@ -204,6 +226,7 @@ struct swim {
      * table, so any authenticated peer could otherwise make us send it as often as it asks. */
     uint64_t sync_tokens;    /* milli-tokens, at most SWIM_SYNC_BURST * 1000 */
     uint64_t sync_tokens_at; /* ms of the last refill */
+    uint64_t wall_ms; /* Unix ms at the now of the current call; 0 = unknown (swim_set_wall_ms) */
     unsigned lhm;
     unsigned verify_budget; /* last-chance pings left this probe interval */
     bool left;
@@ -538,6 +561,9 @@ static void fill_info(const swim_t *s, const struct member *m, swim_member_info_
     if (m->rtt8 && out->rtt_ms == 0)
         out->rtt_ms = 1;
     out->loss_permille = (uint16_t)((m->loss8 + 4) / 8);
+    out->clock_known = m->clk.rtt_ms != 0;
+    out->clock_offset_ms = m->clk.offset_ms;
+    out->clock_err_ms = (uint16_t)((m->clk.rtt_ms + 1) / 2);
 }
 
 static void notify(swim_t *s, uint32_t slot, int old_state)
@@ -787,12 +813,21 @@ static void member_forget(swim_t *s, uint32_t slot)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
-static void msg_begin(swim_t *s, msgpack_packer *pk, const struct swim_msg *head)
+/* The version dest understands: the one it last spoke to us (see swim_wire.h). */
+static uint8_t wire_version_for(const swim_t *s, uint64_t dest)
 {
+    uint32_t slot = map_find(s, dest);
+    return slot != NONE && (s->m[slot].flags & MF_WIRE_V1) ? 1 : SWIM_VERSION;
+}
+
+static void msg_begin(swim_t *s, msgpack_packer *pk, uint64_t dest, const struct swim_msg *head)
+{
+    struct swim_msg h = *head;
+    h.version = wire_version_for(s, dest);
     s->out.len = 0;
     s->out.overflow = false;
     msgpack_packer_init(pk, &s->out, swim_wbuf_write);
-    swim_wire_pack_head(pk, head);
+    swim_wire_pack_head(pk, &h);
 }
 
 /* Our current belief about member m as an update (ALIVE with its meta). */
@@ -924,7 +959,23 @@ static void send_simple(swim_t *s, uint64_t dest, enum swim_msg_type type, uint3
 {
     msgpack_packer pk;
     struct swim_msg h = {.type = type, .seq = seq, .target = target, .timeout_ms = timeout_ms};
-    msg_begin(s, &pk, &h);
+    if (type == SWIM_MSG_PING)
+        h.t1 = s->wall_ms; /* every ping carries our clock; only direct answers are used */
+    msg_begin(s, &pk, dest, &h);
+    msg_finish(s, &pk, dest);
+}
+
+/* The answer to a PING that carried t1: echo it, and add our clock, so the prober can
+ * estimate our offset (see CLOCKS). Without a t1, or without our clock, no stamps. */
+static void send_ack(swim_t *s, uint64_t dest, uint32_t seq, uint64_t t1)
+{
+    msgpack_packer pk;
+    struct swim_msg h = {.type = SWIM_MSG_ACK, .seq = seq};
+    if (t1 && s->wall_ms) {
+        h.t1 = t1;
+        h.t2 = s->wall_ms;
+    }
+    msg_begin(s, &pk, dest, &h);
     msg_finish(s, &pk, dest);
 }
 
@@ -957,7 +1008,7 @@ static void send_sync(swim_t *s, uint64_t dest, enum swim_msg_type type)
         }
         msgpack_packer pk;
         struct swim_msg h = {.type = type, .chunk = chunk++};
-        msg_begin(s, &pk, &h);
+        msg_begin(s, &pk, dest, &h);
         msgpack_pack_array(&pk, count);
         mpw_raw(&pk, s->sync.p, s->sync.len);
         msg_finish(s, &pk, dest);
@@ -1301,8 +1352,22 @@ static void probe_fail(swim_t *s, uint64_t now)
     queue_update(s, &u);
 }
 
-static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
+/* One NTP-style sample from a direct ACK: we sent at t1 and got the answer at t4 (our
+ * clock), the member answered at t2 (its clock). With t3 = t2 (it answers at once):
+ * offset = ((t2 - t1) + (t3 - t4)) / 2, exact when both legs take the same time and wrong by
+ * at most half the round trip t4 - t1 when they do not. */
+static void clock_sample(swim_t *s, struct member *m, uint64_t t1, uint64_t t2)
 {
+    uint64_t t4 = s->wall_ms;
+    if (!t1 || !t2 || !t4 || t4 < t1 || t4 - t1 > 60000)
+        return; /* no stamps, no clock, or our clock stepped back or far forward meanwhile */
+    int64_t offset = (int64_t)t2 - (int64_t)(t1 + (t4 - t1) / 2);
+    swim_clock_sample(&m->clk, offset, t4 - t1);
+}
+
+static void handle_ack(swim_t *s, uint64_t from, const struct swim_msg *msg, uint64_t now)
+{
+    uint32_t seq = msg->seq;
     struct probe *p = &s->probe;
     if (p->active && seq == p->seq) {
         p->active = false;
@@ -1321,6 +1386,7 @@ static void handle_ack(swim_t *s, uint64_t from, uint32_t seq, uint64_t now)
             /* EWMA with gain 1/8 (the TCP SRTT constant), in 1/8 ms fixed point. */
             m->rtt8 =
                 m->rtt8 ? (uint32_t)((int64_t)m->rtt8 + (r8 - (int64_t)m->rtt8) / 8) : (uint32_t)r8;
+            clock_sample(s, m, msg->t1, msg->t2);
         }
         return;
     }
@@ -1352,7 +1418,7 @@ static void handle_nack(swim_t *s, uint64_t from, uint32_t seq)
 static void handle_ping_req(swim_t *s, uint64_t from, const struct swim_msg *m, uint64_t now)
 {
     if (m->target == self_id(s)) { /* odd, but the answer is easy */
-        send_simple(s, from, SWIM_MSG_ACK, m->seq, 0, 0);
+        send_ack(s, from, m->seq, 0);
         return;
     }
     if (s->nfwd == FWD_MAX)
@@ -1535,15 +1601,22 @@ int swim_receive(swim_t *s, uint64_t from, const uint8_t *msg, size_t len, uint6
     s->st.bytes_received += len;
     s->correct_to = from;
     s->ncorrect = 0;
+    uint32_t fslot = map_find(s, from);
+    if (fslot != NONE) { /* answer in the version it speaks (rolling upgrades) */
+        if (m.version < SWIM_VERSION)
+            s->m[fslot].flags |= MF_WIRE_V1;
+        else
+            s->m[fslot].flags &= (uint8_t)~MF_WIRE_V1;
+    }
     apply_piggyback(s, m.piggyback, m.pb_count, now);
     switch (m.type) {
     case SWIM_MSG_PING:
         /* A ping meant for another id (a reused address) must not vouch for it. */
         if (m.target == self_id(s))
-            send_simple(s, from, SWIM_MSG_ACK, m.seq, 0, 0);
+            send_ack(s, from, m.seq, m.t1);
         break;
     case SWIM_MSG_ACK:
-        handle_ack(s, from, m.seq, now);
+        handle_ack(s, from, &m, now);
         break;
     case SWIM_MSG_PING_REQ:
         handle_ping_req(s, from, &m, now);
@@ -1813,6 +1886,59 @@ void swim_foreach(const swim_t *s, swim_member_fn fn, void *ctx)
         fill_info(s, &s->m[i], &info);
         fn(&info, ctx);
     }
+}
+
+void swim_set_wall_ms(swim_t *s, uint64_t wall_ms)
+{
+    s->wall_ms = wall_ms > SWIM_WALL_MAX ? 0 : wall_ms;
+}
+
+void swim_clock_sample(swim_clock_est_t *est, int64_t offset_ms, uint64_t rtt_ms)
+{
+    if (rtt_ms < 1)
+        rtt_ms = 1;
+    if (rtt_ms > UINT16_MAX)
+        rtt_ms = UINT16_MAX;
+    if (offset_ms > INT32_MAX)
+        offset_ms = INT32_MAX;
+    if (offset_ms < -INT32_MAX)
+        offset_ms = -INT32_MAX;
+    if (est->rtt_ms == 0 || rtt_ms <= est->rtt_ms || est->age + 1 >= SWIM_CLOCK_WINDOW) {
+        est->offset_ms = (int32_t)offset_ms;
+        est->rtt_ms = (uint16_t)rtt_ms;
+        est->age = 0;
+    } else {
+        est->age++;
+    }
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int swim_clock_offset(const swim_t *s, int64_t *offset_ms, unsigned *peers)
+{
+    int32_t *v = xmalloc((s->mlen ? s->mlen : 1) * sizeof(*v));
+    unsigned n = 0;
+    for (uint32_t i = 0; i < s->mlen; i++) {
+        const struct member *m = &s->m[i];
+        if ((m->flags & MF_USED) && i != s->self && m->state == SWIM_ALIVE && m->clk.rtt_ms)
+            v[n++] = m->clk.offset_ms;
+    }
+    *peers = n;
+    if (n == 0) {
+        free(v);
+        return -ENOENT;
+    }
+    qsort(v, n, sizeof(*v), cmp_i32);
+    /* Theirs minus ours, so ours against them is the opposite. The median: one or two peers
+     * with a bad clock of their own do not make this node look skewed. */
+    int64_t med = n % 2 ? v[n / 2] : ((int64_t)v[n / 2 - 1] + v[n / 2]) / 2;
+    free(v);
+    *offset_ms = -med;
+    return 0;
 }
 
 void swim_get_stats(const swim_t *s, swim_stats_t *st)

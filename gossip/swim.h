@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SWIM_VERSION     1
+#define SWIM_VERSION     2     /* 2: PING and ACK carry wall-clock timestamps; 1 still spoken */
 #define SWIM_META_MAX    512   /* bytes of driver metadata per member */
 #define SWIM_PAYLOAD_MAX 8192  /* bytes of one application broadcast */
 #define SWIM_MSG_MAX     65536 /* bytes of one encoded message, piggyback included */
@@ -72,6 +72,9 @@ typedef struct swim_member_info {
     uint64_t state_since_ms; /* when the current state began (local time) */
     uint32_t rtt_ms;         /* smoothed direct-probe round trip; 0 = not measured */
     uint16_t loss_permille;  /* smoothed share of direct probes left unanswered (gain 1/8) */
+    bool clock_known;        /* clock_offset_ms holds an estimate */
+    int32_t clock_offset_ms; /* its wall clock minus ours, estimated from probes (NTP-style) */
+    uint16_t clock_err_ms;   /* bound on that estimate's error: half the sample's round trip */
 } swim_member_info_t;
 
 typedef struct swim_io {
@@ -111,6 +114,26 @@ int swim_add_member(swim_t *s, uint64_t id, const uint8_t *meta, size_t meta_len
  * not known (it is refused from now on all the same), -EINVAL for self or id 0. A later
  * swim_add_member of the same id admits it again. */
 int swim_remove_member(swim_t *s, uint64_t id);
+
+/* The wall clock (Unix ms) at the now_ms of the next swim_receive/swim_tick call, for the
+ * timestamps of probes; 0 (the default) = not known: nothing is estimated. The core keeps
+ * its own time on now_ms; the wall clock is only ever compared with other nodes'. */
+void swim_set_wall_ms(swim_t *s, uint64_t wall_ms);
+
+/* This node's clock against the mesh: the median, over ALIVE members with an estimate, of
+ * (our wall clock - theirs), in ms; *peers = how many had one. -ENOENT when none has. */
+int swim_clock_offset(const swim_t *s, int64_t *offset_ms, unsigned *peers);
+
+/* The offset estimator, exposed for its tests: folds one sample (peer minus us, ms; its
+ * round trip, ms) into a member's estimate held in *est. SWIM_CLOCK_WINDOW samples at most
+ * stay in charge; within them the one with the smallest round trip wins. */
+#define SWIM_CLOCK_WINDOW 8
+typedef struct swim_clock_est {
+    int32_t offset_ms; /* estimate */
+    uint16_t rtt_ms;   /* round trip of the sample behind it; 0 = no estimate yet */
+    uint8_t age;       /* samples since it was taken */
+} swim_clock_est_t;
+void swim_clock_sample(swim_clock_est_t *est, int64_t offset_ms, uint64_t rtt_ms);
 
 /* Handles one message from authenticated peer `from`. Returns 0, or -EBADMSG (malformed,
  * counted, nothing changed), -EPERM (from a removed member, counted), -EINVAL (from is 0 or

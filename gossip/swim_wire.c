@@ -104,13 +104,21 @@ static int read_list(mpr_t *r, uint32_t cap, bool sync, mpr_t *start, uint32_t *
     return 0;
 }
 
+static int read_wall(mpr_t *r, uint64_t *v)
+{
+    if (mpr_uint(r, v) || *v > SWIM_WALL_MAX)
+        return -EBADMSG;
+    return 0;
+}
+
 /* Number of outer array elements of each type, piggyback list included. */
-static uint32_t outer_len(enum swim_msg_type t)
+static uint32_t outer_len(enum swim_msg_type t, unsigned version)
 {
     switch (t) {
     case SWIM_MSG_PING:
-        return 5;
+        return version >= 2 ? 6 : 5;
     case SWIM_MSG_ACK:
+        return version >= 2 ? 6 : 4;
     case SWIM_MSG_NACK:
         return 4;
     case SWIM_MSG_PING_REQ:
@@ -132,19 +140,26 @@ int swim_wire_decode(const uint8_t *buf, size_t len, struct swim_msg *m)
         return -EBADMSG;
     memset(m, 0, sizeof(*m));
     mpr_init(&r, buf, len);
-    if (mpr_array(&r, &n) || n < 3 || mpr_uint(&r, &version) || version != SWIM_VERSION ||
-        mpr_uint(&r, &type) || type < SWIM_MSG_PING || type > SWIM_MSG_SYNC_REPLY)
+    if (mpr_array(&r, &n) || n < 3 || mpr_uint(&r, &version) || version < SWIM_VERSION_MIN ||
+        version > SWIM_VERSION || mpr_uint(&r, &type) || type < SWIM_MSG_PING ||
+        type > SWIM_MSG_SYNC_REPLY)
         return -EBADMSG;
+    m->version = (uint8_t)version;
     m->type = (enum swim_msg_type)type;
-    if (n != outer_len(m->type))
+    if (n != outer_len(m->type, m->version))
         return -EBADMSG;
 
     switch (m->type) {
     case SWIM_MSG_PING:
-        if (read_u32(&r, &m->seq) || read_id(&r, &m->target))
+        if (read_u32(&r, &m->seq) || read_id(&r, &m->target) ||
+            (m->version >= 2 && read_wall(&r, &m->t1)))
             return -EBADMSG;
         break;
     case SWIM_MSG_ACK:
+        if (read_u32(&r, &m->seq) ||
+            (m->version >= 2 && (read_wall(&r, &m->t1) || read_wall(&r, &m->t2))))
+            return -EBADMSG;
+        break;
     case SWIM_MSG_NACK:
         if (read_u32(&r, &m->seq))
             return -EBADMSG;
@@ -170,15 +185,24 @@ int swim_wire_decode(const uint8_t *buf, size_t len, struct swim_msg *m)
 
 void swim_wire_pack_head(msgpack_packer *pk, const struct swim_msg *m)
 {
-    msgpack_pack_array(pk, outer_len(m->type));
-    msgpack_pack_uint64(pk, SWIM_VERSION);
+    unsigned version = m->version ? m->version : SWIM_VERSION;
+    msgpack_pack_array(pk, outer_len(m->type, version));
+    msgpack_pack_uint64(pk, version);
     msgpack_pack_uint64(pk, m->type);
     switch (m->type) {
     case SWIM_MSG_PING:
         msgpack_pack_uint32(pk, m->seq);
         msgpack_pack_uint64(pk, m->target);
+        if (version >= 2)
+            msgpack_pack_uint64(pk, m->t1);
         break;
     case SWIM_MSG_ACK:
+        msgpack_pack_uint32(pk, m->seq);
+        if (version >= 2) {
+            msgpack_pack_uint64(pk, m->t1);
+            msgpack_pack_uint64(pk, m->t2);
+        }
+        break;
     case SWIM_MSG_NACK:
         msgpack_pack_uint32(pk, m->seq);
         break;

@@ -4,13 +4,25 @@
  *
  *     [SWIM_VERSION, type, ...fields of the type..., [piggyback entries]]
  *
- *     PING        [1, 1, seq, target, pb]            target: the id the sender meant to ping
- *     ACK         [1, 2, seq, pb]                    seq of the PING being answered
- *     PING_REQ    [1, 3, seq, target, timeout, pb]   ask: ping target, forward its ACK (seq),
+ *     PING        [V, 1, seq, target, pb]            target: the id the sender meant to ping
+ *     ACK         [V, 2, seq, pb]                    seq of the PING being answered
+ *     PING_REQ    [V, 3, seq, target, timeout, pb]   ask: ping target, forward its ACK (seq),
  *                                                    or NACK after timeout ms
- *     NACK        [1, 4, seq, pb]                    helper heard nothing from target
- *     SYNC        [1, 5, chunk, members, pb]         push-pull request: full member state
- *     SYNC_REPLY  [1, 6, chunk, members, pb]         push-pull answer
+ *     NACK        [V, 4, seq, pb]                    helper heard nothing from target
+ *     SYNC        [V, 5, chunk, members, pb]         push-pull request: full member state
+ *     SYNC_REPLY  [V, 6, chunk, members, pb]         push-pull answer
+ *
+ * Version 2 (SWIM_VERSION) adds wall-clock timestamps to the probe and its answer, for the
+ * clock offset estimate (swim.c, "CLOCKS"); every other type is laid out as in version 1:
+ *
+ *     PING        [2, 1, seq, target, t1, pb]        t1: sender's wall clock when sent (Unix
+ *                                                    ms; 0 = not known)
+ *     ACK         [2, 2, seq, t1, t2, pb]            t1: the PING's, echoed; t2: responder's
+ *                                                    wall clock when it answered (0 and 0 in
+ *                                                    an ACK a helper relays)
+ *
+ * Version 1 messages are still decoded (with no timestamps), and a node answers and probes a
+ * member in the version that member last spoke, so old and new nodes mix during an upgrade.
  *
  * members is an array of [id, incarnation, state, meta]. pb (piggyback) is an array of
  * updates, each an array whose first element is its kind:
@@ -60,6 +72,8 @@ enum swim_update_kind {
 #define SWIM_SYNC_MAX         65536        /* member entries in one SYNC chunk */
 #define SWIM_INCARNATION_MAX  (1ull << 62) /* refutation adds 1: never near overflow */
 #define SWIM_NACK_TIMEOUT_MAX 60000        /* ms: PING_REQ timeout field ceiling */
+#define SWIM_VERSION_MIN      1            /* oldest version still decoded */
+#define SWIM_WALL_MAX         (1ull << 48) /* ms: timestamps above are refused (year 10889) */
 
 /* One piggybacked update. meta/payload (data) borrow the message buffer. */
 struct swim_update {
@@ -83,10 +97,13 @@ struct swim_sync_entry {
 /* A decoded message. The readers point at the first element of the member list and of the
  * piggyback list; both lists are already validated when swim_wire_decode returns 0. */
 struct swim_msg {
+    uint8_t version; /* SWIM_VERSION_MIN..SWIM_VERSION; encoding: 0 means SWIM_VERSION */
     enum swim_msg_type type;
     uint32_t seq;        /* PING, ACK, PING_REQ, NACK */
     uint64_t target;     /* PING, PING_REQ */
     uint32_t timeout_ms; /* PING_REQ */
+    uint64_t t1;         /* v2 PING: sender's wall ms; v2 ACK: the PING's t1 echoed; 0 = none */
+    uint64_t t2;         /* v2 ACK: responder's wall ms when it answered; 0 = none */
     uint32_t chunk;      /* SYNC, SYNC_REPLY: 0 for the first chunk */
     mpr_t members;       /* SYNC, SYNC_REPLY */
     uint32_t member_count;

@@ -47,6 +47,8 @@ struct control {
         void *ctx;
     } tables[CONTROL_MAX_TABLES];
     unsigned ntables;
+    control_guard_fn guard; /* runs before every command but help; NULL = none */
+    void *guard_ctx;
     struct conn *conns;
     control_stats_t stats;
 };
@@ -167,6 +169,8 @@ static void dispatch(struct conn *c, const uint8_t *body, size_t len)
     if (req.command_len == 4 && memcmp(req.command, "help", 4) == 0) {
         pack_help(s, &pk);
         status = CTL_OK;
+    } else if (s->guard) {
+        status = s->guard(s->guard_ctx, req.command, req.command_len, &pk);
     }
     for (unsigned t = 0; status < 0 && t < s->ntables; t++) {
         for (const control_command_t *cmd = s->tables[t].table; status < 0 && cmd->name; cmd++) {
@@ -388,6 +392,12 @@ void control_destroy(control_t **cp)
     unlink(s->path);
     free(s);
     *cp = NULL;
+}
+
+void control_set_guard(control_t *c, control_guard_fn fn, void *ctx)
+{
+    c->guard = fn;
+    c->guard_ctx = ctx;
 }
 
 int control_add_commands(control_t *c, const control_command_t *table, void *ctx)

@@ -41,6 +41,13 @@ control_t *control_new(struct ev_loop *loop, const char *path, const control_com
  * each module registers what it answers without the daemon knowing its handlers. 0 or -ENOSPC. */
 #define CONTROL_MAX_TABLES 8
 int control_add_commands(control_t *c, const control_command_t *table, void *ctx);
+/* A guard runs before every command but help: it returns -1 to let the command run, or packs
+ * an error body (control_error) and returns its status to answer with that instead. One guard
+ * per server (a later call replaces it); fn NULL removes it. popd's refuses writes to the
+ * replicated store while this node's clock is too far from the mesh's (meshnode.c). */
+typedef int (*control_guard_fn)(void *ctx, const char *command, size_t command_len,
+                                msgpack_packer *body);
+void control_set_guard(control_t *c, control_guard_fn fn, void *ctx);
 /* Closes every connection, removes the socket file, frees; accepts NULL; sets *cp = NULL. */
 void control_destroy(control_t **cp);
 

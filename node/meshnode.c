@@ -101,6 +101,13 @@ struct meshnode {
     ev_timer health_timer;
     double cpu_last; /* s of CPU used by this process at the last health sample */
     double cpu_at;   /* ev_now of that sample */
+    /* Clock skew (see "clocks" below). */
+    uint64_t skew_seen;      /* store skew_rejected already reported */
+    uint64_t skew_quiet;     /* refused since the last report */
+    double skew_log_at;      /* ev_now of the last "refused for skew" report, s */
+    double clock_log_at;     /* ev_now of the last "this node's clock is off" report, s */
+    bool clock_off;          /* that report is in force (to log the recovery once) */
+    uint64_t writes_refused; /* control writes refused for this node's clock */
 };
 
 static uint64_t rnd(meshnode_t *m)
@@ -206,6 +213,7 @@ static void swim_rearm(meshnode_t *m)
 static void on_swim_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     meshnode_t *m = t->data;
+    swim_set_wall_ms(m->swim, clock_wall_ms());
     swim_tick(m->swim, clock_mono_ms());
     swim_rearm(m);
 }
@@ -798,6 +806,116 @@ static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, si
     swim_rearm(m);
 }
 
+/* ---- clocks ----------------------------------------------------------------------------------
+ *
+ * A node refuses store versions more than HLC_MAX_AHEAD_MS ahead of its own clock (hlc.h),
+ * so a node whose clock runs ahead has all its writes dropped by everyone else, and a node
+ * whose clock runs behind drops everyone else's. SWIM estimates each member's clock offset
+ * from its probes (swim.c, "CLOCKS"); this node's offset against the mesh is the median
+ * over alive members (swim_clock_offset), so one peer with a bad clock does not make a
+ * healthy node look wrong. What is done with it:
+ *   - writes through the control socket are refused while this node is more than
+ *     MESHNODE_CLOCK_WRITE_LIMIT_MS ahead: they would be acknowledged here and dropped
+ *     everywhere else. The margin under HLC_MAX_AHEAD_MS covers the estimate's error (half
+ *     a round trip) and a clock still drifting. A node behind still writes (the others
+ *     accept its versions, which only lose last-writer-wins races); it is logged.
+ *   - both ends log: the receiver names the origin of refused versions and by how much they
+ *     were ahead (from the store), the skewed node logs its own offset; at most one line per
+ *     MESHNODE_CLOCK_LOG_S each.
+ * With two nodes the median cannot tell which clock is wrong: each sees the other off by the
+ * same amount. Refusing only "ahead" keeps the right one writable: the one behind is the one
+ * whose writes still reach the other. */
+
+_Static_assert(MESHNODE_CLOCK_WRITE_LIMIT_MS < HLC_MAX_AHEAD_MS,
+               "writes must stop before the mesh drops them");
+
+static int clock_offset(meshnode_t *m, int64_t *off, unsigned *peers)
+{
+    return swim_clock_offset(m->swim, off, peers);
+}
+
+static void note_skew(meshnode_t *m)
+{
+    store_stats_t st;
+    if (store_stats(m->o.store, &st) || st.skew_rejected == m->skew_seen)
+        return;
+    uint64_t fresh = st.skew_rejected - m->skew_seen;
+    m->skew_seen = st.skew_rejected;
+    double now = ev_now(m->o.loop);
+    if (now - m->skew_log_at < MESHNODE_CLOCK_LOG_S && m->skew_log_at > 0) {
+        m->skew_quiet += fresh;
+        return;
+    }
+    const reg_node_t *r = reg_find(m, st.skew_last_origin);
+    log_warn("store: refused %llu entries written by %s (%016llx): their versions are %.1f s "
+             "ahead of this node's clock (limit %d s); that node's clock is wrong, or this "
+             "one's: check NTP on both",
+             (unsigned long long)(fresh + m->skew_quiet), r ? r->name : "an unknown node",
+             (unsigned long long)st.skew_last_origin, st.skew_last_ahead_ms / 1000.0,
+             HLC_MAX_AHEAD_MS / 1000);
+    m->skew_log_at = now;
+    m->skew_quiet = 0;
+}
+
+/* The skewed node's own view, checked with every health vector (about every 2 s). */
+static void check_own_clock(meshnode_t *m)
+{
+    int64_t off;
+    unsigned peers;
+    double now = ev_now(m->o.loop);
+    bool off_now = clock_offset(m, &off, &peers) == 0 &&
+                   (off > MESHNODE_CLOCK_WRITE_LIMIT_MS || off < -MESHNODE_CLOCK_WRITE_LIMIT_MS);
+    if (!off_now) {
+        if (m->clock_off)
+            log_info("clock: this node's clock agrees with the mesh again; writes are accepted");
+        m->clock_off = false;
+        return;
+    }
+    if (m->clock_off && now - m->clock_log_at < MESHNODE_CLOCK_LOG_S)
+        return;
+    if (off > 0)
+        log_warn("clock: this node's clock is %.1f s ahead of the mesh (median of %u peer(s)); "
+                 "other nodes refuse its writes (versions more than %d s ahead), so writes "
+                 "here are refused; fix its time (NTP)",
+                 off / 1000.0, peers, HLC_MAX_AHEAD_MS / 1000);
+    else
+        log_warn("clock: this node's clock is %.1f s behind the mesh (median of %u peer(s)); "
+                 "it refuses other nodes' writes (versions more than %d s ahead of it); fix its "
+                 "time (NTP)",
+                 -off / 1000.0, peers, HLC_MAX_AHEAD_MS / 1000);
+    m->clock_off = true;
+    m->clock_log_at = now;
+}
+
+/* Commands that write the replicated store: refused while this node's clock is too far
+ * ahead (control_set_guard). Reads, status and token-free commands are never refused. */
+static const char *const store_writers[] = {
+    "config.set", "config.del", "site.add",     "site.rm",        "resource.add",  "resource.rm",
+    "user.add",   "user.rm",    "user.passwd",  "session.revoke", "apikey.create", "apikey.revoke",
+    "rule.add",   "rule.rm",    "token.create", "token.revoke",   "node.remove",   NULL,
+};
+
+static int clock_guard(void *ctx, const char *cmd, size_t len, msgpack_packer *body)
+{
+    meshnode_t *m = ctx;
+    bool writes = false;
+    for (const char *const *w = store_writers; *w && !writes; w++)
+        writes = strlen(*w) == len && memcmp(*w, cmd, len) == 0;
+    int64_t off;
+    unsigned peers;
+    if (!writes || clock_offset(m, &off, &peers) || off <= MESHNODE_CLOCK_WRITE_LIMIT_MS)
+        return -1;
+    m->writes_refused++;
+    log_warn("control: refused %.*s: this node's clock is %.1f s ahead of the mesh", (int)len, cmd,
+             off / 1000.0);
+    return control_error(body, CTL_REFUSED,
+                         "this node's clock is %.1f s ahead of the mesh (median of %u "
+                         "peer(s); writes stop at %d s, the mesh drops versions more than %d s "
+                         "ahead); fix its time (NTP) and retry",
+                         off / 1000.0, peers, MESHNODE_CLOCK_WRITE_LIMIT_MS / 1000,
+                         HLC_MAX_AHEAD_MS / 1000);
+}
+
 /* ---- transport callbacks ----------------------------------------------------------------------
  */
 
@@ -852,6 +970,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
         return;
     }
     if (type >= 1 && type < 32) {
+        swim_set_wall_ms(m->swim, clock_wall_ms());
         swim_receive(m->swim, from, msg, len, clock_mono_ms());
         swim_rearm(m);
     } else if (type == MESH_MSG_PUSH) {
@@ -875,6 +994,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
     } else {
         m->bad_messages++;
     }
+    note_skew(m);
 }
 
 /* ---- removal pushes -------------------------------------------------------------------------- */
@@ -981,6 +1101,7 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     h->ingress_up = true;
     h->received = now;
     m->cpu_last = cpu;
+    check_own_clock(m);
     m->cpu_at = now;
 
     msgpack_sbuffer sb;
@@ -1100,7 +1221,14 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
     for (size_t i = 0; i < c->m->nhealth; i++)
         if (c->m->health[i].id == mi->id)
             h = &c->m->health[i];
-    msgpack_pack_map(pk_, 9);
+    msgpack_pack_map(pk_, 11);
+    mpw_str(pk_, "clock_offset_ms"); /* its clock minus ours; nil: not measured (or self) */
+    if (mi->clock_known)
+        msgpack_pack_int32(pk_, mi->clock_offset_ms);
+    else
+        msgpack_pack_nil(pk_);
+    mpw_str(pk_, "clock_err_ms");
+    msgpack_pack_uint32(pk_, mi->clock_known ? mi->clock_err_ms : 0);
     mpw_str(pk_, "health");
     if (h) {
         msgpack_pack_map(pk_, 5);
@@ -1178,6 +1306,25 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     mpw_kv_u64(pk, "joins_refused", m->joins_refused);
     mpw_kv_u64(pk, "pushes_applied", m->pushes_applied);
     mpw_kv_u64(pk, "ae_entries_applied", m->ae.entries_applied);
+    /* clock: this node against the mesh (see "clocks") */
+    int64_t off;
+    unsigned peers = 0;
+    bool known = clock_offset(m, &off, &peers) == 0;
+    store_stats_t st;
+    if (store_stats(m->o.store, &st))
+        memset(&st, 0, sizeof(st));
+    mpw_str(pk, "clock");
+    msgpack_pack_map(pk, 6);
+    mpw_str(pk, "offset_ms");
+    if (known)
+        msgpack_pack_int64(pk, off);
+    else
+        msgpack_pack_nil(pk);
+    mpw_kv_u64(pk, "peers", peers);
+    mpw_kv_u64(pk, "write_limit_ms", MESHNODE_CLOCK_WRITE_LIMIT_MS);
+    mpw_kv_str(pk, "writes", known && off > MESHNODE_CLOCK_WRITE_LIMIT_MS ? "refused" : "ok");
+    mpw_kv_u64(pk, "writes_refused", m->writes_refused);
+    mpw_kv_u64(pk, "skew_rejected", st.skew_rejected);
 }
 
 struct seeds_ctx {
@@ -1470,6 +1617,7 @@ static const control_command_t commands[] = {
 int meshnode_register_commands(meshnode_t *m, control_t *ctl)
 {
     int rc = control_add_commands(ctl, commands, m);
+    control_set_guard(ctl, clock_guard, m);
     return rc ? rc : control_add_commands(ctl, meshadmin_commands, m);
 }
 

@@ -49,7 +49,11 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e);
 void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx);
 
 /* Adds the mesh fields to a status answer: the map gets these n pairs. */
-#define MESHNODE_STATUS_PAIRS 3
+#define MESHNODE_STATUS_PAIRS 4
+/* Writes are refused while this node's clock is more than this ahead of the mesh's: 15 s
+ * under HLC_MAX_AHEAD_MS (60 s), past which every other node drops its versions. */
+#define MESHNODE_CLOCK_WRITE_LIMIT_MS 45000 /* ms */
+#define MESHNODE_CLOCK_LOG_S          10    /* s between two log lines about clock skew */
 void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk);
 
 /* ---- for the data plane (node/dataplane.c) ---- */

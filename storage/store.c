@@ -105,6 +105,8 @@ struct store {
     uint64_t tombstones; /* not yet collected */
     /* Counters since open (not persisted). */
     uint64_t merges_applied, merges_ignored, merges_refused, skew_rejected;
+    uint64_t skew_last_origin;     /* writer of the last entry refused for skew */
+    uint64_t skew_last_ahead_ms;   /* how far ahead of our clock its version was */
     uint8_t rec[STORE_RECORD_MAX]; /* scratch for encoding a record */
     char err[256];
     /* The change feed: watchers, and the visible changes of the write transaction being
@@ -951,6 +953,10 @@ int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now
         /* Observe before deciding: even a losing entry proves that version exists, and later
          * local writes must be newer than anything this node has seen. */
         if (hlc_observe(&s->clock, e->version, now_ms)) {
+            /* Remembered so the node layer can say who is ahead and by how much: the
+             * writer's own node cannot tell that its writes are being dropped. */
+            s->skew_last_origin = e->origin;
+            s->skew_last_ahead_ms = hlc_ms(e->version) - now_ms;
             skewed++;
             continue;
         }
@@ -1327,6 +1333,8 @@ int store_stats(store_t *s, store_stats_t *st)
     st->merges_ignored = s->merges_ignored;
     st->merges_refused = s->merges_refused;
     st->skew_rejected = s->skew_rejected;
+    st->skew_last_origin = s->skew_last_origin;
+    st->skew_last_ahead_ms = s->skew_last_ahead_ms;
     st->map_size = info.me_mapsize;
     /* High-water mark of pages ever used; freed pages are reused but not returned. */
     st->map_used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;

@@ -57,14 +57,16 @@ typedef struct store_entry {
 } store_entry_t;
 
 typedef struct store_stats {
-    uint64_t entries;        /* live entries */
-    uint64_t tombstones;     /* tombstones not yet collected */
-    uint64_t merges_applied; /* remote entries that won */
-    uint64_t merges_ignored; /* remote entries that lost or were duplicates */
-    uint64_t skew_rejected;  /* remote entries refused for a clock too far ahead */
-    uint64_t merges_refused; /* remote entries refused for limits (bad key/value/origin) */
-    uint64_t map_size;       /* bytes */
-    uint64_t map_used;       /* bytes in use by LMDB pages */
+    uint64_t entries;            /* live entries */
+    uint64_t tombstones;         /* tombstones not yet collected */
+    uint64_t merges_applied;     /* remote entries that won */
+    uint64_t merges_ignored;     /* remote entries that lost or were duplicates */
+    uint64_t skew_rejected;      /* remote entries refused for a clock too far ahead */
+    uint64_t skew_last_origin;   /* the node that wrote the last of them (0: none yet) */
+    uint64_t skew_last_ahead_ms; /* ms its version was ahead of this node's clock */
+    uint64_t merges_refused;     /* remote entries refused for limits (bad key/value/origin) */
+    uint64_t map_size;           /* bytes */
+    uint64_t map_used;           /* bytes in use by LMDB pages */
 } store_stats_t;
 
 /* Each callback returns 0 to go on, anything else to stop (then returned by the iterator).

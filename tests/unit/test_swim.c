@@ -884,8 +884,23 @@ static void test_bad_input(void **state)
     }
 
     /* Wrong version, unknown type, wrong arity. */
-    static const uint8_t wrong_version[] = {0x94, 0x02, 0x02, 0x05, 0x90};
+    static const uint8_t wrong_version[] = {0x94, 0x03, 0x02, 0x05, 0x90};
     expect_bad(s, &log, wrong_version, sizeof(wrong_version));
+    static const uint8_t version_zero[] = {0x94, 0x00, 0x02, 0x05, 0x90};
+    expect_bad(s, &log, version_zero, sizeof(version_zero));
+    /* Version 2 probes carry timestamps: the version 1 arity is wrong there, and back. */
+    static const uint8_t v2_ack_v1_arity[] = {0x94, 0x02, 0x02, 0x05, 0x90};
+    expect_bad(s, &log, v2_ack_v1_arity, sizeof(v2_ack_v1_arity));
+    static const uint8_t v2_ping_v1_arity[] = {0x95, 0x02, 0x01, 0x05, 0x01, 0x90};
+    expect_bad(s, &log, v2_ping_v1_arity, sizeof(v2_ping_v1_arity));
+    static const uint8_t v1_ack_v2_arity[] = {0x96, 0x01, 0x02, 0x05, 0x01, 0x01, 0x90};
+    expect_bad(s, &log, v1_ack_v2_arity, sizeof(v1_ack_v2_arity));
+    /* A timestamp past SWIM_WALL_MAX (2^48 ms), and one that is not an integer. */
+    static const uint8_t v2_ack_t2_huge[] = {0x96, 0x02, 0x02, 0x05, 0x01, 0xcf, 0x00, 0x01,
+                                             0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x90};
+    expect_bad(s, &log, v2_ack_t2_huge, sizeof(v2_ack_t2_huge));
+    static const uint8_t v2_ping_t1_str[] = {0x96, 0x02, 0x01, 0x05, 0x01, 0xa1, 'x', 0x90};
+    expect_bad(s, &log, v2_ping_t1_str, sizeof(v2_ping_t1_str));
     static const uint8_t unknown_type[] = {0x94, 0x01, 0x07, 0x05, 0x90};
     expect_bad(s, &log, unknown_type, sizeof(unknown_type));
     static const uint8_t type_zero[] = {0x94, 0x01, 0x00, 0x05, 0x90};
@@ -1530,6 +1545,231 @@ static void test_piggyback_budget(void **state)
     swim_sim_destroy(&sim);
 }
 
+/* ---- clocks -------------------------------------------------------------------------- */
+
+/* The estimator alone: the smallest round trip wins within the window; a sample stays in
+ * charge for SWIM_CLOCK_WINDOW samples at most, so a stepped clock is followed. */
+static void test_clock_estimator(void **state)
+{
+    swim_clock_est_t e = {0};
+    swim_clock_sample(&e, 1000, 40);
+    assert_int_equal(e.offset_ms, 1000);
+    assert_int_equal(e.rtt_ms, 40);
+    swim_clock_sample(&e, 1010, 10); /* better: taken */
+    assert_int_equal(e.offset_ms, 1010);
+    for (int i = 0; i < SWIM_CLOCK_WINDOW - 1; i++) {
+        swim_clock_sample(&e, 5000, 200); /* worse: ignored while the window lasts */
+        assert_int_equal(e.offset_ms, 1010);
+    }
+    swim_clock_sample(&e, 300000, 30); /* the held sample is stale: the clock moved */
+    assert_int_equal(e.offset_ms, 300000);
+    assert_int_equal(e.rtt_ms, 30);
+    swim_clock_sample(&e, 7, 0); /* a zero round trip counts as 1 ms */
+    assert_int_equal(e.rtt_ms, 1);
+    swim_clock_sample(&e, INT64_MAX, 0); /* clamped, never wrapped */
+    assert_int_equal(e.offset_ms, INT32_MAX);
+    swim_clock_sample(&e, INT64_MIN, 0);
+    assert_int_equal(e.offset_ms, -INT32_MAX);
+
+    /* Asymmetric, jittery paths: the error stays within half the best round trip. */
+    uint64_t rng = 42;
+    swim_clock_est_t f = {0};
+    for (int i = 0; i < 200; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t d1 = 2 + (rng >> 33) % 40, d2 = 2 + (rng >> 13) % 40; /* ms each way */
+        int64_t truth = -300000;
+        uint64_t t1 = 1000000 + (uint64_t)i * 200;
+        int64_t t2 = (int64_t)(t1 + d1) + truth; /* its clock */
+        uint64_t t4 = t1 + d1 + d2;
+        int64_t off = t2 - (int64_t)(t1 + (t4 - t1) / 2);
+        swim_clock_sample(&f, off, t4 - t1);
+        int64_t err = f.offset_ms - truth;
+        assert_true(err <= (f.rtt_ms + 1) / 2 && -err <= (f.rtt_ms + 1) / 2);
+    }
+    assert_true(f.rtt_ms < 30); /* it found one of the quick exchanges */
+}
+
+/* Two real cores whose clocks differ by `skew` ms, over paths of 3 ms one way and 11 ms the
+ * other: each estimates the other's offset from its probes (within the 4 ms asymmetry error
+ * plus the 1 ms clock quantum), and the median says which one is off. */
+struct duo_msg {
+    uint64_t due, from, to;
+    size_t len;
+    uint8_t buf[2048];
+};
+struct duo {
+    swim_t *core[2];
+    int64_t skew[2]; /* ms added to the true time for each node's wall clock */
+    struct duo_msg q[64];
+    unsigned nq;
+    uint64_t now;
+    unsigned me;       /* whose send callback runs */
+    unsigned v1_to[2]; /* version 1 messages each sent */
+};
+
+static void duo_send(void *ctx, uint64_t dest, const uint8_t *msg, size_t len)
+{
+    struct duo **dp = ctx, *d = *dp;
+    if (d->nq == 64 || len > sizeof(d->q[0].buf))
+        return;
+    struct duo_msg *m = &d->q[d->nq++];
+    m->from = d->me + 1;
+    m->to = dest;
+    m->due = d->now + (d->me == 0 ? 3 : 11);
+    m->len = len;
+    memcpy(m->buf, msg, len);
+    if (len > 1 && msg[1] == 1)
+        d->v1_to[d->me]++;
+}
+
+static void duo_run(struct duo *d, struct duo **self, int64_t skew_b, uint64_t until)
+{
+    (void)self;
+    for (; d->now < until; d->now++) {
+        for (unsigned i = 0; i < d->nq;) {
+            if (d->q[i].due <= d->now) {
+                struct duo_msg m = d->q[i];
+                d->q[i] = d->q[--d->nq];
+                d->me = (unsigned)m.to - 1;
+                swim_set_wall_ms(d->core[d->me],
+                                 1767225600000ull + d->now + (uint64_t)(d->me ? skew_b : 0));
+                swim_receive(d->core[d->me], m.from, m.buf, m.len, d->now);
+            } else {
+                i++;
+            }
+        }
+        for (unsigned k = 0; k < 2; k++) {
+            if (swim_next_deadline(d->core[k]) > d->now)
+                continue;
+            d->me = k;
+            swim_set_wall_ms(d->core[k], 1767225600000ull + d->now + (uint64_t)(k ? skew_b : 0));
+            swim_tick(d->core[k], d->now);
+        }
+    }
+}
+
+static void duo_check(int64_t skew)
+{
+    static struct duo d;
+    static struct duo *dp;
+    memset(&d, 0, sizeof(d));
+    dp = &d;
+    for (unsigned k = 0; k < 2; k++) {
+        swim_config_t c;
+        swim_config_defaults(&c);
+        c.self_id = k + 1;
+        c.rng_seed = 7 + k;
+        swim_io_t io = {.ctx = &dp, .send = duo_send};
+        d.core[k] = swim_new(&c, &io, NULL, 0, 0);
+        assert_non_null(d.core[k]);
+    }
+    assert_int_equal(swim_add_member(d.core[0], 2, NULL, 0, true, 0), 0);
+    assert_int_equal(swim_add_member(d.core[1], 1, NULL, 0, true, 0), 0);
+    duo_run(&d, &dp, skew, 5000);
+    swim_member_info_t a_b, b_a;
+    assert_int_equal(swim_member_get(d.core[0], 2, &a_b), 0);
+    assert_int_equal(swim_member_get(d.core[1], 1, &b_a), 0);
+    assert_true(a_b.clock_known && b_a.clock_known);
+    /* A sees B ahead by skew; B sees A behind by skew; error <= (11 - 3) / 2 + 1. */
+    assert_true(llabs((long long)a_b.clock_offset_ms - skew) <= 5);
+    assert_true(llabs((long long)b_a.clock_offset_ms + skew) <= 5);
+    assert_true(a_b.clock_err_ms >= 7 && a_b.clock_err_ms <= 8); /* half of 14 ms */
+    int64_t off;
+    unsigned peers;
+    assert_int_equal(swim_clock_offset(d.core[0], &off, &peers), 0);
+    assert_int_equal(peers, 1);
+    assert_true(llabs((long long)off + skew) <= 5); /* A is behind the mesh (of B) */
+    assert_int_equal(swim_clock_offset(d.core[1], &off, &peers), 0);
+    assert_true(llabs((long long)off - skew) <= 5);
+    assert_int_equal(d.v1_to[0] + d.v1_to[1], 0); /* both speak version 2 */
+    swim_destroy(&d.core[0]);
+    swim_destroy(&d.core[1]);
+}
+
+static void test_clock_offset_two_cores(void **state)
+{
+    duo_check(300000); /* B 300 s ahead */
+    duo_check(2000);   /* a small offset is measured all the same */
+    duo_check(0);
+    duo_check(-90000);
+}
+
+/* Without a wall clock (the simulator, or a driver that never sets it) nothing is estimated
+ * and no member has an offset. */
+static void test_clock_unknown_without_wall(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log);
+    int64_t off;
+    unsigned peers = 9;
+    assert_int_equal(swim_clock_offset(s, &off, &peers), -ENOENT);
+    assert_int_equal(peers, 0);
+    /* An ACK with stamps but no clock of ours: no sample. */
+    struct swim_msg m = {0};
+    unsigned seen = log.count;
+    for (uint64_t t = 1000; t < 1300 && m.type != SWIM_MSG_PING; t++) {
+        swim_tick(s, t);
+        if (log.count != seen)
+            assert_int_equal(swim_wire_decode(log.last, log.last_len, &m), 0);
+        seen = log.count;
+    }
+    assert_int_equal(m.type, SWIM_MSG_PING);
+    assert_int_equal(m.version, SWIM_VERSION);
+    assert_int_equal(m.t1, 0);
+    uint8_t buf[64];
+    struct swim_msg a = {.type = SWIM_MSG_ACK, .seq = m.seq, .t1 = 5, .t2 = 6};
+    size_t n = build_msg(buf, sizeof(buf), &a, NULL, 0, NULL, 0);
+    assert_int_equal(swim_receive(s, log.last_dest, buf, n, 1301), 0);
+    swim_member_info_t mi;
+    assert_int_equal(swim_member_get(s, log.last_dest, &mi), 0);
+    assert_false(mi.clock_known);
+    swim_destroy(&s);
+}
+
+/* A member that speaks version 1 is answered, and probed, in version 1; once it speaks
+ * version 2 it gets version 2 again. */
+static void test_wire_v1_peer(void **state)
+{
+    static struct sent_log log;
+    swim_t *s = lone_core(&log);
+    swim_set_wall_ms(s, 1767225600000ull);
+    uint8_t buf[64];
+    struct swim_msg p1 = {.version = 1, .type = SWIM_MSG_PING, .seq = 3, .target = 1};
+    size_t n = build_msg(buf, sizeof(buf), &p1, NULL, 0, NULL, 0);
+    log.watch_dest = 3;
+    assert_int_equal(swim_receive(s, 3, buf, n, 1000), 0);
+    struct swim_msg m;
+    assert_int_equal(swim_wire_decode(log.watched, log.watched_len, &m), 0);
+    assert_int_equal(m.type, SWIM_MSG_ACK);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.seq, 3);
+    /* Our own probes of member 3 are version 1 too. */
+    log.watched_len = 0;
+    for (uint64_t t = 1001; t < 3000 && !log.watched_len; t++) {
+        swim_set_wall_ms(s, 1767225600000ull + t);
+        swim_tick(s, t);
+        if (log.watched_len) {
+            assert_int_equal(swim_wire_decode(log.watched, log.watched_len, &m), 0);
+            if (m.type != SWIM_MSG_PING)
+                log.watched_len = 0;
+        }
+    }
+    assert_int_equal(m.type, SWIM_MSG_PING);
+    assert_int_equal(m.version, 1);
+    /* It speaks version 2: our answer carries its t1 and our clock. */
+    struct swim_msg p2 = {.type = SWIM_MSG_PING, .seq = 4, .target = 1, .t1 = 1767225599000ull};
+    n = build_msg(buf, sizeof(buf), &p2, NULL, 0, NULL, 0);
+    log.watched_len = 0;
+    swim_set_wall_ms(s, 1767225609999ull);
+    assert_int_equal(swim_receive(s, 3, buf, n, 3000), 0);
+    assert_int_equal(swim_wire_decode(log.watched, log.watched_len, &m), 0);
+    assert_int_equal(m.type, SWIM_MSG_ACK);
+    assert_int_equal(m.version, 2);
+    assert_int_equal(m.t1, 1767225599000ull);
+    assert_int_equal(m.t2, 1767225609999ull);
+    swim_destroy(&s);
+}
+
 /* Every message type and update kind survives encode -> decode unchanged. With
  * SWIM_CORPUS_DIR set, the messages are also written there: that is how
  * tests/fuzz/corpus/fuzz_swim/ was made. */
@@ -1556,9 +1796,14 @@ static void test_wire_roundtrip(void **state)
         struct swim_msg h;
         unsigned npb;
     } msgs[] = {
-        {"ping", {.type = SWIM_MSG_PING, .seq = 7, .target = 1}, 2},
+        {"ping", {.type = SWIM_MSG_PING, .seq = 7, .target = 1, .t1 = 1767225600123ull}, 2},
         {"ping_buddy", {.type = SWIM_MSG_PING, .seq = 8, .target = 1}, 6},
-        {"ack", {.type = SWIM_MSG_ACK, .seq = 1}, 5},
+        {"ack",
+         {.type = SWIM_MSG_ACK, .seq = 1, .t1 = 1767225600123ull, .t2 = 1767225900456ull},
+         5},
+        {"ping_v1", {.version = 1, .type = SWIM_MSG_PING, .seq = 7, .target = 1}, 2},
+        {"ack_v1", {.version = 1, .type = SWIM_MSG_ACK, .seq = 1}, 1},
+        {"nack_v1", {.version = 1, .type = SWIM_MSG_NACK, .seq = 9}, 0},
         {"ping_req", {.type = SWIM_MSG_PING_REQ, .seq = 9, .target = 4, .timeout_ms = 100}, 1},
         {"nack", {.type = SWIM_MSG_NACK, .seq = 9}, 0},
         {"sync", {.type = SWIM_MSG_SYNC, .chunk = 0}, 2},
@@ -1576,6 +1821,9 @@ static void test_wire_roundtrip(void **state)
         assert_int_equal(m.seq, msgs[k].h.seq);
         assert_int_equal(m.target, msgs[k].h.target);
         assert_int_equal(m.timeout_ms, msgs[k].h.timeout_ms);
+        assert_int_equal(m.version, msgs[k].h.version ? msgs[k].h.version : SWIM_VERSION);
+        assert_int_equal(m.t1, msgs[k].h.t1);
+        assert_int_equal(m.t2, msgs[k].h.t2);
         assert_int_equal(m.pb_count, npb);
         for (unsigned i = 0; i < npb; i++) {
             struct swim_update u;
@@ -1641,6 +1889,10 @@ int main(void)
         cmocka_unit_test(test_removed_member),
         cmocka_unit_test(test_piggyback_budget),
         cmocka_unit_test(test_wire_roundtrip),
+        cmocka_unit_test(test_clock_estimator),
+        cmocka_unit_test(test_clock_offset_two_cores),
+        cmocka_unit_test(test_clock_unknown_without_wall),
+        cmocka_unit_test(test_wire_v1_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

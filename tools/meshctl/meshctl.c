@@ -345,6 +345,19 @@ static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
     printf("pid       %lld\n", (long long)json_integer_value(json_object_get(j, "pid")));
     printf("uptime    %.1f s\n", json_number_value(json_object_get(j, "uptime_s")));
     printf("data      %s\n", json_string_value(json_object_get(j, "data_dir")));
+    /* clock: this node's wall clock against the median of its alive peers' */
+    json_t *clk = json_object_get(j, "clock");
+    json_t *off = json_object_get(clk, "offset_ms");
+    if (json_is_integer(off)) {
+        long long o = (long long)json_integer_value(off);
+        printf("clock     %+.1f s against the mesh (median of %lld peers)%s\n", o / 1000.0,
+               (long long)json_integer_value(json_object_get(clk, "peers")),
+               !strcmp(json_string_value(json_object_get(clk, "writes")) ?: "", "refused")
+                   ? ": WRITES REFUSED, fix this node's time (NTP)"
+                   : "");
+    } else {
+        printf("clock     not measured (no alive peer answered a probe yet)\n");
+    }
     printf("entries   %lld live, %lld tombstones\n",
            (long long)json_integer_value(json_object_get(st, "entries")),
            (long long)json_integer_value(json_object_get(st, "tombstones")));
@@ -568,8 +581,8 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i;
     json_t *m;
-    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %6s %8s\n", "NAME", "ID", "REGION", "ADDRESS",
-           "STATE", "INC", "RTT", "CPU", "RSS");
+    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %9s %6s %8s\n", "NAME", "ID", "REGION", "ADDRESS",
+           "STATE", "INC", "RTT", "CLOCK", "CPU", "RSS");
     json_array_foreach(j, i, m)
     {
         char rtt[32] = "-";
@@ -578,6 +591,11 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             snprintf(rtt, sizeof(rtt), "(self)");
         else if (ms > 0)
             snprintf(rtt, sizeof(rtt), "%lldms", ms);
+        /* CLOCK: the member's clock minus ours, as estimated from probes. */
+        char clk[32] = "-";
+        json_t *off = json_object_get(m, "clock_offset_ms");
+        if (json_is_integer(off))
+            snprintf(clk, sizeof(clk), "%+.1fs", (double)json_integer_value(off) / 1000.0);
         const char *region = json_string_value(json_object_get(m, "region"));
         json_t *h = json_object_get(m, "health");
         char cpu[16] = "-", rss[24] = "-";
@@ -586,12 +604,13 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             snprintf(rss, sizeof(rss), "%.1fM",
                      (double)json_integer_value(json_object_get(h, "rss_kb")) / 1024.0);
         }
-        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %6s %8s\n",
+        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %9s %6s %8s\n",
                json_string_value(json_object_get(m, "name")),
                json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
                json_string_value(json_object_get(m, "addr")),
                json_string_value(json_object_get(m, "state")),
-               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, cpu, rss);
+               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, clk, cpu,
+               rss);
     }
     json_decref(j);
     return EXIT_OK;
