@@ -14,11 +14,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct sink {
     size_t bytes;
+    uint64_t last_dest; /* the member last sent to: likely the probe target */
 };
 
 static void fz_send(void *ctx, uint64_t dest, const uint8_t *msg, size_t len)
 {
     struct sink *s = ctx;
+    s->last_dest = dest;
     /* Touch every byte: ASan checks the buffer handed to the driver is all valid. */
     for (size_t i = 0; i < len; i++)
         s->bytes += msg[i];
@@ -45,19 +47,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     for (uint64_t id = 2; id <= 5; id++)
         swim_add_member(s, id, (const uint8_t *)"m", 1, id == 2, 1000);
+    /* A wall clock, so probes carry timestamps and an ACK's feed the offset estimate. */
+    const uint64_t wall0 = 1767225600000ull;
+    swim_set_wall_ms(s, wall0 + 1000);
     swim_tick(s, 1000);
+    uint64_t probed = sink.last_dest;
+    swim_set_wall_ms(s, wall0 + 1010);
     swim_receive(s, 3, data, size, 1010);
     swim_receive(s, 99, data, size, 1020); /* from a member we do not know */
-    uint64_t now = 1020;
+    /* From the member just probed: an ACK with the right seq is a clock sample. */
+    if (probed && probed != 3)
+        swim_receive(s, probed, data, size, 1021);
+    uint64_t now = 1021;
     for (int i = 0; i < 40; i++) {
         uint64_t next = swim_next_deadline(s);
         now = next > now ? next : now + 1;
+        swim_set_wall_ms(s, wall0 + now);
         swim_tick(s, now);
     }
+    int64_t off;
+    unsigned peers;
+    swim_clock_offset(s, &off, &peers);
     swim_stats_t st;
     swim_get_stats(s, &st);
     swim_destroy(&s);
-    if (st.malformed > 2) /* only the two receives above can be malformed */
+    if (st.malformed > 3) /* only the three receives above can be malformed */
         abort();
     return 0;
 }
