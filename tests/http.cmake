@@ -11,3 +11,7 @@ set_property(TEST integration.http_hardening PROPERTY ENVIRONMENT
              "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>;POPSITE=$<TARGET_FILE:popsite>")
 set_property(TEST integration.http_hardening PROPERTY LABELS integration)
 set_property(TEST integration.http_hardening PROPERTY TIMEOUT 300)
+# node/httphdr: the proxy's header checks and rewrites (identity headers, Host, redirect
+# targets, cross-site forms, cookies, the WebSocket handshake) and common/logesc.
+popmesh_unit_test(test_httphdr popmesh_node)
+popmesh_fuzz(fuzz_httphdr popmesh_node)

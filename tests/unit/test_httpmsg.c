@@ -344,6 +344,57 @@ static const struct hcase request_cases[] = {
      .type = HTTP_REQUEST,
      R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
      .status = 400},
+    /* The chunk framing is read strictly (libhttp-parser, not built strict, is lenient). */
+    {.name = "chunk data not followed by CRLF",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n"),
+     .status = 400},
+    {.name = "space after a chunk size",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n"),
+     .status = 400},
+    {.name = "bare LF after a chunk size",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n"),
+     .status = 400},
+    {.name = "bare LF after chunk data",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n"),
+     .status = 400},
+    {.name = "bare LF in the last chunk",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\n\r\n"),
+     .status = 400},
+    {.name = "control byte in a chunk extension",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;a\x01\r\nabc\r\n"),
+     .status = 400},
+    {.name = "obs-fold in a trailer",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\r\n b\r\n\r\n"),
+     .status = 400},
+    {.name = "chunked then a pipelined request",
+     .type = HTTP_REQUEST,
+     R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+       "GET /n HTTP/1.1\r\nHost: h\r\n\r\n"),
+     .log =
+         "[POST / 1.1 host=h n=2 ka=1 cl=-1 ch=1]B:a|D|[GET /n 1.1 host=h n=1 ka=1 cl=-1 ch=0]|D|"},
+    {.name = "Host with two ports",
+     .type = HTTP_REQUEST,
+     R("GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n"),
+     .status = 400},
+    {.name = "Host with a non-numeric port",
+     .type = HTTP_REQUEST,
+     R("GET / HTTP/1.1\r\nHost: a:http\r\n\r\n"),
+     .status = 400},
+    {.name = "Host with a port over 65535",
+     .type = HTTP_REQUEST,
+     R("GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n"),
+     .status = 400},
+    {.name = "Host IPv6 literal with port",
+     .type = HTTP_REQUEST,
+     R("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"),
+     .log = "[GET / 1.1 host=[::1]:8080 n=1 ka=1 cl=-1 ch=0]|D|"},
     {.name = "chunk size not hex",
      .type = HTTP_REQUEST,
      R("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n"),
@@ -729,6 +780,17 @@ static void test_callback_aborts(void **state)
     assert_int_equal(http_reader_feed(r, (const uint8_t *)m, strlen(m)), -1);
     assert_int_equal(http_reader_error(r, NULL), 500);
     assert_null(strstr(rec.log, "B:"));
+    http_reader_destroy(&r);
+
+    /* on_head returning 1 on an upgrade request: declined, the next request is parsed. */
+    memset(&rec, 0, sizeof(rec));
+    rec.head_rc = 1;
+    r = http_reader_new(HTTP_REQUEST, NULL, &cbs);
+    const char *up = "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                     "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(http_reader_feed(r, (const uint8_t *)up, strlen(up)), strlen(up));
+    assert_string_equal(rec.log, "[GET / 1.1 host=h n=3 ka=1 cl=-1 ch=0 up=h2c]|D|"
+                                 "[GET /2 1.1 host=h n=1 ka=1 cl=-1 ch=0]|D|");
     http_reader_destroy(&r);
 
     /* on_head returning 1 on a response: no body. */
