@@ -75,6 +75,7 @@ struct ingress {
     uint64_t site;
     char client[64];
     int attempt;
+    bool hit_limit; /* an attempt found its tunnel at max_streams */
     uint64_t t0_ms;
     char last_error[160];
     uint64_t hops[SM_PATH_MAX + 2]; /* the path being tried: us first, egress last */
@@ -137,6 +138,8 @@ struct dataplane {
     size_t nseen;
     uint64_t replay_log_ms;    /* ms (monotonic): last log line about replayed HELLOs */
     uint64_t replays_unlogged; /* replays since that line */
+    uint64_t limit_log_ms;     /* ms (monotonic): last log line about the stream limit */
+    uint64_t limit_unlogged;   /* refusals since that line */
     tun_config_t tcfg;
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     bool reap_pending;
@@ -144,8 +147,9 @@ struct dataplane {
         uint64_t ingress_accepted, ingress_opened, ingress_failed, ingress_retries;
         uint64_t relayed, relay_refused, streams_from_peers_refused;
         uint64_t tunnels_accepted, tunnels_refused, handshake_failures, bytes_in, bytes_out;
-        uint64_t hello_replays;     /* HELLOs refused by the replay filter */
-        uint64_t hello_unconfirmed; /* admitted HELLOs never followed by a sealed record */
+        uint64_t ingress_refused_limit; /* ingress closed because tunnels were at max_streams */
+        uint64_t hello_replays;         /* HELLOs refused by the replay filter */
+        uint64_t hello_unconfirmed;     /* admitted HELLOs never followed by a sealed record */
     } st;
 };
 
@@ -599,7 +603,23 @@ static void ingress_fail(struct ingress *in, const char *why)
 {
     dataplane_t *dp = in->dp;
     dp->st.ingress_failed++;
-    log_warn("resource %s: connection from %s closed: %s", in->res.name, in->client, why);
+    if (in->hit_limit) {
+        /* A burst past the limit would log a line per connection: one a second instead. */
+        dp->st.ingress_refused_limit++;
+        uint64_t now = clock_mono_ms();
+        if (now - dp->limit_log_ms >= 1000) {
+            log_warn("resource %s: connection from %s refused: tunnels at their stream limit "
+                     "(%u); %llu more refused since the last such line",
+                     in->res.name, in->client, dp->tcfg.max_streams,
+                     (unsigned long long)dp->limit_unlogged);
+            dp->limit_log_ms = now;
+            dp->limit_unlogged = 0;
+        } else {
+            dp->limit_unlogged++;
+        }
+    } else {
+        log_warn("resource %s: connection from %s closed: %s", in->res.name, in->client, why);
+    }
     if (in->h)
         in->h->on_fail(in->h, TUN_ERR_UNREACHABLE, why);
     else
@@ -650,6 +670,7 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
     int rc = tun_open(t, (const uint8_t *)sb.data, sb.size, in, clock_mono_ms(), &sid);
     msgpack_sbuffer_destroy(&sb);
     if (rc) {
+        in->hit_limit |= rc == -EAGAIN;
         ingress_retry(in, rc == -EAGAIN ? "tunnel stream limit" : "tunnel closed");
         return;
     }
@@ -989,6 +1010,7 @@ static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_
         char why[200];
         snprintf(why, sizeof(why), "%s%s%.*s", tun_code_name(code), ml ? ": " : "", (int)ml,
                  msg ? msg : "");
+        ((struct ingress *)user)->hit_limit |= code == TUN_ERR_LIMIT; /* a hop's limit */
         ingress_retry(user, why);
     } else if (magic_of(user) == RELAY_MAGIC) {
         struct relay *r = user;
@@ -1376,7 +1398,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 18);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1385,6 +1407,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "ingress_opened", dp->st.ingress_opened);
     mpw_kv_u64(pk, "ingress_failed", dp->st.ingress_failed);
     mpw_kv_u64(pk, "ingress_retries", dp->st.ingress_retries);
+    mpw_kv_u64(pk, "ingress_refused_limit", dp->st.ingress_refused_limit);
     mpw_kv_u64(pk, "relayed", dp->st.relayed);
     mpw_kv_u64(pk, "relay_refused", dp->st.relay_refused);
     mpw_kv_u64(pk, "tunnels_accepted", dp->st.tunnels_accepted);
@@ -1467,6 +1490,12 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     memcpy(dp->keys.sk, o->id->curve_sk, 32);
     dp->keys.hello_ts_last = &dp->hello_ts_last;
     tun_config_defaults(&dp->tcfg);
+    dp->tcfg.max_streams = DATAPLANE_MAX_STREAMS;
+    /* For tests only: a low stream limit, to check what happens past it without opening
+     * thousands of connections (docs/dataplane.md). */
+    const char *ms = getenv("POPMESH_TEST_MAX_STREAMS");
+    if (ms && strtoul(ms, NULL, 10) > 0)
+        dp->tcfg.max_streams = (uint32_t)strtoul(ms, NULL, 10);
     dp->tcfg.window_auto_max = DATAPLANE_WINDOW_MAX;
     dp->tcfg.role = TUN_ACCEPTOR; /* tconn sets the role of each connection */
     dp->tcfg.open_timeout_ms = DATAPLANE_OPEN_TIMEOUT;

@@ -23,10 +23,17 @@
 
 #include <ev.h>
 
-#define DATAPLANE_SYNC_S        1.0  /* s between resource/registry syncs */
-#define DATAPLANE_OPEN_TIMEOUT  3000 /* ms an OPEN may go unanswered before a retry */
-#define DATAPLANE_ATTEMPTS      3    /* tries per ingress connection: primary, backup, primary */
-#define SITEHEALTH_PREFIX       "sitehealth/"
+#define DATAPLANE_SYNC_S       1.0  /* s between resource/registry syncs */
+#define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
+#define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
+#define SITEHEALTH_PREFIX      "sitehealth/"
+/* Concurrent streams one tunnel admits (tunnel.h's default is 4096). A busy site carries more
+ * than 4096 user connections on one tunnel; what a stream costs when idle is a few KiB in each
+ * daemon (measured by tests/integration/dataplane_limit.sh), and bytes in flight stay bounded
+ * by each stream's window, so the ceiling is a memory budget: 65536 idle streams cost about
+ * 0.5 GiB in popd. Past it an ingress connection is reset at once and counted
+ * (ingress_refused_limit). */
+#define DATAPLANE_MAX_STREAMS   65536
 #define DATAPLANE_UNMEASURED_US 100000 /* us: a site tunnel's cost until its first heartbeat */
 #define DATAPLANE_WINDOW_MAX                                                                       \
     (8u << 20) /* bytes: a stream window grows up to this while its consumer keeps up (tunnel.h)   \

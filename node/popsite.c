@@ -57,6 +57,9 @@
 #define SITE_DRAIN_MAX_S    60         /* s a drained tunnel may keep its last streams */
 #define SITE_YOUNG_MS       3000       /* ms a new tunnel is judged by its probe RTT too */
 #define SITE_WINDOW_MAX     (8u << 20) /* bytes: stream windows grow up to this (tunnel.h) */
+/* Streams a PoP may open on one of our tunnels: as many as the PoP admits
+ * (DATAPLANE_MAX_STREAMS, node/dataplane.h), past tunnel.h's default of 4096. */
+#define SITE_MAX_STREAMS    65536
 #define SITE_DIAL_TIMEOUT_S 3.0
 #define DIAL_MAGIC          0x4449414cu
 
@@ -996,6 +999,12 @@ static int cmd_run(int argc, char **argv)
     memcpy(s->keys.sk, s->id.curve_sk, 32);
     s->keys.hello_ts_last = &s->hello_ts_last;
     tun_config_defaults(&s->tcfg);
+    s->tcfg.max_streams = SITE_MAX_STREAMS;
+    /* For tests only: a low stream limit, to check what happens past it without opening
+     * thousands of connections (docs/dataplane.md). */
+    const char *ms = getenv("POPMESH_TEST_MAX_STREAMS");
+    if (ms && strtoul(ms, NULL, 10) > 0)
+        s->tcfg.max_streams = (uint32_t)strtoul(ms, NULL, 10);
     s->tcfg.window_auto_max = SITE_WINDOW_MAX;
     s->tcfg.role = TUN_INITIATOR;
     signal(SIGPIPE, SIG_IGN);

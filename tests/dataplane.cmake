@@ -16,3 +16,5 @@ endfunction()
 popmesh_dataplane_integration(site_replay)
 # Resources that loop into the mesh or clash with its ports: refused, or cut.
 popmesh_dataplane_integration(dataplane_loop)
+# Past a tunnel's stream limit: refused at once and counted; 10,000 concurrent connections.
+popmesh_dataplane_integration(dataplane_limit)
