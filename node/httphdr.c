@@ -272,11 +272,15 @@ static void cookie_each(const http_head_t *h, cookie_fn fn, void *ctx)
         const http_header_t *x = &h->headers[i];
         if (!ieq(x->name, x->name_len, "cookie"))
             continue;
-        const char *p = x->value, *end = p + x->value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *v = x->value;
+        size_t off = 0, n = x->value_len;
+        while (off < n) {
+            while (off < n && (v[off] == ' ' || v[off] == '\t' || v[off] == ';'))
+                off++;
+            if (off == n)
+                break;
+            const char *p = v + off, *end = v + n;
+            const char *semi = memchr(p, ';', n - off);
             const char *e = semi ? semi : end;
             while (e > p && is_ows(e[-1]))
                 e--;
@@ -288,7 +292,7 @@ static void cookie_each(const http_head_t *h, cookie_fn fn, void *ctx)
                 if (!fn(ctx, p, (size_t)(e - p), nl))
                     return;
             }
-            p = semi ? semi + 1 : end;
+            off = semi ? (size_t)(semi - v) + 1 : n;
         }
     }
 }
