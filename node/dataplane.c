@@ -629,9 +629,11 @@ static void ingress_fail(struct ingress *in, const char *why)
 
 static void ingress_retry(struct ingress *in, const char *why)
 {
-    snprintf(in->last_error, sizeof(in->last_error), "%s", why);
+    /* Reasons are short; a long one is cut (it only feeds a log line and the last error). */
+    snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1,
+             why);
     if (++in->attempt >= DATAPLANE_ATTEMPTS) {
-        char msg[256];
+        char msg[512];
         snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->res.site,
                  in->attempt, why);
         ingress_fail(in, msg);
