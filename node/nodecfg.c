@@ -2,6 +2,7 @@
 
 #include "common/kvfile.h"
 #include "common/log.h"
+#include "common/netaddr.h"
 #include "storage/store.h"
 
 #include <arpa/inet.h>
@@ -30,29 +31,7 @@ const char *nodecfg_mesh_addr(const nodecfg_t *c)
 
 int nodecfg_check_addr(const char *s, int allow_zero)
 {
-    const char *colon = strrchr(s, ':');
-    size_t hl = colon ? (size_t)(colon - s) : 0;
-    if (!colon || hl == 0 || strlen(s) > NODECFG_ADDR_MAX)
-        return -EINVAL;
-    if (s[0] == '[' ? s[hl - 1] != ']' : memchr(s, ':', hl) != NULL)
-        return -EINVAL; /* IPv6 needs brackets, so the port is unambiguous */
-    for (size_t i = 0; i < hl; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == '#')
-            return -EINVAL;
-    }
-    const char *p = colon + 1;
-    if (*p == '\0' || strlen(p) > 5)
-        return -EINVAL;
-    unsigned long port = 0;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        port = port * 10 + (unsigned long)(*p - '0');
-    }
-    if (port > 65535 || (port == 0 && !allow_zero))
-        return -EINVAL;
-    return 0;
+    return netaddr_parse(s, NULL, allow_zero != 0);
 }
 
 /* "host:port CURVEKEYHEX" */

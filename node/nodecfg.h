@@ -8,9 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/netaddr.h"
+
 #define NODECFG_FILE              "popd.conf"
-#define NODECFG_NAME_MAX          63  /* bytes: a DNS label */
-#define NODECFG_ADDR_MAX          255 /* bytes of "host:port" */
+#define NODECFG_NAME_MAX          63          /* bytes: a DNS label */
+#define NODECFG_ADDR_MAX          NETADDR_MAX /* bytes of "host:port" */
 #define NODECFG_MAX_SEEDS         8
 #define NODECFG_DEFAULT_MESH_PORT 7946
 #define NODECFG_DEFAULT_MAX_BODY  (64ull << 20) /* bytes: http-max-body */

@@ -1,2 +1,3 @@
 popmesh_unit_test(test_mp popmesh_common)
 popmesh_fuzz(fuzz_mp popmesh_common)
+popmesh_unit_test(test_netaddr popmesh_common)
