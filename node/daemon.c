@@ -126,10 +126,13 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return control_error(pk, CTL_FAILED, "storage error: %s", store_last_error(n->store));
     control_stats_t cs;
     control_get_stats(n->control, &cs);
-    msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS + (n->dataplane ? DATAPLANE_STATUS_PAIRS : 0));
+    msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS + (n->dataplane ? DATAPLANE_STATUS_PAIRS : 0) +
+                             (n->http ? HTTPPROXY_STATUS_PAIRS : 0));
     meshnode_pack_status(n->mesh, pk);
     if (n->dataplane)
         dataplane_pack_status(n->dataplane, pk);
+    if (n->http)
+        httpproxy_pack_status(n->http, pk);
     mpw_kv_str(pk, "name", n->cfg.name);
     mpw_kv_str(pk, "id", n->id_hex);
     mpw_kv_str(pk, "region", n->cfg.region);

@@ -10,12 +10,25 @@
  *
  * Backpressure: the client is not read while the upstream has more than PEND_HIGH bytes
  * waiting for stream credit; stream bytes are reported consumed only once the client socket
- * took them (or the output buffer is small), so a slow client stops the backend. */
+ * took them (or the output buffer is small), so a slow client stops the backend.
+ *
+ * Bounds on what an unauthenticated client can hold. Connections: an overall cap and one per
+ * client address (IPv4, or IPv6 /64), counted in a chained hash table keyed by SipHash with a
+ * random key (a client choosing addresses cannot make chains long) that holds only addresses
+ * with a live connection, so it is never larger than the overall cap. A connection past a cap
+ * is accepted, answered a fixed 503 and closed in the same loop pass: leaving it in the backlog
+ * would only make the listener look dead to everyone else. Time: every state of a connection
+ * has a deadline (httpproxy.h lists them), checked by one ev_timer per connection in the lazy
+ * way of libev's "be smart about timeouts": moving bytes only stamps hc->active (a memory
+ * write), and when the timer fires it recomputes the deadline from the state and the stamps,
+ * acting if it passed and re-arming for the rest otherwise. The timer is re-set only on state
+ * changes (once or twice per request), never per read. */
 #include "node/httpproxy.h"
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/logesc.h"
+#include "common/mp.h"
 #include "common/xmalloc.h"
 #include "node/auth.h"
 #include "node/httphdr.h"
@@ -31,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -127,7 +141,17 @@ struct hconn {
     bool local_too_big;
     char user[NODECFG_NAME_MAX + 1];
     struct pwjob *pw_job; /* a login being checked: the connection waits for it */
+    struct ipcount *ipc;  /* this client address's count of connections */
+    ev_tstamp phase;      /* loop time the current state's fixed deadline counts from */
+    ev_tstamp active;     /* loop time a byte last moved, client or upstream, either way */
     struct hconn *prev, *next;
+};
+
+/* Live connections of one client address (IPv4, or the /64 of an IPv6 one). */
+struct ipcount {
+    struct ipcount *next; /* same bucket */
+    uint8_t key[9];       /* family byte, then 4 (IPv4) or 8 (IPv6 /64) address bytes */
+    uint32_t n;           /* connections open now; the entry is freed at 0 */
 };
 
 struct httpproxy {
@@ -163,12 +187,26 @@ struct httpproxy {
     bool stopping;
     ev_async done_async;
     char dummy_hash[AUTH_PWHASH_MAX + 1]; /* checked for unknown users: same time either way */
+    /* caps and timeouts, fixed at start (httpproxy.h; test knobs may change them) */
+    unsigned max_conns, max_per_ip;
+    double tscale; /* multiplies every timeout: 1 except under POPMESH_TEST_HTTP_TIMEOUT_SCALE */
+    unsigned nconns;
+    struct ipcount **ipt; /* buckets, a power of two, grown with the number of addresses */
+    size_t ipt_size, ipt_used;
+    uint8_t ipt_key[crypto_shorthash_KEYBYTES]; /* SipHash key of the buckets */
+    ev_tstamp refused_logged;                   /* loop time of the last refusal log line */
+    uint64_t refused_unlogged;                  /* refusals since that line */
     struct {
         uint64_t requests, local, denied, unauthenticated, errors;
+        uint64_t accepted, refused_max_conns, refused_per_ip;
+        uint64_t timeout_head, timeout_idle, timeout_body, timeout_response, timeout_resp_idle,
+            timeout_ws, timeout_closing;
     } st;
 };
 
 static void hc_close(struct hconn *hc);
+static void hc_arm(struct hconn *hc);
+static void ipt_release(httpproxy_t *px, struct ipcount *e);
 static void process_input(struct hconn *hc);
 static void flush_up(struct upstream *up);
 
@@ -225,6 +263,7 @@ static bool out_flush(struct hconn *hc)
             return false;
         }
         hc->out_off += (size_t)n;
+        hc->active = ev_now(hc->px->o.loop);
     }
     ev_io_stop(hc->px->o.loop, &hc->wio);
     hc->out_off = hc->out_len = 0;
@@ -335,6 +374,7 @@ static void respond(struct hconn *hc, int code, const char *extra_headers, const
                close || !hc->keep_alive ? "Connection: close\r\n" : "");
     if (!hc->head_req)
         out_append(hc, body_html, bl);
+    hc->active = ev_now(hc->px->o.loop); /* the client gets its full time to read this */
     if (close || !hc->keep_alive)
         hc->state = H_CLOSING;
     if (code >= 400)
@@ -479,11 +519,13 @@ static void flush_up(struct upstream *up)
     if (!t)
         return;
     ssize_t n = tun_send(t, up->sid, up->pend, up->pend_len);
+    struct hconn *hc = up->hc;
     if (n > 0) {
         memmove(up->pend, up->pend + n, up->pend_len - (size_t)n);
         up->pend_len -= (size_t)n;
+        if (hc)
+            hc->active = ev_now(hc->px->o.loop); /* the application is taking the body */
     }
-    struct hconn *hc = up->hc;
     if (hc && up->pend_len < PEND_HIGH && !ev_is_active(&hc->rio) && hc->state != H_CLOSING &&
         !hc->client_eof)
         ev_io_start(hc->px->o.loop, &hc->rio);
@@ -615,9 +657,7 @@ static void request_finished(struct hconn *hc)
     }
     hc->state = H_HEAD;
     hc->resp_done = false;
-    ev_timer_stop(hc->px->o.loop, &hc->timer);
-    ev_timer_set(&hc->timer, HTTPPROXY_IDLE_TIMEOUT_S, 0.);
-    ev_timer_start(hc->px->o.loop, &hc->timer);
+    hc_arm(hc);
     if (hc->in_len)
         process_input(hc); /* a pipelined request already waiting */
 }
@@ -681,6 +721,7 @@ static void up_on_data(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const u
         tun_consumed(tconn_tun(c), sid, n);
         return;
     }
+    hc->active = ev_now(hc->px->o.loop);
     if (hc->state != H_RAW) {
         if (!up->expecting) {
             tun_consumed(tconn_tun(c), sid, n);
@@ -1149,7 +1190,6 @@ static int route_request(struct hconn *hc, const http_head_t *h)
     snprintf(hc->target, sizeof(hc->target), "%.*s", (int)h->target_len, h->target);
     snprintf(hc->host, sizeof(hc->host), "%.*s", h->host ? (int)h->host_len : 0,
              h->host ? h->host : "");
-    ev_timer_stop(px->o.loop, &hc->timer); /* the head arrived in time */
     if (h->target_len >= sizeof(hc->target)) {
         /* The body (if any) is not read: the connection closes after the answer. */
         error_page(hc, 414, "the request target is too long");
@@ -1349,6 +1389,8 @@ static int route_request(struct hconn *hc, const http_head_t *h)
     hc->resp_done = false;
     pend_append(hc->up, head, (size_t)o);
     hc->state = H_BODY;
+    hc->active = ev_now(px->o.loop);
+    hc_arm(hc);
     flush_up(hc->up);
     return 0;
 }
@@ -1407,6 +1449,8 @@ static int req_on_done(void *ctx)
             flush_up(hc->up);
         }
         hc->state = H_WAIT;
+        hc->phase = ev_now(hc->px->o.loop); /* the application's time to answer starts */
+        hc_arm(hc);
         if (hc->resp_done) /* the application answered before the body ended */
             request_finished(hc);
     }
@@ -1418,9 +1462,12 @@ static void process_input(struct hconn *hc)
 {
     while (hc->in_len && (hc->state == H_HEAD || hc->state == H_BODY || hc->state == H_LOCAL)) {
         if (hc->up && hc->up->pend_len >= PEND_HIGH)
-            return; /* the stream is behind: resume on_writable */
-        if (hc->state == H_HEAD)
+            return;                                /* the stream is behind: resume on_writable */
+        if (hc->state == H_HEAD && !hc->partial) { /* a new request: its head's deadline */
             hc->partial = true;
+            hc->phase = ev_now(hc->px->o.loop);
+            hc_arm(hc);
+        }
         ssize_t n = http_reader_feed(hc->req, hc->in, hc->in_len);
         if (n < 0) {
             const char *why;
@@ -1480,11 +1527,7 @@ static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
             hc_close(hc);
         return;
     }
-    if (hc->state == H_HEAD && hc->in_len == 0 && !hc->partial) { /* a new request: deadline */
-        ev_timer_stop(loop, &hc->timer);
-        ev_timer_set(&hc->timer, HTTPPROXY_HEADER_TIMEOUT_S, 0.);
-        ev_timer_start(loop, &hc->timer);
-    }
+    hc->active = ev_now(loop);
     hc->in_len += (size_t)n;
     process_input(hc);
 }
@@ -1499,19 +1542,164 @@ static void on_client_write(struct ev_loop *loop, ev_io *w, int revents)
         request_finished(hc);
 }
 
+/* ---- deadlines (see the top of the file) ------------------------------------------------ */
+
+enum hdeadline {
+    DL_HEAD,      /* a request head is arriving: HEADER_TIMEOUT from its first byte */
+    DL_IDLE,      /* between requests: IDLE_TIMEOUT from the last byte */
+    DL_BODY,      /* the request body is arriving: BODY_TIMEOUT from the last byte */
+    DL_RESPONSE,  /* the request is complete: RESPONSE_TIMEOUT from its end to the response */
+    DL_RESP_IDLE, /* the response is under way: RESP_IDLE from the last byte either way */
+    DL_WS,        /* a WebSocket: WS_IDLE from the last byte either way */
+    DL_CLOSING,   /* our last answer is being read: CLOSING_TIMEOUT from the last byte */
+};
+
+/* The deadline (loop time) of the connection in its current state, and which one it is. */
+static ev_tstamp hc_deadline(const struct hconn *hc, enum hdeadline *kind)
+{
+    double k = hc->px->tscale;
+    bool answering = hc->up && hc->up->saw_response;
+    enum hdeadline d;
+    switch (hc->state) {
+    case H_HEAD:
+        d = hc->in_len || hc->partial ? DL_HEAD : DL_IDLE;
+        break;
+    case H_BODY:
+        d = answering ? DL_RESP_IDLE : DL_BODY;
+        break;
+    case H_LOCAL: /* a login form arriving, or its password being checked (seconds at most) */
+        d = DL_BODY;
+        break;
+    case H_WAIT:
+        d = answering ? DL_RESP_IDLE : DL_RESPONSE;
+        break;
+    case H_RAW:
+        d = DL_WS;
+        break;
+    case H_CLOSING:
+    default:
+        d = DL_CLOSING;
+        break;
+    }
+    if (kind)
+        *kind = d;
+    switch (d) {
+    case DL_HEAD:
+        return hc->phase + k * HTTPPROXY_HEADER_TIMEOUT_S;
+    case DL_IDLE:
+        return hc->active + k * HTTPPROXY_IDLE_TIMEOUT_S;
+    case DL_BODY:
+        return hc->active + k * HTTPPROXY_BODY_TIMEOUT_S;
+    case DL_RESPONSE:
+        return hc->phase + k * HTTPPROXY_RESPONSE_TIMEOUT_S;
+    case DL_RESP_IDLE:
+        return hc->active + k * HTTPPROXY_RESP_IDLE_S;
+    case DL_WS:
+        return hc->active + k * HTTPPROXY_WS_IDLE_S;
+    case DL_CLOSING:
+    default:
+        return hc->active + k * HTTPPROXY_CLOSING_TIMEOUT_S;
+    }
+}
+
+/* Makes the timer fire no later than the current deadline. A timer already due earlier is
+ * left alone: it re-checks when it fires. Called on state changes, never per byte. */
+static void hc_arm(struct hconn *hc)
+{
+    struct ev_loop *loop = hc->px->o.loop;
+    ev_tstamp left = hc_deadline(hc, NULL) - ev_now(loop);
+    if (left < 0.001)
+        left = 0.001;
+    if (ev_is_active(&hc->timer) && ev_timer_remaining(loop, &hc->timer) <= left)
+        return;
+    ev_timer_stop(loop, &hc->timer);
+    ev_timer_set(&hc->timer, left, 0.);
+    ev_timer_start(loop, &hc->timer);
+}
+
+/* Gives up the upstream stream of a request that timed out: reset, so the application stops
+ * waiting too, and nothing it sends later can be taken for another answer. */
+static void hc_drop_upstream(struct hconn *hc)
+{
+    if (hc->up) {
+        up_release(hc->up);
+        hc->up = NULL;
+    }
+}
+
 static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop, (void)revents;
+    (void)revents;
     struct hconn *hc = w->data;
-    if (hc->state == H_HEAD && (hc->in_len || hc->partial)) {
-        log_info("http: %s sent no complete request head in %.0f s: closed", hc->client,
-                 HTTPPROXY_HEADER_TIMEOUT_S);
-        error_page(hc, 408, "the request took too long to arrive");
-        out_flush(hc);
+    httpproxy_t *px = hc->px;
+    enum hdeadline kind;
+    ev_tstamp left = hc_deadline(hc, &kind) - ev_now(loop);
+    if (left > 0) { /* bytes moved since the timer was set: not yet */
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
         return;
     }
-    if (hc->state == H_HEAD)
-        hc_close(hc); /* idle keep-alive connection */
+    char et[LOG_ESC_MAX];
+    const char *target = log_escs(et, sizeof(et), hc->target);
+    double k = px->tscale;
+    switch (kind) {
+    case DL_HEAD:
+        px->st.timeout_head++;
+        log_info("http: %s sent no complete request head in %.0f s: closed", hc->client,
+                 k * HTTPPROXY_HEADER_TIMEOUT_S);
+        error_page(hc, 408, "the request took too long to arrive");
+        break;
+    case DL_BODY:
+        px->st.timeout_body++;
+        if (hc->state == H_LOCAL && hc->pw_job) { /* a stuck password check: give up */
+            hc_close(hc);
+            return;
+        }
+        if (hc->up && hc->up->pend_len >= PEND_HIGH) {
+            /* The client is not read because the application stopped taking the body: its
+             * stall, not the client's (flush_up stamps every byte it takes). */
+            log_warn("http: %s %s %s: resource %s took no body byte in %.0f s: 504", hc->client,
+                     hc->method, target, hc->up->resource, k * HTTPPROXY_BODY_TIMEOUT_S);
+            hc_drop_upstream(hc);
+            error_page(hc, 504, "the application stopped reading the request");
+            break;
+        }
+        hc_drop_upstream(hc);
+        log_info("http: %s %s %s: no request body byte in %.0f s: 408", hc->client, hc->method,
+                 target, k * HTTPPROXY_BODY_TIMEOUT_S);
+        error_page(hc, 408, "the request body stopped arriving");
+        break;
+    case DL_RESPONSE:
+        px->st.timeout_response++;
+        log_warn("http: %s %s %s: resource %s did not answer in %.0f s: 504", hc->client,
+                 hc->method, target, hc->up ? hc->up->resource : "?",
+                 k * HTTPPROXY_RESPONSE_TIMEOUT_S);
+        hc_drop_upstream(hc);
+        error_page(hc, 504, "the application did not answer in time");
+        break;
+    case DL_IDLE:
+        px->st.timeout_idle++;
+        hc_close(hc);
+        return;
+    case DL_RESP_IDLE:
+        px->st.timeout_resp_idle++;
+        log_info("http: %s %s %s: no byte either way in %.0f s during the response: closed",
+                 hc->client, hc->method, target, k * HTTPPROXY_RESP_IDLE_S);
+        hc_close(hc);
+        return;
+    case DL_WS:
+        px->st.timeout_ws++;
+        log_info("http: %s: WebSocket idle for %.0f s: closed", hc->client,
+                 k * HTTPPROXY_WS_IDLE_S);
+        hc_close(hc);
+        return;
+    case DL_CLOSING:
+        px->st.timeout_closing++;
+        hc_close(hc);
+        return;
+    }
+    if (out_flush(hc))
+        hc_arm(hc);
 }
 
 static void hc_close(struct hconn *hc)
@@ -1521,6 +1709,8 @@ static void hc_close(struct hconn *hc)
     ev_io_stop(px->o.loop, &hc->wio);
     ev_timer_stop(px->o.loop, &hc->timer);
     close(hc->fd);
+    ipt_release(px, hc->ipc);
+    px->nconns--;
     if (hc->up)
         up_release(hc->up);
     if (hc->pw_job)
@@ -1606,6 +1796,97 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
     }
 }
 
+/* ---- connection caps ---------------------------------------------------------------------- */
+
+/* The key a client address is counted under: IPv4 whole, IPv6 by its /64 (one host, or one
+ * customer, usually holds a whole /64, and may use any address in it). */
+static void ipt_keyof(const auth_addr_t *a, uint8_t key[9])
+{
+    memset(key, 0, 9);
+    key[0] = a->family == AF_INET6 ? 6 : 4;
+    memcpy(key + 1, a->a, a->family == AF_INET6 ? 8 : 4);
+}
+
+static size_t ipt_bucket(const httpproxy_t *px, const uint8_t key[9])
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key, 9, px->ipt_key);
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return (size_t)(v & (px->ipt_size - 1));
+}
+
+/* The count of key, made (at 0) if absent. The table holds only addresses with a connection,
+ * so it never has more entries than the overall cap; it doubles when it has as many entries
+ * as buckets. */
+static struct ipcount *ipt_get(httpproxy_t *px, const uint8_t key[9])
+{
+    size_t b = ipt_bucket(px, key);
+    for (struct ipcount *e = px->ipt[b]; e; e = e->next)
+        if (!memcmp(e->key, key, sizeof(e->key)))
+            return e;
+    if (px->ipt_used >= px->ipt_size) {
+        struct ipcount **old = px->ipt;
+        size_t oldn = px->ipt_size;
+        px->ipt_size *= 2;
+        px->ipt = xcalloc(px->ipt_size, sizeof(*px->ipt));
+        for (size_t i = 0; i < oldn; i++)
+            while (old[i]) {
+                struct ipcount *e = old[i];
+                old[i] = e->next;
+                size_t nb = ipt_bucket(px, e->key);
+                e->next = px->ipt[nb];
+                px->ipt[nb] = e;
+            }
+        free(old);
+        b = ipt_bucket(px, key);
+    }
+    struct ipcount *e = xcalloc(1, sizeof(*e));
+    memcpy(e->key, key, sizeof(e->key));
+    e->next = px->ipt[b];
+    px->ipt[b] = e;
+    px->ipt_used++;
+    return e;
+}
+
+/* One connection of e's address ended; the entry goes at 0. */
+static void ipt_release(httpproxy_t *px, struct ipcount *e)
+{
+    if (!e || --e->n)
+        return;
+    for (struct ipcount **pp = &px->ipt[ipt_bucket(px, e->key)]; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            px->ipt_used--;
+            return;
+        }
+}
+
+/* A connection past a cap: a fixed 503 (a fresh socket's send buffer always takes it) and
+ * close, in this loop pass. Logged at most once a second, with how many went unlogged. */
+static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, const char *which)
+{
+    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                 "Retry-After: 1\r\nConnection: close\r\n\r\n";
+    ssize_t n = send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n; /* best effort: the close says the rest */
+    close(fd);
+    ev_tstamp now = ev_now(px->o.loop);
+    if (now - px->refused_logged < 1.0) {
+        px->refused_unlogged++;
+        return;
+    }
+    char addr[64];
+    tconn_format_addr(ss, addr, sizeof(addr));
+    log_warn("http: refused a connection from %s: %s (%u open, at most %u, %u per address); "
+             "%llu more refused since the last such line",
+             addr, which, px->nconns, px->max_conns, px->max_per_ip,
+             (unsigned long long)px->refused_unlogged);
+    px->refused_logged = now;
+    px->refused_unlogged = 0;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -1616,15 +1897,35 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(px->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
+        auth_addr_t caddr;
+        auth_addr_from_sockaddr((struct sockaddr *)&ss, &caddr);
+        if (px->nconns >= px->max_conns) {
+            px->st.refused_max_conns++;
+            refuse(px, fd, &ss, "the proxy's connection cap is reached");
+            continue;
+        }
+        uint8_t key[9];
+        ipt_keyof(&caddr, key);
+        struct ipcount *ipc = ipt_get(px, key);
+        if (ipc->n >= px->max_per_ip) {
+            px->st.refused_per_ip++;
+            refuse(px, fd, &ss, "its address's connection cap is reached");
+            continue;
+        }
+        ipc->n++;
+        px->nconns++;
+        px->st.accepted++;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct hconn *hc = xcalloc(1, sizeof(*hc));
         hc->px = px;
         hc->fd = fd;
+        hc->ipc = ipc;
         hc->state = H_HEAD;
         hc->referrer_policy = "same-origin";
+        hc->phase = hc->active = ev_now(loop);
         tconn_format_addr(&ss, hc->client, sizeof(hc->client));
-        auth_addr_from_sockaddr((struct sockaddr *)&ss, &hc->caddr);
+        hc->caddr = caddr;
         http_limits_t lim;
         http_limits_defaults(&lim);
         lim.max_body_bytes = px->o.max_body;
@@ -1636,8 +1937,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         ev_init(&hc->timer, on_client_timer);
         hc->rio.data = hc->wio.data = hc->timer.data = hc;
         ev_io_start(loop, &hc->rio);
-        ev_timer_set(&hc->timer, HTTPPROXY_HEADER_TIMEOUT_S, 0.);
-        ev_timer_start(loop, &hc->timer);
+        hc_arm(hc);
         hc->next = px->conns;
         if (px->conns)
             px->conns->prev = hc;
@@ -1675,6 +1975,23 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
             px->nrules[i] = 0;
 }
 
+/* A test knob (httpproxy.h): a positive decimal in the environment, else dflt. Loud when set,
+ * so a knob left in a production environment shows in the log. */
+static unsigned test_knob_uint(const char *name, unsigned dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    unsigned long x = strtoul(v, &end, 10);
+    if (*end || x == 0 || x > 1u << 24) {
+        log_warn("http: ignoring %s=%s (want a positive number)", name, v);
+        return dflt;
+    }
+    log_warn("http: TEST KNOB: %s=%lu (for tests only)", name, x);
+    return (unsigned)x;
+}
+
 httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -1703,6 +2020,32 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     sodium_bin2hex(jpw, sizeof(jpw), junk, sizeof(junk));
     auth_password_hash(jpw, strlen(jpw), px->dummy_hash, sizeof(px->dummy_hash));
     randombytes_buf(px->scache_key, sizeof(px->scache_key));
+    randombytes_buf(px->ipt_key, sizeof(px->ipt_key));
+    px->ipt_size = 64;
+    px->ipt = xcalloc(px->ipt_size, sizeof(*px->ipt));
+    struct rlimit rl;
+    rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    if (nofile == RLIM_INFINITY || nofile > (1u << 22))
+        nofile = 1u << 22;
+    px->max_conns = (unsigned)(nofile / 2);
+    if (px->max_conns < HTTPPROXY_MAX_CONNS_MIN)
+        px->max_conns = HTTPPROXY_MAX_CONNS_MIN;
+    px->max_conns = test_knob_uint("POPMESH_TEST_HTTP_MAX_CONNS", px->max_conns);
+    px->max_per_ip = test_knob_uint("POPMESH_TEST_HTTP_PER_IP", HTTPPROXY_MAX_PER_IP);
+    px->tscale = 1.0;
+    const char *ts = getenv("POPMESH_TEST_HTTP_TIMEOUT_SCALE");
+    if (ts && *ts) {
+        char *end;
+        double v = strtod(ts, &end);
+        if (*end || !(v > 0 && v <= 1))
+            log_warn("http: ignoring POPMESH_TEST_HTTP_TIMEOUT_SCALE=%s (want 0 < F <= 1)", ts);
+        else {
+            px->tscale = v;
+            log_warn("http: TEST KNOB: every HTTP timeout scaled by %g "
+                     "(POPMESH_TEST_HTTP_TIMEOUT_SCALE is for tests only)",
+                     v);
+        }
+    }
     pthread_mutex_init(&px->mu, NULL);
     pthread_cond_init(&px->cv, NULL);
     ev_async_init(&px->done_async, on_pw_done);
@@ -1717,7 +2060,8 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     ev_timer_init(&px->refresh, on_refresh, 0., 1.0);
     px->refresh.data = px;
     ev_timer_start(o->loop, &px->refresh);
-    log_info("http: listening on %s", o->listen);
+    log_info("http: listening on %s (at most %u client connections, %u per address)", o->listen,
+             px->max_conns, px->max_per_ip);
     return px;
 }
 
@@ -1751,6 +2095,39 @@ void httpproxy_destroy(httpproxy_t **pp)
     auth_ratelimit_destroy(&px->rl_ip);
     auth_ratelimit_destroy(&px->rl_user);
     free(px->res);
+    free(px->ipt); /* empty: every connection was closed above */
     free(px);
     *pp = NULL;
+}
+
+void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
+{
+    const struct {
+        const char *name;
+        uint64_t v;
+    } kv[] = {
+        {"connections", px->nconns},
+        {"max_connections", px->max_conns},
+        {"max_connections_per_address", px->max_per_ip},
+        {"addresses", px->ipt_used},
+        {"accepted", px->st.accepted},
+        {"refused_max_connections", px->st.refused_max_conns},
+        {"refused_per_address", px->st.refused_per_ip},
+        {"requests", px->st.requests},
+        {"local", px->st.local},
+        {"denied", px->st.denied},
+        {"unauthenticated", px->st.unauthenticated},
+        {"errors", px->st.errors},
+        {"timeout_head", px->st.timeout_head},
+        {"timeout_idle", px->st.timeout_idle},
+        {"timeout_body", px->st.timeout_body},
+        {"timeout_response", px->st.timeout_response},
+        {"timeout_response_idle", px->st.timeout_resp_idle},
+        {"timeout_websocket", px->st.timeout_ws},
+        {"timeout_closing", px->st.timeout_closing},
+    };
+    mpw_str(pk, "http");
+    msgpack_pack_map(pk, sizeof(kv) / sizeof(kv[0]));
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        mpw_kv_u64(pk, kv[i].name, kv[i].v);
 }

@@ -15,3 +15,11 @@ set_property(TEST integration.http_hardening PROPERTY TIMEOUT 300)
 # targets, cross-site forms, cookies, the WebSocket handshake) and common/logesc.
 popmesh_unit_test(test_httphdr popmesh_node)
 popmesh_fuzz(fuzz_httphdr popmesh_node)
+# The ingress's bounds on what one client can hold: connection caps (per address, overall)
+# and timeouts (request body, response, response idle), with the test knobs of docs/http.md.
+add_test(NAME integration.http_limits
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/http_limits.sh)
+set_property(TEST integration.http_limits PROPERTY ENVIRONMENT
+             "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>;POPSITE=$<TARGET_FILE:popsite>")
+set_property(TEST integration.http_limits PROPERTY LABELS integration)
+set_property(TEST integration.http_limits PROPERTY TIMEOUT 180)

@@ -157,6 +157,27 @@ class App(BaseHTTPRequestHandler):
                  b"Set-Cookie:  POPMESH_SESSION =x\r\nSet-Cookie: app=1; Path=/\r\n"
                  b"Content-Length: 2\r\n\r\nok")
 
+    # ---- an application that holds the proxy (http_limits.sh): the timeouts must end it ----
+
+    def never(self):
+        """Reads the request and never answers: the proxy must give up (504) and reset."""
+        self.close_connection = True
+        self.drain()
+
+    def stall(self):
+        """Starts a response and stops in the middle of its body."""
+        self.close_connection = True
+        self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        self.drain()
+
+    def drain(self):
+        """Waits for the proxy to give up on this connection (EOF or reset)."""
+        try:
+            while self.rfile.read(1):
+                pass
+        except OSError:
+            pass
+
 
 MISBEHAVE = {
     "/ws-badaccept": App.ws_bad_accept,
@@ -166,6 +187,8 @@ MISBEHAVE = {
     "/bighead": App.big_head,
     "/badchunk": App.bad_chunk,
     "/setcookie": App.set_cookie,
+    "/never": App.never,
+    "/stall": App.stall,
 }
 
 
