@@ -74,8 +74,10 @@ struct ingress {
     resource_t res;
     uint64_t site;
     char client[64];
+    char ingress[64]; /* where the client connected to (our local address), "" if unknown */
     int attempt;
     bool hit_limit; /* an attempt found its tunnel at max_streams */
+    bool looped;    /* the site found this connection is its own, come back (a loop) */
     uint64_t t0_ms;
     char last_error[160];
     uint64_t hops[SM_PATH_MAX + 2]; /* the path being tried: us first, egress last */
@@ -140,6 +142,8 @@ struct dataplane {
     uint64_t replays_unlogged; /* replays since that line */
     uint64_t limit_log_ms;     /* ms (monotonic): last log line about the stream limit */
     uint64_t limit_unlogged;   /* refusals since that line */
+    uint64_t loop_log_ms;      /* ms (monotonic): last log line about a loop */
+    uint64_t loop_unlogged;    /* loops since that line */
     tun_config_t tcfg;
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     bool reap_pending;
@@ -150,6 +154,7 @@ struct dataplane {
         uint64_t ingress_refused_limit; /* ingress closed because tunnels were at max_streams */
         uint64_t hello_replays;         /* HELLOs refused by the replay filter */
         uint64_t hello_unconfirmed;     /* admitted HELLOs never followed by a sealed record */
+        uint64_t ingress_loops;         /* ingress closed because the site saw a loop */
     } st;
 };
 
@@ -617,6 +622,20 @@ static void ingress_fail(struct ingress *in, const char *why)
         } else {
             dp->limit_unlogged++;
         }
+    } else if (in->looped) {
+        /* A loop comes back once per connection and health check: one line a second. */
+        dp->st.ingress_loops++;
+        uint64_t now = clock_mono_ms();
+        if (now - dp->loop_log_ms >= 1000) {
+            log_warn("resource %s: connection from %s refused by site %s: %s (%llu more since "
+                     "the last such line)",
+                     in->res.name, in->client, in->res.site, why,
+                     (unsigned long long)dp->loop_unlogged);
+            dp->loop_log_ms = now;
+            dp->loop_unlogged = 0;
+        } else {
+            dp->loop_unlogged++;
+        }
     } else {
         log_warn("resource %s: connection from %s closed: %s", in->res.name, in->client, why);
     }
@@ -630,8 +649,7 @@ static void ingress_fail(struct ingress *in, const char *why)
 static void ingress_retry(struct ingress *in, const char *why)
 {
     /* Reasons are short; a long one is cut (it only feeds a log line and the last error). */
-    snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1,
-             why);
+    snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1, why);
     if (++in->attempt >= DATAPLANE_ATTEMPTS) {
         char msg[512];
         snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->res.site,
@@ -658,6 +676,7 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
     for (uint32_t i = 2; i < in->n_hops && o->npath < SM_PATH_MAX; i++)
         o->path[o->npath++] = in->hops[i];
     snprintf(o->client, sizeof(o->client), "%s", in->client);
+    snprintf(o->ingress, sizeof(o->ingress), "%s", in->ingress);
     o->ntargets = in->res.ntargets;
     for (unsigned i = 0; i < in->res.ntargets; i++)
         snprintf(o->targets[i], sizeof(o->targets[i]), "%s", in->res.targets[i]);
@@ -771,6 +790,10 @@ static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
         in->dp = dp;
         in->t0_ms = clock_mono_ms();
         tconn_format_addr(&ss, in->client, sizeof(in->client));
+        struct sockaddr_storage ls;
+        socklen_t ll = sizeof(ls);
+        if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+            tconn_format_addr(&ls, in->ingress, sizeof(in->ingress));
         in->sp = splice_new_tcp(dp->splices, fd, splice_done, dp);
         if (resource_get(dp->o.store, l->resource, &in->res)) {
             snprintf(in->res.name, sizeof(in->res.name), "%s", l->resource);
@@ -791,6 +814,12 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *client,
                           dp_stream_handler_t *h)
 {
+    return dataplane_open_stream_at(dp, res, client, NULL, h);
+}
+
+int dataplane_open_stream_at(dataplane_t *dp, const resource_t *res, const char *client,
+                             const char *ingress, dp_stream_handler_t *h)
+{
     uint64_t site = site_id_of(dp, res->site);
     if (!site)
         return -ENOENT;
@@ -803,6 +832,7 @@ int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *cl
     in->site = site;
     in->t0_ms = clock_mono_ms();
     snprintf(in->client, sizeof(in->client), "%s", client);
+    snprintf(in->ingress, sizeof(in->ingress), "%s", ingress ? ingress : "");
     dp->st.ingress_accepted++;
     /* The first attempt may fail at once (no route): run it from the loop, so on_fail never
      * comes back inside the caller's call. */
@@ -1012,8 +1042,16 @@ static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_
         char why[200];
         snprintf(why, sizeof(why), "%s%s%.*s", tun_code_name(code), ml ? ": " : "", (int)ml,
                  msg ? msg : "");
-        ((struct ingress *)user)->hit_limit |= code == TUN_ERR_LIMIT; /* a hop's limit */
-        ingress_retry(user, why);
+        struct ingress *in = user;
+        in->hit_limit |= code == TUN_ERR_LIMIT; /* a hop's limit */
+        /* The site saw its own connection come back: another path leads to the same site and
+         * the same answer, so fail now. */
+        if (code == TUN_ERR_REFUSED && ml >= 5 && msg && !memcmp(msg, "loop:", 5)) {
+            in->looped = true;
+            ingress_fail(in, why);
+            return;
+        }
+        ingress_retry(in, why);
     } else if (magic_of(user) == RELAY_MAGIC) {
         struct relay *r = user;
         if (c == r->up_c && sid == r->up_sid) { /* the upstream gave up */
@@ -1400,7 +1438,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 18);
+    msgpack_pack_map(pk, 19);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1410,6 +1448,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "ingress_failed", dp->st.ingress_failed);
     mpw_kv_u64(pk, "ingress_retries", dp->st.ingress_retries);
     mpw_kv_u64(pk, "ingress_refused_limit", dp->st.ingress_refused_limit);
+    mpw_kv_u64(pk, "ingress_loops", dp->st.ingress_loops);
     mpw_kv_u64(pk, "relayed", dp->st.relayed);
     mpw_kv_u64(pk, "relay_refused", dp->st.relay_refused);
     mpw_kv_u64(pk, "tunnels_accepted", dp->st.tunnels_accepted);

@@ -81,6 +81,11 @@ struct resource;
  * resource's site is unknown. */
 int dataplane_open_stream(dataplane_t *dp, const struct resource *res, const char *client,
                           dp_stream_handler_t *h);
+/* The same, with ingress ("ip:port", may be NULL): the local address the client connected to
+ * (getsockname of its socket). The site needs it to tell its own connections coming back into
+ * the mesh from a client that happens to share an address with one of them. */
+int dataplane_open_stream_at(dataplane_t *dp, const struct resource *res, const char *client,
+                             const char *ingress, dp_stream_handler_t *h);
 
 /* Adds the dataplane fields to status: this many pairs. */
 #define DATAPLANE_STATUS_PAIRS 1

@@ -349,6 +349,8 @@ struct hc_check {
     ev_tstamp started;   /* ev_now at the start, for the schedule */
     ev_timer timer;      /* idle: the next run; in flight: the timeout */
     ev_io io;            /* fd */
+    bool hooked;         /* the socket hook was told about fd */
+    void *slot;          /* the socket hook's storage for this run */
     bool claimed;        /* scratch for hc_set */
 };
 
@@ -360,6 +362,8 @@ struct hc {
     struct hc_check **checks; /* owned, in the order of the last hc_set */
     size_t n;                 /* checks */
     uint64_t rng;             /* xorshift64* state for the jitter, never 0 */
+    hc_socket_fn on_socket;   /* may be NULL */
+    void *socket_ctx;         /* passed to on_socket */
 };
 
 static uint64_t mono_us(void)
@@ -406,6 +410,11 @@ static void run_abandon(struct hc_check *c)
 {
     ev_io_stop(c->h->loop, &c->io);
     ev_timer_stop(c->h->loop, &c->timer);
+    if (c->hooked && c->h->on_socket)
+        c->h->on_socket(c->h->socket_ctx, &c->key, c->fd, (const struct sockaddr *)&c->addr,
+                        c->addrlen, false, &c->slot);
+    c->hooked = false;
+    c->slot = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -538,12 +547,18 @@ static void run_start(struct hc_check *c)
         run_end(c, false, "socket: %s", strerror(errno));
         return;
     }
-    if (connect(c->fd, (const struct sockaddr *)&c->addr, c->addrlen) == 0) {
-        connected(c);
+    int rc = connect(c->fd, (const struct sockaddr *)&c->addr, c->addrlen);
+    if (rc < 0 && errno != EINPROGRESS && errno != EINTR) { /* EINTR: the connect goes on */
+        run_end(c, false, "connect: %s", strerror(errno));
         return;
     }
-    if (errno != EINPROGRESS && errno != EINTR) { /* EINTR: the connect goes on regardless */
-        run_end(c, false, "connect: %s", strerror(errno));
+    if (c->h->on_socket) {
+        c->hooked = true;
+        c->h->on_socket(c->h->socket_ctx, &c->key, c->fd, (const struct sockaddr *)&c->addr,
+                        c->addrlen, true, &c->slot);
+    }
+    if (rc == 0) {
+        connected(c);
         return;
     }
     wait_fd(c, EV_WRITE);
@@ -667,6 +682,12 @@ void hc_destroy(hc_t **hp)
     free(h->checks);
     free(h);
     *hp = NULL;
+}
+
+void hc_set_socket_hook(hc_t *h, hc_socket_fn fn, void *ctx)
+{
+    h->on_socket = fn;
+    h->socket_ctx = ctx;
 }
 
 static struct hc_check *find(const hc_t *h, const hc_target_t *key)

@@ -28,8 +28,19 @@
  * from the start of the previous run, so checks never synchronise. If a run takes longer than
  * the interval (timeout_ms >= interval_ms) the next one starts as soon as it ends.
  *
+ * A run is the only one of its check in flight: the next is scheduled when it ends, so a check
+ * never holds more than one socket, however slow or strange its target (a target that leads
+ * back into the mesh costs one connection per interval, never a growing number).
+ *
  * Callbacks come only from the loop, never from inside hc_new, hc_set or hc_destroy. on_change
- * may call hc_set and hc_destroy (even removing or destroying the check it is told about). */
+ * may call hc_set and hc_destroy (even removing or destroying the check it is told about).
+ *
+ * SOCKETS. A caller that must know the checks' sockets (popsite records their local addresses,
+ * to recognise a check that comes back to it through the mesh) sets a socket hook: it is called
+ * with open = true right after a run's connect() is issued (the local address is bound by
+ * then, before anything can reach the target), and with open = false right before that socket
+ * is closed, from anywhere including hc_set and hc_destroy. *slot is per-run storage for the
+ * caller, NULL at open and reset to NULL after the close call. The hook must not call hc. */
 #ifndef POPMESH_NODE_HEALTHCHECK_H
 #define POPMESH_NODE_HEALTHCHECK_H
 
@@ -76,6 +87,13 @@ hc_t *hc_new(struct ev_loop *loop, const hc_config_t *cfg, hc_change_fn on_chang
 /* Stops every check (closing sockets in flight) and frees; accepts NULL; sets *hp = NULL.
  * Calls no callback. */
 void hc_destroy(hc_t **hp);
+
+struct sockaddr;
+/* to/tolen: where the socket connects (the check's parsed target). */
+typedef void (*hc_socket_fn)(void *ctx, const hc_target_t *check, int fd, const struct sockaddr *to,
+                             unsigned tolen, bool open, void **slot);
+/* Sets (fn NULL: clears) the socket hook; it sees only sockets opened after this call. */
+void hc_set_socket_hook(hc_t *h, hc_socket_fn fn, void *ctx);
 
 /* 0 if t is a check hc_set accepts; -EINVAL otherwise, with *why (may be NULL) set to a static
  * text naming the problem. */

@@ -13,13 +13,28 @@
  * Targets: the PoPs say which targets to check (the resources of this site); the results go
  * to every attached PoP in STATUS messages, and the primary PoP stores them for the mesh.
  * An OPEN names the resource's targets; we connect to a healthy one (by client address when
- * the resource is sticky, else round robin) and try the others before refusing. */
+ * the resource is sticky, else round robin) and try the others before refusing.
+ *
+ * Loops. A target that is itself an ingress of the mesh (a PoP's resource port or HTTP port
+ * reached through an address the registry does not know) would carry every stream back into
+ * the mesh, which opens another stream to us, and so on until descriptors run out. Every
+ * socket we open towards a target (streams and health checks) is in an addrset, by its local
+ * address and destination; an OPEN whose client and ingress addresses are one of them (the
+ * client alone, against live sockets, when the PoP does not send the ingress) is our own
+ * connection coming back, and
+ * is refused with a reason starting "loop:" (the PoP then fails that ingress connection at
+ * once, which closes ours). A target caught twice within SITE_LOOP_HOLD_S is marked: it leaves
+ * the candidates (even as a last resort), the site's STATUS reports it unhealthy, "loops into
+ * the mesh", and the mark holds while the health checker's own connections keep coming back.
+ * Backstop for loops this cannot see (NAT): at most --max-target-conns connections per
+ * target. docs/dataplane.md, "Loops into the mesh". */
 #include "common/clock.h"
 #include "common/fdlimit.h"
 #include "common/kvfile.h"
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
+#include "node/addrset.h"
 #include "node/healthcheck.h"
 #include "node/identity.h"
 #include "node/joinclient.h"
@@ -62,6 +77,13 @@
 #define SITE_MAX_STREAMS    65536
 #define SITE_DIAL_TIMEOUT_S 3.0
 #define DIAL_MAGIC          0x4449414cu
+/* ms a closed target socket's address stays recognisable: a health check closes its socket
+ * as soon as it connects, before the PoP's OPEN for that connection reaches us (one RTT to the
+ * PoP and back, and its accept), and a chain of short connections must not slip through. */
+#define SITE_LOOP_LINGER_MS 3000
+#define SITE_LOOP_HOLD_S    10    /* s a loop mark lasts after the last loop caught */
+#define SITE_LOOP_HITS      2     /* loops caught within the hold that mark a target */
+#define SITE_TARGET_CONNS   16384 /* default --max-target-conns */
 
 #ifndef POPMESH_VERSION
 #define POPMESH_VERSION "dev"
@@ -98,9 +120,40 @@ typedef struct site {
     uint8_t status_hash[16];
     uint32_t rr;
     uint64_t streams, refused;
+    addrset_t *mine; /* local addresses of our sockets towards targets (and lingering ones) */
+    struct loopmark *marks;
+    size_t nmarks;
+    uint64_t loops;                      /* OPENs refused because they came back from us */
+    uint64_t loop_log_ms, loop_unlogged; /* ms (monotonic) of the last loop line; since */
+    struct tload *loads;                 /* targets with connections: how many */
+    uint32_t max_target_conns;           /* per target, streams only */
+    uint64_t load_log_ms, load_unlogged; /* ms (monotonic) of the last limit line; since */
     tconn_t **dead; /* connections whose on_down ran: destroyed by the next tick */
     size_t ndead;
 } site_t;
+
+/* A target caught looping into the mesh. */
+struct loopmark {
+    char target[NODECFG_ADDR_MAX + 1];
+    char via[NODECFG_NAME_MAX + 1]; /* the resource whose ingress the loop came back through */
+    uint32_t hits;                  /* loops caught since first_ms */
+    uint64_t first_ms, last_ms;     /* ms (monotonic) */
+    bool marked;                    /* SITE_LOOP_HITS reached: out of the candidates */
+};
+
+/* Connections open to one target (streams, not health checks). */
+struct tload {
+    struct tload *next;
+    char target[NODECFG_ADDR_MAX + 1];
+    uint32_t n;
+};
+
+/* One connection we dialled for a stream: its address in s->mine, its count in a tload. */
+struct outconn {
+    site_t *s;
+    addrset_entry_t *e;
+    struct tload *load;
+};
 
 struct dialer {
     uint32_t magic;
@@ -111,7 +164,8 @@ struct dialer {
     ev_io w;
     ev_timer timeout;
     sm_open_t desc;
-    uint32_t tried; /* bitmask of desc.targets already tried */
+    uint32_t tried;     /* bitmask of desc.targets already tried */
+    struct outconn *oc; /* the connection being dialled, from socket() on */
     char last_err[400];
 };
 
@@ -331,6 +385,132 @@ static int load(site_t *s, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- loops into the mesh ---------------------------------------------------------------- */
+
+static struct loopmark *mark_of(site_t *s, const char *target)
+{
+    for (size_t i = 0; i < s->nmarks; i++)
+        if (!strcmp(s->marks[i].target, target))
+            return &s->marks[i];
+    return NULL;
+}
+
+static bool target_loops(site_t *s, const char *target)
+{
+    struct loopmark *m = mark_of(s, target);
+    return m && m->marked;
+}
+
+static void send_status(site_t *s, bool force);
+
+/* A stream came back from our own connection to target, through resource via's ingress. */
+static void loop_caught(site_t *s, const char *target, const char *via)
+{
+    uint64_t now = clock_mono_ms();
+    struct loopmark *m = mark_of(s, target);
+    if (!m) {
+        if (s->nmarks >= SM_CHECKS_MAX)
+            return; /* the stream is refused all the same */
+        s->marks = xrealloc(s->marks, (s->nmarks + 1) * sizeof(*s->marks));
+        m = &s->marks[s->nmarks++];
+        memset(m, 0, sizeof(*m));
+        snprintf(m->target, sizeof(m->target), "%s", target);
+        m->first_ms = now;
+    }
+    snprintf(m->via, sizeof(m->via), "%s", via);
+    m->last_ms = now;
+    if (m->hits < UINT32_MAX)
+        m->hits++;
+    if (!m->marked && m->hits >= SITE_LOOP_HITS) {
+        m->marked = true;
+        log_warn("popsite: target %s is unhealthy: it loops into the mesh (connections to it "
+                 "come back as streams of resource %s); no stream is sent to it while it does",
+                 target, via);
+        send_status(s, true);
+    }
+}
+
+/* Marks whose loop has not been seen for SITE_LOOP_HOLD_S go. */
+static void loops_expire(site_t *s, uint64_t now)
+{
+    addrset_expire(s->mine, now);
+    for (size_t i = 0; i < s->nmarks;) {
+        struct loopmark *m = &s->marks[i];
+        if (now - m->last_ms < SITE_LOOP_HOLD_S * 1000) {
+            i++;
+            continue;
+        }
+        bool was = m->marked;
+        if (was)
+            log_info("popsite: target %s no longer loops into the mesh (none caught for %d s)",
+                     m->target, SITE_LOOP_HOLD_S);
+        s->marks[i] = s->marks[--s->nmarks];
+        if (was)
+            send_status(s, true);
+    }
+}
+
+/* Registers fd's connection to `to` under target: its local address is what a PoP would
+ * report as the client, should the connection come back into the mesh, and `to` what it would
+ * report as its ingress. NULL if fd has no local address (never bound). */
+static addrset_entry_t *remember_conn(site_t *s, int fd, const struct sockaddr *to, socklen_t tolen,
+                                      const char *target)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return NULL;
+    return addrset_add(s->mine, (const struct sockaddr *)&ss, sl, to, tolen, target);
+}
+
+static void on_check_socket(void *ctx, const hc_target_t *check, int fd, const struct sockaddr *to,
+                            unsigned tolen, bool open, void **slot)
+{
+    site_t *s = ctx;
+    if (open)
+        *slot = remember_conn(s, fd, to, tolen, check->target);
+    else
+        addrset_release(s->mine, *slot, clock_mono_ms(), SITE_LOOP_LINGER_MS);
+}
+
+static struct tload *load_of(site_t *s, const char *target, bool create)
+{
+    for (struct tload *l = s->loads; l; l = l->next)
+        if (!strcmp(l->target, target))
+            return l;
+    if (!create)
+        return NULL;
+    struct tload *l = xcalloc(1, sizeof(*l));
+    snprintf(l->target, sizeof(l->target), "%s", target);
+    l->next = s->loads;
+    s->loads = l;
+    return l;
+}
+
+static void outconn_end(struct outconn *oc)
+{
+    if (!oc)
+        return;
+    site_t *s = oc->s;
+    addrset_release(s->mine, oc->e, clock_mono_ms(), SITE_LOOP_LINGER_MS);
+    if (oc->load && --oc->load->n == 0) {
+        for (struct tload **pp = &s->loads; *pp; pp = &(*pp)->next)
+            if (*pp == oc->load) {
+                *pp = oc->load->next;
+                free(oc->load);
+                break;
+            }
+    }
+    free(oc);
+}
+
+static void on_splice_done(void *ctx, splice_t *sp, bool ok, const char *why,
+                           const uint64_t bytes[2])
+{
+    (void)sp, (void)ok, (void)why, (void)bytes;
+    outconn_end(ctx);
+}
+
 /* ---- health checks and status ----------------------------------------------------------- */
 
 static void set_checks(site_t *s)
@@ -359,9 +539,9 @@ static bool target_healthy(site_t *s, const char *target)
         hc_target_t t = !strncmp(k->health, "http:", 5)
                             ? (hc_target_t){k->target, HC_HTTP, k->health + 5}
                             : (hc_target_t){k->target, HC_TCP, NULL};
-        return hc_healthy(s->hc, &t);
+        return !target_loops(s, target) && hc_healthy(s->hc, &t);
     }
-    return true; /* not checked (yet): usable */
+    return !target_loops(s, target); /* not checked (yet): usable */
 }
 
 static void send_status(site_t *s, bool force)
@@ -377,6 +557,13 @@ static void send_status(site_t *s, bool force)
             snprintf(k->health, sizeof(k->health), "http:%s", v[i].check.path);
         else
             snprintf(k->health, sizeof(k->health), "tcp");
+        struct loopmark *m = mark_of(s, k->target);
+        if (m && m->marked) {
+            k->healthy = false;
+            snprintf(k->why, sizeof(k->why), "loops into the mesh (back through resource %s)",
+                     m->via);
+            continue;
+        }
         k->healthy = v[i].state != HC_UNHEALTHY;
         snprintf(k->why, sizeof(k->why), "%s", v[i].state == HC_UNHEALTHY ? v[i].last_result : "");
     }
@@ -417,6 +604,7 @@ static void dialer_free(struct dialer *d)
     ev_timer_stop(d->s->loop, &d->timeout);
     if (d->fd >= 0)
         close(d->fd);
+    outconn_end(d->oc);
     free(d);
 }
 
@@ -431,6 +619,8 @@ static void dial_failed(struct dialer *d, const char *why)
         close(d->fd);
         d->fd = -1;
     }
+    outconn_end(d->oc);
+    d->oc = NULL;
     dial_next(d);
 }
 
@@ -454,9 +644,10 @@ static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
     }
     site_t *s = d->s;
     s->streams++;
-    splice_t *sp = splice_new_stream(s->splices, d->c, d->sid, NULL, NULL);
+    splice_t *sp = splice_new_stream(s->splices, d->c, d->sid, on_splice_done, d->oc);
     int fd = d->fd;
     d->fd = -1;
+    d->oc = NULL; /* the splice's now */
     dialer_free(d);
     splice_attach_tcp(sp, fd);
 }
@@ -475,9 +666,19 @@ static void dial_next(struct dialer *d)
     int pick = -1;
     for (int pass = 0; pass < 2 && pick < 0; pass++) {
         uint32_t cand[SM_TARGETS_MAX], nc = 0;
-        for (uint32_t i = 0; i < d->desc.ntargets; i++)
-            if (!(d->tried & (1u << i)) && (pass || target_healthy(s, d->desc.targets[i])))
+        for (uint32_t i = 0; i < d->desc.ntargets; i++) {
+            if (d->tried & (1u << i))
+                continue;
+            /* Not even as a last resort: a loop is no guess, each try costs a pass through
+             * the mesh and a refusal. */
+            if (target_loops(s, d->desc.targets[i])) {
+                snprintf(d->last_err, sizeof(d->last_err),
+                         "loop: the target %.200s leads back into the mesh", d->desc.targets[i]);
+                continue;
+            }
+            if (pass || target_healthy(s, d->desc.targets[i]))
                 cand[nc++] = i;
+        }
         if (!nc)
             continue;
         if (d->desc.sticky) {
@@ -500,12 +701,17 @@ static void dial_next(struct dialer *d)
     if (pick < 0) {
         s->refused++;
         char msg[TUN_MSG_MAX];
-        snprintf(msg, sizeof(msg), "no target of %s reachable: %.150s", d->desc.resource,
-                 d->last_err);
-        log_warn("popsite: stream for %s from %s refused: %s", d->desc.resource, d->desc.client,
-                 msg);
+        bool loop = !strncmp(d->last_err, "loop:", 5);
+        if (loop) /* the PoP recognises the prefix: it fails the connection without retrying */
+            snprintf(msg, sizeof(msg), "%.200s", d->last_err);
+        else
+            snprintf(msg, sizeof(msg), "no target of %s reachable: %.150s", d->desc.resource,
+                     d->last_err);
+        if (!loop) /* a looping target would log a line per connection: its mark logged once */
+            log_warn("popsite: stream for %s from %s refused: %s", d->desc.resource, d->desc.client,
+                     msg);
         if (t)
-            tun_reject(t, d->sid, TUN_ERR_UNREACHABLE, msg);
+            tun_reject(t, d->sid, loop ? TUN_ERR_REFUSED : TUN_ERR_UNREACHABLE, msg);
         dialer_free(d);
         return;
     }
@@ -513,6 +719,26 @@ static void dial_next(struct dialer *d)
     struct sockaddr_storage ss;
     unsigned sl;
     const char *target = d->desc.targets[pick];
+    /* The backstop for loops nothing else catches (NAT, a chain through another mesh): a
+     * target's connections are bounded, far above what one target serves. */
+    struct tload *load = load_of(s, target, false);
+    if (load && load->n >= s->max_target_conns) {
+        uint64_t now = clock_mono_ms();
+        if (now - s->load_log_ms >= 1000) {
+            log_warn("popsite: target %s has %u connections, the limit (--max-target-conns): "
+                     "a stream of %s refused (%llu more since the last such line); a target "
+                     "that loops into the mesh through NAT looks like this",
+                     target, load->n, d->desc.resource, (unsigned long long)s->load_unlogged);
+            s->load_log_ms = now;
+            s->load_unlogged = 0;
+        } else {
+            s->load_unlogged++;
+        }
+        char why[400];
+        snprintf(why, sizeof(why), "%.280s: at its connection limit (%u)", target, load->n);
+        dial_failed(d, why);
+        return;
+    }
     if (tconn_parse_addr(target, &ss, &sl)) {
         char why[400];
         snprintf(why, sizeof(why), "%.280s: only numeric addresses and localhost are supported",
@@ -527,6 +753,13 @@ static void dial_next(struct dialer *d)
         dial_failed(d, why);
         return;
     }
+    /* Bound by connect() before the target can see it: registered before any OPEN it might
+     * cause can reach us. */
+    d->oc = xcalloc(1, sizeof(*d->oc));
+    d->oc->s = s;
+    d->oc->e = remember_conn(s, d->fd, (struct sockaddr *)&ss, sl, target);
+    d->oc->load = load ? load : load_of(s, target, true);
+    d->oc->load->n++;
     int one = 1;
     setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     ev_io_init(&d->w, on_dial, d->fd, EV_WRITE);
@@ -643,6 +876,41 @@ static void sc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *targe
     }
     if (d->desc.site != s->id.node_id) {
         tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, "stream for another site");
+        free(d);
+        return;
+    }
+    /* Our own connection to a target, come back into the mesh: cut it here, at its first
+     * return, before it dials again. */
+    struct sockaddr_storage cs, is;
+    unsigned csl, isl = 0;
+    bool lingering = false, has_ingress = !tconn_parse_addr(d->desc.ingress, &is, &isl);
+    const char *looped =
+        tconn_parse_addr(d->desc.client, &cs, &csl)
+            ? NULL
+            : addrset_find(s->mine, (struct sockaddr *)&cs, csl,
+                           has_ingress ? (struct sockaddr *)&is : NULL, isl, &lingering);
+    if (looped) {
+        char lt[NODECFG_ADDR_MAX + 1], msg[TUN_MSG_MAX];
+        snprintf(lt, sizeof(lt), "%s", looped); /* borrowed until the set changes */
+        s->loops++;
+        s->refused++;
+        uint64_t now = clock_mono_ms();
+        if (now - s->loop_log_ms >= 1000) {
+            log_warn("popsite: loop: a stream of resource %s came from %s, this site's own "
+                     "connection to target %s%s: refused (%llu loops cut, %llu since the last "
+                     "such line)",
+                     d->desc.resource, d->desc.client, lt, lingering ? " (just closed)" : "",
+                     (unsigned long long)s->loops, (unsigned long long)s->loop_unlogged);
+            s->loop_log_ms = now;
+            s->loop_unlogged = 0;
+        } else {
+            s->loop_unlogged++;
+        }
+        snprintf(msg, sizeof(msg),
+                 "loop: the target %.100s leads back into the mesh (through resource %.60s)", lt,
+                 d->desc.resource);
+        tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, msg);
+        loop_caught(s, lt, d->desc.resource);
         free(d);
         return;
     }
@@ -872,6 +1140,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         tconn_destroy(&s->dead[i]);
     s->ndead = 0;
     manage(s);
+    loops_expire(s, clock_mono_ms());
     if (clock_mono_ms() - s->last_status_ms >= SITE_STATUS_S * 1000)
         send_status(s, false);
 }
@@ -897,7 +1166,8 @@ static int usage(const char *fmt, const char *arg)
     fprintf(stderr, "popsite: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nusage: popsite run --data DIR [--token TOKEN] [--pops K] "
-                    "[--log-level LEVEL]\n       popsite help | version\n");
+                    "[--max-target-conns N] [--log-level LEVEL]\n       popsite help | "
+                    "version\n");
     return 2;
 }
 
@@ -918,14 +1188,18 @@ static int lock_dir(const char *dir)
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'}, {"token", required_argument, NULL, 't'},
-        {"pops", required_argument, NULL, 'k'}, {"log-level", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"data", required_argument, NULL, 'd'},
+        {"token", required_argument, NULL, 't'},
+        {"pops", required_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"max-target-conns", required_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *token = NULL, *level = "info";
-    long k = 2;
+    long k = 2, max_target_conns = SITE_TARGET_CONNS;
     int c;
-    while ((c = getopt_long(argc, argv, "d:t:k:l:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:t:k:l:hm:", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -938,6 +1212,13 @@ static int cmd_run(int argc, char **argv)
             k = strtol(optarg, &end, 10);
             if (*end || k < 1 || k > 8)
                 return usage("--pops '%s' must be 1 to 8", optarg);
+            break;
+        }
+        case 'm': {
+            char *end;
+            max_target_conns = strtol(optarg, &end, 10);
+            if (*end || max_target_conns < 1 || max_target_conns > 1000000)
+                return usage("--max-target-conns '%s' must be 1 to 1000000", optarg);
             break;
         }
         case 'l':
@@ -972,6 +1253,7 @@ static int cmd_run(int argc, char **argv)
     site_t *s = xcalloc(1, sizeof(*s));
     s->dir = dir;
     s->k = (unsigned)k;
+    s->max_target_conns = (uint32_t)max_target_conns;
     char err[512];
     char conf[4096];
     snprintf(conf, sizeof(conf), "%s/%s", dir, SITE_CONF);
@@ -1011,7 +1293,9 @@ static int cmd_run(int argc, char **argv)
     fdlimit_raise();
     s->loop = ev_default_loop(EVFLAG_AUTO);
     s->splices = splice_ctx_new(s->loop);
+    s->mine = addrset_new();
     s->hc = hc_new(s->loop, NULL, on_check_change, s);
+    hc_set_socket_hook(s->hc, on_check_socket, s);
     ev_timer_init(&s->tick, on_tick, 0., SITE_TICK_S);
     s->tick.data = s;
     ev_timer_start(s->loop, &s->tick);
@@ -1037,6 +1321,13 @@ static int cmd_run(int argc, char **argv)
         tconn_destroy(&s->dead[i]);
     free(s->dead);
     hc_destroy(&s->hc);
+    addrset_destroy(&s->mine);
+    free(s->marks);
+    while (s->loads) {
+        struct tload *l = s->loads;
+        s->loads = l->next;
+        free(l);
+    }
     free(s->checks);
     identity_wipe(&s->id);
     sodium_memzero(&s->keys, sizeof(s->keys));
@@ -1062,7 +1353,9 @@ int main(int argc, char **argv)
                "The first run enrolls with TOKEN (from 'meshctl site add NAME') and stores the\n"
                "site's keys in DIR (mode 0600); later runs need no token. The site dials out to\n"
                "the K closest PoPs (default 2: a primary and a standby) and connects the streams\n"
-               "they open to the targets of its resources.\n");
+               "they open to the targets of its resources. --max-target-conns N (default\n"
+               "16384) bounds the connections open to one target: a backstop against a target\n"
+               "that leads back into the mesh in a way the site cannot recognise.\n");
         return 0;
     }
     return usage("unknown command '%s'", argv[1]);

@@ -94,7 +94,7 @@ int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const cha
 
 void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
 {
-    msgpack_pack_array(pk, 7);
+    msgpack_pack_array(pk, 8); /* a site that predates ingress skips it */
     msgpack_pack_uint8(pk, SM_VERSION);
     mpw_str(pk, o->resource);
     msgpack_pack_uint64(pk, o->site);
@@ -109,6 +109,7 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
         msgpack_pack_true(pk);
     else
         msgpack_pack_false(pk);
+    mpw_str(pk, o->ingress);
 }
 
 int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **why)
@@ -140,7 +141,9 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
             BAD("open: a target is not host:port");
     if (mpr_bool(&r, &o->sticky))
         BAD("open: sticky is not a bool");
-    if (skip_rest(&r, n, 7) || r.left)
+    if (n >= 8 && get_str(&r, o->ingress, sizeof(o->ingress), true))
+        BAD("open: bad ingress address");
+    if (skip_rest(&r, n, n >= 8 ? 8 : 7) || r.left)
         BAD("open: trailing bytes");
     return 0;
 }

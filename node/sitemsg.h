@@ -7,7 +7,12 @@
  *   HELLO payload    [1, role: "site"|"pop", name: str, [probe: bool]]
  *   WELCOME payload  [1, name: str, id: uint]                    the responder PoP
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
- *                     targets: [str], sticky: bool]
+ *                     targets: [str], sticky: bool, ingress: str]
+ *       client: where the ingress client connected from, as the ingress PoP saw it;
+ *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
+ *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
+ *       site matches both against its own sockets to recognise its connections coming back
+ *       into the mesh (docs/dataplane.md, "Loops into the mesh").
  *       path: the PoPs still to cross after the receiver, egress last (empty: the receiver
  *       is the egress, or the receiver is the site); at most SM_PATH_MAX, so a stream crosses
  *       at most SM_PATH_MAX + 1 PoPs and a bad table cannot make it loop forever.
@@ -55,6 +60,7 @@ typedef struct sm_open {
     uint32_t npath;
     uint64_t path[SM_PATH_MAX];
     char client[64];
+    char ingress[64]; /* "" when the ingress PoP did not say */
     uint32_t ntargets;
     char targets[SM_TARGETS_MAX][NODECFG_ADDR_MAX + 1];
     bool sticky;

@@ -9,7 +9,11 @@
  * Every wait is bounded (run_until), so a regression fails within seconds instead of hanging.
  * Timing is asserted in runs, not seconds: on_change must fire on exactly the fall-th
  * consecutive failure and the rise-th consecutive success, which the callback checks against
- * the counters of hc_snapshot at the moment it is called. */
+ * the counters of hc_snapshot at the moment it is called.
+ *
+ * Also here, since popsite uses the two together against loops into the mesh: the socket hook
+ * (every check socket reported open, with its bound local address, and closed, exactly once)
+ * and node/addrset, the set those local addresses go into. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "node/addrset.h"
 #include "node/healthcheck.h"
 
 #define WAIT_LIMIT 5.0   /* s: the longest any single wait may take */
@@ -865,10 +870,168 @@ static void test_parse_response(void **state)
     }
 }
 
+/* ---- the socket hook and addrset ---------------------------------------------------------- */
+
+struct hook_rec {
+    addrset_t *set;
+    unsigned opens, closes;
+    bool bound;    /* every socket had a local port when reported open */
+    uint16_t port; /* the target's */
+};
+
+static void on_sock(void *ctx, const hc_target_t *check, int fd, const struct sockaddr *to,
+                    unsigned tolen, bool open, void **slot)
+{
+    struct hook_rec *r = ctx;
+    if (open) {
+        assert_null(*slot);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &sl), 0);
+        r->bound &= ((struct sockaddr_in *)&ss)->sin_port != 0;
+        assert_int_equal(ntohs(((const struct sockaddr_in *)to)->sin_port), r->port);
+        *slot = addrset_add(r->set, (struct sockaddr *)&ss, sl, to, tolen, check->target);
+        assert_non_null(*slot);
+        assert_non_null(addrset_find(r->set, (struct sockaddr *)&ss, sl, to, tolen, NULL));
+        r->opens++;
+    } else {
+        assert_non_null(*slot);
+        addrset_release(r->set, *slot, 0, 0);
+        r->closes++;
+    }
+}
+
+static bool opened_some(void *arg)
+{
+    return ((struct hook_rec *)arg)->opens >= 3;
+}
+
+static void test_socket_hook(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct srv s;
+    char t[64];
+    struct hook_rec r = {.set = addrset_new(), .bound = true};
+
+    srv_start(&s, loop, 0, SRV_SILENT, NULL);
+    target_of(t, sizeof(t), s.port);
+    r.port = s.port;
+    hc_t *h = hc_new(loop, &fast, NULL, NULL);
+    hc_set_socket_hook(h, on_sock, &r);
+    hc_target_t c = {t, HC_HTTP, "/"};
+    assert_int_equal(hc_set(h, &c, 1), 0);
+    assert_true(run_until(loop, opened_some, &r, WAIT_LIMIT));
+    assert_true(r.bound);
+    /* One run in flight per check: never more than one socket open. */
+    assert_true(r.opens - r.closes <= 1);
+    hc_destroy(&h); /* closes the run in flight: reported */
+    assert_int_equal(r.opens, r.closes);
+    assert_int_equal(addrset_count(r.set), 0);
+    addrset_destroy(&r.set);
+    assert_null(r.set);
+    srv_stop(&s);
+    ev_loop_destroy(loop);
+}
+
+static void test_addrset(void **state)
+{
+    addrset_t *s = addrset_new();
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(4242)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct sockaddr_in b = a;
+    b.sin_port = htons(4243);
+    struct sockaddr_in6 m = {.sin6_family = AF_INET6, .sin6_port = htons(4242)};
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &m.sin6_addr);
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(4242)};
+    inet_pton(AF_INET6, "::1", &v6.sin6_addr);
+    const struct sockaddr *A = (struct sockaddr *)&a, *B = (struct sockaddr *)&b;
+    /* Remote ends: the PoP's ingress R, and another destination O. */
+    struct sockaddr_in r = {.sin_family = AF_INET, .sin_port = htons(80)};
+    inet_pton(AF_INET, "127.0.0.11", &r.sin_addr);
+    struct sockaddr_in o = r;
+    o.sin_port = htons(81);
+    const struct sockaddr *R = (struct sockaddr *)&r, *O = (struct sockaddr *)&o;
+    const socklen_t RL = sizeof(r);
+    bool lingering;
+
+    assert_null(addrset_find(s, A, sizeof(a), R, RL, &lingering));
+    addrset_entry_t *e1 = addrset_add(s, A, sizeof(a), R, RL, "t1");
+    assert_string_equal(addrset_find(s, A, sizeof(a), R, RL, &lingering), "t1");
+    assert_false(lingering);
+    assert_null(addrset_find(s, B, sizeof(b), R, RL, NULL)); /* another port */
+    assert_null(addrset_find(s, (struct sockaddr *)&v6, sizeof(v6), R, RL, NULL)); /* another IP */
+    /* A dual-stack listener's view of an IPv4 client is the same address. */
+    assert_string_equal(addrset_find(s, (struct sockaddr *)&m, sizeof(m), R, RL, NULL), "t1");
+    /* The same local address towards another destination is someone else's connection. */
+    assert_null(addrset_find(s, A, sizeof(a), O, RL, NULL));
+    /* No remote given: any live entry with that local address. */
+    assert_string_equal(addrset_find(s, A, sizeof(a), NULL, 0, NULL), "t1");
+    /* Bad input: another family, short lengths. */
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    assert_null(addrset_add(s, &un, sizeof(un), R, RL, "x"));
+    assert_null(addrset_add(s, A, sizeof(a), &un, sizeof(un), "x"));
+    assert_null(addrset_add(s, A, 4, R, RL, "x"));
+    assert_null(addrset_find(s, A, 4, R, RL, NULL));
+    assert_null(addrset_find(s, NULL, 0, NULL, 0, NULL));
+
+    /* The same key twice (a port shared between destinations): both count, live first. */
+    addrset_entry_t *e2 = addrset_add(s, A, sizeof(a), R, RL, "t2");
+    assert_int_equal(addrset_count(s), 2);
+    addrset_release(s, e2, 1000, 500);
+    const char *l = addrset_find(s, A, sizeof(a), R, RL, &lingering);
+    assert_string_equal(l, "t1");
+    assert_false(lingering);
+    addrset_release(s, e1, 1000, 0);
+    assert_string_equal(addrset_find(s, A, sizeof(a), R, RL, &lingering), "t2");
+    assert_true(lingering);
+    /* A released local address is free for anyone: without a remote it does not match. */
+    assert_null(addrset_find(s, A, sizeof(a), NULL, 0, NULL));
+    addrset_expire(s, 1499);
+    assert_non_null(addrset_find(s, A, sizeof(a), R, RL, NULL));
+    addrset_expire(s, 1500);
+    assert_null(addrset_find(s, A, sizeof(a), R, RL, NULL));
+    assert_int_equal(addrset_count(s), 0);
+    addrset_release(s, NULL, 0, 0); /* accepted */
+
+    /* Many: growth keeps every entry findable, removal leaves the others. */
+    enum { N = 5000 };
+    addrset_entry_t **es = calloc(N, sizeof(*es));
+    for (int i = 0; i < N; i++) {
+        struct sockaddr_in x = a;
+        x.sin_port = htons((uint16_t)(1000 + i));
+        char lab[16];
+        snprintf(lab, sizeof(lab), "%d", i);
+        es[i] = addrset_add(s, (struct sockaddr *)&x, sizeof(x), R, RL, lab);
+    }
+    for (int i = 0; i < N; i += 2)
+        addrset_release(s, es[i], 0, i % 4 ? 10 : 0);
+    addrset_expire(s, 10);
+    assert_int_equal(addrset_count(s), N / 2);
+    for (int i = 0; i < N; i++) {
+        struct sockaddr_in x = a;
+        x.sin_port = htons((uint16_t)(1000 + i));
+        const char *got = addrset_find(s, (struct sockaddr *)&x, sizeof(x), R, RL, NULL);
+        if (i % 2) {
+            char lab[16];
+            snprintf(lab, sizeof(lab), "%d", i);
+            assert_non_null(got);
+            assert_string_equal(got, lab);
+        } else {
+            assert_null(got);
+        }
+    }
+    free(es);
+    addrset_destroy(&s); /* frees what is left, live and lingering */
+    assert_null(s);
+    addrset_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_response),
+        cmocka_unit_test(test_addrset),
+        cmocka_unit_test(test_socket_hook),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_tcp_healthy),
         cmocka_unit_test(test_tcp_refused),

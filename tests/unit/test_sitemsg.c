@@ -274,7 +274,7 @@ static void build_welcome(ctx_t *c, const void *v)
 static void build_open(ctx_t *c, const void *v)
 {
     const sm_open_t *o = v;
-    if (!f_rec(c, 7))
+    if (!f_rec(c, 8))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_str(c, o->resource, sizeof(o->resource), 0);
@@ -287,6 +287,7 @@ static void build_open(ctx_t *c, const void *v)
         for (uint32_t i = 0; i < o->ntargets; i++)
             f_str(c, o->targets[i], sizeof(o->targets[i]), F_ADDR);
     f_bool(c, o->sticky);
+    f_str(c, o->ingress, sizeof(o->ingress), F_EMPTY_OK);
     rec_end(c);
 }
 
@@ -477,6 +478,7 @@ static int setup(void **state)
     for (unsigned i = 0; i < SM_PATH_MAX; i++)
         open_max.path[i] = 1000 + i;
     strcpy(open_max.client, "[2001:db8::7]:51234");
+    strcpy(open_max.ingress, "[2001:db8::1]:443");
     open_max.ntargets = SM_TARGETS_MAX;
     for (unsigned i = 0; i < SM_TARGETS_MAX; i++)
         snprintf(open_max.targets[i], sizeof(open_max.targets[i]),
