@@ -812,13 +812,7 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *client,
-                          dp_stream_handler_t *h)
-{
-    return dataplane_open_stream_at(dp, res, client, NULL, h);
-}
-
-int dataplane_open_stream_at(dataplane_t *dp, const resource_t *res, const char *client,
-                             const char *ingress, dp_stream_handler_t *h)
+                          const char *ingress, dp_stream_handler_t *h)
 {
     uint64_t site = site_id_of(dp, res->site);
     if (!site)

@@ -76,16 +76,14 @@ struct dp_stream_handler {
 };
 
 struct resource;
-/* Opens a stream to one of res's targets for a client ("ip:port", for stickiness and logs).
- * 0 (h->on_open or h->on_fail follows, never inside this call), or -ENOENT when the
- * resource's site is unknown. */
+/* Opens a stream to one of res's targets for a client ("ip:port", for stickiness and logs)
+ * that connected to ingress ("ip:port", the local address of its socket; may be NULL). The
+ * site needs the pair to tell its own target connections coming back into the mesh (a loop)
+ * from a client that happens to share an address with one of them. 0 (h->on_open or
+ * h->on_fail follows, never inside this call), or -ENOENT when the resource's site is
+ * unknown. */
 int dataplane_open_stream(dataplane_t *dp, const struct resource *res, const char *client,
-                          dp_stream_handler_t *h);
-/* The same, with ingress ("ip:port", may be NULL): the local address the client connected to
- * (getsockname of its socket). The site needs it to tell its own connections coming back into
- * the mesh from a client that happens to share an address with one of them. */
-int dataplane_open_stream_at(dataplane_t *dp, const struct resource *res, const char *client,
-                             const char *ingress, dp_stream_handler_t *h);
+                          const char *ingress, dp_stream_handler_t *h);
 
 /* Adds the dataplane fields to status: this many pairs. */
 #define DATAPLANE_STATUS_PAIRS 1

@@ -116,7 +116,8 @@ struct hconn {
     int fd;
     ev_io rio, wio;
     ev_timer timer;
-    char client[64];
+    char client[64];  /* "ip:port" of the client */
+    char ingress[64]; /* "ip:port" it connected to: with client, how a site spots a loop */
     auth_addr_t caddr;
     enum hstate state;
     http_reader_t *req;
@@ -869,7 +870,7 @@ static struct upstream *up_new(struct hconn *hc, const resource_t *res)
     http_reader_cbs_t cbs = {
         .ctx = up, .on_head = resp_on_head, .on_body = resp_on_body, .on_done = resp_on_done};
     up->resp = http_reader_new(HTTP_RESPONSE, &lim, &cbs);
-    if (dataplane_open_stream(hc->px->o.dp, res, hc->client, &up->h)) {
+    if (dataplane_open_stream(hc->px->o.dp, res, hc->client, hc->ingress, &up->h)) {
         up_free(up);
         return NULL;
     }
@@ -1925,6 +1926,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         hc->referrer_policy = "same-origin";
         hc->phase = hc->active = ev_now(loop);
         tconn_format_addr(&ss, hc->client, sizeof(hc->client));
+        struct sockaddr_storage local;
+        socklen_t ll = sizeof(local);
+        if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0)
+            tconn_format_addr(&local, hc->ingress, sizeof(hc->ingress));
         hc->caddr = caddr;
         http_limits_t lim;
         http_limits_defaults(&lim);
