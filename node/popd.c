@@ -5,12 +5,12 @@
 #include "common/xmalloc.h"
 #include "gossip/antientropy.h"
 #include "node/daemon.h"
-#include "node/identity.h"
-#include "node/joinclient.h"
-#include "node/meshnode.h"
+#include "node/records/identity.h"
+#include "node/membership/joinclient.h"
+#include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
-#include "node/registry.h"
-#include "node/token.h"
+#include "node/records/registry.h"
+#include "node/records/token.h"
 #include "storage/store.h"
 
 #include <dirent.h>

@@ -1,4 +1,4 @@
-/* Fuzzes the decoders of edge authentication (node/auth.h): what a client sends (session
+/* Fuzzes the decoders of edge authentication (node/auth/auth.h): what a client sends (session
  * cookies, share tokens, API keys, addresses) and what other nodes replicate (user/, apikey/,
  * rule/ records, CIDRs and globs inside them).
  *
@@ -8,7 +8,7 @@
  * mesh key (the context strings are docs/security.md's) and feed the resulting token through
  * the real verifier. Any accepted input must satisfy the decoder's promises (valid names, a
  * user or a scope, records that re-encode to what they decoded to). */
-#include "node/auth.h"
+#include "node/auth/auth.h"
 
 #include <errno.h>
 #include <sodium.h>

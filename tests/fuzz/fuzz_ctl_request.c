@@ -1,6 +1,6 @@
 /* Fuzzes what popd does with control socket bytes before any handler runs: framing, request
  * decoding and argument lookup. */
-#include "node/ctlproto.h"
+#include "node/ctl/ctlproto.h"
 
 #include <stddef.h>
 #include <stdint.h>

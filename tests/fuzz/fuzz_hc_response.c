@@ -1,11 +1,11 @@
-/* Fuzzes the HTTP health-check response parser (node/healthcheck.h, hc_parse_response): any
+/* Fuzzes the HTTP health-check response parser (node/site/healthcheck.h, hc_parse_response): any
  * bytes a target sends must be answered COMPLETE, NEED_MORE or BAD, never crash or read out of
  * bounds. Beyond that it checks the promises the socket path relies on:
  *  - COMPLETE gives a status 0..999 that is never a 1xx interim code (101 is final);
  *  - the answer is stable under more input: a prefix that is COMPLETE or BAD stays so, with the
  *    same status, whatever follows it (the socket path reads the response in pieces);
  *  - nothing past HC_RESPONSE_MAX is looked at. */
-#include "node/healthcheck.h"
+#include "node/site/healthcheck.h"
 
 #include <stdint.h>
 #include <stdlib.h>

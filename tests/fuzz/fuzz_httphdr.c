@@ -1,4 +1,4 @@
-/* Fuzzes the header checks and rewrites of the reverse proxy (node/httphdr.h) and the log
+/* Fuzzes the header checks and rewrites of the reverse proxy (node/http/httphdr.h) and the log
  * escaper (common/logesc.h). Beyond "no crash, no out-of-bounds read", it checks what the
  * proxy relies on:
  *  - a redirect target that is accepted is a same-host path a browser cannot read as another
@@ -12,7 +12,7 @@
  * Input: byte 0 chooses the function, the rest is its argument (for the 101 check: the key,
  * then the Upgrade, Connection and Sec-WebSocket-Accept values, separated by '\n'). */
 #include "common/logesc.h"
-#include "node/httphdr.h"
+#include "node/http/httphdr.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Fuzzes the HTTP/1.1 readers of the reverse proxy (node/httpmsg.h), requests and responses.
+/* Fuzzes the HTTP/1.1 readers of the reverse proxy (node/http/httpmsg.h), requests and responses.
  * Any bytes must be consumed, stopped at or refused, never crash or read out of bounds. Beyond
  * that it checks the promises the proxy relies on:
  *  - the outcome does not depend on how the bytes are split: fed whole and fed in two pieces at
@@ -12,7 +12,7 @@
  *
  * Input: byte 0 chooses the reader (bit 0: response), HEAD expectation (bit 1), a small body
  * limit (bit 2) and EOF at the end (bit 3); byte 1 the split point; the rest is the stream. */
-#include "node/httpmsg.h"
+#include "node/http/httpmsg.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,9 +1,8 @@
-/* Fuzzes the join handshake decoders (node/joinmsg.h): the seed decodes JOIN from a joiner
- * that holds only a token, and the joiner decodes the seed's reply. Anything decoded must hold
- * what the header promises: NUL-terminated strings that fit, no control characters in
- * JOIN_ERR text, registry entries that point inside the message; a JOIN re-encodes to the
- * same fields. */
-#include "node/joinmsg.h"
+/* Fuzzes the join handshake decoders (node/membership/joinmsg.h): the seed decodes JOIN from a
+ * joiner that holds only a token, and the joiner decodes the seed's reply. Anything decoded must
+ * hold what the header promises: NUL-terminated strings that fit, no control characters in JOIN_ERR
+ * text, registry entries that point inside the message; a JOIN re-encodes to the same fields. */
+#include "node/membership/joinmsg.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* Fuzzes the local file parsers: popd.conf (kvfile + nodecfg) and node.key (identity). */
-#include "node/identity.h"
+#include "node/records/identity.h"
 #include "node/nodecfg.h"
 
 #include <stddef.h>

@@ -1,10 +1,10 @@
-/* Fuzzes the registry record decoders (node/registry.h), which read records replicated from
+/* Fuzzes the registry record decoders (node/records/registry.h), which read records replicated from
  * other nodes. reg_node_parse runs with a fixed id and, so the fuzzer can get past the key/id
  * check, with the id of every 32-byte bin it finds in the input (a curve_pk candidate). Any
  * record that decodes must re-encode and decode to the same fields. Keys go through
  * reg_node_key_id, whose successes must format back to the same key. */
-#include "node/identity.h"
-#include "node/registry.h"
+#include "node/records/identity.h"
+#include "node/records/registry.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,11 +1,11 @@
-/* Fuzzes the decoders of node/sitemsg.h: the HELLO/WELCOME payloads, the OPEN target
+/* Fuzzes the decoders of node/dataplane/sitemsg.h: the HELLO/WELCOME payloads, the OPEN target
  * descriptor and the STATUS/INFO control messages, all read from a tunnel peer. Every decoder
  * runs on the same bytes. Any input must be refused cleanly (-EBADMSG with a reason) or decode
  * to a value that obeys the documented limits, re-encodes, and decodes again to the same value
  * (round trip). The seed corpus (tests/fuzz/corpus/fuzz_sitemsg/) holds a valid encoding of
  * each message, written by tests/unit/test_sitemsg.c with SITEMSG_CORPUS_DIR set. */
 #include "node/nodecfg.h"
-#include "node/sitemsg.h"
+#include "node/dataplane/sitemsg.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,8 +1,8 @@
-/* Fuzzes the bootstrap token decoder (node/token.h): any text must decode or be refused with a
- * reason, never crash or read out of bounds. Past the signature check only valid tokens go, so
- * the fuzzer mostly explores the layers before it (prefix, base64url, payload framing); a token
+/* Fuzzes the bootstrap token decoder (node/records/token.h): any text must decode or be refused
+ * with a reason, never crash or read out of bounds. Past the signature check only valid tokens go,
+ * so the fuzzer mostly explores the layers before it (prefix, base64url, payload framing); a token
  * that does decode must satisfy every limit the header promises. */
-#include "node/token.h"
+#include "node/records/token.h"
 
 #include <errno.h>
 #include <sodium.h>

@@ -10,11 +10,12 @@
  *   - sends a control message that is not msgpack;
  *   - opens a valid stream to --target and checks an echo through it.
  * Prints one "ok NAME" or "FAIL NAME: why" per check and exits 0 when all passed (10 s max). */
+#include "common/netaddr.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "node/identity.h"
-#include "node/sitemsg.h"
-#include "node/tconn.h"
+#include "node/records/identity.h"
+#include "node/dataplane/sitemsg.h"
+#include "node/dataplane/tconn.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -272,7 +273,7 @@ int main(int argc, char **argv)
 
     struct sockaddr_storage ss;
     unsigned sl;
-    if (tconn_parse_addr(listen_at, &ss, &sl))
+    if (netaddr_sockaddr(listen_at, &ss, &sl))
         return 2;
     int lfd = socket(ss.ss_family, SOCK_STREAM, 0), one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

@@ -1,7 +1,8 @@
 # Integration tests: real popd and meshctl processes on this machine.
 # popmesh_integration(NAME): tests/integration/NAME.sh with POPD, MESHCTL, LATRELAY and POPSITE set.
+set(POPMESH_INTEGRATION_DIR ${CMAKE_CURRENT_LIST_DIR})
 function(popmesh_integration name)
-  add_test(NAME integration.${name} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${name}.sh)
+  add_test(NAME integration.${name} COMMAND bash ${POPMESH_INTEGRATION_DIR}/${name}.sh)
   set_property(TEST integration.${name} PROPERTY ENVIRONMENT
                "POPD=$<TARGET_FILE:popd>;MESHCTL=$<TARGET_FILE:meshctl>;LATRELAY=$<TARGET_FILE:latrelay>;POPSITE=$<TARGET_FILE:popsite>;FAKE_POP=$<TARGET_FILE:fake_pop>;ARTEFACT_DIR=${CMAKE_BINARY_DIR}/artefacts")
   set_property(TEST integration.${name} PROPERTY LABELS integration)
@@ -12,7 +13,7 @@ endfunction()
 include(${CMAKE_CURRENT_LIST_DIR}/storage.cmake)
 # A PoP that misbehaves on purpose, for popsite's bad-input test.
 add_executable(fake_pop ${CMAKE_CURRENT_LIST_DIR}/fake_pop.c)
-target_link_libraries(fake_pop PRIVATE popmesh_node)
+target_link_libraries(fake_pop PRIVATE popmesh_tconn popmesh_records)
 popmesh_integration(popd_basic)
 popmesh_integration(popd_badinput)
 popmesh_integration(popd_durability)

@@ -1,10 +1,10 @@
-/* Edge authentication (node/auth.h): password hashing; session cookies made, verified and
+/* Edge authentication (node/auth/auth.h): password hashing; session cookies made, verified and
  * refused when tampered (every byte), truncated, expired, signed by another mesh or scoped to
  * another resource; revocation through the user record's epoch on a real store; share links;
  * API keys (good, wrong secret, expired, revoked, removed user); record codecs; rule order,
  * CIDR edges and path globs; the login rate limiter (burst, refill, eviction). */
 #include "common/mp.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "storage/store.h"
 
 #include <arpa/inet.h>

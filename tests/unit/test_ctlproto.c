@@ -1,6 +1,6 @@
 /* Control protocol codec: framing, request/response decoding, argument lookup, bad input. */
 #include "common/mp.h"
-#include "node/ctlproto.h"
+#include "node/ctl/ctlproto.h"
 
 #include <errno.h>
 #include <setjmp.h>

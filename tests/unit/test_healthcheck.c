@@ -31,8 +31,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "node/addrset.h"
-#include "node/healthcheck.h"
+#include "node/site/addrset.h"
+#include "node/site/healthcheck.h"
 
 #define WAIT_LIMIT 5.0   /* s: the longest any single wait may take */
 #define POLL_EVERY 0.002 /* s between two evaluations of a wait's condition */

@@ -1,7 +1,7 @@
 /* Unit tests of node/httphdr (header checks and rewrites of the reverse proxy) and of
  * common/logesc (escaping client-controlled text for logs). */
 #include "common/logesc.h"
-#include "node/httphdr.h"
+#include "node/http/httphdr.h"
 
 #include <errno.h>
 #include <setjmp.h>

@@ -4,7 +4,7 @@
  * (heads with their parsed fields, body bytes, ends) and how many bytes were consumed. Every
  * case is also fed split at every byte boundary and one byte at a time, and must give the same
  * result: a reader fed by a socket sees arbitrary splits. */
-#include "node/httpmsg.h"
+#include "node/http/httpmsg.h"
 
 #include <errno.h>
 #include <setjmp.h>

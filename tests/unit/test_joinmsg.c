@@ -1,9 +1,9 @@
-/* Join handshake codec (node/joinmsg.h): JOIN, JOIN_OK (with and without the mesh key, with
- * registry entries) and JOIN_ERR (control characters, overlong text) round trips; every
+/* Join handshake codec (node/membership/joinmsg.h): JOIN, JOIN_OK (with and without the mesh key,
+ * with registry entries) and JOIN_ERR (control characters, overlong text) round trips; every
  * truncation, wrong version/type/count and lying entry count refused. */
 #include "common/mp.h"
 #include "gossip/antientropy.h"
-#include "node/joinmsg.h"
+#include "node/membership/joinmsg.h"
 
 #include <errno.h>
 #include <setjmp.h>

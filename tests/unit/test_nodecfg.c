@@ -1,5 +1,5 @@
 /* popd.conf and node.key parsing, sizes and durations, names, identity save/load. */
-#include "node/identity.h"
+#include "node/records/identity.h"
 #include "node/nodecfg.h"
 
 #include <errno.h>

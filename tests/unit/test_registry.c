@@ -1,9 +1,9 @@
-/* Registry records (node/registry.h): node and token records round trip; unknown fields are
+/* Registry records (node/records/registry.h): node and token records round trip; unknown fields are
  * skipped, missing required fields, wrong types, oversize strings and records stored under
  * another node's id are refused; key helpers and reg_node_key_id's parse errors. */
 #include "common/mp.h"
-#include "node/identity.h"
-#include "node/registry.h"
+#include "node/records/identity.h"
+#include "node/records/registry.h"
 
 #include <errno.h>
 #include <setjmp.h>

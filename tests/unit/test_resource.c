@@ -1,12 +1,12 @@
-/* Records of issue 4 (node/resource.h, and the site parts of node/registry.h): a resource
- * record round trips; unknown fields (issue 5's) are skipped; every malformed or invalid field
- * is refused with a reason that names it; resource_check names the bad value; resource_list
+/* Records of issue 4 (node/records/resource.h, and the site parts of node/records/registry.h): a
+ * resource record round trips; unknown fields (issue 5's) are skipped; every malformed or invalid
+ * field is refused with a reason that names it; resource_check names the bad value; resource_list
  * reads a real store and skips bad records. Also the site record and the token's site field,
  * which are the registry's side of the same feature. */
 #include "common/mp.h"
-#include "node/identity.h"
-#include "node/registry.h"
-#include "node/resource.h"
+#include "node/records/identity.h"
+#include "node/records/registry.h"
+#include "node/records/resource.h"
 #include "storage/store.h"
 
 #include <errno.h>

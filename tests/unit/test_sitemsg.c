@@ -1,4 +1,4 @@
-/* sitemsg (node/sitemsg.h): every message round trips through its packer and decoder; the
+/* sitemsg (node/dataplane/sitemsg.h): every message round trips through its packer and decoder; the
  * encodings the packers produce are the documented layouts (a field-by-field builder here
  * produces the same bytes); every decoder refuses, with a reason, a wrong version, every
  * truncation, a trailing byte, a wrong type in any field (nested ones too), a bad string (NUL,
@@ -9,7 +9,7 @@
  * With SITEMSG_CORPUS_DIR set, test_roundtrip also writes each valid encoding there: that is
  * how tests/fuzz/corpus/fuzz_sitemsg/ was made. */
 #include "common/mp.h"
-#include "node/sitemsg.h"
+#include "node/dataplane/sitemsg.h"
 
 #include <errno.h>
 #include <setjmp.h>

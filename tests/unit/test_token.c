@@ -1,8 +1,9 @@
-/* Bootstrap tokens (node/token.h): round trips, every single-byte change and every truncation
- * refused, prefix/length/role/seed limits, the derived join key, ids and mesh id, a token signed
- * by the wrong key, and format-1 forward compatibility (extra fields appended and re-signed). */
+/* Bootstrap tokens (node/records/token.h): round trips, every single-byte change and every
+ * truncation refused, prefix/length/role/seed limits, the derived join key, ids and mesh id, a
+ * token signed by the wrong key, and format-1 forward compatibility (extra fields appended and
+ * re-signed). */
 #include "common/mp.h"
-#include "node/token.h"
+#include "node/records/token.h"
 
 #include <errno.h>
 #include <setjmp.h>

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "node/zsock_watch.h"
+#include "node/membership/zsock_watch.h"
 
 #ifndef ZSOCK_TEST_NAIVE
 #define ZSOCK_TEST_NAIVE 0

@@ -5,8 +5,7 @@
  *   0 ok, 1 not found or refused, 2 usage error, 3 daemon unreachable. */
 #include "common/mp.h"
 #include "common/xmalloc.h"
-#include "node/control.h"
-#include "node/ctlproto.h"
+#include "node/ctl/ctlproto.h"
 #include "tools/meshctl/mpjson.h"
 
 #include <errno.h>

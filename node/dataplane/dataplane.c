@@ -1,0 +1,1610 @@
+/* dataplane: see dataplane.h.
+ *
+ * Ownership of a stream's user pointer tells who handles its events: a splice (the stream
+ * is open and carrying bytes), an ingress (our OPEN towards a site is in flight), or a relay
+ * (a PoP's OPEN through us is waiting for the next hop to answer). Each starts with a
+ * distinct uint32_t magic, so the tconn callbacks can tell them apart.
+ *
+ * Peers (tconn + what we know of the other end) are freed only from the reaper (an
+ * ev_check), never inside a callback of their own connection. */
+
+#include "node/dataplane/dataplane.h"
+
+#include "common/netaddr.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/records/registry.h"
+#include "node/records/resource.h"
+#include "node/dataplane/sitemsg.h"
+#include "node/dataplane/splice.h"
+#include "node/dataplane/tconn.h"
+#include "tunnel/secchan.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define INGRESS_MAGIC   0x494e4752u
+#define RELAY_MAGIC     0x52454c59u
+#define DIAL_BACKOFF_MS 1000 /* a PoP whose tunnel could not be dialled is skipped this long */
+
+struct waiter;
+
+struct peer {
+    dataplane_t *dp;
+    tconn_t *c;
+    uint64_t id;
+    bool is_site, up, dead, primary;
+    bool probe;                /* a site's RTT probe: answered, never attached */
+    bool accepted;             /* the peer dialled us (else we dialled it) */
+    bool draining;             /* the site is moving off this PoP: not advertised as attached */
+    uint32_t published_rtt_us; /* site: the tunnel RTT in our last link-state record */
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t up_since_ms;
+    sm_status_t *status;     /* site: last STATUS */
+    uint8_t info_hash[16];   /* site: hash of the last INFO sent */
+    uint8_t health_hash[16]; /* site: hash of the last sitehealth record written */
+    struct waiter *waiters;  /* opens waiting for this PoP's tunnel to come up */
+    struct peer *next;
+};
+
+struct waiter {
+    void (*ready)(struct waiter *w, struct peer *p); /* p NULL: the dial failed */
+    bool queued;    /* on a peer's list: only that list may free the owner */
+    bool cancelled; /* the owner is dead; free it when the list is run */
+    struct waiter *next;
+};
+
+struct ingress {
+    uint32_t magic;
+    dataplane_t *dp;
+    struct waiter w;
+    splice_t *sp;           /* a TCP client: spliced once open */
+    dp_stream_handler_t *h; /* or another consumer (dataplane_open_stream) */
+    ev_timer kick;          /* h: starts the first attempt outside the caller's call */
+    resource_t res;
+    uint64_t site;
+    char client[64];
+    char ingress[64]; /* where the client connected to (our local address), "" if unknown */
+    int attempt;
+    bool hit_limit; /* an attempt found its tunnel at max_streams */
+    bool looped;    /* the site found this connection is its own, come back (a loop) */
+    uint64_t t0_ms;
+    char last_error[160];
+    uint64_t hops[SM_PATH_MAX + 2]; /* the path being tried: us first, egress last */
+    uint32_t n_hops;
+};
+
+struct relay {
+    uint32_t magic;
+    dataplane_t *dp;
+    struct waiter w;
+    tconn_t *up_c;
+    uint64_t up_sid;
+    tconn_t *down_c;
+    uint64_t down_sid;
+    bool down_opening, up_gone;
+    sm_open_t desc; /* what to send on */
+};
+
+struct listener {
+    uint16_t port;
+    int fd; /* -1: the port is one of this PoP's own (a clash, logged once, never bound) */
+    ev_io io;
+    char resource[NODECFG_NAME_MAX + 1];
+    bool seen;
+    dataplane_t *dp;
+    struct listener *next;
+};
+
+struct site_name {
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t id;
+};
+
+struct dial_fail {
+    uint64_t id, at_ms;
+};
+
+/* The replay filter of one initiator key: HELLO timestamps admitted from it. */
+struct hello_seen {
+    uint64_t id; /* node id of the key */
+    sc_replay_t filter;
+};
+
+struct dataplane {
+    dataplane_opts_t o;
+    int lfd;
+    ev_io lio;
+    ev_timer sync;
+    ev_check reaper;
+    ev_signal sigusr1; /* logs every splice (splice_ctx_dump) */
+    splice_ctx_t *splices;
+    struct peer *peers;
+    struct listener *listeners;
+    struct site_name *sites;
+    size_t nsites;
+    struct dial_fail fails[16];
+    tconn_keys_t keys;
+    uint64_t hello_ts_last;  /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
+    struct hello_seen *seen; /* one per registered node that sent us a HELLO */
+    size_t nseen;
+    uint64_t replay_log_ms;    /* ms (monotonic): last log line about replayed HELLOs */
+    uint64_t replays_unlogged; /* replays since that line */
+    uint64_t limit_log_ms;     /* ms (monotonic): last log line about the stream limit */
+    uint64_t limit_unlogged;   /* refusals since that line */
+    uint64_t loop_log_ms;      /* ms (monotonic): last log line about a loop */
+    uint64_t loop_unlogged;    /* loops since that line */
+    tun_config_t tcfg;
+    char tunnel_addr[NODECFG_ADDR_MAX + 1];
+    bool reap_pending;
+    struct {
+        uint64_t ingress_accepted, ingress_opened, ingress_failed, ingress_retries;
+        uint64_t relayed, relay_refused, streams_from_peers_refused;
+        uint64_t tunnels_accepted, tunnels_refused, handshake_failures, bytes_in, bytes_out;
+        uint64_t ingress_refused_limit; /* ingress closed because tunnels were at max_streams */
+        uint64_t hello_replays;         /* HELLOs refused by the replay filter */
+        uint64_t hello_unconfirmed;     /* admitted HELLOs never followed by a sealed record */
+        uint64_t ingress_loops;         /* ingress closed because the site saw a loop */
+    } st;
+};
+
+static const tconn_cbs_t *peer_cbs(void);
+
+/* ---- registry lookups ------------------------------------------------------------------ */
+
+static int node_get(dataplane_t *dp, uint64_t id, reg_node_t *n)
+{
+    char key[64];
+    reg_node_key(id, key, sizeof(key));
+    store_entry_t e;
+    if (store_get(dp->o.store, key, strlen(key), &e))
+        return -ENOENT;
+    const char *why;
+    int rc = e.tombstone ? -ENOENT : reg_node_parse(e.value, e.vlen, id, n, &why);
+    store_entry_free(&e);
+    return rc;
+}
+
+static void node_name(dataplane_t *dp, uint64_t id, char *out, size_t len)
+{
+    reg_node_t n;
+    if (node_get(dp, id, &n) == 0)
+        snprintf(out, len, "%s", n.name);
+    else
+        snprintf(out, len, "%016llx", (unsigned long long)id);
+}
+
+static uint64_t site_id_of(dataplane_t *dp, const char *name)
+{
+    for (size_t i = 0; i < dp->nsites; i++)
+        if (!strcmp(dp->sites[i].name, name))
+            return dp->sites[i].id;
+    return 0;
+}
+
+struct nodes_ctx {
+    dataplane_t *dp;
+    struct site_name *v;
+    size_t n;
+    void (*each)(void *ctx, const reg_node_t *n);
+    void *ctx;
+};
+
+static int each_node(const store_entry_t *e, void *ctx)
+{
+    struct nodes_ctx *c = ctx;
+    uint64_t id;
+    reg_node_t n;
+    const char *why;
+    if (e->tombstone || reg_node_key_id(e->key, e->klen, &id) ||
+        reg_node_parse(e->value, e->vlen, id, &n, &why))
+        return 0;
+    n.id = id;
+    c->each(c->ctx, &n);
+    return 0;
+}
+
+static void for_each_node(dataplane_t *dp, void (*fn)(void *ctx, const reg_node_t *n), void *ctx)
+{
+    struct nodes_ctx c = {.dp = dp, .each = fn, .ctx = ctx};
+    store_list(dp->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), each_node, &c);
+}
+
+/* ---- peers ------------------------------------------------------------------------------ */
+
+static struct peer *find_peer(dataplane_t *dp, uint64_t id, bool site, bool up_only)
+{
+    struct peer *best = NULL;
+    for (struct peer *p = dp->peers; p; p = p->next) {
+        if (p->dead || p->id != id || p->is_site != site)
+            continue;
+        if (p->up)
+            return p;
+        if (!up_only && !best)
+            best = p;
+    }
+    return best;
+}
+
+static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)revents;
+    dataplane_t *dp = w->data;
+    struct peer **pp = &dp->peers;
+    while (*pp) {
+        struct peer *p = *pp;
+        if (!p->dead) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        tconn_destroy(&p->c);
+        free(p->status);
+        free(p);
+    }
+    dp->reap_pending = false;
+    ev_check_stop(loop, w);
+}
+
+static void run_waiters(struct peer *p, bool ok)
+{
+    struct waiter *w = p->waiters;
+    p->waiters = NULL;
+    while (w) {
+        struct waiter *next = w->next;
+        w->next = NULL;
+        w->queued = false;
+        w->ready(w, ok ? p : NULL);
+        w = next;
+    }
+}
+
+static void dial_failed(dataplane_t *dp, uint64_t id)
+{
+    size_t slot = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (dp->fails[i].id == id) {
+            slot = i;
+            break;
+        }
+        if (dp->fails[i].at_ms < dp->fails[slot].at_ms)
+            slot = i;
+    }
+    dp->fails[slot].id = id;
+    dp->fails[slot].at_ms = clock_mono_ms();
+}
+
+static bool dial_backing_off(dataplane_t *dp, uint64_t id)
+{
+    uint64_t now = clock_mono_ms();
+    for (size_t i = 0; i < 16; i++)
+        if (dp->fails[i].id == id && now - dp->fails[i].at_ms < DIAL_BACKOFF_MS)
+            return true;
+    return false;
+}
+
+/* The PoP's tunnel, up or being dialled; NULL when it cannot be dialled. */
+static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
+{
+    struct peer *p = find_peer(dp, id, false, false);
+    if (p)
+        return p;
+    if (dial_backing_off(dp, id))
+        return NULL;
+    reg_node_t n;
+    if (node_get(dp, id, &n) || n.removed || strcmp(n.role, "pop") || !n.tunnel_addr[0]) {
+        log_debug("dataplane: PoP %016llx has no tunnel address", (unsigned long long)id);
+        return NULL;
+    }
+    uint8_t hello[128];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_hello_t h = {.role = "pop"};
+    snprintf(h.name, sizeof(h.name), "%s", dp->o.cfg->name);
+    sm_pack_hello(&pk, &h);
+    size_t hl = sb.size < sizeof(hello) ? sb.size : 0;
+    memcpy(hello, sb.data, hl);
+    msgpack_sbuffer_destroy(&sb);
+    p = xcalloc(1, sizeof(*p));
+    p->dp = dp;
+    p->id = id;
+    snprintf(p->name, sizeof(p->name), "%s", n.name);
+    tconn_cbs_t cbs = *peer_cbs();
+    cbs.ctx = p;
+    p->c = tconn_dial(dp->o.loop, n.tunnel_addr, &dp->keys, n.curve_pk, hello, hl, &dp->tcfg, &cbs);
+    if (!p->c) {
+        log_warn("dataplane: cannot dial PoP %s at %s: %s", n.name, n.tunnel_addr, strerror(errno));
+        free(p);
+        dial_failed(dp, id);
+        return NULL;
+    }
+    p->next = dp->peers;
+    dp->peers = p;
+    return p;
+}
+
+/* ---- site information ------------------------------------------------------------------- */
+
+struct info_ctx {
+    dataplane_t *dp;
+    sm_info_t *in;
+};
+
+static void add_pop(void *ctx, const reg_node_t *n)
+{
+    struct info_ctx *c = ctx;
+    if (n->removed || strcmp(n->role, "pop") || !n->tunnel_addr[0] || c->in->npops >= SM_POPS_MAX ||
+        !meshnode_is_alive(c->dp->o.mesh, n->id))
+        return;
+    sm_pop_t *p = &c->in->pops[c->in->npops++];
+    p->id = n->id;
+    snprintf(p->name, sizeof(p->name), "%s", n->name);
+    snprintf(p->tunnel_addr, sizeof(p->tunnel_addr), "%s", n->tunnel_addr);
+    memcpy(p->curve_pk, n->curve_pk, 32);
+}
+
+static void send_info(struct peer *p, bool force)
+{
+    dataplane_t *dp = p->dp;
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    struct info_ctx c = {dp, in};
+    for_each_node(dp, add_pop, &c);
+    resource_t *rv = NULL;
+    size_t nr = 0;
+    if (resource_list(dp->o.store, &rv, &nr) == 0) {
+        for (size_t i = 0; i < nr; i++) {
+            if (strcmp(rv[i].site, p->name))
+                continue;
+            for (unsigned k = 0; k < rv[i].ntargets && in->nchecks < SM_CHECKS_MAX; k++) {
+                sm_check_t *ck = &in->checks[in->nchecks++];
+                snprintf(ck->target, sizeof(ck->target), "%s", rv[i].targets[k]);
+                resource_health_str(&rv[i], ck->health, sizeof(ck->health));
+            }
+        }
+        free(rv);
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_info(&pk, in);
+    uint8_t h[16];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)sb.data, sb.size, NULL, 0);
+    if (force || memcmp(h, p->info_hash, sizeof(h))) {
+        if (tconn_send_ctl(p->c, (const uint8_t *)sb.data, sb.size) == 0)
+            memcpy(p->info_hash, h, sizeof(h));
+    }
+    msgpack_sbuffer_destroy(&sb);
+    free(in);
+}
+
+/* The primary PoP of a site stores its checks, only when they changed. */
+static void store_site_health(struct peer *p)
+{
+    if (!p->status || !p->primary)
+        return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_status(&pk, p->status);
+    uint8_t h[16];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)sb.data, sb.size, NULL, 0);
+    if (memcmp(h, p->health_hash, sizeof(h))) {
+        char key[128];
+        snprintf(key, sizeof(key), SITEHEALTH_PREFIX "%s", p->name);
+        store_entry_t e;
+        if (store_put(p->dp->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), &e) ==
+            0) {
+            meshnode_published(p->dp->o.mesh, &e);
+            store_entry_free(&e);
+            memcpy(p->health_hash, h, sizeof(h));
+        }
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- tunnel callbacks -------------------------------------------------------------------- */
+
+/* A HELLO from node id whose timestamp this PoP admitted before (or one older than the filter
+ * remembers) is a copy: refuse it before it costs anything more than the handshake's DH.
+ * The filter lives in memory: after a restart a recorded HELLO is admitted once more, but
+ * tconn attaches nothing until a record sealed with the session's keys arrives, which a
+ * replayer cannot make; the connection then dies at the handshake deadline. */
+static bool hello_replayed(dataplane_t *dp, uint64_t id, uint64_t ts)
+{
+    struct hello_seen *e = NULL;
+    for (size_t i = 0; i < dp->nseen && !e; i++)
+        if (dp->seen[i].id == id)
+            e = &dp->seen[i];
+    if (!e) { /* bounded by the registry: only registered keys get here */
+        dp->seen = xrealloc(dp->seen, (dp->nseen + 1) * sizeof(*dp->seen));
+        e = &dp->seen[dp->nseen++];
+        memset(e, 0, sizeof(*e));
+        e->id = id;
+    }
+    return sc_replay_check(&e->filter, ts) != 0;
+}
+
+static int pc_admit(void *ctx, tconn_t *c, const uint8_t pk[32], const uint8_t *payload,
+                    size_t plen, uint8_t *reply, size_t *reply_len)
+{
+    (void)c;
+    struct peer *p = ctx;
+    dataplane_t *dp = p->dp;
+    sm_hello_t h;
+    const char *why;
+    if (sm_decode_hello(payload, plen, &h, &why)) {
+        log_warn("dataplane: tunnel from %s refused: %s", tconn_peer_addr(c), why);
+        dp->st.tunnels_refused++;
+        return -EBADMSG;
+    }
+    uint64_t id = identity_node_id_of(pk);
+    reg_node_t n;
+    if (node_get(dp, id, &n)) {
+        log_warn("dataplane: tunnel from %s refused: key of no registered node (%s '%s')",
+                 tconn_peer_addr(c), h.role, h.name);
+        dp->st.tunnels_refused++;
+        return -EACCES;
+    }
+    if (n.removed || strcmp(n.role, h.role) || strcmp(n.name, h.name)) {
+        log_warn("dataplane: tunnel from %s refused: %s %s%s", tconn_peer_addr(c), n.role, n.name,
+                 n.removed ? " was removed from the mesh" : " claims another role or name");
+        dp->st.tunnels_refused++;
+        return -EACCES;
+    }
+    if (hello_replayed(dp, id, tconn_hello_ts(c))) {
+        dp->st.hello_replays++;
+        uint64_t now = clock_mono_ms();
+        if (now - dp->replay_log_ms >= 1000) { /* replays cost a line a second at most */
+            log_warn("dataplane: tunnel from %s refused: replayed HELLO of %s %s (%llu more "
+                     "since the last such line)",
+                     tconn_peer_addr(c), n.role, n.name, (unsigned long long)dp->replays_unlogged);
+            dp->replay_log_ms = now;
+            dp->replays_unlogged = 0;
+        } else {
+            dp->replays_unlogged++;
+        }
+        return -EALREADY;
+    }
+    p->id = id;
+    p->is_site = !strcmp(n.role, "site");
+    p->probe = h.probe;
+    snprintf(p->name, sizeof(p->name), "%s", n.name);
+    sm_welcome_t w = {.id = dp->o.id->node_id};
+    snprintf(w.name, sizeof(w.name), "%s", dp->o.cfg->name);
+    msgpack_sbuffer sb;
+    msgpack_packer mp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&mp, &sb, msgpack_sbuffer_write);
+    sm_pack_welcome(&mp, &w);
+    int rc = sb.size <= *reply_len ? 0 : -EMSGSIZE;
+    if (!rc) {
+        memcpy(reply, sb.data, sb.size);
+        *reply_len = sb.size;
+    }
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static void pc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
+{
+    struct peer *p = ctx;
+    dataplane_t *dp = p->dp;
+    if (payload) { /* we dialled: check the WELCOME names the PoP we meant */
+        sm_welcome_t w;
+        const char *why;
+        if (sm_decode_welcome(payload, plen, &w, &why) || w.id != p->id) {
+            log_warn("dataplane: PoP %s answered with a bad WELCOME", p->name);
+            tconn_close(c, "bad WELCOME");
+            return;
+        }
+    } else {
+        dp->st.tunnels_accepted++;
+    }
+    if (p->probe) { /* answered: the site has its RTT sample; it closes the connection */
+        p->dead = false;
+        return;
+    }
+    p->up = true;
+    p->up_since_ms = clock_mono_ms();
+    if (p->is_site) {
+        log_info("dataplane: site %s attached from %s", p->name, tconn_peer_addr(c));
+        send_info(p, true);
+        meshnode_linkstate_changed(dp->o.mesh);
+    } else {
+        log_debug("dataplane: tunnel to PoP %s up", p->name);
+        run_waiters(p, true);
+    }
+}
+
+static void pc_down(void *ctx, tconn_t *c, const char *why)
+{
+    (void)c;
+    struct peer *p = ctx;
+    dataplane_t *dp = p->dp;
+    if (p->is_site && p->up) {
+        log_info("dataplane: site %s detached: %s", p->name, why);
+        meshnode_linkstate_changed(dp->o.mesh);
+    } else if (p->accepted && p->id && !p->up) {
+        /* admitted but never proved it holds the session keys: a replayed HELLO, or a peer
+         * that died within the handshake */
+        dp->st.hello_unconfirmed++;
+        log_debug("dataplane: tunnel from %s (%s) closed before its first record: %s",
+                  tconn_peer_addr(c), p->name, why);
+    } else if (!p->is_site && p->id) {
+        if (!p->up) {
+            log_info("dataplane: tunnel to PoP %s failed: %s", p->name, why);
+            dial_failed(dp, p->id);
+        } else {
+            log_info("dataplane: tunnel to PoP %s down: %s", p->name, why);
+        }
+    } else {
+        if (!p->id) /* never admitted: garbage, a bad handshake, or a refused key */
+            dp->st.handshake_failures++;
+        log_debug("dataplane: tunnel from %s closed: %s", tconn_peer_addr(c), why);
+    }
+    p->up = false;
+    p->dead = true;
+    run_waiters(p, false);
+    if (!dp->reap_pending) {
+        dp->reap_pending = true;
+        ev_check_start(dp->o.loop, &dp->reaper);
+    }
+}
+
+static void pc_ctl(void *ctx, tconn_t *c, const uint8_t *msg, size_t len)
+{
+    struct peer *p = ctx;
+    if (!p->is_site)
+        return;
+    sm_status_t *st = xmalloc(sizeof(*st));
+    int type;
+    const char *why;
+    if (sm_decode_ctl(msg, len, &type, st, NULL, &why)) {
+        log_warn("dataplane: site %s sent a bad status: %s", p->name, why);
+        free(st);
+        return;
+    }
+    bool was = p->primary, was_draining = p->draining;
+    free(p->status);
+    p->status = st;
+    p->primary = st->primary;
+    p->draining = st->draining;
+    if (was != p->primary || was_draining != p->draining) {
+        log_info("dataplane: site %s calls this PoP its %s", p->name,
+                 p->draining  ? "old PoP (draining: no new streams)"
+                 : p->primary ? "primary"
+                              : "standby");
+        meshnode_linkstate_changed(p->dp->o.mesh);
+    }
+    store_site_health(p);
+    (void)c;
+}
+
+static void pc_drain(void *ctx, tconn_t *c)
+{
+    struct peer *p = ctx;
+    splice_ctx_tconn_drained(p->dp->splices, c);
+}
+
+/* ---- ingress ----------------------------------------------------------------------------- */
+
+static void ingress_try(struct ingress *in);
+
+static void ingress_fail(struct ingress *in, const char *why)
+{
+    dataplane_t *dp = in->dp;
+    dp->st.ingress_failed++;
+    if (in->hit_limit) {
+        /* A burst past the limit would log a line per connection: one a second instead. */
+        dp->st.ingress_refused_limit++;
+        uint64_t now = clock_mono_ms();
+        if (now - dp->limit_log_ms >= 1000) {
+            log_warn("resource %s: connection from %s refused: tunnels at their stream limit "
+                     "(%u); %llu more refused since the last such line",
+                     in->res.name, in->client, dp->tcfg.max_streams,
+                     (unsigned long long)dp->limit_unlogged);
+            dp->limit_log_ms = now;
+            dp->limit_unlogged = 0;
+        } else {
+            dp->limit_unlogged++;
+        }
+    } else if (in->looped) {
+        /* A loop comes back once per connection and health check: one line a second. */
+        dp->st.ingress_loops++;
+        uint64_t now = clock_mono_ms();
+        if (now - dp->loop_log_ms >= 1000) {
+            log_warn("resource %s: connection from %s refused by site %s: %s (%llu more since "
+                     "the last such line)",
+                     in->res.name, in->client, in->res.site, why,
+                     (unsigned long long)dp->loop_unlogged);
+            dp->loop_log_ms = now;
+            dp->loop_unlogged = 0;
+        } else {
+            dp->loop_unlogged++;
+        }
+    } else {
+        log_warn("resource %s: connection from %s closed: %s", in->res.name, in->client, why);
+    }
+    if (in->h)
+        in->h->on_fail(in->h, TUN_ERR_UNREACHABLE, why);
+    else
+        splice_abort(in->sp, TUN_ERR_UNREACHABLE, why);
+    free(in);
+}
+
+static void ingress_retry(struct ingress *in, const char *why)
+{
+    /* Reasons are short; a long one is cut (it only feeds a log line and the last error). */
+    snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1, why);
+    if (++in->attempt >= DATAPLANE_ATTEMPTS) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->res.site,
+                 in->attempt, why);
+        ingress_fail(in, msg);
+        return;
+    }
+    in->dp->st.ingress_retries++;
+    log_debug("resource %s: retrying a connection from %s (%s)", in->res.name, in->client, why);
+    ingress_try(in);
+}
+
+static void ingress_open_on(struct ingress *in, struct peer *p)
+{
+    tun_t *t = tconn_tun(p->c);
+    if (!t) {
+        ingress_retry(in, "tunnel not up");
+        return;
+    }
+    sm_open_t *o = xcalloc(1, sizeof(*o));
+    snprintf(o->resource, sizeof(o->resource), "%s", in->res.name);
+    o->site = in->site;
+    /* hops[0] is us, hops[1] the PoP we hand the stream to: the rest goes in the OPEN. */
+    for (uint32_t i = 2; i < in->n_hops && o->npath < SM_PATH_MAX; i++)
+        o->path[o->npath++] = in->hops[i];
+    snprintf(o->client, sizeof(o->client), "%s", in->client);
+    snprintf(o->ingress, sizeof(o->ingress), "%s", in->ingress);
+    o->ntargets = in->res.ntargets;
+    for (unsigned i = 0; i < in->res.ntargets; i++)
+        snprintf(o->targets[i], sizeof(o->targets[i]), "%s", in->res.targets[i]);
+    o->sticky = in->res.sticky;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_open(&pk, o);
+    free(o);
+    uint64_t sid;
+    int rc = tun_open(t, (const uint8_t *)sb.data, sb.size, in, clock_mono_ms(), &sid);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        in->hit_limit |= rc == -EAGAIN;
+        ingress_retry(in, rc == -EAGAIN ? "tunnel stream limit" : "tunnel closed");
+        return;
+    }
+    tconn_kick(p->c);
+}
+
+static void ingress_peer_ready(struct waiter *w, struct peer *p)
+{
+    struct ingress *in = (struct ingress *)((char *)w - offsetof(struct ingress, w));
+    if (w->cancelled) {
+        free(in);
+        return;
+    }
+    if (!p) {
+        ingress_retry(in, "next PoP's tunnel could not be dialled");
+        return;
+    }
+    ingress_open_on(in, p);
+}
+
+static void ingress_try(struct ingress *in)
+{
+    dataplane_t *dp = in->dp;
+    route_entry_t e;
+    const route_table_t *rt = meshnode_routes(dp->o.mesh);
+    if (!in->site || !rt || route_table_lookup(rt, in->site, &e)) {
+        struct peer *direct = in->site ? find_peer(dp, in->site, true, true) : NULL;
+        if (direct) { /* attached here before the routes caught up */
+            in->n_hops = 1;
+            ingress_open_on(in, direct);
+            return;
+        }
+        char msg[200];
+        snprintf(msg, sizeof(msg), "site %s is offline (no PoP has a tunnel to it)", in->res.site);
+        ingress_fail(in, msg);
+        return;
+    }
+    const route_path_t *path = (in->attempt == 1 && e.has_backup) ? &e.backup : &e.primary;
+    uint64_t self = dp->o.id->node_id;
+    in->n_hops = 0;
+    for (uint32_t i = 0; i < path->n_hops && i < SM_PATH_MAX + 2; i++)
+        in->hops[in->n_hops++] = path->hops[i];
+    if (path->egress == self) {
+        struct peer *s = find_peer(dp, in->site, true, true);
+        if (!s) {
+            ingress_retry(in, "the site's tunnel here is gone");
+            return;
+        }
+        ingress_open_on(in, s);
+        return;
+    }
+    struct peer *p = pop_peer(dp, path->next_hop);
+    if (!p) {
+        ingress_retry(in, "next PoP unreachable");
+        return;
+    }
+    if (p->up) {
+        ingress_open_on(in, p);
+        return;
+    }
+    in->w.ready = ingress_peer_ready;
+    in->w.queued = true;
+    in->w.next = p->waiters;
+    p->waiters = &in->w;
+}
+
+static void splice_done(void *ctx, splice_t *s, bool ok, const char *why, const uint64_t b[2])
+{
+    dataplane_t *dp = ctx;
+    (void)s;
+    dp->st.bytes_in += b[0];
+    dp->st.bytes_out += b[1];
+    if (!ok)
+        log_debug("dataplane: stream ended: %s", why);
+}
+
+static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct listener *l = w->data;
+    dataplane_t *dp = l->dp;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_warn("resource %s: accept: %s", l->resource, strerror(errno));
+            return;
+        }
+        dp->st.ingress_accepted++;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct ingress *in = xcalloc(1, sizeof(*in));
+        in->magic = INGRESS_MAGIC;
+        in->dp = dp;
+        in->t0_ms = clock_mono_ms();
+        netaddr_format((const struct sockaddr *)&ss, in->client, sizeof(in->client));
+        struct sockaddr_storage ls;
+        socklen_t ll = sizeof(ls);
+        if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+            netaddr_format((const struct sockaddr *)&ls, in->ingress, sizeof(in->ingress));
+        in->sp = splice_new_tcp(dp->splices, fd, splice_done, dp);
+        if (resource_get(dp->o.store, l->resource, &in->res)) {
+            snprintf(in->res.name, sizeof(in->res.name), "%s", l->resource);
+            ingress_fail(in, "the resource was removed");
+            continue;
+        }
+        in->site = site_id_of(dp, in->res.site);
+        ingress_try(in);
+    }
+}
+
+static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    ingress_try(w->data);
+}
+
+int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *client,
+                          const char *ingress, dp_stream_handler_t *h)
+{
+    uint64_t site = site_id_of(dp, res->site);
+    if (!site)
+        return -ENOENT;
+    struct ingress *in = xcalloc(1, sizeof(*in));
+    in->magic = INGRESS_MAGIC;
+    in->dp = dp;
+    in->h = h;
+    h->magic = DP_HANDLER_MAGIC;
+    in->res = *res;
+    in->site = site;
+    in->t0_ms = clock_mono_ms();
+    snprintf(in->client, sizeof(in->client), "%s", client);
+    snprintf(in->ingress, sizeof(in->ingress), "%s", ingress ? ingress : "");
+    dp->st.ingress_accepted++;
+    /* The first attempt may fail at once (no route): run it from the loop, so on_fail never
+     * comes back inside the caller's call. */
+    ev_timer_init(&in->kick, on_kick, 0., 0.);
+    in->kick.data = in;
+    ev_timer_start(dp->o.loop, &in->kick);
+    return 0;
+}
+
+/* ---- relay ------------------------------------------------------------------------------- */
+
+static void relay_free(struct relay *r)
+{
+    if (r->w.queued) { /* still on a peer's waiter list: that list frees it */
+        r->w.cancelled = true;
+        return;
+    }
+    free(r);
+}
+
+static void relay_open(struct relay *r, struct peer *p)
+{
+    tun_t *t = tconn_tun(p->c);
+    tun_t *up = tconn_tun(r->up_c);
+    if (!t) {
+        if (up)
+            tun_reject(up, r->up_sid, TUN_ERR_UNREACHABLE, "next hop down");
+        free(r);
+        return;
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_open(&pk, &r->desc);
+    int rc = tun_open(t, (const uint8_t *)sb.data, sb.size, r, clock_mono_ms(), &r->down_sid);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        if (up)
+            tun_reject(up, r->up_sid, TUN_ERR_LIMIT, "next hop refused the stream");
+        free(r);
+        return;
+    }
+    r->down_c = p->c;
+    r->down_opening = true;
+    tconn_kick(p->c);
+}
+
+static void relay_peer_ready(struct waiter *w, struct peer *p)
+{
+    struct relay *r = (struct relay *)((char *)w - offsetof(struct relay, w));
+    if (w->cancelled) {
+        free(r);
+        return;
+    }
+    if (!p) {
+        tun_t *up = tconn_tun(r->up_c);
+        if (up)
+            tun_reject(up, r->up_sid, TUN_ERR_UNREACHABLE, "next PoP unreachable");
+        free(r);
+        return;
+    }
+    relay_open(r, p);
+}
+
+static void pc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *target, size_t len)
+{
+    struct peer *p = ctx;
+    dataplane_t *dp = p->dp;
+    tun_t *t = tconn_tun(c);
+    if (p->is_site) {
+        dp->st.streams_from_peers_refused++;
+        tun_reject(t, sid, TUN_ERR_REFUSED, "sites may not open streams");
+        return;
+    }
+    struct relay *r = xcalloc(1, sizeof(*r));
+    const char *why;
+    if (sm_decode_open(target, len, &r->desc, &why)) {
+        dp->st.relay_refused++;
+        tun_reject(t, sid, TUN_ERR_REFUSED, why);
+        free(r);
+        return;
+    }
+    r->magic = RELAY_MAGIC;
+    r->dp = dp;
+    r->up_c = c;
+    r->up_sid = sid;
+    tun_set_user(t, sid, r);
+    struct peer *next;
+    if (r->desc.npath == 0) {
+        next = find_peer(dp, r->desc.site, true, true);
+        if (!next) {
+            dp->st.relay_refused++;
+            tun_reject(t, sid, TUN_ERR_UNREACHABLE, "the site has no tunnel to this PoP");
+            free(r);
+            return;
+        }
+    } else {
+        uint64_t hop = r->desc.path[0];
+        memmove(r->desc.path, r->desc.path + 1, (r->desc.npath - 1) * sizeof(uint64_t));
+        r->desc.npath--;
+        if (hop == dp->o.id->node_id || hop == p->id) {
+            dp->st.relay_refused++;
+            tun_reject(t, sid, TUN_ERR_PROTOCOL, "path loops");
+            free(r);
+            return;
+        }
+        next = pop_peer(dp, hop);
+        if (!next) {
+            dp->st.relay_refused++;
+            tun_reject(t, sid, TUN_ERR_UNREACHABLE, "next PoP unreachable");
+            free(r);
+            return;
+        }
+        if (!next->up) {
+            r->w.ready = relay_peer_ready;
+            r->w.queued = true;
+            r->w.next = next->waiters;
+            next->waiters = &r->w;
+            return;
+        }
+    }
+    dp->st.relayed++;
+    relay_open(r, next);
+}
+
+/* ---- stream event dispatch -------------------------------------------------------------- */
+
+static uint32_t magic_of(const void *user)
+{
+    return user ? *(const uint32_t *)user : 0;
+}
+
+static void pc_on_open_ok(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    struct peer *p = ctx;
+    dataplane_t *dp = p->dp;
+    if (magic_of(user) == INGRESS_MAGIC) {
+        struct ingress *in = user;
+        dp->st.ingress_opened++;
+        if (in->h) {
+            tun_set_user(tconn_tun(c), sid, in->h);
+            in->h->on_open(in->h, c, sid);
+        } else {
+            splice_attach_stream(in->sp, c, sid);
+        }
+        log_debug("resource %s: %s connected in %llu ms (attempt %d)", in->res.name, in->client,
+                  (unsigned long long)(clock_mono_ms() - in->t0_ms), in->attempt + 1);
+        free(in);
+    } else if (magic_of(user) == RELAY_MAGIC) {
+        struct relay *r = user;
+        tun_t *up = tconn_tun(r->up_c);
+        if (!up || tun_accept(up, r->up_sid)) {
+            tun_reset(tconn_tun(c), sid, TUN_ERR_TUNNEL_DEAD);
+            relay_free(r);
+            return;
+        }
+        splice_t *s = splice_new_stream(dp->splices, r->up_c, r->up_sid, splice_done, dp);
+        splice_attach_stream(s, c, sid);
+        relay_free(r);
+    }
+}
+
+/* Streams are spliced (TCP resources, relays) or handed to a handler (the HTTP proxy). */
+static void pc_on_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *d,
+                       size_t len)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_data(user, c, sid, d, len);
+    else
+        splice_cb_data(ctx, c, sid, user, d, len);
+}
+
+static void pc_on_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_fin(user, c, sid);
+    else
+        splice_cb_fin(ctx, c, sid, user);
+}
+
+static void pc_on_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_writable(user, c, sid);
+    else
+        splice_cb_writable(ctx, c, sid, user);
+}
+
+static void pc_on_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (magic_of(user) == DP_HANDLER_MAGIC)
+        ((dp_stream_handler_t *)user)->on_closed(user, c, sid);
+    else
+        splice_cb_closed(ctx, c, sid, user);
+}
+
+static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_t code, bool remote,
+                        const char *msg, size_t ml)
+{
+    (void)ctx, (void)remote;
+    if (magic_of(user) == DP_HANDLER_MAGIC) {
+        ((dp_stream_handler_t *)user)->on_reset(user, c, sid, code, msg, ml);
+    } else if (splice_owns(user)) {
+        splice_on_reset(user, c, sid, code, msg, ml);
+    } else if (magic_of(user) == INGRESS_MAGIC) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s%s%.*s", tun_code_name(code), ml ? ": " : "", (int)ml,
+                 msg ? msg : "");
+        struct ingress *in = user;
+        in->hit_limit |= code == TUN_ERR_LIMIT; /* a hop's limit */
+        /* The site saw its own connection come back: another path leads to the same site and
+         * the same answer, so fail now. */
+        if (code == TUN_ERR_REFUSED && ml >= 5 && msg && !memcmp(msg, "loop:", 5)) {
+            in->looped = true;
+            ingress_fail(in, why);
+            return;
+        }
+        ingress_retry(in, why);
+    } else if (magic_of(user) == RELAY_MAGIC) {
+        struct relay *r = user;
+        if (c == r->up_c && sid == r->up_sid) { /* the upstream gave up */
+            if (r->down_opening) {
+                tun_t *t = tconn_tun(r->down_c);
+                if (t)
+                    tun_reset(t, r->down_sid, TUN_ERR_NONE);
+            }
+            relay_free(r);
+        } else {
+            tun_t *up = tconn_tun(r->up_c);
+            if (up) {
+                char m[TUN_MSG_MAX + 1];
+                snprintf(m, sizeof(m), "%.*s", (int)ml, msg ? msg : "");
+                tun_reject(up, r->up_sid, code, m);
+            }
+            relay_free(r);
+        }
+    }
+}
+
+static const tconn_cbs_t *peer_cbs(void)
+{
+    static const tconn_cbs_t cbs = {
+        .admit = pc_admit,
+        .on_up = pc_up,
+        .on_ctl = pc_ctl,
+        .on_down = pc_down,
+        .on_drain = pc_drain,
+        .on_open = pc_on_open,
+        .on_open_ok = pc_on_open_ok,
+        .on_data = pc_on_data,
+        .on_fin = pc_on_fin,
+        .on_writable = pc_on_writable,
+        .on_reset = pc_on_reset,
+        .on_closed = pc_on_closed,
+    };
+    return &cbs;
+}
+
+/* ---- the tunnel endpoint ----------------------------------------------------------------- */
+
+static void on_tunnel_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    dataplane_t *dp = w->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(dp->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct peer *p = xcalloc(1, sizeof(*p));
+        p->dp = dp;
+        p->accepted = true;
+        tconn_cbs_t cbs = *peer_cbs();
+        cbs.ctx = p;
+        p->c = tconn_accept(loop, fd, &dp->keys, &dp->tcfg, &cbs);
+        if (!p->c) {
+            close(fd);
+            free(p);
+            continue;
+        }
+        p->next = dp->peers;
+        dp->peers = p;
+    }
+}
+
+static int listen_on(const char *addr, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    unsigned sl;
+    if (netaddr_sockaddr(addr, &ss, &sl)) {
+        snprintf(err, errlen, "'%s' is not a numeric HOST:PORT", addr);
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* ---- periodic sync ----------------------------------------------------------------------- */
+
+struct sync_ctx {
+    dataplane_t *dp;
+    struct site_name *v;
+    size_t n;
+};
+
+static void add_site_name(void *ctx, const reg_node_t *n)
+{
+    struct sync_ctx *c = ctx;
+    if (n->removed || strcmp(n->role, "site"))
+        return;
+    c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+    snprintf(c->v[c->n].name, sizeof(c->v[c->n].name), "%s", n->name);
+    c->v[c->n].id = n->id;
+    c->n++;
+}
+
+static void publish_tunnel_addr(dataplane_t *dp)
+{
+    reg_node_t n;
+    uint64_t self = dp->o.id->node_id;
+    if (node_get(dp, self, &n) || !strcmp(n.tunnel_addr, dp->tunnel_addr))
+        return;
+    snprintf(n.tunnel_addr, sizeof(n.tunnel_addr), "%s", dp->tunnel_addr);
+    n.id = self;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    reg_node_pack(&pk, &n);
+    char key[64];
+    reg_node_key(self, key, sizeof(key));
+    store_entry_t e;
+    if (store_put(dp->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), &e) == 0) {
+        meshnode_published(dp->o.mesh, &e);
+        store_entry_free(&e);
+        log_info("dataplane: tunnel endpoint %s published", dp->tunnel_addr);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static uint16_t port_in(const char *addr)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    return colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
+}
+
+/* Which of this PoP's own listening ports port is ("mesh port", ...), or NULL. A resource on
+ * one of them would fail to bind every second, or worse, take the port first at start. */
+static const char *own_port_use(dataplane_t *dp, uint16_t port)
+{
+    char tl[NODECFG_ADDR_MAX + 1];
+    nodecfg_tunnel_listen(dp->o.cfg, tl, sizeof(tl));
+    if (port == port_in(dp->o.cfg->mesh_listen))
+        return "mesh port";
+    if (port == port_in(tl))
+        return "tunnel port";
+    if (dp->o.cfg->http_listen[0] && port == port_in(dp->o.cfg->http_listen))
+        return "HTTP ingress port";
+    return NULL;
+}
+
+static void sync_listeners(dataplane_t *dp)
+{
+    resource_t *rv = NULL;
+    size_t nr = 0;
+    if (resource_list(dp->o.store, &rv, &nr))
+        return;
+    for (struct listener *l = dp->listeners; l; l = l->next)
+        l->seen = false;
+    for (size_t i = 0; i < nr; i++) {
+        struct listener *l;
+        if (rv[i].tcp_port == 0)
+            continue; /* HTTP only (issue 5): no TCP listener */
+        for (l = dp->listeners; l; l = l->next)
+            if (l->port == rv[i].tcp_port)
+                break;
+        if (l) {
+            if (!l->seen || rv[i].created_ms == 0) /* the oldest owns a shared port */
+                snprintf(l->resource, sizeof(l->resource), "%s", rv[i].name);
+            l->seen = true;
+            continue;
+        }
+        char addr[NODECFG_ADDR_MAX + 16], err[200];
+        const char *ip = dp->o.cfg->ingress_address[0] ? dp->o.cfg->ingress_address : "0.0.0.0";
+        snprintf(addr, sizeof(addr), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, rv[i].tcp_port);
+        const char *own = own_port_use(dp, rv[i].tcp_port);
+        int fd = -1;
+        if (own)
+            log_warn("resource %s: tcp port %u is this PoP's %s: not listening for it (remove the "
+                     "resource or give it another port)",
+                     rv[i].name, rv[i].tcp_port, own);
+        else
+            fd = listen_on(addr, err, sizeof(err));
+        if (fd < 0 && !own) {
+            log_warn("resource %s: %s (retrying every %.0f s)", rv[i].name, err, DATAPLANE_SYNC_S);
+            continue;
+        }
+        l = xcalloc(1, sizeof(*l));
+        l->dp = dp;
+        l->fd = fd;
+        l->port = rv[i].tcp_port;
+        l->seen = true;
+        snprintf(l->resource, sizeof(l->resource), "%s", rv[i].name);
+        l->next = dp->listeners;
+        dp->listeners = l;
+        if (fd < 0)
+            continue;
+        ev_io_init(&l->io, on_ingress_accept, fd, EV_READ);
+        l->io.data = l;
+        ev_io_start(dp->o.loop, &l->io);
+        log_info("resource %s: listening on %s for site %s", rv[i].name, addr, rv[i].site);
+    }
+    for (struct listener **lp = &dp->listeners; *lp;) {
+        struct listener *l = *lp;
+        if (l->seen) {
+            lp = &l->next;
+            continue;
+        }
+        log_info("resource %s: removed; port %u closed", l->resource, l->port);
+        if (l->fd >= 0) {
+            ev_io_stop(dp->o.loop, &l->io);
+            close(l->fd);
+        }
+        *lp = l->next;
+        free(l);
+    }
+    free(rv);
+}
+
+static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    dataplane_t *dp = w->data;
+    struct sync_ctx c = {dp, NULL, 0};
+    for_each_node(dp, add_site_name, &c);
+    free(dp->sites);
+    dp->sites = c.v;
+    dp->nsites = c.n;
+    publish_tunnel_addr(dp);
+    sync_listeners(dp);
+    for (struct peer *p = dp->peers; p; p = p->next) {
+        if (p->dead || !p->up || !p->is_site)
+            continue;
+        if (!site_id_of(dp, p->name)) { /* removed while attached */
+            log_info("dataplane: site %s was removed: closing its tunnel", p->name);
+            tconn_close(p->c, "site removed");
+            continue;
+        }
+        send_info(p, false);
+        /* The tunnel RTT moved (first sample, or a path change): publish now rather than
+         * at the next period, so routes do not lean on a stale cost. */
+        uint32_t now_rtt = tconn_rtt_us(p->c);
+        uint32_t was = p->published_rtt_us;
+        if (now_rtt && was && !p->draining) {
+            uint32_t diff = now_rtt > was ? now_rtt - was : was - now_rtt;
+            if (diff > 2000 && diff * 4 > was)
+                meshnode_linkstate_changed(dp->o.mesh);
+        }
+    }
+}
+
+/* ---- link state ------------------------------------------------------------------------- */
+
+static void collect_sites(void *ctx, ls_record_t *rec)
+{
+    dataplane_t *dp = ctx;
+    for (struct peer *p = dp->peers; p; p = p->next) {
+        if (p->dead || !p->up || !p->is_site || p->draining)
+            continue;
+        uint32_t rtt = tconn_rtt_us(p->c);
+        if (rtt == 0) /* no heartbeat answered yet: pessimistic until measured (on_sync
+                       * republishes as soon as the first sample arrives) */
+            rtt = DATAPLANE_UNMEASURED_US;
+        p->published_rtt_us = rtt;
+        if (ls_record_add_site(rec, p->id, rtt > LS_RTT_MAX_US ? LS_RTT_MAX_US : rtt,
+                               LS_SITE_ONLINE) == 0)
+            for (uint32_t i = 0; i < rec->n_sites; i++)
+                if (rec->sites[i].site == p->id)
+                    rec->sites[i].flags = p->primary ? LS_SITE_PRIMARY : 0;
+    }
+}
+
+/* ---- control ---------------------------------------------------------------------------- */
+
+struct sites_ctx {
+    dataplane_t *dp;
+    msgpack_packer *pk;
+    size_t n;
+    reg_node_t *v;
+};
+
+static void collect_site_node(void *ctx, const reg_node_t *n)
+{
+    struct sites_ctx *c = ctx;
+    if (n->removed || strcmp(n->role, "site"))
+        return;
+    c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+    c->v[c->n++] = *n;
+}
+
+static void pack_site(dataplane_t *dp, msgpack_packer *pk, const reg_node_t *n)
+{
+    const lsdb_t *db = meshnode_lsdb(dp->o.mesh);
+    size_t cnt = db ? lsdb_count(db) : 0;
+    struct {
+        uint64_t pop;
+        uint32_t rtt;
+        bool primary, online;
+    } at[64];
+    size_t nat = 0;
+    bool online = false;
+    for (size_t i = 0; i < cnt && nat < 64; i++) {
+        lsdb_entry_t e;
+        if (lsdb_entry_at(db, i, &e) || !meshnode_is_alive(dp->o.mesh, e.origin))
+            continue;
+        for (uint32_t k = 0; k < e.n_sites; k++)
+            if (e.sites[k].site == n->id) {
+                at[nat].pop = e.origin;
+                at[nat].rtt = e.sites[k].rtt_us;
+                at[nat].primary = e.sites[k].flags & LS_SITE_PRIMARY;
+                at[nat].online = e.sites[k].state == LS_SITE_ONLINE;
+                online |= at[nat].online;
+                nat++;
+            }
+    }
+    char idhex[17];
+    identity_id_hex(n->id, idhex);
+    msgpack_pack_map(pk, 5);
+    mpw_kv_str(pk, "name", n->name);
+    mpw_kv_str(pk, "id", idhex);
+    mpw_kv_str(pk, "state", online ? "online" : "offline");
+    mpw_str(pk, "pops");
+    msgpack_pack_array(pk, nat);
+    for (size_t i = 0; i < nat; i++) {
+        char name[NODECFG_NAME_MAX + 20];
+        node_name(dp, at[i].pop, name, sizeof(name));
+        msgpack_pack_map(pk, 3);
+        mpw_kv_str(pk, "name", name);
+        mpw_str(pk, "rtt_ms");
+        msgpack_pack_double(pk, at[i].rtt / 1000.0);
+        mpw_kv_str(pk, "role", at[i].primary ? "primary" : "standby");
+    }
+    mpw_str(pk, "targets");
+    char key[128];
+    snprintf(key, sizeof(key), SITEHEALTH_PREFIX "%s", n->name);
+    store_entry_t e;
+    sm_status_t *st = xmalloc(sizeof(*st));
+    int type;
+    const char *why;
+    if (store_get(dp->o.store, key, strlen(key), &e) == 0) {
+        if (e.tombstone || sm_decode_ctl(e.value, e.vlen, &type, st, NULL, &why))
+            st->n = 0;
+        store_entry_free(&e);
+    } else {
+        st->n = 0;
+    }
+    msgpack_pack_array(pk, st->n);
+    for (uint32_t i = 0; i < st->n; i++) {
+        msgpack_pack_map(pk, 4);
+        mpw_kv_str(pk, "addr", st->checks[i].target);
+        mpw_kv_bool(pk, "healthy", online && st->checks[i].healthy);
+        mpw_kv_str(pk, "check", st->checks[i].health);
+        mpw_kv_str(pk, "why", st->checks[i].why);
+    }
+    free(st);
+}
+
+static int cmd_sites(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    (void)req;
+    dataplane_t *dp = ctx;
+    struct sites_ctx c = {.dp = dp};
+    for_each_node(dp, collect_site_node, &c);
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "sites");
+    msgpack_pack_array(pk, c.n);
+    for (size_t i = 0; i < c.n; i++)
+        pack_site(dp, pk, &c.v[i]);
+    free(c.v);
+    return CTL_OK;
+}
+
+void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
+{
+    size_t sites = 0, pops = 0;
+    for (struct peer *p = dp->peers; p; p = p->next)
+        if (p->up && !p->dead) {
+            if (p->is_site)
+                sites++;
+            else
+                pops++;
+        }
+    mpw_str(pk, "dataplane");
+    msgpack_pack_map(pk, 19);
+    mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
+    mpw_kv_u64(pk, "sites_attached", sites);
+    mpw_kv_u64(pk, "pop_tunnels", pops);
+    mpw_kv_u64(pk, "streams", splice_ctx_count(dp->splices));
+    mpw_kv_u64(pk, "ingress_accepted", dp->st.ingress_accepted);
+    mpw_kv_u64(pk, "ingress_opened", dp->st.ingress_opened);
+    mpw_kv_u64(pk, "ingress_failed", dp->st.ingress_failed);
+    mpw_kv_u64(pk, "ingress_retries", dp->st.ingress_retries);
+    mpw_kv_u64(pk, "ingress_refused_limit", dp->st.ingress_refused_limit);
+    mpw_kv_u64(pk, "ingress_loops", dp->st.ingress_loops);
+    mpw_kv_u64(pk, "relayed", dp->st.relayed);
+    mpw_kv_u64(pk, "relay_refused", dp->st.relay_refused);
+    mpw_kv_u64(pk, "tunnels_accepted", dp->st.tunnels_accepted);
+    mpw_kv_u64(pk, "tunnels_refused", dp->st.tunnels_refused);
+    mpw_kv_u64(pk, "handshake_failures", dp->st.handshake_failures);
+    mpw_kv_u64(pk, "hello_replays", dp->st.hello_replays);
+    mpw_kv_u64(pk, "hello_unconfirmed", dp->st.hello_unconfirmed);
+    mpw_kv_u64(pk, "bytes_in", dp->st.bytes_in);
+    mpw_kv_u64(pk, "bytes_out", dp->st.bytes_out);
+}
+
+static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    (void)req;
+    dataplane_t *dp = ctx;
+    size_t n = 0;
+    for (struct peer *p = dp->peers; p; p = p->next)
+        n += p->up && !p->dead;
+    msgpack_pack_map(pk, 2);
+    dataplane_pack_status(dp, pk);
+    /* Every tunnel up, for operators chasing a slow or flapping one. */
+    mpw_str(pk, "tunnels");
+    msgpack_pack_array(pk, n);
+    uint64_t now = clock_mono_ms();
+    for (struct peer *p = dp->peers; p; p = p->next) {
+        if (!p->up || p->dead)
+            continue;
+        tun_stats_t st = {0};
+        tun_t *t = tconn_tun(p->c);
+        if (t)
+            tun_get_stats(t, &st);
+        msgpack_pack_map(pk, 11);
+        mpw_kv_str(pk, "peer", p->name);
+        mpw_kv_str(pk, "role",
+                   p->is_site ? (p->draining  ? "site (draining)"
+                                 : p->primary ? "site (primary)"
+                                              : "site (standby)")
+                              : "pop");
+        mpw_kv_str(pk, "addr", tconn_peer_addr(p->c));
+        mpw_kv_u64(pk, "up_ms", now - p->up_since_ms);
+        mpw_kv_u64(pk, "rtt_us", st.rtt_us);
+        mpw_kv_u64(pk, "rtt_min_us", st.rtt_recent_min_us);
+        mpw_kv_u64(pk, "pings_sent", st.pings_sent);
+        mpw_kv_u64(pk, "pongs_received", st.pongs_received);
+        mpw_kv_u64(pk, "streams", st.streams);
+        mpw_kv_u64(pk, "data_bytes_sent", st.data_bytes_sent);
+        mpw_kv_u64(pk, "queued", tconn_queued(p->c));
+    }
+    return CTL_OK;
+}
+
+static const control_command_t dp_commands[] = {
+    {"sites", cmd_sites,
+     "-> {sites: [{name, state, pops: [{name, rtt_ms, role}], targets: [{addr, healthy}]}]}"},
+    {"dataplane", cmd_dataplane,
+     "-> {dataplane: {tunnel_addr, sites_attached, streams, ...}, tunnels: [{peer, role, rtt_us, "
+     "...}]}"},
+    {NULL, NULL, NULL},
+};
+
+int dataplane_register_commands(dataplane_t *dp, control_t *ctl)
+{
+    return control_add_commands(ctl, dp_commands, dp);
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+static void on_dump(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    dataplane_t *dp = w->data;
+    splice_ctx_dump(dp->splices);
+}
+
+dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
+{
+    dataplane_t *dp = xcalloc(1, sizeof(*dp));
+    dp->o = *o;
+    memcpy(dp->keys.pk, o->id->curve_pk, 32);
+    memcpy(dp->keys.sk, o->id->curve_sk, 32);
+    dp->keys.hello_ts_last = &dp->hello_ts_last;
+    tun_config_defaults(&dp->tcfg);
+    dp->tcfg.max_streams = DATAPLANE_MAX_STREAMS;
+    /* For tests only: a low stream limit, to check what happens past it without opening
+     * thousands of connections (docs/dataplane.md). */
+    const char *ms = getenv("POPMESH_TEST_MAX_STREAMS");
+    if (ms && strtoul(ms, NULL, 10) > 0)
+        dp->tcfg.max_streams = (uint32_t)strtoul(ms, NULL, 10);
+    dp->tcfg.window_auto_max = DATAPLANE_WINDOW_MAX;
+    dp->tcfg.role = TUN_ACCEPTOR; /* tconn sets the role of each connection */
+    dp->tcfg.open_timeout_ms = DATAPLANE_OPEN_TIMEOUT;
+    char listen_addr[NODECFG_ADDR_MAX + 1];
+    nodecfg_tunnel_listen(o->cfg, listen_addr, sizeof(listen_addr));
+    nodecfg_tunnel_addr(o->cfg, dp->tunnel_addr, sizeof(dp->tunnel_addr));
+    dp->lfd = listen_on(listen_addr, err, errlen);
+    if (dp->lfd < 0) {
+        free(dp);
+        return NULL;
+    }
+    dp->splices = splice_ctx_new(o->loop);
+    ev_io_init(&dp->lio, on_tunnel_accept, dp->lfd, EV_READ);
+    dp->lio.data = dp;
+    ev_io_start(o->loop, &dp->lio);
+    ev_check_init(&dp->reaper, on_reap);
+    dp->reaper.data = dp;
+    ev_timer_init(&dp->sync, on_sync, 0.05, DATAPLANE_SYNC_S);
+    dp->sync.data = dp;
+    ev_timer_start(o->loop, &dp->sync);
+    meshnode_set_site_source(o->mesh, collect_sites, dp);
+    ev_signal_init(&dp->sigusr1, on_dump, SIGUSR1);
+    dp->sigusr1.data = dp;
+    ev_signal_start(o->loop, &dp->sigusr1);
+    log_info("dataplane: tunnel endpoint on %s (published as %s)", listen_addr, dp->tunnel_addr);
+    /* Before the control socket takes commands: a site enrolled right after start must find
+     * this PoP's tunnel endpoint in the registry it is sent. */
+    publish_tunnel_addr(dp);
+    return dp;
+}
+
+void dataplane_destroy(dataplane_t **dpp)
+{
+    dataplane_t *dp = dpp ? *dpp : NULL;
+    if (!dp)
+        return;
+    meshnode_set_site_source(dp->o.mesh, NULL, NULL);
+    splice_ctx_destroy(&dp->splices);
+    ev_io_stop(dp->o.loop, &dp->lio);
+    ev_timer_stop(dp->o.loop, &dp->sync);
+    ev_check_stop(dp->o.loop, &dp->reaper);
+    ev_signal_stop(dp->o.loop, &dp->sigusr1);
+    close(dp->lfd);
+    while (dp->peers) {
+        struct peer *p = dp->peers;
+        dp->peers = p->next;
+        struct waiter *w = p->waiters;
+        while (w) { /* their owners are freed with them: nothing else points at them */
+            struct waiter *next = w->next;
+            if (w->ready == ingress_peer_ready) {
+                struct ingress *in = (struct ingress *)((char *)w - offsetof(struct ingress, w));
+                free(in);
+            } else {
+                free((char *)w - offsetof(struct relay, w));
+            }
+            w = next;
+        }
+        tconn_destroy(&p->c);
+        free(p->status);
+        free(p);
+    }
+    while (dp->listeners) {
+        struct listener *l = dp->listeners;
+        dp->listeners = l->next;
+        if (l->fd >= 0) {
+            ev_io_stop(dp->o.loop, &l->io);
+            close(l->fd);
+        }
+        free(l);
+    }
+    free(dp->sites);
+    free(dp->seen);
+    sodium_memzero(&dp->keys, sizeof(dp->keys));
+    free(dp);
+    *dpp = NULL;
+}

@@ -1,0 +1,92 @@
+/* dataplane: a PoP's traffic: the tunnel endpoint (sites and other PoPs connect to it), the
+ * TCP resource listeners, and the streams between them, direct or relayed.
+ *
+ * An ingress connection on a resource port is carried along the route the mesh computed
+ * (mesh/route.h) for the resource's site: straight into the site's tunnel when this PoP is
+ * the egress, otherwise as a stream to the next PoP with the rest of the path in the OPEN,
+ * each relay splicing its upstream stream to a downstream one. A stream that cannot open
+ * (the egress lost the site, the next PoP is down, the tunnel died) is retried on the backup
+ * path, then once more on the primary of a fresh table, before any byte reached the client;
+ * after that the client is closed at once with a logged reason, never left hanging.
+ *
+ * Sites report their target checks over the tunnel; the PoP a site calls primary writes them
+ * to the replicated store (sitehealth/<site>, only on change), so every PoP can show them. */
+#ifndef POPMESH_NODE_DATAPLANE_DATAPLANE_H
+#define POPMESH_NODE_DATAPLANE_DATAPLANE_H
+
+#include "node/ctl/control.h"
+#include "node/records/identity.h"
+#include "node/membership/meshnode.h"
+#include "node/nodecfg.h"
+#include "node/dataplane/tconn.h"
+#include "storage/store.h"
+
+#include <ev.h>
+
+#define DATAPLANE_SYNC_S       1.0  /* s between resource/registry syncs */
+#define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
+#define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
+#define SITEHEALTH_PREFIX      "sitehealth/"
+/* Concurrent streams one tunnel admits (tunnel.h's default is 4096). A busy site carries more
+ * than 4096 user connections on one tunnel; what a stream costs when idle is a few KiB in each
+ * daemon (measured by tests/integration/dataplane_limit.sh), and bytes in flight stay bounded
+ * by each stream's window, so the ceiling is a memory budget: 65536 idle streams cost about
+ * 0.5 GiB in popd. Past it an ingress connection is reset at once and counted
+ * (ingress_refused_limit). */
+#define DATAPLANE_MAX_STREAMS   65536
+#define DATAPLANE_UNMEASURED_US 100000 /* us: a site tunnel's cost until its first heartbeat */
+#define DATAPLANE_WINDOW_MAX                                                                       \
+    (8u << 20) /* bytes: a stream window grows up to this while its consumer keeps up (tunnel.h)   \
+                */
+
+typedef struct dataplane dataplane_t;
+
+typedef struct dataplane_opts {
+    struct ev_loop *loop;
+    store_t *store;       /* borrowed */
+    const nodecfg_t *cfg; /* borrowed */
+    const identity_t *id; /* borrowed */
+    meshnode_t *mesh;     /* borrowed: routes, link state, liveness */
+} dataplane_opts_t;
+
+/* Binds the tunnel endpoint; NULL with a reason in err. */
+dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen);
+void dataplane_destroy(dataplane_t **dp);
+/* Registers "sites" and "dataplane" (counters) on the control socket. */
+int dataplane_register_commands(dataplane_t *dp, control_t *ctl);
+/* A consumer of streams other than a TCP socket (the HTTP proxy): it opens streams through
+ * the data plane's routing and retries, and gets the stream's events. The struct is the
+ * stream's user pointer; embed it in the consumer's own state (first member or not). */
+#define DP_HANDLER_MAGIC 0x48414e44u
+typedef struct dp_stream_handler dp_stream_handler_t;
+struct dp_stream_handler {
+    uint32_t magic; /* DP_HANDLER_MAGIC (set by dataplane_open_stream) */
+    /* The stream is open on c: events of sid follow. */
+    void (*on_open)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+    /* It could not be opened (after the retries), why for the log and the error page; the
+     * handler is not used again by the data plane. */
+    void (*on_fail)(dp_stream_handler_t *h, uint32_t code, const char *why);
+    void (*on_data)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const uint8_t *data,
+                    size_t len);
+    void (*on_fin)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+    void (*on_writable)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+    void (*on_reset)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, uint32_t code,
+                     const char *msg, size_t msg_len);
+    void (*on_closed)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
+};
+
+struct resource;
+/* Opens a stream to one of res's targets for a client ("ip:port", for stickiness and logs)
+ * that connected to ingress ("ip:port", the local address of its socket; may be NULL). The
+ * site needs the pair to tell its own target connections coming back into the mesh (a loop)
+ * from a client that happens to share an address with one of them. 0 (h->on_open or
+ * h->on_fail follows, never inside this call), or -ENOENT when the resource's site is
+ * unknown. */
+int dataplane_open_stream(dataplane_t *dp, const struct resource *res, const char *client,
+                          const char *ingress, dp_stream_handler_t *h);
+
+/* Adds the dataplane fields to status: this many pairs. */
+#define DATAPLANE_STATUS_PAIRS 1
+void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk);
+
+#endif

@@ -1,0 +1,266 @@
+/* sitemsg: codecs (see sitemsg.h). Decoders check every length before reading and refuse on
+ * the first inconsistency. */
+#include "node/dataplane/sitemsg.h"
+
+#include "common/mp.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define BAD(msg)                                                                                   \
+    do {                                                                                           \
+        *why = (msg);                                                                              \
+        return -EBADMSG;                                                                           \
+    } while (0)
+
+/* A NUL-free string that fits out (cap bytes with the NUL); empty allowed when allow_empty. */
+static int get_str(mpr_t *r, char *out, size_t cap, bool allow_empty)
+{
+    const char *s;
+    uint32_t n;
+    if (mpr_str(r, &s, &n) || n >= cap || (!n && !allow_empty) || memchr(s, 0, n))
+        return -EBADMSG;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int skip_rest(mpr_t *r, uint32_t count, uint32_t known)
+{
+    for (uint32_t i = known; i < count; i++)
+        if (mpr_skip(r))
+            return -EBADMSG;
+    return 0;
+}
+
+static int head(mpr_t *r, uint32_t *n, uint32_t min)
+{
+    uint64_t v;
+    if (mpr_array(r, n) || *n < min || mpr_uint(r, &v) || v != SM_VERSION)
+        return -EBADMSG;
+    return 0;
+}
+
+void sm_pack_hello(msgpack_packer *pk, const sm_hello_t *h)
+{
+    msgpack_pack_array(pk, h->probe ? 4 : 3);
+    msgpack_pack_uint8(pk, SM_VERSION);
+    mpw_str(pk, h->role);
+    mpw_str(pk, h->name);
+    if (h->probe)
+        msgpack_pack_true(pk);
+}
+
+int sm_decode_hello(const uint8_t *buf, size_t len, sm_hello_t *h, const char **why)
+{
+    mpr_t r;
+    uint32_t n;
+    mpr_init(&r, buf, len);
+    memset(h, 0, sizeof(*h));
+    if (head(&r, &n, 3))
+        BAD("hello: not [1, role, name]");
+    if (get_str(&r, h->role, sizeof(h->role), false) ||
+        get_str(&r, h->name, sizeof(h->name), false))
+        BAD("hello: bad role or name");
+    if (strcmp(h->role, "site") && strcmp(h->role, "pop"))
+        BAD("hello: role is neither site nor pop");
+    if (n >= 4 && mpr_bool(&r, &h->probe))
+        BAD("hello: probe is not a bool");
+    if (skip_rest(&r, n, 4) || r.left)
+        BAD("hello: trailing bytes");
+    return 0;
+}
+
+void sm_pack_welcome(msgpack_packer *pk, const sm_welcome_t *w)
+{
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_uint8(pk, SM_VERSION);
+    mpw_str(pk, w->name);
+    msgpack_pack_uint64(pk, w->id);
+}
+
+int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const char **why)
+{
+    mpr_t r;
+    uint32_t n;
+    mpr_init(&r, buf, len);
+    memset(w, 0, sizeof(*w));
+    if (head(&r, &n, 3) || get_str(&r, w->name, sizeof(w->name), false) || mpr_uint(&r, &w->id))
+        BAD("welcome: not [1, name, id]");
+    if (skip_rest(&r, n, 3) || r.left)
+        BAD("welcome: trailing bytes");
+    return 0;
+}
+
+void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
+{
+    msgpack_pack_array(pk, 8); /* a site that predates ingress skips it */
+    msgpack_pack_uint8(pk, SM_VERSION);
+    mpw_str(pk, o->resource);
+    msgpack_pack_uint64(pk, o->site);
+    msgpack_pack_array(pk, o->npath);
+    for (uint32_t i = 0; i < o->npath; i++)
+        msgpack_pack_uint64(pk, o->path[i]);
+    mpw_str(pk, o->client);
+    msgpack_pack_array(pk, o->ntargets);
+    for (uint32_t i = 0; i < o->ntargets; i++)
+        mpw_str(pk, o->targets[i]);
+    if (o->sticky)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    mpw_str(pk, o->ingress);
+}
+
+int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **why)
+{
+    mpr_t r;
+    uint32_t n, c;
+    mpr_init(&r, buf, len);
+    memset(o, 0, sizeof(*o));
+    if (head(&r, &n, 7))
+        BAD("open: not [1, resource, site, path, client, targets, sticky]");
+    if (get_str(&r, o->resource, sizeof(o->resource), false))
+        BAD("open: bad resource name");
+    if (mpr_uint(&r, &o->site) || o->site == 0)
+        BAD("open: bad site id");
+    if (mpr_array(&r, &c) || c > SM_PATH_MAX)
+        BAD("open: path too long (hop limit)");
+    o->npath = c;
+    for (uint32_t i = 0; i < c; i++)
+        if (mpr_uint(&r, &o->path[i]) || o->path[i] == 0)
+            BAD("open: bad PoP id in the path");
+    if (get_str(&r, o->client, sizeof(o->client), true))
+        BAD("open: bad client address");
+    if (mpr_array(&r, &c) || c == 0 || c > SM_TARGETS_MAX)
+        BAD("open: need 1 to 16 targets");
+    o->ntargets = c;
+    for (uint32_t i = 0; i < c; i++)
+        if (get_str(&r, o->targets[i], sizeof(o->targets[i]), false) ||
+            nodecfg_check_addr(o->targets[i], 0))
+            BAD("open: a target is not host:port");
+    if (mpr_bool(&r, &o->sticky))
+        BAD("open: sticky is not a bool");
+    if (n >= 8 && get_str(&r, o->ingress, sizeof(o->ingress), true))
+        BAD("open: bad ingress address");
+    if (skip_rest(&r, n, n >= 8 ? 8 : 7) || r.left)
+        BAD("open: trailing bytes");
+    return 0;
+}
+
+void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
+{
+    msgpack_pack_array(pk, s->draining ? 5 : 4); /* draining only when set */
+    msgpack_pack_uint8(pk, SM_VERSION);
+    msgpack_pack_uint8(pk, SM_CTL_STATUS);
+    if (s->primary)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    msgpack_pack_array(pk, s->n);
+    for (uint32_t i = 0; i < s->n; i++) {
+        const sm_check_t *k = &s->checks[i];
+        msgpack_pack_array(pk, 4);
+        mpw_str(pk, k->target);
+        mpw_str(pk, k->health);
+        if (k->healthy)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        mpw_str(pk, k->why);
+    }
+    if (s->draining)
+        msgpack_pack_true(pk);
+}
+
+void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint8(pk, SM_VERSION);
+    msgpack_pack_uint8(pk, SM_CTL_INFO);
+    msgpack_pack_array(pk, in->npops);
+    for (uint32_t i = 0; i < in->npops; i++) {
+        const sm_pop_t *p = &in->pops[i];
+        msgpack_pack_array(pk, 4);
+        msgpack_pack_uint64(pk, p->id);
+        mpw_str(pk, p->name);
+        mpw_str(pk, p->tunnel_addr);
+        mpw_bin(pk, p->curve_pk, 32);
+    }
+    msgpack_pack_array(pk, in->nchecks);
+    for (uint32_t i = 0; i < in->nchecks; i++) {
+        msgpack_pack_array(pk, 2);
+        mpw_str(pk, in->checks[i].target);
+        mpw_str(pk, in->checks[i].health);
+    }
+}
+
+static int decode_check(mpr_t *r, sm_check_t *k, bool full)
+{
+    uint32_t n;
+    if (mpr_array(r, &n) || n < (full ? 4u : 2u))
+        return -EBADMSG;
+    if (get_str(r, k->target, sizeof(k->target), false) || nodecfg_check_addr(k->target, 0) ||
+        get_str(r, k->health, sizeof(k->health), false))
+        return -EBADMSG;
+    if (full && (mpr_bool(r, &k->healthy) || get_str(r, k->why, sizeof(k->why), true)))
+        return -EBADMSG;
+    return skip_rest(r, n, full ? 4 : 2);
+}
+
+int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm_info_t *in,
+                  const char **why)
+{
+    mpr_t r;
+    uint32_t n, c;
+    uint64_t t;
+    mpr_init(&r, buf, len);
+    if (head(&r, &n, 2) || mpr_uint(&r, &t))
+        BAD("ctl: not [1, type, ...]");
+    if (t == SM_CTL_STATUS && st) {
+        memset(st, 0, sizeof(*st));
+        if (n < 4 || mpr_bool(&r, &st->primary))
+            BAD("status: not [1, 1, primary, checks]");
+        if (mpr_array(&r, &c) || c > SM_CHECKS_MAX)
+            BAD("status: too many checks");
+        st->n = c;
+        for (uint32_t i = 0; i < c; i++)
+            if (decode_check(&r, &st->checks[i], true))
+                BAD("status: bad check");
+        if (n >= 5 && mpr_bool(&r, &st->draining))
+            BAD("status: draining is not a bool");
+        if (skip_rest(&r, n, 5) || r.left)
+            BAD("ctl: trailing bytes");
+        *type = (int)t;
+        return 0;
+    } else if (t == SM_CTL_INFO && in) {
+        memset(in, 0, sizeof(*in));
+        if (n < 4 || mpr_array(&r, &c) || c > SM_POPS_MAX)
+            BAD("info: bad PoP list");
+        in->npops = c;
+        for (uint32_t i = 0; i < c; i++) {
+            sm_pop_t *p = &in->pops[i];
+            uint32_t f, bl;
+            const uint8_t *b;
+            if (mpr_array(&r, &f) || f < 4 || mpr_uint(&r, &p->id) ||
+                get_str(&r, p->name, sizeof(p->name), false) ||
+                get_str(&r, p->tunnel_addr, sizeof(p->tunnel_addr), false) ||
+                nodecfg_check_addr(p->tunnel_addr, 0) || mpr_bin(&r, &b, &bl) || bl != 32 ||
+                skip_rest(&r, f, 4))
+                BAD("info: bad PoP");
+            memcpy(p->curve_pk, b, 32);
+        }
+        if (mpr_array(&r, &c) || c > SM_CHECKS_MAX)
+            BAD("info: too many checks");
+        in->nchecks = c;
+        for (uint32_t i = 0; i < c; i++)
+            if (decode_check(&r, &in->checks[i], false))
+                BAD("info: bad check");
+    } else {
+        BAD("ctl: unexpected type");
+    }
+    if (skip_rest(&r, n, 4) || r.left)
+        BAD("ctl: trailing bytes");
+    *type = (int)t;
+    return 0;
+}

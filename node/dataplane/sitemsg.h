@@ -1,0 +1,110 @@
+/* sitemsg: the messages a tunnel carries besides stream frames, shared by popd and popsite.
+ *
+ * All are msgpack arrays, positional, version first; fields after the last known one are
+ * skipped (room to grow without a version bump); strings are NUL-free and fit their
+ * buffers, or the message is refused. Every decoder reads untrusted bytes through mpr.
+ *
+ *   HELLO payload    [1, role: "site"|"pop", name: str, [probe: bool]]
+ *   WELCOME payload  [1, name: str, id: uint]                    the responder PoP
+ *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
+ *                     targets: [str], sticky: bool, ingress: str]
+ *       client: where the ingress client connected from, as the ingress PoP saw it;
+ *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
+ *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
+ *       site matches both against its own sockets to recognise its connections coming back
+ *       into the mesh (docs/dataplane.md, "Loops into the mesh").
+ *       path: the PoPs still to cross after the receiver, egress last (empty: the receiver
+ *       is the egress, or the receiver is the site); at most SM_PATH_MAX, so a stream crosses
+ *       at most SM_PATH_MAX + 1 PoPs and a bad table cannot make it loop forever.
+ *       targets: where the site may connect, as the resource says; the site picks a healthy
+ *       one (by client address when sticky).
+ *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
+ *                     why: str], ...], [draining: bool]]           site -> PoP
+ *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32],
+ *                     ...], checks: [[target: str, health: str], ...]]   PoP -> site
+ *       the PoPs the site may use, and what it should health-check (its resources' targets). */
+#ifndef POPMESH_NODE_DATAPLANE_SITEMSG_H
+#define POPMESH_NODE_DATAPLANE_SITEMSG_H
+
+#include "node/nodecfg.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SM_VERSION     1
+#define SM_PATH_MAX    8
+#define SM_TARGETS_MAX 16
+#define SM_CHECKS_MAX  256
+#define SM_POPS_MAX    64
+#define SM_HEALTH_MAX  210 /* bytes of a health spec ("tcp", "http:/PATH") */
+#define SM_WHY_MAX     127
+
+enum sm_ctl { SM_CTL_STATUS = 1, SM_CTL_INFO = 2 };
+
+typedef struct sm_hello {
+    char role[8];
+    char name[NODECFG_NAME_MAX + 1];
+    bool probe; /* a site measuring RTT: not an attachment, closed right after the handshake */
+} sm_hello_t;
+
+typedef struct sm_welcome {
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t id;
+} sm_welcome_t;
+
+typedef struct sm_open {
+    char resource[NODECFG_NAME_MAX + 1];
+    uint64_t site;
+    uint32_t npath;
+    uint64_t path[SM_PATH_MAX];
+    char client[64];
+    char ingress[64]; /* "" when the ingress PoP did not say */
+    uint32_t ntargets;
+    char targets[SM_TARGETS_MAX][NODECFG_ADDR_MAX + 1];
+    bool sticky;
+} sm_open_t;
+
+typedef struct sm_check {
+    char target[NODECFG_ADDR_MAX + 1];
+    char health[SM_HEALTH_MAX + 1];
+    bool healthy;
+    char why[SM_WHY_MAX + 1];
+} sm_check_t;
+
+typedef struct sm_status {
+    bool primary;
+    bool draining; /* the site is moving off this PoP: route no new streams here */
+    uint32_t n;
+    sm_check_t checks[SM_CHECKS_MAX];
+} sm_status_t;
+
+typedef struct sm_pop {
+    uint64_t id;
+    char name[NODECFG_NAME_MAX + 1];
+    char tunnel_addr[NODECFG_ADDR_MAX + 1];
+    uint8_t curve_pk[32];
+} sm_pop_t;
+
+typedef struct sm_info {
+    uint32_t npops;
+    sm_pop_t pops[SM_POPS_MAX];
+    uint32_t nchecks;
+    sm_check_t checks[SM_CHECKS_MAX]; /* target and health only */
+} sm_info_t;
+
+void sm_pack_hello(msgpack_packer *pk, const sm_hello_t *h);
+int sm_decode_hello(const uint8_t *buf, size_t len, sm_hello_t *h, const char **why);
+void sm_pack_welcome(msgpack_packer *pk, const sm_welcome_t *w);
+int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const char **why);
+void sm_pack_open(msgpack_packer *pk, const sm_open_t *o);
+int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **why);
+void sm_pack_status(msgpack_packer *pk, const sm_status_t *s);
+void sm_pack_info(msgpack_packer *pk, const sm_info_t *in);
+/* A control message: *type is SM_CTL_STATUS (into *st) or SM_CTL_INFO (into *in); either
+ * output may be NULL to refuse that type. 0 or -EBADMSG with why. */
+int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm_info_t *in,
+                  const char **why);
+
+#endif

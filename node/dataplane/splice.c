@@ -1,0 +1,630 @@
+/* splice: see splice.h. Direction d carries bytes from legs[d] (its source) to legs[1 - d]
+ * (its sink); dirs[d].buf holds what the sink has not taken yet. */
+
+#include "node/dataplane/splice.h"
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SPLICE_MAGIC 0x53504c43u
+
+enum leg_kind { LEG_NONE = 0, LEG_TCP, LEG_STREAM };
+
+struct leg {
+    enum leg_kind kind;
+    int fd;           /* LEG_TCP */
+    ev_io rio, wio;   /* LEG_TCP */
+    tconn_t *c;       /* LEG_STREAM */
+    uint64_t sid;     /* LEG_STREAM */
+    bool gone;        /* LEG_STREAM: the core forgot the stream (closed or reset) */
+    bool eof_in;      /* as a source: EOF read / FIN received */
+    bool fin_out;     /* as a sink: shutdown(SHUT_WR) / FIN sent */
+    bool wants_drain; /* as a sink: its tunnel was congested when the source wanted to read */
+};
+
+struct dir {
+    uint8_t *buf; /* bytes from the source the sink has not taken */
+    size_t off, len;
+    size_t cap;     /* bytes allocated at buf */
+    uint64_t bytes; /* moved to the sink in total */
+};
+
+struct splice {
+    uint32_t magic;
+    splice_ctx_t *x;
+    struct leg legs[2];
+    struct dir dirs[2];
+    bool finished;
+    splice_done_fn done;
+    void *ctx;
+    void *user;
+    splice_t *prev, *next; /* live list, or the zombie list once finished */
+};
+
+struct splice_ctx {
+    struct ev_loop *loop;
+    splice_t *live;
+    splice_t *zombies;
+    ev_check reaper;
+    size_t count;
+};
+
+static void pump(splice_t *s, int d);
+
+/* ---- list and life ---------------------------------------------------------------------- */
+
+static void unlink_from(splice_t **head, splice_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void push_to(splice_t **head, splice_t *s)
+{
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    *head = s;
+}
+
+static void on_reap(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)revents;
+    splice_ctx_t *x = w->data;
+    while (x->zombies) {
+        splice_t *s = x->zombies;
+        unlink_from(&x->zombies, s);
+        free(s->dirs[0].buf);
+        free(s->dirs[1].buf);
+        free(s);
+    }
+    ev_check_stop(loop, w);
+}
+
+static void leg_close_tcp(splice_t *s, struct leg *l, bool rst)
+{
+    if (l->kind != LEG_TCP || l->fd < 0)
+        return;
+    ev_io_stop(s->x->loop, &l->rio);
+    ev_io_stop(s->x->loop, &l->wio);
+    if (rst) {
+        struct linger lg = {1, 0};
+        setsockopt(l->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(l->fd);
+    l->fd = -1;
+}
+
+static void finish(splice_t *s, bool ok, const char *why)
+{
+    if (s->finished)
+        return;
+    s->finished = true;
+    for (int i = 0; i < 2; i++)
+        leg_close_tcp(s, &s->legs[i], !ok);
+    splice_ctx_t *x = s->x;
+    unlink_from(&x->live, s);
+    push_to(&x->zombies, s);
+    x->count--;
+    ev_check_start(x->loop, &x->reaper);
+    uint64_t bytes[2] = {s->dirs[0].bytes, s->dirs[1].bytes};
+    if (s->done)
+        s->done(s->ctx, s, ok, why, bytes);
+}
+
+void splice_abort(splice_t *s, uint32_t code, const char *why)
+{
+    if (s->finished)
+        return;
+    for (int i = 0; i < 2; i++) {
+        struct leg *l = &s->legs[i];
+        if (l->kind == LEG_STREAM && !l->gone) {
+            tun_t *t = tconn_tun(l->c);
+            if (t)
+                tun_reset(t, l->sid, code);
+            l->gone = true;
+        }
+    }
+    finish(s, false, why);
+}
+
+/* Both directions ended and every stream is gone: a clean close. */
+static void check_done(splice_t *s)
+{
+    if (s->finished)
+        return;
+    for (int d = 0; d < 2; d++) {
+        struct leg *src = &s->legs[d], *snk = &s->legs[1 - d];
+        if (!src->eof_in || s->dirs[d].len || !snk->fin_out)
+            return;
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->legs[i].kind == LEG_STREAM && !s->legs[i].gone)
+            return;
+    finish(s, true, "closed");
+}
+
+/* ---- moving bytes ----------------------------------------------------------------------- */
+
+/* Offers bytes to the sink of direction d; returns how many it took, or -1 if the splice
+ * was aborted. */
+static ssize_t sink_take(splice_t *s, int d, const uint8_t *p, size_t len)
+{
+    struct leg *snk = &s->legs[1 - d];
+    if (snk->kind == LEG_TCP) {
+        for (;;) {
+            ssize_t n = send(snk->fd, p, len, MSG_NOSIGNAL);
+            if (n >= 0) {
+                if ((size_t)n < len)
+                    ev_io_start(s->x->loop, &snk->wio);
+                return n;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(s->x->loop, &snk->wio);
+                return 0;
+            }
+            char why[96];
+            snprintf(why, sizeof(why), "send: %s", strerror(errno));
+            splice_abort(s, TUN_ERR_UNREACHABLE, why);
+            return -1;
+        }
+    }
+    if (snk->kind == LEG_STREAM) {
+        tun_t *t = tconn_tun(snk->c);
+        if (!t || snk->gone) {
+            splice_abort(s, TUN_ERR_TUNNEL_DEAD, "tunnel down");
+            return -1;
+        }
+        ssize_t n = tun_send(t, snk->sid, p, len);
+        if (n == -ENOTCONN)
+            return 0;
+        if (n < 0) {
+            char why[96];
+            snprintf(why, sizeof(why), "tunnel send: %s", strerror((int)-n));
+            splice_abort(s, TUN_ERR_INTERNAL, why);
+            return -1;
+        }
+        return n;
+    }
+    return 0; /* not attached yet: keep the bytes */
+}
+
+/* n bytes from a stream source left our hands: credit goes back to its sender. */
+static void source_consumed(splice_t *s, int d, size_t n)
+{
+    struct leg *src = &s->legs[d];
+    if (src->kind != LEG_STREAM || n == 0 || src->gone)
+        return;
+    tun_t *t = tconn_tun(src->c);
+    if (!t)
+        return;
+    if (tun_consumed(t, src->sid, n) == TUN_CLOSED)
+        src->gone = true;
+}
+
+static bool sink_ready(splice_t *s, int d)
+{
+    struct leg *snk = &s->legs[1 - d];
+    if (snk->kind == LEG_TCP)
+        return true;
+    if (snk->kind == LEG_STREAM) {
+        if (tconn_congested(snk->c)) {
+            snk->wants_drain = true;
+            return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static void forward_fin(splice_t *s, int d)
+{
+    struct leg *snk = &s->legs[1 - d];
+    if (snk->fin_out)
+        return;
+    if (snk->kind == LEG_TCP) {
+        shutdown(snk->fd, SHUT_WR);
+        snk->fin_out = true;
+    } else if (snk->kind == LEG_STREAM && !snk->gone) {
+        tun_t *t = tconn_tun(snk->c);
+        if (!t) {
+            splice_abort(s, TUN_ERR_TUNNEL_DEAD, "tunnel down");
+            return;
+        }
+        int rc = tun_fin(t, snk->sid);
+        if (rc == TUN_CLOSED)
+            snk->gone = true;
+        else if (rc < 0 && rc != -EALREADY) {
+            splice_abort(s, TUN_ERR_INTERNAL, "cannot half-close the stream");
+            return;
+        }
+        snk->fin_out = true;
+    }
+}
+
+static void buf_append(struct dir *dr, const uint8_t *p, size_t len)
+{
+    if (dr->off && dr->off == dr->len)
+        dr->off = dr->len = 0;
+    if (dr->off) {
+        memmove(dr->buf, dr->buf + dr->off, dr->len - dr->off);
+        dr->len -= dr->off;
+        dr->off = 0;
+    }
+    if (dr->cap < dr->len + len) { /* geometric: appends of a window cost O(window) */
+        size_t cap = dr->cap ? dr->cap : SPLICE_CHUNK;
+        while (cap < dr->len + len)
+            cap *= 2;
+        dr->buf = xrealloc(dr->buf, cap);
+        dr->cap = cap;
+    }
+    memcpy(dr->buf + dr->len, p, len);
+    dr->len += len;
+}
+
+/* Drains dir d's buffer into its sink. true when the buffer is empty afterwards. */
+static bool drain_buf(splice_t *s, int d)
+{
+    struct dir *dr = &s->dirs[d];
+    while (dr->off < dr->len) {
+        ssize_t n = sink_take(s, d, dr->buf + dr->off, dr->len - dr->off);
+        if (n < 0 || s->finished)
+            return false;
+        if (n == 0)
+            return false;
+        dr->off += (size_t)n;
+        dr->bytes += (uint64_t)n;
+        source_consumed(s, d, (size_t)n);
+    }
+    dr->off = dr->len = 0;
+    if (dr->buf && (s->legs[d].kind == LEG_TCP || dr->cap > SPLICE_CHUNK)) {
+        free(dr->buf); /* an idle splice holds no buffer (or no more than a chunk) */
+        dr->buf = NULL;
+        dr->cap = 0;
+    }
+    return true;
+}
+
+static void pump(splice_t *s, int d)
+{
+    struct leg *src = &s->legs[d];
+    if (s->finished || s->legs[1 - d].kind == LEG_NONE)
+        return;
+    for (int rounds = 0; rounds < 8; rounds++) {
+        if (!drain_buf(s, d)) {
+            if (src->kind == LEG_TCP)
+                ev_io_stop(s->x->loop, &src->rio);
+            return;
+        }
+        if (src->kind == LEG_TCP && !src->eof_in) {
+            if (!sink_ready(s, d)) {
+                ev_io_stop(s->x->loop, &src->rio);
+                return;
+            }
+            struct dir *dr = &s->dirs[d];
+            if (!dr->buf) {
+                dr->buf = xmalloc(SPLICE_CHUNK);
+                dr->cap = SPLICE_CHUNK;
+            }
+            ssize_t n = recv(src->fd, dr->buf, SPLICE_CHUNK, 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    ev_io_start(s->x->loop, &src->rio);
+                    return;
+                }
+                char why[96];
+                snprintf(why, sizeof(why), "recv: %s", strerror(errno));
+                splice_abort(s, TUN_ERR_UNREACHABLE, why);
+                return;
+            }
+            if (n == 0) {
+                src->eof_in = true;
+                ev_io_stop(s->x->loop, &src->rio);
+            } else {
+                dr->off = 0;
+                dr->len = (size_t)n;
+                continue;
+            }
+        }
+        if (src->eof_in && s->dirs[d].len == 0) {
+            forward_fin(s, d);
+            check_done(s);
+        }
+        return;
+    }
+    /* Budget spent: let other sockets run. The last read may still sit in the buffer and the
+     * source may stay quiet from now on (an echo client waiting for its answer), so come
+     * back on the next loop iteration whether or not the socket becomes readable. */
+    if (src->kind == LEG_TCP && !src->eof_in) {
+        ev_io_start(s->x->loop, &src->rio);
+        ev_feed_event(s->x->loop, &src->rio, EV_READ);
+    }
+}
+
+/* ---- watchers --------------------------------------------------------------------------- */
+
+static void on_tcp_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    splice_t *s = w->data;
+    pump(s, &s->legs[0].rio == w ? 0 : 1);
+}
+
+static void on_tcp_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    splice_t *s = w->data;
+    int k = &s->legs[0].wio == w ? 0 : 1; /* the sink leg */
+    ev_io_stop(loop, w);
+    pump(s, 1 - k);
+}
+
+static int leg_of(splice_t *s, tconn_t *c, uint64_t sid)
+{
+    for (int i = 0; i < 2; i++)
+        if (s->legs[i].kind == LEG_STREAM && s->legs[i].c == c && s->legs[i].sid == sid)
+            return i;
+    return -1;
+}
+
+/* ---- public ----------------------------------------------------------------------------- */
+
+splice_ctx_t *splice_ctx_new(struct ev_loop *loop)
+{
+    splice_ctx_t *x = xcalloc(1, sizeof(*x));
+    x->loop = loop;
+    ev_check_init(&x->reaper, on_reap);
+    x->reaper.data = x;
+    return x;
+}
+
+void splice_ctx_destroy(splice_ctx_t **p)
+{
+    splice_ctx_t *x = p ? *p : NULL;
+    if (!x)
+        return;
+    while (x->live)
+        splice_abort(x->live, TUN_ERR_SHUTTING_DOWN, "shutting down");
+    on_reap(x->loop, &x->reaper, 0);
+    free(x);
+    *p = NULL;
+}
+
+void splice_ctx_tconn_drained(splice_ctx_t *x, tconn_t *c)
+{
+    /* Collect first: a pump may finish a splice, which moves it off the live list. */
+    size_t n = 0, cap = 0;
+    splice_t **v = NULL;
+    for (splice_t *s = x->live; s; s = s->next)
+        for (int i = 0; i < 2; i++)
+            if (s->legs[i].kind == LEG_STREAM && s->legs[i].c == c && s->legs[i].wants_drain) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    v = xrealloc(v, cap * sizeof(*v));
+                }
+                v[n++] = s;
+                s->legs[i].wants_drain = false;
+            }
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < 2; d++)
+            if (!v[i]->finished)
+                pump(v[i], d);
+    free(v);
+}
+
+size_t splice_ctx_count(const splice_ctx_t *x)
+{
+    return x->count;
+}
+
+static splice_t *splice_alloc(splice_ctx_t *x, splice_done_fn done, void *ctx)
+{
+    splice_t *s = xcalloc(1, sizeof(*s));
+    s->magic = SPLICE_MAGIC;
+    s->x = x;
+    s->done = done;
+    s->ctx = ctx;
+    s->legs[0].fd = s->legs[1].fd = -1;
+    push_to(&x->live, s);
+    x->count++;
+    return s;
+}
+
+static void leg_set_tcp(splice_t *s, int i, int fd)
+{
+    struct leg *l = &s->legs[i];
+    l->kind = LEG_TCP;
+    l->fd = fd;
+    ev_io_init(&l->rio, on_tcp_read, fd, EV_READ);
+    ev_io_init(&l->wio, on_tcp_write, fd, EV_WRITE);
+    l->rio.data = l->wio.data = s;
+}
+
+static void leg_set_stream(splice_t *s, int i, tconn_t *c, uint64_t sid)
+{
+    struct leg *l = &s->legs[i];
+    l->kind = LEG_STREAM;
+    l->c = c;
+    l->sid = sid;
+    tun_t *t = tconn_tun(c);
+    if (t)
+        tun_set_user(t, sid, s);
+}
+
+splice_t *splice_new_tcp(splice_ctx_t *x, int fd, splice_done_fn done, void *ctx)
+{
+    splice_t *s = splice_alloc(x, done, ctx);
+    leg_set_tcp(s, 0, fd);
+    return s;
+}
+
+splice_t *splice_new_stream(splice_ctx_t *x, tconn_t *c, uint64_t sid, splice_done_fn done,
+                            void *ctx)
+{
+    splice_t *s = splice_alloc(x, done, ctx);
+    leg_set_stream(s, 0, c, sid);
+    return s;
+}
+
+void splice_attach_stream(splice_t *s, tconn_t *c, uint64_t sid)
+{
+    leg_set_stream(s, 1, c, sid);
+    pump(s, 0);
+    pump(s, 1);
+}
+
+void splice_attach_tcp(splice_t *s, int fd)
+{
+    leg_set_tcp(s, 1, fd);
+    pump(s, 0);
+    pump(s, 1);
+}
+
+void *splice_user(const splice_t *s)
+{
+    return s->user;
+}
+
+void splice_set_user(splice_t *s, void *user)
+{
+    s->user = user;
+}
+
+bool splice_owns(const void *user)
+{
+    return user && *(const uint32_t *)user == SPLICE_MAGIC;
+}
+
+void splice_on_data(splice_t *s, tconn_t *c, uint64_t sid, const uint8_t *data, size_t len)
+{
+    int d = leg_of(s, c, sid);
+    if (d < 0 || s->finished)
+        return;
+    struct dir *dr = &s->dirs[d];
+    size_t took = 0;
+    if (dr->off == dr->len && s->legs[1 - d].kind != LEG_NONE) {
+        ssize_t n = sink_take(s, d, data, len);
+        if (n < 0 || s->finished)
+            return;
+        took = (size_t)n;
+        dr->bytes += took;
+        source_consumed(s, d, took);
+    }
+    if (took < len)
+        buf_append(dr, data + took, len - took);
+}
+
+void splice_on_fin(splice_t *s, tconn_t *c, uint64_t sid)
+{
+    int d = leg_of(s, c, sid);
+    if (d < 0 || s->finished)
+        return;
+    s->legs[d].eof_in = true;
+    pump(s, d);
+}
+
+void splice_on_writable(splice_t *s, tconn_t *c, uint64_t sid)
+{
+    int k = leg_of(s, c, sid);
+    if (k < 0 || s->finished)
+        return;
+    pump(s, 1 - k);
+}
+
+void splice_on_reset(splice_t *s, tconn_t *c, uint64_t sid, uint32_t code, const char *msg,
+                     size_t msg_len)
+{
+    int k = leg_of(s, c, sid);
+    if (k < 0 || s->finished)
+        return;
+    s->legs[k].gone = true;
+    char why[200];
+    snprintf(why, sizeof(why), "stream reset: %s%s%.*s", tun_code_name(code), msg_len ? ": " : "",
+             (int)msg_len, msg ? msg : "");
+    splice_abort(s, code, why);
+}
+
+void splice_on_closed(splice_t *s, tconn_t *c, uint64_t sid)
+{
+    int k = leg_of(s, c, sid);
+    if (k < 0 || s->finished)
+        return;
+    s->legs[k].gone = true;
+    check_done(s);
+}
+
+void splice_cb_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *data,
+                    size_t len)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_data(user, c, sid, data, len);
+}
+
+void splice_cb_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_fin(user, c, sid);
+}
+
+void splice_cb_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_writable(user, c, sid);
+}
+
+void splice_cb_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    (void)ctx;
+    if (splice_owns(user))
+        splice_on_closed(user, c, sid);
+}
+
+void splice_ctx_dump(const splice_ctx_t *x)
+{
+    log_info("splice: %zu live", x->count);
+    for (splice_t *s = x->live; s; s = s->next) {
+        for (int i = 0; i < 2; i++) {
+            const struct leg *l = &s->legs[i];
+            const struct dir *dr = &s->dirs[i];
+            if (l->kind == LEG_TCP) {
+                log_info("splice %p leg %d tcp fd %d eof_in %d fin_out %d reading %d writing %d "
+                         "held %zu moved %llu",
+                         (void *)s, i, l->fd, l->eof_in, l->fin_out, ev_is_active(&l->rio),
+                         ev_is_active(&l->wio), dr->len - dr->off, (unsigned long long)dr->bytes);
+            } else if (l->kind == LEG_STREAM) {
+                tun_stream_info_t si = {0};
+                tun_t *t = tconn_tun(l->c);
+                int rc = t ? tun_stream_get(t, l->sid, &si) : -EPIPE;
+                log_info("splice %p leg %d stream %llu on %s rc %d eof_in %d fin_out %d gone %d "
+                         "wants_drain %d congested %d queued %zu | state %d send_credit %u "
+                         "recv_credit %u unconsumed %u ungranted %u window %u | held %zu moved "
+                         "%llu",
+                         (void *)s, i, (unsigned long long)l->sid, tconn_peer_addr(l->c), rc,
+                         l->eof_in, l->fin_out, l->gone, l->wants_drain, tconn_congested(l->c),
+                         tconn_queued(l->c), si.state, si.send_credit, si.recv_credit,
+                         si.unconsumed, si.ungranted, si.window, dr->len - dr->off,
+                         (unsigned long long)dr->bytes);
+            }
+        }
+    }
+}

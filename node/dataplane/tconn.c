@@ -1,0 +1,717 @@
+/* tconn: a tunnel over one TCP connection (see tconn.h for the contract).
+ *
+ * Reentrancy. Applications call into one connection from the callbacks of another (a relay
+ * forwards DATA from one tunnel to the next), so nothing here reports a failure from inside
+ * a call the application made: a write error only marks the connection failed and arms a
+ * zero-delay timer, and on_down runs from that timer, at the top of the loop, where no other
+ * callback of this connection is on the stack. Inside our own event handlers, every callback
+ * may make the connection fail; handlers check c->state after each one.
+ *
+ * Writes are batched: records sealed during one loop iteration are flushed together by an
+ * ev_prepare watcher just before the loop would block, so a burst of frames costs one write
+ * and a lone small frame still leaves in the same iteration (no added latency). A queue past
+ * TCONN_OUT_HIGH is flushed at once. */
+
+#include "node/dataplane/tconn.h"
+
+#include "common/netaddr.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "tunnel/secchan.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define IN_CAP         (SC_HDR_LEN + SC_RECORD_MAX + (256u << 10)) /* bytes of the read buffer */
+#define OUT_SLACK      (256u << 10) /* bytes: an empty output buffer bigger than this is shrunk */
+#define READ_BUDGET    (1u << 20)   /* bytes read per wake-up before letting others run */
+#define CLOSE_FLUSH_MS 1000
+
+enum state {
+    ST_CONNECTING = 1, /* initiator: connect() in progress */
+    ST_HANDSHAKE,      /* HELLO sent / awaited */
+    ST_CONFIRMING,     /* responder: WELCOME sent, waiting for the initiator's first record */
+    ST_UP,
+    ST_CLOSING, /* tconn_close: flushing, then down */
+    ST_FAILED,  /* failure noted; on_down pending from the timer */
+    ST_DOWN,    /* on_down delivered */
+};
+
+struct tconn {
+    struct ev_loop *loop;
+    int fd;
+    enum state state;
+    bool initiator;
+    ev_io rio, wio;
+    ev_timer timer;     /* handshake deadline, tun deadline, deferred failure, close flush */
+    ev_prepare flusher; /* writes what this iteration queued */
+    sc_t sc;
+    tconn_keys_t keys;
+    tun_config_t tcfg;
+    tun_t *tun;
+    tconn_cbs_t cbs;
+    void *user;
+    char why[160]; /* reason of the failure, for on_down */
+    char peer_addr[64];
+    uint64_t hs_start_ms, hs_deadline_ms, close_deadline_ms;
+    uint32_t hs_rtt_us;
+    int64_t hs_start_us;
+    bool congested; /* went past TCONN_OUT_HIGH; on_drain when below TCONN_OUT_LOW */
+    bool tun_died;  /* on_dead was called: fail after the current event */
+    int tun_dead_reason;
+    uint8_t *in;
+    size_t in_len;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+};
+
+static void rearm(tconn_t *c);
+static void flush(tconn_t *c);
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Marks the connection failed; on_down comes from the timer. Safe anywhere. */
+static void fail(tconn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(tconn_t *c, const char *fmt, ...)
+{
+    if (c->state == ST_FAILED || c->state == ST_DOWN)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof(c->why), fmt, ap);
+    va_end(ap);
+    c->state = ST_FAILED;
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    ev_prepare_stop(c->loop, &c->flusher);
+    ev_timer_stop(c->loop, &c->timer);
+    ev_timer_set(&c->timer, 0., 0.);
+    ev_timer_start(c->loop, &c->timer);
+}
+
+/* ---- output ---------------------------------------------------------------------------- */
+
+static uint8_t *out_reserve(tconn_t *c, size_t n)
+{
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_cap - c->out_len < n) {
+        if (c->out_off) {
+            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+            c->out_len -= c->out_off;
+            c->out_off = 0;
+        }
+        if (c->out_cap - c->out_len < n) {
+            size_t cap = c->out_cap ? c->out_cap : 64 * 1024;
+            while (cap - c->out_len < n)
+                cap *= 2;
+            c->out = xrealloc(c->out, cap);
+            c->out_cap = cap;
+        }
+    }
+    return c->out + c->out_len;
+}
+
+static void queued(tconn_t *c, size_t n)
+{
+    c->out_len += n;
+    if (c->state == ST_FAILED || c->state == ST_DOWN)
+        return;
+    if (c->out_len - c->out_off > TCONN_OUT_HIGH) {
+        c->congested = true;
+        flush(c);
+    } else {
+        ev_prepare_start(c->loop, &c->flusher);
+    }
+}
+
+/* Seals one message [kind][pieces...] into the output queue. */
+static int seal_msg(tconn_t *c, uint8_t kind, const uint8_t *a, size_t alen, const uint8_t *b,
+                    size_t blen)
+{
+    if (1 + alen + blen > SC_PLAIN_MAX)
+        return -EMSGSIZE;
+    sc_piece_t pieces[3] = {{&kind, 1}, {a, alen}, {b, blen}};
+    uint8_t *dst = out_reserve(c, 1 + alen + blen + SC_OVERHEAD);
+    ssize_t n = sc_seal(&c->sc, pieces, blen ? 3 : 2, dst);
+    if (n < 0)
+        return (int)n;
+    queued(c, (size_t)n);
+    return 0;
+}
+
+static void flush(tconn_t *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(c->loop, &c->wio);
+                break;
+            }
+            fail(c, "send: %s", strerror(errno));
+            return;
+        }
+        c->out_off += (size_t)n;
+    }
+    ev_prepare_stop(c->loop, &c->flusher);
+    size_t left = c->out_len - c->out_off;
+    if (left == 0) {
+        ev_io_stop(c->loop, &c->wio);
+        c->out_off = c->out_len = 0;
+        if (c->out_cap > OUT_SLACK) {
+            /* A burst is over: give the memory back, so an idle tunnel stays small. */
+            free(c->out);
+            c->out = NULL;
+            c->out_cap = 0;
+        }
+        if (c->state == ST_CLOSING) {
+            char why[sizeof(c->why)];
+            memcpy(why, c->why, sizeof(why)); /* fail() formats into c->why */
+            fail(c, "%s", why);
+            return;
+        }
+    }
+    if (c->congested && left < TCONN_OUT_LOW && c->state == ST_UP) {
+        c->congested = false;
+        if (c->cbs.on_drain)
+            c->cbs.on_drain(c->cbs.ctx, c);
+    }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop, (void)revents;
+    flush(w->data);
+}
+
+/* ---- tun io ----------------------------------------------------------------------------- */
+
+static void tio_send(void *ctx, const uint8_t *head, size_t hl, const uint8_t *body, size_t bl)
+{
+    tconn_t *c = ctx;
+    if (c->state != ST_UP && c->state != ST_CLOSING)
+        return;
+    int rc = seal_msg(c, TCONN_MSG_FRAME, head, hl, body, bl);
+    if (rc)
+        fail(c, "cannot seal a frame: %s", strerror(-rc));
+}
+
+static void tio_on_open(void *ctx, uint64_t sid, const uint8_t *target, size_t len)
+{
+    tconn_t *c = ctx;
+    if (c->state != ST_UP) { /* closing: the peer should open elsewhere */
+        tun_reject(c->tun, sid, TUN_ERR_SHUTTING_DOWN, "tunnel closing");
+        return;
+    }
+    if (c->cbs.on_open)
+        c->cbs.on_open(c->cbs.ctx, c, sid, target, len);
+    else
+        tun_reject(c->tun, sid, TUN_ERR_REFUSED, "this end accepts no streams");
+}
+static void tio_on_open_ok(void *ctx, uint64_t sid, void *user)
+{
+    tconn_t *c = ctx;
+    if (c->cbs.on_open_ok)
+        c->cbs.on_open_ok(c->cbs.ctx, c, sid, user);
+}
+static void tio_on_data(void *ctx, uint64_t sid, void *user, const uint8_t *d, size_t len)
+{
+    tconn_t *c = ctx;
+    if (c->cbs.on_data)
+        c->cbs.on_data(c->cbs.ctx, c, sid, user, d, len);
+}
+static void tio_on_fin(void *ctx, uint64_t sid, void *user)
+{
+    tconn_t *c = ctx;
+    if (c->cbs.on_fin)
+        c->cbs.on_fin(c->cbs.ctx, c, sid, user);
+}
+static void tio_on_writable(void *ctx, uint64_t sid, void *user)
+{
+    tconn_t *c = ctx;
+    if (c->cbs.on_writable)
+        c->cbs.on_writable(c->cbs.ctx, c, sid, user);
+}
+static void tio_on_reset(void *ctx, uint64_t sid, void *user, uint32_t code, bool remote,
+                         const char *msg, size_t ml)
+{
+    tconn_t *c = ctx;
+    if (c->cbs.on_reset)
+        c->cbs.on_reset(c->cbs.ctx, c, sid, user, code, remote, msg, ml);
+}
+static void tio_on_closed(void *ctx, uint64_t sid, void *user)
+{
+    tconn_t *c = ctx;
+    if (c->cbs.on_closed)
+        c->cbs.on_closed(c->cbs.ctx, c, sid, user);
+}
+static void tio_on_dead(void *ctx, int reason)
+{
+    tconn_t *c = ctx;
+    c->tun_died = true;
+    c->tun_dead_reason = reason;
+}
+
+/* ---- input ------------------------------------------------------------------------------ */
+
+static int become_up(tconn_t *c, const uint8_t *payload, size_t plen)
+{
+    tun_io_t io = {.ctx = c,
+                   .send = tio_send,
+                   .on_open = tio_on_open,
+                   .on_open_ok = tio_on_open_ok,
+                   .on_data = tio_on_data,
+                   .on_fin = tio_on_fin,
+                   .on_writable = tio_on_writable,
+                   .on_reset = tio_on_reset,
+                   .on_closed = tio_on_closed,
+                   .on_dead = tio_on_dead};
+    c->tun = tun_new(&c->tcfg, &io, clock_mono_ms());
+    if (!c->tun) {
+        fail(c, "cannot create the tunnel core: %s", strerror(errno));
+        return -1;
+    }
+    c->state = ST_UP;
+    if (c->cbs.on_up)
+        c->cbs.on_up(c->cbs.ctx, c, payload, plen);
+    return c->state == ST_UP ? 0 : -1;
+}
+
+/* One whole record: hdr then body (len bytes, decrypted in place). */
+static void handle_record(tconn_t *c, uint8_t type, uint8_t *hdr, uint8_t *body, size_t len)
+{
+    if (c->state == ST_HANDSHAKE && c->initiator) {
+        if (type != SC_REC_WELCOME) {
+            fail(c, "handshake: expected WELCOME, got record type %u", type);
+            return;
+        }
+        const uint8_t *p;
+        size_t pl;
+        if (sc_initiator_finish(&c->sc, body, len, &p, &pl)) {
+            fail(c, "handshake: WELCOME not authentic (the PoP's key is not the one we know)");
+            return;
+        }
+        c->hs_rtt_us = (uint32_t)(now_us() - c->hs_start_us);
+        become_up(c, p, pl);
+        return;
+    }
+    if (c->state == ST_HANDSHAKE) {
+        if (type != SC_REC_HELLO) {
+            fail(c, "handshake: expected HELLO, got record type %u", type);
+            return;
+        }
+        const uint8_t *p;
+        size_t pl;
+        int rc = sc_accept(&c->sc, c->keys.pk, c->keys.sk, body, len, &p, &pl);
+        if (rc) {
+            fail(c, "handshake: %s",
+                 rc == -ENOTSUP ? "no cipher suite in common"
+                                : "HELLO malformed or not for our key");
+            return;
+        }
+        uint8_t reply[SC_PAYLOAD_MAX];
+        size_t rl = sizeof(reply);
+        rc = c->cbs.admit ? c->cbs.admit(c->cbs.ctx, c, c->sc.remote_pk, p, pl, reply, &rl)
+                          : -EACCES;
+        if (c->state != ST_HANDSHAKE)
+            return;
+        if (rc) {
+            fail(c, "refused by the application: %s", strerror(-rc));
+            return;
+        }
+        uint8_t *dst = out_reserve(c, SC_WELCOME_MAX);
+        int n = sc_respond(&c->sc, reply, rl, dst);
+        if (n < 0) {
+            fail(c, "handshake: cannot answer: %s", strerror(-n));
+            return;
+        }
+        queued(c, (size_t)n);
+        c->state = ST_CONFIRMING;
+        return;
+    }
+    if (type != SC_REC_DATA) {
+        fail(c, "protocol: handshake record type %u after the handshake", type);
+        return;
+    }
+    size_t pl;
+    if (sc_open(&c->sc, hdr, body, len, &pl) || pl < 1) {
+        fail(c, "protocol: a record failed authentication");
+        return;
+    }
+    if (c->state == ST_CONFIRMING && become_up(c, NULL, 0))
+        return; /* the peer holds the session keys: only now is it who the HELLO said */
+    if (body[0] == TCONN_MSG_FRAME) {
+        int rc = tun_receive(c->tun, body + 1, pl - 1, clock_mono_ms());
+        (void)rc; /* malformed frames are counted by the core; death is seen via on_dead */
+    } else if (body[0] == TCONN_MSG_CTL) {
+        if (c->cbs.on_ctl)
+            c->cbs.on_ctl(c->cbs.ctx, c, body + 1, pl - 1);
+    } else {
+        log_debug("tconn %s: message of unknown kind %u ignored", c->peer_addr, body[0]);
+    }
+    if (c->tun_died)
+        fail(c, "tunnel dead: %s", tun_dead_reason_name(c->tun_dead_reason));
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    tconn_t *c = w->data;
+    size_t budget = READ_BUDGET;
+    while (budget > 0 && (c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING ||
+                          c->state == ST_UP || c->state == ST_CLOSING)) {
+        ssize_t n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fail(c, "recv: %s", strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            fail(c, "connection closed by the peer");
+            break;
+        }
+        budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+        c->in_len += (size_t)n;
+        size_t pos = 0;
+        while (c->in_len - pos >= SC_HDR_LEN &&
+               (c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING || c->state == ST_UP ||
+                c->state == ST_CLOSING)) {
+            uint8_t type;
+            uint32_t len;
+            if (sc_parse_header(c->in + pos, &type, &len)) {
+                fail(c, "protocol: bad record header (type %u, length %u)", c->in[pos],
+                     (unsigned)((c->in[pos + 1] << 16) | (c->in[pos + 2] << 8) | c->in[pos + 3]));
+                break;
+            }
+            if (c->in_len - pos - SC_HDR_LEN < len)
+                break;
+            handle_record(c, type, c->in + pos, c->in + pos + SC_HDR_LEN, len);
+            pos += SC_HDR_LEN + len;
+        }
+        if (pos) {
+            memmove(c->in, c->in + pos, c->in_len - pos);
+            c->in_len -= pos;
+        }
+    }
+    if (c->state == ST_UP || c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING ||
+        c->state == ST_CLOSING)
+        rearm(c);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    tconn_t *c = w->data;
+    if (c->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            fail(c, "connect to %s: %s", c->peer_addr, strerror(err));
+            return;
+        }
+        c->state = ST_HANDSHAKE;
+        c->hs_start_us = now_us();
+        ev_io_start(c->loop, &c->rio);
+    }
+    flush(c);
+}
+
+/* ---- timer ------------------------------------------------------------------------------ */
+
+static void deliver_down(tconn_t *c)
+{
+    c->state = ST_DOWN;
+    if (c->tun && !tun_is_dead(c->tun))
+        tun_kill(c->tun); /* every stream hears on_reset(TUNNEL_DEAD) before on_down */
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->cbs.on_down)
+        c->cbs.on_down(c->cbs.ctx, c, c->why);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    tconn_t *c = w->data;
+    uint64_t now = clock_mono_ms();
+    switch (c->state) {
+    case ST_FAILED:
+        deliver_down(c);
+        return;
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+    case ST_CONFIRMING:
+        if (now >= c->hs_deadline_ms) {
+            fail(c, "handshake with %s timed out after %u ms", c->peer_addr, TCONN_HANDSHAKE_MS);
+            return;
+        }
+        break;
+    case ST_CLOSING:
+        if (now >= c->close_deadline_ms) {
+            char why[sizeof(c->why)];
+            memcpy(why, c->why, sizeof(why));
+            fail(c, "%s", why);
+            return;
+        }
+        break;
+    case ST_UP:
+        tun_tick(c->tun, now);
+        if (c->tun_died) {
+            fail(c, "tunnel dead: %s", tun_dead_reason_name(c->tun_dead_reason));
+            return;
+        }
+        break;
+    case ST_DOWN:
+        return;
+    }
+    rearm(c);
+}
+
+static void rearm(tconn_t *c)
+{
+    uint64_t now = clock_mono_ms(), at;
+    switch (c->state) {
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+    case ST_CONFIRMING:
+        at = c->hs_deadline_ms;
+        break;
+    case ST_UP:
+        at = tun_next_deadline(c->tun);
+        break;
+    case ST_CLOSING:
+        at = c->close_deadline_ms;
+        break;
+    default:
+        return;
+    }
+    double d = at > now ? (double)(at - now) / 1000.0 : 0.;
+    ev_timer_stop(c->loop, &c->timer);
+    ev_timer_set(&c->timer, d, 0.);
+    ev_timer_start(c->loop, &c->timer);
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+static void tune_socket(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+}
+
+static tconn_t *conn_new(struct ev_loop *loop, int fd, const tconn_keys_t *keys,
+                         const tun_config_t *tcfg, const tconn_cbs_t *cbs)
+{
+    tconn_t *c = xcalloc(1, sizeof(*c));
+    c->loop = loop;
+    c->fd = fd;
+    c->keys = *keys;
+    c->tcfg = *tcfg;
+    c->cbs = *cbs;
+    c->in = xmalloc(IN_CAP);
+    ev_io_init(&c->rio, on_read, fd, EV_READ);
+    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    ev_prepare_init(&c->flusher, on_prepare);
+    c->rio.data = c->wio.data = c->timer.data = c->flusher.data = c;
+    c->hs_deadline_ms = clock_mono_ms() + TCONN_HANDSHAKE_MS;
+    tune_socket(fd);
+    return c;
+}
+
+tconn_t *tconn_dial(struct ev_loop *loop, const char *addr, const tconn_keys_t *keys,
+                    const uint8_t remote_pk[32], const uint8_t *payload, size_t plen,
+                    const tun_config_t *tcfg, const tconn_cbs_t *cbs)
+{
+    struct sockaddr_storage ss;
+    unsigned sl;
+    if (netaddr_sockaddr(addr, &ss, &sl) || plen > SC_PAYLOAD_MAX) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    tconn_t *c = conn_new(loop, fd, keys, tcfg, cbs);
+    c->initiator = true;
+    c->tcfg.role = TUN_INITIATOR;
+    snprintf(c->peer_addr, sizeof(c->peer_addr), "%s", addr);
+    uint8_t *dst = out_reserve(c, SC_HELLO_MAX);
+    uint64_t last = 0, *lastp = keys->hello_ts_last ? keys->hello_ts_last : &last;
+    int n = sc_initiate(&c->sc, keys->pk, keys->sk, remote_pk, payload, plen, sc_hello_clock(lastp),
+                        dst);
+    if (n < 0) {
+        int e = -n;
+        tconn_destroy(&c);
+        errno = e;
+        return NULL;
+    }
+    c->out_len += (size_t)n; /* sent once connected */
+    c->state = ST_CONNECTING;
+    if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        fail(c, "connect to %s: %s", addr, strerror(errno));
+        return c;
+    }
+    ev_io_start(loop, &c->wio);
+    rearm(c);
+    return c;
+}
+
+tconn_t *tconn_accept(struct ev_loop *loop, int fd, const tconn_keys_t *keys,
+                      const tun_config_t *tcfg, const tconn_cbs_t *cbs)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return NULL;
+    tconn_t *c = conn_new(loop, fd, keys, tcfg, cbs);
+    c->tcfg.role = TUN_ACCEPTOR;
+    c->state = ST_HANDSHAKE;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        netaddr_format((const struct sockaddr *)&ss, c->peer_addr, sizeof(c->peer_addr));
+    else
+        snprintf(c->peer_addr, sizeof(c->peer_addr), "?");
+    ev_io_start(loop, &c->rio);
+    rearm(c);
+    return c;
+}
+
+void tconn_destroy(tconn_t **cp)
+{
+    tconn_t *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->timer);
+    ev_prepare_stop(c->loop, &c->flusher);
+    if (c->fd >= 0)
+        close(c->fd);
+    tun_destroy(&c->tun);
+    sc_wipe(&c->sc);
+    sodium_memzero(&c->keys, sizeof(c->keys));
+    free(c->in);
+    free(c->out);
+    free(c);
+    *cp = NULL;
+}
+
+void tconn_close(tconn_t *c, const char *why)
+{
+    if (c->state == ST_FAILED || c->state == ST_DOWN || c->state == ST_CLOSING)
+        return;
+    if (c->state != ST_UP) {
+        fail(c, "%s", why);
+        return;
+    }
+    snprintf(c->why, sizeof(c->why), "%s", why);
+    tun_reset_all(c->tun, TUN_ERR_SHUTTING_DOWN);
+    c->state = ST_CLOSING;
+    c->close_deadline_ms = clock_mono_ms() + CLOSE_FLUSH_MS;
+    ev_prepare_start(c->loop, &c->flusher);
+    rearm(c);
+}
+
+bool tconn_is_up(const tconn_t *c)
+{
+    return c->state == ST_UP;
+}
+
+bool tconn_congested(const tconn_t *c)
+{
+    return c->congested || c->state != ST_UP;
+}
+
+tun_t *tconn_tun(tconn_t *c)
+{
+    /* Closing still has a live core (its streams were reset; frames in flight still arrive
+     * and are answered), so callbacks during the flush can use it. */
+    return c->state == ST_UP || c->state == ST_CLOSING ? c->tun : NULL;
+}
+
+void tconn_kick(tconn_t *c)
+{
+    if (c->state == ST_UP)
+        rearm(c);
+}
+
+int tconn_send_ctl(tconn_t *c, const uint8_t *msg, size_t len)
+{
+    if (c->state != ST_UP)
+        return -EPIPE;
+    return seal_msg(c, TCONN_MSG_CTL, msg, len, NULL, 0);
+}
+
+const uint8_t *tconn_peer_pk(const tconn_t *c)
+{
+    return c->sc.remote_pk;
+}
+
+const char *tconn_peer_addr(const tconn_t *c)
+{
+    return c->peer_addr;
+}
+
+uint64_t tconn_hello_ts(const tconn_t *c)
+{
+    return c->initiator ? 0 : c->sc.hello_ts;
+}
+
+uint32_t tconn_handshake_rtt_us(const tconn_t *c)
+{
+    return c->hs_rtt_us;
+}
+
+uint32_t tconn_rtt_us(const tconn_t *c)
+{
+    if (c->tun) {
+        tun_stats_t st;
+        tun_get_stats(c->tun, &st);
+        if (st.pongs_received) /* heartbeats are timed in ms: below 1 ms reads as 0 */
+            return st.rtt_recent_min_us ? st.rtt_recent_min_us : 500;
+    }
+    return c->hs_rtt_us;
+}
+
+size_t tconn_queued(const tconn_t *c)
+{
+    return c->out_len - c->out_off;
+}
+
+void tconn_set_user(tconn_t *c, void *user)
+{
+    c->user = user;
+}
+
+void *tconn_user(const tconn_t *c)
+{
+    return c->user;
+}

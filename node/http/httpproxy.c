@@ -1,0 +1,2139 @@
+/* httpproxy: see httpproxy.h.
+ *
+ * One client connection handles one request at a time: its head is parsed (httpmsg), routed,
+ * authorised, re-serialised for the upstream (hop-by-hop and identity headers dropped, the
+ * X-Forwarded-* and Remote-* headers set by us), and sent on the connection's stream to the
+ * resource; the body follows as it arrives (re-chunked when it came chunked). The response is
+ * relayed byte for byte while a response reader watches where it ends, so the next request
+ * can reuse both the client connection and the stream. Pipelined requests wait in the input
+ * buffer until the response before them is complete.
+ *
+ * Backpressure: the client is not read while the upstream has more than PEND_HIGH bytes
+ * waiting for stream credit; stream bytes are reported consumed only once the client socket
+ * took them (or the output buffer is small), so a slow client stops the backend.
+ *
+ * Bounds on what an unauthenticated client can hold. Connections: an overall cap and one per
+ * client address (IPv4, or IPv6 /64), counted in a chained hash table keyed by SipHash with a
+ * random key (a client choosing addresses cannot make chains long) that holds only addresses
+ * with a live connection, so it is never larger than the overall cap. A connection past a cap
+ * is accepted, answered a fixed 503 and closed in the same loop pass: leaving it in the backlog
+ * would only make the listener look dead to everyone else. Time: every state of a connection
+ * has a deadline (httpproxy.h lists them), checked by one ev_timer per connection in the lazy
+ * way of libev's "be smart about timeouts": moving bytes only stamps hc->active (a memory
+ * write), and when the timer fires it recomputes the deadline from the state and the stamps,
+ * acting if it passed and re-arming for the rest otherwise. The timer is re-set only on state
+ * changes (once or twice per request), never per read. */
+#include "node/http/httpproxy.h"
+
+#include "common/netaddr.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/logesc.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/auth/auth.h"
+#include "node/http/httphdr.h"
+#include "node/http/httpmsg.h"
+#include "node/records/resource.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <pthread.h>
+#include <sodium.h>
+
+#define IN_CAP        65536       /* bytes of unparsed client input */
+#define PEND_HIGH     (256 << 10) /* bytes waiting for the stream: stop reading the client */
+#define OUT_HIGH      (1u << 20)  /* bytes waiting for the client: stop consuming the stream */
+#define LOCAL_BODY    8192        /* bytes of a login form */
+#define HEAD_MAX      32768       /* bytes of a re-serialised request head */
+#define RESP_HEAD_MAX 65536       /* bytes of a response head from the application */
+/* bytes of a re-serialised response head: RESP_HEAD_MAX plus the CRs added to bare-LF lines
+ * and our Connection header */
+#define RESP_OUT_MAX (2 * RESP_HEAD_MAX)
+
+struct hconn;
+
+/* A password to check: argon2id costs ~75 ms and 64 MiB, so it runs on worker threads, never
+ * on the loop (a burst of logins would otherwise stall every tunnel's heartbeats). */
+struct pwjob {
+    struct pwjob *next;
+    struct hconn *hc; /* loop thread only; NULL once the client is gone */
+    char pwhash[AUTH_PWHASH_MAX + 1];
+    char pw[AUTH_PASSWORD_MAX + 1];
+    size_t pwlen;
+    bool ok;      /* the worker's verdict */
+    bool user_ok; /* the user exists and is not removed */
+    auth_user_t u;
+    char rd[1024];
+};
+
+struct upstream {
+    dp_stream_handler_t h; /* first: the stream's user pointer is this struct */
+    struct hconn *hc;      /* NULL once the client is gone (orphan until the data plane
+                            * calls back) */
+    tconn_t *c;
+    uint64_t sid;
+    bool open, gone;
+    char resource[NODECFG_NAME_MAX + 1];
+    http_reader_t *resp;
+    uint8_t *pend;
+    size_t pend_len, pend_cap;
+    uint64_t owed; /* stream bytes delivered, not yet reported consumed */
+    /* The response is re-serialised (its head rewritten, its body re-framed) from the reader's
+     * callbacks, never relayed as received: bytes that are not part of the one response to
+     * the one outstanding request never reach the client. */
+    bool expecting;    /* a request was sent and its final response has not ended */
+    bool saw_response; /* bytes of the current response went to the client's output */
+    bool head_staged;  /* this feed staged the response head (not yet committed) */
+    bool chunked_out;  /* the body goes to the client re-chunked */
+    char ws_key[25];   /* the WebSocket request's Sec-WebSocket-Key; "" = no upgrade asked */
+    const char *why;   /* static: why the response was refused by us (not by the reader) */
+    uint8_t *stage;    /* output of the current feed until the head is known to be good */
+    size_t stage_len, stage_cap;
+};
+
+enum hstate {
+    H_HEAD = 1, /* reading a request */
+    H_BODY,     /* request head sent upstream, body streaming */
+    H_WAIT,     /* request complete, waiting for the response to end */
+    H_LOCAL,    /* a /.popmesh/ request: body collected, answered here */
+    H_RAW,      /* after 101 Switching Protocols: bytes both ways */
+    H_CLOSING,  /* flushing, then close */
+};
+
+struct hconn {
+    httpproxy_t *px;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer;
+    char client[64];  /* "ip:port" of the client */
+    char ingress[64]; /* "ip:port" it connected to: with client, how a site spots a loop */
+    auth_addr_t caddr;
+    enum hstate state;
+    http_reader_t *req;
+    uint8_t in[IN_CAP];
+    size_t in_len;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    struct upstream *up;
+    bool keep_alive, head_req, chunked_up, resp_done, resp_keep_alive, client_eof;
+    bool partial;    /* bytes of a request head have arrived, the head is not complete */
+    bool http10;     /* the current request is HTTP/1.0 (no chunked answers) */
+    bool cross_site; /* a /.popmesh/ request made from another site's page */
+    /* Referrer-Policy of our answers: "same-origin" (the login form's POST keeps its Origin),
+     * "no-referrer" after a share link (its token must not reach the app as a Referer). */
+    const char *referrer_policy;
+    /* the current request, for local handling and logs */
+    char method[16];
+    char target[1024];
+    char host[256];
+    char local_body[LOCAL_BODY];
+    size_t local_len;
+    bool local_too_big;
+    char user[NODECFG_NAME_MAX + 1];
+    struct pwjob *pw_job; /* a login being checked: the connection waits for it */
+    struct ipcount *ipc;  /* this client address's count of connections */
+    ev_tstamp phase;      /* loop time the current state's fixed deadline counts from */
+    ev_tstamp active;     /* loop time a byte last moved, client or upstream, either way */
+    struct hconn *prev, *next;
+};
+
+/* Live connections of one client address (IPv4, or the /64 of an IPv6 one). */
+struct ipcount {
+    struct ipcount *next; /* same bucket */
+    uint8_t key[9];       /* family byte, then 4 (IPv4) or 8 (IPv6 /64) address bytes */
+    uint32_t n;           /* connections open now; the entry is freed at 0 */
+};
+
+struct httpproxy {
+    httpproxy_opts_t o;
+    int lfd;
+    ev_io lio;
+    ev_timer refresh;
+    resource_t *res;
+    size_t nres;
+    auth_rule_t **rules; /* per resource of res: its rules, sorted (auth_rules_load) */
+    /* Verified session cookies: direct-mapped by a keyed hash of the cookie. A hit skips the
+     * signature check only; expiry, scope and the user record are checked every time. */
+    struct {
+        char cookie[AUTH_TOKEN_MAX + 1]; /* the verified cookie itself */
+        size_t len;
+        bool used;
+        auth_session_t claims;
+        auth_user_t user;    /* the user record as last checked */
+        uint64_t checked_ms; /* monotonic ms of that check; 0 = never */
+    } scache[HTTPPROXY_SESSION_CACHE];
+    uint8_t scache_key[crypto_shorthash_KEYBYTES]; /* SipHash key of the slot index */
+    size_t *nrules;
+    auth_ratelimit_t *rl_ip;   /* login attempts per client address (NATs share one: generous) */
+    auth_ratelimit_t *rl_user; /* login attempts per user name (guessing one password: strict) */
+    struct hconn *conns;
+    /* password checks (struct pwjob) */
+    pthread_t workers[HTTPPROXY_PW_WORKERS];
+    unsigned nworkers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pwjob *todo, *todo_tail, *done;
+    unsigned queued;
+    bool stopping;
+    ev_async done_async;
+    char dummy_hash[AUTH_PWHASH_MAX + 1]; /* checked for unknown users: same time either way */
+    /* caps and timeouts, fixed at start (httpproxy.h; test knobs may change them) */
+    unsigned max_conns, max_per_ip;
+    double tscale; /* multiplies every timeout: 1 except under POPMESH_TEST_HTTP_TIMEOUT_SCALE */
+    unsigned nconns;
+    struct ipcount **ipt; /* buckets, a power of two, grown with the number of addresses */
+    size_t ipt_size, ipt_used;
+    uint8_t ipt_key[crypto_shorthash_KEYBYTES]; /* SipHash key of the buckets */
+    ev_tstamp refused_logged;                   /* loop time of the last refusal log line */
+    uint64_t refused_unlogged;                  /* refusals since that line */
+    struct {
+        uint64_t requests, local, denied, unauthenticated, errors;
+        uint64_t accepted, refused_max_conns, refused_per_ip;
+        uint64_t timeout_head, timeout_idle, timeout_body, timeout_response, timeout_resp_idle,
+            timeout_ws, timeout_closing;
+    } st;
+};
+
+static void hc_close(struct hconn *hc);
+static void hc_arm(struct hconn *hc);
+static void ipt_release(httpproxy_t *px, struct ipcount *e);
+static void process_input(struct hconn *hc);
+static void flush_up(struct upstream *up);
+
+/* ---- output to the client --------------------------------------------------------------- */
+
+static void out_append(struct hconn *hc, const void *p, size_t n)
+{
+    if (hc->out_off && hc->out_off == hc->out_len)
+        hc->out_off = hc->out_len = 0;
+    if (hc->out_cap - hc->out_len < n) {
+        if (hc->out_off) {
+            memmove(hc->out, hc->out + hc->out_off, hc->out_len - hc->out_off);
+            hc->out_len -= hc->out_off;
+            hc->out_off = 0;
+        }
+        size_t cap = hc->out_cap ? hc->out_cap : 16384;
+        while (cap - hc->out_len < n)
+            cap *= 2;
+        if (cap != hc->out_cap) {
+            hc->out = xrealloc(hc->out, cap);
+            hc->out_cap = cap;
+        }
+    }
+    memcpy(hc->out + hc->out_len, p, n);
+    hc->out_len += n;
+}
+
+static void out_printf(struct hconn *hc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void out_printf(struct hconn *hc, const char *fmt, ...)
+{
+    char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        out_append(hc, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Writes what the client takes; returns false if the connection was closed. */
+static bool out_flush(struct hconn *hc)
+{
+    while (hc->out_off < hc->out_len) {
+        ssize_t n = send(hc->fd, hc->out + hc->out_off, hc->out_len - hc->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(hc->px->o.loop, &hc->wio);
+                return true;
+            }
+            hc_close(hc);
+            return false;
+        }
+        hc->out_off += (size_t)n;
+        hc->active = ev_now(hc->px->o.loop);
+    }
+    ev_io_stop(hc->px->o.loop, &hc->wio);
+    hc->out_off = hc->out_len = 0;
+    if (hc->out_cap > 65536) {
+        free(hc->out);
+        hc->out = NULL;
+        hc->out_cap = 0;
+    }
+    /* The client took the relayed bytes: credit goes back to the backend. */
+    struct upstream *up = hc->up;
+    if (up && up->owed && up->open && !up->gone) {
+        tun_t *t = tconn_tun(up->c);
+        if (t && tun_consumed(t, up->sid, up->owed) == TUN_CLOSED)
+            up->gone = true;
+        up->owed = 0;
+    }
+    if (hc->state == H_CLOSING) {
+        hc_close(hc);
+        return false;
+    }
+    return true;
+}
+
+static const char *status_text(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 414:
+        return "URI Too Long";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+/* HTML-escapes s into out (for error pages that echo a reason). */
+static void html_escape(const char *s, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < len; s++) {
+        const char *r = *s == '<'   ? "&lt;"
+                        : *s == '>' ? "&gt;"
+                        : *s == '&' ? "&amp;"
+                        : *s == '"' ? "&quot;"
+                                    : NULL;
+        if (r) {
+            size_t rl = strlen(r);
+            memcpy(out + o, r, rl);
+            o += rl;
+        } else if ((unsigned char)*s >= 0x20) {
+            out[o++] = *s;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* An answer made here. close: the connection closes after it. */
+static void respond(struct hconn *hc, int code, const char *extra_headers, const char *body_html,
+                    bool close)
+{
+    char body[6144];
+    if (!body_html) {
+        snprintf(body, sizeof(body),
+                 "<!doctype html><html><head><title>%d %s</title></head><body "
+                 "style=\"font-family:sans-serif;margin:3em\"><h1>%d %s</h1><p>popmesh</p>"
+                 "</body></html>\n",
+                 code, status_text(code), code, status_text(code));
+        body_html = body;
+    }
+    size_t bl = strlen(body_html);
+    out_printf(hc,
+               "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\nReferrer-Policy: %s\r\n%s%s\r\n",
+               code, status_text(code), hc->head_req ? 0 : bl, hc->referrer_policy,
+               extra_headers ? extra_headers : "",
+               close || !hc->keep_alive ? "Connection: close\r\n" : "");
+    if (!hc->head_req)
+        out_append(hc, body_html, bl);
+    hc->active = ev_now(hc->px->o.loop); /* the client gets its full time to read this */
+    if (close || !hc->keep_alive)
+        hc->state = H_CLOSING;
+    if (code >= 400)
+        hc->px->st.errors++;
+}
+
+static void error_page(struct hconn *hc, int code, const char *why)
+{
+    char esc[512], body[2048];
+    html_escape(why ? why : "", esc, sizeof(esc));
+    snprintf(body, sizeof(body),
+             "<!doctype html><html><head><title>%d %s</title></head><body "
+             "style=\"font-family:sans-serif;margin:3em\"><h1>%d %s</h1><p>%s</p>"
+             "<p><small>popmesh</small></p></body></html>\n",
+             code, status_text(code), code, status_text(code), esc);
+    respond(hc, code, NULL, body,
+            code >= 500 || code == 400 || code == 408 || code == 413 || code == 414 || code == 431);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Decodes application/x-www-form-urlencoded value bytes into out; false on bad escapes, NUL or
+ * overflow. */
+static bool url_decode(const char *s, size_t n, char *out, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n)
+                return false;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0)
+                return false;
+            c = h * 16 + l;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= len)
+            return false;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* Finds name=value in a form or query string; decodes it into out. */
+static bool form_get(const char *q, size_t qlen, const char *name, char *out, size_t len)
+{
+    size_t nl = strlen(name);
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - p) > nl && !memcmp(p, name, nl) && p[nl] == '=')
+            return url_decode(p + nl + 1, (size_t)(e - p - nl - 1), out, len);
+        p = e + 1;
+    }
+    return false;
+}
+
+static void url_encode(const char *s, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s && o + 4 < len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-_.~/", c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static const http_header_t *header(const http_head_t *h, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (h->headers[i].name_len == nl && !strncasecmp(h->headers[i].name, name, nl))
+            return &h->headers[i];
+    return NULL;
+}
+
+/* ---- upstream --------------------------------------------------------------------------- */
+
+static void pend_append(struct upstream *up, const void *p, size_t n)
+{
+    if (up->pend_cap - up->pend_len < n) {
+        size_t cap = up->pend_cap ? up->pend_cap : 16384;
+        while (cap - up->pend_len < n)
+            cap *= 2;
+        up->pend = xrealloc(up->pend, cap);
+        up->pend_cap = cap;
+    }
+    memcpy(up->pend + up->pend_len, p, n);
+    up->pend_len += n;
+}
+
+static void up_free(struct upstream *up)
+{
+    http_reader_destroy(&up->resp);
+    free(up->pend);
+    free(up->stage);
+    free(up);
+}
+
+/* Detaches the upstream from its client: resets the stream if open; frees it unless the data
+ * plane still owes a callback (an open in flight). */
+static void up_release(struct upstream *up)
+{
+    up->hc = NULL;
+    if (up->open) {
+        if (!up->gone) {
+            tun_t *t = tconn_tun(up->c);
+            if (t)
+                tun_reset(t, up->sid, TUN_ERR_NONE);
+        }
+        up_free(up);
+    }
+    /* else: on_open or on_fail frees it */
+}
+
+static void flush_up(struct upstream *up)
+{
+    if (!up->open || up->gone || !up->pend_len)
+        return;
+    tun_t *t = tconn_tun(up->c);
+    if (!t)
+        return;
+    ssize_t n = tun_send(t, up->sid, up->pend, up->pend_len);
+    struct hconn *hc = up->hc;
+    if (n > 0) {
+        memmove(up->pend, up->pend + n, up->pend_len - (size_t)n);
+        up->pend_len -= (size_t)n;
+        if (hc)
+            hc->active = ev_now(hc->px->o.loop); /* the application is taking the body */
+    }
+    if (hc && up->pend_len < PEND_HIGH && !ev_is_active(&hc->rio) && hc->state != H_CLOSING &&
+        !hc->client_eof)
+        ev_io_start(hc->px->o.loop, &hc->rio);
+}
+
+/* Response bytes for the client: staged until the head of the response is known to be good
+ * (a head that fails, or a bad chunk in the same read, must leave nothing but a 502), then
+ * straight to the client's output. */
+static void resp_out(struct upstream *up, const void *p, size_t n)
+{
+    if (up->saw_response) {
+        out_append(up->hc, p, n);
+        return;
+    }
+    if (up->stage_cap - up->stage_len < n) {
+        size_t cap = up->stage_cap ? up->stage_cap : 16384;
+        while (cap - up->stage_len < n)
+            cap *= 2;
+        up->stage = xrealloc(up->stage, cap);
+        up->stage_cap = cap;
+    }
+    memcpy(up->stage + up->stage_len, p, n);
+    up->stage_len += n;
+}
+
+/* Set-Cookie for popmesh's own cookie: an application (or anything behind it) must not be
+ * able to plant a session in the browser (on a parent domain, where it would shadow ours). */
+static bool resp_drop(const http_header_t *x)
+{
+    return httphdr_name_is(x->name, x->name_len, "set-cookie") &&
+           httphdr_set_cookie_is(x->value, x->value_len, HTTPPROXY_COOKIE);
+}
+
+static int resp_on_head(void *ctx, const http_head_t *h)
+{
+    struct upstream *up = ctx;
+    struct hconn *hc = up->hc;
+    if (!hc)
+        return 0;
+    /* A 101 switches the client connection to raw bytes: only as the WebSocket handshake the
+     * client asked for, proved by the key (otherwise a backend could turn the connection into
+     * a pipe that skips every rule for the requests that follow). */
+    if (h->status == 101) {
+        if (!up->ws_key[0]) {
+            up->why = "a 101 to a request that asked for no WebSocket";
+            return -1;
+        }
+        up->why = httphdr_ws_check_101(h, up->ws_key, strlen(up->ws_key));
+        if (up->why)
+            return -1;
+    }
+    bool interim = h->status < 200 && h->status != 101;
+    http_head_rewrite_t rw = {.content_length = -1, .drop_if = resp_drop};
+    http_header_t extra[1];
+    up->chunked_out = false;
+    if (h->status == 101) {
+        rw.keep_upgrade = true;
+    } else if (!interim) {
+        hc->resp_keep_alive = h->keep_alive;
+        bool bodyless = hc->head_req || h->status == 204 || h->status == 304;
+        if (bodyless) {
+            /* Framing headers of a bodiless answer describe the resource: kept as told. */
+            rw.content_length = h->content_length;
+            rw.chunked = h->chunked && h->content_length < 0 && !hc->http10;
+        } else if (h->content_length >= 0) {
+            rw.content_length = h->content_length;
+        } else if (h->chunked && !hc->http10) {
+            rw.chunked = up->chunked_out = true;
+        } else {
+            hc->resp_keep_alive = false; /* up to EOF (or chunked to a 1.0 client): close */
+        }
+        if (!hc->keep_alive || !hc->resp_keep_alive)
+            extra[rw.nextra++] = (http_header_t){"Connection", 10, "close", 5};
+        else if (hc->http10)
+            extra[rw.nextra++] = (http_header_t){"Connection", 10, "keep-alive", 10};
+        rw.extra = extra;
+    }
+    char *buf = xmalloc(RESP_OUT_MAX);
+    ssize_t n = http_head_serialize(h, &rw, buf, RESP_OUT_MAX);
+    if (n < 0) {
+        free(buf);
+        up->why = "the response head cannot be forwarded";
+        return -1;
+    }
+    resp_out(up, buf, (size_t)n);
+    free(buf);
+    up->head_staged = true;
+    if (h->status == 101)
+        hc->state = H_RAW; /* WebSocket: bytes both ways from here */
+    return 0;
+}
+
+static int resp_on_body(void *ctx, const uint8_t *d, size_t n)
+{
+    struct upstream *up = ctx;
+    if (!up->hc)
+        return 0;
+    if (up->chunked_out) {
+        char sz[24];
+        int l = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+        resp_out(up, sz, (size_t)l);
+        resp_out(up, d, n);
+        resp_out(up, "\r\n", 2);
+    } else {
+        resp_out(up, d, n);
+    }
+    return 0;
+}
+
+static int resp_on_done(void *ctx)
+{
+    struct upstream *up = ctx;
+    if (up->hc && up->chunked_out)
+        resp_out(up, "0\r\n\r\n", 5);
+    up->expecting = false;
+    if (up->hc)
+        up->hc->resp_done = true;
+    /* One response per request: feed stops here, so bytes after it are seen as extra. */
+    return 1;
+}
+
+static void request_finished(struct hconn *hc)
+{
+    /* The response is complete: next request, or close. */
+    if (!hc->keep_alive || !hc->resp_keep_alive || hc->client_eof) {
+        hc->state = H_CLOSING;
+        out_flush(hc);
+        return;
+    }
+    hc->state = H_HEAD;
+    hc->resp_done = false;
+    hc_arm(hc);
+    if (hc->in_len)
+        process_input(hc); /* a pipelined request already waiting */
+}
+
+static void up_on_open(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    struct upstream *up = (struct upstream *)h;
+    up->c = c;
+    up->sid = sid;
+    up->open = true;
+    if (!up->hc) { /* the client left meanwhile */
+        tun_reset(tconn_tun(c), sid, TUN_ERR_NONE);
+        up_free(up);
+        return;
+    }
+    flush_up(up);
+}
+
+static void up_on_fail(dp_stream_handler_t *h, uint32_t code, const char *why)
+{
+    (void)code;
+    struct upstream *up = (struct upstream *)h;
+    struct hconn *hc = up->hc;
+    if (!hc) {
+        up_free(up);
+        return;
+    }
+    hc->up = NULL;
+    up_free(up);
+    error_page(hc, strstr(why, "offline") ? 503 : 502, why);
+    out_flush(hc);
+}
+
+/* The application broke HTTP (a malformed or extra response, bytes nobody asked for): its
+ * stream is closed, so nothing more from it can be taken for the answer to a later request.
+ * The client gets a 502 if no byte of the response reached it, else its connection closes. */
+static void up_broken(struct hconn *hc, const char *why)
+{
+    struct upstream *up = hc->up;
+    char et[LOG_ESC_MAX];
+    log_warn("http: %s %s: resource %s: %s", hc->method, log_escs(et, sizeof(et), hc->target),
+             up->resource, why);
+    bool answered = up->saw_response, pending = up->expecting;
+    hc->up = NULL;
+    up_release(up);
+    if (!pending) {
+        /* Between requests: the client connection itself is fine. */
+        return;
+    }
+    if (!answered && hc->state != H_CLOSING)
+        error_page(hc, 502, "the application sent a malformed response");
+    else
+        hc->state = H_CLOSING;
+}
+
+static void up_on_data(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, const uint8_t *d, size_t n)
+{
+    struct upstream *up = (struct upstream *)h;
+    struct hconn *hc = up->hc;
+    if (!hc) {
+        tun_consumed(tconn_tun(c), sid, n);
+        return;
+    }
+    hc->active = ev_now(hc->px->o.loop);
+    if (hc->state != H_RAW) {
+        if (!up->expecting) {
+            tun_consumed(tconn_tun(c), sid, n);
+            up_broken(hc, "bytes from the application with no request outstanding");
+            out_flush(hc);
+            return;
+        }
+        up->stage_len = 0;
+        up->head_staged = false;
+        up->why = NULL;
+        ssize_t used = http_reader_feed(up->resp, d, n);
+        if (used < 0) {
+            const char *why;
+            int st = http_reader_error(up->resp, &why);
+            char m[200];
+            snprintf(m, sizeof(m), "bad response: %s (%d)", up->why ? up->why : why, st);
+            up->stage_len = 0; /* nothing of a refused response is relayed */
+            tun_consumed(tconn_tun(c), sid, n);
+            up_broken(hc, m);
+            out_flush(hc);
+            return;
+        }
+        if (up->stage_len)
+            out_append(hc, up->stage, up->stage_len);
+        up->stage_len = 0;
+        if (up->head_staged)
+            up->saw_response = true;
+        if ((size_t)used < n && hc->state == H_RAW) {
+            out_append(hc, d + used, n - (size_t)used); /* the new protocol's first bytes */
+        } else if ((size_t)used < n) {
+            tun_consumed(tconn_tun(c), sid, n);
+            bool finished = hc->resp_done && hc->state == H_WAIT;
+            up_broken(hc, "bytes from the application after its complete response");
+            if (out_flush(hc) && finished)
+                request_finished(hc);
+            return;
+        }
+    } else {
+        out_append(hc, d, n);
+    }
+    up->owed += n;
+    if (hc->out_len - hc->out_off < OUT_HIGH) {
+        if (tun_consumed(tconn_tun(c), sid, up->owed) == TUN_CLOSED)
+            up->gone = true;
+        up->owed = 0;
+    }
+    if (!out_flush(hc))
+        return;
+    if (hc->resp_done && hc->state == H_WAIT)
+        request_finished(hc);
+}
+
+static void up_on_fin(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    struct hconn *hc = up->hc;
+    if (!hc)
+        return;
+    if (!up->expecting && hc->state != H_RAW) {
+        /* The application closed an idle keep-alive connection: the next request opens a new
+         * stream; the client's connection is not affected. */
+        tun_t *t = tconn_tun(up->c);
+        if (t && !up->gone && tun_fin(t, up->sid) == TUN_CLOSED)
+            up->gone = true;
+        hc->up = NULL;
+        up_release(up);
+        return;
+    }
+    if (up->resp && hc->state != H_RAW)
+        http_reader_eof(up->resp); /* completes a body that runs to EOF, straight to output */
+    if (!up->saw_response && hc->state == H_WAIT) {
+        error_page(hc, 502, "the application closed the connection without a response");
+    } else {
+        if (hc->state == H_RAW)
+            shutdown(hc->fd, SHUT_WR);
+        hc->state = H_CLOSING; /* the backend closed: so does the client connection */
+    }
+    /* Our side of the stream ends too. */
+    tun_t *t = tconn_tun(up->c);
+    if (t && !up->gone && tun_fin(t, up->sid) == TUN_CLOSED)
+        up->gone = true;
+    out_flush(hc);
+}
+
+static void up_on_writable(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    flush_up(up);
+    if (up->hc && up->pend_len < PEND_HIGH && up->hc->in_len && up->hc->state == H_BODY)
+        process_input(up->hc);
+}
+
+static void up_on_reset(dp_stream_handler_t *h, tconn_t *c, uint64_t sid, uint32_t code,
+                        const char *msg, size_t ml)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    up->gone = true;
+    struct hconn *hc = up->hc;
+    if (!hc) {
+        up_free(up);
+        return;
+    }
+    hc->up = NULL;
+    char why[300];
+    snprintf(why, sizeof(why), "%s%s%.*s", tun_code_name(code), ml ? ": " : "", (int)ml,
+             msg ? msg : "");
+    bool answered = up->saw_response;
+    up_free(up);
+    if (!answered && (hc->state == H_BODY || hc->state == H_WAIT)) {
+        error_page(hc, code == TUN_ERR_UNREACHABLE || code == TUN_ERR_REFUSED ? 502 : 504, why);
+        out_flush(hc);
+    } else {
+        hc->state = H_CLOSING;
+        out_flush(hc);
+    }
+}
+
+static void up_on_closed(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
+{
+    (void)c, (void)sid;
+    struct upstream *up = (struct upstream *)h;
+    up->gone = true;
+    if (!up->hc)
+        up_free(up);
+}
+
+static struct upstream *up_new(struct hconn *hc, const resource_t *res)
+{
+    struct upstream *up = xcalloc(1, sizeof(*up));
+    up->hc = hc;
+    snprintf(up->resource, sizeof(up->resource), "%s", res->name);
+    up->h.on_open = up_on_open;
+    up->h.on_fail = up_on_fail;
+    up->h.on_data = up_on_data;
+    up->h.on_fin = up_on_fin;
+    up->h.on_writable = up_on_writable;
+    up->h.on_reset = up_on_reset;
+    up->h.on_closed = up_on_closed;
+    http_limits_t lim;
+    http_limits_defaults(&lim);
+    lim.max_header_bytes = RESP_HEAD_MAX;
+    http_reader_cbs_t cbs = {
+        .ctx = up, .on_head = resp_on_head, .on_body = resp_on_body, .on_done = resp_on_done};
+    up->resp = http_reader_new(HTTP_RESPONSE, &lim, &cbs);
+    if (dataplane_open_stream(hc->px->o.dp, res, hc->client, hc->ingress, &up->h)) {
+        up_free(up);
+        return NULL;
+    }
+    return up;
+}
+
+/* ---- local pages ------------------------------------------------------------------------ */
+
+static const char *LOGIN_FORM =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title>"
+    "<meta name=\"viewport\" content=\"width=device-width\"></head>"
+    "<body style=\"font-family:sans-serif;max-width:22em;margin:4em auto\">"
+    "<h1>Sign in</h1>%s"
+    "<form method=\"post\" action=\"/.popmesh/login\">"
+    "<input type=\"hidden\" name=\"rd\" value=\"%s\">"
+    "<p><label>User<br><input name=\"username\" autocomplete=\"username\" autofocus></label></p>"
+    "<p><label>Password<br><input name=\"password\" type=\"password\" "
+    "autocomplete=\"current-password\"></label></p>"
+    "<p><button type=\"submit\">Sign in</button></p></form>"
+    "<p><small>popmesh</small></p></body></html>\n";
+
+/* A redirect target is followed only to a path on the same host (httphdr_redirect_target);
+ * anything else goes to "/". out: RD_MAX bytes. */
+#define RD_MAX 3200 /* a 1023-byte rd, every byte percent-encoded */
+static const char *safe_rd(const char *rd, char *out)
+{
+    if (httphdr_redirect_target(rd, strlen(rd), out, RD_MAX) < 0)
+        snprintf(out, RD_MAX, "/");
+    return out;
+}
+
+static void login_page(struct hconn *hc, int code, const char *msg, const char *rd)
+{
+    char esc_rd[RD_MAX * 2], to[RD_MAX], note[300], body[4096 + RD_MAX * 2];
+    html_escape(safe_rd(rd, to), esc_rd, sizeof(esc_rd));
+    snprintf(note, sizeof(note), msg ? "<p style=\"color:#a00\">%s</p>" : "%s", msg ? msg : "");
+    snprintf(body, sizeof(body), LOGIN_FORM, note, esc_rd);
+    /* The form is not to be framed by another site (clickjacking the password field). */
+    respond(hc, code,
+            "X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n", body,
+            false);
+}
+
+static void set_session(struct hconn *hc, const char *cookie, uint64_t ttl_ms, const char *to)
+{
+    char hdr[AUTH_TOKEN_MAX + RD_MAX + 200], loc[RD_MAX];
+    snprintf(hdr, sizeof(hdr),
+             "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%llu\r\n"
+             "Location: %s\r\n",
+             cookie, (unsigned long long)(ttl_ms / 1000), safe_rd(to, loc));
+    respond(hc, 302, hdr, "", false);
+}
+
+static void handle_local(struct hconn *hc)
+{
+    httpproxy_t *px = hc->px;
+    px->st.local++;
+    const char *q = strchr(hc->target, '?');
+    size_t plen = q ? (size_t)(q - hc->target) : strlen(hc->target);
+    const char *query = q ? q + 1 : "";
+    uint64_t now = clock_wall_ms();
+    if (plen == 15 && !strncmp(hc->target, "/.popmesh/login", 15)) {
+        char rd[1024] = "/";
+        if (!strcmp(hc->method, "GET") || !strcmp(hc->method, "HEAD")) {
+            form_get(query, strlen(query), "rd", rd, sizeof(rd));
+            login_page(hc, 200, NULL, rd);
+            return;
+        }
+        if (strcmp(hc->method, "POST")) {
+            error_page(hc, 405, "use GET or POST");
+            return;
+        }
+        if (hc->local_too_big) {
+            error_page(hc, 413, "the login form is too large");
+            return;
+        }
+        /* A form posted from another site's page (login CSRF: signing the victim in as the
+         * attacker) is refused; so is one framed by it, by the page's own headers. */
+        if (hc->cross_site) {
+            log_info("http: cross-site sign-in from %s refused", hc->client);
+            error_page(hc, 403, "sign in from this site's own login page");
+            return;
+        }
+        char user[NODECFG_NAME_MAX + 1] = "", pw[AUTH_PASSWORD_MAX + 1] = "";
+        form_get(hc->local_body, hc->local_len, "rd", rd, sizeof(rd));
+        bool parsed = form_get(hc->local_body, hc->local_len, "username", user, sizeof(user)) &&
+                      form_get(hc->local_body, hc->local_len, "password", pw, sizeof(pw));
+        char k1[96], k2[128];
+        snprintf(k1, sizeof(k1), "ip:%s", hc->client);
+        char *colon = strrchr(k1, ':');
+        if (colon && colon > k1 + 3)
+            *colon = '\0';
+        snprintf(k2, sizeof(k2), "user:%s", user);
+        if (!auth_ratelimit_allow(px->rl_ip, k1, clock_mono_ms()) ||
+            (parsed && !auth_ratelimit_allow(px->rl_user, k2, clock_mono_ms()))) {
+            char eu[LOG_ESC_MAX];
+            log_warn("http: login from %s for '%s' rate-limited", hc->client,
+                     log_escs(eu, sizeof(eu), user));
+            login_page(hc, 429, "Too many attempts: wait a little and try again.", rd);
+            sodium_memzero(pw, sizeof(pw));
+            return;
+        }
+        if (px->queued >= HTTPPROXY_PW_QUEUE) {
+            sodium_memzero(pw, sizeof(pw));
+            error_page(hc, 503, "too many sign-ins in progress: try again in a moment");
+            return;
+        }
+        /* The check runs on a worker; an unknown user is checked against a dummy hash, so
+         * the answer takes as long whether the user exists or not. */
+        struct pwjob *job = xcalloc(1, sizeof(*job));
+        job->hc = hc;
+        job->user_ok = parsed && auth_user_get(px->o.store, user, &job->u) == 0 && !job->u.removed;
+        snprintf(job->pwhash, sizeof(job->pwhash), "%s",
+                 job->user_ok ? job->u.pwhash : px->dummy_hash);
+        job->pwlen = strlen(pw);
+        memcpy(job->pw, pw, job->pwlen);
+        sodium_memzero(pw, sizeof(pw));
+        snprintf(job->rd, sizeof(job->rd), "%s", rd);
+        snprintf(hc->user, sizeof(hc->user), "%s", user);
+        hc->pw_job = job;
+        pthread_mutex_lock(&px->mu);
+        if (px->todo_tail)
+            px->todo_tail->next = job;
+        else
+            px->todo = job;
+        px->todo_tail = job;
+        px->queued++;
+        pthread_cond_signal(&px->cv);
+        pthread_mutex_unlock(&px->mu);
+        return;
+    }
+    if (plen == 16 && !strncmp(hc->target, "/.popmesh/logout", 16)) {
+        if (hc->cross_site) {
+            error_page(hc, 403, "sign out from this site's own pages");
+            return;
+        }
+        respond(hc, 302,
+                "Set-Cookie: " HTTPPROXY_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n"
+                "Location: /.popmesh/login\r\n",
+                "", false);
+        return;
+    }
+    if (plen == 15 && !strncmp(hc->target, "/.popmesh/share", 15)) {
+        char tok[AUTH_TOKEN_MAX + 1];
+        auth_share_t sh;
+        const char *why = "no token";
+        if (!form_get(query, strlen(query), "t", tok, sizeof(tok)) ||
+            auth_share_verify(px->o.meshkey->pk, tok, strlen(tok), now, &sh, &why)) {
+            error_page(hc, 403, why);
+            return;
+        }
+        char cookie[AUTH_TOKEN_MAX + 1];
+        uint64_t ttl = sh.expires_ms > now ? sh.expires_ms - now : 0;
+        if (auth_session_from_share(px->o.meshkey, &sh, now, ttl, cookie, sizeof(cookie))) {
+            error_page(hc, 500, "cannot make a session");
+            return;
+        }
+        hc->referrer_policy = "no-referrer";
+        set_session(hc, cookie, ttl, "/");
+        return;
+    }
+    error_page(hc, 404, "no such popmesh page");
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+/* The path as the application will understand it, for routing and rules: percent-decoded,
+ * repeated slashes collapsed, "." and ".." resolved (never above "/"). Otherwise a deny rule
+ * on "/admin/ *" would be bypassed by //admin or /%61dmin. false on %00, a bad escape, or a
+ * path that does not start with '/'. */
+static bool normalize_path(const char *p, size_t n, char *out, size_t len)
+{
+    char dec[1024];
+    size_t d = 0;
+    if (!n || p[0] != '/' || n >= sizeof(dec))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)p[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return false;
+            int h = hexval(p[i + 1]), l = hexval(p[i + 2]);
+            if (h < 0 || l < 0)
+                return false;
+            c = h * 16 + l;
+            i += 2;
+            if (c == 0)
+                return false;
+        }
+        dec[d++] = (char)c;
+    }
+    size_t o = 0, i = 0;
+    while (i < d) {
+        while (i < d && dec[i] == '/')
+            i++;
+        size_t start = i;
+        while (i < d && dec[i] != '/')
+            i++;
+        size_t sl = i - start;
+        if (sl == 0 || (sl == 1 && dec[start] == '.'))
+            continue;
+        if (sl == 2 && dec[start] == '.' && dec[start + 1] == '.') {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--; /* the slash before the dropped segment */
+            continue;
+        }
+        if (o + 1 + sl + 1 > len)
+            return false;
+        out[o++] = '/';
+        memcpy(out + o, dec + start, sl);
+        o += sl;
+    }
+    if (o == 0 || dec[d - 1] == '/') { /* "/" itself, and a trailing slash, are kept */
+        if (o + 2 > len)
+            return false;
+        out[o++] = '/';
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* auth_session_check with a cache of verified signatures. */
+static int session_check(httpproxy_t *px, const char *cookie, size_t len, const char *resource,
+                         auth_user_t *u, const char **why)
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const uint8_t *)cookie, len, px->scache_key);
+    uint32_t slot;
+    memcpy(&slot, h, sizeof(slot));
+    slot %= HTTPPROXY_SESSION_CACHE;
+    uint64_t now = clock_wall_ms();
+    if (!px->scache[slot].used || px->scache[slot].len != len ||
+        memcmp(px->scache[slot].cookie, cookie, len)) {
+        auth_session_t c;
+        if (len > AUTH_TOKEN_MAX ||
+            auth_session_verify(px->o.meshkey->pk, cookie, len, now, &c, why))
+            return -EACCES;
+        memcpy(px->scache[slot].cookie, cookie, len);
+        px->scache[slot].len = len;
+        px->scache[slot].claims = c;
+        px->scache[slot].used = true;
+        px->scache[slot].checked_ms = 0;
+    }
+    /* The user record (removal, session epoch) is re-read at most every
+     * HTTPPROXY_USER_RECHECK_MS per cookie; expiry and scope every time. */
+    uint64_t mono = clock_mono_ms();
+    const auth_session_t *c = &px->scache[slot].claims;
+    if (px->scache[slot].checked_ms &&
+        mono - px->scache[slot].checked_ms < HTTPPROXY_USER_RECHECK_MS && now < c->expires_ms &&
+        (!c->scope[0] || !strcmp(c->scope, resource))) {
+        *u = px->scache[slot].user;
+        return 0;
+    }
+    int rc = auth_session_claims_check(px->o.store, c, now, resource, u, why);
+    px->scache[slot].checked_ms = 0;
+    if (rc == 0) {
+        px->scache[slot].user = *u;
+        px->scache[slot].checked_ms = mono ? mono : 1;
+    }
+    return rc;
+}
+
+static bool user_allowed(const resource_t *r, const auth_user_t *u)
+{
+    if (!r->nallow_users && !r->nallow_groups)
+        return true;
+    for (unsigned i = 0; i < r->nallow_users; i++)
+        if (!strcmp(r->allow_users[i], u->name))
+            return true;
+    for (unsigned i = 0; i < r->nallow_groups; i++)
+        for (unsigned k = 0; k < u->ngroups; k++)
+            if (!strcmp(r->allow_groups[i], u->groups[k]))
+                return true;
+    return false;
+}
+
+/* Request headers the application must not get from the client: what popmesh says on the
+ * client's behalf (identity, address, the original request, in every spelling CGI and WSGI
+ * read the same way) and the API key popmesh consumed (the application could replay it
+ * against every other resource). */
+static bool req_drop(const http_header_t *x)
+{
+    if (httphdr_reserved_request_name(x->name, x->name_len))
+        return true;
+    return httphdr_name_is(x->name, x->name_len, "authorization") &&
+           httphdr_is_apikey_auth(x->value, x->value_len);
+}
+
+/* Whether the request asks for a WebSocket: one Upgrade header, "websocket". */
+static bool wants_websocket(const http_head_t *h)
+{
+    int n = 0;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (httphdr_name_is(h->headers[i].name, h->headers[i].name_len, "upgrade"))
+            n++;
+    return h->upgrade && n == 1 && h->upgrade_proto_len == 9 &&
+           !strncasecmp(h->upgrade_proto, "websocket", 9);
+}
+
+/* Routes, authorises and forwards one request head (or answers it). */
+static int route_request(struct hconn *hc, const http_head_t *h)
+{
+    httpproxy_t *px = hc->px;
+    char eh[LOG_ESC_MAX], et[LOG_ESC_MAX];
+    px->st.requests++;
+    hc->partial = false;
+    hc->keep_alive = h->keep_alive;
+    hc->head_req = h->method == HTTP_HEAD;
+    hc->http10 = h->http_minor == 0;
+    hc->local_len = 0;
+    hc->local_too_big = false;
+    hc->cross_site = false;
+    hc->referrer_policy = "same-origin";
+    hc->user[0] = '\0';
+    snprintf(hc->method, sizeof(hc->method), "%s", h->method_name);
+    snprintf(hc->target, sizeof(hc->target), "%.*s", (int)h->target_len, h->target);
+    snprintf(hc->host, sizeof(hc->host), "%.*s", h->host ? (int)h->host_len : 0,
+             h->host ? h->host : "");
+    if (h->target_len >= sizeof(hc->target)) {
+        /* The body (if any) is not read: the connection closes after the answer. */
+        error_page(hc, 414, "the request target is too long");
+        return -1;
+    }
+    if (h->host_len >= sizeof(hc->host)) {
+        error_page(hc, 400, "the Host header is too long");
+        return 0;
+    }
+    const char *q = memchr(h->target, '?', h->target_len);
+    size_t plen = q ? (size_t)(q - h->target) : h->target_len;
+    if (plen >= 10 && !memcmp(h->target, "/.popmesh/", 10)) {
+        hc->state = H_LOCAL;
+        hc->cross_site = httphdr_cross_site(h);
+        if (hc->cross_site) {
+            const http_header_t *o = header(h, "Origin"), *f = header(h, "Sec-Fetch-Site");
+            char eo[LOG_ESC_MAX], ef[LOG_ESC_MAX];
+            log_debug("http: %s %s%s from %s: cross-site (Origin '%s', Sec-Fetch-Site '%s')",
+                      hc->method, log_escs(eh, sizeof(eh), hc->host),
+                      log_escs(et, sizeof(et), hc->target), hc->client,
+                      o ? log_esc(eo, sizeof(eo), o->value, o->value_len) : "",
+                      f ? log_esc(ef, sizeof(ef), f->value, f->value_len) : "");
+        }
+        return 0;
+    }
+    char path[1024];
+    if (!normalize_path(h->target, plen, path, sizeof(path))) {
+        error_page(hc, 400, "the request path is not a valid absolute path");
+        return 0;
+    }
+    int idx =
+        resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), path, strlen(path));
+    if (idx < 0) {
+        error_page(hc, 404, "no application is published at this address");
+        return 0;
+    }
+    const resource_t *res = &px->res[idx];
+    enum auth_decision dec =
+        px->rules ? auth_rules_match(px->rules[idx], px->nrules[idx], &hc->caddr, path, NULL)
+                  : AUTH_DECISION_NONE;
+    if (dec == AUTH_DECISION_DENY) {
+        px->st.denied++;
+        error_page(hc, 403, "access to this application is denied from here");
+        return 0;
+    }
+    auth_user_t u;
+    bool have_user = false;
+    if (res->auth == RESOURCE_AUTH_LOGIN && dec != AUTH_DECISION_ALLOW) {
+        const char *v, *why = "no session";
+        size_t vl;
+        const http_header_t *az = header(h, "Authorization");
+        /* Which session counts when several popmesh_session cookies arrive: none. popd sets
+         * one host-only cookie, so a second one was set by someone else (another site on a
+         * parent domain): taking "the first" or "any valid one" would let that site choose
+         * who the user is here. */
+        int ncookie = httphdr_cookie_find(h, HTTPPROXY_COOKIE, &v, &vl);
+        if (ncookie > 1) {
+            log_warn("http: %s %s%s from %s: more than one " HTTPPROXY_COOKIE " cookie: refused",
+                     hc->method, log_escs(eh, sizeof(eh), hc->host),
+                     log_escs(et, sizeof(et), hc->target), hc->client);
+            error_page(hc, 400,
+                       "more than one popmesh session cookie was sent (another site on a parent "
+                       "domain may have set one): clear this site's cookies and sign in again");
+            return 0;
+        }
+        if (ncookie == 1 && session_check(px, v, vl, res->name, &u, &why) == 0) {
+            have_user = true;
+        } else if (az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7) &&
+                   auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7, clock_wall_ms(),
+                                     &u, &why) == 0) {
+            have_user = true;
+        }
+        if (!have_user) {
+            px->st.unauthenticated++;
+            log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method,
+                      log_escs(eh, sizeof(eh), hc->host), log_escs(et, sizeof(et), hc->target),
+                      hc->client, why);
+            /* Browsers go to the login page; API clients (they sent credentials, or did
+             * not GET) get 401. */
+            if ((h->method == HTTP_GET || h->method == HTTP_HEAD) && !az) {
+                char rd[1100], loc[1300];
+                url_encode(hc->target, rd, sizeof(rd));
+                snprintf(loc, sizeof(loc), "Location: /.popmesh/login?rd=%s\r\n", rd);
+                respond(hc, 302, loc, "", false);
+            } else {
+                error_page(hc, 401, "sign in first (a session cookie or an API key)");
+            }
+            return 0;
+        }
+        if (u.name[0] && !user_allowed(res, &u)) {
+            px->st.denied++;
+            error_page(hc, 403, "your account may not use this application");
+            return 0;
+        }
+        snprintf(hc->user, sizeof(hc->user), "%s", u.name);
+    }
+
+    /* Only WebSocket may switch protocols, and only as a well-formed handshake: the 101 is
+     * checked against its key (resp_on_head). Another Upgrade (h2c...) is dropped with the
+     * Connection header, so the request goes on as plain HTTP. */
+    const http_header_t *wskey = NULL;
+    bool ws = wants_websocket(h);
+    if (ws) {
+        int nkey = 0;
+        for (size_t i = 0; i < h->nheaders; i++)
+            if (httphdr_name_is(h->headers[i].name, h->headers[i].name_len, "sec-websocket-key")) {
+                wskey = &h->headers[i];
+                nkey++;
+            }
+        if (h->method != HTTP_GET || nkey != 1 ||
+            !httphdr_ws_key_valid(wskey->value, wskey->value_len)) {
+            error_page(hc, 400, "a WebSocket request needs GET and one valid Sec-WebSocket-Key");
+            return 0;
+        }
+    }
+
+    /* The upstream request head: hop-by-hop and identity headers dropped, ours added. */
+    static const char *const drop[] = {"Cookie"};
+    char ip[64], groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
+    snprintf(ip, sizeof(ip), "%s", hc->client);
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
+    const char *ipv = ip[0] == '[' ? ip + 1 : ip;
+    if (ipv != ip && strchr(ipv, ']'))
+        *strchr((char *)ipv, ']') = '\0';
+    /* RFC 7239: an IPv6 address is quoted and bracketed; the host is always quoted. */
+    int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=http",
+                      strchr(ipv, ':') ? "\"[" : "", ipv, strchr(ipv, ':') ? "]\"" : "", hc->host);
+    http_header_t extra[8] = {
+        {"X-Forwarded-For", 15, ipv, strlen(ipv)},
+        {"X-Forwarded-Proto", 17, "http", 4},
+        {"X-Forwarded-Host", 16, hc->host, strlen(hc->host)},
+        {"X-Real-IP", 9, ipv, strlen(ipv)},
+        {"Forwarded", 9, fwd, fl > 0 && (size_t)fl < sizeof(fwd) ? (size_t)fl : 0},
+    };
+    size_t nextra = 5;
+    /* The app's own cookies go on, whole; the PoP's session token does not (the app has no
+     * use for it, and must not be able to replay it). They cannot outgrow the head they came
+     * in, so this buffer always holds them. */
+    char cookies[HTTP_DEFAULT_MAX_HEADER_BYTES];
+    ssize_t cl = httphdr_cookie_without(h, HTTPPROXY_COOKIE, cookies, sizeof(cookies));
+    if (cl < 0) {
+        error_page(hc, 431, "the request's cookies are too large to forward");
+        return 0;
+    }
+    if (have_user && u.name[0]) {
+        extra[nextra++] = (http_header_t){"Remote-User", 11, u.name, strlen(u.name)};
+        size_t gl = 0;
+        groups[0] = '\0';
+        for (unsigned i = 0; i < u.ngroups; i++)
+            gl += (size_t)snprintf(groups + gl, sizeof(groups) - gl, "%s%s", i ? "," : "",
+                                   u.groups[i]);
+        if (u.ngroups)
+            extra[nextra++] = (http_header_t){"Remote-Groups", 13, groups, gl};
+    }
+    if (cl > 0)
+        extra[nextra++] = (http_header_t){"Cookie", 6, cookies, (size_t)cl};
+    http_head_rewrite_t rw = {.drop = drop,
+                              .ndrop = sizeof(drop) / sizeof(drop[0]),
+                              .extra = extra,
+                              .nextra = nextra,
+                              .content_length = h->chunked ? -1 : h->content_length,
+                              .chunked = h->chunked,
+                              .keep_upgrade = ws,
+                              .drop_if = req_drop};
+    char head[HEAD_MAX];
+    ssize_t o = http_head_serialize(h, &rw, head, sizeof(head));
+    if (o < 0) {
+        error_page(hc, o == -ENOSPC ? 431 : 400, "the request head cannot be forwarded");
+        return 0;
+    }
+    hc->chunked_up = h->chunked;
+
+    /* The stream: reuse the one to this resource, else a new one. */
+    if (hc->up && (strcmp(hc->up->resource, res->name) || hc->up->gone)) {
+        up_release(hc->up);
+        hc->up = NULL;
+    }
+    if (!hc->up) {
+        hc->up = up_new(hc, res);
+        if (!hc->up) {
+            error_page(hc, 503, "the application's site is not known here");
+            return 0;
+        }
+    }
+    if (hc->up->resp)
+        http_reader_expect_head(hc->up->resp, hc->head_req);
+    hc->up->saw_response = false;
+    hc->up->expecting = true;
+    snprintf(hc->up->ws_key, sizeof(hc->up->ws_key), "%.*s", ws ? (int)wskey->value_len : 0,
+             ws ? wskey->value : "");
+    /* After a WebSocket request the request reader has stopped: if the application does not
+     * switch, the connection closes after its answer. */
+    if (ws)
+        hc->keep_alive = false;
+    hc->resp_done = false;
+    pend_append(hc->up, head, (size_t)o);
+    hc->state = H_BODY;
+    hc->active = ev_now(px->o.loop);
+    hc_arm(hc);
+    flush_up(hc->up);
+    return 0;
+}
+
+static int req_on_head(void *ctx, const http_head_t *h)
+{
+    struct hconn *hc = ctx;
+    int rc = route_request(hc, h);
+    /* An Upgrade not forwarded as a WebSocket (h2c, or answered here) leaves the connection
+     * in HTTP: the reader must go on parsing requests after this one. */
+    if (rc == 0 && h->upgrade && !(hc->state == H_BODY && hc->up && hc->up->ws_key[0]))
+        return 1;
+    return rc;
+}
+
+static int req_on_body(void *ctx, const uint8_t *d, size_t n)
+{
+    struct hconn *hc = ctx;
+    if (hc->state == H_LOCAL) {
+        if (hc->local_len + n > sizeof(hc->local_body)) {
+            hc->local_too_big = true;
+            return 0;
+        }
+        memcpy(hc->local_body + hc->local_len, d, n);
+        hc->local_len += n;
+        return 0;
+    }
+    if (hc->state != H_BODY || !hc->up)
+        return 0; /* an error answer is on its way; the body is dropped */
+    if (hc->chunked_up) {
+        char sz[24];
+        int l = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+        pend_append(hc->up, sz, (size_t)l);
+        pend_append(hc->up, d, n);
+        pend_append(hc->up, "\r\n", 2);
+    } else {
+        pend_append(hc->up, d, n);
+    }
+    flush_up(hc->up);
+    return 0;
+}
+
+static int req_on_done(void *ctx)
+{
+    struct hconn *hc = ctx;
+    if (hc->state == H_LOCAL) {
+        handle_local(hc);
+        if (hc->state == H_LOCAL && !hc->pw_job)
+            hc->state = H_HEAD;
+        return 1;
+    }
+    if (hc->state == H_BODY) {
+        if (hc->up) {
+            if (hc->chunked_up)
+                pend_append(hc->up, "0\r\n\r\n", 5);
+            flush_up(hc->up);
+        }
+        hc->state = H_WAIT;
+        hc->phase = ev_now(hc->px->o.loop); /* the application's time to answer starts */
+        hc_arm(hc);
+        if (hc->resp_done) /* the application answered before the body ended */
+            request_finished(hc);
+    }
+    return 1; /* one request at a time */
+}
+
+/* Feeds buffered client bytes to the request reader as far as the state allows. */
+static void process_input(struct hconn *hc)
+{
+    while (hc->in_len && (hc->state == H_HEAD || hc->state == H_BODY || hc->state == H_LOCAL)) {
+        if (hc->up && hc->up->pend_len >= PEND_HIGH)
+            return;                                /* the stream is behind: resume on_writable */
+        if (hc->state == H_HEAD && !hc->partial) { /* a new request: its head's deadline */
+            hc->partial = true;
+            hc->phase = ev_now(hc->px->o.loop);
+            hc_arm(hc);
+        }
+        ssize_t n = http_reader_feed(hc->req, hc->in, hc->in_len);
+        if (n < 0) {
+            const char *why;
+            int code = http_reader_error(hc->req, &why);
+            if (hc->state != H_CLOSING)
+                error_page(hc, code >= 400 ? code : 400, why);
+            hc->state = H_CLOSING;
+            hc->in_len = 0;
+            out_flush(hc);
+            return;
+        }
+        memmove(hc->in, hc->in + n, hc->in_len - (size_t)n);
+        hc->in_len -= (size_t)n;
+        if (hc->state == H_CLOSING) {
+            out_flush(hc);
+            return;
+        }
+        if (n == 0)
+            break;
+    }
+    if (hc->state == H_RAW && hc->in_len && hc->up) {
+        pend_append(hc->up, hc->in, hc->in_len);
+        hc->in_len = 0;
+        flush_up(hc->up);
+    }
+    if (hc->out_len)
+        out_flush(hc);
+}
+
+/* ---- client connection ------------------------------------------------------------------ */
+
+static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    struct hconn *hc = w->data;
+    if (hc->in_len == IN_CAP || (hc->up && hc->up->pend_len >= PEND_HIGH)) {
+        ev_io_stop(loop, w); /* resumed when the reader or the stream catch up */
+        return;
+    }
+    ssize_t n = recv(hc->fd, hc->in + hc->in_len, IN_CAP - hc->in_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        hc_close(hc);
+        return;
+    }
+    if (n == 0) {
+        hc->client_eof = true;
+        ev_io_stop(loop, w);
+        if (hc->state == H_RAW && hc->up && hc->up->open && !hc->up->gone) {
+            tun_t *t = tconn_tun(hc->up->c);
+            if (t && tun_fin(t, hc->up->sid) == TUN_CLOSED)
+                hc->up->gone = true;
+            return;
+        }
+        if (hc->state == H_HEAD || hc->state == H_CLOSING)
+            hc_close(hc);
+        return;
+    }
+    hc->active = ev_now(loop);
+    hc->in_len += (size_t)n;
+    process_input(hc);
+}
+
+static void on_client_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct hconn *hc = w->data;
+    if (!out_flush(hc))
+        return;
+    if (hc->resp_done && hc->state == H_WAIT)
+        request_finished(hc);
+}
+
+/* ---- deadlines (see the top of the file) ------------------------------------------------ */
+
+enum hdeadline {
+    DL_HEAD,      /* a request head is arriving: HEADER_TIMEOUT from its first byte */
+    DL_IDLE,      /* between requests: IDLE_TIMEOUT from the last byte */
+    DL_BODY,      /* the request body is arriving: BODY_TIMEOUT from the last byte */
+    DL_RESPONSE,  /* the request is complete: RESPONSE_TIMEOUT from its end to the response */
+    DL_RESP_IDLE, /* the response is under way: RESP_IDLE from the last byte either way */
+    DL_WS,        /* a WebSocket: WS_IDLE from the last byte either way */
+    DL_CLOSING,   /* our last answer is being read: CLOSING_TIMEOUT from the last byte */
+};
+
+/* The deadline (loop time) of the connection in its current state, and which one it is. */
+static ev_tstamp hc_deadline(const struct hconn *hc, enum hdeadline *kind)
+{
+    double k = hc->px->tscale;
+    bool answering = hc->up && hc->up->saw_response;
+    enum hdeadline d;
+    switch (hc->state) {
+    case H_HEAD:
+        d = hc->in_len || hc->partial ? DL_HEAD : DL_IDLE;
+        break;
+    case H_BODY:
+        d = answering ? DL_RESP_IDLE : DL_BODY;
+        break;
+    case H_LOCAL: /* a login form arriving, or its password being checked (seconds at most) */
+        d = DL_BODY;
+        break;
+    case H_WAIT:
+        d = answering ? DL_RESP_IDLE : DL_RESPONSE;
+        break;
+    case H_RAW:
+        d = DL_WS;
+        break;
+    case H_CLOSING:
+    default:
+        d = DL_CLOSING;
+        break;
+    }
+    if (kind)
+        *kind = d;
+    switch (d) {
+    case DL_HEAD:
+        return hc->phase + k * HTTPPROXY_HEADER_TIMEOUT_S;
+    case DL_IDLE:
+        return hc->active + k * HTTPPROXY_IDLE_TIMEOUT_S;
+    case DL_BODY:
+        return hc->active + k * HTTPPROXY_BODY_TIMEOUT_S;
+    case DL_RESPONSE:
+        return hc->phase + k * HTTPPROXY_RESPONSE_TIMEOUT_S;
+    case DL_RESP_IDLE:
+        return hc->active + k * HTTPPROXY_RESP_IDLE_S;
+    case DL_WS:
+        return hc->active + k * HTTPPROXY_WS_IDLE_S;
+    case DL_CLOSING:
+    default:
+        return hc->active + k * HTTPPROXY_CLOSING_TIMEOUT_S;
+    }
+}
+
+/* Makes the timer fire no later than the current deadline. A timer already due earlier is
+ * left alone: it re-checks when it fires. Called on state changes, never per byte. */
+static void hc_arm(struct hconn *hc)
+{
+    struct ev_loop *loop = hc->px->o.loop;
+    ev_tstamp left = hc_deadline(hc, NULL) - ev_now(loop);
+    if (left < 0.001)
+        left = 0.001;
+    if (ev_is_active(&hc->timer) && ev_timer_remaining(loop, &hc->timer) <= left)
+        return;
+    ev_timer_stop(loop, &hc->timer);
+    ev_timer_set(&hc->timer, left, 0.);
+    ev_timer_start(loop, &hc->timer);
+}
+
+/* Gives up the upstream stream of a request that timed out: reset, so the application stops
+ * waiting too, and nothing it sends later can be taken for another answer. */
+static void hc_drop_upstream(struct hconn *hc)
+{
+    if (hc->up) {
+        up_release(hc->up);
+        hc->up = NULL;
+    }
+}
+
+static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct hconn *hc = w->data;
+    httpproxy_t *px = hc->px;
+    enum hdeadline kind;
+    ev_tstamp left = hc_deadline(hc, &kind) - ev_now(loop);
+    if (left > 0) { /* bytes moved since the timer was set: not yet */
+        ev_timer_set(w, left, 0.);
+        ev_timer_start(loop, w);
+        return;
+    }
+    char et[LOG_ESC_MAX];
+    const char *target = log_escs(et, sizeof(et), hc->target);
+    double k = px->tscale;
+    switch (kind) {
+    case DL_HEAD:
+        px->st.timeout_head++;
+        log_info("http: %s sent no complete request head in %.0f s: closed", hc->client,
+                 k * HTTPPROXY_HEADER_TIMEOUT_S);
+        error_page(hc, 408, "the request took too long to arrive");
+        break;
+    case DL_BODY:
+        px->st.timeout_body++;
+        if (hc->state == H_LOCAL && hc->pw_job) { /* a stuck password check: give up */
+            hc_close(hc);
+            return;
+        }
+        if (hc->up && hc->up->pend_len >= PEND_HIGH) {
+            /* The client is not read because the application stopped taking the body: its
+             * stall, not the client's (flush_up stamps every byte it takes). */
+            log_warn("http: %s %s %s: resource %s took no body byte in %.0f s: 504", hc->client,
+                     hc->method, target, hc->up->resource, k * HTTPPROXY_BODY_TIMEOUT_S);
+            hc_drop_upstream(hc);
+            error_page(hc, 504, "the application stopped reading the request");
+            break;
+        }
+        hc_drop_upstream(hc);
+        log_info("http: %s %s %s: no request body byte in %.0f s: 408", hc->client, hc->method,
+                 target, k * HTTPPROXY_BODY_TIMEOUT_S);
+        error_page(hc, 408, "the request body stopped arriving");
+        break;
+    case DL_RESPONSE:
+        px->st.timeout_response++;
+        log_warn("http: %s %s %s: resource %s did not answer in %.0f s: 504", hc->client,
+                 hc->method, target, hc->up ? hc->up->resource : "?",
+                 k * HTTPPROXY_RESPONSE_TIMEOUT_S);
+        hc_drop_upstream(hc);
+        error_page(hc, 504, "the application did not answer in time");
+        break;
+    case DL_IDLE:
+        px->st.timeout_idle++;
+        hc_close(hc);
+        return;
+    case DL_RESP_IDLE:
+        px->st.timeout_resp_idle++;
+        log_info("http: %s %s %s: no byte either way in %.0f s during the response: closed",
+                 hc->client, hc->method, target, k * HTTPPROXY_RESP_IDLE_S);
+        hc_close(hc);
+        return;
+    case DL_WS:
+        px->st.timeout_ws++;
+        log_info("http: %s: WebSocket idle for %.0f s: closed", hc->client,
+                 k * HTTPPROXY_WS_IDLE_S);
+        hc_close(hc);
+        return;
+    case DL_CLOSING:
+        px->st.timeout_closing++;
+        hc_close(hc);
+        return;
+    }
+    if (out_flush(hc))
+        hc_arm(hc);
+}
+
+static void hc_close(struct hconn *hc)
+{
+    httpproxy_t *px = hc->px;
+    ev_io_stop(px->o.loop, &hc->rio);
+    ev_io_stop(px->o.loop, &hc->wio);
+    ev_timer_stop(px->o.loop, &hc->timer);
+    close(hc->fd);
+    ipt_release(px, hc->ipc);
+    px->nconns--;
+    if (hc->up)
+        up_release(hc->up);
+    if (hc->pw_job)
+        hc->pw_job->hc = NULL; /* the worker's verdict is dropped when it comes */
+    http_reader_destroy(&hc->req);
+    free(hc->out);
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        px->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    free(hc);
+}
+
+static void *pw_worker(void *arg)
+{
+    httpproxy_t *px = arg;
+    for (;;) {
+        pthread_mutex_lock(&px->mu);
+        while (!px->todo && !px->stopping)
+            pthread_cond_wait(&px->cv, &px->mu);
+        if (px->stopping) {
+            pthread_mutex_unlock(&px->mu);
+            return NULL;
+        }
+        struct pwjob *job = px->todo;
+        px->todo = job->next;
+        if (!px->todo)
+            px->todo_tail = NULL;
+        pthread_mutex_unlock(&px->mu);
+        job->ok = auth_password_verify(job->pwhash, job->pw, job->pwlen);
+        sodium_memzero(job->pw, sizeof(job->pw));
+        pthread_mutex_lock(&px->mu);
+        job->next = px->done;
+        px->done = job;
+        pthread_mutex_unlock(&px->mu);
+        ev_async_send(px->o.loop, &px->done_async);
+    }
+}
+
+/* Verdicts back on the loop: answer the waiting connections. */
+static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop, (void)revents;
+    httpproxy_t *px = w->data;
+    pthread_mutex_lock(&px->mu);
+    struct pwjob *list = px->done;
+    px->done = NULL;
+    pthread_mutex_unlock(&px->mu);
+    while (list) {
+        struct pwjob *job = list;
+        list = job->next;
+        px->queued--;
+        struct hconn *hc = job->hc;
+        if (hc) {
+            hc->pw_job = NULL;
+            if (!job->ok || !job->user_ok) {
+                char eu[LOG_ESC_MAX];
+                log_info("http: failed login from %s for '%s'", hc->client,
+                         log_escs(eu, sizeof(eu), hc->user));
+                login_page(hc, 401, "Wrong user or password.", job->rd);
+            } else {
+                char cookie[AUTH_TOKEN_MAX + 1];
+                if (auth_session_make(px->o.meshkey, job->u.name, job->u.session_epoch,
+                                      clock_wall_ms(), HTTPPROXY_SESSION_TTL_MS, "", cookie,
+                                      sizeof(cookie))) {
+                    error_page(hc, 500, "cannot make a session");
+                } else {
+                    char eu[LOG_ESC_MAX];
+                    log_info("http: %s signed in from %s", log_escs(eu, sizeof(eu), job->u.name),
+                             hc->client);
+                    set_session(hc, cookie, HTTPPROXY_SESSION_TTL_MS, job->rd);
+                }
+            }
+            if (hc->state == H_LOCAL)
+                hc->state = H_HEAD;
+            if (out_flush(hc) && hc->state == H_HEAD && hc->in_len)
+                process_input(hc);
+        }
+        sodium_memzero(job, sizeof(*job));
+        free(job);
+    }
+}
+
+/* ---- connection caps ---------------------------------------------------------------------- */
+
+/* The key a client address is counted under: IPv4 whole, IPv6 by its /64 (one host, or one
+ * customer, usually holds a whole /64, and may use any address in it). */
+static void ipt_keyof(const auth_addr_t *a, uint8_t key[9])
+{
+    memset(key, 0, 9);
+    key[0] = a->family == AF_INET6 ? 6 : 4;
+    memcpy(key + 1, a->a, a->family == AF_INET6 ? 8 : 4);
+}
+
+static size_t ipt_bucket(const httpproxy_t *px, const uint8_t key[9])
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key, 9, px->ipt_key);
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return (size_t)(v & (px->ipt_size - 1));
+}
+
+/* The count of key, made (at 0) if absent. The table holds only addresses with a connection,
+ * so it never has more entries than the overall cap; it doubles when it has as many entries
+ * as buckets. */
+static struct ipcount *ipt_get(httpproxy_t *px, const uint8_t key[9])
+{
+    size_t b = ipt_bucket(px, key);
+    for (struct ipcount *e = px->ipt[b]; e; e = e->next)
+        if (!memcmp(e->key, key, sizeof(e->key)))
+            return e;
+    if (px->ipt_used >= px->ipt_size) {
+        struct ipcount **old = px->ipt;
+        size_t oldn = px->ipt_size;
+        px->ipt_size *= 2;
+        px->ipt = xcalloc(px->ipt_size, sizeof(*px->ipt));
+        for (size_t i = 0; i < oldn; i++)
+            while (old[i]) {
+                struct ipcount *e = old[i];
+                old[i] = e->next;
+                size_t nb = ipt_bucket(px, e->key);
+                e->next = px->ipt[nb];
+                px->ipt[nb] = e;
+            }
+        free(old);
+        b = ipt_bucket(px, key);
+    }
+    struct ipcount *e = xcalloc(1, sizeof(*e));
+    memcpy(e->key, key, sizeof(e->key));
+    e->next = px->ipt[b];
+    px->ipt[b] = e;
+    px->ipt_used++;
+    return e;
+}
+
+/* One connection of e's address ended; the entry goes at 0. */
+static void ipt_release(httpproxy_t *px, struct ipcount *e)
+{
+    if (!e || --e->n)
+        return;
+    for (struct ipcount **pp = &px->ipt[ipt_bucket(px, e->key)]; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            px->ipt_used--;
+            return;
+        }
+}
+
+/* A connection past a cap: a fixed 503 (a fresh socket's send buffer always takes it) and
+ * close, in this loop pass. Logged at most once a second, with how many went unlogged. */
+static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, const char *which)
+{
+    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                 "Retry-After: 1\r\nConnection: close\r\n\r\n";
+    ssize_t n = send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n; /* best effort: the close says the rest */
+    close(fd);
+    ev_tstamp now = ev_now(px->o.loop);
+    if (now - px->refused_logged < 1.0) {
+        px->refused_unlogged++;
+        return;
+    }
+    char addr[64];
+    netaddr_format((const struct sockaddr *)ss, addr, sizeof(addr));
+    log_warn("http: refused a connection from %s: %s (%u open, at most %u, %u per address); "
+             "%llu more refused since the last such line",
+             addr, which, px->nconns, px->max_conns, px->max_per_ip,
+             (unsigned long long)px->refused_unlogged);
+    px->refused_logged = now;
+    px->refused_unlogged = 0;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    httpproxy_t *px = w->data;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(px->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        auth_addr_t caddr;
+        auth_addr_from_sockaddr((struct sockaddr *)&ss, &caddr);
+        if (px->nconns >= px->max_conns) {
+            px->st.refused_max_conns++;
+            refuse(px, fd, &ss, "the proxy's connection cap is reached");
+            continue;
+        }
+        uint8_t key[9];
+        ipt_keyof(&caddr, key);
+        struct ipcount *ipc = ipt_get(px, key);
+        if (ipc->n >= px->max_per_ip) {
+            px->st.refused_per_ip++;
+            refuse(px, fd, &ss, "its address's connection cap is reached");
+            continue;
+        }
+        ipc->n++;
+        px->nconns++;
+        px->st.accepted++;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct hconn *hc = xcalloc(1, sizeof(*hc));
+        hc->px = px;
+        hc->fd = fd;
+        hc->ipc = ipc;
+        hc->state = H_HEAD;
+        hc->referrer_policy = "same-origin";
+        hc->phase = hc->active = ev_now(loop);
+        netaddr_format((const struct sockaddr *)&ss, hc->client, sizeof(hc->client));
+        struct sockaddr_storage local;
+        socklen_t ll = sizeof(local);
+        if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0)
+            netaddr_format((const struct sockaddr *)&local, hc->ingress, sizeof(hc->ingress));
+        hc->caddr = caddr;
+        http_limits_t lim;
+        http_limits_defaults(&lim);
+        lim.max_body_bytes = px->o.max_body;
+        http_reader_cbs_t cbs = {
+            .ctx = hc, .on_head = req_on_head, .on_body = req_on_body, .on_done = req_on_done};
+        hc->req = http_reader_new(HTTP_REQUEST, &lim, &cbs);
+        ev_io_init(&hc->rio, on_client_read, fd, EV_READ);
+        ev_io_init(&hc->wio, on_client_write, fd, EV_WRITE);
+        ev_init(&hc->timer, on_client_timer);
+        hc->rio.data = hc->wio.data = hc->timer.data = hc;
+        ev_io_start(loop, &hc->rio);
+        hc_arm(hc);
+        hc->next = px->conns;
+        if (px->conns)
+            px->conns->prev = hc;
+        px->conns = hc;
+    }
+}
+
+static void free_rules(httpproxy_t *px)
+{
+    for (size_t i = 0; px->rules && i < px->nres; i++)
+        free(px->rules[i]);
+    free(px->rules);
+    free(px->nrules);
+    px->rules = NULL;
+    px->nrules = NULL;
+}
+
+/* Resources and their rules, refreshed every second rather than read per request. */
+static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    httpproxy_t *px = w->data;
+    resource_t *v = NULL;
+    size_t n = 0;
+    if (resource_list(px->o.store, &v, &n))
+        return;
+    free_rules(px);
+    free(px->res);
+    px->res = v;
+    px->nres = n;
+    px->rules = xcalloc(n ? n : 1, sizeof(*px->rules));
+    px->nrules = xcalloc(n ? n : 1, sizeof(*px->nrules));
+    for (size_t i = 0; i < n; i++)
+        if (v[i].host[0] && auth_rules_load(px->o.store, v[i].name, &px->rules[i], &px->nrules[i]))
+            px->nrules[i] = 0;
+}
+
+/* A test knob (httpproxy.h): a positive decimal in the environment, else dflt. Loud when set,
+ * so a knob left in a production environment shows in the log. */
+static unsigned test_knob_uint(const char *name, unsigned dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    unsigned long x = strtoul(v, &end, 10);
+    if (*end || x == 0 || x > 1u << 24) {
+        log_warn("http: ignoring %s=%s (want a positive number)", name, v);
+        return dflt;
+    }
+    log_warn("http: TEST KNOB: %s=%lu (for tests only)", name, x);
+    return (unsigned)x;
+}
+
+httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    unsigned sl;
+    if (netaddr_sockaddr(o->listen, &ss, &sl)) {
+        snprintf(err, errlen, "--http-listen '%s' is not a numeric HOST:PORT", o->listen);
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on %s for HTTP: %s", o->listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    httpproxy_t *px = xcalloc(1, sizeof(*px));
+    px->o = *o;
+    px->lfd = fd;
+    px->rl_ip =
+        auth_ratelimit_new(HTTPPROXY_RL_IP_BURST, HTTPPROXY_RL_IP_REFILL_MS, AUTH_RL_ENTRIES);
+    px->rl_user = auth_ratelimit_new(AUTH_RL_BURST, AUTH_RL_REFILL_MS, AUTH_RL_ENTRIES);
+    uint8_t junk[24];
+    randombytes_buf(junk, sizeof(junk));
+    char jpw[49];
+    sodium_bin2hex(jpw, sizeof(jpw), junk, sizeof(junk));
+    auth_password_hash(jpw, strlen(jpw), px->dummy_hash, sizeof(px->dummy_hash));
+    randombytes_buf(px->scache_key, sizeof(px->scache_key));
+    randombytes_buf(px->ipt_key, sizeof(px->ipt_key));
+    px->ipt_size = 64;
+    px->ipt = xcalloc(px->ipt_size, sizeof(*px->ipt));
+    struct rlimit rl;
+    rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    if (nofile == RLIM_INFINITY || nofile > (1u << 22))
+        nofile = 1u << 22;
+    px->max_conns = (unsigned)(nofile / 2);
+    if (px->max_conns < HTTPPROXY_MAX_CONNS_MIN)
+        px->max_conns = HTTPPROXY_MAX_CONNS_MIN;
+    px->max_conns = test_knob_uint("POPMESH_TEST_HTTP_MAX_CONNS", px->max_conns);
+    px->max_per_ip = test_knob_uint("POPMESH_TEST_HTTP_PER_IP", HTTPPROXY_MAX_PER_IP);
+    px->tscale = 1.0;
+    const char *ts = getenv("POPMESH_TEST_HTTP_TIMEOUT_SCALE");
+    if (ts && *ts) {
+        char *end;
+        double v = strtod(ts, &end);
+        if (*end || !(v > 0 && v <= 1))
+            log_warn("http: ignoring POPMESH_TEST_HTTP_TIMEOUT_SCALE=%s (want 0 < F <= 1)", ts);
+        else {
+            px->tscale = v;
+            log_warn("http: TEST KNOB: every HTTP timeout scaled by %g "
+                     "(POPMESH_TEST_HTTP_TIMEOUT_SCALE is for tests only)",
+                     v);
+        }
+    }
+    pthread_mutex_init(&px->mu, NULL);
+    pthread_cond_init(&px->cv, NULL);
+    ev_async_init(&px->done_async, on_pw_done);
+    px->done_async.data = px;
+    ev_async_start(o->loop, &px->done_async);
+    for (unsigned i = 0; i < HTTPPROXY_PW_WORKERS; i++)
+        if (pthread_create(&px->workers[px->nworkers], NULL, pw_worker, px) == 0)
+            px->nworkers++;
+    ev_io_init(&px->lio, on_accept, fd, EV_READ);
+    px->lio.data = px;
+    ev_io_start(o->loop, &px->lio);
+    ev_timer_init(&px->refresh, on_refresh, 0., 1.0);
+    px->refresh.data = px;
+    ev_timer_start(o->loop, &px->refresh);
+    log_info("http: listening on %s (at most %u client connections, %u per address)", o->listen,
+             px->max_conns, px->max_per_ip);
+    return px;
+}
+
+void httpproxy_destroy(httpproxy_t **pp)
+{
+    httpproxy_t *px = pp ? *pp : NULL;
+    if (!px)
+        return;
+    while (px->conns)
+        hc_close(px->conns);
+    pthread_mutex_lock(&px->mu);
+    px->stopping = true;
+    pthread_cond_broadcast(&px->cv);
+    pthread_mutex_unlock(&px->mu);
+    for (unsigned i = 0; i < px->nworkers; i++)
+        pthread_join(px->workers[i], NULL);
+    for (struct pwjob *lists[2] = {px->todo, px->done}, **l = lists; l < lists + 2; l++)
+        while (*l) {
+            struct pwjob *job = *l;
+            *l = job->next;
+            sodium_memzero(job, sizeof(*job));
+            free(job);
+        }
+    ev_async_stop(px->o.loop, &px->done_async);
+    pthread_mutex_destroy(&px->mu);
+    pthread_cond_destroy(&px->cv);
+    ev_io_stop(px->o.loop, &px->lio);
+    ev_timer_stop(px->o.loop, &px->refresh);
+    close(px->lfd);
+    free_rules(px);
+    auth_ratelimit_destroy(&px->rl_ip);
+    auth_ratelimit_destroy(&px->rl_user);
+    free(px->res);
+    free(px->ipt); /* empty: every connection was closed above */
+    free(px);
+    *pp = NULL;
+}
+
+void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
+{
+    const struct {
+        const char *name;
+        uint64_t v;
+    } kv[] = {
+        {"connections", px->nconns},
+        {"max_connections", px->max_conns},
+        {"max_connections_per_address", px->max_per_ip},
+        {"addresses", px->ipt_used},
+        {"accepted", px->st.accepted},
+        {"refused_max_connections", px->st.refused_max_conns},
+        {"refused_per_address", px->st.refused_per_ip},
+        {"requests", px->st.requests},
+        {"local", px->st.local},
+        {"denied", px->st.denied},
+        {"unauthenticated", px->st.unauthenticated},
+        {"errors", px->st.errors},
+        {"timeout_head", px->st.timeout_head},
+        {"timeout_idle", px->st.timeout_idle},
+        {"timeout_body", px->st.timeout_body},
+        {"timeout_response", px->st.timeout_response},
+        {"timeout_response_idle", px->st.timeout_resp_idle},
+        {"timeout_websocket", px->st.timeout_ws},
+        {"timeout_closing", px->st.timeout_closing},
+    };
+    mpw_str(pk, "http");
+    msgpack_pack_map(pk, sizeof(kv) / sizeof(kv[0]));
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        mpw_kv_u64(pk, kv[i].name, kv[i].v);
+}

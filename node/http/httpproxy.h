@@ -1,0 +1,78 @@
+/* httpproxy: the PoP's HTTP/1.1 ingress (issue 5): an identity-aware reverse proxy.
+ *
+ * A request is routed by its Host and path to an HTTP resource (resource_match_http), checked
+ * against the resource's rules and, for `auth login`, a session cookie or an API key, all
+ * decided here from the replicated store (node/auth/auth.h); then it goes through the data plane
+ * (dataplane_open_stream) to the site, which connects to a target. One stream serves the
+ * client connection's requests to one resource in turn (keep-alive on both sides). Bodies
+ * are streamed, chunked bodies re-chunked; the response is relayed as it comes.
+ *
+ * /.popmesh/login (GET form, POST username/password), /.popmesh/logout and
+ * /.popmesh/share?t=TOKEN are served by the PoP itself on every host. */
+#ifndef POPMESH_NODE_HTTP_HTTPPROXY_H
+#define POPMESH_NODE_HTTP_HTTPPROXY_H
+
+#include "node/dataplane/dataplane.h"
+#include "node/records/identity.h"
+#include "node/nodecfg.h"
+#include "storage/store.h"
+
+#include <ev.h>
+
+/* Timeouts of a client connection. Each is a bound on how long one unauthenticated client
+ * can hold a connection, its buffers and an upstream stream while doing nothing: they are
+ * measured from the last byte moved (either way) unless said otherwise. One ev_timer per
+ * connection, re-armed lazily (bytes only stamp the time). */
+#define HTTPPROXY_HEADER_TIMEOUT_S   10.0 /* s to send a complete request head, from its 1st byte */
+#define HTTPPROXY_IDLE_TIMEOUT_S     60.0 /* s a keep-alive connection may stay idle */
+#define HTTPPROXY_BODY_TIMEOUT_S     30.0 /* s without a request body byte: 408 (or close) */
+#define HTTPPROXY_RESPONSE_TIMEOUT_S 60.0 /* s from the request's end to the response head: 504 */
+#define HTTPPROXY_RESP_IDLE_S        60.0 /* s without a byte either way once the response began */
+#define HTTPPROXY_WS_IDLE_S          600.0 /* s without a byte either way on a WebSocket */
+#define HTTPPROXY_CLOSING_TIMEOUT_S  10.0  /* s a client may take to read our last answer */
+/* Connection caps. The overall cap defaults to half the process's RLIMIT_NOFILE (read after
+ * popd raised it to the hard limit), leaving the other half for tunnels, the store and the
+ * site side of streams; past it, and past the per-address cap, a connection is accepted, sent
+ * a minimal 503 and closed at once (never left in the backlog), counted and logged at most
+ * once a second. IPv6 clients are counted by /64: one host usually holds a whole /64. */
+#define HTTPPROXY_MAX_CONNS_MIN  64  /* floor of the overall cap, whatever the fd limit */
+#define HTTPPROXY_MAX_PER_IP     256 /* concurrent connections per client IPv4 address or /64 */
+#define HTTPPROXY_SESSION_TTL_MS (12ull * 3600 * 1000)
+#define HTTPPROXY_COOKIE         "popmesh_session"
+/* Login attempts: per user AUTH_RL_BURST then one per AUTH_RL_REFILL_MS (node/auth/auth.h); per
+ * client address more, since an office behind one NAT address shares it. */
+#define HTTPPROXY_RL_IP_BURST     30
+#define HTTPPROXY_RL_IP_REFILL_MS 2000
+#define HTTPPROXY_PW_WORKERS      2    /* threads checking passwords (argon2id) */
+#define HTTPPROXY_PW_QUEUE        64   /* checks waiting; past it logins get 503 */
+#define HTTPPROXY_SESSION_CACHE   4096 /* verified session cookies remembered (slots) */
+/* ms a cached cookie's user record is trusted: a revoked session is refused at most this long
+ * after the revocation reached the PoP. */
+#define HTTPPROXY_USER_RECHECK_MS 1000
+
+typedef struct httpproxy httpproxy_t;
+
+typedef struct httpproxy_opts {
+    struct ev_loop *loop;
+    store_t *store;           /* borrowed */
+    const char *listen;       /* "host:port" */
+    const meshkey_t *meshkey; /* borrowed: signs sessions */
+    dataplane_t *dp;          /* borrowed */
+    uint64_t max_body;        /* bytes of one request body; past it 413 (0 = no limit) */
+} httpproxy_opts_t;
+
+/* Test knobs, read once by httpproxy_new from the environment; for tests only (docs/http.md):
+ *   POPMESH_TEST_HTTP_PER_IP=N         per-address cap instead of HTTPPROXY_MAX_PER_IP
+ *   POPMESH_TEST_HTTP_MAX_CONNS=N      overall cap instead of half RLIMIT_NOFILE
+ *   POPMESH_TEST_HTTP_TIMEOUT_SCALE=F  every timeout above multiplied by F (0 < F <= 1) */
+
+/* Binds the listener; NULL with a reason in err. */
+httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen);
+void httpproxy_destroy(httpproxy_t **pp);
+
+/* One key/value pair of `status`: "http" -> a map of the proxy's counters (connections now,
+ * refused by each cap, requests, timeouts by kind). */
+#define HTTPPROXY_STATUS_PAIRS 1
+void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk);
+
+#endif

@@ -1,0 +1,165 @@
+#include "node/membership/joinmsg.h"
+
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "gossip/antientropy.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+
+static int read_cstr(mpr_t *r, char *dst, size_t cap)
+{
+    const char *s;
+    uint32_t n;
+    if (mpr_str(r, &s, &n) || n >= cap || memchr(s, '\0', n))
+        return -EBADMSG;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int read_bin(mpr_t *r, uint8_t *dst, uint32_t want)
+{
+    const uint8_t *b;
+    uint32_t n;
+    if (mpr_bin(r, &b, &n) || n != want)
+        return -EBADMSG;
+    memcpy(dst, b, n);
+    return 0;
+}
+
+static int read_head(mpr_t *r, uint32_t *n, uint64_t *type)
+{
+    uint64_t v;
+    if (mpr_array(r, n) || *n < 2 || mpr_uint(r, &v) || v != 1 || mpr_uint(r, type))
+        return -EBADMSG;
+    return 0;
+}
+
+void joinmsg_pack_join(msgpack_packer *pk, const reg_node_t *n)
+{
+    msgpack_pack_array(pk, 8);
+    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, MESH_MSG_JOIN);
+    mpw_str(pk, n->name);
+    mpw_str(pk, n->region);
+    mpw_str(pk, n->addr);
+    mpw_bin(pk, n->curve_pk, 32);
+    mpw_bin(pk, n->sign_pk, 32);
+    mpw_str(pk, n->role);
+}
+
+int joinmsg_decode_join(const uint8_t *buf, size_t len, reg_node_t *n, const char **why)
+{
+    mpr_t r;
+    uint32_t count;
+    uint64_t type;
+    memset(n, 0, sizeof(*n));
+    mpr_init(&r, buf, len);
+    if (read_head(&r, &count, &type) || type != MESH_MSG_JOIN || count != 8) {
+        *why = "not a JOIN message";
+        return -EBADMSG;
+    }
+    if (read_cstr(&r, n->name, sizeof(n->name)) || read_cstr(&r, n->region, sizeof(n->region)) ||
+        read_cstr(&r, n->addr, sizeof(n->addr)) || read_bin(&r, n->curve_pk, 32) ||
+        read_bin(&r, n->sign_pk, 32) || read_cstr(&r, n->role, sizeof(n->role)) || r.left) {
+        *why = "malformed JOIN field";
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_t *mesh_sk,
+                     const void *entries, size_t entries_len, uint32_t count)
+{
+    msgpack_pack_array(pk, 5);
+    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, MESH_MSG_JOIN_OK);
+    mpw_bin(pk, mesh_pk, 32);
+    if (mesh_sk)
+        mpw_bin(pk, mesh_sk, 64);
+    else
+        msgpack_pack_nil(pk);
+    msgpack_pack_array(pk, count);
+    mpw_raw(pk, entries, entries_len);
+}
+
+void joinmsg_pack_err(msgpack_packer *pk, const char *code, const char *message)
+{
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, MESH_MSG_JOIN_ERR);
+    mpw_str(pk, code);
+    mpw_str(pk, message);
+}
+
+int joinmsg_decode_reply(const uint8_t *buf, size_t len, joinmsg_reply_t *out, const char **why)
+{
+    mpr_t r;
+    uint32_t count, n;
+    uint64_t type;
+    memset(out, 0, sizeof(*out));
+    mpr_init(&r, buf, len);
+    if (read_head(&r, &count, &type)) {
+        *why = "not a join reply";
+        return -EBADMSG;
+    }
+    if (type == MESH_MSG_JOIN_ERR && count == 4) {
+        const char *s;
+        uint32_t sl;
+        /* Messages are for a human: keep them even if they are longer than we show. */
+        if (read_cstr(&r, out->code, sizeof(out->code)) || mpr_str(&r, &s, &sl) || r.left) {
+            *why = "malformed JOIN_ERR";
+            return -EBADMSG;
+        }
+        size_t keep = sl < sizeof(out->message) - 1 ? sl : sizeof(out->message) - 1;
+        memcpy(out->message, s, keep);
+        out->message[keep] = '\0';
+        for (size_t i = 0; i < keep; i++)
+            if ((unsigned char)out->message[i] < 0x20 || out->message[i] == 0x7f)
+                out->message[i] = ' '; /* no terminal control characters from a peer */
+        /* The code is printed next to the message. */
+        for (char *c = out->code; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = ' ';
+        out->type = MESH_MSG_JOIN_ERR;
+        return 0;
+    }
+    if (type != MESH_MSG_JOIN_OK || count != 5 || read_bin(&r, out->mesh_pk, 32)) {
+        *why = "not a JOIN_OK or JOIN_ERR";
+        return -EBADMSG;
+    }
+    if (mpr_peek(&r) == MP_NIL) {
+        mpr_nil(&r);
+    } else if (read_bin(&r, out->mesh_sk, 64) == 0) {
+        out->has_mesh_sk = true;
+    } else {
+        *why = "malformed mesh key";
+        return -EBADMSG;
+    }
+    if (mpr_array(&r, &n) || n > JOINMSG_MAX_ENTRIES) {
+        *why = "malformed registry";
+        return -EBADMSG;
+    }
+    out->entries = xcalloc(n ? n : 1, sizeof(*out->entries));
+    for (uint32_t i = 0; i < n; i++) {
+        if (ae_entry_read(&r, &out->entries[i])) {
+            free(out->entries);
+            out->entries = NULL;
+            sodium_memzero(out->mesh_sk, sizeof(out->mesh_sk));
+            *why = "malformed registry entry";
+            return -EBADMSG;
+        }
+    }
+    if (r.left) {
+        free(out->entries);
+        out->entries = NULL;
+        sodium_memzero(out->mesh_sk, sizeof(out->mesh_sk));
+        *why = "trailing bytes";
+        return -EBADMSG;
+    }
+    out->nentries = n;
+    out->type = MESH_MSG_JOIN_OK;
+    return 0;
+}

@@ -1,0 +1,622 @@
+/* meshadmin: the operator commands for sites and TCP resources (issue 4).
+ *
+ *   site.add      {name, ttl_ms?}            -> {name, token, token_id, expires_ms}
+ *   site.rm       {name}                     -> {name, nodes_removed: [id], token_revoked}
+ *   site.list     {}                         -> {sites: [{name, enrolled, created_ms, ...}]}
+ *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
+ *                  path_prefix?, auth?, allow_users?, allow_groups?} -> the record
+ *   resource.list {}                         -> {resources: [record, ...]}
+ *   resource.rm   {name}                     -> {name}
+ *
+ * BACKGROUND
+ *
+ * A site is two records: site/<name>, written here, which makes the name enrollable, and
+ * node/<id> with role site, written by the seed that admits the site's JOIN (meshnode.c). The
+ * site's token is bound to its name, so a token handed to one site's operator cannot enroll
+ * another site. Removing a site marks both removed and never deletes them: a removed node
+ * record is what makes every PoP refuse that key for good, and the name can be added again
+ * (joins ignore removed node records when they look for a taken name).
+ *
+ * Every check here runs against this node's view of the replicated store. Two operators
+ * adding the same site or the same tcp_port on two nodes at the same moment can both succeed
+ * locally; the registry converges by last-writer-wins, JOIN admits only the token named by the
+ * site/ record that won, and resource.h says how a shared tcp_port is resolved. */
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/records/identity.h"
+#include "node/membership/meshnode_int.h"
+#include "node/records/resource.h"
+#include "node/records/token.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SITE_TOKEN_TTL_DEFAULT (3600ull * 1000)            /* ms */
+#define SITE_TOKEN_TTL_MAX     (365ull * 24 * 3600 * 1000) /* ms */
+#define NAME_RULE              "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+
+/* ---- arguments ---------------------------------------------------------------------------- */
+
+/* 1 found, 0 absent, -EINVAL not a bool. */
+static int arg_bool(const ctl_request_t *req, const char *name, bool *v)
+{
+    const uint8_t *val;
+    size_t vl;
+    int rc = ctl_arg(req, name, &val, &vl);
+    if (rc <= 0)
+        return rc;
+    mpr_t r;
+    mpr_init(&r, val, vl);
+    return mpr_bool(&r, v) == 0 ? 1 : -EINVAL;
+}
+
+/* The "name" argument as a valid name, else a CTL_BAD_REQUEST answer (returned). */
+static int arg_name(const ctl_request_t *req, msgpack_packer *pk, const char *what, char *name)
+{
+    char buf[256];
+    int rc = ctl_arg_copy(req, "name", buf, sizeof(buf));
+    if (rc == 0)
+        return control_error(pk, CTL_BAD_REQUEST, "missing argument 'name' (the %s's name)", what);
+    if (rc < 0 || nodecfg_check_name(buf))
+        return control_error(pk, CTL_BAD_REQUEST, "%s name '%s' is invalid (" NAME_RULE ")", what,
+                             rc < 0 ? "?" : buf);
+    memcpy(name, buf, strlen(buf) + 1); /* a valid name fits: at most NODECFG_NAME_MAX */
+    return CTL_OK;
+}
+
+static void pack_id(msgpack_packer *pk, const char *key, uint64_t id)
+{
+    char hex[17];
+    identity_id_hex(id, hex);
+    mpw_kv_str(pk, key, hex);
+}
+
+/* ---- sites -------------------------------------------------------------------------------- */
+
+int meshadmin_site_get(store_t *store, const char *name, reg_site_t *s)
+{
+    char key[REG_SITE_KEY_MAX];
+    store_entry_t e;
+    if (reg_site_key(name, key, sizeof(key)))
+        return -ENOENT; /* no valid record can be stored under an invalid name */
+    int rc = store_get(store, key, strlen(key), &e);
+    if (rc)
+        return rc;
+    const char *why = "";
+    rc = reg_site_parse(e.value, e.vlen, name, s, &why);
+    store_entry_free(&e);
+    if (rc)
+        log_warn("mesh: site record %s is unreadable: %s", key, why);
+    return rc;
+}
+
+/* The live node enrolled as site name, or NULL. Borrowed from the registry snapshot. */
+static const reg_node_t *site_node(const meshnode_t *m, const char *name)
+{
+    size_t n;
+    const reg_node_t *reg = meshnode_registry(m, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!reg[i].removed && !strcmp(reg[i].role, "site") && !strcmp(reg[i].name, name))
+            return &reg[i];
+    return NULL;
+}
+
+static int put_site(meshnode_t *m, const reg_site_t *s)
+{
+    char key[REG_SITE_KEY_MAX];
+    if (reg_site_key(s->name, key, sizeof(key)))
+        return -EINVAL;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    reg_site_pack(&pk, s);
+    int rc = meshnode_put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t ttl = SITE_TOKEN_TTL_DEFAULT;
+    int rc = arg_name(req, pk, "site", name);
+    if (rc != CTL_OK)
+        return rc;
+    if (ctl_arg_uint(req, "ttl_ms", &ttl) < 0 || ttl == 0 || ttl > SITE_TOKEN_TTL_MAX)
+        return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
+    reg_site_t site;
+    rc = meshadmin_site_get(store, name, &site);
+    if (rc == 0 && !site.removed)
+        return control_error(pk, CTL_REFUSED,
+                             "site '%s' already exists (added by %s); remove it first "
+                             "(meshctl site rm %s) to enroll it again",
+                             name, site.created_by[0] ? site.created_by : "?", name);
+    if (rc != 0 && rc != -ENOENT && rc != -EBADMSG)
+        return control_error(pk, CTL_FAILED, "cannot read site '%s': %s", name,
+                             store_last_error(store));
+    /* JOIN refuses a name held by a live node, whatever its role: say so now, not then. */
+    size_t n;
+    const reg_node_t *reg = meshnode_registry(m, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!reg[i].removed && !strcmp(reg[i].name, name))
+            return control_error(pk, CTL_REFUSED,
+                                 "the name '%s' is taken by %s node %016llx "
+                                 "(meshctl node remove %s frees it)",
+                                 name, reg[i].role, (unsigned long long)reg[i].id, name);
+
+    char text[TOKEN_TEXT_MAX + 1], err[300];
+    reg_token_t tok;
+    if (meshnode_token_mint(m, "site", name, ttl, 1, text, sizeof(text), &tok, err, sizeof(err)))
+        return control_error(pk, CTL_FAILED, "%s", err);
+    /* The token first: the site record names it. Should this write fail, the token is left
+     * unusable, since JOIN wants a live site record. */
+    site = (reg_site_t){.created_ms = clock_wall_ms(), .token_id = tok.id};
+    snprintf(site.name, sizeof(site.name), "%s", name);
+    snprintf(site.created_by, sizeof(site.created_by), "%s", tok.created_by);
+    if (put_site(m, &site)) {
+        sodium_memzero(text, sizeof(text));
+        return control_error(pk, CTL_FAILED, "cannot store site '%s': %s", name,
+                             store_last_error(store));
+    }
+    msgpack_pack_map(pk, 4);
+    mpw_kv_str(pk, "name", name);
+    mpw_kv_str(pk, "token", text);
+    pack_id(pk, "token_id", tok.id);
+    mpw_kv_u64(pk, "expires_ms", tok.expires_ms);
+    sodium_memzero(text, sizeof(text));
+    log_info("mesh: site %s added (token %016llx)", name, (unsigned long long)tok.id);
+    return CTL_OK;
+}
+
+struct count_ctx {
+    uint64_t n;
+};
+
+static int count_one(const store_entry_t *e, void *ctx)
+{
+    ((struct count_ctx *)ctx)->n++;
+    return 0;
+}
+
+/* Revokes token id if it is still unused and not revoked: a used one-use token is spent
+ * already, and its state ("used-up") says more than "revoked" would. 1 revoked, 0 nothing to
+ * do, -errno. */
+static int revoke_unused(meshnode_t *m, uint64_t id)
+{
+    store_t *store = meshnode_store(m);
+    char key[64], prefix[64];
+    store_entry_t e;
+    reg_token_t t;
+    const char *why;
+    reg_token_key(id, key, sizeof(key));
+    if (store_get(store, key, strlen(key), &e) != 0)
+        return 0;
+    int rc = reg_token_parse(e.value, e.vlen, id, &t, &why);
+    store_entry_free(&e);
+    if (rc || t.revoked)
+        return 0;
+    snprintf(prefix, sizeof(prefix), REG_TOKENUSE_PREFIX "%016llx/", (unsigned long long)id);
+    struct count_ctx cc = {0};
+    store_list(store, prefix, strlen(prefix), count_one, &cc);
+    if (cc.n > 0)
+        return 0;
+    t.revoked = true;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    reg_token_pack(&pk, &t);
+    rc = meshnode_put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    return rc ? rc : 1;
+}
+
+static int cmd_site_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    char name[NODECFG_NAME_MAX + 1];
+    int rc = arg_name(req, pk, "site", name);
+    if (rc != CTL_OK)
+        return rc;
+    reg_site_t site;
+    rc = meshadmin_site_get(store, name, &site);
+    if (rc == -ENOENT || (rc == 0 && site.removed))
+        return control_error(pk, CTL_NOT_FOUND, "no site '%s' (meshctl site list shows them)",
+                             name);
+    if (rc)
+        return control_error(pk, CTL_FAILED, "site '%s' is unreadable here", name);
+    /* The site record first: from now on no JOIN can enroll the name. */
+    site.removed = true;
+    if (put_site(m, &site))
+        return control_error(pk, CTL_FAILED, "cannot record the removal of site '%s': %s", name,
+                             store_last_error(store));
+    /* Copies: each removal replaces the registry snapshot. Normally one node; more only if
+     * a stale enrollment survived somewhere. */
+    size_t n, nrm = 0;
+    const reg_node_t *reg = meshnode_registry(m, &n);
+    reg_node_t *victims = xcalloc(n ? n : 1, sizeof(*victims));
+    for (size_t i = 0; i < n; i++)
+        if (!reg[i].removed && !strcmp(reg[i].role, "site") && !strcmp(reg[i].name, name))
+            victims[nrm++] = reg[i];
+    for (size_t i = 0; i < nrm; i++) {
+        if (meshnode_remove_node(m, &victims[i])) {
+            unsigned long long id = (unsigned long long)victims[i].id;
+            free(victims);
+            return control_error(pk, CTL_FAILED,
+                                 "site '%s' is marked removed, but its node %016llx could not "
+                                 "be: %s (run meshctl site rm %s again)",
+                                 name, id, store_last_error(store), name);
+        }
+    }
+    int revoked = revoke_unused(m, site.token_id);
+    msgpack_pack_map(pk, 3);
+    mpw_kv_str(pk, "name", name);
+    mpw_str(pk, "nodes_removed");
+    msgpack_pack_array(pk, nrm);
+    for (size_t i = 0; i < nrm; i++) {
+        char hex[17];
+        identity_id_hex(victims[i].id, hex);
+        mpw_str(pk, hex);
+    }
+    mpw_kv_bool(pk, "token_revoked", revoked > 0);
+    free(victims);
+    log_warn("mesh: site %s removed (%zu node(s) evicted%s)", name, nrm,
+             revoked > 0 ? ", its unused token revoked" : "");
+    return CTL_OK;
+}
+
+struct site_vec {
+    reg_site_t *v;
+    size_t n;
+};
+
+static int collect_site(const store_entry_t *e, void *ctx)
+{
+    struct site_vec *sv = ctx;
+    size_t pl = strlen(REG_SITE_PREFIX), nl = e->klen - pl;
+    char name[NODECFG_NAME_MAX + 1];
+    const char *why = "the key's name is too long";
+    reg_site_t s;
+    if (nl <= NODECFG_NAME_MAX) {
+        memcpy(name, e->key + pl, nl);
+        name[nl] = '\0';
+        if (reg_site_parse(e->value, e->vlen, name, &s, &why) == 0) {
+            sv->v = xrealloc(sv->v, (sv->n + 1) * sizeof(*sv->v));
+            sv->v[sv->n++] = s;
+            return 0;
+        }
+    }
+    log_warn("mesh: skipping unreadable site record %.*s: %s", (int)e->klen, e->key, why);
+    return 0;
+}
+
+static int cmd_site_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    struct site_vec sv = {0};
+    /* Collect first: the store cannot be asked anything from inside its own iteration. */
+    if (store_list(store, REG_SITE_PREFIX, strlen(REG_SITE_PREFIX), collect_site, &sv)) {
+        free(sv.v);
+        return control_error(pk, CTL_FAILED, "cannot list sites: %s", store_last_error(store));
+    }
+    size_t live = 0;
+    for (size_t i = 0; i < sv.n; i++)
+        live += !sv.v[i].removed;
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "sites");
+    msgpack_pack_array(pk, live);
+    for (size_t i = 0; i < sv.n; i++) {
+        const reg_site_t *s = &sv.v[i];
+        if (s->removed)
+            continue;
+        const reg_node_t *node = site_node(m, s->name);
+        msgpack_pack_map(pk, 5);
+        mpw_kv_str(pk, "name", s->name);
+        mpw_str(pk, "enrolled");
+        if (node) {
+            char hex[17];
+            identity_id_hex(node->id, hex);
+            mpw_str(pk, hex);
+        } else {
+            msgpack_pack_nil(pk);
+        }
+        mpw_kv_u64(pk, "created_ms", s->created_ms);
+        mpw_kv_str(pk, "created_by", s->created_by);
+        pack_id(pk, "token_id", s->token_id);
+    }
+    free(sv.v);
+    return CTL_OK;
+}
+
+/* ---- resources ---------------------------------------------------------------------------- */
+
+/* targets: [str] into r. CTL_OK or a CTL_BAD_REQUEST answer. */
+static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
+{
+    const uint8_t *val;
+    size_t vl;
+    uint32_t n;
+    mpr_t mr;
+    if (ctl_arg(req, "targets", &val, &vl) != 1)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "missing argument 'targets' (a list of HOST:PORT at the site)");
+    mpr_init(&mr, val, vl);
+    if (mpr_array(&mr, &n) || n == 0 || n > RESOURCE_TARGETS_MAX)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "targets must be a list of 1 to %d HOST:PORT strings",
+                             RESOURCE_TARGETS_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s;
+        uint32_t sl;
+        if (mpr_str(&mr, &s, &sl))
+            return control_error(pk, CTL_BAD_REQUEST, "target %u is not a string", i + 1);
+        if (sl > NODECFG_ADDR_MAX || memchr(s, '\0', sl))
+            return control_error(pk, CTL_BAD_REQUEST,
+                                 "target %u is not HOST:PORT (longer than %d bytes or with a NUL)",
+                                 i + 1, NODECFG_ADDR_MAX);
+        memcpy(r->targets[i], s, sl);
+        r->targets[i][sl] = '\0';
+    }
+    r->ntargets = n;
+    return CTL_OK;
+}
+
+/* allow_users / allow_groups: [str] into v, *n. CTL_OK (also when absent) or a
+ * CTL_BAD_REQUEST answer; resource_check judges the names themselves. */
+static int arg_names(const ctl_request_t *req, msgpack_packer *pk, const char *what,
+                     char (*v)[NODECFG_NAME_MAX + 1], unsigned *n)
+{
+    const uint8_t *val;
+    size_t vl;
+    uint32_t cnt;
+    mpr_t mr;
+    if (ctl_arg(req, what, &val, &vl) != 1)
+        return CTL_OK;
+    mpr_init(&mr, val, vl);
+    if (mpr_array(&mr, &cnt) || cnt > RESOURCE_ALLOW_MAX)
+        return control_error(pk, CTL_BAD_REQUEST, "%s must be a list of at most %d names", what,
+                             RESOURCE_ALLOW_MAX);
+    for (uint32_t i = 0; i < cnt; i++) {
+        const char *s;
+        uint32_t sl;
+        if (mpr_str(&mr, &s, &sl) || sl > NODECFG_NAME_MAX || memchr(s, '\0', sl))
+            return control_error(pk, CTL_BAD_REQUEST, "%s: entry %u is not a name (" NAME_RULE ")",
+                                 what, i + 1);
+        memcpy(v[i], s, sl);
+        v[i][sl] = '\0';
+    }
+    *n = cnt;
+    return CTL_OK;
+}
+
+/* The HTTP arguments (issue 5) into r: host lowercased, path_prefix "/" by default with a
+ * host. CTL_OK or a CTL_BAD_REQUEST answer. */
+static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
+{
+    char auth[16] = "none";
+    int hrc = ctl_arg_copy(req, "host", r->host, sizeof(r->host));
+    if (hrc < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "host must be a DNS name of at most %d bytes",
+                             RESOURCE_HOST_MAX);
+    for (char *p = r->host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    int prc = ctl_arg_copy(req, "path_prefix", r->path_prefix, sizeof(r->path_prefix));
+    if (prc < 0)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "path_prefix must be a path of at most %d bytes starting with '/'",
+                             RESOURCE_PREFIX_MAX);
+    if (prc == 0 && r->host[0])
+        snprintf(r->path_prefix, sizeof(r->path_prefix), "/");
+    if (ctl_arg_copy(req, "auth", auth, sizeof(auth)) < 0 ||
+        resource_auth_parse(auth, strlen(auth), &r->auth))
+        return control_error(pk, CTL_BAD_REQUEST, "auth must be 'none' or 'login'");
+    int rc = arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users);
+    if (rc == CTL_OK)
+        rc = arg_names(req, pk, "allow_groups", r->allow_groups, &r->nallow_groups);
+    return rc;
+}
+
+static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    resource_t *r = xcalloc(1, sizeof(*r)), old;
+    char health[RESOURCE_HEALTH_MAX + 1] = "tcp", why_buf[400];
+    const char *why = "";
+    uint64_t port = 0;
+    bool replace = false;
+    int rc = arg_name(req, pk, "resource", r->name);
+    if (rc != CTL_OK)
+        goto out;
+    rc = ctl_arg_copy(req, "site", r->site, sizeof(r->site));
+    if (rc <= 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST,
+                           rc == 0 ? "missing argument 'site' (the site serving the resource)"
+                                   : "site must be a site name (" NAME_RULE ")");
+        goto out;
+    }
+    if ((rc = arg_targets(req, pk, r)) != CTL_OK)
+        goto out;
+    if ((rc = arg_http(req, pk, r)) != CTL_OK)
+        goto out;
+    rc = ctl_arg_uint(req, "tcp_port", &port);
+    if ((rc == 0 && !r->host[0]) || rc < 0 || (rc > 0 && (port == 0 || port > 65535))) {
+        rc = control_error(pk, CTL_BAD_REQUEST,
+                           rc == 0 ? "missing argument 'tcp_port' or 'host' (the port PoPs listen "
+                                     "on, the HTTP host they serve, or both)"
+                                   : "tcp_port must be from 1 to 65535");
+        goto out;
+    }
+    r->tcp_port = (uint16_t)port;
+    if (ctl_arg_copy(req, "health", health, sizeof(health)) < 0 ||
+        resource_health_parse(health, strlen(health), r, &why)) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "%s",
+                           *why ? why : "health must be 'tcp' or 'http:/PATH'");
+        goto out;
+    }
+    if (arg_bool(req, "sticky", &r->sticky) < 0 || arg_bool(req, "replace", &replace) < 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "sticky and replace must be true or false");
+        goto out;
+    }
+    if (resource_check(r, why_buf, sizeof(why_buf), &why)) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "%s", why);
+        goto out;
+    }
+
+    reg_site_t site;
+    int src = meshadmin_site_get(store, r->site, &site);
+    if (src != 0 || site.removed) {
+        rc = control_error(pk, CTL_NOT_FOUND,
+                           src == 0 ? "site '%s' was removed (meshctl site add %s adds it again)"
+                                    : "there is no site '%s' (meshctl site add %s adds it)",
+                           r->site, r->site);
+        goto out;
+    }
+    int orc = resource_get(store, r->name, &old);
+    if (orc == 0 && !replace) {
+        rc = control_error(pk, CTL_REFUSED,
+                           "resource '%s' already exists (site %s, tcp port %u); replace it "
+                           "with meshctl resource add --replace, or pick another name",
+                           r->name, old.site, old.tcp_port);
+        goto out;
+    }
+    if (orc != 0 && orc != -ENOENT && orc != -EBADMSG) {
+        rc = control_error(pk, CTL_FAILED, "cannot read resource '%s': %s", r->name,
+                           store_last_error(store));
+        goto out;
+    }
+    resource_t *all;
+    size_t n;
+    if (resource_list(store, &all, &n)) {
+        rc = control_error(pk, CTL_FAILED, "cannot list resources: %s", store_last_error(store));
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(all[i].name, r->name) == 0)
+            continue; /* the resource being replaced */
+        if (r->host[0] && strcmp(all[i].host, r->host) == 0 &&
+            strcmp(all[i].path_prefix, r->path_prefix) == 0) {
+            rc = control_error(pk, CTL_REFUSED,
+                               "host %s with path prefix %s is already served by resource '%s' "
+                               "(site %s); pick another host or path prefix",
+                               r->host, r->path_prefix, all[i].name, all[i].site);
+            free(all);
+            goto out;
+        }
+        if (r->tcp_port && all[i].tcp_port == r->tcp_port) {
+            rc = control_error(pk, CTL_REFUSED,
+                               "tcp port %u is already used by resource '%s' (site %s)",
+                               r->tcp_port, all[i].name, all[i].site);
+            free(all);
+            goto out;
+        }
+    }
+    /* No loop into the mesh, no clash with its ports (node/records/resource.h). */
+    int mrc = resource_check_mesh(store, r, all, n, why_buf, sizeof(why_buf), &why);
+    free(all);
+    if (mrc) {
+        rc = mrc == -EINVAL ? control_error(pk, CTL_REFUSED, "%s", why)
+                            : control_error(pk, CTL_FAILED, "cannot read the registry: %s",
+                                            store_last_error(store));
+        goto out;
+    }
+
+    r->created_ms = orc == 0 ? old.created_ms : clock_wall_ms();
+    char key[RESOURCE_KEY_MAX];
+    resource_key(r->name, key, sizeof(key));
+    msgpack_sbuffer sb;
+    msgpack_packer vp;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
+    resource_pack(&vp, r);
+    int wrc = meshnode_put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (wrc) {
+        rc = control_error(pk, CTL_FAILED, "cannot store resource '%s': %s", r->name,
+                           store_last_error(store));
+        goto out;
+    }
+    resource_pack(pk, r);
+    log_info("mesh: resource %s %s: tcp port %u, http %s%s -> site %s (%u target(s))", r->name,
+             orc == 0 ? "replaced" : "added", r->tcp_port, r->host[0] ? r->host : "-",
+             r->path_prefix, r->site, r->ntargets);
+    rc = CTL_OK;
+out:
+    free(r);
+    return rc;
+}
+
+static int cmd_resource_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    resource_t *all;
+    size_t n;
+    if (resource_list(store, &all, &n))
+        return control_error(pk, CTL_FAILED, "cannot list resources: %s", store_last_error(store));
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "resources");
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++)
+        resource_pack(pk, &all[i]);
+    free(all);
+    return CTL_OK;
+}
+
+static int cmd_resource_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    char name[NODECFG_NAME_MAX + 1], key[RESOURCE_KEY_MAX];
+    int rc = arg_name(req, pk, "resource", name);
+    if (rc != CTL_OK)
+        return rc;
+    resource_key(name, key, sizeof(key));
+    store_entry_t out = {0};
+    rc = store_del(store, key, strlen(key), clock_wall_ms(), &out);
+    if (rc == -ENOENT)
+        return control_error(pk, CTL_NOT_FOUND, "no resource '%s' (meshctl resource list)", name);
+    if (rc)
+        return control_error(pk, CTL_FAILED, "cannot remove resource '%s': %s", name,
+                             store_last_error(store));
+    /* A tombstone spreads like a write. */
+    out.key = key;
+    out.klen = strlen(key);
+    out.value = NULL;
+    out.vlen = 0;
+    out.tombstone = true;
+    meshnode_published(m, &out);
+    msgpack_pack_map(pk, 1);
+    mpw_kv_str(pk, "name", name);
+    log_info("mesh: resource %s removed", name);
+    return CTL_OK;
+}
+
+const control_command_t meshadmin_commands[] = {
+    {"site.add", cmd_site_add,
+     "name: str [ttl_ms: uint] -> {name, token, token_id, expires_ms}: a site and its one-use "
+     "token"},
+    {"site.rm", cmd_site_rm,
+     "name: str -> {name, nodes_removed: [id], token_revoked}: evicts the site everywhere"},
+    {"site.list", cmd_site_list, "-> {sites: [{name, enrolled: id | nil, created_ms, ...}]}"},
+    {"resource.add", cmd_resource_add,
+     "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
+     "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
+     "[health: tcp|http:/PATH] [sticky: bool] [replace: bool] -> the resource"},
+    {"resource.list", cmd_resource_list,
+     "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
+     "path_prefix?, auth?, allow_users?, allow_groups?}]}"},
+    {"resource.rm", cmd_resource_rm, "name: str -> {name}"},
+    {NULL, NULL, NULL},
+};

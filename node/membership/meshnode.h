@@ -1,0 +1,73 @@
+/* meshnode: a popd's life in the mesh. It ties together the transport (meshnet), the SWIM core
+ * (gossip/swim), store anti-entropy (gossip/antientropy), the replicated registry of members
+ * and tokens (registry.h) and the join handshake, and answers the mesh's control commands
+ * (members, tokens, node removal).
+ *
+ * Message space on the mesh socket: every message is a msgpack array [1, type, ...];
+ * type 1..31 is SWIM, 32..47 anti-entropy, 48..63 joining. Who sent a message is known from
+ * the CURVE handshake (the ZAP user id), never from its content: "n:<node id>" for members,
+ * "t:<token id>" for a holder of a token's join key, which may only send JOIN. */
+#ifndef POPMESH_NODE_MEMBERSHIP_MESHNODE_H
+#define POPMESH_NODE_MEMBERSHIP_MESHNODE_H
+
+#include "node/ctl/control.h"
+#include "node/records/identity.h"
+#include "node/membership/joinmsg.h"
+#include "node/nodecfg.h"
+#include "storage/store.h"
+
+#include <ev.h>
+#include <stdbool.h>
+
+#define MESH_AE_PERIOD    1.0  /* s between anti-entropy exchanges (jittered) */
+#define MESH_JOIN_TIMEOUT 5000 /* ms a joiner waits for one seed */
+
+typedef struct meshnode meshnode_t;
+
+typedef struct meshnode_opts {
+    struct ev_loop *loop;
+    void *zctx;               /* ZeroMQ context, owned by the caller */
+    store_t *store;           /* borrowed */
+    const nodecfg_t *cfg;     /* borrowed */
+    const identity_t *id;     /* borrowed */
+    const meshkey_t *meshkey; /* borrowed */
+    /* Called when this node learns it was removed from the mesh; the daemon then stops. */
+    void (*on_removed)(void *ctx);
+    void *ctx;
+} meshnode_opts_t;
+
+meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen);
+void meshnode_destroy(meshnode_t **mp);
+
+/* Registers the mesh commands (members, token.*, node.remove, mesh.status). */
+int meshnode_register_commands(meshnode_t *m, control_t *ctl);
+
+/* A local write (put or tombstone) committed: spread it. e's buffers are borrowed. */
+void meshnode_published(meshnode_t *m, const store_entry_t *e);
+
+/* Graceful leave: gossips LEFT and calls done() once it had time to spread (bounded). */
+void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx);
+
+/* Adds the mesh fields to a status answer: the map gets these n pairs. */
+#define MESHNODE_STATUS_PAIRS 4
+/* Writes are refused while this node's clock is more than this ahead of the mesh's: 15 s
+ * under HLC_MAX_AHEAD_MS (60 s), past which every other node drops its versions. */
+#define MESHNODE_CLOCK_WRITE_LIMIT_MS 45000 /* ms */
+#define MESHNODE_CLOCK_LOG_S          10    /* s between two log lines about clock skew */
+void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk);
+
+/* ---- for the data plane (node/dataplane/dataplane.c) ---- */
+#include "mesh/linkstate.h"
+#include "mesh/route.h"
+/* fn adds the sites attached to this PoP to each link-state record it publishes. */
+void meshnode_set_site_source(meshnode_t *m, void (*fn)(void *ctx, ls_record_t *rec), void *ctx);
+/* A site attached or detached here: publish the link state now rather than at the period. */
+void meshnode_linkstate_changed(meshnode_t *m);
+/* The current routes (NULL before the first computation); borrowed until the loop turns. */
+const route_table_t *meshnode_routes(const meshnode_t *m);
+/* Every PoP's link-state record (for meshctl sites). Borrowed until the loop turns. */
+const lsdb_t *meshnode_lsdb(const meshnode_t *m);
+/* Whether SWIM holds id alive (this node always is). */
+bool meshnode_is_alive(const meshnode_t *m, uint64_t id);
+
+#endif

@@ -1,0 +1,327 @@
+#include "node/records/identity.h"
+
+#include "common/kvfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+uint64_t identity_node_id_of(const uint8_t curve_pk[32])
+{
+    static const char label[] = "popmesh node id v1";
+    uint8_t h[32];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof(h));
+    crypto_generichash_update(&st, (const uint8_t *)label, sizeof(label) - 1);
+    crypto_generichash_update(&st, curve_pk, 32);
+    crypto_generichash_final(&st, h, sizeof(h));
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | h[i];
+    return v ? v : 1; /* 0 means "no origin" in the store */
+}
+
+/* Everything follows from the two 32-byte secrets, so the file holds only those. */
+static int derive(identity_t *id, const uint8_t curve_seed[32], const uint8_t sign_seed[32])
+{
+    memcpy(id->curve_sk, curve_seed, 32);
+    if (crypto_scalarmult_base(id->curve_pk, id->curve_sk) != 0)
+        return -EINVAL;
+    if (crypto_sign_seed_keypair(id->sign_pk, id->sign_sk, sign_seed) != 0)
+        return -EINVAL;
+    id->node_id = identity_node_id_of(id->curve_pk);
+    return 0;
+}
+
+int identity_generate(identity_t *id)
+{
+    uint8_t a[32], b[32];
+    if (sodium_init() < 0)
+        return -EIO;
+    randombytes_buf(a, sizeof(a));
+    randombytes_buf(b, sizeof(b));
+    int rc = derive(id, a, b);
+    sodium_memzero(a, sizeof(a));
+    sodium_memzero(b, sizeof(b));
+    return rc;
+}
+
+void identity_wipe(identity_t *id)
+{
+    sodium_memzero(id, sizeof(*id));
+}
+
+void identity_id_hex(uint64_t node_id, char out[17])
+{
+    snprintf(out, 17, "%016llx", (unsigned long long)node_id);
+}
+
+static int write_file(const char *path, mode_t mode, const char *text, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot create %s: %s", path, strerror(e));
+        return -e;
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+            close(fd);
+            unlink(path);
+            return -e;
+        }
+        off += (size_t)w;
+    }
+    /* The umask may have narrowed the mode further, never widened it; set it exactly. */
+    if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot sync %s: %s", path, strerror(e));
+        close(fd);
+        unlink(path);
+        return -e;
+    }
+    close(fd);
+    return 0;
+}
+
+int identity_save(const char *dir, const identity_t *id, char *err, size_t errlen)
+{
+    char path[4096], text[512];
+    char cs[65], ss[65], cp[65], sp[65], idhex[17];
+    sodium_bin2hex(cs, sizeof(cs), id->curve_sk, 32);
+    sodium_bin2hex(ss, sizeof(ss), id->sign_sk, 32); /* the first 32 bytes are the seed */
+    sodium_bin2hex(cp, sizeof(cp), id->curve_pk, 32);
+    sodium_bin2hex(sp, sizeof(sp), id->sign_pk, 32);
+    identity_id_hex(id->node_id, idhex);
+
+    snprintf(text, sizeof(text),
+             "# popmesh node secret keys: keep private (mode 0600)\n"
+             "curve-secret = %s\n"
+             "sign-seed = %s\n",
+             cs, ss);
+    sodium_memzero(cs, sizeof(cs));
+    sodium_memzero(ss, sizeof(ss));
+    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
+    int rc = write_file(path, 0600, text, err, errlen);
+    sodium_memzero(text, sizeof(text));
+    if (rc)
+        return rc;
+
+    snprintf(text, sizeof(text),
+             "# popmesh node public keys\n"
+             "node-id = %s\n"
+             "curve-public = %s\n"
+             "sign-public = %s\n",
+             idhex, cp, sp);
+    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_PUB_FILE);
+    return write_file(path, 0644, text, err, errlen);
+}
+
+/* Parses one "name = 64 hex digits" line value into 32 bytes. */
+static int parse_hex32(const char *v, size_t vl, uint8_t out[32])
+{
+    size_t bin_len = 0;
+    const char *end = NULL;
+    if (vl != 64)
+        return -EINVAL;
+    if (sodium_hex2bin(out, 32, v, vl, NULL, &bin_len, &end) != 0 || bin_len != 32 || end != v + vl)
+        return -EINVAL;
+    return 0;
+}
+
+struct key_seeds {
+    uint8_t curve[32], sign[32];
+    int have_curve, have_sign;
+};
+
+static int key_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
+                       char *err, size_t errlen)
+{
+    struct key_seeds *k = ctx;
+    if (kvfile_is(name, nlen, "curve-secret")) {
+        k->have_curve = 1;
+        if (parse_hex32(v, vlen, k->curve) == 0)
+            return 0;
+    } else if (kvfile_is(name, nlen, "sign-seed")) {
+        k->have_sign = 1;
+        if (parse_hex32(v, vlen, k->sign) == 0)
+            return 0;
+    } else {
+        snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
+        return -EINVAL;
+    }
+    snprintf(err, errlen, "%.*s must be 64 hex digits", (int)nlen, name);
+    return -EINVAL;
+}
+
+int identity_parse(const char *text, size_t len, identity_t *id, char *err, size_t errlen)
+{
+    struct key_seeds k = {0};
+    int rc = kvfile_parse(text, len, key_setting, &k, err, errlen);
+    if (rc == 0 && (!k.have_curve || !k.have_sign)) {
+        snprintf(err, errlen, "missing %s", !k.have_curve ? "curve-secret" : "sign-seed");
+        rc = -EINVAL;
+    }
+    if (rc == 0 && (rc = derive(id, k.curve, k.sign)) != 0)
+        snprintf(err, errlen, "key material is invalid");
+    sodium_memzero(&k, sizeof(k));
+    return rc;
+}
+
+/* Reads a secret file (refusing one that group or others can read) into text. */
+static int read_secret_file(const char *path, char *text, size_t cap, size_t *len, char *err,
+                            size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (st.st_mode & 0077)) {
+        snprintf(err, errlen, "%s is accessible by group or others (mode %04o); run: chmod 600 %s",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        close(fd);
+        return -EPERM;
+    }
+    ssize_t n = read(fd, text, cap);
+    close(fd);
+    if (n < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
+        return -e;
+    }
+    if ((size_t)n == cap) {
+        snprintf(err, errlen, "%s is too large to be a key file", path);
+        return -EINVAL;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+struct mesh_seed {
+    uint8_t seed[32];
+    int have;
+};
+
+static int meshkey_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
+                           char *err, size_t errlen)
+{
+    struct mesh_seed *m = ctx;
+    if (!kvfile_is(name, nlen, "mesh-sign-seed")) {
+        snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
+        return -EINVAL;
+    }
+    if (parse_hex32(v, vlen, m->seed)) {
+        snprintf(err, errlen, "mesh-sign-seed must be 64 hex digits");
+        return -EINVAL;
+    }
+    m->have = 1;
+    return 0;
+}
+
+int meshkey_generate(meshkey_t *k)
+{
+    if (sodium_init() < 0)
+        return -EIO;
+    crypto_sign_keypair(k->pk, k->sk);
+    return 0;
+}
+
+int meshkey_from_sk(meshkey_t *k, const uint8_t sk[64])
+{
+    uint8_t pk[32];
+    crypto_sign_ed25519_sk_to_pk(pk, sk);
+    uint8_t check_pk[32], check_sk[64];
+    crypto_sign_seed_keypair(check_pk, check_sk, sk); /* first 32 bytes are the seed */
+    int ok = memcmp(pk, check_pk, 32) == 0;
+    sodium_memzero(check_sk, sizeof(check_sk));
+    if (!ok)
+        return -EINVAL;
+    memcpy(k->pk, pk, 32);
+    memcpy(k->sk, sk, 64);
+    return 0;
+}
+
+void meshkey_id_hex(const uint8_t pk[32], char out[33])
+{
+    uint8_t id[16];
+    crypto_generichash(id, sizeof(id), pk, 32, NULL, 0);
+    sodium_bin2hex(out, 33, id, sizeof(id));
+}
+
+int meshkey_save(const char *dir, const meshkey_t *k, char *err, size_t errlen)
+{
+    char path[4096], text[256], seed[65], pub[65], idhex[33];
+    sodium_bin2hex(seed, sizeof(seed), k->sk, 32);
+    snprintf(text, sizeof(text),
+             "# popmesh mesh signing key: every PoP holds it; keep private (mode 0600)\n"
+             "mesh-sign-seed = %s\n",
+             seed);
+    sodium_memzero(seed, sizeof(seed));
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
+    int rc = write_file(path, 0600, text, err, errlen);
+    sodium_memzero(text, sizeof(text));
+    if (rc)
+        return rc;
+    sodium_bin2hex(pub, sizeof(pub), k->pk, 32);
+    meshkey_id_hex(k->pk, idhex);
+    snprintf(text, sizeof(text), "# popmesh mesh public key\nmesh-id = %s\nmesh-public = %s\n",
+             idhex, pub);
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_PUB_FILE);
+    return write_file(path, 0644, text, err, errlen);
+}
+
+int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen)
+{
+    char path[4096], text[1024], why[200];
+    size_t n;
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
+    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    if (rc)
+        return rc;
+    struct mesh_seed m = {0};
+    rc = kvfile_parse(text, n, meshkey_setting, &m, why, sizeof(why));
+    sodium_memzero(text, sizeof(text));
+    if (rc == 0 && !m.have) {
+        snprintf(why, sizeof(why), "missing mesh-sign-seed");
+        rc = -EINVAL;
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return rc;
+    }
+    crypto_sign_seed_keypair(k->pk, k->sk, m.seed);
+    sodium_memzero(&m, sizeof(m));
+    return 0;
+}
+
+int identity_load(const char *dir, identity_t *id, char *err, size_t errlen)
+{
+    char path[4096], text[4096], why[200];
+    size_t n;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -EIO;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
+    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    if (rc)
+        return rc;
+    rc = identity_parse(text, n, id, why, sizeof(why));
+    sodium_memzero(text, sizeof(text));
+    if (rc)
+        snprintf(err, errlen, "%s: %s", path, why);
+    return rc;
+}

@@ -1,0 +1,60 @@
+/* identity: a node's long-term keys.
+ *
+ * Two keypairs, both derived from 32-byte secrets kept in DIR/node.key (mode 0600):
+ *   - Curve25519 for ZeroMQ CURVE (the mesh transport authenticates peers by this key);
+ *   - Ed25519 for signing what the node originates.
+ * The node id (origin of every store write) is the first 8 bytes of BLAKE2b over the Curve25519
+ * public key, so it is stable, needs no coordination and cannot be chosen freely by a peer.
+ * Public halves are written to DIR/node.pub (mode 0644) for operators to read. */
+#ifndef POPMESH_NODE_RECORDS_IDENTITY_H
+#define POPMESH_NODE_RECORDS_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDENTITY_KEY_FILE "node.key"
+#define IDENTITY_PUB_FILE "node.pub"
+
+typedef struct identity {
+    uint8_t curve_pk[32];
+    uint8_t curve_sk[32];
+    uint8_t sign_pk[32];
+    uint8_t sign_sk[64];
+    uint64_t node_id; /* never 0 */
+} identity_t;
+
+/* Fresh random keys. 0 or -errno. */
+int identity_generate(identity_t *id);
+/* Writes DIR/node.key (0600, refuses to overwrite) and DIR/node.pub. 0 or -errno. */
+int identity_save(const char *dir, const identity_t *id, char *err, size_t errlen);
+/* Reads DIR/node.key; refuses a key file that others can read. 0 or -errno, reason in err. */
+int identity_load(const char *dir, identity_t *id, char *err, size_t errlen);
+/* Parses the key file text (exposed for the fuzzer). 0 or -EINVAL with a reason. */
+int identity_parse(const char *text, size_t len, identity_t *id, char *err, size_t errlen);
+/* Writes the node id as 16 lowercase hex digits. */
+void identity_id_hex(uint64_t node_id, char out[17]);
+/* Wipes secrets. */
+void identity_wipe(identity_t *id);
+/* The node id that belongs to a Curve25519 public key: what lets anyone check that a key
+ * claimed for a node id really is that node's. */
+uint64_t identity_node_id_of(const uint8_t curve_pk[32]);
+
+/* The mesh's Ed25519 signing key (it signs tokens and, later, sessions). Every PoP holds it,
+ * in DIR/mesh.key (0600); its public half is DIR/mesh.pub and the mesh id is derived from it. */
+#define MESHKEY_FILE     "mesh.key"
+#define MESHKEY_PUB_FILE "mesh.pub"
+
+typedef struct meshkey {
+    uint8_t pk[32];
+    uint8_t sk[64];
+} meshkey_t;
+
+int meshkey_generate(meshkey_t *k);
+/* From the 64-byte libsodium secret key (seed || pk). 0 or -EINVAL if pk does not match. */
+int meshkey_from_sk(meshkey_t *k, const uint8_t sk[64]);
+int meshkey_save(const char *dir, const meshkey_t *k, char *err, size_t errlen);
+int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen);
+/* Mesh id as 32 hex digits (BLAKE2b-128 of the public key). */
+void meshkey_id_hex(const uint8_t pk[32], char out[33]);
+
+#endif

@@ -1,0 +1,177 @@
+#include "node/records/registry.h"
+
+#include "common/mpfields.h"
+
+#include "common/mp.h"
+#include "node/records/identity.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void reg_node_key(uint64_t id, char *out, size_t len)
+{
+    snprintf(out, len, REG_NODE_PREFIX "%016llx", (unsigned long long)id);
+}
+
+void reg_token_key(uint64_t id, char *out, size_t len)
+{
+    snprintf(out, len, REG_TOKEN_PREFIX "%016llx", (unsigned long long)id);
+}
+
+void reg_tokenuse_key(uint64_t token_id, uint64_t node_id, char *out, size_t len)
+{
+    snprintf(out, len, REG_TOKENUSE_PREFIX "%016llx/%016llx", (unsigned long long)token_id,
+             (unsigned long long)node_id);
+}
+
+int reg_node_key_id(const char *key, size_t klen, uint64_t *id)
+{
+    size_t pl = strlen(REG_NODE_PREFIX);
+    if (klen != pl + 16 || memcmp(key, REG_NODE_PREFIX, pl) != 0)
+        return -EINVAL;
+    uint64_t v = 0;
+    for (size_t i = pl; i < klen; i++) {
+        char c = key[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -EINVAL;
+        v = v << 4 | (uint64_t)d;
+    }
+    *id = v;
+    return 0;
+}
+
+void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
+{
+    /* tunnel_addr only when set: a record without it stays what it was before the field. */
+    msgpack_pack_map(pk, n->tunnel_addr[0] ? 9 : 8);
+    if (n->tunnel_addr[0])
+        mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
+    mpw_kv_str(pk, "name", n->name);
+    mpw_kv_str(pk, "region", n->region);
+    mpw_kv_str(pk, "addr", n->addr);
+    mpw_kv_bin(pk, "curve_pk", n->curve_pk, 32);
+    mpw_kv_bin(pk, "sign_pk", n->sign_pk, 32);
+    mpw_kv_str(pk, "role", n->role);
+    mpw_kv_u64(pk, "joined_ms", n->joined_ms);
+    mpw_kv_bool(pk, "removed", n->removed);
+}
+
+void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
+{
+    /* site only when set: a PoP token's record stays what it was before the field existed. */
+    msgpack_pack_map(pk, t->site[0] ? 8 : 7);
+    mpw_kv_str(pk, "role", t->role);
+    mpw_kv_u64(pk, "expires_ms", t->expires_ms);
+    mpw_kv_u64(pk, "uses_max", t->uses_max);
+    mpw_kv_u64(pk, "created_ms", t->created_ms);
+    mpw_kv_str(pk, "created_by", t->created_by);
+    mpw_kv_bin(pk, "join_pk", t->join_pk, 32);
+    mpw_kv_bool(pk, "revoked", t->revoked);
+    if (t->site[0])
+        mpw_kv_str(pk, "site", t->site);
+}
+
+int reg_site_key(const char *name, char *out, size_t len)
+{
+    if (nodecfg_check_name(name))
+        return -EINVAL;
+    int n = snprintf(out, len, REG_SITE_PREFIX "%s", name);
+    return n < 0 || (size_t)n >= len ? -EINVAL : 0;
+}
+
+void reg_site_pack(msgpack_packer *pk, const reg_site_t *s)
+{
+    msgpack_pack_map(pk, 5);
+    mpw_kv_str(pk, "name", s->name);
+    mpw_kv_u64(pk, "created_ms", s->created_ms);
+    mpw_kv_str(pk, "created_by", s->created_by);
+    mpw_kv_u64(pk, "token_id", s->token_id);
+    mpw_kv_bool(pk, "removed", s->removed);
+}
+
+void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms)
+{
+    msgpack_pack_map(pk, 2);
+    mpw_kv_str(pk, "name", name);
+    mpw_kv_u64(pk, "at_ms", at_ms);
+}
+
+int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, const char **why)
+{
+    memset(n, 0, sizeof(*n));
+    mpf_t fs[] = {
+        {"name", MPF_STR, n->name, sizeof(n->name), true, false, NULL},
+        {"region", MPF_STR, n->region, sizeof(n->region), false, false, NULL},
+        {"addr", MPF_STR, n->addr, sizeof(n->addr), true, false, NULL},
+        {"curve_pk", MPF_BIN32, n->curve_pk, 0, true, false, NULL},
+        {"sign_pk", MPF_BIN32, n->sign_pk, 0, false, false, NULL},
+        {"role", MPF_STR, n->role, sizeof(n->role), true, false, NULL},
+        {"joined_ms", MPF_U64, &n->joined_ms, 0, false, false, NULL},
+        {"removed", MPF_BOOL, &n->removed, 0, false, false, NULL},
+        {"tunnel_addr", MPF_STR, n->tunnel_addr, sizeof(n->tunnel_addr), false, false, NULL},
+    };
+    int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    if (rc)
+        return rc;
+    if (n->tunnel_addr[0] && nodecfg_check_addr(n->tunnel_addr, 0)) {
+        *why = "tunnel_addr is not host:port";
+        return -EBADMSG;
+    }
+    if (identity_node_id_of(n->curve_pk) != id) {
+        *why = "curve_pk does not belong to the record's node id";
+        return -EBADMSG;
+    }
+    n->id = id;
+    return 0;
+}
+
+int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why)
+{
+    memset(t, 0, sizeof(*t));
+    mpf_t fs[] = {
+        {"role", MPF_STR, t->role, sizeof(t->role), true, false, NULL},
+        {"expires_ms", MPF_U64, &t->expires_ms, 0, true, false, NULL},
+        {"uses_max", MPF_U64, &t->uses_max, 0, false, false, NULL},
+        {"created_ms", MPF_U64, &t->created_ms, 0, false, false, NULL},
+        {"created_by", MPF_STR, t->created_by, sizeof(t->created_by), false, false, NULL},
+        {"join_pk", MPF_BIN32, t->join_pk, 0, true, false, NULL},
+        {"revoked", MPF_BOOL, &t->revoked, 0, false, false, NULL},
+        {"site", MPF_STR, t->site, sizeof(t->site), false, false, NULL},
+    };
+    int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    if (rc)
+        return rc;
+    if (t->site[0] && nodecfg_check_name(t->site)) {
+        *why = "site is not a valid site name";
+        return -EBADMSG;
+    }
+    t->id = id;
+    return 0;
+}
+
+int reg_site_parse(const uint8_t *buf, size_t len, const char *name, reg_site_t *s,
+                   const char **why)
+{
+    memset(s, 0, sizeof(*s));
+    mpf_t fs[] = {
+        {"name", MPF_STR, s->name, sizeof(s->name), true, false, NULL},
+        {"created_ms", MPF_U64, &s->created_ms, 0, false, false, NULL},
+        {"created_by", MPF_STR, s->created_by, sizeof(s->created_by), false, false, NULL},
+        {"token_id", MPF_U64, &s->token_id, 0, true, false, NULL},
+        {"removed", MPF_BOOL, &s->removed, 0, false, false, NULL},
+    };
+    int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
+    if (rc)
+        return rc;
+    if (nodecfg_check_name(s->name)) {
+        *why = "name is not a valid site name";
+        return -EBADMSG;
+    }
+    if (strcmp(s->name, name) != 0) {
+        *why = "the record's name is not the name in its key";
+        return -EBADMSG;
+    }
+    return 0;
+}

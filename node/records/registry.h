@@ -1,0 +1,97 @@
+/* registry: the replicated member and token records, as stored in the store.
+ *
+ *   node/<id:16 hex>                 {name, region, addr, curve_pk, sign_pk, role, joined_ms,
+ *                                     removed, [tunnel_addr]}
+ *   token/<id:16 hex>                {role, expires_ms, uses_max, created_ms, created_by,
+ *                                     join_pk, revoked, site?}
+ *   tokenuse/<token id>/<node id>    {name, at_ms}
+ *   site/<name>                      {name, created_ms, created_by, token_id, removed}
+ *
+ * A site token (meshctl site add) carries the name of the site it enrolls in `site`; the
+ * field is absent on every other token, and on records written before it existed, which
+ * decode with site = "". A site/ record is what makes a site name enrollable: a JOIN with
+ * role site is admitted only for a name whose site/ record exists and is not removed.
+ *
+ * Values are msgpack maps with string keys, so fields can be added later; decoders skip
+ * fields they do not know and refuse records missing a field they need. Records come from
+ * other nodes through replication, so they are decoded as untrusted input. A node's record
+ * is never deleted: removal sets removed=true, so every PoP keeps refusing its key even after
+ * tombstones are collected. */
+#ifndef POPMESH_NODE_RECORDS_REGISTRY_H
+#define POPMESH_NODE_RECORDS_REGISTRY_H
+
+#include "node/nodecfg.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define REG_NODE_PREFIX     "node/"
+#define REG_TOKEN_PREFIX    "token/"
+#define REG_TOKENUSE_PREFIX "tokenuse/"
+#define REG_SITE_PREFIX     "site/"
+#define REG_SITE_KEY_MAX    (sizeof(REG_SITE_PREFIX) + NODECFG_NAME_MAX) /* with the NUL */
+#define REG_ROLE_MAX        15
+
+typedef struct reg_node {
+    uint64_t id;
+    char name[NODECFG_NAME_MAX + 1];
+    char region[NODECFG_NAME_MAX + 1];
+    char addr[NODECFG_ADDR_MAX + 1];
+    uint8_t curve_pk[32];
+    uint8_t sign_pk[32];
+    char role[REG_ROLE_MAX + 1]; /* "pop" or "site" */
+    uint64_t joined_ms;
+    bool removed;
+    char tunnel_addr[NODECFG_ADDR_MAX + 1]; /* PoPs: "host:port" sites and PoPs dial for
+                                             * tunnels; "" = none (optional field) */
+} reg_node_t;
+
+typedef struct reg_token {
+    uint64_t id;
+    char role[REG_ROLE_MAX + 1];
+    uint64_t expires_ms;
+    uint64_t uses_max; /* 0 = unlimited */
+    uint64_t created_ms;
+    char created_by[NODECFG_NAME_MAX + 1];
+    uint8_t join_pk[32];
+    bool revoked;
+    char site[NODECFG_NAME_MAX + 1]; /* the site a site token enrolls; "" = not bound */
+} reg_token_t;
+
+typedef struct reg_site {
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t created_ms; /* Unix ms */
+    char created_by[NODECFG_NAME_MAX + 1];
+    uint64_t token_id; /* the site token minted with it */
+    bool removed;
+} reg_site_t;
+
+/* Keys. out must hold at least 64 bytes. */
+void reg_node_key(uint64_t id, char *out, size_t len);
+void reg_token_key(uint64_t id, char *out, size_t len);
+void reg_tokenuse_key(uint64_t token_id, uint64_t node_id, char *out, size_t len);
+
+void reg_node_pack(msgpack_packer *pk, const reg_node_t *n);
+/* Decodes a node record; id comes from the key. 0 or -EBADMSG (with why). Also checks that
+ * the key's id is the id of curve_pk, so a record cannot bind a key to another node's id. */
+int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, const char **why);
+/* Parses the id out of "node/<16 hex>"; 0 or -EINVAL. */
+int reg_node_key_id(const char *key, size_t klen, uint64_t *id);
+
+void reg_token_pack(msgpack_packer *pk, const reg_token_t *t);
+int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why);
+
+void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms);
+
+/* "site/<name>" into out (REG_SITE_KEY_MAX bytes suffice); 0, or -EINVAL if name is not a
+ * valid name or the key does not fit in len. */
+int reg_site_key(const char *name, char *out, size_t len);
+void reg_site_pack(msgpack_packer *pk, const reg_site_t *s);
+/* Decodes a site record stored under site/<name>: 0 or -EBADMSG (with why). The record's
+ * name must be a valid name and equal name (the key's). */
+int reg_site_parse(const uint8_t *buf, size_t len, const char *name, reg_site_t *s,
+                   const char **why);
+
+#endif

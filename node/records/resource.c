@@ -1,0 +1,655 @@
+/* resource: see resource.h.
+ *
+ * The decoder is table-driven like registry.c's: each field names its key, its kind and where
+ * it goes; keys it does not know are skipped (so issue 5 can add fields without breaking older
+ * nodes), a key seen twice is refused (which of the two would count is otherwise up to the
+ * decoder, and two nodes must never read one record two ways). Decoding only checks shapes and
+ * sizes; resource_check then applies the same rules resource.add applies, so a record from
+ * another node is held to the standard of a local command. */
+#include "node/records/resource.h"
+
+#include "common/netaddr.h"
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/mpfields.h"
+#include "common/xmalloc.h"
+#include "node/records/registry.h"
+#include "node/dataplane/tconn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+int resource_key(const char *name, char *out, size_t len)
+{
+    if (nodecfg_check_name(name))
+        return -EINVAL;
+    int n = snprintf(out, len, RESOURCE_PREFIX "%s", name);
+    return n < 0 || (size_t)n >= len ? -EINVAL : 0;
+}
+
+static int check_http_path(const char *path, size_t pl, const char **why)
+{
+    if (pl == 0 || path[0] != '/') {
+        *why = "the PATH of an http health check must start with '/' (http:/PATH)";
+        return -EINVAL;
+    }
+    if (pl > RESOURCE_HTTP_PATH_MAX) {
+        *why = "the PATH of an http health check is longer than 200 bytes";
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < pl; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c <= ' ' || c >= 0x7f) {
+            *why = "the PATH of an http health check must be printable ASCII without spaces";
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int resource_health_parse(const char *s, size_t len, resource_t *r, const char **why)
+{
+    if (len == 3 && memcmp(s, "tcp", 3) == 0) {
+        r->health = RESOURCE_HEALTH_TCP;
+        r->http_path[0] = '\0';
+        return 0;
+    }
+    if (len < 5 || memcmp(s, "http:", 5) != 0) {
+        *why = "health must be 'tcp' or 'http:/PATH'";
+        return -EINVAL;
+    }
+    const char *path = s + 5;
+    size_t pl = len - 5;
+    if (check_http_path(path, pl, why))
+        return -EINVAL;
+    r->health = RESOURCE_HEALTH_HTTP;
+    memcpy(r->http_path, path, pl);
+    r->http_path[pl] = '\0';
+    return 0;
+}
+
+void resource_health_str(const resource_t *r, char *out, size_t len)
+{
+    if (r->health == RESOURCE_HEALTH_HTTP)
+        snprintf(out, len, "http:%s", r->http_path);
+    else
+        snprintf(out, len, "tcp");
+}
+
+static int refuse(char *buf, size_t len, const char **why, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int refuse(char *buf, size_t len, const char **why, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    *why = buf;
+    return -EINVAL;
+}
+
+#define NAME_RULE "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+#define HOST_RULE                                                                                  \
+    "a lowercase DNS name: at most 253 bytes, labels of 1-63 of a-z, 0-9 and '-' not "             \
+    "starting or ending with '-', separated by '.'"
+
+int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth)
+{
+    if (len == 4 && memcmp(s, "none", 4) == 0)
+        *auth = RESOURCE_AUTH_NONE;
+    else if (len == 5 && memcmp(s, "login", 5) == 0)
+        *auth = RESOURCE_AUTH_LOGIN;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *resource_auth_str(enum resource_auth auth)
+{
+    return auth == RESOURCE_AUTH_LOGIN ? "login" : "none";
+}
+
+/* No wildcards, no trailing '.', no upper case: the host is compared byte for byte with the
+ * lowercased Host of a request, so there is exactly one spelling of each. */
+static bool host_ok(const char *h, size_t len)
+{
+    if (len == 0 || len > RESOURCE_HOST_MAX)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char c = i < len ? h[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || h[i - 1] == '-' || h[i - label] == '-')
+                return false;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* '?' and '#' would end a request's path before them, so a prefix holding one never matches. */
+static int check_path_prefix(const char *p, char *buf, size_t len, const char **why)
+{
+    size_t pl = strnlen(p, RESOURCE_PREFIX_MAX + 1);
+    if (pl == 0 || p[0] != '/')
+        return refuse(buf, len, why, "path_prefix '%s' must start with '/'", p);
+    if (pl > RESOURCE_PREFIX_MAX)
+        return refuse(buf, len, why, "path_prefix is longer than %d bytes", RESOURCE_PREFIX_MAX);
+    for (size_t i = 0; i < pl; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= ' ' || c >= 0x7f || c == '?' || c == '#')
+            return refuse(buf, len, why,
+                          "path_prefix '%s' must be printable ASCII without spaces, '?' or '#'", p);
+    }
+    /* The HTTP ingress matches the request's path as normalised (dot segments removed, no
+     * empty segment), so a prefix holding one of those could never match anything. */
+    for (const char *seg = p + 1; seg <= p + pl;) {
+        const char *end = strchr(seg, '/');
+        size_t sl = end ? (size_t)(end - seg) : strlen(seg);
+        if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))
+            return refuse(buf, len, why,
+                          "path_prefix '%s' holds a '.' or '..' segment; request paths are "
+                          "matched without them, so it could never match: write the path "
+                          "they stand for",
+                          p);
+        if (sl == 0 && end)
+            return refuse(buf, len, why,
+                          "path_prefix '%s' holds '//'; request paths are matched without empty "
+                          "segments, so it could never match",
+                          p);
+        if (!end)
+            break;
+        seg = end + 1;
+    }
+    return 0;
+}
+
+static int check_names(const char (*v)[NODECFG_NAME_MAX + 1], unsigned n, const char *what,
+                       char *buf, size_t len, const char **why)
+{
+    if (n > RESOURCE_ALLOW_MAX)
+        return refuse(buf, len, why, "%s holds at most %d names, not %u", what, RESOURCE_ALLOW_MAX,
+                      n);
+    for (unsigned i = 0; i < n; i++) {
+        if (nodecfg_check_name(v[i]))
+            return refuse(buf, len, why, "%s: name '%s' is invalid (" NAME_RULE ")", what, v[i]);
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(v[i], v[j]) == 0)
+                return refuse(buf, len, why, "%s: '%s' is listed twice", what, v[i]);
+    }
+    return 0;
+}
+
+static int check_http(const resource_t *r, char *buf, size_t len, const char **why)
+{
+    if (!r->host[0]) {
+        if (r->path_prefix[0] || r->auth != RESOURCE_AUTH_NONE || r->nallow_users ||
+            r->nallow_groups)
+            return refuse(buf, len, why,
+                          "path_prefix, auth, allow_users and allow_groups need a host");
+        return 0;
+    }
+    if (!host_ok(r->host, strnlen(r->host, sizeof(r->host))))
+        return refuse(buf, len, why, "host '%s' is invalid (" HOST_RULE ")", r->host);
+    if (check_path_prefix(r->path_prefix, buf, len, why))
+        return -EINVAL;
+    if (r->auth != RESOURCE_AUTH_NONE && r->auth != RESOURCE_AUTH_LOGIN)
+        return refuse(buf, len, why, "auth must be 'none' or 'login'");
+    if ((r->nallow_users || r->nallow_groups) && r->auth != RESOURCE_AUTH_LOGIN)
+        return refuse(buf, len, why,
+                      "allow_users and allow_groups need auth login (with auth none anyone "
+                      "gets in)");
+    if (check_names(r->allow_users, r->nallow_users, "allow_users", buf, len, why) ||
+        check_names(r->allow_groups, r->nallow_groups, "allow_groups", buf, len, why))
+        return -EINVAL;
+    return 0;
+}
+
+int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why)
+{
+    if (nodecfg_check_name(r->name))
+        return refuse(why_buf, why_len, why, "resource name '%s' is invalid (" NAME_RULE ")",
+                      r->name);
+    if (nodecfg_check_name(r->site))
+        return refuse(why_buf, why_len, why, "site name '%s' is invalid (" NAME_RULE ")", r->site);
+    if (r->ntargets == 0)
+        return refuse(why_buf, why_len, why, "a resource needs at least one target (HOST:PORT)");
+    if (r->ntargets > RESOURCE_TARGETS_MAX)
+        return refuse(why_buf, why_len, why, "a resource has at most %d targets, not %u",
+                      RESOURCE_TARGETS_MAX, r->ntargets);
+    for (unsigned i = 0; i < r->ntargets; i++) {
+        if (nodecfg_check_addr(r->targets[i], 0))
+            return refuse(why_buf, why_len, why,
+                          "target '%s' is not HOST:PORT with a port from 1 to 65535 "
+                          "(IPv6 in brackets)",
+                          r->targets[i]);
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(r->targets[i], r->targets[j]) == 0)
+                return refuse(why_buf, why_len, why, "target '%s' is listed twice", r->targets[i]);
+    }
+    if (r->tcp_port == 0 && !r->host[0])
+        return refuse(why_buf, why_len, why,
+                      "a resource needs a tcp_port (1 to 65535), a host, or both");
+    if (r->health == RESOURCE_HEALTH_HTTP) {
+        if (check_http_path(r->http_path, strnlen(r->http_path, sizeof(r->http_path)), why))
+            return -EINVAL;
+    } else if (r->health != RESOURCE_HEALTH_TCP || r->http_path[0]) {
+        return refuse(why_buf, why_len, why, "health must be 'tcp' or 'http:/PATH'");
+    }
+    return check_http(r, why_buf, why_len, why);
+}
+
+static void pack_names(msgpack_packer *pk, const char *key, const char (*v)[NODECFG_NAME_MAX + 1],
+                       unsigned n)
+{
+    mpw_str(pk, key);
+    msgpack_pack_array(pk, n);
+    for (unsigned i = 0; i < n; i++)
+        mpw_str(pk, v[i]);
+}
+
+void resource_pack(msgpack_packer *pk, const resource_t *r)
+{
+    char health[RESOURCE_HEALTH_MAX + 1];
+    resource_health_str(r, health, sizeof(health));
+    msgpack_pack_map(pk, r->host[0] ? 12 : 7);
+    mpw_kv_str(pk, "name", r->name);
+    mpw_kv_str(pk, "site", r->site);
+    mpw_str(pk, "targets");
+    msgpack_pack_array(pk, r->ntargets);
+    for (unsigned i = 0; i < r->ntargets; i++)
+        mpw_str(pk, r->targets[i]);
+    mpw_kv_u64(pk, "tcp_port", r->tcp_port);
+    mpw_kv_str(pk, "health", health);
+    mpw_kv_bool(pk, "sticky", r->sticky);
+    mpw_kv_u64(pk, "created_ms", r->created_ms);
+    if (!r->host[0])
+        return; /* TCP only: the record of issue 4, byte for byte */
+    mpw_kv_str(pk, "host", r->host);
+    mpw_kv_str(pk, "path_prefix", r->path_prefix);
+    mpw_kv_str(pk, "auth", resource_auth_str(r->auth));
+    pack_names(pk, "allow_users", r->allow_users, r->nallow_users);
+    pack_names(pk, "allow_groups", r->allow_groups, r->nallow_groups);
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+static int read_str(mpr_t *r, char *dst, size_t cap)
+{
+    const char *s;
+    uint32_t sl;
+    if (mpr_str(r, &s, &sl) || sl >= cap || memchr(s, '\0', sl))
+        return -EBADMSG;
+    memcpy(dst, s, sl);
+    dst[sl] = '\0';
+    return 0;
+}
+
+static int read_targets(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    uint32_t n;
+    if (mpr_array(r, &n)) {
+        *why = "targets is not an array";
+        return -EBADMSG;
+    }
+    if (n == 0 || n > RESOURCE_TARGETS_MAX) {
+        *why = "targets must hold 1 to 16 addresses";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (read_str(r, res->targets[i], sizeof(res->targets[i]))) {
+            *why = "a target is not a string of at most 255 bytes";
+            return -EBADMSG;
+        }
+    }
+    res->ntargets = n;
+    return 0;
+}
+
+static int read_names(mpr_t *r, char (*v)[NODECFG_NAME_MAX + 1], unsigned *n, const char **why)
+{
+    uint32_t cnt;
+    if (mpr_array(r, &cnt) || cnt > RESOURCE_ALLOW_MAX) {
+        *why = "allow_users and allow_groups must be lists of at most 32 names";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < cnt; i++) {
+        if (read_str(r, v[i], sizeof(v[i]))) {
+            *why = "a name in allow_users or allow_groups is not a string of at most 63 bytes";
+            return -EBADMSG;
+        }
+    }
+    *n = cnt;
+    return 0;
+}
+
+static int read_allow_users(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_names(r, res->allow_users, &res->nallow_users, why);
+}
+
+static int read_allow_groups(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_names(r, res->allow_groups, &res->nallow_groups, why);
+}
+
+int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t *res, char *why_buf,
+                   size_t why_len, const char **why)
+{
+    char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
+    char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
+    uint64_t port = 0;
+    memset(res, 0, sizeof(*res));
+    mpf_t fs[] = {
+        {"name", MPF_STR, res->name, sizeof(res->name), true, false, NULL},
+        {"site", MPF_STR, res->site, sizeof(res->site), true, false, NULL},
+        {"targets", MPF_CUSTOM, res, 0, true, false, read_targets},
+        {"tcp_port", MPF_U64, &port, 0, false, false, NULL}, /* required without a host */
+        {"health", MPF_STR, health, sizeof(health), true, false, NULL},
+        {"sticky", MPF_BOOL, &res->sticky, 0, false, false, NULL},
+        {"created_ms", MPF_U64, &res->created_ms, 0, false, false, NULL},
+        {"host", MPF_STR, host, sizeof(host), false, false, NULL},
+        {"path_prefix", MPF_STR, prefix, sizeof(prefix), false, false, NULL},
+        {"auth", MPF_STR, auth, sizeof(auth), false, false, NULL},
+        {"allow_users", MPF_CUSTOM, res, 0, false, false, read_allow_users},
+        {"allow_groups", MPF_CUSTOM, res, 0, false, false, read_allow_groups},
+    };
+    if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
+        return -EBADMSG;
+    if (!fs[3].seen && !fs[7].seen) {
+        *why = "missing field: tcp_port (a resource needs a tcp_port, a host, or both)";
+        return -EBADMSG;
+    }
+    if (port > 65535 || (port == 0 && !fs[7].seen)) {
+        *why = "tcp_port is not from 1 to 65535";
+        return -EBADMSG;
+    }
+    res->tcp_port = (uint16_t)port;
+    /* The HTTP fields only mean something with a host; resource_check refuses them without
+     * one. They are copied over unchecked in length so that check can name the bad value. */
+    if (fs[7].seen) {
+        if (strlen(host) > RESOURCE_HOST_MAX) {
+            *why = "host is longer than 253 bytes";
+            return -EBADMSG;
+        }
+        memcpy(res->host, host, strlen(host) + 1);
+        if (!host[0]) {
+            *why = "host is empty (leave it out for a TCP-only resource)";
+            return -EBADMSG;
+        }
+    }
+    if (fs[8].seen || res->host[0]) {
+        if (strlen(prefix) > RESOURCE_PREFIX_MAX) {
+            *why = "path_prefix is longer than 200 bytes";
+            return -EBADMSG;
+        }
+        memcpy(res->path_prefix, fs[8].seen ? prefix : "/", (fs[8].seen ? strlen(prefix) : 1) + 1);
+        if (!res->path_prefix[0]) {
+            *why = "path_prefix is empty (it must start with '/')";
+            return -EBADMSG;
+        }
+    }
+    if (fs[9].seen && resource_auth_parse(auth, strlen(auth), &res->auth)) {
+        *why = "auth must be 'none' or 'login'";
+        return -EBADMSG;
+    }
+    if (resource_health_parse(health, strlen(health), res, why))
+        return -EBADMSG;
+    if (resource_check(res, why_buf, why_len, why))
+        return -EBADMSG;
+    if (strcmp(res->name, name) != 0) {
+        *why = "the record's name is not the name in its key";
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+/* ---- HTTP routing ------------------------------------------------------------------------ */
+
+static bool host_equal(const char *want, const char *host, size_t len)
+{
+    /* "Host: app.example.com:8443" and "Host: APP.example.com." name app.example.com. */
+    const char *colon = memchr(host, ':', len);
+    if (colon)
+        len = (size_t)(colon - host);
+    if (len && host[len - 1] == '.')
+        len--;
+    return strlen(want) == len && strncasecmp(want, host, len) == 0;
+}
+
+/* prefix matches path on a segment boundary: prefix is path, or path continues with '/' after
+ * it, or prefix already ends with '/'. */
+static bool prefix_match(const char *prefix, const char *path, size_t len)
+{
+    size_t pl = strlen(prefix);
+    if (pl > len || memcmp(prefix, path, pl) != 0)
+        return false;
+    return pl == len || prefix[pl - 1] == '/' || path[pl] == '/';
+}
+
+int resource_match_http(const resource_t *v, size_t n, const char *host, size_t host_len,
+                        const char *path, size_t path_len)
+{
+    for (size_t i = 0; i < path_len; i++) {
+        if (path[i] == '?' || path[i] == '#') {
+            path_len = i;
+            break;
+        }
+    }
+    if (path_len == 0) {
+        path = "/";
+        path_len = 1;
+    }
+    int best = -1;
+    size_t best_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const resource_t *r = &v[i];
+        if (!r->host[0] || !host_equal(r->host, host, host_len) ||
+            !prefix_match(r->path_prefix, path, path_len))
+            continue;
+        size_t pl = strlen(r->path_prefix);
+        if (best >= 0) {
+            const resource_t *b = &v[best];
+            if (pl < best_len)
+                continue;
+            if (pl == best_len &&
+                (r->created_ms > b->created_ms ||
+                 (r->created_ms == b->created_ms && strcmp(r->name, b->name) > 0)))
+                continue;
+        }
+        best = (int)i;
+        best_len = pl;
+    }
+    return best;
+}
+
+/* ---- the store --------------------------------------------------------------------------- */
+
+int resource_get(store_t *store, const char *name, resource_t *r)
+{
+    char key[RESOURCE_KEY_MAX];
+    store_entry_t e;
+    if (resource_key(name, key, sizeof(key)))
+        return -ENOENT; /* no valid record can be stored under an invalid name */
+    int rc = store_get(store, key, strlen(key), &e);
+    if (rc)
+        return rc;
+    char why_buf[160];
+    const char *why = "";
+    rc = resource_parse(e.value, e.vlen, name, r, why_buf, sizeof(why_buf), &why);
+    store_entry_free(&e);
+    if (rc)
+        log_warn("resource: record %s is unreadable: %s", key, why);
+    return rc;
+}
+
+struct collect {
+    resource_t *v;
+    size_t n;
+};
+
+static int collect_one(const store_entry_t *e, void *ctx)
+{
+    struct collect *c = ctx;
+    size_t pl = strlen(RESOURCE_PREFIX);
+    char name[NODECFG_NAME_MAX + 1], why_buf[160];
+    const char *why = "the key's name is too long";
+    size_t nl = e->klen - pl;
+    resource_t r;
+    if (nl <= NODECFG_NAME_MAX) {
+        memcpy(name, e->key + pl, nl);
+        name[nl] = '\0';
+        if (resource_parse(e->value, e->vlen, name, &r, why_buf, sizeof(why_buf), &why) == 0) {
+            c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+            c->v[c->n++] = r;
+            return 0;
+        }
+    }
+    log_warn("resource: skipping unreadable record %.*s: %s", (int)e->klen, e->key, why);
+    return 0;
+}
+
+int resource_list(store_t *store, resource_t **out, size_t *n)
+{
+    struct collect c = {0};
+    int rc = store_list(store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), collect_one, &c);
+    if (rc) {
+        free(c.v);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *out = c.v;
+    *n = c.n;
+    return 0;
+}
+
+/* ---- loops into the mesh ------------------------------------------------------------------ */
+
+struct mesh_check {
+    const resource_t *r;
+    const resource_t *others;
+    size_t nothers;
+    char *buf;
+    size_t len;
+    const char **why;
+    int rc;
+};
+
+/* An address as (IP, port) for comparing; 0.0.0.0 and :: (every address of the machine) count
+ * as 127.0.0.1, since a listener on them answers on loopback too. */
+static int addr_of(const char *s, struct sockaddr_storage *ss)
+{
+    unsigned sl;
+    if (netaddr_sockaddr(s, ss, &sl))
+        return -EINVAL;
+    if (ss->ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (ss->ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+            a->sin6_addr = in6addr_loopback;
+    }
+    return 0;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+}
+
+/* What the PoP whose host is at listens on at port, or NULL. */
+static const char *mesh_port_use(const struct mesh_check *c, uint16_t port, uint16_t mesh_port,
+                                 uint16_t tunnel_port, char *what, size_t wl)
+{
+    if (port == mesh_port)
+        return "mesh port";
+    if (port == tunnel_port)
+        return "tunnel port";
+    if (port == c->r->tcp_port) {
+        snprintf(what, wl, "tcp port of resource '%s' itself", c->r->name);
+        return what;
+    }
+    for (size_t i = 0; i < c->nothers; i++)
+        if (c->others[i].tcp_port == port && strcmp(c->others[i].name, c->r->name)) {
+            snprintf(what, wl, "tcp port of resource '%s'", c->others[i].name);
+            return what;
+        }
+    return NULL;
+}
+
+static int check_one_pop(const store_entry_t *e, void *ctx)
+{
+    struct mesh_check *c = ctx;
+    uint64_t id;
+    reg_node_t n;
+    const char *why;
+    struct sockaddr_storage mesh, tun;
+    if (c->rc || e->tombstone || reg_node_key_id(e->key, e->klen, &id) ||
+        reg_node_parse(e->value, e->vlen, id, &n, &why) || n.removed || strcmp(n.role, "pop"))
+        return 0;
+    bool has_mesh = addr_of(n.addr, &mesh) == 0, has_tun = addr_of(n.tunnel_addr, &tun) == 0;
+    uint16_t mp = has_mesh ? port_of(&mesh) : 0, tp = has_tun ? port_of(&tun) : 0;
+    if (c->r->tcp_port && (c->r->tcp_port == mp || c->r->tcp_port == tp)) {
+        c->rc = refuse(c->buf, c->len, c->why,
+                       "tcp port %u is PoP %s's %s (%s): a resource port must not clash with a "
+                       "port of the mesh; pick another",
+                       c->r->tcp_port, n.name, c->r->tcp_port == mp ? "mesh port" : "tunnel port",
+                       c->r->tcp_port == mp ? n.addr : n.tunnel_addr);
+        return 0;
+    }
+    for (unsigned i = 0; i < c->r->ntargets; i++) {
+        struct sockaddr_storage t;
+        if (addr_of(c->r->targets[i], &t))
+            continue; /* a name: the site resolves it, nothing to compare here */
+        if (!(has_mesh && same_host(&t, &mesh)) && !(has_tun && same_host(&t, &tun)))
+            continue;
+        char what[NODECFG_NAME_MAX + 64];
+        const char *use = mesh_port_use(c, port_of(&t), mp, tp, what, sizeof(what));
+        if (use) {
+            c->rc = refuse(c->buf, c->len, c->why,
+                           "target %s is an ingress of the mesh (PoP %s, %s): connections to it "
+                           "would loop through the mesh forever; a target must be a service "
+                           "outside the mesh",
+                           c->r->targets[i], n.name, use);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+int resource_check_mesh(store_t *store, const resource_t *r, const resource_t *others,
+                        size_t nothers, char *why_buf, size_t why_len, const char **why)
+{
+    struct mesh_check c = {r, others, nothers, why_buf, why_len, why, 0};
+    int rc = store_list(store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), check_one_pop, &c);
+    return c.rc ? c.rc : rc;
+}

@@ -1,0 +1,138 @@
+/* resource: a service at a site, published on every PoP, as stored in the replicated store:
+ * raw TCP (issue 4), HTTP (issue 5), or both.
+ *
+ *   resource/<name>   {name, site, targets: [str], tcp_port, health, sticky, created_ms,
+ *                      host?, path_prefix?, auth?, allow_users?: [str], allow_groups?: [str]}
+ *
+ * A PoP listens on tcp_port (0 = none) and carries each accepted connection through the
+ * site's tunnel to one of the targets ("host:port" as the site connector resolves it); health
+ * says how the site checks a target: "tcp" (a connect succeeds) or "http:/PATH" (GET PATH
+ * answers 2xx or 3xx); sticky keeps a client address on the same target while it stays healthy.
+ *
+ * With a host, the PoPs' HTTP ingress also serves the resource: a request whose Host is host
+ * and whose path starts with path_prefix (default "/") goes to the targets
+ * (resource_match_http picks the resource). auth "login" asks for a user session first and,
+ * when allow_users or allow_groups is not empty, a user named there or in one of the groups
+ * named there; auth "none" (the default) lets anyone through. A resource has a tcp_port, a
+ * host, or both; the HTTP fields are written only when host is set, so a TCP-only record is
+ * byte for byte what issue 4 wrote.
+ *
+ * Records come from other nodes through replication, so resource_parse treats them as
+ * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
+ * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
+ * record missing a required field is refused.
+ *
+ * tcp_port, and the pair (host, path_prefix), are unique among resources as far as one node
+ * can enforce it (resource.add refuses one in use). Two resources added on two nodes at the
+ * same moment can still share one once both replicate; whoever serves them resolves that the
+ * same way everywhere: the resource with the smaller created_ms, then the smaller name, wins. */
+#ifndef POPMESH_NODE_RECORDS_RESOURCE_H
+#define POPMESH_NODE_RECORDS_RESOURCE_H
+
+#include "node/nodecfg.h"
+#include "storage/store.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RESOURCE_PREFIX        "resource/"
+#define RESOURCE_TARGETS_MAX   16
+#define RESOURCE_HTTP_PATH_MAX 200                          /* bytes of the PATH in "http:/PATH" */
+#define RESOURCE_HEALTH_MAX    (5 + RESOURCE_HTTP_PATH_MAX) /* bytes of "http:" + PATH */
+#define RESOURCE_KEY_MAX       (sizeof(RESOURCE_PREFIX) + NODECFG_NAME_MAX) /* with the NUL */
+#define RESOURCE_HOST_MAX      253 /* bytes of a DNS name */
+#define RESOURCE_PREFIX_MAX    200 /* bytes of path_prefix */
+#define RESOURCE_ALLOW_MAX     32  /* names in allow_users, and in allow_groups */
+
+enum resource_health {
+    RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
+    RESOURCE_HEALTH_HTTP,    /* "http:/PATH": GET PATH must answer 2xx or 3xx */
+};
+
+enum resource_auth {
+    RESOURCE_AUTH_NONE = 0, /* "none": anyone */
+    RESOURCE_AUTH_LOGIN,    /* "login": a user session, limited by allow_users/allow_groups */
+};
+
+typedef struct resource {
+    char name[NODECFG_NAME_MAX + 1];                          /* unique in the mesh */
+    char site[NODECFG_NAME_MAX + 1];                          /* the site serving it */
+    char targets[RESOURCE_TARGETS_MAX][NODECFG_ADDR_MAX + 1]; /* "host:port", port != 0 */
+    unsigned ntargets;                                        /* 1..RESOURCE_TARGETS_MAX */
+    uint16_t tcp_port;                                        /* on every PoP; 0 = none */
+    enum resource_health health;
+    char http_path[RESOURCE_HTTP_PATH_MAX + 1]; /* RESOURCE_HEALTH_HTTP: "/..."; else "" */
+    bool sticky;                                /* same client address, same target */
+    uint64_t created_ms;                        /* Unix ms */
+    /* HTTP (issue 5); all empty/zero when host is "". */
+    char host[RESOURCE_HOST_MAX + 1];          /* lowercase DNS name; "" = no HTTP */
+    char path_prefix[RESOURCE_PREFIX_MAX + 1]; /* "/..." ("/" by default) with a host, else "" */
+    enum resource_auth auth;
+    char allow_users[RESOURCE_ALLOW_MAX][NODECFG_NAME_MAX + 1];  /* auth login only */
+    unsigned nallow_users;                                       /* 0..RESOURCE_ALLOW_MAX */
+    char allow_groups[RESOURCE_ALLOW_MAX][NODECFG_NAME_MAX + 1]; /* auth login only */
+    unsigned nallow_groups;                                      /* 0..RESOURCE_ALLOW_MAX */
+} resource_t;
+
+/* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
+ * not a valid name or the key does not fit in len. */
+int resource_key(const char *name, char *out, size_t len);
+
+/* Parses a health spec ("tcp" or "http:/PATH", PATH printable ASCII without spaces, starting
+ * with '/', at most RESOURCE_HTTP_PATH_MAX bytes) into r->health and r->http_path.
+ * 0 or -EINVAL with a reason in *why (a static string). */
+int resource_health_parse(const char *s, size_t len, resource_t *r, const char **why);
+/* The health spec as text ("tcp", "http:/PATH"); out should hold RESOURCE_HEALTH_MAX + 1. */
+void resource_health_str(const resource_t *r, char *out, size_t len);
+
+/* "none" or "login" into *auth; 0 or -EINVAL. */
+int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);
+/* "none" or "login". */
+const char *resource_auth_str(enum resource_auth auth);
+
+/* Checks every field against the rules above (names, 1..16 distinct targets that
+ * nodecfg_check_addr accepts with a nonzero port, a tcp_port or a host or both, health; with
+ * a host: 1..253 bytes of dot-separated labels of 1..63 of a-z, 0-9 and '-' not starting or
+ * ending with '-', a path_prefix of printable ASCII starting with '/' without spaces, '?' or
+ * '#' of at most 200 bytes, auth, and allow_users/allow_groups of distinct valid names only
+ * with auth login; without a host, none of those). 0 or -EINVAL with a reason in why,
+ * formatted into why_buf (which it points to) so it can name the bad value. */
+int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why);
+/* The checks that need the mesh (resource.add): r's tcp_port is no PoP's mesh or tunnel port
+ * (from the registry), and no target is an ingress of the mesh: the host of a PoP's mesh or
+ * tunnel address (0.0.0.0 and :: count as loopback) with a port the mesh listens on there
+ * (that PoP's mesh or tunnel port, r's own tcp_port or another resource's, from others). A
+ * stream to such a target re-enters the mesh and loops. Addresses the registry does not know
+ * (a PoP's ingress_address, its HTTP port, another name for the same machine) cannot be
+ * checked here: the data plane cuts those loops at run time. 0, -EINVAL with the reason in
+ * *why (why_buf), or the store's error. */
+int resource_check_mesh(store_t *store, const resource_t *r, const resource_t *others,
+                        size_t nothers, char *why_buf, size_t why_len, const char **why);
+
+/* The record as a msgpack map (also the shape of one resource in control answers). */
+void resource_pack(msgpack_packer *pk, const resource_t *r);
+/* Decodes a record stored under resource/<name>: 0 or -EBADMSG with a reason in *why (a
+ * static string, or why_buf). The record's name must equal name (the key's). */
+int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t *r, char *why_buf,
+                   size_t why_len, const char **why);
+
+/* The resource of v[0..n) that serves an HTTP request for host (the Host header, compared
+ * without case and without a ":port" suffix or a trailing '.') and path (the request target's
+ * path; a '?' or '#' ends it, "" counts as "/"): among the resources with that host, the one
+ * whose path_prefix is the longest that is a prefix of path on a segment boundary ("/app"
+ * matches "/app", "/app/" and "/app/x" but not "/apple"; "/" matches every path). Two
+ * resources with the same host and path_prefix (added at once on two nodes): the smaller
+ * created_ms, then the smaller name. Its index, or -1. */
+int resource_match_http(const resource_t *v, size_t n, const char *host, size_t host_len,
+                        const char *path, size_t path_len);
+
+/* Reads resource/<name>: 0, -ENOENT (absent or deleted), -EBADMSG (unreadable, logged) or
+ * another -errno from the store. */
+int resource_get(store_t *store, const char *name, resource_t *r);
+/* Every readable resource, in name order; records that do not decode are skipped with a log
+ * line. 0 or -errno from the store (*out is then NULL). Caller owns *out (free()). */
+int resource_list(store_t *store, resource_t **out, size_t *n);
+
+#endif

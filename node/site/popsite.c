@@ -1,0 +1,1363 @@
+/* popsite: the site connector. It runs inside a private network, dials out to PoPs (it
+ * listens on nothing), and connects the streams PoPs open to the targets of its resources.
+ *
+ * Choosing PoPs. Every PoP the mesh tells us about (INFO from any attached PoP, cached in
+ * DIR/pops.cache so a restart needs no mesh contact first) is measured: a PoP with a tunnel
+ * by the tunnel's heartbeat RTT, the others by a probe (a handshake that is closed at once)
+ * every SITE_PROBE_S. We keep tunnels to the K PoPs with the lowest RTT. One of them is the
+ * primary; it changes only when the current one dies or another is better by at least
+ * SITE_HYST_MS and a third (so two PoPs with similar RTTs do not trade places on noise).
+ * A dead tunnel is redialled with jittered exponential backoff (SITE_BACKOFF_MIN_MS up to
+ * SITE_BACKOFF_MAX_MS); a PoP that comes back and is better wins the primary back.
+ *
+ * Targets: the PoPs say which targets to check (the resources of this site); the results go
+ * to every attached PoP in STATUS messages, and the primary PoP stores them for the mesh.
+ * An OPEN names the resource's targets; we connect to a healthy one (by client address when
+ * the resource is sticky, else round robin) and try the others before refusing.
+ *
+ * Loops. A target that is itself an ingress of the mesh (a PoP's resource port or HTTP port
+ * reached through an address the registry does not know) would carry every stream back into
+ * the mesh, which opens another stream to us, and so on until descriptors run out. Every
+ * socket we open towards a target (streams and health checks) is in an addrset, by its local
+ * address and destination; an OPEN whose client and ingress addresses are one of them (the
+ * client alone, against live sockets, when the PoP does not send the ingress) is our own
+ * connection coming back, and
+ * is refused with a reason starting "loop:" (the PoP then fails that ingress connection at
+ * once, which closes ours). A target caught twice within SITE_LOOP_HOLD_S is marked: it leaves
+ * the candidates (even as a last resort), the site's STATUS reports it unhealthy, "loops into
+ * the mesh", and the mark holds while the health checker's own connections keep coming back.
+ * Backstop for loops this cannot see (NAT): at most --max-target-conns connections per
+ * target. docs/dataplane.md, "Loops into the mesh". */
+#include "common/netaddr.h"
+#include "common/clock.h"
+#include "common/fdlimit.h"
+#include "common/kvfile.h"
+#include "common/log.h"
+#include "common/mp.h"
+#include "common/xmalloc.h"
+#include "node/site/addrset.h"
+#include "node/site/healthcheck.h"
+#include "node/records/identity.h"
+#include "node/membership/joinclient.h"
+#include "node/records/registry.h"
+#include "node/dataplane/sitemsg.h"
+#include "node/dataplane/splice.h"
+#include "node/dataplane/tconn.h"
+#include "node/records/token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define SITE_CONF           "site.conf"
+#define SITE_CACHE          "pops.cache"
+#define SITE_LOCK           "popsite.lock"
+#define SITE_TICK_S         0.1
+#define SITE_PROBE_S        5.0
+#define SITE_HYST_MS        10
+#define SITE_BACKOFF_MIN_MS 200
+#define SITE_BACKOFF_MAX_MS 5000
+#define SITE_STATUS_S       1.0
+#define SITE_DRAIN_MAX_S    60         /* s a drained tunnel may keep its last streams */
+#define SITE_YOUNG_MS       3000       /* ms a new tunnel is judged by its probe RTT too */
+#define SITE_WINDOW_MAX     (8u << 20) /* bytes: stream windows grow up to this (tunnel.h) */
+/* Streams a PoP may open on one of our tunnels: as many as the PoP admits
+ * (DATAPLANE_MAX_STREAMS, node/dataplane/dataplane.h), past tunnel.h's default of 4096. */
+#define SITE_MAX_STREAMS    65536
+#define SITE_DIAL_TIMEOUT_S 3.0
+#define DIAL_MAGIC          0x4449414cu
+/* ms a closed target socket's address stays recognisable: a health check closes its socket
+ * as soon as it connects, before the PoP's OPEN for that connection reaches us (one RTT to the
+ * PoP and back, and its accept), and a chain of short connections must not slip through. */
+#define SITE_LOOP_LINGER_MS 3000
+#define SITE_LOOP_HOLD_S    10    /* s a loop mark lasts after the last loop caught */
+#define SITE_LOOP_HITS      2     /* loops caught within the hold that mark a target */
+#define SITE_TARGET_CONNS   16384 /* default --max-target-conns */
+
+#ifndef POPMESH_VERSION
+#define POPMESH_VERSION "dev"
+#endif
+
+struct pop {
+    sm_pop_t info;
+    tconn_t *c;      /* the tunnel, dialling or up */
+    tconn_t *probe;  /* an RTT probe in flight */
+    uint32_t rtt_us; /* last measurement; 0 = none or unreachable */
+    uint64_t next_probe_ms, retry_at_ms, backoff_ms, up_at_ms;
+    bool up, primary, known; /* known: in the latest PoP list */
+    bool draining;           /* replaced: no new streams, closed once idle */
+    uint64_t drain_since_ms;
+};
+
+typedef struct site {
+    struct ev_loop *loop;
+    const char *dir;
+    char name[NODECFG_NAME_MAX + 1];
+    identity_t id;
+    tconn_keys_t keys;
+    uint64_t hello_ts_last; /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
+    tun_config_t tcfg;
+    unsigned k;
+    struct pop pops[SM_POPS_MAX];
+    unsigned npops;
+    sm_info_t *checks; /* the latest INFO's checks */
+    hc_t *hc;
+    splice_ctx_t *splices;
+    ev_timer tick;
+    ev_signal sigint, sigterm, sigusr1;
+    uint64_t last_status_ms;
+    uint8_t status_hash[16];
+    uint32_t rr;
+    uint64_t streams, refused;
+    addrset_t *mine; /* local addresses of our sockets towards targets (and lingering ones) */
+    struct loopmark *marks;
+    size_t nmarks;
+    uint64_t loops;                      /* OPENs refused because they came back from us */
+    uint64_t loop_log_ms, loop_unlogged; /* ms (monotonic) of the last loop line; since */
+    struct tload *loads;                 /* targets with connections: how many */
+    uint32_t max_target_conns;           /* per target, streams only */
+    uint64_t load_log_ms, load_unlogged; /* ms (monotonic) of the last limit line; since */
+    tconn_t **dead; /* connections whose on_down ran: destroyed by the next tick */
+    size_t ndead;
+} site_t;
+
+/* A target caught looping into the mesh. */
+struct loopmark {
+    char target[NODECFG_ADDR_MAX + 1];
+    char via[NODECFG_NAME_MAX + 1]; /* the resource whose ingress the loop came back through */
+    uint32_t hits;                  /* loops caught since first_ms */
+    uint64_t first_ms, last_ms;     /* ms (monotonic) */
+    bool marked;                    /* SITE_LOOP_HITS reached: out of the candidates */
+};
+
+/* Connections open to one target (streams, not health checks). */
+struct tload {
+    struct tload *next;
+    char target[NODECFG_ADDR_MAX + 1];
+    uint32_t n;
+};
+
+/* One connection we dialled for a stream: its address in s->mine, its count in a tload. */
+struct outconn {
+    site_t *s;
+    addrset_entry_t *e;
+    struct tload *load;
+};
+
+struct dialer {
+    uint32_t magic;
+    site_t *s;
+    tconn_t *c;
+    uint64_t sid;
+    int fd;
+    ev_io w;
+    ev_timer timeout;
+    sm_open_t desc;
+    uint32_t tried;     /* bitmask of desc.targets already tried */
+    struct outconn *oc; /* the connection being dialled, from socket() on */
+    char last_err[400];
+};
+
+static const tconn_cbs_t *site_cbs(void);
+
+/* ---- files -------------------------------------------------------------------------------- */
+
+static int save_file(const char *dir, const char *file, const void *data, size_t len, mode_t mode)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    const uint8_t *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, p + off, len - off);
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0)
+        return -errno;
+    return 0;
+}
+
+static int load_file(const char *dir, const char *file, uint8_t **out, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    uint8_t *buf = xmalloc(1 << 20);
+    size_t n = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int conf_kv(const char *name, size_t nlen, const char *v, size_t vl, void *ctx, char *err,
+                   size_t errlen)
+{
+    site_t *s = ctx;
+    if (kvfile_is(name, nlen, "name")) {
+        if (vl > NODECFG_NAME_MAX) {
+            snprintf(err, errlen, "name too long");
+            return -EINVAL;
+        }
+        memcpy(s->name, v, vl);
+        s->name[vl] = '\0';
+        if (nodecfg_check_name(s->name)) {
+            snprintf(err, errlen, "name '%s' is not a valid site name", s->name);
+            return -EINVAL;
+        }
+    }
+    return 0; /* other settings are informational */
+}
+
+/* Replaces the PoP list with in's, keeping the state of PoPs still in it. */
+static void apply_pops(site_t *s, const sm_info_t *in)
+{
+    for (unsigned i = 0; i < s->npops; i++)
+        s->pops[i].known = false;
+    for (uint32_t k = 0; k < in->npops; k++) {
+        unsigned i;
+        for (i = 0; i < s->npops; i++)
+            if (s->pops[i].info.id == in->pops[k].id)
+                break;
+        if (i == s->npops) {
+            if (s->npops == SM_POPS_MAX)
+                continue;
+            memset(&s->pops[i], 0, sizeof(s->pops[i]));
+            s->npops++;
+            log_info("popsite: learnt PoP %s at %s", in->pops[k].name, in->pops[k].tunnel_addr);
+        }
+        s->pops[i].info = in->pops[k];
+        s->pops[i].known = true;
+    }
+    /* PoPs no longer listed: drop those without a tunnel (a live tunnel stays until it dies:
+     * the list is a view of one PoP's, and losing a member briefly is not a reason to cut). */
+    for (unsigned i = 0; i < s->npops;) {
+        struct pop *p = &s->pops[i];
+        if (!p->known && !p->c && !p->probe) {
+            s->pops[i] = s->pops[--s->npops];
+            continue;
+        }
+        i++;
+    }
+}
+
+static void save_cache(site_t *s)
+{
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    for (unsigned i = 0; i < s->npops && in->npops < SM_POPS_MAX; i++)
+        in->pops[in->npops++] = s->pops[i].info;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_info(&pk, in);
+    int rc = save_file(s->dir, SITE_CACHE, sb.data, sb.size, 0600);
+    if (rc)
+        log_warn("popsite: cannot save %s/%s: %s", s->dir, SITE_CACHE, strerror(-rc));
+    msgpack_sbuffer_destroy(&sb);
+    free(in);
+}
+
+/* ---- enrollment ------------------------------------------------------------------------- */
+
+static int enroll(site_t *s, const char *text, char *err, size_t errlen)
+{
+    token_t t;
+    const char *why;
+    if (token_decode(text, strlen(text), &t, &why)) {
+        snprintf(err, errlen, "the token is not valid: %s", why);
+        return -EINVAL;
+    }
+    if (strcmp(t.role, "site") || !t.site[0]) {
+        snprintf(err, errlen,
+                 "this is a %s token; a site enrolls with the token 'meshctl site add NAME' "
+                 "prints",
+                 t.role);
+        sodium_memzero(&t, sizeof(t));
+        return -EINVAL;
+    }
+    snprintf(s->name, sizeof(s->name), "%s", t.site);
+    if (identity_generate(&s->id)) {
+        snprintf(err, errlen, "cannot generate keys");
+        return -EIO;
+    }
+    reg_node_t me = {0};
+    snprintf(me.name, sizeof(me.name), "%s", s->name);
+    snprintf(me.role, sizeof(me.role), "site");
+    memcpy(me.curve_pk, s->id.curve_pk, 32);
+    memcpy(me.sign_pk, s->id.sign_pk, 32);
+    joinmsg_reply_t reply;
+    uint8_t *raw = NULL;
+    int rc = join_request(&t, &me, 5000, &reply, &raw, err, errlen);
+    sodium_memzero(&t, sizeof(t));
+    if (rc)
+        return rc;
+    /* The PoPs from the registry the mesh sent. */
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    for (size_t i = 0; i < reply.nentries && in->npops < SM_POPS_MAX; i++) {
+        const store_entry_t *e = &reply.entries[i];
+        uint64_t nid;
+        reg_node_t n;
+        if (e->tombstone || reg_node_key_id(e->key, e->klen, &nid) ||
+            reg_node_parse(e->value, e->vlen, nid, &n, &why))
+            continue;
+        if (n.removed || strcmp(n.role, "pop") || !n.tunnel_addr[0])
+            continue;
+        sm_pop_t *p = &in->pops[in->npops++];
+        p->id = nid;
+        snprintf(p->name, sizeof(p->name), "%s", n.name);
+        snprintf(p->tunnel_addr, sizeof(p->tunnel_addr), "%s", n.tunnel_addr);
+        memcpy(p->curve_pk, n.curve_pk, 32);
+    }
+    free(reply.entries);
+    free(raw);
+    if ((rc = identity_save(s->dir, &s->id, err, errlen)) != 0) {
+        free(in);
+        return rc;
+    }
+    apply_pops(s, in);
+    free(in);
+    save_cache(s);
+    char conf[256], idhex[17];
+    identity_id_hex(s->id.node_id, idhex);
+    int n =
+        snprintf(conf, sizeof(conf), "# popsite settings\nname = %s\nid = %s\n", s->name, idhex);
+    if ((rc = save_file(s->dir, SITE_CONF, conf, (size_t)n, 0600)) != 0) {
+        snprintf(err, errlen, "cannot write %s/%s: %s", s->dir, SITE_CONF, strerror(-rc));
+        return rc;
+    }
+    log_info("popsite: enrolled as site %s (id %s), %u PoPs known", s->name, idhex, s->npops);
+    return 0;
+}
+
+static int load(site_t *s, char *err, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = load_file(s->dir, SITE_CONF, &buf, &len);
+    if (rc) {
+        snprintf(err, errlen, "%s/%s: %s (enroll first: popsite run --data %s --token TOKEN)",
+                 s->dir, SITE_CONF, strerror(-rc), s->dir);
+        return rc;
+    }
+    char kerr[200];
+    rc = kvfile_parse((const char *)buf, len, conf_kv, s, kerr, sizeof(kerr));
+    free(buf);
+    if (rc || !s->name[0]) {
+        snprintf(err, errlen, "%s/%s: %s", s->dir, SITE_CONF, rc ? kerr : "no name");
+        return -EINVAL;
+    }
+    if ((rc = identity_load(s->dir, &s->id, err, errlen)) != 0)
+        return rc;
+    if (load_file(s->dir, SITE_CACHE, &buf, &len) == 0) {
+        sm_info_t *in = xcalloc(1, sizeof(*in));
+        int type;
+        const char *why;
+        if (sm_decode_ctl(buf, len, &type, NULL, in, &why) == 0)
+            apply_pops(s, in);
+        else
+            log_warn("popsite: %s/%s unreadable (%s): waiting for no PoP", s->dir, SITE_CACHE, why);
+        free(in);
+        free(buf);
+    }
+    return 0;
+}
+
+/* ---- loops into the mesh ---------------------------------------------------------------- */
+
+static struct loopmark *mark_of(site_t *s, const char *target)
+{
+    for (size_t i = 0; i < s->nmarks; i++)
+        if (!strcmp(s->marks[i].target, target))
+            return &s->marks[i];
+    return NULL;
+}
+
+static bool target_loops(site_t *s, const char *target)
+{
+    struct loopmark *m = mark_of(s, target);
+    return m && m->marked;
+}
+
+static void send_status(site_t *s, bool force);
+
+/* A stream came back from our own connection to target, through resource via's ingress. */
+static void loop_caught(site_t *s, const char *target, const char *via)
+{
+    uint64_t now = clock_mono_ms();
+    struct loopmark *m = mark_of(s, target);
+    if (!m) {
+        if (s->nmarks >= SM_CHECKS_MAX)
+            return; /* the stream is refused all the same */
+        s->marks = xrealloc(s->marks, (s->nmarks + 1) * sizeof(*s->marks));
+        m = &s->marks[s->nmarks++];
+        memset(m, 0, sizeof(*m));
+        snprintf(m->target, sizeof(m->target), "%s", target);
+        m->first_ms = now;
+    }
+    snprintf(m->via, sizeof(m->via), "%s", via);
+    m->last_ms = now;
+    if (m->hits < UINT32_MAX)
+        m->hits++;
+    if (!m->marked && m->hits >= SITE_LOOP_HITS) {
+        m->marked = true;
+        log_warn("popsite: target %s is unhealthy: it loops into the mesh (connections to it "
+                 "come back as streams of resource %s); no stream is sent to it while it does",
+                 target, via);
+        send_status(s, true);
+    }
+}
+
+/* Marks whose loop has not been seen for SITE_LOOP_HOLD_S go. */
+static void loops_expire(site_t *s, uint64_t now)
+{
+    addrset_expire(s->mine, now);
+    for (size_t i = 0; i < s->nmarks;) {
+        struct loopmark *m = &s->marks[i];
+        if (now - m->last_ms < SITE_LOOP_HOLD_S * 1000) {
+            i++;
+            continue;
+        }
+        bool was = m->marked;
+        if (was)
+            log_info("popsite: target %s no longer loops into the mesh (none caught for %d s)",
+                     m->target, SITE_LOOP_HOLD_S);
+        s->marks[i] = s->marks[--s->nmarks];
+        if (was)
+            send_status(s, true);
+    }
+}
+
+/* Registers fd's connection to `to` under target: its local address is what a PoP would
+ * report as the client, should the connection come back into the mesh, and `to` what it would
+ * report as its ingress. NULL if fd has no local address (never bound). */
+static addrset_entry_t *remember_conn(site_t *s, int fd, const struct sockaddr *to, socklen_t tolen,
+                                      const char *target)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return NULL;
+    return addrset_add(s->mine, (const struct sockaddr *)&ss, sl, to, tolen, target);
+}
+
+static void on_check_socket(void *ctx, const hc_target_t *check, int fd, const struct sockaddr *to,
+                            unsigned tolen, bool open, void **slot)
+{
+    site_t *s = ctx;
+    if (open)
+        *slot = remember_conn(s, fd, to, tolen, check->target);
+    else
+        addrset_release(s->mine, *slot, clock_mono_ms(), SITE_LOOP_LINGER_MS);
+}
+
+static struct tload *load_of(site_t *s, const char *target, bool create)
+{
+    for (struct tload *l = s->loads; l; l = l->next)
+        if (!strcmp(l->target, target))
+            return l;
+    if (!create)
+        return NULL;
+    struct tload *l = xcalloc(1, sizeof(*l));
+    snprintf(l->target, sizeof(l->target), "%s", target);
+    l->next = s->loads;
+    s->loads = l;
+    return l;
+}
+
+static void outconn_end(struct outconn *oc)
+{
+    if (!oc)
+        return;
+    site_t *s = oc->s;
+    addrset_release(s->mine, oc->e, clock_mono_ms(), SITE_LOOP_LINGER_MS);
+    if (oc->load && --oc->load->n == 0) {
+        for (struct tload **pp = &s->loads; *pp; pp = &(*pp)->next)
+            if (*pp == oc->load) {
+                *pp = oc->load->next;
+                free(oc->load);
+                break;
+            }
+    }
+    free(oc);
+}
+
+static void on_splice_done(void *ctx, splice_t *sp, bool ok, const char *why,
+                           const uint64_t bytes[2])
+{
+    (void)sp, (void)ok, (void)why, (void)bytes;
+    outconn_end(ctx);
+}
+
+/* ---- health checks and status ----------------------------------------------------------- */
+
+static void set_checks(site_t *s)
+{
+    hc_target_t v[SM_CHECKS_MAX];
+    size_t n = 0;
+    for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
+        const sm_check_t *k = &s->checks->checks[i];
+        if (!strncmp(k->health, "http:", 5))
+            v[n] = (hc_target_t){k->target, HC_HTTP, k->health + 5};
+        else
+            v[n] = (hc_target_t){k->target, HC_TCP, NULL};
+        const char *why;
+        if (hc_target_validate(&v[n], &why) == 0)
+            n++;
+    }
+    hc_set(s->hc, v, n);
+}
+
+static bool target_healthy(site_t *s, const char *target)
+{
+    for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
+        const sm_check_t *k = &s->checks->checks[i];
+        if (strcmp(k->target, target))
+            continue;
+        hc_target_t t = !strncmp(k->health, "http:", 5)
+                            ? (hc_target_t){k->target, HC_HTTP, k->health + 5}
+                            : (hc_target_t){k->target, HC_TCP, NULL};
+        return !target_loops(s, target) && hc_healthy(s->hc, &t);
+    }
+    return !target_loops(s, target); /* not checked (yet): usable */
+}
+
+static void send_status(site_t *s, bool force)
+{
+    size_t n = hc_snapshot(s->hc, NULL, 0);
+    hc_status_t *v = xcalloc(n ? n : 1, sizeof(*v));
+    n = hc_snapshot(s->hc, v, n);
+    sm_status_t *st = xcalloc(1, sizeof(*st));
+    for (size_t i = 0; i < n && st->n < SM_CHECKS_MAX; i++) {
+        sm_check_t *k = &st->checks[st->n++];
+        snprintf(k->target, sizeof(k->target), "%s", v[i].check.target);
+        if (v[i].check.kind == HC_HTTP)
+            snprintf(k->health, sizeof(k->health), "http:%s", v[i].check.path);
+        else
+            snprintf(k->health, sizeof(k->health), "tcp");
+        struct loopmark *m = mark_of(s, k->target);
+        if (m && m->marked) {
+            k->healthy = false;
+            snprintf(k->why, sizeof(k->why), "loops into the mesh (back through resource %s)",
+                     m->via);
+            continue;
+        }
+        k->healthy = v[i].state != HC_UNHEALTHY;
+        snprintf(k->why, sizeof(k->why), "%s", v[i].state == HC_UNHEALTHY ? v[i].last_result : "");
+    }
+    free(v);
+    uint64_t now = clock_mono_ms();
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (!p->up)
+            continue;
+        st->primary = p->primary;
+        st->draining = p->draining;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        sm_pack_status(&pk, st);
+        tconn_send_ctl(p->c, (const uint8_t *)sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    (void)force;
+    s->last_status_ms = now;
+    free(st);
+}
+
+static void on_check_change(void *ctx, const hc_target_t *check, bool healthy, const char *why)
+{
+    site_t *s = ctx;
+    log_info("popsite: target %s is %s (%s)", check->target, healthy ? "healthy" : "unhealthy",
+             why);
+    send_status(s, true);
+}
+
+/* ---- streams: connecting targets -------------------------------------------------------- */
+
+static void dialer_free(struct dialer *d)
+{
+    ev_io_stop(d->s->loop, &d->w);
+    ev_timer_stop(d->s->loop, &d->timeout);
+    if (d->fd >= 0)
+        close(d->fd);
+    outconn_end(d->oc);
+    free(d);
+}
+
+static void dial_next(struct dialer *d);
+
+static void dial_failed(struct dialer *d, const char *why)
+{
+    snprintf(d->last_err, sizeof(d->last_err), "%s", why);
+    ev_io_stop(d->s->loop, &d->w);
+    ev_timer_stop(d->s->loop, &d->timeout);
+    if (d->fd >= 0) {
+        close(d->fd);
+        d->fd = -1;
+    }
+    outconn_end(d->oc);
+    d->oc = NULL;
+    dial_next(d);
+}
+
+static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct dialer *d = w->data;
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) {
+        char why[160];
+        snprintf(why, sizeof(why), "connect: %s", strerror(err));
+        dial_failed(d, why);
+        return;
+    }
+    tun_t *t = tconn_tun(d->c);
+    if (!t || tun_accept(t, d->sid)) {
+        dialer_free(d);
+        return;
+    }
+    site_t *s = d->s;
+    s->streams++;
+    splice_t *sp = splice_new_stream(s->splices, d->c, d->sid, on_splice_done, d->oc);
+    int fd = d->fd;
+    d->fd = -1;
+    d->oc = NULL; /* the splice's now */
+    dialer_free(d);
+    splice_attach_tcp(sp, fd);
+}
+
+static void on_dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    dial_failed(w->data, "connect: timed out");
+}
+
+static void dial_next(struct dialer *d)
+{
+    site_t *s = d->s;
+    /* Healthy candidates not tried yet; when none is healthy, the untried unhealthy ones (a
+     * check can be wrong, and refusing outright helps nobody). */
+    int pick = -1;
+    for (int pass = 0; pass < 2 && pick < 0; pass++) {
+        uint32_t cand[SM_TARGETS_MAX], nc = 0;
+        for (uint32_t i = 0; i < d->desc.ntargets; i++) {
+            if (d->tried & (1u << i))
+                continue;
+            /* Not even as a last resort: a loop is no guess, each try costs a pass through
+             * the mesh and a refusal. */
+            if (target_loops(s, d->desc.targets[i])) {
+                snprintf(d->last_err, sizeof(d->last_err),
+                         "loop: the target %.200s leads back into the mesh", d->desc.targets[i]);
+                continue;
+            }
+            if (pass || target_healthy(s, d->desc.targets[i]))
+                cand[nc++] = i;
+        }
+        if (!nc)
+            continue;
+        if (d->desc.sticky) {
+            /* The client's address without its port. */
+            char ip[64];
+            snprintf(ip, sizeof(ip), "%s", d->desc.client);
+            char *colon = strrchr(ip, ':');
+            if (colon)
+                *colon = '\0';
+            uint8_t h[8];
+            crypto_generichash(h, sizeof(h), (const uint8_t *)ip, strlen(ip), NULL, 0);
+            uint64_t hv;
+            memcpy(&hv, h, 8);
+            pick = (int)cand[hv % nc];
+        } else {
+            pick = (int)cand[s->rr++ % nc];
+        }
+    }
+    tun_t *t = tconn_tun(d->c);
+    if (pick < 0) {
+        s->refused++;
+        char msg[TUN_MSG_MAX];
+        bool loop = !strncmp(d->last_err, "loop:", 5);
+        if (loop) /* the PoP recognises the prefix: it fails the connection without retrying */
+            snprintf(msg, sizeof(msg), "%.200s", d->last_err);
+        else
+            snprintf(msg, sizeof(msg), "no target of %s reachable: %.150s", d->desc.resource,
+                     d->last_err);
+        if (!loop) /* a looping target would log a line per connection: its mark logged once */
+            log_warn("popsite: stream for %s from %s refused: %s", d->desc.resource, d->desc.client,
+                     msg);
+        if (t)
+            tun_reject(t, d->sid, loop ? TUN_ERR_REFUSED : TUN_ERR_UNREACHABLE, msg);
+        dialer_free(d);
+        return;
+    }
+    d->tried |= 1u << pick;
+    struct sockaddr_storage ss;
+    unsigned sl;
+    const char *target = d->desc.targets[pick];
+    /* The backstop for loops nothing else catches (NAT, a chain through another mesh): a
+     * target's connections are bounded, far above what one target serves. */
+    struct tload *load = load_of(s, target, false);
+    if (load && load->n >= s->max_target_conns) {
+        uint64_t now = clock_mono_ms();
+        if (now - s->load_log_ms >= 1000) {
+            log_warn("popsite: target %s has %u connections, the limit (--max-target-conns): "
+                     "a stream of %s refused (%llu more since the last such line); a target "
+                     "that loops into the mesh through NAT looks like this",
+                     target, load->n, d->desc.resource, (unsigned long long)s->load_unlogged);
+            s->load_log_ms = now;
+            s->load_unlogged = 0;
+        } else {
+            s->load_unlogged++;
+        }
+        char why[400];
+        snprintf(why, sizeof(why), "%.280s: at its connection limit (%u)", target, load->n);
+        dial_failed(d, why);
+        return;
+    }
+    if (netaddr_sockaddr(target, &ss, &sl)) {
+        char why[400];
+        snprintf(why, sizeof(why), "%.280s: only numeric addresses and localhost are supported",
+                 target);
+        dial_failed(d, why);
+        return;
+    }
+    d->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (d->fd < 0 || (connect(d->fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)) {
+        char why[400];
+        snprintf(why, sizeof(why), "connect %.280s: %s", target, strerror(errno));
+        dial_failed(d, why);
+        return;
+    }
+    /* Bound by connect() before the target can see it: registered before any OPEN it might
+     * cause can reach us. */
+    d->oc = xcalloc(1, sizeof(*d->oc));
+    d->oc->s = s;
+    d->oc->e = remember_conn(s, d->fd, (struct sockaddr *)&ss, sl, target);
+    d->oc->load = load ? load : load_of(s, target, true);
+    d->oc->load->n++;
+    int one = 1;
+    setsockopt(d->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ev_io_init(&d->w, on_dial, d->fd, EV_WRITE);
+    d->w.data = d;
+    ev_io_start(s->loop, &d->w);
+    ev_timer_init(&d->timeout, on_dial_timeout, SITE_DIAL_TIMEOUT_S, 0.);
+    d->timeout.data = d;
+    ev_timer_start(s->loop, &d->timeout);
+}
+
+/* ---- tunnel callbacks -------------------------------------------------------------------- */
+
+static struct pop *pop_of(site_t *s, tconn_t *c)
+{
+    for (unsigned i = 0; i < s->npops; i++)
+        if (s->pops[i].c == c || s->pops[i].probe == c)
+            return &s->pops[i];
+    return NULL;
+}
+
+static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
+{
+    site_t *s = ctx;
+    struct pop *p = pop_of(s, c);
+    sm_welcome_t w;
+    const char *why;
+    if (!p || sm_decode_welcome(payload, plen, &w, &why) || w.id != p->info.id) {
+        tconn_close(c, "unexpected WELCOME");
+        return;
+    }
+    if (p->probe == c) {
+        p->rtt_us = tconn_handshake_rtt_us(c);
+        if (p->rtt_us == 0)
+            p->rtt_us = 1;
+        tconn_close(c, "probe done");
+        return;
+    }
+    p->up = true;
+    p->up_at_ms = clock_mono_ms();
+    uint32_t hs = tconn_handshake_rtt_us(c) ? tconn_handshake_rtt_us(c) : 1;
+    if (!p->rtt_us || hs < p->rtt_us) /* keep the probe's when it was lower */
+        p->rtt_us = hs;
+    log_info("popsite: tunnel to PoP %s up (rtt %.2f ms)", p->info.name, p->rtt_us / 1000.0);
+    send_status(s, true);
+}
+
+static void sc_down(void *ctx, tconn_t *c, const char *why)
+{
+    site_t *s = ctx;
+    struct pop *p = pop_of(s, c);
+    if (!p)
+        return;
+    if (p->probe == c) {
+        if (strcmp(why, "probe done"))
+            p->rtt_us = 0; /* unreachable */
+        p->probe = NULL;
+    } else {
+        if (p->up)
+            log_warn("popsite: tunnel to PoP %s down: %s", p->info.name, why);
+        else
+            log_info("popsite: cannot reach PoP %s: %s", p->info.name, why);
+        uint64_t now = clock_mono_ms();
+        if (p->up && now - p->up_at_ms > 10000)
+            p->backoff_ms = 0; /* it had been fine for a while: this is news, retry soon */
+        p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : SITE_BACKOFF_MIN_MS;
+        if (p->backoff_ms > SITE_BACKOFF_MAX_MS)
+            p->backoff_ms = SITE_BACKOFF_MAX_MS;
+        p->retry_at_ms = now + p->backoff_ms / 2 + randombytes_uniform((uint32_t)p->backoff_ms);
+        p->up = false;
+        p->primary = false;
+        p->draining = false;
+        p->rtt_us = 0;
+        p->c = NULL;
+    }
+    /* tconn_destroy may not run inside its own callback: the tick reaps it. */
+    s->dead = xrealloc(s->dead, (s->ndead + 1) * sizeof(*s->dead));
+    s->dead[s->ndead++] = c;
+}
+
+static void sc_ctl(void *ctx, tconn_t *c, const uint8_t *msg, size_t len)
+{
+    site_t *s = ctx;
+    sm_info_t *in = xcalloc(1, sizeof(*in));
+    int type;
+    const char *why;
+    if (sm_decode_ctl(msg, len, &type, NULL, in, &why)) {
+        log_warn("popsite: bad message from PoP %s: %s", tconn_peer_addr(c), why);
+        free(in);
+        return;
+    }
+    apply_pops(s, in);
+    save_cache(s);
+    free(s->checks);
+    s->checks = in;
+    set_checks(s);
+}
+
+static void sc_drain(void *ctx, tconn_t *c)
+{
+    site_t *s = ctx;
+    splice_ctx_tconn_drained(s->splices, c);
+}
+
+static void sc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *target, size_t len)
+{
+    site_t *s = ctx;
+    struct dialer *d = xcalloc(1, sizeof(*d));
+    const char *why;
+    if (sm_decode_open(target, len, &d->desc, &why) || d->desc.npath) {
+        tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED,
+                   d->desc.npath ? "a site relays nothing" : why);
+        free(d);
+        return;
+    }
+    if (d->desc.site != s->id.node_id) {
+        tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, "stream for another site");
+        free(d);
+        return;
+    }
+    /* Our own connection to a target, come back into the mesh: cut it here, at its first
+     * return, before it dials again. */
+    struct sockaddr_storage cs, is;
+    unsigned csl, isl = 0;
+    bool lingering = false, has_ingress = !netaddr_sockaddr(d->desc.ingress, &is, &isl);
+    const char *looped =
+        netaddr_sockaddr(d->desc.client, &cs, &csl)
+            ? NULL
+            : addrset_find(s->mine, (struct sockaddr *)&cs, csl,
+                           has_ingress ? (struct sockaddr *)&is : NULL, isl, &lingering);
+    if (looped) {
+        char lt[NODECFG_ADDR_MAX + 1], msg[TUN_MSG_MAX];
+        snprintf(lt, sizeof(lt), "%s", looped); /* borrowed until the set changes */
+        s->loops++;
+        s->refused++;
+        uint64_t now = clock_mono_ms();
+        if (now - s->loop_log_ms >= 1000) {
+            log_warn("popsite: loop: a stream of resource %s came from %s, this site's own "
+                     "connection to target %s%s: refused (%llu loops cut, %llu since the last "
+                     "such line)",
+                     d->desc.resource, d->desc.client, lt, lingering ? " (just closed)" : "",
+                     (unsigned long long)s->loops, (unsigned long long)s->loop_unlogged);
+            s->loop_log_ms = now;
+            s->loop_unlogged = 0;
+        } else {
+            s->loop_unlogged++;
+        }
+        snprintf(msg, sizeof(msg),
+                 "loop: the target %.100s leads back into the mesh (through resource %.60s)", lt,
+                 d->desc.resource);
+        tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, msg);
+        loop_caught(s, lt, d->desc.resource);
+        free(d);
+        return;
+    }
+    /* Only targets of this site's resources (the PoPs' INFO lists them): a PoP, even a
+     * compromised one, cannot make the site connect anywhere else in its network. */
+    for (uint32_t i = 0; i < d->desc.ntargets; i++) {
+        bool known = false;
+        for (uint32_t k = 0; s->checks && k < s->checks->nchecks && !known; k++)
+            known = !strcmp(s->checks->checks[k].target, d->desc.targets[i]);
+        if (!known) {
+            char msg[TUN_MSG_MAX];
+            snprintf(msg, sizeof(msg), "%.200s is not a target of this site's resources",
+                     d->desc.targets[i]);
+            log_warn("popsite: stream for %s refused: %s", d->desc.resource, msg);
+            s->refused++;
+            tun_reject(tconn_tun(c), sid, TUN_ERR_REFUSED, msg);
+            free(d);
+            return;
+        }
+    }
+    d->magic = DIAL_MAGIC;
+    d->s = s;
+    d->c = c;
+    d->sid = sid;
+    d->fd = -1;
+    snprintf(d->last_err, sizeof(d->last_err), "none healthy");
+    tun_set_user(tconn_tun(c), sid, d);
+    dial_next(d);
+}
+
+static void sc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_t code, bool remote,
+                        const char *msg, size_t ml)
+{
+    (void)ctx, (void)remote;
+    if (splice_owns(user))
+        splice_on_reset(user, c, sid, code, msg, ml);
+    else if (user && *(uint32_t *)user == DIAL_MAGIC)
+        dialer_free(user); /* the PoP gave up while we were connecting */
+}
+static const tconn_cbs_t *site_cbs(void)
+{
+    static const tconn_cbs_t cbs = {
+        .on_up = sc_up,
+        .on_down = sc_down,
+        .on_ctl = sc_ctl,
+        .on_drain = sc_drain,
+        .on_open = sc_on_open,
+        .on_data = splice_cb_data,
+        .on_fin = splice_cb_fin,
+        .on_writable = splice_cb_writable,
+        .on_reset = sc_on_reset,
+        .on_closed = splice_cb_closed,
+    };
+    return &cbs;
+}
+
+/* ---- choosing PoPs ---------------------------------------------------------------------- */
+
+static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
+{
+    sm_hello_t h = {.role = "site", .probe = probe};
+    snprintf(h.name, sizeof(h.name), "%s", s->name);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sm_pack_hello(&pk, &h);
+    tconn_cbs_t cbs = *site_cbs();
+    cbs.ctx = s;
+    tconn_t *c = tconn_dial(s->loop, p->info.tunnel_addr, &s->keys, p->info.curve_pk,
+                            (const uint8_t *)sb.data, sb.size, &s->tcfg, &cbs);
+    log_debug("popsite: %s PoP %s at %s", probe ? "probing" : "dialling", p->info.name,
+              p->info.tunnel_addr);
+    msgpack_sbuffer_destroy(&sb);
+    if (!c)
+        log_warn("popsite: cannot dial PoP %s at %s: %s", p->info.name, p->info.tunnel_addr,
+                 strerror(errno));
+    return c;
+}
+
+/* The PoP's RTT as the choice goes by. A tunnel's is its recent minimum heartbeat RTT; in
+ * its first seconds (no heartbeat history yet, and a handshake made under load reads high)
+ * the probe that made us dial it counts too, so a replacement is not judged on one sample. */
+static uint32_t rtt_of(const struct pop *p)
+{
+    if (p->up) {
+        uint32_t r = tconn_rtt_us(p->c);
+        if (p->rtt_us && p->rtt_us < r && clock_mono_ms() - p->up_at_ms < SITE_YOUNG_MS)
+            r = p->rtt_us;
+        return r ? r : 1;
+    }
+    return p->rtt_us;
+}
+
+/* a is better than b by the hysteresis: at least SITE_HYST_MS and a third lower. */
+static bool clearly_better(uint32_t a, uint32_t b)
+{
+    return (uint64_t)a + SITE_HYST_MS * 1000 <= b && (uint64_t)a * 3 <= (uint64_t)b * 2;
+}
+
+static void start_drain(site_t *s, struct pop *p, uint64_t now, const char *why)
+{
+    if (p->draining)
+        return;
+    log_info("popsite: moving off PoP %s (%s): no new streams there, closing it once idle",
+             p->info.name, why);
+    p->draining = true;
+    p->primary = false;
+    p->drain_since_ms = now;
+    send_status(s, true);
+}
+
+/* Which PoPs to hold tunnels to. Stability first: a tunnel that is up stays in the set
+ * until a measured PoP beats the worst one in the set by the hysteresis, and then it is
+ * drained (the PoP stops routing new streams to it, open streams finish) rather than cut. */
+static void manage(site_t *s)
+{
+    uint64_t now = clock_mono_ms();
+    /* Probes for PoPs without a tunnel. */
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (p->c || p->probe || now < p->next_probe_ms || !p->known)
+            continue;
+        p->next_probe_ms = now + (uint64_t)(SITE_PROBE_S * 1000 *
+                                            (0.8 + 0.4 * randombytes_uniform(1000) / 1000.0));
+        p->probe = dial_pop(s, p, true);
+    }
+    /* The set: tunnels up (not draining), and dials in flight. */
+    unsigned kept = 0, dialing = 0;
+    int worst = -1;
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (p->up && !p->draining) {
+            kept++;
+            if (worst < 0 || rtt_of(p) > rtt_of(&s->pops[worst]))
+                worst = (int)i;
+        } else if (p->c && !p->up) {
+            dialing++;
+        }
+    }
+    /* More up than wanted (a replacement came up): drain the worst. */
+    if (kept > s->k && worst >= 0) {
+        start_drain(s, &s->pops[worst], now, "a closer PoP is up");
+        kept--;
+    }
+    /* Candidates without a tunnel, best measured first, unmeasured last (list order). */
+    unsigned order[SM_POPS_MAX], n = 0;
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (!p->c && p->known && now >= p->retry_at_ms)
+            order[n++] = i;
+    }
+    for (unsigned a = 1; a < n; a++)
+        for (unsigned b = a; b > 0; b--) {
+            uint32_t ra = s->pops[order[b]].rtt_us, rb = s->pops[order[b - 1]].rtt_us;
+            if ((ra ? ra : UINT32_MAX) >= (rb ? rb : UINT32_MAX))
+                break;
+            unsigned t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    for (unsigned j = 0; j < n; j++) {
+        struct pop *p = &s->pops[order[j]];
+        if (kept + dialing < s->k) {
+            if (!p->rtt_us && j > 0 && s->pops[order[0]].rtt_us && kept + dialing > 0)
+                break; /* unmeasured: only when nothing better is known */
+            p->c = dial_pop(s, p, false);
+            dialing += p->c != NULL;
+            continue;
+        }
+        /* Full: replace the worst only by a clearly better, measured PoP, one at a time. */
+        if (dialing == 0 && worst >= 0 && p->rtt_us &&
+            clearly_better(p->rtt_us, rtt_of(&s->pops[worst]))) {
+            log_info("popsite: PoP %s (%.2f ms) is closer than %s (%.2f ms): dialling it",
+                     p->info.name, p->rtt_us / 1000.0, s->pops[worst].info.name,
+                     rtt_of(&s->pops[worst]) / 1000.0);
+            p->c = dial_pop(s, p, false);
+            dialing += p->c != NULL;
+        }
+        break;
+    }
+    /* Drained tunnels close once idle (or after SITE_DRAIN_MAX_S). */
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (!p->draining || !p->up)
+            continue;
+        tun_stats_t st = {0};
+        tun_t *t = tconn_tun(p->c);
+        if (t)
+            tun_get_stats(t, &st);
+        if (st.streams == 0 ||
+            (now > p->drain_since_ms && now - p->drain_since_ms > SITE_DRAIN_MAX_S * 1000)) {
+            log_info("popsite: closing the drained tunnel to PoP %s (%u streams left)",
+                     p->info.name, st.streams);
+            tconn_close(p->c, "replaced by a closer PoP");
+        }
+    }
+    /* The primary: the best tunnel up, changing only past the hysteresis. */
+    int primary = -1, best = -1;
+    for (unsigned i = 0; i < s->npops; i++) {
+        struct pop *p = &s->pops[i];
+        if (p->primary && (!p->up || p->draining))
+            p->primary = false;
+        if (!p->up || p->draining)
+            continue;
+        if (p->primary)
+            primary = (int)i;
+        if (best < 0 || rtt_of(p) < rtt_of(&s->pops[best]))
+            best = (int)i;
+    }
+    if (best >= 0 && best != primary &&
+        (primary < 0 || clearly_better(rtt_of(&s->pops[best]), rtt_of(&s->pops[primary])))) {
+        if (primary >= 0)
+            s->pops[primary].primary = false;
+        s->pops[best].primary = true;
+        log_info("popsite: primary PoP is now %s (rtt %.2f ms)", s->pops[best].info.name,
+                 rtt_of(&s->pops[best]) / 1000.0);
+        send_status(s, true);
+    }
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    site_t *s = w->data;
+    for (size_t i = 0; i < s->ndead; i++)
+        tconn_destroy(&s->dead[i]);
+    s->ndead = 0;
+    manage(s);
+    loops_expire(s, clock_mono_ms());
+    if (clock_mono_ms() - s->last_status_ms >= SITE_STATUS_S * 1000)
+        send_status(s, false);
+}
+
+static void on_dump(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    site_t *s = w->data;
+    splice_ctx_dump(s->splices);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w, (void)revents;
+    log_info("popsite: stopping");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- command line ----------------------------------------------------------------------- */
+
+static int usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "popsite: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nusage: popsite run --data DIR [--token TOKEN] [--pops K] "
+                    "[--max-target-conns N] [--log-level LEVEL]\n       popsite help | "
+                    "version\n");
+    return 2;
+}
+
+static int lock_dir(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, SITE_LOCK);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return -EBUSY;
+    }
+    return fd;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"token", required_argument, NULL, 't'},
+        {"pops", required_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"max-target-conns", required_argument, NULL, 'm'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL, *token = NULL, *level = "info";
+    long k = 2, max_target_conns = SITE_TARGET_CONNS;
+    int c;
+    while ((c = getopt_long(argc, argv, "d:t:k:l:hm:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'k': {
+            char *end;
+            k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > 8)
+                return usage("--pops '%s' must be 1 to 8", optarg);
+            break;
+        }
+        case 'm': {
+            char *end;
+            max_target_conns = strtol(optarg, &end, 10);
+            if (*end || max_target_conns < 1 || max_target_conns > 1000000)
+                return usage("--max-target-conns '%s' must be 1 to 1000000", optarg);
+            break;
+        }
+        case 'l':
+            if (log_level_parse(optarg) < 0)
+                return usage("--log-level '%s' must be debug, info, warn or error", optarg);
+            level = optarg;
+            break;
+        case 'h':
+            usage("%s", "help");
+            return 0;
+        default:
+            return usage("%s", "unknown option");
+        }
+    }
+    if (!dir)
+        return usage("%s", "--data DIR is required");
+    if (optind < argc)
+        return usage("unexpected argument '%s'", argv[optind]);
+    log_init("popsite", (enum log_level)log_level_parse(level));
+    if (sodium_init() < 0)
+        return 1;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    int lfd = lock_dir(dir);
+    if (lfd < 0) {
+        log_error("%s: %s", dir,
+                  lfd == -EBUSY ? "another popsite runs on this directory" : strerror(-lfd));
+        return 1;
+    }
+    site_t *s = xcalloc(1, sizeof(*s));
+    s->dir = dir;
+    s->k = (unsigned)k;
+    s->max_target_conns = (uint32_t)max_target_conns;
+    char err[512];
+    char conf[4096];
+    snprintf(conf, sizeof(conf), "%s/%s", dir, SITE_CONF);
+    int rc;
+    if (access(conf, F_OK) == 0) {
+        if (token)
+            log_info("popsite: %s is already enrolled; --token ignored", dir);
+        rc = load(s, err, sizeof(err));
+    } else if (!token) {
+        snprintf(err, sizeof(err),
+                 "%s is not enrolled yet: run popsite run --data %s --token TOKEN (from "
+                 "meshctl site add NAME)",
+                 dir, dir);
+        rc = -EINVAL;
+    } else {
+        rc = enroll(s, token, err, sizeof(err));
+    }
+    if (rc) {
+        log_error("%s", err);
+        close(lfd);
+        free(s);
+        return 1;
+    }
+    memcpy(s->keys.pk, s->id.curve_pk, 32);
+    memcpy(s->keys.sk, s->id.curve_sk, 32);
+    s->keys.hello_ts_last = &s->hello_ts_last;
+    tun_config_defaults(&s->tcfg);
+    s->tcfg.max_streams = SITE_MAX_STREAMS;
+    /* For tests only: a low stream limit, to check what happens past it without opening
+     * thousands of connections (docs/dataplane.md). */
+    const char *ms = getenv("POPMESH_TEST_MAX_STREAMS");
+    if (ms && strtoul(ms, NULL, 10) > 0)
+        s->tcfg.max_streams = (uint32_t)strtoul(ms, NULL, 10);
+    s->tcfg.window_auto_max = SITE_WINDOW_MAX;
+    s->tcfg.role = TUN_INITIATOR;
+    signal(SIGPIPE, SIG_IGN);
+    fdlimit_raise();
+    s->loop = ev_default_loop(EVFLAG_AUTO);
+    s->splices = splice_ctx_new(s->loop);
+    s->mine = addrset_new();
+    s->hc = hc_new(s->loop, NULL, on_check_change, s);
+    hc_set_socket_hook(s->hc, on_check_socket, s);
+    ev_timer_init(&s->tick, on_tick, 0., SITE_TICK_S);
+    s->tick.data = s;
+    ev_timer_start(s->loop, &s->tick);
+    ev_signal_init(&s->sigint, on_stop, SIGINT);
+    ev_signal_init(&s->sigterm, on_stop, SIGTERM);
+    ev_signal_start(s->loop, &s->sigint);
+    ev_signal_start(s->loop, &s->sigterm);
+    ev_signal_init(&s->sigusr1, on_dump, SIGUSR1);
+    s->sigusr1.data = s;
+    ev_signal_start(s->loop, &s->sigusr1);
+    log_info("popsite %s ready: %u PoPs known, keeping tunnels to %u", s->name, s->npops, s->k);
+    if (!s->npops)
+        log_warn("popsite: no PoP with a tunnel endpoint is known; nothing to connect to");
+
+    ev_run(s->loop, 0);
+
+    splice_ctx_destroy(&s->splices);
+    for (unsigned i = 0; i < s->npops; i++) {
+        tconn_destroy(&s->pops[i].c);
+        tconn_destroy(&s->pops[i].probe);
+    }
+    for (size_t i = 0; i < s->ndead; i++)
+        tconn_destroy(&s->dead[i]);
+    free(s->dead);
+    hc_destroy(&s->hc);
+    addrset_destroy(&s->mine);
+    free(s->marks);
+    while (s->loads) {
+        struct tload *l = s->loads;
+        s->loads = l->next;
+        free(l);
+    }
+    free(s->checks);
+    identity_wipe(&s->id);
+    sodium_memzero(&s->keys, sizeof(s->keys));
+    ev_loop_destroy(s->loop);
+    free(s);
+    close(lfd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage("%s", "missing command");
+    if (!strcmp(argv[1], "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "version")) {
+        printf("popsite %s\n", POPMESH_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+        printf("popsite: the site connector of popmesh.\n\n"
+               "  popsite run --data DIR [--token TOKEN] [--pops K] [--log-level LEVEL]\n\n"
+               "The first run enrolls with TOKEN (from 'meshctl site add NAME') and stores the\n"
+               "site's keys in DIR (mode 0600); later runs need no token. The site dials out to\n"
+               "the K closest PoPs (default 2: a primary and a standby) and connects the streams\n"
+               "they open to the targets of its resources. --max-target-conns N (default\n"
+               "16384) bounds the connections open to one target: a backstop against a target\n"
+               "that leads back into the mesh in a way the site cannot recognise.\n");
+        return 0;
+    }
+    return usage("unknown command '%s'", argv[1]);
+}

@@ -1,5 +1,0 @@
-popmesh_unit_test(test_zsock_watch popmesh_node)
-popmesh_unit_test(test_ctlproto popmesh_node)
-popmesh_unit_test(test_nodecfg popmesh_node)
-popmesh_fuzz(fuzz_ctl_request popmesh_node)
-popmesh_fuzz(fuzz_nodecfg popmesh_node)

@@ -1,5 +1,0 @@
-# node/healthcheck: TCP and HTTP checks against real sockets on 127.0.0.1, and the fuzzer of the
-# HTTP response parser.
-popmesh_unit_test(test_healthcheck popmesh_node)
-set_tests_properties(unit.test_healthcheck PROPERTIES TIMEOUT 60)
-popmesh_fuzz(fuzz_hc_response popmesh_node)

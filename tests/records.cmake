@@ -1,0 +1,11 @@
+# node/records: bootstrap tokens, registry records, sites and resources (the token's site
+# field, resource checks against the mesh's own ports), and the fuzzers of their decoders.
+popmesh_unit_test(test_token popmesh_records)
+popmesh_unit_test(test_registry popmesh_records)
+popmesh_unit_test(test_resource popmesh_records)
+popmesh_fuzz(fuzz_token popmesh_records)
+popmesh_fuzz(fuzz_registry popmesh_records)
+popmesh_fuzz(fuzz_resource popmesh_records)
+# popd.conf (node/nodecfg) and the key file (node/records/identity).
+popmesh_unit_test(test_nodecfg popmesh_records)
+popmesh_fuzz(fuzz_nodecfg popmesh_records)
