@@ -44,7 +44,7 @@
  * or dialling: at enrollment nothing is measured, and a site with no tunnel should take any
  * PoP now rather than wait a probe period for the best one.
  *
- * This file holds the decisions only; node/popsite.c holds the connections and feeds the
+ * This file holds the decisions only; node/site/popsite.c holds the connections and feeds the
  * core (the contract is in popsel.h). The rules are those popsite's manage() applied before
  * they moved here, with two corrections: a replacement is judged against the set's worst
  * tunnel after a drain, not the tunnel just drained (else a PoP that beats the drained one
