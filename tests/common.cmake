@@ -1,3 +1,4 @@
 popmesh_unit_test(test_mp popmesh_common)
 popmesh_fuzz(fuzz_mp popmesh_common)
 popmesh_unit_test(test_netaddr popmesh_common)
+popmesh_unit_test(test_conncap popmesh_common)

@@ -27,6 +27,7 @@
 
 #include "common/netaddr.h"
 #include "common/clock.h"
+#include "common/conncap.h"
 #include "common/log.h"
 #include "common/logesc.h"
 #include "common/mp.h"
@@ -143,17 +144,10 @@ struct hconn {
     bool local_too_big;
     char user[NODECFG_NAME_MAX + 1];
     struct pwjob *pw_job; /* a login being checked: the connection waits for it */
-    struct ipcount *ipc;  /* this client address's count of connections */
+    conncap_slot_t *slot; /* its place under the connection caps */
     ev_tstamp phase;      /* loop time the current state's fixed deadline counts from */
     ev_tstamp active;     /* loop time a byte last moved, client or upstream, either way */
     struct hconn *prev, *next;
-};
-
-/* Live connections of one client address (IPv4, or the /64 of an IPv6 one). */
-struct ipcount {
-    struct ipcount *next; /* same bucket */
-    uint8_t key[9];       /* family byte, then 4 (IPv4) or 8 (IPv6 /64) address bytes */
-    uint32_t n;           /* connections open now; the entry is freed at 0 */
 };
 
 struct httpproxy {
@@ -190,17 +184,12 @@ struct httpproxy {
     ev_async done_async;
     char dummy_hash[AUTH_PWHASH_MAX + 1]; /* checked for unknown users: same time either way */
     /* caps and timeouts, fixed at start (httpproxy.h; test knobs may change them) */
-    unsigned max_conns, max_per_ip;
-    double tscale; /* multiplies every timeout: 1 except under POPMESH_TEST_HTTP_TIMEOUT_SCALE */
-    unsigned nconns;
-    struct ipcount **ipt; /* buckets, a power of two, grown with the number of addresses */
-    size_t ipt_size, ipt_used;
-    uint8_t ipt_key[crypto_shorthash_KEYBYTES]; /* SipHash key of the buckets */
-    ev_tstamp refused_logged;                   /* loop time of the last refusal log line */
-    uint64_t refused_unlogged;                  /* refusals since that line */
+    conncap_t *cap; /* connections in all and per client address */
+    double tscale;  /* multiplies every timeout: 1 except under POPMESH_TEST_HTTP_TIMEOUT_SCALE */
+    ev_tstamp refused_logged;  /* loop time of the last refusal log line */
+    uint64_t refused_unlogged; /* refusals since that line */
     struct {
         uint64_t requests, local, denied, unauthenticated, errors;
-        uint64_t accepted, refused_max_conns, refused_per_ip;
         uint64_t timeout_head, timeout_idle, timeout_body, timeout_response, timeout_resp_idle,
             timeout_ws, timeout_closing;
     } st;
@@ -208,7 +197,6 @@ struct httpproxy {
 
 static void hc_close(struct hconn *hc);
 static void hc_arm(struct hconn *hc);
-static void ipt_release(httpproxy_t *px, struct ipcount *e);
 static void process_input(struct hconn *hc);
 static void flush_up(struct upstream *up);
 
@@ -1711,8 +1699,7 @@ static void hc_close(struct hconn *hc)
     ev_io_stop(px->o.loop, &hc->wio);
     ev_timer_stop(px->o.loop, &hc->timer);
     close(hc->fd);
-    ipt_release(px, hc->ipc);
-    px->nconns--;
+    conncap_release(px->cap, hc->slot);
     if (hc->up)
         up_release(hc->up);
     if (hc->pw_job)
@@ -1800,71 +1787,6 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
 
 /* ---- connection caps ---------------------------------------------------------------------- */
 
-/* The key a client address is counted under: IPv4 whole, IPv6 by its /64 (one host, or one
- * customer, usually holds a whole /64, and may use any address in it). */
-static void ipt_keyof(const auth_addr_t *a, uint8_t key[9])
-{
-    memset(key, 0, 9);
-    key[0] = a->family == AF_INET6 ? 6 : 4;
-    memcpy(key + 1, a->a, a->family == AF_INET6 ? 8 : 4);
-}
-
-static size_t ipt_bucket(const httpproxy_t *px, const uint8_t key[9])
-{
-    uint8_t h[crypto_shorthash_BYTES];
-    crypto_shorthash(h, key, 9, px->ipt_key);
-    uint64_t v;
-    memcpy(&v, h, sizeof(v));
-    return (size_t)(v & (px->ipt_size - 1));
-}
-
-/* The count of key, made (at 0) if absent. The table holds only addresses with a connection,
- * so it never has more entries than the overall cap; it doubles when it has as many entries
- * as buckets. */
-static struct ipcount *ipt_get(httpproxy_t *px, const uint8_t key[9])
-{
-    size_t b = ipt_bucket(px, key);
-    for (struct ipcount *e = px->ipt[b]; e; e = e->next)
-        if (!memcmp(e->key, key, sizeof(e->key)))
-            return e;
-    if (px->ipt_used >= px->ipt_size) {
-        struct ipcount **old = px->ipt;
-        size_t oldn = px->ipt_size;
-        px->ipt_size *= 2;
-        px->ipt = xcalloc(px->ipt_size, sizeof(*px->ipt));
-        for (size_t i = 0; i < oldn; i++)
-            while (old[i]) {
-                struct ipcount *e = old[i];
-                old[i] = e->next;
-                size_t nb = ipt_bucket(px, e->key);
-                e->next = px->ipt[nb];
-                px->ipt[nb] = e;
-            }
-        free(old);
-        b = ipt_bucket(px, key);
-    }
-    struct ipcount *e = xcalloc(1, sizeof(*e));
-    memcpy(e->key, key, sizeof(e->key));
-    e->next = px->ipt[b];
-    px->ipt[b] = e;
-    px->ipt_used++;
-    return e;
-}
-
-/* One connection of e's address ended; the entry goes at 0. */
-static void ipt_release(httpproxy_t *px, struct ipcount *e)
-{
-    if (!e || --e->n)
-        return;
-    for (struct ipcount **pp = &px->ipt[ipt_bucket(px, e->key)]; *pp; pp = &(*pp)->next)
-        if (*pp == e) {
-            *pp = e->next;
-            free(e);
-            px->ipt_used--;
-            return;
-        }
-}
-
 /* A connection past a cap: a fixed 503 (a fresh socket's send buffer always takes it) and
  * close, in this loop pass. Logged at most once a second, with how many went unlogged. */
 static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, const char *which)
@@ -1881,9 +1803,11 @@ static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, c
     }
     char addr[64];
     netaddr_format((const struct sockaddr *)ss, addr, sizeof(addr));
-    log_warn("http: refused a connection from %s: %s (%u open, at most %u, %u per address); "
-             "%llu more refused since the last such line",
-             addr, which, px->nconns, px->max_conns, px->max_per_ip,
+    conncap_stats_t st;
+    conncap_stats(px->cap, &st);
+    log_warn("http: refused a connection from %s: %s is reached (%u open, at most %u, %u per "
+             "address); %llu more refused since the last such line",
+             addr, which, st.open, conncap_max_total(px->cap), conncap_max_per_addr(px->cap),
              (unsigned long long)px->refused_unlogged);
     px->refused_logged = now;
     px->refused_unlogged = 0;
@@ -1899,30 +1823,20 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(px->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
+        const char *which;
+        conncap_slot_t *slot = conncap_admit(px->cap, (struct sockaddr *)&ss, &which);
+        if (!slot) {
+            refuse(px, fd, &ss, which);
+            continue;
+        }
         auth_addr_t caddr;
         auth_addr_from_sockaddr((struct sockaddr *)&ss, &caddr);
-        if (px->nconns >= px->max_conns) {
-            px->st.refused_max_conns++;
-            refuse(px, fd, &ss, "the proxy's connection cap is reached");
-            continue;
-        }
-        uint8_t key[9];
-        ipt_keyof(&caddr, key);
-        struct ipcount *ipc = ipt_get(px, key);
-        if (ipc->n >= px->max_per_ip) {
-            px->st.refused_per_ip++;
-            refuse(px, fd, &ss, "its address's connection cap is reached");
-            continue;
-        }
-        ipc->n++;
-        px->nconns++;
-        px->st.accepted++;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct hconn *hc = xcalloc(1, sizeof(*hc));
         hc->px = px;
         hc->fd = fd;
-        hc->ipc = ipc;
+        hc->slot = slot;
         hc->state = H_HEAD;
         hc->referrer_policy = "same-origin";
         hc->phase = hc->active = ev_now(loop);
@@ -2026,18 +1940,9 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     sodium_bin2hex(jpw, sizeof(jpw), junk, sizeof(junk));
     auth_password_hash(jpw, strlen(jpw), px->dummy_hash, sizeof(px->dummy_hash));
     randombytes_buf(px->scache_key, sizeof(px->scache_key));
-    randombytes_buf(px->ipt_key, sizeof(px->ipt_key));
-    px->ipt_size = 64;
-    px->ipt = xcalloc(px->ipt_size, sizeof(*px->ipt));
-    struct rlimit rl;
-    rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
-    if (nofile == RLIM_INFINITY || nofile > (1u << 22))
-        nofile = 1u << 22;
-    px->max_conns = (unsigned)(nofile / 2);
-    if (px->max_conns < HTTPPROXY_MAX_CONNS_MIN)
-        px->max_conns = HTTPPROXY_MAX_CONNS_MIN;
-    px->max_conns = test_knob_uint("POPMESH_TEST_HTTP_MAX_CONNS", px->max_conns);
-    px->max_per_ip = test_knob_uint("POPMESH_TEST_HTTP_PER_IP", HTTPPROXY_MAX_PER_IP);
+    px->cap = conncap_new(
+        test_knob_uint("POPMESH_TEST_HTTP_MAX_CONNS", conncap_half_nofile(HTTPPROXY_MAX_CONNS_MIN)),
+        test_knob_uint("POPMESH_TEST_HTTP_PER_IP", HTTPPROXY_MAX_PER_IP));
     px->tscale = 1.0;
     const char *ts = getenv("POPMESH_TEST_HTTP_TIMEOUT_SCALE");
     if (ts && *ts) {
@@ -2067,7 +1972,7 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     px->refresh.data = px;
     ev_timer_start(o->loop, &px->refresh);
     log_info("http: listening on %s (at most %u client connections, %u per address)", o->listen,
-             px->max_conns, px->max_per_ip);
+             conncap_max_total(px->cap), conncap_max_per_addr(px->cap));
     return px;
 }
 
@@ -2101,24 +2006,26 @@ void httpproxy_destroy(httpproxy_t **pp)
     auth_ratelimit_destroy(&px->rl_ip);
     auth_ratelimit_destroy(&px->rl_user);
     free(px->res);
-    free(px->ipt); /* empty: every connection was closed above */
+    conncap_destroy(&px->cap); /* every connection was closed above */
     free(px);
     *pp = NULL;
 }
 
 void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
 {
+    conncap_stats_t cs;
+    conncap_stats(px->cap, &cs);
     const struct {
         const char *name;
         uint64_t v;
     } kv[] = {
-        {"connections", px->nconns},
-        {"max_connections", px->max_conns},
-        {"max_connections_per_address", px->max_per_ip},
-        {"addresses", px->ipt_used},
-        {"accepted", px->st.accepted},
-        {"refused_max_connections", px->st.refused_max_conns},
-        {"refused_per_address", px->st.refused_per_ip},
+        {"connections", cs.open},
+        {"max_connections", conncap_max_total(px->cap)},
+        {"max_connections_per_address", conncap_max_per_addr(px->cap)},
+        {"addresses", cs.addresses},
+        {"accepted", cs.admitted},
+        {"refused_max_connections", cs.refused_total},
+        {"refused_per_address", cs.refused_per_addr},
         {"requests", px->st.requests},
         {"local", px->st.local},
         {"denied", px->st.denied},

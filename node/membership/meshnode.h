@@ -70,4 +70,20 @@ const lsdb_t *meshnode_lsdb(const meshnode_t *m);
 /* Whether SWIM holds id alive (this node always is). */
 bool meshnode_is_alive(const meshnode_t *m, uint64_t id);
 
+/* ---- this PoP's own health, as its health vector reports it ---- */
+
+/* What is true of this PoP right now, sampled each time a health vector is made. Each source
+ * (the data plane, the HTTP ingress) adds its own part to the counts; none overwrites. */
+typedef struct meshnode_health {
+    uint32_t streams;      /* streams open through this PoP: ingress and relayed */
+    uint32_t tunnels;      /* site tunnels up (authenticated) */
+    uint32_t listeners;    /* ingress listeners configured: TCP resource ports, HTTP */
+    uint32_t listeners_up; /* of those, bound, and the last accept did not fail for lack of
+                            * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) */
+} meshnode_health_t;
+typedef void (*meshnode_health_fn)(void *ctx, meshnode_health_t *h);
+/* Adds a source of health (up to MESHNODE_HEALTH_SOURCES; 0 or -ENOSPC). */
+#define MESHNODE_HEALTH_SOURCES 4
+int meshnode_add_health_source(meshnode_t *m, meshnode_health_fn fn, void *ctx);
+
 #endif
