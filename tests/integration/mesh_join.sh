@@ -40,7 +40,7 @@ for d in "${N[@]}"; do
     wait_for 10 "cfg/written-on-3 on $d" bash -c "[ \"\$('$MESHCTL' -d '$d' config get cfg/written-on-3)\" = 'hello mesh' ]"
 done
 mctl "$WORK/n5" config set cfg/written-on-3 "changed on 5" >/dev/null
-mctl "$WORK/n2" config del cfg/doesnotexist >/dev/null 2>&1 || true
+mctl "$WORK/n2" config rm cfg/doesnotexist >/dev/null 2>&1 || true
 for d in "${N[@]}"; do
     wait_for 10 "the newer write on $d" bash -c "[ \"\$('$MESHCTL' -d '$d' config get cfg/written-on-3)\" = 'changed on 5' ]"
 done
@@ -116,7 +116,7 @@ try_join pop-7 "$GOOD" "used up (1 of 1 uses)"
 ok "used-up token: refused ('used up')"
 [ "$(registry_size)" = $((REG0 + 1)) ] || fail "registry changed by a refused join ($(registry_size) vs $REG0 + 1)"
 [ "$(uses_of)" = $((USES0 + 1)) ] || fail "token uses changed by a refused join"
-mctl "$WORK/n1" node remove pop-6 >/dev/null
+mctl "$WORK/n1" node rm pop-6 >/dev/null
 ok "refused joins changed nothing: registry and token uses moved only for the one good join"
 
 # ---- an unregistered key is refused by the ZAP handler ----
@@ -145,8 +145,8 @@ REFUSED1=$(mctl "$WORK/n1" --json status | "$PY" -c 'import json,sys; print(json
 wait_for 5 "still 5 alive" all_see "$WORK/n1" "$ALL5"
 ok "a node whose key is not registered is refused at the handshake; the mesh is unchanged"
 
-# ---- node remove: evicted everywhere, stops with a clear message, its key refused ----
-mctl "$WORK/n2" node remove pop-5 >/dev/null
+# ---- node rm: evicted everywhere, stops with a clear message, its key refused ----
+mctl "$WORK/n2" node rm pop-5 >/dev/null
 PID5=${NODE_PID[5]}
 for _ in $(seq 1 100); do kill -0 "$PID5" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$PID5" 2>/dev/null && fail "removed node pop-5 is still running"

@@ -30,7 +30,7 @@ mctl "$WORK/n5" config set cfg/conflict written-on-b-later >/dev/null
 mctl "$WORK/n3" config set cfg/deleted-on-b before >/dev/null
 mctl "$WORK/n4" config set cfg/deleted-on-b before-b >/dev/null
 sleep 0.05
-mctl "$WORK/n4" config del cfg/deleted-on-b >/dev/null
+mctl "$WORK/n4" config rm cfg/deleted-on-b >/dev/null
 wait_for 10 "side A converged" same_fingerprints "$WORK/n1" "$WORK/n2" "$WORK/n3"
 wait_for 10 "side B converged" same_fingerprints "$WORK/n4" "$WORK/n5"
 [ "$(fingerprint "$WORK/n1")" != "$(fingerprint "$WORK/n4")" ] || fail "sides agree while partitioned?"

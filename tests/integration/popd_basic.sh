@@ -111,7 +111,7 @@ expect_rc 0 "$MESHCTL" -d "$D" --json config list
 "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); assert [e["key"] for e in j if not e["key"].startswith("node/")]==["app/k1","app/k2","app/k3","cfg/greeting","cfg/piped"], j' "$WORK/out"
 ok "overwrite, value from stdin, list by prefix, list --json in key order"
 
-expect_rc 0 "$MESHCTL" -d "$D" config del app/k2
+expect_rc 0 "$MESHCTL" -d "$D" config rm app/k2
 expect_rc 1 "$MESHCTL" -d "$D" config get app/k2
 expect_in "$WORK/err" "no key 'app/k2'"
 expect_rc 1 "$MESHCTL" -d "$D" config del app/k2
@@ -150,8 +150,13 @@ expect_rc 0 "$MESHCTL" config get --help
 expect_in "$WORK/out" "usage: meshctl config get KEY"
 expect_rc 0 "$MESHCTL" --help
 expect_in "$WORK/out" "exit codes"
+expect_rc 0 "$MESHCTL" help config rm
+expect_in "$WORK/out" "usage: meshctl config rm KEY"
+# The old spelling still works, unlisted.
 expect_rc 0 "$MESHCTL" help config del
-expect_in "$WORK/out" "usage: meshctl config del KEY"
+expect_in "$WORK/out" "usage: meshctl config rm KEY"
+"$MESHCTL" --help >"$WORK/out" 2>&1 || true
+if grep -q "config del" "$WORK/out"; then fail "help lists the old spelling 'config del'"; fi
 expect_rc 2 "$MESHCTL" help no-such-thing
 ok "usage errors exit 2 with a reason; --help everywhere"
 

@@ -1594,7 +1594,7 @@ static const command_t commands[] = {
      "durable on this node when the command returns."},
     {"config", "get", cmd_config_get, "KEY",
      "Prints the value at KEY; with --json: {key, value, version, origin}. Exit 1 if absent."},
-    {"config", "del", cmd_config_del, "KEY",
+    {"config", "rm", cmd_config_del, "KEY",
      "Deletes KEY (a tombstone that replicates like a write). Exit 1 if absent."},
     {"config", "list", cmd_config_list, "[PREFIX]",
      "Lists keys and values, optionally only those starting with PREFIX."},
@@ -1613,7 +1613,7 @@ static const command_t commands[] = {
      "and prints it alone on stdout. Only a hash of its secret is kept, replicated."},
     {"token", "list", cmd_token_list, "", "Lists tokens: id, role, state, uses, expiry."},
     {"token", "revoke", cmd_token_revoke, "ID", "Revokes a token everywhere."},
-    {"node", "remove", cmd_node_remove, "NAME",
+    {"node", "rm", cmd_node_remove, "NAME",
      "Evicts a node: every PoP refuses its key from then on, and it stops."},
     {"site", "add", cmd_site_add, "NAME [--ttl DURATION]",
      "Adds a site and mints its one-use enrollment token (valid 1h unless --ttl), printed\n"
@@ -1707,11 +1707,24 @@ static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* Deleting is "rm" everywhere; the spellings of earlier releases still work, unlisted, so
+ * scripts written for them keep running. */
+static const struct {
+    const char *group, *old, *now;
+} aliases[] = {
+    {"config", "del", "rm"},
+    {"node", "remove", "rm"},
+};
+
 static const command_t *find_command(int argc, char **argv, int *used)
 {
+    const char *verb = argc >= 2 ? argv[1] : NULL;
+    for (size_t i = 0; verb && i < sizeof(aliases) / sizeof(aliases[0]); i++)
+        if (!strcmp(argv[0], aliases[i].group) && !strcmp(verb, aliases[i].old))
+            verb = aliases[i].now;
     for (const command_t *cmd = commands; cmd->name; cmd++) {
         if (cmd->group) {
-            if (argc >= 2 && !strcmp(argv[0], cmd->group) && !strcmp(argv[1], cmd->name)) {
+            if (argc >= 2 && !strcmp(argv[0], cmd->group) && !strcmp(verb, cmd->name)) {
                 *used = 2;
                 return cmd;
             }
