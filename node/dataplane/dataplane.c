@@ -1455,6 +1455,20 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "bytes_out", dp->st.bytes_out);
 }
 
+void dataplane_health(void *ctx, meshnode_health_t *h)
+{
+    dataplane_t *dp = ctx;
+    h->streams += (uint32_t)splice_ctx_count(dp->splices);
+    for (struct peer *p = dp->peers; p; p = p->next)
+        h->tunnels += p->is_site && p->up && !p->dead;
+    h->listeners++; /* the tunnel listener */
+    h->listeners_up++;
+    for (struct listener *l = dp->listeners; l; l = l->next) {
+        h->listeners++;
+        h->listeners_up += l->fd >= 0;
+    }
+}
+
 static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     (void)req;

@@ -85,6 +85,14 @@ struct resource;
 int dataplane_open_stream(dataplane_t *dp, const struct resource *res, const char *client,
                           const char *ingress, dp_stream_handler_t *h);
 
+/* A health source for meshnode_add_health_source (ctx is the dataplane_t *). Adds to h, never
+ * overwrites: streams (TCP ingress connections, pending or spliced, and streams relayed for
+ * other PoPs; the HTTP ingress counts its own upstream streams), site tunnels up
+ * (authenticated, not RTT probes), listeners (the tunnel listener and every TCP resource port
+ * configured for this PoP) and listeners_up (of those, bound and accepting: not waiting out
+ * an accept that failed for lack of descriptors or memory). */
+void dataplane_health(void *ctx, meshnode_health_t *h);
+
 /* Adds the dataplane fields to status: this many pairs. */
 #define DATAPLANE_STATUS_PAIRS 1
 void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk);
