@@ -103,6 +103,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/rng.h"
 #include "common/xmalloc.h"
 #include "gossip/swim_wire.h"
 
@@ -244,20 +245,6 @@ struct swim {
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
-static uint64_t rng_next(swim_t *s)
-{
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n); 0 when n == 0. */
-static uint32_t rng_below(swim_t *s, uint32_t n)
-{
-    return (uint32_t)(((rng_next(s) >> 32) * (uint64_t)n) >> 32);
-}
 
 static uint64_t mix64(uint64_t x)
 {
@@ -606,7 +593,7 @@ static void plist_add(swim_t *s, uint32_t slot)
     grow_u32(&s->plist, &s->pcap, s->plen + 1);
     uint32_t at = s->plen++;
     s->plist[at] = slot;
-    uint32_t r = rng_below(s, s->plen);
+    uint32_t r = rng_below(&s->rng, s->plen);
     uint32_t other = s->plist[r];
     s->plist[at] = other;
     s->plist[r] = slot;
@@ -630,7 +617,7 @@ static void plist_reshuffle(swim_t *s)
             s->plist[n++] = s->plist[i];
     s->plen = n;
     for (uint32_t i = n; i > 1; i--) { /* Fisher-Yates */
-        uint32_t j = rng_below(s, i);
+        uint32_t j = rng_below(&s->rng, i);
         uint32_t t = s->plist[i - 1];
         s->plist[i - 1] = s->plist[j];
         s->plist[j] = t;
@@ -1244,7 +1231,7 @@ static uint32_t next_probe_target(swim_t *s)
 static uint32_t random_alive(swim_t *s, uint64_t not_id)
 {
     for (int tries = 0; tries < 32 && s->plen; tries++) {
-        uint32_t slot = s->plist[rng_below(s, s->plen)];
+        uint32_t slot = s->plist[rng_below(&s->rng, s->plen)];
         if (slot != NONE && s->m[slot].state == SWIM_ALIVE && s->m[slot].id != not_id)
             return slot;
     }
@@ -1495,7 +1482,7 @@ static void dead_probe(swim_t *s, uint64_t now)
     }
     if (s->dlen == 0)
         return;
-    uint32_t slot = s->dlist[rng_below(s, s->dlen)];
+    uint32_t slot = s->dlist[rng_below(&s->rng, s->dlen)];
     uint64_t id = s->m[slot].id;
     send_simple(s, id, SWIM_MSG_PING, ++s->next_seq, id, 0);
 }
@@ -1516,7 +1503,7 @@ static void push_pull(swim_t *s, uint64_t now)
     uint64_t period = push_pull_period(s);
     if (period > UINT32_MAX)
         period = UINT32_MAX;
-    s->next_push_pull_ms = now + period / 2 + rng_below(s, (uint32_t)period);
+    s->next_push_pull_ms = now + period / 2 + rng_below(&s->rng, (uint32_t)period);
     uint32_t slot = random_alive(s, 0);
     uint64_t peer = slot == NONE ? 0 : s->m[slot].id;
     if (peer)
@@ -1528,13 +1515,14 @@ static void push_pull(swim_t *s, uint64_t now)
     uint32_t pick = NONE, seen = 0;
     for (uint32_t i = 0; i < s->dlen; i++) {
         uint32_t d = s->dlist[i];
-        if ((s->m[d].flags & MF_SEED) && s->m[d].state == SWIM_DEAD && rng_below(s, ++seen) == 0)
+        if ((s->m[d].flags & MF_SEED) && s->m[d].state == SWIM_DEAD &&
+            rng_below(&s->rng, ++seen) == 0)
             pick = d;
     }
     if (pick == NONE && s->nlive <= 1) {
         for (uint32_t i = 0; i < s->mlen; i++)
             if ((s->m[i].flags & MF_SEED) && s->m[i].state != SWIM_LEFT &&
-                rng_below(s, ++seen) == 0)
+                rng_below(&s->rng, ++seen) == 0)
                 pick = i;
     }
     if (pick != NONE && s->m[pick].id != peer)
@@ -1687,9 +1675,10 @@ swim_t *swim_new(const swim_config_t *cfg, const swim_io_t *io, const uint8_t *m
     swim_wbuf_init(&s->sync, SWIM_MSG_MAX);
     s->self = member_new(s, cfg->self_id, 0, meta, meta_len, now_ms);
     /* Spread the first probes, dead probes and push-pulls of nodes started together. */
-    s->next_probe_ms = now_ms + rng_below(s, cfg->probe_interval_ms);
-    s->next_dead_probe_ms = now_ms + (cfg->dead_probe_ms ? rng_below(s, cfg->dead_probe_ms) : 0);
-    s->next_push_pull_ms = now_ms + (cfg->push_pull_ms ? rng_below(s, cfg->push_pull_ms) : 0);
+    s->next_probe_ms = now_ms + rng_below(&s->rng, cfg->probe_interval_ms);
+    s->next_dead_probe_ms =
+        now_ms + (cfg->dead_probe_ms ? rng_below(&s->rng, cfg->dead_probe_ms) : 0);
+    s->next_push_pull_ms = now_ms + (cfg->push_pull_ms ? rng_below(&s->rng, cfg->push_pull_ms) : 0);
     s->sync_tokens = SWIM_SYNC_BURST * 1000ull; /* a fresh node answers a burst at once */
     s->sync_tokens_at = now_ms;
     /* Announce ourselves (with meta) on the first messages we send. */

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 
 #include "common/log.h"
+#include "common/rng.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
 #include "gossip/antientropy.h"
@@ -109,15 +110,6 @@ struct meshnode {
     bool clock_off;          /* that report is in force (to log the recovery once) */
     uint64_t writes_refused; /* control writes refused for this node's clock */
 };
-
-static uint64_t rnd(meshnode_t *m)
-{
-    m->rng += 0x9e3779b97f4a7c15ull; /* splitmix64 */
-    uint64_t z = m->rng;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static const reg_node_t *reg_find(const meshnode_t *m, uint64_t id)
 {
@@ -455,7 +447,7 @@ static void fanout_pick(const swim_member_info_t *mi, void *ctx)
         f->chosen[f->n++] = mi->id;
         return;
     }
-    uint64_t j = rnd(f->m) % f->seen;
+    uint64_t j = rng_next(&f->m->rng) % f->seen;
     if (j < f->want)
         f->chosen[j] = mi->id;
 }
@@ -467,7 +459,7 @@ static void pick_alive(const swim_member_info_t *mi, void *ctx)
         return;
     /* Reservoir sampling: a uniform choice in one pass, without a copy of the list. */
     p->seen++;
-    if (rnd(p->m) % p->seen == 0)
+    if (rng_next(&p->m->rng) % p->seen == 0)
         p->chosen = mi->id;
 }
 
@@ -485,7 +477,7 @@ static void on_ae_timer(struct ev_loop *loop, ev_timer *t, int revents)
         msgpack_sbuffer_destroy(&sb);
     }
     /* Jitter keeps nodes that started together from syncing in lockstep. */
-    t->repeat = MESH_AE_PERIOD * (0.75 + (double)(rnd(m) % 500) / 1000.0);
+    t->repeat = MESH_AE_PERIOD * (0.75 + (double)rng_below(&m->rng, 500) / 1000.0);
     ev_timer_again(loop, t);
 }
 
@@ -1121,7 +1113,7 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     swim_broadcast(m->swim, h->id ^ 0x6865616c74680000ull, (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     swim_rearm(m);
-    t->repeat = HEALTH_PERIOD * (0.8 + (double)(rnd(m) % 400) / 1000.0);
+    t->repeat = HEALTH_PERIOD * (0.8 + (double)rng_below(&m->rng, 400) / 1000.0);
     ev_timer_again(loop, t);
 }
 
@@ -1655,7 +1647,7 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     swim_config_t sc;
     swim_config_defaults(&sc);
     sc.self_id = o->id->node_id;
-    sc.rng_seed = rnd(m);
+    sc.rng_seed = rng_next(&m->rng);
     swim_io_t io = {
         .ctx = m, .send = io_send, .member_changed = io_member_changed, .deliver = io_deliver};
     msgpack_sbuffer meta;
