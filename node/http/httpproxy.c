@@ -154,6 +154,11 @@ struct httpproxy {
     httpproxy_opts_t o;
     int lfd;
     ev_io lio;
+    /* accept() failed for lack of descriptors or memory: lio is stopped until this fires */
+    ev_timer accept_retry;
+    bool accept_backoff;           /* lio stopped by such a failure (health: not accepting) */
+    ev_tstamp accept_fail_logged;  /* loop time of the last such log line */
+    uint64_t accept_fail_unlogged; /* such failures since that line */
     ev_timer refresh;
     resource_t *res;
     size_t nres;
@@ -1813,6 +1818,51 @@ static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, c
     px->refused_unlogged = 0;
 }
 
+/* accept() failed for want of a resource that a closing connection will give back: the
+ * pending connection stays in the backlog and the listener stays readable, so watching it
+ * would spin the loop. Stop watching for HTTPPROXY_ACCEPT_RETRY_S; logged at most once a
+ * second. */
+static void accept_back_off(httpproxy_t *px, int err)
+{
+    ev_tstamp now = ev_now(px->o.loop);
+    px->accept_fail_unlogged++;
+    if (now - px->accept_fail_logged >= 1.0) {
+        log_warn("http: cannot accept connections on %s: %s; retrying every %.0f ms (%llu "
+                 "failures since the last such line); raise the descriptor limit (ulimit -n) "
+                 "if this persists",
+                 px->o.listen, strerror(err), HTTPPROXY_ACCEPT_RETRY_S * 1000,
+                 (unsigned long long)px->accept_fail_unlogged);
+        px->accept_fail_logged = now;
+        px->accept_fail_unlogged = 0;
+    }
+    px->accept_backoff = true;
+    ev_io_stop(px->o.loop, &px->lio);
+    ev_timer_stop(px->o.loop, &px->accept_retry);
+    ev_timer_set(&px->accept_retry, HTTPPROXY_ACCEPT_RETRY_S, 0.);
+    ev_timer_start(px->o.loop, &px->accept_retry);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The back-off is over: watch the listener again and try at once (a connection may have been
+ * waiting all along). Back in backoff at once if the resource is still short. */
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    httpproxy_t *px = w->data;
+    px->accept_backoff = false;
+    ev_io_start(loop, &px->lio);
+    on_accept(loop, &px->lio, EV_READ);
+}
+
+void httpproxy_health(void *ctx, meshnode_health_t *h)
+{
+    const httpproxy_t *px = ctx;
+    h->listeners += 1;
+    if (px->lfd >= 0 && !px->accept_backoff)
+        h->listeners_up += 1;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -1821,8 +1871,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(px->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_back_off(px, errno);
             return;
+        }
         const char *which;
         conncap_slot_t *slot = conncap_admit(px->cap, (struct sockaddr *)&ss, &which);
         if (!slot) {
@@ -1968,6 +2021,8 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     ev_io_init(&px->lio, on_accept, fd, EV_READ);
     px->lio.data = px;
     ev_io_start(o->loop, &px->lio);
+    ev_init(&px->accept_retry, on_accept_retry);
+    px->accept_retry.data = px;
     ev_timer_init(&px->refresh, on_refresh, 0., 1.0);
     px->refresh.data = px;
     ev_timer_start(o->loop, &px->refresh);
@@ -2000,6 +2055,7 @@ void httpproxy_destroy(httpproxy_t **pp)
     pthread_mutex_destroy(&px->mu);
     pthread_cond_destroy(&px->cv);
     ev_io_stop(px->o.loop, &px->lio);
+    ev_timer_stop(px->o.loop, &px->accept_retry);
     ev_timer_stop(px->o.loop, &px->refresh);
     close(px->lfd);
     free_rules(px);

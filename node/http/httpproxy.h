@@ -13,6 +13,7 @@
 #define POPMESH_NODE_HTTP_HTTPPROXY_H
 
 #include "node/dataplane/dataplane.h"
+#include "node/membership/meshnode.h"
 #include "node/records/identity.h"
 #include "node/nodecfg.h"
 #include "storage/store.h"
@@ -74,5 +75,13 @@ void httpproxy_destroy(httpproxy_t **pp);
  * refused by each cap, requests, timeouts by kind). */
 #define HTTPPROXY_STATUS_PAIRS 1
 void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk);
+
+/* A meshnode health source (meshnode_add_health_source; ctx is the httpproxy_t *): adds the
+ * HTTP listener to h->listeners, and to h->listeners_up while it accepts. It does not while
+ * accept() backs off after failing for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM): the listener then sleeps HTTPPROXY_ACCEPT_RETRY_S rather than spin on a socket
+ * that stays readable, and a client waits in the backlog meanwhile. */
+#define HTTPPROXY_ACCEPT_RETRY_S 0.1 /* s between accept attempts after such a failure */
+void httpproxy_health(void *ctx, meshnode_health_t *h);
 
 #endif
