@@ -39,14 +39,6 @@ char *xstrdup(const char *s)
     return xmemdup(s, strlen(s) + 1);
 }
 
-char *xstrndup(const char *s, size_t n)
-{
-    char *p = xmalloc(n + 1);
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
 void *xmemdup(const void *p, size_t n)
 {
     void *q = xmalloc(n);

@@ -299,11 +299,6 @@ bool swim_sim_run_while(swim_sim_t *sim, uint64_t deadline_ms, uint32_t step_ms,
     }
 }
 
-unsigned swim_sim_nodes(const swim_sim_t *sim)
-{
-    return sim->n;
-}
-
 swim_t *swim_sim_core(swim_sim_t *sim, unsigned node)
 {
     return node < sim->n && sim->nodes[node].up ? sim->nodes[node].core : NULL;

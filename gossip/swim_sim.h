@@ -62,7 +62,6 @@ void swim_sim_run_until(swim_sim_t *sim, uint64_t t_ms);
 bool swim_sim_run_while(swim_sim_t *sim, uint64_t deadline_ms, uint32_t step_ms,
                         bool (*pred)(swim_sim_t *sim, void *ctx), void *ctx);
 
-unsigned swim_sim_nodes(const swim_sim_t *sim); /* nodes + spare */
 static inline uint64_t swim_sim_id(unsigned node)
 {
     return (uint64_t)node + 1;

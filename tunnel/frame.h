@@ -1,7 +1,8 @@
 /* tun_frame: the tunnel's wire format, its limits, and its codec.
  *
- * One frame is one transport message (a ZeroMQ message on a CURVE DEALER/ROUTER pair), so
- * frames carry no length prefix. Every frame is one msgpack array
+ * One frame is one record of the tunnel's secure channel (secchan.h: a TCP connection with
+ * sealed, length-prefixed records), so frames carry no length prefix of their own. Every frame is
+ * one msgpack array
  *
  *     [TUN_VERSION, type, ...fields of the type...]
  *

@@ -2,12 +2,14 @@
  *
  * BACKGROUND
  *
- * A tunnel (a CURVE DEALER/ROUTER pair) is reliable and ordered while it lives, and message
- * oriented: one frame is one message. Many streams share it, each carrying a user connection
- * (PoP<->site) or one leg of a relayed one (PoP<->PoP). Sharing a pipe is only safe if no
- * stream can make anyone buffer without bound, so every stream has its own credit, counted in
- * bytes, in each direction (as HTTP/2 and QUIC stream windows, without their connection-level
- * window: ZeroMQ has no byte stream whose head a stalled stream could block).
+ * A tunnel (one TCP connection carrying the secure channel's records, secchan.h) is reliable
+ * and ordered while it lives, and message oriented: one frame is one record. Many streams
+ * share it, each carrying a user connection (PoP<->site) or one leg of a relayed one
+ * (PoP<->PoP). Sharing a pipe is only safe if no stream can make anyone buffer without bound,
+ * so every stream has its own credit, counted in bytes, in each direction (as HTTP/2 and QUIC
+ * stream windows). There is no connection-level window: a receiver always reads the
+ * connection, because whatever arrives for a stream fits in the credit it granted, so a
+ * stalled stream never stops the others behind it.
  *
  * FLOW CONTROL
  *

@@ -1,9 +1,9 @@
 /* tun: one tunnel's stream multiplexer with per-stream credit flow control. Sans-I/O.
  *
  * A tunnel is one reliable, ordered, message-oriented connection between two processes (a
- * CURVE DEALER/ROUTER pair: PoP<->site or PoP<->PoP). It carries many streams, each a pair of
- * byte streams with its own flow control. The core never touches a socket or a clock. The
- * driver feeds it:
+ * TCP connection carrying the secure channel's records, secchan.h: PoP<->site or PoP<->PoP). It
+ * carries many streams, each a pair of byte streams with its own flow control. The core never
+ * touches a socket or a clock. The driver feeds it:
  *   - tun_receive(): one frame (one transport message) from the peer,
  *   - tun_tick(): the current time, at or after tun_next_deadline(),
  *   - the application's calls (tun_open, tun_send, tun_consumed, tun_fin, ...),
