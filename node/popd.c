@@ -485,7 +485,7 @@ static const subcommand_t subcommands[] = {
      "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
      "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"
      "is what they dial; --ingress-address is the address resource ports bind (default\n"
-     "all addresses); --http-listen enables the HTTP ingress (issue 5) there."},
+     "all addresses); --http-listen enables the HTTP ingress there."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "

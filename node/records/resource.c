@@ -1,7 +1,7 @@
 /* resource: see resource.h.
  *
  * The decoder is table-driven like registry.c's: each field names its key, its kind and where
- * it goes; keys it does not know are skipped (so issue 5 can add fields without breaking older
+ * it goes; keys it does not know are skipped (so later fields can be added without breaking older
  * nodes), a key seen twice is refused (which of the two would count is otherwise up to the
  * decoder, and two nodes must never read one record two ways). Decoding only checks shapes and
  * sizes; resource_check then applies the same rules resource.add applies, so a record from
@@ -275,7 +275,7 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     mpw_kv_bool(pk, "sticky", r->sticky);
     mpw_kv_u64(pk, "created_ms", r->created_ms);
     if (!r->host[0])
-        return; /* TCP only: the record of issue 4, byte for byte */
+        return; /* TCP only: the first version's record, byte for byte */
     mpw_kv_str(pk, "host", r->host);
     mpw_kv_str(pk, "path_prefix", r->path_prefix);
     mpw_kv_str(pk, "auth", resource_auth_str(r->auth));

@@ -1,5 +1,5 @@
 /* resource: a service at a site, published on every PoP, as stored in the replicated store:
- * raw TCP (issue 4), HTTP (issue 5), or both.
+ * raw TCP, HTTP, or both.
  *
  *   resource/<name>   {name, site, targets: [str], tcp_port, health, sticky, created_ms,
  *                      host?, path_prefix?, auth?, allow_users?: [str], allow_groups?: [str]}
@@ -15,7 +15,7 @@
  * when allow_users or allow_groups is not empty, a user named there or in one of the groups
  * named there; auth "none" (the default) lets anyone through. A resource has a tcp_port, a
  * host, or both; the HTTP fields are written only when host is set, so a TCP-only record is
- * byte for byte what issue 4 wrote.
+ * byte for byte what the first version wrote.
  *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
@@ -66,7 +66,7 @@ typedef struct resource {
     char http_path[RESOURCE_HTTP_PATH_MAX + 1]; /* RESOURCE_HEALTH_HTTP: "/..."; else "" */
     bool sticky;                                /* same client address, same target */
     uint64_t created_ms;                        /* Unix ms */
-    /* HTTP (issue 5); all empty/zero when host is "". */
+    /* HTTP; all empty/zero when host is "". */
     char host[RESOURCE_HOST_MAX + 1];          /* lowercase DNS name; "" = no HTTP */
     char path_prefix[RESOURCE_PREFIX_MAX + 1]; /* "/..." ("/" by default) with a host, else "" */
     enum resource_auth auth;

@@ -1,7 +1,7 @@
-/* Fuzzes the decoders of issue 4's replicated records: resource/<name> (node/records/resource.h)
+/* Fuzzes the decoders of the site and resource records: resource/<name> (node/records/resource.h)
  * and site/<name> (node/records/registry.h), plus the token record's site field. Records come from
  * other nodes, so any bytes must be refused cleanly (-EBADMSG with a reason) or decode to a record
- * that passes resource_check and re-encodes to the same fields (issue 5's HTTP fields too).
+ * that passes resource_check and re-encodes to the same fields (the HTTP fields too).
  * A decoded HTTP resource is also matched against the input's bytes as a request's Host and
  * path, so resource_match_http sees arbitrary lengths and bytes. The record's name is checked
  * against the key's, so each decoder runs with the seed corpus's names ("web", "branch-1"). */

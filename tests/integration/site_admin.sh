@@ -116,7 +116,7 @@ expect_rc 0 mctl "$WORK/n2" resource rm other
 for d in "${N[@]}"; do wait_for 10 "resource other gone on $d" resources_are "$d" "[$SSH2, $WEB]"; done
 ok "--replace changes a resource (its old port is free again); resource rm removes one everywhere"
 
-# ---- HTTP resources (issue 5): host, path prefix, auth; (host, path prefix) unique ----
+# ---- HTTP resources: host, path prefix, auth; (host, path prefix) unique ----
 expect_rc 0 mctl "$WORK/n2" resource add app --site branch-1 --target 10.0.0.7:80 \
     --host App.Example.com --path-prefix /app --auth login --allow-user alice --allow-group ops
 expect_in "$WORK/out" "resource app: http app.example.com/app (auth login)"

@@ -1,8 +1,8 @@
-/* Records of issue 4 (node/records/resource.h, and the site parts of node/records/registry.h): a
- * resource record round trips; unknown fields (issue 5's) are skipped; every malformed or invalid
- * field is refused with a reason that names it; resource_check names the bad value; resource_list
- * reads a real store and skips bad records. Also the site record and the token's site field,
- * which are the registry's side of the same feature. */
+/* Site and resource records (node/records/resource.h, and the site parts of
+ * node/records/registry.h): a resource record round trips; unknown (later) fields are skipped;
+ * every malformed or invalid field is refused with a reason that names it; resource_check names the
+ * bad value; resource_list reads a real store and skips bad records. Also the site record and the
+ * token's site field, which are the registry's side of the same feature. */
 #include "common/mp.h"
 #include "node/records/identity.h"
 #include "node/records/registry.h"
@@ -206,8 +206,8 @@ static void test_roundtrip(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* Later issues add fields; a node that does not know them must still read the record. (Issue
- * 5's host, path_prefix and auth are known now: the test_http_* cases cover them.) */
+/* Later versions add fields; a node that does not know them must still read the record. (The
+ * HTTP fields host, path_prefix and auth are known now: the test_http_* cases cover them.) */
 static void test_unknown_fields_skipped(void **state)
 {
     msgpack_sbuffer sb;
@@ -571,7 +571,7 @@ static void test_keys(void **state)
     assert_int_equal(reg_site_key("../x", skey, sizeof(skey)), -EINVAL);
 }
 
-/* ---- HTTP resources (issue 5) --------------------------------------------------------------- */
+/* ---- HTTP resources --------------------------------------------------------------- */
 
 static void make_http(resource_t *r)
 {
@@ -680,7 +680,8 @@ static void test_http_roundtrip(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* A TCP-only resource packs to exactly the record of issue 4, and such records still decode. */
+/* A TCP-only resource packs to exactly the first version's record, and such records still
+ * decode. */
 static void test_http_old_records(void **state)
 {
     msgpack_sbuffer old, now;
@@ -690,7 +691,7 @@ static void test_http_old_records(void **state)
     msgpack_packer_init(&pk, &now, msgpack_sbuffer_write);
     resource_t r;
     const char *why;
-    pack_record(&old, OP_SET, NULL, NULL); /* issue 4's shape, in resource_pack's order */
+    pack_record(&old, OP_SET, NULL, NULL); /* the first version's shape, in resource_pack's order */
     assert_int_equal(parse(&old, "web", &r, &why), 0);
     assert_string_equal(r.host, "");
     assert_string_equal(r.path_prefix, "");

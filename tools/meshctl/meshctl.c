@@ -1182,7 +1182,7 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
-/* ---- edge authentication (issue 5) ------------------------------------------------------ */
+/* ---- edge authentication ------------------------------------------------------ */
 
 /* Reads a password: from stdin when it is not a terminal (one line, the newline dropped), else
  * prompted for twice on the terminal with echo off. buf holds cap bytes. 0, or an exit code
