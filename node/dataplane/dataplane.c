@@ -1113,29 +1113,7 @@ static void on_tunnel_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static int listen_on(const char *addr, char *err, size_t errlen)
-{
-    struct sockaddr_storage ss;
-    unsigned sl;
-    if (netaddr_sockaddr(addr, &ss, &sl)) {
-        snprintf(err, errlen, "'%s' is not a numeric HOST:PORT", addr);
-        return -EINVAL;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -errno;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(e));
-        close(fd);
-        return -e;
-    }
-    return fd;
-}
+#define LISTEN_BACKLOG 1024 /* connections the kernel queues before we accept them */
 
 /* ---- periodic sync ----------------------------------------------------------------------- */
 
@@ -1180,10 +1158,11 @@ static void publish_tunnel_addr(dataplane_t *dp)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The port of a configured address, 0 when unset or malformed (nothing listens there). */
 static uint16_t port_in(const char *addr)
 {
-    const char *colon = addr ? strrchr(addr, ':') : NULL;
-    return colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
+    netaddr_t na;
+    return addr && addr[0] && netaddr_parse(addr, &na, true) == 0 ? na.port : 0;
 }
 
 /* Which of this PoP's own listening ports port is ("mesh port", ...), or NULL. A resource on
@@ -1232,7 +1211,7 @@ static void sync_listeners(dataplane_t *dp)
                      "resource or give it another port)",
                      rv[i].name, rv[i].tcp_port, own);
         else
-            fd = listen_on(addr, err, sizeof(err));
+            fd = netaddr_listen(addr, LISTEN_BACKLOG, err, sizeof(err));
         if (fd < 0 && !own) {
             log_warn("resource %s: %s (retrying every %.0f s)", rv[i].name, err, DATAPLANE_SYNC_S);
             continue;
@@ -1552,7 +1531,7 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     char listen_addr[NODECFG_ADDR_MAX + 1];
     nodecfg_tunnel_listen(o->cfg, listen_addr, sizeof(listen_addr));
     nodecfg_tunnel_addr(o->cfg, dp->tunnel_addr, sizeof(dp->tunnel_addr));
-    dp->lfd = listen_on(listen_addr, err, errlen);
+    dp->lfd = netaddr_listen(listen_addr, LISTEN_BACKLOG, err, errlen);
     if (dp->lfd < 0) {
         free(dp);
         return NULL;

@@ -44,7 +44,6 @@ struct splice {
     bool finished;
     splice_done_fn done;
     void *ctx;
-    void *user;
     splice_t *prev, *next; /* live list, or the zombie list once finished */
 };
 
@@ -495,16 +494,6 @@ void splice_attach_tcp(splice_t *s, int fd)
     leg_set_tcp(s, 1, fd);
     pump(s, 0);
     pump(s, 1);
-}
-
-void *splice_user(const splice_t *s)
-{
-    return s->user;
-}
-
-void splice_set_user(splice_t *s, void *user)
-{
-    s->user = user;
 }
 
 bool splice_owns(const void *user)

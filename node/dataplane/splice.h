@@ -63,12 +63,10 @@ void splice_attach_stream(splice_t *s, tconn_t *c, uint64_t sid);
 void splice_attach_tcp(splice_t *s, int fd);
 /* Aborts with a reason: streams get RST code, sockets are closed with RST. */
 void splice_abort(splice_t *s, uint32_t code, const char *why);
-void *splice_user(const splice_t *s);
 /* Whether a stream's user pointer is a splice (every splice starts with a magic number; an
  * application whose other stream users start with a different uint32_t can tell them
  * apart). */
 bool splice_owns(const void *user);
-void splice_set_user(splice_t *s, void *user);
 
 /* Stream events, for streams whose user pointer is a splice. */
 void splice_on_data(splice_t *s, tconn_t *c, uint64_t sid, const uint8_t *data, size_t len);

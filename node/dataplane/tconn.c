@@ -62,14 +62,13 @@ struct tconn {
     tun_config_t tcfg;
     tun_t *tun;
     tconn_cbs_t cbs;
-    void *user;
     char why[160]; /* reason of the failure, for on_down */
     char peer_addr[64];
     uint64_t hs_start_ms, hs_deadline_ms, close_deadline_ms;
     uint32_t hs_rtt_us;
-    int64_t hs_start_us;
-    bool congested; /* went past TCONN_OUT_HIGH; on_drain when below TCONN_OUT_LOW */
-    bool tun_died;  /* on_dead was called: fail after the current event */
+    uint64_t hs_start_us; /* us (monotonic): HELLO sent */
+    bool congested;       /* went past TCONN_OUT_HIGH; on_drain when below TCONN_OUT_LOW */
+    bool tun_died;        /* on_dead was called: fail after the current event */
     int tun_dead_reason;
     uint8_t *in;
     size_t in_len;
@@ -79,13 +78,6 @@ struct tconn {
 
 static void rearm(tconn_t *c);
 static void flush(tconn_t *c);
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Marks the connection failed; on_down comes from the timer. Safe anywhere. */
 static void fail(tconn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -311,7 +303,7 @@ static void handle_record(tconn_t *c, uint8_t type, uint8_t *hdr, uint8_t *body,
             fail(c, "handshake: WELCOME not authentic (the PoP's key is not the one we know)");
             return;
         }
-        c->hs_rtt_us = (uint32_t)(now_us() - c->hs_start_us);
+        c->hs_rtt_us = (uint32_t)(clock_mono_us() - c->hs_start_us);
         become_up(c, p, pl);
         return;
     }
@@ -434,7 +426,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         c->state = ST_HANDSHAKE;
-        c->hs_start_us = now_us();
+        c->hs_start_us = clock_mono_us();
         ev_io_start(c->loop, &c->rio);
     }
     flush(c);
@@ -640,11 +632,6 @@ void tconn_close(tconn_t *c, const char *why)
     rearm(c);
 }
 
-bool tconn_is_up(const tconn_t *c)
-{
-    return c->state == ST_UP;
-}
-
 bool tconn_congested(const tconn_t *c)
 {
     return c->congested || c->state != ST_UP;
@@ -668,11 +655,6 @@ int tconn_send_ctl(tconn_t *c, const uint8_t *msg, size_t len)
     if (c->state != ST_UP)
         return -EPIPE;
     return seal_msg(c, TCONN_MSG_CTL, msg, len, NULL, 0);
-}
-
-const uint8_t *tconn_peer_pk(const tconn_t *c)
-{
-    return c->sc.remote_pk;
 }
 
 const char *tconn_peer_addr(const tconn_t *c)
@@ -704,14 +686,4 @@ uint32_t tconn_rtt_us(const tconn_t *c)
 size_t tconn_queued(const tconn_t *c)
 {
     return c->out_len - c->out_off;
-}
-
-void tconn_set_user(tconn_t *c, void *user)
-{
-    c->user = user;
-}
-
-void *tconn_user(const tconn_t *c)
-{
-    return c->user;
 }

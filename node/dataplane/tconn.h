@@ -97,7 +97,6 @@ void tconn_destroy(tconn_t **cp);
  * elsewhere at once), flushes what is queued (bounded by 1 s), then on_down. */
 void tconn_close(tconn_t *c, const char *why);
 
-bool tconn_is_up(const tconn_t *c);
 bool tconn_congested(const tconn_t *c);
 /* The tun core (NULL before on_up and after on_down; during tconn_close it is still there,
  * and new OPENs from the peer are refused with TUN_ERR_SHUTTING_DOWN). Calls into it are the
@@ -109,8 +108,7 @@ void tconn_kick(tconn_t *c);
 /* Sends a control message. 0, -EPIPE (not up), -EMSGSIZE. */
 int tconn_send_ctl(tconn_t *c, const uint8_t *msg, size_t len);
 
-/* The peer's static key (known once up) and address as "ip:port". */
-const uint8_t *tconn_peer_pk(const tconn_t *c);
+/* The peer's address as "ip:port". */
 const char *tconn_peer_addr(const tconn_t *c);
 /* Responder: the timestamp of the peer's HELLO (ns since the epoch, authenticated with its
  * static key), for the application's replay filter in admit. 0 before the HELLO. */
@@ -123,8 +121,5 @@ uint32_t tconn_handshake_rtt_us(const tconn_t *c);
 uint32_t tconn_rtt_us(const tconn_t *c);
 /* Bytes waiting in the output queue. */
 size_t tconn_queued(const tconn_t *c);
-/* The application's pointer. */
-void tconn_set_user(tconn_t *c, void *user);
-void *tconn_user(const tconn_t *c);
 
 #endif
