@@ -20,14 +20,16 @@
  *    ones are dropped from SWIM and the transport, and a node that finds itself removed stops.
  *  - The node that executes a removal also pushes the removal record straight to the removed
  *    node: everyone else stops talking to it the moment they learn, so gossip alone might never
- *    tell it. */
+ *    tell it.
+ *
+ * This file is the core those rules live in; joining, health vectors, clocks and the control
+ * commands each have their own file (meshnode_int.h says which owns what). */
 #include "node/membership/meshnode.h"
 
 #include "common/clock.h"
-
 #include "common/log.h"
-#include "common/rng.h"
 #include "common/mp.h"
+#include "common/rng.h"
 #include "common/xmalloc.h"
 #include "gossip/antientropy.h"
 #include "gossip/swim.h"
@@ -36,82 +38,20 @@
 #include "node/membership/meshroute.h"
 #include "node/records/registry.h"
 #include "node/records/token.h"
-#include "storage/hlc.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
-#define REMOVAL_PUSHES   4 /* times the removal record is pushed to the removed node */
-#define MAX_PENDING_PUSH 8
-#define LEAVE_DRAIN_MAX  1.0 /* s: at most this long spreading LEFT on shutdown */
-#define BCAST_ENTRY      1   /* broadcast kinds */
-#define BCAST_HEALTH     2
-#define BCAST_LINKSTATE  3
-#define MESH_MSG_PUSH    34  /* [1, 34, entry]: a fresh write pushed to a few peers at once */
-#define PUSH_FANOUT_MAX  16  /* peers each new write is pushed to, by each node that learns it */
-#define HEALTH_PERIOD    2.0 /* s between a node's health vectors (jittered) */
+#define REMOVAL_PUSHES  4   /* times the removal record is pushed to the removed node */
+#define LEAVE_DRAIN_MAX 1.0 /* s: at most this long spreading LEFT on shutdown */
+#define MESH_MSG_PUSH   34  /* [1, 34, entry]: a fresh write pushed to a few peers at once */
+#define PUSH_FANOUT_MAX 16  /* peers each new write is pushed to, by each node that learns it */
 
-/* A member's last health vector (DESIGN.md section 6). Soft state: rebuilt from gossip. */
-struct health {
-    uint64_t id;
-    uint64_t seq;          /* the sender's wall clock ms when it measured: newer wins */
-    uint32_t cpu_permille; /* of one core, over the sender's last period */
-    uint32_t rss_kb;       /* resident memory */
-    uint32_t streams;      /* active streams (tunnels come later: 0 for now) */
-    bool ingress_up;       /* its ingress listeners are up */
-    double received;       /* ev_now when it arrived here, s */
-};
-
-struct removal_push {
-    uint64_t id;
-    int left;
-};
-
-struct meshnode {
-    meshnode_opts_t o;
-    meshnet_t *net;
-    swim_t *swim;
-    ev_timer swim_timer;
-    ev_timer ae_timer;
-    ev_timer push_timer;
-    ev_timer leave_timer;
-    void (*leave_done)(void *);
-    void *leave_ctx;
-    reg_node_t *reg; /* registry snapshot, not removed and removed alike */
-    size_t nreg;
-    struct removal_push pushes[MAX_PENDING_PUSH];
-    uint64_t ae_seq;
-    uint64_t rng;
-    ae_stats_t ae;
-    char mesh_id[33];
-    uint64_t joins_ok, joins_refused, bad_messages, pushes_applied;
-    bool removed;
-    meshroute_t *routes;
-    void (*site_source)(void *ctx, ls_record_t *rec); /* meshnode_set_site_source */
-    void *site_source_ctx;
-    struct health *health; /* one per member that sent one, self included */
-    size_t nhealth;
-    ev_timer health_timer;
-    double cpu_last; /* s of CPU used by this process at the last health sample */
-    double cpu_at;   /* ev_now of that sample */
-    /* Clock skew (see "clocks" below). */
-    uint64_t skew_seen;      /* store skew_rejected already reported */
-    uint64_t skew_quiet;     /* refused since the last report */
-    double skew_log_at;      /* ev_now of the last "refused for skew" report, s */
-    double clock_log_at;     /* ev_now of the last "this node's clock is off" report, s */
-    bool clock_off;          /* that report is in force (to log the recovery once) */
-    uint64_t writes_refused; /* control writes refused for this node's clock */
-};
-
-static const reg_node_t *reg_find(const meshnode_t *m, uint64_t id)
+const reg_node_t *meshnode_reg_find(const meshnode_t *m, uint64_t id)
 {
     for (size_t i = 0; i < m->nreg; i++)
         if (m->reg[i].id == id)
@@ -119,7 +59,7 @@ static const reg_node_t *reg_find(const meshnode_t *m, uint64_t id)
     return NULL;
 }
 
-static const reg_node_t *reg_find_name(const meshnode_t *m, const char *name)
+const reg_node_t *meshnode_reg_find_name(const meshnode_t *m, const char *name)
 {
     for (size_t i = 0; i < m->nreg; i++)
         if (!m->reg[i].removed && strcmp(m->reg[i].name, name) == 0)
@@ -140,8 +80,8 @@ static void pack_meta(msgpack_sbuffer *sb, const char *name, const char *addr, c
 }
 
 /* Parses meta; the key is trusted only if it is the key of the member's id. */
-static int parse_meta(const uint8_t *meta, size_t len, uint64_t id, char *name, size_t nl,
-                      char *addr, size_t al, uint8_t pk[32])
+int meshnode_parse_meta(const uint8_t *meta, size_t len, uint64_t id, char *name, size_t nl,
+                        char *addr, size_t al, uint8_t pk[32])
 {
     mpr_t r;
     uint32_t n, sl;
@@ -165,7 +105,7 @@ static int parse_meta(const uint8_t *meta, size_t len, uint64_t id, char *name, 
 /* Where and how to reach member id: the registry, else what SWIM heard (self-certified). */
 static int peer_endpoint(meshnode_t *m, uint64_t id, char *addr, size_t al, uint8_t pk[32])
 {
-    const reg_node_t *r = reg_find(m, id);
+    const reg_node_t *r = meshnode_reg_find(m, id);
     if (r) {
         if (r->removed)
             return -EPERM;
@@ -176,12 +116,12 @@ static int peer_endpoint(meshnode_t *m, uint64_t id, char *addr, size_t al, uint
     swim_member_info_t info;
     char name[NODECFG_NAME_MAX + 1];
     if (swim_member_get(m->swim, id, &info) == 0 &&
-        parse_meta(info.meta, info.meta_len, id, name, sizeof(name), addr, al, pk) == 0)
+        meshnode_parse_meta(info.meta, info.meta_len, id, name, sizeof(name), addr, al, pk) == 0)
         return 0;
     return -ENOENT;
 }
 
-static int send_to(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len)
+int meshnode_send(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len)
 {
     char addr[NODECFG_ADDR_MAX + 1];
     uint8_t pk[32];
@@ -193,7 +133,7 @@ static int send_to(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len)
 
 /* ---- SWIM glue ------------------------------------------------------------------------------ */
 
-static void swim_rearm(meshnode_t *m)
+void meshnode_swim_rearm(meshnode_t *m)
 {
     uint64_t now = clock_mono_ms(), next = swim_next_deadline(m->swim);
     double delay = next > now ? (double)(next - now) / 1000.0 : 0.0;
@@ -207,24 +147,25 @@ static void on_swim_timer(struct ev_loop *loop, ev_timer *t, int revents)
     meshnode_t *m = t->data;
     swim_set_wall_ms(m->swim, clock_wall_ms());
     swim_tick(m->swim, clock_mono_ms());
-    swim_rearm(m);
+    meshnode_swim_rearm(m);
 }
 
 static void io_send(void *ctx, uint64_t dest, const uint8_t *msg, size_t len)
 {
-    send_to(ctx, dest, msg, len); /* loss is SWIM's business */
+    meshnode_send(ctx, dest, msg, len); /* loss is SWIM's business */
 }
 
 static void io_member_changed(void *ctx, const swim_member_info_t *mi, int old_state)
 {
     meshnode_t *m = ctx;
-    const reg_node_t *r = reg_find(m, mi->id);
+    const reg_node_t *r = meshnode_reg_find(m, mi->id);
     char name[NODECFG_NAME_MAX + 1] = "?", addr[NODECFG_ADDR_MAX + 1];
     uint8_t pk[32];
     if (r)
         snprintf(name, sizeof(name), "%s", r->name);
     else
-        parse_meta(mi->meta, mi->meta_len, mi->id, name, sizeof(name), addr, sizeof(addr), pk);
+        meshnode_parse_meta(mi->meta, mi->meta_len, mi->id, name, sizeof(name), addr, sizeof(addr),
+                            pk);
     if (m->routes && mi->id != m->o.id->node_id) {
         if (mi->state == SWIM_DEAD || mi->state == SWIM_LEFT)
             meshroute_forget(m->routes, mi->id);
@@ -249,8 +190,6 @@ static bool touches_registry(const char *key, size_t klen)
     return klen >= pl && memcmp(key, REG_NODE_PREFIX, pl) == 0;
 }
 
-static bool health_merge(meshnode_t *m, mpr_t *r);
-
 /* A broadcast payload is [kind, body]: BCAST_ENTRY carries one store entry (antientropy.h's
  * entry encoding), BCAST_HEALTH a node's health vector. Returns whether it was news, which
  * is what decides if SWIM gossips it on. */
@@ -267,7 +206,7 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
         return false;
     }
     if (kind == BCAST_HEALTH)
-        return health_merge(m, &r);
+        return meshhealth_merge(m, &r);
     if (kind == BCAST_LINKSTATE) {
         const uint8_t *body;
         size_t bl;
@@ -333,7 +272,7 @@ static void push_fanout(meshnode_t *m, const store_entry_t *e, uint64_t except)
     msgpack_pack_uint32(&pk, MESH_MSG_PUSH);
     ae_entry_pack(&pk, e);
     for (unsigned i = 0; i < f.n; i++)
-        send_to(m, f.chosen[i], (const uint8_t *)sb.data, sb.size);
+        meshnode_send(m, f.chosen[i], (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -353,7 +292,7 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
     msgpack_sbuffer_destroy(&sb);
     if (touches_registry(e->key, e->klen))
         registry_reload(m);
-    swim_rearm(m);
+    meshnode_swim_rearm(m);
 }
 
 /* ---- registry ------------------------------------------------------------------------------- */
@@ -400,7 +339,7 @@ static void registry_reload(meshnode_t *m)
             if (m->routes)
                 meshroute_forget(m->routes, r->id);
             bool pushing = false;
-            for (int k = 0; k < MAX_PENDING_PUSH; k++)
+            for (int k = 0; k < MESHNODE_PENDING_PUSH; k++)
                 pushing |= m->pushes[k].id == r->id && m->pushes[k].left > 0;
             if (!pushing)
                 meshnet_forget(m->net, r->id);
@@ -427,7 +366,7 @@ struct reply_ctx {
 static void ae_reply(void *ctx, const uint8_t *buf, size_t len)
 {
     struct reply_ctx *rc = ctx;
-    send_to(rc->m, rc->peer, buf, len);
+    meshnode_send(rc->m, rc->peer, buf, len);
 }
 
 struct pick {
@@ -472,7 +411,7 @@ static void on_ae_timer(struct ev_loop *loop, ev_timer *t, int revents)
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         if (ae_digest_msg(m->o.store, ++m->ae_seq, &sb) == 0 &&
-            send_to(m, p.chosen, (const uint8_t *)sb.data, sb.size) == 0)
+            meshnode_send(m, p.chosen, (const uint8_t *)sb.data, sb.size) == 0)
             m->ae.digests_sent++;
         msgpack_sbuffer_destroy(&sb);
     }
@@ -505,7 +444,7 @@ static void push_record(meshnode_t *m, uint64_t id, const char *key)
     msgpack_pack_false(&pk);
     msgpack_pack_array(&pk, 1);
     ae_entry_pack(&pk, &e);
-    const reg_node_t *r = reg_find(m, id);
+    const reg_node_t *r = meshnode_reg_find(m, id);
     if (r) /* the removed node included: peer_endpoint would refuse it */
         meshnet_send(m->net, id, r->addr, r->curve_pk, (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
@@ -525,38 +464,23 @@ static void push_to_alive(const swim_member_info_t *mi, void *ctx)
         push_record(p->m, mi->id, p->key);
 }
 
-/* ---- joining (server side) ------------------------------------------------------------------ */
-
-static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
-                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
-                           const char *fmt, ...)
+void meshnode_push_to_alive(meshnode_t *m, const char *key, uint64_t except)
 {
-    char text[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    joinmsg_pack_err(&pk, code, text);
-    meshnet_reply(m->net, rid, rl, (const uint8_t *)sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    m->joins_refused++;
-    log_info("mesh: refused a join: %s", text);
+    struct push_all pa = {m, key, except};
+    swim_foreach(m->swim, push_to_alive, &pa);
 }
-
-struct count_ctx {
-    uint64_t n;
-};
 
 static int count_one(const store_entry_t *e, void *ctx)
 {
-    ((struct count_ctx *)ctx)->n++;
+    (*(uint64_t *)ctx)++;
     return 0;
+}
+
+uint64_t meshnode_count_prefix(const meshnode_t *m, const char *prefix)
+{
+    uint64_t n = 0;
+    store_list(m->o.store, prefix, strlen(prefix), count_one, &n);
+    return n;
 }
 
 /* Every message on the mesh fits the transport's limit, which is also what bounds what an
@@ -567,51 +491,7 @@ _Static_assert(STORE_KEY_MAX + STORE_VALUE_MAX + 256 <= MESHNET_MSG_MAX,
                "a PUSH of one entry must fit the mesh limit");
 _Static_assert(MESHNET_JOIN_OK_BUDGET + 1024 <= MESHNET_MSG_MAX, "JOIN_OK must fit the mesh limit");
 
-/* The registry part of a JOIN_OK, bounded by MESHNET_JOIN_OK_BUDGET: the records that must
- * be there (the joiner's and the seed's, so each side's ZAP admits the other at once) come
- * first, then the others in key order while they fit. A larger registry is not an error:
- * the joiner learns the rest from gossip and anti-entropy within seconds. */
-struct join_pack {
-    msgpack_sbuffer *entries;
-    uint32_t count;
-    uint64_t skip[2]; /* node ids already packed */
-    size_t left;      /* records that did not fit */
-};
-
-static int pack_registry_entry(const store_entry_t *e, void *ctx)
-{
-    struct join_pack *jp = ctx;
-    uint64_t id;
-    if (reg_node_key_id(e->key, e->klen, &id) == 0 && (id == jp->skip[0] || id == jp->skip[1]))
-        return 0;
-    size_t before = jp->entries->size;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, jp->entries, msgpack_sbuffer_write);
-    ae_entry_pack(&pk, e);
-    if (jp->count > 0 && jp->entries->size > MESHNET_JOIN_OK_BUDGET) {
-        jp->entries->size = before; /* undo: it stays for anti-entropy */
-        jp->left++;
-        return 0;
-    }
-    jp->count++;
-    return 0;
-}
-
-static void pack_registry_first(meshnode_t *m, struct join_pack *jp, uint64_t id)
-{
-    char key[64];
-    store_entry_t e;
-    reg_node_key(id, key, sizeof(key));
-    if (store_get(m->o.store, key, strlen(key), &e) != 0)
-        return;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, jp->entries, msgpack_sbuffer_write);
-    ae_entry_pack(&pk, &e);
-    jp->count++;
-    store_entry_free(&e);
-}
-
-static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
+int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
 {
     store_entry_t out = {0};
     int rc = store_put(m->o.store, key, strlen(key), val->data, val->size, clock_wall_ms(), &out);
@@ -625,11 +505,6 @@ static int put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val
     return rc;
 }
 
-int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
-{
-    return put_record(m, key, val);
-}
-
 const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n)
 {
     *n = m->nreg;
@@ -641,273 +516,6 @@ store_t *meshnode_store(const meshnode_t *m)
     return m->o.store;
 }
 
-static void handle_join(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_t rl,
-                        const uint8_t *msg, size_t len)
-{
-    reg_node_t want;
-    const char *why;
-    if (joinmsg_decode_join(msg, len, &want, &why) != 0) {
-        m->bad_messages++;
-        join_reply_err(m, rid, rl, "malformed", "malformed join request: %s", why);
-        return;
-    }
-    char key[64];
-    store_entry_t e;
-    reg_token_t tok;
-    reg_token_key(token_id, key, sizeof(key));
-    if (store_get(m->o.store, key, strlen(key), &e) != 0) {
-        join_reply_err(m, rid, rl, "unknown", "this mesh has no such token");
-        return;
-    }
-    int prc = reg_token_parse(e.value, e.vlen, token_id, &tok, &why);
-    store_entry_free(&e);
-    if (prc) {
-        join_reply_err(m, rid, rl, "unknown", "the token's record is unreadable (%s)", why);
-        return;
-    }
-    uint64_t now = clock_wall_ms();
-    if (tok.revoked) {
-        join_reply_err(m, rid, rl, "revoked", "the token was revoked");
-        return;
-    }
-    if (now >= tok.expires_ms) {
-        join_reply_err(m, rid, rl, "expired", "the token expired %llu s ago",
-                       (unsigned long long)((now - tok.expires_ms) / 1000));
-        return;
-    }
-    if (strcmp(tok.role, want.role) != 0) {
-        join_reply_err(m, rid, rl, "role", "this is a %s token; it cannot join a %s", tok.role,
-                       want.role);
-        return;
-    }
-    if (tok.site[0] && (strcmp(want.role, "site") != 0 || strcmp(want.name, tok.site) != 0)) {
-        join_reply_err(m, rid, rl, "site",
-                       "this token enrolls site '%s' only; it cannot enroll %s '%s'", tok.site,
-                       want.role, want.name);
-        return;
-    }
-    /* A site listens on nothing (it dials out), so its address may be empty. */
-    bool addr_ok =
-        (!strcmp(want.role, "site") && !want.addr[0]) || !nodecfg_check_addr(want.addr, 0);
-    if (nodecfg_check_name(want.name) || (want.region[0] && nodecfg_check_name(want.region)) ||
-        !addr_ok) {
-        join_reply_err(m, rid, rl, "invalid", "name, region or address is invalid");
-        return;
-    }
-    if (strcmp(want.role, "site") == 0) {
-        reg_site_t site;
-        int src = meshadmin_site_get(m->o.store, want.name, &site);
-        if (src != 0) {
-            join_reply_err(m, rid, rl, "no-site",
-                           "there is no site '%s' in this mesh (meshctl site add %s)", want.name,
-                           want.name);
-            return;
-        }
-        if (site.removed) {
-            join_reply_err(m, rid, rl, "no-site",
-                           "site '%s' was removed from this mesh (meshctl site add %s to add it "
-                           "again)",
-                           want.name, want.name);
-            return;
-        }
-        /* Two site.add of one name on two nodes at once: the site/ record that won names the
-         * token that enrolls it. */
-        if (tok.site[0] && site.token_id != token_id) {
-            join_reply_err(m, rid, rl, "site",
-                           "site '%s' was added again with another token; use that one", want.name);
-            return;
-        }
-    }
-    want.id = identity_node_id_of(want.curve_pk);
-    const reg_node_t *same = reg_find(m, want.id);
-    if (same && same->removed) {
-        join_reply_err(m, rid, rl, "removed",
-                       "this node's key was removed from the mesh; join with a new data "
-                       "directory");
-        return;
-    }
-    const reg_node_t *named = reg_find_name(m, want.name);
-    if (named && named->id != want.id) {
-        join_reply_err(m, rid, rl, "name-taken", "the name '%s' is already taken by node %016llx",
-                       want.name, (unsigned long long)named->id);
-        return;
-    }
-    /* The same node asking again (its JOIN_OK was lost): answer again, use nothing more. */
-    bool again = same && strcmp(same->name, want.name) == 0;
-    if (!again) {
-        char prefix[64];
-        snprintf(prefix, sizeof(prefix), REG_TOKENUSE_PREFIX "%016llx/",
-                 (unsigned long long)token_id);
-        struct count_ctx cc = {0};
-        store_list(m->o.store, prefix, strlen(prefix), count_one, &cc);
-        if (tok.uses_max && cc.n >= tok.uses_max) {
-            join_reply_err(m, rid, rl, "used-up", "the token is used up (%llu of %llu uses)",
-                           (unsigned long long)cc.n, (unsigned long long)tok.uses_max);
-            return;
-        }
-        want.joined_ms = now;
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        reg_tokenuse_pack(&pk, want.name, now);
-        reg_tokenuse_key(token_id, want.id, key, sizeof(key));
-        int rc = put_record(m, key, &sb);
-        msgpack_sbuffer_clear(&sb);
-        reg_node_pack(&pk, &want);
-        reg_node_key(want.id, key, sizeof(key));
-        if (rc == 0)
-            rc = put_record(m, key, &sb);
-        msgpack_sbuffer_destroy(&sb);
-        if (rc) {
-            join_reply_err(m, rid, rl, "failed", "the seed could not record the join: %s",
-                           store_last_error(m->o.store));
-            return;
-        }
-        /* Gossip would get there in a few rounds; the newcomer probes at once. */
-        struct push_all pa = {m, key, want.id};
-        swim_foreach(m->swim, push_to_alive, &pa);
-    }
-
-    /* JOIN_OK [1, 49, mesh_pk, mesh_sk | nil, entries of node/] */
-    msgpack_sbuffer entries, out;
-    msgpack_sbuffer_init(&entries);
-    struct join_pack jp = {.entries = &entries, .skip = {want.id, m->o.id->node_id}};
-    pack_registry_first(m, &jp, want.id);
-    pack_registry_first(m, &jp, m->o.id->node_id);
-    store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), pack_registry_entry, &jp);
-    uint32_t count = jp.count;
-    if (jp.left)
-        log_info("mesh: JOIN_OK to %s carries %u registry records; %zu more follow by "
-                 "anti-entropy (message limit %d bytes)",
-                 want.name, count, jp.left, MESHNET_MSG_MAX);
-    msgpack_sbuffer_init(&out);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
-    /* Every PoP signs tokens and sessions, so PoPs get the mesh key; nobody else does. */
-    joinmsg_pack_ok(&pk, m->o.meshkey->pk, strcmp(want.role, "pop") == 0 ? m->o.meshkey->sk : NULL,
-                    entries.data, entries.size, count);
-    meshnet_reply(m->net, rid, rl, (const uint8_t *)out.data, out.size);
-    sodium_memzero(out.data, out.size);
-    msgpack_sbuffer_destroy(&out);
-    msgpack_sbuffer_destroy(&entries);
-    m->joins_ok++;
-    log_info("mesh: %s %s (%016llx, %s) joined with token %016llx", want.role, want.name,
-             (unsigned long long)want.id, want.addr[0] ? want.addr : "dials out",
-             (unsigned long long)token_id);
-    swim_rearm(m);
-}
-
-/* ---- clocks ----------------------------------------------------------------------------------
- *
- * A node refuses store versions more than HLC_MAX_AHEAD_MS ahead of its own clock (hlc.h),
- * so a node whose clock runs ahead has all its writes dropped by everyone else, and a node
- * whose clock runs behind drops everyone else's. SWIM estimates each member's clock offset
- * from its probes (swim.c, "CLOCKS"); this node's offset against the mesh is the median
- * over alive members (swim_clock_offset), so one peer with a bad clock does not make a
- * healthy node look wrong. What is done with it:
- *   - writes through the control socket are refused while this node is more than
- *     MESHNODE_CLOCK_WRITE_LIMIT_MS ahead: they would be acknowledged here and dropped
- *     everywhere else. The margin under HLC_MAX_AHEAD_MS covers the estimate's error (half
- *     a round trip) and a clock still drifting. A node behind still writes (the others
- *     accept its versions, which only lose last-writer-wins races); it is logged.
- *   - both ends log: the receiver names the origin of refused versions and by how much they
- *     were ahead (from the store), the skewed node logs its own offset; at most one line per
- *     MESHNODE_CLOCK_LOG_S each.
- * With two nodes the median cannot tell which clock is wrong: each sees the other off by the
- * same amount. Refusing only "ahead" keeps the right one writable: the one behind is the one
- * whose writes still reach the other. */
-
-_Static_assert(MESHNODE_CLOCK_WRITE_LIMIT_MS < HLC_MAX_AHEAD_MS,
-               "writes must stop before the mesh drops them");
-
-static int clock_offset(meshnode_t *m, int64_t *off, unsigned *peers)
-{
-    return swim_clock_offset(m->swim, off, peers);
-}
-
-static void note_skew(meshnode_t *m)
-{
-    store_stats_t st;
-    if (store_stats(m->o.store, &st) || st.skew_rejected == m->skew_seen)
-        return;
-    uint64_t fresh = st.skew_rejected - m->skew_seen;
-    m->skew_seen = st.skew_rejected;
-    double now = ev_now(m->o.loop);
-    if (now - m->skew_log_at < MESHNODE_CLOCK_LOG_S && m->skew_log_at > 0) {
-        m->skew_quiet += fresh;
-        return;
-    }
-    const reg_node_t *r = reg_find(m, st.skew_last_origin);
-    log_warn("store: refused %llu entries written by %s (%016llx): their versions are %.1f s "
-             "ahead of this node's clock (limit %d s); that node's clock is wrong, or this "
-             "one's: check NTP on both",
-             (unsigned long long)(fresh + m->skew_quiet), r ? r->name : "an unknown node",
-             (unsigned long long)st.skew_last_origin, st.skew_last_ahead_ms / 1000.0,
-             HLC_MAX_AHEAD_MS / 1000);
-    m->skew_log_at = now;
-    m->skew_quiet = 0;
-}
-
-/* The skewed node's own view, checked with every health vector (about every 2 s). */
-static void check_own_clock(meshnode_t *m)
-{
-    int64_t off;
-    unsigned peers;
-    double now = ev_now(m->o.loop);
-    bool off_now = clock_offset(m, &off, &peers) == 0 &&
-                   (off > MESHNODE_CLOCK_WRITE_LIMIT_MS || off < -MESHNODE_CLOCK_WRITE_LIMIT_MS);
-    if (!off_now) {
-        if (m->clock_off)
-            log_info("clock: this node's clock agrees with the mesh again; writes are accepted");
-        m->clock_off = false;
-        return;
-    }
-    if (m->clock_off && now - m->clock_log_at < MESHNODE_CLOCK_LOG_S)
-        return;
-    if (off > 0)
-        log_warn("clock: this node's clock is %.1f s ahead of the mesh (median of %u peer(s)); "
-                 "other nodes refuse its writes (versions more than %d s ahead), so writes "
-                 "here are refused; fix its time (NTP)",
-                 off / 1000.0, peers, HLC_MAX_AHEAD_MS / 1000);
-    else
-        log_warn("clock: this node's clock is %.1f s behind the mesh (median of %u peer(s)); "
-                 "it refuses other nodes' writes (versions more than %d s ahead of it); fix its "
-                 "time (NTP)",
-                 -off / 1000.0, peers, HLC_MAX_AHEAD_MS / 1000);
-    m->clock_off = true;
-    m->clock_log_at = now;
-}
-
-/* Commands that write the replicated store: refused while this node's clock is too far
- * ahead (control_set_guard). Reads, status and token-free commands are never refused. */
-static const char *const store_writers[] = {
-    "config.set", "config.del", "site.add",     "site.rm",        "resource.add",  "resource.rm",
-    "user.add",   "user.rm",    "user.passwd",  "session.revoke", "apikey.create", "apikey.revoke",
-    "rule.add",   "rule.rm",    "token.create", "token.revoke",   "node.remove",   NULL,
-};
-
-static int clock_guard(void *ctx, const char *cmd, size_t len, msgpack_packer *body)
-{
-    meshnode_t *m = ctx;
-    bool writes = false;
-    for (const char *const *w = store_writers; *w && !writes; w++)
-        writes = strlen(*w) == len && memcmp(*w, cmd, len) == 0;
-    int64_t off;
-    unsigned peers;
-    if (!writes || clock_offset(m, &off, &peers) || off <= MESHNODE_CLOCK_WRITE_LIMIT_MS)
-        return -1;
-    m->writes_refused++;
-    log_warn("control: refused %.*s: this node's clock is %.1f s ahead of the mesh", (int)len, cmd,
-             off / 1000.0);
-    return control_error(body, CTL_REFUSED,
-                         "this node's clock is %.1f s ahead of the mesh (median of %u "
-                         "peer(s); writes stop at %d s, the mesh drops versions more than %d s "
-                         "ahead); fix its time (NTP) and retry",
-                         off / 1000.0, peers, MESHNODE_CLOCK_WRITE_LIMIT_MS / 1000,
-                         HLC_MAX_AHEAD_MS / 1000);
-}
-
 /* ---- transport callbacks ----------------------------------------------------------------------
  */
 
@@ -915,7 +523,7 @@ static int authorize(void *ctx, const uint8_t client_pk[32], char *user_id)
 {
     meshnode_t *m = ctx;
     uint64_t id = identity_node_id_of(client_pk);
-    const reg_node_t *r = reg_find(m, id);
+    const reg_node_t *r = meshnode_reg_find(m, id);
     if (r && !r->removed && strcmp(r->role, "pop") == 0 &&
         memcmp(r->curve_pk, client_pk, 32) == 0) {
         snprintf(user_id, MESHNET_USER_ID_MAX, "n:%016llx", (unsigned long long)id);
@@ -956,7 +564,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
     }
     if (user_id[0] == 't') {
         if (type == MESH_MSG_JOIN)
-            handle_join(m, from, rid, rid_len, msg, len);
+            meshjoin_handle(m, from, rid, rid_len, msg, len);
         else
             m->bad_messages++; /* a token holder may only ask to join */
         return;
@@ -964,7 +572,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
     if (type >= 1 && type < 32) {
         swim_set_wall_ms(m->swim, clock_wall_ms());
         swim_receive(m->swim, from, msg, len, clock_mono_ms());
-        swim_rearm(m);
+        meshnode_swim_rearm(m);
     } else if (type == MESH_MSG_PUSH) {
         store_entry_t e;
         if (n != 3 || ae_entry_read(&r, &e) || r.left) {
@@ -986,7 +594,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
     } else {
         m->bad_messages++;
     }
-    note_skew(m);
+    meshclock_note_skew(m);
 }
 
 /* ---- removal pushes -------------------------------------------------------------------------- */
@@ -995,7 +603,7 @@ static void on_push_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     meshnode_t *m = t->data;
     int pending = 0;
-    for (int i = 0; i < MAX_PENDING_PUSH; i++) {
+    for (int i = 0; i < MESHNODE_PENDING_PUSH; i++) {
         struct removal_push *p = &m->pushes[i];
         if (p->left <= 0)
             continue;
@@ -1013,110 +621,6 @@ static void on_push_timer(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_stop(loop, t);
 }
 
-/* ---- health vectors ------------------------------------------------------------------------ */
-
-static struct health *health_slot(meshnode_t *m, uint64_t id)
-{
-    for (size_t i = 0; i < m->nhealth; i++)
-        if (m->health[i].id == id)
-            return &m->health[i];
-    m->health = xrealloc(m->health, (m->nhealth + 1) * sizeof(*m->health));
-    struct health *h = &m->health[m->nhealth++];
-    memset(h, 0, sizeof(*h));
-    h->id = id;
-    return h;
-}
-
-/* body = [node_id, seq, cpu_permille, rss_kb, streams, ingress_up] */
-static bool health_merge(meshnode_t *m, mpr_t *r)
-{
-    uint32_t n;
-    uint64_t id, seq, cpu, rss, streams;
-    bool up;
-    if (mpr_array(r, &n) || n < 6 || mpr_uint(r, &id) || mpr_uint(r, &seq) || mpr_uint(r, &cpu) ||
-        mpr_uint(r, &rss) || mpr_uint(r, &streams) || mpr_bool(r, &up) || cpu > UINT32_MAX ||
-        rss > UINT32_MAX || streams > UINT32_MAX) {
-        m->bad_messages++;
-        return false;
-    }
-    for (uint32_t i = 6; i < n; i++) /* fields a newer node may add */
-        if (mpr_skip(r)) {
-            m->bad_messages++;
-            return false;
-        }
-    const reg_node_t *reg = reg_find(m, id);
-    if (!reg || reg->removed || id == m->o.id->node_id)
-        return false; /* only registered members have a health vector here */
-    struct health *h = health_slot(m, id);
-    if (seq <= h->seq)
-        return false;
-    h->seq = seq;
-    h->cpu_permille = (uint32_t)cpu;
-    h->rss_kb = (uint32_t)rss;
-    h->streams = (uint32_t)streams;
-    h->ingress_up = up;
-    h->received = ev_now(m->o.loop);
-    meshroute_penalty(m->routes, id, (uint16_t)(cpu > 1000 ? 1000 : cpu), up);
-    return true;
-}
-
-static uint32_t self_rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (uint32_t)(resident * (unsigned long)sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
-static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    meshnode_t *m = t->data;
-    double now = ev_now(loop), cpu = self_cpu_s();
-    struct health *h = health_slot(m, m->o.id->node_id);
-    h->seq = clock_wall_ms();
-    h->cpu_permille =
-        now > m->cpu_at ? (uint32_t)(1000.0 * (cpu - m->cpu_last) / (now - m->cpu_at)) : 0;
-    h->rss_kb = self_rss_kb();
-    h->streams = 0;
-    h->ingress_up = true;
-    h->received = now;
-    m->cpu_last = cpu;
-    check_own_clock(m);
-    m->cpu_at = now;
-
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint32(&pk, BCAST_HEALTH);
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint64(&pk, h->id);
-    msgpack_pack_uint64(&pk, h->seq);
-    msgpack_pack_uint32(&pk, h->cpu_permille);
-    msgpack_pack_uint32(&pk, h->rss_kb);
-    msgpack_pack_uint32(&pk, h->streams);
-    msgpack_pack_true(&pk);
-    /* Keyed by node: a newer vector replaces the queued older one instead of queueing up. */
-    swim_broadcast(m->swim, h->id ^ 0x6865616c74680000ull, (const uint8_t *)sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    swim_rearm(m);
-    t->repeat = HEALTH_PERIOD * (0.8 + (double)rng_below(&m->rng, 400) / 1000.0);
-    ev_timer_again(loop, t);
-}
-
 /* ---- link state ---------------------------------------------------------------------------------
  */
 
@@ -1130,7 +634,7 @@ static void collect_link(const swim_member_info_t *mi, void *ctx)
     struct collect_ctx *c = ctx;
     if (mi->id == c->m->o.id->node_id || mi->state != SWIM_ALIVE || mi->rtt_ms == 0)
         return;
-    const reg_node_t *r = reg_find(c->m, mi->id);
+    const reg_node_t *r = meshnode_reg_find(c->m, mi->id);
     if (!r || r->removed || strcmp(r->role, "pop") != 0)
         return;
     /* The record keeps the best LS_LINKS_MAX by cost; a full record answers -ENOSPC for the
@@ -1161,400 +665,14 @@ static void ls_publish(void *ctx, const uint8_t *buf, size_t len)
     swim_broadcast(m->swim, m->o.id->node_id ^ 0x6c696e6b00000000ull, (const uint8_t *)sb.data,
                    sb.size);
     msgpack_sbuffer_destroy(&sb);
-    swim_rearm(m);
+    meshnode_swim_rearm(m);
 }
 
 static void ls_name_of(void *ctx, uint64_t id, char *out, size_t len)
 {
-    const reg_node_t *r = reg_find(ctx, id);
+    const reg_node_t *r = meshnode_reg_find(ctx, id);
     if (r)
         snprintf(out, len, "%s", r->name);
-}
-
-static int cmd_routes(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
-{
-    meshroute_pack(((meshnode_t *)ctx)->routes, pk);
-    return CTL_OK;
-}
-
-/* ---- control commands ------------------------------------------------------------------------ */
-
-struct members_ctx {
-    meshnode_t *m;
-    msgpack_packer *pk;
-    size_t n;
-    unsigned by_state[4];
-};
-
-static void count_member(const swim_member_info_t *mi, void *ctx)
-{
-    struct members_ctx *c = ctx;
-    c->n++;
-    if (mi->state <= SWIM_LEFT)
-        c->by_state[mi->state]++;
-}
-
-static void pack_member(const swim_member_info_t *mi, void *ctx)
-{
-    struct members_ctx *c = ctx;
-    const reg_node_t *r = reg_find(c->m, mi->id);
-    char name[NODECFG_NAME_MAX + 1] = "", addr[NODECFG_ADDR_MAX + 1] = "";
-    uint8_t pk[32];
-    if (r) {
-        snprintf(name, sizeof(name), "%s", r->name);
-        snprintf(addr, sizeof(addr), "%s", r->addr);
-    } else {
-        parse_meta(mi->meta, mi->meta_len, mi->id, name, sizeof(name), addr, sizeof(addr), pk);
-    }
-    char id[17];
-    identity_id_hex(mi->id, id);
-    msgpack_packer *pk_ = c->pk;
-    const struct health *h = NULL;
-    for (size_t i = 0; i < c->m->nhealth; i++)
-        if (c->m->health[i].id == mi->id)
-            h = &c->m->health[i];
-    msgpack_pack_map(pk_, 11);
-    mpw_str(pk_, "clock_offset_ms"); /* its clock minus ours; nil: not measured (or self) */
-    if (mi->clock_known)
-        msgpack_pack_int32(pk_, mi->clock_offset_ms);
-    else
-        msgpack_pack_nil(pk_);
-    mpw_str(pk_, "clock_err_ms");
-    msgpack_pack_uint32(pk_, mi->clock_known ? mi->clock_err_ms : 0);
-    mpw_str(pk_, "health");
-    if (h) {
-        msgpack_pack_map(pk_, 5);
-        mpw_str(pk_, "cpu_pct");
-        msgpack_pack_double(pk_, h->cpu_permille / 10.0);
-        mpw_str(pk_, "rss_kb");
-        msgpack_pack_uint32(pk_, h->rss_kb);
-        mpw_str(pk_, "streams");
-        msgpack_pack_uint32(pk_, h->streams);
-        mpw_str(pk_, "ingress_up");
-        if (h->ingress_up)
-            msgpack_pack_true(pk_);
-        else
-            msgpack_pack_false(pk_);
-        mpw_kv_u64(pk_, "age_ms", (uint64_t)(1000 * (ev_now(c->m->o.loop) - h->received)));
-    } else {
-        msgpack_pack_nil(pk_);
-    }
-    mpw_kv_str(pk_, "name", name);
-    mpw_kv_str(pk_, "id", id);
-    mpw_kv_str(pk_, "region", r ? r->region : "");
-    mpw_kv_str(pk_, "addr", addr);
-    mpw_kv_str(pk_, "state", swim_state_name(mi->state));
-    mpw_kv_u64(pk_, "incarnation", mi->incarnation);
-    mpw_str(pk_, "rtt_ms");
-    msgpack_pack_uint32(pk_, mi->rtt_ms);
-    mpw_str(pk_, "self");
-    if (mi->id == c->m->o.id->node_id)
-        msgpack_pack_true(pk_);
-    else
-        msgpack_pack_false(pk_);
-}
-
-static int cmd_members(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
-{
-    meshnode_t *m = ctx;
-    struct members_ctx c = {.m = m, .pk = pk};
-    swim_foreach(m->swim, count_member, &c);
-    msgpack_pack_array(pk, c.n);
-    swim_foreach(m->swim, pack_member, &c);
-    return CTL_OK;
-}
-
-void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
-{
-    struct members_ctx c = {.m = m};
-    swim_foreach(m->swim, count_member, &c);
-    mpw_kv_str(pk, "mesh_id", m->mesh_id);
-    mpw_str(pk, "members");
-    msgpack_pack_map(pk, 4);
-    for (int s = SWIM_ALIVE; s <= SWIM_LEFT; s++) {
-        mpw_str(pk, swim_state_name((enum swim_state)s));
-        msgpack_pack_uint32(pk, c.by_state[s]);
-    }
-    meshnet_stats_t ns;
-    swim_stats_t ss;
-    meshnet_get_stats(m->net, &ns);
-    swim_get_stats(m->swim, &ss);
-    mpw_str(pk, "mesh");
-    msgpack_pack_map(pk, 16);
-    mpw_kv_u64(pk, "redials", ns.redials);
-    mpw_kv_u64(pk, "conns", ns.conns);
-    mpw_kv_u64(pk, "conns_refused", ns.conns_refused);
-    mpw_kv_str(pk, "addr", meshnet_bound(m->net));
-    mpw_kv_u64(pk, "zap_admitted", ns.zap_admitted);
-    mpw_kv_u64(pk, "zap_refused", ns.zap_refused);
-    mpw_kv_u64(pk, "msgs_sent", ns.sent);
-    mpw_kv_u64(pk, "msgs_received", ns.received);
-    mpw_kv_u64(pk, "send_dropped", ns.send_dropped);
-    mpw_kv_u64(pk, "bad_messages", m->bad_messages + ss.malformed);
-    mpw_kv_u64(pk, "incarnation", ss.incarnation);
-    mpw_str(pk, "local_health");
-    msgpack_pack_uint32(pk, ss.local_health);
-    mpw_kv_u64(pk, "joins_ok", m->joins_ok);
-    mpw_kv_u64(pk, "joins_refused", m->joins_refused);
-    mpw_kv_u64(pk, "pushes_applied", m->pushes_applied);
-    mpw_kv_u64(pk, "ae_entries_applied", m->ae.entries_applied);
-    /* clock: this node against the mesh (see "clocks") */
-    int64_t off;
-    unsigned peers = 0;
-    bool known = clock_offset(m, &off, &peers) == 0;
-    store_stats_t st;
-    if (store_stats(m->o.store, &st))
-        memset(&st, 0, sizeof(st));
-    mpw_str(pk, "clock");
-    msgpack_pack_map(pk, 6);
-    mpw_str(pk, "offset_ms");
-    if (known)
-        msgpack_pack_int64(pk, off);
-    else
-        msgpack_pack_nil(pk);
-    mpw_kv_u64(pk, "peers", peers);
-    mpw_kv_u64(pk, "write_limit_ms", MESHNODE_CLOCK_WRITE_LIMIT_MS);
-    mpw_kv_str(pk, "writes", known && off > MESHNODE_CLOCK_WRITE_LIMIT_MS ? "refused" : "ok");
-    mpw_kv_u64(pk, "writes_refused", m->writes_refused);
-    mpw_kv_u64(pk, "skew_rejected", st.skew_rejected);
-}
-
-struct seeds_ctx {
-    meshnode_t *m;
-    token_t *t;
-};
-
-static void add_seed(const swim_member_info_t *mi, void *ctx)
-{
-    struct seeds_ctx *c = ctx;
-    if (c->t->nseeds >= 3 || mi->state != SWIM_ALIVE || mi->id == c->m->o.id->node_id)
-        return;
-    const reg_node_t *r = reg_find(c->m, mi->id);
-    if (!r || r->removed || strcmp(r->role, "pop") != 0)
-        return;
-    token_seed_t *s = &c->t->seeds[c->t->nseeds++];
-    snprintf(s->addr, sizeof(s->addr), "%s", r->addr);
-    memcpy(s->curve_pk, r->curve_pk, 32);
-}
-
-int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint64_t ttl,
-                        uint64_t uses, char *text, size_t textlen, reg_token_t *rec, char *err,
-                        size_t errlen)
-{
-    token_t t = {0};
-    token_public_t pub;
-    memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
-    snprintf(t.role, sizeof(t.role), "%s", role);
-    snprintf(t.site, sizeof(t.site), "%s", site ? site : ""); /* popsite learns its name here */
-    t.expires_ms = clock_wall_ms() + ttl;
-    randombytes_buf(t.secret, sizeof(t.secret));
-    /* Seeds: this node first (it is certainly up), then up to two other live PoPs. */
-    snprintf(t.seeds[0].addr, sizeof(t.seeds[0].addr), "%s", nodecfg_mesh_addr(m->o.cfg));
-    memcpy(t.seeds[0].curve_pk, m->o.id->curve_pk, 32);
-    t.nseeds = 1;
-    struct seeds_ctx sc = {m, &t};
-    swim_foreach(m->swim, add_seed, &sc);
-    token_public(&t, &pub);
-
-    *rec = (reg_token_t){
-        .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = clock_wall_ms()};
-    snprintf(rec->role, sizeof(rec->role), "%s", role);
-    snprintf(rec->site, sizeof(rec->site), "%s", site ? site : "");
-    snprintf(rec->created_by, sizeof(rec->created_by), "%s", m->o.cfg->name);
-    memcpy(rec->join_pk, pub.join_pk, 32);
-    msgpack_sbuffer sb;
-    msgpack_packer vp;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
-    reg_token_pack(&vp, rec);
-    char key[64];
-    reg_token_key(pub.id, key, sizeof(key));
-    int rc = put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    if (rc) {
-        sodium_memzero(&t, sizeof(t));
-        snprintf(err, errlen, "cannot store the token: %s", store_last_error(m->o.store));
-        return rc;
-    }
-    rc = token_encode(&t, m->o.meshkey->sk, text, textlen);
-    sodium_memzero(&t, sizeof(t));
-    if (rc) {
-        snprintf(err, errlen, "cannot encode the token");
-        return rc;
-    }
-    log_info("mesh: created %s token %016llx%s%s (%llu uses, expires in %llu s)", rec->role,
-             (unsigned long long)rec->id, rec->site[0] ? " for site " : "", rec->site,
-             (unsigned long long)uses, (unsigned long long)(ttl / 1000));
-    return 0;
-}
-
-static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
-{
-    meshnode_t *m = ctx;
-    const char *role = "pop";
-    uint32_t rl = 3;
-    uint64_t ttl = 3600 * 1000, uses = 1;
-    if (ctl_arg_str(req, "role", &role, &rl) < 0 ||
-        !((rl == 3 && !memcmp(role, "pop", 3)) || (rl == 4 && !memcmp(role, "site", 4))))
-        return control_error(pk, CTL_BAD_REQUEST, "role must be 'pop' or 'site'");
-    if (ctl_arg_uint(req, "ttl_ms", &ttl) < 0 || ttl == 0 || ttl > 365ull * 24 * 3600 * 1000)
-        return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
-    if (ctl_arg_uint(req, "uses", &uses) < 0 || uses > 1000000)
-        return control_error(pk, CTL_BAD_REQUEST, "uses must be 0 (unlimited) to 1000000");
-
-    char rolez[REG_ROLE_MAX + 1] = "", text[TOKEN_TEXT_MAX + 1], id[17], err[300];
-    reg_token_t rec;
-    memcpy(rolez, role, rl);
-    if (meshnode_token_mint(m, rolez, NULL, ttl, uses, text, sizeof(text), &rec, err, sizeof(err)))
-        return control_error(pk, CTL_FAILED, "%s", err);
-    identity_id_hex(rec.id, id);
-    msgpack_pack_map(pk, 5);
-    mpw_kv_str(pk, "token", text);
-    mpw_kv_str(pk, "id", id);
-    mpw_kv_str(pk, "role", rec.role);
-    mpw_kv_u64(pk, "expires_ms", rec.expires_ms);
-    mpw_kv_u64(pk, "uses_max", rec.uses_max);
-    sodium_memzero(text, sizeof(text));
-    return CTL_OK;
-}
-
-struct token_vec {
-    reg_token_t *v;
-    size_t n;
-};
-
-static int collect_token(const store_entry_t *e, void *ctx)
-{
-    struct token_vec *tv = ctx;
-    size_t pl = strlen(REG_TOKEN_PREFIX);
-    reg_token_t t;
-    const char *why;
-    char idhex[17];
-    if (e->klen != pl + 16)
-        return 0;
-    memcpy(idhex, e->key + pl, 16);
-    idhex[16] = '\0';
-    if (reg_token_parse(e->value, e->vlen, strtoull(idhex, NULL, 16), &t, &why))
-        return 0;
-    tv->v = xrealloc(tv->v, (tv->n + 1) * sizeof(*tv->v));
-    tv->v[tv->n++] = t;
-    return 0;
-}
-
-static uint64_t token_uses(meshnode_t *m, uint64_t id)
-{
-    char prefix[64];
-    snprintf(prefix, sizeof(prefix), REG_TOKENUSE_PREFIX "%016llx/", (unsigned long long)id);
-    struct count_ctx cc = {0};
-    store_list(m->o.store, prefix, strlen(prefix), count_one, &cc);
-    return cc.n;
-}
-
-static int cmd_token_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
-{
-    meshnode_t *m = ctx;
-    struct token_vec tv = {0};
-    /* Collect first: the store cannot be asked anything from inside its own iteration. */
-    int rc = store_list(m->o.store, REG_TOKEN_PREFIX, strlen(REG_TOKEN_PREFIX), collect_token, &tv);
-    if (rc) {
-        free(tv.v);
-        return control_error(pk, CTL_FAILED, "cannot list tokens: %s",
-                             store_last_error(m->o.store));
-    }
-    uint64_t now = clock_wall_ms();
-    msgpack_pack_array(pk, tv.n);
-    for (size_t i = 0; i < tv.n; i++) {
-        const reg_token_t *t = &tv.v[i];
-        uint64_t uses = token_uses(m, t->id);
-        const char *state = t->revoked                           ? "revoked"
-                            : now >= t->expires_ms               ? "expired"
-                            : t->uses_max && uses >= t->uses_max ? "used-up"
-                                                                 : "valid";
-        char id[17];
-        identity_id_hex(t->id, id);
-        msgpack_pack_map(pk, 8);
-        mpw_kv_str(pk, "id", id);
-        mpw_kv_str(pk, "role", t->role);
-        mpw_kv_str(pk, "state", state);
-        mpw_kv_u64(pk, "expires_ms", t->expires_ms);
-        mpw_kv_u64(pk, "uses", uses);
-        mpw_kv_u64(pk, "uses_max", t->uses_max);
-        mpw_kv_str(pk, "created_by", t->created_by);
-        mpw_kv_u64(pk, "created_ms", t->created_ms);
-    }
-    free(tv.v);
-    return CTL_OK;
-}
-
-static int cmd_token_revoke(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
-{
-    meshnode_t *m = ctx;
-    const char *s;
-    uint32_t sl;
-    if (ctl_arg_str(req, "id", &s, &sl) != 1 || sl != 16)
-        return control_error(pk, CTL_BAD_REQUEST,
-                             "id must be a token id (16 hex digits, from "
-                             "'meshctl token list')");
-    char idhex[17], key[64];
-    memcpy(idhex, s, 16);
-    idhex[16] = '\0';
-    char *end;
-    uint64_t id = strtoull(idhex, &end, 16);
-    if (*end)
-        return control_error(pk, CTL_BAD_REQUEST, "id must be 16 hex digits");
-    reg_token_key(id, key, sizeof(key));
-    store_entry_t e;
-    reg_token_t t;
-    const char *why;
-    if (store_get(m->o.store, key, strlen(key), &e) != 0)
-        return control_error(pk, CTL_NOT_FOUND, "no token %s", idhex);
-    int prc = reg_token_parse(e.value, e.vlen, id, &t, &why);
-    store_entry_free(&e);
-    if (prc)
-        return control_error(pk, CTL_FAILED, "token %s is unreadable: %s", idhex, why);
-    t.revoked = true;
-    msgpack_sbuffer sb;
-    msgpack_packer vp;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
-    reg_token_pack(&vp, &t);
-    int rc = put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    if (rc)
-        return control_error(pk, CTL_FAILED, "cannot revoke: %s", store_last_error(m->o.store));
-    log_info("mesh: token %s revoked", idhex);
-    msgpack_pack_map(pk, 1);
-    mpw_kv_str(pk, "id", idhex);
-    return CTL_OK;
-}
-
-static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
-{
-    meshnode_t *m = ctx;
-    const char *s;
-    uint32_t sl;
-    char name[NODECFG_NAME_MAX + 1];
-    if (ctl_arg_str(req, "name", &s, &sl) != 1 || sl == 0 || sl > NODECFG_NAME_MAX)
-        return control_error(pk, CTL_BAD_REQUEST, "name must be a node name");
-    memcpy(name, s, sl);
-    name[sl] = '\0';
-    const reg_node_t *found = reg_find_name(m, name);
-    if (!found)
-        return control_error(pk, CTL_NOT_FOUND, "no member named '%s'", name);
-    if (found->id == m->o.id->node_id)
-        return control_error(pk, CTL_REFUSED,
-                             "a node cannot remove itself; run this on "
-                             "another member");
-    reg_node_t rec = *found; /* the write below replaces the registry snapshot */
-    if (meshnode_remove_node(m, &rec))
-        return control_error(pk, CTL_FAILED, "cannot record the removal: %s",
-                             store_last_error(m->o.store));
-    char id[17];
-    identity_id_hex(rec.id, id);
-    msgpack_pack_map(pk, 2);
-    mpw_kv_str(pk, "name", rec.name);
-    mpw_kv_str(pk, "id", id);
-    return CTL_OK;
 }
 
 int meshnode_remove_node(meshnode_t *m, const reg_node_t *n)
@@ -1572,14 +690,14 @@ int meshnode_remove_node(meshnode_t *m, const reg_node_t *n)
      * the removed node open only while pushes are pending. Only a PoP listens for them; a
      * site learns from the PoPs that refuse its key. */
     bool member = strcmp(rec.role, "pop") == 0;
-    for (int i = 0; member && i < MAX_PENDING_PUSH; i++) {
+    for (int i = 0; member && i < MESHNODE_PENDING_PUSH; i++) {
         if (m->pushes[i].left <= 0) {
             m->pushes[i].id = rec.id;
             m->pushes[i].left = REMOVAL_PUSHES;
             break;
         }
     }
-    int rc = put_record(m, key, &sb);
+    int rc = meshnode_put_record(m, key, &sb);
     msgpack_sbuffer_destroy(&sb);
     if (rc)
         return rc;
@@ -1591,26 +709,6 @@ int meshnode_remove_node(meshnode_t *m, const reg_node_t *n)
     log_warn("mesh: removed %s %s (%016llx) from the mesh",
              strcmp(rec.role, "pop") ? rec.role : "node", rec.name, (unsigned long long)rec.id);
     return 0;
-}
-
-static const control_command_t commands[] = {
-    {"members", cmd_members,
-     "-> [{name, id, region, addr, state, incarnation, rtt_ms, self}] as this node sees them"},
-    {"token.create", cmd_token_create,
-     "[role: pop|site] [ttl_ms: uint] [uses: uint, 0 = unlimited] -> {token, id, ...}"},
-    {"token.list", cmd_token_list, "-> [{id, role, state, expires_ms, uses, uses_max, ...}]"},
-    {"token.revoke", cmd_token_revoke, "id: str -> {id}"},
-    {"node.remove", cmd_node_remove, "name: str -> {name, id}: evicts the node everywhere"},
-    {"routes", cmd_routes,
-     "-> {sites: [{site, egress, path, cost_ms, backup}], pops: [{pop, route}], info}"},
-    {NULL, NULL, NULL},
-};
-
-int meshnode_register_commands(meshnode_t *m, control_t *ctl)
-{
-    int rc = control_add_commands(ctl, commands, m);
-    control_set_guard(ctl, clock_guard, m);
-    return rc ? rc : control_add_commands(ctl, meshadmin_commands, m);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
@@ -1627,7 +725,7 @@ void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx)
     m->leave_done = done;
     m->leave_ctx = ctx;
     swim_leave(m->swim, clock_mono_ms());
-    swim_rearm(m);
+    meshnode_swim_rearm(m);
     double drain = swim_leave_drain_ms(m->swim) / 1000.0;
     if (drain > LEAVE_DRAIN_MAX)
         drain = LEAVE_DRAIN_MAX;
@@ -1692,19 +790,14 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
 
     ev_init(&m->swim_timer, on_swim_timer);
     m->swim_timer.data = m;
-    swim_rearm(m);
+    meshnode_swim_rearm(m);
     ev_init(&m->ae_timer, on_ae_timer);
     m->ae_timer.data = m;
     m->ae_timer.repeat = MESH_AE_PERIOD;
     ev_timer_again(o->loop, &m->ae_timer);
     ev_init(&m->push_timer, on_push_timer);
     m->push_timer.data = m;
-    m->cpu_last = self_cpu_s();
-    m->cpu_at = ev_now(o->loop);
-    ev_init(&m->health_timer, on_health_timer);
-    m->health_timer.data = m;
-    m->health_timer.repeat = 0.5; /* first vector soon after start */
-    ev_timer_again(o->loop, &m->health_timer);
+    meshhealth_start(m);
     log_info("mesh: %s listening on %s (mesh %s, %zu registered members)", o->cfg->name,
              meshnet_bound(m->net), m->mesh_id, m->nreg);
     return m;
@@ -1722,8 +815,7 @@ void meshnode_destroy(meshnode_t **mp)
     ev_timer_stop(m->o.loop, &m->ae_timer);
     ev_timer_stop(m->o.loop, &m->push_timer);
     ev_timer_stop(m->o.loop, &m->leave_timer);
-    ev_timer_stop(m->o.loop, &m->health_timer);
-    free(m->health);
+    meshhealth_stop(m);
     meshroute_destroy(&m->routes);
     meshnet_destroy(&m->net);
     swim_destroy(&m->swim);

@@ -1,23 +1,114 @@
-/* meshnode_int: what meshadmin.c (the site and resource commands) reaches inside meshnode.c,
- * and what meshnode.c uses of meshadmin.c. Internal to node/: nothing else includes it.
+/* meshnode_int: the inside of meshnode_t, shared by the files that make up a popd's life in
+ * the mesh. Internal to node/membership: nothing else includes it, and meshnode.h keeps the
+ * type opaque to everyone else.
  *
- * The split: meshnode.c owns the mesh (transport, SWIM, the registry snapshot, joining);
- * meshadmin.c holds operator commands that only read and write records, so they need the
- * store, the registry snapshot, the way to write a record that spreads it, and the two
- * registry operations that must stay in one place: minting a token and removing a node. */
+ * Who owns what (each file holds one concept; the struct is one because they share its state):
+ *   meshnode.c    the core: the transport glue (who a member is and where, sending), SWIM
+ *                 driving and its callbacks, the registry snapshot, the store's dissemination
+ *                 (broadcast, push fan-out, anti-entropy, removal pushes), link-state glue,
+ *                 the life cycle;
+ *   meshjoin.c    the join server: a token holder's JOIN answered at a seed;
+ *   meshhealth.c  health vectors: this PoP's own (its sources), the members' (merge), and
+ *                 the route penalties they give;
+ *   meshclock.c   this node's clock against the mesh's, and the write guard it implies;
+ *   meshcmd.c     the control commands on the mesh (members, status, tokens, node removal,
+ *                 routes);
+ *   meshadmin.c   operator commands that only read and write records (sites, resources),
+ *                 through the few functions below. */
 #ifndef POPMESH_NODE_MEMBERSHIP_MESHNODE_INT_H
 #define POPMESH_NODE_MEMBERSHIP_MESHNODE_INT_H
 
+#include "common/mp.h"
+#include "gossip/antientropy.h"
+#include "gossip/swim.h"
 #include "node/ctl/control.h"
+#include "node/membership/meshnet.h"
 #include "node/membership/meshnode.h"
+#include "node/membership/meshroute.h"
 #include "node/records/registry.h"
 
+#include <ev.h>
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#define MESHNODE_PENDING_PUSH 8 /* removals pushed straight to the removed node at once */
+#define BCAST_ENTRY           1 /* broadcast kinds: [kind, body] in SWIM's piggyback */
+#define BCAST_HEALTH          2
+#define BCAST_LINKSTATE       3
+
+struct health {
+    uint64_t id;
+    uint64_t seq;          /* the sender's wall clock ms when it measured: newer wins */
+    uint32_t cpu_permille; /* of one core, over the sender's last period */
+    uint32_t rss_kb;       /* resident memory */
+    uint32_t streams;      /* active streams (tunnels come later: 0 for now) */
+    bool ingress_up;       /* its ingress listeners are up */
+    double received;       /* ev_now when it arrived here, s */
+};
+
+/* A removal record still to be pushed to the removed node (meshnode.c). */
+struct removal_push {
+    uint64_t id;
+    int left; /* pushes still to send */
+};
+
+struct meshnode {
+    meshnode_opts_t o;
+    meshnet_t *net;
+    swim_t *swim;
+    ev_timer swim_timer;
+    ev_timer ae_timer;
+    ev_timer push_timer;
+    ev_timer leave_timer;
+    void (*leave_done)(void *);
+    void *leave_ctx;
+    reg_node_t *reg; /* registry snapshot, not removed and removed alike */
+    size_t nreg;
+    struct removal_push pushes[MESHNODE_PENDING_PUSH];
+    uint64_t ae_seq;
+    uint64_t rng;
+    ae_stats_t ae;
+    char mesh_id[33];
+    uint64_t joins_ok, joins_refused, bad_messages, pushes_applied;
+    bool removed;
+    meshroute_t *routes;
+    void (*site_source)(void *ctx, ls_record_t *rec); /* meshnode_set_site_source */
+    void *site_source_ctx;
+    struct health *health; /* one per member that sent one, self included (meshhealth.c) */
+    size_t nhealth;
+    ev_timer health_timer;
+    double cpu_last; /* s of CPU used by this process at the last health sample */
+    double cpu_at;   /* ev_now of that sample */
+    /* Clock skew (meshclock.c). */
+    uint64_t skew_seen;      /* store skew_rejected already reported */
+    uint64_t skew_quiet;     /* refused since the last report */
+    double skew_log_at;      /* ev_now of the last "refused for skew" report, s */
+    double clock_log_at;     /* ev_now of the last "this node's clock is off" report, s */
+    bool clock_off;          /* that report is in force (to log the recovery once) */
+    uint64_t writes_refused; /* control writes refused for this node's clock */
+};
+
 /* ---- meshnode.c -------------------------------------------------------------------------- */
 
+/* The registry record of node id (removed ones included), or the live one named name; NULL if
+ * none. Borrowed: into the snapshot (see meshnode_registry). */
+const reg_node_t *meshnode_reg_find(const meshnode_t *m, uint64_t id);
+const reg_node_t *meshnode_reg_find_name(const meshnode_t *m, const char *name);
+/* Parses SWIM metadata [name, addr, curve_pk]; the key is trusted only if it is the key of the
+ * member's id. 0 or -EBADMSG. */
+int meshnode_parse_meta(const uint8_t *meta, size_t len, uint64_t id, char *name, size_t nl,
+                        char *addr, size_t al, uint8_t pk[32]);
+/* Sends msg to member id (registry first, else what SWIM heard). 0 or -errno; loss is the
+ * protocols' business. */
+int meshnode_send(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len);
+/* Re-arms the SWIM timer at SWIM's next deadline: after anything handed to SWIM. */
+void meshnode_swim_rearm(meshnode_t *m);
+/* Sends the current record at key straight to every alive member but `except`. */
+void meshnode_push_to_alive(meshnode_t *m, const char *key, uint64_t except);
+/* How many keys start with prefix. */
+uint64_t meshnode_count_prefix(const meshnode_t *m, const char *prefix);
 /* The registry snapshot: every node/ record, removed ones included. Borrowed: any write or
  * merge of a node/ record replaces it, so copy what is needed before writing anything. */
 const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n);
@@ -37,6 +128,35 @@ int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint6
  * removed = true (every PoP refuses its key from then on) and pushed straight to the node.
  * n may point into the registry snapshot. 0 or -errno; store_last_error() says why. */
 int meshnode_remove_node(meshnode_t *m, const reg_node_t *n);
+
+/* ---- meshjoin.c -------------------------------------------------------------------------- */
+
+/* A JOIN from the holder of token token_id, on the connection with routing id rid: answered
+ * with JOIN_OK or JOIN_ERR through meshnet_reply. msg is borrowed for the call. */
+void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_t rl,
+                     const uint8_t *msg, size_t len);
+
+/* ---- meshhealth.c ------------------------------------------------------------------------ */
+
+/* Starts this PoP's health vectors (the first soon after start) / stops them and frees the
+ * members' vectors. */
+void meshhealth_start(meshnode_t *m);
+void meshhealth_stop(meshnode_t *m);
+/* A member's health vector from a broadcast, r at its body. Returns whether it was news. */
+bool meshhealth_merge(meshnode_t *m, mpr_t *r);
+/* Member id's last vector, self included; NULL if none arrived. Borrowed until the next merge. */
+const struct health *meshhealth_of(const meshnode_t *m, uint64_t id);
+
+/* ---- meshclock.c ------------------------------------------------------------------------- */
+
+/* This node's clock minus the mesh's (median over alive peers). 0 or -ENOENT (no peer). */
+int meshclock_offset(meshnode_t *m, int64_t *off, unsigned *peers);
+/* Reports store versions refused for skew since the last call (rate-limited). */
+void meshclock_note_skew(meshnode_t *m);
+/* Checks and reports this node's own offset (rate-limited); called with each health vector. */
+void meshclock_check(meshnode_t *m);
+/* control_set_guard's guard: refuses store writes while this node's clock is too far ahead. */
+int meshclock_guard(void *ctx, const char *cmd, size_t len, msgpack_packer *body);
 
 /* ---- meshadmin.c ------------------------------------------------------------------------- */
 
