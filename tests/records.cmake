@@ -9,3 +9,6 @@ popmesh_fuzz(fuzz_resource popmesh_records)
 # popd.conf (node/nodecfg) and the key file (node/records/identity).
 popmesh_unit_test(test_nodecfg popmesh_records)
 popmesh_fuzz(fuzz_nodecfg popmesh_records)
+# node/records: edge authentication's records (users, API keys, rules, CIDRs); their decoders
+# are fuzzed by fuzz_auth (auth.cmake), next to the tokens that name them.
+popmesh_unit_test(test_authrec popmesh_records popmesh_storage)

@@ -35,7 +35,11 @@
 #ifndef POPMESH_NODE_AUTH_AUTH_H
 #define POPMESH_NODE_AUTH_AUTH_H
 
+#include "node/records/apikey.h"
+#include "node/records/cidr.h"
 #include "node/records/identity.h"
+#include "node/records/rule.h"
+#include "node/records/user.h"
 #include "node/nodecfg.h"
 #include "storage/store.h"
 
@@ -45,17 +49,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define AUTH_USER_PREFIX    "user/"
-#define AUTH_APIKEY_PREFIX  "apikey/"
-#define AUTH_RULE_PREFIX    "rule/"
-#define AUTH_KEY_MAX        96 /* bytes of any of the keys above, with the NUL */
-#define AUTH_GROUPS_MAX     16
-#define AUTH_PWHASH_MAX     127     /* bytes of a crypto_pwhash_str string (STRBYTES - 1) */
-#define AUTH_PASSWORD_MIN   8       /* bytes */
-#define AUTH_PASSWORD_MAX   1024    /* bytes */
-#define AUTH_CIDR_MAX       49      /* bytes of "ffff:...:ffff/128" and some slack */
-#define AUTH_GLOB_MAX       200     /* bytes of a path glob */
-#define AUTH_PRIORITY_LIMIT 1000000 /* |priority| <= this */
+#define AUTH_PASSWORD_MIN 8    /* bytes */
+#define AUTH_PASSWORD_MAX 1024 /* bytes */
 
 #define AUTH_SESSION_PREFIX  "pms1."
 #define AUTH_SHARE_PREFIX    "pmsh1."
@@ -73,27 +68,6 @@
 #define AUTH_RL_ENTRIES   4096  /* keys remembered; least recently used evicted */
 
 /* ---- users ---------------------------------------------------------------------------- */
-
-typedef struct auth_user {
-    char name[NODECFG_NAME_MAX + 1]; /* a valid name (nodecfg_check_name) */
-    char groups[AUTH_GROUPS_MAX][NODECFG_NAME_MAX + 1];
-    unsigned ngroups;                 /* 0..AUTH_GROUPS_MAX, distinct valid names */
-    char pwhash[AUTH_PWHASH_MAX + 1]; /* "$argon2id$..."; "" once removed */
-    uint64_t created_ms;              /* Unix ms */
-    uint64_t session_epoch;           /* sessions carry it; bumped to revoke them all */
-    bool removed;                     /* the name may be added again, at a higher epoch */
-} auth_user_t;
-
-/* "user/<name>"; 0 or -EINVAL (invalid name). out holds AUTH_KEY_MAX. */
-int auth_user_key(const char *name, char *out, size_t len);
-void auth_user_pack(msgpack_packer *pk, const auth_user_t *u);
-/* Decodes user/<name>: 0 or -EBADMSG with *why. The record's name must equal name. */
-int auth_user_parse(const uint8_t *buf, size_t len, const char *name, auth_user_t *u,
-                    const char **why);
-/* Reads user/<name>: 0, -ENOENT (absent, deleted, invalid name), -EBADMSG (logged), -errno. */
-int auth_user_get(store_t *store, const char *name, auth_user_t *u);
-/* Every readable user record (removed ones included), in name order. Caller owns *out. */
-int auth_user_list(store_t *store, auth_user_t **out, size_t *n);
 
 /* argon2id (crypto_pwhash_str, OPSLIMIT/MEMLIMIT_INTERACTIVE: 64 MiB and about 75 ms of one
  * core, see docs/security.md): blocks; never call it on the event loop for client requests.
@@ -156,19 +130,6 @@ int auth_session_from_share(const meshkey_t *k, const auth_share_t *share, uint6
 
 /* ---- API keys ------------------------------------------------------------------------- */
 
-typedef struct auth_apikey {
-    uint64_t id;
-    char user[NODECFG_NAME_MAX + 1];
-    uint8_t hash[32];    /* BLAKE2b-256("popmesh apikey v1\0" || id (8, BE) || secret) */
-    uint64_t expires_ms; /* Unix ms; 0 = never */
-    uint64_t created_ms; /* Unix ms */
-    bool revoked;
-} auth_apikey_t;
-
-void auth_apikey_key(uint64_t id, char *out, size_t len);
-void auth_apikey_pack(msgpack_packer *pk, const auth_apikey_t *a);
-int auth_apikey_parse(const uint8_t *buf, size_t len, uint64_t id, auth_apikey_t *a,
-                      const char **why);
 /* A new key for user: fills rec (id, hash, user, created_ms = now, expires_ms = now + ttl or 0
  * for ttl 0) and text (AUTH_APIKEY_TEXT + 1 bytes: the bearer token, which holds the secret:
  * the caller wipes it). The caller stores rec. 0 or -EINVAL. */
@@ -185,54 +146,12 @@ int auth_apikey_check(store_t *store, const char *token, size_t len, uint64_t no
 
 /* ---- access rules --------------------------------------------------------------------- */
 
-enum auth_action { AUTH_ALLOW = 1, AUTH_DENY = 2 };
 enum auth_decision {
     AUTH_DECISION_NONE = 0, /* no rule matched: authenticate */
     AUTH_DECISION_ALLOW,    /* an allow rule matched: no authentication */
     AUTH_DECISION_DENY,     /* a deny rule matched: 403 */
 };
 
-/* An address with its family: AF_INET (4 bytes used) or AF_INET6 (16); 0 = unknown. */
-typedef struct auth_addr {
-    int family;
-    uint8_t a[16];
-} auth_addr_t;
-
-typedef struct auth_cidr {
-    auth_addr_t net;
-    unsigned prefix; /* bits: 0..32 or 0..128 */
-} auth_cidr_t;
-
-typedef struct auth_rule {
-    char resource[NODECFG_NAME_MAX + 1];
-    uint64_t id;
-    enum auth_action action;
-    char cidr[AUTH_CIDR_MAX + 1]; /* "" for a path rule */
-    char path[AUTH_GLOB_MAX + 1]; /* "" for a CIDR rule; fnmatch glob, '*' crosses '/' */
-    int64_t priority;             /* lower first; ties by id */
-    uint64_t created_ms;          /* Unix ms */
-    auth_cidr_t net;              /* parsed cidr */
-} auth_rule_t;
-
-/* IPv4-mapped IPv6 addresses become IPv4, so one IPv4 rule covers both. 0 or -EINVAL. */
-int auth_addr_parse(const char *text, auth_addr_t *a);
-int auth_addr_from_sockaddr(const struct sockaddr *sa, auth_addr_t *a);
-/* "A.B.C.D/N", "X:Y::Z/N", or a bare address (/32, /128); host bits must be zero.
- * 0 or -EINVAL with *why. */
-int auth_cidr_parse(const char *text, auth_cidr_t *c, const char **why);
-bool auth_cidr_contains(const auth_cidr_t *c, const auth_addr_t *a);
-/* A glob for request paths: starts with '/' or '*', printable ASCII without spaces,
- * at most AUTH_GLOB_MAX bytes. 0 or -EINVAL with *why. */
-int auth_glob_check(const char *glob, const char **why);
-
-/* Checks every field (resource name, exactly one of cidr/path and its syntax, priority).
- * 0 or -EINVAL with *why; fills r->net. */
-int auth_rule_check(auth_rule_t *r, const char **why);
-/* "rule/<resource>/<16 hex>"; 0 or -EINVAL. */
-int auth_rule_key(const char *resource, uint64_t id, char *out, size_t len);
-void auth_rule_pack(msgpack_packer *pk, const auth_rule_t *r);
-int auth_rule_parse(const uint8_t *buf, size_t len, const char *resource, uint64_t id,
-                    auth_rule_t *r, const char **why);
 /* The rules of resource ("" or NULL: of every resource), sorted by resource, priority, id.
  * Unreadable records are skipped with a log line. Caller owns *out. 0 or -errno. */
 int auth_rules_load(store_t *store, const char *resource, auth_rule_t **out, size_t *n);

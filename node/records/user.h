@@ -1,0 +1,51 @@
+/* user: the user record of edge authentication, replicated under user/<name>:
+ *
+ *   {name: str, groups: [str], pwhash: str, created_ms: uint, session_epoch: uint,
+ *    removed: bool}
+ *
+ * Every PoP reads it on every authenticated request: a session cookie is only as good as the
+ * record it names (present, not removed, same session_epoch), which is how a revocation made at
+ * one PoP reaches them all (node/auth/session.h). So the record is decoded as untrusted bytes
+ * from another node and held to the rules a local command applies: a valid name equal to the
+ * one in its key, at most AUTH_GROUPS_MAX distinct valid group names, and an argon2id hash for
+ * a user that is not removed. Unknown fields are skipped, a field seen twice is refused
+ * (common/mpfields.h). A removed user's record is kept, not deleted, so its epoch survives a
+ * re-add of the name (docs/security.md, "Revocation"). */
+#ifndef POPMESH_NODE_RECORDS_USER_H
+#define POPMESH_NODE_RECORDS_USER_H
+
+#include "node/nodecfg.h"
+#include "node/records/authrec.h"
+#include "storage/store.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_GROUPS_MAX 16
+#define AUTH_PWHASH_MAX 127 /* bytes of a crypto_pwhash_str string (STRBYTES - 1) */
+
+typedef struct auth_user {
+    char name[NODECFG_NAME_MAX + 1]; /* a valid name (nodecfg_check_name) */
+    char groups[AUTH_GROUPS_MAX][NODECFG_NAME_MAX + 1];
+    unsigned ngroups;                 /* 0..AUTH_GROUPS_MAX, distinct valid names */
+    char pwhash[AUTH_PWHASH_MAX + 1]; /* "$argon2id$..."; "" once removed */
+    uint64_t created_ms;              /* Unix ms */
+    uint64_t session_epoch;           /* sessions carry it; bumped to revoke them all */
+    bool removed;                     /* the name may be added again, at a higher epoch */
+} auth_user_t;
+
+/* "user/<name>"; 0 or -EINVAL (invalid name). out holds AUTH_KEY_MAX. */
+int auth_user_key(const char *name, char *out, size_t len);
+void auth_user_pack(msgpack_packer *pk, const auth_user_t *u);
+/* Decodes user/<name>: 0 or -EBADMSG with *why. The record's name must equal name. */
+int auth_user_parse(const uint8_t *buf, size_t len, const char *name, auth_user_t *u,
+                    const char **why);
+/* Reads user/<name>: 0, -ENOENT (absent, deleted, invalid name), -EBADMSG (logged), -errno. */
+int auth_user_get(store_t *store, const char *name, auth_user_t *u);
+/* Every readable user record (removed ones included), in name order; unreadable ones are
+ * skipped with a log line. Caller owns *out (free()). 0 or -errno from the store. */
+int auth_user_list(store_t *store, auth_user_t **out, size_t *n);
+
+#endif
