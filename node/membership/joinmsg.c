@@ -32,7 +32,7 @@ static int read_bin(mpr_t *r, uint8_t *dst, uint32_t want)
 static int read_head(mpr_t *r, uint32_t *n, uint64_t *type)
 {
     uint64_t v;
-    if (mpr_array(r, n) || *n < 2 || mpr_uint(r, &v) || v != 1 || mpr_uint(r, type))
+    if (mpr_array(r, n) || *n < 2 || mpr_uint(r, &v) || v != MESH_VERSION || mpr_uint(r, type))
         return -EBADMSG;
     return 0;
 }
@@ -40,7 +40,7 @@ static int read_head(mpr_t *r, uint32_t *n, uint64_t *type)
 void joinmsg_pack_join(msgpack_packer *pk, const reg_node_t *n)
 {
     msgpack_pack_array(pk, 8);
-    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, MESH_VERSION);
     msgpack_pack_uint32(pk, MESH_MSG_JOIN);
     mpw_str(pk, n->name);
     mpw_str(pk, n->region);
@@ -74,7 +74,7 @@ void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_
                      const void *entries, size_t entries_len, uint32_t count)
 {
     msgpack_pack_array(pk, 5);
-    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, MESH_VERSION);
     msgpack_pack_uint32(pk, MESH_MSG_JOIN_OK);
     mpw_bin(pk, mesh_pk, 32);
     if (mesh_sk)
@@ -88,7 +88,7 @@ void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_
 void joinmsg_pack_err(msgpack_packer *pk, const char *code, const char *message)
 {
     msgpack_pack_array(pk, 4);
-    msgpack_pack_uint32(pk, 1);
+    msgpack_pack_uint32(pk, MESH_VERSION);
     msgpack_pack_uint32(pk, MESH_MSG_JOIN_ERR);
     mpw_str(pk, code);
     mpw_str(pk, message);

@@ -9,6 +9,7 @@
 #ifndef POPMESH_NODE_MEMBERSHIP_JOINMSG_H
 #define POPMESH_NODE_MEMBERSHIP_JOINMSG_H
 
+#include "node/membership/meshmsg.h"
 #include "node/records/registry.h"
 #include "storage/store.h"
 
@@ -17,9 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MESH_MSG_JOIN       48
-#define MESH_MSG_JOIN_OK    49
-#define MESH_MSG_JOIN_ERR   50
 #define JOINMSG_MAX_ENTRIES 100000 /* registry entries in one JOIN_OK */
 
 /* JOIN: the fields of a registry record the joiner proposes (id, joined_ms, removed unset). */

@@ -123,7 +123,7 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     meshnet_get_stats(m->net, &ns);
     swim_get_stats(m->swim, &ss);
     mpw_str(pk, "mesh");
-    msgpack_pack_map(pk, 16);
+    msgpack_pack_map(pk, 17);
     mpw_kv_u64(pk, "redials", ns.redials);
     mpw_kv_u64(pk, "conns", ns.conns);
     mpw_kv_u64(pk, "conns_refused", ns.conns_refused);
@@ -134,6 +134,7 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     mpw_kv_u64(pk, "msgs_received", ns.received);
     mpw_kv_u64(pk, "send_dropped", ns.send_dropped);
     mpw_kv_u64(pk, "bad_messages", m->bad_messages + ss.malformed);
+    mpw_kv_u64(pk, "bad_version", m->bad_version);
     mpw_kv_u64(pk, "incarnation", ss.incarnation);
     mpw_str(pk, "local_health");
     msgpack_pack_uint32(pk, ss.local_health);

@@ -106,7 +106,7 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint32(&pk, BCAST_HEALTH);
+    msgpack_pack_uint32(&pk, MESH_BCAST_HEALTH);
     msgpack_pack_array(&pk, 6);
     msgpack_pack_uint64(&pk, h->id);
     msgpack_pack_uint64(&pk, h->seq);

@@ -48,7 +48,6 @@
 
 #define REMOVAL_PUSHES  4   /* times the removal record is pushed to the removed node */
 #define LEAVE_DRAIN_MAX 1.0 /* s: at most this long spreading LEFT on shutdown */
-#define MESH_MSG_PUSH   34  /* [1, 34, entry]: a fresh write pushed to a few peers at once */
 #define PUSH_FANOUT_MAX 16  /* peers each new write is pushed to, by each node that learns it */
 
 const reg_node_t *meshnode_reg_find(const meshnode_t *m, uint64_t id)
@@ -190,8 +189,8 @@ static bool touches_registry(const char *key, size_t klen)
     return klen >= pl && memcmp(key, REG_NODE_PREFIX, pl) == 0;
 }
 
-/* A broadcast payload is [kind, body]: BCAST_ENTRY carries one store entry (antientropy.h's
- * entry encoding), BCAST_HEALTH a node's health vector. Returns whether it was news, which
+/* A broadcast payload is [kind, body]: MESH_BCAST_ENTRY carries one store entry (antientropy.h's
+ * entry encoding), MESH_BCAST_HEALTH a node's health vector. Returns whether it was news, which
  * is what decides if SWIM gossips it on. */
 static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t len)
 {
@@ -205,9 +204,9 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
         m->bad_messages++;
         return false;
     }
-    if (kind == BCAST_HEALTH)
+    if (kind == MESH_BCAST_HEALTH)
         return meshhealth_merge(m, &r);
-    if (kind == BCAST_LINKSTATE) {
+    if (kind == MESH_BCAST_LINKSTATE) {
         const uint8_t *body;
         size_t bl;
         if (mpr_object(&r, &body, &bl) || r.left) {
@@ -216,7 +215,7 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
         }
         return meshroute_receive(m->routes, body, bl);
     }
-    if (kind != BCAST_ENTRY || ae_entry_read(&r, &e) || r.left) {
+    if (kind != MESH_BCAST_ENTRY || ae_entry_read(&r, &e) || r.left) {
         m->bad_messages++;
         return false;
     }
@@ -268,7 +267,7 @@ static void push_fanout(meshnode_t *m, const store_entry_t *e, uint64_t except)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 3);
-    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, MESH_VERSION);
     msgpack_pack_uint32(&pk, MESH_MSG_PUSH);
     ae_entry_pack(&pk, e);
     for (unsigned i = 0; i < f.n; i++)
@@ -284,7 +283,7 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint32(&pk, BCAST_ENTRY);
+    msgpack_pack_uint32(&pk, MESH_BCAST_ENTRY);
     ae_entry_pack(&pk, e);
     /* Too large to piggyback: anti-entropy carries it within a period or two. */
     if (sb.size <= SWIM_PAYLOAD_MAX)
@@ -483,14 +482,6 @@ uint64_t meshnode_count_prefix(const meshnode_t *m, const char *prefix)
     return n;
 }
 
-/* Every message on the mesh fits the transport's limit, which is also what bounds what an
- * unauthenticated connection can make libzmq allocate (meshnet.h). */
-_Static_assert(SWIM_MSG_MAX <= MESHNET_MSG_MAX, "SWIM messages must fit the mesh limit");
-_Static_assert(AE_MSG_MAX <= MESHNET_MSG_MAX, "ENTRIES messages must fit the mesh limit");
-_Static_assert(STORE_KEY_MAX + STORE_VALUE_MAX + 256 <= MESHNET_MSG_MAX,
-               "a PUSH of one entry must fit the mesh limit");
-_Static_assert(MESHNET_JOIN_OK_BUDGET + 1024 <= MESHNET_MSG_MAX, "JOIN_OK must fit the mesh limit");
-
 int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
 {
     store_entry_t out = {0};
@@ -549,6 +540,28 @@ static int authorize(void *ctx, const uint8_t client_pk[32], char *user_id)
     return 0;
 }
 
+/* A message in a version this node does not speak: dropped unread and counted. Logged at most
+ * once per MESH_BAD_VERSION_LOG_S, with how many were dropped in between: a newer node would
+ * send many, and each says the same thing. */
+static void bad_version(meshnode_t *m, const char *user_id, uint64_t type, uint64_t version)
+{
+    m->bad_version++;
+    double now = ev_now(m->o.loop);
+    if (m->bad_version_log_at > 0 && now - m->bad_version_log_at < MESH_BAD_VERSION_LOG_S) {
+        m->bad_version_quiet++;
+        return;
+    }
+    const reg_node_t *r =
+        user_id[0] == 'n' ? meshnode_reg_find(m, strtoull(user_id + 2, NULL, 16)) : NULL;
+    log_warn("mesh: dropped a message of type %llu in version %llu from %s (%s), which this "
+             "node does not speak (%llu more since the last report); is that node running a "
+             "newer popmesh? Upgrade this one",
+             (unsigned long long)type, (unsigned long long)version, r ? r->name : "?", user_id,
+             (unsigned long long)m->bad_version_quiet);
+    m->bad_version_log_at = now;
+    m->bad_version_quiet = 0;
+}
+
 static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t rid_len,
                     const uint8_t *msg, size_t len)
 {
@@ -562,6 +575,10 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
         m->bad_messages++;
         return;
     }
+    if (!meshmsg_version_ok(type, version)) {
+        bad_version(m, user_id, type, version);
+        return;
+    }
     if (user_id[0] == 't') {
         if (type == MESH_MSG_JOIN)
             meshjoin_handle(m, from, rid, rid_len, msg, len);
@@ -569,7 +586,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
             m->bad_messages++; /* a token holder may only ask to join */
         return;
     }
-    if (type >= 1 && type < 32) {
+    if (type >= MESH_MSG_SWIM_FIRST && type <= MESH_MSG_SWIM_LAST) {
         swim_set_wall_ms(m->swim, clock_wall_ms());
         swim_receive(m->swim, from, msg, len, clock_mono_ms());
         meshnode_swim_rearm(m);
@@ -585,7 +602,7 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
                 registry_reload(m);
             push_fanout(m, &e, from);
         }
-    } else if (type == AE_DIGEST || type == AE_ENTRIES) {
+    } else if (type == MESH_MSG_AE_DIGEST || type == MESH_MSG_AE_ENTRIES) {
         struct reply_ctx rc = {m, from};
         uint64_t before = m->ae.entries_applied;
         ae_handle(m->o.store, msg, len, clock_wall_ms(), ae_reply, &rc, &m->ae);
@@ -660,7 +677,7 @@ static void ls_publish(void *ctx, const uint8_t *buf, size_t len)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint32(&pk, BCAST_LINKSTATE);
+    msgpack_pack_uint32(&pk, MESH_BCAST_LINKSTATE);
     mpw_raw(&pk, buf, len);
     swim_broadcast(m->swim, m->o.id->node_id ^ 0x6c696e6b00000000ull, (const uint8_t *)sb.data,
                    sb.size);

@@ -3,10 +3,7 @@
  * and tokens (registry.h) and the join handshake, and answers the mesh's control commands
  * (members, tokens, node removal).
  *
- * Message space on the mesh socket: every message is a msgpack array [1, type, ...];
- * type 1..31 is SWIM, 32..47 anti-entropy, 48..63 joining. Who sent a message is known from
- * the CURVE handshake (the ZAP user id), never from its content: "n:<node id>" for members,
- * "t:<token id>" for a holder of a token's join key, which may only send JOIN. */
+ * The messages on the mesh socket, their versions and who may send them: meshmsg.h. */
 #ifndef POPMESH_NODE_MEMBERSHIP_MESHNODE_H
 #define POPMESH_NODE_MEMBERSHIP_MESHNODE_H
 

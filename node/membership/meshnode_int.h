@@ -22,6 +22,7 @@
 #include "gossip/antientropy.h"
 #include "gossip/swim.h"
 #include "node/ctl/control.h"
+#include "node/membership/meshmsg.h"
 #include "node/membership/meshnet.h"
 #include "node/membership/meshnode.h"
 #include "node/membership/meshroute.h"
@@ -33,10 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MESHNODE_PENDING_PUSH 8 /* removals pushed straight to the removed node at once */
-#define BCAST_ENTRY           1 /* broadcast kinds: [kind, body] in SWIM's piggyback */
-#define BCAST_HEALTH          2
-#define BCAST_LINKSTATE       3
+#define MESHNODE_PENDING_PUSH  8  /* removals pushed straight to the removed node at once */
+#define MESH_BAD_VERSION_LOG_S 10 /* s between two log lines about messages of unknown versions */
 
 struct health {
     uint64_t id;
@@ -72,6 +71,9 @@ struct meshnode {
     ae_stats_t ae;
     char mesh_id[33];
     uint64_t joins_ok, joins_refused, bad_messages, pushes_applied;
+    uint64_t bad_version;       /* messages dropped for a version this node does not speak */
+    uint64_t bad_version_quiet; /* of those, since the last log line */
+    double bad_version_log_at;  /* ev_now of that log line, s */
     bool removed;
     meshroute_t *routes;
     void (*site_source)(void *ctx, ls_record_t *rec); /* meshnode_set_site_source */
