@@ -2,13 +2,13 @@
  * listens on nothing), and connects the streams PoPs open to the targets of its resources.
  *
  * Choosing PoPs. Every PoP the mesh tells us about (INFO from any attached PoP, cached in
- * DIR/pops.cache so a restart needs no mesh contact first) is measured: a PoP with a tunnel
- * by the tunnel's heartbeat RTT, the others by a probe (a handshake that is closed at once)
- * every SITE_PROBE_S. We keep tunnels to the K PoPs with the lowest RTT. One of them is the
- * primary; it changes only when the current one dies or another is better by at least
- * SITE_HYST_MS and a third (so two PoPs with similar RTTs do not trade places on noise).
- * A dead tunnel is redialled with jittered exponential backoff (SITE_BACKOFF_MIN_MS up to
- * SITE_BACKOFF_MAX_MS); a PoP that comes back and is better wins the primary back.
+ * DIR/pops.cache so a restart needs no mesh contact first) has a slot in a popsel core
+ * (tunnel/popsel.h), the same index as in s->pops. The core decides (tunnels to the K PoPs
+ * with the lowest RTT, one of them the primary, replacements past a hysteresis and drained
+ * rather than cut, probes, redial backoff: the rules and why are at the top of popsel.c);
+ * this file only carries its actions out on real connections and reports back what
+ * happened to them. Every tick feeds it the RTT and open streams of each tunnel up and runs
+ * one step.
  *
  * Targets: the PoPs say which targets to check (the resources of this site); the results go
  * to every attached PoP in STATUS messages, and the primary PoP stores them for the mesh.
@@ -44,6 +44,7 @@
 #include "node/dataplane/splice.h"
 #include "node/dataplane/tconn.h"
 #include "node/records/token.h"
+#include "tunnel/popsel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,18 +62,12 @@
 
 #include <sodium.h>
 
-#define SITE_CONF           "site.conf"
-#define SITE_CACHE          "pops.cache"
-#define SITE_LOCK           "popsite.lock"
-#define SITE_TICK_S         0.1
-#define SITE_PROBE_S        5.0
-#define SITE_HYST_MS        10
-#define SITE_BACKOFF_MIN_MS 200
-#define SITE_BACKOFF_MAX_MS 5000
-#define SITE_STATUS_S       1.0
-#define SITE_DRAIN_MAX_S    60         /* s a drained tunnel may keep its last streams */
-#define SITE_YOUNG_MS       3000       /* ms a new tunnel is judged by its probe RTT too */
-#define SITE_WINDOW_MAX     (8u << 20) /* bytes: stream windows grow up to this (tunnel.h) */
+#define SITE_CONF       "site.conf"
+#define SITE_CACHE      "pops.cache"
+#define SITE_LOCK       "popsite.lock"
+#define SITE_TICK_S     0.1 /* s between popsel steps (and reaping dead connections) */
+#define SITE_STATUS_S   1.0
+#define SITE_WINDOW_MAX (8u << 20) /* bytes: stream windows grow up to this (tunnel.h) */
 /* Streams a PoP may open on one of our tunnels: as many as the PoP admits
  * (DATAPLANE_MAX_STREAMS, node/dataplane/dataplane.h), past tunnel.h's default of 4096. */
 #define SITE_MAX_STREAMS    65536
@@ -90,16 +85,17 @@
 #define POPMESH_VERSION "dev"
 #endif
 
+/* One PoP: its connections. Whether its tunnel is up, primary or draining, its RTT and its
+ * backoff are the popsel core's, in the slot of the same index. */
 struct pop {
     sm_pop_t info;
-    tconn_t *c;      /* the tunnel, dialling or up */
-    tconn_t *probe;  /* an RTT probe in flight */
-    uint32_t rtt_us; /* last measurement; 0 = none or unreachable */
-    uint64_t next_probe_ms, retry_at_ms, backoff_ms, up_at_ms;
-    bool up, primary, known; /* known: in the latest PoP list */
-    bool draining;           /* replaced: no new streams, closed once idle */
-    uint64_t drain_since_ms;
+    tconn_t *c;     /* the tunnel, dialling or up (a DIAL action's) */
+    tconn_t *probe; /* an RTT probe in flight (a PROBE action's) */
+    bool known;     /* in the latest PoP list */
 };
+
+/* A PoP's index in s->pops is its popsel slot. */
+_Static_assert(POPSEL_MAX == SM_POPS_MAX, "popsel has one slot per PoP of an INFO");
 
 typedef struct site {
     struct ev_loop *loop;
@@ -110,6 +106,7 @@ typedef struct site {
     uint64_t hello_ts_last; /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
     tun_config_t tcfg;
     unsigned k;
+    popsel_t *sel; /* which PoPs to hold tunnels to; slot i is pops[i] */
     struct pop pops[SM_POPS_MAX];
     unsigned npops;
     sm_info_t *checks; /* the latest INFO's checks */
@@ -252,13 +249,25 @@ static void apply_pops(site_t *s, const sm_info_t *in)
         s->pops[i].info = in->pops[k];
         s->pops[i].known = true;
     }
+    for (unsigned i = 0; i < s->npops; i++)
+        popsel_set_known(s->sel, i, s->pops[i].known);
     /* PoPs no longer listed: drop those without a tunnel (a live tunnel stays until it dies:
-     * the list is a view of one PoP's, and losing a member briefly is not a reason to cut). */
+     * the list is a view of one PoP's, and losing a member briefly is not a reason to cut).
+     * The last PoP moves into the freed slot, in the core too. */
     for (unsigned i = 0; i < s->npops;) {
         struct pop *p = &s->pops[i];
         if (!p->known && !p->c && !p->probe) {
-            s->pops[i] = s->pops[--s->npops];
-            continue;
+            unsigned last = s->npops - 1;
+            int rc = popsel_forget(s->sel, i);
+            if (rc == 0)
+                rc = popsel_move(s->sel, last, i);
+            if (rc == 0) {
+                s->pops[i] = s->pops[last];
+                s->npops--;
+                continue;
+            }
+            /* The core still sees a connection we do not: a bug here; keep the PoP. */
+            log_error("popsite: cannot drop PoP %s (slot %u): %s", p->info.name, i, strerror(-rc));
         }
         i++;
     }
@@ -572,10 +581,10 @@ static void send_status(site_t *s, bool force)
     uint64_t now = clock_mono_ms();
     for (unsigned i = 0; i < s->npops; i++) {
         struct pop *p = &s->pops[i];
-        if (!p->up)
+        if (!popsel_is_up(s->sel, i))
             continue;
-        st->primary = p->primary;
-        st->draining = p->draining;
+        st->primary = popsel_is_primary(s->sel, i);
+        st->draining = popsel_is_draining(s->sel, i);
         msgpack_sbuffer sb;
         msgpack_packer pk;
         msgpack_sbuffer_init(&sb);
@@ -773,66 +782,57 @@ static void dial_next(struct dialer *d)
 
 /* ---- tunnel callbacks -------------------------------------------------------------------- */
 
-static struct pop *pop_of(site_t *s, tconn_t *c)
+/* The PoP (its index, which is its popsel slot) whose tunnel or probe c is; -1 if none. */
+static int pop_of(site_t *s, tconn_t *c)
 {
     for (unsigned i = 0; i < s->npops; i++)
         if (s->pops[i].c == c || s->pops[i].probe == c)
-            return &s->pops[i];
-    return NULL;
+            return (int)i;
+    return -1;
 }
 
 static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
 {
     site_t *s = ctx;
-    struct pop *p = pop_of(s, c);
+    int i = pop_of(s, c);
     sm_welcome_t w;
     const char *why;
-    if (!p || sm_decode_welcome(payload, plen, &w, &why) || w.id != p->info.id) {
+    /* Closed: its on_down reports the probe or the tunnel as failed. */
+    if (i < 0 || sm_decode_welcome(payload, plen, &w, &why) || w.id != s->pops[i].info.id) {
         tconn_close(c, "unexpected WELCOME");
         return;
     }
+    struct pop *p = &s->pops[i];
+    uint32_t hs = tconn_handshake_rtt_us(c);
     if (p->probe == c) {
-        p->rtt_us = tconn_handshake_rtt_us(c);
-        if (p->rtt_us == 0)
-            p->rtt_us = 1;
+        popsel_probe_result(s->sel, (unsigned)i, hs ? hs : 1); /* 0 would say unreachable */
         tconn_close(c, "probe done");
         return;
     }
-    p->up = true;
-    p->up_at_ms = clock_mono_ms();
-    uint32_t hs = tconn_handshake_rtt_us(c) ? tconn_handshake_rtt_us(c) : 1;
-    if (!p->rtt_us || hs < p->rtt_us) /* keep the probe's when it was lower */
-        p->rtt_us = hs;
-    log_info("popsite: tunnel to PoP %s up (rtt %.2f ms)", p->info.name, p->rtt_us / 1000.0);
+    uint64_t now = clock_mono_ms();
+    popsel_tunnel_up(s->sel, (unsigned)i, hs, now);
+    log_info("popsite: tunnel to PoP %s up (rtt %.2f ms)", p->info.name,
+             popsel_rtt_of(s->sel, (unsigned)i, now) / 1000.0);
     send_status(s, true);
 }
 
 static void sc_down(void *ctx, tconn_t *c, const char *why)
 {
     site_t *s = ctx;
-    struct pop *p = pop_of(s, c);
-    if (!p)
+    int i = pop_of(s, c);
+    if (i < 0)
         return;
+    struct pop *p = &s->pops[i];
     if (p->probe == c) {
-        if (strcmp(why, "probe done"))
-            p->rtt_us = 0; /* unreachable */
+        if (strcmp(why, "probe done")) /* else sc_up reported its RTT */
+            popsel_probe_result(s->sel, (unsigned)i, 0);
         p->probe = NULL;
     } else {
-        if (p->up)
+        if (popsel_is_up(s->sel, (unsigned)i))
             log_warn("popsite: tunnel to PoP %s down: %s", p->info.name, why);
         else
             log_info("popsite: cannot reach PoP %s: %s", p->info.name, why);
-        uint64_t now = clock_mono_ms();
-        if (p->up && now - p->up_at_ms > 10000)
-            p->backoff_ms = 0; /* it had been fine for a while: this is news, retry soon */
-        p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : SITE_BACKOFF_MIN_MS;
-        if (p->backoff_ms > SITE_BACKOFF_MAX_MS)
-            p->backoff_ms = SITE_BACKOFF_MAX_MS;
-        p->retry_at_ms = now + p->backoff_ms / 2 + randombytes_uniform((uint32_t)p->backoff_ms);
-        p->up = false;
-        p->primary = false;
-        p->draining = false;
-        p->rtt_us = 0;
+        popsel_tunnel_down(s->sel, (unsigned)i, clock_mono_ms());
         p->c = NULL;
     }
     /* tconn_destroy may not run inside its own callback: the tick reaps it. */
@@ -970,6 +970,16 @@ static const tconn_cbs_t *site_cbs(void)
 
 /* ---- choosing PoPs ---------------------------------------------------------------------- */
 
+/* Streams open on c now (0 before it is up). */
+static uint32_t tunnel_streams(tconn_t *c)
+{
+    tun_stats_t st = {0};
+    tun_t *t = tconn_tun(c);
+    if (t)
+        tun_get_stats(t, &st);
+    return st.streams;
+}
+
 static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
 {
     sm_hello_t h = {.role = "site", .probe = probe};
@@ -992,144 +1002,55 @@ static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
     return c;
 }
 
-/* The PoP's RTT as the choice goes by. A tunnel's is its recent minimum heartbeat RTT; in
- * its first seconds (no heartbeat history yet, and a handshake made under load reads high)
- * the probe that made us dial it counts too, so a replacement is not judged on one sample. */
-static uint32_t rtt_of(const struct pop *p)
-{
-    if (p->up) {
-        uint32_t r = tconn_rtt_us(p->c);
-        if (p->rtt_us && p->rtt_us < r && clock_mono_ms() - p->up_at_ms < SITE_YOUNG_MS)
-            r = p->rtt_us;
-        return r ? r : 1;
-    }
-    return p->rtt_us;
-}
-
-/* a is better than b by the hysteresis: at least SITE_HYST_MS and a third lower. */
-static bool clearly_better(uint32_t a, uint32_t b)
-{
-    return (uint64_t)a + SITE_HYST_MS * 1000 <= b && (uint64_t)a * 3 <= (uint64_t)b * 2;
-}
-
-static void start_drain(site_t *s, struct pop *p, uint64_t now, const char *why)
-{
-    if (p->draining)
-        return;
-    log_info("popsite: moving off PoP %s (%s): no new streams there, closing it once idle",
-             p->info.name, why);
-    p->draining = true;
-    p->primary = false;
-    p->drain_since_ms = now;
-    send_status(s, true);
-}
-
-/* Which PoPs to hold tunnels to. Stability first: a tunnel that is up stays in the set
- * until a measured PoP beats the worst one in the set by the hysteresis, and then it is
- * drained (the PoP stops routing new streams to it, open streams finish) rather than cut. */
+/* Feeds the core what it measures on its own (each tunnel's RTT and open streams), runs one
+ * step and carries its actions out, in order. A dial or probe that cannot even be started is
+ * reported at once as failed. */
 static void manage(site_t *s)
 {
     uint64_t now = clock_mono_ms();
-    /* Probes for PoPs without a tunnel. */
     for (unsigned i = 0; i < s->npops; i++) {
-        struct pop *p = &s->pops[i];
-        if (p->c || p->probe || now < p->next_probe_ms || !p->known)
+        if (!popsel_is_up(s->sel, i))
             continue;
-        p->next_probe_ms = now + (uint64_t)(SITE_PROBE_S * 1000 *
-                                            (0.8 + 0.4 * randombytes_uniform(1000) / 1000.0));
-        p->probe = dial_pop(s, p, true);
+        popsel_tunnel_rtt(s->sel, i, tconn_rtt_us(s->pops[i].c));
+        popsel_tunnel_streams(s->sel, i, tunnel_streams(s->pops[i].c));
     }
-    /* The set: tunnels up (not draining), and dials in flight. */
-    unsigned kept = 0, dialing = 0;
-    int worst = -1;
-    for (unsigned i = 0; i < s->npops; i++) {
-        struct pop *p = &s->pops[i];
-        if (p->up && !p->draining) {
-            kept++;
-            if (worst < 0 || rtt_of(p) > rtt_of(&s->pops[worst]))
-                worst = (int)i;
-        } else if (p->c && !p->up) {
-            dialing++;
-        }
-    }
-    /* More up than wanted (a replacement came up): drain the worst. */
-    if (kept > s->k && worst >= 0) {
-        start_drain(s, &s->pops[worst], now, "a closer PoP is up");
-        kept--;
-    }
-    /* Candidates without a tunnel, best measured first, unmeasured last (list order). */
-    unsigned order[SM_POPS_MAX], n = 0;
-    for (unsigned i = 0; i < s->npops; i++) {
-        struct pop *p = &s->pops[i];
-        if (!p->c && p->known && now >= p->retry_at_ms)
-            order[n++] = i;
-    }
-    for (unsigned a = 1; a < n; a++)
-        for (unsigned b = a; b > 0; b--) {
-            uint32_t ra = s->pops[order[b]].rtt_us, rb = s->pops[order[b - 1]].rtt_us;
-            if ((ra ? ra : UINT32_MAX) >= (rb ? rb : UINT32_MAX))
-                break;
-            unsigned t = order[b];
-            order[b] = order[b - 1];
-            order[b - 1] = t;
-        }
-    for (unsigned j = 0; j < n; j++) {
-        struct pop *p = &s->pops[order[j]];
-        if (kept + dialing < s->k) {
-            if (!p->rtt_us && j > 0 && s->pops[order[0]].rtt_us && kept + dialing > 0)
-                break; /* unmeasured: only when nothing better is known */
+    popsel_action_t acts[POPSEL_ACTIONS_MAX];
+    size_t n = popsel_step(s->sel, now, acts, POPSEL_ACTIONS_MAX);
+    for (size_t j = 0; j < n; j++) {
+        const popsel_action_t *a = &acts[j];
+        struct pop *p = &s->pops[a->pop];
+        switch (a->kind) {
+        case POPSEL_PROBE:
+            p->probe = dial_pop(s, p, true);
+            if (!p->probe)
+                popsel_probe_result(s->sel, a->pop, 0);
+            break;
+        case POPSEL_DIAL:
+            if (a->why == POPSEL_WHY_CLOSER)
+                log_info("popsite: PoP %s (%.2f ms) is closer than %s (%.2f ms): dialling it",
+                         p->info.name, a->rtt_us / 1000.0, s->pops[a->other].info.name,
+                         a->other_rtt_us / 1000.0);
             p->c = dial_pop(s, p, false);
-            dialing += p->c != NULL;
-            continue;
-        }
-        /* Full: replace the worst only by a clearly better, measured PoP, one at a time. */
-        if (dialing == 0 && worst >= 0 && p->rtt_us &&
-            clearly_better(p->rtt_us, rtt_of(&s->pops[worst]))) {
-            log_info("popsite: PoP %s (%.2f ms) is closer than %s (%.2f ms): dialling it",
-                     p->info.name, p->rtt_us / 1000.0, s->pops[worst].info.name,
-                     rtt_of(&s->pops[worst]) / 1000.0);
-            p->c = dial_pop(s, p, false);
-            dialing += p->c != NULL;
-        }
-        break;
-    }
-    /* Drained tunnels close once idle (or after SITE_DRAIN_MAX_S). */
-    for (unsigned i = 0; i < s->npops; i++) {
-        struct pop *p = &s->pops[i];
-        if (!p->draining || !p->up)
-            continue;
-        tun_stats_t st = {0};
-        tun_t *t = tconn_tun(p->c);
-        if (t)
-            tun_get_stats(t, &st);
-        if (st.streams == 0 ||
-            (now > p->drain_since_ms && now - p->drain_since_ms > SITE_DRAIN_MAX_S * 1000)) {
+            if (!p->c)
+                popsel_tunnel_down(s->sel, a->pop, now);
+            break;
+        case POPSEL_DRAIN:
+            log_info("popsite: moving off PoP %s (%s): no new streams there, closing it once "
+                     "idle",
+                     p->info.name, popsel_why_name(a->why));
+            send_status(s, true);
+            break;
+        case POPSEL_CLOSE:
             log_info("popsite: closing the drained tunnel to PoP %s (%u streams left)",
-                     p->info.name, st.streams);
+                     p->info.name, tunnel_streams(p->c));
             tconn_close(p->c, "replaced by a closer PoP");
+            break;
+        case POPSEL_PRIMARY:
+            log_info("popsite: primary PoP is now %s (rtt %.2f ms)", p->info.name,
+                     a->rtt_us / 1000.0);
+            send_status(s, true);
+            break;
         }
-    }
-    /* The primary: the best tunnel up, changing only past the hysteresis. */
-    int primary = -1, best = -1;
-    for (unsigned i = 0; i < s->npops; i++) {
-        struct pop *p = &s->pops[i];
-        if (p->primary && (!p->up || p->draining))
-            p->primary = false;
-        if (!p->up || p->draining)
-            continue;
-        if (p->primary)
-            primary = (int)i;
-        if (best < 0 || rtt_of(p) < rtt_of(&s->pops[best]))
-            best = (int)i;
-    }
-    if (best >= 0 && best != primary &&
-        (primary < 0 || clearly_better(rtt_of(&s->pops[best]), rtt_of(&s->pops[primary])))) {
-        if (primary >= 0)
-            s->pops[primary].primary = false;
-        s->pops[best].primary = true;
-        log_info("popsite: primary PoP is now %s (rtt %.2f ms)", s->pops[best].info.name,
-                 rtt_of(&s->pops[best]) / 1000.0);
-        send_status(s, true);
     }
 }
 
@@ -1255,6 +1176,11 @@ static int cmd_run(int argc, char **argv)
     s->dir = dir;
     s->k = (unsigned)k;
     s->max_target_conns = (uint32_t)max_target_conns;
+    popsel_config_t pcfg;
+    popsel_config_defaults(&pcfg);
+    pcfg.k = s->k;
+    randombytes_buf(&pcfg.rng_seed, sizeof(pcfg.rng_seed)); /* probe and redial jitter */
+    s->sel = popsel_new(&pcfg); /* cannot fail: k is 1 to 8, the rest defaults */
     char err[512];
     char conf[4096];
     snprintf(conf, sizeof(conf), "%s/%s", dir, SITE_CONF);
@@ -1275,6 +1201,7 @@ static int cmd_run(int argc, char **argv)
     if (rc) {
         log_error("%s", err);
         close(lfd);
+        popsel_destroy(&s->sel);
         free(s);
         return 1;
     }
@@ -1321,6 +1248,7 @@ static int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < s->ndead; i++)
         tconn_destroy(&s->dead[i]);
     free(s->dead);
+    popsel_destroy(&s->sel);
     hc_destroy(&s->hc);
     addrset_destroy(&s->mine);
     free(s->marks);
