@@ -32,10 +32,12 @@
  * (<= one interval plus the timeout), which is also what happens when a healthy target dies. */
 #include "node/site/healthcheck.h"
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/netaddr.h"
+#include "common/rng.h"
 #include "common/xmalloc.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <http_parser.h>
 #include <netdb.h>
@@ -46,7 +48,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define HC_DEFAULT_INTERVAL_MS 1000
@@ -143,32 +144,11 @@ struct hc_addr {
     char host_header[HC_TARGET_MAX + 16]; /* the target without an IPv6 zone (room for gcc) */
 };
 
-static int parse_port(const char *s, uint16_t *port)
-{
-    unsigned v = 0;
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 5)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    if (v == 0 || v > 65535)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
+/* The grammar is common/netaddr's, so a target popd accepts in a resource is one a check can
+ * run against; what it adds: IPv6 zones (netaddr has none), "localhost" in any case, and no
+ * names. */
 static int parse_target(const char *s, struct hc_addr *a, const char **why)
 {
-    char host[HC_TARGET_MAX + 1];
-    const char *port_s;
-    size_t hostlen;
-    bool v6 = false;
-    uint16_t port;
-
     if (!s) {
         *why = "no target";
         return -EINVAL;
@@ -184,74 +164,56 @@ static int parse_target(const char *s, struct hc_addr *a, const char **why)
             return -EINVAL;
         }
     }
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (!end || end[1] != ':') {
-            *why = "expected [IPv6]:port";
-            return -EINVAL;
-        }
-        hostlen = (size_t)(end - s - 1);
-        memcpy(host, s + 1, hostlen);
-        port_s = end + 2;
-        v6 = true;
+    /* "[fe80::1%eth0]:80": netaddr parses it without its zone; getaddrinfo reads the zone. */
+    char plain[HC_TARGET_MAX + 1], zone[HC_TARGET_MAX + 1] = "";
+    const char *pct = s[0] == '[' ? strchr(s, '%') : NULL, *rb = strchr(s, ']');
+    if (pct && rb && pct < rb) {
+        snprintf(zone, sizeof(zone), "%.*s", (int)(rb - pct), pct);
+        snprintf(plain, sizeof(plain), "%.*s%s", (int)(pct - s), s, rb);
     } else {
-        const char *colon = strrchr(s, ':');
-        if (!colon) {
-            *why = "expected host:port";
-            return -EINVAL;
-        }
-        hostlen = (size_t)(colon - s);
-        if (memchr(s, ':', hostlen)) {
-            *why = "an IPv6 address needs brackets: [addr]:port";
-            return -EINVAL;
-        }
-        memcpy(host, s, hostlen);
-        port_s = colon + 1;
+        snprintf(plain, sizeof(plain), "%s", s);
     }
-    host[hostlen] = '\0';
-    if (hostlen == 0) {
-        *why = "empty host";
-        return -EINVAL;
-    }
-    if (parse_port(port_s, &port) < 0) {
-        *why = "port must be 1..65535";
+    netaddr_t na;
+    if (netaddr_parse(plain, &na, false)) {
+        *why = "expected IPv4:port, [IPv6]:port or localhost:port, with a port of 1..65535";
         return -EINVAL;
     }
 
     memset(a, 0, sizeof(*a));
-    if (v6) {
-        /* AI_NUMERICHOST: no DNS, only the literal (and its %zone, by interface name or index). */
+    if (zone[0]) {
+        /* AI_NUMERICHOST: no DNS, only the literal and its zone (interface name or index). */
+        char host[NETADDR_HOST_MAX + HC_TARGET_MAX + 1];
+        snprintf(host, sizeof(host), "%s%s", na.host, zone);
         struct addrinfo hints = {
             .ai_family = AF_INET6, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
         struct addrinfo *res = NULL;
         if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res || res->ai_addrlen > sizeof(a->ss)) {
             if (res)
                 freeaddrinfo(res);
-            *why = "not an IPv6 address";
+            *why = "not an IPv6 address with a zone";
             return -EINVAL;
         }
         memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
         a->len = res->ai_addrlen;
         freeaddrinfo(res);
-        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
-        const char *zone = strchr(host, '%');
-        if (zone)
-            host[zone - host] = '\0';
-        snprintf(a->host_header, sizeof(a->host_header), "[%s]:%u", host, (unsigned)port);
-        return 0;
+        ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(na.port);
+    } else {
+        char numeric[HC_TARGET_MAX + 1];
+        const char *t = plain;
+        if (!na.ipv6 && strcasecmp(na.host, "localhost") == 0) { /* netaddr's is lower case */
+            snprintf(numeric, sizeof(numeric), "localhost:%u", (unsigned)na.port);
+            t = numeric;
+        }
+        if (netaddr_sockaddr(t, &a->ss, &a->len)) {
+            *why = "not an IPv4 address, [IPv6] or localhost (names are not resolved)";
+            return -EINVAL;
+        }
     }
-
-    struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    if (strcasecmp(host, "localhost") == 0) {
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-        *why = "not an IPv4 address, [IPv6] or localhost (names are not resolved)";
-        return -EINVAL;
-    }
-    a->len = sizeof(*sin);
-    snprintf(a->host_header, sizeof(a->host_header), "%s", s);
+    if (na.ipv6)
+        snprintf(a->host_header, sizeof(a->host_header), "[%.*s]:%u", HC_TARGET_MAX, na.host,
+                 (unsigned)na.port);
+    else
+        snprintf(a->host_header, sizeof(a->host_header), "%s", s);
     return 0;
 }
 
@@ -361,31 +323,16 @@ struct hc {
     void *ctx;                /* passed to on_change */
     struct hc_check **checks; /* owned, in the order of the last hc_set */
     size_t n;                 /* checks */
-    uint64_t rng;             /* xorshift64* state for the jitter, never 0 */
+    uint64_t rng;             /* splitmix64 state for the jitter (common/rng.h) */
     hc_socket_fn on_socket;   /* may be NULL */
     void *socket_ctx;         /* passed to on_socket */
 };
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static uint64_t rng_next(hc_t *h)
-{
-    h->rng ^= h->rng >> 12;
-    h->rng ^= h->rng << 25;
-    h->rng ^= h->rng >> 27;
-    return h->rng * 0x2545f4914f6cdd1dull;
-}
 
 /* interval_ms +-10%, in seconds. */
 static ev_tstamp jittered_interval(hc_t *h)
 {
     uint64_t base = h->cfg.interval_ms;
-    uint64_t ms = base - base / 10 + rng_next(h) % (base / 5 + 1);
+    uint64_t ms = base - base / 10 + rng_below(&h->rng, (uint32_t)(base / 5 + 1));
     return (ev_tstamp)ms / 1000.;
 }
 
@@ -435,7 +382,7 @@ __attribute__((format(printf, 3, 4))) static void run_end(struct hc_check *c, bo
     va_list ap;
 
     run_abandon(c);
-    uint64_t us = mono_us() - c->started_us;
+    uint64_t us = clock_mono_us() - c->started_us;
     c->last_duration_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
     va_start(ap, fmt);
     vsnprintf(c->last_result, sizeof(c->last_result), fmt, ap);
@@ -537,7 +484,7 @@ static void run_start(struct hc_check *c)
 {
     c->phase = HC_CONNECTING;
     c->started = ev_now(c->h->loop);
-    c->started_us = mono_us();
+    c->started_us = clock_mono_us();
     c->sent = 0;
     resp_init(&c->resp);
     arm_timer(c, c->h->cfg.timeout_ms / 1000.);
@@ -628,7 +575,7 @@ static struct hc_check *check_new(hc_t *h, const hc_target_t *key, const struct 
     ev_timer_init(&c->timer, timer_cb, 0., 0.);
     c->timer.data = c;
     /* The first run anywhere in the first interval: a batch of new targets is spread out. */
-    arm_timer(c, (ev_tstamp)(rng_next(h) % h->cfg.interval_ms) / 1000.);
+    arm_timer(c, (ev_tstamp)rng_below(&h->rng, h->cfg.interval_ms) / 1000.);
     return c;
 }
 
@@ -666,9 +613,7 @@ hc_t *hc_new(struct ev_loop *loop, const hc_config_t *cfg, hc_change_fn on_chang
     h->on_change = on_change;
     h->ctx = ctx;
     /* Only the jitter depends on it: distinct per instance is all that matters. */
-    h->rng = (mono_us() * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)h ^ (uint64_t)getpid();
-    if (!h->rng)
-        h->rng = 0x9e3779b97f4a7c15ull;
+    h->rng = clock_mono_us() ^ (uint64_t)(uintptr_t)h ^ (uint64_t)getpid();
     return h;
 }
 

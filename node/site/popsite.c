@@ -692,12 +692,14 @@ static void dial_next(struct dialer *d)
         if (!nc)
             continue;
         if (d->desc.sticky) {
-            /* The client's address without its port. */
-            char ip[64];
-            snprintf(ip, sizeof(ip), "%s", d->desc.client);
-            char *colon = strrchr(ip, ':');
-            if (colon)
-                *colon = '\0';
+            /* The client's address without its port (an IPv6 one in its brackets, as
+             * always: the same client keeps its target across versions). */
+            char ip[NETADDR_HOST_MAX + 3];
+            netaddr_t na;
+            if (netaddr_parse(d->desc.client, &na, true))
+                snprintf(ip, sizeof(ip), "%.*s", NETADDR_HOST_MAX, d->desc.client);
+            else
+                snprintf(ip, sizeof(ip), na.ipv6 ? "[%s]" : "%s", na.host);
             uint8_t h[8];
             crypto_generichash(h, sizeof(h), (const uint8_t *)ip, strlen(ip), NULL, 0);
             uint64_t hv;
