@@ -10,3 +10,6 @@ popmesh_integration(http_hardening)
 # What one client can hold: connection caps (per address, overall) and timeouts.
 popmesh_integration(http_limits)
 set_property(TEST integration.http_limits PROPERTY TIMEOUT 180)
+# Configuration on change: a resource or rule added or removed at one PoP applies at another
+# within the propagation time (under 500 ms).
+popmesh_integration(http_config)

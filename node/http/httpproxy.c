@@ -159,10 +159,10 @@ struct httpproxy {
     bool accept_backoff;           /* lio stopped by such a failure (health: not accepting) */
     ev_tstamp accept_fail_logged;  /* loop time of the last such log line */
     uint64_t accept_fail_unlogged; /* such failures since that line */
-    ev_timer refresh;
-    resource_t *res;
-    size_t nres;
-    auth_rule_t **rules; /* per resource of res: its rules, sorted (auth_rules_load) */
+    int watch_res, watch_rules;    /* store_watch ids of resource/ and rule/ (0 = none) */
+    resource_t *res;               /* the routes: every readable resource (see routes_load_all) */
+    size_t nres, cap_res;          /* entries used and allocated, of res, rules and nrules */
+    auth_rule_t **rules;           /* per resource of res: its rules, sorted (auth_rules_load) */
     /* Verified session cookies: direct-mapped by a keyed hash of the cookie. A hit skips the
      * signature check only; expiry, scope and the user record are checked every time. */
     struct {
@@ -1918,34 +1918,153 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static void free_rules(httpproxy_t *px)
+/* ---- routes: the resources and their rules, kept current by the store's change feed ----
+ *
+ * px->res holds every readable resource, in no particular order (resource_match_http breaks
+ * ties by created_ms and name, not by position), and px->rules[i] the rules of px->res[i]
+ * (only for a resource with a host: the others are not HTTP). They are loaded in full once, by
+ * httpproxy_new; after that, each committed transaction touching resource/ or rule/ (a local
+ * write or a merge from a peer) updates only the resources it names, so a change takes effect
+ * here as soon as it reaches this PoP, and no request pays for reading the store. */
+
+static void route_free_rules(httpproxy_t *px, size_t i)
+{
+    free(px->rules[i]);
+    px->rules[i] = NULL;
+    px->nrules[i] = 0;
+}
+
+/* Loads the rules of px->res[i] afresh. A store error leaves it without rules (as before any
+ * load): the next change under rule/<name>/ retries. */
+static void route_load_rules(httpproxy_t *px, size_t i)
+{
+    route_free_rules(px, i);
+    if (px->res[i].host[0] &&
+        auth_rules_load(px->o.store, px->res[i].name, &px->rules[i], &px->nrules[i])) {
+        log_warn("http: cannot read the rules of resource %s: %s", px->res[i].name,
+                 store_last_error(px->o.store));
+        px->rules[i] = NULL;
+        px->nrules[i] = 0;
+    }
+}
+
+/* The index of resource name (n bytes) in px->res, or -1. */
+static ssize_t route_find(const httpproxy_t *px, const char *name, size_t n)
+{
+    for (size_t i = 0; i < px->nres; i++)
+        if (strlen(px->res[i].name) == n && memcmp(px->res[i].name, name, n) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Every resource and its rules, read in full: at start only. 0 or -errno from the store. */
+static int routes_load_all(httpproxy_t *px)
+{
+    resource_t *v = NULL;
+    size_t n = 0;
+    int rc = resource_list(px->o.store, &v, &n);
+    if (rc)
+        return rc;
+    px->res = v;
+    px->nres = px->cap_res = n;
+    px->rules = xcalloc(n ? n : 1, sizeof(*px->rules));
+    px->nrules = xcalloc(n ? n : 1, sizeof(*px->nrules));
+    for (size_t i = 0; i < n; i++)
+        route_load_rules(px, i);
+    return 0;
+}
+
+static void routes_free(httpproxy_t *px)
 {
     for (size_t i = 0; px->rules && i < px->nres; i++)
         free(px->rules[i]);
     free(px->rules);
     free(px->nrules);
+    free(px->res);
     px->rules = NULL;
     px->nrules = NULL;
+    px->res = NULL;
+    px->nres = px->cap_res = 0;
 }
 
-/* Resources and their rules, refreshed every second rather than read per request. */
-static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+/* resource/<name> changed: its entry is replaced, added or (deleted, unreadable) removed. */
+static void on_resource_change(void *ctx, const store_entry_t *changes, size_t n)
 {
-    (void)loop, (void)revents;
-    httpproxy_t *px = w->data;
-    resource_t *v = NULL;
-    size_t n = 0;
-    if (resource_list(px->o.store, &v, &n))
-        return;
-    free_rules(px);
-    free(px->res);
-    px->res = v;
-    px->nres = n;
-    px->rules = xcalloc(n ? n : 1, sizeof(*px->rules));
-    px->nrules = xcalloc(n ? n : 1, sizeof(*px->nrules));
-    for (size_t i = 0; i < n; i++)
-        if (v[i].host[0] && auth_rules_load(px->o.store, v[i].name, &px->rules[i], &px->nrules[i]))
+    httpproxy_t *px = ctx;
+    const size_t pl = strlen(RESOURCE_PREFIX);
+    for (size_t k = 0; k < n; k++) {
+        const store_entry_t *e = &changes[k];
+        const char *name = e->key + pl;
+        size_t nl = e->klen - pl;
+        if (nl == 0 || nl > NODECFG_NAME_MAX)
+            continue; /* no resource can live there; resource_list skips it too */
+        char nm[NODECFG_NAME_MAX + 1], why_buf[160];
+        memcpy(nm, name, nl);
+        nm[nl] = '\0';
+        ssize_t i = route_find(px, nm, nl);
+        resource_t r;
+        const char *why = "";
+        bool live = !e->tombstone &&
+                    resource_parse(e->value, e->vlen, nm, &r, why_buf, sizeof(why_buf), &why) == 0;
+        if (!e->tombstone && !live)
+            log_warn("resource: skipping unreadable record %s%s: %s", RESOURCE_PREFIX, nm, why);
+        if (!live) {
+            if (i < 0)
+                continue;
+            /* the last entry takes the removed one's place (order does not matter) */
+            route_free_rules(px, (size_t)i);
+            size_t last = px->nres - 1;
+            px->res[i] = px->res[last];
+            px->rules[i] = px->rules[last];
+            px->nrules[i] = px->nrules[last];
+            px->rules[last] = NULL;
+            px->nrules[last] = 0;
+            px->nres--;
+            log_info("http: resource %s removed from the routes", nm);
+            continue;
+        }
+        if (i < 0) {
+            if (px->nres == px->cap_res) {
+                size_t cap = px->cap_res ? 2 * px->cap_res : 8;
+                px->res = xrealloc(px->res, cap * sizeof(*px->res));
+                px->rules = xrealloc(px->rules, cap * sizeof(*px->rules));
+                px->nrules = xrealloc(px->nrules, cap * sizeof(*px->nrules));
+                px->cap_res = cap;
+            }
+            i = (ssize_t)px->nres++;
+            px->rules[i] = NULL;
             px->nrules[i] = 0;
+            px->res[i].host[0] = '\0'; /* a new entry: no rules loaded yet */
+        }
+        /* A resource's rules are records of their own: a new record of the resource changes
+         * them only when the resource gains or loses a host (only HTTP resources hold any). */
+        bool reload = !px->res[i].host[0] != !r.host[0];
+        px->res[i] = r;
+        if (reload)
+            route_load_rules(px, (size_t)i);
+    }
+}
+
+/* rule/<resource>/<id> changed: that resource's rules are read again (once per transaction
+ * however many of its rules it touched). A rule of a resource not (yet) known is read when
+ * the resource arrives. */
+static void on_rule_change(void *ctx, const store_entry_t *changes, size_t n)
+{
+    httpproxy_t *px = ctx;
+    const size_t pl = strlen(AUTH_RULE_PREFIX);
+    ssize_t done = -1; /* the resource last reloaded in this transaction */
+    for (size_t k = 0; k < n; k++) {
+        const store_entry_t *e = &changes[k];
+        const char *name = e->key + pl;
+        const char *slash = memchr(name, '/', e->klen - pl);
+        if (!slash)
+            continue;
+        ssize_t i = route_find(px, name, (size_t)(slash - name));
+        if (i < 0 || i == done)
+            continue;
+        route_load_rules(px, (size_t)i);
+        done = i;
+    }
 }
 
 /* A test knob (httpproxy.h): a positive decimal in the environment, else dflt. Loud when set,
@@ -1984,6 +2103,24 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     httpproxy_t *px = xcalloc(1, sizeof(*px));
     px->o = *o;
     px->lfd = fd;
+    int rc = routes_load_all(px);
+    if (rc == 0 && (px->watch_res = store_watch(o->store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX),
+                                                on_resource_change, px)) < 0)
+        rc = px->watch_res;
+    if (rc == 0 &&
+        (px->watch_rules = store_watch(o->store, AUTH_RULE_PREFIX, strlen(AUTH_RULE_PREFIX),
+                                       on_rule_change, px)) < 0)
+        rc = px->watch_rules;
+    if (rc) {
+        snprintf(err, errlen, "cannot read the HTTP routes (resources and rules): %s",
+                 rc == -ENOSPC ? "too many store watchers" : store_last_error(o->store));
+        if (px->watch_res > 0)
+            store_unwatch(o->store, px->watch_res);
+        routes_free(px);
+        close(fd);
+        free(px);
+        return NULL;
+    }
     px->rl_ip =
         auth_ratelimit_new(HTTPPROXY_RL_IP_BURST, HTTPPROXY_RL_IP_REFILL_MS, AUTH_RL_ENTRIES);
     px->rl_user = auth_ratelimit_new(AUTH_RL_BURST, AUTH_RL_REFILL_MS, AUTH_RL_ENTRIES);
@@ -2023,9 +2160,6 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     ev_io_start(o->loop, &px->lio);
     ev_init(&px->accept_retry, on_accept_retry);
     px->accept_retry.data = px;
-    ev_timer_init(&px->refresh, on_refresh, 0., 1.0);
-    px->refresh.data = px;
-    ev_timer_start(o->loop, &px->refresh);
     log_info("http: listening on %s (at most %u client connections, %u per address)", o->listen,
              conncap_max_total(px->cap), conncap_max_per_addr(px->cap));
     return px;
@@ -2056,12 +2190,14 @@ void httpproxy_destroy(httpproxy_t **pp)
     pthread_cond_destroy(&px->cv);
     ev_io_stop(px->o.loop, &px->lio);
     ev_timer_stop(px->o.loop, &px->accept_retry);
-    ev_timer_stop(px->o.loop, &px->refresh);
+    if (px->watch_res > 0)
+        store_unwatch(px->o.store, px->watch_res);
+    if (px->watch_rules > 0)
+        store_unwatch(px->o.store, px->watch_rules);
     close(px->lfd);
-    free_rules(px);
+    routes_free(px);
     auth_ratelimit_destroy(&px->rl_ip);
     auth_ratelimit_destroy(&px->rl_user);
-    free(px->res);
     conncap_destroy(&px->cap); /* every connection was closed above */
     free(px);
     *pp = NULL;
