@@ -1,4 +1,5 @@
-# node/auth: users, sessions, share links, API keys, access rules and the login rate limiter,
-# and the fuzzer of their decoders. The integration test is auth_admin (integration.cmake).
-popmesh_unit_test(test_auth popmesh_auth)
-popmesh_fuzz(fuzz_auth popmesh_auth)
+# node/auth: passwords, sessions, share links, API keys, access rules and the login rate
+# limiter, and the fuzzer of every decoder they and their records (node/records: user, apikey,
+# rule, cidr) have. The integration test is auth_admin (integration.cmake).
+popmesh_unit_test(test_auth popmesh_auth popmesh_records popmesh_storage)
+popmesh_fuzz(fuzz_auth popmesh_auth popmesh_records popmesh_nodecfg)

@@ -1,6 +1,6 @@
-/* Fuzzes the decoders of edge authentication (node/auth/auth.h): what a client sends (session
- * cookies, share tokens, API keys, addresses) and what other nodes replicate (user/, apikey/,
- * rule/ records, CIDRs and globs inside them).
+/* Fuzzes the decoders of edge authentication: what a client sends (session cookies, share
+ * tokens, API keys: node/auth/) and what other nodes replicate (user/, apikey/, rule/ records,
+ * the addresses, CIDRs and globs inside them: node/records/user.h, apikey.h, rule.h, cidr.h).
  *
  * The first byte picks the decoder; the rest is its input. Cookies and share tokens are
  * checked for their signature before their payload is parsed, so random bytes would never

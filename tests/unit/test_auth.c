@@ -1,8 +1,9 @@
-/* Edge authentication (node/auth/auth.h): password hashing; session cookies made, verified and
+/* Edge authentication (node/auth/): password hashing; session cookies made, verified and
  * refused when tampered (every byte), truncated, expired, signed by another mesh or scoped to
  * another resource; revocation through the user record's epoch on a real store; share links;
- * API keys (good, wrong secret, expired, revoked, removed user); record codecs; rule order,
- * CIDR edges and path globs; the login rate limiter (burst, refill, eviction). */
+ * API keys (good, wrong secret, expired, revoked, removed user); rule order and path globs;
+ * the login rate limiter (burst, refill, eviction). The record codecs and CIDRs they rest on
+ * are test_authrec's. */
 #include "common/mp.h"
 #include "node/auth/auth.h"
 #include "storage/store.h"
