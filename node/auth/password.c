@@ -8,6 +8,7 @@
  * strings too, and a replicated record does not get to choose the algorithm. */
 #include "node/auth/password.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <string.h>
 
