@@ -8,3 +8,5 @@ popmesh_integration(site_replay)
 popmesh_integration(dataplane_loop)
 # Past a tunnel's stream limit: refused at once and counted; 10,000 concurrent connections.
 popmesh_integration(dataplane_limit)
+# Configuration changes take effect when they are merged (the store's change feed), not on a poll.
+popmesh_integration(config_change)

@@ -48,6 +48,8 @@ struct peer {
     bool probe;                /* a site's RTT probe: answered, never attached */
     bool accepted;             /* the peer dialled us (else we dialled it) */
     bool draining;             /* the site is moving off this PoP: not advertised as attached */
+    bool info_dirty;           /* site: what its INFO says may have changed (on_apply sends it) */
+    bool removed;              /* site: its record was removed (on_apply closes the tunnel) */
     uint32_t published_rtt_us; /* site: the tunnel RTT in our last link-state record */
     char name[NODECFG_NAME_MAX + 1];
     uint64_t up_since_ms;
@@ -99,12 +101,29 @@ struct relay {
 
 struct listener {
     uint16_t port;
-    int fd; /* -1: the port is one of this PoP's own (a clash, logged once, never bound) */
+    int fd;   /* -1: not bound (yet: retry runs; or never: own) */
+    bool own; /* the port is one of this PoP's own (a clash, logged once, never bound) */
     ev_io io;
-    char resource[NODECFG_NAME_MAX + 1];
-    bool seen;
+    ev_timer retry; /* binding again after a failure, every DATAPLANE_BIND_RETRY_S */
+    char resource[NODECFG_NAME_MAX + 1]; /* the resource that owns the port */
     dataplane_t *dp;
     struct listener *next;
+};
+
+/* What the data plane keeps of one resource record (the rest is read when needed). */
+struct cfg_res {
+    char name[NODECFG_NAME_MAX + 1];
+    char site[NODECFG_NAME_MAX + 1];
+    uint16_t tcp_port;   /* 0: HTTP only */
+    uint64_t created_ms; /* Unix ms: the oldest owns a port two resources share */
+};
+
+/* A PoP a site may be told about (registered, not removed, with a tunnel address). */
+struct cfg_pop {
+    uint64_t id;
+    char name[NODECFG_NAME_MAX + 1];
+    char tunnel_addr[NODECFG_ADDR_MAX + 1];
+    uint8_t curve_pk[32];
 };
 
 struct site_name {
@@ -126,14 +145,22 @@ struct dataplane {
     dataplane_opts_t o;
     int lfd;
     ev_io lio;
-    ev_timer sync;
+    ev_timer tick;              /* liveness of the PoPs sites are told about, tunnel RTTs */
+    ev_timer apply;             /* deferred work of the change feed (on_apply) */
+    int watch_res, watch_nodes; /* store_watch ids */
+    bool republish;             /* our node record lost its tunnel address */
+    uint64_t alive_hash;        /* of the PoPs SWIM held alive at the last tick */
     ev_check reaper;
     ev_signal sigusr1; /* logs every splice (splice_ctx_dump) */
     splice_ctx_t *splices;
     struct peer *peers;
     struct listener *listeners;
-    struct site_name *sites;
+    struct site_name *sites; /* registered sites, not removed */
     size_t nsites;
+    struct cfg_res *res; /* every readable resource, unordered */
+    size_t nres, cres;
+    struct cfg_pop *pops;
+    size_t npops;
     struct dial_fail fails[16];
     tconn_keys_t keys;
     uint64_t hello_ts_last;  /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
@@ -156,6 +183,7 @@ struct dataplane {
         uint64_t hello_replays;         /* HELLOs refused by the replay filter */
         uint64_t hello_unconfirmed;     /* admitted HELLOs never followed by a sealed record */
         uint64_t ingress_loops;         /* ingress closed because the site saw a loop */
+        uint64_t store_scans;           /* full listings of a prefix: at start only */
     } st;
 };
 
@@ -191,34 +219,6 @@ static uint64_t site_id_of(dataplane_t *dp, const char *name)
         if (!strcmp(dp->sites[i].name, name))
             return dp->sites[i].id;
     return 0;
-}
-
-struct nodes_ctx {
-    dataplane_t *dp;
-    struct site_name *v;
-    size_t n;
-    void (*each)(void *ctx, const reg_node_t *n);
-    void *ctx;
-};
-
-static int each_node(const store_entry_t *e, void *ctx)
-{
-    struct nodes_ctx *c = ctx;
-    uint64_t id;
-    reg_node_t n;
-    const char *why;
-    if (e->tombstone || reg_node_key_id(e->key, e->klen, &id) ||
-        reg_node_parse(e->value, e->vlen, id, &n, &why))
-        return 0;
-    n.id = id;
-    c->each(c->ctx, &n);
-    return 0;
-}
-
-static void for_each_node(dataplane_t *dp, void (*fn)(void *ctx, const reg_node_t *n), void *ctx)
-{
-    struct nodes_ctx c = {.dp = dp, .each = fn, .ctx = ctx};
-    store_list(dp->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), each_node, &c);
 }
 
 /* ---- peers ------------------------------------------------------------------------------ */
@@ -338,44 +338,33 @@ static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
 
 /* ---- site information ------------------------------------------------------------------- */
 
-struct info_ctx {
-    dataplane_t *dp;
-    sm_info_t *in;
-};
-
-static void add_pop(void *ctx, const reg_node_t *n)
-{
-    struct info_ctx *c = ctx;
-    if (n->removed || strcmp(n->role, "pop") || !n->tunnel_addr[0] || c->in->npops >= SM_POPS_MAX ||
-        !meshnode_is_alive(c->dp->o.mesh, n->id))
-        return;
-    sm_pop_t *p = &c->in->pops[c->in->npops++];
-    p->id = n->id;
-    snprintf(p->name, sizeof(p->name), "%s", n->name);
-    snprintf(p->tunnel_addr, sizeof(p->tunnel_addr), "%s", n->tunnel_addr);
-    memcpy(p->curve_pk, n->curve_pk, 32);
-}
-
+/* The PoPs a site may use (alive now) and the checks of its resources' targets. Reads only
+ * the site's own resources, by name. */
 static void send_info(struct peer *p, bool force)
 {
     dataplane_t *dp = p->dp;
     sm_info_t *in = xcalloc(1, sizeof(*in));
-    struct info_ctx c = {dp, in};
-    for_each_node(dp, add_pop, &c);
-    resource_t *rv = NULL;
-    size_t nr = 0;
-    if (resource_list(dp->o.store, &rv, &nr) == 0) {
-        for (size_t i = 0; i < nr; i++) {
-            if (strcmp(rv[i].site, p->name))
-                continue;
-            for (unsigned k = 0; k < rv[i].ntargets && in->nchecks < SM_CHECKS_MAX; k++) {
-                sm_check_t *ck = &in->checks[in->nchecks++];
-                snprintf(ck->target, sizeof(ck->target), "%s", rv[i].targets[k]);
-                resource_health_str(&rv[i], ck->health, sizeof(ck->health));
-            }
-        }
-        free(rv);
+    for (size_t i = 0; i < dp->npops && in->npops < SM_POPS_MAX; i++) {
+        const struct cfg_pop *cp = &dp->pops[i];
+        if (!meshnode_is_alive(dp->o.mesh, cp->id))
+            continue;
+        sm_pop_t *sp = &in->pops[in->npops++];
+        sp->id = cp->id;
+        snprintf(sp->name, sizeof(sp->name), "%s", cp->name);
+        snprintf(sp->tunnel_addr, sizeof(sp->tunnel_addr), "%s", cp->tunnel_addr);
+        memcpy(sp->curve_pk, cp->curve_pk, 32);
     }
+    resource_t *r = xmalloc(sizeof(*r));
+    for (size_t i = 0; i < dp->nres && in->nchecks < SM_CHECKS_MAX; i++) {
+        if (strcmp(dp->res[i].site, p->name) || resource_get(dp->o.store, dp->res[i].name, r))
+            continue;
+        for (unsigned k = 0; k < r->ntargets && in->nchecks < SM_CHECKS_MAX; k++) {
+            sm_check_t *ck = &in->checks[in->nchecks++];
+            snprintf(ck->target, sizeof(ck->target), "%s", r->targets[k]);
+            resource_health_str(r, ck->health, sizeof(ck->health));
+        }
+    }
+    free(r);
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -1115,23 +1104,51 @@ static void on_tunnel_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 #define LISTEN_BACKLOG 1024 /* connections the kernel queues before we accept them */
 
-/* ---- periodic sync ----------------------------------------------------------------------- */
+/* ---- configuration, kept current by the store's change feed ------------------------------
+ *
+ * The data plane reads three kinds of records: node/<id> (the sites it may attach and their
+ * ids, the PoPs a site is told about, this PoP's own published tunnel address) and
+ * resource/<name> (the TCP ports to listen on, the targets each site is told to check). It
+ * loads them once at start and then applies each change the store reports (store_watch),
+ * one key at a time: a resource change opens, moves or closes at most two listeners and
+ * re-sends INFO to the sites concerned; a node change updates one site or PoP entry. Nothing
+ * re-reads the store on a timer, so an idle PoP with thousands of resources does no work and
+ * a change takes effect as soon as it is merged here (dp->st.store_scans counts the full
+ * listings: two at start, then none).
+ *
+ * What cannot run inside the store's callback (it may come from within a merge in meshnode,
+ * or from one of our own writes) is deferred to the next loop iteration (dp->apply): sending
+ * INFO, closing a removed site's tunnel, re-publishing our tunnel address. */
 
-struct sync_ctx {
-    dataplane_t *dp;
-    struct site_name *v;
-    size_t n;
-};
-
-static void add_site_name(void *ctx, const reg_node_t *n)
+static struct cfg_res *res_find(dataplane_t *dp, const char *name)
 {
-    struct sync_ctx *c = ctx;
-    if (n->removed || strcmp(n->role, "site"))
-        return;
-    c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
-    snprintf(c->v[c->n].name, sizeof(c->v[c->n].name), "%s", n->name);
-    c->v[c->n].id = n->id;
-    c->n++;
+    for (size_t i = 0; i < dp->nres; i++)
+        if (!strcmp(dp->res[i].name, name))
+            return &dp->res[i];
+    return NULL;
+}
+
+static struct cfg_pop *pop_find(dataplane_t *dp, uint64_t id)
+{
+    for (size_t i = 0; i < dp->npops; i++)
+        if (dp->pops[i].id == id)
+            return &dp->pops[i];
+    return NULL;
+}
+
+static void schedule_apply(dataplane_t *dp)
+{
+    if (!ev_is_active(&dp->apply))
+        ev_timer_start(dp->o.loop, &dp->apply);
+}
+
+/* Every attached site whose INFO may have changed: name NULL for all of them. */
+static void info_dirty(dataplane_t *dp, const char *site)
+{
+    for (struct peer *p = dp->peers; p; p = p->next)
+        if (p->is_site && p->up && !p->dead && (!site || !strcmp(p->name, site)))
+            p->info_dirty = true;
+    schedule_apply(dp);
 }
 
 static void publish_tunnel_addr(dataplane_t *dp)
@@ -1166,7 +1183,7 @@ static uint16_t port_in(const char *addr)
 }
 
 /* Which of this PoP's own listening ports port is ("mesh port", ...), or NULL. A resource on
- * one of them would fail to bind every second, or worse, take the port first at start. */
+ * one of them would take the port first at start, or fail to bind forever. */
 static const char *own_port_use(dataplane_t *dp, uint16_t port)
 {
     char tl[NODECFG_ADDR_MAX + 1];
@@ -1180,94 +1197,294 @@ static const char *own_port_use(dataplane_t *dp, uint16_t port)
     return NULL;
 }
 
-static void sync_listeners(dataplane_t *dp)
+static void listener_addr(dataplane_t *dp, uint16_t port, char *out, size_t len)
 {
-    resource_t *rv = NULL;
-    size_t nr = 0;
-    if (resource_list(dp->o.store, &rv, &nr))
-        return;
-    for (struct listener *l = dp->listeners; l; l = l->next)
-        l->seen = false;
-    for (size_t i = 0; i < nr; i++) {
-        struct listener *l;
-        if (rv[i].tcp_port == 0)
-            continue; /* HTTP only (issue 5): no TCP listener */
-        for (l = dp->listeners; l; l = l->next)
-            if (l->port == rv[i].tcp_port)
-                break;
-        if (l) {
-            if (!l->seen || rv[i].created_ms == 0) /* the oldest owns a shared port */
-                snprintf(l->resource, sizeof(l->resource), "%s", rv[i].name);
-            l->seen = true;
-            continue;
-        }
-        char addr[NODECFG_ADDR_MAX + 16], err[200];
-        const char *ip = dp->o.cfg->ingress_address[0] ? dp->o.cfg->ingress_address : "0.0.0.0";
-        snprintf(addr, sizeof(addr), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, rv[i].tcp_port);
-        const char *own = own_port_use(dp, rv[i].tcp_port);
-        int fd = -1;
-        if (own)
-            log_warn("resource %s: tcp port %u is this PoP's %s: not listening for it (remove the "
-                     "resource or give it another port)",
-                     rv[i].name, rv[i].tcp_port, own);
-        else
-            fd = netaddr_listen(addr, LISTEN_BACKLOG, err, sizeof(err));
-        if (fd < 0 && !own) {
-            log_warn("resource %s: %s (retrying every %.0f s)", rv[i].name, err, DATAPLANE_SYNC_S);
-            continue;
-        }
-        l = xcalloc(1, sizeof(*l));
-        l->dp = dp;
-        l->fd = fd;
-        l->port = rv[i].tcp_port;
-        l->seen = true;
-        snprintf(l->resource, sizeof(l->resource), "%s", rv[i].name);
-        l->next = dp->listeners;
-        dp->listeners = l;
-        if (fd < 0)
-            continue;
-        ev_io_init(&l->io, on_ingress_accept, fd, EV_READ);
-        l->io.data = l;
-        ev_io_start(dp->o.loop, &l->io);
-        log_info("resource %s: listening on %s for site %s", rv[i].name, addr, rv[i].site);
-    }
-    for (struct listener **lp = &dp->listeners; *lp;) {
-        struct listener *l = *lp;
-        if (l->seen) {
-            lp = &l->next;
-            continue;
-        }
-        log_info("resource %s: removed; port %u closed", l->resource, l->port);
-        if (l->fd >= 0) {
-            ev_io_stop(dp->o.loop, &l->io);
-            close(l->fd);
-        }
-        *lp = l->next;
-        free(l);
-    }
-    free(rv);
+    const char *ip = dp->o.cfg->ingress_address[0] ? dp->o.cfg->ingress_address : "0.0.0.0";
+    snprintf(out, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
 }
 
-static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+/* Binds l's port: 0, or -errno with the reason logged when log is set. */
+static int listener_bind(struct listener *l, bool log)
+{
+    dataplane_t *dp = l->dp;
+    char addr[NODECFG_ADDR_MAX + 16], err[200];
+    listener_addr(dp, l->port, addr, sizeof(addr));
+    int fd = netaddr_listen(addr, LISTEN_BACKLOG, err, sizeof(err));
+    if (fd < 0) {
+        if (log)
+            log_warn("resource %s: %s (retrying every %.0f s)", l->resource, err,
+                     DATAPLANE_BIND_RETRY_S);
+        return fd;
+    }
+    l->fd = fd;
+    ev_io_init(&l->io, on_ingress_accept, fd, EV_READ);
+    l->io.data = l;
+    ev_io_start(dp->o.loop, &l->io);
+    log_info("resource %s: listening on %s", l->resource, addr);
+    return 0;
+}
+
+static void on_bind_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct listener *l = w->data;
+    if (l->fd < 0 && !l->own && listener_bind(l, false) == 0)
+        ev_timer_stop(l->dp->o.loop, &l->retry);
+}
+
+static void listener_free(dataplane_t *dp, struct listener *l)
+{
+    if (l->fd >= 0) {
+        ev_io_stop(dp->o.loop, &l->io);
+        close(l->fd);
+    }
+    ev_timer_stop(dp->o.loop, &l->retry);
+    free(l);
+}
+
+/* Makes port's listener match the resources that name it: the oldest (smaller created_ms,
+ * then smaller name: resource.h) owns a port two resources share; none, and it is closed. */
+static void reconcile_port(dataplane_t *dp, uint16_t port)
+{
+    if (!port)
+        return;
+    const struct cfg_res *owner = NULL;
+    for (size_t i = 0; i < dp->nres; i++) {
+        const struct cfg_res *r = &dp->res[i];
+        if (r->tcp_port == port &&
+            (!owner || r->created_ms < owner->created_ms ||
+             (r->created_ms == owner->created_ms && strcmp(r->name, owner->name) < 0)))
+            owner = r;
+    }
+    struct listener **lp = &dp->listeners;
+    while (*lp && (*lp)->port != port)
+        lp = &(*lp)->next;
+    struct listener *l = *lp;
+    if (!owner) {
+        if (l) {
+            log_info("resource %s: removed; port %u closed", l->resource, l->port);
+            *lp = l->next;
+            listener_free(dp, l);
+        }
+        return;
+    }
+    if (l) {
+        snprintf(l->resource, sizeof(l->resource), "%s", owner->name);
+        return;
+    }
+    l = xcalloc(1, sizeof(*l));
+    l->dp = dp;
+    l->fd = -1;
+    l->port = port;
+    snprintf(l->resource, sizeof(l->resource), "%s", owner->name);
+    ev_timer_init(&l->retry, on_bind_retry, DATAPLANE_BIND_RETRY_S, DATAPLANE_BIND_RETRY_S);
+    l->retry.data = l;
+    l->next = dp->listeners;
+    dp->listeners = l;
+    const char *own = own_port_use(dp, port);
+    if (own) {
+        l->own = true;
+        log_warn("resource %s: tcp port %u is this PoP's %s: not listening for it (remove the "
+                 "resource or give it another port)",
+                 owner->name, port, own);
+    } else if (listener_bind(l, true)) {
+        ev_timer_start(dp->o.loop, &l->retry);
+    }
+}
+
+/* One resource record changed (or was loaded): e NULL or a tombstone removes it. */
+static void apply_resource(dataplane_t *dp, const char *name, const store_entry_t *e)
+{
+    resource_t *r = NULL;
+    if (e && !e->tombstone) {
+        r = xmalloc(sizeof(*r));
+        char why_buf[200];
+        const char *why;
+        if (resource_parse(e->value, e->vlen, name, r, why_buf, sizeof(why_buf), &why)) {
+            log_warn("dataplane: resource %s: unreadable record ignored: %s", name, why);
+            free(r);
+            r = NULL;
+        }
+    }
+    struct cfg_res *c = res_find(dp, name);
+    uint16_t old_port = c ? c->tcp_port : 0;
+    char old_site[NODECFG_NAME_MAX + 1] = "";
+    if (c)
+        snprintf(old_site, sizeof(old_site), "%s", c->site);
+    if (!r) {
+        if (c)
+            *c = dp->res[--dp->nres];
+    } else {
+        if (!c) {
+            if (dp->nres == dp->cres) {
+                dp->cres = dp->cres ? 2 * dp->cres : 64;
+                dp->res = xrealloc(dp->res, dp->cres * sizeof(*dp->res));
+            }
+            c = &dp->res[dp->nres++];
+            memset(c, 0, sizeof(*c));
+            snprintf(c->name, sizeof(c->name), "%s", name);
+        }
+        snprintf(c->site, sizeof(c->site), "%s", r->site);
+        c->tcp_port = r->tcp_port;
+        c->created_ms = r->created_ms;
+    }
+    if (old_port && (!r || r->tcp_port != old_port))
+        reconcile_port(dp, old_port);
+    if (r)
+        reconcile_port(dp, r->tcp_port);
+    if (old_site[0])
+        info_dirty(dp, old_site);
+    if (r && strcmp(old_site, r->site))
+        info_dirty(dp, r->site);
+    free(r);
+}
+
+static void site_forget(dataplane_t *dp, uint64_t id)
+{
+    for (size_t i = 0; i < dp->nsites; i++)
+        if (dp->sites[i].id == id) {
+            dp->sites[i] = dp->sites[--dp->nsites];
+            break;
+        }
+    for (struct peer *p = dp->peers; p; p = p->next)
+        if (p->is_site && p->up && !p->dead && p->id == id) { /* removed while attached */
+            p->removed = true;
+            schedule_apply(dp);
+        }
+}
+
+/* One node record changed (or was loaded); a tombstone or an unreadable record counts as
+ * gone (the registry never deletes a node's record: removal sets removed). */
+static void apply_node(dataplane_t *dp, uint64_t id, const store_entry_t *e)
+{
+    reg_node_t n;
+    const char *why;
+    bool ok = !e->tombstone && reg_node_parse(e->value, e->vlen, id, &n, &why) == 0;
+    if (ok)
+        n.id = id;
+    bool site = ok && !n.removed && !strcmp(n.role, "site");
+    bool pop = ok && !n.removed && !strcmp(n.role, "pop") && n.tunnel_addr[0];
+    if (site) {
+        size_t i = 0;
+        while (i < dp->nsites && dp->sites[i].id != id)
+            i++;
+        if (i == dp->nsites) {
+            dp->sites = xrealloc(dp->sites, (dp->nsites + 1) * sizeof(*dp->sites));
+            dp->nsites++;
+        }
+        dp->sites[i].id = id;
+        snprintf(dp->sites[i].name, sizeof(dp->sites[i].name), "%s", n.name);
+    } else {
+        site_forget(dp, id);
+    }
+    struct cfg_pop *cp = pop_find(dp, id);
+    if (pop) {
+        if (!cp) {
+            dp->pops = xrealloc(dp->pops, (dp->npops + 1) * sizeof(*dp->pops));
+            cp = &dp->pops[dp->npops++];
+        }
+        cp->id = id;
+        snprintf(cp->name, sizeof(cp->name), "%s", n.name);
+        snprintf(cp->tunnel_addr, sizeof(cp->tunnel_addr), "%s", n.tunnel_addr);
+        memcpy(cp->curve_pk, n.curve_pk, 32);
+        info_dirty(dp, NULL);
+    } else if (cp) {
+        *cp = dp->pops[--dp->npops];
+        info_dirty(dp, NULL);
+    }
+    if (id == dp->o.id->node_id && ok && strcmp(n.tunnel_addr, dp->tunnel_addr)) {
+        dp->republish = true; /* a record written without it (a rejoin, an older node) */
+        schedule_apply(dp);
+    }
+}
+
+static void on_resources_changed(void *ctx, const store_entry_t *v, size_t n)
+{
+    dataplane_t *dp = ctx;
+    const size_t pl = strlen(RESOURCE_PREFIX);
+    for (size_t i = 0; i < n; i++) {
+        char name[NODECFG_NAME_MAX + 1];
+        if (v[i].klen <= pl || v[i].klen - pl > NODECFG_NAME_MAX)
+            continue;
+        memcpy(name, v[i].key + pl, v[i].klen - pl);
+        name[v[i].klen - pl] = 0;
+        apply_resource(dp, name, &v[i]);
+    }
+}
+
+static void on_nodes_changed(void *ctx, const store_entry_t *v, size_t n)
+{
+    dataplane_t *dp = ctx;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id;
+        if (reg_node_key_id(v[i].key, v[i].klen, &id) == 0)
+            apply_node(dp, id, &v[i]);
+    }
+}
+
+static int load_node(const store_entry_t *e, void *ctx)
+{
+    on_nodes_changed(ctx, e, 1);
+    return 0;
+}
+
+static int load_resource(const store_entry_t *e, void *ctx)
+{
+    on_resources_changed(ctx, e, 1);
+    return 0;
+}
+
+/* The one full read, at start; from then on the change feed keeps it current. */
+static void load_config(dataplane_t *dp)
+{
+    dp->st.store_scans++;
+    store_list(dp->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), load_node, dp);
+    dp->st.store_scans++;
+    store_list(dp->o.store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), load_resource, dp);
+}
+
+/* Work the change feed deferred (see above). */
+static void on_apply(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     dataplane_t *dp = w->data;
-    struct sync_ctx c = {dp, NULL, 0};
-    for_each_node(dp, add_site_name, &c);
-    free(dp->sites);
-    dp->sites = c.v;
-    dp->nsites = c.n;
-    publish_tunnel_addr(dp);
-    sync_listeners(dp);
+    if (dp->republish) {
+        dp->republish = false;
+        publish_tunnel_addr(dp);
+    }
     for (struct peer *p = dp->peers; p; p = p->next) {
         if (p->dead || !p->up || !p->is_site)
             continue;
-        if (!site_id_of(dp, p->name)) { /* removed while attached */
+        if (p->removed) {
+            p->removed = false;
             log_info("dataplane: site %s was removed: closing its tunnel", p->name);
             tconn_close(p->c, "site removed");
             continue;
         }
-        send_info(p, false);
+        if (p->info_dirty) {
+            p->info_dirty = false;
+            send_info(p, false);
+        }
+    }
+}
+
+/* What the store does not report: which PoPs SWIM holds alive (a site's INFO lists those),
+ * and tunnel RTTs. Reads no record. */
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    dataplane_t *dp = w->data;
+    uint64_t alive = 0;
+    for (size_t i = 0; i < dp->npops; i++)
+        if (meshnode_is_alive(dp->o.mesh, dp->pops[i].id))
+            alive ^= dp->pops[i].id * 0x9e3779b97f4a7c15ull;
+    if (alive != dp->alive_hash) {
+        dp->alive_hash = alive;
+        info_dirty(dp, NULL);
+    }
+    for (struct peer *p = dp->peers; p; p = p->next) {
+        if (p->dead || !p->up || !p->is_site)
+            continue;
         /* The tunnel RTT moved (first sample, or a path change): publish now rather than
          * at the next period, so routes do not lean on a stale cost. */
         uint32_t now_rtt = tconn_rtt_us(p->c);
@@ -1289,7 +1506,7 @@ static void collect_sites(void *ctx, ls_record_t *rec)
         if (p->dead || !p->up || !p->is_site || p->draining)
             continue;
         uint32_t rtt = tconn_rtt_us(p->c);
-        if (rtt == 0) /* no heartbeat answered yet: pessimistic until measured (on_sync
+        if (rtt == 0) /* no heartbeat answered yet: pessimistic until measured (on_tick
                        * republishes as soon as the first sample arrives) */
             rtt = DATAPLANE_UNMEASURED_US;
         p->published_rtt_us = rtt;
@@ -1303,23 +1520,7 @@ static void collect_sites(void *ctx, ls_record_t *rec)
 
 /* ---- control ---------------------------------------------------------------------------- */
 
-struct sites_ctx {
-    dataplane_t *dp;
-    msgpack_packer *pk;
-    size_t n;
-    reg_node_t *v;
-};
-
-static void collect_site_node(void *ctx, const reg_node_t *n)
-{
-    struct sites_ctx *c = ctx;
-    if (n->removed || strcmp(n->role, "site"))
-        return;
-    c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
-    c->v[c->n++] = *n;
-}
-
-static void pack_site(dataplane_t *dp, msgpack_packer *pk, const reg_node_t *n)
+static void pack_site(dataplane_t *dp, msgpack_packer *pk, const struct site_name *n)
 {
     const lsdb_t *db = meshnode_lsdb(dp->o.mesh);
     size_t cnt = db ? lsdb_count(db) : 0;
@@ -1390,14 +1591,11 @@ static int cmd_sites(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     (void)req;
     dataplane_t *dp = ctx;
-    struct sites_ctx c = {.dp = dp};
-    for_each_node(dp, collect_site_node, &c);
     msgpack_pack_map(pk, 1);
     mpw_str(pk, "sites");
-    msgpack_pack_array(pk, c.n);
-    for (size_t i = 0; i < c.n; i++)
-        pack_site(dp, pk, &c.v[i]);
-    free(c.v);
+    msgpack_pack_array(pk, dp->nsites);
+    for (size_t i = 0; i < dp->nsites; i++)
+        pack_site(dp, pk, &dp->sites[i]);
     return CTL_OK;
 }
 
@@ -1412,7 +1610,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 19);
+    msgpack_pack_map(pk, 20);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1432,6 +1630,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "hello_unconfirmed", dp->st.hello_unconfirmed);
     mpw_kv_u64(pk, "bytes_in", dp->st.bytes_in);
     mpw_kv_u64(pk, "bytes_out", dp->st.bytes_out);
+    mpw_kv_u64(pk, "store_scans", dp->st.store_scans);
 }
 
 void dataplane_health(void *ctx, meshnode_health_t *h)
@@ -1542,9 +1741,24 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     ev_io_start(o->loop, &dp->lio);
     ev_check_init(&dp->reaper, on_reap);
     dp->reaper.data = dp;
-    ev_timer_init(&dp->sync, on_sync, 0.05, DATAPLANE_SYNC_S);
-    dp->sync.data = dp;
-    ev_timer_start(o->loop, &dp->sync);
+    ev_timer_init(&dp->apply, on_apply, 0., 0.);
+    dp->apply.data = dp;
+    ev_timer_init(&dp->tick, on_tick, DATAPLANE_TICK_S, DATAPLANE_TICK_S);
+    dp->tick.data = dp;
+    ev_timer_start(o->loop, &dp->tick);
+    /* Watch first, then load: nothing can change in between (one thread), and every later
+     * change is reported. */
+    dp->watch_res =
+        store_watch(o->store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), on_resources_changed, dp);
+    dp->watch_nodes =
+        store_watch(o->store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), on_nodes_changed, dp);
+    if (dp->watch_res < 0 || dp->watch_nodes < 0) {
+        snprintf(err, errlen, "cannot watch the store for configuration changes: %s",
+                 strerror(-(dp->watch_res < 0 ? dp->watch_res : dp->watch_nodes)));
+        dataplane_destroy(&dp);
+        return NULL;
+    }
+    load_config(dp);
     meshnode_set_site_source(o->mesh, collect_sites, dp);
     ev_signal_init(&dp->sigusr1, on_dump, SIGUSR1);
     dp->sigusr1.data = dp;
@@ -1564,7 +1778,12 @@ void dataplane_destroy(dataplane_t **dpp)
     meshnode_set_site_source(dp->o.mesh, NULL, NULL);
     splice_ctx_destroy(&dp->splices);
     ev_io_stop(dp->o.loop, &dp->lio);
-    ev_timer_stop(dp->o.loop, &dp->sync);
+    ev_timer_stop(dp->o.loop, &dp->tick);
+    ev_timer_stop(dp->o.loop, &dp->apply);
+    if (dp->watch_res > 0)
+        store_unwatch(dp->o.store, dp->watch_res);
+    if (dp->watch_nodes > 0)
+        store_unwatch(dp->o.store, dp->watch_nodes);
     ev_check_stop(dp->o.loop, &dp->reaper);
     ev_signal_stop(dp->o.loop, &dp->sigusr1);
     close(dp->lfd);
@@ -1589,13 +1808,11 @@ void dataplane_destroy(dataplane_t **dpp)
     while (dp->listeners) {
         struct listener *l = dp->listeners;
         dp->listeners = l->next;
-        if (l->fd >= 0) {
-            ev_io_stop(dp->o.loop, &l->io);
-            close(l->fd);
-        }
-        free(l);
+        listener_free(dp, l);
     }
     free(dp->sites);
+    free(dp->res);
+    free(dp->pops);
     free(dp->seen);
     sodium_memzero(&dp->keys, sizeof(dp->keys));
     free(dp);

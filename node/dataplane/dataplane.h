@@ -23,7 +23,8 @@
 
 #include <ev.h>
 
-#define DATAPLANE_SYNC_S       1.0  /* s between resource/registry syncs */
+#define DATAPLANE_TICK_S       1.0  /* s between checks of PoP liveness and tunnel RTTs */
+#define DATAPLANE_BIND_RETRY_S 1.0  /* s between attempts to bind a resource port that failed */
 #define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
 #define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
 #define SITEHEALTH_PREFIX      "sitehealth/"
