@@ -5,6 +5,10 @@ popmesh_unit_test(test_httpmsg popmesh_httpmsg)
 popmesh_fuzz(fuzz_httpmsg popmesh_httpmsg)
 popmesh_unit_test(test_httphdr popmesh_httpmsg)
 popmesh_fuzz(fuzz_httphdr popmesh_httpmsg)
+# The canonical path routing and rules compare: every spelling of //, %2f, %61, .., ., %00,
+# trailing slashes and the query; the fuzzer checks it is idempotent and never longer.
+popmesh_unit_test(test_httppath popmesh_httpmsg)
+popmesh_fuzz(fuzz_httppath popmesh_httpmsg)
 # The ingress against an adversarial client and a misbehaving application.
 popmesh_integration(http_hardening)
 # What one client can hold: connection caps (per address, overall) and timeouts.

@@ -35,6 +35,7 @@
 #include "node/auth/auth.h"
 #include "node/http/httphdr.h"
 #include "node/http/httpmsg.h"
+#include "node/http/httppath.h"
 #include "node/records/resource.h"
 
 #include <arpa/inet.h>
@@ -391,14 +392,6 @@ static void error_page(struct hconn *hc, int code, const char *why)
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* Decodes application/x-www-form-urlencoded value bytes into out; false on bad escapes, NUL or
  * overflow. */
 static bool url_decode(const char *s, size_t n, char *out, size_t len)
@@ -411,7 +404,7 @@ static bool url_decode(const char *s, size_t n, char *out, size_t len)
         } else if (c == '%') {
             if (i + 2 >= n)
                 return false;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = httppath_hexval(s[i + 1]), l = httppath_hexval(s[i + 2]);
             if (h < 0 || l < 0)
                 return false;
             c = h * 16 + l;
@@ -1031,63 +1024,6 @@ static void handle_local(struct hconn *hc)
 
 /* ---- requests --------------------------------------------------------------------------- */
 
-/* The path as the application will understand it, for routing and rules: percent-decoded,
- * repeated slashes collapsed, "." and ".." resolved (never above "/"). Otherwise a deny rule
- * on "/admin/ *" would be bypassed by //admin or /%61dmin. false on %00, a bad escape, or a
- * path that does not start with '/'. */
-static bool normalize_path(const char *p, size_t n, char *out, size_t len)
-{
-    char dec[1024];
-    size_t d = 0;
-    if (!n || p[0] != '/' || n >= sizeof(dec))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)p[i];
-        if (c == '%') {
-            if (i + 2 >= n)
-                return false;
-            int h = hexval(p[i + 1]), l = hexval(p[i + 2]);
-            if (h < 0 || l < 0)
-                return false;
-            c = h * 16 + l;
-            i += 2;
-            if (c == 0)
-                return false;
-        }
-        dec[d++] = (char)c;
-    }
-    size_t o = 0, i = 0;
-    while (i < d) {
-        while (i < d && dec[i] == '/')
-            i++;
-        size_t start = i;
-        while (i < d && dec[i] != '/')
-            i++;
-        size_t sl = i - start;
-        if (sl == 0 || (sl == 1 && dec[start] == '.'))
-            continue;
-        if (sl == 2 && dec[start] == '.' && dec[start + 1] == '.') {
-            while (o > 0 && out[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--; /* the slash before the dropped segment */
-            continue;
-        }
-        if (o + 1 + sl + 1 > len)
-            return false;
-        out[o++] = '/';
-        memcpy(out + o, dec + start, sl);
-        o += sl;
-    }
-    if (o == 0 || dec[d - 1] == '/') { /* "/" itself, and a trailing slash, are kept */
-        if (o + 2 > len)
-            return false;
-        out[o++] = '/';
-    }
-    out[o] = '\0';
-    return true;
-}
-
 /* auth_session_check with a cache of verified signatures. */
 static int session_check(httpproxy_t *px, const char *cookie, size_t len, const char *resource,
                          auth_user_t *u, const char **why)
@@ -1166,12 +1102,20 @@ static bool wants_websocket(const http_head_t *h)
            !strncasecmp(h->upgrade_proto, "websocket", 9);
 }
 
-/* Routes, authorises and forwards one request head (or answers it). */
-static int route_request(struct hconn *hc, const http_head_t *h)
+/* ---- one request head: each step decides one thing, or answers the client ----------------
+ *
+ * req_on_head runs them in order: request_begin (the request's own state; targets and Host
+ * headers too long to keep), local_request (/.popmesh/ is answered here), route_to_resource
+ * (which resource, by Host and canonical path), authorize (the resource's rules, then who the
+ * user is and whether they may), websocket_key (whether this is a WebSocket handshake),
+ * rewrite_request_head (what the application gets) and choose_upstream (which stream carries
+ * it). A step that answers the client returns a value saying so, and the request ends there. */
+
+/* Resets the connection's per-request state and keeps what answers and logs need. 0 to go on;
+ * -1 (414: the connection closes, its body unread) or 1 (400) once answered. */
+static int request_begin(struct hconn *hc, const http_head_t *h)
 {
-    httpproxy_t *px = hc->px;
-    char eh[LOG_ESC_MAX], et[LOG_ESC_MAX];
-    px->st.requests++;
+    hc->px->st.requests++;
     hc->partial = false;
     hc->keep_alive = h->keep_alive;
     hc->head_req = h->method == HTTP_HEAD;
@@ -1192,116 +1136,150 @@ static int route_request(struct hconn *hc, const http_head_t *h)
     }
     if (h->host_len >= sizeof(hc->host)) {
         error_page(hc, 400, "the Host header is too long");
-        return 0;
+        return 1;
     }
+    return 0;
+}
+
+/* Whether the request is for the PoP itself (/.popmesh/ on any host): its body is collected
+ * and handle_local answers it. */
+static bool local_request(struct hconn *hc, const http_head_t *h)
+{
     const char *q = memchr(h->target, '?', h->target_len);
     size_t plen = q ? (size_t)(q - h->target) : h->target_len;
-    if (plen >= 10 && !memcmp(h->target, "/.popmesh/", 10)) {
-        hc->state = H_LOCAL;
-        hc->cross_site = httphdr_cross_site(h);
-        if (hc->cross_site) {
-            const http_header_t *o = header(h, "Origin"), *f = header(h, "Sec-Fetch-Site");
-            char eo[LOG_ESC_MAX], ef[LOG_ESC_MAX];
-            log_debug("http: %s %s%s from %s: cross-site (Origin '%s', Sec-Fetch-Site '%s')",
-                      hc->method, log_escs(eh, sizeof(eh), hc->host),
-                      log_escs(et, sizeof(et), hc->target), hc->client,
-                      o ? log_esc(eo, sizeof(eo), o->value, o->value_len) : "",
-                      f ? log_esc(ef, sizeof(ef), f->value, f->value_len) : "");
-        }
-        return 0;
+    if (plen < 10 || memcmp(h->target, "/.popmesh/", 10))
+        return false;
+    hc->state = H_LOCAL;
+    hc->cross_site = httphdr_cross_site(h);
+    if (hc->cross_site) {
+        const http_header_t *o = header(h, "Origin"), *f = header(h, "Sec-Fetch-Site");
+        char eh[LOG_ESC_MAX], et[LOG_ESC_MAX], eo[LOG_ESC_MAX], ef[LOG_ESC_MAX];
+        log_debug("http: %s %s%s from %s: cross-site (Origin '%s', Sec-Fetch-Site '%s')",
+                  hc->method, log_escs(eh, sizeof(eh), hc->host),
+                  log_escs(et, sizeof(et), hc->target), hc->client,
+                  o ? log_esc(eo, sizeof(eo), o->value, o->value_len) : "",
+                  f ? log_esc(ef, sizeof(ef), f->value, f->value_len) : "");
     }
-    char path[1024];
-    if (!normalize_path(h->target, plen, path, sizeof(path))) {
+    return true;
+}
+
+/* The resource that serves the request (its index in px->res), by Host and the canonical path
+ * (httppath.h), which is left in path for the rules. -1 once answered (400, 404). */
+static int route_to_resource(struct hconn *hc, const http_head_t *h, char *path, size_t cap)
+{
+    httpproxy_t *px = hc->px;
+    if (httppath_normalize(h->target, h->target_len, path, cap) < 0) {
         error_page(hc, 400, "the request path is not a valid absolute path");
-        return 0;
+        return -1;
     }
     int idx =
         resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), path, strlen(path));
-    if (idx < 0) {
+    if (idx < 0)
         error_page(hc, 404, "no application is published at this address");
-        return 0;
-    }
+    return idx;
+}
+
+enum authz {
+    AUTHZ_ANSWERED,  /* refused (403, 401, a redirect to the login page): the request ends */
+    AUTHZ_ANONYMOUS, /* goes on without a user: an open resource, or an allow rule matched */
+    AUTHZ_USER,      /* goes on as *u */
+};
+
+/* Who may make this request: the resource's rules first (deny: 403; allow: no login), then,
+ * for `auth login`, a session cookie or an API key, and the resource's allowed users and
+ * groups. */
+static enum authz authorize(struct hconn *hc, const http_head_t *h, int idx, const char *path,
+                            auth_user_t *u)
+{
+    httpproxy_t *px = hc->px;
     const resource_t *res = &px->res[idx];
+    char eh[LOG_ESC_MAX], et[LOG_ESC_MAX];
     enum auth_decision dec =
-        px->rules ? auth_rules_match(px->rules[idx], px->nrules[idx], &hc->caddr, path, NULL)
-                  : AUTH_DECISION_NONE;
+        auth_rules_match(px->rules[idx], px->nrules[idx], &hc->caddr, path, NULL);
     if (dec == AUTH_DECISION_DENY) {
         px->st.denied++;
         error_page(hc, 403, "access to this application is denied from here");
+        return AUTHZ_ANSWERED;
+    }
+    if (res->auth != RESOURCE_AUTH_LOGIN || dec == AUTH_DECISION_ALLOW)
+        return AUTHZ_ANONYMOUS;
+    const char *v, *why = "no session";
+    size_t vl;
+    const http_header_t *az = header(h, "Authorization");
+    /* Which session counts when several popmesh_session cookies arrive: none. popd sets one
+     * host-only cookie, so a second one was set by someone else (another site on a parent
+     * domain): taking "the first" or "any valid one" would let that site choose who the user
+     * is here. */
+    int ncookie = httphdr_cookie_find(h, HTTPPROXY_COOKIE, &v, &vl);
+    if (ncookie > 1) {
+        log_warn("http: %s %s%s from %s: more than one " HTTPPROXY_COOKIE " cookie: refused",
+                 hc->method, log_escs(eh, sizeof(eh), hc->host),
+                 log_escs(et, sizeof(et), hc->target), hc->client);
+        error_page(hc, 400,
+                   "more than one popmesh session cookie was sent (another site on a parent "
+                   "domain may have set one): clear this site's cookies and sign in again");
+        return AUTHZ_ANSWERED;
+    }
+    bool have_user = ncookie == 1 && session_check(px, v, vl, res->name, u, &why) == 0;
+    if (!have_user && az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7))
+        have_user = auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7,
+                                      clock_wall_ms(), u, &why) == 0;
+    if (!have_user) {
+        px->st.unauthenticated++;
+        log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method,
+                  log_escs(eh, sizeof(eh), hc->host), log_escs(et, sizeof(et), hc->target),
+                  hc->client, why);
+        /* Browsers go to the login page; API clients (they sent credentials, or did not GET)
+         * get 401. */
+        if ((h->method == HTTP_GET || h->method == HTTP_HEAD) && !az) {
+            char rd[1100], loc[1300];
+            url_encode(hc->target, rd, sizeof(rd));
+            snprintf(loc, sizeof(loc), "Location: /.popmesh/login?rd=%s\r\n", rd);
+            respond(hc, 302, loc, "", false);
+        } else {
+            error_page(hc, 401, "sign in first (a session cookie or an API key)");
+        }
+        return AUTHZ_ANSWERED;
+    }
+    if (u->name[0] && !user_allowed(res, u)) {
+        px->st.denied++;
+        error_page(hc, 403, "your account may not use this application");
+        return AUTHZ_ANSWERED;
+    }
+    snprintf(hc->user, sizeof(hc->user), "%s", u->name);
+    return AUTHZ_USER;
+}
+
+/* Whether the request is a WebSocket handshake, and its Sec-WebSocket-Key in *key (NULL if
+ * not). Only WebSocket may switch protocols, and only as a well-formed handshake: the 101 is
+ * checked against its key (resp_on_head). Another Upgrade (h2c...) is dropped with the
+ * Connection header, so the request goes on as plain HTTP. -1 once answered (400). */
+static int websocket_key(struct hconn *hc, const http_head_t *h, const http_header_t **key)
+{
+    *key = NULL;
+    if (!wants_websocket(h))
         return 0;
+    int nkey = 0;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (httphdr_name_is(h->headers[i].name, h->headers[i].name_len, "sec-websocket-key")) {
+            *key = &h->headers[i];
+            nkey++;
+        }
+    if (h->method != HTTP_GET || nkey != 1 ||
+        !httphdr_ws_key_valid((*key)->value, (*key)->value_len)) {
+        error_page(hc, 400, "a WebSocket request needs GET and one valid Sec-WebSocket-Key");
+        return -1;
     }
-    auth_user_t u;
-    bool have_user = false;
-    if (res->auth == RESOURCE_AUTH_LOGIN && dec != AUTH_DECISION_ALLOW) {
-        const char *v, *why = "no session";
-        size_t vl;
-        const http_header_t *az = header(h, "Authorization");
-        /* Which session counts when several popmesh_session cookies arrive: none. popd sets
-         * one host-only cookie, so a second one was set by someone else (another site on a
-         * parent domain): taking "the first" or "any valid one" would let that site choose
-         * who the user is here. */
-        int ncookie = httphdr_cookie_find(h, HTTPPROXY_COOKIE, &v, &vl);
-        if (ncookie > 1) {
-            log_warn("http: %s %s%s from %s: more than one " HTTPPROXY_COOKIE " cookie: refused",
-                     hc->method, log_escs(eh, sizeof(eh), hc->host),
-                     log_escs(et, sizeof(et), hc->target), hc->client);
-            error_page(hc, 400,
-                       "more than one popmesh session cookie was sent (another site on a parent "
-                       "domain may have set one): clear this site's cookies and sign in again");
-            return 0;
-        }
-        if (ncookie == 1 && session_check(px, v, vl, res->name, &u, &why) == 0) {
-            have_user = true;
-        } else if (az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7) &&
-                   auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7, clock_wall_ms(),
-                                     &u, &why) == 0) {
-            have_user = true;
-        }
-        if (!have_user) {
-            px->st.unauthenticated++;
-            log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method,
-                      log_escs(eh, sizeof(eh), hc->host), log_escs(et, sizeof(et), hc->target),
-                      hc->client, why);
-            /* Browsers go to the login page; API clients (they sent credentials, or did
-             * not GET) get 401. */
-            if ((h->method == HTTP_GET || h->method == HTTP_HEAD) && !az) {
-                char rd[1100], loc[1300];
-                url_encode(hc->target, rd, sizeof(rd));
-                snprintf(loc, sizeof(loc), "Location: /.popmesh/login?rd=%s\r\n", rd);
-                respond(hc, 302, loc, "", false);
-            } else {
-                error_page(hc, 401, "sign in first (a session cookie or an API key)");
-            }
-            return 0;
-        }
-        if (u.name[0] && !user_allowed(res, &u)) {
-            px->st.denied++;
-            error_page(hc, 403, "your account may not use this application");
-            return 0;
-        }
-        snprintf(hc->user, sizeof(hc->user), "%s", u.name);
-    }
+    return 0;
+}
 
-    /* Only WebSocket may switch protocols, and only as a well-formed handshake: the 101 is
-     * checked against its key (resp_on_head). Another Upgrade (h2c...) is dropped with the
-     * Connection header, so the request goes on as plain HTTP. */
-    const http_header_t *wskey = NULL;
-    bool ws = wants_websocket(h);
-    if (ws) {
-        int nkey = 0;
-        for (size_t i = 0; i < h->nheaders; i++)
-            if (httphdr_name_is(h->headers[i].name, h->headers[i].name_len, "sec-websocket-key")) {
-                wskey = &h->headers[i];
-                nkey++;
-            }
-        if (h->method != HTTP_GET || nkey != 1 ||
-            !httphdr_ws_key_valid(wskey->value, wskey->value_len)) {
-            error_page(hc, 400, "a WebSocket request needs GET and one valid Sec-WebSocket-Key");
-            return 0;
-        }
-    }
-
-    /* The upstream request head: hop-by-hop and identity headers dropped, ours added. */
+/* The request head as the application gets it, into head (cap bytes): hop-by-hop and
+ * identity headers dropped; X-Forwarded-*, Forwarded and X-Real-IP set by us; Remote-User and
+ * Remote-Groups for a user (u, or NULL); the client's cookies but our session token. Its
+ * length, or -1 once answered (431, 400). */
+static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, const auth_user_t *u,
+                                    bool ws, char *head, size_t cap)
+{
     static const char *const drop[] = {"Cookie"};
     char ip[64], groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
     snprintf(ip, sizeof(ip), "%s", hc->client);
@@ -1329,16 +1307,16 @@ static int route_request(struct hconn *hc, const http_head_t *h)
     ssize_t cl = httphdr_cookie_without(h, HTTPPROXY_COOKIE, cookies, sizeof(cookies));
     if (cl < 0) {
         error_page(hc, 431, "the request's cookies are too large to forward");
-        return 0;
+        return -1;
     }
-    if (have_user && u.name[0]) {
-        extra[nextra++] = (http_header_t){"Remote-User", 11, u.name, strlen(u.name)};
+    if (u && u->name[0]) {
+        extra[nextra++] = (http_header_t){"Remote-User", 11, u->name, strlen(u->name)};
         size_t gl = 0;
         groups[0] = '\0';
-        for (unsigned i = 0; i < u.ngroups; i++)
+        for (unsigned i = 0; i < u->ngroups; i++)
             gl += (size_t)snprintf(groups + gl, sizeof(groups) - gl, "%s%s", i ? "," : "",
-                                   u.groups[i]);
-        if (u.ngroups)
+                                   u->groups[i]);
+        if (u->ngroups)
             extra[nextra++] = (http_header_t){"Remote-Groups", 13, groups, gl};
     }
     if (cl > 0)
@@ -1351,49 +1329,90 @@ static int route_request(struct hconn *hc, const http_head_t *h)
                               .chunked = h->chunked,
                               .keep_upgrade = ws,
                               .drop_if = req_drop};
-    char head[HEAD_MAX];
-    ssize_t o = http_head_serialize(h, &rw, head, sizeof(head));
+    ssize_t o = http_head_serialize(h, &rw, head, cap);
     if (o < 0) {
         error_page(hc, o == -ENOSPC ? 431 : 400, "the request head cannot be forwarded");
-        return 0;
+        return -1;
     }
-    hc->chunked_up = h->chunked;
+    return o;
+}
 
-    /* The stream: reuse the one to this resource, else a new one. */
+/* The stream that carries the request: the connection's stream when it goes to the same
+ * resource and still works, else a new one. false once answered (503). */
+static bool choose_upstream(struct hconn *hc, const resource_t *res)
+{
     if (hc->up && (strcmp(hc->up->resource, res->name) || hc->up->gone)) {
         up_release(hc->up);
         hc->up = NULL;
     }
-    if (!hc->up) {
+    if (!hc->up)
         hc->up = up_new(hc, res);
-        if (!hc->up) {
-            error_page(hc, 503, "the application's site is not known here");
-            return 0;
-        }
+    if (!hc->up) {
+        error_page(hc, 503, "the application's site is not known here");
+        return false;
     }
-    if (hc->up->resp)
-        http_reader_expect_head(hc->up->resp, hc->head_req);
-    hc->up->saw_response = false;
-    hc->up->expecting = true;
-    snprintf(hc->up->ws_key, sizeof(hc->up->ws_key), "%.*s", ws ? (int)wskey->value_len : 0,
-             ws ? wskey->value : "");
+    return true;
+}
+
+/* Sends the rewritten head on the chosen stream; the body follows (H_BODY). */
+static void send_request_head(struct hconn *hc, const char *head, size_t len,
+                              const http_header_t *wskey)
+{
+    struct upstream *up = hc->up;
+    if (up->resp)
+        http_reader_expect_head(up->resp, hc->head_req);
+    up->saw_response = false;
+    up->expecting = true;
+    snprintf(up->ws_key, sizeof(up->ws_key), "%.*s", wskey ? (int)wskey->value_len : 0,
+             wskey ? wskey->value : "");
     /* After a WebSocket request the request reader has stopped: if the application does not
      * switch, the connection closes after its answer. */
-    if (ws)
+    if (wskey)
         hc->keep_alive = false;
     hc->resp_done = false;
-    pend_append(hc->up, head, (size_t)o);
+    pend_append(up, head, len);
     hc->state = H_BODY;
-    hc->active = ev_now(px->o.loop);
+    hc->active = ev_now(hc->px->o.loop);
     hc_arm(hc);
-    flush_up(hc->up);
+    flush_up(up);
+}
+
+/* One request head: answered here, or sent to its application. 0, or -1 when the connection
+ * must close after the answer. */
+static int handle_request_head(struct hconn *hc, const http_head_t *h)
+{
+    int rc = request_begin(hc, h);
+    if (rc)
+        return rc < 0 ? -1 : 0;
+    if (local_request(hc, h))
+        return 0;
+    char path[1024]; /* the target is shorter (request_begin): its path fits */
+    int idx = route_to_resource(hc, h, path, sizeof(path));
+    if (idx < 0)
+        return 0;
+    auth_user_t u;
+    enum authz az = authorize(hc, h, idx, path, &u);
+    if (az == AUTHZ_ANSWERED)
+        return 0;
+    const http_header_t *wskey;
+    if (websocket_key(hc, h, &wskey) < 0)
+        return 0;
+    char head[HEAD_MAX];
+    ssize_t len = rewrite_request_head(hc, h, az == AUTHZ_USER ? &u : NULL, wskey != NULL, head,
+                                       sizeof(head));
+    if (len < 0)
+        return 0;
+    hc->chunked_up = h->chunked;
+    if (!choose_upstream(hc, &hc->px->res[idx]))
+        return 0;
+    send_request_head(hc, head, (size_t)len, wskey);
     return 0;
 }
 
 static int req_on_head(void *ctx, const http_head_t *h)
 {
     struct hconn *hc = ctx;
-    int rc = route_request(hc, h);
+    int rc = handle_request_head(hc, h);
     /* An Upgrade not forwarded as a WebSocket (h2c, or answered here) leaves the connection
      * in HTTP: the reader must go on parsing requests after this one. */
     if (rc == 0 && h->upgrade && !(hc->state == H_BODY && hc->up && hc->up->ws_key[0]))
