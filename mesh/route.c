@@ -40,7 +40,7 @@ void route_config_defaults(route_config_t *cfg)
         .loss_us_per_permille = 1000,
         .loss_cutoff_permille = 500,
         .load_us_per_permille = 50,
-        .unhealthy_us = 1000000,
+        .unhealthy_us = 1000000000,
         .degraded_site_us = 200000,
         .settle_ms = 20,
         .min_interval_ms = 200,

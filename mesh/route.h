@@ -30,7 +30,9 @@ typedef struct route_config {
     uint32_t loss_us_per_permille; /* 1000: 1% loss costs like 10 ms more RTT */
     uint16_t loss_cutoff_permille; /* 500: a link losing this much or more is not used */
     uint32_t load_us_per_permille; /* 50: a fully loaded PoP costs like 50 ms more RTT */
-    uint32_t unhealthy_us;         /* 1000000: a PoP with bad health costs like 1 s more RTT */
+    uint32_t unhealthy_us;         /* 1000000000: a PoP with bad health (its ingress down) costs
+                                    * like 1000 s more RTT: more than any path of usable links,
+                                    * so it carries transit or egresses only as a last resort */
     uint32_t degraded_site_us;     /* 200000: a DEGRADED tunnel costs like 200 ms more RTT */
     uint32_t settle_ms;            /* 20: wait after the first change, to batch a burst */
     uint32_t min_interval_ms;      /* 200: at most one computation per this many ms */

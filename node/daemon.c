@@ -497,6 +497,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     dataplane_register_commands(n.dataplane, n.control);
+    /* What this PoP's health vector reports: streams, tunnels, listeners (meshnode.h). */
+    meshnode_add_health_source(n.mesh, dataplane_health, n.dataplane);
     if (n.cfg.http_listen[0]) {
         httpproxy_opts_t ho = {.loop = n.loop,
                                .store = n.store,
@@ -509,6 +511,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             rc = -EADDRINUSE;
             goto out;
         }
+        meshnode_add_health_source(n.mesh, httpproxy_health, n.http);
     }
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);

@@ -52,10 +52,7 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
     char id[17];
     identity_id_hex(mi->id, id);
     msgpack_packer *pk_ = c->pk;
-    const struct health *h = NULL;
-    for (size_t i = 0; i < c->m->nhealth; i++)
-        if (c->m->health[i].id == mi->id)
-            h = &c->m->health[i];
+    const struct health *h = meshhealth_of(c->m, mi->id);
     msgpack_pack_map(pk_, 11);
     mpw_str(pk_, "clock_offset_ms"); /* its clock minus ours; nil: not measured (or self) */
     if (mi->clock_known)
@@ -66,18 +63,26 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
     msgpack_pack_uint32(pk_, mi->clock_known ? mi->clock_err_ms : 0);
     mpw_str(pk_, "health");
     if (h) {
-        msgpack_pack_map(pk_, 5);
+        msgpack_pack_map(pk_, 9);
         mpw_str(pk_, "cpu_pct");
         msgpack_pack_double(pk_, h->cpu_permille / 10.0);
         mpw_str(pk_, "rss_kb");
         msgpack_pack_uint32(pk_, h->rss_kb);
         mpw_str(pk_, "streams");
         msgpack_pack_uint32(pk_, h->streams);
-        mpw_str(pk_, "ingress_up");
-        if (h->ingress_up)
-            msgpack_pack_true(pk_);
-        else
-            msgpack_pack_false(pk_);
+        mpw_kv_bool(pk_, "ingress_up", h->ingress_up);
+        mpw_str(pk_, "load_pct"); /* meshhealth.c, "LOAD" */
+        msgpack_pack_double(pk_, h->load_permille / 10.0);
+        /* nil: an older node that does not send them */
+        const char *const names[] = {"tunnels", "listeners", "listeners_up"};
+        const uint32_t vals[] = {h->tunnels, h->listeners, h->listeners_up};
+        for (int k = 0; k < 3; k++) {
+            mpw_str(pk_, names[k]);
+            if (h->detailed)
+                msgpack_pack_uint32(pk_, vals[k]);
+            else
+                msgpack_pack_nil(pk_);
+        }
         mpw_kv_u64(pk_, "age_ms", (uint64_t)(1000 * (ev_now(c->m->o.loop) - h->received)));
     } else {
         msgpack_pack_nil(pk_);
@@ -401,7 +406,9 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
 
 static const control_command_t commands[] = {
     {"members", cmd_members,
-     "-> [{name, id, region, addr, state, incarnation, rtt_ms, self}] as this node sees them"},
+     "-> [{name, id, region, addr, state, incarnation, rtt_ms, self, clock_offset_ms, health: "
+     "{cpu_pct, rss_kb, streams, tunnels, listeners, listeners_up, ingress_up, load_pct, age_ms}}] "
+     "as this node sees them"},
     {"token.create", cmd_token_create,
      "[role: pop|site] [ttl_ms: uint] [uses: uint, 0 = unlimited] -> {token, id, ...}"},
     {"token.list", cmd_token_list, "-> [{id, role, state, expires_ms, uses, uses_max, ...}]"},

@@ -39,12 +39,17 @@
 
 struct health {
     uint64_t id;
-    uint64_t seq;          /* the sender's wall clock ms when it measured: newer wins */
-    uint32_t cpu_permille; /* of one core, over the sender's last period */
-    uint32_t rss_kb;       /* resident memory */
-    uint32_t streams;      /* active streams (tunnels come later: 0 for now) */
-    bool ingress_up;       /* its ingress listeners are up */
-    double received;       /* ev_now when it arrived here, s */
+    uint64_t seq;           /* the sender's wall clock ms when it measured: newer wins */
+    uint32_t cpu_permille;  /* of one core, over the sender's last period */
+    uint32_t rss_kb;        /* resident memory, KiB */
+    uint32_t streams;       /* streams open through it: ingress and relayed */
+    uint32_t tunnels;       /* site tunnels up at it */
+    uint32_t listeners;     /* ingress listeners configured (TCP resource ports, HTTP, tunnels) */
+    uint32_t listeners_up;  /* of those, bound and accepting */
+    uint32_t load_permille; /* max(cpu, streams against capacity), 0..1000 (meshhealth.c) */
+    bool detailed;          /* the sender sent the fields above from tunnels on (a newer node) */
+    bool ingress_up;        /* listeners_up == listeners (an older sender: what it said) */
+    double received;        /* ev_now when it arrived here, s */
 };
 
 /* A removal record still to be pushed to the removed node (meshnode.c). */
@@ -80,6 +85,11 @@ struct meshnode {
     void *site_source_ctx;
     struct health *health; /* one per member that sent one, self included (meshhealth.c) */
     size_t nhealth;
+    struct {
+        meshnode_health_fn fn;
+        void *ctx;
+    } health_src[MESHNODE_HEALTH_SOURCES]; /* meshnode_add_health_source */
+    unsigned nhealth_src;
     ev_timer health_timer;
     double cpu_last; /* s of CPU used by this process at the last health sample */
     double cpu_at;   /* ev_now of that sample */

@@ -403,6 +403,79 @@ static void test_penalties(void **state)
 
 /* Removing the relay reroutes over the direct link; removing the egress leaves the site
  * unreachable. */
+/* A PoP whose ingress is down (its health vector says so) is a last resort: it carries no
+ * transit and is no site's egress while any other way exists, however long (here a 3 s
+ * detour, which the old 1 s penalty would have lost to), and it is still used when it is the
+ * only way. A <-> B 5 ms <-> D, A <-> C 3 s <-> D; the site hangs off D, then off B alone. */
+static void test_ingress_down_last_resort(void **state)
+{
+    (void)state;
+    route_config_t cfg = plain_cfg();
+    struct topo *t = topo_new();
+    topo_link(t, A, B, 5 * MS, 0);
+    topo_link(t, B, D, 5 * MS, 0);
+    topo_link(t, A, C, 1500 * MS, 0);
+    topo_link(t, C, D, 1500 * MS, 0);
+    topo_site(t, D, SITE, 1 * MS, LS_SITE_ONLINE);
+    topo_commit(t);
+    route_entry_t e;
+    route_table_t *rt = routes(t->db, A, &cfg);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_path(&e.primary, 3, A, B, D);
+    route_table_destroy(&rt);
+
+    /* B's ingress is down: transit goes around it, even 3 s around. */
+    assert_int_equal(lsdb_set_penalty(t->db, B, 0, false), 1);
+    rt = routes(t->db, A, &cfg);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_path(&e.primary, 3, A, C, D);
+    assert_int_equal(e.primary.cost_us, 3001 * MS);
+    uint64_t nh;
+    assert_int_equal(route_table_next_hop(rt, D, &nh), 0);
+    assert_int_equal(nh, C);
+    route_table_destroy(&rt);
+
+    /* The only way: C gone, B carries the traffic again (at its penalty). */
+    lsdb_remove(t->db, C);
+    rt = routes(t->db, A, &cfg);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_path(&e.primary, 3, A, B, D);
+    assert_int_equal(e.primary.cost_us, 11 * MS + cfg.unhealthy_us);
+    route_table_destroy(&rt);
+    topo_free(t);
+
+    /* As an egress: the site on B (1 ms) and on C (3 s away). B down: C is the egress, and
+     * B the backup; B's ingress back: B again. */
+    struct topo *u = topo_new();
+    topo_link(u, A, B, 5 * MS, 0);
+    topo_link(u, A, C, 3000 * MS, 0);
+    topo_site(u, B, SITE, 1 * MS, LS_SITE_ONLINE);
+    topo_site(u, C, SITE, 1 * MS, LS_SITE_ONLINE);
+    topo_commit(u);
+    assert_int_equal(lsdb_set_penalty(u->db, B, 0, false), 1);
+    rt = routes(u->db, A, &cfg);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_int_equal(e.primary.egress, C);
+    assert_true(e.has_backup);
+    assert_int_equal(e.backup.egress, B);
+    route_table_destroy(&rt);
+    assert_int_equal(lsdb_set_penalty(u->db, B, 0, true), 1);
+    rt = routes(u->db, A, &cfg);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_int_equal(e.primary.egress, B);
+    route_table_destroy(&rt);
+
+    /* Self with its ingress down is no egress either while another exists. */
+    assert_int_equal(lsdb_set_penalty(u->db, A, 0, false), 1);
+    topo_site(u, A, SITE, 1 * MS, LS_SITE_ONLINE);
+    topo_commit(u);
+    rt = routes(u->db, A, &cfg);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_int_equal(e.primary.egress, B);
+    route_table_destroy(&rt);
+    topo_free(u);
+}
+
 static void test_node_removal_reroutes(void **state)
 {
     struct topo *t = topo_new();
@@ -1060,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_backup_avoids_primary_egress),
         cmocka_unit_test(test_backup_detour_inside_subtree),
         cmocka_unit_test(test_penalties),
+        cmocka_unit_test(test_ingress_down_last_resort),
         cmocka_unit_test(test_node_removal_reroutes),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_self_egress),

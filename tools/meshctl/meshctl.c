@@ -580,8 +580,9 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i;
     json_t *m;
-    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %9s %6s %8s\n", "NAME", "ID", "REGION", "ADDRESS",
-           "STATE", "INC", "RTT", "CLOCK", "CPU", "RSS");
+    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %9s %6s %8s %-12s %7s %7s %6s\n", "NAME", "ID",
+           "REGION", "ADDRESS", "STATE", "INC", "RTT", "CLOCK", "CPU", "RSS", "INGRESS", "STREAMS",
+           "TUNNELS", "LOAD");
     json_array_foreach(j, i, m)
     {
         char rtt[32] = "-";
@@ -597,19 +598,36 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             snprintf(clk, sizeof(clk), "%+.1fs", (double)json_integer_value(off) / 1000.0);
         const char *region = json_string_value(json_object_get(m, "region"));
         json_t *h = json_object_get(m, "health");
-        char cpu[16] = "-", rss[24] = "-";
+        char cpu[16] = "-", rss[24] = "-", ingress[32] = "-", streams[16] = "-", tunnels[16] = "-",
+             load[16] = "-";
         if (json_is_object(h)) {
             snprintf(cpu, sizeof(cpu), "%.1f%%", json_number_value(json_object_get(h, "cpu_pct")));
             snprintf(rss, sizeof(rss), "%.1fM",
                      (double)json_integer_value(json_object_get(h, "rss_kb")) / 1024.0);
+            /* INGRESS: up or DOWN, with listeners bound and accepting / configured (an older
+             * node does not send the counts). */
+            bool up = json_is_true(json_object_get(h, "ingress_up"));
+            json_t *lu = json_object_get(h, "listeners_up"), *l = json_object_get(h, "listeners");
+            if (json_is_integer(lu) && json_is_integer(l))
+                snprintf(ingress, sizeof(ingress), "%s %lld/%lld", up ? "up" : "DOWN",
+                         (long long)json_integer_value(lu), (long long)json_integer_value(l));
+            else
+                snprintf(ingress, sizeof(ingress), "%s", up ? "up" : "DOWN");
+            snprintf(streams, sizeof(streams), "%lld",
+                     (long long)json_integer_value(json_object_get(h, "streams")));
+            json_t *t = json_object_get(h, "tunnels");
+            if (json_is_integer(t))
+                snprintf(tunnels, sizeof(tunnels), "%lld", (long long)json_integer_value(t));
+            snprintf(load, sizeof(load), "%.1f%%",
+                     json_number_value(json_object_get(h, "load_pct")));
         }
-        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %9s %6s %8s\n",
+        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %9s %6s %8s %-12s %7s %7s %6s\n",
                json_string_value(json_object_get(m, "name")),
                json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
                json_string_value(json_object_get(m, "addr")),
                json_string_value(json_object_get(m, "state")),
-               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, clk, cpu,
-               rss);
+               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, clk, cpu, rss,
+               ingress, streams, tunnels, load);
     }
     json_decref(j);
     return EXIT_OK;
@@ -1601,7 +1619,9 @@ static const command_t commands[] = {
     {NULL, "members", cmd_members, "",
      "Lists the mesh's members as this node sees them: name, id, region, address, state\n"
      "(alive, suspect, dead, left), incarnation, round-trip time and, from each member's\n"
-     "gossiped health vector, its CPU use and memory."},
+     "gossiped health vector, its CPU use and memory, its ingress (up, or DOWN when a\n"
+     "listener is not bound or not accepting; listeners up/configured), open streams, site\n"
+     "tunnels and load (the larger of CPU and streams against capacity; docs/routing.md)."},
     {NULL, "tunnels", cmd_tunnels, "",
      "Lists this PoP's tunnels (sites and other PoPs): peer, role, address, age, heartbeat\n"
      "round trip, open streams and payload bytes sent; --json adds the data plane counters."},
