@@ -1,4 +1,4 @@
-/* authadmin: the operator commands of edge authentication (issue 5).
+/* authadmin: the operator commands of edge authentication.
  *
  *   user.add       {name, password, groups?}      -> {name, groups, session_epoch}
  *   user.list      {}                             -> {users: [{name, groups, created_ms,
@@ -36,8 +36,10 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
+#include "common/netaddr.h"
 #include "common/xmalloc.h"
 #include "node/auth/auth.h"
+#include "node/records/authrec.h"
 #include "node/membership/meshnode_int.h"
 #include "node/records/resource.h"
 
@@ -377,7 +379,7 @@ static int cmd_share_create(void *ctx, const ctl_request_t *req, msgpack_packer 
         rc = control_error(pk, CTL_FAILED, "cannot make a share token for '%s'", name);
         goto out;
     }
-    /* With a host (issue 5's HTTP fields) the link opens the resource through the ingress;
+    /* With a host (an HTTP resource) the link opens the resource through the ingress;
      * resource_check has made sure host is a plain lowercase DNS name. */
     const char *host = r->host;
     msgpack_pack_map(pk, host[0] ? 4 : 3);
@@ -387,11 +389,13 @@ static int cmd_share_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     if (host[0]) {
         /* The ingress speaks plain HTTP (TLS in front of it is the operator's); the port is
          * this PoP's, which every PoP of a fleet usually shares. */
-        const char *colon = a->http_listen ? strrchr(a->http_listen, ':') : NULL;
-        bool port80 = !colon || !strcmp(colon, ":80");
+        netaddr_t listen;
+        char port[8] = "";
+        if (a->http_listen && netaddr_parse(a->http_listen, &listen, false) == 0 &&
+            listen.port != 80)
+            snprintf(port, sizeof(port), ":%u", listen.port);
         char url[RESOURCE_HOST_MAX + AUTH_TOKEN_MAX + 64];
-        snprintf(url, sizeof(url), "http://%s%s/.popmesh/share?t=%s", host, port80 ? "" : colon,
-                 token);
+        snprintf(url, sizeof(url), "http://%s%s/.popmesh/share?t=%s", host, port, token);
         mpw_kv_str(pk, "url", url);
         sodium_memzero(url, sizeof(url));
     }
@@ -452,14 +456,7 @@ static int collect_apikey(const store_entry_t *e, void *ctx)
     size_t pl = strlen(AUTH_APIKEY_PREFIX);
     const char *why = "the key is not apikey/<16 hex>";
     uint64_t id = 0;
-    bool hex = e->klen == pl + 16;
-    for (size_t i = pl; hex && i < e->klen; i++) {
-        char c = e->key[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        hex = d >= 0;
-        id = id << 4 | (uint64_t)(d & 0xf);
-    }
-    if (hex) {
+    if (e->klen >= pl && authrec_id_parse(e->key + pl, e->klen - pl, &id) == 0) {
         kv->v = xrealloc(kv->v, (kv->n + 1) * sizeof(*kv->v));
         if (auth_apikey_parse(e->value, e->vlen, id, &kv->v[kv->n], &why) == 0) {
             kv->n++;
@@ -507,17 +504,8 @@ static int arg_id(const ctl_request_t *req, msgpack_packer *pk, const char *what
     int rc = ctl_arg_copy(req, "id", buf, sizeof(buf));
     if (rc == 0)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument 'id' (the %s's id)", what);
-    bool ok = rc > 0 && strlen(buf) == 16;
-    uint64_t v = 0;
-    for (size_t i = 0; ok && i < 16; i++) {
-        char c = buf[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        ok = d >= 0;
-        v = v << 4 | (uint64_t)(d & 0xf);
-    }
-    if (!ok)
+    if (rc < 0 || authrec_id_parse(buf, strlen(buf), id))
         return control_error(pk, CTL_BAD_REQUEST, "a %s id is 16 lowercase hex digits", what);
-    *id = v;
     return CTL_OK;
 }
 
