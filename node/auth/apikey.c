@@ -11,6 +11,7 @@
  * characters), so one key has exactly one spelling. */
 #include "node/auth/apikey.h"
 
+#include "common/b64url.h"
 #include "common/log.h"
 #include "common/logesc.h"
 
@@ -61,7 +62,6 @@ int auth_apikey_token_parse(const char *token, size_t len, uint64_t *id, uint8_t
                             const char **why)
 {
     size_t pl = strlen(AUTH_APIKEY_TPREFIX), blen = 0;
-    const char *end = NULL;
     if (len < pl || memcmp(token, AUTH_APIKEY_TPREFIX, pl) != 0) {
         *why = "not an API key (wrong prefix)";
         return -EACCES;
@@ -72,25 +72,10 @@ int auth_apikey_token_parse(const char *token, size_t len, uint64_t *id, uint8_t
     }
     const char *b64 = token + pl + 17;
     size_t b64len = len - pl - 17;
-    for (size_t i = 0; i < b64len; i++) {
-        char c = b64[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_')) {
-            *why = "malformed API key";
-            return -EACCES;
-        }
-    }
-    if (sodium_base642bin(secret, 32, b64, b64len, NULL, &blen, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        blen != 32 || end != b64 + b64len) {
-        *why = "malformed API key";
-        return -EACCES;
-    }
-    char again[48];
-    sodium_bin2base64(again, sizeof(again), secret, 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    if (strlen(again) != b64len || memcmp(again, b64, b64len) != 0) {
+    int rc = b64url_decode(b64, b64len, secret, 32, &blen);
+    if (rc || blen != 32) {
         sodium_memzero(secret, 32);
-        *why = "malformed API key (not canonical)";
+        *why = rc == -EILSEQ ? "malformed API key (not canonical)" : "malformed API key";
         return -EACCES;
     }
     return 0;

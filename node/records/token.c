@@ -1,5 +1,6 @@
 #include "node/records/token.h"
 
+#include "common/b64url.h"
 #include "common/mp.h"
 
 #include <errno.h>
@@ -39,14 +40,10 @@ void token_public(const token_t *t, token_public_t *pub)
     token_mesh_id(t->mesh_pk, pub->mesh_id);
 }
 
-static int valid_role(const char *r, size_t n)
-{
-    return (n == 3 && memcmp(r, "pop", 3) == 0) || (n == 4 && memcmp(r, "site", 4) == 0);
-}
-
 int token_encode(const token_t *t, const uint8_t mesh_sk[64], char *out, size_t outlen)
 {
-    if (!valid_role(t->role, strlen(t->role)) || t->nseeds == 0 || t->nseeds > TOKEN_MAX_SEEDS)
+    if ((t->role != ROLE_POP && t->role != ROLE_SITE) || t->nseeds == 0 ||
+        t->nseeds > TOKEN_MAX_SEEDS)
         return -EINVAL;
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -56,7 +53,7 @@ int token_encode(const token_t *t, const uint8_t mesh_sk[64], char *out, size_t 
     msgpack_pack_array(&pk, t->site[0] ? 7 : 6);
     msgpack_pack_uint32(&pk, TOKEN_FORMAT);
     mpw_bin(&pk, t->mesh_pk, 32);
-    mpw_str(&pk, t->role);
+    mpw_str(&pk, node_role_name(t->role));
     msgpack_pack_uint64(&pk, t->expires_ms);
     mpw_bin(&pk, t->secret, 32);
     msgpack_pack_array(&pk, t->nseeds);
@@ -122,20 +119,8 @@ int token_decode(const char *text, size_t len, token_t *t, const char **why)
         *why = "too long to be a popmesh token";
         return -EINVAL;
     }
-    /* libsodium 1.0.18's decoder takes every byte >= 0x80 for '_', so an altered byte could
-     * still decode to the signed body: accept the base64url alphabet and nothing else. */
-    for (size_t i = prefix; i < len; i++) {
-        char c = text[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_')) {
-            *why = "garbled (not valid base64url after " TOKEN_PREFIX ")";
-            return -EINVAL;
-        }
-    }
-    const char *end = NULL;
-    if (sodium_base642bin(body, sizeof(body), text + prefix, len - prefix, NULL, &blen, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        end != text + len) {
+    /* Strict (common/b64url.h): an altered byte must not still decode to the signed body. */
+    if (b64url_decode(text + prefix, len - prefix, body, sizeof(body), &blen)) {
         *why = "garbled (not valid base64url after " TOKEN_PREFIX ")";
         return -EINVAL;
     }
@@ -160,14 +145,12 @@ int token_decode(const char *text, size_t len, token_t *t, const char **why)
         *why = r.err ? "truncated or garbled" : "made by a newer popmesh (unknown token format)";
         return -EINVAL;
     }
-    if (bin32(&r, t->mesh_pk) || mpr_str(&r, &role, &rl) || !valid_role(role, rl) ||
+    if (bin32(&r, t->mesh_pk) || mpr_str(&r, &role, &rl) || node_role_parse(role, rl, &t->role) ||
         mpr_uint(&r, &t->expires_ms) || bin32(&r, t->secret) || mpr_array(&r, &n) || n == 0 ||
         n > TOKEN_MAX_SEEDS) {
         *why = "truncated or garbled (bad field)";
         goto bad;
     }
-    memcpy(t->role, role, rl);
-    t->role[rl] = '\0';
     t->nseeds = n;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t pair, al;
