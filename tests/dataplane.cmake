@@ -10,3 +10,5 @@ popmesh_integration(dataplane_loop)
 popmesh_integration(dataplane_limit)
 # Configuration changes take effect when they are merged (the store's change feed), not on a poll.
 popmesh_integration(config_change)
+# Connection caps on the tunnel port (pending handshakes) and TCP resource ports.
+popmesh_integration(dataplane_caps)

@@ -23,8 +23,22 @@
 
 #include <ev.h>
 
-#define DATAPLANE_TICK_S       1.0  /* s between checks of PoP liveness and tunnel RTTs */
-#define DATAPLANE_BIND_RETRY_S 1.0  /* s between attempts to bind a resource port that failed */
+#define DATAPLANE_TICK_S           1.0 /* s between checks of PoP liveness and tunnel RTTs */
+#define DATAPLANE_BIND_RETRY_S     1.0 /* s between attempts to bind a resource port that failed */
+#define DATAPLANE_ACCEPT_BACKOFF_S 0.1 /* s a listener rests after accept() ran out of fds */
+/* Tunnel connections that have not yet proven their key. A handshake takes one round trip and
+ * is bounded by TCONN_HANDSHAKE_MS (5 s), so even every site of a busy PoP reconnecting at
+ * once after a restart holds a few dozen pending at a time (they complete in milliseconds);
+ * 256 leaves that room many times over, while someone without a key holds at most 256
+ * descriptors and handshake states (a few KiB each) for 5 s. Per address 32: enough for a
+ * NAT gateway with many sites behind it reconnecting together, small enough that one host
+ * takes an eighth of the total. Authenticated tunnels are not counted. */
+#define DATAPLANE_PENDING_MAX      256
+#define DATAPLANE_PENDING_PER_ADDR 32
+/* TCP resource connections, shared by every resource port of the PoP: in all, half the
+ * descriptor limit (conncap_half_nofile, at least this floor), per client address 256. */
+#define DATAPLANE_TCP_MAX_MIN  1024
+#define DATAPLANE_TCP_PER_ADDR 256
 #define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
 #define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
 #define SITEHEALTH_PREFIX      "sitehealth/"
