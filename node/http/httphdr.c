@@ -5,6 +5,7 @@
  * lenient than the parser behind it (or the browser in front) is how a value means one thing
  * to popmesh and another to the application. */
 #include "node/http/httphdr.h"
+#include "node/http/httppath.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -20,14 +21,6 @@ static bool ieq(const char *s, size_t n, const char *lit)
 static int lower(int c)
 {
     return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
-}
-
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
 }
 
 /* ---- header names -------------------------------------------------------------------------- */
@@ -80,7 +73,7 @@ bool httphdr_host_valid(const char *s, size_t n)
         return true;
     if (s[0] == '[') {
         for (i = 1; i < n && s[i] != ']'; i++)
-            if (hexval((unsigned char)s[i]) < 0 && s[i] != ':' && s[i] != '.')
+            if (httppath_hexval((unsigned char)s[i]) < 0 && s[i] != ':' && s[i] != '.')
                 return false;
         if (i >= n || i == 1)
             return false;
@@ -91,8 +84,8 @@ bool httphdr_host_valid(const char *s, size_t n)
             if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
                 continue;
             if (c == '%') {
-                if (i + 2 >= n || hexval((unsigned char)s[i + 1]) < 0 ||
-                    hexval((unsigned char)s[i + 2]) < 0)
+                if (i + 2 >= n || httppath_hexval((unsigned char)s[i + 1]) < 0 ||
+                    httppath_hexval((unsigned char)s[i + 2]) < 0)
                     return false;
                 i += 2;
                 continue;
@@ -140,7 +133,8 @@ int httphdr_redirect_target(const char *rd, size_t n, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= n)
                 return -EINVAL;
-            int h = hexval((unsigned char)rd[i + 1]), l = hexval((unsigned char)rd[i + 2]);
+            int h = httppath_hexval((unsigned char)rd[i + 1]),
+                l = httppath_hexval((unsigned char)rd[i + 2]);
             if (h < 0 || l < 0)
                 return -EINVAL;
             int d = h * 16 + l;

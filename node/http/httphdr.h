@@ -25,7 +25,10 @@ bool httphdr_reserved_request_name(const char *name, size_t n);
 
 /* Host = uri-host [ ":" port ]: a reg-name (unreserved, sub-delims, %HH; no ':'), an IPv4
  * address (a reg-name too) or an IP-literal "[...]" (hex digits, ':' and '.'), then at most
- * one ":" and 1..5 digits <= 65535. An empty Host is valid (no authority). */
+ * one ":" and 1..5 digits <= 65535. An empty Host is valid (no authority). This is RFC 9110's
+ * Host, not common/netaddr's "host:port" (which wants a port and no escapes): a client's
+ * header is checked against what HTTP allows, an operator's address against what popmesh
+ * binds and dials. */
 bool httphdr_host_valid(const char *s, size_t n);
 
 /* The redirect target after sign-in, from the already form-decoded rd parameter: only a path

@@ -119,7 +119,9 @@ struct hconn {
     int fd;
     ev_io rio, wio;
     ev_timer timer;
-    char client[64];  /* "ip:port" of the client */
+    char client[64];                      /* "ip:port" of the client */
+    char client_ip[NETADDR_HOST_MAX + 1]; /* its address alone (IPv6 without brackets) */
+    bool client_v6;                       /* client_ip is an IPv6 address */
     char ingress[64]; /* "ip:port" it connected to: with client, how a site spots a loop */
     auth_addr_t caddr;
     enum hstate state;
@@ -945,11 +947,8 @@ static void handle_local(struct hconn *hc)
         form_get(hc->local_body, hc->local_len, "rd", rd, sizeof(rd));
         bool parsed = form_get(hc->local_body, hc->local_len, "username", user, sizeof(user)) &&
                       form_get(hc->local_body, hc->local_len, "password", pw, sizeof(pw));
-        char k1[96], k2[128];
-        snprintf(k1, sizeof(k1), "ip:%s", hc->client);
-        char *colon = strrchr(k1, ':');
-        if (colon && colon > k1 + 3)
-            *colon = '\0';
+        char k1[NETADDR_HOST_MAX + 8], k2[128];
+        snprintf(k1, sizeof(k1), "ip:%s", hc->client_ip);
         snprintf(k2, sizeof(k2), "user:%s", user);
         if (!auth_ratelimit_allow(px->rl_ip, k1, clock_mono_ms()) ||
             (parsed && !auth_ratelimit_allow(px->rl_user, k2, clock_mono_ms()))) {
@@ -1281,17 +1280,11 @@ static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, cons
                                     bool ws, char *head, size_t cap)
 {
     static const char *const drop[] = {"Cookie"};
-    char ip[64], groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
-    snprintf(ip, sizeof(ip), "%s", hc->client);
-    char *colon = strrchr(ip, ':');
-    if (colon)
-        *colon = '\0';
-    const char *ipv = ip[0] == '[' ? ip + 1 : ip;
-    if (ipv != ip && strchr(ipv, ']'))
-        *strchr((char *)ipv, ']') = '\0';
+    char groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
+    const char *ipv = hc->client_ip;
     /* RFC 7239: an IPv6 address is quoted and bracketed; the host is always quoted. */
     int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=http",
-                      strchr(ipv, ':') ? "\"[" : "", ipv, strchr(ipv, ':') ? "]\"" : "", hc->host);
+                      hc->client_v6 ? "\"[" : "", ipv, hc->client_v6 ? "]\"" : "", hc->host);
     http_header_t extra[8] = {
         {"X-Forwarded-For", 15, ipv, strlen(ipv)},
         {"X-Forwarded-Proto", 17, "http", 4},
@@ -1913,6 +1906,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         hc->referrer_policy = "same-origin";
         hc->phase = hc->active = ev_now(loop);
         netaddr_format((const struct sockaddr *)&ss, hc->client, sizeof(hc->client));
+        netaddr_t na;
+        if (netaddr_parse(hc->client, &na, true) == 0) {
+            snprintf(hc->client_ip, sizeof(hc->client_ip), "%s", na.host);
+            hc->client_v6 = na.ipv6;
+        } else {
+            /* not an IPv4 or IPv6 peer: RFC 7239's word for an address not known */
+            snprintf(hc->client_ip, sizeof(hc->client_ip), "unknown");
+        }
         struct sockaddr_storage local;
         socklen_t ll = sizeof(local);
         if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0)
@@ -2105,18 +2106,11 @@ static unsigned test_knob_uint(const char *name, unsigned dflt)
 
 httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
 {
-    struct sockaddr_storage ss;
-    unsigned sl;
-    if (netaddr_sockaddr(o->listen, &ss, &sl)) {
-        snprintf(err, errlen, "--http-listen '%s' is not a numeric HOST:PORT", o->listen);
-        return NULL;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
-        snprintf(err, errlen, "cannot listen on %s for HTTP: %s", o->listen, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    char why[NETADDR_MAX + 128];
+    int fd = netaddr_listen(o->listen, 1024, why, sizeof(why));
+    if (fd < 0) {
+        snprintf(err, errlen, "--http-listen: %s", why);
+        errno = -fd;
         return NULL;
     }
     httpproxy_t *px = xcalloc(1, sizeof(*px));
@@ -2138,6 +2132,7 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
         routes_free(px);
         close(fd);
         free(px);
+        errno = -rc;
         return NULL;
     }
     px->rl_ip =
