@@ -261,7 +261,7 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
             snprintf(me.name, sizeof(me.name), "%s", o->cfg.name);
             snprintf(me.region, sizeof(me.region), "%s", o->cfg.region);
             snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o->cfg));
-            snprintf(me.role, sizeof(me.role), "pop");
+            me.role = ROLE_POP;
             memcpy(me.curve_pk, id->curve_pk, 32);
             memcpy(me.sign_pk, id->sign_pk, 32);
             msgpack_sbuffer sb;
@@ -337,11 +337,11 @@ static int cmd_join(int argc, char **argv)
         sodium_memzero(&t, sizeof(t));
         return 1;
     }
-    if (strcmp(t.role, "pop") != 0) {
+    if (t.role != ROLE_POP) {
         fprintf(stderr,
                 "popd join: this is a %s token; a PoP needs a pop token "
                 "(meshctl token create --role pop)\n",
-                t.role);
+                node_role_name(t.role));
         sodium_memzero(&t, sizeof(t));
         return 1;
     }
@@ -361,7 +361,7 @@ static int cmd_join(int argc, char **argv)
     snprintf(me.name, sizeof(me.name), "%s", o.cfg.name);
     snprintf(me.region, sizeof(me.region), "%s", o.cfg.region);
     snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o.cfg));
-    snprintf(me.role, sizeof(me.role), "pop");
+    me.role = ROLE_POP;
     memcpy(me.curve_pk, id.curve_pk, 32);
     memcpy(me.sign_pk, id.sign_pk, 32);
     joinmsg_reply_t reply;

@@ -47,11 +47,12 @@ void joinmsg_pack_join(msgpack_packer *pk, const reg_node_t *n)
     mpw_str(pk, n->addr);
     mpw_bin(pk, n->curve_pk, 32);
     mpw_bin(pk, n->sign_pk, 32);
-    mpw_str(pk, n->role);
+    mpw_str(pk, node_role_name(n->role));
 }
 
 int joinmsg_decode_join(const uint8_t *buf, size_t len, reg_node_t *n, const char **why)
 {
+    char role[REG_ROLE_MAX + 1];
     mpr_t r;
     uint32_t count;
     uint64_t type;
@@ -63,8 +64,12 @@ int joinmsg_decode_join(const uint8_t *buf, size_t len, reg_node_t *n, const cha
     }
     if (read_cstr(&r, n->name, sizeof(n->name)) || read_cstr(&r, n->region, sizeof(n->region)) ||
         read_cstr(&r, n->addr, sizeof(n->addr)) || read_bin(&r, n->curve_pk, 32) ||
-        read_bin(&r, n->sign_pk, 32) || read_cstr(&r, n->role, sizeof(n->role)) || r.left) {
+        read_bin(&r, n->sign_pk, 32) || read_cstr(&r, role, sizeof(role)) || r.left) {
         *why = "malformed JOIN field";
+        return -EBADMSG;
+    }
+    if (node_role_parse(role, strlen(role), &n->role)) {
+        *why = "role is not pop or site";
         return -EBADMSG;
     }
     return 0;

@@ -101,7 +101,7 @@ static const reg_node_t *site_node(const meshnode_t *m, const char *name)
     size_t n;
     const reg_node_t *reg = meshnode_registry(m, &n);
     for (size_t i = 0; i < n; i++)
-        if (!reg[i].removed && !strcmp(reg[i].role, "site") && !strcmp(reg[i].name, name))
+        if (!reg[i].removed && reg[i].role == ROLE_SITE && !strcmp(reg[i].name, name))
             return &reg[i];
     return NULL;
 }
@@ -150,11 +150,12 @@ static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
             return control_error(pk, CTL_REFUSED,
                                  "the name '%s' is taken by %s node %016llx "
                                  "(meshctl node remove %s frees it)",
-                                 name, reg[i].role, (unsigned long long)reg[i].id, name);
+                                 name, node_role_name(reg[i].role), (unsigned long long)reg[i].id,
+                                 name);
 
     char text[TOKEN_TEXT_MAX + 1], err[300];
     reg_token_t tok;
-    if (meshnode_token_mint(m, "site", name, ttl, 1, text, sizeof(text), &tok, err, sizeof(err)))
+    if (meshnode_token_mint(m, ROLE_SITE, name, ttl, 1, text, sizeof(text), &tok, err, sizeof(err)))
         return control_error(pk, CTL_FAILED, "%s", err);
     /* The token first: the site record names it. Should this write fail, the token is left
      * unusable, since JOIN wants a live site record. */
@@ -245,7 +246,7 @@ static int cmd_site_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     const reg_node_t *reg = meshnode_registry(m, &n);
     reg_node_t *victims = xcalloc(n ? n : 1, sizeof(*victims));
     for (size_t i = 0; i < n; i++)
-        if (!reg[i].removed && !strcmp(reg[i].role, "site") && !strcmp(reg[i].name, name))
+        if (!reg[i].removed && reg[i].role == ROLE_SITE && !strcmp(reg[i].name, name))
             victims[nrm++] = reg[i];
     for (size_t i = 0; i < nrm; i++) {
         if (meshnode_remove_node(m, &victims[i])) {

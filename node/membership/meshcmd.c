@@ -179,21 +179,21 @@ static void add_seed(const swim_member_info_t *mi, void *ctx)
     if (c->t->nseeds >= 3 || mi->state != SWIM_ALIVE || mi->id == c->m->o.id->node_id)
         return;
     const reg_node_t *r = meshnode_reg_find(c->m, mi->id);
-    if (!r || r->removed || strcmp(r->role, "pop") != 0)
+    if (!r || r->removed || r->role != ROLE_POP)
         return;
     token_seed_t *s = &c->t->seeds[c->t->nseeds++];
     snprintf(s->addr, sizeof(s->addr), "%s", r->addr);
     memcpy(s->curve_pk, r->curve_pk, 32);
 }
 
-int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint64_t ttl,
+int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site, uint64_t ttl,
                         uint64_t uses, char *text, size_t textlen, reg_token_t *rec, char *err,
                         size_t errlen)
 {
     token_t t = {0};
     token_public_t pub;
     memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
-    snprintf(t.role, sizeof(t.role), "%s", role);
+    t.role = role;
     snprintf(t.site, sizeof(t.site), "%s", site ? site : ""); /* popsite learns its name here */
     t.expires_ms = clock_wall_ms() + ttl;
     randombytes_buf(t.secret, sizeof(t.secret));
@@ -207,7 +207,7 @@ int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint6
 
     *rec = (reg_token_t){
         .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = clock_wall_ms()};
-    snprintf(rec->role, sizeof(rec->role), "%s", role);
+    rec->role = role;
     snprintf(rec->site, sizeof(rec->site), "%s", site ? site : "");
     snprintf(rec->created_by, sizeof(rec->created_by), "%s", m->o.cfg->name);
     memcpy(rec->join_pk, pub.join_pk, 32);
@@ -231,9 +231,10 @@ int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint6
         snprintf(err, errlen, "cannot encode the token");
         return rc;
     }
-    log_info("mesh: created %s token %016llx%s%s (%llu uses, expires in %llu s)", rec->role,
-             (unsigned long long)rec->id, rec->site[0] ? " for site " : "", rec->site,
-             (unsigned long long)uses, (unsigned long long)(ttl / 1000));
+    log_info("mesh: created %s token %016llx%s%s (%llu uses, expires in %llu s)",
+             node_role_name(rec->role), (unsigned long long)rec->id,
+             rec->site[0] ? " for site " : "", rec->site, (unsigned long long)uses,
+             (unsigned long long)(ttl / 1000));
     return 0;
 }
 
@@ -242,25 +243,24 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
     meshnode_t *m = ctx;
     const char *role = "pop";
     uint32_t rl = 3;
+    enum node_role r;
     uint64_t ttl = 3600 * 1000, uses = 1;
-    if (ctl_arg_str(req, "role", &role, &rl) < 0 ||
-        !((rl == 3 && !memcmp(role, "pop", 3)) || (rl == 4 && !memcmp(role, "site", 4))))
+    if (ctl_arg_str(req, "role", &role, &rl) < 0 || node_role_parse(role, rl, &r))
         return control_error(pk, CTL_BAD_REQUEST, "role must be 'pop' or 'site'");
     if (ctl_arg_uint(req, "ttl_ms", &ttl) < 0 || ttl == 0 || ttl > 365ull * 24 * 3600 * 1000)
         return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
     if (ctl_arg_uint(req, "uses", &uses) < 0 || uses > 1000000)
         return control_error(pk, CTL_BAD_REQUEST, "uses must be 0 (unlimited) to 1000000");
 
-    char rolez[REG_ROLE_MAX + 1] = "", text[TOKEN_TEXT_MAX + 1], id[17], err[300];
+    char text[TOKEN_TEXT_MAX + 1], id[17], err[300];
     reg_token_t rec;
-    memcpy(rolez, role, rl);
-    if (meshnode_token_mint(m, rolez, NULL, ttl, uses, text, sizeof(text), &rec, err, sizeof(err)))
+    if (meshnode_token_mint(m, r, NULL, ttl, uses, text, sizeof(text), &rec, err, sizeof(err)))
         return control_error(pk, CTL_FAILED, "%s", err);
     identity_id_hex(rec.id, id);
     msgpack_pack_map(pk, 5);
     mpw_kv_str(pk, "token", text);
     mpw_kv_str(pk, "id", id);
-    mpw_kv_str(pk, "role", rec.role);
+    mpw_kv_str(pk, "role", node_role_name(rec.role));
     mpw_kv_u64(pk, "expires_ms", rec.expires_ms);
     mpw_kv_u64(pk, "uses_max", rec.uses_max);
     sodium_memzero(text, sizeof(text));
@@ -321,7 +321,7 @@ static int cmd_token_list(void *ctx, const ctl_request_t *req, msgpack_packer *p
         identity_id_hex(t->id, id);
         msgpack_pack_map(pk, 8);
         mpw_kv_str(pk, "id", id);
-        mpw_kv_str(pk, "role", t->role);
+        mpw_kv_str(pk, "role", node_role_name(t->role));
         mpw_kv_str(pk, "state", state);
         mpw_kv_u64(pk, "expires_ms", t->expires_ms);
         mpw_kv_u64(pk, "uses", uses);

@@ -123,26 +123,25 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
                        (unsigned long long)((now - tok.expires_ms) / 1000));
         return;
     }
-    if (strcmp(tok.role, want.role) != 0) {
-        join_reply_err(m, rid, rl, "role", "this is a %s token; it cannot join a %s", tok.role,
-                       want.role);
+    if (tok.role != want.role) {
+        join_reply_err(m, rid, rl, "role", "this is a %s token; it cannot join a %s",
+                       node_role_name(tok.role), node_role_name(want.role));
         return;
     }
-    if (tok.site[0] && (strcmp(want.role, "site") != 0 || strcmp(want.name, tok.site) != 0)) {
+    if (tok.site[0] && (want.role != ROLE_SITE || strcmp(want.name, tok.site) != 0)) {
         join_reply_err(m, rid, rl, "site",
                        "this token enrolls site '%s' only; it cannot enroll %s '%s'", tok.site,
-                       want.role, want.name);
+                       node_role_name(want.role), want.name);
         return;
     }
     /* A site listens on nothing (it dials out), so its address may be empty. */
-    bool addr_ok =
-        (!strcmp(want.role, "site") && !want.addr[0]) || !nodecfg_check_addr(want.addr, 0);
+    bool addr_ok = (want.role == ROLE_SITE && !want.addr[0]) || !nodecfg_check_addr(want.addr, 0);
     if (nodecfg_check_name(want.name) || (want.region[0] && nodecfg_check_name(want.region)) ||
         !addr_ok) {
         join_reply_err(m, rid, rl, "invalid", "name, region or address is invalid");
         return;
     }
-    if (strcmp(want.role, "site") == 0) {
+    if (want.role == ROLE_SITE) {
         reg_site_t site;
         int src = meshadmin_site_get(m->o.store, want.name, &site);
         if (src != 0) {
@@ -231,15 +230,15 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
     /* Every PoP signs tokens and sessions, so PoPs get the mesh key; nobody else does. */
-    joinmsg_pack_ok(&pk, m->o.meshkey->pk, strcmp(want.role, "pop") == 0 ? m->o.meshkey->sk : NULL,
+    joinmsg_pack_ok(&pk, m->o.meshkey->pk, want.role == ROLE_POP ? m->o.meshkey->sk : NULL,
                     entries.data, entries.size, count);
     meshnet_reply(m->net, rid, rl, (const uint8_t *)out.data, out.size);
     sodium_memzero(out.data, out.size);
     msgpack_sbuffer_destroy(&out);
     msgpack_sbuffer_destroy(&entries);
     m->joins_ok++;
-    log_info("mesh: %s %s (%016llx, %s) joined with token %016llx", want.role, want.name,
-             (unsigned long long)want.id, want.addr[0] ? want.addr : "dials out",
+    log_info("mesh: %s %s (%016llx, %s) joined with token %016llx", node_role_name(want.role),
+             want.name, (unsigned long long)want.id, want.addr[0] ? want.addr : "dials out",
              (unsigned long long)token_id);
     meshnode_swim_rearm(m);
 }

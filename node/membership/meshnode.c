@@ -344,7 +344,7 @@ static void registry_reload(meshnode_t *m)
                 meshnet_forget(m->net, r->id);
             continue;
         }
-        if (strcmp(r->role, "pop") != 0)
+        if (r->role != ROLE_POP)
             continue; /* sites hold tunnels; they are not members of the PoP mesh */
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -515,8 +515,7 @@ static int authorize(void *ctx, const uint8_t client_pk[32], char *user_id)
     meshnode_t *m = ctx;
     uint64_t id = identity_node_id_of(client_pk);
     const reg_node_t *r = meshnode_reg_find(m, id);
-    if (r && !r->removed && strcmp(r->role, "pop") == 0 &&
-        memcmp(r->curve_pk, client_pk, 32) == 0) {
+    if (r && !r->removed && r->role == ROLE_POP && memcmp(r->curve_pk, client_pk, 32) == 0) {
         snprintf(user_id, MESHNET_USER_ID_MAX, "n:%016llx", (unsigned long long)id);
         return 1;
     }
@@ -652,7 +651,7 @@ static void collect_link(const swim_member_info_t *mi, void *ctx)
     if (mi->id == c->m->o.id->node_id || mi->state != SWIM_ALIVE || mi->rtt_ms == 0)
         return;
     const reg_node_t *r = meshnode_reg_find(c->m, mi->id);
-    if (!r || r->removed || strcmp(r->role, "pop") != 0)
+    if (!r || r->removed || r->role != ROLE_POP)
         return;
     /* The record keeps the best LS_LINKS_MAX by cost; a full record answers -ENOSPC for the
      * rest, which is the cap working, not an error. */
@@ -706,7 +705,7 @@ int meshnode_remove_node(meshnode_t *m, const reg_node_t *n)
     /* Arm the direct pushes before the write: the reload it triggers keeps the transport to
      * the removed node open only while pushes are pending. Only a PoP listens for them; a
      * site learns from the PoPs that refuse its key. */
-    bool member = strcmp(rec.role, "pop") == 0;
+    bool member = rec.role == ROLE_POP;
     for (int i = 0; member && i < MESHNODE_PENDING_PUSH; i++) {
         if (m->pushes[i].left <= 0) {
             m->pushes[i].id = rec.id;
@@ -724,7 +723,7 @@ int meshnode_remove_node(meshnode_t *m, const reg_node_t *n)
         ev_timer_start(m->o.loop, &m->push_timer);
     }
     log_warn("mesh: removed %s %s (%016llx) from the mesh",
-             strcmp(rec.role, "pop") ? rec.role : "node", rec.name, (unsigned long long)rec.id);
+             member ? "node" : node_role_name(rec.role), rec.name, (unsigned long long)rec.id);
     return 0;
 }
 

@@ -129,11 +129,11 @@ store_t *meshnode_store(const meshnode_t *m);
 /* Writes val at key at a fresh local version and spreads it (push, piggyback, anti-entropy).
  * 0 or -errno; store_last_error() says why. */
 int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val);
-/* Mints a token of role ("pop" or "site"), bound to site when site is not NULL or "", valid
+/* Mints a token of role, bound to site when site is not NULL or "", valid
  * ttl ms, for uses joins (0 = unlimited), and stores its record. On success text (textlen >=
  * TOKEN_TEXT_MAX + 1) holds the token, which carries its secret: the caller wipes it
  * (sodium_memzero) once sent; *rec is the stored record. 0 or -errno with a reason in err. */
-int meshnode_token_mint(meshnode_t *m, const char *role, const char *site, uint64_t ttl,
+int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site, uint64_t ttl,
                         uint64_t uses, char *text, size_t textlen, reg_token_t *rec, char *err,
                         size_t errlen);
 /* Marks node n removed everywhere, as node.remove does: the record is written with

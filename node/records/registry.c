@@ -9,6 +9,28 @@
 #include <stdio.h>
 #include <string.h>
 
+const char *node_role_name(enum node_role r)
+{
+    switch (r) {
+    case ROLE_POP:
+        return "pop";
+    case ROLE_SITE:
+        return "site";
+    }
+    return "?";
+}
+
+int node_role_parse(const char *s, size_t len, enum node_role *out)
+{
+    if (len == 3 && memcmp(s, "pop", 3) == 0)
+        *out = ROLE_POP;
+    else if (len == 4 && memcmp(s, "site", 4) == 0)
+        *out = ROLE_SITE;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 void reg_node_key(uint64_t id, char *out, size_t len)
 {
     snprintf(out, len, REG_NODE_PREFIX "%016llx", (unsigned long long)id);
@@ -53,7 +75,7 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
     mpw_kv_str(pk, "addr", n->addr);
     mpw_kv_bin(pk, "curve_pk", n->curve_pk, 32);
     mpw_kv_bin(pk, "sign_pk", n->sign_pk, 32);
-    mpw_kv_str(pk, "role", n->role);
+    mpw_kv_str(pk, "role", node_role_name(n->role));
     mpw_kv_u64(pk, "joined_ms", n->joined_ms);
     mpw_kv_bool(pk, "removed", n->removed);
 }
@@ -62,7 +84,7 @@ void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
 {
     /* site only when set: a PoP token's record stays what it was before the field existed. */
     msgpack_pack_map(pk, t->site[0] ? 8 : 7);
-    mpw_kv_str(pk, "role", t->role);
+    mpw_kv_str(pk, "role", node_role_name(t->role));
     mpw_kv_u64(pk, "expires_ms", t->expires_ms);
     mpw_kv_u64(pk, "uses_max", t->uses_max);
     mpw_kv_u64(pk, "created_ms", t->created_ms);
@@ -101,13 +123,14 @@ void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms)
 int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, const char **why)
 {
     memset(n, 0, sizeof(*n));
+    char role[REG_ROLE_MAX + 1] = "";
     mpf_t fs[] = {
         {"name", MPF_STR, n->name, sizeof(n->name), true, false, NULL},
         {"region", MPF_STR, n->region, sizeof(n->region), false, false, NULL},
         {"addr", MPF_STR, n->addr, sizeof(n->addr), true, false, NULL},
         {"curve_pk", MPF_BIN32, n->curve_pk, 0, true, false, NULL},
         {"sign_pk", MPF_BIN32, n->sign_pk, 0, false, false, NULL},
-        {"role", MPF_STR, n->role, sizeof(n->role), true, false, NULL},
+        {"role", MPF_STR, role, sizeof(role), true, false, NULL},
         {"joined_ms", MPF_U64, &n->joined_ms, 0, false, false, NULL},
         {"removed", MPF_BOOL, &n->removed, 0, false, false, NULL},
         {"tunnel_addr", MPF_STR, n->tunnel_addr, sizeof(n->tunnel_addr), false, false, NULL},
@@ -115,6 +138,10 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
+    if (node_role_parse(role, strlen(role), &n->role)) {
+        *why = "role is not pop or site";
+        return -EBADMSG;
+    }
     if (n->tunnel_addr[0] && nodecfg_check_addr(n->tunnel_addr, 0)) {
         *why = "tunnel_addr is not host:port";
         return -EBADMSG;
@@ -130,8 +157,9 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
 int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why)
 {
     memset(t, 0, sizeof(*t));
+    char role[REG_ROLE_MAX + 1] = "";
     mpf_t fs[] = {
-        {"role", MPF_STR, t->role, sizeof(t->role), true, false, NULL},
+        {"role", MPF_STR, role, sizeof(role), true, false, NULL},
         {"expires_ms", MPF_U64, &t->expires_ms, 0, true, false, NULL},
         {"uses_max", MPF_U64, &t->uses_max, 0, false, false, NULL},
         {"created_ms", MPF_U64, &t->created_ms, 0, false, false, NULL},
@@ -143,6 +171,10 @@ int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
+    if (node_role_parse(role, strlen(role), &t->role)) {
+        *why = "role is not pop or site";
+        return -EBADMSG;
+    }
     if (t->site[0] && nodecfg_check_name(t->site)) {
         *why = "site is not a valid site name";
         return -EBADMSG;

@@ -32,7 +32,19 @@
 #define REG_TOKENUSE_PREFIX "tokenuse/"
 #define REG_SITE_PREFIX     "site/"
 #define REG_SITE_KEY_MAX    (sizeof(REG_SITE_PREFIX) + NODECFG_NAME_MAX) /* with the NUL */
-#define REG_ROLE_MAX        15
+#define REG_ROLE_MAX        15 /* bytes of a role's name on the wire and in the store */
+
+/* What a node is in the mesh. Compared as an enum in code; the wire (JOIN, tokens) and the
+ * stored records keep the names "pop" and "site", so nothing on disk or on the wire changed
+ * when it became an enum: convert at the boundary with these two functions. */
+enum node_role {
+    ROLE_POP,  /* a PoP: a member of the mesh (SWIM, gossip, ingress, relays) */
+    ROLE_SITE, /* a site: dials PoPs for tunnels; not a member of the PoP mesh */
+};
+/* "pop" or "site"; "?" for a value outside the enum. Static storage. */
+const char *node_role_name(enum node_role r);
+/* Parses the len bytes at s (no NUL needed): 0, or -EINVAL for anything but "pop" or "site". */
+int node_role_parse(const char *s, size_t len, enum node_role *out);
 
 typedef struct reg_node {
     uint64_t id;
@@ -41,7 +53,7 @@ typedef struct reg_node {
     char addr[NODECFG_ADDR_MAX + 1];
     uint8_t curve_pk[32];
     uint8_t sign_pk[32];
-    char role[REG_ROLE_MAX + 1]; /* "pop" or "site" */
+    enum node_role role;
     uint64_t joined_ms;
     bool removed;
     char tunnel_addr[NODECFG_ADDR_MAX + 1]; /* PoPs: "host:port" sites and PoPs dial for
@@ -50,7 +62,7 @@ typedef struct reg_node {
 
 typedef struct reg_token {
     uint64_t id;
-    char role[REG_ROLE_MAX + 1];
+    enum node_role role; /* the role of the node the token enrolls */
     uint64_t expires_ms;
     uint64_t uses_max; /* 0 = unlimited */
     uint64_t created_ms;

@@ -614,7 +614,7 @@ static int check_one_pop(const store_entry_t *e, void *ctx)
     const char *why;
     struct sockaddr_storage mesh, tun;
     if (c->rc || e->tombstone || reg_node_key_id(e->key, e->klen, &id) ||
-        reg_node_parse(e->value, e->vlen, id, &n, &why) || n.removed || strcmp(n.role, "pop"))
+        reg_node_parse(e->value, e->vlen, id, &n, &why) || n.removed || n.role != ROLE_POP)
         return 0;
     bool has_mesh = addr_of(n.addr, &mesh) == 0, has_tun = addr_of(n.tunnel_addr, &tun) == 0;
     uint16_t mp = has_mesh ? port_of(&mesh) : 0, tp = has_tun ? port_of(&tun) : 0;

@@ -18,6 +18,8 @@
 #ifndef POPMESH_NODE_RECORDS_TOKEN_H
 #define POPMESH_NODE_RECORDS_TOKEN_H
 
+#include "node/records/registry.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +28,6 @@
 #define TOKEN_MAX_SEEDS 8
 #define TOKEN_ADDR_MAX  255  /* bytes of one seed address */
 #define TOKEN_TEXT_MAX  2048 /* characters of an encoded token */
-#define TOKEN_ROLE_MAX  15
 
 typedef struct token_seed {
     char addr[TOKEN_ADDR_MAX + 1]; /* "host:port" of the seed's mesh ROUTER */
@@ -34,9 +35,9 @@ typedef struct token_seed {
 } token_seed_t;
 
 typedef struct token {
-    uint8_t mesh_pk[32];           /* Ed25519 public key of the mesh */
-    char role[TOKEN_ROLE_MAX + 1]; /* "pop" or "site" */
-    uint64_t expires_ms;           /* Unix ms */
+    uint8_t mesh_pk[32]; /* Ed25519 public key of the mesh */
+    enum node_role role; /* on the wire: "pop" or "site" */
+    uint64_t expires_ms; /* Unix ms */
     uint8_t secret[32];
     token_seed_t seeds[TOKEN_MAX_SEEDS];
     unsigned nseeds;

@@ -300,11 +300,11 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
         snprintf(err, errlen, "the token is not valid: %s", why);
         return -EINVAL;
     }
-    if (strcmp(t.role, "site") || !t.site[0]) {
+    if (t.role != ROLE_SITE || !t.site[0]) {
         snprintf(err, errlen,
                  "this is a %s token; a site enrolls with the token 'meshctl site add NAME' "
                  "prints",
-                 t.role);
+                 node_role_name(t.role));
         sodium_memzero(&t, sizeof(t));
         return -EINVAL;
     }
@@ -315,7 +315,7 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
     }
     reg_node_t me = {0};
     snprintf(me.name, sizeof(me.name), "%s", s->name);
-    snprintf(me.role, sizeof(me.role), "site");
+    me.role = ROLE_SITE;
     memcpy(me.curve_pk, s->id.curve_pk, 32);
     memcpy(me.sign_pk, s->id.sign_pk, 32);
     joinmsg_reply_t reply;
@@ -333,7 +333,7 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
         if (e->tombstone || reg_node_key_id(e->key, e->klen, &nid) ||
             reg_node_parse(e->value, e->vlen, nid, &n, &why))
             continue;
-        if (n.removed || strcmp(n.role, "pop") || !n.tunnel_addr[0])
+        if (n.removed || n.role != ROLE_POP || !n.tunnel_addr[0])
             continue;
         sm_pop_t *p = &in->pops[in->npops++];
         p->id = nid;

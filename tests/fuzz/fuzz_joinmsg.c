@@ -24,7 +24,7 @@ static void check_join(const uint8_t *data, size_t size)
     if (strnlen(n.name, sizeof(n.name)) == sizeof(n.name) ||
         strnlen(n.region, sizeof(n.region)) == sizeof(n.region) ||
         strnlen(n.addr, sizeof(n.addr)) == sizeof(n.addr) ||
-        strnlen(n.role, sizeof(n.role)) == sizeof(n.role))
+        (n.role != ROLE_POP && n.role != ROLE_SITE))
         abort();
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -34,7 +34,7 @@ static void check_join(const uint8_t *data, size_t size)
     if (joinmsg_decode_join((const uint8_t *)sb.data, sb.size, &back, &why) != 0 ||
         strcmp(n.name, back.name) || strcmp(n.region, back.region) || strcmp(n.addr, back.addr) ||
         memcmp(n.curve_pk, back.curve_pk, 32) || memcmp(n.sign_pk, back.sign_pk, 32) ||
-        strcmp(n.role, back.role))
+        n.role != back.role)
         abort();
     msgpack_sbuffer_destroy(&sb);
 }

@@ -35,7 +35,7 @@ static void check_node(const uint8_t *data, size_t size, uint64_t id)
     if (reg_node_parse((const uint8_t *)sb.data, sb.size, id, &back, &why) != 0 ||
         strcmp(n.name, back.name) || strcmp(n.region, back.region) || strcmp(n.addr, back.addr) ||
         memcmp(n.curve_pk, back.curve_pk, 32) || memcmp(n.sign_pk, back.sign_pk, 32) ||
-        strcmp(n.role, back.role) || n.joined_ms != back.joined_ms || n.removed != back.removed)
+        n.role != back.role || n.joined_ms != back.joined_ms || n.removed != back.removed)
         abort();
     msgpack_sbuffer_destroy(&sb);
 }
@@ -56,7 +56,7 @@ static void check_token(const uint8_t *data, size_t size)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     reg_token_pack(&pk, &t);
     if (reg_token_parse((const uint8_t *)sb.data, sb.size, FIXED_ID, &back, &why) != 0 ||
-        back.id != FIXED_ID || strcmp(t.role, back.role) || t.expires_ms != back.expires_ms ||
+        back.id != FIXED_ID || t.role != back.role || t.expires_ms != back.expires_ms ||
         t.uses_max != back.uses_max || t.created_ms != back.created_ms ||
         strcmp(t.created_by, back.created_by) || memcmp(t.join_pk, back.join_pk, 32) ||
         t.revoked != back.revoked)

@@ -12,9 +12,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int valid_role(const char *r)
+static int valid_role(enum node_role r)
 {
-    return strcmp(r, "pop") == 0 || strcmp(r, "site") == 0;
+    return r == ROLE_POP || r == ROLE_SITE;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -25,7 +25,7 @@ static void make_node(reg_node_t *n)
         n->curve_pk[i] = (uint8_t)i;
         n->sign_pk[i] = (uint8_t)(255 - i);
     }
-    strcpy(n->role, "site");
+    n->role = ROLE_SITE;
 }
 
 /* n registry-like entries packed back to back; keys and values live in static storage. */
@@ -127,8 +127,7 @@ static void test_join_roundtrip(void **state)
             n.name[NODECFG_NAME_MAX] = '\0';
             memset(n.addr, 'a', NODECFG_ADDR_MAX);
             n.addr[NODECFG_ADDR_MAX] = '\0';
-            memset(n.role, 'r', REG_ROLE_MAX);
-            n.role[REG_ROLE_MAX] = '\0';
+            n.role = ROLE_POP;
         }
         /* What the joiner does not choose is not sent. */
         n.id = 77;
@@ -143,7 +142,7 @@ static void test_join_roundtrip(void **state)
         assert_string_equal(back.addr, n.addr);
         assert_memory_equal(back.curve_pk, n.curve_pk, 32);
         assert_memory_equal(back.sign_pk, n.sign_pk, 32);
-        assert_string_equal(back.role, n.role);
+        assert_int_equal(back.role, n.role);
         assert_true(back.id == 0 && back.joined_ms == 0 && !back.removed);
         assert_truncations_refused(sb.data, sb.size, 0);
     }
@@ -182,7 +181,7 @@ static int decode_join_variant(int variant)
     if (variant == 1)
         ; /* role missing */
     else
-        mpw_str(&pk, "pop");
+        mpw_str(&pk, variant == 11 ? "relay" : "pop"); /* 11: a role that is not one */
     if (variant == 2 || variant == 10)
         msgpack_pack_nil(&pk); /* a ninth element, or a byte after the array */
     reg_node_t n;
@@ -197,7 +196,7 @@ static int decode_join_variant(int variant)
 static void test_join_malformed(void **state)
 {
     assert_int_equal(decode_join_variant(0), 0); /* the builder itself is right */
-    for (int v = 1; v <= 10; v++)
+    for (int v = 1; v <= 11; v++)
         if (decode_join_variant(v) != -EBADMSG)
             fail_msg("JOIN variant %d accepted", v);
     reg_node_t n;

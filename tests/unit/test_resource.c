@@ -1058,7 +1058,7 @@ static void test_token_site_field(void **state)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     reg_token_t t = {.id = 9, .expires_ms = 5, .uses_max = 1}, back;
     const char *why;
-    snprintf(t.role, sizeof(t.role), "site");
+    t.role = ROLE_SITE;
     snprintf(t.site, sizeof(t.site), "branch-1");
     reg_token_pack(&pk, &t);
     assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why), 0);
@@ -1067,7 +1067,7 @@ static void test_token_site_field(void **state)
     /* A PoP token has no site field at all: its record is what it was before the field. */
     msgpack_sbuffer_clear(&sb);
     t.site[0] = '\0';
-    snprintf(t.role, sizeof(t.role), "pop");
+    t.role = ROLE_POP;
     reg_token_pack(&pk, &t);
     assert_null(memmem(sb.data, sb.size, "site", 4));
     assert_int_equal(reg_token_parse((const uint8_t *)sb.data, sb.size, 9, &back, &why), 0);
@@ -1137,7 +1137,7 @@ static void put_pop(store_t *s, uint64_t id, const char *name, const char *addr,
     snprintf(n.name, sizeof(n.name), "%s", name);
     snprintf(n.addr, sizeof(n.addr), "%s", addr);
     snprintf(n.tunnel_addr, sizeof(n.tunnel_addr), "%s", tunnel_addr);
-    snprintf(n.role, sizeof(n.role), "%s", role);
+    assert_int_equal(node_role_parse(role, strlen(role), &n.role), 0);
     for (int i = 0; i < 32; i++)
         n.curve_pk[i] = (uint8_t)(id + (uint64_t)i);
     n.id = id = identity_node_id_of(n.curve_pk); /* a node's id is its key's */
