@@ -3,7 +3,9 @@
 # for popd and popsite): 8 connections held open, the 9th is refused at once (reset within
 # 100 ms), counted in the dataplane counters and logged; once the 8 close, connections work
 # again. Part 2 (the real limits): 10,000 concurrent connections through one PoP to one TCP
-# resource all complete; memory per connection is measured (RSS growth / connections).
+# resource all complete; memory per connection is measured (RSS growth / connections). The
+# clients spread over source addresses 127.0.0.2-51 (200 each): a PoP admits at most
+# DATAPLANE_TCP_PER_ADDR (256) connections from one address (dataplane_caps.sh tests that).
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 N10K=${DP_LIMIT_CONNS:-10000}
@@ -30,7 +32,9 @@ async def echo_server(port):
 async def one(port, i, hold, results, gate):
     t0 = time.time()
     try:
-        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        # 200 per source address, under the PoP's per-address cap
+        src = ("127.0.0.%d" % (2 + i // 200), 0)
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, local_addr=src), 30)
         msg = b"%08d" % i
         w.write(msg)
         got = await asyncio.wait_for(r.readexactly(len(msg)), 60)
@@ -68,7 +72,11 @@ async def many(port, n, pidfile):
 def refused(port):
     # prints seconds until the connection is reset/closed with no data, or "answered"/"hung"
     t0 = time.time()
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except ConnectionResetError:  # reset before connect() returned
+        print("%.4f reset" % (time.time() - t0))
+        return
     s.sendall(b"ping")
     s.settimeout(5)
     try:
