@@ -10,6 +10,7 @@
 
 #include "node/dataplane/dataplane.h"
 
+#include "common/conncap.h"
 #include "common/netaddr.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -57,6 +58,7 @@ struct peer {
     uint8_t info_hash[16];   /* site: hash of the last INFO sent */
     uint8_t health_hash[16]; /* site: hash of the last sitehealth record written */
     struct waiter *waiters;  /* opens waiting for this PoP's tunnel to come up */
+    conncap_slot_t *slot;    /* accepted and not yet authenticated: its pending-handshake slot */
     struct peer *next;
 };
 
@@ -104,7 +106,9 @@ struct listener {
     int fd;   /* -1: not bound (yet: retry runs; or never: own) */
     bool own; /* the port is one of this PoP's own (a clash, logged once, never bound) */
     ev_io io;
-    ev_timer retry; /* binding again after a failure, every DATAPLANE_BIND_RETRY_S */
+    ev_timer retry; /* binding again after a failure, every DATAPLANE_BIND_RETRY_S, or
+                     * accepting again DATAPLANE_ACCEPT_BACKOFF_S after EMFILE and the like */
+    bool backoff;   /* accept() failed for lack of descriptors or memory: not accepting */
     char resource[NODECFG_NAME_MAX + 1]; /* the resource that owns the port */
     dataplane_t *dp;
     struct listener *next;
@@ -145,6 +149,14 @@ struct dataplane {
     dataplane_opts_t o;
     int lfd;
     ev_io lio;
+    ev_timer lbackoff;          /* the tunnel listener's accept backoff (as a listener's retry) */
+    bool lbackoff_on;           /* the tunnel listener is waiting it out: not accepting */
+    conncap_t *pending_cap;     /* tunnel connections not yet authenticated */
+    conncap_t *tcp_cap;         /* TCP resource connections, shared by every resource port */
+    uint64_t cap_log_ms;        /* ms (monotonic): last log line about a connection cap */
+    uint64_t cap_unlogged;      /* refusals since that line */
+    uint64_t accept_log_ms;     /* ms (monotonic): last log line about a failing accept() */
+    uint64_t accept_unlogged;   /* failures since that line */
     ev_timer tick;              /* liveness of the PoPs sites are told about, tunnel RTTs */
     ev_timer apply;             /* deferred work of the change feed (on_apply) */
     int watch_res, watch_nodes; /* store_watch ids */
@@ -184,6 +196,9 @@ struct dataplane {
         uint64_t hello_unconfirmed;     /* admitted HELLOs never followed by a sealed record */
         uint64_t ingress_loops;         /* ingress closed because the site saw a loop */
         uint64_t store_scans;           /* full listings of a prefix: at start only */
+        uint64_t tunnel_refused_cap;    /* tunnel connections past the pending-handshake caps */
+        uint64_t ingress_refused_cap;   /* TCP resource connections past the connection caps */
+        uint64_t accept_failures;       /* accept() out of descriptors or memory */
     } st;
 };
 
@@ -506,6 +521,8 @@ static void pc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
     } else {
         dp->st.tunnels_accepted++;
     }
+    conncap_release(dp->pending_cap, p->slot); /* authenticated: no longer capped */
+    p->slot = NULL;
     if (p->probe) { /* answered: the site has its RTT sample; it closes the connection */
         p->dead = false;
         return;
@@ -548,6 +565,8 @@ static void pc_down(void *ctx, tconn_t *c, const char *why)
             dp->st.handshake_failures++;
         log_debug("dataplane: tunnel from %s closed: %s", tconn_peer_addr(c), why);
     }
+    conncap_release(dp->pending_cap, p->slot);
+    p->slot = NULL;
     p->up = false;
     p->dead = true;
     run_waiters(p, false);
@@ -750,6 +769,67 @@ static void ingress_try(struct ingress *in)
     p->waiters = &in->w;
 }
 
+/* ---- admission: connection caps and accept() failures ------------------------------------
+ *
+ * Both ports a PoP opens to anyone are capped with common/conncap.h. The tunnel port caps only
+ * connections that have not proven their key yet (pending handshakes): a slot is released the
+ * moment the tunnel is authenticated, so established site and PoP tunnels are never capped,
+ * and someone without a key holds at most DATAPLANE_PENDING_MAX descriptors for at most
+ * TCONN_HANDSHAKE_MS. The TCP resource ports share one cap for the whole connection. Past a
+ * cap the connection is closed at once (a resource connection with RST) and counted; the log
+ * says so at most once a second.
+ *
+ * accept() failing for lack of descriptors or memory leaves the connection in the backlog, so
+ * the listener stays readable: retrying at once would spin. The listener's watcher stops for
+ * DATAPLANE_ACCEPT_BACKOFF_S instead, and health reports it as not accepting meanwhile. */
+
+static void log_refusal(dataplane_t *dp, const char *what, const struct sockaddr *sa,
+                        const char *which, const conncap_t *cap)
+{
+    uint64_t now = clock_mono_ms();
+    if (now - dp->cap_log_ms < 1000) {
+        dp->cap_unlogged++;
+        return;
+    }
+    char addr[NETADDR_MAX + 1];
+    netaddr_format(sa, addr, sizeof(addr));
+    conncap_stats_t st;
+    conncap_stats(cap, &st);
+    log_warn("dataplane: refused a %s from %s: %s is reached (%u open, at most %u, %u per "
+             "address); %llu more refused since the last such line",
+             what, addr, which, st.open, conncap_max_total(cap), conncap_max_per_addr(cap),
+             (unsigned long long)dp->cap_unlogged);
+    dp->cap_log_ms = now;
+    dp->cap_unlogged = 0;
+}
+
+static bool accept_exhausted(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+static void log_accept_failure(dataplane_t *dp, const char *what, int e)
+{
+    dp->st.accept_failures++;
+    uint64_t now = clock_mono_ms();
+    if (now - dp->accept_log_ms < 1000) {
+        dp->accept_unlogged++;
+        return;
+    }
+    log_warn("dataplane: %s: accept: %s; not accepting for %.0f ms (%llu more such failures "
+             "since the last such line)",
+             what, strerror(e), DATAPLANE_ACCEPT_BACKOFF_S * 1000,
+             (unsigned long long)dp->accept_unlogged);
+    dp->accept_log_ms = now;
+    dp->accept_unlogged = 0;
+}
+
+/* A TCP resource connection: its place under the caps, released when its splice ends. */
+struct ingress_conn {
+    dataplane_t *dp;
+    conncap_slot_t *slot;
+};
+
 static void splice_done(void *ctx, splice_t *s, bool ok, const char *why, const uint64_t b[2])
 {
     dataplane_t *dp = ctx;
@@ -760,9 +840,26 @@ static void splice_done(void *ctx, splice_t *s, bool ok, const char *why, const 
         log_debug("dataplane: stream ended: %s", why);
 }
 
+static void ingress_conn_done(void *ctx, splice_t *s, bool ok, const char *why, const uint64_t b[2])
+{
+    struct ingress_conn *ic = ctx;
+    conncap_release(ic->dp->tcp_cap, ic->slot);
+    splice_done(ic->dp, s, ok, why, b);
+    free(ic);
+}
+
+static void on_accept_backoff(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct listener *l = w->data;
+    ev_timer_stop(loop, w);
+    l->backoff = false;
+    ev_io_start(loop, &l->io);
+}
+
 static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop, (void)revents;
+    (void)revents;
     struct listener *l = w->data;
     dataplane_t *dp = l->dp;
     for (int i = 0; i < 64; i++) {
@@ -770,9 +867,30 @@ static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                log_warn("resource %s: accept: %s", l->resource, strerror(errno));
+            int e = errno;
+            if (accept_exhausted(e)) {
+                char what[NODECFG_NAME_MAX + 32];
+                snprintf(what, sizeof(what), "resource %s", l->resource);
+                log_accept_failure(dp, what, e);
+                ev_io_stop(loop, &l->io);
+                l->backoff = true;
+                ev_timer_init(&l->retry, on_accept_backoff, DATAPLANE_ACCEPT_BACKOFF_S, 0.);
+                ev_timer_start(loop, &l->retry);
+            } else if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR && e != ECONNABORTED) {
+                log_warn("resource %s: accept: %s", l->resource, strerror(e));
+            }
             return;
+        }
+        const char *which;
+        conncap_slot_t *slot = conncap_admit(dp->tcp_cap, (struct sockaddr *)&ss, &which);
+        if (!slot) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* RST: nothing lingers */
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            close(fd);
+            dp->st.ingress_refused_cap++;
+            log_refusal(dp, "connection to resource port", (struct sockaddr *)&ss, which,
+                        dp->tcp_cap);
+            continue;
         }
         dp->st.ingress_accepted++;
         int one = 1;
@@ -786,7 +904,10 @@ static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t ll = sizeof(ls);
         if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
             netaddr_format((const struct sockaddr *)&ls, in->ingress, sizeof(in->ingress));
-        in->sp = splice_new_tcp(dp->splices, fd, splice_done, dp);
+        struct ingress_conn *ic = xmalloc(sizeof(*ic));
+        ic->dp = dp;
+        ic->slot = slot;
+        in->sp = splice_new_tcp(dp->splices, fd, ingress_conn_done, ic);
         if (resource_get(dp->o.store, l->resource, &in->res)) {
             snprintf(in->res.name, sizeof(in->res.name), "%s", l->resource);
             ingress_fail(in, "the resource was removed");
@@ -1080,22 +1201,52 @@ static const tconn_cbs_t *peer_cbs(void)
 
 /* ---- the tunnel endpoint ----------------------------------------------------------------- */
 
+static void on_tunnel_backoff(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    dataplane_t *dp = w->data;
+    ev_timer_stop(loop, w);
+    dp->lbackoff_on = false;
+    ev_io_start(loop, &dp->lio);
+}
+
 static void on_tunnel_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     dataplane_t *dp = w->data;
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(dp->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(dp->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (accept_exhausted(e)) {
+                log_accept_failure(dp, "tunnel port", e);
+                ev_io_stop(loop, &dp->lio);
+                dp->lbackoff_on = true;
+                ev_timer_start(loop, &dp->lbackoff);
+            }
             return;
+        }
+        const char *which;
+        conncap_slot_t *slot = conncap_admit(dp->pending_cap, (struct sockaddr *)&ss, &which);
+        if (!slot) {
+            close(fd);
+            dp->st.tunnel_refused_cap++;
+            log_refusal(dp, "tunnel connection (handshake pending)", (struct sockaddr *)&ss, which,
+                        dp->pending_cap);
+            continue;
+        }
         struct peer *p = xcalloc(1, sizeof(*p));
         p->dp = dp;
         p->accepted = true;
+        p->slot = slot;
         tconn_cbs_t cbs = *peer_cbs();
         cbs.ctx = p;
         p->c = tconn_accept(loop, fd, &dp->keys, &dp->tcfg, &cbs);
         if (!p->c) {
             close(fd);
+            conncap_release(dp->pending_cap, p->slot);
             free(p);
             continue;
         }
@@ -1612,7 +1763,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 20);
+    msgpack_pack_map(pk, 23);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1633,6 +1784,9 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "bytes_in", dp->st.bytes_in);
     mpw_kv_u64(pk, "bytes_out", dp->st.bytes_out);
     mpw_kv_u64(pk, "store_scans", dp->st.store_scans);
+    mpw_kv_u64(pk, "tunnel_refused_cap", dp->st.tunnel_refused_cap);
+    mpw_kv_u64(pk, "ingress_refused_cap", dp->st.ingress_refused_cap);
+    mpw_kv_u64(pk, "accept_failures", dp->st.accept_failures);
 }
 
 void dataplane_health(void *ctx, meshnode_health_t *h)
@@ -1642,10 +1796,10 @@ void dataplane_health(void *ctx, meshnode_health_t *h)
     for (struct peer *p = dp->peers; p; p = p->next)
         h->tunnels += p->is_site && p->up && !p->dead;
     h->listeners++; /* the tunnel listener */
-    h->listeners_up++;
+    h->listeners_up += !dp->lbackoff_on;
     for (struct listener *l = dp->listeners; l; l = l->next) {
         h->listeners++;
-        h->listeners_up += l->fd >= 0;
+        h->listeners_up += l->fd >= 0 && !l->backoff;
     }
 }
 
@@ -1712,6 +1866,22 @@ static void on_dump(struct ev_loop *loop, ev_signal *w, int revents)
     splice_ctx_dump(dp->splices);
 }
 
+/* A cap, or for tests only the value of the environment variable knob (docs/dataplane.md). */
+static uint32_t test_knob(uint32_t dflt, const char *knob)
+{
+    const char *v = knob ? getenv(knob) : NULL;
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    unsigned long x = strtoul(v, &end, 10);
+    if (*end || x == 0 || x > 1u << 24) {
+        log_warn("dataplane: ignoring %s=%s (want a positive number)", knob, v);
+        return dflt;
+    }
+    log_warn("dataplane: TEST KNOB: %s=%lu (for tests only)", knob, x);
+    return (uint32_t)x;
+}
+
 dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
 {
     dataplane_t *dp = xcalloc(1, sizeof(*dp));
@@ -1737,6 +1907,13 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
         free(dp);
         return NULL;
     }
+    dp->pending_cap =
+        conncap_new(test_knob(DATAPLANE_PENDING_MAX, NULL),
+                    test_knob(DATAPLANE_PENDING_PER_ADDR, "POPMESH_TEST_TUNNEL_PENDING_PER_IP"));
+    dp->tcp_cap = conncap_new(conncap_half_nofile(DATAPLANE_TCP_MAX_MIN),
+                              test_knob(DATAPLANE_TCP_PER_ADDR, "POPMESH_TEST_TCP_PER_IP"));
+    ev_timer_init(&dp->lbackoff, on_tunnel_backoff, DATAPLANE_ACCEPT_BACKOFF_S, 0.);
+    dp->lbackoff.data = dp;
     dp->splices = splice_ctx_new(o->loop);
     ev_io_init(&dp->lio, on_tunnel_accept, dp->lfd, EV_READ);
     dp->lio.data = dp;
@@ -1780,6 +1957,7 @@ void dataplane_destroy(dataplane_t **dpp)
     meshnode_set_site_source(dp->o.mesh, NULL, NULL);
     splice_ctx_destroy(&dp->splices);
     ev_io_stop(dp->o.loop, &dp->lio);
+    ev_timer_stop(dp->o.loop, &dp->lbackoff);
     ev_timer_stop(dp->o.loop, &dp->tick);
     ev_timer_stop(dp->o.loop, &dp->apply);
     if (dp->watch_res > 0)
@@ -1804,6 +1982,7 @@ void dataplane_destroy(dataplane_t **dpp)
             w = next;
         }
         tconn_destroy(&p->c);
+        conncap_release(dp->pending_cap, p->slot);
         free(p->status);
         free(p);
     }
@@ -1812,6 +1991,8 @@ void dataplane_destroy(dataplane_t **dpp)
         dp->listeners = l->next;
         listener_free(dp, l);
     }
+    conncap_destroy(&dp->pending_cap); /* every slot was released above */
+    conncap_destroy(&dp->tcp_cap);     /* and by the splices' ends */
     free(dp->sites);
     free(dp->res);
     free(dp->pops);

@@ -1,5 +1,6 @@
 #include "node/records/token.h"
 
+#include "common/b64url.h"
 #include "common/mp.h"
 
 #include <errno.h>
@@ -118,20 +119,8 @@ int token_decode(const char *text, size_t len, token_t *t, const char **why)
         *why = "too long to be a popmesh token";
         return -EINVAL;
     }
-    /* libsodium 1.0.18's decoder takes every byte >= 0x80 for '_', so an altered byte could
-     * still decode to the signed body: accept the base64url alphabet and nothing else. */
-    for (size_t i = prefix; i < len; i++) {
-        char c = text[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_')) {
-            *why = "garbled (not valid base64url after " TOKEN_PREFIX ")";
-            return -EINVAL;
-        }
-    }
-    const char *end = NULL;
-    if (sodium_base642bin(body, sizeof(body), text + prefix, len - prefix, NULL, &blen, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        end != text + len) {
+    /* Strict (common/b64url.h): an altered byte must not still decode to the signed body. */
+    if (b64url_decode(text + prefix, len - prefix, body, sizeof(body), &blen)) {
         *why = "garbled (not valid base64url after " TOKEN_PREFIX ")";
         return -EINVAL;
     }
