@@ -17,3 +17,5 @@ set_property(TEST integration.http_limits PROPERTY TIMEOUT 180)
 # Configuration on change: a resource or rule added or removed at one PoP applies at another
 # within the propagation time (under 500 ms).
 popmesh_integration(http_config)
+# The listener out of descriptors: accept() backs off instead of spinning, and recovers.
+popmesh_integration(http_accept)
