@@ -128,7 +128,8 @@ OUT=$("$PY" -c '
 import os, selectors, socket, sys, time
 port = int(sys.argv[1]); N = 1000; sel = selectors.DefaultSelector(); conns = []
 for i in range(N):
-    c = socket.create_connection(("127.0.0.51", port)); conns.append(c)
+    # 200 per source address: a PoP admits at most 256 connections from one address
+    c = socket.create_connection(("127.0.0.51", port), source_address=("127.0.0.%d" % (101 + i // 200), 0)); conns.append(c)
 t = time.time()
 want = {}
 for i, c in enumerate(conns):
