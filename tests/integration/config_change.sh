@@ -126,7 +126,8 @@ expect_rc 0 mctl "${N[1]}" site add branch
 "$POPSITE" run --data "$WORK/site" --token "$(cat "$WORK/out")" >>"$WORK/site.log" 2>&1 &
 PIDS+=("$!")
 site_online() { [ "$(jq_ '[s["state"] for s in j["sites"] if s["name"] == "branch"][0]' "$1" sites)" = online ]; }
-has_route() { [ "$(jq_ 'len([s for s in j["sites"] if s["site"] == "branch"])' "$1" routes)" = 1 ]; }
+# routed: the PoP has a path to the site (its link state may lag the site's online state)
+has_route() { [ "$(jq_ 'len([s for s in j["sites"] if s["site"] == "branch" and s.get("reachable", True) and s.get("egress")])' "$1" routes)" = 1 ]; }
 for i in 1 2 3; do
     wait_for 20 "branch online on pop-$i" site_online "${N[$i]}"
     wait_for 20 "a route to branch on pop-$i" has_route "${N[$i]}"
