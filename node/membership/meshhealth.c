@@ -21,12 +21,10 @@
  * machines. Each half alone can saturate the figure; they are not added, since a PoP full on
  * descriptors is not less full for being idle on CPU.
  *
- * WIRE. body = [node_id, seq, cpu_permille, rss_kb, streams, ingress_up,
- *               tunnels, listeners, listeners_up, load_permille]
- * The first six are the original vector; the last four were appended, so an older node skips
- * them (it always skipped fields past the sixth) and this one accepts a six-field vector from
- * an older node (tunnels and listeners then unknown, load = its CPU). */
+ * WIRE. healthvec.h: ten fields, the first six the original vector, so old and new nodes read
+ * each other's. */
 #include "node/membership/meshnode_int.h"
+#include "node/membership/healthvec.h"
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -42,8 +40,6 @@
 #include <unistd.h>
 
 #define HEALTH_PERIOD       2.0 /* s between a node's health vectors (jittered) */
-#define HEALTH_FIELDS_V1    6   /* fields of the original vector */
-#define HEALTH_FIELDS       10  /* fields this node sends */
 #define HEALTH_PERMILLE_MAX 1000
 
 static struct health *health_slot(meshnode_t *m, uint64_t id)
@@ -71,44 +67,29 @@ static void apply_penalty(meshnode_t *m, const struct health *h)
 
 bool meshhealth_merge(meshnode_t *m, mpr_t *r)
 {
-    uint32_t n;
-    uint64_t id, seq, cpu, rss, streams, tunnels = 0, listeners = 0, up_count = 0, load = 0;
-    bool up;
-    if (mpr_array(r, &n) || n < HEALTH_FIELDS_V1 || mpr_uint(r, &id) || mpr_uint(r, &seq) ||
-        mpr_uint(r, &cpu) || mpr_uint(r, &rss) || mpr_uint(r, &streams) || mpr_bool(r, &up) ||
-        cpu > UINT32_MAX || rss > UINT32_MAX || streams > UINT32_MAX) {
+    healthvec_t v;
+    if (healthvec_decode(r, &v)) {
         m->bad_messages++;
         return false;
     }
-    bool detailed = n >= HEALTH_FIELDS;
-    if (detailed && (mpr_uint(r, &tunnels) || mpr_uint(r, &listeners) || mpr_uint(r, &up_count) ||
-                     mpr_uint(r, &load) || tunnels > UINT32_MAX || listeners > UINT32_MAX ||
-                     up_count > listeners)) {
-        m->bad_messages++;
-        return false;
-    }
-    for (uint32_t i = detailed ? HEALTH_FIELDS : HEALTH_FIELDS_V1; i < n; i++)
-        if (mpr_skip(r)) { /* fields a newer node may add */
-            m->bad_messages++;
-            return false;
-        }
+    uint64_t id = v.id;
     const reg_node_t *reg = meshnode_reg_find(m, id);
     if (!reg || reg->removed || id == m->o.id->node_id)
         return false; /* only registered members have a health vector here */
     struct health *h = health_slot(m, id);
-    if (seq <= h->seq)
+    if (v.seq <= h->seq)
         return false;
-    h->seq = seq;
-    h->cpu_permille = (uint32_t)cpu;
-    h->rss_kb = (uint32_t)rss;
-    h->streams = (uint32_t)streams;
-    h->detailed = detailed;
-    h->tunnels = (uint32_t)tunnels;
-    h->listeners = (uint32_t)listeners;
-    h->listeners_up = (uint32_t)up_count;
+    h->seq = v.seq;
+    h->cpu_permille = v.cpu_permille;
+    h->rss_kb = v.rss_kb;
+    h->streams = v.streams;
+    h->detailed = v.detailed;
+    h->tunnels = v.tunnels;
+    h->listeners = v.listeners;
+    h->listeners_up = v.listeners_up;
     /* The sender's own ingress_up is what counts: it is listeners_up == listeners there. */
-    h->ingress_up = up;
-    h->load_permille = clamp_permille(detailed ? load : cpu);
+    h->ingress_up = v.ingress_up;
+    h->load_permille = clamp_permille(v.detailed ? v.load_permille : v.cpu_permille);
     h->received = ev_now(m->o.loop);
     apply_penalty(m, h);
     return true;
@@ -194,20 +175,18 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 2);
     msgpack_pack_uint32(&pk, MESH_BCAST_HEALTH);
-    msgpack_pack_array(&pk, HEALTH_FIELDS);
-    msgpack_pack_uint64(&pk, h->id);
-    msgpack_pack_uint64(&pk, h->seq);
-    msgpack_pack_uint32(&pk, h->cpu_permille);
-    msgpack_pack_uint32(&pk, h->rss_kb);
-    msgpack_pack_uint32(&pk, h->streams);
-    if (h->ingress_up)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
-    msgpack_pack_uint32(&pk, h->tunnels);
-    msgpack_pack_uint32(&pk, h->listeners);
-    msgpack_pack_uint32(&pk, h->listeners_up);
-    msgpack_pack_uint32(&pk, h->load_permille);
+    healthvec_pack(&pk, &(healthvec_t){
+                            .id = h->id,
+                            .seq = h->seq,
+                            .cpu_permille = h->cpu_permille,
+                            .rss_kb = h->rss_kb,
+                            .streams = h->streams,
+                            .ingress_up = h->ingress_up,
+                            .tunnels = h->tunnels,
+                            .listeners = h->listeners,
+                            .listeners_up = h->listeners_up,
+                            .load_permille = h->load_permille,
+                        });
     /* Keyed by node: a newer vector replaces the queued older one instead of queueing up. */
     swim_broadcast(m->swim, h->id ^ 0x6865616c74680000ull, (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
