@@ -1,4 +1,4 @@
-/* authadmin: the operator commands of edge authentication (issue 5): users, sessions, share
+/* authadmin: the operator commands of edge authentication: users, sessions, share
  * links, API keys and access rules. They only read and write the replicated records of auth.h;
  * the HTTP proxy reads the same records.
  *

@@ -1,4 +1,4 @@
-/* httpproxy: the PoP's HTTP/1.1 ingress (issue 5): an identity-aware reverse proxy.
+/* httpproxy: the PoP's HTTP/1.1 ingress: an identity-aware reverse proxy.
  *
  * A request is routed by its Host and path to an HTTP resource (resource_match_http), checked
  * against the resource's rules and, for `auth login`, a session cookie or an API key, all

@@ -1,4 +1,4 @@
-/* meshadmin: the operator commands for sites and TCP resources (issue 4).
+/* meshadmin: the operator commands for sites and TCP resources.
  *
  *   site.add      {name, ttl_ms?}            -> {name, token, token_id, expires_ms}
  *   site.rm       {name}                     -> {name, nodes_removed: [id], token_revoked}
@@ -400,7 +400,7 @@ static int arg_names(const ctl_request_t *req, msgpack_packer *pk, const char *w
     return CTL_OK;
 }
 
-/* The HTTP arguments (issue 5) into r: host lowercased, path_prefix "/" by default with a
+/* The HTTP arguments into r: host lowercased, path_prefix "/" by default with a
  * host. CTL_OK or a CTL_BAD_REQUEST answer. */
 static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
 {
