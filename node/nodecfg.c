@@ -350,10 +350,13 @@ void nodecfg_tunnel_listen(const nodecfg_t *c, char *out, size_t len)
         snprintf(out, len, "%s", c->tunnel_listen);
         return;
     }
-    const char *colon = strrchr(c->mesh_listen, ':');
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-    snprintf(out, len, "%.*s:%ld", colon ? (int)(colon - c->mesh_listen) : 0, c->mesh_listen,
-             port > 0 && port < 65535 ? port + 1 : 0);
+    netaddr_t a;
+    if (netaddr_parse(c->mesh_listen, &a, true) != 0) {
+        snprintf(out, len, "%s", c->mesh_listen); /* refused later, with the reason */
+        return;
+    }
+    unsigned port = a.port > 0 && a.port < 65535 ? a.port + 1u : 0;
+    snprintf(out, len, a.ipv6 ? "[%s]:%u" : "%s:%u", a.host, port);
 }
 
 void nodecfg_tunnel_addr(const nodecfg_t *c, char *out, size_t len)

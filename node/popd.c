@@ -2,6 +2,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
+#include "common/netaddr.h"
 #include "common/xmalloc.h"
 #include "gossip/antientropy.h"
 #include "node/daemon.h"
@@ -212,9 +213,9 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
     if (o->region[0] && nodecfg_check_name(o->region))
         return usage_error(cmd, "region '%s' must be 1-63 of a-z, 0-9 and '-'", o->region);
     /* Peers dial the advertised address; a wildcard cannot be dialled. */
-    const char *dial = nodecfg_mesh_addr(&o->cfg);
-    if (!o->cfg.advertise[0] && (!strncmp(dial, "0.0.0.0:", 8) || !strncmp(dial, "[::]:", 5) ||
-                                 !strcmp(strrchr(dial, ':'), ":0")))
+    netaddr_t dial;
+    if (!o->cfg.advertise[0] && netaddr_parse(nodecfg_mesh_addr(&o->cfg), &dial, true) == 0 &&
+        (!strcmp(dial.host, "0.0.0.0") || !strcmp(dial.host, "::") || dial.port == 0))
         return usage_error(cmd,
                            "--advertise HOST:PORT is required when --mesh-listen (%s) is "
                            "a wildcard address or port 0",

@@ -1,6 +1,7 @@
 #include "node/membership/meshnet.h"
 
 #include "common/log.h"
+#include "common/netaddr.h"
 #include "common/xmalloc.h"
 #include "node/membership/zsock_watch.h"
 
@@ -517,8 +518,8 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
         snprintf(m->bound, bl, "%s", last + 6);
     else
         snprintf(m->bound, bl, "%s", listen);
-    const char *colon = strrchr(m->bound, ':');
-    m->bound_port = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+    netaddr_t b;
+    m->bound_port = netaddr_parse(m->bound, &b, true) == 0 ? b.port : 0;
     m->router_w = zsock_watch_new(loop, m->router, 256, router_readable, m);
     if (!m->zap_w || !m->router_w || !m->mon_w) {
         snprintf(err, errlen, "cannot watch the mesh sockets");
