@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "common/clock.h"
 #include "tunnel/secchan.h"
 
 #define RUNS_MAX 99
@@ -31,13 +32,6 @@
 struct result {
     double seal, open, both; /* Gbit/s */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -83,22 +77,22 @@ static void make_pair(sc_t *i, sc_t *r, uint8_t suites)
 static struct result run_secchan(sc_t *i, sc_t *r, const uint8_t *plain, size_t size, uint8_t *rec,
                                  double seconds)
 {
-    double t_seal = 0, t_open = 0, start = now_s();
+    double t_seal = 0, t_open = 0, start = clock_mono_s();
     uint64_t records = 0;
     size_t plen = 0;
     sc_piece_t piece = {plain, size};
     do {
-        double t0 = now_s();
+        double t0 = clock_mono_s();
         ssize_t n = sc_seal(i, &piece, 1, rec);
-        double t1 = now_s();
+        double t1 = clock_mono_s();
         if (n != (ssize_t)(size + SC_OVERHEAD) ||
             sc_open(r, rec, rec + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &plen) != 0)
             die("seal/open failed");
-        double t2 = now_s();
+        double t2 = clock_mono_s();
         t_seal += t1 - t0;
         t_open += t2 - t1;
         records++;
-    } while (now_s() - start < seconds);
+    } while (clock_mono_s() - start < seconds);
     if (plen != size || memcmp(rec + SC_HDR_LEN, plain, size) != 0)
         die("record did not round-trip");
     double bits = (double)records * (double)size * 8;
@@ -122,25 +116,25 @@ static struct result run_curve(const uint8_t *plain, size_t size, double seconds
     if (!m || !box || !wire || !out)
         die("out of memory");
     size_t wire_len = padded - crypto_box_BOXZEROBYTES;
-    double t_seal = 0, t_open = 0, start = now_s();
+    double t_seal = 0, t_open = 0, start = clock_mono_s();
     uint64_t records = 0;
     do {
         sodium_increment(nonce, sizeof(nonce));
-        double t0 = now_s();
+        double t0 = clock_mono_s();
         memcpy(m + crypto_box_ZEROBYTES, plain, size);
         crypto_box_afternm(box, m, padded, nonce, ka);
         memcpy(wire, box + crypto_box_BOXZEROBYTES, wire_len);
-        double t1 = now_s();
+        double t1 = clock_mono_s();
         memset(box, 0, crypto_box_BOXZEROBYTES);
         memcpy(box + crypto_box_BOXZEROBYTES, wire, wire_len);
         if (crypto_box_open_afternm(m, box, padded, nonce, kb) != 0)
             die("crypto_box_open_afternm failed");
         memcpy(out, m + crypto_box_ZEROBYTES, size);
-        double t2 = now_s();
+        double t2 = clock_mono_s();
         t_seal += t1 - t0;
         t_open += t2 - t1;
         records++;
-    } while (now_s() - start < seconds);
+    } while (clock_mono_s() - start < seconds);
     if (memcmp(out, plain, size) != 0)
         die("curve message did not round-trip");
     free(m);

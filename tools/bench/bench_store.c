@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
@@ -94,13 +95,6 @@ static void free_data(struct data *d)
 }
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what, int rc) __attribute__((noreturn));
 static void die(const char *what, int rc)
@@ -315,34 +309,34 @@ int main(int argc, char **argv)
     char *sdir = subdir(base, "store"), *rdir = subdir(base, "raw");
     store_t *s = store_at(sdir, 1, false);
     MDB_env *raw = raw_at(rdir, false);
-    double t = now_s();
+    double t = clock_mono_s();
     store_batches(s, &d, 0, N_ENTRIES);
-    double ps = now_s() - t;
-    t = now_s();
+    double ps = clock_mono_s() - t;
+    t = clock_mono_s();
     raw_put(raw, &d, 0, N_ENTRIES, BATCH);
-    double rs = now_s() - t;
+    double rs = clock_mono_s() - t;
     report("batched_put", N_ENTRIES / ps, N_ENTRIES / rs, "ops/s", "1000 per txn, fsync each");
 
     /* durable_put: one transaction and fsync each, over the 100k entries now held. */
-    t = now_s();
+    t = clock_mono_s();
     for (size_t i = 0; i < N_DURABLE; i++) {
         int rc = store_put(s, d2.key[i], d2.klen[i], d2.val[i], d2.vlen[i], T0, NULL);
         if (rc)
             die(store_last_error(s), rc);
     }
-    ps = now_s() - t;
-    t = now_s();
+    ps = clock_mono_s() - t;
+    t = clock_mono_s();
     raw_put(raw, &d2, 0, N_DURABLE, 1);
-    rs = now_s() - t;
+    rs = clock_mono_s() - t;
     report("durable_put", N_DURABLE / ps, N_DURABLE / rs, "ops/s", "1 txn + fsync per write");
 
     /* merge: 100k remote entries, all newer than what is held, 1000 per transaction. */
-    t = now_s();
+    t = clock_mono_s();
     store_merges(s, &d, 0, N_ENTRIES, hlc_make(T0 + 500000, 0), 2);
-    ps = now_s() - t;
-    t = now_s();
+    ps = clock_mono_s() - t;
+    t = clock_mono_s();
     raw_put(raw, &d, 0, N_ENTRIES, BATCH);
-    rs = now_s() - t;
+    rs = clock_mono_s() - t;
     store_stats_t st;
     store_stats(s, &st);
     if (st.merges_applied != N_ENTRIES)
@@ -382,7 +376,7 @@ int main(int argc, char **argv)
     }
     raw_put(rb, &delta, 0, N_DIFF, N_DIFF);
 
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     uint64_t da[STORE_BUCKETS], db[STORE_BUCKETS];
     uint8_t diff[STORE_BUCKETS / 8] = {0};
     store_digests(a, da);
@@ -392,26 +386,26 @@ int main(int argc, char **argv)
         if (da[i] != db[i])
             diff[i / 8] |= (uint8_t)(1u << (i % 8)), nbuckets++;
     struct shipment sh = {0};
-    double t_cmp = now_s();
+    double t_cmp = clock_mono_s();
     int rc = store_export(b, diff, ship, &sh);
     if (rc)
         die("export", rc);
     ship_fix(&sh);
-    double t_exp = now_s();
+    double t_exp = clock_mono_s();
     rc = store_merge(a, sh.e, sh.n, T0 + 2000);
-    double t_mrg = now_s();
+    double t_mrg = clock_mono_s();
     if (rc < 0)
         die(store_last_error(a), rc);
     store_digests(a, da);
-    ps = now_s() - t0;
+    ps = clock_mono_s() - t0;
     if (memcmp(da, db, sizeof(da)) != 0)
         die("digest_sync: digests still differ", -EPROTO);
     if (rc != N_DIFF)
         die("digest_sync: wrong number of entries applied", -EPROTO);
 
-    t = now_s();
+    t = clock_mono_s();
     raw_put(ra, &delta, 0, N_DIFF, N_DIFF);
-    rs = now_s() - t;
+    rs = clock_mono_s() - t;
     char note[128];
     snprintf(note, sizeof(note),
              "%d buckets, %zu entries shipped, %d applied; compare %.1f, export %.1f, merge "
@@ -424,9 +418,9 @@ int main(int argc, char **argv)
     char *rcdir = subdir(base, "raw-c");
     MDB_env *rc2 = raw_at(rcdir, false);
     raw_put(rc2, &d, 0, N_ENTRIES, 10000);
-    t = now_s();
+    t = clock_mono_s();
     size_t copied = raw_full_diff(rb, rc2);
-    double naive = now_s() - t;
+    double naive = clock_mono_s() - t;
     if (copied != N_DIFF)
         die("raw full diff copied the wrong count", -EPROTO);
     report("full_scan_diff", ps * 1000, naive * 1000, "ms", "raw: scan 100k x2, copy delta");

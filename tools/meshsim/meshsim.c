@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/xmalloc.h"
 #include "gossip/swim.h"
 #include "gossip/swim_sim.h"
@@ -252,13 +253,6 @@ static void measure_false_positives(struct run *r, double loss, uint32_t seconds
     *subjects = r->false_subjects;
 }
 
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static long peak_rss_mb(void)
 {
     struct rusage ru;
@@ -271,19 +265,19 @@ static long peak_rss_mb(void)
 static void report_one(const struct opts *o, unsigned n, uint32_t fp_seconds, bool with_fp20,
                        struct result *res)
 {
-    double t = wall_s();
+    double t = clock_mono_s();
     struct run r;
     memset(res, 0, sizeof(*res));
     res->n = n;
     res->fp_duration_s = fp_seconds;
     run_init(&r, o, n, 1, 0.0);
-    fprintf(stderr, "meshsim: N=%u: mesh built in %.1f s\n", n, wall_s() - t);
+    fprintf(stderr, "meshsim: N=%u: mesh built in %.1f s\n", n, clock_mono_s() - t);
     swim_sim_run_until(r.sim, 10000); /* startup announcements drain */
     measure_steady(&r, 10, res);
     measure_broadcast(&r, res);
     measure_crash(&r, res);
     measure_join(&r, res);
-    fprintf(stderr, "meshsim: N=%u: timings done at %.1f s wall\n", n, wall_s() - t);
+    fprintf(stderr, "meshsim: N=%u: timings done at %.1f s wall\n", n, clock_mono_s() - t);
     measure_false_positives(&r, 0.05, fp_seconds, &res->fp5, &res->fp5_subj);
     /* Under uniform 20% loss about 2% of probes fail although the target is up, every
      * node hears of every resulting suspicion and refutation, so the work grows as N^2; at
@@ -294,7 +288,7 @@ static void report_one(const struct opts *o, unsigned n, uint32_t fp_seconds, bo
     else
         res->fp20_skipped = true;
     run_free(&r);
-    fprintf(stderr, "meshsim: N=%u: done in %.1f s wall, peak RSS %ld MiB\n", n, wall_s() - t,
+    fprintf(stderr, "meshsim: N=%u: done in %.1f s wall, peak RSS %ld MiB\n", n, clock_mono_s() - t,
             peak_rss_mb());
 }
 
@@ -611,9 +605,9 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
         if (strcmp(scenarios[i].name, scenario) == 0) {
-            double t = wall_s();
+            double t = clock_mono_s();
             int rc = scenarios[i].fn(&o);
-            fprintf(stderr, "meshsim: %.1f s wall, peak RSS %ld MiB\n", wall_s() - t,
+            fprintf(stderr, "meshsim: %.1f s wall, peak RSS %ld MiB\n", clock_mono_s() - t,
                     peak_rss_mb());
             return rc;
         }
