@@ -132,6 +132,8 @@ struct hconn {
     size_t out_off, out_len, out_cap;
     struct upstream *up;
     bool keep_alive, head_req, chunked_up, resp_done, resp_keep_alive, client_eof;
+    bool lingering;  /* answered and half-closed: discarding what the client still sends */
+    size_t lingered; /* bytes discarded so far */
     bool partial;    /* bytes of a request head have arrived, the head is not complete */
     bool http10;     /* the current request is HTTP/1.0 (no chunked answers) */
     bool cross_site; /* a /.popmesh/ request made from another site's page */
@@ -279,7 +281,23 @@ static bool out_flush(struct hconn *hc)
         up->owed = 0;
     }
     if (hc->state == H_CLOSING) {
-        hc_close(hc);
+        if (hc->client_eof || hc->lingering) {
+            if (!hc->lingering)
+                hc_close(hc);
+            return false;
+        }
+        /* Our last answer is written, but the client may still be sending (a request refused
+         * mid-way: a 431 for a huge head, a 413). Closing with its bytes unread makes the
+         * kernel answer with RST, which can destroy the answer in the client's receive buffer
+         * before it is read. So: FIN, then read and discard for a moment (at most
+         * HTTPPROXY_LINGER_S and HTTPPROXY_LINGER_MAX bytes), closing at its EOF. */
+        shutdown(hc->fd, SHUT_WR);
+        hc->lingering = true;
+        hc->in_len = 0;
+        hc->phase = ev_now(hc->px->o.loop);
+        ev_io_start(hc->px->o.loop, &hc->rio);
+        ev_timer_stop(hc->px->o.loop, &hc->timer);
+        hc_arm(hc);
         return false;
     }
     return true;
@@ -1514,6 +1532,15 @@ static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_stop(loop, w); /* resumed when the reader or the stream catch up */
         return;
     }
+    if (hc->lingering) { /* see out_flush: discard until EOF, a limit, or the deadline */
+        ssize_t n = recv(hc->fd, hc->in, IN_CAP, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        hc->lingered += n > 0 ? (size_t)n : 0;
+        if (n <= 0 || hc->lingered > HTTPPROXY_LINGER_MAX)
+            hc_close(hc);
+        return;
+    }
     ssize_t n = recv(hc->fd, hc->in + hc->in_len, IN_CAP - hc->in_len, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -1605,6 +1632,8 @@ static ev_tstamp hc_deadline(const struct hconn *hc, enum hdeadline *kind)
         return hc->active + k * HTTPPROXY_WS_IDLE_S;
     case DL_CLOSING:
     default:
+        if (hc->lingering)
+            return hc->phase + k * HTTPPROXY_LINGER_S;
         return hc->active + k * HTTPPROXY_CLOSING_TIMEOUT_S;
     }
 }
@@ -1701,7 +1730,8 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
         hc_close(hc);
         return;
     case DL_CLOSING:
-        px->st.timeout_closing++;
+        if (!hc->lingering) /* a client that did not read our answer; lingering just ends */
+            px->st.timeout_closing++;
         hc_close(hc);
         return;
     }

@@ -29,8 +29,10 @@
 #define HTTPPROXY_BODY_TIMEOUT_S     30.0 /* s without a request body byte: 408 (or close) */
 #define HTTPPROXY_RESPONSE_TIMEOUT_S 60.0 /* s from the request's end to the response head: 504 */
 #define HTTPPROXY_RESP_IDLE_S        60.0 /* s without a byte either way once the response began */
-#define HTTPPROXY_WS_IDLE_S          600.0 /* s without a byte either way on a WebSocket */
-#define HTTPPROXY_CLOSING_TIMEOUT_S  10.0  /* s a client may take to read our last answer */
+#define HTTPPROXY_WS_IDLE_S          600.0      /* s without a byte either way on a WebSocket */
+#define HTTPPROXY_CLOSING_TIMEOUT_S  10.0       /* s a client may take to read our last answer */
+#define HTTPPROXY_LINGER_S           2.0        /* s we read and discard after answering and FIN */
+#define HTTPPROXY_LINGER_MAX         (1u << 20) /* bytes discarded at most in that time */
 /* Connection caps. The overall cap defaults to half the process's RLIMIT_NOFILE (read after
  * popd raised it to the hard limit), leaving the other half for tunnels, the store and the
  * site side of streams; past it, and past the per-address cap, a connection is accepted, sent
