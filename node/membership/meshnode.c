@@ -183,10 +183,12 @@ static void io_member_changed(void *ctx, const swim_member_info_t *mi, int old_s
 
 static void registry_reload(meshnode_t *m);
 
-static bool touches_registry(const char *key, size_t klen)
+/* The registry snapshot follows the store's change feed: whatever commits a node/ record (a
+ * local write, a gossiped entry, a PUSH, anti-entropy) reloads it once per transaction. */
+static void on_registry_change(void *ctx, const store_entry_t *changes, size_t n)
 {
-    size_t pl = strlen(REG_NODE_PREFIX);
-    return klen >= pl && memcmp(key, REG_NODE_PREFIX, pl) == 0;
+    (void)changes, (void)n;
+    registry_reload(ctx);
 }
 
 /* A broadcast payload is [kind, body]: MESH_BCAST_ENTRY carries one store entry (antientropy.h's
@@ -219,10 +221,7 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
         m->bad_messages++;
         return false;
     }
-    int applied = store_merge(m->o.store, &e, 1, clock_wall_ms());
-    if (applied > 0 && touches_registry(e.key, e.klen))
-        registry_reload(m);
-    return applied > 0;
+    return store_merge(m->o.store, &e, 1, clock_wall_ms()) > 0;
 }
 
 static uint64_t broadcast_key(const char *key, size_t klen)
@@ -289,8 +288,6 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
     if (sb.size <= SWIM_PAYLOAD_MAX)
         swim_broadcast(m->swim, broadcast_key(e->key, e->klen), (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
-    if (touches_registry(e->key, e->klen))
-        registry_reload(m);
     meshnode_swim_rearm(m);
 }
 
@@ -597,16 +594,11 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
         }
         if (store_merge(m->o.store, &e, 1, clock_wall_ms()) > 0) {
             m->pushes_applied++;
-            if (touches_registry(e.key, e.klen))
-                registry_reload(m);
             push_fanout(m, &e, from);
         }
     } else if (type == MESH_MSG_AE_DIGEST || type == MESH_MSG_AE_ENTRIES) {
         struct reply_ctx rc = {m, from};
-        uint64_t before = m->ae.entries_applied;
         ae_handle(m->o.store, msg, len, clock_wall_ms(), ae_reply, &rc, &m->ae);
-        if (m->ae.entries_applied != before)
-            registry_reload(m); /* cheap, and membership may have changed */
     } else {
         m->bad_messages++;
     }
@@ -785,6 +777,12 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
         goto fail;
 
     registry_reload(m);
+    m->reg_watch =
+        store_watch(o->store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), on_registry_change, m);
+    if (m->reg_watch < 0) {
+        snprintf(err, errlen, "cannot watch the registry: %s", strerror(-m->reg_watch));
+        goto fail;
+    }
     if (m->removed) {
         snprintf(err, errlen,
                  "this node was removed from the mesh; it cannot run again. "
@@ -832,6 +830,7 @@ void meshnode_destroy(meshnode_t **mp)
     ev_timer_stop(m->o.loop, &m->push_timer);
     ev_timer_stop(m->o.loop, &m->leave_timer);
     meshhealth_stop(m);
+    store_unwatch(m->o.store, m->reg_watch);
     meshroute_destroy(&m->routes);
     meshnet_destroy(&m->net);
     swim_destroy(&m->swim);

@@ -69,6 +69,7 @@ struct meshnode {
     void (*leave_done)(void *);
     void *leave_ctx;
     reg_node_t *reg; /* registry snapshot, not removed and removed alike */
+    int reg_watch;   /* the store watch that keeps reg in step with node/ records */
     size_t nreg;
     struct removal_push pushes[MESHNODE_PENDING_PUSH];
     uint64_t ae_seq;
