@@ -46,7 +46,7 @@ echo "== building (Release) in build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPOPMESH_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc)" --target popd popsite meshctl >/dev/null
 POPD=$BUILD/node/popd
-POPSITE=$BUILD/node/popsite
+POPSITE=$BUILD/node/site/popsite
 MESHCTL=$BUILD/tools/meshctl/meshctl
 
 stop_demo >/dev/null
@@ -60,6 +60,18 @@ start_node() { # start_node NAME
         sleep 0.05
     done
     echo "demo: $1 did not start; see demo/$1.log" >&2
+    exit 1
+}
+
+# demo_failed WHAT: a step did not do what it shows; say so, show the logs, exit 1 (a demo
+# that prints an error page and exits 0 would teach the wrong thing).
+demo_failed() {
+    echo "demo: FAILED: $*" >&2
+    for f in "$DEMO"/*.log; do
+        echo "--- $f (last 10 lines)" >&2
+        tail -n 10 "$f" >&2
+    done
+    echo "demo: the mesh is left running for a look; tools/demo.sh stop stops it" >&2
     exit 1
 }
 
@@ -108,8 +120,11 @@ echo $! >"$DEMO/backend.pid"
 echo "== meshctl site add, then popsite enrolls with the token it printed"
 SITE_TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" site add branch-1 | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
 echo "site token: ${SITE_TOKEN:0:40}..."
+[ -n "$SITE_TOKEN" ] || demo_failed "site add printed no token"
 nohup "$POPSITE" run --data "$DEMO/branch-1" --token "$SITE_TOKEN" >>"$DEMO/branch-1.log" 2>&1 &
 run pop-b resource add web --site branch-1 --target 127.0.0.1:7980 --tcp-port 7990 --health http:/
+# The site enrolls and dials its PoPs: wait (at most 10 s) until all three PoPs carry a
+# connection to the backend.
 for _ in $(seq 1 100); do
     n=0
     for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
@@ -123,7 +138,9 @@ run pop-a routes
 echo "== one connection through each PoP's ingress address (port 7990)"
 for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
     echo "\$ curl http://$ip:7990/"
-    curl -s -m 3 "http://$ip:7990/" || echo "(failed: see demo/*.log)"
+    out=$(curl -s -m 3 "http://$ip:7990/") || true
+    echo "$out"
+    case "$out" in *"hello from the backend"*) ;; *) demo_failed "no answer from the backend through $ip:7990" ;; esac
 done
 echo
 
@@ -134,11 +151,15 @@ echo "\$ meshctl -d demo/pop-a user add demo --group staff   (password from stdi
 echo "$DEMO_PASSWORD" | "$MESHCTL" -d "$DEMO/pop-a" user add demo --group staff
 echo
 echo "\$ curl -i -H 'Host: app.localhost' http://127.0.0.1:8080/      (no session: to the login page)"
-curl -s -i -H 'Host: app.localhost' http://127.0.0.1:8080/ | grep -i '^HTTP\|^location'
+out=$(curl -s -i -H 'Host: app.localhost' http://127.0.0.1:8080/ | grep -i '^HTTP\|^location') || true
+echo "$out"
+case "$out" in *302*"/.popmesh/login"*) ;; *) demo_failed "pop-a did not send an anonymous user to the login page" ;; esac
 echo "\$ curl (log in as demo at pop-a, then use the cookie at pop-c)"
 curl -s -o /dev/null -c "$DEMO/cookies" -H 'Host: app.localhost' \
     --data "username=demo&password=$DEMO_PASSWORD&rd=/" http://127.0.0.1:8080/.popmesh/login
-curl -s -b "$DEMO/cookies" -H 'Host: app.localhost' http://127.0.0.13:8080/
+out=$(curl -s -b "$DEMO/cookies" -H 'Host: app.localhost' http://127.0.0.13:8080/) || true
+echo "$out"
+case "$out" in *"hello from the backend"*) ;; *) demo_failed "the session made at pop-a did not open the app at pop-c" ;; esac
 echo
 
 cat <<EOT

@@ -28,7 +28,7 @@ PROBE=$PWD/tools/bench/tunnel_probe.py
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j2 --target popd popsite meshctl >/dev/null
 POPD=$PWD/build-bench/node/popd
-POPSITE=$PWD/build-bench/node/popsite
+POPSITE=$PWD/build-bench/node/site/popsite
 MESHCTL=$PWD/build-bench/tools/meshctl/meshctl
 
 source tools/bench/lib.sh
