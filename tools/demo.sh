@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEMO=$ROOT/demo
-BUILD=$ROOT/build
+BUILD=${DEMO_BUILD:-$ROOT/build} # tools/test.sh points it at its Release build
 
 stop_demo() {
     local stopped=0
@@ -42,9 +42,9 @@ if [ "${1:-}" = "stop" ]; then
 fi
 
 bash tools/setup.sh
-echo "== building (Release) in build/"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPOPMESH_TESTS=OFF >/dev/null
-cmake --build build -j"$(nproc)" --target popd popsite meshctl >/dev/null
+echo "== building (Release) in ${BUILD#$ROOT/}/"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPOPMESH_TESTS=OFF >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target popd popsite meshctl >/dev/null
 POPD=$BUILD/node/popd
 POPSITE=$BUILD/node/site/popsite
 MESHCTL=$BUILD/tools/meshctl/meshctl

@@ -31,6 +31,18 @@ echo "== tests (unit, integration, fuzz replay)"
 rc=0
 (cd build-asan && ctest --output-on-failure -j"$JOBS" --timeout 600) | tee build-asan/ctest.log || rc=1
 
+# The README's main job, as a newcomer runs it: it must carry traffic through every PoP and
+# the login must work across PoPs (the demo checks each step and exits 1 otherwise).
+echo "== demo (tools/demo.sh on the Release build)"
+if DEMO_BUILD="$PWD/build-rel" bash tools/demo.sh >build-rel/demo.log 2>&1; then
+    echo "demo ok: $(grep -c 'hello from the backend' build-rel/demo.log) answers through the mesh"
+else
+    echo "DEMO FAIL (log: build-rel/demo.log)"
+    tail -n 40 build-rel/demo.log
+    rc=1
+fi
+bash tools/demo.sh stop >/dev/null 2>&1 || true
+
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     echo "== libFuzzer: each harness for ${FUZZ_SECONDS}s (clang, build-fuzz/)"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOPMESH_SANITIZE=ON \
