@@ -1890,12 +1890,9 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     memcpy(dp->keys.sk, o->id->curve_sk, 32);
     dp->keys.hello_ts_last = &dp->hello_ts_last;
     tun_config_defaults(&dp->tcfg);
-    dp->tcfg.max_streams = DATAPLANE_MAX_STREAMS;
     /* For tests only: a low stream limit, to check what happens past it without opening
      * thousands of connections (docs/dataplane.md). */
-    const char *ms = getenv("POPMESH_TEST_MAX_STREAMS");
-    if (ms && strtoul(ms, NULL, 10) > 0)
-        dp->tcfg.max_streams = (uint32_t)strtoul(ms, NULL, 10);
+    dp->tcfg.max_streams = test_knob(DATAPLANE_MAX_STREAMS, "POPMESH_TEST_MAX_STREAMS");
     dp->tcfg.window_auto_max = DATAPLANE_WINDOW_MAX;
     dp->tcfg.role = TUN_ACCEPTOR; /* tconn sets the role of each connection */
     dp->tcfg.open_timeout_ms = DATAPLANE_OPEN_TIMEOUT;

@@ -1215,8 +1215,11 @@ static int cmd_run(int argc, char **argv)
     /* For tests only: a low stream limit, to check what happens past it without opening
      * thousands of connections (docs/dataplane.md). */
     const char *ms = getenv("POPMESH_TEST_MAX_STREAMS");
-    if (ms && strtoul(ms, NULL, 10) > 0)
+    if (ms && strtoul(ms, NULL, 10) > 0) {
         s->tcfg.max_streams = (uint32_t)strtoul(ms, NULL, 10);
+        log_warn("popsite: TEST KNOB: POPMESH_TEST_MAX_STREAMS=%u (for tests only)",
+                 s->tcfg.max_streams);
+    }
     s->tcfg.window_auto_max = SITE_WINDOW_MAX;
     s->tcfg.role = TUN_INITIATOR;
     signal(SIGPIPE, SIG_IGN);

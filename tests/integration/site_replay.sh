@@ -48,10 +48,14 @@ async def proxy(listen_port, target_port, outdir):
         await srv.serve_forever()
 
 def replay(port, files, copies, hold):
+    # From four source addresses, so the copies held open stay under the PoP's per-address cap
+    # on handshakes in progress (dataplane_caps tests that cap): every copy must reach the
+    # replay filter, which is what this test measures.
     socks = []
     for _ in range(copies):
         for f in files:
-            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            src = ("127.0.0.%d" % (2 + len(socks) % 4), 0)
+            s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=src)
             s.sendall(open(f, "rb").read())
             socks.append(s)
     time.sleep(hold)
