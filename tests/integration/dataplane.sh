@@ -10,24 +10,8 @@ source "$(dirname "$0")/lib.sh"
 
 # ---- helpers: a threaded echo backend and the clients ----
 cat >"$WORK/dp.py" <<'PY'
-import hashlib, os, socket, socketserver, sys, threading, time
+import hashlib, os, socket, sys, threading, time
 
-def echo_server(port):
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            try:
-                while True:
-                    b = self.request.recv(262144)
-                    if not b:
-                        return
-                    self.request.sendall(b)
-            except OSError:
-                pass
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-        request_queue_size = 1024
-    S(("127.0.0.1", port), H).serve_forever()
 
 def recv_exact(s, n):
     out = bytearray()
@@ -162,8 +146,7 @@ def garbage(host, port):
 
 cmd = sys.argv[1]
 a = sys.argv[2:]
-if cmd == "server": echo_server(int(a[0]))
-elif cmd == "echo":
+if cmd == "echo":
     try:
         echo_once(a[0], int(a[1]))
     except Exception as e:
@@ -202,7 +185,7 @@ done
 wait_for 20 "3 alive members on every node" all_see "${N[1]}" "${N[2]}" "${N[3]}" "pop-1=alive pop-2=alive pop-3=alive"
 
 BPORT=$(free_port)
-"$PY" "$WORK/dp.py" server "$BPORT" >"$WORK/backend.log" 2>&1 & # not via dp(): $! must be python
+"$PY" "$(dirname "$0")/echo_server.py" "$BPORT" >"$WORK/backend.log" 2>&1 & # not via dp(): $! must be python
 PIDS+=("$!")
 wait_for 5 "the echo backend" "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$BPORT"
 

@@ -11,23 +11,8 @@ source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 
 cat >"$WORK/caps.py" <<'PY'
-import os, socket, socketserver, sys, time
+import os, socket, sys, time
 
-def echo_server(port):
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            try:
-                while True:
-                    b = self.request.recv(65536)
-                    if not b:
-                        return
-                    self.request.sendall(b)
-            except OSError:
-                pass
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-    S(("127.0.0.1", port), H).serve_forever()
 
 def connect(src, port):
     s = socket.socket()
@@ -59,9 +44,7 @@ def echo(s):
     return got == msg
 
 cmd, a = sys.argv[1], sys.argv[2:]
-if cmd == "server":
-    echo_server(int(a[0]))
-elif cmd == "tunnel_idle":
+if cmd == "tunnel_idle":
     # tunnel_idle SRC PORT N HOLD_S FLAGFILE: N idle connections; prints how many were closed
     # by the PoP within 0.5 s; keeps the others open (idle) until FLAGFILE exists or HOLD_S
     src, port, n, hold, flag = a[0], int(a[1]), int(a[2]), float(a[3]), a[4]
@@ -115,7 +98,7 @@ BPORT=$(free_port)
     --tunnel-listen "127.0.0.1:$T" >/dev/null
 POPMESH_TEST_TUNNEL_PENDING_PER_IP=4 POPMESH_TEST_TCP_PER_IP=8 start_popd "$WORK/n1"
 POP=$LAST_PID
-caps server "$BPORT" >"$WORK/backend.log" 2>&1 &
+"$PY" "$(dirname "$0")/echo_server.py" "$BPORT" >"$WORK/backend.log" 2>&1 &
 PIDS+=("$!")
 expect_rc 0 mctl "$WORK/n1" site add branch
 STOKEN=$(cat "$WORK/out")

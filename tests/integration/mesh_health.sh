@@ -8,23 +8,8 @@ source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 
 cat >"$WORK/h.py" <<'PY'
-import socket, socketserver, sys, time
+import socket, sys, time
 
-def echo_server(port):
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            try:
-                while True:
-                    b = self.request.recv(65536)
-                    if not b:
-                        return
-                    self.request.sendall(b)
-            except OSError:
-                pass
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-    S(("127.0.0.1", port), H).serve_forever()
 
 def hold(host, port, n, ready):
     # n connections, each proven with one round trip, then held open until killed.
@@ -50,8 +35,7 @@ def occupy(host, port, ready):
     time.sleep(120)
 
 cmd, a = sys.argv[1], sys.argv[2:]
-if cmd == "server": echo_server(int(a[0]))
-elif cmd == "hold": hold(a[0], int(a[1]), int(a[2]), a[3])
+if cmd == "hold": hold(a[0], int(a[1]), int(a[2]), a[3])
 elif cmd == "occupy": occupy(a[0], int(a[1]), a[2])
 PY
 
@@ -80,7 +64,7 @@ start_popd "${N[2]}"
 wait_for 20 "both PoPs alive on both" all_see "${N[1]}" "${N[2]}" "pop-1=alive pop-2=alive"
 
 BPORT=$(free_port)
-"$PY" "$WORK/h.py" server "$BPORT" >"$WORK/backend.log" 2>&1 &
+"$PY" "$(dirname "$0")/echo_server.py" "$BPORT" >"$WORK/backend.log" 2>&1 &
 PIDS+=("$!")
 wait_for 5 "the echo backend" "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$BPORT"
 expect_rc 0 mctl "${N[1]}" site add branch-1

@@ -87,25 +87,11 @@ def one_rtt(host, port):
             got += b
         s.close()
 
-def echo_server(port):
-    import socketserver
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            while True:
-                b = self.request.recv(65536)
-                if not b:
-                    return
-                self.request.sendall(b)
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-    S(("127.0.0.1", port), H).serve_forever()
 
 cmd, a = sys.argv[1], sys.argv[2:]
 if cmd == "proxy": asyncio.run(proxy(int(a[0]), int(a[1]), a[2]))
 elif cmd == "replay": replay(int(a[0]), a[3:], int(a[1]), float(a[2]))
 elif cmd == "rtts": rtts(a[0], int(a[1]), int(a[2]))
-elif cmd == "server": echo_server(int(a[0]))
 PY
 rp() { "$PY" "$WORK/rp.py" "$@"; }
 status() { # status FIELD: dataplane.FIELD of pop-1's status
@@ -119,7 +105,7 @@ RPORT=$(free_port)
 mkdir -p "$WORK/cap"
 rp proxy "$P" "$T" "$WORK/cap" >"$WORK/proxy.log" 2>&1 &
 PIDS+=("$!")
-rp server "$BPORT" >"$WORK/backend.log" 2>&1 &
+"$PY" "$(dirname "$0")/echo_server.py" "$BPORT" >"$WORK/backend.log" 2>&1 &
 PIDS+=("$!")
 "$POPD" init --data "$WORK/n1" --name pop-1 --mesh-listen "127.0.0.1:$(free_port)" \
     --tunnel-listen "127.0.0.1:$T" --tunnel-advertise "127.0.0.1:$P" >/dev/null
