@@ -10,26 +10,8 @@ source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 
 cat >"$WORK/cc.py" <<'PY'
-import os, socket, socketserver, sys, time
+import os, socket, sys, time
 
-def server(port, greeting):
-    # greeting "": an echo; else the greeting is sent first, then an echo
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            try:
-                if greeting:
-                    self.request.sendall(greeting.encode())
-                while True:
-                    b = self.request.recv(65536)
-                    if not b:
-                        return
-                    self.request.sendall(b)
-            except OSError:
-                pass
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-    S(("127.0.0.1", port), H).serve_forever()
 
 def exchange(host, port, expect_greeting):
     s = socket.create_connection((host, port), timeout=0.3)
@@ -89,8 +71,7 @@ def add_http(sock, n, target):
     return 0
 
 cmd, a = sys.argv[1], sys.argv[2:]
-if cmd == "server": server(int(a[0]), a[1] if len(a) > 1 else "")
-elif cmd == "until": sys.exit(until(int(a[0]), float(a[1]), a[2], a[3:]))
+if cmd == "until": sys.exit(until(int(a[0]), float(a[1]), a[2], a[3:]))
 elif cmd == "add_http": sys.exit(add_http(a[0], int(a[1]), a[2]))
 PY
 cc() { INTEGRATION_DIR=$(dirname "$0") "$PY" "$WORK/cc.py" "$@"; }
@@ -118,9 +99,9 @@ wait_for 20 "3 alive members on every node" all_see "${N[1]}" "${N[2]}" "${N[3]}
 
 BA=$(free_port)
 BB=$(free_port)
-cc server "$BA" "" >"$WORK/backend-a.log" 2>&1 &
+"$PY" "$(dirname "$0")/echo_server.py" "$BA" >"$WORK/backend-a.log" 2>&1 &
 PIDS+=("$!")
-cc server "$BB" "B:" >"$WORK/backend-b.log" 2>&1 &
+"$PY" "$(dirname "$0")/echo_server.py" "$BB" "B:" >"$WORK/backend-b.log" 2>&1 &
 PIDS+=("$!")
 expect_rc 0 mctl "${N[1]}" site add branch
 "$POPSITE" run --data "$WORK/site" --token "$(cat "$WORK/out")" >>"$WORK/site.log" 2>&1 &

@@ -1,12 +1,18 @@
-"""echo_server.py PORT: a threaded TCP echo server on 127.0.0.1:PORT, the backend of the data
-plane tests (each connection gets back exactly what it sends, until it closes)."""
+"""echo_server.py PORT [GREETING]: a threaded TCP echo server on 127.0.0.1:PORT, the backend of
+the data plane tests and benchmarks: each connection gets GREETING first (when given, so a test
+can tell two backends apart), then exactly what it sends, until it closes."""
 import socketserver
 import sys
+
+
+GREETING = b""
 
 
 class Echo(socketserver.BaseRequestHandler):
     def handle(self):
         try:
+            if GREETING:
+                self.request.sendall(GREETING)
             while True:
                 b = self.request.recv(262144)
                 if not b:
@@ -22,4 +28,6 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        GREETING = sys.argv[2].encode()
     Server(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()

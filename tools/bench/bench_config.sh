@@ -28,23 +28,8 @@ POPSITE=$BUILD/node/site/popsite
 bench_workdir config
 
 cat >"$W/cfg.py" <<'EOF'
-import os, socket, socketserver, sys, time
+import os, socket, sys, time
 
-def server(port):
-    class H(socketserver.BaseRequestHandler):
-        def handle(self):
-            try:
-                while True:
-                    b = self.request.recv(65536)
-                    if not b:
-                        return
-                    self.request.sendall(b)
-            except OSError:
-                pass
-    class S(socketserver.ThreadingTCPServer):
-        allow_reuse_address = True
-        daemon_threads = True
-    S(("127.0.0.1", port), H).serve_forever()
 
 def serves(addr):
     host, port = addr.rsplit(":", 1)
@@ -92,8 +77,7 @@ def add_http(sock, n, target):
             print("resource.add h%d: %s %r" % (i, st, body)); sys.exit(1)
 
 cmd, a = sys.argv[1], sys.argv[2:]
-if cmd == "server": server(int(a[0]))
-elif cmd == "until": until(int(a[0]), a[1], a[2:])
+if cmd == "until": until(int(a[0]), a[1], a[2:])
 elif cmd == "add_http": add_http(a[0], int(a[1]), a[2])
 EOF
 cfg() { "$PY" "$W/cfg.py" "$@"; }
@@ -110,7 +94,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # ---- 1. POPS PoPs, a site, TRIALS adds and removes ----
 BP=$(port)
-cfg server "$BP" >"$W/backend.log" 2>&1 &
+"$PY" tests/integration/echo_server.py "$BP" >"$W/backend.log" 2>&1 &
 PID[backend]=$!
 ING=()
 for i in $(seq 1 "$POPS"); do ING[$i]=127.0.0.$((20 + i)); done
