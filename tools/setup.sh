@@ -14,6 +14,8 @@ packages=(
   chromium curl faketime
   # benchmarks and peers
   wrk iperf3 hyperfine nginx-light openssh-server openssh-client stunnel4 lmdb-utils
+  # DNS: the wire-format library, a real resolver and client, the authoritative peer, the load tool
+  libldns-dev ldnsutils bind9-dnsutils unbound nsd dnsperf
 )
 
 missing=()
@@ -34,6 +36,18 @@ fi
 
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Servers from Debian (unbound, nsd, nginx) must not start as system services: tests start
+# their own on loopback ports, and a service holding port 53 is not ours to leave behind. A
+# policy-rc.d answering 101 tells invoke-rc.d not to start them; only one we created is removed.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  made_policy=1
+fi
+cleanup() { [ "$made_policy" = 1 ] && $SUDO rm -f "$policy"; return 0; }
+trap cleanup EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done"
