@@ -1,0 +1,1 @@
+# node/dns: the choice of PoPs, the wire, rate limiting, and the name server in a mesh.
