@@ -26,7 +26,8 @@
  * checked; the first that holds is reported (meshctl dns explain). */
 enum dns_excl {
     DNS_OK = 0,
-    DNS_EXCL_DEAD,         /* not alive in SWIM (suspect counts as alive) */
+    DNS_EXCL_DEAD,         /* not alive in SWIM: suspect, dead or left (a suspect is left out
+                            * at once: the others can take its users while SWIM decides) */
     DNS_EXCL_DRAINING,     /* the operator drains it (meshctl node drain) */
     DNS_EXCL_NO_HEALTH,    /* no health vector received yet */
     DNS_EXCL_INGRESS_DOWN, /* its health vector says a listener is not bound or accepting */

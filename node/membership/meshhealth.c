@@ -79,6 +79,7 @@ bool meshhealth_merge(meshnode_t *m, mpr_t *r)
     struct health *h = health_slot(m, id);
     if (v.seq <= h->seq)
         return false;
+    bool news = h->seq == 0 || h->ingress_up != v.ingress_up;
     h->seq = v.seq;
     h->cpu_permille = v.cpu_permille;
     h->rss_kb = v.rss_kb;
@@ -92,6 +93,8 @@ bool meshhealth_merge(meshnode_t *m, mpr_t *r)
     h->load_permille = clamp_permille(v.detailed ? v.load_permille : v.cpu_permille);
     h->received = ev_now(m->o.loop);
     apply_penalty(m, h);
+    if (news)
+        meshnode_changed(m);
     return true;
 }
 
@@ -140,6 +143,7 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
     double now = ev_now(loop), cpu = self_cpu_s();
     struct health *h = health_slot(m, m->o.id->node_id);
     bool was_up = h->seq == 0 || h->ingress_up; /* the first vector reports only a DOWN */
+    bool first = h->seq == 0;
     h->seq = clock_wall_ms();
     h->cpu_permille =
         now > m->cpu_at ? (uint32_t)(1000.0 * (cpu - m->cpu_last) / (now - m->cpu_at)) : 0;
@@ -165,6 +169,8 @@ static void on_health_timer(struct ev_loop *loop, ev_timer *t, int revents)
                 h->ingress_up ? "up again" : "DOWN", h->listeners_up, h->listeners,
                 h->ingress_up ? "" : "; routes avoid it as a relay and as an egress");
     apply_penalty(m, h); /* self pays it as an egress (mesh/route.h) */
+    if (was_up != h->ingress_up || first)
+        meshnode_changed(m);
     m->cpu_last = cpu;
     meshclock_check(m);
     m->cpu_at = now;

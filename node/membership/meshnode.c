@@ -171,6 +171,8 @@ static void io_member_changed(void *ctx, const swim_member_info_t *mi, int old_s
         if (old_state != (int)mi->state)
             meshroute_publish_soon(m->routes);
     }
+    if (old_state != (int)mi->state)
+        meshnode_changed(m);
     if (old_state < 0)
         log_info("mesh: member %s (%016llx) is %s", name, (unsigned long long)mi->id,
                  swim_state_name(mi->state));
@@ -182,6 +184,36 @@ static void io_member_changed(void *ctx, const swim_member_info_t *mi, int old_s
 }
 
 static void registry_reload(meshnode_t *m);
+
+static void ls_recomputed(void *ctx)
+{
+    meshnode_changed(ctx);
+}
+
+void meshnode_set_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx)
+{
+    m->change_fn = fn;
+    m->change_ctx = ctx;
+}
+
+void meshnode_changed(meshnode_t *m)
+{
+    if (m->change_fn)
+        m->change_fn(m->change_ctx);
+}
+
+bool meshnode_pop_health(const meshnode_t *m, uint64_t id, bool *ingress_up,
+                         uint16_t *load_permille)
+{
+    const struct health *h = meshhealth_of(m, id);
+    if (!h || h->seq == 0)
+        return false;
+    if (ingress_up)
+        *ingress_up = h->ingress_up;
+    if (load_permille)
+        *load_permille = (uint16_t)h->load_permille;
+    return true;
+}
 
 /* The registry snapshot follows the store's change feed: whatever commits a node/ record (a
  * local write, a gossiped entry, a PUSH, anti-entropy) reloads it once per transaction. */
@@ -766,8 +798,11 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
         goto fail;
     }
 
-    meshroute_io_t rio = {
-        .ctx = m, .collect = ls_collect, .publish = ls_publish, .name_of = ls_name_of};
+    meshroute_io_t rio = {.ctx = m,
+                          .collect = ls_collect,
+                          .publish = ls_publish,
+                          .name_of = ls_name_of,
+                          .recomputed = ls_recomputed};
     m->routes = meshroute_new(o->loop, o->id->node_id, &rio);
 
     meshnet_cb_t cb = {.ctx = m, .authorize = authorize, .receive = receive};

@@ -67,6 +67,18 @@ const lsdb_t *meshnode_lsdb(const meshnode_t *m);
 /* Whether SWIM holds id alive (this node always is). */
 bool meshnode_is_alive(const meshnode_t *m, uint64_t id);
 
+/* A PoP's latest health vector as held here (this PoP's own included, once it made its first):
+ * false if none has arrived. ingress_up, load_permille may be NULL. */
+bool meshnode_pop_health(const meshnode_t *m, uint64_t id, bool *ingress_up,
+                         uint16_t *load_permille);
+
+/* Something that decides which PoPs users should get changed: a member's liveness, a PoP's
+ * ingress health (up or down, or its first vector), or the routes. fn runs synchronously at the
+ * change, on the loop's thread; it should only mark its own state dirty. One hook. */
+void meshnode_set_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx);
+/* Calls the hook (for the parts of membership that notice a change). */
+void meshnode_changed(meshnode_t *m);
+
 /* ---- this PoP's own health, as its health vector reports it ---- */
 
 /* What is true of this PoP right now, sampled each time a health vector is made. Each source

@@ -91,6 +91,8 @@ struct meshnode {
         void *ctx;
     } health_src[MESHNODE_HEALTH_SOURCES]; /* meshnode_add_health_source */
     unsigned nhealth_src;
+    void (*change_fn)(void *ctx); /* meshnode_set_change_hook */
+    void *change_ctx;
     ev_timer health_timer;
     double cpu_last; /* s of CPU used by this process at the last health sample */
     double cpu_at;   /* ev_now of that sample */

@@ -51,6 +51,8 @@ static void on_recompute(struct ev_loop *loop, ev_timer *t, int revents)
     if (route_compute(m->route, m->db, m->self, now, &next) == 0) {
         route_table_destroy(&m->table);
         m->table = next;
+        if (m->io.recomputed)
+            m->io.recomputed(m->io.ctx);
         route_table_info_t info;
         route_table_get_info(next, &info);
         log_debug("routes: %u/%u PoPs reachable, %u/%u sites (%u with a backup)",

@@ -31,6 +31,8 @@ typedef struct meshroute_io {
     void (*publish)(void *ctx, const uint8_t *buf, size_t len);
     /* Names for display: write the name of node id (PoP or site) into out, or leave it. */
     void (*name_of)(void *ctx, uint64_t id, char *out, size_t len);
+    /* A new route table is in place (may be NULL). */
+    void (*recomputed)(void *ctx);
 } meshroute_io_t;
 
 meshroute_t *meshroute_new(struct ev_loop *loop, uint64_t self, const meshroute_io_t *io);
