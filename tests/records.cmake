@@ -12,3 +12,6 @@ popmesh_fuzz(fuzz_nodecfg popmesh_records)
 # node/records: edge authentication's records (users, API keys, rules, CIDRs); their decoders
 # are fuzzed by fuzz_auth (auth.cmake), next to the tokens that name them.
 popmesh_unit_test(test_authrec popmesh_records popmesh_storage)
+# node/records: DNS steering's zones and geo rules (decoders fuzzed by fuzz_dnsrec).
+popmesh_unit_test(test_dnsrec popmesh_records)
+popmesh_fuzz(fuzz_dnsrec popmesh_records)

@@ -3,7 +3,10 @@
 #include "common/mpfields.h"
 
 #include "common/mp.h"
+#include "node/records/geo.h"
 #include "node/records/identity.h"
+
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -66,8 +69,11 @@ int reg_node_key_id(const char *key, size_t klen, uint64_t *id)
 
 void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
 {
-    /* tunnel_addr only when set: a record without it stays what it was before the field. */
-    msgpack_pack_map(pk, n->tunnel_addr[0] ? 9 : 8);
+    /* The optional fields only when set: a record without them stays what it was before
+     * they existed. */
+    uint32_t fields = 8 + !!n->tunnel_addr[0] + !!n->public4[0] + !!n->public6[0] +
+                      (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining;
+    msgpack_pack_map(pk, fields);
     if (n->tunnel_addr[0])
         mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
     mpw_kv_str(pk, "name", n->name);
@@ -78,6 +84,27 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
     mpw_kv_str(pk, "role", node_role_name(n->role));
     mpw_kv_u64(pk, "joined_ms", n->joined_ms);
     mpw_kv_bool(pk, "removed", n->removed);
+    if (n->public4[0])
+        mpw_kv_str(pk, "public4", n->public4);
+    if (n->public6[0])
+        mpw_kv_str(pk, "public6", n->public6);
+    if (n->has_loc)
+        geo_pack_location(pk, n->lat, n->lon);
+    if (n->dns_addr[0])
+        mpw_kv_str(pk, "dns_addr", n->dns_addr);
+    if (n->draining)
+        mpw_kv_bool(pk, "draining", true);
+}
+
+int reg_check_public_ip(const char *s, int family)
+{
+    uint8_t a[16];
+    if (inet_pton(family, s, a) != 1)
+        return -EINVAL;
+    static const uint8_t zero[16];
+    if (!memcmp(a, zero, family == AF_INET ? 4 : 16))
+        return -EINVAL; /* 0.0.0.0 or ::: a wildcard, no address a client can reach */
+    return 0;
 }
 
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
@@ -124,6 +151,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
 {
     memset(n, 0, sizeof(*n));
     char role[REG_ROLE_MAX + 1] = "";
+    int64_t lat = 0, lon = 0;
     mpf_t fs[] = {
         {"name", MPF_STR, n->name, sizeof(n->name), true, false, NULL},
         {"region", MPF_STR, n->region, sizeof(n->region), false, false, NULL},
@@ -134,10 +162,31 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         {"joined_ms", MPF_U64, &n->joined_ms, 0, false, false, NULL},
         {"removed", MPF_BOOL, &n->removed, 0, false, false, NULL},
         {"tunnel_addr", MPF_STR, n->tunnel_addr, sizeof(n->tunnel_addr), false, false, NULL},
+        {"public4", MPF_STR, n->public4, sizeof(n->public4), false, false, NULL},
+        {"public6", MPF_STR, n->public6, sizeof(n->public6), false, false, NULL},
+        {"lat_udeg", MPF_CUSTOM, &lat, 0, false, false, geo_read_udeg},
+        {"lon_udeg", MPF_CUSTOM, &lon, 0, false, false, geo_read_udeg},
+        {"dns_addr", MPF_STR, n->dns_addr, sizeof(n->dns_addr), false, false, NULL},
+        {"draining", MPF_BOOL, &n->draining, 0, false, false, NULL},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
+    if (n->public4[0] && reg_check_public_ip(n->public4, AF_INET)) {
+        *why = "public4 is not an IPv4 address";
+        return -EBADMSG;
+    }
+    if (n->public6[0] && reg_check_public_ip(n->public6, AF_INET6)) {
+        *why = "public6 is not an IPv6 address";
+        return -EBADMSG;
+    }
+    if (geo_location_from_udeg(fs[11].seen, lat, fs[12].seen, lon, &n->has_loc, &n->lat, &n->lon,
+                               why))
+        return -EBADMSG;
+    if (n->dns_addr[0] && nodecfg_check_addr(n->dns_addr, 0)) {
+        *why = "dns_addr is not host:port";
+        return -EBADMSG;
+    }
     if (node_role_parse(role, strlen(role), &n->role)) {
         *why = "role is not pop or site";
         return -EBADMSG;

@@ -1,7 +1,8 @@
 /* registry: the replicated member and token records, as stored in the store.
  *
  *   node/<id:16 hex>                 {name, region, addr, curve_pk, sign_pk, role, joined_ms,
- *                                     removed, [tunnel_addr]}
+ *                                     removed, [tunnel_addr], [public4], [public6],
+ *                                     [lat_udeg, lon_udeg], [dns_addr], [draining]}
  *   token/<id:16 hex>                {role, expires_ms, uses_max, created_ms, created_by,
  *                                     join_pk, revoked, site?}
  *   tokenuse/<token id>/<node id>    {name, at_ms}
@@ -33,6 +34,8 @@
 #define REG_SITE_PREFIX     "site/"
 #define REG_SITE_KEY_MAX    (sizeof(REG_SITE_PREFIX) + NODECFG_NAME_MAX) /* with the NUL */
 #define REG_ROLE_MAX        15 /* bytes of a role's name on the wire and in the store */
+#define REG_PUBLIC4_MAX     15 /* bytes of "255.255.255.255" */
+#define REG_PUBLIC6_MAX     45 /* bytes of an IPv6 address's text (INET6_ADDRSTRLEN - 1) */
 
 /* What a node is in the mesh. Compared as an enum in code; the wire (JOIN, tokens) and the
  * stored records keep the names "pop" and "site", so nothing on disk or on the wire changed
@@ -58,6 +61,14 @@ typedef struct reg_node {
     bool removed;
     char tunnel_addr[NODECFG_ADDR_MAX + 1]; /* PoPs: "host:port" sites and PoPs dial for
                                              * tunnels; "" = none (optional field) */
+    /* DNS steering (node/dns), all optional and written only when set, so a record without
+     * them is byte for byte what earlier versions wrote and older readers skip them. */
+    char public4[REG_PUBLIC4_MAX + 1]; /* IPv4 address clients reach this PoP at; "" = none */
+    char public6[REG_PUBLIC6_MAX + 1]; /* IPv6 address, the same; "" = none */
+    bool has_loc;                      /* --location given */
+    double lat, lon;                   /* degrees (microdegrees on the wire: lat_udeg, lon_udeg) */
+    char dns_addr[NODECFG_ADDR_MAX + 1]; /* "host:port" of its DNS listener; "" = no DNS */
+    bool draining;                       /* meshctl node drain: no new answers point here */
 } reg_node_t;
 
 typedef struct reg_token {
@@ -86,6 +97,9 @@ void reg_token_key(uint64_t id, char *out, size_t len);
 void reg_tokenuse_key(uint64_t token_id, uint64_t node_id, char *out, size_t len);
 
 void reg_node_pack(msgpack_packer *pk, const reg_node_t *n);
+/* A public address of a PoP: an IPv4 (family AF_INET) or IPv6 (AF_INET6) address, not the
+ * wildcard. 0 or -EINVAL. */
+int reg_check_public_ip(const char *s, int family);
 /* Decodes a node record; id comes from the key. 0 or -EBADMSG (with why). Also checks that
  * the key's id is the id of curve_pk, so a record cannot bind a key to another node's id. */
 int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, const char **why);

@@ -3,6 +3,7 @@
  * check, with the id of every 32-byte bin it finds in the input (a curve_pk candidate). Any
  * record that decodes must re-encode and decode to the same fields. Keys go through
  * reg_node_key_id, whose successes must format back to the same key. */
+#include "node/records/geo.h"
 #include "node/records/identity.h"
 #include "node/records/registry.h"
 
@@ -35,7 +36,12 @@ static void check_node(const uint8_t *data, size_t size, uint64_t id)
     if (reg_node_parse((const uint8_t *)sb.data, sb.size, id, &back, &why) != 0 ||
         strcmp(n.name, back.name) || strcmp(n.region, back.region) || strcmp(n.addr, back.addr) ||
         memcmp(n.curve_pk, back.curve_pk, 32) || memcmp(n.sign_pk, back.sign_pk, 32) ||
-        n.role != back.role || n.joined_ms != back.joined_ms || n.removed != back.removed)
+        n.role != back.role || n.joined_ms != back.joined_ms || n.removed != back.removed ||
+        strcmp(n.tunnel_addr, back.tunnel_addr) || strcmp(n.public4, back.public4) ||
+        strcmp(n.public6, back.public6) || n.has_loc != back.has_loc || n.lat != back.lat ||
+        n.lon != back.lon || strcmp(n.dns_addr, back.dns_addr) || n.draining != back.draining)
+        abort();
+    if (n.has_loc && !geo_location_ok(n.lat, n.lon))
         abort();
     msgpack_sbuffer_destroy(&sb);
 }

@@ -1,6 +1,8 @@
 /* Registry records (node/records/registry.h): node and token records round trip; unknown fields are
  * skipped, missing required fields, wrong types, oversize strings and records stored under
- * another node's id are refused; key helpers and reg_node_key_id's parse errors. */
+ * another node's id are refused; key helpers and reg_node_key_id's parse errors. The node
+ * record's DNS fields (public4/6, location, dns_addr, draining): round trip, absent = the old
+ * record byte for byte, each bad value refused with its own reason. */
 #include "common/mp.h"
 #include "node/records/identity.h"
 #include "node/records/registry.h"
@@ -153,6 +155,13 @@ static void assert_node_equal(const reg_node_t *a, const reg_node_t *b)
     assert_int_equal(a->role, b->role);
     assert_true(a->joined_ms == b->joined_ms);
     assert_int_equal(a->removed, b->removed);
+    assert_string_equal(a->tunnel_addr, b->tunnel_addr);
+    assert_string_equal(a->public4, b->public4);
+    assert_string_equal(a->public6, b->public6);
+    assert_int_equal(a->has_loc, b->has_loc);
+    assert_true(a->lat == b->lat && a->lon == b->lon);
+    assert_string_equal(a->dns_addr, b->dns_addr);
+    assert_int_equal(a->draining, b->draining);
 }
 
 static void assert_regtoken_equal(const reg_token_t *a, const reg_token_t *b)
@@ -189,10 +198,25 @@ static void test_node_roundtrip(void **state)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 5; variant++) {
         reg_node_t n, back;
         const char *why;
         make_node(&n);
+        if (variant == 3) { /* every DNS field set */
+            strcpy(n.tunnel_addr, "10.1.2.3:7947");
+            strcpy(n.public4, "203.0.113.7");
+            strcpy(n.public6, "2001:db8:1:2:3:4:5:6");
+            n.has_loc = true;
+            n.lat = -33.868820;
+            n.lon = 151.209296;
+            strcpy(n.dns_addr, "[2001:db8::53]:53");
+            n.draining = true;
+        } else if (variant == 4) { /* the extremes of a location, one address family */
+            strcpy(n.public6, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255");
+            n.has_loc = true;
+            n.lat = -90;
+            n.lon = 180;
+        }
         if (variant == 1) {
             n.removed = true;
             n.region[0] = '\0';
@@ -677,6 +701,102 @@ static void test_keys(void **state)
     assert_int_equal(reg_node_key_id("node/00ab00cd\0000ef0012", 21, &id), -EINVAL);
 }
 
+static int pack_node_with(msgpack_sbuffer *sb, const reg_node_t *n, const struct item *extra,
+                          int nextra, const char **why)
+{
+    struct item it[NODE_FIELDS + 4];
+    node_items(n, it);
+    for (int i = 0; i < nextra; i++)
+        it[NODE_FIELDS + i] = extra[i];
+    pack_items(sb, it, NODE_FIELDS + nextra, -1);
+    reg_node_t back;
+    return parse_node(sb, n->id, &back, why);
+}
+
+static void test_node_dns_fields(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb, sb2;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_init(&sb2);
+    reg_node_t n;
+    const char *why;
+    make_node(&n);
+
+    /* Without them, the record is the eight fields it always was, byte for byte. */
+    struct item it[NODE_FIELDS];
+    node_items(&n, it);
+    pack_items(&sb, it, NODE_FIELDS, -1);
+    msgpack_packer_init(&pk, &sb2, msgpack_sbuffer_write);
+    reg_node_pack(&pk, &n);
+    assert_int_equal(sb.size, sb2.size);
+    assert_memory_equal(sb.data, sb2.data, sb.size);
+
+    /* Microdegrees on the wire: exact, and the same on every node. */
+    n.has_loc = true;
+    n.lat = 48.8566;
+    n.lon = -2.3522;
+    msgpack_sbuffer_clear(&sb2);
+    reg_node_pack(&pk, &n);
+    reg_node_t back;
+    assert_int_equal(parse_node(&sb2, n.id, &back, &why), 0);
+    assert_true(back.has_loc && back.lat == 48.8566 && back.lon == -2.3522);
+    n.has_loc = false;
+
+    struct {
+        struct item extra[2];
+        int nextra;
+        const char *why;
+    } bad[] = {
+        {{{.key = "public4", .kind = K_STR, .s = "10.0.0"}}, 1, "public4 is not an IPv4 address"},
+        {{{.key = "public4", .kind = K_STR, .s = "::1"}}, 1, "public4 is not an IPv4 address"},
+        {{{.key = "public4", .kind = K_STR, .s = "0.0.0.0"}}, 1, "public4 is not an IPv4 address"},
+        {{{.key = "public4", .kind = K_U64, .u = 1}}, 1, NULL},
+        {{{.key = "public6", .kind = K_STR, .s = "10.0.0.1"}}, 1, "public6 is not an IPv6 address"},
+        {{{.key = "public6", .kind = K_STR, .s = "::"}}, 1, "public6 is not an IPv6 address"},
+        {{{.key = "lat_udeg", .kind = K_INT, .i = 1}},
+         1,
+         "a location needs both lat_udeg and lon_udeg"},
+        {{{.key = "lon_udeg", .kind = K_INT, .i = 1}},
+         1,
+         "a location needs both lat_udeg and lon_udeg"},
+        {{{.key = "lat_udeg", .kind = K_INT, .i = 90000001}, {.key = "lon_udeg", .kind = K_INT}},
+         2,
+         "lat_udeg must be within +-90000000 and lon_udeg within +-180000000"},
+        {{{.key = "lat_udeg", .kind = K_INT}, {.key = "lon_udeg", .kind = K_INT, .i = -180000001}},
+         2,
+         "lat_udeg must be within +-90000000 and lon_udeg within +-180000000"},
+        {{{.key = "lat_udeg", .kind = K_STR, .s = "1"}, {.key = "lon_udeg", .kind = K_INT}},
+         2,
+         "lat_udeg and lon_udeg must be integers (microdegrees)"},
+        {{{.key = "dns_addr", .kind = K_STR, .s = "10.0.0.1"}}, 1, "dns_addr is not host:port"},
+        {{{.key = "dns_addr", .kind = K_STR, .s = "10.0.0.1:0"}}, 1, "dns_addr is not host:port"},
+        {{{.key = "draining", .kind = K_STR, .s = "yes"}}, 1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        assert_int_equal(pack_node_with(&sb, &n, bad[i].extra, bad[i].nextra, &why), -EBADMSG);
+        assert_non_null(why);
+        if (bad[i].why)
+            assert_string_equal(why, bad[i].why);
+    }
+    /* The good ones, written by hand (as another version might). */
+    struct item good[4] = {
+        {.key = "public4", .kind = K_STR, .s = "198.51.100.1"},
+        {.key = "lat_udeg", .kind = K_INT, .i = -90000000},
+        {.key = "lon_udeg", .kind = K_U64, .u = 180000000},
+        {.key = "draining", .kind = K_BOOL, .v = false},
+    };
+    assert_int_equal(pack_node_with(&sb, &n, good, 4, &why), 0);
+    assert_int_equal(parse_node(&sb, n.id, &back, &why), 0);
+    assert_string_equal(back.public4, "198.51.100.1");
+    assert_true(back.has_loc && back.lat == -90.0 && back.lon == 180.0);
+    assert_false(back.draining);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&sb2);
+}
+
 static void test_tokenuse_pack(void **state)
 {
     msgpack_sbuffer sb;
@@ -722,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_key_id_mismatch),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_tokenuse_pack),
+        cmocka_unit_test(test_node_dns_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
