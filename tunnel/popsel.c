@@ -44,6 +44,40 @@
  * or dialling: at enrollment nothing is measured, and a site with no tunnel should take any
  * PoP now rather than wait a probe period for the best one.
  *
+ * REGIONS
+ *
+ * Two tunnels to two PoPs in one region share that region's failures: a power or transit
+ * loss there takes both, and the site is detached until it has dialled elsewhere (a probe
+ * period, then a handshake, then the mesh learning the new attachment). cloudflared spreads
+ * its connections over two data centres for this. So each PoP carries its region (the
+ * driver's id of its name, 0 = none), and with k >= 2 the set is kept "spread": it holds two
+ * PoPs not known to share a region. A PoP without a region shares none with any other (we
+ * know nothing of its failures), so with no region set anywhere every set of two is spread
+ * and the choice is by RTT alone, as it is when every PoP is in one region (no set can be
+ * spread) and with k = 1.
+ *
+ * The set the rules aim for is the best PoP (lowest RTT), then the best PoP of another
+ * region, then the rest by RTT. Three rules get there and keep it:
+ *   - Fill: while the set is in one region, the next dial is the best candidate that spreads
+ *     it, when one may be dialled (measured, or unmeasured under the rule above: at
+ *     enrollment the second dial already goes to another region); else the best, as before.
+ *   - Spread: with the set full, in one region and nothing dialling, the best measured
+ *     candidate of another region is dialled, whatever its RTT (no hysteresis: this is about
+ *     failure, not speed), to replace the set's worst. A spread set never goes back to one
+ *     region by our own doing, so this cannot flap; only a death does, and the fill rule
+ *     answers it.
+ *   - Victim: the member drained when k+1 are up, and the one a CLOSER candidate is judged
+ *     against, is the worst of those whose leaving keeps the set spread, when it is (else
+ *     the worst, as before). Judging a candidate against the member it would actually
+ *     replace matters: a second PoP in the best one's region must not be dialled because it
+ *     beats the other region's PoP, only to be drained itself once up (and dialled again).
+ *     The candidates are tried best first until one beats its victim by the hysteresis.
+ * The primary is chosen as before, by RTT alone: the best PoP, wherever it is; the victim of
+ * a spread set of three or more is never the best member, so spreading does not drain it.
+ * "Reachable" is "measured": a region whose PoPs all fail their probes (or whose tunnels
+ * died and are not measured again yet) has no candidate, the set fills in the remaining
+ * region, and the spread rule brings the region back once a probe measures one of its PoPs.
+ *
  * This file holds the decisions only; node/site/popsite.c holds the connections and feeds the
  * core (the contract is in popsel.h). The rules are those popsite's manage() applied before
  * they moved here, with two corrections: a replacement is judged against the set's worst
@@ -62,6 +96,9 @@
  *   - A step drains at most one tunnel and dials at most one replacement; it returns each
  *     action at most once (a closing tunnel is not closed again, a probing PoP not probed).
  *   - An action not returned (out[] full) changed nothing: it is decided again next step.
+ *   - With k >= 2, a drain never turns a spread set into a one-region one, and a set in
+ *     one region is left for a spread one as soon as a measured candidate of another region
+ *     may be dialled (one step; the dial is the step's one replacement).
  *   - Everything is a function of the inputs and cfg.rng_seed: no clock, no global, and
  *     slots are visited in index order. */
 #include "tunnel/popsel.h"
@@ -88,6 +125,7 @@ struct slot {
     uint32_t tun_rtt_us;     /* us: the tunnel's path RTT as last pushed; 0 = none yet */
     uint32_t backoff_ms;     /* ms: the last redial delay; 0 = none */
     uint32_t streams;        /* streams open on the tunnel, as last pushed */
+    uint32_t region;         /* the driver's id of the PoP's region; 0 = none */
     uint8_t conn;            /* enum conn */
     bool known;              /* in the latest PoP list */
     bool probing;            /* a probe is in flight */
@@ -122,6 +160,58 @@ static bool clearly_better(const popsel_t *ps, uint32_t a, uint32_t b)
 {
     uint64_t d = ps->cfg.hyst_div;
     return (uint64_t)a + (uint64_t)ps->cfg.hyst_ms * 1000 <= b && (uint64_t)a * d <= b * (d - 1);
+}
+
+/* Known to fail together: both in one region. A PoP without a region shares none. */
+static bool same_region(const struct slot *a, const struct slot *b)
+{
+    return a->region && a->region == b->region;
+}
+
+/* In the set: a tunnel up and not draining, or a dial in flight. */
+static bool in_set(const struct slot *s)
+{
+    return (s->conn == CONN_UP && !s->draining) || s->conn == CONN_DIALING;
+}
+
+/* Whether the set, with slot plus added and slot minus taken out (either POPSEL_NONE), spans
+ * two regions: it holds two PoPs not known to share one. */
+static bool spread(const popsel_t *ps, unsigned plus, unsigned minus)
+{
+    const struct slot *first = NULL;
+    for (unsigned i = 0; i < POPSEL_MAX; i++) {
+        const struct slot *s = &ps->s[i];
+        if (i == minus || (i != plus && !in_set(s)))
+            continue;
+        if (!first)
+            first = s;
+        else if (!same_region(first, s))
+            return true;
+    }
+    return false;
+}
+
+/* The member the set with plus added (POPSEL_NONE: as it is) would drop: the one with the
+ * highest RTT (the first on a tie) whose removal leaves the set spread, when it is spread and
+ * k >= 2; otherwise the one with the highest RTT. POPSEL_NONE if the set is empty. When the
+ * set is spread and holds three or more, this is never its best (lowest RTT) member: were
+ * every other member's removal to leave one region, all would be in the best one's. */
+static unsigned victim(const popsel_t *ps, unsigned plus, uint64_t now)
+{
+    bool keep = ps->cfg.k >= 2 && spread(ps, plus, POPSEL_NONE);
+    unsigned worst = POPSEL_NONE, worst_any = POPSEL_NONE;
+    for (unsigned i = 0; i < POPSEL_MAX; i++) {
+        const struct slot *s = &ps->s[i];
+        if (i != plus && !in_set(s))
+            continue;
+        uint32_t r = rtt_of(ps, s, now);
+        if (worst_any == POPSEL_NONE || r > rtt_of(ps, &ps->s[worst_any], now))
+            worst_any = i;
+        if (keep && (worst == POPSEL_NONE || r > rtt_of(ps, &ps->s[worst], now)) &&
+            spread(ps, plus, i))
+            worst = i;
+    }
+    return worst != POPSEL_NONE ? worst : worst_any;
 }
 
 /* Counts the tunnels up and not draining (*kept) and the dials in flight (*dialing);
@@ -196,6 +286,14 @@ int popsel_set_known(popsel_t *ps, unsigned i, bool known)
     if (i >= POPSEL_MAX)
         return -ERANGE;
     ps->s[i].known = known;
+    return 0;
+}
+
+int popsel_set_region(popsel_t *ps, unsigned i, uint32_t region)
+{
+    if (i >= POPSEL_MAX)
+        return -ERANGE;
+    ps->s[i].region = region;
     return 0;
 }
 
@@ -320,8 +418,10 @@ size_t popsel_step(popsel_t *ps, uint64_t now, popsel_action_t *out, size_t max)
     /* The set: tunnels up (not draining), and dials in flight. */
     unsigned kept, dialing, worst = the_set(ps, now, &kept, &dialing);
 
-    /* More up than wanted (a replacement came up): drain the worst. */
+    /* More up than wanted (a replacement came up): drain the worst, of those whose leaving
+     * keeps the set in two regions when it is. */
     if (kept > k && worst != POPSEL_NONE) {
+        worst = victim(ps, POPSEL_NONE, now);
         struct slot *w = &ps->s[worst];
         popsel_action_t a = {POPSEL_DRAIN, POPSEL_WHY_REPLACED, worst,
                              POPSEL_NONE,  rtt_of(ps, w, now),  0};
@@ -351,29 +451,74 @@ size_t popsel_step(popsel_t *ps, uint64_t now, popsel_action_t *out, size_t max)
             order[b] = order[b - 1];
             order[b - 1] = t;
         }
-    for (unsigned j = 0; j < nc; j++) {
-        struct slot *s = &ps->s[order[j]];
-        if (kept + dialing < k) {
-            if (!s->rtt_us && j > 0 && ps->s[order[0]].rtt_us && kept + dialing > 0)
+    /* An unmeasured candidate may be dialled only when no measured one is known or the set is
+     * empty (order[0] is measured if any is). */
+    bool any_measured = nc > 0 && ps->s[order[0]].rtt_us;
+
+    /* Fill: the best candidate; but while the set is all in one region, the best candidate
+     * in another, when one may be dialled. */
+    while (kept + dialing < k) {
+        bool one_region = k >= 2 && kept + dialing > 0 && !spread(ps, POPSEL_NONE, POPSEL_NONE);
+        unsigned pick = POPSEL_NONE;
+        for (unsigned j = 0; j < nc; j++) {
+            const struct slot *s = &ps->s[order[j]];
+            if (s->conn != CONN_NONE) /* dialled by this loop */
+                continue;
+            if (!s->rtt_us && any_measured && kept + dialing > 0)
                 break; /* unmeasured: only when nothing better is known */
-            popsel_action_t a = {POPSEL_DIAL, POPSEL_WHY_FILL, order[j], POPSEL_NONE, s->rtt_us, 0};
-            if (!emit(out, max, &n, a))
+            if (pick == POPSEL_NONE)
+                pick = order[j];
+            if (!one_region)
                 break;
-            s->conn = CONN_DIALING;
-            dialing++;
-            continue;
-        }
-        /* Full: replace the worst only by a clearly better, measured PoP, one at a time. */
-        if (dialing == 0 && worst != POPSEL_NONE && s->rtt_us &&
-            clearly_better(ps, s->rtt_us, rtt_of(ps, &ps->s[worst], now))) {
-            popsel_action_t a = {POPSEL_DIAL, POPSEL_WHY_CLOSER, order[j],
-                                 worst,       s->rtt_us,         rtt_of(ps, &ps->s[worst], now)};
-            if (emit(out, max, &n, a)) {
-                s->conn = CONN_DIALING;
-                dialing++;
+            if (spread(ps, order[j], POPSEL_NONE)) {
+                pick = order[j];
+                break;
             }
         }
-        break;
+        if (pick == POPSEL_NONE)
+            break;
+        struct slot *s = &ps->s[pick];
+        popsel_action_t a = {POPSEL_DIAL, POPSEL_WHY_FILL, pick, POPSEL_NONE, s->rtt_us, 0};
+        if (!emit(out, max, &n, a))
+            break;
+        s->conn = CONN_DIALING;
+        dialing++;
+    }
+
+    /* Full, and nothing dialling: one replacement at a time, by a measured PoP. While the set
+     * is all in one region, the best PoP of another takes the place of the set's worst,
+     * whatever their RTTs. Otherwise a PoP clearly better than the member it would replace
+     * (the set's worst, of those whose leaving keeps it in two regions) takes its place. */
+    if (kept + dialing >= k && dialing == 0 && worst != POPSEL_NONE) {
+        unsigned pick = POPSEL_NONE, other = POPSEL_NONE;
+        enum popsel_why why = POPSEL_WHY_SPREAD;
+        if (k >= 2 && !spread(ps, POPSEL_NONE, POPSEL_NONE))
+            for (unsigned j = 0; j < nc && pick == POPSEL_NONE; j++)
+                if (ps->s[order[j]].rtt_us && spread(ps, order[j], POPSEL_NONE))
+                    pick = order[j];
+        if (pick != POPSEL_NONE) {
+            other = victim(ps, pick, now);
+        } else {
+            why = POPSEL_WHY_CLOSER;
+            uint32_t worst_rtt = rtt_of(ps, &ps->s[worst], now);
+            for (unsigned j = 0; j < nc; j++) {
+                uint32_t r = ps->s[order[j]].rtt_us;
+                if (!r || !clearly_better(ps, r, worst_rtt))
+                    break; /* nor can any after it */
+                unsigned v = victim(ps, order[j], now);
+                if (v != order[j] && clearly_better(ps, r, rtt_of(ps, &ps->s[v], now))) {
+                    pick = order[j];
+                    other = v;
+                    break;
+                }
+            }
+        }
+        if (pick != POPSEL_NONE) {
+            popsel_action_t a = {
+                POPSEL_DIAL, why, pick, other, ps->s[pick].rtt_us, rtt_of(ps, &ps->s[other], now)};
+            if (emit(out, max, &n, a))
+                ps->s[pick].conn = CONN_DIALING;
+        }
     }
 
     /* Drained tunnels close once idle (or after drain_max_ms). */
@@ -465,6 +610,26 @@ bool popsel_is_up(const popsel_t *ps, unsigned i)
     return i < POPSEL_MAX && ps->s[i].conn == CONN_UP;
 }
 
+uint32_t popsel_region_of(const popsel_t *ps, unsigned i)
+{
+    return i < POPSEL_MAX ? ps->s[i].region : 0;
+}
+
+bool popsel_is_spread(const popsel_t *ps)
+{
+    const struct slot *first = NULL;
+    for (unsigned i = 0; i < POPSEL_MAX; i++) {
+        const struct slot *s = &ps->s[i];
+        if (s->conn != CONN_UP || s->draining)
+            continue;
+        if (!first)
+            first = s;
+        else if (!same_region(first, s))
+            return true;
+    }
+    return false;
+}
+
 bool popsel_is_dialing(const popsel_t *ps, unsigned i)
 {
     return i < POPSEL_MAX && ps->s[i].conn == CONN_DIALING;
@@ -518,6 +683,7 @@ const char *popsel_why_name(enum popsel_why why)
         [POPSEL_WHY_DRAIN_MAX] = "drained for the maximum time",
         [POPSEL_WHY_NO_PRIMARY] = "no primary",
         [POPSEL_WHY_BETTER] = "clearly closer than the primary",
+        [POPSEL_WHY_SPREAD] = "the set is all in one region",
     };
     return (unsigned)why < sizeof(names) / sizeof(names[0]) ? names[why] : "?";
 }

@@ -64,6 +64,13 @@ void popsel_destroy(popsel_t **ps);
 /* The PoP is (known = true) or is no longer (false) in the latest PoP list. Only known PoPs
  * are probed and dialled; a tunnel to a PoP that drops off the list stays until it dies. */
 int popsel_set_known(popsel_t *ps, unsigned i, bool known);
+/* The PoP's region: an id the driver interns from the region's name (popsite: 1, 2, ... in
+ * the order it meets them), 0 = none. With k >= 2 the set is kept in at least two regions
+ * when reachable PoPs of two regions are known (popsel.c, "REGIONS"); a PoP without a region
+ * counts as apart from every other (nothing says what it shares a failure with), so when no
+ * PoP has one the choice is by RTT alone, as with one region only. Kept across
+ * popsel_move(), cleared by popsel_forget(). */
+int popsel_set_region(popsel_t *ps, unsigned i, uint32_t region);
 /* Clears slot i so another PoP can use it. -EBUSY if it holds a tunnel (dialling or up) or a
  * probe: a live tunnel is not forgotten. */
 int popsel_forget(popsel_t *ps, unsigned i);
@@ -112,14 +119,16 @@ enum popsel_why {
     POPSEL_WHY_DRAIN_MAX,  /* CLOSE: drained for drain_max_ms, streams or not */
     POPSEL_WHY_NO_PRIMARY, /* PRIMARY: there was none (first tunnel, or the primary left) */
     POPSEL_WHY_BETTER,     /* PRIMARY: clearly closer than the old one */
+    POPSEL_WHY_SPREAD,     /* DIAL: the set is all in one region and pop is in another
+                              (other: the tunnel it will replace) */
 };
 
 typedef struct popsel_action {
     enum popsel_kind kind;
     enum popsel_why why;
     unsigned pop;          /* the slot acted on */
-    unsigned other;        /* DIAL (CLOSER): the slot it beats; PRIMARY: the old primary or
-                              POPSEL_NONE; otherwise POPSEL_NONE */
+    unsigned other;        /* DIAL (CLOSER, SPREAD): the slot it is to replace; PRIMARY: the
+                              old primary or POPSEL_NONE; otherwise POPSEL_NONE */
     uint32_t rtt_us;       /* pop's RTT as the choice saw it (for the log); 0 = unmeasured */
     uint32_t other_rtt_us; /* other's, likewise; 0 when other is POPSEL_NONE */
 } popsel_action_t;
@@ -144,6 +153,10 @@ uint64_t popsel_next_deadline(const popsel_t *ps);
  * measured or unreachable (or i out of range). */
 uint32_t popsel_rtt_of(const popsel_t *ps, unsigned i, uint64_t now);
 bool popsel_is_up(const popsel_t *ps, unsigned i);
+/* Slot i's region as last set (0: none, or i out of range). */
+uint32_t popsel_region_of(const popsel_t *ps, unsigned i);
+/* Whether the tunnels up and not draining span two regions (as defined above). */
+bool popsel_is_spread(const popsel_t *ps);
 bool popsel_is_dialing(const popsel_t *ps, unsigned i);
 bool popsel_is_primary(const popsel_t *ps, unsigned i);
 bool popsel_is_draining(const popsel_t *ps, unsigned i);

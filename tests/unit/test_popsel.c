@@ -5,7 +5,10 @@
  * tunnels judged by their probe too, redial backoff (doubling, capped, jittered within its
  * bounds, reset after a long good run), drains closing when idle or at the maximum, fail-back,
  * bad configs, an out[] too small, the next deadline, and a seeded random driver checking the
- * invariants after every event and step and that a run replays exactly from its seed. */
+ * invariants after every event and step and that a run replays exactly from its seed.
+ * Regions: the set spreads over two (at enrollment, from measurements, and back after a region
+ * returns), a region with no reachable PoP leaves the set in the other, one region only (or
+ * none, or k = 1) gives the very action traces the core gave before it knew regions. */
 #include "tunnel/popsel.h"
 
 #include <errno.h>
@@ -561,6 +564,228 @@ static void test_small_out(void **state)
     popsel_destroy(&ps);
 }
 
+/* ---- regions ------------------------------------------------------------------------ */
+
+/* A driver that carries every action out at once: probes and dials answer with rtt_ms[i]
+ * (a dial to an unreachable PoP fails, its probe measures 0), closes complete, tunnels carry
+ * no stream. Steps every 100 ms from *now for ms, killing the tunnels of PoPs made
+ * unreachable. Counts the actions of each kind (and the DIALs by why) into the globals. */
+#define RG 6 /* PoPs in the region tests */
+static uint32_t rg_rtt_ms[RG];
+static bool rg_reach[RG];
+static unsigned rg_dials, rg_spread_dials, rg_drains, rg_primaries;
+
+static void drive(popsel_t *ps, uint64_t *now, uint64_t ms)
+{
+    for (uint64_t end = *now + ms; *now < end; *now += 100) {
+        for (unsigned i = 0; i < RG; i++) {
+            if (popsel_is_up(ps, i) && !rg_reach[i])
+                assert_int_equal(popsel_tunnel_down(ps, i, *now), 0);
+            if (popsel_is_up(ps, i)) {
+                assert_int_equal(popsel_tunnel_rtt(ps, i, rg_rtt_ms[i] * MS), 0);
+                assert_int_equal(popsel_tunnel_streams(ps, i, 0), 0);
+            }
+        }
+        bool was_spread = popsel_is_spread(ps);
+        step(ps, *now);
+        /* A step never takes a spread set back to one region. */
+        assert_true(!was_spread || popsel_is_spread(ps));
+        for (size_t j = 0; j < nacts; j++) {
+            const popsel_action_t *a = &acts[j];
+            switch (a->kind) {
+            case POPSEL_PROBE:
+                assert_int_equal(
+                    popsel_probe_result(ps, a->pop, rg_reach[a->pop] ? rg_rtt_ms[a->pop] * MS : 0),
+                    0);
+                break;
+            case POPSEL_DIAL:
+                rg_dials++;
+                rg_spread_dials += a->why == POPSEL_WHY_SPREAD;
+                if (rg_reach[a->pop])
+                    assert_int_equal(popsel_tunnel_up(ps, a->pop, rg_rtt_ms[a->pop] * MS, *now), 0);
+                else
+                    assert_int_equal(popsel_tunnel_down(ps, a->pop, *now), 0);
+                break;
+            case POPSEL_DRAIN:
+                rg_drains++;
+                break;
+            case POPSEL_CLOSE:
+                assert_int_equal(popsel_tunnel_down(ps, a->pop, *now), 0);
+                break;
+            case POPSEL_PRIMARY:
+                rg_primaries++;
+                break;
+            }
+        }
+    }
+}
+
+/* The tunnels up and not draining, as a bit set of slots. */
+static unsigned kept_set(const popsel_t *ps)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < RG; i++)
+        if (popsel_is_up(ps, i) && !popsel_is_draining(ps, i))
+            m |= 1u << i;
+    return m;
+}
+
+/* Six PoPs: 0, 1, 2 at 10, 20, 30 ms and 3, 4, 5 at 40, 70, 80 ms; region[i] for each. */
+static popsel_t *six(unsigned k, const uint32_t *region)
+{
+    static const uint32_t rtt[RG] = {10, 20, 30, 40, 70, 80};
+    popsel_t *ps = make(k, 21);
+    for (unsigned i = 0; i < RG; i++) {
+        rg_rtt_ms[i] = rtt[i];
+        rg_reach[i] = true;
+        assert_int_equal(popsel_set_known(ps, i, true), 0);
+        if (region)
+            assert_int_equal(popsel_set_region(ps, i, region[i]), 0);
+    }
+    rg_dials = rg_spread_dials = rg_drains = rg_primaries = 0;
+    return ps;
+}
+
+static const uint32_t two_regions[RG] = {1, 1, 1, 2, 2, 2};
+
+static void test_regions_spread(void **state)
+{
+    (void)state;
+    popsel_t *ps = six(2, two_regions);
+    assert_int_equal(popsel_region_of(ps, 3), 2);
+    assert_int_equal(popsel_set_region(ps, POPSEL_MAX, 1), -ERANGE);
+    /* Enrollment, nothing measured: the first PoP, then the first of another region. */
+    step(ps, 0);
+    assert_int_equal(count(POPSEL_DIAL), 2);
+    assert_int_equal(acts[RG].kind, POPSEL_DIAL); /* after the six probes */
+    assert_int_equal(acts[RG].pop, 0);
+    assert_non_null(find(POPSEL_DIAL, 3));
+    assert_int_equal(find(POPSEL_DIAL, 3)->why, POPSEL_WHY_FILL);
+    /* Both fail; the probes measure everyone. While 0 and 3 back off, the fill takes the best
+     * (1, 20 ms) and the best of the other region (4, 70 ms), not 2 (30 ms). */
+    for (unsigned i = 0; i < RG; i++)
+        assert_int_equal(popsel_probe_result(ps, i, rg_rtt_ms[i] * MS), 0);
+    assert_int_equal(popsel_tunnel_down(ps, 0, 10), 0);
+    assert_int_equal(popsel_tunnel_down(ps, 3, 10), 0);
+    step(ps, 20);
+    assert_int_equal(count(POPSEL_DIAL), 2);
+    assert_int_equal(acts[0].pop, 1);
+    assert_non_null(find(POPSEL_DIAL, 4));
+    assert_null(find(POPSEL_DIAL, 2));
+    bring_up(ps, 1, 20 * MS, 30);
+    bring_up(ps, 4, 70 * MS, 30);
+    /* Once 0 and 3 are measured again each replaces its region's member: 0 (10 ms) beats 1 (20
+     * ms, the member whose leaving keeps two regions), 3 (40) beats 4 (70). 2 (30 ms) beats 4
+     * too, but would replace itself: it is never dialled. The primary ends on 0, the best. */
+    uint64_t now = 100;
+    drive(ps, &now, 30000);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 3);
+    assert_true(popsel_is_primary(ps, 0));
+    assert_true(popsel_is_spread(ps));
+    assert_int_equal(rg_dials, 2); /* 0 and 3, nothing else */
+    /* And it stays: a minute more, no dial. */
+    drive(ps, &now, 60000);
+    assert_int_equal(rg_dials, 2);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 3);
+    popsel_destroy(&ps);
+}
+
+/* Region 2 fails whole: the set fills in region 1 (as without regions); when region 2
+ * returns, the spread rule brings it back past any hysteresis, draining region 1's worst. */
+static void test_region_unreachable(void **state)
+{
+    (void)state;
+    popsel_t *ps = six(2, two_regions);
+    uint64_t now = 0;
+    drive(ps, &now, 30000);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 3);
+    for (unsigned i = 3; i < RG; i++)
+        rg_reach[i] = false;
+    unsigned primaries = rg_primaries;
+    drive(ps, &now, 20000);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 1);
+    assert_true(popsel_is_primary(ps, 0));
+    assert_false(popsel_is_spread(ps));
+    assert_int_equal(rg_primaries, primaries); /* the primary never moved */
+    /* Nothing more while region 2 stays down. */
+    unsigned dials = rg_dials;
+    drive(ps, &now, 30000);
+    assert_int_equal(rg_dials, dials);
+    /* It comes back. Within a probe period (5 s, +20%) the first of its PoPs measured
+     * replaces 1 by the spread rule, whatever its RTT (here 5, 80 ms), and 3, the closest,
+     * replaces that one past the hysteresis once measured too (or directly when first). */
+    for (unsigned i = 3; i < RG; i++)
+        rg_reach[i] = true;
+    unsigned spread_dials = rg_spread_dials, drains = rg_drains;
+    drive(ps, &now, 6100);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 3);
+    assert_int_equal(rg_spread_dials, spread_dials + 1);
+    assert_in_range(rg_drains, drains + 1, drains + 2);
+    assert_true(popsel_is_primary(ps, 0));
+    assert_int_equal(rg_primaries, primaries);
+    popsel_destroy(&ps);
+}
+
+/* The spread dial ignores the hysteresis, and the drain keeps the best and the new region. */
+static void test_spread_dial(void **state)
+{
+    (void)state;
+    popsel_t *ps = six(2, two_regions);
+    for (unsigned i = 3; i < RG; i++)
+        rg_reach[i] = false;
+    uint64_t now = 0;
+    drive(ps, &now, 10000);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 1);
+    /* 5 comes back (80 ms, far worse than 1's 20): dialled anyway, to replace 1. */
+    rg_reach[5] = true;
+    const popsel_action_t *d = NULL;
+    for (unsigned t = 0; t < 80 && !d; t++) {
+        drive(ps, &now, 100);
+        d = find(POPSEL_DIAL, 5);
+    }
+    assert_non_null(d);
+    assert_int_equal(d->why, POPSEL_WHY_SPREAD);
+    assert_int_equal(d->other, 1);
+    assert_int_equal(d->rtt_us, 80 * MS);
+    assert_int_equal(d->other_rtt_us, 20 * MS);
+    drive(ps, &now, 200);
+    assert_int_equal(kept_set(ps), 1u << 0 | 1u << 5);
+    assert_true(popsel_is_primary(ps, 0));
+    popsel_destroy(&ps);
+}
+
+/* One region for all, or none at all: the choice by RTT alone, the two closest. */
+static void test_one_region_as_before(void **state)
+{
+    (void)state;
+    static const uint32_t one[RG] = {4, 4, 4, 4, 4, 4};
+    for (int pass = 0; pass < 2; pass++) {
+        popsel_t *ps = six(2, pass ? one : NULL);
+        uint64_t now = 0;
+        drive(ps, &now, 30000);
+        assert_int_equal(kept_set(ps), 1u << 0 | 1u << 1);
+        assert_false(popsel_is_spread(ps) && pass);
+        assert_true(popsel_is_spread(ps) || pass); /* no region: apart from every other */
+        assert_int_equal(rg_spread_dials, 0);
+        popsel_destroy(&ps);
+    }
+}
+
+/* k = 1: one tunnel, the best PoP, wherever it is; its death moves it to the next best. */
+static void test_regions_k1(void **state)
+{
+    (void)state;
+    popsel_t *ps = six(1, two_regions);
+    uint64_t now = 0;
+    drive(ps, &now, 30000);
+    assert_int_equal(kept_set(ps), 1u << 0);
+    rg_reach[0] = false;
+    drive(ps, &now, 10000);
+    assert_int_equal(kept_set(ps), 1u << 1); /* region 1 again: no spread with one tunnel */
+    assert_int_equal(rg_spread_dials, 0);
+    popsel_destroy(&ps);
+}
+
 /* ---- random driver ------------------------------------------------------------------ */
 
 static uint64_t splitmix(uint64_t *x)
@@ -599,8 +824,17 @@ static void check_invariants(const popsel_t *ps, unsigned k)
     assert_true(primaries <= 1);
 }
 
+/* How the random runs place PoPs in regions. */
+enum rr_regions {
+    RR_NONE = 0, /* popsel_set_region never called */
+    RR_ZERO,     /* every PoP set to region 0 */
+    RR_ONE,      /* every PoP in one region */
+    RR_TWO,      /* two regions, alternating */
+    RR_MIXED,    /* three regions and PoPs without one */
+};
+
 /* Runs a random driver and returns a hash of every action. */
-static uint64_t random_run(uint64_t seed, unsigned k, unsigned rounds)
+static uint64_t random_run(uint64_t seed, unsigned k, unsigned rounds, enum rr_regions regions)
 {
     popsel_t *ps = make(k, seed);
     struct sim sim = {0};
@@ -609,6 +843,14 @@ static uint64_t random_run(uint64_t seed, unsigned k, unsigned rounds)
         sim.base_ms[i] = 5 + (uint32_t)(splitmix(&r) % 150);
         if (splitmix(&r) % 4)
             popsel_set_known(ps, i, true);
+        static const uint32_t mixed[4] = {0, 1, 2, 3};
+        if (regions != RR_NONE)
+            assert_int_equal(popsel_set_region(ps, i,
+                                               regions == RR_ZERO  ? 0
+                                               : regions == RR_ONE ? 9
+                                               : regions == RR_TWO ? 1 + i % 2
+                                                                   : mixed[i % 4]),
+                             0);
     }
     for (unsigned round = 0; round < rounds; round++) {
         now += 1 + splitmix(&r) % 400;
@@ -641,13 +883,17 @@ static uint64_t random_run(uint64_t seed, unsigned k, unsigned rounds)
             }
             check_invariants(ps, k);
         }
+        bool was_spread = popsel_is_spread(ps);
         step(ps, now);
+        if (k >= 2 && was_spread) /* a step never takes the set back to one region */
+            assert_true(popsel_is_spread(ps));
         assert_true(count(POPSEL_DRAIN) <= 1);
         assert_true(count(POPSEL_PRIMARY) <= 1);
         size_t closer = 0;
         for (size_t j = 0; j < nacts; j++) {
             const popsel_action_t *a = &acts[j];
-            closer += a->kind == POPSEL_DIAL && a->why == POPSEL_WHY_CLOSER;
+            closer += a->kind == POPSEL_DIAL &&
+                      (a->why == POPSEL_WHY_CLOSER || a->why == POPSEL_WHY_SPREAD);
             hash = (hash ^ ((uint64_t)a->kind << 8 | a->pop)) * 1099511628211ull;
             hash = (hash ^ now) * 1099511628211ull;
             switch (a->kind) {
@@ -684,8 +930,33 @@ static void test_random_invariants(void **state)
     (void)state;
     for (uint64_t seed = 1; seed <= 60; seed++) {
         unsigned k = 1 + (unsigned)(seed % 4);
-        uint64_t h = random_run(seed, k, 1500);
-        assert_int_equal(random_run(seed, k, 1500), h); /* replays from its seed */
+        enum rr_regions regions = (enum rr_regions)(seed % 5);
+        uint64_t h = random_run(seed, k, 1500, regions);
+        assert_int_equal(random_run(seed, k, 1500, regions), h); /* replays from its seed */
+    }
+}
+
+/* Action traces of the core before it knew regions (commit 4cbbbbe), for seeds 1 .. 8 with
+ * k = 1 + seed % 4: without regions, with every PoP in region 0 or in one region, and with
+ * k = 1 whatever the regions, a run must give the very same actions. */
+static const uint64_t before_regions[8] = {
+    0x9d80837904f1d321ull, 0xfd5c5e18a91cff3cull, 0x62c94401ebc0ef23ull, 0xc436b8ea615aacb9ull,
+    0x3e53816577fb0131ull, 0xb0073d9069cf12d9ull, 0xb35f706c62869b23ull, 0x737123774b52ececull,
+};
+
+static void test_regions_change_nothing_else(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        unsigned k = 1 + (unsigned)(seed % 4);
+        uint64_t want = before_regions[seed - 1];
+        assert_int_equal(random_run(seed, k, 1500, RR_NONE), want);
+        assert_int_equal(random_run(seed, k, 1500, RR_ZERO), want);
+        assert_int_equal(random_run(seed, k, 1500, RR_ONE), want);
+        if (k == 1) {
+            assert_int_equal(random_run(seed, k, 1500, RR_TWO), want);
+            assert_int_equal(random_run(seed, k, 1500, RR_MIXED), want);
+        }
     }
 }
 
@@ -705,7 +976,13 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_events_checked),
         cmocka_unit_test(test_small_out),
+        cmocka_unit_test(test_regions_spread),
+        cmocka_unit_test(test_region_unreachable),
+        cmocka_unit_test(test_spread_dial),
+        cmocka_unit_test(test_one_region_as_before),
+        cmocka_unit_test(test_regions_k1),
         cmocka_unit_test(test_random_invariants),
+        cmocka_unit_test(test_regions_change_nothing_else),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
