@@ -1,5 +1,6 @@
 #include "node/nodecfg.h"
 
+#include "common/geoloc.h"
 #include "common/kvfile.h"
 #include "common/log.h"
 #include "common/netaddr.h"
@@ -21,6 +22,7 @@ void nodecfg_defaults(nodecfg_t *c)
     c->store_map_size = STORE_DEFAULT_MAP;
     c->tombstone_grace = STORE_DEFAULT_GRACE;
     c->http_max_body = NODECFG_DEFAULT_MAX_BODY;
+    c->dns_rrl = NODECFG_DEFAULT_DNS_RRL;
     snprintf(c->mesh_listen, sizeof(c->mesh_listen), "127.0.0.1:%d", NODECFG_DEFAULT_MESH_PORT);
 }
 
@@ -142,10 +144,109 @@ static int copy_label(char *dst, const char *v, size_t vl, int allow_empty, char
     return -EINVAL;
 }
 
+/* An address clients can be sent to: an IP of its family, not the wildcard. */
+static bool public_ip(const char *s, int family)
+{
+    uint8_t a[16];
+    static const uint8_t zero[16];
+    if (inet_pton(family, s, a) != 1 || !memcmp(a, zero, family == AF_INET ? 4 : 16))
+        return false;
+    /* An IPv4-mapped IPv6 address is an IPv4 address in disguise: answered as AAAA it
+     * reaches nobody. */
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return family == AF_INET || memcmp(a, mapped, 12) != 0;
+}
+
+#define PUBLIC_RULE                                                                                \
+    "public-address must be one IPv4 address, one IPv6 address, or both as IPV4,IPV6 (not a "      \
+    "wildcard such as 0.0.0.0)"
+
+/* "IP" or "IP,IP" (one of each family, either order) into public4/public6. */
+static int set_public(nodecfg_t *c, const char *v, size_t vl, char *err, size_t errlen)
+{
+    char v4[NODECFG_PUBLIC4_MAX + 1] = "", v6[NODECFG_PUBLIC6_MAX + 1] = "";
+    const char *p = v, *end = v + vl;
+    if (vl == 0) { /* back to the default rule */
+        c->public4[0] = c->public6[0] = '\0';
+        return 0;
+    }
+    for (int part = 0; p < end || part == 0; part++) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        size_t pl = comma ? (size_t)(comma - p) : (size_t)(end - p);
+        char ip[NODECFG_PUBLIC6_MAX + 2];
+        if (part == 2 || pl == 0 || pl >= sizeof(ip))
+            goto bad;
+        memcpy(ip, p, pl);
+        ip[pl] = '\0';
+        if (!v4[0] && public_ip(ip, AF_INET))
+            memcpy(v4, ip, pl + 1);
+        else if (!v6[0] && pl <= NODECFG_PUBLIC6_MAX && public_ip(ip, AF_INET6))
+            memcpy(v6, ip, pl + 1);
+        else
+            goto bad;
+        p += pl;
+        if (comma) {
+            p++;
+            if (p == end)
+                goto bad; /* "IP," */
+        }
+    }
+    memcpy(c->public4, v4, sizeof(v4));
+    memcpy(c->public6, v6, sizeof(v6));
+    return 0;
+bad:
+    snprintf(err, errlen, PUBLIC_RULE);
+    return -EINVAL;
+}
+
 static int setting(const char *name, size_t nlen, const char *v, size_t vl, void *ctx, char *err,
                    size_t errlen)
 {
     nodecfg_t *c = ctx;
+    if (kvfile_is(name, nlen, "dns-listen")) {
+        if (vl > NODECFG_ADDR_MAX) {
+            snprintf(err, errlen, "dns-listen is too long");
+            return -EINVAL;
+        }
+        memcpy(c->dns_listen, v, vl);
+        c->dns_listen[vl] = '\0';
+        if (vl && nodecfg_check_addr(c->dns_listen, 0)) {
+            c->dns_listen[0] = '\0';
+            snprintf(err, errlen,
+                     "dns-listen must be HOST:PORT (IPv6 in brackets), e.g. "
+                     "0.0.0.0:53, or empty for no DNS");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "public-address"))
+        return set_public(c, v, vl, err, errlen);
+    if (kvfile_is(name, nlen, "location")) {
+        char tmp[64] = "";
+        if (vl < sizeof(tmp))
+            memcpy(tmp, v, vl);
+        if (vl >= sizeof(tmp) || geoloc_parse(tmp, &c->lat_udeg, &c->lon_udeg)) {
+            snprintf(err, errlen,
+                     "location must be LAT,LON in decimal degrees, latitude -90 to 90 and "
+                     "longitude -180 to 180 (e.g. 48.8566,2.3522)");
+            return -EINVAL;
+        }
+        c->has_location = true;
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "dns-rrl")) {
+        uint64_t n;
+        static const struct unit none[] = {{"", 1}, {NULL, 0}};
+        if (parse_scaled(v, vl, none, &n) || n > NODECFG_DNS_RRL_MAX) {
+            snprintf(err, errlen,
+                     "dns-rrl must be a number of responses per second per client network, "
+                     "0 (no limit) to %d",
+                     NODECFG_DNS_RRL_MAX);
+            return -EINVAL;
+        }
+        c->dns_rrl = (uint32_t)n;
+        return 0;
+    }
     if (kvfile_is(name, nlen, "name"))
         return copy_label(c->name, v, vl, 0, err, errlen, "name");
     if (kvfile_is(name, nlen, "region"))
@@ -236,6 +337,11 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
     return -EINVAL;
 }
 
+int nodecfg_set(nodecfg_t *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    return setting(name, strlen(name), value, strlen(value), c, err, errlen);
+}
+
 int nodecfg_parse(const char *text, size_t len, nodecfg_t *c, char *err, size_t errlen)
 {
     int rc = kvfile_parse(text, len, setting, c, err, errlen);
@@ -308,6 +414,18 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
     for (unsigned i = 0; i < 4 && n > 0 && (size_t)n < sizeof(text); i++)
         if (opt[i].v[0])
             n += snprintf(text + n, sizeof(text) - (size_t)n, "%s = %s\n", opt[i].k, opt[i].v);
+    if (c->dns_listen[0] && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "dns-listen = %s\n", c->dns_listen);
+    if ((c->public4[0] || c->public6[0]) && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "public-address = %s%s%s\n", c->public4,
+                      c->public4[0] && c->public6[0] ? "," : "", c->public6);
+    if (c->has_location && n > 0 && (size_t)n < sizeof(text)) {
+        char loc[32];
+        geoloc_format(c->lat_udeg, c->lon_udeg, loc, sizeof(loc));
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "location = %s\n", loc);
+    }
+    if (c->dns_rrl != NODECFG_DEFAULT_DNS_RRL && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "dns-rrl = %u\n", c->dns_rrl);
     if (c->http_max_body != NODECFG_DEFAULT_MAX_BODY && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "http-max-body = %llu\n",
                       (unsigned long long)c->http_max_body);
@@ -375,4 +493,42 @@ int nodecfg_check_ip(const char *s)
     if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
         return 0;
     return -EINVAL;
+}
+
+/* The host of addr when it is an IP address other than a wildcard, into the buffer of its
+ * family. true when one was taken. */
+static bool take_ip(const char *host, char *v4, size_t v4len, char *v6, size_t v6len)
+{
+    if (!host[0])
+        return false;
+    if (public_ip(host, AF_INET)) {
+        snprintf(v4, v4len, "%s", host);
+        return true;
+    }
+    if (public_ip(host, AF_INET6)) {
+        snprintf(v6, v6len, "%s", host);
+        return true;
+    }
+    return false;
+}
+
+int nodecfg_public_addrs(const nodecfg_t *c, char *v4, size_t v4len, char *v6, size_t v6len)
+{
+    v4[0] = v6[0] = '\0';
+    if (c->public4[0] || c->public6[0]) {
+        snprintf(v4, v4len, "%s", c->public4);
+        snprintf(v6, v6len, "%s", c->public6);
+        return !!c->public4[0] + !!c->public6[0];
+    }
+    /* Where clients already reach this PoP, most specific first. A name is skipped: answers
+     * need an address, and popd never blocks on a resolver. */
+    netaddr_t a;
+    if (take_ip(c->ingress_address, v4, v4len, v6, v6len))
+        return 1;
+    if (c->http_listen[0] && netaddr_parse(c->http_listen, &a, false) == 0 &&
+        take_ip(a.host, v4, v4len, v6, v6len))
+        return 1;
+    if (netaddr_parse(nodecfg_mesh_addr(c), &a, true) == 0 && take_ip(a.host, v4, v4len, v6, v6len))
+        return 1;
+    return 0;
 }

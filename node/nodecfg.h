@@ -5,6 +5,7 @@
 #ifndef POPMESH_NODE_NODECFG_H
 #define POPMESH_NODE_NODECFG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,11 @@
 #define NODECFG_MAX_SEEDS         8
 #define NODECFG_DEFAULT_MESH_PORT 7946
 #define NODECFG_DEFAULT_MAX_BODY  (64ull << 20) /* bytes: http-max-body */
+#define NODECFG_DEFAULT_DNS_RRL   200           /* responses/s per client network: dns-rrl */
+#define NODECFG_DNS_RRL_MAX       1000000
+#define NODECFG_DNS_RRL_UNSET     UINT32_MAX /* in popd run's overrides: not given */
+#define NODECFG_PUBLIC4_MAX       15         /* bytes of an IPv4 address's text */
+#define NODECFG_PUBLIC6_MAX       45         /* bytes of an IPv6 address's text */
 
 typedef struct nodecfg_seed {
     char addr[NODECFG_ADDR_MAX + 1]; /* "host:port" of a member's mesh socket */
@@ -36,7 +42,17 @@ typedef struct nodecfg {
     char ingress_address[NODECFG_ADDR_MAX + 1];  /* address resource ports bind; "" = all */
     char http_listen[NODECFG_ADDR_MAX + 1];      /* "host:port" of the HTTP ingress; "" = off */
     uint64_t http_max_body;                      /* bytes of one request body; past it 413 */
-    nodecfg_seed_t seeds[NODECFG_MAX_SEEDS];     /* members to contact at start */
+    /* DNS steering (node/dns): */
+    char dns_listen[NODECFG_ADDR_MAX + 1];   /* "host:port" of the name server (UDP and TCP);
+                                              * "" = this PoP serves no DNS */
+    char public4[NODECFG_PUBLIC4_MAX + 1];   /* public-address: the IPv4 address answers give
+                                              * for this PoP; "" (and public6 "") = the default
+                                              * rule of nodecfg_public_addrs */
+    char public6[NODECFG_PUBLIC6_MAX + 1];   /* the same, IPv6 */
+    bool has_location;                       /* location given */
+    int64_t lat_udeg, lon_udeg;              /* microdegrees (common/geoloc.h) */
+    uint32_t dns_rrl;                        /* responses/s per client network; 0 = no limit */
+    nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;
 
@@ -63,6 +79,18 @@ void nodecfg_tunnel_listen(const nodecfg_t *c, char *out, size_t len);
 void nodecfg_tunnel_addr(const nodecfg_t *c, char *out, size_t len);
 /* Checks an IP address without a port (v4 or v6, no brackets). 0 or -EINVAL. */
 int nodecfg_check_ip(const char *s);
+
+/* Sets one setting by its popd.conf name ("dns-listen", "public-address", ...) from text, as
+ * a line of popd.conf would: popd's command-line flags go through here so both refuse the
+ * same values with the same words. 0 or -EINVAL with the reason in err. */
+int nodecfg_set(nodecfg_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* The addresses DNS answers give for this PoP: public4/public6 when either is set; else one
+ * address taken from the first of these whose host is an IP address and not a wildcard: the
+ * ingress address, the host of http_listen, the host of the mesh address peers dial. Into v4
+ * and v6 ("" for none; NODECFG_PUBLIC4_MAX + 1 and NODECFG_PUBLIC6_MAX + 1 bytes suffice).
+ * Returns how many were found (0, 1 or 2). */
+int nodecfg_public_addrs(const nodecfg_t *c, char *v4, size_t v4len, char *v6, size_t v6len);
 
 /* Parses "123", "64k", "1M", "2G" (powers of 1024) into bytes. 0 or -EINVAL. */
 int nodecfg_parse_size(const char *s, size_t len, uint64_t *out);

@@ -115,6 +115,10 @@ static const struct option node_longopts[] = {
     {"tunnel-advertise", required_argument, NULL, 'V'},
     {"ingress-address", required_argument, NULL, 'I'},
     {"http-listen", required_argument, NULL, 'H'},
+    {"dns-listen", required_argument, NULL, 'N'},
+    {"public-address", required_argument, NULL, 'P'},
+    {"location", required_argument, NULL, 'O'},
+    {"dns-rrl", required_argument, NULL, 'R'},
     {"store-map-size", required_argument, NULL, 'm'},
     {"tombstone-grace", required_argument, NULL, 'g'},
     {"help", no_argument, NULL, 'h'},
@@ -137,6 +141,21 @@ static int set_tunnel_opt(const char *cmd, nodecfg_t *cfg, int opt, const char *
         return usage_error(cmd, "--%s '%s' must be %s", name, v,
                            opt == 'I' ? "an IP address" : "HOST:PORT (IPv6 in brackets)");
     snprintf(dst, NODECFG_ADDR_MAX + 1, "%s", v);
+    return -1;
+}
+
+/* --dns-listen (N), --public-address (P), --location (O), --dns-rrl (R), shared by init, join
+ * and run: set through nodecfg_set, so a flag refuses what its popd.conf line would, in the
+ * same words. -1 when set, else the exit code of a usage error. */
+static int set_dns_opt(const char *cmd, nodecfg_t *cfg, int opt, const char *v)
+{
+    const char *name = opt == 'N'   ? "dns-listen"
+                       : opt == 'P' ? "public-address"
+                       : opt == 'O' ? "location"
+                                    : "dns-rrl";
+    char err[300];
+    if (nodecfg_set(cfg, name, v, err, sizeof(err)))
+        return usage_error(cmd, "--%s '%s': %s", name, v, err);
     return -1;
 }
 
@@ -172,6 +191,15 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
         case 'H':
         case 'I': {
             int bad = set_tunnel_opt(cmd, &o->cfg, c, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
+        case 'N':
+        case 'P':
+        case 'O':
+        case 'R': {
+            int bad = set_dns_opt(cmd, &o->cfg, c, optarg);
             if (bad >= 0)
                 return bad;
             break;
@@ -418,12 +446,17 @@ static int cmd_run(int argc, char **argv)
         {"tunnel-advertise", required_argument, NULL, 'V'},
         {"ingress-address", required_argument, NULL, 'I'},
         {"http-listen", required_argument, NULL, 'H'},
+        {"dns-listen", required_argument, NULL, 'N'},
+        {"public-address", required_argument, NULL, 'P'},
+        {"location", required_argument, NULL, 'O'},
+        {"dns-rrl", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     daemon_opts_t o = {0};
     nodecfg_t over;
     memset(&over, 0, sizeof(over));
+    over.dns_rrl = NODECFG_DNS_RRL_UNSET;
     o.overrides = &over;
     int c;
     while ((c = getopt_long(argc, argv, "d:l:h", longopts, NULL)) != -1) {
@@ -441,6 +474,15 @@ static int cmd_run(int argc, char **argv)
         case 'H':
         case 'I': {
             int bad = set_tunnel_opt("run", &over, c, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
+        case 'N':
+        case 'P':
+        case 'O':
+        case 'R': {
+            int bad = set_dns_opt("run", &over, c, optarg);
             if (bad >= 0)
                 return bad;
             break;
@@ -478,7 +520,8 @@ static const subcommand_t subcommands[] = {
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--store-map-size SIZE] "
-     "[--tombstone-grace DUR]",
+     "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
      "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
@@ -486,21 +529,29 @@ static const subcommand_t subcommands[] = {
      "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
      "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"
      "is what they dial; --ingress-address is the address resource ports bind (default\n"
-     "all addresses); --http-listen enables the HTTP ingress there."},
+     "all addresses); --http-listen enables the HTTP ingress there.\n"
+     "DNS steering: --dns-listen runs the name server there (UDP and TCP; default off);\n"
+     "--public-address is the IPv4 and/or IPv6 address DNS answers give for this PoP\n"
+     "(default: the ingress address, else the HTTP listener's host, else the advertised\n"
+     "mesh host, when it is an IP address and not a wildcard); --location LAT,LON (decimal\n"
+     "degrees) lets clients be sent to the nearest PoP; --dns-rrl caps responses per second\n"
+     "per client network (default 200, 0 = no limit)."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--store-map-size SIZE] "
-     "[--tombstone-grace DUR] TOKEN",
+     "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
      "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
     {"run", cmd_run,
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
      "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
-     "HOST:PORT]",
+     "HOST:PORT]\n             [--dns-listen HOST:PORT] [--public-address IP[,IP6]] "
+     "[--location LAT,LON] [--dns-rrl N]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
-     "The tunnel and ingress options override popd.conf for this run."},
+     "The tunnel, ingress and DNS options override popd.conf for this run."},
     {"version", cmd_version, "", "Prints the version."},
     {"help", cmd_help, "[COMMAND]", "Shows help for all commands or one."},
     {NULL, NULL, NULL, NULL},

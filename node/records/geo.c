@@ -1,9 +1,8 @@
 /* geo: see geo.h. Decoding checks shapes (common/mpfields); geo_check then applies what
- * geo.add applies. Locations are parsed by hand rather than with strtod, which follows the
- * locale, takes hex floats, exponents, "inf" and "nan", and would give two nodes two readings
- * of one setting only in corner cases nobody tests. */
+ * geo.add applies. */
 #include "node/records/geo.h"
 
+#include "common/geoloc.h"
 #include "common/mpfields.h"
 #include "node/nodecfg.h"
 
@@ -12,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define UDEG_LAT_MAX 90000000ll  /* 90 degrees */
-#define UDEG_LON_MAX 180000000ll /* 180 degrees */
+#define UDEG_LAT_MAX GEOLOC_LAT_MAX
+#define UDEG_LON_MAX GEOLOC_LON_MAX
 
 int geo_cidr_canonical(const char *text, char *out, size_t len, auth_cidr_t *net, const char **why)
 {
@@ -155,90 +154,19 @@ int geo_parse(const uint8_t *buf, size_t len, const char *cidr_from_key, geo_rec
     return 0;
 }
 
-/* ---- "LAT,LON" ---------------------------------------------------------------------------- */
-
-static const char *skip_spaces(const char *p)
-{
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return p;
-}
-
-/* One coordinate at *pp into microdegrees, rounded half away from zero; advances *pp. */
-static int parse_coord(const char **pp, int64_t *udeg)
-{
-    const char *p = skip_spaces(*pp);
-    bool neg = false;
-    if (*p == '-' || *p == '+')
-        neg = *p++ == '-';
-    int64_t whole = 0;
-    int nd = 0;
-    for (; *p >= '0' && *p <= '9'; p++, nd++) {
-        if (nd == 3)
-            return -EINVAL;
-        whole = whole * 10 + (*p - '0');
-    }
-    if (nd == 0)
-        return -EINVAL;
-    int64_t frac = 0; /* the first 6 decimals */
-    bool round_up = false;
-    if (*p == '.') {
-        p++;
-        int nf = 0;
-        for (; *p >= '0' && *p <= '9'; p++, nf++) {
-            if (nf == 15)
-                return -EINVAL;
-            if (nf < 6)
-                frac = frac * 10 + (*p - '0');
-            else if (nf == 6)
-                round_up = *p >= '5';
-        }
-        if (nf == 0)
-            return -EINVAL;
-        for (int i = nf; i < 6; i++)
-            frac *= 10;
-    }
-    int64_t v = whole * 1000000 + frac + (round_up ? 1 : 0);
-    *udeg = neg ? -v : v;
-    *pp = skip_spaces(p);
-    return 0;
-}
+/* ---- "LAT,LON": common/geoloc.h, shared with popd.conf's location ----------------------- */
 
 int geo_parse_location(const char *text, double *lat, double *lon)
 {
     int64_t a, b;
-    const char *p = text;
-    if (strnlen(text, 128) >= 128)
-        return -EINVAL;
-    if (parse_coord(&p, &a) || *p++ != ',' || parse_coord(&p, &b) || *p != '\0')
-        return -EINVAL;
-    if (a < -UDEG_LAT_MAX || a > UDEG_LAT_MAX || b < -UDEG_LON_MAX || b > UDEG_LON_MAX)
+    if (geoloc_parse(text, &a, &b))
         return -EINVAL;
     *lat = (double)a / 1e6;
     *lon = (double)b / 1e6;
     return 0;
 }
 
-static int format_coord(char *out, size_t len, int64_t u)
-{
-    uint64_t m = u < 0 ? (uint64_t)(-u) : (uint64_t)u;
-    char frac[8];
-    snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(m % 1000000));
-    int end = 6;
-    while (end > 0 && frac[end - 1] == '0')
-        end--;
-    frac[end] = '\0';
-    return snprintf(out, len, "%s%llu%s%s", u < 0 ? "-" : "", (unsigned long long)(m / 1000000),
-                    end ? "." : "", frac);
-}
-
 void geo_format_location(double lat, double lon, char *out, size_t len)
 {
-    if (len == 0)
-        return;
-    int n = format_coord(out, len, geo_udeg(lat));
-    if (n < 0 || (size_t)n + 1 >= len)
-        return;
-    out[n] = ',';
-    format_coord(out + n + 1, len - (size_t)n - 1, geo_udeg(lon));
+    geoloc_format(geo_udeg(lat), geo_udeg(lon), out, len);
 }

@@ -93,6 +93,150 @@ static void test_names(void **state)
     assert_int_equal(nodecfg_check_name(big), 0);
 }
 
+static void test_dns_settings(void **state)
+{
+    (void)state;
+    static const char text[] = "name = pop-a\ndns-listen = 0.0.0.0:53\n"
+                               "public-address = 2001:db8::7,203.0.113.7\n"
+                               "location = -33.86882, 151.209296\ndns-rrl = 0\n";
+    nodecfg_t c, back;
+    char err[300], v4[NODECFG_PUBLIC4_MAX + 1], v6[NODECFG_PUBLIC6_MAX + 1];
+    nodecfg_defaults(&c);
+    assert_int_equal(c.dns_rrl, NODECFG_DEFAULT_DNS_RRL);
+    assert_string_equal(c.dns_listen, "");
+    assert_int_equal(nodecfg_parse(text, strlen(text), &c, err, sizeof(err)), 0);
+    assert_string_equal(c.dns_listen, "0.0.0.0:53");
+    assert_string_equal(c.public4, "203.0.113.7");
+    assert_string_equal(c.public6, "2001:db8::7");
+    assert_true(c.has_location && c.lat_udeg == -33868820 && c.lon_udeg == 151209296);
+    assert_int_equal(c.dns_rrl, 0);
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 2);
+    assert_string_equal(v4, "203.0.113.7");
+    assert_string_equal(v6, "2001:db8::7");
+
+    /* Saved and loaded back: the same settings. */
+    char dir[] = "/tmp/test_nodecfg_dns_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(nodecfg_save(dir, &c, err, sizeof(err)), 0);
+    assert_int_equal(nodecfg_load(dir, &back, err, sizeof(err)), 0);
+    assert_string_equal(back.dns_listen, c.dns_listen);
+    assert_string_equal(back.public4, c.public4);
+    assert_string_equal(back.public6, c.public6);
+    assert_true(back.has_location && back.lat_udeg == c.lat_udeg && back.lon_udeg == c.lon_udeg);
+    assert_int_equal(back.dns_rrl, 0);
+    /* Defaults are not written: a file without DNS settings stays as it was. */
+    nodecfg_defaults(&c);
+    strcpy(c.name, "pop-b");
+    assert_int_equal(nodecfg_save(dir, &c, err, sizeof(err)), 0);
+    char path[512], buf[4096];
+    snprintf(path, sizeof(path), "%s/popd.conf", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_null(strstr(buf, "dns"));
+    assert_null(strstr(buf, "public"));
+    assert_null(strstr(buf, "location"));
+    unlink(path);
+    rmdir(dir);
+
+    /* One family only; either order; empty = back to the default. */
+    assert_int_equal(nodecfg_set(&c, "public-address", "198.51.100.1", err, sizeof(err)), 0);
+    assert_string_equal(c.public4, "198.51.100.1");
+    assert_string_equal(c.public6, "");
+    assert_int_equal(nodecfg_set(&c, "public-address", "fd00::1", err, sizeof(err)), 0);
+    assert_string_equal(c.public4, "");
+    assert_string_equal(c.public6, "fd00::1");
+    assert_int_equal(nodecfg_set(&c, "public-address", "", err, sizeof(err)), 0);
+    assert_string_equal(c.public6, "");
+    assert_int_equal(nodecfg_set(&c, "dns-listen", "[::1]:5353", err, sizeof(err)), 0);
+    assert_int_equal(nodecfg_set(&c, "dns-rrl", "1000000", err, sizeof(err)), 0);
+    assert_int_equal(c.dns_rrl, 1000000);
+
+    struct {
+        const char *name, *value, *needle;
+    } bad[] = {
+        {"dns-listen", "0.0.0.0", "dns-listen must be HOST:PORT"},
+        {"dns-listen", "0.0.0.0:0", "dns-listen must be HOST:PORT"},
+        {"dns-listen", "::1:53", "dns-listen must be HOST:PORT"},
+        {"public-address", "0.0.0.0", "public-address must be"},
+        {"public-address", "::", "public-address must be"},
+        {"public-address", "::ffff:10.0.0.1", "public-address must be"},
+        {"public-address", "10.0.0.1,10.0.0.2", "public-address must be"},
+        {"public-address", "fd00::1,fd00::2", "public-address must be"},
+        {"public-address", "10.0.0.1,fd00::1,10.0.0.3", "public-address must be"},
+        {"public-address", "10.0.0.1,", "public-address must be"},
+        {"public-address", ",10.0.0.1", "public-address must be"},
+        {"public-address", "pop.example.com", "public-address must be"},
+        {"public-address", "10.0.0.1:80", "public-address must be"},
+        {"public-address", "10.0.0.0/8", "public-address must be"},
+        {"location", "91,0", "location must be LAT,LON"},
+        {"location", "0,181", "location must be LAT,LON"},
+        {"location", "48.8", "location must be LAT,LON"},
+        {"location", "nan,1", "location must be LAT,LON"},
+        {"location", "", "location must be LAT,LON"},
+        {"dns-rrl", "-1", "dns-rrl must be"},
+        {"dns-rrl", "1000001", "dns-rrl must be"},
+        {"dns-rrl", "10/s", "dns-rrl must be"},
+        {"dns-rrl", "", "dns-rrl must be"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        nodecfg_defaults(&c);
+        err[0] = '\0';
+        if (nodecfg_set(&c, bad[i].name, bad[i].value, err, sizeof(err)) != -EINVAL)
+            fail_msg("%s = '%s' was accepted", bad[i].name, bad[i].value);
+        if (!strstr(err, bad[i].needle))
+            fail_msg("error '%s' does not mention '%s'", err, bad[i].needle);
+        /* A refused value leaves the setting as it was. */
+        assert_string_equal(c.dns_listen, "");
+        assert_string_equal(c.public4, "");
+        assert_false(c.has_location);
+        assert_int_equal(c.dns_rrl, NODECFG_DEFAULT_DNS_RRL);
+    }
+}
+
+static void test_public_addrs_default(void **state)
+{
+    (void)state;
+    nodecfg_t c;
+    char v4[NODECFG_PUBLIC4_MAX + 1], v6[NODECFG_PUBLIC6_MAX + 1];
+    nodecfg_defaults(&c); /* mesh-listen 127.0.0.1:7946 */
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "127.0.0.1");
+    assert_string_equal(v6, "");
+    /* The advertised address beats mesh-listen; a name is no address. */
+    strcpy(c.mesh_listen, "0.0.0.0:7946");
+    strcpy(c.advertise, "[2001:db8::1]:7946");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "");
+    assert_string_equal(v6, "2001:db8::1");
+    strcpy(c.advertise, "pop-a.example.com:7946");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 0);
+    assert_string_equal(v4, "");
+    assert_string_equal(v6, "");
+    /* The HTTP listener's host beats the mesh's, unless it is a wildcard. */
+    strcpy(c.advertise, "10.0.0.9:7946");
+    strcpy(c.http_listen, "0.0.0.0:80");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "10.0.0.9");
+    strcpy(c.http_listen, "198.51.100.2:80");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "198.51.100.2");
+    /* The ingress address beats both, unless it is a wildcard. */
+    strcpy(c.ingress_address, "::");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "198.51.100.2");
+    strcpy(c.ingress_address, "198.51.100.3");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "198.51.100.3");
+    /* An explicit public address replaces the rule entirely. */
+    strcpy(c.public6, "2001:db8::5");
+    assert_int_equal(nodecfg_public_addrs(&c, v4, sizeof(v4), v6, sizeof(v6)), 1);
+    assert_string_equal(v4, "");
+    assert_string_equal(v6, "2001:db8::5");
+}
+
 static void test_identity_files(void **state)
 {
     char dir[] = "/tmp/popmesh-test-id-XXXXXX", err[256], path[512];
@@ -143,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_parse_ok),        cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_sizes_durations), cmocka_unit_test(test_names),
         cmocka_unit_test(test_identity_files),  cmocka_unit_test(test_identity_parse_errors),
+        cmocka_unit_test(test_dns_settings),    cmocka_unit_test(test_public_addrs_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
