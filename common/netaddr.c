@@ -100,7 +100,15 @@ int netaddr_listen(const char *s, int backlog, char *err, size_t errlen)
         snprintf(err, errlen, "cannot listen on %s: socket: %s", s, strerror(e));
         return -e;
     }
-    int one = 1;
+    int one = 1, zero = 0;
+    /* Dual stack on "[::]" (see the header), not left to the bindv6only sysctl. */
+    if (ss.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot listen on %s: IPV6_V6ONLY: %s", s, strerror(e));
+        close(fd);
+        return -e;
+    }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, backlog) < 0) {
         int e = errno;
@@ -109,6 +117,32 @@ int netaddr_listen(const char *s, int backlog, char *err, size_t errlen)
         return -e;
     }
     return fd;
+}
+
+int netaddr_zmq_endpoint(const char *s, char *out, size_t len)
+{
+    netaddr_t a;
+    if (netaddr_parse(s, &a, true))
+        return -EINVAL;
+    const char *host = strcmp(a.host, "localhost") ? a.host : "127.0.0.1";
+    int n = snprintf(out, len, a.ipv6 ? "tcp://[%s]:%u" : "tcp://%s:%u", host, a.port);
+    return n > 0 && (size_t)n < len ? 0 : -EINVAL;
+}
+
+int netaddr_from_zmq(const char *ep, char *out, size_t len)
+{
+    netaddr_t a;
+    if (!ep || strncmp(ep, "tcp://", 6) || netaddr_parse(ep + 6, &a, true))
+        return -EINVAL;
+    struct in6_addr a6;
+    char ip4[INET_ADDRSTRLEN];
+    int n;
+    if (a.ipv6 && inet_pton(AF_INET6, a.host, &a6) == 1 && IN6_IS_ADDR_V4MAPPED(&a6) &&
+        inet_ntop(AF_INET, &a6.s6_addr[12], ip4, sizeof(ip4)))
+        n = snprintf(out, len, "%s:%u", ip4, a.port);
+    else
+        n = snprintf(out, len, a.ipv6 ? "[%s]:%u" : "%s:%u", a.host, a.port);
+    return n > 0 && (size_t)n < len ? 0 : -EINVAL;
 }
 
 char *netaddr_format(const struct sockaddr *sa, char *out, size_t len)
@@ -121,10 +155,16 @@ char *netaddr_format(const struct sockaddr *sa, char *out, size_t len)
         port = ntohs(s4->sin_port);
         snprintf(out, len, "%s:%u", ip, port);
     } else if (sa->sa_family == AF_INET6) {
+        /* An IPv4 client of a dual-stack listener shows as IPv4, as it would on 0.0.0.0. */
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
         port = ntohs(s6->sin6_port);
-        snprintf(out, len, "[%s]:%u", ip, port);
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof(ip));
+            snprintf(out, len, "%s:%u", ip, port);
+        } else {
+            inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+            snprintf(out, len, "[%s]:%u", ip, port);
+        }
     } else {
         snprintf(out, len, "?");
     }

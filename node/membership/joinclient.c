@@ -3,6 +3,7 @@
 #include "common/clock.h"
 
 #include "common/mp.h"
+#include "common/netaddr.h"
 #include "common/xmalloc.h"
 #include "node/membership/meshnet.h"
 
@@ -51,9 +52,10 @@ static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[
     void *mon = zmq_socket(zctx, ZMQ_PAIR);
     char endpoint[300], monep[64];
     int linger = 0, got = 0;
-    snprintf(endpoint, sizeof(endpoint), "tcp://%s", seed->addr);
     snprintf(monep, sizeof(monep), "inproc://join-monitor-%d", idx);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    int ipv6 = 1; /* or libzmq refuses a seed's IPv6 address ("No such device") */
+    zmq_setsockopt(s, ZMQ_IPV6, &ipv6, sizeof(ipv6));
     zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger));
     /* A JOIN_OK is bounded like every mesh message (the seed keeps to it), so the seed, or
      * whoever answers at its address, cannot make the joiner allocate more. */
@@ -68,6 +70,10 @@ static int try_seed(void *zctx, const token_seed_t *seed, const uint8_t join_pk[
                        ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     zmq_connect(mon, monep);
+    if (netaddr_zmq_endpoint(seed->addr, endpoint, sizeof(endpoint)) != 0) {
+        snprintf(why, wl, "%s: bad address (not a HOST:PORT)", seed->addr);
+        goto out;
+    }
     if (zmq_connect(s, endpoint) != 0) {
         snprintf(why, wl, "%s: bad address (%s)", seed->addr, zmq_strerror(zmq_errno()));
         goto out;

@@ -336,11 +336,15 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
                 lru = i;
         peer_close(m, lru);
     }
+    char endpoint[300];
+    if (netaddr_zmq_endpoint(addr, endpoint, sizeof(endpoint))) {
+        log_warn("mesh: cannot connect to '%s': not a HOST:PORT", addr);
+        return NULL;
+    }
     void *s = zmq_socket(m->zctx, ZMQ_DEALER);
     if (!s)
         return NULL;
-    char endpoint[300];
-    snprintf(endpoint, sizeof(endpoint), "tcp://%s", addr);
+    set_int(s, ZMQ_IPV6, 1); /* or libzmq refuses an IPv6 peer ("No such device") */
     set_int(s, ZMQ_LINGER, 0);
     set_int(s, ZMQ_IMMEDIATE, 1);
     set_int(s, ZMQ_SNDHWM, 1000);
@@ -483,9 +487,14 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
     }
     m->zap_w = zsock_watch_new(loop, m->zap, 64, zap_readable, m);
 
+    if (netaddr_zmq_endpoint(listen, endpoint, sizeof(endpoint))) {
+        snprintf(err, errlen, "cannot listen on '%s' for the mesh: not a HOST:PORT", listen);
+        goto fail;
+    }
     m->router = zmq_socket(zctx, ZMQ_ROUTER);
-    snprintf(endpoint, sizeof(endpoint), "tcp://%s", listen);
-    if (!m->router || set_int(m->router, ZMQ_LINGER, 0) ||
+    /* ZMQ_IPV6: an IPv6 address binds at all, and "[::]" takes IPv4 peers too (libzmq turns
+     * IPV6_V6ONLY off with it). */
+    if (!m->router || set_int(m->router, ZMQ_IPV6, 1) || set_int(m->router, ZMQ_LINGER, 0) ||
         set_int(m->router, ZMQ_ROUTER_MANDATORY, 1) || set_int(m->router, ZMQ_CURVE_SERVER, 1) ||
         set_int(m->router, ZMQ_RCVHWM, 10000) || set_max_msg(m->router) ||
         set_int(m->router, ZMQ_HANDSHAKE_IVL, MESHNET_HANDSHAKE_MS) ||
@@ -510,14 +519,11 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
                  zmq_strerror(zmq_errno()));
         goto fail;
     }
-    size_t bl = sizeof(m->bound);
     char last[300];
     size_t ll = sizeof(last);
-    if (zmq_getsockopt(m->router, ZMQ_LAST_ENDPOINT, last, &ll) == 0 &&
-        strncmp(last, "tcp://", 6) == 0)
-        snprintf(m->bound, bl, "%s", last + 6);
-    else
-        snprintf(m->bound, bl, "%s", listen);
+    if (zmq_getsockopt(m->router, ZMQ_LAST_ENDPOINT, last, &ll) != 0 ||
+        netaddr_from_zmq(last, m->bound, sizeof(m->bound)) != 0)
+        snprintf(m->bound, sizeof(m->bound), "%s", listen);
     netaddr_t b;
     m->bound_port = netaddr_parse(m->bound, &b, true) == 0 ? b.port : 0;
     m->router_w = zsock_watch_new(loop, m->router, 256, router_readable, m);

@@ -1,6 +1,8 @@
-"""echo_server.py PORT [GREETING]: a threaded TCP echo server on 127.0.0.1:PORT, the backend of
-the data plane tests and benchmarks: each connection gets GREETING first (when given, so a test
-can tell two backends apart), then exactly what it sends, until it closes."""
+"""echo_server.py [HOST:]PORT [GREETING]: a threaded TCP echo server on HOST:PORT (HOST
+127.0.0.1 unless given; an IPv6 one bracketed, "[::1]:8000"), the backend of the data plane
+tests and benchmarks: each connection gets GREETING first (when given, so a test can tell two
+backends apart), then exactly what it sends, until it closes."""
+import socket
 import socketserver
 import sys
 
@@ -27,7 +29,15 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2:
         GREETING = sys.argv[2].encode()
-    Server(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
+    host, _, port = sys.argv[1].rpartition(":")
+    if host.startswith("["):
+        Server6((host.strip("[]"), int(port)), Echo).serve_forever()
+    else:
+        Server((host or "127.0.0.1", int(port)), Echo).serve_forever()

@@ -37,6 +37,7 @@ popmesh_integration(site_badinput)
 popmesh_integration(http_ingress)
 popmesh_integration(auth_admin)
 popmesh_integration(dataplane_reroute)
+popmesh_integration(mesh_ipv6)
 popmesh_integration(latrelay)
 set_property(TEST integration.latrelay PROPERTY TIMEOUT 60)
 

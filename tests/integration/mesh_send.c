@@ -43,6 +43,7 @@ int main(int argc, char **argv)
     zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, from.curve_pk, 32);
     zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, from.curve_sk, 32);
     zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof(one));
+    zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof(one)); /* a "[::1]:PORT" member too */
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
     char ep[300];
     snprintf(ep, sizeof(ep), "tcp://%s", argv[3]);
