@@ -20,6 +20,7 @@
 #define DNS_NAME_MAX    253 /* bytes of a name, without the trailing dot */
 #define DNS_LABEL_MAX   63
 #define DNS_ANSWERS_MAX 8   /* PoP addresses in one answer */
+#define DNS_ANSWERS_DEFAULT 2
 #define DNS_NONE        SIZE_MAX
 
 /* Why a PoP gets no place in answers (DNS_OK: it is a candidate). In the order they are
@@ -71,6 +72,28 @@ typedef struct dns_geo {
     double lat, lon;
 } dns_geo_t;
 
+/* A region as dnsview_finish sees it from the PoPs: where it is, for clients and PoPs that
+ * have a region but no location of their own. */
+typedef struct dns_region {
+    char name[DNS_LABEL_MAX + 1];
+    bool has_loc;    /* one of its PoPs has a location */
+    double lat, lon; /* degrees: the mean of its PoPs' locations (see dnsview.c) */
+} dns_region_t;
+
+/* A place distances are measured from or to, computed once by dnsview_finish. */
+typedef struct dns_place {
+    size_t region;   /* index into view.regions, or DNS_NONE */
+    bool has_loc;    /* its own location, else its region's centroid */
+    double lat, lon; /* degrees */
+    double xyz[3];   /* the same point on the unit sphere (distances without trigonometry) */
+} dns_place_t;
+
+/* The geo rules of one family and prefix length: a sorted run of view.geos. */
+typedef struct dns_geo_group {
+    uint8_t family, plen;
+    size_t first, n; /* view.geos[first .. first + n) */
+} dns_geo_group_t;
+
 typedef struct dns_view {
     dns_zone_t *zones; /* sorted by name */
     size_t nzones;
@@ -83,17 +106,34 @@ typedef struct dns_view {
     /* reach[s * npops + p]: PoP p has a route to site s (the site is attached to a PoP that p
      * can reach in the link-state graph). nsites * npops entries. */
     bool *reach;
-    dns_geo_t *geos; /* any order */
+    dns_geo_t *geos; /* added in any order; dnsview_finish sorts them (family, longest prefix
+                      * first, address) so that identical rules resolve the same everywhere */
     size_t ngeos;
     size_t self;         /* index of the answering PoP in pops, or DNS_NONE */
     uint64_t generation; /* bumps with every new view: answer caches key on it */
+
+    /* Computed by dnsview_finish from the above; dnssel_pick needs them (an unfinished view
+     * answers nothing). Owned by the view. */
+    bool finished;
+    size_t *pops_by_name;       /* npops indexes into pops, sorted by name */
+    dns_region_t *regions;      /* every PoP region, sorted by name */
+    size_t nregions;
+    dns_place_t *pop_place;     /* per PoP: its region and the location distances go to */
+    dns_place_t *geo_place;     /* per geo rule: its region (DNS_NONE if no PoP is there) and the
+                                 * client's location (the rule's, else the region's centroid) */
+    dns_geo_group_t *geo_groups; /* families ascending, then longest prefix first */
+    size_t ngeo_groups;
 } dns_view_t;
 
 /* An empty view (no zones: every query is REFUSED). */
 dns_view_t *dnsview_new(void);
 void dnsview_free(dns_view_t **vp);
 /* Builders (the server, tests, fuzzers): append one entry, copying it. Sort with
- * dnsview_finish once everything is in. 0, or -EINVAL for a bad entry (name too long, ...). */
+ * dnsview_finish once everything is in. 0, or -EINVAL for a bad entry (a name not lowercase
+ * labels of a-z 0-9 '-' '_', too long, a geo prefix longer than its family, a location out of
+ * range, a PoP state that is per query, a zone's answers above DNS_ANSWERS_MAX; answers 0
+ * means the default, 2), -EEXIST for a second zone of a name or PoP of an id or name, -EINVAL
+ * after dnsview_finish. A geo rule's bits past plen are cleared; its region must be a name. */
 int dnsview_add_zone(dns_view_t *v, const dns_zone_t *z);
 int dnsview_add_pop(dns_view_t *v, const dns_pop_t *p);
 /* Adds host name for site (by name; the site is added to view.sites if new). */
