@@ -18,12 +18,21 @@
  *  4. The answer: the first PoP, then the best PoP of each region not yet in the answer, then
  *     the rest in order, up to the zone's `answers` (default 2: the closest and one more in
  *     another region, so a client falling back to the second address leaves the failed one's
- *     region).
+ *     region). A PoP without a region counts as a region of its own here.
+ *
+ * Details the rule leaves open, as dnssel.c settles them: distances compare in whole km (PoPs
+ * of one city tie and share names by the hash); a region's centroid is the mean of its PoPs'
+ * latitudes and longitudes (dnsview.c says when that is wrong); a mapped client whose region
+ * has no PoP and no location gets the hash order; an unmapped client with no answering PoP in
+ * the view (or one without a location) gets candidates by hash only.
  *
  * ECS scope (RFC 7871 section 7.2.1): the prefix length the answer depends on, computed so
  * that every address in client/scope gets the same geo rule: at least the matched rule's
  * length, longer where a more specific rule lies near, never longer than the source prefix.
- * 0 when the answer does not depend on the client's address. */
+ * 0 when the answer does not depend on the client's address: no geo rule of its family (for
+ * IPv6, the IPv4 rules count as rules in ::ffff:0:0/96), or an ECS source prefix of 0. An IPv4-mapped IPv6 client (::ffff:0:0/96, a prefix of 96 bits
+ * or more) is an IPv4 client; its scope is 96 plus the IPv4 one. The scope is computed for
+ * every client; the wire writes it only when the query had ECS. */
 #ifndef POPMESH_NODE_DNS_DNSSEL_H
 #define POPMESH_NODE_DNS_DNSSEL_H
 
@@ -42,8 +51,9 @@ typedef struct dns_explain {
     char region[DNS_LABEL_MAX + 1]; /* the client's region; "" when unmapped */
     bool has_loc;            /* the client's location is known */
     double lat, lon;
-    size_t order[256];       /* every PoP (index into view.pops), best first, candidates
-                              * before the excluded */
+    size_t order[256];       /* every PoP (index into view.pops) in rule 3's order,
+                              * candidates before the excluded (the answer is dns_pick_t's:
+                              * rule 4 reorders across regions) */
     size_t norder;
     enum dns_excl why[256];  /* per PoP index: DNS_OK or why it was left out of this answer */
     double dist_km[256];     /* per PoP index: distance used, < 0 unknown */
