@@ -74,13 +74,13 @@ static dns_view_t *small_view(void)
     return v;
 }
 
-/* 40 DNS-serving PoPs with v4 and v6: the NS set and its glue exceed 1232 bytes. */
-static dns_view_t *big_view(void)
+/* npops DNS-serving PoPs with v4 and v6: at 40, the NS set and its glue exceed 1232 bytes. */
+static dns_view_t *big_view(int npops)
 {
     dns_view_t *v = dnsview_new();
     dns_zone_t z = {.name = ZONE, .ttl = 300, .answers = 2, .serial = 1};
     assert_int_equal(dnsview_add_zone(v, &z), 0);
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < npops; i++) {
         char name[16], a4[32], a6[64];
         snprintf(name, sizeof(name), "pop%02d", i);
         snprintf(a4, sizeof(a4), "10.0.0.%d", i + 1);
@@ -662,6 +662,21 @@ static void test_ecs(void **state)
     assert_int_equal(scope, pick.scope <= 24 ? pick.scope : 24);
     assert_int_equal(r->info.scope, scope);
 
+    /* a /32 inside the /24 rule: the answer holds for the whole /24, and says so (the scope
+     * is the pick's, not the source's) */
+    const uint8_t one[] = {198, 51, 100, 9};
+    n = ecs_opt(o, 1, 32, 0, one, 4);
+    r = ask_ecs(v, "app." ZONE, LDNS_RR_TYPE_A, o, n);
+    memcpy(cl.addr, one, 4);
+    cl.plen = 32;
+    dnssel_pick(v, dnsview_zone_of(v, "app." ZONE), dnsview_host(v, "app." ZONE), "app." ZONE, 4,
+                &cl, &pick, NULL);
+    assert_true(echoed_ecs(r, &source, &scope, addr, &alen));
+    assert_int_equal(source, 32);
+    assert_true(pick.scope < 32);
+    assert_int_equal(scope, pick.scope);
+    n = ecs_opt(o, 1, 24, 0, us, 3);
+
     /* answers that do not depend on the client: scope 0 */
     const struct {
         const char *name;
@@ -748,7 +763,7 @@ static void test_ecs_malformed(void **state)
 static void test_truncation(void **state)
 {
     (void)state;
-    dns_view_t *big = big_view();
+    dns_view_t *big = big_view(40);
     /* UDP without EDNS: 512 */
     reply_t *r = ask(big, ZONE, LDNS_RR_TYPE_NS, NULL, false);
     expect_kind(r, DNSA_ANSWER);
@@ -778,6 +793,18 @@ static void test_truncation(void **state)
     r = ask(big, ZONE, LDNS_RR_TYPE_A, NULL, false);
     assert_false(r->info.truncated);
     dnsview_free(&big);
+
+    /* The largest answer a small query can get over UDP is the NS set with its glue: sweep
+     * the mesh's size so the amplification report sees the worst one that still fits. */
+    for (int n = 1; n <= 40; n++) {
+        big = big_view(n);
+        r = ask(big, ZONE, LDNS_RR_TYPE_NS, &(qopt_t){.edns = true, .udp = 1232}, false);
+        assert_true(r->len <= 1232);
+        assert_int_equal(r->info.truncated, ldns_pkt_ancount(r->p) == 0);
+        r = ask(big, ZONE, LDNS_RR_TYPE_NS, NULL, false);
+        assert_true(r->len <= 512);
+        dnsview_free(&big);
+    }
 }
 
 static void test_slip(void **state)
