@@ -484,6 +484,12 @@ void nodecfg_tunnel_addr(const nodecfg_t *c, char *out, size_t len)
         return;
     }
     nodecfg_tunnel_listen(c, out, len);
+    /* A wildcard ("0.0.0.0", "::") cannot be dialled: the advertised mesh host instead. */
+    netaddr_t t, m;
+    if (netaddr_parse(out, &t, true) == 0 &&
+        (!strcmp(t.host, "0.0.0.0") || !strcmp(t.host, "::")) && c->advertise[0] &&
+        netaddr_parse(c->advertise, &m, false) == 0)
+        snprintf(out, len, m.ipv6 ? "[%s]:%u" : "%s:%u", m.host, t.port);
 }
 
 int nodecfg_check_ip(const char *s)

@@ -74,7 +74,8 @@ int nodecfg_check_addr(const char *s, int allow_zero);
 const char *nodecfg_mesh_addr(const nodecfg_t *c);
 
 /* The tunnel endpoint to bind (tunnel_listen, or the mesh host with the mesh port + 1) and
- * the one to publish (tunnel_advertise, else that). out holds NODECFG_ADDR_MAX + 1. */
+ * the one to publish (tunnel_advertise, else that, with a wildcard host replaced by the
+ * advertised mesh host). out holds NODECFG_ADDR_MAX + 1. */
 void nodecfg_tunnel_listen(const nodecfg_t *c, char *out, size_t len);
 void nodecfg_tunnel_addr(const nodecfg_t *c, char *out, size_t len);
 /* Checks an IP address without a port (v4 or v6, no brackets). 0 or -EINVAL. */

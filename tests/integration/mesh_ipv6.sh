@@ -179,14 +179,16 @@ wait "$SITE_PID" "${POPPID[1]}" "${POPPID[2]}" 2>/dev/null || true
 
 # ============ B. dual stack: [::] reached over IPv4 ============
 DM=$(free_port6) DT=$(free_port6) DH=$(free_port6)
+# (no --tunnel-advertise: the wildcard tunnel listener is published with the advertised host)
 "$POPD" init --data "$WORK/d1" --name dual-1 --mesh-listen "[::]:$DM" --advertise "127.0.0.1:$DM" \
-    --tunnel-listen "[::]:$DT" --tunnel-advertise "127.0.0.1:$DT" --http-listen "[::]:$DH" >/dev/null
+    --tunnel-listen "[::]:$DT" --http-listen "[::]:$DH" --ingress-address :: >/dev/null
 start_popd "$WORK/d1" --log-level debug
 DTOKEN=$(mctl "$WORK/d1" token create --ttl 10m 2>/dev/null)
 "$POPD" join --data "$WORK/d2" --name dual-2 --mesh-listen "[::1]:$(free_port6)" \
     --tunnel-listen "[::1]:$(free_port6)" "$DTOKEN" >"$WORK/out" 2>"$WORK/err" ||
     { cat "$WORK/err" >&2; fail "popd join through the IPv4 seed 127.0.0.1:$DM of a [::] mesh listener"; }
 start_popd "$WORK/d2" --log-level debug
+D2_PID=$LAST_PID
 wait_for 20 "dual-1 and dual-2 alive on both" all_see "$WORK/d1" "$WORK/d2" "dual-1=alive dual-2=alive"
 ok "B1: a PoP with its mesh on [::]:$DM, advertised as 127.0.0.1:$DM, is joined and reached over IPv4 by a PoP on [::1]; both alive on both (${WAITED}s)"
 
@@ -195,5 +197,23 @@ for h in 127.0.0.1 ::1; do
     wait_for 5 "dual-1's HTTP ingress [::]:$DH from $h" http_code_is "$h" "$DH" nowhere.test 404
 done
 ok "B2: the HTTP ingress on [::]:$DH answers clients on 127.0.0.1 and ::1 (dual stack)"
+
+TADDR=$(mctl "$WORK/d1" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"]["tunnel_addr"])')
+[ "$TADDR" = "127.0.0.1:$DT" ] || fail "dual-1 publishes its tunnel endpoint as '$TADDR', not 127.0.0.1:$DT"
+# A site and a resource on dual-1 alone (dual-2 leaves first: with ingress "::" the resource
+# port is taken on every address, and a second PoP here could not bind it).
+stop_popd "$D2_PID"
+SITE2_TOKEN=$(mctl "$WORK/d1" site add branch-46 2>"$WORK/err" | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
+R2=$(free_port6)
+expect_rc 0 mctl "$WORK/d1" resource add echo46 --site branch-46 --target "[::1]:$BPORT" --tcp-port "$R2"
+"$POPSITE" run --data "$WORK/site2" --token "$SITE2_TOKEN" --log-level debug >>"$WORK/site2.log" 2>&1 &
+PIDS+=("$!")
+wait_for 20 "the site's tunnel to dual-1 over 127.0.0.1:$DT" grep -q "tunnel to PoP dual-1.* up" "$WORK/site2.log"
+grep -qF "dialling PoP dual-1 at 127.0.0.1:$DT" "$WORK/site2.log" ||
+    fail "popsite did not dial dual-1 at 127.0.0.1:$DT: $(grep 'dialling PoP' "$WORK/site2.log" | head -3)"
+for h in 127.0.0.1 ::1; do
+    wait_for 15 "an echo round trip via dual-1's ingress [::] from $h" tcp_echo "$h" "$R2"
+done
+ok "B3: dual-1's tunnel endpoint on [::]:$DT is published as $TADDR and a site attaches over IPv4; a TCP resource on ingress address :: answers clients on 127.0.0.1 and ::1"
 
 done_testing

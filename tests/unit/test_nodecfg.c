@@ -281,6 +281,40 @@ static void test_identity_parse_errors(void **state)
         assert_int_equal(identity_parse(bad[i], strlen(bad[i]), &id, err, sizeof(err)), -EINVAL);
 }
 
+/* The tunnel endpoints derived from the mesh's, IPv6 and wildcards included. */
+static void test_tunnel_addrs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *conf, *listen, *publish;
+    } cases[] = {
+        {"name = a\nmesh-listen = [::1]:7946\n", "[::1]:7947", "[::1]:7947"},
+        {"name = a\nmesh-listen = 10.0.0.1:7946\n", "10.0.0.1:7947", "10.0.0.1:7947"},
+        /* a wildcard is published as the advertised mesh host, never as itself */
+        {"name = a\nmesh-listen = [::]:7946\nadvertise = 127.0.0.1:7946\n", "[::]:7947",
+         "127.0.0.1:7947"},
+        {"name = a\nmesh-listen = 0.0.0.0:7946\nadvertise = [2001:db8::1]:7946\n", "0.0.0.0:7947",
+         "[2001:db8::1]:7947"},
+        {"name = a\nmesh-listen = [::1]:7946\ntunnel-listen = [::]:9000\nadvertise = "
+         "[fd00::1]:7946\n",
+         "[::]:9000", "[fd00::1]:9000"},
+        {"name = a\nmesh-listen = [::]:7946\nadvertise = [fd00::1]:7946\ntunnel-advertise = "
+         "tun.example:443\n",
+         "[::]:7947", "tun.example:443"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        nodecfg_t c;
+        char err[256], out[NODECFG_ADDR_MAX + 1];
+        nodecfg_defaults(&c);
+        if (nodecfg_parse(cases[i].conf, strlen(cases[i].conf), &c, err, sizeof(err)) != 0)
+            fail_msg("case %zu: %s", i, err);
+        nodecfg_tunnel_listen(&c, out, sizeof(out));
+        assert_string_equal(out, cases[i].listen);
+        nodecfg_tunnel_addr(&c, out, sizeof(out));
+        assert_string_equal(out, cases[i].publish);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_sizes_durations), cmocka_unit_test(test_names),
         cmocka_unit_test(test_identity_files),  cmocka_unit_test(test_identity_parse_errors),
         cmocka_unit_test(test_dns_settings),    cmocka_unit_test(test_public_addrs_default),
+        cmocka_unit_test(test_tunnel_addrs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
