@@ -14,8 +14,11 @@
  * and writes the response from another ldns_pkt, with name compression. Between them, one
  * decision: classify the name (apex, host, PoP name, empty non-terminal, nothing), then the
  * type. The A/AAAA choice is dnssel_pick's; this file only turns its indexes into records.
- * Measured in tests/unit/test_dnsanswer.c (bench): a few microseconds per A query, which is
- * why there is no response cache (see the report in the test's output).
+ * Cost (test_dnsanswer's bench, Release build): 2.5 us per A query without ECS, 2.9 us with
+ * (parse, pick, build, compress; mostly ldns's allocations and name compression). The target
+ * is half of NSD's ~140k queries/s with the socket calls, i.e. about 14 us per query, so
+ * there is no response cache: it would be a second way to get an answer wrong (stale view,
+ * wrong scope) for a saving the server does not need.
  *
  * INVARIANTS
  *  - A response is at most the limit (UDP: 512, or the EDNS payload capped at 1232; TCP:

@@ -841,15 +841,22 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+/* ns per query: the fastest of 10 batches, so other work on a shared machine does not count. */
 static double bench_one(const dns_view_t *v, const uint8_t *q, size_t qlen, int iters)
 {
     uint8_t out[1232];
     const struct sockaddr *src = resolver("203.0.113.7");
-    double t0 = now_ns();
-    for (int i = 0; i < iters; i++)
-        if (dnsanswer(v, q, qlen, src, false, out, sizeof(out), NULL) == 0)
-            fail();
-    return (now_ns() - t0) / iters;
+    double best = 0;
+    for (int b = 0; b < 10; b++) {
+        double t0 = now_ns();
+        for (int i = 0; i < iters / 10; i++)
+            if (dnsanswer(v, q, qlen, src, false, out, sizeof(out), NULL) == 0)
+                fail();
+        double per = (now_ns() - t0) / (iters / 10);
+        if (b == 0 || per < best)
+            best = per;
+    }
+    return best;
 }
 
 /* Not a pass/fail test (sanitizer builds are many times slower): it reports. */
@@ -866,8 +873,8 @@ static void test_bench(void **state)
     const int iters = 20000;
     bench_one(v, q1, l1, 1000); /* warm up */
     double plain = bench_one(v, q1, l1, iters), ecs = bench_one(v, q2, l2, iters);
-    printf("bench: dnsanswer A query: %.0f ns without ECS, %.0f ns with ECS (%d each)\n", plain,
-           ecs, iters);
+    printf("bench: dnsanswer A query: %.0f ns without ECS, %.0f ns with ECS (best of 10 x %d)\n",
+           plain, ecs, iters / 10);
 }
 
 static void test_amplification_report(void **state)
