@@ -10,6 +10,7 @@
 #include "node/records/identity.h"
 #include "common/fdlimit.h"
 #include "node/dataplane/dataplane.h"
+#include "node/dns/dnsadmin.h"
 #include "node/http/httpproxy.h"
 #include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
@@ -428,6 +429,19 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             memcpy(n.cfg.ingress_address, ov->ingress_address, sizeof(n.cfg.ingress_address));
         if (ov->http_listen[0])
             memcpy(n.cfg.http_listen, ov->http_listen, sizeof(n.cfg.http_listen));
+        if (ov->dns_listen[0])
+            memcpy(n.cfg.dns_listen, ov->dns_listen, sizeof(n.cfg.dns_listen));
+        if (ov->public4[0] || ov->public6[0]) {
+            memcpy(n.cfg.public4, ov->public4, sizeof(n.cfg.public4));
+            memcpy(n.cfg.public6, ov->public6, sizeof(n.cfg.public6));
+        }
+        if (ov->has_location) {
+            n.cfg.has_location = true;
+            n.cfg.lat_udeg = ov->lat_udeg;
+            n.cfg.lon_udeg = ov->lon_udeg;
+        }
+        if (ov->dns_rrl != NODECFG_DNS_RRL_UNSET)
+            n.cfg.dns_rrl = ov->dns_rrl;
     }
     const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
     if (log_level_parse(level) < 0) {
@@ -497,6 +511,11 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     dataplane_register_commands(n.dataplane, n.control);
+    /* zone.* and geo.*; and this PoP's DNS settings (public addresses, location, DNS listener)
+     * in its node record, now that the mesh can spread the write. Lives until the loop ends. */
+    dnsadmin_t dnsadmin = {.mesh = n.mesh};
+    dnsadmin_register_commands(&dnsadmin, n.control);
+    dnsadmin_publish_self(n.store, n.mesh, &n.cfg, n.id.node_id);
     /* What this PoP's health vector reports: streams, tunnels, listeners (meshnode.h). */
     meshnode_add_health_source(n.mesh, dataplane_health, n.dataplane);
     if (n.cfg.http_listen[0]) {

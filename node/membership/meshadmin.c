@@ -7,6 +7,7 @@
  *                  path_prefix?, auth?, allow_users?, allow_groups?} -> the record
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
+ *   node.drain    {name, undo?}              -> {name, id, draining, changed}
  *
  * BACKGROUND
  *
@@ -20,7 +21,13 @@
  * Every check here runs against this node's view of the replicated store. Two operators
  * adding the same site or the same tcp_port on two nodes at the same moment can both succeed
  * locally; the registry converges by last-writer-wins, JOIN admits only the token named by the
- * site/ record that won, and resource.h says how a shared tcp_port is resolved. */
+ * site/ record that won, and resource.h says how a shared tcp_port is resolved.
+ *
+ * Draining a PoP sets draining in its node record: DNS answers stop pointing clients at it
+ * (node/dns), while it keeps serving whoever still comes, so it can be taken down once resolver
+ * caches expire. It is a record rather than a local switch so that every PoP's name server
+ * agrees, and so that it holds across the drained PoP's restarts (its own start rewrites its
+ * record from its settings, keeping fields it does not own, draining among them). */
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
@@ -604,6 +611,52 @@ static int cmd_resource_rm(void *ctx, const ctl_request_t *req, msgpack_packer *
     return CTL_OK;
 }
 
+/* ---- draining ------------------------------------------------------------------------------ */
+
+static int cmd_node_drain(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    char name[NODECFG_NAME_MAX + 1];
+    bool undo = false;
+    int rc = arg_name(req, pk, "PoP", name);
+    if (rc != CTL_OK)
+        return rc;
+    if (arg_bool(req, "undo", &undo) < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "undo must be true or false");
+    const reg_node_t *found = meshnode_reg_find_name(m, name);
+    if (!found || found->removed)
+        return control_error(pk, CTL_NOT_FOUND, "no PoP named '%s' (meshctl members shows them)",
+                             name);
+    if (found->role != ROLE_POP)
+        return control_error(pk, CTL_REFUSED,
+                             "'%s' is a site; only PoPs are drained (DNS answers name PoPs)", name);
+    reg_node_t rec = *found; /* the write below replaces the registry snapshot */
+    bool changed = rec.draining == undo;
+    if (changed) {
+        rec.draining = !undo;
+        char key[64];
+        reg_node_key(rec.id, key, sizeof(key));
+        msgpack_sbuffer sb;
+        msgpack_packer rpk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&rpk, &sb, msgpack_sbuffer_write);
+        reg_node_pack(&rpk, &rec);
+        rc = meshnode_put_record(m, key, &sb);
+        msgpack_sbuffer_destroy(&sb);
+        if (rc)
+            return control_error(pk, CTL_FAILED, "cannot record the drain of %s: %s", name,
+                                 store_last_error(meshnode_store(m)));
+        log_info("mesh: PoP %s %s", name,
+                 rec.draining ? "draining: DNS answers leave it out" : "no longer draining");
+    }
+    msgpack_pack_map(pk, 4);
+    mpw_kv_str(pk, "name", rec.name);
+    pack_id(pk, "id", rec.id);
+    mpw_kv_bool(pk, "draining", rec.draining);
+    mpw_kv_bool(pk, "changed", changed);
+    return CTL_OK;
+}
+
 const control_command_t meshadmin_commands[] = {
     {"site.add", cmd_site_add,
      "name: str [ttl_ms: uint] -> {name, token, token_id, expires_ms}: a site and its one-use "
@@ -619,5 +672,8 @@ const control_command_t meshadmin_commands[] = {
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
      "path_prefix?, auth?, allow_users?, allow_groups?}]}"},
     {"resource.rm", cmd_resource_rm, "name: str -> {name}"},
+    {"node.drain", cmd_node_drain,
+     "name: str [undo: bool] -> {name, id, draining, changed}: DNS answers leave the PoP out "
+     "(undo: back in)"},
     {NULL, NULL, NULL},
 };

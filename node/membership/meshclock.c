@@ -92,9 +92,11 @@ void meshclock_check(meshnode_t *m)
 /* Commands that write the replicated store: refused while this node's clock is too far
  * ahead (control_set_guard). Reads, status and token-free commands are never refused. */
 static const char *const store_writers[] = {
-    "config.set", "config.del", "site.add",     "site.rm",        "resource.add",  "resource.rm",
-    "user.add",   "user.rm",    "user.passwd",  "session.revoke", "apikey.create", "apikey.revoke",
-    "rule.add",   "rule.rm",    "token.create", "token.revoke",   "node.remove",   NULL,
+    "config.set",    "config.del",    "site.add",   "site.rm",     "resource.add",
+    "resource.rm",   "user.add",      "user.rm",    "user.passwd", "session.revoke",
+    "apikey.create", "apikey.revoke", "rule.add",   "rule.rm",     "token.create",
+    "token.revoke",  "node.remove",   "node.drain", "zone.add",    "zone.rm",
+    "geo.add",       "geo.rm",        NULL,
 };
 
 int meshclock_guard(void *ctx, const char *cmd, size_t len, msgpack_packer *body)

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
+#include "node/records/geo.h"
 #include "node/records/token.h"
 
 #include <sodium.h>
@@ -53,7 +54,7 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
     identity_id_hex(mi->id, id);
     msgpack_packer *pk_ = c->pk;
     const struct health *h = meshhealth_of(c->m, mi->id);
-    msgpack_pack_map(pk_, 11);
+    msgpack_pack_map(pk_, 16);
     mpw_str(pk_, "clock_offset_ms"); /* its clock minus ours; nil: not measured (or self) */
     if (mi->clock_known)
         msgpack_pack_int32(pk_, mi->clock_offset_ms);
@@ -100,6 +101,19 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
         msgpack_pack_true(pk_);
     else
         msgpack_pack_false(pk_);
+    /* DNS steering: what its node record says ("" / nil: not set, or no record yet). */
+    mpw_kv_bool(pk_, "draining", r && r->draining);
+    mpw_kv_str(pk_, "public4", r ? r->public4 : "");
+    mpw_kv_str(pk_, "public6", r ? r->public6 : "");
+    mpw_str(pk_, "location");
+    if (r && r->has_loc) {
+        char loc[GEO_LOCATION_MAX];
+        geo_format_location(r->lat, r->lon, loc, sizeof(loc));
+        mpw_str(pk_, loc);
+    } else {
+        msgpack_pack_nil(pk_);
+    }
+    mpw_kv_str(pk_, "dns_addr", r ? r->dns_addr : "");
 }
 
 static int cmd_members(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -407,8 +421,8 @@ static int cmd_node_remove(void *ctx, const ctl_request_t *req, msgpack_packer *
 static const control_command_t commands[] = {
     {"members", cmd_members,
      "-> [{name, id, region, addr, state, incarnation, rtt_ms, self, clock_offset_ms, health: "
-     "{cpu_pct, rss_kb, streams, tunnels, listeners, listeners_up, ingress_up, load_pct, age_ms}}] "
-     "as this node sees them"},
+     "{cpu_pct, rss_kb, streams, tunnels, listeners, listeners_up, ingress_up, load_pct, age_ms}, "
+     "draining, public4, public6, location, dns_addr}] as this node sees them"},
     {"token.create", cmd_token_create,
      "[role: pop|site] [ttl_ms: uint] [uses: uint, 0 = unlimited] -> {token, id, ...}"},
     {"token.list", cmd_token_list, "-> [{id, role, state, expires_ms, uses, uses_max, ...}]"},

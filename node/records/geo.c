@@ -3,12 +3,15 @@
 #include "node/records/geo.h"
 
 #include "common/geoloc.h"
+#include "common/log.h"
 #include "common/mpfields.h"
+#include "common/xmalloc.h"
 #include "node/nodecfg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define UDEG_LAT_MAX GEOLOC_LAT_MAX
@@ -169,4 +172,46 @@ int geo_parse_location(const char *text, double *lat, double *lon)
 void geo_format_location(double lat, double lon, char *out, size_t len)
 {
     geoloc_format(geo_udeg(lat), geo_udeg(lon), out, len);
+}
+
+/* ---- the store ---------------------------------------------------------------------------- */
+
+struct collect {
+    geo_rec_t *v;
+    size_t n;
+};
+
+static int collect_one(const store_entry_t *e, void *ctx)
+{
+    struct collect *c = ctx;
+    size_t pl = strlen(GEO_PREFIX), nl = e->klen - pl;
+    char cidr[AUTH_CIDR_MAX + 1];
+    const char *why = "the key is too long";
+    geo_rec_t r;
+    if (nl <= AUTH_CIDR_MAX) {
+        memcpy(cidr, e->key + pl, nl);
+        cidr[nl] = '\0';
+        if (geo_parse(e->value, e->vlen, cidr, &r, &why) == 0) {
+            c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+            c->v[c->n++] = r;
+            return 0;
+        }
+    }
+    log_warn("geo: skipping unreadable record %.*s: %s", (int)e->klen, e->key, why);
+    return 0;
+}
+
+int geo_list(store_t *store, geo_rec_t **out, size_t *n)
+{
+    struct collect c = {0};
+    int rc = store_list(store, GEO_PREFIX, strlen(GEO_PREFIX), collect_one, &c);
+    if (rc) {
+        free(c.v);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *out = c.v;
+    *n = c.n;
+    return 0;
 }

@@ -26,6 +26,8 @@
 #include "common/mp.h"
 #include "node/records/cidr.h"
 
+#include "storage/store.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -85,5 +87,9 @@ int geo_read_udeg(mpr_t *r, void *dst, const char **why);
  * lon: 0, or -EBADMSG with *why when only one is present or one is out of range. */
 int geo_location_from_udeg(bool lat_seen, int64_t lat_udeg, bool lon_seen, int64_t lon_udeg,
                            bool *has_loc, double *lat, double *lon, const char **why);
+
+/* Every readable record, in key order; records that do not decode are skipped with a log
+ * line. 0 or -errno from the store (*out is then NULL). Caller owns *out (free()). */
+int geo_list(store_t *store, geo_rec_t **out, size_t *n);
 
 #endif

@@ -2,12 +2,15 @@
  * then apply what zone.add applies, so a replicated zone is never held to less. */
 #include "node/records/zone.h"
 
+#include "common/log.h"
 #include "common/mp.h"
 #include "common/mpfields.h"
+#include "common/xmalloc.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool label_char(char c)
@@ -114,5 +117,47 @@ int zone_parse(const uint8_t *buf, size_t len, const char *name, zone_rec_t *z, 
         *why = "the record's name is not the name in its key";
         return -EBADMSG;
     }
+    return 0;
+}
+
+/* ---- the store ---------------------------------------------------------------------------- */
+
+struct collect {
+    zone_rec_t *v;
+    size_t n;
+};
+
+static int collect_one(const store_entry_t *e, void *ctx)
+{
+    struct collect *c = ctx;
+    size_t pl = strlen(ZONE_PREFIX), nl = e->klen - pl;
+    char name[ZONE_NAME_MAX + 1];
+    const char *why = "the key is too long";
+    zone_rec_t r;
+    if (nl <= ZONE_NAME_MAX) {
+        memcpy(name, e->key + pl, nl);
+        name[nl] = '\0';
+        if (zone_parse(e->value, e->vlen, name, &r, &why) == 0) {
+            c->v = xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+            c->v[c->n++] = r;
+            return 0;
+        }
+    }
+    log_warn("zone: skipping unreadable record %.*s: %s", (int)e->klen, e->key, why);
+    return 0;
+}
+
+int zone_list(store_t *store, zone_rec_t **out, size_t *n)
+{
+    struct collect c = {0};
+    int rc = store_list(store, ZONE_PREFIX, strlen(ZONE_PREFIX), collect_one, &c);
+    if (rc) {
+        free(c.v);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *out = c.v;
+    *n = c.n;
     return 0;
 }

@@ -20,6 +20,8 @@
 #ifndef POPMESH_NODE_RECORDS_ZONE_H
 #define POPMESH_NODE_RECORDS_ZONE_H
 
+#include "storage/store.h"
+
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,5 +56,9 @@ void zone_pack(msgpack_packer *pk, const zone_rec_t *z);
 /* Decodes a record stored under zone/<name>: 0, or -EBADMSG with a reason in *why (static).
  * The record's name must equal name (the key's). */
 int zone_parse(const uint8_t *buf, size_t len, const char *name, zone_rec_t *z, const char **why);
+
+/* Every readable record, in key order; records that do not decode are skipped with a log
+ * line. 0 or -errno from the store (*out is then NULL). Caller owns *out (free()). */
+int zone_list(store_t *store, zone_rec_t **out, size_t *n);
 
 #endif

@@ -46,3 +46,4 @@ add_test(NAME integration.meshsim_determinism
 set_property(TEST integration.meshsim_determinism PROPERTY ENVIRONMENT
              "MESHSIM=$<TARGET_FILE:meshsim>")
 set_property(TEST integration.meshsim_determinism PROPERTY LABELS integration)
+popmesh_integration(dns_admin)

@@ -580,9 +580,9 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i;
     json_t *m;
-    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %9s %6s %8s %-12s %7s %7s %6s\n", "NAME", "ID",
-           "REGION", "ADDRESS", "STATE", "INC", "RTT", "CLOCK", "CPU", "RSS", "INGRESS", "STREAMS",
-           "TUNNELS", "LOAD");
+    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %9s %6s %8s %-12s %7s %7s %6s %-8s %-32s %s\n",
+           "NAME", "ID", "REGION", "ADDRESS", "STATE", "INC", "RTT", "CLOCK", "CPU", "RSS",
+           "INGRESS", "STREAMS", "TUNNELS", "LOAD", "DRAINING", "PUBLIC", "LOCATION");
     json_array_foreach(j, i, m)
     {
         char rtt[32] = "-";
@@ -621,13 +621,23 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             snprintf(load, sizeof(load), "%.1f%%",
                      json_number_value(json_object_get(h, "load_pct")));
         }
-        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %9s %6s %8s %-12s %7s %7s %6s\n",
+        /* DNS steering: draining, the public addresses answers give, the location. */
+        const char *p4 = json_string_value(json_object_get(m, "public4"));
+        const char *p6 = json_string_value(json_object_get(m, "public6"));
+        const char *loc = json_string_value(json_object_get(m, "location"));
+        char pub[128] = "-";
+        if ((p4 && *p4) || (p6 && *p6))
+            snprintf(pub, sizeof(pub), "%s%s%s", p4 ? p4 : "", p4 && *p4 && p6 && *p6 ? "," : "",
+                     p6 ? p6 : "");
+        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %9s %6s %8s %-12s %7s %7s %6s %-8s %-32s "
+               "%s\n",
                json_string_value(json_object_get(m, "name")),
                json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
                json_string_value(json_object_get(m, "addr")),
                json_string_value(json_object_get(m, "state")),
                (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, clk, cpu, rss,
-               ingress, streams, tunnels, load);
+               ingress, streams, tunnels, load,
+               json_is_true(json_object_get(m, "draining")) ? "yes" : "-", pub, loc ? loc : "-");
     }
     json_decref(j);
     return EXIT_OK;
@@ -1602,6 +1612,9 @@ static int cmd_rule_rm(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* zone, geo, node drain: DNS steering's configuration, in a file of their own. */
+#include "cmd_dns.c"
+
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
 /* Order is the order of the help output. */
@@ -1621,7 +1634,9 @@ static const command_t commands[] = {
      "(alive, suspect, dead, left), incarnation, round-trip time and, from each member's\n"
      "gossiped health vector, its CPU use and memory, its ingress (up, or DOWN when a\n"
      "listener is not bound or not accepting; listeners up/configured), open streams, site\n"
-     "tunnels and load (the larger of CPU and streams against capacity; docs/routing.md)."},
+     "tunnels and load (the larger of CPU and streams against capacity; docs/routing.md);\n"
+     "for DNS steering, whether it is drained (meshctl node drain), the public addresses DNS\n"
+     "answers give for it and its location (popd --public-address, --location)."},
     {NULL, "tunnels", cmd_tunnels, "",
      "Lists this PoP's tunnels (sites and other PoPs): peer, role, address, age, heartbeat\n"
      "round trip, open streams and payload bytes sent; --json adds the data plane counters."},
@@ -1635,6 +1650,10 @@ static const command_t commands[] = {
     {"token", "revoke", cmd_token_revoke, "ID", "Revokes a token everywhere."},
     {"node", "rm", cmd_node_remove, "NAME",
      "Evicts a node: every PoP refuses its key from then on, and it stops."},
+    {"node", "drain", cmd_node_drain, "NAME [--undo]",
+     "Drains a PoP: DNS answers stop naming it (at every PoP), while it keeps serving the\n"
+     "clients that still come; take it down once resolvers' caches expire (the zone's TTL).\n"
+     "--undo puts it back. 'meshctl members' shows it. Sites cannot be drained."},
     {"site", "add", cmd_site_add, "NAME [--ttl DURATION]",
      "Adds a site and mints its one-use enrollment token (valid 1h unless --ttl), printed\n"
      "alone on stdout. The token enrolls this site name only: on the site's machine run\n"
@@ -1691,6 +1710,19 @@ static const command_t commands[] = {
     {"rule", "list", cmd_rule_list, "[RESOURCE]",
      "Lists access rules in the order they are tried."},
     {"rule", "rm", cmd_rule_rm, "ID", "Removes an access rule everywhere."},
+    {"zone", "add", cmd_zone_add, "ZONE [--ttl SECONDS] [--answers N]",
+     "Makes every PoP with a DNS listener (popd --dns-listen) authoritative for ZONE (a DNS\n"
+     "name; case and a trailing dot do not matter). Answers carry N PoP addresses (1-8,\n"
+     "default 2) with a TTL of SECONDS (1-86400, default 20). Delegate ZONE to the PoPs at\n"
+     "the parent zone. Refused if ZONE exists: rm it first to change it."},
+    {"zone", "list", cmd_zone_list, "", "Lists zones: name, TTL, addresses per answer, added."},
+    {"zone", "rm", cmd_zone_rm, "ZONE", "Removes a zone everywhere: PoPs stop answering for it."},
+    {"geo", "add", cmd_geo_add, "CIDR REGION [--location LAT,LON]",
+     "Places clients in CIDR (e.g. 10.1.0.0/16; no host bits) in REGION (the --region of\n"
+     "PoPs), and at LAT,LON (decimal degrees) when given: DNS answers prefer that region's\n"
+     "PoPs, else the nearest. The longest matching CIDR wins. Refused if CIDR has a rule."},
+    {"geo", "list", cmd_geo_list, "", "Lists geo rules: CIDR, region, location, added."},
+    {"geo", "rm", cmd_geo_rm, "CIDR", "Removes a geo rule everywhere."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };
