@@ -65,12 +65,14 @@ static dns_view_t *small_view(void)
     assert_int_equal(dnsview_add_pop(v, &p3), 0);
     assert_int_equal(dnsview_add_host(v, "app." ZONE, "s1"), 0);
     assert_int_equal(dnsview_add_host(v, "a.b." ZONE, "s1"), 0);
+    assert_int_equal(dnsview_add_host(v, "lonely." ZONE, "s2"), 0); /* no PoP reaches s2 */
     dns_geo_t g = {.family = 4, .plen = 24, .region = "us"};
     inet_pton(AF_INET, "198.51.100.0", g.addr);
     assert_int_equal(dnsview_add_geo(v, &g), 0);
     dnsview_finish(v, 1);
+    size_t s1 = dnsview_host(v, "app." ZONE)->site;
     for (size_t p = 0; p < v->npops; p++)
-        dnsview_set_reach(v, 0, p, v->pops[p].id != 3);
+        dnsview_set_reach(v, s1, p, v->pops[p].id != 3);
     return v;
 }
 
@@ -303,8 +305,12 @@ static void test_apex_and_host_addresses(void **state)
     assert_non_null(h);
     expect_pick(v, ask(v, "app." ZONE, LDNS_RR_TYPE_A, NULL, false), "app." ZONE, h, 4, &cl);
     expect_pick(v, ask(v, "app." ZONE, LDNS_RR_TYPE_AAAA, NULL, false), "app." ZONE, h, 6, &cl);
+    /* a host no PoP can reach: NODATA (the name exists), SOA in authority */
+    reply_t *r = ask(v, "lonely." ZONE, LDNS_RR_TYPE_A, NULL, false);
+    expect_kind(r, DNSA_NODATA);
+    expect_soa_authority(r);
     /* no ECS: none echoed */
-    reply_t *r = ask(v, "app." ZONE, LDNS_RR_TYPE_A, &(qopt_t){.edns = true, .udp = 1232}, false);
+    r = ask(v, "app." ZONE, LDNS_RR_TYPE_A, &(qopt_t){.edns = true, .udp = 1232}, false);
     assert_false(r->info.ecs);
     assert_null(ldns_pkt_edns_data(r->p));
 }
