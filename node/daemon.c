@@ -10,8 +10,9 @@
 #include "node/records/identity.h"
 #include "common/fdlimit.h"
 #include "node/dataplane/dataplane.h"
-#include "node/dns/dnsadmin.h"
 #include "node/http/httpproxy.h"
+#include "node/dns/dnsadmin.h"
+#include "node/dns/dnsserver.h"
 #include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
 #include "storage/hlc.h"
@@ -47,6 +48,7 @@ typedef struct node {
     meshnode_t *mesh;
     dataplane_t *dataplane;
     httpproxy_t *http; /* NULL unless http-listen is set */
+    dnsserver_t *dns;  /* always: answers queries only when dns-listen is set */
     bool removed;      /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
@@ -532,6 +534,15 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         }
         meshnode_add_health_source(n.mesh, httpproxy_health, n.http);
     }
+    /* The name server reads every other part's state, so it starts last. */
+    dnsserver_opts_t dso = {
+        .loop = n.loop, .store = n.store, .mesh = n.mesh, .cfg = &n.cfg, .self_id = n.id.node_id};
+    n.dns = dnsserver_new(&dso, err, errlen);
+    if (!n.dns) {
+        rc = -EADDRINUSE;
+        goto out;
+    }
+    dnsserver_register_commands(n.dns, n.control);
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
     n.sigint.data = n.sigterm.data = &n;
@@ -559,6 +570,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     }
 out:
     control_destroy(&n.control);
+    dnsserver_destroy(&n.dns);
     httpproxy_destroy(&n.http);
     dataplane_destroy(&n.dataplane);
     meshnode_destroy(&n.mesh);

@@ -1173,9 +1173,12 @@ static void site_pops(json_t *pops, const char *role, char *buf, size_t len)
         const char *r = json_string_value(json_object_get(p, "role"));
         if (!r || strcmp(r, role) != 0)
             continue;
-        cell_add(buf, len, &off, "%s%s (%.1fms)", n++ ? ", " : "",
-                 json_string_value(json_object_get(p, "name")),
-                 json_number_value(json_object_get(p, "rtt_ms")));
+        /* the region, when the PoP has one (a PoP that predates regions sends none) */
+        const char *region = json_string_value(json_object_get(p, "region"));
+        bool has_region = region && region[0];
+        cell_add(buf, len, &off, "%s%s (%s%s%.1fms)", n++ ? ", " : "",
+                 json_string_value(json_object_get(p, "name")), has_region ? region : "",
+                 has_region ? ", " : "", json_number_value(json_object_get(p, "rtt_ms")));
     }
     if (!n)
         snprintf(buf, len, "-");
@@ -1189,7 +1192,8 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i, k;
     json_t *s, *t;
-    printf("%-20s %-8s %-22s %-30s %s\n", "SITE", "STATE", "PRIMARY", "STANDBY", "TARGETS");
+    printf("%-20s %-8s %-32s %-40s %s\n", "SITE", "STATE", "PRIMARY (REGION, RTT)",
+           "STANDBY (REGION, RTT)", "TARGETS");
     json_array_foreach(json_object_get(j, "sites"), i, s)
     {
         char primary[256], standby[512], targets[1024];
@@ -1202,7 +1206,7 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
             cell_add(targets, sizeof(targets), &off, "%s%s %s", k ? ", " : "",
                      json_string_value(json_object_get(t, "addr")),
                      json_is_true(json_object_get(t, "healthy")) ? "up" : "DOWN");
-        printf("%-20s %-8s %-22s %-30s %s\n", json_string_value(json_object_get(s, "name")),
+        printf("%-20s %-8s %-32s %-40s %s\n", json_string_value(json_object_get(s, "name")),
                json_string_value(json_object_get(s, "state")), primary, standby,
                off ? targets : "-");
     }
@@ -1612,6 +1616,119 @@ static int cmd_rule_rm(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- DNS ------------------------------------------------------------------------------- */
+
+static int cmd_dns_explain(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *client = take_opt(&argc, argv, "--client", &err);
+    const char *type = take_opt(&argc, argv, "--type", &err);
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 1)
+        return usage(self, argc ? "one NAME, and only the options shown" : "missing NAME");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "dns.explain", 1 + (client != NULL) + (type != NULL));
+    mpw_kv_str(&r.pk, "name", argv[0]);
+    if (client)
+        mpw_kv_str(&r.pk, "client", client);
+    if (type)
+        mpw_kv_str(&r.pk, "type", type);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    const char *kind = json_string_value(json_object_get(j, "kind"));
+    const char *zone = json_string_value(json_object_get(j, "zone"));
+    printf("%s %s: %s", json_string_value(json_object_get(j, "name")),
+           json_string_value(json_object_get(j, "type")), kind);
+    if (zone && zone[0])
+        printf(" in zone %s (ttl %lld s)", zone,
+               (long long)json_integer_value(json_object_get(j, "ttl")));
+    const char *site = json_string_value(json_object_get(j, "site"));
+    if (site && site[0])
+        printf(", served by site %s", site);
+    printf("\n");
+    const char *cl = json_string_value(json_object_get(j, "client"));
+    json_t *m = json_object_get(j, "mapping");
+    if (!cl || !cl[0])
+        printf("client: not given: answered as for an unmapped client (this PoP first)\n");
+    else if (json_is_object(m))
+        printf("client: %s is in region %s (geo rule %s%s), ECS scope /%lld\n", cl,
+               json_string_value(json_object_get(m, "region")),
+               json_string_value(json_object_get(m, "geo")),
+               json_is_true(json_object_get(m, "located")) ? ", located" : ", no location",
+               (long long)json_integer_value(json_object_get(j, "scope")));
+    else
+        printf("client: %s matches no geo rule: this PoP first, then by distance from it\n", cl);
+    size_t i;
+    json_t *e;
+    json_t *ans = json_object_get(j, "answer");
+    printf("answer:%s\n", json_array_size(ans) ? "" : " none (NODATA)");
+    json_array_foreach(ans, i, e)
+    {
+        json_t *d = json_object_get(e, "distance_km");
+        printf("  %zu. %-16s %-20s %-12s", i + 1, json_string_value(json_object_get(e, "address")),
+               json_string_value(json_object_get(e, "pop")),
+               json_string_value(json_object_get(e, "region")));
+        if (json_is_number(d))
+            printf(" %.0f km", json_number_value(d));
+        printf("\n");
+    }
+    json_t *pops = json_object_get(j, "pops");
+    if (json_array_size(pops)) {
+        printf("\n%-5s %-20s %-12s %-14s %10s  %s\n", "RANK", "POP", "REGION", "STATE", "DISTANCE",
+               "ANSWERED");
+        json_array_foreach(pops, i, e)
+        {
+            json_t *d = json_object_get(e, "distance_km");
+            char dist[32] = "-";
+            if (json_is_number(d))
+                snprintf(dist, sizeof(dist), "%.0f km", json_number_value(d));
+            const char *reg = json_string_value(json_object_get(e, "region"));
+            printf("%-5lld %-20s %-12s %-14s %10s  %s\n",
+                   (long long)json_integer_value(json_object_get(e, "rank")),
+                   json_string_value(json_object_get(e, "pop")), reg && reg[0] ? reg : "-",
+                   json_string_value(json_object_get(e, "state")), dist,
+                   json_is_true(json_object_get(e, "answered")) ? "yes" : "no");
+        }
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_dns_status(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    (void)argv;
+    json_t *j;
+    int rc = query(c, self, argc, "dns.status", &j);
+    if (rc || !j)
+        return rc;
+    const char *l = json_string_value(json_object_get(j, "listen"));
+    printf("listening: %s\n", l && l[0] ? l : "no (dns-listen is not set)");
+    printf("view: %lld zones, %lld hosts, %lld of %lld PoPs answerable (generation %lld)\n",
+           (long long)json_integer_value(json_object_get(j, "zones")),
+           (long long)json_integer_value(json_object_get(j, "hosts")),
+           (long long)json_integer_value(json_object_get(j, "pops_answerable")),
+           (long long)json_integer_value(json_object_get(j, "pops")),
+           (long long)json_integer_value(json_object_get(j, "view_generation")));
+    json_t *q = json_object_get(j, "queries");
+    printf("queries: %lld UDP, %lld TCP\n",
+           (long long)json_integer_value(json_object_get(q, "udp")),
+           (long long)json_integer_value(json_object_get(q, "tcp")));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(j, "counters"), k, v)
+        printf("  %-18s %lld\n", k, (long long)json_integer_value(v));
+    json_decref(j);
+    return EXIT_OK;
+}
+
 /* zone, geo, node drain: DNS steering's configuration, in a file of their own. */
 #include "cmd_dns.c"
 
@@ -1666,7 +1783,7 @@ static const command_t commands[] = {
      "when and where it was added. 'meshctl sites' shows their live state."},
     {NULL, "sites", cmd_sites, "",
      "Shows each site's live state as this PoP sees it: online or offline, its primary and\n"
-     "standby PoPs with their round-trip times, and the health of its targets."},
+     "standby PoPs with their regions and round-trip times, and the health of its targets."},
     {"resource", "add", cmd_resource_add,
      "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
@@ -1723,6 +1840,14 @@ static const command_t commands[] = {
      "PoPs, else the nearest. The longest matching CIDR wins. Refused if CIDR has a rule."},
     {"geo", "list", cmd_geo_list, "", "Lists geo rules: CIDR, region, location, added."},
     {"geo", "rm", cmd_geo_rm, "CIDR", "Removes a geo rule everywhere."},
+    {"dns", "explain", cmd_dns_explain, "NAME [--client IP|CIDR] [--type A|AAAA]",
+     "Prints the answer a client would get for NAME from this PoP, and why: the zone, the\n"
+     "client's region (geo rule, location), the PoPs in answer order with their distance, and\n"
+     "every other PoP with the reason it was left out (dead, draining, no-health,\n"
+     "ingress-down, no-address, no-route). Without --client: as for an unmapped client."},
+    {"dns", "status", cmd_dns_status, "",
+     "Shows this PoP's name server: its listener, the view it answers from, and counters\n"
+     "(queries over UDP and TCP, answers by kind, truncations, rate-limited responses)."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };
