@@ -128,6 +128,7 @@ struct cfg_pop {
     char name[NODECFG_NAME_MAX + 1];
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     uint8_t curve_pk[32];
+    char region[NODECFG_NAME_MAX + 1]; /* "" when none: the site spreads over regions */
 };
 
 struct site_name {
@@ -368,6 +369,7 @@ static void send_info(struct peer *p, bool force)
         snprintf(sp->name, sizeof(sp->name), "%s", cp->name);
         snprintf(sp->tunnel_addr, sizeof(sp->tunnel_addr), "%s", cp->tunnel_addr);
         memcpy(sp->curve_pk, cp->curve_pk, 32);
+        snprintf(sp->region, sizeof(sp->region), "%s", cp->region);
     }
     resource_t *r = xmalloc(sizeof(*r));
     for (size_t i = 0; i < dp->nres && in->nchecks < SM_CHECKS_MAX; i++) {
@@ -1540,6 +1542,7 @@ static void apply_node(dataplane_t *dp, uint64_t id, const store_entry_t *e)
         snprintf(cp->name, sizeof(cp->name), "%s", n.name);
         snprintf(cp->tunnel_addr, sizeof(cp->tunnel_addr), "%s", n.tunnel_addr);
         memcpy(cp->curve_pk, n.curve_pk, 32);
+        snprintf(cp->region, sizeof(cp->region), "%s", n.region);
         info_dirty(dp, NULL);
     } else if (cp) {
         *cp = dp->pops[--dp->npops];
@@ -1709,8 +1712,10 @@ static void pack_site(dataplane_t *dp, msgpack_packer *pk, const struct site_nam
     for (size_t i = 0; i < nat; i++) {
         char name[NODECFG_NAME_MAX + 20];
         node_name(dp, at[i].pop, name, sizeof(name));
-        msgpack_pack_map(pk, 3);
+        const struct cfg_pop *cp = pop_find(dp, at[i].pop);
+        msgpack_pack_map(pk, 4);
         mpw_kv_str(pk, "name", name);
+        mpw_kv_str(pk, "region", cp ? cp->region : "");
         mpw_str(pk, "rtt_ms");
         msgpack_pack_double(pk, at[i].rtt / 1000.0);
         mpw_kv_str(pk, "role", at[i].primary ? "primary" : "standby");
@@ -1845,7 +1850,8 @@ static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk
 
 static const control_command_t dp_commands[] = {
     {"sites", cmd_sites,
-     "-> {sites: [{name, state, pops: [{name, rtt_ms, role}], targets: [{addr, healthy}]}]}"},
+     "-> {sites: [{name, state, pops: [{name, region, rtt_ms, role}], targets: [{addr, "
+     "healthy}]}]}"},
     {"dataplane", cmd_dataplane,
      "-> {dataplane: {tunnel_addr, sites_attached, streams, ...}, tunnels: [{peer, role, rtt_us, "
      "...}]}"},

@@ -181,11 +181,12 @@ void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
     msgpack_pack_array(pk, in->npops);
     for (uint32_t i = 0; i < in->npops; i++) {
         const sm_pop_t *p = &in->pops[i];
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, 5); /* a site that predates region skips it */
         msgpack_pack_uint64(pk, p->id);
         mpw_str(pk, p->name);
         mpw_str(pk, p->tunnel_addr);
         mpw_bin(pk, p->curve_pk, 32);
+        mpw_str(pk, p->region);
     }
     msgpack_pack_array(pk, in->nchecks);
     for (uint32_t i = 0; i < in->nchecks; i++) {
@@ -245,10 +246,15 @@ int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm
             if (mpr_array(&r, &f) || f < 4 || mpr_uint(&r, &p->id) ||
                 get_str(&r, p->name, sizeof(p->name), false) ||
                 get_str(&r, p->tunnel_addr, sizeof(p->tunnel_addr), false) ||
-                nodecfg_check_addr(p->tunnel_addr, 0) || mpr_bin(&r, &b, &bl) || bl != 32 ||
-                skip_rest(&r, f, 4))
+                nodecfg_check_addr(p->tunnel_addr, 0) || mpr_bin(&r, &b, &bl) || bl != 32)
                 BAD("info: bad PoP");
             memcpy(p->curve_pk, b, 32);
+            /* region: "" or a valid name; absent from an older PoP's entry */
+            if (f >= 5 && (get_str(&r, p->region, sizeof(p->region), true) ||
+                           (p->region[0] && nodecfg_check_name(p->region))))
+                BAD("info: bad PoP region");
+            if (skip_rest(&r, f, f >= 5 ? 5 : 4))
+                BAD("info: bad PoP");
         }
         if (mpr_array(&r, &c) || c > SM_CHECKS_MAX)
             BAD("info: too many checks");

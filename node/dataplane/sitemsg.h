@@ -20,9 +20,11 @@
  *       one (by client address when sticky).
  *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
  *                     why: str], ...], [draining: bool]]           site -> PoP
- *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32],
- *                     ...], checks: [[target: str, health: str], ...]]   PoP -> site
- *       the PoPs the site may use, and what it should health-check (its resources' targets). */
+ *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32,
+ *                     region: str], ...], checks: [[target: str, health: str], ...]]   PoP -> site
+ *       the PoPs the site may use, and what it should health-check (its resources' targets).
+ *       region: the PoP's region ("" = none; else a node name, nodecfg_check_name), which the
+ *       site spreads its tunnels over; a PoP entry of 4 fields (an older PoP) has region "". */
 #ifndef POPMESH_NODE_DATAPLANE_SITEMSG_H
 #define POPMESH_NODE_DATAPLANE_SITEMSG_H
 
@@ -85,6 +87,7 @@ typedef struct sm_pop {
     char name[NODECFG_NAME_MAX + 1];
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     uint8_t curve_pk[32];
+    char region[NODECFG_NAME_MAX + 1]; /* "" when none (or an older PoP did not say) */
 } sm_pop_t;
 
 typedef struct sm_info {

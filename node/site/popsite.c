@@ -4,8 +4,10 @@
  * Choosing PoPs. Every PoP the mesh tells us about (INFO from any attached PoP, cached in
  * DIR/pops.cache so a restart needs no mesh contact first) has a slot in a popsel core
  * (tunnel/popsel.h), the same index as in s->pops. The core decides (tunnels to the K PoPs
- * with the lowest RTT, one of them the primary, replacements past a hysteresis and drained
- * rather than cut, probes, redial backoff: the rules and why are at the top of popsel.c);
+ * with the lowest RTT, kept in two regions when PoPs of two are reachable, one of them the
+ * primary, replacements past a hysteresis and drained rather than cut, probes, redial
+ * backoff: the rules and why are at the top of popsel.c); each PoP's region comes with it in
+ * the INFO, and its name is interned here into the id the core compares (set_regions);
  * this file only carries its actions out on real connections and reports back what
  * happened to them. Every tick feeds it the RTT and open streams of each tunnel up and runs
  * one step.
@@ -229,6 +231,31 @@ static int conf_kv(const char *name, size_t nlen, const char *v, size_t vl, void
     return 0; /* other settings are informational */
 }
 
+/* A PoP's region for the log ("region %s"). */
+static const char *region_of(const struct pop *p)
+{
+    return p->info.region[0] ? p->info.region : "none";
+}
+
+/* Gives the core each slot's region as an id: equal names, equal ids (numbered afresh over
+ * every slot each time, so a table of names never fills up); none is 0. */
+static void set_regions(site_t *s)
+{
+    uint32_t ids[SM_POPS_MAX] = {0}, next = 0;
+    for (unsigned i = 0; i < s->npops; i++) {
+        const char *r = s->pops[i].info.region;
+        if (!r[0])
+            continue;
+        for (unsigned j = 0; j < i && !ids[i]; j++)
+            if (!strcmp(s->pops[j].info.region, r))
+                ids[i] = ids[j];
+        if (!ids[i])
+            ids[i] = ++next;
+    }
+    for (unsigned i = 0; i < s->npops; i++)
+        popsel_set_region(s->sel, i, ids[i]);
+}
+
 /* Replaces the PoP list with in's, keeping the state of PoPs still in it. */
 static void apply_pops(site_t *s, const sm_info_t *in)
 {
@@ -244,7 +271,11 @@ static void apply_pops(site_t *s, const sm_info_t *in)
                 continue;
             memset(&s->pops[i], 0, sizeof(s->pops[i]));
             s->npops++;
-            log_info("popsite: learnt PoP %s at %s", in->pops[k].name, in->pops[k].tunnel_addr);
+            log_info("popsite: learnt PoP %s at %s (region %s)", in->pops[k].name,
+                     in->pops[k].tunnel_addr, in->pops[k].region[0] ? in->pops[k].region : "none");
+        } else if (strcmp(s->pops[i].info.region, in->pops[k].region)) {
+            log_info("popsite: PoP %s moved from region %s to %s", in->pops[k].name,
+                     region_of(&s->pops[i]), in->pops[k].region[0] ? in->pops[k].region : "none");
         }
         s->pops[i].info = in->pops[k];
         s->pops[i].known = true;
@@ -271,6 +302,7 @@ static void apply_pops(site_t *s, const sm_info_t *in)
         }
         i++;
     }
+    set_regions(s);
 }
 
 static void save_cache(site_t *s)
@@ -340,6 +372,7 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
         snprintf(p->name, sizeof(p->name), "%s", n.name);
         snprintf(p->tunnel_addr, sizeof(p->tunnel_addr), "%s", n.tunnel_addr);
         memcpy(p->curve_pk, n.curve_pk, 32);
+        snprintf(p->region, sizeof(p->region), "%s", n.region);
     }
     free(reply.entries);
     free(raw);
@@ -813,8 +846,8 @@ static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
     }
     uint64_t now = clock_mono_ms();
     popsel_tunnel_up(s->sel, (unsigned)i, hs, now);
-    log_info("popsite: tunnel to PoP %s up (rtt %.2f ms)", p->info.name,
-             popsel_rtt_of(s->sel, (unsigned)i, now) / 1000.0);
+    log_info("popsite: tunnel to PoP %s up (rtt %.2f ms, region %s)", p->info.name,
+             popsel_rtt_of(s->sel, (unsigned)i, now) / 1000.0, region_of(p));
     send_status(s, true);
 }
 
@@ -831,7 +864,8 @@ static void sc_down(void *ctx, tconn_t *c, const char *why)
         p->probe = NULL;
     } else {
         if (popsel_is_up(s->sel, (unsigned)i))
-            log_warn("popsite: tunnel to PoP %s down: %s", p->info.name, why);
+            log_warn("popsite: tunnel to PoP %s down: %s (region %s)", p->info.name, why,
+                     region_of(p));
         else
             log_info("popsite: cannot reach PoP %s: %s", p->info.name, why);
         popsel_tunnel_down(s->sel, (unsigned)i, clock_mono_ms());
@@ -1029,17 +1063,28 @@ static void manage(site_t *s)
             break;
         case POPSEL_DIAL:
             if (a->why == POPSEL_WHY_CLOSER)
-                log_info("popsite: PoP %s (%.2f ms) is closer than %s (%.2f ms): dialling it",
-                         p->info.name, a->rtt_us / 1000.0, s->pops[a->other].info.name,
-                         a->other_rtt_us / 1000.0);
+                log_info("popsite: PoP %s (%.2f ms, region %s) is closer than %s (%.2f ms, "
+                         "region %s): dialling it",
+                         p->info.name, a->rtt_us / 1000.0, region_of(p),
+                         s->pops[a->other].info.name, a->other_rtt_us / 1000.0,
+                         region_of(&s->pops[a->other]));
+            else if (a->why == POPSEL_WHY_SPREAD)
+                log_info("popsite: every tunnel is in region %s: PoP %s (%.2f ms, region %s) "
+                         "is to replace %s (%.2f ms): dialling it",
+                         region_of(&s->pops[a->other]), p->info.name, a->rtt_us / 1000.0,
+                         region_of(p), s->pops[a->other].info.name, a->other_rtt_us / 1000.0);
+            else
+                log_info("popsite: fewer than %u tunnels: PoP %s (%s, region %s) fills the set",
+                         s->k, p->info.name, a->rtt_us ? "measured" : "not measured yet",
+                         region_of(p));
             p->c = dial_pop(s, p, false);
             if (!p->c)
                 popsel_tunnel_down(s->sel, a->pop, now);
             break;
         case POPSEL_DRAIN:
-            log_info("popsite: moving off PoP %s (%s): no new streams there, closing it once "
-                     "idle",
-                     p->info.name, popsel_why_name(a->why));
+            log_info("popsite: moving off PoP %s (%s; region %s): no new streams there, closing "
+                     "it once idle",
+                     p->info.name, popsel_why_name(a->why), region_of(p));
             send_status(s, true);
             break;
         case POPSEL_CLOSE:
@@ -1048,8 +1093,9 @@ static void manage(site_t *s)
             tconn_close(p->c, "replaced by a closer PoP");
             break;
         case POPSEL_PRIMARY:
-            log_info("popsite: primary PoP is now %s (rtt %.2f ms)", p->info.name,
-                     a->rtt_us / 1000.0);
+            log_info("popsite: primary PoP is now %s (rtt %.2f ms, region %s; the tunnels span %s)",
+                     p->info.name, a->rtt_us / 1000.0, region_of(p),
+                     popsel_is_spread(s->sel) ? "two regions or more" : "one region");
             send_status(s, true);
             break;
         }

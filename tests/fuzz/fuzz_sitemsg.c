@@ -3,7 +3,8 @@
  * runs on the same bytes. Any input must be refused cleanly (-EBADMSG with a reason) or decode
  * to a value that obeys the documented limits, re-encodes, and decodes again to the same value
  * (round trip). The seed corpus (tests/fuzz/corpus/fuzz_sitemsg/) holds a valid encoding of
- * each message, written by tests/unit/test_sitemsg.c with SITEMSG_CORPUS_DIR set. */
+ * each message, written by tests/unit/test_sitemsg.c with SITEMSG_CORPUS_DIR set, and
+ * info_pop4: an INFO from a PoP that predates the region field (4-field PoP entries). */
 #include "node/nodecfg.h"
 #include "node/dataplane/sitemsg.h"
 
@@ -204,6 +205,10 @@ static void fuzz_ctl(const uint8_t *data, size_t size)
         for (uint32_t i = 0; i < in->npops; i++) {
             check_str(in->pops[i].name, sizeof(in->pops[i].name), false);
             if (nodecfg_check_addr(in->pops[i].tunnel_addr, 0))
+                abort();
+            /* region: "" (none, or an older PoP's 4-field entry) or a valid name */
+            check_str(in->pops[i].region, sizeof(in->pops[i].region), true);
+            if (in->pops[i].region[0] && nodecfg_check_name(in->pops[i].region))
                 abort();
         }
         for (uint32_t i = 0; i < in->nchecks; i++)

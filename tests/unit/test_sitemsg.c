@@ -4,7 +4,9 @@
  * truncation, a trailing byte, a wrong type in any field (nested ones too), a bad string (NUL,
  * empty, one byte too long), a zero id where one is refused, a curve_pk that is not 32 bytes,
  * lists past their limits and ctl types the caller does not take; and skips extra trailing
- * fields of every record (forward compatibility).
+ * fields of every record (forward compatibility). An INFO's PoP entry of 4 fields (an older
+ * PoP, before region) still decodes, with region "", and a region that is not a valid name is
+ * refused.
  *
  * With SITEMSG_CORPUS_DIR set, test_roundtrip also writes each valid encoding there: that is
  * how tests/fuzz/corpus/fuzz_sitemsg/ was made. */
@@ -331,12 +333,13 @@ static void build_info(ctx_t *c, const void *v)
     if (f_list(c, in->npops))
         for (uint32_t i = 0; i < in->npops; i++) {
             const sm_pop_t *p = &in->pops[i];
-            if (!f_rec(c, 4))
+            if (!f_rec(c, 5))
                 continue;
             f_uint(c, p->id, 0);
             f_str(c, p->name, sizeof(p->name), 0);
             f_str(c, p->tunnel_addr, sizeof(p->tunnel_addr), F_ADDR);
             f_bin(c, p->curve_pk, sizeof(p->curve_pk));
+            f_str(c, p->region, sizeof(p->region), F_EMPTY_OK);
             rec_end(c);
         }
     if (f_list(c, in->nchecks))
@@ -454,6 +457,8 @@ static void fill_pop(sm_pop_t *p, unsigned i)
     snprintf(p->tunnel_addr, sizeof(p->tunnel_addr), "pop%u.example.net:7443", i);
     for (unsigned j = 0; j < 32; j++)
         p->curve_pk[j] = (uint8_t)(i * 31 + j);
+    if (i % 3) /* and every third without a region */
+        snprintf(p->region, sizeof(p->region), i % 3 == 1 ? "eu-west" : "us-east-%u", i);
 }
 
 static int setup(void **state)
@@ -1031,6 +1036,84 @@ static void test_ctl_types(void **state)
     }
 }
 
+/* The PoP entry of an INFO: an older PoP's has 4 fields (region ""), the region is "" or a
+ * valid name (a-z, 0-9, '-', 1 to 63, not starting or ending with '-'). */
+static void pack_info_pop(ctx_t *c, uint32_t fields, const char *region)
+{
+    sm_pop_t p = {0};
+    fill_pop(&p, 1);
+    msgpack_pack_array(&c->pk, 4);
+    msgpack_pack_uint8(&c->pk, 1);
+    msgpack_pack_uint8(&c->pk, SM_CTL_INFO);
+    msgpack_pack_array(&c->pk, 1);
+    msgpack_pack_array(&c->pk, fields);
+    msgpack_pack_uint64(&c->pk, p.id);
+    mpw_str(&c->pk, p.name);
+    mpw_str(&c->pk, p.tunnel_addr);
+    mpw_bin(&c->pk, p.curve_pk, 32);
+    if (fields >= 5)
+        mpw_str(&c->pk, region);
+    if (fields >= 6)
+        msgpack_pack_uint8(&c->pk, 9); /* a field from the future */
+    msgpack_pack_array(&c->pk, 0);
+}
+
+static void test_info_pop_region(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    int t;
+    ctx_t c;
+    sm_pop_t want = {0};
+    fill_pop(&want, 1);
+    assert_string_equal(want.region, "eu-west");
+    /* an older PoP's entry: region "" */
+    ctx_init(&c, -1, M_NONE);
+    pack_info_pop(&c, 4, NULL);
+    memset(&scratch_in, 0xa5, sizeof(scratch_in));
+    assert_int_equal(
+        sm_decode_ctl((const uint8_t *)c.sb.data, c.sb.size, &t, NULL, &scratch_in, &why), 0);
+    assert_int_equal(scratch_in.npops, 1);
+    assert_string_equal(scratch_in.pops[0].region, "");
+    assert_int_equal(scratch_in.pops[0].id, want.id);
+    assert_string_equal(scratch_in.pops[0].tunnel_addr, want.tunnel_addr);
+    assert_memory_equal(scratch_in.pops[0].curve_pk, want.curve_pk, 32);
+    ctx_free(&c);
+    /* 5 and 6 fields (the sixth skipped); good regions, up to 63 bytes */
+    static const char *const good[] = {
+        "",  "eu-west",   "a",
+        "0", "us-east-2", "abcdefghijklmnopqrstuvwxyz0123456789-abcdefghijklmnopqrstuvwxy"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        for (uint32_t fields = 5; fields <= 6; fields++) {
+            ctx_init(&c, -1, M_NONE);
+            pack_info_pop(&c, fields, good[i]);
+            why = NULL;
+            if (sm_decode_ctl((const uint8_t *)c.sb.data, c.sb.size, &t, NULL, &scratch_in, &why))
+                fail_msg("region '%s' (%u fields) refused: %s", good[i], fields, why);
+            assert_string_equal(scratch_in.pops[0].region, good[i]);
+            ctx_free(&c);
+        }
+    /* bad ones: refused with a reason */
+    static const char *const bad[] = {
+        "EU-west",
+        "eu_west",
+        "-eu",
+        "eu-",
+        "eu west",
+        "eu.west",
+        "abcdefghijklmnopqrstuvwxyz0123456789-abcdefghijklmnopqrstuvwxyz0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ctx_init(&c, -1, M_NONE);
+        pack_info_pop(&c, 5, bad[i]);
+        why = NULL;
+        int rc = sm_decode_ctl((const uint8_t *)c.sb.data, c.sb.size, &t, NULL, &scratch_in, &why);
+        if (rc != -EBADMSG || !why)
+            fail_msg("region '%s' accepted (rc %d)", bad[i], rc);
+        ctx_free(&c);
+    }
+    /* a region that is not a string, NUL inside, too long: test_each_field */
+}
+
 /* The decoders take any msgpack shape at the top (not an array, a map, nothing). */
 static void test_not_arrays(void **state)
 {
@@ -1045,12 +1128,13 @@ static void test_not_arrays(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_hello_probe_false),
-        cmocka_unit_test(test_version),       cmocka_unit_test(test_truncated_and_trailing),
-        cmocka_unit_test(test_each_field),    cmocka_unit_test(test_extra_fields_skipped),
-        cmocka_unit_test(test_short_records), cmocka_unit_test(test_open_limits),
-        cmocka_unit_test(test_open_targets),  cmocka_unit_test(test_ctl_limits),
-        cmocka_unit_test(test_ctl_types),     cmocka_unit_test(test_not_arrays),
+        cmocka_unit_test(test_roundtrip),       cmocka_unit_test(test_hello_probe_false),
+        cmocka_unit_test(test_version),         cmocka_unit_test(test_truncated_and_trailing),
+        cmocka_unit_test(test_each_field),      cmocka_unit_test(test_extra_fields_skipped),
+        cmocka_unit_test(test_short_records),   cmocka_unit_test(test_open_limits),
+        cmocka_unit_test(test_open_targets),    cmocka_unit_test(test_ctl_limits),
+        cmocka_unit_test(test_ctl_types),       cmocka_unit_test(test_not_arrays),
+        cmocka_unit_test(test_info_pop_region),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
