@@ -120,9 +120,14 @@ first_ok() { # first_ok: the resource answers through either us-east PoP
 wait_for 10 "the resource through us-east after the kill" first_ok
 RECOVER_MS=$((($(date +%s%N) - T0) / 1000000))
 [ "$RECOVER_MS" -lt 5000 ] || fail "the resource came back only after $RECOVER_MS ms"
-echo_through "${INGRESS[pop-b1]}" || fail "no echo through pop-b1 after the kill"
-echo_through "${INGRESS[pop-b2]}" || fail "no echo through pop-b2 after the kill"
-ok "eu-west SIGKILLed: the resource answers through us-east after $RECOVER_MS ms (bound 5000 ms)"
+# Both us-east ingresses: the one without a tunnel of its own relays, and may first try the
+# dead PoPs until the mesh declares them gone.
+declare -A BOTH_MS
+for n in pop-b1 pop-b2; do
+    wait_for 10 "echo through $n after the kill" echo_through "${INGRESS[$n]}"
+    BOTH_MS[$n]=$((($(date +%s%N) - T0) / 1000000))
+done
+ok "eu-west SIGKILLed: the resource answers through us-east after $RECOVER_MS ms (bound 5000 ms; through pop-b1 by ${BOTH_MS[pop-b1]} ms, pop-b2 by ${BOTH_MS[pop-b2]} ms)"
 
 # 3. The site's tunnels move to the surviving region: pop-b1 primary, pop-b2 standby.
 WANT="pop-b1:us-east:primary pop-b2:us-east:standby"
@@ -135,5 +140,5 @@ for n in pop-b1 pop-b2; do
     echo_through "${INGRESS[$n]}" || fail "no echo through $n at the end"
 done
 ok "the resource answers through both us-east PoPs at the end"
-echo "# recovery: resource reachable after ${RECOVER_MS} ms, tunnels in us-east after ${MOVED} s"
+echo "# recovery: resource reachable after ${RECOVER_MS} ms (every us-east ingress by $((BOTH_MS[pop-b1] > BOTH_MS[pop-b2] ? BOTH_MS[pop-b1] : BOTH_MS[pop-b2])) ms), tunnels in us-east after ${MOVED} s"
 done_testing
