@@ -415,8 +415,13 @@ static void store_site_health(struct peer *p)
         store_entry_t e;
         if (store_put(p->dp->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), &e) ==
             0) {
+            /* store_put fills only the version and origin: the key and value to spread are
+             * ours (without them the write would travel by anti-entropy alone, a second late) */
+            e.key = key;
+            e.klen = strlen(key);
+            e.value = (uint8_t *)sb.data;
+            e.vlen = sb.size;
             meshnode_published(p->dp->o.mesh, &e);
-            store_entry_free(&e);
             memcpy(p->health_hash, h, sizeof(h));
         }
     }
@@ -1323,8 +1328,11 @@ static void publish_tunnel_addr(dataplane_t *dp)
     reg_node_key(self, key, sizeof(key));
     store_entry_t e;
     if (store_put(dp->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), &e) == 0) {
+        e.key = key; /* store_put leaves them NULL: spread the record itself, now */
+        e.klen = strlen(key);
+        e.value = (uint8_t *)sb.data;
+        e.vlen = sb.size;
         meshnode_published(dp->o.mesh, &e);
-        store_entry_free(&e);
         log_info("dataplane: tunnel endpoint %s published", dp->tunnel_addr);
     }
     msgpack_sbuffer_destroy(&sb);

@@ -177,7 +177,7 @@ perf() { # perf SERVER PORT FILE [ARGS...]: queries/s
 }
 lat() { # lat SERVER PORT FILE: "p50 p99" in ms at QPS queries/s
     dnsperf -s "$1" -p "$2" -d "$3" -c 4 -l 4 -Q "$QPS" -v 2>/dev/null |
-        awk '$1 == ">" {print $NF * 1000}' | sort -g | awk '{v[NR]=$1} END {
+        awk '$1 == ">" && $2 != "T" {print $NF * 1000}' | sort -g | awk '{v[NR]=$1} END {
             if (!NR) { print "nan nan"; exit }
             r = int(0.99 * NR + 0.999); printf "%.3f %.3f\n", v[int((NR + 1) / 2)], v[r] }'
 }
@@ -208,12 +208,14 @@ for k in $(seq 1 "$KILLS"); do
     wait "${PID[n$v]}" 2>/dev/null || true
     T0=$(date +%s%N)
     # the zone answers with up to 3 PoPs: every alive PoP is in every answer until it is not
-    G=$($PY "$W/dq.py" gone "$T0" "$DP" "h$k.$ZONE" "${ING[$v]}" "${others[@]}")
+    G=$($PY "$W/dq.py" gone "$T0" "$DP" "h$((k % NHOSTS)).$ZONE" "${ING[$v]}" "${others[@]}")
     GONE+=("$G")
     echo "kill $k (pop-$v): gone from every survivor's answers after $G s"
     start_pop "$v"
-    $PY "$W/dq.py" back "$DP" "h$k.$ZONE" "${ING[$v]}" "${ING[@]:1}" ||
+    if ! $PY "$W/dq.py" back "$DP" "h$((k % NHOSTS)).$ZONE" "${ING[$v]}" "${ING[@]:1}"; then
+        for i in 1 2 3; do echo "--- pop-$i explains h$((k % NHOSTS)).$ZONE:"; ctl "n$i" dns explain "h$((k % NHOSTS)).$ZONE"; done
         fail "pop-$v did not come back into the answers within 20 s"
+    fi
 done
 
 echo

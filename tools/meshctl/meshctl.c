@@ -1669,7 +1669,10 @@ static int cmd_dns_explain(ctx_t *c, const command_t *self, int argc, char **arg
     size_t i;
     json_t *e;
     json_t *ans = json_object_get(j, "answer");
-    printf("answer:%s\n", json_array_size(ans) ? "" : " none (NODATA)");
+    const char *none = !strcmp(kind, "refused")        ? " none (REFUSED: outside every zone)"
+                       : !strcmp(kind, "no such name") ? " none (NXDOMAIN)"
+                                                       : " none (NODATA)";
+    printf("answer:%s\n", json_array_size(ans) ? "" : none);
     json_array_foreach(ans, i, e)
     {
         json_t *d = json_object_get(e, "distance_km");
