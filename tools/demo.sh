@@ -2,7 +2,8 @@
 # The main job: installs what is needed, builds popmesh, creates a mesh of three PoPs on this
 # machine (one inits the mesh, two join with a bootstrap token), enrolls a site connector
 # (popsite) in front of a small backend, publishes the backend as a TCP resource on every PoP,
-# shows one connection through each PoP, and leaves everything running to explore.
+# shows one connection through each PoP, a web app behind login, the PoPs answering DNS for
+# a zone (and a connection to the address they give), and leaves everything running.
 #
 #   tools/demo.sh          start (or restart) the demo
 #   tools/demo.sh stop     stop it
@@ -86,17 +87,20 @@ run() { # run NODE meshctl-args...
 echo "== popd init: pop-a creates a new mesh"
 # Three PoPs on one machine: each binds resource ports on its own loopback address.
 "$POPD" init --data "$DEMO/pop-a" --name pop-a --region local-1 --mesh-listen 127.0.0.1:7941 \
-    --tunnel-listen 127.0.0.1:7951 --ingress-address 127.0.0.11 --http-listen 127.0.0.1:8080
+    --tunnel-listen 127.0.0.1:7951 --ingress-address 127.0.0.11 --http-listen 127.0.0.1:8080 \
+    --dns-listen 127.0.0.11:7960 --public-address 127.0.0.1
 start_node pop-a
 echo
 echo "== meshctl token create, then popd join: pop-b and pop-c join with it"
 TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" token create --uses 2 --ttl 10m)
 echo "token: ${TOKEN:0:40}..."
 "$POPD" join --data "$DEMO/pop-b" --name pop-b --region local-2 --mesh-listen 127.0.0.1:7942 \
-    --tunnel-listen 127.0.0.1:7952 --ingress-address 127.0.0.12 --http-listen 127.0.0.12:8080 "$TOKEN"
+    --tunnel-listen 127.0.0.1:7952 --ingress-address 127.0.0.12 --http-listen 127.0.0.12:8080 \
+    --dns-listen 127.0.0.12:7960 "$TOKEN"
 start_node pop-b
 "$POPD" join --data "$DEMO/pop-c" --name pop-c --region local-3 --mesh-listen 127.0.0.1:7943 \
-    --tunnel-listen 127.0.0.1:7953 --ingress-address 127.0.0.13 --http-listen 127.0.0.13:8080 "$TOKEN"
+    --tunnel-listen 127.0.0.1:7953 --ingress-address 127.0.0.13 --http-listen 127.0.0.13:8080 \
+    --dns-listen 127.0.0.13:7960 "$TOKEN"
 start_node pop-c
 sleep 1
 echo
@@ -162,6 +166,25 @@ echo "$out"
 case "$out" in *"hello from the backend"*) ;; *) demo_failed "the session made at pop-a did not open the app at pop-c" ;; esac
 echo
 
+echo "== DNS: every PoP is a name server for the zone demo.test (port 7960 here, 53 in real life)"
+run pop-a zone add demo.test --ttl 5
+run pop-a resource add www --site branch-1 --target 127.0.0.1:7980 --host www.demo.test
+# The answer is computed from the live mesh: wait (at most 5 s) until the new host resolves.
+for _ in $(seq 1 50); do
+    [ -n "$(dig +short -p 7960 @127.0.0.12 www.demo.test A 2>/dev/null)" ] && break
+    sleep 0.1
+done
+echo "\$ dig +short -p 7960 @127.0.0.12 www.demo.test A    (pop-b answers: itself first, then another region)"
+mapfile -t ADDRS < <(dig +short -p 7960 @127.0.0.12 www.demo.test A 2>/dev/null)
+printf '%s\n' "${ADDRS[@]}"
+[ "${#ADDRS[@]}" -ge 1 ] || demo_failed "pop-b's name server gave no address for www.demo.test"
+echo "\$ curl --resolve www.demo.test:8080:${ADDRS[0]} http://www.demo.test:8080/"
+out=$(curl -s -m 3 --resolve "www.demo.test:8080:${ADDRS[0]}" http://www.demo.test:8080/) || true
+echo "$out"
+case "$out" in *"hello from the backend"*) ;; *) demo_failed "no answer through ${ADDRS[0]}, the PoP DNS gave" ;; esac
+run pop-c dns explain www.demo.test --client 127.0.0.1
+echo
+
 cat <<EOT
 The web app: open http://app.localhost:8080/ in a browser (on this machine) and sign in as
   user: demo    password: $DEMO_PASSWORD
@@ -172,6 +195,7 @@ Everything is still running (logs in demo/*.log). Try:
   $MESHCTL -d demo/pop-b sites
   $MESHCTL -d demo/pop-a routes
   $MESHCTL -d demo/pop-c members
+  dig -p 7960 @127.0.0.13 demo.test NS; dig -p 7960 @127.0.0.13 www.demo.test A +subnet=10.0.0.0/24
   kill -9 \$(head -1 demo/pop-a/popd.lock); sleep 1; curl http://127.0.0.12:7990/; $MESHCTL -d demo/pop-b sites
 Stop it with: tools/demo.sh stop
 EOT

@@ -29,8 +29,10 @@ N=("" "$WORK/n1" "$WORK/n2" "$WORK/n3" "$WORK/n4")
 declare -a PID=()
 pop_args() { # pop_args I: the DNS, HTTP and address flags of PoP I
     local i=$1
+    local pub=${ING[$i]}
+    [ "$i" = 2 ] && pub="$pub,::1" # one PoP with an IPv6 public address: AAAA answers
     echo --region "${REG[$i]}" --ingress-address "${ING[$i]}" --http-listen "${ING[$i]}:$HP" \
-        --dns-listen "${ING[$i]}:$DP" --public-address "${ING[$i]}" --location "${LOC[$i]}"
+        --dns-listen "${ING[$i]}:$DP" --public-address "$pub" --location "${LOC[$i]}"
 }
 # shellcheck disable=SC2046
 init_node "${N[1]}" pop-1 $(pop_args 1)
@@ -143,6 +145,11 @@ qfull "${ING[2]}" "pop.$ZONE" A >"$WORK/ent"
 expect_in "$WORK/ent" "status: NOERROR" # an empty non-terminal: NODATA, not NXDOMAIN
 qfull "${ING[2]}" "example.com" A >"$WORK/ref"
 expect_in "$WORK/ref" "status: REFUSED"
+[ "$(q "${ING[3]}" "app.$ZONE" AAAA)" = "::1" ] || fail "AAAA for app.$ZONE is not pop-2's ::1"
+[ "$(q "${ING[3]}" "pop-2.pop.$ZONE" AAAA)" = "::1" ] || fail "AAAA for pop-2.pop.$ZONE is not ::1"
+qfull "${ING[3]}" "pop-3.pop.$ZONE" AAAA >"$WORK/noaaaa"
+expect_in "$WORK/noaaaa" "ANSWER: 0" # pop-3 has no IPv6 address: NODATA
+ok "2: AAAA: the one PoP with an IPv6 public address (::1), NODATA for a PoP without one"
 ok "2: SOA, NS ${#NS[@]} with glue, NAME.pop, NXDOMAIN with SOA, NODATA for pop.$ZONE, REFUSED outside"
 
 # ---- 3. ECS ----
