@@ -16,6 +16,8 @@ packages=(
   wrk iperf3 hyperfine nginx-light openssh-server openssh-client stunnel4 lmdb-utils
   # DNS: the wire-format library, a real resolver and client, the authoritative peer, the load tool
   libldns-dev ldnsutils bind9-dnsutils unbound nsd dnsperf
+  # TLS and ACME: OpenSSL, libcurl for outbound HTTPS, Pebble (Let's Encrypt's test CA)
+  libssl-dev openssl libcurl4-openssl-dev pebble
 )
 
 missing=()
