@@ -793,7 +793,10 @@ dnsserver_t *dnsserver_new(const dnsserver_opts_t *o, char *err, size_t errlen)
             goto fail;
         }
     }
-    meshnode_set_change_hook(o->mesh, on_mesh_change, s);
+    if (meshnode_add_change_hook(o->mesh, on_mesh_change, s)) {
+        snprintf(err, errlen, "cannot follow the mesh's changes: too many hooks");
+        goto fail;
+    }
 
     const char *addr = o->cfg->dns_listen;
     if (addr[0]) {
@@ -832,7 +835,7 @@ void dnsserver_destroy(dnsserver_t **sp)
     dnsserver_t *s = sp ? *sp : NULL;
     if (!s)
         return;
-    meshnode_set_change_hook(s->o.mesh, NULL, NULL);
+    meshnode_remove_change_hook(s->o.mesh, on_mesh_change, s);
     for (size_t i = 0; i < sizeof(s->watches) / sizeof(s->watches[0]); i++)
         if (s->watches[i] > 0)
             store_unwatch(s->o.store, s->watches[i]);

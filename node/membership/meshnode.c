@@ -190,16 +190,29 @@ static void ls_recomputed(void *ctx)
     meshnode_changed(ctx);
 }
 
-void meshnode_set_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx)
+int meshnode_add_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx)
 {
-    m->change_fn = fn;
-    m->change_ctx = ctx;
+    for (unsigned i = 0; i < MESHNODE_CHANGE_HOOKS; i++)
+        if (!m->change_hooks[i].fn) {
+            m->change_hooks[i].fn = fn;
+            m->change_hooks[i].ctx = ctx;
+            return 0;
+        }
+    return -ENOSPC;
+}
+
+void meshnode_remove_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx)
+{
+    for (unsigned i = 0; i < MESHNODE_CHANGE_HOOKS; i++)
+        if (m->change_hooks[i].fn == fn && m->change_hooks[i].ctx == ctx)
+            m->change_hooks[i].fn = NULL;
 }
 
 void meshnode_changed(meshnode_t *m)
 {
-    if (m->change_fn)
-        m->change_fn(m->change_ctx);
+    for (unsigned i = 0; i < MESHNODE_CHANGE_HOOKS; i++)
+        if (m->change_hooks[i].fn)
+            m->change_hooks[i].fn(m->change_hooks[i].ctx);
 }
 
 bool meshnode_pop_health(const meshnode_t *m, uint64_t id, bool *ingress_up,

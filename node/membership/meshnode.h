@@ -74,8 +74,12 @@ bool meshnode_pop_health(const meshnode_t *m, uint64_t id, bool *ingress_up,
 
 /* Something that decides which PoPs users should get changed: a member's liveness, a PoP's
  * ingress health (up or down, or its first vector), or the routes. fn runs synchronously at the
- * change, on the loop's thread; it should only mark its own state dirty. One hook. */
-void meshnode_set_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx);
+ * change, on the loop's thread; it should only mark its own state dirty (the DNS view, the
+ * ticket-key writer). Up to MESHNODE_CHANGE_HOOKS hooks: 0 or -ENOSPC. remove: by fn and ctx,
+ * unknown pairs ignored. */
+#define MESHNODE_CHANGE_HOOKS 4
+int meshnode_add_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx);
+void meshnode_remove_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx);
 /* Calls the hook (for the parts of membership that notice a change). */
 void meshnode_changed(meshnode_t *m);
 

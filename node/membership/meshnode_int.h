@@ -91,8 +91,10 @@ struct meshnode {
         void *ctx;
     } health_src[MESHNODE_HEALTH_SOURCES]; /* meshnode_add_health_source */
     unsigned nhealth_src;
-    void (*change_fn)(void *ctx); /* meshnode_set_change_hook */
-    void *change_ctx;
+    struct {
+        void (*fn)(void *ctx);
+        void *ctx;
+    } change_hooks[MESHNODE_CHANGE_HOOKS]; /* meshnode_add_change_hook; fn NULL = free */
     ev_timer health_timer;
     double cpu_last; /* s of CPU used by this process at the last health sample */
     double cpu_at;   /* ev_now of that sample */
