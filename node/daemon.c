@@ -13,6 +13,9 @@
 #include "node/http/httpproxy.h"
 #include "node/dns/dnsadmin.h"
 #include "node/dns/dnsserver.h"
+#include "node/tls/certadmin.h"
+#include "node/tls/certstore.h"
+#include "node/tls/ticketkeys.h"
 #include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
 #include "storage/hlc.h"
@@ -49,6 +52,8 @@ typedef struct node {
     dataplane_t *dataplane;
     httpproxy_t *http; /* NULL unless http-listen is set */
     dnsserver_t *dns;  /* always: answers queries only when dns-listen is set */
+    certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
+    ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
     bool removed;      /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
@@ -518,6 +523,23 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     dnsadmin_t dnsadmin = {.mesh = n.mesh};
     dnsadmin_register_commands(&dnsadmin, n.control);
     dnsadmin_publish_self(n.store, n.mesh, &n.cfg, n.id.node_id);
+    /* Certificates and session-ticket keys: sealed with a key derived from the mesh key; the
+     * ticket keys are made ahead by one PoP per period (ticketkeys.h). */
+    certstore_seal_key_from_mesh(&n.meshkey, &n.seal);
+    ticketkeys_opts_t tko = {.loop = n.loop,
+                             .store = n.store,
+                             .mesh = n.mesh,
+                             .seal = &n.seal,
+                             .node_name = n.cfg.name,
+                             .self_id = n.id.node_id};
+    n.tickets = ticketkeys_new(&tko, err, errlen);
+    if (!n.tickets) {
+        rc = -EIO;
+        goto out;
+    }
+    certadmin_t certadmin = {
+        .mesh = n.mesh, .seal = &n.seal, .node_name = n.cfg.name, .tickets = n.tickets};
+    certadmin_register_commands(&certadmin, n.control);
     /* What this PoP's health vector reports: streams, tunnels, listeners (meshnode.h). */
     meshnode_add_health_source(n.mesh, dataplane_health, n.dataplane);
     if (n.cfg.http_listen[0]) {
@@ -571,6 +593,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
 out:
     control_destroy(&n.control);
     dnsserver_destroy(&n.dns);
+    ticketkeys_destroy(&n.tickets);
+    certstore_wipe_key(&n.seal);
     httpproxy_destroy(&n.http);
     dataplane_destroy(&n.dataplane);
     meshnode_destroy(&n.mesh);

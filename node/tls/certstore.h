@@ -70,6 +70,11 @@ void cert_rec_free(cert_rec_t *c);
 int cert_key(const char *id, char *out, size_t len);
 /* The id for a certificate whose first name is name ("*." becomes "_wild."). */
 int cert_id_for(const char *name, char *out, size_t len);
+/* The id out of a "cert/<id>" key (klen bytes, no NUL needed): 0 or -EINVAL. */
+int cert_key_id(const char *key, size_t klen, char *id, size_t len);
+/* A name a certificate may carry: a lowercase DNS name without the trailing dot, or "*." and
+ * one. 0, or -EINVAL with *why (static). */
+int cert_check_name(const char *name, const char **why);
 void cert_pack(msgpack_packer *pk, const cert_rec_t *c);
 /* 0 or -EBADMSG with *why (static). id: from the key. */
 int cert_parse(const uint8_t *buf, size_t len, const char *id, cert_rec_t *c, const char **why);
@@ -103,6 +108,8 @@ typedef struct tlsticket_rec {
 } tlsticket_rec_t;
 
 int tlsticket_key(uint64_t epoch, char *out, size_t len);
+/* The epoch out of a "tlsticket/<16 hex>" key: 0 or -EINVAL. */
+int tlsticket_key_epoch(const char *key, size_t klen, uint64_t *epoch);
 void tlsticket_pack(msgpack_packer *pk, const tlsticket_rec_t *t);
 int tlsticket_parse(const uint8_t *buf, size_t len, uint64_t epoch, tlsticket_rec_t *t,
                     const char **why);

@@ -1734,6 +1734,8 @@ static int cmd_dns_status(ctx_t *c, const command_t *self, int argc, char **argv
 
 /* zone, geo, node drain: DNS steering's configuration, in a file of their own. */
 #include "cmd_dns.c"
+/* cert import/list/rm, tls status: in a file of their own. */
+#include "cmd_cert.c"
 
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
@@ -1851,6 +1853,21 @@ static const command_t commands[] = {
     {"dns", "status", cmd_dns_status, "",
      "Shows this PoP's name server: its listener, the view it answers from, and counters\n"
      "(queries over UDP and TCP, answers by kind, truncations, rate-limited responses)."},
+    {"cert", "import", cmd_cert_import, "--cert FILE --key FILE",
+     "Imports a certificate (FILE: PEM, the leaf first, then its intermediates) and its\n"
+     "private key (PEM, unencrypted) for every PoP to serve. The names come from the\n"
+     "certificate (subjectAltName DNS entries, else its CN). Refused, and nothing changes,\n"
+     "when the key does not match, the certificate has expired or a file is not PEM. A\n"
+     "certificate for the same first name replaces the old one. The key is sealed by popd\n"
+     "with the mesh key before it is stored: it is never stored or shown in clear."},
+    {"cert", "list", cmd_cert_list, "",
+     "Lists certificates: id, names, expiry, source (import or acme), the PoP that obtained\n"
+     "it, state (valid, renewing, failed, expired, unreadable), issuer, and the last error."},
+    {"cert", "rm", cmd_cert_rm, "ID|NAME",
+     "Removes a certificate everywhere (by id, or by a name it holds): PoPs stop serving it."},
+    {"tls", "status", cmd_tls_status, "",
+     "Shows this PoP's TLS state: certificates held, and the mesh-wide session-ticket keys\n"
+     "(the period, the current key's name, the keys held; never a key itself)."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };
