@@ -38,7 +38,7 @@ control_t *control_new(struct ev_loop *loop, const char *path, const control_com
                        void *ctx, char *err, size_t errlen);
 /* Adds another table of commands served with its own ctx (up to CONTROL_MAX_TABLES in all):
  * each module registers what it answers without the daemon knowing its handlers. 0 or -ENOSPC. */
-#define CONTROL_MAX_TABLES 8
+#define CONTROL_MAX_TABLES 16 /* popd uses 9: core, mesh (2), auth, dataplane, dns (2), certs, acme */
 int control_add_commands(control_t *c, const control_command_t *table, void *ctx);
 /* A guard runs before every command but help: it returns -1 to let the command run, or packs
  * an error body (control_error) and returns its status to answer with that instead. One guard
