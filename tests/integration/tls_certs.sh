@@ -7,7 +7,8 @@
 # the raw record hold no PEM private key, while the certificate is there; no log line holds
 # the key; a second import replaces the first; cert rm by a second name at pop-2 replicates;
 # with a 3 s ticket period (POPMESH_TEST_TICKET_PERIOD_MS, logged) every PoP holds the same
-# current ticket key name, and a new one the next period.
+# current ticket key name, and a new one the next period, the next period's key is there before
+# it starts, and after SIGKILL of pop-3 the other two keep agreeing on a new key every period.
 source "$(dirname "$0")/lib.sh"
 
 for tool in openssl mdb_dump faketime; do
@@ -146,6 +147,12 @@ assert t["unreadable"] == 0, t
 mctl "$N1" tls status >"$WORK/tls.txt"
 expect_in "$WORK/tls.txt" "session tickets: period 3 s"
 ok "tls status shows key names and counters, never a key"
+ahead() { mctl "$N2" --json tls status | "$PY" -c '
+import json, sys
+t = json.load(sys.stdin)["tickets"]
+sys.exit(0 if t["epoch"] + 1 in [k["epoch"] for k in t["keys"]] else 1)'; }
+wait_for 5 "the next period's key held ahead" ahead
+ok "the next period's key is held before the period starts"
 # Who wrote: the writers' counts over the three PoPs add up to the keys made (>= 2 periods).
 total=0
 for d in "$N1" "$N2" "$N3"; do
@@ -154,5 +161,21 @@ for d in "$N1" "$N2" "$N3"; do
 done
 [ "$total" -ge 2 ] || fail "only $total ticket keys written over the mesh"
 ok "ticket keys written over the mesh: $total"
+
+# ---- a PoP dies: the other two keep making and agreeing on keys ----
+kill -9 "${NODE_PID[3]}"
+wait "${NODE_PID[3]}" 2>/dev/null || true
+same2() { # same2 [NOT]: pop-1 and pop-2 have the same current key name (and not NOT)
+    local a b
+    a=$(cur_name "$N1") b=$(cur_name "$N2")
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "${1:-}" ] || return 1
+    SAME=$a
+}
+prev=$(cur_name "$N1")
+for period in 1 2 3; do
+    wait_for 10 "a new common key at pop-1 and pop-2 (period $period after the kill)" same2 "$prev"
+    prev=$SAME
+done
+ok "pop-3 killed: pop-1 and pop-2 agree on a new key in each of the next 3 periods"
 
 done_testing
