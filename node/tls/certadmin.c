@@ -242,8 +242,7 @@ static int match_name(const store_entry_t *e, void *ctx)
     char id[CERT_ID_MAX + 1];
     cert_rec_t c;
     const char *why;
-    if (cert_key_id(e->key, e->klen, id, sizeof(id)) ||
-        cert_parse(e->value, e->vlen, id, &c, &why))
+    if (cert_key_id(e->key, e->klen, id, sizeof(id)) || cert_parse(e->value, e->vlen, id, &c, &why))
         return 0;
     for (size_t i = 0; i < c.nnames; i++)
         if (!strcmp(c.names[i], b->name)) {
@@ -295,8 +294,8 @@ static int cmd_cert_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
                                  "no certificate %s (meshctl cert list shows them)", arg);
         if (b.n > 1)
             return control_error(pk, CTL_REFUSED,
-                                 "%zu certificates hold the name %s (%s, %s%s): give the id",
-                                 b.n, arg, b.ids[0], b.ids[1], b.n > 2 ? ", ..." : "");
+                                 "%zu certificates hold the name %s (%s, %s%s): give the id", b.n,
+                                 arg, b.ids[0], b.ids[1], b.n > 2 ? ", ..." : "");
         snprintf(id, sizeof(id), "%s", b.ids[0]);
         cert_key(id, key, sizeof(key));
     }

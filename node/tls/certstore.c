@@ -205,8 +205,8 @@ int cert_key(const char *id, char *out, size_t len)
 int cert_key_id(const char *key, size_t klen, char *id, size_t len)
 {
     size_t pl = strlen(CERT_PREFIX);
-    if (klen <= pl || memcmp(key, CERT_PREFIX, pl) || klen - pl > CERT_ID_MAX ||
-        klen - pl >= len || memchr(key, '\0', klen))
+    if (klen <= pl || memcmp(key, CERT_PREFIX, pl) || klen - pl > CERT_ID_MAX || klen - pl >= len ||
+        memchr(key, '\0', klen))
         return -EINVAL;
     memcpy(id, key + pl, klen - pl);
     id[klen - pl] = '\0';
@@ -522,8 +522,9 @@ static int add_name(cert_rec_t *c, const unsigned char *s, int len, char *err, s
 {
     char name[CERT_ID_MAX + 2];
     if (len <= 0 || (size_t)len >= sizeof(name) || memchr(s, '\0', (size_t)len))
-        return fail_msg(err, errlen, false, "the certificate names a DNS name longer than 253 bytes "
-                                     "or with a NUL byte");
+        return fail_msg(err, errlen, false,
+                        "the certificate names a DNS name longer than 253 bytes "
+                        "or with a NUL byte");
     for (int i = 0; i < len; i++)
         name[i] = (char)tolower(s[i]);
     name[len] = '\0';
@@ -531,13 +532,14 @@ static int add_name(cert_rec_t *c, const unsigned char *s, int len, char *err, s
         name[len - 1] = '\0';
     const char *why = "";
     if (cert_check_name(name, &why))
-        return fail_msg(err, errlen, false, "the certificate's name '%s' cannot be served: %s", name,
-                        why);
+        return fail_msg(err, errlen, false, "the certificate's name '%s' cannot be served: %s",
+                        name, why);
     for (size_t i = 0; i < c->nnames; i++)
         if (!strcmp(c->names[i], name))
             return 0;
     if (c->nnames == CERT_NAMES_MAX)
-        return fail_msg(err, errlen, false, "the certificate has more than %d names", CERT_NAMES_MAX);
+        return fail_msg(err, errlen, false, "the certificate has more than %d names",
+                        CERT_NAMES_MAX);
     c->names = xrealloc(c->names, (c->nnames + 1) * sizeof(*c->names));
     memcpy(c->names[c->nnames++], name, strlen(name) + 1);
     return 0;
@@ -553,8 +555,8 @@ static int leaf_names(X509 *leaf, cert_rec_t *c, char *err, size_t errlen)
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
         if (g->type != GEN_DNS)
             continue;
-        rc = add_name(c, ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName),
-                      err, errlen);
+        rc = add_name(c, ASN1_STRING_get0_data(g->d.dNSName), ASN1_STRING_length(g->d.dNSName), err,
+                      errlen);
     }
     GENERAL_NAMES_free(gens);
     if (rc || c->nnames)
@@ -640,8 +642,9 @@ int cert_from_pem(const certstore_seal_key_t *k, const char *chain_pem, size_t c
         if (memmem(chain_pem, chain_len, "-----BEGIN CERTIFICATE-----", 27))
             rc = fail_msg(err, errlen, true, "the certificate is malformed");
         else if (memmem(chain_pem, chain_len, "PRIVATE KEY-----", 16))
-            rc = fail_msg(err, errlen, false, "the certificate file holds a private key, not a "
-                                              "certificate (--cert and --key swapped?)");
+            rc = fail_msg(err, errlen, false,
+                          "the certificate file holds a private key, not a "
+                          "certificate (--cert and --key swapped?)");
         else
             rc = fail_msg(err, errlen, false,
                           "not a PEM certificate (expected a -----BEGIN CERTIFICATE----- block)");
@@ -660,11 +663,13 @@ int cert_from_pem(const certstore_seal_key_t *k, const char *chain_pem, size_t c
     pkey = PEM_read_bio_PrivateKey(in, NULL, no_password, NULL);
     if (!pkey) {
         if (memmem(key_pem, key_len, "ENCRYPTED", 9))
-            rc = fail_msg(err, errlen, false, "the key is encrypted: give it without a passphrase "
-                                       "(openssl pkey -in KEY -out PLAIN)");
+            rc = fail_msg(err, errlen, false,
+                          "the key is encrypted: give it without a passphrase "
+                          "(openssl pkey -in KEY -out PLAIN)");
         else if (memmem(key_pem, key_len, "-----BEGIN CERTIFICATE", 22))
-            rc = fail_msg(err, errlen, false, "the key file holds a certificate, not a private key "
-                                       "(--cert and --key swapped?)");
+            rc = fail_msg(err, errlen, false,
+                          "the key file holds a certificate, not a private key "
+                          "(--cert and --key swapped?)");
         else
             rc = fail_msg(err, errlen, false,
                           "not a PEM private key (expected a -----BEGIN PRIVATE KEY----- block)");
@@ -720,8 +725,8 @@ int cert_from_pem(const certstore_seal_key_t *k, const char *chain_pem, size_t c
     char *p;
     long n = BIO_get_mem_data(out, &p);
     if (n <= 0 || n > CERT_CHAIN_MAX) {
-        rc = fail_msg(err, errlen, false, "the re-encoded certificate chain is larger than %d bytes",
-                      CERT_CHAIN_MAX);
+        rc = fail_msg(err, errlen, false,
+                      "the re-encoded certificate chain is larger than %d bytes", CERT_CHAIN_MAX);
         goto out;
     }
     c->chain_pem = xmalloc((size_t)n + 1);
@@ -736,7 +741,8 @@ int cert_from_pem(const certstore_seal_key_t *k, const char *chain_pem, size_t c
     }
     n = BIO_get_mem_data(kout, &p);
     if (n <= 0 || n > CERT_KEY_MAX) {
-        rc = fail_msg(err, errlen, false, "the re-encoded key is larger than %d bytes", CERT_KEY_MAX);
+        rc = fail_msg(err, errlen, false, "the re-encoded key is larger than %d bytes",
+                      CERT_KEY_MAX);
         goto out;
     }
     certstore_seal(k, (const uint8_t *)p, (size_t)n, &c->key_sealed, &c->key_sealed_len);

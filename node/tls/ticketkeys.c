@@ -44,15 +44,15 @@
 
 #include <sodium.h>
 
-#define RING_MAX           8
-#define PERIOD_MIN_MS      1000ull
-#define PERIOD_MAX_MS      (7ull * 24 * 3600 * 1000)
-#define SETTLE_MAX_MS      10000ull /* ms after start before any write (anti-entropy first) */
-#define STAGGER_MIN_MS     200ull   /* ms between two fallbacks, at least */
-#define STAGGER_MAX_MS     30000ull /* and at most */
-#define TICK_MIN_S         0.1      /* s between two checks, at least */
-#define TICK_MAX_S         30.0     /* and at most */
-#define POPS_MAX           1024
+#define RING_MAX       8
+#define PERIOD_MIN_MS  1000ull
+#define PERIOD_MAX_MS  (7ull * 24 * 3600 * 1000)
+#define SETTLE_MAX_MS  10000ull /* ms after start before any write (anti-entropy first) */
+#define STAGGER_MIN_MS 200ull   /* ms between two fallbacks, at least */
+#define STAGGER_MAX_MS 30000ull /* and at most */
+#define TICK_MIN_S     0.1      /* s between two checks, at least */
+#define TICK_MAX_S     30.0     /* and at most */
+#define POPS_MAX       1024
 
 struct ring_entry {
     ticketkey_t k;
@@ -68,16 +68,17 @@ struct noticed {
 struct ticketkeys {
     ticketkeys_opts_t o;
     char node_name[64];
-    uint64_t period;                   /* ms */
-    uint64_t settle_until;             /* wall ms */
-    uint64_t stagger;                  /* ms */
-    struct ring_entry ring[RING_MAX];  /* newest epoch first */
+    uint64_t period;                  /* ms */
+    uint64_t settle_until;            /* wall ms */
+    uint64_t stagger;                 /* ms */
+    struct ring_entry ring[RING_MAX]; /* newest epoch first */
     size_t nring;
     uint64_t *pops; /* ids of the registry's PoPs, not removed */
     size_t npops;
     int watch_keys, watch_nodes;
     struct noticed noticed[2]; /* by parity: the current and the next period */
     ev_timer tick;
+    uint64_t cleaned_epoch; /* the period of the last delete_old (once a period is enough) */
     uint64_t written, fallbacks, deleted, unreadable;
 };
 
@@ -410,8 +411,10 @@ static void check(ticketkeys_t *t)
         if (now >= ticketkeys_due_ms(e, rank, t->period, noticed_at(t, e, now)))
             write_key(t, e, rank, now);
     }
-    if (ticketkeys_rank(t->o.self_id, alive, n, cur + 1) == 0)
+    if (t->cleaned_epoch != cur && ticketkeys_rank(t->o.self_id, alive, n, cur + 1) == 0) {
+        t->cleaned_epoch = cur;
         delete_old(t, cur, now);
+    }
     free(alive);
 }
 
@@ -461,8 +464,8 @@ ticketkeys_t *ticketkeys_new(const ticketkeys_opts_t *o, char *err, size_t errle
     t->stagger = stagger_of(period);
     uint64_t settle = period / 2 < SETTLE_MAX_MS ? period / 2 : SETTLE_MAX_MS;
     t->settle_until = clock_wall_ms() + settle;
-    t->watch_keys = store_watch(o->store, TLSTICKET_PREFIX, strlen(TLSTICKET_PREFIX),
-                                on_keys_changed, t);
+    t->watch_keys =
+        store_watch(o->store, TLSTICKET_PREFIX, strlen(TLSTICKET_PREFIX), on_keys_changed, t);
     t->watch_nodes = t->watch_keys > 0 ? store_watch(o->store, REG_NODE_PREFIX,
                                                      strlen(REG_NODE_PREFIX), on_nodes_changed, t)
                                        : -ENOSPC;

@@ -132,8 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char out[CERT_ID_MAX + 1];
         char key[300], back[CERT_ID_MAX + 1];
         if (cert_check_name(s, &why) == 0 && cert_id_for(s, out, sizeof(out)) == 0 &&
-            (cert_key(out, key, sizeof(key)) ||
-             cert_key_id(key, strlen(key), back, sizeof(back)) || strcmp(back, out)))
+            (cert_key(out, key, sizeof(key)) || cert_key_id(key, strlen(key), back, sizeof(back)) ||
+             strcmp(back, out)))
             abort(); /* name -> id -> key -> id round trip */
         (void)cert_key_id(s, size, out, sizeof(out));
         (void)tlsticket_key_epoch(s, size, &epoch);

@@ -62,13 +62,15 @@ static struct pem make_cert(const char *cn, const char *san, uint64_t nb, uint64
     ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(na / 1000));
     X509_set_pubkey(x, p.pkey);
     X509_NAME *subj = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_ASC, (const unsigned char *)"popmesh test",
-                               -1, -1, 0);
+    X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_ASC, (const unsigned char *)"popmesh test", -1,
+                               -1, 0);
     if (cn)
         X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_NAME *iss = X509_NAME_new();
     X509_NAME_add_entry_by_txt(iss, "CN", MBSTRING_ASC,
-                               (const unsigned char *)(issuer_cn ? issuer_cn : cn ? cn : "self"),
+                               (const unsigned char *)(issuer_cn ? issuer_cn
+                                                       : cn      ? cn
+                                                                 : "self"),
                                -1, -1, 0);
     X509_set_issuer_name(x, iss);
     X509_NAME_free(iss);
@@ -321,8 +323,8 @@ static void test_import_refused(void **state)
     /* Sizes. */
     cert_rec_t c;
     char err[512];
-    assert_int_equal(cert_from_pem(&seal, p.cert, CERT_CHAIN_MAX + 1, p.key, strlen(p.key), NOW,
-                                   &c, err, sizeof(err)),
+    assert_int_equal(cert_from_pem(&seal, p.cert, CERT_CHAIN_MAX + 1, p.key, strlen(p.key), NOW, &c,
+                                   err, sizeof(err)),
                      -EINVAL);
     assert_non_null(strstr(err, "the limit is"));
     pem_free(&q);
@@ -554,16 +556,11 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seal_open),
-        cmocka_unit_test(test_seal_key_derivation),
-        cmocka_unit_test(test_import_san),
-        cmocka_unit_test(test_import_cn_and_wildcard),
-        cmocka_unit_test(test_import_chain),
-        cmocka_unit_test(test_import_refused),
-        cmocka_unit_test(test_name_matches),
-        cmocka_unit_test(test_names_and_ids),
-        cmocka_unit_test(test_cert_record),
-        cmocka_unit_test(test_ticket_record),
+        cmocka_unit_test(test_seal_open),    cmocka_unit_test(test_seal_key_derivation),
+        cmocka_unit_test(test_import_san),   cmocka_unit_test(test_import_cn_and_wildcard),
+        cmocka_unit_test(test_import_chain), cmocka_unit_test(test_import_refused),
+        cmocka_unit_test(test_name_matches), cmocka_unit_test(test_names_and_ids),
+        cmocka_unit_test(test_cert_record),  cmocka_unit_test(test_ticket_record),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
