@@ -16,6 +16,7 @@
 #include "node/tls/certadmin.h"
 #include "node/tls/certstore.h"
 #include "node/tls/ticketkeys.h"
+#include "node/tls/tlsctx.h"
 #include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
 #include "storage/hlc.h"
@@ -50,7 +51,8 @@ typedef struct node {
     void *zctx;
     meshnode_t *mesh;
     dataplane_t *dataplane;
-    httpproxy_t *http; /* NULL unless http-listen is set */
+    httpproxy_t *http; /* NULL unless http-listen or https-listen is set */
+    tlsctx_t *tls;     /* the certificates served; NULL unless https-listen is set */
     dnsserver_t *dns;  /* always: answers queries only when dns-listen is set */
     certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
@@ -436,6 +438,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             memcpy(n.cfg.ingress_address, ov->ingress_address, sizeof(n.cfg.ingress_address));
         if (ov->http_listen[0])
             memcpy(n.cfg.http_listen, ov->http_listen, sizeof(n.cfg.http_listen));
+        if (ov->https_listen[0])
+            memcpy(n.cfg.https_listen, ov->https_listen, sizeof(n.cfg.https_listen));
         if (ov->dns_listen[0])
             memcpy(n.cfg.dns_listen, ov->dns_listen, sizeof(n.cfg.dns_listen));
         if (ov->public4[0] || ov->public6[0]) {
@@ -542,10 +546,20 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     certadmin_register_commands(&certadmin, n.control);
     /* What this PoP's health vector reports: streams, tunnels, listeners (meshnode.h). */
     meshnode_add_health_source(n.mesh, dataplane_health, n.dataplane);
-    if (n.cfg.http_listen[0]) {
+    if (n.cfg.https_listen[0]) {
+        tlsctx_opts_t to = {.store = n.store, .seal = &n.seal, .tickets = n.tickets};
+        n.tls = tlsctx_new(&to, err, errlen);
+        if (!n.tls) {
+            rc = -EIO;
+            goto out;
+        }
+    }
+    if (n.cfg.http_listen[0] || n.cfg.https_listen[0]) {
         httpproxy_opts_t ho = {.loop = n.loop,
                                .store = n.store,
                                .listen = n.cfg.http_listen,
+                               .https_listen = n.cfg.https_listen,
+                               .tls = n.tls,
                                .meshkey = &n.meshkey,
                                .dp = n.dataplane,
                                .max_body = n.cfg.http_max_body};
@@ -596,6 +610,7 @@ out:
     ticketkeys_destroy(&n.tickets);
     certstore_wipe_key(&n.seal);
     httpproxy_destroy(&n.http);
+    tlsctx_destroy(&n.tls);
     dataplane_destroy(&n.dataplane);
     meshnode_destroy(&n.mesh);
     if (n.zctx)

@@ -303,8 +303,10 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         return 0;
     }
     if (kvfile_is(name, nlen, "tunnel-listen") || kvfile_is(name, nlen, "tunnel-advertise") ||
-        kvfile_is(name, nlen, "ingress-address") || kvfile_is(name, nlen, "http-listen")) {
+        kvfile_is(name, nlen, "ingress-address") || kvfile_is(name, nlen, "http-listen") ||
+        kvfile_is(name, nlen, "https-listen")) {
         char *dst = name[0] == 'i'                           ? c->ingress_address
+                    : kvfile_is(name, nlen, "https-listen")  ? c->https_listen
                     : name[0] == 'h'                         ? c->http_listen
                     : kvfile_is(name, nlen, "tunnel-listen") ? c->tunnel_listen
                                                              : c->tunnel_advertise;
@@ -410,8 +412,10 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
     } opt[] = {{"tunnel-listen", c->tunnel_listen},
                {"tunnel-advertise", c->tunnel_advertise},
                {"ingress-address", c->ingress_address},
-               {"http-listen", c->http_listen}};
-    for (unsigned i = 0; i < 4 && n > 0 && (size_t)n < sizeof(text); i++)
+               {"http-listen", c->http_listen},
+               {"https-listen", c->https_listen}};
+    for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]) && n > 0 && (size_t)n < sizeof(text);
+         i++)
         if (opt[i].v[0])
             n += snprintf(text + n, sizeof(text) - (size_t)n, "%s = %s\n", opt[i].k, opt[i].v);
     if (c->dns_listen[0] && n > 0 && (size_t)n < sizeof(text))

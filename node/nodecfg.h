@@ -41,6 +41,7 @@ typedef struct nodecfg {
     char tunnel_advertise[NODECFG_ADDR_MAX + 1]; /* what they dial; "" = tunnel_listen */
     char ingress_address[NODECFG_ADDR_MAX + 1];  /* address resource ports bind; "" = all */
     char http_listen[NODECFG_ADDR_MAX + 1];      /* "host:port" of the HTTP ingress; "" = off */
+    char https_listen[NODECFG_ADDR_MAX + 1];     /* "host:port" of the HTTPS ingress; "" = off */
     uint64_t http_max_body;                      /* bytes of one request body; past it 413 */
     /* DNS steering (node/dns): */
     char dns_listen[NODECFG_ADDR_MAX + 1];   /* "host:port" of the name server (UDP and TCP);

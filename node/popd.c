@@ -115,6 +115,7 @@ static const struct option node_longopts[] = {
     {"tunnel-advertise", required_argument, NULL, 'V'},
     {"ingress-address", required_argument, NULL, 'I'},
     {"http-listen", required_argument, NULL, 'H'},
+    {"https-listen", required_argument, NULL, 'S'},
     {"dns-listen", required_argument, NULL, 'N'},
     {"public-address", required_argument, NULL, 'P'},
     {"location", required_argument, NULL, 'O'},
@@ -125,17 +126,20 @@ static const struct option node_longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* --tunnel-listen (T), --tunnel-advertise (V), --ingress-address (I), shared by init, join
- * and run. -1 when set, else the exit code of a usage error. */
+/* --tunnel-listen (T), --tunnel-advertise (V), --ingress-address (I), --http-listen (H),
+ * --https-listen (S), shared by init, join and run. -1 when set, else the exit code of a usage
+ * error. */
 static int set_tunnel_opt(const char *cmd, nodecfg_t *cfg, int opt, const char *v)
 {
     const char *name = opt == 'T'   ? "tunnel-listen"
                        : opt == 'V' ? "tunnel-advertise"
                        : opt == 'H' ? "http-listen"
+                       : opt == 'S' ? "https-listen"
                                     : "ingress-address";
     char *dst = opt == 'T'   ? cfg->tunnel_listen
                 : opt == 'V' ? cfg->tunnel_advertise
                 : opt == 'H' ? cfg->http_listen
+                : opt == 'S' ? cfg->https_listen
                              : cfg->ingress_address;
     if (opt == 'I' ? nodecfg_check_ip(v) : nodecfg_check_addr(v, 0))
         return usage_error(cmd, "--%s '%s' must be %s", name, v,
@@ -189,6 +193,7 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
         case 'T':
         case 'V':
         case 'H':
+        case 'S':
         case 'I': {
             int bad = set_tunnel_opt(cmd, &o->cfg, c, optarg);
             if (bad >= 0)
@@ -446,6 +451,7 @@ static int cmd_run(int argc, char **argv)
         {"tunnel-advertise", required_argument, NULL, 'V'},
         {"ingress-address", required_argument, NULL, 'I'},
         {"http-listen", required_argument, NULL, 'H'},
+        {"https-listen", required_argument, NULL, 'S'},
         {"dns-listen", required_argument, NULL, 'N'},
         {"public-address", required_argument, NULL, 'P'},
         {"location", required_argument, NULL, 'O'},
@@ -472,6 +478,7 @@ static int cmd_run(int argc, char **argv)
         case 'T':
         case 'V':
         case 'H':
+        case 'S':
         case 'I': {
             int bad = set_tunnel_opt("run", &over, c, optarg);
             if (bad >= 0)
@@ -519,7 +526,8 @@ static const subcommand_t subcommands[] = {
     {"init", cmd_init,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
-     "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--store-map-size SIZE] "
+     "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
+     "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
      "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
@@ -529,7 +537,8 @@ static const subcommand_t subcommands[] = {
      "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
      "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"
      "is what they dial; --ingress-address is the address resource ports bind (default\n"
-     "all addresses); --http-listen enables the HTTP ingress there.\n"
+     "all addresses); --http-listen enables the HTTP ingress there, --https-listen the\n"
+     "HTTPS ingress (TLS with the mesh's certificates: meshctl cert import).\n"
      "DNS steering: --dns-listen runs the name server there (UDP and TCP; default off);\n"
      "--public-address is the IPv4 and/or IPv6 address DNS answers give for this PoP\n"
      "(default: the ingress address, else the HTTP listener's host, else the advertised\n"
@@ -539,7 +548,8 @@ static const subcommand_t subcommands[] = {
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
-     "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--store-map-size SIZE] "
+     "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
+     "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
      "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
@@ -547,8 +557,8 @@ static const subcommand_t subcommands[] = {
     {"run", cmd_run,
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
      "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
-     "HOST:PORT]\n             [--dns-listen HOST:PORT] [--public-address IP[,IP6]] "
-     "[--location LAT,LON] [--dns-rrl N]",
+     "HOST:PORT]\n             [--https-listen HOST:PORT] [--dns-listen HOST:PORT] "
+     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
      "The tunnel, ingress and DNS options override popd.conf for this run."},

@@ -8,3 +8,9 @@ popmesh_fuzz(fuzz_certrec popmesh_tls)
 # same ticket key everywhere.
 popmesh_integration(tls_certs)
 set_property(TEST integration.tls_certs PROPERTY TIMEOUT 120)
+# TLS termination (tlsctx): host names, the certificate an SNI picks, real handshakes against
+# a context loaded from a store (alerts, ALPN, versions, records followed as they change).
+popmesh_unit_test(test_tlsctx popmesh_tls popmesh_storage)
+# The HTTPS listener of 3 PoPs: curl at every PoP, TLS 1.2/1.3, ALPN, unknown SNI, Secure
+# cookie, X-Forwarded-Proto, 308 and HSTS, resumption across PoPs, bad input.
+popmesh_integration(https_ingress)

@@ -22,7 +22,14 @@
  * way of libev's "be smart about timeouts": moving bytes only stamps hc->active (a memory
  * write), and when the timer fires it recomputes the deadline from the state and the stamps,
  * acting if it passed and re-arming for the rest otherwise. The timer is re-set only on state
- * changes (once or twice per request), never per read. */
+ * changes (once or twice per request), never per read.
+ *
+ * TLS. A connection from the HTTPS listener starts in H_TLS (the handshake, under its own
+ * deadline) and then runs through the same states as a plain one: client_recv and client_send
+ * are the only places that touch its bytes, and they go through the tlsconn wrapper. Two
+ * wrinkles of TLS over a level-triggered loop are handled there: a read may need the socket
+ * writable (and a write readable), and decrypted bytes left inside OpenSSL do not make the
+ * socket readable, so resuming the reader feeds it an event when some wait (rio_resume). */
 #include "node/http/httpproxy.h"
 
 #include "common/netaddr.h"
@@ -106,7 +113,8 @@ struct upstream {
 };
 
 enum hstate {
-    H_HEAD = 1, /* reading a request */
+    H_TLS = 1,  /* the TLS handshake (HTTPS listener only) */
+    H_HEAD,     /* reading a request */
     H_BODY,     /* request head sent upstream, body streaming */
     H_WAIT,     /* request complete, waiting for the response to end */
     H_LOCAL,    /* a /.popmesh/ request: body collected, answered here */
@@ -114,9 +122,14 @@ enum hstate {
     H_CLOSING,  /* flushing, then close */
 };
 
+struct listener;
+
 struct hconn {
     httpproxy_t *px;
     int fd;
+    tlsconn_t *tls;         /* NULL on the plain listener */
+    bool tls_read_wants_write, tls_write_wants_read; /* a TLS call waits on the other side */
+    uint32_t hsts_s;        /* s: Strict-Transport-Security of the current request; 0 = none */
     ev_io rio, wio;
     ev_timer timer;
     char client[64];                      /* "ip:port" of the client */
@@ -155,15 +168,25 @@ struct hconn {
     struct hconn *prev, *next;
 };
 
-struct httpproxy {
-    httpproxy_opts_t o;
-    int lfd;
-    ev_io lio;
-    /* accept() failed for lack of descriptors or memory: lio is stopped until this fires */
+/* One listening socket: plain HTTP, or HTTPS. */
+struct listener {
+    httpproxy_t *px;
+    int fd;
+    bool tls;        /* connections start with a TLS handshake */
+    const char *addr; /* "host:port" (the options' string) */
+    ev_io io;
+    /* accept() failed for lack of descriptors or memory: io is stopped until this fires */
     ev_timer accept_retry;
-    bool accept_backoff;           /* lio stopped by such a failure (health: not accepting) */
+    bool accept_backoff;           /* io stopped by such a failure (health: not accepting) */
     ev_tstamp accept_fail_logged;  /* loop time of the last such log line */
     uint64_t accept_fail_unlogged; /* such failures since that line */
+};
+
+struct httpproxy {
+    httpproxy_opts_t o;
+    struct listener lis[2]; /* HTTP, HTTPS: those with fd >= 0 are open */
+    uint16_t https_port;    /* port of the HTTPS listener (redirects); 0 = none */
+    double tls_timeout;     /* s: TLS handshake timeout (a test knob may change it) */
     int watch_res, watch_rules;    /* store_watch ids of resource/ and rule/ (0 = none) */
     resource_t *res;               /* the routes: every readable resource (see routes_load_all) */
     size_t nres, cap_res;          /* entries used and allocated, of res, rules and nrules */
@@ -201,7 +224,7 @@ struct httpproxy {
     struct {
         uint64_t requests, local, denied, unauthenticated, errors;
         uint64_t timeout_head, timeout_idle, timeout_body, timeout_response, timeout_resp_idle,
-            timeout_ws, timeout_closing;
+            timeout_ws, timeout_closing, timeout_tls, redirects_https, misdirected;
     } st;
 };
 
@@ -209,6 +232,67 @@ static void hc_close(struct hconn *hc);
 static void hc_arm(struct hconn *hc);
 static void process_input(struct hconn *hc);
 static void flush_up(struct upstream *up);
+
+/* ---- bytes to and from the client (plain, or through TLS) ------------------------------- */
+
+/* recv() on the client connection: bytes, 0 at EOF, or -1 with errno (EAGAIN: not now). */
+static ssize_t client_recv(struct hconn *hc, void *buf, size_t len)
+{
+    if (!hc->tls)
+        return recv(hc->fd, buf, len, 0);
+    ssize_t n = tlsconn_read(hc->tls, buf, len);
+    if (n > 0)
+        return n;
+    switch (n) {
+    case TLS_WANT_WRITE: /* on_client_write reads again */
+        hc->tls_read_wants_write = true;
+        ev_io_start(hc->px->o.loop, &hc->wio);
+        /* fall through */
+    case TLS_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case TLS_CLOSED:
+        return 0;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+/* send() on the client connection: bytes, or -1 with errno (EAGAIN: not now; with
+ * hc->tls_write_wants_read set, the retry waits for the socket to be readable). */
+static ssize_t client_send(struct hconn *hc, const void *buf, size_t len)
+{
+    if (!hc->tls)
+        return send(hc->fd, buf, len, MSG_NOSIGNAL);
+    ssize_t n = tlsconn_write(hc->tls, buf, len);
+    if (n > 0)
+        return n;
+    if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+        hc->tls_write_wants_read = n == TLS_WANT_READ;
+        errno = EAGAIN;
+        return -1;
+    }
+    errno = EPIPE;
+    return -1;
+}
+
+/* Our half of the connection ends: close_notify first under TLS. */
+static void client_shutdown_wr(struct hconn *hc)
+{
+    if (hc->tls)
+        tlsconn_shutdown(hc->tls);
+    shutdown(hc->fd, SHUT_WR);
+}
+
+/* Reads from the client again. Bytes OpenSSL already decrypted do not make the socket
+ * readable: an event is fed for them. */
+static void rio_resume(struct hconn *hc)
+{
+    ev_io_start(hc->px->o.loop, &hc->rio);
+    if (hc->tls && tlsconn_pending(hc->tls))
+        ev_feed_event(hc->px->o.loop, &hc->rio, EV_READ);
+}
 
 /* ---- output to the client --------------------------------------------------------------- */
 
@@ -251,12 +335,15 @@ static void out_printf(struct hconn *hc, const char *fmt, ...)
 static bool out_flush(struct hconn *hc)
 {
     while (hc->out_off < hc->out_len) {
-        ssize_t n = send(hc->fd, hc->out + hc->out_off, hc->out_len - hc->out_off, MSG_NOSIGNAL);
+        ssize_t n = client_send(hc, hc->out + hc->out_off, hc->out_len - hc->out_off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(hc->px->o.loop, &hc->wio);
+                if (hc->tls_write_wants_read) /* on_client_read flushes again */
+                    rio_resume(hc);
+                else
+                    ev_io_start(hc->px->o.loop, &hc->wio);
                 return true;
             }
             hc_close(hc);
@@ -291,7 +378,7 @@ static bool out_flush(struct hconn *hc)
          * kernel answer with RST, which can destroy the answer in the client's receive buffer
          * before it is read. So: FIN, then read and discard for a moment (at most
          * HTTPPROXY_LINGER_S and HTTPPROXY_LINGER_MAX bytes), closing at its EOF. */
-        shutdown(hc->fd, SHUT_WR);
+        client_shutdown_wr(hc);
         hc->lingering = true;
         hc->in_len = 0;
         hc->phase = ev_now(hc->px->o.loop);
@@ -310,6 +397,8 @@ static const char *status_text(int code)
         return "OK";
     case 302:
         return "Found";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:
@@ -322,6 +411,8 @@ static const char *status_text(int code)
         return "Method Not Allowed";
     case 414:
         return "URI Too Long";
+    case 421:
+        return "Misdirected Request";
     case 408:
         return "Request Timeout";
     case 413:
@@ -382,10 +473,13 @@ static void respond(struct hconn *hc, int code, const char *extra_headers, const
         body_html = body;
     }
     size_t bl = strlen(body_html);
+    char sts[64] = "";
+    if (hc->tls && hc->hsts_s)
+        snprintf(sts, sizeof(sts), "Strict-Transport-Security: max-age=%u\r\n", hc->hsts_s);
     out_printf(hc,
                "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %zu\r\n"
-               "Cache-Control: no-store\r\nReferrer-Policy: %s\r\n%s%s\r\n",
-               code, status_text(code), hc->head_req ? 0 : bl, hc->referrer_policy,
+               "Cache-Control: no-store\r\nReferrer-Policy: %s\r\n%s%s%s\r\n",
+               code, status_text(code), hc->head_req ? 0 : bl, hc->referrer_policy, sts,
                extra_headers ? extra_headers : "",
                close || !hc->keep_alive ? "Connection: close\r\n" : "");
     if (!hc->head_req)
@@ -536,7 +630,7 @@ static void flush_up(struct upstream *up)
     }
     if (hc && up->pend_len < PEND_HIGH && !ev_is_active(&hc->rio) && hc->state != H_CLOSING &&
         !hc->client_eof)
-        ev_io_start(hc->px->o.loop, &hc->rio);
+        rio_resume(hc);
 }
 
 /* Response bytes for the client: staged until the head of the response is known to be good
@@ -587,7 +681,8 @@ static int resp_on_head(void *ctx, const http_head_t *h)
     }
     bool interim = h->status < 200 && h->status != 101;
     http_head_rewrite_t rw = {.content_length = -1, .drop_if = resp_drop};
-    http_header_t extra[1];
+    http_header_t extra[2];
+    char sts[48];
     up->chunked_out = false;
     if (h->status == 101) {
         rw.keep_upgrade = true;
@@ -609,6 +704,11 @@ static int resp_on_head(void *ctx, const http_head_t *h)
             extra[rw.nextra++] = (http_header_t){"Connection", 10, "close", 5};
         else if (hc->http10)
             extra[rw.nextra++] = (http_header_t){"Connection", 10, "keep-alive", 10};
+        if (hc->tls && hc->hsts_s) {
+            int sl = snprintf(sts, sizeof(sts), "max-age=%u", hc->hsts_s);
+            extra[rw.nextra++] =
+                (http_header_t){"Strict-Transport-Security", 25, sts, (size_t)sl};
+        }
         rw.extra = extra;
     }
     char *buf = xmalloc(RESP_OUT_MAX);
@@ -805,7 +905,7 @@ static void up_on_fin(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
         error_page(hc, 502, "the application closed the connection without a response");
     } else {
         if (hc->state == H_RAW)
-            shutdown(hc->fd, SHUT_WR);
+            client_shutdown_wr(hc);
         hc->state = H_CLOSING; /* the backend closed: so does the client connection */
     }
     /* Our side of the stream ends too. */
@@ -925,9 +1025,10 @@ static void set_session(struct hconn *hc, const char *cookie, uint64_t ttl_ms, c
 {
     char hdr[AUTH_TOKEN_MAX + RD_MAX + 200], loc[RD_MAX];
     snprintf(hdr, sizeof(hdr),
-             "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%llu\r\n"
-             "Location: %s\r\n",
-             cookie, (unsigned long long)(ttl_ms / 1000), safe_rd(to, loc));
+             "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; "
+             "Max-Age=%llu%s\r\nLocation: %s\r\n",
+             cookie, (unsigned long long)(ttl_ms / 1000), hc->tls ? "; Secure" : "",
+             safe_rd(to, loc));
     respond(hc, 302, hdr, "", false);
 }
 
@@ -1012,8 +1113,12 @@ static void handle_local(struct hconn *hc)
             return;
         }
         respond(hc, 302,
-                "Set-Cookie: " HTTPPROXY_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n"
-                "Location: /.popmesh/login\r\n",
+                hc->tls ? "Set-Cookie: " HTTPPROXY_COOKIE
+                          "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure\r\n"
+                          "Location: /.popmesh/login\r\n"
+                        : "Set-Cookie: " HTTPPROXY_COOKIE
+                          "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0\r\n"
+                          "Location: /.popmesh/login\r\n",
                 "", false);
         return;
     }
@@ -1142,6 +1247,7 @@ static int request_begin(struct hconn *hc, const http_head_t *h)
     hc->cross_site = false;
     hc->referrer_policy = "same-origin";
     hc->user[0] = '\0';
+    hc->hsts_s = 0;
     snprintf(hc->method, sizeof(hc->method), "%s", h->method_name);
     snprintf(hc->target, sizeof(hc->target), "%.*s", (int)h->target_len, h->target);
     snprintf(hc->host, sizeof(hc->host), "%.*s", h->host ? (int)h->host_len : 0,
@@ -1301,11 +1407,12 @@ static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, cons
     char groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
     const char *ipv = hc->client_ip;
     /* RFC 7239: an IPv6 address is quoted and bracketed; the host is always quoted. */
-    int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=http",
-                      hc->client_v6 ? "\"[" : "", ipv, hc->client_v6 ? "]\"" : "", hc->host);
+    const char *proto = hc->tls ? "https" : "http";
+    int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=%s",
+                      hc->client_v6 ? "\"[" : "", ipv, hc->client_v6 ? "]\"" : "", hc->host, proto);
     http_header_t extra[8] = {
         {"X-Forwarded-For", 15, ipv, strlen(ipv)},
-        {"X-Forwarded-Proto", 17, "http", 4},
+        {"X-Forwarded-Proto", 17, proto, strlen(proto)},
         {"X-Forwarded-Host", 16, hc->host, strlen(hc->host)},
         {"X-Real-IP", 9, ipv, strlen(ipv)},
         {"Forwarded", 9, fwd, fl > 0 && (size_t)fl < sizeof(fwd) ? (size_t)fl : 0},
@@ -1388,19 +1495,86 @@ static void send_request_head(struct hconn *hc, const char *head, size_t len,
     flush_up(up);
 }
 
+/* Under TLS, whether the connection may carry a request for its Host: the certificate it was
+ * served must cover that name (a client reusing a connection for another name, or asking
+ * for one the handshake did not, gets 421 and may retry on a connection of its own). A
+ * request without Host (HTTP/1.0) is taken as one for the SNI name. false once answered. */
+static bool tls_host_ok(struct hconn *hc)
+{
+    if (!hc->tls)
+        return true;
+    if (!hc->host[0])
+        snprintf(hc->host, sizeof(hc->host), "%s", tlsconn_sni(hc->tls));
+    if (tlsconn_covers(hc->tls, hc->host))
+        return true;
+    hc->px->st.misdirected++;
+    char eh[LOG_ESC_MAX], es[LOG_ESC_MAX];
+    log_debug("https: %s asked for host %s on a connection for %s: 421", hc->client,
+              log_escs(eh, sizeof(eh), hc->host), log_escs(es, sizeof(es), tlsconn_sni(hc->tls)));
+    error_page(hc, 421, "this connection's certificate does not cover that host");
+    return false;
+}
+
+/* Over plain HTTP, a request for res (canonical path) goes to HTTPS (308, same method and
+ * body) when this PoP has an HTTPS listener and a certificate covering the host, unless the
+ * resource opted out or the path is an ACME HTTP-01 challenge. true once answered. */
+static bool redirect_to_https(struct hconn *hc, const resource_t *res, const char *path)
+{
+    httpproxy_t *px = hc->px;
+    if (hc->tls || !px->https_port || res->no_https_redirect ||
+        !strncmp(path, HTTPPROXY_ACME_PREFIX, strlen(HTTPPROXY_ACME_PREFIX)))
+        return false;
+    char host[TLSCTX_HOST_MAX + 1];
+    if (tlsctx_host_name(hc->host, strlen(hc->host), host, sizeof(host)) ||
+        !tlsctx_covers(px->o.tls, host))
+        return false;
+    char port[8] = "", loc[TLSCTX_HOST_MAX + sizeof(hc->target) + 64];
+    if (px->https_port != 443)
+        snprintf(port, sizeof(port), ":%u", px->https_port);
+    /* An absolute-form target (a proxy's request) is replaced by its canonical path. */
+    snprintf(loc, sizeof(loc), "Location: https://%s%s%s\r\n", host, port,
+             hc->target[0] == '/' ? hc->target : path);
+    px->st.redirects_https++;
+    respond(hc, 308, loc, "", false);
+    return true;
+}
+
+/* Whether the target's path is under /.popmesh/ (the PoP's own pages). */
+static bool is_local_target(const http_head_t *h)
+{
+    const char *q = memchr(h->target, '?', h->target_len);
+    size_t plen = q ? (size_t)(q - h->target) : h->target_len;
+    return plen >= 10 && !memcmp(h->target, "/.popmesh/", 10);
+}
+
 /* One request head: answered here, or sent to its application. 0, or -1 when the connection
  * must close after the answer. */
 static int handle_request_head(struct hconn *hc, const http_head_t *h)
 {
+    httpproxy_t *px = hc->px;
     int rc = request_begin(hc, h);
     if (rc)
         return rc < 0 ? -1 : 0;
+    if (!tls_host_ok(hc))
+        return 0;
+    if (is_local_target(h)) {
+        /* The PoP's pages follow the host's root resource: to HTTPS with it (a password
+         * never goes over plain HTTP when it need not), with its HSTS. */
+        int ridx = resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), "/", 1);
+        if (ridx >= 0 && redirect_to_https(hc, &px->res[ridx], "/"))
+            return 0;
+        if (ridx >= 0)
+            hc->hsts_s = px->res[ridx].hsts_s;
+    }
     if (local_request(hc, h))
         return 0;
     char path[1024]; /* the target is shorter (request_begin): its path fits */
     int idx = route_to_resource(hc, h, path, sizeof(path));
     if (idx < 0)
         return 0;
+    if (redirect_to_https(hc, &px->res[idx], path))
+        return 0;
+    hc->hsts_s = px->res[idx].hsts_s;
     auth_user_t u;
     enum authz az = authorize(hc, h, idx, path, &u);
     if (az == AUTHZ_ANSWERED)
@@ -1524,16 +1698,60 @@ static void process_input(struct hconn *hc)
 
 /* ---- client connection ------------------------------------------------------------------ */
 
+static void on_client_read(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The TLS handshake, as far as the socket allows. Done: the connection reads its first
+ * request (H_HEAD, with the idle deadline). A failure (a bad hello, an unknown name, a client
+ * gone) closes it: the alert, if any, is already on its way. */
+static void tls_handshake_step(struct hconn *hc)
+{
+    struct ev_loop *loop = hc->px->o.loop;
+    const char *why = NULL;
+    int rc = tlsconn_handshake(hc->tls, &why);
+    if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+        ev_io_start(loop, rc == TLS_WANT_READ ? &hc->rio : &hc->wio);
+        ev_io_stop(loop, rc == TLS_WANT_READ ? &hc->wio : &hc->rio);
+        hc->active = ev_now(loop);
+        return;
+    }
+    if (rc != TLS_OK) {
+        /* Scanners and port probes fail handshakes all day: debug, and counted (status). */
+        log_debug("https: handshake with %s failed: %s", hc->client, why);
+        hc_close(hc);
+        return;
+    }
+    char es[LOG_ESC_MAX];
+    log_debug("https: %s: %s%s for %s, ALPN %s", hc->client, tlsconn_version(hc->tls),
+              tlsconn_resumed(hc->tls) ? " resumed" : "",
+              log_escs(es, sizeof(es), tlsconn_sni(hc->tls)),
+              tlsconn_alpn(hc->tls)[0] ? tlsconn_alpn(hc->tls) : "none");
+    ev_io_stop(loop, &hc->wio);
+    hc->state = H_HEAD;
+    hc->phase = hc->active = ev_now(loop);
+    ev_timer_stop(loop, &hc->timer);
+    hc_arm(hc);
+    rio_resume(hc);
+}
+
 static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     struct hconn *hc = w->data;
+    if (hc->state == H_TLS) {
+        tls_handshake_step(hc);
+        return;
+    }
+    if (hc->tls_write_wants_read) { /* a TLS write waited for this */
+        hc->tls_write_wants_read = false;
+        if (!out_flush(hc))
+            return;
+    }
     if (hc->in_len == IN_CAP || (hc->up && hc->up->pend_len >= PEND_HIGH)) {
         ev_io_stop(loop, w); /* resumed when the reader or the stream catch up */
         return;
     }
     if (hc->lingering) { /* see out_flush: discard until EOF, a limit, or the deadline */
-        ssize_t n = recv(hc->fd, hc->in, IN_CAP, 0);
+        ssize_t n = recv(hc->fd, hc->in, IN_CAP, 0); /* raw: TLS or not, it is discarded */
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
         hc->lingered += n > 0 ? (size_t)n : 0;
@@ -1541,7 +1759,7 @@ static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
             hc_close(hc);
         return;
     }
-    ssize_t n = recv(hc->fd, hc->in + hc->in_len, IN_CAP - hc->in_len, 0);
+    ssize_t n = client_recv(hc, hc->in + hc->in_len, IN_CAP - hc->in_len);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
@@ -1563,13 +1781,29 @@ static void on_client_read(struct ev_loop *loop, ev_io *w, int revents)
     }
     hc->active = ev_now(loop);
     hc->in_len += (size_t)n;
+    /* Decrypted bytes still inside OpenSSL: the socket will not say so. Fed before the input
+     * is processed, as hc may be gone after; stopping rio (closing, backpressure) drops the
+     * fed event again. */
+    if (hc->tls && tlsconn_pending(hc->tls))
+        ev_feed_event(loop, w, EV_READ);
     process_input(hc);
 }
 
 static void on_client_write(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop, (void)revents;
+    (void)revents;
     struct hconn *hc = w->data;
+    if (hc->state == H_TLS) {
+        tls_handshake_step(hc);
+        return;
+    }
+    if (hc->tls_read_wants_write) { /* a TLS read waited for this */
+        hc->tls_read_wants_write = false;
+        if (hc->out_off == hc->out_len)
+            ev_io_stop(loop, w);
+        on_client_read(loop, &hc->rio, EV_READ);
+        return;
+    }
     if (!out_flush(hc))
         return;
     if (hc->resp_done && hc->state == H_WAIT)
@@ -1579,6 +1813,7 @@ static void on_client_write(struct ev_loop *loop, ev_io *w, int revents)
 /* ---- deadlines (see the top of the file) ------------------------------------------------ */
 
 enum hdeadline {
+    DL_TLS,       /* the TLS handshake: the handshake timeout from the connection's start */
     DL_HEAD,      /* a request head is arriving: HEADER_TIMEOUT from its first byte */
     DL_IDLE,      /* between requests: IDLE_TIMEOUT from the last byte */
     DL_BODY,      /* the request body is arriving: BODY_TIMEOUT from the last byte */
@@ -1595,6 +1830,9 @@ static ev_tstamp hc_deadline(const struct hconn *hc, enum hdeadline *kind)
     bool answering = hc->up && hc->up->saw_response;
     enum hdeadline d;
     switch (hc->state) {
+    case H_TLS:
+        d = DL_TLS;
+        break;
     case H_HEAD:
         d = hc->in_len || hc->partial ? DL_HEAD : DL_IDLE;
         break;
@@ -1618,6 +1856,8 @@ static ev_tstamp hc_deadline(const struct hconn *hc, enum hdeadline *kind)
     if (kind)
         *kind = d;
     switch (d) {
+    case DL_TLS:
+        return hc->phase + hc->px->tls_timeout;
     case DL_HEAD:
         return hc->phase + k * HTTPPROXY_HEADER_TIMEOUT_S;
     case DL_IDLE:
@@ -1679,6 +1919,12 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
     const char *target = log_escs(et, sizeof(et), hc->target);
     double k = px->tscale;
     switch (kind) {
+    case DL_TLS:
+        px->st.timeout_tls++;
+        log_debug("https: %s did not finish its TLS handshake in %.1f s: closed", hc->client,
+                  px->tls_timeout);
+        hc_close(hc);
+        return;
     case DL_HEAD:
         px->st.timeout_head++;
         log_info("http: %s sent no complete request head in %.0f s: closed", hc->client,
@@ -1745,6 +1991,10 @@ static void hc_close(struct hconn *hc)
     ev_io_stop(px->o.loop, &hc->rio);
     ev_io_stop(px->o.loop, &hc->wio);
     ev_timer_stop(px->o.loop, &hc->timer);
+    if (hc->tls) {
+        tlsconn_shutdown(hc->tls); /* close_notify, best effort, after a completed handshake */
+        tlsconn_destroy(&hc->tls);
+    }
     close(hc->fd);
     conncap_release(px->cap, hc->slot);
     if (hc->up)
@@ -1835,13 +2085,17 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
 /* ---- connection caps ---------------------------------------------------------------------- */
 
 /* A connection past a cap: a fixed 503 (a fresh socket's send buffer always takes it) and
- * close, in this loop pass. Logged at most once a second, with how many went unlogged. */
-static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, const char *which)
+ * close, in this loop pass; on the HTTPS listener just the close (a 503 would cost a whole
+ * handshake first). Logged at most once a second, with how many went unlogged. */
+static void refuse(httpproxy_t *px, int fd, bool tls, const struct sockaddr_storage *ss,
+                   const char *which)
 {
     static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                  "Retry-After: 1\r\nConnection: close\r\n\r\n";
-    ssize_t n = send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)n; /* best effort: the close says the rest */
+    if (!tls) {
+        ssize_t n = send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n; /* best effort: the close says the rest */
+    }
     close(fd);
     ev_tstamp now = ev_now(px->o.loop);
     if (now - px->refused_logged < 1.0) {
@@ -1864,24 +2118,25 @@ static void refuse(httpproxy_t *px, int fd, const struct sockaddr_storage *ss, c
  * pending connection stays in the backlog and the listener stays readable, so watching it
  * would spin the loop. Stop watching for HTTPPROXY_ACCEPT_RETRY_S; logged at most once a
  * second. */
-static void accept_back_off(httpproxy_t *px, int err)
+static void accept_back_off(struct listener *l, int err)
 {
+    httpproxy_t *px = l->px;
     ev_tstamp now = ev_now(px->o.loop);
-    px->accept_fail_unlogged++;
-    if (now - px->accept_fail_logged >= 1.0) {
+    l->accept_fail_unlogged++;
+    if (now - l->accept_fail_logged >= 1.0) {
         log_warn("http: cannot accept connections on %s: %s; retrying every %.0f ms (%llu "
                  "failures since the last such line); raise the descriptor limit (ulimit -n) "
                  "if this persists",
-                 px->o.listen, strerror(err), HTTPPROXY_ACCEPT_RETRY_S * 1000,
-                 (unsigned long long)px->accept_fail_unlogged);
-        px->accept_fail_logged = now;
-        px->accept_fail_unlogged = 0;
+                 l->addr, strerror(err), HTTPPROXY_ACCEPT_RETRY_S * 1000,
+                 (unsigned long long)l->accept_fail_unlogged);
+        l->accept_fail_logged = now;
+        l->accept_fail_unlogged = 0;
     }
-    px->accept_backoff = true;
-    ev_io_stop(px->o.loop, &px->lio);
-    ev_timer_stop(px->o.loop, &px->accept_retry);
-    ev_timer_set(&px->accept_retry, HTTPPROXY_ACCEPT_RETRY_S, 0.);
-    ev_timer_start(px->o.loop, &px->accept_retry);
+    l->accept_backoff = true;
+    ev_io_stop(px->o.loop, &l->io);
+    ev_timer_stop(px->o.loop, &l->accept_retry);
+    ev_timer_set(&l->accept_retry, HTTPPROXY_ACCEPT_RETRY_S, 0.);
+    ev_timer_start(px->o.loop, &l->accept_retry);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
@@ -1891,37 +2146,49 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
 static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
-    httpproxy_t *px = w->data;
-    px->accept_backoff = false;
-    ev_io_start(loop, &px->lio);
-    on_accept(loop, &px->lio, EV_READ);
+    struct listener *l = w->data;
+    l->accept_backoff = false;
+    ev_io_start(loop, &l->io);
+    on_accept(loop, &l->io, EV_READ);
 }
 
 void httpproxy_health(void *ctx, meshnode_health_t *h)
 {
     const httpproxy_t *px = ctx;
-    h->listeners += 1;
-    if (px->lfd >= 0 && !px->accept_backoff)
-        h->listeners_up += 1;
+    for (size_t i = 0; i < 2; i++) {
+        if (!px->lis[i].addr)
+            continue; /* not configured */
+        h->listeners += 1;
+        if (px->lis[i].fd >= 0 && !px->lis[i].accept_backoff)
+            h->listeners_up += 1;
+    }
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
-    httpproxy_t *px = w->data;
+    struct listener *l = w->data;
+    httpproxy_t *px = l->px;
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd = accept4(px->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                accept_back_off(px, errno);
+                accept_back_off(l, errno);
             return;
         }
         const char *which;
         conncap_slot_t *slot = conncap_admit(px->cap, (struct sockaddr *)&ss, &which);
         if (!slot) {
-            refuse(px, fd, &ss, which);
+            refuse(px, fd, l->tls, &ss, which);
+            continue;
+        }
+        tlsconn_t *tls = NULL;
+        if (l->tls && !(tls = tlsconn_new(px->o.tls, fd))) {
+            log_warn("https: cannot start a TLS connection: out of memory");
+            conncap_release(px->cap, slot);
+            close(fd);
             continue;
         }
         auth_addr_t caddr;
@@ -1932,7 +2199,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         hc->px = px;
         hc->fd = fd;
         hc->slot = slot;
-        hc->state = H_HEAD;
+        hc->tls = tls;
+        hc->state = tls ? H_TLS : H_HEAD;
         hc->referrer_policy = "same-origin";
         hc->phase = hc->active = ev_now(loop);
         netaddr_format((const struct sockaddr *)&ss, hc->client, sizeof(hc->client));
@@ -2134,19 +2402,74 @@ static unsigned test_knob_uint(const char *name, unsigned dflt)
     return (unsigned)x;
 }
 
+/* Closes the listeners that were opened. */
+static void listeners_close(httpproxy_t *px)
+{
+    for (size_t i = 0; i < 2; i++) {
+        struct listener *l = &px->lis[i];
+        ev_io_stop(px->o.loop, &l->io);
+        ev_timer_stop(px->o.loop, &l->accept_retry);
+        if (l->fd >= 0)
+            close(l->fd);
+        l->fd = -1;
+    }
+}
+
+/* Binds the configured listeners (plain first, then TLS). 0, or -errno with err set. */
+static int listeners_open(httpproxy_t *px, char *err, size_t errlen)
+{
+    const char *addr[2] = {px->o.listen, px->o.https_listen};
+    for (size_t i = 0; i < 2; i++) {
+        struct listener *l = &px->lis[i];
+        l->px = px;
+        l->fd = -1;
+        l->tls = i == 1;
+        l->addr = addr[i] && addr[i][0] ? addr[i] : NULL;
+        ev_io_init(&l->io, on_accept, -1, EV_READ);
+        ev_init(&l->accept_retry, on_accept_retry);
+        l->io.data = l->accept_retry.data = l;
+    }
+    if (!px->lis[0].addr && !px->lis[1].addr) {
+        snprintf(err, errlen, "no HTTP or HTTPS listener is configured");
+        return -EINVAL;
+    }
+    if (px->lis[1].addr && !px->o.tls) {
+        snprintf(err, errlen, "--https-listen needs the TLS certificates (internal error)");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        struct listener *l = &px->lis[i];
+        if (!l->addr)
+            continue;
+        char why[NETADDR_MAX + 128];
+        int fd = netaddr_listen(l->addr, 1024, why, sizeof(why));
+        if (fd < 0) {
+            snprintf(err, errlen, "--%s: %s", l->tls ? "https-listen" : "http-listen", why);
+            return fd;
+        }
+        l->fd = fd;
+        ev_io_set(&l->io, fd, EV_READ);
+        if (l->tls) {
+            netaddr_t na;
+            if (netaddr_parse(l->addr, &na, true) == 0)
+                px->https_port = na.port;
+        }
+    }
+    return 0;
+}
+
 httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
 {
-    char why[NETADDR_MAX + 128];
-    int fd = netaddr_listen(o->listen, 1024, why, sizeof(why));
-    if (fd < 0) {
-        snprintf(err, errlen, "--http-listen: %s", why);
-        errno = -fd;
-        return NULL;
-    }
     httpproxy_t *px = xcalloc(1, sizeof(*px));
     px->o = *o;
-    px->lfd = fd;
-    int rc = routes_load_all(px);
+    int rc = listeners_open(px, err, errlen);
+    if (rc) {
+        listeners_close(px);
+        free(px);
+        errno = -rc;
+        return NULL;
+    }
+    rc = routes_load_all(px);
     if (rc == 0 && (px->watch_res = store_watch(o->store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX),
                                                 on_resource_change, px)) < 0)
         rc = px->watch_res;
@@ -2160,7 +2483,7 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
         if (px->watch_res > 0)
             store_unwatch(o->store, px->watch_res);
         routes_free(px);
-        close(fd);
+        listeners_close(px);
         free(px);
         errno = -rc;
         return NULL;
@@ -2199,13 +2522,24 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     for (unsigned i = 0; i < HTTPPROXY_PW_WORKERS; i++)
         if (pthread_create(&px->workers[px->nworkers], NULL, pw_worker, px) == 0)
             px->nworkers++;
-    ev_io_init(&px->lio, on_accept, fd, EV_READ);
-    px->lio.data = px;
-    ev_io_start(o->loop, &px->lio);
-    ev_init(&px->accept_retry, on_accept_retry);
-    px->accept_retry.data = px;
-    log_info("http: listening on %s (at most %u client connections, %u per address)", o->listen,
-             conncap_max_total(px->cap), conncap_max_per_addr(px->cap));
+    px->tls_timeout = test_knob_uint("POPMESH_TEST_TLS_HANDSHAKE_MS",
+                                     (unsigned)(TLSCTX_HANDSHAKE_TIMEOUT_S * 1000)) /
+                      1000.0;
+    for (size_t i = 0; i < 2; i++) {
+        struct listener *l = &px->lis[i];
+        if (l->fd < 0)
+            continue;
+        ev_io_start(o->loop, &l->io);
+        if (l->tls)
+            log_info("https: listening on %s (%zu certificate%s; handshakes within %.1f s)",
+                     l->addr, tlsctx_count(o->tls), tlsctx_count(o->tls) == 1 ? "" : "s",
+                     px->tls_timeout);
+        else
+            log_info("http: listening on %s", l->addr);
+    }
+    log_info("http: at most %u client connections, %u per address%s", conncap_max_total(px->cap),
+             conncap_max_per_addr(px->cap),
+             px->lis[0].fd >= 0 && px->lis[1].fd >= 0 ? " (HTTP and HTTPS together)" : "");
     return px;
 }
 
@@ -2232,13 +2566,11 @@ void httpproxy_destroy(httpproxy_t **pp)
     ev_async_stop(px->o.loop, &px->done_async);
     pthread_mutex_destroy(&px->mu);
     pthread_cond_destroy(&px->cv);
-    ev_io_stop(px->o.loop, &px->lio);
-    ev_timer_stop(px->o.loop, &px->accept_retry);
+    listeners_close(px);
     if (px->watch_res > 0)
         store_unwatch(px->o.store, px->watch_res);
     if (px->watch_rules > 0)
         store_unwatch(px->o.store, px->watch_rules);
-    close(px->lfd);
     routes_free(px);
     auth_ratelimit_destroy(&px->rl_ip);
     auth_ratelimit_destroy(&px->rl_user);
@@ -2274,9 +2606,31 @@ void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
         {"timeout_response_idle", px->st.timeout_resp_idle},
         {"timeout_websocket", px->st.timeout_ws},
         {"timeout_closing", px->st.timeout_closing},
+        {"redirects_https", px->st.redirects_https},
     };
+    tlsctx_stats_t ts = {0};
+    if (px->o.tls)
+        tlsctx_stats(px->o.tls, &ts);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } tkv[] = {
+        {"tls_certificates", tlsctx_count(px->o.tls)},
+        {"tls_handshakes", ts.handshakes},
+        {"tls_resumed", ts.resumed},
+        {"tls_failed", ts.failed},
+        {"tls_unknown_sni", ts.unknown_sni},
+        {"tls_ocsp_stapled", ts.ocsp_stapled},
+        {"tls_tickets_issued", ts.tickets_new},
+        {"tls_tickets_stale", ts.tickets_stale},
+        {"timeout_tls_handshake", px->st.timeout_tls},
+        {"misdirected", px->st.misdirected},
+    };
+    size_t nk = sizeof(kv) / sizeof(kv[0]), ntk = px->o.tls ? sizeof(tkv) / sizeof(tkv[0]) : 0;
     mpw_str(pk, "http");
-    msgpack_pack_map(pk, sizeof(kv) / sizeof(kv[0]));
-    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+    msgpack_pack_map(pk, (uint32_t)(nk + ntk));
+    for (size_t i = 0; i < nk; i++)
         mpw_kv_u64(pk, kv[i].name, kv[i].v);
+    for (size_t i = 0; i < ntk; i++)
+        mpw_kv_u64(pk, tkv[i].name, tkv[i].v);
 }

@@ -8,7 +8,17 @@
  * are streamed, chunked bodies re-chunked; the response is relayed as it comes.
  *
  * /.popmesh/login (GET form, POST username/password), /.popmesh/logout and
- * /.popmesh/share?t=TOKEN are served by the PoP itself on every host. */
+ * /.popmesh/share?t=TOKEN are served by the PoP itself on every host.
+ *
+ * HTTPS: a second listener, where each connection first completes a TLS handshake (tlsctx.h;
+ * bounded by the handshake timeout and the same connection caps, which both listeners share)
+ * and then speaks exactly the same HTTP. Under TLS the session cookie is Secure, the
+ * application gets X-Forwarded-Proto https, a Host the connection's certificate does not cover
+ * gets 421 (a client must not reuse a connection for another name), and a resource with hsts
+ * gets Strict-Transport-Security. Over plain HTTP, a request for a resource whose host a
+ * certificate covers is redirected (308) to HTTPS, unless the resource says no_https_redirect
+ * or the path is an ACME HTTP-01 challenge (/.well-known/acme-challenge/: CAs fetch those over
+ * plain HTTP). */
 #ifndef POPMESH_NODE_HTTP_HTTPPROXY_H
 #define POPMESH_NODE_HTTP_HTTPPROXY_H
 
@@ -16,6 +26,7 @@
 #include "node/membership/meshnode.h"
 #include "node/records/identity.h"
 #include "node/nodecfg.h"
+#include "node/tls/tlsctx.h"
 #include "storage/store.h"
 
 #include <ev.h>
@@ -41,6 +52,7 @@
 #define HTTPPROXY_MAX_CONNS_MIN  64  /* floor of the overall cap, whatever the fd limit */
 #define HTTPPROXY_MAX_PER_IP     256 /* concurrent connections per client IPv4 address or /64 */
 #define HTTPPROXY_SESSION_TTL_MS (12ull * 3600 * 1000)
+#define HTTPPROXY_ACME_PREFIX    "/.well-known/acme-challenge/" /* never redirected */
 #define HTTPPROXY_COOKIE         "popmesh_session"
 /* Login attempts: per user AUTH_RL_BURST then one per AUTH_RL_REFILL_MS (node/auth/auth.h); per
  * client address more, since an office behind one NAT address shares it. */
@@ -58,7 +70,9 @@ typedef struct httpproxy httpproxy_t;
 typedef struct httpproxy_opts {
     struct ev_loop *loop;
     store_t *store;           /* borrowed */
-    const char *listen;       /* "host:port" */
+    const char *listen;       /* "host:port" of plain HTTP; NULL or "" = none */
+    const char *https_listen; /* "host:port" of HTTPS; NULL or "" = none (needs tls) */
+    tlsctx_t *tls;            /* borrowed: the certificates (tlsctx.h); NULL = no HTTPS */
     const meshkey_t *meshkey; /* borrowed: signs sessions */
     dataplane_t *dp;          /* borrowed */
     uint64_t max_body;        /* bytes of one request body; past it 413 (0 = no limit) */
@@ -67,9 +81,10 @@ typedef struct httpproxy_opts {
 /* Test knobs, read once by httpproxy_new from the environment; for tests only (docs/http.md):
  *   POPMESH_TEST_HTTP_PER_IP=N         per-address cap instead of HTTPPROXY_MAX_PER_IP
  *   POPMESH_TEST_HTTP_MAX_CONNS=N      overall cap instead of half RLIMIT_NOFILE
- *   POPMESH_TEST_HTTP_TIMEOUT_SCALE=F  every timeout above multiplied by F (0 < F <= 1) */
+ *   POPMESH_TEST_HTTP_TIMEOUT_SCALE=F  every timeout above multiplied by F (0 < F <= 1)
+ *   POPMESH_TEST_TLS_HANDSHAKE_MS=N    the TLS handshake timeout (TLSCTX_HANDSHAKE_TIMEOUT_S) */
 
-/* Binds the listener; NULL with a reason in err. */
+/* Binds the listeners (at least one); NULL with a reason in err. */
 httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen);
 void httpproxy_destroy(httpproxy_t **pp);
 
@@ -78,11 +93,11 @@ void httpproxy_destroy(httpproxy_t **pp);
 #define HTTPPROXY_STATUS_PAIRS 1
 void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk);
 
-/* A meshnode health source (meshnode_add_health_source; ctx is the httpproxy_t *): adds the
- * HTTP listener to h->listeners, and to h->listeners_up while it accepts. It does not while
- * accept() backs off after failing for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
- * ENOMEM): the listener then sleeps HTTPPROXY_ACCEPT_RETRY_S rather than spin on a socket
- * that stays readable, and a client waits in the backlog meanwhile. */
+/* A meshnode health source (meshnode_add_health_source; ctx is the httpproxy_t *): adds each
+ * listener (HTTP, HTTPS) to h->listeners, and to h->listeners_up while it accepts. One does
+ * not while accept() backs off after failing for lack of descriptors or memory (EMFILE,
+ * ENFILE, ENOBUFS, ENOMEM): the listener then sleeps HTTPPROXY_ACCEPT_RETRY_S rather than spin
+ * on a socket that stays readable, and a client waits in the backlog meanwhile. */
 #define HTTPPROXY_ACCEPT_RETRY_S 0.1 /* s between accept attempts after such a failure */
 void httpproxy_health(void *ctx, meshnode_health_t *h);
 

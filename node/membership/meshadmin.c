@@ -4,7 +4,8 @@
  *   site.rm       {name}                     -> {name, nodes_removed: [id], token_revoked}
  *   site.list     {}                         -> {sites: [{name, enrolled, created_ms, ...}]}
  *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
- *                  path_prefix?, auth?, allow_users?, allow_groups?} -> the record
+ *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
+ *                  hsts?} -> the record
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *   node.drain    {name, undo?}              -> {name, id, draining, changed}
@@ -429,6 +430,14 @@ static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
     if (ctl_arg_copy(req, "auth", auth, sizeof(auth)) < 0 ||
         resource_auth_parse(auth, strlen(auth), &r->auth))
         return control_error(pk, CTL_BAD_REQUEST, "auth must be 'none' or 'login'");
+    uint64_t hsts = 0;
+    if (arg_bool(req, "no_https_redirect", &r->no_https_redirect) < 0 ||
+        ctl_arg_uint(req, "hsts", &hsts) < 0 || hsts > RESOURCE_HSTS_MAX)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "no_https_redirect must be true or false; hsts seconds from 0 to "
+                             "%d",
+                             RESOURCE_HSTS_MAX);
+    r->hsts_s = (uint32_t)hsts;
     int rc = arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users);
     if (rc == CTL_OK)
         rc = arg_names(req, pk, "allow_groups", r->allow_groups, &r->nallow_groups);
@@ -667,7 +676,8 @@ const control_command_t meshadmin_commands[] = {
     {"resource.add", cmd_resource_add,
      "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
-     "[health: tcp|http:/PATH] [sticky: bool] [replace: bool] -> the resource"},
+     "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
+     "[replace: bool] -> the resource"},
     {"resource.list", cmd_resource_list,
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
      "path_prefix?, auth?, allow_users?, allow_groups?}]}"},

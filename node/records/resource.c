@@ -195,11 +195,14 @@ static int check_http(const resource_t *r, char *buf, size_t len, const char **w
 {
     if (!r->host[0]) {
         if (r->path_prefix[0] || r->auth != RESOURCE_AUTH_NONE || r->nallow_users ||
-            r->nallow_groups)
+            r->nallow_groups || r->no_https_redirect || r->hsts_s)
             return refuse(buf, len, why,
-                          "path_prefix, auth, allow_users and allow_groups need a host");
+                          "path_prefix, auth, allow_users, allow_groups, no_https_redirect and "
+                          "hsts need a host");
         return 0;
     }
+    if (r->hsts_s > RESOURCE_HSTS_MAX)
+        return refuse(buf, len, why, "hsts is at most %d s (two years)", RESOURCE_HSTS_MAX);
     if (!host_ok(r->host, strnlen(r->host, sizeof(r->host))))
         return refuse(buf, len, why, "host '%s' is invalid (" HOST_RULE ")", r->host);
     if (check_path_prefix(r->path_prefix, buf, len, why))
@@ -263,7 +266,8 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
 {
     char health[RESOURCE_HEALTH_MAX + 1];
     resource_health_str(r, health, sizeof(health));
-    msgpack_pack_map(pk, r->host[0] ? 12 : 7);
+    msgpack_pack_map(pk, r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0)
+                                    : 7);
     mpw_kv_str(pk, "name", r->name);
     mpw_kv_str(pk, "site", r->site);
     mpw_str(pk, "targets");
@@ -281,6 +285,11 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     mpw_kv_str(pk, "auth", resource_auth_str(r->auth));
     pack_names(pk, "allow_users", r->allow_users, r->nallow_users);
     pack_names(pk, "allow_groups", r->allow_groups, r->nallow_groups);
+    /* Written only when set: a record without them stays what the version before wrote. */
+    if (r->no_https_redirect)
+        mpw_kv_bool(pk, "no_https_redirect", true);
+    if (r->hsts_s)
+        mpw_kv_u64(pk, "hsts", r->hsts_s);
 }
 
 /* ---- decoding ---------------------------------------------------------------------------- */
@@ -352,7 +361,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
 {
     char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
     char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
-    uint64_t port = 0;
+    uint64_t port = 0, hsts = 0;
     memset(res, 0, sizeof(*res));
     mpf_t fs[] = {
         {"name", MPF_STR, res->name, sizeof(res->name), true, false, NULL},
@@ -367,6 +376,8 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"auth", MPF_STR, auth, sizeof(auth), false, false, NULL},
         {"allow_users", MPF_CUSTOM, res, 0, false, false, read_allow_users},
         {"allow_groups", MPF_CUSTOM, res, 0, false, false, read_allow_groups},
+        {"no_https_redirect", MPF_BOOL, &res->no_https_redirect, 0, false, false, NULL},
+        {"hsts", MPF_U64, &hsts, 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;
@@ -379,6 +390,11 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         return -EBADMSG;
     }
     res->tcp_port = (uint16_t)port;
+    if (hsts > RESOURCE_HSTS_MAX) {
+        *why = "hsts is more than two years";
+        return -EBADMSG;
+    }
+    res->hsts_s = (uint32_t)hsts;
     /* The HTTP fields only mean something with a host; resource_check refuses them without
      * one. They are copied over unchecked in length so that check can name the bad value. */
     if (fs[7].seen) {

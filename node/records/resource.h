@@ -2,7 +2,8 @@
  * raw TCP, HTTP, or both.
  *
  *   resource/<name>   {name, site, targets: [str], tcp_port, health, sticky, created_ms,
- *                      host?, path_prefix?, auth?, allow_users?: [str], allow_groups?: [str]}
+ *                      host?, path_prefix?, auth?, allow_users?: [str], allow_groups?: [str],
+ *                      no_https_redirect?: true, hsts?: uint (s)}
  *
  * A PoP listens on tcp_port (0 = none) and carries each accepted connection through the
  * site's tunnel to one of the targets ("host:port" as the site connector resolves it); health
@@ -15,7 +16,10 @@
  * when allow_users or allow_groups is not empty, a user named there or in one of the groups
  * named there; auth "none" (the default) lets anyone through. A resource has a tcp_port, a
  * host, or both; the HTTP fields are written only when host is set, so a TCP-only record is
- * byte for byte what the first version wrote.
+ * byte for byte what the first version wrote. With a host, plain HTTP requests are redirected
+ * (308) to HTTPS when a certificate covers the host, unless no_https_redirect; hsts (seconds,
+ * 0 = none) adds Strict-Transport-Security to answers over TLS. Both are written only when set,
+ * so a record without them is byte for byte what the version before them wrote.
  *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
@@ -45,6 +49,7 @@
 #define RESOURCE_HOST_MAX      253 /* bytes of a DNS name */
 #define RESOURCE_PREFIX_MAX    200 /* bytes of path_prefix */
 #define RESOURCE_ALLOW_MAX     32  /* names in allow_users, and in allow_groups */
+#define RESOURCE_HSTS_MAX      63072000 /* s: two years, the longest max-age worth asking for */
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
@@ -74,6 +79,8 @@ typedef struct resource {
     unsigned nallow_users;                                       /* 0..RESOURCE_ALLOW_MAX */
     char allow_groups[RESOURCE_ALLOW_MAX][NODECFG_NAME_MAX + 1]; /* auth login only */
     unsigned nallow_groups;                                      /* 0..RESOURCE_ALLOW_MAX */
+    bool no_https_redirect; /* plain HTTP is served, not redirected to HTTPS */
+    uint32_t hsts_s;        /* s: Strict-Transport-Security max-age; 0 = none */
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is

@@ -996,6 +996,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *host = take_opt(&argc, argv, "--host", &err);
     const char *prefix = take_opt(&argc, argv, "--path-prefix", &err);
     const char *auth = take_opt(&argc, argv, "--auth", &err);
+    const char *hsts = take_opt(&argc, argv, "--hsts", &err);
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
     const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
     const char **groups = xcalloc((size_t)argc + 1, sizeof(*groups));
@@ -1009,8 +1010,14 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         groups[ng++] = t;
     bool sticky = take_flag(&argc, argv, "--sticky");
     bool replace = take_flag(&argc, argv, "--replace");
+    bool no_redirect = take_flag(&argc, argv, "--no-https-redirect");
     int rc = EXIT_OK;
-    unsigned long tcp_port = 0;
+    unsigned long tcp_port = 0, hsts_s = 0;
+    char *hend = NULL;
+    if (hsts) {
+        errno = 0;
+        hsts_s = strtoul(hsts, &hend, 10);
+    }
     char *end = NULL;
     if (port) {
         errno = 0;
@@ -1031,8 +1038,12 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     else if (port &&
              (errno || !*port || *end || port[0] == '-' || tcp_port == 0 || tcp_port > 65535))
         rc = usage(self, "--tcp-port '%s' is not a port (1-65535)", port);
-    else if (!host && (prefix || auth || nu || ng))
-        rc = usage(self, "--path-prefix, --auth, --allow-user and --allow-group need --host");
+    else if (!host && (prefix || auth || nu || ng || hsts || no_redirect))
+        rc = usage(self, "--path-prefix, --auth, --allow-user, --allow-group, --hsts and "
+                         "--no-https-redirect need --host");
+    else if (hsts && (errno || !*hsts || *hend || hsts[0] == '-' || hsts_s > 63072000))
+        rc = usage(self, "--hsts '%s' is not a number of seconds (0 to 63072000, two years)",
+                   hsts);
     if (rc) {
         free(targets);
         free(users);
@@ -1043,7 +1054,8 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     json_t *j;
     request_begin(&r, "resource.add",
                   4 + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
-                      (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0));
+                      (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0) +
+                      (hsts ? 1 : 0) + (no_redirect ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     mpw_str(&r.pk, "site");
@@ -1086,6 +1098,14 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     }
     if (replace) {
         mpw_str(&r.pk, "replace");
+        msgpack_pack_true(&r.pk);
+    }
+    if (hsts) {
+        mpw_str(&r.pk, "hsts");
+        msgpack_pack_uint32(&r.pk, (uint32_t)hsts_s);
+    }
+    if (no_redirect) {
+        mpw_str(&r.pk, "no_https_redirect");
         msgpack_pack_true(&r.pk);
     }
     free(targets);
@@ -1792,14 +1812,17 @@ static const command_t commands[] = {
     {"resource", "add", cmd_resource_add,
      "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
-     "        [--allow-group G ...]] [--health tcp | --health http:/PATH] [--sticky] [--replace]",
+     "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
+     "        [--health tcp | --health http:/PATH] [--sticky] [--replace]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A resource needs --tcp-port, --host or both. --auth login\n"
      "asks for a user login, limited to the --allow-user users and --allow-group groups when\n"
      "given. --health says how the site checks a target (default tcp: a connect; http:/PATH:\n"
      "GET PATH answers 2xx or 3xx). --sticky keeps a client on one target. --replace changes an\n"
-     "existing resource of that name."},
+     "existing resource of that name. Plain HTTP requests for HOSTNAME are redirected (308) to\n"
+     "HTTPS at PoPs with an HTTPS listener once a certificate covers it, unless\n"
+     "--no-https-redirect; --hsts SECONDS adds Strict-Transport-Security to HTTPS answers."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port, HTTP host, path prefix and auth, health check,\n"
      "stickiness, targets (--json: every field, with allow_users and allow_groups)."},
