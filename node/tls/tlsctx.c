@@ -434,7 +434,11 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
             rc = -1;
     }
     sodium_memzero(&k, sizeof(k));
-    if (rc == 1 && !enc && renew)
+    /* 2: accepted, and a new ticket goes out. Under TLS 1.3 always: clients use a ticket once
+     * (RFC 8446 C.4), and OpenSSL issues none after a resumption it was not asked to renew, so
+     * a client would otherwise alternate between resumed and full handshakes (measured: half
+     * of a chain of reconnections resumed). */
+    if (rc == 1 && !enc && (renew || SSL_version(ssl) >= TLS1_3_VERSION))
         rc = 2;
     return rc;
 }
