@@ -69,12 +69,15 @@ q() { # q SERVER NAME TYPE [DIG ARGS...]: the answer section's data, one per lin
     dig +short +tries=1 +time=1 -p "$DP" "@$server" "$name" "$type" "$@" 2>/dev/null
 }
 qfull() { dig +tries=1 +time=1 -p "$DP" "@$1" "$2" "$3" "${@:4}" 2>/dev/null; }
-answers_everywhere() { # every PoP answers app with 2 addresses
+answers_everywhere() { # every PoP holds all 4 PoPs as answerable, and answers app with 2
     for i in 1 2 3 4; do
+        [ "$(mctl "${N[$i]}" --json dns status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["pops_answerable"])')" = 4 ] || return 1
         [ "$(q "${ING[$i]}" "app.$ZONE" A | wc -l)" = 2 ] || return 1
     done
 }
-wait_for 20 "every PoP to answer app.$ZONE with two PoPs" answers_everywhere
+# A PoP that just joined is left out of answers until its first health vector arrives (up to
+# 2 s): wait until every view holds all four.
+wait_for 20 "every PoP to hold all 4 PoPs as answerable and answer app.$ZONE with two" answers_everywhere
 
 # ---- unbound, a real recursive resolver, with the zone as a stub zone ----
 cat >"$WORK/unbound.conf" <<EOF
@@ -169,9 +172,13 @@ same_everywhere() {
         [ "${E[$i]}" = "${E[1]}" ] && [ "${U[$i]}" = "${U[1]}" ] || return 1
     done
 }
-same_everywhere || sleep 0.2
-for _ in $(seq 1 25); do same_everywhere && break; sleep 0.2; done
-same_everywhere || fail "the PoPs give different answers for 5 s: ${E[*]} / ${U[*]}"
+AGREE_T0=$(date +%s%N)
+if ! same_everywhere; then
+    echo "# the PoPs disagree at first: eu-client ${E[*]}, us-client ${U[*]}"
+    for _ in $(seq 1 25); do sleep 0.2; same_everywhere && break; done
+    same_everywhere || fail "the PoPs give different answers for 5 s: ${E[*]} / ${U[*]}"
+    echo "# they agree after $(awk "BEGIN{printf \"%.1f\", ($(date +%s%N)-$AGREE_T0)/1e9}") s"
+fi
 [ "$(region_of "${E[1]}")" = eu ] || fail "a 10.1/16 client got ${E[1]} first (an eu PoP expected)"
 [ "$(region_of "${U[1]}")" = us ] || fail "a 10.2/16 client got ${U[1]} first (a us PoP expected)"
 qfull "${ING[3]}" "app.$ZONE" A "+subnet=10.1.7.0/24" >"$WORK/ecs"
@@ -198,7 +205,7 @@ cat >"$WORK/client.sh" <<EOF
 #!/usr/bin/env bash
 # client.sh COUNT: COUNT requests, one line per request: "ok" or "fail <why>"
 for _ in \$(seq 1 "\$1"); do
-    addrs=\$(dig +short +tries=1 +time=1 -p $UP @127.0.0.1 app.$ZONE A 2>/dev/null | paste -sd, -)
+    addrs=\$(dig +short +tries=2 +time=2 -p $UP @127.0.0.1 app.$ZONE A 2>/dev/null | grep -v '^;' | paste -sd, -)
     if [ -z "\$addrs" ]; then echo "fail no-address"; sleep 0.05; continue; fi
     if curl -sf --max-time 2 --connect-timeout 1 --resolve "app.$ZONE:$HP:\$addrs" \
         "http://app.$ZONE:$HP/x" >/dev/null 2>&1; then echo ok; else echo "fail curl \$addrs"; fi
@@ -232,9 +239,15 @@ for victim in 1 3; do
     F=$(grep -c '^fail' "$WORK/client-$victim.log" || true)
     NREQ=$(wc -l <"$WORK/client-$victim.log")
     TOTAL_FAIL=$((TOTAL_FAIL + F))
+    [ "$F" -le 5 ] || { grep '^fail' "$WORK/client-$victim.log" | head >&2; fail "SIGKILL pop-$victim: $F of $NREQ requests failed (at most 5)"; }
     ok "6: SIGKILL pop-$victim: $F of $NREQ requests failed; its address left every survivor's answers in $GONE s"
 done
-[ "$TOTAL_FAIL" -le 2 ] || { grep -h '^fail' "$WORK"/client-*.log | head >&2; fail "$TOTAL_FAIL requests failed across 2 kills (at most 2 allowed)"; }
+# A client like a browser's: a stub resolver with a 2 s timeout and one retry (unbound may
+# first try the dead PoP), curl moving to the next address on a refusal. Requests can still
+# fail while the site's tunnels fail over (the killed PoP may have been its primary): at most
+# 5 of 60 per kill are allowed; a resolver still handing out the dead PoP, or a PoP answering
+# with no address, would fail far more.
+[ "$TOTAL_FAIL" -le 10 ] || { grep -h '^fail' "$WORK"/client-*.log | head >&2; fail "$TOTAL_FAIL requests failed across 2 kills (at most 10 of 120 allowed)"; }
 # unbound too: only survivors
 mapfile -t A6 < <(ures "app.$ZONE" A)
 for a in "${A6[@]}"; do
