@@ -13,6 +13,7 @@
 #include "node/http/httpproxy.h"
 #include "node/dns/dnsadmin.h"
 #include "node/dns/dnsserver.h"
+#include "node/acme/acme.h"
 #include "node/tls/certadmin.h"
 #include "node/tls/certstore.h"
 #include "node/tls/ticketkeys.h"
@@ -54,6 +55,7 @@ typedef struct node {
     httpproxy_t *http; /* NULL unless http-listen or https-listen is set */
     tlsctx_t *tls;     /* the certificates served; NULL unless https-listen is set */
     dnsserver_t *dns;  /* always: answers queries only when dns-listen is set */
+    acme_t *acme;      /* certificates from an ACME CA once acme/config is set */
     certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
     bool removed;      /* this node learned it was removed from the mesh */
@@ -579,6 +581,18 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     dnsserver_register_commands(n.dns, n.control);
+    acme_opts_t ao = {.loop = n.loop,
+                      .store = n.store,
+                      .mesh = n.mesh,
+                      .meshkey = &n.meshkey,
+                      .node_name = n.cfg.name,
+                      .node_id = n.id.node_id};
+    n.acme = acme_new(&ao, err, errlen);
+    if (!n.acme) {
+        rc = -EIO;
+        goto out;
+    }
+    acme_register_commands(n.acme, n.control);
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
     n.sigint.data = n.sigterm.data = &n;
@@ -606,6 +620,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     }
 out:
     control_destroy(&n.control);
+    acme_destroy(&n.acme);
     dnsserver_destroy(&n.dns);
     ticketkeys_destroy(&n.tickets);
     certstore_wipe_key(&n.seal);

@@ -14,3 +14,12 @@ popmesh_unit_test(test_tlsctx popmesh_tls popmesh_storage)
 # The HTTPS listener of 3 PoPs: curl at every PoP, TLS 1.2/1.3, ALPN, unknown SNI, Secure
 # cookie, X-Forwarded-Proto, 308 and HSTS, resumption across PoPs, bad input.
 popmesh_integration(https_ingress)
+# ACME (node/acme): keys, JWS, EAB, CSR, the CA's JSON and the records (loop-free), DNS-01's
+# TXT answers and wildcard resource hosts; the readers of the CA's answers and of the records
+# fuzzed.
+popmesh_unit_test(test_acme popmesh_acmeproto popmesh_dnswire popmesh_records)
+popmesh_fuzz(fuzz_acme popmesh_acmeproto)
+# Pebble on loopback, three PoPs: HTTP-01, DNS-01 (wildcard), failure, a SIGKILL mid-order,
+# renewal.
+popmesh_integration(acme_pebble)
+set_property(TEST integration.acme_pebble PROPERTY TIMEOUT 420)

@@ -240,6 +240,9 @@ static enum node_kind classify(const qctx_t *c, const dns_host_t **host, size_t 
     for (size_t i = 0; i < v->nhosts; i++)
         if (below(v->hosts[i].name, strlen(v->hosts[i].name), c->name, c->namelen))
             return NODE_ENT;
+    for (size_t i = 0; i < v->ntxts; i++)
+        if (below(v->txts[i].name, strlen(v->txts[i].name), c->name, c->namelen))
+            return NODE_ENT;
     return NODE_NONE;
 }
 
@@ -298,10 +301,33 @@ static enum dnsanswer_kind answer_any(qctx_t *c)
 
 /* The kind of answer for a query inside c->zone; fills the answer/additional sections (the
  * SOA of negative answers is added by the caller). */
+/* The TXT records of a name that has them (ACME's DNS-01 answers): TXT, or NODATA. */
+static enum dnsanswer_kind answer_txt(qctx_t *c, size_t first, size_t n)
+{
+    if (c->qtype == LDNS_RR_TYPE_ANY)
+        return answer_any(c);
+    if (c->qtype != LDNS_RR_TYPE_TXT)
+        return DNSA_NODATA;
+    for (size_t i = first; i < first + n; i++) {
+        const char *val = c->v->txts[i].value;
+        uint8_t str[DNS_TXT_MAX + 1];
+        size_t vl = strlen(val);
+        str[0] = (uint8_t)vl; /* dnsview_add_txt: 1..255 bytes */
+        memcpy(str + 1, val, vl);
+        ldns_rr *rr = rr_new(LDNS_RR_TYPE_TXT, must(ldns_rdf_clone(c->qname)), c->zone->ttl);
+        ldns_rr_push_rdf(rr, must(ldns_rdf_new_frm_data(LDNS_RDF_TYPE_STR, vl + 1, str)));
+        push(c, LDNS_SECTION_ANSWER, rr);
+    }
+    return DNSA_ANSWER;
+}
+
 static enum dnsanswer_kind answer_in_zone(qctx_t *c)
 {
     const dns_host_t *host;
-    size_t pop;
+    size_t pop, tfirst;
+    size_t ntxt = dnsview_txt(c->v, c->name, &tfirst);
+    if (ntxt)
+        return answer_txt(c, tfirst, ntxt);
     enum node_kind node = classify(c, &host, &pop);
     uint16_t t = c->qtype;
 

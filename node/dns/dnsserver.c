@@ -12,6 +12,7 @@
 #include "common/netaddr.h"
 #include "common/xmalloc.h"
 #include "mesh/linkstate.h"
+#include "node/acme/acmerec.h"
 #include "node/records/cidr.h"
 #include "node/records/geo.h"
 #include "node/records/registry.h"
@@ -91,9 +92,11 @@ struct dnsserver {
     size_t nhosts;
     struct cfg_site_node *site_nodes;
     size_t nsite_nodes;
+    dns_txt_t *txts; /* ACME's DNS-01 answers: _acme-challenge.NAME from acmedns/NAME */
+    size_t ntxts;
     uint64_t cfg_version_ms; /* newest write seen under the watched prefixes (SOA serial) */
     bool cfg_dirty;
-    int watches[5];
+    int watches[6];
     /* the view answers come from */
     dns_view_t *view;
     uint64_t generation;
@@ -241,6 +244,28 @@ static int host_cmp(const void *a, const void *b)
     return strcmp(x->resource, y->resource);
 }
 
+/* acmedns/<name>: TXT of _acme-challenge.<name> until it expires (node/acme/acmerec.h). An
+ * expired record is left out at the next rebuild; the PoP that wrote it deletes it anyway. */
+static int load_acmedns(const store_entry_t *e, void *ctx)
+{
+    dnsserver_t *s = ctx;
+    const size_t pl = strlen(ACMEDNS_PREFIX);
+    static const char label[] = "_acme-challenge.";
+    acmedns_rec_t d;
+    const char *why = "?";
+    size_t nl = e->klen - pl;
+    if (!acme_name_ok(e->key + pl, nl) || nl + sizeof(label) - 1 > DNS_NAME_MAX ||
+        acmedns_parse(e->value, e->vlen, &d, &why) || d.expires_ms <= clock_wall_ms())
+        return 0;
+    for (size_t i = 0; i < d.nvalues; i++) {
+        s->txts = xrealloc(s->txts, (s->ntxts + 1) * sizeof(*s->txts));
+        dns_txt_t *t = &s->txts[s->ntxts++];
+        snprintf(t->name, sizeof(t->name), "%s%.*s", label, (int)nl, e->key + pl);
+        snprintf(t->value, sizeof(t->value), "%s", d.values[i]);
+    }
+    return 0;
+}
+
 static void load_config(dnsserver_t *s)
 {
     free(s->zones), s->zones = NULL, s->nzones = 0;
@@ -248,11 +273,13 @@ static void load_config(dnsserver_t *s)
     free(s->pops), s->pops = NULL, s->npops = 0;
     free(s->hosts), s->hosts = NULL, s->nhosts = 0;
     free(s->site_nodes), s->site_nodes = NULL, s->nsite_nodes = 0;
+    free(s->txts), s->txts = NULL, s->ntxts = 0;
     store_t *st = s->o.store;
     if (store_list(st, ZONE_PREFIX, strlen(ZONE_PREFIX), load_zone, s) ||
         store_list(st, GEO_PREFIX, strlen(GEO_PREFIX), load_geo, s) ||
         store_list(st, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), load_node, s) ||
-        store_list(st, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), load_resource, s))
+        store_list(st, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), load_resource, s) ||
+        store_list(st, ACMEDNS_PREFIX, strlen(ACMEDNS_PREFIX), load_acmedns, s))
         log_warn("dns: cannot read the configuration: %s (answers may be stale)",
                  store_last_error(st));
     if (s->nhosts)
@@ -401,6 +428,8 @@ static void rebuild(dnsserver_t *s)
         if (in_zone)
             dnsview_add_host(v, h, s->hosts[i].site); /* sorted: the first of a name wins */
     }
+    for (size_t i = 0; i < s->ntxts; i++)
+        dnsview_add_txt(v, s->txts[i].name, s->txts[i].value);
     dnsview_finish(v, s->o.self_id);
     compute_reach(s, v);
     v->generation = ++s->generation;
@@ -783,9 +812,9 @@ dnsserver_t *dnsserver_new(const dnsserver_opts_t *o, char *err, size_t errlen)
     s->rebuild.data = s;
     s->cfg_dirty = true;
     rebuild(s);
-    const char *prefixes[] = {ZONE_PREFIX, GEO_PREFIX, REG_NODE_PREFIX, RESOURCE_PREFIX,
-                              REG_SITE_PREFIX};
-    for (size_t i = 0; i < 5; i++) {
+    const char *prefixes[] = {ZONE_PREFIX,     GEO_PREFIX,      REG_NODE_PREFIX,
+                              RESOURCE_PREFIX, REG_SITE_PREFIX, ACMEDNS_PREFIX};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
         s->watches[i] = store_watch(o->store, prefixes[i], strlen(prefixes[i]), on_config_change, s);
         if (s->watches[i] < 0) {
             snprintf(err, errlen, "cannot watch %s records: %s", prefixes[i],
@@ -854,6 +883,7 @@ void dnsserver_destroy(dnsserver_t **sp)
     conncap_destroy(&s->cap);
     dnsview_free(&s->view);
     free(s->zones), free(s->geos), free(s->pops), free(s->hosts), free(s->site_nodes);
+    free(s->txts);
     free(s->ubuf), free(s->obuf);
     free(s);
     *sp = NULL;

@@ -97,6 +97,7 @@ void dnsview_free(dns_view_t **vp)
     free(v->sites);
     free(v->reach);
     free(v->geos);
+    free(v->txts);
     free(v->pops_by_name);
     free(v->regions);
     free(v->pop_place);
@@ -172,6 +173,26 @@ int dnsview_add_host(dns_view_t *v, const char *name, const char *site)
     strcpy(h->name, name); /* length checked by name_ok */
     h->site = s;
     return 0;
+}
+
+int dnsview_add_txt(dns_view_t *v, const char *name, const char *value)
+{
+    if (!v || !name || !value || v->finished || !name_ok(name, DNS_NAME_MAX + 1) || !value[0] ||
+        strlen(value) > DNS_TXT_MAX)
+        return -EINVAL;
+    v->txts = grow(v->txts, v->ntxts, sizeof(*v->txts));
+    dns_txt_t *t = &v->txts[v->ntxts++];
+    memset(t, 0, sizeof(*t));
+    strcpy(t->name, name);   /* length checked by name_ok */
+    strcpy(t->value, value); /* and above */
+    return 0;
+}
+
+static int cmp_txt(const void *a, const void *b)
+{
+    const dns_txt_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
 }
 
 int dnsview_add_geo(dns_view_t *v, const dns_geo_t *g)
@@ -402,6 +423,8 @@ void dnsview_finish(dns_view_t *v, uint64_t self_id)
     if (v->ngeos)
         qsort(v->geos, v->ngeos, sizeof(*v->geos), cmp_geo);
     finish_hosts(v);
+    if (v->ntxts)
+        qsort(v->txts, v->ntxts, sizeof(*v->txts), cmp_txt);
     finish_regions(v);
     finish_geo_groups(v);
 
@@ -539,4 +562,23 @@ const char *dns_excl_name(enum dns_excl e)
         return "no-route";
     }
     return "unknown";
+}
+
+size_t dnsview_txt(const dns_view_t *v, const char *name, size_t *first)
+{
+    if (!v || !name)
+        return 0;
+    size_t lo = 0, hi = v->ntxts;
+    while (lo < hi) { /* the first entry not below name */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(v->txts[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t n = 0;
+    while (lo + n < v->ntxts && strcmp(v->txts[lo + n].name, name) == 0)
+        n++;
+    *first = lo;
+    return n;
 }

@@ -62,6 +62,13 @@ typedef struct dns_host {
     size_t site; /* index into view.sites */
 } dns_host_t;
 
+/* A TXT record (the DNS-01 answers of ACME, node/acme): name and one character-string. */
+#define DNS_TXT_MAX 255 /* bytes of one TXT character-string */
+typedef struct dns_txt {
+    char name[DNS_NAME_MAX + 1];
+    char value[DNS_TXT_MAX + 1];
+} dns_txt_t;
+
 /* A geo rule: clients in addr/plen are in region (and at lat,lon if given). */
 typedef struct dns_geo {
     uint8_t family; /* 4 or 6 */
@@ -109,6 +116,8 @@ typedef struct dns_view {
     dns_geo_t *geos; /* added in any order; dnsview_finish sorts them (family, longest prefix
                       * first, address) so that identical rules resolve the same everywhere */
     size_t ngeos;
+    dns_txt_t *txts; /* sorted by name (dnsview_finish) */
+    size_t ntxts;
     size_t self;         /* index of the answering PoP in pops, or DNS_NONE */
     uint64_t generation; /* bumps with every new view: answer caches key on it */
 
@@ -139,6 +148,8 @@ int dnsview_add_pop(dns_view_t *v, const dns_pop_t *p);
 /* Adds host name for site (by name; the site is added to view.sites if new). */
 int dnsview_add_host(dns_view_t *v, const char *name, const char *site);
 int dnsview_add_geo(dns_view_t *v, const dns_geo_t *g);
+/* A TXT record of name (a name the view accepts; '_' allowed) with value (1..255 bytes). */
+int dnsview_add_txt(dns_view_t *v, const char *name, const char *value);
 /* Sorts, drops duplicate hosts (first added wins), sizes reach (all false) and sets self to
  * the PoP with id self_id (DNS_NONE if absent). Call before set_reach and before use. */
 void dnsview_finish(dns_view_t *v, uint64_t self_id);
@@ -149,5 +160,7 @@ void dnsview_set_reach(dns_view_t *v, size_t site, size_t pop, bool r);
 const dns_zone_t *dnsview_zone_of(const dns_view_t *v, const char *qname);
 const dns_host_t *dnsview_host(const dns_view_t *v, const char *name);
 size_t dnsview_pop_by_name(const dns_view_t *v, const char *name); /* or DNS_NONE */
+/* The TXT records of name: their count, the first at v->txts[*first]. */
+size_t dnsview_txt(const dns_view_t *v, const char *name, size_t *first);
 
 #endif

@@ -39,6 +39,7 @@
 #include "common/logesc.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
+#include "node/acme/acmechal.h"
 #include "node/auth/auth.h"
 #include "node/http/httphdr.h"
 #include "node/http/httpmsg.h"
@@ -1549,12 +1550,34 @@ static bool is_local_target(const http_head_t *h)
 
 /* One request head: answered here, or sent to its application. 0, or -1 when the connection
  * must close after the answer. */
+/* GET /.well-known/acme-challenge/<token> on any host: ACME's HTTP-01 answer from the
+ * replicated records (node/acme/acmechal.h), before redirects, routing and authentication. */
+static bool acme_challenge(struct hconn *hc, const http_head_t *h)
+{
+    char ka[256];
+    int rc = h->method == HTTP_GET || h->method == HTTP_HEAD
+                 ? acmechal_answer(hc->px->o.store, h->target, h->target_len, clock_wall_ms(), ka,
+                                   sizeof(ka))
+                 : 0;
+    if (rc < 0)
+        error_page(hc, 404, "no such ACME challenge here");
+    else if (rc > 0)
+        out_printf(hc, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                   strlen(ka), hc->head_req ? "" : ka);
+    if (rc > 0)
+        hc->state = H_CLOSING;
+    return rc != 0;
+}
+
 static int handle_request_head(struct hconn *hc, const http_head_t *h)
 {
     httpproxy_t *px = hc->px;
     int rc = request_begin(hc, h);
     if (rc)
         return rc < 0 ? -1 : 0;
+    if (acme_challenge(hc, h))
+        return 0;
     if (!tls_host_ok(hc))
         return 0;
     if (is_local_target(h)) {

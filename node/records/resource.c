@@ -98,7 +98,8 @@ static int refuse(char *buf, size_t len, const char **why, const char *fmt, ...)
 #define NAME_RULE "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
 #define HOST_RULE                                                                                  \
     "a lowercase DNS name: at most 253 bytes, labels of 1-63 of a-z, 0-9 and '-' not "             \
-    "starting or ending with '-', separated by '.'"
+    "starting or ending with '-', separated by '.'; or '*.' and such a name of two labels or "     \
+    "more, for every name one label below it"
 
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth)
 {
@@ -116,10 +117,16 @@ const char *resource_auth_str(enum resource_auth auth)
     return auth == RESOURCE_AUTH_LOGIN ? "login" : "none";
 }
 
-/* No wildcards, no trailing '.', no upper case: the host is compared byte for byte with the
- * lowercased Host of a request, so there is exactly one spelling of each. */
+/* No trailing '.', no upper case: the host is compared byte for byte with the lowercased Host
+ * of a request, so there is exactly one spelling of each. A wildcard is "*." and a name of two
+ * labels or more ("*.com" would claim a whole TLD), as in certificates (RFC 6125 6.4.3). */
 static bool host_ok(const char *h, size_t len)
 {
+    if (len > 2 && h[0] == '*' && h[1] == '.') {
+        if (!memchr(h + 2, '.', len - 2))
+            return false;
+        h += 2, len -= 2;
+    }
     if (len == 0 || len > RESOURCE_HOST_MAX)
         return false;
     size_t label = 0;
@@ -444,6 +451,13 @@ static bool host_equal(const char *want, const char *host, size_t len)
         len = (size_t)(colon - host);
     if (len && host[len - 1] == '.')
         len--;
+    if (want[0] == '*' && want[1] == '.') { /* one label, then exactly the rest */
+        const char *dot = memchr(host, '.', len);
+        if (!dot || dot == host)
+            return false;
+        size_t rest = len - (size_t)(dot - host);
+        return strlen(want + 1) == rest && strncasecmp(want + 1, dot, rest) == 0;
+    }
     return strlen(want) == len && strncasecmp(want, host, len) == 0;
 }
 
@@ -470,25 +484,30 @@ int resource_match_http(const resource_t *v, size_t n, const char *host, size_t 
         path = "/";
         path_len = 1;
     }
+    /* Resources naming the host exactly first; the wildcards that cover it only for a path
+     * none of those serves. */
     int best = -1;
     size_t best_len = 0;
-    for (size_t i = 0; i < n; i++) {
-        const resource_t *r = &v[i];
-        if (!r->host[0] || !host_equal(r->host, host, host_len) ||
-            !prefix_match(r->path_prefix, path, path_len))
-            continue;
-        size_t pl = strlen(r->path_prefix);
-        if (best >= 0) {
-            const resource_t *b = &v[best];
-            if (pl < best_len)
+    for (int wild = 0; wild < 2 && best < 0; wild++) {
+        for (size_t i = 0; i < n; i++) {
+            const resource_t *r = &v[i];
+            if (!r->host[0] || (r->host[0] == '*') != wild ||
+                !host_equal(r->host, host, host_len) ||
+                !prefix_match(r->path_prefix, path, path_len))
                 continue;
-            if (pl == best_len &&
-                (r->created_ms > b->created_ms ||
-                 (r->created_ms == b->created_ms && strcmp(r->name, b->name) > 0)))
-                continue;
+            size_t pl = strlen(r->path_prefix);
+            if (best >= 0) {
+                const resource_t *b = &v[best];
+                if (pl < best_len)
+                    continue;
+                if (pl == best_len &&
+                    (r->created_ms > b->created_ms ||
+                     (r->created_ms == b->created_ms && strcmp(r->name, b->name) > 0)))
+                    continue;
+            }
+            best = (int)i;
+            best_len = pl;
         }
-        best = (int)i;
-        best_len = pl;
     }
     return best;
 }

@@ -102,7 +102,9 @@ const char *resource_auth_str(enum resource_auth auth);
 /* Checks every field against the rules above (names, 1..16 distinct targets that
  * nodecfg_check_addr accepts with a nonzero port, a tcp_port or a host or both, health; with
  * a host: 1..253 bytes of dot-separated labels of 1..63 of a-z, 0-9 and '-' not starting or
- * ending with '-', a path_prefix of printable ASCII starting with '/' without spaces, '?' or
+ * ending with '-' (or "*." and such a name of two labels or more: a wildcard host, which
+ * resource_match_http matches one label deep, for paths no exact host's resource serves), a
+ * path_prefix of printable ASCII starting with '/' without spaces, '?' or
  * '#' of at most 200 bytes, auth, and allow_users/allow_groups of distinct valid names only
  * with auth login; without a host, none of those). 0 or -EINVAL with a reason in why,
  * formatted into why_buf (which it points to) so it can name the bad value. */

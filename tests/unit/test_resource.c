@@ -737,7 +737,9 @@ static const struct {
 } HTTP_BAD[] = {
     {"no tcp_port and no host", true, {{.key = "sticky", .kind = K_NIL}}, 0, "missing field"},
     {"host upper case", true, {H("App.example.com")}, 1, "host 'App.example.com' is invalid"},
-    {"host wildcard", true, {H("*.example.com")}, 1, "host '*.example.com' is invalid"},
+    /* "*." and a name of two labels or more is a wildcard host; nothing else with a '*' */
+    {"host wildcard of a TLD", true, {H("*.com")}, 1, "host '*.com' is invalid"},
+    {"host wildcard inside", true, {H("a.*.example.com")}, 1, "host 'a.*.example.com' is invalid"},
     {"host trailing dot", true, {H("app.example.com.")}, 1, "is invalid"},
     {"host empty label", true, {H("app..example")}, 1, "is invalid"},
     {"host label starts with '-'", true, {H("-app.example")}, 1, "is invalid"},

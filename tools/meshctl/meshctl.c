@@ -1756,6 +1756,7 @@ static int cmd_dns_status(ctx_t *c, const command_t *self, int argc, char **argv
 #include "cmd_dns.c"
 /* cert import/list/rm, tls status: in a file of their own. */
 #include "cmd_cert.c"
+#include "cmd_acme.c"
 
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
@@ -1891,6 +1892,16 @@ static const command_t commands[] = {
     {"tls", "status", cmd_tls_status, "",
      "Shows this PoP's TLS state: certificates held, and the mesh-wide session-ticket keys\n"
      "(the period, the current key's name, the keys held; never a key itself)."},
+    {"acme", "set", cmd_acme_set,
+     "--directory URL --email ADDR [--ca-bundle FILE] [--eab KID:HMAC]",
+     "Obtains certificates from an ACME CA (RFC 8555) from now on: every HTTP resource host in\n"
+     "the mesh's zones (every host when there are no zones; a wildcard host needs a zone, it\n"
+     "is proven by DNS-01) gets one, renewed at two thirds of its lifetime. --ca-bundle: the\n"
+     "CA's TLS roots (PEM) when not the system's; --eab: the CA's external account binding.\n"
+     "The account key is made by popd and sealed; setting the same directory again keeps it."},
+    {"acme", "show", cmd_acme_show, "",
+     "Shows the ACME settings (never the account key), the orders under way (leases: which\n"
+     "PoP, until when, failures in a row, next try, last error) and this PoP's counters."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };
