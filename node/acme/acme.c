@@ -782,10 +782,57 @@ static int take_lease(acme_t *a, const char *id, uint64_t now)
     return 1;
 }
 
+/* Challenge records outlive their order only when the PoP that wrote them died mid-order (it
+ * deletes its own otherwise): any PoP deletes them an hour after they expired, and unreadable
+ * ones (no PoP answers from those). */
+struct stale {
+    char (*keys)[STORE_KEY_MAX + 1];
+    size_t n;
+    uint64_t before_ms;
+};
+
+static int find_stale(const store_entry_t *e, void *ctx)
+{
+    struct stale *st = ctx;
+    const char *why;
+    size_t dl = strlen(ACMEDNS_PREFIX), cl = strlen(ACMECHAL_PREFIX);
+    uint64_t exp = 0;
+    if (e->klen > dl && !memcmp(e->key, ACMEDNS_PREFIX, dl)) {
+        acmedns_rec_t d;
+        exp = acmedns_parse(e->value, e->vlen, &d, &why) ? 0 : d.expires_ms;
+    } else if (e->klen > cl && e->klen - cl <= ACME_TOKEN_MAX) {
+        acmechal_rec_t c;
+        char tok[ACME_TOKEN_MAX + 1];
+        memcpy(tok, e->key + cl, e->klen - cl);
+        tok[e->klen - cl] = '\0';
+        exp = acmechal_parse(e->value, e->vlen, tok, &c, &why) ? 0 : c.expires_ms;
+    }
+    if (exp < st->before_ms && st->n < 64 && e->klen <= STORE_KEY_MAX) {
+        st->keys = xrealloc(st->keys, (st->n + 1) * sizeof(*st->keys));
+        memcpy(st->keys[st->n], e->key, e->klen);
+        st->keys[st->n][e->klen] = '\0';
+        st->n++;
+    }
+    return 0;
+}
+
+static void sweep_challenges(acme_t *a, uint64_t now)
+{
+    struct stale st = {.before_ms = now > ACME_CHAL_LIFE_MS ? now - ACME_CHAL_LIFE_MS : 0};
+    store_list(a->o.store, ACMECHAL_PREFIX, strlen(ACMECHAL_PREFIX), find_stale, &st);
+    store_list(a->o.store, ACMEDNS_PREFIX, strlen(ACMEDNS_PREFIX), find_stale, &st);
+    for (size_t i = 0; i < st.n; i++)
+        del_rec(a, st.keys[i]);
+    if (st.n)
+        log_info("acme: deleted %zu challenge record(s) left by orders that never finished", st.n);
+    free(st.keys);
+}
+
 static void scan(acme_t *a)
 {
     if (a->st != S_IDLE || acmehttp_busy(a->http))
         return;
+    sweep_challenges(a, clock_wall_ms());
     load_config(a);
     if (!a->have_cfg)
         return;

@@ -18,7 +18,7 @@ struct acmehttp {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stop;
+    bool stop; /* under mu; also read by the transfer's progress callback (atomic load) */
     bool has_job, has_result; /* under mu */
     bool busy;                /* loop side: submitted, result not yet delivered */
     acmehttp_job_t job;
@@ -84,9 +84,18 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
+/* Aborts a transfer under way when the worker is told to stop (popd is shutting down), so a
+ * slow CA never holds the exit up for ACMEHTTP_TIMEOUT_S. */
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    acmehttp_t *h = ud;
+    return __atomic_load_n(&h->stop, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
 /* One HTTP exchange. method: "GET", "HEAD" or "POST" (body then set). */
-static void exchange(const acmehttp_job_t *j, const char *method, const char *url, const char *body,
-                     acmehttp_result_t *r, struct hdrs *h)
+static void exchange(acmehttp_t *hp, const acmehttp_job_t *j, const char *method, const char *url,
+                     const char *body, acmehttp_result_t *r, struct hdrs *h)
 {
     CURL *c = curl_easy_init();
     struct body b = {0};
@@ -109,6 +118,9 @@ static void exchange(const acmehttp_job_t *j, const char *method, const char *ur
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, hp);
     if (j->ca_pem) {
         struct curl_blob blob = {
             .data = j->ca_pem, .len = strlen(j->ca_pem), .flags = CURL_BLOB_COPY};
@@ -149,7 +161,7 @@ static void run_job(acmehttp_t *h, const acmehttp_job_t *j, acmehttp_result_t *r
 {
     struct hdrs hd;
     if (!j->post) {
-        exchange(j, "GET", j->url, NULL, r, &hd);
+        exchange(h, j, "GET", j->url, NULL, r, &hd);
         return;
     }
     if (strcmp(h->nonce_url, j->new_nonce)) { /* another CA: its nonces are not ours */
@@ -158,7 +170,7 @@ static void run_job(acmehttp_t *h, const acmehttp_job_t *j, acmehttp_result_t *r
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!h->nonce[0]) {
-            exchange(j, "HEAD", j->new_nonce, NULL, r, &hd);
+            exchange(h, j, "HEAD", j->new_nonce, NULL, r, &hd);
             if (r->err[0])
                 return;
             if (!hd.nonce[0]) {
@@ -175,7 +187,7 @@ static void run_job(acmehttp_t *h, const acmehttp_job_t *j, acmehttp_result_t *r
             snprintf(r->err, sizeof(r->err), "cannot sign the request (OpenSSL)");
             return;
         }
-        exchange(j, "POST", j->url, jws, r, &hd);
+        exchange(h, j, "POST", j->url, jws, r, &hd);
         free(jws);
         if (hd.nonce[0])
             snprintf(h->nonce, sizeof(h->nonce), "%s", hd.nonce);
@@ -265,7 +277,7 @@ void acmehttp_destroy(acmehttp_t **hp)
     if (!h)
         return;
     pthread_mutex_lock(&h->mu);
-    h->stop = true;
+    __atomic_store_n(&h->stop, true, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     pthread_join(h->thread, NULL);
