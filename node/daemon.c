@@ -53,7 +53,7 @@ typedef struct node {
     meshnode_t *mesh;
     dataplane_t *dataplane;
     httpproxy_t *http; /* NULL unless http-listen or https-listen is set */
-    tlsctx_t *tls;     /* the certificates served; NULL unless https-listen is set */
+    tlsctx_t *tls;     /* the certificates served (HTTPS listener, TCP resources with tls) */
     dnsserver_t *dns;  /* always: answers queries only when dns-listen is set */
     acme_t *acme;      /* certificates from an ACME CA once acme/config is set */
     certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
@@ -516,14 +516,6 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     /* lives until the loop ends */
     authadmin_t auth = {.mesh = n.mesh, .meshkey = &n.meshkey, .http_listen = n.cfg.http_listen};
     authadmin_register_commands(&auth, n.control);
-    dataplane_opts_t dpo = {
-        .loop = n.loop, .store = n.store, .cfg = &n.cfg, .id = &n.id, .mesh = n.mesh};
-    n.dataplane = dataplane_new(&dpo, err, errlen);
-    if (!n.dataplane) {
-        rc = -EADDRINUSE;
-        goto out;
-    }
-    dataplane_register_commands(n.dataplane, n.control);
     /* zone.* and geo.*; and this PoP's DNS settings (public addresses, location, DNS listener)
      * in its node record, now that the mesh can spread the write. Lives until the loop ends. */
     dnsadmin_t dnsadmin = {.mesh = n.mesh};
@@ -546,22 +538,34 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     certadmin_t certadmin = {
         .mesh = n.mesh, .seal = &n.seal, .node_name = n.cfg.name, .tickets = n.tickets};
     certadmin_register_commands(&certadmin, n.control);
+    /* The certificates served: by the HTTPS listener and by TCP resources with tls, so always
+     * (with no certificate it holds nothing); before the data plane, which borrows it. */
+    tlsctx_opts_t to = {.store = n.store, .seal = &n.seal, .tickets = n.tickets};
+    n.tls = tlsctx_new(&to, err, errlen);
+    if (!n.tls) {
+        rc = -EIO;
+        goto out;
+    }
+    dataplane_opts_t dpo = {.loop = n.loop,
+                            .store = n.store,
+                            .cfg = &n.cfg,
+                            .id = &n.id,
+                            .mesh = n.mesh,
+                            .tls = n.tls};
+    n.dataplane = dataplane_new(&dpo, err, errlen);
+    if (!n.dataplane) {
+        rc = -EADDRINUSE;
+        goto out;
+    }
+    dataplane_register_commands(n.dataplane, n.control);
     /* What this PoP's health vector reports: streams, tunnels, listeners (meshnode.h). */
     meshnode_add_health_source(n.mesh, dataplane_health, n.dataplane);
-    if (n.cfg.https_listen[0]) {
-        tlsctx_opts_t to = {.store = n.store, .seal = &n.seal, .tickets = n.tickets};
-        n.tls = tlsctx_new(&to, err, errlen);
-        if (!n.tls) {
-            rc = -EIO;
-            goto out;
-        }
-    }
     if (n.cfg.http_listen[0] || n.cfg.https_listen[0]) {
         httpproxy_opts_t ho = {.loop = n.loop,
                                .store = n.store,
                                .listen = n.cfg.http_listen,
                                .https_listen = n.cfg.https_listen,
-                               .tls = n.tls,
+                               .tls = n.cfg.https_listen[0] ? n.tls : NULL,
                                .meshkey = &n.meshkey,
                                .dp = n.dataplane,
                                .max_body = n.cfg.http_max_body};
@@ -625,8 +629,8 @@ out:
     ticketkeys_destroy(&n.tickets);
     certstore_wipe_key(&n.seal);
     httpproxy_destroy(&n.http);
+    dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
     tlsctx_destroy(&n.tls);
-    dataplane_destroy(&n.dataplane);
     meshnode_destroy(&n.mesh);
     if (n.zctx)
         zmq_ctx_term(n.zctx);

@@ -103,6 +103,7 @@ struct relay {
 
 struct listener {
     uint16_t port;
+    bool tls; /* the owner terminates TLS here */
     int fd;   /* -1: not bound (yet: retry runs; or never: own) */
     bool own; /* the port is one of this PoP's own (a clash, logged once, never bound) */
     ev_io io;
@@ -119,6 +120,7 @@ struct cfg_res {
     char name[NODECFG_NAME_MAX + 1];
     char site[NODECFG_NAME_MAX + 1];
     uint16_t tcp_port;   /* 0: HTTP only */
+    bool tls;            /* TLS terminated on tcp_port */
     uint64_t created_ms; /* Unix ms: the oldest owns a port two resources share */
 };
 
@@ -200,7 +202,13 @@ struct dataplane {
         uint64_t tunnel_refused_cap;    /* tunnel connections past the pending-handshake caps */
         uint64_t ingress_refused_cap;   /* TCP resource connections past the connection caps */
         uint64_t accept_failures;       /* accept() out of descriptors or memory */
+        uint64_t tls_handshakes;        /* TLS resource connections past their handshake */
+        uint64_t tls_resumed;           /* of which resumed by a session ticket */
+        uint64_t tls_failed;            /* handshakes that failed (alerts, garbage, no SNI) */
+        uint64_t tls_timeouts;          /* handshakes not done within tls_timeout */
     } st;
+    struct tls_pending *tls_pending; /* TLS resource connections in their handshake */
+    double tls_timeout;              /* s: a handshake's limit (a test knob may change it) */
 };
 
 static const tconn_cbs_t *peer_cbs(void);
@@ -855,6 +863,199 @@ static void ingress_conn_done(void *ctx, splice_t *s, bool ok, const char *why, 
     free(ic);
 }
 
+/* ---- TLS on resource ports ----------------------------------------------------------------
+ *
+ * A connection to a port whose resource has tls does its handshake here, before anything
+ * else: no stream is opened for a client that cannot finish one (a scanner, a client naming
+ * a host we have no certificate for, a stalled peer), so the site never sees it. It holds its
+ * place under the connection cap from accept on, and has dp->tls_timeout for the handshake.
+ * Once done, the TLS connection becomes the splice's byte layer: the splice reads until TLS
+ * says WANT_READ, so bytes decrypted ahead (SSL_pending: the socket will not signal them)
+ * are never stranded. */
+
+static ssize_t tls_io_read(void *io, void *buf, size_t len)
+{
+    return tlsconn_read(io, buf, len);
+}
+
+static ssize_t tls_io_write(void *io, const void *buf, size_t len)
+{
+    return tlsconn_write(io, buf, len);
+}
+
+static void tls_io_shutdown(void *io)
+{
+    tlsconn_shutdown(io);
+}
+
+static void tls_io_destroy(void *io)
+{
+    tlsconn_t *c = io;
+    tlsconn_destroy(&c);
+}
+
+_Static_assert((int)TLS_WANT_READ == (int)SPLICE_IO_WANT_READ &&
+                   (int)TLS_WANT_WRITE == (int)SPLICE_IO_WANT_WRITE &&
+                   (int)TLS_CLOSED == (int)SPLICE_IO_CLOSED &&
+                   (int)TLS_ERROR == (int)SPLICE_IO_ERROR,
+               "splice reads tlsconn's codes as its own");
+
+static const splice_io_ops_t tls_io_ops = {
+    .name = "tls",
+    .read = tls_io_read,
+    .write = tls_io_write,
+    .shutdown = tls_io_shutdown,
+    .destroy = tls_io_destroy,
+};
+
+/* A connection to a resource port, admitted (and through its TLS handshake when tc): its
+ * stream opens. Takes ownership of fd, slot and tc. */
+static void ingress_start(dataplane_t *dp, const char *resource, int fd, conncap_slot_t *slot,
+                          const struct sockaddr_storage *ss, tlsconn_t *tc)
+{
+    dp->st.ingress_accepted++;
+    struct ingress *in = xcalloc(1, sizeof(*in));
+    in->magic = INGRESS_MAGIC;
+    in->dp = dp;
+    in->t0_ms = clock_mono_ms();
+    netaddr_format((const struct sockaddr *)ss, in->client, sizeof(in->client));
+    struct sockaddr_storage ls;
+    socklen_t ll = sizeof(ls);
+    if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
+        netaddr_format((const struct sockaddr *)&ls, in->ingress, sizeof(in->ingress));
+    struct ingress_conn *ic = xmalloc(sizeof(*ic));
+    ic->dp = dp;
+    ic->slot = slot;
+    in->sp = tc ? splice_new_tcp_io(dp->splices, fd, &tls_io_ops, tc, ingress_conn_done, ic)
+                : splice_new_tcp(dp->splices, fd, ingress_conn_done, ic);
+    if (resource_get(dp->o.store, resource, &in->res)) {
+        snprintf(in->res.name, sizeof(in->res.name), "%s", resource);
+        ingress_fail(in, "the resource was removed");
+        return;
+    }
+    in->site = site_id_of(dp, in->res.site);
+    ingress_try(in);
+}
+
+struct tls_pending {
+    dataplane_t *dp;
+    int fd;
+    conncap_slot_t *slot;
+    tlsconn_t *tc;
+    ev_io io;
+    ev_timer timer; /* the handshake's deadline */
+    struct sockaddr_storage ss;
+    char resource[NODECFG_NAME_MAX + 1];
+    struct tls_pending *prev, *next;
+};
+
+/* Unlinks and frees tp; with close_fd, its connection is closed and its slot released. */
+static void tls_pending_free(struct tls_pending *tp, bool close_fd)
+{
+    dataplane_t *dp = tp->dp;
+    ev_io_stop(dp->o.loop, &tp->io);
+    ev_timer_stop(dp->o.loop, &tp->timer);
+    if (tp->prev)
+        tp->prev->next = tp->next;
+    else
+        dp->tls_pending = tp->next;
+    if (tp->next)
+        tp->next->prev = tp->prev;
+    if (close_fd) {
+        tlsconn_destroy(&tp->tc);
+        close(tp->fd); /* not RST: an alert OpenSSL wrote still reaches the client */
+        conncap_release(dp->tcp_cap, tp->slot);
+    }
+    free(tp);
+}
+
+static void tls_step(struct tls_pending *tp)
+{
+    dataplane_t *dp = tp->dp;
+    const char *why = "";
+    int rc = tlsconn_handshake(tp->tc, &why);
+    if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+        int ev = rc == TLS_WANT_READ ? EV_READ : EV_WRITE;
+        if (!ev_is_active(&tp->io) || (tp->io.events & (EV_READ | EV_WRITE)) != ev) {
+            ev_io_stop(dp->o.loop, &tp->io);
+            ev_io_set(&tp->io, tp->fd, ev);
+            ev_io_start(dp->o.loop, &tp->io);
+        }
+        return;
+    }
+    if (rc != TLS_OK) {
+        dp->st.tls_failed++;
+        char client[NETADDR_MAX + 1];
+        netaddr_format((const struct sockaddr *)&tp->ss, client, sizeof(client));
+        log_debug("resource %s: TLS handshake with %s failed: %s", tp->resource, client, why);
+        tls_pending_free(tp, true);
+        return;
+    }
+    dp->st.tls_handshakes++;
+    dp->st.tls_resumed += tlsconn_resumed(tp->tc);
+    int fd = tp->fd;
+    conncap_slot_t *slot = tp->slot;
+    tlsconn_t *tc = tp->tc;
+    struct sockaddr_storage ss = tp->ss;
+    char resource[NODECFG_NAME_MAX + 1];
+    snprintf(resource, sizeof(resource), "%s", tp->resource);
+    tls_pending_free(tp, false);
+    ingress_start(dp, resource, fd, slot, &ss, tc);
+}
+
+static void on_tls_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    tls_step(w->data);
+}
+
+static void on_tls_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct tls_pending *tp = w->data;
+    tp->dp->st.tls_timeouts++;
+    log_debug("resource %s: a TLS handshake took longer than %.1f s: closed", tp->resource,
+              tp->dp->tls_timeout);
+    tls_pending_free(tp, true);
+}
+
+/* An admitted connection to a TLS resource's port: its handshake starts. Takes ownership of
+ * fd and slot. */
+static void tls_start(dataplane_t *dp, const char *resource, int fd, conncap_slot_t *slot,
+                      const struct sockaddr_storage *ss)
+{
+    tlsconn_t *tc = dp->o.tls ? tlsconn_new(dp->o.tls, fd) : NULL;
+    if (!tc) {
+        if (!dp->o.tls)
+            log_warn("resource %s: TLS asked for, but this PoP has no TLS context: connection "
+                     "closed",
+                     resource);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+        conncap_release(dp->tcp_cap, slot);
+        dp->st.tls_failed++;
+        return;
+    }
+    struct tls_pending *tp = xcalloc(1, sizeof(*tp));
+    tp->dp = dp;
+    tp->fd = fd;
+    tp->slot = slot;
+    tp->tc = tc;
+    tp->ss = *ss;
+    snprintf(tp->resource, sizeof(tp->resource), "%s", resource);
+    ev_io_init(&tp->io, on_tls_io, fd, EV_READ);
+    tp->io.data = tp;
+    ev_timer_init(&tp->timer, on_tls_timeout, dp->tls_timeout, 0.);
+    tp->timer.data = tp;
+    ev_timer_start(dp->o.loop, &tp->timer);
+    tp->next = dp->tls_pending;
+    if (tp->next)
+        tp->next->prev = tp;
+    dp->tls_pending = tp;
+    tls_step(tp); /* the client hello may be here already */
+}
+
 static void on_accept_backoff(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -899,29 +1100,12 @@ static void on_ingress_accept(struct ev_loop *loop, ev_io *w, int revents)
                         dp->tcp_cap);
             continue;
         }
-        dp->st.ingress_accepted++;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        struct ingress *in = xcalloc(1, sizeof(*in));
-        in->magic = INGRESS_MAGIC;
-        in->dp = dp;
-        in->t0_ms = clock_mono_ms();
-        netaddr_format((const struct sockaddr *)&ss, in->client, sizeof(in->client));
-        struct sockaddr_storage ls;
-        socklen_t ll = sizeof(ls);
-        if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
-            netaddr_format((const struct sockaddr *)&ls, in->ingress, sizeof(in->ingress));
-        struct ingress_conn *ic = xmalloc(sizeof(*ic));
-        ic->dp = dp;
-        ic->slot = slot;
-        in->sp = splice_new_tcp(dp->splices, fd, ingress_conn_done, ic);
-        if (resource_get(dp->o.store, l->resource, &in->res)) {
-            snprintf(in->res.name, sizeof(in->res.name), "%s", l->resource);
-            ingress_fail(in, "the resource was removed");
-            continue;
-        }
-        in->site = site_id_of(dp, in->res.site);
-        ingress_try(in);
+        if (l->tls)
+            tls_start(dp, l->resource, fd, slot, &ss);
+        else
+            ingress_start(dp, l->resource, fd, slot, &ss, NULL);
     }
 }
 
@@ -1357,6 +1541,8 @@ static const char *own_port_use(dataplane_t *dp, uint16_t port)
         return "tunnel port";
     if (dp->o.cfg->http_listen[0] && port == port_in(dp->o.cfg->http_listen))
         return "HTTP ingress port";
+    if (dp->o.cfg->https_listen[0] && port == port_in(dp->o.cfg->https_listen))
+        return "HTTPS ingress port";
     return NULL;
 }
 
@@ -1383,7 +1569,7 @@ static int listener_bind(struct listener *l, bool log)
     ev_io_init(&l->io, on_ingress_accept, fd, EV_READ);
     l->io.data = l;
     ev_io_start(dp->o.loop, &l->io);
-    log_info("resource %s: listening on %s", l->resource, addr);
+    log_info("resource %s: listening on %s%s", l->resource, addr, l->tls ? " (TLS)" : "");
     return 0;
 }
 
@@ -1433,12 +1619,14 @@ static void reconcile_port(dataplane_t *dp, uint16_t port)
     }
     if (l) {
         snprintf(l->resource, sizeof(l->resource), "%s", owner->name);
+        l->tls = owner->tls; /* for connections accepted from now on */
         return;
     }
     l = xcalloc(1, sizeof(*l));
     l->dp = dp;
     l->fd = -1;
     l->port = port;
+    l->tls = owner->tls;
     snprintf(l->resource, sizeof(l->resource), "%s", owner->name);
     ev_timer_init(&l->retry, on_bind_retry, DATAPLANE_BIND_RETRY_S, DATAPLANE_BIND_RETRY_S);
     l->retry.data = l;
@@ -1489,6 +1677,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
         }
         snprintf(c->site, sizeof(c->site), "%s", r->site);
         c->tcp_port = r->tcp_port;
+        c->tls = r->tls;
         c->created_ms = r->created_ms;
     }
     if (old_port && (!r || r->tcp_port != old_port))
@@ -1776,7 +1965,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 23);
+    msgpack_pack_map(pk, 27);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -1800,6 +1989,10 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "tunnel_refused_cap", dp->st.tunnel_refused_cap);
     mpw_kv_u64(pk, "ingress_refused_cap", dp->st.ingress_refused_cap);
     mpw_kv_u64(pk, "accept_failures", dp->st.accept_failures);
+    mpw_kv_u64(pk, "tls_handshakes", dp->st.tls_handshakes);
+    mpw_kv_u64(pk, "tls_resumed", dp->st.tls_resumed);
+    mpw_kv_u64(pk, "tls_failed", dp->st.tls_failed);
+    mpw_kv_u64(pk, "tls_timeouts", dp->st.tls_timeouts);
 }
 
 void dataplane_health(void *ctx, meshnode_health_t *h)
@@ -1923,6 +2116,10 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
                     test_knob(DATAPLANE_PENDING_PER_ADDR, "POPMESH_TEST_TUNNEL_PENDING_PER_IP"));
     dp->tcp_cap = conncap_new(conncap_half_nofile(DATAPLANE_TCP_MAX_MIN),
                               test_knob(DATAPLANE_TCP_PER_ADDR, "POPMESH_TEST_TCP_PER_IP"));
+    /* The HTTPS listener's knob (httpproxy.h): one handshake limit for both. */
+    dp->tls_timeout =
+        test_knob((uint32_t)(TLSCTX_HANDSHAKE_TIMEOUT_S * 1000), "POPMESH_TEST_TLS_HANDSHAKE_MS") /
+        1000.0;
     ev_timer_init(&dp->lbackoff, on_tunnel_backoff, DATAPLANE_ACCEPT_BACKOFF_S, 0.);
     dp->lbackoff.data = dp;
     dp->splices = splice_ctx_new(o->loop);
@@ -1967,6 +2164,8 @@ void dataplane_destroy(dataplane_t **dpp)
         return;
     meshnode_set_site_source(dp->o.mesh, NULL, NULL);
     splice_ctx_destroy(&dp->splices);
+    while (dp->tls_pending)
+        tls_pending_free(dp->tls_pending, true);
     ev_io_stop(dp->o.loop, &dp->lio);
     ev_timer_stop(dp->o.loop, &dp->lbackoff);
     ev_timer_stop(dp->o.loop, &dp->tick);

@@ -9,6 +9,11 @@
  * path, then once more on the primary of a fresh table, before any byte reached the client;
  * after that the client is closed at once with a logged reason, never left hanging.
  *
+ * A resource with tls has its connections go through a TLS handshake first (tlsctx.h: the
+ * certificate by SNI, an unknown name refused with an alert), under the same connection cap
+ * and within the handshake timeout; only then does its stream open, and the splice reads and
+ * writes the client through the TLS connection. The site sees the plain stream.
+ *
  * Sites report their target checks over the tunnel; the PoP a site calls primary writes them
  * to the replicated store (sitehealth/<site>, only on change), so every PoP can show them. */
 #ifndef POPMESH_NODE_DATAPLANE_DATAPLANE_H
@@ -19,6 +24,7 @@
 #include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
 #include "node/dataplane/tconn.h"
+#include "node/tls/tlsctx.h"
 #include "storage/store.h"
 
 #include <ev.h>
@@ -62,6 +68,8 @@ typedef struct dataplane_opts {
     const nodecfg_t *cfg; /* borrowed */
     const identity_t *id; /* borrowed */
     meshnode_t *mesh;     /* borrowed: routes, link state, liveness */
+    tlsctx_t *tls;        /* borrowed: certificates for resources with tls; NULL: their
+                           * connections are refused */
 } dataplane_opts_t;
 
 /* Binds the tunnel endpoint; NULL with a reason in err. */

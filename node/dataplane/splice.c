@@ -1,5 +1,11 @@
 /* splice: see splice.h. Direction d carries bytes from legs[d] (its source) to legs[1 - d]
- * (its sink); dirs[d].buf holds what the sink has not taken yet. */
+ * (its sink); dirs[d].buf holds what the sink has not taken yet.
+ *
+ * A TCP leg's two watchers serve both of its roles: reading (the leg as a source) and
+ * writing (as a sink). On a raw socket reading waits for readability and writing for
+ * writability; under a byte layer (TLS) either may wait for either (a TLS read may have to
+ * write, a write may have to read), so each role says what it waits for (rd_need, wr_need)
+ * and the watchers run for the union. An event goes to the role(s) waiting for it. */
 
 #include "node/dataplane/splice.h"
 
@@ -27,6 +33,10 @@ struct leg {
     bool eof_in;      /* as a source: EOF read / FIN received */
     bool fin_out;     /* as a sink: shutdown(SHUT_WR) / FIN sent */
     bool wants_drain; /* as a sink: its tunnel was congested when the source wanted to read */
+    const splice_io_ops_t *ops; /* LEG_TCP: a byte layer (TLS), or NULL: recv/send */
+    void *io;                   /* the layer's state (owned) */
+    int io_end;                 /* a final CLOSED/ERROR the layer gave while filling a read */
+    uint8_t rd_need, wr_need;   /* LEG_TCP: what reading / writing waits for (EV_READ, EV_WRITE) */
 };
 
 struct dir {
@@ -99,6 +109,10 @@ static void leg_close_tcp(splice_t *s, struct leg *l, bool rst)
         return;
     ev_io_stop(s->x->loop, &l->rio);
     ev_io_stop(s->x->loop, &l->wio);
+    if (l->ops) {
+        l->ops->destroy(l->io);
+        l->io = NULL;
+    }
     if (rst) {
         struct linger lg = {1, 0};
         setsockopt(l->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -158,23 +172,110 @@ static void check_done(splice_t *s)
 
 /* ---- moving bytes ----------------------------------------------------------------------- */
 
+/* Starts or stops a TCP leg's watchers for what its two roles wait for. */
+static void leg_arm(splice_t *s, struct leg *l)
+{
+    int ev = l->rd_need | l->wr_need;
+    if (ev & EV_READ)
+        ev_io_start(s->x->loop, &l->rio);
+    else
+        ev_io_stop(s->x->loop, &l->rio);
+    if (ev & EV_WRITE)
+        ev_io_start(s->x->loop, &l->wio);
+    else
+        ev_io_stop(s->x->loop, &l->wio);
+}
+
+/* The leg as a source waits for ev (0: it is not read for now). */
+static void src_wait(splice_t *s, struct leg *l, int ev)
+{
+    l->rd_need = (uint8_t)ev;
+    leg_arm(s, l);
+}
+
+/* The leg as a sink waits for ev. */
+static void snk_wait(splice_t *s, struct leg *l, int ev)
+{
+    l->wr_need = (uint8_t)ev;
+    leg_arm(s, l);
+}
+
+/* A layer's failure as an abort reason. An error right after the peer closed its socket is a
+ * close without close_notify: most clients end that way, so it is an end of input, as for
+ * plain TCP (a truncation only the application protocol can tell). */
+static ssize_t io_result(splice_t *s, struct leg *l, ssize_t n)
+{
+    if (n != SPLICE_IO_ERROR)
+        return n;
+    uint8_t b;
+    if (recv(l->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+        return SPLICE_IO_CLOSED;
+    (void)s;
+    return n;
+}
+
+/* Reads from a layered source into buf: as many bytes as the layer has at once (a TLS read
+ * gives one record), up to len. > 0, or a SPLICE_IO_* code. */
+static ssize_t io_read(splice_t *s, struct leg *l, uint8_t *buf, size_t len)
+{
+    if (l->io_end)
+        return l->io_end;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = l->ops->read(l->io, buf + got, len - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        n = io_result(s, l, n);
+        if (n == SPLICE_IO_CLOSED || n == SPLICE_IO_ERROR)
+            l->io_end = (int)n; /* given after the bytes before it */
+        if (got)
+            break;
+        return n;
+    }
+    return (ssize_t)got;
+}
+
 /* Offers bytes to the sink of direction d; returns how many it took, or -1 if the splice
  * was aborted. */
 static ssize_t sink_take(splice_t *s, int d, const uint8_t *p, size_t len)
 {
     struct leg *snk = &s->legs[1 - d];
+    if (snk->kind == LEG_TCP && snk->ops) {
+        /* A TLS write returns after each record: write until all is taken or it waits (the
+         * bytes of a call that waited are the first the caller offers again). */
+        size_t took = 0;
+        while (took < len) {
+            ssize_t n = snk->ops->write(snk->io, p + took, len - took);
+            if (n > 0) {
+                took += (size_t)n;
+                continue;
+            }
+            if (n != SPLICE_IO_WANT_WRITE && n != SPLICE_IO_WANT_READ)
+                break;
+            snk_wait(s, snk, n == SPLICE_IO_WANT_WRITE ? EV_WRITE : EV_READ);
+            return (ssize_t)took;
+        }
+        if (took == len)
+            return (ssize_t)took;
+        char why[96];
+        snprintf(why, sizeof(why), "%s: write failed", snk->ops->name);
+        splice_abort(s, TUN_ERR_UNREACHABLE, why);
+        return -1;
+    }
     if (snk->kind == LEG_TCP) {
         for (;;) {
             ssize_t n = send(snk->fd, p, len, MSG_NOSIGNAL);
             if (n >= 0) {
                 if ((size_t)n < len)
-                    ev_io_start(s->x->loop, &snk->wio);
+                    snk_wait(s, snk, EV_WRITE);
                 return n;
             }
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(s->x->loop, &snk->wio);
+                snk_wait(s, snk, EV_WRITE);
                 return 0;
             }
             char why[96];
@@ -237,6 +338,8 @@ static void forward_fin(splice_t *s, int d)
     if (snk->fin_out)
         return;
     if (snk->kind == LEG_TCP) {
+        if (snk->ops)
+            snk->ops->shutdown(snk->io); /* close_notify, then the FIN */
         shutdown(snk->fd, SHUT_WR);
         snk->fin_out = true;
     } else if (snk->kind == LEG_STREAM && !snk->gone) {
@@ -306,13 +409,13 @@ static void pump(splice_t *s, int d)
         return;
     for (int rounds = 0; rounds < 8; rounds++) {
         if (!drain_buf(s, d)) {
-            if (src->kind == LEG_TCP)
-                ev_io_stop(s->x->loop, &src->rio);
+            if (src->kind == LEG_TCP && !s->finished)
+                src_wait(s, src, 0);
             return;
         }
         if (src->kind == LEG_TCP && !src->eof_in) {
             if (!sink_ready(s, d)) {
-                ev_io_stop(s->x->loop, &src->rio);
+                src_wait(s, src, 0);
                 return;
             }
             struct dir *dr = &s->dirs[d];
@@ -320,12 +423,37 @@ static void pump(splice_t *s, int d)
                 dr->buf = xmalloc(SPLICE_CHUNK);
                 dr->cap = SPLICE_CHUNK;
             }
+            if (src->ops) {
+                ssize_t n = io_read(s, src, dr->buf, SPLICE_CHUNK);
+                if (n > 0) {
+                    dr->off = 0;
+                    dr->len = (size_t)n;
+                    continue;
+                }
+                if (n == SPLICE_IO_WANT_READ || n == SPLICE_IO_WANT_WRITE) {
+                    src_wait(s, src, n == SPLICE_IO_WANT_READ ? EV_READ : EV_WRITE);
+                    return;
+                }
+                if (n != SPLICE_IO_CLOSED) {
+                    char why[96];
+                    snprintf(why, sizeof(why), "%s: read failed", src->ops->name);
+                    splice_abort(s, TUN_ERR_UNREACHABLE, why);
+                    return;
+                }
+                src->eof_in = true;
+                src_wait(s, src, 0);
+                if (s->dirs[d].len == 0) {
+                    forward_fin(s, d);
+                    check_done(s);
+                }
+                return;
+            }
             ssize_t n = recv(src->fd, dr->buf, SPLICE_CHUNK, 0);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    ev_io_start(s->x->loop, &src->rio);
+                    src_wait(s, src, EV_READ);
                     return;
                 }
                 char why[96];
@@ -335,7 +463,7 @@ static void pump(splice_t *s, int d)
             }
             if (n == 0) {
                 src->eof_in = true;
-                ev_io_stop(s->x->loop, &src->rio);
+                src_wait(s, src, 0);
             } else {
                 dr->off = 0;
                 dr->len = (size_t)n;
@@ -349,30 +477,33 @@ static void pump(splice_t *s, int d)
         return;
     }
     /* Budget spent: let other sockets run. The last read may still sit in the buffer and the
-     * source may stay quiet from now on (an echo client waiting for its answer), so come
-     * back on the next loop iteration whether or not the socket becomes readable. */
+     * source may stay quiet from now on (an echo client waiting for its answer), and a layer
+     * may hold bytes the socket will not signal, so come back on the next loop iteration
+     * whether or not the socket becomes readable. */
     if (src->kind == LEG_TCP && !src->eof_in) {
-        ev_io_start(s->x->loop, &src->rio);
+        src_wait(s, src, EV_READ);
         ev_feed_event(s->x->loop, &src->rio, EV_READ);
     }
 }
 
 /* ---- watchers --------------------------------------------------------------------------- */
 
-static void on_tcp_read(struct ev_loop *loop, ev_io *w, int revents)
+/* Readiness of a TCP leg's socket, for whichever of its roles waits for it: writing first
+ * (it frees room a read may need), then reading. */
+static void on_tcp_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop, (void)revents;
     splice_t *s = w->data;
-    pump(s, &s->legs[0].rio == w ? 0 : 1);
-}
-
-static void on_tcp_write(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)revents;
-    splice_t *s = w->data;
-    int k = &s->legs[0].wio == w ? 0 : 1; /* the sink leg */
-    ev_io_stop(loop, w);
-    pump(s, 1 - k);
+    int i = (w == &s->legs[0].rio || w == &s->legs[0].wio) ? 0 : 1;
+    struct leg *l = &s->legs[i];
+    int ev = w == &l->rio ? EV_READ : EV_WRITE;
+    bool rd = l->rd_need & ev;
+    if (l->wr_need & ev) {
+        snk_wait(s, l, 0);
+        pump(s, 1 - i); /* the direction this leg is the sink of */
+    }
+    if (rd && !s->finished)
+        pump(s, i);
 }
 
 static int leg_of(splice_t *s, tconn_t *c, uint64_t sid)
@@ -451,8 +582,8 @@ static void leg_set_tcp(splice_t *s, int i, int fd)
     struct leg *l = &s->legs[i];
     l->kind = LEG_TCP;
     l->fd = fd;
-    ev_io_init(&l->rio, on_tcp_read, fd, EV_READ);
-    ev_io_init(&l->wio, on_tcp_write, fd, EV_WRITE);
+    ev_io_init(&l->rio, on_tcp_io, fd, EV_READ);
+    ev_io_init(&l->wio, on_tcp_io, fd, EV_WRITE);
     l->rio.data = l->wio.data = s;
 }
 
@@ -471,6 +602,15 @@ splice_t *splice_new_tcp(splice_ctx_t *x, int fd, splice_done_fn done, void *ctx
 {
     splice_t *s = splice_alloc(x, done, ctx);
     leg_set_tcp(s, 0, fd);
+    return s;
+}
+
+splice_t *splice_new_tcp_io(splice_ctx_t *x, int fd, const splice_io_ops_t *ops, void *io,
+                            splice_done_fn done, void *ctx)
+{
+    splice_t *s = splice_new_tcp(x, fd, done, ctx);
+    s->legs[0].ops = ops;
+    s->legs[0].io = io;
     return s;
 }
 
@@ -596,10 +736,12 @@ void splice_ctx_dump(const splice_ctx_t *x)
             const struct leg *l = &s->legs[i];
             const struct dir *dr = &s->dirs[i];
             if (l->kind == LEG_TCP) {
-                log_info("splice %p leg %d tcp fd %d eof_in %d fin_out %d reading %d writing %d "
-                         "held %zu moved %llu",
-                         (void *)s, i, l->fd, l->eof_in, l->fin_out, ev_is_active(&l->rio),
-                         ev_is_active(&l->wio), dr->len - dr->off, (unsigned long long)dr->bytes);
+                log_info(
+                    "splice %p leg %d tcp%s%s fd %d eof_in %d fin_out %d reading %d writing %d "
+                    "rd_need %d wr_need %d held %zu moved %llu",
+                    (void *)s, i, l->ops ? "+" : "", l->ops ? l->ops->name : "", l->fd, l->eof_in,
+                    l->fin_out, ev_is_active(&l->rio), ev_is_active(&l->wio), l->rd_need,
+                    l->wr_need, dr->len - dr->off, (unsigned long long)dr->bytes);
             } else if (l->kind == LEG_STREAM) {
                 tun_stream_info_t si = {0};
                 tun_t *t = tconn_tun(l->c);

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct splice_ctx splice_ctx_t;
 typedef struct splice splice_t;
@@ -52,6 +53,30 @@ typedef void (*splice_done_fn)(void *ctx, splice_t *s, bool ok, const char *why,
 /* A new splice with leg 0 a connected TCP socket (takes ownership of fd) and leg 1 not yet
  * attached: nothing is read from fd until splice_attach_stream. */
 splice_t *splice_new_tcp(splice_ctx_t *x, int fd, splice_done_fn done, void *ctx);
+
+/* A byte layer between a TCP leg and its socket (TLS at a PoP's ingress): the splice reads
+ * and writes through it instead of recv/send. Its calls return bytes (> 0) or one of the
+ * codes below; after a WANT_*, the splice waits for that readiness of the socket and calls
+ * again, a write with at least the same bytes (they may have moved in memory). A layer may
+ * hold decrypted bytes the socket will not signal: the splice reads until WANT_READ, so
+ * nothing is left behind. The values match tlsctx.h's TLS_* codes. */
+enum splice_io_rc {
+    SPLICE_IO_WANT_READ = -1,
+    SPLICE_IO_WANT_WRITE = -2,
+    SPLICE_IO_CLOSED = -3, /* the peer ended its side cleanly (close_notify) */
+    SPLICE_IO_ERROR = -4,
+};
+typedef struct splice_io_ops {
+    const char *name; /* "tls": for log lines */
+    ssize_t (*read)(void *io, void *buf, size_t len);
+    ssize_t (*write)(void *io, const void *buf, size_t len);
+    void (*shutdown)(void *io); /* our half ends (close_notify), best effort */
+    void (*destroy)(void *io);  /* frees the layer; the socket is closed right after */
+} splice_io_ops_t;
+/* As splice_new_tcp, with reads and writes through ops on io (takes ownership of io: it is
+ * destroyed when the leg closes). */
+splice_t *splice_new_tcp_io(splice_ctx_t *x, int fd, const splice_io_ops_t *ops, void *io,
+                            splice_done_fn done, void *ctx);
 /* A new splice with leg 0 an open stream (sid on c) and leg 1 not yet attached (a relay's
  * upstream, or a site's stream waiting for its target to connect). The stream's callbacks
  * must be routed to splice_on_* with this splice as the stream's user pointer. */

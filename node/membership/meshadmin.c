@@ -5,7 +5,7 @@
  *   site.list     {}                         -> {sites: [{name, enrolled, created_ms, ...}]}
  *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
- *                  hsts?} -> the record
+ *                  hsts?, tls?} -> the record
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *   node.drain    {name, undo?}              -> {name, id, draining, changed}
@@ -482,8 +482,9 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
                            *why ? why : "health must be 'tcp' or 'http:/PATH'");
         goto out;
     }
-    if (arg_bool(req, "sticky", &r->sticky) < 0 || arg_bool(req, "replace", &replace) < 0) {
-        rc = control_error(pk, CTL_BAD_REQUEST, "sticky and replace must be true or false");
+    if (arg_bool(req, "sticky", &r->sticky) < 0 || arg_bool(req, "replace", &replace) < 0 ||
+        arg_bool(req, "tls", &r->tls) < 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "sticky, replace and tls must be true or false");
         goto out;
     }
     if (resource_check(r, why_buf, sizeof(why_buf), &why)) {
@@ -677,10 +678,10 @@ const control_command_t meshadmin_commands[] = {
      "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
      "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
-     "[replace: bool] -> the resource"},
+     "[tls: bool (TLS on tcp_port)] [replace: bool] -> the resource"},
     {"resource.list", cmd_resource_list,
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
-     "path_prefix?, auth?, allow_users?, allow_groups?}]}"},
+     "path_prefix?, auth?, allow_users?, allow_groups?, tls?}]}"},
     {"resource.rm", cmd_resource_rm, "name: str -> {name}"},
     {"node.drain", cmd_node_drain,
      "name: str [undo: bool] -> {name, id, draining, changed}: DNS answers leave the PoP out "

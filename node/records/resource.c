@@ -251,6 +251,9 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
     if (r->tcp_port == 0 && !r->host[0])
         return refuse(why_buf, why_len, why,
                       "a resource needs a tcp_port (1 to 65535), a host, or both");
+    if (r->tls && r->tcp_port == 0)
+        return refuse(why_buf, why_len, why,
+                      "tls needs a tcp_port (HTTP hosts get TLS from the HTTPS listener)");
     if (r->health == RESOURCE_HEALTH_HTTP) {
         if (check_http_path(r->http_path, strnlen(r->http_path, sizeof(r->http_path)), why))
             return -EINVAL;
@@ -273,8 +276,9 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
 {
     char health[RESOURCE_HEALTH_MAX + 1];
     resource_health_str(r, health, sizeof(health));
-    msgpack_pack_map(pk, r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0)
-                                    : 7);
+    msgpack_pack_map(pk,
+                     (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
+                         (r->tls ? 1 : 0));
     mpw_kv_str(pk, "name", r->name);
     mpw_kv_str(pk, "site", r->site);
     mpw_str(pk, "targets");
@@ -285,6 +289,8 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     mpw_kv_str(pk, "health", health);
     mpw_kv_bool(pk, "sticky", r->sticky);
     mpw_kv_u64(pk, "created_ms", r->created_ms);
+    if (r->tls) /* only when set: a record without it is what the version before wrote */
+        mpw_kv_bool(pk, "tls", true);
     if (!r->host[0])
         return; /* TCP only: the first version's record, byte for byte */
     mpw_kv_str(pk, "host", r->host);
@@ -385,6 +391,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"allow_groups", MPF_CUSTOM, res, 0, false, false, read_allow_groups},
         {"no_https_redirect", MPF_BOOL, &res->no_https_redirect, 0, false, false, NULL},
         {"hsts", MPF_U64, &hsts, 0, false, false, NULL},
+        {"tls", MPF_BOOL, &res->tls, 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;

@@ -3,7 +3,7 @@
  *
  *   resource/<name>   {name, site, targets: [str], tcp_port, health, sticky, created_ms,
  *                      host?, path_prefix?, auth?, allow_users?: [str], allow_groups?: [str],
- *                      no_https_redirect?: true, hsts?: uint (s)}
+ *                      no_https_redirect?: true, hsts?: uint (s), tls?: true}
  *
  * A PoP listens on tcp_port (0 = none) and carries each accepted connection through the
  * site's tunnel to one of the targets ("host:port" as the site connector resolves it); health
@@ -19,7 +19,9 @@
  * byte for byte what the first version wrote. With a host, plain HTTP requests are redirected
  * (308) to HTTPS when a certificate covers the host, unless no_https_redirect; hsts (seconds,
  * 0 = none) adds Strict-Transport-Security to answers over TLS. Both are written only when set,
- * so a record without them is byte for byte what the version before them wrote.
+ * so a record without them is byte for byte what the version before them wrote. tls (with a
+ * tcp_port only) makes each PoP terminate TLS on tcp_port, the certificate chosen by SNI as
+ * for HTTPS, and carry the plain stream to the target; written only when set, like them.
  *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
@@ -81,6 +83,7 @@ typedef struct resource {
     unsigned nallow_groups;                                      /* 0..RESOURCE_ALLOW_MAX */
     bool no_https_redirect; /* plain HTTP is served, not redirected to HTTPS */
     uint32_t hsts_s;        /* s: Strict-Transport-Security max-age; 0 = none */
+    bool tls;               /* TLS is terminated on tcp_port (which it needs) */
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is

@@ -1210,6 +1210,56 @@ static void test_check_mesh(void **state)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* tls: written only when set, so a record without it stays byte for byte what the version
+ * before wrote; it needs a tcp_port. */
+static void test_tls_field(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a, b;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    resource_t r, back;
+    const char *why;
+    char why_buf[400];
+    for (int http = 0; http < 2; http++) {
+        if (http)
+            make_http(&r);
+        else
+            make_resource(&r);
+        msgpack_sbuffer_clear(&a);
+        msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+        resource_pack(&pk, &r);
+        assert_null(memmem(a.data, a.size, "\xa3tls", 4));
+        assert_int_equal(parse(&a, r.name, &back, &why), 0);
+        assert_false(back.tls);
+        r.tls = true;
+        msgpack_sbuffer_clear(&b);
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        resource_pack(&pk, &r);
+        assert_int_equal(b.size, a.size + 5); /* "tls": true */
+        if (parse(&b, r.name, &back, &why) != 0)
+            fail_msg("tls record refused: %s", why);
+        assert_true(back.tls);
+        if (http)
+            assert_http_equal(&r, &back);
+        else
+            assert_resource_equal(&r, &back);
+    }
+    make_http(&r); /* host only: nothing to terminate TLS on but the HTTPS listener */
+    r.tcp_port = 0;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), 0);
+    r.tls = true;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "tls needs a tcp_port"));
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_int_not_equal(parse(&b, r.name, &back, &why), 0);
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1229,6 +1279,7 @@ int main(void)
         cmocka_unit_test(test_match_http),
         cmocka_unit_test(test_path_prefix_segments),
         cmocka_unit_test(test_check_mesh),
+        cmocka_unit_test(test_tls_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

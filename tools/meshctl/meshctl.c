@@ -1011,6 +1011,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     bool sticky = take_flag(&argc, argv, "--sticky");
     bool replace = take_flag(&argc, argv, "--replace");
     bool no_redirect = take_flag(&argc, argv, "--no-https-redirect");
+    bool tls = take_flag(&argc, argv, "--tls");
     int rc = EXIT_OK;
     unsigned long tcp_port = 0, hsts_s = 0;
     char *hend = NULL;
@@ -1041,6 +1042,9 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     else if (!host && (prefix || auth || nu || ng || hsts || no_redirect))
         rc = usage(self, "--path-prefix, --auth, --allow-user, --allow-group, --hsts and "
                          "--no-https-redirect need --host");
+    else if (tls && !port)
+        rc = usage(self, "--tls needs --tcp-port: it terminates TLS on that port (HTTP hosts get "
+                         "TLS from the PoPs' HTTPS listener)");
     else if (hsts && (errno || !*hsts || *hend || hsts[0] == '-' || hsts_s > 63072000))
         rc = usage(self, "--hsts '%s' is not a number of seconds (0 to 63072000, two years)",
                    hsts);
@@ -1055,7 +1059,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     request_begin(&r, "resource.add",
                   4 + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
                       (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0) +
-                      (hsts ? 1 : 0) + (no_redirect ? 1 : 0));
+                      (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     mpw_str(&r.pk, "site");
@@ -1108,6 +1112,10 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         mpw_str(&r.pk, "no_https_redirect");
         msgpack_pack_true(&r.pk);
     }
+    if (tls) {
+        mpw_str(&r.pk, "tls");
+        msgpack_pack_true(&r.pk);
+    }
     free(targets);
     free(users);
     free(groups);
@@ -1119,7 +1127,8 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     char served[400] = "";
     size_t off = 0;
     if (jport)
-        cell_add(served, sizeof(served), &off, "tcp port %lld", jport);
+        cell_add(served, sizeof(served), &off, "tcp port %lld%s", jport,
+                 json_is_true(json_object_get(j, "tls")) ? " (TLS)" : "");
     if (jhost)
         cell_add(served, sizeof(served), &off, "%shttp %s%s (auth %s)", jport ? ", " : "", jhost,
                  json_string_value(json_object_get(j, "path_prefix")),
@@ -1144,7 +1153,7 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         return rc;
     size_t i, k;
     json_t *res, *t;
-    printf("%-20s %-20s %5s %-24s %-12s %-5s %-16s %-6s %s\n", "NAME", "SITE", "PORT", "HOST",
+    printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s\n", "NAME", "SITE", "PORT", "HOST",
            "PATH", "AUTH", "HEALTH", "STICKY", "TARGETS");
     json_array_foreach(json_object_get(j, "resources"), i, res)
     {
@@ -1153,14 +1162,15 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         targets[0] = '\0';
         json_array_foreach(json_object_get(res, "targets"), k, t)
             cell_add(targets, sizeof(targets), &off, "%s%s", k ? ", " : "", json_string_value(t));
-        char port[8] = "-";
+        char port[12] = "-"; /* "65535/tls" */
         long long p = (long long)json_integer_value(json_object_get(res, "tcp_port"));
         const char *host = json_string_value(json_object_get(res, "host"));
         const char *prefix = json_string_value(json_object_get(res, "path_prefix"));
         const char *auth = json_string_value(json_object_get(res, "auth"));
         if (p)
-            snprintf(port, sizeof(port), "%lld", p);
-        printf("%-20s %-20s %5s %-24s %-12s %-5s %-16s %-6s %s\n",
+            snprintf(port, sizeof(port), "%lld%s", p,
+                     json_is_true(json_object_get(res, "tls")) ? "/tls" : "");
+        printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s\n",
                json_string_value(json_object_get(res, "name")),
                json_string_value(json_object_get(res, "site")), port, host ? host : "-",
                prefix ? prefix : "-", auth ? auth : "-",
@@ -1814,7 +1824,7 @@ static const command_t commands[] = {
      "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
      "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
-     "        [--health tcp | --health http:/PATH] [--sticky] [--replace]",
+     "        [--health tcp | --health http:/PATH] [--sticky] [--tls] [--replace]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A resource needs --tcp-port, --host or both. --auth login\n"
@@ -1823,10 +1833,13 @@ static const command_t commands[] = {
      "GET PATH answers 2xx or 3xx). --sticky keeps a client on one target. --replace changes an\n"
      "existing resource of that name. Plain HTTP requests for HOSTNAME are redirected (308) to\n"
      "HTTPS at PoPs with an HTTPS listener once a certificate covers it, unless\n"
-     "--no-https-redirect; --hsts SECONDS adds Strict-Transport-Security to HTTPS answers."},
+     "--no-https-redirect; --hsts SECONDS adds Strict-Transport-Security to HTTPS answers.\n"
+     "--tls terminates TLS on PORT at every PoP (the certificate chosen by SNI, as for HTTPS)\n"
+     "and carries the plain stream to the target."},
     {"resource", "list", cmd_resource_list, "",
-     "Lists resources: name, site, tcp port, HTTP host, path prefix and auth, health check,\n"
-     "stickiness, targets (--json: every field, with allow_users and allow_groups)."},
+     "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
+     "auth, health check, stickiness, targets (--json: every field, with allow_users and\n"
+     "allow_groups)."},
     {"resource", "rm", cmd_resource_rm, "NAME", "Removes a resource everywhere."},
     {"user", "add", cmd_user_add, "NAME [--group G ...]",
      "Adds a user of the HTTP ingress. The password is read from stdin when it is not a\n"
