@@ -28,3 +28,8 @@ set_property(TEST integration.acme_pebble PROPERTY TIMEOUT 420)
 # resource beside it, resumption across PoPs.
 popmesh_integration(tcp_tls)
 set_property(TEST integration.tcp_tls PROPERTY TIMEOUT 120)
+# A login over HTTPS in headless Chromium (browser_login.py): 2 PoPs with --https-listen, the
+# test certificate trusted by its SPKI hash only; the session cookie Secure and HttpOnly, the
+# app at pop-2 with the cookie from pop-1. Skipped without chromium.
+popmesh_integration(browser_https)
+set_property(TEST integration.browser_https PROPERTY TIMEOUT 150)

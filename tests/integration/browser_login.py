@@ -1,11 +1,21 @@
 """Logs in through popmesh's login page with a real browser (headless Chromium, driven over
 the DevTools protocol with a small WebSocket client of our own: no extra Python packages).
 
-    python3 browser_login.py CHROMIUM URL USER PASSWORD EXPECT SCREENSHOT
+    python3 browser_login.py CHROMIUM URL USER PASSWORD EXPECT SCREENSHOT [OPTIONS]
 
 Opens URL (an app behind `auth login`), expects to land on the login page, fills the form
 like a user, submits it, waits until the page shows EXPECT (text the app serves), and saves
-a PNG screenshot. Exit 0 on success; otherwise prints what it saw."""
+a PNG screenshot. Exit 0 on success; otherwise prints what it saw.
+
+Options, for an https URL with a test CA:
+    --spki-hash B64     trust exactly the certificate key whose SPKI SHA-256 is B64
+                        (Chromium's --ignore-certificate-errors-spki-list: that key only, so
+                        any other certificate still fails; never --ignore-certificate-errors)
+    --resolve HOST=IP   the browser resolves HOST to IP (--host-resolver-rules)
+    --cookie NAME       after login, the cookie NAME (DevTools Network.getCookies) must be
+                        Secure and HttpOnly
+    --then URL2 EXPECT2 then open URL2 in the same browser (its cookies kept) and expect
+                        EXPECT2 with no login page in between"""
 import base64
 import json
 import os
@@ -75,17 +85,47 @@ class WS:
                 return msg.get("result", {})
 
 
+def parse_options(argv):
+    opts = {"spki": None, "resolve": [], "cookie": None, "then": None}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--spki-hash" and i + 1 < len(argv):
+            opts["spki"] = argv[i + 1]
+            i += 2
+        elif a == "--resolve" and i + 1 < len(argv) and "=" in argv[i + 1]:
+            opts["resolve"].append(argv[i + 1].split("=", 1))
+            i += 2
+        elif a == "--cookie" and i + 1 < len(argv):
+            opts["cookie"] = argv[i + 1]
+            i += 2
+        elif a == "--then" and i + 2 < len(argv):
+            opts["then"] = (argv[i + 1], argv[i + 2])
+            i += 3
+        else:
+            raise SystemExit("browser_login.py: bad option %r (see the docstring)" % a)
+    return opts
+
+
 def main():
+    if len(sys.argv) < 7:
+        raise SystemExit(__doc__)
     chromium, url, user, password, expect, shot = sys.argv[1:7]
+    opts = parse_options(sys.argv[7:])
     profile = tempfile.mkdtemp(prefix="popmesh-chromium-")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    proc = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--no-first-run", "--disable-extensions",
-                             "--remote-debugging-port=%d" % port,
-                             "--user-data-dir=" + profile, "about:blank"],
+    args = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-extensions", "--remote-debugging-port=%d" % port,
+            "--user-data-dir=" + profile]
+    if opts["spki"]:
+        args.append("--ignore-certificate-errors-spki-list=" + opts["spki"])
+    if opts["resolve"]:
+        args.append("--host-resolver-rules=" +
+                    ", ".join("MAP %s %s" % (h, ip) for h, ip in opts["resolve"]))
+    proc = subprocess.Popen(args + ["about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30
@@ -131,6 +171,27 @@ def main():
         with open(shot, "wb") as f:
             f.write(png)
         print("screenshot:", shot, len(png), "bytes")
+        if opts["cookie"]:
+            ws.call("Network.enable")
+            jar = ws.call("Network.getCookies", urls=[js("location.href")])["cookies"]
+            c = next((c for c in jar if c["name"] == opts["cookie"]), None)
+            if not c:
+                raise RuntimeError("no cookie %s after login; cookies: %s" % (
+                    opts["cookie"], [x["name"] for x in jar]))
+            print("cookie %s: domain %s path %s secure %s httpOnly %s sameSite %s" % (
+                c["name"], c["domain"], c["path"], c["secure"], c["httpOnly"],
+                c.get("sameSite", "-")))
+            if not (c["secure"] and c["httpOnly"]):
+                raise RuntimeError("the cookie %s is not Secure and HttpOnly" % c["name"])
+        if opts["then"]:
+            url2, expect2 = opts["then"]
+            ws.call("Page.navigate", url=url2)
+            wait("location.href.startsWith(%s) && document.readyState == 'complete' && "
+                 "document.body && document.body.innerText.includes(%s)" % (
+                     json.dumps(url2), json.dumps(expect2)), "the app at " + url2)
+            if "/.popmesh/login" in js("location.href"):
+                raise RuntimeError("sent to the login page at " + url2)
+            print("then:", js("location.href"), "|", js("document.body.innerText")[:80])
         return 0
     except Exception as e:  # report what the browser saw
         print("FAILED:", e)
