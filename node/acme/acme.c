@@ -25,11 +25,12 @@
  * the lease exists to make rare. An order abandoned half way simply expires at the CA.
  *
  * RENEWAL AND FAILURE. A certificate is renewed from renew_after_ms (written when it was
- * obtained: two thirds of its lifetime after not_before). A failed order is recorded in the
- * lease (failures, retry_after_ms, error: so the backoff holds whichever PoP tries next), in
- * the certificate record (state "failed", error: `meshctl cert list` shows it; a certificate
- * not obtained yet is a record with an empty chain) and in one log line. The next try waits
- * 1 min, doubling up to 1 h. The renewalInfo (ARI) of a directory is read but not yet used.
+ * obtained: two thirds of its lifetime after not_before, or a random point of the window the
+ * CA suggests through renewalInfo, RFC 9773, asked once after the download). A failed order
+ * is recorded in the lease (failures, retry_after_ms, error: so the backoff holds whichever
+ * PoP tries next), in the certificate record (state "failed", error: `meshctl cert list`
+ * shows it; a certificate not obtained yet is a record with an empty chain) and in one log
+ * line. The next try waits 1 min, doubling up to 1 h.
  *
  * Test knobs (environment, for integration tests only): POPMESH_TEST_ACME_STEP_DELAY_MS (a
  * pause before every step: time to kill a PoP mid-order), POPMESH_TEST_ACME_LEASE_MS,
@@ -81,13 +82,14 @@ enum step {
     S_FINALIZE,
     S_ORDER_POLL,
     S_DOWNLOAD,
+    S_ARI, /* the CA's suggested renewal window (RFC 9773), when it offers renewalInfo */
 };
 
 static const char *const step_names[] = {
     [S_IDLE] = "idle",           [S_CONFIRM] = "lease",         [S_DIRECTORY] = "directory",
     [S_ACCOUNT] = "account",     [S_ORDER] = "new-order",       [S_AUTHZ] = "authorization",
     [S_RESPOND] = "challenge",   [S_AUTHZ_POLL] = "validation", [S_FINALIZE] = "finalize",
-    [S_ORDER_POLL] = "issuance", [S_DOWNLOAD] = "download",
+    [S_ORDER_POLL] = "issuance", [S_DOWNLOAD] = "download",     [S_ARI] = "renewal-info",
 };
 
 struct acme {
@@ -118,6 +120,9 @@ struct acme {
     char chal_key[STORE_KEY_MAX + 1]; /* the challenge record we wrote, "" if none */
     unsigned polls;
     EVP_PKEY *cert_key;
+    bool have_pending; /* the certificate, while its renewal window is asked for (S_ARI) */
+    cert_rec_t pending;
+    char ari_url[ACME_URL_MAX + 1];
     uint64_t started_ms;
     /* knobs */
     uint64_t step_delay_ms, lease_ms, renew_after_ms, tick_ms;
@@ -308,6 +313,9 @@ static void order_reset(acme_t *a)
     acme_order_free(&a->order);
     EVP_PKEY_free(a->cert_key);
     a->cert_key = NULL;
+    if (a->have_pending)
+        cert_rec_free(&a->pending);
+    a->have_pending = false;
     a->st = S_IDLE;
     a->order_url[0] = '\0';
     a->cert_id[0] = '\0';
@@ -485,6 +493,8 @@ static void on_authz(acme_t *a, const acme_authz_t *az)
 
 /* The chain is in: the certificate record (names, validity and the sealed key from
  * cert_from_pem), the renewal point, the lease released with its failures cleared. */
+static void store_cert(acme_t *a, cert_rec_t *cp);
+
 static void on_chain(acme_t *a, const char *pem, size_t len)
 {
     size_t kl = 0;
@@ -514,7 +524,55 @@ static void on_chain(acme_t *a, const char *pem, size_t len)
         fail(a, "the CA's certificate is for other names than %s", a->names[0]);
         return;
     }
-    rc = write_cert(a, &c);
+    /* The CA's renewal window, when it offers one (and no test knob fixes the point). */
+    char cid[256];
+    if (!a->renew_after_ms && a->dir.renewal_info[0] &&
+        acme_ari_cert_id(c.chain_pem, strlen(c.chain_pem), cid, sizeof(cid)) == 0 &&
+        (size_t)snprintf(a->ari_url, sizeof(a->ari_url), "%s%s%s", a->dir.renewal_info,
+                         a->dir.renewal_info[strlen(a->dir.renewal_info) - 1] == '/' ? "" : "/",
+                         cid) < sizeof(a->ari_url)) {
+        a->pending = c;
+        a->have_pending = true;
+        go(a, S_ARI, 0);
+        return;
+    }
+    store_cert(a, &c);
+}
+
+/* The renewal window: a random point in the CA's suggested window, so that the mesh's
+ * certificates do not all come due at once; kept only when it lies within the certificate's
+ * life. Any failure here keeps two thirds of the lifetime: the certificate is good anyway. */
+static void on_ari(acme_t *a, const acmehttp_result_t *r)
+{
+    cert_rec_t *c = &a->pending;
+    uint64_t start, end;
+    char err[256] = "";
+    if (r->err[0] || r->status != 200) {
+        log_info("acme: certificate %s: no renewal window from the CA (%s); renewing at two "
+                 "thirds of its life",
+                 a->cert_id, r->err[0] ? r->err : "HTTP error");
+    } else if (acme_ari_parse(r->body, r->body_len, &start, &end, err, sizeof(err))) {
+        log_info("acme: certificate %s: %s; renewing at two thirds of its life", a->cert_id, err);
+    } else if (start < c->not_before_ms || end > c->not_after_ms) {
+        log_info("acme: certificate %s: the CA's renewal window lies outside the certificate's "
+                 "life; renewing at two thirds of it",
+                 a->cert_id);
+    } else {
+        uint64_t span = end - start, pick = 0;
+        randombytes_buf(&pick, sizeof(pick));
+        c->renew_after_ms = start + (span ? pick % (span + 1) : 0);
+    }
+    cert_rec_t done = *c;
+    a->have_pending = false; /* store_cert owns it now */
+    store_cert(a, &done);
+}
+
+/* Writes the certificate (c: freed here) and releases the lease with its failures cleared. */
+static void store_cert(acme_t *a, cert_rec_t *cp)
+{
+    cert_rec_t c = *cp;
+    uint64_t now = clock_wall_ms();
+    int rc = write_cert(a, &c);
     acme_lease_t l;
     if (rc == 0 && read_lease(a, a->cert_id, &l) == 0 && l.holder_id == a->o.node_id) {
         l.expires_ms = 0;
@@ -603,6 +661,9 @@ static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
     case S_DOWNLOAD:
         submit(a, true, a->order.certificate, NULL, false, true);
         break;
+    case S_ARI:
+        submit(a, false, a->ari_url, NULL, false, false);
+        break;
     default:
         break;
     }
@@ -642,6 +703,10 @@ static void on_http(void *ctx, const acmehttp_result_t *r)
     acme_t *a = ctx;
     if (a->st == S_IDLE)
         return; /* the order was dropped meanwhile */
+    if (a->st == S_ARI) {
+        on_ari(a, r);
+        return;
+    }
     if (r->err[0]) {
         fail(a, "%s", r->err);
         return;

@@ -535,6 +535,130 @@ void acme_problem_str(const char *json, size_t len, char *out, size_t outlen)
     out[n] = '\0';
 }
 
+/* ---- renewal information (ARI) ---------------------------------------------------------- */
+
+int acme_ari_cert_id(const char *chain_pem, size_t len, char *out, size_t outlen)
+{
+    if (len > INT32_MAX)
+        return -EINVAL;
+    BIO *b = BIO_new_mem_buf(chain_pem, (int)len);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    int rc = -EINVAL;
+    const ASN1_OCTET_STRING *kid = x ? X509_get0_authority_key_id(x) : NULL;
+    const ASN1_INTEGER *serial = x ? X509_get0_serialNumber(x) : NULL;
+    if (kid && serial && ASN1_STRING_length(kid) > 0 && ASN1_STRING_length(serial) > 0) {
+        /* The content octets of the INTEGER: OpenSSL keeps the magnitude without the leading
+         * zero DER adds when the top bit is set, so it is put back (RFC 9773 section 4.1). */
+        const uint8_t *sv = ASN1_STRING_get0_data(serial);
+        size_t sl = (size_t)ASN1_STRING_length(serial);
+        uint8_t der[64];
+        size_t dl = 0;
+        if (sl + 1 <= sizeof(der)) {
+            if (sv[0] & 0x80)
+                der[dl++] = 0;
+            memcpy(der + dl, sv, sl);
+            dl += sl;
+            char *k = acme_b64url(ASN1_STRING_get0_data(kid), (size_t)ASN1_STRING_length(kid));
+            char *sn = acme_b64url(der, dl);
+            int n = snprintf(out, outlen, "%s.%s", k, sn);
+            rc = n > 0 && (size_t)n < outlen ? 0 : -EINVAL;
+            free(k);
+            free(sn);
+        }
+    }
+    X509_free(x);
+    return rc;
+}
+
+static int digits(const char *s, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int acme_time_parse(const char *s, uint64_t *ms)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, se;
+    size_t n = strlen(s);
+    if (n < 20 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
+        digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || digits(s + 11, 2, &h) ||
+        s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &se))
+        return -EINVAL;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
+        se > 60)
+        return -EINVAL;
+    const char *p = s + 19;
+    int frac_ms = 0, scale = 100;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            frac_ms += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+    int64_t off_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return -EINVAL;
+        off_s = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return -EINVAL;
+    }
+    if (*p)
+        return -EINVAL;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (se > 59 ? 59 : se) -
+                off_s;
+    if (t < 0)
+        return -EINVAL;
+    *ms = (uint64_t)t * 1000 + (uint64_t)frac_ms;
+    return 0;
+}
+
+int acme_ari_parse(const char *json, size_t len, uint64_t *start_ms, uint64_t *end_ms, char *err,
+                   size_t errlen)
+{
+    json_t *j = load(json, len, err, errlen);
+    if (!j)
+        return -EBADMSG;
+    json_t *w = json_object_get(j, "suggestedWindow");
+    char st[64], en[64];
+    int rc = -EBADMSG;
+    if (!json_is_object(w) || get_str(w, "start", st, sizeof(st)) ||
+        get_str(w, "end", en, sizeof(en)) || acme_time_parse(st, start_ms) ||
+        acme_time_parse(en, end_ms))
+        snprintf(err, errlen, "renewalInfo has no suggestedWindow of two RFC 3339 times");
+    else if (*start_ms > *end_ms)
+        snprintf(err, errlen, "renewalInfo's window ends before it starts");
+    else
+        rc = 0;
+    json_decref(j);
+    return rc;
+}
+
 const acme_challenge_t *acme_authz_challenge(const acme_authz_t *a, const char *type)
 {
     for (size_t i = 0; i < a->nchallenges; i++)

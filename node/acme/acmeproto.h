@@ -113,6 +113,19 @@ int acme_authz_parse(const char *json, size_t len, acme_authz_t *a, char *err, s
 /* An RFC 7807 problem document as one line, "detail (type)", into out; the body's first
  * bytes (printable only) if it is not one. */
 void acme_problem_str(const char *json, size_t len, char *out, size_t outlen);
+/* ACME Renewal Information (ARI, RFC 9773). The certificate's identifier in renewalInfo
+ * URLs: base64url(authorityKeyIdentifier's keyIdentifier) "." base64url(the serial number's
+ * DER content octets), from the leaf (the first certificate of chain_pem). 0, or -EINVAL (not
+ * a certificate, no AKI keyIdentifier, out too small). */
+int acme_ari_cert_id(const char *chain_pem, size_t len, char *out, size_t outlen);
+/* A renewalInfo answer: suggestedWindow {start, end} (RFC 3339) as unix ms, start <= end.
+ * 0, or -EBADMSG with a reason in err. */
+int acme_ari_parse(const char *json, size_t len, uint64_t *start_ms, uint64_t *end_ms, char *err,
+                   size_t errlen);
+/* An RFC 3339 date-time ("2026-12-07T06:00:00Z", fractions and +hh:mm offsets too) as unix
+ * ms, years 1970..9999. 0 or -EINVAL. */
+int acme_time_parse(const char *s, uint64_t *ms);
+
 /* The challenge of type in a, or NULL. */
 const acme_challenge_t *acme_authz_challenge(const acme_authz_t *a, const char *type);
 

@@ -1,9 +1,10 @@
 /* Fuzzes what node/acme reads from outside: the CA's JSON (directory, order, authorization,
- * problem documents) and the replicated records (acme/config, acmechal/, acmedns/, leases).
- * The first byte picks the reader, the rest is its input. Anything must be refused cleanly or
- * give values that hold the readers' promises: https:// URLs without spaces, base64url tokens
- * (they become store keys and URL paths), bounded counts, DNS names; and a record that decodes
- * must re-encode and decode to the same fields. */
+ * problem documents, renewalInfo and its RFC 3339 times) and the replicated records
+ * (acme/config, acmechal/, acmedns/, leases). The first byte picks the reader, the rest is its
+ * input. Anything must be refused cleanly or give values that hold the readers' promises:
+ * https:// URLs without spaces, base64url tokens (they become store keys and URL paths),
+ * bounded counts, DNS names, a window that does not end before it starts; and a record that
+ * decodes must re-encode and decode to the same fields. */
 #include "node/acme/acmeproto.h"
 #include "node/acme/acmerec.h"
 
@@ -49,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1;
     char err[256];
     const char *why = NULL;
-    switch (data[0] % 8) {
+    switch (data[0] % 9) {
     case 0: {
         acme_directory_t d;
         if (acme_directory_parse(j, n, &d, err, sizeof(err)) == 0) {
@@ -123,6 +124,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (!d.values[i][0] || strchr(d.values[i], '"') || strchr(d.values[i], '\\'))
                     abort();
         }
+        break;
+    }
+    case 8: { /* renewalInfo answers and the times in them */
+        uint64_t st, en;
+        if (acme_ari_parse(j, n, &st, &en, err, sizeof(err)) == 0 && st > en)
+            abort();
+        char t[64];
+        size_t tl = n < sizeof(t) - 1 ? n : sizeof(t) - 1;
+        memcpy(t, j, tl);
+        t[tl] = '\0';
+        acme_time_parse(t, &st);
         break;
     }
     case 7: {

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <openssl/ec.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -442,6 +443,71 @@ static void test_records(void **state)
     assert_int_equal(acme_config_parse(buf, n, &cfg2, &why), -EBADMSG);
 }
 
+/* ARI (RFC 9773): the certID of the RFC's example (AKI 69:88:5B:..., serial 0x87654321 whose
+ * DER content has a leading zero), the window, and RFC 3339 times. */
+static void test_ari(void **state)
+{
+    (void)state;
+    static const uint8_t kid[20] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
+                                    0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
+    EVP_PKEY *k = acme_key_new();
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), 0x87654321);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    AUTHORITY_KEYID *ak = AUTHORITY_KEYID_new();
+    ak->keyid = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING_set(ak->keyid, kid, sizeof(kid));
+    assert_int_equal(X509_add1_ext_i2d(x, NID_authority_key_identifier, ak, 0, X509V3_ADD_DEFAULT),
+                     1);
+    AUTHORITY_KEYID_free(ak);
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(b, x);
+    char *pem;
+    long pl = BIO_get_mem_data(b, &pem);
+    char id[128];
+    assert_int_equal(acme_ari_cert_id(pem, (size_t)pl, id, sizeof(id)), 0);
+    assert_string_equal(id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    assert_int_equal(acme_ari_cert_id(pem, (size_t)pl, id, 10), -EINVAL);
+    assert_int_equal(acme_ari_cert_id("junk", 4, id, sizeof(id)), -EINVAL);
+    BIO_free(b);
+    X509_free(x);
+    EVP_PKEY_free(k);
+
+    uint64_t ms = 0;
+    assert_int_equal(acme_time_parse("1970-01-01T00:00:00Z", &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(acme_time_parse("2026-12-07T06:00:00.25Z", &ms), 0);
+    assert_int_equal(ms, 1796623200250ULL);
+    assert_int_equal(acme_time_parse("2026-12-07T08:00:00+02:00", &ms), 0);
+    assert_int_equal(ms, 1796623200000ULL);
+    assert_int_equal(acme_time_parse("2024-02-29T00:00:00z", &ms), 0);
+    const char *bad[] = {"",
+                         "2026-12-07",
+                         "2026-13-07T06:00:00Z",
+                         "2026-12-07T06:00:00",
+                         "2026-12-07T06:00:00Zx",
+                         "1969-12-31T23:59:59Z",
+                         "2026-02-30T00:00:00Z",
+                         "2026-12-07T06:00:00.Z",
+                         "2026-12-07T06:00:00+2:00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(acme_time_parse(bad[i], &ms), -EINVAL);
+    uint64_t st, en;
+    char err[128];
+    const char *w = "{\"suggestedWindow\":{\"start\":\"2026-12-07T06:00:00Z\",\"end\":"
+                    "\"2026-12-08T06:00:00Z\"},\"explanationURL\":\"https://ca/why\"}";
+    assert_int_equal(acme_ari_parse(w, strlen(w), &st, &en, err, sizeof(err)), 0);
+    assert_int_equal(en - st, 86400000);
+    const char *rev = "{\"suggestedWindow\":{\"start\":\"2026-12-08T06:00:00Z\",\"end\":"
+                      "\"2026-12-07T06:00:00Z\"}}";
+    assert_int_equal(acme_ari_parse(rev, strlen(rev), &st, &en, err, sizeof(err)), -EBADMSG);
+    assert_int_equal(acme_ari_parse("{}", 2, &st, &en, err, sizeof(err)), -EBADMSG);
+}
+
 /* DNS-01 at the name server: _acme-challenge.NAME answers TXT from the view; other types
  * NODATA; its parent is an empty non-terminal, not NXDOMAIN; outside the zone REFUSED. */
 static ldns_pkt *ask(const dns_view_t *v, const char *name, ldns_rr_type type)
@@ -551,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_directory),
         cmocka_unit_test(test_order_and_authz),
         cmocka_unit_test(test_records),
+        cmocka_unit_test(test_ari),
         cmocka_unit_test(test_dns01_txt),
         cmocka_unit_test(test_wildcard_hosts),
     };
