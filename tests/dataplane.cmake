@@ -2,6 +2,9 @@
 # and INFO), their unit test and their decoders' fuzzer.
 popmesh_unit_test(test_sitemsg popmesh_tconn)
 popmesh_fuzz(fuzz_sitemsg popmesh_tconn)
+# The byte pump with a layer on its TCP leg (as TLS at the ingress): a fake layer that reads
+# ahead, works in small records and asks for the other readiness now and then.
+popmesh_unit_test(test_splice popmesh_tconn)
 # A recorded tunnel HELLO replayed to a PoP: refused, counted, never attached.
 popmesh_integration(site_replay)
 # Resources that loop into the mesh or clash with its ports: refused, or cut.
