@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,7 +153,10 @@ int dnsview_add_pop(dns_view_t *v, const dns_pop_t *p)
 
 int dnsview_add_host(dns_view_t *v, const char *name, const char *site)
 {
-    if (!v || !name || !site || v->finished || !name_ok(name, DNS_NAME_MAX + 1) ||
+    /* a wildcard host: "*." and a name of two labels or more (node/records/resource.h) */
+    const char *n =
+        name && name[0] == '*' && name[1] == '.' && strchr(name + 2, '.') ? name + 2 : name;
+    if (!v || !name || !site || v->finished || !name_ok(n, DNS_NAME_MAX + 1 - (size_t)(n - name)) ||
         !label_ok(site, DNS_LABEL_MAX + 1, false))
         return -EINVAL;
     /* Hosts of one site usually come together: look at the last site first. */
@@ -506,7 +510,22 @@ const dns_zone_t *dnsview_zone_of(const dns_view_t *v, const char *qname)
     }
 }
 
+static const dns_host_t *host_exact(const dns_view_t *v, const char *name);
+
 const dns_host_t *dnsview_host(const dns_view_t *v, const char *name)
+{
+    const dns_host_t *h = host_exact(v, name);
+    const char *dot = h || !name ? NULL : strchr(name, '.');
+    if (!dot || dot == name)
+        return h;
+    /* "*.rest" covers one label more than rest, as in HTTP routing and certificates */
+    char wild[DNS_NAME_MAX + 2];
+    if (snprintf(wild, sizeof(wild), "*%s", dot) >= (int)sizeof(wild))
+        return NULL;
+    return host_exact(v, wild);
+}
+
+static const dns_host_t *host_exact(const dns_view_t *v, const char *name)
 {
     if (!v || !name)
         return NULL;

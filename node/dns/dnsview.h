@@ -145,7 +145,8 @@ void dnsview_free(dns_view_t **vp);
  * after dnsview_finish. A geo rule's bits past plen are cleared; its region must be a name. */
 int dnsview_add_zone(dns_view_t *v, const dns_zone_t *z);
 int dnsview_add_pop(dns_view_t *v, const dns_pop_t *p);
-/* Adds host name for site (by name; the site is added to view.sites if new). */
+/* Adds host name for site (by name; the site is added to view.sites if new). name may be a
+ * wildcard, "*." and a name of two labels or more. */
 int dnsview_add_host(dns_view_t *v, const char *name, const char *site);
 int dnsview_add_geo(dns_view_t *v, const dns_geo_t *g);
 /* A TXT record of name (a name the view accepts; '_' allowed) with value (1..255 bytes). */
@@ -158,6 +159,7 @@ void dnsview_set_reach(dns_view_t *v, size_t site, size_t pop, bool r);
 /* Lookups on a finished view. */
 /* The longest zone that is qname or a parent of it; NULL if none. qname lowercase. */
 const dns_zone_t *dnsview_zone_of(const dns_view_t *v, const char *qname);
+/* The host of name: exact, else the wildcard "*.rest" when name is "label.rest". */
 const dns_host_t *dnsview_host(const dns_view_t *v, const char *name);
 size_t dnsview_pop_by_name(const dns_view_t *v, const char *name); /* or DNS_NONE */
 /* The TXT records of name: their count, the first at v->txts[*first]. */

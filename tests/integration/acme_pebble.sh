@@ -11,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 
 : "${POPSITE:?POPSITE must point to the popsite binary}"
-for t in pebble unbound openssl curl; do
+for t in pebble unbound openssl curl dig; do
     command -v "$t" >/dev/null || fail "$t is not installed (tools/setup.sh installs it)"
 done
 
@@ -176,7 +176,11 @@ https_ok() {
     done
 }
 wait_for 20 "HTTPS at every PoP" https_ok
-ok "curl --cacert Pebble's root: app.$ZONE and x.apps.$ZONE over HTTPS at every PoP"
+for i in 1 2 3; do
+    dig +short +tries=1 +time=1 -p "$DP" "@${ING[$i]}" "x.apps.$ZONE" A | grep -q "^127\.0\.0\.3" ||
+        fail "pop-$i does not answer x.apps.$ZONE from the wildcard host"
+done
+ok "curl --cacert Pebble's root: app.$ZONE and x.apps.$ZONE over HTTPS at every PoP; every PoP's DNS answers x.apps.$ZONE"
 
 # ---- a host the CA cannot reach: failed, with the reason, and a backoff ----
 expect_rc 0 mctl "${N[1]}" resource add off --site dark --target "127.0.0.1:$BP" --host "off.$ZONE"

@@ -567,6 +567,53 @@ static void test_dns01_txt(void **state)
     dnsview_free(&v);
 }
 
+/* A wildcard host answers A for any name one label below it (exact hosts first), its parent is
+ * an empty non-terminal, and two labels below is NXDOMAIN. */
+static void test_wildcard_dns(void **state)
+{
+    (void)state;
+    dns_view_t *v = dnsview_new();
+    dns_zone_t z = {.name = "mesh.test", .ttl = 5, .answers = 1};
+    assert_int_equal(dnsview_add_zone(v, &z), 0);
+    dns_pop_t p = {.id = 1,
+                   .name = "ams",
+                   .has_v4 = true,
+                   .v4 = {192, 0, 2, 1},
+                   .serves_dns = true,
+                   .state = DNS_OK};
+    assert_int_equal(dnsview_add_pop(v, &p), 0);
+    assert_int_equal(dnsview_add_host(v, "*.apps.mesh.test", "s1"), 0);
+    assert_int_equal(dnsview_add_host(v, "exact.apps.mesh.test", "s2"), 0); /* nobody reaches */
+    assert_int_not_equal(dnsview_add_host(v, "*.test", "s1"), 0);
+    assert_int_not_equal(dnsview_add_host(v, "a.*.mesh.test", "s1"), 0);
+    dnsview_finish(v, 1);
+    dnsview_set_reach(v, dnsview_host(v, "*.apps.mesh.test")->site, 0, true);
+    assert_string_equal(dnsview_host(v, "x.apps.mesh.test")->name, "*.apps.mesh.test");
+    assert_string_equal(dnsview_host(v, "exact.apps.mesh.test")->name, "exact.apps.mesh.test");
+    assert_null(dnsview_host(v, "a.b.apps.mesh.test"));
+    assert_null(dnsview_host(v, "apps.mesh.test"));
+
+    ldns_pkt *r = ask(v, "X.apps.mesh.test.", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NOERROR);
+    assert_int_equal(ldns_pkt_ancount(r), 1);
+    char *a = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(r), 0), 0));
+    assert_string_equal(a, "192.0.2.1");
+    free(a);
+    ldns_pkt_free(r);
+    r = ask(v, "exact.apps.mesh.test.", LDNS_RR_TYPE_A); /* its own host: no route, no address */
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NOERROR);
+    assert_int_equal(ldns_pkt_ancount(r), 0);
+    ldns_pkt_free(r);
+    r = ask(v, "apps.mesh.test.", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NOERROR);
+    assert_int_equal(ldns_pkt_ancount(r), 0);
+    ldns_pkt_free(r);
+    r = ask(v, "a.b.apps.mesh.test.", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NXDOMAIN);
+    ldns_pkt_free(r);
+    dnsview_free(&v);
+}
+
 /* Wildcard resource hosts: "*." and two labels or more; matched one label deep, after every
  * exact host. */
 static void test_wildcard_hosts(void **state)
@@ -620,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_ari),
         cmocka_unit_test(test_dns01_txt),
         cmocka_unit_test(test_wildcard_hosts),
+        cmocka_unit_test(test_wildcard_dns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
