@@ -84,5 +84,9 @@ ok "headless Chromium over HTTPS: login at pop-1, the session cookie Secure and 
 "$PY" "$HERE/browser_login.py" chromium "https://app.test:${S[1]}/" carol a-browser-password \
     '"remote_user": ["carol"]' "$WORK/untrusted.png" --resolve app.test=127.0.0.1 \
     >"$WORK/untrusted.out" 2>&1 && { cat "$WORK/untrusted.out" >&2; fail "Chromium accepted the test certificate without its SPKI hash"; }
-ok "without the SPKI hash Chromium does not reach the login page (the test CA is not trusted)"
+sed 's/^/  untrusted: /' "$WORK/untrusted.out"
+grep -q "landed on the login page" "$WORK/untrusted.out" && fail "the login page was reached without the SPKI hash"
+grep -q "ERR_CERT_AUTHORITY_INVALID" "$WORK/untrusted.out" ||
+    fail "the untrusted run failed for another reason than the certificate"
+ok "without the SPKI hash Chromium stops at NET::ERR_CERT_AUTHORITY_INVALID (the test CA is not trusted)"
 done_testing
