@@ -197,15 +197,11 @@ static int cmd_config_set(void *ctx, const ctl_request_t *req, msgpack_packer *p
     if (ctl_arg(req, "value", &v, &vl) != 1)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument 'value'");
     store_entry_t out = {0};
-    rc = store_put(n->store, k, kl, v, vl, clock_wall_ms(), &out);
+    /* Acknowledged only once this returns: store_put returned after the commit reached the
+     * disk. */
+    rc = meshnode_put_value(n->mesh, k, kl, v, vl, &out);
     if (rc != 0)
         return store_failure(n, pk, rc);
-    /* Acknowledged only now: store_put returned after the commit reached the disk. */
-    out.key = (char *)k;
-    out.klen = kl;
-    out.value = (uint8_t *)v;
-    out.vlen = vl;
-    meshnode_published(n->mesh, &out);
     pack_entry(pk, &out);
     return CTL_OK;
 }
@@ -238,16 +234,11 @@ static int cmd_config_del(void *ctx, const ctl_request_t *req, msgpack_packer *p
     if (rc != CTL_OK)
         return rc;
     store_entry_t out = {0};
-    rc = store_del(n->store, k, kl, clock_wall_ms(), &out);
+    rc = meshnode_del_record(n->mesh, k, kl, &out);
     if (rc == -ENOENT)
         return control_error(pk, CTL_NOT_FOUND, "no key '%.*s'", (int)kl, k);
     if (rc != 0)
         return store_failure(n, pk, rc);
-    out.key = (char *)k;
-    out.klen = kl;
-    out.value = NULL;
-    out.tombstone = true;
-    meshnode_published(n->mesh, &out);
     pack_entry(pk, &out);
     return CTL_OK;
 }

@@ -145,30 +145,15 @@ static uint64_t knob(const char *name, uint64_t dflt)
 
 static int put_rec(acme_t *a, const char *key, const msgpack_sbuffer *sb)
 {
-    store_entry_t out = {0};
-    int rc = store_put(a->o.store, key, strlen(key), sb->data, sb->size, clock_wall_ms(), &out);
-    if (rc) {
+    int rc = meshnode_put_record(a->o.mesh, key, sb);
+    if (rc)
         log_warn("acme: cannot write %s: %s", key, store_last_error(a->o.store));
-        return rc;
-    }
-    out.key = (char *)key;
-    out.klen = strlen(key);
-    out.value = (uint8_t *)sb->data;
-    out.vlen = sb->size;
-    meshnode_published(a->o.mesh, &out);
-    return 0;
+    return rc;
 }
 
 static void del_rec(acme_t *a, const char *key)
 {
-    store_entry_t out = {0};
-    if (store_del(a->o.store, key, strlen(key), clock_wall_ms(), &out))
-        return;
-    out.key = (char *)key;
-    out.klen = strlen(key);
-    out.value = NULL;
-    out.tombstone = true;
-    meshnode_published(a->o.mesh, &out);
+    meshnode_del_record(a->o.mesh, key, strlen(key), NULL);
 }
 
 /* Reads key and parses it with fn (a parse function of the given shape); -ENOENT if absent. */

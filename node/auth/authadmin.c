@@ -40,7 +40,7 @@
 #include "common/xmalloc.h"
 #include "node/auth/auth.h"
 #include "node/records/authrec.h"
-#include "node/membership/meshnode_int.h"
+#include "node/membership/meshnode.h"
 #include "node/records/resource.h"
 
 #include <errno.h>
@@ -681,21 +681,13 @@ static int cmd_rule_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return control_error(pk, CTL_NOT_FOUND, "no rule %016llx (meshctl rule list)",
                              (unsigned long long)id);
     auth_rule_key(resource, id, key, sizeof(key));
-    store_entry_t out = {0};
-    rc = store_del(store, key, strlen(key), clock_wall_ms(), &out);
+    rc = meshnode_del_record(a->mesh, key, strlen(key), NULL);
     if (rc == -ENOENT)
         return control_error(pk, CTL_NOT_FOUND, "no rule %016llx (meshctl rule list)",
                              (unsigned long long)id);
     if (rc)
         return control_error(pk, CTL_FAILED, "cannot remove rule %016llx: %s",
                              (unsigned long long)id, store_last_error(store));
-    /* A tombstone spreads like a write. */
-    out.key = key;
-    out.klen = strlen(key);
-    out.value = NULL;
-    out.vlen = 0;
-    out.tombstone = true;
-    meshnode_published(a->mesh, &out);
     msgpack_pack_map(pk, 2);
     pack_id(pk, "id", id);
     mpw_kv_str(pk, "resource", resource);

@@ -420,18 +420,8 @@ static void store_site_health(struct peer *p)
     if (memcmp(h, p->health_hash, sizeof(h))) {
         char key[128];
         snprintf(key, sizeof(key), SITEHEALTH_PREFIX "%s", p->name);
-        store_entry_t e;
-        if (store_put(p->dp->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), &e) ==
-            0) {
-            /* store_put fills only the version and origin: the key and value to spread are
-             * ours (without them the write would travel by anti-entropy alone, a second late) */
-            e.key = key;
-            e.klen = strlen(key);
-            e.value = (uint8_t *)sb.data;
-            e.vlen = sb.size;
-            meshnode_published(p->dp->o.mesh, &e);
+        if (meshnode_put_value(p->dp->o.mesh, key, strlen(key), sb.data, sb.size, NULL) == 0)
             memcpy(p->health_hash, h, sizeof(h));
-        }
     }
     msgpack_sbuffer_destroy(&sb);
 }
@@ -1510,15 +1500,8 @@ static void publish_tunnel_addr(dataplane_t *dp)
     reg_node_pack(&pk, &n);
     char key[64];
     reg_node_key(self, key, sizeof(key));
-    store_entry_t e;
-    if (store_put(dp->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), &e) == 0) {
-        e.key = key; /* store_put leaves them NULL: spread the record itself, now */
-        e.klen = strlen(key);
-        e.value = (uint8_t *)sb.data;
-        e.vlen = sb.size;
-        meshnode_published(dp->o.mesh, &e);
+    if (meshnode_put_record(dp->o.mesh, key, &sb) == 0)
         log_info("dataplane: tunnel endpoint %s published", dp->tunnel_addr);
-    }
     msgpack_sbuffer_destroy(&sb);
 }
 

@@ -25,7 +25,7 @@
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
-#include "node/membership/meshnode_int.h"
+#include "node/membership/meshnode.h"
 #include "node/records/geo.h"
 #include "node/records/registry.h"
 #include "node/records/zone.h"
@@ -48,22 +48,6 @@ static int put_record(dnsadmin_t *a, const char *key, void (*pack)(msgpack_packe
     int rc = meshnode_put_record(a->mesh, key, &sb);
     msgpack_sbuffer_destroy(&sb);
     return rc;
-}
-
-/* Writes a tombstone at key and spreads it: 0, -ENOENT (nothing there), or the store's error. */
-static int del_record(dnsadmin_t *a, const char *key)
-{
-    store_entry_t out = {0};
-    int rc = store_del(meshnode_store(a->mesh), key, strlen(key), clock_wall_ms(), &out);
-    if (rc)
-        return rc;
-    out.key = (char *)key;
-    out.klen = strlen(key);
-    out.value = NULL;
-    out.vlen = 0;
-    out.tombstone = true;
-    meshnode_published(a->mesh, &out);
-    return 0;
 }
 
 static bool exists(dnsadmin_t *a, const char *key)
@@ -171,7 +155,7 @@ static int cmd_zone_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     if (rc != CTL_OK)
         return rc;
     zone_key(name, key, sizeof(key));
-    rc = del_record(a, key);
+    rc = meshnode_del_record(a->mesh, key, strlen(key), NULL);
     if (rc == -ENOENT)
         return control_error(pk, CTL_NOT_FOUND, "no zone %s (meshctl zone list shows them)", name);
     if (rc)
@@ -290,7 +274,7 @@ static int cmd_geo_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return rc;
     char key[GEO_KEY_MAX];
     geo_key(g.cidr, key, sizeof(key));
-    rc = del_record(a, key);
+    rc = meshnode_del_record(a->mesh, key, strlen(key), NULL);
     if (rc == -ENOENT)
         return control_error(pk, CTL_NOT_FOUND, "no geo rule for %s (meshctl geo list shows them)",
                              g.cidr);

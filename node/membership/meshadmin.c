@@ -601,20 +601,12 @@ static int cmd_resource_rm(void *ctx, const ctl_request_t *req, msgpack_packer *
     if (rc != CTL_OK)
         return rc;
     resource_key(name, key, sizeof(key));
-    store_entry_t out = {0};
-    rc = store_del(store, key, strlen(key), clock_wall_ms(), &out);
+    rc = meshnode_del_record(m, key, strlen(key), NULL);
     if (rc == -ENOENT)
         return control_error(pk, CTL_NOT_FOUND, "no resource '%s' (meshctl resource list)", name);
     if (rc)
         return control_error(pk, CTL_FAILED, "cannot remove resource '%s': %s", name,
                              store_last_error(store));
-    /* A tombstone spreads like a write. */
-    out.key = key;
-    out.klen = strlen(key);
-    out.value = NULL;
-    out.vlen = 0;
-    out.tombstone = true;
-    meshnode_published(m, &out);
     msgpack_pack_map(pk, 1);
     mpw_kv_str(pk, "name", name);
     log_info("mesh: resource %s removed", name);

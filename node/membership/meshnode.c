@@ -524,18 +524,44 @@ uint64_t meshnode_count_prefix(const meshnode_t *m, const char *prefix)
     return n;
 }
 
+int meshnode_put_value(meshnode_t *m, const char *key, size_t klen, const void *value,
+                       size_t vlen, store_entry_t *out)
+{
+    store_entry_t e = {0};
+    int rc = store_put(m->o.store, key, klen, value, vlen, clock_wall_ms(), &e);
+    if (rc)
+        return rc;
+    /* store_put fills only the version and origin; what spreads is the record itself */
+    e.key = (char *)key;
+    e.klen = klen;
+    e.value = (uint8_t *)value;
+    e.vlen = vlen;
+    meshnode_published(m, &e);
+    if (out)
+        *out = e;
+    return 0;
+}
+
 int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val)
 {
-    store_entry_t out = {0};
-    int rc = store_put(m->o.store, key, strlen(key), val->data, val->size, clock_wall_ms(), &out);
-    if (rc == 0) {
-        out.key = (char *)key;
-        out.klen = strlen(key);
-        out.value = (uint8_t *)val->data;
-        out.vlen = val->size;
-        meshnode_published(m, &out);
-    }
-    return rc;
+    return meshnode_put_value(m, key, strlen(key), val->data, val->size, NULL);
+}
+
+int meshnode_del_record(meshnode_t *m, const char *key, size_t klen, store_entry_t *out)
+{
+    store_entry_t e = {0};
+    int rc = store_del(m->o.store, key, klen, clock_wall_ms(), &e);
+    if (rc)
+        return rc;
+    e.key = (char *)key; /* a tombstone spreads like a write */
+    e.klen = klen;
+    e.value = NULL;
+    e.vlen = 0;
+    e.tombstone = true;
+    meshnode_published(m, &e);
+    if (out)
+        *out = e;
+    return 0;
 }
 
 const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n)

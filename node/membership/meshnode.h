@@ -39,8 +39,19 @@ void meshnode_destroy(meshnode_t **mp);
 /* Registers the mesh commands (members, token.*, node.remove, mesh.status). */
 int meshnode_register_commands(meshnode_t *m, control_t *ctl);
 
-/* A local write (put or tombstone) committed: spread it. e's buffers are borrowed. */
+/* A local write (put or tombstone) committed: spread it. e's buffers are borrowed; its key
+ * (and value, for a put) must be set: store_put and store_del leave them NULL. */
 void meshnode_published(meshnode_t *m, const store_entry_t *e);
+
+/* The one way modules write the replicated store: write at a fresh local version, then spread
+ * (push, piggyback, anti-entropy). out (may be NULL) gets the version and origin. 0 or -errno;
+ * store_last_error() says why. del: -ENOENT when there is no live entry (nothing written). */
+int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val);
+int meshnode_put_value(meshnode_t *m, const char *key, size_t klen, const void *value,
+                       size_t vlen, store_entry_t *out);
+int meshnode_del_record(meshnode_t *m, const char *key, size_t klen, store_entry_t *out);
+/* The node's store (borrowed). */
+store_t *meshnode_store(const meshnode_t *m);
 
 /* Graceful leave: gossips LEFT and calls done() once it had time to spread (bounded). */
 void meshnode_leave(meshnode_t *m, void (*done)(void *ctx), void *ctx);

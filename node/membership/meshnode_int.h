@@ -129,11 +129,6 @@ uint64_t meshnode_count_prefix(const meshnode_t *m, const char *prefix);
 /* The registry snapshot: every node/ record, removed ones included. Borrowed: any write or
  * merge of a node/ record replaces it, so copy what is needed before writing anything. */
 const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n);
-/* The node's store (borrowed). */
-store_t *meshnode_store(const meshnode_t *m);
-/* Writes val at key at a fresh local version and spreads it (push, piggyback, anti-entropy).
- * 0 or -errno; store_last_error() says why. */
-int meshnode_put_record(meshnode_t *m, const char *key, const msgpack_sbuffer *val);
 /* Mints a token of role, bound to site when site is not NULL or "", valid
  * ttl ms, for uses joins (0 = unlimited), and stores its record. On success text (textlen >=
  * TOKEN_TEXT_MAX + 1) holds the token, which carries its secret: the caller wipes it

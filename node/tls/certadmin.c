@@ -25,7 +25,7 @@
 #include "common/log.h"
 #include "common/mp.h"
 #include "common/xmalloc.h"
-#include "node/membership/meshnode_int.h"
+#include "node/membership/meshnode.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,22 +72,6 @@ static void fmt_day(uint64_t ms, char *buf, size_t len)
     struct tm tm;
     gmtime_r(&s, &tm);
     strftime(buf, len, "%Y-%m-%d %H:%M UTC", &tm);
-}
-
-/* Writes a tombstone at key and spreads it: 0, -ENOENT, or the store's error. */
-static int del_record(certadmin_t *a, const char *key)
-{
-    store_entry_t out = {0};
-    int rc = store_del(meshnode_store(a->mesh), key, strlen(key), clock_wall_ms(), &out);
-    if (rc)
-        return rc;
-    out.key = (char *)key;
-    out.klen = strlen(key);
-    out.value = NULL;
-    out.vlen = 0;
-    out.tombstone = true;
-    meshnode_published(a->mesh, &out);
-    return 0;
 }
 
 /* Reads and parses cert/<id>: 0, -ENOENT, -EBADMSG (why set) or the store's error. */
@@ -302,7 +286,7 @@ static int cmd_cert_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     cert_rec_t c;
     const char *why = "";
     bool parsed = get_cert(a, id, &c, &why) == 0;
-    rc = del_record(a, key);
+    rc = meshnode_del_record(a->mesh, key, strlen(key), NULL);
     if (rc == -ENOENT) {
         if (parsed)
             cert_rec_free(&c);
