@@ -16,6 +16,7 @@
 #include "node/acme/acme.h"
 #include "node/tls/certadmin.h"
 #include "node/tls/certstore.h"
+#include "node/tls/ocspfetch.h"
 #include "node/tls/ticketkeys.h"
 #include "node/tls/tlsctx.h"
 #include "node/membership/meshnode.h"
@@ -58,6 +59,7 @@ typedef struct node {
     acme_t *acme;      /* certificates from an ACME CA once acme/config is set */
     certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
+    ocspfetch_t *ocsp;         /* OCSP responses fetched (one PoP per certificate), stapled */
     bool removed;      /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
@@ -588,6 +590,19 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     acme_register_commands(n.acme, n.control);
+    /* OCSP stapling: one PoP per certificate asks its responder, every PoP staples the
+     * checked response (ocspfetch.h). */
+    ocspfetch_opts_t oo = {.loop = n.loop,
+                           .store = n.store,
+                           .mesh = n.mesh,
+                           .tls = n.tls,
+                           .node_name = n.cfg.name,
+                           .self_id = n.id.node_id};
+    n.ocsp = ocspfetch_new(&oo, err, errlen);
+    if (!n.ocsp) {
+        rc = -EIO;
+        goto out;
+    }
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
     n.sigint.data = n.sigterm.data = &n;
@@ -615,6 +630,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     }
 out:
     control_destroy(&n.control);
+    ocspfetch_destroy(&n.ocsp); /* before the TLS context it feeds */
     acme_destroy(&n.acme);
     dnsserver_destroy(&n.dns);
     ticketkeys_destroy(&n.tickets);

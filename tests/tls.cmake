@@ -33,3 +33,11 @@ set_property(TEST integration.tcp_tls PROPERTY TIMEOUT 120)
 # app at pop-2 with the cookie from pop-1. Skipped without chromium.
 popmesh_integration(browser_https)
 set_property(TEST integration.browser_https PROPERTY TIMEOUT 150)
+# OCSP (node/tls/ocsprec, ocspfetch): the ocsp/ record, the checks a response passes before it
+# is stored or stapled (signer, certificate, times, status), the request, who fetches.
+popmesh_unit_test(test_ocsp popmesh_ocsp)
+popmesh_fuzz(fuzz_ocsprec popmesh_tls)
+# OCSP stapling against Debian's `openssl ocsp` responder: 2 PoPs staple a good response (one
+# fetched it), a certificate without a responder gets no fetch, a revoked leaf is not stapled.
+popmesh_integration(tls_ocsp)
+set_property(TEST integration.tls_ocsp PROPERTY TIMEOUT 180)

@@ -93,7 +93,8 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
     return __atomic_load_n(&h->stop, __ATOMIC_RELAXED) ? 1 : 0;
 }
 
-/* One HTTP exchange. method: "GET", "HEAD" or "POST" (body then set). */
+/* One HTTP exchange. method: "GET", "HEAD" or "POST" (body then set: a JWS, or the job's raw
+ * bytes when it has some). */
 static void exchange(acmehttp_t *hp, const acmehttp_job_t *j, const char *method, const char *url,
                      const char *body, acmehttp_result_t *r, struct hdrs *h)
 {
@@ -113,7 +114,8 @@ static void exchange(acmehttp_t *hp, const acmehttp_job_t *j, const char *method
     curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)ACMEHTTP_TIMEOUT_S);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+    /* OCSP responders speak plain HTTP (the response is signed); ACME is HTTPS only. */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, j->raw ? "http,https" : "https");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -128,6 +130,12 @@ static void exchange(acmehttp_t *hp, const acmehttp_job_t *j, const char *method
     }
     if (!strcmp(method, "HEAD")) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (!strcmp(method, "POST") && j->raw) {
+        char ct[96];
+        snprintf(ct, sizeof(ct), "Content-Type: %s", j->raw_type);
+        hl = curl_slist_append(hl, ct);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)j->raw_len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)j->raw);
     } else if (!strcmp(method, "POST")) {
         hl = curl_slist_append(hl, "Content-Type: application/jose+json");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -160,6 +168,10 @@ static bool is_bad_nonce(const acmehttp_result_t *r)
 static void run_job(acmehttp_t *h, const acmehttp_job_t *j, acmehttp_result_t *r)
 {
     struct hdrs hd;
+    if (j->raw) {
+        exchange(h, j, "POST", j->url, NULL, r, &hd);
+        return;
+    }
     if (!j->post) {
         exchange(h, j, "GET", j->url, NULL, r, &hd);
         return;
@@ -211,6 +223,7 @@ static void *worker(void *arg)
         run_job(h, &j, &r);
         free(j.payload);
         free(j.ca_pem);
+        free(j.raw);
         EVP_PKEY_free(j.key);
         pthread_mutex_lock(&h->mu);
         h->has_job = false;
@@ -284,6 +297,7 @@ void acmehttp_destroy(acmehttp_t **hp)
     if (h->has_job) { /* never started */
         free(h->job.payload);
         free(h->job.ca_pem);
+        free(h->job.raw);
         EVP_PKEY_free(h->job.key);
     }
     free(h->res.body);
@@ -299,7 +313,9 @@ int acmehttp_submit(acmehttp_t *h, acmehttp_job_t *job)
     if (h->busy) {
         free(job->payload);
         free(job->ca_pem);
+        free(job->raw);
         job->payload = job->ca_pem = NULL;
+        job->raw = NULL;
         return -EBUSY;
     }
     if (job->key)
@@ -311,6 +327,7 @@ int acmehttp_submit(acmehttp_t *h, acmehttp_job_t *job)
     pthread_cond_signal(&h->cv);
     pthread_mutex_unlock(&h->mu);
     job->payload = job->ca_pem = NULL;
+    job->raw = NULL;
     return 0;
 }
 

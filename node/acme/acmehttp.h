@@ -15,6 +15,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define ACMEHTTP_TIMEOUT_S 30 /* one request, connect to last byte */
 #define ACMEHTTP_BODY_MAX  (1 << 20)
@@ -30,6 +31,11 @@ typedef struct acmehttp_job {
     char new_nonce[ACME_URL_MAX + 1];
     char *ca_pem;  /* owned by the job; NULL = the system's roots */
     bool want_pem; /* Accept: application/pem-certificate-chain */
+    /* A plain, unsigned POST of raw_len bytes with Content-Type raw_type, to an http:// or
+     * https:// URL (an OCSP request, node/tls/ocspfetch.c); post and key are then unused. */
+    uint8_t *raw; /* owned by the job; NULL = an ACME request */
+    size_t raw_len;
+    char raw_type[64];
 } acmehttp_job_t;
 
 typedef struct acmehttp_result {
@@ -45,7 +51,7 @@ acmehttp_t *acmehttp_new(struct ev_loop *loop, void (*done)(void *ctx, const acm
                          void *ctx);
 /* Stops the worker (waiting for a request under way, at most ACMEHTTP_TIMEOUT_S). */
 void acmehttp_destroy(acmehttp_t **hp);
-/* Takes ownership of job->payload and job->ca_pem (also on failure). 0, or -EBUSY while a
+/* Takes ownership of job->payload, job->ca_pem and job->raw (also on failure). 0, or -EBUSY while a
  * request is under way. */
 int acmehttp_submit(acmehttp_t *h, acmehttp_job_t *job);
 bool acmehttp_busy(const acmehttp_t *h);

@@ -14,8 +14,8 @@
  *
  * ALPN: "http/1.1" when offered (the list is one place below, so "h2" can join it); a client
  * that offers no protocol we speak goes on without ALPN. OCSP: a response handed over with
- * tlsctx_set_ocsp is stapled while it is fresh, for a certificate that names a responder;
- * nothing fetches responses yet. Session tickets are sealed with the mesh-wide key ring
+ * tlsctx_set_ocsp is stapled while it is fresh, for a certificate that names a responder
+ * (ocspfetch.h fetches them). Session tickets are sealed with the mesh-wide key ring
  * (ticketkeys.h), so a ticket from one PoP resumes at any other.
  *
  * tlsconn_t wraps one non-blocking socket: handshake, read, write and shutdown report
@@ -59,6 +59,9 @@ size_t tlsctx_count(const tlsctx_t *t);
  * passed. Checked here (a successful response about this leaf); 0, -ENOENT (no such
  * certificate loaded) or -EINVAL. Copied. A new record for the id drops it. */
 int tlsctx_set_ocsp(tlsctx_t *t, const char *id, const uint8_t *der, size_t len);
+/* Stops stapling for cert/<id> (a response that is no longer good, ocspfetch.h): 0 or
+ * -ENOENT. */
+int tlsctx_clear_ocsp(tlsctx_t *t, const char *id);
 
 typedef struct tlsctx_stats {
     uint64_t handshakes;    /* completed */
