@@ -294,9 +294,12 @@ static void fail(ocspfetch_t *f, struct ocsp_cert *c, const char *url, const cha
         return;
     }
     c->retry_ms = now + c->backoff_ms;
+    char held[96] = "";
+    if (c->have && c->last_status == OCSP_ST_GOOD && c->next_ms > now)
+        snprintf(held, sizeof(held), " (the stored good response is stapled %llu s more)",
+                 (unsigned long long)((c->next_ms - now) / 1000));
     log_warn("tls: OCSP for cert/%s from %s failed: %s; next try in %llu s%s", c->id, url, why,
-             (unsigned long long)(c->backoff_ms / 1000),
-             c->have && c->next_ms > now ? " (the stored response is stapled until then)" : "");
+             (unsigned long long)(c->backoff_ms / 1000), held);
     c->backoff_ms = c->backoff_ms * 2 > f->backoff_max_ms ? f->backoff_max_ms : c->backoff_ms * 2;
 }
 

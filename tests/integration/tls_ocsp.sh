@@ -9,7 +9,8 @@
 #   - plain.test gets no fetch and no staple;
 #   - after the leaf is revoked in the responder's index, the next refresh (test knob
 #     POPMESH_TEST_OCSP_REFRESH_MS=3000) stops the stapling at both PoPs: a revoked status is
-#     never stapled, as good or otherwise (the choice is in docs/tls.md), and the PoPs log why.
+#     never stapled, as good or otherwise (the choice is in docs/tls.md), and the PoPs log why;
+#   - with the responder gone, the fetching PoP logs the failure and when it tries again.
 source "$(dirname "$0")/lib.sh"
 command -v openssl >/dev/null || { echo "SKIP: no openssl CLI"; exit 77; }
 
@@ -131,6 +132,7 @@ else
     openssl ocsp -index "$C/index.txt" -port "$OPORT" -rsigner "$C/responder.pem" \
         -rkey "$C/responder.key" -CA "$C/ca.pem" -nmin 1 -ignore_err >>"$WORK/responder.log" 2>&1 &
     PIDS+=("$!")
+    RESP_PID=$!
     wait_for 10 "the restarted responder to say revoked" responder_says_revoked
 fi
 ok "the responder says app.test is revoked"
@@ -155,4 +157,16 @@ for _ in 1 2 3; do
     done
 done
 ok "still nothing stapled 6 s later (refreshes every 3 s)"
+
+# ---- the responder goes away: the fetcher says so and backs off ----
+kill "$RESP_PID" 2>/dev/null || true
+wait "$RESP_PID" 2>/dev/null || true
+failed_logged() {
+    grep -q "OCSP for cert/app.test from http://127.0.0.1:$OPORT failed: .*; next try in" \
+        "$WORK/n$FETCHER.log"
+}
+wait_for 20 "pop-$FETCHER to log the failed fetch" failed_logged
+grep -h "OCSP for cert/app.test from http://127.0.0.1:$OPORT failed" "$WORK/n$FETCHER.log" |
+    head -1 | sed 's/^/    /'
+ok "a responder that is gone: the failure is logged with its reason and the next try"
 done_testing
