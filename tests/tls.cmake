@@ -34,8 +34,9 @@ set_property(TEST integration.tcp_tls PROPERTY TIMEOUT 120)
 popmesh_integration(browser_https)
 set_property(TEST integration.browser_https PROPERTY TIMEOUT 150)
 # OCSP (node/tls/ocsprec, ocspfetch): the ocsp/ record, the checks a response passes before it
-# is stored or stapled (signer, certificate, times, status), the request, who fetches.
-popmesh_unit_test(test_ocsp popmesh_ocsp)
+# is stored or stapled (signer, certificate, times, status), the request, who fetches, and
+# what a PoP hands tlsctx from stored records (on a real store and loop).
+popmesh_unit_test(test_ocsp popmesh_ocsp popmesh_storage)
 popmesh_fuzz(fuzz_ocsprec popmesh_tls)
 # OCSP stapling against Debian's `openssl ocsp` responder: 2 PoPs staple a good response (one
 # fetched it), a certificate without a responder gets no fetch, a revoked leaf is not stapled.

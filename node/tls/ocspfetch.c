@@ -192,6 +192,7 @@ static void apply(ocspfetch_t *f, struct ocsp_cert *c, uint64_t now)
         /* Stale, for a leaf this PoP no longer serves (a renewal racing its response), or
          * bad: never stapled. The fetcher replaces it in its turn. */
         f->st.refused++;
+        c->logged = false; /* the next good one is logged again */
         tlsctx_clear_ocsp(f->o.tls, c->id);
         log_debug("tls: the stored OCSP response of cert/%s is not used: %s", c->id, why);
         ocsp_rec_free(&r);

@@ -10,6 +10,8 @@
 
 #include "common/clock.h"
 #include "common/mp.h"
+#include "node/tls/tlsctx.h"
+#include "storage/store.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -18,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
 
 #include <cmocka.h>
 #include <openssl/err.h>
@@ -432,6 +437,157 @@ static void test_rank(void **state)
     assert_int_equal(ocspfetch_due_ms(1000, 2, 500), 2000);
 }
 
+/* ---- every PoP's side: stored records checked before tlsctx gets them --------------------- */
+
+struct sync_fx {
+    char dir[64];
+    store_t *store;
+    certstore_seal_key_t seal;
+    tlsctx_t *tls;
+    struct ev_loop *loop;
+    ocspfetch_t *of;
+};
+
+static void put_cert(struct sync_fx *f, X509 *leaf, EVP_PKEY *pkey)
+{
+    char *lp = pem_of(leaf), *cp = pem_of(P.ca);
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL);
+    char *kp;
+    long kl = BIO_get_mem_data(b, &kp);
+    char chain[16384], err[256];
+    snprintf(chain, sizeof(chain), "%s%s", lp, cp);
+    cert_rec_t c;
+    int rc = cert_from_pem(&f->seal, chain, strlen(chain), kp, (size_t)kl, clock_wall_ms(), &c,
+                           err, sizeof(err));
+    if (rc)
+        print_error("cert_from_pem: %s\n", err);
+    assert_int_equal(rc, 0);
+    if (!c.id[0])
+        assert_int_equal(cert_id_for(c.names[0], c.id, sizeof(c.id)), 0);
+    snprintf(c.source, sizeof(c.source), "import");
+    snprintf(c.state, sizeof(c.state), "valid");
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cert_pack(&pk, &c);
+    char key[CERT_ID_MAX + 16];
+    assert_int_equal(cert_key(c.id, key, sizeof(key)), 0);
+    assert_int_equal(
+        store_put(f->store, key, strlen(key), sb.data, sb.size, clock_wall_ms(), NULL), 0);
+    msgpack_sbuffer_destroy(&sb);
+    cert_rec_free(&c);
+    BIO_free(b);
+    free(lp);
+    free(cp);
+}
+
+/* Writes ocsp/<id> holding a response made with o. */
+static void put_ocsp(struct sync_fx *f, const char *id, const struct resp_opts *o,
+                     enum ocsp_status claimed)
+{
+    size_t len;
+    uint8_t *der = mk_resp(o, &len);
+    uint64_t now = clock_wall_ms();
+    ocsp_rec_t r = {.der = der,
+                    .der_len = len,
+                    .status = claimed, /* what the record says; the DER decides */
+                    .this_update_ms = now - 60000,
+                    .next_update_ms = now + 3600000,
+                    .fetched_ms = now};
+    snprintf(r.fetched_by, sizeof(r.fetched_by), "pop-x");
+    msgpack_sbuffer sb;
+    pack(&r, &sb);
+    char key[CERT_ID_MAX + 16];
+    assert_int_equal(ocsp_key(id, key, sizeof(key)), 0);
+    assert_int_equal(store_put(f->store, key, strlen(key), sb.data, sb.size, now, NULL), 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(der);
+}
+
+static void on_break(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Runs the loop long enough for the sync that follows a change. */
+static ocspfetch_stats_t settle(struct sync_fx *f)
+{
+    ev_timer t;
+    ev_timer_init(&t, on_break, 0.3, 0.);
+    ev_timer_start(f->loop, &t);
+    ev_run(f->loop, 0);
+    ev_timer_stop(f->loop, &t);
+    ocspfetch_stats_t st;
+    ocspfetch_stats(f->of, &st);
+    return st;
+}
+
+/* What reaches tlsctx: a good response for this very leaf, checked at this PoP; never one
+ * about another certificate, a forged one, or a revoked one (whatever the record claims). */
+static void test_sync(void **state)
+{
+    (void)state;
+    struct sync_fx f = {0};
+    snprintf(f.dir, sizeof(f.dir), "/tmp/test_ocsp.XXXXXX");
+    assert_non_null(mkdtemp(f.dir));
+    store_opts_t so = {.node_id = 7, .nosync = true};
+    assert_int_equal(store_open(f.dir, &so, &f.store), 0);
+    randombytes_buf(f.seal.k, sizeof(f.seal.k));
+    char err[256];
+    tlsctx_opts_t to = {.store = f.store, .seal = &f.seal};
+    f.tls = tlsctx_new(&to, err, sizeof(err));
+    assert_non_null(f.tls);
+    put_cert(&f, P.leaf, P.leafkey);    /* www.example.com */
+    put_cert(&f, P.leaf2, P.otherkey); /* other.example.com */
+    f.loop = ev_loop_new(EVFLAG_AUTO);
+    ocspfetch_opts_t oo = {.loop = f.loop, .store = f.store, .tls = f.tls, .self_id = 7};
+    f.of = ocspfetch_new(&oo, err, sizeof(err));
+    assert_non_null(f.of);
+    ocspfetch_stats_t st = settle(&f);
+    assert_int_equal(st.stapling, 0);
+
+    struct resp_opts o = good();
+    put_ocsp(&f, "www.example.com", &o, OCSP_ST_GOOD);
+    st = settle(&f);
+    assert_int_equal(st.stapling, 1);
+    uint64_t refused = st.refused;
+
+    /* www's response stored as other's: refused, www still stapled */
+    put_ocsp(&f, "other.example.com", &o, OCSP_ST_GOOD);
+    st = settle(&f);
+    assert_int_equal(st.stapling, 1);
+    assert_true(st.refused > refused);
+
+    /* a response signed by another CA of the same name: refused */
+    o = good();
+    o.signer = P.badca;
+    o.skey = P.badcakey;
+    put_ocsp(&f, "www.example.com", &o, OCSP_ST_GOOD);
+    st = settle(&f);
+    assert_int_equal(st.stapling, 0);
+
+    /* good again, then revoked (the record claiming good): nothing stapled */
+    o = good();
+    put_ocsp(&f, "www.example.com", &o, OCSP_ST_GOOD);
+    assert_int_equal(settle(&f).stapling, 1);
+    o.status = V_OCSP_CERTSTATUS_REVOKED;
+    put_ocsp(&f, "www.example.com", &o, OCSP_ST_GOOD);
+    assert_int_equal(settle(&f).stapling, 0);
+
+    ocspfetch_destroy(&f.of);
+    assert_null(f.of);
+    ev_loop_destroy(f.loop);
+    tlsctx_destroy(&f.tls);
+    store_close(&f.store);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f.dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", f.dir);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -441,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_request, setup, teardown),
         cmocka_unit_test(test_rank),
+        cmocka_unit_test_setup_teardown(test_sync, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
