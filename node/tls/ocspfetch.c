@@ -24,6 +24,8 @@
 #define REFRESH_MIN_MS  1000ull
 #define REFRESH_MAX_MS  (24 * 3600 * 1000ull)
 #define SYNC_DELAY_S    0.05 /* after a change: tlsctx reloads cert/ in its own watch first */
+#define CLEAN_EVERY_MS  (60 * 1000ull)
+#define ORPHAN_GRACE_MS (3600 * 1000ull) /* past its nextUpdate, a record without cert/ goes */
 
 /* One certificate whose leaf names a responder. */
 struct ocsp_cert {
@@ -56,6 +58,7 @@ struct ocspfetch {
     uint64_t busy_started_ms;
     uint64_t *pops;
     size_t npops;
+    uint64_t clean_every_ms, orphan_grace_ms, clean_at_ms;
     ocspfetch_stats_t st;
 };
 
@@ -413,13 +416,75 @@ static void start_fetch(ocspfetch_t *f, struct ocsp_cert *c)
     log_debug("tls: asking %s about cert/%s", c->url, c->id);
 }
 
+/* ---- records of certificates that are gone ------------------------------------------------- */
+
+struct orphans {
+    uint64_t now, grace;
+    char (*ids)[CERT_ID_MAX + 1];
+    size_t n;
+};
+
+static int collect_stale(const store_entry_t *e, void *ctx)
+{
+    struct orphans *o = ctx;
+    char id[CERT_ID_MAX + 1];
+    ocsp_rec_t r;
+    const char *why;
+    if (ocsp_key_id(e->key, e->klen, id, sizeof(id)) || o->n == POPS_MAX)
+        return 0;
+    bool stale = true; /* an unreadable record too */
+    if (e->value && ocsp_parse(e->value, e->vlen, &r, &why) == 0) {
+        stale = r.next_update_ms + o->grace < o->now;
+        ocsp_rec_free(&r);
+    }
+    if (stale) {
+        o->ids = xrealloc(o->ids, (o->n + 1) * sizeof(*o->ids));
+        memcpy(o->ids[o->n++], id, sizeof(id));
+    }
+    return 0;
+}
+
+/* Deletes ocsp/<id> records long past their nextUpdate whose certificate is gone (a removed
+ * certificate leaves its response behind). Only stale ones: a PoP may hold a fresh ocsp/
+ * record before the cert/ record it belongs to has arrived. The first-ranked PoP of the id
+ * deletes. */
+static void clean_orphans(ocspfetch_t *f, uint64_t now)
+{
+    struct orphans o = {.now = now, .grace = f->orphan_grace_ms};
+    if (store_list(f->o.store, OCSP_PREFIX, strlen(OCSP_PREFIX), collect_stale, &o)) {
+        free(o.ids);
+        return;
+    }
+    for (size_t i = 0; i < o.n; i++) {
+        char ck[CERT_ID_MAX + 16], ok[CERT_ID_MAX + 16];
+        store_entry_t e = {0};
+        if (cert_key(o.ids[i], ck, sizeof(ck)) || ocsp_key(o.ids[i], ok, sizeof(ok)))
+            continue;
+        bool has_cert = store_get(f->o.store, ck, strlen(ck), &e) == 0 && e.value;
+        store_entry_free(&e);
+        if (has_cert || ocspfetch_rank(f->o.self_id, f->pops, f->npops, o.ids[i]) != 0)
+            continue;
+        store_entry_t out = {0};
+        int rc = f->o.mesh ? meshnode_del_record(f->o.mesh, ok, strlen(ok), &out)
+                           : store_del(f->o.store, ok, strlen(ok), now, &out);
+        if (rc == 0)
+            log_info("tls: deleted %s (its certificate is gone, its response long stale)", ok);
+    }
+    free(o.ids);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     ocspfetch_t *f = w->data;
+    uint64_t now = clock_wall_ms();
+    if (now >= f->clean_at_ms) {
+        f->clean_at_ms = now + f->clean_every_ms;
+        alive_pops(f);
+        clean_orphans(f, now);
+    }
     if (f->busy || f->n == 0)
         return;
-    uint64_t now = clock_wall_ms();
     alive_pops(f);
     for (size_t i = 0; i < f->n; i++) {
         struct ocsp_cert *c = f->certs[i];
@@ -471,7 +536,10 @@ ocspfetch_t *ocspfetch_new(const ocspfetch_opts_t *o, char *err, size_t errlen)
     f->takeover_ms = OCSPFETCH_TAKEOVER_MS;
     f->backoff_min_ms = OCSPFETCH_BACKOFF_MIN_MS;
     f->backoff_max_ms = OCSPFETCH_BACKOFF_MAX_MS;
+    f->clean_every_ms = CLEAN_EVERY_MS;
+    f->orphan_grace_ms = ORPHAN_GRACE_MS;
     if (f->refresh_ms) { /* tests: everything on the knob's scale */
+        f->clean_every_ms = f->orphan_grace_ms = f->refresh_ms;
         f->takeover_ms = f->refresh_ms;
         f->backoff_min_ms = f->refresh_ms / 4 < 1000 ? 1000 : f->refresh_ms / 4;
         f->backoff_max_ms = f->refresh_ms;

@@ -27,6 +27,10 @@
  * requires a staple then fails the handshake, which is what a revoked certificate deserves
  * (docs/tls.md).
  *
+ * CLEANING. A certificate removed leaves its ocsp/ record; once that record is an hour past
+ * its nextUpdate (never sooner: a fresh ocsp/ record may arrive before its cert/ record), the
+ * first-ranked PoP of its id deletes it.
+ *
  * The HTTP request runs on an acmehttp worker (node/acme/acmehttp.h), off the loop. */
 #ifndef POPMESH_NODE_TLS_OCSPFETCH_H
 #define POPMESH_NODE_TLS_OCSPFETCH_H
@@ -54,8 +58,8 @@ typedef struct ocspfetch_opts {
     const char *node_name;
     uint64_t self_id;
     uint64_t refresh_ms; /* 0 = half the window; tests: at most this long after a fetch, and
-                          * the takeover delay and backoff scale with it. With 0 the test
-                          * knob POPMESH_TEST_OCSP_REFRESH_MS (>= 1000, logged) sets it. */
+                          * the takeover delay, backoff and cleaning scale with it. With 0 the
+                          * test knob POPMESH_TEST_OCSP_REFRESH_MS (>= 1000, logged) sets it. */
 } ocspfetch_opts_t;
 
 /* NULL with errno and a reason in err. */

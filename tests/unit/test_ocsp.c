@@ -484,8 +484,8 @@ static void put_cert(struct sync_fx *f, X509 *leaf, EVP_PKEY *pkey)
 }
 
 /* Writes ocsp/<id> holding a response made with o. */
-static void put_ocsp(struct sync_fx *f, const char *id, const struct resp_opts *o,
-                     enum ocsp_status claimed)
+static void put_ocsp_at(struct sync_fx *f, const char *id, const struct resp_opts *o,
+                        enum ocsp_status claimed, int64_t next_ms)
 {
     size_t len;
     uint8_t *der = mk_resp(o, &len);
@@ -493,8 +493,8 @@ static void put_ocsp(struct sync_fx *f, const char *id, const struct resp_opts *
     ocsp_rec_t r = {.der = der,
                     .der_len = len,
                     .status = claimed, /* what the record says; the DER decides */
-                    .this_update_ms = now - 60000,
-                    .next_update_ms = now + 3600000,
+                    .this_update_ms = (uint64_t)((int64_t)now + next_ms - 3600000),
+                    .next_update_ms = (uint64_t)((int64_t)now + next_ms),
                     .fetched_ms = now};
     snprintf(r.fetched_by, sizeof(r.fetched_by), "pop-x");
     msgpack_sbuffer sb;
@@ -506,6 +506,20 @@ static void put_ocsp(struct sync_fx *f, const char *id, const struct resp_opts *
     free(der);
 }
 
+static void put_ocsp(struct sync_fx *f, const char *id, const struct resp_opts *o,
+                     enum ocsp_status claimed)
+{
+    put_ocsp_at(f, id, o, claimed, 3600000);
+}
+
+static bool has_key(struct sync_fx *f, const char *key)
+{
+    store_entry_t e = {0};
+    bool has = store_get(f->store, key, strlen(key), &e) == 0 && e.value;
+    store_entry_free(&e);
+    return has;
+}
+
 static void on_break(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)w, (void)revents;
@@ -513,16 +527,21 @@ static void on_break(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Runs the loop long enough for the sync that follows a change. */
-static ocspfetch_stats_t settle(struct sync_fx *f)
+static ocspfetch_stats_t settle_for(struct sync_fx *f, double secs)
 {
     ev_timer t;
-    ev_timer_init(&t, on_break, 0.3, 0.);
+    ev_timer_init(&t, on_break, secs, 0.);
     ev_timer_start(f->loop, &t);
     ev_run(f->loop, 0);
     ev_timer_stop(f->loop, &t);
     ocspfetch_stats_t st;
     ocspfetch_stats(f->of, &st);
     return st;
+}
+
+static ocspfetch_stats_t settle(struct sync_fx *f)
+{
+    return settle_for(f, 0.3);
 }
 
 /* What reaches tlsctx: a good response for this very leaf, checked at this PoP; never one
@@ -543,7 +562,9 @@ static void test_sync(void **state)
     put_cert(&f, P.leaf, P.leafkey);    /* www.example.com */
     put_cert(&f, P.leaf2, P.otherkey); /* other.example.com */
     f.loop = ev_loop_new(EVFLAG_AUTO);
-    ocspfetch_opts_t oo = {.loop = f.loop, .store = f.store, .tls = f.tls, .self_id = 7};
+    /* refresh_ms 1 s: the cleaning runs every second, for records 1 s past nextUpdate */
+    ocspfetch_opts_t oo = {
+        .loop = f.loop, .store = f.store, .tls = f.tls, .self_id = 7, .refresh_ms = 1000};
     f.of = ocspfetch_new(&oo, err, sizeof(err));
     assert_non_null(f.of);
     ocspfetch_stats_t st = settle(&f);
@@ -576,6 +597,18 @@ static void test_sync(void **state)
     o.status = V_OCSP_CERTSTATUS_REVOKED;
     put_ocsp(&f, "www.example.com", &o, OCSP_ST_GOOD);
     assert_int_equal(settle(&f).stapling, 0);
+
+    /* records of certificates that are gone: a stale one is deleted, a fresh one stays (its
+     * cert/ record may still be on its way), and so does a stale one of a certificate held */
+    o = good();
+    put_ocsp_at(&f, "gone.example.com", &o, OCSP_ST_GOOD, -7200 * 1000);
+    put_ocsp_at(&f, "soon.example.com", &o, OCSP_ST_GOOD, 3600 * 1000);
+    put_ocsp_at(&f, "other.example.com", &o, OCSP_ST_GOOD, -7200 * 1000);
+    assert_true(has_key(&f, "ocsp/gone.example.com"));
+    settle_for(&f, 2.5);
+    assert_false(has_key(&f, "ocsp/gone.example.com"));
+    assert_true(has_key(&f, "ocsp/soon.example.com"));
+    assert_true(has_key(&f, "ocsp/other.example.com"));
 
     ocspfetch_destroy(&f.of);
     assert_null(f.of);
