@@ -6,6 +6,7 @@
 #   - within a bounded time `openssl s_client -status` gets "OCSP Response Status: successful"
 #     and "Cert Status: good" for app.test at BOTH PoPs (the times are printed);
 #   - one PoP fetched (the rendezvous choice of ocspfetch.h), the other staples the record;
+#   - that PoP killed, the other one fetches in its place;
 #   - plain.test gets no fetch and no staple;
 #   - after the leaf is revoked in the responder's index, the next refresh (test knob
 #     POPMESH_TEST_OCSP_REFRESH_MS=3000) stops the stapling at both PoPs: a revoked status is
@@ -64,12 +65,15 @@ ok "openssl ocsp answers on 127.0.0.1:$OPORT (app.test: good)"
 export POPMESH_TEST_OCSP_REFRESH_MS=3000
 declare -a S
 for i in 1 2; do S[$i]=$(free_port); done
+declare -a PID
 init_node "$WORK/n1" pop-1 --https-listen "127.0.0.1:${S[1]}"
 start_popd "$WORK/n1"
+PID[1]=$LAST_PID
 TOKEN=$(mctl "$WORK/n1" token create --uses 1 --ttl 10m 2>/dev/null)
 "$POPD" join --data "$WORK/n2" --name pop-2 --mesh-listen "127.0.0.1:$(free_port)" \
     --tunnel-listen "127.0.0.1:$(free_port)" --https-listen "127.0.0.1:${S[2]}" "$TOKEN" >/dev/null
 start_popd "$WORK/n2"
+PID[2]=$LAST_PID
 IMPORTED=$(date +%s%N)
 expect_rc 0 mctl "$WORK/n1" cert import --cert "$C/app.test.chain.pem" --key "$C/app.test.key"
 expect_rc 0 mctl "$WORK/n1" cert import --cert "$C/plain.test.chain.pem" --key "$C/plain.test.key"
@@ -108,6 +112,22 @@ more_fetches() {
 }
 wait_for 20 "two refreshes" more_fetches
 ok "pop-$FETCHER refreshed the response (every 3 s under the test knob)"
+
+# ---- the fetching PoP dies: the other takes its turn (it is first among the alive PoPs, or
+# second once three refresh periods have passed), and staples on; the dead one comes back ----
+OTHER=$((3 - FETCHER))
+kill -9 "${PID[$FETCHER]}"
+wait "${PID[$FETCHER]}" 2>/dev/null || true
+KILLED=$(date +%s%N)
+other_fetched() { grep -q "OCSP response for cert/app.test from" "$WORK/n$OTHER.log"; }
+wait_for 40 "pop-$OTHER to fetch in place of pop-$FETCHER" other_fetched
+took=$(awk "BEGIN{printf \"%.1f\", ($(date +%s%N)-$KILLED)/1e9}")
+stapled_good "${S[$OTHER]}" || fail "pop-$OTHER no longer staples"
+ok "pop-$FETCHER killed: pop-$OTHER fetched ${took} s later and staples"
+start_popd "$WORK/n$FETCHER"
+PID[$FETCHER]=$LAST_PID
+wait_for 30 "a good OCSP response stapled at the restarted pop-$FETCHER" stapled_good "${S[$FETCHER]}"
+ok "pop-$FETCHER restarted and staples again (${WAITED} s)"
 
 # A certificate without a responder: no fetch, no staple.
 s=$(status_of "${S[1]}" plain.test)
