@@ -166,6 +166,14 @@ int cert_check_name(const char *name, const char **why)
         }
         return check_dns_name(name + 2, CERT_ID_MAX - 2, why);
     }
+    /* "_wild." names the ids of wildcard certificates: a literal name starting with that label
+     * would share its id (and record) with "*." of the same parent, or make an id no key
+     * accepts. No public CA issues for such a name anyway (underscores are not hostname text). */
+    if (!strncmp(name, WILD_PREFIX, strlen(WILD_PREFIX)) || !strcmp(name, "_wild")) {
+        *why = "a certificate name may not start with the label '_wild' (reserved for the ids "
+               "of wildcard certificates)";
+        return -EINVAL;
+    }
     return check_dns_name(name, CERT_ID_MAX, why);
 }
 

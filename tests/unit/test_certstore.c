@@ -373,6 +373,13 @@ static void test_names_and_ids(void **state)
     assert_int_equal(cert_check_name("www.example.com.", &why), -EINVAL);
     assert_int_equal(cert_check_name("", &why), -EINVAL);
     assert_int_equal(cert_check_name("-a.example.com", &why), -EINVAL);
+    /* A literal "_wild." name would share the id of "*." of its parent (found by fuzz_certrec:
+     * "_wild.enames" made an id no key accepts). */
+    assert_int_equal(cert_check_name("_wild.example.com", &why), -EINVAL);
+    assert_non_null(strstr(why, "_wild"));
+    assert_int_equal(cert_check_name("_wild.enames", &why), -EINVAL);
+    assert_int_equal(cert_id_for("_wild.example.com", id, sizeof(id)), -EINVAL);
+    assert_int_equal(cert_check_name("_wilder.example.com", &why), 0);
     assert_int_equal(cert_id_for("*.example.com", id, sizeof(id)), 0);
     assert_string_equal(id, "_wild.example.com");
     assert_int_equal(cert_key(id, key, sizeof(key)), 0);
