@@ -171,11 +171,11 @@ run pop-a zone add demo.test --ttl 5
 run pop-a resource add www --site branch-1 --target 127.0.0.1:7980 --host www.demo.test
 # The answer is computed from the live mesh: wait (at most 5 s) until the new host resolves.
 for _ in $(seq 1 50); do
-    [ -n "$(dig +short -p 7960 @127.0.0.12 www.demo.test A 2>/dev/null)" ] && break
+    [ -n "$(dig +short -p 7960 @127.0.0.12 www.demo.test A 2>/dev/null | sed "/^;/d")" ] && break
     sleep 0.1
 done
 echo "\$ dig +short -p 7960 @127.0.0.12 www.demo.test A    (pop-b answers: itself first, then another region)"
-mapfile -t ADDRS < <(dig +short -p 7960 @127.0.0.12 www.demo.test A 2>/dev/null)
+mapfile -t ADDRS < <(dig +short -p 7960 @127.0.0.12 www.demo.test A 2>/dev/null | sed "/^;/d")
 printf '%s\n' "${ADDRS[@]}"
 [ "${#ADDRS[@]}" -ge 1 ] || demo_failed "pop-b's name server gave no address for www.demo.test"
 echo "\$ curl --resolve www.demo.test:8080:${ADDRS[0]} http://www.demo.test:8080/"

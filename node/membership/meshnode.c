@@ -703,32 +703,49 @@ static void on_push_timer(struct ev_loop *loop, ev_timer *t, int revents)
 /* ---- link state ---------------------------------------------------------------------------------
  */
 
+/* permille: the least loss a link to a suspect peer is published with (250 ms of path cost). */
+#define MESHNODE_SUSPECT_LOSS 250
+
 struct collect_ctx {
     meshnode_t *m;
     ls_record_t *rec;
+    bool unmeasured; /* a live PoP has no RTT yet: publish again soon */
 };
 
 static void collect_link(const swim_member_info_t *mi, void *ctx)
 {
     struct collect_ctx *c = ctx;
-    if (mi->id == c->m->o.id->node_id || mi->state != SWIM_ALIVE || mi->rtt_ms == 0)
+    if (mi->id == c->m->o.id->node_id ||
+        (mi->state != SWIM_ALIVE && mi->state != SWIM_SUSPECT))
         return;
     const reg_node_t *r = meshnode_reg_find(c->m, mi->id);
     if (!r || r->removed || r->role != ROLE_POP)
         return;
+    if (mi->rtt_ms == 0) {
+        c->unmeasured = true;
+        return;
+    }
+    /* A suspect peer keeps its link, costed as at least MESHNODE_SUSPECT_LOSS loss: suspicion is
+     * SWIM's "not sure yet", and on a loaded host it is often wrong. Dropping the link would cut
+     * the only path of a small mesh on every false suspicion (both ends must claim a link); the
+     * cost steers paths around it whenever another way exists, and a confirmed death removes
+     * the peer's record at once (meshroute_forget). */
+    uint32_t loss = mi->loss_permille > LS_LOSS_MAX ? LS_LOSS_MAX : mi->loss_permille;
+    if (mi->state == SWIM_SUSPECT && loss < MESHNODE_SUSPECT_LOSS)
+        loss = MESHNODE_SUSPECT_LOSS;
     /* The record keeps the best LS_LINKS_MAX by cost; a full record answers -ENOSPC for the
      * rest, which is the cap working, not an error. */
-    ls_record_add_link(c->rec, mi->id, mi->rtt_ms * 1000,
-                       mi->loss_permille > LS_LOSS_MAX ? LS_LOSS_MAX : mi->loss_permille);
+    ls_record_add_link(c->rec, mi->id, mi->rtt_ms * 1000, (uint16_t)loss);
 }
 
-static void ls_collect(void *ctx, ls_record_t *rec)
+static bool ls_collect(void *ctx, ls_record_t *rec)
 {
     meshnode_t *m = ctx;
-    struct collect_ctx c = {ctx, rec};
+    struct collect_ctx c = {ctx, rec, false};
     swim_foreach(m->swim, collect_link, &c);
     if (m->site_source)
         m->site_source(m->site_source_ctx, rec); /* the sites attached here (dataplane) */
+    return c.unmeasured;
 }
 
 static void ls_publish(void *ctx, const uint8_t *buf, size_t len)

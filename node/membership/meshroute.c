@@ -62,13 +62,14 @@ static void on_recompute(struct ev_loop *loop, ev_timer *t, int revents)
     arm_recompute(m);
 }
 
-static void publish_now(meshroute_t *m)
+/* Returns true when a link is still unmeasured (see meshroute_io_t.collect). */
+static bool publish_now(meshroute_t *m)
 {
     ls_record_t rec;
     /* Wall-clock ms as the sequence: it keeps rising across restarts, so a restarted PoP's
      * first record beats the copies of its old one still circulating. */
     ls_record_init(&rec, m->self, clock_wall_ms());
-    m->io.collect(m->io.ctx, &rec);
+    bool pending = m->io.collect(m->io.ctx, &rec);
     /* Rounding keeps RTT jitter from changing the record (and recomputing every PoP's routes)
      * on every publication. */
     for (uint32_t i = 0; i < rec.n_links; i++)
@@ -81,14 +82,16 @@ static void publish_now(meshroute_t *m)
     if (ls_record_encode(&rec, &sb) == 0)
         m->io.publish(m->io.ctx, (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
+    return pending;
 }
 
 static void on_publish(struct ev_loop *loop, ev_timer *t, int revents)
 {
     meshroute_t *m = t->data;
-    publish_now(m);
+    bool pending = publish_now(m);
     m->rng = m->rng * 6364136223846793005ull + 1442695040888963407ull;
-    t->repeat = MESHROUTE_PUBLISH_S * (0.8 + (double)((m->rng >> 33) % 400) / 1000.0);
+    t->repeat = (pending ? MESHROUTE_PENDING_S : MESHROUTE_PUBLISH_S) *
+                (0.8 + (double)((m->rng >> 33) % 400) / 1000.0);
     ev_timer_again(loop, t);
 }
 

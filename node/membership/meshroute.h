@@ -20,13 +20,16 @@
 
 #define MESHROUTE_PUBLISH_S 3.0 /* s between this PoP's link-state records (jittered) */
 #define MESHROUTE_RTT_STEP  250 /* us: measured RTTs are rounded to this before publishing */
+#define MESHROUTE_PENDING_S 0.3 /* s to the next record while a live peer awaits its first RTT */
 
 typedef struct meshroute meshroute_t;
 
 typedef struct meshroute_io {
     void *ctx;
-    /* Fill rec's links and sites (rec is initialised with origin and seq). */
-    void (*collect)(void *ctx, ls_record_t *rec);
+    /* Fill rec's links and sites (rec is initialised with origin and seq). True when a link
+     * is still being measured (a live peer with no RTT yet): the next record follows in
+     * MESHROUTE_PENDING_S, not a whole period later. */
+    bool (*collect)(void *ctx, ls_record_t *rec);
     /* Gossip an encoded record. */
     void (*publish)(void *ctx, const uint8_t *buf, size_t len);
     /* Names for display: write the name of node id (PoP or site) into out, or leave it. */
