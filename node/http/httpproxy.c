@@ -51,6 +51,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@
 #include <unistd.h>
 
 #include <pthread.h>
+#include <sanitizer/asan_interface.h>
 #include <sodium.h>
 
 #define IN_CAP        65536       /* bytes of unparsed client input */
@@ -140,8 +142,7 @@ struct hconn {
     auth_addr_t caddr;
     enum hstate state;
     http_reader_t *req;
-    uint8_t in[IN_CAP];
-    size_t in_len;
+    size_t in_len; /* bytes of in[] */
     uint8_t *out;
     size_t out_off, out_len, out_cap;
     struct upstream *up;
@@ -158,8 +159,7 @@ struct hconn {
     char method[16];
     char target[1024];
     char host[256];
-    char local_body[LOCAL_BODY];
-    size_t local_len;
+    size_t local_len; /* bytes of local_body[] */
     bool local_too_big;
     char user[NODECFG_NAME_MAX + 1];
     struct pwjob *pw_job; /* a login being checked: the connection waits for it */
@@ -167,7 +167,16 @@ struct hconn {
     ev_tstamp phase;      /* loop time the current state's fixed deadline counts from */
     ev_tstamp active;     /* loop time a byte last moved, client or upstream, either way */
     struct hconn *prev, *next;
+    /* The buffers last: a connection reused from the pool clears everything above them and
+     * leaves their 72 KiB alone (their lengths say what is valid), which spares every new
+     * connection zeroing (and often faulting in) memory it may never touch. */
+    uint8_t in[IN_CAP];
+    char local_body[LOCAL_BODY];
 };
+
+/* Closed connections kept for reuse (see the end of struct hconn). A pooled one is poisoned
+ * for AddressSanitizer, which then reports a use after close as it would a use after free. */
+#define HC_POOL_MAX 64
 
 /* One listening socket: plain HTTP, or HTTPS. */
 struct listener {
@@ -207,6 +216,8 @@ struct httpproxy {
     auth_ratelimit_t *rl_ip;   /* login attempts per client address (NATs share one: generous) */
     auth_ratelimit_t *rl_user; /* login attempts per user name (guessing one password: strict) */
     struct hconn *conns;
+    struct hconn *hc_pool; /* closed connections for reuse, linked by next */
+    unsigned hc_pooled;
     /* password checks (struct pwjob) */
     pthread_t workers[HTTPPROXY_PW_WORKERS];
     unsigned nworkers;
@@ -978,6 +989,14 @@ static struct upstream *up_new(struct hconn *hc, const resource_t *res)
     http_reader_cbs_t cbs = {
         .ctx = up, .on_head = resp_on_head, .on_body = resp_on_body, .on_done = resp_on_done};
     up->resp = http_reader_new(HTTP_RESPONSE, &lim, &cbs);
+    if (!hc->ingress[0]) {
+        /* Only a connection that goes upstream needs its local address: a handshake or a
+         * redirect alone does not pay the syscall. */
+        struct sockaddr_storage local;
+        socklen_t ll = sizeof(local);
+        if (getsockname(hc->fd, (struct sockaddr *)&local, &ll) == 0)
+            netaddr_format((const struct sockaddr *)&local, hc->ingress, sizeof(hc->ingress));
+    }
     if (dataplane_open_stream(hc->px->o.dp, res, hc->client, hc->ingress, &up->h)) {
         up_free(up);
         return NULL;
@@ -2032,7 +2051,31 @@ static void hc_close(struct hconn *hc)
         px->conns = hc->next;
     if (hc->next)
         hc->next->prev = hc->prev;
-    free(hc);
+    if (hc->local_len)
+        sodium_memzero(hc->local_body, hc->local_len); /* a login form: a password */
+    if (px->hc_pooled < HC_POOL_MAX) {
+        hc->next = px->hc_pool;
+        px->hc_pool = hc;
+        px->hc_pooled++;
+        ASAN_POISON_MEMORY_REGION(hc, offsetof(struct hconn, next));
+        ASAN_POISON_MEMORY_REGION((char *)hc + offsetof(struct hconn, in),
+                                  sizeof(*hc) - offsetof(struct hconn, in)); /* all but next */
+    } else {
+        free(hc);
+    }
+}
+
+/* A connection with every field zero, from the pool when it has one. */
+static struct hconn *hc_alloc(httpproxy_t *px)
+{
+    struct hconn *hc = px->hc_pool;
+    if (!hc)
+        return xcalloc(1, sizeof(*hc));
+    ASAN_UNPOISON_MEMORY_REGION(hc, sizeof(*hc));
+    px->hc_pool = hc->next;
+    px->hc_pooled--;
+    memset(hc, 0, offsetof(struct hconn, in));
+    return hc;
 }
 
 static void *pw_worker(void *arg)
@@ -2192,7 +2235,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     struct listener *l = w->data;
     httpproxy_t *px = l->px;
-    for (int i = 0; i < 64; i++) {
+    /* One connection per readiness event, as nginx without multi_accept: the listener stays
+     * ready (level-triggered) while more wait, and the loop comes back to it after serving the
+     * others, so a burst is still taken at once. Accepting until EAGAIN costs every wakeup a
+     * failing accept4, a few percent of a resumed TLS handshake. */
+    for (int i = 0; i < 1; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -2218,7 +2265,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         auth_addr_from_sockaddr((struct sockaddr *)&ss, &caddr);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        struct hconn *hc = xcalloc(1, sizeof(*hc));
+        struct hconn *hc = hc_alloc(px);
         hc->px = px;
         hc->fd = fd;
         hc->slot = slot;
@@ -2235,11 +2282,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             /* not an IPv4 or IPv6 peer: RFC 7239's word for an address not known */
             snprintf(hc->client_ip, sizeof(hc->client_ip), "unknown");
         }
-        struct sockaddr_storage local;
-        socklen_t ll = sizeof(local);
-        if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0)
-            netaddr_format((const struct sockaddr *)&local, hc->ingress, sizeof(hc->ingress));
-        hc->caddr = caddr;
+        hc->caddr = caddr; /* hc->ingress: at the first stream (up_open), not per connection */
         http_limits_t lim;
         http_limits_defaults(&lim);
         lim.max_body_bytes = px->o.max_body;
@@ -2573,6 +2616,12 @@ void httpproxy_destroy(httpproxy_t **pp)
         return;
     while (px->conns)
         hc_close(px->conns);
+    while (px->hc_pool) {
+        struct hconn *hc = px->hc_pool;
+        ASAN_UNPOISON_MEMORY_REGION(hc, sizeof(*hc));
+        px->hc_pool = hc->next;
+        free(hc);
+    }
     pthread_mutex_lock(&px->mu);
     px->stopping = true;
     pthread_cond_broadcast(&px->cv);

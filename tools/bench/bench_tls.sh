@@ -22,7 +22,8 @@
 # share the cores, so this is the figure that shows what a handshake costs the server).
 # Fails loudly on errors: wrk non-2xx or socket errors, handshake errors, a resumption run
 # that did not resume. The mesh's first ticket key takes 25 to 55 s to appear (waited for).
-#   RUNS=3 HS_SECS=5 WRK_SECS=10 PROCS=4 tools/bench/bench_tls.sh   (BUILD=DIR: another build)
+#   RUNS=3 HS_SECS=5 WRK_SECS=10 PROCS=4 tools/bench/bench_tls.sh   (BUILD=DIR: another build;
+#   HOLD=S: the servers wait S seconds before the runs, for a profiler)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -243,6 +244,12 @@ wrk_run() {
 }
 
 declare -A SRV_PID=([POP]=${PID[n1]} [PEER]=${PID[peer]})
+# HOLD=S: keep both servers up S seconds before measuring, for a profiler (perf record -p PID)
+if [ -n "${HOLD:-}" ]; then
+    echo "   holding ${HOLD}s: popd pid ${PID[n1]} at $POP, nginx pid ${PID[peer]} at $PEER;" \
+        "probe: $PROBE --connect ADDR --sni app.test --cafile $C/ca.pem --tls 1.3 --mode full"
+    sleep "$HOLD"
+fi
 echo "== warm-up (not measured)"
 for side in POP PEER; do
     hs_run "warm-up $side" "$side" 1.3 full >/dev/null
