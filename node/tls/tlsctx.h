@@ -120,7 +120,9 @@ ssize_t tlsconn_read(tlsconn_t *c, void *buf, size_t len);
 ssize_t tlsconn_write(tlsconn_t *c, const void *buf, size_t len);
 /* Decrypted bytes waiting inside the connection: the socket will not signal them. */
 bool tlsconn_pending(const tlsconn_t *c);
-/* Sends close_notify, best effort, once (no waiting for the peer's). */
+/* Sends close_notify, best effort, once (no waiting for the peer's). The caller must shut the
+ * socket's write side or close it right after: the socket is corked (TCP_CORK) so the alert
+ * leaves with the FIN. */
 void tlsconn_shutdown(tlsconn_t *c);
 
 bool tlsconn_done(const tlsconn_t *c);           /* the handshake completed */

@@ -192,6 +192,51 @@ done
 resumes 1_3 || fail "TLS 1.3 resumption did not repeat"
 ok "a session ticket from pop-1 resumes at pop-2 (\"Reused\", TLS 1.2 and 1.3)"
 
+# ---- an orderly close: the client's close_notify is answered by popd's own (RFC 8446 6.1,
+# RFC 5246 7.2.1), before the FIN (popd corks the socket so both leave in one segment) ----
+CN=$("$PY" - "${S[1]}" "$C/ca.pem" <<'PY'
+# Through memory BIOs, so the bytes after our close_notify are seen as they arrive (Python's
+# unwrap() gives up quietly on a bare EOF and cannot tell the two apart).
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+out = []
+for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.minimum_version = ctx.maximum_version = v
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="app.test")
+    def pump(fn, *a):
+        while True:
+            try:
+                r = fn(*a)
+                sock.sendall(outg.read())
+                return r
+            except ssl.SSLWantReadError:
+                sock.sendall(outg.read())
+                d = sock.recv(65536)
+                if not d:
+                    raise EOFError("EOF")
+                inc.write(d)
+    pump(obj.do_handshake)
+    pump(obj.write, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += pump(obj.read, 65536)
+    try:
+        pump(obj.unwrap)  # ours out; then the server's alert must come before its FIN
+        out.append("%s:ok" % v.name)
+    except EOFError:
+        out.append("%s:EOF-without-close_notify" % v.name)
+    except ssl.SSLError as e:
+        out.append("%s:%s" % (v.name, e))
+    sock.close()
+print(" ".join(out))
+PY
+)
+[ "$CN" = "TLSv1_2:ok TLSv1_3:ok" ] || fail "close_notify not answered: $CN"
+ok "an orderly close: the client's close_notify gets popd's in return (TLS 1.2 and 1.3)"
+
 # ---- bad input ----
 BAD=$("$PY" - "${S[1]}" "$C/ca.pem" <<'PY'
 import socket, ssl, sys, time
