@@ -23,6 +23,8 @@ popmesh_fuzz(fuzz_acme popmesh_acmeproto)
 # renewal.
 popmesh_integration(acme_pebble)
 set_property(TEST integration.acme_pebble PROPERTY TIMEOUT 420)
+popmesh_integration(acme_eab)
+set_property(TEST integration.acme_eab PROPERTY TIMEOUT 300)
 # TLS on a TCP resource (resource add --tcp-port P --tls): 2 PoPs, a site, the echo backend;
 # 1 MiB each way through each PoP, s_client, unknown SNI, a stalled handshake, a plain
 # resource beside it, resumption across PoPs.

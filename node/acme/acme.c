@@ -812,6 +812,17 @@ static int take_lease(acme_t *a, const char *id, uint64_t now)
     acme_lease_t l;
     bool have = read_lease(a, id, &l) == 0;
     if (have) {
+        /* A backoff counts against the configuration that failed: an 'acme set' since the
+         * failure (a new CA, an EAB key, a CA bundle) is tried at once, from a fresh count. */
+        uint64_t b = backoff_ms(l.failures);
+        uint64_t failed_at = l.retry_after_ms > b ? l.retry_after_ms - b : 0;
+        if (l.retry_after_ms > now && a->have_cfg && a->cfg.created_ms > failed_at) {
+            log_info("acme: certificate %s: the ACME settings changed since it failed; trying "
+                     "again now",
+                     id);
+            l.retry_after_ms = 0;
+            l.failures = 0;
+        }
         if (l.retry_after_ms > now)
             return 0;
         if (l.expires_ms && l.expires_ms + ACME_LEASE_SKEW_MS > now && l.holder_id != a->o.node_id)
