@@ -226,6 +226,155 @@ static int check_http(const resource_t *r, char *buf, size_t len, const char **w
     return 0;
 }
 
+/* ---- health-check settings ------------------------------------------------------------- */
+
+/* One item of an hc_status list: "204", "3xx" or "500-503". */
+static int status_item(const char *s, size_t len, resource_code_range_t *out)
+{
+    unsigned v[2] = {0, 0};
+    if (len == 3 && s[0] >= '1' && s[0] <= '5' && (s[1] == 'x' || s[1] == 'X') &&
+        (s[2] == 'x' || s[2] == 'X')) {
+        out->lo = (uint16_t)((s[0] - '0') * 100);
+        out->hi = (uint16_t)(out->lo + 99);
+        return 0;
+    }
+    if (len != 3 && len != 7)
+        return -EINVAL;
+    for (size_t k = 0; k < len; k += 4) {
+        for (size_t i = k; i < k + 3; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                return -EINVAL;
+            v[k / 4] = v[k / 4] * 10 + (unsigned)(s[i] - '0');
+        }
+        if (k == 0 && len == 7 && s[3] != '-')
+            return -EINVAL;
+    }
+    if (len == 3)
+        v[1] = v[0];
+    if (v[0] < 100 || v[1] > 599 || v[0] > v[1])
+        return -EINVAL;
+    out->lo = (uint16_t)v[0];
+    out->hi = (uint16_t)v[1];
+    return 0;
+}
+
+int resource_hc_status_parse(const char *s, size_t len, resource_t *r, char *why_buf,
+                             size_t why_len, const char **why)
+{
+    resource_code_range_t v[RESOURCE_HC_STATUS_MAX];
+    unsigned n = 0;
+    if (len == 0)
+        return refuse(why_buf, why_len, why,
+                      "hc_status is empty (leave it out for the default, 200 to 399)");
+    if (len >= RESOURCE_HC_STATUS_STR)
+        return refuse(why_buf, why_len, why, "hc_status is longer than %d bytes",
+                      RESOURCE_HC_STATUS_STR - 1);
+    for (size_t start = 0; start <= len;) {
+        const char *comma = memchr(s + start, ',', len - start);
+        size_t end = comma ? (size_t)(comma - s) : len;
+        if (n == RESOURCE_HC_STATUS_MAX)
+            return refuse(why_buf, why_len, why, "hc_status holds at most %d items",
+                          RESOURCE_HC_STATUS_MAX);
+        if (status_item(s + start, end - start, &v[n]))
+            return refuse(why_buf, why_len, why,
+                          "hc_status item '%.*s' is not an HTTP status code (100 to 599), a class "
+                          "(1xx to 5xx) or a range (500-503); items are separated by ','",
+                          (int)(end - start), s + start);
+        n++;
+        start = end + 1;
+    }
+    memcpy(r->hc_status, v, n * sizeof(v[0]));
+    r->nhc_status = n;
+    return 0;
+}
+
+void resource_hc_status_str(const resource_t *r, char *out, size_t len)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < r->nhc_status && i < RESOURCE_HC_STATUS_MAX && off < len; i++) {
+        const resource_code_range_t *c = &r->hc_status[i];
+        const char *sep = i ? "," : "";
+        int w;
+        if (c->lo % 100 == 0 && c->hi == c->lo + 99)
+            w = snprintf(out + off, len - off, "%s%uxx", sep, c->lo / 100u);
+        else if (c->lo == c->hi)
+            w = snprintf(out + off, len - off, "%s%u", sep, c->lo);
+        else
+            w = snprintf(out + off, len - off, "%s%u-%u", sep, c->lo, c->hi);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+}
+
+bool resource_hc_set(const resource_t *r)
+{
+    return r->hc_interval_ms || r->hc_timeout_ms || r->hc_rise || r->hc_fall || r->nhc_status ||
+           r->hc_host[0];
+}
+
+/* hc_host goes into a request header: a lowercase name or IPv4 address (no wildcard), then an
+ * optional ":port" from 1 to 65535. */
+static bool hc_host_ok(const char *h, size_t len)
+{
+    const char *colon = memchr(h, ':', len);
+    if (colon) {
+        size_t pl = len - (size_t)(colon - h) - 1;
+        unsigned long port = 0;
+        if (pl == 0 || pl > 5 || colon[1] == '0')
+            return false;
+        for (size_t i = 1; i <= pl; i++) {
+            if (colon[i] < '0' || colon[i] > '9')
+                return false;
+            port = port * 10 + (unsigned long)(colon[i] - '0');
+        }
+        if (port > 65535)
+            return false;
+        len = (size_t)(colon - h);
+    }
+    return len > 0 && len <= RESOURCE_HOST_MAX && h[0] != '*' && host_ok(h, len);
+}
+
+static int check_hc(const resource_t *r, char *buf, size_t len, const char **why)
+{
+    if (r->hc_interval_ms && (r->hc_interval_ms < RESOURCE_HC_INTERVAL_MIN ||
+                              r->hc_interval_ms > RESOURCE_HC_INTERVAL_MAX))
+        return refuse(buf, len, why,
+                      "hc_interval_ms %u is out of range (%u to %u ms; leave it out for the "
+                      "default, 1000)",
+                      r->hc_interval_ms, RESOURCE_HC_INTERVAL_MIN, RESOURCE_HC_INTERVAL_MAX);
+    if (r->hc_timeout_ms && (r->hc_timeout_ms < RESOURCE_HC_TIMEOUT_MIN ||
+                             r->hc_timeout_ms > RESOURCE_HC_TIMEOUT_MAX))
+        return refuse(buf, len, why,
+                      "hc_timeout_ms %u is out of range (%u to %u ms; leave it out for the "
+                      "default, 800)",
+                      r->hc_timeout_ms, RESOURCE_HC_TIMEOUT_MIN, RESOURCE_HC_TIMEOUT_MAX);
+    if (r->hc_rise > RESOURCE_HC_RISE_FALL_MAX || r->hc_fall > RESOURCE_HC_RISE_FALL_MAX)
+        return refuse(buf, len, why, "hc_rise and hc_fall are from 1 to %u, not %u",
+                      RESOURCE_HC_RISE_FALL_MAX,
+                      r->hc_rise > RESOURCE_HC_RISE_FALL_MAX ? r->hc_rise : r->hc_fall);
+    if (r->nhc_status > RESOURCE_HC_STATUS_MAX)
+        return refuse(buf, len, why, "hc_status holds at most %d items, not %u",
+                      RESOURCE_HC_STATUS_MAX, r->nhc_status);
+    for (unsigned i = 0; i < r->nhc_status; i++) {
+        const resource_code_range_t *c = &r->hc_status[i];
+        if (c->lo < 100 || c->hi > 599 || c->lo > c->hi)
+            return refuse(buf, len, why, "hc_status range %u-%u is not within 100 to 599",
+                          c->lo, c->hi);
+    }
+    size_t hl = strnlen(r->hc_host, sizeof(r->hc_host));
+    if (hl && !hc_host_ok(r->hc_host, hl))
+        return refuse(buf, len, why,
+                      "hc_host '%.*s' is not a lowercase host name or IPv4 address with an "
+                      "optional :port",
+                      (int)(hl > 80 ? 80 : hl), r->hc_host);
+    if ((r->nhc_status || hl) && r->health != RESOURCE_HEALTH_HTTP)
+        return refuse(buf, len, why,
+                      "hc_status and hc_host need an http health check (health http:/PATH)");
+    return 0;
+}
+
 int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why)
 {
     if (nodecfg_check_name(r->name))
@@ -260,6 +409,8 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
     } else if (r->health != RESOURCE_HEALTH_TCP || r->http_path[0]) {
         return refuse(why_buf, why_len, why, "health must be 'tcp' or 'http:/PATH'");
     }
+    if (check_hc(r, why_buf, why_len, why))
+        return -EINVAL;
     return check_http(r, why_buf, why_len, why);
 }
 
@@ -274,11 +425,14 @@ static void pack_names(msgpack_packer *pk, const char *key, const char (*v)[NODE
 
 void resource_pack(msgpack_packer *pk, const resource_t *r)
 {
-    char health[RESOURCE_HEALTH_MAX + 1];
+    char health[RESOURCE_HEALTH_MAX + 1], status[RESOURCE_HC_STATUS_STR];
     resource_health_str(r, health, sizeof(health));
+    resource_hc_status_str(r, status, sizeof(status));
+    unsigned nhc = (r->hc_interval_ms ? 1 : 0) + (r->hc_timeout_ms ? 1 : 0) + (r->hc_rise ? 1 : 0) +
+                   (r->hc_fall ? 1 : 0) + (status[0] ? 1 : 0) + (r->hc_host[0] ? 1 : 0);
     msgpack_pack_map(pk,
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
-                         (r->tls ? 1 : 0));
+                         (r->tls ? 1 : 0) + nhc);
     mpw_kv_str(pk, "name", r->name);
     mpw_kv_str(pk, "site", r->site);
     mpw_str(pk, "targets");
@@ -291,6 +445,19 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     mpw_kv_u64(pk, "created_ms", r->created_ms);
     if (r->tls) /* only when set: a record without it is what the version before wrote */
         mpw_kv_bool(pk, "tls", true);
+    /* Health-check settings, likewise only when set. */
+    if (r->hc_interval_ms)
+        mpw_kv_u64(pk, "hc_interval_ms", r->hc_interval_ms);
+    if (r->hc_timeout_ms)
+        mpw_kv_u64(pk, "hc_timeout_ms", r->hc_timeout_ms);
+    if (r->hc_rise)
+        mpw_kv_u64(pk, "hc_rise", r->hc_rise);
+    if (r->hc_fall)
+        mpw_kv_u64(pk, "hc_fall", r->hc_fall);
+    if (status[0])
+        mpw_kv_str(pk, "hc_status", status);
+    if (r->hc_host[0])
+        mpw_kv_str(pk, "hc_host", r->hc_host);
     if (!r->host[0])
         return; /* TCP only: the first version's record, byte for byte */
     mpw_kv_str(pk, "host", r->host);
@@ -374,7 +541,8 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
 {
     char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
     char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
-    uint64_t port = 0, hsts = 0;
+    uint64_t port = 0, hsts = 0, hc_num[4] = {0, 0, 0, 0};
+    char hc_status[RESOURCE_HC_STATUS_STR + 64] = "", hc_host[RESOURCE_HC_HOST_MAX + 64] = "";
     memset(res, 0, sizeof(*res));
     mpf_t fs[] = {
         {"name", MPF_STR, res->name, sizeof(res->name), true, false, NULL},
@@ -392,9 +560,39 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"no_https_redirect", MPF_BOOL, &res->no_https_redirect, 0, false, false, NULL},
         {"hsts", MPF_U64, &hsts, 0, false, false, NULL},
         {"tls", MPF_BOOL, &res->tls, 0, false, false, NULL},
+        {"hc_interval_ms", MPF_U64, &hc_num[0], 0, false, false, NULL}, /* 15 */
+        {"hc_timeout_ms", MPF_U64, &hc_num[1], 0, false, false, NULL},
+        {"hc_rise", MPF_U64, &hc_num[2], 0, false, false, NULL},
+        {"hc_fall", MPF_U64, &hc_num[3], 0, false, false, NULL},
+        {"hc_status", MPF_STR, hc_status, sizeof(hc_status), false, false, NULL},
+        {"hc_host", MPF_STR, hc_host, sizeof(hc_host), false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;
+    /* Written only when set: a present 0 or "" is no record this code writes. The ranges
+     * themselves are resource_check's, which names the value. */
+    uint32_t *hc_dst[4] = {&res->hc_interval_ms, &res->hc_timeout_ms, &res->hc_rise,
+                           &res->hc_fall};
+    for (int i = 0; i < 4; i++) {
+        if (!fs[15 + i].seen)
+            continue;
+        if (hc_num[i] == 0 || hc_num[i] > UINT32_MAX) {
+            *why = "a health-check setting (hc_interval_ms, hc_timeout_ms, hc_rise, hc_fall) is 0 "
+                   "or too large";
+            return -EBADMSG;
+        }
+        *hc_dst[i] = (uint32_t)hc_num[i];
+    }
+    if (fs[19].seen &&
+        resource_hc_status_parse(hc_status, strlen(hc_status), res, why_buf, why_len, why))
+        return -EBADMSG;
+    if (fs[20].seen) {
+        if (!hc_host[0] || strlen(hc_host) > RESOURCE_HC_HOST_MAX) {
+            *why = "hc_host is empty or longer than 259 bytes";
+            return -EBADMSG;
+        }
+        memcpy(res->hc_host, hc_host, strlen(hc_host) + 1);
+    }
     if (!fs[3].seen && !fs[7].seen) {
         *why = "missing field: tcp_port (a resource needs a tcp_port, a host, or both)";
         return -EBADMSG;

@@ -23,6 +23,15 @@
  * tcp_port only) makes each PoP terminate TLS on tcp_port, the certificate chosen by SNI as
  * for HTTPS, and carry the plain stream to the target; written only when set, like them.
  *
+ * HEALTH-CHECK SETTINGS, each optional and written only when set (so a record without them is
+ * byte for byte what the version before wrote, and older readers skip them):
+ *   hc_interval_ms? uint  ms between checks of a target, 100..86400000 (site default 1000)
+ *   hc_timeout_ms?  uint  ms a check may take, 50..600000 (site default 800)
+ *   hc_rise?, hc_fall? uint  consecutive successes / failures to flip, 1..1000 (2 / 1)
+ *   hc_status?      str   http health only: the statuses that count as up, codes and
+ *                         classes and ranges, "200,204,3xx,500-503" (default 200..399)
+ *   hc_host?        str   http health only: the Host header sent (default the target)
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -52,6 +61,14 @@
 #define RESOURCE_PREFIX_MAX    200 /* bytes of path_prefix */
 #define RESOURCE_ALLOW_MAX     32  /* names in allow_users, and in allow_groups */
 #define RESOURCE_HSTS_MAX      63072000 /* s: two years, the longest max-age worth asking for */
+#define RESOURCE_HC_STATUS_MAX 16  /* items (codes, classes, ranges) in hc_status */
+#define RESOURCE_HC_STATUS_STR 128 /* bytes of hc_status as text, with the NUL */
+#define RESOURCE_HC_HOST_MAX   (RESOURCE_HOST_MAX + 6) /* bytes of hc_host: a name and ":port" */
+#define RESOURCE_HC_INTERVAL_MIN 100u      /* ms */
+#define RESOURCE_HC_INTERVAL_MAX 86400000u /* ms: the limits of node/site/healthcheck.h */
+#define RESOURCE_HC_TIMEOUT_MIN  50u       /* ms */
+#define RESOURCE_HC_TIMEOUT_MAX  600000u   /* ms */
+#define RESOURCE_HC_RISE_FALL_MAX 1000u
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
@@ -62,6 +79,11 @@ enum resource_auth {
     RESOURCE_AUTH_NONE = 0, /* "none": anyone */
     RESOURCE_AUTH_LOGIN,    /* "login": a user session, limited by allow_users/allow_groups */
 };
+
+/* HTTP statuses lo..hi (both included, 100 <= lo <= hi <= 599). */
+typedef struct resource_code_range {
+    uint16_t lo, hi;
+} resource_code_range_t;
 
 typedef struct resource {
     char name[NODECFG_NAME_MAX + 1];                          /* unique in the mesh */
@@ -84,6 +106,14 @@ typedef struct resource {
     bool no_https_redirect; /* plain HTTP is served, not redirected to HTTPS */
     uint32_t hsts_s;        /* s: Strict-Transport-Security max-age; 0 = none */
     bool tls;               /* TLS is terminated on tcp_port (which it needs) */
+    /* Health-check settings; 0 / empty = the site's default. */
+    uint32_t hc_interval_ms; /* ms: 0 or RESOURCE_HC_INTERVAL_MIN..MAX */
+    uint32_t hc_timeout_ms;  /* ms: 0 or RESOURCE_HC_TIMEOUT_MIN..MAX */
+    uint32_t hc_rise;        /* 0 or 1..RESOURCE_HC_RISE_FALL_MAX */
+    uint32_t hc_fall;        /* 0 or 1..RESOURCE_HC_RISE_FALL_MAX */
+    resource_code_range_t hc_status[RESOURCE_HC_STATUS_MAX]; /* http health only */
+    unsigned nhc_status;                                     /* 0 = 200..399 */
+    char hc_host[RESOURCE_HC_HOST_MAX + 1]; /* http health only: "name[:port]"; "" = target */
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
@@ -97,6 +127,17 @@ int resource_health_parse(const char *s, size_t len, resource_t *r, const char *
 /* The health spec as text ("tcp", "http:/PATH"); out should hold RESOURCE_HEALTH_MAX + 1. */
 void resource_health_str(const resource_t *r, char *out, size_t len);
 
+/* Parses an hc_status list: comma-separated items, each a code ("204"), a class ("3xx") or a
+ * range ("500-503"), codes from 100 to 599, at most RESOURCE_HC_STATUS_MAX items, no spaces.
+ * Into r->hc_status / r->nhc_status. 0 or -EINVAL with a reason in *why (why_buf). */
+int resource_hc_status_parse(const char *s, size_t len, resource_t *r, char *why_buf,
+                             size_t why_len, const char **why);
+/* The list as text in the form the parser reads ("200,3xx,500-503"), "" when empty; out should
+ * hold RESOURCE_HC_STATUS_STR. */
+void resource_hc_status_str(const resource_t *r, char *out, size_t len);
+/* True when the resource sets any health-check setting. */
+bool resource_hc_set(const resource_t *r);
+
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);
 /* "none" or "login". */
@@ -109,7 +150,9 @@ const char *resource_auth_str(enum resource_auth auth);
  * resource_match_http matches one label deep, for paths no exact host's resource serves), a
  * path_prefix of printable ASCII starting with '/' without spaces, '?' or
  * '#' of at most 200 bytes, auth, and allow_users/allow_groups of distinct valid names only
- * with auth login; without a host, none of those). 0 or -EINVAL with a reason in why,
+ * with auth login; without a host, none of those; the health-check settings in their ranges,
+ * hc_status and hc_host only with an http health, hc_host a DNS name or IPv4 address with an
+ * optional ":port"). 0 or -EINVAL with a reason in why,
  * formatted into why_buf (which it points to) so it can name the bad value. */
 int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why);
 /* The checks that need the mesh (resource.add): r's tcp_port is no PoP's mesh or tunnel port

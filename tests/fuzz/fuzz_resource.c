@@ -43,7 +43,12 @@ static void check_resource(const uint8_t *data, size_t size, const char *name)
         strcmp(r->http_path, back->http_path) || r->sticky != back->sticky ||
         r->created_ms != back->created_ms || strcmp(r->host, back->host) ||
         strcmp(r->path_prefix, back->path_prefix) || r->auth != back->auth ||
-        r->nallow_users != back->nallow_users || r->nallow_groups != back->nallow_groups)
+        r->nallow_users != back->nallow_users || r->nallow_groups != back->nallow_groups ||
+        r->hc_interval_ms != back->hc_interval_ms || r->hc_timeout_ms != back->hc_timeout_ms ||
+        r->hc_rise != back->hc_rise || r->hc_fall != back->hc_fall ||
+        r->nhc_status != back->nhc_status ||
+        memcmp(r->hc_status, back->hc_status, r->nhc_status * sizeof(r->hc_status[0])) ||
+        strcmp(r->hc_host, back->hc_host))
         abort();
     for (unsigned i = 0; i < r->ntargets; i++)
         if (strcmp(r->targets[i], back->targets[i]))

@@ -1260,6 +1260,226 @@ static void test_tls_field(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* Health-check settings: written only when set (a record without them is what the version
+ * before wrote), round trip, refused out of range or malformed with a reason naming the field,
+ * from resource_check and from a replicated record alike. */
+static void hc_expect_refused(resource_t *r, const char *what)
+{
+    char why_buf[400];
+    const char *why;
+    assert_int_equal(resource_check(r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    if (!strstr(why, what))
+        fail_msg("reason '%s' does not name '%s'", why, what);
+    /* The same record coming from another node is refused too. */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    resource_t back;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    resource_pack(&pk, r);
+    assert_int_equal(parse(&sb, r->name, &back, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_hc_settings(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a, b;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    resource_t r, back;
+    const char *why;
+    char why_buf[400], text[RESOURCE_HC_STATUS_STR];
+
+    /* Without the settings: no hc_ key at all, and the bytes of the previous version. */
+    make_resource(&r);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_null(memmem(a.data, a.size, "hc_", 3));
+    assert_false(resource_hc_set(&r));
+    assert_int_equal(parse(&a, r.name, &back, &why), 0);
+    assert_false(resource_hc_set(&back));
+    assert_int_equal(back.nhc_status, 0);
+    assert_string_equal(back.hc_host, "");
+
+    /* Every setting at once round trips. */
+    r.hc_interval_ms = 200;
+    r.hc_timeout_ms = 150;
+    r.hc_rise = 1;
+    r.hc_fall = 1000;
+    assert_int_equal(
+        resource_hc_status_parse("200,204,3xx,500-503,5XX", 23, &r, why_buf, sizeof(why_buf), &why),
+        0);
+    assert_int_equal(r.nhc_status, 5);
+    assert_int_equal(r.hc_status[2].lo, 300);
+    assert_int_equal(r.hc_status[2].hi, 399);
+    assert_int_equal(r.hc_status[3].lo, 500);
+    assert_int_equal(r.hc_status[3].hi, 503);
+    resource_hc_status_str(&r, text, sizeof(text));
+    assert_string_equal(text, "200,204,3xx,500-503,5xx");
+    snprintf(r.hc_host, sizeof(r.hc_host), "app.example.com:8443");
+    assert_true(resource_hc_set(&r));
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    if (parse(&b, r.name, &back, &why) != 0)
+        fail_msg("hc record refused: %s", why);
+    assert_resource_equal(&r, &back);
+    assert_int_equal(back.hc_interval_ms, 200);
+    assert_int_equal(back.hc_timeout_ms, 150);
+    assert_int_equal(back.hc_rise, 1);
+    assert_int_equal(back.hc_fall, 1000);
+    assert_int_equal(back.nhc_status, 5);
+    assert_memory_equal(back.hc_status, r.hc_status, 5 * sizeof(r.hc_status[0]));
+    assert_string_equal(back.hc_host, "app.example.com:8443");
+    /* Packing what was read gives the same bytes. */
+    msgpack_sbuffer_clear(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &back);
+    assert_int_equal(a.size, b.size);
+    assert_memory_equal(a.data, b.data, a.size);
+
+    /* One setting alone, and the limits themselves. */
+    make_resource(&r);
+    r.health = RESOURCE_HEALTH_TCP;
+    r.http_path[0] = '\0';
+    uint32_t *field[] = {&r.hc_interval_ms, &r.hc_timeout_ms, &r.hc_rise, &r.hc_fall};
+    const uint32_t lo[] = {100, 50, 1, 1}, hi[] = {86400000, 600000, 1000, 1000};
+    const char *names[] = {"hc_interval_ms", "hc_timeout_ms", "hc_rise", "hc_fall"};
+    for (int f = 0; f < 4; f++) {
+        for (int edge = 0; edge < 2; edge++) {
+            *field[f] = edge ? hi[f] : lo[f];
+            msgpack_sbuffer_clear(&a);
+            msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+            resource_pack(&pk, &r);
+            if (parse(&a, r.name, &back, &why) != 0)
+                fail_msg("%s = %u refused: %s", names[f], *field[f], why);
+            assert_int_equal(back.hc_interval_ms, r.hc_interval_ms);
+            assert_int_equal(back.hc_timeout_ms, r.hc_timeout_ms);
+            assert_int_equal(back.hc_rise, r.hc_rise);
+            assert_int_equal(back.hc_fall, r.hc_fall);
+        }
+        *field[f] = hi[f] + 1;
+        hc_expect_refused(&r, names[f] + (f >= 2 ? 0 : 0));
+        if (lo[f] > 1) {
+            *field[f] = lo[f] - 1;
+            hc_expect_refused(&r, names[f]);
+        }
+        *field[f] = 0;
+    }
+
+    /* hc_status and hc_host only with an http health. */
+    make_resource(&r);
+    r.health = RESOURCE_HEALTH_TCP;
+    r.http_path[0] = '\0';
+    r.nhc_status = 1;
+    r.hc_status[0] = (resource_code_range_t){200, 200};
+    hc_expect_refused(&r, "need an http health check");
+    r.nhc_status = 0;
+    snprintf(r.hc_host, sizeof(r.hc_host), "example.com");
+    hc_expect_refused(&r, "need an http health check");
+
+    /* Bad hosts. */
+    make_resource(&r);
+    const char *bad_hosts[] = {"Example.com", "*.example.com", "a b", "x:0", "x:65536", "x:",
+                               "x:80:80", ":80", "-a.com", "a..b", "x:08"};
+    for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+        snprintf(r.hc_host, sizeof(r.hc_host), "%s", bad_hosts[i]);
+        hc_expect_refused(&r, "hc_host");
+    }
+    const char *good_hosts[] = {"example.com", "10.0.0.1", "a:1", "api.internal:65535"};
+    for (size_t i = 0; i < sizeof(good_hosts) / sizeof(good_hosts[0]); i++) {
+        snprintf(r.hc_host, sizeof(r.hc_host), "%s", good_hosts[i]);
+        if (resource_check(&r, why_buf, sizeof(why_buf), &why))
+            fail_msg("hc_host %s refused: %s", good_hosts[i], why);
+    }
+    /* Bad status ranges (as from a buggy caller) and bad lists (as typed). */
+    r.hc_host[0] = '\0';
+    r.nhc_status = 1;
+    r.hc_status[0] = (resource_code_range_t){99, 200};
+    hc_expect_refused(&r, "hc_status");
+    r.hc_status[0] = (resource_code_range_t){300, 200};
+    hc_expect_refused(&r, "hc_status");
+    r.nhc_status = RESOURCE_HC_STATUS_MAX + 1;
+    hc_expect_refused(&r, "hc_status");
+    r.nhc_status = 0;
+    const char *bad_lists[] = {"",    "99",      "600",     "6xx",     "0xx",
+                               "2x",  "200,",    ",200",    "200,,204", "200 ,204",
+                               "abc", "503-500", "200-600", "2000",    "20a",
+                               "200-20", "1,2,3"};
+    for (size_t i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++) {
+        resource_t t = r;
+        if (resource_hc_status_parse(bad_lists[i], strlen(bad_lists[i]), &t, why_buf,
+                                     sizeof(why_buf), &why) != -EINVAL)
+            fail_msg("hc_status '%s' accepted", bad_lists[i]);
+        assert_non_null(strstr(why, "hc_status"));
+        assert_int_equal(t.nhc_status, 0); /* nothing changed */
+    }
+    char many[200] = "";
+    for (int i = 0; i <= RESOURCE_HC_STATUS_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d", i ? "," : "", 200 + i);
+    assert_int_equal(resource_hc_status_parse(many, strlen(many), &r, why_buf, sizeof(why_buf),
+                                              &why),
+                     -EINVAL);
+    assert_non_null(strstr(why, "at most 16"));
+    many[strlen(many) - 4] = '\0'; /* exactly 16 */
+    assert_int_equal(resource_hc_status_parse(many, strlen(many), &r, why_buf, sizeof(why_buf),
+                                              &why),
+                     0);
+    assert_int_equal(r.nhc_status, RESOURCE_HC_STATUS_MAX);
+
+    /* A replicated record with the fields malformed: present but 0, too large, not a string,
+     * a bad list. */
+    const struct item bad_items[] = {
+        {.key = "hc_interval_ms", .kind = K_U64, .u = 0},
+        {.key = "hc_interval_ms", .kind = K_U64, .u = 1ull << 40},
+        {.key = "hc_interval_ms", .kind = K_U64, .u = 99},
+        {.key = "hc_timeout_ms", .kind = K_INT, .i = -5},
+        {.key = "hc_rise", .kind = K_U64, .u = 1001},
+        {.key = "hc_fall", .kind = K_STR, .s = "1"},
+        {.key = "hc_status", .kind = K_STR, .s = ""},
+        {.key = "hc_status", .kind = K_STR, .s = "200;204"},
+        {.key = "hc_status", .kind = K_U64, .u = 200},
+        {.key = "hc_host", .kind = K_STR, .s = ""},
+        {.key = "hc_host", .kind = K_STR, .s = "a\r\nX-Evil: 1"},
+        {.key = "hc_host", .kind = K_STRS, .strs = TARGETS2, .n = 2},
+    };
+    for (size_t i = 0; i < sizeof(bad_items) / sizeof(bad_items[0]); i++) {
+        pack_record(&a, OP_ADD, NULL, &bad_items[i]);
+        if (parse(&a, "web", &back, &why) != -EBADMSG)
+            fail_msg("bad item %zu (%s) accepted", i, bad_items[i].key);
+        assert_non_null(why);
+    }
+    /* And well-formed ones on BASE (health http:/healthz). */
+    const struct item good_items[] = {
+        {.key = "hc_interval_ms", .kind = K_U64, .u = 250},
+        {.key = "hc_status", .kind = K_STR, .s = "200,503"},
+        {.key = "hc_host", .kind = K_STR, .s = "web.internal"},
+    };
+    for (size_t i = 0; i < sizeof(good_items) / sizeof(good_items[0]); i++) {
+        pack_record(&a, OP_ADD, NULL, &good_items[i]);
+        if (parse(&a, "web", &back, &why) != 0)
+            fail_msg("good item %zu refused: %s", i, why);
+    }
+    assert_string_equal(back.hc_host, "web.internal");
+    /* A duplicated key is refused, as for every field. */
+    const struct item dup = {.key = "hc_status", .kind = K_STR, .s = "200"};
+    msgpack_sbuffer_clear(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, NBASE + 2);
+    for (size_t i = 0; i < NBASE; i++) {
+        mpw_str(&pk, BASE[i].key);
+        pack_value(&pk, &BASE[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        mpw_str(&pk, dup.key);
+        pack_value(&pk, &dup);
+    }
+    assert_int_equal(parse(&a, "web", &back, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1280,6 +1500,7 @@ int main(void)
         cmocka_unit_test(test_path_prefix_segments),
         cmocka_unit_test(test_check_mesh),
         cmocka_unit_test(test_tls_field),
+        cmocka_unit_test(test_hc_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
