@@ -344,8 +344,8 @@ static int check_hc(const resource_t *r, char *buf, size_t len, const char **why
                       "hc_interval_ms %u is out of range (%u to %u ms; leave it out for the "
                       "default, 1000)",
                       r->hc_interval_ms, RESOURCE_HC_INTERVAL_MIN, RESOURCE_HC_INTERVAL_MAX);
-    if (r->hc_timeout_ms && (r->hc_timeout_ms < RESOURCE_HC_TIMEOUT_MIN ||
-                             r->hc_timeout_ms > RESOURCE_HC_TIMEOUT_MAX))
+    if (r->hc_timeout_ms &&
+        (r->hc_timeout_ms < RESOURCE_HC_TIMEOUT_MIN || r->hc_timeout_ms > RESOURCE_HC_TIMEOUT_MAX))
         return refuse(buf, len, why,
                       "hc_timeout_ms %u is out of range (%u to %u ms; leave it out for the "
                       "default, 800)",
@@ -360,8 +360,8 @@ static int check_hc(const resource_t *r, char *buf, size_t len, const char **why
     for (unsigned i = 0; i < r->nhc_status; i++) {
         const resource_code_range_t *c = &r->hc_status[i];
         if (c->lo < 100 || c->hi > 599 || c->lo > c->hi)
-            return refuse(buf, len, why, "hc_status range %u-%u is not within 100 to 599",
-                          c->lo, c->hi);
+            return refuse(buf, len, why, "hc_status range %u-%u is not within 100 to 599", c->lo,
+                          c->hi);
     }
     size_t hl = strnlen(r->hc_host, sizeof(r->hc_host));
     if (hl && !hc_host_ok(r->hc_host, hl))
@@ -571,8 +571,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         return -EBADMSG;
     /* Written only when set: a present 0 or "" is no record this code writes. The ranges
      * themselves are resource_check's, which names the value. */
-    uint32_t *hc_dst[4] = {&res->hc_interval_ms, &res->hc_timeout_ms, &res->hc_rise,
-                           &res->hc_fall};
+    uint32_t *hc_dst[4] = {&res->hc_interval_ms, &res->hc_timeout_ms, &res->hc_rise, &res->hc_fall};
     for (int i = 0; i < 4; i++) {
         if (!fs[15 + i].seen)
             continue;

@@ -61,13 +61,15 @@
 #define RESOURCE_PREFIX_MAX    200 /* bytes of path_prefix */
 #define RESOURCE_ALLOW_MAX     32  /* names in allow_users, and in allow_groups */
 #define RESOURCE_HSTS_MAX      63072000 /* s: two years, the longest max-age worth asking for */
-#define RESOURCE_HC_STATUS_MAX 16  /* items (codes, classes, ranges) in hc_status */
-#define RESOURCE_HC_STATUS_STR 128 /* bytes of hc_status as text, with the NUL */
-#define RESOURCE_HC_HOST_MAX   (RESOURCE_HOST_MAX + 6) /* bytes of hc_host: a name and ":port" */
-#define RESOURCE_HC_INTERVAL_MIN 100u      /* ms */
-#define RESOURCE_HC_INTERVAL_MAX 86400000u /* ms: the limits of node/site/healthcheck.h */
-#define RESOURCE_HC_TIMEOUT_MIN  50u       /* ms */
-#define RESOURCE_HC_TIMEOUT_MAX  600000u   /* ms */
+
+/* Health-check settings; the ranges are node/site/healthcheck.h's, with floors. */
+#define RESOURCE_HC_STATUS_MAX    16  /* items (codes, classes, ranges) in hc_status */
+#define RESOURCE_HC_STATUS_STR    128 /* bytes of hc_status as text, with the NUL */
+#define RESOURCE_HC_HOST_MAX      (RESOURCE_HOST_MAX + 6) /* bytes of hc_host: name and ":port" */
+#define RESOURCE_HC_INTERVAL_MIN  100u                    /* ms */
+#define RESOURCE_HC_INTERVAL_MAX  86400000u               /* ms */
+#define RESOURCE_HC_TIMEOUT_MIN   50u                     /* ms */
+#define RESOURCE_HC_TIMEOUT_MAX   600000u                 /* ms */
 #define RESOURCE_HC_RISE_FALL_MAX 1000u
 
 enum resource_health {

@@ -225,13 +225,50 @@ static int normalise(const hc_target_t *in, hc_target_t *out, const char **why)
         return -EINVAL;
     }
     *out = *in;
+    if (in->interval_ms > HC_MAX_INTERVAL_MS || in->timeout_ms > HC_MAX_TIMEOUT_MS ||
+        in->rise > HC_MAX_RISE_FALL || in->fall > HC_MAX_RISE_FALL) {
+        *why = "interval_ms, timeout_ms, rise or fall out of range";
+        return -EINVAL;
+    }
     if (in->kind == HC_TCP) {
         out->path = NULL;
+        out->status = NULL;
+        out->nstatus = 0;
+        out->host = NULL;
         return 0;
     }
     if (in->kind != HC_HTTP) {
         *why = "kind must be HC_TCP or HC_HTTP";
         return -EINVAL;
+    }
+    if (in->nstatus > HC_STATUS_MAX || (in->nstatus && !in->status)) {
+        *why = "more than 16 status ranges";
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < in->nstatus; i++) {
+        if (in->status[i].lo < 100 || in->status[i].hi > 999 ||
+            in->status[i].lo > in->status[i].hi) {
+            *why = "a status range is not within 100..999";
+            return -EINVAL;
+        }
+    }
+    if (!in->nstatus)
+        out->status = NULL;
+    if (in->host && in->host[0]) {
+        size_t hl = strnlen(in->host, HC_HOST_MAX + 1);
+        if (hl > HC_HOST_MAX) {
+            *why = "host longer than 260 bytes";
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < hl; i++) {
+            /* It goes verbatim into a header line. */
+            if (in->host[i] <= ' ' || in->host[i] > '~') {
+                *why = "host has a space, control or non-ASCII character";
+                return -EINVAL;
+            }
+        }
+    } else {
+        out->host = NULL;
     }
     if (!in->path || !in->path[0]) {
         out->path = "/";
@@ -270,11 +307,18 @@ int hc_target_validate(const hc_target_t *t, const char **why)
     return rc;
 }
 
+/* Both normalised: every field counts, so a check whose settings change is a new check. */
 static bool same_key(const hc_target_t *a, const hc_target_t *b)
 {
-    if (a->kind != b->kind || strcmp(a->target, b->target) != 0)
+    if (a->kind != b->kind || strcmp(a->target, b->target) != 0 ||
+        a->interval_ms != b->interval_ms || a->timeout_ms != b->timeout_ms || a->rise != b->rise ||
+        a->fall != b->fall)
         return false;
-    return a->kind == HC_TCP || strcmp(a->path, b->path) == 0;
+    if (a->kind == HC_TCP)
+        return true;
+    return strcmp(a->path, b->path) == 0 && a->nstatus == b->nstatus &&
+           (!a->nstatus || !memcmp(a->status, b->status, a->nstatus * sizeof(*a->status))) &&
+           !a->host == !b->host && (!a->host || strcmp(a->host, b->host) == 0);
 }
 
 /* ---- checks ---------------------------------------------------------------------------------- */
@@ -289,6 +333,11 @@ struct hc_check {
     hc_target_t key;              /* normalised; target and path point to the copies below */
     char *target;                 /* owned */
     char *path;                   /* owned; NULL for HC_TCP */
+    hc_code_range_t *status;      /* owned; NULL when unset */
+    char *host;                   /* owned; NULL when unset */
+    uint32_t interval_ms;         /* ms: the check's, else the hc_t's */
+    uint32_t timeout_ms;          /* ms: likewise */
+    uint32_t rise, fall;          /* likewise */
     struct sockaddr_storage addr; /* where to connect */
     socklen_t addrlen;            /* bytes of addr */
     char *request;                /* HC_HTTP: the whole request, owned; NULL for HC_TCP */
@@ -328,11 +377,11 @@ struct hc {
     void *socket_ctx;         /* passed to on_socket */
 };
 
-/* interval_ms +-10%, in seconds. */
-static ev_tstamp jittered_interval(hc_t *h)
+/* The check's interval_ms +-10%, in seconds. */
+static ev_tstamp jittered_interval(struct hc_check *c)
 {
-    uint64_t base = h->cfg.interval_ms;
-    uint64_t ms = base - base / 10 + rng_below(&h->rng, (uint32_t)(base / 5 + 1));
+    uint64_t base = c->interval_ms;
+    uint64_t ms = base - base / 10 + rng_below(&c->h->rng, (uint32_t)(base / 5 + 1));
     return (ev_tstamp)ms / 1000.;
 }
 
@@ -394,18 +443,18 @@ __attribute__((format(printf, 3, 4))) static void run_end(struct hc_check *c, bo
         c->failures = 0;
         if (c->successes < UINT32_MAX)
             c->successes++;
-        if (c->state != HC_HEALTHY && c->successes >= h->cfg.rise)
+        if (c->state != HC_HEALTHY && c->successes >= c->rise)
             c->state = HC_HEALTHY;
     } else {
         memcpy(c->last_error, c->last_result, sizeof(c->last_error));
         c->successes = 0;
         if (c->failures < UINT32_MAX)
             c->failures++;
-        if (c->state != HC_UNHEALTHY && c->failures >= h->cfg.fall)
+        if (c->state != HC_UNHEALTHY && c->failures >= c->fall)
             c->state = HC_UNHEALTHY;
     }
     /* From the start of this run, so a slow target is not checked less often. */
-    arm_timer(c, c->started + jittered_interval(h) - ev_now(h->loop));
+    arm_timer(c, c->started + jittered_interval(c) - ev_now(h->loop));
 
     bool usable = c->state != HC_UNHEALTHY;
     if (usable == was_usable)
@@ -469,7 +518,10 @@ static void read_some(struct hc_check *c)
     switch (resp_feed(&c->resp, buf, (size_t)n)) {
     case HC_PARSE_COMPLETE: {
         int s = c->resp.status;
-        run_end(c, s >= 200 && s <= 399, "HTTP %d", s);
+        bool ok = !c->key.nstatus && s >= 200 && s <= 399;
+        for (size_t i = 0; i < c->key.nstatus && !ok; i++)
+            ok = s >= c->status[i].lo && s <= c->status[i].hi;
+        run_end(c, ok, "HTTP %d", s);
         return;
     }
     case HC_PARSE_BAD:
@@ -487,7 +539,7 @@ static void run_start(struct hc_check *c)
     c->started_us = clock_mono_us();
     c->sent = 0;
     resp_init(&c->resp);
-    arm_timer(c, c->h->cfg.timeout_ms / 1000.);
+    arm_timer(c, c->timeout_ms / 1000.);
 
     c->fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -546,7 +598,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->phase == HC_IDLE)
         run_start(c);
     else
-        run_end(c, false, "timeout after %u ms (%s)", c->h->cfg.timeout_ms, phase_names[c->phase]);
+        run_end(c, false, "timeout after %u ms (%s)", c->timeout_ms, phase_names[c->phase]);
 }
 
 static struct hc_check *check_new(hc_t *h, const hc_target_t *key, const struct hc_addr *a)
@@ -556,17 +608,29 @@ static struct hc_check *check_new(hc_t *h, const hc_target_t *key, const struct 
     c->h = h;
     c->target = xstrdup(key->target);
     c->path = key->path ? xstrdup(key->path) : NULL;
+    if (key->nstatus) {
+        c->status = xmalloc(key->nstatus * sizeof(*c->status));
+        memcpy(c->status, key->status, key->nstatus * sizeof(*c->status));
+    }
+    c->host = key->host ? xstrdup(key->host) : NULL;
+    c->key = *key;
     c->key.target = c->target;
-    c->key.kind = key->kind;
     c->key.path = c->path;
+    c->key.status = c->status;
+    c->key.host = c->host;
+    c->interval_ms = key->interval_ms ? key->interval_ms : h->cfg.interval_ms;
+    c->timeout_ms = key->timeout_ms ? key->timeout_ms : h->cfg.timeout_ms;
+    c->rise = key->rise ? key->rise : h->cfg.rise;
+    c->fall = key->fall ? key->fall : h->cfg.fall;
     memcpy(&c->addr, &a->ss, sizeof(c->addr));
     c->addrlen = a->len;
     if (key->kind == HC_HTTP) {
         static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: "
                                   "popmesh-healthcheck\r\nConnection: close\r\n\r\n";
-        int n = snprintf(NULL, 0, fmt, c->path, a->host_header);
+        const char *host = c->host ? c->host : a->host_header;
+        int n = snprintf(NULL, 0, fmt, c->path, host);
         c->request = xmalloc((size_t)n + 1);
-        snprintf(c->request, (size_t)n + 1, fmt, c->path, a->host_header);
+        snprintf(c->request, (size_t)n + 1, fmt, c->path, host);
         c->request_len = (size_t)n;
     }
     c->fd = -1;
@@ -575,7 +639,7 @@ static struct hc_check *check_new(hc_t *h, const hc_target_t *key, const struct 
     ev_timer_init(&c->timer, timer_cb, 0., 0.);
     c->timer.data = c;
     /* The first run anywhere in the first interval: a batch of new targets is spread out. */
-    arm_timer(c, (ev_tstamp)rng_below(&h->rng, h->cfg.interval_ms) / 1000.);
+    arm_timer(c, (ev_tstamp)rng_below(&h->rng, c->interval_ms) / 1000.);
     return c;
 }
 
@@ -584,6 +648,8 @@ static void check_free(struct hc_check *c)
     run_abandon(c);
     free(c->target);
     free(c->path);
+    free(c->status);
+    free(c->host);
     free(c->request);
     free(c);
 }

@@ -1,15 +1,19 @@
 /* healthcheck: TCP and HTTP health checks of a site's targets, driven by a libev loop.
  *
  * The site connector declares the checks it wants (hc_set, idempotent) and learns which
- * targets are usable through on_change and hc_healthy. A check is identified by
- * (target, kind, path): a target shared by two resources with different check kinds is checked
- * once per kind (and per HTTP path), each with its own state.
+ * targets are usable through on_change and hc_healthy. A check is identified by all of its
+ * hc_target_t (target, kind, path and its settings): a target shared by two resources with
+ * different check kinds or settings is checked once per distinct check, each with its own
+ * state, and a check whose settings change is a new check.
  *
  *  - HC_TCP: a non-blocking connect; success = connected within timeout_ms (then closed).
- *  - HC_HTTP: connect, send "GET PATH HTTP/1.1" with "Host: TARGET", "User-Agent:
- *    popmesh-healthcheck" and "Connection: close", read until the end of the response headers
- *    (at most HC_RESPONSE_MAX bytes, parsed by libhttp-parser); success = a final status
- *    200..399 within timeout_ms. Interim 1xx responses (all but 101) are skipped.
+ *  - HC_HTTP: connect, send "GET PATH HTTP/1.1" with "Host: TARGET" (or the check's host),
+ *    "User-Agent: popmesh-healthcheck" and "Connection: close", read until the end of the
+ *    response headers (at most HC_RESPONSE_MAX bytes, parsed by libhttp-parser); success = a
+ *    final status 200..399 (or one of the check's status ranges) within timeout_ms. Interim
+ *    1xx responses (all but 101) are skipped.
+ *
+ * Interval, timeout, rise and fall are the hc_t's (hc_config_t) unless a check sets its own.
  *
  * STATES. A new check is HC_UNKNOWN until its first verdict, and unknown counts as usable
  * (hc_healthy is true), so a freshly started site serves at once. `rise` consecutive
@@ -54,6 +58,8 @@
 #define HC_PATH_MAX     1024  /* bytes of an HTTP path, without the NUL */
 #define HC_MAX_CHECKS   1024  /* checks per hc_t */
 #define HC_REASON_MAX   128   /* bytes of a result text, with the NUL */
+#define HC_STATUS_MAX   16    /* status ranges per check */
+#define HC_HOST_MAX     260   /* bytes of a check's Host header value, without the NUL */
 
 typedef struct hc hc_t;
 
@@ -68,15 +74,30 @@ typedef struct hc_config {
     uint32_t fall;        /* consecutive failures to become unhealthy; 1; <= 1000 */
 } hc_config_t;
 
-/* One check. Strings are borrowed for the duration of the call they are passed to. */
+/* HTTP statuses lo..hi, both included, 100 <= lo <= hi <= 999. */
+typedef struct hc_code_range {
+    uint16_t lo, hi;
+} hc_code_range_t;
+
+/* One check. Strings and status are borrowed for the duration of the call they are passed to.
+ * A zero setting takes the hc_t's (hc_config_t), with that config's limits. */
 typedef struct hc_target {
     const char *target; /* "host:port", see ADDRESSES */
     enum hc_kind kind;
-    const char *path; /* HC_HTTP: "/..." of printable ASCII without spaces, NULL or "" = "/";
-                         ignored (and reported as NULL) for HC_TCP */
+    const char *path;     /* HC_HTTP: "/..." of printable ASCII without spaces, NULL or "" = "/";
+                             ignored (and reported as NULL) for HC_TCP */
+    uint32_t interval_ms; /* ms; 0 = the hc_t's */
+    uint32_t timeout_ms;  /* ms; 0 = the hc_t's */
+    uint32_t rise;        /* 0 = the hc_t's */
+    uint32_t fall;        /* 0 = the hc_t's */
+    const hc_code_range_t *status; /* HC_HTTP: the statuses that succeed; NULL/0 = 200..399 */
+    size_t nstatus;                /* 0..HC_STATUS_MAX; ignored (reported 0) for HC_TCP */
+    const char *host; /* HC_HTTP: the Host header's value, printable ASCII without spaces, at
+                         most HC_HOST_MAX; NULL or "" = the target; ignored for HC_TCP */
 } hc_target_t;
 
-/* `check` (normalised: path NULL for TCP, "/" for an empty HTTP path) and `why` ("connected",
+/* `check` (normalised: path NULL for TCP, "/" for an empty HTTP path, status and host NULL
+ * when unset or TCP) and `why` ("connected",
  * "HTTP 200", "connect: Connection refused", "timeout after 800 ms (connecting)", "HTTP 503",
  * "bad HTTP response: ...") are borrowed for the duration of the call. */
 typedef void (*hc_change_fn)(void *ctx, const hc_target_t *check, bool healthy, const char *why);

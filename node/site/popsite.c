@@ -563,9 +563,9 @@ static void set_checks(site_t *s)
     for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
         const sm_check_t *k = &s->checks->checks[i];
         if (!strncmp(k->health, "http:", 5))
-            v[n] = (hc_target_t){k->target, HC_HTTP, k->health + 5};
+            v[n] = (hc_target_t){.target = k->target, .kind = HC_HTTP, .path = k->health + 5};
         else
-            v[n] = (hc_target_t){k->target, HC_TCP, NULL};
+            v[n] = (hc_target_t){.target = k->target, .kind = HC_TCP, .path = NULL};
         const char *why;
         if (hc_target_validate(&v[n], &why) == 0)
             n++;
@@ -579,9 +579,10 @@ static bool target_healthy(site_t *s, const char *target)
         const sm_check_t *k = &s->checks->checks[i];
         if (strcmp(k->target, target))
             continue;
-        hc_target_t t = !strncmp(k->health, "http:", 5)
-                            ? (hc_target_t){k->target, HC_HTTP, k->health + 5}
-                            : (hc_target_t){k->target, HC_TCP, NULL};
+        hc_target_t t =
+            !strncmp(k->health, "http:", 5)
+                ? (hc_target_t){.target = k->target, .kind = HC_HTTP, .path = k->health + 5}
+                : (hc_target_t){.target = k->target, .kind = HC_TCP, .path = NULL};
         return !target_loops(s, target) && hc_healthy(s->hc, &t);
     }
     return !target_loops(s, target); /* not checked (yet): usable */

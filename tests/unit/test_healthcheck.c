@@ -360,7 +360,7 @@ static void test_tcp_healthy(void **state)
     target_of(t, sizeof(t), s.port);
     r.h = hc_new(loop, &fast, on_change, &r);
     assert_non_null(r.h);
-    hc_target_t c = {t, HC_TCP, "/ignored"};
+    hc_target_t c = {.target = t, .kind = HC_TCP, .path = "/ignored"};
     assert_int_equal(hc_set(r.h, &c, 1), 0);
 
     /* Before the first run: unknown, and usable. */
@@ -402,7 +402,7 @@ static void test_tcp_refused(void **state)
     assert_true(hold >= 0);
     target_of(t, sizeof(t), port);
     r.h = hc_new(loop, &fast, on_change, &r);
-    hc_target_t c = {t, HC_TCP, NULL};
+    hc_target_t c = {.target = t, .kind = HC_TCP, .path = NULL};
     assert_int_equal(hc_set(r.h, &c, 1), 0);
     assert_true(run_until(loop, changes_at_least, &r, WAIT_LIMIT));
     assert_int_equal(r.n, 1);
@@ -434,7 +434,7 @@ static void test_http_timeout(void **state)
     srv_start(&s, loop, 0, SRV_SILENT, NULL);
     target_of(t, sizeof(t), s.port);
     r.h = hc_new(loop, &cfg, on_change, &r);
-    hc_target_t c = {t, HC_HTTP, "/"};
+    hc_target_t c = {.target = t, .kind = HC_HTTP, .path = "/"};
     assert_int_equal(hc_set(r.h, &c, 1), 0);
     assert_true(run_until(loop, changes_at_least, &r, WAIT_LIMIT));
     assert_false(r.ch[0].healthy);
@@ -488,7 +488,8 @@ static void test_http_statuses(void **state)
     for (int i = 0; i < N; i++) {
         srv_start(&s[i], loop, 0, SRV_REPLY, cases[i].response);
         target_of(t[i], sizeof(t[i]), s[i].port);
-        checks[i] = (hc_target_t){t[i], HC_HTTP, i == 0 ? "/health?x=1" : NULL};
+        checks[i] =
+            (hc_target_t){.target = t[i], .kind = HC_HTTP, .path = i == 0 ? "/health?x=1" : NULL};
         sw.want[i] = cases[i].want;
     }
     assert_int_equal(hc_set(r.h, checks, N), 0);
@@ -537,7 +538,7 @@ static void test_rise_fall(void **state)
     uint16_t port = s.port;
     target_of(t, sizeof(t), port);
     r.h = hc_new(loop, &cfg, on_change, &r);
-    hc_target_t c = {t, HC_TCP, NULL};
+    hc_target_t c = {.target = t, .kind = HC_TCP, .path = NULL};
     assert_int_equal(hc_set(r.h, &c, 1), 0);
 
     struct state_wait sw = {r.h, 1, {HC_HEALTHY}};
@@ -610,7 +611,9 @@ static void test_set_removes_and_keeps(void **state)
     target_of(ta, sizeof(ta), pa);
     target_of(tb, sizeof(tb), b.port);
     r.h = hc_new(loop, &fast, on_change, &r);
-    hc_target_t both[] = {{ta, HC_TCP, NULL}, {tb, HC_TCP, NULL}, {tb, HC_TCP, "/dup"}};
+    hc_target_t both[] = {{.target = ta, .kind = HC_TCP, .path = NULL},
+                          {.target = tb, .kind = HC_TCP, .path = NULL},
+                          {.target = tb, .kind = HC_TCP, .path = "/dup"}};
     assert_int_equal(hc_set(r.h, both, 3), 0);
     assert_int_equal(hc_snapshot(r.h, NULL, 0), 2); /* the duplicate counts once */
     assert_true(run_until(loop, changes_at_least, &r, WAIT_LIMIT));
@@ -671,7 +674,8 @@ static void test_callback_may_destroy_or_clear(void **state)
         target_of(t1, sizeof(t1), p1);
         target_of(t2, sizeof(t2), p2);
         r.h = hc_new(loop, &fast, on_change, &r);
-        hc_target_t c[] = {{t1, HC_TCP, NULL}, {t2, HC_HTTP, "/"}};
+        hc_target_t c[] = {{.target = t1, .kind = HC_TCP, .path = NULL},
+                           {.target = t2, .kind = HC_HTTP, .path = "/"}};
         assert_int_equal(hc_set(r.h, c, 2), 0);
         assert_true(run_until(loop, changes_at_least, &r, WAIT_LIMIT));
         run_until(loop, NULL, NULL, 0.3); /* the other check must not call back any more */
@@ -702,7 +706,7 @@ static void test_many_targets(void **state)
         srv_start(&s[i], loop, 0, i % 2 ? SRV_REPLY : SRV_CLOSE,
                   "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         target_of(t[i], sizeof(t[i]), s[i].port);
-        c[i] = (hc_target_t){t[i], i % 2 ? HC_HTTP : HC_TCP, "/healthz"};
+        c[i] = (hc_target_t){.target = t[i], .kind = i % 2 ? HC_HTTP : HC_TCP, .path = "/healthz"};
         sw.want[i] = HC_HEALTHY;
     }
     sw.h = r.h;
@@ -732,7 +736,8 @@ static void test_ipv6_and_localhost(void **state)
     snprintf(t4, sizeof(t4), "localhost:%u", (unsigned)s4.port);
     snprintf(t6, sizeof(t6), "[::1]:%u", have6 ? (unsigned)s6.port : 1u);
     r.h = hc_new(loop, &fast, on_change, &r);
-    hc_target_t c[] = {{t4, HC_HTTP, "/"}, {t6, HC_TCP, NULL}};
+    hc_target_t c[] = {{.target = t4, .kind = HC_HTTP, .path = "/"},
+                       {.target = t6, .kind = HC_TCP, .path = NULL}};
     assert_int_equal(hc_set(r.h, c, have6 ? 2 : 1), 0);
     struct state_wait sw = {r.h, have6 ? 2 : 1, {HC_HEALTHY, HC_HEALTHY}};
     assert_true(run_until(loop, states_are, &sw, WAIT_LIMIT));
@@ -761,16 +766,16 @@ static void test_validation(void **state)
     const char *why;
 
     for (size_t i = 0; i < sizeof(bad_targets) / sizeof(bad_targets[0]); i++) {
-        hc_target_t t = {bad_targets[i], HC_TCP, NULL};
+        hc_target_t t = {.target = bad_targets[i], .kind = HC_TCP, .path = NULL};
         why = NULL;
         assert_int_equal(hc_target_validate(&t, &why), -EINVAL);
         assert_non_null(why);
     }
     for (size_t i = 0; i < sizeof(good_targets) / sizeof(good_targets[0]); i++) {
-        hc_target_t t = {good_targets[i], HC_HTTP, "/a/b?c=d"};
+        hc_target_t t = {.target = good_targets[i], .kind = HC_HTTP, .path = "/a/b?c=d"};
         assert_int_equal(hc_target_validate(&t, NULL), 0);
     }
-    hc_target_t t = {"1.2.3.4:80", HC_HTTP, "health"};
+    hc_target_t t = {.target = "1.2.3.4:80", .kind = HC_HTTP, .path = "health"};
     assert_int_equal(hc_target_validate(&t, &why), -EINVAL);
     t.path = "/a b";
     assert_int_equal(hc_target_validate(&t, &why), -EINVAL);
@@ -788,9 +793,10 @@ static void test_validation(void **state)
     /* hc_set is all or nothing. */
     struct rec r = {0};
     r.h = hc_new(loop, NULL, on_change, &r);
-    hc_target_t ok[] = {{"127.0.0.1:9", HC_TCP, NULL}};
+    hc_target_t ok[] = {{.target = "127.0.0.1:9", .kind = HC_TCP, .path = NULL}};
     assert_int_equal(hc_set(r.h, ok, 1), 0);
-    hc_target_t mixed[] = {{"127.0.0.1:10", HC_TCP, NULL}, {"db.internal:5432", HC_TCP, NULL}};
+    hc_target_t mixed[] = {{.target = "127.0.0.1:10", .kind = HC_TCP, .path = NULL},
+                           {.target = "db.internal:5432", .kind = HC_TCP, .path = NULL}};
     assert_int_equal(hc_set(r.h, mixed, 2), -EINVAL);
     hc_status_t st = {0};
     assert_int_equal(hc_snapshot(r.h, &st, 1), 1);
@@ -801,7 +807,7 @@ static void test_validation(void **state)
     static char names[HC_MAX_CHECKS + 1][32];
     for (int i = 0; i <= HC_MAX_CHECKS; i++) {
         snprintf(names[i], sizeof(names[i]), "10.0.%d.%d:80", i / 256, i % 256);
-        too_many[i] = (hc_target_t){names[i], HC_TCP, NULL};
+        too_many[i] = (hc_target_t){.target = names[i], .kind = HC_TCP, .path = NULL};
     }
     assert_int_equal(hc_set(r.h, too_many, HC_MAX_CHECKS + 1), -E2BIG);
     assert_int_equal(hc_snapshot(r.h, NULL, 0), 1);
@@ -918,7 +924,7 @@ static void test_socket_hook(void **state)
     r.port = s.port;
     hc_t *h = hc_new(loop, &fast, NULL, NULL);
     hc_set_socket_hook(h, on_sock, &r);
-    hc_target_t c = {t, HC_HTTP, "/"};
+    hc_target_t c = {.target = t, .kind = HC_HTTP, .path = "/"};
     assert_int_equal(hc_set(h, &c, 1), 0);
     assert_true(run_until(loop, opened_some, &r, WAIT_LIMIT));
     assert_true(r.bound);
@@ -1026,6 +1032,262 @@ static void test_addrset(void **state)
     addrset_destroy(&s);
 }
 
+/* Per-check settings. The hc-wide config is slow (60 s interval, rise and fall 5, 5 s timeout),
+ * so a check that turns within a second did so by its own interval, rise, fall and timeout. */
+
+struct keyed_change {
+    bool healthy;
+    char why[HC_REASON_MAX];
+    uint32_t successes, failures;
+    uint32_t nstatus;
+};
+
+struct keyed_rec {
+    hc_t *h;
+    unsigned n;
+    struct keyed_change ch[64];
+};
+
+/* Finds the check by its own strings (the snapshot's key is the check's own copy, like the
+ * one on_change gets), so two checks of one target with other settings are told apart. */
+static void on_change_keyed(void *ctx, const hc_target_t *check, bool healthy, const char *why)
+{
+    struct keyed_rec *r = ctx;
+    hc_status_t st[8];
+    size_t n = hc_snapshot(r->h, st, 8);
+    assert_true(r->n < 64);
+    struct keyed_change *c = &r->ch[r->n++];
+    c->healthy = healthy;
+    snprintf(c->why, sizeof(c->why), "%s", why);
+    c->nstatus = (uint32_t)check->nstatus;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        if (st[i].check.target == check->target) {
+            c->successes = st[i].successes;
+            c->failures = st[i].failures;
+            assert_int_equal(st[i].state, healthy ? HC_HEALTHY : HC_UNHEALTHY);
+            return;
+        }
+    }
+    fail_msg("on_change for a check not in the snapshot");
+}
+
+static bool snapshot_state(hc_t *h, size_t i, enum hc_state want)
+{
+    hc_status_t st[8];
+    size_t n = hc_snapshot(h, st, 8);
+    return i < n && st[i].state == want;
+}
+
+struct idx_wait {
+    hc_t *h;
+    size_t i;
+    enum hc_state want;
+};
+
+static bool idx_state_is(void *arg)
+{
+    struct idx_wait *w = arg;
+    return snapshot_state(w->h, w->i, w->want);
+}
+
+static void test_per_check_settings(void **state)
+{
+    static const char resp503[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+    static const hc_config_t slow = {
+        .interval_ms = 60000, .timeout_ms = 5000, .rise = 5, .fall = 5};
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct keyed_rec r = {0};
+    struct srv s503, shost, silent;
+    char t503[64], thost[64], tsilent[64];
+    const hc_code_range_t ok503[] = {{200, 200}, {503, 503}};
+    const hc_code_range_t only2xx[] = {{200, 299}};
+    const hc_code_range_t any5xx[] = {{500, 599}};
+
+    srv_start(&s503, loop, 0, SRV_REPLY, resp503);
+    srv_start(&shost, loop, 0, SRV_REPLY, resp503);
+    srv_start(&silent, loop, 0, SRV_SILENT, NULL);
+    target_of(t503, sizeof(t503), s503.port);
+    target_of(thost, sizeof(thost), shost.port);
+    target_of(tsilent, sizeof(tsilent), silent.port);
+    r.h = hc_new(loop, &slow, on_change_keyed, &r);
+    hc_target_t c[] = {
+        /* 0: 503 listed, rise 1: healthy at the first run */
+        {.target = t503,
+         .kind = HC_HTTP,
+         .path = "/",
+         .interval_ms = 40,
+         .rise = 1,
+         .status = ok503,
+         .nstatus = 2},
+        /* 1: the same target, 2xx only, fall 2: unhealthy at the second failure */
+        {.target = t503,
+         .kind = HC_HTTP,
+         .path = "/",
+         .interval_ms = 40,
+         .fall = 2,
+         .status = only2xx,
+         .nstatus = 1},
+        /* 2: the same target and path, default statuses (200..399), fall 1 */
+        {.target = t503, .kind = HC_HTTP, .path = "/", .interval_ms = 40, .fall = 1},
+        /* 3: a Host of its own */
+        {.target = thost,
+         .kind = HC_HTTP,
+         .path = "/hz",
+         .interval_ms = 40,
+         .rise = 1,
+         .status = any5xx,
+         .nstatus = 1,
+         .host = "app.example.com:8443"},
+        /* 4: a timeout of its own, against a server that never answers */
+        {.target = tsilent,
+         .kind = HC_HTTP,
+         .path = "/",
+         .interval_ms = 300,
+         .timeout_ms = 100,
+         .fall = 1},
+    };
+    enum { N = sizeof(c) / sizeof(c[0]) };
+    assert_int_equal(hc_set(r.h, c, N), 0);
+    assert_int_equal(hc_snapshot(r.h, NULL, 0), N); /* one target, three distinct checks */
+
+    double t0 = ev_time();
+    struct state_wait sw = {
+        r.h, N, {HC_HEALTHY, HC_UNHEALTHY, HC_UNHEALTHY, HC_HEALTHY, HC_UNHEALTHY}};
+    assert_true(run_until(loop, states_are, &sw, 2.0));
+    /* Within about one interval plus rise/fall runs: far below the hc-wide 60 s and 5 s. */
+    double took = ev_time() - t0;
+    assert_true(took < 1.5);
+
+    hc_status_t st[N];
+    assert_int_equal(hc_snapshot(r.h, st, N), N);
+    assert_string_equal(st[0].last_result, "HTTP 503");
+    assert_string_equal(st[1].last_result, "HTTP 503");
+    assert_string_equal(st[2].last_result, "HTTP 503");
+    assert_string_equal(st[3].last_result, "HTTP 503");
+    assert_string_equal(st[4].last_result, "timeout after 100 ms (reading response)");
+    assert_int_equal(st[0].check.nstatus, 2);
+    assert_int_equal(st[0].check.status[1].lo, 503);
+    assert_null(st[2].check.status);
+    assert_string_equal(st[3].check.host, "app.example.com:8443");
+    assert_null(st[0].check.host);
+    assert_true(hc_healthy(r.h, &c[0]));
+    assert_false(hc_healthy(r.h, &c[1]));
+    assert_false(hc_healthy(r.h, &c[2]));
+
+    /* The callbacks: check 1 turned on its second consecutive failure, 2 and 4 on their
+     * first; the healthy ones called nothing (unknown -> healthy). */
+    unsigned seen_fall2 = 0, seen_fall1 = 0;
+    for (unsigned i = 0; i < r.n; i++) {
+        assert_false(r.ch[i].healthy);
+        if (r.ch[i].nstatus == 1 && strcmp(r.ch[i].why, "HTTP 503") == 0) {
+            assert_int_equal(r.ch[i].failures, 2);
+            seen_fall2++;
+        } else {
+            assert_int_equal(r.ch[i].failures, 1);
+            seen_fall1++;
+        }
+    }
+    assert_int_equal(seen_fall2, 1);
+    assert_int_equal(seen_fall1, 2);
+
+    /* The Host header the server saw. */
+    char want[256];
+    snprintf(want, sizeof(want),
+             "GET /hz HTTP/1.1\r\nHost: app.example.com:8443\r\nUser-Agent: "
+             "popmesh-healthcheck\r\nConnection: close\r\n\r\n");
+    assert_string_equal(shost.last_request, want);
+
+    /* The per-check interval is honoured: about 25 runs a second at 40 ms +-10%. */
+    uint64_t runs0 = st[0].runs;
+    run_until(loop, NULL, NULL, 0.5);
+    assert_int_equal(hc_snapshot(r.h, st, N), N);
+    uint64_t more = st[0].runs - runs0;
+    if (more < 6 || more > 16)
+        fail_msg("%llu runs in 0.5 s at a 40 ms interval", (unsigned long long)more);
+    /* ... and the silent target's 300 ms: at most 3 runs in that time. */
+
+    /* Changing a setting makes a new check (unknown again); the same settings keep the old. */
+    uint64_t runs_kept = st[0].runs;
+    const hc_code_range_t ok200[] = {{200, 200}};
+    hc_target_t next[] = {c[0], c[1]};
+    next[1].status = ok200; /* was 2xx */
+    assert_int_equal(hc_set(r.h, next, 2), 0);
+    assert_int_equal(hc_snapshot(r.h, st, 2), 2);
+    assert_true(st[0].runs >= runs_kept);
+    assert_int_equal(st[0].state, HC_HEALTHY);
+    assert_int_equal(st[1].runs, 0);
+    assert_int_equal(st[1].state, HC_UNKNOWN);
+    assert_true(hc_healthy(r.h, &next[1])); /* unknown counts as usable */
+    struct idx_wait iw = {r.h, 1, HC_UNHEALTHY};
+    assert_true(run_until(loop, idx_state_is, &iw, 2.0));
+
+    hc_destroy(&r.h);
+    srv_stop(&s503);
+    srv_stop(&shost);
+    srv_stop(&silent);
+    ev_loop_destroy(loop);
+}
+
+static void test_settings_validation(void **state)
+{
+    const hc_code_range_t bad_range[] = {{300, 200}};
+    const hc_code_range_t low[] = {{99, 200}};
+    hc_code_range_t many[HC_STATUS_MAX + 1];
+    for (int i = 0; i <= HC_STATUS_MAX; i++)
+        many[i] = (hc_code_range_t){200, 200};
+    const char *why;
+    hc_target_t bad[] = {
+        {.target = "127.0.0.1:80", .kind = HC_HTTP, .status = bad_range, .nstatus = 1},
+        {.target = "127.0.0.1:80", .kind = HC_HTTP, .status = low, .nstatus = 1},
+        {.target = "127.0.0.1:80", .kind = HC_HTTP, .status = many, .nstatus = HC_STATUS_MAX + 1},
+        {.target = "127.0.0.1:80", .kind = HC_HTTP, .status = NULL, .nstatus = 1},
+        {.target = "127.0.0.1:80", .kind = HC_HTTP, .host = "a\r\nX-Evil: 1"},
+        {.target = "127.0.0.1:80", .kind = HC_HTTP, .host = "a b"},
+        {.target = "127.0.0.1:80", .kind = HC_TCP, .interval_ms = 86400001},
+        {.target = "127.0.0.1:80", .kind = HC_TCP, .timeout_ms = 600001},
+        {.target = "127.0.0.1:80", .kind = HC_TCP, .rise = 1001},
+        {.target = "127.0.0.1:80", .kind = HC_TCP, .fall = 1001},
+    };
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    hc_t *h = hc_new(loop, NULL, NULL, NULL);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (hc_target_validate(&bad[i], &why) != -EINVAL)
+            fail_msg("bad check %zu accepted", i);
+        assert_non_null(why);
+        assert_int_equal(hc_set(h, &bad[i], 1), -EINVAL);
+    }
+    assert_int_equal(hc_snapshot(h, NULL, 0), 0);
+    /* TCP ignores status and host (reported unset), and the limits themselves pass. */
+    hc_target_t tcp = {.target = "127.0.0.1:9",
+                       .kind = HC_TCP,
+                       .status = many,
+                       .nstatus = 3,
+                       .host = "x",
+                       .interval_ms = 86400000,
+                       .timeout_ms = 600000,
+                       .rise = 1000,
+                       .fall = 1000};
+    assert_int_equal(hc_set(h, &tcp, 1), 0);
+    hc_status_t st;
+    assert_int_equal(hc_snapshot(h, &st, 1), 1);
+    assert_null(st.check.status);
+    assert_int_equal(st.check.nstatus, 0);
+    assert_null(st.check.host);
+    assert_int_equal(st.check.interval_ms, 86400000);
+    hc_target_t http = {.target = "127.0.0.1:9",
+                        .kind = HC_HTTP,
+                        .status = many,
+                        .nstatus = HC_STATUS_MAX,
+                        .host = ""};
+    assert_int_equal(hc_set(h, &http, 1), 0);
+    assert_int_equal(hc_snapshot(h, &st, 1), 1);
+    assert_null(st.check.host); /* "" = the target */
+    assert_int_equal(st.check.nstatus, HC_STATUS_MAX);
+    hc_destroy(&h);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1042,6 +1304,8 @@ int main(void)
         cmocka_unit_test(test_callback_may_destroy_or_clear),
         cmocka_unit_test(test_many_targets),
         cmocka_unit_test(test_ipv6_and_localhost),
+        cmocka_unit_test(test_per_check_settings),
+        cmocka_unit_test(test_settings_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

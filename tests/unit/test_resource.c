@@ -1381,8 +1381,8 @@ static void test_hc_settings(void **state)
 
     /* Bad hosts. */
     make_resource(&r);
-    const char *bad_hosts[] = {"Example.com", "*.example.com", "a b", "x:0", "x:65536", "x:",
-                               "x:80:80", ":80", "-a.com", "a..b", "x:08"};
+    const char *bad_hosts[] = {"Example.com", "*.example.com", "a b",    "x:0",  "x:65536", "x:",
+                               "x:80:80",     ":80",           "-a.com", "a..b", "x:08"};
     for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
         snprintf(r.hc_host, sizeof(r.hc_host), "%s", bad_hosts[i]);
         hc_expect_refused(&r, "hc_host");
@@ -1403,10 +1403,9 @@ static void test_hc_settings(void **state)
     r.nhc_status = RESOURCE_HC_STATUS_MAX + 1;
     hc_expect_refused(&r, "hc_status");
     r.nhc_status = 0;
-    const char *bad_lists[] = {"",    "99",      "600",     "6xx",     "0xx",
-                               "2x",  "200,",    ",200",    "200,,204", "200 ,204",
-                               "abc", "503-500", "200-600", "2000",    "20a",
-                               "200-20", "1,2,3"};
+    const char *bad_lists[] = {"",        "99",   "600",      "6xx",      "0xx",  "2x",
+                               "200,",    ",200", "200,,204", "200 ,204", "abc",  "503-500",
+                               "200-600", "2000", "20a",      "200-20",   "1,2,3"};
     for (size_t i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++) {
         resource_t t = r;
         if (resource_hc_status_parse(bad_lists[i], strlen(bad_lists[i]), &t, why_buf,
@@ -1418,14 +1417,12 @@ static void test_hc_settings(void **state)
     char many[200] = "";
     for (int i = 0; i <= RESOURCE_HC_STATUS_MAX; i++)
         snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d", i ? "," : "", 200 + i);
-    assert_int_equal(resource_hc_status_parse(many, strlen(many), &r, why_buf, sizeof(why_buf),
-                                              &why),
-                     -EINVAL);
+    assert_int_equal(
+        resource_hc_status_parse(many, strlen(many), &r, why_buf, sizeof(why_buf), &why), -EINVAL);
     assert_non_null(strstr(why, "at most 16"));
     many[strlen(many) - 4] = '\0'; /* exactly 16 */
-    assert_int_equal(resource_hc_status_parse(many, strlen(many), &r, why_buf, sizeof(why_buf),
-                                              &why),
-                     0);
+    assert_int_equal(
+        resource_hc_status_parse(many, strlen(many), &r, why_buf, sizeof(why_buf), &why), 0);
     assert_int_equal(r.nhc_status, RESOURCE_HC_STATUS_MAX);
 
     /* A replicated record with the fields malformed: present but 0, too large, not a string,
