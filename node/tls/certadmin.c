@@ -3,7 +3,9 @@
  *   cert.import {chain, key}  -> {id, names, issuer, not_before_ms, not_after_ms, source,
  *                                 obtained_by, created_ms, state, error, renew_after_ms,
  *                                 replaced}
- *   cert.list {}              -> {certs: [the same without replaced]}
+ *   cert.list {}              -> {certs: [the same without replaced, and ocsp: {state,
+ *                                 responder, reason, status, this_update_ms, next_update_ms,
+ *                                 revoked_ms, fetched_by, fetched_ms} (those that apply)]}
  *   cert.rm {cert}            -> {id, names}      cert: an id, or a name the certificate holds
  *   tls.status {}             -> {certs, certs_valid, tickets: ticketkeys_pack_status | nil}
  *
@@ -18,7 +20,13 @@
  *
  * cert.list shows the state as it stands now: a record written "valid" whose not-after has
  * passed is shown "expired". A record that does not parse here is listed as "unreadable" with
- * the reason, not hidden: an operator must see what the PoPs will refuse to serve. */
+ * the reason, not hidden: an operator must see what the PoPs will refuse to serve.
+ *
+ * Its ocsp state is what this PoP staples for the certificate, decided by the rule ocspfetch
+ * and tlsctx apply (ocsp_target, then ocsp_judge_record on the stored ocsp/<id>; ocsprec.h):
+ * none, pending, good (stapled until next_update_ms), stale, revoked (revoked_ms), unknown or
+ * unusable (with the check that failed as reason). Every PoP holds the same records, so every
+ * PoP shows the same state, give or take a replication delay. */
 #include "node/tls/certadmin.h"
 
 #include "common/clock.h"
@@ -26,6 +34,7 @@
 #include "common/mp.h"
 #include "common/xmalloc.h"
 #include "node/membership/meshnode.h"
+#include "node/tls/ocsprec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -154,12 +163,94 @@ out:
 
 /* ---- cert.list ---------------------------------------------------------------------------- */
 
+/* A stored ocsp/<id> value, copied out of the store's iteration (a callback may not read the
+ * store again). */
+struct ocsp_held {
+    char id[CERT_ID_MAX + 1];
+    uint8_t *val; /* malloc'd, vlen bytes */
+    size_t vlen;
+};
+
 struct list_ctx {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     size_t n, valid;
     uint64_t now;
+    bool with_ocsp;          /* cert.list: each certificate's OCSP state */
+    struct ocsp_held *ocsp;  /* malloc'd, nocsp entries */
+    size_t nocsp;
 };
+
+static int hold_ocsp(const store_entry_t *e, void *ctx)
+{
+    struct list_ctx *l = ctx;
+    char id[CERT_ID_MAX + 1];
+    if (ocsp_key_id(e->key, e->klen, id, sizeof(id)) || !e->value)
+        return 0; /* a stray key or a deletion: no record */
+    l->ocsp = xrealloc(l->ocsp, (l->nocsp + 1) * sizeof(*l->ocsp));
+    struct ocsp_held *h = &l->ocsp[l->nocsp++];
+    memcpy(h->id, id, sizeof(id));
+    h->val = xmemdup(e->value, e->vlen);
+    h->vlen = e->vlen;
+    return 0;
+}
+
+static void list_ctx_free(struct list_ctx *l)
+{
+    msgpack_sbuffer_destroy(&l->sb);
+    for (size_t i = 0; i < l->nocsp; i++)
+        free(l->ocsp[i].val);
+    free(l->ocsp);
+    l->ocsp = NULL;
+    l->nocsp = 0;
+}
+
+/* "ocsp": what this PoP staples for c, and why not when it does not. */
+static void pack_ocsp(msgpack_packer *pk, const cert_rec_t *c, const struct list_ctx *l)
+{
+    X509 *leaf, *issuer;
+    char url[OCSP_URL_MAX + 1] = "";
+    const char *why = NULL;
+    ocsp_rec_t r = {0};
+    ocsp_info_t info = {0};
+    enum ocsp_state state = OCSP_STATE_NONE;
+    if (ocsp_target(c->chain_pem, &leaf, &issuer, url, sizeof(url), &why) == 0) {
+        const struct ocsp_held *h = NULL;
+        for (size_t i = 0; i < l->nocsp && !h; i++)
+            if (!strcmp(l->ocsp[i].id, c->id))
+                h = &l->ocsp[i];
+        state = ocsp_judge_record(h ? h->val : NULL, h ? h->vlen : 0, leaf, issuer, l->now, &r,
+                                  &info, &why);
+        X509_free(leaf);
+        X509_free(issuer);
+    }
+    bool has_reason = state == OCSP_STATE_NONE || state == OCSP_STATE_STALE ||
+                      state == OCSP_STATE_UNUSABLE;
+    bool verified = state == OCSP_STATE_GOOD || state == OCSP_STATE_STALE ||
+                    state == OCSP_STATE_REVOKED || state == OCSP_STATE_UNKNOWN;
+    bool revoked = verified && info.status == OCSP_ST_REVOKED;
+    bool parsed = r.der != NULL; /* fetched_by and fetched_ms are the record's */
+    mpw_str(pk, "ocsp");
+    msgpack_pack_map(pk, 1 + (url[0] ? 1 : 0) + (has_reason ? 1 : 0) + (verified ? 3 : 0) +
+                             (revoked ? 1 : 0) + (parsed ? 2 : 0));
+    mpw_kv_str(pk, "state", ocsp_state_name(state));
+    if (url[0])
+        mpw_kv_str(pk, "responder", url);
+    if (has_reason)
+        mpw_kv_str(pk, "reason", why ? why : "");
+    if (verified) { /* from the DER, never from the record's own fields */
+        mpw_kv_str(pk, "status", ocsp_status_name(info.status));
+        mpw_kv_u64(pk, "this_update_ms", info.this_update_ms);
+        mpw_kv_u64(pk, "next_update_ms", info.next_update_ms);
+    }
+    if (revoked)
+        mpw_kv_u64(pk, "revoked_ms", info.revoked_ms);
+    if (parsed) {
+        mpw_kv_str(pk, "fetched_by", r.fetched_by);
+        mpw_kv_u64(pk, "fetched_ms", r.fetched_ms);
+    }
+    ocsp_rec_free(&r);
+}
 
 static int list_one(const store_entry_t *e, void *ctx)
 {
@@ -170,7 +261,9 @@ static int list_one(const store_entry_t *e, void *ctx)
     l->n++;
     if (cert_key_id(e->key, e->klen, id, sizeof(id)) == 0 &&
         cert_parse(e->value, e->vlen, id, &c, &why) == 0) {
-        pack_summary(&l->pk, &c, l->now, 0);
+        pack_summary(&l->pk, &c, l->now, l->with_ocsp ? 1 : 0);
+        if (l->with_ocsp)
+            pack_ocsp(&l->pk, &c, l);
         if (!strcmp(shown_state(&c, l->now), "valid"))
             l->valid++;
         cert_rec_free(&c);
@@ -185,13 +278,22 @@ static int list_one(const store_entry_t *e, void *ctx)
     return 0;
 }
 
-static int list_certs(certadmin_t *a, struct list_ctx *l)
+/* Lists cert/ into l->sb (with each one's OCSP state when with_ocsp). The caller frees l
+ * (list_ctx_free) whatever this returns. */
+static int list_certs(certadmin_t *a, struct list_ctx *l, bool with_ocsp)
 {
     memset(l, 0, sizeof(*l));
     l->now = clock_wall_ms();
+    l->with_ocsp = with_ocsp;
     msgpack_sbuffer_init(&l->sb);
     msgpack_packer_init(&l->pk, &l->sb, msgpack_sbuffer_write);
-    return store_list(meshnode_store(a->mesh), CERT_PREFIX, strlen(CERT_PREFIX), list_one, l);
+    store_t *st = meshnode_store(a->mesh);
+    if (with_ocsp) {
+        int rc = store_list(st, OCSP_PREFIX, strlen(OCSP_PREFIX), hold_ocsp, l);
+        if (rc)
+            return rc;
+    }
+    return store_list(st, CERT_PREFIX, strlen(CERT_PREFIX), list_one, l);
 }
 
 static int cmd_cert_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -199,8 +301,8 @@ static int cmd_cert_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk
     (void)req;
     certadmin_t *a = ctx;
     struct list_ctx l;
-    if (list_certs(a, &l)) {
-        msgpack_sbuffer_destroy(&l.sb);
+    if (list_certs(a, &l, true)) {
+        list_ctx_free(&l);
         return control_error(pk, CTL_FAILED, "cannot list certificates: %s",
                              store_last_error(meshnode_store(a->mesh)));
     }
@@ -208,7 +310,7 @@ static int cmd_cert_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk
     mpw_str(pk, "certs");
     msgpack_pack_array(pk, l.n);
     mpw_raw(pk, l.sb.data, l.sb.size);
-    msgpack_sbuffer_destroy(&l.sb);
+    list_ctx_free(&l);
     return CTL_OK;
 }
 
@@ -318,8 +420,8 @@ static int cmd_tls_status(void *ctx, const ctl_request_t *req, msgpack_packer *p
     (void)req;
     certadmin_t *a = ctx;
     struct list_ctx l;
-    int rc = list_certs(a, &l);
-    msgpack_sbuffer_destroy(&l.sb);
+    int rc = list_certs(a, &l, false);
+    list_ctx_free(&l);
     if (rc)
         return control_error(pk, CTL_FAILED, "cannot list certificates: %s",
                              store_last_error(meshnode_store(a->mesh)));
@@ -339,7 +441,9 @@ const control_command_t certadmin_commands[] = {
      "chain: str (PEM, leaf first), key: str (PEM) -> the certificate, replaced: bool"},
     {"cert.list", cmd_cert_list,
      "-> {certs: [{id, names, issuer, not_before_ms, not_after_ms, source, obtained_by, "
-     "created_ms, state, error, renew_after_ms}]}"},
+     "created_ms, state, error, renew_after_ms, ocsp: {state: none|pending|good|stale|revoked|"
+     "unknown|unusable, responder, reason, status, this_update_ms, next_update_ms, revoked_ms, "
+     "fetched_by, fetched_ms}}]}"},
     {"cert.rm", cmd_cert_rm, "cert: str (an id or a name) -> {id, names}"},
     {"tls.status", cmd_tls_status,
      "-> {certs, certs_valid, tickets: {period_ms, epoch, current (key name), keys, ...}}"},

@@ -120,17 +120,13 @@ static int load_cert(const store_entry_t *e, void *ctx)
         return 0; /* tlsctx logs unreadable records */
     X509 *leaf, *issuer;
     char url[OCSP_URL_MAX + 1];
-    int rc = rec.chain_pem[0] ? ocsp_chain(rec.chain_pem, &leaf, &issuer) : -ENOENT;
+    int rc = ocsp_target(rec.chain_pem, &leaf, &issuer, url, sizeof(url), &why);
     cert_rec_free(&rec);
-    if (rc)
-        return 0; /* no chain yet, or no issuer to ask about: nothing to fetch */
-    rc = ocsp_responder(leaf, url, sizeof(url));
     if (rc) {
+        /* No chain yet, no issuer to ask about or no responder: nothing to fetch. A responder
+         * or chain that cannot be used is worth a word. */
         if (rc == -EINVAL)
-            log_warn("tls: cert/%s names an OCSP responder that is not an http(s) URL of at most "
-                     "%d bytes: no OCSP stapling for it", id, OCSP_URL_MAX);
-        X509_free(leaf);
-        X509_free(issuer);
+            log_warn("tls: no OCSP stapling for cert/%s: %s", id, why);
         return 0;
     }
     struct ocsp_cert *c = xcalloc(1, sizeof(*c));
@@ -182,16 +178,16 @@ static void apply(ocspfetch_t *f, struct ocsp_cert *c, uint64_t now)
     c->have = false;
     if (store_get(f->o.store, key, strlen(key), &e) || !e.value) {
         store_entry_free(&e);
-        return;
+        return; /* pending */
     }
     ocsp_rec_t r;
     ocsp_info_t info;
     const char *why;
-    int rc = ocsp_parse(e.value, e.vlen, &r, &why);
+    /* The rule cert.list shows too (ocsprec.h): only GOOD is stapled. */
+    enum ocsp_state state =
+        ocsp_judge_record(e.value, e.vlen, c->leaf, c->issuer, now, &r, &info, &why);
     store_entry_free(&e);
-    if (rc == 0)
-        rc = ocsp_check(r.der, r.der_len, c->leaf, c->issuer, now, &info, &why);
-    if (rc) {
+    if (state == OCSP_STATE_STALE || state == OCSP_STATE_UNUSABLE) {
         /* Stale, for a leaf this PoP no longer serves (a renewal racing its response), or
          * bad: never stapled. The fetcher replaces it in its turn. */
         f->st.refused++;
@@ -205,8 +201,8 @@ static void apply(ocspfetch_t *f, struct ocsp_cert *c, uint64_t now)
     c->this_ms = info.this_update_ms;
     c->next_ms = info.next_update_ms;
     c->fetched_ms = r.fetched_ms;
-    if (info.status == OCSP_ST_GOOD) {
-        rc = tlsctx_set_ocsp(f->o.tls, c->id, r.der, r.der_len);
+    if (state == OCSP_STATE_GOOD) {
+        int rc = tlsctx_set_ocsp(f->o.tls, c->id, r.der, r.der_len);
         if (rc == 0) {
             f->st.stapling++;
             if (c->last_status != OCSP_ST_GOOD || !c->logged)

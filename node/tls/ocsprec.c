@@ -209,13 +209,51 @@ static int gt_to_ms(const ASN1_GENERALIZEDTIME *t, uint64_t *ms)
     return 0;
 }
 
-int ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer, uint64_t now_ms,
-               ocsp_info_t *out, const char **why)
+static const char *const state_names[] = {"none",    "pending", "good",    "stale",
+                                           "revoked", "unknown", "unusable"};
+
+const char *ocsp_state_name(enum ocsp_state s)
+{
+    return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "?";
+}
+
+int ocsp_target(const char *chain_pem, X509 **leaf, X509 **issuer, char *url, size_t len,
+                const char **why)
+{
+    *leaf = *issuer = NULL;
+    if (!chain_pem || !chain_pem[0]) {
+        *why = "no certificate yet";
+        return -ENOENT;
+    }
+    int rc = ocsp_chain(chain_pem, leaf, issuer);
+    if (rc == -ENOENT) {
+        *why = "the chain holds no issuer certificate to name in an OCSP request";
+        return rc;
+    }
+    if (rc) {
+        *why = "the chain does not parse, or its second certificate did not issue the first";
+        return -EINVAL;
+    }
+    rc = ocsp_responder(*leaf, url, len);
+    if (rc) {
+        *why = rc == -ENOENT ? "the certificate names no OCSP responder"
+                             : "the certificate's OCSP responder is not an http(s) URL of at "
+                               "most 1024 bytes";
+        X509_free(*leaf);
+        X509_free(*issuer);
+        *leaf = *issuer = NULL;
+        return rc == -ENOENT ? -ENOENT : -EINVAL;
+    }
+    return 0;
+}
+
+enum ocsp_state ocsp_judge(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer,
+                           uint64_t now_ms, ocsp_info_t *out, const char **why)
 {
     memset(out, 0, sizeof(*out));
     if (!der || len == 0 || len > OCSP_DER_MAX) {
         *why = "the response is empty or larger than 64 KiB";
-        return -EBADMSG;
+        return OCSP_STATE_UNUSABLE;
     }
     const unsigned char *p = der;
     OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
@@ -223,7 +261,7 @@ int ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer, uint64_
     OCSP_CERTID *cid = NULL;
     X509_STORE *st = NULL;
     STACK_OF(X509) *certs = NULL;
-    int rc = -EBADMSG;
+    enum ocsp_state state = OCSP_STATE_UNUSABLE;
     int status = -1, reason = 0;
     ASN1_GENERALIZEDTIME *rev = NULL, *thisupd = NULL, *nextupd = NULL;
     if (!resp || p != der + len) {
@@ -277,22 +315,27 @@ int ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer, uint64_
         *why = "nextUpdate is not after thisUpdate";
         goto out;
     }
-    if (out->next_update_ms <= now_ms) {
-        *why = "nextUpdate has passed (a stale response)";
-        goto out;
-    }
     switch (status) {
     case V_OCSP_CERTSTATUS_GOOD:
         out->status = OCSP_ST_GOOD;
+        state = OCSP_STATE_GOOD;
         break;
     case V_OCSP_CERTSTATUS_REVOKED:
         out->status = OCSP_ST_REVOKED;
+        state = OCSP_STATE_REVOKED;
+        if (gt_to_ms(rev, &out->revoked_ms))
+            out->revoked_ms = 0; /* required by RFC 6960; shown as unknown when absent */
         break;
     default:
         out->status = OCSP_ST_UNKNOWN;
+        state = OCSP_STATE_UNKNOWN;
         break;
     }
-    rc = 0;
+    /* Past nextUpdate whatever it says: the answer is no longer the responder's word. */
+    if (out->next_update_ms <= now_ms) {
+        *why = "nextUpdate has passed (a stale response)";
+        state = OCSP_STATE_STALE;
+    }
 out:
     sk_X509_free(certs); /* the certificates are borrowed */
     X509_STORE_free(st);
@@ -300,7 +343,34 @@ out:
     OCSP_BASICRESP_free(bs);
     OCSP_RESPONSE_free(resp);
     ERR_clear_error();
-    if (rc)
+    if (state == OCSP_STATE_UNUSABLE)
         memset(out, 0, sizeof(*out));
-    return rc;
+    return state;
+}
+
+int ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer, uint64_t now_ms,
+               ocsp_info_t *out, const char **why)
+{
+    switch (ocsp_judge(der, len, leaf, issuer, now_ms, out, why)) {
+    case OCSP_STATE_GOOD:
+    case OCSP_STATE_REVOKED:
+    case OCSP_STATE_UNKNOWN:
+        return 0;
+    default: /* stale or unusable, *why set */
+        memset(out, 0, sizeof(*out));
+        return -EBADMSG;
+    }
+}
+
+enum ocsp_state ocsp_judge_record(const uint8_t *val, size_t vlen, X509 *leaf, X509 *issuer,
+                                  uint64_t now_ms, ocsp_rec_t *rec, ocsp_info_t *info,
+                                  const char **why)
+{
+    memset(rec, 0, sizeof(*rec));
+    memset(info, 0, sizeof(*info));
+    if (!val)
+        return OCSP_STATE_PENDING;
+    if (ocsp_parse(val, vlen, rec, why))
+        return OCSP_STATE_UNUSABLE; /* *rec zeroed by ocsp_parse */
+    return ocsp_judge(rec->der, rec->der_len, leaf, issuer, now_ms, info, why);
 }

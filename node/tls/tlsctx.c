@@ -29,6 +29,7 @@
 #include "common/logesc.h"
 #include "common/clock.h"
 #include "common/xmalloc.h"
+#include "node/tls/ocsprec.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -572,34 +573,19 @@ int tlsctx_set_ocsp(tlsctx_t *t, const char *id, const uint8_t *der, size_t len)
     struct tls_cert *e = t->certs[i];
     if (!der || len == 0 || len > (64u << 10) || sk_X509_num(e->chain) < 1)
         return -EINVAL;
-    int rc = -EINVAL;
-    const unsigned char *p = der;
-    OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
-    OCSP_BASICRESP *bs = NULL;
-    OCSP_CERTID *cid = NULL;
-    int status = -1, reason;
-    ASN1_GENERALIZEDTIME *rev, *thisupd, *nextupd = NULL;
-    struct tm tm;
-    if (resp && p == der + len && OCSP_response_status(resp) == OCSP_RESPONSE_STATUS_SUCCESSFUL &&
-        (bs = OCSP_response_get1_basic(resp)) &&
-        (cid = OCSP_cert_to_id(NULL, e->leaf, sk_X509_value(e->chain, 0))) &&
-        OCSP_resp_find_status(bs, cid, &status, &reason, &rev, &thisupd, &nextupd) == 1 &&
-        status == V_OCSP_CERTSTATUS_GOOD && nextupd && ASN1_TIME_to_tm(nextupd, &tm) == 1) {
-        uint64_t until = (uint64_t)timegm(&tm) * 1000;
-        if (until > clock_wall_ms()) {
-            free(e->ocsp);
-            e->ocsp = xmalloc(len);
-            memcpy(e->ocsp, der, len);
-            e->ocsp_len = len;
-            e->ocsp_until_ms = until;
-            rc = 0;
-        }
-    }
-    OCSP_CERTID_free(cid);
-    OCSP_BASICRESP_free(bs);
-    OCSP_RESPONSE_free(resp);
-    ERR_clear_error();
-    return rc;
+    /* The same rule as ocspfetch and cert.list (ocsprec.h): verified against the issuer,
+     * about this leaf, fresh and good. */
+    ocsp_info_t info;
+    const char *why;
+    if (ocsp_judge(der, len, e->leaf, sk_X509_value(e->chain, 0), clock_wall_ms(), &info, &why) !=
+        OCSP_STATE_GOOD)
+        return -EINVAL;
+    free(e->ocsp);
+    e->ocsp = xmalloc(len);
+    memcpy(e->ocsp, der, len);
+    e->ocsp_len = len;
+    e->ocsp_until_ms = info.next_update_ms;
+    return 0;
 }
 
 int tlsctx_clear_ocsp(tlsctx_t *t, const char *id)

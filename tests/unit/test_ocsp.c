@@ -352,6 +352,105 @@ static void test_check(void **state)
     free(der);
 }
 
+/* ocsp_judge: the one verdict ocspfetch, tlsctx and cert.list share. Only GOOD is stapled;
+ * STALE and REVOKED keep their times for the operator; a mismatch is UNUSABLE with its reason. */
+static void test_judge(void **state)
+{
+    (void)state;
+    uint64_t now = clock_wall_ms();
+    ocsp_info_t info;
+    const char *why;
+    size_t len;
+    struct resp_opts o = good();
+    uint8_t *der = mk_resp(&o, &len);
+    why = NULL;
+    assert_int_equal(ocsp_judge(der, len, P.leaf, P.ca, now, &info, &why), OCSP_STATE_GOOD);
+    assert_int_equal(info.status, OCSP_ST_GOOD);
+    assert_true(info.next_update_ms > now + 3590 * 1000ull);
+    assert_true(info.next_update_ms <= now + 3601 * 1000ull);
+    assert_int_equal(info.revoked_ms, 0);
+    /* the same response once its nextUpdate has passed: stale, times kept, never stapled */
+    why = NULL;
+    assert_int_equal(ocsp_judge(der, len, P.leaf, P.ca, now + 3601 * 1000ull, &info, &why),
+                     OCSP_STATE_STALE);
+    assert_non_null(why);
+    assert_int_equal(info.status, OCSP_ST_GOOD);
+    assert_true(info.next_update_ms > now);
+    assert_int_equal(ocsp_check(der, len, P.leaf, P.ca, now + 3601 * 1000ull, &info, &why),
+                     -EBADMSG);
+    /* mismatched: a response about www checked for other */
+    why = NULL;
+    assert_int_equal(ocsp_judge(der, len, P.leaf2, P.ca, now, &info, &why), OCSP_STATE_UNUSABLE);
+    assert_string_equal(why, "the response is not about this certificate");
+    assert_int_equal(info.next_update_ms, 0);
+    free(der);
+
+    o = good();
+    o.this_s = -7200, o.next_s = -60;
+    der = mk_resp(&o, &len);
+    assert_int_equal(ocsp_judge(der, len, P.leaf, P.ca, now, &info, &why), OCSP_STATE_STALE);
+    assert_string_equal(why, "nextUpdate has passed (a stale response)");
+    free(der);
+
+    o = good();
+    o.status = V_OCSP_CERTSTATUS_REVOKED; /* revoked 30 s ago (mk_resp) */
+    der = mk_resp(&o, &len);
+    assert_int_equal(ocsp_judge(der, len, P.leaf, P.ca, now, &info, &why), OCSP_STATE_REVOKED);
+    assert_int_equal(info.status, OCSP_ST_REVOKED);
+    assert_true(info.revoked_ms >= now - 35 * 1000ull && info.revoked_ms <= now - 25 * 1000ull);
+    free(der);
+
+    o = good();
+    o.status = V_OCSP_CERTSTATUS_UNKNOWN;
+    der = mk_resp(&o, &len);
+    assert_int_equal(ocsp_judge(der, len, P.leaf, P.ca, now, &info, &why), OCSP_STATE_UNKNOWN);
+    free(der);
+
+    o = good();
+    o.signer = P.badca, o.skey = P.badcakey; /* same name, another key */
+    der = mk_resp(&o, &len);
+    assert_int_equal(ocsp_judge(der, len, P.leaf, P.ca, now, &info, &why), OCSP_STATE_UNUSABLE);
+    assert_non_null(strstr(why, "signature"));
+    free(der);
+
+    /* the stored record: none is pending; one that does not parse is unusable; the DER decides,
+     * not the status the record claims */
+    ocsp_rec_t r;
+    assert_int_equal(ocsp_judge_record(NULL, 0, P.leaf, P.ca, now, &r, &info, &why),
+                     OCSP_STATE_PENDING);
+    assert_null(r.der);
+    uint8_t junk[] = {0x81, 0xa1, 'x', 0x01};
+    assert_int_equal(ocsp_judge_record(junk, sizeof(junk), P.leaf, P.ca, now, &r, &info, &why),
+                     OCSP_STATE_UNUSABLE);
+    assert_null(r.der);
+    o = good();
+    o.status = V_OCSP_CERTSTATUS_REVOKED;
+    der = mk_resp(&o, &len);
+    ocsp_rec_t claimed = {.der = der,
+                          .der_len = len,
+                          .status = OCSP_ST_GOOD,
+                          .this_update_ms = 1,
+                          .next_update_ms = now + 7 * 86400 * 1000ull,
+                          .fetched_ms = now - 1000};
+    snprintf(claimed.fetched_by, sizeof(claimed.fetched_by), "pop-7");
+    msgpack_sbuffer sb;
+    pack(&claimed, &sb);
+    assert_int_equal(ocsp_judge_record((const uint8_t *)sb.data, sb.size, P.leaf, P.ca, now, &r,
+                                       &info, &why),
+                     OCSP_STATE_REVOKED);
+    assert_string_equal(r.fetched_by, "pop-7");
+    assert_int_equal(r.fetched_ms, now - 1000);
+    assert_true(info.next_update_ms < now + 3601 * 1000ull); /* the DER's, not the record's */
+    ocsp_rec_free(&r);
+    msgpack_sbuffer_destroy(&sb);
+    free(der);
+
+    for (int s = OCSP_STATE_NONE; s <= OCSP_STATE_UNUSABLE; s++)
+        assert_string_not_equal(ocsp_state_name((enum ocsp_state)s), "?");
+    assert_string_equal(ocsp_state_name(OCSP_STATE_GOOD), "good");
+    assert_string_equal(ocsp_state_name(OCSP_STATE_UNUSABLE), "unusable");
+}
+
 static char *pem_of(X509 *x)
 {
     BIO *b = BIO_new(BIO_s_mem());
@@ -394,6 +493,27 @@ static void test_chain_request(void **state)
     OPENSSL_free(der);
     X509_free(leaf);
     X509_free(issuer);
+
+    /* ocsp_target: what ocspfetch fetches and cert.list calls none */
+    const char *why = NULL;
+    assert_int_equal(ocsp_target(chain, &leaf, &issuer, url, sizeof(url), &why), 0);
+    assert_string_equal(url, "http://127.0.0.1:9/");
+    assert_int_equal(X509_cmp(issuer, P.ca), 0);
+    X509_free(leaf);
+    X509_free(issuer);
+    char *np = pem_of(P.noaia), chain2[16384];
+    snprintf(chain2, sizeof(chain2), "%s%s", np, cp);
+    assert_int_equal(ocsp_target(chain2, &leaf, &issuer, url, sizeof(url), &why), -ENOENT);
+    assert_string_equal(why, "the certificate names no OCSP responder");
+    assert_null(leaf);
+    assert_null(issuer);
+    assert_int_equal(ocsp_target(lp, &leaf, &issuer, url, sizeof(url), &why), -ENOENT);
+    assert_non_null(strstr(why, "no issuer"));
+    assert_int_equal(ocsp_target("", &leaf, &issuer, url, sizeof(url), &why), -ENOENT);
+    snprintf(chain2, sizeof(chain2), "%s%s", lp, bp);
+    assert_int_equal(ocsp_target(chain2, &leaf, &issuer, url, sizeof(url), &why), -EINVAL);
+    assert_null(leaf);
+    free(np);
 
     /* a leaf alone: no issuer to ask about */
     assert_int_equal(ocsp_chain(lp, &leaf, &issuer), -ENOENT);
@@ -570,6 +690,22 @@ static void test_sync(void **state)
     ocspfetch_stats_t st = settle(&f);
     assert_int_equal(st.stapling, 0);
 
+    /* tlsctx applies the same verdict (ocsp_judge): a good response signed by another CA of
+     * the same name is refused there too, the real one taken */
+    {
+        struct resp_opts fo = good();
+        fo.signer = P.badca, fo.skey = P.badcakey;
+        size_t flen, glen;
+        uint8_t *forged = mk_resp(&fo, &flen);
+        fo = good();
+        uint8_t *real = mk_resp(&fo, &glen);
+        assert_int_equal(tlsctx_set_ocsp(f.tls, "www.example.com", forged, flen), -EINVAL);
+        assert_int_equal(tlsctx_set_ocsp(f.tls, "www.example.com", real, glen), 0);
+        assert_int_equal(tlsctx_clear_ocsp(f.tls, "www.example.com"), 0);
+        free(forged);
+        free(real);
+    }
+
     struct resp_opts o = good();
     put_ocsp(&f, "www.example.com", &o, OCSP_ST_GOOD);
     st = settle(&f);
@@ -628,6 +764,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record),
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_judge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_request, setup, teardown),
         cmocka_unit_test(test_rank),
         cmocka_unit_test_setup_teardown(test_sync, setup, teardown),

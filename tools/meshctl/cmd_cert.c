@@ -106,6 +106,34 @@ static int cmd_cert_import(ctx_t *c, const command_t *self, int argc, char **arg
     return EXIT_OK;
 }
 
+/* The OCSP column: the state popd reports (what the PoP staples), with the time that matters,
+ * UTC and short ("good until 12-08 10:00"); the rest is in --json. */
+static const char *ocsp_cell(json_t *o, char *buf, size_t len)
+{
+    const char *st = json_string_value(json_object_get(o, "state"));
+    if (!st)
+        return "-";
+    const char *word = NULL, *key = NULL;
+    if (!strcmp(st, "good"))
+        word = "good until", key = "next_update_ms";
+    else if (!strcmp(st, "stale"))
+        word = "stale since", key = "next_update_ms";
+    else if (!strcmp(st, "revoked"))
+        word = "revoked", key = "revoked_ms";
+    json_int_t ms = key ? json_integer_value(json_object_get(o, key)) : 0;
+    if (ms <= 0) {
+        snprintf(buf, len, "%s", st);
+        return buf;
+    }
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof(when), "%m-%d %H:%M", &tm);
+    snprintf(buf, len, "%s %s", word, when);
+    return buf;
+}
+
 static int cmd_cert_list(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     (void)argv;
@@ -115,8 +143,8 @@ static int cmd_cert_list(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i;
     json_t *e;
-    printf("%-30s %-40s %-20s %-7s %-14s %-10s %s\n", "ID", "NAMES", "NOT AFTER", "SOURCE",
-           "OBTAINED BY", "STATE", "ISSUER");
+    printf("%-30s %-40s %-20s %-7s %-14s %-10s %-22s %s\n", "ID", "NAMES", "NOT AFTER", "SOURCE",
+           "OBTAINED BY", "STATE", "OCSP (UTC)", "ISSUER");
     json_array_foreach(json_object_get(j, "certs"), i, e)
     {
         char names[512] = "", until[40] = "-";
@@ -138,13 +166,21 @@ static int cmd_cert_list(ctx_t *c, const command_t *self, int argc, char **argv)
         const char *src = json_string_value(json_object_get(e, "source"));
         const char *by = json_string_value(json_object_get(e, "obtained_by"));
         const char *iss = json_string_value(json_object_get(e, "issuer"));
-        printf("%-30s %-40s %-20s %-7s %-14s %-10s %s\n",
+        json_t *ocsp = json_object_get(e, "ocsp");
+        char ocell[48];
+        printf("%-30s %-40s %-20s %-7s %-14s %-10s %-22s %s\n",
                json_string_value(json_object_get(e, "id")), names[0] ? names : "-", until,
                src ? src : "-", by && by[0] ? by : "-",
-               json_string_value(json_object_get(e, "state")), iss && iss[0] ? iss : "-");
+               json_string_value(json_object_get(e, "state")),
+               ocsp_cell(ocsp, ocell, sizeof(ocell)), iss && iss[0] ? iss : "-");
         const char *error = json_string_value(json_object_get(e, "error"));
         if (error && error[0])
             printf("    error: %s\n", error);
+        /* A stored response no PoP will staple: say which check it fails. */
+        const char *ost = json_string_value(json_object_get(ocsp, "state"));
+        const char *reason = json_string_value(json_object_get(ocsp, "reason"));
+        if (ost && !strcmp(ost, "unusable") && reason)
+            printf("    ocsp: %s\n", reason);
     }
     json_decref(j);
     return EXIT_OK;
