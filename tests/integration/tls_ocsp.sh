@@ -8,6 +8,9 @@
 #   - one PoP fetched (the rendezvous choice of ocspfetch.h), the other staples the record;
 #   - that PoP killed, the other one fetches in its place;
 #   - plain.test gets no fetch and no staple;
+#   - `meshctl cert list` and `--json cert list` at both PoPs show app.test's OCSP as "good
+#     until" the response's nextUpdate (and who fetched it, when), then "revoked" with the time
+#     of the revocation, and plain.test's as "none";
 #   - after the leaf is revoked in the responder's index, the next refresh (test knob
 #     POPMESH_TEST_OCSP_REFRESH_MS=3000) stops the stapling at both PoPs: a revoked status is
 #     never stapled, as good or otherwise (the choice is in docs/tls.md), and the PoPs log why;
@@ -78,6 +81,27 @@ IMPORTED=$(date +%s%N)
 expect_rc 0 mctl "$WORK/n1" cert import --cert "$C/app.test.chain.pem" --key "$C/app.test.key"
 expect_rc 0 mctl "$WORK/n1" cert import --cert "$C/plain.test.chain.pem" --key "$C/plain.test.key"
 
+# ocsp_is N ID PYEXPR: pop-N's `--json cert list` holds ID, and its ocsp object o satisfies
+# PYEXPR (now: Unix ms).
+ocsp_is() {
+    mctl "$WORK/n$1" --json cert list | "$PY" -c '
+import json, sys, time
+cs = [c for c in json.load(sys.stdin)["certs"] if c["id"] == sys.argv[1]]
+o = cs[0].get("ocsp", {}) if cs else {}
+sys.exit(0 if cs and eval("(" + sys.argv[2] + ")", {"o": o, "now": time.time() * 1000}) else 1)' "$2" "$3"
+}
+ocsp_json() { # ocsp_json N ID: the ocsp object, for messages
+    mctl "$WORK/n$1" --json cert list | "$PY" -c '
+import json, sys
+print(json.dumps([c.get("ocsp") for c in json.load(sys.stdin)["certs"] if c["id"] == sys.argv[1]]))' "$2"
+}
+# table_ocsp N ID: the OCSP column (22 wide, under "OCSP (UTC)") of ID's row in pop-N's
+# `cert list`, trailing blanks cut
+table_ocsp() {
+    mctl "$WORK/n$1" cert list | awk -v id="$2" 'NR == 1 { p = index($0, "OCSP (UTC)") }
+        $1 == id && p { print substr($0, p, 22); exit }' | sed 's/ *$//'
+}
+
 status_of() { # status_of PORT NAME: what s_client -status shows about the staple
     timeout 5 openssl s_client -connect "127.0.0.1:$1" -servername "$2" -status \
         -CAfile "$C/ca.pem" </dev/null 2>&1 | grep -E "OCSP [Rr]esponse|Cert Status|Verify return code"
@@ -104,9 +128,34 @@ grep -q "stapling the OCSP response of cert/app.test" "$WORK/n1.log" || fail "po
 grep -q "stapling the OCSP response of cert/app.test" "$WORK/n2.log" || fail "pop-2 logs no staple"
 ok "one PoP fetched (pop-1 $n1 fetch(es), pop-2 $n2), both staple"
 
-# Refreshes: the knob (3 s) brings more fetches, still by the same PoP.
+# What the operator sees: good, until the response's nextUpdate (the responder's -nmin 1 makes
+# it thisUpdate + 60 s), fetched by the PoP that fetched, at both PoPs.
 FETCHER=1
 [ "$n2" -gt 0 ] && FETCHER=2
+good_listed() {
+    ocsp_is "$1" app.test 'o["state"] == "good" and o["status"] == "good" and
+        o["next_update_ms"] > now and 55000 <= o["next_update_ms"] - o["this_update_ms"] <= 65000
+        and o["fetched_by"] == "pop-'"$FETCHER"'" and now - 120000 < o["fetched_ms"] <= now
+        and o["responder"] == "http://127.0.0.1:'"$OPORT"'" and "reason" not in o'
+}
+for i in 1 2; do
+    ( wait_for 10 "pop-$i's cert list to show app.test's OCSP good" good_listed "$i" ) ||
+        { ocsp_json "$i" app.test >&2; fail "pop-$i: app.test's OCSP in --json cert list"; }
+    cell=$(table_ocsp "$i" app.test)
+    # the time shown is the nextUpdate of --json, UTC, to the minute (a refresh every 3 s may
+    # move it on by a minute between the two calls)
+    want=$(mctl "$WORK/n$i" --json cert list | "$PY" -c '
+import json, sys, time
+o = [c["ocsp"] for c in json.load(sys.stdin)["certs"] if c["id"] == "app.test"][0]
+for d in (0, 60):
+    print(time.strftime("good until %m-%d %H:%M", time.gmtime(o["next_update_ms"] // 1000 - d)))')
+    grep -qxF -- "$cell" <<<"$want" ||
+        { mctl "$WORK/n$i" cert list >&2; fail "pop-$i's cert list OCSP column: '$cell', want one of: $want"; }
+    ok "pop-$i: cert list shows app.test's OCSP '$cell'; --json: $(ocsp_json "$i" app.test)"
+done
+mctl "$WORK/n1" cert list | sed 's/^/    /'
+
+# Refreshes: the knob (3 s) brings more fetches, still by the same PoP.
 more_fetches() {
     [ "$(grep -c "OCSP response for cert/app.test from" "$WORK/n$FETCHER.log")" -ge $((n1 + n2 + 2)) ]
 }
@@ -137,9 +186,18 @@ if grep -q "OCSP.*cert/plain.test\|cert/plain.test.*OCSP" "$WORK/n1.log" "$WORK/
     fail "an OCSP fetch or staple for plain.test (no responder in its certificate)"
 fi
 ok "plain.test (no authorityInfoAccess): no fetch, nothing stapled"
+for i in 1 2; do
+    ocsp_is "$i" plain.test 'o["state"] == "none" and "names no OCSP responder" in o["reason"]
+        and "responder" not in o and "fetched_by" not in o' ||
+        { ocsp_json "$i" plain.test >&2; fail "pop-$i: plain.test's OCSP in --json cert list"; }
+    cell=$(table_ocsp "$i" plain.test)
+    [[ "$cell" =~ ^none\ *$ ]] || { mctl "$WORK/n$i" cert list >&2; fail "pop-$i: plain.test's OCSP column '$cell'"; }
+done
+ok "cert list at both PoPs: plain.test's OCSP is 'none' (the certificate names no OCSP responder)"
 
 # ---- revoke app.test in the responder's index ----
-index_line app.test R "$(date -u +%y%m%d%H%M%SZ)" >"$C/index.new"
+REVOKED_AT=$(date -u +%s)
+index_line app.test R "$(date -u -d "@$REVOKED_AT" +%y%m%d%H%M%SZ)" >"$C/index.new"
 index_line plain.test V "" >>"$C/index.new"
 mv "$C/index.new" "$C/index.txt"
 responder_says_revoked() { ask_responder | grep -q "app.test.pem: revoked"; }
@@ -177,6 +235,18 @@ for _ in 1 2 3; do
     done
 done
 ok "still nothing stapled 6 s later (refreshes every 3 s)"
+# and cert list says why: revoked, at the time the index says
+for i in 1 2; do
+    ocsp_is "$i" app.test 'o["state"] == "revoked" and o["status"] == "revoked" and
+        abs(o["revoked_ms"] - '"$REVOKED_AT"' * 1000) < 2000 and o["next_update_ms"] > now and
+        o["fetched_by"] in ("pop-1", "pop-2")' ||
+        { ocsp_json "$i" app.test >&2; fail "pop-$i: app.test's OCSP in --json cert list after the revocation"; }
+    cell=$(table_ocsp "$i" app.test)
+    want=$(date -u -d "@$REVOKED_AT" +"%m-%d %H:%M")
+    [ "$(echo $cell)" = "revoked $want" ] ||
+        { mctl "$WORK/n$i" cert list >&2; fail "pop-$i: app.test's OCSP column '$cell', want 'revoked $want'"; }
+    ok "pop-$i: cert list shows app.test's OCSP '$(echo $cell)'"
+done
 
 # ---- the responder goes away: the fetcher says so and backs off ----
 kill "$RESP_PID" 2>/dev/null || true
