@@ -3,7 +3,8 @@
  * must be refused cleanly (-EBADMSG with a reason, nothing left allocated) or decode to a record
  * within its bounds that re-encodes to the same fields; the DER of a decoded record (and the
  * raw input, as a response) goes through ocsp_check against a fixed leaf and issuer, which
- * must refuse it or accept it with sane times, never crash. */
+ * must refuse it or accept it with sane times, never crash. The input is also judged whole as
+ * a stored value (ocsp_judge_record, what cert.list shows and ocspfetch staples). */
 #include "node/tls/ocsprec.h"
 
 #include <errno.h>
@@ -57,9 +58,33 @@ static void check_der(const uint8_t *der, size_t len)
         abort();
 }
 
+/* The whole input as a stored ocsp/<id> value, judged as cert.list and ocspfetch judge it: a
+ * verdict in range; a value that does not parse is UNUSABLE with a reason and nothing kept; a
+ * verdict on a response has sane times; UNUSABLE and STALE say why. */
+static void check_judged(const uint8_t *data, size_t size)
+{
+    ocsp_rec_t rec;
+    ocsp_info_t info;
+    const char *why = NULL;
+    enum ocsp_state st =
+        ocsp_judge_record(data, size, leaf, issuer, 1700000000000ull, &rec, &info, &why);
+    if (st > OCSP_STATE_UNUSABLE || st == OCSP_STATE_PENDING ||
+        st == OCSP_STATE_NONE)
+        abort(); /* a value was given: never "pending", never "none" */
+    if ((st == OCSP_STATE_UNUSABLE || st == OCSP_STATE_STALE) && !why)
+        abort();
+    if ((st == OCSP_STATE_GOOD || st == OCSP_STATE_REVOKED || st == OCSP_STATE_UNKNOWN) &&
+        (info.next_update_ms <= info.this_update_ms || !rec.der))
+        abort();
+    if (!rec.der && st != OCSP_STATE_UNUSABLE)
+        abort();
+    ocsp_rec_free(&rec);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     init();
+    check_judged(data, size);
     ocsp_rec_t r;
     const char *why = NULL;
     int rc = ocsp_parse(data, size, &r, &why);
