@@ -387,6 +387,17 @@ static void send_info(struct peer *p, bool force)
             sm_check_t *ck = &in->checks[in->nchecks++];
             snprintf(ck->target, sizeof(ck->target), "%s", r->targets[k]);
             resource_health_str(r, ck->health, sizeof(ck->health));
+            if (!resource_hc_set(r))
+                continue; /* the INFO entry older sites know */
+            /* The site checks this resource's targets with its own settings; a change to them
+             * changes INFO, which goes out at once (info_dirty). */
+            snprintf(ck->resource, sizeof(ck->resource), "%s", r->name);
+            ck->hc.interval_ms = r->hc_interval_ms;
+            ck->hc.timeout_ms = r->hc_timeout_ms;
+            ck->hc.rise = r->hc_rise;
+            ck->hc.fall = r->hc_fall;
+            resource_hc_status_str(r, ck->hc.status, sizeof(ck->hc.status));
+            snprintf(ck->hc.host, sizeof(ck->hc.host), "%s", r->hc_host);
         }
     }
     free(r);

@@ -190,10 +190,50 @@ void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
     }
     msgpack_pack_array(pk, in->nchecks);
     for (uint32_t i = 0; i < in->nchecks; i++) {
-        msgpack_pack_array(pk, 2);
-        mpw_str(pk, in->checks[i].target);
-        mpw_str(pk, in->checks[i].health);
+        const sm_check_t *k = &in->checks[i];
+        bool hc = sm_check_has_hc(k) || k->resource[0];
+        msgpack_pack_array(pk, hc ? 4 : 2); /* without settings, what older PoPs sent */
+        mpw_str(pk, k->target);
+        mpw_str(pk, k->health);
+        if (!hc)
+            continue;
+        mpw_str(pk, k->resource);
+        msgpack_pack_array(pk, 6);
+        msgpack_pack_uint32(pk, k->hc.interval_ms);
+        msgpack_pack_uint32(pk, k->hc.timeout_ms);
+        msgpack_pack_uint32(pk, k->hc.rise);
+        msgpack_pack_uint32(pk, k->hc.fall);
+        mpw_str(pk, k->hc.status);
+        mpw_str(pk, k->hc.host);
     }
+}
+
+bool sm_check_has_hc(const sm_check_t *k)
+{
+    return k->hc.interval_ms || k->hc.timeout_ms || k->hc.rise || k->hc.fall || k->hc.status[0] ||
+           k->hc.host[0];
+}
+
+static int get_u32(mpr_t *r, uint32_t *out)
+{
+    uint64_t v;
+    if (mpr_uint(r, &v) || v > UINT32_MAX)
+        return -EBADMSG;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* [interval_ms, timeout_ms, rise, fall, status, host, ...]; the site judges the values (it
+ * skips a check its health checker refuses). */
+static int decode_hc(mpr_t *r, sm_hc_t *hc)
+{
+    uint32_t n;
+    if (mpr_array(r, &n) || n < 6 || get_u32(r, &hc->interval_ms) || get_u32(r, &hc->timeout_ms) ||
+        get_u32(r, &hc->rise) || get_u32(r, &hc->fall) ||
+        get_str(r, hc->status, sizeof(hc->status), true) ||
+        get_str(r, hc->host, sizeof(hc->host), true))
+        return -EBADMSG;
+    return skip_rest(r, n, 6);
 }
 
 static int decode_check(mpr_t *r, sm_check_t *k, bool full)
@@ -206,7 +246,15 @@ static int decode_check(mpr_t *r, sm_check_t *k, bool full)
         return -EBADMSG;
     if (full && (mpr_bool(r, &k->healthy) || get_str(r, k->why, sizeof(k->why), true)))
         return -EBADMSG;
-    return skip_rest(r, n, full ? 4 : 2);
+    if (full)
+        return skip_rest(r, n, 4);
+    /* INFO: the resource and its settings, when the PoP sent them. */
+    if (n >= 3 && (get_str(r, k->resource, sizeof(k->resource), true) ||
+                   (k->resource[0] && nodecfg_check_name(k->resource))))
+        return -EBADMSG;
+    if (n >= 4 && decode_hc(r, &k->hc))
+        return -EBADMSG;
+    return skip_rest(r, n, n >= 4 ? 4 : n >= 3 ? 3 : 2);
 }
 
 int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm_info_t *in,

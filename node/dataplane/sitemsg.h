@@ -21,8 +21,14 @@
  *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
  *                     why: str], ...], [draining: bool]]           site -> PoP
  *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32,
- *                     region: str], ...], checks: [[target: str, health: str], ...]]   PoP -> site
+ *                     region: str], ...], checks: [[target: str, health: str, [resource: str,
+ *                     [interval_ms, timeout_ms, rise, fall: uint, status: str, host: str]]],
+ *                     ...]]                                           PoP -> site
  *       the PoPs the site may use, and what it should health-check (its resources' targets).
+ *       A check of a resource with health-check settings (node/records/resource.h) carries the
+ *       resource's name and the settings (0 / "" = the site's default; status as the record
+ *       writes hc_status); other checks are [target, health] as before, which an older site
+ *       reads as it always did (and which skips the two extra fields of the others).
  *       region: the PoP's region ("" = none; else a node name, nodecfg_check_name), which the
  *       site spreads its tunnels over; a PoP entry of 4 fields (an older PoP) has region "". */
 #ifndef POPMESH_NODE_DATAPLANE_SITEMSG_H
@@ -35,13 +41,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SM_VERSION     1
-#define SM_PATH_MAX    8
-#define SM_TARGETS_MAX 16
-#define SM_CHECKS_MAX  256
-#define SM_POPS_MAX    64
-#define SM_HEALTH_MAX  210 /* bytes of a health spec ("tcp", "http:/PATH") */
-#define SM_WHY_MAX     127
+#define SM_VERSION       1
+#define SM_PATH_MAX      8
+#define SM_TARGETS_MAX   16
+#define SM_CHECKS_MAX    256
+#define SM_POPS_MAX      64
+#define SM_HEALTH_MAX    210 /* bytes of a health spec ("tcp", "http:/PATH") */
+#define SM_WHY_MAX       127
+#define SM_HC_STATUS_MAX 127 /* bytes of a check's status list ("200,3xx,500-503") */
+#define SM_HC_HOST_MAX   260 /* bytes of a check's Host ("name:port") */
 
 enum sm_ctl { SM_CTL_STATUS = 1, SM_CTL_INFO = 2 };
 
@@ -68,12 +76,29 @@ typedef struct sm_open {
     bool sticky;
 } sm_open_t;
 
+/* A resource's health-check settings; all zero / "" = the site's defaults. */
+typedef struct sm_hc {
+    uint32_t interval_ms; /* ms */
+    uint32_t timeout_ms;  /* ms */
+    uint32_t rise, fall;
+    char status[SM_HC_STATUS_MAX + 1]; /* "" = 200..399 */
+    char host[SM_HC_HOST_MAX + 1];     /* "" = the target */
+} sm_hc_t;
+
 typedef struct sm_check {
     char target[NODECFG_ADDR_MAX + 1];
     char health[SM_HEALTH_MAX + 1];
     bool healthy;
     char why[SM_WHY_MAX + 1];
+    /* INFO only: the resource (a valid name, or "" when the check has no settings, or from an
+     * older PoP) and its settings. */
+    char resource[NODECFG_NAME_MAX + 1];
+    sm_hc_t hc;
 } sm_check_t;
+
+/* True when k carries settings (INFO writes its resource and settings for it, as for a check
+ * whose resource is set). */
+bool sm_check_has_hc(const sm_check_t *k);
 
 typedef struct sm_status {
     bool primary;

@@ -42,6 +42,7 @@
 #include "node/records/identity.h"
 #include "node/membership/joinclient.h"
 #include "node/records/registry.h"
+#include "node/records/resource.h"
 #include "node/dataplane/sitemsg.h"
 #include "node/dataplane/splice.h"
 #include "node/dataplane/tconn.h"
@@ -112,6 +113,11 @@ typedef struct site {
     struct pop pops[SM_POPS_MAX];
     unsigned npops;
     sm_info_t *checks; /* the latest INFO's checks */
+    /* Per check of checks (same index): its status list parsed, and whether the check is one
+     * the health checker takes (a bad entry is left out, and its target counts as unchecked). */
+    hc_code_range_t (*check_status)[HC_STATUS_MAX]; /* SM_CHECKS_MAX of them, owned */
+    size_t check_nstatus[SM_CHECKS_MAX];
+    bool check_ok[SM_CHECKS_MAX];
     hc_t *hc;
     splice_ctx_t *splices;
     ev_timer tick;
@@ -556,36 +562,127 @@ static void on_splice_done(void *ctx, splice_t *sp, bool ok, const char *why,
 
 /* ---- health checks and status ----------------------------------------------------------- */
 
+/* The hc check of INFO entry i (its status list parsed by set_checks). */
+static hc_target_t check_of(const site_t *s, uint32_t i)
+{
+    const sm_check_t *k = &s->checks->checks[i];
+    bool http = !strncmp(k->health, "http:", 5);
+    return (hc_target_t){
+        .target = k->target,
+        .kind = http ? HC_HTTP : HC_TCP,
+        .path = http ? k->health + 5 : NULL,
+        .interval_ms = k->hc.interval_ms,
+        .timeout_ms = k->hc.timeout_ms,
+        .rise = k->hc.rise,
+        .fall = k->hc.fall,
+        .status = s->check_nstatus[i] ? s->check_status[i] : NULL,
+        .nstatus = s->check_nstatus[i],
+        .host = k->hc.host[0] ? k->hc.host : NULL,
+    };
+}
+
+/* Declares the checks of the latest INFO. A resource's settings are part of its checks'
+ * identity in hc, so a changed setting replaces that check now (and a check whose settings
+ * did not change keeps its state). */
 static void set_checks(site_t *s)
 {
     hc_target_t v[SM_CHECKS_MAX];
     size_t n = 0;
+    resource_t *scratch = xcalloc(1, sizeof(*scratch));
+    if (!s->check_status)
+        s->check_status = xcalloc(SM_CHECKS_MAX, sizeof(*s->check_status));
     for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
         const sm_check_t *k = &s->checks->checks[i];
-        if (!strncmp(k->health, "http:", 5))
-            v[n] = (hc_target_t){.target = k->target, .kind = HC_HTTP, .path = k->health + 5};
-        else
-            v[n] = (hc_target_t){.target = k->target, .kind = HC_TCP, .path = NULL};
-        const char *why;
-        if (hc_target_validate(&v[n], &why) == 0)
-            n++;
+        char why_buf[200];
+        const char *why = "";
+        s->check_ok[i] = false;
+        s->check_nstatus[i] = 0;
+        if (k->hc.status[0]) {
+            /* The PoP's resource record was held to resource_check; parse it again anyway:
+             * the list comes over the tunnel. */
+            if (resource_hc_status_parse(k->hc.status, strlen(k->hc.status), scratch, why_buf,
+                                         sizeof(why_buf), &why)) {
+                log_warn("popsite: check of %s for %s skipped: %s", k->target, k->resource, why);
+                continue;
+            }
+            for (unsigned j = 0; j < scratch->nhc_status && j < HC_STATUS_MAX; j++)
+                s->check_status[i][j] =
+                    (hc_code_range_t){scratch->hc_status[j].lo, scratch->hc_status[j].hi};
+            s->check_nstatus[i] = scratch->nhc_status;
+        }
+        v[n] = check_of(s, i);
+        if (hc_target_validate(&v[n], &why)) {
+            if (sm_check_has_hc(k))
+                log_warn("popsite: check of %s for %s skipped: %s", k->target, k->resource, why);
+            continue;
+        }
+        s->check_ok[i] = true;
+        n++;
     }
+    free(scratch);
     hc_set(s->hc, v, n);
 }
 
-static bool target_healthy(site_t *s, const char *target)
+/* Whether target is usable for resource: by the check of that resource's entry when it has
+ * settings of its own, else by the check of an entry without settings (the default check of
+ * that health spec), else by any check of the target. */
+static bool target_healthy(site_t *s, const char *resource, const char *target)
 {
+    int own = -1, plain = -1, any = -1;
     for (uint32_t i = 0; s->checks && i < s->checks->nchecks; i++) {
         const sm_check_t *k = &s->checks->checks[i];
-        if (strcmp(k->target, target))
+        if (!s->check_ok[i] || strcmp(k->target, target))
             continue;
-        hc_target_t t =
-            !strncmp(k->health, "http:", 5)
-                ? (hc_target_t){.target = k->target, .kind = HC_HTTP, .path = k->health + 5}
-                : (hc_target_t){.target = k->target, .kind = HC_TCP, .path = NULL};
-        return !target_loops(s, target) && hc_healthy(s->hc, &t);
+        if (k->resource[0] && !strcmp(k->resource, resource)) {
+            own = (int)i;
+            break;
+        }
+        if (!k->resource[0] && plain < 0)
+            plain = (int)i;
+        if (any < 0)
+            any = (int)i;
     }
-    return !target_loops(s, target); /* not checked (yet): usable */
+    int i = own >= 0 ? own : plain >= 0 ? plain : any;
+    if (i < 0)
+        return !target_loops(s, target); /* not checked (yet): usable */
+    hc_target_t t = check_of(s, (uint32_t)i);
+    return !target_loops(s, target) && hc_healthy(s->hc, &t);
+}
+
+/* The health spec as STATUS reports it: "tcp", "http:/PATH", then the check's own settings
+ * ("http:/ status 200,503 every 200ms rise 1"), so two checks of one target can be told
+ * apart. Display only; cut to fit. */
+static void describe_check(const hc_target_t *c, char *out, size_t len)
+{
+    size_t off = 0;
+    int w = c->kind == HC_HTTP ? snprintf(out, len, "http:%s", c->path) : snprintf(out, len, "tcp");
+    off = w > 0 && (size_t)w < len ? (size_t)w : len - 1;
+    for (size_t i = 0; i < c->nstatus && off < len - 1; i++) {
+        const hc_code_range_t *r = &c->status[i];
+        const char *sep = i ? "," : " status ";
+        if (r->lo % 100 == 0 && r->hi == r->lo + 99) /* as the resource writes it: "5xx" */
+            w = snprintf(out + off, len - off, "%s%uxx", sep, r->lo / 100u);
+        else if (r->lo == r->hi)
+            w = snprintf(out + off, len - off, "%s%u", sep, r->lo);
+        else
+            w = snprintf(out + off, len - off, "%s%u-%u", sep, r->lo, r->hi);
+        off = w > 0 && off + (size_t)w < len ? off + (size_t)w : len - 1;
+    }
+    const struct {
+        const char *fmt;
+        uint32_t v;
+    } nums[] = {{" every %ums", c->interval_ms},
+                {" timeout %ums", c->timeout_ms},
+                {" rise %u", c->rise},
+                {" fall %u", c->fall}};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]) && off < len - 1; i++) {
+        if (!nums[i].v)
+            continue;
+        w = snprintf(out + off, len - off, nums[i].fmt, nums[i].v);
+        off = w > 0 && off + (size_t)w < len ? off + (size_t)w : len - 1;
+    }
+    if (c->host && off < len - 1)
+        snprintf(out + off, len - off, " host %s", c->host);
 }
 
 static void send_status(site_t *s, bool force)
@@ -597,10 +694,7 @@ static void send_status(site_t *s, bool force)
     for (size_t i = 0; i < n && st->n < SM_CHECKS_MAX; i++) {
         sm_check_t *k = &st->checks[st->n++];
         snprintf(k->target, sizeof(k->target), "%s", v[i].check.target);
-        if (v[i].check.kind == HC_HTTP)
-            snprintf(k->health, sizeof(k->health), "http:%s", v[i].check.path);
-        else
-            snprintf(k->health, sizeof(k->health), "tcp");
+        describe_check(&v[i].check, k->health, sizeof(k->health));
         struct loopmark *m = mark_of(s, k->target);
         if (m && m->marked) {
             k->healthy = false;
@@ -720,7 +814,7 @@ static void dial_next(struct dialer *d)
                          "loop: the target %.200s leads back into the mesh", d->desc.targets[i]);
                 continue;
             }
-            if (pass || target_healthy(s, d->desc.targets[i]))
+            if (pass || target_healthy(s, d->desc.resource, d->desc.targets[i]))
                 cand[nc++] = i;
         }
         if (!nc)
@@ -892,6 +986,7 @@ static void sc_ctl(void *ctx, tconn_t *c, const uint8_t *msg, size_t len)
     save_cache(s);
     free(s->checks);
     s->checks = in;
+    memset(s->check_ok, 0, sizeof(s->check_ok));
     set_checks(s);
 }
 
@@ -1310,6 +1405,7 @@ static int cmd_run(int argc, char **argv)
         free(l);
     }
     free(s->checks);
+    free(s->check_status);
     identity_wipe(&s->id);
     sodium_memzero(&s->keys, sizeof(s->keys));
     ev_loop_destroy(s->loop);

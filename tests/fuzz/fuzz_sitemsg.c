@@ -124,6 +124,14 @@ static void check_check(const sm_check_t *k, bool full)
         check_str(k->why, sizeof(k->why), true);
     else if (k->healthy || k->why[0])
         abort();
+    /* INFO's resource and settings: a valid name or "", strings in bounds; none in STATUS. */
+    check_str(k->resource, sizeof(k->resource), true);
+    if (k->resource[0] && nodecfg_check_name(k->resource))
+        abort();
+    check_str(k->hc.status, sizeof(k->hc.status), true);
+    check_str(k->hc.host, sizeof(k->hc.host), true);
+    if (full && (k->resource[0] || sm_check_has_hc(k)))
+        abort();
 }
 
 static void fuzz_hello(const uint8_t *data, size_t size)

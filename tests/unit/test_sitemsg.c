@@ -295,13 +295,28 @@ static void build_open(ctx_t *c, const void *v)
 
 static void build_check(ctx_t *c, const sm_check_t *k, bool full)
 {
-    if (!f_rec(c, full ? 4 : 2))
+    /* An INFO check with health-check settings has 4 fields; an extra field needs them first
+     * (after [target, health] it would be read as the resource). */
+    bool hc = !full && (sm_check_has_hc(k) || k->resource[0] || c->extra);
+    if (!f_rec(c, full || hc ? 4 : 2))
         return;
     f_str(c, k->target, sizeof(k->target), F_ADDR);
     f_str(c, k->health, sizeof(k->health), 0);
     if (full) {
         f_bool(c, k->healthy);
         f_str(c, k->why, sizeof(k->why), F_EMPTY_OK);
+    }
+    if (hc) {
+        f_str(c, k->resource, sizeof(k->resource), F_EMPTY_OK);
+        if (f_rec(c, 6)) {
+            f_uint(c, k->hc.interval_ms, 0);
+            f_uint(c, k->hc.timeout_ms, 0);
+            f_uint(c, k->hc.rise, 0);
+            f_uint(c, k->hc.fall, 0);
+            f_str(c, k->hc.status, sizeof(k->hc.status), F_EMPTY_OK);
+            f_str(c, k->hc.host, sizeof(k->hc.host), F_EMPTY_OK);
+            rec_end(c);
+        }
     }
     rec_end(c);
 }
@@ -443,6 +458,15 @@ static void fill_check(sm_check_t *k, unsigned i, bool full)
 {
     snprintf(k->target, sizeof(k->target), i % 2 ? "[fd00::%x]:%u" : "10.0.%u.1:%u", i, 1 + i);
     snprintf(k->health, sizeof(k->health), i % 3 ? "tcp" : "http:/healthz/%u", i);
+    if (!full && i % 4 == 1) { /* a resource with health-check settings */
+        snprintf(k->resource, sizeof(k->resource), "res-%u", i);
+        k->hc.interval_ms = 200 + i;
+        k->hc.rise = 1;
+        if (i % 3 == 0) {
+            snprintf(k->hc.status, sizeof(k->hc.status), "200,503,5xx");
+            snprintf(k->hc.host, sizeof(k->hc.host), "app%u.example.com:8443", i);
+        }
+    }
     if (full) {
         k->healthy = i % 2;
         if (!k->healthy)
