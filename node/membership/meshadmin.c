@@ -5,7 +5,8 @@
  *   site.list     {}                         -> {sites: [{name, enrolled, created_ms, ...}]}
  *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
- *                  hsts?, tls?} -> the record
+ *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
+ *                  hc_status?, hc_host?} -> the record
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *   node.drain    {name, undo?}              -> {name, id, draining, changed}
@@ -444,6 +445,43 @@ static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
     return rc;
 }
 
+/* The health-check settings into r (0 / "" when absent; resource_check judges the ranges and
+ * names the field). CTL_OK or a CTL_BAD_REQUEST answer. */
+static int arg_hc(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
+{
+    static const char *const names[] = {"hc_interval_ms", "hc_timeout_ms", "hc_rise", "hc_fall"};
+    uint32_t *dst[] = {&r->hc_interval_ms, &r->hc_timeout_ms, &r->hc_rise, &r->hc_fall};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        uint64_t v = 0;
+        int rc = ctl_arg_uint(req, names[i], &v);
+        if (rc < 0 || (rc > 0 && (v == 0 || v > UINT32_MAX)))
+            return control_error(pk, CTL_BAD_REQUEST,
+                                 "%s must be a positive number (leave it out for the default)",
+                                 names[i]);
+        *dst[i] = (uint32_t)v;
+    }
+    char status[RESOURCE_HC_STATUS_STR], why_buf[300];
+    const char *why;
+    int src = ctl_arg_copy(req, "hc_status", status, sizeof(status));
+    if (src < 0)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "hc_status must be a list of HTTP status codes, classes (3xx) or "
+                             "ranges (500-503) of at most %d bytes",
+                             RESOURCE_HC_STATUS_STR - 1);
+    if (src > 0 &&
+        resource_hc_status_parse(status, strlen(status), r, why_buf, sizeof(why_buf), &why))
+        return control_error(pk, CTL_BAD_REQUEST, "%s", why);
+    if (ctl_arg_copy(req, "hc_host", r->hc_host, sizeof(r->hc_host)) < 0)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "hc_host must be a host name with an optional :port, of at most %d "
+                             "bytes",
+                             RESOURCE_HC_HOST_MAX);
+    for (char *p = r->hc_host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return CTL_OK;
+}
+
 static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     meshnode_t *m = ctx;
@@ -482,6 +520,8 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
                            *why ? why : "health must be 'tcp' or 'http:/PATH'");
         goto out;
     }
+    if ((rc = arg_hc(req, pk, r)) != CTL_OK)
+        goto out;
     if (arg_bool(req, "sticky", &r->sticky) < 0 || arg_bool(req, "replace", &replace) < 0 ||
         arg_bool(req, "tls", &r->tls) < 0) {
         rc = control_error(pk, CTL_BAD_REQUEST, "sticky, replace and tls must be true or false");

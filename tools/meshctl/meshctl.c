@@ -987,6 +987,51 @@ static int cmd_site_list(ctx_t *c, const command_t *self, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* --hc-* numbers: a decimal from lo to hi into *out; false (with nothing written) if not. */
+static bool hc_number(const char *s, unsigned long lo, unsigned long hi, uint32_t *out)
+{
+    char *end = NULL;
+    if (!s || !*s || s[0] == '-' || s[0] == '+')
+        return false;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* A resource's health check as text: "http:/hz" and, when it sets any, its own settings
+ * ("http:/hz (status 200,503, every 200ms, rise 1)"). */
+static void health_text(json_t *res, char *buf, size_t len)
+{
+    size_t off = 0, n = 0;
+    const char *health = json_string_value(json_object_get(res, "health"));
+    buf[0] = '\0';
+    cell_add(buf, len, &off, "%s", health ? health : "tcp");
+    const char *status = json_string_value(json_object_get(res, "hc_status"));
+    const char *host = json_string_value(json_object_get(res, "hc_host"));
+    const struct {
+        const char *key, *fmt;
+    } nums[] = {{"hc_interval_ms", "every %lldms"},
+                {"hc_timeout_ms", "timeout %lldms"},
+                {"hc_rise", "rise %lld"},
+                {"hc_fall", "fall %lld"}};
+    if (status)
+        cell_add(buf, len, &off, "%sstatus %s", n++ ? ", " : " (", status);
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        json_t *v = json_object_get(res, nums[i].key);
+        if (!json_is_integer(v))
+            continue;
+        cell_add(buf, len, &off, "%s", n++ ? ", " : " (");
+        cell_add(buf, len, &off, nums[i].fmt, (long long)json_integer_value(v));
+    }
+    if (host)
+        cell_add(buf, len, &off, "%shost %s", n++ ? ", " : " (", host);
+    if (n)
+        cell_add(buf, len, &off, ")");
+}
+
 static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     int err = 0;
@@ -997,6 +1042,13 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *prefix = take_opt(&argc, argv, "--path-prefix", &err);
     const char *auth = take_opt(&argc, argv, "--auth", &err);
     const char *hsts = take_opt(&argc, argv, "--hsts", &err);
+    const char *hc_interval = take_opt(&argc, argv, "--hc-interval", &err);
+    const char *hc_timeout = take_opt(&argc, argv, "--hc-timeout", &err);
+    const char *hc_rise = take_opt(&argc, argv, "--hc-rise", &err);
+    const char *hc_fall = take_opt(&argc, argv, "--hc-fall", &err);
+    const char *hc_status = take_opt(&argc, argv, "--hc-status", &err);
+    const char *hc_host = take_opt(&argc, argv, "--hc-host", &err);
+    uint32_t hc_num[4] = {0, 0, 0, 0};
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
     const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
     const char **groups = xcalloc((size_t)argc + 1, sizeof(*groups));
@@ -1048,6 +1100,23 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     else if (hsts && (errno || !*hsts || *hend || hsts[0] == '-' || hsts_s > 63072000))
         rc = usage(self, "--hsts '%s' is not a number of seconds (0 to 63072000, two years)",
                    hsts);
+    else if (hc_interval && !hc_number(hc_interval, 100, 86400000, &hc_num[0]))
+        rc = usage(self, "--hc-interval '%s' is not a number of milliseconds from 100 to 86400000",
+                   hc_interval);
+    else if (hc_timeout && !hc_number(hc_timeout, 50, 600000, &hc_num[1]))
+        rc = usage(self, "--hc-timeout '%s' is not a number of milliseconds from 50 to 600000",
+                   hc_timeout);
+    else if (hc_rise && !hc_number(hc_rise, 1, 1000, &hc_num[2]))
+        rc = usage(self, "--hc-rise '%s' is not a number of checks from 1 to 1000", hc_rise);
+    else if (hc_fall && !hc_number(hc_fall, 1, 1000, &hc_num[3]))
+        rc = usage(self, "--hc-fall '%s' is not a number of checks from 1 to 1000", hc_fall);
+    else if ((hc_status || hc_host) && (!health || strncmp(health, "http:", 5) != 0))
+        rc = usage(self, "--hc-status and --hc-host need --health http:/PATH (a tcp check sends "
+                         "no request)");
+    else if (hc_status && (!*hc_status || strlen(hc_status) > 127))
+        rc = usage(self, "--hc-status '%s' is not a list such as 200,204,3xx,500-503", hc_status);
+    else if (hc_host && (!*hc_host || strlen(hc_host) > 259))
+        rc = usage(self, "--hc-host '%s' is not a host name with an optional :port", hc_host);
     if (rc) {
         free(targets);
         free(users);
@@ -1059,7 +1128,9 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     request_begin(&r, "resource.add",
                   4 + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
                       (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0) +
-                      (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0));
+                      (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
+                      (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
+                      (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     mpw_str(&r.pk, "site");
@@ -1116,6 +1187,23 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         mpw_str(&r.pk, "tls");
         msgpack_pack_true(&r.pk);
     }
+    const char *hc_keys[] = {"hc_interval_ms", "hc_timeout_ms", "hc_rise", "hc_fall"};
+    const char *hc_given[] = {hc_interval, hc_timeout, hc_rise, hc_fall};
+    for (size_t i = 0; i < 4; i++) {
+        if (hc_given[i]) {
+            mpw_str(&r.pk, hc_keys[i]);
+            msgpack_pack_uint32(&r.pk, hc_num[i]);
+        }
+    }
+    /* popd parses and judges these two; its answer names the field */
+    if (hc_status) {
+        mpw_str(&r.pk, "hc_status");
+        mpw_str(&r.pk, hc_status);
+    }
+    if (hc_host) {
+        mpw_str(&r.pk, "hc_host");
+        mpw_str(&r.pk, hc_host);
+    }
     free(targets);
     free(users);
     free(groups);
@@ -1133,13 +1221,14 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         cell_add(served, sizeof(served), &off, "%shttp %s%s (auth %s)", jport ? ", " : "", jhost,
                  json_string_value(json_object_get(j, "path_prefix")),
                  json_string_value(json_object_get(j, "auth")));
+    char htext[512];
+    health_text(j, htext, sizeof(htext));
     if (c->json)
         print_json(j);
     else
         printf("resource %s: %s on every PoP -> site %s, %zu target(s), health %s%s\n", argv[0],
                served, json_string_value(json_object_get(j, "site")),
-               json_array_size(json_object_get(j, "targets")),
-               json_string_value(json_object_get(j, "health")),
+               json_array_size(json_object_get(j, "targets")), htext,
                json_is_true(json_object_get(j, "sticky")) ? ", sticky" : "");
     json_decref(j);
     return EXIT_OK;
@@ -1170,11 +1259,12 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         if (p)
             snprintf(port, sizeof(port), "%lld%s", p,
                      json_is_true(json_object_get(res, "tls")) ? "/tls" : "");
+        char htext[512];
+        health_text(res, htext, sizeof(htext));
         printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s\n",
                json_string_value(json_object_get(res, "name")),
                json_string_value(json_object_get(res, "site")), port, host ? host : "-",
-               prefix ? prefix : "-", auth ? auth : "-",
-               json_string_value(json_object_get(res, "health")),
+               prefix ? prefix : "-", auth ? auth : "-", htext,
                json_is_true(json_object_get(res, "sticky")) ? "yes" : "no", targets);
     }
     json_decref(j);
@@ -1233,9 +1323,15 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
         site_pops(pops, "standby", standby, sizeof(standby));
         targets[0] = '\0';
         json_array_foreach(json_object_get(s, "targets"), k, t)
-            cell_add(targets, sizeof(targets), &off, "%s%s %s", k ? ", " : "",
-                     json_string_value(json_object_get(t, "addr")),
-                     json_is_true(json_object_get(t, "healthy")) ? "up" : "DOWN");
+        {
+            /* why a target is down, when the site said (the check spec is in --json) */
+            const char *why = json_string_value(json_object_get(t, "why"));
+            bool up = json_is_true(json_object_get(t, "healthy"));
+            cell_add(targets, sizeof(targets), &off, "%s%s %s%s%s%s", k ? ", " : "",
+                     json_string_value(json_object_get(t, "addr")), up ? "up" : "DOWN",
+                     !up && why && *why ? " (" : "", !up && why && *why ? why : "",
+                     !up && why && *why ? ")" : "");
+        }
         printf("%-20s %-8s %-32s %-40s %s\n", json_string_value(json_object_get(s, "name")),
                json_string_value(json_object_get(s, "state")), primary, standby,
                off ? targets : "-");
@@ -1824,22 +1920,29 @@ static const command_t commands[] = {
      "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
      "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
-     "        [--health tcp | --health http:/PATH] [--sticky] [--tls] [--replace]",
+     "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
+     "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
+     "        [--sticky] [--tls] [--replace]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A resource needs --tcp-port, --host or both. --auth login\n"
      "asks for a user login, limited to the --allow-user users and --allow-group groups when\n"
      "given. --health says how the site checks a target (default tcp: a connect; http:/PATH:\n"
-     "GET PATH answers 2xx or 3xx). --sticky keeps a client on one target. --replace changes an\n"
-     "existing resource of that name. Plain HTTP requests for HOSTNAME are redirected (308) to\n"
-     "HTTPS at PoPs with an HTTPS listener once a certificate covers it, unless\n"
-     "--no-https-redirect; --hsts SECONDS adds Strict-Transport-Security to HTTPS answers.\n"
+     "GET PATH answers 2xx or 3xx). --hc-interval and --hc-timeout (ms), --hc-rise and\n"
+     "--hc-fall (consecutive results to turn healthy/unhealthy) override the site's defaults\n"
+     "(1000, 800, 2, 1) for this resource; with http:, --hc-status lists the statuses that\n"
+     "count as up (200,204,3xx,500-503) and --hc-host sets the Host sent. --sticky keeps a\n"
+     "client on one target. --replace changes an existing resource of that name (all of it:\n"
+     "settings left out go back to their defaults). Plain HTTP requests for HOSTNAME are\n"
+     "redirected (308) to HTTPS at PoPs with an HTTPS listener once a certificate covers it,\n"
+     "unless --no-https-redirect; --hsts SECONDS adds Strict-Transport-Security to HTTPS\n"
+     "answers.\n"
      "--tls terminates TLS on PORT at every PoP (the certificate chosen by SNI, as for HTTPS)\n"
      "and carries the plain stream to the target."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
-     "auth, health check, stickiness, targets (--json: every field, with allow_users and\n"
-     "allow_groups)."},
+     "auth, health check (with its settings when not the defaults), stickiness, targets\n"
+     "(--json: every field, with allow_users, allow_groups and the hc_ settings when set)."},
     {"resource", "rm", cmd_resource_rm, "NAME", "Removes a resource everywhere."},
     {"user", "add", cmd_user_add, "NAME [--group G ...]",
      "Adds a user of the HTTP ingress. The password is read from stdin when it is not a\n"
