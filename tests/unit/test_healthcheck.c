@@ -1197,14 +1197,15 @@ static void test_per_check_settings(void **state)
              "popmesh-healthcheck\r\nConnection: close\r\n\r\n");
     assert_string_equal(shost.last_request, want);
 
-    /* The per-check interval is honoured: about 25 runs a second at 40 ms +-10%. */
+    /* The per-check interval is honoured: about 12 runs in 0.5 s at 40 ms +-10% (the hc-wide
+     * interval would give none). The lower bound leaves room for a loaded CI host, whose loop
+     * may be starved for part of the window; more than 16 would mean the interval is ignored. */
     uint64_t runs0 = st[0].runs;
     run_until(loop, NULL, NULL, 0.5);
     assert_int_equal(hc_snapshot(r.h, st, N), N);
     uint64_t more = st[0].runs - runs0;
-    if (more < 6 || more > 16)
+    if (more < 3 || more > 16)
         fail_msg("%llu runs in 0.5 s at a 40 ms interval", (unsigned long long)more);
-    /* ... and the silent target's 300 ms: at most 3 runs in that time. */
 
     /* Changing a setting makes a new check (unknown again); the same settings keep the old. */
     uint64_t runs_kept = st[0].runs;
