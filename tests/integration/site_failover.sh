@@ -95,6 +95,17 @@ ok "the site keeps tunnels to the two closest PoPs: pop-1 primary, pop-2 standby
 wait_for 10 "echo through pop-3 (relay)" echo_through 127.0.0.43
 ok "a connection entering at pop-3, which has no tunnel to the site, is relayed"
 
+# The point below is pop-2 retrying a stream it sent towards pop-1 (the primary egress) on its
+# backup (its own standby tunnel): wait until pop-2's routes say exactly that. Roles settle from
+# the site's side; pop-2's link state can take a publication longer on a loaded host.
+via_pop1() {
+    mctl "$WORK/n2" --json routes | "$PY" -c '
+import json, sys
+s = [x for x in json.load(sys.stdin)["sites"] if x["site"] == "branch"]
+ok = s and s[0]["reachable"] and s[0]["egress"] == "pop-1" and s[0]["backup"] and s[0]["backup"]["egress"] == "pop-2"
+sys.exit(0 if ok else 1)'
+}
+wait_for 10 "pop-2 to route branch through pop-1, its own tunnel as the backup" via_pop1
 retries() { mctl "$WORK/n2" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"]["ingress_retries"])'; }
 R0=$(retries)
 echo "# pop-2's routes before the kill:"; mctl "$WORK/n2" routes | sed 's/^/#   /'
