@@ -88,7 +88,7 @@ echo "== popd init: pop-a creates a new mesh"
 # Three PoPs on one machine: each binds resource ports on its own loopback address.
 "$POPD" init --data "$DEMO/pop-a" --name pop-a --region local-1 --mesh-listen 127.0.0.1:7941 \
     --tunnel-listen 127.0.0.1:7951 --ingress-address 127.0.0.11 --http-listen 127.0.0.1:8080 \
-    --dns-listen 127.0.0.11:7960 --public-address 127.0.0.1
+    --https-listen 127.0.0.1:8443 --dns-listen 127.0.0.11:7960 --public-address 127.0.0.1
 start_node pop-a
 echo
 echo "== meshctl token create, then popd join: pop-b and pop-c join with it"
@@ -96,11 +96,11 @@ TOKEN=$("$MESHCTL" -d "$DEMO/pop-a" token create --uses 2 --ttl 10m)
 echo "token: ${TOKEN:0:40}..."
 "$POPD" join --data "$DEMO/pop-b" --name pop-b --region local-2 --mesh-listen 127.0.0.1:7942 \
     --tunnel-listen 127.0.0.1:7952 --ingress-address 127.0.0.12 --http-listen 127.0.0.12:8080 \
-    --dns-listen 127.0.0.12:7960 "$TOKEN"
+    --https-listen 127.0.0.12:8443 --dns-listen 127.0.0.12:7960 "$TOKEN"
 start_node pop-b
 "$POPD" join --data "$DEMO/pop-c" --name pop-c --region local-3 --mesh-listen 127.0.0.1:7943 \
     --tunnel-listen 127.0.0.1:7953 --ingress-address 127.0.0.13 --http-listen 127.0.0.13:8080 \
-    --dns-listen 127.0.0.13:7960 "$TOKEN"
+    --https-listen 127.0.0.13:8443 --dns-listen 127.0.0.13:7960 "$TOKEN"
 start_node pop-c
 sleep 1
 echo
@@ -185,6 +185,39 @@ case "$out" in *"hello from the backend"*) ;; *) demo_failed "no answer through 
 run pop-c dns explain www.demo.test --client 127.0.0.1
 echo
 
+echo "== HTTPS: a certificate imported at pop-a is served by every PoP (port 8443)"
+# A throwaway CA and an ECDSA certificate for www.demo.test (an ACME CA would do this by itself:
+# meshctl acme set; see docs/tls.md).
+PKI=$DEMO/pki
+mkdir -p "$PKI"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=popmesh demo CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.pem" >/dev/null 2>&1 || demo_failed "openssl: the demo CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=www.demo.test" \
+    -keyout "$PKI/www.key" -out "$PKI/www.csr" >/dev/null 2>&1 || demo_failed "openssl: the CSR"
+printf 'subjectAltName=DNS:www.demo.test\nextendedKeyUsage=serverAuth\n' >"$PKI/www.ext"
+openssl x509 -req -in "$PKI/www.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 1 -extfile "$PKI/www.ext" -out "$PKI/www.pem" >/dev/null 2>&1 || demo_failed "openssl: the certificate"
+echo "\$ meshctl -d demo/pop-a cert import --cert demo/pki/www.pem --key demo/pki/www.key"
+"$MESHCTL" -d "$DEMO/pop-a" cert import --cert "$PKI/www.pem" --key "$PKI/www.key" ||
+    demo_failed "cert import at pop-a"
+echo
+# The record reaches pop-c by replication (about 20 ms): wait at most 5 s for it to serve it.
+for _ in $(seq 1 50); do
+    curl -s -m 2 -o /dev/null --cacert "$PKI/ca.pem" --resolve www.demo.test:8443:127.0.0.13 \
+        https://www.demo.test:8443/ && break
+    sleep 0.1
+done
+echo "\$ curl --cacert demo/pki/ca.pem --resolve www.demo.test:8443:127.0.0.13 https://www.demo.test:8443/"
+out=$(curl -s -m 3 --cacert "$PKI/ca.pem" --resolve www.demo.test:8443:127.0.0.13 https://www.demo.test:8443/) || true
+echo "$out"
+case "$out" in *"hello from the backend"*) ;; *) demo_failed "no answer over HTTPS at pop-c" ;; esac
+echo "\$ curl -i --resolve www.demo.test:8080:127.0.0.13 http://www.demo.test:8080/x?y=1   (plain HTTP now redirects)"
+curl -s -i -m 3 --resolve www.demo.test:8080:127.0.0.13 'http://www.demo.test:8080/x?y=1' | grep -i '^HTTP\|^location' ||
+    demo_failed "no answer over plain HTTP at pop-c"
+echo
+run pop-c cert list
+
 cat <<EOT
 The web app: open http://app.localhost:8080/ in a browser (on this machine) and sign in as
   user: demo    password: $DEMO_PASSWORD
@@ -196,6 +229,7 @@ Everything is still running (logs in demo/*.log). Try:
   $MESHCTL -d demo/pop-a routes
   $MESHCTL -d demo/pop-c members
   dig -p 7960 @127.0.0.13 demo.test NS; dig -p 7960 @127.0.0.13 www.demo.test A +subnet=10.0.0.0/24
+  curl --cacert demo/pki/ca.pem --resolve www.demo.test:8443:127.0.0.12 https://www.demo.test:8443/
   kill -9 \$(head -1 demo/pop-a/popd.lock); sleep 1; curl http://127.0.0.12:7990/; $MESHCTL -d demo/pop-b sites
 Stop it with: tools/demo.sh stop
 EOT
