@@ -53,6 +53,8 @@ struct peer {
     bool removed;              /* site: its record was removed (on_apply closes the tunnel) */
     uint32_t published_rtt_us; /* site: the tunnel RTT in our last link-state record */
     char name[NODECFG_NAME_MAX + 1];
+    char site[NODECFG_NAME_MAX + 1]; /* site: the site it serves (its name, or a replica's
+                                      * site field) */
     uint64_t up_since_ms;
     sm_status_t *status;     /* site: last STATUS */
     uint8_t info_hash[16];   /* site: hash of the last INFO sent */
@@ -77,7 +79,12 @@ struct ingress {
     dp_stream_handler_t *h; /* or another consumer (dataplane_open_stream) */
     ev_timer kick;          /* h: starts the first attempt outside the caller's call */
     resource_t res;
-    uint64_t site;
+    uint64_t site; /* the node id of the site replica being tried */
+    /* Replicas of the site tried so far, with their attempts: the next attempt goes to the one
+     * with the fewest, then the cheapest route (ingress_pick). */
+    uint64_t tried[DATAPLANE_REPLICAS_MAX];
+    uint8_t tries[DATAPLANE_REPLICAS_MAX];
+    uint32_t ntried;
     char client[64];
     char ingress[64]; /* where the client connected to (our local address), "" if unknown */
     int attempt;
@@ -133,8 +140,10 @@ struct cfg_pop {
     char region[NODECFG_NAME_MAX + 1]; /* "" when none: the site spreads over regions */
 };
 
+/* A site node: one connector replica. Several share a site. */
 struct site_name {
-    char name[NODECFG_NAME_MAX + 1];
+    char name[NODECFG_NAME_MAX + 1]; /* the node's (replica's) name */
+    char site[NODECFG_NAME_MAX + 1]; /* the site it serves */
     uint64_t id;
 };
 
@@ -237,12 +246,27 @@ static void node_name(dataplane_t *dp, uint64_t id, char *out, size_t len)
         snprintf(out, len, "%016llx", (unsigned long long)id);
 }
 
-static uint64_t site_id_of(dataplane_t *dp, const char *name)
+/* The node ids of site's live replicas, at most max of them (smallest ids first, so every PoP
+ * considers the same ones); returns how many. */
+static size_t site_replicas(dataplane_t *dp, const char *site, uint64_t *ids, size_t max)
 {
-    for (size_t i = 0; i < dp->nsites; i++)
-        if (!strcmp(dp->sites[i].name, name))
-            return dp->sites[i].id;
-    return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < dp->nsites; i++) {
+        if (strcmp(dp->sites[i].site, site))
+            continue;
+        uint64_t id = dp->sites[i].id;
+        size_t at = n;
+        while (at > 0 && ids[at - 1] > id)
+            at--;
+        if (at >= max)
+            continue;
+        if (n == max)
+            n--; /* the largest falls off */
+        memmove(&ids[at + 1], &ids[at], (n - at) * sizeof(*ids));
+        ids[at] = id;
+        n++;
+    }
+    return n;
 }
 
 /* ---- peers ------------------------------------------------------------------------------ */
@@ -363,7 +387,7 @@ static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
 /* ---- site information ------------------------------------------------------------------- */
 
 /* The PoPs a site may use (alive now) and the checks of its resources' targets. Reads only
- * the site's own resources, by name. */
+ * the site's own resources, by name: every replica of a site is told the same. */
 static void send_info(struct peer *p, bool force)
 {
     dataplane_t *dp = p->dp;
@@ -381,7 +405,7 @@ static void send_info(struct peer *p, bool force)
     }
     resource_t *r = xmalloc(sizeof(*r));
     for (size_t i = 0; i < dp->nres && in->nchecks < SM_CHECKS_MAX; i++) {
-        if (strcmp(dp->res[i].site, p->name) || resource_get(dp->o.store, dp->res[i].name, r))
+        if (strcmp(dp->res[i].site, p->site) || resource_get(dp->o.store, dp->res[i].name, r))
             continue;
         for (unsigned k = 0; k < r->ntargets && in->nchecks < SM_CHECKS_MAX; k++) {
             sm_check_t *ck = &in->checks[in->nchecks++];
@@ -506,6 +530,7 @@ static int pc_admit(void *ctx, tconn_t *c, const uint8_t pk[32], const uint8_t *
     p->is_site = n.role == ROLE_SITE;
     p->probe = h.probe;
     snprintf(p->name, sizeof(p->name), "%s", n.name);
+    snprintf(p->site, sizeof(p->site), "%s", reg_node_site(&n));
     sm_welcome_t w = {.id = dp->o.id->node_id};
     snprintf(w.name, sizeof(w.name), "%s", dp->o.cfg->name);
     msgpack_sbuffer sb;
@@ -677,7 +702,10 @@ static void ingress_retry(struct ingress *in, const char *why)
 {
     /* Reasons are short; a long one is cut (it only feeds a log line and the last error). */
     snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1, why);
-    if (++in->attempt >= DATAPLANE_ATTEMPTS) {
+    /* One more attempt per replica beyond the first: each live one gets its chance. */
+    uint64_t ids[DATAPLANE_REPLICAS_MAX];
+    size_t nrep = site_replicas(in->dp, in->res.site, ids, DATAPLANE_REPLICAS_MAX);
+    if (++in->attempt >= DATAPLANE_ATTEMPTS + (int)(nrep > 1 ? nrep - 1 : 0)) {
         char msg[512];
         snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->res.site,
                  in->attempt, why);
@@ -739,24 +767,77 @@ static void ingress_peer_ready(struct waiter *w, struct peer *p)
     ingress_open_on(in, p);
 }
 
+/* BACKGROUND
+ *
+ * A site may have several connector replicas, each a site node of its own whose tunnels ride
+ * the link state under its own id, so the route table holds a route per replica. An attempt
+ * goes to the replica this connection has tried least, then to the one with the cheapest
+ * route (a replica attached here before the routes caught up counts as free); replicas no
+ * PoP reaches are skipped. So the first attempt takes the cheapest path to the site, and a
+ * failed one (a replica SIGKILLed: its tunnels reset at once) moves to another replica before
+ * the same replica is tried again on its backup path. With one replica this is what it was:
+ * primary, backup, primary. */
+static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uint32_t *slot)
+{
+    dataplane_t *dp = in->dp;
+    const route_table_t *rt = meshnode_routes(dp->o.mesh);
+    uint64_t ids[DATAPLANE_REPLICAS_MAX];
+    size_t n = site_replicas(dp, in->res.site, ids, DATAPLANE_REPLICAS_MAX);
+    bool found = false;
+    uint64_t best_cost = 0;
+    uint32_t best_tries = 0;
+    for (size_t i = 0; i < n; i++) {
+        route_entry_t re;
+        bool r = rt && route_table_lookup(rt, ids[i], &re) == 0;
+        if (!r && !find_peer(dp, ids[i], true, true))
+            continue;
+        uint64_t cost = r ? re.primary.cost_us : 0;
+        uint32_t k = 0;
+        while (k < in->ntried && in->tried[k] != ids[i])
+            k++;
+        uint32_t tries = k < in->ntried ? in->tries[k] : 0;
+        if (found && (tries > best_tries || (tries == best_tries && cost >= best_cost)))
+            continue;
+        found = true;
+        best_cost = cost;
+        best_tries = tries;
+        in->site = ids[i];
+        *routed = r;
+        if (r)
+            *e = re;
+        *slot = k;
+    }
+    if (!found)
+        return false;
+    if (*slot == in->ntried) { /* n <= DATAPLANE_REPLICAS_MAX, so there is room */
+        in->tried[in->ntried] = in->site;
+        in->tries[in->ntried++] = 0;
+    }
+    return true;
+}
+
 static void ingress_try(struct ingress *in)
 {
     dataplane_t *dp = in->dp;
     route_entry_t e;
-    const route_table_t *rt = meshnode_routes(dp->o.mesh);
-    if (!in->site || !rt || route_table_lookup(rt, in->site, &e)) {
-        struct peer *direct = in->site ? find_peer(dp, in->site, true, true) : NULL;
-        if (direct) { /* attached here before the routes caught up */
-            in->n_hops = 1;
-            ingress_open_on(in, direct);
-            return;
-        }
+    bool routed = false;
+    uint32_t slot = 0;
+    if (!ingress_pick(in, &e, &routed, &slot)) {
         char msg[200];
         snprintf(msg, sizeof(msg), "site %s is offline (no PoP has a tunnel to it)", in->res.site);
         ingress_fail(in, msg);
         return;
     }
-    const route_path_t *path = (in->attempt == 1 && e.has_backup) ? &e.backup : &e.primary;
+    uint32_t tries = in->tries[slot];
+    if (in->tries[slot] < UINT8_MAX)
+        in->tries[slot]++;
+    if (!routed) { /* attached here before the routes caught up */
+        struct peer *direct = find_peer(dp, in->site, true, true);
+        in->n_hops = 1;
+        ingress_open_on(in, direct);
+        return;
+    }
+    const route_path_t *path = (tries == 1 && e.has_backup) ? &e.backup : &e.primary;
     uint64_t self = dp->o.id->node_id;
     in->n_hops = 0;
     for (uint32_t i = 0; i < path->n_hops && i < SM_PATH_MAX + 2; i++)
@@ -934,7 +1015,6 @@ static void ingress_start(dataplane_t *dp, const char *resource, int fd, conncap
         ingress_fail(in, "the resource was removed");
         return;
     }
-    in->site = site_id_of(dp, in->res.site);
     ingress_try(in);
 }
 
@@ -1119,8 +1199,8 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *client,
                           const char *ingress, dp_stream_handler_t *h)
 {
-    uint64_t site = site_id_of(dp, res->site);
-    if (!site)
+    uint64_t ids[1];
+    if (!site_replicas(dp, res->site, ids, 1))
         return -ENOENT;
     struct ingress *in = xcalloc(1, sizeof(*in));
     in->magic = INGRESS_MAGIC;
@@ -1128,7 +1208,6 @@ int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *cl
     in->h = h;
     h->magic = DP_HANDLER_MAGIC;
     in->res = *res;
-    in->site = site;
     in->t0_ms = clock_mono_ms();
     snprintf(in->client, sizeof(in->client), "%s", client);
     snprintf(in->ingress, sizeof(in->ingress), "%s", ingress ? ingress : "");
@@ -1491,7 +1570,7 @@ static void schedule_apply(dataplane_t *dp)
 static void info_dirty(dataplane_t *dp, const char *site)
 {
     for (struct peer *p = dp->peers; p; p = p->next)
-        if (p->is_site && p->up && !p->dead && (!site || !strcmp(p->name, site)))
+        if (p->is_site && p->up && !p->dead && (!site || !strcmp(p->site, site)))
             p->info_dirty = true;
     schedule_apply(dp);
 }
@@ -1720,6 +1799,7 @@ static void apply_node(dataplane_t *dp, uint64_t id, const store_entry_t *e)
         }
         dp->sites[i].id = id;
         snprintf(dp->sites[i].name, sizeof(dp->sites[i].name), "%s", n.name);
+        snprintf(dp->sites[i].site, sizeof(dp->sites[i].site), "%s", reg_node_site(&n));
     } else {
         site_forget(dp, id);
     }
@@ -1894,8 +1974,9 @@ static void pack_site(dataplane_t *dp, msgpack_packer *pk, const struct site_nam
     }
     char idhex[17];
     identity_id_hex(n->id, idhex);
-    msgpack_pack_map(pk, 5);
-    mpw_kv_str(pk, "name", n->name);
+    msgpack_pack_map(pk, 6);
+    mpw_kv_str(pk, "name", n->site);
+    mpw_kv_str(pk, "replica", n->name);
     mpw_kv_str(pk, "id", idhex);
     mpw_kv_str(pk, "state", online ? "online" : "offline");
     mpw_str(pk, "pops");
@@ -1936,15 +2017,28 @@ static void pack_site(dataplane_t *dp, msgpack_packer *pk, const struct site_nam
     free(st);
 }
 
+static int site_cmp(const void *a, const void *b)
+{
+    const struct site_name *x = a, *y = b;
+    int c = strcmp(x->site, y->site);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* One entry per site node (replica), by site then replica name: name is the site's. */
 static int cmd_sites(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     (void)req;
     dataplane_t *dp = ctx;
+    struct site_name *v = xmalloc((dp->nsites ? dp->nsites : 1) * sizeof(*v));
+    if (dp->nsites)
+        memcpy(v, dp->sites, dp->nsites * sizeof(*v));
+    qsort(v, dp->nsites, sizeof(*v), site_cmp);
     msgpack_pack_map(pk, 1);
     mpw_str(pk, "sites");
     msgpack_pack_array(pk, dp->nsites);
     for (size_t i = 0; i < dp->nsites; i++)
-        pack_site(dp, pk, &dp->sites[i]);
+        pack_site(dp, pk, &v[i]);
+    free(v);
     return CTL_OK;
 }
 
@@ -2045,8 +2139,8 @@ static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk
 
 static const control_command_t dp_commands[] = {
     {"sites", cmd_sites,
-     "-> {sites: [{name, state, pops: [{name, region, rtt_ms, role}], targets: [{addr, "
-     "healthy}]}]}"},
+     "-> {sites: [{name (the site), replica, id, state, pops: [{name, region, rtt_ms, role}], "
+     "targets: [{addr, healthy}]}]}: one entry per connector replica"},
     {"dataplane", cmd_dataplane,
      "-> {dataplane: {tunnel_addr, sites_attached, streams, ...}, tunnels: [{peer, role, rtt_us, "
      "...}]}"},

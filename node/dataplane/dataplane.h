@@ -47,6 +47,9 @@
 #define DATAPLANE_TCP_PER_ADDR 256
 #define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
 #define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
+/* Replicas of one site an ingress connection considers, each one more attempt beyond the
+ * first. */
+#define DATAPLANE_REPLICAS_MAX 8
 #define SITEHEALTH_PREFIX      "sitehealth/"
 /* Concurrent streams one tunnel admits (tunnel.h's default is 4096). A busy site carries more
  * than 4096 user connections on one tunnel; what a stream costs when idle is a few KiB in each

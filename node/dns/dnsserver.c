@@ -192,7 +192,7 @@ static int load_node(const store_entry_t *e, void *ctx)
         s->site_nodes = xrealloc(s->site_nodes, (s->nsite_nodes + 1) * sizeof(*s->site_nodes));
         s->site_nodes[s->nsite_nodes].id = n.id;
         snprintf(s->site_nodes[s->nsite_nodes].site, sizeof(s->site_nodes[0].site), "%s",
-                 n.name);
+                 reg_node_site(&n)); /* every replica of the site */
         s->nsite_nodes++;
         return 0;
     }

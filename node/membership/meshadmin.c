@@ -1,8 +1,9 @@
 /* meshadmin: the operator commands for sites and TCP resources.
  *
- *   site.add      {name, ttl_ms?}            -> {name, token, token_id, expires_ms}
+ *   site.add      {name, ttl_ms?, replicas?} -> {name, token, token_id, expires_ms, uses}
+ *   site.token    {name, ttl_ms?}            -> {name, token, token_id, expires_ms, uses}
  *   site.rm       {name}                     -> {name, nodes_removed: [id], token_revoked}
- *   site.list     {}                         -> {sites: [{name, enrolled, created_ms, ...}]}
+ *   site.list     {}                         -> {sites: [{name, enrolled, replicas, ...}]}
  *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
@@ -19,6 +20,12 @@
  * another site. Removing a site marks both removed and never deletes them: a removed node
  * record is what makes every PoP refuse that key for good, and the name can be added again
  * (joins ignore removed node records when they look for a taken name).
+ *
+ * A site may have several connectors (replicas), each its own node with its own key: the
+ * token of site.add has `replicas` uses (default 1), and site.token mints a one-use token for
+ * one more, bound to the site and naming the site's own token (site_token), so it stops
+ * working if the site is removed and its name added again. How replicas are named is in
+ * meshjoin.c. site.rm evicts every replica; node rm evicts one.
  *
  * Every check here runs against this node's view of the replicated store. Two operators
  * adding the same site or the same tcp_port on two nodes at the same moment can both succeed
@@ -48,6 +55,7 @@
 #define SITE_TOKEN_TTL_DEFAULT (3600ull * 1000)            /* ms */
 #define SITE_TOKEN_TTL_MAX     (365ull * 24 * 3600 * 1000) /* ms */
 #define NAME_RULE              "1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+#define SITE_REPLICAS_MAX      64 /* uses of one site token; meshjoin names at most 64 */
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
@@ -87,6 +95,18 @@ static void pack_id(msgpack_packer *pk, const char *key, uint64_t id)
 
 /* ---- sites -------------------------------------------------------------------------------- */
 
+/* {name, token, token_id, expires_ms, uses}: what site.add and site.token answer. */
+static void pack_token_answer(msgpack_packer *pk, const char *name, const char *text,
+                              const reg_token_t *tok)
+{
+    msgpack_pack_map(pk, 5);
+    mpw_kv_str(pk, "name", name);
+    mpw_kv_str(pk, "token", text);
+    pack_id(pk, "token_id", tok->id);
+    mpw_kv_u64(pk, "expires_ms", tok->expires_ms);
+    mpw_kv_u64(pk, "uses", tok->uses_max);
+}
+
 int meshadmin_site_get(store_t *store, const char *name, reg_site_t *s)
 {
     char key[REG_SITE_KEY_MAX];
@@ -104,15 +124,25 @@ int meshadmin_site_get(store_t *store, const char *name, reg_site_t *s)
     return rc;
 }
 
-/* The live node enrolled as site name, or NULL. Borrowed from the registry snapshot. */
+/* Whether r is a live connector (any replica) of site name. */
+static bool serves_site(const reg_node_t *r, const char *name)
+{
+    return !r->removed && r->role == ROLE_SITE && !strcmp(reg_node_site(r), name);
+}
+
+/* The live node enrolled as site name (the one named name when it is live, else another
+ * replica), or NULL. Borrowed from the registry snapshot. */
 static const reg_node_t *site_node(const meshnode_t *m, const char *name)
 {
     size_t n;
-    const reg_node_t *reg = meshnode_registry(m, &n);
+    const reg_node_t *reg = meshnode_registry(m, &n), *any = NULL;
     for (size_t i = 0; i < n; i++)
-        if (!reg[i].removed && reg[i].role == ROLE_SITE && !strcmp(reg[i].name, name))
-            return &reg[i];
-    return NULL;
+        if (serves_site(&reg[i], name)) {
+            if (!strcmp(reg[i].name, name))
+                return &reg[i];
+            any = any ? any : &reg[i];
+        }
+    return any;
 }
 
 static int put_site(meshnode_t *m, const reg_site_t *s)
@@ -135,12 +165,16 @@ static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     meshnode_t *m = ctx;
     store_t *store = meshnode_store(m);
     char name[NODECFG_NAME_MAX + 1];
-    uint64_t ttl = SITE_TOKEN_TTL_DEFAULT;
+    uint64_t ttl = SITE_TOKEN_TTL_DEFAULT, replicas = 1;
     int rc = arg_name(req, pk, "site", name);
     if (rc != CTL_OK)
         return rc;
     if (ctl_arg_uint(req, "ttl_ms", &ttl) < 0 || ttl == 0 || ttl > SITE_TOKEN_TTL_MAX)
         return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
+    if (ctl_arg_uint(req, "replicas", &replicas) < 0 || replicas == 0 ||
+        replicas > SITE_REPLICAS_MAX)
+        return control_error(pk, CTL_BAD_REQUEST, "replicas must be between 1 and %d",
+                             SITE_REPLICAS_MAX);
     reg_site_t site;
     rc = meshadmin_site_get(store, name, &site);
     if (rc == 0 && !site.removed)
@@ -164,7 +198,8 @@ static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 
     char text[TOKEN_TEXT_MAX + 1], err[300];
     reg_token_t tok;
-    if (meshnode_token_mint(m, ROLE_SITE, name, ttl, 1, text, sizeof(text), &tok, err, sizeof(err)))
+    if (meshnode_token_mint(m, ROLE_SITE, name, ttl, replicas, text, sizeof(text), &tok, err,
+                            sizeof(err)))
         return control_error(pk, CTL_FAILED, "%s", err);
     /* The token first: the site record names it. Should this write fail, the token is left
      * unusable, since JOIN wants a live site record. */
@@ -176,13 +211,58 @@ static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return control_error(pk, CTL_FAILED, "cannot store site '%s': %s", name,
                              store_last_error(store));
     }
-    msgpack_pack_map(pk, 4);
-    mpw_kv_str(pk, "name", name);
-    mpw_kv_str(pk, "token", text);
-    pack_id(pk, "token_id", tok.id);
-    mpw_kv_u64(pk, "expires_ms", tok.expires_ms);
+    pack_token_answer(pk, name, text, &tok);
     sodium_memzero(text, sizeof(text));
-    log_info("mesh: site %s added (token %016llx)", name, (unsigned long long)tok.id);
+    log_info("mesh: site %s added (token %016llx, %llu use%s)", name, (unsigned long long)tok.id,
+             (unsigned long long)replicas, replicas == 1 ? "" : "s");
+    return CTL_OK;
+}
+
+/* One more connector for an existing site: a one-use token bound to the site that names the
+ * site's own token, which is what JOIN checks (the site's token_id may never be reused). */
+static int cmd_site_token(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    char name[NODECFG_NAME_MAX + 1];
+    uint64_t ttl = SITE_TOKEN_TTL_DEFAULT;
+    int rc = arg_name(req, pk, "site", name);
+    if (rc != CTL_OK)
+        return rc;
+    if (ctl_arg_uint(req, "ttl_ms", &ttl) < 0 || ttl == 0 || ttl > SITE_TOKEN_TTL_MAX)
+        return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
+    reg_site_t site;
+    rc = meshadmin_site_get(store, name, &site);
+    if (rc == -ENOENT || (rc == 0 && site.removed))
+        return control_error(pk, CTL_NOT_FOUND, "no site '%s' (meshctl site add %s first)", name,
+                             name);
+    if (rc)
+        return control_error(pk, CTL_FAILED, "site '%s' is unreadable here", name);
+    char text[TOKEN_TEXT_MAX + 1], err[300];
+    reg_token_t tok;
+    if (meshnode_token_mint(m, ROLE_SITE, name, ttl, 1, text, sizeof(text), &tok, err, sizeof(err)))
+        return control_error(pk, CTL_FAILED, "%s", err);
+    /* Written again with site_token: until then the token enrolls nothing (JOIN wants the
+     * site's own token or one naming it), so a failure here leaves nothing usable. */
+    tok.site_token = site.token_id;
+    char key[64];
+    reg_token_key(tok.id, key, sizeof(key));
+    msgpack_sbuffer sb;
+    msgpack_packer tpk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&tpk, &sb, msgpack_sbuffer_write);
+    reg_token_pack(&tpk, &tok);
+    rc = meshnode_put_record(m, key, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        sodium_memzero(text, sizeof(text));
+        return control_error(pk, CTL_FAILED, "cannot store the replica token of site '%s': %s",
+                             name, store_last_error(store));
+    }
+    pack_token_answer(pk, name, text, &tok);
+    sodium_memzero(text, sizeof(text));
+    log_info("mesh: token %016llx for one more replica of site %s", (unsigned long long)tok.id,
+             name);
     return CTL_OK;
 }
 
@@ -249,13 +329,13 @@ static int cmd_site_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     if (put_site(m, &site))
         return control_error(pk, CTL_FAILED, "cannot record the removal of site '%s': %s", name,
                              store_last_error(store));
-    /* Copies: each removal replaces the registry snapshot. Normally one node; more only if
-     * a stale enrollment survived somewhere. */
+    /* Copies: each removal replaces the registry snapshot. Every replica of the site, and
+     * any stale enrollment that survived somewhere. */
     size_t n, nrm = 0;
     const reg_node_t *reg = meshnode_registry(m, &n);
     reg_node_t *victims = xcalloc(n ? n : 1, sizeof(*victims));
     for (size_t i = 0; i < n; i++)
-        if (!reg[i].removed && reg[i].role == ROLE_SITE && !strcmp(reg[i].name, name))
+        if (serves_site(&reg[i], name))
             victims[nrm++] = reg[i];
     for (size_t i = 0; i < nrm; i++) {
         if (meshnode_remove_node(m, &victims[i])) {
@@ -330,7 +410,7 @@ static int cmd_site_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk
         if (s->removed)
             continue;
         const reg_node_t *node = site_node(m, s->name);
-        msgpack_pack_map(pk, 5);
+        msgpack_pack_map(pk, 6);
         mpw_kv_str(pk, "name", s->name);
         mpw_str(pk, "enrolled");
         if (node) {
@@ -343,6 +423,20 @@ static int cmd_site_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk
         mpw_kv_u64(pk, "created_ms", s->created_ms);
         mpw_kv_str(pk, "created_by", s->created_by);
         pack_id(pk, "token_id", s->token_id);
+        /* every live connector: [{name, id}] */
+        size_t nreg, nrep = 0;
+        const reg_node_t *reg = meshnode_registry(m, &nreg);
+        for (size_t k = 0; k < nreg; k++)
+            nrep += serves_site(&reg[k], s->name);
+        mpw_str(pk, "replicas");
+        msgpack_pack_array(pk, nrep);
+        for (size_t k = 0; k < nreg; k++) {
+            if (!serves_site(&reg[k], s->name))
+                continue;
+            msgpack_pack_map(pk, 2);
+            mpw_kv_str(pk, "name", reg[k].name);
+            pack_id(pk, "id", reg[k].id);
+        }
     }
     free(sv.v);
     return CTL_OK;
@@ -701,11 +795,15 @@ static int cmd_node_drain(void *ctx, const ctl_request_t *req, msgpack_packer *p
 
 const control_command_t meshadmin_commands[] = {
     {"site.add", cmd_site_add,
-     "name: str [ttl_ms: uint] -> {name, token, token_id, expires_ms}: a site and its one-use "
-     "token"},
+     "name: str [ttl_ms: uint] [replicas: uint] -> {name, token, token_id, expires_ms, uses}: a "
+     "site and its token, one use per connector replica (default 1)"},
+    {"site.token", cmd_site_token,
+     "name: str [ttl_ms: uint] -> {name, token, token_id, expires_ms, uses}: a one-use token for "
+     "one more connector replica of an existing site"},
     {"site.rm", cmd_site_rm,
      "name: str -> {name, nodes_removed: [id], token_revoked}: evicts the site everywhere"},
-    {"site.list", cmd_site_list, "-> {sites: [{name, enrolled: id | nil, created_ms, ...}]}"},
+    {"site.list", cmd_site_list,
+     "-> {sites: [{name, enrolled: id | nil, created_ms, ..., replicas: [{name, id}]}]}"},
     {"resource.add", cmd_resource_add,
      "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "

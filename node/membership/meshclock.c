@@ -96,7 +96,8 @@ static const char *const store_writers[] = {
     "resource.rm",   "user.add",      "user.rm",    "user.passwd", "session.revoke",
     "apikey.create", "apikey.revoke", "rule.add",   "rule.rm",     "token.create",
     "token.revoke",  "node.remove",   "node.drain", "zone.add",    "zone.rm",
-    "geo.add",       "geo.rm",        "cert.import", "cert.rm",     NULL,
+    "geo.add",       "geo.rm",        "cert.import", "cert.rm",     "site.token",
+    NULL,
 };
 
 int meshclock_guard(void *ctx, const char *cmd, size_t len, msgpack_packer *body)

@@ -7,7 +7,14 @@
  * must admit the newcomer before its first probe) and answers JOIN_OK with the mesh key and
  * the registry. Every refusal says why, in words an operator can act on, because the joiner
  * has no other way to learn it. The same node asking again (its JOIN_OK lost) is answered
- * again without using the token twice. */
+ * again without using the token twice.
+ *
+ * Connector replicas: a site JOIN names the site (popsite knows nothing else before it is
+ * enrolled). When a live connector of that site already holds the name, and the token is
+ * bound to the site, this seed names the newcomer NAME-2, NAME-3, ... (the first name no live
+ * node and no live site holds) and writes site = NAME in its record; the newcomer learns its
+ * name from its own record, which JOIN_OK carries first. An unbound site token cannot add a
+ * replica: the name stays taken, as before replicas existed. */
 #include "node/membership/meshnode_int.h"
 
 #include "common/clock.h"
@@ -17,6 +24,7 @@
 #include "node/membership/joinmsg.h"
 #include "node/records/token.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +33,27 @@
 
 static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#define JOIN_REPLICAS_MAX 64 /* names NAME-2 .. NAME-64 are tried for a site's replicas */
+
+/* A free node name for one more connector of site: NAME-k for the smallest k from 2 whose
+ * name fits, is held by no live node and is no live site's name. 0, or -ENOSPC. */
+static int replica_name(meshnode_t *m, const char *site, char *out, size_t len)
+{
+    for (int k = 2; k <= JOIN_REPLICAS_MAX; k++) {
+        char cand[NODECFG_NAME_MAX + 8];
+        int n = snprintf(cand, sizeof(cand), "%s-%d", site, k);
+        if (n < 0 || (size_t)n >= len || (size_t)n > NODECFG_NAME_MAX)
+            return -ENOSPC;
+        reg_site_t other;
+        if (meshnode_reg_find_name(m, cand) ||
+            (meshadmin_site_get(m->o.store, cand, &other) == 0 && !other.removed))
+            continue;
+        memcpy(out, cand, (size_t)n + 1);
+        return 0;
+    }
+    return -ENOSPC;
+}
 
 static void join_reply_err(meshnode_t *m, const uint8_t *rid, size_t rl, const char *code,
                            const char *fmt, ...)
@@ -159,7 +188,7 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
         }
         /* Two site.add of one name on two nodes at once: the site/ record that won names the
          * token that enrolls it. */
-        if (tok.site[0] && site.token_id != token_id) {
+        if (tok.site[0] && site.token_id != token_id && tok.site_token != site.token_id) {
             join_reply_err(m, rid, rl, "site",
                            "site '%s' was added again with another token; use that one", want.name);
             return;
@@ -173,14 +202,32 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
                        "directory");
         return;
     }
+    /* The same node asking again (its JOIN_OK was lost): answer again, use nothing more. A
+     * site's JOIN names its site, which a replica's record holds in site. */
+    bool again = same && (want.role == ROLE_SITE ? !strcmp(reg_node_site(same), want.name)
+                                                 : !strcmp(same->name, want.name));
     const reg_node_t *named = meshnode_reg_find_name(m, want.name);
-    if (named && named->id != want.id) {
+    if (again) {
+        snprintf(want.name, sizeof(want.name), "%s", same->name);
+        snprintf(want.site, sizeof(want.site), "%s", same->site);
+    } else if (named && named->id != want.id && want.role == ROLE_SITE && tok.site[0] &&
+               named->role == ROLE_SITE && !strcmp(reg_node_site(named), want.name)) {
+        /* Another connector of this site holds the name: this one is a replica. */
+        char rname[NODECFG_NAME_MAX + 1];
+        if (replica_name(m, want.name, rname, sizeof(rname))) {
+            join_reply_err(m, rid, rl, "name-taken",
+                           "site '%s' has no free replica name left (%s-2 .. %s-%d are taken or "
+                           "too long)",
+                           want.name, want.name, want.name, JOIN_REPLICAS_MAX);
+            return;
+        }
+        snprintf(want.site, sizeof(want.site), "%s", want.name);
+        snprintf(want.name, sizeof(want.name), "%s", rname);
+    } else if (named && named->id != want.id) {
         join_reply_err(m, rid, rl, "name-taken", "the name '%s' is already taken by node %016llx",
                        want.name, (unsigned long long)named->id);
         return;
     }
-    /* The same node asking again (its JOIN_OK was lost): answer again, use nothing more. */
-    bool again = same && strcmp(same->name, want.name) == 0;
     if (!again) {
         char prefix[64];
         snprintf(prefix, sizeof(prefix), REG_TOKENUSE_PREFIX "%016llx/",
@@ -237,8 +284,9 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
     msgpack_sbuffer_destroy(&out);
     msgpack_sbuffer_destroy(&entries);
     m->joins_ok++;
-    log_info("mesh: %s %s (%016llx, %s) joined with token %016llx", node_role_name(want.role),
-             want.name, (unsigned long long)want.id, want.addr[0] ? want.addr : "dials out",
+    log_info("mesh: %s %s%s%s (%016llx, %s) joined with token %016llx", node_role_name(want.role),
+             want.name, want.site[0] ? ", a replica of site " : "", want.site,
+             (unsigned long long)want.id, want.addr[0] ? want.addr : "dials out",
              (unsigned long long)token_id);
     meshnode_swim_rearm(m);
 }

@@ -72,7 +72,7 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
     /* The optional fields only when set: a record without them stays what it was before
      * they existed. */
     uint32_t fields = 8 + !!n->tunnel_addr[0] + !!n->public4[0] + !!n->public6[0] +
-                      (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining;
+                      (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining + !!n->site[0];
     msgpack_pack_map(pk, fields);
     if (n->tunnel_addr[0])
         mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
@@ -94,6 +94,13 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
         mpw_kv_str(pk, "dns_addr", n->dns_addr);
     if (n->draining)
         mpw_kv_bool(pk, "draining", true);
+    if (n->site[0])
+        mpw_kv_str(pk, "site", n->site);
+}
+
+const char *reg_node_site(const reg_node_t *n)
+{
+    return n->site[0] ? n->site : n->name;
 }
 
 int reg_check_public_ip(const char *s, int family)
@@ -110,7 +117,7 @@ int reg_check_public_ip(const char *s, int family)
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
 {
     /* site only when set: a PoP token's record stays what it was before the field existed. */
-    msgpack_pack_map(pk, t->site[0] ? 8 : 7);
+    msgpack_pack_map(pk, 7 + !!t->site[0] + !!t->site_token);
     mpw_kv_str(pk, "role", node_role_name(t->role));
     mpw_kv_u64(pk, "expires_ms", t->expires_ms);
     mpw_kv_u64(pk, "uses_max", t->uses_max);
@@ -120,6 +127,8 @@ void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
     mpw_kv_bool(pk, "revoked", t->revoked);
     if (t->site[0])
         mpw_kv_str(pk, "site", t->site);
+    if (t->site_token)
+        mpw_kv_u64(pk, "site_token", t->site_token);
 }
 
 int reg_site_key(const char *name, char *out, size_t len)
@@ -168,6 +177,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         {"lon_udeg", MPF_CUSTOM, &lon, 0, false, false, geo_read_udeg},
         {"dns_addr", MPF_STR, n->dns_addr, sizeof(n->dns_addr), false, false, NULL},
         {"draining", MPF_BOOL, &n->draining, 0, false, false, NULL},
+        {"site", MPF_STR, n->site, sizeof(n->site), false, false, NULL},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
@@ -195,6 +205,10 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         *why = "tunnel_addr is not host:port";
         return -EBADMSG;
     }
+    if (n->site[0] && (n->role != ROLE_SITE || nodecfg_check_name(n->site))) {
+        *why = "site is set on a PoP or is not a valid site name";
+        return -EBADMSG;
+    }
     if (identity_node_id_of(n->curve_pk) != id) {
         *why = "curve_pk does not belong to the record's node id";
         return -EBADMSG;
@@ -216,6 +230,7 @@ int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
         {"join_pk", MPF_BIN32, t->join_pk, 0, true, false, NULL},
         {"revoked", MPF_BOOL, &t->revoked, 0, false, false, NULL},
         {"site", MPF_STR, t->site, sizeof(t->site), false, false, NULL},
+        {"site_token", MPF_U64, &t->site_token, 0, false, false, NULL},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
@@ -226,6 +241,10 @@ int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
     }
     if (t->site[0] && nodecfg_check_name(t->site)) {
         *why = "site is not a valid site name";
+        return -EBADMSG;
+    }
+    if (t->site_token && !t->site[0]) {
+        *why = "site_token on a token bound to no site";
         return -EBADMSG;
     }
     t->id = id;

@@ -2,9 +2,9 @@
  *
  *   node/<id:16 hex>                 {name, region, addr, curve_pk, sign_pk, role, joined_ms,
  *                                     removed, [tunnel_addr], [public4], [public6],
- *                                     [lat_udeg, lon_udeg], [dns_addr], [draining]}
+ *                                     [lat_udeg, lon_udeg], [dns_addr], [draining], [site]}
  *   token/<id:16 hex>                {role, expires_ms, uses_max, created_ms, created_by,
- *                                     join_pk, revoked, site?}
+ *                                     join_pk, revoked, site?, site_token?}
  *   tokenuse/<token id>/<node id>    {name, at_ms}
  *   site/<name>                      {name, created_ms, created_by, token_id, removed}
  *
@@ -12,6 +12,15 @@
  * field is absent on every other token, and on records written before it existed, which
  * decode with site = "". A site/ record is what makes a site name enrollable: a JOIN with
  * role site is admitted only for a name whose site/ record exists and is not removed.
+ *
+ * Connector replicas: a site may have several site nodes, each with its own key. Node names
+ * stay unique, so a replica's node record names its site in `site`, written only when it
+ * differs from the node's name: the first connector of site S is the node named S without the
+ * field (byte for byte what earlier versions wrote), later ones are named S-2, S-3, ... with
+ * site = S (reg_node_site). A token minted for one more replica of an existing site
+ * (meshctl site token) carries `site_token`, the id of the token the site was added with: JOIN
+ * accepts the site's own token or one whose site_token names it, so a token of an earlier
+ * incarnation of the name (removed and added again) enrolls nothing.
  *
  * Values are msgpack maps with string keys, so fields can be added later; decoders skip
  * fields they do not know and refuse records missing a field they need. Records come from
@@ -69,6 +78,9 @@ typedef struct reg_node {
     double lat, lon;                   /* degrees (microdegrees on the wire: lat_udeg, lon_udeg) */
     char dns_addr[NODECFG_ADDR_MAX + 1]; /* "host:port" of its DNS listener; "" = no DNS */
     bool draining;                       /* meshctl node drain: no new answers point here */
+    /* Sites: the site this node serves when it is not its name (a connector replica); "" =
+     * the name is the site. Read it through reg_node_site. */
+    char site[NODECFG_NAME_MAX + 1];
 } reg_node_t;
 
 typedef struct reg_token {
@@ -81,6 +93,9 @@ typedef struct reg_token {
     uint8_t join_pk[32];
     bool revoked;
     char site[NODECFG_NAME_MAX + 1]; /* the site a site token enrolls; "" = not bound */
+    /* A replica token: the id of the token its site was added with (site/<name>'s
+     * token_id); 0 = none. */
+    uint64_t site_token;
 } reg_token_t;
 
 typedef struct reg_site {
@@ -97,6 +112,9 @@ void reg_token_key(uint64_t id, char *out, size_t len);
 void reg_tokenuse_key(uint64_t token_id, uint64_t node_id, char *out, size_t len);
 
 void reg_node_pack(msgpack_packer *pk, const reg_node_t *n);
+/* The site a site node serves: its site field, or its name when that is empty. Borrowed from
+ * n. Meaningless for a PoP. */
+const char *reg_node_site(const reg_node_t *n);
 /* A public address of a PoP: an IPv4 (family AF_INET) or IPv6 (AF_INET6) address, not the
  * wildcard. 0 or -EINVAL. */
 int reg_check_public_ip(const char *s, int family);

@@ -103,7 +103,8 @@ _Static_assert(POPSEL_MAX == SM_POPS_MAX, "popsel has one slot per PoP of an INF
 typedef struct site {
     struct ev_loop *loop;
     const char *dir;
-    char name[NODECFG_NAME_MAX + 1];
+    char name[NODECFG_NAME_MAX + 1]; /* this connector's node name (HELLO says it) */
+    char site[NODECFG_NAME_MAX + 1]; /* the site it serves: name, or a replica's site */
     identity_t id;
     tconn_keys_t keys;
     uint64_t hello_ts_last; /* ns: our last HELLO's timestamp (keys.hello_ts_last) */
@@ -233,6 +234,17 @@ static int conf_kv(const char *name, size_t nlen, const char *v, size_t vl, void
             snprintf(err, errlen, "name '%s' is not a valid site name", s->name);
             return -EINVAL;
         }
+    } else if (kvfile_is(name, nlen, "site")) { /* a replica's; absent = name is the site */
+        if (vl > NODECFG_NAME_MAX) {
+            snprintf(err, errlen, "site too long");
+            return -EINVAL;
+        }
+        memcpy(s->site, v, vl);
+        s->site[vl] = '\0';
+        if (nodecfg_check_name(s->site)) {
+            snprintf(err, errlen, "site '%s' is not a valid site name", s->site);
+            return -EINVAL;
+        }
     }
     return 0; /* other settings are informational */
 }
@@ -347,6 +359,7 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
         return -EINVAL;
     }
     snprintf(s->name, sizeof(s->name), "%s", t.site);
+    snprintf(s->site, sizeof(s->site), "%s", t.site);
     if (identity_generate(&s->id)) {
         snprintf(err, errlen, "cannot generate keys");
         return -EIO;
@@ -362,7 +375,8 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
     sodium_memzero(&t, sizeof(t));
     if (rc)
         return rc;
-    /* The PoPs from the registry the mesh sent. */
+    /* The PoPs from the registry the mesh sent, and our own record, which names us: a replica
+     * of a site whose name another connector holds gets a name of its own (meshjoin.c). */
     sm_info_t *in = xcalloc(1, sizeof(*in));
     for (size_t i = 0; i < reply.nentries && in->npops < SM_POPS_MAX; i++) {
         const store_entry_t *e = &reply.entries[i];
@@ -371,6 +385,10 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
         if (e->tombstone || reg_node_key_id(e->key, e->klen, &nid) ||
             reg_node_parse(e->value, e->vlen, nid, &n, &why))
             continue;
+        if (nid == s->id.node_id && n.role == ROLE_SITE && !strcmp(reg_node_site(&n), s->site)) {
+            snprintf(s->name, sizeof(s->name), "%s", n.name);
+            continue;
+        }
         if (n.removed || n.role != ROLE_POP || !n.tunnel_addr[0])
             continue;
         sm_pop_t *p = &in->pops[in->npops++];
@@ -391,13 +409,17 @@ static int enroll(site_t *s, const char *text, char *err, size_t errlen)
     save_cache(s);
     char conf[256], idhex[17];
     identity_id_hex(s->id.node_id, idhex);
-    int n =
-        snprintf(conf, sizeof(conf), "# popsite settings\nname = %s\nid = %s\n", s->name, idhex);
+    int n = snprintf(conf, sizeof(conf), "# popsite settings\nname = %s\nsite = %s\nid = %s\n",
+                     s->name, s->site, idhex);
     if ((rc = save_file(s->dir, SITE_CONF, conf, (size_t)n, 0600)) != 0) {
         snprintf(err, errlen, "cannot write %s/%s: %s", s->dir, SITE_CONF, strerror(-rc));
         return rc;
     }
-    log_info("popsite: enrolled as site %s (id %s), %u PoPs known", s->name, idhex, s->npops);
+    if (strcmp(s->name, s->site))
+        log_info("popsite: enrolled as %s, a replica of site %s (id %s), %u PoPs known", s->name,
+                 s->site, idhex, s->npops);
+    else
+        log_info("popsite: enrolled as site %s (id %s), %u PoPs known", s->name, idhex, s->npops);
     return 0;
 }
 
@@ -418,6 +440,8 @@ static int load(site_t *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s/%s: %s", s->dir, SITE_CONF, rc ? kerr : "no name");
         return -EINVAL;
     }
+    if (!s->site[0]) /* written before replicas: the name is the site */
+        snprintf(s->site, sizeof(s->site), "%s", s->name);
     if ((rc = identity_load(s->dir, &s->id, err, errlen)) != 0)
         return rc;
     if (load_file(s->dir, SITE_CACHE, &buf, &len) == 0) {
@@ -1381,7 +1405,8 @@ static int cmd_run(int argc, char **argv)
     ev_signal_init(&s->sigusr1, on_dump, SIGUSR1);
     s->sigusr1.data = s;
     ev_signal_start(s->loop, &s->sigusr1);
-    log_info("popsite %s ready: %u PoPs known, keeping tunnels to %u", s->name, s->npops, s->k);
+    log_info("popsite %s ready (site %s): %u PoPs known, keeping tunnels to %u", s->name, s->site,
+             s->npops, s->k);
     if (!s->npops)
         log_warn("popsite: no PoP with a tunnel endpoint is known; nothing to connect to");
 

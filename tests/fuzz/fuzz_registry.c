@@ -39,7 +39,8 @@ static void check_node(const uint8_t *data, size_t size, uint64_t id)
         n.role != back.role || n.joined_ms != back.joined_ms || n.removed != back.removed ||
         strcmp(n.tunnel_addr, back.tunnel_addr) || strcmp(n.public4, back.public4) ||
         strcmp(n.public6, back.public6) || n.has_loc != back.has_loc || n.lat != back.lat ||
-        n.lon != back.lon || strcmp(n.dns_addr, back.dns_addr) || n.draining != back.draining)
+        n.lon != back.lon || strcmp(n.dns_addr, back.dns_addr) || n.draining != back.draining ||
+        strcmp(n.site, back.site))
         abort();
     if (n.has_loc && !geo_location_ok(n.lat, n.lon))
         abort();
@@ -65,7 +66,7 @@ static void check_token(const uint8_t *data, size_t size)
         back.id != FIXED_ID || t.role != back.role || t.expires_ms != back.expires_ms ||
         t.uses_max != back.uses_max || t.created_ms != back.created_ms ||
         strcmp(t.created_by, back.created_by) || memcmp(t.join_pk, back.join_pk, 32) ||
-        t.revoked != back.revoked)
+        t.revoked != back.revoked || strcmp(t.site, back.site) || t.site_token != back.site_token)
         abort();
     msgpack_sbuffer_destroy(&sb);
 }

@@ -162,6 +162,7 @@ static void assert_node_equal(const reg_node_t *a, const reg_node_t *b)
     assert_true(a->lat == b->lat && a->lon == b->lon);
     assert_string_equal(a->dns_addr, b->dns_addr);
     assert_int_equal(a->draining, b->draining);
+    assert_string_equal(a->site, b->site);
 }
 
 static void assert_regtoken_equal(const reg_token_t *a, const reg_token_t *b)
@@ -174,6 +175,8 @@ static void assert_regtoken_equal(const reg_token_t *a, const reg_token_t *b)
     assert_string_equal(a->created_by, b->created_by);
     assert_memory_equal(a->join_pk, b->join_pk, 32);
     assert_int_equal(a->revoked, b->revoked);
+    assert_string_equal(a->site, b->site);
+    assert_true(a->site_token == b->site_token);
 }
 
 static int parse_node(const msgpack_sbuffer *sb, uint64_t id, reg_node_t *n, const char **why)
@@ -797,6 +800,82 @@ static void test_node_dns_fields(void **state)
     msgpack_sbuffer_destroy(&sb2);
 }
 
+/* Connector replicas: a site node's optional site field (absent = its name is the site, so the
+ * first connector's record is what it always was) and a replica token's site_token. */
+static void test_site_replicas(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb, sb2;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_init(&sb2);
+    const char *why;
+    reg_node_t n, back;
+    make_node(&n);
+    n.role = ROLE_SITE;
+    strcpy(n.name, "branch");
+    assert_string_equal(reg_node_site(&n), "branch");
+
+    /* Without site: the eight fields, byte for byte. */
+    struct item it[NODE_FIELDS];
+    node_items(&n, it);
+    pack_items(&sb, it, NODE_FIELDS, -1);
+    msgpack_packer_init(&pk, &sb2, msgpack_sbuffer_write);
+    reg_node_pack(&pk, &n);
+    assert_int_equal(sb.size, sb2.size);
+    assert_memory_equal(sb.data, sb2.data, sb.size);
+
+    /* A replica: its own name, the site in site; round trips. */
+    strcpy(n.name, "branch-2");
+    strcpy(n.site, "branch");
+    msgpack_sbuffer_clear(&sb2);
+    reg_node_pack(&pk, &n);
+    memset(&back, 0xee, sizeof(back));
+    assert_int_equal(parse_node(&sb2, n.id, &back, &why), 0);
+    assert_node_equal(&n, &back);
+    assert_string_equal(reg_node_site(&back), "branch");
+
+    /* Refused: a site on a PoP, an invalid site name, a site of the wrong type. */
+    struct item site_bad = {.key = "site", .kind = K_STR, .s = "Not_A_Name"};
+    n.site[0] = '\0';
+    assert_int_equal(pack_node_with(&sb, &n, &site_bad, 1, &why), -EBADMSG);
+    assert_why(why, "site is set on a PoP or is not a valid site name");
+    struct item site_num = {.key = "site", .kind = K_U64, .u = 7};
+    assert_int_equal(pack_node_with(&sb, &n, &site_num, 1, &why), -EBADMSG);
+    struct item site_ok = {.key = "site", .kind = K_STR, .s = "branch"};
+    assert_int_equal(pack_node_with(&sb, &n, &site_ok, 1, &why), 0);
+    n.role = ROLE_POP;
+    assert_int_equal(pack_node_with(&sb, &n, &site_ok, 1, &why), -EBADMSG);
+    assert_why(why, "site is set on a PoP or is not a valid site name");
+
+    /* A replica token: site_token round trips; it needs a site. */
+    reg_token_t t, tback;
+    make_regtoken(&t);
+    strcpy(t.site, "branch");
+    t.site_token = 0xfedcba9876543210ull;
+    msgpack_sbuffer_clear(&sb2);
+    reg_token_pack(&pk, &t);
+    memset(&tback, 0xee, sizeof(tback));
+    assert_int_equal(parse_token(&sb2, t.id, &tback, &why), 0);
+    assert_regtoken_equal(&t, &tback);
+    t.site[0] = '\0';
+    msgpack_sbuffer_clear(&sb2);
+    reg_token_pack(&pk, &t);
+    assert_int_equal(parse_token(&sb2, t.id, &tback, &why), -EBADMSG);
+    assert_why(why, "site_token on a token bound to no site");
+    /* Without it, a token's record is the seven fields it always was. */
+    t.site_token = 0;
+    struct item ti[TOKEN_FIELDS];
+    token_items(&t, ti);
+    pack_items(&sb, ti, TOKEN_FIELDS, -1);
+    msgpack_sbuffer_clear(&sb2);
+    reg_token_pack(&pk, &t);
+    assert_int_equal(sb.size, sb2.size);
+    assert_memory_equal(sb.data, sb2.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&sb2);
+}
+
 static void test_tokenuse_pack(void **state)
 {
     msgpack_sbuffer sb;
@@ -843,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_tokenuse_pack),
         cmocka_unit_test(test_node_dns_fields),
+        cmocka_unit_test(test_site_replicas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

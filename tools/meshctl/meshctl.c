@@ -912,24 +912,38 @@ static void cell_add(char *buf, size_t len, size_t *off, const char *fmt, ...)
         *off += (size_t)n;
 }
 
-static int cmd_site_add(ctx_t *c, const command_t *self, int argc, char **argv)
+/* site add and site token: both mint a site token and print it the same way. */
+static int site_token_cmd(ctx_t *c, const command_t *self, int argc, char **argv, bool add)
 {
     int err = 0;
     const char *ttl = take_opt(&argc, argv, "--ttl", &err);
+    const char *replicas = add ? take_opt(&argc, argv, "--replicas", &err) : NULL;
     if (err)
         return usage(self, "an option is missing its value");
     if (argc != 1)
-        return usage(self, "site add takes one NAME");
+        return usage(self, "site %s takes one NAME", add ? "add" : "token");
     uint64_t ttl_ms = 3600 * 1000;
     if (ttl && parse_duration_ms(ttl, &ttl_ms))
         return usage(self, "--ttl '%s' is not a duration (e.g. 30m, 2h, 7d)", ttl);
+    unsigned long nrep = 1;
+    if (replicas) {
+        char *end;
+        errno = 0;
+        nrep = strtoul(replicas, &end, 10);
+        if (errno || *end || end == replicas || nrep < 1 || nrep > 64 || replicas[0] == '-')
+            return usage(self, "--replicas '%s' is not a number from 1 to 64", replicas);
+    }
     request_t r;
     json_t *j;
-    request_begin(&r, "site.add", 2);
+    request_begin(&r, add ? "site.add" : "site.token", replicas ? 3 : 2);
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     mpw_str(&r.pk, "ttl_ms");
     msgpack_pack_uint64(&r.pk, ttl_ms);
+    if (replicas) {
+        mpw_str(&r.pk, "replicas");
+        msgpack_pack_uint64(&r.pk, nrep);
+    }
     int rc = roundtrip(c, &r, &j);
     if (rc)
         return rc;
@@ -937,18 +951,34 @@ static int cmd_site_add(ctx_t *c, const command_t *self, int argc, char **argv)
         print_json(j);
     } else {
         /* The token alone on stdout, as token create does; the rest on stderr. */
-        char when[40];
+        char when[40], uses[64];
+        json_int_t n = json_integer_value(json_object_get(j, "uses"));
+        if (n > 1)
+            snprintf(uses, sizeof(uses), "%lld uses (one per connector replica)", (long long)n);
+        else
+            snprintf(uses, sizeof(uses), "one use");
         printf("%s\n", json_string_value(json_object_get(j, "token")));
         fprintf(stderr,
-                "site %s added: token %s, one use, expires %s\n"
+                "%s %s%s: token %s, %s, expires %s\n"
                 "enroll it on the site's machine with: popsite run --data DIR --token TOKEN\n"
-                "(TOKEN is the line printed above)\n",
-                argv[0], json_string_value(json_object_get(j, "token_id")),
+                "(TOKEN is the line printed above; each replica has its own DIR)\n",
+                add ? "site" : "one more replica for site", argv[0], add ? " added" : "",
+                json_string_value(json_object_get(j, "token_id")), uses,
                 human_time((uint64_t)json_integer_value(json_object_get(j, "expires_ms")), when,
                            sizeof(when)));
     }
     json_decref(j);
     return EXIT_OK;
+}
+
+static int cmd_site_add(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    return site_token_cmd(c, self, argc, argv, true);
+}
+
+static int cmd_site_token(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    return site_token_cmd(c, self, argc, argv, false);
 }
 
 static int cmd_site_rm(ctx_t *c, const command_t *self, int argc, char **argv)
@@ -972,13 +1002,13 @@ static int cmd_site_list(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i;
     json_t *s;
-    printf("%-20s %-16s %-21s %s\n", "NAME", "ENROLLED", "CREATED", "CREATED BY");
+    printf("%-20s %-16s %-8s %-21s %s\n", "NAME", "ENROLLED", "REPLICAS", "CREATED", "CREATED BY");
     json_array_foreach(json_object_get(j, "sites"), i, s)
     {
         char when[40];
         const char *node = json_string_value(json_object_get(s, "enrolled"));
-        printf("%-20s %-16s %-21s %s\n", json_string_value(json_object_get(s, "name")),
-               node ? node : "(not yet)",
+        printf("%-20s %-16s %-8zu %-21s %s\n", json_string_value(json_object_get(s, "name")),
+               node ? node : "(not yet)", json_array_size(json_object_get(s, "replicas")),
                human_time((uint64_t)json_integer_value(json_object_get(s, "created_ms")), when,
                           sizeof(when)),
                json_string_value(json_object_get(s, "created_by")));
@@ -1312,8 +1342,20 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i, k;
     json_t *s, *t;
-    printf("%-20s %-8s %-32s %-40s %s\n", "SITE", "STATE", "PRIMARY (REGION, RTT)",
-           "STANDBY (REGION, RTT)", "TARGETS");
+    /* A REPLICA column only when some site has a connector replica of another name: a mesh
+     * of one connector per site reads as it always did. An older PoP sends no replica. */
+    bool replicas = false;
+    json_array_foreach(json_object_get(j, "sites"), i, s)
+    {
+        const char *rep = json_string_value(json_object_get(s, "replica"));
+        replicas |= rep && strcmp(rep, json_string_value(json_object_get(s, "name")) ?: "");
+    }
+    if (replicas)
+        printf("%-20s %-20s ", "SITE", "REPLICA");
+    else
+        printf("%-20s ", "SITE");
+    printf("%-8s %-32s %-40s %s\n", "STATE", "PRIMARY (REGION, RTT)", "STANDBY (REGION, RTT)",
+           "TARGETS");
     json_array_foreach(json_object_get(j, "sites"), i, s)
     {
         char primary[256], standby[512], targets[1024];
@@ -1332,9 +1374,15 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
                      !up && why && *why ? " (" : "", !up && why && *why ? why : "",
                      !up && why && *why ? ")" : "");
         }
-        printf("%-20s %-8s %-32s %-40s %s\n", json_string_value(json_object_get(s, "name")),
-               json_string_value(json_object_get(s, "state")), primary, standby,
-               off ? targets : "-");
+        /* One line per connector replica, grouped under its site (the daemon sorts them). */
+        const char *site = json_string_value(json_object_get(s, "name"));
+        const char *rep = json_string_value(json_object_get(s, "replica"));
+        if (replicas)
+            printf("%-20s %-20s ", site, rep ? rep : site);
+        else
+            printf("%-20s ", site);
+        printf("%-8s %-32s %-40s %s\n", json_string_value(json_object_get(s, "state")), primary,
+               standby, off ? targets : "-");
     }
     json_decref(j);
     return EXIT_OK;
@@ -1903,10 +1951,13 @@ static const command_t commands[] = {
      "Drains a PoP: DNS answers stop naming it (at every PoP), while it keeps serving the\n"
      "clients that still come; take it down once resolvers' caches expire (the zone's TTL).\n"
      "--undo puts it back. 'meshctl members' shows it. Sites cannot be drained."},
-    {"site", "add", cmd_site_add, "NAME [--ttl DURATION]",
-     "Adds a site and mints its one-use enrollment token (valid 1h unless --ttl), printed\n"
-     "alone on stdout. The token enrolls this site name only: on the site's machine run\n"
-     "popsite run --data DIR --token TOKEN."},
+    {"site", "add", cmd_site_add, "NAME [--replicas N] [--ttl DURATION]",
+     "Adds a site and mints its enrollment token (valid 1h unless --ttl), printed alone on\n"
+     "stdout, with N uses (default 1): one per connector replica, each on its own machine\n"
+     "with its own key. The token enrolls this site name only: on the site's machine run\n"
+     "popsite run --data DIR --token TOKEN. Replicas are named NAME, NAME-2, NAME-3..."},
+    {"site", "token", cmd_site_token, "NAME [--ttl DURATION]",
+     "Mints a one-use token for one more connector replica of an existing site."},
     {"site", "rm", cmd_site_rm, "NAME",
      "Removes a site everywhere: its enrolled connector's key is refused by every PoP from\n"
      "then on and its unused token is revoked. The name can be added again."},
@@ -1914,8 +1965,9 @@ static const command_t commands[] = {
      "Lists the sites of the registry: name, the node id enrolled for it (or none yet),\n"
      "when and where it was added. 'meshctl sites' shows their live state."},
     {NULL, "sites", cmd_sites, "",
-     "Shows each site's live state as this PoP sees it: online or offline, its primary and\n"
-     "standby PoPs with their regions and round-trip times, and the health of its targets."},
+     "Shows each site's live state as this PoP sees it, one line per connector replica:\n"
+     "online or offline, its primary and standby PoPs with their regions and round-trip\n"
+     "times, and the health of its targets as that replica checks them."},
     {"resource", "add", cmd_resource_add,
      "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
