@@ -2,7 +2,7 @@
  *
  *   site.add      {name, ttl_ms?, replicas?} -> {name, token, token_id, expires_ms, uses}
  *   site.token    {name, ttl_ms?}            -> {name, token, token_id, expires_ms, uses}
- *   site.rm       {name}                     -> {name, nodes_removed: [id], token_revoked}
+ *   site.rm       {name, replica?}           -> {name, nodes_removed: [id], token_revoked}
  *   site.list     {}                         -> {sites: [{name, enrolled, replicas, ...}]}
  *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
@@ -25,7 +25,7 @@
  * token of site.add has `replicas` uses (default 1), and site.token mints a one-use token for
  * one more, bound to the site and naming the site's own token (site_token), so it stops
  * working if the site is removed and its name added again. How replicas are named is in
- * meshjoin.c. site.rm evicts every replica; node rm evicts one.
+ * meshjoin.c. site.rm evicts every replica, or with replica just that one (the site stays).
  *
  * Every check here runs against this node's view of the replicated store. Two operators
  * adding the same site or the same tcp_port on two nodes at the same moment can both succeed
@@ -309,6 +309,31 @@ static int revoke_unused(meshnode_t *m, uint64_t id)
     return rc ? rc : 1;
 }
 
+/* site.rm with replica: evicts that one connector of site name; the site and its other
+ * replicas stay. */
+static int site_rm_replica(meshnode_t *m, msgpack_packer *pk, const char *name, const char *replica)
+{
+    const reg_node_t *found = meshnode_reg_find_name(m, replica);
+    if (!found || !serves_site(found, name))
+        return control_error(pk, CTL_NOT_FOUND,
+                             "site '%s' has no replica '%s' (meshctl site list --json names them)",
+                             name, replica);
+    reg_node_t rec = *found; /* the write below replaces the registry snapshot */
+    if (meshnode_remove_node(m, &rec))
+        return control_error(pk, CTL_FAILED, "cannot record the removal of replica '%s': %s",
+                             replica, store_last_error(meshnode_store(m)));
+    char hex[17];
+    identity_id_hex(rec.id, hex);
+    msgpack_pack_map(pk, 3);
+    mpw_kv_str(pk, "name", name);
+    mpw_str(pk, "nodes_removed");
+    msgpack_pack_array(pk, 1);
+    mpw_str(pk, hex);
+    mpw_kv_bool(pk, "token_revoked", false);
+    log_warn("mesh: replica %s (%s) of site %s removed", replica, hex, name);
+    return CTL_OK;
+}
+
 static int cmd_site_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     meshnode_t *m = ctx;
@@ -324,6 +349,12 @@ static int cmd_site_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
                              name);
     if (rc)
         return control_error(pk, CTL_FAILED, "site '%s' is unreadable here", name);
+    char replica[256];
+    int has_replica = ctl_arg_copy(req, "replica", replica, sizeof(replica));
+    if (has_replica < 0 || (has_replica > 0 && nodecfg_check_name(replica)))
+        return control_error(pk, CTL_BAD_REQUEST, "replica name is invalid (" NAME_RULE ")");
+    if (has_replica > 0)
+        return site_rm_replica(m, pk, name, replica);
     /* The site record first: from now on no JOIN can enroll the name. */
     site.removed = true;
     if (put_site(m, &site))
@@ -801,7 +832,8 @@ const control_command_t meshadmin_commands[] = {
      "name: str [ttl_ms: uint] -> {name, token, token_id, expires_ms, uses}: a one-use token for "
      "one more connector replica of an existing site"},
     {"site.rm", cmd_site_rm,
-     "name: str -> {name, nodes_removed: [id], token_revoked}: evicts the site everywhere"},
+     "name: str [replica: str] -> {name, nodes_removed: [id], token_revoked}: evicts the site "
+     "everywhere, or only that connector replica of it"},
     {"site.list", cmd_site_list,
      "-> {sites: [{name, enrolled: id | nil, created_ms, ..., replicas: [{name, id}]}]}"},
     {"resource.add", cmd_resource_add,

@@ -6,7 +6,8 @@
 # counted and bounded, the gap from the kill to the first success after it is reported; the
 # killed replica restarts from its data directory (no token) and rejoins; then the other one is
 # killed, the same. Bad input: a third enrollment with the 2-use token, a site token used with
-# another site's name, a replica removed with node rm (its tunnels refused, the other serves).
+# another site's name, site token for one more replica (once), site rm --replica, a replica
+# removed with node rm (its tunnels refused, the other serves).
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 
@@ -245,8 +246,13 @@ got=$(sitejoin "$REPL_TOKEN" branch)
 wait_for 10 "branch-3 in pop-3's site list" bash -c "[ \"\$('$MESHCTL' -d '${N[3]}' --json site list | '$PY' -c 'import json,sys; print(sorted(r[\"name\"] for s in json.load(sys.stdin)[\"sites\"] if s[\"name\"] == \"branch\" for r in s[\"replicas\"]))')\" = \"['branch', 'branch-2', 'branch-3']\" ]"
 got=$(sitejoin "$REPL_TOKEN" branch)
 case "$got" in *"ERR used-up"*) ;; *) fail "the one-use replica token enrolled twice: $got" ;; esac
-expect_rc 0 mctl "${N[1]}" node rm branch-3
-ok "site token branch enrolls one more replica (branch-3), once; node rm removes that replica alone"
+expect_rc 1 mctl "${N[1]}" site rm other --replica branch-3
+expect_in "$WORK/err" "site 'other' has no replica 'branch-3'"
+expect_rc 1 mctl "${N[1]}" site rm branch --replica pop-1
+expect_rc 0 mctl "${N[1]}" site rm branch --replica branch-3
+expect_in "$WORK/out" "replica branch-3 of site branch removed"
+wait_for 10 "branch-3 gone from pop-3's site list, branch and branch-2 left" bash -c "[ \"\$('$MESHCTL' -d '${N[3]}' --json site list | '$PY' -c 'import json,sys; print(sorted(r[\"name\"] for s in json.load(sys.stdin)[\"sites\"] if s[\"name\"] == \"branch\" for r in s[\"replicas\"]))')\" = \"['branch', 'branch-2']\" ]"
+ok "site token branch enrolls one more replica (branch-3), once; site rm --replica removes that replica alone (another site's or a PoP's name refused)"
 
 # A removed replica: its key is refused by every PoP; the other replica keeps serving.
 expect_rc 0 mctl "${N[1]}" node rm branch-2

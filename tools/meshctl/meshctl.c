@@ -983,13 +983,34 @@ static int cmd_site_token(ctx_t *c, const command_t *self, int argc, char **argv
 
 static int cmd_site_rm(ctx_t *c, const command_t *self, int argc, char **argv)
 {
+    int err = 0;
+    const char *replica = take_opt(&argc, argv, "--replica", &err);
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 1)
+        return usage(self, "site rm takes one NAME");
+    request_t r;
     json_t *j;
-    int rc = named_action(c, self, argc, argv, "site.rm", "name", &j);
-    if (rc || !j)
+    request_begin(&r, "site.rm", replica ? 2 : 1);
+    mpw_str(&r.pk, "name");
+    mpw_str(&r.pk, argv[0]);
+    if (replica) {
+        mpw_str(&r.pk, "replica");
+        mpw_str(&r.pk, replica);
+    }
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
         return rc;
-    size_t n = json_array_size(json_object_get(j, "nodes_removed"));
-    printf("site %s removed: %zu enrolled node(s) evicted%s\n", argv[0], n,
-           json_is_true(json_object_get(j, "token_revoked")) ? ", its unused token revoked" : "");
+    if (c->json) {
+        print_json(j);
+    } else if (replica) {
+        printf("replica %s of site %s removed: its key is refused from now on\n", replica, argv[0]);
+    } else {
+        size_t n = json_array_size(json_object_get(j, "nodes_removed"));
+        printf("site %s removed: %zu enrolled node(s) evicted%s\n", argv[0], n,
+               json_is_true(json_object_get(j, "token_revoked")) ? ", its unused token revoked"
+                                                                 : "");
+    }
     json_decref(j);
     return EXIT_OK;
 }
@@ -1958,9 +1979,10 @@ static const command_t commands[] = {
      "popsite run --data DIR --token TOKEN. Replicas are named NAME, NAME-2, NAME-3..."},
     {"site", "token", cmd_site_token, "NAME [--ttl DURATION]",
      "Mints a one-use token for one more connector replica of an existing site."},
-    {"site", "rm", cmd_site_rm, "NAME",
-     "Removes a site everywhere: its enrolled connector's key is refused by every PoP from\n"
-     "then on and its unused token is revoked. The name can be added again."},
+    {"site", "rm", cmd_site_rm, "NAME [--replica R]",
+     "Removes a site everywhere: the keys of all its connectors are refused by every PoP from\n"
+     "then on and its unused token is revoked. The name can be added again. With --replica,\n"
+     "removes only that connector replica (its key is refused; the others keep serving)."},
     {"site", "list", cmd_site_list, "",
      "Lists the sites of the registry: name, the node id enrolled for it (or none yet),\n"
      "when and where it was added. 'meshctl sites' shows their live state."},
