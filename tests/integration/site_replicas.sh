@@ -194,13 +194,15 @@ for i in 1 2 3; do wait_for 20 "both replicas online again (B back), seen by pop
 ok "replica B restarts from its data directory and is online again"
 
 # ---- bad input ----
-# sitejoin TOKEN NAME: a JOIN with role site as popsite sends it (tests/integration/site_admin.sh
-# has the same client); prints "OK ..." or "ERR code: message".
+# sitejoin TOKEN NAME [SEED]: a JOIN with role site as popsite sends it (tests/integration/
+# site_admin.sh has the same client), with a new key, or the key made from SEED (a byte);
+# prints "OK" or "ERR code: message".
 sitejoin() {
     "$PY" - "$@" <<'PY'
 import base64, os, sys
 import msgpack, nacl.bindings, nacl.encoding, nacl.hash, nacl.public, zmq, zmq.utils.z85
 tok, name = sys.argv[1:3]
+seed = int(sys.argv[3]) if len(sys.argv) > 3 else None
 body = base64.urlsafe_b64decode(tok[5:] + "=" * (-len(tok[5:]) % 4))
 payload = msgpack.unpackb(body[:-64], raw=False)
 secret, seeds = payload[4], payload[5]
@@ -213,7 +215,7 @@ s.curve_secretkey, s.curve_publickey = zmq.utils.z85.encode(sk), zmq.utils.z85.e
 s.curve_serverkey = zmq.utils.z85.encode(seeds[0][1])
 s.linger = 0
 s.connect("tcp://" + seeds[0][0])
-me = nacl.public.PrivateKey.generate()
+me = nacl.public.PrivateKey(bytes([seed]) * 32) if seed is not None else nacl.public.PrivateKey.generate()
 s.send(msgpack.packb([1, 48, name, "", "", bytes(me.public_key), os.urandom(32), "site"],
                      use_bin_type=True))
 if not s.poll(5000):
@@ -241,8 +243,10 @@ case "$got" in *"ERR site: this token enrolls site 'other' only; it cannot enrol
 ok "a site's token (site add or site token) used with another site's name is refused; site token of an unknown site is refused"
 
 # site token: one more replica (a JOIN as popsite would send), named branch-3.
-got=$(sitejoin "$REPL_TOKEN" branch)
+got=$(sitejoin "$REPL_TOKEN" branch 7)
 [ "$got" = OK ] || fail "the replica token did not enroll a third replica: $got"
+got=$(sitejoin "$REPL_TOKEN" branch 7) # the same key again (its JOIN_OK lost): answered again
+[ "$got" = OK ] || fail "the third replica asking again was refused: $got"
 wait_for 10 "branch-3 in pop-3's site list" bash -c "[ \"\$('$MESHCTL' -d '${N[3]}' --json site list | '$PY' -c 'import json,sys; print(sorted(r[\"name\"] for s in json.load(sys.stdin)[\"sites\"] if s[\"name\"] == \"branch\" for r in s[\"replicas\"]))')\" = \"['branch', 'branch-2', 'branch-3']\" ]"
 got=$(sitejoin "$REPL_TOKEN" branch)
 case "$got" in *"ERR used-up"*) ;; *) fail "the one-use replica token enrolled twice: $got" ;; esac
@@ -252,7 +256,7 @@ expect_rc 1 mctl "${N[1]}" site rm branch --replica pop-1
 expect_rc 0 mctl "${N[1]}" site rm branch --replica branch-3
 expect_in "$WORK/out" "replica branch-3 of site branch removed"
 wait_for 10 "branch-3 gone from pop-3's site list, branch and branch-2 left" bash -c "[ \"\$('$MESHCTL' -d '${N[3]}' --json site list | '$PY' -c 'import json,sys; print(sorted(r[\"name\"] for s in json.load(sys.stdin)[\"sites\"] if s[\"name\"] == \"branch\" for r in s[\"replicas\"]))')\" = \"['branch', 'branch-2']\" ]"
-ok "site token branch enrolls one more replica (branch-3), once; site rm --replica removes that replica alone (another site's or a PoP's name refused)"
+ok "site token branch enrolls one more replica (branch-3), once (the same key asking again is answered, no new node); site rm --replica removes that replica alone (another site's or a PoP's name refused)"
 
 # A removed replica: its key is refused by every PoP; the other replica keeps serving.
 expect_rc 0 mctl "${N[1]}" node rm branch-2
