@@ -261,8 +261,18 @@ timeout 120 "$PY" "$WORK/dp.py" bulk "${ING[$R]}" "$RPORT" $((64 << 20)) >"$WORK
 ok "3: 64 MiB each way via pop-$R: sha256 equal ($(cat "$WORK/bulk.txt"))"
 
 # ---- 4. 200 concurrent connections ----
-timeout 120 "$PY" "$WORK/dp.py" conc "${ING[$A]}" "$RPORT" 200 >"$WORK/conc.txt" 2>&1 ||
-    { cat "$WORK/conc.txt" >&2; fail "200 concurrent echo round trips via pop-$A"; }
+# When round trips hang, every popd and popsite logs its live splices (SIGUSR1): which leg
+# holds the bytes of a stuck stream.
+dump_splices() {
+    kill -USR1 "${POPPID[1]}" "${POPPID[2]}" "${POPPID[3]}" "$SITE_PID" 2>/dev/null || true
+    sleep 0.5
+}
+timeout 120 "$PY" "$WORK/dp.py" conc "${ING[$A]}" "$RPORT" 200 >"$WORK/conc.txt" 2>&1 &
+CONC=$!
+for _ in $(seq 1 120); do kill -0 "$CONC" 2>/dev/null || break; sleep 0.1; done
+# Still running after 12 s (it takes 1-3): some round trips are stuck; dump while they are.
+if kill -0 "$CONC" 2>/dev/null; then dump_splices; fi
+wait "$CONC" || { cat "$WORK/conc.txt" >&2; fail "200 concurrent echo round trips via pop-$A"; }
 ok "4: $(cat "$WORK/conc.txt")"
 
 # ---- 5. failover: SIGKILL the primary PoP ----

@@ -57,6 +57,8 @@ expect_in "$WORK/err" "--tls needs --tcp-port"
 expect_rc 0 mctl "$WORK/n1" resource add secure --site branch --target "127.0.0.1:$EPORT" \
     --tcp-port "$TP" --tls
 expect_in "$WORK/out" "tcp port $TP (TLS)"
+# The site was added at pop-1: wait (bounded) until its record has reached pop-2.
+wait_for 10 "site branch at pop-2" sh -c "'$MESHCTL' -d '$WORK/n2' site list | grep -q branch"
 expect_rc 0 mctl "$WORK/n2" resource add plain --site branch --target "127.0.0.1:$EPORT" \
     --tcp-port "$PP"
 listed() { mctl "$WORK/n1" resource list | grep -q "^plain "; }
