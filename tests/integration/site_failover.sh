@@ -123,8 +123,12 @@ ok "pop-1 SIGKILLed: connections through pop-2 work again after $FAILOVER_MS ms 
 wait_for 10 "pop-2 primary" is_role pop-2 primary
 wait_for 15 "pop-3 standby" is_role pop-3 standby
 ok "the site fails over: pop-2 primary, pop-3 becomes the standby"
-echo_through 127.0.0.43 || fail "echo through pop-3 after the failover"
-ok "connections through pop-3 work after the failover"
+# pop-3 learns of its own new attachment and of pop-1's death by its next route computation
+# (20-200 ms after the change); a connection in that window can spend its three attempts on the
+# dead PoP (they are not spaced yet: docs/dataplane.md). Bounded wait, then the gap is shown.
+T2=$(date +%s%N)
+wait_for 5 "echo through pop-3 after the failover" echo_through 127.0.0.43
+ok "connections through pop-3 work after the failover ($(( ($(date +%s%N) - T2) / 1000000 )) ms after the new roles were seen)"
 
 start_popd "$WORK/n1"
 NODE_PID[1]=$LAST_PID
