@@ -114,7 +114,16 @@ PIDS+=("$!")
 # dig +short prints its errors (";; communications error ...") on stdout: keep answers only,
 # or two error lines pass for two addresses while unbound is still starting.
 ures() { dig +short +tries=1 +time=2 -p "$UP" @127.0.0.1 "$@" 2>/dev/null | sed '/^;/d'; }
-wait_for 10 "unbound to resolve app.$ZONE" test "$(ures "app.$ZONE" A | wc -l)" = 2
+# unbound resolves app through the stub PoPs: two addresses. The full answer of the last try is
+# kept, so a failure shows what unbound said (a SERVFAIL, one address, a timeout).
+unbound_has_app() {
+    dig +tries=1 +time=2 -p "$UP" @127.0.0.1 "app.$ZONE" A >"$WORK/unbound-last.txt" 2>&1
+    [ "$(ures "app.$ZONE" A | wc -l)" = 2 ]
+}
+if ! (wait_for 20 "unbound to resolve app.$ZONE" unbound_has_app); then
+    cat "$WORK/unbound-last.txt" >&2
+    fail "unbound did not resolve app.$ZONE to two addresses within 20 s (its last answer above)"
+fi
 
 # ---- 1. through unbound ----
 mapfile -t A1 < <(ures "app.$ZONE" A)
