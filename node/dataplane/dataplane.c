@@ -79,11 +79,16 @@ struct ingress {
     dp_stream_handler_t *h; /* or another consumer (dataplane_open_stream) */
     ev_timer kick;          /* h: starts the first attempt outside the caller's call */
     resource_t res;
+    char cur_site[NODECFG_NAME_MAX + 1]; /* the site this attempt goes to */
+    uint32_t tmask;                      /* the targets of res this attempt's OPEN names */
     uint64_t site; /* the node id of the site replica being tried */
-    /* Replicas of the site tried so far, with their attempts: the next attempt goes to the one
-     * with the fewest, then the cheapest route (ingress_pick). */
-    uint64_t tried[DATAPLANE_REPLICAS_MAX];
-    uint8_t tries[DATAPLANE_REPLICAS_MAX];
+    /* Replicas tried so far (of every site of the resource), with their attempts: the next
+     * attempt goes to the one with the fewest, then the cheapest route (ingress_pick).
+     * refused: the replica answered that none of the targets it was given answers; it is not
+     * asked again by this connection. */
+    uint64_t tried[DATAPLANE_TRIED_MAX];
+    uint8_t tries[DATAPLANE_TRIED_MAX];
+    bool refused[DATAPLANE_TRIED_MAX];
     uint32_t ntried;
     char client[64];
     char ingress[64]; /* where the client connected to (our local address), "" if unknown */
@@ -126,9 +131,26 @@ struct listener {
 struct cfg_res {
     char name[NODECFG_NAME_MAX + 1];
     char site[NODECFG_NAME_MAX + 1];
+    bool multi;          /* targets in several sites: every site's INFO may name them */
     uint16_t tcp_port;   /* 0: HTTP only */
     bool tls;            /* TLS terminated on tcp_port */
     uint64_t created_ms; /* Unix ms: the oldest owns a port two resources share */
+};
+
+/* What one connector replica's checks say: sitehealth/<replica>, which its primary PoP
+ * writes when they change, kept here as the change feed brings it. */
+struct rep_check {
+    char target[NODECFG_ADDR_MAX + 1];
+    char health[SM_HEALTH_MAX + 1];
+    char why[SM_WHY_MAX + 1];
+    bool healthy;
+};
+
+struct rep_health {
+    char replica[NODECFG_NAME_MAX + 1];
+    char host[SM_HOSTNAME_MAX + 1]; /* the machine it runs on, "" when it did not say */
+    uint32_t n;
+    struct rep_check *checks;
 };
 
 /* A PoP a site may be told about (registered, not removed, with a tunnel address). */
@@ -171,7 +193,10 @@ struct dataplane {
     uint64_t accept_unlogged;   /* failures since that line */
     ev_timer tick;              /* liveness of the PoPs sites are told about, tunnel RTTs */
     ev_timer apply;             /* deferred work of the change feed (on_apply) */
-    int watch_res, watch_nodes; /* store_watch ids */
+    int watch_res, watch_nodes, watch_health; /* store_watch ids */
+    struct rep_health *health;                /* one per replica that reported, unordered */
+    size_t nhealth;
+    uint64_t pick_rr; /* spreads connections over targets by weight (choose_targets) */
     bool republish;             /* our node record lost its tunnel address */
     uint64_t alive_hash;        /* of the PoPs SWIM held alive at the last tick */
     ev_check reaper;
@@ -384,6 +409,129 @@ static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
     return p;
 }
 
+/* ---- target health, merged across a site's replicas --------------------------------------
+ *
+ * Every replica checks its site's targets and reports over its tunnels; its primary PoP writes
+ * the report to sitehealth/<replica>, and the change feed brings it here on every PoP. A
+ * target is up when a live replica (one some PoP has a tunnel to) says so, down when live
+ * replicas report it and none says up, unknown when no live replica reported it yet (a new
+ * resource: counted as up, as a site counts a target it has not checked), and unreachable
+ * when its site has no live replica at all. A dead replica's last report is kept but not
+ * counted: it says nothing about now. */
+
+enum tstate { TS_UNKNOWN = 0, TS_UP, TS_DOWN, TS_UNREACHABLE };
+
+static const char *tstate_str(enum tstate t)
+{
+    static const char *const s[] = {"unknown", "up", "down", "unreachable"};
+    return s[t];
+}
+
+static struct rep_health *health_find(dataplane_t *dp, const char *replica)
+{
+    for (size_t i = 0; i < dp->nhealth; i++)
+        if (!strcmp(dp->health[i].replica, replica))
+            return &dp->health[i];
+    return NULL;
+}
+
+static void on_health_changed(void *ctx, const store_entry_t *v, size_t n)
+{
+    dataplane_t *dp = ctx;
+    const size_t pl = strlen(SITEHEALTH_PREFIX);
+    sm_status_t *st = xmalloc(sizeof(*st));
+    for (size_t i = 0; i < n; i++) {
+        char name[NODECFG_NAME_MAX + 1];
+        if (v[i].klen <= pl || v[i].klen - pl > NODECFG_NAME_MAX)
+            continue;
+        memcpy(name, v[i].key + pl, v[i].klen - pl);
+        name[v[i].klen - pl] = 0;
+        int type;
+        const char *why;
+        bool ok = !v[i].tombstone && sm_decode_ctl(v[i].value, v[i].vlen, &type, st, NULL, &why) == 0;
+        if (!v[i].tombstone && !ok)
+            log_warn("dataplane: sitehealth/%s: unreadable record ignored: %s", name, why);
+        struct rep_health *h = health_find(dp, name);
+        if (!ok) {
+            if (h) {
+                free(h->checks);
+                *h = dp->health[--dp->nhealth];
+            }
+            continue;
+        }
+        if (!h) {
+            dp->health = xrealloc(dp->health, (dp->nhealth + 1) * sizeof(*dp->health));
+            h = &dp->health[dp->nhealth++];
+            memset(h, 0, sizeof(*h));
+            snprintf(h->replica, sizeof(h->replica), "%s", name);
+        }
+        snprintf(h->host, sizeof(h->host), "%s", st->host);
+        h->checks = xrealloc(h->checks, (st->n ? st->n : 1) * sizeof(*h->checks));
+        h->n = st->n;
+        for (uint32_t k = 0; k < st->n; k++) {
+            struct rep_check *c = &h->checks[k];
+            snprintf(c->target, sizeof(c->target), "%s", st->checks[k].target);
+            snprintf(c->health, sizeof(c->health), "%s", st->checks[k].health);
+            snprintf(c->why, sizeof(c->why), "%s", st->checks[k].why);
+            c->healthy = st->checks[k].healthy;
+        }
+    }
+    free(st);
+}
+
+static int load_health(const store_entry_t *e, void *ctx)
+{
+    on_health_changed(ctx, e, 1);
+    return 0;
+}
+
+/* A replica some PoP routes to, or attached here before the routes caught up. */
+static bool replica_live(dataplane_t *dp, uint64_t id)
+{
+    const route_table_t *rt = meshnode_routes(dp->o.mesh);
+    route_entry_t re;
+    return (rt && route_table_lookup(rt, id, &re) == 0) || find_peer(dp, id, true, true);
+}
+
+/* A site's check spec starts with the resource's ("tcp", "http:/PATH"); settings follow it
+ * after a space ("http:/h interval 500"). */
+static bool health_match(const char *reported, const char *spec)
+{
+    size_t l = strlen(spec);
+    return !strncmp(reported, spec, l) && (reported[l] == '\0' || reported[l] == ' ');
+}
+
+/* The merged state of target addr of site (checked as spec); *why the reason a replica gave
+ * when down, *nlive and *nup the live replicas and how many of them say up. */
+static enum tstate target_state(dataplane_t *dp, const char *site, const char *addr,
+                                const char *spec, const char **why, unsigned *nlive,
+                                unsigned *nup)
+{
+    bool down = false;
+    *nlive = *nup = 0;
+    *why = "";
+    for (size_t i = 0; i < dp->nsites; i++) {
+        if (strcmp(dp->sites[i].site, site) || !replica_live(dp, dp->sites[i].id))
+            continue;
+        (*nlive)++;
+        const struct rep_health *h = health_find(dp, dp->sites[i].name);
+        for (uint32_t k = 0; h && k < h->n; k++) {
+            if (strcmp(h->checks[k].target, addr) || !health_match(h->checks[k].health, spec))
+                continue;
+            if (h->checks[k].healthy) {
+                (*nup)++;
+            } else {
+                down = true;
+                *why = h->checks[k].why;
+            }
+            break;
+        }
+    }
+    if (!*nlive)
+        return TS_UNREACHABLE;
+    return *nup ? TS_UP : down ? TS_DOWN : TS_UNKNOWN;
+}
+
 /* ---- site information ------------------------------------------------------------------- */
 
 /* The PoPs a site may use (alive now) and the checks of its resources' targets. Reads only
@@ -405,9 +553,12 @@ static void send_info(struct peer *p, bool force)
     }
     resource_t *r = xmalloc(sizeof(*r));
     for (size_t i = 0; i < dp->nres && in->nchecks < SM_CHECKS_MAX; i++) {
-        if (strcmp(dp->res[i].site, p->site) || resource_get(dp->o.store, dp->res[i].name, r))
+        if ((!dp->res[i].multi && strcmp(dp->res[i].site, p->site)) ||
+            resource_get(dp->o.store, dp->res[i].name, r))
             continue;
         for (unsigned k = 0; k < r->ntargets && in->nchecks < SM_CHECKS_MAX; k++) {
+            if (!resource_target_in(r, k, p->site)) /* another site's network */
+                continue;
             sm_check_t *ck = &in->checks[in->nchecks++];
             snprintf(ck->target, sizeof(ck->target), "%s", r->targets[k]);
             resource_health_str(r, ck->health, sizeof(ck->health));
@@ -681,7 +832,7 @@ static void ingress_fail(struct ingress *in, const char *why)
         if (now - dp->loop_log_ms >= 1000) {
             log_warn("resource %s: connection from %s refused by site %s: %s (%llu more since "
                      "the last such line)",
-                     in->res.name, in->client, in->res.site, why,
+                     in->res.name, in->client, in->cur_site, why,
                      (unsigned long long)dp->loop_unlogged);
             dp->loop_log_ms = now;
             dp->loop_unlogged = 0;
@@ -698,16 +849,33 @@ static void ingress_fail(struct ingress *in, const char *why)
     free(in);
 }
 
+/* Replicas registered for the sites of in's resource (each site counted once), at most
+ * DATAPLANE_TRIED_MAX. */
+static size_t resource_replicas(struct ingress *in)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < in->res.ntargets; i++) {
+        const char *site = resource_target_site(&in->res, i);
+        bool seen = false;
+        for (unsigned k = 0; k < i && !seen; k++)
+            seen = !strcmp(site, resource_target_site(&in->res, k));
+        if (!seen) {
+            uint64_t ids[DATAPLANE_REPLICAS_MAX];
+            n += site_replicas(in->dp, site, ids, DATAPLANE_REPLICAS_MAX);
+        }
+    }
+    return n < DATAPLANE_TRIED_MAX ? n : DATAPLANE_TRIED_MAX;
+}
+
 static void ingress_retry(struct ingress *in, const char *why)
 {
     /* Reasons are short; a long one is cut (it only feeds a log line and the last error). */
     snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1, why);
     /* One more attempt per replica beyond the first: each live one gets its chance. */
-    uint64_t ids[DATAPLANE_REPLICAS_MAX];
-    size_t nrep = site_replicas(in->dp, in->res.site, ids, DATAPLANE_REPLICAS_MAX);
+    size_t nrep = resource_replicas(in);
     if (++in->attempt >= DATAPLANE_ATTEMPTS + (int)(nrep > 1 ? nrep - 1 : 0)) {
         char msg[512];
-        snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->res.site,
+        snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->cur_site,
                  in->attempt, why);
         ingress_fail(in, msg);
         return;
@@ -732,9 +900,14 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
         o->path[o->npath++] = in->hops[i];
     snprintf(o->client, sizeof(o->client), "%s", in->client);
     snprintf(o->ingress, sizeof(o->ingress), "%s", in->ingress);
-    o->ntargets = in->res.ntargets;
-    for (unsigned i = 0; i < in->res.ntargets; i++)
-        snprintf(o->targets[i], sizeof(o->targets[i]), "%s", in->res.targets[i]);
+    /* The chosen site's targets of the chosen priority, with their weights (1 everywhere for
+     * a resource that sets none: the OPEN is then what it always was). */
+    for (unsigned i = 0; i < in->res.ntargets; i++) {
+        if (!(in->tmask & (1u << i)))
+            continue;
+        snprintf(o->targets[o->ntargets], sizeof(o->targets[0]), "%s", in->res.targets[i]);
+        o->weights[o->ntargets++] = (uint16_t)resource_target_weight(&in->res, i);
+    }
     o->sticky = in->res.sticky;
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -767,22 +940,156 @@ static void ingress_peer_ready(struct waiter *w, struct peer *p)
     ingress_open_on(in, p);
 }
 
-/* BACKGROUND
+/* in's slot for replica id in tried[], or in->ntried when it has none. */
+static uint32_t tried_slot(const struct ingress *in, uint64_t id)
+{
+    uint32_t k = 0;
+    while (k < in->ntried && in->tried[k] != id)
+        k++;
+    return k;
+}
+
+/* BACKGROUND: TARGETS IN SEVERAL SITES
+ *
+ * Each attempt first chooses the targets (choose_targets), then a replica of their site
+ * (ingress_pick). A target is a candidate when its site has a replica this connection may
+ * still use (live, and it has not refused this connection) and its merged health is not down;
+ * the candidates of the best (lowest) priority win, and one of them is drawn by weight (by
+ * the client's address when the resource is sticky, so a client keeps its site): the OPEN
+ * then names that site's targets of that priority, which the site shares by weight among the
+ * healthy ones. So traffic stays on the best priority while any of its targets is up, moves
+ * to the next when all are down or their sites unreachable, and comes back when the health
+ * records say so.
+ *
+ * Health reaches a PoP through the store, so it lags a failure by a check interval and a
+ * replication. Meanwhile the connection itself fails over: a replica that finds none of its
+ * targets answering refuses the stream ("no target of ..."), is marked refused for this
+ * connection, and the next attempt goes to another replica of the site or, when none is
+ * left, to the next priority. A site whose replicas this connection tried twice each counts
+ * as used up when another site can take the attempt. */
+static bool site_usable(struct ingress *in, const char *site, bool *fresh)
+{
+    bool any = false;
+    *fresh = false;
+    dataplane_t *dp = in->dp;
+    for (size_t i = 0; i < dp->nsites; i++) {
+        if (strcmp(dp->sites[i].site, site) || !replica_live(dp, dp->sites[i].id))
+            continue;
+        uint32_t k = tried_slot(in, dp->sites[i].id);
+        if (k < in->ntried && in->refused[k])
+            continue;
+        any = true;
+        if (k == in->ntried || in->tries[k] < 2)
+            *fresh = true;
+    }
+    return any;
+}
+
+static uint64_t client_hash(const char *client)
+{
+    /* The address without its port: one client keeps its target across connections. */
+    char ip[NETADDR_HOST_MAX + 3];
+    netaddr_t na;
+    if (netaddr_parse(client, &na, true))
+        snprintf(ip, sizeof(ip), "%.*s", NETADDR_HOST_MAX, client);
+    else
+        snprintf(ip, sizeof(ip), na.ipv6 ? "[%s]" : "%s", na.host);
+    uint8_t h[8];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)ip, strlen(ip), NULL, 0);
+    uint64_t v;
+    memcpy(&v, h, 8);
+    return v;
+}
+
+/* Sets in->cur_site and in->tmask for the next attempt; false when no site of the resource
+ * has a replica left to try. */
+static bool choose_targets(struct ingress *in)
+{
+    const resource_t *r = &in->res;
+    unsigned n = r->ntargets, p0 = resource_target_priority(r, 0);
+    bool one = true; /* one site, one priority: nothing to choose (the common case) */
+    for (unsigned i = 1; i < n && one; i++)
+        one = resource_target_in(r, i, r->site) && resource_target_priority(r, i) == p0;
+    if (one) {
+        bool fresh;
+        snprintf(in->cur_site, sizeof(in->cur_site), "%s", r->site);
+        in->tmask = (1u << n) - 1;
+        return site_usable(in, r->site, &fresh);
+    }
+    bool fresh[RESOURCE_TARGETS_MAX], any[RESOURCE_TARGETS_MAX];
+    enum tstate st[RESOURCE_TARGETS_MAX];
+    char spec[RESOURCE_HEALTH_MAX + 1];
+    resource_health_str(r, spec, sizeof(spec));
+    for (unsigned i = 0; i < n; i++) {
+        const char *site = resource_target_site(r, i);
+        unsigned k = 0;
+        while (k < i && strcmp(site, resource_target_site(r, k)))
+            k++;
+        if (k < i) {
+            fresh[i] = fresh[k];
+            any[i] = any[k];
+        } else {
+            any[i] = site_usable(in, site, &fresh[i]);
+        }
+        const char *why;
+        unsigned nlive, nup;
+        st[i] = any[i] ? target_state(in->dp, site, r->targets[i], spec, &why, &nlive, &nup)
+                       : TS_UNREACHABLE;
+    }
+    /* Fresh sites with healthy targets first; then health is not believed (a check can lag
+     * or be wrong); then sites this connection already tried twice. */
+    for (int pass = 0; pass < 4; pass++) {
+        bool ok[RESOURCE_TARGETS_MAX];
+        unsigned best = UINT_MAX;
+        for (unsigned i = 0; i < n; i++) {
+            ok[i] = (pass < 2 ? fresh[i] : any[i]) && ((pass & 1) || st[i] != TS_DOWN);
+            if (ok[i] && resource_target_priority(r, i) < best)
+                best = resource_target_priority(r, i);
+        }
+        if (best == UINT_MAX)
+            continue;
+        uint64_t total = 0;
+        for (unsigned i = 0; i < n; i++)
+            if (ok[i] && resource_target_priority(r, i) == best)
+                total += resource_target_weight(r, i);
+        uint64_t v = (r->sticky ? client_hash(in->client) : in->dp->pick_rr++) % total;
+        unsigned pick = 0;
+        for (unsigned i = 0; i < n; i++) {
+            if (!ok[i] || resource_target_priority(r, i) != best)
+                continue;
+            if (v < resource_target_weight(r, i)) {
+                pick = i;
+                break;
+            }
+            v -= resource_target_weight(r, i);
+        }
+        const char *site = resource_target_site(r, pick);
+        snprintf(in->cur_site, sizeof(in->cur_site), "%s", site);
+        in->tmask = 0;
+        for (unsigned i = 0; i < n; i++)
+            if (resource_target_priority(r, i) == best && resource_target_in(r, i, site))
+                in->tmask |= 1u << i;
+        return true;
+    }
+    return false;
+}
+
+/* BACKGROUND: REPLICAS
  *
  * A site may have several connector replicas, each a site node of its own whose tunnels ride
  * the link state under its own id, so the route table holds a route per replica. An attempt
- * goes to the replica this connection has tried least, then to the one with the cheapest
- * route (a replica attached here before the routes caught up counts as free); replicas no
- * PoP reaches are skipped. So the first attempt takes the cheapest path to the site, and a
- * failed one (a replica SIGKILLed: its tunnels reset at once) moves to another replica before
- * the same replica is tried again on its backup path. With one replica this is what it was:
- * primary, backup, primary. */
+ * goes to the replica of the chosen site this connection has tried least, then to the one
+ * with the cheapest route (a replica attached here before the routes caught up counts as
+ * free); replicas no PoP reaches, and those that refused this connection, are skipped. So the
+ * first attempt takes the cheapest path to the site, and a failed one (a replica SIGKILLed:
+ * its tunnels reset at once) moves to another replica before the same replica is tried again
+ * on its backup path. With one replica this is what it was: primary, backup, primary. */
 static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uint32_t *slot)
 {
     dataplane_t *dp = in->dp;
     const route_table_t *rt = meshnode_routes(dp->o.mesh);
     uint64_t ids[DATAPLANE_REPLICAS_MAX];
-    size_t n = site_replicas(dp, in->res.site, ids, DATAPLANE_REPLICAS_MAX);
+    size_t n = site_replicas(dp, in->cur_site, ids, DATAPLANE_REPLICAS_MAX);
     bool found = false;
     uint64_t best_cost = 0;
     uint32_t best_tries = 0;
@@ -792,9 +1099,9 @@ static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uin
         if (!r && !find_peer(dp, ids[i], true, true))
             continue;
         uint64_t cost = r ? re.primary.cost_us : 0;
-        uint32_t k = 0;
-        while (k < in->ntried && in->tried[k] != ids[i])
-            k++;
+        uint32_t k = tried_slot(in, ids[i]);
+        if (k < in->ntried && in->refused[k])
+            continue;
         uint32_t tries = k < in->ntried ? in->tries[k] : 0;
         if (found && (tries > best_tries || (tries == best_tries && cost >= best_cost)))
             continue;
@@ -809,8 +1116,9 @@ static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uin
     }
     if (!found)
         return false;
-    if (*slot == in->ntried) { /* n <= DATAPLANE_REPLICAS_MAX, so there is room */
+    if (*slot == in->ntried && in->ntried < DATAPLANE_TRIED_MAX) {
         in->tried[in->ntried] = in->site;
+        in->refused[in->ntried] = false;
         in->tries[in->ntried++] = 0;
     }
     return true;
@@ -822,14 +1130,24 @@ static void ingress_try(struct ingress *in)
     route_entry_t e;
     bool routed = false;
     uint32_t slot = 0;
-    if (!ingress_pick(in, &e, &routed, &slot)) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "site %s is offline (no PoP has a tunnel to it)", in->res.site);
+    if (!choose_targets(in) || !ingress_pick(in, &e, &routed, &slot)) {
+        char msg[400];
+        bool refused = false;
+        for (uint32_t k = 0; k < in->ntried; k++)
+            refused |= in->refused[k];
+        if (refused) /* every replica left said no target answers: its words */
+            snprintf(msg, sizeof(msg), "%s", in->last_error);
+        else if (resource_multisite(&in->res))
+            snprintf(msg, sizeof(msg), "no site of the resource is online (no PoP has a tunnel "
+                                       "to one)");
+        else
+            snprintf(msg, sizeof(msg), "site %s is offline (no PoP has a tunnel to it)",
+                     in->res.site);
         ingress_fail(in, msg);
         return;
     }
-    uint32_t tries = in->tries[slot];
-    if (in->tries[slot] < UINT8_MAX)
+    uint32_t tries = slot < in->ntried ? in->tries[slot] : 0;
+    if (slot < in->ntried && in->tries[slot] < UINT8_MAX)
         in->tries[slot]++;
     if (!routed) { /* attached here before the routes caught up */
         struct peer *direct = find_peer(dp, in->site, true, true);
@@ -1200,7 +1518,10 @@ int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *cl
                           const char *ingress, dp_stream_handler_t *h)
 {
     uint64_t ids[1];
-    if (!site_replicas(dp, res->site, ids, 1))
+    bool any = false;
+    for (unsigned i = 0; i < res->ntargets && !any; i++)
+        any = site_replicas(dp, resource_target_site(res, i), ids, 1) > 0;
+    if (!any)
         return -ENOENT;
     struct ingress *in = xcalloc(1, sizeof(*in));
     in->magic = INGRESS_MAGIC;
@@ -1428,6 +1749,13 @@ static void pc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_
             in->looped = true;
             ingress_fail(in, why);
             return;
+        }
+        /* The replica tried every target it was given and none answered: not this replica
+         * again (another may reach them, or another site). */
+        if (code == TUN_ERR_UNREACHABLE && ml >= 12 && msg && !memcmp(msg, "no target of", 12)) {
+            uint32_t k = tried_slot(in, in->site);
+            if (k < in->ntried)
+                in->refused[k] = true;
         }
         ingress_retry(in, why);
     } else if (magic_of(user) == RELAY_MAGIC) {
@@ -1732,6 +2060,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
     }
     struct cfg_res *c = res_find(dp, name);
     uint16_t old_port = c ? c->tcp_port : 0;
+    bool was_multi = c && c->multi;
     char old_site[NODECFG_NAME_MAX + 1] = "";
     if (c)
         snprintf(old_site, sizeof(old_site), "%s", c->site);
@@ -1749,6 +2078,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
             snprintf(c->name, sizeof(c->name), "%s", name);
         }
         snprintf(c->site, sizeof(c->site), "%s", r->site);
+        c->multi = resource_multisite(r);
         c->tcp_port = r->tcp_port;
         c->tls = r->tls;
         c->created_ms = r->created_ms;
@@ -1757,10 +2087,14 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
         reconcile_port(dp, old_port);
     if (r)
         reconcile_port(dp, r->tcp_port);
-    if (old_site[0])
-        info_dirty(dp, old_site);
-    if (r && strcmp(old_site, r->site))
-        info_dirty(dp, r->site);
+    if (was_multi || (r && resource_multisite(r))) { /* its sites: any of them */
+        info_dirty(dp, NULL);
+    } else {
+        if (old_site[0])
+            info_dirty(dp, old_site);
+        if (r && strcmp(old_site, r->site))
+            info_dirty(dp, r->site);
+    }
     free(r);
 }
 
@@ -1868,6 +2202,8 @@ static void load_config(dataplane_t *dp)
     store_list(dp->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), load_node, dp);
     dp->st.store_scans++;
     store_list(dp->o.store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), load_resource, dp);
+    dp->st.store_scans++;
+    store_list(dp->o.store, SITEHEALTH_PREFIX, strlen(SITEHEALTH_PREFIX), load_health, dp);
 }
 
 /* Work the change feed deferred (see above). */
@@ -1974,9 +2310,11 @@ static void pack_site(dataplane_t *dp, msgpack_packer *pk, const struct site_nam
     }
     char idhex[17];
     identity_id_hex(n->id, idhex);
-    msgpack_pack_map(pk, 6);
+    const struct rep_health *rh = health_find(dp, n->name);
+    msgpack_pack_map(pk, 7);
     mpw_kv_str(pk, "name", n->site);
     mpw_kv_str(pk, "replica", n->name);
+    mpw_kv_str(pk, "host", rh ? rh->host : "");
     mpw_kv_str(pk, "id", idhex);
     mpw_kv_str(pk, "state", online ? "online" : "offline");
     mpw_str(pk, "pops");
@@ -1993,28 +2331,15 @@ static void pack_site(dataplane_t *dp, msgpack_packer *pk, const struct site_nam
         mpw_kv_str(pk, "role", at[i].primary ? "primary" : "standby");
     }
     mpw_str(pk, "targets");
-    char key[128];
-    snprintf(key, sizeof(key), SITEHEALTH_PREFIX "%s", n->name);
-    store_entry_t e;
-    sm_status_t *st = xmalloc(sizeof(*st));
-    int type;
-    const char *why;
-    if (store_get(dp->o.store, key, strlen(key), &e) == 0) {
-        if (e.tombstone || sm_decode_ctl(e.value, e.vlen, &type, st, NULL, &why))
-            st->n = 0;
-        store_entry_free(&e);
-    } else {
-        st->n = 0;
-    }
-    msgpack_pack_array(pk, st->n);
-    for (uint32_t i = 0; i < st->n; i++) {
+    uint32_t nck = rh ? rh->n : 0;
+    msgpack_pack_array(pk, nck);
+    for (uint32_t i = 0; i < nck; i++) {
         msgpack_pack_map(pk, 4);
-        mpw_kv_str(pk, "addr", st->checks[i].target);
-        mpw_kv_bool(pk, "healthy", online && st->checks[i].healthy);
-        mpw_kv_str(pk, "check", st->checks[i].health);
-        mpw_kv_str(pk, "why", st->checks[i].why);
+        mpw_kv_str(pk, "addr", rh->checks[i].target);
+        mpw_kv_bool(pk, "healthy", online && rh->checks[i].healthy);
+        mpw_kv_str(pk, "check", rh->checks[i].health);
+        mpw_kv_str(pk, "why", rh->checks[i].why);
     }
-    free(st);
 }
 
 static int site_cmp(const void *a, const void *b)
@@ -2137,10 +2462,67 @@ static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk
     return CTL_OK;
 }
 
+/* Every resource's targets with their merged health (see "target health" above). */
+static int cmd_targets(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    dataplane_t *dp = ctx;
+    char only[NODECFG_NAME_MAX + 1] = "";
+    if (ctl_arg_copy(req, "name", only, sizeof(only)) < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "name must be a resource name");
+    resource_t *all;
+    size_t n;
+    if (resource_list(dp->o.store, &all, &n))
+        return control_error(pk, CTL_FAILED, "cannot list resources: %s",
+                             store_last_error(dp->o.store));
+    size_t shown = 0;
+    for (size_t i = 0; i < n; i++)
+        shown += !only[0] || !strcmp(all[i].name, only);
+    if (only[0] && !shown) {
+        free(all);
+        return control_error(pk, CTL_NOT_FOUND, "there is no resource '%s'", only);
+    }
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "resources");
+    msgpack_pack_array(pk, shown);
+    for (size_t i = 0; i < n; i++) {
+        const resource_t *r = &all[i];
+        if (only[0] && strcmp(r->name, only))
+            continue;
+        char spec[RESOURCE_HEALTH_MAX + 1];
+        resource_health_str(r, spec, sizeof(spec));
+        msgpack_pack_map(pk, 2);
+        mpw_kv_str(pk, "name", r->name);
+        mpw_str(pk, "targets");
+        msgpack_pack_array(pk, r->ntargets);
+        for (unsigned k = 0; k < r->ntargets; k++) {
+            const char *why;
+            unsigned nlive, nup;
+            const char *site = resource_target_site(r, k);
+            enum tstate t = target_state(dp, site, r->targets[k], spec, &why, &nlive, &nup);
+            msgpack_pack_map(pk, 8);
+            mpw_kv_str(pk, "site", site);
+            mpw_kv_str(pk, "addr", r->targets[k]);
+            mpw_kv_u64(pk, "priority", resource_target_priority(r, k));
+            mpw_kv_u64(pk, "weight", resource_target_weight(r, k));
+            mpw_kv_str(pk, "state", tstate_str(t));
+            mpw_kv_str(pk, "why", t == TS_UNREACHABLE ? "no connector of the site is online"
+                                  : t == TS_DOWN      ? why
+                                                      : "");
+            mpw_kv_u64(pk, "replicas_live", nlive);
+            mpw_kv_u64(pk, "replicas_up", nup);
+        }
+    }
+    free(all);
+    return CTL_OK;
+}
+
 static const control_command_t dp_commands[] = {
     {"sites", cmd_sites,
      "-> {sites: [{name (the site), replica, id, state, pops: [{name, region, rtt_ms, role}], "
      "targets: [{addr, healthy}]}]}: one entry per connector replica"},
+    {"targets", cmd_targets,
+     "{name?} -> {resources: [{name, targets: [{site, addr, priority, weight, state, why, "
+     "replicas_live, replicas_up}]}]}: targets with their health merged across replicas"},
     {"dataplane", cmd_dataplane,
      "-> {dataplane: {tunnel_addr, sites_attached, streams, ...}, tunnels: [{peer, role, rtt_us, "
      "...}]}"},
@@ -2227,9 +2609,13 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
         store_watch(o->store, RESOURCE_PREFIX, strlen(RESOURCE_PREFIX), on_resources_changed, dp);
     dp->watch_nodes =
         store_watch(o->store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), on_nodes_changed, dp);
-    if (dp->watch_res < 0 || dp->watch_nodes < 0) {
+    dp->watch_health = store_watch(o->store, SITEHEALTH_PREFIX, strlen(SITEHEALTH_PREFIX),
+                                   on_health_changed, dp);
+    if (dp->watch_res < 0 || dp->watch_nodes < 0 || dp->watch_health < 0) {
         snprintf(err, errlen, "cannot watch the store for configuration changes: %s",
-                 strerror(-(dp->watch_res < 0 ? dp->watch_res : dp->watch_nodes)));
+                 strerror(-(dp->watch_res < 0     ? dp->watch_res
+                            : dp->watch_nodes < 0 ? dp->watch_nodes
+                                                  : dp->watch_health)));
         dataplane_destroy(&dp);
         return NULL;
     }
@@ -2262,6 +2648,8 @@ void dataplane_destroy(dataplane_t **dpp)
         store_unwatch(dp->o.store, dp->watch_res);
     if (dp->watch_nodes > 0)
         store_unwatch(dp->o.store, dp->watch_nodes);
+    if (dp->watch_health > 0)
+        store_unwatch(dp->o.store, dp->watch_health);
     ev_check_stop(dp->o.loop, &dp->reaper);
     ev_signal_stop(dp->o.loop, &dp->sigusr1);
     close(dp->lfd);
@@ -2291,6 +2679,9 @@ void dataplane_destroy(dataplane_t **dpp)
     }
     conncap_destroy(&dp->pending_cap); /* every slot was released above */
     conncap_destroy(&dp->tcp_cap);     /* and by the splices' ends */
+    for (size_t i = 0; i < dp->nhealth; i++)
+        free(dp->health[i].checks);
+    free(dp->health);
     free(dp->sites);
     free(dp->res);
     free(dp->pops);

@@ -50,6 +50,8 @@
 /* Replicas of one site an ingress connection considers, each one more attempt beyond the
  * first. */
 #define DATAPLANE_REPLICAS_MAX 8
+/* Replicas one ingress connection keeps count of, over every site of its resource. */
+#define DATAPLANE_TRIED_MAX 16
 #define SITEHEALTH_PREFIX      "sitehealth/"
 /* Concurrent streams one tunnel admits (tunnel.h's default is 4096). A busy site carries more
  * than 4096 user connections on one tunnel; what a stream costs when idle is a few KiB in each

@@ -94,7 +94,10 @@ int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const cha
 
 void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
 {
-    msgpack_pack_array(pk, 8); /* a site that predates ingress skips it */
+    bool w = false; /* weights only when one is not 1: what the version before sent */
+    for (uint32_t i = 0; i < o->ntargets; i++)
+        w |= o->weights[i] > 1;
+    msgpack_pack_array(pk, w ? 9 : 8); /* a site that predates ingress (or weights) skips it */
     msgpack_pack_uint8(pk, SM_VERSION);
     mpw_str(pk, o->resource);
     msgpack_pack_uint64(pk, o->site);
@@ -110,6 +113,11 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
     else
         msgpack_pack_false(pk);
     mpw_str(pk, o->ingress);
+    if (w) {
+        msgpack_pack_array(pk, o->ntargets);
+        for (uint32_t i = 0; i < o->ntargets; i++)
+            msgpack_pack_uint32(pk, o->weights[i] ? o->weights[i] : 1);
+    }
 }
 
 int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **why)
@@ -143,14 +151,25 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
         BAD("open: sticky is not a bool");
     if (n >= 8 && get_str(&r, o->ingress, sizeof(o->ingress), true))
         BAD("open: bad ingress address");
-    if (skip_rest(&r, n, n >= 8 ? 8 : 7) || r.left)
+    if (n >= 9) {
+        if (mpr_array(&r, &c) || c != o->ntargets)
+            BAD("open: weights do not match the targets");
+        for (uint32_t i = 0; i < c; i++) {
+            uint64_t wv;
+            if (mpr_uint(&r, &wv) || wv == 0 || wv > SM_WEIGHT_MAX)
+                BAD("open: a weight is not from 1 to 1000");
+            o->weights[i] = wv == 1 ? 0 : (uint16_t)wv; /* 0 is how 1 is kept (not sent) */
+        }
+    }
+    if (skip_rest(&r, n, n >= 9 ? 9 : n >= 8 ? 8 : 7) || r.left)
         BAD("open: trailing bytes");
     return 0;
 }
 
 void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
 {
-    msgpack_pack_array(pk, s->draining ? 5 : 4); /* draining only when set */
+    /* draining only when set, or when a host follows it */
+    msgpack_pack_array(pk, s->host[0] ? 6 : s->draining ? 5 : 4);
     msgpack_pack_uint8(pk, SM_VERSION);
     msgpack_pack_uint8(pk, SM_CTL_STATUS);
     if (s->primary)
@@ -171,6 +190,10 @@ void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
     }
     if (s->draining)
         msgpack_pack_true(pk);
+    else if (s->host[0])
+        msgpack_pack_false(pk);
+    if (s->host[0])
+        mpw_str(pk, s->host);
 }
 
 void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
@@ -278,7 +301,12 @@ int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm
                 BAD("status: bad check");
         if (n >= 5 && mpr_bool(&r, &st->draining))
             BAD("status: draining is not a bool");
-        if (skip_rest(&r, n, 5) || r.left)
+        if (n >= 6 && get_str(&r, st->host, sizeof(st->host), true))
+            BAD("status: bad host name");
+        for (const char *h = st->host; *h; h++) /* shown as is: printable, no spaces */
+            if (*h <= ' ' || *h > '~')
+                BAD("status: the host name is not printable ASCII without spaces");
+        if (skip_rest(&r, n, 6) || r.left)
             BAD("ctl: trailing bytes");
         *type = (int)t;
         return 0;

@@ -7,7 +7,7 @@
  *   HELLO payload    [1, role: "site"|"pop", name: str, [probe: bool]]
  *   WELCOME payload  [1, name: str, id: uint]                    the responder PoP
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
- *                     targets: [str], sticky: bool, ingress: str]
+ *                     targets: [str], sticky: bool, ingress: str, [weights: [uint]]]
  *       client: where the ingress client connected from, as the ingress PoP saw it;
  *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
  *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
@@ -18,8 +18,11 @@
  *       at most SM_PATH_MAX + 1 PoPs and a bad table cannot make it loop forever.
  *       targets: where the site may connect, as the resource says; the site picks a healthy
  *       one (by client address when sticky).
+ *       weights: one per target, 1..SM_WEIGHT_MAX, the share of connections each gets; sent
+ *       only when one is not 1 (an older site skips it and shares evenly).
  *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
- *                     why: str], ...], [draining: bool]]           site -> PoP
+ *                     why: str], ...], [draining: bool, [host: str]]]   site -> PoP
+ *       host: the machine the connector runs on (its host name), for meshctl sites.
  *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32,
  *                     region: str], ...], checks: [[target: str, health: str, [resource: str,
  *                     [interval_ms, timeout_ms, rise, fall: uint, status: str, host: str]]],
@@ -50,6 +53,8 @@
 #define SM_WHY_MAX       127
 #define SM_HC_STATUS_MAX 127 /* bytes of a check's status list ("200,3xx,500-503") */
 #define SM_HC_HOST_MAX   260 /* bytes of a check's Host ("name:port") */
+#define SM_WEIGHT_MAX    1000
+#define SM_HOSTNAME_MAX  64 /* bytes of a connector's host name (HOST_NAME_MAX) */
 
 enum sm_ctl { SM_CTL_STATUS = 1, SM_CTL_INFO = 2 };
 
@@ -74,6 +79,7 @@ typedef struct sm_open {
     uint32_t ntargets;
     char targets[SM_TARGETS_MAX][NODECFG_ADDR_MAX + 1];
     bool sticky;
+    uint16_t weights[SM_TARGETS_MAX]; /* 0 counts as 1 (the decoder keeps a 1 as 0) */
 } sm_open_t;
 
 /* A resource's health-check settings; all zero / "" = the site's defaults. */
@@ -103,6 +109,7 @@ bool sm_check_has_hc(const sm_check_t *k);
 typedef struct sm_status {
     bool primary;
     bool draining; /* the site is moving off this PoP: route no new streams here */
+    char host[SM_HOSTNAME_MAX + 1]; /* "" when the site did not say */
     uint32_t n;
     sm_check_t checks[SM_CHECKS_MAX];
 } sm_status_t;

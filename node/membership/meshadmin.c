@@ -4,7 +4,8 @@
  *   site.token    {name, ttl_ms?}            -> {name, token, token_id, expires_ms, uses}
  *   site.rm       {name, replica?}           -> {name, nodes_removed: [id], token_revoked}
  *   site.list     {}                         -> {sites: [{name, enrolled, replicas, ...}]}
- *   resource.add  {name, site, targets, tcp_port?, health?, sticky?, replace?, host?,
+ *   resource.add  {name, site?, targets, priorities?, weights?, tcp_port?, health?, sticky?,
+ *                  replace?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
  *                  hc_status?, hc_host?} -> the record
@@ -475,7 +476,38 @@ static int cmd_site_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk
 
 /* ---- resources ---------------------------------------------------------------------------- */
 
-/* targets: [str] into r. CTL_OK or a CTL_BAD_REQUEST answer. */
+/* An optional list of n numbers (priorities, weights) into out[i]; 0 where absent. CTL_OK or a
+ * CTL_BAD_REQUEST answer; resource_check judges the ranges and names the target. */
+static int arg_target_nums(const ctl_request_t *req, msgpack_packer *pk, const char *what,
+                           uint32_t n, unsigned max, uint16_t *out)
+{
+    const uint8_t *val;
+    size_t vl;
+    uint32_t cnt;
+    mpr_t mr;
+    memset(out, 0, n * sizeof(*out));
+    if (ctl_arg(req, what, &val, &vl) != 1)
+        return CTL_OK;
+    mpr_init(&mr, val, vl);
+    if (mpr_array(&mr, &cnt) || cnt != n)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "%s must be a list with one number per target (%u), 0 for the "
+                             "default",
+                             what, n);
+    for (uint32_t i = 0; i < cnt; i++) {
+        uint64_t v;
+        if (mpr_uint(&mr, &v) || v > max)
+            return control_error(pk, CTL_BAD_REQUEST, "%s: entry %u is not a number from 1 to %u",
+                                 what, i + 1, max);
+        out[i] = (uint16_t)v;
+    }
+    return CTL_OK;
+}
+
+/* targets: [str] into r, each "HOST:PORT" (in the site argument's site) or
+ * "SITE/HOST:PORT"; priorities and weights: optional [uint] parallel to it. r->site is the
+ * site argument, or the first target's site without one. CTL_OK or a CTL_BAD_REQUEST
+ * answer. */
 static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
 {
     const uint8_t *val;
@@ -484,7 +516,8 @@ static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t 
     mpr_t mr;
     if (ctl_arg(req, "targets", &val, &vl) != 1)
         return control_error(pk, CTL_BAD_REQUEST,
-                             "missing argument 'targets' (a list of HOST:PORT at the site)");
+                             "missing argument 'targets' (a list of HOST:PORT at the site, or "
+                             "SITE/HOST:PORT)");
     mpr_init(&mr, val, vl);
     if (mpr_array(&mr, &n) || n == 0 || n > RESOURCE_TARGETS_MAX)
         return control_error(pk, CTL_BAD_REQUEST,
@@ -495,6 +528,25 @@ static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t 
         uint32_t sl;
         if (mpr_str(&mr, &s, &sl))
             return control_error(pk, CTL_BAD_REQUEST, "target %u is not a string", i + 1);
+        /* A site name has no '/', and neither has HOST:PORT: the first one splits them. */
+        const char *slash = memchr(s, '/', sl);
+        if (slash) {
+            size_t nl = (size_t)(slash - s);
+            if (nl == 0 || nl > NODECFG_NAME_MAX || memchr(s, '\0', nl))
+                return control_error(pk, CTL_BAD_REQUEST,
+                                     "target %u: '%.*s' is not a site name before the '/' (" NAME_RULE
+                                     ")",
+                                     i + 1, (int)(nl > 64 ? 64 : nl), s);
+            memcpy(r->tsite[i], s, nl);
+            r->tsite[i][nl] = '\0';
+            sl -= (uint32_t)nl + 1;
+            s = slash + 1;
+        } else if (!r->site[0]) {
+            return control_error(pk, CTL_BAD_REQUEST,
+                                 "target %u (%.*s) names no site: give the site argument or "
+                                 "write it SITE/HOST:PORT",
+                                 i + 1, (int)(sl > 80 ? 80 : sl), s);
+        }
         if (sl > NODECFG_ADDR_MAX || memchr(s, '\0', sl))
             return control_error(pk, CTL_BAD_REQUEST,
                                  "target %u is not HOST:PORT (longer than %d bytes or with a NUL)",
@@ -503,6 +555,24 @@ static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t 
         r->targets[i][sl] = '\0';
     }
     r->ntargets = n;
+    if (!r->site[0]) /* every target names its site: the first one's is the resource's */
+        snprintf(r->site, sizeof(r->site), "%s", r->tsite[0]);
+    for (uint32_t i = 0; i < n; i++) /* "" is the resource's site: one way to say it */
+        if (!strcmp(r->tsite[i], r->site))
+            r->tsite[i][0] = '\0';
+    uint16_t prio[RESOURCE_TARGETS_MAX];
+    int rc = arg_target_nums(req, pk, "priorities", n, 65535, prio);
+    if (rc == CTL_OK)
+        rc = arg_target_nums(req, pk, "weights", n, 65535, r->tweight);
+    if (rc != CTL_OK)
+        return rc;
+    for (uint32_t i = 0; i < n; i++) {
+        if (prio[i] > RESOURCE_PRIORITY_MAX)
+            return control_error(pk, CTL_BAD_REQUEST,
+                                 "target %u: priority %u is not from 1 to %u (1 is tried first)",
+                                 i + 1, prio[i], RESOURCE_PRIORITY_MAX);
+        r->tprio[i] = (uint8_t)prio[i];
+    }
     return CTL_OK;
 }
 
@@ -620,10 +690,8 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     if (rc != CTL_OK)
         goto out;
     rc = ctl_arg_copy(req, "site", r->site, sizeof(r->site));
-    if (rc <= 0) {
-        rc = control_error(pk, CTL_BAD_REQUEST,
-                           rc == 0 ? "missing argument 'site' (the site serving the resource)"
-                                   : "site must be a site name (" NAME_RULE ")");
+    if (rc < 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "site must be a site name (" NAME_RULE ")");
         goto out;
     }
     if ((rc = arg_targets(req, pk, r)) != CTL_OK)
@@ -657,14 +725,20 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
 
-    reg_site_t site;
-    int src = meshadmin_site_get(store, r->site, &site);
-    if (src != 0 || site.removed) {
-        rc = control_error(pk, CTL_NOT_FOUND,
-                           src == 0 ? "site '%s' was removed (meshctl site add %s adds it again)"
-                                    : "there is no site '%s' (meshctl site add %s adds it)",
-                           r->site, r->site);
-        goto out;
+    for (unsigned i = 0; i < r->ntargets; i++) { /* every site a target is in */
+        const char *sn = resource_target_site(r, i);
+        bool seen = false;
+        for (unsigned k = 0; k < i && !seen; k++)
+            seen = !strcmp(sn, resource_target_site(r, k));
+        reg_site_t site;
+        int src = seen ? 0 : meshadmin_site_get(store, sn, &site);
+        if (!seen && (src != 0 || site.removed)) {
+            rc = control_error(pk, CTL_NOT_FOUND,
+                               src == 0 ? "site '%s' was removed (meshctl site add %s adds it again)"
+                                        : "there is no site '%s' (meshctl site add %s adds it)",
+                               sn, sn);
+            goto out;
+        }
     }
     int orc = resource_get(store, r->name, &old);
     if (orc == 0 && !replace) {

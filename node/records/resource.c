@@ -375,6 +375,36 @@ static int check_hc(const resource_t *r, char *buf, size_t len, const char **why
     return 0;
 }
 
+/* ---- targets ----------------------------------------------------------------------------- */
+
+const char *resource_target_site(const resource_t *r, unsigned i)
+{
+    return r->tsite[i][0] ? r->tsite[i] : r->site;
+}
+
+unsigned resource_target_priority(const resource_t *r, unsigned i)
+{
+    return r->tprio[i] ? r->tprio[i] : 1;
+}
+
+unsigned resource_target_weight(const resource_t *r, unsigned i)
+{
+    return r->tweight[i] ? r->tweight[i] : 1;
+}
+
+bool resource_target_in(const resource_t *r, unsigned i, const char *site)
+{
+    return strcmp(resource_target_site(r, i), site) == 0;
+}
+
+bool resource_multisite(const resource_t *r)
+{
+    for (unsigned i = 0; i < r->ntargets; i++)
+        if (!resource_target_in(r, i, r->site))
+            return true;
+    return false;
+}
+
 int resource_check(const resource_t *r, char *why_buf, size_t why_len, const char **why)
 {
     if (nodecfg_check_name(r->name))
@@ -387,16 +417,37 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
     if (r->ntargets > RESOURCE_TARGETS_MAX)
         return refuse(why_buf, why_len, why, "a resource has at most %d targets, not %u",
                       RESOURCE_TARGETS_MAX, r->ntargets);
+    bool in_site = false;
     for (unsigned i = 0; i < r->ntargets; i++) {
+        const char *ts = resource_target_site(r, i);
         if (nodecfg_check_addr(r->targets[i], 0))
             return refuse(why_buf, why_len, why,
                           "target '%s' is not HOST:PORT with a port from 1 to 65535 "
                           "(IPv6 in brackets)",
                           r->targets[i]);
+        if (nodecfg_check_name(ts))
+            return refuse(why_buf, why_len, why,
+                          "target '%s': site name '%s' is invalid (" NAME_RULE ")", r->targets[i],
+                          ts);
+        in_site |= strcmp(ts, r->site) == 0;
+        unsigned p = resource_target_priority(r, i), w = resource_target_weight(r, i);
+        if (p < 1 || p > RESOURCE_PRIORITY_MAX)
+            return refuse(why_buf, why_len, why,
+                          "target %s/%s: priority %u is not from 1 to %u (1 is tried first)", ts,
+                          r->targets[i], p, RESOURCE_PRIORITY_MAX);
+        if (w < 1 || w > RESOURCE_WEIGHT_MAX)
+            return refuse(why_buf, why_len, why, "target %s/%s: weight %u is not from 1 to %u",
+                          ts, r->targets[i], w, RESOURCE_WEIGHT_MAX);
         for (unsigned j = 0; j < i; j++)
-            if (strcmp(r->targets[i], r->targets[j]) == 0)
-                return refuse(why_buf, why_len, why, "target '%s' is listed twice", r->targets[i]);
+            if (strcmp(r->targets[i], r->targets[j]) == 0 &&
+                strcmp(ts, resource_target_site(r, j)) == 0)
+                return refuse(why_buf, why_len, why, "target '%s%s%s' is listed twice",
+                              r->tsite[i][0] ? ts : "", r->tsite[i][0] ? "/" : "",
+                              r->targets[i]);
     }
+    if (r->ntargets && !in_site)
+        return refuse(why_buf, why_len, why, "no target is in site '%s' (the resource's site)",
+                      r->site);
     if (r->tcp_port == 0 && !r->host[0])
         return refuse(why_buf, why_len, why,
                       "a resource needs a tcp_port (1 to 65535), a host, or both");
@@ -430,15 +481,51 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     resource_hc_status_str(r, status, sizeof(status));
     unsigned nhc = (r->hc_interval_ms ? 1 : 0) + (r->hc_timeout_ms ? 1 : 0) + (r->hc_rise ? 1 : 0) +
                    (r->hc_fall ? 1 : 0) + (status[0] ? 1 : 0) + (r->hc_host[0] ? 1 : 0);
+    /* targets: those in site; tmeta and xtargets only when used (resource.h). */
+    unsigned nown = 0, nx = 0;
+    bool meta = false;
+    for (unsigned i = 0; i < r->ntargets; i++) {
+        if (!resource_target_in(r, i, r->site)) {
+            nx++;
+            continue;
+        }
+        nown++;
+        meta |= resource_target_priority(r, i) != 1 || resource_target_weight(r, i) != 1;
+    }
     msgpack_pack_map(pk,
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
-                         (r->tls ? 1 : 0) + nhc);
+                         (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0));
     mpw_kv_str(pk, "name", r->name);
     mpw_kv_str(pk, "site", r->site);
     mpw_str(pk, "targets");
-    msgpack_pack_array(pk, r->ntargets);
+    msgpack_pack_array(pk, nown);
     for (unsigned i = 0; i < r->ntargets; i++)
-        mpw_str(pk, r->targets[i]);
+        if (resource_target_in(r, i, r->site))
+            mpw_str(pk, r->targets[i]);
+    if (meta) {
+        mpw_str(pk, "tmeta");
+        msgpack_pack_array(pk, nown);
+        for (unsigned i = 0; i < r->ntargets; i++) {
+            if (!resource_target_in(r, i, r->site))
+                continue;
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_uint32(pk, resource_target_priority(r, i));
+            msgpack_pack_uint32(pk, resource_target_weight(r, i));
+        }
+    }
+    if (nx) {
+        mpw_str(pk, "xtargets");
+        msgpack_pack_array(pk, nx);
+        for (unsigned i = 0; i < r->ntargets; i++) {
+            if (resource_target_in(r, i, r->site))
+                continue;
+            msgpack_pack_array(pk, 4);
+            mpw_str(pk, resource_target_site(r, i));
+            mpw_str(pk, r->targets[i]);
+            msgpack_pack_uint32(pk, resource_target_priority(r, i));
+            msgpack_pack_uint32(pk, resource_target_weight(r, i));
+        }
+    }
     mpw_kv_u64(pk, "tcp_port", r->tcp_port);
     mpw_kv_str(pk, "health", health);
     mpw_kv_bool(pk, "sticky", r->sticky);
@@ -507,6 +594,87 @@ static int read_targets(mpr_t *r, void *dst, const char **why)
     return 0;
 }
 
+/* tmeta and xtargets are read into this and merged once the whole map is read (the fields
+ * may come in any order). */
+struct xt_read {
+    uint32_t nmeta;
+    uint16_t meta[RESOURCE_TARGETS_MAX][2]; /* priority, weight */
+    uint32_t nx;
+    char xsite[RESOURCE_TARGETS_MAX][NODECFG_NAME_MAX + 1];
+    char xaddr[RESOURCE_TARGETS_MAX][NODECFG_ADDR_MAX + 1];
+    uint16_t xmeta[RESOURCE_TARGETS_MAX][2];
+};
+
+/* A priority and a weight, each in its range (resource_check's message would name the value,
+ * but a record out of range is no record this code writes). */
+static int read_pw(mpr_t *r, uint16_t out[2], const char **why)
+{
+    uint64_t p, w;
+    if (mpr_uint(r, &p) || mpr_uint(r, &w) || p < 1 || p > RESOURCE_PRIORITY_MAX || w < 1 ||
+        w > RESOURCE_WEIGHT_MAX) {
+        *why = "a target's priority (1..100) or weight (1..1000) is not a number in its range";
+        return -EBADMSG;
+    }
+    out[0] = (uint16_t)p;
+    out[1] = (uint16_t)w;
+    return 0;
+}
+
+static int read_tmeta(mpr_t *r, void *dst, const char **why)
+{
+    struct xt_read *x = dst;
+    uint32_t n, k;
+    if (mpr_array(r, &n) || n > RESOURCE_TARGETS_MAX) {
+        *why = "tmeta is not a list of at most 16 [priority, weight]";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (mpr_array(r, &k) || k < 2) {
+            *why = "a tmeta entry is not [priority, weight]";
+            return -EBADMSG;
+        }
+        if (read_pw(r, x->meta[i], why))
+            return -EBADMSG;
+        for (; k > 2; k--) /* room to grow */
+            if (mpr_skip(r)) {
+                *why = "a tmeta entry is truncated";
+                return -EBADMSG;
+            }
+    }
+    x->nmeta = n;
+    return 0;
+}
+
+static int read_xtargets(mpr_t *r, void *dst, const char **why)
+{
+    struct xt_read *x = dst;
+    uint32_t n, k;
+    if (mpr_array(r, &n) || n == 0 || n > RESOURCE_TARGETS_MAX) {
+        *why = "xtargets is not a list of 1 to 16 [site, addr, priority, weight]";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (mpr_array(r, &k) || k < 4) {
+            *why = "an xtargets entry is not [site, addr, priority, weight]";
+            return -EBADMSG;
+        }
+        if (read_str(r, x->xsite[i], sizeof(x->xsite[i])) ||
+            read_str(r, x->xaddr[i], sizeof(x->xaddr[i]))) {
+            *why = "an xtargets entry's site or address is not a string of its size";
+            return -EBADMSG;
+        }
+        if (read_pw(r, x->xmeta[i], why))
+            return -EBADMSG;
+        for (; k > 4; k--)
+            if (mpr_skip(r)) {
+                *why = "an xtargets entry is truncated";
+                return -EBADMSG;
+            }
+    }
+    x->nx = n;
+    return 0;
+}
+
 static int read_names(mpr_t *r, char (*v)[NODECFG_NAME_MAX + 1], unsigned *n, const char **why)
 {
     uint32_t cnt;
@@ -544,6 +712,9 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     uint64_t port = 0, hsts = 0, hc_num[4] = {0, 0, 0, 0};
     char hc_status[RESOURCE_HC_STATUS_STR + 64] = "", hc_host[RESOURCE_HC_HOST_MAX + 64] = "";
     memset(res, 0, sizeof(*res));
+    struct xt_read xtr, *xt = &xtr; /* on the stack: this runs per connection */
+    xtr.nmeta = xtr.nx = 0;
+    int rc = -EBADMSG;
     mpf_t fs[] = {
         {"name", MPF_STR, res->name, sizeof(res->name), true, false, NULL},
         {"site", MPF_STR, res->site, sizeof(res->site), true, false, NULL},
@@ -566,9 +737,38 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"hc_fall", MPF_U64, &hc_num[3], 0, false, false, NULL},
         {"hc_status", MPF_STR, hc_status, sizeof(hc_status), false, false, NULL},
         {"hc_host", MPF_STR, hc_host, sizeof(hc_host), false, false, NULL},
+        {"tmeta", MPF_CUSTOM, xt, 0, false, false, read_tmeta}, /* 21 */
+        {"xtargets", MPF_CUSTOM, xt, 0, false, false, read_xtargets},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
-        return -EBADMSG;
+        goto out;
+    if (fs[21].seen) {
+        if (xt->nmeta != res->ntargets) {
+            *why = "tmeta does not have one entry per target";
+            goto out;
+        }
+        for (unsigned i = 0; i < res->ntargets; i++) {
+            res->tprio[i] = (uint8_t)xt->meta[i][0];
+            res->tweight[i] = xt->meta[i][1];
+        }
+    }
+    if (fs[22].seen) {
+        if (res->ntargets + xt->nx > RESOURCE_TARGETS_MAX) {
+            *why = "targets and xtargets hold more than 16 targets";
+            goto out;
+        }
+        for (uint32_t i = 0; i < xt->nx; i++) {
+            unsigned at = res->ntargets++;
+            memcpy(res->tsite[at], xt->xsite[i], sizeof(res->tsite[at]));
+            memcpy(res->targets[at], xt->xaddr[i], sizeof(res->targets[at]));
+            res->tprio[at] = (uint8_t)xt->xmeta[i][0];
+            res->tweight[at] = xt->xmeta[i][1];
+            if (!strcmp(res->tsite[at], res->site)) {
+                *why = "an xtargets entry is in the resource's own site (it belongs in targets)";
+                goto out;
+            }
+        }
+    }
     /* Written only when set: a present 0 or "" is no record this code writes. The ranges
      * themselves are resource_check's, which names the value. */
     uint32_t *hc_dst[4] = {&res->hc_interval_ms, &res->hc_timeout_ms, &res->hc_rise, &res->hc_fall};
@@ -578,32 +778,32 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         if (hc_num[i] == 0 || hc_num[i] > UINT32_MAX) {
             *why = "a health-check setting (hc_interval_ms, hc_timeout_ms, hc_rise, hc_fall) is 0 "
                    "or too large";
-            return -EBADMSG;
+            goto out;
         }
         *hc_dst[i] = (uint32_t)hc_num[i];
     }
     if (fs[19].seen &&
         resource_hc_status_parse(hc_status, strlen(hc_status), res, why_buf, why_len, why))
-        return -EBADMSG;
+        goto out;
     if (fs[20].seen) {
         if (!hc_host[0] || strlen(hc_host) > RESOURCE_HC_HOST_MAX) {
             *why = "hc_host is empty or longer than 259 bytes";
-            return -EBADMSG;
+            goto out;
         }
         memcpy(res->hc_host, hc_host, strlen(hc_host) + 1);
     }
     if (!fs[3].seen && !fs[7].seen) {
         *why = "missing field: tcp_port (a resource needs a tcp_port, a host, or both)";
-        return -EBADMSG;
+        goto out;
     }
     if (port > 65535 || (port == 0 && !fs[7].seen)) {
         *why = "tcp_port is not from 1 to 65535";
-        return -EBADMSG;
+        goto out;
     }
     res->tcp_port = (uint16_t)port;
     if (hsts > RESOURCE_HSTS_MAX) {
         *why = "hsts is more than two years";
-        return -EBADMSG;
+        goto out;
     }
     res->hsts_s = (uint32_t)hsts;
     /* The HTTP fields only mean something with a host; resource_check refuses them without
@@ -611,38 +811,40 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     if (fs[7].seen) {
         if (strlen(host) > RESOURCE_HOST_MAX) {
             *why = "host is longer than 253 bytes";
-            return -EBADMSG;
+            goto out;
         }
         memcpy(res->host, host, strlen(host) + 1);
         if (!host[0]) {
             *why = "host is empty (leave it out for a TCP-only resource)";
-            return -EBADMSG;
+            goto out;
         }
     }
     if (fs[8].seen || res->host[0]) {
         if (strlen(prefix) > RESOURCE_PREFIX_MAX) {
             *why = "path_prefix is longer than 200 bytes";
-            return -EBADMSG;
+            goto out;
         }
         memcpy(res->path_prefix, fs[8].seen ? prefix : "/", (fs[8].seen ? strlen(prefix) : 1) + 1);
         if (!res->path_prefix[0]) {
             *why = "path_prefix is empty (it must start with '/')";
-            return -EBADMSG;
+            goto out;
         }
     }
     if (fs[9].seen && resource_auth_parse(auth, strlen(auth), &res->auth)) {
         *why = "auth must be 'none' or 'login'";
-        return -EBADMSG;
+        goto out;
     }
     if (resource_health_parse(health, strlen(health), res, why))
-        return -EBADMSG;
+        goto out;
     if (resource_check(res, why_buf, why_len, why))
-        return -EBADMSG;
+        goto out;
     if (strcmp(res->name, name) != 0) {
         *why = "the record's name is not the name in its key";
-        return -EBADMSG;
+        goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    return rc;
 }
 
 /* ---- HTTP routing ------------------------------------------------------------------------ */

@@ -32,6 +32,18 @@
  *                         classes and ranges, "200,204,3xx,500-503" (default 200..399)
  *   hc_host?        str   http health only: the Host header sent (default the target)
  *
+ * TARGETS IN SEVERAL SITES, each optional and written only when used (so a record of one site
+ * with default priorities is byte for byte what the version before wrote):
+ *   tmeta?    [[priority, weight], ...]   parallel to targets (the targets in `site`), written
+ *                                         when one of them has a priority or weight not 1
+ *   xtargets? [[site, addr, priority, weight], ...]  targets in other sites
+ * A target is (site, addr): the same address may be a target in two sites (two private
+ * networks). priority 1..RESOURCE_PRIORITY_MAX, lower first (an on-prem site 1, a cloud
+ * standby 2); weight 1..RESOURCE_WEIGHT_MAX shares connections among the targets of one
+ * priority. `site` is the site of the first target given and keeps its targets in `targets`,
+ * so an older reader serves those (without failover) and never sends another site's
+ * addresses to this one. In memory, targets[] holds every target, `site`'s first.
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -71,6 +83,8 @@
 #define RESOURCE_HC_TIMEOUT_MIN   50u                     /* ms */
 #define RESOURCE_HC_TIMEOUT_MAX   600000u                 /* ms */
 #define RESOURCE_HC_RISE_FALL_MAX 1000u
+#define RESOURCE_PRIORITY_MAX     100u  /* priorities are 1..100, 1 first */
+#define RESOURCE_WEIGHT_MAX       1000u /* weights are 1..1000 */
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
@@ -89,9 +103,14 @@ typedef struct resource_code_range {
 
 typedef struct resource {
     char name[NODECFG_NAME_MAX + 1];                          /* unique in the mesh */
-    char site[NODECFG_NAME_MAX + 1];                          /* the site serving it */
+    char site[NODECFG_NAME_MAX + 1]; /* the site of the first target (the one serving it
+                                      * when it has one site) */
     char targets[RESOURCE_TARGETS_MAX][NODECFG_ADDR_MAX + 1]; /* "host:port", port != 0 */
     unsigned ntargets;                                        /* 1..RESOURCE_TARGETS_MAX */
+    /* Per target; read them through resource_target_site/_priority/_weight. */
+    char tsite[RESOURCE_TARGETS_MAX][NODECFG_NAME_MAX + 1]; /* "" = site */
+    uint8_t tprio[RESOURCE_TARGETS_MAX];                    /* 0 = 1 */
+    uint16_t tweight[RESOURCE_TARGETS_MAX];                 /* 0 = 1 */
     uint16_t tcp_port;                                        /* on every PoP; 0 = none */
     enum resource_health health;
     char http_path[RESOURCE_HTTP_PATH_MAX + 1]; /* RESOURCE_HEALTH_HTTP: "/..."; else "" */
@@ -140,13 +159,23 @@ void resource_hc_status_str(const resource_t *r, char *out, size_t len);
 /* True when the resource sets any health-check setting. */
 bool resource_hc_set(const resource_t *r);
 
+/* Target i's site (its tsite, or site), priority (1 when unset) and weight (1 when unset). */
+const char *resource_target_site(const resource_t *r, unsigned i);
+unsigned resource_target_priority(const resource_t *r, unsigned i);
+unsigned resource_target_weight(const resource_t *r, unsigned i);
+/* True when some target is in another site than r->site. */
+bool resource_multisite(const resource_t *r);
+/* True when target i is in site. */
+bool resource_target_in(const resource_t *r, unsigned i, const char *site);
+
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);
 /* "none" or "login". */
 const char *resource_auth_str(enum resource_auth auth);
 
-/* Checks every field against the rules above (names, 1..16 distinct targets that
- * nodecfg_check_addr accepts with a nonzero port, a tcp_port or a host or both, health; with
+/* Checks every field against the rules above (names, 1..16 targets that
+ * nodecfg_check_addr accepts with a nonzero port, distinct as (site, address), each target's
+ * site a valid name and at least one target in `site`, priorities 1..100, weights 1..1000, a tcp_port or a host or both, health; with
  * a host: 1..253 bytes of dot-separated labels of 1..63 of a-z, 0-9 and '-' not starting or
  * ending with '-' (or "*." and such a name of two labels or more: a wildcard host, which
  * resource_match_http matches one label deep, for paths no exact host's resource serves), a

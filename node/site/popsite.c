@@ -730,6 +730,16 @@ static void send_status(site_t *s, bool force)
         snprintf(k->why, sizeof(k->why), "%s", v[i].state == HC_UNHEALTHY ? v[i].last_result : "");
     }
     free(v);
+    /* The machine this replica runs on, for meshctl sites (replicas of one site tell apart by
+     * it); a name that does not fit, or is not plain text, is not sent. */
+    char hn[256];
+    if (gethostname(hn, sizeof(hn)) == 0 && strnlen(hn, sizeof(hn)) <= SM_HOSTNAME_MAX) {
+        bool ok = hn[0] != '\0';
+        for (const char *h = hn; *h && ok; h++)
+            ok = *h > ' ' && *h <= '~';
+        if (ok)
+            memcpy(st->host, hn, strlen(hn) + 1); /* fits: checked above */
+    }
     uint64_t now = clock_mono_ms();
     for (unsigned i = 0; i < s->npops; i++) {
         struct pop *p = &s->pops[i];
@@ -820,6 +830,24 @@ static void on_dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     dial_failed(w->data, "connect: timed out");
 }
 
+/* The candidate at position v of the weights laid end to end (v taken modulo their sum): each
+ * gets its weight's share of a counter or a hash. Without weights (all 1) this is cand[v % nc],
+ * what it was before weights. */
+static int weighted(const struct dialer *d, const uint32_t *cand, uint32_t nc, uint64_t v)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < nc; i++)
+        total += d->desc.weights[cand[i]] ? d->desc.weights[cand[i]] : 1;
+    v %= total;
+    for (uint32_t i = 0; i < nc; i++) {
+        uint64_t w = d->desc.weights[cand[i]] ? d->desc.weights[cand[i]] : 1;
+        if (v < w)
+            return (int)cand[i];
+        v -= w;
+    }
+    return (int)cand[nc - 1]; /* not reached */
+}
+
 static void dial_next(struct dialer *d)
 {
     site_t *s = d->s;
@@ -856,9 +884,9 @@ static void dial_next(struct dialer *d)
             crypto_generichash(h, sizeof(h), (const uint8_t *)ip, strlen(ip), NULL, 0);
             uint64_t hv;
             memcpy(&hv, h, 8);
-            pick = (int)cand[hv % nc];
+            pick = weighted(d, cand, nc, hv);
         } else {
-            pick = (int)cand[s->rr++ % nc];
+            pick = weighted(d, cand, nc, s->rr++);
         }
     }
     tun_t *t = tconn_tun(d->c);

@@ -100,7 +100,7 @@ refused 2 "without spaces" "$WORK/n1" resource add web --site branch-1 --target 
 refused 2 "resource name 'Web' is invalid" "$WORK/n1" resource add Web --site branch-1 --target 10.0.0.7:80 --tcp-port 8080
 refused 2 "--tcp-port '0' is not a port" "$WORK/n1" resource add web --site branch-1 --target 10.0.0.7:80 --tcp-port 0
 refused 2 "--site SITE is required" "$WORK/n1" resource add web --target 10.0.0.7:80 --tcp-port 8080
-refused 2 "--target HOST:PORT is required" "$WORK/n1" resource add web --site branch-1 --tcp-port 8080
+refused 2 "--target HOST:PORT (or SITE/HOST:PORT) is required" "$WORK/n1" resource add web --site branch-1 --tcp-port 8080
 refused 1 "resource 'ssh' already exists" "$WORK/n1" resource add ssh --site branch-1 --target 10.0.0.7:80 --tcp-port 8080
 refused 1 "no resource 'nothing'" "$WORK/n1" resource rm nothing
 for d in "${N[@]}"; do resources_are "$d" "[$SSH]" || fail "a refused resource add changed the list on $d"; done

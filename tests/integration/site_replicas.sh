@@ -89,8 +89,10 @@ echo "# pop-1: $(replicas_state "${N[1]}")"
 mctl "${N[1]}" sites >"$WORK/sites.txt"
 sed 's/^/#   /' "$WORK/sites.txt"
 expect_in "$WORK/sites.txt" "REPLICA"
-grep -Eq '^branch +branch-2 +online' "$WORK/sites.txt" || fail "meshctl sites does not show branch-2 under branch"
-grep -Eq '^branch +branch +online' "$WORK/sites.txt" || fail "meshctl sites does not show branch under branch"
+# one line per replica with the machine it runs on (its host name, sent in its STATUS)
+grep -Eq "^branch +branch-2 +$(hostname) +online" "$WORK/sites.txt" ||
+    fail "meshctl sites does not show branch-2 under branch with its host $(hostname)"
+grep -Eq "^branch +branch +$(hostname) +online" "$WORK/sites.txt" || fail "meshctl sites does not show branch under branch"
 [ "$(jq_ '[len(s["replicas"]) for s in j["sites"] if s["name"] == "branch"][0]' "${N[2]}" site list)" = 2 ] ||
     fail "site list does not count 2 replicas"
 ok "meshctl sites shows each replica (name, state, PoPs) under its site on every PoP; site list counts 2"

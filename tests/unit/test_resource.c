@@ -1477,6 +1477,170 @@ static void test_hc_settings(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* Targets in several sites, with priorities and weights: written only when used, round trip
+ * exactly, and every bad value refused with a reason (resource_check and resource_parse). */
+static void pack_multi(msgpack_sbuffer *sb, int variant)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    mpw_str(&pk, "name");
+    mpw_str(&pk, "app");
+    mpw_str(&pk, "site");
+    mpw_str(&pk, "onprem");
+    mpw_str(&pk, "targets");
+    msgpack_pack_array(&pk, 2);
+    mpw_str(&pk, "10.0.0.5:80");
+    mpw_str(&pk, "10.0.0.6:80");
+    mpw_str(&pk, "tcp_port");
+    msgpack_pack_uint32(&pk, 8080);
+    mpw_str(&pk, "health");
+    mpw_str(&pk, "tcp");
+    mpw_str(&pk, "tmeta");
+    msgpack_pack_array(&pk, variant == 1 ? 1 : 2); /* 1: one entry short */
+    for (int i = 0; i < (variant == 1 ? 1 : 2); i++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint32(&pk, variant == 2 ? 0 : 1);   /* 2: priority 0 */
+        msgpack_pack_uint32(&pk, variant == 3 ? 1001 : 4); /* 3: weight too large */
+    }
+    mpw_str(&pk, "xtargets");
+    if (variant == 4) { /* not a list of entries */
+        mpw_str(&pk, "cloud/10.1.0.5:80");
+        return;
+    }
+    unsigned nx = variant == 5 ? 15 : 1; /* 5: 17 targets in all */
+    msgpack_pack_array(&pk, nx);
+    for (unsigned i = 0; i < nx; i++) {
+        msgpack_pack_array(&pk, variant == 6 ? 3 : 4); /* 6: an entry one field short */
+        mpw_str(&pk, variant == 7 ? "onprem" : "cloud"); /* 7: the resource's own site */
+        char a[32];
+        snprintf(a, sizeof(a), "10.1.0.%u:80", i + 5);
+        mpw_str(&pk, a);
+        msgpack_pack_uint32(&pk, variant == 8 ? 101 : 2); /* 8: priority too large */
+        if (variant != 6)
+            msgpack_pack_uint32(&pk, 1);
+    }
+}
+
+static void multi_expect_refused(resource_t *r, const char *what)
+{
+    char why_buf[400];
+    const char *why;
+    assert_int_equal(resource_check(r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    if (!strstr(why, what))
+        fail_msg("reason '%s' does not name '%s'", why, what);
+}
+
+static void test_multisite(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a, b;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    resource_t r, back;
+    const char *why;
+
+    /* One site, default priorities: neither field, and every target reads as priority 1,
+     * weight 1, in the resource's site. */
+    make_resource(&r);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_null(memmem(a.data, a.size, "tmeta", 5));
+    assert_null(memmem(a.data, a.size, "xtargets", 8));
+    assert_false(resource_multisite(&r));
+    assert_int_equal(parse(&a, r.name, &back, &why), 0);
+    for (unsigned i = 0; i < back.ntargets; i++) {
+        assert_string_equal(resource_target_site(&back, i), "branch-1");
+        assert_int_equal(resource_target_priority(&back, i), 1);
+        assert_int_equal(resource_target_weight(&back, i), 1);
+    }
+
+    /* Four targets: two on-prem (weights 5 and 1), two in a cloud site at priority 2, one of
+     * them the same address as an on-prem one (another network). */
+    make_resource(&r);
+    r.ntargets = 4;
+    snprintf(r.targets[0], sizeof(r.targets[0]), "10.0.0.5:22");
+    snprintf(r.targets[1], sizeof(r.targets[1]), "10.0.0.6:22");
+    snprintf(r.targets[2], sizeof(r.targets[2]), "10.0.0.5:22");
+    snprintf(r.targets[3], sizeof(r.targets[3]), "10.9.0.7:22");
+    r.tweight[0] = 5;
+    snprintf(r.tsite[2], sizeof(r.tsite[2]), "cloud");
+    snprintf(r.tsite[3], sizeof(r.tsite[3]), "cloud");
+    r.tprio[2] = r.tprio[3] = 2;
+    r.tweight[3] = RESOURCE_WEIGHT_MAX;
+    char why_buf[400];
+    if (resource_check(&r, why_buf, sizeof(why_buf), &why))
+        fail_msg("multi-site resource refused: %s", why);
+    assert_true(resource_multisite(&r));
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_non_null(memmem(b.data, b.size, "tmeta", 5));
+    assert_non_null(memmem(b.data, b.size, "xtargets", 8));
+    if (parse(&b, r.name, &back, &why))
+        fail_msg("multi-site record refused: %s", why);
+    assert_int_equal(back.ntargets, 4);
+    for (unsigned i = 0; i < 4; i++) {
+        assert_string_equal(back.targets[i], r.targets[i]);
+        assert_string_equal(resource_target_site(&back, i), resource_target_site(&r, i));
+        assert_int_equal(resource_target_priority(&back, i), resource_target_priority(&r, i));
+        assert_int_equal(resource_target_weight(&back, i), resource_target_weight(&r, i));
+    }
+    assert_true(resource_target_in(&back, 2, "cloud"));
+    assert_false(resource_target_in(&back, 2, "branch-1"));
+    /* The old reader's view: `targets` holds only the resource's own site's addresses. */
+    msgpack_sbuffer_clear(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &back);
+    assert_int_equal(a.size, b.size);
+    assert_memory_equal(a.data, b.data, a.size);
+
+    /* Bad values, as resource.add would get them. */
+    resource_t bad = r;
+    snprintf(bad.tsite[3], sizeof(bad.tsite[3]), "Cloud_1");
+    multi_expect_refused(&bad, "site name 'Cloud_1' is invalid");
+    bad = r;
+    bad.tprio[1] = RESOURCE_PRIORITY_MAX + 1;
+    multi_expect_refused(&bad, "priority 101 is not from 1 to 100");
+    bad = r;
+    bad.tweight[1] = RESOURCE_WEIGHT_MAX + 1;
+    multi_expect_refused(&bad, "weight 1001 is not from 1 to 1000");
+    bad = r;
+    snprintf(bad.targets[3], sizeof(bad.targets[3]), "10.0.0.5:22");
+    multi_expect_refused(&bad, "target 'cloud/10.0.0.5:22' is listed twice");
+    bad = r;
+    snprintf(bad.targets[2], sizeof(bad.targets[2]), "10.0.0.8:22");
+    for (unsigned i = 0; i < 4; i++)
+        snprintf(bad.tsite[i], sizeof(bad.tsite[i]), "cloud");
+    multi_expect_refused(&bad, "no target is in site 'branch-1'");
+
+    /* Bad records, as another node could send them. */
+    pack_multi(&a, 0);
+    if (parse(&a, "app", &back, &why))
+        fail_msg("hand-built multi-site record refused: %s", why);
+    assert_int_equal(back.ntargets, 3);
+    assert_int_equal(resource_target_weight(&back, 0), 4);
+    assert_string_equal(resource_target_site(&back, 2), "cloud");
+    assert_int_equal(resource_target_priority(&back, 2), 2);
+    const char *reasons[] = {"",         "tmeta does not have one entry per target",
+                             "priority", "weight",
+                             "xtargets", "more than 16",
+                             "xtargets", "own site",
+                             "priority"};
+    for (int v = 1; v <= 8; v++) {
+        pack_multi(&a, v);
+        if (parse(&a, "app", &back, &why) != -EBADMSG)
+            fail_msg("variant %d accepted", v);
+        if (!why || !strstr(why, reasons[v]))
+            fail_msg("variant %d: reason '%s' does not say '%s'", v, why ? why : "(none)",
+                     reasons[v]);
+    }
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1498,6 +1662,7 @@ int main(void)
         cmocka_unit_test(test_check_mesh),
         cmocka_unit_test(test_tls_field),
         cmocka_unit_test(test_hc_settings),
+        cmocka_unit_test(test_multisite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

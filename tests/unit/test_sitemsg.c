@@ -276,7 +276,10 @@ static void build_welcome(ctx_t *c, const void *v)
 static void build_open(ctx_t *c, const void *v)
 {
     const sm_open_t *o = v;
-    if (!f_rec(c, 8))
+    bool weights_field = c->extra; /* as the packer: when one is not 1; an extra field needs it */
+    for (uint32_t i = 0; i < o->ntargets; i++)
+        weights_field |= o->weights[i] > 1;
+    if (!f_rec(c, weights_field ? 9 : 8))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_str(c, o->resource, sizeof(o->resource), 0);
@@ -290,6 +293,10 @@ static void build_open(ctx_t *c, const void *v)
             f_str(c, o->targets[i], sizeof(o->targets[i]), F_ADDR);
     f_bool(c, o->sticky);
     f_str(c, o->ingress, sizeof(o->ingress), F_EMPTY_OK);
+    if (weights_field)
+        if (f_list(c, o->ntargets))
+            for (uint32_t i = 0; i < o->ntargets; i++)
+                f_uint(c, o->weights[i] ? o->weights[i] : 1, F_NONZERO);
     rec_end(c);
 }
 
@@ -324,8 +331,9 @@ static void build_check(ctx_t *c, const sm_check_t *k, bool full)
 static void build_status(ctx_t *c, const void *v)
 {
     const sm_status_t *s = v;
-    bool draining_field = s->draining || c->extra; /* an extra field needs draining first */
-    if (!f_rec(c, draining_field ? 5 : 4))
+    bool host_field = s->host[0] || c->extra; /* an extra field needs the host first */
+    bool draining_field = s->draining || host_field; /* and the host needs draining first */
+    if (!f_rec(c, host_field ? 6 : draining_field ? 5 : 4))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_uint(c, SM_CTL_STATUS, F_NONZERO);
@@ -335,6 +343,8 @@ static void build_status(ctx_t *c, const void *v)
             build_check(c, &s->checks[i], true);
     if (draining_field)
         f_bool(c, s->draining);
+    if (host_field)
+        f_str(c, s->host, sizeof(s->host), F_EMPTY_OK);
     rec_end(c);
 }
 
@@ -513,9 +523,13 @@ static int setup(void **state)
         snprintf(open_max.targets[i], sizeof(open_max.targets[i]),
                  i % 2 ? "[fd00::%u]:8080" : "host-%u.lan:443", i);
     open_max.sticky = true;
+    for (unsigned i = 0; i < SM_TARGETS_MAX; i++) /* 0 is how a weight of 1 decodes */
+        open_max.weights[i] = i % 3 ? (uint16_t)(i % 3 + 1) : 0;
+    open_max.weights[SM_TARGETS_MAX - 1] = SM_WEIGHT_MAX;
 
     status_checks.primary = true;
     status_full.draining = true;
+    strcpy(status_full.host, "connector-1.branch.example");
     status_checks.n = 3;
     for (unsigned i = 0; i < 3; i++)
         fill_check(&status_checks.checks[i], i, true);

@@ -1039,6 +1039,8 @@ static int cmd_site_list(ctx_t *c, const command_t *self, int argc, char **argv)
 }
 
 /* --hc-* numbers: a decimal from lo to hi into *out; false (with nothing written) if not. */
+#define MESHCTL_TARGETS_MAX 16 /* node/records/resource.h: RESOURCE_TARGETS_MAX */
+
 static bool hc_number(const char *s, unsigned long lo, unsigned long hi, uint32_t *out)
 {
     char *end = NULL;
@@ -1083,6 +1085,38 @@ static void health_text(json_t *res, char *buf, size_t len)
         cell_add(buf, len, &off, ")");
 }
 
+/* A resource's targets as text: "HOST:PORT, ..." for one site with default priorities;
+ * with targets in several sites each is SITE/HOST:PORT, and a priority or weight not 1 follows
+ * in brackets ("onprem/10.0.0.5:80 [p1 w3]"). */
+static void targets_text(json_t *res, char *buf, size_t len)
+{
+    size_t k, off = 0;
+    json_t *t;
+    json_t *meta = json_object_get(res, "tmeta"), *x = json_object_get(res, "xtargets");
+    const char *site = json_string_value(json_object_get(res, "site"));
+    bool multi = json_array_size(x) > 0;
+    buf[0] = '\0';
+    json_array_foreach(json_object_get(res, "targets"), k, t)
+    {
+        json_t *m = json_array_get(meta, k);
+        long long p = m ? json_integer_value(json_array_get(m, 0)) : 1;
+        long long w = m ? json_integer_value(json_array_get(m, 1)) : 1;
+        cell_add(buf, len, &off, "%s%s%s%s", off ? ", " : "", multi ? site : "", multi ? "/" : "",
+                 json_string_value(t));
+        if (p != 1 || w != 1)
+            cell_add(buf, len, &off, " [p%lld w%lld]", p, w);
+    }
+    json_array_foreach(x, k, t)
+    {
+        long long p = json_integer_value(json_array_get(t, 2));
+        long long w = json_integer_value(json_array_get(t, 3));
+        cell_add(buf, len, &off, "%s%s/%s", off ? ", " : "",
+                 json_string_value(json_array_get(t, 0)), json_string_value(json_array_get(t, 1)));
+        if (p != 1 || w != 1)
+            cell_add(buf, len, &off, " [p%lld w%lld]", p, w);
+    }
+}
+
 static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     int err = 0;
@@ -1105,8 +1139,33 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char **groups = xcalloc((size_t)argc + 1, sizeof(*groups));
     size_t nt = 0, nu = 0, ng = 0;
     const char *t;
-    while ((t = take_opt(&argc, argv, "--target", &err)))
-        targets[nt++] = t;
+    /* --priority and --weight belong to the --target before them: read in order. */
+    const char **prios = xcalloc((size_t)argc + 1, sizeof(*prios));
+    const char **weights = xcalloc((size_t)argc + 1, sizeof(*weights));
+    const char *orphan = NULL;
+    bool any_pw = false;
+    for (int i = 0; i < argc;) {
+        bool is_t = !strcmp(argv[i], "--target"), is_p = !strcmp(argv[i], "--priority"),
+             is_w = !strcmp(argv[i], "--weight");
+        if (!is_t && !is_p && !is_w) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            err = 1;
+            break;
+        }
+        if (is_t) {
+            targets[nt++] = argv[i + 1];
+        } else if (!nt) {
+            orphan = argv[i];
+        } else {
+            (is_p ? prios : weights)[nt - 1] = argv[i + 1];
+            any_pw = true;
+        }
+        memmove(&argv[i], &argv[i + 2], (size_t)(argc - i - 2) * sizeof(char *));
+        argc -= 2;
+    }
     while ((t = take_opt(&argc, argv, "--allow-user", &err)))
         users[nu++] = t;
     while ((t = take_opt(&argc, argv, "--allow-group", &err)))
@@ -1132,10 +1191,14 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     else if (argc != 1)
         rc = argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
                   : usage(self, "resource add takes one NAME");
-    else if (!site)
-        rc = usage(self, "--site SITE is required: the site that serves the resource");
+    else if (orphan)
+        rc = usage(self, "%s goes after the --target it is for", orphan);
     else if (nt == 0)
-        rc = usage(self, "at least one --target HOST:PORT is required");
+        rc = usage(self, "at least one --target HOST:PORT (or SITE/HOST:PORT) is required");
+    else if (!site && !strchr(targets[0], '/'))
+        rc = usage(self, "--site SITE is required for a --target without its site (%s): the site "
+                         "that serves it; or write --target SITE/HOST:PORT",
+                   targets[0]);
     else if (!port && !host)
         rc = usage(self, "--tcp-port PORT or --host HOSTNAME (or both) is required: the port "
                          "every PoP listens on, the HTTP host they serve");
@@ -1168,6 +1231,20 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         rc = usage(self, "--hc-status '%s' is not a list such as 200,204,3xx,500-503", hc_status);
     else if (hc_host && (!*hc_host || strlen(hc_host) > 259))
         rc = usage(self, "--hc-host '%s' is not a host name with an optional :port", hc_host);
+    uint32_t pv[MESHCTL_TARGETS_MAX + 1] = {0}, wv[MESHCTL_TARGETS_MAX + 1] = {0};
+    for (size_t i = 0; i < nt && !rc && i < MESHCTL_TARGETS_MAX + 1; i++) {
+        if (prios[i] && !hc_number(prios[i], 1, 100, &pv[i]))
+            rc = usage(self, "--priority '%s' (of --target %s) is not a number from 1 to 100 (1 "
+                             "is tried first)",
+                       prios[i], targets[i]);
+        else if (weights[i] && !hc_number(weights[i], 1, 1000, &wv[i]))
+            rc = usage(self, "--weight '%s' (of --target %s) is not a number from 1 to 1000",
+                       weights[i], targets[i]);
+    }
+    if (!rc && nt > MESHCTL_TARGETS_MAX)
+        rc = usage(self, "a resource has 1 to %d targets, not %zu", MESHCTL_TARGETS_MAX, nt);
+    free(prios);
+    free(weights);
     if (rc) {
         free(targets);
         free(users);
@@ -1177,19 +1254,31 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     request_t r;
     json_t *j;
     request_begin(&r, "resource.add",
-                  4 + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
+                  3 + (site ? 1 : 0) + (any_pw ? 2 : 0) + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
                       (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0) +
                       (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
                       (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
-    mpw_str(&r.pk, "site");
-    mpw_str(&r.pk, site);
+    if (site) {
+        mpw_str(&r.pk, "site");
+        mpw_str(&r.pk, site);
+    }
     mpw_str(&r.pk, "targets");
     msgpack_pack_array(&r.pk, nt);
     for (size_t i = 0; i < nt; i++)
         mpw_str(&r.pk, targets[i]);
+    if (any_pw) { /* 0: the default (1) */
+        mpw_str(&r.pk, "priorities");
+        msgpack_pack_array(&r.pk, nt);
+        for (size_t i = 0; i < nt; i++)
+            msgpack_pack_uint32(&r.pk, pv[i]);
+        mpw_str(&r.pk, "weights");
+        msgpack_pack_array(&r.pk, nt);
+        for (size_t i = 0; i < nt; i++)
+            msgpack_pack_uint32(&r.pk, wv[i]);
+    }
     if (port) {
         mpw_str(&r.pk, "tcp_port");
         msgpack_pack_uint32(&r.pk, (uint32_t)tcp_port);
@@ -1277,10 +1366,15 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     if (c->json)
         print_json(j);
     else
-        printf("resource %s: %s on every PoP -> site %s, %zu target(s), health %s%s\n", argv[0],
-               served, json_string_value(json_object_get(j, "site")),
-               json_array_size(json_object_get(j, "targets")), htext,
-               json_is_true(json_object_get(j, "sticky")) ? ", sticky" : "");
+    {
+        char tt[2048];
+        targets_text(j, tt, sizeof(tt));
+        printf("resource %s: %s on every PoP -> site %s, %zu target(s) (%s), health %s%s\n",
+               argv[0], served, json_string_value(json_object_get(j, "site")),
+               json_array_size(json_object_get(j, "targets")) +
+                   json_array_size(json_object_get(j, "xtargets")),
+               tt, htext, json_is_true(json_object_get(j, "sticky")) ? ", sticky" : "");
+    }
     json_decref(j);
     return EXIT_OK;
 }
@@ -1291,17 +1385,14 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
     int rc = query(c, self, argc, "resource.list", &j);
     if (rc || !j)
         return rc;
-    size_t i, k;
-    json_t *res, *t;
+    size_t i;
+    json_t *res;
     printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s\n", "NAME", "SITE", "PORT", "HOST",
            "PATH", "AUTH", "HEALTH", "STICKY", "TARGETS");
     json_array_foreach(json_object_get(j, "resources"), i, res)
     {
-        char targets[1024];
-        size_t off = 0;
-        targets[0] = '\0';
-        json_array_foreach(json_object_get(res, "targets"), k, t)
-            cell_add(targets, sizeof(targets), &off, "%s%s", k ? ", " : "", json_string_value(t));
+        char targets[2048];
+        targets_text(res, targets, sizeof(targets));
         char port[12] = "-"; /* "65535/tls" */
         long long p = (long long)json_integer_value(json_object_get(res, "tcp_port"));
         const char *host = json_string_value(json_object_get(res, "host"));
@@ -1329,6 +1420,50 @@ static int cmd_resource_rm(ctx_t *c, const command_t *self, int argc, char **arg
     if (rc || !j)
         return rc;
     printf("resource %s removed\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_targets(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc > 1)
+        return usage(self, "targets takes at most one RESOURCE");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "targets", argc ? 1 : 0);
+    if (argc) {
+        mpw_str(&r.pk, "name");
+        mpw_str(&r.pk, argv[0]);
+    }
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    printf("%-20s %-20s %-28s %4s %6s %-12s %s\n", "RESOURCE", "SITE", "TARGET", "PRIO",
+           "WEIGHT", "STATE", "REPLICAS UP/LIVE (WHY)");
+    size_t i, k;
+    json_t *res, *t;
+    json_array_foreach(json_object_get(j, "resources"), i, res)
+    {
+        json_array_foreach(json_object_get(res, "targets"), k, t)
+        {
+            const char *why = json_string_value(json_object_get(t, "why"));
+            printf("%-20s %-20s %-28s %4lld %6lld %-12s %lld/%lld%s%s%s\n",
+                   json_string_value(json_object_get(res, "name")),
+                   json_string_value(json_object_get(t, "site")),
+                   json_string_value(json_object_get(t, "addr")),
+                   (long long)json_integer_value(json_object_get(t, "priority")),
+                   (long long)json_integer_value(json_object_get(t, "weight")),
+                   json_string_value(json_object_get(t, "state")),
+                   (long long)json_integer_value(json_object_get(t, "replicas_up")),
+                   (long long)json_integer_value(json_object_get(t, "replicas_live")),
+                   why && *why ? " (" : "", why && *why ? why : "", why && *why ? ")" : "");
+        }
+    }
     json_decref(j);
     return EXIT_OK;
 }
@@ -1371,8 +1506,9 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
         const char *rep = json_string_value(json_object_get(s, "replica"));
         replicas |= rep && strcmp(rep, json_string_value(json_object_get(s, "name")) ?: "");
     }
+    /* With replicas, the machine each runs on ("-" until it said, or from an older site). */
     if (replicas)
-        printf("%-20s %-20s ", "SITE", "REPLICA");
+        printf("%-20s %-20s %-20s ", "SITE", "REPLICA", "HOST");
     else
         printf("%-20s ", "SITE");
     printf("%-8s %-32s %-40s %s\n", "STATE", "PRIMARY (REGION, RTT)", "STANDBY (REGION, RTT)",
@@ -1398,8 +1534,9 @@ static int cmd_sites(ctx_t *c, const command_t *self, int argc, char **argv)
         /* One line per connector replica, grouped under its site (the daemon sorts them). */
         const char *site = json_string_value(json_object_get(s, "name"));
         const char *rep = json_string_value(json_object_get(s, "replica"));
+        const char *host = json_string_value(json_object_get(s, "host"));
         if (replicas)
-            printf("%-20s %-20s ", site, rep ? rep : site);
+            printf("%-20s %-20s %-20s ", site, rep ? rep : site, host && *host ? host : "-");
         else
             printf("%-20s ", site);
         printf("%-8s %-32s %-40s %s\n", json_string_value(json_object_get(s, "state")), primary,
@@ -1988,10 +2125,12 @@ static const command_t commands[] = {
      "when and where it was added. 'meshctl sites' shows their live state."},
     {NULL, "sites", cmd_sites, "",
      "Shows each site's live state as this PoP sees it, one line per connector replica:\n"
-     "online or offline, its primary and standby PoPs with their regions and round-trip\n"
+     "online or offline, the machine it runs on, its primary and standby PoPs with their\n"
+     "regions and round-trip\n"
      "times, and the health of its targets as that replica checks them."},
     {"resource", "add", cmd_resource_add,
-     "NAME --site SITE --target HOST:PORT [--target ...] [--tcp-port PORT]\n"
+     "NAME [--site SITE] --target [SITE/]HOST:PORT [--priority P] [--weight W]\n"
+     "        [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
      "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
      "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
@@ -1999,7 +2138,12 @@ static const command_t commands[] = {
      "        [--sticky] [--tls] [--replace]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
-     "one of the targets (1 to 16). A resource needs --tcp-port, --host or both. --auth login\n"
+     "one of the targets (1 to 16). A target written SITE/HOST:PORT is in that site (then\n"
+     "--site may be left out); targets may be in several sites. --priority P (1-100, default\n"
+     "1) and --weight W (1-1000, default 1) after a --target are that target's: connections go\n"
+     "to the best priority with a target up and a connector online, shared by weight, and\n"
+     "move to the next priority when none is (failover), back when one returns.\n"
+     "A resource needs --tcp-port, --host or both. --auth login\n"
      "asks for a user login, limited to the --allow-user users and --allow-group groups when\n"
      "given. --health says how the site checks a target (default tcp: a connect; http:/PATH:\n"
      "GET PATH answers 2xx or 3xx). --hc-interval and --hc-timeout (ms), --hc-rise and\n"
@@ -2018,6 +2162,11 @@ static const command_t commands[] = {
      "auth, health check (with its settings when not the defaults), stickiness, targets\n"
      "(--json: every field, with allow_users, allow_groups and the hc_ settings when set)."},
     {"resource", "rm", cmd_resource_rm, "NAME", "Removes a resource everywhere."},
+    {NULL, "targets", cmd_targets, "[RESOURCE]",
+     "Shows each resource's targets with their health merged across the site's connector\n"
+     "replicas, as this PoP sees it: up (a live replica says so), down (live replicas say so\n"
+     "and none says up), unknown (not checked yet), unreachable (no connector of the site is\n"
+     "online); with site, priority and weight."},
     {"user", "add", cmd_user_add, "NAME [--group G ...]",
      "Adds a user of the HTTP ingress. The password is read from stdin when it is not a\n"
      "terminal (one line), else prompted for twice without echo; it leaves popd only as an\n"
