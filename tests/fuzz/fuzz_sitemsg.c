@@ -179,7 +179,11 @@ static void fuzz_open(const uint8_t *data, size_t size)
         if (o->path[i] == 0)
             abort();
     for (uint32_t i = 0; i < o->ntargets; i++)
-        if (nodecfg_check_addr(o->targets[i], 0))
+        if (nodecfg_check_addr(o->targets[i], 0) || o->weights[i] == 1 ||
+            o->weights[i] > SM_WEIGHT_MAX) /* a weight of 1 is kept as 0 */
+            abort();
+    for (uint32_t i = o->ntargets; i < SM_TARGETS_MAX; i++)
+        if (o->weights[i])
             abort();
     roundtrip(o, sizeof(*o), pk_open, dec_open);
 out:
@@ -202,6 +206,10 @@ static void fuzz_ctl(const uint8_t *data, size_t size)
             abort();
         for (uint32_t i = 0; i < st->n; i++)
             check_check(&st->checks[i], true);
+        check_str(st->host, sizeof(st->host), true);
+        for (const char *h = st->host; *h; h++) /* shown as is: printable, no spaces */
+            if (*h <= ' ' || *h > '~')
+                abort();
         roundtrip(st, sizeof(*st), pk_status, dec_status);
         /* a caller that takes only INFO refuses it */
         why = NULL;
