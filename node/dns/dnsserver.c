@@ -40,9 +40,14 @@ struct cfg_pop {
     reg_node_t n;
 };
 
+/* A host's site is its resource's; a resource with targets in several sites gets a label of
+ * its own, "_" and a hash of its name (no site name starts with '_'), standing for all of
+ * them: a PoP reaches the host when it reaches any (compute_reach). */
 struct cfg_host {
     char name[DNS_NAME_MAX + 1];
     char site[NODECFG_NAME_MAX + 1];
+    char sites[RESOURCE_TARGETS_MAX][NODECFG_NAME_MAX + 1]; /* with a "_" site: its sites */
+    unsigned nsites;
     bool root_prefix; /* path_prefix "/": the resource that owns the whole host */
     uint64_t created_ms;
     char resource[NODECFG_NAME_MAX + 1];
@@ -220,6 +225,21 @@ static int load_resource(const store_entry_t *e, void *ctx)
             struct cfg_host *h = &s->hosts[s->nhosts++];
             snprintf(h->name, sizeof(h->name), "%s", r->host);
             snprintf(h->site, sizeof(h->site), "%s", r->site);
+            h->nsites = 0;
+            if (resource_multisite(r)) {
+                uint64_t hv = 1469598103934665603ull; /* FNV-1a: a label, not a secret */
+                for (const char *c = r->name; *c; c++)
+                    hv = (hv ^ (uint8_t)*c) * 1099511628211ull;
+                snprintf(h->site, sizeof(h->site), "_%016llx", (unsigned long long)hv);
+                for (unsigned k = 0; k < r->ntargets; k++) {
+                    const char *ts = resource_target_site(r, k);
+                    bool seen = false;
+                    for (unsigned j = 0; j < h->nsites && !seen; j++)
+                        seen = !strcmp(h->sites[j], ts);
+                    if (!seen)
+                        snprintf(h->sites[h->nsites++], sizeof(h->sites[0]), "%s", ts);
+                }
+            }
             snprintf(h->resource, sizeof(h->resource), "%s", r->name);
             h->root_prefix = !strcmp(r->path_prefix, "/");
             h->created_ms = r->created_ms;
@@ -304,6 +324,23 @@ static const lsdb_entry_t *ls_find(const lsdb_t *db, uint64_t origin, lsdb_entry
 
 /* Which PoPs (by index in v->pops) can reach each site: a PoP reaches the sites attached to
  * the PoPs it can reach over links between alive PoPs, in the link-state records it holds. */
+/* True when the view's site label stands for site: the site itself, or a multi-site
+ * resource's label (cfg_host) whose sites include it. */
+static bool site_covers(const dnsserver_t *s, const char *label, const char *site)
+{
+    if (label[0] != '_')
+        return !strcmp(label, site);
+    for (size_t i = 0; i < s->nhosts; i++) {
+        if (strcmp(s->hosts[i].site, label))
+            continue;
+        for (unsigned k = 0; k < s->hosts[i].nsites; k++)
+            if (!strcmp(s->hosts[i].sites[k], site))
+                return true;
+        return false;
+    }
+    return false;
+}
+
 static void compute_reach(dnsserver_t *s, dns_view_t *v)
 {
     const lsdb_t *db = meshnode_lsdb(s->o.mesh);
@@ -342,7 +379,7 @@ static void compute_reach(dnsserver_t *s, dns_view_t *v)
                 if (s->site_nodes[n].id != ls->site)
                     continue;
                 for (size_t si = 0; si < v->nsites; si++)
-                    if (!strcmp(v->sites[si], s->site_nodes[n].site))
+                    if (site_covers(s, v->sites[si], s->site_nodes[n].site))
                         attached[i * v->nsites + si] = true;
             }
         }

@@ -19,12 +19,20 @@ source "$(dirname "$0")/lib.sh"
 
 MAX_FAILED=${MAX_FAILED:-0} # failed connections allowed per event
 
-init_node "$WORK/n1" pop-1 --ingress-address 127.0.0.61
+command -v dig >/dev/null || fail "dig is not installed (tools/setup.sh installs bind9-dnsutils)"
+DP=$(free_port) # each PoP answers DNS for the zone on its own address
+init_node "$WORK/n1" pop-1 --ingress-address 127.0.0.61 --dns-listen "127.0.0.61:$DP" \
+    --public-address 127.0.0.61
 start_popd "$WORK/n1"
 TOKEN=$(mctl "$WORK/n1" token create --uses 1 --ttl 10m 2>/dev/null)
 "$POPD" join --data "$WORK/n2" --name pop-2 --mesh-listen "127.0.0.1:$(free_port)" \
-    --tunnel-listen "127.0.0.1:$(free_port)" --ingress-address 127.0.0.62 "$TOKEN" >/dev/null
+    --tunnel-listen "127.0.0.1:$(free_port)" --ingress-address 127.0.0.62 \
+    --dns-listen "127.0.0.62:$DP" --public-address 127.0.0.62 "$TOKEN" >/dev/null
 start_popd "$WORK/n2"
+expect_rc 0 mctl "$WORK/n1" zone add sites.test --ttl 1
+# dns_a: the A answer for app.sites.test at pop-1, sorted, one line
+dns_a() { dig +short +tries=1 +time=1 -p "$DP" @127.0.0.61 app.sites.test A 2>/dev/null | sed '/^;/d' | sort | tr '\n' ' ' | sed 's/ $//'; }
+dns_is() { [ "$(dns_a)" = "$1" ]; }
 
 declare -A SPID
 start_site() { # start_site NAME [TOKEN]
@@ -68,7 +76,8 @@ done
 
 RP=$(free_port)
 expect_rc 0 mctl "$WORK/n1" resource add app --target "onprem/127.0.0.1:${BPORT[onprem]}" \
-    --priority 1 --target "cloud/127.0.0.1:${BPORT[cloud]}" --priority 2 --tcp-port "$RP"
+    --priority 1 --target "cloud/127.0.0.1:${BPORT[cloud]}" --priority 2 --tcp-port "$RP" \
+    --host app.sites.test
 mctl "$WORK/n1" resource list >"$WORK/list.txt"
 expect_in "$WORK/list.txt" "onprem/127.0.0.1:${BPORT[onprem]}, cloud/127.0.0.1:${BPORT[cloud]} [p2 w1]"
 ok "resource add with targets in two sites"
@@ -181,6 +190,9 @@ for n in n1 n2; do
         "cloud/${BPORT[cloud]}=up onprem/${BPORT[onprem]}=unreachable"
 done
 ok "with its connector dead, the on-prem target is unreachable at both PoPs"
+# DNS steering counts a PoP as reaching the resource when it reaches any of its sites.
+wait_for 5 "app.sites.test answered with both PoPs" dns_is "127.0.0.61 127.0.0.62"
+ok "DNS still answers app.sites.test with both PoPs (they reach the cloud site): $(dns_a)"
 sleep 0.5
 T1=$(now_ms)
 start_site onprem
