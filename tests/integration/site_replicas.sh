@@ -260,8 +260,18 @@ expect_in "$WORK/out" "replica branch-3 of site branch removed"
 wait_for 10 "branch-3 gone from pop-3's site list, branch and branch-2 left" bash -c "[ \"\$('$MESHCTL' -d '${N[3]}' --json site list | '$PY' -c 'import json,sys; print(sorted(r[\"name\"] for s in json.load(sys.stdin)[\"sites\"] if s[\"name\"] == \"branch\" for r in s[\"replicas\"]))')\" = \"['branch', 'branch-2']\" ]"
 ok "site token branch enrolls one more replica (branch-3), once (the same key asking again is answered, no new node); site rm --replica removes that replica alone (another site's or a PoP's name refused)"
 
-# A removed replica: its key is refused by every PoP; the other replica keeps serving.
+# A removed replica: its key is refused by every PoP; the other replica keeps serving. The
+# removal happens under traffic: until every PoP's routes drop branch-2, OPENs still go to it
+# (and are reset: its tunnels are closed, its key refused), and those connections must be
+# retried on branch, not lost.
+load 40 0.03 -1 0 >"$WORK/load-rm.txt" &
+LOADPID=$!
+sleep 0.3
 expect_rc 0 mctl "${N[1]}" node rm branch-2
+wait "$LOADPID" || true
+read -r _ F _ _ <"$WORK/load-rm.txt"
+[ "$F" = 0 ] || { cat "$WORK/load-rm.txt"; fail "$F connections failed while branch-2 was being removed"; }
+ok "40 connections through all PoPs while branch-2 is removed: none failed"
 wait_for 15 "branch-2 gone from pop-1's sites" bash -c "! '$MESHCTL' -d '${N[1]}' --json sites | grep -q '\"branch-2\"'"
 wait_for 15 "a PoP refused removed branch-2's tunnel" bash -c "cat '${N[1]}.log' '${N[2]}.log' '${N[3]}.log' | grep -q 'site branch-2 was removed from the mesh'"
 load 15 0.02 -1 0 >"$WORK/load.txt"
