@@ -40,19 +40,7 @@ ok "a PoP answering DNS for $ZONE, with HTTP and HTTPS; resource app.$ZONE"
 KID=kid-popmesh
 MAC=$("$PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')
 BADMAC=$("$PY" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$WORK/pebble.key" \
-    -out "$WORK/pebble.pem" 2>/dev/null
-cat >"$WORK/pebble.json" <<EOF
-{"pebble": {"listenAddress": "127.0.0.1:$PP", "managementListenAddress": "127.0.0.1:$PM",
-  "certificate": "$WORK/pebble.pem", "privateKey": "$WORK/pebble.key", "httpPort": $HP,
-  "tlsPort": $(free_port), "ocspResponderURL": "", "externalAccountBindingRequired": true,
-  "externalAccountMACKeys": {"$KID": "$MAC"}}}
-EOF
-PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" \
-    -dnsserver "$ING:$DP" >"$WORK/pebble.log" 2>&1 &
-PIDS+=("$!")
-wait_for 20 "Pebble's directory" curl -sf --cacert "$WORK/pebble.pem" "https://127.0.0.1:$PP/dir"
+start_pebble "$PP" "$PM" "$HP" "$ING:$DP" "$KID:$MAC"
 curl -sf --cacert "$WORK/pebble.pem" "https://127.0.0.1:$PP/dir" | grep -q '"externalAccountRequired": *true' ||
     fail "Pebble's directory does not say externalAccountRequired"
 ok "Pebble up, requiring external account binding (directory meta.externalAccountRequired)"

@@ -91,18 +91,7 @@ stub-zone:
 EOF
 unbound -d -c "$WORK/unbound.conf" >"$WORK/unbound.log" 2>&1 &
 PIDS+=("$!")
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$WORK/pebble.key" \
-    -out "$WORK/pebble.pem" 2>/dev/null
-cat >"$WORK/pebble.json" <<EOF
-{"pebble": {"listenAddress": "127.0.0.1:$PP", "managementListenAddress": "127.0.0.1:$PM",
-  "certificate": "$WORK/pebble.pem", "privateKey": "$WORK/pebble.key", "httpPort": $HP,
-  "tlsPort": $(free_port), "ocspResponderURL": "", "externalAccountBindingRequired": false}}
-EOF
-PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" \
-    -dnsserver "127.0.0.1:$UP" >"$WORK/pebble.log" 2>&1 &
-PIDS+=("$!")
-wait_for 20 "Pebble's directory" curl -sf --cacert "$WORK/pebble.pem" "https://127.0.0.1:$PP/dir"
+start_pebble "$PP" "$PM" "$HP" "127.0.0.1:$UP"
 wait_for 20 "app.$ZONE to resolve through unbound" \
     bash -c "dig +short +tries=1 +time=1 -p $UP @127.0.0.1 app.$ZONE A | grep -q 127.0.0.3"
 ok "Pebble up (TLS with its own certificate), resolving the zone through unbound"

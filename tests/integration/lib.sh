@@ -181,3 +181,30 @@ all_see() {
         [ "$(members_state "$d")" = "$expected" ] || return 1
     done
 }
+
+# ---- ACME ---------------------------------------------------------------------------------
+
+# start_pebble API_PORT MGMT_PORT HTTP_PORT DNS_SERVER [KID:HMAC]: starts Pebble (a real
+# RFC 8555 CA) on 127.0.0.1:API_PORT, its management API (roots) on MGMT_PORT, validating
+# HTTP-01 on HTTP_PORT and resolving names through DNS_SERVER (ADDR:PORT); with KID:HMAC it
+# requires external account binding and knows that one key. Its TLS certificate, made here,
+# is $WORK/pebble.pem (the CA bundle for its API); waits until its directory answers.
+start_pebble() {
+    local pp=$1 pm=$2 hp=$3 dns=$4 eab=${5:-} eab_json='"externalAccountBindingRequired": false'
+    if [ -n "$eab" ]; then
+        eab_json="\"externalAccountBindingRequired\": true,
+  \"externalAccountMACKeys\": {\"${eab%%:*}\": \"${eab#*:}\"}"
+    fi
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$WORK/pebble.key" \
+        -out "$WORK/pebble.pem" 2>/dev/null
+    cat >"$WORK/pebble.json" <<EOT
+{"pebble": {"listenAddress": "127.0.0.1:$pp", "managementListenAddress": "127.0.0.1:$pm",
+  "certificate": "$WORK/pebble.pem", "privateKey": "$WORK/pebble.key", "httpPort": $hp,
+  "tlsPort": $(free_port), "ocspResponderURL": "", $eab_json}}
+EOT
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 pebble -config "$WORK/pebble.json" \
+        -dnsserver "$dns" >"$WORK/pebble.log" 2>&1 &
+    PIDS+=("$!")
+    wait_for 20 "Pebble's directory" curl -sf --cacert "$WORK/pebble.pem" "https://127.0.0.1:$pp/dir"
+}
