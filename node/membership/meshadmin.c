@@ -199,7 +199,7 @@ static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 
     char text[TOKEN_TEXT_MAX + 1], err[300];
     reg_token_t tok;
-    if (meshnode_token_mint(m, ROLE_SITE, name, ttl, replicas, text, sizeof(text), &tok, err,
+    if (meshnode_token_mint(m, ROLE_SITE, name, 0, ttl, replicas, text, sizeof(text), &tok, err,
                             sizeof(err)))
         return control_error(pk, CTL_FAILED, "%s", err);
     /* The token first: the site record names it. Should this write fail, the token is left
@@ -241,25 +241,11 @@ static int cmd_site_token(void *ctx, const ctl_request_t *req, msgpack_packer *p
         return control_error(pk, CTL_FAILED, "site '%s' is unreadable here", name);
     char text[TOKEN_TEXT_MAX + 1], err[300];
     reg_token_t tok;
-    if (meshnode_token_mint(m, ROLE_SITE, name, ttl, 1, text, sizeof(text), &tok, err, sizeof(err)))
-        return control_error(pk, CTL_FAILED, "%s", err);
-    /* Written again with site_token: until then the token enrolls nothing (JOIN wants the
-     * site's own token or one naming it), so a failure here leaves nothing usable. */
-    tok.site_token = site.token_id;
-    char key[64];
-    reg_token_key(tok.id, key, sizeof(key));
-    msgpack_sbuffer sb;
-    msgpack_packer tpk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&tpk, &sb, msgpack_sbuffer_write);
-    reg_token_pack(&tpk, &tok);
-    rc = meshnode_put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    if (rc) {
-        sodium_memzero(text, sizeof(text));
-        return control_error(pk, CTL_FAILED, "cannot store the replica token of site '%s': %s",
-                             name, store_last_error(store));
-    }
+    /* Bound to the site and naming its token (site_token), in the one record the mint
+     * writes: JOIN takes the site's own token or one naming it. */
+    if (meshnode_token_mint(m, ROLE_SITE, name, site.token_id, ttl, 1, text, sizeof(text), &tok,
+                            err, sizeof(err)))
+        return control_error(pk, CTL_FAILED, "replica token of site '%s': %s", name, err);
     pack_token_answer(pk, name, text, &tok);
     sodium_memzero(text, sizeof(text));
     log_info("mesh: token %016llx for one more replica of site %s", (unsigned long long)tok.id,

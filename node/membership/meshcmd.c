@@ -200,9 +200,9 @@ static void add_seed(const swim_member_info_t *mi, void *ctx)
     memcpy(s->curve_pk, r->curve_pk, 32);
 }
 
-int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site, uint64_t ttl,
-                        uint64_t uses, char *text, size_t textlen, reg_token_t *rec, char *err,
-                        size_t errlen)
+int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site,
+                        uint64_t site_token, uint64_t ttl, uint64_t uses, char *text,
+                        size_t textlen, reg_token_t *rec, char *err, size_t errlen)
 {
     token_t t = {0};
     token_public_t pub;
@@ -223,6 +223,7 @@ int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site, ui
         .id = pub.id, .expires_ms = t.expires_ms, .uses_max = uses, .created_ms = clock_wall_ms()};
     rec->role = role;
     snprintf(rec->site, sizeof(rec->site), "%s", site ? site : "");
+    rec->site_token = site_token;
     snprintf(rec->created_by, sizeof(rec->created_by), "%s", m->o.cfg->name);
     memcpy(rec->join_pk, pub.join_pk, 32);
     msgpack_sbuffer sb;
@@ -268,7 +269,8 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
 
     char text[TOKEN_TEXT_MAX + 1], id[17], err[300];
     reg_token_t rec;
-    if (meshnode_token_mint(m, r, NULL, ttl, uses, text, sizeof(text), &rec, err, sizeof(err)))
+    if (meshnode_token_mint(m, r, NULL, 0, ttl, uses, text, sizeof(text), &rec, err,
+                            sizeof(err)))
         return control_error(pk, CTL_FAILED, "%s", err);
     identity_id_hex(rec.id, id);
     msgpack_pack_map(pk, 5);

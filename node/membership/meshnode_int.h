@@ -130,12 +130,14 @@ uint64_t meshnode_count_prefix(const meshnode_t *m, const char *prefix);
  * merge of a node/ record replaces it, so copy what is needed before writing anything. */
 const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n);
 /* Mints a token of role, bound to site when site is not NULL or "", valid
- * ttl ms, for uses joins (0 = unlimited), and stores its record. On success text (textlen >=
- * TOKEN_TEXT_MAX + 1) holds the token, which carries its secret: the caller wipes it
- * (sodium_memzero) once sent; *rec is the stored record. 0 or -errno with a reason in err. */
-int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site, uint64_t ttl,
-                        uint64_t uses, char *text, size_t textlen, reg_token_t *rec, char *err,
-                        size_t errlen);
+ * ttl ms, for uses joins (0 = unlimited), and stores its record. site_token (0: none; only
+ * with a site) is the id of the site's own token, for a replica's token (meshadmin.c): the
+ * record is written once, complete. On success text (textlen >= TOKEN_TEXT_MAX + 1) holds
+ * the token, which carries its secret: the caller wipes it (sodium_memzero) once sent; *rec
+ * is the stored record. 0 or -errno with a reason in err. */
+int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site,
+                        uint64_t site_token, uint64_t ttl, uint64_t uses, char *text,
+                        size_t textlen, reg_token_t *rec, char *err, size_t errlen);
 /* Marks node n removed everywhere, as node.remove does: the record is written with
  * removed = true (every PoP refuses its key from then on) and pushed straight to the node.
  * n may point into the registry snapshot. 0 or -errno; store_last_error() says why. */
