@@ -448,6 +448,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         }
         if (ov->dns_rrl != NODECFG_DNS_RRL_UNSET)
             n.cfg.dns_rrl = ov->dns_rrl;
+        if (ov->no_inbound)
+            n.cfg.no_inbound = true;
     }
     const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
     if (log_level_parse(level) < 0) {

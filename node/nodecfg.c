@@ -247,6 +247,17 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         c->dns_rrl = (uint32_t)n;
         return 0;
     }
+    if (kvfile_is(name, nlen, "no-inbound")) {
+        if ((vl == 3 && !memcmp(v, "yes", 3)) || (vl == 4 && !memcmp(v, "true", 4)))
+            c->no_inbound = true;
+        else if ((vl == 2 && !memcmp(v, "no", 2)) || (vl == 5 && !memcmp(v, "false", 5)))
+            c->no_inbound = false;
+        else {
+            snprintf(err, errlen, "no-inbound must be yes or no");
+            return -EINVAL;
+        }
+        return 0;
+    }
     if (kvfile_is(name, nlen, "name"))
         return copy_label(c->name, v, vl, 0, err, errlen, "name");
     if (kvfile_is(name, nlen, "region"))
@@ -430,6 +441,8 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
     }
     if (c->dns_rrl != NODECFG_DEFAULT_DNS_RRL && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "dns-rrl = %u\n", c->dns_rrl);
+    if (c->no_inbound && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "no-inbound = yes\n");
     if (c->http_max_body != NODECFG_DEFAULT_MAX_BODY && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "http-max-body = %llu\n",
                       (unsigned long long)c->http_max_body);

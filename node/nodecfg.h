@@ -53,6 +53,8 @@ typedef struct nodecfg {
     bool has_location;                       /* location given */
     int64_t lat_udeg, lon_udeg;              /* microdegrees (common/geoloc.h) */
     uint32_t dns_rrl;                        /* responses/s per client network; 0 = no limit */
+    bool no_inbound; /* no-inbound: this machine takes no inbound connections (a firewall):
+                      * it dials every PoP and is reached on those connections */
     nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;

@@ -122,6 +122,7 @@ static const struct option node_longopts[] = {
     {"dns-rrl", required_argument, NULL, 'R'},
     {"store-map-size", required_argument, NULL, 'm'},
     {"tombstone-grace", required_argument, NULL, 'g'},
+    {"no-inbound", no_argument, NULL, 'X'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -217,6 +218,9 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
                                    "1M (e.g. 1G)",
                                    optarg);
             break;
+        case 'X':
+            o->cfg.no_inbound = true;
+            break;
         case 'g':
             if (nodecfg_parse_duration(optarg, strlen(optarg), &o->cfg.tombstone_grace) ||
                 o->cfg.tombstone_grace == 0)
@@ -295,6 +299,7 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
             snprintf(me.name, sizeof(me.name), "%s", o->cfg.name);
             snprintf(me.region, sizeof(me.region), "%s", o->cfg.region);
             snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o->cfg));
+            me.no_inbound = o->cfg.no_inbound;
             me.role = ROLE_POP;
             memcpy(me.curve_pk, id->curve_pk, 32);
             memcpy(me.sign_pk, id->sign_pk, 32);
@@ -395,6 +400,7 @@ static int cmd_join(int argc, char **argv)
     snprintf(me.name, sizeof(me.name), "%s", o.cfg.name);
     snprintf(me.region, sizeof(me.region), "%s", o.cfg.region);
     snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o.cfg));
+    me.no_inbound = o.cfg.no_inbound;
     me.role = ROLE_POP;
     memcpy(me.curve_pk, id.curve_pk, 32);
     memcpy(me.sign_pk, id.sign_pk, 32);
@@ -456,6 +462,7 @@ static int cmd_run(int argc, char **argv)
         {"public-address", required_argument, NULL, 'P'},
         {"location", required_argument, NULL, 'O'},
         {"dns-rrl", required_argument, NULL, 'R'},
+        {"no-inbound", no_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -494,6 +501,9 @@ static int cmd_run(int argc, char **argv)
                 return bad;
             break;
         }
+        case 'X':
+            over.no_inbound = true;
+            break;
         case 'h':
             print_sub_help(find_subcommand("run"));
             return 0;
@@ -529,7 +539,7 @@ static const subcommand_t subcommands[] = {
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
-     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]",
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
      "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
@@ -544,24 +554,28 @@ static const subcommand_t subcommands[] = {
      "(default: the ingress address, else the HTTP listener's host, else the advertised\n"
      "mesh host, when it is an IP address and not a wildcard); --location LAT,LON (decimal\n"
      "degrees) lets clients be sent to the nearest PoP; --dns-rrl caps responses per second\n"
-     "per client network (default 200, 0 = no limit)."},
+     "per client network (default 200, 0 = no limit).\n"
+     "--no-inbound: this machine takes no inbound connections (a firewall that only lets\n"
+     "replies in): it dials every PoP itself, and the mesh, its tunnels and routes use\n"
+     "those connections both ways (docs/gossip.md, \"PoPs that only dial out\")."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
-     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] TOKEN",
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] [--no-inbound] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
      "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
     {"run", cmd_run,
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
      "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
      "HOST:PORT]\n             [--https-listen HOST:PORT] [--dns-listen HOST:PORT] "
-     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N]",
+     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
-     "The tunnel, ingress and DNS options override popd.conf for this run."},
+     "The tunnel, ingress and DNS options override popd.conf for this run; --no-inbound\n"
+     "turns no-inbound on for it."},
     {"version", cmd_version, "", "Prints the version."},
     {"help", cmd_help, "[COMMAND]", "Shows help for all commands or one."},
     {NULL, NULL, NULL, NULL},

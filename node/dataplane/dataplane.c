@@ -77,7 +77,8 @@ struct ingress {
     struct waiter w;
     splice_t *sp;           /* a TCP client: spliced once open */
     dp_stream_handler_t *h; /* or another consumer (dataplane_open_stream) */
-    ev_timer kick;          /* h: starts the first attempt outside the caller's call */
+    ev_timer kick; /* h: starts the first attempt outside the caller's call; later, a spaced
+                    * attempt (ingress_retry) */
     resource_t res;
     char cur_site[NODECFG_NAME_MAX + 1]; /* the site this attempt goes to */
     uint32_t tmask;                      /* the targets of res this attempt's OPEN names */
@@ -160,6 +161,7 @@ struct cfg_pop {
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     uint8_t curve_pk[32];
     char region[NODECFG_NAME_MAX + 1]; /* "" when none: the site spreads over regions */
+    bool no_inbound; /* takes no inbound connections: reached on the tunnel it dials to us */
 };
 
 /* A site node: one connector replica. Several share a site. */
@@ -378,6 +380,13 @@ static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
     reg_node_t n;
     if (node_get(dp, id, &n) || n.removed || n.role != ROLE_POP || !n.tunnel_addr[0]) {
         log_debug("dataplane: PoP %016llx has no tunnel address", (unsigned long long)id);
+        return NULL;
+    }
+    /* It takes no inbound connections: only the tunnel it dialled to us (found above) reaches
+     * it, and it keeps one to every PoP (on_tick). Dialling would wait out a dropped SYN. */
+    if (n.no_inbound && !dp->o.cfg->no_inbound) {
+        log_debug("dataplane: PoP %s takes no inbound connections and has no tunnel to us",
+                  n.name);
         return NULL;
     }
     uint8_t hello[128];
@@ -842,6 +851,7 @@ static void ingress_fail(struct ingress *in, const char *why)
     } else {
         log_warn("resource %s: connection from %s closed: %s", in->res.name, in->client, why);
     }
+    ev_timer_stop(dp->o.loop, &in->kick);
     if (in->h)
         in->h->on_fail(in->h, TUN_ERR_UNREACHABLE, why);
     else
@@ -867,13 +877,32 @@ static size_t resource_replicas(struct ingress *in)
     return n < DATAPLANE_TRIED_MAX ? n : DATAPLANE_TRIED_MAX;
 }
 
+static void on_kick(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* BACKGROUND: SPACED ATTEMPTS
+ *
+ * The first attempts go at once: the second takes the backup path or another replica, which
+ * is what a SIGKILLed PoP or replica needs. When those fail too, the cause is usually one that
+ * time fixes: the only tunnel to the site died and the site redials it within 0.1-0.3 s, or
+ * the next hop is known dead and the route table drops it within 20-200 ms. Attempts made at
+ * once would all land in that window and fail; so later attempts wait 100 ms, doubling to
+ * 800 ms, while the connection is younger than DATAPLANE_RETRY_WINDOW_MS (its client is held,
+ * not read, meanwhile). A tunnel at its stream limit is the exception: more attempts would only
+ * add load, so that connection is refused at once as before. */
 static void ingress_retry(struct ingress *in, const char *why)
 {
     /* Reasons are short; a long one is cut (it only feeds a log line and the last error). */
     snprintf(in->last_error, sizeof(in->last_error), "%.*s", (int)sizeof(in->last_error) - 1, why);
-    /* One more attempt per replica beyond the first: each live one gets its chance. */
+    /* One more attempt per replica beyond the first: each live one gets its chance; then more,
+     * spaced, within the retry window. */
     size_t nrep = resource_replicas(in);
-    if (++in->attempt >= DATAPLANE_ATTEMPTS + (int)(nrep > 1 ? nrep - 1 : 0)) {
+    int base = DATAPLANE_ATTEMPTS + (int)(nrep > 1 ? nrep - 1 : 0);
+    uint64_t age = clock_mono_ms() - in->t0_ms;
+    ++in->attempt;
+    bool more = in->attempt < base ||
+                (!in->hit_limit && age < DATAPLANE_RETRY_WINDOW_MS &&
+                 in->attempt < DATAPLANE_ATTEMPTS_MAX);
+    if (!more) {
         char msg[512];
         snprintf(msg, sizeof(msg), "cannot reach site %s after %d attempts: %s", in->cur_site,
                  in->attempt, why);
@@ -882,7 +911,15 @@ static void ingress_retry(struct ingress *in, const char *why)
     }
     in->dp->st.ingress_retries++;
     log_debug("resource %s: retrying a connection from %s (%s)", in->res.name, in->client, why);
-    ingress_try(in);
+    if (in->attempt < 2 || in->hit_limit) {
+        ingress_try(in);
+        return;
+    }
+    int k = in->attempt - 2;
+    double delay = 0.1 * (double)(1u << (k < 3 ? k : 3));
+    ev_timer_stop(in->dp->o.loop, &in->kick);
+    ev_timer_set(&in->kick, delay, 0.);
+    ev_timer_start(in->dp->o.loop, &in->kick);
 }
 
 static void ingress_open_on(struct ingress *in, struct peer *p)
@@ -1124,6 +1161,27 @@ static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uin
     return true;
 }
 
+/* True when some live PoP's link state holds a tunnel to a replica of site: then a failed
+ * pick means this PoP has no route to it (yet), not that the site is offline. */
+static bool site_attached_somewhere(dataplane_t *dp, const char *site)
+{
+    const lsdb_t *db = meshnode_lsdb(dp->o.mesh);
+    size_t cnt = db ? lsdb_count(db) : 0;
+    for (size_t i = 0; i < cnt; i++) {
+        lsdb_entry_t e;
+        if (lsdb_entry_at(db, i, &e) || !meshnode_is_alive(dp->o.mesh, e.origin))
+            continue;
+        for (uint32_t k = 0; k < e.n_sites; k++) {
+            if (e.sites[k].state != LS_SITE_ONLINE)
+                continue;
+            for (size_t s = 0; s < dp->nsites; s++)
+                if (dp->sites[s].id == e.sites[k].site && !strcmp(dp->sites[s].site, site))
+                    return true;
+        }
+    }
+    return false;
+}
+
 static void ingress_try(struct ingress *in)
 {
     dataplane_t *dp = in->dp;
@@ -1135,11 +1193,27 @@ static void ingress_try(struct ingress *in)
         bool refused = false;
         for (uint32_t k = 0; k < in->ntried; k++)
             refused |= in->refused[k];
+        /* No replica to try now, but one was a moment ago (this connection tried it): its
+         * tunnel is being redialled, or routes are catching up. Wait within the window. */
+        if (!refused && in->ntried > 0 && in->attempt > 0 &&
+            clock_mono_ms() - in->t0_ms < DATAPLANE_RETRY_WINDOW_MS &&
+            in->attempt < DATAPLANE_ATTEMPTS_MAX) {
+            in->attempt++;
+            dp->st.ingress_retries++;
+            ev_timer_stop(dp->o.loop, &in->kick);
+            ev_timer_set(&in->kick, 0.1, 0.);
+            ev_timer_start(dp->o.loop, &in->kick);
+            return;
+        }
         if (refused) /* every replica left said no target answers: its words */
             snprintf(msg, sizeof(msg), "%s", in->last_error);
         else if (resource_multisite(&in->res))
-            snprintf(msg, sizeof(msg), "no site of the resource is online (no PoP has a tunnel "
-                                       "to one)");
+            snprintf(msg, sizeof(msg), "no site of the resource is reachable from this PoP");
+        else if (site_attached_somewhere(dp, in->res.site))
+            snprintf(msg, sizeof(msg),
+                     "site %s is attached at other PoPs but this PoP has no route to it (yet: "
+                     "routes follow link state within a second; else no path reaches them)",
+                     in->res.site);
         else
             snprintf(msg, sizeof(msg), "site %s is offline (no PoP has a tunnel to it)",
                      in->res.site);
@@ -1318,6 +1392,8 @@ static void ingress_start(dataplane_t *dp, const char *resource, int fd, conncap
     in->magic = INGRESS_MAGIC;
     in->dp = dp;
     in->t0_ms = clock_mono_ms();
+    ev_timer_init(&in->kick, on_kick, 0., 0.); /* spaced attempts (ingress_retry) */
+    in->kick.data = in;
     netaddr_format((const struct sockaddr *)ss, in->client, sizeof(in->client));
     struct sockaddr_storage ls;
     socklen_t ll = sizeof(ls);
@@ -2148,6 +2224,7 @@ static void apply_node(dataplane_t *dp, uint64_t id, const store_entry_t *e)
         snprintf(cp->tunnel_addr, sizeof(cp->tunnel_addr), "%s", n.tunnel_addr);
         memcpy(cp->curve_pk, n.curve_pk, 32);
         snprintf(cp->region, sizeof(cp->region), "%s", n.region);
+        cp->no_inbound = n.no_inbound;
         info_dirty(dp, NULL);
     } else if (cp) {
         *cp = dp->pops[--dp->npops];
@@ -2245,6 +2322,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         dp->alive_hash = alive;
         info_dirty(dp, NULL);
     }
+    /* Behind a firewall that takes no inbound connections, this PoP is reached only on tunnels
+     * it dials: it keeps one to every live PoP that can take one (pop_peer redials one that
+     * died, with its backoff). */
+    if (dp->o.cfg->no_inbound)
+        for (size_t i = 0; i < dp->npops; i++)
+            if (dp->pops[i].id != dp->o.id->node_id && !dp->pops[i].no_inbound &&
+                meshnode_is_alive(dp->o.mesh, dp->pops[i].id))
+                pop_peer(dp, dp->pops[i].id);
     for (struct peer *p = dp->peers; p; p = p->next) {
         if (p->dead || !p->up || !p->is_site)
             continue;

@@ -47,6 +47,12 @@
 #define DATAPLANE_TCP_PER_ADDR 256
 #define DATAPLANE_OPEN_TIMEOUT 3000 /* ms an OPEN may go unanswered before a retry */
 #define DATAPLANE_ATTEMPTS     3    /* tries per ingress connection: primary, backup, primary */
+/* After the first two attempts, a connection waits before each next one (100 ms, doubling up
+ * to 800 ms) while it is younger than DATAPLANE_RETRY_WINDOW_MS, so it rides out a tunnel
+ * that is redialling or a route table that has not caught up yet; DATAPLANE_ATTEMPTS_MAX
+ * bounds the attempts whatever the window. */
+#define DATAPLANE_RETRY_WINDOW_MS 2000
+#define DATAPLANE_ATTEMPTS_MAX    12
 /* Replicas of one site an ingress connection considers, each one more attempt beyond the
  * first. */
 #define DATAPLANE_REPLICAS_MAX 8

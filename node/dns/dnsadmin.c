@@ -333,9 +333,13 @@ int dnsadmin_publish_self(store_t *st, meshnode_t *mesh, const nodecfg_t *cfg, u
     want.lat = cfg->has_location ? (double)cfg->lat_udeg / 1e6 : 0;
     want.lon = cfg->has_location ? (double)cfg->lon_udeg / 1e6 : 0;
     snprintf(want.dns_addr, sizeof(want.dns_addr), "%s", cfg->dns_listen);
+    /* Not DNS, but a setting of this machine that its record carries too, published here with
+     * them (one read and one write of the record at start). */
+    want.no_inbound = cfg->no_inbound;
     if (!strcmp(want.public4, n.public4) && !strcmp(want.public6, n.public6) &&
         want.has_loc == n.has_loc && geo_udeg(want.lat) == geo_udeg(n.lat) &&
-        geo_udeg(want.lon) == geo_udeg(n.lon) && !strcmp(want.dns_addr, n.dns_addr))
+        geo_udeg(want.lon) == geo_udeg(n.lon) && !strcmp(want.dns_addr, n.dns_addr) &&
+        want.no_inbound == n.no_inbound)
         return 0;
     msgpack_sbuffer sb;
     msgpack_packer pk;

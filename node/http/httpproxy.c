@@ -807,7 +807,14 @@ static void up_on_fail(dp_stream_handler_t *h, uint32_t code, const char *why)
     }
     hc->up = NULL;
     up_free(up);
-    error_page(hc, strstr(why, "offline") ? 503 : 502, why);
+    /* No site to send it to (offline, or no route from here): the service is unavailable,
+     * 503; a site that was tried and failed is a bad gateway, 502. */
+    error_page(hc,
+               strstr(why, "offline") || strstr(why, "no route") || strstr(why, "not reachable") ||
+                       strstr(why, "is reachable")
+                   ? 503
+                   : 502,
+               why);
     out_flush(hc);
 }
 

@@ -22,10 +22,22 @@
 struct peer {
     uint64_t id;
     void *sock;       /* DEALER */
+    zsock_watch_t *w; /* reads what the peer sends back on it (the peer's back channel) */
     char addr[272];   /* "host:port" it is connected to */
     uint8_t pk[32];   /* its CURVE server key */
     double last_used; /* ev_now of the last send attempt, s */
     double last_ok;   /* ev_now of the last accepted send (or creation), s */
+};
+
+/* A member's connection to our ROUTER, learned from its messages: the way back to a peer we
+ * cannot dial (its firewall takes no inbound connections). */
+struct back {
+    uint64_t id;
+    uint8_t rid[MESHNET_RID_MAX];
+    size_t rid_len;
+    double seen;        /* ev_now of its last message, s */
+    double last_direct; /* ev_now of our last send that went through a DEALER to it, s */
+    double last_back;   /* ev_now of our last send that went back through this, s */
 };
 
 /* One inbound connection on the ROUTER, as the socket monitor reported it. */
@@ -54,6 +66,8 @@ struct meshnet {
     meshnet_cb_t cb;
     struct peer *peers; /* small array: linear scan is fine up to MESHNET_MAX_PEERS */
     unsigned npeers;
+    struct back *backs; /* MESHNET_MAX_PEERS, least recently seen replaced first */
+    unsigned nbacks;
     ev_timer idle;
     char bound[300];
     meshnet_stats_t stats;
@@ -141,6 +155,76 @@ static int zap_readable(zsock_watch_t *w, void *sock, void *ctx)
     return 0;
 }
 
+/* ---- back channels --------------------------------------------------------------------------
+ *
+ * A member that takes no inbound connections (an on-prem PoP behind a firewall) can still
+ * dial us, and a ROUTER can answer on any connection it holds. So every member message that
+ * arrives on the ROUTER records its routing id under the sender's id (the ZAP user id
+ * "n:<16 hex>", from the authenticated handshake), and a send our DEALER cannot make (not
+ * connected: with IMMEDIATE that is EAGAIN at once) goes back that way. The other end reads
+ * its DEALERs (dealer_readable). ROUTER_MANDATORY makes a send on a routing id whose
+ * connection has gone fail (EHOSTUNREACH) instead of vanishing: the entry is dropped then. A
+ * zero-length message is a keepalive (meshnet_keep): it only refreshes the entry. */
+
+static struct back *back_find(meshnet_t *m, uint64_t id)
+{
+    for (unsigned i = 0; i < m->nbacks; i++)
+        if (m->backs[i].id == id)
+            return &m->backs[i];
+    return NULL;
+}
+
+static void back_note(meshnet_t *m, const char *uid, const void *rid, size_t rid_len)
+{
+    if (uid[0] != 'n' || uid[1] != ':' || rid_len == 0 || rid_len > MESHNET_RID_MAX)
+        return;
+    uint64_t id = strtoull(uid + 2, NULL, 16);
+    if (!id)
+        return;
+    struct back *b = back_find(m, id);
+    if (!b) {
+        if (m->nbacks < MESHNET_MAX_PEERS) {
+            b = &m->backs[m->nbacks++];
+        } else { /* the one heard from longest ago makes room */
+            b = &m->backs[0];
+            for (unsigned i = 1; i < m->nbacks; i++)
+                if (m->backs[i].seen < b->seen)
+                    b = &m->backs[i];
+        }
+        memset(b, 0, sizeof(*b));
+        b->id = id;
+    }
+    memcpy(b->rid, rid, rid_len);
+    b->rid_len = rid_len;
+    b->seen = ev_now(m->loop);
+}
+
+static void back_drop(meshnet_t *m, struct back *b)
+{
+    *b = m->backs[--m->nbacks];
+}
+
+/* Sends msg back on peer_id's connection to our ROUTER: 0, -EAGAIN (none known, or its queue
+ * is full) or -EHOSTUNREACH (it has gone; forgotten). */
+static int back_send(meshnet_t *m, uint64_t peer_id, const uint8_t *msg, size_t len)
+{
+    struct back *b = back_find(m, peer_id);
+    if (!b || !b->rid_len)
+        return -EAGAIN;
+    int rc = 0;
+    if (zmq_send(m->router, b->rid, b->rid_len, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(m->router, msg, len, ZMQ_DONTWAIT) < 0) {
+        rc = -zmq_errno();
+        if (rc == -EHOSTUNREACH)
+            back_drop(m, b);
+    } else {
+        b->last_back = ev_now(m->loop);
+        m->stats.sent_back++;
+    }
+    zsock_watch_recheck(m->router_w);
+    return rc;
+}
+
 /* ---- ROUTER: [routing id][body] ------------------------------------------------------------ */
 
 static int router_readable(zsock_watch_t *w, void *sock, void *ctx)
@@ -173,6 +257,8 @@ static int router_readable(zsock_watch_t *w, void *sock, void *ctx)
         m->stats.received++;
         m->stats.bytes_received += zmq_msg_size(&body);
         if (uid && uid[0])
+            back_note(m, uid, zmq_msg_data(&rid), zmq_msg_size(&rid));
+        if (uid && uid[0] && zmq_msg_size(&body)) /* empty: a keepalive, nothing to deliver */
             m->cb.receive(m->cb.ctx, uid, zmq_msg_data(&rid), zmq_msg_size(&rid),
                           zmq_msg_data(&body), zmq_msg_size(&body));
     }
@@ -322,9 +408,45 @@ static int mon_readable(zsock_watch_t *w, void *sock, void *ctx)
 
 static void peer_close(meshnet_t *m, unsigned i)
 {
+    zsock_watch_destroy(&m->peers[i].w);
     zmq_close(m->peers[i].sock);
     m->peers[i] = m->peers[--m->npeers];
     m->stats.peers = m->npeers;
+}
+
+/* A message the peer sent back on our DEALER (it could not dial us): from that peer, whose
+ * key the DEALER pinned in its CURVE handshake. */
+static int dealer_readable(zsock_watch_t *w, void *sock, void *ctx)
+{
+    meshnet_t *m = ctx;
+    zmq_msg_t body;
+    zmq_msg_init(&body);
+    if (zmq_msg_recv(&body, sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&body);
+        return 0;
+    }
+    bool ok = !zmq_msg_more(&body);
+    while (zmq_msg_more(&body)) { /* one frame per message: drop the rest */
+        zmq_msg_close(&body);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&body, sock, ZMQ_DONTWAIT) < 0)
+            break;
+    }
+    const struct peer *p = NULL;
+    for (unsigned i = 0; i < m->npeers && !p; i++)
+        if (m->peers[i].sock == sock)
+            p = &m->peers[i];
+    if (ok && p && zmq_msg_size(&body)) {
+        char uid[24];
+        snprintf(uid, sizeof(uid), "n:%016llx", (unsigned long long)p->id);
+        m->stats.received++;
+        m->stats.received_back++;
+        m->stats.bytes_received += zmq_msg_size(&body);
+        m->cb.receive(m->cb.ctx, uid, NULL, 0, zmq_msg_data(&body), zmq_msg_size(&body));
+    }
+    zmq_msg_close(&body);
+    (void)w;
+    return 0;
 }
 
 static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const uint8_t pk[32])
@@ -352,9 +474,9 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
     set_int(s, ZMQ_RECONNECT_IVL_MAX,
             500); /* a refused or dead peer is retried often enough for SWIM */
     set_int(s, ZMQ_TCP_KEEPALIVE, 1);
-    /* Nothing is ever read from a DEALER (answers come to our ROUTER), so whatever a peer
-     * sends back on it may only ever fill a one-message queue of bounded messages. */
-    set_int(s, ZMQ_RCVHWM, 1);
+    /* Answers normally come to our ROUTER; a peer that cannot dial us sends them back on
+     * this DEALER (back channels, above), read as they come, bounded like the ROUTER. */
+    set_int(s, ZMQ_RCVHWM, 1000);
     set_max_msg(s);
     set_int(s, ZMQ_HANDSHAKE_IVL, MESHNET_HANDSHAKE_MS);
     if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, pk, 32) ||
@@ -364,10 +486,16 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
         zmq_close(s);
         return NULL;
     }
+    zsock_watch_t *w = zsock_watch_new(m->loop, s, 64, dealer_readable, m);
+    if (!w) {
+        zmq_close(s);
+        return NULL;
+    }
     struct peer *p = &m->peers[m->npeers++];
     m->stats.peers = m->npeers;
     p->id = id;
     p->sock = s;
+    p->w = w;
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     memcpy(p->pk, pk, 32);
     p->last_used = p->last_ok = ev_now(m->loop);
@@ -375,8 +503,18 @@ static struct peer *peer_open(meshnet_t *m, uint64_t id, const char *addr, const
 }
 
 int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t peer_pk[32],
-                 const uint8_t *msg, size_t len)
+                 const uint8_t *msg, size_t len, unsigned flags)
 {
+    if (flags & MESHNET_NO_DIAL) { /* it takes no inbound connections: only the way back */
+        int rc = back_send(m, peer_id, msg, len);
+        if (rc) {
+            m->stats.send_dropped++;
+            return rc;
+        }
+        m->stats.sent++;
+        m->stats.bytes_sent += len;
+        return 0;
+    }
     struct peer *p = NULL;
     for (unsigned i = 0; i < m->npeers; i++) {
         if (m->peers[i].id != peer_id)
@@ -388,12 +526,13 @@ int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t
         break;
     }
     if (!p && !(p = peer_open(m, peer_id, addr, peer_pk)))
-        return -EIO;
+        return back_send(m, peer_id, msg, len) == 0 ? 0 : -EIO;
     double now = ev_now(m->loop);
     p->last_used = now;
-    if (zmq_send(p->sock, msg, len, ZMQ_DONTWAIT) < 0) {
+    int src = zmq_send(p->sock, msg, len, ZMQ_DONTWAIT);
+    zsock_watch_recheck(p->w);
+    if (src < 0) {
         int e = zmq_errno();
-        m->stats.send_dropped++;
         /* With IMMEDIATE, EAGAIN means "no completed connection". libzmq retries refused TCP
          * connects by itself, but a handshake the peer refused (its ZAP handler did not know
          * our key yet, e.g. right after we joined) ends that connection for good: the DEALER
@@ -409,12 +548,54 @@ int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t
             if (peer_open(m, peer_id, a, k))
                 m->stats.redials++;
         }
+        /* Not connected: the peer may be one that cannot be dialled but dials us. */
+        if (e == EAGAIN && back_send(m, peer_id, msg, len) == 0) {
+            m->stats.sent++;
+            m->stats.bytes_sent += len;
+            return 0;
+        }
+        m->stats.send_dropped++;
         return -e;
     }
+    struct back *b = back_find(m, peer_id);
+    if (b)
+        b->last_direct = now;
     p->last_ok = now;
     m->stats.sent++;
     m->stats.bytes_sent += len;
     return 0;
+}
+
+void meshnet_keep(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t peer_pk[32])
+{
+    struct peer *p = NULL;
+    for (unsigned i = 0; i < m->npeers && !p; i++)
+        if (m->peers[i].id == peer_id && !strcmp(m->peers[i].addr, addr) &&
+            !memcmp(m->peers[i].pk, peer_pk, 32))
+            p = &m->peers[i];
+    double now = ev_now(m->loop);
+    if (p && (now - p->last_used) * 1000 < MESHNET_KEEPALIVE_MS)
+        return;
+    /* An empty message: the peer learns (or refreshes) the way back to us, and the DEALER
+     * counts as used, so the idle check leaves it. */
+    meshnet_send(m, peer_id, addr, peer_pk, (const uint8_t *)"", 0, 0);
+}
+
+enum meshnet_path meshnet_path(const meshnet_t *m, uint64_t peer_id)
+{
+    for (unsigned i = 0; i < m->nbacks; i++) {
+        const struct back *b = &m->backs[i];
+        if (b->id != peer_id)
+            continue;
+        /* the way our last sends went */
+        if (b->last_back > b->last_direct)
+            return MESHNET_PATH_BACK;
+        return b->last_direct > 0 ? MESHNET_PATH_DIRECT : MESHNET_PATH_UNKNOWN;
+    }
+    for (unsigned i = 0; i < m->npeers; i++)
+        if (m->peers[i].id == peer_id && m->peers[i].last_ok > 0)
+            return MESHNET_PATH_DIRECT;
+    return MESHNET_PATH_UNKNOWN;
 }
 
 int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg, size_t len)
@@ -475,6 +656,7 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
     memcpy(m->pk, curve_pk, 32);
     memcpy(m->sk, curve_sk, 32);
     m->peers = xcalloc(MESHNET_MAX_PEERS, sizeof(*m->peers));
+    m->backs = xcalloc(MESHNET_MAX_PEERS, sizeof(*m->backs));
     m->conns = xcalloc(MESHNET_MAX_CONNS, sizeof(*m->conns));
     char endpoint[300];
 
@@ -562,6 +744,7 @@ void meshnet_destroy(meshnet_t **mp)
         zmq_close(m->zap);
     sodium_memzero(m->sk, sizeof(m->sk));
     free(m->peers);
+    free(m->backs);
     free(m->conns);
     free(m);
     *mp = NULL;

@@ -13,7 +13,14 @@
  * anti-entropy) are built for loss; a stale probe delivered seconds late would be worse.
  *
  * Replies to a connection that is not a member (a joiner) go back through the ROUTER with the
- * routing id the message came with. */
+ * routing id the message came with.
+ *
+ * PEERS THAT CANNOT BE DIALLED. A member behind a firewall that admits no inbound connections
+ * (an on-prem PoP: `--no-inbound`) dials every member and keeps those DEALERs up with
+ * keepalives (meshnet_keep). Every member message arriving on our ROUTER records its
+ * connection's routing id under the sender (a "back channel"); a send whose DEALER is not
+ * connected goes back that way instead, and the sender reads its DEALERs. So two members talk
+ * as long as either can dial the other. meshnet_path says which way sends to a peer go. */
 #ifndef POPMESH_NODE_MEMBERSHIP_MESHNET_H
 #define POPMESH_NODE_MEMBERSHIP_MESHNET_H
 
@@ -26,6 +33,8 @@
 #define MESHNET_REDIAL_MS   2000   /* ms a DEALER may refuse sends before it is replaced */
 #define MESHNET_USER_ID_MAX 64     /* bytes of a ZAP user id */
 #define MESHNET_RID_MAX     256    /* bytes of a ROUTER routing id */
+#define MESHNET_KEEPALIVE_MS 5000  /* ms between keepalives on a kept DEALER (meshnet_keep) */
+#define MESHNET_NO_DIAL     1u     /* meshnet_send flag: the peer takes no inbound connections */
 
 /* Limits on what any peer, authenticated or not, can make this node hold.
  *
@@ -73,10 +82,22 @@ meshnet_t *meshnet_new(struct ev_loop *loop, void *zctx, const char *listen,
 void meshnet_destroy(meshnet_t **mp);
 
 /* Sends msg to peer id at addr ("host:port") whose CURVE key is peer_pk. If the peer's address
- * or key changed, its DEALER is replaced. 0, or -EAGAIN (not connected yet or queue full:
- * dropped), -errno. */
+ * or key changed, its DEALER is replaced. When the DEALER is not connected, the message goes
+ * back on the peer's connection to our ROUTER if it has one; with MESHNET_NO_DIAL only that
+ * way is tried (no DEALER). 0, or -EAGAIN (not connected yet or queue full: dropped),
+ * -errno. */
 int meshnet_send(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t peer_pk[32],
-                 const uint8_t *msg, size_t len);
+                 const uint8_t *msg, size_t len, unsigned flags);
+/* Keeps a DEALER to peer_id open and known to the peer: an empty keepalive when nothing was
+ * sent to it for MESHNET_KEEPALIVE_MS. A node that takes no inbound connections calls it for
+ * every member, so each has a way back to it. */
+void meshnet_keep(meshnet_t *m, uint64_t peer_id, const char *addr, const uint8_t peer_pk[32]);
+enum meshnet_path {
+    MESHNET_PATH_UNKNOWN = 0, /* nothing sent yet */
+    MESHNET_PATH_DIRECT,      /* our DEALER to it is connected */
+    MESHNET_PATH_BACK,        /* our last sends went back on its connection to us */
+};
+enum meshnet_path meshnet_path(const meshnet_t *m, uint64_t peer_id);
 /* Sends back through the ROUTER to the connection that had routing id rid. */
 int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg, size_t len);
 /* Closes the DEALER to peer_id, if any (a removed node, or one that changed address). */
@@ -88,6 +109,8 @@ typedef struct meshnet_stats {
     unsigned long long sent, send_dropped, received, bytes_sent, bytes_received;
     unsigned long long zap_admitted, zap_refused;
     unsigned long long redials;       /* DEALERs replaced after refusing sends (see meshnet.c) */
+    unsigned long long sent_back;     /* of sent: back on a peer's connection to our ROUTER */
+    unsigned long long received_back; /* of received: on our DEALERs (from peers we dial) */
     unsigned long long conns_refused; /* inbound connections shut for a cap (MESHNET_MAX_*) */
     unsigned conns;                   /* inbound connections open on the mesh port */
     unsigned peers;                   /* DEALERs open */

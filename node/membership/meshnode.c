@@ -101,15 +101,19 @@ int meshnode_parse_meta(const uint8_t *meta, size_t len, uint64_t id, char *name
     return 0;
 }
 
-/* Where and how to reach member id: the registry, else what SWIM heard (self-certified). */
-static int peer_endpoint(meshnode_t *m, uint64_t id, char *addr, size_t al, uint8_t pk[32])
+/* Where and how to reach member id: the registry, else what SWIM heard (self-certified).
+ * *flags: MESHNET_NO_DIAL when its record says it takes no inbound connections. */
+static int peer_endpoint(meshnode_t *m, uint64_t id, char *addr, size_t al, uint8_t pk[32],
+                         unsigned *flags)
 {
     const reg_node_t *r = meshnode_reg_find(m, id);
+    *flags = 0;
     if (r) {
         if (r->removed)
             return -EPERM;
         snprintf(addr, al, "%s", r->addr);
         memcpy(pk, r->curve_pk, 32);
+        *flags = r->no_inbound ? MESHNET_NO_DIAL : 0;
         return 0;
     }
     swim_member_info_t info;
@@ -124,10 +128,11 @@ int meshnode_send(meshnode_t *m, uint64_t id, const uint8_t *msg, size_t len)
 {
     char addr[NODECFG_ADDR_MAX + 1];
     uint8_t pk[32];
-    int rc = peer_endpoint(m, id, addr, sizeof(addr), pk);
+    unsigned flags;
+    int rc = peer_endpoint(m, id, addr, sizeof(addr), pk, &flags);
     if (rc)
         return rc;
-    return meshnet_send(m->net, id, addr, pk, msg, len);
+    return meshnet_send(m->net, id, addr, pk, msg, len, flags);
 }
 
 /* ---- SWIM glue ------------------------------------------------------------------------------ */
@@ -461,6 +466,21 @@ static void on_ae_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_again(loop, t);
 }
 
+/* A node that takes no inbound connections is reached only on connections it opens: it keeps
+ * one to every PoP (meshnet_keep: a keepalive when idle, so the idle check never closes it and
+ * the PoP learns the way back at once, before it has anything to say to us). */
+static void on_keep_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    meshnode_t *m = t->data;
+    for (size_t i = 0; i < m->nreg; i++) {
+        const reg_node_t *r = &m->reg[i];
+        if (r->removed || r->role != ROLE_POP || r->id == m->o.id->node_id || r->no_inbound)
+            continue; /* two PoPs behind firewalls cannot reach each other: none to keep */
+        meshnet_keep(m->net, r->id, r->addr, r->curve_pk);
+    }
+}
+
 /* Sends the current record at key straight to member id as an ENTRIES message without
  * "want": the receiver merges it and answers nothing. For records that must not wait for
  * gossip: a removal (the removed node hears nothing else) and a new member (its peers must know
@@ -487,7 +507,8 @@ static void push_record(meshnode_t *m, uint64_t id, const char *key)
     ae_entry_pack(&pk, &e);
     const reg_node_t *r = meshnode_reg_find(m, id);
     if (r) /* the removed node included: peer_endpoint would refuse it */
-        meshnet_send(m->net, id, r->addr, r->curve_pk, (const uint8_t *)sb.data, sb.size);
+        meshnet_send(m->net, id, r->addr, r->curve_pk, (const uint8_t *)sb.data, sb.size,
+                     r->no_inbound ? MESHNET_NO_DIAL : 0);
     msgpack_sbuffer_destroy(&sb);
     store_entry_free(&e);
 }
@@ -902,6 +923,10 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     ev_timer_again(o->loop, &m->ae_timer);
     ev_init(&m->push_timer, on_push_timer);
     m->push_timer.data = m;
+    ev_timer_init(&m->keep_timer, on_keep_timer, 0.05, 1.0);
+    m->keep_timer.data = m;
+    if (o->cfg->no_inbound)
+        ev_timer_start(o->loop, &m->keep_timer);
     meshhealth_start(m);
     log_info("mesh: %s listening on %s (mesh %s, %zu registered members)", o->cfg->name,
              meshnet_bound(m->net), m->mesh_id, m->nreg);
@@ -920,6 +945,7 @@ void meshnode_destroy(meshnode_t **mp)
     ev_timer_stop(m->o.loop, &m->ae_timer);
     ev_timer_stop(m->o.loop, &m->push_timer);
     ev_timer_stop(m->o.loop, &m->leave_timer);
+    ev_timer_stop(m->o.loop, &m->keep_timer);
     meshhealth_stop(m);
     store_unwatch(m->o.store, m->reg_watch);
     meshroute_destroy(&m->routes);

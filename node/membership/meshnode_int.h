@@ -66,6 +66,7 @@ struct meshnode {
     ev_timer ae_timer;
     ev_timer push_timer;
     ev_timer leave_timer;
+    ev_timer keep_timer; /* no-inbound: keeps a connection to every PoP (on_keep_timer) */
     void (*leave_done)(void *);
     void *leave_ctx;
     reg_node_t *reg; /* registry snapshot, not removed and removed alike */

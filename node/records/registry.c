@@ -72,7 +72,8 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
     /* The optional fields only when set: a record without them stays what it was before
      * they existed. */
     uint32_t fields = 8 + !!n->tunnel_addr[0] + !!n->public4[0] + !!n->public6[0] +
-                      (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining + !!n->site[0];
+                      (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining + !!n->site[0] +
+                      !!n->no_inbound;
     msgpack_pack_map(pk, fields);
     if (n->tunnel_addr[0])
         mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
@@ -96,6 +97,8 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
         mpw_kv_bool(pk, "draining", true);
     if (n->site[0])
         mpw_kv_str(pk, "site", n->site);
+    if (n->no_inbound)
+        mpw_kv_bool(pk, "no_inbound", true);
 }
 
 const char *reg_node_site(const reg_node_t *n)
@@ -178,6 +181,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         {"dns_addr", MPF_STR, n->dns_addr, sizeof(n->dns_addr), false, false, NULL},
         {"draining", MPF_BOOL, &n->draining, 0, false, false, NULL},
         {"site", MPF_STR, n->site, sizeof(n->site), false, false, NULL},
+        {"no_inbound", MPF_BOOL, &n->no_inbound, 0, false, false, NULL},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)

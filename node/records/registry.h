@@ -81,6 +81,10 @@ typedef struct reg_node {
     /* Sites: the site this node serves when it is not its name (a connector replica); "" =
      * the name is the site. Read it through reg_node_site. */
     char site[NODECFG_NAME_MAX + 1];
+    /* PoPs: it takes no inbound connections (popd --no-inbound: behind a firewall); members
+     * reach it on the connections it opens (node/membership/meshnet.h). Optional, written
+     * only when set. */
+    bool no_inbound;
 } reg_node_t;
 
 typedef struct reg_token {

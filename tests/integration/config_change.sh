@@ -114,7 +114,7 @@ for i in 1 2 3; do
     wait_for 20 "a route to branch on pop-$i" has_route "${N[$i]}"
 done
 SCANS0=$(jq_ 'j["dataplane"]["store_scans"]' "${N[3]}" status)
-[ "$SCANS0" = 2 ] || fail "pop-3 listed the store $SCANS0 times at start (2 expected: nodes, resources)"
+[ "$SCANS0" = 3 ] || fail "pop-3 listed the store $SCANS0 times at start (3 expected: nodes, resources, site health)"
 
 # ---- 1. added at pop-1, served at pop-3 ----
 RPORT=$(free_port)

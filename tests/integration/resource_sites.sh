@@ -158,8 +158,9 @@ check_event() { # check_event WHAT FILE T0 T1 FROM TO
 start_probe health
 wait_for 10 "probe answered by onprem" answers_now "$WORK/probe-health.txt" onprem
 ok "all traffic on the priority-1 site (onprem)"
-T0=$(now_ms)
 kill -9 "${BPID[onprem]}"
+wait "${BPID[onprem]}" 2>/dev/null || true
+T0=$(now_ms) # from here on the target is gone: a connection open on it before is not counted
 wait_for 10 "traffic on the cloud site" answers_now "$WORK/probe-health.txt" cloud
 for n in n1 n2; do
     wait_for 10 "onprem target down at $n" state_is "$WORK/$n" \
@@ -182,8 +183,9 @@ check_event "on-prem target started (fail-back)" "$WORK/probe-health.txt" "$T1" 
 for n in n1 n2; do wait_for 10 "both up at $n" state_is "$WORK/$n" "$UP"; done
 start_probe connector
 wait_for 10 "probe answered by onprem" answers_now "$WORK/probe-connector.txt" onprem
-T0=$(now_ms)
 kill -9 "${SPID[onprem]}"
+wait "${SPID[onprem]}" 2>/dev/null || true
+T0=$(now_ms) # streams open on the killed connector before this are lost with it, not counted
 wait_for 10 "traffic on the cloud site" answers_now "$WORK/probe-connector.txt" cloud
 for n in n1 n2; do
     wait_for 10 "onprem target unreachable at $n" state_is "$WORK/$n" \

@@ -257,7 +257,14 @@ except Exception:
     done
     [ -n "$back" ] || fail "$region's users did not return to $r within $MAX_RETURN_S s of its restart (routes: $(routes_line))"
     wait_for 30 "each region's PoPs route to the nearer replica again" nearer_everywhere
-    served_by_nearer || fail "after $r's restart, users not served by the nearer replica: eu-west $(cat "$WORK/a.json"), us-east $(cat "$WORK/b.json")"
+    # Routes may still settle (the restarted replica's tunnel RTTs are measured anew, on a
+    # loaded machine a sample can be off by tens of ms): the steady state must come, bounded.
+    local tries=0
+    until served_by_nearer; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 10 ] || fail "after $r's restart, users not served by the nearer replica (10 samples over ~10 s): eu-west $(cat "$WORK/a.json"), us-east $(cat "$WORK/b.json")"
+        sleep 0.5
+    done
     SUMMARY+=("restart $r: $region's users back on it after $back ms")
     ok "$r restarted from its data directory: $region's users back on it $back ms after the restart (bound ${MAX_RETURN_S}s); both regions on their nearer replica again"
 }

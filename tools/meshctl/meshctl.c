@@ -580,8 +580,9 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i;
     json_t *m;
-    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %9s %6s %8s %-12s %7s %7s %6s %-8s %-32s %s\n",
-           "NAME", "ID", "REGION", "ADDRESS", "STATE", "INC", "RTT", "CLOCK", "CPU", "RSS",
+    printf("%-20s %-16s %-12s %-22s %-8s %5s %7s %-20s %9s %6s %8s %-12s %7s %7s %6s %-8s %-32s "
+           "%s\n",
+           "NAME", "ID", "REGION", "ADDRESS", "STATE", "INC", "RTT", "LINK", "CLOCK", "CPU", "RSS",
            "INGRESS", "STREAMS", "TUNNELS", "LOAD", "DRAINING", "PUBLIC", "LOCATION");
     json_array_foreach(j, i, m)
     {
@@ -629,13 +630,20 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
         if ((p4 && *p4) || (p6 && *p6))
             snprintf(pub, sizeof(pub), "%s%s%s", p4 ? p4 : "", p4 && *p4 && p6 && *p6 ? "," : "",
                      p6 ? p6 : "");
-        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %9s %6s %8s %-12s %7s %7s %6s %-8s %-32s "
-               "%s\n",
+        /* LINK: how this PoP reaches it: direct, or reverse (only on the connection it opened
+         * to us: one way), and "no-inbound" when its record says it takes none. */
+        const char *lk = json_string_value(json_object_get(m, "link"));
+        char link[40];
+        snprintf(link, sizeof(link), "%s%s", lk && *lk ? lk : "-",
+                 json_is_true(json_object_get(m, "no_inbound")) ? " (no-inbound)" : "");
+        printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %-20s %9s %6s %8s %-12s %7s %7s %6s %-8s "
+               "%-32s %s\n",
                json_string_value(json_object_get(m, "name")),
                json_string_value(json_object_get(m, "id")), region && *region ? region : "-",
                json_string_value(json_object_get(m, "addr")),
                json_string_value(json_object_get(m, "state")),
-               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, clk, cpu, rss,
+               (long long)json_integer_value(json_object_get(m, "incarnation")), rtt, link, clk, cpu,
+               rss,
                ingress, streams, tunnels, load,
                json_is_true(json_object_get(m, "draining")) ? "yes" : "-", pub, loc ? loc : "-");
     }
