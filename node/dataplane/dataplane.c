@@ -1115,19 +1115,50 @@ static bool choose_targets(struct ingress *in)
  *
  * A site may have several connector replicas, each a site node of its own whose tunnels ride
  * the link state under its own id, so the route table holds a route per replica. An attempt
- * goes to the replica of the chosen site this connection has tried least, then to the one
+ * goes to a replica of the chosen site whose checks do not say it cannot reach the targets
+ * (one that can goes first), then the one this connection has tried least, then the one
  * with the cheapest route (a replica attached here before the routes caught up counts as
  * free); replicas no PoP reaches, and those that refused this connection, are skipped. So the
  * first attempt takes the cheapest path to the site, and a failed one (a replica SIGKILLed:
  * its tunnels reset at once) moves to another replica before the same replica is tried again
  * on its backup path. With one replica this is what it was: primary, backup, primary. */
+/* True when replica id's last report has every target of this attempt down (it cannot reach
+ * them): another replica that can goes first. A replica that has not reported one of them
+ * does not count as reporting it down. */
+static bool replica_reports_down(struct ingress *in, uint64_t id)
+{
+    dataplane_t *dp = in->dp;
+    const struct rep_health *h = NULL;
+    for (size_t i = 0; i < dp->nsites && !h; i++)
+        if (dp->sites[i].id == id)
+            h = health_find(dp, dp->sites[i].name);
+    if (!h)
+        return false;
+    char spec[RESOURCE_HEALTH_MAX + 1];
+    resource_health_str(&in->res, spec, sizeof(spec));
+    for (unsigned t = 0; t < in->res.ntargets; t++) {
+        if (!(in->tmask & (1u << t)))
+            continue;
+        bool down = false;
+        for (uint32_t k = 0; k < h->n; k++)
+            if (!strcmp(h->checks[k].target, in->res.targets[t]) &&
+                health_match(h->checks[k].health, spec)) {
+                down = !h->checks[k].healthy;
+                break;
+            }
+        if (!down)
+            return false;
+    }
+    return true;
+}
+
 static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uint32_t *slot)
 {
     dataplane_t *dp = in->dp;
     const route_table_t *rt = meshnode_routes(dp->o.mesh);
     uint64_t ids[DATAPLANE_REPLICAS_MAX];
     size_t n = site_replicas(dp, in->cur_site, ids, DATAPLANE_REPLICAS_MAX);
-    bool found = false;
+    bool found = false, best_down = false;
     uint64_t best_cost = 0;
     uint32_t best_tries = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1140,9 +1171,14 @@ static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uin
         if (k < in->ntried && in->refused[k])
             continue;
         uint32_t tries = k < in->ntried ? in->tries[k] : 0;
-        if (found && (tries > best_tries || (tries == best_tries && cost >= best_cost)))
+        /* A replica whose checks say it cannot reach the targets goes after those that can
+         * (the targets' merged health: up if a replica that reaches them says so). */
+        bool down = n > 1 && replica_reports_down(in, ids[i]);
+        if (found && (down > best_down || (down == best_down && tries > best_tries) ||
+                      (down == best_down && tries == best_tries && cost >= best_cost)))
             continue;
         found = true;
+        best_down = down;
         best_cost = cost;
         best_tries = tries;
         in->site = ids[i];

@@ -276,6 +276,30 @@ load --n 30 --interval 0.02
 [ "$(field 'r["failed"]')" = 0 ] || { cat "$WORK/load.json"; fail "connections failed at the end, both replicas up"; }
 ok "both replicas up at the end: 30 connections, none failed (served by $(field 'r["served_before"]' | name_of))"
 
+# 6. The network of the replica the PoPs prefer (the cheaper routes: B in every run so far)
+# loses the backend (its machine's firewall rejects it): its checks say down, the other's up;
+# the target counts up (a replica that reaches it says so) and new connections go to the
+# other replica first, so none needs a retry. Without that preference, every connection would
+# try the preferred replica first and be refused.
+load --n 30 --interval 0.02
+PREF=$(field 'max(r["served_before"], key=r["served_before"].get)')
+if [ "$PREF" = "$IP_A" ]; then BAD=A OTHER=B; else BAD=B OTHER=A; fi
+netns_exec "${SNS[$BAD]}" iptables -A OUTPUT -d "$IP_WORLD" -p tcp --dport "$BACK_PORT" -j REJECT --reject-with tcp-reset
+merged() { # merged DIR: "state up/live" of the echo target, as DIR sees it
+    jq_ '"%s %s/%s" % (j["resources"][0]["targets"][0]["state"], j["resources"][0]["targets"][0]["replicas_up"], j["resources"][0]["targets"][0]["replicas_live"])' "$1" targets echo
+}
+merged_is() { [ "$(merged "$1")" = "up 1/2" ]; }
+for i in 1 2 3; do wait_for 10 "pop-$i: the target up, by $OTHER alone (1 of 2 replicas)" merged_is "${N[$i]}"; done
+r0=$(retries)
+load --n 30 --interval 0.02
+RET=$(($(retries) - r0))
+[ "$(field 'r["failed"]')" = 0 ] || { cat "$WORK/load.json"; fail "connections failed with $BAD unable to reach the target"; }
+[ "$(field 'r["served_before"].get(sys.argv[3], 0)' "${WHO[$OTHER]}")" = 30 ] ||
+    fail "not all 30 connections served by $OTHER: $(field 'r["served_before"]' | name_of)"
+[ "$RET" -le 1 ] || fail "$RET ingress retries: connections still went first to $BAD, which cannot reach the target"
+ok "$BAD (preferred by the routes) cannot reach the target: meshctl targets says up (1 of 2 replicas) at every PoP; 30 connections all served by $OTHER with $RET retries"
+netns_exec "${SNS[$BAD]}" iptables -F OUTPUT
+
 for s in "${SUMMARY[@]}"; do echo "# $s"; done
 ELAPSED=$(($(date +%s) - T_START))
 echo "# whole test: ${ELAPSED}s"
