@@ -94,6 +94,31 @@ static void pack_id(msgpack_packer *pk, const char *key, uint64_t id)
     mpw_kv_str(pk, key, hex);
 }
 
+/* ---- records ------------------------------------------------------------------------------ */
+
+/* A record on its way to meshnode_put_record: pack it into packed_begin's packer, then
+ * put_packed stores it under key and frees the buffer, whether or not the write succeeds. A
+ * pair rather than one call taking a pack function: each reg_*_pack takes its own type. */
+struct packed {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+};
+
+static msgpack_packer *packed_begin(struct packed *p)
+{
+    msgpack_sbuffer_init(&p->sb);
+    msgpack_packer_init(&p->pk, &p->sb, msgpack_sbuffer_write);
+    return &p->pk;
+}
+
+/* 0 or -errno; store_last_error() says why. */
+static int put_packed(meshnode_t *m, const char *key, struct packed *p)
+{
+    int rc = meshnode_put_record(m, key, &p->sb);
+    msgpack_sbuffer_destroy(&p->sb);
+    return rc;
+}
+
 /* ---- sites -------------------------------------------------------------------------------- */
 
 /* {name, token, token_id, expires_ms, uses}: what site.add and site.token answer. */
@@ -151,14 +176,9 @@ static int put_site(meshnode_t *m, const reg_site_t *s)
     char key[REG_SITE_KEY_MAX];
     if (reg_site_key(s->name, key, sizeof(key)))
         return -EINVAL;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    reg_site_pack(&pk, s);
-    int rc = meshnode_put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    struct packed p;
+    reg_site_pack(packed_begin(&p), s);
+    return put_packed(m, key, &p);
 }
 
 static int cmd_site_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -286,13 +306,9 @@ static int revoke_unused(meshnode_t *m, uint64_t id)
     if (cc.n > 0)
         return 0;
     t.revoked = true;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    reg_token_pack(&pk, &t);
-    rc = meshnode_put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
+    struct packed p;
+    reg_token_pack(packed_begin(&p), &t);
+    rc = put_packed(m, key, &p);
     return rc ? rc : 1;
 }
 
@@ -778,14 +794,9 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     r->created_ms = orc == 0 ? old.created_ms : clock_wall_ms();
     char key[RESOURCE_KEY_MAX];
     resource_key(r->name, key, sizeof(key));
-    msgpack_sbuffer sb;
-    msgpack_packer vp;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&vp, &sb, msgpack_sbuffer_write);
-    resource_pack(&vp, r);
-    int wrc = meshnode_put_record(m, key, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    if (wrc) {
+    struct packed p;
+    resource_pack(packed_begin(&p), r);
+    if (put_packed(m, key, &p)) {
         rc = control_error(pk, CTL_FAILED, "cannot store resource '%s': %s", r->name,
                            store_last_error(store));
         goto out;
@@ -863,14 +874,9 @@ static int cmd_node_drain(void *ctx, const ctl_request_t *req, msgpack_packer *p
         rec.draining = !undo;
         char key[64];
         reg_node_key(rec.id, key, sizeof(key));
-        msgpack_sbuffer sb;
-        msgpack_packer rpk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&rpk, &sb, msgpack_sbuffer_write);
-        reg_node_pack(&rpk, &rec);
-        rc = meshnode_put_record(m, key, &sb);
-        msgpack_sbuffer_destroy(&sb);
-        if (rc)
+        struct packed p;
+        reg_node_pack(packed_begin(&p), &rec);
+        if (put_packed(m, key, &p))
             return control_error(pk, CTL_FAILED, "cannot record the drain of %s: %s", name,
                                  store_last_error(meshnode_store(m)));
         log_info("mesh: PoP %s %s", name,
