@@ -363,6 +363,8 @@ static int node_ref_cmp(const void *a, const void *b)
 /* Everything one computation needs; freed at the end. Indices are node ranks by id. */
 struct work {
     const route_config_t *cfg;
+    route_allow_fn allow; /* NULL: every PoP; else the PoPs besides self a path may use */
+    void *allow_ctx;
     size_t n;            /* PoPs */
     uint64_t *id;        /* id[i], increasing */
     lsdb_entry_t *ent;   /* ent[i]; origin 0 for a self without a record */
@@ -467,6 +469,11 @@ static void build_edges(struct work *w, const lsdb_t *db)
             int32_t j = index_of(w, e->links[k].peer);
             if (j < 0)
                 continue; /* the peer holds no record: not in the graph */
+            /* A PoP a filtered computation may not use has no links: no path crosses it or
+             * ends there (self is where paths start, whatever the filter). */
+            if (w->allow && (((int32_t)i != w->self && !w->allow(w->allow_ctx, w->id[i])) ||
+                             (j != w->self && !w->allow(w->allow_ctx, w->id[j]))))
+                continue;
             /* A link both ends claim is added once, from the lower index. */
             if (claims(&w->ent[j], e->origin) && (size_t)j < i)
                 continue;
@@ -703,12 +710,12 @@ static void free_work(struct work *w)
     free(w->stack);
 }
 
-int route_compute(route_t *r, const lsdb_t *db, uint64_t self_id, uint64_t now_ms,
-                  route_table_t **out)
+static int compute(route_t *r, const lsdb_t *db, uint64_t self_id, route_allow_fn allow,
+                   void *allow_ctx, route_table_t **out)
 {
     if (self_id == 0)
         return -EINVAL;
-    struct work w = {.cfg = &r->cfg};
+    struct work w = {.cfg = &r->cfg, .allow = allow, .allow_ctx = allow_ctx};
     build_nodes(&w, db, self_id);
     build_edges(&w, db);
     size_t n = w.n;
@@ -852,10 +859,24 @@ int route_compute(route_t *r, const lsdb_t *db, uint64_t self_id, uint64_t now_m
     free(path_off);
     free(path_len);
     free_work(&w);
+    *out = t;
+    return 0;
+}
 
+int route_compute(route_t *r, const lsdb_t *db, uint64_t self_id, uint64_t now_ms,
+                  route_table_t **out)
+{
+    int rc = compute(r, db, self_id, NULL, NULL, out);
+    if (rc)
+        return rc;
     r->dirty = false;
     r->computed = true;
     r->last_compute = now_ms;
-    *out = t;
     return 0;
+}
+
+int route_compute_filtered(route_t *r, const lsdb_t *db, uint64_t self_id, route_allow_fn allow,
+                           void *allow_ctx, route_table_t **out)
+{
+    return compute(r, db, self_id, allow, allow_ctx, out);
 }

@@ -106,6 +106,13 @@ void route_destroy(route_t **rp);
 int route_compute(route_t *r, const lsdb_t *db, uint64_t self_id, uint64_t now_ms,
                   route_table_t **out);
 
+/* The routes of self_id over db using only the PoPs allow(ctx, id) accepts besides self (a
+ * resource that may cross only PoPs with some label): the others neither relay nor egress.
+ * Leaves r's debounce alone (a table for one purpose, computed when the caller needs it). */
+typedef bool (*route_allow_fn)(void *ctx, uint64_t pop);
+int route_compute_filtered(route_t *r, const lsdb_t *db, uint64_t self_id, route_allow_fn allow,
+                           void *allow_ctx, route_table_t **out);
+
 /* Something changed at now_ms. The first mark after a computation starts the clock; later
  * ones do not move the deadline. */
 void route_mark_dirty(route_t *r, uint64_t now_ms);

@@ -450,6 +450,10 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             n.cfg.dns_rrl = ov->dns_rrl;
         if (ov->no_inbound)
             n.cfg.no_inbound = true;
+        if (ov->nlabels) {
+            memcpy(n.cfg.labels, ov->labels, sizeof(n.cfg.labels));
+            n.cfg.nlabels = ov->nlabels;
+        }
     }
     const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
     if (log_level_parse(level) < 0) {

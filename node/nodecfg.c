@@ -247,6 +247,37 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         c->dns_rrl = (uint32_t)n;
         return 0;
     }
+    if (kvfile_is(name, nlen, "labels")) {
+        /* "a,b,c": names, distinct, at most NODECFG_LABELS_MAX; "" clears them */
+        char tmp[NODECFG_LABELS_MAX * (NODECFG_NAME_MAX + 1) + 1];
+        if (vl >= sizeof(tmp)) {
+            snprintf(err, errlen, "labels is too long (at most %d names)", NODECFG_LABELS_MAX);
+            return -EINVAL;
+        }
+        memcpy(tmp, v, vl);
+        tmp[vl] = '\0';
+        c->nlabels = 0;
+        for (char *save = NULL, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (nodecfg_check_name(t)) {
+                snprintf(err, errlen,
+                         "label '%.63s' must be 1-63 of a-z, 0-9 and '-', not starting or ending "
+                         "with '-'",
+                         t);
+                return -EINVAL;
+            }
+            bool dup = false;
+            for (unsigned i = 0; i < c->nlabels && !dup; i++)
+                dup = !strcmp(c->labels[i], t);
+            if (dup)
+                continue;
+            if (c->nlabels == NODECFG_LABELS_MAX) {
+                snprintf(err, errlen, "at most %d labels", NODECFG_LABELS_MAX);
+                return -EINVAL;
+            }
+            snprintf(c->labels[c->nlabels++], sizeof(c->labels[0]), "%s", t);
+        }
+        return 0;
+    }
     if (kvfile_is(name, nlen, "no-inbound")) {
         if ((vl == 3 && !memcmp(v, "yes", 3)) || (vl == 4 && !memcmp(v, "true", 4)))
             c->no_inbound = true;
@@ -443,6 +474,9 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
         n += snprintf(text + n, sizeof(text) - (size_t)n, "dns-rrl = %u\n", c->dns_rrl);
     if (c->no_inbound && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "no-inbound = yes\n");
+    for (unsigned i = 0; i < c->nlabels && n > 0 && (size_t)n < sizeof(text); i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%s%s%s", i ? "," : "labels = ",
+                      c->labels[i], i + 1 == c->nlabels ? "\n" : "");
     if (c->http_max_body != NODECFG_DEFAULT_MAX_BODY && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "http-max-body = %llu\n",
                       (unsigned long long)c->http_max_body);

@@ -23,6 +23,8 @@
 #define NODECFG_PUBLIC4_MAX       15         /* bytes of an IPv4 address's text */
 #define NODECFG_PUBLIC6_MAX       45         /* bytes of an IPv6 address's text */
 
+#define NODECFG_LABELS_MAX 8 /* labels of one PoP (its region counts as one more) */
+
 typedef struct nodecfg_seed {
     char addr[NODECFG_ADDR_MAX + 1]; /* "host:port" of a member's mesh socket */
     uint8_t curve_pk[32];            /* its CURVE key */
@@ -55,6 +57,9 @@ typedef struct nodecfg {
     uint32_t dns_rrl;                        /* responses/s per client network; 0 = no limit */
     bool no_inbound; /* no-inbound: this machine takes no inbound connections (a firewall):
                       * it dials every PoP and is reached on those connections */
+    char labels[NODECFG_LABELS_MAX][NODECFG_NAME_MAX + 1]; /* labels: what resources may
+                      * require of the PoPs their traffic enters or crosses ("onprem") */
+    unsigned nlabels;
     nodecfg_seed_t seeds[NODECFG_MAX_SEEDS]; /* members to contact at start */
     unsigned nseeds;
 } nodecfg_t;

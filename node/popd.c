@@ -123,9 +123,24 @@ static const struct option node_longopts[] = {
     {"store-map-size", required_argument, NULL, 'm'},
     {"tombstone-grace", required_argument, NULL, 'g'},
     {"no-inbound", no_argument, NULL, 'X'},
+    {"label", required_argument, NULL, 'B'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* --label L (B), repeatable, shared by init, join and run: through nodecfg_set's "labels", so
+ * it refuses what a popd.conf line would, in the same words. -1, or a usage error's code. */
+static int add_label(const char *cmd, nodecfg_t *cfg, const char *v)
+{
+    char joined[NODECFG_LABELS_MAX * (NODECFG_NAME_MAX + 1) + 80] = "", err[300];
+    size_t off = 0;
+    for (unsigned i = 0; i < cfg->nlabels; i++)
+        off += (size_t)snprintf(joined + off, sizeof(joined) - off, "%s,", cfg->labels[i]);
+    snprintf(joined + off, sizeof(joined) - off, "%.70s", v);
+    if (nodecfg_set(cfg, "labels", joined, err, sizeof(err)))
+        return usage_error(cmd, "--label '%s': %s", v, err);
+    return -1;
+}
 
 /* --tunnel-listen (T), --tunnel-advertise (V), --ingress-address (I), --http-listen (H),
  * --https-listen (S), shared by init, join and run. -1 when set, else the exit code of a usage
@@ -221,6 +236,12 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
         case 'X':
             o->cfg.no_inbound = true;
             break;
+        case 'B': {
+            int bad = add_label(cmd, &o->cfg, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
         case 'g':
             if (nodecfg_parse_duration(optarg, strlen(optarg), &o->cfg.tombstone_grace) ||
                 o->cfg.tombstone_grace == 0)
@@ -300,6 +321,8 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
             snprintf(me.region, sizeof(me.region), "%s", o->cfg.region);
             snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o->cfg));
             me.no_inbound = o->cfg.no_inbound;
+            memcpy(me.labels, o->cfg.labels, sizeof(me.labels));
+            me.nlabels = o->cfg.nlabels;
             me.role = ROLE_POP;
             memcpy(me.curve_pk, id->curve_pk, 32);
             memcpy(me.sign_pk, id->sign_pk, 32);
@@ -401,6 +424,8 @@ static int cmd_join(int argc, char **argv)
     snprintf(me.region, sizeof(me.region), "%s", o.cfg.region);
     snprintf(me.addr, sizeof(me.addr), "%s", nodecfg_mesh_addr(&o.cfg));
     me.no_inbound = o.cfg.no_inbound;
+    memcpy(me.labels, o.cfg.labels, sizeof(me.labels));
+    me.nlabels = o.cfg.nlabels;
     me.role = ROLE_POP;
     memcpy(me.curve_pk, id.curve_pk, 32);
     memcpy(me.sign_pk, id.sign_pk, 32);
@@ -463,6 +488,7 @@ static int cmd_run(int argc, char **argv)
         {"location", required_argument, NULL, 'O'},
         {"dns-rrl", required_argument, NULL, 'R'},
         {"no-inbound", no_argument, NULL, 'X'},
+        {"label", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -504,6 +530,12 @@ static int cmd_run(int argc, char **argv)
         case 'X':
             over.no_inbound = true;
             break;
+        case 'B': {
+            int bad = add_label("run", &over, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
         case 'h':
             print_sub_help(find_subcommand("run"));
             return 0;
@@ -539,7 +571,7 @@ static const subcommand_t subcommands[] = {
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
-     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound]",
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound] [--label L ...]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
      "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
@@ -557,25 +589,28 @@ static const subcommand_t subcommands[] = {
      "per client network (default 200, 0 = no limit).\n"
      "--no-inbound: this machine takes no inbound connections (a firewall that only lets\n"
      "replies in): it dials every PoP itself, and the mesh, its tunnels and routes use\n"
-     "those connections both ways (docs/gossip.md, \"PoPs that only dial out\")."},
+     "those connections both ways (docs/gossip.md, \"PoPs that only dial out\").\n"
+     "--label L (repeatable, up to 8): a label resources can require of the PoPs their\n"
+     "traffic enters or crosses (meshctl resource add --transit-labels); the region counts\n"
+     "as one."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
-     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] [--no-inbound] TOKEN",
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] [--no-inbound] [--label L ...] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
      "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
     {"run", cmd_run,
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
      "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
      "HOST:PORT]\n             [--https-listen HOST:PORT] [--dns-listen HOST:PORT] "
-     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]",
+     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]\n             [--label L ...]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
      "The tunnel, ingress and DNS options override popd.conf for this run; --no-inbound\n"
-     "turns no-inbound on for it."},
+     "turns no-inbound on for it; --label replaces the labels for it."},
     {"version", cmd_version, "", "Prints the version."},
     {"help", cmd_help, "[COMMAND]", "Shows help for all commands or one."},
     {NULL, NULL, NULL, NULL},

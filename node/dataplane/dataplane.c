@@ -133,6 +133,7 @@ struct cfg_res {
     char name[NODECFG_NAME_MAX + 1];
     char site[NODECFG_NAME_MAX + 1];
     bool multi;          /* targets in several sites: every site's INFO may name them */
+    bool here;           /* this PoP may take its users' connections (transit/ingress labels) */
     uint16_t tcp_port;   /* 0: HTTP only */
     bool tls;            /* TLS terminated on tcp_port */
     uint64_t created_ms; /* Unix ms: the oldest owns a port two resources share */
@@ -162,6 +163,8 @@ struct cfg_pop {
     uint8_t curve_pk[32];
     char region[NODECFG_NAME_MAX + 1]; /* "" when none: the site spreads over regions */
     bool no_inbound; /* takes no inbound connections: reached on the tunnel it dials to us */
+    char labels[NODECFG_LABELS_MAX][NODECFG_NAME_MAX + 1]; /* popd --label */
+    unsigned nlabels;
 };
 
 /* A site node: one connector replica. Several share a site. */
@@ -199,6 +202,17 @@ struct dataplane {
     struct rep_health *health;                /* one per replica that reported, unordered */
     size_t nhealth;
     uint64_t pick_rr; /* spreads connections over targets by weight (choose_targets) */
+    /* Routes for resources that may cross only some PoPs (transit_labels), by label set,
+     * recomputed when the link state or the registry changed (routes_for). */
+    route_t *route;
+    uint64_t reg_gen; /* bumped on every node record change */
+    struct label_routes {
+        char key[RESOURCE_LABELS_MAX * (NODECFG_NAME_MAX + 1) + 1]; /* the labels, ","-joined */
+        uint64_t gen;                                             /* lsdb generation ^ reg_gen */
+        route_table_t *t;
+        uint64_t used; /* pick_rr-like stamp: the least recently used goes first */
+    } lroutes[DATAPLANE_LABEL_TABLES];
+    uint64_t lroutes_clock;
     bool republish;             /* our node record lost its tunnel address */
     uint64_t alive_hash;        /* of the PoPs SWIM held alive at the last tick */
     ev_check reaper;
@@ -539,6 +553,92 @@ static enum tstate target_state(dataplane_t *dp, const char *site, const char *a
     if (!*nlive)
         return TS_UNREACHABLE;
     return *nup ? TS_UP : down ? TS_DOWN : TS_UNKNOWN;
+}
+
+/* ---- where a resource's traffic may go (transit and ingress labels) ----------------------
+ *
+ * A resource with transit_labels may be carried only by PoPs with one of them (a region
+ * counts): this PoP takes its users' connections only if it has one (and an ingress label when
+ * the resource names some), and its attempts route over a table computed without the other
+ * PoPs (route_compute_filtered), so no relay or egress lacks the label. With no such path the
+ * connection is refused, never sent another way. */
+
+static bool labels_hit(const char *region, const char (*have)[NODECFG_NAME_MAX + 1],
+                       unsigned nhave, const char (*want)[NODECFG_NAME_MAX + 1], unsigned nwant)
+{
+    if (!nwant)
+        return true;
+    for (unsigned i = 0; i < nwant; i++) {
+        if (region[0] && !strcmp(region, want[i]))
+            return true;
+        for (unsigned k = 0; k < nhave; k++)
+            if (!strcmp(have[k], want[i]))
+                return true;
+    }
+    return false;
+}
+
+static bool self_allowed(dataplane_t *dp, const resource_t *r, bool ingress)
+{
+    const nodecfg_t *c = dp->o.cfg;
+    return labels_hit(c->region, c->labels, c->nlabels, r->transit_labels, r->ntransit_labels) &&
+           (!ingress ||
+            labels_hit(c->region, c->labels, c->nlabels, r->ingress_labels, r->ningress_labels));
+}
+
+struct allow_ctx {
+    dataplane_t *dp;
+    const resource_t *r;
+};
+
+static struct cfg_pop *pop_find(dataplane_t *dp, uint64_t id);
+
+static bool pop_allowed(void *ctx, uint64_t id)
+{
+    struct allow_ctx *a = ctx;
+    const struct cfg_pop *cp = pop_find(a->dp, id);
+    return cp && labels_hit(cp->region, cp->labels, cp->nlabels, a->r->transit_labels,
+                            a->r->ntransit_labels);
+}
+
+/* The route table r's attempts use: the mesh's, or one over the PoPs its transit labels allow
+ * (cached per label set until the link state or the registry changes). NULL when there is no
+ * link state yet. */
+static const route_table_t *routes_for(dataplane_t *dp, const resource_t *r)
+{
+    if (!r->ntransit_labels)
+        return meshnode_routes(dp->o.mesh);
+    const lsdb_t *db = meshnode_lsdb(dp->o.mesh);
+    if (!db)
+        return NULL;
+    char key[sizeof(dp->lroutes[0].key)];
+    size_t off = 0;
+    for (unsigned i = 0; i < r->ntransit_labels; i++)
+        off += (size_t)snprintf(key + off, sizeof(key) - off, "%s%s", i ? "," : "",
+                                r->transit_labels[i]);
+    uint64_t gen = lsdb_generation(db) ^ (dp->reg_gen * 0x9e3779b97f4a7c15ull);
+    struct label_routes *slot = &dp->lroutes[0];
+    for (size_t i = 0; i < DATAPLANE_LABEL_TABLES; i++) {
+        struct label_routes *lr = &dp->lroutes[i];
+        if (lr->t && !strcmp(lr->key, key)) {
+            slot = lr;
+            if (lr->gen == gen) {
+                lr->used = ++dp->lroutes_clock;
+                return lr->t;
+            }
+            break;
+        }
+        if (!lr->t || lr->used < slot->used)
+            slot = lr;
+    }
+    route_table_destroy(&slot->t);
+    struct allow_ctx a = {dp, r};
+    if (route_compute_filtered(dp->route, db, dp->o.id->node_id, pop_allowed, &a, &slot->t))
+        return NULL;
+    snprintf(slot->key, sizeof(slot->key), "%s", key);
+    slot->gen = gen;
+    slot->used = ++dp->lroutes_clock;
+    return slot->t;
 }
 
 /* ---- site information ------------------------------------------------------------------- */
@@ -1155,7 +1255,7 @@ static bool replica_reports_down(struct ingress *in, uint64_t id)
 static bool ingress_pick(struct ingress *in, route_entry_t *e, bool *routed, uint32_t *slot)
 {
     dataplane_t *dp = in->dp;
-    const route_table_t *rt = meshnode_routes(dp->o.mesh);
+    const route_table_t *rt = routes_for(dp, &in->res);
     uint64_t ids[DATAPLANE_REPLICAS_MAX];
     size_t n = site_replicas(dp, in->cur_site, ids, DATAPLANE_REPLICAS_MAX);
     bool found = false, best_down = false;
@@ -1243,6 +1343,11 @@ static void ingress_try(struct ingress *in)
         }
         if (refused) /* every replica left said no target answers: its words */
             snprintf(msg, sizeof(msg), "%s", in->last_error);
+        else if (in->res.ntransit_labels)
+            snprintf(msg, sizeof(msg),
+                     "no allowed path: no route to site %s crosses only PoPs with its transit "
+                     "labels (the resource is not carried any other way)",
+                     in->cur_site);
         else if (resource_multisite(&in->res))
             snprintf(msg, sizeof(msg), "no site of the resource is reachable from this PoP");
         else if (site_attached_somewhere(dp, in->res.site))
@@ -1445,6 +1550,10 @@ static void ingress_start(dataplane_t *dp, const char *resource, int fd, conncap
         ingress_fail(in, "the resource was removed");
         return;
     }
+    if (!self_allowed(dp, &in->res, true)) { /* its labels changed since the accept */
+        ingress_fail(in, "not served at this PoP (its transit or ingress labels)");
+        return;
+    }
     ingress_try(in);
 }
 
@@ -1626,6 +1735,11 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
     ingress_try(w->data);
 }
 
+bool dataplane_serves(dataplane_t *dp, const resource_t *res)
+{
+    return self_allowed(dp, res, true);
+}
+
 int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *client,
                           const char *ingress, dp_stream_handler_t *h)
 {
@@ -1635,6 +1749,8 @@ int dataplane_open_stream(dataplane_t *dp, const resource_t *res, const char *cl
         any = site_replicas(dp, resource_target_site(res, i), ids, 1) > 0;
     if (!any)
         return -ENOENT;
+    if (!self_allowed(dp, res, true))
+        return -EPERM;
     struct ingress *in = xcalloc(1, sizeof(*in));
     in->magic = INGRESS_MAGIC;
     in->dp = dp;
@@ -2113,7 +2229,7 @@ static void reconcile_port(dataplane_t *dp, uint16_t port)
     const struct cfg_res *owner = NULL;
     for (size_t i = 0; i < dp->nres; i++) {
         const struct cfg_res *r = &dp->res[i];
-        if (r->tcp_port == port &&
+        if (r->tcp_port == port && r->here &&
             (!owner || r->created_ms < owner->created_ms ||
              (r->created_ms == owner->created_ms && strcmp(r->name, owner->name) < 0)))
             owner = r;
@@ -2191,6 +2307,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
         }
         snprintf(c->site, sizeof(c->site), "%s", r->site);
         c->multi = resource_multisite(r);
+        c->here = self_allowed(dp, r, true);
         c->tcp_port = r->tcp_port;
         c->tls = r->tls;
         c->created_ms = r->created_ms;
@@ -2261,11 +2378,14 @@ static void apply_node(dataplane_t *dp, uint64_t id, const store_entry_t *e)
         memcpy(cp->curve_pk, n.curve_pk, 32);
         snprintf(cp->region, sizeof(cp->region), "%s", n.region);
         cp->no_inbound = n.no_inbound;
+        memcpy(cp->labels, n.labels, sizeof(cp->labels));
+        cp->nlabels = n.nlabels;
         info_dirty(dp, NULL);
     } else if (cp) {
         *cp = dp->pops[--dp->npops];
         info_dirty(dp, NULL);
     }
+    dp->reg_gen++; /* a PoP's labels may have changed: the filtered routes are recomputed */
     if (id == dp->o.id->node_id && ok && strcmp(n.tunnel_addr, dp->tunnel_addr)) {
         dp->republish = true; /* a record written without it (a rejoin, an older node) */
         schedule_apply(dp);
@@ -2637,10 +2757,80 @@ static int cmd_targets(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     return CTL_OK;
 }
 
+/* Routes of the resources restricted by transit labels: per replica of each of their sites,
+ * the path over the allowed PoPs, or reachable false ("no allowed path"). */
+static int cmd_resource_routes(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    (void)req;
+    dataplane_t *dp = ctx;
+    resource_t *all;
+    size_t n;
+    if (resource_list(dp->o.store, &all, &n))
+        return control_error(pk, CTL_FAILED, "cannot list resources: %s",
+                             store_last_error(dp->o.store));
+    size_t shown = 0;
+    for (size_t i = 0; i < n; i++)
+        shown += all[i].ntransit_labels > 0;
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "resources");
+    msgpack_pack_array(pk, shown);
+    for (size_t i = 0; i < n; i++) {
+        const resource_t *r = &all[i];
+        if (!r->ntransit_labels)
+            continue;
+        /* Not served here: no path from here counts (the filter lets paths start at self). */
+        bool here = self_allowed(dp, r, true);
+        const route_table_t *rt = here ? routes_for(dp, r) : NULL;
+        uint64_t ids[RESOURCE_TARGETS_MAX * DATAPLANE_REPLICAS_MAX];
+        size_t nid = 0;
+        for (unsigned t = 0; t < r->ntargets; t++) {
+            const char *site = resource_target_site(r, t);
+            bool seen = false;
+            for (unsigned k = 0; k < t && !seen; k++)
+                seen = !strcmp(site, resource_target_site(r, k));
+            if (!seen)
+                nid += site_replicas(dp, site, ids + nid, DATAPLANE_REPLICAS_MAX);
+        }
+        msgpack_pack_map(pk, 4);
+        mpw_kv_str(pk, "name", r->name);
+        mpw_str(pk, "transit_labels");
+        msgpack_pack_array(pk, r->ntransit_labels);
+        for (unsigned k = 0; k < r->ntransit_labels; k++)
+            mpw_str(pk, r->transit_labels[k]);
+        mpw_kv_bool(pk, "served_here", here);
+        mpw_str(pk, "replicas");
+        msgpack_pack_array(pk, nid);
+        for (size_t k = 0; k < nid; k++) {
+            route_entry_t e;
+            bool ok = rt && route_table_lookup(rt, ids[k], &e) == 0;
+            char name[NODECFG_NAME_MAX + 20];
+            node_name(dp, ids[k], name, sizeof(name));
+            msgpack_pack_map(pk, ok ? 4 : 2);
+            mpw_kv_str(pk, "replica", name);
+            mpw_kv_bool(pk, "reachable", ok);
+            if (!ok)
+                continue;
+            mpw_str(pk, "path");
+            msgpack_pack_array(pk, e.primary.n_hops);
+            for (uint32_t h = 0; h < e.primary.n_hops; h++) {
+                node_name(dp, e.primary.hops[h], name, sizeof(name));
+                mpw_str(pk, name);
+            }
+            mpw_str(pk, "cost_ms");
+            msgpack_pack_double(pk, (double)e.primary.cost_us / 1000.0);
+        }
+    }
+    free(all);
+    return CTL_OK;
+}
+
 static const control_command_t dp_commands[] = {
     {"sites", cmd_sites,
      "-> {sites: [{name (the site), replica, id, state, pops: [{name, region, rtt_ms, role}], "
      "targets: [{addr, healthy}]}]}: one entry per connector replica"},
+    {"resource.routes", cmd_resource_routes,
+     "-> {resources: [{name, transit_labels, served_here, replicas: [{replica, reachable, path?, "
+     "cost_ms?}]}]}: routes of the resources restricted to labelled PoPs, over those PoPs only"},
     {"targets", cmd_targets,
      "{name?} -> {resources: [{name, targets: [{site, addr, priority, weight, state, why, "
      "replicas_live, replicas_up}]}]}: targets with their health merged across replicas"},
@@ -2688,6 +2878,7 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     memcpy(dp->keys.sk, o->id->curve_sk, 32);
     dp->keys.hello_ts_last = &dp->hello_ts_last;
     tun_config_defaults(&dp->tcfg);
+    dp->route = route_new(NULL);
     /* For tests only: a low stream limit, to check what happens past it without opening
      * thousands of connections (docs/dataplane.md). */
     dp->tcfg.max_streams = test_knob(DATAPLANE_MAX_STREAMS, "POPMESH_TEST_MAX_STREAMS");
@@ -2800,6 +2991,9 @@ void dataplane_destroy(dataplane_t **dpp)
     }
     conncap_destroy(&dp->pending_cap); /* every slot was released above */
     conncap_destroy(&dp->tcp_cap);     /* and by the splices' ends */
+    for (size_t i = 0; i < DATAPLANE_LABEL_TABLES; i++)
+        route_table_destroy(&dp->lroutes[i].t);
+    route_destroy(&dp->route);
     for (size_t i = 0; i < dp->nhealth; i++)
         free(dp->health[i].checks);
     free(dp->health);

@@ -53,6 +53,8 @@
  * bounds the attempts whatever the window. */
 #define DATAPLANE_RETRY_WINDOW_MS 2000
 #define DATAPLANE_ATTEMPTS_MAX    12
+/* Route tables kept for resources restricted to PoPs with some labels (one per label set). */
+#define DATAPLANE_LABEL_TABLES 8
 /* Replicas of one site an ingress connection considers, each one more attempt beyond the
  * first. */
 #define DATAPLANE_REPLICAS_MAX 8
@@ -118,6 +120,10 @@ struct resource;
  * unknown. */
 int dataplane_open_stream(dataplane_t *dp, const struct resource *res, const char *client,
                           const char *ingress, dp_stream_handler_t *h);
+
+/* True when this PoP may take res's users' connections (its transit_labels and
+ * ingress_labels, node/records/resource.h); dataplane_open_stream refuses the others (-EPERM). */
+bool dataplane_serves(dataplane_t *dp, const struct resource *res);
 
 /* A health source for meshnode_add_health_source (ctx is the dataplane_t *). Adds to h, never
  * overwrites: streams (TCP ingress connections, pending or spliced, and streams relayed for

@@ -48,6 +48,8 @@ struct cfg_host {
     char site[NODECFG_NAME_MAX + 1];
     char sites[RESOURCE_TARGETS_MAX][NODECFG_NAME_MAX + 1]; /* with a "_" site: its sites */
     unsigned nsites;
+    resource_t *labels; /* with a "_" site: the resource when it has transit or ingress labels
+                         * (only those fields are read), else NULL */
     bool root_prefix; /* path_prefix "/": the resource that owns the whole host */
     uint64_t created_ms;
     char resource[NODECFG_NAME_MAX + 1];
@@ -226,7 +228,8 @@ static int load_resource(const store_entry_t *e, void *ctx)
             snprintf(h->name, sizeof(h->name), "%s", r->host);
             snprintf(h->site, sizeof(h->site), "%s", r->site);
             h->nsites = 0;
-            if (resource_multisite(r)) {
+            h->labels = NULL;
+            if (resource_multisite(r) || r->ntransit_labels || r->ningress_labels) {
                 uint64_t hv = 1469598103934665603ull; /* FNV-1a: a label, not a secret */
                 for (const char *c = r->name; *c; c++)
                     hv = (hv ^ (uint8_t)*c) * 1099511628211ull;
@@ -243,10 +246,23 @@ static int load_resource(const store_entry_t *e, void *ctx)
             snprintf(h->resource, sizeof(h->resource), "%s", r->name);
             h->root_prefix = !strcmp(r->path_prefix, "/");
             h->created_ms = r->created_ms;
+            if (r->ntransit_labels || r->ningress_labels) {
+                h->labels = r; /* kept: freed with the hosts (free_hosts) */
+                r = NULL;
+            }
         }
     }
     free(r);
     return 0;
+}
+
+static void free_hosts(dnsserver_t *s)
+{
+    for (size_t i = 0; i < s->nhosts; i++)
+        free(s->hosts[i].labels);
+    free(s->hosts);
+    s->hosts = NULL;
+    s->nhosts = 0;
 }
 
 /* The resource that speaks for a host: the one serving "/", then the oldest, then by name,
@@ -291,7 +307,7 @@ static void load_config(dnsserver_t *s)
     free(s->zones), s->zones = NULL, s->nzones = 0;
     free(s->geos), s->geos = NULL, s->ngeos = 0;
     free(s->pops), s->pops = NULL, s->npops = 0;
-    free(s->hosts), s->hosts = NULL, s->nhosts = 0;
+    free_hosts(s);
     free(s->site_nodes), s->site_nodes = NULL, s->nsite_nodes = 0;
     free(s->txts), s->txts = NULL, s->ntxts = 0;
     store_t *st = s->o.store;
@@ -324,6 +340,28 @@ static const lsdb_entry_t *ls_find(const lsdb_t *db, uint64_t origin, lsdb_entry
 
 /* Which PoPs (by index in v->pops) can reach each site: a PoP reaches the sites attached to
  * the PoPs it can reach over links between alive PoPs, in the link-state records it holds. */
+/* The resource behind a view site label that stands for a labelled resource ("_..." with
+ * transit or ingress labels), else NULL. */
+static const resource_t *labelled_host(const dnsserver_t *s, const char *label)
+{
+    if (label[0] != '_')
+        return NULL;
+    for (size_t i = 0; i < s->nhosts; i++)
+        if (!strcmp(s->hosts[i].site, label))
+            return s->hosts[i].labels;
+    return NULL;
+}
+
+/* True when PoP id may carry res (and, with ingress, take its users). */
+static bool pop_labels_allow(const dnsserver_t *s, uint64_t id, const resource_t *res,
+                             bool ingress)
+{
+    for (size_t i = 0; i < s->npops; i++)
+        if (s->pops[i].n.id == id)
+            return resource_pop_allowed(res, &s->pops[i].n, ingress);
+    return false;
+}
+
 /* True when the view's site label stands for site: the site itself, or a multi-site
  * resource's label (cfg_host) whose sites include it. */
 static bool site_covers(const dnsserver_t *s, const char *label, const char *site)
@@ -403,7 +441,38 @@ static void compute_reach(dnsserver_t *s, dns_view_t *v)
                 }
         }
     }
-    for (size_t si = 0; si < v->nsites; si++)
+    bool *ok = xcalloc(np, sizeof(bool)), *seen = xcalloc(np, sizeof(bool));
+    for (size_t si = 0; si < v->nsites; si++) {
+        const resource_t *res = labelled_host(s, v->sites[si]);
+        if (res) {
+            /* A resource that may cross only PoPs with some labels: a PoP answers for it when
+             * it may take its users (ingress) and reaches an attached PoP through allowed PoPs
+             * only (the data plane's filtered routes, docs/dns.md). */
+            for (size_t i = 0; i < np; i++)
+                ok[i] = up[i] && pop_labels_allow(s, v->pops[i].id, res, false);
+            for (size_t i = 0; i < np; i++) {
+                if (!up[i])
+                    continue;
+                bool r = false;
+                if (ok[i] && pop_labels_allow(s, v->pops[i].id, res, true)) {
+                    memset(seen, 0, np * sizeof(bool));
+                    size_t sp = 0;
+                    stack[sp++] = i;
+                    seen[i] = true;
+                    while (sp && !r) {
+                        size_t a = stack[--sp];
+                        r = attached[a * v->nsites + si];
+                        for (size_t j = 0; j < np; j++)
+                            if (adj[a * np + j] && ok[j] && !seen[j]) {
+                                seen[j] = true;
+                                stack[sp++] = j;
+                            }
+                    }
+                }
+                dnsview_set_reach(v, si, i, r);
+            }
+            continue;
+        }
         for (size_t i = 0; i < np; i++) {
             if (!up[i])
                 continue;
@@ -412,6 +481,8 @@ static void compute_reach(dnsserver_t *s, dns_view_t *v)
                 r = comp[j] == comp[i] && up[j] && attached[j * v->nsites + si];
             dnsview_set_reach(v, si, i, r);
         }
+    }
+    free(ok), free(seen);
     free(adj), free(up), free(attached), free(comp), free(stack);
 }
 
@@ -919,7 +990,8 @@ void dnsserver_destroy(dnsserver_t **sp)
     dnsrrl_free(&s->rrl);
     conncap_destroy(&s->cap);
     dnsview_free(&s->view);
-    free(s->zones), free(s->geos), free(s->pops), free(s->hosts), free(s->site_nodes);
+    free_hosts(s);
+    free(s->zones), free(s->geos), free(s->pops), free(s->site_nodes);
     free(s->txts);
     free(s->ubuf), free(s->obuf);
     free(s);

@@ -1490,6 +1490,13 @@ static bool choose_upstream(struct hconn *hc, const resource_t *res)
         up_release(hc->up);
         hc->up = NULL;
     }
+    if (!hc->up && !dataplane_serves(hc->px->o.dp, res)) {
+        /* DNS sends its users to the PoPs its labels allow; this one is not among them. */
+        error_page(hc, 421,
+                   "this application is not served at this PoP (it may cross only PoPs with "
+                   "its transit labels)");
+        return false;
+    }
     if (!hc->up)
         hc->up = up_new(hc, res);
     if (!hc->up) {

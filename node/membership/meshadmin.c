@@ -5,7 +5,7 @@
  *   site.rm       {name, replica?}           -> {name, nodes_removed: [id], token_revoked}
  *   site.list     {}                         -> {sites: [{name, enrolled, replicas, ...}]}
  *   resource.add  {name, site?, targets, priorities?, weights?, tcp_port?, health?, sticky?,
- *                  replace?, host?,
+ *                  replace?, transit_labels?, ingress_labels?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
  *                  hc_status?, hc_host?} -> the record
@@ -581,7 +581,7 @@ static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t 
 /* allow_users / allow_groups: [str] into v, *n. CTL_OK (also when absent) or a
  * CTL_BAD_REQUEST answer; resource_check judges the names themselves. */
 static int arg_names(const ctl_request_t *req, msgpack_packer *pk, const char *what,
-                     char (*v)[NODECFG_NAME_MAX + 1], unsigned *n)
+                     char (*v)[NODECFG_NAME_MAX + 1], unsigned *n, unsigned max)
 {
     const uint8_t *val;
     size_t vl;
@@ -590,9 +590,9 @@ static int arg_names(const ctl_request_t *req, msgpack_packer *pk, const char *w
     if (ctl_arg(req, what, &val, &vl) != 1)
         return CTL_OK;
     mpr_init(&mr, val, vl);
-    if (mpr_array(&mr, &cnt) || cnt > RESOURCE_ALLOW_MAX)
-        return control_error(pk, CTL_BAD_REQUEST, "%s must be a list of at most %d names", what,
-                             RESOURCE_ALLOW_MAX);
+    if (mpr_array(&mr, &cnt) || cnt > max)
+        return control_error(pk, CTL_BAD_REQUEST, "%s must be a list of at most %u names", what,
+                             max);
     for (uint32_t i = 0; i < cnt; i++) {
         const char *s;
         uint32_t sl;
@@ -636,9 +636,11 @@ static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
                              "%d",
                              RESOURCE_HSTS_MAX);
     r->hsts_s = (uint32_t)hsts;
-    int rc = arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users);
+    int rc =
+        arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users, RESOURCE_ALLOW_MAX);
     if (rc == CTL_OK)
-        rc = arg_names(req, pk, "allow_groups", r->allow_groups, &r->nallow_groups);
+        rc = arg_names(req, pk, "allow_groups", r->allow_groups, &r->nallow_groups,
+                       RESOURCE_ALLOW_MAX);
     return rc;
 }
 
@@ -716,6 +718,14 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     if ((rc = arg_hc(req, pk, r)) != CTL_OK)
+        goto out;
+    /* resource_check judges the labels themselves (names, distinct). */
+    if ((rc = arg_names(req, pk, "transit_labels", r->transit_labels, &r->ntransit_labels,
+                        RESOURCE_LABELS_MAX)) !=
+            CTL_OK ||
+        (rc = arg_names(req, pk, "ingress_labels", r->ingress_labels, &r->ningress_labels,
+                        RESOURCE_LABELS_MAX)) !=
+            CTL_OK)
         goto out;
     if (arg_bool(req, "sticky", &r->sticky) < 0 || arg_bool(req, "replace", &replace) < 0 ||
         arg_bool(req, "tls", &r->tls) < 0) {

@@ -73,7 +73,7 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
      * they existed. */
     uint32_t fields = 8 + !!n->tunnel_addr[0] + !!n->public4[0] + !!n->public6[0] +
                       (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining + !!n->site[0] +
-                      !!n->no_inbound;
+                      !!n->no_inbound + !!n->nlabels;
     msgpack_pack_map(pk, fields);
     if (n->tunnel_addr[0])
         mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
@@ -99,6 +99,48 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
         mpw_kv_str(pk, "site", n->site);
     if (n->no_inbound)
         mpw_kv_bool(pk, "no_inbound", true);
+    if (n->nlabels) {
+        mpw_str(pk, "labels");
+        msgpack_pack_array(pk, n->nlabels);
+        for (unsigned i = 0; i < n->nlabels; i++)
+            mpw_str(pk, n->labels[i]);
+    }
+}
+
+bool reg_node_has_label(const reg_node_t *n, const char *label)
+{
+    if (n->region[0] && !strcmp(n->region, label))
+        return true;
+    for (unsigned i = 0; i < n->nlabels; i++)
+        if (!strcmp(n->labels[i], label))
+            return true;
+    return false;
+}
+
+static int read_labels(mpr_t *r, void *dst, const char **why)
+{
+    reg_node_t *n = dst;
+    uint32_t cnt;
+    if (mpr_array(r, &cnt) || cnt > NODECFG_LABELS_MAX) {
+        *why = "labels is not a list of at most 8 names";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < cnt; i++) {
+        const char *s;
+        uint32_t sl;
+        if (mpr_str(r, &s, &sl) || sl == 0 || sl > NODECFG_NAME_MAX || memchr(s, '\0', sl)) {
+            *why = "a label is not a name";
+            return -EBADMSG;
+        }
+        memcpy(n->labels[i], s, sl);
+        n->labels[i][sl] = '\0';
+        if (nodecfg_check_name(n->labels[i])) {
+            *why = "a label is not a valid name";
+            return -EBADMSG;
+        }
+    }
+    n->nlabels = cnt;
+    return 0;
 }
 
 const char *reg_node_site(const reg_node_t *n)
@@ -182,6 +224,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         {"draining", MPF_BOOL, &n->draining, 0, false, false, NULL},
         {"site", MPF_STR, n->site, sizeof(n->site), false, false, NULL},
         {"no_inbound", MPF_BOOL, &n->no_inbound, 0, false, false, NULL},
+        {"labels", MPF_CUSTOM, n, 0, false, false, read_labels},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)

@@ -85,6 +85,10 @@ typedef struct reg_node {
      * reach it on the connections it opens (node/membership/meshnet.h). Optional, written
      * only when set. */
     bool no_inbound;
+    /* PoPs: labels (popd --label), optional, written only when there are some. Its region
+     * counts as a label too: read through reg_node_has_label. */
+    char labels[NODECFG_LABELS_MAX][NODECFG_NAME_MAX + 1];
+    unsigned nlabels;
 } reg_node_t;
 
 typedef struct reg_token {
@@ -116,6 +120,9 @@ void reg_token_key(uint64_t id, char *out, size_t len);
 void reg_tokenuse_key(uint64_t token_id, uint64_t node_id, char *out, size_t len);
 
 void reg_node_pack(msgpack_packer *pk, const reg_node_t *n);
+/* True when n carries label (one of its labels, or its region). */
+bool reg_node_has_label(const reg_node_t *n, const char *label);
+
 /* The site a site node serves: its site field, or its name when that is empty. Borrowed from
  * n. Meaningless for a PoP. */
 const char *reg_node_site(const reg_node_t *n);

@@ -397,6 +397,23 @@ bool resource_target_in(const resource_t *r, unsigned i, const char *site)
     return strcmp(resource_target_site(r, i), site) == 0;
 }
 
+static bool has_any(const struct reg_node *n, const char (*labels)[NODECFG_NAME_MAX + 1],
+                    unsigned nl)
+{
+    if (!nl)
+        return true;
+    for (unsigned i = 0; i < nl; i++)
+        if (reg_node_has_label(n, labels[i]))
+            return true;
+    return false;
+}
+
+bool resource_pop_allowed(const resource_t *r, const struct reg_node *n, bool ingress)
+{
+    return has_any(n, r->transit_labels, r->ntransit_labels) &&
+           (!ingress || has_any(n, r->ingress_labels, r->ningress_labels));
+}
+
 bool resource_multisite(const resource_t *r)
 {
     for (unsigned i = 0; i < r->ntargets; i++)
@@ -448,6 +465,26 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
     if (r->ntargets && !in_site)
         return refuse(why_buf, why_len, why, "no target is in site '%s' (the resource's site)",
                       r->site);
+    const struct {
+        const char *what;
+        const char (*v)[NODECFG_NAME_MAX + 1];
+        unsigned n;
+    } lists[] = {{"transit_labels", r->transit_labels, r->ntransit_labels},
+                 {"ingress_labels", r->ingress_labels, r->ningress_labels}};
+    for (int l = 0; l < 2; l++) {
+        if (lists[l].n > RESOURCE_LABELS_MAX)
+            return refuse(why_buf, why_len, why, "%s holds at most %d labels", lists[l].what,
+                          RESOURCE_LABELS_MAX);
+        for (unsigned i = 0; i < lists[l].n; i++) {
+            if (nodecfg_check_name(lists[l].v[i]))
+                return refuse(why_buf, why_len, why, "%s: label '%s' is invalid (" NAME_RULE ")",
+                              lists[l].what, lists[l].v[i]);
+            for (unsigned j = 0; j < i; j++)
+                if (!strcmp(lists[l].v[i], lists[l].v[j]))
+                    return refuse(why_buf, why_len, why, "%s: label '%s' is listed twice",
+                                  lists[l].what, lists[l].v[i]);
+        }
+    }
     if (r->tcp_port == 0 && !r->host[0])
         return refuse(why_buf, why_len, why,
                       "a resource needs a tcp_port (1 to 65535), a host, or both");
@@ -482,7 +519,7 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     unsigned nhc = (r->hc_interval_ms ? 1 : 0) + (r->hc_timeout_ms ? 1 : 0) + (r->hc_rise ? 1 : 0) +
                    (r->hc_fall ? 1 : 0) + (status[0] ? 1 : 0) + (r->hc_host[0] ? 1 : 0);
     /* targets: those in site; tmeta and xtargets only when used (resource.h). */
-    unsigned nown = 0, nx = 0;
+    unsigned nown = 0, nx = 0, nlab = !!r->ntransit_labels + !!r->ningress_labels;
     bool meta = false;
     for (unsigned i = 0; i < r->ntargets; i++) {
         if (!resource_target_in(r, i, r->site)) {
@@ -494,7 +531,11 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     }
     msgpack_pack_map(pk,
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
-                         (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0));
+                         (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0) + nlab);
+    if (r->ntransit_labels)
+        pack_names(pk, "transit_labels", r->transit_labels, r->ntransit_labels);
+    if (r->ningress_labels)
+        pack_names(pk, "ingress_labels", r->ingress_labels, r->ningress_labels);
     mpw_kv_str(pk, "name", r->name);
     mpw_kv_str(pk, "site", r->site);
     mpw_str(pk, "targets");
@@ -704,6 +745,35 @@ static int read_allow_groups(mpr_t *r, void *dst, const char **why)
     return read_names(r, res->allow_groups, &res->nallow_groups, why);
 }
 
+static int read_label_list(mpr_t *r, char (*v)[NODECFG_NAME_MAX + 1], unsigned *n,
+                           const char **why)
+{
+    uint32_t cnt;
+    if (mpr_array(r, &cnt) || cnt == 0 || cnt > RESOURCE_LABELS_MAX) {
+        *why = "transit_labels and ingress_labels must be lists of 1 to 8 labels";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < cnt; i++)
+        if (read_str(r, v[i], NODECFG_NAME_MAX + 1)) {
+            *why = "a label is not a string of at most 63 bytes";
+            return -EBADMSG;
+        }
+    *n = cnt;
+    return 0;
+}
+
+static int read_transit(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_label_list(r, res->transit_labels, &res->ntransit_labels, why);
+}
+
+static int read_ingress(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_label_list(r, res->ingress_labels, &res->ningress_labels, why);
+}
+
 int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t *res, char *why_buf,
                    size_t why_len, const char **why)
 {
@@ -739,6 +809,8 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"hc_host", MPF_STR, hc_host, sizeof(hc_host), false, false, NULL},
         {"tmeta", MPF_CUSTOM, xt, 0, false, false, read_tmeta}, /* 21 */
         {"xtargets", MPF_CUSTOM, xt, 0, false, false, read_xtargets},
+        {"transit_labels", MPF_CUSTOM, res, 0, false, false, read_transit},
+        {"ingress_labels", MPF_CUSTOM, res, 0, false, false, read_ingress},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         goto out;

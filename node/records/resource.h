@@ -44,6 +44,15 @@
  * so an older reader serves those (without failover) and never sends another site's
  * addresses to this one. In memory, targets[] holds every target, `site`'s first.
  *
+ * WHERE ITS TRAFFIC MAY GO, each optional and written only when set (popd --label gives a
+ * PoP labels; its region counts as one):
+ *   transit_labels? [str]  the PoPs that may carry it at all: take the user's connection,
+ *                          relay it, or be the egress to the site, must carry one of these
+ *                          labels. Routes to its site avoid the others; with no allowed path
+ *                          it is unreachable rather than carried elsewhere.
+ *   ingress_labels? [str]  of those, the PoPs that may take users' connections (DNS answers,
+ *                          listeners, the HTTP ingress): one of these labels.
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -85,6 +94,7 @@
 #define RESOURCE_HC_RISE_FALL_MAX 1000u
 #define RESOURCE_PRIORITY_MAX     100u  /* priorities are 1..100, 1 first */
 #define RESOURCE_WEIGHT_MAX       1000u /* weights are 1..1000 */
+#define RESOURCE_LABELS_MAX       8     /* labels in transit_labels */
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
@@ -135,6 +145,12 @@ typedef struct resource {
     resource_code_range_t hc_status[RESOURCE_HC_STATUS_MAX]; /* http health only */
     unsigned nhc_status;                                     /* 0 = 200..399 */
     char hc_host[RESOURCE_HC_HOST_MAX + 1]; /* http health only: "name[:port]"; "" = target */
+    /* PoPs its traffic may enter or cross: one of these labels; none = any PoP. */
+    char transit_labels[RESOURCE_LABELS_MAX][NODECFG_NAME_MAX + 1];
+    unsigned ntransit_labels;
+    /* PoPs users may connect to for it: one of these labels (and a transit one); none = any. */
+    char ingress_labels[RESOURCE_LABELS_MAX][NODECFG_NAME_MAX + 1];
+    unsigned ningress_labels;
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
@@ -167,6 +183,11 @@ unsigned resource_target_weight(const resource_t *r, unsigned i);
 bool resource_multisite(const resource_t *r);
 /* True when target i is in site. */
 bool resource_target_in(const resource_t *r, unsigned i, const char *site);
+
+/* True when a PoP with node record n may carry r's traffic (transit_labels), and, with
+ * ingress, take its users' connections too (ingress_labels). */
+struct reg_node;
+bool resource_pop_allowed(const resource_t *r, const struct reg_node *n, bool ingress);
 
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);

@@ -206,6 +206,57 @@ static void test_triangle_relay(void **state)
     topo_free(t);
 }
 
+/* route_compute_filtered: a PoP the filter refuses neither relays nor egresses; self is the
+ * start whatever the filter; the debounce is left alone. A-C-B is the cheap way to the site on
+ * B, A-B direct the dear one, and D holds the site too. */
+static bool allow_not_c(void *ctx, uint64_t pop)
+{
+    (void)ctx;
+    return pop != C;
+}
+
+static bool allow_none(void *ctx, uint64_t pop)
+{
+    (void)ctx, (void)pop;
+    return false;
+}
+
+static void test_filtered(void **state)
+{
+    (void)state;
+    struct topo *t = topo_new();
+    route_config_t cfg = plain_cfg();
+    topo_link(t, A, B, 100 * MS, 0);
+    topo_link(t, A, C, 20 * MS, 0);
+    topo_link(t, C, B, 30 * MS, 0);
+    topo_site(t, B, SITE, 5 * MS, LS_SITE_ONLINE);
+    topo_commit(t);
+    route_t *r = route_new(&cfg);
+    route_mark_dirty(r, 1);
+    route_table_t *rt = NULL;
+    route_entry_t e;
+    assert_int_equal(route_compute_filtered(r, t->db, A, allow_not_c, NULL, &rt), 0);
+    assert_true(route_is_dirty(r)); /* a table for one purpose: the debounce is not touched */
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_path(&e.primary, 2, A, B); /* the dear direct link: C may not relay */
+    assert_int_equal(e.primary.cost_us, 105 * MS);
+    route_path_t p;
+    assert_int_equal(route_table_to_pop(rt, C, &p), -ENOENT);
+    route_table_destroy(&rt);
+    /* Nothing allowed but self: the site on B is out of reach, not reached another way. */
+    assert_int_equal(route_compute_filtered(r, t->db, A, allow_none, NULL, &rt), 0);
+    assert_int_equal(route_table_lookup(rt, SITE, &e), -EHOSTUNREACH);
+    route_table_destroy(&rt);
+    /* The unfiltered table still takes the cheap relay. */
+    assert_int_equal(route_compute(r, t->db, A, 2, &rt), 0);
+    assert_false(route_is_dirty(r));
+    assert_int_equal(route_table_lookup(rt, SITE, &e), 0);
+    assert_path(&e.primary, 3, A, C, B);
+    route_table_destroy(&rt);
+    route_destroy(&r);
+    topo_free(t);
+}
+
 /* A site on B and C: primary through the cheaper, backup through the other. */
 static void test_two_egresses(void **state)
 {
@@ -1129,6 +1180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triangle_relay),
+        cmocka_unit_test(test_filtered),
         cmocka_unit_test(test_two_egresses),
         cmocka_unit_test(test_backup_avoids_primary_egress),
         cmocka_unit_test(test_backup_detour_inside_subtree),

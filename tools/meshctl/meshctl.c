@@ -227,6 +227,23 @@ static int roundtrip(ctx_t *c, request_t *r, json_t **out)
     return EXIT_OK;
 }
 
+/* roundtrip without a word on a refusal (an optional part of an answer an older popd lacks). */
+static int roundtrip_quiet(ctx_t *c, request_t *r, json_t **out)
+{
+    ctl_response_t resp;
+    uint8_t *raw = NULL;
+    *out = NULL;
+    request_end(r);
+    int rc = call(c, &r->buf, &resp, &raw);
+    msgpack_sbuffer_destroy(&r->buf);
+    if (rc)
+        return rc;
+    if (resp.status == CTL_OK)
+        *out = mpjson_from(resp.body, resp.body_len);
+    free(raw);
+    return *out ? EXIT_OK : EXIT_REFUSED;
+}
+
 static void print_json(json_t *j)
 {
     json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
@@ -846,12 +863,29 @@ static int cmd_tunnels(ctx_t *c, const command_t *self, int argc, char **argv)
     return 0;
 }
 
+static void cell_add(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static int cmd_routes(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     json_t *j;
+    bool json = c->json;
+    c->json = false; /* the answer is two queries' */
     int rc = query(c, self, argc, "routes", &j);
+    c->json = json;
     if (rc || !j)
         return rc;
+    if (json) { /* with the restricted resources' routes under "resources" when popd has them */
+        request_t r;
+        json_t *res = NULL;
+        request_begin(&r, "resource.routes", 0);
+        if (roundtrip_quiet(c, &r, &res) == 0 && res)
+            json_object_set(j, "resources", json_object_get(res, "resources"));
+        json_decref(res);
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
     size_t i;
     json_t *e;
     char path[512], bpath[512];
@@ -886,6 +920,46 @@ static int cmd_routes(ctx_t *c, const command_t *self, int argc, char **argv)
                json_number_value(json_object_get(rt, "cost_ms")));
     }
     json_decref(j);
+    /* Resources restricted to labelled PoPs route over those only: their own lines, "no
+     * allowed path" when there is none (a PoP that predates them answers an error: skipped). */
+    request_t r;
+    request_begin(&r, "resource.routes", 0);
+    if (roundtrip_quiet(c, &r, &j) == 0 && j) {
+        json_t *res, *rep;
+        size_t k;
+        if (json_array_size(json_object_get(j, "resources")))
+            printf("\n%-20s %-20s %-20s %-32s %9s\n", "RESOURCE", "TRANSIT LABELS", "REPLICA",
+                   "PATH", "COST");
+        json_array_foreach(json_object_get(j, "resources"), i, res)
+        {
+            char labels[256];
+            size_t off = 0;
+            labels[0] = '\0';
+            json_array_foreach(json_object_get(res, "transit_labels"), k, rep)
+                cell_add(labels, sizeof(labels), &off, "%s%s", k ? "," : "",
+                         json_string_value(rep));
+            const char *name = json_string_value(json_object_get(res, "name"));
+            if (!json_array_size(json_object_get(res, "replicas")))
+                printf("%-20s %-20s %-20s %s\n", name, labels, "-", "no connector enrolled");
+            json_array_foreach(json_object_get(res, "replicas"), k, rep)
+            {
+                if (!json_is_true(json_object_get(rep, "reachable"))) {
+                    printf("%-20s %-20s %-20s %s\n", name, labels,
+                           json_string_value(json_object_get(rep, "replica")),
+                           "no allowed path (not carried any other way)");
+                    continue;
+                }
+                print_path(json_object_get(rep, "path"), path, sizeof(path));
+                printf("%-20s %-20s %-20s %-32s %7.2fms\n", name, labels,
+                       json_string_value(json_object_get(rep, "replica")), path,
+                       json_number_value(json_object_get(rep, "cost_ms")));
+            }
+            if (!json_is_true(json_object_get(res, "served_here")))
+                printf("%-20s %-20s (not served at this PoP: it lacks those labels)\n", name,
+                       labels);
+        }
+        json_decref(j);
+    }
     return EXIT_OK;
 }
 
@@ -1141,6 +1215,8 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *hc_fall = take_opt(&argc, argv, "--hc-fall", &err);
     const char *hc_status = take_opt(&argc, argv, "--hc-status", &err);
     const char *hc_host = take_opt(&argc, argv, "--hc-host", &err);
+    const char *transit = take_opt(&argc, argv, "--transit-labels", &err);
+    const char *ingress_l = take_opt(&argc, argv, "--ingress-labels", &err);
     uint32_t hc_num[4] = {0, 0, 0, 0};
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
     const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
@@ -1262,7 +1338,8 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     request_t r;
     json_t *j;
     request_begin(&r, "resource.add",
-                  3 + (site ? 1 : 0) + (any_pw ? 2 : 0) + (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
+                  3 + (site ? 1 : 0) + (any_pw ? 2 : 0) + (transit ? 1 : 0) + (ingress_l ? 1 : 0) +
+                      (port ? 1 : 0) + (health ? 1 : 0) + (replace ? 1 : 0) + (host ? 1 : 0) +
                       (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0) +
                       (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
@@ -1290,6 +1367,26 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     if (port) {
         mpw_str(&r.pk, "tcp_port");
         msgpack_pack_uint32(&r.pk, (uint32_t)tcp_port);
+    }
+    /* "a,b": popd judges each label and names a bad one */
+    const char *label_opts[][2] = {{"transit_labels", transit}, {"ingress_labels", ingress_l}};
+    for (size_t i = 0; i < 2; i++) {
+        if (!label_opts[i][1])
+            continue;
+        mpw_str(&r.pk, label_opts[i][0]);
+        size_t cnt = 1;
+        for (const char *q = label_opts[i][1]; *q; q++)
+            cnt += *q == ',';
+        msgpack_pack_array(&r.pk, cnt);
+        for (const char *q = label_opts[i][1];;) {
+            const char *comma = strchr(q, ',');
+            size_t l = comma ? (size_t)(comma - q) : strlen(q);
+            msgpack_pack_str(&r.pk, l);
+            msgpack_pack_str_body(&r.pk, q, l);
+            if (!comma)
+                break;
+            q = comma + 1;
+        }
     }
     const char *http_opts[][2] = {{"host", host}, {"path_prefix", prefix}, {"auth", auth}};
     for (size_t i = 0; i < 3; i++) {
@@ -2143,7 +2240,7 @@ static const command_t commands[] = {
      "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
      "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
      "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
-     "        [--sticky] [--tls] [--replace]",
+     "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A target written SITE/HOST:PORT is in that site (then\n"
@@ -2164,7 +2261,11 @@ static const command_t commands[] = {
      "unless --no-https-redirect; --hsts SECONDS adds Strict-Transport-Security to HTTPS\n"
      "answers.\n"
      "--tls terminates TLS on PORT at every PoP (the certificate chosen by SNI, as for HTTPS)\n"
-     "and carries the plain stream to the target."},
+     "and carries the plain stream to the target.\n"
+     "--transit-labels L,... lets only PoPs with one of those labels (popd --label; a region\n"
+     "counts) carry the traffic: take users' connections, relay, or reach the site; with no\n"
+     "such path the resource is unreachable (meshctl routes says so) rather than carried by\n"
+     "another PoP. --ingress-labels L,... narrows which of them take users' connections."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
      "auth, health check (with its settings when not the defaults), stickiness, targets\n"
