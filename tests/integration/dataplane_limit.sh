@@ -102,7 +102,7 @@ fds() { ls "/proc/$1/fd" | wc -l; }
 
 BPORT=$(free_port)
 RPORT=$(free_port)
-lim server "$BPORT" >"$WORK/backend.log" 2>&1 &
+"$PY" "$WORK/lim.py" server "$BPORT" >"$WORK/backend.log" 2>&1 & # not through lim(): PIDS must get python itself, or it outlives the test
 PIDS+=("$!")
 init_node "$WORK/n1" pop-1
 
