@@ -1,18 +1,44 @@
 /* tlsctx: see tlsctx.h.
  *
- * ONE SSL_CTX, CERTIFICATES PER CONNECTION. The context carries everything every connection
- * shares (versions, ciphers, options, ALPN, the ticket and OCSP callbacks) and no certificate
- * at all. The servername callback, which OpenSSL runs for every client hello (with or without
- * SNI, and again after a HelloRetryRequest), picks the table entry and installs its leaf, chain
- * and key on that one SSL with SSL_use_cert_and_key. The more common trick (one SSL_CTX per
- * certificate, swapped in with SSL_set_SSL_CTX) leaves it unclear which context's ticket,
- * ALPN and status callbacks apply afterwards; with one context there is nothing to wonder.
+ * ONE SSL_CTX PER CERTIFICATE, SWAPPED IN BY SNI. The shared context (t->ctx) holds no
+ * certificate; every table entry builds its own context with its leaf, chain and key, and the
+ * same settings (ctx_new sets up both: versions, ciphers, groups, options, modes, no
+ * session cache, ALPN, the servername, ticket and OCSP status callbacks). Every connection
+ * starts on the shared context; the servername callback, which OpenSSL runs for every client
+ * hello (with or without SNI, and again after a HelloRetryRequest), picks the entry and hands
+ * the connection its context with SSL_set_SSL_CTX. This used to install the certificate on
+ * the one SSL with SSL_use_cert_and_key, which checks again, at every handshake, that the key
+ * matches the certificate (~2.3 us of a ~115 us handshake, perf); SSL_set_SSL_CTX copies the
+ * context's prepared certificate (references; the whole callback now takes ~0.4 us), as nginx
+ * does.
+ *
+ * What SSL_set_SSL_CTX changes, and why each handshake still behaves as one context would
+ * (OpenSSL 3.0, ssl/ssl_lib.c, statem/statem_srvr.c, statem/extensions.c):
+ *  - from the new context: the certificate, chain and key (the connection's CERT is a copy of
+ *    the new context's); the session id context (empty in both); and what the handshake
+ *    reads from SSL_get_SSL_CTX afterwards: the ALPN select callback and the OCSP status
+ *    callback (both run after the servername callback), the servername callback of a second
+ *    hello (after a HelloRetryRequest), and whatever else OpenSSL looks up there (the cipher
+ *    lists, say). ctx_new gives every context the same functions, arguments and lists.
+ *  - from the initial context (the SSL's session_ctx, which SSL_set_SSL_CTX never changes):
+ *    the ticket key callback, for sealing and for opening, and the session cache mode; the
+ *    SSL's own copies made by SSL_new stay: options (no tickets when there is no key ring),
+ *    versions, groups, modes, read ahead, early data. A ticket is opened before the servername
+ *    callback runs (TLS 1.2: with the session lookup; TLS 1.3: with the PSK extension) and
+ *    sealed with the shared context's callback, whose keys are the mesh-wide ring: a ticket
+ *    sealed at any PoP, for any certificate, opens at any other.
+ *  - an unknown SNI, or none, never reaches a per-certificate context: the callback returns
+ *    the fatal unrecognized_name alert while the connection still holds the shared context,
+ *    which has no certificate to offer (a second hello naming another host after a
+ *    HelloRetryRequest gets the same alert, before any certificate was sent).
  *
  * LIFETIMES. A table entry is reference-counted: the table holds one reference, each
  * connection served by it another (the connection needs the entry's names for the Host check
  * and its OCSP response). A record replaced or deleted while connections use the old entry
- * drops the table's reference only; OpenSSL keeps its own references to the X509 and key it
- * was handed. Everything runs on the loop thread, so the counts are plain integers.
+ * drops the table's reference only. The entry's SSL_CTX is reference-counted by OpenSSL as
+ * well: SSL_set_SSL_CTX takes a reference for the SSL and SSL_free drops it, so the context
+ * outlives every connection using it even apart from the entry's own count. Everything runs
+ * on the loop thread, so the entry counts are plain integers.
  *
  * TICKETS. OpenSSL's ticket format (AES-256-CBC + HMAC-SHA256 over the session, keyed by a
  * 16-byte name) is kept; only its keys come from the mesh-wide ring (ticketkeys.h), so any PoP
@@ -21,8 +47,8 @@
  * ticket replay gains an attacker nothing but a handshake.
  *
  * The table is a flat array searched name by name (tens of certificates take well under a
- * microsecond against a handshake's ~1 ms); a mesh with thousands of certificates would want
- * a hash on the exact names first. */
+ * microsecond against a handshake's ~100 us); a mesh with thousands of certificates would want
+ * a hash on the exact names first, and would pay an SSL_CTX (some kilobytes) per certificate. */
 #include "node/tls/tlsctx.h"
 
 #include "common/log.h"
@@ -69,6 +95,7 @@ struct tls_cert {
     X509 *leaf;
     STACK_OF(X509) *chain; /* intermediates */
     EVP_PKEY *key;
+    SSL_CTX *ctx;       /* the shared settings with this certificate (ctx_new) */
     bool has_responder; /* the leaf names an OCSP responder */
     uint8_t *ocsp;      /* DER response to staple, NULL = none */
     size_t ocsp_len;
@@ -88,12 +115,15 @@ struct tlsctx {
 struct tlsconn {
     tlsctx_t *t;
     SSL *ssl;
+    int fd;                /* the socket (not owned) */
     struct tls_cert *cert; /* the entry serving it (a reference), NULL before the hello */
     char sni[TLSCTX_HOST_MAX + 1];
     char alpn[32];   /* the protocol ALPN agreed, "" if none */
     const char *why; /* set by a callback that failed the handshake */
     bool done, failed, shut;
 };
+
+static SSL_CTX *ctx_new(tlsctx_t *t);
 
 static void cert_unref(struct tls_cert **ep)
 {
@@ -104,6 +134,7 @@ static void cert_unref(struct tls_cert **ep)
     X509_free(e->leaf);
     sk_X509_pop_free(e->chain, X509_free);
     EVP_PKEY_free(e->key);
+    SSL_CTX_free(e->ctx); /* connections still using it hold their own references */
     free(e->ocsp);
     cert_rec_free(&e->rec);
     free(e);
@@ -245,6 +276,12 @@ static struct tls_cert *cert_build(tlsctx_t *t, cert_rec_t *rec, const char **wh
         *why = "the private key does not match the certificate";
         goto fail;
     }
+    /* The key check runs here, once per record, not at every handshake (header comment). */
+    e->ctx = ctx_new(t);
+    if (!e->ctx || SSL_CTX_use_cert_and_key(e->ctx, e->leaf, e->key, e->chain, 1) != 1) {
+        *why = "OpenSSL refuses the certificate or its key";
+        goto fail;
+    }
     STACK_OF(OPENSSL_STRING) *ocsp = X509_get1_ocsp(e->leaf);
     e->has_responder = ocsp && sk_OPENSSL_STRING_num(ocsp) > 0;
     X509_email_free(ocsp);
@@ -375,7 +412,8 @@ static int on_servername(SSL *ssl, int *al, void *arg)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
     struct tls_cert *e = t->certs[i];
-    if (SSL_use_cert_and_key(ssl, e->leaf, e->key, e->chain, 1) != 1) {
+    /* The SSL takes a reference to e->ctx (SSL_free drops it); a second hello chooses again */
+    if (SSL_set_SSL_CTX(ssl, e->ctx) != e->ctx) {
         c->why = "cannot install the certificate";
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -383,7 +421,7 @@ static int on_servername(SSL *ssl, int *al, void *arg)
     cert_unref(&c->cert); /* a second hello (after HelloRetryRequest) */
     e->refs++;
     c->cert = e;
-    snprintf(c->sni, sizeof(c->sni), "%s", host);
+    memcpy(c->sni, host, strlen(host) + 1); /* both TLSCTX_HOST_MAX + 1 bytes */
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -469,49 +507,60 @@ static int on_status(SSL *ssl, void *arg)
 
 /* ---- the context --------------------------------------------------------------------------- */
 
+/* A context with everything the connections share and no certificate (NULL with the reason
+ * in OpenSSL's error queue): the shared one, and one per certificate, so that swapping a
+ * connection onto its certificate's context changes nothing else (the header comment). */
+static SSL_CTX *ctx_new(tlsctx_t *t)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_app_data(ctx, t);
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, CIPHERS_TLS12) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* No renegotiation (a client-driven CPU sink, and a TLS 1.2 attack surface), no
+     * compression (CRIME); a client that closes without close_notify is an EOF, as HTTP framing
+     * makes truncation visible anyway. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Idle keep-alive connections give their ~34 KiB of record buffers back; the output
+     * buffer of httpproxy may move between a WANT_WRITE and its retry. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read ahead: one read() takes whatever the socket holds (a whole flight, a request)
+     * instead of two per record (header, then body): 8.6 reads per short connection before,
+     * as many as 3 after (tools/bench/bench_tls.sh). Bytes read ahead are invisible to the
+     * socket's readiness: tlsconn_pending reports them. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_max_early_data(ctx, 0);
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(ctx, t);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, t);
+    SSL_CTX_set_tlsext_status_cb(ctx, on_status);
+    SSL_CTX_set_tlsext_status_arg(ctx, t);
+    if (t->o.tickets) {
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
+    return ctx;
+}
+
 tlsctx_t *tlsctx_new(const tlsctx_opts_t *o, char *err, size_t errlen)
 {
     tlsctx_t *t = xcalloc(1, sizeof(*t));
     t->o = *o;
     ERR_clear_error();
-    t->ctx = SSL_CTX_new(TLS_server_method());
+    t->ctx = ctx_new(t);
     if (!t->ctx) {
         snprintf(err, errlen, "cannot create the TLS context: %s", ssl_err());
         goto fail;
-    }
-    SSL_CTX_set_app_data(t->ctx, t);
-    if (SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_set_cipher_list(t->ctx, CIPHERS_TLS12) != 1 ||
-        SSL_CTX_set1_groups_list(t->ctx, GROUPS) != 1) {
-        snprintf(err, errlen, "cannot configure the TLS context: %s", ssl_err());
-        goto fail;
-    }
-    /* No renegotiation (a client-driven CPU sink, and a TLS 1.2 attack surface), no
-     * compression (CRIME); a client that closes without close_notify is an EOF, as HTTP framing
-     * makes truncation visible anyway. */
-    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                    SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* Idle keep-alive connections give their ~34 KiB of record buffers back; the output
-     * buffer of httpproxy may move between a WANT_WRITE and its retry. */
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    /* Read ahead: one read() takes whatever the socket holds (a whole flight, a request)
-     * instead of two per record (header, then body): 8.6 reads per short connection before,
-     * as many as 3 after (tools/bench/bench_tls.sh). Bytes read ahead are invisible to the
-     * socket's readiness: tlsconn_pending reports them. */
-    SSL_CTX_set_read_ahead(t->ctx, 1);
-    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_max_early_data(t->ctx, 0);
-    SSL_CTX_set_tlsext_servername_callback(t->ctx, on_servername);
-    SSL_CTX_set_tlsext_servername_arg(t->ctx, t);
-    SSL_CTX_set_alpn_select_cb(t->ctx, on_alpn, t);
-    SSL_CTX_set_tlsext_status_cb(t->ctx, on_status);
-    SSL_CTX_set_tlsext_status_arg(t->ctx, t);
-    if (o->tickets) {
-        SSL_CTX_set_tlsext_ticket_key_evp_cb(t->ctx, on_ticket_key);
-    } else {
-        SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
-        SSL_CTX_set_num_tickets(t->ctx, 0);
     }
     t->watch = store_watch(o->store, CERT_PREFIX, strlen(CERT_PREFIX), on_cert_change, t);
     if (t->watch < 0) {
@@ -615,6 +664,7 @@ tlsconn_t *tlsconn_new(tlsctx_t *t, int fd)
     tlsconn_t *c = xcalloc(1, sizeof(*c));
     c->t = t;
     c->ssl = ssl;
+    c->fd = fd;
     SSL_set_app_data(ssl, c);
     SSL_set_accept_state(ssl);
     return c;
@@ -655,16 +705,33 @@ int tlsconn_handshake(tlsconn_t *c, const char **why)
         *why = c->why ? c->why : "failed";
         return TLS_ERROR;
     }
+    /* A full TLS 1.3 handshake ends with two session tickets (OpenSSL's default, one per
+     * connection a client may open in parallel: RFC 8446 C.4), and OpenSSL writes and flushes
+     * each by itself: two write()s, two segments, two wake-ups of the client for ~480 bytes.
+     * The call that sends them is the one after the client hello's (the session, made while
+     * reading the hello, tells the version and whether it resumed; a resumption gets one
+     * ticket); corked during that call, they leave in one segment as the cork comes off right
+     * after it. Every other call writes at most one flight, already one write(). */
+    SSL_SESSION *sess = SSL_get_session(c->ssl);
+    bool cork = sess && SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION &&
+                !SSL_session_reused(c->ssl);
+    int on = 1, off = 0;
+    if (cork)
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
+    if (cork)
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
     if (r == 1) {
         c->done = true;
         c->t->st.handshakes++;
         const unsigned char *p = NULL;
         unsigned int l = 0;
         SSL_get0_alpn_selected(c->ssl, &p, &l);
-        if (p && l < sizeof(c->alpn))
-            snprintf(c->alpn, sizeof(c->alpn), "%.*s", (int)l, (const char *)p);
+        if (p && l < sizeof(c->alpn)) {
+            memcpy(c->alpn, p, l);
+            c->alpn[l] = '\0';
+        }
         if (SSL_session_reused(c->ssl))
             c->t->st.resumed++;
         return TLS_OK;
@@ -721,9 +788,8 @@ void tlsconn_shutdown(tlsconn_t *c)
     /* Every caller shuts the socket's write side or closes it next: corked, the alert waits for
      * that FIN and both leave in one segment, so the peer wakes once for the two (a separate
      * packet was measurable in short connections: bench_tls.sh). */
-    int fd = SSL_get_fd(c->ssl), one = 1;
-    if (fd >= 0)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
+    int one = 1;
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
     ERR_clear_error();
     (void)SSL_shutdown(c->ssl);
     ERR_clear_error();

@@ -1,10 +1,11 @@
 /* tlsctx: the server side of TLS at a PoP's ingress (OpenSSL 3).
  *
- * One tlsctx_t holds one SSL_CTX (TLS 1.2 and 1.3 only; for 1.2 only ECDHE with AES-GCM or
- * ChaCha20-Poly1305; no renegotiation, no compression; no server-side session cache) and the
- * table of certificates it serves: one entry per cert/ record (certstore.h) whose chain parses
- * and whose sealed key opens, kept current by the store's change feed, so a certificate
- * imported or renewed at any PoP is served here as soon as the record arrives.
+ * One tlsctx_t holds the TLS settings (TLS 1.2 and 1.3 only; for 1.2 only ECDHE with AES-GCM
+ * or ChaCha20-Poly1305; no renegotiation, no compression; no server-side session cache) and
+ * the table of certificates it serves, each with an SSL_CTX of the same settings (tlsctx.c): one
+ * entry per cert/ record (certstore.h) whose chain parses and whose sealed key opens, kept current
+ * by the store's change feed, so a certificate imported or renewed at any PoP is served here as
+ * soon as the record arrives.
  *
  * Choice by SNI (the servername callback): an exact name of some certificate first, then a
  * wildcard ("*.example.com" covers "a.example.com", not "a.b.example.com" nor "example.com");

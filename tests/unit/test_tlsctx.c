@@ -602,6 +602,70 @@ static void test_garbage_hello(void **state)
     close(sv[1]);
 }
 
+/* The certificate's context outlives its table entry while a connection uses it: the record
+ * is deleted between the client hello (the context swapped in) and the end of the handshake,
+ * which still completes with that certificate (under ASan, a use after free otherwise). */
+static void test_removed_mid_handshake(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const app[] = {"app.example.net"};
+    put_cert(f, app, 1);
+    new_ctx(f);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    tlsconn_t *s = tlsconn_new(f->t, sv[0]);
+    assert_non_null(s);
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    SSL *c = SSL_new(cctx);
+    SSL_set_fd(c, sv[1]);
+    SSL_set_connect_state(c);
+    SSL_set_tlsext_host_name(c, "app.example.net");
+    const char *why = NULL;
+    assert_int_equal(SSL_do_handshake(c), -1);                   /* the client hello */
+    assert_int_equal(tlsconn_handshake(s, &why), TLS_WANT_READ); /* the server's flight */
+    assert_string_equal(tlsconn_sni(s), "app.example.net");
+    char key[64];
+    assert_int_equal(cert_key("app.example.net", key, sizeof(key)), 0);
+    assert_int_equal(store_del(f->store, key, strlen(key), clock_wall_ms(), NULL), 0);
+    assert_int_equal(tlsctx_count(f->t), 0);
+    int cr = 0, sr = TLS_WANT_READ;
+    for (int i = 0; i < 20 && (cr != 1 || sr != TLS_OK); i++) {
+        if (cr != 1)
+            cr = SSL_do_handshake(c);
+        if (sr != TLS_OK) {
+            sr = tlsconn_handshake(s, &why);
+            assert_int_not_equal(sr, TLS_ERROR);
+        }
+    }
+    assert_int_equal(cr, 1);
+    assert_int_equal(sr, TLS_OK);
+    X509 *peer = SSL_get1_peer_certificate(c);
+    assert_non_null(peer);
+    char cn[256] = "";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
+    assert_string_equal(cn, "app.example.net");
+    X509_free(peer);
+    assert_true(tlsconn_covers(s, "app.example.net"));
+    assert_int_equal(SSL_write(c, "ping", 4), 4);
+    char buf[8];
+    ssize_t n = TLS_WANT_READ;
+    for (int i = 0; i < 10 && n == TLS_WANT_READ; i++)
+        n = tlsconn_read(s, buf, sizeof(buf));
+    assert_int_equal(n, 4);
+    assert_memory_equal(buf, "ping", 4);
+    /* a new connection is refused: the name is no longer served */
+    struct hs_result r = handshake(f, "app.example.net", 0);
+    assert_false(r.client_ok);
+    tlsconn_destroy(&s);
+    SSL_free(c);
+    SSL_CTX_free(cctx);
+    close(sv[0]);
+    close(sv[1]);
+    ERR_clear_error();
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -615,6 +679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ocsp_stapling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_read_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removed_mid_handshake, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
