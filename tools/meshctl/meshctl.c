@@ -338,6 +338,34 @@ static int query(ctx_t *c, const command_t *self, int argc, const char *command,
     return EXIT_OK;
 }
 
+/* A query with at most one positional argument, sent as argname when given: like query(),
+ * --json prints the answer and leaves *out NULL. what names the argument in the usage error. */
+static int query_one(ctx_t *c, const command_t *self, int argc, char **argv, const char *command,
+                     const char *argname, const char *what, json_t **out)
+{
+    *out = NULL;
+    if (argc > 1)
+        return usage(self, "%s%s%s takes at most one %s", self->group ? self->group : "",
+                     self->group ? " " : "", self->name, what);
+    request_t r;
+    json_t *j;
+    request_begin(&r, command, argc ? 1 : 0);
+    if (argc) {
+        mpw_str(&r.pk, argname);
+        mpw_str(&r.pk, argv[0]);
+    }
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    *out = j;
+    return EXIT_OK;
+}
+
 static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     json_t *j;
@@ -1531,23 +1559,10 @@ static int cmd_resource_rm(ctx_t *c, const command_t *self, int argc, char **arg
 
 static int cmd_targets(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc > 1)
-        return usage(self, "targets takes at most one RESOURCE");
-    request_t r;
     json_t *j;
-    request_begin(&r, "targets", argc ? 1 : 0);
-    if (argc) {
-        mpw_str(&r.pk, "name");
-        mpw_str(&r.pk, argv[0]);
-    }
-    int rc = roundtrip(c, &r, &j);
-    if (rc)
+    int rc = query_one(c, self, argc, argv, "targets", "name", "RESOURCE", &j);
+    if (rc || !j)
         return rc;
-    if (c->json) {
-        print_json(j);
-        json_decref(j);
-        return EXIT_OK;
-    }
     printf("%-20s %-20s %-28s %4s %6s %-12s %s\n", "RESOURCE", "SITE", "TARGET", "PRIO",
            "WEIGHT", "STATE", "REPLICAS UP/LIVE (WHY)");
     size_t i, k;
@@ -2009,23 +2024,10 @@ static int cmd_rule_add(ctx_t *c, const command_t *self, int argc, char **argv)
 
 static int cmd_rule_list(ctx_t *c, const command_t *self, int argc, char **argv)
 {
-    if (argc > 1)
-        return usage(self, "rule list takes at most one RESOURCE");
-    request_t r;
     json_t *j;
-    request_begin(&r, "rule.list", argc);
-    if (argc) {
-        mpw_str(&r.pk, "resource");
-        mpw_str(&r.pk, argv[0]);
-    }
-    int rc = roundtrip(c, &r, &j);
-    if (rc)
+    int rc = query_one(c, self, argc, argv, "rule.list", "resource", "RESOURCE", &j);
+    if (rc || !j)
         return rc;
-    if (c->json) {
-        print_json(j);
-        json_decref(j);
-        return EXIT_OK;
-    }
     size_t i;
     json_t *ru;
     printf("%-16s %-20s %8s %-6s %s\n", "ID", "RESOURCE", "PRIORITY", "ACTION", "MATCH");
