@@ -134,6 +134,7 @@ struct cfg_res {
     char site[NODECFG_NAME_MAX + 1];
     bool multi;          /* targets in several sites: every site's INFO may name them */
     bool here;           /* this PoP may take its users' connections (transit/ingress labels) */
+    bool labelled;       /* it has transit labels (the sites' INFO says which PoPs to avoid) */
     uint16_t tcp_port;   /* 0: HTTP only */
     bool tls;            /* TLS terminated on tcp_port */
     uint64_t created_ms; /* Unix ms: the oldest owns a port two resources share */
@@ -661,6 +662,22 @@ static void send_info(struct peer *p, bool force)
         snprintf(sp->region, sizeof(sp->region), "%s", cp->region);
     }
     resource_t *r = xmalloc(sizeof(*r));
+    /* A PoP that may not carry one of the site's resources (transit labels) is one the site
+     * should not hold its tunnels to when it can hold them elsewhere. */
+    for (size_t i = 0; i < dp->nres; i++) {
+        if (!dp->res[i].labelled || (!dp->res[i].multi && strcmp(dp->res[i].site, p->site)) ||
+            resource_get(dp->o.store, dp->res[i].name, r))
+            continue;
+        bool mine = false;
+        for (unsigned k = 0; k < r->ntargets && !mine; k++)
+            mine = resource_target_in(r, k, p->site);
+        for (uint32_t k = 0; mine && k < in->npops; k++) {
+            const struct cfg_pop *cp = pop_find(dp, in->pops[k].id);
+            if (!cp || !labels_hit(cp->region, cp->labels, cp->nlabels, r->transit_labels,
+                                   r->ntransit_labels))
+                in->pops[k].avoid = true;
+        }
+    }
     for (size_t i = 0; i < dp->nres && in->nchecks < SM_CHECKS_MAX; i++) {
         if ((!dp->res[i].multi && strcmp(dp->res[i].site, p->site)) ||
             resource_get(dp->o.store, dp->res[i].name, r))
@@ -2288,7 +2305,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
     }
     struct cfg_res *c = res_find(dp, name);
     uint16_t old_port = c ? c->tcp_port : 0;
-    bool was_multi = c && c->multi;
+    bool was_multi = c && (c->multi || c->labelled);
     char old_site[NODECFG_NAME_MAX + 1] = "";
     if (c)
         snprintf(old_site, sizeof(old_site), "%s", c->site);
@@ -2308,6 +2325,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
         snprintf(c->site, sizeof(c->site), "%s", r->site);
         c->multi = resource_multisite(r);
         c->here = self_allowed(dp, r, true);
+        c->labelled = r->ntransit_labels > 0;
         c->tcp_port = r->tcp_port;
         c->tls = r->tls;
         c->created_ms = r->created_ms;
@@ -2316,7 +2334,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
         reconcile_port(dp, old_port);
     if (r)
         reconcile_port(dp, r->tcp_port);
-    if (was_multi || (r && resource_multisite(r))) { /* its sites: any of them */
+    if (was_multi || (r && (resource_multisite(r) || r->ntransit_labels))) { /* any site */
         info_dirty(dp, NULL);
     } else {
         if (old_site[0])

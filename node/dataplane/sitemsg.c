@@ -204,12 +204,14 @@ void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
     msgpack_pack_array(pk, in->npops);
     for (uint32_t i = 0; i < in->npops; i++) {
         const sm_pop_t *p = &in->pops[i];
-        msgpack_pack_array(pk, 5); /* a site that predates region skips it */
+        msgpack_pack_array(pk, p->avoid ? 6 : 5); /* an older site skips the fields it lacks */
         msgpack_pack_uint64(pk, p->id);
         mpw_str(pk, p->name);
         mpw_str(pk, p->tunnel_addr);
         mpw_bin(pk, p->curve_pk, 32);
         mpw_str(pk, p->region);
+        if (p->avoid)
+            msgpack_pack_true(pk);
     }
     msgpack_pack_array(pk, in->nchecks);
     for (uint32_t i = 0; i < in->nchecks; i++) {
@@ -329,7 +331,9 @@ int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm
             if (f >= 5 && (get_str(&r, p->region, sizeof(p->region), true) ||
                            (p->region[0] && nodecfg_check_name(p->region))))
                 BAD("info: bad PoP region");
-            if (skip_rest(&r, f, f >= 5 ? 5 : 4))
+            if (f >= 6 && mpr_bool(&r, &p->avoid))
+                BAD("info: a PoP's avoid is not a bool");
+            if (skip_rest(&r, f, f >= 6 ? 6 : f >= 5 ? 5 : 4))
                 BAD("info: bad PoP");
         }
         if (mpr_array(&r, &c) || c > SM_CHECKS_MAX)

@@ -33,7 +33,9 @@
  *       writes hc_status); other checks are [target, health] as before, which an older site
  *       reads as it always did (and which skips the two extra fields of the others).
  *       region: the PoP's region ("" = none; else a node name, nodecfg_check_name), which the
- *       site spreads its tunnels over; a PoP entry of 4 fields (an older PoP) has region "". */
+ *       site spreads its tunnels over; a PoP entry of 4 fields (an older PoP) has region "".
+ *       A sixth field, avoid: bool, written only when true: the PoP may not carry some of the
+ *       site's resources (their transit labels), so the site prefers the others. */
 #ifndef POPMESH_NODE_DATAPLANE_SITEMSG_H
 #define POPMESH_NODE_DATAPLANE_SITEMSG_H
 
@@ -120,6 +122,8 @@ typedef struct sm_pop {
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     uint8_t curve_pk[32];
     char region[NODECFG_NAME_MAX + 1]; /* "" when none (or an older PoP did not say) */
+    bool avoid; /* it lacks the labels some of the site's resources need (transit_labels):
+                 * the site holds its tunnels elsewhere when it can */
 } sm_pop_t;
 
 typedef struct sm_info {

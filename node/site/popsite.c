@@ -275,6 +275,17 @@ static void set_regions(site_t *s)
 }
 
 /* Replaces the PoP list with in's, keeping the state of PoPs still in it. */
+/* A PoP the INFO says to avoid (it may not carry some of this site's resources: their
+ * transit labels) counts as this much farther in every RTT the core compares, so the tunnels
+ * go to PoPs that may carry everything whenever enough of them answer, and to the others only
+ * to fill the set. */
+#define AVOID_PENALTY_US 10000000u
+
+static uint32_t judged_rtt(const site_t *s, unsigned i, uint32_t rtt_us)
+{
+    return rtt_us && s->pops[i].info.avoid ? rtt_us + AVOID_PENALTY_US : rtt_us;
+}
+
 static void apply_pops(site_t *s, const sm_info_t *in)
 {
     for (unsigned i = 0; i < s->npops; i++)
@@ -295,6 +306,10 @@ static void apply_pops(site_t *s, const sm_info_t *in)
             log_info("popsite: PoP %s moved from region %s to %s", in->pops[k].name,
                      region_of(&s->pops[i]), in->pops[k].region[0] ? in->pops[k].region : "none");
         }
+        if (in->pops[k].avoid && !s->pops[i].info.avoid) /* news: the last INFO did not say */
+            log_info("popsite: PoP %s may not carry some of this site's resources (their "
+                     "transit labels): tunnels go elsewhere when they can",
+                     in->pops[k].name);
         s->pops[i].info = in->pops[k];
         s->pops[i].known = true;
     }
@@ -987,12 +1002,12 @@ static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
     struct pop *p = &s->pops[i];
     uint32_t hs = tconn_handshake_rtt_us(c);
     if (p->probe == c) {
-        popsel_probe_result(s->sel, (unsigned)i, hs ? hs : 1); /* 0 would say unreachable */
+        popsel_probe_result(s->sel, (unsigned)i, judged_rtt(s, (unsigned)i, hs ? hs : 1));
         tconn_close(c, "probe done");
         return;
     }
     uint64_t now = clock_mono_ms();
-    popsel_tunnel_up(s->sel, (unsigned)i, hs, now);
+    popsel_tunnel_up(s->sel, (unsigned)i, judged_rtt(s, (unsigned)i, hs), now);
     log_info("popsite: tunnel to PoP %s up (rtt %.2f ms, region %s)", p->info.name,
              popsel_rtt_of(s->sel, (unsigned)i, now) / 1000.0, region_of(p));
     send_status(s, true);
@@ -1195,7 +1210,7 @@ static void manage(site_t *s)
     for (unsigned i = 0; i < s->npops; i++) {
         if (!popsel_is_up(s->sel, i))
             continue;
-        popsel_tunnel_rtt(s->sel, i, tconn_rtt_us(s->pops[i].c));
+        popsel_tunnel_rtt(s->sel, i, judged_rtt(s, i, tconn_rtt_us(s->pops[i].c)));
         popsel_tunnel_streams(s->sel, i, tunnel_streams(s->pops[i].c));
     }
     popsel_action_t acts[POPSEL_ACTIONS_MAX];
