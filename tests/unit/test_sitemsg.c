@@ -358,13 +358,16 @@ static void build_info(ctx_t *c, const void *v)
     if (f_list(c, in->npops))
         for (uint32_t i = 0; i < in->npops; i++) {
             const sm_pop_t *p = &in->pops[i];
-            if (!f_rec(c, 5))
+            bool avoid_field = p->avoid || c->extra; /* an extra field needs avoid first */
+            if (!f_rec(c, avoid_field ? 6 : 5))
                 continue;
             f_uint(c, p->id, 0);
             f_str(c, p->name, sizeof(p->name), 0);
             f_str(c, p->tunnel_addr, sizeof(p->tunnel_addr), F_ADDR);
             f_bin(c, p->curve_pk, sizeof(p->curve_pk));
             f_str(c, p->region, sizeof(p->region), F_EMPTY_OK);
+            if (avoid_field)
+                f_bool(c, p->avoid);
             rec_end(c);
         }
     if (f_list(c, in->nchecks))
@@ -493,6 +496,7 @@ static void fill_pop(sm_pop_t *p, unsigned i)
         p->curve_pk[j] = (uint8_t)(i * 31 + j);
     if (i % 3) /* and every third without a region */
         snprintf(p->region, sizeof(p->region), i % 3 == 1 ? "eu-west" : "us-east-%u", i);
+    p->avoid = i % 4 == 3; /* some to avoid (a resource's transit labels) */
 }
 
 static int setup(void **state)
@@ -1092,6 +1096,8 @@ static void pack_info_pop(ctx_t *c, uint32_t fields, const char *region)
     if (fields >= 5)
         mpw_str(&c->pk, region);
     if (fields >= 6)
+        msgpack_pack_true(&c->pk); /* avoid */
+    if (fields >= 7)
         msgpack_pack_uint8(&c->pk, 9); /* a field from the future */
     msgpack_pack_array(&c->pk, 0);
 }
@@ -1117,18 +1123,20 @@ static void test_info_pop_region(void **state)
     assert_string_equal(scratch_in.pops[0].tunnel_addr, want.tunnel_addr);
     assert_memory_equal(scratch_in.pops[0].curve_pk, want.curve_pk, 32);
     ctx_free(&c);
-    /* 5 and 6 fields (the sixth skipped); good regions, up to 63 bytes */
+    /* 5, 6 and 7 fields (the sixth is avoid, the seventh skipped); good regions, up to 63
+     * bytes */
     static const char *const good[] = {
         "",  "eu-west",   "a",
         "0", "us-east-2", "abcdefghijklmnopqrstuvwxyz0123456789-abcdefghijklmnopqrstuvwxy"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        for (uint32_t fields = 5; fields <= 6; fields++) {
+        for (uint32_t fields = 5; fields <= 7; fields++) {
             ctx_init(&c, -1, M_NONE);
             pack_info_pop(&c, fields, good[i]);
             why = NULL;
             if (sm_decode_ctl((const uint8_t *)c.sb.data, c.sb.size, &t, NULL, &scratch_in, &why))
                 fail_msg("region '%s' (%u fields) refused: %s", good[i], fields, why);
             assert_string_equal(scratch_in.pops[0].region, good[i]);
+            assert_int_equal(scratch_in.pops[0].avoid, fields >= 6);
             ctx_free(&c);
         }
     /* bad ones: refused with a reason */
