@@ -114,15 +114,32 @@ $PY "$PROBE" wait "$RELAY" "$R_ECHO" 30
 S1PRIM=$PRIM
 echo "   s1 is on $PRIM: direct ingress $DIRECT (via $PRIM), relay ingress $RELAY (via $OTHER)"
 
+# cpu_s PID: user + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15).
+TCK=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$TCK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# The relayed runs' CPU at the relay PoP and at the egress PoP (the site's), and the bytes
+# they carried: CPU seconds per GiB for each, so the relay's cost reads beside the egress's.
+RELAY_CPU=0 EGRESS_CPU=0 RELAY_GIB=0
+relayed_iperf() { # relayed_iperf ARGS...: iperf through the relay ingress, CPU accounted
+    local r0 e0 g
+    r0=$(cpu_s "${PID[$OTHER]}") e0=$(cpu_s "${PID[$PRIM]}")
+    g=$(iperf "$RELAY" "$R_IPERF" "$@")
+    RELAY_CPU=$(awk -v a="$RELAY_CPU" -v b="$(cpu_s "${PID[$OTHER]}")" -v c="$r0" 'BEGIN { printf "%.3f", a + b - c }')
+    EGRESS_CPU=$(awk -v a="$EGRESS_CPU" -v b="$(cpu_s "${PID[$PRIM]}")" -v c="$e0" 'BEGIN { printf "%.3f", a + b - c }')
+    RELAY_GIB=$(awk -v a="$RELAY_GIB" -v g="$g" -v s="$SECS" 'BEGIN { printf "%.4f", a + g * s / 8 * 1e9 / 1073741824 }')
+    echo "$g"
+}
 echo "== throughput: $RUNS x ${SECS}s each, interleaved popmesh-direct / ssh -L / popmesh-relay"
 declare -a TD=() TS=() TR=() RD=() RS=() RR=()
 for r in $(seq 1 "$RUNS"); do
     TD+=("$(iperf "$DIRECT" "$R_IPERF")")
     TS+=("$(iperf 127.0.0.1 "$SSH_IPERF")")
-    TR+=("$(iperf "$RELAY" "$R_IPERF")")
+    relayed_iperf >"$W/relayed.out"
+    TR+=("$(cat "$W/relayed.out")")
     RD+=("$(iperf "$DIRECT" "$R_IPERF" -R)")
     RS+=("$(iperf 127.0.0.1 "$SSH_IPERF" -R)")
-    RR+=("$(iperf "$RELAY" "$R_IPERF" -R)")
+    relayed_iperf -R >"$W/relayed.out"
+    RR+=("$(cat "$W/relayed.out")")
     echo "   run $r: fwd direct ${TD[-1]} ssh ${TS[-1]} relay ${TR[-1]}; -R direct ${RD[-1]} ssh ${RS[-1]} relay ${RR[-1]} Gbit/s"
 done
 
@@ -189,6 +206,9 @@ a=$(median "${TD[@]}"); b=$(median "${TR[@]}"); row "throughput client->server, 
 a=$(median "${RD[@]}"); b=$(median "${RR[@]}"); row "throughput server->client (-R), Gbit/s" "$a" "$b" "$(ratio "$b" "$a")"
 a=$(median "${LD50[@]}"); b=$(median "${LR50[@]}"); row "64 B round trip p50, us" "$a" "$b" "$(ratio "$b" "$a")"
 a=$(median "${LD99[@]}"); b=$(median "${LR99[@]}"); row "64 B round trip p99, us" "$a" "$b" "$(ratio "$b" "$a")"
+a=$(awk -v c="$EGRESS_CPU" -v g="$RELAY_GIB" 'BEGIN { printf "%.2f", (g > 0 ? c / g : 0) }')
+b=$(awk -v c="$RELAY_CPU" -v g="$RELAY_GIB" 'BEGIN { printf "%.2f", (g > 0 ? c / g : 0) }')
+row "CPU s per GiB relayed: egress PoP, relay PoP" "$a" "$b" "$(ratio "$b" "$a")"
 echo
 row "failover (3 PoPs, site --pops 2)" "median" "p99" "n"
 row "--------------------------------------------" "------------" "------------" "------"
