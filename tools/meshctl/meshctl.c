@@ -203,32 +203,9 @@ static int report_failure(const ctl_response_t *resp)
     return resp->status == CTL_BAD_REQUEST ? EXIT_USAGE : EXIT_REFUSED;
 }
 
-/* The common path: send, check the status, hand back the body as JSON (caller owns it). */
-static int roundtrip(ctx_t *c, request_t *r, json_t **out)
-{
-    ctl_response_t resp;
-    uint8_t *raw = NULL;
-    request_end(r);
-    int rc = call(c, &r->buf, &resp, &raw);
-    msgpack_sbuffer_destroy(&r->buf);
-    if (rc)
-        return rc;
-    if (resp.status != CTL_OK) {
-        rc = report_failure(&resp);
-        free(raw);
-        return rc;
-    }
-    *out = mpjson_from(resp.body, resp.body_len);
-    free(raw);
-    if (!*out) {
-        fprintf(stderr, "meshctl: popd's answer could not be rendered\n");
-        return EXIT_UNREACHABLE;
-    }
-    return EXIT_OK;
-}
-
-/* roundtrip without a word on a refusal (an optional part of an answer an older popd lacks). */
-static int roundtrip_quiet(ctx_t *c, request_t *r, json_t **out)
+/* Send, check the status, hand back the body as JSON (caller owns it). quiet: a refusal
+ * prints nothing (an optional part of an answer that an older popd lacks). */
+static int roundtrip_as(ctx_t *c, request_t *r, json_t **out, bool quiet)
 {
     ctl_response_t resp;
     uint8_t *raw = NULL;
@@ -238,10 +215,30 @@ static int roundtrip_quiet(ctx_t *c, request_t *r, json_t **out)
     msgpack_sbuffer_destroy(&r->buf);
     if (rc)
         return rc;
-    if (resp.status == CTL_OK)
-        *out = mpjson_from(resp.body, resp.body_len);
+    if (resp.status != CTL_OK) {
+        rc = quiet ? EXIT_REFUSED : report_failure(&resp);
+        free(raw);
+        return rc;
+    }
+    *out = mpjson_from(resp.body, resp.body_len);
     free(raw);
-    return *out ? EXIT_OK : EXIT_REFUSED;
+    if (!*out) {
+        if (!quiet)
+            fprintf(stderr, "meshctl: popd's answer could not be rendered\n");
+        return EXIT_UNREACHABLE;
+    }
+    return EXIT_OK;
+}
+
+/* The common path. */
+static int roundtrip(ctx_t *c, request_t *r, json_t **out)
+{
+    return roundtrip_as(c, r, out, false);
+}
+
+static int roundtrip_quiet(ctx_t *c, request_t *r, json_t **out)
+{
+    return roundtrip_as(c, r, out, true);
 }
 
 static void print_json(json_t *j)
