@@ -137,6 +137,12 @@ for _ in $(seq 1 100); do
     [ "$n" = 3 ] && break
     sleep 0.1
 done
+# Its first STATUS names a primary a moment after the tunnels are up: wait (at most 5 s) so
+# the table shows it rather than two standbys.
+for _ in $(seq 1 50); do
+    "$MESHCTL" -d "$DEMO/pop-c" --json sites 2>/dev/null | grep -q '"primary"' && break
+    sleep 0.1
+done
 run pop-c sites
 run pop-a routes
 echo "== one connection through each PoP's ingress address (port 7990)"
