@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -379,6 +380,21 @@ static bool site_covers(const dnsserver_t *s, const char *label, const char *sit
     return false;
 }
 
+/* True when a site node of the site(s) label stands for is ONLINE or DEGRADED at the PoP
+ * whose link-state record is e. */
+static bool attached_at(const dnsserver_t *s, const lsdb_entry_t *e, const char *label)
+{
+    for (uint32_t k = 0; k < e->n_sites; k++) {
+        const ls_site_t *ls = &e->sites[k];
+        if (ls->state != LS_SITE_ONLINE && ls->state != LS_SITE_DEGRADED)
+            continue;
+        for (size_t n = 0; n < s->nsite_nodes; n++)
+            if (s->site_nodes[n].id == ls->site && site_covers(s, label, s->site_nodes[n].site))
+                return true;
+    }
+    return false;
+}
+
 static void compute_reach(dnsserver_t *s, dns_view_t *v)
 {
     const lsdb_t *db = meshnode_lsdb(s->o.mesh);
@@ -409,18 +425,8 @@ static void compute_reach(dnsserver_t *s, dns_view_t *v)
         const lsdb_entry_t *e = ls_find(db, v->pops[i].id, &tmp);
         if (!e || !up[i])
             continue;
-        for (uint32_t k = 0; k < e->n_sites; k++) {
-            const ls_site_t *ls = &e->sites[k];
-            if (ls->state != LS_SITE_ONLINE && ls->state != LS_SITE_DEGRADED)
-                continue;
-            for (size_t n = 0; n < s->nsite_nodes; n++) {
-                if (s->site_nodes[n].id != ls->site)
-                    continue;
-                for (size_t si = 0; si < v->nsites; si++)
-                    if (site_covers(s, v->sites[si], s->site_nodes[n].site))
-                        attached[i * v->nsites + si] = true;
-            }
-        }
+        for (size_t si = 0; si < v->nsites; si++)
+            attached[i * v->nsites + si] = attached_at(s, e, v->sites[si]);
     }
     /* components: a PoP reaches what its component reaches */
     size_t *comp = xmalloc(np * sizeof(size_t)), *stack = xmalloc(np * sizeof(size_t));
@@ -1020,6 +1026,150 @@ static void pack_addr(msgpack_packer *pk, const dns_pop_t *p, uint8_t family)
     mpw_str(pk, t);
 }
 
+/* A resource restricted to labelled PoPs (--transit-labels, --ingress-labels) is answered only
+ * with PoPs that may take its users and reach its site through labelled PoPs (compute_reach).
+ * When none may, the answer is NODATA like any unreachable host, and every PoP would show
+ * "no-route": explain instead, in the operator's terms (the labels), why it has no allowed
+ * path. It is not carried any other way: the data plane refuses it too (resource.routes). */
+
+/* The configuration entry behind a view site label; NULL when none. */
+static const struct cfg_host *cfg_host_of(const dnsserver_t *s, const char *label)
+{
+    for (size_t i = 0; i < s->nhosts; i++)
+        if (!strcmp(s->hosts[i].site, label))
+            return &s->hosts[i];
+    return NULL;
+}
+
+/* Appends printf output to out (cap bytes, *off used so far), truncating with "..." once full:
+ * lists of PoPs in a reason are bounded by the buffer, not by the mesh's size. */
+__attribute__((format(printf, 4, 5))) static void text_add(char *out, size_t cap, size_t *off,
+                                                           const char *fmt, ...)
+{
+    if (*off + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *off, cap - *off, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= cap - *off) {
+        *off = cap - 1;
+        if (cap > 4)
+            memcpy(out + cap - 4, "...", 4);
+        return;
+    }
+    *off += (size_t)n;
+}
+
+/* "the label onprem" or "one of the labels onprem, eu". */
+static void labels_text(const char (*l)[NODECFG_NAME_MAX + 1], unsigned n, char *out, size_t cap)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    text_add(out, cap, &off, n == 1 ? "the label " : "one of the labels ");
+    for (unsigned i = 0; i < n; i++)
+        text_add(out, cap, &off, "%s%s", i ? ", " : "", l[i]);
+}
+
+/* A PoP's state for this host: "no-label" where it lacks the transit labels, "no-ingress-label"
+ * where it may carry the traffic but not take the users; the view's state otherwise. */
+static const char *explain_state(const dnsserver_t *s, const dns_view_t *v, const resource_t *res,
+                                 size_t idx, enum dns_excl why)
+{
+    if (res && why == DNS_EXCL_NO_ROUTE) {
+        if (!pop_labels_allow(s, v->pops[idx].id, res, false))
+            return "no-label";
+        if (!pop_labels_allow(s, v->pops[idx].id, res, true))
+            return "no-ingress-label";
+    }
+    return dns_excl_name(why);
+}
+
+static void pack_labels(msgpack_packer *pk, const char *key, const char (*l)[NODECFG_NAME_MAX + 1],
+                        unsigned n)
+{
+    mpw_str(pk, key);
+    msgpack_pack_array(pk, n);
+    for (unsigned i = 0; i < n; i++)
+        mpw_str(pk, l[i]);
+}
+
+/* The "transit" entry of dns.explain for a host whose resource res carries labels. */
+static void pack_transit(const dnsserver_t *s, const dns_view_t *v, const dns_host_t *host,
+                         const resource_t *res, const char *sites, msgpack_packer *pk)
+{
+    const char *label = v->sites[host->site];
+    const lsdb_t *db = meshnode_lsdb(s->o.mesh);
+    const bool *reach =
+        v->reach && host->site < v->nsites ? v->reach + host->site * v->npops : NULL;
+    char carriers[512] = "", live[512] = "", elsewhere[512] = "";
+    size_t oc = 0, ol = 0, oe = 0;
+    unsigned ncarry = 0, nlive = 0, ningress = 0, nattached = 0;
+    bool any_reach = false;
+    for (size_t p = 0; p < v->npops; p++) {
+        const dns_pop_t *pop = &v->pops[p];
+        bool alive = pop->state != DNS_EXCL_DEAD;
+        any_reach |= reach && reach[p];
+        lsdb_entry_t tmp;
+        const lsdb_entry_t *e = alive ? ls_find(db, pop->id, &tmp) : NULL;
+        bool attached = e && attached_at(s, e, label);
+        if (!pop_labels_allow(s, pop->id, res, false)) {
+            if (attached)
+                text_add(elsewhere, sizeof(elsewhere), &oe, "%s%s", oe ? ", " : "", pop->name);
+            continue;
+        }
+        text_add(carriers, sizeof(carriers), &oc, "%s%s %s", ncarry ? ", " : "", pop->name,
+                 dns_excl_name(pop->state));
+        ncarry++;
+        if (!alive)
+            continue;
+        text_add(live, sizeof(live), &ol, "%s%s", nlive ? ", " : "", pop->name);
+        nlive++;
+        ningress += pop_labels_allow(s, pop->id, res, true);
+        nattached += attached;
+    }
+    char tl[256], il[256], with[272] = "", why[1024] = "";
+    labels_text((const char(*)[NODECFG_NAME_MAX + 1]) res->transit_labels, res->ntransit_labels, tl,
+                sizeof(tl));
+    labels_text((const char(*)[NODECFG_NAME_MAX + 1]) res->ingress_labels, res->ningress_labels, il,
+                sizeof(il));
+    if (res->ntransit_labels) /* with only ingress labels, every PoP may carry it */
+        snprintf(with, sizeof(with), " with %s", tl);
+    /* With an allowed path, the answer (or the PoPs' states) says the rest: why stays "".
+     * Without one, the first of these that holds, from the labels outwards. */
+    size_t ow = 0;
+    if (any_reach)
+        why[0] = '\0';
+    else if (!ncarry)
+        text_add(why, sizeof(why), &ow, "no PoP in the mesh%s", with);
+    else if (!nlive)
+        text_add(why, sizeof(why), &ow, "no live PoP%s (%s)", with, carriers);
+    else if (!ningress)
+        text_add(why, sizeof(why), &ow, "of the live PoPs%s (%s), none has %s for users to enter",
+                 with, live, il);
+    else if (!nattached)
+        text_add(why, sizeof(why), &ow, "site %s has no tunnel up at a live PoP%s (%s); %s%s",
+                 sites, with, live,
+                 oe ? "its tunnels are at " : "it has no tunnel up at any live PoP", elsewhere);
+    else
+        text_add(why, sizeof(why), &ow,
+                 "the live PoPs%s (%s) reach no PoP holding site %s's tunnels without crossing "
+                 "a PoP that lacks the labels",
+                 with, live, sites);
+    msgpack_pack_map(pk, 7);
+    mpw_kv_str(pk, "resource", res->name);
+    pack_labels(pk, "transit_labels", (const char(*)[NODECFG_NAME_MAX + 1]) res->transit_labels,
+                res->ntransit_labels);
+    pack_labels(pk, "ingress_labels", (const char(*)[NODECFG_NAME_MAX + 1]) res->ingress_labels,
+                res->ningress_labels);
+    mpw_kv_u64(pk, "carriers", ncarry);
+    mpw_kv_u64(pk, "carriers_alive", nlive);
+    mpw_kv_bool(pk, "no_allowed_path", !any_reach);
+    mpw_kv_str(pk, "why", why);
+}
+
 static int cmd_explain(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     dnsserver_t *s = ctx;
@@ -1084,13 +1234,32 @@ static int cmd_explain(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         dnssel_pick(v, z, host, name, family, have_client ? &cl : NULL, &pk_out, &ex);
     }
 
-    msgpack_pack_map(pk, 11);
+    /* A host of a resource with its own view label ("_" and a hash) is served by the sites
+     * behind that label: name them rather than the label. */
+    const resource_t *res = host ? labelled_host(s, v->sites[host->site]) : NULL;
+    char sites[256] = "";
+    if (host) {
+        const struct cfg_host *h = cfg_host_of(s, v->sites[host->site]);
+        size_t off = 0;
+        if (h && h->nsites)
+            for (unsigned k = 0; k < h->nsites; k++)
+                text_add(sites, sizeof(sites), &off, "%s%s", k ? "," : "", h->sites[k]);
+        else
+            snprintf(sites, sizeof(sites), "%s", v->sites[host->site]);
+    }
+
+    msgpack_pack_map(pk, 12);
     mpw_kv_str(pk, "name", name);
     mpw_kv_str(pk, "zone", z ? z->name : "");
     mpw_kv_str(pk, "kind", kind);
     mpw_kv_str(pk, "type", family == 6 ? "AAAA" : "A");
     mpw_kv_str(pk, "client", have_client ? client_text : "");
-    mpw_kv_str(pk, "site", host ? v->sites[host->site] : "");
+    mpw_kv_str(pk, "site", sites);
+    mpw_str(pk, "transit");
+    if (res && pick)
+        pack_transit(s, v, host, res, sites, pk);
+    else
+        msgpack_pack_nil(pk);
     mpw_str(pk, "mapping");
     if (pick && ex.geo != DNS_NONE) {
         const dns_geo_t *g = &v->geos[ex.geo];
@@ -1153,7 +1322,7 @@ static int cmd_explain(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         mpw_kv_str(pk, "pop", p->name);
         mpw_kv_str(pk, "region", p->region);
         mpw_kv_u64(pk, "rank", i + 1);
-        mpw_kv_str(pk, "state", dns_excl_name(ex.why[idx]));
+        mpw_kv_str(pk, "state", explain_state(s, v, res, idx, ex.why[idx]));
         mpw_kv_bool(pk, "answered", in_answer);
         mpw_str(pk, "distance_km");
         if (ex.dist_km[idx] >= 0)

@@ -13,6 +13,9 @@
 #   4. a connector next to a cloud PoP holds its tunnels at the labelled PoPs its resource
 #      needs (the INFO says which PoPs to avoid).
 #   5. bad input: a bad label, labels on a resource listed twice.
+#   6. dns explain says when a resource has no allowed path, and why: a label no PoP has, then
+#      "onprem" with on-1 and on-2 killed (no live PoP has the label); never an unexplained
+#      empty answer.
 if [ "$(id -u)" -ne 0 ]; then # before lib.sh: its EXIT trap would turn 77 into 1 under set -e
     echo "SKIP: network namespaces need root" >&2
     exit 77
@@ -120,6 +123,17 @@ ON2=$(for i in 1 2; do netns_ip "$i"; done | sort | tr '\n' ' ' | sed 's/ $//')
 wait_for 10 "open.test answered with all four PoPs" dns_is open.test "$ALL4"
 wait_for 10 "onprem.test answered with on-1 and on-2" dns_is onprem.test "$ON2"
 ok "DNS (at cloud-1): open.test -> the four PoPs, onprem.test -> on-1 and on-2 only"
+# dns explain at cloud-1: the cloud PoPs are left out for the label, not for a missing route;
+# the restriction is shown, and there is an allowed path.
+mctl "$WORK/n3" dns explain onprem.test >"$WORK/explain.txt"
+sed 's/^/#   /' "$WORK/explain.txt"
+expect_in "$WORK/explain.txt" "transit: resource onprem may cross PoPs labelled onprem"
+grep -Eq '^[0-9]+ +cloud-1 .* no-label ' "$WORK/explain.txt" ||
+    fail "dns explain does not say cloud-1 is left out of onprem.test for lacking the label"
+if grep -q "no allowed path" "$WORK/explain.txt"; then
+    fail "dns explain says onprem.test has no allowed path while on-1 and on-2 carry it"
+fi
+ok "dns explain onprem.test (at cloud-1): the labels, cloud PoPs 'no-label', an allowed path"
 
 relayed() { # relayed: streams the cloud PoPs relayed, summed
     local sum=0 i
@@ -221,4 +235,35 @@ expect_in "$WORK/err" "label 'onprem' is listed twice"
 if "$POPD" init --data "$WORK/bad" --name x --label Nope 2>"$WORK/err"; then fail "popd init took a bad label"; fi
 expect_in "$WORK/err" "label 'Nope' must be"
 ok "bad labels are refused with their reasons (resource add, popd init)"
+
+# ---- 6. dns explain: no allowed path, and why ----
+# explain_at I NAME: dns explain at PoP I, as text, also shown in the log
+explain_at() { mctl "$WORK/n$1" dns explain "$2" >"$WORK/explain.txt" 2>&1; }
+expect_rc 0 mctl "$WORK/n1" resource add nowhere --site branch --target "$(netns_ip 2):$BACK_PORT" \
+    --tcp-port "$((P_ONPREM + 2))" --host nowhere.test --transit-labels nosuch
+nowhere_explained() {
+    explain_at 3 nowhere.test &&
+        grep -q "no allowed path: no PoP in the mesh with the label nosuch" "$WORK/explain.txt"
+}
+wait_for 10 "dns explain nowhere.test says no PoP has the label" nowhere_explained
+sed 's/^/#   /' "$WORK/explain.txt"
+expect_in "$WORK/explain.txt" "answer: none (NODATA: no allowed path)"
+[ -z "$(dns_a nowhere.test)" ] || fail "nowhere.test has an answer: $(dns_a nowhere.test)"
+ok "dns explain nowhere.test: no allowed path, no PoP has the label nosuch (the answer is empty)"
+# The on-prem PoPs die: onprem.test has no allowed path at cloud-1, and explain names them.
+for i in 1 2; do kill -9 "${NODE_PID[$i]}" 2>/dev/null || true; done
+onprem_explained() {
+    explain_at 3 onprem.test &&
+        grep -Eq "no allowed path: no live PoP with the label onprem \((on-1 dead, on-2 dead|on-2 dead, on-1 dead)\)" \
+            "$WORK/explain.txt"
+}
+wait_for 20 "dns explain onprem.test at cloud-1 says no live PoP has the label" onprem_explained
+sed 's/^/#   /' "$WORK/explain.txt"
+[ -z "$(dns_a onprem.test)" ] || fail "onprem.test still has an answer: $(dns_a onprem.test)"
+mctl "$WORK/n3" --json dns explain onprem.test | "$PY" -c '
+import json, sys
+t = json.load(sys.stdin)["transit"]
+sys.exit(0 if t["no_allowed_path"] and t["transit_labels"] == ["onprem"] and t["carriers"] == 2
+         and t["carriers_alive"] == 0 else 1)' || fail "dns explain --json: transit is not as expected"
+ok "on-1 and on-2 killed: dns explain onprem.test at cloud-1 says no allowed path, no live PoP has the label onprem (both dead)"
 done_testing

@@ -2108,6 +2108,12 @@ static int cmd_dns_explain(ctx_t *c, const command_t *self, int argc, char **arg
     const char *none = !strcmp(kind, "refused")        ? " none (REFUSED: outside every zone)"
                        : !strcmp(kind, "no such name") ? " none (NXDOMAIN)"
                                                        : " none (NODATA)";
+    /* A resource restricted to labelled PoPs: say which, and when no PoP may carry it, why
+     * (the answer is empty because nothing is allowed to, not because of a fault). */
+    json_t *tr = json_object_get(j, "transit");
+    bool no_path = json_is_object(tr) && json_is_true(json_object_get(tr, "no_allowed_path"));
+    if (no_path)
+        none = " none (NODATA: no allowed path)";
     printf("answer:%s\n", json_array_size(ans) ? "" : none);
     json_array_foreach(ans, i, e)
     {
@@ -2118,6 +2124,26 @@ static int cmd_dns_explain(ctx_t *c, const command_t *self, int argc, char **arg
         if (json_is_number(d))
             printf(" %.0f km", json_number_value(d));
         printf("\n");
+    }
+    if (json_is_object(tr)) {
+        char tl[256] = "-", il[256] = "-";
+        size_t k, off = 0;
+        json_t *l;
+        json_array_foreach(json_object_get(tr, "transit_labels"), k, l)
+            cell_add(tl, sizeof(tl), &off, "%s%s", k ? "," : "", json_string_value(l));
+        off = 0;
+        json_array_foreach(json_object_get(tr, "ingress_labels"), k, l)
+            cell_add(il, sizeof(il), &off, "%s%s", k ? "," : "", json_string_value(l));
+        printf("transit: resource %s may cross %s%s, users enter at %s%s; %lld PoP(s) may "
+               "carry it, %lld alive\n",
+               json_string_value(json_object_get(tr, "resource")),
+               strcmp(tl, "-") ? "PoPs labelled " : "any PoP", strcmp(tl, "-") ? tl : "",
+               strcmp(il, "-") ? "PoPs labelled " : "any of them", strcmp(il, "-") ? il : "",
+               (long long)json_integer_value(json_object_get(tr, "carriers")),
+               (long long)json_integer_value(json_object_get(tr, "carriers_alive")));
+        if (no_path)
+            printf("no allowed path: %s; it is not carried any other way\n",
+                   json_string_value(json_object_get(tr, "why")));
     }
     json_t *pops = json_object_get(j, "pops");
     if (json_array_size(pops)) {
