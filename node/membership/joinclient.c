@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
@@ -142,8 +143,14 @@ int join_request(const token_t *t, const reg_node_t *me, unsigned timeout_ms, jo
     char reasons[2048] = "";
     size_t rl = 0;
     int rc = -EHOSTUNREACH;
+    /* Test knob (integration tests only): POPMESH_TEST_JOIN_SEED=HOST:PORT tries only the
+     * token's seed at that address, so a test can aim concurrent joins of one token at
+     * different seeds. It can only narrow the token's own list. */
+    const char *only = getenv("POPMESH_TEST_JOIN_SEED");
     for (unsigned i = 0; i < t->nseeds; i++) {
         char why[400];
+        if (only && *only && strcmp(only, t->seeds[i].addr) != 0)
+            continue;
         if (try_seed(zctx, &t->seeds[i], jpk, jsk, &req, timeout_ms, reply, &rlen, why, sizeof(why),
                      (int)i)) {
             rc = 0;

@@ -3,6 +3,7 @@
 #include "common/mp.h"
 #include "common/xmalloc.h"
 #include "gossip/antientropy.h"
+#include "node/records/registry.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -166,5 +167,114 @@ int joinmsg_decode_reply(const uint8_t *buf, size_t len, joinmsg_reply_t *out, c
     }
     out->nentries = n;
     out->type = MESH_MSG_JOIN_OK;
+    return 0;
+}
+
+/* Copies a peer's text into dst (cap bytes with the NUL), cut if longer, with control
+ * characters replaced: it ends up on an operator's terminal. */
+static int read_text(mpr_t *r, char *dst, size_t cap, bool cut)
+{
+    const char *s;
+    uint32_t n;
+    if (mpr_str(r, &s, &n) || (!cut && n >= cap))
+        return -EBADMSG;
+    size_t keep = n < cap - 1 ? n : cap - 1;
+    memcpy(dst, s, keep);
+    dst[keep] = '\0';
+    for (size_t i = 0; i < keep; i++)
+        if ((unsigned char)dst[i] < 0x20 || dst[i] == 0x7f)
+            dst[i] = ' ';
+    return 0;
+}
+
+void joinmsg_pack_forward(msgpack_packer *pk, uint64_t seq, uint64_t token_id,
+                          const store_entry_t *token, const uint8_t *join, size_t join_len)
+{
+    msgpack_pack_array(pk, 6);
+    msgpack_pack_uint32(pk, MESH_VERSION);
+    msgpack_pack_uint32(pk, MESH_MSG_FORWARD);
+    msgpack_pack_uint64(pk, seq);
+    msgpack_pack_uint64(pk, token_id);
+    ae_entry_pack(pk, token);
+    mpw_bin(pk, join, join_len);
+}
+
+int joinmsg_decode_forward(const uint8_t *buf, size_t len, joinmsg_forward_t *f, const char **why)
+{
+    mpr_t r;
+    uint32_t count, jl;
+    uint64_t type;
+    char key[64];
+    memset(f, 0, sizeof(*f));
+    mpr_init(&r, buf, len);
+    if (read_head(&r, &count, &type) || type != MESH_MSG_FORWARD || count != 6) {
+        *why = "not a FORWARD message";
+        return -EBADMSG;
+    }
+    if (mpr_uint(&r, &f->seq) || mpr_uint(&r, &f->token_id) || ae_entry_read(&r, &f->token) ||
+        mpr_bin(&r, &f->join, &jl) || r.left) {
+        *why = "malformed FORWARD field";
+        return -EBADMSG;
+    }
+    f->join_len = jl;
+    reg_token_key(f->token_id, key, sizeof(key));
+    if (f->token.tombstone || f->token.klen != strlen(key) ||
+        memcmp(f->token.key, key, f->token.klen) != 0) {
+        *why = "the token record is not the token's";
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+void joinmsg_pack_verdict(msgpack_packer *pk, uint64_t seq, const char *code, const char *message,
+                          const store_entry_t *node)
+{
+    msgpack_pack_array(pk, 6);
+    msgpack_pack_uint32(pk, MESH_VERSION);
+    msgpack_pack_uint32(pk, MESH_MSG_VERDICT);
+    msgpack_pack_uint64(pk, seq);
+    mpw_str(pk, code);
+    mpw_str(pk, message);
+    if (node)
+        ae_entry_pack(pk, node);
+    else
+        msgpack_pack_nil(pk);
+}
+
+int joinmsg_decode_verdict(const uint8_t *buf, size_t len, joinmsg_verdict_t *v, const char **why)
+{
+    mpr_t r;
+    uint32_t count;
+    uint64_t type, id;
+    memset(v, 0, sizeof(*v));
+    mpr_init(&r, buf, len);
+    if (read_head(&r, &count, &type) || type != MESH_MSG_VERDICT || count != 6) {
+        *why = "not a VERDICT message";
+        return -EBADMSG;
+    }
+    if (mpr_uint(&r, &v->seq) || read_text(&r, v->code, sizeof(v->code), false) ||
+        read_text(&r, v->message, sizeof(v->message), true)) {
+        *why = "malformed VERDICT field";
+        return -EBADMSG;
+    }
+    if (mpr_peek(&r) == MP_NIL) {
+        mpr_nil(&r);
+    } else if (ae_entry_read(&r, &v->node) == 0) {
+        v->has_node = true;
+    } else {
+        *why = "malformed VERDICT record";
+        return -EBADMSG;
+    }
+    if (r.left) {
+        *why = "trailing bytes";
+        return -EBADMSG;
+    }
+    bool admitted = v->code[0] == '\0';
+    if (admitted != v->has_node ||
+        (admitted && (v->node.tombstone ||
+                      reg_node_key_id(v->node.key, v->node.klen, &id) != 0))) {
+        *why = admitted ? "an admission without the node's record" : "a refusal with a record";
+        return -EBADMSG;
+    }
     return 0;
 }

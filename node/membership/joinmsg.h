@@ -1,11 +1,21 @@
-/* joinmsg: the three messages of the join handshake (docs/protocol.md, "Joining").
+/* joinmsg: the three messages of the join handshake (docs/protocol.md, "Joining"), and the
+ * two a seed and the join arbiter exchange about one.
  *
  *   JOIN     [1, 48, name, region, addr, curve_pk: bin 32, sign_pk: bin 32, role]
  *   JOIN_OK  [1, 49, mesh_pk: bin 32, mesh_sk: bin 64 | nil, registry: [entry, ...]]
  *   JOIN_ERR [1, 50, code: str, message: str]
  *
+ *   FORWARD  [1, 51, seq, token_id, token: entry, join: bin]            seed -> arbiter
+ *   VERDICT  [1, 52, seq, code: str, message: str, node: entry | nil]   arbiter -> seed
+ *
+ * FORWARD hands the joiner's JOIN, byte for byte, to the PoP that decides every join
+ * (meshjoin.c), with the seed's copy of the token's record (the arbiter may not have received
+ * it yet). VERDICT answers it: code "" admits, and node is the joiner's registry record as
+ * the arbiter wrote it; any other code refuses, with a message for the joiner. seq pairs them.
+ *
  * Both ends decode what the other sent with these functions; everything is bounds-checked
- * and string fields are NUL-free and fit their buffers. */
+ * and string fields are NUL-free and fit their buffers. FORWARD and VERDICT come only from
+ * members (ZAP: "n:"), but are decoded as strictly as anything else. */
 #ifndef POPMESH_NODE_MEMBERSHIP_JOINMSG_H
 #define POPMESH_NODE_MEMBERSHIP_JOINMSG_H
 
@@ -45,5 +55,40 @@ typedef struct joinmsg_reply {
 
 /* Decodes JOIN_OK or JOIN_ERR. 0 or -EBADMSG with why. */
 int joinmsg_decode_reply(const uint8_t *buf, size_t len, joinmsg_reply_t *r, const char **why);
+
+#define JOINMSG_CODE_MAX    31  /* bytes of a refusal's code ("used-up", "arbiter-down", ...) */
+#define JOINMSG_MESSAGE_MAX 299 /* bytes of a refusal's message kept; longer ones are cut */
+
+typedef struct joinmsg_forward {
+    uint64_t seq;
+    uint64_t token_id;
+    store_entry_t token; /* token/<token_id>; borrowed from the buffer */
+    const uint8_t *join; /* the JOIN message; borrowed from the buffer */
+    size_t join_len;
+} joinmsg_forward_t;
+
+/* FORWARD; token is the seed's token/<token_id> entry. */
+void joinmsg_pack_forward(msgpack_packer *pk, uint64_t seq, uint64_t token_id,
+                          const store_entry_t *token, const uint8_t *join, size_t join_len);
+/* 0 or -EBADMSG with why; also refuses a token entry that is not token/<token_id>, or a
+ * tombstone. */
+int joinmsg_decode_forward(const uint8_t *buf, size_t len, joinmsg_forward_t *f,
+                           const char **why);
+
+typedef struct joinmsg_verdict {
+    uint64_t seq;
+    char code[JOINMSG_CODE_MAX + 1];       /* "" = admitted; no control characters */
+    char message[JOINMSG_MESSAGE_MAX + 1]; /* no control characters */
+    bool has_node;
+    store_entry_t node; /* when admitted: the node/ record; borrowed from the buffer */
+} joinmsg_verdict_t;
+
+/* VERDICT; node is NULL for a refusal, the joiner's node/ entry when code is "". */
+void joinmsg_pack_verdict(msgpack_packer *pk, uint64_t seq, const char *code, const char *message,
+                          const store_entry_t *node);
+/* 0 or -EBADMSG with why; an admission must carry a node/ entry (not a tombstone) and a
+ * refusal must carry none. */
+int joinmsg_decode_verdict(const uint8_t *buf, size_t len, joinmsg_verdict_t *v,
+                           const char **why);
 
 #endif

@@ -16,6 +16,8 @@
  *   48      JOIN          MESH_VERSION                  joinmsg.h; only from a token holder
  *   49      JOIN_OK       MESH_VERSION                  the seed's answer (a reply)
  *   50      JOIN_ERR      MESH_VERSION                  the seed's refusal (a reply)
+ *   51      FORWARD       MESH_VERSION                  joinmsg.h; a seed hands a JOIN to the arbiter
+ *   52      VERDICT       MESH_VERSION                  joinmsg.h; the arbiter's decision on it
  *
  * Who sent a message is known from the CURVE handshake (the ZAP user id), never from its
  * content: "n:<node id>" for members, "t:<token id>" for a token holder, which may only send
@@ -47,6 +49,8 @@
 #define MESH_MSG_JOIN       48
 #define MESH_MSG_JOIN_OK    49
 #define MESH_MSG_JOIN_ERR   50
+#define MESH_MSG_FORWARD    51
+#define MESH_MSG_VERDICT    52
 
 #define MESH_BCAST_ENTRY     1
 #define MESH_BCAST_HEALTH    2

@@ -688,6 +688,10 @@ static void receive(void *ctx, const char *user_id, const uint8_t *rid, size_t r
             m->pushes_applied++;
             push_fanout(m, &e, from);
         }
+    } else if (type == MESH_MSG_FORWARD) {
+        meshjoin_forward(m, from, msg, len);
+    } else if (type == MESH_MSG_VERDICT) {
+        meshjoin_verdict(m, from, msg, len);
     } else if (type == MESH_MSG_AE_DIGEST || type == MESH_MSG_AE_ENTRIES) {
         struct reply_ctx rc = {m, from};
         ae_handle(m->o.store, msg, len, clock_wall_ms(), ae_reply, &rc, &m->ae);
@@ -928,6 +932,7 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     if (o->cfg->no_inbound)
         ev_timer_start(o->loop, &m->keep_timer);
     meshhealth_start(m);
+    meshjoin_start(m);
     log_info("mesh: %s listening on %s (mesh %s, %zu registered members)", o->cfg->name,
              meshnet_bound(m->net), m->mesh_id, m->nreg);
     return m;
@@ -947,6 +952,7 @@ void meshnode_destroy(meshnode_t **mp)
     ev_timer_stop(m->o.loop, &m->leave_timer);
     ev_timer_stop(m->o.loop, &m->keep_timer);
     meshhealth_stop(m);
+    meshjoin_stop(m);
     store_unwatch(m->o.store, m->reg_watch);
     meshroute_destroy(&m->routes);
     meshnet_destroy(&m->net);

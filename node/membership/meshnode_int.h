@@ -7,7 +7,8 @@
  *                 driving and its callbacks, the registry snapshot, the store's dissemination
  *                 (broadcast, push fan-out, anti-entropy, removal pushes), link-state glue,
  *                 the life cycle;
- *   meshjoin.c    the join server: a token holder's JOIN answered at a seed;
+ *   meshjoin.c    the join server: a token holder's JOIN answered at a seed, and decided at
+ *                 the join arbiter;
  *   meshhealth.c  health vectors: this PoP's own (its sources), the members' (merge), and
  *                 the route penalties they give;
  *   meshclock.c   this node's clock against the mesh's, and the write guard it implies;
@@ -106,6 +107,7 @@ struct meshnode {
     double clock_log_at;     /* ev_now of the last "this node's clock is off" report, s */
     bool clock_off;          /* that report is in force (to log the recovery once) */
     uint64_t writes_refused; /* control writes refused for this node's clock */
+    struct meshjoin *join;   /* JOINs waiting for the join arbiter (meshjoin.c) */
 };
 
 /* ---- meshnode.c -------------------------------------------------------------------------- */
@@ -150,6 +152,14 @@ int meshnode_remove_node(meshnode_t *m, const reg_node_t *n);
  * with JOIN_OK or JOIN_ERR through meshnet_reply. msg is borrowed for the call. */
 void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_t rl,
                      const uint8_t *msg, size_t len);
+/* FORWARD from member `from` (a seed): decided here when this PoP is the join arbiter, and
+ * answered with VERDICT. VERDICT from member `from`: the answer to one of this seed's waiting
+ * JOINs. msg is borrowed for the call. */
+void meshjoin_forward(meshnode_t *m, uint64_t from, const uint8_t *msg, size_t len);
+void meshjoin_verdict(meshnode_t *m, uint64_t from, const uint8_t *msg, size_t len);
+/* Sets up / tears down the waiting JOINs (meshnode_new, meshnode_destroy). */
+void meshjoin_start(meshnode_t *m);
+void meshjoin_stop(meshnode_t *m);
 
 /* ---- meshhealth.c ------------------------------------------------------------------------ */
 

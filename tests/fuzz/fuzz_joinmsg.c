@@ -1,10 +1,14 @@
 /* Fuzzes the join handshake decoders (node/membership/joinmsg.h): the seed decodes JOIN from a
  * joiner that holds only a token, and the joiner decodes the seed's reply. Anything decoded must
  * hold what the header promises: NUL-terminated strings that fit, no control characters in JOIN_ERR
- * text, registry entries that point inside the message; a JOIN re-encodes to the same fields. */
+ * text, registry entries that point inside the message; a JOIN re-encodes to the same fields.
+ * Between PoPs, the join arbiter decodes FORWARD and the seed VERDICT: borrowed pointers stay
+ * inside the message, a FORWARD's record is the named token's, an admission carries a node
+ * record and a refusal none. */
 #include "node/membership/joinmsg.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +85,56 @@ static void check_reply(const uint8_t *data, size_t size)
     }
 }
 
+static bool inside(const void *p, size_t n, const uint8_t *data, size_t size)
+{
+    return (const uint8_t *)p >= data && (const uint8_t *)p + n <= data + size;
+}
+
+static void check_forward(const uint8_t *data, size_t size)
+{
+    joinmsg_forward_t f;
+    const char *why = NULL;
+    int rc = joinmsg_decode_forward(data, size, &f, &why);
+    if (rc != 0) {
+        if (rc != -EBADMSG || !why)
+            abort();
+        return;
+    }
+    char key[64];
+    reg_token_key(f.token_id, key, sizeof(key));
+    if (f.token.tombstone || f.token.klen != strlen(key) || memcmp(f.token.key, key, f.token.klen) ||
+        !inside(f.token.key, f.token.klen, data, size) || !inside(f.join, f.join_len, data, size) ||
+        (f.token.vlen && !inside(f.token.value, f.token.vlen, data, size)))
+        abort();
+    check_join(f.join, f.join_len);
+}
+
+static void check_verdict(const uint8_t *data, size_t size)
+{
+    joinmsg_verdict_t v;
+    const char *why = NULL;
+    int rc = joinmsg_decode_verdict(data, size, &v, &why);
+    if (rc != 0) {
+        if (rc != -EBADMSG || !why)
+            abort();
+        return;
+    }
+    check_text(v.code, sizeof(v.code));
+    check_text(v.message, sizeof(v.message));
+    uint64_t id;
+    if ((v.code[0] == '\0') != v.has_node)
+        abort();
+    if (v.has_node && (v.node.tombstone || reg_node_key_id(v.node.key, v.node.klen, &id) != 0 ||
+                       !inside(v.node.key, v.node.klen, data, size) ||
+                       (v.node.vlen && !inside(v.node.value, v.node.vlen, data, size))))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_join(data, size);
     check_reply(data, size);
+    check_forward(data, size);
+    check_verdict(data, size);
     return 0;
 }

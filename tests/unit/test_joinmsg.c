@@ -1,6 +1,8 @@
 /* Join handshake codec (node/membership/joinmsg.h): JOIN, JOIN_OK (with and without the mesh key,
  * with registry entries) and JOIN_ERR (control characters, overlong text) round trips; every
- * truncation, wrong version/type/count and lying entry count refused. */
+ * truncation, wrong version/type/count and lying entry count refused. FORWARD and VERDICT (seed
+ * and join arbiter): round trips, every truncation refused, a token entry under another key, an
+ * admission without a record and a refusal with one refused. */
 #include "common/mp.h"
 #include "gossip/antientropy.h"
 #include "node/membership/joinmsg.h"
@@ -483,6 +485,136 @@ static void test_err_malformed(void **state)
     assert_int_equal(joinmsg_decode_reply(NULL, 0, &r, &why), -EBADMSG);
 }
 
+/* ---- FORWARD and VERDICT ------------------------------------------------------------------ */
+
+static const uint8_t tok_value[] = {0x81, 0xa4, 'r', 'o', 'l', 'e', 0xa3, 'p', 'o', 'p'};
+static const uint8_t node_value[] = {0x81, 0xa4, 'n', 'a', 'm', 'e', 0xa3, 'k', '-', '1'};
+
+static void pack_forward(msgpack_sbuffer *sb, uint64_t tid, const char *key, bool tombstone)
+{
+    reg_node_t n;
+    make_node(&n);
+    msgpack_sbuffer join;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&join);
+    msgpack_packer_init(&pk, &join, msgpack_sbuffer_write);
+    joinmsg_pack_join(&pk, &n);
+    store_entry_t t = {.key = (char *)key, .klen = strlen(key), .version = 77, .origin = 9};
+    if (tombstone)
+        t.tombstone = true;
+    else
+        t.value = (uint8_t *)tok_value, t.vlen = sizeof(tok_value);
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    joinmsg_pack_forward(&pk, 42, tid, &t, (const uint8_t *)join.data, join.size);
+    msgpack_sbuffer_destroy(&join);
+}
+
+static void test_forward(void **state)
+{
+    msgpack_sbuffer sb;
+    joinmsg_forward_t f;
+    const char *why = NULL;
+    pack_forward(&sb, 0x1234, "token/0000000000001234", false);
+    assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), 0);
+    assert_int_equal(f.seq, 42);
+    assert_int_equal(f.token_id, 0x1234);
+    assert_int_equal(f.token.version, 77);
+    assert_int_equal(f.token.vlen, sizeof(tok_value));
+    assert_memory_equal(f.token.value, tok_value, sizeof(tok_value));
+    reg_node_t n, want;
+    make_node(&want);
+    assert_int_equal(joinmsg_decode_join(f.join, f.join_len, &n, &why), 0);
+    assert_string_equal(n.name, want.name);
+    /* Every truncation refused. */
+    for (size_t cut = 0; cut < sb.size; cut++)
+        if (joinmsg_decode_forward((const uint8_t *)sb.data, cut, &f, &why) != -EBADMSG)
+            fail_msg("FORWARD cut at %zu accepted", cut);
+    msgpack_sbuffer_destroy(&sb);
+    /* The token record must be the token's, and not a deletion. */
+    pack_forward(&sb, 0x1234, "token/0000000000001235", false);
+    assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    pack_forward(&sb, 0x1234, "node/0000000000001234", false);
+    assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    pack_forward(&sb, 0x1234, "token/0000000000001234", true);
+    assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
+    assert_non_null(why);
+    msgpack_sbuffer_destroy(&sb);
+    /* Another message type, a trailing byte. */
+    pack_err(&sb, "x", "y");
+    assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    pack_forward(&sb, 1, "token/0000000000000001", false);
+    msgpack_sbuffer_write(&sb, "\xc0", 1);
+    assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static int verdict(const char *code, const char *message, const store_entry_t *node,
+                   joinmsg_verdict_t *v, msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    const char *why = NULL;
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    joinmsg_pack_verdict(&pk, 7, code, message, node);
+    int rc = joinmsg_decode_verdict((const uint8_t *)sb->data, sb->size, v, &why);
+    assert_true(rc == 0 || why != NULL);
+    return rc;
+}
+
+static void test_verdict(void **state)
+{
+    store_entry_t node = {.key = "node/00000000000000ab", .klen = 21, .version = 5,
+                          .value = (uint8_t *)node_value, .vlen = sizeof(node_value)};
+    joinmsg_verdict_t v;
+    msgpack_sbuffer sb;
+    /* Admitted: the record comes back. */
+    assert_int_equal(verdict("", "", &node, &v, &sb), 0);
+    assert_int_equal(v.seq, 7);
+    assert_string_equal(v.code, "");
+    assert_true(v.has_node);
+    assert_int_equal(v.node.klen, 21);
+    assert_memory_equal(v.node.value, node_value, sizeof(node_value));
+    const char *why;
+    for (size_t cut = 0; cut < sb.size; cut++)
+        if (joinmsg_decode_verdict((const uint8_t *)sb.data, cut, &v, &why) != -EBADMSG)
+            fail_msg("VERDICT cut at %zu accepted", cut);
+    msgpack_sbuffer_destroy(&sb);
+    /* Refused: code and message, control characters replaced, a long message cut. */
+    char longmsg[1000];
+    memset(longmsg, 'x', sizeof(longmsg) - 1);
+    longmsg[sizeof(longmsg) - 1] = '\0';
+    longmsg[3] = '\033';
+    assert_int_equal(verdict("used-up", longmsg, NULL, &v, &sb), 0);
+    assert_string_equal(v.code, "used-up");
+    assert_false(v.has_node);
+    assert_int_equal(strlen(v.message), JOINMSG_MESSAGE_MAX);
+    assert_int_equal(v.message[3], ' ');
+    msgpack_sbuffer_destroy(&sb);
+    /* An admission without a record, a refusal with one, a record under another prefix, a
+     * deletion, a code that does not fit. */
+    assert_int_equal(verdict("", "", NULL, &v, &sb), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    assert_int_equal(verdict("used-up", "no", &node, &v, &sb), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    store_entry_t other = node;
+    other.key = "token/00000000000000ab";
+    other.klen = 22;
+    assert_int_equal(verdict("", "", &other, &v, &sb), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    store_entry_t del = {.key = node.key, .klen = node.klen, .version = 6, .tombstone = true};
+    assert_int_equal(verdict("", "", &del, &v, &sb), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+    char code[JOINMSG_CODE_MAX + 2];
+    memset(code, 'c', sizeof(code) - 1);
+    code[sizeof(code) - 1] = '\0';
+    assert_int_equal(verdict(code, "m", NULL, &v, &sb), -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +626,8 @@ int main(void)
         cmocka_unit_test(test_ok_count_bounded),
         cmocka_unit_test(test_err),
         cmocka_unit_test(test_err_malformed),
+        cmocka_unit_test(test_forward),
+        cmocka_unit_test(test_verdict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
