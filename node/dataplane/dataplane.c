@@ -397,11 +397,13 @@ static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
         log_debug("dataplane: PoP %016llx has no tunnel address", (unsigned long long)id);
         return NULL;
     }
-    /* It takes no inbound connections: only the tunnel it dialled to us (found above) reaches
-     * it, and it keeps one to every PoP (on_tick). Dialling would wait out a dropped SYN. */
-    if (n.no_inbound && !dp->o.cfg->no_inbound) {
-        log_debug("dataplane: PoP %s takes no inbound connections and has no tunnel to us",
-                  n.name);
+    /* It takes no inbound connections, by its record or learned from the mesh (our sends to
+     * it only go back on its connections: meshnode_no_dial): only the tunnel it dialled to us
+     * (found above) reaches it, and it keeps one to every PoP that cannot dial it either way
+     * (on_tick there). Dialling would wait out a dropped SYN, again after every backoff. */
+    if (meshnode_no_dial(dp->o.mesh, id) && !dp->o.cfg->no_inbound) {
+        log_debug("dataplane: PoP %s takes no inbound connections%s and has no tunnel to us",
+                  n.name, n.no_inbound ? "" : " (learned)");
         return NULL;
     }
     uint8_t hello[128];
@@ -2498,12 +2500,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     }
     /* Behind a firewall that takes no inbound connections, this PoP is reached only on tunnels
      * it dials: it keeps one to every live PoP that can take one (pop_peer redials one that
-     * died, with its backoff). */
-    if (dp->o.cfg->no_inbound)
-        for (size_t i = 0; i < dp->npops; i++)
-            if (dp->pops[i].id != dp->o.id->node_id && !dp->pops[i].no_inbound &&
-                meshnode_is_alive(dp->o.mesh, dp->pops[i].id))
-                pop_peer(dp, dp->pops[i].id);
+     * died, with its backoff). Told so (--no-inbound): to every PoP; not told: to each PoP
+     * that the mesh found cannot dial us (its messages come back on our connections), which
+     * for its part stops dialling us and waits for this tunnel (pop_peer). */
+    for (size_t i = 0; i < dp->npops; i++)
+        if (dp->pops[i].id != dp->o.id->node_id && !dp->pops[i].no_inbound &&
+            meshnode_must_dial(dp->o.mesh, dp->pops[i].id) &&
+            meshnode_is_alive(dp->o.mesh, dp->pops[i].id))
+            pop_peer(dp, dp->pops[i].id);
     for (struct peer *p = dp->peers; p; p = p->next) {
         if (p->dead || !p->up || !p->is_site)
             continue;

@@ -54,16 +54,21 @@ static void pack_member(const swim_member_info_t *mi, void *ctx)
     identity_id_hex(mi->id, id);
     msgpack_packer *pk_ = c->pk;
     const struct health *h = meshhealth_of(c->m, mi->id);
-    msgpack_pack_map(pk_, 18);
+    msgpack_pack_map(pk_, 19);
     /* How this node's messages reach it: "direct" (our connection to it), "reverse" (back on
      * its connection to us: it cannot be dialled from here, one way only), "" (self, or
-     * nothing sent yet); and whether its record says it takes no inbound connections. */
+     * nothing sent yet); whether its record says it takes no inbound connections, and whether,
+     * without that, it was learned not to (meshnet_one_way: the data plane waits for its
+     * tunnels then). */
     enum meshnet_path path = mi->id == c->m->o.id->node_id ? MESHNET_PATH_UNKNOWN
                                                             : meshnet_path(c->m->net, mi->id);
     mpw_kv_str(pk_, "link", path == MESHNET_PATH_DIRECT  ? "direct"
                             : path == MESHNET_PATH_BACK ? "reverse"
                                                         : "");
     mpw_kv_bool(pk_, "no_inbound", r && r->no_inbound);
+    mpw_kv_bool(pk_, "one_way_learned",
+                !(r && r->no_inbound) && mi->id != c->m->o.id->node_id &&
+                    meshnet_one_way(c->m->net, mi->id));
     mpw_str(pk_, "clock_offset_ms"); /* its clock minus ours; nil: not measured (or self) */
     if (mi->clock_known)
         msgpack_pack_int32(pk_, mi->clock_offset_ms);

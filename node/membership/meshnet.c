@@ -27,6 +27,8 @@ struct peer {
     uint8_t pk[32];   /* its CURVE server key */
     double last_used; /* ev_now of the last send attempt, s */
     double last_ok;   /* ev_now of the last accepted send (or creation), s */
+    double last_rx;   /* ev_now of the last message the peer sent back on it (it could not
+                       * dial us), s; 0: none */
 };
 
 /* A member's connection to our ROUTER, learned from its messages: the way back to a peer we
@@ -38,6 +40,8 @@ struct back {
     double seen;        /* ev_now of its last message, s */
     double last_direct; /* ev_now of our last send that went through a DEALER to it, s */
     double last_back;   /* ev_now of our last send that went back through this, s */
+    double back_since;  /* ev_now of the first send of the current run that went back (none
+                         * through a DEALER since), s */
 };
 
 /* One inbound connection on the ROUTER, as the socket monitor reported it. */
@@ -166,7 +170,7 @@ static int zap_readable(zsock_watch_t *w, void *sock, void *ctx)
  * connection has gone fail (EHOSTUNREACH) instead of vanishing: the entry is dropped then. A
  * zero-length message is a keepalive (meshnet_keep): it only refreshes the entry. */
 
-static struct back *back_find(meshnet_t *m, uint64_t id)
+static struct back *back_find(const meshnet_t *m, uint64_t id)
 {
     for (unsigned i = 0; i < m->nbacks; i++)
         if (m->backs[i].id == id)
@@ -218,7 +222,10 @@ static int back_send(meshnet_t *m, uint64_t peer_id, const uint8_t *msg, size_t 
         if (rc == -EHOSTUNREACH)
             back_drop(m, b);
     } else {
-        b->last_back = ev_now(m->loop);
+        double now = ev_now(m->loop);
+        if (b->last_back <= b->last_direct || b->back_since == 0)
+            b->back_since = now; /* a run of sends going back starts */
+        b->last_back = now;
         m->stats.sent_back++;
     }
     zsock_watch_recheck(m->router_w);
@@ -432,10 +439,12 @@ static int dealer_readable(zsock_watch_t *w, void *sock, void *ctx)
         if (zmq_msg_recv(&body, sock, ZMQ_DONTWAIT) < 0)
             break;
     }
-    const struct peer *p = NULL;
+    struct peer *p = NULL;
     for (unsigned i = 0; i < m->npeers && !p; i++)
         if (m->peers[i].sock == sock)
             p = &m->peers[i];
+    if (ok && p) /* a keepalive counts too: it came this way because the peer cannot dial */
+        p->last_rx = ev_now(m->loop);
     if (ok && p && zmq_msg_size(&body)) {
         char uid[24];
         snprintf(uid, sizeof(uid), "n:%016llx", (unsigned long long)p->id);
@@ -596,6 +605,27 @@ enum meshnet_path meshnet_path(const meshnet_t *m, uint64_t peer_id)
         if (m->peers[i].id == peer_id && m->peers[i].last_ok > 0)
             return MESHNET_PATH_DIRECT;
     return MESHNET_PATH_UNKNOWN;
+}
+
+bool meshnet_one_way(const meshnet_t *m, uint64_t peer_id)
+{
+    const struct back *b = back_find(m, peer_id);
+    double now = ev_now(m->loop);
+    /* Going back now (the last send did), for long enough, and still in use: a peer we no
+     * longer send to says nothing about its firewall. */
+    return b && b->last_back > b->last_direct && b->back_since > 0 &&
+           (now - b->back_since) * 1000 >= MESHNET_ONE_WAY_MS &&
+           (now - b->last_back) * 1000 < MESHNET_ONE_WAY_MS;
+}
+
+bool meshnet_cannot_dial_us(const meshnet_t *m, uint64_t peer_id)
+{
+    double now = ev_now(m->loop);
+    for (unsigned i = 0; i < m->npeers; i++)
+        if (m->peers[i].id == peer_id && m->peers[i].last_rx > 0 &&
+            (now - m->peers[i].last_rx) * 1000 < MESHNET_ONE_WAY_MS)
+            return true;
+    return false;
 }
 
 int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg, size_t len)

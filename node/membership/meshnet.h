@@ -20,11 +20,19 @@
  * keepalives (meshnet_keep). Every member message arriving on our ROUTER records its
  * connection's routing id under the sender (a "back channel"); a send whose DEALER is not
  * connected goes back that way instead, and the sender reads its DEALERs. So two members talk
- * as long as either can dial the other. meshnet_path says which way sends to a peer go. */
+ * as long as either can dial the other. meshnet_path says which way sends to a peer go.
+ *
+ * LEARNED, NOT DECLARED. A PoP behind such a firewall whose operator did not say --no-inbound
+ * is found out from the same traffic: its peers' DEALERs never connect and their sends go
+ * back (meshnet_one_way, after MESHNET_ONE_WAY_MS of that), and it sees their messages arrive
+ * on its own DEALERs (meshnet_cannot_dial_us). The data plane then stops dialling it and
+ * waits for the tunnels it dials, as for a declared one (docs/gossip.md). The DEALER keeps
+ * trying meanwhile, so a firewall that opens ends the state at the first send it takes. */
 #ifndef POPMESH_NODE_MEMBERSHIP_MESHNET_H
 #define POPMESH_NODE_MEMBERSHIP_MESHNET_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +43,10 @@
 #define MESHNET_RID_MAX     256    /* bytes of a ROUTER routing id */
 #define MESHNET_KEEPALIVE_MS 5000  /* ms between keepalives on a kept DEALER (meshnet_keep) */
 #define MESHNET_NO_DIAL     1u     /* meshnet_send flag: the peer takes no inbound connections */
+/* ms of sends that all went back before a peer counts as one that cannot be dialled: longer
+ * than a DEALER's redial (MESHNET_REDIAL_MS) and a few reconnects, so a peer that restarts or
+ * a handshake its ZAP handler refused once is not taken for a firewall. */
+#define MESHNET_ONE_WAY_MS 5000
 
 /* Limits on what any peer, authenticated or not, can make this node hold.
  *
@@ -98,6 +110,12 @@ enum meshnet_path {
     MESHNET_PATH_BACK,        /* our last sends went back on its connection to us */
 };
 enum meshnet_path meshnet_path(const meshnet_t *m, uint64_t peer_id);
+/* Learned one-way links (above). meshnet_one_way: every send to peer_id for the last
+ * MESHNET_ONE_WAY_MS went back on its connection to us, none through a DEALER: it takes no
+ * connection from us. meshnet_cannot_dial_us: peer_id sent on our DEALER to it (it could not
+ * dial us) within the last MESHNET_ONE_WAY_MS. */
+bool meshnet_one_way(const meshnet_t *m, uint64_t peer_id);
+bool meshnet_cannot_dial_us(const meshnet_t *m, uint64_t peer_id);
 /* Sends back through the ROUTER to the connection that had routing id rid. */
 int meshnet_reply(meshnet_t *m, const uint8_t *rid, size_t rid_len, const uint8_t *msg, size_t len);
 /* Closes the DEALER to peer_id, if any (a removed node, or one that changed address). */

@@ -468,7 +468,9 @@ static void on_ae_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* A node that takes no inbound connections is reached only on connections it opens: it keeps
  * one to every PoP (meshnet_keep: a keepalive when idle, so the idle check never closes it and
- * the PoP learns the way back at once, before it has anything to say to us). */
+ * the PoP learns the way back at once, before it has anything to say to us). A node that was
+ * not told so keeps one to each PoP found unable to dial it (meshnode_must_dial): a firewall
+ * nobody declared. Every second, a walk over the registry: no work beyond a keepalive each. */
 static void on_keep_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop, (void)revents;
@@ -477,7 +479,8 @@ static void on_keep_timer(struct ev_loop *loop, ev_timer *t, int revents)
         const reg_node_t *r = &m->reg[i];
         if (r->removed || r->role != ROLE_POP || r->id == m->o.id->node_id || r->no_inbound)
             continue; /* two PoPs behind firewalls cannot reach each other: none to keep */
-        meshnet_keep(m->net, r->id, r->addr, r->curve_pk);
+        if (meshnode_must_dial(m, r->id))
+            meshnet_keep(m->net, r->id, r->addr, r->curve_pk);
     }
 }
 
@@ -929,8 +932,7 @@ meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen)
     m->push_timer.data = m;
     ev_timer_init(&m->keep_timer, on_keep_timer, 0.05, 1.0);
     m->keep_timer.data = m;
-    if (o->cfg->no_inbound)
-        ev_timer_start(o->loop, &m->keep_timer);
+    ev_timer_start(o->loop, &m->keep_timer); /* with --no-inbound, or once learned */
     meshhealth_start(m);
     meshjoin_start(m);
     log_info("mesh: %s listening on %s (mesh %s, %zu registered members)", o->cfg->name,
@@ -983,6 +985,17 @@ const route_table_t *meshnode_routes(const meshnode_t *m)
 const lsdb_t *meshnode_lsdb(const meshnode_t *m)
 {
     return meshroute_lsdb(m->routes);
+}
+
+bool meshnode_no_dial(const meshnode_t *m, uint64_t id)
+{
+    const reg_node_t *r = meshnode_reg_find(m, id);
+    return id != m->o.id->node_id && ((r && r->no_inbound) || meshnet_one_way(m->net, id));
+}
+
+bool meshnode_must_dial(const meshnode_t *m, uint64_t id)
+{
+    return id != m->o.id->node_id && (m->o.cfg->no_inbound || meshnet_cannot_dial_us(m->net, id));
 }
 
 bool meshnode_is_alive(const meshnode_t *m, uint64_t id)

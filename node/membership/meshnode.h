@@ -77,6 +77,14 @@ const route_table_t *meshnode_routes(const meshnode_t *m);
 const lsdb_t *meshnode_lsdb(const meshnode_t *m);
 /* Whether SWIM holds id alive (this node always is). */
 bool meshnode_is_alive(const meshnode_t *m, uint64_t id);
+/* PoP id cannot be dialled from here: its record says --no-inbound, or it was learned (our
+ * mesh sends to it have all gone back on its connection to us: meshnet_one_way). The data
+ * plane then waits for the tunnel it dials rather than dialling it. */
+bool meshnode_no_dial(const meshnode_t *m, uint64_t id);
+/* PoP id cannot dial this node: this node is started with --no-inbound, or it was learned (id
+ * sends to us back on our own connection: meshnet_cannot_dial_us). This node then keeps a
+ * connection and a tunnel to it. */
+bool meshnode_must_dial(const meshnode_t *m, uint64_t id);
 
 /* A PoP's latest health vector as held here (this PoP's own included, once it made its first):
  * false if none has arrived. ingress_up, load_permille may be NULL. */

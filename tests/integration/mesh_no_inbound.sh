@@ -10,6 +10,12 @@
 #      cloud PoP's ingress;
 #   5. no false deaths over the run (no member declared dead in any log), every round trip ok.
 # Without the back channels (node/membership/meshnet.h) every PoP declares the others dead.
+#
+# With LEARNED=1 (mesh_no_inbound_learned.sh) pop-3 is NOT started with --no-inbound: the
+# others must learn that it cannot be dialled (their mesh sends go back on its connections),
+# show LINK "reverse (learned)", stop dialling its tunnel port and use the tunnels it dials.
+# Without the learning, the cloud PoPs keep dialling pop-3's tunnel and 4 fails.
+LEARNED=${LEARNED:-0}
 if [ "$(id -u)" -ne 0 ]; then # before lib.sh: its EXIT trap would turn 77 into 1 under set -e
     echo "SKIP: network namespaces need root" >&2
     exit 77
@@ -51,10 +57,16 @@ TOKEN=$(mctl "$WORK/n1" token create --uses 2 --ttl 10m 2>/dev/null)
 # shellcheck disable=SC2046
 netns_exec 2 "$POPD" join --data "$WORK/n2" --name pop-2 $(popd_args 2) "$TOKEN" >/dev/null
 start_pop 2
+NO_INBOUND=--no-inbound
+[ "$LEARNED" = 1 ] && NO_INBOUND=""
 # shellcheck disable=SC2046
-netns_exec 3 "$POPD" join --data "$WORK/n3" --name pop-3 $(popd_args 3) --no-inbound \
+netns_exec 3 "$POPD" join --data "$WORK/n3" --name pop-3 $(popd_args 3) $NO_INBOUND \
     "$TOKEN" >/dev/null
-expect_in "$WORK/n3/popd.conf" "no-inbound = yes"
+if [ "$LEARNED" = 1 ]; then
+    if grep -q "no-inbound" "$WORK/n3/popd.conf"; then fail "pop-3 was set up with no-inbound"; fi
+else
+    expect_in "$WORK/n3/popd.conf" "no-inbound = yes"
+fi
 start_pop 3
 N=("$WORK/n1" "$WORK/n2" "$WORK/n3")
 ALL3="pop-1=alive pop-2=alive pop-3=alive"
@@ -70,20 +82,27 @@ ok "pop-3 takes no inbound connection (a connect from pop-1 times out)"
 wait_for 30 "3 alive members everywhere" all_see "${N[@]}" "$ALL3"
 ok "pop-3, which only dials out, is alive at every PoP (${WAITED}s)"
 
-link_of() { # link_of DIR NAME: the members LINK of NAME as DIR sees it, "link/no_inbound"
+link_of() { # link_of DIR NAME: the members LINK of NAME as DIR sees it, "link[-learned]/no_inbound"
     mctl "$1" --json members | "$PY" -c '
 import json, sys
 m = [x for x in json.load(sys.stdin) if x["name"] == sys.argv[1]][0]
-print("%s/%s" % (m["link"], m["no_inbound"]))' "$2"
+print("%s%s/%s" % (m["link"], "-learned" if m.get("one_way_learned") else "", m["no_inbound"]))' "$2"
 }
 link_is() { [ "$(link_of "$1" "$2")" = "$3" ]; }
-wait_for 10 "pop-1 reaches pop-3 the reverse way" link_is "$WORK/n1" pop-3 "reverse/True"
-wait_for 10 "pop-2 reaches pop-3 the reverse way" link_is "$WORK/n2" pop-3 "reverse/True"
+if [ "$LEARNED" = 1 ]; then
+    # learned, not declared: the record says nothing, the link says one way (learned)
+    R3=reverse-learned/False WHY=learned
+else
+    R3=reverse/True WHY=no-inbound
+fi
+wait_for 15 "pop-1 reaches pop-3 the reverse way" link_is "$WORK/n1" pop-3 "$R3"
+wait_for 15 "pop-2 reaches pop-3 the reverse way" link_is "$WORK/n2" pop-3 "$R3"
 wait_for 10 "pop-3 reaches pop-1 directly" link_is "$WORK/n3" pop-1 "direct/False"
+link_is "$WORK/n1" pop-2 "direct/False" || fail "pop-1 does not reach pop-2 directly: $(link_of "$WORK/n1" pop-2)"
 mctl "$WORK/n1" members >"$WORK/members.txt"
-grep -Eq '^pop-3 .* reverse \(no-inbound\) ' "$WORK/members.txt" ||
+grep -Eq "^pop-3 .* reverse \($WHY\) " "$WORK/members.txt" ||
     { cat "$WORK/members.txt"; fail "meshctl members at pop-1 does not show pop-3 reachable one way"; }
-ok "meshctl members: pop-1 and pop-2 reach pop-3 only on its own connections (LINK reverse (no-inbound))"
+ok "meshctl members: pop-1 and pop-2 reach pop-3 only on its own connections (LINK reverse ($WHY))"
 
 mctl "$WORK/n3" config set cfg/from-onprem yes >/dev/null
 mctl "$WORK/n1" config set cfg/from-cloud yes >/dev/null

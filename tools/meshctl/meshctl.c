@@ -673,11 +673,14 @@ static int cmd_members(ctx_t *c, const command_t *self, int argc, char **argv)
             snprintf(pub, sizeof(pub), "%s%s%s", p4 ? p4 : "", p4 && *p4 && p6 && *p6 ? "," : "",
                      p6 ? p6 : "");
         /* LINK: how this PoP reaches it: direct, or reverse (only on the connection it opened
-         * to us: one way), and "no-inbound" when its record says it takes none. */
+         * to us: one way), and "no-inbound" when its record says it takes none, "learned" when
+         * it was found not to without being told. */
         const char *lk = json_string_value(json_object_get(m, "link"));
         char link[40];
         snprintf(link, sizeof(link), "%s%s", lk && *lk ? lk : "-",
-                 json_is_true(json_object_get(m, "no_inbound")) ? " (no-inbound)" : "");
+                 json_is_true(json_object_get(m, "no_inbound"))        ? " (no-inbound)"
+                 : json_is_true(json_object_get(m, "one_way_learned")) ? " (learned)"
+                                                                       : "");
         printf("%-20s %-16s %-12s %-22s %-8s %5lld %7s %-20s %9s %6s %8s %-12s %7s %7s %6s %-8s "
                "%-32s %s\n",
                json_string_value(json_object_get(m, "name")),
