@@ -567,6 +567,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                                .tls = n.cfg.https_listen[0] ? n.tls : NULL,
                                .meshkey = &n.meshkey,
                                .dp = n.dataplane,
+                               .mesh = n.mesh,
+                               .self_id = n.id.node_id,
                                .max_body = n.cfg.http_max_body};
         n.http = httpproxy_new(&ho, err, errlen);
         if (!n.http) {

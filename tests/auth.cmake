@@ -3,3 +3,7 @@
 # rule, cidr) have. The integration test is auth_admin (integration.cmake).
 popmesh_unit_test(test_auth popmesh_auth popmesh_records popmesh_storage)
 popmesh_fuzz(fuzz_auth popmesh_auth popmesh_records popmesh_nodecfg)
+# Login attempts counted mesh-wide: the summary codec, the counters and a simulated mesh; the
+# integration test is login_mesh (integration.cmake).
+popmesh_unit_test(test_loginshare popmesh_auth)
+popmesh_fuzz(fuzz_loginshare popmesh_auth)

@@ -41,6 +41,7 @@
 #include "common/xmalloc.h"
 #include "node/acme/acmechal.h"
 #include "node/auth/auth.h"
+#include "node/auth/loginshare.h"
 #include "node/http/httphdr.h"
 #include "node/http/httpmsg.h"
 #include "node/http/httppath.h"
@@ -215,6 +216,8 @@ struct httpproxy {
     size_t *nrules;
     auth_ratelimit_t *rl_ip;   /* login attempts per client address (NATs share one: generous) */
     auth_ratelimit_t *rl_user; /* login attempts per user name (guessing one password: strict) */
+    loginshare_t *logins;      /* both limiters' attempts, shared with the mesh (NULL = alone) */
+    ev_timer logins_timer;     /* loginshare_tick's next deadline */
     struct hconn *conns;
     struct hconn *hc_pool; /* closed connections for reuse, linked by next */
     unsigned hc_pooled;
@@ -237,6 +240,7 @@ struct httpproxy {
         uint64_t requests, local, denied, unauthenticated, errors;
         uint64_t timeout_head, timeout_idle, timeout_body, timeout_response, timeout_resp_idle,
             timeout_ws, timeout_closing, timeout_tls, redirects_https, misdirected;
+        uint64_t login_limited; /* sign-ins refused by a rate limit (429) */
     } st;
 };
 
@@ -1059,6 +1063,107 @@ static void set_session(struct hconn *hc, const char *cookie, uint64_t ttl_ms, c
     respond(hc, 302, hdr, "", false);
 }
 
+/* ---- login attempts, counted mesh-wide (node/auth/loginshare.h) ---------------------------- */
+
+static auth_ratelimit_t *limiter(httpproxy_t *px, enum loginshare_kind kind)
+{
+    return kind == LOGINSHARE_USER ? px->rl_user : px->rl_ip;
+}
+
+/* Takes one attempt from key's bucket; an admitted one is told to the mesh. */
+static bool login_attempt(httpproxy_t *px, enum loginshare_kind kind, const char *key)
+{
+    auth_ratelimit_t *rl = limiter(px, kind);
+    uint64_t h = auth_ratelimit_hash(rl, key), now = clock_mono_ms();
+    if (!auth_ratelimit_take(rl, h, now))
+        return false;
+    if (px->logins) {
+        uint64_t due = loginshare_note(px->logins, kind, h, now);
+        double in = due > now ? (double)(due - now) / 1000.0 : 0.0;
+        /* sooner than the timer would: a repeat or the forgetting can wait, this cannot */
+        if (!ev_is_active(&px->logins_timer) ||
+            ev_timer_remaining(px->o.loop, &px->logins_timer) > in) {
+            ev_timer_stop(px->o.loop, &px->logins_timer); /* an active timer cannot be set */
+            ev_timer_set(&px->logins_timer, in, 0.0);
+            ev_timer_start(px->o.loop, &px->logins_timer);
+        }
+    }
+    return true;
+}
+
+static void on_logins_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    httpproxy_t *px = t->data;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint64_t now = clock_mono_ms(), next;
+    if (loginshare_tick(px->logins, now, &pk, &next) == 1) {
+        int rc = meshnode_broadcast_logins(px->o.mesh, (const uint8_t *)sb.data, sb.size);
+        if (rc)
+            log_warn("http: cannot share login attempt counts with the mesh: %s", strerror(-rc));
+    }
+    msgpack_sbuffer_destroy(&sb);
+    ev_timer_stop(loop, t);
+    if (next != UINT64_MAX) {
+        ev_timer_set(t, (double)(next - now) / 1000.0, 0.0);
+        ev_timer_start(loop, t);
+    }
+}
+
+static void charge_login(void *ctx, enum loginshare_kind kind, uint64_t key, uint64_t n)
+{
+    httpproxy_t *px = ctx;
+    auth_ratelimit_charge(limiter(px, kind), key, n, clock_mono_ms());
+}
+
+/* Another PoP's summary: its admitted attempts are charged here (meshnode_logins_fn). */
+static int on_logins(void *ctx, const uint8_t *body, size_t len)
+{
+    httpproxy_t *px = ctx;
+    int rc = loginshare_receive(px->logins, body, len, clock_mono_ms(), charge_login, px);
+    if (rc == 1 && !ev_is_active(&px->logins_timer)) { /* to forget the counters in time */
+        ev_timer_set(&px->logins_timer, LOGINSHARE_RESEND_MS / 1000.0, 0.0);
+        ev_timer_start(px->o.loop, &px->logins_timer);
+    }
+    return rc;
+}
+
+/* The limiters hash keys under a key derived from the mesh secret: the same hash names the same
+ * user or address at every PoP, and none but the mesh's PoPs can compute it. */
+#define LOGINS_KDF_CONTEXT "popmlgrl"
+#define LOGINS_KDF_SUBKEY  1
+_Static_assert(sizeof(LOGINS_KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "KDF context is 8 bytes");
+
+static void logins_start(httpproxy_t *px)
+{
+    uint8_t k[AUTH_RL_HASH_KEY_BYTES];
+    _Static_assert(AUTH_RL_HASH_KEY_BYTES >= crypto_kdf_BYTES_MIN, "a KDF subkey is >= 16 bytes");
+    /* The first 32 bytes of libsodium's Ed25519 secret key are the seed: the mesh's secret. */
+    crypto_kdf_derive_from_key(k, sizeof(k), LOGINS_KDF_SUBKEY, LOGINS_KDF_CONTEXT,
+                               px->o.meshkey->sk);
+    auth_ratelimit_set_hash_key(px->rl_ip, k);
+    auth_ratelimit_set_hash_key(px->rl_user, k);
+    sodium_memzero(k, sizeof(k));
+    if (!px->o.mesh)
+        return;
+    px->logins = loginshare_new(px->o.self_id, clock_wall_ms());
+    ev_init(&px->logins_timer, on_logins_timer);
+    px->logins_timer.data = px;
+    meshnode_set_logins_sink(px->o.mesh, on_logins, px);
+}
+
+static void logins_stop(httpproxy_t *px)
+{
+    if (!px->logins)
+        return;
+    meshnode_set_logins_sink(px->o.mesh, NULL, NULL);
+    ev_timer_stop(px->o.loop, &px->logins_timer);
+    loginshare_destroy(&px->logins);
+}
+
 static void handle_local(struct hconn *hc)
 {
     httpproxy_t *px = hc->px;
@@ -1096,9 +1201,10 @@ static void handle_local(struct hconn *hc)
         char k1[NETADDR_HOST_MAX + 8], k2[128];
         snprintf(k1, sizeof(k1), "ip:%s", hc->client_ip);
         snprintf(k2, sizeof(k2), "user:%s", user);
-        if (!auth_ratelimit_allow(px->rl_ip, k1, clock_mono_ms()) ||
-            (parsed && !auth_ratelimit_allow(px->rl_user, k2, clock_mono_ms()))) {
+        if (!login_attempt(px, LOGINSHARE_ADDR, k1) ||
+            (parsed && !login_attempt(px, LOGINSHARE_USER, k2))) {
             char eu[LOG_ESC_MAX];
+            px->st.login_limited++;
             log_warn("http: login from %s for '%s' rate-limited", hc->client,
                      log_escs(eu, sizeof(eu), user));
             login_page(hc, 429, "Too many attempts: wait a little and try again.", rd);
@@ -2571,6 +2677,7 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
     px->rl_ip =
         auth_ratelimit_new(HTTPPROXY_RL_IP_BURST, HTTPPROXY_RL_IP_REFILL_MS, AUTH_RL_ENTRIES);
     px->rl_user = auth_ratelimit_new(AUTH_RL_BURST, AUTH_RL_REFILL_MS, AUTH_RL_ENTRIES);
+    logins_start(px);
     uint8_t junk[24];
     randombytes_buf(junk, sizeof(junk));
     char jpw[49];
@@ -2658,6 +2765,7 @@ void httpproxy_destroy(httpproxy_t **pp)
     if (px->watch_rules > 0)
         store_unwatch(px->o.store, px->watch_rules);
     routes_free(px);
+    logins_stop(px);
     auth_ratelimit_destroy(&px->rl_ip);
     auth_ratelimit_destroy(&px->rl_user);
     conncap_destroy(&px->cap); /* every connection was closed above */
@@ -2669,6 +2777,7 @@ void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
 {
     conncap_stats_t cs;
     conncap_stats(px->cap, &cs);
+    loginshare_stats_t ls = px->logins ? loginshare_stats(px->logins) : (loginshare_stats_t){0};
     const struct {
         const char *name;
         uint64_t v;
@@ -2693,6 +2802,11 @@ void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
         {"timeout_websocket", px->st.timeout_ws},
         {"timeout_closing", px->st.timeout_closing},
         {"redirects_https", px->st.redirects_https},
+        {"login_limited", px->st.login_limited},
+        {"logins_shared", ls.sent},
+        {"logins_heard", ls.received},
+        {"logins_charged", ls.charged},
+        {"logins_malformed", ls.malformed},
     };
     tlsctx_stats_t ts = {0};
     if (px->o.tls)

@@ -75,6 +75,8 @@ typedef struct httpproxy_opts {
     tlsctx_t *tls;            /* borrowed: the certificates (tlsctx.h); NULL = no HTTPS */
     const meshkey_t *meshkey; /* borrowed: signs sessions */
     dataplane_t *dp;          /* borrowed */
+    meshnode_t *mesh;         /* borrowed: shares login attempt counts (NULL = this PoP alone) */
+    uint64_t self_id;         /* this PoP's node id (names its login attempt counts) */
     uint64_t max_body;        /* bytes of one request body; past it 413 (0 = no limit) */
 } httpproxy_opts_t;
 

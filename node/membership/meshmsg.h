@@ -25,8 +25,9 @@
  *
  * SWIM's piggyback carries broadcasts of their own shape, [kind, body], chosen by kind:
  * MESH_BCAST_ENTRY (one store entry), MESH_BCAST_HEALTH (a health vector, meshhealth.c),
- * MESH_BCAST_LINKSTATE (a link-state record, mesh/linkstate.h). An unknown kind is counted
- * as a bad message and not gossiped on. */
+ * MESH_BCAST_LINKSTATE (a link-state record, mesh/linkstate.h), MESH_BCAST_LOGINS (a PoP's
+ * login attempt counts, node/auth/loginshare.h). An unknown kind is counted as a bad message
+ * and not gossiped on. */
 #ifndef POPMESH_NODE_MEMBERSHIP_MESHMSG_H
 #define POPMESH_NODE_MEMBERSHIP_MESHMSG_H
 
@@ -55,6 +56,7 @@
 #define MESH_BCAST_ENTRY     1
 #define MESH_BCAST_HEALTH    2
 #define MESH_BCAST_LINKSTATE 3
+#define MESH_BCAST_LOGINS    4
 
 _Static_assert(AE_DIGEST == 32 && AE_ENTRIES == 33, "anti-entropy owns types 32 and 33");
 

@@ -267,6 +267,20 @@ static bool io_deliver(void *ctx, uint64_t key, const uint8_t *payload, size_t l
         }
         return meshroute_receive(m->routes, body, bl);
     }
+    if (kind == MESH_BCAST_LOGINS) {
+        const uint8_t *body;
+        size_t bl;
+        int rc;
+        if (mpr_object(&r, &body, &bl) || r.left) {
+            m->bad_messages++;
+            return false;
+        }
+        if (!m->logins_fn)
+            return false;
+        if ((rc = m->logins_fn(m->logins_ctx, body, bl)) < 0)
+            m->bad_messages++;
+        return rc > 0;
+    }
     if (kind != MESH_BCAST_ENTRY || ae_entry_read(&r, &e) || r.left) {
         m->bad_messages++;
         return false;
@@ -339,6 +353,29 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
         swim_broadcast(m->swim, broadcast_key(e->key, e->klen), (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     meshnode_swim_rearm(m);
+}
+
+void meshnode_set_logins_sink(meshnode_t *m, meshnode_logins_fn fn, void *ctx)
+{
+    m->logins_fn = fn;
+    m->logins_ctx = ctx;
+}
+
+int meshnode_broadcast_logins(meshnode_t *m, const uint8_t *body, size_t len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, MESH_BCAST_LOGINS);
+    mpw_raw(&pk, body, len);
+    /* Keyed by node: a newer summary (cumulative counts) replaces the queued older one. */
+    int rc = swim_broadcast(m->swim, m->o.id->node_id ^ 0x6c6f67696e730000ull,
+                            (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    meshnode_swim_rearm(m);
+    return rc;
 }
 
 /* ---- registry ------------------------------------------------------------------------------- */

@@ -102,6 +102,17 @@ void meshnode_remove_change_hook(meshnode_t *m, void (*fn)(void *ctx), void *ctx
 /* Calls the hook (for the parts of membership that notice a change). */
 void meshnode_changed(meshnode_t *m);
 
+/* ---- login attempt counts shared across the mesh (node/auth/loginshare.h) ---- */
+
+/* Gets every login summary another PoP broadcast (body borrowed for the call, untrusted): 1
+ * when it was news (then SWIM gossips it on), 0 when not, -errno when malformed (counted). */
+typedef int (*meshnode_logins_fn)(void *ctx, const uint8_t *body, size_t len);
+/* One sink; fn NULL removes it (summaries are then dropped, not gossiped on). */
+void meshnode_set_logins_sink(meshnode_t *m, meshnode_logins_fn fn, void *ctx);
+/* Broadcasts this PoP's summary (body: one msgpack object, copied); a newer one replaces a
+ * queued older one. 0 or -E2BIG. */
+int meshnode_broadcast_logins(meshnode_t *m, const uint8_t *body, size_t len);
+
 /* ---- this PoP's own health, as its health vector reports it ---- */
 
 /* What is true of this PoP right now, sampled each time a health vector is made. Each source

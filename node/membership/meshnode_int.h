@@ -97,6 +97,8 @@ struct meshnode {
         void (*fn)(void *ctx);
         void *ctx;
     } change_hooks[MESHNODE_CHANGE_HOOKS]; /* meshnode_add_change_hook; fn NULL = free */
+    meshnode_logins_fn logins_fn; /* meshnode_set_logins_sink; NULL = none */
+    void *logins_ctx;
     ev_timer health_timer;
     double cpu_last; /* s of CPU used by this process at the last health sample */
     double cpu_at;   /* ev_now of that sample */
