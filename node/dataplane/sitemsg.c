@@ -56,11 +56,12 @@ void sm_pack_hello(msgpack_packer *pk, const sm_hello_t *h)
         msgpack_pack_uint8(pk, h->seal);
 }
 
-/* A seal field: a suite mask, 1..255. */
+/* A seal field: a suite mask, 0..255 (0, as absent: none; a writer that has a later field to
+ * send after it writes 0). */
 static int get_seal(mpr_t *r, uint8_t *out)
 {
     uint64_t v;
-    if (mpr_uint(r, &v) || v == 0 || v > 255)
+    if (mpr_uint(r, &v) || v > 255)
         return -EBADMSG;
     *out = (uint8_t)v;
     return 0;
@@ -202,7 +203,9 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
             o->weights[i] = wv == 1 ? 0 : (uint16_t)wv; /* 0 is how 1 is kept (not sent) */
         }
     }
-    if (n >= 10) {
+    if (n >= 10 && r.left && r.p[0] == 0xc0) { /* nil: not sealed (a later field follows) */
+        mpr_nil(&r);
+    } else if (n >= 10) {
         uint64_t suite;
         if (mpr_array(&r, &c) || c < 4 || mpr_uint(&r, &o->seal_from) || o->seal_from == 0 ||
             get_bin(&r, o->seal_epk, sizeof(o->seal_epk)) ||

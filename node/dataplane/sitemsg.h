@@ -7,15 +7,16 @@
  *   HELLO payload    [1, role: "site"|"pop", name: str, [probe: bool, [seal: uint]]]
  *   WELCOME payload  [1, name: str, id: uint, [seal: uint]]      the responder PoP
  *       seal: the suites of sealed streams this end opens, as a mask of 1 << enum seal_suite
- *       (tunnel/seal.h), 1..255, written only when not 0. Its presence also says the sender
+ *       (tunnel/seal.h), 0..255, written only when not 0 (or when a later field follows). Its presence also says the sender
  *       reads SPLIT records (secchan.h), so the hop carries sealed records without sealing
  *       them again (tconn_set_split).
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
  *                     targets: [str], sticky: bool, ingress: str, [weights: [uint],
  *                     [seal: [ingress id: uint, epk: bin 32, salt: bin 16, suite: uint]]]]
  *       seal: the stream is sealed end to end by the ingress PoP for the site (tunnel/seal.h;
- *       weights are then always written, so the seal stays the 10th field). Relays carry it
- *       on unchanged; the site derives the stream's keys from it.
+ *       weights are then always written, so the seal stays the 10th field; nil there means
+ *       not sealed, for a writer with a later field). Relays carry it on unchanged; the site
+ *       derives the stream's keys from it.
  *       client: where the ingress client connected from, as the ingress PoP saw it;
  *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
  *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
