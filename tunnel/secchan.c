@@ -618,7 +618,8 @@ ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *
             memmove(c + off, head[i].p, head[i].len);
         off += head[i].len;
     }
-    memcpy(c + hl, tail, tail_len);
+    if (tail != c + hl) /* else sealed there by its owner already (tconn's raw_reserve) */
+        memmove(c + hl, tail, tail_len);
     size_t body = SC_SPLIT_SKIP + hl + tail_len;
     put_header(out, SC_REC_SPLIT, body);
     out[SC_HDR_LEN] = (uint8_t)hl;

@@ -200,8 +200,9 @@ int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, s
  * receiver sees one ordinary message [kind][frame].
  *
  * Seals head (1..SC_SPLIT_HEAD_MAX bytes, from pieces as sc_seal) and copies tail (1 byte or
- * more, at most SC_PLAIN_MAX - head) into out (head + tail + SC_OVERHEAD + 1 bytes). Returns
- * bytes written, -EINVAL, -EPIPE (as sc_seal). */
+ * more, at most SC_PLAIN_MAX - head) into out (head + tail + SC_OVERHEAD + 1 bytes). tail may
+ * already be in place (out + SC_HDR_LEN + SC_SPLIT_SKIP + head): it is then not copied.
+ * Returns bytes written, -EINVAL, -EPIPE (as sc_seal). */
 ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *tail,
                       size_t tail_len, uint8_t *out);
 /* Opens a SPLIT record in place: hdr its header, body its body (len bytes). On success the

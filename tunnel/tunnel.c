@@ -974,11 +974,24 @@ ssize_t tun_send(tun_t *t, uint64_t sid, const void *data, size_t len)
                 n = s->send_credit - SEAL_TAG_LEN;
             if (n > t->cfg.max_data - SEAL_TAG_LEN)
                 n = t->cfg.max_data - SEAL_TAG_LEN;
-            if (seal_record(s->sealer, p + taken, n, t->seal_buf))
-                return taken ? (ssize_t)taken : -EPIPE;
             tun_frame_t f = {.type = TUN_DATA, .sid = sid, .data = t->seal_buf,
                              .len = (uint32_t)(n + SEAL_TAG_LEN)};
-            emit_frame(t, &f, true);
+            uint8_t head[TUN_HEAD_MAX];
+            size_t hl = tun_frame_encode(&f, head);
+            uint8_t *dst = hl && t->io.raw_reserve && t->io.send_raw
+                               ? t->io.raw_reserve(t->io.ctx, hl, f.len)
+                               : NULL;
+            if (!dst) /* no room offered (a hop that takes no SPLIT records): our buffer */
+                dst = t->seal_buf;
+            if (!hl || seal_record(s->sealer, p + taken, n, dst))
+                return taken ? (ssize_t)taken : -EPIPE;
+            f.data = dst;
+            if (t->io.send_raw)
+                t->io.send_raw(t->io.ctx, head, hl, dst, f.len);
+            else
+                t->io.send(t->io.ctx, head, hl, dst, f.len);
+            t->st.frames_sent++;
+            t->st.bytes_sent += hl + f.len;
             s->send_credit -= (uint32_t)(n + SEAL_TAG_LEN);
             t->st.data_bytes_sent += n + SEAL_TAG_LEN;
             taken += n;

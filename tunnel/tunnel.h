@@ -91,6 +91,12 @@ typedef struct tun_io {
      * frames go through send like any other. */
     void (*send_raw)(void *ctx, const uint8_t *head, size_t head_len, const uint8_t *body,
                      size_t body_len);
+    /* Optional, with send_raw. Room for the payload of a sealed stream's DATA frame that this
+     * end seals (TUN_SEAL_END), body_len bytes after a head of head_len, where the driver will
+     * send it from: the core seals into it, then calls send_raw with body pointing there, so
+     * the record is written once, by the AEAD, and never copied. Valid until the next call
+     * into the driver. NULL: the core seals into a buffer of its own, and send_raw copies. */
+    uint8_t *(*raw_reserve)(void *ctx, size_t head_len, size_t body_len);
     /* The peer opens stream sid towards target (opaque to the core, borrowed for the call).
      * Answer with tun_accept or tun_reject, now or later (open_timeout_ms applies). */
     void (*on_open)(void *ctx, uint64_t sid, const uint8_t *target, size_t target_len);

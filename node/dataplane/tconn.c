@@ -224,6 +224,7 @@ static void tio_send_raw(void *ctx, const uint8_t *head, size_t hl, const uint8_
     }
     uint8_t kind = TCONN_MSG_FRAME;
     sc_piece_t pieces[2] = {{&kind, 1}, {head, hl}};
+    /* out_reserve keeps what raw_reserve gave: nothing was queued in between */
     uint8_t *dst = out_reserve(c, SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl + bl);
     ssize_t n = sc_seal_split(&c->sc, pieces, 2, body, bl, dst);
     if (n < 0) {
@@ -232,6 +233,17 @@ static void tio_send_raw(void *ctx, const uint8_t *head, size_t hl, const uint8_
     }
     c->split_records++;
     queued(c, (size_t)n);
+}
+
+/* The place where tio_send_raw will put a sealed record of body_len bytes after a frame head of
+ * head_len: the tun core seals the record there, and the SPLIT record is built around it. */
+static uint8_t *tio_raw_reserve(void *ctx, size_t hl, size_t bl)
+{
+    tconn_t *c = ctx;
+    if (!c->split_ok || 1 + hl > SC_SPLIT_HEAD_MAX || (c->state != ST_UP && c->state != ST_CLOSING))
+        return NULL;
+    uint8_t *dst = out_reserve(c, SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl + bl);
+    return dst + SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl;
 }
 
 static void tio_on_open(void *ctx, uint64_t sid, const uint8_t *target, size_t len)
@@ -297,6 +309,7 @@ static int become_up(tconn_t *c, const uint8_t *payload, size_t plen)
     tun_io_t io = {.ctx = c,
                    .send = tio_send,
                    .send_raw = tio_send_raw,
+                   .raw_reserve = tio_raw_reserve,
                    .on_open = tio_on_open,
                    .on_open_ok = tio_on_open_ok,
                    .on_data = tio_on_data,
