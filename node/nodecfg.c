@@ -278,6 +278,17 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         }
         return 0;
     }
+    if (kvfile_is(name, nlen, "seal-streams")) {
+        if ((vl == 3 && !memcmp(v, "yes", 3)) || (vl == 4 && !memcmp(v, "true", 4)))
+            c->no_seal = false;
+        else if ((vl == 2 && !memcmp(v, "no", 2)) || (vl == 5 && !memcmp(v, "false", 5)))
+            c->no_seal = true;
+        else {
+            snprintf(err, errlen, "seal-streams must be yes or no");
+            return -EINVAL;
+        }
+        return 0;
+    }
     if (kvfile_is(name, nlen, "no-inbound")) {
         if ((vl == 3 && !memcmp(v, "yes", 3)) || (vl == 4 && !memcmp(v, "true", 4)))
             c->no_inbound = true;
@@ -472,6 +483,8 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
     }
     if (c->dns_rrl != NODECFG_DEFAULT_DNS_RRL && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "dns-rrl = %u\n", c->dns_rrl);
+    if (c->no_seal && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "seal-streams = no\n");
     if (c->no_inbound && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "no-inbound = yes\n");
     for (unsigned i = 0; i < c->nlabels && n > 0 && (size_t)n < sizeof(text); i++)

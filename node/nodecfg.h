@@ -55,6 +55,8 @@ typedef struct nodecfg {
     bool has_location;                       /* location given */
     int64_t lat_udeg, lon_udeg;              /* microdegrees (common/geoloc.h) */
     uint32_t dns_rrl;                        /* responses/s per client network; 0 = no limit */
+    bool no_seal;    /* seal-streams = no: this ingress does not seal streams end to end for
+                      * their sites (tunnel/seal.h); for comparisons and debugging */
     bool no_inbound; /* no-inbound: this machine takes no inbound connections (a firewall):
                       * it dials every PoP and is reached on those connections */
     char labels[NODECFG_LABELS_MAX][NODECFG_NAME_MAX + 1]; /* labels: what resources may

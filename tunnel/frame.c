@@ -64,6 +64,7 @@ const char *tun_code_name(uint32_t code)
         [TUN_ERR_STREAM_CLOSED] = "stream closed",
         [TUN_ERR_INTERNAL] = "internal error",
         [TUN_ERR_TUNNEL_DEAD] = "tunnel dead",
+        [TUN_ERR_SEAL] = "sealed record failed to open",
     };
     if (code < sizeof(names) / sizeof(names[0]))
         return names[code];

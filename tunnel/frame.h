@@ -65,6 +65,8 @@ enum tun_code {
     TUN_ERR_INTERNAL = 10,       /* anything else */
     TUN_ERR_TUNNEL_DEAD = 11,    /* the tunnel under the stream died (the core reports it
                                   * locally; a relay forwards it on the other leg) */
+    TUN_ERR_SEAL = 12,           /* a sealed stream's record failed to open (altered, or keys
+                                  * that do not match: see tunnel/seal.h) */
 };
 
 #define TUN_SID_MAX        (1ull << 62) /* stream ids: never exhausted in a tunnel's life */

@@ -516,6 +516,10 @@ int sc_parse_header(const uint8_t hdr[SC_HDR_LEN], uint8_t *type, uint32_t *len)
         min = SC_DATA_BODY_MIN;
         max = SC_RECORD_MAX;
         break;
+    case SC_REC_SPLIT:
+        min = SC_SPLIT_BODY_MIN;
+        max = SC_RECORD_MAX + 1;
+        break;
     default:
         return -EBADMSG;
     }
@@ -591,6 +595,80 @@ int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, s
         return fail(s, -EBADMSG);
     s->rx_seq++;
     *plen = mlen;
+    return 0;
+}
+
+ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *tail,
+                      size_t tail_len, uint8_t *out)
+{
+    if (s->state != SC_ESTABLISHED || s->tx_seq == UINT64_MAX)
+        return fail(s, -EPIPE);
+    size_t hl = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (head[i].len > SC_SPLIT_HEAD_MAX - hl || (head[i].len && !head[i].p))
+            return fail(s, -EINVAL);
+        hl += head[i].len;
+    }
+    if (hl == 0 || tail_len == 0 || !tail || tail_len > SC_PLAIN_MAX - hl)
+        return fail(s, -EINVAL);
+    uint8_t *c = out + SC_HDR_LEN + SC_SPLIT_SKIP;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (head[i].len)
+            memmove(c + off, head[i].p, head[i].len);
+        off += head[i].len;
+    }
+    if (tail != c + hl) /* else sealed there by its owner already (tconn's raw_reserve) */
+        memmove(c + hl, tail, tail_len);
+    size_t body = SC_SPLIT_SKIP + hl + tail_len;
+    put_header(out, SC_REC_SPLIT, body);
+    out[SC_HDR_LEN] = (uint8_t)hl;
+    uint8_t *tag = out + SC_HDR_LEN + 1;
+    uint8_t nonce[SC_NONCE_LEN];
+    record_nonce(nonce, s->tx_seq);
+    if (s->suite == SC_SUITE_AES256GCM)
+        crypto_aead_aes256gcm_encrypt_detached_afternm(c, tag, NULL, c, hl, out, SC_HDR_LEN + 1,
+                                                       NULL, nonce, &s->tx_aes);
+    else
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(c, tag, NULL, c, hl, out,
+                                                           SC_HDR_LEN + 1, NULL, nonce, s->tx_key);
+    s->tx_seq++;
+    return (ssize_t)(SC_HDR_LEN + body);
+}
+
+int sc_open_split(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len,
+                  size_t *plen, size_t *head_len)
+{
+    if (s->state != SC_ESTABLISHED || s->rx_seq == UINT64_MAX)
+        return fail(s, -EPIPE);
+    uint8_t type;
+    uint32_t rlen;
+    if (sc_parse_header(hdr, &type, &rlen) != 0 || type != SC_REC_SPLIT || rlen != len)
+        return fail(s, -EBADMSG);
+    size_t hl = body[0];
+    /* the head and at least one byte of tail */
+    if (hl == 0 || hl > SC_SPLIT_HEAD_MAX || len < SC_SPLIT_SKIP + hl + 1)
+        return fail(s, -EBADMSG);
+    /* The associated data is the header and the head length, contiguous in a received
+     * record only if hdr sits right before body: copy them to be sure. */
+    uint8_t ad[SC_HDR_LEN + 1];
+    memcpy(ad, hdr, SC_HDR_LEN);
+    ad[SC_HDR_LEN] = body[0];
+    uint8_t *c = body + SC_SPLIT_SKIP;
+    uint8_t nonce[SC_NONCE_LEN];
+    record_nonce(nonce, s->rx_seq);
+    int rc;
+    if (s->suite == SC_SUITE_AES256GCM)
+        rc = crypto_aead_aes256gcm_decrypt_detached_afternm(c, NULL, c, hl, body + 1, ad,
+                                                            sizeof(ad), nonce, &s->rx_aes);
+    else
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, NULL, c, hl, body + 1, ad,
+                                                                sizeof(ad), nonce, s->rx_key);
+    if (rc != 0)
+        return fail(s, -EBADMSG);
+    s->rx_seq++;
+    *plen = len - SC_SPLIT_SKIP;
+    *head_len = hl;
     return 0;
 }
 

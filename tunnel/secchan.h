@@ -53,6 +53,9 @@
 #define SC_WELCOME_BODY_MIN (1 + 32 + SC_TAG_LEN)
 #define SC_WELCOME_BODY_MAX (SC_WELCOME_BODY_MIN + SC_PAYLOAD_MAX)
 #define SC_DATA_BODY_MIN    (1 + SC_TAG_LEN)
+/* SPLIT [head length 1][tag][head ciphertext 1..SC_SPLIT_HEAD_MAX][tail 1..]: see sc_seal_split */
+#define SC_SPLIT_HEAD_MAX 64
+#define SC_SPLIT_BODY_MIN (1 + SC_TAG_LEN + 1 + 1)
 /* Whole records, header included: the buffers sc_initiate and sc_respond write into. */
 #define SC_HELLO_MAX   (SC_HDR_LEN + SC_HELLO_BODY_MAX)
 #define SC_WELCOME_MAX (SC_HDR_LEN + SC_WELCOME_BODY_MAX)
@@ -61,6 +64,7 @@ enum sc_record_type {
     SC_REC_HELLO = 1,
     SC_REC_WELCOME = 2,
     SC_REC_DATA = 3,
+    SC_REC_SPLIT = 4, /* a DATA record whose tail was sealed end to end by someone else */
 };
 
 enum sc_suite {
@@ -179,6 +183,34 @@ ssize_t sc_seal(sc_t *s, const sc_piece_t *pieces, size_t n, uint8_t *out);
  * reordered, or hdr not a DATA header for len bytes: close the connection, never retry),
  * -EPIPE (not established, or 2^64 - 1 records already opened). */
 int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, size_t *plen);
+
+/* SPLIT records: the tunnel's answer to relays that must not do per-byte crypto (docs/tunnel.md,
+ * "Sealed streams"). A relayed stream's payload is already sealed end to end by its ingress PoP
+ * for the site (tunnel/seal.h): sealing it again per hop would cost every relay two AEAD passes
+ * per byte and protect nothing the end-to-end seal does not. A SPLIT record seals only its head
+ * (the message kind and the tunnel frame's head: type, stream id, length) with the channel's
+ * key and counter, and carries the tail (the frame's payload) as it is:
+ *
+ *     [hdr 4][head length 1][tag 16][head ciphertext][tail]
+ *
+ * The associated data is the record header and the head length, so the record's total length,
+ * and with it the tail's, is authenticated; the tail's bytes are not (the receiver must only
+ * hand them to a stream sealed end to end, whose own tag covers them). The tag comes before
+ * the head so that, once the head is decrypted in place, head and tail are contiguous: the
+ * receiver sees one ordinary message [kind][frame].
+ *
+ * Seals head (1..SC_SPLIT_HEAD_MAX bytes, from pieces as sc_seal) and copies tail (1 byte or
+ * more, at most SC_PLAIN_MAX - head) into out (head + tail + SC_OVERHEAD + 1 bytes). tail may
+ * already be in place (out + SC_HDR_LEN + SC_SPLIT_SKIP + head): it is then not copied.
+ * Returns bytes written, -EINVAL, -EPIPE (as sc_seal). */
+ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *tail,
+                      size_t tail_len, uint8_t *out);
+/* Opens a SPLIT record in place: hdr its header, body its body (len bytes). On success the
+ * message (head then tail) is body[SC_SPLIT_SKIP .. SC_SPLIT_SKIP + *plen) and the head is its
+ * first *head_len bytes. 0, -EBADMSG (not authentic, bad head length: close), -EPIPE. */
+#define SC_SPLIT_SKIP (1 + SC_TAG_LEN)
+int sc_open_split(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len,
+                  size_t *plen, size_t *head_len);
 
 /* Wipes every key (the whole struct) and leaves s SC_FAILED. */
 void sc_wipe(sc_t *s);

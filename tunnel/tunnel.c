@@ -82,6 +82,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "tunnel/seal.h"
 
 #define TUN_PING_TRACK 8  /* outstanding PINGs a PONG can still match */
 #define TUN_RTT_BUCKET 20 /* RTT samples per bucket of the windowed minimum (5 s of PINGs) */
@@ -105,6 +106,8 @@ struct stream {
     bool fin_recv;   /* the peer sent FIN */
     bool blocked;    /* tun_send ran out of credit: on_writable when it comes back */
     bool timed;      /* on the open-timeout list */
+    uint8_t seal;    /* enum tun_seal_mode */
+    seal_state_t *sealer; /* TUN_SEAL_END: the stream's keys and counters */
 };
 
 /* Open addressing, linear probing, backward-shift deletion (no tombstones). */
@@ -138,6 +141,7 @@ struct tun {
     int dead_reason;
     uint64_t app_unconsumed; /* bytes, sum over streams */
     tun_stats_t st;          /* counters; the derived fields are filled by tun_get_stats */
+    uint8_t *seal_buf;       /* TUN_DATA_MAX bytes: a sealed stream's record being sent */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -224,7 +228,9 @@ static uint64_t clock_in(tun_t *t, uint64_t now_ms)
     return t->now_ms;
 }
 
-static void emit(tun_t *t, const tun_frame_t *f)
+/* raw: a DATA frame whose payload is sealed end to end (a sealed stream's record): the
+ * driver may carry the payload without sealing it again (io.send_raw). */
+static void emit_frame(tun_t *t, const tun_frame_t *f, bool raw)
 {
     uint8_t head[TUN_HEAD_MAX];
     size_t n = tun_frame_encode(f, head);
@@ -235,9 +241,17 @@ static void emit(tun_t *t, const tun_frame_t *f)
         return;
     }
     size_t body = f->type == TUN_DATA ? f->len : 0;
-    t->io.send(t->io.ctx, head, n, body ? f->data : NULL, body);
+    if (raw && t->io.send_raw)
+        t->io.send_raw(t->io.ctx, head, n, f->data, body);
+    else
+        t->io.send(t->io.ctx, head, n, body ? f->data : NULL, body);
     t->st.frames_sent++;
     t->st.bytes_sent += n + body;
+}
+
+static void emit(tun_t *t, const tun_frame_t *f)
+{
+    emit_frame(t, f, false);
 }
 
 static void send_rst(tun_t *t, uint64_t sid, uint32_t code)
@@ -326,6 +340,13 @@ static struct stream *stream_new(tun_t *t, uint64_t sid, bool local, enum tun_st
     return s;
 }
 
+/* Frees s (its keys wiped), which is in no structure any more. */
+static void stream_release(struct stream *s)
+{
+    seal_state_free(&s->sealer);
+    free(s);
+}
+
 /* Takes s out of every structure and frees it. */
 static void stream_free(tun_t *t, struct stream *s)
 {
@@ -336,7 +357,7 @@ static void stream_free(tun_t *t, struct stream *s)
     else
         t->n_remote--;
     t->app_unconsumed -= s->unconsumed;
-    free(s);
+    stream_release(s);
 }
 
 static bool stream_closable(const struct stream *s)
@@ -413,7 +434,7 @@ static void tunnel_kill(tun_t *t, int reason)
         struct stream *next = s->dnext;
         uint64_t sid = s->sid;
         void *user = s->user;
-        free(s);
+        stream_release(s);
         if (t->io.on_reset)
             t->io.on_reset(t->io.ctx, sid, user, TUN_ERR_TUNNEL_DEAD, false, NULL, 0);
         s = next;
@@ -505,9 +526,16 @@ static void rx_open_err(tun_t *t, struct stream *s, const tun_frame_t *f)
     stream_reset_notify(t, s, f->code, true, (const char *)f->data, f->len);
 }
 
-static void rx_data(tun_t *t, struct stream *s, const tun_frame_t *f)
+/* frame: the received frame's buffer, writable, so that a sealed stream's record is opened
+ * in place; raw: it came without the hop's seal over its payload (a SPLIT record), which only
+ * a sealed stream may receive. */
+static void rx_data(tun_t *t, struct stream *s, const tun_frame_t *f, uint8_t *frame, bool raw)
 {
     if (s->state == TUN_STREAM_OPENING || s->fin_recv) {
+        stream_violation(t, s, TUN_ERR_PROTOCOL);
+        return;
+    }
+    if (raw && s->seal == TUN_SEAL_NONE) {
         stream_violation(t, s, TUN_ERR_PROTOCOL);
         return;
     }
@@ -515,14 +543,30 @@ static void rx_data(tun_t *t, struct stream *s, const tun_frame_t *f)
         stream_violation(t, s, TUN_ERR_FLOW_CONTROL);
         return;
     }
+    const uint8_t *data = f->data;
+    uint32_t len = f->len;
+    uint32_t tag = 0;
+    if (s->seal == TUN_SEAL_END) {
+        uint8_t *rec = frame + (f->data - frame);
+        if (seal_open(s->sealer, rec, f->len) != 0) {
+            t->st.seal_failures++;
+            stream_violation(t, s, TUN_ERR_SEAL);
+            return;
+        }
+        tag = SEAL_TAG_LEN;
+        len -= tag;
+    }
     s->recv_credit -= f->len;
-    s->unconsumed += f->len;
-    t->app_unconsumed += f->len;
+    /* The tag is spent on arrival: it counts as consumed at once, so the invariant holds and
+     * the sender's credit comes back with the plaintext's. */
+    s->unconsumed += len;
+    s->ungranted += tag;
+    t->app_unconsumed += len;
     t->st.data_bytes_received += f->len;
     if (t->io.on_data)
-        t->io.on_data(t->io.ctx, s->sid, s->user, f->data, f->len);
+        t->io.on_data(t->io.ctx, s->sid, s->user, data, len);
     else
-        tun_consumed(t, f->sid, f->len); /* nobody to hold it: consumed on arrival */
+        tun_consumed(t, f->sid, len); /* nobody to hold it: consumed on arrival */
 }
 
 static void rx_window(tun_t *t, struct stream *s, const tun_frame_t *f)
@@ -598,7 +642,7 @@ static void rx_pong(tun_t *t, const tun_frame_t *f, uint64_t now_ms)
         t->st.rtt_min_us = r;
 }
 
-int tun_receive(tun_t *t, const uint8_t *frame, size_t len, uint64_t now_ms)
+static int receive(tun_t *t, uint8_t *frame, size_t len, uint64_t now_ms, bool raw)
 {
     if (t->dead)
         return -EPIPE;
@@ -616,6 +660,13 @@ int tun_receive(tun_t *t, const uint8_t *frame, size_t len, uint64_t now_ms)
         t->st.malformed++;
         /* A broken frame for a live stream leaves a hole in it (a lost DATA, a lost grant):
          * that stream cannot go on, the others can. */
+        struct stream *s = f.sid ? map_find(&t->map, f.sid) : NULL;
+        if (s)
+            stream_violation(t, s, TUN_ERR_PROTOCOL);
+        return -EBADMSG;
+    }
+    if (raw && f.type != TUN_DATA) { /* only payload may travel unsealed by the hop */
+        t->st.malformed++;
         struct stream *s = f.sid ? map_find(&t->map, f.sid) : NULL;
         if (s)
             stream_violation(t, s, TUN_ERR_PROTOCOL);
@@ -648,7 +699,7 @@ int tun_receive(tun_t *t, const uint8_t *frame, size_t len, uint64_t now_ms)
         rx_open_err(t, s, &f);
         break;
     case TUN_DATA:
-        rx_data(t, s, &f);
+        rx_data(t, s, &f, frame, raw);
         break;
     case TUN_WINDOW:
         rx_window(t, s, &f);
@@ -664,6 +715,16 @@ int tun_receive(tun_t *t, const uint8_t *frame, size_t len, uint64_t now_ms)
         break;
     }
     return 0;
+}
+
+int tun_receive(tun_t *t, uint8_t *frame, size_t len, uint64_t now_ms)
+{
+    return receive(t, frame, len, now_ms, false);
+}
+
+int tun_receive_raw(tun_t *t, uint8_t *frame, size_t len, uint64_t now_ms)
+{
+    return receive(t, frame, len, now_ms, true);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -780,9 +841,10 @@ void tun_destroy(tun_t **tp)
     struct stream *s = detach_all(t);
     while (s) {
         struct stream *next = s->dnext;
-        free(s);
+        stream_release(s);
         s = next;
     }
+    free(t->seal_buf);
     free(t);
     *tp = NULL;
 }
@@ -888,6 +950,56 @@ ssize_t tun_send(tun_t *t, uint64_t sid, const void *data, size_t len)
         return -ENOTCONN;
     const uint8_t *p = data;
     size_t taken = 0;
+    if (s->seal == TUN_SEAL_PASS) {
+        /* A sealed record is forwarded whole, in one DATA frame, or not yet. */
+        if (len > t->cfg.max_data)
+            return -EMSGSIZE;
+        if (len > s->send_credit) {
+            s->blocked = true;
+            return 0;
+        }
+        tun_frame_t f = {.type = TUN_DATA, .sid = sid, .data = p, .len = (uint32_t)len};
+        emit_frame(t, &f, true);
+        s->send_credit -= (uint32_t)len;
+        t->st.data_bytes_sent += len;
+        return (ssize_t)len;
+    }
+    if (s->seal == TUN_SEAL_END) {
+        /* Each DATA frame is one record: plaintext plus its tag, within the credit. */
+        if (!t->seal_buf)
+            t->seal_buf = xmalloc(TUN_DATA_MAX);
+        while (taken < len && s->send_credit > SEAL_TAG_LEN) {
+            size_t n = len - taken;
+            if (n > s->send_credit - SEAL_TAG_LEN)
+                n = s->send_credit - SEAL_TAG_LEN;
+            if (n > t->cfg.max_data - SEAL_TAG_LEN)
+                n = t->cfg.max_data - SEAL_TAG_LEN;
+            tun_frame_t f = {.type = TUN_DATA, .sid = sid, .data = t->seal_buf,
+                             .len = (uint32_t)(n + SEAL_TAG_LEN)};
+            uint8_t head[TUN_HEAD_MAX];
+            size_t hl = tun_frame_encode(&f, head);
+            uint8_t *dst = hl && t->io.raw_reserve && t->io.send_raw
+                               ? t->io.raw_reserve(t->io.ctx, hl, f.len)
+                               : NULL;
+            if (!dst) /* no room offered (a hop that takes no SPLIT records): our buffer */
+                dst = t->seal_buf;
+            if (!hl || seal_record(s->sealer, p + taken, n, dst))
+                return taken ? (ssize_t)taken : -EPIPE;
+            f.data = dst;
+            if (t->io.send_raw)
+                t->io.send_raw(t->io.ctx, head, hl, dst, f.len);
+            else
+                t->io.send(t->io.ctx, head, hl, dst, f.len);
+            t->st.frames_sent++;
+            t->st.bytes_sent += hl + f.len;
+            s->send_credit -= (uint32_t)(n + SEAL_TAG_LEN);
+            t->st.data_bytes_sent += n + SEAL_TAG_LEN;
+            taken += n;
+        }
+        if (taken < len)
+            s->blocked = true;
+        return (ssize_t)taken;
+    }
     while (taken < len && s->send_credit > 0) {
         size_t n = len - taken;
         if (n > s->send_credit)
@@ -903,6 +1015,27 @@ ssize_t tun_send(tun_t *t, uint64_t sid, const void *data, size_t len)
     if (taken < len)
         s->blocked = true;
     return (ssize_t)taken;
+}
+
+int tun_seal(tun_t *t, uint64_t sid, enum tun_seal_mode mode, const seal_keys_t *keys)
+{
+    int rc;
+    struct stream *s = app_stream(t, sid, &rc);
+    if (!s)
+        return rc;
+    /* Before any DATA: the opener's stream until OPEN_OK, the acceptor's until it answers. */
+    bool fresh = (s->local && s->state == TUN_STREAM_OPENING) ||
+                 (!s->local && s->state == TUN_STREAM_PENDING);
+    if (!fresh || s->seal != TUN_SEAL_NONE || mode == TUN_SEAL_NONE || mode > TUN_SEAL_PASS ||
+        (mode == TUN_SEAL_END && !keys) || t->cfg.max_data <= SEAL_TAG_LEN)
+        return -EINVAL;
+    if (mode == TUN_SEAL_END) {
+        s->sealer = seal_state_new(keys);
+        if (!s->sealer)
+            return -errno;
+    }
+    s->seal = (uint8_t)mode;
+    return 0;
 }
 
 int tun_consumed(tun_t *t, uint64_t sid, size_t n)
@@ -1022,6 +1155,7 @@ int tun_stream_get(const tun_t *t, uint64_t sid, tun_stream_info_t *out)
         .unconsumed = s->unconsumed,
         .ungranted = s->ungranted,
         .window = s->window,
+        .seal = (enum tun_seal_mode)s->seal,
         .user = s->user,
     };
     return 0;

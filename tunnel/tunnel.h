@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #include "tunnel/frame.h"
+#include "tunnel/seal.h"
 
 /* Returned by tun_consumed and tun_fin when the call completed a clean close: the stream is
  * gone (no on_closed callback follows), and the application frees its side of it. */
@@ -84,6 +85,18 @@ typedef struct tun_io {
      * while the tunnel lives; the core holds no frame for later. */
     void (*send)(void *ctx, const uint8_t *head, size_t head_len, const uint8_t *body,
                  size_t body_len);
+    /* Optional. Sends one DATA frame of a sealed stream: body is a record sealed end to end
+     * (tun_seal), so the driver may carry it without sealing it again (a SPLIT record,
+     * secchan.h); the receiving driver then hands the frame to tun_receive_raw. NULL: such
+     * frames go through send like any other. */
+    void (*send_raw)(void *ctx, const uint8_t *head, size_t head_len, const uint8_t *body,
+                     size_t body_len);
+    /* Optional, with send_raw. Room for the payload of a sealed stream's DATA frame that this
+     * end seals (TUN_SEAL_END), body_len bytes after a head of head_len, where the driver will
+     * send it from: the core seals into it, then calls send_raw with body pointing there, so
+     * the record is written once, by the AEAD, and never copied. Valid until the next call
+     * into the driver. NULL: the core seals into a buffer of its own, and send_raw copies. */
+    uint8_t *(*raw_reserve)(void *ctx, size_t head_len, size_t body_len);
     /* The peer opens stream sid towards target (opaque to the core, borrowed for the call).
      * Answer with tun_accept or tun_reject, now or later (open_timeout_ms applies). */
     void (*on_open)(void *ctx, uint64_t sid, const uint8_t *target, size_t target_len);
@@ -124,7 +137,12 @@ void tun_destroy(tun_t **tp);
  * (malformed: dropped and counted; if it named an open stream, that stream is reset with
  * TUN_ERR_PROTOCOL since a piece of it is lost), or -EPIPE (the tunnel is dead, possibly
  * killed by this frame). Any frame, even malformed, proves the peer alive. */
-int tun_receive(tun_t *t, const uint8_t *frame, size_t len, uint64_t now_ms);
+int tun_receive(tun_t *t, uint8_t *frame, size_t len, uint64_t now_ms);
+/* The same, for a frame whose payload the hop did not seal (io.send_raw at the peer): only
+ * DATA of a sealed stream may come this way; anything else is malformed (and resets the
+ * stream it names). The frame's buffer is writable: a TUN_SEAL_END stream's record is opened
+ * in place. */
+int tun_receive_raw(tun_t *t, uint8_t *frame, size_t len, uint64_t now_ms);
 /* Runs what is due at now_ms: PING, death after silence, open timeouts. */
 void tun_tick(tun_t *t, uint64_t now_ms);
 /* The next time tun_tick must run (absolute ms, the clock of now_ms); UINT64_MAX once dead.
@@ -152,6 +170,27 @@ int tun_accept(tun_t *t, uint64_t sid);
 int tun_reject(tun_t *t, uint64_t sid, uint32_t code, const char *msg);
 /* Sets the user pointer passed to sid's callbacks. 0, -ENOENT, -EPIPE. */
 int tun_set_user(tun_t *t, uint64_t sid, void *user);
+
+/* Sealed streams (docs/tunnel.md, "Sealed streams"; tunnel/seal.h). A stream's mode is set
+ * once, before any DATA: by the opener after tun_open (before on_open_ok), by the acceptor
+ * before tun_accept. Both ends of one tunnel must agree (the OPEN's target says so).
+ *   TUN_SEAL_END: this end seals and opens the payload with keys (the ingress PoP, the site).
+ *     tun_send takes plaintext and sends records of at most max_data bytes, tag included;
+ *     on_data hands over plaintext. Credit counts the bytes on the wire (plaintext + tag);
+ *     the tag is consumed on arrival. A record that fails to open resets the stream with
+ *     TUN_ERR_SEAL.
+ *   TUN_SEAL_PASS: this end carries records it cannot open (a relay, the egress PoP): on_data
+ *     hands over one whole record, and tun_send takes one whole record or nothing (0, and
+ *     on_writable when the credit covers it; -EMSGSIZE past max_data), so records keep their
+ *     boundaries from leg to leg.
+ * 0, -ENOENT, -EINVAL (not before DATA, already set, bad mode or missing keys), -EPIPE, or
+ * the negative errno of seal_state_new (a suite this machine lacks). */
+enum tun_seal_mode {
+    TUN_SEAL_NONE = 0,
+    TUN_SEAL_END = 1,
+    TUN_SEAL_PASS = 2,
+};
+int tun_seal(tun_t *t, uint64_t sid, enum tun_seal_mode mode, const seal_keys_t *keys);
 
 /* Sends up to len bytes on sid as DATA frames of at most max_data bytes; returns how many it
  * took (0..len), bounded by the send credit. If fewer than len, the caller keeps the rest,
@@ -191,6 +230,7 @@ typedef struct tun_stream_info {
     uint32_t ungranted;   /* bytes consumed, not yet granted back in a WINDOW */
     uint32_t window;      /* receive window: granted at open (0 while PENDING), grown by
                            * window_auto_max's tuning */
+    enum tun_seal_mode seal;
     void *user;
 } tun_stream_info_t;
 
@@ -204,6 +244,7 @@ typedef struct tun_stats {
     uint64_t protocol_errors;  /* stream rules broken by the peer (RST PROTOCOL) */
     uint64_t flow_violations;  /* DATA beyond the receive window (RST FLOW_CONTROL) */
     uint64_t window_overflows; /* grants past max_window (RST WINDOW_OVERFLOW) */
+    uint64_t seal_failures;    /* sealed records that failed to open (RST SEAL) */
     uint64_t unknown_stream;   /* frames for streams that do not exist */
     uint64_t streams_opened;   /* tun_open calls that sent an OPEN */
     uint64_t streams_accepted; /* peer OPENs this end accepted */

@@ -22,6 +22,7 @@
 #include "node/dataplane/splice.h"
 #include "node/dataplane/tconn.h"
 #include "tunnel/secchan.h"
+#include "tunnel/seal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +39,7 @@
 #define INGRESS_MAGIC   0x494e4752u
 #define RELAY_MAGIC     0x52454c59u
 #define DIAL_BACKOFF_MS 1000 /* a PoP whose tunnel could not be dialled is skipped this long */
+#define DATAPLANE_SEAL_SITES 64 /* site keys (K) kept per ephemeral epoch; more: recomputed */
 
 struct waiter;
 
@@ -52,6 +54,8 @@ struct peer {
     bool info_dirty;           /* site: what its INFO says may have changed (on_apply sends it) */
     bool removed;              /* site: its record was removed (on_apply closes the tunnel) */
     uint32_t published_rtt_us; /* site: the tunnel RTT in our last link-state record */
+    uint8_t seal;              /* the suites of sealed streams it opens (its HELLO / WELCOME);
+                                * not 0: it reads SPLIT records too */
     char name[NODECFG_NAME_MAX + 1];
     char site[NODECFG_NAME_MAX + 1]; /* site: the site it serves (its name, or a replica's
                                       * site field) */
@@ -152,6 +156,7 @@ struct rep_check {
 struct rep_health {
     char replica[NODECFG_NAME_MAX + 1];
     char host[SM_HOSTNAME_MAX + 1]; /* the machine it runs on, "" when it did not say */
+    uint8_t seal;                   /* the suites of sealed streams it opens (its STATUS) */
     uint32_t n;
     struct rep_check *checks;
 };
@@ -241,6 +246,14 @@ struct dataplane {
     tun_config_t tcfg;
     char tunnel_addr[NODECFG_ADDR_MAX + 1];
     bool reap_pending;
+    /* Sealed streams (tunnel/seal.h): the ephemeral key of this epoch, and K per site. */
+    uint8_t seal_e_sk[32], seal_e_pk[32];
+    uint64_t seal_epoch_ms; /* ms (monotonic) the ephemeral key was made; 0 = none yet */
+    struct {
+        uint64_t site;
+        uint8_t k[SEAL_KEY_LEN];
+    } seal_k[DATAPLANE_SEAL_SITES];
+    size_t nseal_k;
     struct {
         uint64_t ingress_accepted, ingress_opened, ingress_failed, ingress_retries;
         uint64_t relayed, relay_refused, streams_from_peers_refused;
@@ -257,6 +270,9 @@ struct dataplane {
         uint64_t tls_resumed;           /* of which resumed by a session ticket */
         uint64_t tls_failed;            /* handshakes that failed (alerts, garbage, no SNI) */
         uint64_t tls_timeouts;          /* handshakes not done within tls_timeout */
+        uint64_t ingress_sealed;        /* opens sealed end to end for the site */
+        uint64_t ingress_unsealed;      /* opens that were not (why: docs/tunnel.md) */
+        uint64_t relayed_sealed;        /* relayed streams whose records we could not open */
     } st;
     struct tls_pending *tls_pending; /* TLS resource connections in their handshake */
     double tls_timeout;              /* s: a handshake's limit (a test knob may change it) */
@@ -411,7 +427,7 @@ static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    sm_hello_t h = {.role = "pop"};
+    sm_hello_t h = {.role = "pop", .seal = seal_local_suites()};
     snprintf(h.name, sizeof(h.name), "%s", dp->o.cfg->name);
     sm_pack_hello(&pk, &h);
     size_t hl = sb.size < sizeof(hello) ? sb.size : 0;
@@ -492,6 +508,7 @@ static void on_health_changed(void *ctx, const store_entry_t *v, size_t n)
             snprintf(h->replica, sizeof(h->replica), "%s", name);
         }
         snprintf(h->host, sizeof(h->host), "%s", st->host);
+        h->seal = st->seal;
         h->checks = xrealloc(h->checks, (st->n ? st->n : 1) * sizeof(*h->checks));
         h->n = st->n;
         for (uint32_t k = 0; k < st->n; k++) {
@@ -808,9 +825,11 @@ static int pc_admit(void *ctx, tconn_t *c, const uint8_t pk[32], const uint8_t *
     p->id = id;
     p->is_site = n.role == ROLE_SITE;
     p->probe = h.probe;
+    p->seal = h.seal;
+    tconn_set_split(c, h.seal != 0);
     snprintf(p->name, sizeof(p->name), "%s", n.name);
     snprintf(p->site, sizeof(p->site), "%s", reg_node_site(&n));
-    sm_welcome_t w = {.id = dp->o.id->node_id};
+    sm_welcome_t w = {.id = dp->o.id->node_id, .seal = seal_local_suites()};
     snprintf(w.name, sizeof(w.name), "%s", dp->o.cfg->name);
     msgpack_sbuffer sb;
     msgpack_packer mp;
@@ -838,6 +857,8 @@ static void pc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
             tconn_close(c, "bad WELCOME");
             return;
         }
+        p->seal = w.seal;
+        tconn_set_split(c, w.seal != 0);
     } else {
         dp->st.tunnels_accepted++;
     }
@@ -1041,6 +1062,93 @@ static void ingress_retry(struct ingress *in, const char *why)
     ev_timer_start(in->dp->o.loop, &in->kick);
 }
 
+/* ---- sealed streams ----------------------------------------------------------------------
+ *
+ * The ingress seals a stream's payload for the site (tunnel/seal.h) when everyone on the way
+ * can carry it: the site says it opens a suite we have (in its HELLO when it is attached here,
+ * else in its STATUS as stored in sitehealth/), and every PoP on the path advertises sealed
+ * relaying in its node record (`seal`: a PoP that predates it would drop the OPEN's seal field,
+ * and the site would take records for plaintext). Otherwise the stream goes as before, sealed
+ * hop by hop only. popd.conf's seal-streams = no turns it off at this ingress (for
+ * comparisons; relays still carry others' sealed streams). */
+
+/* The suites the site replica id opens, as far as this PoP knows. */
+static uint8_t site_seal_suites(dataplane_t *dp, uint64_t id)
+{
+    struct peer *sp = find_peer(dp, id, true, true);
+    if (sp && sp->seal)
+        return sp->seal;
+    for (size_t i = 0; i < dp->nsites; i++)
+        if (dp->sites[i].id == id) {
+            const struct rep_health *h = health_find(dp, dp->sites[i].name);
+            return h ? h->seal : 0;
+        }
+    return 0;
+}
+
+/* K for the site whose key is s_pk, from this epoch's ephemeral key (made or replaced here). */
+static int seal_site_key(dataplane_t *dp, uint64_t site, const uint8_t s_pk[32], uint8_t *k)
+{
+    uint64_t now = clock_mono_ms();
+    if (!dp->seal_epoch_ms || now - dp->seal_epoch_ms >= SEAL_EPOCH_S * 1000ull) {
+        /* A new epoch: the old ephemeral secret and every K made from it are forgotten, so
+         * streams sealed before cannot be opened from this PoP's memory any more. */
+        crypto_box_keypair(dp->seal_e_pk, dp->seal_e_sk);
+        sodium_memzero(dp->seal_k, sizeof(dp->seal_k));
+        dp->nseal_k = 0;
+        dp->seal_epoch_ms = now ? now : 1;
+    }
+    for (size_t i = 0; i < dp->nseal_k; i++)
+        if (dp->seal_k[i].site == site) {
+            memcpy(k, dp->seal_k[i].k, SEAL_KEY_LEN);
+            return 0;
+        }
+    int rc = seal_path_ingress(k, dp->seal_e_sk, dp->seal_e_pk, dp->keys.sk, dp->keys.pk, s_pk);
+    if (rc)
+        return rc;
+    size_t slot = dp->nseal_k < DATAPLANE_SEAL_SITES ? dp->nseal_k++ : site % DATAPLANE_SEAL_SITES;
+    dp->seal_k[slot].site = site;
+    memcpy(dp->seal_k[slot].k, k, SEAL_KEY_LEN);
+    return 0;
+}
+
+/* Fills o's seal and *keys when in's stream can be sealed on its path; false when it cannot
+ * (*why says why, for the debug log). */
+static bool ingress_seal(struct ingress *in, sm_open_t *o, seal_keys_t *keys, const char **why)
+{
+    dataplane_t *dp = in->dp;
+    if (dp->o.cfg->no_seal) {
+        *why = "seal-streams = no";
+        return false;
+    }
+    uint8_t suite = seal_pick_suite(site_seal_suites(dp, in->site) & seal_local_suites());
+    if (!suite) {
+        *why = "the site does not open sealed streams (an older popsite?)";
+        return false;
+    }
+    reg_node_t n;
+    for (uint32_t i = 1; i < in->n_hops; i++)
+        if (node_get(dp, in->hops[i], &n) || !n.seal) {
+            *why = "a PoP on the path does not relay sealed streams (an older popd?)";
+            return false;
+        }
+    uint8_t k[SEAL_KEY_LEN];
+    if (node_get(dp, in->site, &n) || seal_site_key(dp, in->site, n.curve_pk, k)) {
+        *why = "no usable key for the site";
+        return false;
+    }
+    o->sealed = true;
+    o->seal_from = dp->o.id->node_id;
+    memcpy(o->seal_epk, dp->seal_e_pk, sizeof(o->seal_epk));
+    randombytes_buf(o->seal_salt, sizeof(o->seal_salt));
+    o->seal_suite = suite;
+    uint8_t bind[SEAL_BIND_LEN];
+    sm_open_bind(o, bind);
+    seal_stream_keys(keys, k, o->seal_salt, bind, suite, true);
+    sodium_memzero(k, sizeof(k));
+    return true;
+}
+
 static void ingress_open_on(struct ingress *in, struct peer *p)
 {
     tun_t *t = tconn_tun(p->c);
@@ -1065,6 +1173,9 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
         o->weights[o->ntargets++] = (uint16_t)resource_target_weight(&in->res, i);
     }
     o->sticky = in->res.sticky;
+    seal_keys_t keys;
+    const char *why = "";
+    bool sealed = ingress_seal(in, o, &keys, &why);
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -1075,9 +1186,24 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
     int rc = tun_open(t, (const uint8_t *)sb.data, sb.size, in, clock_mono_ms(), &sid);
     msgpack_sbuffer_destroy(&sb);
     if (rc) {
+        sodium_memzero(&keys, sizeof(keys));
         in->hit_limit |= rc == -EAGAIN;
         ingress_retry(in, rc == -EAGAIN ? "tunnel stream limit" : "tunnel closed");
         return;
+    }
+    if (sealed) {
+        rc = tun_seal(t, sid, TUN_SEAL_END, &keys);
+        sodium_memzero(&keys, sizeof(keys));
+        if (rc) { /* our own suite, checked above: a bug, not input */
+            tun_reset(t, sid, TUN_ERR_INTERNAL);
+            ingress_retry(in, "cannot seal the stream");
+            return;
+        }
+        in->dp->st.ingress_sealed++;
+    } else {
+        in->dp->st.ingress_unsealed++;
+        log_debug("resource %s: %s: stream not sealed end to end: %s", in->res.name, in->client,
+                  why);
     }
     tconn_kick(p->c);
 }
@@ -1822,6 +1948,8 @@ static void relay_open(struct relay *r, struct peer *p)
         free(r);
         return;
     }
+    if (r->desc.sealed)
+        tun_seal(t, r->down_sid, TUN_SEAL_PASS, NULL); /* just opened: cannot fail */
     r->down_c = p->c;
     r->down_opening = true;
     tconn_kick(p->c);
@@ -1867,12 +1995,22 @@ static void pc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *targe
     r->up_c = c;
     r->up_sid = sid;
     tun_set_user(t, sid, r);
+    if (r->desc.sealed) {
+        /* Records we cannot open: carried whole from leg to leg (tun_seal PASS). */
+        tun_seal(t, sid, TUN_SEAL_PASS, NULL);
+    }
     struct peer *next;
     if (r->desc.npath == 0) {
         next = find_peer(dp, r->desc.site, true, true);
         if (!next) {
             dp->st.relay_refused++;
             tun_reject(t, sid, TUN_ERR_UNREACHABLE, "the site has no tunnel to this PoP");
+            free(r);
+            return;
+        }
+        if (r->desc.sealed && !(next->seal & (1u << r->desc.seal_suite))) {
+            dp->st.relay_refused++;
+            tun_reject(t, sid, TUN_ERR_SEAL, "the site cannot open this sealed stream");
             free(r);
             return;
         }
@@ -1902,6 +2040,7 @@ static void pc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *targe
         }
     }
     dp->st.relayed++;
+    dp->st.relayed_sealed += r->desc.sealed;
     relay_open(r, next);
 }
 
@@ -2641,7 +2780,7 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 27);
+    msgpack_pack_map(pk, 30);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -2654,6 +2793,9 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
     mpw_kv_u64(pk, "ingress_loops", dp->st.ingress_loops);
     mpw_kv_u64(pk, "relayed", dp->st.relayed);
     mpw_kv_u64(pk, "relay_refused", dp->st.relay_refused);
+    mpw_kv_u64(pk, "ingress_sealed", dp->st.ingress_sealed);
+    mpw_kv_u64(pk, "ingress_unsealed", dp->st.ingress_unsealed);
+    mpw_kv_u64(pk, "relayed_sealed", dp->st.relayed_sealed);
     mpw_kv_u64(pk, "tunnels_accepted", dp->st.tunnels_accepted);
     mpw_kv_u64(pk, "tunnels_refused", dp->st.tunnels_refused);
     mpw_kv_u64(pk, "handshake_failures", dp->st.handshake_failures);

@@ -5,6 +5,7 @@
 #include "common/mp.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <string.h>
 
 #define BAD(msg)                                                                                   \
@@ -43,12 +44,27 @@ static int head(mpr_t *r, uint32_t *n, uint32_t min)
 
 void sm_pack_hello(msgpack_packer *pk, const sm_hello_t *h)
 {
-    msgpack_pack_array(pk, h->probe ? 4 : 3);
+    msgpack_pack_array(pk, h->seal ? 5 : h->probe ? 4 : 3);
     msgpack_pack_uint8(pk, SM_VERSION);
     mpw_str(pk, h->role);
     mpw_str(pk, h->name);
     if (h->probe)
         msgpack_pack_true(pk);
+    else if (h->seal)
+        msgpack_pack_false(pk);
+    if (h->seal)
+        msgpack_pack_uint8(pk, h->seal);
+}
+
+/* A seal field: a suite mask, 0..255 (0, as absent: none; a writer that has a later field to
+ * send after it writes 0). */
+static int get_seal(mpr_t *r, uint8_t *out)
+{
+    uint64_t v;
+    if (mpr_uint(r, &v) || v > 255)
+        return -EBADMSG;
+    *out = (uint8_t)v;
+    return 0;
 }
 
 int sm_decode_hello(const uint8_t *buf, size_t len, sm_hello_t *h, const char **why)
@@ -66,17 +82,21 @@ int sm_decode_hello(const uint8_t *buf, size_t len, sm_hello_t *h, const char **
         BAD("hello: role is neither site nor pop");
     if (n >= 4 && mpr_bool(&r, &h->probe))
         BAD("hello: probe is not a bool");
-    if (skip_rest(&r, n, 4) || r.left)
+    if (n >= 5 && get_seal(&r, &h->seal))
+        BAD("hello: seal is not a suite mask");
+    if (skip_rest(&r, n, 5) || r.left)
         BAD("hello: trailing bytes");
     return 0;
 }
 
 void sm_pack_welcome(msgpack_packer *pk, const sm_welcome_t *w)
 {
-    msgpack_pack_array(pk, 3);
+    msgpack_pack_array(pk, w->seal ? 4 : 3);
     msgpack_pack_uint8(pk, SM_VERSION);
     mpw_str(pk, w->name);
     msgpack_pack_uint64(pk, w->id);
+    if (w->seal)
+        msgpack_pack_uint8(pk, w->seal);
 }
 
 int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const char **why)
@@ -87,7 +107,9 @@ int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const cha
     memset(w, 0, sizeof(*w));
     if (head(&r, &n, 3) || get_str(&r, w->name, sizeof(w->name), false) || mpr_uint(&r, &w->id))
         BAD("welcome: not [1, name, id]");
-    if (skip_rest(&r, n, 3) || r.left)
+    if (n >= 4 && get_seal(&r, &w->seal))
+        BAD("welcome: seal is not a suite mask");
+    if (skip_rest(&r, n, 4) || r.left)
         BAD("welcome: trailing bytes");
     return 0;
 }
@@ -97,7 +119,9 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
     bool w = false; /* weights only when one is not 1: what the version before sent */
     for (uint32_t i = 0; i < o->ntargets; i++)
         w |= o->weights[i] > 1;
-    msgpack_pack_array(pk, w ? 9 : 8); /* a site that predates ingress (or weights) skips it */
+    w |= o->sealed; /* the seal field is the 10th: the weights come before it */
+    msgpack_pack_array(pk, o->sealed ? 10 : w ? 9 : 8); /* a site that predates ingress (or
+                                                         * weights) skips it */
     msgpack_pack_uint8(pk, SM_VERSION);
     mpw_str(pk, o->resource);
     msgpack_pack_uint64(pk, o->site);
@@ -118,6 +142,24 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
         for (uint32_t i = 0; i < o->ntargets; i++)
             msgpack_pack_uint32(pk, o->weights[i] ? o->weights[i] : 1);
     }
+    if (o->sealed) {
+        msgpack_pack_array(pk, 4);
+        msgpack_pack_uint64(pk, o->seal_from);
+        mpw_bin(pk, o->seal_epk, sizeof(o->seal_epk));
+        mpw_bin(pk, o->seal_salt, sizeof(o->seal_salt));
+        msgpack_pack_uint8(pk, o->seal_suite);
+    }
+}
+
+/* A fixed-size bin. */
+static int get_bin(mpr_t *r, uint8_t *out, size_t want)
+{
+    const uint8_t *b;
+    uint32_t n;
+    if (mpr_bin(r, &b, &n) || n != want)
+        return -EBADMSG;
+    memcpy(out, b, n);
+    return 0;
 }
 
 int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **why)
@@ -161,15 +203,66 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
             o->weights[i] = wv == 1 ? 0 : (uint16_t)wv; /* 0 is how 1 is kept (not sent) */
         }
     }
-    if (skip_rest(&r, n, n >= 9 ? 9 : n >= 8 ? 8 : 7) || r.left)
+    if (n >= 10 && r.left && r.p[0] == 0xc0) { /* nil: not sealed (a later field follows) */
+        mpr_nil(&r);
+    } else if (n >= 10) {
+        uint64_t suite;
+        if (mpr_array(&r, &c) || c < 4 || mpr_uint(&r, &o->seal_from) || o->seal_from == 0 ||
+            get_bin(&r, o->seal_epk, sizeof(o->seal_epk)) ||
+            get_bin(&r, o->seal_salt, sizeof(o->seal_salt)) || mpr_uint(&r, &suite) ||
+            suite == 0 || suite > 255 || skip_rest(&r, c, 4))
+            BAD("open: seal is not [ingress id, key 32 bytes, salt 16 bytes, suite]");
+        o->seal_suite = (uint8_t)suite;
+        o->sealed = true;
+    }
+    if (skip_rest(&r, n, n >= 10 ? 10 : n >= 9 ? 9 : n >= 8 ? 8 : 7) || r.left)
         BAD("open: trailing bytes");
     return 0;
+}
+
+void sm_open_bind(const sm_open_t *o, uint8_t out[32])
+{
+    /* Each field with its length (or fixed size), so no two descriptors hash alike; the path
+     * is left out: relays consume it on the way. */
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, 32);
+    uint8_t b[8];
+#define PUT_U64(v)                                                                                 \
+    do {                                                                                           \
+        for (int i_ = 0; i_ < 8; i_++)                                                             \
+            b[i_] = (uint8_t)((uint64_t)(v) >> (8 * i_));                                          \
+        crypto_generichash_update(&h, b, 8);                                                       \
+    } while (0)
+#define PUT_STR(s_)                                                                                \
+    do {                                                                                           \
+        size_t l_ = strlen(s_);                                                                    \
+        PUT_U64(l_);                                                                               \
+        crypto_generichash_update(&h, (const uint8_t *)(s_), l_);                                  \
+    } while (0)
+    crypto_generichash_update(&h, (const uint8_t *)"popmesh open v1", 15);
+    PUT_STR(o->resource);
+    PUT_U64(o->site);
+    PUT_STR(o->client);
+    PUT_STR(o->ingress);
+    PUT_U64(o->ntargets);
+    for (uint32_t i = 0; i < o->ntargets; i++) {
+        PUT_STR(o->targets[i]);
+        PUT_U64(o->weights[i] ? o->weights[i] : 1);
+    }
+    PUT_U64(o->sticky);
+    PUT_U64(o->seal_from);
+    crypto_generichash_update(&h, o->seal_epk, sizeof(o->seal_epk));
+    crypto_generichash_update(&h, o->seal_salt, sizeof(o->seal_salt));
+    PUT_U64(o->seal_suite);
+#undef PUT_U64
+#undef PUT_STR
+    crypto_generichash_final(&h, out, 32);
 }
 
 void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
 {
     /* draining only when set, or when a host follows it */
-    msgpack_pack_array(pk, s->host[0] ? 6 : s->draining ? 5 : 4);
+    msgpack_pack_array(pk, s->seal ? 7 : s->host[0] ? 6 : s->draining ? 5 : 4);
     msgpack_pack_uint8(pk, SM_VERSION);
     msgpack_pack_uint8(pk, SM_CTL_STATUS);
     if (s->primary)
@@ -190,10 +283,12 @@ void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
     }
     if (s->draining)
         msgpack_pack_true(pk);
-    else if (s->host[0])
+    else if (s->host[0] || s->seal)
         msgpack_pack_false(pk);
-    if (s->host[0])
+    if (s->host[0] || s->seal)
         mpw_str(pk, s->host);
+    if (s->seal)
+        msgpack_pack_uint8(pk, s->seal);
 }
 
 void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
@@ -308,7 +403,9 @@ int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm
         for (const char *h = st->host; *h; h++) /* shown as is: printable, no spaces */
             if (*h <= ' ' || *h > '~')
                 BAD("status: the host name is not printable ASCII without spaces");
-        if (skip_rest(&r, n, 6) || r.left)
+        if (n >= 7 && get_seal(&r, &st->seal))
+            BAD("status: seal is not a suite mask");
+        if (skip_rest(&r, n, 7) || r.left)
             BAD("ctl: trailing bytes");
         *type = (int)t;
         return 0;

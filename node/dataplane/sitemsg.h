@@ -4,10 +4,19 @@
  * skipped (room to grow without a version bump); strings are NUL-free and fit their
  * buffers, or the message is refused. Every decoder reads untrusted bytes through mpr.
  *
- *   HELLO payload    [1, role: "site"|"pop", name: str, [probe: bool]]
- *   WELCOME payload  [1, name: str, id: uint]                    the responder PoP
+ *   HELLO payload    [1, role: "site"|"pop", name: str, [probe: bool, [seal: uint]]]
+ *   WELCOME payload  [1, name: str, id: uint, [seal: uint]]      the responder PoP
+ *       seal: the suites of sealed streams this end opens, as a mask of 1 << enum seal_suite
+ *       (tunnel/seal.h), 0..255, written only when not 0 (or when a later field follows). Its presence also says the sender
+ *       reads SPLIT records (secchan.h), so the hop carries sealed records without sealing
+ *       them again (tconn_set_split).
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
- *                     targets: [str], sticky: bool, ingress: str, [weights: [uint]]]
+ *                     targets: [str], sticky: bool, ingress: str, [weights: [uint],
+ *                     [seal: [ingress id: uint, epk: bin 32, salt: bin 16, suite: uint]]]]
+ *       seal: the stream is sealed end to end by the ingress PoP for the site (tunnel/seal.h;
+ *       weights are then always written, so the seal stays the 10th field; nil there means
+ *       not sealed, for a writer with a later field). Relays carry it on unchanged; the site
+ *       derives the stream's keys from it.
  *       client: where the ingress client connected from, as the ingress PoP saw it;
  *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
  *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
@@ -21,8 +30,12 @@
  *       weights: one per target, 1..SM_WEIGHT_MAX, the share of connections each gets; sent
  *       only when one is not 1 (an older site skips it and shares evenly).
  *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
- *                     why: str], ...], [draining: bool, [host: str]]]   site -> PoP
+ *                     why: str], ...], [draining: bool, [host: str, [seal: uint]]]]
+ *                                                                     site -> PoP
  *       host: the machine the connector runs on (its host name), for meshctl sites.
+ *       seal: the suites of sealed streams the site opens (as HELLO's); stored with the rest of
+ *       STATUS in sitehealth/, which is how an ingress PoP without a tunnel to the site knows
+ *       it may seal for it.
  *   INFO (ctl)       [1, 2, pops: [[id: uint, name: str, tunnel_addr: str, curve_pk: bin 32,
  *                     region: str], ...], checks: [[target: str, health: str, [resource: str,
  *                     [interval_ms, timeout_ms, rise, fall: uint, status: str, host: str]]],
@@ -64,11 +77,14 @@ typedef struct sm_hello {
     char role[8];
     char name[NODECFG_NAME_MAX + 1];
     bool probe; /* a site measuring RTT: not an attachment, closed right after the handshake */
+    uint8_t seal; /* suites of sealed streams this end opens (1 << enum seal_suite); 0: none,
+                   * and it reads no SPLIT records (an older peer) */
 } sm_hello_t;
 
 typedef struct sm_welcome {
     char name[NODECFG_NAME_MAX + 1];
     uint64_t id;
+    uint8_t seal; /* as sm_hello_t's: the responder PoP reads SPLIT records */
 } sm_welcome_t;
 
 typedef struct sm_open {
@@ -82,6 +98,12 @@ typedef struct sm_open {
     char targets[SM_TARGETS_MAX][NODECFG_ADDR_MAX + 1];
     bool sticky;
     uint16_t weights[SM_TARGETS_MAX]; /* 0 counts as 1 (the decoder keeps a 1 as 0) */
+    /* A sealed stream (tunnel/seal.h): the ingress PoP sealed its payload for the site. */
+    bool sealed;
+    uint64_t seal_from;    /* the ingress PoP's node id (the site looks up its key) */
+    uint8_t seal_epk[32];  /* its ephemeral public key */
+    uint8_t seal_salt[16]; /* the stream's salt */
+    uint8_t seal_suite;    /* enum seal_suite */
 } sm_open_t;
 
 /* A resource's health-check settings; all zero / "" = the site's defaults. */
@@ -112,6 +134,7 @@ typedef struct sm_status {
     bool primary;
     bool draining; /* the site is moving off this PoP: route no new streams here */
     char host[SM_HOSTNAME_MAX + 1]; /* "" when the site did not say */
+    uint8_t seal; /* suites of sealed streams the site opens; 0: none (an older site) */
     uint32_t n;
     sm_check_t checks[SM_CHECKS_MAX];
 } sm_status_t;
@@ -139,6 +162,9 @@ void sm_pack_welcome(msgpack_packer *pk, const sm_welcome_t *w);
 int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const char **why);
 void sm_pack_open(msgpack_packer *pk, const sm_open_t *o);
 int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **why);
+/* What a sealed stream's keys are bound to (tunnel/seal.h): a hash of every field the site acts
+ * on and of the seal itself, the path left out (relays consume it). */
+void sm_open_bind(const sm_open_t *o, uint8_t out[32]);
 void sm_pack_status(msgpack_packer *pk, const sm_status_t *s);
 void sm_pack_info(msgpack_packer *pk, const sm_info_t *in);
 /* A control message: *type is SM_CTL_STATUS (into *st) or SM_CTL_INFO (into *in); either

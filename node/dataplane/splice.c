@@ -37,6 +37,8 @@ struct leg {
     void *io;                   /* the layer's state (owned) */
     int io_end;                 /* a final CLOSED/ERROR the layer gave while filling a read */
     uint8_t rd_need, wr_need;   /* LEG_TCP: what reading / writing waits for (EV_READ, EV_WRITE) */
+    bool records; /* LEG_STREAM carrying sealed records (tun_seal PASS): what it delivers is
+                   * buffered with each record's length, and goes on whole */
 };
 
 struct dir {
@@ -379,10 +381,28 @@ static void buf_append(struct dir *dr, const uint8_t *p, size_t len)
     dr->len += len;
 }
 
+/* A sealed record kept for a sink that had no credit for it: its length, then its bytes. */
+static void buf_append_record(struct dir *dr, const uint8_t *p, size_t len)
+{
+    uint32_t l32 = (uint32_t)len;
+    buf_append(dr, (const uint8_t *)&l32, sizeof(l32));
+    buf_append(dr, p, len);
+}
+
 /* Drains dir d's buffer into its sink. true when the buffer is empty afterwards. */
 static bool drain_buf(splice_t *s, int d)
 {
     struct dir *dr = &s->dirs[d];
+    while (s->legs[d].records && dr->off < dr->len) {
+        uint32_t rl;
+        memcpy(&rl, dr->buf + dr->off, sizeof(rl));
+        ssize_t n = sink_take(s, d, dr->buf + dr->off + sizeof(rl), rl);
+        if (n <= 0 || s->finished)
+            return false;
+        dr->off += sizeof(rl) + rl;
+        dr->bytes += rl;
+        source_consumed(s, d, rl);
+    }
     while (dr->off < dr->len) {
         ssize_t n = sink_take(s, d, dr->buf + dr->off, dr->len - dr->off);
         if (n < 0 || s->finished)
@@ -594,8 +614,11 @@ static void leg_set_stream(splice_t *s, int i, tconn_t *c, uint64_t sid)
     l->c = c;
     l->sid = sid;
     tun_t *t = tconn_tun(c);
-    if (t)
+    tun_stream_info_t si;
+    if (t) {
         tun_set_user(t, sid, s);
+        l->records = tun_stream_get(t, sid, &si) == 0 && si.seal == TUN_SEAL_PASS;
+    }
 }
 
 splice_t *splice_new_tcp(splice_ctx_t *x, int fd, splice_done_fn done, void *ctx)
@@ -648,6 +671,24 @@ void splice_on_data(splice_t *s, tconn_t *c, uint64_t sid, const uint8_t *data, 
         return;
     struct dir *dr = &s->dirs[d];
     size_t took = 0;
+    if (s->legs[d].records) { /* one sealed record: on whole now, or kept whole */
+        if (dr->off == dr->len && s->legs[1 - d].kind != LEG_NONE) {
+            ssize_t n = sink_take(s, d, data, len);
+            if (n < 0 || s->finished)
+                return;
+            if ((size_t)n == len) {
+                dr->bytes += len;
+                source_consumed(s, d, len);
+                return;
+            }
+            if (n > 0) { /* a sink that split a record (not a PASS stream): cannot go on */
+                splice_abort(s, TUN_ERR_INTERNAL, "a sealed record was split");
+                return;
+            }
+        }
+        buf_append_record(dr, data, len);
+        return;
+    }
     if (dr->off == dr->len && s->legs[1 - d].kind != LEG_NONE) {
         ssize_t n = sink_take(s, d, data, len);
         if (n < 0 || s->finished)

@@ -69,11 +69,13 @@ struct tconn {
     uint64_t hs_start_us; /* us (monotonic): HELLO sent */
     bool congested;       /* went past TCONN_OUT_HIGH; on_drain when below TCONN_OUT_LOW */
     bool tun_died;        /* on_dead was called: fail after the current event */
+    bool split_ok;        /* the peer reads SPLIT records (tconn_set_split) */
     int tun_dead_reason;
     uint8_t *in;
     size_t in_len;
     uint8_t *out;
     size_t out_off, out_len, out_cap;
+    uint64_t split_records; /* SPLIT records sent */
 };
 
 static void rearm(tconn_t *c);
@@ -208,6 +210,42 @@ static void tio_send(void *ctx, const uint8_t *head, size_t hl, const uint8_t *b
         fail(c, "cannot seal a frame: %s", strerror(-rc));
 }
 
+/* A sealed stream's record: only the frame's head is sealed for this hop when the peer reads
+ * SPLIT records (the record is already sealed end to end). */
+static void tio_send_raw(void *ctx, const uint8_t *head, size_t hl, const uint8_t *body,
+                         size_t bl)
+{
+    tconn_t *c = ctx;
+    if (c->state != ST_UP && c->state != ST_CLOSING)
+        return;
+    if (!c->split_ok || bl == 0 || 1 + hl > SC_SPLIT_HEAD_MAX) {
+        tio_send(ctx, head, hl, body, bl);
+        return;
+    }
+    uint8_t kind = TCONN_MSG_FRAME;
+    sc_piece_t pieces[2] = {{&kind, 1}, {head, hl}};
+    /* out_reserve keeps what raw_reserve gave: nothing was queued in between */
+    uint8_t *dst = out_reserve(c, SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl + bl);
+    ssize_t n = sc_seal_split(&c->sc, pieces, 2, body, bl, dst);
+    if (n < 0) {
+        fail(c, "cannot seal a frame: %s", strerror((int)-n));
+        return;
+    }
+    c->split_records++;
+    queued(c, (size_t)n);
+}
+
+/* The place where tio_send_raw will put a sealed record of body_len bytes after a frame head of
+ * head_len: the tun core seals the record there, and the SPLIT record is built around it. */
+static uint8_t *tio_raw_reserve(void *ctx, size_t hl, size_t bl)
+{
+    tconn_t *c = ctx;
+    if (!c->split_ok || 1 + hl > SC_SPLIT_HEAD_MAX || (c->state != ST_UP && c->state != ST_CLOSING))
+        return NULL;
+    uint8_t *dst = out_reserve(c, SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl + bl);
+    return dst + SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl;
+}
+
 static void tio_on_open(void *ctx, uint64_t sid, const uint8_t *target, size_t len)
 {
     tconn_t *c = ctx;
@@ -270,6 +308,8 @@ static int become_up(tconn_t *c, const uint8_t *payload, size_t plen)
 {
     tun_io_t io = {.ctx = c,
                    .send = tio_send,
+                   .send_raw = tio_send_raw,
+                   .raw_reserve = tio_raw_reserve,
                    .on_open = tio_on_open,
                    .on_open_ok = tio_on_open_ok,
                    .on_data = tio_on_data,
@@ -339,6 +379,26 @@ static void handle_record(tconn_t *c, uint8_t type, uint8_t *hdr, uint8_t *body,
         }
         queued(c, (size_t)n);
         c->state = ST_CONFIRMING;
+        return;
+    }
+    if (type == SC_REC_SPLIT) {
+        size_t pl, hl;
+        if (c->state != ST_UP && c->state != ST_CLOSING) {
+            fail(c, "protocol: a SPLIT record before the channel was confirmed");
+            return;
+        }
+        if (sc_open_split(&c->sc, hdr, body, len, &pl, &hl)) {
+            fail(c, "protocol: a record failed authentication");
+            return;
+        }
+        uint8_t *m = body + SC_SPLIT_SKIP;
+        if (m[0] != TCONN_MSG_FRAME) { /* only a tunnel frame's payload may come unsealed */
+            fail(c, "protocol: a SPLIT record of message kind %u", m[0]);
+            return;
+        }
+        tun_receive_raw(c->tun, m + 1, pl - 1, clock_mono_ms());
+        if (c->tun_died)
+            fail(c, "tunnel dead: %s", tun_dead_reason_name(c->tun_dead_reason));
         return;
     }
     if (type != SC_REC_DATA) {
@@ -686,4 +746,14 @@ uint32_t tconn_rtt_us(const tconn_t *c)
 size_t tconn_queued(const tconn_t *c)
 {
     return c->out_len - c->out_off;
+}
+
+void tconn_set_split(tconn_t *c, bool on)
+{
+    c->split_ok = on;
+}
+
+uint64_t tconn_split_records(const tconn_t *c)
+{
+    return c->split_records;
 }

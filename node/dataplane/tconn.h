@@ -119,6 +119,12 @@ uint32_t tconn_handshake_rtt_us(const tconn_t *c);
  * one would include the queueing of a busy tunnel, and make a loaded PoP look far); the
  * handshake RTT before the first heartbeat; 0 = nothing measured yet. */
 uint32_t tconn_rtt_us(const tconn_t *c);
+/* The peer reads SPLIT records (it said so in its HELLO or WELCOME payload: sitemsg's seal
+ * field): sealed streams' records then cross this hop without a second seal over their payload
+ * (secchan.h). Off by default: a peer that predates them would close the connection. */
+void tconn_set_split(tconn_t *c, bool on);
+/* SPLIT records sent on this connection so far. */
+uint64_t tconn_split_records(const tconn_t *c);
 /* Bytes waiting in the output queue. */
 size_t tconn_queued(const tconn_t *c);
 

@@ -339,13 +339,14 @@ int dnsadmin_publish_self(store_t *st, meshnode_t *mesh, const nodecfg_t *cfg, u
     memset(want.labels, 0, sizeof(want.labels));
     memcpy(want.labels, cfg->labels, sizeof(want.labels));
     want.nlabels = cfg->nlabels;
+    want.seal = true; /* this version relays sealed streams (tunnel/seal.h) */
     bool same_labels = want.nlabels == n.nlabels;
     for (unsigned i = 0; i < want.nlabels && same_labels; i++)
         same_labels = !strcmp(want.labels[i], n.labels[i]);
     if (!strcmp(want.public4, n.public4) && !strcmp(want.public6, n.public6) &&
         want.has_loc == n.has_loc && geo_udeg(want.lat) == geo_udeg(n.lat) &&
         geo_udeg(want.lon) == geo_udeg(n.lon) && !strcmp(want.dns_addr, n.dns_addr) &&
-        want.no_inbound == n.no_inbound && same_labels)
+        want.no_inbound == n.no_inbound && want.seal == n.seal && same_labels)
         return 0;
     msgpack_sbuffer sb;
     msgpack_packer pk;

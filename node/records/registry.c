@@ -73,7 +73,7 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
      * they existed. */
     uint32_t fields = 8 + !!n->tunnel_addr[0] + !!n->public4[0] + !!n->public6[0] +
                       (n->has_loc ? 2 : 0) + !!n->dns_addr[0] + !!n->draining + !!n->site[0] +
-                      !!n->no_inbound + !!n->nlabels;
+                      !!n->no_inbound + !!n->nlabels + !!n->seal;
     msgpack_pack_map(pk, fields);
     if (n->tunnel_addr[0])
         mpw_kv_str(pk, "tunnel_addr", n->tunnel_addr);
@@ -105,6 +105,8 @@ void reg_node_pack(msgpack_packer *pk, const reg_node_t *n)
         for (unsigned i = 0; i < n->nlabels; i++)
             mpw_str(pk, n->labels[i]);
     }
+    if (n->seal)
+        mpw_kv_bool(pk, "seal", true);
 }
 
 bool reg_node_has_label(const reg_node_t *n, const char *label)
@@ -225,6 +227,7 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
         {"site", MPF_STR, n->site, sizeof(n->site), false, false, NULL},
         {"no_inbound", MPF_BOOL, &n->no_inbound, 0, false, false, NULL},
         {"labels", MPF_CUSTOM, n, 0, false, false, read_labels},
+        {"seal", MPF_BOOL, &n->seal, 0, false, false, NULL},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)

@@ -89,6 +89,10 @@ typedef struct reg_node {
      * counts as a label too: read through reg_node_has_label. */
     char labels[NODECFG_LABELS_MAX][NODECFG_NAME_MAX + 1];
     unsigned nlabels;
+    /* PoPs: it relays sealed streams (tunnel/seal.h: it carries the OPEN's seal field on and
+     * their records whole). Optional, written only when set; an ingress seals a stream only
+     * when every PoP on its path says so. */
+    bool seal;
 } reg_node_t;
 
 typedef struct reg_token {

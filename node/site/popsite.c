@@ -48,6 +48,7 @@
 #include "node/dataplane/tconn.h"
 #include "node/records/token.h"
 #include "tunnel/popsel.h"
+#include "tunnel/seal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,7 @@
  * (DATAPLANE_MAX_STREAMS, node/dataplane/dataplane.h), past tunnel.h's default of 4096. */
 #define SITE_MAX_STREAMS    65536
 #define SITE_DIAL_TIMEOUT_S 3.0
+#define SITE_SEAL_KEYS      64 /* sealed streams: K kept per (ingress PoP, ephemeral key) */
 #define DIAL_MAGIC          0x4449414cu
 /* ms a closed target socket's address stays recognisable: a health check closes its socket
  * as soon as it connects, before the PoP's OPEN for that connection reaches us (one RTT to the
@@ -137,6 +139,14 @@ typedef struct site {
     uint64_t load_log_ms, load_unlogged; /* ms (monotonic) of the last limit line; since */
     tconn_t **dead; /* connections whose on_down ran: destroyed by the next tick */
     size_t ndead;
+    /* Sealed streams (tunnel/seal.h): K per ingress PoP and ephemeral key, recently used. */
+    struct {
+        uint64_t from;
+        uint8_t epk[32];
+        uint8_t k[SEAL_KEY_LEN];
+    } seal_k[SITE_SEAL_KEYS];
+    unsigned nseal_k, seal_next;
+    uint64_t sealed, seal_refused; /* streams opened sealed; refused for their seal */
 } site_t;
 
 /* A target caught looping into the mesh. */
@@ -177,6 +187,41 @@ struct dialer {
 };
 
 static const tconn_cbs_t *site_cbs(void);
+
+/* The keys of a sealed stream, from its OPEN (tunnel/seal.h). 0, or a message for the refusal. */
+static const char *seal_keys_of(site_t *s, const sm_open_t *o, seal_keys_t *keys)
+{
+    if (!(seal_local_suites() & (1u << o->seal_suite)))
+        return "this site cannot open the stream's seal suite";
+    uint8_t k[SEAL_KEY_LEN];
+    bool have = false;
+    for (unsigned i = 0; i < s->nseal_k && !have; i++)
+        if (s->seal_k[i].from == o->seal_from && !memcmp(s->seal_k[i].epk, o->seal_epk, 32)) {
+            memcpy(k, s->seal_k[i].k, SEAL_KEY_LEN);
+            have = true;
+        }
+    if (!have) {
+        /* The ingress's static key from the PoPs INFO lists: one the mesh does not know (or a
+         * relay's claim to be another PoP) gets no keys that work. */
+        const uint8_t *ipk = NULL;
+        for (unsigned i = 0; i < s->npops && !ipk; i++)
+            if (s->pops[i].known && s->pops[i].info.id == o->seal_from)
+                ipk = s->pops[i].info.curve_pk;
+        if (!ipk)
+            return "sealed by a PoP this site does not know (yet)";
+        if (seal_path_site(k, s->keys.sk, s->keys.pk, o->seal_epk, ipk))
+            return "the stream's seal key is not usable";
+        unsigned slot = s->nseal_k < SITE_SEAL_KEYS ? s->nseal_k++ : s->seal_next++ % SITE_SEAL_KEYS;
+        s->seal_k[slot].from = o->seal_from;
+        memcpy(s->seal_k[slot].epk, o->seal_epk, 32);
+        memcpy(s->seal_k[slot].k, k, SEAL_KEY_LEN);
+    }
+    uint8_t bind[SEAL_BIND_LEN];
+    sm_open_bind(o, bind);
+    seal_stream_keys(keys, k, o->seal_salt, bind, o->seal_suite, false);
+    sodium_memzero(k, sizeof(k));
+    return NULL;
+}
 
 /* ---- files -------------------------------------------------------------------------------- */
 
@@ -755,6 +800,7 @@ static void send_status(site_t *s, bool force)
         if (ok)
             memcpy(st->host, hn, strlen(hn) + 1); /* fits: checked above */
     }
+    st->seal = seal_local_suites(); /* stored in sitehealth/: how far ingresses learn it */
     uint64_t now = clock_mono_ms();
     for (unsigned i = 0; i < s->npops; i++) {
         struct pop *p = &s->pops[i];
@@ -1000,6 +1046,7 @@ static void sc_up(void *ctx, tconn_t *c, const uint8_t *payload, size_t plen)
         return;
     }
     struct pop *p = &s->pops[i];
+    tconn_set_split(c, w.seal != 0);
     uint32_t hs = tconn_handshake_rtt_us(c);
     if (p->probe == c) {
         popsel_probe_result(s->sel, (unsigned)i, judged_rtt(s, (unsigned)i, hs ? hs : 1));
@@ -1131,6 +1178,22 @@ static void sc_on_open(void *ctx, tconn_t *c, uint64_t sid, const uint8_t *targe
             return;
         }
     }
+    if (d->desc.sealed) {
+        seal_keys_t keys;
+        const char *bad = seal_keys_of(s, &d->desc, &keys);
+        int rc = bad ? -EINVAL : tun_seal(tconn_tun(c), sid, TUN_SEAL_END, &keys);
+        sodium_memzero(&keys, sizeof(keys));
+        if (rc) {
+            log_warn("popsite: sealed stream for %s refused: %s", d->desc.resource,
+                     bad ? bad : strerror(-rc));
+            s->refused++;
+            s->seal_refused++;
+            tun_reject(tconn_tun(c), sid, TUN_ERR_SEAL, bad ? bad : "cannot seal the stream");
+            free(d);
+            return;
+        }
+        s->sealed++;
+    }
     d->magic = DIAL_MAGIC;
     d->s = s;
     d->c = c;
@@ -1181,7 +1244,7 @@ static uint32_t tunnel_streams(tconn_t *c)
 
 static tconn_t *dial_pop(site_t *s, struct pop *p, bool probe)
 {
-    sm_hello_t h = {.role = "site", .probe = probe};
+    sm_hello_t h = {.role = "site", .probe = probe, .seal = seal_local_suites()};
     snprintf(h.name, sizeof(h.name), "%s", s->name);
     msgpack_sbuffer sb;
     msgpack_packer pk;

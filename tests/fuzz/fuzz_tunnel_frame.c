@@ -6,7 +6,11 @@
  * timeout and the heartbeat deadline. The core's invariants (tun_check: credit accounting,
  * table, timer list) must hold after every step. The corpus (one valid frame of each type,
  * written by tests/unit/test_tunnel.c with TUN_CORPUS_DIR set) names these streams: 1, 3 open
- * (peer-opened), 5 pending, 2 open and 4 opening (ours). */
+ * (peer-opened), 5 pending, 2 open and 4 opening (ours); 7 is sealed end to end (tun_seal END:
+ * its DATA is opened in place, and fails) and 11 carries sealed records (PASS). The input goes
+ * in once as an ordinary frame and once as a raw one (tun_receive_raw: a SPLIT record's), each
+ * from a writable copy, since a sealed stream's record is opened in place. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +46,13 @@ static void fz_open(void *ctx, uint64_t sid, const uint8_t *target, size_t len)
         s->bytes += target[i];
     if (sid == 5)
         return; /* stays pending */
+    if (sid == 7 || sid == 11) {
+        seal_keys_t k = {.suite = SEAL_SUITE_CHACHA20POLY1305};
+        memset(k.rx, 7, sizeof(k.rx));
+        memset(k.tx, 8, sizeof(k.tx));
+        if (tun_seal(s->t, sid, sid == 7 ? TUN_SEAL_END : TUN_SEAL_PASS, &k))
+            abort();
+    }
     if (sid % 3 == 0 && sid > 3)
         tun_reject(s->t, sid, TUN_ERR_UNREACHABLE, "no route");
     else
@@ -77,7 +88,7 @@ static void check(const tun_t *t)
         abort();
 }
 
-static void feed(tun_t *t, const tun_frame_t *f, uint64_t now)
+static void feed_as(tun_t *t, const tun_frame_t *f, uint64_t now, bool raw)
 {
     uint8_t buf[TUN_FRAME_MAX];
     size_t n = tun_frame_encode(f, buf);
@@ -87,7 +98,15 @@ static void feed(tun_t *t, const tun_frame_t *f, uint64_t now)
         memcpy(buf + n, f->data, f->len);
         n += f->len;
     }
-    tun_receive(t, buf, n, now);
+    if (raw)
+        tun_receive_raw(t, buf, n, now);
+    else
+        tun_receive(t, buf, n, now);
+}
+
+static void feed(tun_t *t, const tun_frame_t *f, uint64_t now)
+{
+    feed_as(t, f, now, false);
 }
 
 /* Consume what is held, send, and sometimes half-close, on every stream id in use. */
@@ -125,6 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tun_io_t io = {
         .ctx = &sink,
         .send = fz_send,
+        .send_raw = fz_send,
         .on_open = fz_open,
         .on_data = fz_data,
         .on_fin = fz_fin,
@@ -140,6 +160,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {.type = TUN_OPEN, .sid = 3, .window = 65536, .data = bytes, .len = 4},
         {.type = TUN_DATA, .sid = 3, .data = bytes, .len = sizeof(bytes)},
         {.type = TUN_OPEN, .sid = 5, .window = 1000, .data = bytes, .len = 4},
+        {.type = TUN_OPEN, .sid = 7, .window = 65536, .data = bytes, .len = 4},
+        {.type = TUN_OPEN, .sid = 11, .window = 65536, .data = bytes, .len = 4},
     };
     for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
         feed(t, &setup[i], 1000);
@@ -150,14 +172,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     feed(t, &ok, 1000);
     if (tun_open(t, bytes, 8, NULL, 1000, &sid) || sid != 4)
         abort();
+    /* One genuine record on the sealed stream (the peer's keys mirror fz_open's), held. */
+    seal_keys_t pk = {.suite = SEAL_SUITE_CHACHA20POLY1305};
+    memset(pk.tx, 7, sizeof(pk.tx));
+    memset(pk.rx, 8, sizeof(pk.rx));
+    seal_state_t *peer = seal_state_new(&pk);
+    uint8_t rec[sizeof(bytes) + SEAL_TAG_LEN];
+    if (!peer || seal_record(peer, bytes, sizeof(bytes), rec))
+        abort();
+    seal_state_free(&peer);
+    tun_frame_t sealed = {.type = TUN_DATA, .sid = 7, .data = rec, .len = sizeof(rec)};
+    feed_as(t, &sealed, 1000, true);
+    tun_frame_t passed = {.type = TUN_DATA, .sid = 11, .data = rec, .len = sizeof(rec)};
+    feed_as(t, &passed, 1000, true);
     tun_tick(t, 1000);
     check(t);
 
-    tun_receive(t, data, size, 1010);
+    uint8_t *copy = malloc(size ? size : 1);
+    if (!copy)
+        abort();
+    if (size)
+        memcpy(copy, data, size);
+    tun_receive(t, copy, size, 1010);
     check(t);
     app_round(t, 0);
     check(t);
-    tun_receive(t, data, size, 1020);
+    if (size)
+        memcpy(copy, data, size);
+    tun_receive_raw(t, copy, size, 1020);
+    free(copy);
     check(t);
     app_round(t, 1);
     check(t);

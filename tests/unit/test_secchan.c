@@ -337,6 +337,82 @@ static void test_tamper_data(void **state)
     assert_memory_equal(copy + SC_HDR_LEN, plain, sizeof(plain));
 }
 
+/* SPLIT records: the head is sealed, the tail carried as is; both arrive contiguous, the
+ * counter is shared with DATA records, and any bit flipped in the header, the head length, the
+ * tag or the head fails; a flipped tail bit does not (the end-to-end seal catches it). */
+static void test_split_records(void **state)
+{
+    sc_t i, r, r_copy;
+    default_handshake(&i, &r);
+    send_one(&i, &r, 10, 9); /* counters shared with DATA records */
+    uint8_t head[12], tail[300], rec[SC_HDR_LEN + SC_SPLIT_SKIP + 12 + 300], copy[sizeof(rec)];
+    randombytes_buf(head, sizeof(head));
+    randombytes_buf(tail, sizeof(tail));
+    sc_piece_t pieces[2] = {{head, 5}, {head + 5, 7}};
+    ssize_t n = sc_seal_split(&i, pieces, 2, tail, sizeof(tail), rec);
+    assert_int_equal(n, sizeof(rec));
+    /* the tail is on the wire unchanged, the head is not */
+    assert_memory_equal(rec + sizeof(rec) - sizeof(tail), tail, sizeof(tail));
+    assert_memory_not_equal(rec + SC_HDR_LEN + SC_SPLIT_SKIP, head, sizeof(head));
+    uint8_t type;
+    uint32_t blen;
+    assert_int_equal(sc_parse_header(rec, &type, &blen), 0);
+    assert_int_equal(type, SC_REC_SPLIT);
+    assert_int_equal(blen, (uint32_t)n - SC_HDR_LEN);
+    size_t plen, hl;
+    for (size_t at = 0; at < (size_t)n; at++) {
+        r_copy = r;
+        memcpy(copy, rec, sizeof(rec));
+        copy[at] ^= 0x10;
+        int rc = sc_open_split(&r_copy, copy, copy + SC_HDR_LEN, blen, &plen, &hl);
+        if (at < SC_HDR_LEN + SC_SPLIT_SKIP + sizeof(head)) {
+            if (rc != -EBADMSG)
+                fail_msg("SPLIT byte %zu: %d", at, rc);
+            assert_failed(&r_copy);
+        } else {
+            assert_int_equal(rc, 0);
+        }
+    }
+    r_copy = r;
+    memcpy(copy, rec, sizeof(rec));
+    assert_int_equal(sc_open_split(&r_copy, copy, copy + SC_HDR_LEN, blen, &plen, &hl), 0);
+    assert_int_equal(hl, sizeof(head));
+    assert_int_equal(plen, sizeof(head) + sizeof(tail));
+    assert_memory_equal(copy + SC_HDR_LEN + SC_SPLIT_SKIP, head, sizeof(head));
+    assert_memory_equal(copy + SC_HDR_LEN + SC_SPLIT_SKIP + sizeof(head), tail, sizeof(tail));
+    /* the next DATA record opens: SPLIT and DATA share one counter */
+    sc_t r_after = r_copy;
+    send_one(&i, &r_after, 20, 3);
+    /* replayed: the counter moved on */
+    memcpy(copy, rec, sizeof(rec));
+    assert_int_equal(sc_open_split(&r_copy, copy, copy + SC_HDR_LEN, blen, &plen, &hl), -EBADMSG);
+    /* limits: no head, no tail, a head too long */
+    sc_t i_copy = i;
+    assert_int_equal(sc_seal_split(&i_copy, pieces, 0, tail, 1, rec), -EINVAL);
+    i_copy = i;
+    assert_int_equal(sc_seal_split(&i_copy, pieces, 2, tail, 0, rec), -EINVAL);
+    uint8_t big[SC_SPLIT_HEAD_MAX + 1] = {0};
+    sc_piece_t bp = {big, sizeof(big)};
+    i_copy = i;
+    assert_int_equal(sc_seal_split(&i_copy, &bp, 1, tail, 1, rec), -EINVAL);
+    /* a head length byte of 0 or past the body */
+    sc_t i3, r3;
+    default_handshake(&i3, &r3);
+    n = sc_seal_split(&i3, pieces, 2, tail, sizeof(tail), rec);
+    assert_int_equal(n, sizeof(rec));
+    for (int bad = 0; bad < 2; bad++) {
+        r_copy = r3;
+        memcpy(copy, rec, sizeof(rec));
+        copy[SC_HDR_LEN] = bad ? 0xff : 0;
+        assert_int_equal(sc_open_split(&r_copy, copy, copy + SC_HDR_LEN, blen, &plen, &hl),
+                         -EBADMSG);
+    }
+    /* a DATA record handed to sc_open_split, and a SPLIT one to sc_open */
+    r_copy = r3;
+    memcpy(copy, rec, sizeof(rec));
+    assert_int_equal(sc_open(&r_copy, copy, copy + SC_HDR_LEN, blen, &plen), -EBADMSG);
+}
+
 static void test_replay_reorder(void **state)
 {
     sc_t i, r, i0, r0;
@@ -729,7 +805,11 @@ static void test_parse_header(void **state)
         {SC_REC_DATA, SC_RECORD_MAX + 1, -EBADMSG},
         {SC_REC_DATA, 0xffffff, -EBADMSG},
         {0, 100, -EBADMSG},
-        {4, 100, -EBADMSG},
+        {SC_REC_SPLIT, SC_SPLIT_BODY_MIN - 1, -EBADMSG},
+        {SC_REC_SPLIT, SC_SPLIT_BODY_MIN, 0},
+        {SC_REC_SPLIT, SC_RECORD_MAX + 1, 0},
+        {SC_REC_SPLIT, SC_RECORD_MAX + 2, -EBADMSG},
+        {5, 100, -EBADMSG},
         {0x83, 100, -EBADMSG},
         {0xff, 100, -EBADMSG},
     };
@@ -985,6 +1065,7 @@ int main(void)
         cmocka_unit_test(test_tamper_hello),
         cmocka_unit_test(test_tamper_welcome),
         cmocka_unit_test(test_tamper_data),
+        cmocka_unit_test(test_split_records),
         cmocka_unit_test(test_replay_reorder),
         cmocka_unit_test(test_replayed_hello),
         cmocka_unit_test(test_hello_timestamp),

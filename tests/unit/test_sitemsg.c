@@ -54,6 +54,9 @@ enum mut {
 #define F_EMPTY_OK 2u
 #define F_NONZERO  4u /* 0 refused (ids, version, ctl type) */
 #define F_ROLE     8u /* "site" | "pop": no longest valid value */
+#define F_NIL_ABSENT 32u /* nil reads as "absent" (an unsealed OPEN's seal): not mutated to nil */
+#define F_ZERO_DROPS 16u /* 0 is read as absent, and written back without the field: not
+                          * mutated to 0 (the extra-fields test reads a 0) */
 
 typedef struct ctx {
     msgpack_sbuffer sb;
@@ -105,6 +108,8 @@ static bool mutate(ctx_t *c, enum fkind k, unsigned flags, size_t cap)
     bool ok = false;
     switch (c->mut) {
     case M_NIL:
+        if (flags & F_NIL_ABSENT)
+            return false;
         msgpack_pack_nil(pk);
         break;
     case M_NEG:
@@ -164,7 +169,7 @@ static bool mutate(ctx_t *c, enum fkind k, unsigned flags, size_t cap)
         ok = true;
         break;
     case M_ZERO:
-        if (k != FK_UINT)
+        if (k != FK_UINT || (flags & F_ZERO_DROPS))
             return false;
         msgpack_pack_uint8(pk, 0);
         ok = !(flags & F_NONZERO);
@@ -227,6 +232,14 @@ static bool f_list(ctx_t *c, uint32_t n)
 }
 
 /* A record (a message, a check, a PoP): with extra, one unknown field more, packed by rec_end. */
+static bool f_rec_flags(ctx_t *c, uint32_t n, unsigned flags)
+{
+    if (mutate(c, FK_ARR, flags, 0))
+        return false;
+    msgpack_pack_array(&c->pk, n + (c->extra ? 1 : 0));
+    return true;
+}
+
 static bool f_rec(ctx_t *c, uint32_t n)
 {
     if (mutate(c, FK_ARR, 0, 0))
@@ -251,35 +264,42 @@ static void rec_end(ctx_t *c)
 static void build_hello(ctx_t *c, const void *v)
 {
     const sm_hello_t *h = v;
-    bool probe_field = h->probe || c->extra; /* an extra field needs the probe before it */
-    if (!f_rec(c, probe_field ? 4 : 3))
+    bool seal_field = h->seal || c->extra;    /* an extra field needs the seal before it */
+    bool probe_field = h->probe || seal_field; /* and the seal needs the probe */
+    if (!f_rec(c, seal_field ? 5 : probe_field ? 4 : 3))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_str(c, h->role, sizeof(h->role), F_ROLE);
     f_str(c, h->name, sizeof(h->name), 0);
     if (probe_field)
         f_bool(c, h->probe);
+    if (seal_field)
+        f_uint(c, h->seal, F_ZERO_DROPS);
     rec_end(c);
 }
 
 static void build_welcome(ctx_t *c, const void *v)
 {
     const sm_welcome_t *w = v;
-    if (!f_rec(c, 3))
+    bool seal_field = w->seal || c->extra;
+    if (!f_rec(c, seal_field ? 4 : 3))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_str(c, w->name, sizeof(w->name), 0);
     f_uint(c, w->id, 0);
+    if (seal_field)
+        f_uint(c, w->seal, F_ZERO_DROPS);
     rec_end(c);
 }
 
 static void build_open(ctx_t *c, const void *v)
 {
     const sm_open_t *o = v;
-    bool weights_field = c->extra; /* as the packer: when one is not 1; an extra field needs it */
+    bool seal_field = o->sealed || c->extra;   /* an extra field needs the seal (or nil) */
+    bool weights_field = seal_field; /* as the packer: when one is not 1, or sealed */
     for (uint32_t i = 0; i < o->ntargets; i++)
         weights_field |= o->weights[i] > 1;
-    if (!f_rec(c, weights_field ? 9 : 8))
+    if (!f_rec(c, seal_field ? 10 : weights_field ? 9 : 8))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_str(c, o->resource, sizeof(o->resource), 0);
@@ -297,6 +317,15 @@ static void build_open(ctx_t *c, const void *v)
         if (f_list(c, o->ntargets))
             for (uint32_t i = 0; i < o->ntargets; i++)
                 f_uint(c, o->weights[i] ? o->weights[i] : 1, F_NONZERO);
+    if (seal_field && !o->sealed) {
+        msgpack_pack_nil(&c->pk);
+    } else if (seal_field && f_rec_flags(c, 4, F_NIL_ABSENT)) {
+        f_uint(c, o->seal_from, F_NONZERO);
+        f_bin(c, o->seal_epk, sizeof(o->seal_epk));
+        f_bin(c, o->seal_salt, sizeof(o->seal_salt));
+        f_uint(c, o->seal_suite, F_NONZERO);
+        rec_end(c);
+    }
     rec_end(c);
 }
 
@@ -331,9 +360,10 @@ static void build_check(ctx_t *c, const sm_check_t *k, bool full)
 static void build_status(ctx_t *c, const void *v)
 {
     const sm_status_t *s = v;
-    bool host_field = s->host[0] || c->extra; /* an extra field needs the host first */
+    bool seal_field = s->seal || c->extra;               /* an extra field needs the seal first */
+    bool host_field = s->host[0] || seal_field;          /* the seal needs the host first */
     bool draining_field = s->draining || host_field; /* and the host needs draining first */
-    if (!f_rec(c, host_field ? 6 : draining_field ? 5 : 4))
+    if (!f_rec(c, seal_field ? 7 : host_field ? 6 : draining_field ? 5 : 4))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_uint(c, SM_CTL_STATUS, F_NONZERO);
@@ -345,6 +375,8 @@ static void build_status(ctx_t *c, const void *v)
         f_bool(c, s->draining);
     if (host_field)
         f_str(c, s->host, sizeof(s->host), F_EMPTY_OK);
+    if (seal_field)
+        f_uint(c, s->seal, F_ZERO_DROPS);
     rec_end(c);
 }
 
@@ -439,10 +471,10 @@ struct msgdef {
     const void *val;
 };
 
-static sm_hello_t hello_site, hello_probe;
-static sm_welcome_t welcome;
-static sm_open_t open_min, open_max;
-static sm_status_t status_empty, status_checks, status_full;
+static sm_hello_t hello_site, hello_probe, hello_seal;
+static sm_welcome_t welcome, welcome_seal;
+static sm_open_t open_min, open_max, open_sealed;
+static sm_status_t status_empty, status_checks, status_full, status_seal;
 static sm_info_t info_empty, info_full, info_max;
 
 #define MSG(n, kind, v)                                                                            \
@@ -452,11 +484,15 @@ static sm_info_t info_empty, info_full, info_max;
 static const struct msgdef MSGS[] = {
     MSG("hello_site", hello, hello_site),
     MSG("hello_probe", hello, hello_probe),
+    MSG("hello_seal", hello, hello_seal),
     MSG("welcome", welcome, welcome),
+    MSG("welcome_seal", welcome, welcome_seal),
     MSG("open_min", open, open_min),
     MSG("open_max", open, open_max),
+    MSG("open_sealed", open, open_sealed),
     MSG("status_empty", status, status_empty),
     MSG("status_checks", status, status_checks),
+    MSG("status_seal", status, status_seal),
     MSG("info_empty", info, info_empty),
     MSG("info_full", info, info_full),
 };
@@ -509,6 +545,10 @@ static int setup(void **state)
     hello_probe.probe = true;
     strcpy(welcome.name, "pop-fra");
     welcome.id = 0xfedcba9876543210ull;
+    hello_seal = hello_site;
+    hello_seal.seal = 6;
+    welcome_seal = welcome;
+    welcome_seal.seal = 2;
 
     strcpy(open_min.resource, "web");
     open_min.site = 1;
@@ -530,6 +570,16 @@ static int setup(void **state)
     for (unsigned i = 0; i < SM_TARGETS_MAX; i++) /* 0 is how a weight of 1 decodes */
         open_max.weights[i] = i % 3 ? (uint16_t)(i % 3 + 1) : 0;
     open_max.weights[SM_TARGETS_MAX - 1] = SM_WEIGHT_MAX;
+
+    open_sealed = open_min;
+    open_sealed.sealed = true;
+    open_sealed.seal_from = 0x1234567890abcdefull;
+    for (unsigned i = 0; i < 32; i++)
+        open_sealed.seal_epk[i] = (uint8_t)(i + 1);
+    for (unsigned i = 0; i < 16; i++)
+        open_sealed.seal_salt[i] = (uint8_t)(0xa0 + i);
+    open_sealed.seal_suite = 1;
+    status_seal.seal = 6;
 
     status_checks.primary = true;
     status_full.draining = true;
@@ -1171,6 +1221,47 @@ static void test_not_arrays(void **state)
             expect_refused(&MSGS[k], inputs[i], lens[i], "not a message");
 }
 
+/* sm_open_bind: what a sealed stream's keys are bound to covers every field the site acts on and
+ * the seal, not the path (relays consume it). */
+static void test_open_bind(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32];
+    sm_open_t o = open_max;
+    o.sealed = true;
+    o.seal_from = 7;
+    o.seal_suite = 2;
+    sm_open_bind(&o, a);
+    sm_open_t p = o;
+    p.npath = 1; /* a relay took hops off */
+    sm_open_bind(&p, b);
+    assert_memory_equal(a, b, 32);
+    for (int k = 0; k < 9; k++) {
+        p = o;
+        switch (k) {
+        case 0: strcpy(p.targets[3], "evil.lan:22"); break;
+        case 1: p.client[0] ^= 1; break;
+        case 2: p.ingress[1] ^= 1; break;
+        case 3: p.resource[0] ^= 1; break;
+        case 4: p.site ^= 1; break;
+        case 5: p.weights[2]++; break;
+        case 6: p.sticky = !p.sticky; break;
+        case 7: p.seal_salt[5] ^= 1; break;
+        case 8: p.seal_from++; break;
+        }
+        sm_open_bind(&p, b);
+        if (!memcmp(a, b, 32))
+            fail_msg("change %d left the bind as it was", k);
+    }
+    /* a weight of 1 kept as 0 (how the decoder keeps it) binds as 1 */
+    p = o;
+    o.weights[0] = 1;
+    p.weights[0] = 0;
+    sm_open_bind(&o, a);
+    sm_open_bind(&p, b);
+    assert_memory_equal(a, b, 32);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1180,7 +1271,7 @@ int main(void)
         cmocka_unit_test(test_short_records),   cmocka_unit_test(test_open_limits),
         cmocka_unit_test(test_open_targets),    cmocka_unit_test(test_ctl_limits),
         cmocka_unit_test(test_ctl_types),       cmocka_unit_test(test_not_arrays),
-        cmocka_unit_test(test_info_pop_region),
+        cmocka_unit_test(test_info_pop_region), cmocka_unit_test(test_open_bind),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -28,6 +28,7 @@
 struct msg {
     struct msg *next;
     uint64_t at; /* deliver at (ms) */
+    bool raw;    /* sent by send_raw: delivered by tun_receive_raw (a SPLIT record's frame) */
     size_t len;
     uint8_t data[];
 };
@@ -70,6 +71,8 @@ struct end {
     uint64_t closed_sid;
     int deads;
     int dead_reason;
+    uint8_t raw_room[TUN_DATA_MAX]; /* raw_reserve's room: the core seals records here */
+    int raw_reserved;
 };
 
 struct pair {
@@ -92,6 +95,7 @@ static void link_send(void *ctx, const uint8_t *head, size_t head_len, const uin
     struct msg *m = malloc(sizeof(*m) + head_len + body_len);
     assert_non_null(m);
     m->next = NULL;
+    m->raw = false;
     m->at = e->p->now + l->delay_ms;
     m->len = head_len + body_len;
     memcpy(m->data, head, head_len);
@@ -106,6 +110,24 @@ static void link_send(void *ctx, const uint8_t *head, size_t head_len, const uin
     l->bytes += m->len;
     if (l->bytes > l->max_bytes)
         l->max_bytes = l->bytes;
+}
+
+static void link_send_raw(void *ctx, const uint8_t *head, size_t head_len, const uint8_t *body,
+                          size_t body_len)
+{
+    struct end *e = ctx;
+    assert_true(body_len > SEAL_TAG_LEN); /* only sealed records come this way */
+    link_send(ctx, head, head_len, body, body_len);
+    if (!e->out->cut)
+        e->out->tail->raw = true;
+}
+
+static uint8_t *link_raw_reserve(void *ctx, size_t head_len, size_t body_len)
+{
+    struct end *e = ctx;
+    assert_true(head_len > 0 && head_len <= TUN_HEAD_MAX && body_len <= TUN_DATA_MAX);
+    e->raw_reserved++;
+    return e->raw_room;
 }
 
 static struct msg *link_pop(struct link *l)
@@ -241,6 +263,8 @@ static struct pair *pair_new(const tun_config_t *ca, const tun_config_t *cb, con
         tun_io_t x = io ? *io : rec_io;
         x.ctx = e;
         x.send = link_send;
+        x.send_raw = link_send_raw;
+        x.raw_reserve = link_raw_reserve;
         e->t = tun_new(&c, &x, p->now);
         assert_non_null(e->t);
     }
@@ -272,7 +296,8 @@ static void pair_deliver(struct pair *p)
             struct end *dst = &p->e[1 - i];
             while (l->head && l->head->at <= p->now) {
                 struct msg *m = link_pop(l);
-                int rc = tun_receive(dst->t, m->data, m->len, p->now);
+                int rc = m->raw ? tun_receive_raw(dst->t, m->data, m->len, p->now)
+                                : tun_receive(dst->t, m->data, m->len, p->now);
                 assert_true(rc == 0 || rc == -EPIPE);
                 free(m);
                 any = true;
@@ -1086,7 +1111,7 @@ static void test_tunnel_fatal_violations(void **state)
     /* Another protocol version. */
     p = pair_new(NULL, NULL, NULL);
     open_stream(p, A(p), "t");
-    static const uint8_t v2[] = {0x93, 0x02, 0x08, 0x01}; /* [2, 8, 1] */
+    static uint8_t v2[] = {0x93, 0x02, 0x08, 0x01}; /* [2, 8, 1] */
     assert_int_equal(tun_receive(A(p)->t, v2, sizeof(v2), p->now), -EPIPE);
     assert_int_equal(A(p)->dead_reason, TUN_DEAD_VERSION);
     assert_int_equal(A(p)->resets, 1);
@@ -1903,6 +1928,163 @@ static void test_stream_table_churn(void **state)
     pair_free(p);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Sealed streams */
+
+/* Mirrored keys for the two ends of one stream. */
+static void seal_pair_keys(seal_keys_t *ingress, seal_keys_t *site, uint8_t suite)
+{
+    uint8_t k[32], salt[16], bind[32];
+    randombytes_buf(k, sizeof(k));
+    randombytes_buf(salt, sizeof(salt));
+    randombytes_buf(bind, sizeof(bind));
+    seal_stream_keys(ingress, k, salt, bind, suite, true);
+    seal_stream_keys(site, k, salt, bind, suite, false);
+}
+
+/* A sealed stream opened by A towards B, B answering after it set its mode. */
+static uint64_t open_sealed(struct pair *p, enum tun_seal_mode b_mode, seal_keys_t *kb)
+{
+    seal_keys_t ka;
+    seal_pair_keys(&ka, kb, SEAL_SUITE_CHACHA20POLY1305);
+    B(p)->auto_accept = false;
+    uint64_t sid = 0;
+    assert_int_equal(tun_open(A(p)->t, (const uint8_t *)"s", 1, NULL, p->now, &sid), 0);
+    assert_int_equal(tun_seal(A(p)->t, sid, TUN_SEAL_END, &ka), 0);
+    assert_int_equal(tun_seal(A(p)->t, sid, TUN_SEAL_END, &ka), -EINVAL); /* once */
+    pair_deliver(p);
+    assert_int_equal(B(p)->opens, 1);
+    assert_int_equal(tun_seal(B(p)->t, sid, b_mode, b_mode == TUN_SEAL_END ? kb : NULL), 0);
+    assert_int_equal(tun_accept(B(p)->t, sid), 0);
+    pair_deliver(p);
+    assert_int_equal(A(p)->open_oks, 1);
+    return sid;
+}
+
+static void test_sealed_end_to_end(void **state)
+{
+    (void)state;
+    struct pair *p = pair_new(NULL, NULL, NULL);
+    seal_keys_t kb;
+    uint64_t sid = open_sealed(p, TUN_SEAL_END, &kb);
+    tun_stream_info_t si;
+    assert_int_equal(tun_stream_get(A(p)->t, sid, &si), 0);
+    assert_int_equal(si.seal, TUN_SEAL_END);
+    assert_int_equal(tun_seal(A(p)->t, sid, TUN_SEAL_PASS, NULL), -EINVAL); /* open: too late */
+
+    /* More than a window's worth each way: credit counts plaintext plus tags. */
+    static uint8_t plain[60000];
+    for (size_t k = 0; k < sizeof(plain); k++)
+        plain[k] = (uint8_t)(k * 13 + 1);
+    size_t sent = 0;
+    for (int round = 0; round < 200 && sent < 5 * sizeof(plain); round++) {
+        ssize_t n = tun_send(A(p)->t, sid, plain, sizeof(plain));
+        assert_true(n >= 0);
+        sent += (size_t)n;
+        /* on the wire, before delivery: no plaintext, one tag per record */
+        for (const struct msg *m = p->l[0].head; m; m = m->next) {
+            tun_frame_t f;
+            assert_int_equal(tun_frame_decode(m->data, m->len, &f), 0);
+            if (f.type != TUN_DATA)
+                continue;
+            assert_true(m->raw);
+            assert_true(f.len > SEAL_TAG_LEN && f.len <= TUN_DATA_MAX);
+            assert_memory_not_equal(f.data, plain, 64);
+        }
+        B(p)->data_len = 0;
+        pair_run_until(p, p->now + 10);
+        assert_int_equal(tun_check(A(p)->t), 0);
+        assert_int_equal(tun_check(B(p)->t), 0);
+        if (B(p)->data_len >= 64)
+            assert_memory_equal(B(p)->data, plain, 64); /* each send starts at plain[0] */
+    }
+    assert_true(sent >= 5 * sizeof(plain));
+    assert_true(A(p)->raw_reserved >= 5); /* sealed in the driver's room, not copied */
+    assert_int_equal(tun_send(B(p)->t, sid, "answer", 6), 6);
+    pair_deliver(p);
+    assert_int_equal(A(p)->data_len, 6);
+    assert_memory_equal(A(p)->data, "answer", 6);
+    tun_stats_t st;
+    stats(B(p), &st);
+    assert_int_equal(st.seal_failures, 0);
+
+    /* A record altered on the way: the receiving end resets the stream, both ends hear why. */
+    assert_int_equal(tun_send(A(p)->t, sid, plain, 100), 100);
+    struct msg *m = p->l[0].tail;
+    m->data[m->len - 20] ^= 0x40;
+    pair_deliver(p);
+    stats(B(p), &st);
+    assert_int_equal(st.seal_failures, 1);
+    assert_int_equal(B(p)->resets, 1);
+    assert_int_equal(B(p)->reset_code, TUN_ERR_SEAL);
+    assert_int_equal(A(p)->resets, 1);
+    assert_int_equal(A(p)->reset_code, TUN_ERR_SEAL);
+    assert_true(A(p)->reset_remote);
+    pair_free(p);
+}
+
+static void test_sealed_pass_and_rules(void **state)
+{
+    (void)state;
+    struct pair *p = pair_new(NULL, NULL, NULL);
+    seal_keys_t kb;
+    uint64_t sid = open_sealed(p, TUN_SEAL_PASS, &kb);
+    /* A relay sees records, not plaintext, and each whole. */
+    static const char secret[] = "the payload a relay must not read";
+    assert_int_equal(tun_send(A(p)->t, sid, secret, sizeof(secret)), sizeof(secret));
+    pair_deliver(p);
+    assert_int_equal(B(p)->data_len, sizeof(secret) + SEAL_TAG_LEN);
+    assert_memory_not_equal(B(p)->data, secret, sizeof(secret));
+    /* The relay's end at the site: opens it with the keys. */
+    seal_state_t *site = seal_state_new(&kb);
+    assert_non_null(site);
+    uint8_t rec[sizeof(secret) + SEAL_TAG_LEN];
+    memcpy(rec, B(p)->data, sizeof(rec));
+    assert_int_equal(seal_open(site, rec, sizeof(rec)), 0);
+    assert_memory_equal(rec, secret, sizeof(secret));
+    /* PASS sends a record whole or not at all. */
+    uint8_t out[sizeof(secret) + SEAL_TAG_LEN];
+    assert_int_equal(seal_record(site, (const uint8_t *)secret, sizeof(secret), out), 0);
+    assert_int_equal(tun_send(B(p)->t, sid, out, sizeof(out)), sizeof(out));
+    pair_deliver(p);
+    assert_int_equal(A(p)->data_len, sizeof(secret));
+    assert_memory_equal(A(p)->data, secret, sizeof(secret));
+    static uint8_t big[TUN_DATA_MAX + 1];
+    assert_int_equal(tun_send(B(p)->t, sid, big, sizeof(big)), -EMSGSIZE);
+    tun_stream_info_t si;
+    assert_int_equal(tun_stream_get(B(p)->t, sid, &si), 0);
+    size_t more = si.send_credit + 1 <= TUN_DATA_MAX ? si.send_credit + 1 : TUN_DATA_MAX;
+    if (more > si.send_credit) /* past the credit: nothing taken, not a part */
+        assert_int_equal(tun_send(B(p)->t, sid, big, more), 0);
+    seal_state_free(&site);
+
+    /* A raw frame (payload not sealed by the hop) for a stream that is not sealed: refused. */
+    B(p)->auto_accept = true;
+    uint64_t plain_sid = open_stream(p, A(p), "p");
+    pair_deliver(p);
+    assert_int_equal(tun_send(A(p)->t, plain_sid, "x", 1), 1);
+    p->l[0].tail->raw = true;
+    int resets = B(p)->resets;
+    pair_deliver(p);
+    assert_int_equal(B(p)->resets, resets + 1);
+    assert_int_equal(B(p)->reset_code, TUN_ERR_PROTOCOL);
+    /* Only DATA may come raw: anything else is malformed. */
+    tun_frame_t fin = {.type = TUN_FIN, .sid = sid};
+    static uint8_t buf[TUN_FRAME_MAX];
+    size_t n = build(buf, &fin);
+    assert_int_equal(tun_receive_raw(B(p)->t, buf, n, p->now), -EBADMSG);
+    /* tun_seal: only before DATA, a valid mode, keys for END. */
+    uint64_t s2 = 0;
+    assert_int_equal(tun_open(A(p)->t, (const uint8_t *)"s", 1, NULL, p->now, &s2), 0);
+    assert_int_equal(tun_seal(A(p)->t, s2, TUN_SEAL_NONE, NULL), -EINVAL);
+    assert_int_equal(tun_seal(A(p)->t, s2, 3, NULL), -EINVAL);
+    assert_int_equal(tun_seal(A(p)->t, s2, TUN_SEAL_END, NULL), -EINVAL);
+    seal_keys_t bad = {.suite = 9};
+    assert_int_equal(tun_seal(A(p)->t, s2, TUN_SEAL_END, &bad), -EINVAL);
+    assert_int_equal(tun_seal(A(p)->t, 999, TUN_SEAL_PASS, NULL), -ENOENT);
+    pair_free(p);
+}
+
 int main(void)
 {
     log_init("test_tunnel", LOG_ERROR);
@@ -1932,6 +2114,8 @@ int main(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_config_and_api_errors),
         cmocka_unit_test(test_stream_table_churn),
+        cmocka_unit_test(test_sealed_end_to_end),
+        cmocka_unit_test(test_sealed_pass_and_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,10 @@
 # (in a private mount namespace when root, for its privilege-separation dir).
 #   1. throughput: iperf3 through a popmesh resource vs through ssh -L, both directions;
 #   2. latency: 64-byte round trips (2000 sequential, one connection) to an echo server;
-#   3. relay vs direct: entering at the site's PoP vs at the other PoP (site on one PoP);
+#   3. relay vs direct: entering at the site's PoP vs at another PoP (site on one PoP), the
+#      stream sealed end to end for the site (the egress PoP forwards records it cannot open)
+#      and, in the same run, as before sealing (an ingress with seal-streams = no: the egress
+#      opens and seals every byte); CPU per GiB at the ingress and at the egress PoP;
 #   4. failover: 3 PoPs, site on 2; SIGKILL the primary 10 times while a client makes a new
 #      connection + round trip every 20 ms through a non-primary PoP; kill -> first success.
 # Medians of N interleaved runs (popmesh, ssh, popmesh, ...). Usage:
@@ -33,7 +36,8 @@ MESHCTL=$PWD/build-bench/tools/meshctl/meshctl
 
 source tools/bench/lib.sh
 bench_workdir tunnel
-declare -A ADDR=([p1]=127.0.0.2 [p2]=127.0.0.3 [p3]=127.0.0.4)
+declare -A ADDR=([p1]=127.0.0.2 [p2]=127.0.0.3 [p3]=127.0.0.4 [p4]=127.0.0.5)
+CONF_EXTRA= # a popd.conf line init_pop adds before starting the PoP
 start_pop() { # start_pop NAME
     "$POPD" run --data "$W/$1" >>"$W/$1.log" 2>&1 &
     PID[$1]=$!
@@ -48,6 +52,7 @@ init_pop() { # init_pop NAME [TOKEN]
     else
         "$POPD" join "${args[@]}" "$2" >>"$W/$1.log" 2>&1
     fi
+    [ -z "$CONF_EXTRA" ] || echo "$CONF_EXTRA" >>"$W/$1/popd.conf"
     start_pop "$1"
 }
 wait_site_pops() { # wait_site_pops SITE N POP...: until a PoP sees SITE on N PoPs with one
@@ -98,6 +103,7 @@ echo "== popmesh: 2 PoPs, site s1 (--pops 1)"
 init_pop p1
 TOK=$(ctl p1 token create --role pop --uses 4 --ttl 1h 2>&1 | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
 init_pop p2 "$TOK"
+CONF_EXTRA="seal-streams = no" init_pop p4 "$TOK" # the relaying before sealed streams
 STOK=$(ctl p1 site add s1 2>&1 | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
 "$POPSITE" run --data "$W/s1" --token "$STOK" --pops 1 >>"$W/s1.log" 2>&1 &
 PID[s1]=$!
@@ -111,36 +117,44 @@ DIRECT=${ADDR[$PRIM]}
 RELAY=${ADDR[$OTHER]}
 $PY "$PROBE" wait "$DIRECT" "$R_ECHO" 30
 $PY "$PROBE" wait "$RELAY" "$R_ECHO" 30
+OLD=${ADDR[p4]}
+$PY "$PROBE" wait "$OLD" "$R_ECHO" 30
 S1PRIM=$PRIM
 echo "   s1 is on $PRIM: direct ingress $DIRECT (via $PRIM), relay ingress $RELAY (via $OTHER)"
 
 # cpu_s PID: user + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15).
 TCK=$(getconf CLK_TCK)
 cpu_s() { awk -v t="$TCK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
-# The relayed runs' CPU at the relay PoP and at the egress PoP (the site's), and the bytes
-# they carried: CPU seconds per GiB for each, so the relay's cost reads beside the egress's.
-RELAY_CPU=0 EGRESS_CPU=0 RELAY_GIB=0
-relayed_iperf() { # relayed_iperf ARGS...: iperf through the relay ingress, CPU accounted
-    local r0 e0 g
-    r0=$(cpu_s "${PID[$OTHER]}") e0=$(cpu_s "${PID[$PRIM]}")
-    g=$(iperf "$RELAY" "$R_IPERF" "$@")
-    RELAY_CPU=$(awk -v a="$RELAY_CPU" -v b="$(cpu_s "${PID[$OTHER]}")" -v c="$r0" 'BEGIN { printf "%.3f", a + b - c }')
-    EGRESS_CPU=$(awk -v a="$EGRESS_CPU" -v b="$(cpu_s "${PID[$PRIM]}")" -v c="$e0" 'BEGIN { printf "%.3f", a + b - c }')
-    RELAY_GIB=$(awk -v a="$RELAY_GIB" -v g="$g" -v s="$SECS" 'BEGIN { printf "%.4f", a + g * s / 8 * 1e9 / 1073741824 }')
+# The relayed runs' CPU at the ingress PoP and at the egress PoP (the site's), and the bytes
+# they carried: CPU seconds per GiB for each, sealed (ingress $OTHER) and as before (p4).
+declare -A ICPU=([s]=0 [u]=0) ECPU=([s]=0 [u]=0) GIB=([s]=0 [u]=0)
+relayed_iperf() { # relayed_iperf s|u ARGS...: iperf through the sealed (s) or old (u) ingress
+    local m=$1 ing r0 e0 g
+    shift
+    if [ "$m" = s ]; then ing=$OTHER; else ing=p4; fi
+    r0=$(cpu_s "${PID[$ing]}") e0=$(cpu_s "${PID[$PRIM]}")
+    g=$(iperf "${ADDR[$ing]}" "$R_IPERF" "$@")
+    ICPU[$m]=$(awk -v a="${ICPU[$m]}" -v b="$(cpu_s "${PID[$ing]}")" -v c="$r0" 'BEGIN { printf "%.3f", a + b - c }')
+    ECPU[$m]=$(awk -v a="${ECPU[$m]}" -v b="$(cpu_s "${PID[$PRIM]}")" -v c="$e0" 'BEGIN { printf "%.3f", a + b - c }')
+    GIB[$m]=$(awk -v a="${GIB[$m]}" -v g="$g" -v s="$SECS" 'BEGIN { printf "%.4f", a + g * s / 8 * 1e9 / 1073741824 }')
     echo "$g"
 }
-echo "== throughput: $RUNS x ${SECS}s each, interleaved popmesh-direct / ssh -L / popmesh-relay"
-declare -a TD=() TS=() TR=() RD=() RS=() RR=()
+echo "== throughput: $RUNS x ${SECS}s each, interleaved popmesh-direct / ssh -L / popmesh-relay (sealed) / relay as before"
+declare -a TD=() TS=() TR=() TU=() RD=() RS=() RR=() RU=()
 for r in $(seq 1 "$RUNS"); do
     TD+=("$(iperf "$DIRECT" "$R_IPERF")")
     TS+=("$(iperf 127.0.0.1 "$SSH_IPERF")")
-    relayed_iperf >"$W/relayed.out"
+    relayed_iperf s >"$W/relayed.out"
     TR+=("$(cat "$W/relayed.out")")
+    relayed_iperf u >"$W/relayed.out"
+    TU+=("$(cat "$W/relayed.out")")
     RD+=("$(iperf "$DIRECT" "$R_IPERF" -R)")
     RS+=("$(iperf 127.0.0.1 "$SSH_IPERF" -R)")
-    relayed_iperf -R >"$W/relayed.out"
+    relayed_iperf s -R >"$W/relayed.out"
     RR+=("$(cat "$W/relayed.out")")
-    echo "   run $r: fwd direct ${TD[-1]} ssh ${TS[-1]} relay ${TR[-1]}; -R direct ${RD[-1]} ssh ${RS[-1]} relay ${RR[-1]} Gbit/s"
+    relayed_iperf u -R >"$W/relayed.out"
+    RU+=("$(cat "$W/relayed.out")")
+    echo "   run $r: fwd direct ${TD[-1]} ssh ${TS[-1]} relay ${TR[-1]} old ${TU[-1]}; -R direct ${RD[-1]} ssh ${RS[-1]} relay ${RR[-1]} old ${RU[-1]} Gbit/s"
 done
 
 sleep 1
@@ -153,7 +167,10 @@ for r in $(seq 1 "$RUNS"); do
     echo "   run $r: p50/p99 us direct ${LD50[-1]}/${LD99[-1]} ssh ${LS50[-1]}/${LS99[-1]} relay ${LR50[-1]}/${LR99[-1]}"
 done
 
-# ---- failover: a third PoP, a site on 2 PoPs
+# ---- failover: a third PoP, a site on 2 PoPs (the old-relaying ingress p4 goes first)
+stop_pop() { kill "${PID[$1]}" 2>/dev/null || true; wait "${PID[$1]}" 2>/dev/null || true; unset "PID[$1]"; }
+stop_pop p4
+ctl p1 node rm p4 >>"$W/meshctl.log" 2>&1 || true
 echo "== failover: 3 PoPs, site s2 (--pops 2), $KILLS SIGKILLs of its primary"
 kill -9 "${PID[s1]}" 2>/dev/null || true
 wait "${PID[s1]}" 2>/dev/null || true
@@ -206,9 +223,18 @@ a=$(median "${TD[@]}"); b=$(median "${TR[@]}"); row "throughput client->server, 
 a=$(median "${RD[@]}"); b=$(median "${RR[@]}"); row "throughput server->client (-R), Gbit/s" "$a" "$b" "$(ratio "$b" "$a")"
 a=$(median "${LD50[@]}"); b=$(median "${LR50[@]}"); row "64 B round trip p50, us" "$a" "$b" "$(ratio "$b" "$a")"
 a=$(median "${LD99[@]}"); b=$(median "${LR99[@]}"); row "64 B round trip p99, us" "$a" "$b" "$(ratio "$b" "$a")"
-a=$(awk -v c="$EGRESS_CPU" -v g="$RELAY_GIB" 'BEGIN { printf "%.2f", (g > 0 ? c / g : 0) }')
-b=$(awk -v c="$RELAY_CPU" -v g="$RELAY_GIB" 'BEGIN { printf "%.2f", (g > 0 ? c / g : 0) }')
-row "CPU s per GiB relayed: egress PoP, relay PoP" "$a" "$b" "$(ratio "$b" "$a")"
+echo
+row "sealed relay vs relay as before (p4)" "sealed" "before" "s/b"
+row "--------------------------------------------" "------------" "------------" "------"
+a=$(median "${TR[@]}"); b=$(median "${TU[@]}"); row "throughput client->server, Gbit/s" "$a" "$b" "$(ratio "$a" "$b")"
+a=$(median "${RR[@]}"); b=$(median "${RU[@]}"); row "throughput server->client (-R), Gbit/s" "$a" "$b" "$(ratio "$a" "$b")"
+a=$(median "${TU[@]}"); b=$(median "${TD[@]}"); row "before: relay/direct client->server" "$a" "$b" "$(ratio "$a" "$b")"
+a=$(median "${RU[@]}"); b=$(median "${RD[@]}"); row "before: relay/direct server->client" "$a" "$b" "$(ratio "$a" "$b")"
+per_gib() { awk -v c="$1" -v g="$2" 'BEGIN { printf "%.2f", (g > 0 ? c / g : 0) }'; }
+a=$(per_gib "${ECPU[s]}" "${GIB[s]}"); b=$(per_gib "${ECPU[u]}" "${GIB[u]}")
+row "CPU s/GiB at the egress PoP (the relay)" "$a" "$b" "$(ratio "$a" "$b")"
+a=$(per_gib "${ICPU[s]}" "${GIB[s]}"); b=$(per_gib "${ICPU[u]}" "${GIB[u]}")
+row "CPU s/GiB at the ingress PoP" "$a" "$b" "$(ratio "$a" "$b")"
 echo
 row "failover (3 PoPs, site --pops 2)" "median" "p99" "n"
 row "--------------------------------------------" "------------" "------------" "------"
