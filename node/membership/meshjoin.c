@@ -462,6 +462,10 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
         reply_err(m, rid, rl, &ref);
         return;
     }
+    /* join_check names a replica (NAME-k) in want; the decision, here or at the arbiter,
+     * starts again from the JOIN as asked, which is what the token's site binding is checked
+     * against. */
+    reg_node_t asked = want;
     bool again;
     if (join_check(m, token_id, &want, &again, &ref)) {
         reply_err(m, rid, rl, &ref);
@@ -484,7 +488,8 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
         return;
     }
     *w = (struct join_wait){.used = true, .seq = ++j->next_seq, .token_id = token_id, .m = m};
-    w->want = want;
+    w->want = asked;
+    w->want.id = want.id;
     memcpy(w->join, msg, len);
     w->join_len = len;
     memcpy(w->rid, rid, rl);
