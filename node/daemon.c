@@ -14,6 +14,8 @@
 #include "node/dns/dnsadmin.h"
 #include "node/dns/dnsserver.h"
 #include "node/acme/acme.h"
+#include "node/admin/admin.h"
+#include "node/http/httpstats.h"
 #include "node/tls/certadmin.h"
 #include "node/tls/certstore.h"
 #include "node/tls/ocspfetch.h"
@@ -60,6 +62,9 @@ typedef struct node {
     certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
     ocspfetch_t *ocsp;         /* OCSP responses fetched (one PoP per certificate), stapled */
+    httpstats_t *http_stats;   /* per-resource HTTP counters (/metrics); with n->http */
+    admin_t *admin;            /* the admin listener; NULL unless admin-listen is set */
+    bool running;              /* every part started and the loop runs (/readyz) */
     bool removed;      /* this node learned it was removed from the mesh */
     bool stopping;
     int lock_fd;
@@ -315,6 +320,47 @@ static const control_command_t commands[] = {
     {NULL, NULL, NULL},
 };
 
+/* ---- readiness (/readyz) --------------------------------------------------------------- */
+
+/* Ready: the loop runs with every part started, the store is open, this PoP sees itself alive
+ * in the mesh and is not leaving it, and every ingress listener (the tunnel port, TCP resource
+ * ports, HTTP, HTTPS) is bound and accepting. The HTTP, HTTPS, DNS and mesh listeners are bound
+ * at start or popd does not start; resource ports are bound as resources appear, and retried
+ * while their port is taken. */
+static bool node_ready(void *ctx, char *r, size_t len)
+{
+    node_t *n = ctx;
+    size_t off = 0;
+#define REASON(...)                                                                                \
+    do {                                                                                           \
+        if (off < len)                                                                             \
+            off += (size_t)snprintf(r + off, len - off, __VA_ARGS__);                              \
+    } while (0)
+    if (!n->running)
+        REASON("starting: not every listener is bound yet\n");
+    if (n->stopping)
+        REASON("stopping: leaving the mesh\n");
+    store_stats_t st;
+    if (!n->store || store_stats(n->store, &st) != 0)
+        REASON("store: not open\n");
+    if (!n->mesh || !meshnode_is_alive(n->mesh, n->id.node_id))
+        REASON("mesh: this PoP does not see itself alive (not joined)\n");
+    meshnode_health_t h = {0};
+    if (n->dataplane)
+        dataplane_health(n->dataplane, &h);
+    if (n->http)
+        httpproxy_health(n->http, &h);
+    if (h.listeners_up < h.listeners)
+        REASON("listeners: %u of %u ingress listeners (tunnel, TCP resource ports, HTTP, HTTPS) "
+               "not bound or not accepting: a port taken, or out of descriptors (the log says "
+               "which)\n",
+               h.listeners - h.listeners_up, h.listeners);
+    if (n->cfg.dns_listen[0] && !n->dns)
+        REASON("dns: %s not bound\n", n->cfg.dns_listen);
+#undef REASON
+    return off == 0;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
 static void leave_done(void *ctx)
@@ -454,7 +500,15 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             memcpy(n.cfg.labels, ov->labels, sizeof(n.cfg.labels));
             n.cfg.nlabels = ov->nlabels;
         }
+        if (ov->admin_listen[0])
+            memcpy(n.cfg.admin_listen, ov->admin_listen, sizeof(n.cfg.admin_listen));
+        if (ov->nmetrics_allow) {
+            memcpy(n.cfg.metrics_allow, ov->metrics_allow, sizeof(n.cfg.metrics_allow));
+            n.cfg.nmetrics_allow = ov->nmetrics_allow;
+        }
     }
+    if ((rc = nodecfg_check_admin(&n.cfg, err, errlen)) != 0)
+        return rc;
     const char *level = opts->log_level ? opts->log_level : n.cfg.log_level;
     if (log_level_parse(level) < 0) {
         snprintf(err, errlen, "log level '%s' is not debug, info, warn or error", level);
@@ -570,6 +624,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                                .mesh = n.mesh,
                                .self_id = n.id.node_id,
                                .max_body = n.cfg.http_max_body};
+        n.http_stats = httpstats_new(0);
+        ho.stats = n.http_stats;
         n.http = httpproxy_new(&ho, err, errlen);
         if (!n.http) {
             rc = -EADDRINUSE;
@@ -611,6 +667,26 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         rc = -EIO;
         goto out;
     }
+    if (n.cfg.admin_listen[0]) {
+        auth_cidr_t allow[NODECFG_METRICS_ALLOW_MAX];
+        for (unsigned i = 0; i < n.cfg.nmetrics_allow; i++) {
+            const char *why;
+            auth_cidr_parse(n.cfg.metrics_allow[i], &allow[i], &why); /* checked by nodecfg */
+        }
+        admin_opts_t ado = {.loop = n.loop,
+                            .listen = n.cfg.admin_listen,
+                            .allow = allow,
+                            .nallow = n.cfg.nmetrics_allow,
+                            .control = n.control,
+                            .http = n.http_stats,
+                            .ready = node_ready,
+                            .ctx = &n};
+        n.admin = admin_new(&ado, err, errlen);
+        if (!n.admin) {
+            rc = -EADDRINUSE;
+            goto out;
+        }
+    }
     ev_signal_init(&n.sigint, on_stop_signal, SIGINT);
     ev_signal_init(&n.sigterm, on_stop_signal, SIGTERM);
     n.sigint.data = n.sigterm.data = &n;
@@ -620,6 +696,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     n.gc.data = &n;
     ev_timer_start(n.loop, &n.gc);
     n.started = ev_now(n.loop);
+    n.running = true;
 
     store_stats_t st = {0};
     store_stats(n.store, &st);
@@ -637,6 +714,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         rc = 0;
     }
 out:
+    admin_destroy(&n.admin); /* reads every other part */
     control_destroy(&n.control);
     ocspfetch_destroy(&n.ocsp); /* before the TLS context it feeds */
     acme_destroy(&n.acme);
@@ -644,6 +722,7 @@ out:
     ticketkeys_destroy(&n.tickets);
     certstore_wipe_key(&n.seal);
     httpproxy_destroy(&n.http);
+    httpstats_destroy(&n.http_stats); /* after the proxy that counts into it */
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
     tlsctx_destroy(&n.tls);
     meshnode_destroy(&n.mesh);

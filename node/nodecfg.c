@@ -4,6 +4,7 @@
 #include "common/kvfile.h"
 #include "common/log.h"
 #include "common/netaddr.h"
+#include "node/records/cidr.h"
 #include "storage/store.h"
 
 #include <arpa/inet.h>
@@ -199,6 +200,39 @@ bad:
     return -EINVAL;
 }
 
+/* "CIDR,CIDR,..." (each as auth_cidr_parse reads it: host bits zero) into metrics_allow;
+ * "" = the default (127.0.0.0/8 and ::1). */
+static int set_metrics_allow(nodecfg_t *c, const char *v, size_t vl, char *err, size_t errlen)
+{
+    char tmp[NODECFG_METRICS_ALLOW_MAX * (NODECFG_CIDR_MAX + 1) + 1];
+    if (vl >= sizeof(tmp)) {
+        snprintf(err, errlen, "metrics-allow is too long (at most %d networks)",
+                 NODECFG_METRICS_ALLOW_MAX);
+        return -EINVAL;
+    }
+    memcpy(tmp, v, vl);
+    tmp[vl] = '\0';
+    unsigned n = 0;
+    char nets[NODECFG_METRICS_ALLOW_MAX][NODECFG_CIDR_MAX + 1];
+    for (char *save = NULL, *t = strtok_r(tmp, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+        auth_cidr_t net;
+        const char *why = "";
+        if (strlen(t) > NODECFG_CIDR_MAX || auth_cidr_parse(t, &net, &why)) {
+            snprintf(err, errlen, "metrics-allow '%.60s' is not a network (%s); e.g. 10.0.0.0/8",
+                     t, why);
+            return -EINVAL;
+        }
+        if (n == NODECFG_METRICS_ALLOW_MAX) {
+            snprintf(err, errlen, "metrics-allow: at most %d networks", NODECFG_METRICS_ALLOW_MAX);
+            return -EINVAL;
+        }
+        snprintf(nets[n++], sizeof(nets[0]), "%s", t);
+    }
+    memcpy(c->metrics_allow, nets, sizeof(nets));
+    c->nmetrics_allow = n;
+    return 0;
+}
+
 static int setting(const char *name, size_t nlen, const char *v, size_t vl, void *ctx, char *err,
                    size_t errlen)
 {
@@ -376,6 +410,24 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
         }
         return 0;
     }
+    if (kvfile_is(name, nlen, "admin-listen")) {
+        if (vl > NODECFG_ADDR_MAX) {
+            snprintf(err, errlen, "admin-listen is too long");
+            return -EINVAL;
+        }
+        memcpy(c->admin_listen, v, vl);
+        c->admin_listen[vl] = '\0';
+        if (vl && nodecfg_check_addr(c->admin_listen, 0)) {
+            c->admin_listen[0] = '\0';
+            snprintf(err, errlen,
+                     "admin-listen must be HOST:PORT (IPv6 in brackets), e.g. 127.0.0.1:9090, "
+                     "or empty for none");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "metrics-allow"))
+        return set_metrics_allow(c, v, vl, err, errlen);
     if (kvfile_is(name, nlen, "seed")) {
         if (c->nseeds == NODECFG_MAX_SEEDS) {
             snprintf(err, errlen, "more than %d seeds", NODECFG_MAX_SEEDS);
@@ -404,7 +456,47 @@ int nodecfg_parse(const char *text, size_t len, nodecfg_t *c, char *err, size_t 
         snprintf(err, errlen, "no 'name' setting");
         rc = -EINVAL;
     }
+    if (rc == 0)
+        rc = nodecfg_check_admin(c, err, errlen);
     return rc;
+}
+
+/* Whether two "host:port" could be the same socket: same port, and the same host or either a
+ * wildcard. */
+static bool same_socket(const char *a, const char *b)
+{
+    netaddr_t x, y;
+    if (!a[0] || !b[0] || netaddr_parse(a, &x, true) || netaddr_parse(b, &y, true))
+        return false;
+    if (x.port != y.port)
+        return false;
+    bool wx = !strcmp(x.host, "0.0.0.0") || !strcmp(x.host, "::");
+    bool wy = !strcmp(y.host, "0.0.0.0") || !strcmp(y.host, "::");
+    return wx || wy || !strcmp(x.host, y.host);
+}
+
+int nodecfg_check_admin(const nodecfg_t *c, char *err, size_t errlen)
+{
+    if (!c->admin_listen[0])
+        return 0;
+    char tunnel[NODECFG_ADDR_MAX + 1];
+    nodecfg_tunnel_listen(c, tunnel, sizeof(tunnel));
+    const struct {
+        const char *name, *addr;
+    } others[] = {{"http-listen", c->http_listen},
+                  {"https-listen", c->https_listen},
+                  {"dns-listen", c->dns_listen},
+                  {"mesh-listen", c->mesh_listen},
+                  {"tunnel-listen", tunnel}};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (same_socket(c->admin_listen, others[i].addr)) {
+            snprintf(err, errlen,
+                     "admin-listen %s is the same address as %s %s: the admin listener never "
+                     "shares the public ingress or another listener; give it its own port",
+                     c->admin_listen, others[i].name, others[i].addr);
+            return -EINVAL;
+        }
+    return 0;
 }
 
 int nodecfg_load(const char *dir, nodecfg_t *c, char *err, size_t errlen)
@@ -493,6 +585,11 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
     if (c->http_max_body != NODECFG_DEFAULT_MAX_BODY && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "http-max-body = %llu\n",
                       (unsigned long long)c->http_max_body);
+    if (c->admin_listen[0] && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "admin-listen = %s\n", c->admin_listen);
+    for (unsigned i = 0; i < c->nmetrics_allow && n > 0 && (size_t)n < sizeof(text); i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%s%s%s", i ? "," : "metrics-allow = ",
+                      c->metrics_allow[i], i + 1 == c->nmetrics_allow ? "\n" : "");
     for (unsigned i = 0; i < c->nseeds && n > 0 && (size_t)n < sizeof(text); i++) {
         char hex[65];
         for (int k = 0; k < 32; k++)

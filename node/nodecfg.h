@@ -23,6 +23,9 @@
 #define NODECFG_PUBLIC4_MAX       15         /* bytes of an IPv4 address's text */
 #define NODECFG_PUBLIC6_MAX       45         /* bytes of an IPv6 address's text */
 
+#define NODECFG_METRICS_ALLOW_MAX 16 /* networks in metrics-allow (ADMIN_ALLOW_MAX) */
+#define NODECFG_CIDR_MAX          49 /* bytes of one network's text (AUTH_CIDR_MAX) */
+
 #define NODECFG_LABELS_MAX 8 /* labels of one PoP (its region counts as one more) */
 
 typedef struct nodecfg_seed {
@@ -45,6 +48,12 @@ typedef struct nodecfg {
     char http_listen[NODECFG_ADDR_MAX + 1];      /* "host:port" of the HTTP ingress; "" = off */
     char https_listen[NODECFG_ADDR_MAX + 1];     /* "host:port" of the HTTPS ingress; "" = off */
     uint64_t http_max_body;                      /* bytes of one request body; past it 413 */
+    /* The admin listener (node/admin): /metrics, /healthz, /readyz. */
+    char admin_listen[NODECFG_ADDR_MAX + 1]; /* "host:port"; "" = off (the default); never an
+                                              * ingress address (nodecfg_check_admin) */
+    char metrics_allow[NODECFG_METRICS_ALLOW_MAX][NODECFG_CIDR_MAX + 1]; /* networks that may
+                                              * read /metrics; none = 127.0.0.0/8 and ::1 */
+    unsigned nmetrics_allow;
     /* DNS steering (node/dns): */
     char dns_listen[NODECFG_ADDR_MAX + 1];   /* "host:port" of the name server (UDP and TCP);
                                               * "" = this PoP serves no DNS */
@@ -95,6 +104,11 @@ int nodecfg_check_ip(const char *s);
  * a line of popd.conf would: popd's command-line flags go through here so both refuse the
  * same values with the same words. 0 or -EINVAL with the reason in err. */
 int nodecfg_set(nodecfg_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* The admin listener must not share an address with the public ingress (http-listen,
+ * https-listen), the DNS listener, the mesh or the tunnel socket: same port, and the same host
+ * or either a wildcard. 0, or -EINVAL with the reason in err. */
+int nodecfg_check_admin(const nodecfg_t *c, char *err, size_t errlen);
 
 /* The addresses DNS answers give for this PoP: public4/public6 when either is set; else one
  * address taken from the first of these whose host is an IP address and not a wildcard: the

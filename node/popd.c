@@ -124,6 +124,8 @@ static const struct option node_longopts[] = {
     {"tombstone-grace", required_argument, NULL, 'g'},
     {"no-inbound", no_argument, NULL, 'X'},
     {"label", required_argument, NULL, 'B'},
+    {"admin-listen", required_argument, NULL, 'D'},
+    {"metrics-allow", required_argument, NULL, 'W'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -139,6 +141,27 @@ static int add_label(const char *cmd, nodecfg_t *cfg, const char *v)
     snprintf(joined + off, sizeof(joined) - off, "%.70s", v);
     if (nodecfg_set(cfg, "labels", joined, err, sizeof(err)))
         return usage_error(cmd, "--label '%s': %s", v, err);
+    return -1;
+}
+
+/* --admin-listen (D) and --metrics-allow (W, repeatable), shared by init, join and run:
+ * through nodecfg_set, so a flag refuses what its popd.conf line would. -1 when set, else the
+ * exit code of a usage error. */
+static int set_admin_opt(const char *cmd, nodecfg_t *cfg, int opt, const char *v)
+{
+    char err[300];
+    if (opt == 'D') {
+        if (nodecfg_set(cfg, "admin-listen", v, err, sizeof(err)))
+            return usage_error(cmd, "--admin-listen '%s': %s", v, err);
+        return -1;
+    }
+    char joined[NODECFG_METRICS_ALLOW_MAX * (NODECFG_CIDR_MAX + 1) + 80] = "";
+    size_t off = 0;
+    for (unsigned i = 0; i < cfg->nmetrics_allow; i++)
+        off += (size_t)snprintf(joined + off, sizeof(joined) - off, "%s,", cfg->metrics_allow[i]);
+    snprintf(joined + off, sizeof(joined) - off, "%.70s", v);
+    if (nodecfg_set(cfg, "metrics-allow", joined, err, sizeof(err)))
+        return usage_error(cmd, "--metrics-allow '%s': %s", v, err);
     return -1;
 }
 
@@ -236,6 +259,13 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
         case 'X':
             o->cfg.no_inbound = true;
             break;
+        case 'D':
+        case 'W': {
+            int bad = set_admin_opt(cmd, &o->cfg, c, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
         case 'B': {
             int bad = add_label(cmd, &o->cfg, optarg);
             if (bad >= 0)
@@ -278,6 +308,9 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
                            "--advertise HOST:PORT is required when --mesh-listen (%s) is "
                            "a wildcard address or port 0",
                            o->cfg.mesh_listen);
+    char aerr[400];
+    if (nodecfg_check_admin(&o->cfg, aerr, sizeof(aerr)))
+        return usage_error(cmd, "%s", aerr);
     snprintf(o->cfg.name, sizeof(o->cfg.name), "%s", o->name);
     snprintf(o->cfg.region, sizeof(o->cfg.region), "%s", o->region);
     return -1;
@@ -489,6 +522,8 @@ static int cmd_run(int argc, char **argv)
         {"dns-rrl", required_argument, NULL, 'R'},
         {"no-inbound", no_argument, NULL, 'X'},
         {"label", required_argument, NULL, 'B'},
+        {"admin-listen", required_argument, NULL, 'D'},
+        {"metrics-allow", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -530,6 +565,13 @@ static int cmd_run(int argc, char **argv)
         case 'X':
             over.no_inbound = true;
             break;
+        case 'D':
+        case 'W': {
+            int bad = set_admin_opt("run", &over, c, optarg);
+            if (bad >= 0)
+                return bad;
+            break;
+        }
         case 'B': {
             int bad = add_label("run", &over, optarg);
             if (bad >= 0)
@@ -571,7 +613,8 @@ static const subcommand_t subcommands[] = {
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
-     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound] [--label L ...]",
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound] [--label L ...] "
+     "[--admin-listen HOST:PORT] [--metrics-allow CIDR ...]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
      "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
@@ -592,21 +635,25 @@ static const subcommand_t subcommands[] = {
      "those connections both ways (docs/gossip.md, \"PoPs that only dial out\").\n"
      "--label L (repeatable, up to 8): a label resources can require of the PoPs their\n"
      "traffic enters or crosses (meshctl resource add --transit-labels); the region counts\n"
-     "as one."},
+     "as one.\n"
+     "--admin-listen serves /metrics (Prometheus), /healthz and /readyz over plain HTTP there\n"
+     "(default off; never an ingress address); --metrics-allow CIDR (repeatable) says who may\n"
+     "read /metrics (default 127.0.0.0/8 and ::1; docs/operations.md)."},
     {"join", cmd_join,
      "--data DIR --name NAME [--region REGION] [--mesh-listen HOST:PORT] [--advertise "
      "HOST:PORT]\n             [--tunnel-listen HOST:PORT] [--tunnel-advertise HOST:PORT] "
      "[--ingress-address IP]\n             [--http-listen HOST:PORT] [--https-listen HOST:PORT] "
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
-     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] [--no-inbound] [--label L ...] TOKEN",
+     "IP[,IP6]] [--location LAT,LON] [--dns-rrl N] [--no-inbound] [--label L ...]\n"
+     "             [--admin-listen HOST:PORT] [--metrics-allow CIDR ...] TOKEN",
      "Joins an existing mesh with a token from 'meshctl token create --role pop', through\n"
      "any seed PoP named in it, and creates the node in DIR. Then: popd run --data DIR."},
     {"run", cmd_run,
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
      "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
      "HOST:PORT]\n             [--https-listen HOST:PORT] [--dns-listen HOST:PORT] "
-     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]\n             [--label L ...]",
+     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]\n             [--label L ...] [--admin-listen HOST:PORT] [--metrics-allow CIDR ...]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
      "The tunnel, ingress and DNS options override popd.conf for this run; --no-inbound\n"

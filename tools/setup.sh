@@ -18,6 +18,8 @@ packages=(
   libldns-dev ldnsutils bind9-dnsutils unbound nsd dnsperf
   # TLS and ACME: OpenSSL, libcurl for outbound HTTPS, Pebble (Let's Encrypt's test CA)
   libssl-dev openssl libcurl4-openssl-dev pebble
+  # metrics: a real Prometheus scrapes the admin listeners (promtool comes with it)
+  prometheus
 )
 
 missing=()

@@ -410,6 +410,21 @@ int control_add_commands(control_t *c, const control_command_t *table, void *ctx
     return 0;
 }
 
+int control_call(control_t *c, const char *command, msgpack_packer *body)
+{
+    static const uint8_t empty_map = 0x80; /* msgpack fixmap of 0 pairs */
+    ctl_request_t req = {.version = CTL_VERSION,
+                         .command = command,
+                         .command_len = (uint32_t)strlen(command),
+                         .args = &empty_map,
+                         .args_len = 1};
+    for (unsigned t = 0; t < c->ntables; t++)
+        for (const control_command_t *cmd = c->tables[t].table; cmd->name; cmd++)
+            if (!strcmp(cmd->name, command))
+                return cmd->fn(c->tables[t].ctx, &req, body);
+    return -ENOENT;
+}
+
 void control_get_stats(const control_t *c, control_stats_t *st)
 {
     *st = c->stats;

@@ -50,6 +50,12 @@ void control_set_guard(control_t *c, control_guard_fn fn, void *ctx);
 /* Closes every connection, removes the socket file, frees; accepts NULL; sets *cp = NULL. */
 void control_destroy(control_t **cp);
 
+/* Runs a registered command in-process with no arguments (the guard is not asked: this is for
+ * the node's own reads, such as the admin listener rendering "status" as metrics). The body
+ * is packed into body. Returns the command's enum ctl_status, or -ENOENT if none has that
+ * name. Not counted in the stats. */
+int control_call(control_t *c, const char *command, msgpack_packer *body);
+
 typedef struct control_stats {
     unsigned long long requests;     /* answered */
     unsigned long long bad_requests; /* malformed bodies, unknown commands */

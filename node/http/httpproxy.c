@@ -164,6 +164,9 @@ struct hconn {
     bool local_too_big;
     char user[NODECFG_NAME_MAX + 1];
     struct pwjob *pw_job; /* a login being checked: the connection waits for it */
+    httpstats_res_t *rs;  /* the current request's resource counters; NULL = not routed */
+    bool rs_answered;     /* its response was counted */
+    ev_tstamp req_t0;     /* loop time its head was read (the latency histogram) */
     conncap_slot_t *slot; /* its place under the connection caps */
     ev_tstamp phase;      /* loop time the current state's fixed deadline counts from */
     ev_tstamp active;     /* loop time a byte last moved, client or upstream, either way */
@@ -475,6 +478,15 @@ static void html_escape(const char *s, char *out, size_t len)
     out[o] = '\0';
 }
 
+/* The current request's response of status, in its resource's counters (once). */
+static void count_response(struct hconn *hc, int status)
+{
+    if (!hc->rs || hc->rs_answered)
+        return;
+    hc->rs_answered = true;
+    httpstats_response(hc->rs, status, ev_now(hc->px->o.loop) - hc->req_t0);
+}
+
 /* An answer made here. close: the connection closes after it. */
 static void respond(struct hconn *hc, int code, const char *extra_headers, const char *body_html,
                     bool close)
@@ -505,6 +517,7 @@ static void respond(struct hconn *hc, int code, const char *extra_headers, const
         hc->state = H_CLOSING;
     if (code >= 400)
         hc->px->st.errors++;
+    count_response(hc, code);
 }
 
 static void error_page(struct hconn *hc, int code, const char *why)
@@ -696,6 +709,8 @@ static int resp_on_head(void *ctx, const http_head_t *h)
             return -1;
     }
     bool interim = h->status < 200 && h->status != 101;
+    if (!interim)
+        count_response(hc, h->status);
     http_head_rewrite_t rw = {.content_length = -1, .drop_if = resp_drop};
     http_header_t extra[2];
     char sts[48];
@@ -747,6 +762,8 @@ static int resp_on_body(void *ctx, const uint8_t *d, size_t n)
     struct upstream *up = ctx;
     if (!up->hc)
         return 0;
+    if (up->hc->rs)
+        up->hc->rs->bytes_out += n;
     if (up->chunked_out) {
         char sz[24];
         int l = snprintf(sz, sizeof(sz), "%zx\r\n", n);
@@ -1371,6 +1388,9 @@ static bool wants_websocket(const http_head_t *h)
 static int request_begin(struct hconn *hc, const http_head_t *h)
 {
     hc->px->st.requests++;
+    hc->rs = NULL;
+    hc->rs_answered = false;
+    hc->req_t0 = ev_now(hc->px->o.loop);
     hc->partial = false;
     hc->keep_alive = h->keep_alive;
     hc->head_req = h->method == HTTP_HEAD;
@@ -1734,6 +1754,8 @@ static int handle_request_head(struct hconn *hc, const http_head_t *h)
     int idx = route_to_resource(hc, h, path, sizeof(path));
     if (idx < 0)
         return 0;
+    if (px->o.stats && (hc->rs = httpstats_get(px->o.stats, px->res[idx].name)))
+        hc->rs->requests++;
     if (redirect_to_https(hc, &px->res[idx], path))
         return 0;
     hc->hsts_s = px->res[idx].hsts_s;
@@ -1781,6 +1803,8 @@ static int req_on_body(void *ctx, const uint8_t *d, size_t n)
     }
     if (hc->state != H_BODY || !hc->up)
         return 0; /* an error answer is on its way; the body is dropped */
+    if (hc->rs)
+        hc->rs->bytes_in += n;
     if (hc->chunked_up) {
         char sz[24];
         int l = snprintf(sz, sizeof(sz), "%zx\r\n", n);

@@ -23,6 +23,7 @@
 #define POPMESH_NODE_HTTP_HTTPPROXY_H
 
 #include "node/dataplane/dataplane.h"
+#include "node/http/httpstats.h"
 #include "node/membership/meshnode.h"
 #include "node/records/identity.h"
 #include "node/nodecfg.h"
@@ -78,6 +79,7 @@ typedef struct httpproxy_opts {
     meshnode_t *mesh;         /* borrowed: shares login attempt counts (NULL = this PoP alone) */
     uint64_t self_id;         /* this PoP's node id (names its login attempt counts) */
     uint64_t max_body;        /* bytes of one request body; past it 413 (0 = no limit) */
+    httpstats_t *stats;       /* borrowed: per-resource counters (/metrics); NULL = none */
 } httpproxy_opts_t;
 
 /* Test knobs, read once by httpproxy_new from the environment; for tests only (docs/http.md):

@@ -156,7 +156,7 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     meshnet_get_stats(m->net, &ns);
     swim_get_stats(m->swim, &ss);
     mpw_str(pk, "mesh");
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 23);
     mpw_kv_u64(pk, "redials", ns.redials);
     mpw_kv_u64(pk, "conns", ns.conns);
     mpw_kv_u64(pk, "conns_refused", ns.conns_refused);
@@ -175,6 +175,13 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     mpw_kv_u64(pk, "joins_refused", m->joins_refused);
     mpw_kv_u64(pk, "pushes_applied", m->pushes_applied);
     mpw_kv_u64(pk, "ae_entries_applied", m->ae.entries_applied);
+    /* SWIM's own counters (/metrics: popmesh_swim_*) */
+    mpw_kv_u64(pk, "probes", ss.probes);
+    mpw_kv_u64(pk, "probe_failures", ss.probe_failures);
+    mpw_kv_u64(pk, "indirect_probes", ss.indirect_probes);
+    mpw_kv_u64(pk, "suspicions_raised", ss.suspicions_raised);
+    mpw_kv_u64(pk, "suspicions_refuted", ss.suspicions_refuted);
+    mpw_kv_u64(pk, "deaths_declared", ss.deaths_declared);
     /* clock: this node against the mesh (see "clocks") */
     int64_t off;
     unsigned peers = 0;

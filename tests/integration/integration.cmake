@@ -59,3 +59,5 @@ set_property(TEST integration.meshsim_determinism PROPERTY ENVIRONMENT
              "MESHSIM=$<TARGET_FILE:meshsim>")
 set_property(TEST integration.meshsim_determinism PROPERTY LABELS integration)
 popmesh_integration(dns_admin)
+popmesh_integration(admin_badinput)
+popmesh_integration(admin_prometheus)
