@@ -1,5 +1,6 @@
 #include "node/daemon.h"
 
+#include "common/accesslog.h"
 #include "common/clock.h"
 
 #include "common/log.h"
@@ -70,6 +71,8 @@ typedef struct node {
     int lock_fd;
     double started; /* ev_now at start, s */
     ev_signal sigint, sigterm;
+    ev_signal sighup; /* reopens the access log (logrotate) */
+    accesslog_t *alog; /* NULL unless access-log is set */
     ev_timer gc;
 } node_t;
 
@@ -384,6 +387,20 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     meshnode_leave(n->mesh, leave_done, n);
 }
 
+/* SIGHUP: logrotate moved the access log; the next line goes to a new file at its path. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    node_t *n = w->data;
+    char err[1200];
+    if (!n->alog)
+        return;
+    if (accesslog_reopen(n->alog, err, sizeof(err)))
+        log_warn("received SIGHUP: %s; still writing to the file opened before", err);
+    else
+        log_info("received SIGHUP: access log %s reopened", n->cfg.access_log);
+}
+
 static void on_removed(void *ctx)
 {
     node_t *n = ctx;
@@ -506,6 +523,9 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
             memcpy(n.cfg.metrics_allow, ov->metrics_allow, sizeof(n.cfg.metrics_allow));
             n.cfg.nmetrics_allow = ov->nmetrics_allow;
         }
+        if (ov->access_log[0]) /* "off" from the command line turns popd.conf's off */
+            snprintf(n.cfg.access_log, sizeof(n.cfg.access_log), "%s",
+                     strcmp(ov->access_log, "off") ? ov->access_log : "");
     }
     if ((rc = nodecfg_check_admin(&n.cfg, err, errlen)) != 0)
         return rc;
@@ -532,6 +552,12 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
 
+    if (n.cfg.access_log[0] && !(n.alog = accesslog_new(n.cfg.access_log, err, errlen))) {
+        rc = -EIO;
+        goto out;
+    }
+    if (n.alog)
+        log_info("access log: %s (SIGHUP reopens it)", n.cfg.access_log);
     n.loop = ev_default_loop(EVFLAG_AUTO);
     if (!n.loop) {
         snprintf(err, errlen, "cannot initialise the event loop");
@@ -604,7 +630,8 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                             .cfg = &n.cfg,
                             .id = &n.id,
                             .mesh = n.mesh,
-                            .tls = n.tls};
+                            .tls = n.tls,
+                            .alog = n.alog};
     n.dataplane = dataplane_new(&dpo, err, errlen);
     if (!n.dataplane) {
         rc = -EADDRINUSE;
@@ -623,7 +650,9 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                                .dp = n.dataplane,
                                .mesh = n.mesh,
                                .self_id = n.id.node_id,
-                               .max_body = n.cfg.http_max_body};
+                               .max_body = n.cfg.http_max_body,
+                               .alog = n.alog,
+                               .node_name = n.cfg.name};
         n.http_stats = httpstats_new(0);
         ho.stats = n.http_stats;
         n.http = httpproxy_new(&ho, err, errlen);
@@ -692,6 +721,9 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     n.sigint.data = n.sigterm.data = &n;
     ev_signal_start(n.loop, &n.sigint);
     ev_signal_start(n.loop, &n.sigterm);
+    ev_signal_init(&n.sighup, on_hup, SIGHUP);
+    n.sighup.data = &n;
+    ev_signal_start(n.loop, &n.sighup);
     ev_timer_init(&n.gc, on_gc, 1.0, DAEMON_GC_PERIOD);
     n.gc.data = &n;
     ev_timer_start(n.loop, &n.gc);
@@ -724,6 +756,7 @@ out:
     httpproxy_destroy(&n.http);
     httpstats_destroy(&n.http_stats); /* after the proxy that counts into it */
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
+    accesslog_destroy(&n.alog);      /* after the two that write to it */
     tlsctx_destroy(&n.tls);
     meshnode_destroy(&n.mesh);
     if (n.zctx)

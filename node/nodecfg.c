@@ -255,6 +255,21 @@ static int setting(const char *name, size_t nlen, const char *v, size_t vl, void
     }
     if (kvfile_is(name, nlen, "public-address"))
         return set_public(c, v, vl, err, errlen);
+    if (kvfile_is(name, nlen, "access-log")) {
+        /* PATH (absolute: popd may run from anywhere), "stdout", or "off" / "" */
+        if (vl > NODECFG_ACCESS_LOG_MAX || memchr(v, '\0', vl) ||
+            !(vl == 0 || v[0] == '/' || (vl == 6 && !memcmp(v, "stdout", 6)) ||
+              (vl == 3 && !memcmp(v, "off", 3)))) {
+            snprintf(err, errlen,
+                     "access-log must be an absolute file path (at most %d bytes), stdout or off",
+                     NODECFG_ACCESS_LOG_MAX);
+            return -EINVAL;
+        }
+        bool off = vl == 3 && !memcmp(v, "off", 3);
+        memcpy(c->access_log, v, off ? 0 : vl);
+        c->access_log[off ? 0 : vl] = '\0';
+        return 0;
+    }
     if (kvfile_is(name, nlen, "location")) {
         char tmp[64] = "";
         if (vl < sizeof(tmp))
@@ -579,6 +594,8 @@ int nodecfg_save(const char *dir, const nodecfg_t *c, char *err, size_t errlen)
         n += snprintf(text + n, sizeof(text) - (size_t)n, "seal-streams = no\n");
     if (c->no_inbound && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "no-inbound = yes\n");
+    if (c->access_log[0] && n > 0 && (size_t)n < sizeof(text))
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "access-log = %s\n", c->access_log);
     for (unsigned i = 0; i < c->nlabels && n > 0 && (size_t)n < sizeof(text); i++)
         n += snprintf(text + n, sizeof(text) - (size_t)n, "%s%s%s", i ? "," : "labels = ",
                       c->labels[i], i + 1 == c->nlabels ? "\n" : "");

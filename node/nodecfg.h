@@ -22,6 +22,7 @@
 #define NODECFG_DNS_RRL_UNSET     UINT32_MAX /* in popd run's overrides: not given */
 #define NODECFG_PUBLIC4_MAX       15         /* bytes of an IPv4 address's text */
 #define NODECFG_PUBLIC6_MAX       45         /* bytes of an IPv6 address's text */
+#define NODECFG_ACCESS_LOG_MAX    1023       /* bytes of access-log's path */
 
 #define NODECFG_METRICS_ALLOW_MAX 16 /* networks in metrics-allow (ADMIN_ALLOW_MAX) */
 #define NODECFG_CIDR_MAX          49 /* bytes of one network's text (AUTH_CIDR_MAX) */
@@ -68,6 +69,9 @@ typedef struct nodecfg {
                       * their sites (tunnel/seal.h); for comparisons and debugging */
     bool no_inbound; /* no-inbound: this machine takes no inbound connections (a firewall):
                       * it dials every PoP and is reached on those connections */
+    char access_log[NODECFG_ACCESS_LOG_MAX + 1]; /* access-log: a file path, "stdout", or ""
+                      * (off, the default): one JSON line per request and connection
+                      * (common/accesslog.h) */
     char labels[NODECFG_LABELS_MAX][NODECFG_NAME_MAX + 1]; /* labels: what resources may
                       * require of the PoPs their traffic enters or crosses ("onprem") */
     unsigned nlabels;

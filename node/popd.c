@@ -524,6 +524,7 @@ static int cmd_run(int argc, char **argv)
         {"label", required_argument, NULL, 'B'},
         {"admin-listen", required_argument, NULL, 'D'},
         {"metrics-allow", required_argument, NULL, 'W'},
+        {"access-log", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -576,6 +577,16 @@ static int cmd_run(int argc, char **argv)
             int bad = add_label("run", &over, optarg);
             if (bad >= 0)
                 return bad;
+            break;
+        }
+        case 'a': {
+            /* checked as popd.conf's line would be; "off" is kept as such, so it can turn
+             * off a log popd.conf asks for */
+            char err[300];
+            if (nodecfg_set(&over, "access-log", optarg, err, sizeof(err)))
+                return usage_error("run", "--access-log '%s': %s", optarg, err);
+            if (!strcmp(optarg, "off"))
+                snprintf(over.access_log, sizeof(over.access_log), "off");
             break;
         }
         case 'h':
@@ -653,11 +664,14 @@ static const subcommand_t subcommands[] = {
      "--data DIR [--log-level debug|info|warn|error] [--tunnel-listen HOST:PORT]\n"
      "             [--tunnel-advertise HOST:PORT] [--ingress-address IP] [--http-listen "
      "HOST:PORT]\n             [--https-listen HOST:PORT] [--dns-listen HOST:PORT] "
-     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]\n             [--label L ...] [--admin-listen HOST:PORT] [--metrics-allow CIDR ...]",
+     "[--public-address IP[,IP6]]\n             [--location LAT,LON] [--dns-rrl N] [--no-inbound]\n             [--label L ...] [--admin-listen HOST:PORT] [--metrics-allow CIDR ...] [--access-log PATH|stdout|off]",
      "Runs the node in the foreground, logging to stderr. SIGINT or SIGTERM stop it\n"
      "cleanly. The control socket is DIR/control.sock (mode 0600): use meshctl -d DIR.\n"
      "The tunnel, ingress and DNS options override popd.conf for this run; --no-inbound\n"
-     "turns no-inbound on for it; --label replaces the labels for it."},
+     "turns no-inbound on for it; --label replaces the labels for it. --access-log\n"
+     "writes one JSON line per HTTP request and TCP connection to PATH (reopened on\n"
+     "SIGHUP, for logrotate) or stdout, overriding popd.conf's access-log (default off);\n"
+     "resources choose on, off or sample:N (meshctl resource set --access-log)."},
     {"version", cmd_version, "", "Prints the version."},
     {"help", cmd_help, "[COMMAND]", "Shows help for all commands or one."},
     {NULL, NULL, NULL, NULL},

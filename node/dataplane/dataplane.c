@@ -42,6 +42,9 @@
 #define DATAPLANE_SEAL_SITES 64 /* site keys (K) kept per ephemeral epoch; more: recomputed */
 
 struct waiter;
+struct ingress_conn;
+
+_Static_assert(DP_PATH_MAX == SM_PATH_MAX + 2, "a dp_path holds every hop an ingress may try");
 
 struct peer {
     dataplane_t *dp;
@@ -81,6 +84,7 @@ struct ingress {
     struct waiter w;
     splice_t *sp;           /* a TCP client: spliced once open */
     dp_stream_handler_t *h; /* or another consumer (dataplane_open_stream) */
+    struct ingress_conn *ic; /* sp's connection (its access log line), NULL with h */
     ev_timer kick; /* h: starts the first attempt outside the caller's call; later, a spaced
                     * attempt (ingress_retry) */
     resource_t res;
@@ -1599,11 +1603,62 @@ static void log_accept_failure(dataplane_t *dp, const char *what, int e)
     dp->accept_unlogged = 0;
 }
 
-/* A TCP resource connection: its place under the caps, released when its splice ends. */
+/* A TCP resource connection: its place under the caps, released when its splice ends, and
+ * what its access log line needs (only when it gets one: log). */
 struct ingress_conn {
     dataplane_t *dp;
     conncap_slot_t *slot;
+    bool log;          /* the access log is on and this connection is sampled */
+    uint64_t start_ms; /* Unix ms of the accept (after the TLS handshake with tls) */
+    uint64_t t0_us;    /* monotonic us of the same */
+    char resource[NODECFG_NAME_MAX + 1];
+    char client[64];
+    dp_path_t path; /* once its stream opened */
 };
+
+void dataplane_path_names(dataplane_t *dp, const dp_path_t *p, accesslog_event_t *ev,
+                          char (*names)[NODECFG_NAME_MAX + 1])
+{
+    /* hops[0] is this PoP (and the only hop when it is the egress) */
+    ev->ingress = dp->o.cfg->name;
+    ev->egress = dp->o.cfg->name;
+    ev->nrelays = 0;
+    uint32_t n = p->n_hops < DP_PATH_MAX ? p->n_hops : DP_PATH_MAX;
+    for (uint32_t i = 1; i < n; i++) {
+        node_name(dp, p->hops[i], names[i], sizeof(names[i]));
+        if (i + 1 == n)
+            ev->egress = names[i];
+        else if (ev->nrelays < ACCESSLOG_HOPS_MAX)
+            ev->relays[ev->nrelays++] = names[i];
+    }
+    ev->site = NULL;
+    if (p->site) {
+        node_name(dp, p->site, names[0], sizeof(names[0]));
+        ev->site = names[0];
+    }
+}
+
+/* The connection's line: it ended (ok: closed cleanly; else why). */
+static void log_tcp(struct ingress_conn *ic, bool ok, const char *why, const uint64_t b[2])
+{
+    dataplane_t *dp = ic->dp;
+    char names[DP_PATH_MAX + 1][NODECFG_NAME_MAX + 1];
+    accesslog_event_t ev = {.kind = ACCESSLOG_TCP,
+                            .start_ms = ic->start_ms,
+                            .duration_us = clock_mono_us() - ic->t0_us,
+                            .pop = dp->o.cfg->name,
+                            .client = ic->client,
+                            .resource = ic->resource,
+                            .decision = ACCESSLOG_OPEN,
+                            .reason = ok ? NULL : why,
+                            .bytes_in = b[0],
+                            .bytes_out = b[1]};
+    if (ic->path.n_hops)
+        dataplane_path_names(dp, &ic->path, &ev, names);
+    else
+        ev.ingress = dp->o.cfg->name; /* it never left this PoP */
+    accesslog_write(dp->o.alog, &ev);
+}
 
 static void splice_done(void *ctx, splice_t *s, bool ok, const char *why, const uint64_t b[2])
 {
@@ -1618,6 +1673,8 @@ static void splice_done(void *ctx, splice_t *s, bool ok, const char *why, const 
 static void ingress_conn_done(void *ctx, splice_t *s, bool ok, const char *why, const uint64_t b[2])
 {
     struct ingress_conn *ic = ctx;
+    if (ic->log)
+        log_tcp(ic, ok, why, b);
     conncap_release(ic->dp->tcp_cap, ic->slot);
     splice_done(ic->dp, s, ok, why, b);
     free(ic);
@@ -1685,12 +1742,22 @@ static void ingress_start(dataplane_t *dp, const char *resource, int fd, conncap
     socklen_t ll = sizeof(ls);
     if (getsockname(fd, (struct sockaddr *)&ls, &ll) == 0)
         netaddr_format((const struct sockaddr *)&ls, in->ingress, sizeof(in->ingress));
-    struct ingress_conn *ic = xmalloc(sizeof(*ic));
+    struct ingress_conn *ic = xcalloc(1, sizeof(*ic));
     ic->dp = dp;
     ic->slot = slot;
+    in->ic = ic;
     in->sp = tc ? splice_new_tcp_io(dp->splices, fd, &tls_io_ops, tc, ingress_conn_done, ic)
                 : splice_new_tcp(dp->splices, fd, ingress_conn_done, ic);
-    if (resource_get(dp->o.store, resource, &in->res)) {
+    int grc = resource_get(dp->o.store, resource, &in->res);
+    /* The access log: decided now, so a connection it skips costs nothing more. */
+    if (dp->o.alog &&
+        (ic->log = accesslog_want(dp->o.alog, grc ? 1 : resource_access_log_one_in(&in->res)))) {
+        ic->start_ms = clock_wall_ms();
+        ic->t0_us = clock_mono_us();
+        snprintf(ic->resource, sizeof(ic->resource), "%s", resource);
+        snprintf(ic->client, sizeof(ic->client), "%s", in->client);
+    }
+    if (grc) {
         snprintf(in->res.name, sizeof(in->res.name), "%s", resource);
         ingress_fail(in, "the resource was removed");
         return;
@@ -2058,6 +2125,12 @@ static void pc_on_open_ok(void *ctx, tconn_t *c, uint64_t sid, void *user)
     if (magic_of(user) == INGRESS_MAGIC) {
         struct ingress *in = user;
         dp->st.ingress_opened++;
+        dp_path_t *path = in->h ? &in->h->path : in->ic && in->ic->log ? &in->ic->path : NULL;
+        if (path) { /* the path this attempt took, for the access log */
+            path->n_hops = in->n_hops < DP_PATH_MAX ? in->n_hops : DP_PATH_MAX;
+            memcpy(path->hops, in->hops, path->n_hops * sizeof(path->hops[0]));
+            path->site = in->site;
+        }
         if (in->h) {
             tun_set_user(tconn_tun(c), sid, in->h);
             in->h->on_open(in->h, c, sid);

@@ -19,6 +19,7 @@
 #ifndef POPMESH_NODE_DATAPLANE_DATAPLANE_H
 #define POPMESH_NODE_DATAPLANE_DATAPLANE_H
 
+#include "common/accesslog.h"
 #include "node/ctl/control.h"
 #include "node/records/identity.h"
 #include "node/membership/meshnode.h"
@@ -83,6 +84,8 @@ typedef struct dataplane_opts {
     meshnode_t *mesh;     /* borrowed: routes, link state, liveness */
     tlsctx_t *tls;        /* borrowed: certificates for resources with tls; NULL: their
                            * connections are refused */
+    accesslog_t *alog;    /* borrowed: one line per TCP connection (its resource's sampling);
+                           * NULL = off */
 } dataplane_opts_t;
 
 /* Binds the tunnel endpoint; NULL with a reason in err. */
@@ -90,6 +93,21 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen);
 void dataplane_destroy(dataplane_t **dp);
 /* Registers "sites" and "dataplane" (counters) on the control socket. */
 int dataplane_register_commands(dataplane_t *dp, control_t *ctl);
+/* The path a stream took, as its ingress chose it: PoP node ids from this PoP (hops[0]) to the
+ * egress (the last; n_hops 1 when this PoP is the egress), and the site replica's node id. */
+#define DP_PATH_MAX 10 /* SM_PATH_MAX + 2 (sitemsg.h) */
+typedef struct dp_path {
+    uint64_t hops[DP_PATH_MAX];
+    uint32_t n_hops; /* 0 = none yet */
+    uint64_t site;
+} dp_path_t;
+
+/* The names of a path for an access log line, into ev (ingress, relays, egress, site) with the
+ * strings in names (DP_PATH_MAX + 1 of them; borrowed by ev). Reads the registry: call it
+ * only for a line that will be written. */
+void dataplane_path_names(dataplane_t *dp, const dp_path_t *p, accesslog_event_t *ev,
+                          char (*names)[NODECFG_NAME_MAX + 1]);
+
 /* A consumer of streams other than a TCP socket (the HTTP proxy): it opens streams through
  * the data plane's routing and retries, and gets the stream's events. The struct is the
  * stream's user pointer; embed it in the consumer's own state (first member or not). */
@@ -97,6 +115,7 @@ int dataplane_register_commands(dataplane_t *dp, control_t *ctl);
 typedef struct dp_stream_handler dp_stream_handler_t;
 struct dp_stream_handler {
     uint32_t magic; /* DP_HANDLER_MAGIC (set by dataplane_open_stream) */
+    dp_path_t path; /* set before on_open: the path the stream took (for the access log) */
     /* The stream is open on c: events of sid follow. */
     void (*on_open)(dp_stream_handler_t *h, tconn_t *c, uint64_t sid);
     /* It could not be opened (after the retries), why for the log and the error page; the

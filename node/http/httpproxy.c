@@ -46,6 +46,7 @@
 #include "node/http/httpmsg.h"
 #include "node/http/httppath.h"
 #include "node/records/resource.h"
+#include "common/accesslog.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -170,6 +171,20 @@ struct hconn {
     conncap_slot_t *slot; /* its place under the connection caps */
     ev_tstamp phase;      /* loop time the current state's fixed deadline counts from */
     ev_tstamp active;     /* loop time a byte last moved, client or upstream, either way */
+    /* The current request's access log line (see "access log" below); only with a log. */
+    bool req_open;      /* a request began and its line is not written yet */
+    bool req_head;      /* its head was read (method, host and target are its own) */
+    bool req_pending;   /* it ended inside a feed: written once the feed's bytes are counted */
+    bool feeding;       /* process_input is inside http_reader_feed */
+    uint64_t req_t0_us; /* monotonic us it began */
+    uint64_t req_in;    /* bytes of it from the client (head and body as received) */
+    uint64_t req_out;   /* bytes of its answer to the client */
+    int req_status;     /* the status answered; 0 = none yet */
+    enum accesslog_decision req_decision;
+    const char *req_reason; /* static: why refused */
+    uint32_t req_one_in;    /* its resource's sampling (1 until routed) */
+    char req_resource[NODECFG_NAME_MAX + 1];
+    dp_path_t req_path; /* the path of the stream that carried it */
     struct hconn *prev, *next;
     /* The buffers last: a connection reused from the pool clears everything above them and
      * leaves their 72 KiB alone (their lengths say what is valid), which spares every new
@@ -317,6 +332,7 @@ static void rio_resume(struct hconn *hc)
 
 static void out_append(struct hconn *hc, const void *p, size_t n)
 {
+    hc->req_out += n;
     if (hc->out_off && hc->out_off == hc->out_len)
         hc->out_off = hc->out_len = 0;
     if (hc->out_cap - hc->out_len < n) {
@@ -409,6 +425,99 @@ static bool out_flush(struct hconn *hc)
     return true;
 }
 
+/* ---- access log ----------------------------------------------------------------------------
+ *
+ * One line per request (common/accesslog.h), written when it ends: its answer made here
+ * (respond), its response relayed whole (request_finished), or its connection closed first
+ * (hc_close; a WebSocket's line comes then, with the bytes of the whole conversation). The
+ * bytes in are what the request reader consumed for it, counted after each feed (a feed
+ * stops at the end of a request, so every byte of a feed is the current request's); a request
+ * answered inside a feed is therefore written when the feed returns (req_pending). The URL is
+ * logged without its query string: share links and applications carry tokens there. With the
+ * log off nothing here runs but a few counter additions; a request its resource does not
+ * sample costs one PRNG draw at its end. */
+
+static void req_log_write(struct hconn *hc)
+{
+    httpproxy_t *px = hc->px;
+    hc->req_open = hc->req_pending = false;
+    if (!accesslog_want(px->o.alog, hc->req_one_in))
+        return;
+    char path[sizeof(hc->target)], names[DP_PATH_MAX + 1][NODECFG_NAME_MAX + 1];
+    snprintf(path, sizeof(path), "%.*s", (int)strcspn(hc->target, "?"), hc->target);
+    uint64_t dur = clock_mono_us() - hc->req_t0_us;
+    accesslog_event_t ev = {.kind = ACCESSLOG_HTTP,
+                            .start_ms = clock_wall_ms() - dur / 1000,
+                            .duration_us = dur,
+                            .pop = px->o.node_name,
+                            .client = hc->client,
+                            .user = hc->user,
+                            .resource = hc->req_resource,
+                            .decision = hc->req_decision,
+                            .reason = hc->req_reason,
+                            .status = hc->req_status,
+                            .method = hc->req_head ? hc->method : NULL,
+                            .host = hc->req_head ? hc->host : NULL,
+                            .path = hc->req_head ? path : NULL,
+                            .bytes_in = hc->req_in,
+                            .bytes_out = hc->req_out};
+    if (hc->req_path.n_hops)
+        dataplane_path_names(px->o.dp, &hc->req_path, &ev, names);
+    else
+        ev.ingress = px->o.node_name; /* answered here */
+    accesslog_write(px->o.alog, &ev);
+}
+
+/* A request begins (head true: its head was read; false: an answer to bytes that never made
+ * one, a malformed head or one that did not arrive in time). */
+static void req_log_begin(struct hconn *hc, bool head)
+{
+    if (!hc->px->o.alog)
+        return;
+    if (hc->req_open) /* the one before ended unseen (it should not): its line now */
+        req_log_write(hc);
+    hc->req_open = true;
+    hc->req_head = head;
+    hc->req_t0_us = clock_mono_us();
+    hc->req_status = 0;
+    hc->req_decision = ACCESSLOG_NO_DECISION;
+    hc->req_reason = NULL;
+    hc->req_one_in = 1;
+    hc->req_resource[0] = '\0';
+    hc->req_path.n_hops = 0;
+    if (!head)
+        hc->user[0] = '\0';
+    hc->req_in = 0; /* a feed under way adds its bytes when it returns */
+    hc->req_out = 0;
+}
+
+/* The request ended (its status in req_status, 0 if none): its line, now or once the feed
+ * returns. */
+static void req_log_end(struct hconn *hc)
+{
+    if (!hc->req_open)
+        return;
+    if (hc->feeding)
+        hc->req_pending = true;
+    else
+        req_log_write(hc);
+}
+
+static void req_log_deny(struct hconn *hc, const char *why)
+{
+    hc->req_decision = ACCESSLOG_DENIED;
+    hc->req_reason = why;
+}
+
+/* The resource the request is for (routing, or the host's root for /.popmesh/ pages). */
+static void req_log_resource(struct hconn *hc, const resource_t *r)
+{
+    if (!hc->req_open)
+        return;
+    snprintf(hc->req_resource, sizeof(hc->req_resource), "%s", r->name);
+    hc->req_one_in = resource_access_log_one_in(r);
+}
+
 static const char *status_text(int code)
 {
     switch (code) {
@@ -492,6 +601,8 @@ static void respond(struct hconn *hc, int code, const char *extra_headers, const
                     bool close)
 {
     char body[6144];
+    if (hc->px->o.alog && !hc->req_open) /* an answer to bytes that never made a request */
+        req_log_begin(hc, false);
     if (!body_html) {
         snprintf(body, sizeof(body),
                  "<!doctype html><html><head><title>%d %s</title></head><body "
@@ -517,6 +628,8 @@ static void respond(struct hconn *hc, int code, const char *extra_headers, const
         hc->state = H_CLOSING;
     if (code >= 400)
         hc->px->st.errors++;
+    hc->req_status = code;
+    req_log_end(hc);
     count_response(hc, code);
 }
 
@@ -710,6 +823,8 @@ static int resp_on_head(void *ctx, const http_head_t *h)
     }
     bool interim = h->status < 200 && h->status != 101;
     if (!interim)
+        hc->req_status = h->status;
+    if (!interim)
         count_response(hc, h->status);
     http_head_rewrite_t rw = {.content_length = -1, .drop_if = resp_drop};
     http_header_t extra[2];
@@ -790,6 +905,7 @@ static int resp_on_done(void *ctx)
 
 static void request_finished(struct hconn *hc)
 {
+    req_log_end(hc);
     /* The response is complete: next request, or close. */
     if (!hc->keep_alive || !hc->resp_keep_alive || hc->client_eof) {
         hc->state = H_CLOSING;
@@ -809,6 +925,8 @@ static void up_on_open(dp_stream_handler_t *h, tconn_t *c, uint64_t sid)
     up->c = c;
     up->sid = sid;
     up->open = true;
+    if (up->hc && up->hc->req_open) /* the request it was opened for */
+        up->hc->req_path = h->path;
     if (!up->hc) { /* the client left meanwhile */
         tun_reset(tconn_tun(c), sid, TUN_ERR_NONE);
         up_free(up);
@@ -1207,6 +1325,7 @@ static void handle_local(struct hconn *hc)
         /* A form posted from another site's page (login CSRF: signing the victim in as the
          * attacker) is refused; so is one framed by it, by the page's own headers. */
         if (hc->cross_site) {
+            req_log_deny(hc, "cross-site sign-in");
             log_info("http: cross-site sign-in from %s refused", hc->client);
             error_page(hc, 403, "sign in from this site's own login page");
             return;
@@ -1222,6 +1341,8 @@ static void handle_local(struct hconn *hc)
             (parsed && !login_attempt(px, LOGINSHARE_USER, k2))) {
             char eu[LOG_ESC_MAX];
             px->st.login_limited++;
+            snprintf(hc->user, sizeof(hc->user), "%s", user);
+            req_log_deny(hc, "sign-in rate-limited");
             log_warn("http: login from %s for '%s' rate-limited", hc->client,
                      log_escs(eu, sizeof(eu), user));
             login_page(hc, 429, "Too many attempts: wait a little and try again.", rd);
@@ -1278,6 +1399,7 @@ static void handle_local(struct hconn *hc)
         const char *why = "no token";
         if (!form_get(query, strlen(query), "t", tok, sizeof(tok)) ||
             auth_share_verify(px->o.meshkey->pk, tok, strlen(tok), now, &sh, &why)) {
+            req_log_deny(hc, why);
             error_page(hc, 403, why);
             return;
         }
@@ -1288,6 +1410,8 @@ static void handle_local(struct hconn *hc)
             return;
         }
         hc->referrer_policy = "no-referrer";
+        hc->req_decision = ACCESSLOG_SHARE;
+        snprintf(hc->req_resource, sizeof(hc->req_resource), "%s", sh.resource);
         set_session(hc, cookie, ttl, "/");
         return;
     }
@@ -1388,6 +1512,7 @@ static bool wants_websocket(const http_head_t *h)
 static int request_begin(struct hconn *hc, const http_head_t *h)
 {
     hc->px->st.requests++;
+    req_log_begin(hc, true);
     hc->rs = NULL;
     hc->rs_answered = false;
     hc->req_t0 = ev_now(hc->px->o.loop);
@@ -1474,11 +1599,14 @@ static enum authz authorize(struct hconn *hc, const http_head_t *h, int idx, con
         auth_rules_match(px->rules[idx], px->nrules[idx], &hc->caddr, path, NULL);
     if (dec == AUTH_DECISION_DENY) {
         px->st.denied++;
+        req_log_deny(hc, "a deny rule matched");
         error_page(hc, 403, "access to this application is denied from here");
         return AUTHZ_ANSWERED;
     }
-    if (res->auth != RESOURCE_AUTH_LOGIN || dec == AUTH_DECISION_ALLOW)
+    if (res->auth != RESOURCE_AUTH_LOGIN || dec == AUTH_DECISION_ALLOW) {
+        hc->req_decision = dec == AUTH_DECISION_ALLOW ? ACCESSLOG_RULE : ACCESSLOG_OPEN;
         return AUTHZ_ANONYMOUS;
+    }
     const char *v, *why = "no session";
     size_t vl;
     const http_header_t *az = header(h, "Authorization");
@@ -1491,17 +1619,24 @@ static enum authz authorize(struct hconn *hc, const http_head_t *h, int idx, con
         log_warn("http: %s %s%s from %s: more than one " HTTPPROXY_COOKIE " cookie: refused",
                  hc->method, log_escs(eh, sizeof(eh), hc->host),
                  log_escs(et, sizeof(et), hc->target), hc->client);
+        req_log_deny(hc, "more than one session cookie");
         error_page(hc, 400,
                    "more than one popmesh session cookie was sent (another site on a parent "
                    "domain may have set one): clear this site's cookies and sign in again");
         return AUTHZ_ANSWERED;
     }
     bool have_user = ncookie == 1 && session_check(px, v, vl, res->name, u, &why) == 0;
-    if (!have_user && az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7))
+    hc->req_decision = !have_user ? ACCESSLOG_NO_DECISION
+                       : u->name[0] ? ACCESSLOG_SESSION
+                                    : ACCESSLOG_SHARE; /* a share session has no user */
+    if (!have_user && az && az->value_len > 7 && !strncasecmp(az->value, "Bearer ", 7)) {
         have_user = auth_apikey_check(px->o.store, az->value + 7, az->value_len - 7,
                                       clock_wall_ms(), u, &why) == 0;
+        hc->req_decision = ACCESSLOG_APIKEY;
+    }
     if (!have_user) {
         px->st.unauthenticated++;
+        req_log_deny(hc, why);
         log_debug("http: %s %s%s from %s: not authenticated: %s", hc->method,
                   log_escs(eh, sizeof(eh), hc->host), log_escs(et, sizeof(et), hc->target),
                   hc->client, why);
@@ -1519,6 +1654,8 @@ static enum authz authorize(struct hconn *hc, const http_head_t *h, int idx, con
     }
     if (u->name[0] && !user_allowed(res, u)) {
         px->st.denied++;
+        snprintf(hc->user, sizeof(hc->user), "%s", u->name);
+        req_log_deny(hc, "the user may not use this resource");
         error_page(hc, 403, "your account may not use this application");
         return AUTHZ_ANSWERED;
     }
@@ -1625,6 +1762,8 @@ static bool choose_upstream(struct hconn *hc, const resource_t *res)
     }
     if (!hc->up)
         hc->up = up_new(hc, res);
+    else if (hc->up->open && hc->req_open) /* the stream carries it on its path */
+        hc->req_path = hc->up->h.path;
     if (!hc->up) {
         error_page(hc, 503, "the application's site is not known here");
         return false;
@@ -1724,8 +1863,11 @@ static bool acme_challenge(struct hconn *hc, const http_head_t *h)
         out_printf(hc, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                        "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
                    strlen(ka), hc->head_req ? "" : ka);
-    if (rc > 0)
+    if (rc > 0) {
         hc->state = H_CLOSING;
+        hc->req_status = 200;
+        req_log_end(hc);
+    }
     return rc != 0;
 }
 
@@ -1743,6 +1885,8 @@ static int handle_request_head(struct hconn *hc, const http_head_t *h)
         /* The PoP's pages follow the host's root resource: to HTTPS with it (a password
          * never goes over plain HTTP when it need not), with its HSTS. */
         int ridx = resource_match_http(px->res, px->nres, hc->host, strlen(hc->host), "/", 1);
+        if (ridx >= 0)
+            req_log_resource(hc, &px->res[ridx]);
         if (ridx >= 0 && redirect_to_https(hc, &px->res[ridx], "/"))
             return 0;
         if (ridx >= 0)
@@ -1754,6 +1898,7 @@ static int handle_request_head(struct hconn *hc, const http_head_t *h)
     int idx = route_to_resource(hc, h, path, sizeof(path));
     if (idx < 0)
         return 0;
+    req_log_resource(hc, &px->res[idx]);
     if (px->o.stats && (hc->rs = httpstats_get(px->o.stats, px->res[idx].name)))
         hc->rs->requests++;
     if (redirect_to_https(hc, &px->res[idx], path))
@@ -1853,7 +1998,12 @@ static void process_input(struct hconn *hc)
             hc->phase = ev_now(hc->px->o.loop);
             hc_arm(hc);
         }
+        hc->feeding = true;
         ssize_t n = http_reader_feed(hc->req, hc->in, hc->in_len);
+        hc->feeding = false;
+        hc->req_in += n > 0 ? (uint64_t)n : hc->in_len; /* a refused head: all of it */
+        if (hc->req_pending)
+            req_log_write(hc);
         if (n < 0) {
             const char *why;
             int code = http_reader_error(hc->req, &why);
@@ -1874,6 +2024,7 @@ static void process_input(struct hconn *hc)
             break;
     }
     if (hc->state == H_RAW && hc->in_len && hc->up) {
+        hc->req_in += hc->in_len;
         pend_append(hc->up, hc->in, hc->in_len);
         hc->in_len = 0;
         flush_up(hc->up);
@@ -2174,6 +2325,12 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void hc_close(struct hconn *hc)
 {
     httpproxy_t *px = hc->px;
+    if (hc->req_open) { /* closed before its answer ended (or a WebSocket's end) */
+        if (!hc->req_status && !hc->req_reason)
+            hc->req_reason = "the connection closed before an answer";
+        hc->feeding = false;
+        req_log_write(hc);
+    }
     ev_io_stop(px->o.loop, &hc->rio);
     ev_io_stop(px->o.loop, &hc->wio);
     ev_timer_stop(px->o.loop, &hc->timer);
@@ -2265,6 +2422,7 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
         if (hc) {
             hc->pw_job = NULL;
             if (!job->ok || !job->user_ok) {
+                req_log_deny(hc, "wrong user name or password");
                 char eu[LOG_ESC_MAX];
                 log_info("http: failed login from %s for '%s'", hc->client,
                          log_escs(eu, sizeof(eu), hc->user));
@@ -2279,6 +2437,7 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
                     char eu[LOG_ESC_MAX];
                     log_info("http: %s signed in from %s", log_escs(eu, sizeof(eu), job->u.name),
                              hc->client);
+                    hc->req_decision = ACCESSLOG_PASSWORD;
                     set_session(hc, cookie, HTTPPROXY_SESSION_TTL_MS, job->rd);
                 }
             }

@@ -80,6 +80,9 @@ typedef struct httpproxy_opts {
     uint64_t self_id;         /* this PoP's node id (names its login attempt counts) */
     uint64_t max_body;        /* bytes of one request body; past it 413 (0 = no limit) */
     httpstats_t *stats;       /* borrowed: per-resource counters (/metrics); NULL = none */
+    accesslog_t *alog;        /* borrowed: one line per request (its resource's sampling);
+                               * NULL = off */
+    const char *node_name;    /* borrowed: this PoP's name, for the access log */
 } httpproxy_opts_t;
 
 /* Test knobs, read once by httpproxy_new from the environment; for tests only (docs/http.md):

@@ -8,7 +8,8 @@
  *                  replace?, transit_labels?, ingress_labels?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
- *                  hc_status?, hc_host?} -> the record
+ *                  hc_status?, hc_host?, access_log?} -> the record
+ *   resource.set  {name, access_log}         -> the record (one setting changed in place)
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *   node.drain    {name, undo?}              -> {name, id, draining, changed}
@@ -681,6 +682,71 @@ static int arg_hc(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
     return CTL_OK;
 }
 
+/* access_log: "on", "off" or "sample:N" into r (on when absent). CTL_OK, or a
+ * CTL_BAD_REQUEST answer. */
+static int arg_access_log(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
+{
+    char al[RESOURCE_ACCESS_LOG_STR + 1] = "on";
+    if (ctl_arg_copy(req, "access_log", al, sizeof(al)) < 0 ||
+        resource_access_log_parse(al, strlen(al), &r->access_log))
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "access_log must be on, off or sample:N (one in N requests and "
+                             "connections logged, N from 1 to %u)",
+                             RESOURCE_ACCESS_LOG_MAX);
+    return CTL_OK;
+}
+
+/* Changes settings of an existing resource without restating it: for now its access log.
+ * The record is read, changed and written whole (last writer wins, as with add --replace). */
+static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    meshnode_t *m = ctx;
+    store_t *store = meshnode_store(m);
+    resource_t *r = xcalloc(1, sizeof(*r));
+    char name[NODECFG_NAME_MAX + 1], key[RESOURCE_KEY_MAX], why_buf[400];
+    const char *why = "";
+    int rc = arg_name(req, pk, "resource", name);
+    if (rc != CTL_OK)
+        goto out;
+    const uint8_t *v;
+    size_t vl;
+    if (ctl_arg(req, "access_log", &v, &vl) != 1) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "nothing to set (access_log: on|off|sample:N)");
+        goto out;
+    }
+    int grc = resource_get(store, name, r);
+    if (grc) {
+        rc = grc == -ENOENT
+                 ? control_error(pk, CTL_NOT_FOUND, "no resource '%s' (meshctl resource list)",
+                                 name)
+                 : control_error(pk, CTL_FAILED, "cannot read resource '%s': %s", name,
+                                 store_last_error(store));
+        goto out;
+    }
+    if ((rc = arg_access_log(req, pk, r)) != CTL_OK)
+        goto out;
+    if (resource_check(r, why_buf, sizeof(why_buf), &why)) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "%s", why);
+        goto out;
+    }
+    resource_key(r->name, key, sizeof(key));
+    struct packed p;
+    resource_pack(packed_begin(&p), r);
+    if (put_packed(m, key, &p)) {
+        rc = control_error(pk, CTL_FAILED, "cannot store resource '%s': %s", r->name,
+                           store_last_error(store));
+        goto out;
+    }
+    resource_pack(pk, r);
+    char al[RESOURCE_ACCESS_LOG_STR];
+    resource_access_log_str(r->access_log, al, sizeof(al));
+    log_info("mesh: resource %s: access log %s", r->name, al);
+    rc = CTL_OK;
+out:
+    free(r);
+    return rc;
+}
+
 static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     meshnode_t *m = ctx;
@@ -718,6 +784,8 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     if ((rc = arg_hc(req, pk, r)) != CTL_OK)
+        goto out;
+    if ((rc = arg_access_log(req, pk, r)) != CTL_OK)
         goto out;
     /* resource_check judges the labels themselves (names, distinct). */
     if ((rc = arg_names(req, pk, "transit_labels", r->transit_labels, &r->ntransit_labels,
@@ -916,7 +984,10 @@ const control_command_t meshadmin_commands[] = {
      "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
      "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
-     "[tls: bool (TLS on tcp_port)] [replace: bool] -> the resource"},
+     "[tls: bool (TLS on tcp_port)] [access_log: on|off|sample:N] [replace: bool] -> the "
+     "resource"},
+    {"resource.set", cmd_resource_set,
+     "name: str, access_log: on|off|sample:N -> the resource: changes its access log sampling"},
     {"resource.list", cmd_resource_list,
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
      "path_prefix?, auth?, allow_users?, allow_groups?, tls?}]}"},

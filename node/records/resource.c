@@ -488,6 +488,10 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
     if (r->tcp_port == 0 && !r->host[0])
         return refuse(why_buf, why_len, why,
                       "a resource needs a tcp_port (1 to 65535), a host, or both");
+    if (r->access_log != 0 && r->access_log != RESOURCE_ACCESS_LOG_OFF &&
+        (r->access_log < 2 || r->access_log > RESOURCE_ACCESS_LOG_MAX))
+        return refuse(why_buf, why_len, why, "access_log sample:%u is not from 1 to %u",
+                      r->access_log, RESOURCE_ACCESS_LOG_MAX);
     if (r->tls && r->tcp_port == 0)
         return refuse(why_buf, why_len, why,
                       "tls needs a tcp_port (HTTP hosts get TLS from the HTTPS listener)");
@@ -531,7 +535,13 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     }
     msgpack_pack_map(pk,
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
-                         (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0) + nlab);
+                         (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0) + nlab +
+                         (r->access_log ? 1 : 0));
+    if (r->access_log) { /* only when not the default, like the fields below */
+        char al[RESOURCE_ACCESS_LOG_STR];
+        resource_access_log_str(r->access_log, al, sizeof(al));
+        mpw_kv_str(pk, "access_log", al);
+    }
     if (r->ntransit_labels)
         pack_names(pk, "transit_labels", r->transit_labels, r->ntransit_labels);
     if (r->ningress_labels)
@@ -781,6 +791,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
     uint64_t port = 0, hsts = 0, hc_num[4] = {0, 0, 0, 0};
     char hc_status[RESOURCE_HC_STATUS_STR + 64] = "", hc_host[RESOURCE_HC_HOST_MAX + 64] = "";
+    char access_log[RESOURCE_ACCESS_LOG_STR + 16] = "";
     memset(res, 0, sizeof(*res));
     struct xt_read xtr, *xt = &xtr; /* on the stack: this runs per connection */
     xtr.nmeta = xtr.nx = 0;
@@ -811,6 +822,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"xtargets", MPF_CUSTOM, xt, 0, false, false, read_xtargets},
         {"transit_labels", MPF_CUSTOM, res, 0, false, false, read_transit},
         {"ingress_labels", MPF_CUSTOM, res, 0, false, false, read_ingress},
+        {"access_log", MPF_STR, access_log, sizeof(access_log), false, false, NULL}, /* 25 */
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         goto out;
@@ -853,6 +865,11 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
             goto out;
         }
         *hc_dst[i] = (uint32_t)hc_num[i];
+    }
+    if (fs[25].seen &&
+        resource_access_log_parse(access_log, strlen(access_log), &res->access_log)) {
+        *why = "access_log is not off or sample:N (N from 1 to 1000000)";
+        goto out;
     }
     if (fs[19].seen &&
         resource_hc_status_parse(hc_status, strlen(hc_status), res, why_buf, why_len, why))
@@ -917,6 +934,47 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     rc = 0;
 out:
     return rc;
+}
+
+/* ---- access log -------------------------------------------------------------------------- */
+
+int resource_access_log_parse(const char *s, size_t len, uint32_t *out)
+{
+    if (len == 2 && !memcmp(s, "on", 2)) {
+        *out = 0;
+        return 0;
+    }
+    if (len == 3 && !memcmp(s, "off", 3)) {
+        *out = RESOURCE_ACCESS_LOG_OFF;
+        return 0;
+    }
+    if (len < 8 || len > 14 || memcmp(s, "sample:", 7) || s[7] == '0')
+        return -EINVAL;
+    uint32_t n = 0;
+    for (size_t i = 7; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        n = n * 10 + (uint32_t)(s[i] - '0'); /* 7 digits at most: no overflow */
+    }
+    if (n < 1 || n > RESOURCE_ACCESS_LOG_MAX)
+        return -EINVAL;
+    *out = n == 1 ? 0 : n;
+    return 0;
+}
+
+void resource_access_log_str(uint32_t v, char *out, size_t len)
+{
+    if (v == 0)
+        snprintf(out, len, "on");
+    else if (v == RESOURCE_ACCESS_LOG_OFF)
+        snprintf(out, len, "off");
+    else
+        snprintf(out, len, "sample:%u", v);
+}
+
+uint32_t resource_access_log_one_in(const resource_t *r)
+{
+    return r->access_log == 0 ? 1 : r->access_log == RESOURCE_ACCESS_LOG_OFF ? 0 : r->access_log;
 }
 
 /* ---- HTTP routing ------------------------------------------------------------------------ */

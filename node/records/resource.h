@@ -53,6 +53,11 @@
  *   ingress_labels? [str]  of those, the PoPs that may take users' connections (DNS answers,
  *                          listeners, the HTTP ingress): one of these labels.
  *
+ * ACCESS LOG, optional and written only when not the default (older readers skip it):
+ *   access_log? str  "off" or "sample:N" (N 2..1000000): which of the resource's requests and
+ *                    connections the PoPs' access logs record (popd.conf access-log turns a
+ *                    PoP's log on): none, or a random one in N; absent = every one.
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -95,6 +100,9 @@
 #define RESOURCE_PRIORITY_MAX     100u  /* priorities are 1..100, 1 first */
 #define RESOURCE_WEIGHT_MAX       1000u /* weights are 1..1000 */
 #define RESOURCE_LABELS_MAX       8     /* labels in transit_labels */
+#define RESOURCE_ACCESS_LOG_OFF   UINT32_MAX /* access_log: none of its events */
+#define RESOURCE_ACCESS_LOG_MAX   1000000u   /* access_log: the largest N of sample:N */
+#define RESOURCE_ACCESS_LOG_STR   16         /* bytes of "sample:1000000" with the NUL */
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
@@ -151,6 +159,9 @@ typedef struct resource {
     /* PoPs users may connect to for it: one of these labels (and a transit one); none = any. */
     char ingress_labels[RESOURCE_LABELS_MAX][NODECFG_NAME_MAX + 1];
     unsigned ningress_labels;
+    /* Access log: 0 = every request and connection (the default), RESOURCE_ACCESS_LOG_OFF =
+     * none, else N (2..RESOURCE_ACCESS_LOG_MAX): a random one in N. */
+    uint32_t access_log;
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
@@ -188,6 +199,15 @@ bool resource_target_in(const resource_t *r, unsigned i, const char *site);
  * ingress, take its users' connections too (ingress_labels). */
 struct reg_node;
 bool resource_pop_allowed(const resource_t *r, const struct reg_node *n, bool ingress);
+
+/* "on", "off" or "sample:N" (N 1..RESOURCE_ACCESS_LOG_MAX; sample:1 is on) into *out (the
+ * access_log field's value); 0 or -EINVAL. */
+int resource_access_log_parse(const char *s, size_t len, uint32_t *out);
+/* The access_log value as that text ("on", "off", "sample:N"); out holds
+ * RESOURCE_ACCESS_LOG_STR. */
+void resource_access_log_str(uint32_t v, char *out, size_t len);
+/* One in how many of r's events the access log records: 0 = none, 1 = every one, N. */
+uint32_t resource_access_log_one_in(const resource_t *r);
 
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);

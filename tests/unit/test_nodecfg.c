@@ -315,6 +315,35 @@ static void test_tunnel_addrs(void **state)
     }
 }
 
+/* access-log: an absolute path, stdout, or off; kept through save and load. */
+static void test_access_log(void **state)
+{
+    (void)state;
+    nodecfg_t c, back;
+    char err[300], dir[] = "/tmp/popmesh-test-al-XXXXXX", path[512];
+    nodecfg_defaults(&c);
+    assert_string_equal(c.access_log, "");
+    assert_int_equal(nodecfg_set(&c, "access-log", "stdout", err, sizeof(err)), 0);
+    assert_string_equal(c.access_log, "stdout");
+    assert_int_equal(nodecfg_set(&c, "access-log", "off", err, sizeof(err)), 0);
+    assert_string_equal(c.access_log, "");
+    static const char *const bad[] = {"access.log", "./a.log", "STDOUT", "on"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(nodecfg_set(&c, "access-log", bad[i], err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "access-log must be"));
+    }
+    assert_int_equal(nodecfg_set(&c, "access-log", "/var/log/popd/access.log", err, sizeof(err)),
+                     0);
+    snprintf(c.name, sizeof(c.name), "pop-a");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(nodecfg_save(dir, &c, err, sizeof(err)), 0);
+    assert_int_equal(nodecfg_load(dir, &back, err, sizeof(err)), 0);
+    assert_string_equal(back.access_log, "/var/log/popd/access.log");
+    snprintf(path, sizeof(path), "%s/%s", dir, NODECFG_FILE);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_identity_files),  cmocka_unit_test(test_identity_parse_errors),
         cmocka_unit_test(test_dns_settings),    cmocka_unit_test(test_public_addrs_default),
         cmocka_unit_test(test_tunnel_addrs),
+        cmocka_unit_test(test_access_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

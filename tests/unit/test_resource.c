@@ -1641,6 +1641,78 @@ static void test_multisite(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* access_log: written only when not the default (a record without it is what the version
+ * before wrote), "off" and "sample:N" round trip, bad values refused in text and in records. */
+static void test_access_log_field(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a, b;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    resource_t r, back;
+    const char *why;
+    uint32_t v;
+    char txt[RESOURCE_ACCESS_LOG_STR];
+    make_http(&r);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_null(memmem(a.data, a.size, "access_log", 10));
+    assert_int_equal(resource_access_log_one_in(&r), 1);
+    static const struct {
+        const char *text;
+        uint32_t value, one_in;
+    } ok[] = {{"on", 0, 1},
+              {"sample:1", 0, 1},
+              {"off", RESOURCE_ACCESS_LOG_OFF, 0},
+              {"sample:2", 2, 2},
+              {"sample:1000000", 1000000, 1000000}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(resource_access_log_parse(ok[i].text, strlen(ok[i].text), &v), 0);
+        assert_int_equal(v, ok[i].value);
+        r.access_log = v;
+        assert_int_equal(resource_access_log_one_in(&r), ok[i].one_in);
+        msgpack_sbuffer_clear(&b);
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        resource_pack(&pk, &r);
+        if (parse(&b, r.name, &back, &why) != 0)
+            fail_msg("access_log %s refused: %s", ok[i].text, why);
+        assert_int_equal(back.access_log, v);
+        assert_http_equal(&r, &back);
+        if (v == 0)
+            assert_int_equal(b.size, a.size); /* on: not written */
+        resource_access_log_str(v, txt, sizeof(txt));
+        assert_string_equal(txt, v == 0 ? "on" : ok[i].text);
+    }
+    static const char *const bad[] = {"", "yes", "sample:", "sample:0", "sample:01",
+                                      "sample:1000001", "sample:-1", "sample:2x", "ON",
+                                      "sample:99999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(resource_access_log_parse(bad[i], strlen(bad[i]), &v), -EINVAL);
+    /* out of range in memory: resource_check refuses it, and so does a replicated record */
+    char why_buf[200];
+    r.access_log = 1; /* "on" is 0 in memory; its text sample:1 reads back as 0 */
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    r.access_log = RESOURCE_ACCESS_LOG_MAX + 1;
+    hc_expect_refused(&r, "access_log");
+    /* a record with a bad string */
+    r.access_log = 0;
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    /* the map gets one more pair: rewrite its header (fixmap) */
+    assert_true(((uint8_t)b.data[0] & 0xf0) == 0x80 && ((uint8_t)b.data[0] & 0x0f) < 15);
+    b.data[0] = (char)((uint8_t)b.data[0] + 1);
+    msgpack_pack_str(&pk, 10);
+    msgpack_pack_str_body(&pk, "access_log", 10);
+    msgpack_pack_str(&pk, 9);
+    msgpack_pack_str_body(&pk, "sample:0x", 9);
+    assert_int_equal(parse(&b, r.name, &back, &why), -EBADMSG);
+    assert_non_null(strstr(why, "access_log"));
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1663,6 +1735,7 @@ int main(void)
         cmocka_unit_test(test_tls_field),
         cmocka_unit_test(test_hc_settings),
         cmocka_unit_test(test_multisite),
+        cmocka_unit_test(test_access_log_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1245,6 +1245,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *hc_host = take_opt(&argc, argv, "--hc-host", &err);
     const char *transit = take_opt(&argc, argv, "--transit-labels", &err);
     const char *ingress_l = take_opt(&argc, argv, "--ingress-labels", &err);
+    const char *access_log = take_opt(&argc, argv, "--access-log", &err);
     uint32_t hc_num[4] = {0, 0, 0, 0};
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
     const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
@@ -1371,7 +1372,12 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
                       (prefix ? 1 : 0) + (auth ? 1 : 0) + (nu ? 1 : 0) + (ng ? 1 : 0) +
                       (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
-                      (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0));
+                      (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0) +
+                      (access_log ? 1 : 0));
+    if (access_log) { /* popd judges it and says what it takes */
+        mpw_str(&r.pk, "access_log");
+        mpw_str(&r.pk, access_log);
+    }
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     if (site) {
@@ -1507,6 +1513,37 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
                json_array_size(json_object_get(j, "targets")) +
                    json_array_size(json_object_get(j, "xtargets")),
                tt, htext, json_is_true(json_object_get(j, "sticky")) ? ", sticky" : "");
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *access_log = take_opt(&argc, argv, "--access-log", &err);
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 1)
+        return argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
+                    : usage(self, "resource set takes one NAME");
+    if (!access_log)
+        return usage(self, "nothing to set: --access-log on|off|sample:N");
+    request_t r;
+    json_t *j;
+    request_begin(&r, "resource.set", 2);
+    mpw_str(&r.pk, "name");
+    mpw_str(&r.pk, argv[0]);
+    mpw_str(&r.pk, "access_log");
+    mpw_str(&r.pk, access_log);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else {
+        const char *al = json_string_value(json_object_get(j, "access_log"));
+        printf("resource %s: access log %s\n", argv[0], al ? al : "on");
     }
     json_decref(j);
     return EXIT_OK;
@@ -2268,7 +2305,8 @@ static const command_t commands[] = {
      "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
      "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
      "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
-     "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]",
+     "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]\n"
+     "        [--access-log on|off|sample:N]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A target written SITE/HOST:PORT is in that site (then\n"
@@ -2293,7 +2331,13 @@ static const command_t commands[] = {
      "--transit-labels L,... lets only PoPs with one of those labels (popd --label; a region\n"
      "counts) carry the traffic: take users' connections, relay, or reach the site; with no\n"
      "such path the resource is unreachable (meshctl routes says so) rather than carried by\n"
-     "another PoP. --ingress-labels L,... narrows which of them take users' connections."},
+     "another PoP. --ingress-labels L,... narrows which of them take users' connections.\n"
+     "--access-log: which of its requests and connections the PoPs' access logs record\n"
+     "(popd.conf access-log): on (every one, the default), off, or sample:N (one in N)."},
+    {"resource", "set", cmd_resource_set, "NAME --access-log on|off|sample:N",
+     "Changes a setting of a resource in place: --access-log says which of its requests and\n"
+     "connections PoPs with an access log record: every one (on), none (off), or a random\n"
+     "one in N (sample:N, N from 1 to 1000000)."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
      "auth, health check (with its settings when not the defaults), stickiness, targets\n"
