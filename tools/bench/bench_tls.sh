@@ -14,6 +14,9 @@
 #     (PROCS processes, HS_SECS seconds; each connection: TCP, handshake with SNI and the
 #     certificate verified, close_notify, read to the server's close; no HTTP request);
 #     openssl s_time cannot be used: it sends no SNI, and popd refuses a ClientHello without one;
+#   - handshakes/s with single-use TLS 1.3 tickets (tls_probe --mode once: each ticket offered
+#     once, as RFC 8446 C.4 advises and Chrome's BoringSSL does) and the share that resumed:
+#     a server that sends no ticket after a resumption (nginx) makes every other one full;
 #   - keep-alive requests/s and p99 latency: wrk -t2 -c32 over TLS (wrk's defaults: TLS 1.3,
 #     SNI from the URL; app.test resolves to 127.0.0.1 through /etc/hosts in a private mount
 #     namespace of wrk alone).
@@ -224,7 +227,7 @@ hs_run() {
         # each process's first connection is full; all others must resume
         [ "$r" -ge $((n - PROCS)) ] || fail "tls_probe $name: only $r of $n resumed ($out)"
     fi
-    echo "$rate $(awk -v c=$((c1 - c0)) -v t="$TCK" -v n="$n" 'BEGIN { printf "%.0f", c * 1e6 / t / n }')"
+    echo "$rate $(awk -v c=$((c1 - c0)) -v t="$TCK" -v n="$n" 'BEGIN { printf "%.0f", c * 1e6 / t / n }') $(awk -v r="$r" -v n="$n" 'BEGIN { printf "%.0f", n ? r * 100 / n : 0 }')"
 }
 # wrk_run NAME ADDR: "req/s p99_ms"; fails loudly on non-2xx/3xx or socket errors
 wrk_run() {
@@ -255,8 +258,8 @@ for side in POP PEER; do
     hs_run "warm-up $side" "$side" 1.3 full >/dev/null
     wrk_run "warm-up $side" "${!side}" 2 >/dev/null
 done
-METRICS=(F13 F12 R13 R12 KA)
-declare -A VAL=() CPU=() # "METRIC SIDE" -> space-separated values of the runs
+METRICS=(F13 F12 R13 S13 R12 KA)
+declare -A VAL=() CPU=() RES=() # "METRIC SIDE" -> space-separated values of the runs
 echo "== $RUNS runs: handshakes $PROCS processes x ${HS_SECS}s, wrk -t2 -c32 ${WRK_SECS}s; alternated"
 for r in $(seq 1 "$RUNS"); do
     if [ $((r % 2)) -eq 1 ]; then order=(POP PEER); else order=(PEER POP); fi
@@ -264,10 +267,12 @@ for r in $(seq 1 "$RUNS"); do
     for m in "${METRICS[@]}"; do
         for side in "${order[@]}"; do
             case $m in
-            F13) read -r v c < <(hs_run "$m $side" "$side" 1.3 full) || exit 1 ;;
-            F12) read -r v c < <(hs_run "$m $side" "$side" 1.2 full) || exit 1 ;;
-            R13) read -r v c < <(hs_run "$m $side" "$side" 1.3 resume) || exit 1 ;;
-            R12) read -r v c < <(hs_run "$m $side" "$side" 1.2 resume) || exit 1 ;;
+            F13) read -r v c _ < <(hs_run "$m $side" "$side" 1.3 full) || exit 1 ;;
+            F12) read -r v c _ < <(hs_run "$m $side" "$side" 1.2 full) || exit 1 ;;
+            R13) read -r v c _ < <(hs_run "$m $side" "$side" 1.3 resume) || exit 1 ;;
+            S13) read -r v c p < <(hs_run "$m $side" "$side" 1.3 once) || exit 1
+                RES["$m $side"]+=" $p" ;;
+            R12) read -r v c _ < <(hs_run "$m $side" "$side" 1.2 resume) || exit 1 ;;
             KA) read -r v c < <(wrk_run "$m $side" "${!side}") || exit 1 ;; # c: p99
             esac
             VAL["$m $side"]+=" $v"
@@ -290,13 +295,17 @@ echo "TLS benchmark, $(nproc) cores shared by client and servers, loopback; popm
 echo "ECDSA P-256 certificate, X25519; medians of $RUNS alternated runs; peer: nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
 echo "(1 worker) terminating TLS + $(ssh -V 2>&1 | cut -d, -f1) -L; backend: nginx, 100-byte file."
 echo "Handshakes: tls_probe, $PROCS client processes, a new connection each (no HTTP request);"
-echo "resumed = every connection offers the newest ticket. Requests: wrk -t2 -c32 keep-alive, TLS 1.3."
+echo "resumed = every connection offers the newest ticket (one ticket may serve many: what nginx's"
+echo "clients do, since it issues no ticket after a resumption); single-use = each ticket offered once,"
+echo "as RFC 8446 C.4 advises and BoringSSL (Chrome) does, a connection without a fresh ticket being a full"
+echo "handshake. Requests: wrk -t2 -c32 keep-alive, TLS 1.3."
 echo
 row "metric" "popd" "nginx + ssh -L" "popd/peer"
 row "----------------------------------" "------------" "--------------" "------------"
 name() { case $1 in
     F13) echo "full handshakes/s, TLS 1.3" ;; F12) echo "full handshakes/s, TLS 1.2" ;;
     R13) echo "resumed handshakes/s, TLS 1.3" ;; R12) echo "resumed handshakes/s, TLS 1.2" ;;
+    S13) echo "single-use tickets: handshakes/s, 1.3" ;;
     KA) echo "keep-alive requests/s (wrk)" ;; esac; }
 med() { # med METRIC SIDE [VAL|CPU]
     local -n arr=${3:-VAL}
@@ -309,6 +318,8 @@ for m in "${METRICS[@]}"; do
 done
 a=$(med KA POP CPU); b=$(med KA PEER CPU)
 row "p99 latency, ms (wrk)" "$a" "$b" "$(ratio "$a" "$b")"
+a=$(med S13 POP RES); b=$(med S13 PEER RES)
+row "single-use tickets: % resumed" "$a" "$b" "$(ratio "$a" "$b")"
 echo
 echo "Server CPU per handshake (user + system time of popd pop-1, all threads, or of the nginx"
 echo "worker, over the tls_probe run, divided by its handshakes): what each costs the server"
@@ -316,7 +327,7 @@ echo "alone, whatever the client's share of the 2 cores."
 echo
 row "metric" "popd" "nginx + ssh -L" "popd/peer"
 row "----------------------------------" "------------" "--------------" "------------"
-for m in F13 F12 R13 R12; do
+for m in F13 F12 R13 S13 R12; do
     a=$(med "$m" POP CPU); b=$(med "$m" PEER CPU)
     row "$(name "$m" | sed 's/handshakes\/s/handshake, us CPU/')" "$a" "$b" "$(ratio "$a" "$b")"
 done

@@ -1,6 +1,6 @@
 /* tls_probe: TLS handshakes per second against one server, for tools/bench/bench_tls.sh.
  *
- *   tls_probe --connect IP:PORT --sni NAME --cafile FILE --tls 1.2|1.3 --mode full|resume
+ *   tls_probe --connect IP:PORT --sni NAME --cafile FILE --tls 1.2|1.3 --mode full|resume|once
  *             [--seconds S (5)] [--procs P (4)]
  *
  * WHY NOT openssl s_time: it sends no SNI, and popd answers a ClientHello without SNI with an
@@ -17,6 +17,10 @@
  *   resume  each connection offers the newest ticket this process got (the one issued by the
  *           previous resumption when the server renews it, else the same one again);
  *           resumed and full handshakes are counted apart.
+ *   once    as resume, but a ticket is offered once only, as TLS 1.3 clients are advised to
+ *           (RFC 8446 C.4) and as BoringSSL, hence Chrome, does: a connection whose previous
+ *           one brought no new ticket makes a full handshake. A server that issues no ticket
+ *           after a resumption then alternates full and resumed handshakes.
  * Prints one line: "handshakes N resumed R errors E seconds T rate X" (X = N / T, all
  * processes together). Exit 1 when nothing succeeded. */
 #define _GNU_SOURCE
@@ -40,6 +44,7 @@ struct opts {
     const char *sni, *cafile;
     int tls13;   /* 1: TLS 1.3 only, 0: TLS 1.2 only */
     int resume;  /* 1: offer the newest ticket */
+    int once;    /* with resume: each ticket offered once (single-use tickets) */
     double secs; /* s */
     int procs;
 };
@@ -110,8 +115,13 @@ static int one(SSL_CTX *ctx, const struct opts *o, int *reused)
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_host_name(ssl, o->sni);
     SSL_set1_host(ssl, o->sni);
-    if (o->resume && newest)
+    if (o->resume && newest) {
         SSL_set_session(ssl, newest);
+        if (o->once) { /* used up: the next connection needs a ticket this one brings */
+            SSL_SESSION_free(newest);
+            newest = NULL;
+        }
+    }
     if (SSL_connect(ssl) == 1 && SSL_get_verify_result(ssl) == X509_V_OK) {
         ok = 1;
         *reused = SSL_session_reused(ssl);
@@ -154,7 +164,7 @@ static void child(const struct opts *o, double until, int wfd)
 static void usage(void)
 {
     fprintf(stderr, "usage: tls_probe --connect IP:PORT --sni NAME --cafile FILE --tls 1.2|1.3 "
-                    "--mode full|resume [--seconds S] [--procs P]\n");
+                    "--mode full|resume|once [--seconds S] [--procs P]\n");
     exit(2);
 }
 
@@ -172,8 +182,10 @@ int main(int argc, char **argv)
             o.cafile = v;
         else if (!strcmp(k, "--tls"))
             o.tls13 = !strcmp(v, "1.3") ? 1 : !strcmp(v, "1.2") ? 0 : -1;
-        else if (!strcmp(k, "--mode"))
-            o.resume = !strcmp(v, "resume") ? 1 : !strcmp(v, "full") ? 0 : -1;
+        else if (!strcmp(k, "--mode")) {
+            o.resume = !strcmp(v, "resume") || !strcmp(v, "once") ? 1 : !strcmp(v, "full") ? 0 : -1;
+            o.once = !strcmp(v, "once");
+        }
         else if (!strcmp(k, "--seconds"))
             o.secs = atof(v);
         else if (!strcmp(k, "--procs"))
