@@ -76,18 +76,26 @@
  *
  * WIRE (every record: [type u8][length u24 big endian] then length bytes)
  *
- *   HELLO   body  [suites offered: u8, bit 1 << enum sc_suite]
+ *   HELLO   body  [suites offered: u8, bit 1 << enum sc_suite, | SC_FEAT_* offered]
  *                 [e_i.pub: 32]
  *                 [c1: 32 + 16]
  *                 [c2: 8 + plen + 16]             ts u64 BE, then plen 0..SC_PAYLOAD_MAX
- *   WELCOME body  [suite chosen: u8, an enum sc_suite value, one of the offered bits]
+ *   WELCOME body  [suite chosen: u8, an enum sc_suite value, one of the offered bits,
+ *                  | the SC_FEAT_* offered that the responder has too]
  *                 [e_r.pub: 32]
  *                 [c3: plen + 16]
  *   DATA    body  [ciphertext: 1..SC_PLAIN_MAX][tag: 16]
+ *   SPLIT   body  [head length: u8][tag: 16][head ciphertext][tail]     (secchan.h)
+ *   REKEY   body  [ciphertext: the sender's next key number, u64 BE][tag: 16]
  *
  * The headers of HELLO and WELCOME are not hashed: the type is implied by the step and the
  * length by the body. Unknown bits of the suites byte are ignored (a later version can add
- * suites), but hashed like the rest.
+ * suites), but hashed like the rest. Feature bits (SC_FEAT_*, the top bits) ride in the same
+ * byte because it is the one place both versions of the protocol agree to tolerate news: an
+ * older responder ignores them in HELLO; an older initiator refuses anything but a suite in
+ * WELCOME, so a responder sets a feature there only when the HELLO offered it, which an older
+ * initiator never does. Hashed with the rest, a feature can be neither stripped nor added by
+ * someone in the middle.
  *
  * TRANSPORT
  *
@@ -107,6 +115,38 @@
  * expanded key (crypto_aead_aes256gcm_beforenm) is kept per direction, so a record costs
  * only its own blocks.
  *
+ * REKEYING
+ *
+ * One key must not seal without end: an attacker's advantage against AES-GCM grows with the
+ * square of the blocks sealed under one key (RFC 8446, 5.5: 2^-57 after about 2^38.5 bytes,
+ * which is libsodium's "350 GB"; a 10 Gbit/s tunnel gets there in five minutes), and a key
+ * that lives as long as its connection opens, if taken from the memory of either end,
+ * everything ever sent on it. So each sender counts what its key processed (headers,
+ * plaintext and tags; a SPLIT tail is someone else's ciphertext and is not processed by this
+ * key) and its age, and when either passes its limit (SC_REKEY_BYTES = 2^36 bytes, so about
+ * 2^-62 by the same arithmetic; SC_REKEY_MS = 1 hour), sends
+ *
+ *   REKEY = AEAD(k_n, header, n + 1)   at the direction's next counter value, then
+ *   k_{n+1} = KDF(k_n, "popmesh-sc-v2 rekey").o1     and k_n is overwritten at once.
+ *
+ * The receiver opens the REKEY with k_n (so it is authentic and in its place: a replayed,
+ * reordered or forged one fails its tag like any record), checks the number (a bug
+ * detector: the counter already orders everything), and derives the same k_{n+1}. The
+ * switch falls on exactly that record on both ends without a round trip, streams do not
+ * notice, and the two directions rekey independently (their keys were independent from the
+ * split on). KDF is keyed BLAKE2b, a PRF: k_{n+1} reveals nothing of k_n, so a key taken
+ * later opens nothing sealed before the rekey that made it (forward secrecy within a
+ * connection; what follows it, it opens, until the next one).
+ *
+ * The counter continues across keys rather than restarting at 0. Restarting would also be
+ * safe, each key being new; continuing makes the nonce unique per connection whatever the
+ * keys (the guarantee does not rest on the KDF never repeating a key), keeps a record from
+ * being valid at the same position under another key, and leaves 2^64 - 1 as the
+ * connection's one hard end, as before.
+ *
+ * Only towards a peer that offered or accepted SC_FEAT_REKEY: an older peer would take the
+ * REKEY's type for garbage and close the connection. Towards it, keys live as long as the
+ * connection, as before. *
  * INVARIANTS
  *
  * - Any error return leaves the state SC_FAILED and wipes every secret (fail()): there is
@@ -114,7 +154,9 @@
  * - On SC_ESTABLISHED, the ephemeral secrets, h and ck are wiped; only tx/rx keys (and
  *   their AES expansions) and the static key pair remain.
  * - Every read from a peer's bytes is preceded by a length check against the exact layout
- *   above; handshake lengths are checked before any DH is computed. */
+ *   above; handshake lengths are checked before any DH is computed.
+ * - A replaced key is overwritten in place (with its AES expansion) before the call returns:
+ *   no copy of it stays in the struct. */
 #include "tunnel/secchan.h"
 
 #include <errno.h>
@@ -135,10 +177,20 @@ _Static_assert(SC_NONCE_LEN == crypto_aead_aes256gcm_NPUBBYTES, "GCM nonce");
 _Static_assert(crypto_scalarmult_BYTES == 32 && crypto_scalarmult_SCALARBYTES == 32, "X25519");
 _Static_assert(SC_RECORD_MAX < (1u << 24), "a body length fits the u24 of the header");
 _Static_assert(SC_HELLO_BODY_MIN == 105 && SC_WELCOME_BODY_MIN == 49, "layout in the essay");
+_Static_assert(SC_REKEY_BODY_LEN == 24 && SC_REKEY_LEN == 28, "layout in the essay");
+_Static_assert((SC_FEATURES & ((1u << SC_SUITE_AES256GCM) | (1u << SC_SUITE_CHACHA20POLY1305))) ==
+                   0,
+               "feature bits are not suite bits");
+/* Each record adds at least SC_OVERHEAD + 1 bytes to the count, so the byte limit also bounds
+ * the records per key, far below 2^32. */
+_Static_assert(SC_REKEY_BYTES / (SC_OVERHEAD + 1) < (1ull << 32), "records per key");
 
 static const uint8_t zero_nonce[SC_NONCE_LEN]; /* each handshake key seals one message */
 
 static uint8_t forced_suites; /* sc_force_suites; 0 = not narrowed */
+static bool no_features;      /* sc_force_no_features */
+
+#define SC_REKEY_LABEL "popmesh-sc-v2 rekey"
 
 static bool sodium_ready(void)
 {
@@ -158,6 +210,16 @@ uint8_t sc_local_suites(void)
 void sc_force_suites(uint8_t mask)
 {
     forced_suites = mask;
+}
+
+void sc_force_no_features(bool off)
+{
+    no_features = off;
+}
+
+static uint8_t local_features(void)
+{
+    return no_features ? 0 : SC_FEATURES;
 }
 
 /* Every secret goes; the public keys stay for the caller's log line. */
@@ -335,7 +397,8 @@ int sc_initiate(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32],
     put_header(out, SC_REC_HELLO, body_len);
     init_symmetric(s, s->remote_pk);
 
-    p[0] = s->suites_offered;
+    s->features = local_features();
+    p[0] = s->suites_offered | s->features;
     mix_hash(s, p, 1);
     p += 1;
 
@@ -379,7 +442,8 @@ int sc_accept(sc_t *s, const uint8_t local_pk[32], const uint8_t local_sk[32], u
     uint8_t *p = body;
     init_symmetric(s, s->local_pk);
 
-    s->suites_offered = p[0];
+    s->suites_offered = p[0] & (uint8_t)~SC_FEATURES;
+    s->features = p[0] & local_features(); /* what both ends have: answered in WELCOME */
     mix_hash(s, p, 1);
     p += 1;
 
@@ -434,7 +498,7 @@ int sc_respond(sc_t *s, const uint8_t *payload, size_t plen, uint8_t *out)
     uint8_t *p = out + SC_HDR_LEN;
     put_header(out, SC_REC_WELCOME, body_len);
 
-    p[0] = (uint8_t)s->suite;
+    p[0] = (uint8_t)s->suite | s->features;
     mix_hash(s, p, 1);
     p += 1;
 
@@ -467,11 +531,13 @@ int sc_initiator_finish(sc_t *s, uint8_t *body, size_t len, const uint8_t **payl
     uint8_t k[SC_KEY_LEN];
     uint8_t *p = body;
 
-    /* One suite, known, and one we offered. */
-    if ((p[0] != SC_SUITE_AES256GCM && p[0] != SC_SUITE_CHACHA20POLY1305) ||
-        !(s->suites_offered & (1u << p[0])))
+    /* One suite, known, and one we offered; features only among those we offered. */
+    uint8_t suite = p[0] & (uint8_t)~SC_FEATURES, feat = p[0] & SC_FEATURES;
+    if ((suite != SC_SUITE_AES256GCM && suite != SC_SUITE_CHACHA20POLY1305) ||
+        !(s->suites_offered & (1u << suite)) || (feat & ~s->features))
         return fail(s, -EBADMSG);
-    s->suite = (enum sc_suite)p[0];
+    s->suite = (enum sc_suite)suite;
+    s->features = feat;
     mix_hash(s, p, 1);
     p += 1;
 
@@ -519,6 +585,9 @@ int sc_parse_header(const uint8_t hdr[SC_HDR_LEN], uint8_t *type, uint32_t *len)
     case SC_REC_SPLIT:
         min = SC_SPLIT_BODY_MIN;
         max = SC_RECORD_MAX + 1;
+        break;
+    case SC_REC_REKEY:
+        min = max = SC_REKEY_BODY_LEN;
         break;
     default:
         return -EBADMSG;
@@ -569,6 +638,7 @@ ssize_t sc_seal(sc_t *s, const sc_piece_t *pieces, size_t n, uint8_t *out)
         crypto_aead_chacha20poly1305_ietf_encrypt_detached(c, c + total, NULL, c, total, out,
                                                            SC_HDR_LEN, NULL, nonce, s->tx_key);
     s->tx_seq++;
+    s->tx_key_bytes += total + SC_OVERHEAD;
     return (ssize_t)(total + SC_OVERHEAD);
 }
 
@@ -633,6 +703,7 @@ ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *
         crypto_aead_chacha20poly1305_ietf_encrypt_detached(c, tag, NULL, c, hl, out,
                                                            SC_HDR_LEN + 1, NULL, nonce, s->tx_key);
     s->tx_seq++;
+    s->tx_key_bytes += SC_HDR_LEN + SC_SPLIT_SKIP + hl; /* the tail is not this key's */
     return (ssize_t)(SC_HDR_LEN + body);
 }
 
@@ -669,6 +740,110 @@ int sc_open_split(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t 
     s->rx_seq++;
     *plen = len - SC_SPLIT_SKIP;
     *head_len = hl;
+    return 0;
+}
+
+/* ---- rekeying ----------------------------------------------------------------------------- */
+
+void sc_rekey_config(sc_t *s, uint64_t bytes, uint64_t ms, uint64_t now_ms)
+{
+    s->rekey_bytes = bytes && bytes < SC_REKEY_BYTES ? bytes : SC_REKEY_BYTES;
+    s->rekey_ms = ms && ms < SC_REKEY_MS ? ms : SC_REKEY_MS;
+    s->tx_key_ms = now_ms;
+}
+
+bool sc_rekey_agreed(const sc_t *s)
+{
+    return s->state == SC_ESTABLISHED && (s->features & SC_FEAT_REKEY);
+}
+
+bool sc_rekey_due(const sc_t *s, uint64_t now_ms)
+{
+    if (!sc_rekey_agreed(s))
+        return false;
+    if (s->tx_key_bytes >= (s->rekey_bytes ? s->rekey_bytes : SC_REKEY_BYTES))
+        return true;
+    return s->rekey_ms && now_ms >= s->tx_key_ms && now_ms - s->tx_key_ms >= s->rekey_ms;
+}
+
+uint64_t sc_rekey_deadline(const sc_t *s)
+{
+    if (!sc_rekey_agreed(s) || !s->rekey_ms || s->tx_key_ms > UINT64_MAX - s->rekey_ms)
+        return UINT64_MAX;
+    return s->tx_key_ms + s->rekey_ms;
+}
+
+/* k = KDF(k, label).o1 in place, and its AES expansion redone over the old one: nothing of the
+ * old key stays. -ENOTSUP only if AES-GCM stopped being available (it was at the split). */
+static int next_key(sc_t *s, uint8_t key[SC_KEY_LEN], crypto_aead_aes256gcm_state *aes)
+{
+    uint8_t unused[SC_HASH_LEN];
+    kdf(key, (const uint8_t *)SC_REKEY_LABEL, strlen(SC_REKEY_LABEL), key, unused);
+    sodium_memzero(unused, sizeof(unused));
+    sodium_memzero(aes, sizeof(*aes));
+    if (s->suite == SC_SUITE_AES256GCM && crypto_aead_aes256gcm_beforenm(aes, key) != 0)
+        return -ENOTSUP;
+    return 0;
+}
+
+ssize_t sc_seal_rekey(sc_t *s, uint64_t now_ms, uint8_t *out)
+{
+    if (s->state != SC_ESTABLISHED || s->tx_seq == UINT64_MAX)
+        return fail(s, -EPIPE);
+    if (!(s->features & SC_FEAT_REKEY))
+        return fail(s, -ENOTSUP);
+    uint64_t next = s->tx_rekeys + 1; /* each costs a record: tx_seq runs out first */
+    uint8_t *c = out + SC_HDR_LEN;
+    for (int i = 0; i < 8; i++)
+        c[i] = (uint8_t)(next >> (8 * (7 - i)));
+    put_header(out, SC_REC_REKEY, SC_REKEY_BODY_LEN);
+    uint8_t nonce[SC_NONCE_LEN];
+    record_nonce(nonce, s->tx_seq);
+    if (s->suite == SC_SUITE_AES256GCM)
+        crypto_aead_aes256gcm_encrypt_detached_afternm(c, c + 8, NULL, c, 8, out, SC_HDR_LEN, NULL,
+                                                       nonce, &s->tx_aes);
+    else
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(c, c + 8, NULL, c, 8, out, SC_HDR_LEN,
+                                                           NULL, nonce, s->tx_key);
+    s->tx_seq++;
+    if (next_key(s, s->tx_key, &s->tx_aes) != 0)
+        return fail(s, -ENOTSUP);
+    s->tx_rekeys = next;
+    s->tx_key_bytes = 0;
+    s->tx_key_ms = now_ms;
+    return SC_REKEY_LEN;
+}
+
+int sc_open_rekey(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len)
+{
+    if (s->state != SC_ESTABLISHED || s->rx_seq == UINT64_MAX)
+        return fail(s, -EPIPE);
+    if (!(s->features & SC_FEAT_REKEY))
+        return fail(s, -ENOTSUP);
+    uint8_t type;
+    uint32_t hlen;
+    if (sc_parse_header(hdr, &type, &hlen) != 0 || type != SC_REC_REKEY || hlen != len)
+        return fail(s, -EBADMSG);
+    uint8_t nonce[SC_NONCE_LEN];
+    record_nonce(nonce, s->rx_seq);
+    int rc;
+    if (s->suite == SC_SUITE_AES256GCM)
+        rc = crypto_aead_aes256gcm_decrypt_detached_afternm(body, NULL, body, 8, body + 8, hdr,
+                                                            SC_HDR_LEN, nonce, &s->rx_aes);
+    else
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(body, NULL, body, 8, body + 8, hdr,
+                                                                SC_HDR_LEN, nonce, s->rx_key);
+    if (rc != 0)
+        return fail(s, -EBADMSG);
+    uint64_t next = 0;
+    for (int i = 0; i < 8; i++)
+        next = next << 8 | body[i];
+    if (next != s->rx_rekeys + 1)
+        return fail(s, -EBADMSG);
+    s->rx_seq++;
+    if (next_key(s, s->rx_key, &s->rx_aes) != 0)
+        return fail(s, -ENOTSUP);
+    s->rx_rekeys = next;
     return 0;
 }
 

@@ -19,11 +19,20 @@
  * are opaque to this layer (the application sends who it is and what it offers, and answers
  * with what it accepted); both are sealed, so they are authenticated and confidential.
  *
+ * Rekeying: each sender replaces its direction's key by a one-way function of it, after
+ * SC_REKEY_BYTES or SC_REKEY_MS (whichever comes first; far below the AES-GCM limits), and says
+ * so in band with a REKEY record sealed with the old key: the receiver switches at exactly that
+ * record. No round trip, no stream dropped, the two directions independent; the old key is
+ * wiped at once, so a key taken from memory opens nothing sealed before the last rekey. Only
+ * towards a peer that said in the handshake it can (SC_FEAT_REKEY in the suites byte): a peer
+ * that predates it would close the connection on the new record type.
+ *
  * Wire: every record is a 4-byte header [type: u8][length: u24 big endian] followed by length
- * bytes. Types: SC_REC_HELLO, SC_REC_WELCOME, SC_REC_DATA. A DATA record's body is ciphertext
- * plus a 16-byte tag; the header is authenticated as associated data. length is at most
- * SC_RECORD_MAX; anything else (unknown type, oversized, a DATA before the handshake, a
- * HELLO after it) is a protocol error and the connection must be closed.
+ * bytes. Types: SC_REC_HELLO, SC_REC_WELCOME, SC_REC_DATA, SC_REC_SPLIT, SC_REC_REKEY. A DATA
+ * record's body is ciphertext plus a 16-byte tag; the header is authenticated as associated
+ * data. length is at most SC_RECORD_MAX; anything else (unknown type, oversized, a DATA before
+ * the handshake, a HELLO after it, a REKEY that was not agreed) is a protocol error and the
+ * connection must be closed.
  *
  * Every function that reads bytes from the peer is bounds-checked and never reads past len. */
 #ifndef POPMESH_TUNNEL_SECCHAN_H
@@ -56,16 +65,36 @@
 /* SPLIT [head length 1][tag][head ciphertext 1..SC_SPLIT_HEAD_MAX][tail 1..]: see sc_seal_split */
 #define SC_SPLIT_HEAD_MAX 64
 #define SC_SPLIT_BODY_MIN (1 + SC_TAG_LEN + 1 + 1)
-/* Whole records, header included: the buffers sc_initiate and sc_respond write into. */
+/* REKEY [ciphertext of the new key's number: u64 big endian, 8][tag], exactly */
+#define SC_REKEY_BODY_LEN (8 + SC_TAG_LEN)
+/* Whole records, header included: the buffers sc_initiate, sc_respond and sc_seal_rekey
+ * write into. */
 #define SC_HELLO_MAX   (SC_HDR_LEN + SC_HELLO_BODY_MAX)
 #define SC_WELCOME_MAX (SC_HDR_LEN + SC_WELCOME_BODY_MAX)
+#define SC_REKEY_LEN   (SC_HDR_LEN + SC_REKEY_BODY_LEN)
+
+/* When a sender replaces its key, by default and at the latest (docs/tunnel.md, "Rekeying",
+ * has the arithmetic): bytes processed with one key (headers, plaintext and tags; a SPLIT
+ * record's tail is not the channel key's and does not count), 2^36, where the AES-GCM bound for
+ * a 2^-57 advantage is about 2^38.5; and the key's age, for forward secrecy on quiet tunnels. */
+#define SC_REKEY_BYTES (64ull << 30)      /* bytes */
+#define SC_REKEY_MS    (3600ull * 1000ull) /* ms */
 
 enum sc_record_type {
     SC_REC_HELLO = 1,
     SC_REC_WELCOME = 2,
     SC_REC_DATA = 3,
     SC_REC_SPLIT = 4, /* a DATA record whose tail was sealed end to end by someone else */
+    SC_REC_REKEY = 5, /* the sender's next records use its next key (sc_seal_rekey) */
 };
+
+/* Features, in the bits of the suites byte no suite uses. The initiator offers them in HELLO
+ * (a responder that predates them ignores unknown bits); the responder sets in WELCOME's suite
+ * byte the offered ones it has (an initiator that predates them would refuse any bit there,
+ * which is why it only answers an offer). Both bytes are in the transcript, so neither can be
+ * stripped or added on the way. */
+#define SC_FEAT_REKEY 0x80 /* reads and sends REKEY records */
+#define SC_FEATURES   SC_FEAT_REKEY
 
 enum sc_suite {
     SC_SUITE_AES256GCM = 1,        /* chosen when both ends have AES-NI/CLMUL */
@@ -94,6 +123,8 @@ typedef struct sc {
     uint8_t e_pk[32], e_sk[32], re_pk[32];
     uint8_t ck[32], h[32];
     uint8_t suites_offered; /* bitmask 1 << suite: initiator's HELLO (sent or received) */
+    /* SC_FEAT_* bits: initiator, offered until WELCOME; then (both ends) agreed by both */
+    uint8_t features;
     /* The initiator's HELLO timestamp (ns since the Unix epoch): sent by sc_initiate, read by
      * sc_accept. Authenticated with the initiator's static key, so the responder can refuse a
      * HELLO whose timestamp it has seen before (a replay): see sc_replay_t. */
@@ -104,6 +135,12 @@ typedef struct sc {
     /* tx_key, rx_key expanded for AES-256-GCM (round keys, powers of H) when that is the
      * suite, so that each record does not redo the key schedule */
     crypto_aead_aes256gcm_state tx_aes, rx_aes;
+    /* rekeying (sc_rekey_config); the limits apply to this end's sending key */
+    uint64_t rekey_bytes;        /* bytes: 0 = SC_REKEY_BYTES */
+    uint64_t rekey_ms;           /* ms: 0 = no limit by age (sc_rekey_config not called) */
+    uint64_t tx_key_bytes;       /* bytes processed with the current tx key */
+    uint64_t tx_key_ms;          /* ms (the caller's clock): when the current tx key was made */
+    uint64_t tx_rekeys, rx_rekeys; /* keys replaced so far per direction: the current key's number */
 } sc_t;
 
 /* Suites this machine can run, as a bitmask of 1 << enum sc_suite (narrowed by
@@ -163,7 +200,8 @@ int sc_respond(sc_t *s, const uint8_t *payload, size_t plen, uint8_t *out);
 /* Parses a record header: the record's type and the length of the body that follows.
  * 0, -EBADMSG (unknown type, or a length outside its type's range: HELLO
  * SC_HELLO_BODY_MIN..SC_HELLO_BODY_MAX, WELCOME SC_WELCOME_BODY_MIN..SC_WELCOME_BODY_MAX,
- * DATA SC_DATA_BODY_MIN..SC_RECORD_MAX). Stateless: which type is acceptable now is the
+ * DATA SC_DATA_BODY_MIN..SC_RECORD_MAX, SPLIT SC_SPLIT_BODY_MIN..SC_RECORD_MAX + 1, REKEY
+ * exactly SC_REKEY_BODY_LEN). Stateless: which type is acceptable now is the
  * caller's check (s->state). */
 int sc_parse_header(const uint8_t hdr[SC_HDR_LEN], uint8_t *type, uint32_t *len);
 
@@ -212,13 +250,51 @@ ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *
 int sc_open_split(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len,
                   size_t *plen, size_t *head_len);
 
+/* ---- rekeying (docs/tunnel.md, "Rekeying") ------------------------------------------------
+ *
+ * A sender replaces its key k with KDF(k, "popmesh-sc-v2 rekey") (the handshake's keyed-BLAKE2b
+ * KDF, first output: one way, so the new key does not give the old one) when sc_rekey_due says
+ * so, by sealing a REKEY record with the old key (sc_seal_rekey); the receiver opens it with the
+ * old key and switches (sc_open_rekey). The record counter continues across keys, so a (key,
+ * nonce) pair cannot repeat within a connection whatever the keys, and a record cannot be moved
+ * from one key's span to another's. The old key and its AES expansion are overwritten at once.
+ * The caller sends nothing between the REKEY and the records that follow it but those records:
+ * it is the next record in its direction like any other. */
+
+/* Sets this end's limits: its sending key is replaced after bytes (0 = SC_REKEY_BYTES) or ms
+ * (0 = SC_REKEY_MS) of age, whichever comes first; larger values are taken as the defaults (a
+ * knob may only shorten a key's life). now_ms (any monotonic clock, the one later calls use)
+ * starts the current key's age. Call once established; without it only the byte limit holds. */
+void sc_rekey_config(sc_t *s, uint64_t bytes, uint64_t ms, uint64_t now_ms);
+/* Both ends agreed to rekey (SC_FEAT_REKEY) and the channel is established. */
+bool sc_rekey_agreed(const sc_t *s);
+/* True when the sending key has reached a limit and the peer reads REKEY records: the caller
+ * then sends sc_seal_rekey's record next. */
+bool sc_rekey_due(const sc_t *s, uint64_t now_ms);
+/* When (ms, the caller's clock) the sending key reaches its age limit; UINT64_MAX when it has
+ * none (rekeying not agreed, or sc_rekey_config not called). For the caller's timer. */
+uint64_t sc_rekey_deadline(const sc_t *s);
+/* Seals a REKEY record (SC_REKEY_LEN bytes) into out with the current key, then makes the
+ * next key current, wipes the old one, restarts the byte count and the age at now_ms.
+ * Returns SC_REKEY_LEN, -ENOTSUP (the peer did not agree: it would close the connection),
+ * -EPIPE (not established, or the counter is exhausted). */
+ssize_t sc_seal_rekey(sc_t *s, uint64_t now_ms, uint8_t *out);
+/* Opens a REKEY record (hdr its header, body its SC_REKEY_BODY_LEN bytes) and switches the
+ * receiving key. 0, -ENOTSUP (rekeying was not agreed: a peer must not send one), -EBADMSG
+ * (not authentic, replayed, reordered, a wrong key number, or hdr not a REKEY header for
+ * len bytes), -EPIPE (not established, or the counter is exhausted). */
+int sc_open_rekey(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len);
+
 /* Wipes every key (the whole struct) and leaves s SC_FAILED. */
 void sc_wipe(sc_t *s);
 
 /* For tests and benchmarks only: narrows sc_local_suites() to mask & what the machine has
  * (mask 0 restores the default). Process-wide and read at each sc_initiate / sc_accept, so a
  * test can give its initiator and its responder different suites by calling it between the
- * two. Not for production code: it is the one global of this module. */
+ * two. Not for production code: it and sc_force_no_features are the globals of this module. */
 void sc_force_suites(uint8_t mask);
+/* For tests only: with off, this process neither offers nor accepts any SC_FEAT_* (an end that
+ * predates them); false restores the default. Read at each sc_initiate / sc_accept. */
+void sc_force_no_features(bool off);
 
 #endif

@@ -2920,7 +2920,9 @@ static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk
         tun_t *t = tconn_tun(p->c);
         if (t)
             tun_get_stats(t, &st);
-        msgpack_pack_map(pk, 11);
+        uint64_t rk_sent, rk_recv;
+        bool rk = tconn_rekeys(p->c, &rk_sent, &rk_recv);
+        msgpack_pack_map(pk, 14);
         mpw_kv_str(pk, "peer", p->name);
         mpw_kv_str(pk, "role",
                    p->is_site ? (p->draining  ? "site (draining)"
@@ -2936,6 +2938,9 @@ static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk
         mpw_kv_u64(pk, "streams", st.streams);
         mpw_kv_u64(pk, "data_bytes_sent", st.data_bytes_sent);
         mpw_kv_u64(pk, "queued", tconn_queued(p->c));
+        mpw_kv_bool(pk, "rekey", rk); /* false: the peer predates rekeying */
+        mpw_kv_u64(pk, "rekeys_sent", rk_sent);
+        mpw_kv_u64(pk, "rekeys_received", rk_recv);
     }
     return CTL_OK;
 }
@@ -3114,6 +3119,7 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     memcpy(dp->keys.pk, o->id->curve_pk, 32);
     memcpy(dp->keys.sk, o->id->curve_sk, 32);
     dp->keys.hello_ts_last = &dp->hello_ts_last;
+    tconn_keys_test_knobs(&dp->keys);
     tun_config_defaults(&dp->tcfg);
     dp->route = route_new(NULL);
     /* For tests only: a low stream limit, to check what happens past it without opening

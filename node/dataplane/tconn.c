@@ -10,7 +10,12 @@
  * Writes are batched: records sealed during one loop iteration are flushed together by an
  * ev_prepare watcher just before the loop would block, so a burst of frames costs one write
  * and a lone small frame still leaves in the same iteration (no added latency). A queue past
- * TCONN_OUT_HIGH is flushed at once. */
+ * TCONN_OUT_HIGH is flushed at once.
+ *
+ * Rekeying: after each record sealed, if the sending key reached its byte limit, a REKEY
+ * record is queued right behind it (maybe_rekey); its age limit is one more deadline of the
+ * timer. Never between tio_raw_reserve and tio_send_raw: the REKEY follows a seal, and the
+ * core queues nothing between those two calls. */
 
 #include "node/dataplane/tconn.h"
 
@@ -80,6 +85,7 @@ struct tconn {
 
 static void rearm(tconn_t *c);
 static void flush(tconn_t *c);
+static void maybe_rekey(tconn_t *c, uint64_t now_ms);
 
 /* Marks the connection failed; on_down comes from the timer. Safe anywhere. */
 static void fail(tconn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -148,6 +154,7 @@ static int seal_msg(tconn_t *c, uint8_t kind, const uint8_t *a, size_t alen, con
     if (n < 0)
         return (int)n;
     queued(c, (size_t)n);
+    maybe_rekey(c, 0);
     return 0;
 }
 
@@ -233,6 +240,23 @@ static void tio_send_raw(void *ctx, const uint8_t *head, size_t hl, const uint8_
     }
     c->split_records++;
     queued(c, (size_t)n);
+    maybe_rekey(c, 0);
+}
+
+/* Queues a REKEY record when the sending key is due (sc_rekey_due). After a seal now_ms is 0:
+ * only the byte limit is checked there, so a record costs no clock read; the age limit is the
+ * timer's (now_ms set). */
+static void maybe_rekey(tconn_t *c, uint64_t now_ms)
+{
+    if ((c->state != ST_UP && c->state != ST_CLOSING) || !sc_rekey_due(&c->sc, now_ms))
+        return;
+    uint8_t *dst = out_reserve(c, SC_REKEY_LEN);
+    ssize_t n = sc_seal_rekey(&c->sc, now_ms ? now_ms : clock_mono_ms(), dst);
+    if (n < 0) {
+        fail(c, "cannot seal a REKEY record: %s", strerror((int)-n));
+        return;
+    }
+    queued(c, (size_t)n);
 }
 
 /* The place where tio_send_raw will put a sealed record of body_len bytes after a frame head of
@@ -306,6 +330,7 @@ static void tio_on_dead(void *ctx, int reason)
 
 static int become_up(tconn_t *c, const uint8_t *payload, size_t plen)
 {
+    sc_rekey_config(&c->sc, c->keys.rekey_bytes, c->keys.rekey_ms, clock_mono_ms());
     tun_io_t io = {.ctx = c,
                    .send = tio_send,
                    .send_raw = tio_send_raw,
@@ -399,6 +424,19 @@ static void handle_record(tconn_t *c, uint8_t type, uint8_t *hdr, uint8_t *body,
         tun_receive_raw(c->tun, m + 1, pl - 1, clock_mono_ms());
         if (c->tun_died)
             fail(c, "tunnel dead: %s", tun_dead_reason_name(c->tun_dead_reason));
+        return;
+    }
+    if (type == SC_REC_REKEY) {
+        if (c->state != ST_UP && c->state != ST_CLOSING) {
+            fail(c, "protocol: a REKEY record before the channel was confirmed");
+            return;
+        }
+        int rc = sc_open_rekey(&c->sc, hdr, body, len);
+        if (rc == -ENOTSUP)
+            fail(c, "protocol: a REKEY record, but rekeying was not agreed in the handshake");
+        else if (rc)
+            fail(c, "protocol: a REKEY record failed authentication (forged, replayed or out "
+                    "of order)");
         return;
     }
     if (type != SC_REC_DATA) {
@@ -538,6 +576,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             fail(c, "tunnel dead: %s", tun_dead_reason_name(c->tun_dead_reason));
             return;
         }
+        maybe_rekey(c, now);
+        if (c->state != ST_UP)
+            return;
         break;
     case ST_DOWN:
         return;
@@ -554,9 +595,12 @@ static void rearm(tconn_t *c)
     case ST_CONFIRMING:
         at = c->hs_deadline_ms;
         break;
-    case ST_UP:
+    case ST_UP: {
         at = tun_next_deadline(c->tun);
+        uint64_t rk = sc_rekey_deadline(&c->sc);
+        at = rk < at ? rk : at;
         break;
+    }
     case ST_CLOSING:
         at = c->close_deadline_ms;
         break;
@@ -756,4 +800,37 @@ void tconn_set_split(tconn_t *c, bool on)
 uint64_t tconn_split_records(const tconn_t *c)
 {
     return c->split_records;
+}
+
+bool tconn_rekeys(const tconn_t *c, uint64_t *sent, uint64_t *received)
+{
+    *sent = c->sc.tx_rekeys;
+    *received = c->sc.rx_rekeys;
+    return sc_rekey_agreed(&c->sc);
+}
+
+/* A test knob's value: a positive number, or 0 (unset or not a number: said in the log). */
+static uint64_t test_knob(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end || errno || x == 0) {
+        log_warn("tconn: ignoring %s=%s (want a positive number)", name, v);
+        return 0;
+    }
+    log_warn("tconn: TEST KNOB: %s=%llu (for tests only)", name, x);
+    return x;
+}
+
+void tconn_keys_test_knobs(tconn_keys_t *k)
+{
+    uint64_t b = test_knob("POPMESH_TEST_REKEY_BYTES"), ms = test_knob("POPMESH_TEST_REKEY_MS");
+    if (b)
+        k->rekey_bytes = b;
+    if (ms)
+        k->rekey_ms = ms;
 }

@@ -23,7 +23,13 @@
  * IK), and only a record sealed with the session's keys proves that the peer holds the
  * ephemeral key of this handshake. The initiator's first record is its tunnel core's first
  * PING, sent as soon as it is up, so this costs no round trip. Until then the connection
- * carries nothing and stays bounded by TCONN_HANDSHAKE_MS. */
+ * carries nothing and stays bounded by TCONN_HANDSHAKE_MS.
+ *
+ * Rekeying (secchan.h, docs/tunnel.md "Rekeying"): when the peer agreed to it in the
+ * handshake, each end replaces its sending key after the limits of tconn_keys_t (by bytes,
+ * checked after every record it seals; by age, on its timer) with a REKEY record queued right
+ * after the record that reached the limit. Nothing stops: the streams never see it. Towards a
+ * peer that predates rekeying, keys live as long as the connection, as before. */
 #ifndef POPMESH_NODE_DATAPLANE_TCONN_H
 #define POPMESH_NODE_DATAPLANE_TCONN_H
 
@@ -51,7 +57,16 @@ typedef struct tconn_keys {
      * every dial of the process so that each HELLO's is strictly newer (the responder refuses
      * one it has seen: a replay). Borrowed; NULL = the wall clock alone. */
     uint64_t *hello_ts_last;
+    /* When this end replaces its sending key: 0 = the channel's defaults (SC_REKEY_BYTES,
+     * SC_REKEY_MS), which are also the most a value may be. For tests: tconn_keys_test_knobs. */
+    uint64_t rekey_bytes; /* bytes */
+    uint64_t rekey_ms;    /* ms */
 } tconn_keys_t;
+
+/* For tests only: POPMESH_TEST_REKEY_BYTES=N and POPMESH_TEST_REKEY_MS=N in the environment
+ * (positive numbers; they can only shorten a key's life) set k's rekey limits, so that a test
+ * sees many rekeys in seconds; each one set is logged as a TEST KNOB. Call once at start. */
+void tconn_keys_test_knobs(tconn_keys_t *k);
 
 typedef struct tconn_cbs {
     void *ctx;
@@ -125,6 +140,9 @@ uint32_t tconn_rtt_us(const tconn_t *c);
 void tconn_set_split(tconn_t *c, bool on);
 /* SPLIT records sent on this connection so far. */
 uint64_t tconn_split_records(const tconn_t *c);
+/* Keys replaced so far in each direction (REKEY records sent, received); true when both ends
+ * agreed to rekey (false before the handshake, and with a peer that predates it). */
+bool tconn_rekeys(const tconn_t *c, uint64_t *sent, uint64_t *received);
 /* Bytes waiting in the output queue. */
 size_t tconn_queued(const tconn_t *c);
 

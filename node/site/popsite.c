@@ -1482,6 +1482,7 @@ static int cmd_run(int argc, char **argv)
     memcpy(s->keys.pk, s->id.curve_pk, 32);
     memcpy(s->keys.sk, s->id.curve_sk, 32);
     s->keys.hello_ts_last = &s->hello_ts_last;
+    tconn_keys_test_knobs(&s->keys);
     tun_config_defaults(&s->tcfg);
     s->tcfg.max_streams = SITE_MAX_STREAMS;
     /* For tests only: a low stream limit, to check what happens past it without opening

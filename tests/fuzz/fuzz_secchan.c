@@ -1,14 +1,19 @@
 /* Fuzzes every reader of peer bytes in the secure channel (tunnel/secchan.h). The first input
- * byte picks the target (modulo 5), the rest is what the peer sent:
+ * byte picks the target (modulo 7), the rest is what the peer sent:
  *
  *   0  a record header and body: sc_parse_header, whose answer must respect the per-type
- *      limits, then (when it says DATA) sc_open of an established pair
+ *      limits, then (when it says DATA or REKEY) sc_open or sc_open_rekey of an established
+ *      pair
  *   1  a HELLO body: sc_accept of a responder with a fixed key; when it accepts, sc_respond
  *   2  a WELCOME body: sc_initiator_finish of an initiator that sent a fixed HELLO; success
  *      must give the keys of the responder that really answered it
  *   3  a DATA record (header + body): sc_open of an established AES-256-GCM pair (ChaCha20 on
  *      a machine without AES-NI)
  *   4  the same, on a ChaCha20-Poly1305 pair
+ *   5  a REKEY record (header + body): sc_open_rekey of an established AES-256-GCM pair (as 3);
+ *      success must switch to the sender's next key: the fixture's record sealed with it then
+ *      opens, and one sealed with the old key does not
+ *   6  the same, on a ChaCha20-Poly1305 pair
  *
  * Everything is deterministic, so a crash reproduces: static keys come from fixed seeds, and
  * libsodium's random generator is replaced by a ChaCha20 stream from a fixed seed (restarted
@@ -63,6 +68,9 @@ static struct randombytes_implementation det_rng = {
 struct pair {
     sc_t i, r;                     /* established */
     uint8_t rec[64 + SC_OVERHEAD]; /* record 0 from i to r */
+    uint8_t rekey[SC_REKEY_LEN];   /* also record 0 from i to r (another timeline): a REKEY */
+    uint8_t after[64 + SC_OVERHEAD]; /* record 1 after that REKEY, with i's next key */
+    uint8_t stale[64 + SC_OVERHEAD]; /* record 1 sealed with the old key instead */
 };
 
 static struct {
@@ -100,6 +108,10 @@ static void make_pair(struct pair *pr)
     sc_piece_t piece = {plain, sizeof(plain)};
     sc_t i = pr->i; /* the fixture stays at record 0 */
     check(sc_seal(&i, &piece, 1, pr->rec) == (ssize_t)sizeof(pr->rec));
+    check(sc_seal(&i, &piece, 1, pr->stale) == (ssize_t)sizeof(pr->stale));
+    i = pr->i;
+    check(sc_seal_rekey(&i, 1, pr->rekey) == SC_REKEY_LEN);
+    check(sc_seal(&i, &piece, 1, pr->after) == (ssize_t)sizeof(pr->after));
 }
 
 static void write_seed(const char *dir, const char *name, uint8_t sel, const uint8_t *b, size_t len)
@@ -148,6 +160,9 @@ static void setup(void)
         write_seed(dir, "welcome", 2, fx.welcome + SC_HDR_LEN, (size_t)fx.welcome_len - SC_HDR_LEN);
         write_seed(dir, "data_aes", 3, fx.aes.rec, sizeof(fx.aes.rec));
         write_seed(dir, "data_chacha", 4, fx.chacha.rec, sizeof(fx.chacha.rec));
+        write_seed(dir, "rekey_aes", 5, fx.aes.rekey, sizeof(fx.aes.rekey));
+        write_seed(dir, "rekey_chacha", 6, fx.chacha.rekey, sizeof(fx.chacha.rekey));
+        write_seed(dir, "header_rekey", 0, fx.aes.rekey, sizeof(fx.aes.rekey));
     }
 }
 
@@ -192,6 +207,43 @@ static void open_record(const struct pair *pr, const uint8_t *rec, size_t size)
     free(body);
 }
 
+/* Opens the fixture record rec (a copy) at r: 0 or the error. */
+static int open_fixture(sc_t *r, const uint8_t *rec, size_t size)
+{
+    uint8_t copy[64 + SC_OVERHEAD];
+    check(size == sizeof(copy));
+    memcpy(copy, rec, size);
+    size_t plen;
+    return sc_open(r, copy, copy + SC_HDR_LEN, size - SC_HDR_LEN, &plen);
+}
+
+static void open_rekey(const struct pair *pr, const uint8_t *rec, size_t size)
+{
+    if (size < SC_HDR_LEN)
+        return;
+    sc_t r = pr->r;
+    uint8_t hdr[SC_HDR_LEN];
+    memcpy(hdr, rec, SC_HDR_LEN);
+    size_t len = size - SC_HDR_LEN;
+    uint8_t *body = malloc(len ? len : 1); /* exact size: ASan sees any overread */
+    check(body != NULL);
+    memcpy(body, rec + SC_HDR_LEN, len);
+    int rc = sc_open_rekey(&r, hdr, body, len);
+    if (rc == 0) {
+        /* Only the fixture's REKEY can pass: the receiver now holds i's next key. */
+        check(r.state == SC_ESTABLISHED && r.rx_seq == 1 && r.rx_rekeys == 1);
+        check(memcmp(r.rx_key, pr->r.rx_key, 32) != 0);
+        sc_t r2 = r;
+        check(open_fixture(&r2, pr->after, sizeof(pr->after)) == 0);
+        check(open_fixture(&r, pr->stale, sizeof(pr->stale)) == -EBADMSG);
+        check_failed(&r);
+    } else {
+        check(rc == -EBADMSG);
+        check_failed(&r);
+    }
+    free(body);
+}
+
 static void parse(const uint8_t *b, size_t size)
 {
     if (size < SC_HDR_LEN)
@@ -214,6 +266,14 @@ static void parse(const uint8_t *b, size_t size)
         check(len > SC_TAG_LEN && len <= SC_RECORD_MAX);
         if (len == size - SC_HDR_LEN)
             open_record(&fx.aes, b, size);
+        break;
+    case SC_REC_SPLIT:
+        check(len >= SC_SPLIT_BODY_MIN && len <= SC_RECORD_MAX + 1);
+        break;
+    case SC_REC_REKEY:
+        check(len == SC_REKEY_BODY_LEN);
+        if (len == size - SC_HDR_LEN)
+            open_rekey(&fx.aes, b, size);
         break;
     default:
         abort();
@@ -283,7 +343,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *b = data + 1;
     size_t n = size - 1;
-    switch (data[0] % 5) {
+    switch (data[0] % 7) {
     case 0:
         parse(b, n);
         break;
@@ -298,6 +358,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 4:
         open_record(&fx.chacha, b, n);
+        break;
+    case 5:
+        open_rekey(&fx.aes, b, n);
+        break;
+    case 6:
+        open_rekey(&fx.chacha, b, n);
         break;
     }
     return 0;

@@ -4,7 +4,11 @@
  * anywhere in HELLO, WELCOME and DATA, truncations, replayed and reordered records, a
  * replayed HELLO, header limits, the largest record, counter exhaustion, calls in the wrong
  * state, wiping, and the key schedule recomputed here from docs/tunnel.md with libsodium
- * primitives alone (a known-answer test that needs no pinned vector). */
+ * primitives alone (a known-answer test that needs no pinned vector). Rekeying: many rekeys
+ * both ways with records (DATA and SPLIT) before and after each, a record sealed with the old
+ * key after the switch, replayed, reordered, tampered and forged REKEYs, the old key's bytes
+ * gone from the struct, the byte and age limits, and the negotiation with an end that
+ * predates it (either side). */
 #include "tunnel/secchan.h"
 
 #include <errno.h>
@@ -810,6 +814,12 @@ static void test_parse_header(void **state)
         {SC_REC_SPLIT, SC_RECORD_MAX + 1, 0},
         {SC_REC_SPLIT, SC_RECORD_MAX + 2, -EBADMSG},
         {5, 100, -EBADMSG},
+        {SC_REC_REKEY, 0, -EBADMSG},
+        {SC_REC_REKEY, SC_REKEY_BODY_LEN - 1, -EBADMSG},
+        {SC_REC_REKEY, SC_REKEY_BODY_LEN, 0},
+        {SC_REC_REKEY, SC_REKEY_BODY_LEN + 1, -EBADMSG},
+        {6, SC_REKEY_BODY_LEN, -EBADMSG},
+        {SC_REC_REKEY | 0x80, SC_REKEY_BODY_LEN, -EBADMSG},
         {0x83, 100, -EBADMSG},
         {0xff, 100, -EBADMSG},
     };
@@ -929,6 +939,442 @@ static void test_small_order_ephemeral(void **state)
         sc_accept(&r, r_pk, r_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p, &plen), -EBADMSG);
 }
 
+
+/* ---- rekeying ----------------------------------------------------------------------------- */
+
+/* Seals a REKEY at from and opens it at to: both switch, and the next records open. */
+static void rekey_one(sc_t *from, sc_t *to)
+{
+    uint8_t rec[SC_REKEY_LEN], old_tx[32];
+    memcpy(old_tx, from->tx_key, 32);
+    uint64_t n = from->tx_rekeys, seq = from->tx_seq;
+    assert_int_equal(sc_seal_rekey(from, 7, rec), SC_REKEY_LEN);
+    assert_int_equal(from->tx_rekeys, n + 1);
+    assert_int_equal(from->tx_seq, seq + 1); /* the counter continues */
+    assert_memory_not_equal(from->tx_key, old_tx, 32);
+    uint8_t type;
+    uint32_t blen;
+    assert_int_equal(sc_parse_header(rec, &type, &blen), 0);
+    assert_int_equal(type, SC_REC_REKEY);
+    assert_int_equal(blen, SC_REKEY_BODY_LEN);
+    assert_int_equal(sc_open_rekey(to, rec, rec + SC_HDR_LEN, blen), 0);
+    assert_int_equal(to->rx_rekeys, n + 1);
+    assert_int_equal(to->rx_seq, seq + 1);
+    assert_memory_equal(from->tx_key, to->rx_key, 32);
+}
+
+/* A SPLIT record from `from` to `to`, opened and checked. */
+static void split_one(sc_t *from, sc_t *to, uint8_t seed)
+{
+    uint8_t head[10], tail[200], rec[SC_HDR_LEN + SC_SPLIT_SKIP + 10 + 200];
+    memset(head, seed, sizeof(head));
+    memset(tail, seed ^ 0x5a, sizeof(tail));
+    sc_piece_t hp = {head, sizeof(head)};
+    assert_int_equal(sc_seal_split(from, &hp, 1, tail, sizeof(tail), rec), sizeof(rec));
+    size_t plen, hl;
+    assert_int_equal(sc_open_split(to, rec, rec + SC_HDR_LEN, sizeof(rec) - SC_HDR_LEN, &plen, &hl),
+                     0);
+    assert_memory_equal(rec + SC_HDR_LEN + SC_SPLIT_SKIP, head, sizeof(head));
+}
+
+static void test_rekey_both_ways(void **state)
+{
+    uint8_t all = all_suites();
+    enum sc_suite suites[] = {SC_SUITE_AES256GCM, SC_SUITE_CHACHA20POLY1305};
+    for (size_t k = 0; k < 2; k++) {
+        if (!(all & BIT(suites[k])))
+            continue;
+        sc_force_suites(BIT(suites[k]));
+        sc_t i, r;
+        default_handshake(&i, &r);
+        sc_force_suites(0);
+        assert_int_equal(i.suite, suites[k]);
+        assert_true(sc_rekey_agreed(&i) && sc_rekey_agreed(&r));
+        assert_int_equal(i.features, SC_FEAT_REKEY);
+        assert_int_equal(r.features, SC_FEAT_REKEY);
+        uint8_t keys[3][32];
+        uint32_t x = 777;
+        for (int round = 0; round < 300; round++) {
+            x = x * 1103515245u + 12345u;
+            /* The directions rekey independently, at different paces. */
+            if (round % 3 == 0)
+                rekey_one(&i, &r);
+            if (round % 7 == 3)
+                rekey_one(&r, &i);
+            send_one(&i, &r, 1 + (x >> 8) % 3000, (uint8_t)round);
+            send_one(&r, &i, 1 + (x >> 12) % 3000, (uint8_t)round);
+            if (round % 5 == 0) {
+                split_one(&i, &r, (uint8_t)round);
+                split_one(&r, &i, (uint8_t)round);
+            }
+            if (round == 0)
+                memcpy(keys[0], i.tx_key, 32);
+            if (round == 3)
+                memcpy(keys[1], i.tx_key, 32);
+        }
+        memcpy(keys[2], i.tx_key, 32);
+        assert_int_equal(i.tx_rekeys, 100);
+        assert_int_equal(r.rx_rekeys, 100);
+        assert_int_equal(r.tx_rekeys, 43);
+        assert_int_equal(i.rx_rekeys, 43);
+        assert_memory_not_equal(keys[0], keys[1], 32);
+        assert_memory_not_equal(keys[1], keys[2], 32);
+        /* two REKEYs in a row, with nothing between */
+        rekey_one(&i, &r);
+        rekey_one(&i, &r);
+        send_one(&i, &r, 100, 1);
+        assert_memory_not_equal(i.tx_key, i.rx_key, 32);
+    }
+}
+
+/* After the switch, a record sealed with the old key fails at the receiver, even at the right
+ * counter value; the receiver is then dead. */
+static void test_rekey_old_key_refused(void **state)
+{
+    sc_t i, r;
+    default_handshake(&i, &r);
+    send_one(&i, &r, 50, 1);
+    sc_t i_old = i; /* what someone holding the old key could seal */
+    rekey_one(&i, &r);
+    i_old.tx_seq = i.tx_seq; /* the nonce the receiver expects now */
+    uint8_t plain[50] = {9}, rec[50 + SC_OVERHEAD];
+    sc_piece_t piece = {plain, sizeof(plain)};
+    assert_int_equal(sc_seal(&i_old, &piece, 1, rec), sizeof(rec));
+    sc_t r_copy = r;
+    size_t plen;
+    assert_int_equal(sc_open(&r_copy, rec, rec + SC_HDR_LEN, sizeof(rec) - SC_HDR_LEN, &plen),
+                     -EBADMSG);
+    assert_failed(&r_copy);
+    /* the same record from the new key opens */
+    assert_int_equal(sc_seal(&i, &piece, 1, rec), sizeof(rec));
+    assert_int_equal(sc_open(&r, rec, rec + SC_HDR_LEN, sizeof(rec) - SC_HDR_LEN, &plen), 0);
+    /* and the receiver, not having seen the REKEY, cannot open the new key's records */
+    sc_t i2, r2;
+    default_handshake(&i2, &r2);
+    uint8_t rk[SC_REKEY_LEN];
+    assert_int_equal(sc_seal_rekey(&i2, 1, rk), SC_REKEY_LEN);
+    assert_int_equal(sc_seal(&i2, &piece, 1, rec), sizeof(rec));
+    r2.rx_seq++; /* as if the REKEY's slot had been taken by something else */
+    assert_int_equal(sc_open(&r2, rec, rec + SC_HDR_LEN, sizeof(rec) - SC_HDR_LEN, &plen),
+                     -EBADMSG);
+}
+
+/* A REKEY replayed (at once or later), reordered, or handed to the wrong call fails. */
+static void test_rekey_replay(void **state)
+{
+    sc_t i, r, r0;
+    default_handshake(&i, &r0);
+    uint8_t rk[SC_REKEY_LEN], copy[SC_REKEY_LEN], plain[20] = {1},
+                                                  data[20 + SC_OVERHEAD];
+    sc_piece_t piece = {plain, sizeof(plain)};
+    assert_int_equal(sc_seal_rekey(&i, 1, rk), SC_REKEY_LEN);
+    assert_int_equal(sc_seal(&i, &piece, 1, data), sizeof(data));
+    size_t plen;
+
+    /* In order: fine; the REKEY again: refused, the channel dead. */
+    r = r0;
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN), 0);
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN), -EBADMSG);
+    assert_failed(&r);
+
+    /* Later, after the record that followed it. */
+    r = r0;
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN), 0);
+    uint8_t dcopy[sizeof(data)];
+    memcpy(dcopy, data, sizeof(data));
+    assert_int_equal(sc_open(&r, dcopy, dcopy + SC_HDR_LEN, sizeof(data) - SC_HDR_LEN, &plen), 0);
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN), -EBADMSG);
+
+    /* Reordered: the record after the REKEY first, then the REKEY. */
+    r = r0;
+    memcpy(dcopy, data, sizeof(data));
+    assert_int_equal(sc_open(&r, dcopy, dcopy + SC_HDR_LEN, sizeof(data) - SC_HDR_LEN, &plen),
+                     -EBADMSG);
+    /* Dropped: the record after the REKEY without it. */
+    r = r0;
+    r.rx_seq = 1;
+    memcpy(dcopy, data, sizeof(data));
+    assert_int_equal(sc_open(&r, dcopy, dcopy + SC_HDR_LEN, sizeof(data) - SC_HDR_LEN, &plen),
+                     -EBADMSG);
+
+    /* A REKEY handed to sc_open, a DATA record to sc_open_rekey, reflected to its sender. */
+    r = r0;
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN, &plen), -EBADMSG);
+    r = r0;
+    memcpy(dcopy, data, sizeof(data));
+    assert_int_equal(sc_open_rekey(&r, dcopy, dcopy + SC_HDR_LEN, sizeof(data) - SC_HDR_LEN),
+                     -EBADMSG);
+    sc_t back = i;
+    back.rx_seq = 0;
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open_rekey(&back, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN), -EBADMSG);
+}
+
+/* Every bit of a REKEY changed, every length but the right one, and an authentic REKEY with the
+ * wrong key number (forged here with the sender's key): all refused, the receiver dead. */
+static void test_rekey_tamper(void **state)
+{
+    sc_t i, r0, r;
+    default_handshake(&i, &r0);
+    send_one(&i, &r0, 30, 2);
+    uint8_t rk[SC_REKEY_LEN], copy[SC_REKEY_LEN + 1];
+    uint8_t old_key[32];
+    memcpy(old_key, i.tx_key, 32);
+    uint64_t seq = i.tx_seq;
+    assert_int_equal(sc_seal_rekey(&i, 1, rk), SC_REKEY_LEN);
+    for (size_t at = 0; at < sizeof(rk); at++)
+        for (int bit = 0; bit < 8; bit++) {
+            r = r0;
+            memcpy(copy, rk, sizeof(rk));
+            copy[at] ^= (uint8_t)(1u << bit);
+            int rc = sc_open_rekey(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN);
+            if (rc != -EBADMSG)
+                fail_msg("REKEY byte %zu bit %d: %d", at, bit, rc);
+            assert_failed(&r);
+        }
+    for (size_t len = 0; len <= SC_REKEY_BODY_LEN + 1; len++) {
+        if (len == SC_REKEY_BODY_LEN)
+            continue;
+        r = r0;
+        memcpy(copy, rk, sizeof(rk));
+        copy[3] = (uint8_t)len;
+        assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, len), -EBADMSG);
+        r = r0;
+        memcpy(copy, rk, sizeof(rk)); /* header right, length passed wrong */
+        assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, len), -EBADMSG);
+    }
+    /* Key numbers 0, 2 and 2^64 - 1 where 1 is due, sealed with the right key and nonce. */
+    uint64_t wrong[] = {0, 2, UINT64_MAX};
+    for (size_t k = 0; k < 3; k++) {
+        uint8_t rec[SC_REKEY_LEN] = {SC_REC_REKEY, 0, 0, SC_REKEY_BODY_LEN}, nonce[12] = {0};
+        for (int b = 0; b < 8; b++) {
+            rec[SC_HDR_LEN + b] = (uint8_t)(wrong[k] >> (8 * (7 - b)));
+            nonce[4 + b] = (uint8_t)(seq >> (8 * b));
+        }
+        if (i.suite == SC_SUITE_AES256GCM)
+            crypto_aead_aes256gcm_encrypt_detached(rec + SC_HDR_LEN, rec + SC_HDR_LEN + 8, NULL,
+                                                   rec + SC_HDR_LEN, 8, rec, SC_HDR_LEN, NULL,
+                                                   nonce, old_key);
+        else
+            crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+                rec + SC_HDR_LEN, rec + SC_HDR_LEN + 8, NULL, rec + SC_HDR_LEN, 8, rec, SC_HDR_LEN,
+                NULL, nonce, old_key);
+        r = r0;
+        assert_int_equal(sc_open_rekey(&r, rec, rec + SC_HDR_LEN, SC_REKEY_BODY_LEN), -EBADMSG);
+        assert_failed(&r);
+    }
+    /* the genuine one still opens */
+    r = r0;
+    memcpy(copy, rk, sizeof(rk));
+    assert_int_equal(sc_open_rekey(&r, copy, copy + SC_HDR_LEN, SC_REKEY_BODY_LEN), 0);
+}
+
+/* The replaced key is gone: its 32 bytes appear nowhere in either end's struct (the AES
+ * expansion starts with the key itself, so a stale expansion would be found too). */
+static void test_rekey_wipes(void **state)
+{
+    uint8_t all = all_suites();
+    enum sc_suite suites[] = {SC_SUITE_AES256GCM, SC_SUITE_CHACHA20POLY1305};
+    for (size_t k = 0; k < 2; k++) {
+        if (!(all & BIT(suites[k])))
+            continue;
+        sc_force_suites(BIT(suites[k]));
+        sc_t i, r;
+        default_handshake(&i, &r);
+        sc_force_suites(0);
+        uint8_t old_tx[32], old_rx[32];
+        memcpy(old_tx, i.tx_key, 32);
+        memcpy(old_rx, i.rx_key, 32);
+        assert_non_null(memmem(&i, sizeof(i), old_tx, 32)); /* the search finds a live key */
+        if (suites[k] == SC_SUITE_AES256GCM) /* ... and its expansion holds it too */
+            assert_non_null(memmem(&i.tx_aes, sizeof(i.tx_aes), old_tx, 16));
+        rekey_one(&i, &r);
+        assert_null(memmem(&i, sizeof(i), old_tx, 32));
+        assert_null(memmem(&r, sizeof(r), old_tx, 32));
+        assert_null(memmem(&i, sizeof(i), old_tx, 16));
+        assert_null(memmem(&r, sizeof(r), old_tx, 16));
+        /* the other direction's key was not touched */
+        assert_memory_equal(i.rx_key, old_rx, 32);
+        rekey_one(&r, &i);
+        assert_null(memmem(&i, sizeof(i), old_rx, 16));
+        assert_null(memmem(&r, sizeof(r), old_rx, 16));
+        send_one(&i, &r, 64, 3);
+        send_one(&r, &i, 64, 4);
+    }
+}
+
+/* The byte and age limits make sc_rekey_due true at the right moment, and a rekey restarts
+ * both. */
+static void test_rekey_limits(void **state)
+{
+    sc_t i, r;
+    default_handshake(&i, &r);
+    /* Without sc_rekey_config: the default byte limit only. */
+    assert_false(sc_rekey_due(&i, UINT64_MAX));
+    assert_true(sc_rekey_deadline(&i) == UINT64_MAX);
+    i.tx_key_bytes = SC_REKEY_BYTES - 1;
+    assert_false(sc_rekey_due(&i, 0));
+    i.tx_key_bytes = SC_REKEY_BYTES;
+    assert_true(sc_rekey_due(&i, 0));
+    i.tx_key_bytes = 0;
+
+    /* Limits are clamped to the defaults; 0 means the default. */
+    sc_rekey_config(&i, UINT64_MAX, UINT64_MAX, 5);
+    assert_true(i.rekey_bytes == SC_REKEY_BYTES && i.rekey_ms == SC_REKEY_MS);
+    sc_rekey_config(&i, 0, 0, 5);
+    assert_true(i.rekey_bytes == SC_REKEY_BYTES && i.rekey_ms == SC_REKEY_MS);
+    assert_true(sc_rekey_deadline(&i) == 5 + SC_REKEY_MS);
+
+    /* Tiny limits: 1000 bytes or 50 ms. Records of 100 + 20 bytes: due after the 9th. */
+    sc_rekey_config(&i, 1000, 50, 1000);
+    assert_true(sc_rekey_deadline(&i) == 1050);
+    for (int k = 0; k < 8; k++) {
+        send_one(&i, &r, 100, (uint8_t)k);
+        assert_false(sc_rekey_due(&i, 1000));
+    }
+    send_one(&i, &r, 100, 9);
+    assert_int_equal(i.tx_key_bytes, 9 * (100 + SC_OVERHEAD));
+    assert_true(sc_rekey_due(&i, 1000));
+    rekey_one(&i, &r); /* sealed "at" 7 ms: its age starts there */
+    assert_int_equal(i.tx_key_bytes, 0);
+    assert_true(sc_rekey_deadline(&i) == 7 + 50);
+    assert_false(sc_rekey_due(&i, 56));
+    assert_true(sc_rekey_due(&i, 57));
+    assert_false(sc_rekey_due(&i, 3)); /* a clock behind the key's birth: not due */
+
+    /* SPLIT records count their head, not their tail (someone else's ciphertext). */
+    sc_rekey_config(&i, 1000, 50, 7);
+    split_one(&i, &r, 1);
+    assert_int_equal(i.tx_key_bytes, SC_HDR_LEN + SC_SPLIT_SKIP + 10);
+
+    /* The due rekey, done with a real now: the age restarts at it. */
+    uint8_t rk[SC_REKEY_LEN];
+    assert_true(sc_rekey_due(&i, 100));
+    assert_int_equal(sc_seal_rekey(&i, 100, rk), SC_REKEY_LEN);
+    assert_int_equal(sc_open_rekey(&r, rk, rk + SC_HDR_LEN, SC_REKEY_BODY_LEN), 0);
+    assert_false(sc_rekey_due(&i, 149));
+    assert_true(sc_rekey_due(&i, 150));
+
+    /* The receiver's limits are its own: r's sending key is not due for i's traffic. */
+    sc_rekey_config(&r, 1000, 50, 7);
+    assert_false(sc_rekey_due(&r, 8));
+}
+
+/* An end that predates rekeying, on either side: nothing is agreed, nothing is ever due, a
+ * REKEY is neither sent nor accepted; and features cannot be added or stripped on the way. */
+static void test_rekey_negotiation(void **state)
+{
+    sc_t i, r;
+    struct hs hs;
+    uint8_t rk[SC_REKEY_LEN];
+    size_t plen;
+    const uint8_t *p;
+
+    /* Old initiator, new responder. */
+    sc_force_no_features(true);
+    int n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hs.hello);
+    sc_force_no_features(false);
+    assert_true(n > 0);
+    assert_int_equal(hs.hello[SC_HDR_LEN] & SC_FEATURES, 0);
+    uint8_t body[SC_HELLO_MAX];
+    memcpy(body, hs.hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN);
+    assert_int_equal(sc_accept(&r, r_pk, r_sk, body, (size_t)n - SC_HDR_LEN, &p, &plen), 0);
+    int wn = sc_respond(&r, NULL, 0, hs.welcome);
+    assert_true(wn > 0);
+    /* what an old initiator checks: the suite byte is exactly a suite */
+    assert_true(hs.welcome[SC_HDR_LEN] == SC_SUITE_AES256GCM ||
+                hs.welcome[SC_HDR_LEN] == SC_SUITE_CHACHA20POLY1305);
+    memcpy(body, hs.welcome + SC_HDR_LEN, (size_t)wn - SC_HDR_LEN);
+    assert_int_equal(sc_initiator_finish(&i, body, (size_t)wn - SC_HDR_LEN, &p, &plen), 0);
+    assert_false(sc_rekey_agreed(&i));
+    assert_false(sc_rekey_agreed(&r));
+    sc_rekey_config(&r, 1, 1, 0);
+    send_one(&r, &i, 10, 1);
+    assert_false(sc_rekey_due(&r, 1000)); /* past both limits, but the peer cannot */
+    assert_true(sc_rekey_deadline(&r) == UINT64_MAX);
+    sc_t r_copy = r;
+    assert_int_equal(sc_seal_rekey(&r_copy, 1, rk), -ENOTSUP);
+    assert_failed(&r_copy);
+    /* a REKEY arriving where none was agreed (made by a new end with the same keys) */
+    sc_t forger = r;
+    forger.features = SC_FEAT_REKEY;
+    assert_int_equal(sc_seal_rekey(&forger, 1, rk), SC_REKEY_LEN);
+    sc_t i_copy = i;
+    assert_int_equal(sc_open_rekey(&i_copy, rk, rk + SC_HDR_LEN, SC_REKEY_BODY_LEN), -ENOTSUP);
+    assert_failed(&i_copy);
+    send_one(&i, &r, 10, 2); /* the pair itself works as before */
+    send_one(&r, &i, 10, 3);
+
+    /* New initiator, old responder. */
+    n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hs.hello);
+    assert_int_equal(hs.hello[SC_HDR_LEN] & SC_FEATURES, SC_FEAT_REKEY);
+    memcpy(body, hs.hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN);
+    sc_force_no_features(true);
+    assert_int_equal(sc_accept(&r, r_pk, r_sk, body, (size_t)n - SC_HDR_LEN, &p, &plen), 0);
+    wn = sc_respond(&r, NULL, 0, hs.welcome);
+    sc_force_no_features(false);
+    assert_int_equal(hs.welcome[SC_HDR_LEN] & SC_FEATURES, 0);
+    memcpy(body, hs.welcome + SC_HDR_LEN, (size_t)wn - SC_HDR_LEN);
+    assert_int_equal(sc_initiator_finish(&i, body, (size_t)wn - SC_HDR_LEN, &p, &plen), 0);
+    assert_false(sc_rekey_agreed(&i));
+    assert_int_equal(i.features, 0);
+    i_copy = i;
+    assert_int_equal(sc_seal_rekey(&i_copy, 1, rk), -ENOTSUP);
+
+    /* A WELCOME with a feature the HELLO did not offer: refused although authentic. */
+    sc_force_no_features(true);
+    n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hs.hello);
+    sc_force_no_features(false);
+    memcpy(body, hs.hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN);
+    assert_int_equal(sc_accept(&r, r_pk, r_sk, body, (size_t)n - SC_HDR_LEN, &p, &plen), 0);
+    r.features = SC_FEAT_REKEY;
+    wn = sc_respond(&r, NULL, 0, hs.welcome);
+    memcpy(body, hs.welcome + SC_HDR_LEN, (size_t)wn - SC_HDR_LEN);
+    assert_int_equal(sc_initiator_finish(&i, body, (size_t)wn - SC_HDR_LEN, &p, &plen), -EBADMSG);
+    assert_failed(&i);
+
+    /* Stripping the offer from a HELLO, or the answer from a WELCOME, breaks a tag. */
+    n = sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hs.hello);
+    memcpy(body, hs.hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN);
+    body[0] &= (uint8_t)~SC_FEAT_REKEY;
+    assert_int_equal(sc_accept(&r, r_pk, r_sk, body, (size_t)n - SC_HDR_LEN, &p, &plen), -EBADMSG);
+    memcpy(body, hs.hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN);
+    assert_int_equal(sc_accept(&r, r_pk, r_sk, body, (size_t)n - SC_HDR_LEN, &p, &plen), 0);
+    wn = sc_respond(&r, NULL, 0, hs.welcome);
+    memcpy(body, hs.welcome + SC_HDR_LEN, (size_t)wn - SC_HDR_LEN);
+    body[0] &= (uint8_t)~SC_FEAT_REKEY;
+    assert_int_equal(sc_initiator_finish(&i, body, (size_t)wn - SC_HDR_LEN, &p, &plen), -EBADMSG);
+}
+
+/* Rekeying in the wrong state, and at the end of the counter. */
+static void test_rekey_wrong_states(void **state)
+{
+    sc_t i, r;
+    uint8_t hello[SC_HELLO_MAX], rk[SC_REKEY_LEN] = {SC_REC_REKEY, 0, 0, SC_REKEY_BODY_LEN};
+    assert_true(sc_initiate(&i, i_pk, i_sk, r_pk, NULL, 0, next_ts(), hello) > 0);
+    sc_t i0 = i;
+    assert_false(sc_rekey_agreed(&i)); /* offered, not yet agreed */
+    assert_false(sc_rekey_due(&i, UINT64_MAX));
+    assert_int_equal(sc_seal_rekey(&i, 1, rk), -EPIPE);
+    assert_failed(&i);
+    i = i0;
+    assert_int_equal(sc_open_rekey(&i, rk, rk + SC_HDR_LEN, SC_REKEY_BODY_LEN), -EPIPE);
+    assert_failed(&i);
+
+    default_handshake(&i, &r);
+    i.tx_seq = r.rx_seq = UINT64_MAX - 1;
+    rekey_one(&i, &r); /* the last nonce */
+    assert_int_equal(sc_seal_rekey(&i, 1, rk), -EPIPE);
+    assert_failed(&i);
+    assert_int_equal(sc_open_rekey(&r, rk, rk + SC_HDR_LEN, SC_REKEY_BODY_LEN), -EPIPE);
+    assert_failed(&r);
+}
+
 /* ---- key schedule (known answer) ---------------------------------------------------------- */
 
 /* The construction of docs/tunnel.md, written again here from the document. */
@@ -996,7 +1442,7 @@ static void test_key_schedule(void **state)
     memcpy(ck, h, 32);
     kat_hash(h, r_pk, 32);
     const uint8_t *w = hello + SC_HDR_LEN;
-    assert_int_equal(w[0], sc_local_suites());
+    assert_int_equal(w[0], sc_local_suites() | SC_FEAT_REKEY);
     kat_hash(h, w, 1);
     kat_hash(h, w + 1, 32);
     uint8_t e_i_pk[32];
@@ -1017,7 +1463,7 @@ static void test_key_schedule(void **state)
     kat_hash(h, w + 81, c2);
 
     w = welcome + SC_HDR_LEN;
-    assert_int_equal(w[0], r.suite);
+    assert_int_equal(w[0], r.suite | SC_FEAT_REKEY);
     kat_hash(h, w, 1);
     kat_hash(h, w + 1, 32);
     kat_dh(ck, e_i_sk, w + 1, k); /* ee */
@@ -1032,6 +1478,34 @@ static void test_key_schedule(void **state)
     assert_memory_equal(i.rx_key, r2i, 32);
     assert_memory_equal(r.rx_key, i2r, 32);
     assert_memory_equal(r.tx_key, r2i, 32);
+
+    /* Rekey: k' = KDF(k, "popmesh-sc-v2 rekey").o1, and the REKEY record is the number of the
+     * next key, u64 big endian, sealed like a DATA record (nonce: the direction's counter). */
+    static const char label[] = "popmesh-sc-v2 rekey";
+    uint8_t rec[SC_REKEY_LEN], junk[32], next[32], nonce[12] = {0}, num[8];
+    uint64_t seq = i.tx_seq;
+    assert_int_equal(sc_seal_rekey(&i, 1, rec), SC_REKEY_LEN);
+    assert_int_equal(rec[0], SC_REC_REKEY);
+    assert_int_equal(rec[3], SC_REKEY_BODY_LEN);
+    for (int b = 0; b < 8; b++)
+        nonce[4 + b] = (uint8_t)(seq >> (8 * b));
+    int rc;
+    if (i.suite == SC_SUITE_AES256GCM)
+        rc = crypto_aead_aes256gcm_decrypt_detached(num, NULL, rec + SC_HDR_LEN, 8,
+                                                    rec + SC_HDR_LEN + 8, rec, SC_HDR_LEN, nonce,
+                                                    i2r);
+    else
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(num, NULL, rec + SC_HDR_LEN, 8,
+                                                                rec + SC_HDR_LEN + 8, rec,
+                                                                SC_HDR_LEN, nonce, i2r);
+    assert_int_equal(rc, 0);
+    static const uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    assert_memory_equal(num, one, 8);
+    memcpy(next, i2r, 32);
+    kat_kdf(next, (const uint8_t *)label, strlen(label), junk);
+    assert_memory_equal(i.tx_key, next, 32);
+    assert_int_equal(sc_open_rekey(&r, rec, rec + SC_HDR_LEN, SC_REKEY_BODY_LEN), 0);
+    assert_memory_equal(r.rx_key, next, 32);
 }
 
 static void test_failure_wipes(void **state)
@@ -1079,6 +1553,14 @@ int main(void)
         cmocka_unit_test(test_small_order_ephemeral),
         cmocka_unit_test(test_key_schedule),
         cmocka_unit_test(test_failure_wipes),
+        cmocka_unit_test(test_rekey_both_ways),
+        cmocka_unit_test(test_rekey_old_key_refused),
+        cmocka_unit_test(test_rekey_replay),
+        cmocka_unit_test(test_rekey_tamper),
+        cmocka_unit_test(test_rekey_wipes),
+        cmocka_unit_test(test_rekey_limits),
+        cmocka_unit_test(test_rekey_negotiation),
+        cmocka_unit_test(test_rekey_wrong_states),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,28 +11,33 @@
 #   4. failover: 3 PoPs, site on 2; SIGKILL the primary 10 times while a client makes a new
 #      connection + round trip every 20 ms through a non-primary PoP; kill -> first success.
 # Medians of N interleaved runs (popmesh, ssh, popmesh, ...). Usage:
-#   tools/bench/bench_tunnel.sh [--runs N (5)] [--seconds S (5)] [--kills K (10)]
+#   tools/bench/bench_tunnel.sh [--runs N (5)] [--seconds S (5)] [--kills K (10)] [--build DIR]
+# --build: the Release build directory to use (default build-bench), so that several people
+# benchmarking in one checkout do not rebuild each other's binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=5
 SECS=5
 KILLS=10
+BUILD=build-bench
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECS=$2; shift 2 ;;
     --kills) KILLS=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs N] [--seconds S] [--kills K]" >&2; exit 2 ;;
+    --build) BUILD=$2; shift 2 ;;
+    *) echo "usage: $0 [--runs N] [--seconds S] [--kills K] [--build DIR]" >&2; exit 2 ;;
     esac
 done
 PY=/usr/bin/python3
 PROBE=$PWD/tools/bench/tunnel_probe.py
 
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j2 --target popd popsite meshctl >/dev/null
-POPD=$PWD/build-bench/node/popd
-POPSITE=$PWD/build-bench/node/site/popsite
-MESHCTL=$PWD/build-bench/tools/meshctl/meshctl
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" -j2 --target popd popsite meshctl >/dev/null
+POPD=$BUILD/node/popd
+POPSITE=$BUILD/node/site/popsite
+MESHCTL=$BUILD/tools/meshctl/meshctl
 
 source tools/bench/lib.sh
 bench_workdir tunnel
