@@ -405,6 +405,17 @@ static void test_file_reopen(void **state)
     assert_int_equal(s.lines, 4);
     assert_int_equal(s.reopens, 1);
     assert_int_equal(count_lines(moved), 3);
+    /* the cached second gives the same text as a fresh one */
+    FILE *f = fopen(moved, "r");
+    char first[ACCESSLOG_LINE_MAX + 1], third[ACCESSLOG_LINE_MAX + 1], fresh[ACCESSLOG_LINE_MAX];
+    assert_non_null(fgets(first, sizeof(first), f));
+    assert_non_null(fgets(third, sizeof(third), f));
+    assert_non_null(fgets(third, sizeof(third), f));
+    fclose(f);
+    size_t fl = accesslog_format(&ev, fresh, sizeof(fresh));
+    assert_int_equal(strlen(first), fl);
+    assert_memory_equal(first, fresh, fl);
+    assert_string_equal(first, third);
     assert_int_equal(count_lines(path), 1);
     /* a reopen that fails keeps the old descriptor */
     assert_int_equal(unlink(path), 0);
