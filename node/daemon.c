@@ -20,6 +20,7 @@
 #include "node/tls/certadmin.h"
 #include "node/tls/certstore.h"
 #include "node/tls/ocspfetch.h"
+#include "node/tls/reseal.h"
 #include "node/tls/ticketkeys.h"
 #include "node/tls/tlsctx.h"
 #include "node/membership/meshnode.h"
@@ -60,7 +61,9 @@ typedef struct node {
     tlsctx_t *tls;     /* the certificates served (HTTPS listener, TCP resources with tls) */
     dnsserver_t *dns;  /* always: answers queries only when dns-listen is set */
     acme_t *acme;      /* certificates from an ACME CA once acme/config is set */
-    certstore_seal_key_t seal; /* seals certificate and ticket keys (from the mesh key) */
+    storekey_t storekey;       /* DIR/store.key (or derived from mesh.key: storekey_from_mesh) */
+    certstore_seal_key_t seal; /* seals certificate, ticket and ACME keys (storeseal.h) */
+    reseal_stats_t reseal;     /* what the start-up pass over sealed secrets found */
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
     ocspfetch_t *ocsp;         /* OCSP responses fetched (one PoP per certificate), stapled */
     httpstats_t *http_stats;   /* per-resource HTTP counters (/metrics); with n->http */
@@ -176,7 +179,7 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     crypto_generichash(fp, sizeof(fp), be, sizeof(be), NULL, 0);
     sodium_bin2hex(fphex, sizeof(fphex), fp, sizeof(fp));
     mpw_str(pk, "store");
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 9);
     mpw_kv_str(pk, "digest", fphex);
     mpw_kv_u64(pk, "entries", st.entries);
     mpw_kv_u64(pk, "tombstones", st.tombstones);
@@ -185,6 +188,14 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     mpw_kv_u64(pk, "merges_applied", st.merges_applied);
     mpw_kv_u64(pk, "merges_ignored", st.merges_ignored);
     mpw_kv_u64(pk, "skew_rejected", st.skew_rejected);
+    /* The start-up pass over sealed secrets (node/tls/reseal.h): counts, never a secret. */
+    mpw_str(pk, "sealed");
+    msgpack_pack_map(pk, 5);
+    mpw_kv_u64(pk, "key_id", n->seal.have_key ? n->seal.key_id : 0);
+    mpw_kv_u64(pk, "current", n->reseal.current);
+    mpw_kv_u64(pk, "legacy", n->reseal.legacy);
+    mpw_kv_u64(pk, "rewritten", n->reseal.rewritten);
+    mpw_kv_u64(pk, "unreadable", n->reseal.unreadable);
     mpw_str(pk, "control");
     msgpack_pack_map(pk, 3);
     mpw_kv_u64(pk, "requests", cs.requests);
@@ -542,6 +553,23 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     identity_id_hex(n.id.node_id, n.id_hex);
     if ((rc = meshkey_load(n.dir, &n.meshkey, err, errlen)) != 0)
         goto out;
+    /* The store key. A PoP of a mesh made before store keys has none: every such PoP derives
+     * the same one from mesh.key, and writes it once the start-up pass below shows it opens
+     * what the store holds (docs/security.md, "Secrets in the store"). */
+    bool derived_storekey = false;
+    rc = storekey_load(n.dir, &n.storekey, err, errlen);
+    if (rc == -ENOENT) {
+        storekey_from_mesh(&n.storekey, &n.meshkey);
+        derived_storekey = true;
+    } else if (rc) {
+        goto out;
+    }
+    storeseal_init(&n.seal, &n.storekey, &n.meshkey);
+    if (getenv("POPMESH_TEST_LEGACY_SEAL")) {
+        /* Tests of the upgrade path: seal as a popd from before the store key did. */
+        n.seal.write_legacy = true;
+        log_warn("TEST KNOB: POPMESH_TEST_LEGACY_SEAL: secrets are sealed in the legacy format");
+    }
 
     snprintf(path, sizeof(path), "%s/%s", n.dir, DAEMON_STORE_DIR);
     store_opts_t so = {.node_id = n.id.node_id,
@@ -578,6 +606,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                           .cfg = &n.cfg,
                           .id = &n.id,
                           .meshkey = &n.meshkey,
+                          .storekey = &n.storekey,
                           .on_removed = on_removed,
                           .ctx = &n};
     n.mesh = meshnode_new(&mo, err, errlen);
@@ -600,9 +629,37 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     dnsadmin_t dnsadmin = {.mesh = n.mesh};
     dnsadmin_register_commands(&dnsadmin, n.control);
     dnsadmin_publish_self(n.store, n.mesh, &n.cfg, n.id.node_id);
-    /* Certificates and session-ticket keys: sealed with a key derived from the mesh key; the
-     * ticket keys are made ahead by one PoP per period (ticketkeys.h). */
-    certstore_seal_key_from_mesh(&n.meshkey, &n.seal);
+    /* Every sealed secret in the store opened once: counted, the unreadable ones logged by
+     * record, those sealed before the store key written back under it (reseal.h). */
+    if ((rc = reseal_run(n.store, n.mesh, &n.seal, n.id.node_id, !n.seal.write_legacy,
+                         &n.reseal)) != 0) {
+        snprintf(err, errlen, "cannot read the sealed records: %s", store_last_error(n.store));
+        goto out;
+    }
+    if (n.reseal.legacy || n.reseal.unreadable)
+        log_info("store: sealed secrets: %u under the store key, %u in the older format (%u "
+                 "written back), %u unreadable",
+                 n.reseal.current, n.reseal.legacy, n.reseal.rewritten, n.reseal.unreadable);
+    if (derived_storekey) {
+        if (n.reseal.bad_current && !n.reseal.current) {
+            /* This mesh has a random store key, and this PoP lost its copy. */
+            snprintf(err, errlen,
+                     "%s/%s is missing, and the key derived from mesh.key does not open the "
+                     "store's sealed records: copy store.key from another PoP of this mesh "
+                     "(mode 0600) or from the backup of this one",
+                     n.dir, STOREKEY_FILE);
+            rc = -ENOKEY;
+            goto out;
+        }
+        if (!n.seal.write_legacy) {
+            if ((rc = storekey_save(n.dir, &n.storekey, err, errlen)) != 0)
+                goto out;
+            log_info("store key: %s/%s written (derived from mesh.key: this mesh was made "
+                     "before store keys); back it up with mesh.key",
+                     n.dir, STOREKEY_FILE);
+        }
+    }
+    /* The ticket keys are made ahead by one PoP per period (ticketkeys.h). */
     ticketkeys_opts_t tko = {.loop = n.loop,
                              .store = n.store,
                              .mesh = n.mesh,
@@ -674,7 +731,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     acme_opts_t ao = {.loop = n.loop,
                       .store = n.store,
                       .mesh = n.mesh,
-                      .meshkey = &n.meshkey,
+                      .seal = &n.seal,
                       .node_name = n.cfg.name,
                       .node_id = n.id.node_id};
     n.acme = acme_new(&ao, err, errlen);
@@ -752,7 +809,8 @@ out:
     acme_destroy(&n.acme);
     dnsserver_destroy(&n.dns);
     ticketkeys_destroy(&n.tickets);
-    certstore_wipe_key(&n.seal);
+    storeseal_wipe(&n.seal);
+    sodium_memzero(&n.storekey, sizeof(n.storekey));
     httpproxy_destroy(&n.http);
     httpstats_destroy(&n.http_stats); /* after the proxy that counts into it */
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */

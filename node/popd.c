@@ -319,8 +319,8 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
 /* Writes a complete node directory: keys, mesh key, store (with initial entries), and last
  * popd.conf, whose presence marks the node as finished. */
 static int create_node(const struct node_opts *o, const identity_t *id, const meshkey_t *mk,
-                       const store_entry_t *entries, size_t nentries, bool self_record, char *err,
-                       size_t errlen)
+                       const storekey_t *sk, const store_entry_t *entries, size_t nentries,
+                       bool self_record, char *err, size_t errlen)
 {
     char path[4096];
     int rc = prepare_dir(o->dir, err, errlen);
@@ -328,6 +328,9 @@ static int create_node(const struct node_opts *o, const identity_t *id, const me
         rc = identity_save(o->dir, id, err, errlen);
     if (rc == 0)
         rc = meshkey_save(o->dir, mk, err, errlen);
+    /* No store key (a seed of a version before store keys): popd run derives it. */
+    if (rc == 0 && sk)
+        rc = storekey_save(o->dir, sk, err, errlen);
     if (rc == 0) {
         snprintf(path, sizeof(path), "%s/%s", o->dir, DAEMON_STORE_DIR);
         if (mkdir(path, 0700) != 0) {
@@ -387,18 +390,22 @@ static int cmd_init(int argc, char **argv)
     char err[4600], idhex[17], meshid[33];
     identity_t id;
     meshkey_t mk;
+    storekey_t sk;
     rc = identity_generate(&id);
     if (rc == 0)
         rc = meshkey_generate(&mk);
+    if (rc == 0)
+        rc = storekey_generate(&sk);
     if (rc) {
         fprintf(stderr, "popd init: cannot generate keys: %s\n", strerror(-rc));
         return 1;
     }
-    rc = create_node(&o, &id, &mk, NULL, 0, true, err, sizeof(err));
+    rc = create_node(&o, &id, &mk, &sk, NULL, 0, true, err, sizeof(err));
     identity_id_hex(id.node_id, idhex);
     meshkey_id_hex(mk.pk, meshid);
     identity_wipe(&id);
     sodium_memzero(&mk, sizeof(mk));
+    sodium_memzero(&sk, sizeof(sk));
     if (rc) {
         fprintf(stderr, "popd init: %s\n", err);
         return 1;
@@ -487,11 +494,13 @@ static int cmd_join(int argc, char **argv)
         o.cfg.nseeds++;
     }
     if (rc == 0)
-        rc = create_node(&o, &id, &mk, reply.entries, reply.nentries, false, err, sizeof(err));
+        rc = create_node(&o, &id, &mk, reply.has_store_key ? &reply.store_key : NULL,
+                         reply.entries, reply.nentries, false, err, sizeof(err));
     char idhex[17], meshid[33];
     identity_id_hex(id.node_id, idhex);
     meshkey_id_hex(t.mesh_pk, meshid);
     sodium_memzero(&reply.mesh_sk, sizeof(reply.mesh_sk));
+    sodium_memzero(&reply.store_key, sizeof(reply.store_key));
     free(reply.entries);
     free(raw);
     identity_wipe(&id);
@@ -627,8 +636,8 @@ static const subcommand_t subcommands[] = {
      "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound] [--label L ...] "
      "[--admin-listen HOST:PORT] [--metrics-allow CIDR ...]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
-     "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), settings (popd.conf)\n"
-     "and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
+     "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), the store key (store.key,\n"
+     "0600), settings (popd.conf) and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
      "the mesh socket binds (default 127.0.0.1:7946); --advertise is what peers dial\n"
      "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
      "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"

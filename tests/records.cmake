@@ -4,6 +4,10 @@ popmesh_unit_test(test_token popmesh_records)
 popmesh_unit_test(test_registry popmesh_records)
 popmesh_unit_test(test_resource popmesh_records)
 popmesh_fuzz(fuzz_token popmesh_records)
+# Secrets in replicated records (storeseal): round trip, wrong key, moved, tampered, truncated,
+# the older format accepted, the store key file; the sealed-format decoder fuzzed.
+popmesh_unit_test(test_storeseal popmesh_records)
+popmesh_fuzz(fuzz_storeseal popmesh_records)
 popmesh_fuzz(fuzz_registry popmesh_records)
 popmesh_fuzz(fuzz_resource popmesh_records)
 # popd.conf (node/nodecfg) and the key file (node/records/identity).

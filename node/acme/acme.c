@@ -94,7 +94,7 @@ static const char *const step_names[] = {
 
 struct acme {
     acme_opts_t o;
-    certstore_seal_key_t seal;
+    const certstore_seal_key_t *seal; /* borrowed (acme_opts_t) */
     acmehttp_t *http;
     ev_timer tick, step;
     int watches[3];
@@ -251,14 +251,17 @@ static void load_config(acme_t *a)
     uint8_t *pem = NULL;
     size_t pl = 0;
     EVP_PKEY *k = NULL;
-    if (certstore_open(&a->seal, c.account_key_sealed, c.account_key_sealed_len, &pem, &pl) == 0) {
+    int orc = acme_config_open(a->seal, "account_key", c.account_key_sealed,
+                               c.account_key_sealed_len, &pem, &pl, NULL);
+    if (orc == 0) {
         k = acme_key_from_pem((const char *)pem, pl);
         sodium_memzero(pem, pl);
         free(pem);
     }
     if (!k) {
-        log_warn("acme: the account key in " ACME_CONFIG_KEY " does not open with this mesh's "
-                 "key; run 'meshctl acme set' again");
+        log_warn("acme: the account key in " ACME_CONFIG_KEY " is unreadable: %s; run 'meshctl "
+                 "acme set' again",
+                 orc ? storeseal_strerror(orc) : "not a PEM key");
         acme_config_free(&c);
         return;
     }
@@ -488,7 +491,7 @@ static void on_chain(acme_t *a, const char *pem, size_t len)
     char err[256] = "";
     uint64_t now = clock_wall_ms();
     int rc =
-        kpem ? cert_from_pem(&a->seal, pem, len, kpem, kl, now, &c, err, sizeof(err)) : -ENOMEM;
+        kpem ? cert_from_pem(a->seal, pem, len, kpem, kl, now, &c, err, sizeof(err)) : -ENOMEM;
     if (kpem) {
         OPENSSL_cleanse(kpem, kl);
         free(kpem);
@@ -600,8 +603,8 @@ static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
         if (a->cfg.eab_kid[0]) {
             uint8_t *mac = NULL;
             size_t ml = 0;
-            if (certstore_open(&a->seal, a->cfg.eab_hmac_sealed, a->cfg.eab_hmac_sealed_len, &mac,
-                               &ml)) {
+            if (acme_config_open(a->seal, "eab_hmac", a->cfg.eab_hmac_sealed,
+                                 a->cfg.eab_hmac_sealed_len, &mac, &ml, NULL)) {
                 fail(a, "the EAB key in " ACME_CONFIG_KEY " does not open");
                 return;
             }
@@ -951,22 +954,6 @@ static void on_change(void *ctx, const store_entry_t *changes, size_t n)
 
 /* ---- commands ----------------------------------------------------------------------------- */
 
-static int seal_str(acme_t *a, const uint8_t *p, size_t n, uint8_t *out, size_t cap, size_t *outlen)
-{
-    uint8_t *s = NULL;
-    size_t sl = 0;
-    if (certstore_seal(&a->seal, p, n, &s, &sl))
-        return -EIO;
-    if (sl > cap) {
-        free(s);
-        return -E2BIG;
-    }
-    memcpy(out, s, sl);
-    *outlen = sl;
-    free(s);
-    return 0;
-}
-
 static int cmd_acme_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 {
     acme_t *a = ctx;
@@ -997,8 +984,8 @@ static int cmd_acme_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     if (hmac && (b64url_decode(hmac, hl, mac, sizeof(mac), &ml) || ml < 16))
         return control_error(pk, CTL_BAD_REQUEST,
                              "the EAB HMAC key must be base64url (no padding), 16..256 bytes");
-    if (hmac && seal_str(a, mac, ml, c.eab_hmac_sealed, sizeof(c.eab_hmac_sealed),
-                         &c.eab_hmac_sealed_len)) {
+    if (hmac && acme_config_seal(a->seal, "eab_hmac", mac, ml, c.eab_hmac_sealed,
+                                 sizeof(c.eab_hmac_sealed), &c.eab_hmac_sealed_len)) {
         sodium_memzero(mac, sizeof(mac));
         return control_error(pk, CTL_FAILED, "cannot seal the EAB key");
     }
@@ -1010,13 +997,27 @@ static int cmd_acme_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     if (keep) {
         memcpy(c.account_key_sealed, a->cfg.account_key_sealed, a->cfg.account_key_sealed_len);
         c.account_key_sealed_len = a->cfg.account_key_sealed_len;
+        /* A key sealed before the store key is sealed afresh with this write. */
+        uint8_t *old = NULL;
+        size_t ol = 0;
+        bool legacy = false;
+        if (acme_config_open(a->seal, "account_key", c.account_key_sealed,
+                             c.account_key_sealed_len, &old, &ol, &legacy) == 0) {
+            if (legacy && acme_config_seal(a->seal, "account_key", old, ol, c.account_key_sealed,
+                                           sizeof(c.account_key_sealed),
+                                           &c.account_key_sealed_len))
+                log_warn("acme: cannot seal the account key afresh; it stays as it was");
+            sodium_memzero(old, ol);
+            free(old);
+        }
     } else {
         EVP_PKEY *k = acme_key_new();
         size_t kl = 0;
         char *pem = k ? acme_key_pem(k, &kl) : NULL;
         EVP_PKEY_free(k);
-        int rc = pem ? seal_str(a, (const uint8_t *)pem, kl, c.account_key_sealed,
-                                sizeof(c.account_key_sealed), &c.account_key_sealed_len)
+        int rc = pem ? acme_config_seal(a->seal, "account_key", (const uint8_t *)pem, kl,
+                                        c.account_key_sealed, sizeof(c.account_key_sealed),
+                                        &c.account_key_sealed_len)
                      : -ENOMEM;
         if (pem) {
             OPENSSL_cleanse(pem, kl);
@@ -1138,7 +1139,7 @@ acme_t *acme_new(const acme_opts_t *o, char *err, size_t errlen)
 {
     acme_t *a = xcalloc(1, sizeof(*a));
     a->o = *o;
-    certstore_seal_key_from_mesh(o->meshkey, &a->seal);
+    a->seal = o->seal;
     a->step_delay_ms = knob("POPMESH_TEST_ACME_STEP_DELAY_MS", 0);
     a->lease_ms = knob("POPMESH_TEST_ACME_LEASE_MS", ACME_LEASE_MS);
     a->renew_after_ms = knob("POPMESH_TEST_ACME_RENEW_AFTER_MS", 0);
@@ -1150,7 +1151,6 @@ acme_t *acme_new(const acme_opts_t *o, char *err, size_t errlen)
     a->http = acmehttp_new(o->loop, on_http, a);
     if (!a->http) {
         snprintf(err, errlen, "cannot start the ACME worker thread: %s", strerror(errno));
-        certstore_wipe_key(&a->seal);
         free(a);
         return NULL;
     }
@@ -1187,7 +1187,6 @@ void acme_destroy(acme_t **ap)
     EVP_PKEY_free(a->cert_key);
     EVP_PKEY_free(a->account);
     acme_config_free(&a->cfg);
-    certstore_wipe_key(&a->seal);
     free(a);
     *ap = NULL;
 }

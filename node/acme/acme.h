@@ -16,6 +16,7 @@
 #include "node/ctl/control.h"
 #include "node/membership/meshnode.h"
 #include "node/records/identity.h"
+#include "node/records/storeseal.h"
 #include "storage/store.h"
 
 #include <ev.h>
@@ -27,7 +28,7 @@ typedef struct acme_opts {
     struct ev_loop *loop;
     store_t *store;
     meshnode_t *mesh;         /* how a write spreads */
-    const meshkey_t *meshkey; /* the sealing key is derived from it (certstore.h) */
+    const storeseal_t *seal;  /* borrowed: seals and opens acme/config's keys (storeseal.h) */
     const char *node_name;    /* borrowed for the acme_t's life */
     uint64_t node_id;
 } acme_opts_t;

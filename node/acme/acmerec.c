@@ -279,3 +279,31 @@ int acme_lease_parse(const uint8_t *buf, size_t len, acme_lease_t *l, const char
     };
     return mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
 }
+
+/* ---- sealing ------------------------------------------------------------------------------ */
+
+int acme_config_seal(const storeseal_t *k, const char *field, const uint8_t *plain, size_t len,
+                     uint8_t *out, size_t cap, size_t *outlen)
+{
+    uint8_t *s = NULL;
+    size_t sl = 0;
+    int rc = storeseal_seal(k, ACME_CONFIG_KEY, strlen(ACME_CONFIG_KEY), field, plain, len, &s,
+                            &sl);
+    if (rc)
+        return rc;
+    if (sl > cap) {
+        free(s);
+        return -E2BIG;
+    }
+    memcpy(out, s, sl);
+    *outlen = sl;
+    free(s);
+    return 0;
+}
+
+int acme_config_open(const storeseal_t *k, const char *field, const uint8_t *sealed, size_t len,
+                     uint8_t **plain, size_t *plainlen, bool *legacy)
+{
+    return storeseal_open(k, ACME_CONFIG_KEY, strlen(ACME_CONFIG_KEY), field, sealed, len, plain,
+                          plainlen, legacy);
+}

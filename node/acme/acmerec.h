@@ -21,6 +21,8 @@
 #ifndef POPMESH_NODE_ACME_ACMEREC_H
 #define POPMESH_NODE_ACME_ACMEREC_H
 
+#include "node/records/storeseal.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,6 +60,15 @@ void acme_config_free(acme_config_t *c);
 void acme_config_pack(msgpack_packer *pk, const acme_config_t *c);
 /* 0 or -EBADMSG with *why (static). */
 int acme_config_parse(const uint8_t *buf, size_t len, acme_config_t *c, const char **why);
+
+/* The secrets of acme/config, sealed under the store key and bound to the record and to the
+ * field (storeseal.h): the one place they are sealed and opened. field is "account_key" or
+ * "eab_hmac". seal: into out (cap bytes): 0, -E2BIG, or a storeseal_seal error. open: *plain
+ * malloc'd (caller wipes and frees); *legacy (may be NULL) as storeseal_open says. */
+int acme_config_seal(const storeseal_t *k, const char *field, const uint8_t *plain, size_t len,
+                     uint8_t *out, size_t cap, size_t *outlen);
+int acme_config_open(const storeseal_t *k, const char *field, const uint8_t *sealed, size_t len,
+                     uint8_t **plain, size_t *plainlen, bool *legacy);
 
 typedef struct acmechal_rec {
     char key_authorization[ACME_KEYAUTH_MAX + 1];

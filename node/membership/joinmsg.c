@@ -77,9 +77,10 @@ int joinmsg_decode_join(const uint8_t *buf, size_t len, reg_node_t *n, const cha
 }
 
 void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_t *mesh_sk,
-                     const void *entries, size_t entries_len, uint32_t count)
+                     const void *entries, size_t entries_len, uint32_t count,
+                     const storekey_t *store_key)
 {
-    msgpack_pack_array(pk, 5);
+    msgpack_pack_array(pk, store_key ? 6 : 5);
     msgpack_pack_uint32(pk, MESH_VERSION);
     msgpack_pack_uint32(pk, MESH_MSG_JOIN_OK);
     mpw_bin(pk, mesh_pk, 32);
@@ -89,6 +90,11 @@ void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_
         msgpack_pack_nil(pk);
     msgpack_pack_array(pk, count);
     mpw_raw(pk, entries, entries_len);
+    if (store_key) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint32(pk, store_key->id);
+        mpw_bin(pk, store_key->key, 32);
+    }
 }
 
 void joinmsg_pack_err(msgpack_packer *pk, const char *code, const char *message)
@@ -132,7 +138,7 @@ int joinmsg_decode_reply(const uint8_t *buf, size_t len, joinmsg_reply_t *out, c
         out->type = MESH_MSG_JOIN_ERR;
         return 0;
     }
-    if (type != MESH_MSG_JOIN_OK || count != 5 || read_bin(&r, out->mesh_pk, 32)) {
+    if (type != MESH_MSG_JOIN_OK || (count != 5 && count != 6) || read_bin(&r, out->mesh_pk, 32)) {
         *why = "not a JOIN_OK or JOIN_ERR";
         return -EBADMSG;
     }
@@ -158,10 +164,26 @@ int joinmsg_decode_reply(const uint8_t *buf, size_t len, joinmsg_reply_t *out, c
             return -EBADMSG;
         }
     }
+    if (count == 6) {
+        uint32_t two;
+        uint64_t id;
+        if (mpr_array(&r, &two) || two != 2 || mpr_uint(&r, &id) || id < 1 || id > 255 ||
+            read_bin(&r, out->store_key.key, 32)) {
+            free(out->entries);
+            out->entries = NULL;
+            sodium_memzero(out->mesh_sk, sizeof(out->mesh_sk));
+            sodium_memzero(&out->store_key, sizeof(out->store_key));
+            *why = "malformed store key";
+            return -EBADMSG;
+        }
+        out->store_key.id = (uint8_t)id;
+        out->has_store_key = true;
+    }
     if (r.left) {
         free(out->entries);
         out->entries = NULL;
         sodium_memzero(out->mesh_sk, sizeof(out->mesh_sk));
+        sodium_memzero(&out->store_key, sizeof(out->store_key));
         *why = "trailing bytes";
         return -EBADMSG;
     }

@@ -2,7 +2,8 @@
  * two a seed and the join arbiter exchange about one.
  *
  *   JOIN     [1, 48, name, region, addr, curve_pk: bin 32, sign_pk: bin 32, role]
- *   JOIN_OK  [1, 49, mesh_pk: bin 32, mesh_sk: bin 64 | nil, registry: [entry, ...]]
+ *   JOIN_OK  [1, 49, mesh_pk: bin 32, mesh_sk: bin 64 | nil, registry: [entry, ...]
+ *             (, store_key: [id: uint 1..255, key: bin 32])]
  *   JOIN_ERR [1, 50, code: str, message: str]
  *
  *   FORWARD  [1, 51, seq, token_id, token: entry, join: bin]            seed -> arbiter
@@ -20,6 +21,7 @@
 #define POPMESH_NODE_MEMBERSHIP_JOINMSG_H
 
 #include "node/membership/meshmsg.h"
+#include "node/records/identity.h"
 #include "node/records/registry.h"
 #include "storage/store.h"
 
@@ -35,9 +37,13 @@ void joinmsg_pack_join(msgpack_packer *pk, const reg_node_t *n);
 int joinmsg_decode_join(const uint8_t *buf, size_t len, reg_node_t *n, const char **why);
 
 /* JOIN_OK; mesh_sk may be NULL (site joiners get none); entries is `count` entries already
- * packed back to back in the antientropy encoding. */
+ * packed back to back in the antientropy encoding. store_key (may be NULL) adds the sixth
+ * element: given to PoPs only, and left out for sites, so that a connector of a version
+ * before it (which refuses a JOIN_OK of 6) still joins. Like mesh_sk, it travels inside the
+ * CURVE-encrypted connection the joiner opened with the token's join key. */
 void joinmsg_pack_ok(msgpack_packer *pk, const uint8_t mesh_pk[32], const uint8_t *mesh_sk,
-                     const void *entries, size_t entries_len, uint32_t count);
+                     const void *entries, size_t entries_len, uint32_t count,
+                     const storekey_t *store_key);
 void joinmsg_pack_err(msgpack_packer *pk, const char *code, const char *message);
 
 typedef struct joinmsg_reply {
@@ -46,6 +52,8 @@ typedef struct joinmsg_reply {
     uint8_t mesh_pk[32];
     bool has_mesh_sk;
     uint8_t mesh_sk[64];
+    bool has_store_key; /* a seed of a version before store keys sends none */
+    storekey_t store_key;
     store_entry_t *entries; /* caller frees (free()); keys/values point into the buffer */
     size_t nentries;
     /* JOIN_ERR (NUL-terminated copies) */

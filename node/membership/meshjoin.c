@@ -347,9 +347,11 @@ static void answer_ok(meshnode_t *m, const uint8_t *rid, size_t rl, const reg_no
     msgpack_sbuffer_init(&out);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
-    /* Every PoP signs tokens and sessions, so PoPs get the mesh key; nobody else does. */
+    /* Every PoP signs tokens and sessions, so PoPs get the mesh key; nobody else does. So
+     * with the store key, which opens the secrets of the replicated store. */
     joinmsg_pack_ok(&pk, m->o.meshkey->pk, want->role == ROLE_POP ? m->o.meshkey->sk : NULL,
-                    entries.data, entries.size, count);
+                    entries.data, entries.size, count,
+                    want->role == ROLE_POP ? m->o.storekey : NULL);
     meshnet_reply(m->net, rid, rl, (const uint8_t *)out.data, out.size);
     sodium_memzero(out.data, out.size);
     msgpack_sbuffer_destroy(&out);

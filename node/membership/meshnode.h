@@ -28,6 +28,7 @@ typedef struct meshnode_opts {
     const nodecfg_t *cfg;     /* borrowed */
     const identity_t *id;     /* borrowed */
     const meshkey_t *meshkey; /* borrowed */
+    const storekey_t *storekey; /* borrowed; handed to joining PoPs in JOIN_OK (may be NULL) */
     /* Called when this node learns it was removed from the mesh; the daemon then stops. */
     void (*on_removed)(void *ctx);
     void *ctx;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -305,6 +306,112 @@ int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen)
     crypto_sign_seed_keypair(k->pk, k->sk, m.seed);
     sodium_memzero(&m, sizeof(m));
     return 0;
+}
+
+/* ---- the store key ------------------------------------------------------------------------ */
+
+struct store_seed {
+    uint8_t key[32];
+    uint64_t id;
+    int have_key, have_id;
+};
+
+static int storekey_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
+                            char *err, size_t errlen)
+{
+    struct store_seed *s = ctx;
+    if (kvfile_is(name, nlen, "store-key")) {
+        if (parse_hex32(v, vlen, s->key)) {
+            snprintf(err, errlen, "store-key must be 64 hex digits");
+            return -EINVAL;
+        }
+        s->have_key = 1;
+        return 0;
+    }
+    if (kvfile_is(name, nlen, "store-key-id")) {
+        char num[8];
+        char *end;
+        if (vlen == 0 || vlen >= sizeof(num)) {
+            snprintf(err, errlen, "store-key-id must be 1 to 255");
+            return -EINVAL;
+        }
+        memcpy(num, v, vlen);
+        num[vlen] = '\0';
+        unsigned long id = strtoul(num, &end, 10);
+        if (*end || id < 1 || id > 255 || num[0] < '0' || num[0] > '9') {
+            snprintf(err, errlen, "store-key-id must be 1 to 255");
+            return -EINVAL;
+        }
+        s->id = id;
+        s->have_id = 1;
+        return 0;
+    }
+    snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
+    return -EINVAL;
+}
+
+int storekey_generate(storekey_t *k)
+{
+    if (sodium_init() < 0)
+        return -EIO;
+    k->id = STOREKEY_ID_FIRST;
+    randombytes_buf(k->key, sizeof(k->key));
+    return 0;
+}
+
+void storekey_from_mesh(storekey_t *k, const meshkey_t *mk)
+{
+    _Static_assert(crypto_kdf_CONTEXTBYTES == 8, "KDF context is 8 bytes");
+    /* The first 32 bytes of libsodium's Ed25519 secret key are the seed. */
+    crypto_kdf_derive_from_key(k->key, sizeof(k->key), 1, "popmstor", mk->sk);
+    k->id = STOREKEY_ID_FIRST;
+}
+
+int storekey_save(const char *dir, const storekey_t *k, char *err, size_t errlen)
+{
+    char path[4096], text[256], hex[65];
+    sodium_bin2hex(hex, sizeof(hex), k->key, 32);
+    snprintf(text, sizeof(text),
+             "# popmesh store key: seals the secrets in the replicated store; every PoP holds\n"
+             "# it; keep private (mode 0600) and back it up with mesh.key\n"
+             "store-key-id = %u\nstore-key = %s\n",
+             (unsigned)k->id, hex);
+    sodium_memzero(hex, sizeof(hex));
+    snprintf(path, sizeof(path), "%s/%s", dir, STOREKEY_FILE);
+    int rc = write_file(path, 0600, text, err, errlen);
+    sodium_memzero(text, sizeof(text));
+    return rc;
+}
+
+int storekey_parse(const char *text, size_t len, storekey_t *k, char *err, size_t errlen)
+{
+    struct store_seed s = {0};
+    int rc = kvfile_parse(text, len, storekey_setting, &s, err, errlen);
+    if (rc == 0 && (!s.have_key || !s.have_id)) {
+        snprintf(err, errlen, "missing %s", !s.have_key ? "store-key" : "store-key-id");
+        rc = -EINVAL;
+    }
+    if (rc == 0) {
+        memcpy(k->key, s.key, 32);
+        k->id = (uint8_t)s.id;
+    }
+    sodium_memzero(&s, sizeof(s));
+    return rc;
+}
+
+int storekey_load(const char *dir, storekey_t *k, char *err, size_t errlen)
+{
+    char path[4096], text[1024], why[200];
+    size_t n;
+    snprintf(path, sizeof(path), "%s/%s", dir, STOREKEY_FILE);
+    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    if (rc)
+        return rc;
+    rc = storekey_parse(text, n, k, why, sizeof(why));
+    sodium_memzero(text, sizeof(text));
+    if (rc)
+        snprintf(err, errlen, "%s: %s", path, why);
+    return rc;
 }
 
 int identity_load(const char *dir, identity_t *id, char *err, size_t errlen)

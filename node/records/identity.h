@@ -57,4 +57,30 @@ int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen);
 /* Mesh id as 32 hex digits (BLAKE2b-128 of the public key). */
 void meshkey_id_hex(const uint8_t pk[32], char out[33]);
 
+/* The mesh's store key: 32 random bytes that seal the secrets inside replicated records
+ * (storeseal.h). Every PoP holds it, in DIR/store.key (0600), next to mesh.key; sites never.
+ * `popd init` makes it; a joining PoP receives it in JOIN_OK. A PoP of a mesh made before the
+ * store key existed has none: popd derives it from mesh.key (storekey_from_mesh), which every
+ * such PoP does alike, so an existing mesh arrives at one key with no coordination. The id is
+ * written into every sealed value, so a later key can be told apart (rotation). */
+#define STOREKEY_FILE     "store.key"
+#define STOREKEY_ID_FIRST 1
+
+typedef struct storekey {
+    uint8_t id; /* 1..255 */
+    uint8_t key[32];
+} storekey_t;
+
+int storekey_generate(storekey_t *k);
+/* The store key of a mesh made before store keys: BLAKE2b-derived from the mesh key's seed
+ * (crypto_kdf, context "popmstor", subkey 1), id STOREKEY_ID_FIRST. */
+void storekey_from_mesh(storekey_t *k, const meshkey_t *mk);
+/* Writes DIR/store.key (0600, refuses to overwrite). 0 or -errno. */
+int storekey_save(const char *dir, const storekey_t *k, char *err, size_t errlen);
+/* Reads DIR/store.key; refuses a file others can read. 0, -ENOENT when there is none, or
+ * another -errno with the reason in err. */
+int storekey_load(const char *dir, storekey_t *k, char *err, size_t errlen);
+/* Parses the file's text (exposed for tests). 0 or -EINVAL with a reason. */
+int storekey_parse(const char *text, size_t len, storekey_t *k, char *err, size_t errlen);
+
 #endif

@@ -4,10 +4,8 @@
  *
  * A certificate record travels to every PoP, so each one can answer for the names at once,
  * including after the PoP that obtained it is gone. Its private key travels with it, sealed:
- * XChaCha20-Poly1305 (crypto_secretbox_xchacha20poly1305) under a key every PoP derives from
- * the mesh key's seed, with a random 24-byte nonce in front of the box. Random nonces are safe
- * at this size (2^-96 collision odds after 2^48 seals); a counter would need coordination
- * across PoPs that nothing else needs.
+ * under the mesh's store key, bound to the record (node/records/storeseal.h; docs/security.md,
+ * "Secrets in the store").
  *
  * The import path (cert_from_pem) normalises what an operator hands in: the chain is re-encoded
  * certificate by certificate (text around the PEM blocks, "Bag Attributes" and the like, is
@@ -45,60 +43,78 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
-#define SEAL_NONCE    crypto_secretbox_xchacha20poly1305_NONCEBYTES /* 24 */
-#define SEAL_MAC      crypto_secretbox_xchacha20poly1305_MACBYTES   /* 16 */
-#define SEAL_OVERHEAD (SEAL_NONCE + SEAL_MAC)
-#define KDF_CONTEXT   "popmcert"
-#define KDF_SUBKEY    1
 #define WILD_PREFIX   "_wild."
 
-_Static_assert(SEAL_OVERHEAD == 40, "certstore.h sizes sealed ticket keys as 80 + 40 bytes");
-_Static_assert(sizeof(KDF_CONTEXT) - 1 == crypto_kdf_CONTEXTBYTES, "KDF context is 8 bytes");
-_Static_assert(crypto_kdf_KEYBYTES == 32, "the mesh key's seed is 32 bytes");
+/* ---- sealing: the one place for cert/ and tlsticket/ secrets ------------------------------ */
 
-/* ---- sealing ------------------------------------------------------------------------------ */
-
-void certstore_seal_key_from_mesh(const meshkey_t *mk, certstore_seal_key_t *out)
+int cert_seal_key(const certstore_seal_key_t *k, cert_rec_t *c, const uint8_t *pem, size_t len)
 {
-    /* The first 32 bytes of libsodium's Ed25519 secret key are the seed: the mesh's secret. */
-    crypto_kdf_derive_from_key(out->k, sizeof(out->k), KDF_SUBKEY, KDF_CONTEXT, mk->sk);
-}
-
-void certstore_wipe_key(certstore_seal_key_t *k)
-{
-    if (k)
-        sodium_memzero(k->k, sizeof(k->k));
-}
-
-int certstore_seal(const certstore_seal_key_t *k, const uint8_t *plain, size_t len, uint8_t **out,
-                   size_t *outlen)
-{
-    uint8_t *b = xmalloc(len + SEAL_OVERHEAD);
-    randombytes_buf(b, SEAL_NONCE);
-    crypto_secretbox_xchacha20poly1305_easy(b + SEAL_NONCE, plain, len, b, k->k);
-    *out = b;
-    *outlen = len + SEAL_OVERHEAD;
+    char key[sizeof(CERT_PREFIX) + CERT_ID_MAX];
+    uint8_t *out;
+    size_t outlen;
+    if (cert_key(c->id, key, sizeof(key)))
+        return -EINVAL;
+    int rc = storeseal_seal(k, key, strlen(key), "key", pem, len, &out, &outlen);
+    if (rc)
+        return rc;
+    if (c->key_sealed)
+        sodium_memzero(c->key_sealed, c->key_sealed_len);
+    free(c->key_sealed);
+    c->key_sealed = out;
+    c->key_sealed_len = outlen;
     return 0;
 }
 
-int certstore_open(const certstore_seal_key_t *k, const uint8_t *sealed, size_t len,
-                   uint8_t **plain, size_t *plainlen)
+int cert_open_key(const certstore_seal_key_t *k, const cert_rec_t *c, uint8_t **pem, size_t *len,
+                  bool *legacy)
 {
-    *plain = NULL;
-    *plainlen = 0;
-    if (len < SEAL_OVERHEAD)
-        return -EBADMSG;
-    size_t n = len - SEAL_OVERHEAD;
-    uint8_t *p = xmalloc(n + 1);
-    if (crypto_secretbox_xchacha20poly1305_open_easy(p, sealed + SEAL_NONCE, len - SEAL_NONCE,
-                                                     sealed, k->k) != 0) {
-        free(p);
-        return -EBADMSG;
+    char key[sizeof(CERT_PREFIX) + CERT_ID_MAX];
+    *pem = NULL;
+    *len = 0;
+    if (cert_key(c->id, key, sizeof(key)))
+        return -EINVAL;
+    return storeseal_open(k, key, strlen(key), "key", c->key_sealed, c->key_sealed_len, pem, len,
+                          legacy);
+}
+
+int tlsticket_seal_key(const certstore_seal_key_t *k, tlsticket_rec_t *t,
+                       const uint8_t key[TLSTICKET_KEY_LEN])
+{
+    char rkey[64];
+    uint8_t *out;
+    size_t outlen;
+    tlsticket_key(t->epoch, rkey, sizeof(rkey));
+    int rc = storeseal_seal(k, rkey, strlen(rkey), "key", key, TLSTICKET_KEY_LEN, &out, &outlen);
+    if (rc)
+        return rc;
+    if (outlen > sizeof(t->key_sealed)) { /* cannot happen: the sizes are pinned */
+        free(out);
+        return -EOVERFLOW;
     }
-    p[n] = '\0';
-    *plain = p;
-    *plainlen = n;
+    memcpy(t->key_sealed, out, outlen);
+    t->key_sealed_len = outlen;
+    free(out);
     return 0;
+}
+
+int tlsticket_open_key(const certstore_seal_key_t *k, const tlsticket_rec_t *t,
+                       uint8_t key[TLSTICKET_KEY_LEN], bool *legacy)
+{
+    char rkey[64];
+    uint8_t *plain;
+    size_t plen;
+    tlsticket_key(t->epoch, rkey, sizeof(rkey));
+    int rc = storeseal_open(k, rkey, strlen(rkey), "key", t->key_sealed, t->key_sealed_len,
+                            &plain, &plen, legacy);
+    if (rc)
+        return rc;
+    if (plen != TLSTICKET_KEY_LEN)
+        rc = -EBADMSG;
+    else
+        memcpy(key, plain, TLSTICKET_KEY_LEN);
+    sodium_memzero(plain, plen);
+    free(plain);
+    return rc;
 }
 
 /* ---- names and keys ----------------------------------------------------------------------- */
@@ -324,9 +340,10 @@ static int read_key(mpr_t *r, void *dst, const char **why)
     cert_rec_t *c = dst;
     const uint8_t *b;
     uint32_t bl;
-    if (mpr_bin(r, &b, &bl) || bl > CERT_KEY_MAX + SEAL_OVERHEAD ||
-        (bl != 0 && bl <= SEAL_OVERHEAD)) {
-        *why = "key is not a sealed key (binary, 41 bytes to 16 KiB + 40)";
+    /* The legacy format is 40 bytes over the key, the current one 45. */
+    if (mpr_bin(r, &b, &bl) || bl > CERT_KEY_MAX + STORESEAL_OVERHEAD ||
+        (bl != 0 && bl <= STORESEAL_LEGACY_OVERHEAD)) {
+        *why = "key is not a sealed key (binary, 41 bytes to 16 KiB + 45)";
         return -EBADMSG;
     }
     c->key_sealed = bl ? xmemdup(b, bl) : NULL;
@@ -440,8 +457,10 @@ static int read_ticket_key(mpr_t *r, void *dst, const char **why)
     tlsticket_rec_t *t = dst;
     const uint8_t *b;
     uint32_t bl;
-    if (mpr_bin(r, &b, &bl) || bl != sizeof(t->key_sealed)) {
-        *why = "key is not a sealed ticket key (binary, 120 bytes)";
+    if (mpr_bin(r, &b, &bl) || (bl != TLSTICKET_KEY_LEN + STORESEAL_OVERHEAD &&
+                                bl != TLSTICKET_KEY_LEN + STORESEAL_LEGACY_OVERHEAD)) {
+        *why = "key is not a sealed ticket key (binary, 125 bytes, or 120 sealed before the "
+               "store key)";
         return -EBADMSG;
     }
     memcpy(t->key_sealed, b, bl);
@@ -753,7 +772,11 @@ int cert_from_pem(const certstore_seal_key_t *k, const char *chain_pem, size_t c
                       CERT_KEY_MAX);
         goto out;
     }
-    certstore_seal(k, (const uint8_t *)p, (size_t)n, &c->key_sealed, &c->key_sealed_len);
+    if ((rc = cert_seal_key(k, c, (const uint8_t *)p, (size_t)n)) != 0) {
+        rc = fail_msg(err, errlen, false, "cannot seal the private key: %s",
+                      rc == -ENOKEY ? "this PoP has no store key" : strerror(-rc));
+        goto out;
+    }
     c->created_ms = now_ms;
     snprintf(c->state, sizeof(c->state), "valid");
     rc = 0;

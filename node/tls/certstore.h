@@ -13,17 +13,19 @@
  * replaces the old one everywhere.
  *
  * SEALING. Private keys and ticket keys never sit in clear in LMDB, in a record on the wire
- * or in a log: they are sealed (XChaCha20-Poly1305, libsodium secretbox) with a key derived
- * from the mesh key's secret (crypto_kdf_derive_from_key, context "popmcert", subkey 1), which
- * every PoP holds and no site does. certstore_seal_key_t holds that derived key; wipe it with
- * certstore_wipe_key. A record from another node is untrusted input: the parsers bound every
- * field, and a sealed blob that does not open is refused, never used.
+ * or in a log: they are sealed under the mesh's store key, bound to their record's key and
+ * field (node/records/storeseal.h), which every PoP holds and no site does. The seal and open
+ * functions below are the one place each record type's secret is sealed and opened. Values
+ * sealed before the store key existed (under a mesh-derived key) still open, and say so, so
+ * the start-up pass (reseal.h) rewrites them. A record from another node is untrusted input:
+ * the parsers bound every field, and a sealed blob that does not open is refused, never used.
  *
  * Loop-free; fuzzed (tests/fuzz/fuzz_certrec.c). */
 #ifndef POPMESH_NODE_TLS_CERTSTORE_H
 #define POPMESH_NODE_TLS_CERTSTORE_H
 
 #include "node/records/identity.h"
+#include "node/records/storeseal.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -40,13 +42,8 @@
 #define CERT_ERROR_MAX    511
 #define TLSTICKET_KEY_LEN 80 /* name 16 + AES-256 32 + HMAC-SHA256 32 */
 
-typedef struct certstore_seal_key {
-    uint8_t k[32];
-} certstore_seal_key_t;
-
-/* The sealing key from the mesh key. */
-void certstore_seal_key_from_mesh(const meshkey_t *mk, certstore_seal_key_t *out);
-void certstore_wipe_key(certstore_seal_key_t *k);
+/* The keys secrets are sealed with (storeseal.h). */
+typedef storeseal_t certstore_seal_key_t;
 
 typedef struct cert_rec {
     char id[CERT_ID_MAX + 1];
@@ -79,12 +76,14 @@ void cert_pack(msgpack_packer *pk, const cert_rec_t *c);
 /* 0 or -EBADMSG with *why (static). id: from the key. */
 int cert_parse(const uint8_t *buf, size_t len, const char *id, cert_rec_t *c, const char **why);
 
-/* Seals / opens a private key (PEM). seal: *out malloc'd. open: *pem malloc'd and
- * NUL-terminated (caller wipes and frees). 0, or -EBADMSG when it does not open. */
-int certstore_seal(const certstore_seal_key_t *k, const uint8_t *plain, size_t len, uint8_t **out,
-                   size_t *outlen);
-int certstore_open(const certstore_seal_key_t *k, const uint8_t *sealed, size_t len,
-                   uint8_t **plain, size_t *plainlen);
+/* Seals a certificate's private key (PEM) for cert/<id> into c->key_sealed (replacing what
+ * was there): 0, or a storeseal_seal error (-ENOKEY without a store key). */
+int cert_seal_key(const certstore_seal_key_t *k, cert_rec_t *c, const uint8_t *pem, size_t len);
+/* Opens c's private key: *pem malloc'd and NUL-terminated (caller wipes and frees); *legacy
+ * (may be NULL): sealed in an older format, to be rewritten. 0 or a storeseal_open error
+ * (storeseal_strerror says it for the log). */
+int cert_open_key(const certstore_seal_key_t *k, const cert_rec_t *c, uint8_t **pem, size_t *len,
+                  bool *legacy);
 
 /* Reads a certificate chain and a key in PEM (what `meshctl cert import` sends), checks that
  * the key matches the leaf, and fills c (names from the leaf's subjectAltName DNS entries,
@@ -101,7 +100,7 @@ bool cert_name_matches(const char *pattern, const char *name);
 
 typedef struct tlsticket_rec {
     uint64_t epoch; /* period number: floor(unix ms / period ms) */
-    uint8_t key_sealed[TLSTICKET_KEY_LEN + 40];
+    uint8_t key_sealed[TLSTICKET_KEY_LEN + STORESEAL_OVERHEAD]; /* or + 40: legacy */
     size_t key_sealed_len;
     uint64_t created_ms;
     char created_by[64];
@@ -113,5 +112,12 @@ int tlsticket_key_epoch(const char *key, size_t klen, uint64_t *epoch);
 void tlsticket_pack(msgpack_packer *pk, const tlsticket_rec_t *t);
 int tlsticket_parse(const uint8_t *buf, size_t len, uint64_t epoch, tlsticket_rec_t *t,
                     const char **why);
+/* Seals a ticket key (80 bytes) for tlsticket/<t->epoch> into t: 0 or a storeseal_seal error. */
+int tlsticket_seal_key(const certstore_seal_key_t *k, tlsticket_rec_t *t,
+                       const uint8_t key[TLSTICKET_KEY_LEN]);
+/* Opens t's ticket key into key: 0 or a storeseal_open error (-EBADMSG also for a plaintext
+ * that is not 80 bytes); *legacy as for cert_open_key. */
+int tlsticket_open_key(const certstore_seal_key_t *k, const tlsticket_rec_t *t,
+                       uint8_t key[TLSTICKET_KEY_LEN], bool *legacy);
 
 #endif

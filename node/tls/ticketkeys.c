@@ -170,18 +170,14 @@ static int load_key(const store_entry_t *e, void *ctx)
         log_warn("tls: skipping unreadable ticket key record %.*s: %s", (int)e->klen, e->key, why);
         return 0;
     }
-    uint8_t *plain;
-    size_t plen;
-    if (certstore_open(t->o.seal, rec.key_sealed, rec.key_sealed_len, &plain, &plen) ||
-        plen != TLSTICKET_KEY_LEN) {
-        if (plain) {
-            sodium_memzero(plain, plen);
-            free(plain);
-        }
+    uint8_t plain[TLSTICKET_KEY_LEN];
+    int orc = tlsticket_open_key(t->o.seal, &rec, plain, NULL);
+    if (orc) {
         t->unreadable++;
-        log_warn("tls: the ticket key of period %llu (written by %s) does not open with this "
-                 "mesh's key: skipped",
-                 (unsigned long long)epoch, rec.created_by);
+        log_warn("tls: the ticket key of period %llu (%.*s, written by %s) is unreadable: %s; "
+                 "skipped",
+                 (unsigned long long)epoch, (int)e->klen, e->key, rec.created_by,
+                 storeseal_strerror(orc));
         return 0;
     }
     /* Keep the RING_MAX newest: the slot of the oldest goes when full. */
@@ -205,8 +201,7 @@ static int load_key(const store_entry_t *e, void *ctx)
         r->created_ms = rec.created_ms;
         snprintf(r->created_by, sizeof(r->created_by), "%s", rec.created_by);
     }
-    sodium_memzero(plain, plen);
-    free(plain);
+    sodium_memzero(plain, sizeof(plain));
     return 0;
 }
 
@@ -294,16 +289,17 @@ static void publish(ticketkeys_t *t, const char *key, const store_entry_t *out, 
 static void write_key(ticketkeys_t *t, uint64_t epoch, unsigned rank, uint64_t now)
 {
     uint8_t plain[TLSTICKET_KEY_LEN];
-    uint8_t *sealed;
-    size_t slen;
     randombytes_buf(plain, sizeof(plain));
     char nhex[33];
     name_hex(plain, nhex);
-    certstore_seal(t->o.seal, plain, sizeof(plain), &sealed, &slen);
+    tlsticket_rec_t rec = {.epoch = epoch, .created_ms = now};
+    int src = tlsticket_seal_key(t->o.seal, &rec, plain);
     sodium_memzero(plain, sizeof(plain));
-    tlsticket_rec_t rec = {.epoch = epoch, .created_ms = now, .key_sealed_len = slen};
-    memcpy(rec.key_sealed, sealed, slen);
-    free(sealed);
+    if (src) {
+        log_warn("tls: cannot seal the ticket key of period %llu: %s", (unsigned long long)epoch,
+                 src == -ENOKEY ? "this PoP has no store key" : strerror(-src));
+        return;
+    }
     snprintf(rec.created_by, sizeof(rec.created_by), "%s", t->node_name);
     char key[64];
     tlsticket_key(epoch, key, sizeof(key));

@@ -259,8 +259,12 @@ static struct tls_cert *cert_build(tlsctx_t *t, cert_rec_t *rec, const char **wh
     }
     uint8_t *plain = NULL;
     size_t plen = 0;
-    if (certstore_open(t->o.seal, e->rec.key_sealed, e->rec.key_sealed_len, &plain, &plen)) {
-        *why = "the private key does not open with this mesh's key";
+    int orc = cert_open_key(t->o.seal, &e->rec, &plain, &plen, NULL);
+    if (orc) {
+        /* the caller logs it with the record's name; never anything of the key */
+        *why = orc == -EBADMSG ? "the private key does not open with this mesh's store key "
+                                 "(tampered, or copied from another record)"
+                               : storeseal_strerror(orc);
         goto fail;
     }
     b = BIO_new_mem_buf(plain, (int)plen);

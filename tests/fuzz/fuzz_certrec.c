@@ -59,7 +59,7 @@ static void check_cert(const uint8_t *data, size_t size, const char *id)
     if (strcmp(c.id, id) || c.nnames < 1 || c.nnames > CERT_NAMES_MAX ||
         cert_id_for(c.names[0], want, sizeof(want)) || strcmp(want, id) ||
         cert_key(id, key, sizeof(key)) || strlen(c.chain_pem) > CERT_CHAIN_MAX ||
-        c.key_sealed_len > CERT_KEY_MAX + 40)
+        c.key_sealed_len > CERT_KEY_MAX + STORESEAL_OVERHEAD)
         abort();
     for (size_t i = 0; i < c.nnames; i++)
         if (cert_check_name(c.names[i], &why) || !cert_name_matches(c.names[i], c.names[i]))
@@ -94,7 +94,8 @@ static void check_ticket(const uint8_t *data, size_t size, uint64_t epoch)
             abort();
         return;
     }
-    if (t.epoch != epoch || t.key_sealed_len != sizeof(t.key_sealed))
+    if (t.epoch != epoch || (t.key_sealed_len != TLSTICKET_KEY_LEN + STORESEAL_OVERHEAD &&
+                             t.key_sealed_len != TLSTICKET_KEY_LEN + STORESEAL_LEGACY_OVERHEAD))
         abort();
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -102,7 +103,8 @@ static void check_ticket(const uint8_t *data, size_t size, uint64_t epoch)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     tlsticket_pack(&pk, &t);
     if (tlsticket_parse((const uint8_t *)sb.data, sb.size, epoch, &back, &why) != 0 ||
-        memcmp(back.key_sealed, t.key_sealed, sizeof(t.key_sealed)) ||
+        back.key_sealed_len != t.key_sealed_len ||
+        memcmp(back.key_sealed, t.key_sealed, t.key_sealed_len) ||
         back.created_ms != t.created_ms || strcmp(back.created_by, t.created_by))
         abort();
     msgpack_sbuffer_destroy(&sb);

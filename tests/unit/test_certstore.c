@@ -133,77 +133,43 @@ static void expect_refused(const char *chain, const char *key, const char *text)
 
 /* ---- sealing ------------------------------------------------------------------------------ */
 
+/* The one place cert/ keys are sealed: bound to the record's key (the helpers themselves are
+ * tested in test_storeseal). */
 static void test_seal_open(void **state)
 {
     (void)state;
     const char *msg = "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n";
-    uint8_t *sealed, *plain;
-    size_t slen, plen;
-    assert_int_equal(certstore_seal(&seal, (const uint8_t *)msg, strlen(msg), &sealed, &slen), 0);
-    assert_int_equal(slen, strlen(msg) + 40);
-    assert_null(memmem(sealed, slen, "secret", 6));
-    assert_int_equal(certstore_open(&seal, sealed, slen, &plain, &plen), 0);
-    assert_int_equal(plen, strlen(msg));
-    assert_string_equal((char *)plain, msg); /* NUL-terminated */
+    cert_rec_t c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.id, sizeof(c.id), "www.example.com");
+    assert_int_equal(cert_seal_key(&seal, &c, (const uint8_t *)msg, strlen(msg)), 0);
+    assert_int_equal(c.key_sealed_len, strlen(msg) + STORESEAL_OVERHEAD);
+    assert_null(memmem(c.key_sealed, c.key_sealed_len, "secret", 6));
+    uint8_t *plain;
+    size_t plen;
+    bool legacy = true;
+    assert_int_equal(cert_open_key(&seal, &c, &plain, &plen, &legacy), 0);
+    assert_false(legacy);
+    assert_string_equal((char *)plain, msg);
     free(plain);
-    /* Two seals of the same text differ (random nonce). */
-    uint8_t *again;
-    size_t alen;
-    certstore_seal(&seal, (const uint8_t *)msg, strlen(msg), &again, &alen);
-    assert_memory_not_equal(sealed, again, slen);
-    free(again);
-    /* Every flipped bit of every byte is refused. */
-    for (size_t i = 0; i < slen; i++) {
-        for (int bit = 0; bit < 8; bit++) {
-            sealed[i] ^= (uint8_t)(1 << bit);
-            assert_int_equal(certstore_open(&seal, sealed, slen, &plain, &plen), -EBADMSG);
-            assert_null(plain);
-            sealed[i] ^= (uint8_t)(1 << bit);
-        }
-    }
-    /* Every truncation, and another mesh's key. */
-    for (size_t n = 0; n < slen; n++)
-        assert_int_equal(certstore_open(&seal, sealed, n, &plain, &plen), -EBADMSG);
-    assert_int_equal(certstore_open(&other_seal, sealed, slen, &plain, &plen), -EBADMSG);
-    free(sealed);
-    /* An empty text seals too. */
-    assert_int_equal(certstore_seal(&seal, (const uint8_t *)"", 0, &sealed, &slen), 0);
-    assert_int_equal(certstore_open(&seal, sealed, slen, &plain, &plen), 0);
-    assert_int_equal(plen, 0);
+    /* Moved to another certificate's record: refused. */
+    snprintf(c.id, sizeof(c.id), "evil.example.com");
+    assert_int_equal(cert_open_key(&seal, &c, &plain, &plen, NULL), -EBADMSG);
+    assert_null(plain);
+    snprintf(c.id, sizeof(c.id), "www.example.com");
+    /* Another mesh's store key: refused. */
+    assert_int_equal(cert_open_key(&other_seal, &c, &plain, &plen, NULL), -EBADMSG);
+    /* A key sealed before the store key opens, and says so. */
+    free(c.key_sealed);
+    assert_int_equal(storeseal_seal_legacy(&seal, (const uint8_t *)msg, strlen(msg),
+                                           &c.key_sealed, &c.key_sealed_len),
+                     0);
+    assert_int_equal(cert_open_key(&seal, &c, &plain, &plen, &legacy), 0);
+    assert_true(legacy);
+    assert_string_equal((char *)plain, msg);
     free(plain);
-    free(sealed);
+    free(c.key_sealed);
 }
-
-static void test_seal_key_derivation(void **state)
-{
-    (void)state;
-    meshkey_t mk;
-    memset(&mk, 0, sizeof(mk));
-    for (int i = 0; i < 64; i++)
-        mk.sk[i] = (uint8_t)i;
-    certstore_seal_key_t a, b;
-    certstore_seal_key_from_mesh(&mk, &a);
-    certstore_seal_key_from_mesh(&mk, &b);
-    assert_memory_equal(a.k, b.k, 32);
-    /* Only the seed (the first 32 bytes) counts; the derived key is not the seed. */
-    mk.sk[40] ^= 1;
-    certstore_seal_key_from_mesh(&mk, &b);
-    assert_memory_equal(a.k, b.k, 32);
-    assert_memory_not_equal(a.k, mk.sk, 32);
-    mk.sk[0] ^= 1;
-    certstore_seal_key_from_mesh(&mk, &b);
-    assert_memory_not_equal(a.k, b.k, 32);
-    /* Pinned: libsodium's KDF over (subkey 1, "popmcert"); a change here breaks every mesh. */
-    uint8_t want[32];
-    mk.sk[0] ^= 1;
-    crypto_kdf_derive_from_key(want, 32, 1, "popmcert", mk.sk);
-    assert_memory_equal(a.k, want, 32);
-    certstore_wipe_key(&b);
-    uint8_t zero[32] = {0};
-    assert_memory_equal(b.k, zero, 32);
-}
-
-/* ---- import ------------------------------------------------------------------------------- */
 
 static void test_import_san(void **state)
 {
@@ -232,7 +198,7 @@ static void test_import_san(void **state)
     /* The sealed key opens to a key that matches the certificate. */
     uint8_t *plain;
     size_t plen;
-    assert_int_equal(certstore_open(&seal, c.key_sealed, c.key_sealed_len, &plain, &plen), 0);
+    assert_int_equal(cert_open_key(&seal, &c, &plain, &plen, NULL), 0);
     BIO *b = BIO_new_mem_buf(plain, (int)plen);
     EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
     assert_non_null(k);
@@ -508,14 +474,11 @@ static void test_cert_record(void **state)
 static void test_ticket_record(void **state)
 {
     (void)state;
-    uint8_t key[TLSTICKET_KEY_LEN], *sealed;
-    size_t slen;
+    uint8_t key[TLSTICKET_KEY_LEN];
     randombytes_buf(key, sizeof(key));
-    certstore_seal(&seal, key, sizeof(key), &sealed, &slen);
-    tlsticket_rec_t t = {.epoch = 77, .key_sealed_len = slen, .created_ms = NOW}, back;
-    assert_int_equal(slen, sizeof(t.key_sealed));
-    memcpy(t.key_sealed, sealed, slen);
-    free(sealed);
+    tlsticket_rec_t t = {.epoch = 77, .created_ms = NOW}, back;
+    assert_int_equal(tlsticket_seal_key(&seal, &t, key), 0);
+    assert_int_equal(t.key_sealed_len, sizeof(t.key_sealed));
     snprintf(t.created_by, sizeof(t.created_by), "pop-3");
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -526,11 +489,12 @@ static void test_ticket_record(void **state)
     assert_int_equal(tlsticket_parse((uint8_t *)sb.data, sb.size, 77, &back, &why), 0);
     assert_int_equal(back.epoch, 77);
     assert_string_equal(back.created_by, "pop-3");
-    uint8_t *plain;
-    size_t plen;
-    assert_int_equal(certstore_open(&seal, back.key_sealed, back.key_sealed_len, &plain, &plen), 0);
+    uint8_t plain[TLSTICKET_KEY_LEN];
+    assert_int_equal(tlsticket_open_key(&seal, &back, plain, NULL), 0);
     assert_memory_equal(plain, key, sizeof(key));
-    free(plain);
+    /* Moved to another period's record: refused. */
+    back.epoch = 78;
+    assert_int_equal(tlsticket_open_key(&seal, &back, plain, NULL), -EBADMSG);
     assert_int_equal(tlsticket_parse((uint8_t *)sb.data, sb.size, 78, &back, &why), -EBADMSG);
     assert_non_null(strstr(why, "epoch"));
     for (size_t i = 0; i < sb.size; i++)
@@ -555,15 +519,18 @@ static int setup(void **state)
     memset(&b, 0, sizeof(b));
     randombytes_buf(a.sk, sizeof(a.sk));
     randombytes_buf(b.sk, sizeof(b.sk));
-    certstore_seal_key_from_mesh(&a, &seal);
-    certstore_seal_key_from_mesh(&b, &other_seal);
+    storekey_t ka, kb;
+    storekey_generate(&ka);
+    storekey_generate(&kb);
+    storeseal_init(&seal, &ka, &a);
+    storeseal_init(&other_seal, &kb, &b);
     return 0;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seal_open),    cmocka_unit_test(test_seal_key_derivation),
+        cmocka_unit_test(test_seal_open),
         cmocka_unit_test(test_import_san),   cmocka_unit_test(test_import_cn_and_wildcard),
         cmocka_unit_test(test_import_chain), cmocka_unit_test(test_import_refused),
         cmocka_unit_test(test_name_matches), cmocka_unit_test(test_names_and_ids),

@@ -68,7 +68,7 @@ static void pack_ok(msgpack_sbuffer *sb, const uint8_t pk32[32], const uint8_t *
     msgpack_sbuffer_init(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     joinmsg_pack_ok(&pk, pk32, sk, entries ? entries->data : NULL, entries ? entries->size : 0,
-                    count);
+                    count, NULL);
 }
 
 static void pack_err(msgpack_sbuffer *sb, const char *code, const char *message)
@@ -311,6 +311,62 @@ static int decode_ok_variant(int variant)
     msgpack_sbuffer_destroy(&sb);
     msgpack_sbuffer_destroy(&entries);
     return rc;
+}
+
+/* The store key: a sixth element for PoPs, absent for sites; a malformed one refused. */
+static void test_ok_store_key(void **state)
+{
+    (void)state;
+    uint8_t pk32[32], sk[64];
+    memset(pk32, 1, sizeof(pk32));
+    memset(sk, 2, sizeof(sk));
+    storekey_t key = {.id = 3};
+    memset(key.key, 0x5a, sizeof(key.key));
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    joinmsg_pack_ok(&pk, pk32, sk, NULL, 0, 0, &key);
+    joinmsg_reply_t r;
+    const char *why = NULL;
+    assert_int_equal(joinmsg_decode_reply((uint8_t *)sb.data, sb.size, &r, &why), 0);
+    assert_true(r.has_store_key);
+    assert_int_equal(r.store_key.id, 3);
+    assert_memory_equal(r.store_key.key, key.key, 32);
+    free(r.entries);
+    /* Every truncation is refused. */
+    for (size_t n = 0; n < sb.size; n++)
+        assert_int_equal(joinmsg_decode_reply((uint8_t *)sb.data, n, &r, &why), -EBADMSG);
+    /* Key id 0, and a short key. */
+    for (int bad = 0; bad < 2; bad++) {
+        msgpack_sbuffer b2;
+        msgpack_sbuffer_init(&b2);
+        msgpack_packer_init(&pk, &b2, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint32(&pk, 1);
+        msgpack_pack_uint32(&pk, 49);
+        msgpack_pack_bin(&pk, 32);
+        msgpack_pack_bin_body(&pk, pk32, 32);
+        msgpack_pack_nil(&pk);
+        msgpack_pack_array(&pk, 0);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint32(&pk, bad == 0 ? 0 : 1);
+        msgpack_pack_bin(&pk, bad == 0 ? 32 : 31);
+        msgpack_pack_bin_body(&pk, key.key, bad == 0 ? 32 : 31);
+        assert_int_equal(joinmsg_decode_reply((uint8_t *)b2.data, b2.size, &r, &why), -EBADMSG);
+        assert_string_equal(why, "malformed store key");
+        msgpack_sbuffer_destroy(&b2);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    /* Without it (a site; a seed of an older version): 5 elements, no key. */
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    joinmsg_pack_ok(&pk, pk32, NULL, NULL, 0, 0, NULL);
+    assert_int_equal((uint8_t)sb.data[0], 0x95);
+    assert_int_equal(joinmsg_decode_reply((uint8_t *)sb.data, sb.size, &r, &why), 0);
+    assert_false(r.has_store_key);
+    free(r.entries);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void test_ok_malformed(void **state)
@@ -622,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_join_malformed),
         cmocka_unit_test(test_ok_roundtrip),
         cmocka_unit_test(test_ok_malformed),
+        cmocka_unit_test(test_ok_store_key),
         cmocka_unit_test(test_ok_bad_entry),
         cmocka_unit_test(test_ok_count_bounded),
         cmocka_unit_test(test_err),

@@ -674,7 +674,9 @@ static void test_sync(void **state)
     assert_non_null(mkdtemp(f.dir));
     store_opts_t so = {.node_id = 7, .nosync = true};
     assert_int_equal(store_open(f.dir, &so, &f.store), 0);
-    randombytes_buf(f.seal.k, sizeof(f.seal.k));
+    storekey_t sk;
+    storekey_generate(&sk);
+    storeseal_init(&f.seal, &sk, NULL);
     char err[256];
     tlsctx_opts_t to = {.store = f.store, .seal = &f.seal};
     f.tls = tlsctx_new(&to, err, sizeof(err));

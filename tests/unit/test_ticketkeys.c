@@ -164,12 +164,8 @@ static bool key_gone(struct drive *d)
 static void put_ticket(struct drive *d, uint64_t epoch, const uint8_t key[TLSTICKET_KEY_LEN],
                        const certstore_seal_key_t *s)
 {
-    uint8_t *sealed;
-    size_t slen;
-    certstore_seal(s, key, TLSTICKET_KEY_LEN, &sealed, &slen);
-    tlsticket_rec_t t = {.epoch = epoch, .key_sealed_len = slen, .created_ms = clock_wall_ms()};
-    memcpy(t.key_sealed, sealed, slen);
-    free(sealed);
+    tlsticket_rec_t t = {.epoch = epoch, .created_ms = clock_wall_ms()};
+    assert_int_equal(tlsticket_seal_key(s, &t, key), 0);
     snprintf(t.created_by, sizeof(t.created_by), "test");
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -210,8 +206,11 @@ static void test_driven(void **state)
     store_opts_t so = {.node_id = 0x1111, .nosync = true};
     assert_int_equal(store_open(d.dir, &so, &d.store), 0);
     d.loop = ev_loop_new(EVFLAG_AUTO);
-    randombytes_buf(d.seal.k, 32);
-    randombytes_buf(d.other.k, 32);
+    storekey_t a, b;
+    storekey_generate(&a);
+    storekey_generate(&b);
+    storeseal_init(&d.seal, &a, NULL);
+    storeseal_init(&d.other, &b, NULL);
     char err[256];
     ticketkeys_opts_t o = {.loop = d.loop,
                            .store = d.store,
@@ -242,13 +241,11 @@ static void test_driven(void **state)
     assert_null(memmem(e.value, e.vlen, k.aes, sizeof(k.aes)));
     assert_null(memmem(e.value, e.vlen, k.name, sizeof(k.name)));
     store_entry_free(&e);
-    uint8_t *plain;
-    size_t plen;
-    assert_int_equal(certstore_open(&d.seal, rec.key_sealed, rec.key_sealed_len, &plain, &plen), 0);
+    uint8_t plain[TLSTICKET_KEY_LEN];
+    assert_int_equal(tlsticket_open_key(&d.seal, &rec, plain, NULL), 0);
     assert_memory_equal(plain, k.name, 16);
     assert_memory_equal(plain + 16, k.aes, 32);
     assert_memory_equal(plain + 48, k.hmac, 32);
-    free(plain);
     assert_string_equal(rec.created_by, "pop-t");
     bool renew = true;
     assert_true(ticketkeys_find(d.t, k.name, &k2, &renew));

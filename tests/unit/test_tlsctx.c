@@ -217,7 +217,9 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     store_opts_t so = {.node_id = 7, .nosync = true};
     assert_int_equal(store_open(f->dir, &so, &f->store), 0);
-    randombytes_buf(f->seal.k, sizeof(f->seal.k));
+    storekey_t sk;
+    storekey_generate(&sk);
+    storeseal_init(&f->seal, &sk, NULL);
     *state = f;
     return 0;
 }
@@ -416,7 +418,9 @@ static void test_foreign_key_refused(void **state)
     struct fixture *f = *state;
     static const char *const app[] = {"app.example.net"};
     put_cert(f, app, 1);
-    randombytes_buf(f->seal.k, sizeof(f->seal.k)); /* another mesh */
+    storekey_t other;
+    storekey_generate(&other); /* another mesh */
+    storeseal_init(&f->seal, &other, NULL);
     new_ctx(f);
     assert_int_equal(tlsctx_count(f->t), 0);
 }
