@@ -1,4 +1,24 @@
-/* accesslog: see accesslog.h. */
+/* accesslog: see accesslog.h.
+ *
+ * BATCHING. accesslog_write appends the formatted line to l->buf; an ev_prepare watcher
+ * writes the buffer. A prepare watcher runs when libev is about to block in epoll_wait, after
+ * every callback of the iteration ran: the lines those callbacks wrote go out together, before
+ * the loop sleeps, so none waits longer than the iteration that made it. An ev_check watcher
+ * would be the wrong one: libev queues check watchers right after epoll_wait returns and runs
+ * them before that iteration's I/O callbacks, so the lines of one iteration would wait for the
+ * next event to arrive (unbounded on an idle PoP) and go out in the middle of the next batch.
+ * The watcher has the lowest priority, so it runs after any other prepare watcher, and is
+ * unreferenced: an open log never keeps ev_run from returning.
+ *
+ * THE BUFFER holds whole lines, except that its head may be the rest of a line whose start a
+ * short write already put in the file (l->cut): that rest is written first and never dropped
+ * while the descriptor stays, so the file never holds half a line followed by another line.
+ * A regular file gets the whole buffer in one write(2); a pipe or socket gets chunks of whole
+ * lines of at most PIPE_BUF bytes (each written whole or not at all on a pipe, so lines stay
+ * whole there even among other writers of the same pipe). A write that fails or is short is
+ * not retried before the next iteration (l->stuck): a full disk or a stalled reader costs at
+ * most one system call per iteration, and lines wait in the buffer, up to ACCESSLOG_BUF_MAX;
+ * a line that finds no room is dropped whole. */
 #include "common/accesslog.h"
 
 #include "common/log.h"
@@ -7,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,7 +35,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <sodium.h>
+
+_Static_assert(ACCESSLOG_LINE_MAX <= PIPE_BUF, "a line must go into a pipe in one piece");
+_Static_assert(ACCESSLOG_BUF_MAX >= 2 * ACCESSLOG_LINE_MAX, "the buffer holds lines");
 
 /* Output bytes each field may take (escaped); the sum with the fixed parts stays below
  * ACCESSLOG_LINE_MAX (checked by the unit test with every field at its longest). */
@@ -36,12 +61,21 @@ struct time_cache {
 
 struct accesslog {
     struct time_cache tc;
-    char *path;      /* NULL: stdout */
-    int fd;          /* appended to */
-    bool sock;       /* fd is a socket: send() with MSG_DONTWAIT */
-    uint64_t rng;    /* sampling draws (common/rng.h) */
-    uint64_t warned; /* monotonic s of the last warning about dropped lines */
-    uint64_t unwarned;
+    char *path;           /* NULL: stdout */
+    int fd;               /* appended to */
+    bool sock;            /* fd is a socket: send() with MSG_DONTWAIT */
+    bool chunked;         /* fd is a pipe or socket: writes of whole lines <= PIPE_BUF */
+    struct ev_loop *loop; /* borrowed; NULL: each line written at once */
+    ev_prepare flusher;   /* writes buf before the loop blocks */
+    char *buf;            /* ACCESSLOG_BUF_MAX bytes: lines not yet written */
+    size_t len;           /* bytes in buf */
+    size_t nlines;        /* newlines in buf (= lines, the cut one included) */
+    bool cut;             /* buf starts with the rest of a line partly written */
+    bool stuck;           /* a write failed or was short this iteration: none until next */
+    int last_err;         /* errno of the last failed or short write, for the warning */
+    uint64_t rng;         /* sampling draws (common/rng.h) */
+    uint64_t warned;      /* monotonic s of the last warning about dropped lines */
+    uint64_t unwarned;    /* lines dropped since, not yet warned about */
     accesslog_stats_t st;
 };
 
@@ -90,7 +124,118 @@ static int open_stdout(accesslog_t *l, char *err, size_t errlen)
     return fd;
 }
 
-accesslog_t *accesslog_new(const char *where, char *err, size_t errlen)
+/* Whether fd needs chunks of at most PIPE_BUF (a pipe, or a socket: stdout into a shipper,
+ * or a FIFO named as the path). */
+static bool is_chunked(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* Counts n lines dropped; warns at most once every ACCESSLOG_WARN_S. */
+static void dropped(accesslog_t *l, uint64_t n, const char *why)
+{
+    if (n == 0)
+        return;
+    l->st.dropped += n;
+    uint64_t now = mono_s();
+    if (l->warned && now - l->warned < ACCESSLOG_WARN_S) {
+        l->unwarned += n;
+        return;
+    }
+    log_warn("access log %s: %llu line%s dropped: %s%s%s (%llu more since the last such "
+             "warning; %llu dropped in all)",
+             l->path ? l->path : "stdout", (unsigned long long)n, n == 1 ? "" : "s", why,
+             l->last_err ? ": " : "", l->last_err ? strerror(l->last_err) : "",
+             (unsigned long long)l->unwarned, (unsigned long long)l->st.dropped);
+    l->warned = now ? now : 1;
+    l->unwarned = 0;
+}
+
+static size_t count_newlines(const char *p, size_t n)
+{
+    size_t c = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        c++;
+    return c;
+}
+
+/* Writes the buffer: whole lines only (after the cut line's rest, when there is one). Stops at
+ * the first write that fails or is short, and then keeps the rest for the next try. */
+static void flush(accesslog_t *l)
+{
+    size_t off = 0;
+    while (off < l->len) {
+        size_t n = l->len - off;
+        if (l->chunked && n > PIPE_BUF) {
+            /* the last line end within PIPE_BUF: there is one, a line being at most that */
+            const char *nl = memrchr(l->buf + off, '\n', PIPE_BUF);
+            n = nl ? (size_t)(nl - (l->buf + off)) + 1 : PIPE_BUF;
+        }
+        ssize_t w;
+        l->st.writes++;
+        do
+            w = l->sock ? send(l->fd, l->buf + off, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+                        : write(l->fd, l->buf + off, n);
+        while (w < 0 && errno == EINTR);
+        if (w <= 0) {
+            l->last_err = w < 0 ? errno : ENOSPC;
+            l->stuck = l->loop != NULL;
+            break;
+        }
+        off += (size_t)w;
+        if ((size_t)w < n) {
+            l->last_err = ENOSPC; /* a short write: the next try says why */
+            l->stuck = l->loop != NULL;
+            break;
+        }
+    }
+    if (off == 0)
+        return;
+    if (off == l->len) { /* the common case: everything */
+        l->st.lines += l->nlines;
+        l->len = l->nlines = 0;
+        l->cut = false;
+        return;
+    }
+    size_t done = count_newlines(l->buf, off);
+    l->st.lines += done;
+    l->nlines -= done;
+    l->cut = l->buf[off - 1] != '\n';
+    memmove(l->buf, l->buf + off, l->len - off);
+    l->len -= off;
+}
+
+/* Before the loop blocks: the lines of this iteration go out. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop, (void)revents;
+    accesslog_t *l = w->data;
+    l->stuck = false;
+    if (l->len)
+        flush(l);
+}
+
+/* Gives up the rest of a cut line (the descriptor it started on is going away): it cannot
+ * start another file, or follow that file's last line. Best effort, the old file gets a
+ * newline so the cut line ends there. */
+static void drop_cut(accesslog_t *l)
+{
+    if (!l->cut)
+        return;
+    const char *nl = memchr(l->buf, '\n', l->len);
+    size_t n = nl ? (size_t)(nl - l->buf) + 1 : l->len;
+    if (!l->sock && write(l->fd, "\n", 1) < 0) {
+        /* nothing more to do: the file takes nothing */
+    }
+    memmove(l->buf, l->buf + n, l->len - n);
+    l->len -= n;
+    l->nlines -= nl ? 1 : 0;
+    l->cut = false;
+    dropped(l, 1, "the rest of a line cut by a short write, at a reopen or close");
+}
+
+accesslog_t *accesslog_new(struct ev_loop *loop, const char *where, char *err, size_t errlen)
 {
     accesslog_t *l = xcalloc(1, sizeof(*l));
     l->tc.secs = -1;
@@ -106,6 +251,16 @@ accesslog_t *accesslog_new(const char *where, char *err, size_t errlen)
         free(l);
         return NULL;
     }
+    l->chunked = is_chunked(l->fd);
+    l->buf = xmalloc(ACCESSLOG_BUF_MAX);
+    l->loop = loop;
+    if (loop) {
+        ev_prepare_init(&l->flusher, on_prepare);
+        ev_set_priority(&l->flusher, EV_MINPRI);
+        l->flusher.data = l;
+        ev_prepare_start(loop, &l->flusher);
+        ev_unref(loop); /* the log alone keeps no loop running */
+    }
     return l;
 }
 
@@ -114,21 +269,40 @@ void accesslog_destroy(accesslog_t **lp)
     accesslog_t *l = *lp;
     if (!l)
         return;
+    if (l->loop) {
+        ev_ref(l->loop);
+        ev_prepare_stop(l->loop, &l->flusher);
+    }
+    flush(l);
+    drop_cut(l);
+    dropped(l, l->nlines, "the file did not take them before it was closed");
     close(l->fd);
+    free(l->buf);
     free(l->path);
     free(l);
     *lp = NULL;
 }
 
+void accesslog_flush(accesslog_t *l)
+{
+    if (l && l->len)
+        flush(l);
+}
+
 int accesslog_reopen(accesslog_t *l, char *err, size_t errlen)
 {
+    /* the lines of this iteration belong to the file they were written for */
+    if (l->len)
+        flush(l);
     if (!l->path)
         return 0;
     int fd = open_file(l->path, err, errlen);
     if (fd < 0)
         return fd;
+    drop_cut(l); /* the whole lines left go to the new file */
     close(l->fd);
     l->fd = fd;
+    l->chunked = is_chunked(fd);
     l->st.reopens++;
     return 0;
 }
@@ -142,10 +316,12 @@ bool accesslog_want(accesslog_t *l, uint32_t one_in)
 
 void accesslog_stats(const accesslog_t *l, accesslog_stats_t *st)
 {
-    if (l)
+    if (l) {
         *st = l->st;
-    else
+        st->pending = l->nlines;
+    } else {
         memset(st, 0, sizeof(*st));
+    }
 }
 
 /* ---- formatting ----------------------------------------------------------------------- */
@@ -228,6 +404,14 @@ size_t accesslog_json_escape(const char *s, size_t n, char *out, size_t budget)
             o += run;
             i += run;
             continue;
+        }
+        if (!fits && run > budget - o) {
+            /* This run alone passes the budget, so the rest cannot fit: cut it here at once.
+             * (Going on one character at a time would scan the run again for each: a 8 KiB
+             * path took milliseconds.) While !fits, o <= budget - 3. */
+            memcpy(out + o, u + i, budget - 3 - o);
+            memcpy(out + budget - 3, "...", 3);
+            return budget;
         }
         char esc[8];
         size_t el, used = escape_one(u, i, n, esc, &el);
@@ -409,32 +593,25 @@ void accesslog_write(accesslog_t *l, const accesslog_event_t *ev)
 {
     if (!l)
         return;
-    char buf[ACCESSLOG_LINE_MAX];
-    size_t n = format_line(ev, buf, sizeof(buf), &l->tc);
-    ssize_t w;
-    do
-        w = l->sock ? send(l->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) : write(l->fd, buf, n);
-    while (w < 0 && errno == EINTR);
-    if (w == (ssize_t)n) {
-        l->st.lines++;
-        return;
+    if (ACCESSLOG_BUF_MAX - l->len < ACCESSLOG_LINE_MAX && !l->stuck)
+        flush(l); /* the line might not fit: write the buffer now rather than wait */
+    size_t n;
+    if (ACCESSLOG_BUF_MAX - l->len >= ACCESSLOG_LINE_MAX) {
+        /* the common case: formatted in place */
+        n = format_line(ev, l->buf + l->len, ACCESSLOG_LINE_MAX, &l->tc);
+    } else {
+        char line[ACCESSLOG_LINE_MAX];
+        n = format_line(ev, line, sizeof(line), &l->tc);
+        if (n > ACCESSLOG_BUF_MAX - l->len) {
+            /* the file takes nothing (disk full, a reader that stopped) and the buffer is
+             * full: this line goes, whole; the ones before it wait their turn */
+            dropped(l, 1, "the buffer is full");
+            return;
+        }
+        memcpy(l->buf + l->len, line, n);
     }
-    /* Not retried: a full disk or a stalled reader must not stall the loop. A short write
-     * (a file only: pipes take a line of at most PIPE_BUF whole or not at all) leaves part of
-     * a line: it is ended here, best effort, so the next line starts on a line of its own. */
-    int e = w < 0 ? errno : ENOSPC;
-    if (w > 0 && !l->sock && write(l->fd, "\n", 1) < 0)
-        e = errno;
-    l->st.dropped++;
-    uint64_t now = mono_s();
-    if (l->warned && now - l->warned < ACCESSLOG_WARN_S) {
-        l->unwarned++;
-        return;
-    }
-    log_warn("access log %s: a line was dropped: %s (%llu more since the last such warning; "
-             "%llu dropped in all)",
-             l->path ? l->path : "stdout", strerror(e), (unsigned long long)l->unwarned,
-             (unsigned long long)l->st.dropped);
-    l->warned = now ? now : 1;
-    l->unwarned = 0;
+    l->len += n;
+    l->nlines++;
+    if (!l->loop)
+        flush(l);
 }

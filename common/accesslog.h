@@ -5,11 +5,20 @@
  * an event (accesslog_event_t) made of plain strings and numbers.
  *
  * RULES
- * - One line per event, written with one write(2) on a descriptor opened with O_APPEND: lines
- *   from this process never interleave, and logrotate's copy or rename never splits one.
- *   A line is at most ACCESSLOG_LINE_MAX bytes (every field has a budget; a field past it is
- *   cut and ends in "..."), which is PIPE_BUF: on a pipe (stdout into a shipper) a line is
- *   written whole or not at all.
+ * - Lines are batched: accesslog_write formats the line into an in-memory buffer of whole
+ *   lines, and the buffer goes out in one write(2) on a descriptor opened with O_APPEND when
+ *   the loop is about to block (an ev_prepare watcher), or at once when the next line could
+ *   pass ACCESSLOG_BUF_MAX. So a line reaches the file at most one loop iteration after it was
+ *   written, and a busy loop pays one system call per iteration instead of one per line (the
+ *   system call was most of the log's cost: docs/operations.md "Access log").
+ * - Lines from this process never interleave or split: a write holds only whole lines, and
+ *   after a short write (a full disk) the rest of the cut line is kept at the head of the
+ *   buffer and written first, next iteration, before any other line. logrotate's copy or
+ *   rename never splits a line either. A line is at most ACCESSLOG_LINE_MAX bytes (every field
+ *   has a budget; a field past it is cut and ends in "..."), which is PIPE_BUF: on a pipe or a
+ *   socket (stdout into a shipper, which other writers may share) the buffer goes out in
+ *   chunks of whole lines of at most PIPE_BUF bytes, so each chunk is written whole or not at
+ *   all.
  * - Every line parses as JSON whatever the bytes of a field (a client chooses the Host, the
  *   path, the user name it types): '"', '\\' and control bytes are escaped, and bytes that are
  *   not well-formed UTF-8 are written as \u00XX of their value (so a byte 0xff reads back as
@@ -19,11 +28,16 @@
  * - Never a stall: the descriptor is non-blocking where that can be had without touching
  *   another process's (a regular file's write is a page-cache copy; a pipe or socket on stdout
  *   is reopened or written with MSG_DONTWAIT). A write that fails or is short (disk full, a
- *   reader that stopped) drops the line and counts it; a warning goes to the daemon's log at
- *   most once every ACCESSLOG_WARN_S.
- * - SIGHUP (the daemon's handler calls accesslog_reopen): the path is opened again, so after
- *   logrotate renamed the file the next line goes to a new one; the old descriptor is closed
- *   only once the new one is open (a failed reopen keeps writing where it was).
+ *   reader that stopped) is not retried in that iteration: the lines wait in the buffer for
+ *   the next one. Memory is capped by ACCESSLOG_BUF_MAX: a line that finds the buffer full is
+ *   dropped whole and counted; a warning goes to the daemon's log at most once every
+ *   ACCESSLOG_WARN_S.
+ * - SIGHUP (the daemon's handler calls accesslog_reopen): the buffer is written to the old
+ *   file first, then the path is opened again, so after logrotate renamed the file the next
+ *   line goes to a new one; the old descriptor is closed only once the new one is open (a
+ *   failed reopen keeps writing where it was). accesslog_destroy (the daemon's stop, after
+ *   the HTTP ingress and the data plane wrote their last lines) writes the buffer too; what
+ *   the file will not take then is dropped and counted.
  * - The file is created mode 0640: it names users and client addresses (personal data), not
  *   secrets, and a log shipper in the file's group may read it; nobody else may.
  *
@@ -41,6 +55,9 @@
 #define ACCESSLOG_HOPS_MAX   8       /* relays named in one line's route */
 #define ACCESSLOG_WARN_S     10      /* s between warnings about dropped lines */
 #define ACCESSLOG_MODE       0640    /* of a file it creates */
+#define ACCESSLOG_BUF_MAX    65536   /* bytes of lines held between writes (>= LINE_MAX) */
+
+struct ev_loop;
 
 typedef struct accesslog accesslog_t;
 
@@ -88,14 +105,23 @@ typedef struct accesslog_event {
     const char *site;   /* the site replica (connector) that took the stream */
 } accesslog_event_t;
 
-/* Opens the log: "stdout", or a file path (created ACCESSLOG_MODE, appended to). NULL with a
- * reason in err. Caller owns the result (accesslog_destroy). */
-accesslog_t *accesslog_new(const char *where, char *err, size_t errlen);
+/* Opens the log: "stdout", or a file path (created ACCESSLOG_MODE, appended to). Lines are
+ * written from an ev_prepare watcher on loop (borrowed: it must outlive the log); a NULL loop
+ * writes each line at once (no batching), for tools without a loop. NULL with a reason in
+ * err. Caller owns the result (accesslog_destroy). */
+accesslog_t *accesslog_new(struct ev_loop *loop, const char *where, char *err, size_t errlen);
+/* Writes what is buffered (lines the file will not take are dropped, with a warning), then
+ * closes. Accepts NULL; sets *lp to NULL. */
 void accesslog_destroy(accesslog_t **lp);
 
-/* Opens the path again (after logrotate moved it); nothing to do for stdout. 0, or -errno
- * with the reason in err (the log keeps the old descriptor). */
+/* Writes the buffered lines to the file opened so far, then opens the path again (after
+ * logrotate moved it); for stdout only the first. 0, or -errno with the reason in err (the log
+ * keeps the old descriptor). */
 int accesslog_reopen(accesslog_t *l, char *err, size_t errlen);
+
+/* Writes what is buffered now, as the loop would before blocking (whole lines; what the file
+ * does not take stays buffered). Nothing to do for NULL. */
+void accesslog_flush(accesslog_t *l);
 
 /* Whether to log this event: one_in 0 = never, 1 = always, N = a random one in N. False when
  * l is NULL (the log is off). */
@@ -104,13 +130,17 @@ bool accesslog_want(accesslog_t *l, uint32_t one_in);
 /* Formats ev as one line (with its newline) into buf (cap >= ACCESSLOG_LINE_MAX). Its length. */
 size_t accesslog_format(const accesslog_event_t *ev, char *buf, size_t cap);
 
-/* Formats and writes ev: one write(2). Counts a line that could not be written whole. */
+/* Formats ev into the buffer; it is written before the loop blocks (with the other lines of
+ * this iteration) or now when the buffer is full. Counts a line dropped for want of room. */
 void accesslog_write(accesslog_t *l, const accesslog_event_t *ev);
 
 typedef struct accesslog_stats {
     uint64_t lines;   /* written whole */
-    uint64_t dropped; /* not written (or not whole): disk full, a reader that stalled */
+    uint64_t dropped; /* not written (or not whole): the buffer full (disk full, a reader that
+                         stalled), or still buffered when the file was reopened or closed */
     uint64_t reopens; /* successful accesslog_reopen calls */
+    uint64_t writes;  /* write(2) or send(2) calls made, failed ones included */
+    uint64_t pending; /* lines in the buffer now (one cut by a short write included) */
 } accesslog_stats_t;
 void accesslog_stats(const accesslog_t *l, accesslog_stats_t *st);
 

@@ -580,18 +580,20 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
 
-    if (n.cfg.access_log[0] && !(n.alog = accesslog_new(n.cfg.access_log, err, errlen))) {
-        rc = -EIO;
-        goto out;
-    }
-    if (n.alog)
-        log_info("access log: %s (SIGHUP reopens it)", n.cfg.access_log);
     n.loop = ev_default_loop(EVFLAG_AUTO);
     if (!n.loop) {
         snprintf(err, errlen, "cannot initialise the event loop");
         rc = -ENOMEM;
         goto out;
     }
+    /* on the loop: the lines of one iteration are written together before it blocks */
+    if (n.cfg.access_log[0] &&
+        !(n.alog = accesslog_new(n.loop, n.cfg.access_log, err, errlen))) {
+        rc = -EIO;
+        goto out;
+    }
+    if (n.alog)
+        log_info("access log: %s (SIGHUP reopens it)", n.cfg.access_log);
     signal(SIGPIPE, SIG_IGN);
     fdlimit_raise();
     n.zctx = zmq_ctx_new();
@@ -814,7 +816,7 @@ out:
     httpproxy_destroy(&n.http);
     httpstats_destroy(&n.http_stats); /* after the proxy that counts into it */
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
-    accesslog_destroy(&n.alog);      /* after the two that write to it */
+    accesslog_destroy(&n.alog);      /* after the two that write to it; writes its buffer */
     tlsctx_destroy(&n.tls);
     meshnode_destroy(&n.mesh);
     if (n.zctx)

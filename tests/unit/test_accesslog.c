@@ -1,5 +1,8 @@
 /* common/accesslog: every line is one valid JSON object whatever bytes its fields hold, within
- * ACCESSLOG_LINE_MAX; sampling; the file: mode, append, reopen after a rename, a full disk. */
+ * ACCESSLOG_LINE_MAX; sampling; the file: mode, append, reopen after a rename, a full disk;
+ * batching: the lines of one loop iteration in one write(2) before the loop blocks, a write
+ * when the buffer would pass ACCESSLOG_BUF_MAX, whole lines only (a short write's rest first,
+ * next iteration), the buffer written on reopen and close, the bound, drops counted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -10,10 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <ev.h>
 
 #include "common/accesslog.h"
 #include "common/rng.h"
@@ -349,7 +355,7 @@ static void test_want(void **state)
 {
     (void)state;
     char err[200];
-    accesslog_t *l = accesslog_new("/dev/null", err, sizeof(err));
+    accesslog_t *l = accesslog_new(NULL, "/dev/null", err, sizeof(err));
     assert_non_null(l);
     assert_false(accesslog_want(NULL, 1));
     assert_false(accesslog_want(l, 0));
@@ -360,53 +366,116 @@ static void test_want(void **state)
     assert_in_range(hits, 9000, 11000);
     accesslog_destroy(&l);
     assert_null(l);
+    accesslog_destroy(&l); /* NULL: nothing */
 }
 
 /* ---- the file ------------------------------------------------------------------------------ */
 
-static size_t count_lines(const char *path)
+/* Lines of path, each checked whole and valid; a last line without its newline (a cut line)
+ * is not counted, and says so in *cut when asked. */
+static size_t count_lines_cut(const char *path, bool *cut)
 {
     FILE *f = fopen(path, "r");
+    if (cut)
+        *cut = false;
     if (!f)
         return 0;
     char line[ACCESSLOG_LINE_MAX + 1];
     size_t n = 0;
     while (fgets(line, sizeof(line), f)) {
-        assert_true(valid_line(line, strlen(line)));
+        size_t len = strlen(line);
+        if (len && line[len - 1] != '\n' && feof(f)) {
+            assert_non_null(cut); /* a cut line where none may be */
+            *cut = true;
+            break;
+        }
+        assert_true(valid_line(line, len));
         n++;
     }
     fclose(f);
     return n;
 }
 
+static size_t count_lines(const char *path)
+{
+    return count_lines_cut(path, NULL);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+struct tmp {
+    char dir[64], path[300], moved[300];
+};
+
+static void tmp_make(struct tmp *t)
+{
+    snprintf(t->dir, sizeof(t->dir), "/tmp/test_accesslog.XXXXXX");
+    assert_non_null(mkdtemp(t->dir));
+    snprintf(t->path, sizeof(t->path), "%s/access.log", t->dir);
+    snprintf(t->moved, sizeof(t->moved), "%s/access.log.1", t->dir);
+}
+
+static void tmp_remove(struct tmp *t)
+{
+    unlink(t->path);
+    unlink(t->moved);
+    assert_int_equal(rmdir(t->dir), 0);
+}
+
+static size_t line_len(const accesslog_event_t *ev)
+{
+    char buf[ACCESSLOG_LINE_MAX];
+    return accesslog_format(ev, buf, sizeof(buf));
+}
+
+/* One loop iteration: the log's prepare watcher runs before the (non-)block. */
+static void iterate(struct ev_loop *loop)
+{
+    ev_run(loop, EVRUN_NOWAIT);
+}
+
 static void test_file_reopen(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_accesslog.XXXXXX", path[300], moved[300], err[300];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/access.log", dir);
-    snprintf(moved, sizeof(moved), "%s/access.log.1", dir);
+    struct tmp t;
+    char err[300];
+    tmp_make(&t);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     mode_t old = umask(022);
-    accesslog_t *l = accesslog_new(path, err, sizeof(err));
+    accesslog_t *l = accesslog_new(loop, t.path, err, sizeof(err));
     umask(old);
     assert_non_null(l);
     struct stat st;
-    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(stat(t.path, &st), 0);
     assert_int_equal(st.st_mode & 0777, ACCESSLOG_MODE);
     accesslog_event_t ev = full_event("x");
     accesslog_write(l, &ev);
     accesslog_write(l, &ev);
-    assert_int_equal(rename(path, moved), 0);
+    iterate(loop);
+    assert_int_equal(count_lines(t.path), 2);
+    assert_int_equal(rename(t.path, t.moved), 0);
     accesslog_write(l, &ev); /* still the old file, as logrotate expects until the HUP */
+    assert_int_equal(file_size(t.moved), 2 * (off_t)line_len(&ev)); /* buffered */
+    /* the reopen writes the buffer to the old file before it switches */
     assert_int_equal(accesslog_reopen(l, err, sizeof(err)), 0);
+    assert_int_equal(count_lines(t.moved), 3);
     accesslog_write(l, &ev);
+    assert_int_equal(file_size(t.path), 0);
+    iterate(loop);
     accesslog_stats_t s;
     accesslog_stats(l, &s);
     assert_int_equal(s.lines, 4);
     assert_int_equal(s.reopens, 1);
-    assert_int_equal(count_lines(moved), 3);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(s.dropped, 0);
+    assert_int_equal(count_lines(t.moved), 3);
+    assert_int_equal(count_lines(t.path), 1);
     /* the cached second gives the same text as a fresh one */
-    FILE *f = fopen(moved, "r");
+    FILE *f = fopen(t.moved, "r");
     char first[ACCESSLOG_LINE_MAX + 1], third[ACCESSLOG_LINE_MAX + 1], fresh[ACCESSLOG_LINE_MAX];
     assert_non_null(fgets(first, sizeof(first), f));
     assert_non_null(fgets(third, sizeof(third), f));
@@ -416,34 +485,350 @@ static void test_file_reopen(void **state)
     assert_int_equal(strlen(first), fl);
     assert_memory_equal(first, fresh, fl);
     assert_string_equal(first, third);
-    assert_int_equal(count_lines(path), 1);
     /* a reopen that fails keeps the old descriptor */
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(dir) == 0 ? 0 : errno, ENOTEMPTY);
-    unlink(moved);
-    assert_int_equal(rmdir(dir), 0);
+    unlink(t.moved);
+    assert_int_equal(unlink(t.path), 0);
+    assert_int_equal(rmdir(t.dir), 0);
     assert_true(accesslog_reopen(l, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "cannot open the access log"));
     accesslog_destroy(&l);
+    ev_loop_destroy(loop);
+}
+
+/* The lines of one iteration: none written before the loop would block, then all in one
+ * write(2); an idle iteration writes nothing. */
+static void test_batching(void **state)
+{
+    (void)state;
+    struct tmp t;
+    char err[300];
+    tmp_make(&t);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, t.path, err, sizeof(err));
+    assert_non_null(l);
+    accesslog_event_t ev = full_event("batch");
+    for (int i = 0; i < 100; i++)
+        accesslog_write(l, &ev);
+    accesslog_stats_t s;
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 0);
+    assert_int_equal(s.pending, 100);
+    assert_int_equal(file_size(t.path), 0);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 1);
+    assert_int_equal(s.lines, 100);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(count_lines(t.path), 100);
+    iterate(loop);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 1);
+    /* accesslog_flush: now, without the loop */
+    accesslog_write(l, &ev);
+    accesslog_flush(l);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 2);
+    assert_int_equal(count_lines(t.path), 101);
+    /* the log does not keep the loop running: ev_run returns with nothing else active */
+    ev_run(loop, 0);
+    accesslog_destroy(&l);
+    ev_loop_destroy(loop);
+    /* without a loop: each line at once */
+    l = accesslog_new(NULL, t.path, err, sizeof(err));
+    assert_non_null(l);
+    accesslog_write(l, &ev);
+    assert_int_equal(count_lines(t.path), 102);
+    accesslog_destroy(&l);
+    tmp_remove(&t);
+}
+
+/* A line that could pass ACCESSLOG_BUF_MAX writes the buffer first; every write ends on a
+ * line's end. */
+static void test_bound(void **state)
+{
+    (void)state;
+    struct tmp t;
+    char err[300];
+    tmp_make(&t);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, t.path, err, sizeof(err));
+    assert_non_null(l);
+    static char v[3000];
+    uint64_t seed = 7;
+    size_t total = 0, bytes = 0;
+    accesslog_stats_t s;
+    while (bytes < 3 * ACCESSLOG_BUF_MAX) { /* lines of every length, up to the longest */
+        size_t len = rng_below(&seed, sizeof(v) - 1);
+        memset(v, 'a' + (int)(total % 26), len);
+        v[len] = '\0';
+        accesslog_event_t ev = full_event(v);
+        accesslog_write(l, &ev);
+        total++;
+        bytes += line_len(&ev);
+        off_t sz = file_size(t.path);
+        assert_true(sz >= (off_t)(bytes > ACCESSLOG_BUF_MAX ? bytes - ACCESSLOG_BUF_MAX : 0));
+        if (sz > 0) { /* whole lines only */
+            char last;
+            int fd = open(t.path, O_RDONLY);
+            assert_int_equal(pread(fd, &last, 1, sz - 1), 1);
+            close(fd);
+            assert_int_equal(last, '\n');
+        }
+    }
+    accesslog_stats(l, &s);
+    assert_true(s.writes >= 2);
+    assert_true(s.writes <= 2 * bytes / ACCESSLOG_BUF_MAX + 1); /* batches, not lines */
+    assert_int_equal(s.lines + s.pending, total);
+    assert_int_equal(count_lines(t.path), s.lines);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.lines, total);
+    assert_int_equal(s.dropped, 0);
+    assert_int_equal(count_lines(t.path), total);
+    assert_int_equal(file_size(t.path), (off_t)bytes);
+    accesslog_destroy(&l);
+    ev_loop_destroy(loop);
+    tmp_remove(&t);
+}
+
+/* Closing writes the buffer. */
+static void test_close_flushes(void **state)
+{
+    (void)state;
+    struct tmp t;
+    char err[300];
+    tmp_make(&t);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, t.path, err, sizeof(err));
+    assert_non_null(l);
+    accesslog_event_t ev = full_event("bye");
+    for (int i = 0; i < 5; i++)
+        accesslog_write(l, &ev);
+    assert_int_equal(file_size(t.path), 0);
+    accesslog_destroy(&l);
+    assert_int_equal(count_lines(t.path), 5);
+    ev_loop_destroy(loop);
+    tmp_remove(&t);
+}
+
+/* A file that takes part of a write: RLIMIT_FSIZE cuts the write at the limit (then EFBIG),
+ * as a full disk does. */
+static void set_fsize(rlim_t max)
+{
+    struct rlimit r;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &r), 0);
+    r.rlim_cur = max == RLIM_INFINITY ? r.rlim_max : max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &r), 0);
+}
+
+/* The rest of a cut line is written first, next iteration, before any other line: the file
+ * never holds half a line followed by another. */
+static void test_short_write(void **state)
+{
+    (void)state;
+    struct tmp t;
+    char err[300];
+    tmp_make(&t);
+    signal(SIGXFSZ, SIG_IGN);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, t.path, err, sizeof(err));
+    assert_non_null(l);
+    accesslog_event_t ev = full_event("short");
+    size_t ll = line_len(&ev), limit = 3 * ll + ll / 2;
+    set_fsize(limit);
+    for (int i = 0; i < 10; i++)
+        accesslog_write(l, &ev);
+    iterate(loop);
+    accesslog_stats_t s;
+    accesslog_stats(l, &s);
+    assert_int_equal(s.lines, 3);
+    assert_int_equal(s.pending, 7); /* the cut one included */
+    assert_int_equal(file_size(t.path), (off_t)limit);
+    bool cut;
+    assert_int_equal(count_lines_cut(t.path, &cut), 3);
+    assert_true(cut);
+    /* still full: one attempt per iteration, nothing dropped, no line after the cut one */
+    iterate(loop);
+    iterate(loop);
+    accesslog_write(l, &ev);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 3);
+    assert_int_equal(s.dropped, 0);
+    assert_int_equal(file_size(t.path), (off_t)limit);
+    set_fsize(RLIM_INFINITY);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.lines, 11);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(count_lines_cut(t.path, &cut), 11);
+    assert_false(cut);
+    assert_int_equal(file_size(t.path), (off_t)(11 * ll));
+
+    /* A reopen with a cut line: its rest can go to neither file; dropped, counted; the whole
+     * lines after it go to the new file. */
+    set_fsize(limit + 11 * ll);
+    for (int i = 0; i < 10; i++)
+        accesslog_write(l, &ev);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.lines, 14);
+    assert_int_equal(s.pending, 7);
+    assert_int_equal(rename(t.path, t.moved), 0);
+    assert_int_equal(accesslog_reopen(l, err, sizeof(err)), 0);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.dropped, 1);
+    assert_int_equal(s.pending, 6);
+    set_fsize(RLIM_INFINITY);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.lines, 20);
+    assert_int_equal(count_lines_cut(t.moved, &cut), 14);
+    assert_true(cut); /* the limit kept even the newline out */
+    assert_int_equal(count_lines_cut(t.path, &cut), 6);
+    assert_false(cut);
+    /* the file takes lines again: an iteration's lines past the bound are written, not
+     * dropped (the failure stopped retries for its own iteration only) */
+    size_t n = 3 * ACCESSLOG_BUF_MAX / ll;
+    for (size_t i = 0; i < n; i++)
+        accesslog_write(l, &ev);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.dropped, 1);
+    assert_int_equal(s.lines, 20 + n);
+    assert_int_equal(count_lines(t.path), 6 + n);
+    accesslog_destroy(&l);
+    ev_loop_destroy(loop);
+    signal(SIGXFSZ, SIG_DFL);
+    tmp_remove(&t);
 }
 
 static void test_disk_full(void **state)
 {
     (void)state;
     char err[200];
-    accesslog_t *l = accesslog_new("/dev/full", err, sizeof(err));
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, "/dev/full", err, sizeof(err));
     if (!l)
         skip();
     accesslog_event_t ev = full_event("y");
-    for (int i = 0; i < 100; i++)
+    size_t ll = line_len(&ev), n = 2 * ACCESSLOG_BUF_MAX / ll;
+    for (size_t i = 0; i < n; i++)
         accesslog_write(l, &ev); /* returns at once, every time */
     accesslog_stats_t s;
     accesslog_stats(l, &s);
     assert_int_equal(s.lines, 0);
-    assert_int_equal(s.dropped, 100);
+    /* the buffer holds what fits; the rest is dropped whole and counted */
+    assert_int_equal(s.pending, ACCESSLOG_BUF_MAX / ll);
+    assert_int_equal(s.dropped, n - s.pending);
+    assert_int_equal(s.writes, 1); /* one try when full, then none until the next iteration */
+    iterate(loop);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 3);
+    assert_int_equal(s.dropped, n - ACCESSLOG_BUF_MAX / ll);
+    accesslog_destroy(&l); /* the buffer: dropped, counted, warned about */
+    ev_loop_destroy(loop);
+    /* without a loop: one try per line */
+    l = accesslog_new(NULL, "/dev/full", err, sizeof(err));
+    assert_non_null(l);
+    for (int i = 0; i < 10; i++)
+        accesslog_write(l, &ev);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 10);
+    assert_int_equal(s.lines, 0);
     accesslog_destroy(&l);
-    assert_null(accesslog_new("/nonexistent-dir/x.log", err, sizeof(err)));
+    assert_null(accesslog_new(NULL, "/nonexistent-dir/x.log", err, sizeof(err)));
     assert_non_null(strstr(err, "/nonexistent-dir/x.log"));
+}
+
+/* A pipe nobody reads (a stalled shipper): chunks of whole lines, each written whole or not at
+ * all; the loop never waits; what the pipe takes later arrives whole and in order. Another
+ * writer shares the pipe (stdout of a supervisor): its lines, between our writes, never land
+ * inside one of ours. */
+static void test_pipe_full(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_true(fcntl(p[0], F_SETPIPE_SZ, 4096) >= 4096);
+    int pipesz = fcntl(p[0], F_GETPIPE_SZ);
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    char where[64], err[200];
+    snprintf(where, sizeof(where), "/proc/self/fd/%d", p[1]);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, where, err, sizeof(err));
+    assert_non_null(l);
+    size_t total = 0, got = 0, dropped_expected = 0, markers = 0, seen = 0;
+    assert_int_equal(fcntl(p[1], F_SETFL, O_NONBLOCK), 0); /* the other writer's description */
+    static char v[1500], rd[ACCESSLOG_BUF_MAX * 2];
+    size_t have = 0;
+    uint64_t seed = 9;
+    accesslog_stats_t s;
+    for (int round = 0; round < 400; round++) {
+        /* a burst of lines, an iteration, then read a little (never all: the pipe stays full) */
+        for (int i = 0; i < 8; i++) {
+            size_t len = rng_below(&seed, sizeof(v) - 1);
+            memset(v, 'A' + (int)(total % 26), len);
+            v[len] = '\0';
+            accesslog_event_t ev = full_event(v);
+            accesslog_write(l, &ev);
+            total++;
+        }
+        iterate(loop);
+        if (write(p[1], "{}\n", 3) == 3) /* the other writer, between two of ours */
+            markers++;
+        if (round % 3 == 0) {
+            ssize_t r = read(p[0], rd + have, (size_t)pipesz / 2);
+            if (r > 0)
+                have += (size_t)r;
+        }
+        /* every whole line read so far is valid; keep a partial read for the next round */
+        char *start = rd, *nl;
+        while ((nl = memchr(start, '\n', have - (size_t)(start - rd))) != NULL) {
+            assert_true(valid_line(start, (size_t)(nl - start) + 1));
+            if (nl - start == 2)
+                seen++; /* "{}": the other writer's */
+            else
+                got++;
+            start = nl + 1;
+        }
+        have -= (size_t)(start - rd);
+        memmove(rd, start, have);
+    }
+    accesslog_stats(l, &s);
+    assert_true(s.dropped > 0); /* the pipe is much slower than the lines */
+    dropped_expected = s.dropped;
+    /* the reader catches up: the buffer drains, nothing more dropped */
+    for (int i = 0; i < 10000 && (s.pending || have); i++) {
+        iterate(loop);
+        ssize_t r = read(p[0], rd + have, sizeof(rd) - have);
+        if (r > 0)
+            have += (size_t)r;
+        char *start = rd, *nl;
+        while ((nl = memchr(start, '\n', have - (size_t)(start - rd))) != NULL) {
+            assert_true(valid_line(start, (size_t)(nl - start) + 1));
+            if (nl - start == 2)
+                seen++; /* "{}": the other writer's */
+            else
+                got++;
+            start = nl + 1;
+        }
+        have -= (size_t)(start - rd);
+        memmove(rd, start, have);
+        accesslog_stats(l, &s);
+    }
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(have, 0);
+    assert_int_equal(s.dropped, dropped_expected);
+    assert_int_equal(s.lines, got);
+    assert_int_equal(got + s.dropped, total);
+    assert_true(markers > 0);
+    assert_int_equal(seen, markers);
+    accesslog_destroy(&l);
+    ev_loop_destroy(loop);
+    close(p[0]);
+    close(p[1]);
 }
 
 int main(void)
@@ -452,7 +837,10 @@ int main(void)
         cmocka_unit_test(test_checker_refuses), cmocka_unit_test(test_every_byte),
         cmocka_unit_test(test_long_and_random), cmocka_unit_test(test_escape),
         cmocka_unit_test(test_fields),          cmocka_unit_test(test_want),
-        cmocka_unit_test(test_file_reopen),     cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_file_reopen),     cmocka_unit_test(test_batching),
+        cmocka_unit_test(test_bound),           cmocka_unit_test(test_close_flushes),
+        cmocka_unit_test(test_short_write),     cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_pipe_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
