@@ -77,7 +77,7 @@
  * has the arithmetic): bytes processed with one key (headers, plaintext and tags; a SPLIT
  * record's tail is not the channel key's and does not count), 2^36, where the AES-GCM bound for
  * a 2^-57 advantage is about 2^38.5; and the key's age, for forward secrecy on quiet tunnels. */
-#define SC_REKEY_BYTES (64ull << 30)      /* bytes */
+#define SC_REKEY_BYTES (64ull << 30)       /* bytes */
 #define SC_REKEY_MS    (3600ull * 1000ull) /* ms */
 
 enum sc_record_type {
@@ -136,11 +136,12 @@ typedef struct sc {
      * suite, so that each record does not redo the key schedule */
     crypto_aead_aes256gcm_state tx_aes, rx_aes;
     /* rekeying (sc_rekey_config); the limits apply to this end's sending key */
-    uint64_t rekey_bytes;        /* bytes: 0 = SC_REKEY_BYTES */
-    uint64_t rekey_ms;           /* ms: 0 = no limit by age (sc_rekey_config not called) */
-    uint64_t tx_key_bytes;       /* bytes processed with the current tx key */
-    uint64_t tx_key_ms;          /* ms (the caller's clock): when the current tx key was made */
-    uint64_t tx_rekeys, rx_rekeys; /* keys replaced so far per direction: the current key's number */
+    uint64_t rekey_bytes;  /* bytes: 0 = SC_REKEY_BYTES */
+    uint64_t rekey_ms;     /* ms: 0 = no limit by age (sc_rekey_config not called) */
+    uint64_t tx_key_bytes; /* bytes processed with the current tx key */
+    uint64_t tx_key_ms;    /* ms (the caller's clock): when the current tx key was made */
+    uint64_t tx_rekeys;    /* keys replaced so far sending: the current tx key's number */
+    uint64_t rx_rekeys;    /* and receiving: the current rx key's number */
 } sc_t;
 
 /* Suites this machine can run, as a bitmask of 1 << enum sc_suite (narrowed by

@@ -66,9 +66,9 @@ static struct randombytes_implementation det_rng = {
 /* ---- fixtures ----------------------------------------------------------------------------- */
 
 struct pair {
-    sc_t i, r;                     /* established */
-    uint8_t rec[64 + SC_OVERHEAD]; /* record 0 from i to r */
-    uint8_t rekey[SC_REKEY_LEN];   /* also record 0 from i to r (another timeline): a REKEY */
+    sc_t i, r;                       /* established */
+    uint8_t rec[64 + SC_OVERHEAD];   /* record 0 from i to r */
+    uint8_t rekey[SC_REKEY_LEN];     /* also record 0 from i to r (another timeline): a REKEY */
     uint8_t after[64 + SC_OVERHEAD]; /* record 1 after that REKEY, with i's next key */
     uint8_t stale[64 + SC_OVERHEAD]; /* record 1 sealed with the old key instead */
 };

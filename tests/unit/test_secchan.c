@@ -939,7 +939,6 @@ static void test_small_order_ephemeral(void **state)
         sc_accept(&r, r_pk, r_sk, hello + SC_HDR_LEN, (size_t)n - SC_HDR_LEN, &p, &plen), -EBADMSG);
 }
 
-
 /* ---- rekeying ----------------------------------------------------------------------------- */
 
 /* Seals a REKEY at from and opens it at to: both switch, and the next records open. */
@@ -1064,8 +1063,7 @@ static void test_rekey_replay(void **state)
 {
     sc_t i, r, r0;
     default_handshake(&i, &r0);
-    uint8_t rk[SC_REKEY_LEN], copy[SC_REKEY_LEN], plain[20] = {1},
-                                                  data[20 + SC_OVERHEAD];
+    uint8_t rk[SC_REKEY_LEN], copy[SC_REKEY_LEN], plain[20] = {1}, data[20 + SC_OVERHEAD];
     sc_piece_t piece = {plain, sizeof(plain)};
     assert_int_equal(sc_seal_rekey(&i, 1, rk), SC_REKEY_LEN);
     assert_int_equal(sc_seal(&i, &piece, 1, data), sizeof(data));
@@ -1191,7 +1189,8 @@ static void test_rekey_wipes(void **state)
         memcpy(old_tx, i.tx_key, 32);
         memcpy(old_rx, i.rx_key, 32);
         assert_non_null(memmem(&i, sizeof(i), old_tx, 32)); /* the search finds a live key */
-        if (suites[k] == SC_SUITE_AES256GCM) /* ... and its expansion holds it too */
+        /* ... and the AES expansion holds it too */
+        if (suites[k] == SC_SUITE_AES256GCM)
             assert_non_null(memmem(&i.tx_aes, sizeof(i.tx_aes), old_tx, 16));
         rekey_one(&i, &r);
         assert_null(memmem(&i, sizeof(i), old_tx, 32));
@@ -1491,13 +1490,11 @@ static void test_key_schedule(void **state)
         nonce[4 + b] = (uint8_t)(seq >> (8 * b));
     int rc;
     if (i.suite == SC_SUITE_AES256GCM)
-        rc = crypto_aead_aes256gcm_decrypt_detached(num, NULL, rec + SC_HDR_LEN, 8,
-                                                    rec + SC_HDR_LEN + 8, rec, SC_HDR_LEN, nonce,
-                                                    i2r);
+        rc = crypto_aead_aes256gcm_decrypt_detached(
+            num, NULL, rec + SC_HDR_LEN, 8, rec + SC_HDR_LEN + 8, rec, SC_HDR_LEN, nonce, i2r);
     else
-        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(num, NULL, rec + SC_HDR_LEN, 8,
-                                                                rec + SC_HDR_LEN + 8, rec,
-                                                                SC_HDR_LEN, nonce, i2r);
+        rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+            num, NULL, rec + SC_HDR_LEN, 8, rec + SC_HDR_LEN + 8, rec, SC_HDR_LEN, nonce, i2r);
     assert_int_equal(rc, 0);
     static const uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     assert_memory_equal(num, one, 8);

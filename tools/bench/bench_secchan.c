@@ -4,6 +4,9 @@
  *   aes256gcm  sc_seal + sc_open of 64 KiB records, suite forced to AES-256-GCM (skipped on a
  *              CPU without AES-NI/CLMUL)
  *   chacha20   the same with ChaCha20-Poly1305-IETF
+ *   +rekey     the same, with a REKEY sealed and opened every --rekey-every records (default
+ *              16: every MiB, where a tunnel rekeys after 64 GiB), its cost counted in seal and
+ *              open: what rekeying costs the record path at worst; also us per rekey
  *   curve      the peer: what one ZeroMQ CURVE message costs in crypto and copies, done the
  *              way libzmq does it (copy the message behind crypto_box_ZEROBYTES of padding,
  *              crypto_box_afternm = XSalsa20-Poly1305, copy the box out; the reverse to open)
@@ -14,7 +17,7 @@
  * open, i.e. what one core can push if it did both ends. The ratio is both / curve's both.
  * Every run checks the last record's plaintext round-tripped (a mismatch exits 1).
  *
- * Usage: bench_secchan [--seconds S] [--runs R] [--size BYTES] */
+ * Usage: bench_secchan [--seconds S] [--runs R] [--size BYTES] [--rekey-every N] */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,6 +34,7 @@
 
 struct result {
     double seal, open, both; /* Gbit/s */
+    double rekey_us;         /* us per rekey (seal + open of a REKEY); 0 without */
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -75,13 +79,26 @@ static void make_pair(sc_t *i, sc_t *r, uint8_t suites)
 }
 
 static struct result run_secchan(sc_t *i, sc_t *r, const uint8_t *plain, size_t size, uint8_t *rec,
-                                 double seconds)
+                                 double seconds, unsigned rekey_every)
 {
-    double t_seal = 0, t_open = 0, start = clock_mono_s();
-    uint64_t records = 0;
+    double t_seal = 0, t_open = 0, t_rekey = 0, start = clock_mono_s();
+    uint64_t records = 0, rekeys = 0;
     size_t plen = 0;
     sc_piece_t piece = {plain, size};
     do {
+        if (rekey_every && records % rekey_every == rekey_every - 1) {
+            uint8_t rk[SC_REKEY_LEN];
+            double t0 = clock_mono_s();
+            ssize_t n = sc_seal_rekey(i, 1, rk);
+            double t1 = clock_mono_s();
+            if (n != SC_REKEY_LEN || sc_open_rekey(r, rk, rk + SC_HDR_LEN, SC_REKEY_BODY_LEN) != 0)
+                die("rekey failed");
+            double t2 = clock_mono_s();
+            t_seal += t1 - t0;
+            t_open += t2 - t1;
+            t_rekey += t2 - t0;
+            rekeys++;
+        }
         double t0 = clock_mono_s();
         ssize_t n = sc_seal(i, &piece, 1, rec);
         double t1 = clock_mono_s();
@@ -96,8 +113,8 @@ static struct result run_secchan(sc_t *i, sc_t *r, const uint8_t *plain, size_t 
     if (plen != size || memcmp(rec + SC_HDR_LEN, plain, size) != 0)
         die("record did not round-trip");
     double bits = (double)records * (double)size * 8;
-    return (struct result){bits / t_seal / 1e9, bits / t_open / 1e9,
-                           bits / (t_seal + t_open) / 1e9};
+    return (struct result){bits / t_seal / 1e9, bits / t_open / 1e9, bits / (t_seal + t_open) / 1e9,
+                           rekeys ? t_rekey / (double)rekeys * 1e6 : 0};
 }
 
 /* libzmq's curve_mechanism_base_t::encode/decode, minus the framing: the crypto and the
@@ -143,18 +160,20 @@ static struct result run_curve(const uint8_t *plain, size_t size, double seconds
     free(out);
     double bits = (double)records * (double)size * 8;
     return (struct result){bits / t_seal / 1e9, bits / t_open / 1e9,
-                           bits / (t_seal + t_open) / 1e9};
+                           bits / (t_seal + t_open) / 1e9, 0};
 }
 
 static struct result median_of(struct result *r, int runs)
 {
-    double seal[RUNS_MAX], open[RUNS_MAX], both[RUNS_MAX];
+    double seal[RUNS_MAX], open[RUNS_MAX], both[RUNS_MAX], rekey[RUNS_MAX];
     for (int k = 0; k < runs; k++) {
         seal[k] = r[k].seal;
         open[k] = r[k].open;
         both[k] = r[k].both;
+        rekey[k] = r[k].rekey_us;
     }
-    return (struct result){median(seal, runs), median(open, runs), median(both, runs)};
+    return (struct result){median(seal, runs), median(open, runs), median(both, runs),
+                           median(rekey, runs)};
 }
 
 int main(int argc, char **argv)
@@ -162,6 +181,7 @@ int main(int argc, char **argv)
     double seconds = 1;
     int runs = 5;
     size_t size = 65536;
+    unsigned rekey_every = 16;
     for (int k = 1; k < argc; k++) {
         if (!strcmp(argv[k], "--seconds") && k + 1 < argc)
             seconds = atof(argv[++k]);
@@ -169,14 +189,18 @@ int main(int argc, char **argv)
             runs = atoi(argv[++k]);
         else if (!strcmp(argv[k], "--size") && k + 1 < argc)
             size = (size_t)strtoul(argv[++k], NULL, 10);
+        else if (!strcmp(argv[k], "--rekey-every") && k + 1 < argc)
+            rekey_every = (unsigned)strtoul(argv[++k], NULL, 10);
         else {
-            fprintf(stderr, "usage: bench_secchan [--seconds S] [--runs R] [--size BYTES]\n");
+            fprintf(stderr, "usage: bench_secchan [--seconds S] [--runs R] [--size BYTES] "
+                            "[--rekey-every N]\n");
             return 2;
         }
     }
-    if (runs < 1 || runs > RUNS_MAX || seconds <= 0 || size < 1 || size > SC_PLAIN_MAX) {
-        fprintf(stderr, "bench_secchan: runs 1..%d, seconds > 0, size 1..%d\n", RUNS_MAX,
-                SC_PLAIN_MAX);
+    if (runs < 1 || runs > RUNS_MAX || seconds <= 0 || size < 1 || size > SC_PLAIN_MAX ||
+        rekey_every < 1) {
+        fprintf(stderr, "bench_secchan: runs 1..%d, seconds > 0, size 1..%d, rekey-every >= 1\n",
+                RUNS_MAX, SC_PLAIN_MAX);
         return 2;
     }
     if (sodium_init() < 0)
@@ -192,12 +216,15 @@ int main(int argc, char **argv)
     struct contender {
         const char *name;
         enum sc_suite suite; /* 0: the curve peer */
+        bool rekey;          /* a REKEY every rekey_every records */
         bool available;
         sc_t i, r;
         struct result res[RUNS_MAX], median;
     } c[] = {
         {.name = "aes256gcm", .suite = SC_SUITE_AES256GCM},
+        {.name = "aes+rekey", .suite = SC_SUITE_AES256GCM, .rekey = true},
         {.name = "chacha20", .suite = SC_SUITE_CHACHA20POLY1305},
+        {.name = "cha+rekey", .suite = SC_SUITE_CHACHA20POLY1305, .rekey = true},
         {.name = "curve"},
     };
     const size_t nc = sizeof(c) / sizeof(c[0]);
@@ -213,9 +240,9 @@ int main(int argc, char **argv)
     for (int run = 0; run < runs; run++)
         for (size_t k = 0; k < nc; k++)
             if (c[k].available)
-                c[k].res[run] = c[k].suite
-                                    ? run_secchan(&c[k].i, &c[k].r, plain, size, rec, seconds)
-                                    : run_curve(plain, size, seconds);
+                c[k].res[run] = c[k].suite ? run_secchan(&c[k].i, &c[k].r, plain, size, rec,
+                                                         seconds, c[k].rekey ? rekey_every : 0)
+                                           : run_curve(plain, size, seconds);
     for (size_t k = 0; k < nc; k++)
         if (c[k].available)
             c[k].median = median_of(c[k].res, runs);
@@ -223,15 +250,18 @@ int main(int argc, char **argv)
     const struct result *curve = &c[nc - 1].median;
     printf("records of %zu bytes, %d runs of %.1f s per contender, median Gbit/s of plaintext\n",
            size, runs, seconds);
-    printf("%-10s %8s %8s %8s %9s\n", "suite", "seal", "open", "both", "vs curve");
+    printf("%-10s %8s %8s %8s %9s %10s\n", "suite", "seal", "open", "both", "vs curve", "us/rekey");
     for (size_t k = 0; k < nc; k++) {
         if (!c[k].available) {
             printf("%-10s (not available on this CPU)\n", c[k].name);
             continue;
         }
         const struct result *m = &c[k].median;
-        printf("%-10s %8.2f %8.2f %8.2f %8.2fx\n", c[k].name, m->seal, m->open, m->both,
+        printf("%-10s %8.2f %8.2f %8.2f %8.2fx", c[k].name, m->seal, m->open, m->both,
                m->both / curve->both);
+        if (c[k].rekey)
+            printf(" %10.2f (every %u records)", m->rekey_us, rekey_every);
+        printf("\n");
         sc_wipe(&c[k].i);
         sc_wipe(&c[k].r);
     }
