@@ -1144,6 +1144,7 @@ static bool ingress_seal(struct ingress *in, sm_open_t *o, seal_keys_t *keys, co
     o->sealed = true;
     o->seal_from = dp->o.id->node_id;
     memcpy(o->seal_epk, dp->seal_e_pk, sizeof(o->seal_epk));
+    memcpy(o->seal_ipk, dp->keys.pk, sizeof(o->seal_ipk));
     randombytes_buf(o->seal_salt, sizeof(o->seal_salt));
     o->seal_suite = suite;
     uint8_t bind[SEAL_BIND_LEN];

@@ -143,11 +143,12 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
             msgpack_pack_uint32(pk, o->weights[i] ? o->weights[i] : 1);
     }
     if (o->sealed) {
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, 5);
         msgpack_pack_uint64(pk, o->seal_from);
         mpw_bin(pk, o->seal_epk, sizeof(o->seal_epk));
         mpw_bin(pk, o->seal_salt, sizeof(o->seal_salt));
         msgpack_pack_uint8(pk, o->seal_suite);
+        mpw_bin(pk, o->seal_ipk, sizeof(o->seal_ipk));
     }
 }
 
@@ -207,11 +208,13 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
         mpr_nil(&r);
     } else if (n >= 10) {
         uint64_t suite;
-        if (mpr_array(&r, &c) || c < 4 || mpr_uint(&r, &o->seal_from) || o->seal_from == 0 ||
+        if (mpr_array(&r, &c) || c < 5 || mpr_uint(&r, &o->seal_from) || o->seal_from == 0 ||
             get_bin(&r, o->seal_epk, sizeof(o->seal_epk)) ||
             get_bin(&r, o->seal_salt, sizeof(o->seal_salt)) || mpr_uint(&r, &suite) ||
-            suite == 0 || suite > 255 || skip_rest(&r, c, 4))
-            BAD("open: seal is not [ingress id, key 32 bytes, salt 16 bytes, suite]");
+            suite == 0 || suite > 255 || get_bin(&r, o->seal_ipk, sizeof(o->seal_ipk)) ||
+            skip_rest(&r, c, 5))
+            BAD("open: seal is not [ingress id, key 32 bytes, salt 16 bytes, suite, ingress key 32 "
+                "bytes]");
         o->seal_suite = (uint8_t)suite;
         o->sealed = true;
     }
@@ -254,6 +257,7 @@ void sm_open_bind(const sm_open_t *o, uint8_t out[32])
     crypto_generichash_update(&h, o->seal_epk, sizeof(o->seal_epk));
     crypto_generichash_update(&h, o->seal_salt, sizeof(o->seal_salt));
     PUT_U64(o->seal_suite);
+    crypto_generichash_update(&h, o->seal_ipk, sizeof(o->seal_ipk));
 #undef PUT_U64
 #undef PUT_STR
     crypto_generichash_final(&h, out, 32);

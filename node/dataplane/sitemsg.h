@@ -12,7 +12,8 @@
  *       them again (tconn_set_split).
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
  *                     targets: [str], sticky: bool, ingress: str, [weights: [uint],
- *                     [seal: [ingress id: uint, epk: bin 32, salt: bin 16, suite: uint]]]]
+ *                     [seal: [ingress id: uint, epk: bin 32, salt: bin 16, suite: uint,
+ *                             ingress key: bin 32]]]]
  *       seal: the stream is sealed end to end by the ingress PoP for the site (tunnel/seal.h;
  *       weights are then always written, so the seal stays the 10th field; nil there means
  *       not sealed, for a writer with a later field). Relays carry it on unchanged; the site
@@ -104,6 +105,9 @@ typedef struct sm_open {
     uint8_t seal_epk[32];  /* its ephemeral public key */
     uint8_t seal_salt[16]; /* the stream's salt */
     uint8_t seal_suite;    /* enum seal_suite */
+    uint8_t seal_ipk[32];  /* the ingress PoP's static public key (its node record's curve_pk):
+                            * for a site that does not know that PoP (INFO lists at most
+                            * SM_POPS_MAX) */
 } sm_open_t;
 
 /* A resource's health-check settings; all zero / "" = the site's defaults. */

@@ -142,7 +142,7 @@ typedef struct site {
     /* Sealed streams (tunnel/seal.h): K per ingress PoP and ephemeral key, recently used. */
     struct {
         uint64_t from;
-        uint8_t epk[32];
+        uint8_t epk[32], ipk[32];
         uint8_t k[SEAL_KEY_LEN];
     } seal_k[SITE_SEAL_KEYS];
     unsigned nseal_k, seal_next;
@@ -193,27 +193,31 @@ static const char *seal_keys_of(site_t *s, const sm_open_t *o, seal_keys_t *keys
 {
     if (!(seal_local_suites() & (1u << o->seal_suite)))
         return "this site cannot open the stream's seal suite";
+    /* The ingress's static key: the one INFO lists for that PoP, which the OPEN's must match;
+     * a PoP INFO does not list (it names at most SM_POPS_MAX, or the list is behind) is taken
+     * at its word. That admits nothing new: only PoPs holding this site's tunnels can put an
+     * OPEN here, and a PoP may open streams as an ingress anyway; what the seal protects, the
+     * stream's bytes from the PoPs between, comes from the ingress's secrets, whoever it
+     * claims to be. */
+    for (unsigned i = 0; i < s->npops; i++)
+        if (s->pops[i].known && s->pops[i].info.id == o->seal_from &&
+            memcmp(s->pops[i].info.curve_pk, o->seal_ipk, 32))
+            return "the seal names a PoP with another key than the mesh gave it";
     uint8_t k[SEAL_KEY_LEN];
     bool have = false;
     for (unsigned i = 0; i < s->nseal_k && !have; i++)
-        if (s->seal_k[i].from == o->seal_from && !memcmp(s->seal_k[i].epk, o->seal_epk, 32)) {
+        if (s->seal_k[i].from == o->seal_from && !memcmp(s->seal_k[i].epk, o->seal_epk, 32) &&
+            !memcmp(s->seal_k[i].ipk, o->seal_ipk, 32)) {
             memcpy(k, s->seal_k[i].k, SEAL_KEY_LEN);
             have = true;
         }
     if (!have) {
-        /* The ingress's static key from the PoPs INFO lists: one the mesh does not know (or a
-         * relay's claim to be another PoP) gets no keys that work. */
-        const uint8_t *ipk = NULL;
-        for (unsigned i = 0; i < s->npops && !ipk; i++)
-            if (s->pops[i].known && s->pops[i].info.id == o->seal_from)
-                ipk = s->pops[i].info.curve_pk;
-        if (!ipk)
-            return "sealed by a PoP this site does not know (yet)";
-        if (seal_path_site(k, s->keys.sk, s->keys.pk, o->seal_epk, ipk))
+        if (seal_path_site(k, s->keys.sk, s->keys.pk, o->seal_epk, o->seal_ipk))
             return "the stream's seal key is not usable";
         unsigned slot = s->nseal_k < SITE_SEAL_KEYS ? s->nseal_k++ : s->seal_next++ % SITE_SEAL_KEYS;
         s->seal_k[slot].from = o->seal_from;
         memcpy(s->seal_k[slot].epk, o->seal_epk, 32);
+        memcpy(s->seal_k[slot].ipk, o->seal_ipk, 32);
         memcpy(s->seal_k[slot].k, k, SEAL_KEY_LEN);
     }
     uint8_t bind[SEAL_BIND_LEN];

@@ -319,11 +319,12 @@ static void build_open(ctx_t *c, const void *v)
                 f_uint(c, o->weights[i] ? o->weights[i] : 1, F_NONZERO);
     if (seal_field && !o->sealed) {
         msgpack_pack_nil(&c->pk);
-    } else if (seal_field && f_rec_flags(c, 4, F_NIL_ABSENT)) {
+    } else if (seal_field && f_rec_flags(c, 5, F_NIL_ABSENT)) {
         f_uint(c, o->seal_from, F_NONZERO);
         f_bin(c, o->seal_epk, sizeof(o->seal_epk));
         f_bin(c, o->seal_salt, sizeof(o->seal_salt));
         f_uint(c, o->seal_suite, F_NONZERO);
+        f_bin(c, o->seal_ipk, sizeof(o->seal_ipk));
         rec_end(c);
     }
     rec_end(c);
@@ -579,6 +580,8 @@ static int setup(void **state)
     for (unsigned i = 0; i < 16; i++)
         open_sealed.seal_salt[i] = (uint8_t)(0xa0 + i);
     open_sealed.seal_suite = 1;
+    for (unsigned i = 0; i < 32; i++)
+        open_sealed.seal_ipk[i] = (uint8_t)(0x40 + i);
     status_seal.seal = 6;
 
     status_checks.primary = true;
@@ -1236,7 +1239,7 @@ static void test_open_bind(void **state)
     p.npath = 1; /* a relay took hops off */
     sm_open_bind(&p, b);
     assert_memory_equal(a, b, 32);
-    for (int k = 0; k < 9; k++) {
+    for (int k = 0; k < 10; k++) {
         p = o;
         switch (k) {
         case 0: strcpy(p.targets[3], "evil.lan:22"); break;
@@ -1248,6 +1251,7 @@ static void test_open_bind(void **state)
         case 6: p.sticky = !p.sticky; break;
         case 7: p.seal_salt[5] ^= 1; break;
         case 8: p.seal_from++; break;
+        case 9: p.seal_ipk[0] ^= 1; break;
         }
         sm_open_bind(&p, b);
         if (!memcmp(a, b, 32))
