@@ -210,15 +210,18 @@ static int read_text(mpr_t *r, char *dst, size_t cap, bool cut)
 }
 
 void joinmsg_pack_forward(msgpack_packer *pk, uint64_t seq, uint64_t token_id,
-                          const store_entry_t *token, const uint8_t *join, size_t join_len)
+                          const store_entry_t *token, const uint8_t *join, size_t join_len,
+                          bool relayed)
 {
-    msgpack_pack_array(pk, 6);
+    msgpack_pack_array(pk, relayed ? 7 : 6);
     msgpack_pack_uint32(pk, MESH_VERSION);
     msgpack_pack_uint32(pk, MESH_MSG_FORWARD);
     msgpack_pack_uint64(pk, seq);
     msgpack_pack_uint64(pk, token_id);
     ae_entry_pack(pk, token);
     mpw_bin(pk, join, join_len);
+    if (relayed)
+        msgpack_pack_true(pk);
 }
 
 int joinmsg_decode_forward(const uint8_t *buf, size_t len, joinmsg_forward_t *f, const char **why)
@@ -229,12 +232,12 @@ int joinmsg_decode_forward(const uint8_t *buf, size_t len, joinmsg_forward_t *f,
     char key[64];
     memset(f, 0, sizeof(*f));
     mpr_init(&r, buf, len);
-    if (read_head(&r, &count, &type) || type != MESH_MSG_FORWARD || count != 6) {
+    if (read_head(&r, &count, &type) || type != MESH_MSG_FORWARD || count < 6 || count > 7) {
         *why = "not a FORWARD message";
         return -EBADMSG;
     }
     if (mpr_uint(&r, &f->seq) || mpr_uint(&r, &f->token_id) || ae_entry_read(&r, &f->token) ||
-        mpr_bin(&r, &f->join, &jl) || r.left) {
+        mpr_bin(&r, &f->join, &jl) || (count == 7 && mpr_bool(&r, &f->relayed)) || r.left) {
         *why = "malformed FORWARD field";
         return -EBADMSG;
     }

@@ -73,11 +73,14 @@ typedef struct joinmsg_forward {
     store_entry_t token; /* token/<token_id>; borrowed from the buffer */
     const uint8_t *join; /* the JOIN message; borrowed from the buffer */
     size_t join_len;
+    bool relayed; /* sent on by a PoP for a seed that cannot reach the arbiter: not again */
 } joinmsg_forward_t;
 
-/* FORWARD; token is the seed's token/<token_id> entry. */
+/* FORWARD; token is the seed's token/<token_id> entry. relayed: written as a 7th field
+ * (true) only when set, so a FORWARD is what it was before relaying existed. */
 void joinmsg_pack_forward(msgpack_packer *pk, uint64_t seq, uint64_t token_id,
-                          const store_entry_t *token, const uint8_t *join, size_t join_len);
+                          const store_entry_t *token, const uint8_t *join, size_t join_len,
+                          bool relayed);
 /* 0 or -EBADMSG with why; also refuses a token entry that is not token/<token_id>, or a
  * tombstone. */
 int joinmsg_decode_forward(const uint8_t *buf, size_t len, joinmsg_forward_t *f,

@@ -156,7 +156,7 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     meshnet_get_stats(m->net, &ns);
     swim_get_stats(m->swim, &ss);
     mpw_str(pk, "mesh");
-    msgpack_pack_map(pk, 23);
+    msgpack_pack_map(pk, 24);
     mpw_kv_u64(pk, "redials", ns.redials);
     mpw_kv_u64(pk, "conns", ns.conns);
     mpw_kv_u64(pk, "conns_refused", ns.conns_refused);
@@ -173,6 +173,7 @@ void meshnode_pack_status(meshnode_t *m, msgpack_packer *pk)
     msgpack_pack_uint32(pk, ss.local_health);
     mpw_kv_u64(pk, "joins_ok", m->joins_ok);
     mpw_kv_u64(pk, "joins_refused", m->joins_refused);
+    mpw_kv_u64(pk, "joins_relayed", m->join_relayed); /* FORWARDs passed on for a seed */
     mpw_kv_u64(pk, "pushes_applied", m->pushes_applied);
     mpw_kv_u64(pk, "ae_entries_applied", m->ae.entries_applied);
     /* SWIM's own counters (/metrics: popmesh_swim_*) */

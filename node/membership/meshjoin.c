@@ -27,6 +27,10 @@
  * same node again") and answers the joiner from the VERDICT: an admission carries the node's
  * record as the arbiter wrote it, which the seed merges before packing JOIN_OK.
  *
+ * A seed cut off from the arbiter alone (a partial partition) asks two other live PoPs, after
+ * MESHJOIN_RELAY_AFTER_MS, to pass its FORWARD on and the VERDICT back (relay_forward); the
+ * decision is still the arbiter's.
+ *
  * WHEN THE ARBITER IS DOWN. No answer within MESHJOIN_ARBITER_MS (or SWIM already says it is
  * dead) refuses the join with "arbiter-down", naming the arbiter and the two ways out (bring it
  * back, or meshctl node rm it so the next oldest PoP decides). Nothing is written, so the
@@ -66,6 +70,9 @@
 #define MESHJOIN_WAITING_MAX 32   /* JOINs a seed holds for the arbiter at once */
 #define MESHJOIN_RESEND_MS   500  /* ms between two FORWARDs of one JOIN */
 #define MESHJOIN_ARBITER_MS  3000 /* ms the arbiter has to answer; under MESH_JOIN_TIMEOUT */
+#define MESHJOIN_RELAY_AFTER_MS 1000 /* ms without an answer before other PoPs are asked to relay */
+#define MESHJOIN_RELAYS_PER_JOIN 2   /* PoPs asked to relay one JOIN */
+#define MESHJOIN_RELAYS_MAX 32       /* FORWARDs this PoP relays at once */
 
 _Static_assert(MESHJOIN_ARBITER_MS + 1000 < MESH_JOIN_TIMEOUT,
                "the joiner must still be waiting when the seed gives up on the arbiter");
@@ -101,12 +108,24 @@ struct join_wait {
     uint8_t rid[MESHNET_RID_MAX]; /* the joiner's connection */
     size_t rl;
     uint64_t deadline_ms;         /* clock_mono_ms: give up on the arbiter */
+    uint64_t relay_ms;            /* clock_mono_ms: from then on, ask relays too */
+    uint64_t relays[MESHJOIN_RELAYS_PER_JOIN]; /* PoPs asked to pass the FORWARD on; 0 = none */
     ev_timer timer;               /* the hold, then the resends */
     meshnode_t *m;
 };
 
+/* A FORWARD this PoP passes on to the arbiter for a seed that cannot reach it. */
+struct join_relay {
+    uint64_t seq;      /* ours, in the FORWARD we send the arbiter; 0 = free slot */
+    uint64_t seed;     /* who asked */
+    uint64_t seed_seq; /* its seq */
+    uint64_t arbiter;
+    uint64_t until_ms; /* clock_mono_ms: forgotten after */
+};
+
 struct meshjoin {
     struct join_wait waits[MESHJOIN_WAITING_MAX];
+    struct join_relay relays[MESHJOIN_RELAYS_MAX];
     uint64_t next_seq;
     uint64_t hold_ms; /* POPMESH_TEST_JOIN_HOLD_MS; 0 = none */
 };
@@ -396,8 +415,23 @@ static void send_forward(struct join_wait *w)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    joinmsg_pack_forward(&pk, w->seq, w->token_id, &tok, w->join, w->join_len);
+    joinmsg_pack_forward(&pk, w->seq, w->token_id, &tok, w->join, w->join_len, false);
     meshnode_send(m, w->arbiter, (const uint8_t *)sb.data, sb.size); /* loss: resent */
+    /* No answer for a while: the arbiter may be alive but cut off from us alone (a firewall,
+     * a partial partition: SWIM's indirect probes keep it alive). Other PoPs pass the FORWARD
+     * on and its VERDICT back; the decision is still the arbiter's, taken once. */
+    if (clock_mono_ms() >= w->relay_ms) {
+        if (!w->relays[0]) {
+            size_t n, k = 0;
+            const reg_node_t *reg = meshnode_registry(m, &n);
+            for (size_t i = 0; i < n && k < MESHJOIN_RELAYS_PER_JOIN; i++)
+                if (!reg[i].removed && reg[i].role == ROLE_POP && reg[i].id != w->arbiter &&
+                    reg[i].id != m->o.id->node_id && meshnode_is_alive(m, reg[i].id))
+                    w->relays[k++] = reg[i].id;
+        }
+        for (size_t k = 0; k < MESHJOIN_RELAYS_PER_JOIN && w->relays[k]; k++)
+            meshnode_send(m, w->relays[k], (const uint8_t *)sb.data, sb.size);
+    }
     msgpack_sbuffer_destroy(&sb);
     store_entry_free(&tok);
 }
@@ -428,6 +462,7 @@ static void wait_proceed(struct join_wait *w)
         }
     }
     w->deadline_ms = clock_mono_ms() + MESHJOIN_ARBITER_MS;
+    w->relay_ms = clock_mono_ms() + MESHJOIN_RELAY_AFTER_MS;
     send_forward(w);
     ev_timer_stop(m->o.loop, &w->timer);
     ev_timer_set(&w->timer, MESHJOIN_RESEND_MS / 1000.0, MESHJOIN_RESEND_MS / 1000.0);
@@ -506,6 +541,64 @@ void meshjoin_handle(meshnode_t *m, uint64_t token_id, const uint8_t *rid, size_
     wait_proceed(w);
 }
 
+/* A seed that cannot reach the arbiter asked us to pass its FORWARD on: sent again under our
+ * own seq (seeds' seqs may clash), marked relayed (no PoP passes it on twice, so two PoPs that
+ * disagree on the arbiter cannot bounce it), the VERDICT to go back to the seed. A repeat
+ * (the seed resends) reuses the slot. */
+static void relay_forward(meshnode_t *m, uint64_t seed, const joinmsg_forward_t *f,
+                          uint64_t arbiter)
+{
+    struct meshjoin *j = m->join;
+    uint64_t now = clock_mono_ms();
+    struct join_relay *r = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < MESHJOIN_RELAYS_MAX; i++) {
+        struct join_relay *c = &j->relays[i];
+        if (c->seq && now >= c->until_ms)
+            c->seq = 0; /* expired */
+        if (c->seq && c->seed == seed && c->seed_seq == f->seq)
+            r = c;
+        else if (!c->seq && !free_slot)
+            free_slot = c;
+    }
+    if (!r) {
+        if (!free_slot) {
+            m->join_relay_full++;
+            return; /* the seed's deadline tells the joiner */
+        }
+        r = free_slot;
+        *r = (struct join_relay){.seq = ++j->next_seq, .seed = seed, .seed_seq = f->seq,
+                                 .arbiter = arbiter, .until_ms = now + 2 * MESHJOIN_ARBITER_MS};
+        m->join_relayed++;
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    joinmsg_pack_forward(&pk, r->seq, f->token_id, &f->token, f->join, f->join_len, true);
+    meshnode_send(m, r->arbiter, (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A VERDICT for a FORWARD we relayed: back to its seed under the seed's seq. true if it was. */
+static bool relay_verdict(meshnode_t *m, uint64_t from, const joinmsg_verdict_t *v)
+{
+    struct meshjoin *j = m->join;
+    for (size_t i = 0; i < MESHJOIN_RELAYS_MAX; i++) {
+        struct join_relay *r = &j->relays[i];
+        if (!r->seq || r->seq != v->seq || r->arbiter != from)
+            continue;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        joinmsg_pack_verdict(&pk, r->seed_seq, v->code, v->message, v->has_node ? &v->node : NULL);
+        meshnode_send(m, r->seed, (const uint8_t *)sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        return true; /* kept until it expires: a resent FORWARD gets its answer again */
+    }
+    return false;
+}
+
 /* A FORWARD from seed `from`: decided here if this PoP is the arbiter, and answered. */
 void meshjoin_forward(meshnode_t *m, uint64_t from, const uint8_t *msg, size_t len)
 {
@@ -525,6 +618,11 @@ void meshjoin_forward(meshnode_t *m, uint64_t from, const uint8_t *msg, size_t l
     store_entry_t node = {0};
     bool admitted = false;
     const reg_node_t *arb = arbiter_of(m);
+    if (arb && arb->id != m->o.id->node_id && arb->id != from && !f.relayed &&
+        meshnode_is_alive(m, arb->id)) {
+        relay_forward(m, from, &f, arb->id);
+        return;
+    }
     if (!arb || arb->id != m->o.id->node_id) {
         refuse(&ref, "not-arbiter",
                "PoP '%s', asked to decide the join, sees PoP '%s' as the join arbiter (a removal "
@@ -573,10 +671,15 @@ void meshjoin_verdict(meshnode_t *m, uint64_t from, const uint8_t *msg, size_t l
         m->bad_messages++;
         return;
     }
+    if (relay_verdict(m, from, &v))
+        return;
     struct join_wait *w = NULL;
     for (size_t i = 0; i < MESHJOIN_WAITING_MAX && !w; i++) {
         struct join_wait *c = &m->join->waits[i];
-        if (c->used && c->seq == v.seq && c->arbiter == from)
+        bool via = false;
+        for (size_t k = 0; k < MESHJOIN_RELAYS_PER_JOIN; k++)
+            via |= c->relays[k] && c->relays[k] == from;
+        if (c->used && c->seq == v.seq && (c->arbiter == from || via))
             w = c;
     }
     if (!w)

@@ -79,6 +79,7 @@ struct meshnode {
     ae_stats_t ae;
     char mesh_id[33];
     uint64_t joins_ok, joins_refused, bad_messages, pushes_applied;
+    uint64_t join_relayed, join_relay_full; /* FORWARDs passed on to the arbiter for seeds */
     uint64_t bad_version;       /* messages dropped for a version this node does not speak */
     uint64_t bad_version_quiet; /* of those, since the last log line */
     double bad_version_log_at;  /* ev_now of that log line, s */

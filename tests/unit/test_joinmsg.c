@@ -562,7 +562,7 @@ static void pack_forward(msgpack_sbuffer *sb, uint64_t tid, const char *key, boo
         t.value = (uint8_t *)tok_value, t.vlen = sizeof(tok_value);
     msgpack_sbuffer_init(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    joinmsg_pack_forward(&pk, 42, tid, &t, (const uint8_t *)join.data, join.size);
+    joinmsg_pack_forward(&pk, 42, tid, &t, (const uint8_t *)join.data, join.size, false);
     msgpack_sbuffer_destroy(&join);
 }
 
@@ -573,6 +573,7 @@ static void test_forward(void **state)
     const char *why = NULL;
     pack_forward(&sb, 0x1234, "token/0000000000001234", false);
     assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), 0);
+    assert_false(f.relayed);
     assert_int_equal(f.seq, 42);
     assert_int_equal(f.token_id, 0x1234);
     assert_int_equal(f.token.version, 77);
@@ -598,6 +599,27 @@ static void test_forward(void **state)
     assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
     assert_non_null(why);
     msgpack_sbuffer_destroy(&sb);
+    /* Relayed: a 7th field, true; a plain one decodes as not relayed (above: f.relayed). */
+    {
+        store_entry_t t = {.key = (char *)"token/0000000000001234", .klen = 22, .version = 1,
+                           .value = (uint8_t *)tok_value, .vlen = sizeof(tok_value)};
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        static const uint8_t j[] = {0x90};
+        joinmsg_pack_forward(&pk, 7, 0x1234, &t, j, sizeof(j), true);
+        assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), 0);
+        assert_true(f.relayed);
+        assert_int_equal(f.seq, 7);
+        for (size_t cut = 0; cut < sb.size; cut++)
+            if (joinmsg_decode_forward((const uint8_t *)sb.data, cut, &f, &why) != -EBADMSG)
+                fail_msg("relayed FORWARD cut at %zu accepted", cut);
+        /* the 7th field must be a bool */
+        ((uint8_t *)sb.data)[sb.size - 1] = 0x01;
+        assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why),
+                         -EBADMSG);
+        msgpack_sbuffer_destroy(&sb);
+    }
     /* Another message type, a trailing byte. */
     pack_err(&sb, "x", "y");
     assert_int_equal(joinmsg_decode_forward((const uint8_t *)sb.data, sb.size, &f, &why), -EBADMSG);
