@@ -4,7 +4,10 @@
 # 100-byte static file): logged.test (every request logged) and quiet.test (--access-log off:
 # the request goes through exactly the same code, its line is neither formatted nor written).
 # Load: wrk -t2 -c32 -d S, interleaved (on, off, on, off, ...), medians of N runs, and the
-# ratio. Checks the log got one line per request of the logged runs and none of the others.
+# ratio; also popd's CPU time per request (utime + stime from /proc, over each run), which a
+# machine shared with other work disturbs far less than requests/s, and the median of each
+# interleaved pair's ratio. Checks the log got one line per request of the logged runs and none
+# of the others.
 # The target is under 5% apart. Usage:
 #   tools/bench/bench_accesslog.sh [--runs N (5)] [--seconds S (10)]
 # BUILD (default build-bench) is the CMake Release build dir used.
@@ -98,25 +101,33 @@ wrk_run() { # wrk_run NAME HOST: prints "REQ/S REQUESTS"
     echo "$rps $n"
 }
 lines() { grep -c "\"host\":\"$1\"" "$W/access.log" || true; }
+HZ=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/${PID[p1]}/stat"; } # popd's utime + stime
+us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'; }
 
 echo "== load: $RUNS x ${SECS}s each, interleaved log on / log off"
 WRK_OPTS=(-t2 -c32 -d 1s)
 wrk_run warm-up-on logged.test >/dev/null
 wrk_run warm-up-off quiet.test >/dev/null
 WRK_OPTS=(-t2 -c32 -d "${SECS}s")
-declare -a RON=() ROFF=()
+declare -a RON=() ROFF=() CON=() COFF=() PAIR=()
 NON=0
 for r in $(seq 1 "$RUNS"); do
     before=$(lines logged.test)
+    t0=$(ticks)
     read -r a n < <(wrk_run "on $r" logged.test) || exit 1
     RON+=("$a")
+    CON+=("$(us_per $(($(ticks) - t0)) "$n")")
     got=$(( $(lines logged.test) - before ))
     # wrk counts the requests answered; a few more may have been in flight at its end
     [ "$got" -ge "$n" ] && [ "$got" -le $((n + 64)) ] || fail "run $r: $n requests, $got lines"
     NON=$((NON + got))
+    t0=$(ticks)
     read -r a n < <(wrk_run "off $r" quiet.test) || exit 1
     ROFF+=("$a")
-    echo "   run $r: req/s log on ${RON[-1]}, log off ${ROFF[-1]}"
+    COFF+=("$(us_per $(($(ticks) - t0)) "$n")")
+    PAIR+=("$(ratio "${RON[-1]}" "${ROFF[-1]}")")
+    echo "   run $r: req/s log on ${RON[-1]}, log off ${ROFF[-1]}; popd CPU us/request ${CON[-1]}, ${COFF[-1]}"
 done
 [ "$(lines quiet.test)" = 0 ] || fail "quiet.test (access_log off) has lines in the log"
 "$PY" - "$W/access.log" <<'EOF' || fail "a line of the log does not parse"
@@ -138,6 +149,11 @@ echo
 row "metric" "log on" "log off" "on vs off"
 row "----------------------------" "---------------" "---------------" "----------"
 row "requests/s (median)" "$on" "$off" "$(pct "$on" "$off")"
+con=$(median "${CON[@]}")
+coff=$(median "${COFF[@]}")
+row "popd CPU us/request (median)" "$con" "$coff" "$(pct "$con" "$coff")"
 echo "every run, req/s: log on ${RON[*]}; log off ${ROFF[*]}"
+echo "every run, popd CPU us/request: log on ${CON[*]}; log off ${COFF[*]}"
+echo "median of the pairs' req/s ratios (on/off): $(median "${PAIR[@]}")"
 echo
 echo "popd log: $(grep -c ' WARN \| ERROR ' "$W/p1.log" || true) WARN/ERROR lines"
