@@ -618,9 +618,12 @@ void meshjoin_forward(meshnode_t *m, uint64_t from, const uint8_t *msg, size_t l
     store_entry_t node = {0};
     bool admitted = false;
     const reg_node_t *arb = arbiter_of(m);
-    if (arb && arb->id != m->o.id->node_id && arb->id != from && !f.relayed &&
-        meshnode_is_alive(m, arb->id)) {
-        relay_forward(m, from, &f, arb->id);
+    if (arb && arb->id != m->o.id->node_id && !f.relayed) {
+        /* Not ours to decide, and not relayed yet: a seed asks us to pass it on. With the
+         * arbiter not alive here either, say nothing: the seed's deadline answers the joiner
+         * "arbiter-down", which is what it is. */
+        if (arb->id != from && meshnode_is_alive(m, arb->id))
+            relay_forward(m, from, &f, arb->id);
         return;
     }
     if (!arb || arb->id != m->o.id->node_id) {

@@ -72,11 +72,17 @@ echo "# $(shared_stats)"
 [ "$ADMITTED" -le $((BURST + SLACK)) ] ||
     fail "$ADMITTED of $GUESSES guesses spread over 3 PoPs were admitted (one PoP allows $BURST): the PoPs do not share their counts: ${CODES[*]}"
 ok "$ADMITTED of $GUESSES wrong passwords spread over 3 PoPs were checked, the rest refused (429): the mesh allows one PoP's burst ($BURST), not three"
+# The bucket regains one attempt every 10 s: a slow run (a loaded machine) may have earned one
+# back by now, and then one of these is checked (401), no more than the time allows.
+AGAIN=0
 for i in 1 2 3; do
     c=$(login "$i" alice "guess-again")
-    [ "$c" = 429 ] || fail "pop-$i gave $c to a guess for alice after the mesh-wide burst, not 429"
+    case "$c" in 429) ;; 401) AGAIN=$((AGAIN + 1)) ;; *) fail "pop-$i gave $c to alice's next guess" ;; esac
 done
-ok "every PoP refuses alice's next guess (429)"
+EARNED=$((($(date +%s%N) - START) / 10000000000))
+[ "$AGAIN" -le $((EARNED > ADMITTED - BURST ? EARNED - (ADMITTED - BURST) : 0)) ] ||
+    fail "$AGAIN of 3 PoPs checked alice's next guess after the mesh-wide burst (attempts regained since the first guess: $EARNED, used beyond the burst: $((ADMITTED - BURST)))"
+ok "every PoP refuses alice's next guess (429), but for the $AGAIN attempt(s) regained with time"
 c=$(login 2 bob another-long-secret)
 [ "$c" = 302 ] || fail "bob's right password at pop-2 gave $c: another user must not be held back"
 ok "another user (bob) still signs in"

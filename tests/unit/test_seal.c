@@ -86,7 +86,8 @@ static void roundtrip(uint8_t suite)
     for (int n = 0; n < 3; n++) { /* in order, several records */
         size_t len = n == 0 ? 1 : n == 1 ? 1000 : sizeof(plain);
         assert_int_equal(seal_record(a, plain, len, rec), 0);
-        assert_memory_not_equal(rec, plain, len < 16 ? len : 16);
+        if (len >= 16) /* one byte of ciphertext equals the plaintext once in 256 */
+            assert_memory_not_equal(rec, plain, 16);
         assert_int_equal(seal_open(b, rec, len + SEAL_TAG_LEN), 0);
         assert_memory_equal(rec, plain, len);
     }
