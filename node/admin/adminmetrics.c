@@ -205,8 +205,8 @@ static void render_rows(const adminmetrics_src_t *src, promtext_t *out)
             first = r;
         const msgpack_object *root = r->src == S_STATUS ? src->status : src->dns;
         double d;
-        uint64_t u;
-        bool is_u;
+        uint64_t u = 0; /* set when number() says is_u; -O2 cannot see it */
+        bool is_u = false;
         if (!root || !number(lookup(root, r->path), &d, &u, &is_u))
             continue;
         if (!announced || strcmp(announced, r->name)) {

@@ -102,7 +102,7 @@
 #define RESOURCE_LABELS_MAX       8     /* labels in transit_labels */
 #define RESOURCE_ACCESS_LOG_OFF   UINT32_MAX /* access_log: none of its events */
 #define RESOURCE_ACCESS_LOG_MAX   1000000u   /* access_log: the largest N of sample:N */
-#define RESOURCE_ACCESS_LOG_STR   16         /* bytes of "sample:1000000" with the NUL */
+#define RESOURCE_ACCESS_LOG_STR   24 /* bytes of "sample:N" with the NUL, N any uint32 (the compiler checks) */
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */

@@ -271,8 +271,8 @@ static void test_identity_parse_errors(void **state)
     char err[256];
     static const char *bad[] = {
         "curve-secret = 00\nsign-seed = 00\n",
-        "curve-secret = "
-        "zz00000000000000000000000000000000000000000000000000000000000000\n",
+        ("curve-secret = "
+         "zz00000000000000000000000000000000000000000000000000000000000000\n"),
         "sign-seed = 0000000000000000000000000000000000000000000000000000000000000000\n",
         "other = 1\n",
         "",
