@@ -232,6 +232,14 @@ recover() { # recover kill|cut X: restart X from its data directory (no token), 
     fi
     for i in 1 2 3; do wait_for 30 "both replicas online and routed again ($x back), seen by pop-$i" ready "${N[$i]}"; done
     BACK_MS=$((($(date +%s%N) - t0) / 1000000))
+    # A replica back from a cut reports the target down until its checks pass again, and an
+    # ingress tries a replica that cannot reach the target only after those that can (even a
+    # dead one its routes still list): the next phase starts from two healthy replicas, or
+    # its kill measures the health checks' rise, not the failover (seen: 720 ms).
+    for i in 1 2 3; do wait_for 30 "both replicas report the target up, seen by pop-$i" both_up "${N[$i]}"; done
+}
+both_up() { # both_up DIR: the echo target up at both replicas, as DIR merges their reports
+    [ "$(jq_ '"%s/%s" % (j["resources"][0]["targets"][0]["replicas_up"], j["resources"][0]["targets"][0]["replicas_live"])' "$1" targets echo)" = 2/2 ]
 }
 
 # Each hold_open is checked (and ended) by the next phase's hold_check.
