@@ -22,13 +22,35 @@ packages=(
   prometheus
 )
 
+# Node.js and npm run the test peers that exist only on npm (tools/node/package.json: a browser
+# driver for Debian's chromium, an OpenID provider). A machine that already has a node with npm
+# (for example NodeSource's, which bundles npm and conflicts with Debian's npm package) keeps it.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 
+# The npm peers, at the versions pinned in package-lock.json; npm ci runs again only when the
+# lock file changed since the last install.
+node_peers() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/node"
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+     [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    { echo "setup: npm ci in $dir failed" >&2; exit 1; }
+  echo "setup: npm peers installed in $dir/node_modules"
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages already installed"
+  node_peers
   exit 0
 fi
 
@@ -54,4 +76,5 @@ cleanup() { [ "$made_policy" = 1 ] && $SUDO rm -f "$policy"; return 0; }
 trap cleanup EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+node_peers
 echo "setup: done"
