@@ -1,14 +1,15 @@
 /* authadmin: the operator commands of edge authentication.
  *
- *   user.add       {name, password, groups?}      -> {name, groups, session_epoch}
+ *   user.add       {name, password, groups?, admin?} -> {name, groups, session_epoch, admin}
  *   user.list      {}                             -> {users: [{name, groups, created_ms,
- *                                                     session_epoch}]}
+ *                                                     session_epoch, admin}]}
+ *   user.set       {name, admin}                  -> {name, admin}
  *   user.rm        {name}                         -> {name, session_epoch}
  *   user.passwd    {name, password}               -> {name, session_epoch}
  *   session.revoke {user}                         -> {user, session_epoch}
  *   share.create   {resource, ttl_ms?}            -> {resource, token, expires_ms, url?}
- *   apikey.create  {user, ttl_ms?}                -> {id, token, user, expires_ms}
- *   apikey.list    {}                             -> {apikeys: [{id, user, state, ...}]}
+ *   apikey.create  {user, ttl_ms?, admin?}        -> {id, token, user, expires_ms, admin}
+ *   apikey.list    {}                             -> {apikeys: [{id, user, state, admin, ...}]}
  *   apikey.revoke  {id}                           -> {id}
  *   rule.add       {resource, action, cidr|path, priority?} -> the rule with its id
  *   rule.list      {resource?}                    -> {rules: [...]}
@@ -28,6 +29,11 @@
  * Cost: hashing a password takes argon2id's interactive cost (64 MiB, about 0.1 s) on the loop
  * thread. That is acceptable for an operator command, which is rare and local; client logins
  * in the proxy must not do it on the loop.
+ *
+ * The admin flag (user.add --admin, user.set, apikey.create --admin) opens the admin listener's
+ * status page (node/admin). It is read from the record on every admin request, so turning it
+ * off takes effect without revoking the user's sessions; an admin API key works only while its
+ * user is an admin too, so it is refused for a user who is not.
  *
  * Every check runs against this node's view of the store; two operators adding the same user
  * on two nodes at once both succeed locally and last-writer-wins decides, as for sites. */
@@ -130,6 +136,19 @@ static void pack_rule_v(msgpack_packer *pk, const void *r)
     auth_rule_pack(pk, r);
 }
 
+/* 1 found, 0 absent, -EINVAL not a bool. */
+static int arg_bool(const ctl_request_t *req, const char *name, bool *v)
+{
+    const uint8_t *val;
+    size_t vl;
+    int rc = ctl_arg(req, name, &val, &vl);
+    if (rc <= 0)
+        return rc;
+    mpr_t r;
+    mpr_init(&r, val, vl);
+    return mpr_bool(&r, v) == 0 ? 1 : -EINVAL;
+}
+
 static int put_user(authadmin_t *a, const auth_user_t *u)
 {
     char key[AUTH_KEY_MAX];
@@ -216,6 +235,10 @@ static int cmd_user_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         goto out;
     if ((rc = arg_password(req, pk, pw, &pwlen)) != CTL_OK)
         goto out;
+    if (arg_bool(req, "admin", &u->admin) < 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "admin must be true or false");
+        goto out;
+    }
     int orc = auth_user_get(store, u->name, &old);
     if (orc == 0 && !old.removed) {
         rc = control_error(pk, CTL_REFUSED,
@@ -241,11 +264,13 @@ static int cmd_user_add(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
                            store_last_error(store));
         goto out;
     }
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 4);
     mpw_kv_str(pk, "name", u->name);
     pack_groups(pk, u);
     mpw_kv_u64(pk, "session_epoch", u->session_epoch);
-    log_info("auth: user %s added (%u group(s))", u->name, u->ngroups);
+    mpw_kv_bool(pk, "admin", u->admin);
+    log_info("auth: user %s added (%u group(s)%s)", u->name, u->ngroups,
+             u->admin ? ", admin" : "");
     rc = CTL_OK;
 out:
     sodium_memzero(pw, sizeof(pw));
@@ -270,11 +295,12 @@ static int cmd_user_list(void *ctx, const ctl_request_t *req, msgpack_packer *pk
     for (size_t i = 0; i < n; i++) {
         if (all[i].removed)
             continue;
-        msgpack_pack_map(pk, 4); /* never the hash */
+        msgpack_pack_map(pk, 5); /* never the hash */
         mpw_kv_str(pk, "name", all[i].name);
         pack_groups(pk, &all[i]);
         mpw_kv_u64(pk, "created_ms", all[i].created_ms);
         mpw_kv_u64(pk, "session_epoch", all[i].session_epoch);
+        mpw_kv_bool(pk, "admin", all[i].admin);
     }
     sodium_memzero(all, n * sizeof(*all));
     free(all);
@@ -335,6 +361,40 @@ static int cmd_user_passwd(void *ctx, const ctl_request_t *req, msgpack_packer *
     sodium_memzero(pw, sizeof(pw));
     sodium_memzero(&u, sizeof(u));
     return rc;
+}
+
+/* Changes what a user may do, not who they are: the sessions stay (the flag is read on every
+ * admin request, so taking it away closes the status page at once). */
+static int cmd_user_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
+{
+    authadmin_t *a = ctx;
+    auth_user_t u;
+    char name[NODECFG_NAME_MAX + 1];
+    bool admin = false;
+    int rc = arg_name(req, pk, "name", "user name", name);
+    if (rc != CTL_OK)
+        return rc;
+    int arc = arg_bool(req, "admin", &admin);
+    if (arc < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "admin must be true or false");
+    if (arc == 0)
+        return control_error(pk, CTL_BAD_REQUEST, "nothing to set: give admin (true or false)");
+    if ((rc = live_user(a, pk, name, &u)) != CTL_OK)
+        return rc;
+    bool was = u.admin;
+    u.admin = admin;
+    if (was != admin && put_user(a, &u)) {
+        sodium_memzero(&u, sizeof(u));
+        return control_error(pk, CTL_FAILED, "cannot store user '%s': %s", name,
+                             store_last_error(meshnode_store(a->mesh)));
+    }
+    sodium_memzero(&u, sizeof(u));
+    msgpack_pack_map(pk, 2);
+    mpw_kv_str(pk, "name", name);
+    mpw_kv_bool(pk, "admin", admin);
+    if (was != admin)
+        log_info("auth: user %s: admin %s", name, admin ? "granted" : "taken away");
+    return CTL_OK;
 }
 
 static int cmd_session_revoke(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -416,32 +476,44 @@ static int cmd_apikey_create(void *ctx, const ctl_request_t *req, msgpack_packer
     store_t *store = meshnode_store(a->mesh);
     char name[NODECFG_NAME_MAX + 1], text[AUTH_APIKEY_TEXT + 1], key[AUTH_KEY_MAX];
     uint64_t ttl = 0;
-    auth_user_t u;
+    auth_user_t u = {0};
     auth_apikey_t k;
+    bool admin = false;
     int rc = arg_name(req, pk, "user", "user name", name);
     if (rc == CTL_OK && ctl_arg(req, "ttl_ms", &(const uint8_t *){0}, &(size_t){0}) == 1)
         rc = arg_ttl(req, pk, 0, APIKEY_TTL_MAX, &ttl);
+    if (rc == CTL_OK && arg_bool(req, "admin", &admin) < 0)
+        rc = control_error(pk, CTL_BAD_REQUEST, "admin must be true or false");
     if (rc == CTL_OK)
         rc = live_user(a, pk, name, &u);
+    bool user_admin = u.admin;
     sodium_memzero(&u, sizeof(u));
     if (rc != CTL_OK)
         return rc;
+    if (admin && !user_admin)
+        return control_error(pk, CTL_REFUSED,
+                             "user '%s' is not an admin, so an admin key of theirs would be "
+                             "refused: meshctl user set %s --admin on first",
+                             name, name);
     uint64_t now = clock_wall_ms();
     if (auth_apikey_new(name, now, ttl, &k, text, sizeof(text)))
         return control_error(pk, CTL_FAILED, "cannot make an API key");
+    k.admin = admin;
     auth_apikey_key(k.id, key, sizeof(key));
     if (put_packed(a, key, pack_apikey_v, &k)) {
         sodium_memzero(text, sizeof(text));
         return control_error(pk, CTL_FAILED, "cannot store the API key: %s",
                              store_last_error(store));
     }
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     pack_id(pk, "id", k.id);
     mpw_kv_str(pk, "token", text);
     mpw_kv_str(pk, "user", name);
     mpw_kv_u64(pk, "expires_ms", k.expires_ms);
+    mpw_kv_bool(pk, "admin", k.admin);
     sodium_memzero(text, sizeof(text));
-    log_info("auth: API key %016llx made for user %s", (unsigned long long)k.id, name);
+    log_info("auth: %sAPI key %016llx made for user %s", k.admin ? "admin " : "",
+             (unsigned long long)k.id, name);
     return CTL_OK;
 }
 
@@ -482,8 +554,9 @@ static int cmd_apikey_list(void *ctx, const ctl_request_t *req, msgpack_packer *
     msgpack_pack_array(pk, kv.n);
     for (size_t i = 0; i < kv.n; i++) {
         const auth_apikey_t *k = &kv.v[i];
-        msgpack_pack_map(pk, 6); /* never the hash */
+        msgpack_pack_map(pk, 7); /* never the hash */
         pack_id(pk, "id", k->id);
+        mpw_kv_bool(pk, "admin", k->admin);
         mpw_kv_str(pk, "user", k->user);
         mpw_kv_u64(pk, "created_ms", k->created_ms);
         mpw_kv_u64(pk, "expires_ms", k->expires_ms);
@@ -697,8 +770,12 @@ static int cmd_rule_rm(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
 
 const control_command_t authadmin_commands[] = {
     {"user.add", cmd_user_add,
-     "name: str, password: str [groups: [str]] -> {name, groups, session_epoch}"},
-    {"user.list", cmd_user_list, "-> {users: [{name, groups, created_ms, session_epoch}]}"},
+     "name: str, password: str [groups: [str]] [admin: bool] -> {name, groups, session_epoch, "
+     "admin}"},
+    {"user.list", cmd_user_list,
+     "-> {users: [{name, groups, created_ms, session_epoch, admin}]}"},
+    {"user.set", cmd_user_set,
+     "name: str, admin: bool -> {name, admin}: admin opens the admin listener's status page"},
     {"user.rm", cmd_user_rm, "name: str -> {name, session_epoch}: removes, revokes sessions"},
     {"user.passwd", cmd_user_passwd,
      "name: str, password: str -> {name, session_epoch}: new password, sessions revoked"},
@@ -707,9 +784,10 @@ const control_command_t authadmin_commands[] = {
     {"share.create", cmd_share_create,
      "resource: str [ttl_ms: uint] -> {resource, token, expires_ms, [url]}"},
     {"apikey.create", cmd_apikey_create,
-     "user: str [ttl_ms: uint] -> {id, token, user, expires_ms}: the token is shown once"},
+     "user: str [ttl_ms: uint] [admin: bool] -> {id, token, user, expires_ms, admin}: the token "
+     "is shown once"},
     {"apikey.list", cmd_apikey_list,
-     "-> {apikeys: [{id, user, created_ms, expires_ms, revoked, state}]}"},
+     "-> {apikeys: [{id, admin, user, created_ms, expires_ms, revoked, state}]}"},
     {"apikey.revoke", cmd_apikey_revoke, "id: str -> {id, user}"},
     {"rule.add", cmd_rule_add,
      "resource: str, action: allow|deny, cidr: str | path: str [priority: int] -> the rule"},

@@ -16,12 +16,13 @@ void auth_apikey_key(uint64_t id, char *out, size_t len)
 
 void auth_apikey_pack(msgpack_packer *pk, const auth_apikey_t *a)
 {
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
     mpw_kv_str(pk, "user", a->user);
     mpw_kv_bin(pk, "hash", a->hash, 32);
     mpw_kv_u64(pk, "expires_ms", a->expires_ms);
     mpw_kv_u64(pk, "created_ms", a->created_ms);
     mpw_kv_bool(pk, "revoked", a->revoked);
+    mpw_kv_bool(pk, "admin", a->admin);
 }
 
 int auth_apikey_parse(const uint8_t *buf, size_t len, uint64_t id, auth_apikey_t *a,
@@ -34,6 +35,7 @@ int auth_apikey_parse(const uint8_t *buf, size_t len, uint64_t id, auth_apikey_t
         {"expires_ms", MPF_U64, &a->expires_ms, 0, true, false, NULL},
         {"created_ms", MPF_U64, &a->created_ms, 0, false, false, NULL},
         {"revoked", MPF_BOOL, &a->revoked, 0, false, false, NULL},
+        {"admin", MPF_BOOL, &a->admin, 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;

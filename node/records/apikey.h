@@ -1,6 +1,9 @@
 /* apikey: an API key's record, replicated under apikey/<id: 16 hex>:
  *
- *   {user: str, hash: bin 32, expires_ms: uint, created_ms: uint, revoked: bool}
+ *   {user: str, hash: bin 32, expires_ms: uint, created_ms: uint, revoked: bool, admin: bool}
+ *
+ * admin (absent in older records: false) makes it an admin key: it opens the admin listener's
+ * status page and /api/ for scripts, as long as its user is an admin too (node/admin).
  *
  * The record never holds the key's secret, only hash = BLAKE2b-256("popmesh apikey v1" 0x00 ||
  * id as 8 bytes big-endian || secret), made and compared by node/auth/apikey.h: whoever copies
@@ -26,6 +29,7 @@ typedef struct auth_apikey {
     uint64_t expires_ms; /* Unix ms; 0 = never */
     uint64_t created_ms; /* Unix ms */
     bool revoked;
+    bool admin;          /* an admin key (see above) */
 } auth_apikey_t;
 
 /* "apikey/<16 lowercase hex>"; out holds AUTH_KEY_MAX. */

@@ -32,7 +32,7 @@ int auth_user_key(const char *name, char *out, size_t len)
 
 void auth_user_pack(msgpack_packer *pk, const auth_user_t *u)
 {
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 7);
     mpw_kv_str(pk, "name", u->name);
     mpw_str(pk, "groups");
     msgpack_pack_array(pk, u->ngroups);
@@ -42,6 +42,7 @@ void auth_user_pack(msgpack_packer *pk, const auth_user_t *u)
     mpw_kv_u64(pk, "created_ms", u->created_ms);
     mpw_kv_u64(pk, "session_epoch", u->session_epoch);
     mpw_kv_bool(pk, "removed", u->removed);
+    mpw_kv_bool(pk, "admin", u->admin);
 }
 
 static int read_groups(mpr_t *r, void *dst, const char **why)
@@ -91,6 +92,7 @@ int auth_user_parse(const uint8_t *buf, size_t len, const char *name, auth_user_
         {"created_ms", MPF_U64, &u->created_ms, 0, false, false, NULL},
         {"session_epoch", MPF_U64, &u->session_epoch, 0, true, false, NULL},
         {"removed", MPF_BOOL, &u->removed, 0, false, false, NULL},
+        {"admin", MPF_BOOL, &u->admin, 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;

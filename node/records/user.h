@@ -1,7 +1,7 @@
 /* user: the user record of edge authentication, replicated under user/<name>:
  *
  *   {name: str, groups: [str], pwhash: str, created_ms: uint, session_epoch: uint,
- *    removed: bool}
+ *    removed: bool, admin: bool}
  *
  * Every PoP reads it on every authenticated request: a session cookie is only as good as the
  * record it names (present, not removed, same session_epoch), which is how a revocation made at
@@ -34,6 +34,7 @@ typedef struct auth_user {
     uint64_t created_ms;              /* Unix ms */
     uint64_t session_epoch;           /* sessions carry it; bumped to revoke them all */
     bool removed;                     /* the name may be added again, at a higher epoch */
+    bool admin; /* may sign in to the admin listener (node/admin); absent in older records: false */
 } auth_user_t;
 
 /* "user/<name>"; 0 or -EINVAL (invalid name). out holds AUTH_KEY_MAX. */

@@ -195,6 +195,74 @@ static void test_apikey_record(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* ---- the admin flags ----------------------------------------------------------------------- */
+
+/* admin on users and API keys: round-trips; a record written before the field existed (no
+ * "admin" key) reads as not admin; anything but a bool there, or the key twice, is refused. */
+static void test_admin_flags(void **state)
+{
+    auth_user_t u = {.created_ms = NOW, .admin = true}, ub;
+    auth_apikey_t k = {.created_ms = NOW, .admin = true}, kb;
+    const char *why = NULL;
+    snprintf(u.name, sizeof(u.name), "alice");
+    snprintf(u.pwhash, sizeof(u.pwhash), "%s", alice_hash);
+    snprintf(k.user, sizeof(k.user), "alice");
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    pack(&sb, &pk);
+    auth_user_pack(&pk, &u);
+    assert_int_equal(auth_user_parse((const uint8_t *)sb.data, sb.size, "alice", &ub, &why), 0);
+    assert_true(ub.admin);
+    msgpack_sbuffer_clear(&sb);
+    auth_apikey_pack(&pk, &k);
+    assert_int_equal(auth_apikey_parse((const uint8_t *)sb.data, sb.size, 5, &kb, &why), 0);
+    assert_true(kb.admin);
+    msgpack_sbuffer_clear(&sb);
+    /* the records as the previous release wrote them */
+    msgpack_pack_map(&pk, 6);
+    mpw_kv_str(&pk, "name", "alice");
+    mpw_str(&pk, "groups");
+    msgpack_pack_array(&pk, 0);
+    mpw_kv_str(&pk, "pwhash", alice_hash);
+    mpw_kv_u64(&pk, "created_ms", NOW);
+    mpw_kv_u64(&pk, "session_epoch", 3);
+    mpw_kv_bool(&pk, "removed", false);
+    ub.admin = true;
+    assert_int_equal(auth_user_parse((const uint8_t *)sb.data, sb.size, "alice", &ub, &why), 0);
+    assert_false(ub.admin);
+    assert_int_equal(ub.session_epoch, 3);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 5);
+    mpw_kv_str(&pk, "user", "alice");
+    mpw_kv_bin(&pk, "hash", k.hash, 32);
+    mpw_kv_u64(&pk, "expires_ms", 0);
+    mpw_kv_u64(&pk, "created_ms", NOW);
+    mpw_kv_bool(&pk, "revoked", false);
+    kb.admin = true;
+    assert_int_equal(auth_apikey_parse((const uint8_t *)sb.data, sb.size, 5, &kb, &why), 0);
+    assert_false(kb.admin);
+    msgpack_sbuffer_clear(&sb);
+    /* admin as a string ("true"), and twice */
+    msgpack_pack_map(&pk, 5);
+    mpw_kv_str(&pk, "name", "alice");
+    mpw_kv_str(&pk, "pwhash", alice_hash);
+    mpw_kv_u64(&pk, "session_epoch", 0);
+    mpw_kv_str(&pk, "admin", "true");
+    mpw_kv_bool(&pk, "removed", false);
+    assert_int_equal(auth_user_parse((const uint8_t *)sb.data, sb.size, "alice", &ub, &why),
+                     -EBADMSG);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 5);
+    mpw_kv_str(&pk, "user", "alice");
+    mpw_kv_bin(&pk, "hash", k.hash, 32);
+    mpw_kv_u64(&pk, "expires_ms", 0);
+    mpw_kv_bool(&pk, "admin", false);
+    mpw_kv_bool(&pk, "admin", true);
+    assert_int_equal(auth_apikey_parse((const uint8_t *)sb.data, sb.size, 5, &kb, &why),
+                     -EBADMSG);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 /* ---- addresses and CIDRs ----------------------------------------------------------------- */
 
 static void addr(const char *text, auth_addr_t *a)
@@ -331,7 +399,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_user_record),   cmocka_unit_test(test_user_store),
         cmocka_unit_test(test_apikey_record), cmocka_unit_test(test_cidr),
-        cmocka_unit_test(test_rule_record),
+        cmocka_unit_test(test_rule_record),   cmocka_unit_test(test_admin_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

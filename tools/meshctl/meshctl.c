@@ -1755,13 +1755,14 @@ static int read_password(const command_t *self, char *buf, size_t cap)
 
 #define PASSWORD_BUF 2 * 1026 /* two copies of up to 1024 bytes plus newline and NUL */
 
-/* user add NAME [--group G ...] and user passwd NAME: both send a password. */
+/* user add NAME [--group G ...] [--admin] and user passwd NAME: both send a password. */
 static int user_password_cmd(ctx_t *c, const command_t *self, int argc, char **argv, bool add)
 {
     int err = 0, rc;
     const char **groups = xcalloc((size_t)argc + 1, sizeof(*groups));
     size_t ng = 0;
     const char *g;
+    bool admin = add && take_flag(&argc, argv, "--admin");
     while (add && (g = take_opt(&argc, argv, "--group", &err)))
         groups[ng++] = g;
     if (err)
@@ -1782,7 +1783,7 @@ static int user_password_cmd(ctx_t *c, const command_t *self, int argc, char **a
     }
     request_t r;
     json_t *j;
-    request_begin(&r, add ? "user.add" : "user.passwd", add ? 3 : 2);
+    request_begin(&r, add ? "user.add" : "user.passwd", add ? 3 + admin : 2);
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
     mpw_str(&r.pk, "password");
@@ -1792,6 +1793,8 @@ static int user_password_cmd(ctx_t *c, const command_t *self, int argc, char **a
         msgpack_pack_array(&r.pk, ng);
         for (size_t i = 0; i < ng; i++)
             mpw_str(&r.pk, groups[i]);
+        if (admin)
+            mpw_kv_bool(&r.pk, "admin", true);
     }
     sodium_memzero(pw, PASSWORD_BUF);
     free(pw);
@@ -1819,8 +1822,8 @@ static int user_password_cmd(ctx_t *c, const command_t *self, int argc, char **a
     if (c->json)
         print_json(j);
     else if (add)
-        printf("user %s added (%zu group(s))\n", argv[0],
-               json_array_size(json_object_get(j, "groups")));
+        printf("user %s added (%zu group(s)%s)\n", argv[0],
+               json_array_size(json_object_get(j, "groups")), admin ? ", admin" : "");
     else
         printf("password of %s changed; their sessions are revoked\n", argv[0]);
     json_decref(j);
@@ -1845,7 +1848,7 @@ static int cmd_user_list(ctx_t *c, const command_t *self, int argc, char **argv)
         return rc;
     size_t i, k;
     json_t *u, *g;
-    printf("%-24s %-21s %6s %s\n", "NAME", "CREATED", "EPOCH", "GROUPS");
+    printf("%-24s %-5s %-21s %6s %s\n", "NAME", "ADMIN", "CREATED", "EPOCH", "GROUPS");
     json_array_foreach(json_object_get(j, "users"), i, u)
     {
         char when[40], groups[1200];
@@ -1853,12 +1856,43 @@ static int cmd_user_list(ctx_t *c, const command_t *self, int argc, char **argv)
         groups[0] = '\0';
         json_array_foreach(json_object_get(u, "groups"), k, g)
             cell_add(groups, sizeof(groups), &off, "%s%s", k ? "," : "", json_string_value(g));
-        printf("%-24s %-21s %6lld %s\n", json_string_value(json_object_get(u, "name")),
+        printf("%-24s %-5s %-21s %6lld %s\n", json_string_value(json_object_get(u, "name")),
+               json_is_true(json_object_get(u, "admin")) ? "yes" : "no",
                human_time((uint64_t)json_integer_value(json_object_get(u, "created_ms")), when,
                           sizeof(when)),
                (long long)json_integer_value(json_object_get(u, "session_epoch")),
                off ? groups : "-");
     }
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* user set NAME --admin on|off */
+static int cmd_user_set(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    int err = 0;
+    const char *admin = take_opt(&argc, argv, "--admin", &err);
+    if (err)
+        return usage(self, "an option is missing its value");
+    if (argc != 1)
+        return usage(self, "user set takes one user NAME");
+    if (!admin)
+        return usage(self, "nothing to set: give --admin on|off");
+    bool on = !strcmp(admin, "on");
+    if (!on && strcmp(admin, "off"))
+        return usage(self, "--admin takes on or off, not '%s'", admin);
+    request_t r;
+    json_t *j;
+    request_begin(&r, "user.set", 2);
+    mpw_kv_str(&r.pk, "name", argv[0]);
+    mpw_kv_bool(&r.pk, "admin", on);
+    int rc = roundtrip(c, &r, &j);
+    if (rc)
+        return rc;
+    if (c->json)
+        print_json(j);
+    else
+        printf("user %s: admin %s\n", argv[0], on ? "on" : "off");
     json_decref(j);
     return EXIT_OK;
 }
@@ -1936,6 +1970,7 @@ static int cmd_apikey_create(ctx_t *c, const command_t *self, int argc, char **a
     int err = 0;
     const char *user = take_opt(&argc, argv, "--user", &err);
     const char *ttl = take_opt(&argc, argv, "--ttl", &err);
+    bool admin = take_flag(&argc, argv, "--admin");
     uint64_t ttl_ms = 0;
     if (err)
         return usage(self, "an option is missing its value");
@@ -1948,9 +1983,11 @@ static int cmd_apikey_create(ctx_t *c, const command_t *self, int argc, char **a
         return rc;
     request_t r;
     json_t *j;
-    request_begin(&r, "apikey.create", ttl ? 2 : 1);
+    request_begin(&r, "apikey.create", 1 + (ttl != NULL) + admin);
     mpw_str(&r.pk, "user");
     mpw_str(&r.pk, user);
+    if (admin)
+        mpw_kv_bool(&r.pk, "admin", true);
     if (ttl) {
         mpw_str(&r.pk, "ttl_ms");
         msgpack_pack_uint64(&r.pk, ttl_ms);
@@ -1964,10 +2001,11 @@ static int cmd_apikey_create(ctx_t *c, const command_t *self, int argc, char **a
         uint64_t exp = (uint64_t)json_integer_value(json_object_get(j, "expires_ms"));
         printf("%s\n", json_string_value(json_object_get(j, "token")));
         fprintf(stderr,
-                "API key %s for user %s, %s%s\n"
+                "%sAPI key %s for user %s, %s%s\n"
                 "this is the only time the key is shown: store it now "
                 "(send it as Authorization: Bearer KEY)\n",
-                json_string_value(json_object_get(j, "id")), user, exp ? "expires " : "no expiry",
+                admin ? "admin " : "", json_string_value(json_object_get(j, "id")), user,
+                exp ? "expires " : "no expiry",
                 exp ? human_time(exp, when, sizeof(when)) : "");
     }
     json_decref(j);
@@ -1982,15 +2020,17 @@ static int cmd_apikey_list(ctx_t *c, const command_t *self, int argc, char **arg
         return rc;
     size_t i;
     json_t *k;
-    printf("%-16s %-24s %-8s %-21s %s\n", "ID", "USER", "STATE", "CREATED", "EXPIRES");
+    printf("%-16s %-24s %-5s %-8s %-21s %s\n", "ID", "USER", "ADMIN", "STATE", "CREATED",
+           "EXPIRES");
     json_array_foreach(json_object_get(j, "apikeys"), i, k)
     {
         char c1[40], c2[40] = "never";
         uint64_t exp = (uint64_t)json_integer_value(json_object_get(k, "expires_ms"));
         if (exp)
             human_time(exp, c2, sizeof(c2));
-        printf("%-16s %-24s %-8s %-21s %s\n", json_string_value(json_object_get(k, "id")),
+        printf("%-16s %-24s %-5s %-8s %-21s %s\n", json_string_value(json_object_get(k, "id")),
                json_string_value(json_object_get(k, "user")),
+               json_is_true(json_object_get(k, "admin")) ? "yes" : "no",
                json_string_value(json_object_get(k, "state")),
                human_time((uint64_t)json_integer_value(json_object_get(k, "created_ms")), c1,
                           sizeof(c1)),
@@ -2348,12 +2388,15 @@ static const command_t commands[] = {
      "replicas, as this PoP sees it: up (a live replica says so), down (live replicas say so\n"
      "and none says up), unknown (not checked yet), unreachable (no connector of the site is\n"
      "online); with site, priority and weight."},
-    {"user", "add", cmd_user_add, "NAME [--group G ...]",
+    {"user", "add", cmd_user_add, "NAME [--group G ...] [--admin]",
      "Adds a user of the HTTP ingress. The password is read from stdin when it is not a\n"
      "terminal (one line), else prompted for twice without echo; it leaves popd only as an\n"
-     "argon2id hash. Up to 16 groups."},
+     "argon2id hash. Up to 16 groups. --admin: may sign in to the admin listener's status page."},
     {"user", "list", cmd_user_list, "",
-     "Lists users: name, when added, session epoch, groups (never a password hash)."},
+     "Lists users: name, admin, when added, session epoch, groups (never a password hash)."},
+    {"user", "set", cmd_user_set, "NAME --admin on|off",
+     "Grants or takes away admin (the admin listener's status page); takes effect at once at\n"
+     "every PoP the record reaches, sessions kept."},
     {"user", "rm", cmd_user_rm, "NAME",
      "Removes a user everywhere; their sessions and API keys stop working."},
     {"user", "passwd", cmd_user_passwd, "NAME",
@@ -2364,10 +2407,12 @@ static const command_t commands[] = {
      "Makes a link that opens RESOURCE without logging in until it expires (24h unless\n"
      "--ttl, at most 30d); printed alone on stdout as a URL when the resource has a host,\n"
      "else as the bare token. It cannot be revoked alone: keep it short-lived."},
-    {"apikey", "create", cmd_apikey_create, "--user USER [--ttl DURATION]",
+    {"apikey", "create", cmd_apikey_create, "--user USER [--ttl DURATION] [--admin]",
      "Makes an API key acting as USER (no expiry unless --ttl), printed once on stdout as\n"
-     "pmk1.ID.SECRET; popd keeps only a hash of the secret."},
-    {"apikey", "list", cmd_apikey_list, "", "Lists API keys: id, user, state, creation, expiry."},
+     "pmk1.ID.SECRET; popd keeps only a hash of the secret. --admin: an admin key, which\n"
+     "reads the admin listener's /api/ (USER must be an admin)."},
+    {"apikey", "list", cmd_apikey_list, "",
+     "Lists API keys: id, user, admin, state, creation, expiry."},
     {"apikey", "revoke", cmd_apikey_revoke, "ID", "Revokes an API key everywhere."},
     {"rule", "add", cmd_rule_add, "RESOURCE allow|deny (--cidr CIDR | --path GLOB) [--priority N]",
      "Adds an access rule to RESOURCE: allow skips authentication, deny answers 403. Rules\n"
