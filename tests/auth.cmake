@@ -7,3 +7,7 @@ popmesh_fuzz(fuzz_auth popmesh_auth popmesh_records popmesh_nodecfg)
 # integration test is login_mesh (integration.cmake).
 popmesh_unit_test(test_loginshare popmesh_auth)
 popmesh_fuzz(fuzz_loginshare popmesh_auth)
+# The second factor (TOTP, recovery codes, the totp/ and totpuse/ records) and the identity JWT
+# (tokens, the jwk/ record, the key file); the integration test is totp_identity.
+popmesh_unit_test(test_totp popmesh_totp popmesh_records popmesh_storage)
+popmesh_fuzz(fuzz_totp popmesh_totp popmesh_records)
