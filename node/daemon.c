@@ -768,7 +768,9 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                             .control = n.control,
                             .http = n.http_stats,
                             .ready = node_ready,
-                            .ctx = &n};
+                            .ctx = &n,
+                            .store = n.store,
+                            .meshkey = &n.meshkey};
         n.admin = admin_new(&ado, err, errlen);
         if (!n.admin) {
             rc = -EADDRINUSE;

@@ -4,9 +4,9 @@
  * command list are all generated from it. Exit codes are part of the interface:
  *   0 ok, 1 not found or refused, 2 usage error, 3 daemon unreachable. */
 #include "common/mp.h"
+#include "common/mpjson.h"
 #include "common/xmalloc.h"
 #include "node/ctl/ctlproto.h"
-#include "tools/meshctl/mpjson.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -241,10 +241,12 @@ static int roundtrip_quiet(ctx_t *c, request_t *r, json_t **out)
     return roundtrip_as(c, r, out, true);
 }
 
+/* The same text as the admin listener's /api/ answers (mpjson_text). */
 static void print_json(json_t *j)
 {
-    json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
-    fputc('\n', stdout);
+    char *t = mpjson_text(j);
+    fputs(t ? t : "null\n", stdout);
+    free(t);
 }
 
 /* A value for humans: strings as they are, anything else as compact JSON. */
@@ -2274,6 +2276,34 @@ static int cmd_dns_status(ctx_t *c, const command_t *self, int argc, char **argv
     return EXIT_OK;
 }
 
+/* http-stats: the HTTP ingress's per-resource counters (served by the admin listener's module). */
+static int cmd_http_stats(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    (void)argv;
+    json_t *j;
+    int rc = query(c, self, argc, "http.stats", &j);
+    if (rc || !j)
+        return rc;
+    size_t i;
+    json_t *r;
+    printf("%-24s %10s %8s %8s %8s %8s %12s %12s\n", "RESOURCE", "REQUESTS", "2XX", "3XX", "4XX",
+           "5XX", "BYTES IN", "BYTES OUT");
+    json_array_foreach(json_object_get(j, "resources"), i, r)
+    {
+        printf("%-24s %10lld %8lld %8lld %8lld %8lld %12lld %12lld\n",
+               json_string_value(json_object_get(r, "name")),
+               (long long)json_integer_value(json_object_get(r, "requests")),
+               (long long)json_integer_value(json_object_get(r, "responses_2xx")),
+               (long long)json_integer_value(json_object_get(r, "responses_3xx")),
+               (long long)json_integer_value(json_object_get(r, "responses_4xx")),
+               (long long)json_integer_value(json_object_get(r, "responses_5xx")),
+               (long long)json_integer_value(json_object_get(r, "bytes_in")),
+               (long long)json_integer_value(json_object_get(r, "bytes_out")));
+    }
+    json_decref(j);
+    return EXIT_OK;
+}
+
 /* zone, geo, node drain: DNS steering's configuration, in a file of their own. */
 #include "cmd_dns.c"
 /* cert import/list/rm, tls status: in a file of their own. */
@@ -2305,6 +2335,9 @@ static const command_t commands[] = {
     {NULL, "tunnels", cmd_tunnels, "",
      "Lists this PoP's tunnels (sites and other PoPs): peer, role, address, age, heartbeat\n"
      "round trip, open streams and payload bytes sent; --json adds the data plane counters."},
+    {NULL, "http-stats", cmd_http_stats, "",
+     "Shows this PoP's HTTP ingress counters per resource: requests, responses by class,\n"
+     "body bytes (served when popd has an admin listener: --admin-listen)."},
     {NULL, "routes", cmd_routes, "",
      "Shows this PoP's routes: per site the egress PoP, the path, its cost and a backup\n"
      "whose egress differs; per PoP the next hop and path that relayed traffic takes."},

@@ -1,9 +1,10 @@
-#include "tools/meshctl/mpjson.h"
+#include "common/mpjson.h"
 
 #include "common/mp.h"
 
 #include <sodium.h>
 #include <stdlib.h>
+#include <string.h>
 
 static json_t *b64(const uint8_t *p, size_t n)
 {
@@ -122,4 +123,20 @@ json_t *mpjson_from(const uint8_t *buf, size_t len)
     if (!mp_valid_object(buf, len))
         return NULL;
     return convert(&r);
+}
+
+char *mpjson_text(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    if (!s)
+        return NULL;
+    size_t n = strlen(s);
+    char *out = realloc(s, n + 2);
+    if (!out) {
+        free(s);
+        return NULL;
+    }
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    return out;
 }
