@@ -15,6 +15,7 @@
 #include "node/dns/dnsadmin.h"
 #include "node/dns/dnsserver.h"
 #include "node/acme/acme.h"
+#include "node/oidc/oidc.h"
 #include "node/admin/admin.h"
 #include "node/http/httpstats.h"
 #include "node/tls/certadmin.h"
@@ -67,6 +68,7 @@ typedef struct node {
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
     ocspfetch_t *ocsp;         /* OCSP responses fetched (one PoP per certificate), stapled */
     httpstats_t *http_stats;   /* per-resource HTTP counters (/metrics); with n->http */
+    oidc_t *oidc;              /* sign-in with OpenID providers (the ingress's), idp.* */
     admin_t *admin;            /* the admin listener; NULL unless admin-listen is set */
     bool running;              /* every part started and the loop runs (/readyz) */
     bool removed;      /* this node learned it was removed from the mesh */
@@ -699,6 +701,14 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     dataplane_register_commands(n.dataplane, n.control);
     /* What this PoP's health vector reports: streams, tunnels, listeners (meshnode.h). */
     meshnode_add_health_source(n.mesh, dataplane_health, n.dataplane);
+    /* OpenID Connect sign-in: idp.* on every PoP, the flows for the ingress (oidc.h). */
+    oidc_opts_t oio = {.loop = n.loop, .store = n.store, .mesh = n.mesh, .seal = &n.seal};
+    n.oidc = oidc_new(&oio, err, errlen);
+    if (!n.oidc) {
+        rc = -EIO;
+        goto out;
+    }
+    oidc_register_commands(n.oidc, n.control);
     if (n.cfg.http_listen[0] || n.cfg.https_listen[0]) {
         httpproxy_opts_t ho = {.loop = n.loop,
                                .store = n.store,
@@ -714,6 +724,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                                .node_name = n.cfg.name};
         n.http_stats = httpstats_new(0);
         ho.stats = n.http_stats;
+        ho.oidc = n.oidc;
         n.http = httpproxy_new(&ho, err, errlen);
         if (!n.http) {
             rc = -EADDRINUSE;
@@ -816,6 +827,7 @@ out:
     storeseal_wipe(&n.seal);
     sodium_memzero(&n.storekey, sizeof(n.storekey));
     httpproxy_destroy(&n.http);
+    oidc_destroy(&n.oidc); /* after the proxy whose connections hold its jobs */
     httpstats_destroy(&n.http_stats); /* after the proxy that counts into it */
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
     accesslog_destroy(&n.alog);      /* after the two that write to it; writes its buffer */

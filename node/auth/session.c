@@ -116,7 +116,8 @@ static int read_name(mpr_t *r, char *dst, bool empty_ok)
     dst[sl] = '\0';
     if (sl == 0)
         return empty_ok ? 0 : -EBADMSG;
-    return name_ok(dst) ? 0 : -EBADMSG;
+    /* a user may be a provider's ("IDP:SUBJECT"); scopes are held to name_ok after */
+    return auth_user_name_ok(dst) ? 0 : -EBADMSG;
 }
 
 static int read_nonce(mpr_t *r, uint8_t nonce[AUTH_NONCE_BYTES])
@@ -131,7 +132,7 @@ static int read_nonce(mpr_t *r, uint8_t nonce[AUTH_NONCE_BYTES])
 
 static bool valid_scope_user(const char *user, const char *scope)
 {
-    if (*user && !name_ok(user))
+    if (*user && !auth_user_name_ok(user))
         return false;
     if (*scope && !name_ok(scope))
         return false;

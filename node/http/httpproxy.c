@@ -45,6 +45,7 @@
 #include "node/http/httphdr.h"
 #include "node/http/httpmsg.h"
 #include "node/http/httppath.h"
+#include "node/oidc/oidc.h"
 #include "node/records/resource.h"
 #include "common/accesslog.h"
 
@@ -165,6 +166,8 @@ struct hconn {
     bool local_too_big;
     char user[NODECFG_NAME_MAX + 1];
     struct pwjob *pw_job; /* a login being checked: the connection waits for it */
+    oidc_job_t *oidc_job; /* a provider sign-in step under way: the connection waits for it */
+    size_t oidc_cookie_len; /* bytes of oidc_cookie[] (a /.popmesh/ request's state cookie) */
     httpstats_res_t *rs;  /* the current request's resource counters; NULL = not routed */
     bool rs_answered;     /* its response was counted */
     ev_tstamp req_t0;     /* loop time its head was read (the latency histogram) */
@@ -191,6 +194,7 @@ struct hconn {
      * connection zeroing (and often faulting in) memory it may never touch. */
     uint8_t in[IN_CAP];
     char local_body[LOCAL_BODY];
+    char oidc_cookie[OIDC_COOKIE_MAX];
 };
 
 /* Closed connections kept for reuse (see the end of struct hconn). A pooled one is poisoned
@@ -1162,7 +1166,7 @@ static const char *LOGIN_FORM =
     "<p><label>User<br><input name=\"username\" autocomplete=\"username\" autofocus></label></p>"
     "<p><label>Password<br><input name=\"password\" type=\"password\" "
     "autocomplete=\"current-password\"></label></p>"
-    "<p><button type=\"submit\">Sign in</button></p></form>"
+    "<p><button type=\"submit\">Sign in</button></p></form>%s"
     "<p><small>popmesh</small></p></body></html>\n";
 
 /* A redirect target is followed only to a path on the same host (httphdr_redirect_target);
@@ -1177,10 +1181,13 @@ static const char *safe_rd(const char *rd, char *out)
 
 static void login_page(struct hconn *hc, int code, const char *msg, const char *rd)
 {
-    char esc_rd[RD_MAX * 2], to[RD_MAX], note[300], body[4096 + RD_MAX * 2];
+    char esc_rd[RD_MAX * 2], to[RD_MAX], note[300], links[8192];
+    char body[4096 + RD_MAX * 2 + sizeof(links)];
     html_escape(safe_rd(rd, to), esc_rd, sizeof(esc_rd));
     snprintf(note, sizeof(note), msg ? "<p style=\"color:#a00\">%s</p>" : "%s", msg ? msg : "");
-    snprintf(body, sizeof(body), LOGIN_FORM, note, esc_rd);
+    /* "Sign in with NAME" per OpenID provider (node/oidc) */
+    oidc_login_links(hc->px->o.oidc, to, links, sizeof(links));
+    snprintf(body, sizeof(body), LOGIN_FORM, note, esc_rd, links);
     /* The form is not to be framed by another site (clickjacking the password field). */
     respond(hc, code,
             "X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n", body,
@@ -1299,6 +1306,94 @@ static void logins_stop(httpproxy_t *px)
     loginshare_destroy(&px->logins);
 }
 
+/* ---- sign-in with an OpenID provider (node/oidc/oidc.h) ------------------------------------ */
+
+#define OIDC_COOKIE_ATTRS "; Path=/.popmesh/oidc/; HttpOnly; SameSite=Lax"
+
+static void on_oidc_done(void *ctx, const oidc_result_t *r)
+{
+    struct hconn *hc = ctx;
+    httpproxy_t *px = hc->px;
+    hc->oidc_job = NULL;
+    const char *sec = hc->tls ? "; Secure" : "";
+    if (r->status != 302) {
+        req_log_deny(hc, r->error);
+        error_page(hc, r->status, r->error);
+    } else if (r->cookie[0]) { /* started: to the provider, with the sealed state */
+        char *hdr = xmalloc(OIDC_COOKIE_MAX + OIDC_LOCATION_MAX + 256);
+        snprintf(hdr, OIDC_COOKIE_MAX + OIDC_LOCATION_MAX + 256,
+                 "Set-Cookie: " OIDC_STATE_COOKIE "=%s" OIDC_COOKIE_ATTRS "; Max-Age=%llu%s\r\n"
+                 "Location: %s\r\n",
+                 r->cookie, (unsigned long long)(OIDC_STATE_TTL_MS / 1000), sec, r->location);
+        respond(hc, 302, hdr, "", false);
+        free(hdr);
+    } else { /* finished: the same session a password sign-in makes */
+        char cookie[AUTH_TOKEN_MAX + 1], loc[RD_MAX];
+        char hdr[AUTH_TOKEN_MAX + RD_MAX + 400];
+        if (auth_session_make(px->o.meshkey, r->user.name, r->user.session_epoch,
+                              clock_wall_ms(), HTTPPROXY_SESSION_TTL_MS, "", cookie,
+                              sizeof(cookie))) {
+            error_page(hc, 500, "cannot make a session");
+        } else {
+            snprintf(hc->user, sizeof(hc->user), "%s", r->user.name);
+            hc->req_decision = ACCESSLOG_PASSWORD;
+            snprintf(hdr, sizeof(hdr),
+                     "Set-Cookie: " OIDC_STATE_COOKIE "=" OIDC_COOKIE_ATTRS "; Max-Age=0%s\r\n"
+                     "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; "
+                     "Max-Age=%llu%s\r\nLocation: %s\r\n",
+                     sec, cookie, (unsigned long long)(HTTPPROXY_SESSION_TTL_MS / 1000), sec,
+                     safe_rd(r->location, loc));
+            respond(hc, 302, hdr, "", false);
+            sodium_memzero(cookie, sizeof(cookie));
+        }
+    }
+    if (hc->state == H_LOCAL)
+        hc->state = H_HEAD;
+    if (out_flush(hc) && hc->state == H_HEAD && hc->in_len)
+        process_input(hc);
+}
+
+/* /.popmesh/oidc/start?idp=NAME&rd=PATH and /.popmesh/oidc/callback?code=..&state=..: each
+ * answered when its job comes back from the worker (on_oidc_done). */
+static void oidc_local(struct hconn *hc, const char *what, size_t wl, const char *query)
+{
+    httpproxy_t *px = hc->px;
+    const char *why = "sign-in with an identity provider is not set up here";
+    if (strcmp(hc->method, "GET")) {
+        error_page(hc, 405, "use GET");
+        return;
+    }
+    if (wl == 5 && !strncmp(what, "start", 5)) {
+        char idp[NODECFG_NAME_MAX + 1] = "", rd[1024] = "/", to[RD_MAX], uri[600];
+        form_get(query, strlen(query), "idp", idp, sizeof(idp));
+        form_get(query, strlen(query), "rd", rd, sizeof(rd));
+        /* The provider sends the browser back to this host: any PoP serving it can finish. */
+        snprintf(uri, sizeof(uri), "%s://%s/.popmesh/oidc/callback", hc->tls ? "https" : "http",
+                 hc->host);
+        if (px->o.oidc && idp[0])
+            hc->oidc_job = oidc_start(px->o.oidc, idp, safe_rd(rd, to), uri, on_oidc_done, hc,
+                                      &why);
+        if (!hc->oidc_job)
+            error_page(hc, px->o.oidc ? 404 : 503, why);
+        return;
+    }
+    if (wl == 8 && !strncmp(what, "callback", 8)) {
+        if (px->o.oidc)
+            hc->oidc_job = oidc_finish(px->o.oidc, query, strlen(query),
+                                       hc->oidc_cookie_len ? hc->oidc_cookie : NULL,
+                                       hc->oidc_cookie_len, on_oidc_done, hc, &why);
+        if (!hc->oidc_job) {
+            char ec[LOG_ESC_MAX];
+            log_info("http: sign-in callback from %s refused: %s", hc->client,
+                     log_escs(ec, sizeof(ec), why));
+            req_log_deny(hc, "provider sign-in refused");
+            error_page(hc, 403, why);
+        }
+        return;
+    }
+    error_page(hc, 404, "no such sign-in page");
+}
+
 static void handle_local(struct hconn *hc)
 {
     httpproxy_t *px = hc->px;
@@ -1376,6 +1471,10 @@ static void handle_local(struct hconn *hc)
         px->queued++;
         pthread_cond_signal(&px->cv);
         pthread_mutex_unlock(&px->mu);
+        return;
+    }
+    if (plen > 14 && !strncmp(hc->target, "/.popmesh/oidc/", 15)) {
+        oidc_local(hc, hc->target + 15, plen - 15, query);
         return;
     }
     if (plen == 16 && !strncmp(hc->target, "/.popmesh/logout", 16)) {
@@ -1552,6 +1651,14 @@ static bool local_request(struct hconn *hc, const http_head_t *h)
         return false;
     hc->state = H_LOCAL;
     hc->cross_site = httphdr_cross_site(h);
+    /* A provider's callback carries the sign-in's state cookie (node/oidc); one value only. */
+    const char *ov;
+    size_t ol;
+    hc->oidc_cookie_len = 0;
+    if (httphdr_cookie_find(h, OIDC_STATE_COOKIE, &ov, &ol) == 1 && ol <= OIDC_COOKIE_MAX) {
+        memcpy(hc->oidc_cookie, ov, ol);
+        hc->oidc_cookie_len = ol;
+    }
     if (hc->cross_site) {
         const http_header_t *o = header(h, "Origin"), *f = header(h, "Sec-Fetch-Site");
         char eh[LOG_ESC_MAX], et[LOG_ESC_MAX], eo[LOG_ESC_MAX], ef[LOG_ESC_MAX];
@@ -1968,7 +2075,7 @@ static int req_on_done(void *ctx)
     struct hconn *hc = ctx;
     if (hc->state == H_LOCAL) {
         handle_local(hc);
-        if (hc->state == H_LOCAL && !hc->pw_job)
+        if (hc->state == H_LOCAL && !hc->pw_job && !hc->oidc_job)
             hc->state = H_HEAD;
         return 1;
     }
@@ -2270,7 +2377,7 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case DL_BODY:
         px->st.timeout_body++;
-        if (hc->state == H_LOCAL && hc->pw_job) { /* a stuck password check: give up */
+        if (hc->state == H_LOCAL && (hc->pw_job || hc->oidc_job)) { /* stuck: give up */
             hc_close(hc);
             return;
         }
@@ -2344,6 +2451,8 @@ static void hc_close(struct hconn *hc)
         up_release(hc->up);
     if (hc->pw_job)
         hc->pw_job->hc = NULL; /* the worker's verdict is dropped when it comes */
+    if (hc->oidc_job)
+        oidc_cancel(hc->oidc_job);
     http_reader_destroy(&hc->req);
     free(hc->out);
     if (hc->prev)

@@ -25,6 +25,7 @@
 #include "node/dataplane/dataplane.h"
 #include "node/http/httpstats.h"
 #include "node/membership/meshnode.h"
+#include "node/oidc/oidc.h"
 #include "node/records/identity.h"
 #include "node/nodecfg.h"
 #include "node/tls/tlsctx.h"
@@ -83,6 +84,7 @@ typedef struct httpproxy_opts {
     accesslog_t *alog;        /* borrowed: one line per request (its resource's sampling);
                                * NULL = off */
     const char *node_name;    /* borrowed: this PoP's name, for the access log */
+    oidc_t *oidc;             /* borrowed: sign-in with OpenID providers; NULL = none */
 } httpproxy_opts_t;
 
 /* Test knobs, read once by httpproxy_new from the environment; for tests only (docs/http.md):

@@ -22,9 +22,43 @@ static bool name_ok(const char *s)
     return nodecfg_check_name(s) == 0;
 }
 
+bool auth_user_is_external(const char *s)
+{
+    return strchr(s, ':') != NULL;
+}
+
+bool auth_user_name_ok(const char *s)
+{
+    const char *colon = strchr(s, ':');
+    if (!colon)
+        return name_ok(s);
+    size_t il = (size_t)(colon - s), l = strlen(s);
+    char idp[NODECFG_NAME_MAX + 1];
+    if (il == 0 || il > NODECFG_NAME_MAX || l > NODECFG_NAME_MAX || !colon[1])
+        return false;
+    memcpy(idp, s, il);
+    idp[il] = '\0';
+    if (!name_ok(idp))
+        return false;
+    for (const char *p = colon + 1; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("._@|+=-", *p)))
+            return false;
+    return true;
+}
+
+/* An email or a display name: printable (UTF-8 allowed in a name), no control bytes. */
+static bool text_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
 int auth_user_key(const char *name, char *out, size_t len)
 {
-    if (!name_ok(name))
+    if (!auth_user_name_ok(name))
         return -EINVAL;
     int n = snprintf(out, len, AUTH_USER_PREFIX "%s", name);
     return n < 0 || (size_t)n >= len ? -EINVAL : 0;
@@ -32,7 +66,7 @@ int auth_user_key(const char *name, char *out, size_t len)
 
 void auth_user_pack(msgpack_packer *pk, const auth_user_t *u)
 {
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 7 + !!u->email[0] + !!u->display_name[0]);
     mpw_kv_str(pk, "name", u->name);
     mpw_str(pk, "groups");
     msgpack_pack_array(pk, u->ngroups);
@@ -43,6 +77,10 @@ void auth_user_pack(msgpack_packer *pk, const auth_user_t *u)
     mpw_kv_u64(pk, "session_epoch", u->session_epoch);
     mpw_kv_bool(pk, "removed", u->removed);
     mpw_kv_bool(pk, "admin", u->admin);
+    if (u->email[0])
+        mpw_kv_str(pk, "email", u->email);
+    if (u->display_name[0])
+        mpw_kv_str(pk, "display_name", u->display_name);
 }
 
 static int read_groups(mpr_t *r, void *dst, const char **why)
@@ -93,10 +131,12 @@ int auth_user_parse(const uint8_t *buf, size_t len, const char *name, auth_user_
         {"session_epoch", MPF_U64, &u->session_epoch, 0, true, false, NULL},
         {"removed", MPF_BOOL, &u->removed, 0, false, false, NULL},
         {"admin", MPF_BOOL, &u->admin, 0, false, false, NULL},
+        {"email", MPF_STR, u->email, sizeof(u->email), false, false, NULL},
+        {"display_name", MPF_STR, u->display_name, sizeof(u->display_name), false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         return -EBADMSG;
-    if (!name_ok(u->name)) {
+    if (!auth_user_name_ok(u->name)) {
         *why = "name is not a valid user name";
         return -EBADMSG;
     }
@@ -104,8 +144,14 @@ int auth_user_parse(const uint8_t *buf, size_t len, const char *name, auth_user_
         *why = "the record's name is not the name in its key";
         return -EBADMSG;
     }
-    if (!u->removed && strncmp(u->pwhash, "$argon2id$", 10) != 0) {
-        *why = "a live user's pwhash is not an argon2id hash";
+    /* A provider's user has no password at all; a local one always has a hash. */
+    if (!u->removed && (auth_user_is_external(u->name) ? u->pwhash[0] != '\0'
+                                                       : strncmp(u->pwhash, "$argon2id$", 10))) {
+        *why = "a live user's pwhash is not an argon2id hash (or a provider's user has one)";
+        return -EBADMSG;
+    }
+    if (!text_ok(u->email) || !text_ok(u->display_name)) {
+        *why = "email or display_name holds a control character";
         return -EBADMSG;
     }
     return 0;

@@ -25,9 +25,11 @@
 
 #define AUTH_GROUPS_MAX 16
 #define AUTH_PWHASH_MAX 127 /* bytes of a crypto_pwhash_str string (STRBYTES - 1) */
+#define AUTH_EMAIL_MAX   254 /* bytes of an email address */
+#define AUTH_DISPLAY_MAX 127 /* bytes of a display name (UTF-8) */
 
 typedef struct auth_user {
-    char name[NODECFG_NAME_MAX + 1]; /* a valid name (nodecfg_check_name) */
+    char name[NODECFG_NAME_MAX + 1]; /* a valid name (auth_user_name_ok) */
     char groups[AUTH_GROUPS_MAX][NODECFG_NAME_MAX + 1];
     unsigned ngroups;                 /* 0..AUTH_GROUPS_MAX, distinct valid names */
     char pwhash[AUTH_PWHASH_MAX + 1]; /* "$argon2id$..."; "" once removed */
@@ -35,7 +37,19 @@ typedef struct auth_user {
     uint64_t session_epoch;           /* sessions carry it; bumped to revoke them all */
     bool removed;                     /* the name may be added again, at a higher epoch */
     bool admin; /* may sign in to the admin listener (node/admin); absent in older records: false */
+    /* A user from an OpenID provider (node/oidc) is named "IDP:SUBJECT", has no password
+     * (pwhash "": a password sign-in can never succeed) and carries what the provider said
+     * at the last sign-in. Both fields are optional and printable; "" = none. */
+    char email[AUTH_EMAIL_MAX + 1];
+    char display_name[AUTH_DISPLAY_MAX + 1];
 } auth_user_t;
+
+/* Whether s names a user: a local name (nodecfg_check_name: a-z, 0-9, '-'), or an OpenID
+ * provider's user "IDP:SUBJECT" (IDP a local-style name; SUBJECT 1.. bytes of
+ * [A-Za-z0-9._@|+=-]), at most NODECFG_NAME_MAX bytes in all. */
+bool auth_user_name_ok(const char *s);
+/* Whether s is a provider's user ("IDP:SUBJECT"), which has no password. */
+bool auth_user_is_external(const char *s);
 
 /* "user/<name>"; 0 or -EINVAL (invalid name). out holds AUTH_KEY_MAX. */
 int auth_user_key(const char *name, char *out, size_t len);

@@ -2309,6 +2309,8 @@ static int cmd_http_stats(ctx_t *c, const command_t *self, int argc, char **argv
 /* cert import/list/rm, tls status: in a file of their own. */
 #include "cmd_cert.c"
 #include "cmd_acme.c"
+/* idp add/list/rm: OpenID Connect providers, in a file of their own. */
+#include "cmd_idp.c"
 
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
@@ -2497,6 +2499,21 @@ static const command_t commands[] = {
      "is proven by DNS-01) gets one, renewed at two thirds of its lifetime. --ca-bundle: the\n"
      "CA's TLS roots (PEM) when not the system's; --eab: the CA's external account binding.\n"
      "The account key is made by popd and sealed; setting the same directory again keeps it."},
+    {"idp", "add", cmd_idp_add,
+     "NAME --issuer URL --client-id ID [--scopes 'openid email profile'] [--groups-claim CLAIM]\n"
+     "    [--allowed-domains D1,D2] [--auto-create] [--ca FILE] [--no-secret]\n"
+     "    [--insecure-http-loopback]",
+     "Lets users sign in with an OpenID Connect provider: the login page offers 'Sign in with\n"
+     "NAME'. The client secret is read from stdin and sealed by popd. Users are NAME:SUBJECT,\n"
+     "with the groups of --groups-claim. Who may enter: with --allowed-domains, users whose\n"
+     "verified email is in one of them; without, users known already, and anyone the provider\n"
+     "signs in with --auto-create. --ca: the provider's TLS roots (PEM) when not the system's;\n"
+     "--insecure-http-loopback: a plain http:// issuer on 127.0.0.1 or localhost (tests only).\n"
+     "Register https://HOST/.popmesh/oidc/callback at the provider for every HOST."},
+    {"idp", "list", cmd_idp_list, "",
+     "Lists the identity providers (never a client secret) and this PoP's sign-in counters."},
+    {"idp", "rm", cmd_idp_rm, "NAME",
+     "Removes an identity provider: its sign-in link goes; sessions already made last."},
     {"acme", "show", cmd_acme_show, "",
      "Shows the ACME settings (never the account key), the orders under way (leases: which\n"
      "PoP, until when, failures in a row, next try, last error) and this PoP's counters."},
