@@ -17,6 +17,7 @@
 #include "node/acme/acme.h"
 #include "node/oidc/oidc.h"
 #include "node/admin/admin.h"
+#include "node/alert/alert.h"
 #include "node/http/httpstats.h"
 #include "node/tls/certadmin.h"
 #include "node/tls/certstore.h"
@@ -70,6 +71,7 @@ typedef struct node {
     httpstats_t *http_stats;   /* per-resource HTTP counters (/metrics); with n->http */
     oidc_t *oidc;              /* sign-in with OpenID providers (the ingress's), idp.* */
     admin_t *admin;            /* the admin listener; NULL unless admin-listen is set */
+    alert_t *alert;            /* webhook alerts (alert.h) */
     bool running;              /* every part started and the loop runs (/readyz) */
     bool removed;      /* this node learned it was removed from the mesh */
     bool stopping;
@@ -154,12 +156,15 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     control_stats_t cs;
     control_get_stats(n->control, &cs);
     msgpack_pack_map(pk, 9 + MESHNODE_STATUS_PAIRS + (n->dataplane ? DATAPLANE_STATUS_PAIRS : 0) +
-                             (n->http ? HTTPPROXY_STATUS_PAIRS : 0));
+                             (n->http ? HTTPPROXY_STATUS_PAIRS : 0) +
+                             (n->alert ? ALERT_STATUS_PAIRS : 0));
     meshnode_pack_status(n->mesh, pk);
     if (n->dataplane)
         dataplane_pack_status(n->dataplane, pk);
     if (n->http)
         httpproxy_pack_status(n->http, pk);
+    if (n->alert)
+        alert_pack_status(n->alert, pk);
     mpw_kv_str(pk, "name", n->cfg.name);
     mpw_kv_str(pk, "id", n->id_hex);
     mpw_kv_str(pk, "region", n->cfg.region);
@@ -766,6 +771,19 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         rc = -EIO;
         goto out;
     }
+    /* Webhook alerts: one PoP sends each (alert.h); reads the answers above through control. */
+    alert_opts_t alo = {.loop = n.loop,
+                        .store = n.store,
+                        .mesh = n.mesh,
+                        .control = n.control,
+                        .node_name = n.cfg.name,
+                        .self_id = n.id.node_id};
+    n.alert = alert_new(&alo, err, errlen);
+    if (!n.alert) {
+        rc = -EIO;
+        goto out;
+    }
+    alert_register_commands(n.alert, n.control);
     if (n.cfg.admin_listen[0]) {
         auth_cidr_t allow[NODECFG_METRICS_ALLOW_MAX];
         for (unsigned i = 0; i < n.cfg.nmetrics_allow; i++) {
@@ -819,6 +837,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
     }
 out:
     admin_destroy(&n.admin); /* reads every other part */
+    alert_destroy(&n.alert); /* reads answers through control; before the mesh and store */
     control_destroy(&n.control);
     ocspfetch_destroy(&n.ocsp); /* before the TLS context it feeds */
     acme_destroy(&n.acme);

@@ -63,5 +63,8 @@ set_property(TEST integration.meshsim_determinism PROPERTY LABELS integration)
 popmesh_integration(dns_admin)
 popmesh_integration(admin_badinput)
 popmesh_integration(admin_prometheus)
+# Webhook alerts: 3 PoPs, a site and a receiver that logs every POST; exactly one alert per event.
+popmesh_integration(alerts_webhook)
+set_property(TEST integration.alerts_webhook PROPERTY TIMEOUT 180)
 popmesh_integration(admin_status_page)
 set_property(TEST integration.admin_status_page PROPERTY TIMEOUT 120)

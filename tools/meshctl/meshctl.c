@@ -2309,6 +2309,8 @@ static int cmd_http_stats(ctx_t *c, const command_t *self, int argc, char **argv
 /* cert import/list/rm, tls status: in a file of their own. */
 #include "cmd_cert.c"
 #include "cmd_acme.c"
+/* alert add/list/rm: webhook alerts. */
+#include "cmd_alert.c"
 /* idp add/list/rm: OpenID Connect providers, in a file of their own. */
 #include "cmd_idp.c"
 
@@ -2517,6 +2519,13 @@ static const command_t commands[] = {
     {"acme", "show", cmd_acme_show, "",
      "Shows the ACME settings (never the account key), the orders under way (leases: which\n"
      "PoP, until when, failures in a row, next try, last error) and this PoP's counters."},
+    {"alert", "add", cmd_alert_add, "NAME --webhook URL [--events pop,site,target,cert]",
+     "POSTs a JSON object to URL (http:// or https://) for every event of the kinds listed\n"
+     "(default all): a PoP down or back up, a site that lost or regained every tunnel, a\n"
+     "target's health (up, down), a certificate within 14 days of expiry. Exactly one PoP\n"
+     "sends each event (docs/operations.md, \"Alerts\"). Refused if NAME exists: rm it first."},
+    {"alert", "list", cmd_alert_list, "", "Lists alerts: name, event kinds, added, webhook URL."},
+    {"alert", "rm", cmd_alert_rm, "NAME", "Removes an alert everywhere."},
     {NULL, "help", cmd_help, "[COMMAND]", "Shows help."},
     {NULL, NULL, NULL, NULL, NULL},
 };
