@@ -68,3 +68,7 @@ popmesh_integration(alerts_webhook)
 set_property(TEST integration.alerts_webhook PROPERTY TIMEOUT 180)
 popmesh_integration(admin_status_page)
 set_property(TEST integration.admin_status_page PROPERTY TIMEOUT 120)
+# OpenID Connect sign-in: a real oidc-provider, 2 PoPs, headless Chromium starting at one PoP
+# and finishing at the other; refusals (domain, tampered state cookie).
+popmesh_integration(oidc_login)
+set_property(TEST integration.oidc_login PROPERTY TIMEOUT 120)
