@@ -7,6 +7,7 @@
 #include "common/mp.h"
 #include "common/xmalloc.h"
 #include "node/auth/authadmin.h"
+#include "node/trust/trust.h"
 #include "node/ctl/control.h"
 #include "node/records/identity.h"
 #include "common/fdlimit.h"
@@ -58,6 +59,7 @@ typedef struct node {
     control_t *control;
     void *zctx;
     meshnode_t *mesh;
+    trust_t *trust; /* the key hierarchy: pinned roots, the certifier, key.* */
     dataplane_t *dataplane;
     httpproxy_t *http; /* NULL unless http-listen or https-listen is set */
     tlsctx_t *tls;     /* the certificates served (HTTPS listener, TCP resources with tls) */
@@ -630,8 +632,22 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
         goto out;
     }
     meshnode_register_commands(n.mesh, n.control);
+    trust_opts_t tro = {.loop = n.loop,
+                        .store = n.store,
+                        .mesh = n.mesh,
+                        .dir = n.dir,
+                        .id = &n.id,
+                        .meshkey = &n.meshkey};
+    if (!(n.trust = trust_new(&tro, err, errlen))) {
+        rc = -EIO;
+        goto out;
+    }
+    trust_register_commands(n.trust, n.control);
     /* lives until the loop ends */
-    authadmin_t auth = {.mesh = n.mesh, .meshkey = &n.meshkey, .http_listen = n.cfg.http_listen};
+    authadmin_t auth = {.mesh = n.mesh,
+                        .meshkey = &n.meshkey,
+                        .keys = trust_auth_keys(n.trust),
+                        .http_listen = n.cfg.http_listen};
     authadmin_register_commands(&auth, n.control);
     /* zone.* and geo.*; and this PoP's DNS settings (public addresses, location, DNS listener)
      * in its node record, now that the mesh can spread the write. Lives until the loop ends. */
@@ -721,6 +737,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                                .https_listen = n.cfg.https_listen,
                                .tls = n.cfg.https_listen[0] ? n.tls : NULL,
                                .meshkey = &n.meshkey,
+                               .keys = trust_auth_keys(n.trust),
                                .dp = n.dataplane,
                                .mesh = n.mesh,
                                .self_id = n.id.node_id,
@@ -851,6 +868,7 @@ out:
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
     accesslog_destroy(&n.alog);      /* after the two that write to it; writes its buffer */
     tlsctx_destroy(&n.tls);
+    trust_destroy(&n.trust);
     meshnode_destroy(&n.mesh);
     if (n.zctx)
         zmq_ctx_term(n.zctx);

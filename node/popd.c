@@ -10,6 +10,7 @@
 #include "node/membership/joinclient.h"
 #include "node/membership/meshnode.h"
 #include "node/nodecfg.h"
+#include "node/trust/trust.h"
 #include "node/records/registry.h"
 #include "node/records/token.h"
 #include "storage/store.h"
@@ -102,6 +103,7 @@ static int prepare_dir(const char *dir, char *err, size_t errlen)
 /* Options shared by init and join. */
 struct node_opts {
     const char *dir, *name, *region;
+    const char *root_offline; /* init --root-offline FILE: the root goes there, not to DIR */
     nodecfg_t cfg;
 };
 
@@ -126,6 +128,7 @@ static const struct option node_longopts[] = {
     {"label", required_argument, NULL, 'B'},
     {"admin-listen", required_argument, NULL, 'D'},
     {"metrics-allow", required_argument, NULL, 'W'},
+    {"root-offline", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -278,6 +281,11 @@ static int parse_node_opts(const char *cmd, int argc, char **argv, struct node_o
                 return usage_error(cmd, "--tombstone-grace '%s' is not a duration (e.g. 7d)",
                                    optarg);
             break;
+        case 'o':
+            if (strcmp(cmd, "init"))
+                return usage_error(cmd, "--root-offline is an option of popd init");
+            o->root_offline = optarg;
+            break;
         case 'h':
             print_sub_help(find_subcommand(cmd));
             return 0;
@@ -400,7 +408,39 @@ static int cmd_init(int argc, char **argv)
         fprintf(stderr, "popd init: cannot generate keys: %s\n", strerror(-rc));
         return 1;
     }
-    rc = create_node(&o, &id, &mk, &sk, NULL, 0, true, err, sizeof(err));
+    /* The key hierarchy (node/records/nodecert.h): a root that certifies this first PoP with
+     * every capability, kept in DIR/root.key, or with --root-offline in that file only. */
+    rootkey_t root;
+    store_entry_t trust[2] = {0};
+    char rootpath[4096];
+    bool wrote_root = false;
+    if (o.root_offline)
+        snprintf(rootpath, sizeof(rootpath), "%s", o.root_offline);
+    else
+        snprintf(rootpath, sizeof(rootpath), "%s/%s", o.dir, ROOTKEY_FILE);
+    if (rc == 0 && (rc = rootkey_generate(&root)) == 0)
+        rc = trust_init_records(&root, &mk, &id, clock_wall_ms(), trust);
+    if (rc == 0 && o.root_offline) {
+        /* Before the node exists: a root file that cannot be written makes no mesh. */
+        rc = rootkey_save(rootpath, &root, err, sizeof(err));
+        wrote_root = rc == 0;
+    }
+    if (rc == 0)
+        rc = create_node(&o, &id, &mk, &sk, trust, 2, true, err, sizeof(err));
+    if (rc == 0) {
+        trustroots_t tr = {0};
+        memcpy(tr.cur, root.pk, 32);
+        rc = trustroots_save(o.dir, &tr, err, sizeof(err));
+    }
+    if (rc == 0 && !o.root_offline)
+        rc = rootkey_save(rootpath, &root, err, sizeof(err));
+    if (rc && wrote_root)
+        unlink(rootpath);
+    sodium_memzero(&root, sizeof(root));
+    for (int i = 0; i < 2; i++) {
+        free(trust[i].key);
+        free(trust[i].value);
+    }
     identity_id_hex(id.node_id, idhex);
     meshkey_id_hex(mk.pk, meshid);
     identity_wipe(&id);
@@ -411,8 +451,12 @@ static int cmd_init(int argc, char **argv)
         return 1;
     }
     printf("initialised node %s (id %s) in %s, first member of new mesh %s\n"
+           "the mesh's root key is in %s%s\n"
            "start it with: popd run --data %s\n",
-           o.name, idhex, o.dir, meshid, o.dir);
+           o.name, idhex, o.dir, meshid, rootpath,
+           o.root_offline ? " (keep it off-line; certify PoPs with meshctl key certify --root)"
+                          : "",
+           o.dir);
     return 0;
 }
 
@@ -496,6 +540,24 @@ static int cmd_join(int argc, char **argv)
     if (rc == 0)
         rc = create_node(&o, &id, &mk, reply.has_store_key ? &reply.store_key : NULL,
                          reply.entries, reply.nentries, false, err, sizeof(err));
+    /* The root this PoP trusts: the one its seed (authenticated by the token) sent. A seed of
+     * a mesh without a root sends none; popd run pins it when the mesh makes one. */
+    for (size_t i = 0; rc == 0 && i < reply.nentries; i++) {
+        const store_entry_t *e = &reply.entries[i];
+        trustroot_rec_t tr;
+        const char *rwhy = "";
+        if (e->tombstone || e->klen != strlen(TRUST_ROOT_KEY) ||
+            memcmp(e->key, TRUST_ROOT_KEY, e->klen))
+            continue;
+        if (trustroot_parse(e->value, e->vlen, &tr, &rwhy)) {
+            rc = -EINVAL;
+            snprintf(err, sizeof(err), "the seed sent an unreadable root: %s", rwhy);
+            break;
+        }
+        trustroots_t roots = {.legacy_until_ms = tr.legacy_until_ms};
+        memcpy(roots.cur, tr.root_pk, 32);
+        rc = trustroots_save(o.dir, &roots, err, sizeof(err));
+    }
     char idhex[17], meshid[33];
     identity_id_hex(id.node_id, idhex);
     meshkey_id_hex(t.mesh_pk, meshid);
@@ -634,10 +696,11 @@ static const subcommand_t subcommands[] = {
      "[--store-map-size SIZE] "
      "[--tombstone-grace DUR]\n             [--dns-listen HOST:PORT] [--public-address "
      "IP[,IP6]] [--location LAT,LON] [--dns-rrl N]\n             [--no-inbound] [--label L ...] "
-     "[--admin-listen HOST:PORT] [--metrics-allow CIDR ...]",
+     "[--admin-listen HOST:PORT] [--metrics-allow CIDR ...]\n             [--root-offline FILE]",
      "Creates a new mesh with this node as its first member, in DIR (new or empty): node\n"
      "keys (node.key, 0600), the mesh signing key (mesh.key, 0600), the store key (store.key,\n"
-     "0600), settings (popd.conf) and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
+     "0600), the mesh's root key (root.key, 0600; with --root-offline FILE written to FILE\n"
+     "only, for meshctl key certify --root), settings (popd.conf) and the store. NAME and REGION are 1-63 of a-z, 0-9 and '-'. --mesh-listen is where\n"
      "the mesh socket binds (default 127.0.0.1:7946); --advertise is what peers dial\n"
      "(required when --mesh-listen is a wildcard). --tunnel-listen is where sites and other\n"
      "PoPs connect for tunnels (default: the mesh host, mesh port + 1); --tunnel-advertise\n"

@@ -19,3 +19,7 @@ popmesh_unit_test(test_authrec popmesh_records popmesh_storage)
 # node/records: DNS steering's zones and geo rules (decoders fuzzed by fuzz_dnsrec).
 popmesh_unit_test(test_dnsrec popmesh_records)
 popmesh_fuzz(fuzz_dnsrec popmesh_records)
+# The key hierarchy (nodecert): certificates, the root's endorsement, pinned roots, the root
+# key file, signed token records; their decoders fuzzed.
+popmesh_unit_test(test_nodecert popmesh_records)
+popmesh_fuzz(fuzz_nodecert popmesh_records)

@@ -668,8 +668,12 @@ int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, s
     return 0;
 }
 
-ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *tail,
-                      size_t tail_len, uint8_t *out)
+/* Seals the head of a SPLIT record whose tail (tail_len bytes) follows at
+ * out + SC_HDR_LEN + SC_SPLIT_SKIP + head, or is sent from elsewhere right after the head
+ * (tconn's zero-copy relaying): the tag covers the header and the head only, so the tail's
+ * bytes need not be there yet. Returns the bytes of the record up to the tail. */
+static ssize_t seal_split_head(sc_t *s, const sc_piece_t *head, size_t n, size_t tail_len,
+                               uint8_t *out)
 {
     if (s->state != SC_ESTABLISHED || s->tx_seq == UINT64_MAX)
         return fail(s, -EPIPE);
@@ -679,7 +683,7 @@ ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *
             return fail(s, -EINVAL);
         hl += head[i].len;
     }
-    if (hl == 0 || tail_len == 0 || !tail || tail_len > SC_PLAIN_MAX - hl)
+    if (hl == 0 || tail_len == 0 || tail_len > SC_PLAIN_MAX - hl)
         return fail(s, -EINVAL);
     uint8_t *c = out + SC_HDR_LEN + SC_SPLIT_SKIP;
     size_t off = 0;
@@ -688,10 +692,7 @@ ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *
             memmove(c + off, head[i].p, head[i].len);
         off += head[i].len;
     }
-    if (tail != c + hl) /* else sealed there by its owner already (tconn's raw_reserve) */
-        memmove(c + hl, tail, tail_len);
-    size_t body = SC_SPLIT_SKIP + hl + tail_len;
-    put_header(out, SC_REC_SPLIT, body);
+    put_header(out, SC_REC_SPLIT, SC_SPLIT_SKIP + hl + tail_len);
     out[SC_HDR_LEN] = (uint8_t)hl;
     uint8_t *tag = out + SC_HDR_LEN + 1;
     uint8_t nonce[SC_NONCE_LEN];
@@ -704,7 +705,26 @@ ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *
                                                            SC_HDR_LEN + 1, NULL, nonce, s->tx_key);
     s->tx_seq++;
     s->tx_key_bytes += SC_HDR_LEN + SC_SPLIT_SKIP + hl; /* the tail is not this key's */
-    return (ssize_t)(SC_HDR_LEN + body);
+    return (ssize_t)(SC_HDR_LEN + SC_SPLIT_SKIP + hl);
+}
+
+ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *tail,
+                      size_t tail_len, uint8_t *out)
+{
+    if (!tail)
+        return fail(s, -EINVAL);
+    ssize_t h = seal_split_head(s, head, n, tail_len, out);
+    if (h < 0)
+        return h;
+    if (tail != out + h) /* else sealed there by its owner already (tconn's raw_reserve) */
+        memmove(out + h, tail, tail_len);
+    return h + (ssize_t)tail_len;
+}
+
+ssize_t sc_seal_split_head(sc_t *s, const sc_piece_t *head, size_t n, size_t tail_len,
+                           uint8_t *out)
+{
+    return seal_split_head(s, head, n, tail_len, out);
 }
 
 int sc_open_split(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len,

@@ -244,6 +244,11 @@ int sc_open(sc_t *s, const uint8_t hdr[SC_HDR_LEN], uint8_t *body, size_t len, s
  * Returns bytes written, -EINVAL, -EPIPE (as sc_seal). */
 ssize_t sc_seal_split(sc_t *s, const sc_piece_t *head, size_t n, const uint8_t *tail,
                       size_t tail_len, uint8_t *out);
+/* sc_seal_split without the tail: writes the record up to the tail (head + SC_OVERHEAD + 1
+ * bytes, returned) and the caller sends the tail_len bytes of tail right after them, from
+ * wherever they are (a relay forwarding a sealed payload from its read buffer, no copy). */
+ssize_t sc_seal_split_head(sc_t *s, const sc_piece_t *head, size_t n, size_t tail_len,
+                           uint8_t *out);
 /* Opens a SPLIT record in place: hdr its header, body its body (len bytes). On success the
  * message (head then tail) is body[SC_SPLIT_SKIP .. SC_SPLIT_SKIP + *plen) and the head is its
  * first *head_len bytes. 0, -EBADMSG (not authentic, bad head length: close), -EPIPE. */

@@ -435,8 +435,16 @@ static int cmd_share_create(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     uint64_t expires = clock_wall_ms() + ttl;
-    if (auth_share_make(a->meshkey, name, expires, token, sizeof(token))) {
-        rc = control_error(pk, CTL_FAILED, "cannot make a share token for '%s'", name);
+    const char *why = "";
+    int mrc = a->keys ? auth_link_make(a->keys, name, clock_wall_ms(), expires, token,
+                                       sizeof(token), &why)
+                      : auth_share_make(a->meshkey, name, expires, token, sizeof(token));
+    if (mrc) {
+        rc = control_error(pk, mrc == -EPERM ? CTL_REFUSED : CTL_FAILED,
+                           mrc == -EPERM ? "this PoP may not sign share links (%s): create the "
+                                           "link at a PoP that holds issue-sessions"
+                                         : "cannot make a share token for '%s'",
+                           mrc == -EPERM ? why : name);
         goto out;
     }
     /* With a host (an HTTP resource) the link opens the resource through the ingress;

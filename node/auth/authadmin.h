@@ -7,13 +7,15 @@
 #ifndef POPMESH_NODE_AUTH_AUTHADMIN_H
 #define POPMESH_NODE_AUTH_AUTHADMIN_H
 
+#include "node/auth/session.h"
 #include "node/ctl/control.h"
 #include "node/records/identity.h"
 #include "node/membership/meshnode.h"
 
 typedef struct authadmin {
     meshnode_t *mesh;         /* borrowed: its store, and how a write spreads */
-    const meshkey_t *meshkey; /* borrowed: signs share links */
+    const meshkey_t *meshkey; /* borrowed: signs share links when keys is NULL */
+    const auth_keys_t *keys;  /* borrowed: signs share links (the key hierarchy); may be NULL */
     const char *http_listen;  /* this PoP's HTTP ingress "host:port" ("" = none): the port
                                * share URLs name */
 } authadmin_t;

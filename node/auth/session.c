@@ -45,7 +45,7 @@ static bool name_ok(const char *s)
 /* ---- signed tokens ----------------------------------------------------------------------- */
 
 /* prefix || base64url(payload || Ed25519(context || payload)). */
-static int sign_encode(const meshkey_t *k, const char *prefix, const char *context,
+static int sign_encode(const uint8_t sk[64], const char *prefix, const char *context,
                        const msgpack_sbuffer *payload, char *out, size_t outlen)
 {
     size_t cl = strlen(context) + 1, pl = strlen(prefix);
@@ -60,20 +60,19 @@ static int sign_encode(const meshkey_t *k, const char *prefix, const char *conte
     memcpy(msg, context, cl);
     memcpy(msg + cl, payload->data, payload->size);
     memcpy(body, payload->data, payload->size);
-    crypto_sign_detached(body + payload->size, NULL, msg, cl + payload->size, k->sk);
+    crypto_sign_detached(body + payload->size, NULL, msg, cl + payload->size, sk);
     memcpy(out, prefix, pl);
     sodium_bin2base64(out + pl, outlen - pl, body, payload->size + SIG_BYTES,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     return 0;
 }
 
-/* Checks the prefix, decodes canonical base64url, verifies the signature. On success the
- * payload is body[0 .. *plen). 0 or -EACCES with *why. */
-static int verify_decode(const uint8_t mesh_pk[32], const char *prefix, const char *context,
-                         const char *text, size_t len, uint8_t body[BODY_MAX], size_t *plen,
-                         const char **why)
+/* Checks the prefix and length, decodes canonical base64url. On success the payload is
+ * body[0 .. *plen) and the signature the 64 bytes after it. 0 or -EACCES with *why. */
+static int decode_body(const char *prefix, const char *text, size_t len, uint8_t body[BODY_MAX],
+                       size_t *plen, const char **why)
 {
-    size_t pl = strlen(prefix), cl = strlen(context) + 1, blen = 0;
+    size_t pl = strlen(prefix), blen = 0;
     if (len < pl || memcmp(text, prefix, pl) != 0) {
         *why = "not a token of this kind (wrong prefix)";
         return -EACCES;
@@ -93,16 +92,33 @@ static int verify_decode(const uint8_t mesh_pk[32], const char *prefix, const ch
         *why = "truncated";
         return -EACCES;
     }
-    size_t n = blen - SIG_BYTES;
+    *plen = blen - SIG_BYTES;
+    return 0;
+}
+
+static int check_sig(const uint8_t pk[32], const char *context, const uint8_t *body, size_t n,
+                     const char **why)
+{
+    size_t cl = strlen(context) + 1;
     uint8_t msg[BODY_MAX + 32];
     memcpy(msg, context, cl);
     memcpy(msg + cl, body, n);
-    if (crypto_sign_verify_detached(body + n, msg, cl + n, mesh_pk) != 0) {
+    if (crypto_sign_verify_detached(body + n, msg, cl + n, pk) != 0) {
         *why = "signature does not verify (tampered, or another mesh's)";
         return -EACCES;
     }
-    *plen = n;
     return 0;
+}
+
+/* Checks the prefix, decodes canonical base64url, verifies the signature. On success the
+ * payload is body[0 .. *plen). 0 or -EACCES with *why. */
+static int verify_decode(const uint8_t mesh_pk[32], const char *prefix, const char *context,
+                         const char *text, size_t len, uint8_t body[BODY_MAX], size_t *plen,
+                         const char **why)
+{
+    if (decode_body(prefix, text, len, body, plen, why))
+        return -EACCES;
+    return check_sig(mesh_pk, context, body, *plen, why);
 }
 
 /* A string field of a payload: a valid name, or "" if empty_ok. */
@@ -159,7 +175,7 @@ int auth_session_make(const meshkey_t *k, const char *user, uint64_t epoch, uint
     msgpack_pack_uint64(&pk, now_ms + ttl_ms);
     mpw_str(&pk, scope);
     mpw_bin(&pk, nonce, sizeof(nonce));
-    int rc = sign_encode(k, AUTH_SESSION_PREFIX, SESSION_CONTEXT, &sb, out, outlen);
+    int rc = sign_encode(k->sk, AUTH_SESSION_PREFIX, SESSION_CONTEXT, &sb, out, outlen);
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
@@ -264,7 +280,7 @@ int auth_share_make(const meshkey_t *k, const char *resource, uint64_t expires_m
     mpw_str(&pk, resource);
     msgpack_pack_uint64(&pk, expires_ms);
     mpw_bin(&pk, nonce, sizeof(nonce));
-    int rc = sign_encode(k, AUTH_SHARE_PREFIX, SHARE_CONTEXT, &sb, out, outlen);
+    int rc = sign_encode(k->sk, AUTH_SHARE_PREFIX, SHARE_CONTEXT, &sb, out, outlen);
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
@@ -305,4 +321,223 @@ int auth_session_from_share(const meshkey_t *k, const auth_share_t *share, uint6
     if (ttl_ms > AUTH_SESSION_TTL_MAX)
         ttl_ms = AUTH_SESSION_TTL_MAX;
     return auth_session_make(k, "", 0, now_ms, ttl_ms, share->resource, out, outlen);
+}
+
+/* ---- signed by the PoP that made them ------------------------------------------------------- */
+
+#define SESSION2_CONTEXT "popmesh session v2"
+#define SHARE2_CONTEXT   "popmesh share v2"
+#define TOKEN_VERSION2   2
+
+/* This PoP's signing key, if its own certificate lets it issue sessions. */
+static int self_may_issue(const auth_keys_t *k, uint64_t now_ms, const char **why)
+{
+    uint8_t pk[32];
+    if (!k->self_sk || !k->signer_key) {
+        *why = "this PoP has no signing key";
+        return -EPERM;
+    }
+    if (k->signer_key(k->ctx, k->self_id, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
+        return -EPERM;
+    return 0;
+}
+
+int auth_cookie_make(const auth_keys_t *k, const char *user, uint64_t epoch, uint64_t now_ms,
+                     uint64_t ttl_ms, const char *scope, char *out, size_t outlen,
+                     const char **why)
+{
+    *why = "invalid session";
+    if (!k->self_id) {
+        if (!k->mesh) {
+            *why = "this PoP holds no key that signs sessions";
+            return -EPERM;
+        }
+        return auth_session_make(k->mesh, user, epoch, now_ms, ttl_ms, scope, out, outlen);
+    }
+    if (!user || !scope || !valid_scope_user(user, scope) || ttl_ms == 0 ||
+        ttl_ms > AUTH_SESSION_TTL_MAX || now_ms > UINT64_MAX - ttl_ms)
+        return -EINVAL;
+    int rc = self_may_issue(k, now_ms, why);
+    if (rc)
+        return rc;
+    uint8_t nonce[AUTH_NONCE_BYTES];
+    randombytes_buf(nonce, sizeof(nonce));
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 8);
+    msgpack_pack_uint32(&pk, TOKEN_VERSION2);
+    mpw_str(&pk, user);
+    msgpack_pack_uint64(&pk, epoch);
+    msgpack_pack_uint64(&pk, now_ms);
+    msgpack_pack_uint64(&pk, now_ms + ttl_ms);
+    mpw_str(&pk, scope);
+    mpw_bin(&pk, nonce, sizeof(nonce));
+    msgpack_pack_uint64(&pk, k->self_id);
+    rc = sign_encode(k->self_sk, AUTH_SESSION2_PREFIX, SESSION2_CONTEXT, &sb, out, outlen);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* The signer's key, then its signature over the payload. */
+static int check_signer_sig(const auth_keys_t *k, uint64_t signer, const char *context,
+                            const uint8_t *body, size_t n, uint64_t now_ms, const char **why)
+{
+    uint8_t pk[32];
+    if (!k->signer_key || !signer) {
+        *why = "no signer";
+        return -EACCES;
+    }
+    if (k->signer_key(k->ctx, signer, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
+        return -EACCES;
+    return check_sig(pk, context, body, n, why);
+}
+
+int auth_cookie_signer_check(const auth_keys_t *k, const auth_session_t *c, uint64_t now_ms,
+                             const char **why)
+{
+    if (!c->signer) {
+        if (!k->mesh || c->issued_ms >= k->legacy_until_ms) {
+            *why = "session signed by the mesh key, no longer accepted (sign in again)";
+            return -EACCES;
+        }
+        return 0;
+    }
+    uint8_t pk[32];
+    if (!k->signer_key || k->signer_key(k->ctx, c->signer, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
+        return -EACCES;
+    return 0;
+}
+
+int auth_cookie_verify(const auth_keys_t *k, const char *cookie, size_t len, uint64_t now_ms,
+                       auth_session_t *c, const char **why)
+{
+    size_t p1 = strlen(AUTH_SESSION_PREFIX);
+    memset(c, 0, sizeof(*c));
+    if (len >= p1 && !memcmp(cookie, AUTH_SESSION_PREFIX, p1)) {
+        if (!k->mesh) {
+            *why = "session signed by the mesh key, no longer accepted (sign in again)";
+            return -EACCES;
+        }
+        if (auth_session_verify(k->mesh->pk, cookie, len, now_ms, c, why))
+            return -EACCES;
+        return auth_cookie_signer_check(k, c, now_ms, why);
+    }
+    uint8_t body[BODY_MAX];
+    size_t plen;
+    if (decode_body(AUTH_SESSION2_PREFIX, cookie, len, body, &plen, why))
+        return -EACCES;
+    mpr_t r;
+    uint32_t n;
+    uint64_t ver;
+    mpr_init(&r, body, plen);
+    if (mpr_array(&r, &n) || n != 8 || mpr_uint(&r, &ver) || ver != TOKEN_VERSION2 ||
+        read_name(&r, c->user, true) || mpr_uint(&r, &c->epoch) || mpr_uint(&r, &c->issued_ms) ||
+        mpr_uint(&r, &c->expires_ms) || read_name(&r, c->scope, true) || read_nonce(&r, c->nonce) ||
+        mpr_uint(&r, &c->signer) || r.left || !c->signer || !valid_scope_user(c->user, c->scope) ||
+        c->issued_ms > c->expires_ms) {
+        memset(c, 0, sizeof(*c));
+        *why = "malformed session payload";
+        return -EACCES;
+    }
+    if (check_signer_sig(k, c->signer, SESSION2_CONTEXT, body, plen, now_ms, why)) {
+        memset(c, 0, sizeof(*c));
+        return -EACCES;
+    }
+    if (now_ms >= c->expires_ms) {
+        *why = "session expired";
+        return -EACCES;
+    }
+    if (c->issued_ms > now_ms + AUTH_CLOCK_SKEW_MS) {
+        *why = "session issued in the future (clock skew?)";
+        return -EACCES;
+    }
+    return 0;
+}
+
+int auth_link_make(const auth_keys_t *k, const char *resource, uint64_t now_ms,
+                   uint64_t expires_ms, char *out, size_t outlen, const char **why)
+{
+    *why = "invalid share link";
+    if (!k->self_id) {
+        if (!k->mesh) {
+            *why = "this PoP holds no key that signs share links";
+            return -EPERM;
+        }
+        return auth_share_make(k->mesh, resource, expires_ms, out, outlen);
+    }
+    if (!resource || !name_ok(resource) || expires_ms == 0)
+        return -EINVAL;
+    int rc = self_may_issue(k, now_ms, why);
+    if (rc)
+        return rc;
+    uint8_t nonce[AUTH_NONCE_BYTES];
+    randombytes_buf(nonce, sizeof(nonce));
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_uint32(&pk, TOKEN_VERSION2);
+    mpw_str(&pk, resource);
+    msgpack_pack_uint64(&pk, expires_ms);
+    mpw_bin(&pk, nonce, sizeof(nonce));
+    msgpack_pack_uint64(&pk, k->self_id);
+    rc = sign_encode(k->self_sk, AUTH_SHARE2_PREFIX, SHARE2_CONTEXT, &sb, out, outlen);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+int auth_link_verify(const auth_keys_t *k, const char *token, size_t len, uint64_t now_ms,
+                     auth_share_t *s, const char **why)
+{
+    size_t p1 = strlen(AUTH_SHARE_PREFIX);
+    memset(s, 0, sizeof(*s));
+    if (len >= p1 && !memcmp(token, AUTH_SHARE_PREFIX, p1)) {
+        /* A pmsh1. link carries no issue time: it passes only while the upgrade window is
+         * open (legacy_until_ms is UINT64_MAX on a mesh with no root yet). */
+        if (!k->mesh || now_ms >= k->legacy_until_ms) {
+            *why = "share link signed by the mesh key, no longer accepted";
+            return -EACCES;
+        }
+        return auth_share_verify(k->mesh->pk, token, len, now_ms, s, why);
+    }
+    uint8_t body[BODY_MAX];
+    size_t plen;
+    if (decode_body(AUTH_SHARE2_PREFIX, token, len, body, &plen, why))
+        return -EACCES;
+    mpr_t r;
+    uint32_t n;
+    uint64_t ver;
+    mpr_init(&r, body, plen);
+    if (mpr_array(&r, &n) || n != 5 || mpr_uint(&r, &ver) || ver != TOKEN_VERSION2 ||
+        read_name(&r, s->resource, false) || mpr_uint(&r, &s->expires_ms) ||
+        read_nonce(&r, s->nonce) || mpr_uint(&r, &s->signer) || r.left || !s->signer) {
+        memset(s, 0, sizeof(*s));
+        *why = "malformed share payload";
+        return -EACCES;
+    }
+    if (check_signer_sig(k, s->signer, SHARE2_CONTEXT, body, plen, now_ms, why)) {
+        memset(s, 0, sizeof(*s));
+        return -EACCES;
+    }
+    if (now_ms >= s->expires_ms) {
+        *why = "share link expired";
+        return -EACCES;
+    }
+    return 0;
+}
+
+int auth_cookie_from_share(const auth_keys_t *k, const auth_share_t *share, uint64_t now_ms,
+                           uint64_t ttl_ms, char *out, size_t outlen, const char **why)
+{
+    *why = "invalid share link";
+    if (now_ms >= share->expires_ms || ttl_ms == 0)
+        return -EINVAL;
+    if (ttl_ms > share->expires_ms - now_ms)
+        ttl_ms = share->expires_ms - now_ms;
+    if (ttl_ms > AUTH_SESSION_TTL_MAX)
+        ttl_ms = AUTH_SESSION_TTL_MAX;
+    return auth_cookie_make(k, "", 0, now_ms, ttl_ms, share->resource, out, outlen, why);
 }

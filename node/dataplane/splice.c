@@ -393,15 +393,27 @@ static void buf_append_record(struct dir *dr, const uint8_t *p, size_t len)
 static bool drain_buf(splice_t *s, int d)
 {
     struct dir *dr = &s->dirs[d];
-    while (s->legs[d].records && dr->off < dr->len) {
-        uint32_t rl;
-        memcpy(&rl, dr->buf + dr->off, sizeof(rl));
-        ssize_t n = sink_take(s, d, dr->buf + dr->off + sizeof(rl), rl);
-        if (n <= 0 || s->finished)
+    if (s->legs[d].records && dr->off < dr->len) {
+        /* Sealed records waiting for credit: lent to the sink's tunnel, which sends them
+         * from here (tconn_lend_begin) rather than copying them a second time. */
+        tconn_lend_t lent;
+        bool stop = false;
+        tconn_lend_begin(dr->buf + dr->off, dr->buf + dr->len, &lent);
+        while (dr->off < dr->len) {
+            uint32_t rl;
+            memcpy(&rl, dr->buf + dr->off, sizeof(rl));
+            ssize_t n = sink_take(s, d, dr->buf + dr->off + sizeof(rl), rl);
+            if (n <= 0 || s->finished) {
+                stop = true;
+                break;
+            }
+            dr->off += sizeof(rl) + rl;
+            dr->bytes += rl;
+            source_consumed(s, d, rl);
+        }
+        tconn_lend_end(&lent);
+        if (stop)
             return false;
-        dr->off += sizeof(rl) + rl;
-        dr->bytes += rl;
-        source_consumed(s, d, rl);
     }
     while (dr->off < dr->len) {
         ssize_t n = sink_take(s, d, dr->buf + dr->off, dr->len - dr->off);

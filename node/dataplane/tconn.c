@@ -12,6 +12,16 @@
  * and a lone small frame still leaves in the same iteration (no added latency). A queue past
  * TCONN_OUT_HIGH is flushed at once.
  *
+ * The output queue is a list of segments over fixed chunks (no compaction: a queue that never
+ * empties under load used to be moved to the front of its buffer again and again), sent with
+ * one sendmsg of many iovecs. A segment may also BORROW bytes it does not own: a relay forwards
+ * a sealed stream's record straight from the read buffer of the tunnel it came in on (only the
+ * hop's head is sealed, the payload is not this hop's to touch), so the payload is not copied
+ * in user space at all. Borrowing is allowed only while the source connection is inside its
+ * record loop (rx_lo..rx_hi), and before that buffer is read into again every borrower sends
+ * what it can and copies what is left into its own chunks (settle_borrowers): a borrowed
+ * pointer never outlives the bytes it points to.
+ *
  * Rekeying: after each record sealed, if the sending key reached its byte limit, a REKEY
  * record is queued right behind it (maybe_rekey); its age limit is one more deadline of the
  * timer. Never between tio_raw_reserve and tio_send_raw: the REKEY follows a seal, and the
@@ -35,12 +45,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #define IN_CAP         (SC_HDR_LEN + SC_RECORD_MAX + (256u << 10)) /* bytes of the read buffer */
-#define OUT_SLACK      (256u << 10) /* bytes: an empty output buffer bigger than this is shrunk */
+#define OUT_CHUNK      (256u << 10) /* bytes of an output chunk (a bigger record gets its own) */
+#define OUT_IOV        64           /* segments per sendmsg */
+#define BORROWERS_MAX  64           /* connections borrowing at once; more copy at once */
 #define READ_BUDGET    (1u << 20)   /* bytes read per wake-up before letting others run */
 #define IN_MIN_ROOM    (64u << 10)  /* bytes: below this room after the data, compact first */
 #define CLOSE_FLUSH_MS 1000
@@ -80,11 +93,36 @@ struct tconn {
     int tun_dead_reason;
     uint8_t *in;
     size_t in_off, in_len; /* in[in_off .. in_len): received, not yet a whole record */
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
+    /* Output: segs[seg_head .. seg_n) in order, over chunks (see the top of the file). */
+    struct oseg *segs;
+    size_t seg_head, seg_n, seg_cap;
+    struct ochunk *tail;    /* the chunk appended to */
+    struct ochunk *spare;   /* an emptied chunk kept for the next one */
+    size_t out_bytes;       /* queued, not yet sent */
+    size_t borrowed;        /* of which in borrowed segments */
+    bool borrowing;         /* listed in borrowers[] */
     uint64_t split_records; /* SPLIT records sent */
-    uint64_t out_empty_ms;  /* ms (monotonic): the big output buffer last emptied; 0 = none */
+    uint64_t zc_bytes;      /* payload bytes sent from another connection's buffer, uncopied */
+    uint64_t out_empty_ms;  /* ms (monotonic): the output last emptied with chunks kept; 0 = none */
 };
+
+struct ochunk {
+    size_t cap, used; /* data[0 .. used) handed out */
+    size_t pending;   /* of which queued and not sent: 0 and not the tail = free */
+    uint8_t data[];
+};
+
+struct oseg {
+    const uint8_t *p;
+    size_t len;
+    struct ochunk *ch; /* the chunk p is in; NULL: borrowed */
+};
+
+/* The read window others may borrow from (the buffer of the connection whose records are being
+ * handled), and who borrowed. One loop per thread; popd runs one loop. */
+static __thread const uint8_t *rx_lo, *rx_hi;
+static __thread tconn_t *borrowers[BORROWERS_MAX];
+static __thread size_t nborrowers;
 
 static void rearm(tconn_t *c);
 static void flush(tconn_t *c);
@@ -111,38 +149,205 @@ static void fail(tconn_t *c, const char *fmt, ...)
 
 /* ---- output ---------------------------------------------------------------------------- */
 
-static uint8_t *out_reserve(tconn_t *c, size_t n)
+static void chunk_drop(tconn_t *c, struct ochunk *ch)
 {
-    if (c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_cap - c->out_len < n) {
-        if (c->out_off) {
-            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-            c->out_len -= c->out_off;
-            c->out_off = 0;
-        }
-        if (c->out_cap - c->out_len < n) {
-            size_t cap = c->out_cap ? c->out_cap : 64 * 1024;
-            while (cap - c->out_len < n)
-                cap *= 2;
-            c->out = xrealloc(c->out, cap);
-            c->out_cap = cap;
-        }
+    if (!c->spare) {
+        c->spare = ch;
+    } else if (ch->cap > c->spare->cap) {
+        free(c->spare);
+        c->spare = ch;
+    } else {
+        free(ch);
     }
-    return c->out + c->out_len;
 }
 
-static void queued(tconn_t *c, size_t n)
+/* Room for n contiguous bytes at the end of the queue; out_commit queues what was written. */
+static uint8_t *out_reserve(tconn_t *c, size_t n)
 {
-    c->out_len += n;
+    struct ochunk *t = c->tail;
+    if (t && t->pending == 0)
+        t->used = 0; /* all sent: start over */
+    if (t && t->cap - t->used >= n)
+        return t->data + t->used;
+    struct ochunk *ch = NULL;
+    if (c->spare && c->spare->cap >= n) {
+        ch = c->spare;
+        c->spare = NULL;
+    } else {
+        size_t cap = n > OUT_CHUNK ? n : OUT_CHUNK;
+        ch = xmalloc(sizeof(*ch) + cap);
+        ch->cap = cap;
+    }
+    ch->used = ch->pending = 0;
+    if (t && t->pending == 0)
+        chunk_drop(c, t);
+    c->tail = ch;
+    return ch->data;
+}
+
+static struct oseg *seg_push(tconn_t *c)
+{
+    if (c->seg_n == c->seg_cap) {
+        if (c->seg_head) {
+            memmove(c->segs, c->segs + c->seg_head, (c->seg_n - c->seg_head) * sizeof(*c->segs));
+            c->seg_n -= c->seg_head;
+            c->seg_head = 0;
+        }
+        if (c->seg_n == c->seg_cap) {
+            c->seg_cap = c->seg_cap ? 2 * c->seg_cap : 16;
+            c->segs = xrealloc(c->segs, c->seg_cap * sizeof(*c->segs));
+        }
+    }
+    return &c->segs[c->seg_n++];
+}
+
+/* Queues the n bytes just written at out_reserve's pointer. */
+static void out_commit(tconn_t *c, size_t n)
+{
+    struct ochunk *t = c->tail;
+    uint8_t *p = t->data + t->used;
+    struct oseg *last = c->seg_n > c->seg_head ? &c->segs[c->seg_n - 1] : NULL;
+    if (last && last->ch == t && last->p + last->len == p) {
+        last->len += n;
+    } else {
+        struct oseg *g = seg_push(c);
+        *g = (struct oseg){p, n, t};
+    }
+    t->used += n;
+    t->pending += n;
+    c->out_bytes += n;
+}
+
+/* Copies the borrowed segments into our own chunks, in place in the queue. */
+static void unborrow(tconn_t *c)
+{
+    for (size_t i = c->seg_head; i < c->seg_n && c->borrowed; i++) {
+        struct oseg *g = &c->segs[i];
+        if (g->ch)
+            continue;
+        uint8_t *dst = out_reserve(c, g->len);
+        memcpy(dst, g->p, g->len);
+        g->p = dst;
+        g->ch = c->tail;
+        c->tail->used += g->len;
+        c->tail->pending += g->len;
+        c->borrowed -= g->len;
+    }
+    c->borrowed = 0;
+}
+
+/* Queues n bytes at p, which stay where they are until settle_borrowers. */
+static void out_borrow(tconn_t *c, const uint8_t *p, size_t n)
+{
+    struct oseg *g = seg_push(c);
+    *g = (struct oseg){p, n, NULL};
+    c->out_bytes += n;
+    c->borrowed += n;
+    c->zc_bytes += n;
+    if (c->borrowing)
+        return;
+    if (nborrowers == BORROWERS_MAX) {
+        unborrow(c);
+        return;
+    }
+    borrowers[nborrowers++] = c;
+    c->borrowing = true;
+}
+
+static bool can_borrow(const uint8_t *p, size_t n)
+{
+    return rx_lo && p >= rx_lo && p <= rx_hi && n <= (size_t)(rx_hi - p);
+}
+
+/* The source's buffer is about to be reused: every borrower sends what it can now and keeps a
+ * copy of the rest. */
+static void settle_borrowers(void)
+{
+    rx_lo = rx_hi = NULL;
+    while (nborrowers) {
+        tconn_t *b = borrowers[--nborrowers];
+        if (!b)
+            continue; /* destroyed meanwhile */
+        b->borrowing = false;
+        if (b->state == ST_UP || b->state == ST_CLOSING)
+            flush(b);
+        if (b->borrowed)
+            unborrow(b);
+    }
+}
+
+void tconn_lend_begin(const uint8_t *lo, const uint8_t *hi, tconn_lend_t *saved)
+{
+    saved->lo = rx_lo;
+    saved->hi = rx_hi;
+    rx_lo = lo;
+    rx_hi = hi;
+}
+
+void tconn_lend_end(const tconn_lend_t *saved)
+{
+    settle_borrowers();
+    rx_lo = saved->lo;
+    rx_hi = saved->hi;
+}
+
+/* Marks the sent bytes off the front of the queue. */
+static void out_sent(tconn_t *c, size_t n)
+{
+    c->out_bytes -= n;
+    while (n) {
+        struct oseg *g = &c->segs[c->seg_head];
+        size_t k = n < g->len ? n : g->len;
+        if (g->ch) {
+            g->ch->pending -= k;
+            if (g->ch->pending == 0 && g->ch != c->tail)
+                chunk_drop(c, g->ch);
+        } else {
+            c->borrowed -= k;
+        }
+        g->p += k;
+        g->len -= k;
+        n -= k;
+        if (g->len == 0)
+            c->seg_head++;
+    }
+    if (c->seg_head == c->seg_n)
+        c->seg_head = c->seg_n = 0;
+}
+
+static void out_free(tconn_t *c)
+{
+    for (size_t i = c->seg_head; i < c->seg_n; i++) {
+        struct ochunk *ch = c->segs[i].ch;
+        if (ch && ch != c->tail && (ch->pending -= c->segs[i].len) == 0)
+            free(ch);
+    }
+    free(c->tail);
+    free(c->spare);
+    free(c->segs);
+    c->tail = c->spare = NULL;
+    c->segs = NULL;
+    c->seg_head = c->seg_n = c->seg_cap = 0;
+    c->out_bytes = c->borrowed = 0;
+}
+
+/* After queueing: flush at once past TCONN_OUT_HIGH, else before the loop blocks. */
+static void kick(tconn_t *c)
+{
     if (c->state == ST_FAILED || c->state == ST_DOWN)
         return;
-    if (c->out_len - c->out_off > TCONN_OUT_HIGH) {
+    if (c->out_bytes > TCONN_OUT_HIGH) {
         c->congested = true;
         flush(c);
     } else {
         ev_prepare_start(c->loop, &c->flusher);
     }
+}
+
+static void queued(tconn_t *c, size_t n)
+{
+    out_commit(c, n);
+    kick(c);
 }
 
 /* Seals one message [kind][pieces...] into the output queue. */
@@ -163,8 +368,13 @@ static int seal_msg(tconn_t *c, uint8_t kind, const uint8_t *a, size_t alen, con
 
 static void flush(tconn_t *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    while (c->out_bytes) {
+        struct iovec iov[OUT_IOV];
+        int k = 0;
+        for (size_t i = c->seg_head; i < c->seg_n && k < OUT_IOV; i++, k++)
+            iov[k] = (struct iovec){(void *)c->segs[i].p, c->segs[i].len};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -175,18 +385,17 @@ static void flush(tconn_t *c)
             fail(c, "send: %s", strerror(errno));
             return;
         }
-        c->out_off += (size_t)n;
+        out_sent(c, (size_t)n);
     }
     ev_prepare_stop(c->loop, &c->flusher);
-    size_t left = c->out_len - c->out_off;
+    size_t left = c->out_bytes;
     if (left == 0) {
         ev_io_stop(c->loop, &c->wio);
-        c->out_off = c->out_len = 0;
-        /* An output buffer past OUT_SLACK goes back once it has stayed empty for
-         * OUT_IDLE_MS (on_timer), so an idle tunnel stays small; freeing it as soon as it
-         * empties cost a bulk transfer a fresh mapping, page faults and zeroed pages on every
-         * refill (8% of a relaying PoP's CPU). */
-        if (c->out_cap > OUT_SLACK)
+        /* The chunks go back once the queue has stayed empty for OUT_IDLE_MS (on_timer), so
+         * an idle tunnel stays small; freeing them as soon as it empties cost a bulk transfer
+         * a fresh mapping, page faults and zeroed pages on every refill (8% of a relaying
+         * PoP's CPU). */
+        if (c->tail || c->spare)
             c->out_empty_ms = clock_mono_ms(); /* the last time it emptied */
         if (c->state == ST_CLOSING) {
             char why[sizeof(c->why)];
@@ -234,6 +443,21 @@ static void tio_send_raw(void *ctx, const uint8_t *head, size_t hl, const uint8_
     }
     uint8_t kind = TCONN_MSG_FRAME;
     sc_piece_t pieces[2] = {{&kind, 1}, {head, hl}};
+    if (can_borrow(body, bl)) {
+        /* a relayed record, still in the read buffer it arrived in: sent from there */
+        uint8_t *dst = out_reserve(c, SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl);
+        ssize_t n = sc_seal_split_head(&c->sc, pieces, 2, bl, dst);
+        if (n < 0) {
+            fail(c, "cannot seal a frame: %s", strerror((int)-n));
+            return;
+        }
+        c->split_records++;
+        out_commit(c, (size_t)n);
+        out_borrow(c, body, bl);
+        kick(c);
+        maybe_rekey(c, 0);
+        return;
+    }
     /* out_reserve keeps what raw_reserve gave: nothing was queued in between */
     uint8_t *dst = out_reserve(c, SC_HDR_LEN + SC_SPLIT_SKIP + 1 + hl + bl);
     ssize_t n = sc_seal_split(&c->sc, pieces, 2, body, bl, dst);
@@ -497,6 +721,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
         c->in_len += (size_t)n;
         size_t pos = c->in_off;
+        tconn_lend_t lent;
+        tconn_lend_begin(c->in + pos, c->in + c->in_len, &lent);
         while (c->in_len - pos >= SC_HDR_LEN &&
                (c->state == ST_HANDSHAKE || c->state == ST_CONFIRMING || c->state == ST_UP ||
                 c->state == ST_CLOSING)) {
@@ -512,6 +738,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
             handle_record(c, type, c->in + pos, c->in + pos + SC_HDR_LEN, len);
             pos += SC_HDR_LEN + len;
         }
+        tconn_lend_end(&lent); /* before this buffer is read into or moved again */
         c->in_off = pos;
         if (c->in_off == c->in_len)
             c->in_off = c->in_len = 0;
@@ -589,10 +816,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         maybe_rekey(c, now);
         if (c->state != ST_UP)
             return;
-        if (c->out_empty_ms && c->out_off == c->out_len && now - c->out_empty_ms >= OUT_IDLE_MS) {
-            free(c->out); /* idle for a second: see flush */
-            c->out = NULL;
-            c->out_off = c->out_len = c->out_cap = 0;
+        if (c->out_empty_ms && c->out_bytes == 0 && now - c->out_empty_ms >= OUT_IDLE_MS) {
+            out_free(c); /* idle for a second: see flush */
             c->out_empty_ms = 0;
         }
         break;
@@ -685,7 +910,7 @@ tconn_t *tconn_dial(struct ev_loop *loop, const char *addr, const tconn_keys_t *
         errno = e;
         return NULL;
     }
-    c->out_len += (size_t)n; /* sent once connected */
+    out_commit(c, (size_t)n); /* sent once connected */
     c->state = ST_CONNECTING;
     if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
         fail(c, "connect to %s: %s", addr, strerror(errno));
@@ -730,8 +955,11 @@ void tconn_destroy(tconn_t **cp)
     tun_destroy(&c->tun);
     sc_wipe(&c->sc);
     sodium_memzero(&c->keys, sizeof(c->keys));
+    for (size_t i = 0; i < nborrowers; i++)
+        if (borrowers[i] == c)
+            borrowers[i] = NULL;
     free(c->in);
-    free(c->out);
+    out_free(c);
     free(c);
     *cp = NULL;
 }
@@ -805,7 +1033,12 @@ uint32_t tconn_rtt_us(const tconn_t *c)
 
 size_t tconn_queued(const tconn_t *c)
 {
-    return c->out_len - c->out_off;
+    return c->out_bytes;
+}
+
+uint64_t tconn_zc_bytes(const tconn_t *c)
+{
+    return c->zc_bytes;
 }
 
 void tconn_set_split(tconn_t *c, bool on)

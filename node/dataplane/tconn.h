@@ -146,4 +146,17 @@ bool tconn_rekeys(const tconn_t *c, uint64_t *sent, uint64_t *received);
 /* Bytes waiting in the output queue. */
 size_t tconn_queued(const tconn_t *c);
 
+/* Zero-copy sending (the top of tconn.c). Between tconn_lend_begin and tconn_lend_end the
+ * caller promises that the bytes in [lo, hi) stay as they are; a connection asked to send a
+ * sealed record from there queues a reference instead of a copy. tconn_lend_end makes every
+ * such connection send now and copy what it could not, and restores the window that was lent
+ * before (these nest: a connection's own read buffer is lent while its records are handled). */
+typedef struct {
+    const uint8_t *lo, *hi;
+} tconn_lend_t;
+void tconn_lend_begin(const uint8_t *lo, const uint8_t *hi, tconn_lend_t *saved);
+void tconn_lend_end(const tconn_lend_t *saved);
+/* Payload bytes this connection sent from a lent buffer without copying them. */
+uint64_t tconn_zc_bytes(const tconn_t *c);
+
 #endif

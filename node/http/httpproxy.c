@@ -1273,6 +1273,30 @@ static int on_logins(void *ctx, const uint8_t *body, size_t len)
     return rc;
 }
 
+/* Sessions, share links: with the key hierarchy (opts.keys) signed by this PoP's own key
+ * and checked against the signer's certificate; without, by the mesh key. */
+static int make_cookie(httpproxy_t *px, const char *user, uint64_t epoch, uint64_t now,
+                       uint64_t ttl, const char *scope, char *out, size_t outlen, const char **why)
+{
+    *why = "cannot make a session";
+    if (px->o.keys)
+        return auth_cookie_make(px->o.keys, user, epoch, now, ttl, scope, out, outlen, why);
+    return auth_session_make(px->o.meshkey, user, epoch, now, ttl, scope, out, outlen);
+}
+
+/* The page for a session this PoP could not make: -EPERM means its certificate does not
+ * let it sign sessions (a verify-only PoP). */
+static void cookie_error(struct hconn *hc, int rc, const char *why)
+{
+    if (rc == -EPERM) {
+        log_info("http: cannot sign a session here: %s", why);
+        error_page(hc, 403,
+                   "This PoP does not sign sessions; sign in through another PoP of the mesh.");
+        return;
+    }
+    error_page(hc, 500, "cannot make a session");
+}
+
 /* The limiters hash keys under a key derived from the mesh secret: the same hash names the same
  * user or address at every PoP, and none but the mesh's PoPs can compute it. */
 #define LOGINS_KDF_CONTEXT "popmlgrl"
@@ -1330,10 +1354,11 @@ static void on_oidc_done(void *ctx, const oidc_result_t *r)
     } else { /* finished: the same session a password sign-in makes */
         char cookie[AUTH_TOKEN_MAX + 1], loc[RD_MAX];
         char hdr[AUTH_TOKEN_MAX + RD_MAX + 400];
-        if (auth_session_make(px->o.meshkey, r->user.name, r->user.session_epoch,
-                              clock_wall_ms(), HTTPPROXY_SESSION_TTL_MS, "", cookie,
-                              sizeof(cookie))) {
-            error_page(hc, 500, "cannot make a session");
+        const char *why;
+        int mrc = make_cookie(px, r->user.name, r->user.session_epoch, clock_wall_ms(),
+                              HTTPPROXY_SESSION_TTL_MS, "", cookie, sizeof(cookie), &why);
+        if (mrc) {
+            cookie_error(hc, mrc, why);
         } else {
             snprintf(hc->user, sizeof(hc->user), "%s", r->user.name);
             hc->req_decision = ACCESSLOG_PASSWORD;
@@ -1497,15 +1522,20 @@ static void handle_local(struct hconn *hc)
         auth_share_t sh;
         const char *why = "no token";
         if (!form_get(query, strlen(query), "t", tok, sizeof(tok)) ||
-            auth_share_verify(px->o.meshkey->pk, tok, strlen(tok), now, &sh, &why)) {
+            (px->o.keys ? auth_link_verify(px->o.keys, tok, strlen(tok), now, &sh, &why)
+                        : auth_share_verify(px->o.meshkey->pk, tok, strlen(tok), now, &sh, &why))) {
             req_log_deny(hc, why);
             error_page(hc, 403, why);
             return;
         }
         char cookie[AUTH_TOKEN_MAX + 1];
         uint64_t ttl = sh.expires_ms > now ? sh.expires_ms - now : 0;
-        if (auth_session_from_share(px->o.meshkey, &sh, now, ttl, cookie, sizeof(cookie))) {
-            error_page(hc, 500, "cannot make a session");
+        int mrc = px->o.keys ? auth_cookie_from_share(px->o.keys, &sh, now, ttl, cookie,
+                                                      sizeof(cookie), &why)
+                             : auth_session_from_share(px->o.meshkey, &sh, now, ttl, cookie,
+                                                       sizeof(cookie));
+        if (mrc) {
+            cookie_error(hc, mrc, why);
             return;
         }
         hc->referrer_policy = "no-referrer";
@@ -1533,7 +1563,8 @@ static int session_check(httpproxy_t *px, const char *cookie, size_t len, const 
         memcmp(px->scache[slot].cookie, cookie, len)) {
         auth_session_t c;
         if (len > AUTH_TOKEN_MAX ||
-            auth_session_verify(px->o.meshkey->pk, cookie, len, now, &c, why))
+            (px->o.keys ? auth_cookie_verify(px->o.keys, cookie, len, now, &c, why)
+                        : auth_session_verify(px->o.meshkey->pk, cookie, len, now, &c, why)))
             return -EACCES;
         memcpy(px->scache[slot].cookie, cookie, len);
         px->scache[slot].len = len;
@@ -1551,7 +1582,10 @@ static int session_check(httpproxy_t *px, const char *cookie, size_t len, const 
         *u = px->scache[slot].user;
         return 0;
     }
-    int rc = auth_session_claims_check(px->o.store, c, now, resource, u, why);
+    /* With the user record, the signer: a removed PoP's sessions stop within a recheck. */
+    int rc = px->o.keys ? auth_cookie_signer_check(px->o.keys, c, now, why) : 0;
+    if (rc == 0)
+        rc = auth_session_claims_check(px->o.store, c, now, resource, u, why);
     px->scache[slot].checked_ms = 0;
     if (rc == 0) {
         px->scache[slot].user = *u;
@@ -2538,10 +2572,11 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
                 login_page(hc, 401, "Wrong user or password.", job->rd);
             } else {
                 char cookie[AUTH_TOKEN_MAX + 1];
-                if (auth_session_make(px->o.meshkey, job->u.name, job->u.session_epoch,
-                                      clock_wall_ms(), HTTPPROXY_SESSION_TTL_MS, "", cookie,
-                                      sizeof(cookie))) {
-                    error_page(hc, 500, "cannot make a session");
+                const char *why;
+                int mrc = make_cookie(px, job->u.name, job->u.session_epoch, clock_wall_ms(),
+                                      HTTPPROXY_SESSION_TTL_MS, "", cookie, sizeof(cookie), &why);
+                if (mrc) {
+                    cookie_error(hc, mrc, why);
                 } else {
                     char eu[LOG_ESC_MAX];
                     log_info("http: %s signed in from %s", log_escs(eu, sizeof(eu), job->u.name),

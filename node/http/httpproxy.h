@@ -22,6 +22,7 @@
 #ifndef POPMESH_NODE_HTTP_HTTPPROXY_H
 #define POPMESH_NODE_HTTP_HTTPPROXY_H
 
+#include "node/auth/session.h"
 #include "node/dataplane/dataplane.h"
 #include "node/http/httpstats.h"
 #include "node/membership/meshnode.h"
@@ -75,7 +76,9 @@ typedef struct httpproxy_opts {
     const char *listen;       /* "host:port" of plain HTTP; NULL or "" = none */
     const char *https_listen; /* "host:port" of HTTPS; NULL or "" = none (needs tls) */
     tlsctx_t *tls;            /* borrowed: the certificates (tlsctx.h); NULL = no HTTPS */
-    const meshkey_t *meshkey; /* borrowed: signs sessions */
+    const meshkey_t *meshkey; /* borrowed: signs sessions when keys is NULL; login hashes */
+    const auth_keys_t *keys;  /* borrowed: signs and checks sessions and share links (the key
+                               * hierarchy: node/auth/session.h); NULL = the mesh key alone */
     dataplane_t *dp;          /* borrowed */
     meshnode_t *mesh;         /* borrowed: shares login attempt counts (NULL = this PoP alone) */
     uint64_t self_id;         /* this PoP's node id (names its login attempt counts) */

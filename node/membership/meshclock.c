@@ -100,10 +100,25 @@ static const char *const store_writers[] = {
     NULL,
 };
 
+/* Commands that change the mesh's policy (users, resources, rules, API keys, settings):
+ * only a PoP whose certificate holds admin may run them (node/trust, nodecert.h). */
+static const char *const policy_writers[] = {
+    "config.set",    "config.del",    "resource.add", "resource.rm", "user.add",
+    "user.rm",       "user.passwd",   "user.set",     "session.revoke", "apikey.create",
+    "apikey.revoke", "rule.add",      "rule.rm",      NULL,
+};
+
 int meshclock_guard(void *ctx, const char *cmd, size_t len, msgpack_packer *body)
 {
     meshnode_t *m = ctx;
-    bool writes = false;
+    bool writes = false, policy = false;
+    for (const char *const *w = policy_writers; *w && !policy; w++)
+        policy = strlen(*w) == len && memcmp(*w, cmd, len) == 0;
+    char err[400];
+    if (policy && m->trust.self_may && m->trust.self_may(m->trust.ctx, 1u << 3, err, sizeof(err))) {
+        log_warn("control: refused %.*s: this PoP's certificate lacks admin", (int)len, cmd);
+        return control_error(body, CTL_REFUSED, "%s", err);
+    }
     for (const char *const *w = store_writers; *w && !writes; w++)
         writes = strlen(*w) == len && memcmp(*w, cmd, len) == 0;
     int64_t off;

@@ -11,6 +11,7 @@
 #include "node/records/geo.h"
 #include "node/records/token.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,7 +227,19 @@ int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site,
                         uint64_t site_token, uint64_t ttl, uint64_t uses, char *text,
                         size_t textlen, reg_token_t *rec, char *err, size_t errlen)
 {
+    return meshnode_token_mint_caps(m, role, site, site_token, ttl, uses, 0, text, textlen, rec,
+                                    err, errlen);
+}
+
+int meshnode_token_mint_caps(meshnode_t *m, enum node_role role, const char *site,
+                             uint64_t site_token, uint64_t ttl, uint64_t uses, uint32_t caps,
+                             char *text, size_t textlen, reg_token_t *rec, char *err,
+                             size_t errlen)
+{
     token_t t = {0};
+    /* CAP_INVITE (nodecert.h): joins are admitted only with tokens its holders signed. */
+    if (m->trust.self_may && m->trust.self_may(m->trust.ctx, 1u << 2, err, errlen))
+        return -EPERM;
     token_public_t pub;
     memcpy(t.mesh_pk, m->o.meshkey->pk, 32);
     t.role = role;
@@ -248,6 +261,8 @@ int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site,
     rec->site_token = site_token;
     snprintf(rec->created_by, sizeof(rec->created_by), "%s", m->o.cfg->name);
     memcpy(rec->join_pk, pub.join_pk, 32);
+    rec->caps = caps;
+    reg_token_sign(rec, m->o.id->node_id, m->o.id->sign_sk);
     msgpack_sbuffer sb;
     msgpack_packer vp;
     msgpack_sbuffer_init(&sb);
@@ -288,11 +303,15 @@ static int cmd_token_create(void *ctx, const ctl_request_t *req, msgpack_packer 
         return control_error(pk, CTL_BAD_REQUEST, "ttl must be between 1 ms and 365 days");
     if (ctl_arg_uint(req, "uses", &uses) < 0 || uses > 1000000)
         return control_error(pk, CTL_BAD_REQUEST, "uses must be 0 (unlimited) to 1000000");
+    uint64_t caps = 0; /* 0: every capability, as before capabilities existed */
+    if (ctl_arg_uint(req, "caps", &caps) < 0 || caps > 15 || (caps && r != ROLE_POP))
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "capabilities are a mask of 1-15, for pop tokens only");
 
     char text[TOKEN_TEXT_MAX + 1], id[17], err[300];
     reg_token_t rec;
-    if (meshnode_token_mint(m, r, NULL, 0, ttl, uses, text, sizeof(text), &rec, err,
-                            sizeof(err)))
+    if (meshnode_token_mint_caps(m, r, NULL, 0, ttl, uses, (uint32_t)caps, text, sizeof(text),
+                                 &rec, err, sizeof(err)))
         return control_error(pk, CTL_FAILED, "%s", err);
     identity_id_hex(rec.id, id);
     msgpack_pack_map(pk, 5);

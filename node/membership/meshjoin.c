@@ -50,6 +50,7 @@
  * this long after the seed's own checks pass, before it is decided and recorded, so that
  * concurrent joins in a test overlap for certain. */
 #include "node/membership/meshnode_int.h"
+#include "node/records/nodecert.h"
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -246,6 +247,8 @@ static int join_check(meshnode_t *m, uint64_t token_id, reg_node_t *want, bool *
     if (now >= tok.expires_ms)
         return refuse(ref, "expired", "the token expired %llu s ago",
                       (unsigned long long)((now - tok.expires_ms) / 1000));
+    if (m->trust.token_ok && m->trust.token_ok(m->trust.ctx, &tok, tok.created_ms, &why))
+        return refuse(ref, "untrusted", "%s", why);
     if (tok.role != want->role)
         return refuse(ref, "role", "this is a %s token; it cannot join a %s",
                       node_role_name(tok.role), node_role_name(want->role));
@@ -358,6 +361,23 @@ static void answer_ok(meshnode_t *m, const uint8_t *rid, size_t rl, const reg_no
     pack_registry_first(m, &jp, want->id);
     pack_registry_first(m, &jp, m->o.id->node_id);
     store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), pack_registry_entry, &jp);
+    /* The key hierarchy: the root a PoP pins (made here from this PoP's own pinned root, not
+     * copied from the store, which any member can write), and the certificates, so the
+     * newcomer verifies sessions from its first request. */
+    msgpack_sbuffer rootv;
+    msgpack_sbuffer_init(&rootv);
+    if (want->role == ROLE_POP && m->trust.root_record &&
+        m->trust.root_record(m->trust.ctx, &rootv) == 0) {
+        store_entry_t re = {.key = (char *)TRUST_ROOT_KEY,
+                            .klen = strlen(TRUST_ROOT_KEY),
+                            .value = (uint8_t *)rootv.data,
+                            .vlen = rootv.size,
+                            .version = 1,
+                            .origin = m->o.id->node_id};
+        pack_registry_entry(&re, &jp);
+        store_list(m->o.store, NODECERT_PREFIX, strlen(NODECERT_PREFIX), pack_registry_entry, &jp);
+    }
+    msgpack_sbuffer_destroy(&rootv);
     uint32_t count = jp.count;
     if (jp.left)
         log_info("mesh: JOIN_OK to %s carries %u registry records; %zu more follow by "

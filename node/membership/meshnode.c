@@ -355,6 +355,11 @@ void meshnode_published(meshnode_t *m, const store_entry_t *e)
     meshnode_swim_rearm(m);
 }
 
+void meshnode_set_trust(meshnode_t *m, const meshnode_trust_t *t)
+{
+    m->trust = *t;
+}
+
 void meshnode_set_logins_sink(meshnode_t *m, meshnode_logins_fn fn, void *ctx)
 {
     m->logins_fn = fn;

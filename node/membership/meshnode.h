@@ -35,6 +35,18 @@ typedef struct meshnode_opts {
 } meshnode_opts_t;
 
 meshnode_t *meshnode_new(const meshnode_opts_t *o, char *err, size_t errlen);
+
+/* The key hierarchy's checks (node/trust), set once trust exists: joins are admitted only
+ * with tokens token_ok accepts, tokens are minted only when self_may(CAP_INVITE), and a
+ * joining PoP learns the root from root_record (the value of trust/root, or -ENOENT). Any
+ * may be NULL: no check. The struct is copied; ctx is borrowed. */
+typedef struct meshnode_trust {
+    int (*token_ok)(void *ctx, const reg_token_t *t, uint64_t now_ms, const char **why);
+    int (*self_may)(void *ctx, uint32_t need, char *err, size_t errlen);
+    int (*root_record)(void *ctx, msgpack_sbuffer *out);
+    void *ctx;
+} meshnode_trust_t;
+void meshnode_set_trust(meshnode_t *m, const meshnode_trust_t *t);
 void meshnode_destroy(meshnode_t **mp);
 
 /* Registers the mesh commands (members, token.*, node.remove, mesh.status). */

@@ -98,6 +98,7 @@ struct meshnode {
         void (*fn)(void *ctx);
         void *ctx;
     } change_hooks[MESHNODE_CHANGE_HOOKS]; /* meshnode_add_change_hook; fn NULL = free */
+    meshnode_trust_t trust;       /* meshnode_set_trust; zeroed = no checks */
     meshnode_logins_fn logins_fn; /* meshnode_set_logins_sink; NULL = none */
     void *logins_ctx;
     ev_timer health_timer;
@@ -144,6 +145,13 @@ const reg_node_t *meshnode_registry(const meshnode_t *m, size_t *n);
 int meshnode_token_mint(meshnode_t *m, enum node_role role, const char *site,
                         uint64_t site_token, uint64_t ttl, uint64_t uses, char *text,
                         size_t textlen, reg_token_t *rec, char *err, size_t errlen);
+/* The same, for a PoP token naming the capabilities (nodecert.h; 0 = all) its PoP's
+ * certificate will carry. Refused (-EPERM) when this PoP's own certificate lacks invite. The
+ * record is signed with this PoP's node key (reg_token_sign). */
+int meshnode_token_mint_caps(meshnode_t *m, enum node_role role, const char *site,
+                             uint64_t site_token, uint64_t ttl, uint64_t uses, uint32_t caps,
+                             char *text, size_t textlen, reg_token_t *rec, char *err,
+                             size_t errlen);
 /* Marks node n removed everywhere, as node.remove does: the record is written with
  * removed = true (every PoP refuses its key from then on) and pushed straight to the node.
  * n may point into the registry snapshot. 0 or -errno; store_last_error() says why. */

@@ -7,6 +7,7 @@
 #include "node/records/identity.h"
 
 #include <arpa/inet.h>
+#include <sodium.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -164,7 +165,7 @@ int reg_check_public_ip(const char *s, int family)
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
 {
     /* site only when set: a PoP token's record stays what it was before the field existed. */
-    msgpack_pack_map(pk, 7 + !!t->site[0] + !!t->site_token);
+    msgpack_pack_map(pk, 7 + !!t->site[0] + !!t->site_token + !!t->caps + 2 * !!t->has_sig);
     mpw_kv_str(pk, "role", node_role_name(t->role));
     mpw_kv_u64(pk, "expires_ms", t->expires_ms);
     mpw_kv_u64(pk, "uses_max", t->uses_max);
@@ -176,6 +177,53 @@ void reg_token_pack(msgpack_packer *pk, const reg_token_t *t)
         mpw_kv_str(pk, "site", t->site);
     if (t->site_token)
         mpw_kv_u64(pk, "site_token", t->site_token);
+    if (t->caps)
+        mpw_kv_u64(pk, "caps", t->caps);
+    if (t->has_sig) {
+        mpw_kv_u64(pk, "minter", t->minter);
+        mpw_kv_bin(pk, "sig", t->sig, 64);
+    }
+}
+
+/* What a token's signature covers: every field that decides a join or a certificate. */
+static void token_signed_msg(const reg_token_t *t, msgpack_sbuffer *sb)
+{
+    static const char context[] = "popmesh tokenrec v1";
+    msgpack_packer pk;
+    msgpack_sbuffer_init(sb);
+    msgpack_sbuffer_write(sb, context, sizeof(context)); /* with the NUL */
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 9);
+    msgpack_pack_uint64(&pk, t->id);
+    mpw_bin(&pk, t->join_pk, 32);
+    mpw_str(&pk, node_role_name(t->role));
+    msgpack_pack_uint64(&pk, t->expires_ms);
+    msgpack_pack_uint64(&pk, t->uses_max);
+    msgpack_pack_uint64(&pk, t->caps);
+    mpw_str(&pk, t->site);
+    msgpack_pack_uint64(&pk, t->site_token);
+    msgpack_pack_uint64(&pk, t->minter);
+}
+
+void reg_token_sign(reg_token_t *t, uint64_t minter, const uint8_t sign_sk[64])
+{
+    msgpack_sbuffer sb;
+    t->minter = minter;
+    token_signed_msg(t, &sb);
+    crypto_sign_detached(t->sig, NULL, (const uint8_t *)sb.data, sb.size, sign_sk);
+    t->has_sig = true;
+    msgpack_sbuffer_destroy(&sb);
+}
+
+bool reg_token_sig_ok(const reg_token_t *t, const uint8_t pk[32])
+{
+    if (!t->has_sig)
+        return false;
+    msgpack_sbuffer sb;
+    token_signed_msg(t, &sb);
+    bool ok = crypto_sign_verify_detached(t->sig, (const uint8_t *)sb.data, sb.size, pk) == 0;
+    msgpack_sbuffer_destroy(&sb);
+    return ok;
 }
 
 int reg_site_key(const char *name, char *out, size_t len)
@@ -267,10 +315,23 @@ int reg_node_parse(const uint8_t *buf, size_t len, uint64_t id, reg_node_t *n, c
     return 0;
 }
 
+static int read_sig64(mpr_t *r, void *dst, const char **why)
+{
+    const uint8_t *b;
+    uint32_t n;
+    if (mpr_bin(r, &b, &n) || n != 64) {
+        *why = "sig is not 64 bytes";
+        return -EBADMSG;
+    }
+    memcpy(dst, b, 64);
+    return 0;
+}
+
 int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why)
 {
     memset(t, 0, sizeof(*t));
     char role[REG_ROLE_MAX + 1] = "";
+    uint64_t caps = 0;
     mpf_t fs[] = {
         {"role", MPF_STR, role, sizeof(role), true, false, NULL},
         {"expires_ms", MPF_U64, &t->expires_ms, 0, true, false, NULL},
@@ -281,10 +342,23 @@ int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t,
         {"revoked", MPF_BOOL, &t->revoked, 0, false, false, NULL},
         {"site", MPF_STR, t->site, sizeof(t->site), false, false, NULL},
         {"site_token", MPF_U64, &t->site_token, 0, false, false, NULL},
+        {"caps", MPF_U64, &caps, 0, false, false, NULL},
+        {"minter", MPF_U64, &t->minter, 0, false, false, NULL},
+        {"sig", MPF_CUSTOM, t->sig, 0, false, false, read_sig64},
     };
     int rc = mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why);
     if (rc)
         return rc;
+    if (caps > UINT32_MAX) {
+        *why = "caps out of range";
+        return -EBADMSG;
+    }
+    t->caps = (uint32_t)caps;
+    t->has_sig = fs[11].seen;
+    if (t->has_sig != !!t->minter) {
+        *why = "a token signature needs its minter, and a minter its signature";
+        return -EBADMSG;
+    }
     if (node_role_parse(role, strlen(role), &t->role)) {
         *why = "role is not pop or site";
         return -EBADMSG;

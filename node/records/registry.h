@@ -108,6 +108,15 @@ typedef struct reg_token {
     /* A replica token: the id of the token its site was added with (site/<name>'s
      * token_id); 0 = none. */
     uint64_t site_token;
+    /* The key hierarchy (nodecert.h): the capabilities a PoP enrolled with this token gets in
+     * its certificate (0 = every one, as before capabilities existed), and the minting PoP's
+     * id and Ed25519 signature over the token's fields (reg_token_sign). A mesh with a root
+     * admits joins only with a signed token whose minter's certificate holds invite. All
+     * optional: a record without them is byte for byte what earlier versions wrote. */
+    uint32_t caps;
+    uint64_t minter;
+    bool has_sig;
+    uint8_t sig[64];
 } reg_token_t;
 
 typedef struct reg_site {
@@ -141,6 +150,11 @@ int reg_node_key_id(const char *key, size_t klen, uint64_t *id);
 
 void reg_token_pack(msgpack_packer *pk, const reg_token_t *t);
 int reg_token_parse(const uint8_t *buf, size_t len, uint64_t id, reg_token_t *t, const char **why);
+
+/* Signs t (sets minter and sig) with the minting node's id and 64-byte Ed25519 secret key. */
+void reg_token_sign(reg_token_t *t, uint64_t minter, const uint8_t sign_sk[64]);
+/* True when t carries a signature by pk (the minter's certified key). */
+bool reg_token_sig_ok(const reg_token_t *t, const uint8_t pk[32]);
 
 void reg_tokenuse_pack(msgpack_packer *pk, const char *name, uint64_t at_ms);
 

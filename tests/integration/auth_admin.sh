@@ -119,23 +119,27 @@ expect_rc 1 mctl "$N1" share create nothing
 expect_in "$WORK/err" "there is no resource 'nothing'"
 expect_rc 2 mctl "$N1" share create web --ttl 0
 expect_rc 0 mctl "$N2" share create web --ttl 2h
-case "$(cat "$WORK/out")" in pmsh1.*) ;; *) fail "share create did not print a token" ;; esac
+case "$(cat "$WORK/out")" in pmsh2.*) ;; *) fail "share create did not print a token" ;; esac
 expect_in "$WORK/err" "share link for resource web"
 SHARE=$(cat "$WORK/out")
-# The token verifies with the mesh's public key (mesh.pub) as docs/security.md describes it.
-"$PY" - "$SHARE" "$N1/mesh.pub" <<'EOF' || fail "the share token does not verify as documented"
+# The token verifies with the signing PoP's own key (node.pub's sign-public), and names that
+# PoP, as docs/security.md describes it (the key hierarchy: share links are signed by the PoP
+# that made them, certified by the mesh's root).
+"$PY" - "$SHARE" "$N2/node.pub" <<'EOF' || fail "the share token does not verify as documented"
 import base64, sys, msgpack
 tok, pubfile = sys.argv[1], sys.argv[2]
-body = base64.urlsafe_b64decode(tok[len("pmsh1."):] + "=" * (-len(tok[6:]) % 4))
+body = base64.urlsafe_b64decode(tok[len("pmsh2."):] + "=" * (-len(tok[6:]) % 4))
 payload, sig = body[:-64], body[-64:]
 v = msgpack.unpackb(payload, raw=False)
-assert v[0] == 1 and v[1] == "web" and len(v[3]) == 8, v
 import re
+pub = open(pubfile).read()
+assert v[0] == 2 and v[1] == "web" and len(v[3]) == 8, v
+assert "%016x" % v[4] == re.search(r"node-id = ([0-9a-f]{16})", pub).group(1), v
 import nacl.signing
-pk = bytes.fromhex(re.search(r"mesh-public = ([0-9a-f]{64})", open(pubfile).read()).group(1))
-nacl.signing.VerifyKey(pk).verify(b"popmesh share v1\0" + payload, sig)  # raises if bad
+pk = bytes.fromhex(re.search(r"sign-public = ([0-9a-f]{64})", pub).group(1))
+nacl.signing.VerifyKey(pk).verify(b"popmesh share v2\0" + payload, sig)  # raises if bad
 EOF
-ok "share create refuses an unknown resource; its token is [1, resource, expires, nonce] signed by the mesh key"
+ok "share create refuses an unknown resource; its token is [2, resource, expires, nonce, signer] signed by the signing node key"
 
 # ---- rules ----
 expect_rc 0 mctl "$N1" rule add web deny --path '/admin/*' --priority 10

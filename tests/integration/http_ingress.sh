@@ -200,9 +200,9 @@ R=$(get "$H2" app.test /api -H "Authorization: Bearer $KEY")
 [ "$(code_of "$H2" app.test /api -H "Authorization: Bearer ${KEY%?}x")" = 401 ] || fail "a wrong API key passed"
 ok "an API key works as a Bearer token (at the other PoP); a wrong one gets 401"
 mctl "$WORK/n1" share create other --ttl 10m >"$WORK/share.out"
-grep -q "http://other.test:$H1/.popmesh/share?t=pmsh1\." "$WORK/share.out" ||
+grep -q "http://other.test:$H1/.popmesh/share?t=pmsh[12]\." "$WORK/share.out" ||
     fail "share create printed no URL through this PoP's ingress: $(cat "$WORK/share.out")"
-SHARE=$(grep -o 'pmsh1\.[A-Za-z0-9_-]*' "$WORK/share.out" | head -1)
+SHARE=$(grep -o 'pmsh[12]\.[A-Za-z0-9_-]*' "$WORK/share.out" | head -1)
 [ -n "$SHARE" ] || fail "share create printed no token"
 curl -s -m 5 -c "$WORK/jar-share" -o /dev/null -H "Host: other.test" "http://127.0.0.1:$H1/.popmesh/share?t=$SHARE"
 SC=$(awk '$6 == "popmesh_session" {print $7}' "$WORK/jar-share")
@@ -210,7 +210,7 @@ SC=$(awk '$6 == "popmesh_session" {print $7}' "$WORK/jar-share")
 [ "$(code_of "$H1" other.test / -H "Cookie: popmesh_session=$SC")" = 200 ] || fail "the share link did not open other"
 [ "$(code_of "$H1" app.test / -H "Cookie: popmesh_session=$SC")" = 302 ] || fail "the share session opened another resource"
 ok "a share link opens its resource, and only that one"
-SHORT=$(mctl "$WORK/n1" share create other --ttl 2s | grep -o 'pmsh1\.[A-Za-z0-9_-]*' | head -1)
+SHORT=$(mctl "$WORK/n1" share create other --ttl 2s | grep -o 'pmsh[12]\.[A-Za-z0-9_-]*' | head -1)
 [ "$(code_of "$H1" other.test "/.popmesh/share?t=$SHORT")" = 302 ] || fail "a fresh short share link did not work"
 sleep 2.5
 [ "$(code_of "$H1" other.test "/.popmesh/share?t=$SHORT")" = 403 ] || fail "an expired share link still worked"

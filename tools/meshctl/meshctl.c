@@ -7,6 +7,7 @@
 #include "common/mpjson.h"
 #include "common/xmalloc.h"
 #include "node/ctl/ctlproto.h"
+#include "node/records/nodecert.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -722,12 +723,17 @@ static int cmd_token_create(ctx_t *c, const command_t *self, int argc, char **ar
     const char *role = take_opt(&argc, argv, "--role", &err);
     const char *ttl = take_opt(&argc, argv, "--ttl", &err);
     const char *uses = take_opt(&argc, argv, "--uses", &err);
+    const char *capstr = take_opt(&argc, argv, "--capabilities", &err);
     if (err)
         return usage(self, "an option is missing its value");
     if (argc)
         return usage(self, "unexpected argument '%s'", argv[0]);
     if (!role)
         role = "pop";
+    uint32_t caps = 0;
+    char cwhy[300];
+    if (capstr && nodecert_caps_parse(capstr, &caps, cwhy, sizeof(cwhy)))
+        return usage(self, "--capabilities: %s", cwhy);
     if (strcmp(role, "pop") && strcmp(role, "site"))
         return usage(self, "--role must be pop or site");
     uint64_t ttl_ms = 3600 * 1000, nuses = 1;
@@ -741,7 +747,11 @@ static int cmd_token_create(ctx_t *c, const command_t *self, int argc, char **ar
     }
     request_t r;
     json_t *j;
-    request_begin(&r, "token.create", 3);
+    request_begin(&r, "token.create", 3 + !!caps);
+    if (caps) {
+        mpw_str(&r.pk, "caps");
+        msgpack_pack_uint64(&r.pk, caps);
+    }
     mpw_str(&r.pk, "role");
     mpw_str(&r.pk, role);
     mpw_str(&r.pk, "ttl_ms");
@@ -2313,6 +2323,8 @@ static int cmd_http_stats(ctx_t *c, const command_t *self, int argc, char **argv
 #include "cmd_alert.c"
 /* idp add/list/rm: OpenID Connect providers, in a file of their own. */
 #include "cmd_idp.c"
+/* key status/list/certify/export-root/rotate-root: the key hierarchy. */
+#include "cmd_key.c"
 
 static int cmd_help(ctx_t *c, const command_t *self, int argc, char **argv);
 
@@ -2345,10 +2357,24 @@ static const command_t commands[] = {
     {NULL, "routes", cmd_routes, "",
      "Shows this PoP's routes: per site the egress PoP, the path, its cost and a backup\n"
      "whose egress differs; per PoP the next hop and path that relayed traffic takes."},
-    {"token", "create", cmd_token_create, "[--role pop|site] [--ttl DURATION] [--uses N]",
+    {"token", "create", cmd_token_create,
+     "[--role pop|site] [--ttl DURATION] [--uses N] [--capabilities CAPS]",
      "Mints a bootstrap token (default: role pop, 1 use, valid 1h; --uses 0 = unlimited)\n"
-     "and prints it alone on stdout. Only a hash of its secret is kept, replicated."},
+     "and prints it alone on stdout. Only a hash of its secret is kept, replicated.\n"
+     "--capabilities (pop tokens): what the PoP's certificate will allow, of verify,\n"
+     "issue-sessions, invite, admin (default all). Needs a PoP that holds invite."},
     {"token", "list", cmd_token_list, "", "Lists tokens: id, role, state, uses, expiry."},
+    {"key", "status", cmd_key_status, "", "This PoP's root, certificate and capabilities."},
+    {"key", "list", cmd_key_list, "", "Lists the PoPs' certificates and whether each is valid."},
+    {"key", "certify", cmd_key_certify,
+     "--node NAME [--capabilities CAPS] [--root FILE] [--valid DURATION]",
+     "Issues NAME's certificate (CAPS of verify, issue-sessions, invite, admin; default all):\n"
+     "signed by the PoP holding the root, or here with the root in FILE (off-line root)."},
+    {"key", "export-root", cmd_key_export_root, "FILE",
+     "Writes the root key to FILE (0600, new) and removes it from the PoP."},
+    {"key", "rotate-root", cmd_key_rotate_root, "[--rollover DURATION]",
+     "Makes a new root endorsed by the current one and certifies every PoP again under it;\n"
+     "the old root stays accepted for DURATION (default 1d), then is refused."},
     {"token", "revoke", cmd_token_revoke, "ID", "Revokes a token everywhere."},
     {"node", "rm", cmd_node_remove, "NAME",
      "Evicts a node: every PoP refuses its key from then on, and it stops."},
