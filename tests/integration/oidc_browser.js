@@ -14,6 +14,7 @@
 const path = require('path');
 
 const [start, idp, login, password, shots, fromPort, toPort] = process.argv.slice(2);
+let callbackAt = 0; // ms: when the provider sent the browser to the callback
 const puppeteer = require(path.join(__dirname, '..', '..', 'tools', 'node', 'node_modules', 'puppeteer-core'));
 
 (async () => {
@@ -28,12 +29,16 @@ const puppeteer = require(path.join(__dirname, '..', '..', 'tools', 'node', 'nod
     page.setDefaultTimeout(15000);
     if (fromPort && toPort) {
       await page.setRequestInterception(true);
-      page.on('request', (req) => {
+      page.on('request', async (req) => {
         const u = req.url();
         const from = `:${fromPort}/.popmesh/oidc/callback`;
         if (req.isNavigationRequest() && u.includes(from)) {
           const to = u.replace(from, `:${toPort}/.popmesh/oidc/callback`);
           console.log(`callback moved: ${u.split('?')[0]} -> ${to.split('?')[0]}`);
+          // what a replay needs: the callback URL and the state cookie that went with it
+          const ck = (await page.cookies(to)).find((c) => c.name === 'popmesh_oidc');
+          console.log(`replay: ${to} ${ck ? ck.value : '-'}`);
+          callbackAt = Date.now();
           req.respond({ status: 302, headers: { location: to } });
         } else {
           req.continue();
@@ -61,6 +66,7 @@ const puppeteer = require(path.join(__dirname, '..', '..', 'tools', 'node', 'nod
     // redirects: provider -> callback (moved) -> the app
     for (let i = 0; i < 20 && !page.url().includes('app.test'); i++)
       await new Promise((r) => setTimeout(r, 250));
+    if (callbackAt) console.log(`callback to app: ${Date.now() - callbackAt} ms`);
     await page.screenshot({ path: `${shots}-4-final.png` });
     console.log(`final: ${page.url()}`);
     console.log(`text: ${(await page.evaluate(() => document.body.innerText)).replace(/\s+/g, ' ')}`);

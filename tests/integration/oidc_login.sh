@@ -31,6 +31,7 @@ SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 URIS="http://app.test:${H[1]}/.popmesh/oidc/callback,http://app.test:${H[2]}/.popmesh/oidc/callback"
 node "$HERE/oidc_provider.js" "$OP" "$SECRET" "$URIS" >"$WORK/provider.log" 2>&1 &
 PIDS+=("$!")
+PROVIDER_PID=$!
 wait_for 20 "the provider listening" grep -q listening "$WORK/provider.log"
 curl -sf "http://127.0.0.1:$OP/.well-known/openid-configuration" >"$WORK/discovery.json" ||
     fail "the provider's discovery document"
@@ -95,6 +96,16 @@ expect_rc 0 mctl "$WORK/n2" --json idp list
     fail "pop-2 did not count the sign-in"
 ok "the user record corp:alice exists (written by pop-2); pop-2 counted one sign-in"
 
+# the same callback replayed, state cookie included: the code was used
+read -r RURL RCOOKIE < <(grep '^replay: ' "$WORK/alice.out" | head -1 | cut -d' ' -f2-)
+[ -n "$RURL" ] && [ "$RCOOKIE" != - ] || fail "the browser run did not record the callback"
+c=$(curl -s -m 10 -o "$WORK/replay.html" -w '%{http_code}' --resolve "app.test:${H[2]}:127.0.0.1" \
+    -b "popmesh_oidc=$RCOOKIE" "$RURL")
+[ "$c" = 403 ] || fail "a replayed callback gave $c"
+expect_in "$WORK/replay.html" "refused the sign-in"
+grep -q "token endpoint refused: invalid_grant" "$WORK/n2.log" || fail "pop-2 did not log the provider's invalid_grant"
+ok "the callback replayed with its state cookie is refused (403; the provider: invalid_grant)"
+
 # ---- 2. mallory: not in an allowed domain ----
 node "$HERE/oidc_browser.js" "http://app.test:${H[1]}/" corp mallory any-password \
     "$ART/mallory" >"$WORK/mallory.out" 2>&1 || { cat "$WORK/mallory.out" >&2; fail "mallory's browser run"; }
@@ -136,6 +147,16 @@ ok "pop-2 refuses a state cookie with one byte changed, a state that is not the 
 callback "$COOKIE" "$STATE" >"$WORK/cb4"
 tail -1 "$WORK/cb4" | grep -q 403 || fail "a forged code gave $(tail -1 "$WORK/cb4")"
 ok "the genuine cookie with a code the provider never issued: refused at the token endpoint (403)"
+
+# the provider down: a clear error page at the callback, and password sign-in still works
+kill "$PROVIDER_PID" 2>/dev/null || true
+wait "$PROVIDER_PID" 2>/dev/null || true
+down_gone() { ! curl -s -m 2 -o /dev/null "http://127.0.0.1:$OP/"; }
+wait_for 10 "the provider stopped" down_gone
+callback "$COOKIE" "$STATE" >"$WORK/cb5"
+tail -1 "$WORK/cb5" | grep -q 502 || fail "with the provider down the callback gave $(tail -1 "$WORK/cb5")"
+expect_in "$WORK/cb5" "identity provider did not complete"
+ok "with the provider down: 502 and a page that says so"
 
 # local sign-in still works next to the provider
 echo "a-local-password" | mctl "$WORK/n1" user add bob --group admins >/dev/null 2>&1 ||
