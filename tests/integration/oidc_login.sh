@@ -96,6 +96,29 @@ expect_rc 0 mctl "$WORK/n2" --json idp list
     fail "pop-2 did not count the sign-in"
 ok "the user record corp:alice exists (written by pop-2); pop-2 counted one sign-in"
 
+# OIDC_LOGIN_RUNS=N (a measurement, not part of the test): N more sign-ins the same way; the
+# browser's whole run and the callback-to-app time (token exchange, ID token check, user
+# record, session, the app through the site), p50 and p99.
+RUNS=${OIDC_LOGIN_RUNS:-0}
+if [ "$RUNS" -gt 0 ]; then
+    : >"$WORK/lat"
+    for r in $(seq 1 "$RUNS"); do
+        t0=$(date +%s%N)
+        node "$HERE/oidc_browser.js" "http://app.test:${H[1]}/run$r" corp alice any-password \
+            "$WORK/run" "${H[1]}" "${H[2]}" >"$WORK/run.out" 2>&1 || { cat "$WORK/run.out" >&2; fail "run $r"; }
+        grep -q '"remote_user": \["corp:alice"\]' "$WORK/run.out" || fail "run $r did not reach the app"
+        echo "$((($(date +%s%N) - t0) / 1000000)) $(grep -o 'callback to app: [0-9]*' "$WORK/run.out" | grep -o '[0-9]*$')" >>"$WORK/lat"
+    done
+    "$PY" -c '
+import sys
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1])]
+def pct(v, p):
+    v = sorted(v); return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+w = [r[0] for r in rows]; c = [r[1] for r in rows]
+print("# %d sign-ins: browser run p50 %d ms p99 %d ms; callback to app p50 %d ms p99 %d ms" %
+      (len(rows), pct(w, 50), pct(w, 99), pct(c, 50), pct(c, 99)))' "$WORK/lat"
+fi
+
 # the same callback replayed, state cookie included: the code was used
 read -r RURL RCOOKIE < <(grep '^replay: ' "$WORK/alice.out" | head -1 | cut -d' ' -f2-)
 [ -n "$RURL" ] && [ "$RCOOKIE" != - ] || fail "the browser run did not record the callback"
