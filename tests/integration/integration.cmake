@@ -72,3 +72,6 @@ set_property(TEST integration.admin_status_page PROPERTY TIMEOUT 120)
 # and finishing at the other; refusals (domain, tampered state cookie).
 popmesh_integration(oidc_login)
 set_property(TEST integration.oidc_login PROPERTY TIMEOUT 120)
+# The key hierarchy: 3 PoPs (full, verify-only), sessions signed by their PoP, a verify-only
+# PoP's refusals, its copied directory's forgeries refused, node rm revoking sessions.
+popmesh_integration(trust_sessions)
