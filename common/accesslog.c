@@ -508,6 +508,7 @@ static const char *const decision_names[] = {
     [ACCESSLOG_RULE] = "rule",          [ACCESSLOG_SESSION] = "session",
     [ACCESSLOG_APIKEY] = "api_key",     [ACCESSLOG_SHARE] = "share_link",
     [ACCESSLOG_PASSWORD] = "password",  [ACCESSLOG_DENIED] = "denied",
+    [ACCESSLOG_PROVIDER] = "provider",
 };
 
 static size_t format_line(const accesslog_event_t *ev, char *buf, size_t cap,

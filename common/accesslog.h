@@ -77,6 +77,7 @@ enum accesslog_decision {
     ACCESSLOG_SHARE,           /* a share link's session */
     ACCESSLOG_PASSWORD,        /* a sign-in with the right password (the login form) */
     ACCESSLOG_DENIED,          /* refused: reason says why */
+    ACCESSLOG_PROVIDER,        /* a sign-in through an OpenID provider (its callback) */
 };
 
 /* One event. Strings may be NULL or "" (left out of the line); they are borrowed for the

@@ -1361,7 +1361,7 @@ static void on_oidc_done(void *ctx, const oidc_result_t *r)
             cookie_error(hc, mrc, why);
         } else {
             snprintf(hc->user, sizeof(hc->user), "%s", r->user.name);
-            hc->req_decision = ACCESSLOG_PASSWORD;
+            hc->req_decision = ACCESSLOG_PROVIDER;
             snprintf(hdr, sizeof(hdr),
                      "Set-Cookie: " OIDC_STATE_COOKIE "=" OIDC_COOKIE_ATTRS "; Max-Age=0%s\r\n"
                      "Set-Cookie: " HTTPPROXY_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; "
