@@ -75,3 +75,6 @@ set_property(TEST integration.oidc_login PROPERTY TIMEOUT 120)
 # The key hierarchy: 3 PoPs (full, verify-only), sessions signed by their PoP, a verify-only
 # PoP's refusals, its copied directory's forgeries refused, node rm revoking sessions.
 popmesh_integration(trust_sessions)
+# TOTP second factor (enrol, codes once mesh-wide, recovery codes, --require-2fa) and the identity
+# JWT the app gets, verified with the key set of another PoP: 2 PoPs, a site, an app.
+popmesh_integration(totp_identity)
