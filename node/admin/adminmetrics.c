@@ -137,6 +137,13 @@ static const struct row rows[] = {
     {S_DNS, "counters.rrl_slipped", "popmesh_dns_rrl_total", C, NULL, "action", "slipped", 0},
     {S_DNS, "zones", "popmesh_dns_zones", G, "Zones this PoP is authoritative for.", NULL, NULL, 0},
     {S_DNS, "pops_answerable", "popmesh_dns_pops_answerable", G, "PoPs DNS answers may send clients to now.", NULL, NULL, 0},
+    /* webhook alerts (node/alert) */
+    {S_STATUS, "alerts.events", "popmesh_alert_events_total", C, "Events this PoP announced (it was their sender).", NULL, NULL, 0},
+    {S_STATUS, "alerts.sent", "popmesh_alert_deliveries_total", C, "Webhook deliveries, by result: sent (2xx), failed (every attempt failed), dropped (queue full).", "result", "sent", 0},
+    {S_STATUS, "alerts.failed", "popmesh_alert_deliveries_total", C, NULL, "result", "failed", 0},
+    {S_STATUS, "alerts.dropped", "popmesh_alert_deliveries_total", C, NULL, "result", "dropped", 0},
+    {S_STATUS, "alerts.attempts_failed", "popmesh_alert_attempts_failed_total", C, "Webhook attempts that failed (each retry counts).", NULL, NULL, 0},
+    {S_STATUS, "alerts.pending", "popmesh_alert_pending", G, "Webhook deliveries held: waiting, in backoff or under way.", NULL, NULL, 0},
     /* the process */
     {S_STATUS, "uptime_s", "popmesh_uptime_seconds", G, "Seconds since popd started.", NULL, NULL, 1},
     {S_STATUS, "control.requests", "popmesh_control_requests_total", C, "Control socket requests answered.", NULL, NULL, 0},
