@@ -770,9 +770,9 @@ static int cmd_certify(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
         return control_error(pk, CTL_NOT_FOUND, "no PoP named '%s' in the registry", name);
     if (ctl_arg(req, "cert", &cb, &cl) > 0) {
         if (nodecert_parse(cb, cl, &c, &why) || nodecert_verify(&c, &t->roots, 0, now, &why))
-            return control_error(pk, CTL_BAD_REQUEST, "the certificate is refused: %s", why);
+            return control_error(pk, CTL_REFUSED, "the certificate is refused: %s", why);
         if (c.node_id != n.id || memcmp(c.sign_pk, n.sign_pk, 32))
-            return control_error(pk, CTL_BAD_REQUEST,
+            return control_error(pk, CTL_REFUSED,
                                  "the certificate is for another node or key than %s's", name);
     } else {
         if (!t->have_root)
@@ -896,7 +896,7 @@ static const control_command_t commands[] = {
     {"key.status", cmd_status, "-> {root, root_key_here, caps, cert, ...}: this PoP's trust"},
     {"key.list", cmd_list, "-> [{node, caps, not_after_ms, issuer, valid, why}]: certificates"},
     {"key.node", cmd_node, "{node} -> {id, name, sign_pk}: for an off-line certify"},
-    {"key.certify", cmd_certify, "{node, caps | cert} -> {node, id, caps}"},
+    {"key.certify", cmd_certify, "{node, caps | cert: the record} -> {node, id, caps}"},
     {"key.export-root", cmd_export_root, "-> {root_seed, root}: the root key (then forget-root)"},
     {"key.forget-root", cmd_forget_root, "{root} -> {root}: removes the root key from this PoP"},
     {"key.rotate-root", cmd_rotate_root, "{rollover_ms} -> {root, previous_until_ms}"},

@@ -78,3 +78,6 @@ popmesh_integration(trust_sessions)
 # TOTP second factor (enrol, codes once mesh-wide, recovery codes, --require-2fa) and the identity
 # JWT the app gets, verified with the key set of another PoP: 2 PoPs, a site, an app.
 popmesh_integration(totp_identity)
+# The root key's life: an off-line root and key certify --root, export-root, rotate-root with
+# its rollover, and the upgrade of a mesh made before roots.
+popmesh_integration(trust_root)

@@ -123,7 +123,7 @@ static int cmd_key_certify(ctx_t *c, const command_t *self, int argc, char **arg
         mpw_str(&r.pk, "node");
         mpw_str(&r.pk, node);
         mpw_str(&r.pk, "cert");
-        mpw_bin(&r.pk, sb.data, sb.size);
+        mpw_raw(&r.pk, sb.data, sb.size); /* the certificate as a msgpack object */
         msgpack_sbuffer_destroy(&sb);
     }
     int rc = roundtrip(c, &r, &j);
