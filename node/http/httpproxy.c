@@ -1756,13 +1756,12 @@ enum authz {
  * name when it has none). */
 static const char *user_email(const auth_user_t *u)
 {
-    (void)u;
-    return "";
+    return u->email;
 }
 
 static const char *user_display_name(const auth_user_t *u)
 {
-    return u->name;
+    return u->display_name[0] ? u->display_name : u->name;
 }
 
 /* A resource with require_2fa, for a local user (a provider's users, IDP:SUBJECT, are the
@@ -1772,7 +1771,7 @@ static const char *user_display_name(const auth_user_t *u)
 static bool second_factor_session(struct hconn *hc, const auth_user_t *u)
 {
     totp_rec_t t;
-    if (strchr(u->name, ':'))
+    if (auth_user_is_external(u->name))
         return true;
     snprintf(hc->user, sizeof(hc->user), "%s", u->name);
     if (hc->req_decision == ACCESSLOG_APIKEY) {
