@@ -14,6 +14,7 @@
 #include "node/ctl/control.h"
 #include "node/http/httphdr.h"
 #include "node/http/httpmsg.h"
+#include "node/tls/tlsctx.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +53,13 @@ struct aconn {
     char body[ADMIN_MAX_BODY];       /* the request body (the reader refuses more: 413) */
     size_t body_len;                 /* bytes */
     struct pwjob *job;               /* a password check under way for this connection */
+    /* HTTPS: a connection whose first byte is a TLS handshake record goes through tls (when
+     * the PoP has a certificate for the name the client asks; unknown names get an alert). */
+    bool sniff;           /* its first byte is not seen yet (the listener has certificates) */
+    tlsconn_t *tls;       /* NULL: plain HTTP */
+    bool handshaking;     /* tls: the handshake is not done */
+    bool rd_wants_write;  /* tls: a read waits for the socket to be writable */
+    bool wr_wants_read;   /* tls: a write waits for the socket to be readable */
     struct aconn *prev, *next;
 };
 
@@ -93,6 +101,7 @@ static void conn_close(struct aconn *c)
     ev_io_stop(a->o.loop, &c->rio);
     ev_io_stop(a->o.loop, &c->wio);
     ev_timer_stop(a->o.loop, &c->timer);
+    tlsconn_destroy(&c->tls);
     close(c->fd);
     http_reader_destroy(&c->rd);
     if (c->job)
@@ -382,11 +391,12 @@ static void finish_sign_in(admin_t *a, struct pwjob *job)
             answer_text(c, 500, "cannot make a session\n");
         } else {
             /* HttpOnly: the page's script never needs it; SameSite=Strict: no other site's
-             * page can make the browser send it. The listener is plain HTTP, so not Secure. */
+             * page can make the browser send it; Secure when signed in over HTTPS, so the
+             * browser never sends it in clear afterwards. */
             snprintf(hdr, sizeof(hdr),
                      "Set-Cookie: " ADMINWEB_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; "
-                     "Max-Age=%u\r\nLocation: /\r\n",
-                     cookie, ADMINWEB_SESSION_S);
+                     "%sMax-Age=%u\r\nLocation: /\r\n",
+                     cookie, c->tls ? "Secure; " : "", ADMINWEB_SESSION_S);
             a->st.logins++;
             log_info("admin: %s signed in from %s", eu, c->peer_text);
             char *b = xstrdup("signed in\n");
@@ -566,6 +576,12 @@ static void render_own(const admin_t *a, promtext_t *p)
         {"popmesh_admin_timeouts_total", "Admin connections closed by the timeout.", "counter",
          a->st.timeouts},
         {"popmesh_admin_connections", "Admin connections open.", "gauge", a->st.conns},
+        {"popmesh_admin_tls_handshakes_total",
+         "HTTPS connections to the admin listener whose handshake completed.", "counter",
+         a->st.tls_handshakes},
+        {"popmesh_admin_tls_failed_total",
+         "TLS handshakes on the admin listener that failed (unknown name, bad hello).",
+         "counter", a->st.tls_failed},
     };
     for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
         prom_family(p, own[i].name, own[i].type, own[i].help);
@@ -702,11 +718,91 @@ static void arm(struct aconn *c)
     ev_timer_start(c->a->o.loop, &c->timer);
 }
 
+/* recv/send on the connection, plain or through TLS: bytes, 0 at EOF (recv), or -1 with errno
+ * (EAGAIN: not now; under TLS the flags say which readiness the retry waits for). */
+static ssize_t conn_recv(struct aconn *c, void *buf, size_t len)
+{
+    if (!c->tls)
+        return recv(c->fd, buf, len, 0);
+    ssize_t n = tlsconn_read(c->tls, buf, len);
+    if (n > 0)
+        return n;
+    if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+        c->rd_wants_write = n == TLS_WANT_WRITE;
+        if (c->rd_wants_write)
+            ev_io_start(c->a->o.loop, &c->wio);
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n == TLS_CLOSED)
+        return 0;
+    errno = EPROTO;
+    return -1;
+}
+
+static ssize_t conn_send(struct aconn *c, const void *buf, size_t len)
+{
+    if (!c->tls)
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    ssize_t n = tlsconn_write(c->tls, buf, len);
+    if (n > 0)
+        return n;
+    if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+        c->wr_wants_read = n == TLS_WANT_READ;
+        if (c->wr_wants_read) {
+            ev_io_stop(c->a->o.loop, &c->wio);
+            ev_io_start(c->a->o.loop, &c->rio);
+        }
+        errno = EAGAIN;
+        return -1;
+    }
+    errno = EPIPE;
+    return -1;
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The TLS handshake, as far as the socket allows; then the request is read. */
+static void handshake_step(struct aconn *c)
+{
+    struct ev_loop *loop = c->a->o.loop;
+    const char *why = NULL;
+    int rc = tlsconn_handshake(c->tls, &why);
+    if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+        ev_io_start(loop, rc == TLS_WANT_READ ? &c->rio : &c->wio);
+        ev_io_stop(loop, rc == TLS_WANT_READ ? &c->wio : &c->rio);
+        return;
+    }
+    if (rc != TLS_OK) {
+        c->a->st.tls_failed++;
+        log_debug("admin: TLS handshake with %s failed: %s", c->peer_text, why);
+        conn_close(c);
+        return;
+    }
+    c->a->st.tls_handshakes++;
+    c->handshaking = false;
+    arm(c);
+    ev_io_stop(loop, &c->wio);
+    ev_io_start(loop, &c->rio);
+    if (tlsconn_pending(c->tls))
+        ev_feed_event(loop, &c->rio, EV_READ);
+}
+
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct aconn *c = w->data;
+    if (c->handshaking) {
+        handshake_step(c);
+        return;
+    }
+    if (c->rd_wants_write && !c->have_request) { /* a TLS read waited for this */
+        c->rd_wants_write = false;
+        ev_io_stop(loop, &c->wio);
+        on_read(loop, &c->rio, EV_READ);
+        return;
+    }
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
@@ -716,6 +812,8 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
         c->out_off += (size_t)n;
         arm(c); /* progress: the client gets its time again */
     }
+    if (c->tls)
+        tlsconn_shutdown(c->tls); /* close_notify, with the FIN */
     shutdown(c->fd, SHUT_WR);
     conn_close(c);
 }
@@ -773,8 +871,43 @@ static int rd_on_done(void *ctx)
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct aconn *c = w->data;
+    if (c->sniff) {
+        /* A TLS handshake record starts with 0x16; HTTP with a method's letter. */
+        uint8_t first;
+        ssize_t k = recv(c->fd, &first, 1, MSG_PEEK);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (k <= 0) {
+            conn_close(c);
+            return;
+        }
+        c->sniff = false;
+        if (first == 0x16) {
+            c->tls = tlsconn_new(c->a->o.tls, c->fd);
+            if (!c->tls) {
+                conn_close(c);
+                return;
+            }
+            c->handshaking = true;
+            handshake_step(c);
+            return;
+        }
+    }
+    if (c->handshaking) {
+        handshake_step(c);
+        return;
+    }
+    if (c->have_request) { /* a TLS write waited for the socket to be readable */
+        if (c->wr_wants_read) {
+            c->wr_wants_read = false;
+            ev_io_stop(loop, &c->rio);
+            ev_io_start(loop, &c->wio);
+            ev_feed_event(loop, &c->wio, EV_WRITE);
+        }
+        return;
+    }
     uint8_t buf[4096];
-    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    ssize_t n = conn_recv(c, buf, sizeof(buf));
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) { /* gone before a whole request */
@@ -803,6 +936,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
                 start_writing(c);
         }
     }
+    if (c->tls && !c->have_request && tlsconn_pending(c->tls))
+        ev_feed_event(loop, &c->rio, EV_READ); /* decrypted bytes the socket will not signal */
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -836,6 +971,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         c->a = a;
         c->fd = fd;
         c->method = -1;
+        c->sniff = a->o.tls != NULL;
         auth_addr_from_sockaddr((struct sockaddr *)&ss, &c->peer);
         char host[64] = "?";
         if (ss.ss_family == AF_INET)

@@ -1,8 +1,12 @@
 /* admin: the admin listener of a PoP (--admin-listen): /metrics, /healthz, /readyz, and the
  * status page (/, /login, /logout, /api/) for admins.
  *
- * Plain HTTP/1.1 on its own address, never the public ingress (nodecfg refuses an admin
- * address equal to an ingress one). One request per connection (Connection: close), read
+ * HTTP/1.1 on its own address, never the public ingress (nodecfg refuses an admin address
+ * equal to an ingress one). HTTPS on the same port: a connection that opens with a TLS
+ * handshake gets the PoP's certificate for the name it asks (SNI, as the HTTPS ingress: an
+ * unknown name gets an alert, never another host's certificate), so once the mesh holds a
+ * certificate for the admin host name the page is reached over https:// and its cookie is
+ * Secure; plain HTTP stays for scrapers and probes on the local network. One request per connection (Connection: close), read
  * with the ingress's bounded request parser (httpmsg.h); bounded in every way a client could
  * hold it: ADMIN_MAX_CONNS connections at once (past it: 503 and close), ADMIN_MAX_REQUEST
  * bytes of request head, ADMIN_TIMEOUT_S to send the request and then between two writes of
@@ -56,6 +60,7 @@
 struct control;
 struct store;
 struct meshkey;
+struct tlsctx;
 typedef struct admin admin_t;
 
 /* Fills reasons (len bytes: one reason per line, each ending in '\n') with what keeps the node
@@ -73,6 +78,7 @@ typedef struct admin_opts {
     void *ctx;                  /* for ready */
     struct store *store;        /* borrowed: users and API keys; NULL = no status page */
     const struct meshkey *meshkey; /* borrowed: signs and checks session cookies */
+    struct tlsctx *tls;         /* borrowed: the PoP's certificates; NULL = plain HTTP only */
 } admin_opts_t;
 
 /* Binds the listener, and registers the command http.stats (the per-resource HTTP counters, for
@@ -97,6 +103,8 @@ typedef struct admin_stats {
     uint64_t logins_failed;   /* sign-ins refused: wrong user or password, or no form */
     uint64_t logins_forbidden; /* sign-ins refused: the right password of a user not admin */
     uint64_t login_limited;   /* sign-ins refused by a rate limit (429) */
+    uint64_t tls_handshakes;  /* HTTPS connections whose handshake completed */
+    uint64_t tls_failed;      /* handshakes that failed (unknown name, garbage, gone) */
     unsigned conns;       /* open now */
 } admin_stats_t;
 void admin_get_stats(const admin_t *a, admin_stats_t *st);

@@ -81,3 +81,6 @@ popmesh_integration(totp_identity)
 # The root key's life: an off-line root and key certify --root, export-root, rotate-root with
 # its rollover, and the upgrade of a mesh made before roots.
 popmesh_integration(trust_root)
+# The admin listener over HTTPS on the same port as plain HTTP: the mesh's certificate by SNI,
+# a Secure cookie, an unknown name refused, garbage hellos counted.
+popmesh_integration(admin_https)
