@@ -7,6 +7,8 @@
 #include "common/mp.h"
 #include "common/xmalloc.h"
 #include "node/auth/authadmin.h"
+#include "node/auth/idjwt.h"
+#include "node/auth/totpadmin.h"
 #include "node/trust/trust.h"
 #include "node/ctl/control.h"
 #include "node/records/identity.h"
@@ -71,6 +73,7 @@ typedef struct node {
     ticketkeys_t *tickets;     /* the mesh-wide TLS session-ticket keys */
     ocspfetch_t *ocsp;         /* OCSP responses fetched (one PoP per certificate), stapled */
     httpstats_t *http_stats;   /* per-resource HTTP counters (/metrics); with n->http */
+    idjwt_t *idjwt;            /* signs X-Popmesh-Identity (DIR/identity-jwt.key) */
     oidc_t *oidc;              /* sign-in with OpenID providers (the ingress's), idp.* */
     admin_t *admin;            /* the admin listener; NULL unless admin-listen is set */
     alert_t *alert;            /* webhook alerts (alert.h) */
@@ -649,6 +652,24 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                         .keys = trust_auth_keys(n.trust),
                         .http_listen = n.cfg.http_listen};
     authadmin_register_commands(&auth, n.control);
+    /* user.totp.*: the second factor's secret sealed like the other secrets (totpadmin.h) */
+    totpadmin_t totpadmin = {.mesh = n.mesh, .seal = &n.seal};
+    totpadmin_register_commands(&totpadmin, n.control);
+    /* This PoP's identity JWT key: made on the first start, its public half published as
+     * jwk/<node id> so every PoP's /.popmesh/jwks.json lists it (idjwt.h). */
+    {
+        idjwt_key_t jk;
+        bool created;
+        char mid[33];
+        if ((rc = idjwt_key_load_or_create(n.dir, &jk, &created, err, errlen)) != 0)
+            goto out;
+        if (created)
+            log_info("identity JWT key %s/%s created", n.dir, IDJWT_KEY_FILE);
+        totpadmin_publish_jwk(n.mesh, n.id.node_id, jk.pk);
+        meshkey_id_hex(n.meshkey.pk, mid);
+        n.idjwt = idjwt_new(&jk, n.id.node_id, mid, n.cfg.name);
+        sodium_memzero(&jk, sizeof(jk));
+    }
     /* zone.* and geo.*; and this PoP's DNS settings (public addresses, location, DNS listener)
      * in its node record, now that the mesh can spread the write. Lives until the loop ends. */
     dnsadmin_t dnsadmin = {.mesh = n.mesh};
@@ -743,7 +764,9 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                                .self_id = n.id.node_id,
                                .max_body = n.cfg.http_max_body,
                                .alog = n.alog,
-                               .node_name = n.cfg.name};
+                               .node_name = n.cfg.name,
+                               .seal = &n.seal,
+                               .idjwt = n.idjwt};
         n.http_stats = httpstats_new(0);
         ho.stats = n.http_stats;
         ho.oidc = n.oidc;
@@ -866,6 +889,7 @@ out:
     httpproxy_destroy(&n.http);
     oidc_destroy(&n.oidc); /* after the proxy whose connections hold its jobs */
     httpstats_destroy(&n.http_stats); /* after the proxy that counts into it */
+    idjwt_destroy(&n.idjwt);          /* after the proxy that signs with it */
     dataplane_destroy(&n.dataplane); /* its TLS connections before their context */
     accesslog_destroy(&n.alog);      /* after the two that write to it; writes its buffer */
     tlsctx_destroy(&n.tls);

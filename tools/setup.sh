@@ -20,6 +20,9 @@ packages=(
   libssl-dev openssl libcurl4-openssl-dev pebble
   # metrics: a real Prometheus scrapes the admin listeners (promtool comes with it)
   prometheus
+  # second factor and identity: QR codes of TOTP enrolment (meshctl); codes and JWTs checked
+  # by the tests with other implementations
+  libqrencode-dev oathtool python3-jwt
 )
 
 # Node.js and npm run the test peers that exist only on npm (tools/node/package.json: a browser

@@ -52,7 +52,8 @@ bool httphdr_reserved_request_name(const char *name, size_t n)
 {
     static const char *const names[] = {"forwarded",      "x-real-ip",      "x-client-ip",
                                         "true-client-ip", "x-original-url", "x-rewrite-url"};
-    static const char *const prefixes[] = {"remote-", "x-forwarded-"};
+    /* x-popmesh-: X-Popmesh-Identity and whatever popmesh says to applications later */
+    static const char *const prefixes[] = {"remote-", "x-forwarded-", "x-popmesh-"};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (httphdr_name_is(name, n, names[i]))

@@ -18,8 +18,8 @@
 bool httphdr_name_is(const char *name, size_t n, const char *canon);
 
 /* Whether a request header name belongs to what the proxy alone may tell the application:
- * the identity it authenticated (Remote-*), the client's address and the original request
- * (X-Forwarded-*, Forwarded, X-Real-IP, X-Client-IP, True-Client-IP, X-Original-URL,
+ * the identity it authenticated (Remote-*, X-Popmesh-*), the client's address and the original
+ * request (X-Forwarded-*, Forwarded, X-Real-IP, X-Client-IP, True-Client-IP, X-Original-URL,
  * X-Rewrite-URL), in any spelling httphdr_name_is accepts. A client's copy is dropped. */
 bool httphdr_reserved_request_name(const char *name, size_t n);
 

@@ -45,6 +45,8 @@
 #include "node/http/httphdr.h"
 #include "node/http/httpmsg.h"
 #include "node/http/httppath.h"
+#include "node/auth/totp.h"
+#include "node/records/totprec.h"
 #include "node/oidc/oidc.h"
 #include "node/records/resource.h"
 #include "common/accesslog.h"
@@ -91,6 +93,7 @@ struct pwjob {
     bool user_ok; /* the user exists and is not removed */
     auth_user_t u;
     char rd[1024];
+    char code[48]; /* the second factor as typed ("" = none); checked on the loop */
 };
 
 struct upstream {
@@ -1166,6 +1169,8 @@ static const char *LOGIN_FORM =
     "<p><label>User<br><input name=\"username\" autocomplete=\"username\" autofocus></label></p>"
     "<p><label>Password<br><input name=\"password\" type=\"password\" "
     "autocomplete=\"current-password\"></label></p>"
+    "<p><label>Code (two-factor accounts)<br><input name=\"code\" "
+    "autocomplete=\"one-time-code\"></label></p>"
     "<p><button type=\"submit\">Sign in</button></p></form>%s"
     "<p><small>popmesh</small></p></body></html>\n";
 
@@ -1485,6 +1490,7 @@ static void handle_local(struct hconn *hc)
         memcpy(job->pw, pw, job->pwlen);
         sodium_memzero(pw, sizeof(pw));
         snprintf(job->rd, sizeof(job->rd), "%s", rd);
+        form_get(hc->local_body, hc->local_len, "code", job->code, sizeof(job->code));
         snprintf(hc->user, sizeof(hc->user), "%s", user);
         hc->pw_job = job;
         pthread_mutex_lock(&px->mu);
@@ -1542,6 +1548,25 @@ static void handle_local(struct hconn *hc)
         hc->req_decision = ACCESSLOG_SHARE;
         snprintf(hc->req_resource, sizeof(hc->req_resource), "%s", sh.resource);
         set_session(hc, cookie, ttl, "/");
+        return;
+    }
+    if (plen == 19 && !strncmp(hc->target, "/.popmesh/jwks.json", 19)) {
+        /* The keys that verify X-Popmesh-Identity at every PoP (idjwt.h): public, cacheable
+         * briefly (a new PoP's key appears, a removed one's goes). */
+        char *doc;
+        size_t dl;
+        if (idjwt_jwks(px->o.store, &doc, &dl)) {
+            error_page(hc, 503, "the key set cannot be read here");
+            return;
+        }
+        out_printf(hc,
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                   "Cache-Control: max-age=60\r\n\r\n",
+                   dl);
+        if (strcmp(hc->method, "HEAD"))
+            out_append(hc, doc, dl);
+        free(doc);
+        count_response(hc, 200);
         return;
     }
     error_page(hc, 404, "no such popmesh page");
@@ -1727,6 +1752,50 @@ enum authz {
     AUTHZ_USER,      /* goes on as *u */
 };
 
+/* What the user record says of the person: an email ("" = none) and a display name (the user
+ * name when it has none). */
+static const char *user_email(const auth_user_t *u)
+{
+    return u->email;
+}
+
+static const char *user_display_name(const auth_user_t *u)
+{
+    return u->display_name[0] ? u->display_name : u->name;
+}
+
+/* A resource with require_2fa, for a local user (a provider's users, IDP:SUBJECT, are the
+ * provider's to check): a session of a user who has a second factor (enabling it revoked every
+ * earlier session, so a live session of such a user passed a code), never an API key. false
+ * once answered. */
+static bool second_factor_session(struct hconn *hc, const auth_user_t *u)
+{
+    totp_rec_t t;
+    if (auth_user_is_external(u->name))
+        return true;
+    snprintf(hc->user, sizeof(hc->user), "%s", u->name);
+    if (hc->req_decision == ACCESSLOG_APIKEY) {
+        hc->px->st.denied++;
+        req_log_deny(hc, "an API key on a resource that requires a second factor");
+        error_page(hc, 403,
+                   "this application requires a two-factor sign-in: API keys are not accepted");
+        return false;
+    }
+    int rc = totprec_get(hc->px->o.store, u->name, &t);
+    if (rc == 0)
+        return true;
+    if (rc != -ENOENT) {
+        error_page(hc, 503, "your account's second factor cannot be checked here: try again");
+        return false;
+    }
+    hc->px->st.denied++;
+    req_log_deny(hc, "no second factor, and the resource requires one");
+    error_page(hc, 403,
+               "this application requires two-factor sign-in and your account has no second "
+               "factor: ask an administrator to enrol one (meshctl user totp enable)");
+    return false;
+}
+
 /* Who may make this request: the resource's rules first (deny: 403; allow: no login), then,
  * for `auth login`, a session cookie or an API key, and the resource's allowed users and
  * groups. */
@@ -1800,6 +1869,8 @@ static enum authz authorize(struct hconn *hc, const http_head_t *h, int idx, con
         error_page(hc, 403, "your account may not use this application");
         return AUTHZ_ANSWERED;
     }
+    if (res->require_2fa && u->name[0] && !second_factor_session(hc, u))
+        return AUTHZ_ANSWERED;
     snprintf(hc->user, sizeof(hc->user), "%s", u->name);
     return AUTHZ_USER;
 }
@@ -1827,12 +1898,40 @@ static int websocket_key(struct hconn *hc, const http_head_t *h, const http_head
     return 0;
 }
 
+/* Remote-Name, Remote-Email (when the account has one) and X-Popmesh-Identity, the signed
+ * form of them all (idjwt.h), for resource (its audience). The token is borrowed from
+ * the signer's cache until its next call, which comes after this head is serialised. */
+static void identity_headers(struct hconn *hc, const auth_user_t *u, const char *resource,
+                             http_header_t *extra, size_t *nextra)
+{
+    const char *email = user_email(u), *name = user_display_name(u);
+    extra[(*nextra)++] = (http_header_t){"Remote-Name", 11, name, strlen(name)};
+    if (email[0])
+        extra[(*nextra)++] = (http_header_t){"Remote-Email", 12, email, strlen(email)};
+    if (!hc->px->o.idjwt)
+        return;
+    const char *groups[AUTH_GROUPS_MAX];
+    for (unsigned i = 0; i < u->ngroups && i < AUTH_GROUPS_MAX; i++)
+        groups[i] = u->groups[i];
+    idjwt_claims_t c = {.user = u->name,
+                        .groups = groups,
+                        .ngroups = u->ngroups,
+                        .email = email,
+                        .name = name,
+                        .resource = resource};
+    const char *tok;
+    size_t tl;
+    if (idjwt_token(hc->px->o.idjwt, &c, clock_wall_ms() / 1000, &tok, &tl) == 0)
+        extra[(*nextra)++] = (http_header_t){"X-Popmesh-Identity", 18, tok, tl};
+}
+
 /* The request head as the application gets it, into head (cap bytes): hop-by-hop and
  * identity headers dropped; X-Forwarded-*, Forwarded and X-Real-IP set by us; Remote-User and
- * Remote-Groups for a user (u, or NULL); the client's cookies but our session token. Its
- * length, or -1 once answered (431, 400). */
+ * Remote-Groups for a user (u, or NULL), with the rest of its identity for resource (the
+ * JWT's audience); the client's cookies but our session token. Its length, or -1 once answered
+ * (431, 400). */
 static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, const auth_user_t *u,
-                                    bool ws, char *head, size_t cap)
+                                    const char *resource, bool ws, char *head, size_t cap)
 {
     static const char *const drop[] = {"Cookie"};
     char groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
@@ -1841,7 +1940,7 @@ static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, cons
     const char *proto = hc->tls ? "https" : "http";
     int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=%s",
                       hc->client_v6 ? "\"[" : "", ipv, hc->client_v6 ? "]\"" : "", hc->host, proto);
-    http_header_t extra[8] = {
+    http_header_t extra[12] = {
         {"X-Forwarded-For", 15, ipv, strlen(ipv)},
         {"X-Forwarded-Proto", 17, proto, strlen(proto)},
         {"X-Forwarded-Host", 16, hc->host, strlen(hc->host)},
@@ -1867,6 +1966,7 @@ static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, cons
                                    u->groups[i]);
         if (u->ngroups)
             extra[nextra++] = (http_header_t){"Remote-Groups", 13, groups, gl};
+        identity_headers(hc, u, resource, extra, &nextra);
     }
     if (cl > 0)
         extra[nextra++] = (http_header_t){"Cookie", 6, cookies, (size_t)cl};
@@ -2053,8 +2153,8 @@ static int handle_request_head(struct hconn *hc, const http_head_t *h)
     if (websocket_key(hc, h, &wskey) < 0)
         return 0;
     char head[HEAD_MAX];
-    ssize_t len = rewrite_request_head(hc, h, az == AUTHZ_USER ? &u : NULL, wskey != NULL, head,
-                                       sizeof(head));
+    ssize_t len = rewrite_request_head(hc, h, az == AUTHZ_USER ? &u : NULL, px->res[idx].name,
+                                       wskey != NULL, head, sizeof(head));
     if (len < 0)
         return 0;
     hc->chunked_up = h->chunked;
@@ -2548,6 +2648,104 @@ static void *pw_worker(void *arg)
     }
 }
 
+/* The second factor of a sign-in whose password was right. None is needed without a totp/
+ * record; else a code of a step after the last one the account accepted (RFC 6238, +-1 step)
+ * or one of its unused recovery codes, and the use is written to totpuse/ (where every PoP
+ * it reaches refuses the same code) before the session is made: a PoP that cannot write it
+ * refuses the sign-in. The code is never logged. false once answered. */
+static bool second_factor_ok(httpproxy_t *px, struct hconn *hc, struct pwjob *job)
+{
+    totp_rec_t t;
+    totp_use_t use;
+    char eu[LOG_ESC_MAX], key[TOTPREC_KEY_MAX];
+    const char *why = NULL;
+    int rc = totprec_get(px->o.store, job->u.name, &t);
+    if (rc == -ENOENT)
+        return true;
+    log_escs(eu, sizeof(eu), job->u.name);
+    if (rc || totpuse_get(px->o.store, job->u.name, t.enrolled_ms, &use)) {
+        log_warn("http: the second factor of '%s' cannot be read here: sign-in refused", eu);
+        error_page(hc, 503, "this account's second factor cannot be checked here: try again");
+        return false;
+    }
+    size_t cl = strlen(job->code);
+    if (!cl) {
+        req_log_deny(hc, "second factor missing");
+        login_page(hc, 401,
+                   "This account uses two-factor sign-in: enter the code from your "
+                   "authenticator app (or a recovery code) with your password.",
+                   job->rd);
+        return false;
+    }
+    if (totp_is_recovery(job->code, cl)) {
+        char canon[TOTP_RECOVERY_CHARS + 1];
+        uint8_t h[TOTP_RECOVERY_HASH];
+        int hit = -1, used = 0;
+        if (totp_recovery_parse(job->code, cl, canon)) {
+            why = "a malformed recovery code";
+        } else {
+            totp_recovery_hash(t.salt, canon, h);
+            for (unsigned i = 0; i < t.nrecovery; i++) /* every one compared: constant time */
+                if (sodium_memcmp(h, t.recovery[i], sizeof(h)) == 0) {
+                    if (use.recovery_used >> i & 1)
+                        used = 1;
+                    else
+                        hit = (int)i;
+                }
+            if (hit >= 0)
+                use.recovery_used |= 1ull << hit;
+            else
+                why = used ? "a recovery code used before" : "a wrong recovery code";
+            sodium_memzero(canon, sizeof(canon));
+        }
+    } else {
+        uint32_t code;
+        uint8_t secret[TOTPREC_SECRET];
+        uint64_t step;
+        if (totp_code_parse(job->code, cl, &code)) {
+            why = "a malformed code";
+        } else if (!px->o.seal || totprec_open(px->o.seal, &t, secret)) {
+            log_warn("http: the TOTP secret of '%s' does not open here (store key?): sign-in "
+                     "refused",
+                     eu);
+            error_page(hc, 503, "this account's second factor cannot be checked here");
+            return false;
+        } else {
+            int vr = totp_verify(secret, sizeof(secret), code, totp_step(clock_wall_ms() / 1000),
+                                 use.last_step, &step);
+            sodium_memzero(secret, sizeof(secret));
+            if (vr == 0)
+                use.last_step = step;
+            else
+                why = vr == -EALREADY ? "a code used before (replay)" : "a wrong code";
+        }
+    }
+    if (why) {
+        req_log_deny(hc, why);
+        log_info("http: second factor of '%s' from %s refused: %s", eu, hc->client, why);
+        login_page(hc, 401, "Wrong code: enter the current code of your authenticator app.",
+                   job->rd);
+        return false;
+    }
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    totpuse_pack(&pk, &use);
+    totpuse_key(job->u.name, key, sizeof(key));
+    rc = px->o.mesh ? meshnode_put_record(px->o.mesh, key, &sb)
+                    : store_put(px->o.store, key, strlen(key), sb.data, sb.size, clock_wall_ms(),
+                                NULL);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        log_warn("http: cannot note the second factor of '%s' (%s): sign-in refused", eu,
+                 store_last_error(px->o.store));
+        error_page(hc, 503, "the sign-in cannot be recorded here: try again");
+        return false;
+    }
+    return true;
+}
+
 /* Verdicts back on the loop: answer the waiting connections. */
 static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -2570,6 +2768,8 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
                 log_info("http: failed login from %s for '%s'", hc->client,
                          log_escs(eu, sizeof(eu), hc->user));
                 login_page(hc, 401, "Wrong user or password.", job->rd);
+            } else if (!second_factor_ok(px, hc, job)) {
+                /* answered: a code wanted, wrong, replayed, or not recordable */
             } else {
                 char cookie[AUTH_TOKEN_MAX + 1];
                 const char *why;

@@ -7,8 +7,10 @@
  * client connection's requests to one resource in turn (keep-alive on both sides). Bodies
  * are streamed, chunked bodies re-chunked; the response is relayed as it comes.
  *
- * /.popmesh/login (GET form, POST username/password), /.popmesh/logout and
- * /.popmesh/share?t=TOKEN are served by the PoP itself on every host.
+ * /.popmesh/login (GET form, POST username/password and, for a user with a second factor, a
+ * TOTP or recovery code: node/auth/totp.h), /.popmesh/logout, /.popmesh/share?t=TOKEN and
+ * /.popmesh/jwks.json (the keys that verify X-Popmesh-Identity: node/auth/idjwt.h) are served
+ * by the PoP itself on every host.
  *
  * HTTPS: a second listener, where each connection first completes a TLS handshake (tlsctx.h;
  * bounded by the handshake timeout and the same connection caps, which both listeners share)
@@ -27,7 +29,9 @@
 #include "node/http/httpstats.h"
 #include "node/membership/meshnode.h"
 #include "node/oidc/oidc.h"
+#include "node/auth/idjwt.h"
 #include "node/records/identity.h"
+#include "node/records/storeseal.h"
 #include "node/nodecfg.h"
 #include "node/tls/tlsctx.h"
 #include "storage/store.h"
@@ -87,6 +91,9 @@ typedef struct httpproxy_opts {
     accesslog_t *alog;        /* borrowed: one line per request (its resource's sampling);
                                * NULL = off */
     const char *node_name;    /* borrowed: this PoP's name, for the access log */
+    const storeseal_t *seal;  /* borrowed: opens users' TOTP secrets (totprec.h); NULL = a user
+                               * with a second factor cannot sign in here */
+    idjwt_t *idjwt;           /* borrowed: signs X-Popmesh-Identity (idjwt.h); NULL = not sent */
     oidc_t *oidc;             /* borrowed: sign-in with OpenID providers; NULL = none */
 } httpproxy_opts_t;
 

@@ -8,8 +8,8 @@
  *                  replace?, transit_labels?, ingress_labels?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
- *                  hc_status?, hc_host?, access_log?} -> the record
- *   resource.set  {name, access_log}         -> the record (one setting changed in place)
+ *                  hc_status?, hc_host?, access_log?, require_2fa?} -> the record
+ *   resource.set  {name, access_log?, require_2fa?} -> the record (settings changed in place)
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *   node.drain    {name, undo?}              -> {name, id, draining, changed}
@@ -637,6 +637,8 @@ static int arg_http(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
                              "%d",
                              RESOURCE_HSTS_MAX);
     r->hsts_s = (uint32_t)hsts;
+    if (arg_bool(req, "require_2fa", &r->require_2fa) < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "require_2fa must be true or false");
     int rc =
         arg_names(req, pk, "allow_users", r->allow_users, &r->nallow_users, RESOURCE_ALLOW_MAX);
     if (rc == CTL_OK)
@@ -710,8 +712,11 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     const uint8_t *v;
     size_t vl;
-    if (ctl_arg(req, "access_log", &v, &vl) != 1) {
-        rc = control_error(pk, CTL_BAD_REQUEST, "nothing to set (access_log: on|off|sample:N)");
+    bool set_al = ctl_arg(req, "access_log", &v, &vl) == 1;
+    bool set_2fa = ctl_arg(req, "require_2fa", &v, &vl) == 1;
+    if (!set_al && !set_2fa) {
+        rc = control_error(pk, CTL_BAD_REQUEST,
+                           "nothing to set (access_log: on|off|sample:N, require_2fa: bool)");
         goto out;
     }
     int grc = resource_get(store, name, r);
@@ -723,8 +728,12 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
                                  store_last_error(store));
         goto out;
     }
-    if ((rc = arg_access_log(req, pk, r)) != CTL_OK)
+    if (set_al && (rc = arg_access_log(req, pk, r)) != CTL_OK)
         goto out;
+    if (set_2fa && arg_bool(req, "require_2fa", &r->require_2fa) < 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "require_2fa must be true or false");
+        goto out;
+    }
     if (resource_check(r, why_buf, sizeof(why_buf), &why)) {
         rc = control_error(pk, CTL_BAD_REQUEST, "%s", why);
         goto out;
@@ -740,7 +749,9 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
     resource_pack(pk, r);
     char al[RESOURCE_ACCESS_LOG_STR];
     resource_access_log_str(r->access_log, al, sizeof(al));
-    log_info("mesh: resource %s: access log %s", r->name, al);
+    log_info("mesh: resource %s: access log %s%s", r->name, al,
+             set_2fa ? (r->require_2fa ? ", second factor required" : ", second factor optional")
+                     : "");
     rc = CTL_OK;
 out:
     free(r);
@@ -984,10 +995,11 @@ const control_command_t meshadmin_commands[] = {
      "name: str, site: str, targets: [str], tcp_port: uint and/or host: str "
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
      "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
-     "[tls: bool (TLS on tcp_port)] [access_log: on|off|sample:N] [replace: bool] -> the "
-     "resource"},
+     "[tls: bool (TLS on tcp_port)] [access_log: on|off|sample:N] [require_2fa: bool] "
+     "[replace: bool] -> the resource"},
     {"resource.set", cmd_resource_set,
-     "name: str, access_log: on|off|sample:N -> the resource: changes its access log sampling"},
+     "name: str [access_log: on|off|sample:N] [require_2fa: bool] -> the resource: changes "
+     "its access log sampling or whether users need a second factor"},
     {"resource.list", cmd_resource_list,
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
      "path_prefix?, auth?, allow_users?, allow_groups?, tls?}]}"},

@@ -202,12 +202,14 @@ static int check_http(const resource_t *r, char *buf, size_t len, const char **w
 {
     if (!r->host[0]) {
         if (r->path_prefix[0] || r->auth != RESOURCE_AUTH_NONE || r->nallow_users ||
-            r->nallow_groups || r->no_https_redirect || r->hsts_s)
+            r->nallow_groups || r->no_https_redirect || r->hsts_s || r->require_2fa)
             return refuse(buf, len, why,
-                          "path_prefix, auth, allow_users, allow_groups, no_https_redirect and "
-                          "hsts need a host");
+                          "path_prefix, auth, allow_users, allow_groups, no_https_redirect, "
+                          "hsts and require_2fa need a host");
         return 0;
     }
+    if (r->require_2fa && r->auth != RESOURCE_AUTH_LOGIN)
+        return refuse(buf, len, why, "require_2fa needs auth login");
     if (r->hsts_s > RESOURCE_HSTS_MAX)
         return refuse(buf, len, why, "hsts is at most %d s (two years)", RESOURCE_HSTS_MAX);
     if (!host_ok(r->host, strnlen(r->host, sizeof(r->host))))
@@ -536,7 +538,7 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     msgpack_pack_map(pk,
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
                          (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0) + nlab +
-                         (r->access_log ? 1 : 0));
+                         (r->access_log ? 1 : 0) + (r->host[0] && r->require_2fa ? 1 : 0));
     if (r->access_log) { /* only when not the default, like the fields below */
         char al[RESOURCE_ACCESS_LOG_STR];
         resource_access_log_str(r->access_log, al, sizeof(al));
@@ -608,6 +610,8 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
         mpw_kv_bool(pk, "no_https_redirect", true);
     if (r->hsts_s)
         mpw_kv_u64(pk, "hsts", r->hsts_s);
+    if (r->require_2fa)
+        mpw_kv_bool(pk, "require_2fa", true);
 }
 
 /* ---- decoding ---------------------------------------------------------------------------- */
@@ -823,6 +827,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"transit_labels", MPF_CUSTOM, res, 0, false, false, read_transit},
         {"ingress_labels", MPF_CUSTOM, res, 0, false, false, read_ingress},
         {"access_log", MPF_STR, access_log, sizeof(access_log), false, false, NULL}, /* 25 */
+        {"require_2fa", MPF_BOOL, &res->require_2fa, 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         goto out;

@@ -3,7 +3,7 @@
  *
  *   resource/<name>   {name, site, targets: [str], tcp_port, health, sticky, created_ms,
  *                      host?, path_prefix?, auth?, allow_users?: [str], allow_groups?: [str],
- *                      no_https_redirect?: true, hsts?: uint (s), tls?: true}
+ *                      no_https_redirect?: true, hsts?: uint (s), tls?: true, require_2fa?: true}
  *
  * A PoP listens on tcp_port (0 = none) and carries each accepted connection through the
  * site's tunnel to one of the targets ("host:port" as the site connector resolves it); health
@@ -162,6 +162,9 @@ typedef struct resource {
     /* Access log: 0 = every request and connection (the default), RESOURCE_ACCESS_LOG_OFF =
      * none, else N (2..RESOURCE_ACCESS_LOG_MAX): a random one in N. */
     uint32_t access_log;
+    /* require_2fa?: true (with host and auth login; written only when set): users sign in with
+     * a second factor (node/auth/totp.h); a user without one is refused, and so are API keys. */
+    bool require_2fa;
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is

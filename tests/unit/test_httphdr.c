@@ -24,7 +24,8 @@ static void test_names(void **state)
         "Remote-User",     "remote_user",     "Remote-Groups",    "REMOTE_EMAIL",
         "X-Forwarded-For", "x_forwarded_for", "X-Forwarded-Host", "X-Forwarded-Port",
         "Forwarded",       "X-Real-IP",       "x_real_ip",        "X-Client-IP",
-        "True-Client-IP",  "X-Original-URL",  "X-Rewrite-Url",
+        "True-Client-IP",  "X-Original-URL",  "X-Rewrite-Url",    "X-Popmesh-Identity",
+        "x_popmesh_identity", "Remote-Name",
     };
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
         assert_true(httphdr_reserved_request_name(reserved[i], strlen(reserved[i])));

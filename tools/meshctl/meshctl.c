@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <qrencode.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1299,6 +1300,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     bool replace = take_flag(&argc, argv, "--replace");
     bool no_redirect = take_flag(&argc, argv, "--no-https-redirect");
     bool tls = take_flag(&argc, argv, "--tls");
+    bool require_2fa = take_flag(&argc, argv, "--require-2fa");
     int rc = EXIT_OK;
     unsigned long tcp_port = 0, hsts_s = 0;
     char *hend = NULL;
@@ -1385,7 +1387,11 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
                       (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
                       (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0) +
-                      (access_log ? 1 : 0));
+                      (access_log ? 1 : 0) + (require_2fa ? 1 : 0));
+    if (require_2fa) { /* popd says it needs --auth login */
+        mpw_str(&r.pk, "require_2fa");
+        msgpack_pack_true(&r.pk);
+    }
     if (access_log) { /* popd judges it and says what it takes */
         mpw_str(&r.pk, "access_log");
         mpw_str(&r.pk, access_log);
@@ -1534,20 +1540,32 @@ static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **ar
 {
     int err = 0;
     const char *access_log = take_opt(&argc, argv, "--access-log", &err);
+    const char *req2fa = take_opt(&argc, argv, "--require-2fa", &err);
     if (err)
         return usage(self, "an option is missing its value");
     if (argc != 1)
         return argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
                     : usage(self, "resource set takes one NAME");
-    if (!access_log)
-        return usage(self, "nothing to set: --access-log on|off|sample:N");
+    if (!access_log && !req2fa)
+        return usage(self, "nothing to set: --access-log on|off|sample:N, --require-2fa on|off");
+    if (req2fa && strcmp(req2fa, "on") && strcmp(req2fa, "off"))
+        return usage(self, "--require-2fa takes on or off, not '%s'", req2fa);
     request_t r;
     json_t *j;
-    request_begin(&r, "resource.set", 2);
+    request_begin(&r, "resource.set", 1 + (access_log ? 1 : 0) + (req2fa ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
-    mpw_str(&r.pk, "access_log");
-    mpw_str(&r.pk, access_log);
+    if (access_log) {
+        mpw_str(&r.pk, "access_log");
+        mpw_str(&r.pk, access_log);
+    }
+    if (req2fa) {
+        mpw_str(&r.pk, "require_2fa");
+        if (!strcmp(req2fa, "on"))
+            msgpack_pack_true(&r.pk);
+        else
+            msgpack_pack_false(&r.pk);
+    }
     int rc = roundtrip(c, &r, &j);
     if (rc)
         return rc;
@@ -1555,7 +1573,8 @@ static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **ar
         print_json(j);
     } else {
         const char *al = json_string_value(json_object_get(j, "access_log"));
-        printf("resource %s: access log %s\n", argv[0], al ? al : "on");
+        printf("resource %s: access log %s, second factor %s\n", argv[0], al ? al : "on",
+               json_is_true(json_object_get(j, "require_2fa")) ? "required" : "not required");
     }
     json_decref(j);
     return EXIT_OK;
@@ -1916,6 +1935,62 @@ static int cmd_user_rm(ctx_t *c, const command_t *self, int argc, char **argv)
     if (rc || !j)
         return rc;
     printf("user %s removed; their sessions and API keys stop working\n", argv[0]);
+    json_decref(j);
+    return EXIT_OK;
+}
+
+/* A QR code for a terminal with a dark background: two modules per character cell (upper and
+ * lower half blocks), light modules drawn, a quiet zone of 2 light modules around. */
+static void print_qr(const char *text)
+{
+    QRcode *q = QRcode_encodeString(text, 0, QR_ECLEVEL_L, QR_MODE_8, 1);
+    if (!q) {
+        fprintf(stderr, "meshctl: cannot make a QR code of the URI: enter it by hand\n");
+        return;
+    }
+    int w = q->width, z = 2;
+    for (int y = -z; y < w + z; y += 2) {
+        for (int x = -z; x < w + z; x++) {
+            bool top = y < 0 || y >= w || x < 0 || x >= w || !(q->data[y * w + x] & 1);
+            bool bot = y + 1 < 0 || y + 1 >= w || x < 0 || x >= w ||
+                       !(q->data[(y + 1) * w + x] & 1);
+            fputs(top && bot ? "\u2588" : top ? "\u2580" : bot ? "\u2584" : " ", stdout);
+        }
+        fputc('\n', stdout);
+    }
+    QRcode_free(q);
+}
+
+/* user totp enable|disable NAME */
+static int cmd_user_totp(ctx_t *c, const command_t *self, int argc, char **argv)
+{
+    if (argc != 2 || (strcmp(argv[0], "enable") && strcmp(argv[0], "disable")))
+        return usage(self, "user totp takes enable or disable, and one user NAME");
+    bool enable = !strcmp(argv[0], "enable");
+    json_t *j;
+    int rc = simple_named(c, enable ? "user.totp.enable" : "user.totp.disable", "name", argv[1],
+                          &j);
+    if (rc)
+        return rc;
+    if (c->json) {
+        print_json(j);
+    } else if (!enable) {
+        printf("user %s: TOTP disabled (a resource with --require-2fa now refuses them)\n",
+               argv[1]);
+    } else {
+        const char *uri = json_string_value(json_object_get(j, "uri"));
+        printf("user %s: TOTP enabled; their sessions were revoked.\n"
+               "Scan this with an authenticator app, or enter the URI (shown once):\n\n",
+               argv[1]);
+        print_qr(uri ? uri : "");
+        printf("\n%s\n\nRecovery codes (each works once; shown once):\n", uri ? uri : "?");
+        size_t i;
+        json_t *code;
+        json_array_foreach(json_object_get(j, "recovery"), i, code)
+        {
+            printf("  %s\n", json_string_value(code));
+        }
+    }
     json_decref(j);
     return EXIT_OK;
 }
@@ -2405,7 +2480,7 @@ static const command_t commands[] = {
      "NAME [--site SITE] --target [SITE/]HOST:PORT [--priority P] [--weight W]\n"
      "        [--target ...] [--tcp-port PORT]\n"
      "        [--host HOSTNAME [--path-prefix /P] [--auth none|login] [--allow-user U ...]\n"
-     "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS]]\n"
+     "        [--allow-group G ...] [--no-https-redirect] [--hsts SECONDS] [--require-2fa]]\n"
      "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
      "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
      "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]\n"
@@ -2419,7 +2494,8 @@ static const command_t commands[] = {
      "move to the next priority when none is (failover), back when one returns.\n"
      "A resource needs --tcp-port, --host or both. --auth login\n"
      "asks for a user login, limited to the --allow-user users and --allow-group groups when\n"
-     "given. --health says how the site checks a target (default tcp: a connect; http:/PATH:\n"
+     "given; --require-2fa also wants a second factor (meshctl user totp enable) and refuses\n"
+     "API keys. --health says how the site checks a target (default tcp: a connect; http:/PATH:\n"
      "GET PATH answers 2xx or 3xx). --hc-interval and --hc-timeout (ms), --hc-rise and\n"
      "--hc-fall (consecutive results to turn healthy/unhealthy) override the site's defaults\n"
      "(1000, 800, 2, 1) for this resource; with http:, --hc-status lists the statuses that\n"
@@ -2437,10 +2513,12 @@ static const command_t commands[] = {
      "another PoP. --ingress-labels L,... narrows which of them take users' connections.\n"
      "--access-log: which of its requests and connections the PoPs' access logs record\n"
      "(popd.conf access-log): on (every one, the default), off, or sample:N (one in N)."},
-    {"resource", "set", cmd_resource_set, "NAME --access-log on|off|sample:N",
+    {"resource", "set", cmd_resource_set,
+     "NAME [--access-log on|off|sample:N] [--require-2fa on|off]",
      "Changes a setting of a resource in place: --access-log says which of its requests and\n"
      "connections PoPs with an access log record: every one (on), none (off), or a random\n"
-     "one in N (sample:N, N from 1 to 1000000)."},
+     "one in N (sample:N, N from 1 to 1000000). --require-2fa (auth login only): users must\n"
+     "have signed in with a second factor (meshctl user totp enable); API keys are refused."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
      "auth, health check (with its settings when not the defaults), stickiness, targets\n"
@@ -2464,6 +2542,11 @@ static const command_t commands[] = {
      "Removes a user everywhere; their sessions and API keys stop working."},
     {"user", "passwd", cmd_user_passwd, "NAME",
      "Sets a user's password (read as for user add) and revokes their sessions."},
+    {"user", "totp", cmd_user_totp, "enable|disable NAME",
+     "enable: a second factor for the user (RFC 6238 TOTP): prints the otpauth:// URI and its\n"
+     "QR code for an authenticator app, and 10 one-use recovery codes, all shown once; revokes\n"
+     "the user's sessions. From then on the login page wants a code after the password.\n"
+     "disable: removes it (the user can re-enrol a new device with enable)."},
     {"session", "revoke", cmd_session_revoke, "USER",
      "Revokes every session of USER at every PoP (bumps the user's session epoch)."},
     {"share", "create", cmd_share_create, "RESOURCE [--ttl DURATION]",
