@@ -23,10 +23,10 @@ struct obs {
     enum alert_kind kind;
     char subject[ALERT_SUBJECT_MAX + 1];
     char state[ALERT_STATE_MAX + 1];
-    uint64_t seen_ms;  /* monotonic ms: since when this state is seen */
-    uint64_t pop_id;   /* kind pop: the subject PoP (left out of the ranking) */
-    json_t *detail;    /* owned: what the event says beyond kind, subject and state */
-    bool present;      /* seen in the current evaluation */
+    uint64_t seen_ms;               /* monotonic ms: since when this state is seen */
+    uint64_t pop_id;                /* kind pop: the subject PoP (left out of the ranking) */
+    json_t *detail;                 /* owned: what the event says beyond kind, subject and state */
+    bool present;                   /* seen in the current evaluation */
     char told[ALERT_STATE_MAX + 1]; /* POPMESH_TEST_ALERT_NO_GUARD only: last announced here */
 };
 
@@ -144,9 +144,9 @@ static void observe_pops(alert_t *a, uint64_t now, uint64_t **alive, size_t *nal
                 continue;
             if (!strcmp(state, "alive"))
                 (*alive)[(*nalive)++] = id;
-            const char *s = !strcmp(state, "alive")                          ? "up"
+            const char *s = !strcmp(state, "alive")                            ? "up"
                             : !strcmp(state, "dead") || !strcmp(state, "left") ? "down"
-                                                                                : NULL;
+                                                                               : NULL;
             if (!s) { /* suspect: keep what was seen */
                 struct obs *o = obs_find(a, ALERT_POP, name);
                 if (o)
@@ -189,8 +189,8 @@ static void observe_sites(alert_t *a, uint64_t now)
             i = j;
             if (!site[0])
                 continue;
-            json_t *d = json_pack("{s:I, s:I}", "replicas", (json_int_t)replicas,
-                                  "replicas_online", (json_int_t)online);
+            json_t *d = json_pack("{s:I, s:I}", "replicas", (json_int_t)replicas, "replicas_online",
+                                  (json_int_t)online);
             observe(a, ALERT_SITE, site, online ? "up" : "down", d, now);
         }
     }
@@ -271,9 +271,9 @@ static int cert_one(const store_entry_t *e, void *ctx)
     json_t *names = json_array();
     for (size_t i = 0; i < c.nnames && i < 8; i++)
         json_array_append_new(names, json_string(c.names[i]));
-    json_t *d = json_pack("{s:s, s:f, s:I, s:o, s:s}", "not_after", na, "days_left", days,
-                          "window_days", (json_int_t)ALERT_CERT_DAYS, "names", names, "source",
-                          c.source);
+    json_t *d =
+        json_pack("{s:s, s:f, s:I, s:o, s:s}", "not_after", na, "days_left", days, "window_days",
+                  (json_int_t)ALERT_CERT_DAYS, "names", names, "source", c.source);
     observe(w->a, ALERT_CERT, id, state, d, w->now);
     cert_rec_free(&c);
     return 0;
@@ -296,16 +296,19 @@ static void announce(alert_t *a, const struct obs *o, const char *prev, const ch
                      uint64_t wall, unsigned rank, size_t npops, const alert_rec_t *alerts,
                      size_t nalerts)
 {
-    char when[40];
+    /* since: when this PoP first saw the state (the settle time and a takeover's wait before) */
+    char when[40], since[40];
+    uint64_t held = clock_mono_ms() - o->seen_ms;
     iso_time(wall, when, sizeof(when));
+    iso_time(wall > held ? wall - held : wall, since, sizeof(since));
     unsigned n = 0;
     for (size_t i = 0; i < nalerts; i++) {
         if (!(alerts[i].events & (1u << o->kind)))
             continue;
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:O}", "id", event,
-                              "kind", alert_kind_name(o->kind), "subject", o->subject, "state",
-                              o->state, "previous", prev, "time", when, "time_ms",
-                              (json_int_t)wall, "sender", a->o.node_name, "alert",
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:O}", "id",
+                              event, "kind", alert_kind_name(o->kind), "subject", o->subject,
+                              "state", o->state, "previous", prev, "time", when, "time_ms",
+                              (json_int_t)wall, "since", since, "sender", a->o.node_name, "alert",
                               alerts[i].name, "detail", o->detail ? o->detail : json_null());
         char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
@@ -635,10 +638,10 @@ alert_t *alert_new(const alert_opts_t *o, char *err, size_t errlen)
     static const char *const prefixes[4] = {ALERT_PREFIX, ALERTSTATE_PREFIX, CERT_PREFIX,
                                             "sitehealth/"};
     for (int i = 0; i < 4; i++) {
-        a->watch_ids[i] = store_watch(o->store, prefixes[i], strlen(prefixes[i]), on_store_change, a);
+        a->watch_ids[i] =
+            store_watch(o->store, prefixes[i], strlen(prefixes[i]), on_store_change, a);
         if (a->watch_ids[i] < 0) {
-            snprintf(err, errlen, "alerts: cannot watch the store: %s",
-                     strerror(-a->watch_ids[i]));
+            snprintf(err, errlen, "alerts: cannot watch the store: %s", strerror(-a->watch_ids[i]));
             alert_destroy(&a);
             return NULL;
         }

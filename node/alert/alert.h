@@ -56,20 +56,20 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#define ALERT_CERT_DAYS         14    /* days: a certificate closer to its notAfter is expiring */
-#define ALERT_SETTLE_MS         2000  /* ms a changed state must hold before it is announced */
-#define ALERT_TAKEOVER_MS       10000 /* ms between two ranks' turns */
-#define ALERT_STARTUP_GRACE_MS  5000  /* ms after start before this PoP announces anything */
-#define ALERT_TICK_S            1.0   /* s: evaluation when something changed or is settling */
-#define ALERT_CERT_RECHECK_S    60.0  /* s: certificates age without a change to say so */
+#define ALERT_CERT_DAYS        14    /* days: a certificate closer to its notAfter is expiring */
+#define ALERT_SETTLE_MS        2000  /* ms a changed state must hold before it is announced */
+#define ALERT_TAKEOVER_MS      10000 /* ms between two ranks' turns */
+#define ALERT_STARTUP_GRACE_MS 5000  /* ms after start before this PoP announces anything */
+#define ALERT_TICK_S           1.0   /* s: evaluation when something changed or is settling */
+#define ALERT_CERT_RECHECK_S   60.0  /* s: certificates age without a change to say so */
 
 typedef struct alert alert_t;
 
 typedef struct alert_opts {
     struct ev_loop *loop;
-    store_t *store;      /* borrowed: alert/, alertstate/, cert/ and sitehealth/ are read */
-    meshnode_t *mesh;    /* borrowed: writes, and the change hook */
-    control_t *control;  /* borrowed: members, sites, targets answers (control_call) */
+    store_t *store;     /* borrowed: alert/, alertstate/, cert/ and sitehealth/ are read */
+    meshnode_t *mesh;   /* borrowed: writes, and the change hook */
+    control_t *control; /* borrowed: members, sites, targets answers (control_call) */
     const char *node_name;
     uint64_t self_id;
 } alert_opts_t;

@@ -19,9 +19,9 @@ struct delivery {
     char name[ALERT_NAME_MAX + 1];
     char url[ALERT_URL_MAX + 1];
     char event[ALERT_EVENT_ID_LEN + 1];
-    char *body;       /* malloc'd JSON */
-    unsigned tries;   /* attempts made */
-    uint64_t due_ms;  /* monotonic ms: not before */
+    char *body;      /* malloc'd JSON */
+    unsigned tries;  /* attempts made */
+    uint64_t due_ms; /* monotonic ms: not before */
 };
 
 struct alertpost {
@@ -232,7 +232,8 @@ static void on_result(struct ev_loop *loop, ev_async *w, int revents)
                      d->name, d->event, origin, d->tries, why);
             delivery_free(d);
         } else {
-            uint64_t wait = alertpost_backoff_ms(d->tries, p->o.backoff_min_ms, p->o.backoff_max_ms);
+            uint64_t wait =
+                alertpost_backoff_ms(d->tries, p->o.backoff_min_ms, p->o.backoff_max_ms);
             log_warn("alert %s: event %s to %s failed (%s), attempt %u of %u; retrying in %llu ms",
                      d->name, d->event, origin, why, d->tries, p->o.attempts,
                      (unsigned long long)wait);

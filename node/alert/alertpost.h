@@ -24,31 +24,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ALERTPOST_QUEUE_MAX      256   /* deliveries held */
-#define ALERTPOST_TIMEOUT_MS     5000  /* ms: one attempt, connect to last byte */
-#define ALERTPOST_ATTEMPTS       5     /* tries of one delivery */
-#define ALERTPOST_BACKOFF_MIN_MS 1000  /* ms before the first retry, then doubling */
-#define ALERTPOST_BACKOFF_MAX_MS 60000 /* ms: the cap */
+#define ALERTPOST_QUEUE_MAX      256        /* deliveries held */
+#define ALERTPOST_TIMEOUT_MS     5000       /* ms: one attempt, connect to last byte */
+#define ALERTPOST_ATTEMPTS       5          /* tries of one delivery */
+#define ALERTPOST_BACKOFF_MIN_MS 1000       /* ms before the first retry, then doubling */
+#define ALERTPOST_BACKOFF_MAX_MS 60000      /* ms: the cap */
 #define ALERTPOST_BODY_MAX       (64 << 10) /* bytes of one event's JSON */
 
 typedef struct alertpost alertpost_t;
 
 typedef struct alertpost_opts {
     struct ev_loop *loop;
-    unsigned queue_max;       /* 0 = ALERTPOST_QUEUE_MAX */
-    uint32_t timeout_ms;      /* 0 = ALERTPOST_TIMEOUT_MS */
-    unsigned attempts;        /* 0 = ALERTPOST_ATTEMPTS */
-    uint32_t backoff_min_ms;  /* 0 = ALERTPOST_BACKOFF_MIN_MS */
-    uint32_t backoff_max_ms;  /* 0 = ALERTPOST_BACKOFF_MAX_MS */
+    unsigned queue_max;      /* 0 = ALERTPOST_QUEUE_MAX */
+    uint32_t timeout_ms;     /* 0 = ALERTPOST_TIMEOUT_MS */
+    unsigned attempts;       /* 0 = ALERTPOST_ATTEMPTS */
+    uint32_t backoff_min_ms; /* 0 = ALERTPOST_BACKOFF_MIN_MS */
+    uint32_t backoff_max_ms; /* 0 = ALERTPOST_BACKOFF_MAX_MS */
 } alertpost_opts_t;
 
 typedef struct alertpost_stats {
-    uint64_t queued_total; /* deliveries accepted */
-    uint64_t sent;         /* delivered (2xx) */
+    uint64_t queued_total;    /* deliveries accepted */
+    uint64_t sent;            /* delivered (2xx) */
     uint64_t attempts_failed; /* attempts that failed (each retry counts) */
-    uint64_t failed;       /* deliveries given up after every attempt */
-    uint64_t dropped;      /* deliveries dropped from a full queue (the oldest waiting) */
-    uint64_t pending;      /* held now, the one under way included */
+    uint64_t failed;          /* deliveries given up after every attempt */
+    uint64_t dropped;         /* deliveries dropped from a full queue (the oldest waiting) */
+    uint64_t pending;         /* held now, the one under way included */
 } alertpost_stats_t;
 
 /* NULL with errno (the worker thread could not start). */

@@ -138,8 +138,8 @@ int alert_check_url(const char *url, const char **why)
             return -EINVAL;
         }
         for (const char *q = url + h + 1; q < rb; q++)
-            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') || (*q >= 'A' && *q <= 'F') ||
-                  *q == ':' || *q == '.')) {
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+                  (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.')) {
                 *why = "a webhook URL's IPv6 address holds a character other than hex digits, "
                        "':' and '.'";
                 return -EINVAL;

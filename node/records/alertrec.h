@@ -32,8 +32,8 @@
 #define ALERT_URL_MAX      1024 /* bytes */
 #define ALERT_SUBJECT_MAX  200  /* bytes: "<resource>/<host:port>" fits with the key's prefix */
 #define ALERT_STATE_MAX    15
-#define ALERT_EVENT_ID_LEN 16 /* hex digits */
-#define ALERT_BY_MAX       63 /* a node name */
+#define ALERT_EVENT_ID_LEN 16  /* hex digits */
+#define ALERT_BY_MAX       63  /* a node name */
 #define ALERT_KEY_MAX      256 /* STORE_KEY_MAX */
 
 enum alert_kind { ALERT_POP = 0, ALERT_SITE, ALERT_TARGET, ALERT_CERT, ALERT_KINDS };
@@ -48,11 +48,11 @@ typedef struct alert_rec {
 
 typedef struct alertstate_rec {
     enum alert_kind kind;
-    char subject[ALERT_SUBJECT_MAX + 1];    /* printable ASCII, no spaces */
-    char state[ALERT_STATE_MAX + 1];        /* "up", "down", "expiring", ... (a-z only) */
-    char event[ALERT_EVENT_ID_LEN + 1];     /* lowercase hex */
-    uint64_t since_ms;                      /* Unix ms: when the writer decided */
-    char by[ALERT_BY_MAX + 1];              /* the PoP that announced it */
+    char subject[ALERT_SUBJECT_MAX + 1]; /* printable ASCII, no spaces */
+    char state[ALERT_STATE_MAX + 1];     /* "up", "down", "expiring", ... (a-z only) */
+    char event[ALERT_EVENT_ID_LEN + 1];  /* lowercase hex */
+    uint64_t since_ms;                   /* Unix ms: when the writer decided */
+    char by[ALERT_BY_MAX + 1];           /* the PoP that announced it */
 } alertstate_rec_t;
 
 /* "pop", "site", "target", "cert"; NULL out of range. */

@@ -119,8 +119,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     alertstate_rec_t s;
     for (int k = 0; k < ALERT_KINDS; k++) {
         memset(&s, 0, sizeof(s));
-        if (alertstate_parse(data, size, (enum alert_kind)k, "x", &s, &why) != 0 &&
-            s.subject[0] && alert_subject_ok(s.subject)) {
+        if (alertstate_parse(data, size, (enum alert_kind)k, "x", &s, &why) != 0 && s.subject[0] &&
+            alert_subject_ok(s.subject)) {
             char subject[ALERT_SUBJECT_MAX + 1];
             memcpy(subject, s.subject, sizeof(subject));
             check_state(data, size, (enum alert_kind)k, subject);

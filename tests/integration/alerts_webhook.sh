@@ -172,6 +172,7 @@ assert re.fullmatch(r"[0-9a-f]{16}", j["id"]), j
 assert j["previous"] == "up" and j["alert"] == "ops", j
 assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", j["time"]), j
 assert j["time_ms"] > 0 and j["detail"]["swim_state"] in ("dead", "left"), j
+assert j["since"] <= j["time"], j  # seen first, announced after the settle time
 PY
 ok "1a: SIGKILL of pop-3: exactly one 'pop down' (${DOWN_AFTER}s after, sent by $SENDER; JSON with id, kind, subject, state, previous, time, sender)"
 

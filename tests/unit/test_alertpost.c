@@ -31,9 +31,9 @@ struct server {
     enum mode mode;
     pthread_t thread;
     pthread_mutex_t mu;
-    int requests;      /* requests read (a request with its body) */
-    char last[4096];   /* the last request, headers and body */
-    int held[16];      /* NEVER_ANSWER: connections kept open */
+    int requests;    /* requests read (a request with its body) */
+    char last[4096]; /* the last request, headers and body */
+    int held[16];    /* NEVER_ANSWER: connections kept open */
     int nheld;
 };
 

@@ -88,8 +88,8 @@ static void test_events(void **state)
     char s[64];
     alert_events_str(m, s, sizeof(s));
     assert_string_equal(s, "pop,site");
-    static const char *const bad[] = {"", "disk", "pop,", ",pop", "pop,,site", "pop,pop",
-                                      "Pop", "pop site", "all,pop"};
+    static const char *const bad[] = {"",        "disk", "pop,",     ",pop",   "pop,,site",
+                                      "pop,pop", "Pop",  "pop site", "all,pop"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why = NULL;
         if (alert_events_parse(bad[i], &m, &why) != -EINVAL)
@@ -111,8 +111,10 @@ static void pack_alert(msgpack_sbuffer *sb, const alert_rec_t *a)
 static void test_alert_record(void **state)
 {
     (void)state;
-    alert_rec_t a = {.name = "ops", .url = "http://127.0.0.1:9/hook",
-                     .events = (1u << ALERT_POP) | (1u << ALERT_CERT), .created_ms = 1765000000000};
+    alert_rec_t a = {.name = "ops",
+                     .url = "http://127.0.0.1:9/hook",
+                     .events = (1u << ALERT_POP) | (1u << ALERT_CERT),
+                     .created_ms = 1765000000000};
     alert_rec_t b;
     const char *why;
     msgpack_sbuffer sb;
@@ -149,8 +151,7 @@ static void test_alert_record(void **state)
         msgpack_pack_array(&pk, 2);
         mpw_str(&pk, "pop");
         mpw_str(&pk, v ? "pop" : "disk");
-        assert_int_equal(alert_parse((const uint8_t *)sb.data, sb.size, "ops", &b, &why),
-                         -EBADMSG);
+        assert_int_equal(alert_parse((const uint8_t *)sb.data, sb.size, "ops", &b, &why), -EBADMSG);
     }
     /* truncations never read past the end */
     pack_alert(&sb, &a);
@@ -166,8 +167,11 @@ static void test_alert_record(void **state)
 static void test_state_record(void **state)
 {
     (void)state;
-    alertstate_rec_t s = {.kind = ALERT_TARGET, .subject = "web/127.0.0.1:8080", .state = "down",
-                          .since_ms = 42, .by = "pop-a"};
+    alertstate_rec_t s = {.kind = ALERT_TARGET,
+                          .subject = "web/127.0.0.1:8080",
+                          .state = "down",
+                          .since_ms = 42,
+                          .by = "pop-a"};
     alert_event_id(s.kind, s.subject, s.state, s.since_ms, 7, s.event);
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -186,9 +190,9 @@ static void test_state_record(void **state)
     assert_int_equal(alertstate_parse((const uint8_t *)sb.data, sb.size, ALERT_SITE,
                                       "web/127.0.0.1:8080", &b, &why),
                      -EBADMSG);
-    assert_int_equal(alertstate_parse((const uint8_t *)sb.data, sb.size, ALERT_TARGET, "web/x",
-                                      &b, &why),
-                     -EBADMSG);
+    assert_int_equal(
+        alertstate_parse((const uint8_t *)sb.data, sb.size, ALERT_TARGET, "web/x", &b, &why),
+        -EBADMSG);
     for (size_t n = 0; n < sb.size; n++)
         assert_int_equal(alertstate_parse((const uint8_t *)sb.data, n, ALERT_TARGET,
                                           "web/127.0.0.1:8080", &b, &why),
