@@ -34,7 +34,9 @@
  * BOUNDS. An event is announced twice only when two PoPs both decide before either has the
  * other's record: their SWIM views differ about who is alive (rank 0 in two views) within
  * the settle time, or a takeover PoP decides during the write's spread (milliseconds against
- * ALERT_TAKEOVER_MS). In a partition each side has a rank 0 and announces what it sees: a PoP
+ * ALERT_TAKEOVER_MS), or a PoP just restarted ranks first and still lacks the latest record
+ * after its grace and the settle time (anti-entropy repairs within about a second). In a
+ * partition each side has a rank 0 and announces what it sees: a PoP
  * cut off alone reports every other PoP down (the others, between them, report it down once);
  * after the partition heals the records converge (last writer wins) and a subject whose
  * merged record disagrees with what the PoPs see is announced once more. An event is lost
