@@ -11,3 +11,7 @@ popmesh_fuzz(fuzz_loginshare popmesh_auth)
 # (tokens, the jwk/ record, the key file); the integration test is totp_identity.
 popmesh_unit_test(test_totp popmesh_totp popmesh_records popmesh_storage)
 popmesh_fuzz(fuzz_totp popmesh_totp popmesh_records)
+# Sessions and share links signed by the PoP that made them (pms2., pmsh2.) and the mesh-key
+# formats' upgrade window; the decoder fuzzed (its payload is parsed before the signature).
+popmesh_unit_test(test_sessionsig popmesh_auth popmesh_records)
+popmesh_fuzz(fuzz_sessionsig popmesh_auth popmesh_records popmesh_nodecfg)
