@@ -87,8 +87,10 @@ expect_in "$WORK/alice.out" "callback moved:"
 expect_in "$WORK/alice.out" "final: http://app.test:${H[2]}/whoami"
 expect_in "$WORK/alice.out" '"remote_user": ["corp:alice"]'
 expect_in "$WORK/alice.out" '"remote_groups": ["staff,admins"]'
+expect_in "$WORK/alice.out" '["Remote-Email", "alice@example.com"]'
+expect_in "$WORK/alice.out" '["Remote-Name", "Alice Example"]'
 for s in 1-login 2-provider 4-final; do [ -s "$ART/alice-$s.png" ] || fail "no screenshot $s"; done
-ok "Chromium: sign-in started at pop-1, finished at pop-2; the app saw corp:alice in staff,admins (${MS} ms with the browser's start; screenshots in $ART)"
+ok "Chromium: sign-in started at pop-1, finished at pop-2; the app saw corp:alice in staff,admins, her email and name from the provider (${MS} ms with the browser's start; screenshots in $ART)"
 expect_rc 0 mctl "$WORK/n2" user list
 expect_in "$WORK/out" "corp:alice"
 expect_rc 0 mctl "$WORK/n2" --json idp list
