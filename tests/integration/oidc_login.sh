@@ -15,10 +15,12 @@
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 HERE=$(cd "$(dirname "$0")" && pwd)
-command -v chromium >/dev/null || { echo "SKIP: chromium is not installed (tools/setup.sh)"; exit 77; }
-command -v node >/dev/null || { echo "SKIP: node is not installed (tools/setup.sh)"; exit 77; }
+# skip WHY: exit 77 (CTest's skip) without the failure report of lib.sh's exit trap
+skip() { trap - EXIT; rm -rf "$WORK"; echo "SKIP: $*"; exit 77; }
+command -v chromium >/dev/null || skip "chromium is not installed (tools/setup.sh)"
+command -v node >/dev/null || skip "node is not installed (tools/setup.sh)"
 [ -d "$HERE/../../tools/node/node_modules/oidc-provider" ] ||
-    { echo "SKIP: tools/node/node_modules is not installed (tools/setup.sh)"; exit 77; }
+    skip "tools/node/node_modules is not installed (tools/setup.sh)"
 ART=${ARTEFACT_DIR:-$(dirname "$MESHCTL")/../../oidc-artefacts}
 mkdir -p "$ART"
 ART=$(cd "$ART" && pwd)
