@@ -69,7 +69,7 @@ struct oidc {
     pthread_cond_t cv;
     struct oidc_job *todo, *todo_tail, *done; /* under mu */
     unsigned queued;                          /* loop thread: jobs not yet delivered */
-    bool stopping;                            /* under mu */
+    bool stopping; /* under mu; read atomically by requests in flight (on_progress) */
     ev_async wake;
     uint8_t state_key[32];
     bool have_state_key;
@@ -101,6 +101,15 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     return l;
 }
 
+/* libcurl's progress callback: a request in flight stops when popd does (not after up to
+ * OIDC_HTTP_TIMEOUT_S more). */
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    const oidc_t *x = ud;
+    return __atomic_load_n(&x->stopping, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
 /* One request; form (NULL = GET) is POSTed. 0 with the body of a 200 (caller frees b->buf),
  * or -EIO with *why. */
 static int http_do(const struct oidc_job *j, const char *url, const char *form, bool basic,
@@ -124,6 +133,9 @@ static int http_do(const struct oidc_job *j, const char *url, const char *form, 
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, j->x);
     if (j->idp.ca_pem) {
         struct curl_blob blob = {j->idp.ca_pem, strlen(j->idp.ca_pem), CURL_BLOB_COPY};
         curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
@@ -920,7 +932,7 @@ void oidc_destroy(oidc_t **op)
     if (!x)
         return;
     pthread_mutex_lock(&x->mu);
-    x->stopping = true;
+    __atomic_store_n(&x->stopping, true, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&x->cv);
     pthread_mutex_unlock(&x->mu);
     if (x->started)
