@@ -246,7 +246,7 @@ int rootkey_save(const char *path, const rootkey_t *k, char *err, size_t errlen)
 int rootkey_load(const char *path, rootkey_t *k, char *err, size_t errlen)
 {
     char text[1024], why[200];
-    size_t n;
+    size_t n = 0; /* read_text sets it; gcc -O2 cannot see that on its error paths */
     int rc = read_text(path, true, text, sizeof(text), &n, err, errlen);
     if (rc)
         return rc;
@@ -330,7 +330,7 @@ int trustroots_save(const char *dir, const trustroots_t *t, char *err, size_t er
 int trustroots_load(const char *dir, trustroots_t *t, char *err, size_t errlen)
 {
     char path[4096], text[2048], why[200];
-    size_t n;
+    size_t n = 0;
     snprintf(path, sizeof(path), "%s/%s", dir, TRUSTROOTS_FILE);
     if (access(path, F_OK) != 0 && errno == ENOENT)
         return -ENOENT;
