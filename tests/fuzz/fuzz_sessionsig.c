@@ -5,6 +5,7 @@
  * (which signer_key hands out for every signer but 0) and feed the token through the real
  * verifier. Anything accepted must keep the decoder's promises. */
 #include "node/auth/session.h"
+#include "node/records/user.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -46,7 +47,7 @@ static void check_cookie(const char *t, size_t n)
         return;
     }
     if (!c.signer || c.signer == 7 || (!c.user[0] && !c.scope[0]) ||
-        (c.user[0] && nodecfg_check_name(c.user)) || (c.scope[0] && nodecfg_check_name(c.scope)) ||
+        (c.user[0] && !auth_user_name_ok(c.user)) || (c.scope[0] && nodecfg_check_name(c.scope)) ||
         NOW >= c.expires_ms || c.issued_ms > c.expires_ms)
         abort();
 }
