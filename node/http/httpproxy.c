@@ -3175,6 +3175,11 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
 {
     httpproxy_t *px = xcalloc(1, sizeof(*px));
     px->o = *o;
+    if (px->o.idjwt && getenv("POPMESH_TEST_NO_IDENTITY_JWT")) { /* what the JWT costs */
+        log_warn("http: TEST KNOB: POPMESH_TEST_NO_IDENTITY_JWT: no X-Popmesh-Identity (for "
+                 "tests and benchmarks only)");
+        px->o.idjwt = NULL;
+    }
     int rc = listeners_open(px, err, errlen);
     if (rc) {
         listeners_close(px);

@@ -101,7 +101,8 @@ typedef struct httpproxy_opts {
  *   POPMESH_TEST_HTTP_PER_IP=N         per-address cap instead of HTTPPROXY_MAX_PER_IP
  *   POPMESH_TEST_HTTP_MAX_CONNS=N      overall cap instead of half RLIMIT_NOFILE
  *   POPMESH_TEST_HTTP_TIMEOUT_SCALE=F  every timeout above multiplied by F (0 < F <= 1)
- *   POPMESH_TEST_TLS_HANDSHAKE_MS=N    the TLS handshake timeout (TLSCTX_HANDSHAKE_TIMEOUT_S) */
+ *   POPMESH_TEST_TLS_HANDSHAKE_MS=N    the TLS handshake timeout (TLSCTX_HANDSHAKE_TIMEOUT_S)
+ *   POPMESH_TEST_NO_IDENTITY_JWT=1     no X-Popmesh-Identity (what it costs: bench_identity) */
 
 /* Binds the listeners (at least one); NULL with a reason in err. */
 httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen);
