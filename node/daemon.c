@@ -840,6 +840,7 @@ int daemon_run(const daemon_opts_t *opts, char *err, size_t errlen)
                             .ctx = &n,
                             .store = n.store,
                             .meshkey = &n.meshkey,
+                            .keys = trust_auth_keys(n.trust),
                             .tls = n.tls};
         n.admin = admin_new(&ado, err, errlen);
         if (!n.admin) {

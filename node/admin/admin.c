@@ -263,8 +263,14 @@ static enum who authenticate(admin_t *a, struct aconn *c, char *user, size_t ule
         return WHO_NONE;
     }
     /* No resource: a session scoped to one resource (a share link's) is refused here. */
-    if (auth_session_check(a->o.store, a->o.meshkey->pk, c->cookie, strlen(c->cookie), now, NULL,
-                           &u, why))
+    if (a->o.keys) {
+        /* Signed by a PoP whose certificate holds issue-sessions (and not removed). */
+        auth_session_t claims;
+        if (auth_cookie_verify(a->o.keys, c->cookie, strlen(c->cookie), now, &claims, why) ||
+            auth_session_claims_check(a->o.store, &claims, now, NULL, &u, why))
+            return WHO_NONE;
+    } else if (auth_session_check(a->o.store, a->o.meshkey->pk, c->cookie, strlen(c->cookie), now,
+                                  NULL, &u, why))
         return WHO_NONE;
     snprintf(user, ulen, "%s", u.name);
     if (!u.admin) {
@@ -386,8 +392,17 @@ static void finish_sign_in(admin_t *a, struct pwjob *job)
         answer_html(c, 403, page_forbidden, job->u.name, NULL);
     } else {
         char cookie[AUTH_TOKEN_MAX + 1], hdr[AUTH_TOKEN_MAX + 200];
-        if (auth_session_make(a->o.meshkey, job->u.name, job->u.session_epoch, clock_wall_ms(),
-                              ADMINWEB_SESSION_S * 1000ull, "", cookie, sizeof(cookie))) {
+        const char *why = "";
+        int mrc = a->o.keys ? auth_cookie_make(a->o.keys, job->u.name, job->u.session_epoch,
+                                               clock_wall_ms(), ADMINWEB_SESSION_S * 1000ull, "",
+                                               cookie, sizeof(cookie), &why)
+                            : auth_session_make(a->o.meshkey, job->u.name, job->u.session_epoch,
+                                                clock_wall_ms(), ADMINWEB_SESSION_S * 1000ull, "",
+                                                cookie, sizeof(cookie));
+        if (mrc == -EPERM) {
+            log_info("admin: cannot sign a session here: %s", why);
+            answer_text(c, 403, "this PoP does not sign sessions; sign in at another PoP\n");
+        } else if (mrc) {
             answer_text(c, 500, "cannot make a session\n");
         } else {
             /* HttpOnly: the page's script never needs it; SameSite=Strict: no other site's

@@ -78,6 +78,8 @@ typedef struct admin_opts {
     void *ctx;                  /* for ready */
     struct store *store;        /* borrowed: users and API keys; NULL = no status page */
     const struct meshkey *meshkey; /* borrowed: signs and checks session cookies */
+    const struct auth_keys *keys; /* borrowed: with the key hierarchy, signs and checks them
+                                   * instead (node/auth/session.h); NULL = meshkey */
     struct tlsctx *tls;         /* borrowed: the PoP's certificates; NULL = plain HTTP only */
 } admin_opts_t;
 
