@@ -1643,6 +1643,40 @@ static void test_multisite(void **state)
 
 /* access_log: written only when not the default (a record without it is what the version
  * before wrote), "off" and "sample:N" round trip, bad values refused in text and in records. */
+/* require_2fa: written only when set, read back; refused without auth login or a host, from a
+ * command or from another node. */
+static void test_require_2fa(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a, b;
+    msgpack_packer pk;
+    resource_t r, back;
+    const char *why;
+    char why_buf[200];
+    make_http(&r);
+    msgpack_sbuffer_init(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_null(memmem(a.data, a.size, "require_2fa", 11)); /* off: not written */
+    r.require_2fa = true;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    if (parse(&b, r.name, &back, &why) != 0)
+        fail_msg("require_2fa refused: %s", why);
+    assert_true(back.require_2fa);
+    assert_http_equal(&r, &back);
+    r.auth = RESOURCE_AUTH_NONE;
+    r.nallow_users = r.nallow_groups = 0;
+    hc_expect_refused(&r, "require_2fa needs auth login");
+    make_resource(&r);
+    r.require_2fa = true;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "require_2fa"));
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void test_access_log_field(void **state)
 {
     (void)state;
@@ -1736,6 +1770,7 @@ int main(void)
         cmocka_unit_test(test_hc_settings),
         cmocka_unit_test(test_multisite),
         cmocka_unit_test(test_access_log_field),
+        cmocka_unit_test(test_require_2fa),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
