@@ -152,8 +152,8 @@ static int write_text(const char *path, mode_t mode, bool excl, const char *text
     return 0;
 }
 
-static int read_text(const char *path, bool secret, char *text, size_t cap, size_t *len,
-                     char *err, size_t errlen)
+static int read_text(const char *path, bool secret, char *text, size_t cap, size_t *len, char *err,
+                     size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -529,8 +529,8 @@ int trustroot_parse(const uint8_t *buf, size_t len, trustroot_rec_t *rec, const 
     signed_message(&sb, ROOT_CONTEXT);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     pack_root_tbs(&pk, rec, 6);
-    int bad = crypto_sign_verify_detached(rec->sig, (const uint8_t *)sb.data, sb.size,
-                                          rec->endorser_pk);
+    int bad =
+        crypto_sign_verify_detached(rec->sig, (const uint8_t *)sb.data, sb.size, rec->endorser_pk);
     msgpack_sbuffer_destroy(&sb);
     if (bad) {
         *why = "trust/root signature does not verify";

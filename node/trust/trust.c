@@ -87,8 +87,8 @@ int trust_node_key(store_t *store, const trustroots_t *roots, uint64_t id, uint3
     return 0;
 }
 
-static int signer_key_cb(void *ctx, uint64_t signer, uint32_t need, uint64_t now_ms,
-                         uint8_t pk[32], const char **why)
+static int signer_key_cb(void *ctx, uint64_t signer, uint32_t need, uint64_t now_ms, uint8_t pk[32],
+                         const char **why)
 {
     trust_t *t = ctx;
     if (!t->have_roots) {
@@ -234,9 +234,10 @@ static void apply_root(trust_t *t, const uint8_t *v, size_t vlen)
     t->have_roots = true;
     roots_changed(t);
     log_info("trust: %s root %016llx%s", rotated ? "rotated to" : "pinned",
-             (unsigned long long)rootkey_id(nt.cur), rotated ? " (the previous one stays accepted "
-                                                              "until its rollover ends)"
-                                                            : "");
+             (unsigned long long)rootkey_id(nt.cur),
+             rotated ? " (the previous one stays accepted "
+                       "until its rollover ends)"
+                     : "");
 }
 
 static void on_root(void *ctx, const store_entry_t *ch, size_t n)
@@ -342,7 +343,8 @@ static void certify_one(struct certify_ctx *cc, const reg_node_t *np)
     bool have = store_get(t->o.store, key, strlen(key), &ce) == 0;
     nodecert_t c;
     bool good = have && !nodecert_parse(ce.value, ce.vlen, &c, &why) && c.node_id == id &&
-                !memcmp(c.sign_pk, n.sign_pk, 32) && !nodecert_verify(&c, &t->roots, 0, cc->now, &why);
+                !memcmp(c.sign_pk, n.sign_pk, 32) &&
+                !nodecert_verify(&c, &t->roots, 0, cc->now, &why);
     if (have)
         store_entry_free(&ce);
     if (n.removed) {
@@ -513,7 +515,8 @@ static int root_record_cb(void *ctx, msgpack_sbuffer *out)
     trust_t *t = ctx;
     if (!t->have_roots)
         return -ENOENT;
-    trustroot_rec_t r = {.created_ms = clock_wall_ms(), .legacy_until_ms = t->roots.legacy_until_ms};
+    trustroot_rec_t r = {.created_ms = clock_wall_ms(),
+                         .legacy_until_ms = t->roots.legacy_until_ms};
     memcpy(r.root_pk, t->roots.cur, 32);
     trustroot_sign(&r, t->o.meshkey->sk);
     msgpack_packer pk;
@@ -540,24 +543,23 @@ trust_t *trust_new(const trust_opts_t *o, char *err, size_t errlen)
     t->have_root = rc == 0;
     if (t->have_root && (!t->have_roots || trustroots_find(&t->roots, rootkey_id(t->root.pk),
                                                            clock_wall_ms()) != t->roots.cur)) {
-        snprintf(err, errlen, "%s is not this PoP's current root (%s): remove it or restore the "
-                              "matching %s", path, TRUSTROOTS_FILE, TRUSTROOTS_FILE);
+        snprintf(err, errlen,
+                 "%s is not this PoP's current root (%s): remove it or restore the "
+                 "matching %s",
+                 path, TRUSTROOTS_FILE, TRUSTROOTS_FILE);
         rc = -EINVAL;
         goto fail;
     }
-    t->keys = (auth_keys_t){.signer_key = signer_key_cb,
-                            .ctx = t,
-                            .self_sk = o->id->sign_sk,
-                            .mesh = o->meshkey};
+    t->keys = (auth_keys_t){
+        .signer_key = signer_key_cb, .ctx = t, .self_sk = o->id->sign_sk, .mesh = o->meshkey};
     roots_changed(t);
     t->watch_root = store_watch(o->store, TRUST_ROOT_KEY, strlen(TRUST_ROOT_KEY), on_root, t);
-    t->watch_nodes = store_watch(o->store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), on_registry, t);
+    t->watch_nodes =
+        store_watch(o->store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), on_registry, t);
     t->watch_uses =
         store_watch(o->store, REG_TOKENUSE_PREFIX, strlen(REG_TOKENUSE_PREFIX), on_registry, t);
-    meshnode_trust_t hooks = {.token_ok = token_ok_cb,
-                              .self_may = self_may_cb,
-                              .root_record = root_record_cb,
-                              .ctx = t};
+    meshnode_trust_t hooks = {
+        .token_ok = token_ok_cb, .self_may = self_may_cb, .root_record = root_record_cb, .ctx = t};
     meshnode_set_trust(o->mesh, &hooks);
     ev_idle_init(&t->certify_idle, on_certify_idle);
     t->certify_idle.data = t;

@@ -33,8 +33,8 @@ static int signer_key(void *ctx, uint64_t signer, uint32_t need, uint64_t now_ms
     return 0;
 }
 
-static const auth_keys_t keys = {.signer_key = signer_key, .self_id = 1, .self_sk = sk,
-                                 .legacy_until_ms = 0};
+static const auth_keys_t keys = {
+    .signer_key = signer_key, .self_id = 1, .self_sk = sk, .legacy_until_ms = 0};
 
 static void check_cookie(const char *t, size_t n)
 {

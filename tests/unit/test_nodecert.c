@@ -118,8 +118,7 @@ static void test_tampered(void **state)
     unsigned passed = 0;
     for (size_t i = 0; i < n * 8; i++) {
         buf[i / 8] ^= (uint8_t)(1u << (i % 8));
-        if (nodecert_parse(buf, n, &d, &why) == 0 &&
-            nodecert_verify(&d, &roots, 0, NOW, &why) == 0)
+        if (nodecert_parse(buf, n, &d, &why) == 0 && nodecert_verify(&d, &roots, 0, NOW, &why) == 0)
             passed++;
         buf[i / 8] ^= (uint8_t)(1u << (i % 8));
     }
@@ -281,10 +280,10 @@ static void test_token_sig(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_caps_expiry_root),
-        cmocka_unit_test(test_tampered),    cmocka_unit_test(test_trust_root),
-        cmocka_unit_test(test_files),       cmocka_unit_test(test_caps_text),
-        cmocka_unit_test(test_keys),        cmocka_unit_test(test_token_sig),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_caps_expiry_root),
+        cmocka_unit_test(test_tampered),   cmocka_unit_test(test_trust_root),
+        cmocka_unit_test(test_files),      cmocka_unit_test(test_caps_text),
+        cmocka_unit_test(test_keys),       cmocka_unit_test(test_token_sig),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

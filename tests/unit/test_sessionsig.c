@@ -133,7 +133,8 @@ static void forge(const uint8_t *p, size_t n, const uint8_t *sk, const char *ctx
     memcpy(body, p, n);
     crypto_sign_detached(body + n, NULL, msg, cl + n, sk);
     memcpy(out, pre, pl);
-    sodium_bin2base64(out + pl, outlen - pl, body, n + 64, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2base64(out + pl, outlen - pl, body, n + 64,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 static size_t payload(uint8_t *out, uint64_t signer, int variant)

@@ -22,12 +22,12 @@ static int cmd_key_status(ctx_t *c, const command_t *self, int argc, char **argv
            json_is_true(json_object_get(j, "root_key_here")) ? " (its key is on this PoP)" : "");
     if (prev && *prev) {
         char when[40];
-        printf("previous root: %s, accepted until %s\n", prev,
-               human_time((uint64_t)json_integer_value(json_object_get(j, "root_previous_until_ms")),
-                          when, sizeof(when)));
+        printf(
+            "previous root: %s, accepted until %s\n", prev,
+            human_time((uint64_t)json_integer_value(json_object_get(j, "root_previous_until_ms")),
+                       when, sizeof(when)));
     }
-    printf("this PoP:      %s (certificate: %s)\n",
-           json_string_value(json_object_get(j, "caps")),
+    printf("this PoP:      %s (certificate: %s)\n", json_string_value(json_object_get(j, "caps")),
            json_string_value(json_object_get(j, "cert")));
     json_decref(j);
     return EXIT_OK;
