@@ -266,6 +266,9 @@ struct httpproxy {
         uint64_t timeout_head, timeout_idle, timeout_body, timeout_response, timeout_resp_idle,
             timeout_ws, timeout_closing, timeout_tls, redirects_https, misdirected;
         uint64_t login_limited; /* sign-ins refused by a rate limit (429) */
+        uint64_t totp_accepted; /* second factors accepted (codes and recovery codes) */
+        uint64_t totp_refused;  /* second factors missing, malformed or wrong */
+        uint64_t totp_replayed; /* codes and recovery codes used before: refused */
     } st;
 };
 
@@ -2670,6 +2673,7 @@ static bool second_factor_ok(httpproxy_t *px, struct hconn *hc, struct pwjob *jo
     }
     size_t cl = strlen(job->code);
     if (!cl) {
+        px->st.totp_refused++;
         req_log_deny(hc, "second factor missing");
         login_page(hc, 401,
                    "This account uses two-factor sign-in: enter the code from your "
@@ -2695,7 +2699,7 @@ static bool second_factor_ok(httpproxy_t *px, struct hconn *hc, struct pwjob *jo
             if (hit >= 0)
                 use.recovery_used |= 1ull << hit;
             else
-                why = used ? "a recovery code used before" : "a wrong recovery code";
+                why = used ? "a recovery code used before (replay)" : "a wrong recovery code";
             sodium_memzero(canon, sizeof(canon));
         }
     } else {
@@ -2721,6 +2725,10 @@ static bool second_factor_ok(httpproxy_t *px, struct hconn *hc, struct pwjob *jo
         }
     }
     if (why) {
+        if (strstr(why, "(replay)"))
+            px->st.totp_replayed++;
+        else
+            px->st.totp_refused++;
         req_log_deny(hc, why);
         log_info("http: second factor of '%s' from %s refused: %s", eu, hc->client, why);
         login_page(hc, 401, "Wrong code: enter the current code of your authenticator app.",
@@ -2743,6 +2751,7 @@ static bool second_factor_ok(httpproxy_t *px, struct hconn *hc, struct pwjob *jo
         error_page(hc, 503, "the sign-in cannot be recorded here: try again");
         return false;
     }
+    px->st.totp_accepted++;
     return true;
 }
 
@@ -3335,6 +3344,9 @@ void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
         {"timeout_closing", px->st.timeout_closing},
         {"redirects_https", px->st.redirects_https},
         {"login_limited", px->st.login_limited},
+        {"totp_accepted", px->st.totp_accepted},
+        {"totp_refused", px->st.totp_refused},
+        {"totp_replayed", px->st.totp_replayed},
         {"logins_shared", ls.sent},
         {"logins_heard", ls.received},
         {"logins_charged", ls.charged},

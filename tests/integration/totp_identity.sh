@@ -128,6 +128,12 @@ wait_for 20 "totpuse/carol at pop-2" wait_replicated totpuse/carol recovery_used
 [ "$(login "$H2" carol "$RECOVERY")" = 401 ] || fail "a recovery code worked twice (pop-2)"
 ok "a recovery code (typed in upper case) works once: refused the second time at pop-2"
 
+# what each PoP counted (meshctl status, "http")
+counts() { mctl "$WORK/n$1" --json status | "$PY" -c 'import json,sys; h=json.load(sys.stdin)["http"]; print(h["totp_accepted"], h["totp_refused"], h["totp_replayed"])'; }
+[ "$(counts 1)" = "2 5 1" ] || fail "pop-1 counted (accepted refused replayed) $(counts 1), want 2 5 1"
+[ "$(counts 2)" = "0 0 2" ] || fail "pop-2 counted (accepted refused replayed) $(counts 2), want 0 0 2"
+ok "meshctl status counts second factors: pop-1 2 accepted, 5 refused, 1 replay; pop-2 2 replays"
+
 # ---- --require-2fa (bob has no TOTP) ----
 [ "$(login "$H1" bob "")" = 302 ] || fail "bob (no TOTP) cannot sign in with his password"
 cp "$WORK/jar.bob" "$WORK/bob.session"
