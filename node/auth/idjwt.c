@@ -58,8 +58,10 @@ int idjwt_key_load_or_create(const char *dir, idjwt_key_t *k, bool *created, cha
         int rc = parse_key_text(text, k);
         sodium_memzero(text, sizeof(text));
         if (rc)
-            snprintf(err, errlen, "%s: not a popmesh identity key (seed = 64 hex digits): move it "
-                                  "away to make a new one", path);
+            snprintf(err, errlen,
+                     "%s: not a popmesh identity key (seed = 64 hex digits): move it "
+                     "away to make a new one",
+                     path);
         return rc;
     }
     if (errno != ENOENT) {
@@ -178,8 +180,8 @@ static int collect_jwk(const store_entry_t *e, void *ctx)
     jc->n++;
     return 0;
 bad:
-    log_warn("http: skipping unreadable record %s: %s",
-             log_esc(ek, sizeof(ek), e->key, e->klen), why);
+    log_warn("http: skipping unreadable record %s: %s", log_esc(ek, sizeof(ek), e->key, e->klen),
+             why);
     return 0;
 }
 
@@ -256,8 +258,8 @@ idjwt_t *idjwt_new(const idjwt_key_t *k, uint64_t node_id, const char *mesh_id_h
     snprintf(j->iss, sizeof(j->iss), "popmesh:%s", mesh_id_hex);
     snprintf(j->pop, sizeof(j->pop), "%s", pop_name);
     char head[96];
-    int hl = snprintf(head, sizeof(head), "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
-                      j->kid);
+    int hl =
+        snprintf(head, sizeof(head), "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"%s\"}", j->kid);
     sodium_bin2base64(j->head_b64, sizeof(j->head_b64), (const uint8_t *)head, (size_t)hl,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     j->cache = xcalloc(IDJWT_CACHE, sizeof(*j->cache));
@@ -350,8 +352,7 @@ static bool claims_json(const idjwt_t *j, const idjwt_claims_t *c, char *out, si
     return true;
 }
 
-int idjwt_token(idjwt_t *j, const idjwt_claims_t *c, uint64_t now_s, const char **tok,
-                size_t *len)
+int idjwt_token(idjwt_t *j, const idjwt_claims_t *c, uint64_t now_s, const char **tok, size_t *len)
 {
     char body[IDJWT_MAX];
     size_t bl;

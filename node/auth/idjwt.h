@@ -34,10 +34,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDJWT_KEY_FILE  "identity-jwt.key"
-#define IDJWT_TTL_S     60   /* s a token is valid */
-#define IDJWT_MAX       4096 /* bytes of a token (16 groups of 63 bytes fit with room) */
-#define IDJWT_CACHE     1024 /* cached tokens (slots) */
+#define IDJWT_KEY_FILE   "identity-jwt.key"
+#define IDJWT_TTL_S      60   /* s a token is valid */
+#define IDJWT_MAX        4096 /* bytes of a token (16 groups of 63 bytes fit with room) */
+#define IDJWT_CACHE      1024 /* cached tokens (slots) */
 #define IDJWT_JWK_PREFIX "jwk/"
 
 typedef struct idjwt_key {
@@ -81,8 +81,7 @@ typedef struct idjwt_claims {
 
 /* A token for c at now_s (Unix s), from the cache when one has more than half its life left.
  * *tok is borrowed until the next call. 0 or -ENOSPC (the claims do not fit IDJWT_MAX). */
-int idjwt_token(idjwt_t *j, const idjwt_claims_t *c, uint64_t now_s, const char **tok,
-                size_t *len);
+int idjwt_token(idjwt_t *j, const idjwt_claims_t *c, uint64_t now_s, const char **tok, size_t *len);
 
 /* Appends s to out (cap bytes, *o used) as a JSON string with quotes; false when it does not
  * fit. Bytes >= 0x80 are copied as they are (UTF-8 from the records). */

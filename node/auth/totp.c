@@ -190,9 +190,8 @@ bool totp_is_recovery(const char *s, size_t len)
 }
 
 void totp_recovery_hash(const uint8_t salt[TOTP_SALT_BYTES],
-                        const char canon[TOTP_RECOVERY_CHARS + 1],
-                        uint8_t out[TOTP_RECOVERY_HASH])
+                        const char canon[TOTP_RECOVERY_CHARS + 1], uint8_t out[TOTP_RECOVERY_HASH])
 {
-    crypto_generichash(out, TOTP_RECOVERY_HASH, (const uint8_t *)canon, TOTP_RECOVERY_CHARS,
-                       salt, TOTP_SALT_BYTES);
+    crypto_generichash(out, TOTP_RECOVERY_HASH, (const uint8_t *)canon, TOTP_RECOVERY_CHARS, salt,
+                       TOTP_SALT_BYTES);
 }

@@ -75,7 +75,6 @@ bool totp_is_recovery(const char *s, size_t len);
 
 /* BLAKE2b-256 of a canonical recovery code, keyed by salt. */
 void totp_recovery_hash(const uint8_t salt[TOTP_SALT_BYTES],
-                        const char canon[TOTP_RECOVERY_CHARS + 1],
-                        uint8_t out[TOTP_RECOVERY_HASH]);
+                        const char canon[TOTP_RECOVERY_CHARS + 1], uint8_t out[TOTP_RECOVERY_HASH]);
 
 #endif

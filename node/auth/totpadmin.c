@@ -32,16 +32,14 @@ static int put(meshnode_t *mesh, const char *key, msgpack_sbuffer *sb)
 }
 
 /* The name argument of a live user into u, else an answer. */
-static int live_user(totpadmin_t *a, const ctl_request_t *req, msgpack_packer *pk,
-                     auth_user_t *u)
+static int live_user(totpadmin_t *a, const ctl_request_t *req, msgpack_packer *pk, auth_user_t *u)
 {
     char name[256];
     int rc = ctl_arg_copy(req, "name", name, sizeof(name));
     if (rc == 0)
         return control_error(pk, CTL_BAD_REQUEST, "missing argument 'name' (the user name)");
     if (rc < 0 || nodecfg_check_name(name))
-        return control_error(pk, CTL_BAD_REQUEST, "user name '%s' is invalid",
-                             rc < 0 ? "?" : name);
+        return control_error(pk, CTL_BAD_REQUEST, "user name '%s' is invalid", rc < 0 ? "?" : name);
     rc = auth_user_get(meshnode_store(a->mesh), name, u);
     if (rc == -ENOENT || (rc == 0 && u->removed))
         return control_error(pk, CTL_NOT_FOUND, "no user '%s' (meshctl user list shows them)",
@@ -175,8 +173,8 @@ int totpadmin_publish_jwk(meshnode_t *mesh, uint64_t node_id, const uint8_t pub[
     const char *why;
     idjwt_jwk_key(node_id, key);
     if (store_get(meshnode_store(mesh), key, strlen(key), &e) == 0) {
-        int same = idjwt_jwk_parse(e.value, e.vlen, node_id, have, &why) == 0 &&
-                   !memcmp(have, pub, 32);
+        int same =
+            idjwt_jwk_parse(e.value, e.vlen, node_id, have, &why) == 0 && !memcmp(have, pub, 32);
         store_entry_free(&e);
         if (same)
             return 0;

@@ -93,8 +93,7 @@ static int read_recovery(mpr_t *r, void *dst, const char **why)
     return 0;
 }
 
-int totprec_parse(const uint8_t *buf, size_t len, const char *name, totp_rec_t *t,
-                  const char **why)
+int totprec_parse(const uint8_t *buf, size_t len, const char *name, totp_rec_t *t, const char **why)
 {
     memset(t, 0, sizeof(*t));
     mpf_t fs[] = {
@@ -149,8 +148,8 @@ int totprec_seal(const storeseal_t *k, totp_rec_t *t, const uint8_t secret[TOTPR
     size_t outlen;
     if (totprec_key(t->name, key, sizeof(key)))
         return -EINVAL;
-    int rc = storeseal_seal(k, key, strlen(key), SECRET_FIELD, secret, TOTPREC_SECRET, &out,
-                            &outlen);
+    int rc =
+        storeseal_seal(k, key, strlen(key), SECRET_FIELD, secret, TOTPREC_SECRET, &out, &outlen);
     if (rc)
         return rc;
     if (outlen > sizeof(t->sealed)) { /* cannot happen: the sizes are pinned */

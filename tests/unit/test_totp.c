@@ -81,9 +81,8 @@ static void test_window_and_replay(void **state)
     /* a code from the next step accepted early makes the current one a replay too */
     assert_int_equal(totp_verify(RFC_KEY, 20, cur, now, now + 1, &got), -EALREADY);
     /* the wrong key */
-    assert_int_not_equal(totp_verify((const uint8_t *)"another secret 12345", 20, cur, now, 0,
-                                     &got),
-                         0);
+    assert_int_not_equal(
+        totp_verify((const uint8_t *)"another secret 12345", 20, cur, now, 0, &got), 0);
     /* step 0 and 1: no step before the first */
     assert_int_equal(totp_verify(RFC_KEY, 20, (uint32_t)totp_hotp(RFC_KEY, 20, 0, 6), 0, 0, &got),
                      -EALREADY); /* step 0 is never > last_step 0 */
@@ -99,8 +98,17 @@ static void test_code_parse(void **state)
     assert_int_equal(c, 123456);
     assert_int_equal(totp_code_parse("012 345", 7, &c), 0);
     assert_int_equal(c, 12345);
-    const char *bad[] = {"",         "12345",   "1234567",   "12a456", "-12345", "+123456",
-                         "123456\n", "12345 ", "１２３４５６", "123\0" "456",
+    const char *bad[] = {"",
+                         "12345",
+                         "1234567",
+                         "12a456",
+                         "-12345",
+                         "+123456",
+                         "123456\n",
+                         "12345 ",
+                         "１２３４５６",
+                         "123\0"
+                         "456",
                          "            123456"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t l = i == 9 ? 7 : strlen(bad[i]);
@@ -131,7 +139,8 @@ static void test_base32_uri(void **state)
 static void test_recovery(void **state)
 {
     (void)state;
-    char text[TOTP_RECOVERY_TEXT + 1], canon[TOTP_RECOVERY_CHARS + 1], other[TOTP_RECOVERY_TEXT + 1];
+    char text[TOTP_RECOVERY_TEXT + 1], canon[TOTP_RECOVERY_CHARS + 1],
+        other[TOTP_RECOVERY_TEXT + 1];
     uint8_t salt[TOTP_SALT_BYTES], h1[TOTP_RECOVERY_HASH], h2[TOTP_RECOVERY_HASH];
     randombytes_buf(salt, sizeof(salt));
     totp_recovery_make(text);
@@ -156,8 +165,13 @@ static void test_recovery(void **state)
     salt[0] ^= 1;
     totp_recovery_hash(salt, canon, h2);
     assert_memory_not_equal(h1, h2, sizeof(h1));
-    const char *bad[] = {"", "abcd-efgh-ijkl-mno", "abcd-efgh-ijkl-mnopq", "abcd-efgh-ijkl-mn0p",
-                         "abcd-efgh-ijkl-mn1p", "abcd-efgh-ijkl-mn8p", "abcd_efgh_ijkl_mnop",
+    const char *bad[] = {"",
+                         "abcd-efgh-ijkl-mno",
+                         "abcd-efgh-ijkl-mnopq",
+                         "abcd-efgh-ijkl-mn0p",
+                         "abcd-efgh-ijkl-mn1p",
+                         "abcd-efgh-ijkl-mn8p",
+                         "abcd_efgh_ijkl_mnop",
                          "abcd-efgh-ijkl-mnop-abcd-efgh-ijkl-mnop-x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(totp_recovery_parse(bad[i], strlen(bad[i]), canon), -EINVAL);
@@ -271,8 +285,8 @@ static void test_jwt(void **state)
     idjwt_t *j = idjwt_new(&k, 0x1234abcdull, "00112233445566778899aabbccddeeff", "pop-1");
     assert_non_null(j);
     const char *groups[] = {"ops", "dev"};
-    idjwt_claims_t c = {.user = "alice", .groups = groups, .ngroups = 2, .email = "a\"b@x",
-                        .resource = "app"};
+    idjwt_claims_t c = {
+        .user = "alice", .groups = groups, .ngroups = 2, .email = "a\"b@x", .resource = "app"};
     const char *tok;
     size_t len;
     assert_int_equal(idjwt_token(j, &c, 1000, &tok, &len), 0);
@@ -287,7 +301,8 @@ static void test_jwt(void **state)
                      0);
     size_t hl = unb64(copy, (size_t)(d1 - copy), buf, sizeof(buf));
     buf[hl] = 0;
-    assert_string_equal((char *)buf, "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"000000001234abcd\"}");
+    assert_string_equal((char *)buf,
+                        "{\"alg\":\"EdDSA\",\"typ\":\"JWT\",\"kid\":\"000000001234abcd\"}");
     size_t pl = unb64(d1 + 1, (size_t)(d2 - d1 - 1), buf, sizeof(buf));
     buf[pl] = 0;
     assert_string_equal((char *)buf,
@@ -380,11 +395,11 @@ static void test_key_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hotp_rfc4226),   cmocka_unit_test(test_totp_rfc6238),
+        cmocka_unit_test(test_hotp_rfc4226),      cmocka_unit_test(test_totp_rfc6238),
         cmocka_unit_test(test_window_and_replay), cmocka_unit_test(test_code_parse),
-        cmocka_unit_test(test_base32_uri),     cmocka_unit_test(test_recovery),
-        cmocka_unit_test(test_records),        cmocka_unit_test(test_jwt),
-        cmocka_unit_test(test_jwk_record),     cmocka_unit_test(test_key_file),
+        cmocka_unit_test(test_base32_uri),        cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_records),           cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_jwk_record),        cmocka_unit_test(test_key_file),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
