@@ -56,7 +56,8 @@ mctl "$WORK/n1" resource add sampled --site branch --target "127.0.0.1:$EPORT" -
     --access-log sample:4 >/dev/null
 mctl "$WORK/n1" resource add quiet --site branch --target "127.0.0.1:$EPORT" --tcp-port "$QP" >/dev/null
 OUT=$(mctl "$WORK/n1" resource set quiet --access-log off)
-[ "$OUT" = "resource quiet: access log off" ] || fail "resource set: $OUT"
+# (the line goes on with the resource's other settings, which other options set)
+case $OUT in "resource quiet: access log off"*) ;; *) fail "resource set: $OUT" ;; esac
 expect_rc 2 mctl "$WORK/n1" resource set quiet --access-log sometimes
 expect_rc 2 mctl "$WORK/n1" resource set quiet
 mctl "$WORK/n1" resource set quiet --access-log sample:0 2>"$WORK/err" && fail "sample:0 accepted"
