@@ -15,3 +15,6 @@ popmesh_integration(dataplane_limit)
 popmesh_integration(config_change)
 # Connection caps on the tunnel port (pending handshakes) and TCP resource ports.
 popmesh_integration(dataplane_caps)
+# PROXY protocol v1 and v2 on TCP resources, parsed by nginx (listen ... proxy_protocol), which
+# logs the client's address; a client's own header is data; the bytes on the wire.
+popmesh_integration(proxy_protocol)

@@ -1193,6 +1193,7 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
         o->weights[o->ntargets++] = (uint16_t)resource_target_weight(&in->res, i);
     }
     o->sticky = in->res.sticky;
+    o->proxy = in->res.proxy_protocol; /* TCP resources only (resource_check) */
     seal_keys_t keys;
     const char *why = "";
     bool sealed = ingress_seal(in, o, &keys, &why);

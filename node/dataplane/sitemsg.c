@@ -119,9 +119,11 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
     bool w = false; /* weights only when one is not 1: what the version before sent */
     for (uint32_t i = 0; i < o->ntargets; i++)
         w |= o->weights[i] > 1;
-    w |= o->sealed; /* the seal field is the 10th: the weights come before it */
-    msgpack_pack_array(pk, o->sealed ? 10 : w ? 9 : 8); /* a site that predates ingress (or
-                                                         * weights) skips it */
+    bool origin = o->proxy != 0; /* the 11th field, only when set */
+    w |= o->sealed || origin; /* the seal field is the 10th: the weights come before it */
+    msgpack_pack_array(pk, origin ? 11 : o->sealed ? 10 : w ? 9 : 8); /* a site that predates
+                                                                       * ingress (or weights)
+                                                                       * skips it */
     msgpack_pack_uint8(pk, SM_VERSION);
     mpw_str(pk, o->resource);
     msgpack_pack_uint64(pk, o->site);
@@ -149,6 +151,12 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
         mpw_bin(pk, o->seal_salt, sizeof(o->seal_salt));
         msgpack_pack_uint8(pk, o->seal_suite);
         mpw_bin(pk, o->seal_ipk, sizeof(o->seal_ipk));
+    } else if (origin) {
+        msgpack_pack_nil(pk); /* not sealed */
+    }
+    if (origin) {
+        msgpack_pack_array(pk, 1);
+        msgpack_pack_uint8(pk, o->proxy);
     }
 }
 
@@ -218,7 +226,14 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
         o->seal_suite = (uint8_t)suite;
         o->sealed = true;
     }
-    if (skip_rest(&r, n, n >= 10 ? 10 : n >= 9 ? 9 : n >= 8 ? 8 : 7) || r.left)
+    if (n >= 11) {
+        uint64_t proxy;
+        if (mpr_array(&r, &c) || c < 1 || mpr_uint(&r, &proxy) || proxy > 2 ||
+            skip_rest(&r, c, 1))
+            BAD("open: origin is not [proxy protocol 0, 1 or 2]");
+        o->proxy = (uint8_t)proxy;
+    }
+    if (skip_rest(&r, n, n >= 11 ? 11 : n >= 10 ? 10 : n >= 9 ? 9 : n >= 8 ? 8 : 7) || r.left)
         BAD("open: trailing bytes");
     return 0;
 }
@@ -258,6 +273,10 @@ void sm_open_bind(const sm_open_t *o, uint8_t out[32])
     crypto_generichash_update(&h, o->seal_salt, sizeof(o->seal_salt));
     PUT_U64(o->seal_suite);
     crypto_generichash_update(&h, o->seal_ipk, sizeof(o->seal_ipk));
+    if (o->proxy) { /* only when set: the hash of a descriptor without it is unchanged */
+        crypto_generichash_update(&h, (const uint8_t *)"origin", 6);
+        PUT_U64(o->proxy);
+    }
 #undef PUT_U64
 #undef PUT_STR
     crypto_generichash_final(&h, out, 32);

@@ -13,11 +13,17 @@
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
  *                     targets: [str], sticky: bool, ingress: str, [weights: [uint],
  *                     [seal: [ingress id: uint, epk: bin 32, salt: bin 16, suite: uint,
- *                             ingress key: bin 32]]]]
+ *                             ingress key: bin 32], [origin: [proxy: uint]]]]]
  *       seal: the stream is sealed end to end by the ingress PoP for the site (tunnel/seal.h;
  *       weights are then always written, so the seal stays the 10th field; nil there means
  *       not sealed, for a writer with a later field). Relays carry it on unchanged; the site
  *       derives the stream's keys from it.
+ *       origin: how the site talks to the target, written (with weights and seal, nil when
+ *       not sealed) only when something is set: proxy 1 or 2 is the PROXY protocol version
+ *       the site writes to the target before the client's bytes (0 none; client and ingress
+ *       are the header's source and destination, node/site/proxyproto.h). Fields after the
+ *       known ones are skipped. An older site skips the whole field and connects without
+ *       the header, which the target then refuses: the operator sees it in its log.
  *       client: where the ingress client connected from, as the ingress PoP saw it;
  *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
  *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
@@ -108,6 +114,7 @@ typedef struct sm_open {
     uint8_t seal_ipk[32];  /* the ingress PoP's static public key (its node record's curve_pk):
                             * for a site that does not know that PoP (INFO lists at most
                             * SM_POPS_MAX) */
+    uint8_t proxy;         /* origin: the PROXY protocol version to write (1, 2), 0 = none */
 } sm_open_t;
 
 /* A resource's health-check settings; all zero / "" = the site's defaults. */

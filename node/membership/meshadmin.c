@@ -8,8 +8,9 @@
  *                  replace?, transit_labels?, ingress_labels?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
- *                  hc_status?, hc_host?, access_log?, require_2fa?} -> the record
- *   resource.set  {name, access_log?, require_2fa?} -> the record (settings changed in place)
+ *                  hc_status?, hc_host?, access_log?, require_2fa?, proxy_protocol?} -> the record
+ *   resource.set  {name, access_log?, require_2fa?, proxy_protocol?} -> the record (settings
+ *                 changed in place)
  *   resource.list {}                         -> {resources: [record, ...]}
  *   resource.rm   {name}                     -> {name}
  *   node.drain    {name, undo?}              -> {name, id, draining, changed}
@@ -698,6 +699,17 @@ static int arg_access_log(const ctl_request_t *req, msgpack_packer *pk, resource
     return CTL_OK;
 }
 
+/* proxy_protocol: "off", "v1" or "v2" into r (off when absent). CTL_OK, or a CTL_BAD_REQUEST
+ * answer; resource_check says which resources may have it. */
+static int arg_proxy_protocol(const ctl_request_t *req, msgpack_packer *pk, resource_t *r)
+{
+    char pp[8] = "off";
+    if (ctl_arg_copy(req, "proxy_protocol", pp, sizeof(pp)) < 0 ||
+        resource_proxy_protocol_parse(pp, strlen(pp), &r->proxy_protocol))
+        return control_error(pk, CTL_BAD_REQUEST, "proxy_protocol must be v1, v2 or off");
+    return CTL_OK;
+}
+
 /* Changes settings of an existing resource without restating it: for now its access log.
  * The record is read, changed and written whole (last writer wins, as with add --replace). */
 static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -714,9 +726,11 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
     size_t vl;
     bool set_al = ctl_arg(req, "access_log", &v, &vl) == 1;
     bool set_2fa = ctl_arg(req, "require_2fa", &v, &vl) == 1;
-    if (!set_al && !set_2fa) {
+    bool set_pp = ctl_arg(req, "proxy_protocol", &v, &vl) == 1;
+    if (!set_al && !set_2fa && !set_pp) {
         rc = control_error(pk, CTL_BAD_REQUEST,
-                           "nothing to set (access_log: on|off|sample:N, require_2fa: bool)");
+                           "nothing to set (access_log: on|off|sample:N, require_2fa: bool, "
+                           "proxy_protocol: v1|v2|off)");
         goto out;
     }
     int grc = resource_get(store, name, r);
@@ -729,6 +743,8 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     if (set_al && (rc = arg_access_log(req, pk, r)) != CTL_OK)
+        goto out;
+    if (set_pp && (rc = arg_proxy_protocol(req, pk, r)) != CTL_OK)
         goto out;
     if (set_2fa && arg_bool(req, "require_2fa", &r->require_2fa) < 0) {
         rc = control_error(pk, CTL_BAD_REQUEST, "require_2fa must be true or false");
@@ -749,9 +765,10 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
     resource_pack(pk, r);
     char al[RESOURCE_ACCESS_LOG_STR];
     resource_access_log_str(r->access_log, al, sizeof(al));
-    log_info("mesh: resource %s: access log %s%s", r->name, al,
+    log_info("mesh: resource %s: access log %s%s, PROXY protocol %s", r->name, al,
              set_2fa ? (r->require_2fa ? ", second factor required" : ", second factor optional")
-                     : "");
+                     : "",
+             resource_proxy_protocol_str(r->proxy_protocol));
     rc = CTL_OK;
 out:
     free(r);
@@ -797,6 +814,8 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     if ((rc = arg_hc(req, pk, r)) != CTL_OK)
         goto out;
     if ((rc = arg_access_log(req, pk, r)) != CTL_OK)
+        goto out;
+    if ((rc = arg_proxy_protocol(req, pk, r)) != CTL_OK)
         goto out;
     /* resource_check judges the labels themselves (names, distinct). */
     if ((rc = arg_names(req, pk, "transit_labels", r->transit_labels, &r->ntransit_labels,
@@ -996,10 +1015,12 @@ const control_command_t meshadmin_commands[] = {
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
      "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
      "[tls: bool (TLS on tcp_port)] [access_log: on|off|sample:N] [require_2fa: bool] "
+     "[proxy_protocol: v1|v2|off] "
      "[replace: bool] -> the resource"},
     {"resource.set", cmd_resource_set,
-     "name: str [access_log: on|off|sample:N] [require_2fa: bool] -> the resource: changes "
-     "its access log sampling or whether users need a second factor"},
+     "name: str [access_log: on|off|sample:N] [require_2fa: bool] [proxy_protocol: "
+     "v1|v2|off] -> the resource: changes its access log sampling, whether users need a "
+     "second factor, or the PROXY header its targets get"},
     {"resource.list", cmd_resource_list,
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
      "path_prefix?, auth?, allow_users?, allow_groups?, tls?}]}"},

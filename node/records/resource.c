@@ -494,6 +494,12 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
         (r->access_log < 2 || r->access_log > RESOURCE_ACCESS_LOG_MAX))
         return refuse(why_buf, why_len, why, "access_log sample:%u is not from 1 to %u",
                       r->access_log, RESOURCE_ACCESS_LOG_MAX);
+    if (r->proxy_protocol > 2)
+        return refuse(why_buf, why_len, why, "proxy_protocol must be v1 or v2");
+    if (r->proxy_protocol && (r->tcp_port == 0 || r->host[0]))
+        return refuse(why_buf, why_len, why,
+                      "proxy_protocol is for TCP resources: it needs a tcp_port and no host (the "
+                      "HTTP ingress names the client in X-Forwarded-For)");
     if (r->tls && r->tcp_port == 0)
         return refuse(why_buf, why_len, why,
                       "tls needs a tcp_port (HTTP hosts get TLS from the HTTPS listener)");
@@ -538,7 +544,10 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
     msgpack_pack_map(pk,
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
                          (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0) + nlab +
-                         (r->access_log ? 1 : 0) + (r->host[0] && r->require_2fa ? 1 : 0));
+                         (r->access_log ? 1 : 0) + (r->host[0] && r->require_2fa ? 1 : 0) +
+                         (r->proxy_protocol ? 1 : 0));
+    if (r->proxy_protocol) /* only when set, like the fields below */
+        mpw_kv_u64(pk, "proxy_protocol", r->proxy_protocol);
     if (r->access_log) { /* only when not the default, like the fields below */
         char al[RESOURCE_ACCESS_LOG_STR];
         resource_access_log_str(r->access_log, al, sizeof(al));
@@ -794,6 +803,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     char health[256] = ""; /* roomier than legal, so a long PATH gets its own reason */
     char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
     uint64_t port = 0, hsts = 0, hc_num[4] = {0, 0, 0, 0};
+    uint64_t proxy = UINT64_MAX; /* stays so when the record has no proxy_protocol */
     char hc_status[RESOURCE_HC_STATUS_STR + 64] = "", hc_host[RESOURCE_HC_HOST_MAX + 64] = "";
     char access_log[RESOURCE_ACCESS_LOG_STR + 16] = "";
     memset(res, 0, sizeof(*res));
@@ -828,6 +838,8 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"ingress_labels", MPF_CUSTOM, res, 0, false, false, read_ingress},
         {"access_log", MPF_STR, access_log, sizeof(access_log), false, false, NULL}, /* 25 */
         {"require_2fa", MPF_BOOL, &res->require_2fa, 0, false, false, NULL},
+        /* Read through its sentinel, not its index: entries may be added before it. */
+        {"proxy_protocol", MPF_U64, &proxy, 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         goto out;
@@ -870,6 +882,13 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
             goto out;
         }
         *hc_dst[i] = (uint32_t)hc_num[i];
+    }
+    if (proxy != UINT64_MAX) { /* written only when set: 1 or 2 */
+        if (proxy != 1 && proxy != 2) {
+            *why = "proxy_protocol is not 1 or 2";
+            goto out;
+        }
+        res->proxy_protocol = (uint8_t)proxy;
     }
     if (fs[25].seen &&
         resource_access_log_parse(access_log, strlen(access_log), &res->access_log)) {
@@ -942,6 +961,22 @@ out:
 }
 
 /* ---- access log -------------------------------------------------------------------------- */
+
+int resource_proxy_protocol_parse(const char *s, size_t len, uint8_t *out)
+{
+    static const char *const names[] = {"off", "v1", "v2"};
+    for (uint8_t i = 0; i < 3; i++)
+        if (len == strlen(names[i]) && !memcmp(s, names[i], len)) {
+            *out = i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *resource_proxy_protocol_str(uint8_t v)
+{
+    return v == 1 ? "v1" : v == 2 ? "v2" : "off";
+}
 
 int resource_access_log_parse(const char *s, size_t len, uint32_t *out)
 {

@@ -58,6 +58,13 @@
  *                    connections the PoPs' access logs record (popd.conf access-log turns a
  *                    PoP's log on): none, or a random one in N; absent = every one.
  *
+ * PROXY PROTOCOL, optional and written only when set (older readers skip it):
+ *   proxy_protocol? uint  1 or 2: the site writes a PROXY protocol header of that version to
+ *                         the target right after connecting, naming the client's address
+ *                         and port as the ingress PoP saw it (node/site/proxyproto.h). TCP
+ *                         only: it needs a tcp_port and no host (the HTTP ingress says who
+ *                         the client is in X-Forwarded-For), and no tls origin.
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -165,6 +172,9 @@ typedef struct resource {
     /* require_2fa?: true (with host and auth login; written only when set): users sign in with
      * a second factor (node/auth/totp.h); a user without one is refused, and so are API keys. */
     bool require_2fa;
+    /* proxy_protocol?: the PROXY protocol version the site writes to the target (1 or 2), 0 =
+     * none. */
+    uint8_t proxy_protocol;
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
@@ -211,6 +221,11 @@ int resource_access_log_parse(const char *s, size_t len, uint32_t *out);
 void resource_access_log_str(uint32_t v, char *out, size_t len);
 /* One in how many of r's events the access log records: 0 = none, 1 = every one, N. */
 uint32_t resource_access_log_one_in(const resource_t *r);
+
+/* "off", "v1" or "v2" into *out (the proxy_protocol field: 0, 1, 2); 0 or -EINVAL. */
+int resource_proxy_protocol_parse(const char *s, size_t len, uint8_t *out);
+/* "off", "v1" or "v2". */
+const char *resource_proxy_protocol_str(uint8_t v);
 
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);

@@ -39,6 +39,7 @@
 #include "common/xmalloc.h"
 #include "node/site/addrset.h"
 #include "node/site/healthcheck.h"
+#include "node/site/proxyproto.h"
 #include "node/records/identity.h"
 #include "node/membership/joinclient.h"
 #include "node/records/registry.h"
@@ -873,6 +874,29 @@ static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
         snprintf(why, sizeof(why), "connect: %s", strerror(err));
         dial_failed(d, why);
         return;
+    }
+    if (d->desc.proxy) {
+        /* The PROXY header goes first, before any byte of the client's: the socket was just
+         * connected, so its empty send buffer takes the header (at most PROXYPROTO_MAX bytes)
+         * whole; a short write is a failure like any other. */
+        uint8_t hdr[PROXYPROTO_MAX];
+        int hl = proxyproto_encode(d->desc.proxy, d->desc.client, d->desc.ingress, hdr,
+                                   sizeof(hdr));
+        if (hl < 0) {
+            char why[200];
+            snprintf(why, sizeof(why), "PROXY header: the client address %.64s is not numeric",
+                     d->desc.client);
+            dial_failed(d, why);
+            return;
+        }
+        ssize_t sent = send(d->fd, hdr, (size_t)hl, MSG_NOSIGNAL);
+        if (sent != hl) {
+            char why[160];
+            snprintf(why, sizeof(why), "PROXY header: %s",
+                     sent < 0 ? strerror(errno) : "short write");
+            dial_failed(d, why);
+            return;
+        }
     }
     tun_t *t = tconn_tun(d->c);
     if (!t || tun_accept(t, d->sid)) {

@@ -1677,6 +1677,68 @@ static void test_require_2fa(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* proxy_protocol: written only when set (a TCP record without it is what the version before
+ * wrote, and such old records still decode), v1 and v2 round trip, the text forms, 3 refused
+ * in memory and in a record, refused with a host or without a tcp_port. */
+static void test_proxy_protocol(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a, b;
+    msgpack_packer pk;
+    resource_t r, back;
+    const char *why;
+    char why_buf[200];
+    uint8_t v;
+    make_resource(&r);
+    msgpack_sbuffer_init(&a);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_null(memmem(a.data, a.size, "proxy_protocol", 14)); /* off: not written */
+    if (parse(&a, r.name, &back, &why) != 0)
+        fail_msg("a record without proxy_protocol refused: %s", why);
+    assert_int_equal(back.proxy_protocol, 0);
+    msgpack_sbuffer_init(&b);
+    for (uint8_t pv = 1; pv <= 2; pv++) {
+        r.proxy_protocol = pv;
+        msgpack_sbuffer_clear(&b);
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        resource_pack(&pk, &r);
+        if (parse(&b, r.name, &back, &why) != 0)
+            fail_msg("proxy_protocol %u refused: %s", pv, why);
+        assert_int_equal(back.proxy_protocol, pv);
+        assert_resource_equal(&r, &back);
+    }
+    static const char *const txt[] = {"off", "v1", "v2"};
+    for (uint8_t i = 0; i < 3; i++) {
+        assert_int_equal(resource_proxy_protocol_parse(txt[i], strlen(txt[i]), &v), 0);
+        assert_int_equal(v, i);
+        assert_string_equal(resource_proxy_protocol_str(i), txt[i]);
+    }
+    static const char *const bad[] = {"", "v3", "V1", "1", "v", "v1 ", "on"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(resource_proxy_protocol_parse(bad[i], strlen(bad[i]), &v), -EINVAL);
+    r.proxy_protocol = 3;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    /* a record saying 3 (what the packer writes for 2, with the value changed) */
+    r.proxy_protocol = 2;
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    char *at = memmem(b.data, b.size, "proxy_protocol", 14);
+    assert_non_null(at);
+    assert_int_equal(at[14], 2); /* positive fixint right after the key */
+    at[14] = 3;
+    assert_int_equal(parse(&b, r.name, &back, &why), -EBADMSG);
+    assert_non_null(strstr(why, "proxy_protocol"));
+    /* TCP only */
+    make_http(&r);
+    r.proxy_protocol = 1;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "proxy_protocol is for TCP resources"));
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void test_access_log_field(void **state)
 {
     (void)state;
@@ -1771,6 +1833,7 @@ int main(void)
         cmocka_unit_test(test_multisite),
         cmocka_unit_test(test_access_log_field),
         cmocka_unit_test(test_require_2fa),
+        cmocka_unit_test(test_proxy_protocol),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

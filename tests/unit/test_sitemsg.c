@@ -295,11 +295,12 @@ static void build_welcome(ctx_t *c, const void *v)
 static void build_open(ctx_t *c, const void *v)
 {
     const sm_open_t *o = v;
-    bool seal_field = o->sealed || c->extra;   /* an extra field needs the seal (or nil) */
+    bool origin_field = o->proxy || c->extra; /* an extra field needs the origin before it */
+    bool seal_field = o->sealed || origin_field; /* and the origin the seal (or nil) */
     bool weights_field = seal_field; /* as the packer: when one is not 1, or sealed */
     for (uint32_t i = 0; i < o->ntargets; i++)
         weights_field |= o->weights[i] > 1;
-    if (!f_rec(c, seal_field ? 10 : weights_field ? 9 : 8))
+    if (!f_rec(c, origin_field ? 11 : seal_field ? 10 : weights_field ? 9 : 8))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_str(c, o->resource, sizeof(o->resource), 0);
@@ -325,6 +326,10 @@ static void build_open(ctx_t *c, const void *v)
         f_bin(c, o->seal_salt, sizeof(o->seal_salt));
         f_uint(c, o->seal_suite, F_NONZERO);
         f_bin(c, o->seal_ipk, sizeof(o->seal_ipk));
+        rec_end(c);
+    }
+    if (origin_field && f_rec(c, 1)) {
+        f_uint(c, o->proxy, F_ZERO_DROPS);
         rec_end(c);
     }
     rec_end(c);
@@ -474,7 +479,7 @@ struct msgdef {
 
 static sm_hello_t hello_site, hello_probe, hello_seal;
 static sm_welcome_t welcome, welcome_seal;
-static sm_open_t open_min, open_max, open_sealed;
+static sm_open_t open_min, open_max, open_sealed, open_proxy;
 static sm_status_t status_empty, status_checks, status_full, status_seal;
 static sm_info_t info_empty, info_full, info_max;
 
@@ -491,6 +496,7 @@ static const struct msgdef MSGS[] = {
     MSG("open_min", open, open_min),
     MSG("open_max", open, open_max),
     MSG("open_sealed", open, open_sealed),
+    MSG("open_proxy", open, open_proxy),
     MSG("status_empty", status, status_empty),
     MSG("status_checks", status, status_checks),
     MSG("status_seal", status, status_seal),
@@ -583,6 +589,10 @@ static int setup(void **state)
     for (unsigned i = 0; i < 32; i++)
         open_sealed.seal_ipk[i] = (uint8_t)(0x40 + i);
     status_seal.seal = 6;
+    open_proxy = open_min; /* unsealed: nil in the seal's place */
+    open_proxy.proxy = 2;
+    strcpy(open_proxy.client, "192.0.2.7:51234");
+    strcpy(open_proxy.ingress, "198.51.100.1:8080");
 
     status_checks.primary = true;
     status_full.draining = true;
@@ -1239,7 +1249,7 @@ static void test_open_bind(void **state)
     p.npath = 1; /* a relay took hops off */
     sm_open_bind(&p, b);
     assert_memory_equal(a, b, 32);
-    for (int k = 0; k < 10; k++) {
+    for (int k = 0; k < 12; k++) {
         p = o;
         switch (k) {
         case 0: strcpy(p.targets[3], "evil.lan:22"); break;
@@ -1252,10 +1262,40 @@ static void test_open_bind(void **state)
         case 7: p.seal_salt[5] ^= 1; break;
         case 8: p.seal_from++; break;
         case 9: p.seal_ipk[0] ^= 1; break;
+        case 10: p.proxy = 1; break; /* a relay cannot add a PROXY header */
+        case 11: p.proxy = 2; break;
         }
         sm_open_bind(&p, b);
         if (!memcmp(a, b, 32))
             fail_msg("change %d left the bind as it was", k);
+    }
+    /* origin: a proxy version a relay changes is caught too; a descriptor without one binds
+     * as before the field existed (checked against the 10 changes above, which have none) */
+    o.proxy = 1;
+    sm_open_bind(&o, a);
+    p = o;
+    p.proxy = 2;
+    sm_open_bind(&p, b);
+    assert_memory_not_equal(a, b, 32);
+    o.proxy = 0;
+    /* proxy 3 and an origin that is not an array: refused */
+    for (int k = 0; k < 2; k++) {
+        sm_open_t q = open_proxy;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        sm_pack_open(&pk, &q);
+        /* the last bytes are [2] (0x91 0x02): make it [3], or 0x02 0x02 (uint, then junk) */
+        assert_int_equal((uint8_t)sb.data[sb.size - 2], 0x91);
+        if (k == 0)
+            sb.data[sb.size - 1] = 3;
+        else
+            sb.data[sb.size - 2] = 2;
+        sm_open_t out;
+        const char *why = NULL;
+        assert_int_equal(sm_decode_open((const uint8_t *)sb.data, sb.size, &out, &why), -EBADMSG);
+        msgpack_sbuffer_destroy(&sb);
     }
     /* a weight of 1 kept as 0 (how the decoder keeps it) binds as 1 */
     p = o;

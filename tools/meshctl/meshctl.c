@@ -1259,6 +1259,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *transit = take_opt(&argc, argv, "--transit-labels", &err);
     const char *ingress_l = take_opt(&argc, argv, "--ingress-labels", &err);
     const char *access_log = take_opt(&argc, argv, "--access-log", &err);
+    const char *proxy = take_opt(&argc, argv, "--proxy-protocol", &err);
     uint32_t hc_num[4] = {0, 0, 0, 0};
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
     const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
@@ -1387,7 +1388,11 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
                       (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
                       (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0) +
-                      (access_log ? 1 : 0) + (require_2fa ? 1 : 0));
+                      (access_log ? 1 : 0) + (require_2fa ? 1 : 0) + (proxy ? 1 : 0));
+    if (proxy) { /* popd judges it: v1, v2 or off, TCP resources only */
+        mpw_str(&r.pk, "proxy_protocol");
+        mpw_str(&r.pk, proxy);
+    }
     if (require_2fa) { /* popd says it needs --auth login */
         mpw_str(&r.pk, "require_2fa");
         msgpack_pack_true(&r.pk);
@@ -1541,20 +1546,27 @@ static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **ar
     int err = 0;
     const char *access_log = take_opt(&argc, argv, "--access-log", &err);
     const char *req2fa = take_opt(&argc, argv, "--require-2fa", &err);
+    const char *proxy = take_opt(&argc, argv, "--proxy-protocol", &err);
     if (err)
         return usage(self, "an option is missing its value");
     if (argc != 1)
         return argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
                     : usage(self, "resource set takes one NAME");
-    if (!access_log && !req2fa)
-        return usage(self, "nothing to set: --access-log on|off|sample:N, --require-2fa on|off");
+    if (!access_log && !req2fa && !proxy)
+        return usage(self, "nothing to set: --access-log on|off|sample:N, --require-2fa on|off, "
+                           "--proxy-protocol v1|v2|off");
     if (req2fa && strcmp(req2fa, "on") && strcmp(req2fa, "off"))
         return usage(self, "--require-2fa takes on or off, not '%s'", req2fa);
     request_t r;
     json_t *j;
-    request_begin(&r, "resource.set", 1 + (access_log ? 1 : 0) + (req2fa ? 1 : 0));
+    request_begin(&r, "resource.set",
+                  1 + (access_log ? 1 : 0) + (req2fa ? 1 : 0) + (proxy ? 1 : 0));
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
+    if (proxy) {
+        mpw_str(&r.pk, "proxy_protocol");
+        mpw_str(&r.pk, proxy);
+    }
     if (access_log) {
         mpw_str(&r.pk, "access_log");
         mpw_str(&r.pk, access_log);
@@ -1573,8 +1585,11 @@ static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **ar
         print_json(j);
     } else {
         const char *al = json_string_value(json_object_get(j, "access_log"));
-        printf("resource %s: access log %s, second factor %s\n", argv[0], al ? al : "on",
-               json_is_true(json_object_get(j, "require_2fa")) ? "required" : "not required");
+        long long pp = (long long)json_integer_value(json_object_get(j, "proxy_protocol"));
+        printf("resource %s: access log %s, second factor %s, PROXY protocol %s\n", argv[0],
+               al ? al : "on",
+               json_is_true(json_object_get(j, "require_2fa")) ? "required" : "not required",
+               pp == 1 ? "v1" : pp == 2 ? "v2" : "off");
     }
     json_decref(j);
     return EXIT_OK;
@@ -1604,11 +1619,16 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
                      json_is_true(json_object_get(res, "tls")) ? "/tls" : "");
         char htext[512];
         health_text(res, htext, sizeof(htext));
-        printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s\n",
+        /* How the site talks to the targets, after them: the columns stay where they were. */
+        char origin[64] = "";
+        long long pp = (long long)json_integer_value(json_object_get(res, "proxy_protocol"));
+        if (pp)
+            snprintf(origin, sizeof(origin), " (proxy-protocol v%lld)", pp);
+        printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s%s\n",
                json_string_value(json_object_get(res, "name")),
                json_string_value(json_object_get(res, "site")), port, host ? host : "-",
                prefix ? prefix : "-", auth ? auth : "-", htext,
-               json_is_true(json_object_get(res, "sticky")) ? "yes" : "no", targets);
+               json_is_true(json_object_get(res, "sticky")) ? "yes" : "no", targets, origin);
     }
     json_decref(j);
     return EXIT_OK;
@@ -2484,7 +2504,7 @@ static const command_t commands[] = {
      "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
      "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
      "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]\n"
-     "        [--access-log on|off|sample:N]",
+     "        [--access-log on|off|sample:N] [--proxy-protocol v1|v2]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A target written SITE/HOST:PORT is in that site (then\n"
@@ -2512,13 +2532,18 @@ static const command_t commands[] = {
      "such path the resource is unreachable (meshctl routes says so) rather than carried by\n"
      "another PoP. --ingress-labels L,... narrows which of them take users' connections.\n"
      "--access-log: which of its requests and connections the PoPs' access logs record\n"
-     "(popd.conf access-log): on (every one, the default), off, or sample:N (one in N)."},
+     "(popd.conf access-log): on (every one, the default), off, or sample:N (one in N).\n"
+     "--proxy-protocol v1|v2 (--tcp-port without --host): the site sends each connection to\n"
+     "a target a PROXY protocol header first, with the client's address as the PoP saw it."},
     {"resource", "set", cmd_resource_set,
-     "NAME [--access-log on|off|sample:N] [--require-2fa on|off]",
+     "NAME [--access-log on|off|sample:N] [--require-2fa on|off]\n"
+     "        [--proxy-protocol v1|v2|off]",
      "Changes a setting of a resource in place: --access-log says which of its requests and\n"
      "connections PoPs with an access log record: every one (on), none (off), or a random\n"
      "one in N (sample:N, N from 1 to 1000000). --require-2fa (auth login only): users must\n"
-     "have signed in with a second factor (meshctl user totp enable); API keys are refused."},
+     "have signed in with a second factor (meshctl user totp enable); API keys are refused.\n"
+     "--proxy-protocol (TCP resources): the site sends each target connection a PROXY protocol\n"
+     "header of that version first, with the client's address and port."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
      "auth, health check (with its settings when not the defaults), stickiness, targets\n"
