@@ -213,6 +213,32 @@ has_kid "$H2" "$ID1" && has_kid "$H2" "$ID2" || fail "pop-1's or pop-2's key wen
 kill "$P3" 2>/dev/null || true
 ok "a joining PoP's key appears in the key set, and leaves it when the PoP is removed"
 
+# ---- a code one step off, and lockout after failures (dave) ----
+echo "correct-horse-battery" | mctl "$WORK/n1" user add dave >/dev/null
+mctl "$WORK/n1" --json user totp enable dave >"$WORK/enable3.json" 2>&1 || fail "enable dave"
+DSECRET=$("$PY" -c 'import json,sys,re; print(re.search("secret=([A-Z2-7]+)", json.load(open(sys.argv[1]))["uri"]).group(1))' "$WORK/enable3.json")
+# The previous step's code is inside the +-1 window; two steps back is not.
+OLD2=$($APP code "$DSECRET" -2) OLD1=$($APP code "$DSECRET" -1)
+[ "$(login "$H1" dave "$OLD2")" = 401 ] || fail "a code two steps old was accepted"
+c=$(login "$H1" dave "$OLD1")
+[ "$c" = 302 ] || fail "the previous step's code (one step off) gave $c: $(cat "$WORK/body")"
+ok "a code one step old signs in (the +-1 window); two steps old is refused"
+# Each sign-in attempt takes one of the user's 5 (then one per 10 s): after wrong codes the
+# right one is refused with 429 too, at this PoP and, the counts being shared, at the other.
+n=0
+for _ in 1 2 3 4 5 6; do
+    c=$(login "$H1" dave "000000")
+    [ "$c" = 429 ] && break
+    [ "$c" = 401 ] || fail "a wrong code for dave gave $c"
+    n=$((n + 1))
+done
+[ "$c" = 429 ] || fail "6 wrong codes in a row were never rate limited"
+c=$(login "$H1" dave "$($APP code "$DSECRET")")
+[ "$c" = 429 ] || fail "the right code right after the failures gave $c (no lockout)"
+locked2() { [ "$(login "$H2" dave "000000")" = 429 ]; }
+wait_for 10 "dave locked out at pop-2 too" locked2
+ok "lockout: after $n refused attempts dave's next ones are refused with 429, the right code included, at pop-1 and at pop-2"
+
 # ---- disable ----
 mctl "$WORK/n1" user totp disable carol >"$WORK/dis.txt"
 expect_in "$WORK/dis.txt" "TOTP disabled"
