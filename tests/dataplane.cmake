@@ -18,3 +18,8 @@ popmesh_integration(dataplane_caps)
 # PROXY protocol v1 and v2 on TCP resources, parsed by nginx (listen ... proxy_protocol), which
 # logs the client's address; a client's own header is data; the bytes on the wire.
 popmesh_integration(proxy_protocol)
+# UDP resources: datagrams framed in a stream (unit test, the reader's fuzzer), and dig, flow
+# caps, idle timeouts and a replica killed mid-flow with real processes.
+popmesh_unit_test(test_udpframe popmesh_tconn)
+popmesh_fuzz(fuzz_udpframe popmesh_tconn)
+popmesh_integration(udp_resource)

@@ -21,6 +21,7 @@
 #include "node/dataplane/sitemsg.h"
 #include "node/dataplane/splice.h"
 #include "node/dataplane/tconn.h"
+#include "node/dataplane/udpingress.h"
 #include "tunnel/secchan.h"
 #include "tunnel/seal.h"
 
@@ -235,6 +236,7 @@ struct dataplane {
     ev_check reaper;
     ev_signal sigusr1; /* logs every splice (splice_ctx_dump) */
     splice_ctx_t *splices;
+    udpin_t *udp; /* the UDP resources (udpingress.h) */
     struct peer *peers;
     struct listener *listeners;
     struct site_name *sites; /* registered sites, not removed */
@@ -724,6 +726,12 @@ static void send_info(struct peer *p, bool force)
             if (!resource_target_in(r, k, p->site)) /* another site's network */
                 continue;
             sm_check_t *ck = &in->checks[in->nchecks++];
+            if (r->udp_port) { /* named as OPEN names them; not checked (sitemsg.h) */
+                snprintf(ck->target, sizeof(ck->target), "%s%.*s", SM_UDP_SCHEME,
+                         (int)(NODECFG_ADDR_MAX - RESOURCE_UDP_SCHEME_LEN), r->targets[k]);
+                snprintf(ck->health, sizeof(ck->health), "%s", SM_UDP_HEALTH);
+                continue;
+            }
             snprintf(ck->target, sizeof(ck->target), "%s", r->targets[k]);
             resource_health_str(r, ck->health, sizeof(ck->health));
             if (!resource_hc_set(r))
@@ -2565,6 +2573,7 @@ static void apply_resource(dataplane_t *dp, const char *name, const store_entry_
         reconcile_port(dp, old_port);
     if (r)
         reconcile_port(dp, r->tcp_port);
+    udpin_apply(dp->udp, name, r, r && self_allowed(dp, r, true));
     if (was_multi || (r && (resource_multisite(r) || r->ntransit_labels))) { /* any site */
         info_dirty(dp, NULL);
     } else {
@@ -2874,7 +2883,8 @@ void dataplane_pack_status(dataplane_t *dp, msgpack_packer *pk)
                 pops++;
         }
     mpw_str(pk, "dataplane");
-    msgpack_pack_map(pk, 30);
+    msgpack_pack_map(pk, 30 + UDPIN_STATUS_PAIRS);
+    udpin_pack_status(dp->udp, pk);
     mpw_kv_str(pk, "tunnel_addr", dp->tunnel_addr);
     mpw_kv_u64(pk, "sites_attached", sites);
     mpw_kv_u64(pk, "pop_tunnels", pops);
@@ -2919,6 +2929,7 @@ void dataplane_health(void *ctx, meshnode_health_t *h)
         h->listeners++;
         h->listeners_up += l->fd >= 0 && !l->backoff;
     }
+    udpin_listeners(dp->udp, &h->listeners, &h->listeners_up);
 }
 
 static int cmd_dataplane(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -3171,6 +3182,7 @@ dataplane_t *dataplane_new(const dataplane_opts_t *o, char *err, size_t errlen)
     ev_timer_init(&dp->lbackoff, on_tunnel_backoff, DATAPLANE_ACCEPT_BACKOFF_S, 0.);
     dp->lbackoff.data = dp;
     dp->splices = splice_ctx_new(o->loop);
+    dp->udp = udpin_new(o->loop, dp, o->store, o->cfg);
     ev_io_init(&dp->lio, on_tunnel_accept, dp->lfd, EV_READ);
     dp->lio.data = dp;
     ev_io_start(o->loop, &dp->lio);
@@ -3215,6 +3227,7 @@ void dataplane_destroy(dataplane_t **dpp)
     if (!dp)
         return;
     meshnode_set_site_source(dp->o.mesh, NULL, NULL);
+    udpin_destroy(&dp->udp); /* before the tunnels: its flows reset their streams */
     splice_ctx_destroy(&dp->splices);
     while (dp->tls_pending)
         tls_pending_free(dp->tls_pending, true);

@@ -114,6 +114,19 @@ int sm_decode_welcome(const uint8_t *buf, size_t len, sm_welcome_t *w, const cha
     return 0;
 }
 
+int sm_target_parse(const char *t, bool *udp, const char **addr)
+{
+    bool u = !strncmp(t, SM_UDP_SCHEME, sizeof(SM_UDP_SCHEME) - 1);
+    const char *a = u ? t + sizeof(SM_UDP_SCHEME) - 1 : t;
+    if (nodecfg_check_addr(a, 0))
+        return -EINVAL;
+    if (udp)
+        *udp = u;
+    if (addr)
+        *addr = a;
+    return 0;
+}
+
 void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
 {
     bool w = false; /* weights only when one is not 1: what the version before sent */
@@ -196,7 +209,7 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
     o->ntargets = c;
     for (uint32_t i = 0; i < c; i++)
         if (get_str(&r, o->targets[i], sizeof(o->targets[i]), false) ||
-            nodecfg_check_addr(o->targets[i], 0))
+            sm_target_parse(o->targets[i], NULL, NULL))
             BAD("open: a target is not host:port");
     if (mpr_bool(&r, &o->sticky))
         BAD("open: sticky is not a bool");
@@ -384,7 +397,7 @@ static int decode_check(mpr_t *r, sm_check_t *k, bool full)
     uint32_t n;
     if (mpr_array(r, &n) || n < (full ? 4u : 2u))
         return -EBADMSG;
-    if (get_str(r, k->target, sizeof(k->target), false) || nodecfg_check_addr(k->target, 0) ||
+    if (get_str(r, k->target, sizeof(k->target), false) || sm_target_parse(k->target, NULL, NULL) ||
         get_str(r, k->health, sizeof(k->health), false))
         return -EBADMSG;
     if (full && (mpr_bool(r, &k->healthy) || get_str(r, k->why, sizeof(k->why), true)))

@@ -33,7 +33,12 @@
  *       is the egress, or the receiver is the site); at most SM_PATH_MAX, so a stream crosses
  *       at most SM_PATH_MAX + 1 PoPs and a bad table cannot make it loop forever.
  *       targets: where the site may connect, as the resource says; the site picks a healthy
- *       one (by client address when sticky).
+ *       one (by client address when sticky). A UDP resource's targets are written
+ *       "udp://host:port" (SM_UDP_SCHEME): the stream then carries datagrams, each framed as
+ *       [u16 length][payload] (node/dataplane/udpframe.h), which the site sends from a
+ *       connected UDP socket. A reader that predates them finds no host:port there and
+ *       refuses the OPEN, so an older site or relay never carries such a stream as TCP.
+ *       INFO's checks name these targets the same way, with health "udp" (not checked).
  *       weights: one per target, 1..SM_WEIGHT_MAX, the share of connections each gets; sent
  *       only when one is not 1 (an older site skips it and shares evenly).
  *   STATUS (ctl)     [1, 1, primary: bool, checks: [[target: str, health: str, healthy: bool,
@@ -78,7 +83,15 @@
 #define SM_WEIGHT_MAX    1000
 #define SM_HOSTNAME_MAX  64 /* bytes of a connector's host name (HOST_NAME_MAX) */
 
+#define SM_UDP_SCHEME    "udp://" /* a UDP resource's target in OPEN and INFO */
+#define SM_UDP_HEALTH    "udp"    /* INFO's health of such a target: the site does not check it */
+
 enum sm_ctl { SM_CTL_STATUS = 1, SM_CTL_INFO = 2 };
+
+/* A target as OPEN and INFO carry it: "host:port" (nodecfg_check_addr), or SM_UDP_SCHEME
+ * followed by one. 0 or -EINVAL; *udp (may be NULL) says which, *addr (may be NULL) points at
+ * the host:port inside t. */
+int sm_target_parse(const char *t, bool *udp, const char **addr);
 
 typedef struct sm_hello {
     char role[8];

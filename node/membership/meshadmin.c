@@ -8,7 +8,8 @@
  *                  replace?, transit_labels?, ingress_labels?, host?,
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
- *                  hc_status?, hc_host?, access_log?, require_2fa?, proxy_protocol?} -> the record
+ *                  hc_status?, hc_host?, access_log?, require_2fa?, proxy_protocol?,
+ *                  udp_port?, udp_idle?, udp_max_flows?} -> the record
  *   resource.set  {name, access_log?, require_2fa?, proxy_protocol?} -> the record (settings
  *                 changed in place)
  *   resource.list {}                         -> {resources: [record, ...]}
@@ -796,8 +797,29 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     if ((rc = arg_http(req, pk, r)) != CTL_OK)
         goto out;
+    /* UDP: the port and its bounds (resource_check refuses them next to a tcp_port or host). */
+    const struct {
+        const char *arg;
+        uint64_t lo, hi;
+    } udp_args[] = {{"udp_port", 1, 65535},
+                    {"udp_idle", 1, RESOURCE_UDP_IDLE_MAX},
+                    {"udp_max_flows", 1, RESOURCE_UDP_FLOWS_MAX}};
+    uint64_t udp[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        rc = ctl_arg_uint(req, udp_args[i].arg, &udp[i]);
+        if (rc < 0 || (rc > 0 && (udp[i] < udp_args[i].lo || udp[i] > udp_args[i].hi))) {
+            rc = control_error(pk, CTL_BAD_REQUEST, "%s must be from %llu to %llu",
+                               udp_args[i].arg, (unsigned long long)udp_args[i].lo,
+                               (unsigned long long)udp_args[i].hi);
+            goto out;
+        }
+    }
+    r->udp_port = (uint16_t)udp[0];
+    r->udp_idle_s = (uint32_t)udp[1];
+    r->udp_max_flows = (uint32_t)udp[2];
     rc = ctl_arg_uint(req, "tcp_port", &port);
-    if ((rc == 0 && !r->host[0]) || rc < 0 || (rc > 0 && (port == 0 || port > 65535))) {
+    if ((rc == 0 && !r->host[0] && !r->udp_port) || rc < 0 ||
+        (rc > 0 && (port == 0 || port > 65535))) {
         rc = control_error(pk, CTL_BAD_REQUEST,
                            rc == 0 ? "missing argument 'tcp_port' or 'host' (the port PoPs listen "
                                      "on, the HTTP host they serve, or both)"
@@ -881,6 +903,13 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
             free(all);
             goto out;
         }
+        if (r->udp_port && all[i].udp_port == r->udp_port) {
+            rc = control_error(pk, CTL_REFUSED,
+                               "udp port %u is already used by resource '%s' (site %s)",
+                               r->udp_port, all[i].name, all[i].site);
+            free(all);
+            goto out;
+        }
         if (r->tcp_port && all[i].tcp_port == r->tcp_port) {
             rc = control_error(pk, CTL_REFUSED,
                                "tcp port %u is already used by resource '%s' (site %s)",
@@ -910,9 +939,9 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     }
     resource_pack(pk, r);
-    log_info("mesh: resource %s %s: tcp port %u, http %s%s -> site %s (%u target(s))", r->name,
-             orc == 0 ? "replaced" : "added", r->tcp_port, r->host[0] ? r->host : "-",
-             r->path_prefix, r->site, r->ntargets);
+    log_info("mesh: resource %s %s: tcp port %u, udp port %u, http %s%s -> site %s (%u target(s))",
+             r->name, orc == 0 ? "replaced" : "added", r->tcp_port, r->udp_port,
+             r->host[0] ? r->host : "-", r->path_prefix, r->site, r->ntargets);
     rc = CTL_OK;
 out:
     free(r);
@@ -1016,7 +1045,8 @@ const control_command_t meshadmin_commands[] = {
      "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
      "[tls: bool (TLS on tcp_port)] [access_log: on|off|sample:N] [require_2fa: bool] "
      "[proxy_protocol: v1|v2|off] "
-     "[replace: bool] -> the resource"},
+     "[udp_port: uint (instead of tcp_port and host)] [udp_idle: uint (s)] "
+     "[udp_max_flows: uint] [replace: bool] -> the resource"},
     {"resource.set", cmd_resource_set,
      "name: str [access_log: on|off|sample:N] [require_2fa: bool] [proxy_protocol: "
      "v1|v2|off] -> the resource: changes its access log sampling, whether users need a "

@@ -487,9 +487,33 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
                                   lists[l].what, lists[l].v[i]);
         }
     }
-    if (r->tcp_port == 0 && !r->host[0])
+    if (r->udp_port) {
+        /* One kind of traffic per resource: a UDP port next to a TCP port or a host would make
+         * one set of targets serve two protocols, and its health checks mean one of them. */
+        if (r->tcp_port || r->host[0] || r->tls)
+            return refuse(why_buf, why_len, why,
+                          "a UDP resource (udp_port) has no tcp_port, host or tls: add another "
+                          "resource for those");
+        if (r->health != RESOURCE_HEALTH_TCP || resource_hc_set(r))
+            return refuse(why_buf, why_len, why,
+                          "a UDP resource's targets are not health-checked: leave out health and "
+                          "the hc_ settings");
+        for (unsigned i = 0; i < r->ntargets; i++)
+            if (strlen(r->targets[i]) + RESOURCE_UDP_SCHEME_LEN > NODECFG_ADDR_MAX)
+                return refuse(why_buf, why_len, why, "UDP target %.60s... is longer than %d bytes",
+                              r->targets[i], NODECFG_ADDR_MAX - RESOURCE_UDP_SCHEME_LEN);
+    } else if (r->udp_idle_s || r->udp_max_flows) {
+        return refuse(why_buf, why_len, why, "udp_idle and udp_max_flows need a udp_port");
+    }
+    if (r->udp_idle_s > RESOURCE_UDP_IDLE_MAX)
+        return refuse(why_buf, why_len, why, "udp_idle %u is not from 1 to %u s", r->udp_idle_s,
+                      RESOURCE_UDP_IDLE_MAX);
+    if (r->udp_max_flows > RESOURCE_UDP_FLOWS_MAX)
+        return refuse(why_buf, why_len, why, "udp_max_flows %u is not from 1 to %u",
+                      r->udp_max_flows, RESOURCE_UDP_FLOWS_MAX);
+    if (r->tcp_port == 0 && !r->host[0] && !r->udp_port)
         return refuse(why_buf, why_len, why,
-                      "a resource needs a tcp_port (1 to 65535), a host, or both");
+                      "a resource needs a tcp_port (1 to 65535), a host, or both, or a udp_port");
     if (r->access_log != 0 && r->access_log != RESOURCE_ACCESS_LOG_OFF &&
         (r->access_log < 2 || r->access_log > RESOURCE_ACCESS_LOG_MAX))
         return refuse(why_buf, why_len, why, "access_log sample:%u is not from 1 to %u",
@@ -545,7 +569,9 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
                      (r->host[0] ? 12 + (r->no_https_redirect ? 1 : 0) + (r->hsts_s ? 1 : 0) : 7) +
                          (r->tls ? 1 : 0) + nhc + (meta ? 1 : 0) + (nx ? 1 : 0) + nlab +
                          (r->access_log ? 1 : 0) + (r->host[0] && r->require_2fa ? 1 : 0) +
-                         (r->proxy_protocol ? 1 : 0));
+                         (r->proxy_protocol ? 1 : 0) +
+                         (r->udp_port ? 1 + (r->udp_idle_s ? 1 : 0) + (r->udp_max_flows ? 1 : 0)
+                                      : 0));
     if (r->proxy_protocol) /* only when set, like the fields below */
         mpw_kv_u64(pk, "proxy_protocol", r->proxy_protocol);
     if (r->access_log) { /* only when not the default, like the fields below */
@@ -607,6 +633,13 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
         mpw_kv_str(pk, "hc_status", status);
     if (r->hc_host[0])
         mpw_kv_str(pk, "hc_host", r->hc_host);
+    if (r->udp_port) { /* likewise */
+        mpw_kv_u64(pk, "udp_port", r->udp_port);
+        if (r->udp_idle_s)
+            mpw_kv_u64(pk, "udp_idle", r->udp_idle_s);
+        if (r->udp_max_flows)
+            mpw_kv_u64(pk, "udp_max_flows", r->udp_max_flows);
+    }
     if (!r->host[0])
         return; /* TCP only: the first version's record, byte for byte */
     mpw_kv_str(pk, "host", r->host);
@@ -804,6 +837,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
     uint64_t port = 0, hsts = 0, hc_num[4] = {0, 0, 0, 0};
     uint64_t proxy = UINT64_MAX; /* stays so when the record has no proxy_protocol */
+    uint64_t udp[3] = {UINT64_MAX, UINT64_MAX, UINT64_MAX}; /* udp_port, udp_idle, udp_max_flows */
     char hc_status[RESOURCE_HC_STATUS_STR + 64] = "", hc_host[RESOURCE_HC_HOST_MAX + 64] = "";
     char access_log[RESOURCE_ACCESS_LOG_STR + 16] = "";
     memset(res, 0, sizeof(*res));
@@ -840,6 +874,10 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"require_2fa", MPF_BOOL, &res->require_2fa, 0, false, false, NULL},
         /* Read through its sentinel, not its index: entries may be added before it. */
         {"proxy_protocol", MPF_U64, &proxy, 0, false, false, NULL},
+        /* UDP: read through their sentinels too (UINT64_MAX: absent). */
+        {"udp_port", MPF_U64, &udp[0], 0, false, false, NULL},
+        {"udp_idle", MPF_U64, &udp[1], 0, false, false, NULL},
+        {"udp_max_flows", MPF_U64, &udp[2], 0, false, false, NULL},
     };
     if (mpf_parse(buf, len, fs, sizeof(fs) / sizeof(fs[0]), why))
         goto out;
@@ -909,7 +947,17 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         *why = "missing field: tcp_port (a resource needs a tcp_port, a host, or both)";
         goto out;
     }
-    if (port > 65535 || (port == 0 && !fs[7].seen)) {
+    /* Written only when set, like the health-check settings; ranges are resource_check's. */
+    for (int i = 0; i < 3; i++)
+        if (udp[i] != UINT64_MAX && (udp[i] == 0 || udp[i] > (i ? UINT32_MAX : 65535))) {
+            *why = "udp_port is not from 1 to 65535, or udp_idle or udp_max_flows is 0 or too "
+                   "large";
+            goto out;
+        }
+    res->udp_port = udp[0] == UINT64_MAX ? 0 : (uint16_t)udp[0];
+    res->udp_idle_s = udp[1] == UINT64_MAX ? 0 : (uint32_t)udp[1];
+    res->udp_max_flows = udp[2] == UINT64_MAX ? 0 : (uint32_t)udp[2];
+    if (port > 65535 || (port == 0 && !fs[7].seen && !res->udp_port)) {
         *why = "tcp_port is not from 1 to 65535";
         goto out;
     }

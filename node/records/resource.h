@@ -53,6 +53,19 @@
  *   ingress_labels? [str]  of those, the PoPs that may take users' connections (DNS answers,
  *                          listeners, the HTTP ingress): one of these labels.
  *
+ * UDP, each written only when udp_port is set (the record of a TCP or HTTP resource is byte for
+ * byte what the version before wrote):
+ *   udp_port?      uint  every PoP listens on this UDP port and carries each client's datagrams
+ *                        (one flow per client address and port) to a target over the tunnels
+ *                        (docs/dataplane.md, "UDP resources"). A UDP resource has no tcp_port
+ *                        (written as 0), no host and no tls; its targets are not health-checked.
+ *                        An older reader refuses the record (tcp_port 0 without a host) and so
+ *                        skips the resource rather than serve it as TCP.
+ *   udp_idle?      uint  s a flow lives without a datagram either way, 1..RESOURCE_UDP_IDLE_MAX
+ *                        (absent: RESOURCE_UDP_IDLE_DEFAULT)
+ *   udp_max_flows? uint  flows of this resource one PoP carries at once, 1..RESOURCE_UDP_FLOWS_MAX
+ *                        (absent: RESOURCE_UDP_FLOWS_DEFAULT)
+ *
  * ACCESS LOG, optional and written only when not the default (older readers skip it):
  *   access_log? str  "off" or "sample:N" (N 2..1000000): which of the resource's requests and
  *                    connections the PoPs' access logs record (popd.conf access-log turns a
@@ -110,6 +123,14 @@
 #define RESOURCE_ACCESS_LOG_OFF   UINT32_MAX /* access_log: none of its events */
 #define RESOURCE_ACCESS_LOG_MAX   1000000u   /* access_log: the largest N of sample:N */
 #define RESOURCE_ACCESS_LOG_STR   24 /* bytes of "sample:N" with the NUL, N any uint32 (the compiler checks) */
+#define RESOURCE_UDP_IDLE_DEFAULT  30u    /* s: a UDP flow's idle timeout when udp_idle is absent */
+#define RESOURCE_UDP_IDLE_MAX      3600u  /* s */
+#define RESOURCE_UDP_FLOWS_DEFAULT 4096u  /* UDP flows per resource and PoP when absent */
+#define RESOURCE_UDP_FLOWS_MAX     65536u /* the data plane's stream limit per tunnel */
+/* The scheme a UDP resource's targets carry in the data plane's OPEN and INFO ("udp://HOST:PORT",
+ * node/dataplane/sitemsg.h); the record stores them without it. */
+#define RESOURCE_UDP_SCHEME     "udp://"
+#define RESOURCE_UDP_SCHEME_LEN 6
 
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
@@ -175,6 +196,10 @@ typedef struct resource {
     /* proxy_protocol?: the PROXY protocol version the site writes to the target (1 or 2), 0 =
      * none. */
     uint8_t proxy_protocol;
+    /* UDP (see above); all 0 for a TCP or HTTP resource. */
+    uint16_t udp_port;      /* on every PoP; 0 = not a UDP resource */
+    uint32_t udp_idle_s;    /* s: 0 = RESOURCE_UDP_IDLE_DEFAULT, else 1..RESOURCE_UDP_IDLE_MAX */
+    uint32_t udp_max_flows; /* 0 = RESOURCE_UDP_FLOWS_DEFAULT, else 1..RESOURCE_UDP_FLOWS_MAX */
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is

@@ -50,6 +50,7 @@
 #include "node/records/token.h"
 #include "tunnel/popsel.h"
 #include "tunnel/seal.h"
+#include "node/site/udpsite.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -124,6 +125,7 @@ typedef struct site {
     bool check_ok[SM_CHECKS_MAX];
     hc_t *hc;
     splice_ctx_t *splices;
+    udpsite_t *udp; /* UDP flows (udpsite.h) */
     ev_timer tick;
     ev_signal sigint, sigterm, sigusr1;
     uint64_t last_status_ms;
@@ -913,6 +915,49 @@ static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
     splice_attach_tcp(sp, fd);
 }
 
+static void on_udp_done(void *ctx)
+{
+    outconn_end(ctx);
+}
+
+/* A UDP resource's target (taddr, without its scheme): a connected socket and a flow, at once
+ * (there is no handshake to wait for). 0, or -1 after dial_failed. */
+static int dial_udp(struct dialer *d, const char *target, const char *taddr, struct tload *load)
+{
+    site_t *s = d->s;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char why[400];
+    if (netaddr_sockaddr(taddr, &ss, &sl)) {
+        snprintf(why, sizeof(why), "%.280s: only numeric addresses and localhost are supported",
+                 taddr);
+        dial_failed(d, why);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+        snprintf(why, sizeof(why), "udp connect %.280s: %s", taddr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        dial_failed(d, why);
+        return -1;
+    }
+    struct outconn *oc = xcalloc(1, sizeof(*oc));
+    oc->s = s;
+    oc->e = remember_conn(s, fd, (struct sockaddr *)&ss, sl, target);
+    oc->load = load ? load : load_of(s, target, true);
+    oc->load->n++;
+    if (udpsite_start(s->udp, d->c, d->sid, fd, on_udp_done, oc)) {
+        outconn_end(oc);
+        dialer_free(d);
+        return -1;
+    }
+    s->streams++;
+    log_debug("popsite: UDP flow of %s from %s to %s", d->desc.resource, d->desc.client, taddr);
+    dialer_free(d);
+    return 0;
+}
+
 static void on_dial_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
@@ -1018,6 +1063,12 @@ static void dial_next(struct dialer *d)
         char why[400];
         snprintf(why, sizeof(why), "%.280s: at its connection limit (%u)", target, load->n);
         dial_failed(d, why);
+        return;
+    }
+    bool udp = false;
+    const char *taddr = target;
+    if (!sm_target_parse(target, &udp, &taddr) && udp) {
+        dial_udp(d, target, taddr, load);
         return;
     }
     if (netaddr_sockaddr(target, &ss, &sl)) {
@@ -1236,11 +1287,47 @@ static void sc_on_reset(void *ctx, tconn_t *c, uint64_t sid, void *user, uint32_
                         const char *msg, size_t ml)
 {
     (void)ctx, (void)remote;
-    if (splice_owns(user))
+    if (udpsite_owns(user))
+        udpsite_on_end(user, c, sid);
+    else if (splice_owns(user))
         splice_on_reset(user, c, sid, code, msg, ml);
     else if (user && *(uint32_t *)user == DIAL_MAGIC)
         dialer_free(user); /* the PoP gave up while we were connecting */
 }
+/* Stream events: a UDP flow's (udpsite.h), or a splice's as before. */
+static void sc_on_data(void *ctx, tconn_t *c, uint64_t sid, void *user, const uint8_t *d,
+                       size_t n)
+{
+    if (udpsite_owns(user))
+        udpsite_on_data(user, c, sid, d, n);
+    else
+        splice_cb_data(ctx, c, sid, user, d, n);
+}
+
+static void sc_on_fin(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (udpsite_owns(user))
+        udpsite_on_end(user, c, sid);
+    else
+        splice_cb_fin(ctx, c, sid, user);
+}
+
+static void sc_on_writable(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (udpsite_owns(user))
+        udpsite_on_writable(user, c, sid);
+    else
+        splice_cb_writable(ctx, c, sid, user);
+}
+
+static void sc_on_closed(void *ctx, tconn_t *c, uint64_t sid, void *user)
+{
+    if (udpsite_owns(user))
+        udpsite_on_end(user, c, sid);
+    else
+        splice_cb_closed(ctx, c, sid, user);
+}
+
 static const tconn_cbs_t *site_cbs(void)
 {
     static const tconn_cbs_t cbs = {
@@ -1249,11 +1336,11 @@ static const tconn_cbs_t *site_cbs(void)
         .on_ctl = sc_ctl,
         .on_drain = sc_drain,
         .on_open = sc_on_open,
-        .on_data = splice_cb_data,
-        .on_fin = splice_cb_fin,
-        .on_writable = splice_cb_writable,
+        .on_data = sc_on_data,
+        .on_fin = sc_on_fin,
+        .on_writable = sc_on_writable,
         .on_reset = sc_on_reset,
-        .on_closed = splice_cb_closed,
+        .on_closed = sc_on_closed,
     };
     return &cbs;
 }
@@ -1527,6 +1614,7 @@ static int cmd_run(int argc, char **argv)
     fdlimit_raise();
     s->loop = ev_default_loop(EVFLAG_AUTO);
     s->splices = splice_ctx_new(s->loop);
+    s->udp = udpsite_new(s->loop);
     s->mine = addrset_new();
     s->hc = hc_new(s->loop, NULL, on_check_change, s);
     hc_set_socket_hook(s->hc, on_check_socket, s);
@@ -1547,6 +1635,7 @@ static int cmd_run(int argc, char **argv)
 
     ev_run(s->loop, 0);
 
+    udpsite_destroy(&s->udp);
     splice_ctx_destroy(&s->splices);
     for (unsigned i = 0; i < s->npops; i++) {
         tconn_destroy(&s->pops[i].c);

@@ -48,7 +48,8 @@ static void check_resource(const uint8_t *data, size_t size, const char *name)
         r->hc_rise != back->hc_rise || r->hc_fall != back->hc_fall ||
         r->nhc_status != back->nhc_status ||
         memcmp(r->hc_status, back->hc_status, r->nhc_status * sizeof(r->hc_status[0])) ||
-        strcmp(r->hc_host, back->hc_host))
+        strcmp(r->hc_host, back->hc_host) || r->udp_port != back->udp_port ||
+        r->udp_idle_s != back->udp_idle_s || r->udp_max_flows != back->udp_max_flows)
         abort();
     for (unsigned i = 0; i < r->ntargets; i++)
         if (strcmp(r->targets[i], back->targets[i]))

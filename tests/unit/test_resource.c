@@ -1739,6 +1739,90 @@ static void test_proxy_protocol(void **state)
     msgpack_sbuffer_destroy(&b);
 }
 
+/* UDP fields: absent from a TCP record (byte for byte as before), round trip, refused next to a
+ * tcp_port, host, tls or http health, out of range, and from a replicated record alike. */
+static void udp_expect_refused(resource_t *r, const char *what)
+{
+    const char *why;
+    char why_buf[400];
+    assert_int_equal(resource_check(r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    if (!strstr(why, what))
+        fail_msg("refused for '%s', expected '%s'", why, what);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    resource_pack(&pk, r);
+    resource_t back;
+    assert_int_not_equal(parse(&sb, r->name, &back, &why), 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_udp_fields(void **state)
+{
+    (void)state;
+    msgpack_sbuffer a;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&a);
+    resource_t r, back;
+    const char *why;
+    make_resource(&r);
+    msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    assert_null(memmem(a.data, a.size, "udp_", 4)); /* a TCP record: what the version before wrote */
+    make_resource(&r);
+    r.tcp_port = 0;
+    r.health = RESOURCE_HEALTH_TCP;
+    r.http_path[0] = '\0';
+    r.udp_port = 53;
+    for (int variant = 0; variant < 2; variant++) {
+        if (variant) {
+            r.udp_idle_s = RESOURCE_UDP_IDLE_MAX;
+            r.udp_max_flows = 1;
+        }
+        msgpack_sbuffer_clear(&a);
+        msgpack_packer_init(&pk, &a, msgpack_sbuffer_write);
+        resource_pack(&pk, &r);
+        assert_non_null(memmem(a.data, a.size, "udp_port", 8));
+        assert_true((memmem(a.data, a.size, "udp_idle", 8) != NULL) == (variant == 1));
+        if (parse(&a, r.name, &back, &why) != 0)
+            fail_msg("udp record refused: %s", why);
+        assert_resource_equal(&r, &back);
+        assert_int_equal(back.udp_port, 53);
+        assert_int_equal(back.udp_idle_s, r.udp_idle_s);
+        assert_int_equal(back.udp_max_flows, r.udp_max_flows);
+    }
+    resource_t bad = r;
+    bad.tcp_port = 22;
+    udp_expect_refused(&bad, "has no tcp_port, host or tls");
+    bad = r;
+    snprintf(bad.host, sizeof(bad.host), "dns.example");
+    snprintf(bad.path_prefix, sizeof(bad.path_prefix), "/");
+    udp_expect_refused(&bad, "has no tcp_port, host or tls");
+    bad = r;
+    bad.health = RESOURCE_HEALTH_HTTP;
+    snprintf(bad.http_path, sizeof(bad.http_path), "/");
+    udp_expect_refused(&bad, "not health-checked");
+    bad = r;
+    bad.udp_idle_s = RESOURCE_UDP_IDLE_MAX + 1;
+    udp_expect_refused(&bad, "udp_idle");
+    bad = r;
+    bad.udp_max_flows = RESOURCE_UDP_FLOWS_MAX + 1;
+    udp_expect_refused(&bad, "udp_max_flows");
+    make_resource(&bad);
+    bad.udp_idle_s = 5; /* without a udp_port (which the record would not even carry) */
+    char why_buf[400];
+    assert_int_equal(resource_check(&bad, why_buf, sizeof(why_buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "need a udp_port"));
+    /* A target too long to carry its scheme in the OPEN. */
+    bad = r;
+    bad.ntargets = 1;
+    memset(bad.targets[0], 'a', NODECFG_ADDR_MAX - 5);
+    memcpy(bad.targets[0] + NODECFG_ADDR_MAX - 8, ":53", 4);
+    udp_expect_refused(&bad, "longer than");
+    msgpack_sbuffer_destroy(&a);
+}
+
 static void test_access_log_field(void **state)
 {
     (void)state;
@@ -1834,6 +1918,7 @@ int main(void)
         cmocka_unit_test(test_access_log_field),
         cmocka_unit_test(test_require_2fa),
         cmocka_unit_test(test_proxy_protocol),
+        cmocka_unit_test(test_udp_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

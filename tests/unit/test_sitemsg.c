@@ -991,10 +991,13 @@ static void test_open_limits(void **state)
 static void test_open_targets(void **state)
 {
     (void)state;
-    static const char *const good[] = {"a:1", "10.0.0.5:22", "[fd00::1]:8080", "h.lan:65535"};
+    /* udp://: a UDP resource's target (sitemsg.h); the scheme once, then a host:port */
+    static const char *const good[] = {"a:1",           "10.0.0.5:22",         "[fd00::1]:8080",
+                                       "h.lan:65535",   "udp://127.0.0.1:53", "udp://[::1]:53"};
     static const char *const bad[] = {
         "nohostport", "host:",       ":80",   "host:0", "host:65536", "host:8o", "fd00::1:80",
-        "a b:1",      "host:123456", "a/b:1", ""};
+        "a b:1",      "host:123456", "a/b:1", "",       "udp://",     "udp://udp://a:1",
+        "udp:a:1",    "UDP://a:1",   "tcp://a:1", "udp://a:0"};
     for (int pass = 0; pass < 2; pass++) {
         const char *const *list = pass ? bad : good;
         size_t n = pass ? sizeof(bad) / sizeof(bad[0]) : sizeof(good) / sizeof(good[0]);

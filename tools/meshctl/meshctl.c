@@ -409,6 +409,20 @@ static int cmd_status(ctx_t *c, const command_t *self, int argc, char **argv)
     printf("store     %s used of %s\n",
            human_size((uint64_t)json_integer_value(json_object_get(st, "map_used")), a, sizeof(a)),
            human_size((uint64_t)json_integer_value(json_object_get(st, "map_size")), b, sizeof(b)));
+    json_t *dpj = json_object_get(j, "dataplane"), *drop = json_object_get(dpj, "udp_dropped");
+    if (json_integer_value(json_object_get(dpj, "udp_flows_opened"))) { /* UDP resources seen */
+        long long dv[5];
+        const char *dk[5] = {"oversize", "queue_full", "flow_cap", "no_route", "send_failed"};
+        for (int i = 0; i < 5; i++)
+            dv[i] = (long long)json_integer_value(json_object_get(drop, dk[i]));
+        printf("udp       %lld flows (%lld opened), %lld datagrams in, %lld out; dropped: "
+               "oversize %lld, queue full %lld, flow cap %lld, no route %lld, send failed %lld\n",
+               (long long)json_integer_value(json_object_get(dpj, "udp_flows")),
+               (long long)json_integer_value(json_object_get(dpj, "udp_flows_opened")),
+               (long long)json_integer_value(json_object_get(dpj, "udp_datagrams_in")),
+               (long long)json_integer_value(json_object_get(dpj, "udp_datagrams_out")), dv[0],
+               dv[1], dv[2], dv[3], dv[4]);
+    }
     json_decref(j);
     return EXIT_OK;
 }
@@ -1260,6 +1274,10 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *ingress_l = take_opt(&argc, argv, "--ingress-labels", &err);
     const char *access_log = take_opt(&argc, argv, "--access-log", &err);
     const char *proxy = take_opt(&argc, argv, "--proxy-protocol", &err);
+    const char *udp_port = take_opt(&argc, argv, "--udp-port", &err);
+    const char *udp_idle = take_opt(&argc, argv, "--udp-idle", &err);
+    const char *udp_flows = take_opt(&argc, argv, "--udp-max-flows", &err);
+    uint32_t udp_num[3] = {0, 0, 0}; /* port, idle s, flows */
     uint32_t hc_num[4] = {0, 0, 0, 0};
     const char **targets = xcalloc((size_t)argc + 1, sizeof(*targets));
     const char **users = xcalloc((size_t)argc + 1, sizeof(*users));
@@ -1327,9 +1345,20 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
         rc = usage(self, "--site SITE is required for a --target without its site (%s): the site "
                          "that serves it; or write --target SITE/HOST:PORT",
                    targets[0]);
-    else if (!port && !host)
-        rc = usage(self, "--tcp-port PORT or --host HOSTNAME (or both) is required: the port "
-                         "every PoP listens on, the HTTP host they serve");
+    else if (udp_port && (port || host || tls || health))
+        rc = usage(self, "--udp-port makes a UDP resource: it takes no --tcp-port, --host, --tls "
+                         "or --health (add another resource for TCP or HTTP)");
+    else if (udp_port && !hc_number(udp_port, 1, 65535, &udp_num[0]))
+        rc = usage(self, "--udp-port '%s' is not a port (1-65535)", udp_port);
+    else if ((udp_idle || udp_flows) && !udp_port)
+        rc = usage(self, "--udp-idle and --udp-max-flows need --udp-port");
+    else if (udp_idle && !hc_number(udp_idle, 1, 3600, &udp_num[1]))
+        rc = usage(self, "--udp-idle '%s' is not a number of seconds from 1 to 3600", udp_idle);
+    else if (udp_flows && !hc_number(udp_flows, 1, 65536, &udp_num[2]))
+        rc = usage(self, "--udp-max-flows '%s' is not a number from 1 to 65536", udp_flows);
+    else if (!port && !host && !udp_port)
+        rc = usage(self, "--tcp-port PORT or --host HOSTNAME (or both), or --udp-port PORT, is "
+                         "required: the port every PoP listens on, the HTTP host they serve");
     else if (port &&
              (errno || !*port || *end || port[0] == '-' || tcp_port == 0 || tcp_port > 65535))
         rc = usage(self, "--tcp-port '%s' is not a port (1-65535)", port);
@@ -1388,10 +1417,18 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
                       (hsts ? 1 : 0) + (no_redirect ? 1 : 0) + (tls ? 1 : 0) +
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
                       (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0) +
-                      (access_log ? 1 : 0) + (require_2fa ? 1 : 0) + (proxy ? 1 : 0));
+                      (access_log ? 1 : 0) + (require_2fa ? 1 : 0) + (udp_port ? 1 : 0) +
+                      (udp_idle ? 1 : 0) + (udp_flows ? 1 : 0) + (proxy ? 1 : 0));
     if (proxy) { /* popd judges it: v1, v2 or off, TCP resources only */
         mpw_str(&r.pk, "proxy_protocol");
         mpw_str(&r.pk, proxy);
+    }
+    const char *udp_keys[3] = {"udp_port", "udp_idle", "udp_max_flows"};
+    for (int i = 0; i < 3; i++) {
+        if (!udp_num[i])
+            continue;
+        mpw_str(&r.pk, udp_keys[i]);
+        msgpack_pack_uint32(&r.pk, udp_num[i]);
     }
     if (require_2fa) { /* popd says it needs --auth login */
         mpw_str(&r.pk, "require_2fa");
@@ -1519,6 +1556,9 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     if (jport)
         cell_add(served, sizeof(served), &off, "tcp port %lld%s", jport,
                  json_is_true(json_object_get(j, "tls")) ? " (TLS)" : "");
+    long long judp = (long long)json_integer_value(json_object_get(j, "udp_port"));
+    if (judp)
+        cell_add(served, sizeof(served), &off, "udp port %lld", judp);
     if (jhost)
         cell_add(served, sizeof(served), &off, "%shttp %s%s (auth %s)", jport ? ", " : "", jhost,
                  json_string_value(json_object_get(j, "path_prefix")),
@@ -1617,6 +1657,9 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         if (p)
             snprintf(port, sizeof(port), "%lld%s", p,
                      json_is_true(json_object_get(res, "tls")) ? "/tls" : "");
+        long long up = (long long)json_integer_value(json_object_get(res, "udp_port"));
+        if (up)
+            snprintf(port, sizeof(port), "%lld/udp", up);
         char htext[512];
         health_text(res, htext, sizeof(htext));
         /* How the site talks to the targets, after them: the columns stay where they were. */
@@ -2504,7 +2547,8 @@ static const command_t commands[] = {
      "        [--health tcp | --health http:/PATH] [--hc-interval MS] [--hc-timeout MS]\n"
      "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
      "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]\n"
-     "        [--access-log on|off|sample:N] [--proxy-protocol v1|v2]",
+     "        [--access-log on|off|sample:N] [--proxy-protocol v1|v2]\n"
+     "        or, for UDP: --udp-port PORT [--udp-idle SECONDS] [--udp-max-flows N]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
      "one of the targets (1 to 16). A target written SITE/HOST:PORT is in that site (then\n"
@@ -2527,6 +2571,10 @@ static const command_t commands[] = {
      "answers.\n"
      "--tls terminates TLS on PORT at every PoP (the certificate chosen by SNI, as for HTTPS)\n"
      "and carries the plain stream to the target.\n"
+     "--udp-port PORT publishes a UDP service instead (no --tcp-port, --host, --tls or\n"
+     "--health): every PoP carries each client address and port's datagrams as one flow to a\n"
+     "target; a flow ends after --udp-idle seconds without a datagram (default 30), and one PoP\n"
+     "carries at most --udp-max-flows flows of the resource (default 4096).\n"
      "--transit-labels L,... lets only PoPs with one of those labels (popd --label; a region\n"
      "counts) carry the traffic: take users' connections, relay, or reach the site; with no\n"
      "such path the resource is unreachable (meshctl routes says so) rather than carried by\n"
