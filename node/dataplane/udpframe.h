@@ -23,10 +23,10 @@
 /* Reassembly of a datagram cut across the stream's DATA deliveries. Zero it to start. */
 typedef struct udpframe_rx {
     uint8_t hdr[UDPFRAME_HDR];
-    uint32_t nhdr;  /* header bytes held */
-    uint8_t *buf;   /* the payload being assembled (heap, only while one is cut) */
-    uint32_t need;  /* its length */
-    uint32_t have;  /* bytes of it held */
+    uint32_t nhdr; /* header bytes held */
+    uint8_t *buf;  /* the payload being assembled (heap, only while one is cut) */
+    uint32_t need; /* its length */
+    uint32_t have; /* bytes of it held */
 } udpframe_rx_t;
 
 typedef void (*udpframe_fn)(void *ctx, const uint8_t *payload, size_t len);

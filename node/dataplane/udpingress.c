@@ -47,20 +47,20 @@ struct flow {
     dp_stream_handler_t h; /* first: the stream's user pointer */
     udpin_t *u;
     struct ulisten *l;
-    struct flow *next;              /* bucket chain */
-    struct flow *lprev, *lnext;     /* the listener's flows */
-    struct sockaddr_storage peer;   /* the client */
+    struct flow *next;            /* bucket chain */
+    struct flow *lprev, *lnext;   /* the listener's flows */
+    struct sockaddr_storage peer; /* the client */
     socklen_t plen;
-    char client[NETADDR_MAX + 1];   /* "ip:port" */
+    char client[NETADDR_MAX + 1]; /* "ip:port" */
     enum flow_state state;
-    bool zombie;                    /* unlinked while opening: freed by on_open/on_fail */
-    tconn_t *c;                     /* FLOW_OPEN */
+    bool zombie; /* unlinked while opening: freed by on_open/on_fail */
+    tconn_t *c;  /* FLOW_OPEN */
     uint64_t sid;
     udpframe_rx_t rx;
     udpframe_txq_t tx;
-    uint64_t retry_at;              /* ms (mono): FLOW_FAILED until then */
+    uint64_t retry_at; /* ms (mono): FLOW_FAILED until then */
     ev_timer idle;
-    ev_tstamp last;                 /* s (ev_now): the last datagram either way */
+    ev_tstamp last; /* s (ev_now): the last datagram either way */
     conncap_slot_t *slot;
 };
 
@@ -69,11 +69,11 @@ struct ulisten {
     struct ulisten *next;
     char resource[NODECFG_NAME_MAX + 1];
     uint16_t port;
-    int fd;                         /* -1: not bound (retrying) */
+    int fd; /* -1: not bound (retrying) */
     ev_io io;
     ev_timer retry;
-    char ingress[NETADDR_MAX + 1];  /* the socket's address, for OPEN */
-    double idle_s;                  /* s */
+    char ingress[NETADDR_MAX + 1]; /* the socket's address, for OPEN */
+    double idle_s;                 /* s */
     uint32_t max_flows, nflows;
     struct flow *flows;
 };
@@ -335,15 +335,16 @@ static void flow_open_stream(struct flow *f)
     }
     free(r);
     if (rc) {
-        h_fail(&f->h, 0, rc == -EPERM ? "this PoP may not take its traffic (labels)"
-                                      : "its site is unknown or offline");
+        h_fail(&f->h, 0,
+               rc == -EPERM ? "this PoP may not take its traffic (labels)"
+                            : "its site is unknown or offline");
         return;
     }
     f->state = FLOW_OPENING;
 }
 
-static struct flow *flow_new(udpin_t *u, struct ulisten *l, const struct sockaddr *sa,
-                             socklen_t sl, uint32_t b)
+static struct flow *flow_new(udpin_t *u, struct ulisten *l, const struct sockaddr *sa, socklen_t sl,
+                             uint32_t b)
 {
     const char *why = NULL;
     conncap_slot_t *slot = NULL;
@@ -547,8 +548,8 @@ void udpin_apply(udpin_t *u, const char *name, const resource_t *r, bool here)
         const char *dns = u->cfg->dns_listen;
         const char *colon = dns[0] ? strrchr(dns, ':') : NULL;
         if (colon && (uint16_t)atoi(colon + 1) == r->udp_port) {
-            log_warn("resource %s: udp port %u is this PoP's DNS port: not listening for it",
-                     name, r->udp_port);
+            log_warn("resource %s: udp port %u is this PoP's DNS port: not listening for it", name,
+                     r->udp_port);
         } else if (ulisten_bind(l, true)) {
             ev_timer_start(u->loop, &l->retry);
         }
@@ -581,8 +582,8 @@ udpin_t *udpin_new(struct ev_loop *loop, dataplane_t *dp, store_t *store, const 
     u->store = store;
     u->cfg = cfg;
     randombytes_buf(u->hkey, sizeof(u->hkey));
-    u->cap = conncap_new(UDPIN_FLOWS_MAX,
-                         test_knob(UDPIN_FLOWS_PER_ADDR, "POPMESH_TEST_UDP_PER_IP"));
+    u->cap =
+        conncap_new(UDPIN_FLOWS_MAX, test_knob(UDPIN_FLOWS_PER_ADDR, "POPMESH_TEST_UDP_PER_IP"));
     return u;
 }
 

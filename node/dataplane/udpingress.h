@@ -28,12 +28,12 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#define UDPIN_FLOWS_MAX      16384      /* flows of every UDP resource of one PoP */
-#define UDPIN_FLOWS_PER_ADDR 256        /* flows of one client address (IPv6 by /64) */
+#define UDPIN_FLOWS_MAX      16384        /* flows of every UDP resource of one PoP */
+#define UDPIN_FLOWS_PER_ADDR 256          /* flows of one client address (IPv6 by /64) */
 #define UDPIN_QUEUE_MAX      (256u << 10) /* bytes queued per flow */
-#define UDPIN_RETRY_MS       1000       /* ms a flow whose stream failed drops datagrams */
-#define UDPIN_RCVBUF         (4u << 20) /* bytes: the socket buffer asked for (bursts) */
-#define UDPIN_BURST          64         /* datagrams read per readiness event, for fairness */
+#define UDPIN_RETRY_MS       1000         /* ms a flow whose stream failed drops datagrams */
+#define UDPIN_RCVBUF         (4u << 20)   /* bytes: the socket buffer asked for (bursts) */
+#define UDPIN_BURST          64           /* datagrams read per readiness event, for fairness */
 
 typedef struct udpin udpin_t;
 struct dataplane;

@@ -25,7 +25,7 @@
 typedef struct udpsite udpsite_t;
 
 typedef struct udpsite_stats {
-    uint64_t flows, flows_opened;      /* now, since start */
+    uint64_t flows, flows_opened; /* now, since start */
     uint64_t dg_to_target, dg_from_target;
     uint64_t dropped_oversize, dropped_queue, send_failed;
 } udpsite_stats_t;
