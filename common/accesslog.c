@@ -21,6 +21,7 @@
  * a line that finds no room is dropped whole. */
 #include "common/accesslog.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/xmalloc.h"
@@ -67,6 +68,10 @@ struct accesslog {
     bool chunked;         /* fd is a pipe or socket: writes of whole lines <= PIPE_BUF */
     struct ev_loop *loop; /* borrowed; NULL: each line written at once */
     ev_prepare flusher;   /* writes buf before the loop blocks */
+    ev_timer deadline;    /* batching: wakes the loop when the oldest line is batch_ms old */
+    size_t batch_bytes;   /* batching (accesslog_set_batch): write once this much is held, */
+    uint32_t batch_ms;    /* or once the oldest line is this old; 0, 0: every iteration */
+    uint64_t first_ms;    /* monotonic ms: when the buffer's oldest line was added */
     char *buf;            /* ACCESSLOG_BUF_MAX bytes: lines not yet written */
     size_t len;           /* bytes in buf */
     size_t nlines;        /* newlines in buf (= lines, the cut one included) */
@@ -206,12 +211,45 @@ static void flush(accesslog_t *l)
     l->len -= off;
 }
 
-/* Before the loop blocks: the lines of this iteration go out. */
+static void deadline_stop(accesslog_t *l)
+{
+    if (ev_is_active(&l->deadline)) {
+        ev_ref(l->loop); /* the reference ev_unref took at the start */
+        ev_timer_stop(l->loop, &l->deadline);
+    }
+}
+
+/* Before the loop blocks: the lines of this iteration go out, or, batching, wait for more
+ * until there are batch_bytes of them or the oldest is batch_ms old (the timer wakes the loop
+ * for that). A cut line's rest never waits. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    accesslog_t *l = w->data;
+    l->stuck = false;
+    if (!l->len)
+        return;
+    if (l->batch_ms && l->len < l->batch_bytes && !l->cut) {
+        uint64_t age = clock_mono_ms() - l->first_ms;
+        if (age < l->batch_ms) {
+            if (!ev_is_active(&l->deadline)) {
+                ev_timer_set(&l->deadline, (double)(l->batch_ms - age) / 1000.0, 0.);
+                ev_timer_start(loop, &l->deadline);
+                ev_unref(loop); /* a batch waiting keeps no loop running */
+            }
+            return;
+        }
+    }
+    deadline_stop(l);
+    flush(l);
+}
+
+/* The oldest line's time is up: the next prepare writes (the timer only wakes the loop). */
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     accesslog_t *l = w->data;
-    l->stuck = false;
+    ev_ref(loop); /* a one-shot timer is stopped now: give back its reference */
     if (l->len)
         flush(l);
 }
@@ -260,8 +298,19 @@ accesslog_t *accesslog_new(struct ev_loop *loop, const char *where, char *err, s
         l->flusher.data = l;
         ev_prepare_start(loop, &l->flusher);
         ev_unref(loop); /* the log alone keeps no loop running */
+        ev_init(&l->deadline, on_deadline);
+        l->deadline.data = l;
     }
     return l;
+}
+
+void accesslog_set_batch(accesslog_t *l, size_t bytes, uint32_t ms)
+{
+    if (!l || !l->loop)
+        return; /* without a loop every line is written at once */
+    l->batch_bytes = bytes < ACCESSLOG_BUF_MAX - ACCESSLOG_LINE_MAX ? bytes
+                                                                    : ACCESSLOG_BUF_MAX - ACCESSLOG_LINE_MAX;
+    l->batch_ms = ms;
 }
 
 void accesslog_destroy(accesslog_t **lp)
@@ -272,6 +321,7 @@ void accesslog_destroy(accesslog_t **lp)
     if (l->loop) {
         ev_ref(l->loop);
         ev_prepare_stop(l->loop, &l->flusher);
+        deadline_stop(l);
     }
     flush(l);
     drop_cut(l);
@@ -594,6 +644,8 @@ void accesslog_write(accesslog_t *l, const accesslog_event_t *ev)
 {
     if (!l)
         return;
+    if (l->len == 0 && l->batch_ms)
+        l->first_ms = clock_mono_ms();
     if (ACCESSLOG_BUF_MAX - l->len < ACCESSLOG_LINE_MAX && !l->stuck)
         flush(l); /* the line might not fit: write the buffer now rather than wait */
     size_t n;

@@ -123,6 +123,14 @@ int accesslog_reopen(accesslog_t *l, char *err, size_t errlen);
 /* Writes what is buffered now, as the loop would before blocking (whole lines; what the file
  * does not take stays buffered). Nothing to do for NULL. */
 void accesslog_flush(accesslog_t *l);
+/* Batching (with a loop): lines are held until there are `bytes` of them or the oldest is `ms`
+ * old, instead of written at the end of every loop iteration, so a busy PoP makes one write(2)
+ * per batch rather than per handful of lines. 0 ms (the default) writes every iteration.
+ * A reopen, accesslog_flush and the close still write at once; a crash loses at most the held
+ * lines. popd uses ACCESSLOG_BATCH_BYTES and ACCESSLOG_BATCH_MS. */
+#define ACCESSLOG_BATCH_BYTES 32768
+#define ACCESSLOG_BATCH_MS    200
+void accesslog_set_batch(accesslog_t *l, size_t bytes, uint32_t ms);
 
 /* Whether to log this event: one_in 0 = never, 1 = always, N = a random one in N. False when
  * l is NULL (the log is off). */

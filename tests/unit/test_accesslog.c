@@ -543,6 +543,73 @@ static void test_batching(void **state)
     tmp_remove(&t);
 }
 
+static void never_fires(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    fail_msg("the 5 s timer fired: the log's deadline did not wake the loop");
+}
+
+/* Batching (accesslog_set_batch): lines wait until the oldest is batch_ms old (the timer wakes
+ * the loop for it) or batch_bytes are held; a waiting batch keeps no loop running; the close
+ * writes what waits. */
+static void test_batch_set(void **state)
+{
+    (void)state;
+    struct tmp t;
+    char err[300];
+    tmp_make(&t);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    accesslog_t *l = accesslog_new(loop, t.path, err, sizeof(err));
+    assert_non_null(l);
+    accesslog_set_batch(l, 1 << 20, 80); /* bytes capped below the buffer */
+    accesslog_event_t ev = full_event("held");
+    for (int i = 0; i < 10; i++)
+        accesslog_write(l, &ev);
+    iterate(loop);
+    iterate(loop);
+    accesslog_stats_t s;
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 0);
+    assert_int_equal(s.pending, 10);
+    /* the timer: a loop that blocks (here for a 5 s timer of someone else, as popd's always
+     * has some watcher) wakes when the oldest line is due, and the lines go */
+    ev_timer other;
+    ev_timer_init(&other, never_fires, 5., 0.);
+    ev_timer_start(loop, &other);
+    ev_tstamp t0 = ev_time();
+    ev_run(loop, EVRUN_ONCE);
+    iterate(loop);
+    ev_timer_stop(loop, &other);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 1);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(count_lines(t.path), 10);
+    assert_true(ev_time() - t0 >= 0.05);
+    /* by size: a batch of 4 KiB goes at the first iteration past it */
+    accesslog_set_batch(l, 4096, 60000);
+    size_t per = line_len(&ev), n = 4096 / per + 1;
+    for (size_t i = 0; i < n - 1; i++)
+        accesslog_write(l, &ev);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 1);
+    accesslog_write(l, &ev);
+    iterate(loop);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.writes, 2);
+    assert_int_equal(count_lines(t.path), 10 + (int)n);
+    /* a batch waiting does not keep the loop running; the close writes it */
+    accesslog_write(l, &ev);
+    iterate(loop);
+    ev_run(loop, 0);
+    accesslog_stats(l, &s);
+    assert_int_equal(s.pending, 1);
+    accesslog_destroy(&l);
+    assert_int_equal(count_lines(t.path), 11 + (int)n);
+    ev_loop_destroy(loop);
+    tmp_remove(&t);
+}
+
 /* A line that could pass ACCESSLOG_BUF_MAX writes the buffer first; every write ends on a
  * line's end. */
 static void test_bound(void **state)
@@ -840,7 +907,7 @@ int main(void)
         cmocka_unit_test(test_file_reopen),     cmocka_unit_test(test_batching),
         cmocka_unit_test(test_bound),           cmocka_unit_test(test_close_flushes),
         cmocka_unit_test(test_short_write),     cmocka_unit_test(test_disk_full),
-        cmocka_unit_test(test_pipe_full),
+        cmocka_unit_test(test_pipe_full),       cmocka_unit_test(test_batch_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,7 +118,12 @@ for r in $(seq 1 "$RUNS"); do
     read -r a n < <(wrk_run "on $r" logged.test) || exit 1
     RON+=("$a")
     CON+=("$(us_per $(($(ticks) - t0)) "$n")")
-    got=$(( $(lines logged.test) - before ))
+    # popd holds lines up to ACCESSLOG_BATCH_MS (200 ms) before it writes them: wait for them
+    for _ in $(seq 1 20); do
+        got=$(( $(lines logged.test) - before ))
+        [ "$got" -ge "$n" ] && break
+        sleep 0.1
+    done
     # wrk counts the requests answered; a few more may have been in flight at its end
     [ "$got" -ge "$n" ] && [ "$got" -le $((n + 64)) ] || fail "run $r: $n requests, $got lines"
     NON=$((NON + got))
