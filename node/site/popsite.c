@@ -1461,6 +1461,14 @@ static void on_dump(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop, (void)revents;
     site_t *s = w->data;
     splice_ctx_dump(s->splices);
+    udpsite_stats_t u;
+    udpsite_stats(s->udp, &u);
+    log_info("popsite: UDP flows %llu (%llu opened), datagrams to targets %llu, from targets %llu; "
+             "dropped: oversize %llu, queue full %llu, send failed %llu",
+             (unsigned long long)u.flows, (unsigned long long)u.flows_opened,
+             (unsigned long long)u.dg_to_target, (unsigned long long)u.dg_from_target,
+             (unsigned long long)u.dropped_oversize, (unsigned long long)u.dropped_queue,
+             (unsigned long long)u.send_failed);
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)

@@ -40,6 +40,7 @@ int udpsite_start(udpsite_t *x, tconn_t *c, uint64_t sid, int fd, void (*done)(v
                   void *ctx);
 /* Whether a stream's user pointer is one of our flows. */
 bool udpsite_owns(const void *user);
+/* The counters (popsite logs them on SIGUSR1). */
 void udpsite_stats(const udpsite_t *x, udpsite_stats_t *st);
 
 /* Stream events for streams udpsite_owns. */

@@ -256,5 +256,8 @@ OVERSIZE=$(jq_ 'j["dataplane"]["udp_dropped"]["oversize"]' "${N[$D]}" status)
 ok "datagrams of 0 and 65,507 bytes carried (udp_datagrams_in +$((IN1 - IN0)), none oversize); the same flows answered after them"
 
 expect_rc 0 mctl "${N[$D]}" status
-expect_in "$WORK/out" "udp"
+expect_in "$WORK/out" "udp       "
+kill -USR1 "${SPID[$OTHER]}"
+wait_for 5 "replica $OTHER's UDP counters on SIGUSR1" grep -q "popsite: UDP flows .* datagrams to targets [1-9]" "$WORK/site-$OTHER.log"
+ok "meshctl status shows the udp line; popsite $OTHER logs its UDP counters on SIGUSR1"
 done_testing
