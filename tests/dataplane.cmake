@@ -23,3 +23,5 @@ popmesh_integration(proxy_protocol)
 popmesh_unit_test(test_udpframe popmesh_tconn)
 popmesh_fuzz(fuzz_udpframe popmesh_tconn)
 popmesh_integration(udp_resource)
+# Datagram sizes at the payload limit over IPv6 (0, 65,507 carried; 65,508 and 65,527 dropped).
+popmesh_integration(udp_oversize)
