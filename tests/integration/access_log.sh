@@ -73,6 +73,9 @@ code() { # code PORT HOST PATH [curl args]
     shift 3
     curl -s -m 5 -o /dev/null -w '%{http_code}' -H "Host: $host" "$@" "http://127.0.0.1:$port$path"
 }
+# popd holds lines up to 200 ms (ACCESSLOG_BATCH_MS) before it writes them: a count taken as a
+# baseline waits that out, so lines of earlier requests do not land after it.
+settle() { sleep 0.4; }
 ready() { for i in 1 2 3; do [ "$(code "${H[$i]}" open.test /)" = 200 ] || return 1; done; }
 wait_for 20 "the open app through every PoP" ready
 # the quiet resource's sampling must have reached pop-2 before its connections below
@@ -81,6 +84,7 @@ wait_for 10 "pop-2 sees quiet's access_log off" \
 
 # ---- 1. HTTP requests at pop-1, allowed and refused ----
 : >"${LOG[1]}.mark" # lines before this point are the readiness probes
+settle
 BEFORE=$(wc -l <"${LOG[1]}")
 [ "$(code "${H[1]}" open.test "/hello?token=QSECRET1")" = 200 ] || fail "open GET"
 [ "$(code "${H[1]}" app.test "/private?x=QSECRET2")" = 302 ] || fail "no session: not 302"
@@ -164,6 +168,7 @@ def walk(o):
         for x in o: walk(x)
 walk(rows)
 print(" ".join(sorted(pops)))')
+settle
 B2=$(wc -l <"${LOG[2]}")
 for i in 1 2 3; do
     [ "$(code "${H[$i]}" open.test /route$i)" = 200 ] || fail "GET /route$i at pop-$i"
@@ -180,6 +185,7 @@ grep -q /route3 "${LOG[1]}" "${LOG[2]}" && fail "pop-3's request was logged by a
 ok "pop-2's line names its route: ingress pop-2, egress a PoP holding the site's tunnel ($ATTACHED), site replica; pop-3 (log off) writes nothing"
 
 # ---- 2. a TCP connection: bytes both ways ----
+settle
 B2=$(wc -l <"${LOG[2]}")
 SENT=$("$PY" - "$TP" <<'PY'
 import socket, sys
@@ -218,11 +224,13 @@ for b in range(256):
         while s.recv(65536): pass
         s.close()
 PY
+settle
 check_lines "${LOG[1]}" 0 'assert len(L) > 500, len(L)'
 ok "512 requests with every byte value in the path or the Host: every line of the log parses"
 
 # ---- 4. logrotate: rename, SIGHUP, a new file ----
 mv "${LOG[1]}" "${LOG[1]}.1"
+settle
 OLD=$(wc -l <"${LOG[1]}.1")
 kill -HUP "$N1_PID"
 wait_for 5 "pop-1 reopens its access log" grep -q "access log ${LOG[1]} reopened" "$WORK/n1.log"
