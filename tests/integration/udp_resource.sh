@@ -184,6 +184,9 @@ for i in 1 2 3; do
     wait_for 20 "dig through pop-$i answered" sh -c "dig @${ING[$i]} -p $RP -b 127.0.2.$i +short +tries=1 +time=1 www.example.test | grep -qx 192.0.2.7"
 done
 ok "dig www.example.test through each of the 3 PoPs' UDP port answers 192.0.2.7"
+expect_rc 0 mctl "${N[1]}" --json targets dns
+[ "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["resources"][0]["targets"][0]["state"])' "$WORK/out")" = unknown ] ||
+    fail "meshctl targets dns: $(cat "$WORK/out")"
 
 # ---- 1. direct and relayed ----
 HELD=$(replicas_pops)
