@@ -479,8 +479,10 @@ static int ulisten_bind(struct ulisten *l, bool log)
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    int one = 1, rb = UDPIN_RCVBUF;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* No SO_REUSEADDR: UDP has no TIME_WAIT to step over, and on Linux it would let a second
+     * socket (another resource, the PoP's name server) bind the same port and take part of
+     * its datagrams. A port in use fails here and is retried. */
+    int rb = UDPIN_RCVBUF;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &rb, sizeof(rb));
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {

@@ -4,7 +4,8 @@
 # server behind it. Through the mesh: an empty datagram comes back empty; one of 65,507 bytes
 # (the payload limit) comes back whole and byte-exact; one of 65,508 and one of 65,527 are
 # dropped at the PoP and counted as oversize (udp_dropped.oversize), and the same client flow
-# is still echoed afterwards.
+# is still echoed afterwards. Then a UDP port held by another program: the bind failure is
+# logged and retried, and the resource is served once the port is free.
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 
@@ -66,4 +67,16 @@ echo "# $RES"
 OV=$(mctl "$WORK/n1" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"]["udp_dropped"]["oversize"])')
 [ "$OV" = 2 ] || fail "udp_dropped.oversize is $OV, want 2"
 ok "0 bytes and 65,507 bytes come back byte-exact; 65,508 and 65,527 dropped and counted (oversize $OV); the flow still echoes"
+
+# A UDP port held by another program: the PoP says so, retries, and binds once it is free.
+P2=$(free_port)
+"$PY" -c 'import socket,sys,time; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::1", int(sys.argv[1]))); time.sleep(float(sys.argv[2]))' "$P2" 3 &
+HOLDER=$!
+sleep 0.3
+expect_rc 0 mctl "$WORK/n1" resource add echo2 --site s1 --target "127.0.0.1:$EPORT" --udp-port "$P2"
+wait_for 5 "the bind failure logged" grep -q "resource echo2: cannot bind UDP \[::1\]:$P2: Address already in use (retrying every second)" "$WORK/n1.log"
+wait "$HOLDER"
+wait_for 5 "echo2 bound once the port is free" grep -q "resource echo2: listening on UDP \[::1\]:$P2" "$WORK/n1.log"
+wait_for 5 "an echo through [::1]:$P2" "$PY" "$WORK/udp.py" until "$P2"
+ok "a UDP port held by another program: bind failure logged, retried, served ${WAITED} s after it was freed"
 done_testing
