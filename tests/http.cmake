@@ -19,3 +19,6 @@ set_property(TEST integration.http_limits PROPERTY TIMEOUT 180)
 popmesh_integration(http_config)
 # The listener out of descriptors: accept() backs off instead of spinning, and recovers.
 popmesh_integration(http_accept)
+# HTTPS origins: an nginx origin with a certificate from a test CA, verified with --ca, refused
+# (502, logged) with another CA or none, accepted with --insecure-skip-verify; the SNI nginx saw.
+popmesh_integration(https_origin)

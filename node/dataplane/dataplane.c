@@ -684,6 +684,33 @@ static const route_table_t *routes_for(dataplane_t *dp, const resource_t *r)
 
 /* ---- site information ------------------------------------------------------------------- */
 
+/* Adds the originca/ record of id to in's cas, once. A CA not here yet (replication brings the
+ * resource first) is left out: the site then refuses that resource's streams until the next
+ * INFO, which a change of the site's resources sends. */
+static void info_add_ca(dataplane_t *dp, sm_info_t *in, const uint8_t id[32])
+{
+    uint8_t have[32];
+    for (uint32_t i = 0; i < in->ncas; i++) {
+        resource_ca_id(in->cas[i], strlen(in->cas[i]), have);
+        if (!memcmp(have, id, 32))
+            return;
+    }
+    if (in->ncas >= SM_CAS_MAX)
+        return;
+    char key[RESOURCE_CA_KEY_MAX];
+    resource_ca_key(id, key, sizeof(key));
+    store_entry_t e;
+    if (store_get(dp->o.store, key, strlen(key), &e))
+        return;
+    const char *why;
+    if (!e.tombstone && e.value &&
+        resource_ca_parse(e.value, e.vlen, id, in->cas[in->ncas], sizeof(in->cas[0]), &why) == 0)
+        in->ncas++;
+    else if (!e.tombstone)
+        log_warn("data plane: %s: %s", key, e.value ? why : "empty");
+    store_entry_free(&e);
+}
+
 /* The PoPs a site may use (alive now) and the checks of its resources' targets. Reads only
  * the site's own resources, by name: every replica of a site is told the same. */
 static void send_info(struct peer *p, bool force)
@@ -722,6 +749,8 @@ static void send_info(struct peer *p, bool force)
         if ((!dp->res[i].multi && strcmp(dp->res[i].site, p->site)) ||
             resource_get(dp->o.store, dp->res[i].name, r))
             continue;
+        if (r->has_origin_ca)
+            info_add_ca(dp, in, r->origin_ca);
         for (unsigned k = 0; k < r->ntargets && in->nchecks < SM_CHECKS_MAX; k++) {
             if (!resource_target_in(r, k, p->site)) /* another site's network */
                 continue;
@@ -1202,6 +1231,9 @@ static void ingress_open_on(struct ingress *in, struct peer *p)
     }
     o->sticky = in->res.sticky;
     o->proxy = in->res.proxy_protocol; /* TCP resources only (resource_check) */
+    o->tls = in->res.origin_tls; /* https:// targets: the site speaks TLS to them */
+    o->has_ca = in->res.has_origin_ca;
+    memcpy(o->ca, in->res.origin_ca, sizeof(o->ca));
     seal_keys_t keys;
     const char *why = "";
     bool sealed = ingress_seal(in, o, &keys, &why);

@@ -132,7 +132,7 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
     bool w = false; /* weights only when one is not 1: what the version before sent */
     for (uint32_t i = 0; i < o->ntargets; i++)
         w |= o->weights[i] > 1;
-    bool origin = o->proxy != 0; /* the 11th field, only when set */
+    bool origin = o->proxy != 0 || o->tls != 0; /* the 11th field, only when set */
     w |= o->sealed || origin; /* the seal field is the 10th: the weights come before it */
     msgpack_pack_array(pk, origin ? 11 : o->sealed ? 10 : w ? 9 : 8); /* a site that predates
                                                                        * ingress (or weights)
@@ -168,8 +168,15 @@ void sm_pack_open(msgpack_packer *pk, const sm_open_t *o)
         msgpack_pack_nil(pk); /* not sealed */
     }
     if (origin) {
-        msgpack_pack_array(pk, 1);
+        msgpack_pack_array(pk, o->tls ? 3 : 1);
         msgpack_pack_uint8(pk, o->proxy);
+        if (o->tls) {
+            msgpack_pack_uint8(pk, o->tls);
+            if (o->has_ca)
+                mpw_bin(pk, o->ca, sizeof(o->ca));
+            else
+                msgpack_pack_nil(pk);
+        }
     }
 }
 
@@ -241,10 +248,24 @@ int sm_decode_open(const uint8_t *buf, size_t len, sm_open_t *o, const char **wh
     }
     if (n >= 11) {
         uint64_t proxy;
-        if (mpr_array(&r, &c) || c < 1 || mpr_uint(&r, &proxy) || proxy > 2 ||
-            skip_rest(&r, c, 1))
+        if (mpr_array(&r, &c) || c < 1 || mpr_uint(&r, &proxy) || proxy > 2)
             BAD("open: origin is not [proxy protocol 0, 1 or 2]");
         o->proxy = (uint8_t)proxy;
+        if (c >= 2) {
+            uint64_t tls;
+            if (mpr_uint(&r, &tls) || tls > 2)
+                BAD("open: origin's tls is not 0, 1 or 2");
+            o->tls = (uint8_t)tls;
+        }
+        if (c >= 3 && r.left && r.p[0] == 0xc0) {
+            mpr_nil(&r);
+        } else if (c >= 3) {
+            if (get_bin(&r, o->ca, sizeof(o->ca)))
+                BAD("open: origin's ca is not a 32-byte id");
+            o->has_ca = true;
+        }
+        if (skip_rest(&r, c, c >= 3 ? 3 : c))
+            BAD("open: bad origin");
     }
     if (skip_rest(&r, n, n >= 11 ? 11 : n >= 10 ? 10 : n >= 9 ? 9 : n >= 8 ? 8 : 7) || r.left)
         BAD("open: trailing bytes");
@@ -290,6 +311,12 @@ void sm_open_bind(const sm_open_t *o, uint8_t out[32])
         crypto_generichash_update(&h, (const uint8_t *)"origin", 6);
         PUT_U64(o->proxy);
     }
+    if (o->tls) { /* likewise: a relay can neither turn TLS off nor swap the CA */
+        crypto_generichash_update(&h, (const uint8_t *)"origin tls", 10);
+        PUT_U64(o->tls);
+        PUT_U64(o->has_ca);
+        crypto_generichash_update(&h, o->ca, sizeof(o->ca));
+    }
 #undef PUT_U64
 #undef PUT_STR
     crypto_generichash_final(&h, out, 32);
@@ -329,7 +356,7 @@ void sm_pack_status(msgpack_packer *pk, const sm_status_t *s)
 
 void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
 {
-    msgpack_pack_array(pk, 4);
+    msgpack_pack_array(pk, in->ncas ? 5 : 4); /* cas only when there are some */
     msgpack_pack_uint8(pk, SM_VERSION);
     msgpack_pack_uint8(pk, SM_CTL_INFO);
     msgpack_pack_array(pk, in->npops);
@@ -361,6 +388,11 @@ void sm_pack_info(msgpack_packer *pk, const sm_info_t *in)
         msgpack_pack_uint32(pk, k->hc.fall);
         mpw_str(pk, k->hc.status);
         mpw_str(pk, k->hc.host);
+    }
+    if (in->ncas) {
+        msgpack_pack_array(pk, in->ncas);
+        for (uint32_t i = 0; i < in->ncas; i++)
+            mpw_str(pk, in->cas[i]);
     }
 }
 
@@ -475,10 +507,18 @@ int sm_decode_ctl(const uint8_t *buf, size_t len, int *type, sm_status_t *st, sm
         for (uint32_t i = 0; i < c; i++)
             if (decode_check(&r, &in->checks[i], false))
                 BAD("info: bad check");
+        if (n >= 5) {
+            if (mpr_array(&r, &c) || c > SM_CAS_MAX)
+                BAD("info: too many CAs");
+            in->ncas = c;
+            for (uint32_t i = 0; i < c; i++)
+                if (get_str(&r, in->cas[i], sizeof(in->cas[i]), false))
+                    BAD("info: a CA is not a string of at most 8192 bytes");
+        }
     } else {
         BAD("ctl: unexpected type");
     }
-    if (skip_rest(&r, n, 4) || r.left)
+    if (skip_rest(&r, n, n >= 5 ? 5 : 4) || r.left)
         BAD("ctl: trailing bytes");
     *type = (int)t;
     return 0;

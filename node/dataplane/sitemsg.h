@@ -13,7 +13,8 @@
  *   OPEN target      [1, resource: str, site: uint, path: [uint], client: str,
  *                     targets: [str], sticky: bool, ingress: str, [weights: [uint],
  *                     [seal: [ingress id: uint, epk: bin 32, salt: bin 16, suite: uint,
- *                             ingress key: bin 32], [origin: [proxy: uint]]]]]
+ *                             ingress key: bin 32], [origin: [proxy: uint, [tls: uint,
+ *                             ca: bin 32 | nil]]]]]]
  *       seal: the stream is sealed end to end by the ingress PoP for the site (tunnel/seal.h;
  *       weights are then always written, so the seal stays the 10th field; nil there means
  *       not sealed, for a writer with a later field). Relays carry it on unchanged; the site
@@ -24,6 +25,11 @@
  *       are the header's source and destination, node/site/proxyproto.h). Fields after the
  *       known ones are skipped. An older site skips the whole field and connects without
  *       the header, which the target then refuses: the operator sees it in its log.
+ *       tls (0..2, enum resource_origin_tls) says the site speaks TLS to the target (1:
+ *       certificate checked against the system store and ca; 2: not checked); ca is the id
+ *       of a CA (resource_ca_id) from INFO's cas, nil when none. Written only with tls, so
+ *       an origin of proxy alone stays [proxy]. An older site skips the whole field and
+ *       would speak plain TCP to a TLS port, which the target refuses.
  *       client: where the ingress client connected from, as the ingress PoP saw it;
  *       ingress: where it connected to (the PoP's local address), "" when unknown (a reader that
  *       predates it, expecting 7 fields, skips it as an unknown trailing field). The
@@ -60,7 +66,10 @@
  *       region: the PoP's region ("" = none; else a node name, nodecfg_check_name), which the
  *       site spreads its tunnels over; a PoP entry of 4 fields (an older PoP) has region "".
  *       A sixth field, avoid: bool, written only when true: the PoP may not carry some of the
- *       site's resources (their transit labels), so the site prefers the others. */
+ *       site's resources (their transit labels), so the site prefers the others.
+ *       A fifth INFO field, cas: [str], written only when not empty: the CAs (PEM, at most
+ *       SM_CA_MAX bytes each, SM_CAS_MAX of them) of the site's resources with https://
+ *       targets, which OPEN's origin names by id. */
 #ifndef POPMESH_NODE_DATAPLANE_SITEMSG_H
 #define POPMESH_NODE_DATAPLANE_SITEMSG_H
 
@@ -82,6 +91,8 @@
 #define SM_HC_HOST_MAX   260 /* bytes of a check's Host ("name:port") */
 #define SM_WEIGHT_MAX    1000
 #define SM_HOSTNAME_MAX  64 /* bytes of a connector's host name (HOST_NAME_MAX) */
+#define SM_CA_MAX        8192 /* bytes of one CA in INFO (RESOURCE_CA_MAX) */
+#define SM_CAS_MAX       8    /* CAs in one INFO */
 
 #define SM_UDP_SCHEME    "udp://" /* a UDP resource's target in OPEN and INFO */
 #define SM_UDP_HEALTH    "udp"    /* INFO's health of such a target: the site does not check it */
@@ -128,6 +139,9 @@ typedef struct sm_open {
                             * for a site that does not know that PoP (INFO lists at most
                             * SM_POPS_MAX) */
     uint8_t proxy;         /* origin: the PROXY protocol version to write (1, 2), 0 = none */
+    uint8_t tls;           /* origin: 0 plain, 1 TLS checked, 2 TLS unchecked */
+    bool has_ca;           /* origin: ca is set */
+    uint8_t ca[32];        /* origin: the id of the targets' CA (INFO's cas) */
 } sm_open_t;
 
 /* A resource's health-check settings; all zero / "" = the site's defaults. */
@@ -178,6 +192,8 @@ typedef struct sm_info {
     sm_pop_t pops[SM_POPS_MAX];
     uint32_t nchecks;
     sm_check_t checks[SM_CHECKS_MAX]; /* target and health only */
+    uint32_t ncas;
+    char cas[SM_CAS_MAX][SM_CA_MAX + 1]; /* PEM, NUL-terminated */
 } sm_info_t;
 
 void sm_pack_hello(msgpack_packer *pk, const sm_hello_t *h);

@@ -9,6 +9,7 @@
  *                  path_prefix?, auth?, allow_users?, allow_groups?, no_https_redirect?,
  *                  hsts?, tls?, hc_interval_ms?, hc_timeout_ms?, hc_rise?, hc_fall?,
  *                  hc_status?, hc_host?, access_log?, require_2fa?, proxy_protocol?,
+ *                  insecure_skip_verify?, origin_ca? (targets may be https://HOST:PORT),
  *                  udp_port?, udp_idle?, udp_max_flows?} -> the record
  *   resource.set  {name, access_log?, require_2fa?, proxy_protocol?} -> the record (settings
  *                 changed in place)
@@ -533,6 +534,30 @@ static int arg_targets(const ctl_request_t *req, msgpack_packer *pk, resource_t 
         uint32_t sl;
         if (mpr_str(&mr, &s, &sl))
             return control_error(pk, CTL_BAD_REQUEST, "target %u is not a string", i + 1);
+        /* A scheme first, for every target or none: https:// has the site speak TLS to the
+         * targets (origin_tls), http:// is what a target without one means. */
+        const char *sep = sl > 3 ? memmem(s, sl, "://", 3) : NULL;
+        int tls = -1;
+        if (sep) {
+            size_t kl = (size_t)(sep - s);
+            if (kl == 5 && !memcmp(s, "https", 5))
+                tls = 1;
+            else if (kl == 4 && !memcmp(s, "http", 4))
+                tls = 0;
+            else
+                return control_error(pk, CTL_BAD_REQUEST,
+                                     "target %u: scheme '%.*s' is not http or https (write "
+                                     "https://HOST:PORT for a TLS origin, or HOST:PORT)",
+                                     i + 1, (int)(kl > 16 ? 16 : kl), s);
+            sl -= (uint32_t)(kl + 3);
+            s = sep + 3;
+        }
+        if (i > 0 && (tls == 1) != (r->origin_tls != 0))
+            return control_error(pk, CTL_BAD_REQUEST,
+                                 "target %u: every target of a resource is https:// or none is",
+                                 i + 1);
+        if (tls == 1)
+            r->origin_tls = RESOURCE_ORIGIN_TLS;
         /* A site name has no '/', and neither has HOST:PORT: the first one splits them. */
         const char *slash = memchr(s, '/', sl);
         if (slash) {
@@ -785,6 +810,7 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     const char *why = "";
     uint64_t port = 0;
     bool replace = false;
+    char *ca_pem = NULL; /* origin_ca's PEM, stored as originca/<id> */
     int rc = arg_name(req, pk, "resource", r->name);
     if (rc != CTL_OK)
         goto out;
@@ -839,6 +865,37 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
         goto out;
     if ((rc = arg_proxy_protocol(req, pk, r)) != CTL_OK)
         goto out;
+    bool insecure = false;
+    if (arg_bool(req, "insecure_skip_verify", &insecure) < 0) {
+        rc = control_error(pk, CTL_BAD_REQUEST, "insecure_skip_verify must be true or false");
+        goto out;
+    }
+    if (insecure && !r->origin_tls) {
+        rc = control_error(pk, CTL_BAD_REQUEST,
+                           "insecure_skip_verify is for https:// targets (it skips their "
+                           "certificate checks)");
+        goto out;
+    }
+    if (insecure)
+        r->origin_tls = RESOURCE_ORIGIN_TLS_INSECURE;
+    const uint8_t *cav;
+    size_t cal;
+    if (ctl_arg(req, "origin_ca", &cav, &cal) == 1) {
+        mpr_t cr;
+        const char *cs;
+        uint32_t cl;
+        mpr_init(&cr, cav, cal);
+        if (mpr_str(&cr, &cs, &cl) || resource_ca_check(cs, cl, &why)) {
+            rc = control_error(pk, CTL_BAD_REQUEST, "origin_ca: %s",
+                               *why ? why : "not a string");
+            goto out;
+        }
+        ca_pem = xmalloc((size_t)cl + 1);
+        memcpy(ca_pem, cs, cl);
+        ca_pem[cl] = '\0';
+        resource_ca_id(ca_pem, cl, r->origin_ca);
+        r->has_origin_ca = true; /* resource_check: only with checked https:// targets */
+    }
     /* resource_check judges the labels themselves (names, distinct). */
     if ((rc = arg_names(req, pk, "transit_labels", r->transit_labels, &r->ntransit_labels,
                         RESOURCE_LABELS_MAX)) !=
@@ -929,6 +986,17 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     }
 
     r->created_ms = orc == 0 ? old.created_ms : clock_wall_ms();
+    if (ca_pem) { /* the CA before the resource naming it, so no PoP reads one without it */
+        char ckey[RESOURCE_CA_KEY_MAX];
+        resource_ca_key(r->origin_ca, ckey, sizeof(ckey));
+        struct packed cp;
+        resource_ca_pack(packed_begin(&cp), ca_pem, strlen(ca_pem));
+        if (put_packed(m, ckey, &cp)) {
+            rc = control_error(pk, CTL_FAILED, "cannot store the CA of resource '%s': %s",
+                               r->name, store_last_error(store));
+            goto out;
+        }
+    }
     char key[RESOURCE_KEY_MAX];
     resource_key(r->name, key, sizeof(key));
     struct packed p;
@@ -944,6 +1012,7 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
              r->host[0] ? r->host : "-", r->path_prefix, r->site, r->ntargets);
     rc = CTL_OK;
 out:
+    free(ca_pem);
     free(r);
     return rc;
 }
@@ -1044,7 +1113,7 @@ const control_command_t meshadmin_commands[] = {
      "[path_prefix: str] [auth: none|login] [allow_users: [str]] [allow_groups: [str]] "
      "[no_https_redirect: bool] [hsts: uint (s)] [health: tcp|http:/PATH] [sticky: bool] "
      "[tls: bool (TLS on tcp_port)] [access_log: on|off|sample:N] [require_2fa: bool] "
-     "[proxy_protocol: v1|v2|off] "
+     "[proxy_protocol: v1|v2|off] [insecure_skip_verify: bool] [origin_ca: str (PEM)] "
      "[udp_port: uint (instead of tcp_port and host)] [udp_idle: uint (s)] "
      "[udp_max_flows: uint] [replace: bool] -> the resource"},
     {"resource.set", cmd_resource_set,

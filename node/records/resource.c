@@ -25,6 +25,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sodium.h>
+
 int resource_key(const char *name, char *out, size_t len)
 {
     if (nodecfg_check_name(name))
@@ -524,6 +526,16 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
         return refuse(why_buf, why_len, why,
                       "proxy_protocol is for TCP resources: it needs a tcp_port and no host (the "
                       "HTTP ingress names the client in X-Forwarded-For)");
+    if (r->origin_tls > RESOURCE_ORIGIN_TLS_INSECURE)
+        return refuse(why_buf, why_len, why, "origin_tls must be 0, 1 or 2");
+    if (r->has_origin_ca && r->origin_tls != RESOURCE_ORIGIN_TLS)
+        return refuse(why_buf, why_len, why,
+                      "a CA for the targets needs https:// targets whose certificates are "
+                      "checked (not with insecure_skip_verify)");
+    if (r->origin_tls && r->health == RESOURCE_HEALTH_HTTP)
+        return refuse(why_buf, why_len, why,
+                      "an http: health check speaks plain HTTP: use --health tcp with https:// "
+                      "targets");
     if (r->tls && r->tcp_port == 0)
         return refuse(why_buf, why_len, why,
                       "tls needs a tcp_port (HTTP hosts get TLS from the HTTPS listener)");
@@ -571,9 +583,16 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
                          (r->access_log ? 1 : 0) + (r->host[0] && r->require_2fa ? 1 : 0) +
                          (r->proxy_protocol ? 1 : 0) +
                          (r->udp_port ? 1 + (r->udp_idle_s ? 1 : 0) + (r->udp_max_flows ? 1 : 0)
-                                      : 0));
+                                      : 0) +
+                         (r->origin_tls ? 1 : 0) + (r->has_origin_ca ? 1 : 0));
     if (r->proxy_protocol) /* only when set, like the fields below */
         mpw_kv_u64(pk, "proxy_protocol", r->proxy_protocol);
+    if (r->origin_tls) /* likewise */
+        mpw_kv_u64(pk, "origin_tls", r->origin_tls);
+    if (r->has_origin_ca) {
+        mpw_str(pk, "origin_ca");
+        mpw_bin(pk, r->origin_ca, sizeof(r->origin_ca));
+    }
     if (r->access_log) { /* only when not the default, like the fields below */
         char al[RESOURCE_ACCESS_LOG_STR];
         resource_access_log_str(r->access_log, al, sizeof(al));
@@ -830,6 +849,20 @@ static int read_ingress(mpr_t *r, void *dst, const char **why)
     return read_label_list(r, res->ingress_labels, &res->ningress_labels, why);
 }
 
+static int read_origin_ca(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    const uint8_t *b;
+    uint32_t n;
+    if (mpr_bin(r, &b, &n) || n != sizeof(res->origin_ca)) {
+        *why = "origin_ca is not a 32-byte id";
+        return -EBADMSG;
+    }
+    memcpy(res->origin_ca, b, n);
+    res->has_origin_ca = true;
+    return 0;
+}
+
 int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t *res, char *why_buf,
                    size_t why_len, const char **why)
 {
@@ -837,6 +870,7 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
     char host[RESOURCE_HOST_MAX + 64] = "", prefix[RESOURCE_PREFIX_MAX + 64] = "", auth[16] = "";
     uint64_t port = 0, hsts = 0, hc_num[4] = {0, 0, 0, 0};
     uint64_t proxy = UINT64_MAX; /* stays so when the record has no proxy_protocol */
+    uint64_t origin_tls = UINT64_MAX; /* likewise */
     uint64_t udp[3] = {UINT64_MAX, UINT64_MAX, UINT64_MAX}; /* udp_port, udp_idle, udp_max_flows */
     char hc_status[RESOURCE_HC_STATUS_STR + 64] = "", hc_host[RESOURCE_HC_HOST_MAX + 64] = "";
     char access_log[RESOURCE_ACCESS_LOG_STR + 16] = "";
@@ -874,6 +908,8 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"require_2fa", MPF_BOOL, &res->require_2fa, 0, false, false, NULL},
         /* Read through its sentinel, not its index: entries may be added before it. */
         {"proxy_protocol", MPF_U64, &proxy, 0, false, false, NULL},
+        {"origin_tls", MPF_U64, &origin_tls, 0, false, false, NULL},
+        {"origin_ca", MPF_CUSTOM, res, 0, false, false, read_origin_ca},
         /* UDP: read through their sentinels too (UINT64_MAX: absent). */
         {"udp_port", MPF_U64, &udp[0], 0, false, false, NULL},
         {"udp_idle", MPF_U64, &udp[1], 0, false, false, NULL},
@@ -920,6 +956,13 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
             goto out;
         }
         *hc_dst[i] = (uint32_t)hc_num[i];
+    }
+    if (origin_tls != UINT64_MAX) { /* written only when set: 1 or 2 */
+        if (origin_tls != RESOURCE_ORIGIN_TLS && origin_tls != RESOURCE_ORIGIN_TLS_INSECURE) {
+            *why = "origin_tls is not 1 or 2";
+            goto out;
+        }
+        res->origin_tls = (uint8_t)origin_tls;
     }
     if (proxy != UINT64_MAX) { /* written only when set: 1 or 2 */
         if (proxy != 1 && proxy != 2) {
@@ -1009,6 +1052,64 @@ out:
 }
 
 /* ---- access log -------------------------------------------------------------------------- */
+
+void resource_ca_id(const char *pem, size_t len, uint8_t id[32])
+{
+    crypto_generichash(id, 32, (const uint8_t *)pem, len, (const uint8_t *)"popmesh originca", 16);
+}
+
+void resource_ca_key(const uint8_t id[32], char *out, size_t len)
+{
+    char hex[65];
+    sodium_bin2hex(hex, sizeof(hex), id, 32);
+    snprintf(out, len, "%s%s", RESOURCE_CA_PREFIX, hex);
+}
+
+int resource_ca_check(const char *pem, size_t len, const char **why)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    if (len == 0 || len > RESOURCE_CA_MAX) {
+        *why = "the CA file is empty or larger than 8192 bytes";
+        return -EINVAL;
+    }
+    if (len < sizeof(begin) - 1 || memcmp(pem, begin, sizeof(begin) - 1)) {
+        *why = "the CA file does not start with -----BEGIN CERTIFICATE----- (PEM)";
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < len; i++)
+        if ((pem[i] < ' ' || pem[i] > '~') && pem[i] != '\n' && pem[i] != '\r') {
+            *why = "the CA file holds bytes that are not PEM text";
+            return -EINVAL;
+        }
+    return 0;
+}
+
+void resource_ca_pack(msgpack_packer *pk, const char *pem, size_t len)
+{
+    msgpack_pack_map(pk, 1);
+    mpw_str(pk, "pem");
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, pem, len);
+}
+
+int resource_ca_parse(const uint8_t *buf, size_t len, const uint8_t id[32], char *pem, size_t cap,
+                      const char **why)
+{
+    mpf_t fs[] = {{"pem", MPF_STR, pem, cap, true, false, NULL}};
+    pem[0] = '\0';
+    if (mpf_parse(buf, len, fs, 1, why))
+        return -EBADMSG;
+    uint8_t got[32];
+    size_t n = strlen(pem);
+    if (resource_ca_check(pem, n, why))
+        return -EBADMSG;
+    resource_ca_id(pem, n, got);
+    if (sodium_memcmp(got, id, 32)) {
+        *why = "originca: the PEM does not hash to the record's key";
+        return -EBADMSG;
+    }
+    return 0;
+}
 
 int resource_proxy_protocol_parse(const char *s, size_t len, uint8_t *out)
 {

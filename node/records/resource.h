@@ -78,6 +78,17 @@
  *                         only: it needs a tcp_port and no host (the HTTP ingress says who
  *                         the client is in X-Forwarded-For), and no tls origin.
  *
+ * HTTPS ORIGINS, optional and written only when set (older readers skip them):
+ *   origin_tls? uint     1: the site speaks TLS to the targets (resource add --target
+ *                        https://HOST:PORT), SNI the target's host, the certificate checked
+ *                        against the system store and origin_ca; 2: TLS without any
+ *                        certificate check (--insecure-skip-verify, explicit and listed).
+ *                        Not with an http: health check (it speaks plain HTTP).
+ *   origin_ca?  bin 32   with origin_tls 1: the id (resource_ca_id) of a CA the targets'
+ *                        certificates may chain to, stored apart as originca/<id hex>
+ *                        {pem: str} so the resource stays small (it is copied per
+ *                        connection) and INFO carries each CA once (node/site/origintls.h).
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -99,6 +110,9 @@
 #include <stdint.h>
 
 #define RESOURCE_PREFIX        "resource/"
+#define RESOURCE_CA_PREFIX     "originca/"
+#define RESOURCE_CA_MAX        8192 /* bytes of an origin CA (PEM) */
+#define RESOURCE_CA_KEY_MAX    (sizeof(RESOURCE_CA_PREFIX) + 64) /* with the NUL */
 #define RESOURCE_TARGETS_MAX   16
 #define RESOURCE_HTTP_PATH_MAX 200                          /* bytes of the PATH in "http:/PATH" */
 #define RESOURCE_HEALTH_MAX    (5 + RESOURCE_HTTP_PATH_MAX) /* bytes of "http:" + PATH */
@@ -135,6 +149,12 @@
 enum resource_health {
     RESOURCE_HEALTH_TCP = 0, /* "tcp": connecting is enough */
     RESOURCE_HEALTH_HTTP,    /* "http:/PATH": GET PATH must answer 2xx or 3xx */
+};
+
+enum resource_origin_tls {
+    RESOURCE_ORIGIN_PLAIN = 0,        /* plain TCP to the targets */
+    RESOURCE_ORIGIN_TLS = 1,          /* TLS, certificate checked */
+    RESOURCE_ORIGIN_TLS_INSECURE = 2, /* TLS, no certificate check (--insecure-skip-verify) */
 };
 
 enum resource_auth {
@@ -200,6 +220,11 @@ typedef struct resource {
     uint16_t udp_port;      /* on every PoP; 0 = not a UDP resource */
     uint32_t udp_idle_s;    /* s: 0 = RESOURCE_UDP_IDLE_DEFAULT, else 1..RESOURCE_UDP_IDLE_MAX */
     uint32_t udp_max_flows; /* 0 = RESOURCE_UDP_FLOWS_DEFAULT, else 1..RESOURCE_UDP_FLOWS_MAX */
+    /* origin_tls?, origin_ca?: how the site reaches the targets (enum resource_origin_tls),
+     * and the id of their CA (originca/), has_origin_ca saying whether there is one. */
+    uint8_t origin_tls;
+    bool has_origin_ca;
+    uint8_t origin_ca[32];
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
@@ -251,6 +276,20 @@ uint32_t resource_access_log_one_in(const resource_t *r);
 int resource_proxy_protocol_parse(const char *s, size_t len, uint8_t *out);
 /* "off", "v1" or "v2". */
 const char *resource_proxy_protocol_str(uint8_t v);
+
+/* An origin CA's id: a 32-byte BLAKE2b hash of its PEM text. */
+void resource_ca_id(const char *pem, size_t len, uint8_t id[32]);
+/* "originca/<id as 64 hex digits>" into out (RESOURCE_CA_KEY_MAX bytes). */
+void resource_ca_key(const uint8_t id[32], char *out, size_t len);
+/* Checks an origin CA's text: 1..RESOURCE_CA_MAX bytes of printable ASCII and line ends,
+ * starting with a PEM certificate ("-----BEGIN CERTIFICATE-----"). 0 or -EINVAL with why. */
+int resource_ca_check(const char *pem, size_t len, const char **why);
+/* The originca/ record: {pem: str}. */
+void resource_ca_pack(msgpack_packer *pk, const char *pem, size_t len);
+/* Decodes an originca/ record into pem (cap bytes, NUL-terminated), checked as above and
+ * against id (the key's). 0 or -EBADMSG with why. */
+int resource_ca_parse(const uint8_t *buf, size_t len, const uint8_t id[32], char *pem, size_t cap,
+                      const char **why);
 
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);

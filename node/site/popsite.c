@@ -39,6 +39,7 @@
 #include "common/xmalloc.h"
 #include "node/site/addrset.h"
 #include "node/site/healthcheck.h"
+#include "node/site/origintls.h"
 #include "node/site/proxyproto.h"
 #include "node/records/identity.h"
 #include "node/membership/joinclient.h"
@@ -118,6 +119,14 @@ typedef struct site {
     struct pop pops[SM_POPS_MAX];
     unsigned npops;
     sm_info_t *checks; /* the latest INFO's checks */
+    /* TLS client contexts for https:// targets, one per CA (none: the system store alone),
+     * built when a stream first needs one; at most SITE_TLS_CTX_MAX, the oldest dropped. */
+    struct origin_ctx {
+        bool has_ca;
+        uint8_t ca[32];
+        SSL_CTX *ctx;
+    } tls_ctx[8];
+    unsigned ntls_ctx;
     /* Per check of checks (same index): its status list parsed, and whether the check is one
      * the health checker takes (a bad entry is left out, and its target counts as unchecked). */
     hc_code_range_t (*check_status)[HC_STATUS_MAX]; /* SM_CHECKS_MAX of them, owned */
@@ -187,6 +196,8 @@ struct dialer {
     uint32_t tried;     /* bitmask of desc.targets already tried */
     struct outconn *oc; /* the connection being dialled, from socket() on */
     char last_err[400];
+    uint32_t cur;        /* the index in desc.targets of the target being dialled */
+    origintls_t *tls;    /* an https:// target's TLS, during its handshake */
 };
 
 static const tconn_cbs_t *site_cbs(void);
@@ -840,6 +851,7 @@ static void on_check_change(void *ctx, const hc_target_t *check, bool healthy, c
 
 static void dialer_free(struct dialer *d)
 {
+    origintls_free(d->tls);
     ev_io_stop(d->s->loop, &d->w);
     ev_timer_stop(d->s->loop, &d->timeout);
     if (d->fd >= 0)
@@ -853,6 +865,8 @@ static void dial_next(struct dialer *d);
 static void dial_failed(struct dialer *d, const char *why)
 {
     snprintf(d->last_err, sizeof(d->last_err), "%s", why);
+    origintls_free(d->tls);
+    d->tls = NULL;
     ev_io_stop(d->s->loop, &d->w);
     ev_timer_stop(d->s->loop, &d->timeout);
     if (d->fd >= 0) {
@@ -862,6 +876,120 @@ static void dial_failed(struct dialer *d, const char *why)
     outconn_end(d->oc);
     d->oc = NULL;
     dial_next(d);
+}
+
+/* The target is connected (and, for an https:// one, its TLS handshake done): the stream is
+ * accepted and spliced to it. */
+static void dial_done(struct dialer *d)
+{
+    tun_t *t = tconn_tun(d->c);
+    if (!t || tun_accept(t, d->sid)) {
+        dialer_free(d);
+        return;
+    }
+    site_t *s = d->s;
+    s->streams++;
+    int fd = d->fd;
+    d->fd = -1;
+    if (d->tls) {
+        /* The TLS layer is the splice's leg 0 now; the stream becomes leg 1. */
+        splice_t *sp = splice_new_tcp_io(s->splices, fd, &origintls_ops, d->tls, on_splice_done,
+                                         d->oc);
+        d->tls = NULL;
+        d->oc = NULL;
+        uint64_t sid = d->sid;
+        tconn_t *c = d->c;
+        dialer_free(d);
+        splice_attach_stream(sp, c, sid);
+        return;
+    }
+    splice_t *sp = splice_new_stream(s->splices, d->c, d->sid, on_splice_done, d->oc);
+    d->oc = NULL; /* the splice's now */
+    dialer_free(d);
+    splice_attach_tcp(sp, fd);
+}
+
+/* The TLS client context for an OPEN's https:// targets: the system store, plus the CA it
+ * names (from the latest INFO's cas). NULL with a reason in err. */
+static SSL_CTX *origin_ctx(site_t *s, const sm_open_t *o, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < s->ntls_ctx; i++)
+        if (s->tls_ctx[i].has_ca == o->has_ca &&
+            (!o->has_ca || !memcmp(s->tls_ctx[i].ca, o->ca, 32)))
+            return s->tls_ctx[i].ctx;
+    const char *pem = NULL;
+    for (uint32_t i = 0; o->has_ca && s->checks && i < s->checks->ncas; i++) {
+        uint8_t id[32];
+        resource_ca_id(s->checks->cas[i], strlen(s->checks->cas[i]), id);
+        if (!memcmp(id, o->ca, 32))
+            pem = s->checks->cas[i];
+    }
+    if (o->has_ca && !pem) {
+        snprintf(err, errlen, "TLS: the CA of resource %s has not reached this site yet",
+                 o->resource);
+        return NULL;
+    }
+    SSL_CTX *ctx = origintls_ctx_new(pem, pem ? strlen(pem) : 0, err, errlen);
+    if (!ctx)
+        return NULL;
+    unsigned cap = sizeof(s->tls_ctx) / sizeof(s->tls_ctx[0]);
+    if (s->ntls_ctx == cap) { /* the oldest goes; connections using it keep it alive */
+        SSL_CTX_free(s->tls_ctx[0].ctx);
+        memmove(&s->tls_ctx[0], &s->tls_ctx[1], (cap - 1) * sizeof(s->tls_ctx[0]));
+        s->ntls_ctx--;
+    }
+    struct origin_ctx *oc = &s->tls_ctx[s->ntls_ctx++];
+    oc->has_ca = o->has_ca;
+    memcpy(oc->ca, o->ca, 32);
+    oc->ctx = ctx;
+    return ctx;
+}
+
+static void on_tls(struct ev_loop *loop, ev_io *w, int revents);
+
+/* Advances an https:// target's handshake: done, waiting for the socket, or failed (the next
+ * target is tried, and the OPEN's refusal carries the reason). The dial timeout runs on. */
+static void dial_tls_step(struct dialer *d)
+{
+    char err[300];
+    int rc = origintls_handshake(d->tls, err, sizeof(err));
+    if (rc == 0) {
+        ev_io_stop(d->s->loop, &d->w);
+        dial_done(d);
+        return;
+    }
+    if (rc == SPLICE_IO_WANT_READ || rc == SPLICE_IO_WANT_WRITE) {
+        ev_io_stop(d->s->loop, &d->w);
+        ev_io_init(&d->w, on_tls, d->fd, rc == SPLICE_IO_WANT_READ ? EV_READ : EV_WRITE);
+        d->w.data = d;
+        ev_io_start(d->s->loop, &d->w);
+        return;
+    }
+    char why[400];
+    snprintf(why, sizeof(why), "%.60s: %.300s", d->desc.targets[d->cur], err);
+    log_warn("popsite: resource %s: target %s", d->desc.resource, why);
+    dial_failed(d, why);
+}
+
+static void on_tls(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    dial_tls_step(w->data);
+}
+
+static void dial_tls_start(struct dialer *d)
+{
+    char err[300];
+    SSL_CTX *ctx = origin_ctx(d->s, &d->desc, err, sizeof(err));
+    if (ctx)
+        d->tls = origintls_new(ctx, d->fd, d->desc.targets[d->cur],
+                               d->desc.tls == RESOURCE_ORIGIN_TLS_INSECURE, err, sizeof(err));
+    if (!d->tls) {
+        log_warn("popsite: resource %s: %s", d->desc.resource, err);
+        dial_failed(d, err);
+        return;
+    }
+    dial_tls_step(d);
 }
 
 static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
@@ -900,19 +1028,11 @@ static void on_dial(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
     }
-    tun_t *t = tconn_tun(d->c);
-    if (!t || tun_accept(t, d->sid)) {
-        dialer_free(d);
+    if (d->desc.tls) {
+        dial_tls_start(d);
         return;
     }
-    site_t *s = d->s;
-    s->streams++;
-    splice_t *sp = splice_new_stream(s->splices, d->c, d->sid, on_splice_done, d->oc);
-    int fd = d->fd;
-    d->fd = -1;
-    d->oc = NULL; /* the splice's now */
-    dialer_free(d);
-    splice_attach_tcp(sp, fd);
+    dial_done(d);
 }
 
 static void on_udp_done(void *ctx)
@@ -1045,6 +1165,7 @@ static void dial_next(struct dialer *d)
     struct sockaddr_storage ss;
     unsigned sl;
     const char *target = d->desc.targets[pick];
+    d->cur = (uint32_t)pick;
     /* The backstop for loops nothing else catches (NAT, a chain through another mesh): a
      * target's connections are bounded, far above what one target serves. */
     struct tload *load = load_of(s, target, false);
@@ -1663,6 +1784,8 @@ static int cmd_run(int argc, char **argv)
     }
     free(s->checks);
     free(s->check_status);
+    for (unsigned i = 0; i < s->ntls_ctx; i++)
+        SSL_CTX_free(s->tls_ctx[i].ctx);
     identity_wipe(&s->id);
     sodium_memzero(&s->keys, sizeof(s->keys));
     ev_loop_destroy(s->loop);

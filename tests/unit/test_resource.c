@@ -1823,6 +1823,96 @@ static void test_udp_fields(void **state)
     msgpack_sbuffer_destroy(&a);
 }
 
+/* origin_tls and origin_ca: written only when set, round trip, refused in the combinations
+ * resource_check forbids and with bad values in records; the originca/ record and its id. */
+static void test_origin_tls(void **state)
+{
+    (void)state;
+    msgpack_sbuffer b;
+    msgpack_packer pk;
+    resource_t r, back;
+    const char *why;
+    char why_buf[300];
+    make_http(&r);
+    assert_int_equal(resource_health_parse("tcp", 3, &r, &why), 0); /* https: tcp checks */
+    msgpack_sbuffer_init(&b);
+    resource_pack((msgpack_packer_init(&pk, &b, msgpack_sbuffer_write), &pk), &r);
+    assert_null(memmem(b.data, b.size, "origin_", 7)); /* plain: not written */
+    const char *pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    r.origin_tls = RESOURCE_ORIGIN_TLS;
+    r.has_origin_ca = true;
+    resource_ca_id(pem, strlen(pem), r.origin_ca);
+    for (int k = 0; k < 2; k++) {
+        msgpack_sbuffer_clear(&b);
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        resource_pack(&pk, &r);
+        if (parse(&b, r.name, &back, &why) != 0)
+            fail_msg("origin_tls %u refused: %s", r.origin_tls, why);
+        assert_int_equal(back.origin_tls, r.origin_tls);
+        assert_int_equal(back.has_origin_ca, r.has_origin_ca);
+        assert_memory_equal(back.origin_ca, r.origin_ca, 32);
+        r.origin_tls = RESOURCE_ORIGIN_TLS_INSECURE; /* then without a CA */
+        r.has_origin_ca = false;
+        memset(r.origin_ca, 0, 32);
+    }
+    /* a CA without checked TLS; TLS with an http: health; origin_tls 3 */
+    r.has_origin_ca = true;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "a CA for the targets needs https:// targets"));
+    r.has_origin_ca = false;
+    r.origin_tls = RESOURCE_ORIGIN_TLS;
+    assert_int_equal(resource_health_parse("http:/h", 7, &r, &why), 0);
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    assert_non_null(strstr(why, "plain HTTP"));
+    make_http(&r);
+    assert_int_equal(resource_health_parse("tcp", 3, &r, &why), 0);
+    r.origin_tls = 3;
+    assert_int_equal(resource_check(&r, why_buf, sizeof(why_buf), &why), -EINVAL);
+    /* in a record: origin_tls 3 (the fixint after the key changed), a 31-byte origin_ca */
+    r.origin_tls = RESOURCE_ORIGIN_TLS_INSECURE;
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    char *at = memmem(b.data, b.size, "origin_tls", 10);
+    assert_non_null(at);
+    assert_int_equal(at[10], 2);
+    at[10] = 3;
+    assert_int_equal(parse(&b, r.name, &back, &why), -EBADMSG);
+    assert_non_null(strstr(why, "origin_tls"));
+    r.origin_tls = RESOURCE_ORIGIN_TLS;
+    r.has_origin_ca = true;
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_pack(&pk, &r);
+    at = memmem(b.data, b.size, "origin_ca", 9);
+    assert_non_null(at);
+    assert_int_equal((uint8_t)at[9], 0xc4); /* bin 8 */
+    at[10] = 31;
+    assert_int_equal(parse(&b, r.name, &back, &why), -EBADMSG);
+    /* the CA text and its record */
+    assert_int_equal(resource_ca_check(pem, strlen(pem), &why), 0);
+    assert_int_equal(resource_ca_check("hello", 5, &why), -EINVAL);
+    assert_int_equal(resource_ca_check("", 0, &why), -EINVAL);
+    char bin[64];
+    snprintf(bin, sizeof(bin), "-----BEGIN CERTIFICATE-----\n%c\n", 1);
+    assert_int_equal(resource_ca_check(bin, strlen(bin), &why), -EINVAL);
+    uint8_t id[32], other[32];
+    resource_ca_id(pem, strlen(pem), id);
+    char key[RESOURCE_CA_KEY_MAX], out[RESOURCE_CA_MAX + 1];
+    resource_ca_key(id, key, sizeof(key));
+    assert_int_equal(strlen(key), strlen(RESOURCE_CA_PREFIX) + 64);
+    msgpack_sbuffer_clear(&b);
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    resource_ca_pack(&pk, pem, strlen(pem));
+    assert_int_equal(resource_ca_parse((uint8_t *)b.data, b.size, id, out, sizeof(out), &why), 0);
+    assert_string_equal(out, pem);
+    memcpy(other, id, 32);
+    other[0] ^= 1; /* under another key: refused */
+    assert_int_equal(resource_ca_parse((uint8_t *)b.data, b.size, other, out, sizeof(out), &why),
+                     -EBADMSG);
+    msgpack_sbuffer_destroy(&b);
+}
+
 static void test_access_log_field(void **state)
 {
     (void)state;
@@ -1918,6 +2008,7 @@ int main(void)
         cmocka_unit_test(test_access_log_field),
         cmocka_unit_test(test_require_2fa),
         cmocka_unit_test(test_proxy_protocol),
+        cmocka_unit_test(test_origin_tls),
         cmocka_unit_test(test_udp_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

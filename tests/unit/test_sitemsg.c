@@ -295,7 +295,7 @@ static void build_welcome(ctx_t *c, const void *v)
 static void build_open(ctx_t *c, const void *v)
 {
     const sm_open_t *o = v;
-    bool origin_field = o->proxy || c->extra; /* an extra field needs the origin before it */
+    bool origin_field = o->proxy || o->tls || c->extra; /* an extra field needs the origin */
     bool seal_field = o->sealed || origin_field; /* and the origin the seal (or nil) */
     bool weights_field = seal_field; /* as the packer: when one is not 1, or sealed */
     for (uint32_t i = 0; i < o->ntargets; i++)
@@ -328,8 +328,16 @@ static void build_open(ctx_t *c, const void *v)
         f_bin(c, o->seal_ipk, sizeof(o->seal_ipk));
         rec_end(c);
     }
-    if (origin_field && f_rec(c, 1)) {
+    bool tls_fields = o->tls || c->extra; /* and, inside it, tls and ca before it */
+    if (origin_field && f_rec(c, tls_fields ? 3 : 1)) {
         f_uint(c, o->proxy, F_ZERO_DROPS);
+        if (tls_fields) {
+            f_uint(c, o->tls, F_ZERO_DROPS);
+            if (o->has_ca && !mutate(c, FK_BIN, F_NIL_ABSENT, 0)) /* nil: no CA */
+                mpw_bin(&c->pk, o->ca, sizeof(o->ca));
+            else if (!o->has_ca)
+                msgpack_pack_nil(&c->pk);
+        }
         rec_end(c);
     }
     rec_end(c);
@@ -389,7 +397,8 @@ static void build_status(ctx_t *c, const void *v)
 static void build_info(ctx_t *c, const void *v)
 {
     const sm_info_t *in = v;
-    if (!f_rec(c, 4))
+    bool cas_field = in->ncas || c->extra; /* an extra field needs the cas before it */
+    if (!f_rec(c, cas_field ? 5 : 4))
         return;
     f_uint(c, c->version, F_NONZERO);
     f_uint(c, SM_CTL_INFO, F_NONZERO);
@@ -411,6 +420,9 @@ static void build_info(ctx_t *c, const void *v)
     if (f_list(c, in->nchecks))
         for (uint32_t i = 0; i < in->nchecks; i++)
             build_check(c, &in->checks[i], false);
+    if (cas_field && f_list(c, in->ncas))
+        for (uint32_t i = 0; i < in->ncas; i++)
+            f_str(c, in->cas[i], sizeof(in->cas[i]), 0);
     rec_end(c);
 }
 
@@ -479,9 +491,9 @@ struct msgdef {
 
 static sm_hello_t hello_site, hello_probe, hello_seal;
 static sm_welcome_t welcome, welcome_seal;
-static sm_open_t open_min, open_max, open_sealed, open_proxy;
+static sm_open_t open_min, open_max, open_sealed, open_proxy, open_tls;
 static sm_status_t status_empty, status_checks, status_full, status_seal;
-static sm_info_t info_empty, info_full, info_max;
+static sm_info_t info_empty, info_full, info_max, info_cas;
 
 #define MSG(n, kind, v)                                                                            \
     {                                                                                              \
@@ -497,11 +509,13 @@ static const struct msgdef MSGS[] = {
     MSG("open_max", open, open_max),
     MSG("open_sealed", open, open_sealed),
     MSG("open_proxy", open, open_proxy),
+    MSG("open_tls", open, open_tls),
     MSG("status_empty", status, status_empty),
     MSG("status_checks", status, status_checks),
     MSG("status_seal", status, status_seal),
     MSG("info_empty", info, info_empty),
     MSG("info_full", info, info_full),
+    MSG("info_cas", info, info_cas),
 };
 #define NMSGS (sizeof(MSGS) / sizeof(MSGS[0]))
 /* Too big to mutate field by field in every way (round trip and limits only). */
@@ -589,6 +603,15 @@ static int setup(void **state)
     for (unsigned i = 0; i < 32; i++)
         open_sealed.seal_ipk[i] = (uint8_t)(0x40 + i);
     status_seal.seal = 6;
+    open_tls = open_sealed; /* sealed, TLS to the target with a CA, and a PROXY header */
+    open_tls.proxy = 1;
+    open_tls.tls = 1;
+    open_tls.has_ca = true;
+    for (unsigned i = 0; i < 32; i++)
+        open_tls.ca[i] = (uint8_t)(0x80 + i);
+    info_cas.ncas = 2;
+    strcpy(info_cas.cas[0], "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    memset(info_cas.cas[1], 'x', SM_CA_MAX);
     open_proxy = open_min; /* unsealed: nil in the seal's place */
     open_proxy.proxy = 2;
     strcpy(open_proxy.client, "192.0.2.7:51234");
@@ -1252,7 +1275,7 @@ static void test_open_bind(void **state)
     p.npath = 1; /* a relay took hops off */
     sm_open_bind(&p, b);
     assert_memory_equal(a, b, 32);
-    for (int k = 0; k < 12; k++) {
+    for (int k = 0; k < 14; k++) {
         p = o;
         switch (k) {
         case 0: strcpy(p.targets[3], "evil.lan:22"); break;
@@ -1267,6 +1290,8 @@ static void test_open_bind(void **state)
         case 9: p.seal_ipk[0] ^= 1; break;
         case 10: p.proxy = 1; break; /* a relay cannot add a PROXY header */
         case 11: p.proxy = 2; break;
+        case 12: p.tls = 2; break; /* nor turn certificate checks off */
+        case 13: p.tls = 1, p.has_ca = true; break;
         }
         sm_open_bind(&p, b);
         if (!memcmp(a, b, 32))

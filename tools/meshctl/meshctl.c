@@ -1254,6 +1254,9 @@ static void targets_text(json_t *res, char *buf, size_t len)
     }
 }
 
+static int read_pem_file(const command_t *self, const char *what, const char *path, size_t max,
+                         char **out, size_t *len); /* cmd_cert.c */
+
 static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **argv)
 {
     int err = 0;
@@ -1274,6 +1277,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     const char *ingress_l = take_opt(&argc, argv, "--ingress-labels", &err);
     const char *access_log = take_opt(&argc, argv, "--access-log", &err);
     const char *proxy = take_opt(&argc, argv, "--proxy-protocol", &err);
+    const char *ca_file = take_opt(&argc, argv, "--ca", &err);
     const char *udp_port = take_opt(&argc, argv, "--udp-port", &err);
     const char *udp_idle = take_opt(&argc, argv, "--udp-idle", &err);
     const char *udp_flows = take_opt(&argc, argv, "--udp-max-flows", &err);
@@ -1319,6 +1323,7 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     bool replace = take_flag(&argc, argv, "--replace");
     bool no_redirect = take_flag(&argc, argv, "--no-https-redirect");
     bool tls = take_flag(&argc, argv, "--tls");
+    bool insecure = take_flag(&argc, argv, "--insecure-skip-verify");
     bool require_2fa = take_flag(&argc, argv, "--require-2fa");
     int rc = EXIT_OK;
     unsigned long tcp_port = 0, hsts_s = 0;
@@ -1400,6 +1405,10 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
     }
     if (!rc && nt > MESHCTL_TARGETS_MAX)
         rc = usage(self, "a resource has 1 to %d targets, not %zu", MESHCTL_TARGETS_MAX, nt);
+    char *ca_pem = NULL; /* --ca: its text is sent, popd checks it */
+    size_t ca_len = 0;
+    if (!rc && ca_file)
+        rc = read_pem_file(self, "CA", ca_file, 8192, &ca_pem, &ca_len);
     free(prios);
     free(weights);
     if (rc) {
@@ -1418,7 +1427,18 @@ static int cmd_resource_add(ctx_t *c, const command_t *self, int argc, char **ar
                       (hc_interval ? 1 : 0) + (hc_timeout ? 1 : 0) + (hc_rise ? 1 : 0) +
                       (hc_fall ? 1 : 0) + (hc_status ? 1 : 0) + (hc_host ? 1 : 0) +
                       (access_log ? 1 : 0) + (require_2fa ? 1 : 0) + (udp_port ? 1 : 0) +
-                      (udp_idle ? 1 : 0) + (udp_flows ? 1 : 0) + (proxy ? 1 : 0));
+                      (udp_idle ? 1 : 0) + (udp_flows ? 1 : 0) + (proxy ? 1 : 0) +
+                      (insecure ? 1 : 0) + (ca_pem ? 1 : 0));
+    if (insecure) { /* popd says it needs https:// targets */
+        mpw_str(&r.pk, "insecure_skip_verify");
+        msgpack_pack_true(&r.pk);
+    }
+    if (ca_pem) {
+        mpw_str(&r.pk, "origin_ca");
+        msgpack_pack_str(&r.pk, ca_len);
+        msgpack_pack_str_body(&r.pk, ca_pem, ca_len);
+        free(ca_pem);
+    }
     if (proxy) { /* popd judges it: v1, v2 or off, TCP resources only */
         mpw_str(&r.pk, "proxy_protocol");
         mpw_str(&r.pk, proxy);
@@ -1663,10 +1683,14 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
         char htext[512];
         health_text(res, htext, sizeof(htext));
         /* How the site talks to the targets, after them: the columns stay where they were. */
-        char origin[64] = "";
+        char origin[128] = "";
         long long pp = (long long)json_integer_value(json_object_get(res, "proxy_protocol"));
-        if (pp)
-            snprintf(origin, sizeof(origin), " (proxy-protocol v%lld)", pp);
+        long long ot = (long long)json_integer_value(json_object_get(res, "origin_tls"));
+        snprintf(origin, sizeof(origin), "%s%s%s%s", pp == 1 ? " (proxy-protocol v1)" : "",
+                 pp == 2 ? " (proxy-protocol v2)" : "",
+                 ot == 1 ? (json_object_get(res, "origin_ca") ? " (https, own CA)" : " (https)")
+                         : "",
+                 ot == 2 ? " (https, INSECURE: certificates not verified)" : "");
         printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s%s\n",
                json_string_value(json_object_get(res, "name")),
                json_string_value(json_object_get(res, "site")), port, host ? host : "-",
@@ -2548,6 +2572,7 @@ static const command_t commands[] = {
      "        [--hc-rise N] [--hc-fall N] [--hc-status LIST] [--hc-host HOST]\n"
      "        [--sticky] [--tls] [--replace] [--transit-labels L,...] [--ingress-labels L,...]\n"
      "        [--access-log on|off|sample:N] [--proxy-protocol v1|v2]\n"
+     "        [--ca FILE | --insecure-skip-verify] (with --target https://HOST:PORT)\n"
      "        or, for UDP: --udp-port PORT [--udp-idle SECONDS] [--udp-max-flows N]",
      "Publishes a service of SITE on every PoP: connections to PORT on any PoP, and HTTP\n"
      "requests for HOSTNAME under the path prefix (default /), go through the site's tunnel to\n"
@@ -2582,7 +2607,10 @@ static const command_t commands[] = {
      "--access-log: which of its requests and connections the PoPs' access logs record\n"
      "(popd.conf access-log): on (every one, the default), off, or sample:N (one in N).\n"
      "--proxy-protocol v1|v2 (--tcp-port without --host): the site sends each connection to\n"
-     "a target a PROXY protocol header first, with the client's address as the PoP saw it."},
+     "a target a PROXY protocol header first, with the client's address as the PoP saw it.\n"
+     "--target https://HOST:PORT (every target or none): the site speaks TLS to the targets,\n"
+     "SNI HOST, the certificate checked against the system store and --ca FILE (PEM);\n"
+     "--insecure-skip-verify checks none (shown in resource list)."},
     {"resource", "set", cmd_resource_set,
      "NAME [--access-log on|off|sample:N] [--require-2fa on|off]\n"
      "        [--proxy-protocol v1|v2|off]",
