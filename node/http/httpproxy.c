@@ -43,6 +43,7 @@
 #include "node/auth/auth.h"
 #include "node/auth/loginshare.h"
 #include "node/http/httphdr.h"
+#include "node/http/httprules.h"
 #include "node/http/httpmsg.h"
 #include "node/http/httppath.h"
 #include "node/auth/totp.h"
@@ -837,7 +838,16 @@ static int resp_on_head(void *ctx, const http_head_t *h)
     if (!interim)
         count_response(hc, h->status);
     http_head_rewrite_t rw = {.content_length = -1, .drop_if = resp_drop};
-    http_header_t extra[2];
+    http_header_t extra[3 + HTTPRULES_EXTRA_MAX];
+    /* The resource's response rules (httprules.h), as the routes hold it now. */
+    httprules_out_t rules = {.ndrop = 0, .nextra = 0};
+    for (size_t i = 0; i < hc->px->nres && h->status != 101; i++)
+        if (!strcmp(hc->px->res[i].name, up->resource)) {
+            httprules_response(&hc->px->res[i], &rules);
+            break;
+        }
+    rw.drop = rules.drop;
+    rw.ndrop = rules.ndrop;
     char sts[48];
     up->chunked_out = false;
     if (h->status == 101) {
@@ -865,6 +875,8 @@ static int resp_on_head(void *ctx, const http_head_t *h)
             extra[rw.nextra++] =
                 (http_header_t){"Strict-Transport-Security", 25, sts, (size_t)sl};
         }
+        for (size_t i = 0; i < rules.nextra; i++)
+            extra[rw.nextra++] = rules.extra[i];
         rw.extra = extra;
     }
     char *buf = xmalloc(RESP_OUT_MAX);
@@ -1934,16 +1946,38 @@ static void identity_headers(struct hconn *hc, const auth_user_t *u, const char 
  * JWT's audience); the client's cookies but our session token. Its length, or -1 once answered
  * (431, 400). */
 static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, const auth_user_t *u,
-                                    const char *resource, bool ws, char *head, size_t cap)
+                                    const resource_t *res, bool ws, char *head, size_t cap)
 {
-    static const char *const drop[] = {"Cookie"};
+    const char *resource = res->name;
+    /* The resource's request rules (httprules.h): after the proxy's own drops and headers,
+     * which no rule may name (resource_check). */
+    httprules_out_t rules;
+    httprules_request(res, &rules);
+    const char *drop[1 + HTTPRULES_DROP_MAX] = {"Cookie"};
+    size_t ndrop = 1;
+    for (size_t i = 0; i < rules.ndrop; i++)
+        drop[ndrop++] = rules.drop[i];
+    http_head_t stripped;
+    char target[sizeof(hc->target)];
+    if (res->strip_prefix[0]) {
+        ssize_t tl = httprules_strip_prefix(h->target, h->target_len, res->strip_prefix, target,
+                                            sizeof(target));
+        if (tl < 0) { /* one byte more than the target: request_begin bounds it below that */
+            error_page(hc, 414, "the request target is too long");
+            return -1;
+        }
+        stripped = *h;
+        stripped.target = target;
+        stripped.target_len = (size_t)tl;
+        h = &stripped;
+    }
     char groups[AUTH_GROUPS_MAX * (NODECFG_NAME_MAX + 1)], fwd[400];
     const char *ipv = hc->client_ip;
     /* RFC 7239: an IPv6 address is quoted and bracketed; the host is always quoted. */
     const char *proto = hc->tls ? "https" : "http";
     int fl = snprintf(fwd, sizeof(fwd), "for=%s%s%s;host=\"%s\";proto=%s",
                       hc->client_v6 ? "\"[" : "", ipv, hc->client_v6 ? "]\"" : "", hc->host, proto);
-    http_header_t extra[12] = {
+    http_header_t extra[12 + HTTPRULES_EXTRA_MAX] = {
         {"X-Forwarded-For", 15, ipv, strlen(ipv)},
         {"X-Forwarded-Proto", 17, proto, strlen(proto)},
         {"X-Forwarded-Host", 16, hc->host, strlen(hc->host)},
@@ -1973,8 +2007,10 @@ static ssize_t rewrite_request_head(struct hconn *hc, const http_head_t *h, cons
     }
     if (cl > 0)
         extra[nextra++] = (http_header_t){"Cookie", 6, cookies, (size_t)cl};
+    for (size_t i = 0; i < rules.nextra; i++)
+        extra[nextra++] = rules.extra[i];
     http_head_rewrite_t rw = {.drop = drop,
-                              .ndrop = sizeof(drop) / sizeof(drop[0]),
+                              .ndrop = ndrop,
                               .extra = extra,
                               .nextra = nextra,
                               .content_length = h->chunked ? -1 : h->content_length,
@@ -2156,7 +2192,7 @@ static int handle_request_head(struct hconn *hc, const http_head_t *h)
     if (websocket_key(hc, h, &wskey) < 0)
         return 0;
     char head[HEAD_MAX];
-    ssize_t len = rewrite_request_head(hc, h, az == AUTHZ_USER ? &u : NULL, px->res[idx].name,
+    ssize_t len = rewrite_request_head(hc, h, az == AUTHZ_USER ? &u : NULL, &px->res[idx],
                                        wskey != NULL, head, sizeof(head));
     if (len < 0)
         return 0;

@@ -736,6 +736,69 @@ static int arg_proxy_protocol(const ctl_request_t *req, msgpack_packer *pk, reso
     return CTL_OK;
 }
 
+/* The request rules given in req (each list replaces that list; clear_rules first empties
+ * them all) into r. *any: whether one was given. CTL_OK or a CTL_BAD_REQUEST answer;
+ * resource_check judges names and values. */
+static int arg_rules(const ctl_request_t *req, msgpack_packer *pk, resource_t *r, bool *any)
+{
+    static const char *const keys[] = {"req_set", "req_remove", "resp_set", "resp_remove"};
+    resource_hdr_t *sets[] = {r->req_set, NULL, r->resp_set, NULL};
+    char (*rms[])[RESOURCE_HDR_NAME_MAX + 1] = {NULL, r->req_remove, NULL, r->resp_remove};
+    unsigned *ns[] = {&r->nreq_set, &r->nreq_remove, &r->nresp_set, &r->nresp_remove};
+    bool clear = false;
+    *any = false;
+    if (arg_bool(req, "clear_rules", &clear) < 0)
+        return control_error(pk, CTL_BAD_REQUEST, "clear_rules must be true or false");
+    if (clear) {
+        *any = true;
+        r->nreq_set = r->nreq_remove = r->nresp_set = r->nresp_remove = 0;
+        r->host_rewrite[0] = r->strip_prefix[0] = '\0';
+    }
+    for (int k = 0; k < 4; k++) {
+        const uint8_t *val;
+        size_t vl;
+        uint32_t cnt;
+        mpr_t mr;
+        if (ctl_arg(req, keys[k], &val, &vl) != 1)
+            continue;
+        *any = true;
+        mpr_init(&mr, val, vl);
+        if (mpr_array(&mr, &cnt) || cnt > RESOURCE_RULES_MAX)
+            return control_error(pk, CTL_BAD_REQUEST, "%s must be a list of at most %d entries",
+                                 keys[k], RESOURCE_RULES_MAX);
+        for (uint32_t i = 0; i < cnt; i++) {
+            const char *s, *why = "";
+            uint32_t sl;
+            if (mpr_str(&mr, &s, &sl))
+                return control_error(pk, CTL_BAD_REQUEST, "%s: entry %u is not a string",
+                                     keys[k], i + 1);
+            if (sets[k] && resource_hdr_parse(s, sl, &sets[k][i], &why))
+                return control_error(pk, CTL_BAD_REQUEST, "%s: %s", keys[k], why);
+            if (rms[k]) {
+                if (sl == 0 || sl > RESOURCE_HDR_NAME_MAX || memchr(s, '\0', sl))
+                    return control_error(pk, CTL_BAD_REQUEST,
+                                         "%s: entry %u is not a header name of 1 to %d bytes",
+                                         keys[k], i + 1, RESOURCE_HDR_NAME_MAX);
+                memcpy(rms[k][i], s, sl);
+                rms[k][i][sl] = '\0';
+            }
+        }
+        *ns[k] = cnt;
+    }
+    int hrc = ctl_arg_copy(req, "host_rewrite", r->host_rewrite, sizeof(r->host_rewrite));
+    int prc = ctl_arg_copy(req, "strip_prefix", r->strip_prefix, sizeof(r->strip_prefix));
+    if (hrc < 0 || prc < 0)
+        return control_error(pk, CTL_BAD_REQUEST,
+                             "host_rewrite must be a host name (at most %d bytes), strip_prefix a "
+                             "path (at most %d bytes)",
+                             RESOURCE_HOST_MAX + 6, RESOURCE_PREFIX_MAX);
+    *any |= hrc > 0 || prc > 0;
+    for (char *p = r->host_rewrite; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return CTL_OK;
+}
+
 /* Changes settings of an existing resource without restating it: for now its access log.
  * The record is read, changed and written whole (last writer wins, as with add --replace). */
 static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
@@ -753,10 +816,17 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
     bool set_al = ctl_arg(req, "access_log", &v, &vl) == 1;
     bool set_2fa = ctl_arg(req, "require_2fa", &v, &vl) == 1;
     bool set_pp = ctl_arg(req, "proxy_protocol", &v, &vl) == 1;
-    if (!set_al && !set_2fa && !set_pp) {
+    static const char *const rule_keys[] = {"req_set",      "req_remove",   "resp_set",
+                                            "resp_remove",  "host_rewrite", "strip_prefix",
+                                            "clear_rules"};
+    bool set_rules = false;
+    for (size_t i = 0; i < sizeof(rule_keys) / sizeof(rule_keys[0]); i++)
+        set_rules |= ctl_arg(req, rule_keys[i], &v, &vl) == 1;
+    if (!set_al && !set_2fa && !set_pp && !set_rules) {
         rc = control_error(pk, CTL_BAD_REQUEST,
                            "nothing to set (access_log: on|off|sample:N, require_2fa: bool, "
-                           "proxy_protocol: v1|v2|off)");
+                           "proxy_protocol: v1|v2|off, req_set, req_remove, resp_set, "
+                           "resp_remove, host_rewrite, strip_prefix, clear_rules)");
         goto out;
     }
     int grc = resource_get(store, name, r);
@@ -771,6 +841,9 @@ static int cmd_resource_set(void *ctx, const ctl_request_t *req, msgpack_packer 
     if (set_al && (rc = arg_access_log(req, pk, r)) != CTL_OK)
         goto out;
     if (set_pp && (rc = arg_proxy_protocol(req, pk, r)) != CTL_OK)
+        goto out;
+    bool any_rule;
+    if (set_rules && (rc = arg_rules(req, pk, r, &any_rule)) != CTL_OK)
         goto out;
     if (set_2fa && arg_bool(req, "require_2fa", &r->require_2fa) < 0) {
         rc = control_error(pk, CTL_BAD_REQUEST, "require_2fa must be true or false");
@@ -864,6 +937,9 @@ static int cmd_resource_add(void *ctx, const ctl_request_t *req, msgpack_packer 
     if ((rc = arg_access_log(req, pk, r)) != CTL_OK)
         goto out;
     if ((rc = arg_proxy_protocol(req, pk, r)) != CTL_OK)
+        goto out;
+    bool any_rule;
+    if ((rc = arg_rules(req, pk, r, &any_rule)) != CTL_OK)
         goto out;
     bool insecure = false;
     if (arg_bool(req, "insecure_skip_verify", &insecure) < 0) {
@@ -1118,8 +1194,11 @@ const control_command_t meshadmin_commands[] = {
      "[udp_max_flows: uint] [replace: bool] -> the resource"},
     {"resource.set", cmd_resource_set,
      "name: str [access_log: on|off|sample:N] [require_2fa: bool] [proxy_protocol: "
-     "v1|v2|off] -> the resource: changes its access log sampling, whether users need a "
-     "second factor, or the PROXY header its targets get"},
+     "v1|v2|off] [req_set: [\"Name: value\"]] [req_remove: [name]] [resp_set: [\"Name: "
+     "value\"]] [resp_remove: [name]] [host_rewrite: str] [strip_prefix: str] [clear_rules: "
+     "bool] -> the resource: changes its access log sampling, whether users need a second "
+     "factor, the PROXY header its targets get, or its request rules (each list given "
+     "replaces that list)"},
     {"resource.list", cmd_resource_list,
      "-> {resources: [{name, site, targets, tcp_port, health, sticky, created_ms, host?, "
      "path_prefix?, auth?, allow_users?, allow_groups?, tls?}]}"},

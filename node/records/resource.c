@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 #include <sodium.h>
 
@@ -200,8 +201,166 @@ static int check_names(const char (*v)[NODECFG_NAME_MAX + 1], unsigned n, const 
     return 0;
 }
 
+/* RFC 9110 tchar. */
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* name equals canon without case, '_' counting as '-' (how CGI and WSGI read names). */
+static bool hname_is(const char *name, const char *canon)
+{
+    for (; *name && *canon; name++, canon++) {
+        char a = *name == '_' ? '-' : (char)tolower((unsigned char)*name);
+        if (a != *canon)
+            return false;
+    }
+    return !*name && !*canon;
+}
+
+static bool hname_starts(const char *name, const char *canon)
+{
+    for (; *canon; name++, canon++) {
+        char a = *name == '_' ? '-' : (char)tolower((unsigned char)*name);
+        if (!*name || a != *canon)
+            return false;
+    }
+    return true;
+}
+
+/* Why a header name may not be in a rule (NULL: it may). */
+static const char *rule_name_refused(const char *n, bool request, bool set)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "te", "trailer",
+                                      "transfer-encoding", "upgrade", "content-length"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (hname_is(n, hop[i]))
+            return "is a hop-by-hop or framing header (a rule on it could smuggle a request)";
+    if (hname_starts(n, "proxy-"))
+        return "is a hop-by-hop header (a rule on it could smuggle a request)";
+    if (!request)
+        return set && hname_is(n, "set-cookie") ? "cannot be set by a rule (the proxy filters "
+                                                  "the application's cookies)"
+                                                : NULL;
+    if (hname_is(n, "host"))
+        return set ? "cannot be set by a rule: use host_rewrite"
+                   : "cannot be removed: every request carries a Host";
+    if (hname_is(n, "cookie") || hname_is(n, "authorization"))
+        return "is handled by the proxy (session cookie and API keys are taken out)";
+    if (hname_starts(n, "remote-") || hname_starts(n, "x-popmesh-") ||
+        hname_starts(n, "x-forwarded-") || hname_is(n, "forwarded") || hname_is(n, "x-real-ip"))
+        return "is said by the proxy alone (identity and client address)";
+    return NULL;
+}
+
+static int check_rule_name(const char *n, bool request, bool set, const char *what, char *buf,
+                           size_t len, const char **why)
+{
+    size_t l = strnlen(n, RESOURCE_HDR_NAME_MAX + 1);
+    if (l == 0 || l > RESOURCE_HDR_NAME_MAX)
+        return refuse(buf, len, why, "%s: a header name of 1 to %d bytes is needed", what,
+                      RESOURCE_HDR_NAME_MAX);
+    for (size_t i = 0; i < l; i++)
+        if (!is_tchar((unsigned char)n[i]))
+            return refuse(buf, len, why, "%s: '%.64s' is not a header name (a token)", what, n);
+    const char *no = rule_name_refused(n, request, set);
+    if (no)
+        return refuse(buf, len, why, "%s: %.64s %s", what, n, no);
+    return 0;
+}
+
+static int check_rules(const resource_t *r, char *buf, size_t len, const char **why)
+{
+    if (r->nreq_set > RESOURCE_RULES_MAX || r->nreq_remove > RESOURCE_RULES_MAX ||
+        r->nresp_set > RESOURCE_RULES_MAX || r->nresp_remove > RESOURCE_RULES_MAX)
+        return refuse(buf, len, why, "at most %d header rules of each kind", RESOURCE_RULES_MAX);
+    for (int dir = 0; dir < 2; dir++) {
+        bool req = dir == 0;
+        const resource_hdr_t *set = req ? r->req_set : r->resp_set;
+        unsigned ns = req ? r->nreq_set : r->nresp_set;
+        const char (*rm)[RESOURCE_HDR_NAME_MAX + 1] = req ? r->req_remove : r->resp_remove;
+        unsigned nr = req ? r->nreq_remove : r->nresp_remove;
+        const char *ws = req ? "set-header" : "set-response-header";
+        const char *wr = req ? "remove-header" : "remove-response-header";
+        for (unsigned i = 0; i < ns; i++) {
+            if (check_rule_name(set[i].name, req, true, ws, buf, len, why))
+                return -EINVAL;
+            size_t vl = strnlen(set[i].value, RESOURCE_HDR_VALUE_MAX + 1);
+            if (vl > RESOURCE_HDR_VALUE_MAX)
+                return refuse(buf, len, why, "%s %s: the value is longer than %d bytes", ws,
+                              set[i].name, RESOURCE_HDR_VALUE_MAX);
+            for (size_t k = 0; k < vl; k++) {
+                unsigned char c = (unsigned char)set[i].value[k];
+                if ((c < 0x20 && c != '\t') || c >= 0x7f)
+                    return refuse(buf, len, why,
+                                  "%s %s: the value holds a control byte (CR, LF...) or a byte "
+                                  "above 0x7e: a header value is printable text",
+                                  ws, set[i].name);
+            }
+        }
+        for (unsigned i = 0; i < nr; i++)
+            if (check_rule_name(rm[i], req, false, wr, buf, len, why))
+                return -EINVAL;
+        /* Each name once in a direction: two rules on one header would contradict. */
+        for (unsigned i = 0; i < ns + nr; i++)
+            for (unsigned k = i + 1; k < ns + nr; k++) {
+                const char *a = i < ns ? set[i].name : rm[i - ns];
+                const char *b = k < ns ? set[k].name : rm[k - ns];
+                if (!strcasecmp(a, b))
+                    return refuse(buf, len, why, "header %.64s has two %s rules", a,
+                                  req ? "request" : "response");
+            }
+    }
+    if (r->host_rewrite[0]) {
+        size_t hl = strnlen(r->host_rewrite, sizeof(r->host_rewrite));
+        const char *colon = memchr(r->host_rewrite, ':', hl);
+        size_t nl = colon ? (size_t)(colon - r->host_rewrite) : hl;
+        bool ok = nl > 0 && nl <= RESOURCE_HOST_MAX && hl < sizeof(r->host_rewrite);
+        for (size_t i = 0; ok && i < nl; i++) {
+            char c = r->host_rewrite[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+        }
+        if (ok && colon) {
+            size_t pl = hl - nl - 1;
+            ok = pl >= 1 && pl <= 5;
+            unsigned long p = 0;
+            for (size_t i = 0; ok && i < pl; i++) {
+                ok = colon[1 + i] >= '0' && colon[1 + i] <= '9';
+                p = p * 10 + (unsigned long)(colon[1 + i] - '0');
+            }
+            ok = ok && p >= 1 && p <= 65535;
+        }
+        if (!ok)
+            return refuse(buf, len, why,
+                          "host_rewrite '%.80s' is not a lowercase host name or IPv4 address "
+                          "with an optional :port",
+                          r->host_rewrite);
+    }
+    if (r->strip_prefix[0]) {
+        size_t pl = strnlen(r->strip_prefix, sizeof(r->strip_prefix));
+        bool ok = r->strip_prefix[0] == '/' && pl >= 2 && pl <= RESOURCE_PREFIX_MAX &&
+                  r->strip_prefix[pl - 1] != '/';
+        for (size_t i = 0; ok && i < pl; i++) {
+            char c = r->strip_prefix[i];
+            ok = c > ' ' && c < 0x7f && c != '?' && c != '#' && c != '%';
+        }
+        if (!ok)
+            return refuse(buf, len, why,
+                          "strip_prefix '%.80s' must be a path of 2 to %d printable bytes "
+                          "starting with '/', not ending with '/', without spaces, '?', '#' or "
+                          "'%%'",
+                          r->strip_prefix, RESOURCE_PREFIX_MAX);
+    }
+    return 0;
+}
+
 static int check_http(const resource_t *r, char *buf, size_t len, const char **why)
 {
+    if (!r->host[0] && resource_rules_set(r))
+        return refuse(buf, len, why, "header, host and prefix rules need a host (HTTP)");
+    if (r->host[0] && check_rules(r, buf, len, why))
+        return -EINVAL;
     if (!r->host[0]) {
         if (r->path_prefix[0] || r->auth != RESOURCE_AUTH_NONE || r->nallow_users ||
             r->nallow_groups || r->no_https_redirect || r->hsts_s || r->require_2fa)
@@ -550,6 +709,23 @@ int resource_check(const resource_t *r, char *why_buf, size_t why_len, const cha
     return check_http(r, why_buf, why_len, why);
 }
 
+/* A rule list: [str], each "Name: value" (set) or a name (remove). */
+static void pack_rule_list(msgpack_packer *pk, const char *key, const resource_hdr_t *set,
+                           const char (*rm)[RESOURCE_HDR_NAME_MAX + 1], unsigned n)
+{
+    mpw_str(pk, key);
+    msgpack_pack_array(pk, n);
+    for (unsigned i = 0; i < n; i++) {
+        if (rm) {
+            mpw_str(pk, rm[i]);
+            continue;
+        }
+        char line[RESOURCE_HDR_NAME_MAX + RESOURCE_HDR_VALUE_MAX + 3];
+        snprintf(line, sizeof(line), "%s: %s", set[i].name, set[i].value);
+        mpw_str(pk, line);
+    }
+}
+
 static void pack_names(msgpack_packer *pk, const char *key, const char (*v)[NODECFG_NAME_MAX + 1],
                        unsigned n)
 {
@@ -584,7 +760,9 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
                          (r->proxy_protocol ? 1 : 0) +
                          (r->udp_port ? 1 + (r->udp_idle_s ? 1 : 0) + (r->udp_max_flows ? 1 : 0)
                                       : 0) +
-                         (r->origin_tls ? 1 : 0) + (r->has_origin_ca ? 1 : 0));
+                         (r->origin_tls ? 1 : 0) + (r->has_origin_ca ? 1 : 0) +
+                         !!r->nreq_set + !!r->nreq_remove + !!r->nresp_set + !!r->nresp_remove +
+                         !!r->host_rewrite[0] + !!r->strip_prefix[0]);
     if (r->proxy_protocol) /* only when set, like the fields below */
         mpw_kv_u64(pk, "proxy_protocol", r->proxy_protocol);
     if (r->origin_tls) /* likewise */
@@ -593,6 +771,19 @@ void resource_pack(msgpack_packer *pk, const resource_t *r)
         mpw_str(pk, "origin_ca");
         mpw_bin(pk, r->origin_ca, sizeof(r->origin_ca));
     }
+    /* Request rules, likewise only when set (HTTP resources only: resource_check). */
+    if (r->nreq_set)
+        pack_rule_list(pk, "req_set", r->req_set, NULL, r->nreq_set);
+    if (r->nreq_remove)
+        pack_rule_list(pk, "req_remove", NULL, r->req_remove, r->nreq_remove);
+    if (r->nresp_set)
+        pack_rule_list(pk, "resp_set", r->resp_set, NULL, r->nresp_set);
+    if (r->nresp_remove)
+        pack_rule_list(pk, "resp_remove", NULL, r->resp_remove, r->nresp_remove);
+    if (r->host_rewrite[0])
+        mpw_kv_str(pk, "host_rewrite", r->host_rewrite);
+    if (r->strip_prefix[0])
+        mpw_kv_str(pk, "strip_prefix", r->strip_prefix);
     if (r->access_log) { /* only when not the default, like the fields below */
         char al[RESOURCE_ACCESS_LOG_STR];
         resource_access_log_str(r->access_log, al, sizeof(al));
@@ -849,6 +1040,61 @@ static int read_ingress(mpr_t *r, void *dst, const char **why)
     return read_label_list(r, res->ingress_labels, &res->ningress_labels, why);
 }
 
+/* A rule list: 1..RESOURCE_RULES_MAX strings, "Name: value" into set, or names into rm. */
+static int read_rule_list(mpr_t *r, resource_hdr_t *set, char (*rm)[RESOURCE_HDR_NAME_MAX + 1],
+                          unsigned *n, const char **why)
+{
+    uint32_t cnt;
+    if (mpr_array(r, &cnt) || cnt == 0 || cnt > RESOURCE_RULES_MAX) {
+        *why = "a header rule list is not a list of 1 to 8 strings";
+        return -EBADMSG;
+    }
+    for (uint32_t i = 0; i < cnt; i++) {
+        const char *s;
+        uint32_t sl;
+        if (mpr_str(r, &s, &sl)) {
+            *why = "a header rule is not a string";
+            return -EBADMSG;
+        }
+        if (set) {
+            if (resource_hdr_parse(s, sl, &set[i], why))
+                return -EBADMSG;
+        } else if (sl == 0 || sl > RESOURCE_HDR_NAME_MAX || memchr(s, '\0', sl)) {
+            *why = "a header name in a rule is empty, longer than 64 bytes or holds a NUL";
+            return -EBADMSG;
+        } else {
+            memcpy(rm[i], s, sl);
+            rm[i][sl] = '\0';
+        }
+    }
+    *n = cnt;
+    return 0;
+}
+
+static int read_req_set(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_rule_list(r, res->req_set, NULL, &res->nreq_set, why);
+}
+
+static int read_req_remove(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_rule_list(r, NULL, res->req_remove, &res->nreq_remove, why);
+}
+
+static int read_resp_set(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_rule_list(r, res->resp_set, NULL, &res->nresp_set, why);
+}
+
+static int read_resp_remove(mpr_t *r, void *dst, const char **why)
+{
+    resource_t *res = dst;
+    return read_rule_list(r, NULL, res->resp_remove, &res->nresp_remove, why);
+}
+
 static int read_origin_ca(mpr_t *r, void *dst, const char **why)
 {
     resource_t *res = dst;
@@ -910,6 +1156,12 @@ int resource_parse(const uint8_t *buf, size_t len, const char *name, resource_t 
         {"proxy_protocol", MPF_U64, &proxy, 0, false, false, NULL},
         {"origin_tls", MPF_U64, &origin_tls, 0, false, false, NULL},
         {"origin_ca", MPF_CUSTOM, res, 0, false, false, read_origin_ca},
+        {"req_set", MPF_CUSTOM, res, 0, false, false, read_req_set},
+        {"req_remove", MPF_CUSTOM, res, 0, false, false, read_req_remove},
+        {"resp_set", MPF_CUSTOM, res, 0, false, false, read_resp_set},
+        {"resp_remove", MPF_CUSTOM, res, 0, false, false, read_resp_remove},
+        {"host_rewrite", MPF_STR, res->host_rewrite, sizeof(res->host_rewrite), false, false, NULL},
+        {"strip_prefix", MPF_STR, res->strip_prefix, sizeof(res->strip_prefix), false, false, NULL},
         /* UDP: read through their sentinels too (UINT64_MAX: absent). */
         {"udp_port", MPF_U64, &udp[0], 0, false, false, NULL},
         {"udp_idle", MPF_U64, &udp[1], 0, false, false, NULL},
@@ -1108,6 +1360,35 @@ int resource_ca_parse(const uint8_t *buf, size_t len, const uint8_t id[32], char
         *why = "originca: the PEM does not hash to the record's key";
         return -EBADMSG;
     }
+    return 0;
+}
+
+bool resource_rules_set(const resource_t *r)
+{
+    return r->nreq_set || r->nreq_remove || r->nresp_set || r->nresp_remove ||
+           r->host_rewrite[0] || r->strip_prefix[0];
+}
+
+int resource_hdr_parse(const char *s, size_t len, resource_hdr_t *out, const char **why)
+{
+    const char *colon = memchr(s, ':', len);
+    memset(out, 0, sizeof(*out));
+    if (!colon || colon == s || (size_t)(colon - s) > RESOURCE_HDR_NAME_MAX) {
+        *why = "a header rule is 'Name: value', the name 1 to 64 bytes";
+        return -EINVAL;
+    }
+    size_t nl = (size_t)(colon - s);
+    const char *v = colon + 1, *end = s + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if ((size_t)(end - v) > RESOURCE_HDR_VALUE_MAX || memchr(s, '\0', len)) {
+        *why = "a header rule's value is longer than 256 bytes, or holds a NUL";
+        return -EINVAL;
+    }
+    memcpy(out->name, s, nl);
+    memcpy(out->value, v, (size_t)(end - v));
     return 0;
 }
 

@@ -89,6 +89,28 @@
  *                        {pem: str} so the resource stays small (it is copied per
  *                        connection) and INFO carries each CA once (node/site/origintls.h).
  *
+ * REQUEST RULES, HTTP only (with a host), each optional and written only when set (older
+ * readers skip them, and serve the resource without the rules):
+ *   req_set?      [str]  "Name: value": the request header Name (every copy the client sent
+ *                        is dropped) is sent with this value
+ *   req_remove?   [str]  request header names dropped
+ *   host_rewrite? str    the Host the application gets: a DNS name or IPv4 address, ":port"
+ *                        optional
+ *   strip_prefix? str    a path prefix ("/api") taken off the request's path when the path
+ *                        starts with it on a segment boundary ("/api/x" -> "/x", "/api" -> "/")
+ *   resp_set?     [str]  "Name: value" set on the responses (the application's copies dropped)
+ *   resp_remove?  [str]  response header names dropped
+ * At most RESOURCE_RULES_MAX of each list. Names are tokens of at most RESOURCE_HDR_NAME_MAX
+ * bytes, values printable ASCII (tab allowed, no CR, LF or other control byte) of at most
+ * RESOURCE_HDR_VALUE_MAX bytes, so a rule cannot inject a header or split a message. Refused
+ * names (resource_check), compared without case and with '_' as '-': in requests Host (use
+ * host_rewrite; it cannot be removed), Cookie and Authorization (the proxy handles them),
+ * what only the proxy says (Remote-*, X-Popmesh-*, X-Forwarded-*, Forwarded, X-Real-IP); in
+ * both directions the hop-by-hop and framing headers (Connection, Keep-Alive, Proxy-*, TE,
+ * Trailer, Transfer-Encoding, Upgrade, Content-Length), which would let a rule smuggle; in
+ * responses Set-Cookie may be removed but not set. A name is in one list of a direction at
+ * most once. node/http/httprules applies them at the ingress PoP.
+ *
  * Records come from other nodes through replication, so resource_parse treats them as
  * untrusted bytes: every field is bounds-checked and resource_check's rules are applied, so a
  * record that decodes is one resource.add would have accepted. Unknown fields are skipped, a
@@ -110,6 +132,9 @@
 #include <stdint.h>
 
 #define RESOURCE_PREFIX        "resource/"
+#define RESOURCE_RULES_MAX     8   /* entries in each of req_set, req_remove, resp_set, resp_remove */
+#define RESOURCE_HDR_NAME_MAX  64  /* bytes of a header name in a rule */
+#define RESOURCE_HDR_VALUE_MAX 256 /* bytes of a header value in a rule */
 #define RESOURCE_CA_PREFIX     "originca/"
 #define RESOURCE_CA_MAX        8192 /* bytes of an origin CA (PEM) */
 #define RESOURCE_CA_KEY_MAX    (sizeof(RESOURCE_CA_PREFIX) + 64) /* with the NUL */
@@ -161,6 +186,12 @@ enum resource_auth {
     RESOURCE_AUTH_NONE = 0, /* "none": anyone */
     RESOURCE_AUTH_LOGIN,    /* "login": a user session, limited by allow_users/allow_groups */
 };
+
+/* A header a rule sets. */
+typedef struct resource_hdr {
+    char name[RESOURCE_HDR_NAME_MAX + 1];
+    char value[RESOURCE_HDR_VALUE_MAX + 1];
+} resource_hdr_t;
 
 /* HTTP statuses lo..hi (both included, 100 <= lo <= hi <= 599). */
 typedef struct resource_code_range {
@@ -225,6 +256,17 @@ typedef struct resource {
     uint8_t origin_tls;
     bool has_origin_ca;
     uint8_t origin_ca[32];
+    /* Request rules (HTTP only; see REQUEST RULES above). */
+    resource_hdr_t req_set[RESOURCE_RULES_MAX];
+    unsigned nreq_set;
+    char req_remove[RESOURCE_RULES_MAX][RESOURCE_HDR_NAME_MAX + 1];
+    unsigned nreq_remove;
+    resource_hdr_t resp_set[RESOURCE_RULES_MAX];
+    unsigned nresp_set;
+    char resp_remove[RESOURCE_RULES_MAX][RESOURCE_HDR_NAME_MAX + 1];
+    unsigned nresp_remove;
+    char host_rewrite[RESOURCE_HOST_MAX + 7]; /* "" = the client's Host */
+    char strip_prefix[RESOURCE_PREFIX_MAX + 1]; /* "" = none */
 } resource_t;
 
 /* "resource/<name>" into out (RESOURCE_KEY_MAX bytes suffice); 0, or -EINVAL if name is
@@ -290,6 +332,12 @@ void resource_ca_pack(msgpack_packer *pk, const char *pem, size_t len);
  * against id (the key's). 0 or -EBADMSG with why. */
 int resource_ca_parse(const uint8_t *buf, size_t len, const uint8_t id[32], char *pem, size_t cap,
                       const char **why);
+
+/* "Name: value" (spaces and tabs around the value dropped) into *out. 0 or -EINVAL with why;
+ * the name and value rules are resource_check's. */
+int resource_hdr_parse(const char *s, size_t len, resource_hdr_t *out, const char **why);
+/* True when r has any request rule. */
+bool resource_rules_set(const resource_t *r);
 
 /* "none" or "login" into *auth; 0 or -EINVAL. */
 int resource_auth_parse(const char *s, size_t len, enum resource_auth *auth);

@@ -1607,22 +1607,61 @@ static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **ar
     const char *access_log = take_opt(&argc, argv, "--access-log", &err);
     const char *req2fa = take_opt(&argc, argv, "--require-2fa", &err);
     const char *proxy = take_opt(&argc, argv, "--proxy-protocol", &err);
+    /* Request rules: each list given replaces that list (resource.set). */
+    static const char *const rule_opts[] = {"--set-header", "--remove-header",
+                                            "--set-response-header", "--remove-response-header"};
+    static const char *const rule_keys[] = {"req_set", "req_remove", "resp_set", "resp_remove"};
+    const char **rule_v[4];
+    size_t rule_n[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4; k++) {
+        const char *t;
+        rule_v[k] = xcalloc((size_t)argc + 1, sizeof(*rule_v[k]));
+        while ((t = take_opt(&argc, argv, rule_opts[k], &err)))
+            rule_v[k][rule_n[k]++] = t;
+    }
+    const char *host_rw = take_opt(&argc, argv, "--host-rewrite", &err);
+    const char *strip = take_opt(&argc, argv, "--strip-prefix", &err);
+    bool clear_rules = take_flag(&argc, argv, "--clear-rules");
+    size_t nrules = (host_rw ? 1 : 0) + (strip ? 1 : 0) + (clear_rules ? 1 : 0);
+    for (int k = 0; k < 4; k++)
+        nrules += rule_n[k] ? 1 : 0;
     if (err)
         return usage(self, "an option is missing its value");
     if (argc != 1)
         return argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
                     : usage(self, "resource set takes one NAME");
-    if (!access_log && !req2fa && !proxy)
+    if (!access_log && !req2fa && !proxy && !nrules)
         return usage(self, "nothing to set: --access-log on|off|sample:N, --require-2fa on|off, "
-                           "--proxy-protocol v1|v2|off");
+                           "--proxy-protocol v1|v2|off, or request rules (--set-header ...)");
     if (req2fa && strcmp(req2fa, "on") && strcmp(req2fa, "off"))
         return usage(self, "--require-2fa takes on or off, not '%s'", req2fa);
     request_t r;
     json_t *j;
     request_begin(&r, "resource.set",
-                  1 + (access_log ? 1 : 0) + (req2fa ? 1 : 0) + (proxy ? 1 : 0));
+                  1 + (access_log ? 1 : 0) + (req2fa ? 1 : 0) + (proxy ? 1 : 0) + nrules);
     mpw_str(&r.pk, "name");
     mpw_str(&r.pk, argv[0]);
+    for (int k = 0; k < 4; k++) { /* popd judges names and values, and says what is wrong */
+        if (rule_n[k]) {
+            mpw_str(&r.pk, rule_keys[k]);
+            msgpack_pack_array(&r.pk, (uint32_t)rule_n[k]);
+            for (size_t i = 0; i < rule_n[k]; i++)
+                mpw_str(&r.pk, rule_v[k][i]);
+        }
+        free(rule_v[k]);
+    }
+    if (host_rw) {
+        mpw_str(&r.pk, "host_rewrite");
+        mpw_str(&r.pk, host_rw);
+    }
+    if (strip) {
+        mpw_str(&r.pk, "strip_prefix");
+        mpw_str(&r.pk, strip);
+    }
+    if (clear_rules) {
+        mpw_str(&r.pk, "clear_rules");
+        msgpack_pack_true(&r.pk);
+    }
     if (proxy) {
         mpw_str(&r.pk, "proxy_protocol");
         mpw_str(&r.pk, proxy);
@@ -1691,6 +1730,13 @@ static int cmd_resource_list(ctx_t *c, const command_t *self, int argc, char **a
                  ot == 1 ? (json_object_get(res, "origin_ca") ? " (https, own CA)" : " (https)")
                          : "",
                  ot == 2 ? " (https, INSECURE: certificates not verified)" : "");
+        static const char *const rk[] = {"req_set", "req_remove", "resp_set", "resp_remove",
+                                         "host_rewrite", "strip_prefix"};
+        bool rules = false;
+        for (size_t k = 0; k < sizeof(rk) / sizeof(rk[0]); k++)
+            rules |= json_object_get(res, rk[k]) != NULL;
+        if (rules) /* meshctl --json resource list shows them */
+            snprintf(origin + strlen(origin), sizeof(origin) - strlen(origin), " (rules)");
         printf("%-20s %-20s %9s %-24s %-12s %-5s %-16s %-6s %s%s\n",
                json_string_value(json_object_get(res, "name")),
                json_string_value(json_object_get(res, "site")), port, host ? host : "-",
@@ -2613,13 +2659,21 @@ static const command_t commands[] = {
      "--insecure-skip-verify checks none (shown in resource list)."},
     {"resource", "set", cmd_resource_set,
      "NAME [--access-log on|off|sample:N] [--require-2fa on|off]\n"
-     "        [--proxy-protocol v1|v2|off]",
+     "        [--proxy-protocol v1|v2|off] [--set-header 'NAME: VALUE' ...]\n"
+     "        [--remove-header NAME ...] [--host-rewrite HOST[:PORT]] [--strip-prefix /P]\n"
+     "        [--set-response-header 'NAME: VALUE' ...] [--remove-response-header NAME ...]\n"
+     "        [--clear-rules]",
      "Changes a setting of a resource in place: --access-log says which of its requests and\n"
      "connections PoPs with an access log record: every one (on), none (off), or a random\n"
      "one in N (sample:N, N from 1 to 1000000). --require-2fa (auth login only): users must\n"
      "have signed in with a second factor (meshctl user totp enable); API keys are refused.\n"
      "--proxy-protocol (TCP resources): the site sends each target connection a PROXY protocol\n"
-     "header of that version first, with the client's address and port."},
+     "header of that version first, with the client's address and port.\n"
+     "Request rules (HTTP resources), applied at the PoP: --set-header sets a request header\n"
+     "(replacing the client's), --remove-header drops one, --host-rewrite sets the Host the\n"
+     "application gets, --strip-prefix takes a path prefix off (/api/x -> /x); the response\n"
+     "ones likewise. Each kind given replaces that list; --clear-rules drops them all. Host,\n"
+     "hop-by-hop and framing headers, and what the proxy itself says, are refused."},
     {"resource", "list", cmd_resource_list, "",
      "Lists resources: name, site, tcp port (PORT/tls under TLS), HTTP host, path prefix and\n"
      "auth, health check (with its settings when not the defaults), stickiness, targets\n"
