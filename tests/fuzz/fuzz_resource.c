@@ -54,6 +54,28 @@ static void check_resource(const uint8_t *data, size_t size, const char *name)
     for (unsigned i = 0; i < r->ntargets; i++)
         if (strcmp(r->targets[i], back->targets[i]))
             abort();
+    /* PROXY protocol, HTTPS origins and request rules: the same after a round trip */
+    if (r->proxy_protocol != back->proxy_protocol || r->origin_tls != back->origin_tls ||
+        r->has_origin_ca != back->has_origin_ca ||
+        memcmp(r->origin_ca, back->origin_ca, sizeof(r->origin_ca)) ||
+        r->nreq_set != back->nreq_set || r->nreq_remove != back->nreq_remove ||
+        r->nresp_set != back->nresp_set || r->nresp_remove != back->nresp_remove ||
+        strcmp(r->host_rewrite, back->host_rewrite) || strcmp(r->strip_prefix, back->strip_prefix))
+        abort();
+    for (unsigned i = 0; i < r->nreq_set; i++)
+        if (strcmp(r->req_set[i].name, back->req_set[i].name) ||
+            strcmp(r->req_set[i].value, back->req_set[i].value))
+            abort();
+    for (unsigned i = 0; i < r->nresp_set; i++)
+        if (strcmp(r->resp_set[i].name, back->resp_set[i].name) ||
+            strcmp(r->resp_set[i].value, back->resp_set[i].value))
+            abort();
+    for (unsigned i = 0; i < r->nreq_remove; i++)
+        if (strcmp(r->req_remove[i], back->req_remove[i]))
+            abort();
+    for (unsigned i = 0; i < r->nresp_remove; i++)
+        if (strcmp(r->resp_remove[i], back->resp_remove[i]))
+            abort();
     for (unsigned i = 0; i < r->nallow_users; i++)
         if (strcmp(r->allow_users[i], back->allow_users[i]))
             abort();

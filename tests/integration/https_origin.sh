@@ -4,7 +4,8 @@
 # made here by the openssl CLI, for the name localhost. nginx logs $ssl_server_name (the SNI
 # the site sent) and $ssl_protocol. Checked through the PoP's HTTP ingress:
 #   - --ca with the right CA: 200 with nginx's page, SNI localhost in its log;
-#   - --ca with another CA: 502 to the client, and the site logs the verification failure;
+#   - --ca with another CA: 502 to the client, its page and the site's log naming the
+#     verification failure;
 #   - no --ca (system store only): 502 too (the test CA is in no system store);
 #   - --insecure-skip-verify with no CA: 200, and resource list says INSECURE;
 #   - a TCP resource with an https:// target: the stream itself is TLS to nginx;
@@ -121,10 +122,11 @@ wait_for 5 "nginx logs the SNI" grep -Eq "sni=localhost proto=TLSv1\.[23] host=g
 ok "--ca with the origin's CA: 200 with nginx's page; nginx saw SNI localhost over TLS 1.2 or 1.3"
 
 [ "$(get wrong.test)" = 502 ] || fail "wrong.test: $(get wrong.test), want 502"
+expect_in "$WORK/body" "certificate verify failed"
 wait_for 5 "the site logs the refusal" grep -q \
     "resource wrongca: target localhost:$NP: TLS: certificate verify failed" "$WORK/site.log"
 grep -q "host=wrong.test" "$WORK/ngx/access.log" && fail "a request reached nginx through the wrong CA"
-ok "--ca with another CA: 502 to the client, the site logs 'certificate verify failed', nginx served nothing"
+ok "--ca with another CA: 502 to the client saying 'certificate verify failed', the site logs it, nginx served nothing"
 
 [ "$(get noca.test)" = 502 ] || fail "noca.test: $(get noca.test), want 502"
 ok "no --ca: the system store does not know the test CA: 502"
