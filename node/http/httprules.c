@@ -6,12 +6,11 @@
 
 static void add_set(httprules_out_t *out, const resource_hdr_t *set, unsigned n)
 {
-    for (unsigned i = 0; i < n && out->ndrop < HTTPRULES_DROP_MAX &&
-                         out->nextra < HTTPRULES_EXTRA_MAX;
-         i++) {
+    for (unsigned i = 0;
+         i < n && out->ndrop < HTTPRULES_DROP_MAX && out->nextra < HTTPRULES_EXTRA_MAX; i++) {
         out->drop[out->ndrop++] = set[i].name; /* the sender's copies go: ours replaces them */
-        out->extra[out->nextra++] = (http_header_t){set[i].name, strlen(set[i].name),
-                                                    set[i].value, strlen(set[i].value)};
+        out->extra[out->nextra++] =
+            (http_header_t){set[i].name, strlen(set[i].name), set[i].value, strlen(set[i].value)};
     }
 }
 

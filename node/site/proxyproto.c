@@ -47,8 +47,7 @@ static int end_of(const char *s, struct end *e)
 int proxyproto_encode(int version, const char *src, const char *dst, uint8_t *out, size_t cap)
 {
     struct end s, d;
-    if ((version != 1 && version != 2) || cap < PROXYPROTO_MAX || !src || !dst ||
-        end_of(src, &s))
+    if ((version != 1 && version != 2) || cap < PROXYPROTO_MAX || !src || !dst || end_of(src, &s))
         return -EINVAL;
     if (!dst[0]) {
         memset(&d, 0, sizeof(d));
@@ -68,14 +67,14 @@ int proxyproto_encode(int version, const char *src, const char *dst, uint8_t *ou
             inet_ntop(AF_INET6, s.a6, sa, sizeof(sa));
             inet_ntop(AF_INET6, d.a6, da, sizeof(da));
         }
-        int n = snprintf((char *)out, cap, "PROXY %s %s %s %u %u\r\n", v4 ? "TCP4" : "TCP6", sa,
-                         da, s.port, d.port);
+        int n = snprintf((char *)out, cap, "PROXY %s %s %s %u %u\r\n", v4 ? "TCP4" : "TCP6", sa, da,
+                         s.port, d.port);
         return n > 0 && (size_t)n < cap ? n : -EINVAL;
     }
     size_t alen = v4 ? 12 : 36; /* two addresses and two ports */
     memcpy(out, v2_sig, sizeof(v2_sig));
-    out[12] = 0x21;              /* version 2, command PROXY */
-    out[13] = v4 ? 0x11 : 0x21;  /* AF_INET or AF_INET6, STREAM */
+    out[12] = 0x21;             /* version 2, command PROXY */
+    out[13] = v4 ? 0x11 : 0x21; /* AF_INET or AF_INET6, STREAM */
     out[14] = (uint8_t)(alen >> 8);
     out[15] = (uint8_t)alen;
     uint8_t *p = out + 16;

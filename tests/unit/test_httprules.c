@@ -23,8 +23,8 @@ static void strip(const char *target, const char *prefix, const char *want)
     char out[256];
     ssize_t n = httprules_strip_prefix(target, strlen(target), prefix, out, sizeof(out));
     if (n < 0 || (size_t)n != strlen(want) || memcmp(out, want, (size_t)n))
-        fail_msg("strip %s of %s: got '%.*s', want '%s'", prefix, target, (int)(n < 0 ? 0 : n),
-                 out, want);
+        fail_msg("strip %s of %s: got '%.*s', want '%s'", prefix, target, (int)(n < 0 ? 0 : n), out,
+                 want);
 }
 
 static void test_strip_prefix(void **state)
@@ -88,8 +88,8 @@ static void test_request_head(void **state)
     make(&r);
     check_ok(&r);
     http_header_t hs[] = {
-        {"Host", 4, "app.test", 8},     {"x-a", 3, "client", 6},  {"X-B", 3, "drop me", 7},
-        {"x-b", 3, "me too", 6},        {"Accept", 6, "*/*", 3},  {"X-A", 3, "again", 5},
+        {"Host", 4, "app.test", 8}, {"x-a", 3, "client", 6}, {"X-B", 3, "drop me", 7},
+        {"x-b", 3, "me too", 6},    {"Accept", 6, "*/*", 3}, {"X-A", 3, "again", 5},
     };
     http_head_t h = {.request = true,
                      .method_name = "GET",
@@ -196,8 +196,8 @@ static void test_refusals(void **state)
     strcpy(r.req_set[0].name, "Host");
     refused(&r, "use host_rewrite");
     /* smuggling: CR, LF, NUL-free control bytes, DEL, high bytes in values */
-    static const char *const bad_values[] = {"a\r\nX-Evil: 1", "a\nb", "a\rb", "a\x01", "a\x7f",
-                                             "caf\xc3\xa9"};
+    static const char *const bad_values[] = {"a\r\nX-Evil: 1", "a\nb",  "a\rb",
+                                             "a\x01",          "a\x7f", "caf\xc3\xa9"};
     for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
         strcpy(r.req_set[0].value, bad_values[i]);
         refused(&r, "control byte");
@@ -205,10 +205,9 @@ static void test_refusals(void **state)
         refused(&r, "control byte");
     }
     /* hop-by-hop and framing headers, both directions, set and remove */
-    static const char *const hop[] = {"Transfer-Encoding", "Content-Length", "Connection",
-                                      "Keep-Alive",        "TE",             "Trailer",
-                                      "Upgrade",           "Proxy-Authorization",
-                                      "transfer_encoding"};
+    static const char *const hop[] = {
+        "Transfer-Encoding", "Content-Length", "Connection",          "Keep-Alive",       "TE",
+        "Trailer",           "Upgrade",        "Proxy-Authorization", "transfer_encoding"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
         strcpy(r.req_set[0].name, hop[i]);
         refused(&r, "hop-by-hop");
@@ -220,8 +219,8 @@ static void test_refusals(void **state)
         refused(&r, "hop-by-hop");
     }
     /* what the proxy alone says, and what it handles */
-    static const char *const proxy[] = {"Remote-User", "remote_user", "X-Popmesh-Identity",
-                                        "X-Forwarded-For", "Forwarded", "X-Real-IP"};
+    static const char *const proxy[] = {"Remote-User",     "remote_user", "X-Popmesh-Identity",
+                                        "X-Forwarded-For", "Forwarded",   "X-Real-IP"};
     for (size_t i = 0; i < sizeof(proxy) / sizeof(proxy[0]); i++) {
         strcpy(r.req_set[0].name, proxy[i]);
         refused(&r, "proxy alone");
@@ -245,8 +244,8 @@ static void test_refusals(void **state)
     strcpy(r.req_remove[0], "x-a");
     refused(&r, "two request rules");
     /* host_rewrite and strip_prefix */
-    static const char *const bad_hosts[] = {"Evil.test", "a b", "a\r\nb", "x:0", "x:65536",
-                                            "x:", ":80", "x:8a"};
+    static const char *const bad_hosts[] = {"Evil.test", "a b", "a\r\nb", "x:0",
+                                            "x:65536",   "x:",  ":80",    "x:8a"};
     for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
         strcpy(r.host_rewrite, bad_hosts[i]);
         refused(&r, "host_rewrite");
@@ -299,9 +298,9 @@ static void test_record_roundtrip(void **state)
     char *at = memmem(sb.data, sb.size, "X-BB", 4);
     assert_non_null(at);
     memcpy(at, "hoST", 4);
-    assert_int_equal(resource_parse((uint8_t *)sb.data, sb.size, "app", &back, buf, sizeof(buf),
-                                    &why),
-                     -EBADMSG);
+    assert_int_equal(
+        resource_parse((uint8_t *)sb.data, sb.size, "app", &back, buf, sizeof(buf), &why),
+        -EBADMSG);
     msgpack_sbuffer_destroy(&sb);
     /* without rules: none of the fields written */
     r.nreq_set = r.nreq_remove = r.nresp_set = r.nresp_remove = 0;
@@ -318,8 +317,8 @@ static void test_record_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strip_prefix),  cmocka_unit_test(test_request_head),
-        cmocka_unit_test(test_response_head), cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_strip_prefix),     cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_response_head),    cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_record_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,8 +62,8 @@ static void v2_ipv4(void **st)
     (void)st;
     uint8_t b[PROXYPROTO_MAX];
     int n = proxyproto_encode(2, "192.0.2.7:51234", "198.51.100.1:8080", b, sizeof(b));
-    const uint8_t want[] = {0x21, 0x11, 0x00, 0x0c, 192, 0,    2,    7,    198, 51,
-                            100,  1,    0xc8, 0x22, 0x1f, 0x90}; /* 51234, 8080 big-endian */
+    const uint8_t want[] = {0x21, 0x11, 0x00, 0x0c, 192,  0,    2,   7, 198,
+                            51,   100,  1,    0xc8, 0x22, 0x1f, 0x90}; /* 51234, 8080 big-endian */
     assert_int_equal(n, 28);
     assert_memory_equal(b, sig, 12);
     assert_memory_equal(b + 12, want, sizeof(want));
@@ -111,8 +111,12 @@ static void refused(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(v1_ipv4),   cmocka_unit_test(v1_ipv6), cmocka_unit_test(v1_mixed_and_unknown),
-        cmocka_unit_test(v2_ipv4),   cmocka_unit_test(v2_ipv6), cmocka_unit_test(refused),
+        cmocka_unit_test(v1_ipv4),
+        cmocka_unit_test(v1_ipv6),
+        cmocka_unit_test(v1_mixed_and_unknown),
+        cmocka_unit_test(v2_ipv4),
+        cmocka_unit_test(v2_ipv6),
+        cmocka_unit_test(refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
