@@ -425,6 +425,13 @@ static bool dial_backing_off(dataplane_t *dp, uint64_t id)
 static struct peer *pop_peer(dataplane_t *dp, uint64_t id)
 {
     struct peer *p = find_peer(dp, id, false, false);
+    if (p && p->up && !tconn_tun(p->c)) {
+        /* Its tunnel just failed (on_down comes at the top of the next loop iteration): the
+         * PoP is as good as gone for now, and dialling it again at once would race its death
+         * (a SIGKILLed PoP refuses the dial a moment later). */
+        dial_failed(dp, id);
+        return NULL;
+    }
     if (p)
         return p;
     if (dial_backing_off(dp, id))
@@ -956,6 +963,10 @@ static void pc_down(void *ctx, tconn_t *c, const char *why)
             dial_failed(dp, p->id);
         } else {
             log_info("dataplane: tunnel to PoP %s down: %s", p->name, why);
+            /* Connections being opened now take a path around it (ingress_pick) for
+             * DIAL_BACKOFF_MS, until the routes know whether it is dead: a PoP SIGKILLed a
+             * moment ago refuses the redial anyway, and each try through it cost a retry. */
+            dial_failed(dp, p->id);
         }
     } else {
         if (!p->id) /* never admitted: garbage, a bad handshake, or a refused key */
@@ -1577,6 +1588,14 @@ static void ingress_try(struct ingress *in)
         return;
     }
     const route_path_t *path = (tries == 1 && e.has_backup) ? &e.backup : &e.primary;
+    /* A next hop whose tunnel just failed (dial_failed) is skipped while the other path's is
+     * not: the routes drop a dead PoP only once SWIM suspects it, up to a second later. */
+    if (e.has_backup && path->egress != dp->o.id->node_id &&
+        dial_backing_off(dp, path->next_hop)) {
+        const route_path_t *other = path == &e.primary ? &e.backup : &e.primary;
+        if (other->egress == dp->o.id->node_id || !dial_backing_off(dp, other->next_hop))
+            path = other;
+    }
     uint64_t self = dp->o.id->node_id;
     in->n_hops = 0;
     for (uint32_t i = 0; i < path->n_hops && i < SM_PATH_MAX + 2; i++)

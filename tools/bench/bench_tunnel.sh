@@ -198,6 +198,13 @@ for k in $(seq 1 "$KILLS"); do
         [ "$n" != "$PRIM" ] && [[ ",$STBY," != *",$n,"* ]] && ENTRY=$n
     done
     [ -n "$ENTRY" ] || ENTRY=${STBY%%,*}
+    # Steady state: the entry's routes hold a backup path to s2 (a PoP restarted a moment ago
+    # learns the other PoPs' link state within about a second; killed before that, its only
+    # path is the primary's and the first round trip waits for the routes: up to 0.7 s).
+    for _ in $(seq 1 100); do
+        ctl "$ENTRY" --json routes 2>/dev/null | $PY -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if any(e.get("backup") for e in j["sites"] if "s2" in json.dumps(e["site"])) else 1)' && break
+        sleep 0.1
+    done
     if ! $PY "$PROBE" wait "${ADDR[$ENTRY]}" "$R_ECHO2" 30 2>>"$W/probe.log"; then
         echo "   kill $k: no round trip via $ENTRY before the kill" >&2; FAILED=1; break
     fi
