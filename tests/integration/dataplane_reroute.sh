@@ -52,6 +52,7 @@ join_pop 4 "$TOKEN"
 # link does not remove it from link state: SWIM keeps the last direct RTT of a member that
 # indirect probes keep alive, and A would go on advertising a link to C (see the report).
 netns_block 1 3
+wait_certified "$WORK/n2"
 TOKEN=$(mctl "$WORK/n2" token create --uses 1 --ttl 10m 2>/dev/null)
 join_pop 3 "$TOKEN"
 N=("$WORK/n1" "$WORK/n2" "$WORK/n3" "$WORK/n4")
@@ -81,6 +82,7 @@ for i in 1 2 4; do
         -p tcp -j REJECT --reject-with tcp-reset
     netns_exec 3 iptables -A OUTPUT -m owner --gid-owner "$SITE_GID" -d "$(netns_ip "$i")" -j DROP
 done
+wait_certified "$WORK/n3"
 SITE_TOKEN=$(mctl "$WORK/n3" site add branch | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
 [ -n "$SITE_TOKEN" ] || fail "site add printed no token"
 wait_for 10 "the site record on pop-a" sh -c "'$MESHCTL' -d '$WORK/n1' site list | grep -q branch"

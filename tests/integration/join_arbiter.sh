@@ -82,6 +82,8 @@ done
 ok "$JOINERS concurrent joins of a $USES-use token at 3 seeds: exactly $okn admitted, $usedup told 'used up' ($(( (T1 - T0) / 1000000 )) ms); every PoP counts $USES uses"
 
 # ---- one name, two seeds, two tokens minted at two PoPs ----------------------------------
+wait_certified "$WORK/n2"
+wait_certified "$WORK/n3"
 T2=$(mctl "$WORK/n2" token create --ttl 10m 2>/dev/null)
 T3=$(mctl "$WORK/n3" token create --ttl 10m 2>/dev/null)
 sleep 0.5 # both token records reach every PoP (pushed at once; this is ample)

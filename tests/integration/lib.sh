@@ -90,6 +90,20 @@ wait_ready() {
     fail "popd on $dir did not answer within 5 s"
 }
 
+# wait_certified DIR: until the PoP's node certificate is valid (key status). A PoP that just
+# joined gets it from the root holder within about a second; until then it refuses what needs a
+# capability (token create, site add, user add, ...) with a clear error.
+wait_certified() {
+    local dir=$1
+    for _ in $(seq 1 200); do
+        "$MESHCTL" -d "$dir" --json key status 2>/dev/null |
+            "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("cert") == "valid" else 1)' \
+            2>/dev/null && return 0
+        sleep 0.05
+    done
+    fail "the PoP at $dir has no valid certificate after 10 s: $("$MESHCTL" -d "$dir" key status 2>&1)"
+}
+
 # stop_popd PID: SIGTERM, then waits (bounded) and returns popd's exit code in STOP_RC.
 stop_popd() {
     local pid=$1

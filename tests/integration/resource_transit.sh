@@ -72,6 +72,7 @@ for i in 1 3 4; do
     netns_exec 2 iptables -A OUTPUT -m owner --gid-owner "$SITE_GID" -d "$(netns_ip "$i")" \
         -p tcp -j REJECT --reject-with tcp-reset
 done
+wait_certified "$WORK/n2"
 SITE_TOKEN=$(mctl "$WORK/n2" site add branch | grep -o 'pmt1\.[A-Za-z0-9_-]*' | head -1)
 [ -n "$SITE_TOKEN" ] || fail "site add printed no token"
 wait_for 10 "the site record on on-1" sh -c "'$MESHCTL' -d '$WORK/n1' site list | grep -q branch"

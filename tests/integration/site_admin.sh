@@ -221,6 +221,7 @@ join_says "ERR no-site: site 'branch-1' was removed from this mesh" "$ANYSITE" b
 ok "site rm evicts the enrolled node everywhere (its key refused from now on); resource list still works; the removed site takes no JOIN and no new resource"
 
 # The name is free again: removed node records do not hold it.
+wait_certified "$WORK/n3"
 expect_rc 0 mctl "$WORK/n3" site add branch-1
 TOKEN2=$(cat "$WORK/out")
 TOKEN2_ID=$(mctl "$WORK/n3" --json site list | "$PY" -c 'import json,sys; print([s["token_id"] for s in json.load(sys.stdin)["sites"] if s["name"] == "branch-1"][0])')

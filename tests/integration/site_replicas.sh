@@ -229,6 +229,7 @@ s.close()
 ctx.term()
 PY
 }
+wait_certified "${N[2]}"
 expect_rc 0 mctl "${N[2]}" site add other
 OTHER_TOKEN=$(cat "$WORK/out")
 expect_rc 0 mctl "${N[1]}" site token branch
