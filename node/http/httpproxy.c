@@ -182,6 +182,7 @@ struct hconn {
     bool req_open;      /* a request began and its line is not written yet */
     bool req_head;      /* its head was read (method, host and target are its own) */
     bool req_pending;   /* it ended inside a feed: written once the feed's bytes are counted */
+    bool req_counting;  /* a request began: its decision is counted when it ends (st.decided) */
     bool feeding;       /* process_input is inside http_reader_feed */
     uint64_t req_t0_us; /* monotonic us it began */
     uint64_t req_in;    /* bytes of it from the client (head and body as received) */
@@ -270,6 +271,8 @@ struct httpproxy {
         uint64_t totp_accepted; /* second factors accepted (codes and recovery codes) */
         uint64_t totp_refused;  /* second factors missing, malformed or wrong */
         uint64_t totp_replayed; /* codes and recovery codes used before: refused */
+        uint64_t logins_failed; /* sign-ins refused: wrong user name or password */
+        uint64_t decided[ACCESSLOG_PROVIDER + 1]; /* requests ended, by their decision */
     } st;
 };
 
@@ -483,6 +486,9 @@ static void req_log_write(struct hconn *hc)
  * one, a malformed head or one that did not arrive in time). */
 static void req_log_begin(struct hconn *hc, bool head)
 {
+    /* counted at the end (/metrics: auth decisions by method), with or without a log */
+    hc->req_decision = ACCESSLOG_NO_DECISION;
+    hc->req_counting = true;
     if (!hc->px->o.alog)
         return;
     if (hc->req_open) /* the one before ended unseen (it should not): its line now */
@@ -506,6 +512,11 @@ static void req_log_begin(struct hconn *hc, bool head)
  * returns. */
 static void req_log_end(struct hconn *hc)
 {
+    if (hc->req_counting) {
+        hc->req_counting = false;
+        if ((unsigned)hc->req_decision <= ACCESSLOG_PROVIDER)
+            hc->px->st.decided[hc->req_decision]++;
+    }
     if (!hc->req_open)
         return;
     if (hc->feeding)
@@ -2809,6 +2820,7 @@ static void on_pw_done(struct ev_loop *loop, ev_async *w, int revents)
             hc->pw_job = NULL;
             if (!job->ok || !job->user_ok) {
                 req_log_deny(hc, "wrong user name or password");
+                px->st.logins_failed++;
                 char eu[LOG_ESC_MAX];
                 log_info("http: failed login from %s for '%s'", hc->client,
                          log_escs(eu, sizeof(eu), hc->user));
@@ -3383,6 +3395,15 @@ void httpproxy_pack_status(httpproxy_t *px, msgpack_packer *pk)
         {"totp_accepted", px->st.totp_accepted},
         {"totp_refused", px->st.totp_refused},
         {"totp_replayed", px->st.totp_replayed},
+        {"logins_failed", px->st.logins_failed},
+        /* requests that ended, by how edge authentication let them through */
+        {"allowed_open", px->st.decided[ACCESSLOG_OPEN]},
+        {"allowed_rule", px->st.decided[ACCESSLOG_RULE]},
+        {"allowed_session", px->st.decided[ACCESSLOG_SESSION]},
+        {"allowed_api_key", px->st.decided[ACCESSLOG_APIKEY]},
+        {"allowed_share_link", px->st.decided[ACCESSLOG_SHARE]},
+        {"allowed_password", px->st.decided[ACCESSLOG_PASSWORD]},
+        {"allowed_provider", px->st.decided[ACCESSLOG_PROVIDER]},
         {"logins_shared", ls.sent},
         {"logins_heard", ls.received},
         {"logins_charged", ls.charged},

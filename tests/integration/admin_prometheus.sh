@@ -51,6 +51,12 @@ done
 ok "promtool check metrics accepts the /metrics of all 3 PoPs (pop-1: $(awk '{printf "%.1f ms, %d bytes", $1*1000, $2}' "$WORK/scrape-1"))"
 expect_in "$WORK/metrics-1.txt" 'popmesh_http_requests_total{resource="web"}'
 expect_in "$WORK/metrics-1.txt" 'popmesh_member_state{member="pop-3",state="alive"} 1'
+# the requests above went to an open resource: counted as let through by "open"
+grep -qE '^popmesh_auth_allowed_total\{method="open"\} [1-9]' "$WORK/metrics-1.txt" ||
+    fail "no open decision counted: $(grep auth_allowed "$WORK/metrics-1.txt")"
+grep -qE '^popmesh_auth_allowed_total\{method="session"\} 0$' "$WORK/metrics-1.txt" ||
+    fail "session decisions counted with no session: $(grep auth_allowed "$WORK/metrics-1.txt")"
+expect_in "$WORK/metrics-1.txt" 'popmesh_login_failures_total 0'
 
 # Prometheus, 1 s scrapes of the 3 admin listeners
 PP=$(free_port)
