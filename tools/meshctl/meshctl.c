@@ -1625,16 +1625,22 @@ static int cmd_resource_set(ctx_t *c, const command_t *self, int argc, char **ar
     size_t nrules = (host_rw ? 1 : 0) + (strip ? 1 : 0) + (clear_rules ? 1 : 0);
     for (int k = 0; k < 4; k++)
         nrules += rule_n[k] ? 1 : 0;
+    int bad = -1; /* a usage error's exit code, once the lists are freed */
     if (err)
-        return usage(self, "an option is missing its value");
-    if (argc != 1)
-        return argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
-                    : usage(self, "resource set takes one NAME");
-    if (!access_log && !req2fa && !proxy && !nrules)
-        return usage(self, "nothing to set: --access-log on|off|sample:N, --require-2fa on|off, "
-                           "--proxy-protocol v1|v2|off, or request rules (--set-header ...)");
-    if (req2fa && strcmp(req2fa, "on") && strcmp(req2fa, "off"))
-        return usage(self, "--require-2fa takes on or off, not '%s'", req2fa);
+        bad = usage(self, "an option is missing its value");
+    else if (argc != 1)
+        bad = argc ? usage(self, "unexpected argument '%s'", argv[argc > 1 ? 1 : 0])
+                   : usage(self, "resource set takes one NAME");
+    else if (!access_log && !req2fa && !proxy && !nrules)
+        bad = usage(self, "nothing to set: --access-log on|off|sample:N, --require-2fa on|off, "
+                          "--proxy-protocol v1|v2|off, or request rules (--set-header ...)");
+    else if (req2fa && strcmp(req2fa, "on") && strcmp(req2fa, "off"))
+        bad = usage(self, "--require-2fa takes on or off, not '%s'", req2fa);
+    if (bad >= 0) {
+        for (int k = 0; k < 4; k++)
+            free(rule_v[k]);
+        return bad;
+    }
     request_t r;
     json_t *j;
     request_begin(&r, "resource.set",
