@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -807,7 +808,18 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             return;
         }
         break;
-    case ST_UP:
+    case ST_UP: {
+        /* Bytes already in the socket were received, whatever the loop was busy with: read
+         * them before the core judges the peer silent. A loop held up for a second (a burst of
+         * thousands of connections on a loaded machine) used to declare healthy tunnels dead
+         * with their heartbeats sitting unread in the kernel. */
+        int avail = 0;
+        if (ioctl(c->fd, FIONREAD, &avail) == 0 && avail > 0) {
+            on_read(c->loop, &c->rio, EV_READ);
+            if (c->state != ST_UP)
+                return;
+            now = clock_mono_ms();
+        }
         tun_tick(c->tun, now);
         if (c->tun_died) {
             fail(c, "tunnel dead: %s", tun_dead_reason_name(c->tun_dead_reason));
@@ -821,6 +833,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             c->out_empty_ms = 0;
         }
         break;
+    }
     case ST_DOWN:
         return;
     }
