@@ -810,6 +810,56 @@ static int busy(store_t *s)
     return 0;
 }
 
+/* HEADROOM. LMDB copies the pages it changes, so even a delete needs free pages (its path in
+ * the tree, and the freelist's own record) to commit. A map filled to its last page by puts
+ * would then refuse the deletes that are the way out. So a local put is refused, as a full
+ * store, when it would leave fewer than a reserve free (1/64 of the map, 4 to 256 pages):
+ * deletes always find them.
+ * Free = the pages above the high-water mark plus those on the freelist; the freelist is only
+ * counted when the top runs short, so the check costs nothing until the map is nearly full. */
+#define STORE_RESERVE_MIN 4   /* pages */
+#define STORE_RESERVE_MAX 256 /* pages (1 MiB of 4 KiB pages) */
+
+static int headroom(store_t *s, size_t klen, size_t vlen)
+{
+    MDB_envinfo ei;
+    MDB_stat st;
+    if (mdb_env_info(s->env, &ei) || mdb_env_stat(s->env, &st) || st.ms_psize == 0)
+        return 0; /* cannot tell: LMDB itself says when it is full */
+    size_t psize = st.ms_psize;
+    size_t map_pages = ei.me_mapsize / psize;
+    size_t reserve = map_pages / 64;
+    reserve = reserve < STORE_RESERVE_MIN ? STORE_RESERVE_MIN
+              : reserve > STORE_RESERVE_MAX ? STORE_RESERVE_MAX
+                                            : reserve;
+    size_t need = (klen + vlen + 64) / psize + 1 + 4 + reserve; /* value, path, reserve */
+    size_t top = map_pages > ei.me_last_pgno + 1 ? map_pages - (ei.me_last_pgno + 1) : 0;
+    if (top >= need)
+        return 0;
+    /* The freelist is read in a read transaction: LMDB refuses a cursor on it in a write one. */
+    size_t freep = 0;
+    MDB_cursor *cur;
+    if (read_begin(s) == 0) {
+        if (mdb_cursor_open(s->rtxn, 0 /* the freelist */, &cur) == 0) {
+            MDB_val k, v;
+            while (freep < need && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+                if (v.mv_size >= sizeof(size_t)) {
+                    size_t n;
+                    memcpy(&n, v.mv_data, sizeof(n)); /* an ID list: its first word counts */
+                    freep += n;
+                }
+            mdb_cursor_close(cur);
+        }
+        read_end(s);
+    }
+    if (top + freep >= need)
+        return 0;
+    set_err(s, "writing a record: map full (map_size %llu bytes, %zu pages kept free so that "
+               "deletes can commit): delete entries, run gc, or reopen with a larger map_size",
+            (unsigned long long)ei.me_mapsize, reserve);
+    return -ENOSPC;
+}
+
 /* One local put (value != NULL) or delete inside w. */
 static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen, const void *value,
                        size_t vlen, uint64_t now_ms, store_record_t *out)
@@ -854,8 +904,10 @@ static int write_one(store_t *s, const char *key, size_t klen, const void *value
 {
     struct wtxn w;
     store_record_t rec;
-    int rc = wtxn_begin(s, &w);
+    int rc = value ? headroom(s, klen, vlen) : 0;
     if (rc)
+        return rc;
+    if ((rc = wtxn_begin(s, &w)))
         return rc;
     if ((rc = local_write(s, &w, key, klen, value, vlen, now_ms, &rec))) {
         wtxn_abort(&w);
