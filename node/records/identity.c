@@ -61,37 +61,48 @@ void identity_id_hex(uint64_t node_id, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)node_id);
 }
 
-static int write_file(const char *path, mode_t mode, const char *text, char *err, size_t errlen)
+int keyfile_write(const char *path, mode_t mode, bool replace, const char *text, char *err,
+                  size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    char tmp[4200];
+    const char *target = path;
+    if (replace) {
+        /* A reader sees the old file or the new one, never a half-written one. */
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        unlink(tmp);
+        target = tmp;
+    }
+    int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
         int e = errno;
-        snprintf(err, errlen, "cannot create %s: %s", path, strerror(e));
+        snprintf(err, errlen, "cannot create %s: %s", target, strerror(e));
         return -e;
     }
     size_t len = strlen(text), off = 0;
-    while (off < len) {
+    const char *what = "write";
+    int e = 0;
+    while (off < len && !e) {
         ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-            close(fd);
-            unlink(path);
-            return -e;
-        }
-        off += (size_t)w;
+        if (w < 0 && errno != EINTR)
+            e = errno;
+        else if (w > 0)
+            off += (size_t)w;
     }
     /* The umask may have narrowed the mode further, never widened it; set it exactly. */
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot sync %s: %s", path, strerror(e));
-        close(fd);
-        unlink(path);
-        return -e;
+    if (!e && (fchmod(fd, mode) != 0 || fsync(fd) != 0)) {
+        e = errno;
+        what = "sync";
     }
     close(fd);
+    if (!e && replace && rename(tmp, path) != 0) {
+        e = errno;
+        what = "write";
+    }
+    if (e) {
+        snprintf(err, errlen, "cannot %s %s: %s", what, path, strerror(e));
+        unlink(target);
+        return -e;
+    }
     return 0;
 }
 
@@ -113,7 +124,7 @@ int identity_save(const char *dir, const identity_t *id, char *err, size_t errle
     sodium_memzero(cs, sizeof(cs));
     sodium_memzero(ss, sizeof(ss));
     snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
-    int rc = write_file(path, 0600, text, err, errlen);
+    int rc = keyfile_write(path, 0600, false, text, err, errlen);
     sodium_memzero(text, sizeof(text));
     if (rc)
         return rc;
@@ -125,11 +136,10 @@ int identity_save(const char *dir, const identity_t *id, char *err, size_t errle
              "sign-public = %s\n",
              idhex, cp, sp);
     snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_PUB_FILE);
-    return write_file(path, 0644, text, err, errlen);
+    return keyfile_write(path, 0644, false, text, err, errlen);
 }
 
-/* Parses one "name = 64 hex digits" line value into 32 bytes. */
-static int parse_hex32(const char *v, size_t vl, uint8_t out[32])
+int keyfile_hex32(const char *v, size_t vl, uint8_t out[32])
 {
     size_t bin_len = 0;
     const char *end = NULL;
@@ -151,11 +161,11 @@ static int key_setting(const char *name, size_t nlen, const char *v, size_t vlen
     struct key_seeds *k = ctx;
     if (kvfile_is(name, nlen, "curve-secret")) {
         k->have_curve = 1;
-        if (parse_hex32(v, vlen, k->curve) == 0)
+        if (keyfile_hex32(v, vlen, k->curve) == 0)
             return 0;
     } else if (kvfile_is(name, nlen, "sign-seed")) {
         k->have_sign = 1;
-        if (parse_hex32(v, vlen, k->sign) == 0)
+        if (keyfile_hex32(v, vlen, k->sign) == 0)
             return 0;
     } else {
         snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
@@ -179,9 +189,8 @@ int identity_parse(const char *text, size_t len, identity_t *id, char *err, size
     return rc;
 }
 
-/* Reads a secret file (refusing one that group or others can read) into text. */
-static int read_secret_file(const char *path, char *text, size_t cap, size_t *len, char *err,
-                            size_t errlen)
+int keyfile_read(const char *path, bool secret, char *text, size_t cap, size_t *len, char *err,
+                 size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -190,16 +199,16 @@ static int read_secret_file(const char *path, char *text, size_t cap, size_t *le
         return -e;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || (st.st_mode & 0077)) {
+    if (secret && (fstat(fd, &st) != 0 || (st.st_mode & 0077))) {
         snprintf(err, errlen, "%s is accessible by group or others (mode %04o); run: chmod 600 %s",
                  path, (unsigned)(st.st_mode & 07777), path);
         close(fd);
         return -EPERM;
     }
     ssize_t n = read(fd, text, cap);
+    int e = errno;
     close(fd);
     if (n < 0) {
-        int e = errno;
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
         return -e;
     }
@@ -211,26 +220,72 @@ static int read_secret_file(const char *path, char *text, size_t cap, size_t *le
     return 0;
 }
 
-struct mesh_seed {
+/* ---- seed files (mesh.key, root.key) ------------------------------------------------------ */
+
+struct seed_parse {
+    const char *field;
     uint8_t seed[32];
-    int have;
+    bool have;
 };
 
-static int meshkey_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
-                           char *err, size_t errlen)
+static int seed_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
+                        char *err, size_t errlen)
 {
-    struct mesh_seed *m = ctx;
-    if (!kvfile_is(name, nlen, "mesh-sign-seed")) {
+    struct seed_parse *s = ctx;
+    if (!kvfile_is(name, nlen, s->field)) {
         snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
         return -EINVAL;
     }
-    if (parse_hex32(v, vlen, m->seed)) {
-        snprintf(err, errlen, "mesh-sign-seed must be 64 hex digits");
+    if (keyfile_hex32(v, vlen, s->seed)) {
+        snprintf(err, errlen, "%s must be 64 hex digits", s->field);
         return -EINVAL;
     }
-    m->have = 1;
+    s->have = true;
     return 0;
 }
+
+int seedfile_save(const char *path, const char *comment, const char *field, const uint8_t seed[32],
+                  char *err, size_t errlen)
+{
+    char text[512], hex[65];
+    sodium_bin2hex(hex, sizeof(hex), seed, 32);
+    int w = snprintf(text, sizeof(text), "%s%s = %s\n", comment, field, hex);
+    sodium_memzero(hex, sizeof(hex));
+    int rc;
+    if (w < 0 || (size_t)w >= sizeof(text)) {
+        snprintf(err, errlen, "cannot write %s: its comment is too long", path);
+        rc = -EINVAL;
+    } else {
+        rc = keyfile_write(path, 0600, false, text, err, errlen);
+    }
+    sodium_memzero(text, sizeof(text));
+    return rc;
+}
+
+int seedfile_load(const char *path, const char *field, uint8_t pk[32], uint8_t sk[64], char *err,
+                  size_t errlen)
+{
+    char text[1024], why[200];
+    size_t n = 0; /* keyfile_read sets it; gcc -O2 cannot see that on its error paths */
+    int rc = keyfile_read(path, true, text, sizeof(text), &n, err, errlen);
+    if (rc)
+        return rc;
+    struct seed_parse s = {.field = field};
+    rc = kvfile_parse(text, n, seed_setting, &s, why, sizeof(why));
+    sodium_memzero(text, sizeof(text));
+    if (rc == 0 && !s.have) {
+        snprintf(why, sizeof(why), "missing %s", field);
+        rc = -EINVAL;
+    }
+    if (rc == 0)
+        crypto_sign_seed_keypair(pk, sk, s.seed);
+    else
+        snprintf(err, errlen, "%s: %s", path, why);
+    sodium_memzero(&s, sizeof(s));
+    return rc;
+}
+
+/* ---- the mesh key ------------------------------------------------------------------------- */
 
 int meshkey_generate(meshkey_t *k)
 {
@@ -264,16 +319,11 @@ void meshkey_id_hex(const uint8_t pk[32], char out[33])
 
 int meshkey_save(const char *dir, const meshkey_t *k, char *err, size_t errlen)
 {
-    char path[4096], text[256], seed[65], pub[65], idhex[33];
-    sodium_bin2hex(seed, sizeof(seed), k->sk, 32);
-    snprintf(text, sizeof(text),
-             "# popmesh mesh signing key: every PoP holds it; keep private (mode 0600)\n"
-             "mesh-sign-seed = %s\n",
-             seed);
-    sodium_memzero(seed, sizeof(seed));
+    char path[4096], text[256], pub[65], idhex[33];
     snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
-    int rc = write_file(path, 0600, text, err, errlen);
-    sodium_memzero(text, sizeof(text));
+    int rc = seedfile_save(
+        path, "# popmesh mesh signing key: every PoP holds it; keep private (mode 0600)\n",
+        "mesh-sign-seed", k->sk, err, errlen); /* the first 32 bytes of sk are the seed */
     if (rc)
         return rc;
     sodium_bin2hex(pub, sizeof(pub), k->pk, 32);
@@ -281,31 +331,14 @@ int meshkey_save(const char *dir, const meshkey_t *k, char *err, size_t errlen)
     snprintf(text, sizeof(text), "# popmesh mesh public key\nmesh-id = %s\nmesh-public = %s\n",
              idhex, pub);
     snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_PUB_FILE);
-    return write_file(path, 0644, text, err, errlen);
+    return keyfile_write(path, 0644, false, text, err, errlen);
 }
 
 int meshkey_load(const char *dir, meshkey_t *k, char *err, size_t errlen)
 {
-    char path[4096], text[1024], why[200];
-    size_t n;
+    char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
-    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
-    if (rc)
-        return rc;
-    struct mesh_seed m = {0};
-    rc = kvfile_parse(text, n, meshkey_setting, &m, why, sizeof(why));
-    sodium_memzero(text, sizeof(text));
-    if (rc == 0 && !m.have) {
-        snprintf(why, sizeof(why), "missing mesh-sign-seed");
-        rc = -EINVAL;
-    }
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        return rc;
-    }
-    crypto_sign_seed_keypair(k->pk, k->sk, m.seed);
-    sodium_memzero(&m, sizeof(m));
-    return 0;
+    return seedfile_load(path, "mesh-sign-seed", k->pk, k->sk, err, errlen);
 }
 
 /* ---- the store key ------------------------------------------------------------------------ */
@@ -321,7 +354,7 @@ static int storekey_setting(const char *name, size_t nlen, const char *v, size_t
 {
     struct store_seed *s = ctx;
     if (kvfile_is(name, nlen, "store-key")) {
-        if (parse_hex32(v, vlen, s->key)) {
+        if (keyfile_hex32(v, vlen, s->key)) {
             snprintf(err, errlen, "store-key must be 64 hex digits");
             return -EINVAL;
         }
@@ -378,7 +411,7 @@ int storekey_save(const char *dir, const storekey_t *k, char *err, size_t errlen
              (unsigned)k->id, hex);
     sodium_memzero(hex, sizeof(hex));
     snprintf(path, sizeof(path), "%s/%s", dir, STOREKEY_FILE);
-    int rc = write_file(path, 0600, text, err, errlen);
+    int rc = keyfile_write(path, 0600, false, text, err, errlen);
     sodium_memzero(text, sizeof(text));
     return rc;
 }
@@ -402,9 +435,9 @@ int storekey_parse(const char *text, size_t len, storekey_t *k, char *err, size_
 int storekey_load(const char *dir, storekey_t *k, char *err, size_t errlen)
 {
     char path[4096], text[1024], why[200];
-    size_t n;
+    size_t n = 0;
     snprintf(path, sizeof(path), "%s/%s", dir, STOREKEY_FILE);
-    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    int rc = keyfile_read(path, true, text, sizeof(text), &n, err, errlen);
     if (rc)
         return rc;
     rc = storekey_parse(text, n, k, why, sizeof(why));
@@ -417,13 +450,13 @@ int storekey_load(const char *dir, storekey_t *k, char *err, size_t errlen)
 int identity_load(const char *dir, identity_t *id, char *err, size_t errlen)
 {
     char path[4096], text[4096], why[200];
-    size_t n;
+    size_t n = 0;
     if (sodium_init() < 0) {
         snprintf(err, errlen, "libsodium failed to initialise");
         return -EIO;
     }
     snprintf(path, sizeof(path), "%s/%s", dir, IDENTITY_KEY_FILE);
-    int rc = read_secret_file(path, text, sizeof(text), &n, err, errlen);
+    int rc = keyfile_read(path, true, text, sizeof(text), &n, err, errlen);
     if (rc)
         return rc;
     rc = identity_parse(text, n, id, why, sizeof(why));

@@ -9,8 +9,10 @@
 #ifndef POPMESH_NODE_RECORDS_IDENTITY_H
 #define POPMESH_NODE_RECORDS_IDENTITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define IDENTITY_KEY_FILE "node.key"
 #define IDENTITY_PUB_FILE "node.pub"
@@ -82,5 +84,33 @@ int storekey_save(const char *dir, const storekey_t *k, char *err, size_t errlen
 int storekey_load(const char *dir, storekey_t *k, char *err, size_t errlen);
 /* Parses the file's text (exposed for tests). 0 or -EINVAL with a reason. */
 int storekey_parse(const char *text, size_t len, storekey_t *k, char *err, size_t errlen);
+
+/* ---- key files ------------------------------------------------------------------------------
+ * The one reader and writer of the small text files that hold keys: node.key, mesh.key and
+ * store.key here, root.key and root.pub in nodecert.c. Every error names the file. */
+
+/* Writes text to path with mode (set exactly, whatever the umask) and syncs it. replace false:
+ * refuses an existing file (-EEXIST), the rule for secrets, which are never overwritten;
+ * replace true: the new file is swapped in atomically (PATH.tmp renamed over it), for files
+ * rewritten in place such as root.pub. 0 or -errno with the reason in err. */
+int keyfile_write(const char *path, mode_t mode, bool replace, const char *text, char *err,
+                  size_t errlen);
+/* Reads path into text (a file of cap bytes or more is refused: no key file is that large);
+ * text is not NUL-terminated, *len says how much was read. secret: refuses a file that group or
+ * others can read (-EPERM, with the chmod to run). 0 or -errno with the reason in err. */
+int keyfile_read(const char *path, bool secret, char *text, size_t cap, size_t *len, char *err,
+                 size_t errlen);
+/* A value of 64 hex digits to 32 bytes. 0 or -EINVAL. */
+int keyfile_hex32(const char *v, size_t vlen, uint8_t out[32]);
+
+/* A file holding one Ed25519 seed (mesh.key, root.key): comment (whole lines, each starting
+ * with '#' and ending in '\n'), then "FIELD = <64 hex digits>\n". Saved 0600, never over an
+ * existing file. 0 or -errno with err. */
+int seedfile_save(const char *path, const char *comment, const char *field, const uint8_t seed[32],
+                  char *err, size_t errlen);
+/* Reads such a file, refusing one others can read and any line but FIELD, and derives the
+ * keypair (sk: libsodium's seed || pk). 0 or -errno with "PATH: reason" in err. */
+int seedfile_load(const char *path, const char *field, uint8_t pk[32], uint8_t sk[64], char *err,
+                  size_t errlen);
 
 #endif

@@ -12,16 +12,16 @@
  * taken for another spelling of the same certificate. */
 #include "node/records/nodecert.h"
 
+#include "node/records/identity.h"
+
 #include "common/kvfile.h"
 #include "common/mp.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CERT_CONTEXT  "popmesh nodecert v1"
@@ -114,85 +114,6 @@ uint64_t rootkey_id(const uint8_t pk[32])
     return v ? v : 1;
 }
 
-/* Writes text to path with mode: excl refuses an existing file; otherwise the file is
- * replaced atomically (a temporary file renamed over it). */
-static int write_text(const char *path, mode_t mode, bool excl, const char *text, char *err,
-                      size_t errlen)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    const char *target = excl ? path : tmp;
-    if (!excl)
-        unlink(tmp);
-    int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot create %s: %s", target, strerror(e));
-        return -e;
-    }
-    size_t len = strlen(text), off = 0;
-    int e = 0;
-    while (off < len && !e) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno != EINTR)
-            e = errno;
-        else if (w > 0)
-            off += (size_t)w;
-    }
-    if (!e && (fchmod(fd, mode) != 0 || fsync(fd) != 0))
-        e = errno;
-    close(fd);
-    if (!e && !excl && rename(tmp, path) != 0)
-        e = errno;
-    if (e) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-        unlink(target);
-        return -e;
-    }
-    return 0;
-}
-
-static int read_text(const char *path, bool secret, char *text, size_t cap, size_t *len, char *err,
-                     size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (secret && (fstat(fd, &st) != 0 || (st.st_mode & 0077))) {
-        snprintf(err, errlen, "%s is accessible by group or others (mode %04o); run: chmod 600 %s",
-                 path, (unsigned)(st.st_mode & 07777), path);
-        close(fd);
-        return -EPERM;
-    }
-    ssize_t n = read(fd, text, cap);
-    int e = errno;
-    close(fd);
-    if (n < 0) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
-        return -e;
-    }
-    if ((size_t)n == cap) {
-        snprintf(err, errlen, "%s is too large", path);
-        return -EINVAL;
-    }
-    *len = (size_t)n;
-    return 0;
-}
-
-static int parse_hex32(const char *v, size_t vl, uint8_t out[32])
-{
-    size_t bl = 0;
-    const char *end = NULL;
-    if (vl != 64 || sodium_hex2bin(out, 32, v, vl, NULL, &bl, &end) != 0 || bl != 32 ||
-        end != v + vl)
-        return -EINVAL;
-    return 0;
-}
-
 static int parse_u64(const char *v, size_t vl, uint64_t *out)
 {
     uint64_t x = 0;
@@ -207,63 +128,21 @@ static int parse_u64(const char *v, size_t vl, uint64_t *out)
     return 0;
 }
 
-struct root_seed {
-    uint8_t seed[32];
-    bool have;
-};
-
-static int rootkey_setting(const char *name, size_t nlen, const char *v, size_t vlen, void *ctx,
-                           char *err, size_t errlen)
-{
-    struct root_seed *s = ctx;
-    if (!kvfile_is(name, nlen, "root-sign-seed")) {
-        snprintf(err, errlen, "unknown key '%.*s'", (int)(nlen > 40 ? 40 : nlen), name);
-        return -EINVAL;
-    }
-    if (parse_hex32(v, vlen, s->seed)) {
-        snprintf(err, errlen, "root-sign-seed must be 64 hex digits");
-        return -EINVAL;
-    }
-    s->have = true;
-    return 0;
-}
-
 int rootkey_save(const char *path, const rootkey_t *k, char *err, size_t errlen)
 {
-    char seed[65], pub[65], text[512];
-    sodium_bin2hex(seed, sizeof(seed), k->sk, 32);
+    char pub[65], comment[256];
     sodium_bin2hex(pub, sizeof(pub), k->pk, 32);
-    snprintf(text, sizeof(text),
+    snprintf(comment, sizeof(comment),
              "# popmesh root key: certifies PoPs. Keep it off-line or on one trusted PoP "
-             "(mode 0600)\n# root-public = %s (id %016llx)\nroot-sign-seed = %s\n",
-             pub, (unsigned long long)rootkey_id(k->pk), seed);
-    sodium_memzero(seed, sizeof(seed));
-    int rc = write_text(path, 0600, true, text, err, errlen);
-    sodium_memzero(text, sizeof(text));
-    return rc;
+             "(mode 0600)\n# root-public = %s (id %016llx)\n",
+             pub, (unsigned long long)rootkey_id(k->pk));
+    /* The first 32 bytes of sk are the seed. */
+    return seedfile_save(path, comment, "root-sign-seed", k->sk, err, errlen);
 }
 
 int rootkey_load(const char *path, rootkey_t *k, char *err, size_t errlen)
 {
-    char text[1024], why[200];
-    size_t n = 0; /* read_text sets it; gcc -O2 cannot see that on its error paths */
-    int rc = read_text(path, true, text, sizeof(text), &n, err, errlen);
-    if (rc)
-        return rc;
-    struct root_seed s = {0};
-    rc = kvfile_parse(text, n, rootkey_setting, &s, why, sizeof(why));
-    sodium_memzero(text, sizeof(text));
-    if (rc == 0 && !s.have) {
-        snprintf(why, sizeof(why), "missing root-sign-seed");
-        rc = -EINVAL;
-    }
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        return rc;
-    }
-    crypto_sign_seed_keypair(k->pk, k->sk, s.seed);
-    sodium_memzero(&s, sizeof(s));
-    return 0;
+    return seedfile_load(path, "root-sign-seed", k->pk, k->sk, err, errlen);
 }
 
 /* ---- pinned roots ------------------------------------------------------------------------- */
@@ -279,10 +158,10 @@ static int roots_setting(const char *name, size_t nlen, const char *v, size_t vl
     struct roots_parse *p = ctx;
     int rc = -EINVAL;
     if (kvfile_is(name, nlen, "root-public")) {
-        rc = parse_hex32(v, vlen, p->t->cur);
+        rc = keyfile_hex32(v, vlen, p->t->cur);
         p->have_cur = rc == 0;
     } else if (kvfile_is(name, nlen, "root-previous")) {
-        rc = parse_hex32(v, vlen, p->t->prev);
+        rc = keyfile_hex32(v, vlen, p->t->prev);
         p->t->has_prev = rc == 0;
     } else if (kvfile_is(name, nlen, "root-previous-until-ms")) {
         rc = parse_u64(v, vlen, &p->t->prev_until_ms);
@@ -324,7 +203,7 @@ int trustroots_save(const char *dir, const trustroots_t *t, char *err, size_t er
                  (unsigned long long)t->prev_until_ms);
     }
     snprintf(path, sizeof(path), "%s/%s", dir, TRUSTROOTS_FILE);
-    return write_text(path, 0644, false, text, err, errlen);
+    return keyfile_write(path, 0644, true, text, err, errlen);
 }
 
 int trustroots_load(const char *dir, trustroots_t *t, char *err, size_t errlen)
@@ -334,7 +213,7 @@ int trustroots_load(const char *dir, trustroots_t *t, char *err, size_t errlen)
     snprintf(path, sizeof(path), "%s/%s", dir, TRUSTROOTS_FILE);
     if (access(path, F_OK) != 0 && errno == ENOENT)
         return -ENOENT;
-    int rc = read_text(path, false, text, sizeof(text), &n, err, errlen);
+    int rc = keyfile_read(path, false, text, sizeof(text), &n, err, errlen);
     if (rc)
         return rc;
     if ((rc = trustroots_parse(text, n, t, why, sizeof(why))) != 0)

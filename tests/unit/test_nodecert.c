@@ -211,6 +211,79 @@ static void test_files(void **state)
     rmdir(dir);
 }
 
+/* Reads a whole small file into buf as a string. */
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+}
+
+/* The key files' bytes are a format: data directories written by earlier versions must load,
+ * so what a fixed key saves is pinned here to the letter. */
+static void test_file_format(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_nodecert-XXXXXX", path[256], err[400], text[1024];
+    assert_non_null(mkdtemp(dir));
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(0x40 + i);
+    rootkey_t k, back;
+    crypto_sign_seed_keypair(k.pk, k.sk, seed);
+    snprintf(path, sizeof(path), "%s/%s", dir, ROOTKEY_FILE);
+    assert_int_equal(rootkey_save(path, &k, err, sizeof(err)), 0);
+    slurp(path, text, sizeof(text));
+    assert_string_equal(
+        text,
+        "# popmesh root key: certifies PoPs. Keep it off-line or on one trusted PoP (mode 0600)\n"
+        "# root-public = 2543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d"
+        " (id 701295e9e868ab49)\n"
+        "root-sign-seed = 404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\n");
+    assert_int_equal(rootkey_load(path, &back, err, sizeof(err)), 0);
+    assert_memory_equal(&back, &k, sizeof(k));
+    unlink(path);
+
+    /* A root file naming another field, or none, is refused with the file's name. */
+    static const char *bad[] = {
+        "mesh-sign-seed = 404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\n",
+        "root-sign-seed = 4041\n",
+        "# nothing\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(bad[i], f);
+        fclose(f);
+        chmod(path, 0600);
+        assert_int_equal(rootkey_load(path, &back, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, path));
+        unlink(path);
+    }
+
+    trustroots_t t = {.has_prev = true, .prev_until_ms = 42, .legacy_until_ms = 7};
+    memcpy(t.cur, k.pk, 32);
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    crypto_sign_seed_keypair(t.prev, back.sk, seed);
+    assert_int_equal(trustroots_save(dir, &t, err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, TRUSTROOTS_FILE);
+    slurp(path, text, sizeof(text));
+    assert_string_equal(
+        text, "# popmesh roots this PoP accepts (pinned; see docs/security.md)\n"
+              "root-public = 2543b92ff1095511476adc8369db6ddc933665a11978dda1404ee1066ca9559d\n"
+              "legacy-sessions-until-ms = 7\n"
+              "root-previous = 03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8\n"
+              "root-previous-until-ms = 42\n");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_caps_text(void **state)
 {
     (void)state;
@@ -282,8 +355,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip), cmocka_unit_test(test_caps_expiry_root),
         cmocka_unit_test(test_tampered),   cmocka_unit_test(test_trust_root),
-        cmocka_unit_test(test_files),      cmocka_unit_test(test_caps_text),
-        cmocka_unit_test(test_keys),       cmocka_unit_test(test_token_sig),
+        cmocka_unit_test(test_files),      cmocka_unit_test(test_file_format),
+        cmocka_unit_test(test_caps_text),  cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_token_sig),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

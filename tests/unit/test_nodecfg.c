@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 static void test_parse_ok(void **state)
 {
@@ -265,6 +266,51 @@ static void test_identity_files(void **state)
     rmdir(dir);
 }
 
+/* mesh.key's bytes are a format (existing data directories must load): pinned for a fixed key. */
+static void test_meshkey_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/popmesh-test-mk-XXXXXX", err[400], path[512], text[512];
+    assert_non_null(mkdtemp(dir));
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    meshkey_t k, back;
+    crypto_sign_seed_keypair(k.pk, k.sk, seed);
+    assert_int_equal(meshkey_save(dir, &k, err, sizeof(err)), 0);
+    assert_int_equal(meshkey_save(dir, &k, err, sizeof(err)), -EEXIST);
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_FILE);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_string_equal(
+        text,
+        "# popmesh mesh signing key: every PoP holds it; keep private (mode 0600)\n"
+        "mesh-sign-seed = 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(meshkey_load(dir, &back, err, sizeof(err)), 0);
+    assert_memory_equal(&back, &k, sizeof(k));
+    chmod(path, 0640);
+    assert_int_equal(meshkey_load(dir, &back, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "chmod 600"));
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/%s", dir, MESHKEY_PUB_FILE);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_string_equal(
+        text, "# popmesh mesh public key\nmesh-id = 40bca4eaf9d2b097ff8dbaa4d61767ed\n"
+              "mesh-public = 03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8\n");
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_identity_parse_errors(void **state)
 {
     identity_t id;
@@ -350,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_parse_ok),        cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_sizes_durations), cmocka_unit_test(test_names),
         cmocka_unit_test(test_identity_files),  cmocka_unit_test(test_identity_parse_errors),
+        cmocka_unit_test(test_meshkey_file),
         cmocka_unit_test(test_dns_settings),    cmocka_unit_test(test_public_addrs_default),
         cmocka_unit_test(test_tunnel_addrs),
         cmocka_unit_test(test_access_log),
