@@ -10,58 +10,21 @@
 # of the others.
 # The target is under 5% apart. Usage:
 #   tools/bench/bench_accesslog.sh [--runs N (5)] [--seconds S (10)]
-# BUILD (default build-bench) is the CMake Release build dir used.
+# BUILD (default build-bench) is the CMake Release build dir used; NO_BUILD=1 skips building it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUNS=5
-SECS=10
-while [ $# -gt 0 ]; do
-    case $1 in
-    --runs) RUNS=$2; shift 2 ;;
-    --seconds) SECS=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs N] [--seconds S]" >&2; exit 2 ;;
-    esac
-done
-[ "$RUNS" -ge 5 ] || { echo "--runs: at least 5 (medians)" >&2; exit 2; }
 PY=/usr/bin/python3
 NGINX=${NGINX:-/usr/sbin/nginx}
 WRK=${WRK:-wrk}
-BUILD=${BUILD:-build-bench}
-
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j2 --target popd popsite meshctl >/dev/null
-POPD=$PWD/$BUILD/node/popd
-POPSITE=$PWD/$BUILD/node/site/popsite
-MESHCTL=$PWD/$BUILD/tools/meshctl/meshctl
-
 source tools/bench/lib.sh
+bench_args "$@"
+[ "$RUNS" -ge 5 ] || { echo "--runs: at least 5 (medians)" >&2; exit 2; }
+bench_build
 bench_workdir accesslog
 row() { printf '| %-28s | %15s | %15s | %10s |\n' "$@"; }
 
 echo "== backend: nginx, 100-byte static file"
-APP_PORT=$(port)
-mkdir -p "$W/app/www" "$W/app/body"
-head -c 100 /dev/zero | tr '\0' 'x' >"$W/app/www/index.html"
-cat >"$W/app/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $W/app/nginx.pid;
-error_log $W/app/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $W/app/body;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$APP_PORT backlog=1024;
-        location / { root $W/app/www; index index.html; }
-    }
-}
-EOF
-"$NGINX" -c "$W/app/nginx.conf" -p "$W/app" >"$W/app.log" 2>&1 &
-PID[app]=$!
-wait_port "$APP_PORT" 10 || fail "backend nginx did not start"
+start_backend
 
 echo "== popmesh: 1 PoP with access-log = $W/access.log, site s1, logged.test and quiet.test"
 HTTP_PORT=$(port)
@@ -90,34 +53,20 @@ for h in logged.test quiet.test; do
     [ $ok -eq 1 ] || fail "$h: no 200 within 30 s"
 done
 
-wrk_run() { # wrk_run NAME HOST: prints "REQ/S REQUESTS"
-    local out rps n
-    out=$("$WRK" "${WRK_OPTS[@]}" -H "Host: $2" "$URL" 2>&1) || { echo "$out" >>"$W/wrk.log"; fail "wrk $1 failed"; }
-    echo "== $1" >>"$W/wrk.log"; echo "$out" >>"$W/wrk.log"
-    grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" >&2; fail "wrk $1: errors"; }
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    n=$(awk '/requests in/ {print $1}' <<<"$out")
-    [ -n "$rps" ] && [ -n "$n" ] || fail "wrk $1: cannot parse output: $out"
-    echo "$rps $n"
-}
 lines() { grep -c "\"host\":\"$1\"" "$W/access.log" || true; }
-HZ=$(getconf CLK_TCK)
-ticks() { awk '{print $14 + $15}' "/proc/${PID[p1]}/stat"; } # popd's utime + stime
-us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'; }
 
 echo "== load: $RUNS x ${SECS}s each, interleaved log on / log off"
 WRK_OPTS=(-t2 -c32 -d 1s)
-wrk_run warm-up-on logged.test >/dev/null
-wrk_run warm-up-off quiet.test >/dev/null
+wrk_run warm-up-on "$URL" -H "Host: logged.test" >/dev/null
+wrk_run warm-up-off "$URL" -H "Host: quiet.test" >/dev/null
 WRK_OPTS=(-t2 -c32 -d "${SECS}s")
 declare -a RON=() ROFF=() CON=() COFF=() PAIR=()
 NON=0
 for r in $(seq 1 "$RUNS"); do
     before=$(lines logged.test)
-    t0=$(ticks)
-    read -r a n < <(wrk_run "on $r" logged.test) || exit 1
+    read -r a _ n c < <(wrk_cpu "on $r" p1 "$URL" -H "Host: logged.test") || exit 1
     RON+=("$a")
-    CON+=("$(us_per $(($(ticks) - t0)) "$n")")
+    CON+=("$c")
     # popd holds lines up to ACCESSLOG_BATCH_MS (200 ms) before it writes them: wait for them
     for _ in $(seq 1 20); do
         got=$(( $(lines logged.test) - before ))
@@ -127,10 +76,9 @@ for r in $(seq 1 "$RUNS"); do
     # wrk counts the requests answered; a few more may have been in flight at its end
     [ "$got" -ge "$n" ] && [ "$got" -le $((n + 64)) ] || fail "run $r: $n requests, $got lines"
     NON=$((NON + got))
-    t0=$(ticks)
-    read -r a n < <(wrk_run "off $r" quiet.test) || exit 1
+    read -r a _ _ c < <(wrk_cpu "off $r" p1 "$URL" -H "Host: quiet.test") || exit 1
     ROFF+=("$a")
-    COFF+=("$(us_per $(($(ticks) - t0)) "$n")")
+    COFF+=("$c")
     PAIR+=("$(ratio "${RON[-1]}" "${ROFF[-1]}")")
     echo "   run $r: req/s log on ${RON[-1]}, log off ${ROFF[-1]}; popd CPU us/request ${CON[-1]}, ${COFF[-1]}"
 done

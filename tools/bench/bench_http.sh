@@ -9,71 +9,22 @@
 # Load: wrk -t2 -c32 -d S --latency. Medians of N interleaved runs (A, B, C, A, B, C, ...).
 # Fails loudly on wrk "Non-2xx or 3xx responses" or socket errors. Usage:
 #   tools/bench/bench_http.sh [--runs N (5)] [--seconds S (10)]
+# BUILD (default build-bench) is the CMake Release build dir used; NO_BUILD=1 skips building it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUNS=5
-SECS=10
-while [ $# -gt 0 ]; do
-    case $1 in
-    --runs) RUNS=$2; shift 2 ;;
-    --seconds) SECS=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs N] [--seconds S]" >&2; exit 2 ;;
-    esac
-done
 PY=/usr/bin/python3
 NGINX=${NGINX:-/usr/sbin/nginx}
 WRK=${WRK:-wrk}
-WRK_OPTS=(-t2 -c32 -d "${SECS}s" --latency)
-
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j2 --target popd popsite meshctl >/dev/null
-POPD=$PWD/build-bench/node/popd
-POPSITE=$PWD/build-bench/node/site/popsite
-MESHCTL=$PWD/build-bench/tools/meshctl/meshctl
-
 source tools/bench/lib.sh
+bench_args "$@"
+WRK_OPTS=(-t2 -c32 -d "${SECS}s" --latency)
+bench_build
 bench_workdir http
 row() { printf '| %-40s | %15s | %15s | %15s |\n' "$@"; }
 
-# nginx_conf DIR PORT SERVER_BLOCK_BODY [HTTP_EXTRA]: a self-contained nginx in DIR
-nginx_conf() {
-    local d=$1
-    mkdir -p "$d"
-    cat >"$d/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 65s;
-    default_type application/octet-stream;
-    ${4:-}
-    server {
-        listen 127.0.0.1:$2 backlog=1024;
-        $3
-    }
-}
-EOF
-}
-
 # ---- backend: nginx serving a 100-byte file
 echo "== backend: nginx, 100-byte static file"
-APP_PORT=$(port)
-mkdir -p "$W/app/www"
-head -c 100 /dev/zero | tr '\0' 'x' >"$W/app/www/index.html"
-nginx_conf "$W/app" "$APP_PORT" "location / { root $W/app/www; index index.html; }"
-"$NGINX" -c "$W/app/nginx.conf" -p "$W/app" >"$W/app.log" 2>&1 &
-PID[app]=$!
-wait_port "$APP_PORT" 10 || fail "backend nginx did not start"
+start_backend "default_type application/octet-stream;"
 
 # ---- peer: user sshd, ssh -L, nginx reverse proxy with a keep-alive upstream
 echo "== peer: sshd + ssh -L + nginx reverse proxy"
@@ -143,26 +94,6 @@ keepalive() { # keepalive URL HEADER...: "yes" if curl reuses the connection for
 KA="client keep-alive: popmesh(login) $(keepalive "$URL_A" "${HDR_A[@]}"), nginx+ssh $(keepalive "$URL_B" "${HDR_B[@]}"), popmesh(none) $(keepalive "$URL_A" "${HDR_C[@]}")"
 echo "   $KA"
 
-# wrk_run NAME URL HEADER...: prints "req/s p99_ms"; fails loudly on non-2xx/3xx or socket errors
-wrk_run() {
-    local name=$1 url=$2 out rps p99
-    shift 2
-    out=$("$WRK" "${WRK_OPTS[@]}" "$@" "$url" 2>&1) || { echo "$out" >>"$W/wrk.log"; fail "wrk $name failed"; }
-    echo "== $name" >>"$W/wrk.log"; echo "$out" >>"$W/wrk.log"
-    if grep -q 'Non-2xx' <<<"$out"; then
-        echo "$out" >&2; fail "wrk $name: $(grep 'Non-2xx' <<<"$out")"
-    fi
-    if grep -q 'Socket errors' <<<"$out"; then
-        echo "$out" >&2; fail "wrk $name: $(grep 'Socket errors' <<<"$out")"
-    fi
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" { v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
-        f = (u=="us") ? 0.001 : (u=="ms") ? 1 : (u=="s") ? 1000 : (u=="m") ? 60000 : -1;
-        if (f < 0) print "nan"; else printf "%.3f", v * f }' <<<"$out")
-    [ -n "$rps" ] && [ -n "$p99" ] || fail "wrk $name: cannot parse output: $out"
-    echo "$rps $p99"
-}
-
 echo "== load: $RUNS x ${SECS}s each, wrk ${WRK_OPTS[*]}, interleaved popmesh(login) / nginx+ssh -L / popmesh(none)"
 WRK_OPTS=(-t2 -c32 -d 1s --latency)   # warm-up, not measured
 wrk_run "warm-up A" "$URL_A" "${HDR_A[@]}" >/dev/null
@@ -171,9 +102,9 @@ wrk_run "warm-up C" "$URL_A" "${HDR_C[@]}" >/dev/null
 WRK_OPTS=(-t2 -c32 -d "${SECS}s" --latency)
 declare -a RA=() PA=() RB=() PB=() RC=() PC=()
 for r in $(seq 1 "$RUNS"); do
-    read -r a b < <(wrk_run "A popmesh auth=login" "$URL_A" "${HDR_A[@]}") || exit 1; RA+=("$a"); PA+=("$b")
-    read -r a b < <(wrk_run "B nginx+ssh -L" "$URL_B" "${HDR_B[@]}") || exit 1; RB+=("$a"); PB+=("$b")
-    read -r a b < <(wrk_run "C popmesh auth=none" "$URL_A" "${HDR_C[@]}") || exit 1; RC+=("$a"); PC+=("$b")
+    read -r a b _ < <(wrk_run "A popmesh auth=login" "$URL_A" "${HDR_A[@]}") || exit 1; RA+=("$a"); PA+=("$b")
+    read -r a b _ < <(wrk_run "B nginx+ssh -L" "$URL_B" "${HDR_B[@]}") || exit 1; RB+=("$a"); PB+=("$b")
+    read -r a b _ < <(wrk_run "C popmesh auth=none" "$URL_A" "${HDR_C[@]}") || exit 1; RC+=("$a"); PC+=("$b")
     echo "   run $r: req/s (p99 ms) popmesh-login ${RA[-1]} (${PA[-1]}) nginx+ssh ${RB[-1]} (${PB[-1]}) popmesh-none ${RC[-1]} (${PC[-1]})"
 done
 for n in A B C; do

@@ -9,62 +9,23 @@
 # CPU time per request (utime + stime from /proc over each run). The target is under 10%.
 # Usage:
 #   tools/bench/bench_identity.sh [--runs N (5)] [--seconds S (10)]
-# BUILD (default build-bench) is the CMake Release build dir used.
+# BUILD (default build-bench) is the CMake Release build dir used; NO_BUILD=1 skips building it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUNS=5
-SECS=10
-while [ $# -gt 0 ]; do
-    case $1 in
-    --runs) RUNS=$2; shift 2 ;;
-    --seconds) SECS=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs N] [--seconds S]" >&2; exit 2 ;;
-    esac
-done
-[ "$RUNS" -ge 3 ] || { echo "--runs: at least 3 (medians)" >&2; exit 2; }
 PY=/usr/bin/python3
 NGINX=${NGINX:-/usr/sbin/nginx}
 WRK=${WRK:-wrk}
-BUILD=${BUILD:-build-bench}
-
-if [ -z "${NO_BUILD:-}" ]; then
-    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$BUILD" -j2 --target popd popsite meshctl >/dev/null
-fi
-case $BUILD in /*) BDIR=$BUILD ;; *) BDIR=$PWD/$BUILD ;; esac
-POPD=$BDIR/node/popd
-POPSITE=$BDIR/node/site/popsite
-MESHCTL=$BDIR/tools/meshctl/meshctl
-
 source tools/bench/lib.sh
+bench_args "$@"
+[ "$RUNS" -ge 3 ] || { echo "--runs: at least 3 (medians)" >&2; exit 2; }
+bench_build
 bench_workdir identity
 row() { printf '| %-28s | %15s | %15s | %10s |\n' "$@"; }
 
 echo "== backend: nginx, 100-byte static file; answers X-Jwt: whether the JWT arrived"
-APP_PORT=$(port)
-mkdir -p "$W/app/www" "$W/app/body"
-head -c 100 /dev/zero | tr '\0' 'x' >"$W/app/www/index.html"
-cat >"$W/app/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $W/app/nginx.pid;
-error_log $W/app/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $W/app/body;
-    keepalive_requests 1000000;
-    map \$http_x_popmesh_identity \$jwt_len { "" "none"; default "present"; }
-    server {
-        listen 127.0.0.1:$APP_PORT backlog=1024;
-        location / { root $W/app/www; index index.html; add_header X-Jwt \$jwt_len; }
-    }
-}
-EOF
-"$NGINX" -c "$W/app/nginx.conf" -p "$W/app" >"$W/app.log" 2>&1 &
-PID[app]=$!
-wait_port "$APP_PORT" 10 || fail "backend nginx did not start"
+# shellcheck disable=SC2016 # nginx's own variables, for nginx to expand
+start_backend 'map $http_x_popmesh_identity $jwt_len { "" "none"; default "present"; }' \
+    'add_header X-Jwt $jwt_len; '
 
 echo "== popmesh: 2 PoPs (on: JWT; off: POPMESH_TEST_NO_IDENTITY_JWT=1), site s1, app.test"
 declare -A HP=()
@@ -106,36 +67,20 @@ for k in on off; do
     [ $ok -eq 1 ] || fail "PoP $k: no 200 with X-Jwt $want within 30 s"
 done
 
-wrk_run() { # wrk_run NAME PORT: prints "REQ/S REQUESTS"
-    local out rps n
-    out=$("$WRK" "${WRK_OPTS[@]}" -H "Host: app.test" -H "Cookie: $COOKIE" "http://127.0.0.1:$2/" 2>&1) ||
-        { echo "$out" >>"$W/wrk.log"; fail "wrk $1 failed"; }
-    echo "== $1" >>"$W/wrk.log"; echo "$out" >>"$W/wrk.log"
-    grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" >&2; fail "wrk $1: errors"; }
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    n=$(awk '/requests in/ {print $1}' <<<"$out")
-    [ -n "$rps" ] && [ -n "$n" ] || fail "wrk $1: cannot parse output: $out"
-    echo "$rps $n"
-}
-HZ=$(getconf CLK_TCK)
-ticks() { awk '{print $14 + $15}' "/proc/${PID[$1]}/stat"; }
-us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }'; }
-
 echo "== load: $RUNS x ${SECS}s each, interleaved JWT on / off"
+HDR=(-H "Host: app.test" -H "Cookie: $COOKIE")
 WRK_OPTS=(-t2 -c32 -d 1s)
-wrk_run warm-up-on "${HP[on]}" >/dev/null
-wrk_run warm-up-off "${HP[off]}" >/dev/null
+wrk_run warm-up-on "http://127.0.0.1:${HP[on]}/" "${HDR[@]}" >/dev/null
+wrk_run warm-up-off "http://127.0.0.1:${HP[off]}/" "${HDR[@]}" >/dev/null
 WRK_OPTS=(-t2 -c32 -d "${SECS}s")
 declare -a RON=() ROFF=() CON=() COFF=() PAIR=()
 for r in $(seq 1 "$RUNS"); do
-    t0=$(ticks on)
-    read -r a n < <(wrk_run "on $r" "${HP[on]}") || exit 1
+    read -r a _ _ c < <(wrk_cpu "on $r" on "http://127.0.0.1:${HP[on]}/" "${HDR[@]}") || exit 1
     RON+=("$a")
-    CON+=("$(us_per $(($(ticks on) - t0)) "$n")")
-    t0=$(ticks off)
-    read -r a n < <(wrk_run "off $r" "${HP[off]}") || exit 1
+    CON+=("$c")
+    read -r a _ _ c < <(wrk_cpu "off $r" off "http://127.0.0.1:${HP[off]}/" "${HDR[@]}") || exit 1
     ROFF+=("$a")
-    COFF+=("$(us_per $(($(ticks off) - t0)) "$n")")
+    COFF+=("$c")
     PAIR+=("$(ratio "${RON[-1]}" "${ROFF[-1]}")")
     echo "   run $r: req/s JWT on ${RON[-1]}, off ${ROFF[-1]}; popd CPU us/request ${CON[-1]}, ${COFF[-1]}"
 done
