@@ -19,11 +19,6 @@ export POPMESH_TEST_ALERT_TIMEOUT_MS=1000
 [ -n "${ALERTS_NO_GUARD:-}" ] && export POPMESH_TEST_ALERT_NO_GUARD=1
 MISCOUNTS=
 
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 
 # ---- three PoPs ----
 N=("" "$WORK/n1" "$WORK/n2" "$WORK/n3")

@@ -75,11 +75,6 @@ if cmd == "until": sys.exit(until(int(a[0]), float(a[1]), a[2], a[3:]))
 elif cmd == "add_http": sys.exit(add_http(a[0], int(a[1]), a[2]))
 PY
 cc() { INTEGRATION_DIR=$(dirname "$0") "$PY" "$WORK/cc.py" "$@"; }
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
-}
 now_ns() { date +%s%N; }
 LIMIT=0.5 # s: what "within the write's propagation time" is asserted as on loopback
 below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "none" && a + 0 < b + 0) }'; }

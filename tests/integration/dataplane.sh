@@ -160,11 +160,6 @@ PY
 dp() { "$PY" "$WORK/dp.py" "$@"; }
 
 # json_get DIR JSONCMD... -- EXPR: evaluates EXPR (python, on j) over meshctl --json output
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 
 # ---- three PoPs with tunnel ports and their own ingress addresses ----
 declare -a T POPPID

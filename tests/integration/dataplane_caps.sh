@@ -84,11 +84,6 @@ elif cmd == "tcp":
     sys.exit(0 if ok and refused == extra else 1)
 PY
 caps() { "$PY" "$WORK/caps.py" "$@"; }
-jq_() {
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
-}
 nfd() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 
 T=$(free_port)

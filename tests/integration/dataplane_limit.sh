@@ -94,9 +94,7 @@ elif cmd == "refused": refused(int(a[0]))
 PY
 lim() { "$PY" "$WORK/lim.py" "$@"; }
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-status() { # status FIELD: dataplane.FIELD of pop-1's status
-    mctl "$WORK/n1" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"][sys.argv[1]])' "$1"
-}
+status() { jq_ "j['dataplane']['$1']" "$WORK/n1" status; } # status FIELD: dataplane.FIELD of pop-1's status
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 

@@ -26,10 +26,7 @@ code() { curl -s -m 5 -o /dev/null -w '%{http_code}' -H "Host: open.test" "http:
 ready() { [ "$(code /hello)" = 200 ]; }
 wait_for 20 "the open app" ready
 
-status() { # status FIELD: http.FIELD of pop-1's status
-    mctl "$WORK/n1" --json status |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("http", {}).get(sys.argv[1], -1))' "$1"
-}
+status() { jq_ "j.get('http', {}).get('$1', -1)" "$WORK/n1" status; } # status FIELD: http.FIELD of pop-1's status
 
 RC=0
 "$PY" "$HERE/http_limits.py" "$H1" "$POPD_PID" || RC=1

@@ -15,7 +15,7 @@ export POPMESH_TEST_JOIN_HOLD_MS=1500
 start_mesh 3
 N=("$WORK/n1" "$WORK/n2" "$WORK/n3")
 wait_for 20 "3 alive members on every node" all_see "${N[@]}" "pop-1=alive pop-2=alive pop-3=alive"
-addr_of() { mctl "$WORK/n1" --json members | "$PY" -c 'import json,sys; print([m["addr"] for m in json.load(sys.stdin) if m["name"]==sys.argv[1]][0])' "$1"; }
+addr_of() { jq_ "[m['addr'] for m in j if m['name'] == '$1'][0]" "$WORK/n1" members; }
 A1=$(addr_of pop-1)
 A2=$(addr_of pop-2)
 A3=$(addr_of pop-3)
@@ -101,7 +101,7 @@ else
 fi
 expect_in "$WORK/$loser.err" "the name 'twin' is already taken"
 # named DIR NAME: node records named NAME in DIR's store (removed or not)
-named() { mctl "$1" --json config list node/ | "$PY" -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin) if isinstance(e["value"], dict) and e["value"].get("name")==sys.argv[1]))' "$2"; }
+named() { jq_ "sum(1 for e in j if isinstance(e['value'], dict) and e['value'].get('name') == '$2')" "$1" config list node/; }
 sleep 1 # the winner's record reaches every PoP (pushed at once; this is ample)
 for d in "${N[@]}"; do
     [ "$(named "$d" twin)" = 1 ] || fail "$d holds $(named "$d" twin) node records named twin (want 1)"

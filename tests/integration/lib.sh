@@ -144,6 +144,14 @@ mctl() {
     "$MESHCTL" -d "$dir" "$@"
 }
 
+# jq_ EXPR DIR ARGS...: prints the Python expression EXPR evaluated with j = DIR's --json answer
+# to ARGS (a dict or list printed as JSON, anything else as Python prints it).
+jq_() {
+    local expr=$1 dir=$2
+    shift 2
+    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
+}
+
 # start_mesh N [NS_PREFIX]: creates and starts nodes $WORK/n1..nN on 127.0.0.1 (n1 inits the
 # mesh, the others join with one token). Sets NODE_PID[i].
 declare -a NODE_PID=()

@@ -47,8 +47,8 @@ done
 ok "a config write on one node is readable on all five; a later write on another wins everywhere"
 
 # ---- bad tokens: each refused with its own reason, nothing changes ----
-registry_size() { mctl "$WORK/n1" --json config list node/ | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
-uses_of() { mctl "$WORK/n1" --json token list | "$PY" -c 'import json,sys; print(sum(t["uses"] for t in json.load(sys.stdin)))'; }
+registry_size() { jq_ 'len(j)' "$WORK/n1" config list node/; }
+uses_of() { jq_ 'sum(t["uses"] for t in j)' "$WORK/n1" token list; }
 REG0=$(registry_size)
 USES0=$(uses_of)
 try_join() { # try_join NAME TOKEN EXPECTED-TEXT

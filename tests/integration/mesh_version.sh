@@ -5,9 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 [ -x "${MESH_SEND:-}" ] || fail "MESH_SEND (the mesh_send helper) is not set"
 
-counter() { # counter DIR FIELD: status.mesh.FIELD at DIR's node
-    mctl "$1" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["mesh"][sys.argv[1]])' "$2"
-}
+counter() { jq_ "j['mesh']['$2']" "$1" status; } # counter DIR FIELD: status.mesh.FIELD at DIR's node
 above() { [ "$(counter "$1" "$2")" -gt "$3" ]; }
 
 start_mesh 2

@@ -61,11 +61,6 @@ elif sys.argv[1] == "scan":
     print(scan(int(sys.argv[2]), sys.argv[3].encode()))
 PY
 cy() { "$PY" "$WORK/canary.py" "$@"; }
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 
 ING=("" 127.0.0.21 127.0.0.22)
 N=("" "$WORK/n1" "$WORK/n2")

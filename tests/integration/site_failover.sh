@@ -106,7 +106,7 @@ ok = s and s[0]["reachable"] and s[0]["egress"] == "pop-1" and s[0]["backup"] an
 sys.exit(0 if ok else 1)'
 }
 wait_for 10 "pop-2 to route branch through pop-1, its own tunnel as the backup" via_pop1
-retries() { mctl "$WORK/n2" --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["dataplane"]["ingress_retries"])'; }
+retries() { jq_ 'j["dataplane"]["ingress_retries"]' "$WORK/n2" status; }
 R0=$(retries)
 echo "# pop-2's routes before the kill:"; mctl "$WORK/n2" routes | sed 's/^/#   /'
 mctl "$WORK/n3" sites | sed "s/^/#   /"

@@ -13,11 +13,6 @@ source "$(dirname "$0")/lib.sh"
 
 MAX_FAILED=${MAX_FAILED:-0} # failed new connections allowed per kill
 
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 
 # ---- three PoPs, each with its own ingress address ----
 declare -a T

@@ -90,11 +90,6 @@ wait_for 20 "replica A enrolled" grep -q "enrolled as site branch" "$WORK/site-A
 start_replica B --token "$TOKEN"
 wait_for 20 "replica B enrolled" grep -q "enrolled as branch-2, a replica of site branch" "$WORK/site-B.log"
 
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 replicas_state() { # replicas_state DIR: "replica=state:pops ..." of site branch, sorted
     jq_ '" ".join(sorted("%s=%s:%s" % (s["replica"], s["state"], ",".join(sorted(p["name"] for p in s["pops"]))) for s in j["sites"] if s["name"] == "branch"))' "$1" sites
 }

@@ -141,11 +141,6 @@ start_replica R2 --token "$TOKEN"
 wait_for 20 "R2 enrolled" grep -q "enrolled as branch-2, a replica of site branch" "$WORK/site-R2.log"
 ok "R1 (branch) and R2 (branch-2) enrolled with the one 2-use token, each on its own machine"
 
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 # cost POP REPLICA: the route cost (ms) from POP to REPLICA, or "none"
 cost() {
     jq_ "([s['cost_ms'] for s in j['sites'] if s['site'] == '$2' and s['reachable']] or ['none'])[0]" "$WORK/$1" routes 2>/dev/null || echo none

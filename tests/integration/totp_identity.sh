@@ -129,7 +129,7 @@ wait_for 20 "totpuse/carol at pop-2" wait_replicated totpuse/carol recovery_used
 ok "a recovery code (typed in upper case) works once: refused the second time at pop-2"
 
 # what each PoP counted (meshctl status, "http")
-counts() { mctl "$WORK/n$1" --json status | "$PY" -c 'import json,sys; h=json.load(sys.stdin)["http"]; print(h["totp_accepted"], h["totp_refused"], h["totp_replayed"])'; }
+counts() { jq_ '" ".join(str(j["http"][k]) for k in ("totp_accepted", "totp_refused", "totp_replayed"))' "$WORK/n$1" status; }
 [ "$(counts 1)" = "2 5 1" ] || fail "pop-1 counted (accepted refused replayed) $(counts 1), want 2 5 1"
 [ "$(counts 2)" = "0 0 2" ] || fail "pop-2 counted (accepted refused replayed) $(counts 2), want 0 0 2"
 ok "meshctl status counts second factors: pop-1 2 accepted, 5 refused, 1 replay; pop-2 2 replays"

@@ -118,11 +118,6 @@ print("ok %d MiB each way in %.1f s (%.0f MiB/s), %d round trips on the long-liv
 PY
 
 # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-jq_() {
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 
 ING=("" 127.0.0.23 127.0.0.24)
 N=("" "$WORK/n1" "$WORK/n2")

@@ -12,11 +12,6 @@
 source "$(dirname "$0")/lib.sh"
 : "${POPSITE:?POPSITE must point to the popsite binary}"
 
-jq_() { # jq_ EXPR DIR ARGS...: prints eval(EXPR) with j = DIR's --json answer to ARGS
-    local expr=$1 dir=$2
-    shift 2
-    mctl "$dir" --json "$@" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); r=eval(sys.argv[1]); print(r if not isinstance(r,(dict,list)) else json.dumps(r))' "$expr"
-}
 
 # ---- a DNS client that keeps its source port (dig takes a new one per query) ----
 cat >"$WORK/dns.py" <<'PY'
