@@ -7,7 +7,8 @@
 
 void ae_entry_pack(msgpack_packer *pk, const store_entry_t *e)
 {
-    msgpack_pack_array(pk, 5);
+    /* A signed entry carries its signature as a sixth element (store.h, "Signed entries"). */
+    msgpack_pack_array(pk, e->has_sig ? 6 : 5);
     mpw_bin(pk, e->key, e->klen);
     msgpack_pack_uint64(pk, e->version);
     msgpack_pack_uint64(pk, e->origin);
@@ -19,6 +20,8 @@ void ae_entry_pack(msgpack_packer *pk, const store_entry_t *e)
         msgpack_pack_nil(pk);
     else
         mpw_raw(pk, e->value, e->vlen);
+    if (e->has_sig)
+        mpw_bin(pk, e->sig, STORE_SIG_BYTES);
 }
 
 int ae_entry_read(mpr_t *r, store_entry_t *e)
@@ -28,9 +31,18 @@ int ae_entry_read(mpr_t *r, store_entry_t *e)
     size_t vl;
     bool tomb;
     memset(e, 0, sizeof(*e));
-    if (mpr_array(r, &n) || n != 5 || mpr_bin(r, &k, &kl) || mpr_uint(r, &e->version) ||
-        mpr_uint(r, &e->origin) || mpr_bool(r, &tomb) || mpr_object(r, &v, &vl))
+    if (mpr_array(r, &n) || (n != 5 && n != 6) || mpr_bin(r, &k, &kl) ||
+        mpr_uint(r, &e->version) || mpr_uint(r, &e->origin) || mpr_bool(r, &tomb) ||
+        mpr_object(r, &v, &vl))
         return -EBADMSG;
+    if (n == 6) {
+        const uint8_t *sig;
+        uint32_t sl;
+        if (mpr_bin(r, &sig, &sl) || sl != STORE_SIG_BYTES)
+            return -EBADMSG;
+        memcpy(e->sig, sig, STORE_SIG_BYTES);
+        e->has_sig = true;
+    }
     e->key = (char *)k;
     e->klen = kl;
     e->tombstone = tomb;

@@ -9,7 +9,8 @@
  *
  *   DIGEST  [1, AE_DIGEST, seq, digests: bin(256 * 8)]
  *   ENTRIES [1, AE_ENTRIES, seq, buckets: bin(32), want: bool, entries: [entry...]]
- *   entry = [key: bin, version: uint, origin: uint, tombstone: bool, value: any (nil if tomb)]
+ *   entry = [key: bin, version: uint, origin: uint, tombstone: bool, value: any (nil if tomb)
+ *            (, sig: bin(64))]     the origin's signature, on entries written signed
  *
  * ENTRIES with want=true asks the receiver to answer with its own entries of those buckets
  * (want=false, so the exchange stops there). A bucket's entries may span several ENTRIES

@@ -140,7 +140,7 @@ static void pack_entry(msgpack_packer *pk, const store_entry_t *e)
 {
     char origin[17];
     identity_id_hex(e->origin, origin);
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     mpw_str(pk, "key");
     mpw_strn(pk, e->key, e->klen);
     mpw_str(pk, "value");
@@ -150,6 +150,7 @@ static void pack_entry(msgpack_packer *pk, const store_entry_t *e)
         msgpack_pack_nil(pk);
     mpw_kv_u64(pk, "version", e->version);
     mpw_kv_str(pk, "origin", origin);
+    mpw_kv_bool(pk, "signed", e->has_sig); /* by its origin (docs/security.md) */
 }
 
 static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)

@@ -31,7 +31,7 @@ size_t store_record_encode(const store_record_t *rec, uint8_t *buf, size_t cap)
     struct fixed_buf fb = {.p = buf, .len = 0, .cap = cap, .overflow = false};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &fb, fixed_write);
-    msgpack_pack_array(&pk, 5);
+    msgpack_pack_array(&pk, rec->sig ? 6 : 5);
     msgpack_pack_uint64(&pk, STORE_RECORD_FORMAT);
     msgpack_pack_uint64(&pk, rec->version);
     msgpack_pack_uint64(&pk, rec->origin);
@@ -40,6 +40,8 @@ size_t store_record_encode(const store_record_t *rec, uint8_t *buf, size_t cap)
         msgpack_pack_nil(&pk);
     else
         mpw_raw(&pk, rec->value, rec->vlen);
+    if (rec->sig)
+        mpw_bin(&pk, rec->sig, STORE_SIG_BYTES);
     return fb.overflow ? 0 : fb.len;
 }
 
@@ -57,8 +59,8 @@ int store_record_decode(const void *buf, size_t len, store_record_t *rec, const 
     uint64_t format, flags;
 
     mpr_init(&r, buf, len);
-    if (mpr_array(&r, &n) || n != 5)
-        return bad(why, "not a 5-element array");
+    if (mpr_array(&r, &n) || (n != 5 && n != 6))
+        return bad(why, "not a 5- or 6-element array");
     if (mpr_uint(&r, &format))
         return bad(why, "format is not an unsigned integer");
     if (format != STORE_RECORD_FORMAT)
@@ -82,6 +84,14 @@ int store_record_decode(const void *buf, size_t len, store_record_t *rec, const 
             return bad(why, "value is not one msgpack object");
         if (rec->vlen > STORE_VALUE_MAX)
             return bad(why, "value over STORE_VALUE_MAX");
+    }
+    rec->sig = NULL;
+    if (n == 6) {
+        const uint8_t *sig;
+        uint32_t sl;
+        if (mpr_bin(&r, &sig, &sl) || sl != STORE_SIG_BYTES)
+            return bad(why, "signature is not 64 bytes of bin");
+        rec->sig = sig;
     }
     if (r.left != 0)
         return bad(why, "trailing bytes after the record");

@@ -2,7 +2,8 @@
  *
  * An LMDB data record is the entry's key (the LMDB key, raw bytes) and this msgpack value:
  *
- *     [format, version, origin, flags, value-or-nil]
+ *     [format, version, origin, flags, value-or-nil]            (unsigned)
+ *     [format, version, origin, flags, value-or-nil, sig]       (signed by its origin)
  *
  *   format   uint, STORE_RECORD_FORMAT; anything else is refused (a newer popmesh wrote it,
  *            or the bytes are not ours)
@@ -12,6 +13,9 @@
  *   value    the entry's msgpack object spliced in verbatim (at most STORE_VALUE_MAX bytes),
  *            or nil for a tombstone. A live value may itself be nil: the flag, not the nil,
  *            says "deleted".
+ *   sig      bin 64: the origin's Ed25519 signature over the entry (store.h, "Signed
+ *            entries"); absent for an entry written unsigned. Only the decoder's length check
+ *            knows it: what it signs and who checks it is the store's caller's business.
  *
  * Bytes read back from disk are untrusted (a torn sector, a bad disk, a stray tool): the
  * decoder goes through mpr, checks every field and refuses trailing bytes, so corruption
@@ -27,8 +31,8 @@
 
 #define STORE_RECORD_FORMAT    1
 #define STORE_RECORD_TOMBSTONE 0x01u
-/* bytes: array header + format + two uint64 + flags + the value */
-#define STORE_RECORD_MAX (STORE_VALUE_MAX + 32)
+/* bytes: array header + format + two uint64 + flags + the value + a signature (bin 64) */
+#define STORE_RECORD_MAX (STORE_VALUE_MAX + 32 + 2 + STORE_SIG_BYTES)
 
 typedef struct store_record {
     uint64_t version;     /* HLC */
@@ -36,6 +40,7 @@ typedef struct store_record {
     bool tombstone;       /* true: value is NULL and vlen 0 */
     const uint8_t *value; /* one msgpack object; borrowed from the buffer decoded */
     size_t vlen;          /* bytes */
+    const uint8_t *sig;   /* STORE_SIG_BYTES, borrowed; NULL: unsigned */
 } store_record_t;
 
 /* Decodes buf into *rec (value borrowed from buf). 0 or -EBADMSG; *why (if not NULL) is set

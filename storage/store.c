@@ -105,9 +105,18 @@ struct store {
     uint64_t tombstones; /* not yet collected */
     /* Counters since open (not persisted). */
     uint64_t merges_applied, merges_ignored, merges_refused, skew_rejected;
+    uint64_t merges_unauthorized;
     uint64_t skew_last_origin;     /* writer of the last entry refused for skew */
     uint64_t skew_last_ahead_ms;   /* how far ahead of our clock its version was */
     uint8_t rec[STORE_RECORD_MAX]; /* scratch for encoding a record */
+    /* Signed entries (store.h): the caller's signer and guard, and the signature of the last
+     * local write (what store_put reports in *out). */
+    store_sign_fn signer;
+    void *signer_ctx;
+    store_guard_wants_fn guard_wants;
+    store_guard_fn guard;
+    void *guard_ctx;
+    uint8_t last_sig[STORE_SIG_BYTES];
     char err[256];
     /* The change feed: watchers, and the visible changes of the write transaction being
      * built. Entries point into the caller's keys and values, which outlive the call that
@@ -525,6 +534,11 @@ static void note_change(store_t *s, const char *key, size_t klen, const store_re
         .origin = neu ? neu->origin : 0,
         .tombstone = !neu || neu->tombstone,
     };
+    store_entry_t *c = &s->changes[s->nchanges - 1];
+    if (neu && neu->sig) {
+        c->has_sig = true;
+        memcpy(c->sig, neu->sig, STORE_SIG_BYTES);
+    }
 }
 
 /* Replaces key's record old (NULL: none) with new (NULL: remove), keeping digests and counts
@@ -883,6 +897,18 @@ static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen,
     rec.tombstone = value == NULL;
     rec.value = value;
     rec.vlen = value ? vlen : 0;
+    rec.sig = NULL;
+    if (s->signer) {
+        store_entry_t view = {.key = (char *)key,
+                              .klen = klen,
+                              .value = (uint8_t *)rec.value,
+                              .vlen = rec.vlen,
+                              .version = rec.version,
+                              .origin = rec.origin,
+                              .tombstone = rec.tombstone};
+        if (s->signer(s->signer_ctx, &view, s->last_sig))
+            rec.sig = s->last_sig;
+    }
     if ((rc = apply(s, w, key, klen, have ? &old : NULL, &rec)))
         return rc;
     *out = rec;
@@ -897,6 +923,10 @@ static void fill_out(store_entry_t *out, const store_record_t *rec)
     out->version = rec->version;
     out->origin = rec->origin;
     out->tombstone = rec->tombstone;
+    if (rec->sig) {
+        out->has_sig = true;
+        memcpy(out->sig, rec->sig, STORE_SIG_BYTES);
+    }
 }
 
 static int write_one(store_t *s, const char *key, size_t klen, const void *value, size_t vlen,
@@ -978,22 +1008,19 @@ int store_put_batch(store_t *s, const store_entry_t *entries, size_t n, uint64_t
 
 /* ---- merge ------------------------------------------------------------------------------ */
 
-int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now_ms)
+/* One transaction over the entries idx[0..n) of entries (idx NULL: all n, in order). */
+static int merge_txn(store_t *s, const store_entry_t *entries, const size_t *idx, size_t n,
+                     uint64_t now_ms)
 {
-    int rc = busy(s);
-    if (rc)
-        return rc;
-    if (n == 0)
-        return 0;
-    if (!entries)
-        return -EINVAL;
-
+    int rc;
     struct wtxn w;
     uint64_t applied = 0, ignored = 0, refused = 0, skewed = 0;
+    if (n == 0)
+        return 0;
     if ((rc = wtxn_begin(s, &w)))
         return rc;
     for (size_t i = 0; i < n; i++) {
-        const store_entry_t *e = &entries[i];
+        const store_entry_t *e = &entries[idx ? idx[i] : i];
         /* The value is validated only once the entry wins (below): anti-entropy ships whole
          * buckets, mostly duplicates, and they need not pay for it. */
         if (check_explain(s, e->key, e->klen, NULL, 0, true) || e->origin == 0) {
@@ -1018,6 +1045,7 @@ int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now
                                 .tombstone = e->tombstone,
                                 .value = e->tombstone ? NULL : e->value,
                                 .vlen = e->tombstone ? 0 : e->vlen,
+                                .sig = e->has_sig ? e->sig : NULL,
                             };
         bool have;
         if ((rc = read_record(s, w.txn, e->key, e->klen, &old, &have)))
@@ -1060,6 +1088,170 @@ fail:
     return rc;
 }
 
+/* Would e win against the stored record? Entries that would not are left to merge_txn,
+ * which ignores them, so the guard never pays for duplicates. */
+static bool would_win(store_t *s, const store_entry_t *e)
+{
+    store_record_t old;
+    bool have = false;
+    if (read_begin(s))
+        return true; /* cannot tell: let the guard decide */
+    store_record_t rec = {.version = e->version,
+                          .origin = e->origin,
+                          .tombstone = e->tombstone,
+                          .value = e->tombstone ? NULL : e->value,
+                          .vlen = e->tombstone ? 0 : e->vlen};
+    bool win = read_record(s, s->rtxn, e->key, e->klen, &old, &have) != 0 || !have ||
+               entry_cmp(&rec, &old) > 0;
+    read_end(s);
+    return win;
+}
+
+int store_merge(store_t *s, const store_entry_t *entries, size_t n, uint64_t now_ms)
+{
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (!entries)
+        return -EINVAL;
+    if (!s->guard)
+        return merge_txn(s, entries, NULL, n, now_ms);
+
+    /* Guarded keys go last and only if the guard accepts them (store.h, "Signed entries"). */
+    size_t *idx = xmalloc(n * sizeof(*idx)), nfree = 0, nguarded = 0;
+    for (size_t i = 0; i < n; i++)
+        if (check_key(entries[i].key, entries[i].klen) != 0 ||
+            !s->guard_wants(s->guard_ctx, entries[i].key, entries[i].klen))
+            idx[nfree++] = i;
+    int applied = merge_txn(s, entries, idx, nfree, now_ms);
+    if (applied < 0) {
+        free(idx);
+        return applied;
+    }
+    uint64_t unauthorized = 0;
+    for (size_t i = 0; i < n; i++) {
+        const store_entry_t *e = &entries[i];
+        if (check_key(e->key, e->klen) != 0 || !s->guard_wants(s->guard_ctx, e->key, e->klen))
+            continue;
+        if (!would_win(s, e)) {
+            s->merges_ignored++;
+            continue;
+        }
+        if (s->guard(s->guard_ctx, e) != 0) {
+            unauthorized++;
+            continue;
+        }
+        idx[nguarded++] = i;
+    }
+    s->merges_unauthorized += unauthorized;
+    rc = merge_txn(s, entries, idx, nguarded, now_ms);
+    free(idx);
+    if (rc < 0)
+        return rc;
+    return applied + rc > INT32_MAX ? INT32_MAX : applied + rc;
+}
+
+int store_resign(store_t *s, const char *key, size_t klen, uint64_t now_ms, store_entry_t *out)
+{
+    (void)now_ms;
+    int rc = busy(s);
+    if (rc)
+        return rc;
+    if ((rc = check_explain(s, key, klen, NULL, 0, true)))
+        return rc;
+    struct wtxn w;
+    store_record_t old, rec;
+    bool have;
+    if ((rc = wtxn_begin(s, &w)))
+        return rc;
+    if ((rc = read_record(s, w.txn, key, klen, &old, &have)) || !have) {
+        if (!have && rc == 0) {
+            char kr[80];
+            set_err(s, "no entry for key \"%s\"", key_repr(key, klen, kr, sizeof(kr)));
+            rc = -ENOENT;
+        }
+        wtxn_abort(&w);
+        return rc;
+    }
+    /* The value lives in LMDB's pages, which the write below may reuse, and the change feed
+     * reads it after the commit: a copy of our own. */
+    uint8_t *copy = old.tombstone ? NULL : xmemdup(old.value, old.vlen);
+    rec = (store_record_t){.version = old.version + 1,
+                           .origin = s->node_id,
+                           .tombstone = old.tombstone,
+                           .value = copy,
+                           .vlen = old.tombstone ? 0 : old.vlen};
+    if (rec.version > s->clock.last)
+        s->clock.last = rec.version; /* later local writes stay newer */
+    if (s->signer) {
+        store_entry_t view = {.key = (char *)key,
+                              .klen = klen,
+                              .value = copy,
+                              .vlen = rec.vlen,
+                              .version = rec.version,
+                              .origin = rec.origin,
+                              .tombstone = rec.tombstone};
+        if (s->signer(s->signer_ctx, &view, s->last_sig))
+            rec.sig = s->last_sig;
+    }
+    if ((rc = apply(s, &w, key, klen, &old, &rec))) {
+        wtxn_abort(&w);
+        free(copy);
+        return rc;
+    }
+    if ((rc = wtxn_commit(s, &w))) {
+        free(copy);
+        return rc;
+    }
+    fill_out(out, &rec);
+    if (out && copy) {
+        out->value = copy; /* the caller's now */
+        out->vlen = rec.vlen;
+        copy = NULL;
+    }
+    feed(s);
+    free(copy);
+    return 0;
+}
+
+void store_set_signer(store_t *s, store_sign_fn fn, void *ctx)
+{
+    s->signer = fn;
+    s->signer_ctx = ctx;
+}
+
+void store_set_guard(store_t *s, store_guard_wants_fn wants, store_guard_fn check, void *ctx)
+{
+    s->guard_wants = check ? wants : NULL;
+    s->guard = wants ? check : NULL;
+    s->guard_ctx = ctx;
+}
+
+uint8_t *store_sig_message(const store_entry_t *e, size_t *len)
+{
+    static const char tag[] = "popmesh entry v1"; /* with its NUL */
+    size_t vlen = e->tombstone ? 0 : e->vlen;
+    size_t n = sizeof(tag) + 4 + e->klen + 8 + 8 + 1 + 4 + vlen;
+    uint8_t *m = xmalloc(n), *p = m;
+    memcpy(p, tag, sizeof(tag));
+    p += sizeof(tag);
+    put_le(p, e->klen, 4);
+    p += 4;
+    memcpy(p, e->key, e->klen);
+    p += e->klen;
+    put_le(p, e->version, 8);
+    put_le(p + 8, e->origin, 8);
+    p[16] = e->tombstone ? 1 : 0;
+    put_le(p + 17, vlen, 4);
+    p += 21;
+    if (vlen)
+        memcpy(p, e->value, vlen);
+    *len = n;
+    return m;
+}
+
 /* ---- reads ------------------------------------------------------------------------------ */
 
 int store_get(store_t *s, const char *key, size_t klen, store_entry_t *e)
@@ -1091,6 +1283,9 @@ int store_get(store_t *s, const char *key, size_t klen, store_entry_t *e)
         e->version = rec.version;
         e->origin = rec.origin;
         e->tombstone = false;
+        e->has_sig = rec.sig != NULL;
+        if (rec.sig)
+            memcpy(e->sig, rec.sig, STORE_SIG_BYTES);
     }
     read_end(s);
     return rc;
@@ -1154,7 +1349,10 @@ static int scan(store_t *s, const char *prefix, size_t plen, const uint8_t *buck
             .version = r.version,
             .origin = r.origin,
             .tombstone = r.tombstone,
+            .has_sig = r.sig != NULL,
         };
+        if (r.sig)
+            memcpy(e.sig, r.sig, STORE_SIG_BYTES);
         s->in_iter = true;
         rc = fn(&e, ctx);
         s->in_iter = false;
@@ -1384,6 +1582,7 @@ int store_stats(store_t *s, store_stats_t *st)
     st->merges_applied = s->merges_applied;
     st->merges_ignored = s->merges_ignored;
     st->merges_refused = s->merges_refused;
+    st->merges_unauthorized = s->merges_unauthorized;
     st->skew_rejected = s->skew_rejected;
     st->skew_last_origin = s->skew_last_origin;
     st->skew_last_ahead_ms = s->skew_last_ahead_ms;

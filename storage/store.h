@@ -33,6 +33,7 @@
 #define STORE_VALUE_MAX     (64 * 1024)               /* bytes of one msgpack object */
 #define STORE_DEFAULT_MAP   (1ull << 30)              /* bytes: LMDB map size */
 #define STORE_DEFAULT_GRACE (7ull * 24 * 3600 * 1000) /* ms: tombstone grace period */
+#define STORE_SIG_BYTES     64                        /* an Ed25519 signature */
 
 typedef struct store store_t;
 
@@ -54,6 +55,8 @@ typedef struct store_entry {
     uint64_t version; /* HLC */
     uint64_t origin;  /* node id of the writer */
     bool tombstone;
+    bool has_sig;                   /* sig holds the origin's signature (see below) */
+    uint8_t sig[STORE_SIG_BYTES];
 } store_entry_t;
 
 typedef struct store_stats {
@@ -65,6 +68,7 @@ typedef struct store_stats {
     uint64_t skew_last_origin;   /* the node that wrote the last of them (0: none yet) */
     uint64_t skew_last_ahead_ms; /* ms its version was ahead of this node's clock */
     uint64_t merges_refused;     /* remote entries refused for limits (bad key/value/origin) */
+    uint64_t merges_unauthorized; /* remote entries refused by the guard (see below) */
     uint64_t map_size;           /* bytes */
     uint64_t map_used;           /* bytes in use by LMDB pages */
 } store_stats_t;
@@ -154,6 +158,45 @@ typedef void (*store_watch_fn)(void *ctx, const store_entry_t *changes, size_t n
 int store_watch(store_t *s, const char *prefix, size_t plen, store_watch_fn fn, void *ctx);
 /* Removes a watcher; unknown ids are ignored. */
 void store_unwatch(store_t *s, int id);
+/* ---- signed entries -------------------------------------------------------------------
+ *
+ * Some keys (the mesh's policy: users, resources, rules) may be written only by nodes the
+ * caller trusts for it. The store knows nothing of keys or trust; it carries a signature per
+ * entry and lets its caller make and check them:
+ *  - the signer is asked, for every local put or delete, after the entry's version and
+ *    origin are assigned and inside the write transaction, whether it signs the entry; if it
+ *    fills sig and returns true, the signature is stored with the record, reported to the
+ *    writer (store_put's *out), exported with the entry and carried by the change feed. It
+ *    must not call the store.
+ *  - the guard is asked, for each remote entry of a store_merge whose key it wants, whether
+ *    the entry may be merged. It is called outside any transaction, so it may read the store
+ *    (to find the writer's key, say), and only for entries that would win: duplicates and
+ *    entries older than the stored one are ignored without a check. The batch is merged in
+ *    two transactions: first the entries the guard does not want (so a node's key and the
+ *    records it signed can arrive in one batch), then those it accepted. Refused entries are
+ *    counted (merges_unauthorized) and skipped; anti-entropy offers them again later.
+ * What is signed is up to the signer; store_sig_message gives every caller the same bytes:
+ *     "popmesh entry v1" 0x00 || klen (u32 LE) || key || version (u64 LE) || origin (u64 LE)
+ *     || tombstone (u8) || vlen (u32 LE) || value
+ * so a signature binds the key, the value (or the delete), the version and the origin: a
+ * replayed signed entry is the same entry, which last-writer-wins already orders. */
+typedef bool (*store_sign_fn)(void *ctx, const store_entry_t *e, uint8_t sig[STORE_SIG_BYTES]);
+typedef bool (*store_guard_wants_fn)(void *ctx, const char *key, size_t klen);
+/* 0: merge it; anything else: refuse it. */
+typedef int (*store_guard_fn)(void *ctx, const store_entry_t *e);
+void store_set_signer(store_t *s, store_sign_fn fn, void *ctx);
+void store_set_guard(store_t *s, store_guard_wants_fn wants, store_guard_fn check, void *ctx);
+/* Writes key's record again, unchanged (its value, or its tombstone), at its version + 1 with
+ * this node as origin and through the signer: how a node adopts a record whose signature no
+ * longer counts (its writer was removed, or wrote it unsigned before the mesh signed). Newer
+ * than the copy it re-signs, older than any later write (a millisecond later at least), so it
+ * never undoes a change that has not arrived yet. On success *out (if not NULL) holds the
+ * version, origin and signature, and value/vlen: a malloc'd copy of the value (NULL for a
+ * tombstone) the caller frees. -ENOENT if there is no record at all. */
+int store_resign(store_t *s, const char *key, size_t klen, uint64_t now_ms, store_entry_t *out);
+/* The bytes a signature covers, in a malloc'd buffer (*len set); free() it. */
+uint8_t *store_sig_message(const store_entry_t *e, size_t *len);
+
 /* The store's clock, for callers that stamp their own events. Borrowed. */
 struct hlc *store_clock(store_t *s);
 

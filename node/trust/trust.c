@@ -16,7 +16,16 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mp.h"
+#include "common/logesc.h"
 #include "common/xmalloc.h"
+#include "node/oidc/idprec.h"
+#include "node/records/alertrec.h"
+#include "node/records/authrec.h"
+#include "node/records/geo.h"
+#include "node/records/resource.h"
+#include "node/records/totprec.h"
+#include "node/records/user.h"
+#include "node/records/zone.h"
 #include "storage/hlc.h"
 
 #include <errno.h>
@@ -29,6 +38,8 @@
 #define UPGRADE_FIRST_S 3.0 /* s after start before a PoP of a root-less mesh looks */
 #define UPGRADE_EVERY_S 5.0 /* s between looks until a root exists */
 #define RENEW_LEFT      3   /* renew a certificate when less than 1/RENEW_LEFT of it is left */
+#define ADOPT_DELAY_S   1.0 /* s after a change to the registry or the certificates: adopt pass */
+#define ADOPT_BATCH     512 /* records re-signed per turn of the loop (then the pass goes on) */
 
 struct trust {
     trust_opts_t o;
@@ -41,6 +52,15 @@ struct trust {
     ev_idle certify_idle; /* a certify pass after a burst of changes */
     ev_timer upgrade_timer;
     unsigned issued, refused; /* certificates written; nodes left uncertified */
+    /* Signed configuration (docs/security.md, "Signed configuration"). */
+    bool sign_off;          /* POPMESH_TEST_UNSIGNED_CONFIG: write as a popd before signing */
+    ev_timer adopt_timer;   /* the adopt pass, after changes settle */
+    int watch_certs;
+    uint64_t cfg_refused;   /* remote policy records refused */
+    uint64_t cfg_adopted;   /* records this PoP signed again */
+    char cfg_last_refused[200];
+    double cfg_log_at;      /* ev_now of the last refusal logged (one a second at most) */
+    unsigned cfg_log_skipped;
 };
 
 /* ---- lookups (loop-free) --------------------------------------------------------------- */
@@ -199,10 +219,14 @@ static int put_cert(trust_t *t, const nodecert_t *c)
 
 /* ---- pinning ----------------------------------------------------------------------------- */
 
+static void adopt_soon(trust_t *t);
+
 static void roots_changed(trust_t *t)
 {
     t->keys.self_id = t->have_roots ? t->o.id->node_id : 0;
     t->keys.legacy_until_ms = t->have_roots ? t->roots.legacy_until_ms : UINT64_MAX;
+    if (t->have_roots && t->o.loop)
+        adopt_soon(t);
 }
 
 /* A trust/root record (from the store, merged or ours). */
@@ -408,6 +432,7 @@ static void on_registry(void *ctx, const store_entry_t *ch, size_t n)
     (void)n;
     if (t->have_root)
         ev_idle_start(t->o.loop, &t->certify_idle);
+    adopt_soon(t);
 }
 
 /* ---- upgrading a mesh made before roots ---------------------------------------------------- */
@@ -496,6 +521,277 @@ static void on_upgrade(struct ev_loop *loop, ev_timer *w, int revents)
     ev_timer_stop(loop, w);
 }
 
+/* ---- signed configuration ------------------------------------------------------------------
+ *
+ * The mesh's policy (who may sign in, what is published and to whom) is written only by PoPs
+ * whose certificate holds admin. Every PoP signs the records of these prefixes it writes
+ * (store_set_signer); once a root is pinned, a PoP merges a remote record of them only if it
+ * is signed by its origin and that origin's certificate holds the capability now
+ * (store_set_guard). One exception: a PoP that may issue sessions writes the records of the
+ * users an identity provider signs in there (names "idp:subject", no password, never raising
+ * the admin flag): it could sign their sessions anyway.
+ *
+ * ADOPTION. Records already in the store stay: they were accepted when they arrived. But a
+ * record whose signature no longer counts (written before the mesh signed, or by a PoP since
+ * removed or no longer admin) would be refused by a PoP that joins later, and the mesh would
+ * disagree. So every admin PoP, after a change to the registry or the certificates, signs
+ * such records again (store_resign: the same value at version + 1, so no later write is
+ * undone). What it re-signs is what it already accepted: nothing a removed PoP sends after its
+ * removal gets in. */
+static const char *const admin_prefixes[] = {
+    AUTH_USER_PREFIX, AUTH_RULE_PREFIX, AUTH_APIKEY_PREFIX, RESOURCE_PREFIX, RESOURCE_CA_PREFIX,
+    REG_SITE_PREFIX,  IDP_PREFIX,       ZONE_PREFIX,        GEO_PREFIX,      ALERT_PREFIX,
+    TOTPREC_PREFIX,
+};
+
+uint32_t trust_record_needs(const char *key, size_t klen)
+{
+    for (size_t i = 0; i < sizeof(admin_prefixes) / sizeof(admin_prefixes[0]); i++) {
+        size_t pl = strlen(admin_prefixes[i]);
+        if (klen > pl && memcmp(key, admin_prefixes[i], pl) == 0)
+            return CAP_ADMIN;
+    }
+    return 0;
+}
+
+/* user/<idp:subject>: the name, NUL-terminated, into name; false for any other key. */
+static bool idp_user_name(const store_entry_t *e, char *name, size_t len)
+{
+    size_t pl = strlen(AUTH_USER_PREFIX), nl = e->klen - pl;
+    if (e->klen <= pl || memcmp(e->key, AUTH_USER_PREFIX, pl) || nl >= len ||
+        !memchr(e->key + pl, ':', nl))
+        return false;
+    memcpy(name, e->key + pl, nl);
+    name[nl] = '\0';
+    return true;
+}
+
+/* The exception for sign-ins: may a PoP holding issue-sessions write e? */
+static bool idp_user_ok(store_t *store, const store_entry_t *e, const char **why)
+{
+    char name[AUTH_KEY_MAX];
+    if (!idp_user_name(e, name, sizeof(name)))
+        return false;
+    if (e->tombstone) {
+        *why = "only an admin PoP may delete a user";
+        return false;
+    }
+    auth_user_t *u = xcalloc(1, sizeof(*u));
+    bool ok = auth_user_parse(e->value, e->vlen, name, u, why) == 0;
+    if (ok && u->pwhash[0]) {
+        *why = "a user with a password is written only by an admin PoP";
+        ok = false;
+    }
+    if (ok && u->admin) {
+        /* Kept from the record an admin wrote, never raised here. */
+        auth_user_t *old = xcalloc(1, sizeof(*old));
+        ok = auth_user_get(store, name, old) == 0 && old->admin;
+        free(old);
+        if (!ok)
+            *why = "only an admin PoP may make a user an admin";
+    }
+    free(u);
+    return ok;
+}
+
+int trust_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
+                       uint64_t now_ms, const char **why)
+{
+    uint32_t need = trust_record_needs(e->key, e->klen);
+    uint8_t pk[32];
+    if (!need)
+        return 0;
+    if (!e->has_sig) {
+        *why = "unsigned (written by a popd that does not sign, or forged)";
+        return -EACCES;
+    }
+    if (trust_node_key(store, roots, e->origin, need, now_ms, pk, why)) {
+        const char *w2 = *why;
+        if (trust_node_key(store, roots, e->origin, CAP_ISSUE_SESSIONS, now_ms, pk, &w2) ||
+            !idp_user_ok(store, e, &w2)) {
+            static char buf[200];
+            snprintf(buf, sizeof(buf), "its origin may not write it: %s", *why);
+            *why = buf;
+            return -EACCES;
+        }
+    }
+    size_t ml;
+    uint8_t *m = store_sig_message(e, &ml);
+    int rc = crypto_sign_verify_detached(e->sig, m, ml, pk);
+    free(m);
+    if (rc) {
+        *why = "the signature does not verify (tampered, or signed by another key)";
+        return -EACCES;
+    }
+    return 0;
+}
+
+static bool sign_cb(void *ctx, const store_entry_t *e, uint8_t sig[STORE_SIG_BYTES])
+{
+    trust_t *t = ctx;
+    if (t->sign_off || !trust_record_needs(e->key, e->klen))
+        return false;
+    size_t ml;
+    uint8_t *m = store_sig_message(e, &ml);
+    crypto_sign_detached(sig, NULL, m, ml, t->o.id->sign_sk);
+    free(m);
+    return true;
+}
+
+static bool guard_wants_cb(void *ctx, const char *key, size_t klen)
+{
+    trust_t *t = ctx;
+    return t->have_roots && trust_record_needs(key, klen) != 0;
+}
+
+static int guard_cb(void *ctx, const store_entry_t *e)
+{
+    trust_t *t = ctx;
+    const char *why = "";
+    if (trust_record_check(t->o.store, &t->roots, e, clock_wall_ms(), &why) == 0)
+        return 0;
+    char kb[96];
+    t->cfg_refused++;
+    snprintf(t->cfg_last_refused, sizeof(t->cfg_last_refused), "%s from %016llx: %s",
+             log_esc(kb, sizeof(kb), e->key, e->klen), (unsigned long long)e->origin, why);
+    /* One line a second at most: a PoP sending forgeries must not flood the log. */
+    double now = ev_now(t->o.loop);
+    if (now - t->cfg_log_at >= 1.0) {
+        log_warn("trust: refused the record %s%s", t->cfg_last_refused,
+                 t->cfg_log_skipped ? " (and others not logged)" : "");
+        t->cfg_log_at = now;
+        t->cfg_log_skipped = 0;
+    } else {
+        t->cfg_log_skipped++;
+    }
+    return -EACCES;
+}
+
+/* The adopt pass: collect (the store cannot be read inside its own walk), judge, re-sign. */
+struct adopt_item {
+    char *key;
+    size_t klen;
+    uint64_t origin;
+    bool has_sig;
+    bool idp_user; /* user/<idp:subject> */
+};
+
+struct adopt_walk {
+    struct adopt_item *v;
+    size_t n, cap;
+};
+
+static int adopt_collect(const store_entry_t *e, void *ctx)
+{
+    struct adopt_walk *w = ctx;
+    char name[AUTH_KEY_MAX];
+    if (!trust_record_needs(e->key, e->klen))
+        return 0;
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 64;
+        w->v = xrealloc(w->v, w->cap * sizeof(*w->v));
+    }
+    struct adopt_item *it = &w->v[w->n++];
+    it->key = xmemdup(e->key, e->klen);
+    it->klen = e->klen;
+    it->origin = e->origin;
+    it->has_sig = e->has_sig;
+    it->idp_user = !e->tombstone && idp_user_name(e, name, sizeof(name));
+    return 0;
+}
+
+/* What each origin may write, looked up once per pass. */
+struct origin_caps {
+    uint64_t id;
+    bool admin, sessions;
+};
+
+static const struct origin_caps *origin_of(trust_t *t, struct origin_caps **v, size_t *n,
+                                           uint64_t id, uint64_t now)
+{
+    for (size_t i = 0; i < *n; i++)
+        if ((*v)[i].id == id)
+            return &(*v)[i];
+    uint8_t pk[32];
+    const char *why;
+    *v = xrealloc(*v, (*n + 1) * sizeof(**v));
+    struct origin_caps *o = &(*v)[(*n)++];
+    o->id = id;
+    o->admin = trust_node_key(t->o.store, &t->roots, id, CAP_ADMIN, now, pk, &why) == 0;
+    o->sessions = trust_node_key(t->o.store, &t->roots, id, CAP_ISSUE_SESSIONS, now, pk, &why) == 0;
+    return o;
+}
+
+static void adopt_pass(trust_t *t)
+{
+    char err[300];
+    if (!t->have_roots || t->sign_off || trust_self_may(t, CAP_ADMIN, err, sizeof(err)))
+        return;
+    uint8_t all[STORE_BUCKETS / 8];
+    memset(all, 0xff, sizeof(all));
+    struct adopt_walk w = {0};
+    if (store_export(t->o.store, all, adopt_collect, &w) < 0)
+        log_warn("trust: cannot walk the store for records to sign again: %s",
+                 store_last_error(t->o.store));
+    struct origin_caps *oc = NULL;
+    size_t noc = 0, done = 0;
+    uint64_t now = clock_wall_ms();
+    bool more = false;
+    for (size_t i = 0; i < w.n; i++) {
+        struct adopt_item *it = &w.v[i];
+        const struct origin_caps *o = origin_of(t, &oc, &noc, it->origin, now);
+        bool counts = it->has_sig && (o->admin || (it->idp_user && o->sessions));
+        if (!counts && done < ADOPT_BATCH) {
+            store_entry_t out;
+            if (store_resign(t->o.store, it->key, it->klen, now, &out) == 0) {
+                out.key = it->key;
+                out.klen = it->klen;
+                meshnode_published(t->o.mesh, &out);
+                free(out.value);
+                done++;
+            }
+        } else if (!counts) {
+            more = true;
+        }
+        free(it->key);
+    }
+    free(w.v);
+    free(oc);
+    if (done) {
+        t->cfg_adopted += done;
+        log_info("trust: signed %zu configuration record%s again (written unsigned, or by a PoP "
+                 "that may no longer write them), so that every PoP accepts them",
+                 done, done == 1 ? "" : "s");
+    }
+    if (more) { /* the rest after a turn of the loop */
+        ev_timer_stop(t->o.loop, &t->adopt_timer);
+        ev_timer_set(&t->adopt_timer, 0.01, 0.0);
+        ev_timer_start(t->o.loop, &t->adopt_timer);
+    }
+}
+
+static void on_adopt_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    adopt_pass(w->data);
+}
+
+static void adopt_soon(trust_t *t)
+{
+    if (ev_is_active(&t->adopt_timer))
+        return; /* already coming: changes come in bursts */
+    ev_timer_set(&t->adopt_timer, ADOPT_DELAY_S, 0.0);
+    ev_timer_start(t->o.loop, &t->adopt_timer);
+}
+
+static void on_certs(void *ctx, const store_entry_t *ch, size_t n)
+{
+    (void)ch;
+    (void)n;
+    adopt_soon(ctx);
+}
+
 /* ---- hooks the mesh calls ----------------------------------------------------------------- */
 
 static int token_ok_cb(void *ctx, const reg_token_t *tok, uint64_t now_ms, const char **why)
@@ -552,7 +848,13 @@ trust_t *trust_new(const trust_opts_t *o, char *err, size_t errlen)
     }
     t->keys = (auth_keys_t){
         .signer_key = signer_key_cb, .ctx = t, .self_sk = o->id->sign_sk, .mesh = o->meshkey};
+    t->sign_off = getenv("POPMESH_TEST_UNSIGNED_CONFIG") != NULL;
+    ev_init(&t->adopt_timer, on_adopt_timer);
+    t->adopt_timer.data = t;
     roots_changed(t);
+    store_set_signer(o->store, sign_cb, t);
+    store_set_guard(o->store, guard_wants_cb, guard_cb, t);
+    t->watch_certs = store_watch(o->store, NODECERT_PREFIX, strlen(NODECERT_PREFIX), on_certs, t);
     t->watch_root = store_watch(o->store, TRUST_ROOT_KEY, strlen(TRUST_ROOT_KEY), on_root, t);
     t->watch_nodes =
         store_watch(o->store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), on_registry, t);
@@ -587,6 +889,10 @@ void trust_destroy(trust_t **tp)
     store_unwatch(t->o.store, t->watch_root);
     store_unwatch(t->o.store, t->watch_nodes);
     store_unwatch(t->o.store, t->watch_uses);
+    store_unwatch(t->o.store, t->watch_certs);
+    store_set_signer(t->o.store, NULL, NULL);
+    store_set_guard(t->o.store, NULL, NULL, NULL);
+    ev_timer_stop(t->o.loop, &t->adopt_timer);
     ev_idle_stop(t->o.loop, &t->certify_idle);
     ev_timer_stop(t->o.loop, &t->upgrade_timer);
     sodium_memzero(t, sizeof(*t));
@@ -689,7 +995,7 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
             store_entry_free(&e);
         }
     }
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 12);
     mpw_kv_str(pk, "root", id);
     mpw_kv_str(pk, "root_previous", prev);
     mpw_kv_u64(pk, "root_previous_until_ms", t->roots.has_prev ? t->roots.prev_until_ms : 0);
@@ -699,6 +1005,9 @@ static int cmd_status(void *ctx, const ctl_request_t *req, msgpack_packer *pk)
     mpw_kv_str(pk, "cert", self_ok ? "valid" : why);
     mpw_kv_u64(pk, "issued", t->issued);
     mpw_kv_u64(pk, "uncertified", t->refused);
+    mpw_kv_u64(pk, "config_refused", t->cfg_refused);
+    mpw_kv_str(pk, "config_last_refused", t->cfg_last_refused);
+    mpw_kv_u64(pk, "config_adopted", t->cfg_adopted);
     return CTL_OK;
 }
 

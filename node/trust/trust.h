@@ -63,6 +63,17 @@ int trust_self_may(trust_t *t, uint32_t need, char *err, size_t errlen);
 int trust_node_key(store_t *store, const trustroots_t *roots, uint64_t id, uint32_t need,
                    uint64_t now_ms, uint8_t pk[32], const char **why);
 
+/* Signed configuration (docs/security.md): the capability a record's origin needs to write
+ * key (CAP_ADMIN for the mesh's policy: users, rules, API keys, resources, sites, identity
+ * providers, zones, geo, alerts, TOTP), 0 for any other key. */
+uint32_t trust_record_needs(const char *key, size_t klen);
+/* Loop-free: may the remote entry e be merged? 0 when its key needs nothing, or when it is
+ * signed by its origin (store_sig_message) and that origin's certificate holds what the key
+ * needs at now_ms (or issue-sessions, for a user/<idp:subject> record without a password that
+ * does not raise the admin flag); else -EACCES with why. */
+int trust_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
+                       uint64_t now_ms, const char **why);
+
 /* The records popd init writes for a new mesh: trust/root (endorsed by the mesh key, no
  * legacy window) and the first node's certificate with every capability. Each entry's key and
  * value are malloc'd (caller frees both). */

@@ -81,6 +81,9 @@ popmesh_integration(totp_identity)
 # The root key's life: an off-line root and key certify --root, export-root, rotate-root with
 # its rollover, and the upgrade of a mesh made before roots.
 popmesh_integration(trust_root)
+# Signed configuration: records signed by their origin, checked on merge (an issue-sessions
+# PoP writes only IdP users), adopted after node rm and after an unsigned (older) popd.
+popmesh_integration(trust_config)
 # The admin listener over HTTPS on the same port as plain HTTP: the mesh's certificate by SNI,
 # a Secure cookie, an unknown name refused, garbage hellos counted.
 popmesh_integration(admin_https)

@@ -2,10 +2,12 @@
  * message no popd would send (a version from the future).
  *
  * Usage: mesh_send FROM_DATA TO_DATA HOST:PORT VERSION TYPE
+ *        mesh_send FROM_DATA TO_DATA HOST:PORT hex MESSAGE_HEX
  *
  * Connects with FROM_DATA's identity (a member: the receiver's ZAP admits its key), to the node
- * whose identity is in TO_DATA, and sends [VERSION, TYPE, 0]. Exits 0 once the message was
- * handed to a connected socket, 1 if that did not happen within 5 s. */
+ * whose identity is in TO_DATA, and sends [VERSION, TYPE, 0], or the message given in hex (a
+ * forged PUSH made by trust_forge.py, say). Exits 0 once the message was handed to a
+ * connected socket, 1 if that did not happen within 5 s. */
 #include "node/records/identity.h"
 
 #include <stdio.h>
@@ -17,7 +19,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 6) {
-        fprintf(stderr, "usage: mesh_send FROM_DATA TO_DATA HOST:PORT VERSION TYPE\n");
+        fprintf(stderr, "usage: mesh_send FROM_DATA TO_DATA HOST:PORT (VERSION TYPE | hex MESSAGE_HEX)\n");
         return 2;
     }
     identity_t from, to;
@@ -27,14 +29,35 @@ int main(int argc, char **argv)
         fprintf(stderr, "mesh_send: %s\n", err);
         return 1;
     }
-    unsigned version = (unsigned)strtoul(argv[4], NULL, 10);
-    unsigned type = (unsigned)strtoul(argv[5], NULL, 10);
-    /* msgpack [version, type, 0] with positive fixints (both < 128 in every use). */
-    if (version > 127 || type > 127) {
-        fprintf(stderr, "mesh_send: VERSION and TYPE must be below 128\n");
-        return 2;
+    static uint8_t msg[65536];
+    size_t msglen = 0;
+    if (!strcmp(argv[4], "hex")) {
+        size_t hl = strlen(argv[5]);
+        if (hl % 2 || hl / 2 > sizeof(msg)) {
+            fprintf(stderr, "mesh_send: MESSAGE_HEX must be an even number of hex digits, at most 128 KiB\n");
+            return 2;
+        }
+        for (size_t i = 0; i < hl / 2; i++) {
+            unsigned b;
+            if (sscanf(argv[5] + 2 * i, "%2x", &b) != 1) {
+                fprintf(stderr, "mesh_send: MESSAGE_HEX is not hex at offset %zu\n", 2 * i);
+                return 2;
+            }
+            msg[i] = (uint8_t)b;
+        }
+        msglen = hl / 2;
+    } else {
+        unsigned version = (unsigned)strtoul(argv[4], NULL, 10);
+        unsigned type = (unsigned)strtoul(argv[5], NULL, 10);
+        /* msgpack [version, type, 0] with positive fixints (both < 128 in every use). */
+        if (version > 127 || type > 127) {
+            fprintf(stderr, "mesh_send: VERSION and TYPE must be below 128\n");
+            return 2;
+        }
+        uint8_t small[4] = {0x93, (uint8_t)version, (uint8_t)type, 0x00};
+        memcpy(msg, small, sizeof(small));
+        msglen = sizeof(small);
     }
-    uint8_t msg[4] = {0x93, (uint8_t)version, (uint8_t)type, 0x00};
 
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_DEALER);
@@ -51,7 +74,7 @@ int main(int argc, char **argv)
     if (zmq_connect(s, ep) == 0) {
         /* IMMEDIATE: a send fails with EAGAIN until the handshake is done; retry for 5 s. */
         for (int i = 0; i < 100 && rc; i++) {
-            if (zmq_send(s, msg, sizeof(msg), ZMQ_DONTWAIT) == (int)sizeof(msg))
+            if (zmq_send(s, msg, msglen, ZMQ_DONTWAIT) == (int)msglen)
                 rc = 0;
             else
                 usleep(50 * 1000);

@@ -94,12 +94,13 @@ expect_rc 0 "$MESHCTL" -d "$D" config get --json cfg/greeting
 "$PY" - "$WORK/out" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-assert set(j) == {"key", "value", "version", "origin"}, j
+assert set(j) == {"key", "value", "version", "origin", "signed"}, j
+assert j["signed"] is False, j  # cfg/ is no policy record: written unsigned
 assert j["key"] == "cfg/greeting" and j["value"] == "hello world", j
 assert isinstance(j["version"], int) and j["version"] > (1 << 16), j
 assert len(j["origin"]) == 16, j
 PY
-ok "config set then get, and get --json has key, value, version, origin"
+ok "config set then get, and get --json has key, value, version, origin, signed"
 
 expect_rc 0 "$MESHCTL" -d "$D" config set cfg/greeting "bonjour"
 expect_rc 0 "$MESHCTL" -d "$D" config get cfg/greeting

@@ -6,6 +6,13 @@
       a pmt1. join token signed by DIR's mesh.key, for the seed, and the token/<id> record a
       popd of DIR would write for it (signed by DIR's node key as its minter); prints
       "TOKEN\\nKEY\\nRECORD_HEX"
+  trust_forge.py push DIR KEY VALUE ORIGIN SIGN
+      a mesh PUSH message (hex, for mesh_send) carrying one store entry for KEY: VALUE is a
+      JSON object packed as the record (or "-" for a delete), ORIGIN the writer's node id in
+      hex or "self" (DIR's), SIGN "sign" (with DIR's node key, as docs/security.md's "Signed
+      configuration" says) or "none"
+  trust_forge.py user NAME PASSWORD [ADMIN]
+      a user record's JSON (pwhash an argon2id string made here; "-" as PASSWORD: none)
 
 The formats are docs/security.md's ("Token formats", "The key hierarchy"); nothing here uses
 popmesh code, so a test built on it checks the documented wire, not the implementation."""
@@ -79,6 +86,35 @@ def token(d, seed_addr, seed_curve_hex):
     return "%s\ntoken/%016x\n%s" % (text, tid, rec.hex())
 
 
+def push(d, key, value, origin, sign):
+    import json
+    import struct
+    sk, node_id = node_key(d)
+    origin = node_id if origin == "self" else int(origin, 16)
+    version = now_ms() << 16
+    k = key.encode()
+    tomb = value == "-"
+    v = b"" if tomb else msgpack.packb(json.loads(value))
+    signed = (b"popmesh entry v1\0" + struct.pack("<I", len(k)) + k +
+              struct.pack("<QQBI", version, origin, 1 if tomb else 0, len(v)) + v)
+    fields = [msgpack.packb(k, use_bin_type=True), msgpack.packb(version),
+              msgpack.packb(origin), msgpack.packb(tomb), v if not tomb else msgpack.packb(None)]
+    if sign == "sign":
+        fields.append(msgpack.packb(sk.sign(signed).signature, use_bin_type=True))
+    entry = bytes([0x90 | len(fields)]) + b"".join(fields)
+    return (bytes([0x93, 1, 34]) + entry).hex()
+
+
+def user(name, password, admin=False):
+    import json
+    import nacl.pwhash
+    pw = "" if password == "-" else nacl.pwhash.argon2id.str(
+        password.encode(), opslimit=nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
+        memlimit=nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE).decode()
+    return json.dumps({"name": name, "groups": [], "pwhash": pw, "created_ms": now_ms(),
+                       "session_epoch": 1, "removed": False, "admin": admin})
+
+
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "cookie":
@@ -87,5 +123,9 @@ if __name__ == "__main__":
         print(legacy_cookie(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     elif what == "token":
         print(token(sys.argv[2], sys.argv[3], sys.argv[4]))
+    elif what == "push":
+        print(push(*sys.argv[2:7]))
+    elif what == "user":
+        print(user(sys.argv[2], sys.argv[3], len(sys.argv) > 4 and sys.argv[4] == "admin"))
     else:
         sys.exit("unknown: " + what)

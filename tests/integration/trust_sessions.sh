@@ -6,7 +6,9 @@
 #   - a session made at pop-2 (pms2., signed by pop-2) works at pop-1 and pop-3;
 #   - verify-only pop-3 cannot mint tokens, write users or share links, nor sign a session in;
 #   - pop-3's data directory, copied: a session signed with its node key, one signed with its
-#     mesh.key, and a join with a token it signed (its record even in the store) are all refused;
+#     mesh.key, a join with a token it signed (its record even in the store), and configuration
+#     writes sent straight to pop-1's mesh port with its identity (a user made admin: unsigned,
+#     signed by pop-3, signed by pop-3 in pop-1's name; alice deleted) are all refused;
 #   - `node rm pop-2` revokes every session pop-2 signed, at pop-1 and pop-3.
 source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -142,6 +144,42 @@ expect_rc 1 "$POPD" join --data "$WORK/n4" --name pop-4 --mesh-listen "127.0.0.1
     --tunnel-listen "127.0.0.1:$(free_port)" "$FTOKEN"
 expect_in "$WORK/err" "the token's minter cannot invite"
 ok "a join with a token signed by pop-3's copied keys (its record in the store) is refused (the same forged with pop-2's keys joins): $(tr -d '\n' <"$WORK/err" | cut -c1-120)"
+
+# ---- configuration written with pop-3's copied directory ----
+# PUSH messages sent straight to pop-1's mesh port with the stolen identity (a member's, so
+# pop-1 reads them; docs/security.md, "Signed configuration"): mallory, an admin with a
+# password the attacker knows, written unsigned, signed by pop-3 (verify only), signed by pop-3
+# but claiming pop-1 wrote it; and alice deleted, signed by pop-3.
+ID1=$(sed -n 's/^node-id = //p' "$WORK/n1/node.pub")
+MAL=$("$PY" "$HERE/trust_forge.py" user mallory mallory-password admin)
+push_as() { # push_as DIR KEY VALUE ORIGIN SIGN: one entry, to pop-1, as DIR's node
+    "$MESH_SEND" "$1" "$WORK/n1" "$SEED_ADDR" hex "$("$PY" "$HERE/trust_forge.py" push "$@")" ||
+        fail "mesh_send did not deliver"
+}
+cfg_refused() {
+    mctl "$WORK/n1" --json key status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["config_refused"])'
+}
+R0=$(cfg_refused)
+push_as "$WORK/stolen" user/mallory "$MAL" self none
+push_as "$WORK/stolen" user/mallory "$MAL" self sign
+push_as "$WORK/stolen" user/mallory "$MAL" "$ID1" sign
+push_as "$WORK/stolen" user/alice - self sign
+refused4() { [ $(($(cfg_refused) - R0)) -ge 4 ]; }
+wait_for 10 "pop-1 refused the four writes" refused4
+sleep 1.5 # an anti-entropy round: nothing of it may arrive by another way either
+for i in 1 2 3; do
+    ! mctl "$WORK/n$i" user list | grep -q mallory || fail "the forged user mallory reached pop-$i"
+    mctl "$WORK/n$i" user list | grep -q alice || fail "the forged delete of alice took effect at pop-$i"
+done
+expect_in "$WORK/n1.log" "trust: refused the record user/"
+MC=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -H "Host: app.test" \
+    --data "username=mallory&password=mallory-password&rd=/" "http://127.0.0.1:${HP[1]}/.popmesh/login")
+[ "$MC" != 302 ] || fail "mallory, forged with pop-3's keys, signed in at pop-1"
+# The control: the same write signed with admin pop-2's directory is taken, and spreads.
+push_as "$WORK/n2" user/mallory "$MAL" self sign
+mallory_everywhere() { for i in 1 2 3; do mctl "$WORK/n$i" user list | grep -q mallory || return 1; done; }
+wait_for 10 "the write signed by pop-2 (admin) at every PoP" mallory_everywhere
+ok "with pop-3's copied directory: configuration writes sent to pop-1 (unsigned, signed by verify-only pop-3, signed by pop-3 in pop-1's name, a delete) are refused at every PoP; the same write signed by admin pop-2 is taken everywhere ($(mctl "$WORK/n1" --json key status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["config_last_refused"])' | cut -c1-110))"
 
 # ---- node rm revokes what the removed PoP signed ----
 C1=$(login 1)

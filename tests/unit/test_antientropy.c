@@ -734,7 +734,10 @@ static void test_entry_codec(void **state)
                           .vlen = 1,
                           .version = 5,
                           .origin = UINT64_MAX,
-                          .tombstone = true};
+                          .tombstone = true,
+                          .has_sig = true};
+    for (int i = 0; i < STORE_SIG_BYTES; i++)
+        tomb.sig[i] = (uint8_t)(i * 7 + 1);
     ae_entry_pack(&pk, &live);
     ae_entry_pack(&pk, &tomb);
     mpr_t r;
@@ -746,13 +749,26 @@ static void test_entry_codec(void **state)
     assert_int_equal(e.vlen, 3);
     assert_memory_equal(e.value, "\x92\x01\x02", 3);
     assert_true(e.version == UINT64_MAX && e.origin == 1 && !e.tombstone);
+    assert_false(e.has_sig); /* five elements: unsigned */
     assert_int_equal(ae_entry_read(&r, &e), 0);
     assert_int_equal(e.klen, 2);
     assert_memory_equal(e.key, "t\xff", 2);
     assert_null(e.value); /* a tombstone's value is not sent */
     assert_int_equal(e.vlen, 0);
     assert_true(e.version == 5 && e.origin == UINT64_MAX && e.tombstone);
+    assert_true(e.has_sig); /* the sixth element */
+    assert_memory_equal(e.sig, tomb.sig, STORE_SIG_BYTES);
     assert_int_equal(r.left, 0);
+    assert_int_equal(ae_entry_read(&r, &e), -EBADMSG);
+    /* a signature that is not 64 bytes of bin, and a seventh element, are refused */
+    static const uint8_t short_sig[] = {0x96, 0xc4, 0x01, 'k', 0x01, 0x01, 0xc2, 0xc0, 0xc4, 0x03, 1, 2, 3};
+    mpr_init(&r, short_sig, sizeof(short_sig));
+    assert_int_equal(ae_entry_read(&r, &e), -EBADMSG);
+    static const uint8_t str_sig[] = {0x96, 0xc4, 0x01, 'k', 0x01, 0x01, 0xc2, 0xc0, 0xa1, 'x'};
+    mpr_init(&r, str_sig, sizeof(str_sig));
+    assert_int_equal(ae_entry_read(&r, &e), -EBADMSG);
+    static const uint8_t seven[] = {0x97, 0xc4, 0x01, 'k', 0x01, 0x01, 0xc2, 0xc0, 0xc0, 0xc0};
+    mpr_init(&r, seven, sizeof(seven));
     assert_int_equal(ae_entry_read(&r, &e), -EBADMSG);
     msgpack_sbuffer_destroy(&sb);
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "storage/hlc.h"
+#include "storage/record.h"
 #include "storage/store.h"
 
 #define T0    1700000000000ull /* ms: a fixed "now" */
@@ -1254,6 +1255,239 @@ static void test_change_feed(void **state)
     store_unwatch(f->s, wo);
 }
 
+/* ---- signed entries ----------------------------------------------------------------------- */
+
+/* A toy signer and guard: keys under "p/" are signed with a byte pattern made of the entry's
+ * version (enough to tell one signature from another), and accepted only when the pattern
+ * matches; the guard also counts its calls and records which keys it saw. */
+struct toy {
+    int signs, checks;
+    char seen[16][32];
+};
+
+static void toy_sig(const store_entry_t *e, uint8_t sig[STORE_SIG_BYTES])
+{
+    for (int i = 0; i < STORE_SIG_BYTES; i++)
+        sig[i] = (uint8_t)(e->version >> (8 * (i % 8))) ^ (uint8_t)e->klen ^ (e->tombstone ? 0x5a : 0);
+}
+
+static bool toy_sign(void *ctx, const store_entry_t *e, uint8_t sig[STORE_SIG_BYTES])
+{
+    struct toy *t = ctx;
+    if (e->klen < 2 || memcmp(e->key, "p/", 2))
+        return false;
+    t->signs++;
+    toy_sig(e, sig);
+    return true;
+}
+
+static bool toy_wants(void *ctx, const char *key, size_t klen)
+{
+    (void)ctx;
+    return klen >= 2 && memcmp(key, "p/", 2) == 0;
+}
+
+static int toy_check(void *ctx, const store_entry_t *e)
+{
+    struct toy *t = ctx;
+    uint8_t want[STORE_SIG_BYTES];
+    if (t->checks < 16)
+        snprintf(t->seen[t->checks], sizeof(t->seen[0]), "%.*s", (int)e->klen, e->key);
+    t->checks++;
+    toy_sig(e, want);
+    return e->has_sig && memcmp(e->sig, want, sizeof(want)) == 0 ? 0 : -EACCES;
+}
+
+static int find_cb(const store_entry_t *e, void *ctx)
+{
+    store_entry_t *out = ctx;
+    if (e->klen == out->klen && memcmp(e->key, out->key, e->klen) == 0) {
+        out->has_sig = e->has_sig;
+        memcpy(out->sig, e->sig, STORE_SIG_BYTES);
+        out->version = e->version;
+        out->origin = e->origin;
+        out->tombstone = e->tombstone;
+        return 1;
+    }
+    return 0;
+}
+
+/* The exported entry of key (tombstones too). */
+static store_entry_t exported(store_t *s, const char *key)
+{
+    uint8_t all[STORE_BUCKETS / 8];
+    memset(all, 0xff, sizeof(all));
+    store_entry_t e = {.key = (char *)key, .klen = strlen(key)};
+    assert_int_equal(store_export(s, all, find_cb, &e), 1);
+    return e;
+}
+
+static void test_record_sig_codec(void **state)
+{
+    (void)state;
+    uint8_t sig[STORE_SIG_BYTES], buf[STORE_RECORD_MAX];
+    for (int i = 0; i < STORE_SIG_BYTES; i++)
+        sig[i] = (uint8_t)i;
+    store_record_t r = {.version = 9, .origin = 3, .value = (const uint8_t *)"\xa1x", .vlen = 2,
+                        .sig = sig}, d;
+    size_t n = store_record_encode(&r, buf, sizeof(buf));
+    assert_true(n > STORE_SIG_BYTES);
+    assert_int_equal(store_record_decode(buf, n, &d, NULL), 0);
+    assert_non_null(d.sig);
+    assert_memory_equal(d.sig, sig, sizeof(sig));
+    assert_int_equal(d.vlen, 2);
+    /* a truncated signature, and an unsigned record's 5 elements */
+    const char *why = NULL;
+    assert_int_equal(store_record_decode(buf, n - 1, &d, &why), -EBADMSG);
+    assert_non_null(why);
+    r.sig = NULL;
+    n = store_record_encode(&r, buf, sizeof(buf));
+    assert_int_equal(store_record_decode(buf, n, &d, NULL), 0);
+    assert_null(d.sig);
+    /* a sixth element that is not a 64-byte bin */
+    static const uint8_t bad[] = {0x96, 0x01, 0x09, 0x03, 0x00, 0xa1, 'x', 0xa1, 'y'};
+    assert_int_equal(store_record_decode(bad, sizeof(bad), &d, &why), -EBADMSG);
+    assert_string_equal(why, "signature is not 64 bytes of bin");
+}
+
+static void test_signed_local_writes(void **state)
+{
+    struct fix *f = *state;
+    struct toy t = {0};
+    store_set_signer(f->s, toy_sign, &t);
+    uint8_t v[40];
+    size_t n = mpstr(v, "alice");
+    store_entry_t out;
+    assert_int_equal(store_put(f->s, "p/u", 3, v, n, T0, &out), 0);
+    assert_true(out.has_sig);
+    uint8_t want[STORE_SIG_BYTES];
+    store_entry_t view = {.key = "p/u", .klen = 3, .version = out.version};
+    toy_sig(&view, want);
+    assert_memory_equal(out.sig, want, sizeof(want));
+    /* get and export carry it, and it survives a reopen (it is in the record) */
+    store_entry_t g;
+    assert_int_equal(store_get(f->s, "p/u", 3, &g), 0);
+    assert_true(g.has_sig);
+    assert_memory_equal(g.sig, want, sizeof(want));
+    store_entry_free(&g);
+    store_close(&f->s);
+    f->s = open_at(f->dir, NODE, 0, 0);
+    store_entry_t x = exported(f->s, "p/u");
+    assert_true(x.has_sig);
+    assert_memory_equal(x.sig, want, sizeof(want));
+    assert_int_equal(store_verify(f->s), 0);
+    /* other keys are not signed; a delete of a signed key is */
+    store_set_signer(f->s, toy_sign, &t);
+    assert_int_equal(put_str(f->s, "q/x", "1", T0 + 1), 0);
+    assert_false(exported(f->s, "q/x").has_sig);
+    assert_int_equal(store_del(f->s, "p/u", 3, T0 + 2, &out), 0);
+    assert_true(out.has_sig);
+    x = exported(f->s, "p/u");
+    assert_true(x.tombstone && x.has_sig);
+    assert_memory_equal(x.sig, out.sig, STORE_SIG_BYTES);
+    assert_int_equal(t.signs, 2);
+}
+
+static void test_guarded_merge(void **state)
+{
+    struct fix *f = *state;
+    struct toy t = {0};
+    store_set_guard(f->s, toy_wants, toy_check, &t);
+    store_entry_t good = remote("p/good", "v", hlc_make(T0, 0), NODE2);
+    toy_sig(&good, good.sig);
+    good.has_sig = true;
+    store_entry_t forged = remote("p/forged", "v", hlc_make(T0, 1), NODE2);
+    memset(forged.sig, 0x42, sizeof(forged.sig));
+    forged.has_sig = true;
+    store_entry_t unsigned_ = remote("p/unsigned", "v", hlc_make(T0, 2), NODE2);
+    store_entry_t free_ = remote("q/free", "v", hlc_make(T0, 3), NODE2); /* not guarded */
+    store_entry_t batch[4] = {good, forged, unsigned_, free_};
+    assert_int_equal(store_merge(f->s, batch, 4, T0), 2);
+    assert_get_str(f->s, "p/good", "v");
+    assert_get_str(f->s, "q/free", "v");
+    store_entry_t e;
+    assert_int_equal(store_get(f->s, "p/forged", 8, &e), -ENOENT);
+    assert_int_equal(store_get(f->s, "p/unsigned", 10, &e), -ENOENT);
+    store_stats_t st;
+    assert_int_equal(store_stats(f->s, &st), 0);
+    assert_int_equal(st.merges_unauthorized, 2);
+    assert_int_equal(t.checks, 3); /* the unguarded key was never shown to the guard */
+    /* a duplicate or an older entry is ignored without asking the guard */
+    assert_int_equal(merge1(f->s, good, T0), 0);
+    store_entry_t older = remote("p/good", "old", hlc_make(T0 - 5, 0), NODE2);
+    assert_int_equal(merge1(f->s, older, T0), 0);
+    assert_int_equal(t.checks, 3);
+    assert_get_str(f->s, "p/good", "v");
+    /* a signed entry merged keeps its signature (a third replica can check it again) */
+    store_entry_t x = exported(f->s, "p/good");
+    assert_true(x.has_sig);
+    assert_memory_equal(x.sig, good.sig, STORE_SIG_BYTES);
+    /* without a guard everything merges again (a mesh before signing) */
+    store_set_guard(f->s, NULL, NULL, NULL);
+    assert_int_equal(merge1(f->s, forged, T0), 1);
+}
+
+/* The guard reads the store for what came earlier in the same batch: guarded entries are
+ * merged after the rest of it. */
+struct order_ctx {
+    store_t *s;
+};
+
+static int needs_key_check(void *ctx, const store_entry_t *e)
+{
+    struct order_ctx *o = ctx;
+    store_entry_t k;
+    (void)e;
+    if (store_get(o->s, "k/signer", 8, &k))
+        return -EACCES;
+    store_entry_free(&k);
+    return 0;
+}
+
+static void test_guarded_merge_order(void **state)
+{
+    struct fix *f = *state;
+    struct order_ctx o = {.s = f->s};
+    store_set_guard(f->s, toy_wants, needs_key_check, &o);
+    store_entry_t b[2] = {remote("p/rec", "v", hlc_make(T0, 0), NODE2),
+                          remote("k/signer", "key", hlc_make(T0, 1), NODE2)};
+    assert_int_equal(store_merge(f->s, b, 2, T0), 2);
+    assert_get_str(f->s, "p/rec", "v");
+}
+
+static void test_resign(void **state)
+{
+    struct fix *f = *state;
+    struct toy t = {0};
+    store_entry_t r = remote("p/old", "v", hlc_make(T0, 7), NODE2);
+    assert_int_equal(merge1(f->s, r, T0), 1);
+    store_entry_t tomb = remote("p/gone", NULL, hlc_make(T0, 8), NODE2);
+    assert_int_equal(merge1(f->s, tomb, T0), 1);
+    store_set_signer(f->s, toy_sign, &t);
+    store_entry_t out;
+    assert_int_equal(store_resign(f->s, "p/old", 5, T0, &out), 0);
+    assert_int_equal(out.version, hlc_make(T0, 8));
+    assert_int_equal(out.origin, NODE);
+    assert_true(out.has_sig);
+    assert_non_null(out.value);
+    free(out.value);
+    assert_get_str(f->s, "p/old", "v");
+    assert_int_equal(store_resign(f->s, "p/gone", 6, T0, &out), 0);
+    assert_true(out.tombstone && out.has_sig && out.value == NULL);
+    assert_true(exported(f->s, "p/gone").tombstone);
+    assert_int_equal(store_resign(f->s, "p/none", 6, T0, &out), -ENOENT);
+    /* a later write elsewhere (a millisecond on) still wins over the re-signed copy */
+    store_entry_t later = remote("p/old", "new", hlc_make(T0 + 1, 0), NODE2);
+    assert_int_equal(merge1(f->s, later, T0 + 1), 1);
+    assert_get_str(f->s, "p/old", "new");
+    /* and a local write after it is newer than the re-signed version */
+    assert_int_equal(store_resign(f->s, "p/old", 5, T0, &out), 0);
+    free(out.value);
+    assert_int_equal(store_put(f->s, "p/old", 5, (const uint8_t *)"\xa1x", 2, T0, &out), 0);
+    assert_true(out.version > hlc_make(T0 + 1, 1));
+    assert_int_equal(store_verify(f->s), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1277,6 +1511,11 @@ int main(void)
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_corrupt_record),
         cmocka_unit_test_setup_teardown(test_change_feed, setup, teardown),
+        cmocka_unit_test(test_record_sig_codec),
+        cmocka_unit_test_setup_teardown(test_signed_local_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guarded_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guarded_merge_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resign, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

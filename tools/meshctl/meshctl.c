@@ -2549,7 +2549,7 @@ static const command_t commands[] = {
      "Writes VALUE (a string; '-' reads it from stdin) at KEY on this node. The write is\n"
      "durable on this node when the command returns."},
     {"config", "get", cmd_config_get, "KEY",
-     "Prints the value at KEY; with --json: {key, value, version, origin}. Exit 1 if absent."},
+     "Prints the value at KEY; with --json: {key, value, version, origin, signed}. Exit 1 if absent."},
     {"config", "rm", cmd_config_del, "KEY",
      "Deletes KEY (a tombstone that replicates like a write). Exit 1 if absent."},
     {"config", "list", cmd_config_list, "[PREFIX]",
