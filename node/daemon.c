@@ -340,7 +340,7 @@ static int cmd_config_list(void *ctx, const ctl_request_t *req, msgpack_packer *
 static const control_command_t commands[] = {
     {"status", cmd_status, "node name, id, uptime and store counters"},
     {"config.set", cmd_config_set, "key: str, value: any msgpack -> the stored entry"},
-    {"config.get", cmd_config_get, "key: str -> {key, value, version, origin}"},
+    {"config.get", cmd_config_get, "key: str -> {key, value, version, origin, signed}"},
     {"config.del", cmd_config_del, "key: str -> the tombstone's {key, version, origin}"},
     {"config.list", cmd_config_list,
      "[prefix: str] [after: str] [limit: uint] -> {entries: [...], more: bool}"},

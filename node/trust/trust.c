@@ -546,12 +546,90 @@ static const char *const admin_prefixes[] = {
 
 uint32_t trust_record_needs(const char *key, size_t klen)
 {
+    uint64_t id;
     for (size_t i = 0; i < sizeof(admin_prefixes) / sizeof(admin_prefixes[0]); i++) {
         size_t pl = strlen(admin_prefixes[i]);
         if (klen > pl && memcmp(key, admin_prefixes[i], pl) == 0)
             return CAP_ADMIN;
     }
+    if (reg_node_key_id(key, klen, &id) == 0)
+        return CAP_VERIFY; /* see node_record_check */
     return 0;
+}
+
+/* Did an admin's change happen between old and neu: who the node is, or its standing? */
+static bool node_admin_change(const reg_node_t *old, const reg_node_t *neu)
+{
+    return old->removed != neu->removed || old->draining != neu->draining ||
+           old->role != neu->role || strcmp(old->name, neu->name) || strcmp(old->site, neu->site) ||
+           sodium_memcmp(old->sign_pk, neu->sign_pk, 32) ||
+           sodium_memcmp(old->curve_pk, neu->curve_pk, 32);
+}
+
+/* node/<id>, the registry. Not policy, but where revocation lives: a member that could write
+ * it would remove the admins, or bring itself back after node rm (and be certified again from
+ * its join's token). So:
+ *  - a new record (a join: the arbiter writes it) needs a certified writer;
+ *  - removal, drain and identity (name, role, site, keys) change only by an admin; a removal
+ *    is never undone (a removed PoP joins again as a new node);
+ *  - the rest (addresses, labels, location: what a PoP publishes about itself) by an admin or
+ *    by the node itself, whose key is the one its current record holds;
+ *  - a delete only by an admin.
+ * On success *pk is the key the signature must verify with. */
+static int node_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
+                             uint64_t now_ms, uint8_t pk[32], const char **why)
+{
+    uint64_t id;
+    char key[64];
+    store_entry_t se;
+    reg_node_t *old = NULL, *neu = NULL;
+    int rc = -EACCES;
+    if (reg_node_key_id(e->key, e->klen, &id))
+        return -EACCES;
+    reg_node_key(id, key, sizeof(key));
+    if (store_get(store, key, strlen(key), &se) == 0) {
+        old = xcalloc(1, sizeof(*old));
+        const char *w;
+        if (reg_node_parse(se.value, se.vlen, id, old, &w)) {
+            free(old);
+            old = NULL;
+        }
+        store_entry_free(&se);
+    }
+    bool admin = trust_node_key(store, roots, e->origin, CAP_ADMIN, now_ms, pk, why) == 0;
+    if (admin) {
+        rc = 0;
+        goto out;
+    }
+    if (e->tombstone) {
+        *why = "only an admin PoP may delete a node's record";
+        goto out;
+    }
+    neu = xcalloc(1, sizeof(*neu));
+    if (reg_node_parse(e->value, e->vlen, id, neu, why))
+        goto out;
+    if (!old) {
+        rc = trust_node_key(store, roots, e->origin, CAP_VERIFY, now_ms, pk, why);
+        goto out;
+    }
+    if (old->removed && !neu->removed) {
+        *why = "a removal is not undone (a removed PoP joins again as a new node)";
+        goto out;
+    }
+    if (node_admin_change(old, neu)) {
+        *why = "removal, drain, name, role and keys change only by an admin PoP";
+        goto out;
+    }
+    if (e->origin != id || old->removed) {
+        *why = "only an admin PoP or the node itself may update its record";
+        goto out;
+    }
+    memcpy(pk, old->sign_pk, 32);
+    rc = 0;
+out:
+    free(old);
+    free(neu);
+    return rc;
 }
 
 /* user/<idp:subject>: the name, NUL-terminated, into name; false for any other key. */
@@ -605,7 +683,10 @@ int trust_record_check(store_t *store, const trustroots_t *roots, const store_en
         *why = "unsigned (written by a popd that does not sign, or forged)";
         return -EACCES;
     }
-    if (trust_node_key(store, roots, e->origin, need, now_ms, pk, why)) {
+    if (need == CAP_VERIFY) {
+        if (node_record_check(store, roots, e, now_ms, pk, why))
+            return -EACCES;
+    } else if (trust_node_key(store, roots, e->origin, need, now_ms, pk, why)) {
         const char *w2 = *why;
         if (trust_node_key(store, roots, e->origin, CAP_ISSUE_SESSIONS, now_ms, pk, &w2) ||
             !idp_user_ok(store, e, &w2)) {
@@ -674,6 +755,8 @@ struct adopt_item {
     uint64_t origin;
     bool has_sig;
     bool idp_user; /* user/<idp:subject> */
+    bool node;     /* node/<id>: self is its id */
+    uint64_t self;
 };
 
 struct adopt_walk {
@@ -697,13 +780,14 @@ static int adopt_collect(const store_entry_t *e, void *ctx)
     it->origin = e->origin;
     it->has_sig = e->has_sig;
     it->idp_user = !e->tombstone && idp_user_name(e, name, sizeof(name));
+    it->node = reg_node_key_id(e->key, e->klen, &it->self) == 0;
     return 0;
 }
 
 /* What each origin may write, looked up once per pass. */
 struct origin_caps {
     uint64_t id;
-    bool admin, sessions;
+    bool admin, sessions, verify;
 };
 
 static const struct origin_caps *origin_of(trust_t *t, struct origin_caps **v, size_t *n,
@@ -719,6 +803,7 @@ static const struct origin_caps *origin_of(trust_t *t, struct origin_caps **v, s
     o->id = id;
     o->admin = trust_node_key(t->o.store, &t->roots, id, CAP_ADMIN, now, pk, &why) == 0;
     o->sessions = trust_node_key(t->o.store, &t->roots, id, CAP_ISSUE_SESSIONS, now, pk, &why) == 0;
+    o->verify = trust_node_key(t->o.store, &t->roots, id, CAP_VERIFY, now, pk, &why) == 0;
     return o;
 }
 
@@ -740,7 +825,9 @@ static void adopt_pass(trust_t *t)
     for (size_t i = 0; i < w.n; i++) {
         struct adopt_item *it = &w.v[i];
         const struct origin_caps *o = origin_of(t, &oc, &noc, it->origin, now);
-        bool counts = it->has_sig && (o->admin || (it->idp_user && o->sessions));
+        /* Would a PoP that has not seen it take it? (node/: one that has no record yet) */
+        bool counts = it->has_sig && (o->admin || (it->idp_user && o->sessions) ||
+                                      (it->node && (o->verify || it->origin == it->self)));
         if (!counts && done < ADOPT_BATCH) {
             store_entry_t out;
             if (store_resign(t->o.store, it->key, it->klen, now, &out) == 0) {

@@ -65,12 +65,13 @@ int trust_node_key(store_t *store, const trustroots_t *roots, uint64_t id, uint3
 
 /* Signed configuration (docs/security.md): the capability a record's origin needs to write
  * key (CAP_ADMIN for the mesh's policy: users, rules, API keys, resources, sites, identity
- * providers, zones, geo, alerts, TOTP), 0 for any other key. */
+ * providers, zones, geo, alerts, TOTP; CAP_VERIFY for node/<id>, whose rules are finer:
+ * trust.c, node_record_check), 0 for any other key. */
 uint32_t trust_record_needs(const char *key, size_t klen);
 /* Loop-free: may the remote entry e be merged? 0 when its key needs nothing, or when it is
  * signed by its origin (store_sig_message) and that origin's certificate holds what the key
  * needs at now_ms (or issue-sessions, for a user/<idp:subject> record without a password that
- * does not raise the admin flag); else -EACCES with why. */
+ * does not raise the admin flag; node/ records: see trust.c); else -EACCES with why. */
 int trust_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
                        uint64_t now_ms, const char **why);
 

@@ -9,6 +9,8 @@
 #   - adoption: carol, written by pop-2, stays accepted after `node rm pop-2` and reaches pop-4,
 #     which joins afterwards (pop-1 signs her record again; without that, pop-4 would refuse
 #     a record signed by a removed PoP);
+#   - the registry: pop-3 cannot mark pop-1 removed, removed pop-2's keys cannot bring pop-2
+#     back, and pop-3 may still update its own record (what a PoP publishes about itself);
 #   - upgrade: pop-1 restarted as a popd that does not sign (POPMESH_TEST_UNSIGNED_CONFIG)
 #     writes dave unsigned, which the other PoPs refuse; restarted as itself, it signs dave's
 #     record again and dave reaches every PoP.
@@ -88,6 +90,28 @@ P4=$LAST_PID
 carol4() { has_user "$WORK/n4" carol && has_user "$WORK/n4" alice && has_user "$WORK/n4" corp:bob; }
 wait_for 10 "carol, alice and corp:bob at pop-4, which joined after the removal" carol4
 ok "node rm pop-2: pop-1 signed pop-2's record of carol again (${WAITED}s for pop-4); pop-4, joined after, has carol, alice and corp:bob"
+
+# ---- the registry: removal stays, identity is an admin's ----
+ID3=$(sed -n 's/^node-id = //p' "$WORK/n3/node.pub")
+push_from3() { # push_from3 SIGNDIR KEY VALUE ORIGIN: over pop-3's connection, signed by SIGNDIR
+    "$MESH_SEND" "$WORK/n3" "$WORK/n1" "$ADDR1" hex \
+        "$("$PY" "$HERE/trust_forge.py" push "$1" "$2" "$3" "$4" sign)" || fail "mesh_send did not deliver"
+}
+R1=$(status "$WORK/n1" config_refused)
+push_from3 "$WORK/n3" "node/$ID1" "edit:$WORK/n1/control.sock:removed=true" self
+push_from3 "$WORK/n2" "node/$ID2" "edit:$WORK/n1/control.sock:removed=false" self
+push_from3 "$WORK/n3" "node/$ID3" "edit:$WORK/n1/control.sock:region=\"moved\"" self
+region3() { [ "$(mctl "$WORK/n1" --json config get "node/$ID3" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["value"]["region"])')" = moved ]; }
+wait_for 10 "pop-3's update of its own record at pop-1" region3
+[ $(($(status "$WORK/n1" config_refused) - R1)) -ge 2 ] || fail "pop-1 did not refuse the two registry forgeries"
+removed() { mctl "$WORK/n1" --json config get "node/$1" | "$PY" -c 'import json,sys; print(str(json.load(sys.stdin)["value"]["removed"]).lower())'; }
+[ "$(removed "$ID1")" = false ] || fail "pop-3 marked pop-1 removed"
+[ "$(removed "$ID2")" = true ] || fail "removed pop-2 brought itself back"
+sleep 0.5 # the certifier runs right after a registry change: give it the time it would need
+mctl "$WORK/n1" key list >"$WORK/keys1"
+grep -q "$ID3" "$WORK/keys1" || fail "key list does not list certificates by id any more"
+! grep -q "$ID2" "$WORK/keys1" || fail "pop-2 got a certificate again"
+ok "registry: pop-3 cannot mark pop-1 removed, pop-2's keys cannot undo its removal (no certificate comes back); pop-3 updates its own record"
 
 # ---- upgrade: a popd that does not sign ----
 stop_popd "$P1"

@@ -8,7 +8,9 @@
       "TOKEN\\nKEY\\nRECORD_HEX"
   trust_forge.py push DIR KEY VALUE ORIGIN SIGN
       a mesh PUSH message (hex, for mesh_send) carrying one store entry for KEY: VALUE is a
-      JSON object packed as the record (or "-" for a delete), ORIGIN the writer's node id in
+      JSON object packed as the record, "-" for a delete, or "edit:SOCKET:FIELD=JSON": the
+      record as the popd at control SOCKET holds it with one field changed (so bin fields
+      stay bin), ORIGIN the writer's node id in
       hex or "self" (DIR's), SIGN "sign" (with DIR's node key, as docs/security.md's "Signed
       configuration" says) or "none"
   trust_forge.py user NAME PASSWORD [ADMIN]
@@ -94,7 +96,18 @@ def push(d, key, value, origin, sign):
     version = now_ms() << 16
     k = key.encode()
     tomb = value == "-"
-    v = b"" if tomb else msgpack.packb(json.loads(value))
+    if value.startswith("edit:"):
+        sock, change = value[5:].rsplit(":", 1)
+        field, new = change.split("=", 1)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from ctlclient import Ctl
+        st, body = Ctl(sock).call("config.get", {"key": key})
+        assert st == 0, (st, body)
+        rec = body["value"]
+        rec[field] = json.loads(new)
+        v = msgpack.packb(rec, use_bin_type=True)
+    else:
+        v = b"" if tomb else msgpack.packb(json.loads(value))
     signed = (b"popmesh entry v1\0" + struct.pack("<I", len(k)) + k +
               struct.pack("<QQBI", version, origin, 1 if tomb else 0, len(v)) + v)
     fields = [msgpack.packb(k, use_bin_type=True), msgpack.packb(version),
