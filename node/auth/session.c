@@ -20,8 +20,9 @@
  * alone, which starts with a msgpack array byte, never with 'p').
  *
  * Decoding is strict: the base64url text must be canonical (it re-encodes to the same
- * characters), the signature is checked before the payload is parsed, and the payload must be
- * exactly the expected array with nothing after it. */
+ * characters), the signature is checked before the payload is parsed (a pms2./pmsh2. payload,
+ * which names its signer, is parsed first and used only after; token_open), and the payload
+ * must be exactly the expected array with nothing after it. */
 #include "node/auth/session.h"
 
 #include "common/b64url.h"
@@ -110,17 +111,6 @@ static int check_sig(const uint8_t pk[32], const char *context, const uint8_t *b
     return 0;
 }
 
-/* Checks the prefix, decodes canonical base64url, verifies the signature. On success the
- * payload is body[0 .. *plen). 0 or -EACCES with *why. */
-static int verify_decode(const uint8_t mesh_pk[32], const char *prefix, const char *context,
-                         const char *text, size_t len, uint8_t body[BODY_MAX], size_t *plen,
-                         const char **why)
-{
-    if (decode_body(prefix, text, len, body, plen, why))
-        return -EACCES;
-    return check_sig(mesh_pk, context, body, *plen, why);
-}
-
 /* A string field of a payload: a valid name, or "" if empty_ok. */
 static int read_name(mpr_t *r, char *dst, bool empty_ok)
 {
@@ -155,51 +145,199 @@ static bool valid_scope_user(const char *user, const char *scope)
     return *user || *scope; /* a share session has a scope */
 }
 
-int auth_session_make(const meshkey_t *k, const char *user, uint64_t epoch, uint64_t now_ms,
-                      uint64_t ttl_ms, const char *scope, char *out, size_t outlen)
+/* ---- the two formats ------------------------------------------------------------------------
+ * Each kind of token is made and read by one path whatever its format: format 1 (pms1.,
+ * pmsh1.) is signed by the mesh key, format 2 (pms2., pmsh2.) by the PoP its payload names in a
+ * last field (session.h). The format picks the prefix, the context, the payload's version and
+ * length, and how the signature is checked. */
+
+#define SESSION2_CONTEXT     "popmesh session v2"
+#define SHARE2_CONTEXT       "popmesh share v2"
+#define TOKEN_VERSION2       2
+#define MESH_SESSION_REFUSED "session signed by the mesh key, no longer accepted (sign in again)"
+
+static bool has_prefix(const char *text, size_t len, const char *prefix)
 {
-    if (!user || !scope || !valid_scope_user(user, scope) || ttl_ms == 0 ||
-        ttl_ms > AUTH_SESSION_TTL_MAX || now_ms > UINT64_MAX - ttl_ms)
-        return -EINVAL;
+    size_t pl = strlen(prefix);
+    return len >= pl && !memcmp(text, prefix, pl);
+}
+
+static bool session_args_ok(const char *user, const char *scope, uint64_t now_ms, uint64_t ttl_ms)
+{
+    return user && scope && valid_scope_user(user, scope) && ttl_ms != 0 &&
+           ttl_ms <= AUTH_SESSION_TTL_MAX && now_ms <= UINT64_MAX - ttl_ms;
+}
+
+static bool share_args_ok(const char *resource, uint64_t expires_ms)
+{
+    return resource && name_ok(resource) && expires_ms != 0;
+}
+
+/* Format 2: the signer's certified key, then its signature over the payload. */
+static int check_signer_sig(const auth_keys_t *k, uint64_t signer, const char *context,
+                            const uint8_t *body, size_t n, uint64_t now_ms, const char **why)
+{
+    uint8_t pk[32];
+    if (!k || !k->signer_key || !signer) {
+        *why = "no signer";
+        return -EACCES;
+    }
+    if (k->signer_key(k->ctx, signer, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
+        return -EACCES;
+    return check_sig(pk, context, body, n, why);
+}
+
+/* A session payload of the given format into dst (auth_session_t): 0 or -EBADMSG. */
+static int session_parse(const uint8_t *body, size_t plen, int format, void *dst)
+{
+    auth_session_t *c = dst;
+    mpr_t r;
+    uint32_t n;
+    uint64_t ver;
+    mpr_init(&r, body, plen);
+    if (mpr_array(&r, &n) || n != (format == 2 ? 8u : 7u) || mpr_uint(&r, &ver) ||
+        ver != (format == 2 ? TOKEN_VERSION2 : TOKEN_VERSION) || read_name(&r, c->user, true) ||
+        mpr_uint(&r, &c->epoch) || mpr_uint(&r, &c->issued_ms) || mpr_uint(&r, &c->expires_ms) ||
+        read_name(&r, c->scope, true) || read_nonce(&r, c->nonce) ||
+        (format == 2 && (mpr_uint(&r, &c->signer) || !c->signer)) || r.left ||
+        !valid_scope_user(c->user, c->scope) || c->issued_ms > c->expires_ms)
+        return -EBADMSG;
+    return 0;
+}
+
+/* A share payload of the given format into dst (auth_share_t): 0 or -EBADMSG. */
+static int share_parse(const uint8_t *body, size_t plen, int format, void *dst)
+{
+    auth_share_t *s = dst;
+    mpr_t r;
+    uint32_t n;
+    uint64_t ver;
+    mpr_init(&r, body, plen);
+    if (mpr_array(&r, &n) || n != (format == 2 ? 5u : 4u) || mpr_uint(&r, &ver) ||
+        ver != (format == 2 ? TOKEN_VERSION2 : TOKEN_VERSION) ||
+        read_name(&r, s->resource, false) || mpr_uint(&r, &s->expires_ms) ||
+        read_nonce(&r, s->nonce) || (format == 2 && (mpr_uint(&r, &s->signer) || !s->signer)) ||
+        r.left)
+        return -EBADMSG;
+    return 0;
+}
+
+/* A kind of token, by format (index format - 1). */
+struct token_kind {
+    const char *prefix[2];
+    const char *context[2];
+    int (*parse)(const uint8_t *body, size_t plen, int format, void *dst);
+    const char *malformed; /* why, when parse refuses the payload */
+};
+
+static const struct token_kind session_kind = {
+    {AUTH_SESSION_PREFIX, AUTH_SESSION2_PREFIX},
+    {SESSION_CONTEXT, SESSION2_CONTEXT},
+    session_parse,
+    "malformed session payload",
+};
+
+static const struct token_kind share_kind = {
+    {AUTH_SHARE_PREFIX, AUTH_SHARE2_PREFIX},
+    {SHARE_CONTEXT, SHARE2_CONTEXT},
+    share_parse,
+    "malformed share payload",
+};
+
+/* The start of a token's payload: the array header and the version. The caller packs its
+ * `fields` fields of the kind next, and token_seal ends it. signer 0: format 1, else 2. */
+static void token_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint64_t signer, uint32_t fields)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    /* + version, nonce, and in format 2 the signer */
+    msgpack_pack_array(pk, fields + (signer ? 3 : 2));
+    msgpack_pack_uint32(pk, signer ? TOKEN_VERSION2 : TOKEN_VERSION);
+}
+
+/* The end of the payload (a fresh nonce, then the signer in format 2), signed by sk into out as
+ * a token of kind; frees sb. sk is the mesh key's for format 1, the signer's for format 2. */
+static int token_seal(const struct token_kind *kind, const uint8_t sk[64], uint64_t signer,
+                      msgpack_sbuffer *sb, msgpack_packer *pk, char *out, size_t outlen)
+{
     uint8_t nonce[AUTH_NONCE_BYTES];
     randombytes_buf(nonce, sizeof(nonce));
+    mpw_bin(pk, nonce, sizeof(nonce));
+    if (signer)
+        msgpack_pack_uint64(pk, signer);
+    int rc = sign_encode(sk, kind->prefix[signer ? 1 : 0], kind->context[signer ? 1 : 0], sb, out,
+                         outlen);
+    msgpack_sbuffer_destroy(sb);
+    return rc;
+}
+
+/* A session cookie signed by sk: signer 0 makes pms1. (sk is the mesh key's), else pms2.
+ * naming signer. The arguments are session_args_ok's. */
+static int session_encode(const uint8_t sk[64], uint64_t signer, const char *user, uint64_t epoch,
+                          uint64_t now_ms, uint64_t ttl_ms, const char *scope, char *out,
+                          size_t outlen)
+{
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 7);
-    msgpack_pack_uint32(&pk, TOKEN_VERSION);
+    token_begin(&sb, &pk, signer, 5);
     mpw_str(&pk, user);
     msgpack_pack_uint64(&pk, epoch);
     msgpack_pack_uint64(&pk, now_ms);
     msgpack_pack_uint64(&pk, now_ms + ttl_ms);
     mpw_str(&pk, scope);
-    mpw_bin(&pk, nonce, sizeof(nonce));
-    int rc = sign_encode(k->sk, AUTH_SESSION_PREFIX, SESSION_CONTEXT, &sb, out, outlen);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return token_seal(&session_kind, sk, signer, &sb, &pk, out, outlen);
 }
 
-int auth_session_verify(const uint8_t mesh_pk[32], const char *cookie, size_t len, uint64_t now_ms,
-                        auth_session_t *c, const char **why)
+/* A share link signed by sk: signer 0 makes pmsh1., else pmsh2. naming signer. The arguments
+ * are share_args_ok's. */
+static int share_encode(const uint8_t sk[64], uint64_t signer, const char *resource,
+                        uint64_t expires_ms, char *out, size_t outlen)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    token_begin(&sb, &pk, signer, 2);
+    mpw_str(&pk, resource);
+    msgpack_pack_uint64(&pk, expires_ms);
+    return token_seal(&share_kind, sk, signer, &sb, &pk, out, outlen);
+}
+
+/* Opens a token of the given kind and format: the prefix, canonical base64url, then its
+ * payload and signature. Format 1's signature (by mesh_pk) is checked before the payload is
+ * parsed; format 2 names its signer inside the payload, so that is parsed first (strictly,
+ * bounded) and nothing in it is used until k's key for *signer (a field of dst) verifies the
+ * signature. dst (dst_size bytes) is zeroed first and again on any failure. 0 or -EACCES with
+ * *why. */
+static int token_open(const struct token_kind *kind, int format, const uint8_t *mesh_pk,
+                      const auth_keys_t *k, const char *text, size_t len, uint64_t now_ms,
+                      void *dst, size_t dst_size, uint64_t *signer, const char **why)
 {
     uint8_t body[BODY_MAX];
     size_t plen;
-    memset(c, 0, sizeof(*c));
-    if (verify_decode(mesh_pk, AUTH_SESSION_PREFIX, SESSION_CONTEXT, cookie, len, body, &plen, why))
+    memset(dst, 0, dst_size);
+    if (decode_body(kind->prefix[format - 1], text, len, body, &plen, why))
         return -EACCES;
-    mpr_t r;
-    uint32_t n;
-    uint64_t ver;
-    mpr_init(&r, body, plen);
-    if (mpr_array(&r, &n) || n != 7 || mpr_uint(&r, &ver) || ver != TOKEN_VERSION ||
-        read_name(&r, c->user, true) || mpr_uint(&r, &c->epoch) || mpr_uint(&r, &c->issued_ms) ||
-        mpr_uint(&r, &c->expires_ms) || read_name(&r, c->scope, true) || read_nonce(&r, c->nonce) ||
-        r.left || !valid_scope_user(c->user, c->scope) || c->issued_ms > c->expires_ms) {
-        memset(c, 0, sizeof(*c));
-        *why = "malformed session payload";
+    if (format == 1 && check_sig(mesh_pk, kind->context[0], body, plen, why))
+        return -EACCES;
+    if (kind->parse(body, plen, format, dst)) {
+        memset(dst, 0, dst_size);
+        *why = kind->malformed;
         return -EACCES;
     }
+    if (format == 2 && check_signer_sig(k, *signer, kind->context[1], body, plen, now_ms, why)) {
+        memset(dst, 0, dst_size);
+        return -EACCES;
+    }
+    return 0;
+}
+
+/* A session cookie of the given format (token_open), unexpired and not issued in the future. */
+static int session_read(int format, const uint8_t *mesh_pk, const auth_keys_t *k,
+                        const char *cookie, size_t len, uint64_t now_ms, auth_session_t *c,
+                        const char **why)
+{
+    if (token_open(&session_kind, format, mesh_pk, k, cookie, len, now_ms, c, sizeof(*c),
+                   &c->signer, why))
+        return -EACCES;
     if (now_ms >= c->expires_ms) {
         *why = "session expired";
         return -EACCES;
@@ -209,6 +347,49 @@ int auth_session_verify(const uint8_t mesh_pk[32], const char *cookie, size_t le
         return -EACCES;
     }
     return 0;
+}
+
+/* A share link of the given format (token_open), unexpired. */
+static int share_read(int format, const uint8_t *mesh_pk, const auth_keys_t *k, const char *token,
+                      size_t len, uint64_t now_ms, auth_share_t *s, const char **why)
+{
+    if (token_open(&share_kind, format, mesh_pk, k, token, len, now_ms, s, sizeof(*s), &s->signer,
+                   why))
+        return -EACCES;
+    if (now_ms >= s->expires_ms) {
+        *why = "share link expired";
+        return -EACCES;
+    }
+    return 0;
+}
+
+/* The lifetime of the session a share link turns into: ttl_ms, cut to the link's own expiry
+ * and to AUTH_SESSION_TTL_MAX. 0 or -EINVAL (the link expired, or ttl_ms is 0). */
+static int share_session_ttl(const auth_share_t *share, uint64_t now_ms, uint64_t *ttl_ms)
+{
+    if (now_ms >= share->expires_ms || *ttl_ms == 0)
+        return -EINVAL;
+    if (*ttl_ms > share->expires_ms - now_ms)
+        *ttl_ms = share->expires_ms - now_ms;
+    if (*ttl_ms > AUTH_SESSION_TTL_MAX)
+        *ttl_ms = AUTH_SESSION_TTL_MAX;
+    return 0;
+}
+
+/* ---- sessions signed by the mesh key ------------------------------------------------------- */
+
+int auth_session_make(const meshkey_t *k, const char *user, uint64_t epoch, uint64_t now_ms,
+                      uint64_t ttl_ms, const char *scope, char *out, size_t outlen)
+{
+    if (!session_args_ok(user, scope, now_ms, ttl_ms))
+        return -EINVAL;
+    return session_encode(k->sk, 0, user, epoch, now_ms, ttl_ms, scope, out, outlen);
+}
+
+int auth_session_verify(const uint8_t mesh_pk[32], const char *cookie, size_t len, uint64_t now_ms,
+                        auth_session_t *c, const char **why)
+{
+    return session_read(1, mesh_pk, NULL, cookie, len, now_ms, c, why);
 }
 
 int auth_session_check(store_t *store, const uint8_t mesh_pk[32], const char *cookie, size_t len,
@@ -262,72 +443,31 @@ int auth_session_claims_check(store_t *store, const auth_session_t *sc, uint64_t
     return 0;
 }
 
-/* ---- share links ------------------------------------------------------------------------- */
+/* ---- share links signed by the mesh key ---------------------------------------------------- */
 
 int auth_share_make(const meshkey_t *k, const char *resource, uint64_t expires_ms, char *out,
                     size_t outlen)
 {
-    if (!resource || !name_ok(resource) || expires_ms == 0)
+    if (!share_args_ok(resource, expires_ms))
         return -EINVAL;
-    uint8_t nonce[AUTH_NONCE_BYTES];
-    randombytes_buf(nonce, sizeof(nonce));
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint32(&pk, TOKEN_VERSION);
-    mpw_str(&pk, resource);
-    msgpack_pack_uint64(&pk, expires_ms);
-    mpw_bin(&pk, nonce, sizeof(nonce));
-    int rc = sign_encode(k->sk, AUTH_SHARE_PREFIX, SHARE_CONTEXT, &sb, out, outlen);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return share_encode(k->sk, 0, resource, expires_ms, out, outlen);
 }
 
 int auth_share_verify(const uint8_t mesh_pk[32], const char *token, size_t len, uint64_t now_ms,
                       auth_share_t *s, const char **why)
 {
-    uint8_t body[BODY_MAX];
-    size_t plen;
-    memset(s, 0, sizeof(*s));
-    if (verify_decode(mesh_pk, AUTH_SHARE_PREFIX, SHARE_CONTEXT, token, len, body, &plen, why))
-        return -EACCES;
-    mpr_t r;
-    uint32_t n;
-    uint64_t ver;
-    mpr_init(&r, body, plen);
-    if (mpr_array(&r, &n) || n != 4 || mpr_uint(&r, &ver) || ver != TOKEN_VERSION ||
-        read_name(&r, s->resource, false) || mpr_uint(&r, &s->expires_ms) ||
-        read_nonce(&r, s->nonce) || r.left) {
-        memset(s, 0, sizeof(*s));
-        *why = "malformed share payload";
-        return -EACCES;
-    }
-    if (now_ms >= s->expires_ms) {
-        *why = "share link expired";
-        return -EACCES;
-    }
-    return 0;
+    return share_read(1, mesh_pk, NULL, token, len, now_ms, s, why);
 }
 
 int auth_session_from_share(const meshkey_t *k, const auth_share_t *share, uint64_t now_ms,
                             uint64_t ttl_ms, char *out, size_t outlen)
 {
-    if (now_ms >= share->expires_ms || ttl_ms == 0)
+    if (share_session_ttl(share, now_ms, &ttl_ms))
         return -EINVAL;
-    if (ttl_ms > share->expires_ms - now_ms)
-        ttl_ms = share->expires_ms - now_ms;
-    if (ttl_ms > AUTH_SESSION_TTL_MAX)
-        ttl_ms = AUTH_SESSION_TTL_MAX;
     return auth_session_make(k, "", 0, now_ms, ttl_ms, share->resource, out, outlen);
 }
 
-/* ---- signed by the PoP that made them ------------------------------------------------------- */
-
-#define SESSION2_CONTEXT "popmesh session v2"
-#define SHARE2_CONTEXT   "popmesh share v2"
-#define TOKEN_VERSION2   2
+/* ---- either format: what popd uses ---------------------------------------------------------- */
 
 /* This PoP's signing key, if its own certificate lets it issue sessions. */
 static int self_may_issue(const auth_keys_t *k, uint64_t now_ms, const char **why)
@@ -343,8 +483,7 @@ static int self_may_issue(const auth_keys_t *k, uint64_t now_ms, const char **wh
 }
 
 int auth_cookie_make(const auth_keys_t *k, const char *user, uint64_t epoch, uint64_t now_ms,
-                     uint64_t ttl_ms, const char *scope, char *out, size_t outlen,
-                     const char **why)
+                     uint64_t ttl_ms, const char *scope, char *out, size_t outlen, const char **why)
 {
     *why = "invalid session";
     if (!k->self_id) {
@@ -354,44 +493,12 @@ int auth_cookie_make(const auth_keys_t *k, const char *user, uint64_t epoch, uin
         }
         return auth_session_make(k->mesh, user, epoch, now_ms, ttl_ms, scope, out, outlen);
     }
-    if (!user || !scope || !valid_scope_user(user, scope) || ttl_ms == 0 ||
-        ttl_ms > AUTH_SESSION_TTL_MAX || now_ms > UINT64_MAX - ttl_ms)
+    if (!session_args_ok(user, scope, now_ms, ttl_ms))
         return -EINVAL;
     int rc = self_may_issue(k, now_ms, why);
     if (rc)
         return rc;
-    uint8_t nonce[AUTH_NONCE_BYTES];
-    randombytes_buf(nonce, sizeof(nonce));
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 8);
-    msgpack_pack_uint32(&pk, TOKEN_VERSION2);
-    mpw_str(&pk, user);
-    msgpack_pack_uint64(&pk, epoch);
-    msgpack_pack_uint64(&pk, now_ms);
-    msgpack_pack_uint64(&pk, now_ms + ttl_ms);
-    mpw_str(&pk, scope);
-    mpw_bin(&pk, nonce, sizeof(nonce));
-    msgpack_pack_uint64(&pk, k->self_id);
-    rc = sign_encode(k->self_sk, AUTH_SESSION2_PREFIX, SESSION2_CONTEXT, &sb, out, outlen);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
-}
-
-/* The signer's key, then its signature over the payload. */
-static int check_signer_sig(const auth_keys_t *k, uint64_t signer, const char *context,
-                            const uint8_t *body, size_t n, uint64_t now_ms, const char **why)
-{
-    uint8_t pk[32];
-    if (!k->signer_key || !signer) {
-        *why = "no signer";
-        return -EACCES;
-    }
-    if (k->signer_key(k->ctx, signer, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
-        return -EACCES;
-    return check_sig(pk, context, body, n, why);
+    return session_encode(k->self_sk, k->self_id, user, epoch, now_ms, ttl_ms, scope, out, outlen);
 }
 
 int auth_cookie_signer_check(const auth_keys_t *k, const auth_session_t *c, uint64_t now_ms,
@@ -399,13 +506,14 @@ int auth_cookie_signer_check(const auth_keys_t *k, const auth_session_t *c, uint
 {
     if (!c->signer) {
         if (!k->mesh || c->issued_ms >= k->legacy_until_ms) {
-            *why = "session signed by the mesh key, no longer accepted (sign in again)";
+            *why = MESH_SESSION_REFUSED;
             return -EACCES;
         }
         return 0;
     }
     uint8_t pk[32];
-    if (!k->signer_key || k->signer_key(k->ctx, c->signer, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
+    if (!k->signer_key ||
+        k->signer_key(k->ctx, c->signer, AUTH_CAP_ISSUE_SESSIONS, now_ms, pk, why))
         return -EACCES;
     return 0;
 }
@@ -413,51 +521,20 @@ int auth_cookie_signer_check(const auth_keys_t *k, const auth_session_t *c, uint
 int auth_cookie_verify(const auth_keys_t *k, const char *cookie, size_t len, uint64_t now_ms,
                        auth_session_t *c, const char **why)
 {
-    size_t p1 = strlen(AUTH_SESSION_PREFIX);
-    memset(c, 0, sizeof(*c));
-    if (len >= p1 && !memcmp(cookie, AUTH_SESSION_PREFIX, p1)) {
-        if (!k->mesh) {
-            *why = "session signed by the mesh key, no longer accepted (sign in again)";
-            return -EACCES;
-        }
-        if (auth_session_verify(k->mesh->pk, cookie, len, now_ms, c, why))
-            return -EACCES;
-        return auth_cookie_signer_check(k, c, now_ms, why);
-    }
-    uint8_t body[BODY_MAX];
-    size_t plen;
-    if (decode_body(AUTH_SESSION2_PREFIX, cookie, len, body, &plen, why))
-        return -EACCES;
-    mpr_t r;
-    uint32_t n;
-    uint64_t ver;
-    mpr_init(&r, body, plen);
-    if (mpr_array(&r, &n) || n != 8 || mpr_uint(&r, &ver) || ver != TOKEN_VERSION2 ||
-        read_name(&r, c->user, true) || mpr_uint(&r, &c->epoch) || mpr_uint(&r, &c->issued_ms) ||
-        mpr_uint(&r, &c->expires_ms) || read_name(&r, c->scope, true) || read_nonce(&r, c->nonce) ||
-        mpr_uint(&r, &c->signer) || r.left || !c->signer || !valid_scope_user(c->user, c->scope) ||
-        c->issued_ms > c->expires_ms) {
+    if (!has_prefix(cookie, len, AUTH_SESSION_PREFIX))
+        return session_read(2, NULL, k, cookie, len, now_ms, c, why);
+    if (!k->mesh) {
         memset(c, 0, sizeof(*c));
-        *why = "malformed session payload";
+        *why = MESH_SESSION_REFUSED;
         return -EACCES;
     }
-    if (check_signer_sig(k, c->signer, SESSION2_CONTEXT, body, plen, now_ms, why)) {
-        memset(c, 0, sizeof(*c));
+    if (session_read(1, k->mesh->pk, NULL, cookie, len, now_ms, c, why))
         return -EACCES;
-    }
-    if (now_ms >= c->expires_ms) {
-        *why = "session expired";
-        return -EACCES;
-    }
-    if (c->issued_ms > now_ms + AUTH_CLOCK_SKEW_MS) {
-        *why = "session issued in the future (clock skew?)";
-        return -EACCES;
-    }
-    return 0;
+    return auth_cookie_signer_check(k, c, now_ms, why);
 }
 
-int auth_link_make(const auth_keys_t *k, const char *resource, uint64_t now_ms,
-                   uint64_t expires_ms, char *out, size_t outlen, const char **why)
+int auth_link_make(const auth_keys_t *k, const char *resource, uint64_t now_ms, uint64_t expires_ms,
+                   char *out, size_t outlen, const char **why)
 {
     *why = "invalid share link";
     if (!k->self_id) {
@@ -467,77 +544,34 @@ int auth_link_make(const auth_keys_t *k, const char *resource, uint64_t now_ms,
         }
         return auth_share_make(k->mesh, resource, expires_ms, out, outlen);
     }
-    if (!resource || !name_ok(resource) || expires_ms == 0)
+    if (!share_args_ok(resource, expires_ms))
         return -EINVAL;
     int rc = self_may_issue(k, now_ms, why);
     if (rc)
         return rc;
-    uint8_t nonce[AUTH_NONCE_BYTES];
-    randombytes_buf(nonce, sizeof(nonce));
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 5);
-    msgpack_pack_uint32(&pk, TOKEN_VERSION2);
-    mpw_str(&pk, resource);
-    msgpack_pack_uint64(&pk, expires_ms);
-    mpw_bin(&pk, nonce, sizeof(nonce));
-    msgpack_pack_uint64(&pk, k->self_id);
-    rc = sign_encode(k->self_sk, AUTH_SHARE2_PREFIX, SHARE2_CONTEXT, &sb, out, outlen);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return share_encode(k->self_sk, k->self_id, resource, expires_ms, out, outlen);
 }
 
 int auth_link_verify(const auth_keys_t *k, const char *token, size_t len, uint64_t now_ms,
                      auth_share_t *s, const char **why)
 {
-    size_t p1 = strlen(AUTH_SHARE_PREFIX);
-    memset(s, 0, sizeof(*s));
-    if (len >= p1 && !memcmp(token, AUTH_SHARE_PREFIX, p1)) {
-        /* A pmsh1. link carries no issue time: it passes only while the upgrade window is
-         * open (legacy_until_ms is UINT64_MAX on a mesh with no root yet). */
-        if (!k->mesh || now_ms >= k->legacy_until_ms) {
-            *why = "share link signed by the mesh key, no longer accepted";
-            return -EACCES;
-        }
-        return auth_share_verify(k->mesh->pk, token, len, now_ms, s, why);
-    }
-    uint8_t body[BODY_MAX];
-    size_t plen;
-    if (decode_body(AUTH_SHARE2_PREFIX, token, len, body, &plen, why))
-        return -EACCES;
-    mpr_t r;
-    uint32_t n;
-    uint64_t ver;
-    mpr_init(&r, body, plen);
-    if (mpr_array(&r, &n) || n != 5 || mpr_uint(&r, &ver) || ver != TOKEN_VERSION2 ||
-        read_name(&r, s->resource, false) || mpr_uint(&r, &s->expires_ms) ||
-        read_nonce(&r, s->nonce) || mpr_uint(&r, &s->signer) || r.left || !s->signer) {
+    if (!has_prefix(token, len, AUTH_SHARE_PREFIX))
+        return share_read(2, NULL, k, token, len, now_ms, s, why);
+    /* A pmsh1. link carries no issue time: it passes only while the upgrade window is open
+     * (legacy_until_ms is UINT64_MAX on a mesh with no root yet). */
+    if (!k->mesh || now_ms >= k->legacy_until_ms) {
         memset(s, 0, sizeof(*s));
-        *why = "malformed share payload";
+        *why = "share link signed by the mesh key, no longer accepted";
         return -EACCES;
     }
-    if (check_signer_sig(k, s->signer, SHARE2_CONTEXT, body, plen, now_ms, why)) {
-        memset(s, 0, sizeof(*s));
-        return -EACCES;
-    }
-    if (now_ms >= s->expires_ms) {
-        *why = "share link expired";
-        return -EACCES;
-    }
-    return 0;
+    return share_read(1, k->mesh->pk, NULL, token, len, now_ms, s, why);
 }
 
 int auth_cookie_from_share(const auth_keys_t *k, const auth_share_t *share, uint64_t now_ms,
                            uint64_t ttl_ms, char *out, size_t outlen, const char **why)
 {
     *why = "invalid share link";
-    if (now_ms >= share->expires_ms || ttl_ms == 0)
+    if (share_session_ttl(share, now_ms, &ttl_ms))
         return -EINVAL;
-    if (ttl_ms > share->expires_ms - now_ms)
-        ttl_ms = share->expires_ms - now_ms;
-    if (ttl_ms > AUTH_SESSION_TTL_MAX)
-        ttl_ms = AUTH_SESSION_TTL_MAX;
     return auth_cookie_make(k, "", 0, now_ms, ttl_ms, share->resource, out, outlen, why);
 }
