@@ -30,6 +30,11 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+bool log_enabled(enum log_level level)
+{
+    return level >= log_min;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (level < log_min)

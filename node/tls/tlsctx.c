@@ -3,10 +3,11 @@
  * ONE SSL_CTX PER CERTIFICATE, SWAPPED IN BY SNI. The shared context (t->ctx) holds no
  * certificate; every table entry builds its own context with its leaf, chain and key, and the
  * same settings (ctx_new sets up both: versions, ciphers, groups, options, modes, no
- * session cache, ALPN, the servername, ticket and OCSP status callbacks). Every connection
- * starts on the shared context; the servername callback, which OpenSSL runs for every client
- * hello (with or without SNI, and again after a HelloRetryRequest), picks the entry and hands
- * the connection its context with SSL_set_SSL_CTX. This used to install the certificate on
+ * session cache, ALPN, the servername, ticket and OCSP status callbacks). A connection starts
+ * on one of these contexts (THE CONTEXT A CONNECTION STARTS ON, below); the servername
+ * callback, which OpenSSL runs for every client hello (with or without SNI, and again after a
+ * HelloRetryRequest), picks the entry and hands the connection its context with
+ * SSL_set_SSL_CTX. This used to install the certificate on
  * the one SSL with SSL_use_cert_and_key, which checks again, at every handshake, that the key
  * matches the certificate (~2.3 us of a ~115 us handshake, perf); SSL_set_SSL_CTX copies the
  * context's prepared certificate (references; the whole callback now takes ~0.4 us), as nginx
@@ -27,10 +28,21 @@
  *    callback runs (TLS 1.2: with the session lookup; TLS 1.3: with the PSK extension) and
  *    sealed with the shared context's callback, whose keys are the mesh-wide ring: a ticket
  *    sealed at any PoP, for any certificate, opens at any other.
- *  - an unknown SNI, or none, never reaches a per-certificate context: the callback returns
- *    the fatal unrecognized_name alert while the connection still holds the shared context,
- *    which has no certificate to offer (a second hello naming another host after a
- *    HelloRetryRequest gets the same alert, before any certificate was sent).
+ *  - an unknown SNI, or none, never gets a certificate: the callback returns the fatal
+ *    unrecognized_name alert while the server's answer to the hello is not even begun, so
+ *    whichever context the connection holds then, no certificate is sent (a second hello
+ *    naming another host after a HelloRetryRequest gets the same alert, before any
+ *    certificate was sent). https_ingress.sh checks the alert for an unknown name and none.
+ *
+ * THE CONTEXT A CONNECTION STARTS ON. The one of the certificate the last hello picked
+ * (t->last), else the shared one. SSL_set_SSL_CTX does nothing when the connection already
+ * holds the context it is given, so on a PoP whose clients mostly ask for one certificate a
+ * connection makes one certificate copy instead of two (SSL_new's, and the swap's), as nginx
+ * with one server block does; any other hello swaps as described above. Every context has the
+ * same settings and callbacks, so which one a connection starts on (and keeps as its
+ * session_ctx) changes nothing a client can see. t->last is a borrowed pointer into the table,
+ * forgotten at every change of the table; the connection's SSL holds its own reference to the
+ * context it started on.
  *
  * LIFETIMES. A table entry is reference-counted: the table holds one reference, each
  * connection served by it another (the connection needs the entry's names for the Host check
@@ -105,6 +117,14 @@ struct tls_cert {
 struct tlsctx {
     tlsctx_opts_t o;
     SSL_CTX *ctx;
+    /* The entry the last hello picked (borrowed from the table, NULL after any change to it):
+     * a new connection starts on its context, so a hello for the same certificate needs no
+     * SSL_set_SSL_CTX (THE CONTEXT A CONNECTION STARTS ON, above). */
+    struct tls_cert *last;
+    /* AES-256-CBC for the ticket callback, fetched once: EVP_aes_256_cbc() is a legacy object
+     * that every EVP_*Init_ex resolves by name again (~2,600 instructions per ticket sealed or
+     * opened, callgrind). */
+    EVP_CIPHER *ticket_cipher;
     struct tls_cert **certs;
     tlsctx_names_t *names; /* names[i] == certs[i]->nm, for tlsctx_pick */
     size_t n, cap;
@@ -308,6 +328,7 @@ fail:
 
 static void table_rebuild_names(tlsctx_t *t)
 {
+    t->last = NULL; /* it may be the entry just replaced or removed */
     for (size_t i = 0; i < t->n; i++)
         t->names[i] = t->certs[i]->nm;
 }
@@ -425,6 +446,7 @@ static int on_servername(SSL *ssl, int *al, void *arg)
     cert_unref(&c->cert); /* a second hello (after HelloRetryRequest) */
     e->refs++;
     c->cert = e;
+    t->last = e;
     memcpy(c->sni, host, strlen(host) + 1); /* both TLSCTX_HOST_MAX + 1 bytes */
     return SSL_TLSEXT_ERR_OK;
 }
@@ -457,9 +479,9 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
         if (!ticketkeys_current(t->o.tickets, &k))
             return 0; /* no key yet: no ticket (a full handshake next time) */
         memcpy(key_name, k.name, 16);
-        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1)
+        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(t->ticket_cipher)) != 1)
             rc = -1;
-        else if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+        else if (EVP_EncryptInit_ex(cctx, t->ticket_cipher, NULL, k.aes, iv) != 1)
             rc = -1;
         if (rc == 1)
             t->st.tickets_new++;
@@ -468,7 +490,7 @@ static int on_ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char *iv
             t->st.tickets_stale++;
             return 0; /* unknown or expired key: a full handshake */
         }
-        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+        if (EVP_DecryptInit_ex(cctx, t->ticket_cipher, NULL, k.aes, iv) != 1)
             rc = -1;
     }
     if (rc == 1) {
@@ -561,7 +583,8 @@ tlsctx_t *tlsctx_new(const tlsctx_opts_t *o, char *err, size_t errlen)
     tlsctx_t *t = xcalloc(1, sizeof(*t));
     t->o = *o;
     ERR_clear_error();
-    t->ctx = ctx_new(t);
+    t->ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    t->ctx = t->ticket_cipher ? ctx_new(t) : NULL;
     if (!t->ctx) {
         snprintf(err, errlen, "cannot create the TLS context: %s", ssl_err());
         goto fail;
@@ -596,6 +619,7 @@ void tlsctx_destroy(tlsctx_t **tp)
     free(t->certs);
     free(t->names);
     SSL_CTX_free(t->ctx);
+    EVP_CIPHER_free(t->ticket_cipher);
     free(t);
     *tp = NULL;
 }
@@ -658,7 +682,7 @@ int tlsctx_clear_ocsp(tlsctx_t *t, const char *id)
 
 tlsconn_t *tlsconn_new(tlsctx_t *t, int fd)
 {
-    SSL *ssl = SSL_new(t->ctx);
+    SSL *ssl = SSL_new(t->last ? t->last->ctx : t->ctx);
     if (!ssl)
         return NULL;
     if (SSL_set_fd(ssl, fd) != 1) {
@@ -683,6 +707,15 @@ void tlsconn_destroy(tlsconn_t **cp)
     cert_unref(&c->cert);
     free(c);
     *cp = NULL;
+}
+
+/* Empties the thread's error queue before an SSL call, as SSL_get_error needs, when it holds
+ * anything: ERR_clear_error wipes all its slots every time (~1,100 instructions, six calls per
+ * short connection), a look at an empty queue costs a fraction of that. */
+static void err_reset(void)
+{
+    if (ERR_peek_error())
+        ERR_clear_error();
 }
 
 /* What an SSL call's failure means for the caller. */
@@ -722,7 +755,7 @@ int tlsconn_handshake(tlsconn_t *c, const char **why)
     int on = 1, off = 0;
     if (cork)
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
-    ERR_clear_error();
+    err_reset();
     int r = SSL_do_handshake(c->ssl);
     if (cork)
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
@@ -755,12 +788,12 @@ ssize_t tlsconn_read(tlsconn_t *c, void *buf, size_t len)
     if (c->failed)
         return TLS_ERROR;
     size_t n = 0;
-    ERR_clear_error();
+    err_reset();
     int r = SSL_read_ex(c->ssl, buf, len, &n);
     if (r == 1)
         return (ssize_t)n;
     int rc = map_error(c, r);
-    ERR_clear_error();
+    err_reset();
     return rc;
 }
 
@@ -769,12 +802,12 @@ ssize_t tlsconn_write(tlsconn_t *c, const void *buf, size_t len)
     if (c->failed || c->shut)
         return TLS_ERROR;
     size_t n = 0;
-    ERR_clear_error();
+    err_reset();
     int r = SSL_write_ex(c->ssl, buf, len, &n);
     if (r == 1)
         return (ssize_t)n;
     int rc = map_error(c, r);
-    ERR_clear_error();
+    err_reset();
     return rc == TLS_CLOSED ? TLS_ERROR : rc;
 }
 
@@ -794,9 +827,9 @@ void tlsconn_shutdown(tlsconn_t *c)
      * packet was measurable in short connections: bench_tls.sh). */
     int one = 1;
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
-    ERR_clear_error();
+    err_reset();
     (void)SSL_shutdown(c->ssl);
-    ERR_clear_error();
+    err_reset();
 }
 
 bool tlsconn_done(const tlsconn_t *c)

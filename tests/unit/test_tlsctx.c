@@ -241,6 +241,7 @@ struct hs_result {
     int server_rc;          /* TLS_OK or TLS_ERROR */
     const char *server_why; /* on error */
     bool client_ok;
+    bool got_cert;            /* the client received a certificate (even if it failed) */
     unsigned long client_err; /* the client's error on failure (the alert it got) */
     char cn[256];             /* the subject CN the client was served */
     char alpn[32];
@@ -294,6 +295,7 @@ static struct hs_result handshake(struct fixture *f, const char *sni, int max_ve
             break;
     }
     r.client_ok = cr == 1;
+    r.got_cert = SSL_get0_peer_certificate(c) != NULL;
     if (r.client_ok) {
         X509 *peer = SSL_get1_peer_certificate(c);
         assert_non_null(peer);
@@ -367,18 +369,24 @@ static void test_handshake_by_sni(void **state)
     assert_string_equal(r.version, "TLSv1.2");
     assert_true(r.covers_www); /* the wildcard covers www too */
 
-    /* unknown names and no SNI: a fatal unrecognized_name alert, no certificate */
+    /* unknown names and no SNI: a fatal unrecognized_name alert, no certificate (each
+     * connection starts on the context of the certificate served last: tlsctx.c) */
     const char *bad[] = {"example.org", "a.b.example.com", "127.0.0.1", NULL};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        r = handshake(f, bad[i], 0);
+        r = handshake(f, bad[i], i % 2 ? TLS1_2_VERSION : 0);
         assert_false(r.client_ok);
+        assert_false(r.got_cert);
         assert_int_equal(r.server_rc, TLS_ERROR);
         assert_int_equal(ERR_GET_REASON(r.client_err), SSL_R_TLSV1_UNRECOGNIZED_NAME);
         assert_non_null(r.server_why);
+        /* and the next connection for a known name still gets its own certificate */
+        r = handshake(f, i % 2 ? "www.example.com" : "example.com", 0);
+        assert_true(r.client_ok);
+        assert_string_equal(r.cn, i % 2 ? "www.example.com" : "*.example.com");
     }
     tlsctx_stats_t st;
     tlsctx_stats(f->t, &st);
-    assert_int_equal(st.handshakes, 2);
+    assert_int_equal(st.handshakes, 6);
     assert_int_equal(st.unknown_sni, 4);
     assert_int_equal(st.failed, 4);
 }
