@@ -16,6 +16,8 @@ source "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 NODE_BIN=$(command -v node || true)
 [ -n "$NODE_BIN" ] && [ -x /usr/bin/chromium ] && [ -d "$HERE/../../tools/node/node_modules/puppeteer-core" ] || {
+    trap - EXIT # lib.sh's cleanup would report the skip as a failure
+    rm -rf "$WORK"
     echo "SKIP: node, /usr/bin/chromium or puppeteer-core missing (tools/setup.sh installs them)"
     exit 77
 }
