@@ -2,7 +2,9 @@
  * ENTRIES from a peer are untrusted. The store is opened once in a temp directory (removed at
  * exit) and keeps what valid inputs merge, so later inputs meet a non-empty store; it is wiped
  * when it grows past a few thousand entries. A message refused as malformed must merge nothing
- * (digests unchanged) and be counted; the store must stay consistent (store_verify). */
+ * (digests unchanged) and be counted; the store must stay consistent (store_verify). A toy
+ * guard (keys starting with 'p' need a signature whose first byte is even; it reads the store,
+ * as popd's does) sends part of every batch through the signed-entries path (store.h). */
 #include "gossip/antientropy.h"
 #include "storage/store.h"
 
@@ -36,6 +38,9 @@ static void wipe(void)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static bool toy_wants(void *ctx, const char *key, size_t klen);
+static int toy_guard(void *ctx, const store_entry_t *e);
+
 static void open_store(void)
 {
     static int made;
@@ -50,6 +55,22 @@ static void open_store(void)
     store_opts_t o = {.node_id = 0xf00d, .map_size = MAP_SIZE, .nosync = true};
     if (store_open(dir, &o, &store) != 0)
         abort();
+    store_set_guard(store, toy_wants, toy_guard, NULL);
+}
+
+static bool toy_wants(void *ctx, const char *key, size_t klen)
+{
+    (void)ctx;
+    return klen > 0 && key[0] == 'p';
+}
+
+static int toy_guard(void *ctx, const store_entry_t *e)
+{
+    store_entry_t cur;
+    (void)ctx;
+    if (store_get(store, "k", 1, &cur) == 0) /* the guard may read: it runs outside a txn */
+        store_entry_free(&cur);
+    return e->has_sig && (e->sig[0] & 1) == 0 ? 0 : -EACCES;
 }
 
 static void send_nothing(void *ctx, const uint8_t *buf, size_t len)
