@@ -3019,12 +3019,18 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_init(&hc->wio, on_client_write, fd, EV_WRITE);
         ev_init(&hc->timer, on_client_timer);
         hc->rio.data = hc->wio.data = hc->timer.data = hc;
-        ev_io_start(loop, &hc->rio);
         hc_arm(hc);
         hc->next = px->conns;
         if (px->conns)
             px->conns->prev = hc;
         px->conns = hc;
+        /* The HTTPS listener accepts a connection once its first bytes are in (deferred
+         * accept, listeners_open): the handshake starts now rather than after a round through
+         * the loop. It may close hc (a bad hello): nothing touches hc after it. */
+        if (tls)
+            tls_handshake_step(hc);
+        else
+            ev_io_start(loop, &hc->rio);
     }
 }
 
@@ -3242,6 +3248,16 @@ static int listeners_open(httpproxy_t *px, char *err, size_t errlen)
         l->fd = fd;
         ev_io_set(&l->io, fd, EV_READ);
         if (l->tls) {
+            /* Deferred accept (nginx's "listen ... deferred"): the kernel hands us a
+             * connection once its client has sent something, normally its whole ClientHello,
+             * so on_accept starts the handshake at once and no wakeup is spent on a connection
+             * with nothing to read. After the delay (the handshake timeout, rounded by the
+             * kernel to SYN-ACK retransmissions) a silent connection is accepted anyway and
+             * the handshake timeout closes it; nothing is stuck. Without the option (another
+             * OS) the first read just waits, as before. */
+            int defer_s = (int)TLSCTX_HANDSHAKE_TIMEOUT_S;
+            if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) != 0)
+                log_debug("https: no deferred accept on %s: %s", l->addr, strerror(errno));
             netaddr_t na;
             if (netaddr_parse(l->addr, &na, true) == 0)
                 px->https_port = na.port;
