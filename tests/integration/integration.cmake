@@ -84,6 +84,9 @@ popmesh_integration(trust_root)
 # Signed configuration: records signed by their origin, checked on merge (an issue-sessions
 # PoP writes only IdP users), adopted after node rm and after an unsigned (older) popd.
 popmesh_integration(trust_config)
+# Root rotation under load: a site, an app behind login, sessions from both PoPs used without
+# pause through rotate-root and past its rollover; every request answered 200.
+popmesh_integration(trust_rotation)
 # The admin listener over HTTPS on the same port as plain HTTP: the mesh's certificate by SNI,
 # a Secure cookie, an unknown name refused, garbage hellos counted.
 popmesh_integration(admin_https)

@@ -44,9 +44,9 @@ tokenuses() { # tokenuses DIR ID: uses recorded for token ID as DIR sees them
     mctl "$1" --json token list | "$PY" -c 'import json,sys; print([t["uses"] for t in json.load(sys.stdin) if t["id"]==sys.argv[1]][0])' "$2"
 }
 
-# ---- 12 concurrent joins of a 4-use token, 4 at each seed --------------------------------
-USES=4
-JOINERS=12
+# ---- 20 concurrent joins of a 5-use token over 3 seeds (the numbers) --------------
+USES=5
+JOINERS=20
 TJ=$(mctl "$WORK/n1" --json token create --uses $USES --ttl 10m)
 TOK=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$TJ")
 TID=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$TJ")
