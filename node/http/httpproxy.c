@@ -3248,16 +3248,6 @@ static int listeners_open(httpproxy_t *px, char *err, size_t errlen)
         l->fd = fd;
         ev_io_set(&l->io, fd, EV_READ);
         if (l->tls) {
-            /* Deferred accept (nginx's "listen ... deferred"): the kernel hands us a
-             * connection once its client has sent something, normally its whole ClientHello,
-             * so on_accept starts the handshake at once and no wakeup is spent on a connection
-             * with nothing to read. After the delay (the handshake timeout, rounded by the
-             * kernel to SYN-ACK retransmissions) a silent connection is accepted anyway and
-             * the handshake timeout closes it; nothing is stuck. Without the option (another
-             * OS) the first read just waits, as before. */
-            int defer_s = (int)TLSCTX_HANDSHAKE_TIMEOUT_S;
-            if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) != 0)
-                log_debug("https: no deferred accept on %s: %s", l->addr, strerror(errno));
             netaddr_t na;
             if (netaddr_parse(l->addr, &na, true) == 0)
                 px->https_port = na.port;
@@ -3343,6 +3333,18 @@ httpproxy_t *httpproxy_new(const httpproxy_opts_t *o, char *err, size_t errlen)
         struct listener *l = &px->lis[i];
         if (l->fd < 0)
             continue;
+        if (l->tls) {
+            /* Deferred accept (nginx's "listen ... deferred"): the kernel hands us a
+             * connection once its client has sent something, normally its whole ClientHello,
+             * so on_accept starts the handshake at once and no wakeup is spent on a connection
+             * with nothing to read. After the delay (the handshake timeout, which the kernel
+             * rounds up to SYN-ACK retransmissions) a silent connection is accepted anyway and
+             * the handshake timeout closes it: nothing is stuck (https_ingress.sh). Without
+             * the option the first read just waits for the hello. */
+            int defer_s = (int)(px->tls_timeout + 0.999); /* s, at least 1 */
+            if (setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)))
+                log_debug("https: no deferred accept on %s: %s", l->addr, strerror(errno));
+        }
         ev_io_start(o->loop, &l->io);
         if (l->tls)
             log_info("https: listening on %s (%zu certificate%s; handshakes within %.1f s)",

@@ -243,7 +243,12 @@ import socket, ssl, sys, time
 port, ca = int(sys.argv[1]), sys.argv[2]
 out = []
 # 1. A handshake that never finishes: half a ClientHello, then nothing. Meanwhile another
-#    client is served; the stalled one is closed at the timeout (1.5 s here).
+#    client is served; the stalled one is closed at the timeout (1.5 s here). A client that
+#    sends nothing at all is accepted only when the deferred accept gives up waiting for its
+#    first bytes (2 s here, ~3 s as SYN-ACK retransmissions), then closed at the timeout too:
+#    not held for ever.
+silent = socket.create_connection(("127.0.0.1", port), timeout=12)
+t_silent = time.time()
 stall = socket.create_connection(("127.0.0.1", port), timeout=10)
 stall.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
 ctx = ssl.create_default_context(cafile=ca)
@@ -259,6 +264,14 @@ except ConnectionResetError:  # closed with our half hello unread: a reset, as g
     data = b""
 took = time.time() - t0
 out.append("stall-closed" if data == b"" and 1.0 <= took <= 6 else "stall:%r:%.1f" % (data, took))
+try:
+    data = silent.recv(100)
+except ConnectionResetError:
+    data = b""
+except socket.timeout:
+    data = b"(still open)"
+took = time.time() - t_silent
+out.append("silent-closed" if data == b"" and 1.0 <= took <= 10 else "silent:%r:%.1f" % (data, took))
 # 2. Garbage instead of a ClientHello: closed at once (an alert at most).
 g = socket.create_connection(("127.0.0.1", port), timeout=5)
 g.sendall(b"GET / HTTP/1.1\r\nHost: w1.apps.test\r\n\r\n")
@@ -302,8 +315,8 @@ out.append("flood-ok" if ok else "flood:%r:%r" % (codes, got[-200:]))
 print(" ".join(out))
 PY
 )
-[ "$BAD" = "other-served stall-closed garbage-closed flood-ok" ] || fail "bad input: $BAD"
-ok "a stalled handshake is closed at the timeout while another client is served; garbage instead of a ClientHello is closed at once; 40 requests in ~1700 one-byte records are all answered, then junk records get one error and a close"
+[ "$BAD" = "other-served stall-closed silent-closed garbage-closed flood-ok" ] || fail "bad input: $BAD"
+ok "a stalled handshake (half a hello, or nothing) is closed at the timeout while another client is served; garbage instead of a ClientHello is closed at once; 40 requests in ~1700 one-byte records are all answered, then junk records get one error and a close"
 
 for i in 1 2 3; do
     "$MESHCTL" -d "$WORK/n$i" status >/dev/null 2>&1 || fail "pop-$i does not answer after the bad input"
