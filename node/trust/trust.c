@@ -40,6 +40,7 @@
 #define RENEW_LEFT      3   /* renew a certificate when less than 1/RENEW_LEFT of it is left */
 #define ADOPT_DELAY_S   1.0 /* s after a change to the registry or the certificates: adopt pass */
 #define ADOPT_BATCH     512 /* records re-signed per turn of the loop (then the pass goes on) */
+#define KEYCACHE_MS     1000 /* ms a writer's key lookup is reused by the merge guard */
 
 struct trust {
     trust_opts_t o;
@@ -61,6 +62,18 @@ struct trust {
     char cfg_last_refused[200];
     double cfg_log_at;      /* ev_now of the last refusal logged (one a second at most) */
     unsigned cfg_log_skipped;
+    /* Writers' keys as the merge guard last found them: a batch of thousands of records from
+     * a few writers looks each writer up once. Dropped at any change to the registry, the
+     * certificates or the roots (key_gen), and after KEYCACHE_MS in any case (validity). */
+    struct keycache {
+        uint64_t id, gen, until_ms;
+        uint32_t need;
+        int rc;
+        const char *why;
+        uint8_t pk[32];
+    } kcache[8];
+    unsigned kcache_next;
+    uint64_t key_gen;
 };
 
 /* ---- lookups (loop-free) --------------------------------------------------------------- */
@@ -223,6 +236,7 @@ static void adopt_soon(trust_t *t);
 
 static void roots_changed(trust_t *t)
 {
+    t->key_gen++;
     t->keys.self_id = t->have_roots ? t->o.id->node_id : 0;
     t->keys.legacy_until_ms = t->have_roots ? t->roots.legacy_until_ms : UINT64_MAX;
     if (t->have_roots && t->o.loop)
@@ -430,6 +444,7 @@ static void on_registry(void *ctx, const store_entry_t *ch, size_t n)
     trust_t *t = ctx;
     (void)ch;
     (void)n;
+    t->key_gen++;
     if (t->have_root)
         ev_idle_start(t->o.loop, &t->certify_idle);
     adopt_soon(t);
@@ -557,6 +572,38 @@ uint32_t trust_record_needs(const char *key, size_t klen)
     return 0;
 }
 
+/* Where the checks below get a writer's key: trust_node_key, through t's cache when t is
+ * not NULL (the merge guard; the loop-free trust_record_check passes none). */
+struct keys_of {
+    store_t *store;
+    const trustroots_t *roots;
+    trust_t *t;
+};
+
+static int writer_key(const struct keys_of *k, uint64_t id, uint32_t need, uint64_t now_ms,
+                      uint8_t pk[32], const char **why)
+{
+    trust_t *t = k->t;
+    if (t)
+        for (size_t i = 0; i < sizeof(t->kcache) / sizeof(t->kcache[0]); i++) {
+            struct keycache *c = &t->kcache[i];
+            if (c->until_ms && c->gen == t->key_gen && c->id == id && c->need == need &&
+                now_ms < c->until_ms) {
+                memcpy(pk, c->pk, 32);
+                *why = c->why;
+                return c->rc;
+            }
+        }
+    int rc = trust_node_key(k->store, k->roots, id, need, now_ms, pk, why);
+    if (t) {
+        struct keycache *c = &t->kcache[t->kcache_next++ % (sizeof(t->kcache) / sizeof(t->kcache[0]))];
+        *c = (struct keycache){.id = id, .gen = t->key_gen, .until_ms = now_ms + KEYCACHE_MS,
+                               .need = need, .rc = rc, .why = rc ? *why : ""};
+        memcpy(c->pk, pk, 32);
+    }
+    return rc;
+}
+
 /* Did an admin's change happen between old and neu: who the node is, or its standing? */
 static bool node_admin_change(const reg_node_t *old, const reg_node_t *neu)
 {
@@ -576,9 +623,10 @@ static bool node_admin_change(const reg_node_t *old, const reg_node_t *neu)
  *    by the node itself, whose key is the one its current record holds;
  *  - a delete only by an admin.
  * On success *pk is the key the signature must verify with. */
-static int node_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
-                             uint64_t now_ms, uint8_t pk[32], const char **why)
+static int node_record_check(const struct keys_of *k, const store_entry_t *e, uint64_t now_ms,
+                             uint8_t pk[32], const char **why)
 {
+    store_t *store = k->store;
     uint64_t id;
     char key[64];
     store_entry_t se;
@@ -596,7 +644,7 @@ static int node_record_check(store_t *store, const trustroots_t *roots, const st
         }
         store_entry_free(&se);
     }
-    bool admin = trust_node_key(store, roots, e->origin, CAP_ADMIN, now_ms, pk, why) == 0;
+    bool admin = writer_key(k, e->origin, CAP_ADMIN, now_ms, pk, why) == 0;
     if (admin) {
         rc = 0;
         goto out;
@@ -609,7 +657,7 @@ static int node_record_check(store_t *store, const trustroots_t *roots, const st
     if (reg_node_parse(e->value, e->vlen, id, neu, why))
         goto out;
     if (!old) {
-        rc = trust_node_key(store, roots, e->origin, CAP_VERIFY, now_ms, pk, why);
+        rc = writer_key(k, e->origin, CAP_VERIFY, now_ms, pk, why);
         goto out;
     }
     if (old->removed && !neu->removed) {
@@ -672,8 +720,8 @@ static bool idp_user_ok(store_t *store, const store_entry_t *e, const char **why
     return ok;
 }
 
-int trust_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
-                       uint64_t now_ms, const char **why)
+static int record_check(const struct keys_of *k, const store_entry_t *e, uint64_t now_ms,
+                        const char **why)
 {
     uint32_t need = trust_record_needs(e->key, e->klen);
     uint8_t pk[32];
@@ -684,12 +732,12 @@ int trust_record_check(store_t *store, const trustroots_t *roots, const store_en
         return -EACCES;
     }
     if (need == CAP_VERIFY) {
-        if (node_record_check(store, roots, e, now_ms, pk, why))
+        if (node_record_check(k, e, now_ms, pk, why))
             return -EACCES;
-    } else if (trust_node_key(store, roots, e->origin, need, now_ms, pk, why)) {
+    } else if (writer_key(k, e->origin, need, now_ms, pk, why)) {
         const char *w2 = *why;
-        if (trust_node_key(store, roots, e->origin, CAP_ISSUE_SESSIONS, now_ms, pk, &w2) ||
-            !idp_user_ok(store, e, &w2)) {
+        if (writer_key(k, e->origin, CAP_ISSUE_SESSIONS, now_ms, pk, &w2) ||
+            !idp_user_ok(k->store, e, &w2)) {
             static char buf[200];
             snprintf(buf, sizeof(buf), "its origin may not write it: %s", *why);
             *why = buf;
@@ -705,6 +753,13 @@ int trust_record_check(store_t *store, const trustroots_t *roots, const store_en
         return -EACCES;
     }
     return 0;
+}
+
+int trust_record_check(store_t *store, const trustroots_t *roots, const store_entry_t *e,
+                       uint64_t now_ms, const char **why)
+{
+    struct keys_of k = {.store = store, .roots = roots};
+    return record_check(&k, e, now_ms, why);
 }
 
 static bool sign_cb(void *ctx, const store_entry_t *e, uint8_t sig[STORE_SIG_BYTES])
@@ -729,7 +784,8 @@ static int guard_cb(void *ctx, const store_entry_t *e)
 {
     trust_t *t = ctx;
     const char *why = "";
-    if (trust_record_check(t->o.store, &t->roots, e, clock_wall_ms(), &why) == 0)
+    struct keys_of k = {.store = t->o.store, .roots = &t->roots, .t = t};
+    if (record_check(&k, e, clock_wall_ms(), &why) == 0)
         return 0;
     char kb[96];
     t->cfg_refused++;
@@ -874,9 +930,11 @@ static void adopt_soon(trust_t *t)
 
 static void on_certs(void *ctx, const store_entry_t *ch, size_t n)
 {
+    trust_t *t = ctx;
     (void)ch;
     (void)n;
-    adopt_soon(ctx);
+    t->key_gen++;
+    adopt_soon(t);
 }
 
 /* ---- hooks the mesh calls ----------------------------------------------------------------- */
