@@ -874,6 +874,24 @@ static int headroom(store_t *s, size_t klen, size_t vlen)
     return -ENOSPC;
 }
 
+/* Asks the signer (store.h, "Signed entries") about a local write whose version and origin
+ * are set; rec->sig points at s->last_sig when it signed, else NULL. */
+static void sign_record(store_t *s, const char *key, size_t klen, store_record_t *rec)
+{
+    rec->sig = NULL;
+    if (!s->signer)
+        return;
+    store_entry_t view = {.key = (char *)key,
+                          .klen = klen,
+                          .value = (uint8_t *)rec->value,
+                          .vlen = rec->vlen,
+                          .version = rec->version,
+                          .origin = rec->origin,
+                          .tombstone = rec->tombstone};
+    if (s->signer(s->signer_ctx, &view, s->last_sig))
+        rec->sig = s->last_sig;
+}
+
 /* One local put (value != NULL) or delete inside w. */
 static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen, const void *value,
                        size_t vlen, uint64_t now_ms, store_record_t *out)
@@ -897,18 +915,7 @@ static int local_write(store_t *s, struct wtxn *w, const char *key, size_t klen,
     rec.tombstone = value == NULL;
     rec.value = value;
     rec.vlen = value ? vlen : 0;
-    rec.sig = NULL;
-    if (s->signer) {
-        store_entry_t view = {.key = (char *)key,
-                              .klen = klen,
-                              .value = (uint8_t *)rec.value,
-                              .vlen = rec.vlen,
-                              .version = rec.version,
-                              .origin = rec.origin,
-                              .tombstone = rec.tombstone};
-        if (s->signer(s->signer_ctx, &view, s->last_sig))
-            rec.sig = s->last_sig;
-    }
+    sign_record(s, key, klen, &rec);
     if ((rc = apply(s, w, key, klen, have ? &old : NULL, &rec)))
         return rc;
     *out = rec;
@@ -1185,17 +1192,7 @@ int store_resign(store_t *s, const char *key, size_t klen, uint64_t now_ms, stor
                            .vlen = old.tombstone ? 0 : old.vlen};
     if (rec.version > s->clock.last)
         s->clock.last = rec.version; /* later local writes stay newer */
-    if (s->signer) {
-        store_entry_t view = {.key = (char *)key,
-                              .klen = klen,
-                              .value = copy,
-                              .vlen = rec.vlen,
-                              .version = rec.version,
-                              .origin = rec.origin,
-                              .tombstone = rec.tombstone};
-        if (s->signer(s->signer_ctx, &view, s->last_sig))
-            rec.sig = s->last_sig;
-    }
+    sign_record(s, key, klen, &rec);
     if ((rc = apply(s, &w, key, klen, &old, &rec))) {
         wtxn_abort(&w);
         free(copy);
