@@ -26,8 +26,8 @@
  *    SSL's own copies made by SSL_new stay: options (no tickets when there is no key ring),
  *    versions, groups, modes, read ahead, early data. A ticket is opened before the servername
  *    callback runs (TLS 1.2: with the session lookup; TLS 1.3: with the PSK extension) and
- *    sealed with the shared context's callback, whose keys are the mesh-wide ring: a ticket
- *    sealed at any PoP, for any certificate, opens at any other.
+ *    sealed with the initial context's callback (every context has the same), whose keys are
+ *    the mesh-wide ring: a ticket sealed at any PoP, for any certificate, opens at any other.
  *  - an unknown SNI, or none, never gets a certificate: the callback returns the fatal
  *    unrecognized_name alert while the server's answer to the hello is not even begun, so
  *    whichever context the connection holds then, no certificate is sent (a second hello
