@@ -172,7 +172,21 @@ struct join_pack {
     uint32_t count;
     uint64_t skip[2]; /* node ids already packed */
     size_t left;      /* records that did not fit */
+    /* A site's JOIN_OK carries its entries unsigned: a site is no store replica and checks
+     * no signature, and a connector older than signed records reads only five elements. */
+    bool unsigned_only;
 };
+
+static void pack_join_entry(const struct join_pack *jp, msgpack_packer *pk, const store_entry_t *e)
+{
+    if (jp->unsigned_only && e->has_sig) {
+        store_entry_t u = *e;
+        u.has_sig = false;
+        ae_entry_pack(pk, &u);
+    } else {
+        ae_entry_pack(pk, e);
+    }
+}
 
 static int pack_registry_entry(const store_entry_t *e, void *ctx)
 {
@@ -183,7 +197,7 @@ static int pack_registry_entry(const store_entry_t *e, void *ctx)
     size_t before = jp->entries->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, jp->entries, msgpack_sbuffer_write);
-    ae_entry_pack(&pk, e);
+    pack_join_entry(jp, &pk, e);
     if (jp->count > 0 && jp->entries->size > MESHNET_JOIN_OK_BUDGET) {
         jp->entries->size = before; /* undo: it stays for anti-entropy */
         jp->left++;
@@ -202,7 +216,7 @@ static void pack_registry_first(meshnode_t *m, struct join_pack *jp, uint64_t id
         return;
     msgpack_packer pk;
     msgpack_packer_init(&pk, jp->entries, msgpack_sbuffer_write);
-    ae_entry_pack(&pk, &e);
+    pack_join_entry(jp, &pk, &e);
     jp->count++;
     store_entry_free(&e);
 }
@@ -357,7 +371,9 @@ static void answer_ok(meshnode_t *m, const uint8_t *rid, size_t rl, const reg_no
     /* JOIN_OK [1, 49, mesh_pk, mesh_sk | nil, entries of node/] */
     msgpack_sbuffer entries, out;
     msgpack_sbuffer_init(&entries);
-    struct join_pack jp = {.entries = &entries, .skip = {want->id, m->o.id->node_id}};
+    struct join_pack jp = {.entries = &entries,
+                           .skip = {want->id, m->o.id->node_id},
+                           .unsigned_only = want->role != ROLE_POP};
     pack_registry_first(m, &jp, want->id);
     pack_registry_first(m, &jp, m->o.id->node_id);
     store_list(m->o.store, REG_NODE_PREFIX, strlen(REG_NODE_PREFIX), pack_registry_entry, &jp);
