@@ -13,7 +13,8 @@
 # directions; every iperf3 run must complete (a broken stream fails it). Prints medians, B/A,
 # and B's rekeys per run (tunnel counters at both ends: meshctl --json tunnels).
 #   tools/bench/bench_rekey.sh [--runs N (5)] [--seconds S (8)] [--sealed] [--build DIR]
-#   REKEY_BYTES=16777216 REKEY_MS=1000 override B's limits.
+#   REKEY_BYTES=16777216 REKEY_MS=1000 override B's limits; AA=1 REKEY_BYTES=68719476736
+#   REKEY_MS=3600000 is the control (two meshes alike: what B/A is with no difference at all).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=5
@@ -83,25 +84,34 @@ iperf() { # iperf M [-R]: Gbit/s received; fails the benchmark if iperf3 does no
         { echo "$out" | tail -n 5 >>"$W/iperf-client.log"; fail "iperf3 through mesh $1 ${2:-} did not complete (a broken stream?)"; }
     echo "$out" | $PY -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
-declare -a AU=() BU=() AD=() BD=() RK=()
+TCK=$(getconf CLK_TCK)
+cpu() { # cpu M: CPU seconds of pM and sM so far (user + system)
+    awk -v t="$TCK" '{ s += $14 + $15 } END { printf "%.3f", s / t }' "/proc/${PID[p$1]}/stat" "/proc/${PID[s$1]}/stat"
+}
+declare -a AU=() BU=() AD=() BD=() RK=() CA=() CB=()
 echo "== $RUNS x ${SECS}s per side and direction, alternated"
 for r in $(seq 1 "$RUNS"); do
     if [ $((r % 2)) = 1 ]; then order="a b"; else order="b a"; fi
     for m in $order; do
-        k0=$(rekeys "$m")
+        k0=$(rekeys "$m") c0=$(cpu "$m")
         up=$(iperf "$m")
         down=$(iperf "$m" -R)
         k=$(($(rekeys "$m") - k0))
+        # CPU seconds per GiB carried, PoP and site together: the cost, which the shared
+        # cores' scheduling moves less than throughput.
+        cg=$(awk -v c1="$(cpu "$m")" -v c0="$c0" -v u="$up" -v d="$down" -v s="$SECS" \
+            'BEGIN { printf "%.3f", (c1 - c0) / ((u + d) * s / 8 * 1e9 / 1073741824) }')
         if [ "$m" = a ]; then
-            AU+=("$up") AD+=("$down")
+            AU+=("$up") AD+=("$down") CA+=("$cg")
             [ "$k" = 0 ] || fail "mesh A rekeyed ($k): its limits are not the defaults"
         else
-            BU+=("$up") BD+=("$down") RK+=("$k")
+            BU+=("$up") BD+=("$down") RK+=("$k") CB+=("$cg")
         fi
-        echo "   run $r mesh $m: up $up, down $down Gbit/s, rekeys $k"
+        echo "   run $r mesh $m: up $up, down $down Gbit/s, rekeys $k, CPU $cg s/GiB"
     done
 done
-[ "$(median "${RK[@]}")" != 0 ] || fail "mesh B did not rekey"
+# AA=1 (a control run: B given limits as long as the defaults) shows the noise floor.
+[ -n "${AA:-}" ] || [ "$(median "${RK[@]}")" != 0 ] || fail "mesh B did not rekey"
 row() { printf '| %-36s | %12s | %14s | %6s |\n' "$@"; }
 echo
 row "iperf3 through a TCP resource" "no rekey (A)" "rekeying (B)" "B/A"
@@ -109,6 +119,11 @@ row "---" "---" "---" "---"
 mu_a=$(median "${AU[@]}") mu_b=$(median "${BU[@]}") md_a=$(median "${AD[@]}") md_b=$(median "${BD[@]}")
 row "client -> server, Gbit/s" "$mu_a" "$mu_b" "$(ratio "$mu_b" "$mu_a")"
 row "server -> client, Gbit/s" "$md_a" "$md_b" "$(ratio "$md_b" "$md_a")"
+row "CPU s/GiB, PoP + site" "$(median "${CA[@]}")" "$(median "${CB[@]}")" "$(ratio "$(median "${CB[@]}")" "$(median "${CA[@]}")")"
 row "rekeys per run (both directions)" "0" "$(median "${RK[@]}")" ""
+# The same round's B/A, whose noise the two sides share (they ran a few seconds apart).
+pair() { local -n a=$1 b=$2; local i out=(); for i in "${!a[@]}"; do out+=("$(ratio "${b[$i]}" "${a[$i]}")"); done; median "${out[@]}"; }
+echo
+echo "median of each round's B/A: client -> server $(pair AU BU), server -> client $(pair AD BD), CPU s/GiB $(pair CA CB)"
 echo
 echo "(medians of $RUNS; each run ${SECS}s up then ${SECS}s down; B rekeys every $REKEY_BYTES bytes or $REKEY_MS ms; seal-streams = $SEALED; every iperf3 run completed)"
