@@ -117,7 +117,7 @@ static void pk_info(msgpack_packer *pk, const void *v)
 static void check_check(const sm_check_t *k, bool full)
 {
     check_str(k->target, sizeof(k->target), false);
-    if (nodecfg_check_addr(k->target, 0))
+    if (sm_target_parse(k->target, NULL, NULL)) /* host:port, or udp://host:port */
         abort();
     check_str(k->health, sizeof(k->health), false);
     if (full)
@@ -179,7 +179,7 @@ static void fuzz_open(const uint8_t *data, size_t size)
         if (o->path[i] == 0)
             abort();
     for (uint32_t i = 0; i < o->ntargets; i++)
-        if (nodecfg_check_addr(o->targets[i], 0) || o->weights[i] == 1 ||
+        if (sm_target_parse(o->targets[i], NULL, NULL) || o->weights[i] == 1 ||
             o->weights[i] > SM_WEIGHT_MAX) /* a weight of 1 is kept as 0 */
             abort();
     for (uint32_t i = o->ntargets; i < SM_TARGETS_MAX; i++)
